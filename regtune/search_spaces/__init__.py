@@ -1,1 +1,89 @@
-"""search_spaces."""
+"""Sweep search spaces: the SweepSpec YAML schema, its distributions, presets.
+
+Load a spec from a file, a preset name or a mapping; every problem is
+reported at once, before Ray starts, as :class:`regtune.errors.SpecError`::
+
+    from regtune.search_spaces import load_spec, list_presets
+
+    spec = load_spec("quickstart", overrides=["budget.samples=4"])
+    spec.base_config()          # one concrete training config
+    spec.iter_distributions()   # (key path tuple, Distribution) pairs
+
+:mod:`regtune.platform.space` turns a spec into a Ray Tune ``param_space``.
+"""
+
+from __future__ import annotations
+
+from regtune.search_spaces.distributions import (
+    DISTRIBUTION_KINDS,
+    Choice,
+    Distribution,
+    Grid,
+    LogUniform,
+    QUniform,
+    RandInt,
+    Uniform,
+)
+from regtune.search_spaces.schema import (
+    SCHEDULER_KINDS,
+    SEARCHER_KINDS,
+    SPEC_KEYS,
+    AshaConfig,
+    BudgetConfig,
+    CheckpointConfig,
+    FailureConfig,
+    GridSearchConfig,
+    HyperbandConfig,
+    HyperoptConfig,
+    MedianConfig,
+    NoSchedulerConfig,
+    Objective,
+    ParetoAshaConfig,
+    PbtConfig,
+    RandomSearchConfig,
+    ResourcesConfig,
+    SchedulerConfig,
+    SearcherConfig,
+    SweepSpec,
+    list_presets,
+    load_spec,
+    load_train_config,
+    preset_path,
+    train_config_from_spec,
+)
+
+__all__ = [
+    "DISTRIBUTION_KINDS",
+    "SCHEDULER_KINDS",
+    "SEARCHER_KINDS",
+    "SPEC_KEYS",
+    "AshaConfig",
+    "BudgetConfig",
+    "CheckpointConfig",
+    "Choice",
+    "Distribution",
+    "FailureConfig",
+    "Grid",
+    "GridSearchConfig",
+    "HyperbandConfig",
+    "HyperoptConfig",
+    "LogUniform",
+    "MedianConfig",
+    "NoSchedulerConfig",
+    "Objective",
+    "ParetoAshaConfig",
+    "PbtConfig",
+    "QUniform",
+    "RandInt",
+    "RandomSearchConfig",
+    "ResourcesConfig",
+    "SchedulerConfig",
+    "SearcherConfig",
+    "SweepSpec",
+    "Uniform",
+    "list_presets",
+    "load_spec",
+    "load_train_config",
+    "preset_path",
+    "train_config_from_spec",
+]

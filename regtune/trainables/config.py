@@ -18,9 +18,13 @@ Shape (every key optional except ``dataset``)::
       batch_size: 128
       lr: 0.001
       optimizer: adamw               # adam | adamw | sgd
+      lr_schedule: constant          # constant | cosine | onecycle (per step)
       seed: 0
       device: auto                   # auto | cpu | cuda
       robust_every: 5                # robust_acc every k epochs (0: never)
+      robust_eps: 0.1                # fixed, so runs trained at other eps compare
+      robust_steps: 20               # PGD steps; must exceed adversarial.steps
+      robust_samples: 1000           # validation rows attacked (cost bound)
       early_stopping: {metric: val_loss, mode: min, patience: 0}
     penalties:
       l1: 0.0
@@ -139,11 +143,14 @@ class TrainingConfig(_Strict):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     robust_every: int = Field(5, ge=0)
+    robust_eps: float = Field(0.1, gt=0.0)
     robust_steps: int = Field(20, ge=1)
+    robust_samples: int = Field(1000, ge=1)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
 
 
@@ -194,6 +201,22 @@ class TrainConfig(_Strict):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     penalties: PenaltiesConfig = PenaltiesConfig()
+
+    @model_validator(mode="after")
+    def _evaluation_attack_stronger(self) -> TrainConfig:
+        adv = self.penalties.adversarial
+        if adv.method in ("pgd", "trades") and self.training.robust_steps <= adv.steps:
+            raise ValueError(
+                f"training.robust_steps ({self.training.robust_steps}) must exceed "
+                f"penalties.adversarial.steps ({adv.steps}): robust accuracy is measured "
+                "with a stronger attack than the one trained against"
+            )
+        if self.penalties.mixup > 0 and self.penalties.fairness.kind != "none":
+            raise ValueError(
+                "penalties.mixup cannot be combined with penalties.fairness: mixed inputs "
+                "belong to two groups at once; set one of them to its default"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,193 @@
+"""The ``regtune`` command line (typer + rich).
+
+Commands::
+
+    regtune train SPEC [--set key=value ...] [--json]   one run, no Ray
+    regtune data fetch NAME [--force]                    cache a built-in dataset
+    regtune data list                                    built-in datasets
+    regtune quickstart                                   the README's default job
+
+Every bad value exits with status 2 and one message naming the option or key,
+the value and what is allowed; nothing already stored is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from regtune import __version__
+from regtune.errors import RegtuneError
+from regtune.trainables.config import BUILTIN_DATASETS
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="regtune",
+    help="Find, serve and watch well-regularized models on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+out = Console()
+
+#: Metrics shown in the final table, in this order, when present.
+SHOWN_METRICS = (
+    "test_acc",
+    "test_loss",
+    "test_ece",
+    "test_brier",
+    "test_dp_diff",
+    "test_eo_diff",
+    "test_robust_acc",
+    "val_acc",
+    "val_loss",
+    "gap",
+    "sparsity",
+    "n_params",
+)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def version() -> None:
+    """Print regtune's version."""
+    out.print(__version__)
+
+
+@app.command()
+def train(
+    spec: Annotated[str, typer.Argument(help="Sweep/training YAML file or preset name.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key: --set penalties.l2=0.01 (repeatable)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Write checkpoints here (safetensors + JSON).")
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Epochs between checkpoints.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from --checkpoint-dir.")] = False,
+) -> None:
+    """Train one configuration without Ray and print its final metrics."""
+    from regtune.platform.runspec import train_config_from_source
+    from regtune.trainables.loop import train as run_training
+
+    try:
+        config = train_config_from_source(spec, set_ or [])
+        if resume and checkpoint_dir is None:
+            raise RegtuneError("--resume needs --checkpoint-dir")
+        result = _with_progress(
+            lambda cb: run_training(
+                config,
+                on_epoch=cb,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+            ),
+            total=config.training.epochs,
+            quiet=as_json,
+        )
+    except RegtuneError as exc:
+        raise _fail(exc) from exc
+    final = result.final_metrics
+    if as_json:
+        payload = {
+            "config": config.model_dump(mode="json"),
+            "epochs": len(result.history),
+            "stopped_early": result.stopped_early,
+            "elapsed_s": round(result.elapsed_s, 3),
+            "metrics": final,
+        }
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    _print_metrics(final, title=f"{config.dataset.name} / {config.model.arch}")
+
+
+def _with_progress(run: Any, *, total: int, quiet: bool) -> Any:
+    if quiet:
+        return run(None)
+    columns = (
+        TextColumn("[bold]epoch {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[summary]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("train", total=total, summary="")
+
+        def on_epoch(row: dict[str, float]) -> None:
+            summary = f"val_acc {row['val_acc']:.4f}  val_loss {row['val_loss']:.4f}"
+            progress.update(task, completed=int(row["epoch"]), summary=summary)
+
+        return run(on_epoch)
+
+
+def _print_metrics(metrics: dict[str, float], *, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in SHOWN_METRICS:
+        if key in metrics:
+            value = metrics[key]
+            table.add_row(key, f"{value:.0f}" if key == "n_params" else f"{value:.4f}")
+    out.print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BUILTIN_DATASETS)}.")],
+    force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
+) -> None:
+    """Download (once) and cache a built-in dataset as Parquet."""
+    from regtune.trainables.fetch import fetch_dataset
+
+    try:
+        path = fetch_dataset(name, force=force)
+    except RegtuneError as exc:
+        raise _fail(exc) from exc
+    out.print(str(path))
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the built-in datasets."""
+    for name in BUILTIN_DATASETS:
+        out.print(name)
+
+
+@app.command()
+def quickstart() -> None:
+    """Run the built-in default job: one real training run on digits."""
+    from regtune.platform.runspec import train_config_from_source
+    from regtune.trainables.loop import train as run_training
+
+    try:
+        config = train_config_from_source("quickstart", [])
+        console.print(f"[bold]regtune quickstart[/]: training {config.model.arch} on digits")
+        result = _with_progress(
+            lambda cb: run_training(config, on_epoch=cb), total=config.training.epochs, quiet=False
+        )
+    except RegtuneError as exc:
+        raise _fail(exc) from exc
+    _print_metrics(result.final_metrics, title="quickstart: digits")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,418 @@
+"""The distributions a sweep spec samples from: parsed from YAML, pure, no Ray.
+
+In a spec, a value is either fixed or a one-key mapping that names a
+distribution::
+
+    uniform: [low, high]          float in [low, high)
+    loguniform: [low, high]       float, uniform in log space; 0 < low < high
+    quniform: [low, high, q]      a multiple of q in [low, high]; low, high multiples of q
+    randint: [low, high]          integer in [low, high): high is exclusive, like tune.randint
+    choice: [a, b, ...]           one of the values, drawn by the searcher
+    grid: [a, b, ...]             every value, enumerated (a grid search)
+
+Anything else is a fixed value. Bounds may be written ``1e-4``: YAML 1.1 reads
+that as a string, so numeric strings are accepted as numbers here.
+
+Every problem is reported as ``<path>.<kind>: <what is wrong>``, e.g.
+``penalties.l2.loguniform: low must be > 0 (got -1.0)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from regtune.errors import SpecError
+
+__all__ = [
+    "DISTRIBUTION_KINDS",
+    "Choice",
+    "Distribution",
+    "Grid",
+    "LogUniform",
+    "QUniform",
+    "RandInt",
+    "Uniform",
+    "is_distribution",
+    "parse_distribution",
+    "suggest_kind",
+]
+
+#: The argument shape of each distribution, as shown in error messages.
+FORMS: dict[str, str] = {
+    "uniform": "[low, high]",
+    "loguniform": "[low, high] with 0 < low < high",
+    "quniform": "[low, high, q]",
+    "randint": "[low, high] of integers, high exclusive",
+    "choice": "[value, ...]",
+    "grid": "[value, ...]",
+}
+
+#: Names of the distributions, in the order the docs list them.
+DISTRIBUTION_KINDS: tuple[str, ...] = tuple(FORMS)
+
+# A non-round point inside a continuous range: a key that takes only integers
+# passes at integral endpoints and midpoints, and fails here, which is what a
+# sampled float would do in a trial.
+INTERIOR_FRACTION = 0.381966
+
+# How close a misspelt key must be to a distribution name to be suggested.
+SUGGEST_CUTOFF = 0.75
+
+# Digits kept when snapping to a multiple of q, so 3 * 0.1 prints as 0.3.
+SNAP_DIGITS = 12
+
+NOT_A_LIST = "{kind} takes a list {form}; got {got!r}"
+WRONG_LENGTH = "{kind} takes {form}; got {n} value(s)"
+NOT_A_NUMBER = "{what} must be a number (got {got!r})"
+NOT_AN_INTEGER = "{what} must be an integer (got {got!r})"
+NOT_FINITE = "{what} must be finite (got {got!r})"
+EMPTY_RANGE = "low must be < high (got low={low!r}, high={high!r})"
+RANDINT_ONE_VALUE = (
+    "high is exclusive, so [{low}, {high}] holds a single value; "
+    "write the value itself, or raise high above {low_plus_one}"
+)
+LOG_LOW = "low must be > 0 (got {low!r}); loguniform spans orders of magnitude of positive values"
+Q_NOT_POSITIVE = "q must be > 0 (got {q!r})"
+Q_NOT_DIVIDING = "low and high must be multiples of q (got low={low!r}, high={high!r}, q={q!r})"
+NO_VALUES = "needs at least one value; got an empty list"
+NESTED = (
+    "values cannot contain distributions (value {index} holds {inner!r}); "
+    "write each combination out as a fixed value"
+)
+
+
+class Distribution(ABC):
+    """A sampled value of a spec. Subclasses are frozen dataclasses."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def args(self) -> list[Any]:
+        """The arguments as written in YAML, e.g. ``[1e-6, 1e-1]``."""
+
+    @abstractmethod
+    def representative(self) -> Any:
+        """One value to train with when a single config is needed.
+
+        Fixed rule: grid and choice take their first value, uniform the
+        arithmetic midpoint, loguniform the geometric midpoint, quniform the
+        midpoint snapped to a multiple of q, randint the middle integer.
+        """
+
+    @abstractmethod
+    def probe_values(self) -> tuple[Any, ...]:
+        """Values that cover what sampling can produce: both ends, an
+        interior point, or every listed value. A spec is accepted only if the
+        trainable accepts each of them."""
+
+    def to_yaml(self) -> dict[str, list[Any]]:
+        """The one-key mapping this distribution was parsed from."""
+        return {self.kind: self.args()}
+
+
+@dataclass(frozen=True)
+class Uniform(Distribution):
+    """Float drawn uniformly from ``[low, high)``."""
+
+    low: float
+    high: float
+    kind: ClassVar[str] = "uniform"
+
+    def args(self) -> list[Any]:
+        return [self.low, self.high]
+
+    def representative(self) -> float:
+        return (self.low + self.high) / 2
+
+    def probe_values(self) -> tuple[Any, ...]:
+        inner = self.low + (self.high - self.low) * INTERIOR_FRACTION
+        return (self.low, inner, self.high)
+
+
+@dataclass(frozen=True)
+class LogUniform(Distribution):
+    """Float whose logarithm is uniform on ``[log low, log high)``."""
+
+    low: float
+    high: float
+    kind: ClassVar[str] = "loguniform"
+
+    def args(self) -> list[Any]:
+        return [self.low, self.high]
+
+    def representative(self) -> float:
+        return math.sqrt(self.low * self.high)
+
+    def probe_values(self) -> tuple[Any, ...]:
+        log_low, log_high = math.log(self.low), math.log(self.high)
+        inner = math.exp(log_low + (log_high - log_low) * INTERIOR_FRACTION)
+        return (self.low, inner, self.high)
+
+
+@dataclass(frozen=True)
+class QUniform(Distribution):
+    """A multiple of ``q`` in ``[low, high]`` (both ends multiples of ``q``)."""
+
+    low: float
+    high: float
+    q: float
+    kind: ClassVar[str] = "quniform"
+
+    def args(self) -> list[Any]:
+        return [self.low, self.high, self.q]
+
+    def representative(self) -> float:
+        return min(max(_snap((self.low + self.high) / 2, self.q), self.low), self.high)
+
+    def probe_values(self) -> tuple[Any, ...]:
+        second = _snap(self.low + self.q, self.q)
+        return (self.low, second, self.high) if second < self.high else (self.low, self.high)
+
+
+@dataclass(frozen=True)
+class RandInt(Distribution):
+    """Integer drawn uniformly from ``[low, high)`` (high exclusive)."""
+
+    low: int
+    high: int
+    kind: ClassVar[str] = "randint"
+
+    def args(self) -> list[Any]:
+        return [self.low, self.high]
+
+    def representative(self) -> int:
+        return (self.low + self.high - 1) // 2
+
+    def probe_values(self) -> tuple[Any, ...]:
+        return (self.low, self.high - 1)
+
+
+@dataclass(frozen=True)
+class Choice(Distribution):
+    """One of ``options``, drawn by the searcher."""
+
+    options: tuple[Any, ...]
+    kind: ClassVar[str] = "choice"
+
+    def args(self) -> list[Any]:
+        return list(self.options)
+
+    def representative(self) -> Any:
+        return self.options[0]
+
+    def probe_values(self) -> tuple[Any, ...]:
+        return self.options
+
+
+@dataclass(frozen=True)
+class Grid(Distribution):
+    """Every one of ``values``, each in its own trial (grid search)."""
+
+    values: tuple[Any, ...]
+    kind: ClassVar[str] = "grid"
+
+    def args(self) -> list[Any]:
+        return list(self.values)
+
+    def representative(self) -> Any:
+        return self.values[0]
+
+    def probe_values(self) -> tuple[Any, ...]:
+        return self.values
+
+
+def is_distribution(value: Any) -> bool:
+    """Whether a raw YAML value is a one-key mapping naming a distribution."""
+    return (
+        isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in DISTRIBUTION_KINDS
+    )
+
+
+def suggest_kind(key: Any) -> str | None:
+    """The distribution name ``key`` is probably a misspelling of, if any."""
+    if not isinstance(key, str) or key in DISTRIBUTION_KINDS:
+        return None
+    close = difflib.get_close_matches(key, DISTRIBUTION_KINDS, n=1, cutoff=SUGGEST_CUTOFF)
+    return close[0] if close else None
+
+
+def parse_distribution(raw: Mapping[str, Any], path: str = "") -> Distribution:
+    """Parse a one-key mapping such as ``{loguniform: [1e-6, 1e-1]}``.
+
+    Args:
+        raw: a mapping for which :func:`is_distribution` is true.
+        path: the dotted key path of the value, used in messages.
+
+    Raises:
+        SpecError: one line per problem, each ``<path>.<kind>: <problem>``.
+    """
+    if not is_distribution(raw):
+        raise SpecError(
+            f"{path or '<root>'}: not a distribution; expected one key of "
+            f"{', '.join(DISTRIBUTION_KINDS)}"
+        )
+    kind, args = next(iter(raw.items()))
+    where = f"{path}.{kind}" if path else kind
+    problems: list[str] = []
+    dist = _PARSERS[kind](args, problems)
+    if problems or dist is None:
+        raise SpecError("\n".join(f"{where}: {p}" for p in problems))
+    return dist
+
+
+def _snap(value: float, q: float) -> float:
+    return float(f"{round(value / q) * q:.{SNAP_DIGITS}g}")
+
+
+def _arguments(kind: str, args: Any, n: int | None, problems: list[str]) -> list[Any] | None:
+    if not isinstance(args, list):
+        problems.append(NOT_A_LIST.format(kind=kind, form=FORMS[kind], got=args))
+        return None
+    if n is not None and len(args) != n:
+        problems.append(WRONG_LENGTH.format(kind=kind, form=FORMS[kind], n=len(args)))
+        return None
+    return args
+
+
+def _number(what: str, value: Any, problems: list[str]) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        problems.append(NOT_A_NUMBER.format(what=what, got=value))
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        problems.append(NOT_A_NUMBER.format(what=what, got=value))
+        return None
+    if not math.isfinite(number):
+        problems.append(NOT_FINITE.format(what=what, got=value))
+        return None
+    return number
+
+
+def _numbers(kind: str, args: Any, n: int, problems: list[str]) -> list[float] | None:
+    values = _arguments(kind, args, n, problems)
+    if values is None:
+        return None
+    names = ("low", "high", "q")[:n]
+    numbers = [_number(name, v, problems) for name, v in zip(names, values, strict=True)]
+    checked = [x for x in numbers if x is not None]
+    return checked if len(checked) == n else None
+
+
+def _parse_uniform(args: Any, problems: list[str]) -> Distribution | None:
+    bounds = _numbers("uniform", args, 2, problems)
+    if bounds is None:
+        return None
+    low, high = bounds
+    if low >= high:
+        problems.append(EMPTY_RANGE.format(low=low, high=high))
+        return None
+    return Uniform(low, high)
+
+
+def _parse_loguniform(args: Any, problems: list[str]) -> Distribution | None:
+    bounds = _numbers("loguniform", args, 2, problems)
+    if bounds is None:
+        return None
+    low, high = bounds
+    if low <= 0:
+        problems.append(LOG_LOW.format(low=low))
+        return None
+    if low >= high:
+        problems.append(EMPTY_RANGE.format(low=low, high=high))
+        return None
+    return LogUniform(low, high)
+
+
+def _parse_quniform(args: Any, problems: list[str]) -> Distribution | None:
+    numbers = _numbers("quniform", args, 3, problems)
+    if numbers is None:
+        return None
+    low, high, q = numbers
+    if q <= 0:
+        problems.append(Q_NOT_POSITIVE.format(q=q))
+        return None
+    if low >= high:
+        problems.append(EMPTY_RANGE.format(low=low, high=high))
+        return None
+    # Ray's Float.quantized() refuses bounds off the grid, with this same test.
+    if not all(math.isclose(b / q, round(b / q)) for b in (low, high)):
+        problems.append(Q_NOT_DIVIDING.format(low=low, high=high, q=q))
+        return None
+    return QUniform(low, high, q)
+
+
+def _integer(what: str, value: Any, problems: list[str]) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(NOT_AN_INTEGER.format(what=what, got=value))
+        return None
+    return value
+
+
+def _parse_randint(args: Any, problems: list[str]) -> Distribution | None:
+    values = _arguments("randint", args, 2, problems)
+    if values is None:
+        return None
+    low, high = _integer("low", values[0], problems), _integer("high", values[1], problems)
+    if low is None or high is None:
+        return None
+    if low >= high:
+        problems.append(EMPTY_RANGE.format(low=low, high=high))
+        return None
+    if high == low + 1:
+        # hyperopt cannot draw from a one-value range, and it is a fixed value anyway.
+        problems.append(RANDINT_ONE_VALUE.format(low=low, high=high, low_plus_one=low + 1))
+        return None
+    return RandInt(low, high)
+
+
+def _contains_distribution(value: Any) -> Any:
+    if is_distribution(value):
+        return value
+    children = value.values() if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping | list):
+        for child in children:
+            found = _contains_distribution(child)
+            if found is not None:
+                return found
+    return None
+
+
+def _options(kind: str, args: Any, problems: list[str]) -> tuple[Any, ...] | None:
+    values = _arguments(kind, args, None, problems)
+    if values is None:
+        return None
+    if not values:
+        problems.append(NO_VALUES)
+        return None
+    for index, value in enumerate(values):
+        inner = _contains_distribution(value)
+        if inner is not None:
+            problems.append(NESTED.format(index=index, inner=inner))
+            return None
+    return tuple(values)
+
+
+def _parse_choice(args: Any, problems: list[str]) -> Distribution | None:
+    options = _options("choice", args, problems)
+    return Choice(options) if options is not None else None
+
+
+def _parse_grid(args: Any, problems: list[str]) -> Distribution | None:
+    values = _options("grid", args, problems)
+    return Grid(values) if values is not None else None
+
+
+_PARSERS = {
+    "uniform": _parse_uniform,
+    "loguniform": _parse_loguniform,
+    "quniform": _parse_quniform,
+    "randint": _parse_randint,
+    "choice": _parse_choice,
+    "grid": _parse_grid,
+}

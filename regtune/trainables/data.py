@@ -1,0 +1,401 @@
+"""Datasets as tensors: built-ins and user CSV/Parquet, split, encoded, checked.
+
+:func:`load_dataset` returns a :class:`Dataset` whose splits are float32
+feature matrices (flat, even for images), int64 class ids and int64 group
+codes. The :class:`~regtune.trainables.schema.FeatureSchema` fitted on the
+training split encodes every split, and serving uses the same schema.
+
+Built-ins (label, class ids, default sensitive attribute):
+
+* ``digits``: 8x8 images, pixels / 16 into [0, 1], input shape (1, 8, 8),
+  bounds (0, 1); classes 0..9; no sensitive attribute.
+* ``breast_cancer``: 30 numeric features; ``diagnosis`` malignant=0, benign=1.
+* ``adult``: ``income`` <=50K=0, >50K=1 (positive); sensitive ``sex``. The
+  official ``adult.test`` is the test split (``test_fraction`` is unused) and
+  val is drawn from ``adult.data``. ``fnlwgt`` (a census sampling weight) is
+  dropped; ``'?'`` (missing) is kept as its own category.
+* ``german``: ``credit`` bad=0, good=1 (positive = good credit, the favourable
+  outcome); sensitive ``sex`` derived from ``personal_status`` (A91/A93/A94
+  male, A92/A95 female), which stays a feature too.
+* ``compas``: ``two_year_recid`` 0/1 (positive = reoffended); ProPublica's row
+  filter, then only African-American and Caucasian defendants (the pair
+  ProPublica compared; other groups are too small for stable gaps); sensitive
+  ``race``. Features: age, age_cat, sex, race, priors_count, juv_fel_count,
+  juv_misd_count, juv_other_count, c_charge_degree. COMPAS's own scores
+  (decile_score, score_text, v_*) and outcome columns (is_recid, r_*, ...)
+  are excluded: they are the tool under audit or leak the label.
+
+The sensitive column stays a model feature unless ``features`` omits it; it
+is never dropped silently. ``DatasetConfig.sensitive`` overrides the default.
+Splits are stratified by label (plain random if a class is too small), seeded
+by ``split_seed``; val and test are ``val_fraction`` and ``test_fraction`` of
+all rows. For built-ins ``path`` and ``label`` must not be set, nor
+``features``/``categorical`` for ``digits``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from pydantic import ValidationError
+from sklearn.model_selection import train_test_split
+
+from regtune.errors import DataError, SpecError
+from regtune.trainables.config import DatasetConfig, format_validation_error
+from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
+from regtune.trainables.schema import FeatureSchema, Label
+
+__all__ = ["Dataset", "Split", "load_dataset"]
+
+MIN_ROWS = 10
+MAX_GROUPS = 20
+GERMAN_SEX = {"A91": "male", "A93": "male", "A94": "male", "A92": "female", "A95": "female"}
+COMPAS_RACES = ("African-American", "Caucasian")
+COMPAS_FEATURES = (
+    "age", "age_cat", "sex", "race", "priors_count", "juv_fel_count", "juv_misd_count",
+    "juv_other_count", "c_charge_degree",
+)  # fmt: skip
+
+MISSING_FILE = "{path}: file not found; expected a {kind} file"
+UNREADABLE_FILE = "{path}: cannot read as {kind} ({error})"
+MISSING_COLUMN = "{path}: no {role} column {column!r}; available columns: {available}"
+NO_FEATURES = "{path}: no feature columns besides the label {column!r}; 'features' is empty"
+LABEL_IS_FEATURE = "{path}: label column {column!r} cannot also be a feature"
+CATEGORICAL_NOT_FEATURE = (
+    "{path}: categorical column {column!r} is not a feature; features: {features}"
+)
+NOT_NUMERIC_COLUMN = (
+    "{path}: column {column!r} has dtype {dtype}, so it cannot be numeric; list it in 'categorical'"
+)
+TOO_FEW_ROWS = "{path}: table has {n} rows; need at least {min_rows}"
+NAN_VALUES = "{path}: column {column!r} has {count} rows with missing or non-finite values"
+SINGLE_CLASS = (
+    "{path}: label column {column!r} has only the value {values}; need at least 2 classes"
+)
+UNKNOWN_POSITIVE = (
+    "{path}: positive_label {positive!r} is not a value of label column {column!r}; "
+    "values: {values}"
+)
+NOT_BINARY = (
+    "{path}: positive_label {positive!r} needs a binary label, but column {column!r} has "
+    "{n} values: {values}"
+)
+UNDECLARED_LABELS = (
+    "{path}: label column {column!r} has values {extra} outside the declared classes {classes}"
+)
+TOO_MANY_GROUPS = (
+    "{path}: sensitive column {column!r} has {n} distinct values; at most {max_groups} groups "
+    "are allowed (bin it first)"
+)
+BUILTIN_FIELD = "dataset {name!r} is built in; {field!r} cannot be set for it ({why})"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: features ``x`` (float32, (n, n_features)), class ids ``y`` (int64),
+    group codes ``s`` (int64, index into ``Dataset.group_names``) or None."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    s: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Encoded train/val/test splits plus what a model and server need to know.
+
+    ``raw_test`` holds the test rows as raw records (feature, sensitive and label
+    columns, unscaled): ``schema.transform(raw_test.to_dict("records"))``
+    reproduces ``test.x``.
+    """
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    schema: FeatureSchema
+    n_classes: int
+    input_shape: tuple[int, ...]
+    perturb_mask: torch.Tensor
+    bounds: tuple[float, float] | None
+    group_names: list[str]
+    fingerprint: str
+    raw_test: pd.DataFrame = field(repr=False, compare=False)
+
+    @property
+    def n_features(self) -> int:
+        """Width of a flat feature row."""
+        return int(self.perturb_mask.shape[0])
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    label: str
+    classes: tuple[Label, ...]
+    sensitive: str | None
+    features: tuple[str, ...] | None = None  # None: every column but label and `drop`
+    drop: tuple[str, ...] = ()
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    image_shape: tuple[int, ...] | None = None
+
+
+def _prepare_german(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(
+        credit=table["credit"].map({1: "good", 2: "bad"}),
+        sex=table["personal_status"].map(GERMAN_SEX),
+    )
+
+
+def _prepare_compas(table: pd.DataFrame) -> pd.DataFrame:
+    # ProPublica's filter (compas-analysis notebook), then the two compared groups.
+    keep = (
+        table["days_b_screening_arrest"].between(-30, 30)
+        & (table["is_recid"] != -1)
+        & (table["c_charge_degree"] != "O")
+        & table["score_text"].notna()
+        & table["race"].isin(COMPAS_RACES)
+    )
+    return table.loc[keep].reset_index(drop=True)
+
+
+BUILTINS: dict[str, _Builtin] = {
+    "digits": _Builtin("digit", tuple(range(10)), None, image_shape=(1, 8, 8)),
+    "breast_cancer": _Builtin("diagnosis", ("malignant", "benign"), None),
+    "adult": _Builtin("income", ("<=50K", ">50K"), "sex", drop=("fnlwgt", SPLIT_COLUMN)),
+    "german": _Builtin("credit", ("bad", "good"), "sex", prepare=_prepare_german),
+    "compas": _Builtin(
+        "two_year_recid", (0, 1), "race", features=COMPAS_FEATURES, prepare=_prepare_compas
+    ),
+}
+DIGITS_SCALE = (0.0, 16.0)  # (center, scale): raw pixels are 0..16
+
+
+def _as_config(cfg: DatasetConfig | str) -> DatasetConfig:
+    if isinstance(cfg, DatasetConfig):
+        return cfg
+    try:
+        return DatasetConfig.model_validate({"name": cfg})
+    except ValidationError as exc:
+        raise SpecError("invalid dataset:\n" + format_validation_error(exc, "dataset.")) from exc
+
+
+def _read_table(cfg: DatasetConfig, cache_dir: Path | None) -> tuple[pd.DataFrame, str]:
+    if cfg.name in BUILTINS:
+        for name, why in (("path", "it is cached by regtune"), ("label", "it is fixed")):
+            if getattr(cfg, name) is not None:
+                raise DataError(BUILTIN_FIELD.format(name=cfg.name, field=name, why=why))
+        path = fetch_dataset(cfg.name, cache_dir=cache_dir)
+    else:
+        path = Path(str(cfg.path)).expanduser()
+        if not path.is_file():
+            raise DataError(MISSING_FILE.format(path=path, kind=cfg.name))
+    try:
+        table = pd.read_csv(path) if cfg.name == "csv" else pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(UNREADABLE_FILE.format(path=path, kind=cfg.name, error=exc)) from exc
+    spec = BUILTINS.get(cfg.name)
+    if spec is not None and spec.prepare is not None:
+        table = spec.prepare(table)
+    return table, str(path)
+
+
+def _check_columns(
+    table: pd.DataFrame,
+    src: str,
+    label: str,
+    feats: list[str],
+    cfg: DatasetConfig,
+    sens: str | None,
+) -> None:
+    def need(column: str, role: str) -> None:
+        if column not in table.columns:
+            available = list(table.columns)
+            raise DataError(
+                MISSING_COLUMN.format(path=src, role=role, column=column, available=available)
+            )
+
+    need(label, "label")
+    if not feats:
+        raise DataError(NO_FEATURES.format(path=src, column=label))
+    for column in feats:
+        need(column, "feature")
+    if label in feats:
+        raise DataError(LABEL_IS_FEATURE.format(path=src, column=label))
+    for column in cfg.categorical or []:
+        need(column, "categorical")
+        if column not in feats:
+            raise DataError(CATEGORICAL_NOT_FEATURE.format(path=src, column=column, features=feats))
+    if sens is not None:
+        need(sens, "sensitive")
+    if len(table) < MIN_ROWS:
+        raise DataError(TOO_FEW_ROWS.format(path=src, n=len(table), min_rows=MIN_ROWS))
+    for column in dict.fromkeys([*feats, *([sens] if sens else []), label]):
+        col = table[column]
+        bad = col.isna()
+        if is_numeric_dtype(col) and not is_bool_dtype(col):
+            bad |= ~np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        if int(bad.sum()):
+            raise DataError(NAN_VALUES.format(path=src, column=column, count=int(bad.sum())))
+
+
+def _classes(
+    values: pd.Series, src: str, cfg: DatasetConfig, declared: tuple[Label, ...] | None
+) -> tuple[Label, ...]:
+    uniq: list[Label] = pd.unique(values).tolist()
+    try:
+        uniq.sort()
+    except TypeError:  # mixed types: order by string form
+        uniq.sort(key=str)
+    column, positive = values.name, cfg.positive_label
+    if positive is not None:
+        hits = [i for i, v in enumerate(uniq) if v == positive or str(v) == str(positive)]
+        if not hits:
+            raise DataError(
+                UNKNOWN_POSITIVE.format(path=src, positive=positive, column=column, values=uniq)
+            )
+        if len(uniq) > 2:
+            raise DataError(
+                NOT_BINARY.format(
+                    path=src, positive=positive, column=column, n=len(uniq), values=uniq
+                )
+            )
+        declared = (*(v for i, v in enumerate(uniq) if i != hits[0]), uniq[hits[0]])
+    if len(uniq) < 2:
+        raise DataError(SINGLE_CLASS.format(path=src, column=column, values=uniq))
+    if declared is None:
+        return tuple(uniq)
+    extra = [v for v in uniq if v not in declared]
+    if extra:
+        raise DataError(
+            UNDECLARED_LABELS.format(path=src, column=column, extra=extra, classes=list(declared))
+        )
+    return declared
+
+
+def _split(idx: np.ndarray, y: np.ndarray, n_out: int, seed: int) -> list[np.ndarray]:
+    # Integer sizes: fractions like 0.15 / 0.85 would round up by float error.
+    n_out = min(max(n_out, 1), len(idx) - 1)
+    try:
+        return train_test_split(idx, test_size=n_out, random_state=seed, stratify=y)
+    except ValueError:  # a class too small to stratify: fall back to a plain shuffle
+        return train_test_split(idx, test_size=n_out, random_state=seed)
+
+
+def _split_indices(
+    y: np.ndarray, cfg: DatasetConfig, official_test: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    idx, seed = np.arange(len(y)), cfg.split_seed % 2**32
+    if official_test is not None:
+        rest, test = idx[~official_test], idx[official_test]
+    else:
+        rest, test = _split(idx, y, round(cfg.test_fraction * len(y)), seed)
+    n_val = round(cfg.val_fraction * (len(rest) if official_test is not None else len(y)))
+    train, val = _split(rest, y[rest], n_val, seed)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _fingerprint(raw: pd.DataFrame, official: np.ndarray | None, cfg: DatasetConfig) -> str:
+    digest = hashlib.sha256(cfg.model_dump_json(exclude={"path"}).encode())
+    digest.update(json.dumps([[str(c), str(t)] for c, t in raw.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(raw, index=False).to_numpy().tobytes())
+    if official is not None:
+        digest.update(official.tobytes())
+    return digest.hexdigest()
+
+
+def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> Dataset:
+    """Load, check, split and encode a dataset (a built-in name or a config).
+
+    Built-ins are fetched into the cache on first use (see ``fetch``).
+
+    Raises:
+        SpecError: unknown dataset name.
+        DataError: missing/unreadable file, missing column, NaN, too few rows,
+            bad label values, too many sensitive groups; each names the file,
+            the column and what was expected.
+    """
+    cfg = _as_config(cfg)
+    spec = BUILTINS.get(cfg.name)
+    if spec is not None and spec.image_shape is not None:
+        for name in ("features", "categorical"):
+            if getattr(cfg, name) is not None:
+                raise DataError(BUILTIN_FIELD.format(name=cfg.name, field=name, why="images"))
+    table, src = _read_table(cfg, cache_dir)
+    label = spec.label if spec is not None else str(cfg.label)
+    sens = cfg.sensitive or (spec.sensitive if spec is not None else None)
+    skip = {label, *(spec.drop if spec is not None else ())}
+    default_feats = spec.features if spec is not None else None
+    if cfg.features is not None:
+        feats = list(cfg.features)
+    else:
+        feats = list(default_feats or [c for c in table.columns if c not in skip])
+    _check_columns(table, src, label, feats, cfg, sens)
+    classes = _classes(table[label], src, cfg, spec.classes if spec is not None else None)
+
+    categorical = set(cfg.categorical) if cfg.categorical is not None else {
+        f for f in feats if not is_numeric_dtype(table[f]) or is_bool_dtype(table[f])
+    }  # fmt: skip
+    for column in feats:
+        col = table[column]
+        if column not in categorical and (not is_numeric_dtype(col) or is_bool_dtype(col)):
+            raise DataError(NOT_NUMERIC_COLUMN.format(path=src, column=column, dtype=col.dtype))
+    groups: list[str] = []
+    if sens is not None:
+        groups = sorted({str(v) for v in table[sens].tolist()})
+        if len(groups) > MAX_GROUPS:
+            raise DataError(
+                TOO_MANY_GROUPS.format(path=src, column=sens, n=len(groups), max_groups=MAX_GROUPS)
+            )
+
+    raw = table[list(dict.fromkeys([*feats, *([sens] if sens else []), label]))]
+    official = None
+    if SPLIT_COLUMN in table.columns and cfg.name == "adult":
+        official = (table[SPLIT_COLUMN] == "test").to_numpy()
+    y_all = pd.Index(list(classes)).get_indexer(raw[label].tolist()).astype(np.int64)
+    parts = _split_indices(y_all, cfg, official)
+    image = spec.image_shape if spec is not None else None
+    bounds = (0.0, 1.0) if image is not None else None
+    schema = FeatureSchema.fit(
+        raw.iloc[parts[0]],
+        numeric=[f for f in feats if f not in categorical],
+        categorical=[f for f in feats if f in categorical],
+        label=label,
+        classes=classes,
+        sensitive=sens,
+        sensitive_values=groups,
+        image_shape=image,
+        fixed_scale=DIGITS_SCALE if image is not None else None,
+        bounds=bounds,
+    )
+    lookup = {g: code for code, g in enumerate(groups)}
+    s_all = np.array([lookup[str(v)] for v in raw[sens].tolist()]) if sens else None
+    splits = [
+        Split(
+            x=schema.encode_table(raw.iloc[rows]),
+            y=torch.from_numpy(y_all[rows]),
+            s=None if s_all is None else torch.from_numpy(s_all[rows].astype(np.int64)),
+        )
+        for rows in parts
+    ]
+    return Dataset(
+        name=cfg.name,
+        train=splits[0],
+        val=splits[1],
+        test=splits[2],
+        schema=schema,
+        n_classes=len(classes),
+        input_shape=image or (schema.n_features,),
+        perturb_mask=schema.perturb_mask(),
+        bounds=bounds,
+        group_names=groups,
+        fingerprint=_fingerprint(raw, official, cfg),
+        raw_test=raw.iloc[parts[2]].reset_index(drop=True),
+    )

@@ -1,0 +1,67 @@
+"""Group-fairness penalties (differentiable) and metrics (on hard predictions).
+
+Penalties act on the positive-class probability ``p`` (``softmax(logits)[:, 1]``)
+and integer group codes ``s``; add ``strength * penalty`` to the loss::
+
+    p = logits.softmax(dim=1)[:, 1]
+    loss = loss + strength * (dp_penalty(p, s) if kind == "dp" else eo_penalty(p, y, s))
+
+A group absent from the batch (or from one label's slice of it) is skipped;
+with fewer than two groups present the penalty is a zero with no gradient.
+
+Metrics equal fairlearn's ``demographic_parity_difference`` and
+``equalized_odds_difference`` (between groups, worst case) whenever every
+group has examples of both labels. When a group has no example of a label,
+fairlearn counts its rate for that label as 0; here that group is skipped for
+that rate instead, the same rule as the penalties, so a perfect classifier
+never scores 1.0 on an unlucky split.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["EO_LABELS", "dp_difference", "dp_penalty", "eo_difference", "eo_penalty", "group_gap"]
+
+#: Labels whose per-group rates equalized odds compares (FPR for 0, TPR for 1).
+EO_LABELS = (0, 1)
+
+
+def group_gap(values: Tensor, s: Tensor) -> Tensor:
+    """``max - min`` over the groups present in ``s`` of the mean of ``values``.
+
+    Differentiable in ``values``; 0 with fewer than two groups present.
+    """
+    groups, inverse = torch.unique(s, return_inverse=True)
+    if groups.numel() < 2:
+        return values.new_zeros(())
+    sums = values.new_zeros(groups.numel()).index_add(0, inverse, values)
+    counts = torch.bincount(inverse, minlength=groups.numel()).to(values.dtype)
+    means = sums / counts
+    return means.max() - means.min()
+
+
+def dp_penalty(p: Tensor, s: Tensor) -> Tensor:
+    """Demographic-parity gap of the mean positive probability across groups."""
+    return group_gap(p, s)
+
+
+def eo_penalty(p: Tensor, y: Tensor, s: Tensor) -> Tensor:
+    """Equalized-odds gap: the larger of the relaxed FPR gap (y=0) and TPR gap (y=1)."""
+    gaps = [group_gap(p[y == label], s[y == label]) for label in EO_LABELS]
+    return torch.maximum(gaps[0], gaps[1])
+
+
+def dp_difference(y_pred: Tensor, s: Tensor) -> float:
+    """Largest gap in selection rate ``P(y_pred = 1 | group)`` between groups."""
+    return float(group_gap((torch.as_tensor(y_pred) == 1).double(), torch.as_tensor(s)))
+
+
+def eo_difference(y_true: Tensor, y_pred: Tensor, s: Tensor) -> float:
+    """The larger of the between-group TPR gap and FPR gap of hard predictions."""
+    y_true, s = torch.as_tensor(y_true), torch.as_tensor(s)
+    positive = (torch.as_tensor(y_pred) == 1).double()
+    return max(
+        float(group_gap(positive[y_true == label], s[y_true == label])) for label in EO_LABELS
+    )

@@ -1,0 +1,504 @@
+"""One training run: ``config -> metrics per epoch``, checkpointable and resumable.
+
+:class:`Trainer` owns the model, optimizer, RNG and early-stopping state of a
+run; :meth:`Trainer.run_epoch` trains one epoch and returns that epoch's
+metrics (the names in :data:`regtune.trainables.config.METRIC_MODES`). The
+Ray Tune adapter and ``regtune train`` both drive it; neither adds maths.
+
+What the reported numbers mean:
+
+- ``train_loss`` is the mean plain cross-entropy of the logits the model
+  produced on its training batches during the epoch (Keras-style running
+  mean: a second pass over the training set would cost a third of an epoch).
+  With mixup, noise or adversarial training these are the augmented inputs.
+- ``val_loss``, ``val_acc``, ``ece``, ``brier``, ``dp_diff``, ``eo_diff``
+  come from one no-grad pass over the validation split in eval mode.
+- ``robust_acc`` is PGD accuracy (``training.robust_steps`` steps at
+  ``training.robust_eps``, on at most ``training.robust_samples`` validation
+  rows). It is measured at epoch 1, every ``robust_every`` epochs and at the
+  last epoch; in between the last measurement is carried forward and
+  ``robust_acc_epoch`` says which epoch it comes from.
+
+Every random draw (shuffling, noise, mixup, attack starts) comes from one
+``torch.Generator`` seeded by ``training.seed``; dropout uses torch's global
+RNG. Both are part of the checkpoint, so a restored run continues exactly as
+if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regtune.errors import CheckpointError, SpecError
+from regtune.trainables import attacks, fairness, metrics, penalties
+from regtune.trainables.checkpoint import load_tree, save_tree
+from regtune.trainables.config import TrainConfig, parse_train_config
+from regtune.trainables.data import Dataset, load_dataset
+from regtune.trainables.models import build_model
+
+__all__ = ["RunResult", "Trainer", "resolve_device", "train"]
+
+#: Rows per forward pass when evaluating (memory bound, not a tuning knob).
+EVAL_BATCH = 4096
+#: Share of the run spent warming up under the one-cycle schedule.
+ONECYCLE_WARMUP = 0.4
+
+FAIRNESS_NEEDS_GROUPS_MSG = (
+    "penalties.fairness.kind={kind!r} needs a dataset with a sensitive attribute and two "
+    "classes; dataset {name!r} has sensitive={sensitive!r} and {n_classes} classes. "
+    "Declare 'sensitive' on the dataset or set penalties.fairness.kind to 'none'."
+)
+CUDA_MISSING_MSG = "training.device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
+CHECKPOINT_MISMATCH_MSG = (
+    "checkpoint {path} was written for a different configuration ({what} differs); "
+    "restore it with the configuration it was trained with"
+)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``training.device`` to a torch device (``auto``: CUDA when present)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecError(CUDA_MISSING_MSG)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-step learning-rate schedule over the whole run (None: constant)."""
+    t = cfg.training
+    total = max(1, t.epochs * steps_per_epoch)
+    if t.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if t.lr_schedule == "onecycle":
+        # The cyclic schedule of "fast" adversarial training (Wong et al. 2020).
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=t.lr, total_steps=total, pct_start=ONECYCLE_WARMUP
+        )
+    return None
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    t, wd = cfg.training, cfg.penalties.weight_decay
+    params = [p for p in model.parameters() if p.requires_grad]
+    if t.optimizer == "sgd":
+        # SGD's weight decay is decoupled up to the learning-rate factor.
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=wd)
+    # 'adam' with decay means decoupled decay, i.e. AdamW; AdamW's own default
+    # decay (0.01) is never applied silently: weight_decay defaults to 0.
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=wd)
+
+
+@dataclass
+class _EarlyStop:
+    metric: str
+    mode: str
+    patience: int
+    min_delta: float
+    best: float = math.nan
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped: bool = False
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record ``value``; True when it is the best so far."""
+        better = math.isnan(self.best) or (
+            value < self.best - self.min_delta
+            if self.mode == "min"
+            else value > self.best + self.min_delta
+        )
+        if better:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+            if self.patience and self.bad_epochs >= self.patience:
+                self.stopped = True
+        return better
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    config: TrainConfig
+    history: list[dict[str, float]]
+    test_metrics: dict[str, float]
+    model: nn.Module
+    dataset: Dataset
+    stopped_early: bool
+    best_epoch: int
+    elapsed_s: float = field(default=0.0)
+
+    @property
+    def final_metrics(self) -> dict[str, float]:
+        """Last epoch's metrics merged with the ``test_`` metrics."""
+        last = self.history[-1] if self.history else {}
+        return {**last, **self.test_metrics}
+
+
+class Trainer:
+    """Trains one configuration epoch by epoch; see the module docstring.
+
+    Args:
+        config: a :class:`TrainConfig` or the nested dict a trial receives.
+        dataset: an already loaded dataset (trials share one through Ray's
+            object store); loaded from ``config.dataset`` when omitted.
+        device: overrides ``training.device``.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | Mapping[str, Any],
+        *,
+        dataset: Dataset | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.config = parse_train_config(config)
+        cfg = self.config
+        self.dataset = dataset if dataset is not None else load_dataset(cfg.dataset)
+        self.device = (
+            torch.device(device) if device is not None else resolve_device(cfg.training.device)
+        )
+        fair = cfg.penalties.fairness
+        ds = self.dataset
+        if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
+            raise SpecError(
+                FAIRNESS_NEEDS_GROUPS_MSG.format(
+                    kind=fair.kind,
+                    name=ds.name,
+                    sensitive=ds.schema.sensitive if ds.train.s is None else "present",
+                    n_classes=ds.n_classes,
+                )
+            )
+        torch.manual_seed(cfg.training.seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.training.seed)
+        self.model = build_model(
+            cfg.model,
+            input_shape=ds.input_shape,
+            n_classes=ds.n_classes,
+            spectral_norm=cfg.penalties.spectral_norm,
+        ).to(self.device)
+        self.optimizer = _make_optimizer(self.model, cfg)
+        steps_per_epoch = -(-ds.train.x.shape[0] // cfg.training.batch_size)
+        self.scheduler = _make_scheduler(self.optimizer, cfg, steps_per_epoch)
+        es = cfg.training.early_stopping
+        self.early = _EarlyStop(es.metric, es.mode, es.patience, es.min_delta)
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._robust: tuple[float, int] | None = None
+        self._tensors = {
+            split: (
+                getattr(ds, split).x.to(self.device),
+                getattr(ds, split).y.to(self.device),
+                None if getattr(ds, split).s is None else getattr(ds, split).s.to(self.device),
+            )
+            for split in ("train", "val", "test")
+        }
+        self._mask = ds.perturb_mask.to(self.device)
+
+    # -- training ---------------------------------------------------------------
+
+    @property
+    def should_stop(self) -> bool:
+        """True once early stopping fired or the configured epochs are done."""
+        return self.early.stopped or self.epoch >= self.config.training.epochs
+
+    def _batch_loss(
+        self, xb: torch.Tensor, yb: torch.Tensor, sb: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training objective of one batch and the logits it was computed on."""
+        p, model, g = self.config.penalties, self.model, self.generator
+        adv, bounds, mask = p.adversarial, self.dataset.bounds, self._mask
+        n_classes = self.dataset.n_classes
+        if p.input_noise > 0:
+            xb = penalties.add_input_noise(xb, p.input_noise, mask, g)
+        if adv.method == "fgsm_rs" and adv.eps > 0:
+            xb = attacks.fgsm_rs(
+                model,
+                xb,
+                yb,
+                eps=adv.eps,
+                step_size=adv.step_size,
+                mask=mask,
+                bounds=bounds,
+                generator=g,
+            )
+        elif adv.method == "pgd" and adv.eps > 0:
+            xb = attacks.pgd(
+                model,
+                xb,
+                yb,
+                eps=adv.eps,
+                step_size=adv.step_size,
+                steps=adv.steps,
+                mask=mask,
+                bounds=bounds,
+                generator=g,
+            )
+        if adv.method == "trades" and adv.eps > 0:
+            loss, logits = attacks.trades_loss(
+                model,
+                xb,
+                yb,
+                eps=adv.eps,
+                step_size=adv.step_size,
+                steps=adv.steps,
+                beta=adv.beta,
+                mask=mask,
+                bounds=bounds,
+                generator=g,
+            )
+        elif p.mixup > 0:
+            onehot = F.one_hot(yb, n_classes).to(xb.dtype)
+            if p.label_smoothing > 0:
+                onehot = onehot * (1 - p.label_smoothing) + p.label_smoothing / n_classes
+            xb, target = penalties.mixup(xb, onehot, p.mixup, g)
+            logits = model(xb)
+            loss = penalties.soft_cross_entropy(logits, target)
+        else:
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=p.label_smoothing)
+        loss = loss + penalties.weight_penalty(model, p)
+        fair = p.fairness
+        if fair.kind != "none" and fair.strength > 0 and sb is not None:
+            prob = torch.softmax(logits, dim=1)[:, 1]
+            term = (
+                fairness.dp_penalty(prob, sb)
+                if fair.kind == "dp"
+                else fairness.eo_penalty(prob, yb, sb)
+            )
+            loss = loss + fair.strength * term
+        return loss, logits
+
+    def _train_epoch(self) -> float:
+        x, y, s = self._tensors["train"]
+        bs, n = self.config.training.batch_size, x.shape[0]
+        max_norm = self.config.penalties.max_norm
+        self.model.train()
+        perm = torch.randperm(n, generator=self.generator).to(self.device)
+        total = torch.zeros((), device=self.device)
+        for start in range(0, n, bs):
+            idx = perm[start : start + bs]
+            yb = y[idx]
+            loss, logits = self._batch_loss(x[idx], yb, None if s is None else s[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if max_norm > 0:
+                penalties.apply_max_norm(self.model, max_norm)
+            # Summed on the device; one sync per epoch, not per batch.
+            total += F.cross_entropy(logits.detach(), yb, reduction="sum")
+        return float(total) / n
+
+    def _robust_due(self) -> bool:
+        every = self.config.training.robust_every
+        if every <= 0:
+            return False
+        return self.epoch == 1 or self.epoch % every == 0 or self.should_stop
+
+    def _robust_accuracy(self, split: str) -> float:
+        t = self.config.training
+        x, y, _ = self._tensors[split]
+        x, y = x[: t.robust_samples], y[: t.robust_samples]
+        return attacks.robust_accuracy(
+            self.model,
+            x,
+            y,
+            eps=t.robust_eps,
+            steps=t.robust_steps,
+            mask=self._mask,
+            bounds=self.dataset.bounds,
+            generator=self.generator,
+            batch_size=EVAL_BATCH,
+        )
+
+    def _evaluate(self, split: str) -> dict[str, float]:
+        x, y, s = self._tensors[split]
+        raw = metrics.evaluate(self.model, x, y, s, batch_size=EVAL_BATCH)
+        out = {
+            "loss": raw["loss"],
+            "acc": raw["acc"],
+            "ece": raw["ece"],
+            "brier": raw["brier"],
+        }
+        for key in ("dp_diff", "eo_diff"):
+            if key in raw:
+                out[key] = raw[key]
+        return out
+
+    def _model_facts(self) -> dict[str, float]:
+        return {
+            "sparsity": metrics.sparsity(self.model),
+            "n_params": float(metrics.n_params(self.model)),
+            "size_bytes": float(metrics.size_bytes(self.model)),
+        }
+
+    def run_epoch(self) -> dict[str, float]:
+        """Train one epoch, evaluate, update early stopping; return the metrics."""
+        if self.should_stop:
+            raise RuntimeError("the run is finished; check Trainer.should_stop first")
+        started = time.perf_counter()
+        train_loss = self._train_epoch()
+        train_s = time.perf_counter() - started
+        self.epoch += 1
+        val = self._evaluate("val")
+        row: dict[str, float] = {
+            "epoch": float(self.epoch),
+            "train_loss": train_loss,
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "gap": val["loss"] - train_loss,
+            "ece": val["ece"],
+            "brier": val["brier"],
+        }
+        for key in ("dp_diff", "eo_diff"):
+            if key in val:
+                row[key] = val[key]
+        row.update(self._model_facts())
+        es = self.early
+        value = row.get(es.metric)
+        # Early stopping decides before robust accuracy so the last epoch is known.
+        if (
+            es.patience
+            and value is not None
+            and es.update(value, self.epoch)
+            and (self._keeps_best())
+        ):
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self._robust_due():
+            self._robust = (self._robust_accuracy("val"), self.epoch)
+        if self._robust is not None:
+            row["robust_acc"], row["robust_acc_epoch"] = self._robust[0], float(self._robust[1])
+        row["epoch_time_s"] = time.perf_counter() - started
+        row["train_time_s"] = train_s
+        self.history.append(row)
+        return row
+
+    def _keeps_best(self) -> bool:
+        return self.config.training.early_stopping.patience > 0
+
+    def finish(self) -> dict[str, float]:
+        """Restore the best weights (with early stopping) and score the test split."""
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        test = self._evaluate("test")
+        out = {f"test_{k}": v for k, v in test.items()}
+        if self.config.training.robust_every > 0:
+            out["test_robust_acc"] = self._robust_accuracy("test")
+        out.update({f"test_{k}": v for k, v in self._model_facts().items()})
+        return out
+
+    # -- checkpoints --------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly."""
+        state: dict[str, Any] = {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "early": vars(self.early).copy(),
+            "history": self.history,
+            "robust": list(self._robust) if self._robust is not None else None,
+            "best_state": self._best_state,
+            "fingerprint": self.dataset.fingerprint,
+            "config": self.config.model_dump(mode="json"),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any], *, source: str = "<memory>") -> None:
+        """Continue from :meth:`state_dict` output (the same configuration)."""
+        for what, mine in (
+            ("dataset", self.dataset.fingerprint),
+            ("config", self.config.model_dump(mode="json")),
+        ):
+            theirs = state.get("fingerprint" if what == "dataset" else "config")
+            if theirs != mine:
+                raise CheckpointError(CHECKPOINT_MISMATCH_MSG.format(path=source, what=what))
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(
+                CHECKPOINT_MISMATCH_MSG.format(path=source, what=f"model state: {exc}")
+            ) from exc
+        self.epoch = int(state["epoch"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.early = _EarlyStop(**state["early"])
+        self.history = [dict(r) for r in state["history"]]
+        robust = state.get("robust")
+        self._robust = (float(robust[0]), int(robust[1])) if robust else None
+        best = state.get("best_state")
+        self._best_state = dict(best) if best else None
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a checkpoint directory (safetensors + JSON, atomic)."""
+        return save_tree(self.state_dict(), directory)
+
+    def restore(self, directory: str | Path) -> None:
+        """Continue from a checkpoint directory written by :meth:`save`."""
+        self.load_state_dict(load_tree(directory), source=str(directory))
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any],
+    *,
+    dataset: Dataset | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    device: str | None = None,
+) -> RunResult:
+    """Train one configuration to the end (or early stop) and score the test split.
+
+    Args:
+        on_epoch: called with each epoch's metrics (progress display, Tune).
+        checkpoint_dir: where checkpoints go (every ``checkpoint_every`` epochs
+            and at the end); with ``resume`` an existing one is continued.
+    """
+    started = time.perf_counter()
+    trainer = Trainer(config, dataset=dataset, device=device)
+    if resume and checkpoint_dir is not None and Path(checkpoint_dir).exists():
+        trainer.restore(checkpoint_dir)
+    while not trainer.should_stop:
+        row = trainer.run_epoch()
+        if on_epoch is not None:
+            on_epoch(row)
+        due = checkpoint_every > 0 and trainer.epoch % checkpoint_every == 0
+        if checkpoint_dir is not None and (due or trainer.should_stop):
+            trainer.save(checkpoint_dir)
+    test = trainer.finish()
+    return RunResult(
+        config=trainer.config,
+        history=trainer.history,
+        test_metrics=test,
+        model=trainer.model,
+        dataset=trainer.dataset,
+        stopped_early=trainer.early.stopped,
+        best_epoch=trainer.early.best_epoch or trainer.epoch,
+        elapsed_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,151 @@
+"""What a trial reports about a model: quality, calibration, fairness, size.
+
+Definitions (each equals a reference implementation, see tests):
+
+* ``ece``: top-label expected calibration error, L1, ``ECE_BINS`` equal-width
+  bins on [0, 1] (a confidence of exactly 1.0 gets its own bin) — equal to
+  ``torchmetrics`` ``MulticlassCalibrationError(n_bins=15, norm="l1")``.
+* ``brier``: the multi-class Brier score, mean over examples of
+  ``sum_c (p_c - onehot_c)^2``, in [0, 2] — equal to sklearn
+  ``brier_score_loss(y, probs, labels=range(C), scale_by_half=False)``; for a
+  binary task it is twice sklearn's default binary Brier score.
+* ``sparsity``: share of weight-matrix entries (ndim >= 2 parameters, not
+  biases) with ``|w| < tol``.
+
+All functions return Python floats/ints; tensors may live on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from regtune.errors import DataError
+from regtune.trainables.fairness import dp_difference, eo_difference
+from regtune.trainables.models import model_device
+from regtune.trainables.penalties import weight_matrices
+
+__all__ = [
+    "ECE_BINS",
+    "SPARSITY_TOL",
+    "accuracy",
+    "brier_score",
+    "evaluate",
+    "expected_calibration_error",
+    "n_params",
+    "size_bytes",
+    "sparsity",
+]
+
+#: Number of equal-width confidence bins of the ECE.
+ECE_BINS = 15
+#: A weight with ``|w|`` below this counts as zero for ``sparsity``.
+SPARSITY_TOL = 1e-3
+
+NO_EXAMPLES = "{what} needs at least one example; got an empty batch"
+
+
+def accuracy(probs: Tensor, y: Tensor) -> float:
+    """Share of examples whose arg-max class is ``y``; ``probs`` is (n, n_classes)."""
+    _nonempty(probs, "accuracy")
+    return float((probs.argmax(dim=1) == y.to(probs.device)).double().mean())
+
+
+def expected_calibration_error(probs: Tensor, y: Tensor, n_bins: int = ECE_BINS) -> float:
+    """Top-label L1 ECE: ``sum_b (n_b / n) * |acc_b - conf_b|`` over equal-width bins."""
+    _nonempty(probs, "expected_calibration_error")
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == y.to(probs.device)).to(confidence.dtype)
+    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=confidence.dtype, device=probs.device)
+    # Bins are [lo, hi); right=True plus the extra slot puts conf == 1.0 in its own bin,
+    # exactly as torchmetrics does.
+    index = torch.bucketize(confidence, edges, right=True) - 1
+    counts = torch.zeros_like(edges).scatter_add(0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros_like(edges).scatter_add(0, index, confidence)
+    correct_sum = torch.zeros_like(edges).scatter_add(0, index, correct)
+    return float((correct_sum - conf_sum).abs().sum() / counts.sum())
+
+
+def brier_score(probs: Tensor, y: Tensor) -> float:
+    """Multi-class Brier score: mean over examples of ``sum_c (p_c - onehot(y)_c)^2``."""
+    _nonempty(probs, "brier_score")
+    onehot = F.one_hot(y.to(probs.device).long(), probs.shape[1]).to(probs.dtype)
+    return float((probs - onehot).pow(2).sum(dim=1).mean())
+
+
+def sparsity(model: nn.Module, tol: float = SPARSITY_TOL) -> float:
+    """Share of weight-matrix entries with ``|w| < tol`` (0.0 for a model without any)."""
+    weights = weight_matrices(model)
+    total = sum(w.numel() for w in weights)
+    if total == 0:
+        return 0.0
+    with torch.no_grad():
+        small = sum(int((w.abs() < tol).sum().item()) for w in weights)
+    return small / total
+
+
+def n_params(model: nn.Module) -> int:
+    """Number of parameter entries, biases included (buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_bytes(model: nn.Module) -> int:
+    """Bytes held by all parameters and buffers."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def evaluate(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    s: Tensor | None = None,
+    *,
+    batch_size: int = 4096,
+) -> dict[str, float]:
+    """Score ``model`` on ``(x, y)`` in one no-grad pass, in eval mode.
+
+    Batches are moved to the model's device; the previous train/eval mode is
+    restored, even on error.
+
+    Returns:
+        ``loss`` (plain mean cross-entropy, no penalties or smoothing),
+        ``acc``, ``ece``, ``brier``; and, when ``s`` (int group codes) is
+        given and the task is binary, ``dp_diff`` and ``eo_diff`` of the
+        arg-max predictions.
+
+    Raises:
+        DataError: ``x`` is empty.
+    """
+    if x.shape[0] == 0:
+        raise DataError(NO_EXAMPLES.format(what="evaluate"))
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = torch.cat(
+                [model(x[i : i + batch_size].to(device)) for i in range(0, x.shape[0], batch_size)]
+            )
+    finally:
+        model.train(was_training)
+    y = y.to(device)
+    probs = logits.softmax(dim=1)
+    out = {
+        "loss": float(F.cross_entropy(logits, y)),
+        "acc": accuracy(probs, y),
+        "ece": expected_calibration_error(probs, y),
+        "brier": brier_score(probs, y),
+    }
+    if s is not None and logits.shape[1] == 2:
+        y_pred = probs.argmax(dim=1)
+        s = s.to(device)
+        out["dp_diff"] = dp_difference(y_pred, s)
+        out["eo_diff"] = eo_difference(y, y_pred, s)
+    return out
+
+
+def _nonempty(probs: Tensor, what: str) -> None:
+    if probs.shape[0] == 0:
+        raise DataError(NO_EXAMPLES.format(what=what))

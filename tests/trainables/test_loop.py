@@ -1,0 +1,176 @@
+"""The epoch loop: metrics, regularizers end to end, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from regtune.errors import CheckpointError, SpecError
+from regtune.trainables.checkpoint import TREE_FILE
+from regtune.trainables.config import METRIC_MODES
+from regtune.trainables.data import Dataset
+from regtune.trainables.loop import FAIRNESS_NEEDS_GROUPS_MSG, Trainer, train
+
+TIMING_KEYS = {"epoch_time_s", "train_time_s"}
+
+
+def _cfg(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "dataset": "digits",
+        "model": {"arch": "mlp", "width": 64, "depth": 2, "dropout": 0.2},
+        "training": {"epochs": 4, "batch_size": 128, "lr": 3e-3, "seed": 3, "robust_every": 2},
+    }
+    for key, value in over.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return base
+
+
+def _strip(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def test_every_epoch_reports_the_platform_metrics(adult: Dataset) -> None:
+    cfg = _cfg(dataset="adult", training={"epochs": 1, "batch_size": 512, "robust_every": 1})
+    row = Trainer(cfg, dataset=adult).run_epoch()
+    assert set(METRIC_MODES) <= set(row)
+    assert row["gap"] == pytest.approx(row["val_loss"] - row["train_loss"])
+    assert 0.0 <= row["dp_diff"] <= 1.0 and 0.0 <= row["eo_diff"] <= 1.0
+    assert row["robust_acc"] <= row["val_acc"]
+    assert row["n_params"] == sum(p.numel() for p in Trainer(cfg, dataset=adult).model.parameters())
+
+
+def test_test_metrics_have_prefix(digits: Dataset) -> None:
+    result = train(_cfg(training={"epochs": 1}), dataset=digits)
+    assert {"test_acc", "test_loss", "test_ece", "test_brier", "test_robust_acc"} <= set(
+        result.test_metrics
+    )
+    assert all(k.startswith("test_") for k in result.test_metrics)
+
+
+@pytest.mark.parametrize(
+    "penalties",
+    [
+        {"input_noise": 0.1, "label_smoothing": 0.1},
+        {"mixup": 0.4, "max_norm": 2.0, "weight_decay": 0.01},
+        {"adversarial": {"method": "fgsm_rs", "eps": 0.1}, "l1": 1e-4},
+        {"adversarial": {"method": "trades", "eps": 0.1, "steps": 2}, "spectral_norm": True},
+    ],
+    ids=["noise-ls", "mixup-maxnorm-wd", "fgsm-l1", "trades-spectral"],
+)
+def test_checkpoint_restore_continues_identically(
+    digits: Dataset, tmp_path: Path, penalties: dict[str, Any]
+) -> None:
+    cfg = _cfg(
+        penalties=penalties,
+        training={"lr_schedule": "onecycle", "early_stopping": {"patience": 3}},
+    )
+    straight = Trainer(cfg, dataset=digits)
+    for _ in range(4):
+        straight.run_epoch()
+
+    first = Trainer(cfg, dataset=digits)
+    first.run_epoch()
+    first.run_epoch()
+    first.save(tmp_path / "ckpt")
+    # Disturb global RNG state: a restore must bring back its own.
+    torch.manual_seed(12345)
+    resumed = Trainer(cfg, dataset=digits)
+    resumed.restore(tmp_path / "ckpt")
+    resumed.run_epoch()
+    resumed.run_epoch()
+
+    assert _strip(resumed.history) == _strip(straight.history)
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_early_stopping_stops_and_restores_best(digits: Dataset) -> None:
+    # min_delta so large that no epoch after the first counts as better.
+    es = {"metric": "val_acc", "mode": "max", "patience": 2, "min_delta": 10.0}
+    result = train(_cfg(training={"epochs": 20, "early_stopping": es}), dataset=digits)
+    assert result.stopped_early
+    assert len(result.history) == 3
+    assert result.best_epoch == 1
+
+
+def test_dp_penalty_lowers_dp_diff_on_adult(adult: Dataset) -> None:
+    def run(strength: float) -> float:
+        cfg = _cfg(
+            dataset="adult",
+            training={"epochs": 3, "batch_size": 512, "robust_every": 0},
+            penalties={"fairness": {"kind": "dp", "strength": strength}},
+        )
+        return train(cfg, dataset=adult).test_metrics["test_dp_diff"]
+
+    unconstrained, fair = run(0.0), run(5.0)
+    assert unconstrained > 0.1
+    assert fair < unconstrained / 2
+
+
+def test_fairness_penalty_needs_a_sensitive_attribute(digits: Dataset) -> None:
+    cfg = _cfg(penalties={"fairness": {"kind": "eo", "strength": 1.0}})
+    with pytest.raises(SpecError, match="needs a dataset with a sensitive attribute"):
+        Trainer(cfg, dataset=digits)
+    assert "sensitive" in FAIRNESS_NEEDS_GROUPS_MSG
+
+
+@pytest.mark.parametrize(
+    ("over", "fragment"),
+    [
+        ({"penalties": {"l1": -1.0}}, "penalties.l1"),
+        ({"penalties": {"l3": 0.1}}, "penalties.l3: Extra inputs are not permitted"),
+        ({"model": {"arch": "resnet"}}, "model.arch"),
+        ({"training": {"early_stopping": {"metric": "val_f1"}}}, "unknown metric 'val_f1'"),
+        (
+            {"penalties": {"adversarial": {"method": "pgd", "steps": 30}}},
+            "training.robust_steps (20) must exceed",
+        ),
+        (
+            {"dataset": "adult", "penalties": {"mixup": 0.2, "fairness": {"kind": "dp"}}},
+            "mixup cannot be combined",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(digits: Dataset, over: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(SpecError) as info:
+        Trainer(_cfg(**over), dataset=digits)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(digits: Dataset) -> None:
+    with pytest.raises(SpecError, match="no CUDA device"):
+        Trainer(_cfg(training={"device": "cuda"}), dataset=digits)
+
+
+def test_restore_rejects_other_config_and_broken_files(digits: Dataset, tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(), dataset=digits)
+    trainer.run_epoch()
+    ckpt = trainer.save(tmp_path / "ckpt")
+
+    other = Trainer(_cfg(model={"width": 32}), dataset=digits)
+    with pytest.raises(CheckpointError, match="config differs"):
+        other.restore(ckpt)
+
+    (ckpt / TREE_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        Trainer(_cfg(), dataset=digits).restore(ckpt)
+    with pytest.raises(CheckpointError, match="is missing"):
+        Trainer(_cfg(), dataset=digits).restore(tmp_path / "nowhere")
+
+
+def test_checkpoint_is_safetensors_and_json_only(digits: Dataset, tmp_path: Path) -> None:
+    trainer = Trainer(_cfg(), dataset=digits)
+    trainer.run_epoch()
+    ckpt = trainer.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in ckpt.iterdir()) == ["state.json", "tensors.safetensors"]
+    tree = json.loads((ckpt / "state.json").read_text())
+    assert tree["tree"]["epoch"] == 1
+    assert not math.isnan(trainer.history[0]["val_loss"])
