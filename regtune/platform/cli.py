@@ -25,7 +25,7 @@ from rich.table import Table
 
 from regtune import __version__
 from regtune.errors import RegtuneError
-from regtune.trainables.config import BUILTIN_DATASETS
+from regtune.trainables.config import BUILTIN_DATASETS, parse_train_config
 
 __all__ = ["app", "main"]
 
@@ -85,11 +85,11 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from --checkpoint-dir.")] = False,
 ) -> None:
     """Train one configuration without Ray and print its final metrics."""
-    from regtune.platform.runspec import train_config_from_source
+    from regtune.search_spaces import load_train_config
     from regtune.trainables.loop import train as run_training
 
     try:
-        config = train_config_from_source(spec, set_ or [])
+        config = parse_train_config(load_train_config(spec, set_ or []))
         if resume and checkpoint_dir is None:
             raise RegtuneError("--resume needs --checkpoint-dir")
         result = _with_progress(
@@ -149,6 +149,125 @@ def _print_metrics(metrics: dict[str, float], *, title: str) -> None:
     out.print(table)
 
 
+@app.command()
+def sweep(
+    spec: Annotated[str, typer.Argument(help="Sweep YAML file or preset name.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key: --set budget.samples=4 (repeatable)."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster ('auto', host:port); default: local.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Results root: a path or s3:// / gs:// URI.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Experiment name (default: the spec's).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted experiment.")] = False,
+    dashboard: Annotated[
+        bool, typer.Option(help="Start the Ray dashboard with a local Ray (127.0.0.1).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run an early-stopped sweep on Ray Tune and print a summary table."""
+    from regtune.platform.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+
+    try:
+        loaded = load_spec(spec, set_ or [])
+        console.print(
+            f"[bold]sweep[/] {name or loaded.name}: {loaded.n_trials} trials, "
+            f"scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
+        )
+        with console.status("starting Ray ...") as status:
+
+            def show(snap: dict[str, Any]) -> None:
+                best = "  ".join(f"{k} {v:.4f}" for k, v in snap["best"].items())
+                status.update(
+                    f"trials {snap['done']}/{snap['total']} done: {snap['finished']} finished, "
+                    f"{snap['stopped_early']} stopped early, {snap['errors']} failed; "
+                    f"{snap['running']} running | best {best or '-'}"
+                )
+
+            outcome = run_sweep(
+                loaded,
+                address=address,
+                storage=storage,
+                name=name,
+                resume=resume,
+                dashboard=dashboard,
+                on_progress=None if as_json else show,
+            )
+    except RegtuneError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(_outcome_json(outcome)) + "\n")
+        return
+    _print_sweep(outcome)
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    return {
+        "name": outcome.name,
+        "path": outcome.path,
+        "elapsed_s": round(outcome.elapsed_s, 3),
+        "counts": outcome.counts(),
+        "front": outcome.front,
+        "trials": [
+            {
+                "trial_id": t.trial_id,
+                "status": t.status,
+                "iterations": t.iterations,
+                "params": t.params,
+                "objectives": t.objectives,
+                "checkpoint": t.checkpoint,
+            }
+            for t in outcome.trials
+        ],
+    }
+
+
+def _print_sweep(outcome: Any) -> None:
+    metric, mode = outcome.objectives[0]
+    order = sorted(
+        range(len(outcome.trials)),
+        key=lambda i: (
+            outcome.trials[i].status == "error",
+            -outcome.trials[i].objectives.get(metric, float("nan"))
+            if mode == "max"
+            else outcome.trials[i].objectives.get(metric, float("nan")),
+        ),
+    )
+    table = Table(title=f"{outcome.name}: {outcome.path}")
+    table.add_column("trial")
+    table.add_column("status")
+    table.add_column("epochs", justify="right")
+    params = list(outcome.trials[0].params) if outcome.trials else []
+    for p in params:
+        table.add_column(p, justify="right")
+    for m, md in outcome.objectives:
+        table.add_column(f"{m} ({md})", justify="right")
+    if outcome.front:
+        table.add_column("front")
+    for i in order:
+        t = outcome.trials[i]
+        cells = [t.trial_id, t.status, str(t.iterations)]
+        cells += [_fmt(t.params.get(p)) for p in params]
+        cells += [_fmt(t.objectives.get(m)) for m, _ in outcome.objectives]
+        if outcome.front:
+            cells.append("*" if i in outcome.front else "")
+        table.add_row(*cells)
+    out.print(table)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts().items()))
+    out.print(f"{len(outcome.trials)} trials ({counts}) in {outcome.elapsed_s:.1f} s")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
 @data_app.command("fetch")
 def data_fetch(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BUILTIN_DATASETS)}.")],
@@ -174,11 +293,11 @@ def data_list() -> None:
 @app.command()
 def quickstart() -> None:
     """Run the built-in default job: one real training run on digits."""
-    from regtune.platform.runspec import train_config_from_source
+    from regtune.search_spaces import load_train_config
     from regtune.trainables.loop import train as run_training
 
     try:
-        config = train_config_from_source("quickstart", [])
+        config = parse_train_config(load_train_config("quickstart"))
         console.print(f"[bold]regtune quickstart[/]: training {config.model.arch} on digits")
         result = _with_progress(
             lambda cb: run_training(config, on_epoch=cb), total=config.training.epochs, quiet=False

@@ -15,16 +15,20 @@ that as a string, so numeric strings are accepted as numbers here.
 
 Every problem is reported as ``<path>.<kind>: <what is wrong>``, e.g.
 ``penalties.l2.loguniform: low must be > 0 (got -1.0)``.
+
+The functions at the end walk and rewrite config trees (nested mappings)
+that hold :class:`Distribution` objects in place of sampled values.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from regtune.errors import SpecError
 
@@ -33,13 +37,21 @@ __all__ = [
     "Choice",
     "Distribution",
     "Grid",
+    "KeyPath",
     "LogUniform",
     "QUniform",
     "RandInt",
     "Uniform",
+    "find_distribution",
     "is_distribution",
+    "iter_distributions",
+    "iter_fixed",
     "parse_distribution",
+    "set_path",
+    "substitute",
     "suggest_kind",
+    "to_yaml_tree",
+    "without_distributions",
 ]
 
 #: The argument shape of each distribution, as shown in error messages.
@@ -226,6 +238,9 @@ class Grid(Distribution):
         return self.values
 
 
+KeyPath: TypeAlias = tuple[str, ...]
+
+
 def is_distribution(value: Any) -> bool:
     """Whether a raw YAML value is a one-key mapping naming a distribution."""
     return (
@@ -371,18 +386,6 @@ def _parse_randint(args: Any, problems: list[str]) -> Distribution | None:
     return RandInt(low, high)
 
 
-def _contains_distribution(value: Any) -> Any:
-    if is_distribution(value):
-        return value
-    children = value.values() if isinstance(value, Mapping) else value
-    if isinstance(value, Mapping | list):
-        for child in children:
-            found = _contains_distribution(child)
-            if found is not None:
-                return found
-    return None
-
-
 def _options(kind: str, args: Any, problems: list[str]) -> tuple[Any, ...] | None:
     values = _arguments(kind, args, None, problems)
     if values is None:
@@ -391,7 +394,7 @@ def _options(kind: str, args: Any, problems: list[str]) -> tuple[Any, ...] | Non
         problems.append(NO_VALUES)
         return None
     for index, value in enumerate(values):
-        inner = _contains_distribution(value)
+        inner = find_distribution(value)
         if inner is not None:
             problems.append(NESTED.format(index=index, inner=inner))
             return None
@@ -416,3 +419,70 @@ _PARSERS = {
     "choice": _parse_choice,
     "grid": _parse_grid,
 }
+
+
+# -- config trees holding Distribution objects ---------------------------------
+
+
+def find_distribution(value: Any) -> Any:
+    """The first raw distribution mapping inside ``value`` (at any depth), or None."""
+    if is_distribution(value):
+        return value
+    if isinstance(value, list | Mapping):
+        for item in value.values() if isinstance(value, Mapping) else value:
+            found = find_distribution(item)
+            if found is not None:
+                return found
+    return None
+
+
+def iter_distributions(node: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, Distribution]]:
+    """``(key path, Distribution)`` for each distribution in a nested mapping."""
+    if isinstance(node, Distribution):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from iter_distributions(value, (*path, key))
+
+
+def iter_fixed(node: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
+    """``(key path, value)`` for each fixed value (not a mapping, not a distribution)."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from iter_fixed(value, (*path, key))
+    elif not isinstance(node, Distribution) and path:
+        yield path, node
+
+
+def without_distributions(node: Any) -> Any:
+    """A deep copy of a nested mapping with every distribution left out."""
+    if isinstance(node, Mapping):
+        return {
+            k: without_distributions(v) for k, v in node.items() if not isinstance(v, Distribution)
+        }
+    return copy.deepcopy(node)
+
+
+def set_path(tree: dict[str, Any], path: KeyPath, value: Any) -> None:
+    """Set ``tree[path[0]][path[1]]... = value``, creating mappings on the way."""
+    node = tree
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+
+def substitute(tree: Mapping[str, Any], values: Mapping[KeyPath, Any]) -> dict[str, Any]:
+    """A deep copy of ``tree`` with the value at each key path replaced."""
+    out: dict[str, Any] = copy.deepcopy(dict(tree))
+    for path, value in values.items():
+        set_path(out, path, copy.deepcopy(value))
+    return out
+
+
+def to_yaml_tree(node: Any) -> Any:
+    """A deep copy with each distribution written back as its YAML mapping."""
+    if isinstance(node, Distribution):
+        return copy.deepcopy(node.to_yaml())
+    if isinstance(node, Mapping):
+        return {k: to_yaml_tree(v) for k, v in node.items()}
+    return copy.deepcopy(node)

@@ -29,16 +29,18 @@ grid in the space). A ``null`` section means its defaults.
 
 Everything is checked here, and every problem is reported at once, one line
 each, naming the key path (and the YAML line) and what is allowed. Each value a
-distribution can produce (both ends, an interior point, every listed value) is
-substituted into the config and validated with
-:func:`~regtune.trainables.config.parse_train_config`, so no trial can receive
-a config the trainable rejects.
+distribution can produce (both ends, an interior point, every listed value),
+and each pair of such values of two distributions, is substituted into the
+config and validated with :func:`~regtune.trainables.config.parse_train_config`,
+so no trial receives a config the trainable rejects (rules over three or more
+keys at once are checked only at the representative values).
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -55,13 +57,21 @@ from regtune.search_spaces.distributions import (
     Choice,
     Distribution,
     Grid,
+    KeyPath,
     LogUniform,
     QUniform,
     RandInt,
     Uniform,
+    find_distribution,
     is_distribution,
+    iter_distributions,
+    iter_fixed,
     parse_distribution,
+    set_path,
+    substitute,
     suggest_kind,
+    to_yaml_tree,
+    without_distributions,
 )
 from regtune.trainables.config import METRIC_MODES, TrainConfig, parse_train_config
 
@@ -154,6 +164,7 @@ SCALAR_GOT_MAPPING = (
     "expected a single value or a one-key distribution mapping ({kinds}); "
     "got a mapping with keys {keys}"
 )
+DISTRIBUTION_ONE_KEY = "a distribution mapping has exactly one key; got keys {keys}"
 MISSPELT_DISTRIBUTION = (
     "unknown key {key!r}: not a distribution (did you mean {kind!r}?); distributions: {kinds}"
 )
@@ -239,6 +250,10 @@ NEEDS_SENSITIVE = (
 CNN_NEEDS_IMAGES = "arch 'cnn' needs an image dataset ({datasets}); got dataset {name!r}"
 CUDA_NEEDS_GPU = "device 'cuda' needs resources.gpu > 0"
 GPU_FRACTION = "a GPU fraction must be below 1; above 1, use a whole number of GPUs"
+PAIR_REJECTED = (
+    "{kind} value {value!r} together with {other} = {other_value!r} is rejected by the "
+    "trainable: {reason}"
+)
 BASE_REJECTED = "with every distribution at its representative value: {reason}"
 YAML_SYNTAX = "{file}:{line}:{column}: invalid YAML: {problem}"
 YAML_DUPLICATE_KEY = (
@@ -319,7 +334,7 @@ class ParetoAshaConfig(_Section):
 
     kind: Literal["pareto-asha"] = "pareto-asha"
     grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1.0)
+    reduction_factor: int = Field(3, ge=2)
 
 
 class NoSchedulerConfig(_Section):
@@ -424,7 +439,7 @@ SCHEDULER_KINDS: tuple[str, ...] = tuple(_SCHEDULERS)
 SEARCHER_KINDS: tuple[str, ...] = tuple(_SEARCHERS)
 _SINGLE_OBJECTIVE_SCHEDULERS = ("asha", "hyperband", "median", "pbt")
 
-Path_: TypeAlias = tuple[str, ...]
+
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -453,9 +468,9 @@ class SweepSpec:
     # defaults (scheduler, searcher) are derived again rather than frozen.
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def iter_distributions(self) -> Iterator[tuple[Path_, Distribution]]:
+    def iter_distributions(self) -> Iterator[tuple[KeyPath, Distribution]]:
         """``(key path, distribution)`` pairs in the order the spec lists them."""
-        yield from _iter_distributions(self.space, ())
+        yield from iter_distributions(self.space, ())
 
     def base_config(self) -> dict[str, Any]:
         """One concrete, validated training config: each distribution at its
@@ -463,7 +478,7 @@ class SweepSpec:
         loguniform: geometric midpoint; quniform: midpoint snapped to q;
         randint: middle integer). Keys absent from the spec stay absent."""
         values = {path: dist.representative() for path, dist in self.iter_distributions()}
-        return _substitute(self.space, values)
+        return substitute(self.space, values)
 
     def with_overrides(self, overrides: Iterable[str]) -> SweepSpec:
         """A new spec with ``KEY.PATH=VALUE`` overrides applied (values are
@@ -479,7 +494,7 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain YAML-able data; ``load_spec`` of it gives
         an equal spec."""
-        space = _as_yaml(self.space)
+        space = to_yaml_tree(self.space)
         training = space.get("training", {})
         training.pop("epochs", None)
         if not training:
@@ -510,7 +525,7 @@ class SweepSpec:
         grid = math.prod(len(d.values) for _, d in self.iter_distributions() if isinstance(d, Grid))
         return self.budget.samples * grid
 
-    def pbt_mutation_paths(self) -> tuple[Path_, ...]:
+    def pbt_mutation_paths(self) -> tuple[KeyPath, ...]:
         """Key paths PBT perturbs: those listed in the scheduler, or every
         distribution under penalties; empty unless the scheduler is pbt."""
         if not isinstance(self.scheduler, PbtConfig):
@@ -518,7 +533,7 @@ class SweepSpec:
         return _pbt_paths(self.scheduler, dict(self.iter_distributions()))
 
 
-def parse_override(text: str) -> tuple[Path_, Any]:
+def parse_override(text: str) -> tuple[KeyPath, Any]:
     """Split ``KEY.PATH=VALUE`` into a key path and a YAML-parsed value.
 
     Raises:
@@ -623,8 +638,8 @@ def load_spec(source: str | Path | Mapping[str, Any], overrides: Iterable[str] =
     """Load and validate a sweep spec.
 
     Args:
-        source: a YAML file path, a preset name (see :func:`list_presets`), or
-            an already parsed mapping.
+        source: a YAML file path, a preset name (see :func:`list_presets`;
+            an existing file of that name wins), or an already parsed mapping.
         overrides: ``KEY.PATH=VALUE`` texts applied before validation (the
             CLI's ``--set``).
 
@@ -675,7 +690,7 @@ def load_train_config(
 
 def _read_source(source: str | Path | Mapping[str, Any]) -> tuple[Any, str, dict[str, int]]:
     """(parsed data, origin for messages, key path -> line)."""
-    if isinstance(source, Mapping):
+    if not isinstance(source, str | Path):
         return source, "<mapping>", {}
     path = Path(source)
     if not path.is_file():
@@ -713,7 +728,7 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
 
 
 def _index_lines(
-    node: yaml.Node | None, path: Path_, lines: dict[str, int], file: Path, seen: set[int]
+    node: yaml.Node | None, path: KeyPath, lines: dict[str, int], file: Path, seen: set[int]
 ) -> None:
     if node is None or id(node) in seen:
         return
@@ -748,7 +763,7 @@ class _Checker:
     def __init__(self) -> None:
         self.problems: list[_Problem] = []
 
-    def add(self, path: Path_ | str, message: str) -> None:
+    def add(self, path: KeyPath | str, message: str) -> None:
         where = path if isinstance(path, str) else _dotted(path)
         problem = _Problem(where or "<root>", message)
         if problem not in self.problems:
@@ -771,7 +786,7 @@ class _Checker:
         checkpoint = self.section(CheckpointConfig, given.get("checkpoint", {}), ("checkpoint",))
         max_epochs = (budget or BudgetConfig()).max_epochs
         space = self.space({k: given[k] for k in TRAIN_KEYS if k in given}, max_epochs)
-        dists = dict(_iter_distributions(space, ()))
+        dists = dict(iter_distributions(space, ()))
         several = objectives is not None and len(objectives) > 1
         scheduler = self.kind_section(
             "scheduler",
@@ -827,7 +842,7 @@ class _Checker:
 
     # -- sections -------------------------------------------------------------
 
-    def unknown_key(self, path: Path_, key: Any, allowed: Iterable[str]) -> None:
+    def unknown_key(self, path: KeyPath, key: Any, allowed: Iterable[str]) -> None:
         if not isinstance(key, str):
             self.add(path, NOT_A_STRING_KEY.format(key=key))
             return
@@ -842,18 +857,20 @@ class _Checker:
             message += DID_YOU_MEAN.format(suggestion=close[0])
         self.add((*path, key), message)
 
-    def not_a_distribution(self, path: Path_, value: Mapping[Any, Any]) -> None:
+    def not_a_distribution(self, path: KeyPath, value: Mapping[Any, Any]) -> None:
         kinds = ", ".join(DISTRIBUTION_KINDS)
         misspelt = [(key, suggest_kind(key)) for key in value if suggest_kind(key)]
         for key, kind in misspelt:
             self.add(
                 (*path, str(key)), MISSPELT_DISTRIBUTION.format(key=key, kind=kind, kinds=kinds)
             )
-        if not misspelt:
-            keys = sorted(map(str, value))
+        keys = sorted(map(str, value))
+        if not misspelt and all(key in DISTRIBUTION_KINDS for key in value):
+            self.add(path, DISTRIBUTION_ONE_KEY.format(keys=keys))
+        elif not misspelt:
             self.add(path, SCALAR_GOT_MAPPING.format(kinds=kinds, keys=keys))
 
-    def section(self, cls: type[_M], raw: Any, path: Path_) -> _M | None:
+    def section(self, cls: type[_M], raw: Any, path: KeyPath) -> _M | None:
         """Validate a mapping with a pydantic model, naming unknown keys."""
         if not isinstance(raw, Mapping):
             self.add(path, NOT_A_MAPPING.format(got=_describe(raw)))
@@ -892,7 +909,7 @@ class _Checker:
         if raw is None:
             raw = [{"metric": "val_acc"}]
         entries = raw if isinstance(raw, list) else [raw]
-        path: Path_ = ("objectives",)
+        path: KeyPath = ("objectives",)
         if not entries:
             self.add(path, NO_OBJECTIVES)
             return None
@@ -905,7 +922,7 @@ class _Checker:
                 self.add(where, OBJECTIVE_SHAPE.format(got=_describe(entry)))
                 continue
             metric = item.get("metric")
-            if metric not in METRIC_MODES:
+            if not isinstance(metric, str) or metric not in METRIC_MODES:
                 allowed = ", ".join(METRIC_MODES)
                 self.add((*where, "metric"), UNKNOWN_METRIC.format(metric=metric, allowed=allowed))
                 continue
@@ -930,10 +947,10 @@ class _Checker:
         if isinstance(raw.get("dataset"), str):
             raw = {**raw, "dataset": {"name": raw["dataset"]}}
         space = self.walk(raw, TrainConfig, ())
-        for path, dist in list(_iter_distributions(space.get("dataset"), ("dataset",))):
+        for path, dist in list(iter_distributions(space.get("dataset"), ("dataset",))):
             self.add(path, DATASET_FIXED)
             # The representative stands in, so no second error says it is missing.
-            _set(space, path, dist.representative())
+            set_path(space, path, dist.representative())
         training = space.setdefault("training", {})
         if isinstance(training, dict):
             if "epochs" in training:
@@ -941,7 +958,7 @@ class _Checker:
             training["epochs"] = max_epochs
         return space
 
-    def walk(self, node: Mapping[str, Any], cls: type[BaseModel], path: Path_) -> dict[str, Any]:
+    def walk(self, node: Mapping[str, Any], cls: type[BaseModel], path: KeyPath) -> dict[str, Any]:
         """Copy ``node`` with distributions parsed, checking keys against ``cls``."""
         out: dict[str, Any] = {}
         for key, value in node.items():
@@ -965,25 +982,26 @@ class _Checker:
                 self.not_a_distribution(where, value)
             elif isinstance(value, float) and not math.isfinite(value):
                 self.add(where, NOT_FINITE.format(value=value))
-            elif _find_distribution(value) is not None:
-                self.add(where, DISTRIBUTION_IN_LIST.format(inner=_find_distribution(value)))
+            elif find_distribution(value) is not None:
+                self.add(where, DISTRIBUTION_IN_LIST.format(inner=find_distribution(value)))
             else:
                 out[key] = value
         return out
 
     def probe_space(
-        self, space: dict[str, Any], dists: dict[Path_, Distribution]
+        self, space: dict[str, Any], dists: dict[KeyPath, Distribution]
     ) -> list[TrainConfig]:
         """Validate the fixed values, then every value each distribution can
         produce; normalise both in place. Returns the valid configs seen."""
-        fixed = _without_distributions(space)
+        fixed = without_distributions(space)
         fixed_problems, fixed_config = _train_problems(fixed)
         for problem in fixed_problems:
             self.add(problem.path, problem.message)
         seen = [fixed_config] if fixed_config is not None else []
         if fixed_config is not None:
-            for path, _ in _iter_leaves(space, ()):
-                _set(space, path, _read_back(fixed_config, path))
+            for path, _ in iter_fixed(space, ()):
+                set_path(space, path, _read_back(fixed_config, path))
+        valid: list[KeyPath] = []
         for path, dist in dists.items():
             normalised = []
             for value in dist.probe_values():
@@ -992,35 +1010,62 @@ class _Checker:
                     seen.append(config)
                     normalised.append(_read_back(config, path))
             if len(normalised) == len(dist.probe_values()):
+                valid.append(path)
                 if isinstance(dist, Choice):
-                    _set(space, path, Choice(tuple(normalised)))
+                    set_path(space, path, Choice(tuple(normalised)))
                 elif isinstance(dist, Grid):
-                    _set(space, path, Grid(tuple(normalised)))
+                    set_path(space, path, Grid(tuple(normalised)))
+        self.probe_pairs(fixed, fixed_problems, valid, dists)
         return seen
+
+    def probe_pairs(
+        self,
+        fixed: dict[str, Any],
+        fixed_problems: list[_Problem],
+        paths: list[KeyPath],
+        dists: Mapping[KeyPath, Distribution],
+    ) -> None:
+        """Rules that relate two keys (e.g. attack steps) can reject a pair of
+        values each valid alone: try every pair of probe values, and report the
+        first rejected pair of each two distributions."""
+        for i, first in enumerate(paths):
+            for second in paths[i + 1 :]:
+                pairs = itertools.product(dists[first].probe_values(), dists[second].probe_values())
+                for a, b in pairs:
+                    problems, _ = _train_problems(substitute(fixed, {first: a, second: b}))
+                    new = [p for p in problems if p not in fixed_problems]
+                    if new:
+                        reason = "; ".join(_reason(p, "<root>") for p in new)
+                        message = PAIR_REJECTED.format(
+                            kind=dists[first].kind,
+                            value=a,
+                            other=_dotted(second),
+                            other_value=b,
+                            reason=reason,
+                        )
+                        self.add(first, message)
+                        break
 
     def probe(
         self,
         fixed: dict[str, Any],
         fixed_problems: list[_Problem],
-        path: Path_,
+        path: KeyPath,
         dist: Distribution,
         value: Any,
         template: str,
         **extra: Any,
     ) -> TrainConfig | None:
-        problems, config = _train_problems(_substitute(fixed, {path: value}))
+        problems, config = _train_problems(substitute(fixed, {path: value}))
         new = [p for p in problems if p not in fixed_problems]
-        where = _dotted(path)
         for problem in new:
-            reason = (
-                problem.message if problem.path == where else f"{problem.path}: {problem.message}"
-            )
+            reason = _reason(problem, _dotted(path))
             self.add(path, template.format(kind=dist.kind, value=value, reason=reason, **extra))
         return config if not new else None
 
     def base_config(self, space: dict[str, Any]) -> None:
-        values = {path: dist.representative() for path, dist in _iter_distributions(space, ())}
-        problems, _ = _train_problems(_substitute(space, values))
+        values = {path: dist.representative() for path, dist in iter_distributions(space, ())}
+        problems, _ = _train_problems(substitute(space, values))
         for problem in problems:
             self.add(problem.path, BASE_REJECTED.format(reason=problem.message))
 
@@ -1085,7 +1130,7 @@ class _Checker:
         self,
         searcher: BaseModel | None,
         scheduler: BaseModel | None,
-        dists: Mapping[Path_, Distribution],
+        dists: Mapping[KeyPath, Distribution],
     ) -> None:
         if not dists and not any(p for p in self.problems if p.path.startswith(TRAIN_KEYS)):
             self.add(("searcher",), NOTHING_TO_SEARCH.format(kinds=", ".join(DISTRIBUTION_KINDS)))
@@ -1101,14 +1146,16 @@ class _Checker:
         self,
         scheduler: PbtConfig,
         space: dict[str, Any],
-        dists: dict[Path_, Distribution],
+        dists: dict[KeyPath, Distribution],
         checkpoint: CheckpointConfig | None,
     ) -> None:
         if checkpoint is not None and checkpoint.every == 0:
             self.add(("checkpoint", "every"), PBT_CHECKPOINTS)
-        where: Path_ = ("scheduler", "hyperparam_mutations")
+        where: KeyPath = ("scheduler", "hyperparam_mutations")
         named = {_dotted(p): p for p in dists}
-        for index, key in enumerate(scheduler.hyperparam_mutations or ()):
+        listed = scheduler.hyperparam_mutations
+        paths = _pbt_paths(scheduler, dists)
+        for index, key in enumerate(listed or ()):
             at = (*where, str(index))
             if key not in named:
                 allowed = ", ".join(named) or "(none)"
@@ -1118,10 +1165,12 @@ class _Checker:
                 self.add(at, PBT_IMMUTABLE.format(key=key, prefixes=prefixes))
             elif key in PBT_FROZEN_KEYS:
                 self.add(at, PBT_FROZEN.format(key=key))
-        paths = _pbt_paths(scheduler, dists)
-        if not paths:
+            else:
+                continue
+            paths = tuple(p for p in paths if p != named.get(key))
+        if not listed and not paths:
             self.add(where, PBT_NOTHING)
-        fixed = _without_distributions(space)
+        fixed = without_distributions(space)
         fixed_problems, _ = _train_problems(fixed)
         up, down = max(scheduler.perturbation_factors), min(scheduler.perturbation_factors)
         for path in paths:
@@ -1154,11 +1203,17 @@ def _kind_of(raw: Any) -> Any:
     return raw if isinstance(raw, str) else raw.get("kind") if isinstance(raw, Mapping) else None
 
 
-def _pbt_paths(scheduler: PbtConfig, dists: Mapping[Path_, Distribution]) -> tuple[Path_, ...]:
+def _pbt_paths(scheduler: PbtConfig, dists: Mapping[KeyPath, Distribution]) -> tuple[KeyPath, ...]:
     if scheduler.hyperparam_mutations is None:
         return tuple(p for p in dists if p[0] == "penalties" and _dotted(p) not in PBT_FROZEN_KEYS)
     named = {_dotted(p): p for p in dists}
     return tuple(named[k] for k in scheduler.hyperparam_mutations if k in named)
+
+
+def _reason(problem: _Problem, where: str) -> str:
+    # Whole-config rules (two keys at once) report no path of their own.
+    own = problem.path in (where, "<root>")
+    return problem.message if own else f"{problem.path}: {problem.message}"
 
 
 def _has_sensitive(config: TrainConfig) -> bool:
@@ -1188,7 +1243,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {shown}"
 
 
-def _pydantic_errors(exc: ValidationError) -> list[tuple[Path_, str]]:
+def _pydantic_errors(exc: ValidationError) -> list[tuple[KeyPath, str]]:
     found = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
@@ -1212,70 +1267,12 @@ def _train_problems(tree: Mapping[str, Any]) -> tuple[list[_Problem], TrainConfi
         return [_Problem("<root>", str(exc))], None
 
 
-def _iter_distributions(node: Any, path: Path_) -> Iterator[tuple[Path_, Distribution]]:
-    if isinstance(node, Distribution):
-        yield path, node
-    elif isinstance(node, Mapping):
-        for key, value in node.items():
-            yield from _iter_distributions(value, (*path, key))
-
-
-def _iter_leaves(node: Any, path: Path_) -> Iterator[tuple[Path_, Any]]:
-    """Fixed values (not mappings, not distributions) with their paths."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            yield from _iter_leaves(value, (*path, key))
-    elif not isinstance(node, Distribution) and path:
-        yield path, node
-
-
-def _find_distribution(value: Any) -> Any:
-    if is_distribution(value):
-        return value
-    if isinstance(value, list | Mapping):
-        for item in value.values() if isinstance(value, Mapping) else value:
-            found = _find_distribution(item)
-            if found is not None:
-                return found
-    return None
-
-
-def _without_distributions(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {
-            k: _without_distributions(v) for k, v in node.items() if not isinstance(v, Distribution)
-        }
-    return copy.deepcopy(node)
-
-
-def _substitute(tree: Mapping[str, Any], values: Mapping[Path_, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = copy.deepcopy(dict(tree))
-    for path, value in values.items():
-        _set(out, path, copy.deepcopy(value))
-    return out
-
-
-def _set(tree: dict[str, Any], path: Path_, value: Any) -> None:
-    node = tree
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-    node[path[-1]] = value
-
-
-def _read_back(config: BaseModel, path: Path_) -> Any:
+def _read_back(config: BaseModel, path: KeyPath) -> Any:
     """The value at ``path`` as the trainable parsed it (``"1e-4"`` -> 0.0001)."""
     node: Any = config
     for key in path:
         node = getattr(node, key)
     return node.model_dump(exclude_unset=True) if isinstance(node, BaseModel) else node
-
-
-def _as_yaml(node: Any) -> Any:
-    if isinstance(node, Distribution):
-        return copy.deepcopy(node.to_yaml())
-    if isinstance(node, Mapping):
-        return {k: _as_yaml(v) for k, v in node.items()}
-    return copy.deepcopy(node)
 
 
 def _format(

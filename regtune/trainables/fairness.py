@@ -22,10 +22,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["EO_LABELS", "dp_difference", "dp_penalty", "eo_difference", "eo_penalty", "group_gap"]
+__all__ = [
+    "EO_LABELS",
+    "dp_difference",
+    "dp_penalty",
+    "eo_difference",
+    "eo_penalty",
+    "group_gap",
+    "sharpen",
+]
 
 #: Labels whose per-group rates equalized odds compares (FPR for 0, TPR for 1).
 EO_LABELS = (0, 1)
+
+BAD_TEMPERATURE = "temperature must be a positive finite number; got {value!r}"
 
 
 def group_gap(values: Tensor, s: Tensor) -> Tensor:
@@ -42,14 +52,44 @@ def group_gap(values: Tensor, s: Tensor) -> Tensor:
     return means.max() - means.min()
 
 
-def dp_penalty(p: Tensor, s: Tensor) -> Tensor:
-    """Demographic-parity gap of the mean positive probability across groups."""
-    return group_gap(p, s)
+def sharpen(p: Tensor, temperature: float = 1.0) -> Tensor:
+    """``sigmoid(logit(p) / temperature)``: a soft indicator of ``p > 0.5``.
+
+    ``logit(p)`` is the logit margin ``z_1 - z_0`` of a two-logit model, so
+    this is the positive probability at a lower softmax temperature. At
+    ``temperature=1`` it returns ``p`` itself; as it goes to 0 it tends to
+    the hard prediction, and its gradient concentrates on the examples near
+    the decision boundary, the only ones whose flip changes a hard rate.
+
+    Raises:
+        ValueError: ``temperature`` is not a positive finite number.
+    """
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
+        raise ValueError(BAD_TEMPERATURE.format(value=temperature))
+    if temperature == 1.0:
+        return p
+    # Clamped so a saturated softmax (p == 0 or 1 in float32) gives a finite logit.
+    eps = torch.finfo(p.dtype).eps
+    q = p.clamp(eps, 1.0 - eps)
+    return torch.sigmoid((torch.log(q) - torch.log1p(-q)) / temperature)
 
 
-def eo_penalty(p: Tensor, y: Tensor, s: Tensor) -> Tensor:
-    """Equalized-odds gap: the larger of the relaxed FPR gap (y=0) and TPR gap (y=1)."""
-    gaps = [group_gap(p[y == label], s[y == label]) for label in EO_LABELS]
+def dp_penalty(p: Tensor, s: Tensor, *, temperature: float = 1.0) -> Tensor:
+    """Demographic-parity gap of the mean positive probability across groups.
+
+    With ``temperature < 1`` the probabilities are first :func:`sharpen`-ed,
+    so the penalty tracks the gap of hard selection rates more closely.
+    """
+    return group_gap(sharpen(p, temperature), s)
+
+
+def eo_penalty(p: Tensor, y: Tensor, s: Tensor, *, temperature: float = 1.0) -> Tensor:
+    """Equalized-odds gap: the larger of the relaxed FPR gap (y=0) and TPR gap (y=1).
+
+    ``temperature`` as for :func:`dp_penalty`.
+    """
+    q = sharpen(p, temperature)
+    gaps = [group_gap(q[y == label], s[y == label]) for label in EO_LABELS]
     return torch.maximum(gaps[0], gaps[1])
 
 

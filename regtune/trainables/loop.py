@@ -425,23 +425,38 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any], *, source: str = "<memory>") -> None:
-        """Continue from :meth:`state_dict` output (the same configuration)."""
-        for what, mine in (
-            ("dataset", self.dataset.fingerprint),
-            ("config", self.config.model_dump(mode="json")),
-        ):
-            theirs = state.get("fingerprint" if what == "dataset" else "config")
-            if theirs != mine:
+        """Continue from :meth:`state_dict` output.
+
+        The dataset and the architecture (``model``, ``penalties.spectral_norm``)
+        must match the checkpoint's. Other hyperparameters may differ: that is
+        how PBT changes regularization strength during training. The current
+        config's learning rate and weight decay then replace the stored ones.
+        """
+        theirs = state.get("config") or {}
+        mine = self.config.model_dump(mode="json")
+        checks = (
+            ("dataset", state.get("fingerprint"), self.dataset.fingerprint),
+            ("model", theirs.get("model"), mine["model"]),
+            (
+                "penalties.spectral_norm",
+                (theirs.get("penalties") or {}).get("spectral_norm"),
+                mine["penalties"]["spectral_norm"],
+            ),
+        )
+        for what, stored, current in checks:
+            if stored != current:
                 raise CheckpointError(CHECKPOINT_MISMATCH_MSG.format(path=source, what=what))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            if self.scheduler is not None:
+            if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(
                 CHECKPOINT_MISMATCH_MSG.format(path=source, what=f"model state: {exc}")
             ) from exc
+        if theirs != mine:
+            self._apply_hyperparameters()
         self.epoch = int(state["epoch"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -453,6 +468,17 @@ class Trainer:
         self._robust = (float(robust[0]), int(robust[1])) if robust else None
         best = state.get("best_state")
         self._best_state = dict(best) if best else None
+
+    def _apply_hyperparameters(self) -> None:
+        """Push this config's optimizer settings into restored optimizer state."""
+        t = self.config.training
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = self.config.penalties.weight_decay
+            if self.scheduler is None:
+                group["lr"] = t.lr
+        es = t.early_stopping
+        self.early.metric, self.early.mode = es.metric, es.mode
+        self.early.patience, self.early.min_delta = es.patience, es.min_delta
 
     def save(self, directory: str | Path) -> Path:
         """Write a checkpoint directory (safetensors + JSON, atomic)."""

@@ -156,7 +156,7 @@ def test_restore_rejects_other_config_and_broken_files(digits: Dataset, tmp_path
     ckpt = trainer.save(tmp_path / "ckpt")
 
     other = Trainer(_cfg(model={"width": 32}), dataset=digits)
-    with pytest.raises(CheckpointError, match="config differs"):
+    with pytest.raises(CheckpointError, match="model differs"):
         other.restore(ckpt)
 
     (ckpt / TREE_FILE).write_text("{not json")
@@ -174,3 +174,22 @@ def test_checkpoint_is_safetensors_and_json_only(digits: Dataset, tmp_path: Path
     tree = json.loads((ckpt / "state.json").read_text())
     assert tree["tree"]["epoch"] == 1
     assert not math.isnan(trainer.history[0]["val_loss"])
+
+
+def test_restore_with_new_regularization_strength_continues(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    """PBT's move: same weights, new penalty strength and learning rate."""
+    trainer = Trainer(_cfg(penalties={"weight_decay": 0.0}), dataset=digits)
+    trainer.run_epoch()
+    ckpt = trainer.save(tmp_path / "ckpt")
+    changed = Trainer(_cfg(penalties={"weight_decay": 0.05}, training={"lr": 1e-4}), dataset=digits)
+    changed.restore(ckpt)
+    assert changed.epoch == 1
+    assert all(
+        g["weight_decay"] == 0.05 and g["lr"] == 1e-4 for g in changed.optimizer.param_groups
+    )
+    for a, b in zip(trainer.model.parameters(), changed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    changed.run_epoch()
+    assert changed.epoch == 2

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of regtune against its peers (``make bench``)."""
