@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[speed] {name} {model['arch']} batch {batch}: {epochs} interleaved epochs")
         row = measure(name, model, batch, epochs)
         print(
-            f"  bare {row['bare_samples_per_s']:.0f}/s  regtune {row['regtune_samples_per_s']:.0f}/s"
+            f"  bare {row['bare_samples_per_s']:.0f}/s"
+            f"  regtune {row['regtune_samples_per_s']:.0f}/s"
             f"  ratio {row['throughput_ratio']:.3f}  fgsm-rs cost {row['fgsm_rs_cost']:.2f}x"
         )
         results.append(row)
