@@ -44,3 +44,22 @@ def digits(data_cache: Path) -> Dataset:
     from regtune.trainables.data import load_dataset
 
     return load_dataset("digits", cache_dir=data_cache)
+
+
+@pytest.fixture(scope="session")
+def ray_local(data_cache: Path) -> Iterator[None]:
+    """One local Ray for the session, on loopback, without the dashboard.
+
+    Token authentication stays as Ray sets it up (on).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
+    yield
+    ray.shutdown()

@@ -52,6 +52,8 @@ DEFAULT_STORAGE = "~/regtune_runs"
 #: Checkpoints kept per trial: the latest for restore, one before it in case
 #: the latest was being written when the worker died.
 CHECKPOINTS_KEPT = 2
+#: PBT exploits other trials' checkpoints, so it must keep more of them.
+PBT_CHECKPOINTS_KEPT = 4
 LOCAL_HOST = "127.0.0.1"
 
 EXISTS_MSG = (
@@ -335,7 +337,9 @@ def run_sweep(
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=spec.checkpoint.every,
             checkpoint_at_end=True,
-            num_to_keep=CHECKPOINTS_KEPT,
+            num_to_keep=(
+                PBT_CHECKPOINTS_KEPT if isinstance(spec.scheduler, PbtConfig) else CHECKPOINTS_KEPT
+            ),
         ),
     )
     exists = _experiment_exists(exp_path)
@@ -348,7 +352,6 @@ def run_sweep(
     else:
         if exists:
             raise SpecError(EXISTS_MSG.format(name=name, path=exp_path))
-        is_grid = isinstance(spec.searcher, GridSearchConfig)
         tuner = tune.Tuner(
             trainable,
             param_space=to_param_space(spec),
@@ -357,7 +360,7 @@ def run_sweep(
                 mode=first.mode,
                 search_alg=build_search_alg(spec),
                 scheduler=build_scheduler(spec),
-                num_samples=1 if is_grid else spec.budget.samples,
+                num_samples=spec.budget.samples,
                 time_budget_s=spec.budget.time_limit_s,
                 reuse_actors=True,
                 trial_name_creator=_trial_name,

@@ -139,6 +139,9 @@ PBT_FROZEN_KEYS: tuple[str, ...] = ("penalties.spectral_norm",)
 # perturbation; a value must stay valid after this many moves the same way.
 PBT_DRIFT_STEPS = 10
 
+# A grid searcher enumerates every combination; by default each runs once.
+GRID_DEFAULT_SAMPLES = 1
+
 #: Where the presets shipped with the package live.
 PRESETS_DIR = Path(__file__).with_name("presets")
 PRESET_SUFFIX = ".yaml"
@@ -368,9 +371,11 @@ class GridSearchConfig(_Section):
 
 
 class BudgetConfig(_Section):
-    """How much to run: ``samples`` trials (times the grid size for grid and
-    random searchers, as Ray Tune's num_samples), each for at most
-    ``max_epochs``, the whole sweep for at most ``time_limit_s`` seconds."""
+    """How much to run: ``samples`` trials (times the number of grid
+    combinations for grid and random searchers, as Ray Tune's num_samples),
+    each for at most ``max_epochs``, the whole sweep for at most
+    ``time_limit_s`` seconds. Left out, ``samples`` is 10, or 1 with searcher
+    grid (each combination once)."""
 
     samples: int = Field(10, ge=1)
     max_epochs: int = Field(20, ge=1)
@@ -802,6 +807,12 @@ class _Checker:
             _SEARCHERS,
             "random" if several or pbt or has_grid else "hyperopt",
         )
+        if (
+            isinstance(searcher, GridSearchConfig)
+            and budget is not None
+            and "samples" not in budget.model_fields_set
+        ):
+            budget = budget.model_copy(update={"samples": GRID_DEFAULT_SAMPLES})
         samples = self.probe_space(space, dists)
         if objectives is not None:
             self.cross_objectives(objectives, scheduler, searcher, samples)

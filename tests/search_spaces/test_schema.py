@@ -633,6 +633,15 @@ def test_n_trials_counts_grid_combinations() -> None:
     assert load_spec(BASE).n_trials == 4
 
 
+def test_grid_searcher_runs_each_combination_once_by_default() -> None:
+    patch = {"searcher": "grid", "penalties": {"l2": {"grid": [0.0, 0.1, 0.2]}}}
+    spec = load_spec(merged({**patch, "model": {"dropout": 0.1}, "budget": {"samples": DROP}}))
+    assert (spec.budget.samples, spec.n_trials) == (1, 3)
+    spec = load_spec(merged({**patch, "model": {"dropout": 0.1}, "budget": {"samples": 2}}))
+    assert (spec.budget.samples, spec.n_trials) == (2, 6)
+    assert load_spec(spec.to_dict()) == spec
+
+
 def test_pbt_mutation_paths() -> None:
     patch = {
         "scheduler": {"kind": "pbt", "perturbation_interval": 2},

@@ -1,0 +1,487 @@
+"""Submit a sweep to a Ray cluster through Ray's Jobs API (``regtune submit``).
+
+:func:`submit_sweep` does what ``ray job submit --working-dir DIR -- regtune
+sweep SPEC`` does, with the checks done first on this machine::
+
+    outcome = submit_sweep("quickstart", address="http://127.0.0.1:8265")
+    outcome.exit_code   # 0 when the job SUCCEEDED, 1 when it FAILED or was STOPPED
+
+1. The spec is loaded and validated here (``load_spec``): a bad spec fails
+   before anything is sent.
+2. A spec *file* travels as the job's ``working_dir`` (a temporary folder
+   holding only that file, or the caller's ``working_dir``, which must hold
+   it); a preset name needs no upload. The job runs in that folder.
+3. The job's entrypoint is ``regtune sweep SPEC --address auto --name NAME
+   ...``, its submission id ``regtune-NAME-<time>-<random>`` and its metadata
+   ``{"regtune_sweep": NAME}``, so the dashboard's Jobs page shows the sweep
+   under its name.
+4. The driver's output is streamed to ``log`` until the job ends.
+
+The cluster must have regtune installed: ``cluster.yaml``'s setup commands
+install it on every node, and a local ``ray start --head`` run from regtune's
+virtualenv gives jobs that virtualenv.
+
+Authentication: Ray's token authentication stays on. When ``RAY_AUTH_MODE``
+is set, Ray's client applies it (``token``: the token from ``RAY_AUTH_TOKEN``,
+``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``). When it is unset and the
+address is on this machine (127.0.0.1, localhost, ::1), the local token is
+sent, as Ray itself does for a local cluster it finds on its own; a remote
+address never receives it unasked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from regtune.errors import RegtuneError, SpecError
+from regtune.search_spaces import SweepSpec, load_spec
+from regtune.search_spaces.schema import BAD_NAME, NAME_PATTERN
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "METADATA_KEY",
+    "JobOutcome",
+    "auth_headers",
+    "build_entrypoint",
+    "exit_code_for",
+    "parse_env_vars",
+    "resolve_address",
+    "run_job",
+    "submission_id_for",
+    "submit_sweep",
+]
+
+#: The Jobs API of a local ``ray start --head`` (and of ``ray dashboard cluster.yaml``).
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+#: Job metadata key naming the sweep (searchable in the dashboard and ``ray job list``).
+METADATA_KEY = "regtune_sweep"
+#: Metadata key with the spec as given (file name or preset).
+SPEC_METADATA_KEY = "regtune_spec"
+#: Submission ids start with this, then the sweep name.
+SUBMISSION_PREFIX = "regtune"
+#: Seconds between status (and, where logs cannot be tailed, log) polls.
+POLL_INTERVAL_S = 0.5
+#: Ray's environment variables that override any address its Jobs client is given.
+ADDRESS_ENV_VARS = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+#: Ray's switch for token authentication (``token`` or ``disabled``).
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+#: Hosts that are this machine: the local Ray token may be sent to them.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Job statuses after which nothing changes.
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+
+BAD_ADDRESS = (
+    "--address must be the Ray dashboard's HTTP address, http://HOST:PORT or "
+    "https://HOST:PORT (e.g. {example}); got {address!r}"
+)
+ADDRESS_CONFLICT = (
+    "{var}={value!r} is set and Ray's Jobs client would use it instead of --address "
+    "{address!r}; unset {var} or pass the same address"
+)
+UNREACHABLE = (
+    "no Ray Jobs API answers at {address} ({reason}). Start a local cluster with "
+    "`ray start --head --dashboard-host 127.0.0.1` (its API is {default}), or open a "
+    "tunnel to a `ray up cluster.yaml` cluster with `ray dashboard cluster.yaml`"
+)
+AUTH_FAILED = (
+    "the Ray cluster at {address} refused the request: token authentication failed. "
+    "Set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN, "
+    "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (`ray get-auth-token` prints the local one). "
+    "Ray said: {reason}"
+)
+SUBMIT_FAILED = "the Ray Jobs API at {address} did not take the job: {reason}"
+REQUEST_FAILED = "the Ray Jobs API at {address} failed to answer about the job: {reason}"
+WORKING_DIR_MISSING = "--working-dir {working_dir} is not a directory"
+SPEC_OUTSIDE_WORKING_DIR = (
+    "spec file {spec} is not inside --working-dir {working_dir}; the job runs in the "
+    "working dir, so move the spec there or pass the folder that holds it"
+)
+LOCAL_DATA_NEEDS_WORKING_DIR = (
+    "spec {spec} reads dataset.path {path!r}, a relative path that the cluster cannot "
+    "see; pass --working-dir with the folder it is relative to (the job runs there)"
+)
+BAD_SWEEP_NAME = "--name {name!r}: " + BAD_NAME
+BAD_ENV_VAR = "--env {text!r}: expected KEY=VALUE with KEY made of letters, digits and '_'"
+DETACHED = (
+    "stopped following job {job_id}; it keeps running on the cluster. "
+    "Logs: `ray job logs --follow {job_id} --address {address}`; "
+    "stop it: `ray job stop {job_id} --address {address}`"
+)
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What :func:`submit_sweep` returns.
+
+    ``status`` is Ray's job status (PENDING, RUNNING, SUCCEEDED, FAILED or
+    STOPPED). ``exit_code`` is what ``regtune submit`` exits with: 0 when the
+    job SUCCEEDED (or, not followed, was accepted), 1 when it FAILED or was
+    STOPPED. ``message`` is Ray's status message, when it gives one.
+    """
+
+    job_id: str
+    status: str
+    exit_code: int
+    message: str | None = None
+
+
+def exit_code_for(status: str) -> int:
+    """0 for SUCCEEDED and for a job still PENDING or RUNNING, 1 for FAILED or STOPPED."""
+    return 1 if status in TERMINAL_STATUSES and status != "SUCCEEDED" else 0
+
+
+def resolve_address(address: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The Jobs API address to use: ``address``, else ``$RAY_API_SERVER_ADDRESS``,
+    else ``$RAY_ADDRESS``, else :data:`DEFAULT_ADDRESS`; trailing ``/`` dropped.
+
+    Ray's client lets those variables override any address it is given, so an
+    explicit address that differs from one of them is refused rather than
+    silently replaced.
+
+    Raises:
+        SpecError: not an ``http(s)://HOST:PORT`` URL, or a conflicting
+            variable is set.
+    """
+    env = os.environ if environ is None else environ
+    chosen = address
+    for var in ADDRESS_ENV_VARS:
+        value = env.get(var)
+        if not value:
+            continue
+        if address is not None and value.rstrip("/") != address.rstrip("/"):
+            raise SpecError(ADDRESS_CONFLICT.format(var=var, value=value, address=address))
+        chosen = chosen or value
+        # The first variable set is the one Ray reads.
+        break
+    chosen = (chosen or DEFAULT_ADDRESS).rstrip("/")
+    parts = urlsplit(chosen)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(BAD_ADDRESS.format(example=DEFAULT_ADDRESS, address=chosen))
+    return chosen
+
+
+def auth_headers(address: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """HTTP headers carrying the local Ray token to ``address``, or none.
+
+    Empty when ``RAY_AUTH_MODE`` is set (Ray's client then applies that mode
+    itself), when ``address`` is not on this machine, or when there is no
+    local token. Otherwise ``{"authorization": "Bearer <token>"}`` with the
+    token Ray's own loader finds (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``,
+    ``~/.ray/auth_token``).
+    """
+    env = os.environ if environ is None else environ
+    if env.get(AUTH_MODE_ENV) is not None:
+        return {}
+    if urlsplit(address).hostname not in LOOPBACK_HOSTS:
+        return {}
+    # Ray's own token loader (the one its clients use); ray's stub omits it.
+    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+
+    header = AuthenticationTokenLoader.instance().get_token_for_http_header(ignore_auth_mode=True)
+    return {str(key): str(value) for key, value in header.items()}
+
+
+def submission_id_for(name: str) -> str:
+    """A new, unique submission id that starts with the sweep's name:
+    ``regtune-NAME-YYYYmmdd-HHMMSS-<6 hex>``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{SUBMISSION_PREFIX}-{name}-{stamp}-{secrets.token_hex(3)}"
+
+
+def build_entrypoint(
+    spec: str,
+    *,
+    name: str,
+    overrides: Sequence[str] = (),
+    storage: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> str:
+    """The job's shell command: ``regtune sweep SPEC --address auto --name NAME``,
+    then ``--set`` per override, ``--storage`` and ``extra_args``, each quoted."""
+    argv = ["regtune", "sweep", spec, "--address", "auto", "--name", name]
+    for override in overrides:
+        argv += ["--set", override]
+    if storage is not None:
+        argv += ["--storage", storage]
+    argv += list(extra_args)
+    return shlex.join(argv)
+
+
+def parse_env_vars(items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` texts (the CLI's repeatable ``--env``) as a mapping.
+
+    Raises:
+        SpecError: an item without ``=`` or with a key that is not a shell name.
+    """
+    out: dict[str, str] = {}
+    for text in items:
+        key, sep, value = text.partition("=")
+        if not sep or not _ENV_KEY.fullmatch(key):
+            raise SpecError(BAD_ENV_VAR.format(text=text))
+        out[key] = value
+    return out
+
+
+def submit_sweep(
+    spec: str,
+    *,
+    address: str | None = None,
+    name: str | None = None,
+    storage: str | None = None,
+    overrides: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
+    working_dir: Path | None = None,
+    env_vars: Mapping[str, str] | None = None,
+    follow: bool = True,
+    log: Callable[[str], None] = print,
+) -> JobOutcome:
+    """Submit ``regtune sweep SPEC`` as a Ray job and (by default) follow it to the end.
+
+    Args:
+        spec: a sweep YAML file or a preset name, as for ``regtune sweep``.
+        address: the cluster's Jobs API, ``http(s)://HOST:PORT``; see
+            :func:`resolve_address` for the default.
+        name: experiment name (default: the spec's); names the job too.
+        storage: results root on the cluster (``regtune sweep --storage``).
+        overrides: ``KEY.PATH=VALUE`` texts, validated here and passed as ``--set``.
+        extra_args: more ``regtune sweep`` arguments, passed as they are.
+        working_dir: a folder to upload as the job's working dir (it must hold
+            a spec file, and any relative ``dataset.path``); default: a
+            temporary folder with the spec file only, or nothing for a preset.
+            Files matched by its ``.gitignore`` are not uploaded.
+        env_vars: environment variables for the job's processes.
+        follow: stream the job's output to ``log`` and wait for its end;
+            otherwise return once Ray has accepted it.
+        log: receives each line of output (and a few lines about the job).
+
+    Raises:
+        SpecError: the spec, an override, the name, the address or the
+            working dir is invalid; nothing was sent.
+        RegtuneError: the cluster cannot be reached, refuses the token, or
+            does not accept the job.
+    """
+    # Everything that can be checked here is, before the cluster is contacted.
+    resolved = resolve_address(address)
+    loaded = load_spec(spec, overrides)
+    sweep_name = name if name is not None else loaded.name
+    if not re.fullmatch(NAME_PATTERN, sweep_name):
+        raise SpecError(BAD_SWEEP_NAME.format(name=sweep_name))
+    spec_file = Path(spec) if Path(spec).is_file() else None
+    if working_dir is not None and not working_dir.is_dir():
+        raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
+    if working_dir is None:
+        _check_data_is_reachable(spec, loaded)
+
+    with _job_files(spec, spec_file, working_dir) as (job_spec, upload_dir):
+        entrypoint = build_entrypoint(
+            job_spec,
+            name=sweep_name,
+            overrides=overrides,
+            storage=storage,
+            extra_args=extra_args,
+        )
+        runtime_env: dict[str, Any] = {}
+        if upload_dir is not None:
+            runtime_env["working_dir"] = str(upload_dir)
+        if env_vars:
+            runtime_env["env_vars"] = dict(env_vars)
+        return run_job(
+            entrypoint,
+            address=resolved,
+            name=sweep_name,
+            runtime_env=runtime_env,
+            metadata={SPEC_METADATA_KEY: job_spec},
+            follow=follow,
+            log=log,
+        )
+
+
+def run_job(
+    entrypoint: str,
+    *,
+    address: str | None = None,
+    name: str,
+    runtime_env: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    follow: bool = True,
+    log: Callable[[str], None] = print,
+) -> JobOutcome:
+    """Submit any shell ``entrypoint`` as a Ray job named after ``name`` and
+    (by default) follow it; :func:`submit_sweep` uses it for ``regtune sweep``.
+
+    The submission id is :func:`submission_id_for` ``(name)`` and the job's
+    metadata holds ``{METADATA_KEY: name}`` plus ``metadata``. ``runtime_env``
+    is Ray's (``working_dir``, ``env_vars``, ``pip``, ...).
+
+    Raises:
+        SpecError: a bad address.
+        RegtuneError: the cluster cannot be reached, refuses the token, or
+            does not accept the job.
+    """
+    resolved = resolve_address(address)
+    client = _connect(resolved)
+    job_id = _submit(
+        client,
+        resolved,
+        entrypoint=entrypoint,
+        submission_id=submission_id_for(name),
+        runtime_env=dict(runtime_env or {}),
+        metadata={METADATA_KEY: name, **(metadata or {})},
+    )
+    log(f"submitted job {job_id} to {resolved}: {entrypoint}")
+    log(f"dashboard: {resolved}/#/jobs")
+    if not follow:
+        status = str(_call(resolved, client.get_job_status, job_id))
+        return JobOutcome(job_id=job_id, status=status, exit_code=exit_code_for(status))
+    try:
+        _follow_logs(client, resolved, job_id, log)
+        info = _wait_until_done(client, resolved, job_id)
+    except KeyboardInterrupt:
+        log(DETACHED.format(job_id=job_id, address=resolved))
+        raise
+    status = str(info.status)
+    log(f"job {job_id} {status}" + (f": {info.message}" if info.message else ""))
+    return JobOutcome(
+        job_id=job_id, status=status, exit_code=exit_code_for(status), message=info.message
+    )
+
+
+def _check_data_is_reachable(spec: str, loaded: SweepSpec) -> None:
+    dataset = loaded.space.get("dataset")
+    path = dataset.get("path") if isinstance(dataset, Mapping) else None
+    if isinstance(path, str) and "://" not in path and not Path(path).expanduser().is_absolute():
+        raise SpecError(LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
+
+
+@contextmanager
+def _job_files(
+    spec: str, spec_file: Path | None, working_dir: Path | None
+) -> Iterator[tuple[str, Path | None]]:
+    """(the spec as the job names it, the folder to upload or None)."""
+    if working_dir is not None:
+        if spec_file is None:
+            yield spec, working_dir
+            return
+        try:
+            relative = spec_file.resolve().relative_to(working_dir.resolve())
+        except ValueError as exc:
+            message = SPEC_OUTSIDE_WORKING_DIR.format(spec=spec_file, working_dir=working_dir)
+            raise SpecError(message) from exc
+        yield str(PurePosixPath(*relative.parts)), working_dir
+        return
+    if spec_file is None:
+        yield spec, None
+        return
+    with tempfile.TemporaryDirectory(prefix="regtune-job-") as tmp:
+        shutil.copy2(spec_file, Path(tmp) / spec_file.name)
+        yield spec_file.name, Path(tmp)
+
+
+def _connect(address: str) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    return _call(address, JobSubmissionClient, address, headers=auth_headers(address))
+
+
+def _submit(client: Any, address: str, **kwargs: Any) -> str:
+    return str(_call(address, client.submit_job, failed=SUBMIT_FAILED, **kwargs))
+
+
+def _call(
+    address: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    failed: str = REQUEST_FAILED,
+    **kwargs: Any,
+) -> Any:
+    """Call a Jobs API method, turning Ray's errors into regtune's."""
+    import requests
+    from ray.exceptions import AuthenticationError
+
+    try:
+        return fn(*args, **kwargs)
+    except AuthenticationError as exc:
+        raise RegtuneError(AUTH_FAILED.format(address=address, reason=exc)) from exc
+    # Ray raises the builtin ConnectionError while connecting, and lets
+    # requests' own errors through on later calls.
+    except (ConnectionError, requests.exceptions.RequestException) as exc:
+        message = UNREACHABLE.format(address=address, reason=exc, default=DEFAULT_ADDRESS)
+        raise RegtuneError(message) from exc
+    except RuntimeError as exc:
+        raise RegtuneError(failed.format(address=address, reason=exc)) from exc
+
+
+class _LineWriter:
+    """Passes text chunks to ``log`` one whole line at a time; counts the
+    characters taken, so a poll can carry on where a tail stopped."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.seen = 0
+        self._partial = ""
+
+    def write(self, chunk: str) -> None:
+        self.seen += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split("\n")
+        for line in lines:
+            self.log(line)
+
+    def close(self) -> None:
+        if self._partial:
+            self.log(self._partial)
+            self._partial = ""
+
+
+def _follow_logs(client: Any, address: str, job_id: str, log: Callable[[str], None]) -> None:
+    """Stream the driver's output until the job ends: Ray's websocket tail
+    when this thread runs no event loop, else (or if the tail breaks) polling."""
+    writer = _LineWriter(log)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import aiohttp
+
+        try:
+            asyncio.run(_tail(client, job_id, writer))
+        except (RuntimeError, OSError, aiohttp.ClientError):
+            pass  # the websocket broke: polling below picks up from writer.seen
+        else:
+            writer.close()
+            return
+    while True:
+        status = str(_call(address, client.get_job_status, job_id))
+        logs = str(_call(address, client.get_job_logs, job_id))
+        writer.write(logs[writer.seen :])
+        if status in TERMINAL_STATUSES:
+            break
+        time.sleep(POLL_INTERVAL_S)
+    writer.close()
+
+
+async def _tail(client: Any, job_id: str, writer: _LineWriter) -> None:
+    async for chunk in client.tail_job_logs(job_id):
+        writer.write(chunk)
+
+
+def _wait_until_done(client: Any, address: str, job_id: str) -> Any:
+    """The job's final JobInfo (its status can lag its last log line)."""
+    while True:
+        info = _call(address, client.get_job_info, job_id)
+        if str(info.status) in TERMINAL_STATUSES:
+            return info
+        time.sleep(POLL_INTERVAL_S)

@@ -1,0 +1,106 @@
+"""Sweeps on a real local Ray: every scheduler and searcher, several objectives."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regtune.errors import SpecError
+from regtune.platform.sweep import EXISTS_MSG, NOTHING_TO_RESUME_MSG, run_sweep
+from regtune.search_spaces import load_spec
+
+pytestmark = pytest.mark.ray
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "dataset": "digits",
+    "model": {"arch": "mlp", "width": 16, "depth": 1},
+    "training": {"batch_size": 256, "lr": 0.01, "robust_every": 0},
+    "penalties": {"l2": {"loguniform": [1e-6, 1e-2]}},
+    "objectives": [{"metric": "val_acc", "mode": "max"}],
+    "budget": {"samples": 3, "max_epochs": 3},
+    "resources": {"cpu": 1},
+}
+
+
+def _spec(**over: Any) -> Any:
+    return load_spec({**TINY, **over})
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "searcher", "extra"),
+    [
+        ({"kind": "asha", "grace_period": 1, "reduction_factor": 2}, {"kind": "hyperopt"}, {}),
+        ({"kind": "hyperband"}, {"kind": "random", "seed": 1}, {}),
+        ({"kind": "median", "grace_period": 1}, {"kind": "random", "seed": 2}, {}),
+        (
+            {"kind": "pbt", "perturbation_interval": 1},
+            {"kind": "random", "seed": 3},
+            {"checkpoint": {"every": 1}},
+        ),
+        (
+            {"kind": "none"},
+            {"kind": "grid"},
+            {"penalties": {"l2": {"grid": [0.0, 1e-3]}}, "budget": {"samples": 1, "max_epochs": 2}},
+        ),
+    ],
+    ids=["asha-hyperopt", "hyperband-random", "median-random", "pbt-random", "fifo-grid"],
+)
+def test_scheduler_and_searcher(
+    ray_local: None,
+    tmp_path: Path,
+    scheduler: dict[str, Any],
+    searcher: dict[str, Any],
+    extra: dict[str, Any],
+) -> None:
+    spec = _spec(scheduler=scheduler, searcher=searcher, **extra)
+    outcome = run_sweep(spec, storage=str(tmp_path))
+    assert len(outcome.trials) == spec.n_trials
+    assert all(t.status != "error" for t in outcome.trials)
+    assert all(1 <= t.iterations <= spec.budget.max_epochs for t in outcome.trials)
+    best = outcome.best
+    assert best is not None and 0.1 < best.objectives["val_acc"] <= 1.0
+    assert Path(outcome.path).is_dir()
+    if searcher["kind"] == "grid":
+        assert sorted(t.params["penalties.l2"] for t in outcome.trials) == [0.0, 1e-3]
+    # Finished trials scored the test split.
+    assert any("test_acc" in t.metrics for t in outcome.trials if t.status == "finished")
+
+
+def test_multi_objective_pareto_asha(ray_local: None, tmp_path: Path) -> None:
+    spec = _spec(
+        name="multi",
+        objectives=[{"metric": "val_acc", "mode": "max"}, {"metric": "sparsity", "mode": "max"}],
+        penalties={"l1": {"loguniform": [1e-6, 1e-1]}},
+        scheduler={"kind": "pareto-asha", "grace_period": 1, "reduction_factor": 2},
+        searcher={"kind": "random", "seed": 0},
+        budget={"samples": 4, "max_epochs": 4},
+    )
+    outcome = run_sweep(spec, storage=str(tmp_path))
+    assert len(outcome.trials) == 4
+    assert outcome.front, "a multi-objective sweep reports its Pareto front"
+    front = [outcome.trials[i] for i in outcome.front]
+    others = [t for i, t in enumerate(outcome.trials) if i not in outcome.front]
+    for t in others:  # every trial off the front is dominated by one on it
+        assert any(
+            f.objectives["val_acc"] >= t.objectives["val_acc"]
+            and f.objectives["sparsity"] >= t.objectives["sparsity"]
+            for f in front
+        )
+    assert all(not math.isnan(v) for t in front for v in t.objectives.values())
+
+
+def test_existing_experiment_is_not_overwritten(ray_local: None, tmp_path: Path) -> None:
+    spec = _spec(name="once", budget={"samples": 1, "max_epochs": 1}, searcher={"kind": "random"})
+    first = run_sweep(spec, storage=str(tmp_path))
+    before = sorted(p.name for p in Path(first.path).iterdir())
+    with pytest.raises(SpecError) as info:
+        run_sweep(spec, storage=str(tmp_path))
+    assert str(info.value) == EXISTS_MSG.format(name="once", path=first.path)
+    assert sorted(p.name for p in Path(first.path).iterdir()) == before
+    with pytest.raises(SpecError, match="no experiment 'other'"):
+        run_sweep(spec, storage=str(tmp_path), name="other", resume=True)
+    assert "--resume" in NOTHING_TO_RESUME_MSG
