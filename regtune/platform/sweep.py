@@ -55,6 +55,9 @@ CHECKPOINTS_KEPT = 2
 #: PBT exploits other trials' checkpoints, so it must keep more of them.
 PBT_CHECKPOINTS_KEPT = 4
 LOCAL_HOST = "127.0.0.1"
+#: Seconds between saves of Tune's experiment state (Tune's "auto" waits at
+#: least 10 s): a killed driver then loses at most this much on --resume.
+EXPERIMENT_STATE_PERIOD_S = "2"
 
 EXISTS_MSG = (
     "experiment {name!r} already exists at {path}; pass --resume to continue it, "
@@ -307,6 +310,9 @@ def run_sweep(
     from regtune.trainables.config import parse_train_config
     from regtune.trainables.data import load_dataset
 
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
+    # Frequent experiment snapshots are deliberate (see above): no warning per save.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     name = name or spec.name
     root = _absolute(storage) if storage else default_storage()
     exp_path = f"{root.rstrip('/')}/{name}"

@@ -24,7 +24,14 @@ from regtune.search_spaces.distributions import (
     RandInt,
     Uniform,
 )
-from regtune.search_spaces.schema import (
+from regtune.search_spaces.load import (
+    list_presets,
+    load_spec,
+    load_train_config,
+    preset_path,
+    train_config_from_spec,
+)
+from regtune.search_spaces.sections import (
     SCHEDULER_KINDS,
     SEARCHER_KINDS,
     SPEC_KEYS,
@@ -44,13 +51,8 @@ from regtune.search_spaces.schema import (
     ResourcesConfig,
     SchedulerConfig,
     SearcherConfig,
-    SweepSpec,
-    list_presets,
-    load_spec,
-    load_train_config,
-    preset_path,
-    train_config_from_spec,
 )
+from regtune.search_spaces.spec import SweepSpec
 
 __all__ = [
     "DISTRIBUTION_KINDS",

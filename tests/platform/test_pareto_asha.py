@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import ray
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
@@ -310,16 +308,9 @@ def _two_objective_trainable(config: dict[str, Any]) -> None:
         )
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.ray
 @pytest.mark.timeout(120)
-def test_real_tune_run_stops_dominated_trials(ray_cluster: None, tmp_path: Path) -> None:
+def test_real_tune_run_stops_dominated_trials(ray_local: None, tmp_path: Path) -> None:
     scheduler = ParetoASHA(
         objectives=OBJECTIVES, max_t=E2E_MAX_T, grace_period=1, reduction_factor=3
     )

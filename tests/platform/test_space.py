@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import ray
 from hyperopt.pyll.base import Apply
 from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
@@ -170,17 +169,6 @@ def test_pbt_mutations_need_a_pbt_spec() -> None:
         pbt_mutations(load_spec("quickstart"))
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    """A local Ray, or the one a session fixture already started (left running)."""
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-
-
 def check_config(config: dict[str, Any]) -> None:
     """A trial that only parses its config, as the real trainable does first."""
     parsed = parse_train_config(config)
@@ -188,7 +176,7 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 @pytest.mark.ray
-def test_tune_runs_trials_with_the_param_space(ray_cluster: None, tmp_path: Path) -> None:
+def test_tune_runs_trials_with_the_param_space(ray_local: None, tmp_path: Path) -> None:
     spec = load_spec("quickstart", overrides=["budget.samples=3"])
     tuner = tune.Tuner(
         check_config,

@@ -15,18 +15,22 @@ from regtune.errors import SpecError
 from regtune.search_spaces import (
     SPEC_KEYS,
     Choice,
+    FailureConfig,
     Grid,
     LogUniform,
+    MedianConfig,
+    Objective,
     QUniform,
     RandInt,
     Uniform,
     load_spec,
     load_train_config,
-    schema,
     train_config_from_spec,
 )
 from regtune.search_spaces import distributions as dist_mod
 from regtune.search_spaces.distributions import parse_distribution
+from regtune.search_spaces.load import YAML_DUPLICATE_KEY
+from regtune.search_spaces.overrides import parse_override
 from regtune.trainables.config import parse_train_config
 
 BASE: dict[str, Any] = {
@@ -546,14 +550,14 @@ def test_spec_must_be_a_mapping() -> None:
 def test_null_sections_mean_defaults() -> None:
     spec = load_spec(merged({"scheduler": None, "failure": None, "checkpoint": None}))
     assert spec.scheduler.kind == "asha"
-    assert spec.failure == schema.FailureConfig()
+    assert spec.failure == FailureConfig()
     assert spec.checkpoint.every == 0
 
 
 def test_default_scheduler_and_searcher_follow_the_objectives() -> None:
     one = load_spec(merged({"scheduler": DROP, "searcher": DROP, "objectives": DROP}))
     assert (one.scheduler.kind, one.searcher.kind) == ("asha", "hyperopt")
-    assert one.objectives == (schema.Objective(metric="val_acc", mode="max"),)
+    assert one.objectives == (Objective(metric="val_acc", mode="max"),)
     several = load_spec(
         merged({"scheduler": DROP, "searcher": DROP, "objectives": ["val_acc", "gap"]})
     )
@@ -564,7 +568,7 @@ def test_default_scheduler_and_searcher_follow_the_objectives() -> None:
 
 def test_objective_shorthands_and_default_mode() -> None:
     spec = load_spec(merged({"objectives": "val_loss"}))
-    assert spec.objectives == (schema.Objective(metric="val_loss", mode="min"),)
+    assert spec.objectives == (Objective(metric="val_loss", mode="min"),)
     spec = load_spec(
         merged(
             {
@@ -580,7 +584,7 @@ def test_objective_shorthands_and_default_mode() -> None:
 
 def test_kind_shorthand_and_fractional_gpu() -> None:
     spec = load_spec(merged({"scheduler": "median", "resources": {"cpu": 0.5, "gpu": 0.25}}))
-    assert isinstance(spec.scheduler, schema.MedianConfig)
+    assert isinstance(spec.scheduler, MedianConfig)
     assert (spec.resources.cpu, spec.resources.gpu) == (0.5, 0.25)
     assert load_spec(merged({"resources": {"gpu": 2}})).resources.gpu == 2
 
@@ -674,13 +678,13 @@ def test_to_dict_round_trips() -> None:
 
 
 def test_parse_override() -> None:
-    assert schema.parse_override("penalties.l2=0.01") == (("penalties", "l2"), 0.01)
-    assert schema.parse_override("penalties.l2={loguniform: [1.0e-5, 1.0e-2]}") == (
+    assert parse_override("penalties.l2=0.01") == (("penalties", "l2"), 0.01)
+    assert parse_override("penalties.l2={loguniform: [1.0e-5, 1.0e-2]}") == (
         ("penalties", "l2"),
         {"loguniform": [1e-5, 1e-2]},
     )
-    assert schema.parse_override("name=x=y") == (("name",), "x=y")
-    assert schema.parse_override("budget.time_limit_s=") == (("budget", "time_limit_s"), None)
+    assert parse_override("name=x=y") == (("name",), "x=y")
+    assert parse_override("budget.time_limit_s=") == (("budget", "time_limit_s"), None)
 
 
 @pytest.mark.parametrize(
@@ -694,7 +698,7 @@ def test_parse_override() -> None:
 )
 def test_malformed_override_is_rejected(text: str, fragment: str) -> None:
     with pytest.raises(SpecError, match="--set") as info:
-        schema.parse_override(text)
+        parse_override(text)
     assert fragment in str(info.value)
 
 
@@ -722,7 +726,7 @@ def test_override_switching_scheduler_kind_keeps_defaults_fresh() -> None:
     # The overrides apply to the spec as written, so the asha defaults of the
     # resolved spec do not leak into the new scheduler.
     spec = load_spec(merged({"scheduler": DROP})).with_overrides(["scheduler.kind=median"])
-    assert isinstance(spec.scheduler, schema.MedianConfig)
+    assert isinstance(spec.scheduler, MedianConfig)
 
 
 @pytest.mark.parametrize(
@@ -782,9 +786,7 @@ def test_duplicate_yaml_key_is_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_YAML + "penalties:\n  l1: 0.1\n")
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    assert str(info.value) == schema.YAML_DUPLICATE_KEY.format(
-        file=path, line=6, key="penalties", first=3
-    )
+    assert str(info.value) == YAML_DUPLICATE_KEY.format(file=path, line=6, key="penalties", first=3)
 
 
 def test_empty_file_is_rejected(tmp_path: Path) -> None:
@@ -886,6 +888,20 @@ def test_suggest_kind() -> None:
 def test_public_api_is_exactly_what_is_exported() -> None:
     exported = set(search_spaces.__all__)
     public = {n for n in vars(search_spaces) if not n.startswith("_")}
-    modules = {"distributions", "schema", "annotations"}
+    # Submodules become attributes of the package once imported; "schema" is the
+    # compatibility module that regtune.platform.jobs still imports.
+    modules = {
+        "annotations",
+        "cross_checks",
+        "distributions",
+        "load",
+        "overrides",
+        "probe",
+        "problems",
+        "schema",
+        "sections",
+        "spec",
+        "validate",
+    }
     assert public - modules == exported
     assert {"load_spec", "list_presets", "preset_path", "SweepSpec"} <= exported

@@ -1,0 +1,278 @@
+"""Rules across a spec's sections: what one section demands of another.
+
+Each check takes the sections already validated on their own and logs, in a
+:class:`~regtune.search_spaces.problems.ProblemLog`, every rule they break
+together (e.g. a single-objective scheduler with several objectives, a
+fairness metric on a dataset without a sensitive attribute, a PBT mutation
+that would drift out of what the trainable accepts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from regtune.search_spaces.distributions import (
+    DISTRIBUTION_KINDS,
+    Distribution,
+    Grid,
+    KeyPath,
+    LogUniform,
+    QUniform,
+    RandInt,
+    Uniform,
+    without_distributions,
+)
+from regtune.search_spaces.probe import probe_value, train_problems
+from regtune.search_spaces.problems import ProblemLog, dotted
+from regtune.search_spaces.sections import (
+    PBT_FROZEN_KEYS,
+    TRAIN_KEYS,
+    BudgetConfig,
+    CheckpointConfig,
+    GridSearchConfig,
+    HyperoptConfig,
+    Objective,
+    PbtConfig,
+    ResourcesConfig,
+    pbt_paths,
+)
+from regtune.trainables.config import TrainConfig
+
+__all__ = [
+    "cross_budget",
+    "cross_objectives",
+    "cross_pbt",
+    "cross_resources",
+    "cross_searcher",
+]
+
+# Built-in datasets that carry a sensitive attribute (fairness metrics and
+# penalties need one), and those made of images (the CNN needs one).
+FAIRNESS_DATASETS: tuple[str, ...] = ("adult", "german", "compas")
+FAIRNESS_METRICS: tuple[str, ...] = ("dp_diff", "eo_diff")
+IMAGE_DATASETS: tuple[str, ...] = ("digits",)
+
+# Keys PBT may perturb mid-training: the optimiser and the penalties. Model and
+# dataset keys change the weights' shapes, so a copied checkpoint cannot load.
+PBT_MUTABLE_PREFIXES: tuple[str, ...] = ("penalties", "training")
+# PBT multiplies a continuous value by one of its factors at every
+# perturbation; a value must stay valid after this many moves the same way.
+PBT_DRIFT_STEPS = 10
+
+# Schedulers that rank trials by one metric.
+SINGLE_OBJECTIVE_SCHEDULERS: tuple[str, ...] = ("asha", "hyperband", "median", "pbt")
+
+SINGLE_OBJECTIVE_SCHEDULER = (
+    "scheduler {kind!r} optimises one metric but {n} objectives are given ({metrics}); "
+    "use scheduler pareto-asha (or none) for several objectives"
+)
+PARETO_NEEDS_SEVERAL = (
+    "scheduler pareto-asha needs at least 2 objectives; got {n}; use asha for one objective"
+)
+HYPEROPT_ONE_OBJECTIVE = (
+    "searcher hyperopt (TPE) optimises one metric but {n} objectives are given; "
+    "use searcher random or grid"
+)
+HYPEROPT_NO_GRID = (
+    "searcher hyperopt cannot enumerate a grid; use searcher grid or random, or make this a choice"
+)
+GRID_ONLY_GRIDS = (
+    "searcher grid enumerates only grid values; got {kind}; use grid here, "
+    "or searcher random or hyperopt"
+)
+NOTHING_TO_SEARCH = (
+    "the spec samples nothing: put a distribution ({kinds}) under model, training or "
+    "penalties (e.g. training.seed: {{grid: [0, 1, 2]}} to repeat one config)"
+)
+GRACE_TOO_LONG = "grace_period must be <= budget.max_epochs ({max_epochs}); got {grace}"
+PBT_SEARCHER = (
+    "scheduler pbt picks and perturbs configs itself and Ray Tune refuses a search "
+    "algorithm with it; use searcher random (or grid)"
+)
+PBT_NOTHING = (
+    "scheduler pbt needs a distribution to perturb: none under penalties, and "
+    "scheduler.hyperparam_mutations lists none"
+)
+PBT_NOT_A_DISTRIBUTION = "{key!r} is not a distribution of this spec; distributions: {allowed}"
+PBT_IMMUTABLE = (
+    "{key!r} cannot change mid-training: pbt may perturb only keys under "
+    "{prefixes} (others change the weights' shapes)"
+)
+PBT_FROZEN = (
+    "{key!r} changes how the weights are parametrised, so a checkpoint cannot be "
+    "restored under another value; do not perturb it"
+)
+PBT_GRID = "scheduler pbt cannot perturb a grid; use choice"
+PBT_DRIFT = (
+    "scheduler pbt multiplies {kind} values by {factors} at each perturbation, so this "
+    "value can drift from [{low}, {high}] to {value:.4g}, which the trainable rejects: "
+    "{reason}; use choice (pbt then moves between the listed values)"
+)
+PBT_CHECKPOINTS = (
+    "scheduler pbt copies weights between trials through checkpoints; set "
+    "checkpoint.every to at least 1 (ideally scheduler.perturbation_interval)"
+)
+PBT_INTERVAL = (
+    "perturbation_interval must be < budget.max_epochs ({max_epochs}) for pbt to "
+    "perturb at all; got {interval}"
+)
+ROBUST_NEEDS_EVAL = (
+    "objective robust_acc is measured only when training.robust_every > 0; "
+    "set training.robust_every (e.g. 1)"
+)
+NEEDS_SENSITIVE = (
+    "{what} needs a dataset with a sensitive attribute: one of {datasets}, or csv/parquet "
+    "with dataset.sensitive; got dataset {name!r}"
+)
+CNN_NEEDS_IMAGES = "arch 'cnn' needs an image dataset ({datasets}); got dataset {name!r}"
+CUDA_NEEDS_GPU = "device 'cuda' needs resources.gpu > 0"
+
+
+def cross_objectives(
+    log: ProblemLog,
+    objectives: tuple[Objective, ...],
+    scheduler: BaseModel | None,
+    searcher: BaseModel | None,
+    samples: list[TrainConfig],
+) -> None:
+    """Objectives against the scheduler, the searcher and every config seen
+    while probing (fairness metrics and penalties need a sensitive attribute,
+    robust_acc needs robust evaluation, the CNN needs images)."""
+    n = len(objectives)
+    metrics = ", ".join(o.metric for o in objectives)
+    kind = getattr(scheduler, "kind", None)
+    if kind in SINGLE_OBJECTIVE_SCHEDULERS and n > 1:
+        message = SINGLE_OBJECTIVE_SCHEDULER.format(kind=kind, n=n, metrics=metrics)
+        log.add(("scheduler", "kind"), message)
+    if kind == "pareto-asha" and n < 2:
+        log.add(("scheduler", "kind"), PARETO_NEEDS_SEVERAL.format(n=n))
+    if isinstance(searcher, HyperoptConfig) and n > 1:
+        log.add(("searcher", "kind"), HYPEROPT_ONE_OBJECTIVE.format(n=n))
+    for index, objective in enumerate(objectives):
+        where = ("objectives", str(index), "metric")
+        if objective.metric == "robust_acc" and any(c.training.robust_every == 0 for c in samples):
+            log.add(("training", "robust_every"), ROBUST_NEEDS_EVAL)
+        if objective.metric in FAIRNESS_METRICS:
+            for config in samples:
+                if not _has_sensitive(config):
+                    log.add(where, _needs_sensitive(f"metric {objective.metric}", config))
+    for config in samples:
+        if config.penalties.fairness.kind != "none" and not _has_sensitive(config):
+            what = f"fairness penalty {config.penalties.fairness.kind!r}"
+            log.add(("penalties", "fairness", "kind"), _needs_sensitive(what, config))
+        if config.model.arch == "cnn" and config.dataset.name not in IMAGE_DATASETS:
+            message = CNN_NEEDS_IMAGES.format(
+                datasets=", ".join(IMAGE_DATASETS), name=config.dataset.name
+            )
+            log.add(("model", "arch"), message)
+
+
+def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | None) -> None:
+    """A scheduler's grace period or PBT interval against budget.max_epochs."""
+    grace = getattr(scheduler, "grace_period", None)
+    if grace is not None and grace > budget.max_epochs:
+        message = GRACE_TOO_LONG.format(max_epochs=budget.max_epochs, grace=grace)
+        log.add(("scheduler", "grace_period"), message)
+    if isinstance(scheduler, PbtConfig) and scheduler.perturbation_interval >= budget.max_epochs:
+        message = PBT_INTERVAL.format(
+            max_epochs=budget.max_epochs, interval=scheduler.perturbation_interval
+        )
+        log.add(("scheduler", "perturbation_interval"), message)
+
+
+def cross_resources(
+    log: ProblemLog, resources: ResourcesConfig, samples: list[TrainConfig]
+) -> None:
+    """Devices the configs ask for against the resources of a trial."""
+    if resources.gpu == 0 and any(c.training.device == "cuda" for c in samples):
+        log.add(("training", "device"), CUDA_NEEDS_GPU)
+
+
+def cross_searcher(
+    log: ProblemLog,
+    searcher: BaseModel | None,
+    scheduler: BaseModel | None,
+    dists: Mapping[KeyPath, Distribution],
+) -> None:
+    """The searcher against the distributions (hyperopt takes no grid, grid
+    takes only grids) and the scheduler (pbt takes no search algorithm); a spec
+    that samples nothing is reported here."""
+    if not dists and not any(p for p in log.problems if p.path.startswith(TRAIN_KEYS)):
+        log.add(("searcher",), NOTHING_TO_SEARCH.format(kinds=", ".join(DISTRIBUTION_KINDS)))
+    for path, dist in dists.items():
+        if isinstance(searcher, HyperoptConfig) and isinstance(dist, Grid):
+            log.add((*path, "grid"), HYPEROPT_NO_GRID)
+        if isinstance(searcher, GridSearchConfig) and not isinstance(dist, Grid):
+            log.add((*path, dist.kind), GRID_ONLY_GRIDS.format(kind=dist.kind))
+    if isinstance(scheduler, PbtConfig) and isinstance(searcher, HyperoptConfig):
+        log.add(("searcher", "kind"), PBT_SEARCHER)
+
+
+def cross_pbt(
+    log: ProblemLog,
+    scheduler: PbtConfig,
+    space: dict[str, Any],
+    dists: dict[KeyPath, Distribution],
+    checkpoint: CheckpointConfig | None,
+) -> None:
+    """What pbt perturbs: listed keys must be distributions it may change
+    mid-training, continuous values must stay valid after
+    :data:`PBT_DRIFT_STEPS` perturbations, and checkpoints must be kept."""
+    if checkpoint is not None and checkpoint.every == 0:
+        log.add(("checkpoint", "every"), PBT_CHECKPOINTS)
+    where: KeyPath = ("scheduler", "hyperparam_mutations")
+    named = {dotted(p): p for p in dists}
+    listed = scheduler.hyperparam_mutations
+    paths = pbt_paths(scheduler, dists)
+    for index, key in enumerate(listed or ()):
+        at = (*where, str(index))
+        if key not in named:
+            allowed = ", ".join(named) or "(none)"
+            log.add(at, PBT_NOT_A_DISTRIBUTION.format(key=key, allowed=allowed))
+        elif not key.startswith(tuple(f"{p}." for p in PBT_MUTABLE_PREFIXES)):
+            prefixes = ", ".join(PBT_MUTABLE_PREFIXES)
+            log.add(at, PBT_IMMUTABLE.format(key=key, prefixes=prefixes))
+        elif key in PBT_FROZEN_KEYS:
+            log.add(at, PBT_FROZEN.format(key=key))
+        else:
+            continue
+        paths = tuple(p for p in paths if p != named.get(key))
+    if not listed and not paths:
+        log.add(where, PBT_NOTHING)
+    fixed = without_distributions(space)
+    fixed_problems, _ = train_problems(fixed)
+    up, down = max(scheduler.perturbation_factors), min(scheduler.perturbation_factors)
+    for path in paths:
+        dist = dists[path]
+        if isinstance(dist, Grid):
+            log.add((*path, "grid"), PBT_GRID)
+        if not isinstance(dist, Uniform | LogUniform | QUniform | RandInt):
+            continue
+        high = dist.high - 1 if isinstance(dist, RandInt) else dist.high
+        for value in (high * up**PBT_DRIFT_STEPS, dist.low * down**PBT_DRIFT_STEPS):
+            drifted = round(value) if isinstance(dist, RandInt) else value
+            factors = list(scheduler.perturbation_factors)
+            probe_value(
+                log,
+                fixed,
+                fixed_problems,
+                path,
+                dist,
+                drifted,
+                PBT_DRIFT,
+                factors=factors,
+                low=dist.low,
+                high=dist.high,
+            )
+
+
+def _has_sensitive(config: TrainConfig) -> bool:
+    return config.dataset.name in FAIRNESS_DATASETS or config.dataset.sensitive is not None
+
+
+def _needs_sensitive(what: str, config: TrainConfig) -> str:
+    datasets = ", ".join(FAIRNESS_DATASETS)
+    return NEEDS_SENSITIVE.format(what=what, datasets=datasets, name=config.dataset.name)

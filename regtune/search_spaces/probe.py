@@ -1,0 +1,161 @@
+"""Which values of a spec's config tree the trainable rejects.
+
+Each value a distribution can produce (both ends, an interior point, every
+listed value), and each pair of such values of two distributions, is
+substituted into the config and validated with
+:func:`~regtune.trainables.config.parse_train_config`, so no trial receives a
+config the trainable rejects (rules over three or more keys at once are
+checked only at the representative values, by :func:`check_base_config`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from regtune.errors import SpecError
+from regtune.search_spaces.distributions import (
+    Choice,
+    Distribution,
+    Grid,
+    KeyPath,
+    iter_distributions,
+    iter_fixed,
+    set_path,
+    substitute,
+    without_distributions,
+)
+from regtune.search_spaces.problems import Problem, ProblemLog, dotted, pydantic_errors
+from regtune.trainables.config import TrainConfig, parse_train_config
+
+__all__ = [
+    "check_base_config",
+    "probe_pairs",
+    "probe_space",
+    "probe_value",
+    "train_problems",
+]
+
+SAMPLE_REJECTED = "{kind} can produce {value!r}, which the trainable rejects: {reason}"
+PAIR_REJECTED = (
+    "{kind} value {value!r} together with {other} = {other_value!r} is rejected by the "
+    "trainable: {reason}"
+)
+BASE_REJECTED = "with every distribution at its representative value: {reason}"
+
+
+def probe_space(
+    log: ProblemLog, space: dict[str, Any], dists: dict[KeyPath, Distribution]
+) -> list[TrainConfig]:
+    """Validate the fixed values, then every value each distribution can
+    produce; normalise both in place. Returns the valid configs seen."""
+    fixed = without_distributions(space)
+    fixed_problems, fixed_config = train_problems(fixed)
+    for problem in fixed_problems:
+        log.add(problem.path, problem.message)
+    seen = [fixed_config] if fixed_config is not None else []
+    if fixed_config is not None:
+        for path, _ in iter_fixed(space, ()):
+            set_path(space, path, _read_back(fixed_config, path))
+    valid: list[KeyPath] = []
+    for path, dist in dists.items():
+        normalised = []
+        for value in dist.probe_values():
+            config = probe_value(log, fixed, fixed_problems, path, dist, value, SAMPLE_REJECTED)
+            if config is not None:
+                seen.append(config)
+                normalised.append(_read_back(config, path))
+        if len(normalised) == len(dist.probe_values()):
+            valid.append(path)
+            if isinstance(dist, Choice):
+                set_path(space, path, Choice(tuple(normalised)))
+            elif isinstance(dist, Grid):
+                set_path(space, path, Grid(tuple(normalised)))
+    probe_pairs(log, fixed, fixed_problems, valid, dists)
+    return seen
+
+
+def probe_pairs(
+    log: ProblemLog,
+    fixed: dict[str, Any],
+    fixed_problems: list[Problem],
+    paths: list[KeyPath],
+    dists: Mapping[KeyPath, Distribution],
+) -> None:
+    """Rules that relate two keys (e.g. attack steps) can reject a pair of
+    values each valid alone: try every pair of probe values, and report the
+    first rejected pair of each two distributions."""
+    for i, first in enumerate(paths):
+        for second in paths[i + 1 :]:
+            pairs = itertools.product(dists[first].probe_values(), dists[second].probe_values())
+            for a, b in pairs:
+                problems, _ = train_problems(substitute(fixed, {first: a, second: b}))
+                new = [p for p in problems if p not in fixed_problems]
+                if new:
+                    reason = "; ".join(_reason(p, "<root>") for p in new)
+                    message = PAIR_REJECTED.format(
+                        kind=dists[first].kind,
+                        value=a,
+                        other=dotted(second),
+                        other_value=b,
+                        reason=reason,
+                    )
+                    log.add(first, message)
+                    break
+
+
+def probe_value(
+    log: ProblemLog,
+    fixed: dict[str, Any],
+    fixed_problems: list[Problem],
+    path: KeyPath,
+    dist: Distribution,
+    value: Any,
+    template: str,
+    **extra: Any,
+) -> TrainConfig | None:
+    """Validate ``fixed`` with ``value`` at ``path``; each problem beyond
+    ``fixed_problems`` is logged at ``path`` with ``template`` (formatted with
+    kind, value, reason and ``extra``). Returns the config, or ``None`` if rejected."""
+    problems, config = train_problems(substitute(fixed, {path: value}))
+    new = [p for p in problems if p not in fixed_problems]
+    for problem in new:
+        reason = _reason(problem, dotted(path))
+        log.add(path, template.format(kind=dist.kind, value=value, reason=reason, **extra))
+    return config if not new else None
+
+
+def check_base_config(log: ProblemLog, space: dict[str, Any]) -> None:
+    """Validate the config with every distribution at its representative value."""
+    values = {path: dist.representative() for path, dist in iter_distributions(space, ())}
+    problems, _ = train_problems(substitute(space, values))
+    for problem in problems:
+        log.add(problem.path, BASE_REJECTED.format(reason=problem.message))
+
+
+def train_problems(tree: Mapping[str, Any]) -> tuple[list[Problem], TrainConfig | None]:
+    """Validate a config tree with the trainable's own parser."""
+    try:
+        return [], parse_train_config(tree)
+    except SpecError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValidationError):
+            return [Problem(dotted(loc) or "<root>", m) for loc, m in pydantic_errors(cause)], None
+        return [Problem("<root>", str(exc))], None
+
+
+def _reason(problem: Problem, where: str) -> str:
+    # Whole-config rules (two keys at once) report no path of their own.
+    own = problem.path in (where, "<root>")
+    return problem.message if own else f"{problem.path}: {problem.message}"
+
+
+def _read_back(config: BaseModel, path: KeyPath) -> Any:
+    """The value at ``path`` as the trainable parsed it (``"1e-4"`` -> 0.0001)."""
+    node: Any = config
+    for key in path:
+        node = getattr(node, key)
+    return node.model_dump(exclude_unset=True) if isinstance(node, BaseModel) else node

@@ -1,0 +1,259 @@
+"""The sections of a sweep spec besides the config tree, as pydantic models.
+
+Each section (objectives, scheduler, searcher, budget, resources, failure,
+checkpoint) is a frozen model that forbids unknown keys; a scheduler or
+searcher is picked by its ``kind``. Which keys a spec may hold, and which key
+paths PBT perturbs, are answered here too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from regtune.search_spaces.distributions import Distribution, KeyPath
+from regtune.search_spaces.problems import dotted
+from regtune.trainables.config import TrainConfig
+
+__all__ = [
+    "BAD_NAME",
+    "GPU_FRACTION",
+    "NAME_PATTERN",
+    "PBT_FROZEN_KEYS",
+    "SCHEDULER_KINDS",
+    "SCHEDULER_MODELS",
+    "SEARCHER_KINDS",
+    "SEARCHER_MODELS",
+    "SPEC_KEYS",
+    "TRAIN_KEYS",
+    "AshaConfig",
+    "BudgetConfig",
+    "CheckpointConfig",
+    "FailureConfig",
+    "GridSearchConfig",
+    "Header",
+    "HyperbandConfig",
+    "HyperoptConfig",
+    "MedianConfig",
+    "NoSchedulerConfig",
+    "Objective",
+    "ParetoAshaConfig",
+    "PbtConfig",
+    "RandomSearchConfig",
+    "ResourcesConfig",
+    "SchedulerConfig",
+    "SearcherConfig",
+    "pbt_paths",
+]
+
+#: Keys of the training config tree that a spec carries (TrainConfig's fields).
+TRAIN_KEYS: tuple[str, ...] = tuple(TrainConfig.model_fields)
+
+#: Every top-level key a spec may have.
+SPEC_KEYS: tuple[str, ...] = (
+    "name",
+    "description",
+    *TRAIN_KEYS,
+    "objectives",
+    "scheduler",
+    "searcher",
+    "budget",
+    "resources",
+    "failure",
+    "checkpoint",
+)
+
+
+# Turning spectral norm on or off changes the weights' parametrisation (their
+# state-dict keys), so a checkpoint cannot be restored under the other value.
+PBT_FROZEN_KEYS: tuple[str, ...] = ("penalties.spectral_norm",)
+
+# An experiment name becomes a directory and a Ray Tune experiment name.
+NAME_PATTERN = r"[a-z0-9_-]+"
+
+BAD_NAME = "a name may hold only lowercase letters, digits, '_' and '-'"
+GPU_FRACTION = "a GPU fraction must be below 1; above 1, use a whole number of GPUs"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(_Section):
+    """One metric to optimise and its direction."""
+
+    metric: str
+    mode: Literal["min", "max"]
+
+
+class AshaConfig(_Section):
+    """Asynchronous successive halving; its max_t is budget.max_epochs."""
+
+    kind: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1.0)
+    brackets: int = Field(1, ge=1)
+
+
+class HyperbandConfig(_Section):
+    """Synchronous HyperBand; its max_t is budget.max_epochs."""
+
+    kind: Literal["hyperband"] = "hyperband"
+    reduction_factor: float = Field(3.0, gt=1.0)
+
+
+class MedianConfig(_Section):
+    """Stop a trial below the median of the others at the same epoch."""
+
+    kind: Literal["median"] = "median"
+    grace_period: int = Field(1, ge=1)
+    min_samples_required: int = Field(3, ge=1)
+
+
+class PbtConfig(_Section):
+    """Population-based training over the listed distributions.
+
+    ``hyperparam_mutations`` lists dotted key paths of distributions to
+    perturb (e.g. ``[penalties.l2, training.lr]``); ``None`` means every
+    distribution under penalties.
+    """
+
+    kind: Literal["pbt"] = "pbt"
+    perturbation_interval: int = Field(2, ge=1)
+    hyperparam_mutations: tuple[str, ...] | None = None
+    quantile_fraction: float = Field(0.25, ge=0.0, le=0.5)
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    perturbation_factors: tuple[float, float] = (1.2, 0.8)
+
+    @field_validator("perturbation_factors")
+    @classmethod
+    def _positive_factors(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if min(value) <= 0:
+            raise ValueError(f"factors must be > 0 (got {list(value)!r})")
+        return value
+
+
+class ParetoAshaConfig(_Section):
+    """Successive halving that keeps trials on the Pareto front of the objectives."""
+
+    kind: Literal["pareto-asha"] = "pareto-asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+
+
+class NoSchedulerConfig(_Section):
+    """Every trial runs budget.max_epochs (FIFO)."""
+
+    kind: Literal["none"] = "none"
+
+
+class HyperoptConfig(_Section):
+    """Tree-structured Parzen estimator (hyperopt); single objective, no grids."""
+
+    kind: Literal["hyperopt"] = "hyperopt"
+    max_concurrent: int | None = Field(None, ge=1)
+    seed: int | None = None
+    n_initial_points: int = Field(10, ge=1)
+
+
+class RandomSearchConfig(_Section):
+    """Independent random samples (grids are enumerated, each ``samples`` times)."""
+
+    kind: Literal["random"] = "random"
+    max_concurrent: int | None = Field(None, ge=1)
+    seed: int | None = None
+
+
+class GridSearchConfig(_Section):
+    """Every combination of the grid values, each ``budget.samples`` times."""
+
+    kind: Literal["grid"] = "grid"
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class BudgetConfig(_Section):
+    """How much to run: ``samples`` trials (times the number of grid
+    combinations for grid and random searchers, as Ray Tune's num_samples),
+    each for at most ``max_epochs``, the whole sweep for at most
+    ``time_limit_s`` seconds. Left out, ``samples`` is 10, or 1 with searcher
+    grid (each combination once)."""
+
+    samples: int = Field(10, ge=1)
+    max_epochs: int = Field(20, ge=1)
+    time_limit_s: float | None = Field(None, gt=0.0)
+
+
+class ResourcesConfig(_Section):
+    """Resources of one trial; a GPU may be shared (gpu below 1)."""
+
+    cpu: float = Field(1.0, gt=0.0)
+    gpu: float = Field(0.0, ge=0.0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_gpus_above_one(cls, value: float) -> float:
+        if value > 1 and not float(value).is_integer():
+            raise ValueError(GPU_FRACTION)
+        return value
+
+
+class FailureConfig(_Section):
+    """How often a failed trial is retried (from its last checkpoint)."""
+
+    max_retries: int = Field(1, ge=0)
+
+
+class CheckpointConfig(_Section):
+    """Epochs between checkpoints; 0 saves only at the end."""
+
+    every: int = Field(0, ge=0)
+
+
+class Header(_Section):
+    """The name and description of a spec."""
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, value: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, value):
+            raise ValueError(BAD_NAME)
+        return value
+
+
+SchedulerConfig: TypeAlias = (
+    AshaConfig | HyperbandConfig | MedianConfig | PbtConfig | ParetoAshaConfig | NoSchedulerConfig
+)
+SearcherConfig: TypeAlias = HyperoptConfig | RandomSearchConfig | GridSearchConfig
+
+SCHEDULER_MODELS: dict[str, type[BaseModel]] = {
+    "asha": AshaConfig,
+    "hyperband": HyperbandConfig,
+    "pbt": PbtConfig,
+    "median": MedianConfig,
+    "pareto-asha": ParetoAshaConfig,
+    "none": NoSchedulerConfig,
+}
+SEARCHER_MODELS: dict[str, type[BaseModel]] = {
+    "hyperopt": HyperoptConfig,
+    "random": RandomSearchConfig,
+    "grid": GridSearchConfig,
+}
+#: Scheduler kinds a spec may name.
+SCHEDULER_KINDS: tuple[str, ...] = tuple(SCHEDULER_MODELS)
+#: Searcher kinds a spec may name.
+SEARCHER_KINDS: tuple[str, ...] = tuple(SEARCHER_MODELS)
+
+
+def pbt_paths(scheduler: PbtConfig, dists: Mapping[KeyPath, Distribution]) -> tuple[KeyPath, ...]:
+    """Key paths of ``dists`` that PBT perturbs: those the scheduler lists,
+    or every distribution under penalties (but the frozen keys)."""
+    if scheduler.hyperparam_mutations is None:
+        return tuple(p for p in dists if p[0] == "penalties" and dotted(p) not in PBT_FROZEN_KEYS)
+    named = {dotted(p): p for p in dists}
+    return tuple(named[k] for k in scheduler.hyperparam_mutations if k in named)

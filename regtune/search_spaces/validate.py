@@ -1,0 +1,396 @@
+"""Validate a raw sweep spec (parsed YAML) into the parts of a SweepSpec.
+
+Everything is checked here, and every problem is reported at once, one line
+each, naming the key path (and the YAML line) and what is allowed: each
+section on its own (:mod:`~regtune.search_spaces.sections`), the config tree
+against TrainConfig's keys and the values the trainable accepts
+(:mod:`~regtune.search_spaces.probe`), then the rules across sections
+(:mod:`~regtune.search_spaces.cross_checks`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from regtune.errors import SpecError
+from regtune.search_spaces.cross_checks import (
+    cross_budget,
+    cross_objectives,
+    cross_pbt,
+    cross_resources,
+    cross_searcher,
+)
+from regtune.search_spaces.distributions import (
+    DISTRIBUTION_KINDS,
+    Grid,
+    KeyPath,
+    find_distribution,
+    is_distribution,
+    iter_distributions,
+    parse_distribution,
+    set_path,
+    suggest_kind,
+)
+from regtune.search_spaces.probe import check_base_config, probe_space
+from regtune.search_spaces.problems import (
+    INVALID_SPEC,
+    ProblemLog,
+    describe,
+    dotted,
+    format_problems,
+    pydantic_errors,
+)
+from regtune.search_spaces.sections import (
+    SCHEDULER_MODELS,
+    SEARCHER_MODELS,
+    SPEC_KEYS,
+    TRAIN_KEYS,
+    BudgetConfig,
+    CheckpointConfig,
+    FailureConfig,
+    GridSearchConfig,
+    Header,
+    Objective,
+    PbtConfig,
+    ResourcesConfig,
+    SchedulerConfig,
+    SearcherConfig,
+)
+from regtune.trainables.config import METRIC_MODES, TrainConfig
+
+__all__ = ["SpecFields", "check_spec"]
+
+# A grid searcher enumerates every combination; by default each runs once.
+GRID_DEFAULT_SAMPLES = 1
+
+# How close an unknown key must be to a known one to be suggested.
+KEY_SUGGEST_CUTOFF = 0.6
+
+UNKNOWN_KEY = "unknown key {key!r}; allowed: {allowed}"
+DID_YOU_MEAN = " (did you mean {suggestion!r}?)"
+DID_YOU_MEAN_DISTRIBUTION = (
+    " (did you mean the distribution {suggestion!r}? distributions: {kinds})"
+)
+NOT_A_MAPPING = "must be a mapping; got {got}"
+NOT_A_STRING_KEY = "keys must be strings; got {key!r}"
+SCALAR_GOT_MAPPING = (
+    "expected a single value or a one-key distribution mapping ({kinds}); "
+    "got a mapping with keys {keys}"
+)
+DISTRIBUTION_ONE_KEY = "a distribution mapping has exactly one key; got keys {keys}"
+MISSPELT_DISTRIBUTION = (
+    "unknown key {key!r}: not a distribution (did you mean {kind!r}?); distributions: {kinds}"
+)
+NOT_FINITE = "must be a finite number (got {value!r})"
+DATASET_FIXED = "a sweep trains on one dataset; distributions are not allowed under dataset"
+DISTRIBUTION_IN_LIST = "distributions are not allowed inside a list; got {inner!r}"
+EPOCHS_FROM_BUDGET = (
+    "a sweep spec takes the number of epochs from budget.max_epochs; "
+    "remove training.epochs and set budget.max_epochs"
+)
+UNKNOWN_METRIC = "unknown metric {metric!r}; allowed: {allowed}"
+MODE_MISMATCH = (
+    "mode {mode!r} contradicts metric {metric!r}, for which {expected!r} is better; "
+    "omit mode to use {expected!r}"
+)
+OBJECTIVE_SHAPE = "an objective is a metric name or {{metric: NAME, mode: min|max}}; got {got}"
+NO_OBJECTIVES = "needs at least one objective, e.g. [{metric: val_acc, mode: max}]"
+DUPLICATE_OBJECTIVE = "metric {metric!r} is listed more than once"
+UNKNOWN_KIND = "unknown {section} {kind!r}; allowed: {allowed}"
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class SpecFields(TypedDict):
+    """The validated parts of a spec: :class:`~regtune.search_spaces.spec.SweepSpec`'s
+    fields but its source."""
+
+    name: str
+    description: str
+    space: dict[str, Any]
+    objectives: tuple[Objective, ...]
+    scheduler: SchedulerConfig
+    searcher: SearcherConfig
+    budget: BudgetConfig
+    resources: ResourcesConfig
+    failure: FailureConfig
+    checkpoint: CheckpointConfig
+
+
+def check_spec(
+    raw: Any,
+    origin: str = "<mapping>",
+    lines: Mapping[str, int] | None = None,
+    overridden: Iterable[str] = (),
+) -> SpecFields:
+    """Validate a raw mapping (parsed YAML) into the parts of a spec.
+
+    Args:
+        raw: the parsed spec.
+        origin: where it came from, for the message header (a file name).
+        lines: dotted key path -> YAML line, to point at lines in messages.
+        overridden: ``--set`` texts applied to ``raw``; their keys get no line.
+
+    Raises:
+        SpecError: every problem found, one line each.
+    """
+    if not isinstance(raw, Mapping):
+        raise SpecError(
+            f"{INVALID_SPEC.format(origin=origin)}\n<root>: "
+            f"a sweep spec must be a mapping of {', '.join(SPEC_KEYS)}; got {describe(raw)}"
+        )
+    checker = _Checker()
+    fields = checker.build(raw)
+    if checker.problems or fields is None:
+        override_keys = [text.partition("=")[0].strip() for text in overridden]
+        raise SpecError(format_problems(checker.problems, origin, lines or {}, override_keys))
+    return fields
+
+
+class _Checker(ProblemLog):
+    """Collects every problem of one spec while building it."""
+
+    # -- the whole spec -------------------------------------------------------
+
+    def build(self, raw: Mapping[str, Any]) -> SpecFields | None:
+        """The validated parts of a spec, or ``None`` if any problem was logged."""
+        for key in raw:
+            if key not in SPEC_KEYS:
+                self.unknown_key((), key, SPEC_KEYS)
+        given = {k: v for k, v in raw.items() if k in SPEC_KEYS and v is not None}
+        header = self.section(
+            Header, {k: given[k] for k in ("name", "description") if k in given}, ()
+        )
+        objectives = self.objectives(given.get("objectives"))
+        budget = self.section(BudgetConfig, given.get("budget", {}), ("budget",))
+        resources = self.section(ResourcesConfig, given.get("resources", {}), ("resources",))
+        failure = self.section(FailureConfig, given.get("failure", {}), ("failure",))
+        checkpoint = self.section(CheckpointConfig, given.get("checkpoint", {}), ("checkpoint",))
+        max_epochs = (budget or BudgetConfig()).max_epochs
+        space = self.space({k: given[k] for k in TRAIN_KEYS if k in given}, max_epochs)
+        dists = dict(iter_distributions(space, ()))
+        several = objectives is not None and len(objectives) > 1
+        scheduler = self.kind_section(
+            "scheduler",
+            given.get("scheduler"),
+            SCHEDULER_MODELS,
+            "pareto-asha" if several else "asha",
+        )
+        pbt = isinstance(scheduler, PbtConfig) or _kind_of(given.get("scheduler")) == "pbt"
+        has_grid = any(isinstance(d, Grid) for d in dists.values())
+        searcher = self.kind_section(
+            "searcher",
+            given.get("searcher"),
+            SEARCHER_MODELS,
+            "random" if several or pbt or has_grid else "hyperopt",
+        )
+        if (
+            isinstance(searcher, GridSearchConfig)
+            and budget is not None
+            and "samples" not in budget.model_fields_set
+        ):
+            budget = budget.model_copy(update={"samples": GRID_DEFAULT_SAMPLES})
+        samples = probe_space(self, space, dists)
+        if objectives is not None:
+            cross_objectives(self, objectives, scheduler, searcher, samples)
+        if budget is not None:
+            cross_budget(self, budget, scheduler)
+        if resources is not None:
+            cross_resources(self, resources, samples)
+        cross_searcher(self, searcher, scheduler, dists)
+        if isinstance(scheduler, PbtConfig):
+            cross_pbt(self, scheduler, space, dists, checkpoint)
+        if self.problems:
+            return None
+        check_base_config(self, space)
+        if (
+            self.problems
+            or header is None
+            or objectives is None
+            or scheduler is None
+            or searcher is None
+            or budget is None
+            or resources is None
+            or failure is None
+            or checkpoint is None
+        ):
+            return None
+        return SpecFields(
+            name=header.name,
+            description=header.description,
+            space=space,
+            objectives=objectives,
+            scheduler=scheduler,  # type: ignore[typeddict-item]
+            searcher=searcher,  # type: ignore[typeddict-item]
+            budget=budget,
+            resources=resources,
+            failure=failure,
+            checkpoint=checkpoint,
+        )
+
+    # -- sections -------------------------------------------------------------
+
+    def unknown_key(self, path: KeyPath, key: Any, allowed: Iterable[str]) -> None:
+        if not isinstance(key, str):
+            self.add(path, NOT_A_STRING_KEY.format(key=key))
+            return
+        allowed = list(allowed)
+        message = UNKNOWN_KEY.format(key=key, allowed=", ".join(allowed))
+        kind = suggest_kind(key)
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
+        if kind is not None:
+            kinds = ", ".join(DISTRIBUTION_KINDS)
+            message += DID_YOU_MEAN_DISTRIBUTION.format(suggestion=kind, kinds=kinds)
+        elif close:
+            message += DID_YOU_MEAN.format(suggestion=close[0])
+        self.add((*path, key), message)
+
+    def not_a_distribution(self, path: KeyPath, value: Mapping[Any, Any]) -> None:
+        kinds = ", ".join(DISTRIBUTION_KINDS)
+        misspelt = [(key, suggest_kind(key)) for key in value if suggest_kind(key)]
+        for key, kind in misspelt:
+            self.add(
+                (*path, str(key)), MISSPELT_DISTRIBUTION.format(key=key, kind=kind, kinds=kinds)
+            )
+        keys = sorted(map(str, value))
+        if not misspelt and all(key in DISTRIBUTION_KINDS for key in value):
+            self.add(path, DISTRIBUTION_ONE_KEY.format(keys=keys))
+        elif not misspelt:
+            self.add(path, SCALAR_GOT_MAPPING.format(kinds=kinds, keys=keys))
+
+    def section(self, cls: type[_M], raw: Any, path: KeyPath) -> _M | None:
+        """Validate a mapping with a pydantic model, naming unknown keys."""
+        if not isinstance(raw, Mapping):
+            self.add(path, NOT_A_MAPPING.format(got=describe(raw)))
+            return None
+        known = {}
+        for key, value in raw.items():
+            if key in cls.model_fields:
+                known[key] = value
+            else:
+                self.unknown_key(path, key, cls.model_fields)
+        try:
+            return cls.model_validate(known)
+        except ValidationError as exc:
+            for loc, message in pydantic_errors(exc):
+                self.add((*path, *loc), message)
+            return None
+
+    def kind_section(
+        self, section: str, raw: Any, kinds: Mapping[str, type[BaseModel]], default: str
+    ) -> BaseModel | None:
+        if raw is None:
+            raw = {"kind": default}
+        elif isinstance(raw, str):
+            raw = {"kind": raw}
+        if not isinstance(raw, Mapping):
+            self.add((section,), NOT_A_MAPPING.format(got=describe(raw)))
+            return None
+        kind = raw.get("kind", default)
+        if not isinstance(kind, str) or kind not in kinds:
+            message = UNKNOWN_KIND.format(section=section, kind=kind, allowed=", ".join(kinds))
+            self.add((section, "kind"), message)
+            return None
+        return self.section(kinds[kind], {**raw, "kind": kind}, (section,))
+
+    def objectives(self, raw: Any) -> tuple[Objective, ...] | None:
+        if raw is None:
+            raw = [{"metric": "val_acc"}]
+        entries = raw if isinstance(raw, list) else [raw]
+        path: KeyPath = ("objectives",)
+        if not entries:
+            self.add(path, NO_OBJECTIVES)
+            return None
+        found: list[Objective] = []
+        before = len(self.problems)
+        for index, entry in enumerate(entries):
+            where = (*path, str(index)) if isinstance(raw, list) else path
+            item = {"metric": entry} if isinstance(entry, str) else entry
+            if not isinstance(item, Mapping):
+                self.add(where, OBJECTIVE_SHAPE.format(got=describe(entry)))
+                continue
+            metric = item.get("metric")
+            if not isinstance(metric, str) or metric not in METRIC_MODES:
+                allowed = ", ".join(METRIC_MODES)
+                self.add((*where, "metric"), UNKNOWN_METRIC.format(metric=metric, allowed=allowed))
+                continue
+            expected = METRIC_MODES[metric]
+            objective = self.section(Objective, {"mode": expected, **item}, where)
+            if objective is None:
+                continue
+            if objective.mode != expected:
+                message = MODE_MISMATCH.format(
+                    mode=objective.mode, metric=metric, expected=expected
+                )
+                self.add((*where, "mode"), message)
+            elif any(o.metric == metric for o in found):
+                self.add((*where, "metric"), DUPLICATE_OBJECTIVE.format(metric=metric))
+            else:
+                found.append(objective)
+        return tuple(found) if len(self.problems) == before else None
+
+    # -- the config tree ------------------------------------------------------
+
+    def space(self, raw: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+        if isinstance(raw.get("dataset"), str):
+            raw = {**raw, "dataset": {"name": raw["dataset"]}}
+        space = self.walk(raw, TrainConfig, ())
+        for path, dist in list(iter_distributions(space.get("dataset"), ("dataset",))):
+            self.add(path, DATASET_FIXED)
+            # The representative stands in, so no second error says it is missing.
+            set_path(space, path, dist.representative())
+        training = space.setdefault("training", {})
+        if isinstance(training, dict):
+            if "epochs" in training:
+                self.add(("training", "epochs"), EPOCHS_FROM_BUDGET)
+            training["epochs"] = max_epochs
+        return space
+
+    def walk(self, node: Mapping[str, Any], cls: type[BaseModel], path: KeyPath) -> dict[str, Any]:
+        """Copy ``node`` with distributions parsed, checking keys against ``cls``."""
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key not in cls.model_fields:
+                self.unknown_key(path, key, cls.model_fields)
+                continue
+            where = (*path, key)
+            sub = _submodel(cls, key)
+            if is_distribution(value) and (
+                sub is None or next(iter(value)) not in sub.model_fields
+            ):
+                try:
+                    out[key] = parse_distribution(value, dotted(where))
+                except SpecError as exc:
+                    for line in str(exc).splitlines():
+                        at, _, message = line.partition(": ")
+                        self.add(at, message)
+            elif sub is not None and isinstance(value, Mapping):
+                out[key] = self.walk(value, sub, where)
+            elif isinstance(value, Mapping):
+                self.not_a_distribution(where, value)
+            elif isinstance(value, float) and not math.isfinite(value):
+                self.add(where, NOT_FINITE.format(value=value))
+            elif find_distribution(value) is not None:
+                self.add(where, DISTRIBUTION_IN_LIST.format(inner=find_distribution(value)))
+            else:
+                out[key] = value
+        return out
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def _kind_of(raw: Any) -> Any:
+    return raw if isinstance(raw, str) else raw.get("kind") if isinstance(raw, Mapping) else None
+
+
+def _submodel(cls: type[BaseModel], key: str) -> type[BaseModel] | None:
+    annotation = cls.model_fields[key].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None

@@ -1,0 +1,425 @@
+"""Job submission against a real Ray cluster started with `ray start --head`.
+
+The module's cluster is separate from the suite's ``ray.init`` one: its own
+ports, its own ``--temp-dir``, token authentication on, every server on
+127.0.0.1. It is torn down by killing exactly the processes it started
+(`ray stop` would kill every Ray on the machine, the suite's included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from regtune.errors import RegtuneError, SpecError
+from regtune.platform.jobs import (
+    ADDRESS_CONFLICT,
+    AUTH_MODE_ENV,
+    BAD_ADDRESS,
+    BAD_ENV_VAR,
+    DEFAULT_ADDRESS,
+    LOCAL_DATA_NEEDS_WORKING_DIR,
+    METADATA_KEY,
+    SPEC_METADATA_KEY,
+    SPEC_OUTSIDE_WORKING_DIR,
+    WORKING_DIR_MISSING,
+    auth_headers,
+    build_entrypoint,
+    exit_code_for,
+    parse_env_vars,
+    resolve_address,
+    run_job,
+    submission_id_for,
+    submit_sweep,
+)
+from regtune.search_spaces import preset_path
+
+pytestmark = pytest.mark.ray
+
+BIN = Path(sys.executable).parent
+RAY = str(BIN / "ray")
+REGTUNE = str(BIN / "regtune")
+STARTUP_TIMEOUT_S = 90.0
+SWEEP_OVERRIDES = ("budget.samples=2", "budget.max_epochs=2")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _closed_address() -> str:
+    """An HTTP address on this machine where nothing listens."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # Field 4 is the parent pid; field 2 (the name) may hold spaces.
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _ensure_default_token(env: dict[str, str]) -> None:
+    from ray._raylet import AuthenticationTokenLoader
+
+    loader = AuthenticationTokenLoader.instance()
+    if not loader.has_token(ignore_auth_mode=True):
+        # A fresh machine: create ~/.ray/auth_token the documented way.
+        subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True)
+        loader.reset_cache()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """`ray start --head --block` with token auth, on free loopback ports."""
+    # Short: Ray's socket paths under it must stay below 108 characters.
+    temp_dir = Path(tempfile.mkdtemp(prefix="rtj-"))
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+    }
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env[AUTH_MODE_ENV] = "token"
+    _ensure_default_token(env)
+    dashboard_port = _free_port()
+    command = [
+        RAY, "start", "--head", "--block",
+        "--node-ip-address", "127.0.0.1",
+        "--port", str(_free_port()),
+        "--dashboard-host", "127.0.0.1",
+        "--dashboard-port", str(dashboard_port),
+        "--include-dashboard=true",
+        # Fixed defaults (10001, 52365) would clash with another Ray here.
+        "--ray-client-server-port", str(_free_port()),
+        "--dashboard-agent-listen-port", str(_free_port()),
+        "--num-cpus", "2",
+        "--num-gpus", "0",
+        "--temp-dir", str(temp_dir),
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    log_path = temp_dir / "ray-start.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    address = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        _wait_for_jobs_api(address, proc, log_path)
+        yield Cluster(address=address, env=env)
+    finally:
+        # Only what this fixture started: its process group (gcs, raylet,
+        # dashboard, ...) and every descendant (workers have their own groups).
+        pids = _descendants(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_jobs_api(address: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ray start exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            JobSubmissionClient(address, headers=auth_headers(address)).list_jobs()
+            return
+        except (ConnectionError, RuntimeError, OSError):
+            time.sleep(0.5)
+    pytest.fail(f"no Jobs API at {address} after {STARTUP_TIMEOUT_S} s")
+
+
+def _client(cluster: Cluster) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(cluster.address, headers=auth_headers(cluster.address))
+
+
+def _python(code: str) -> str:
+    return shlex.join([sys.executable, "-c", code])
+
+
+def _quickstart_copy(folder: Path, name: str = "my-sweep.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    shutil.copy(preset_path("quickstart"), path)
+    return path
+
+
+def _sweep_available() -> bool:
+    done = subprocess.run([REGTUNE, "sweep", "--help"], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+# --- no cluster needed -------------------------------------------------------
+
+
+def test_resolve_address_default_env_and_conflicts() -> None:
+    assert resolve_address(None, environ={}) == DEFAULT_ADDRESS
+    assert resolve_address("http://10.0.0.5:8265/", environ={}) == "http://10.0.0.5:8265"
+    env = {"RAY_API_SERVER_ADDRESS": "http://127.0.0.1:9000"}
+    assert resolve_address(None, environ=env) == "http://127.0.0.1:9000"
+    assert resolve_address("http://127.0.0.1:9000", environ=env) == "http://127.0.0.1:9000"
+    with pytest.raises(SpecError) as info:
+        resolve_address("http://127.0.0.1:8265", environ=env)
+    assert str(info.value) == ADDRESS_CONFLICT.format(
+        var="RAY_API_SERVER_ADDRESS", value="http://127.0.0.1:9000", address="http://127.0.0.1:8265"
+    )
+    for bad in ("127.0.0.1:8265", "ray://127.0.0.1:10001", "auto"):
+        with pytest.raises(SpecError) as info:
+            resolve_address(bad, environ={})
+        assert str(info.value) == BAD_ADDRESS.format(example=DEFAULT_ADDRESS, address=bad)
+
+
+def test_auth_headers_only_to_this_machine_and_only_when_mode_unset() -> None:
+    # Ray's setting, when given, is left to Ray's client.
+    assert auth_headers("http://127.0.0.1:8265", environ={AUTH_MODE_ENV: "token"}) == {}
+    assert auth_headers("http://127.0.0.1:8265", environ={AUTH_MODE_ENV: "disabled"}) == {}
+    # A remote cluster never gets the local token unasked.
+    assert auth_headers("http://10.1.2.3:8265", environ={}) == {}
+    assert auth_headers("https://ray.example.com", environ={}) == {}
+
+
+def test_entrypoint_id_env_and_exit_codes() -> None:
+    entry = build_entrypoint(
+        "my spec.yaml",
+        name="l2-path",
+        overrides=["penalties.l2={loguniform: [1e-6, 1e-2]}"],
+        storage="s3://bucket/runs",
+        extra_args=["--resume"],
+    )
+    assert shlex.split(entry) == [
+        "regtune", "sweep", "my spec.yaml", "--address", "auto", "--name", "l2-path",
+        "--set", "penalties.l2={loguniform: [1e-6, 1e-2]}",
+        "--storage", "s3://bucket/runs", "--resume",
+    ]  # fmt: skip
+    first, second = submission_id_for("l2-path"), submission_id_for("l2-path")
+    assert first.startswith("regtune-l2-path-")
+    assert first != second
+    assert parse_env_vars(["A=1", "REGTUNE_CACHE_DIR=/data/x=y", "EMPTY="]) == {
+        "A": "1",
+        "REGTUNE_CACHE_DIR": "/data/x=y",
+        "EMPTY": "",
+    }
+    for bad in ("NOEQUALS", "1X=2", "=v", "A-B=1"):
+        with pytest.raises(SpecError) as info:
+            parse_env_vars([bad])
+        assert str(info.value) == BAD_ENV_VAR.format(text=bad)
+    assert [exit_code_for(s) for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING")] == [0, 1, 1, 0]
+
+
+def test_bad_inputs_fail_before_any_contact(tmp_path: Path) -> None:
+    """Each of these names the problem; the address is closed, so an error
+    about the cluster would mean something was sent first."""
+    closed = _closed_address()
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("name: bad-spec\ndataset: digits\npenalties: {l3: 0.1}\n")
+    with pytest.raises(SpecError, match="l3"):
+        submit_sweep(str(bad_spec), address=closed)
+    with pytest.raises(SpecError, match=r"budget\.samples"):
+        submit_sweep("quickstart", address=closed, overrides=["budget.samples=-1"])
+    with pytest.raises(SpecError, match="--name 'Bad Name'"):
+        submit_sweep("quickstart", address=closed, name="Bad Name")
+    with pytest.raises(SpecError) as info:
+        submit_sweep("quickstart", address=closed, working_dir=tmp_path / "absent")
+    assert str(info.value) == WORKING_DIR_MISSING.format(working_dir=tmp_path / "absent")
+    spec = _quickstart_copy(tmp_path / "elsewhere")
+    (tmp_path / "wd").mkdir()
+    with pytest.raises(SpecError) as info:
+        submit_sweep(str(spec), address=closed, working_dir=tmp_path / "wd")
+    assert str(info.value) == SPEC_OUTSIDE_WORKING_DIR.format(
+        spec=spec, working_dir=tmp_path / "wd"
+    )
+    csv_spec = tmp_path / "csv.yaml"
+    raw = yaml.safe_load(preset_path("quickstart").read_text())
+    raw["dataset"] = {"name": "csv", "path": "data/train.csv", "label": "y"}
+    csv_spec.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError) as info:
+        submit_sweep(str(csv_spec), address=closed)
+    assert str(info.value) == LOCAL_DATA_NEEDS_WORKING_DIR.format(
+        spec=csv_spec, path="data/train.csv"
+    )
+
+
+def test_unreachable_address_names_it_and_how_to_start_one() -> None:
+    closed = _closed_address()
+    with pytest.raises(RegtuneError) as info:
+        submit_sweep("quickstart", address=closed)
+    assert not isinstance(info.value, SpecError)
+    message = str(info.value)
+    assert closed in message
+    assert "ray start --head --dashboard-host 127.0.0.1" in message
+    assert "ray dashboard cluster.yaml" in message
+
+
+# --- against the module's cluster -------------------------------------------
+
+
+def test_token_auth_is_on(cluster: Cluster) -> None:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{cluster.address}/api/version", timeout=10)
+    info.value.close()
+    assert info.value.code == 401
+    headers = auth_headers(cluster.address, environ={})
+    assert headers["authorization"].startswith("Bearer ")
+    request = urllib.request.Request(f"{cluster.address}/api/version", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert "ray_version" in json.loads(answer.read())
+
+
+def test_job_succeeds_with_streamed_logs_env_and_working_dir(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "marker.txt").write_text("uploaded-marker\n")
+    lines: list[str] = []
+    code = "import os; print(open('marker.txt').read().strip(), os.environ['PROBE'])"
+    outcome = run_job(
+        _python(code),
+        address=cluster.address,
+        name="probe-ok",
+        runtime_env={"working_dir": str(tmp_path), "env_vars": {"PROBE": "42"}},
+        log=lines.append,
+    )
+    assert (outcome.status, outcome.exit_code) == ("SUCCEEDED", 0)
+    assert outcome.job_id.startswith("regtune-probe-ok-")
+    assert "uploaded-marker 42" in lines
+    assert lines[-1].startswith(f"job {outcome.job_id} SUCCEEDED")
+    info = _client(cluster).get_job_info(outcome.job_id)
+    assert info.metadata[METADATA_KEY] == "probe-ok"
+
+
+def test_failing_job_exits_1(cluster: Cluster) -> None:
+    lines: list[str] = []
+    code = "import sys; print('about to fail', flush=True); sys.exit(3)"
+    outcome = run_job(_python(code), address=cluster.address, name="probe-fail", log=lines.append)
+    assert (outcome.status, outcome.exit_code) == ("FAILED", 1)
+    assert "about to fail" in lines
+    assert outcome.message is not None
+    assert "exit code 3" in outcome.message
+
+
+def test_logs_are_polled_inside_a_running_event_loop(cluster: Cluster) -> None:
+    lines: list[str] = []
+    code = "import time; print('first', flush=True); time.sleep(1.5); print('second')"
+
+    async def submit_from_a_coroutine() -> Any:
+        return run_job(_python(code), address=cluster.address, name="probe-poll", log=lines.append)
+
+    outcome = asyncio.run(submit_from_a_coroutine())
+    assert outcome.exit_code == 0
+    assert lines.index("first") < lines.index("second")
+
+
+def test_bad_spec_never_reaches_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("name: never-submitted\ndataset: digits\nbudget: {samples: 0}\n")
+    with pytest.raises(SpecError):
+        submit_sweep(str(bad_spec), address=cluster.address)
+    names = [(job.metadata or {}).get(METADATA_KEY) for job in _client(cluster).list_jobs()]
+    assert "never-submitted" not in names
+
+
+def test_auth_failure_says_how_to_pass_the_token(cluster: Cluster) -> None:
+    """A client with token auth explicitly disabled sends no token (a fresh
+    process: Ray caches the auth mode per process)."""
+    code = (
+        "from regtune.errors import RegtuneError\n"
+        "from regtune.platform.jobs import run_job\n"
+        "try:\n"
+        f"    run_job('true', address={cluster.address!r}, name='no-token')\n"
+        "except RegtuneError as exc:\n"
+        "    print('ERROR', exc)\n"
+    )
+    env = {**cluster.env, AUTH_MODE_ENV: "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "ERROR the Ray cluster at" in done.stdout, done.stdout + done.stderr
+    assert "token authentication failed" in done.stdout
+    assert "RAY_AUTH_MODE=token" in done.stdout
+
+
+@pytest.mark.skipif(not _sweep_available(), reason="regtune sweep not yet available")
+def test_submit_sweep_runs_regtune_sweep_on_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    spec = _quickstart_copy(tmp_path / "specs")
+    storage = tmp_path / "runs"
+    lines: list[str] = []
+    outcome = submit_sweep(
+        str(spec),
+        address=cluster.address,
+        name="submitted-sweep",
+        overrides=SWEEP_OVERRIDES,
+        storage=str(storage),
+        log=lines.append,
+    )
+    text = "\n".join(lines)
+    assert (outcome.status, outcome.exit_code) == ("SUCCEEDED", 0), text
+    assert outcome.job_id.startswith("regtune-submitted-sweep-")
+    # The sweep ran under its name, with the uploaded spec.
+    assert (storage / "submitted-sweep").is_dir()
+    info = _client(cluster).get_job_info(outcome.job_id)
+    assert info.metadata == {METADATA_KEY: "submitted-sweep", SPEC_METADATA_KEY: "my-sweep.yaml"}
+    assert "my-sweep.yaml" in info.entrypoint
+
+
+@pytest.mark.skipif(not _sweep_available(), reason="regtune sweep not yet available")
+def test_ray_job_submit_cli_runs_regtune_sweep(cluster: Cluster, tmp_path: Path) -> None:
+    """The documented `ray job submit --working-dir DIR -- regtune sweep SPEC`."""
+    _quickstart_copy(tmp_path / "wd")
+    storage = tmp_path / "runs"
+    sweep = ["regtune", "sweep", "my-sweep.yaml", "--name", "cli-sweep"]
+    sweep += ["--storage", str(storage)]
+    for override in SWEEP_OVERRIDES:
+        sweep += ["--set", override]
+    command = [RAY, "job", "submit", "--address", cluster.address]
+    command += ["--working-dir", str(tmp_path / "wd"), "--", *sweep]
+    done = subprocess.run(
+        command, env=cluster.env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout + done.stderr
+    assert (storage / "cli-sweep").is_dir()
