@@ -100,9 +100,10 @@ SELECTION: dict[str, str] = {
         "the hard-prediction gap again (0.025 at 3, 0.03 at 4)."
     ),
     "regtune EO": (
-        "strength {0.5, 1, 2, 3, 6} x batch {512, 1024, 2048} x lr {1e-3, 2e-3, 3e-3} x "
-        "dropout {0, 0.2} (seeds 0-1): strength 3, batch 2048, lr 3e-3, dropout 0.2, 30 "
-        "epochs had the lowest val eo_diff (mean 0.042, acc 0.843); none went below 0.04."
+        "strength {1, 3, 6} at batch 512/lr 1e-3; {0.5, 1} at batch 1024/lr 2e-3; {2, 3} x "
+        "batch {1024, 2048} x dropout {0, 0.2} at lr 3e-3, 30 epochs (seeds 0-1 except the "
+        "first): strength 3, batch 2048, dropout 0.2 had the lowest val eo_diff (mean 0.042, "
+        "acc 0.843); none went below 0.04."
     ),
 }
 

@@ -3,6 +3,8 @@
 Commands::
 
     regtune train SPEC [--set key=value ...] [--json]   one run, no Ray
+    regtune sweep SPEC [--address A] [--storage S] [--name N] [--resume]
+    regtune submit SPEC [--address http://HOST:8265]     the same, as a Ray job
     regtune data fetch NAME [--force]                    cache a built-in dataset
     regtune data list                                    built-in datasets
     regtune quickstart                                   the README's default job
@@ -266,6 +268,49 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else str(value)
+
+
+@app.command()
+def submit(
+    spec: Annotated[str, typer.Argument(help="Sweep YAML file or preset name.")],
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray dashboard address (default $RAY_ADDRESS or http://127.0.0.1:8265)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Experiment name (default: the spec's).")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Results root on the cluster: path or s3:// / gs:// URI.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key (repeatable).")
+    ] = None,
+    working_dir: Annotated[
+        Path | None, typer.Option(help="Directory uploaded with the job (data files, spec).")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE environment variable for the job.")
+    ] = None,
+    follow: Annotated[bool, typer.Option(help="Stream the job's logs until it ends.")] = True,
+) -> None:
+    """Submit a sweep to a Ray cluster through the Jobs API; exit with its status."""
+    from regtune.platform.jobs import parse_env_vars, submit_sweep
+
+    try:
+        outcome = submit_sweep(
+            spec,
+            address=address,
+            name=name,
+            storage=storage,
+            overrides=set_ or [],
+            working_dir=working_dir,
+            env_vars=parse_env_vars(env or []),
+            follow=follow,
+            # Plain echo: job logs may contain text rich would read as markup.
+            log=typer.echo,
+        )
+    except RegtuneError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(outcome.exit_code)
 
 
 @data_app.command("fetch")

@@ -32,6 +32,7 @@ address never receives it unasked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -40,7 +41,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 from regtune.errors import RegtuneError, SpecError
 from regtune.search_spaces import SweepSpec, load_spec
-from regtune.search_spaces.schema import BAD_NAME, NAME_PATTERN
+from regtune.search_spaces.sections import BAD_NAME, NAME_PATTERN
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -126,7 +126,7 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """What :func:`submit_sweep` returns.
+    """What :func:`run_job` and :func:`submit_sweep` return.
 
     ``status`` is Ray's job status (PENDING, RUNNING, SUCCEEDED, FAILED or
     STOPPED). ``exit_code`` is what ``regtune submit`` exits with: 0 when the
@@ -368,7 +368,7 @@ def _check_data_is_reachable(spec: str, loaded: SweepSpec) -> None:
         raise SpecError(LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
 
 
-@contextmanager
+@contextlib.contextmanager
 def _job_files(
     spec: str, spec_file: Path | None, working_dir: Path | None
 ) -> Iterator[tuple[str, Path | None]]:
@@ -448,34 +448,55 @@ class _LineWriter:
 
 
 def _follow_logs(client: Any, address: str, job_id: str, log: Callable[[str], None]) -> None:
-    """Stream the driver's output until the job ends: Ray's websocket tail
-    when this thread runs no event loop, else (or if the tail breaks) polling."""
+    """Pass the driver's output to ``log``, line by line, until the job ends."""
     writer = _LineWriter(log)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        import aiohttp
-
-        try:
-            asyncio.run(_tail(client, job_id, writer))
-        except (RuntimeError, OSError, aiohttp.ClientError):
-            pass  # the websocket broke: polling below picks up from writer.seen
-        else:
-            writer.close()
-            return
-    while True:
-        status = str(_call(address, client.get_job_status, job_id))
-        logs = str(_call(address, client.get_job_logs, job_id))
-        writer.write(logs[writer.seen :])
-        if status in TERMINAL_STATUSES:
-            break
-        time.sleep(POLL_INTERVAL_S)
+        asyncio.run(_tail_until_done(client, address, job_id, writer))
+    # After the tail (or, inside a caller's event loop, instead of it).
+    _poll_logs(client, address, job_id, writer)
     writer.close()
+
+
+async def _tail_until_done(client: Any, address: str, job_id: str, writer: _LineWriter) -> None:
+    """Stream output through Ray's websocket tail while the job runs.
+
+    Ray's tail reaches the end of a job seconds after it happened, so it is
+    cancelled as soon as the job's status is final; :func:`_poll_logs` then
+    fetches what it had not delivered. A tail that breaks is left to the poll.
+    """
+    import aiohttp
+
+    tail = asyncio.ensure_future(_tail(client, job_id, writer))
+    try:
+        while not tail.done():
+            status = await asyncio.to_thread(_call, address, client.get_job_status, job_id)
+            if str(status) in TERMINAL_STATUSES:
+                return
+            await asyncio.wait({tail}, timeout=POLL_INTERVAL_S)
+    finally:
+        tail.cancel()
+        with contextlib.suppress(
+            asyncio.CancelledError, RuntimeError, OSError, aiohttp.ClientError
+        ):
+            await tail
 
 
 async def _tail(client: Any, job_id: str, writer: _LineWriter) -> None:
     async for chunk in client.tail_job_logs(job_id):
         writer.write(chunk)
+
+
+def _poll_logs(client: Any, address: str, job_id: str, writer: _LineWriter) -> None:
+    """Write the output past ``writer.seen`` until the job's status is final."""
+    while True:
+        status = str(_call(address, client.get_job_status, job_id))
+        logs = str(_call(address, client.get_job_logs, job_id))
+        writer.write(logs[writer.seen :])
+        if status in TERMINAL_STATUSES:
+            return
+        time.sleep(POLL_INTERVAL_S)
 
 
 def _wait_until_done(client: Any, address: str, job_id: str) -> Any:

@@ -46,7 +46,6 @@ import pandas as pd
 import torch
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from pydantic import ValidationError
-from sklearn.model_selection import train_test_split
 
 from regtune.errors import DataError, SpecError
 from regtune.trainables.config import DatasetConfig, format_validation_error
@@ -283,6 +282,10 @@ def _classes(
 def _split(idx: np.ndarray, y: np.ndarray, n_out: int, seed: int) -> list[np.ndarray]:
     # Integer sizes: fractions like 0.15 / 0.85 would round up by float error.
     n_out = min(max(n_out, 1), len(idx) - 1)
+    # Imported here: trial workers unpickle Datasets through this module and
+    # never split, so they skip scikit-learn's ~1-2 s import.
+    from sklearn.model_selection import train_test_split
+
     try:
         return train_test_split(idx, test_size=n_out, random_state=seed, stratify=y)
     except ValueError:  # a class too small to stratify: fall back to a plain shuffle

@@ -105,3 +105,29 @@ def eo_difference(y_true: Tensor, y_pred: Tensor, s: Tensor) -> float:
     return max(
         float(group_gap(positive[y_true == label], s[y_true == label])) for label in EO_LABELS
     )
+
+
+def rate_deviations(values: Tensor, s: Tensor, n_groups: int, y: Tensor | None = None) -> Tensor:
+    """Signed deviation of each group's mean from the overall mean.
+
+    Demographic parity (``y`` None): ``mean(values | s=g) - mean(values)`` for
+    each group ``g`` (shape ``(n_groups,)``). Equalized odds (``y`` given): the
+    same within each label, ``mean(values | s=g, y=l) - mean(values | y=l)``
+    (shape ``(2 * n_groups,)``, label-major). All deviations are 0 exactly
+    when the constraint holds; a group absent from the batch contributes 0.
+    These are the constraints of the Lagrangian form
+    (``sum(multipliers * deviations)``), whose multipliers are raised by
+    dual ascent on the hard-prediction deviations.
+    """
+    slices = [(values, s)] if y is None else [(values[y == lab], s[y == lab]) for lab in EO_LABELS]
+    out = []
+    for vals, groups in slices:
+        if vals.numel() == 0:
+            out.append(values.new_zeros(n_groups))
+            continue
+        sums = vals.new_zeros(n_groups).index_add(0, groups, vals)
+        counts = torch.bincount(groups, minlength=n_groups).to(vals.dtype)
+        present = counts > 0
+        means = torch.where(present, sums / counts.clamp(min=1), vals.mean())
+        out.append(torch.where(present, means - vals.mean(), means.new_zeros(())))
+    return torch.cat(out)

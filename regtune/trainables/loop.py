@@ -207,6 +207,8 @@ class Trainer:
             for split in ("train", "val", "test")
         }
         self._mask = ds.perturb_mask.to(self.device)
+        n_constraints = len(ds.group_names) * (2 if fair.kind == "eo" else 1)
+        self._multipliers = torch.zeros(n_constraints, device=self.device)
 
     # -- training ---------------------------------------------------------------
 
@@ -274,13 +276,32 @@ class Trainer:
         fair = p.fairness
         if fair.kind != "none" and fair.strength > 0 and sb is not None:
             prob = torch.softmax(logits, dim=1)[:, 1]
+            if fair.method == "lagrangian":
+                return loss + self._lagrangian_term(prob, yb, sb), logits
             term = (
-                fairness.dp_penalty(prob, sb)
+                fairness.dp_penalty(prob, sb, temperature=fair.temperature)
                 if fair.kind == "dp"
-                else fairness.eo_penalty(prob, yb, sb)
+                else fairness.eo_penalty(prob, yb, sb, temperature=fair.temperature)
             )
             loss = loss + fair.strength * term
         return loss, logits
+
+    def _lagrangian_term(
+        self, prob: torch.Tensor, yb: torch.Tensor, sb: torch.Tensor
+    ) -> torch.Tensor:
+        """``sum(multipliers * deviations)``, then one dual-ascent step."""
+        fair = self.config.penalties.fairness
+        labels = yb if fair.kind == "eo" else None
+        n_groups = len(self.dataset.group_names)
+        relaxed = fairness.sharpen(prob, fair.temperature)
+        term = (self._multipliers * fairness.rate_deviations(relaxed, sb, n_groups, labels)).sum()
+        with torch.no_grad():
+            # argmax of two logits is p > 0.5: the deviations of hard predictions.
+            hard = fairness.rate_deviations((prob > 0.5).to(prob.dtype), sb, n_groups, labels)
+            self._multipliers = (self._multipliers + fair.dual_lr * hard).clamp(
+                -fair.strength, fair.strength
+            )
+        return term
 
     def _train_epoch(self) -> float:
         x, y, s = self._tensors["train"]
@@ -417,6 +438,7 @@ class Trainer:
             "history": self.history,
             "robust": list(self._robust) if self._robust is not None else None,
             "best_state": self._best_state,
+            "multipliers": self._multipliers,
             "fingerprint": self.dataset.fingerprint,
             "config": self.config.model_dump(mode="json"),
         }
@@ -466,6 +488,8 @@ class Trainer:
         self.history = [dict(r) for r in state["history"]]
         robust = state.get("robust")
         self._robust = (float(robust[0]), int(robust[1])) if robust else None
+        if "multipliers" in state:
+            self._multipliers = state["multipliers"].to(self.device)
         best = state.get("best_state")
         self._best_state = dict(best) if best else None
 

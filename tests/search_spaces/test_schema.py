@@ -888,8 +888,7 @@ def test_suggest_kind() -> None:
 def test_public_api_is_exactly_what_is_exported() -> None:
     exported = set(search_spaces.__all__)
     public = {n for n in vars(search_spaces) if not n.startswith("_")}
-    # Submodules become attributes of the package once imported; "schema" is the
-    # compatibility module that regtune.platform.jobs still imports.
+    # Submodules become attributes of the package once imported.
     modules = {
         "annotations",
         "cross_checks",
@@ -898,7 +897,6 @@ def test_public_api_is_exactly_what_is_exported() -> None:
         "overrides",
         "probe",
         "problems",
-        "schema",
         "sections",
         "spec",
         "validate",
