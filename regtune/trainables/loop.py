@@ -57,6 +57,10 @@ FAIRNESS_NEEDS_GROUPS_MSG = (
     "classes; dataset {name!r} has sensitive={sensitive!r} and {n_classes} classes. "
     "Declare 'sensitive' on the dataset or set penalties.fairness.kind to 'none'."
 )
+CHECKPOINT_EXISTS_MSG = (
+    "checkpoint directory {path} already exists; pass --resume to continue it or choose "
+    "another directory (nothing was changed)"
+)
 CUDA_MISSING_MSG = "training.device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
 CHECKPOINT_MISMATCH_MSG = (
     "checkpoint {path} was written for a different configuration ({what} differs); "
@@ -531,6 +535,9 @@ def train(
             and at the end); with ``resume`` an existing one is continued.
     """
     started = time.perf_counter()
+    if checkpoint_dir is not None and not resume and Path(checkpoint_dir).exists():
+        # Never overwrite a stored run by accident.
+        raise SpecError(CHECKPOINT_EXISTS_MSG.format(path=checkpoint_dir))
     trainer = Trainer(config, dataset=dataset, device=device)
     if resume and checkpoint_dir is not None and Path(checkpoint_dir).exists():
         trainer.restore(checkpoint_dir)

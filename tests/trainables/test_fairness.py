@@ -103,3 +103,20 @@ def test_following_the_penalty_gradient_lowers_the_gap(kind: str) -> None:
         gap().backward()
         opt.step()
     assert gap().item() < 0.3 * start
+
+
+def test_rate_deviations_are_signed_gaps_from_the_overall_mean() -> None:
+    from regtune.trainables.fairness import rate_deviations
+
+    p = torch.tensor([0.1, 0.3, 0.9, 0.7, 0.5])
+    s = torch.tensor([0, 0, 1, 1, 1])
+    y = torch.tensor([0, 1, 0, 1, 1])
+    dp = rate_deviations(p, s, 3)
+    assert torch.allclose(dp, torch.tensor([0.2 - 0.5, 0.7 - 0.5, 0.0]))
+    eo = rate_deviations(p, s, 2, y)
+    # label 0: groups {0.1} vs {0.9}, mean 0.5; label 1: {0.3} vs {0.7, 0.5}, mean 0.5
+    assert torch.allclose(eo, torch.tensor([-0.4, 0.4, -0.2, 0.1]))
+    assert (
+        float(rate_deviations(torch.full((4,), 0.3), torch.tensor([0, 1, 0, 1]), 2).abs().sum())
+        == 0
+    )

@@ -193,3 +193,27 @@ def test_restore_with_new_regularization_strength_continues(
         assert torch.equal(a, b)
     changed.run_epoch()
     assert changed.epoch == 2
+
+
+def test_lagrangian_fairness_lowers_dp_diff_and_checkpoints_multipliers(
+    adult: Dataset, tmp_path: Path
+) -> None:
+    def cfg(method: str, strength: float) -> dict[str, Any]:
+        return _cfg(
+            dataset="adult",
+            training={"epochs": 2, "batch_size": 1024, "robust_every": 0},
+            penalties={
+                "fairness": {"kind": "dp", "strength": strength, "method": method, "dual_lr": 0.1}
+            },
+        )
+
+    plain = Trainer(cfg("penalty", 0.0), dataset=adult)
+    fair = Trainer(cfg("lagrangian", 2.0), dataset=adult)
+    for _ in range(2):
+        row_plain, row_fair = plain.run_epoch(), fair.run_epoch()
+    assert row_fair["dp_diff"] < row_plain["dp_diff"] / 2
+    assert float(fair._multipliers.abs().max()) > 0
+    fair.save(tmp_path / "ckpt")
+    again = Trainer(cfg("lagrangian", 2.0), dataset=adult)
+    again.restore(tmp_path / "ckpt")
+    assert torch.equal(again._multipliers, fair._multipliers)
