@@ -1,0 +1,314 @@
+"""Pareto-ASHA vs scalarized ASHA vs Optuna NSGA-II on three objectives.
+
+The three-objective question of the ``three-objective`` preset (Adult:
+maximise val_acc and robust_acc, minimise dp_diff over L2, the adversarial
+method and eps, and the DP penalty strength), scaled to this machine, at an
+equal budget of trials and epochs:
+
+- ``pareto-asha``: regtune's multi-objective successive halving (random search);
+- ``scalarized-asha``: Ray's ASHA on the equal-weight sum
+  ``val_acc + robust_acc - dp_diff`` (same random configurations);
+- ``optuna-nsga2``: Optuna's NSGA-II sampler on the three objectives, no
+  pruning (Optuna has no multi-objective pruner), same trainer.
+
+Score: the hypervolume of the final front of each run (every trial's last
+reported values) against the reference point (val_acc 0.5, robust_acc 0,
+dp_diff 0.5); higher is better. Each contender runs in its own subprocess
+(Ray's start-up counts).
+
+    python -m benchmarks.pareto_asha [--smoke-test] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import markdown_table, write_results
+
+SAMPLES = 20
+MAX_EPOCHS = 8
+OBJECTIVES = (("val_acc", "max"), ("robust_acc", "max"), ("dp_diff", "min"))
+REFERENCE = {"val_acc": 0.5, "robust_acc": 0.0, "dp_diff": 0.5}
+CONTENDERS = ("pareto-asha", "scalarized-asha", "optuna-nsga2")
+SCALAR = "scalarized"
+
+
+def spec_dict(samples: int, max_epochs: int, scheduler: str) -> dict[str, Any]:
+    """The shared search space (the preset's, smaller model and budget)."""
+    objectives = (
+        [{"metric": m, "mode": d} for m, d in OBJECTIVES]
+        if scheduler == "pareto-asha"
+        else [{"metric": "val_acc", "mode": "max"}]
+    )
+    sched: dict[str, Any] = {
+        "kind": "pareto-asha" if scheduler == "pareto-asha" else "asha",
+        "grace_period": 1,
+        "reduction_factor": 3,
+    }
+    return {
+        "name": f"bench-{scheduler}-{int(time.time() * 1000)}",
+        "dataset": "adult",
+        "model": {"arch": "mlp", "width": 64, "depth": 2, "dropout": 0.1},
+        "training": {
+            "batch_size": 512,
+            "lr": 0.002,
+            "robust_every": 1,
+            "robust_steps": 10,
+            "robust_samples": 500,
+        },
+        "penalties": {
+            "l2": {"loguniform": [1e-6, 1e-2]},
+            "adversarial": {
+                "method": {"choice": ["none", "fgsm_rs", "pgd"]},
+                "eps": {"uniform": [0.02, 0.3]},
+                "steps": 5,
+            },
+            "fairness": {"kind": "dp", "strength": {"loguniform": [1e-3, 3.0]}},
+        },
+        "objectives": objectives,
+        "scheduler": sched,
+        "searcher": {"kind": "random", "seed": 0, "max_concurrent": 2},
+        "budget": {"samples": samples, "max_epochs": max_epochs},
+        "resources": {"cpu": 1},
+    }
+
+
+def hypervolume_of(points: list[dict[str, float]]) -> float:
+    """Hypervolume of the points' front against :data:`REFERENCE`."""
+    from regtune.platform.pareto import hypervolume, to_minimization
+
+    rows = [
+        [p[m] for m, _ in OBJECTIVES]
+        for p in points
+        if all(not math.isnan(p.get(m, math.nan)) for m, _ in OBJECTIVES)
+    ]
+    if not rows:
+        return 0.0
+    modes = [d for _, d in OBJECTIVES]
+    pts = to_minimization(np.array(rows, dtype=float), modes)
+    ref = to_minimization(np.array([[REFERENCE[m] for m, _ in OBJECTIVES]], dtype=float), modes)[0]
+    keep = np.all(pts < ref, axis=1)
+    return float(hypervolume(pts[keep], ref)) if keep.any() else 0.0
+
+
+def run_ray(samples: int, max_epochs: int, scheduler: str) -> dict[str, Any]:
+    """pareto-asha through ``regtune sweep``, or Ray's ASHA on the scalarized sum.
+
+    The scalarized run uses regtune's own trainable, param space and random
+    searcher; only the scheduler (and the metric it reads) differs.
+    """
+    start = time.perf_counter()
+    from regtune.search_spaces import load_spec
+
+    spec = load_spec(spec_dict(samples, max_epochs, scheduler))
+    with tempfile.TemporaryDirectory() as tmp:
+        if scheduler == "pareto-asha":
+            from regtune.platform.sweep import run_sweep
+
+            outcome = run_sweep(spec, storage=tmp)
+            finals = [t.metrics for t in outcome.trials if t.status != "error"]
+            epochs = sum(t.iterations for t in outcome.trials)
+        else:
+            finals, epochs = _scalarized(spec, tmp, max_epochs)
+    points = [{m: float(f.get(m, math.nan)) for m, _ in OBJECTIVES} for f in finals]
+    return {
+        "wall_s": time.perf_counter() - start,
+        "hypervolume": hypervolume_of(points),
+        "trials": len(finals),
+        "epochs_trained": epochs,
+        "points": points,
+    }
+
+
+def _scalarized(spec: Any, storage: str, max_epochs: int) -> tuple[list[dict[str, Any]], int]:
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    from regtune.platform.space import to_param_space
+    from regtune.platform.trainable import TuneTrainable
+    from regtune.trainables.data import load_dataset
+
+    class Scalarized(TuneTrainable):
+        def step(self) -> dict[str, Any]:
+            row = super().step()
+            row[SCALAR] = row["val_acc"] + row["robust_acc"] - row.get("dp_diff", 0.0)
+            return row
+
+    dataset = load_dataset("adult")
+    ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    grid = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(Scalarized, dataset=dataset, threads=1), {"cpu": 1}
+        ),
+        param_space=to_param_space(spec),
+        tune_config=tune.TuneConfig(
+            metric=SCALAR,
+            mode="max",
+            scheduler=ASHAScheduler(max_t=max_epochs, grace_period=1, reduction_factor=3),
+            search_alg=BasicVariantGenerator(max_concurrent=2, random_state=0),
+            num_samples=spec.budget.samples,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    finals = [dict(r.metrics) for r in grid if r.error is None and r.metrics]
+    return finals, sum(int(f.get("training_iteration", 0)) for f in finals)
+
+
+def run_optuna(samples: int, max_epochs: int) -> dict[str, Any]:
+    """Optuna's NSGA-II over the same space, each trial trained to the end."""
+    start = time.perf_counter()
+    import optuna
+
+    from regtune.trainables.data import load_dataset
+    from regtune.trainables.loop import Trainer
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = spec_dict(samples, max_epochs, "pareto-asha")
+    ds = load_dataset("adult")
+    points: list[dict[str, float]] = []
+    epochs = 0
+
+    def objective(trial: optuna.Trial) -> tuple[float, float, float]:
+        nonlocal epochs
+        cfg = {
+            "dataset": "adult",
+            "model": base["model"],
+            "training": {**base["training"], "epochs": max_epochs, "seed": 0},
+            "penalties": {
+                "l2": trial.suggest_float("l2", 1e-6, 1e-2, log=True),
+                "adversarial": {
+                    "method": trial.suggest_categorical("method", ["none", "fgsm_rs", "pgd"]),
+                    "eps": trial.suggest_float("eps", 0.02, 0.3),
+                    "steps": 5,
+                },
+                "fairness": {
+                    "kind": "dp",
+                    "strength": trial.suggest_float("strength", 1e-3, 3.0, log=True),
+                },
+            },
+        }
+        trainer = Trainer(cfg, dataset=ds)
+        while not trainer.should_stop:
+            row = trainer.run_epoch()
+            epochs += 1
+        points.append({m: float(row[m]) for m, _ in OBJECTIVES})
+        return row["val_acc"], row["robust_acc"], row["dp_diff"]
+
+    study = optuna.create_study(
+        directions=["maximize", "maximize", "minimize"],
+        sampler=optuna.samplers.NSGAIISampler(seed=0, population_size=max(4, samples // 4)),
+    )
+    study.optimize(objective, n_trials=samples)
+    return {
+        "wall_s": time.perf_counter() - start,
+        "hypervolume": hypervolume_of(points),
+        "trials": len(study.trials),
+        "epochs_trained": epochs,
+        "points": points,
+    }
+
+
+def _run(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
+    if name == "optuna-nsga2":
+        return run_optuna(samples, max_epochs)
+    return run_ray(samples, max_epochs, name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every contender in its own process; write JSON and the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke-test", action="store_true")
+    parser.add_argument("--contender", choices=CONTENDERS)
+    parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.contender:
+        print(json.dumps(_run(args.contender, args.samples, args.max_epochs)))
+        return 0
+    samples, max_epochs = (4, 2) if args.smoke_test else (args.samples, args.max_epochs)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+    for rep in range(args.repeats):
+        for name in CONTENDERS:
+            print(f"[pareto] repeat {rep + 1}: {name} ...", flush=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.pareto_asha",
+                    "--contender",
+                    name,
+                    "--samples",
+                    str(samples),
+                    "--max-epochs",
+                    str(max_epochs),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=3600,
+            )
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+            res = json.loads(lines[-1])
+            print(
+                f"  hv {res['hypervolume']:.4f} in {res['wall_s']:.1f} s, "
+                f"{res['epochs_trained']} epochs",
+                flush=True,
+            )
+            runs[name].append(res)
+
+    def med(name: str, key: str) -> float:
+        values = sorted(r[key] for r in runs[name])
+        return float(values[len(values) // 2])
+
+    rows = [
+        [n, med(n, "hypervolume"), med(n, "wall_s"), med(n, "epochs_trained")] for n in CONTENDERS
+    ]
+    summary = {
+        "hv_ratio_vs_scalarized": med("pareto-asha", "hypervolume")
+        / max(med("scalarized-asha", "hypervolume"), 1e-12),
+        "hv_ratio_vs_nsga2": med("pareto-asha", "hypervolume")
+        / max(med("optuna-nsga2", "hypervolume"), 1e-12),
+        "time_ratio_vs_nsga2": med("pareto-asha", "wall_s") / med("optuna-nsga2", "wall_s"),
+    }
+    table = markdown_table(["contender", "hypervolume", "wall s", "epochs trained"], rows)
+    table += (
+        f"\n\n{samples} trials of up to {max_epochs} epochs on Adult, median of {args.repeats} "
+        f"run(s). Pareto-ASHA hypervolume / scalarized ASHA: "
+        f"{summary['hv_ratio_vs_scalarized']:.3f} (goal > 1); / NSGA-II: "
+        f"{summary['hv_ratio_vs_nsga2']:.3f} (goal >= 1) at "
+        f"{summary['time_ratio_vs_nsga2']:.2f}x its wall time (goal < 1).\n"
+    )
+    write_results(
+        "pareto_asha",
+        {
+            "samples": samples,
+            "max_epochs": max_epochs,
+            "runs": runs,
+            "summary": summary,
+            "reference": REFERENCE,
+        },
+        table,
+        smoke=args.smoke_test,
+    )
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
