@@ -7,7 +7,7 @@ Commands::
     regtune submit SPEC [--address http://HOST:8265]     the same, as a Ray job
     regtune data fetch NAME [--force]                    cache a built-in dataset
     regtune data list                                    built-in datasets
-    regtune quickstart                                   the README's default job
+    regtune quickstart                                   the README's default job (a sweep)
 
 Every bad value exits with status 2 and one message naming the option or key,
 the value and what is allowed; nothing already stored is touched.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -336,20 +337,27 @@ def data_list() -> None:
 
 
 @app.command()
-def quickstart() -> None:
-    """Run the built-in default job: one real training run on digits."""
-    from regtune.search_spaces import load_train_config
-    from regtune.trainables.loop import train as run_training
-
-    try:
-        config = parse_train_config(load_train_config("quickstart"))
-        console.print(f"[bold]regtune quickstart[/]: training {config.model.arch} on digits")
-        result = _with_progress(
-            lambda cb: run_training(config, on_epoch=cb), total=config.training.epochs, quiet=False
-        )
-    except RegtuneError as exc:
-        raise _fail(exc) from exc
-    _print_metrics(result.final_metrics, title="quickstart: digits")
+def quickstart(
+    storage: Annotated[
+        str | None, typer.Option(help="Results root (default $REGTUNE_STORAGE or ~/regtune_runs).")
+    ] = None,
+) -> None:
+    """The README's default job: the quickstart sweep on a local Ray, summarised."""
+    name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    console.print(
+        "[bold]regtune quickstart[/]: an ASHA + TPE sweep over L2 and dropout of a small MLP "
+        "on digits (preset 'quickstart')"
+    )
+    sweep(
+        "quickstart",
+        set_=None,
+        address=None,
+        storage=storage,
+        name=name,
+        resume=False,
+        dashboard=False,
+        as_json=False,
+    )
 
 
 def main() -> None:

@@ -1,0 +1,86 @@
+"""Run every benchmark (``make bench``) and rebuild BENCHMARKS.md from the results.
+
+    python -m benchmarks.run_all                # run all, then summarise
+    python -m benchmarks.run_all --summary-only # rebuild BENCHMARKS.md only
+    python -m benchmarks.run_all --smoke-test   # tiny sizes: checks they run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.common import RESULTS_DIR
+
+#: (module, title, what it compares) in BENCHMARKS.md order.
+BENCHMARKS = (
+    ("trainables_speed", "Training-loop throughput", "regtune's Trainer vs a bare torch loop"),
+    (
+        "trainables_robustness",
+        "Digits: accuracy and adversarial robustness",
+        "FGSM-RS vs PGD-7 and TRADES training, scored by torchattacks AutoAttack + PGD-50",
+    ),
+    (
+        "trainables_fairness",
+        "Adult: fairness penalties",
+        "regtune's DP/EO penalties vs fairlearn's ExponentiatedGradient",
+    ),
+    ("sweep_speed", "Sweep time to quality", "regtune sweep vs Optuna vs plain Ray Tune"),
+    (
+        "pareto_asha",
+        "Multi-objective early stopping",
+        "Pareto-ASHA vs scalarized ASHA vs Optuna NSGA-II",
+    ),
+)
+OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+HEADER = """# Benchmarks
+
+Each benchmark runs regtune and its peer side by side in the same run on the
+same data, writes raw numbers to `benchmarks/results/<name>.json` and the
+table below to `benchmarks/results/<name>.md`. Rebuild with `make bench`
+(or one at a time: `python -m benchmarks.<name>`). Numbers were measured on
+the machine named under each table (these development machines have 2 cores
+that other work shares: read the ratios, which are measured in the same run,
+rather than absolute times).
+"""
+
+
+def summarise() -> str:
+    """BENCHMARKS.md from the non-smoke results present."""
+    parts = [HEADER]
+    for name, title, what in BENCHMARKS:
+        md, js = RESULTS_DIR / f"{name}.md", RESULTS_DIR / f"{name}.json"
+        parts.append(f"## {title}\n\n{what} (`benchmarks/{name}.py`).\n")
+        if not md.exists() or not js.exists():
+            parts.append("_Not run yet._\n")
+            continue
+        machine = json.loads(js.read_text()).get("machine", {})
+        parts.append(md.read_text().rstrip() + "\n")
+        parts.append(
+            f"_Measured {machine.get('date', '?')}: {machine.get('cpu_count', '?')} CPUs, "
+            f"torch {machine.get('torch', '?')}, GPU: {machine.get('cuda') or 'none'}._\n"
+        )
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks (unless --summary-only) and write BENCHMARKS.md."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--smoke-test", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.summary_only:
+        for name, _, _ in BENCHMARKS:
+            module = importlib.import_module(f"benchmarks.{name}")
+            module.main(["--smoke-test"] if args.smoke_test else [])
+    if not args.smoke_test:
+        OUT.write_text(summarise())
+        print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
