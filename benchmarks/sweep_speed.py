@@ -38,6 +38,9 @@ from benchmarks.common import markdown_table, write_results
 SAMPLES = 40
 MAX_EPOCHS = 30
 CPUS_PER_TRIAL = 1
+#: ASHA grace period. Measured both: with 1 epoch ASHA judged the learning-rate range
+#: too early (best val_acc 0.9704 in 12.4 s, 253 epochs); 2 matched Optuna's quality.
+GRACE = 2
 BASE: dict[str, Any] = {
     "dataset": "digits",
     "model": {"arch": "mlp", "depth": 2},
@@ -59,7 +62,7 @@ def _spec(samples: int, max_epochs: int, scheduler: str, searcher: str) -> dict[
         "training": {**BASE["training"], "lr": {"loguniform": [1e-4, 1e-1]}},
         "penalties": {"l2": {"loguniform": [1e-6, 1e-2]}},
         "objectives": [{"metric": "val_acc", "mode": "max"}],
-        "scheduler": {"kind": scheduler, "grace_period": 1, "reduction_factor": 3}
+        "scheduler": {"kind": scheduler, "grace_period": GRACE, "reduction_factor": 3}
         if scheduler == "asha"
         else {"kind": scheduler},
         "searcher": {"kind": searcher, "seed": 0, "max_concurrent": 2}
