@@ -1,8 +1,8 @@
 """Run every benchmark (``make bench``) and rebuild BENCHMARKS.md from the results.
 
-    python -m benchmarks.run_all                # run all, then summarise
-    python -m benchmarks.run_all --summary-only # rebuild BENCHMARKS.md only
-    python -m benchmarks.run_all --smoke-test   # tiny sizes: checks they run
+python -m benchmarks.run_all                # run all, then summarise
+python -m benchmarks.run_all --summary-only # rebuild BENCHMARKS.md only
+python -m benchmarks.run_all --smoke-test   # tiny sizes: checks they run
 """
 
 from __future__ import annotations
