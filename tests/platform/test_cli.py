@@ -80,3 +80,39 @@ def test_console_script_runs() -> None:
         check=True,
     )
     assert proc.stdout.split() == ["digits", "breast_cancer", "adult", "german", "compas"]
+
+
+@pytest.mark.ray
+def test_quickstart_runs_the_default_sweep(ray_local: None, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["quickstart", "--storage", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "quickstart-" in result.stdout
+    assert "6 trials" in result.stdout
+    assert len(list(tmp_path.glob("quickstart-*/trial_*"))) == 6
+
+
+@pytest.mark.ray
+def test_sweep_json_summary(ray_local: None, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "quickstart",
+            "--set",
+            "budget.samples=2",
+            "--set",
+            "budget.max_epochs=2",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "cli-json",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["name"] == "cli-json" and len(summary["trials"]) == 2
+    again = runner.invoke(
+        app, ["sweep", "quickstart", "--storage", str(tmp_path), "--name", "cli-json"]
+    )
+    assert again.exit_code == 2 and "already exists" in again.output

@@ -104,3 +104,26 @@ def test_existing_experiment_is_not_overwritten(ray_local: None, tmp_path: Path)
     with pytest.raises(SpecError, match="no experiment 'other'"):
         run_sweep(spec, storage=str(tmp_path), name="other", resume=True)
     assert "--resume" in NOTHING_TO_RESUME_MSG
+
+
+def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: Path) -> None:
+    import ray
+
+    if ray.cluster_resources().get("GPU", 0) < 1:
+        pytest.skip("the session cluster declares no GPU")
+    seen: list[int] = []
+    spec = _spec(
+        name="gpu-quarter",
+        model={"arch": "cnn", "width": 32},
+        penalties={"l2": {"grid": [0.0, 1e-5, 1e-4, 1e-3]}},
+        searcher={"kind": "grid"},
+        scheduler={"kind": "none"},
+        budget={"samples": 1, "max_epochs": 10},
+        resources={"cpu": 0.5, "gpu": 0.25},
+    )
+    outcome = run_sweep(
+        spec, storage=str(tmp_path), on_progress=lambda snap: seen.append(snap["running"])
+    )
+    assert all(t.status == "finished" for t in outcome.trials)
+    # A quarter GPU each: all four trials fit on the one GPU at once.
+    assert max(seen) == 4
