@@ -39,7 +39,10 @@ SAMPLES = 20
 MAX_EPOCHS = 8
 OBJECTIVES = (("val_acc", "max"), ("robust_acc", "max"), ("dp_diff", "min"))
 REFERENCE = {"val_acc": 0.5, "robust_acc": 0.0, "dp_diff": 0.5}
-CONTENDERS = ("pareto-asha", "scalarized-asha", "optuna-nsga2")
+CONTENDERS = ("pareto-asha", "scalarized-asha", "optuna-nsga2", "pareto-asha-1.5x")
+#: The last row spends Pareto-ASHA's saved time: 1.5x the trials, still less
+#: wall time than NSGA-II's run (the "equal hypervolume in less time" question).
+MORE_TRIALS = 1.5
 SCALAR = "scalarized"
 
 
@@ -224,6 +227,8 @@ def run_optuna(samples: int, max_epochs: int) -> dict[str, Any]:
 def _run(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
     if name == "optuna-nsga2":
         return run_optuna(samples, max_epochs)
+    if name == "pareto-asha-1.5x":
+        return run_ray(int(samples * MORE_TRIALS), max_epochs, "pareto-asha")
     return run_ray(samples, max_epochs, name)
 
 
@@ -285,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hv_ratio_vs_nsga2": med("pareto-asha", "hypervolume")
         / max(med("optuna-nsga2", "hypervolume"), 1e-12),
         "time_ratio_vs_nsga2": med("pareto-asha", "wall_s") / med("optuna-nsga2", "wall_s"),
+        "hv_ratio_more_trials_vs_nsga2": med("pareto-asha-1.5x", "hypervolume")
+        / max(med("optuna-nsga2", "hypervolume"), 1e-12),
+        "time_ratio_more_trials_vs_nsga2": med("pareto-asha-1.5x", "wall_s")
+        / med("optuna-nsga2", "wall_s"),
     }
     table = markdown_table(["contender", "hypervolume", "wall s", "epochs trained"], rows)
     table += (
@@ -292,7 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"run(s). Pareto-ASHA hypervolume / scalarized ASHA: "
         f"{summary['hv_ratio_vs_scalarized']:.3f} (goal > 1); / NSGA-II: "
         f"{summary['hv_ratio_vs_nsga2']:.3f} (goal >= 1) at "
-        f"{summary['time_ratio_vs_nsga2']:.2f}x its wall time (goal < 1).\n"
+        f"{summary['time_ratio_vs_nsga2']:.2f}x its wall time; with {MORE_TRIALS}x the trials "
+        f"(pareto-asha-1.5x): {summary['hv_ratio_more_trials_vs_nsga2']:.3f} of NSGA-II's "
+        f"hypervolume at {summary['time_ratio_more_trials_vs_nsga2']:.2f}x its wall time "
+        "(goal: equal hypervolume in less time).\n"
     )
     write_results(
         "pareto_asha",
