@@ -321,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['time_ratio_regtune_vs_optuna']:.2f} (goal <= 1.0) at a quality gap of "
         f"{summary['quality_gap_vs_optuna'] * 100:+.2f} points (goal within "
         f"{QUALITY_TOLERANCE * 100:.1f}); overhead regtune-fifo/tune-bare-reuse "
-        f"{summary['overhead_ratio_vs_bare_tune']:.2f} (goal <= 1.1).\n"
+        f"{summary['overhead_ratio_vs_bare_tune']:.2f} (goal <= 1.1). regtune uses ASHA "
+        f"with grace period {GRACE} (see GRACE); tune-plain keeps 1, the usual first try.\n"
     )
     write_results(
         "sweep_speed",
