@@ -10,9 +10,12 @@ accepts ``--smoke-test`` (tiny sizes, for CI-speed checks that it runs).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +23,10 @@ from typing import Any
 
 __all__ = [
     "RESULTS_DIR",
+    "contender_in_subprocess",
     "machine_facts",
     "markdown_table",
+    "median_of",
     "peak_rss_mb",
     "write_results",
 ]
@@ -71,3 +76,40 @@ def write_results(name: str, payload: dict[str, Any], table_md: str, *, smoke: b
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     (RESULTS_DIR / f"{stem}.md").write_text(table_md.rstrip() + "\n")
     return path
+
+
+def contender_in_subprocess(
+    module: str, name: str, samples: int, max_epochs: int, *, timeout_s: int = 3600
+) -> dict[str, Any]:
+    """Run ``python -m <module> --contender NAME ...`` in a fresh process.
+
+    A fresh process counts every start-up cost (imports, Ray) and leaves
+    nothing warm for the next contender. The contender prints one JSON line.
+    """
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            module,
+            "--contender",
+            name,
+            "--samples",
+            str(samples),
+            "--max-epochs",
+            str(max_epochs),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{module} {name} failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(lines[-1]))
+
+
+def median_of(runs: dict[str, list[dict[str, Any]]], name: str, key: str) -> float:
+    """Median of ``key`` over the repeated runs of contender ``name`` (NaN if none)."""
+    values = sorted(float(r[key]) for r in runs.get(name, []))
+    return values[len(values) // 2] if values else math.nan

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,7 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import markdown_table, write_results
+from benchmarks.common import (
+    contender_in_subprocess,
+    markdown_table,
+    median_of,
+    write_results,
+)
 
 SAMPLES = 20
 MAX_EPOCHS = 8
@@ -249,27 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rep in range(args.repeats):
         for name in CONTENDERS:
             print(f"[pareto] repeat {rep + 1}: {name} ...", flush=True)
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.pareto_asha",
-                    "--contender",
-                    name,
-                    "--samples",
-                    str(samples),
-                    "--max-epochs",
-                    str(max_epochs),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=3600,
-            )
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-            res = json.loads(lines[-1])
+            res = contender_in_subprocess("benchmarks.pareto_asha", name, samples, max_epochs)
             print(
                 f"  hv {res['hypervolume']:.4f} in {res['wall_s']:.1f} s, "
                 f"{res['epochs_trained']} epochs",
@@ -278,8 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs[name].append(res)
 
     def med(name: str, key: str) -> float:
-        values = sorted(r[key] for r in runs[name])
-        return float(values[len(values) // 2])
+        return median_of(runs, name, key)
 
     rows = [
         [n, med(n, "hypervolume"), med(n, "wall_s"), med(n, "epochs_trained")] for n in CONTENDERS

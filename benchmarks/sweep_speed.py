@@ -26,14 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common import markdown_table, write_results
+from benchmarks.common import (
+    contender_in_subprocess,
+    markdown_table,
+    median_of,
+    write_results,
+)
 
 SAMPLES = 40
 MAX_EPOCHS = 30
@@ -238,30 +241,6 @@ def _run_contender(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
     raise SystemExit(f"unknown contender {name!r}; allowed: {', '.join(CONTENDERS)}")
 
 
-def _in_subprocess(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.sweep_speed",
-            "--contender",
-            name,
-            "--samples",
-            str(samples),
-            "--max-epochs",
-            str(max_epochs),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(lines[-1]))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every contender in its own process; write JSON and the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -280,13 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rep in range(args.repeats):
         for name in args.only:
             print(f"[sweep-speed] repeat {rep + 1}: {name} ...", flush=True)
-            res = _in_subprocess(name, samples, max_epochs)
+            res = contender_in_subprocess("benchmarks.sweep_speed", name, samples, max_epochs)
             print(f"  {res}", flush=True)
             runs[name].append(res)
 
     def med(name: str, key: str) -> float:
-        values = sorted(r[key] for r in runs.get(name, []))
-        return values[len(values) // 2] if values else math.nan
+        return median_of(runs, name, key)
 
     rows = [
         [
