@@ -37,7 +37,7 @@ Shape (every key optional except ``dataset``)::
       max_norm: 0.0                  # per-unit L2 row norm cap; 0 disables
       spectral_norm: false
       adversarial: {method: none, eps: 0.1, steps: 7, step_size: null, beta: 6.0}
-      fairness: {kind: none, strength: 0.0, temperature: 1.0, method: penalty, dual_lr: 0.01}
+      fairness: {kind: none, strength: 0.0, temperature: 1.0, method: penalty, dual_lr: 1.0}
 """
 
 from __future__ import annotations
@@ -181,10 +181,11 @@ class FairnessConfig(_Strict):
     temperature: float = Field(1.0, gt=0.0, le=1.0)
     #: ``penalty``: fixed ``strength`` times the relaxed gap. ``lagrangian``:
     #: one multiplier per group (and label, for eo) on the signed relaxed
-    #: deviations, raised by dual ascent on the hard-prediction deviations
-    #: with step ``dual_lr`` and bounded by ``strength`` in absolute value.
+    #: deviations, raised after each epoch by dual ascent on the training
+    #: split's hard-prediction deviations with step ``dual_lr``, and bounded
+    #: by ``strength`` in absolute value.
     method: Literal["penalty", "lagrangian"] = "penalty"
-    dual_lr: float = Field(0.01, gt=0.0)
+    dual_lr: float = Field(1.0, gt=0.0)
 
 
 class PenaltiesConfig(_Strict):

@@ -201,19 +201,19 @@ def test_lagrangian_fairness_lowers_dp_diff_and_checkpoints_multipliers(
     def cfg(method: str, strength: float) -> dict[str, Any]:
         return _cfg(
             dataset="adult",
-            training={"epochs": 2, "batch_size": 1024, "robust_every": 0},
+            training={"epochs": 4, "batch_size": 1024, "robust_every": 0},
             penalties={
-                "fairness": {"kind": "dp", "strength": strength, "method": method, "dual_lr": 0.1}
+                "fairness": {"kind": "dp", "strength": strength, "method": method, "dual_lr": 2.0}
             },
         )
 
     plain = Trainer(cfg("penalty", 0.0), dataset=adult)
-    fair = Trainer(cfg("lagrangian", 2.0), dataset=adult)
-    for _ in range(2):
+    fair = Trainer(cfg("lagrangian", 5.0), dataset=adult)
+    for _ in range(4):
         row_plain, row_fair = plain.run_epoch(), fair.run_epoch()
     assert row_fair["dp_diff"] < row_plain["dp_diff"] / 2
     assert float(fair._multipliers.abs().max()) > 0
     fair.save(tmp_path / "ckpt")
-    again = Trainer(cfg("lagrangian", 2.0), dataset=adult)
+    again = Trainer(cfg("lagrangian", 5.0), dataset=adult)
     again.restore(tmp_path / "ckpt")
     assert torch.equal(again._multipliers, fair._multipliers)
