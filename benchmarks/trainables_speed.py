@@ -102,7 +102,7 @@ def measure(name: str, model: dict[str, Any], batch: int, epochs: int) -> dict[s
         t_fgsm.append(_timed(fgsm.run_epoch))
     n = ds.train.x.shape[0]
     robust.run_epoch()
-    t_robust = _timed(lambda: robust._robust_accuracy("val"))
+    t_robust = _timed(lambda: robust.robust_accuracy("val"))
     med_bare, med_clean, med_fgsm = (statistics.median(t) for t in (t_bare, t_clean, t_fgsm))
     return {
         "dataset": name,

@@ -62,6 +62,15 @@ SHOWN_METRICS = (
 )
 
 
+#: Options several commands share, declared once.
+SpecArg = Annotated[str, typer.Argument(help="Sweep/training YAML file or preset name.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a key: --set penalties.l2=0.01 (repeatable)."),
+]
+NameOpt = Annotated[str | None, typer.Option(help="Experiment name (default: the spec's).")]
+
+
 def _fail(exc: Exception) -> typer.Exit:
     console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
@@ -75,11 +84,8 @@ def version() -> None:
 
 @app.command()
 def train(
-    spec: Annotated[str, typer.Argument(help="Sweep/training YAML file or preset name.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a key: --set penalties.l2=0.01 (repeatable)."),
-    ] = None,
+    spec: SpecArg,
+    set_: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Write checkpoints here (safetensors + JSON).")
@@ -154,18 +160,15 @@ def _print_metrics(metrics: dict[str, float], *, title: str) -> None:
 
 @app.command()
 def sweep(
-    spec: Annotated[str, typer.Argument(help="Sweep YAML file or preset name.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a key: --set budget.samples=4 (repeatable)."),
-    ] = None,
+    spec: SpecArg,
+    set_: SetOpt = None,
     address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster ('auto', host:port); default: local.")
     ] = None,
     storage: Annotated[
         str | None, typer.Option(help="Results root: a path or s3:// / gs:// URI.")
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Experiment name (default: the spec's).")] = None,
+    name: NameOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted experiment.")] = False,
     dashboard: Annotated[
         bool, typer.Option(help="Start the Ray dashboard with a local Ray (127.0.0.1).")
@@ -273,18 +276,16 @@ def _fmt(value: Any) -> str:
 
 @app.command()
 def submit(
-    spec: Annotated[str, typer.Argument(help="Sweep YAML file or preset name.")],
+    spec: SpecArg,
     address: Annotated[
         str | None,
         typer.Option(help="Ray dashboard address (default $RAY_ADDRESS or http://127.0.0.1:8265)."),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Experiment name (default: the spec's).")] = None,
+    name: NameOpt = None,
     storage: Annotated[
         str | None, typer.Option(help="Results root on the cluster: path or s3:// / gs:// URI.")
     ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a key (repeatable).")
-    ] = None,
+    set_: SetOpt = None,
     working_dir: Annotated[
         Path | None, typer.Option(help="Directory uploaded with the job (data files, spec).")
     ] = None,

@@ -14,7 +14,14 @@ from typing import Any
 
 from ray.tune import Callback
 
-__all__ = ["ProgressCallback", "SweepProgress"]
+__all__ = ["ProgressCallback", "SweepProgress", "trial_status"]
+
+
+def trial_status(iterations: int, max_t: int, *, error: bool) -> str:
+    """``error``, ``stopped early`` (fewer than ``max_t`` epochs) or ``finished``."""
+    if error:
+        return "error"
+    return "stopped early" if iterations < max_t else "finished"
 
 
 @dataclass
@@ -50,9 +57,10 @@ class SweepProgress:
     def completed(self, trial_id: str, *, error: bool = False) -> None:
         """A trial ended: ran all epochs, was stopped, or failed for good."""
         self.running.discard(trial_id)
-        if error:
+        status = trial_status(self._last_iter.get(trial_id, 0), self.max_t, error=error)
+        if status == "error":
             self.errors += 1
-        elif self._last_iter.get(trial_id, 0) < self.max_t:
+        elif status == "stopped early":
             self.stopped_early += 1
         else:
             self.finished += 1

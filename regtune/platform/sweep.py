@@ -234,27 +234,21 @@ def _sampled_params(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summaries(spec: SweepSpec, grid: Any) -> list[TrialSummary]:
+    from regtune.platform.progress import trial_status
+
     max_t = spec.budget.max_epochs
     trials = []
     for result in grid:
         metrics = dict(result.metrics or {})
         iterations = int(metrics.get("training_iteration", 0))
-        if result.error is not None:
-            status = "error"
-        elif iterations < max_t or metrics.get("stopped_early"):
-            status = "stopped early"
-        else:
-            status = "finished"
         objectives = {
-            o.metric: float(metrics.get(o.metric, math.nan))
-            if metrics.get(o.metric) is not None
-            else math.nan
+            o.metric: math.nan if metrics.get(o.metric) is None else float(metrics[o.metric])
             for o in spec.objectives
         }
         trials.append(
             TrialSummary(
                 trial_id=str(metrics.get("trial_id", Path(result.path).name)),
-                status=status,
+                status=trial_status(iterations, max_t, error=result.error is not None),
                 iterations=iterations,
                 params=_sampled_params(spec, dict(result.config or {})),
                 objectives=objectives,

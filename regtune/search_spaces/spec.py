@@ -165,14 +165,7 @@ def build_spec(
 ) -> SweepSpec:
     """Validate a raw mapping (parsed YAML) into a :class:`SweepSpec`.
 
-    Args:
-        raw: the parsed spec.
-        origin: where it came from, for the message header (a file name).
-        lines: dotted key path -> YAML line, to point at lines in messages.
-        overridden: ``--set`` texts applied to ``raw``; their keys get no line.
-
-    Raises:
-        SpecError: every problem found, one line each.
+    Arguments and errors as :func:`~regtune.search_spaces.validate.check_spec`.
     """
     fields = check_spec(raw, origin, lines, overridden)
     return SweepSpec(**fields, source=copy.deepcopy(dict(raw)))

@@ -211,8 +211,7 @@ class Trainer:
             for split in ("train", "val", "test")
         }
         self._mask = ds.perturb_mask.to(self.device)
-        pen = cfg.penalties
-        self._weight_penalised = pen.l1 > 0 or pen.l2 > 0 or pen.elastic_net.strength > 0
+        self._weight_penalised = any(penalties.weight_penalty_coefficients(cfg.penalties))
         self._static_facts: dict[str, float] | None = None
         n_constraints = len(ds.group_names) * (2 if fair.kind == "eo" else 1)
         self._multipliers = torch.zeros(n_constraints, device=self.device)
@@ -234,41 +233,21 @@ class Trainer:
         n_classes = self.dataset.n_classes
         if p.input_noise > 0:
             xb = penalties.add_input_noise(xb, p.input_noise, mask, g)
+        # What every attack shares; eps is in input units, mask/bounds per dataset.
+        common: dict[str, Any] = {
+            "eps": adv.eps,
+            "step_size": adv.step_size,
+            "mask": mask,
+            "bounds": bounds,
+            "generator": g,
+        }
         if adv.method == "fgsm_rs" and adv.eps > 0:
-            xb = attacks.fgsm_rs(
-                model,
-                xb,
-                yb,
-                eps=adv.eps,
-                step_size=adv.step_size,
-                mask=mask,
-                bounds=bounds,
-                generator=g,
-            )
+            xb = attacks.fgsm_rs(model, xb, yb, **common)
         elif adv.method == "pgd" and adv.eps > 0:
-            xb = attacks.pgd(
-                model,
-                xb,
-                yb,
-                eps=adv.eps,
-                step_size=adv.step_size,
-                steps=adv.steps,
-                mask=mask,
-                bounds=bounds,
-                generator=g,
-            )
+            xb = attacks.pgd(model, xb, yb, steps=adv.steps, **common)
         if adv.method == "trades" and adv.eps > 0:
             loss, logits = attacks.trades_loss(
-                model,
-                xb,
-                yb,
-                eps=adv.eps,
-                step_size=adv.step_size,
-                steps=adv.steps,
-                beta=adv.beta,
-                mask=mask,
-                bounds=bounds,
-                generator=g,
+                model, xb, yb, steps=adv.steps, beta=adv.beta, **common
             )
         elif p.mixup > 0:
             onehot = F.one_hot(yb, n_classes).to(xb.dtype)
@@ -368,7 +347,8 @@ class Trainer:
             return False
         return self.epoch == 1 or self.epoch % every == 0 or self.should_stop
 
-    def _robust_accuracy(self, split: str) -> float:
+    def robust_accuracy(self, split: str) -> float:
+        """PGD accuracy on (at most ``robust_samples`` rows of) a split, now."""
         t = self.config.training
         x, y, _ = self._tensors[split]
         x, y = x[: t.robust_samples], y[: t.robust_samples]
@@ -434,24 +414,16 @@ class Trainer:
         es = self.early
         value = row.get(es.metric)
         # Early stopping decides before robust accuracy so the last epoch is known.
-        if (
-            es.patience
-            and value is not None
-            and es.update(value, self.epoch)
-            and (self._keeps_best())
-        ):
+        if es.patience and value is not None and es.update(value, self.epoch):
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self._robust_due():
-            self._robust = (self._robust_accuracy("val"), self.epoch)
+            self._robust = (self.robust_accuracy("val"), self.epoch)
         if self._robust is not None:
             row["robust_acc"], row["robust_acc_epoch"] = self._robust[0], float(self._robust[1])
         row["epoch_time_s"] = time.perf_counter() - started
         row["train_time_s"] = train_s
         self.history.append(row)
         return row
-
-    def _keeps_best(self) -> bool:
-        return self.config.training.early_stopping.patience > 0
 
     def finish(self) -> dict[str, float]:
         """Restore the best weights (with early stopping) and score the test split."""
@@ -460,7 +432,7 @@ class Trainer:
         test = self._evaluate("test")
         out = {f"test_{k}": v for k, v in test.items()}
         if self.config.training.robust_every > 0:
-            out["test_robust_acc"] = self._robust_accuracy("test")
+            out["test_robust_acc"] = self.robust_accuracy("test")
         out.update({f"test_{k}": v for k, v in self._model_facts().items()})
         return out
 

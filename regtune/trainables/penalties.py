@@ -44,6 +44,7 @@ __all__ = [
     "soft_cross_entropy",
     "weight_matrices",
     "weight_penalty",
+    "weight_penalty_coefficients",
 ]
 
 BAD_MIXUP_ALPHA = "penalties.mixup: the Beta(alpha, alpha) parameter must be > 0; got {alpha!r}"
@@ -59,6 +60,12 @@ def weight_matrices(model: nn.Module) -> list[Tensor]:
     return [p for p in model.parameters() if p.ndim >= 2]
 
 
+def weight_penalty_coefficients(p: PenaltiesConfig) -> tuple[float, float]:
+    """``(c1, c2)``: the total L1 and squared-L2 coefficients, elastic net included."""
+    en = p.elastic_net
+    return p.l1 + en.strength * en.l1_ratio, p.l2 + en.strength * (1.0 - en.l1_ratio) / 2.0
+
+
 def weight_penalty(model: nn.Module, p: PenaltiesConfig) -> Tensor:
     """``l1*|w|_1 + l2*|w|_2^2 + en*(r*|w|_1 + (1-r)/2*|w|_2^2)`` over weight matrices.
 
@@ -66,9 +73,7 @@ def weight_penalty(model: nn.Module, p: PenaltiesConfig) -> Tensor:
     returns a constant CPU zero without touching the parameters (a 0-dim CPU
     tensor adds to a loss on any device).
     """
-    en = p.elastic_net
-    c1 = p.l1 + en.strength * en.l1_ratio
-    c2 = p.l2 + en.strength * (1.0 - en.l1_ratio) / 2.0
+    c1, c2 = weight_penalty_coefficients(p)
     if c1 == 0.0 and c2 == 0.0:
         return torch.zeros(())
     total: Tensor | None = None
