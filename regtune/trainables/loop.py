@@ -61,6 +61,9 @@ CHECKPOINT_EXISTS_MSG = (
     "checkpoint directory {path} already exists; pass --resume to continue it or choose "
     "another directory (nothing was changed)"
 )
+NOTHING_TO_RESUME_MSG = (
+    "resume: no checkpoint directory at {path}; run without --resume to start the run"
+)
 CUDA_MISSING_MSG = "training.device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
 CHECKPOINT_MISMATCH_MSG = (
     "checkpoint {path} was written for a different configuration ({what} differs); "
@@ -547,8 +550,11 @@ def train(
     if checkpoint_dir is not None and not resume and Path(checkpoint_dir).exists():
         # Never overwrite a stored run by accident.
         raise SpecError(CHECKPOINT_EXISTS_MSG.format(path=checkpoint_dir))
+    if resume and (checkpoint_dir is None or not Path(checkpoint_dir).exists()):
+        # A typo in the path must not silently start the run from scratch.
+        raise SpecError(NOTHING_TO_RESUME_MSG.format(path=checkpoint_dir))
     trainer = Trainer(config, dataset=dataset, device=device)
-    if resume and checkpoint_dir is not None and Path(checkpoint_dir).exists():
+    if resume and checkpoint_dir is not None:
         trainer.restore(checkpoint_dir)
     while not trainer.should_stop:
         row = trainer.run_epoch()

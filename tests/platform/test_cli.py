@@ -59,6 +59,10 @@ def test_train_checkpoint_and_resume(data_cache: Path, tmp_path: Path) -> None:
         (["train", "quickstart", "--set", "penalties.l9=1"], "penalties.l9"),
         (["train", "quickstart", "--set", "budget.samples"], "budget.samples"),
         (["train", "quickstart", "--resume"], "--resume needs --checkpoint-dir"),
+        (
+            ["train", "quickstart", "--resume", "--checkpoint-dir", "/nonexistent/ckpt"],
+            "no checkpoint directory at /nonexistent/ckpt",
+        ),
         (["sweep", "quickstart", "--set", "scheduler.kind=fastest"], "scheduler"),
         (["sweep", "quickstart", "--set", "resources.cpu=-1"], "resources.cpu"),
         (["submit", "quickstart", "--set", "budget.max_epochs=0"], "budget.max_epochs"),
