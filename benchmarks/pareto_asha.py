@@ -91,7 +91,7 @@ def spec_dict(samples: int, max_epochs: int, scheduler: str) -> dict[str, Any]:
 
 def hypervolume_of(points: list[dict[str, float]]) -> float:
     """Hypervolume of the points' front against :data:`REFERENCE`."""
-    from regtune.platform.pareto import hypervolume, to_minimization
+    from regtune.platform.analysis.pareto import hypervolume, to_minimization
 
     rows = [
         [p[m] for m, _ in OBJECTIVES]
@@ -119,7 +119,7 @@ def run_ray(samples: int, max_epochs: int, scheduler: str) -> dict[str, Any]:
     spec = load_spec(spec_dict(samples, max_epochs, scheduler))
     with tempfile.TemporaryDirectory() as tmp:
         if scheduler == "pareto-asha":
-            from regtune.platform.sweep import run_sweep
+            from regtune.platform.tune.sweep import run_sweep
 
             outcome = run_sweep(spec, storage=tmp)
             finals = [t.metrics for t in outcome.trials if t.status != "error"]
@@ -142,8 +142,8 @@ def _scalarized(spec: Any, storage: str, max_epochs: int) -> tuple[list[dict[str
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
 
-    from regtune.platform.space import to_param_space
-    from regtune.platform.trainable import TuneTrainable
+    from regtune.platform.tune.space import to_param_space
+    from regtune.platform.tune.trainable import TuneTrainable
     from regtune.trainables.data import load_dataset
 
     class Scalarized(TuneTrainable):

@@ -92,7 +92,7 @@ def _config_from_params(lr: float, l2: float, dropout: float, width: int, epochs
 def run_regtune(samples: int, max_epochs: int, fifo: bool) -> dict[str, Any]:
     """regtune's own sweep (ASHA + TPE, or FIFO + random for the overhead row)."""
     start = time.perf_counter()
-    from regtune.platform.sweep import run_sweep
+    from regtune.platform.tune.sweep import run_sweep
     from regtune.search_spaces import load_spec
 
     spec = load_spec(

@@ -9,7 +9,7 @@ reported at once, before Ray starts, as :class:`regtune.errors.SpecError`::
     spec.base_config()          # one concrete training config
     spec.iter_distributions()   # (key path tuple, Distribution) pairs
 
-:mod:`regtune.platform.space` turns a spec into a Ray Tune ``param_space``.
+:mod:`regtune.platform.tune.space` turns a spec into a Ray Tune ``param_space``.
 """
 
 from __future__ import annotations

@@ -14,17 +14,17 @@ store, and one torch thread per CPU given to a trial.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from regtune.errors import RegtuneError, SpecError
+from regtune.platform.results.outcome import SweepOutcome, TrialSummary
+from regtune.platform.tune.runtime import ensure_ray
 from regtune.search_spaces import (
     AshaConfig,
     GridSearchConfig,
@@ -55,7 +55,6 @@ DEFAULT_STORAGE = "~/regtune_runs"
 CHECKPOINTS_KEPT = 2
 #: PBT exploits other trials' checkpoints, so it must keep more of them.
 PBT_CHECKPOINTS_KEPT = 4
-LOCAL_HOST = "127.0.0.1"
 #: Seconds between saves of Tune's experiment state (Tune's "auto" waits at
 #: least 10 s): a killed driver then loses at most this much on --resume.
 EXPERIMENT_STATE_PERIOD_S = "2"
@@ -67,48 +66,6 @@ EXISTS_MSG = (
 NOTHING_TO_RESUME_MSG = (
     "--resume: no experiment {name!r} at {path} to continue; run without --resume to start it"
 )
-
-
-@dataclass(frozen=True)
-class TrialSummary:
-    """One trial's outcome, as shown in the summary table."""
-
-    trial_id: str
-    status: str  # finished | stopped early | error
-    iterations: int
-    params: dict[str, Any]
-    objectives: dict[str, float]
-    metrics: dict[str, Any]
-    checkpoint: str | None
-
-
-@dataclass
-class SweepOutcome:
-    """What :func:`run_sweep` returns."""
-
-    name: str
-    path: str
-    objectives: tuple[tuple[str, str], ...]
-    trials: list[TrialSummary]
-    elapsed_s: float
-    front: list[int] = field(default_factory=list)
-
-    @property
-    def best(self) -> TrialSummary | None:
-        """Best trial by the first objective (errored trials excluded)."""
-        metric, mode = self.objectives[0]
-        ok = [t for t in self.trials if not math.isnan(t.objectives.get(metric, math.nan))]
-        if not ok:
-            return None
-        pick = max if mode == "max" else min
-        return pick(ok, key=lambda t: t.objectives[metric])
-
-    def counts(self) -> dict[str, int]:
-        """Trials per status."""
-        out: dict[str, int] = {}
-        for t in self.trials:
-            out[t.status] = out.get(t.status, 0) + 1
-        return out
 
 
 def default_storage() -> str:
@@ -132,8 +89,8 @@ def build_scheduler(spec: SweepSpec) -> Any:
         PopulationBasedTraining,
     )
 
-    from regtune.platform.pareto_asha import ParetoASHA
-    from regtune.platform.space import pbt_mutations
+    from regtune.platform.tune.pareto_asha import ParetoASHA
+    from regtune.platform.tune.space import pbt_mutations
 
     s, max_t = spec.scheduler, spec.budget.max_epochs
     if isinstance(s, AshaConfig):
@@ -202,27 +159,6 @@ def build_search_alg(spec: SweepSpec) -> Any:
     raise SpecError(f"searcher.kind {s.kind!r} is not supported")  # pragma: no cover
 
 
-def _ensure_ray(address: str | None, dashboard: bool) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address is not None:
-        ray.init(address=address, log_to_driver=False)
-        return
-    ray.init(
-        # Loopback only: a local sweep exposes nothing to the network.
-        _node_ip_address=LOCAL_HOST,
-        include_dashboard=dashboard,
-        dashboard_host=LOCAL_HOST,
-        # Trial workers' stdout would interleave with the progress display;
-        # errors still reach the driver through Tune's error files.
-        log_to_driver=False,
-        configure_logging=True,
-        logging_level=logging.WARNING,
-    )
-
-
 def _sampled_params(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path, _ in spec.iter_distributions():
@@ -234,7 +170,7 @@ def _sampled_params(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summaries(spec: SweepSpec, grid: Any) -> list[TrialSummary]:
-    from regtune.platform.progress import trial_status
+    from regtune.platform.tune.progress import trial_status
 
     max_t = spec.budget.max_epochs
     trials = []
@@ -262,7 +198,7 @@ def _summaries(spec: SweepSpec, grid: Any) -> list[TrialSummary]:
 def _front(spec: SweepSpec, trials: Sequence[TrialSummary]) -> list[int]:
     import numpy as np
 
-    from regtune.platform.pareto import pareto_front, to_minimization
+    from regtune.platform.analysis.pareto import pareto_front, to_minimization
 
     ok = [i for i, t in enumerate(trials) if t.status != "error"]
     if len(spec.objectives) < 2 or not ok:
@@ -314,15 +250,16 @@ def run_sweep(
         # torch, pandas and the dataset load while Ray's processes boot: most
         # of ray.init is waiting for them, so this hides ~2 s of a local sweep.
         loading = pool.submit(_load_data, base.dataset)
-        _ensure_ray(address, dashboard)
+        ensure_ray(address, dashboard=dashboard)
         dataset = loading.result()
 
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from regtune.platform.progress import ProgressCallback
-    from regtune.platform.space import to_param_space
-    from regtune.platform.trainable import make_trainable
+    from regtune.platform.results.callback import results_callbacks
+    from regtune.platform.tune.progress import ProgressCallback
+    from regtune.platform.tune.space import to_param_space
+    from regtune.platform.tune.trainable import make_trainable
 
     threads = max(1, int(spec.resources.cpu))
     trainable = tune.with_resources(
@@ -340,7 +277,7 @@ def run_sweep(
         name=name,
         storage_path=root,
         verbose=0,
-        callbacks=[progress, JsonLoggerCallback(), *callbacks],
+        callbacks=[progress, JsonLoggerCallback(), *results_callbacks(exp_path), *callbacks],
         failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=spec.checkpoint.every,
@@ -393,7 +330,7 @@ def run_sweep(
 
 def _load_data(config: Any) -> Any:
     # The trainable module is imported here too: it brings torch and ray.tune.
-    import regtune.platform.trainable  # noqa: F401
+    import regtune.platform.tune.trainable  # noqa: F401
     from regtune.trainables.data import load_dataset
 
     return load_dataset(config)

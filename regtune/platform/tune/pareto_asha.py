@@ -5,7 +5,7 @@
 assignment, a trial is judged once per rung against every trial recorded there
 so far) but ranks trials by Pareto dominance and crowding distance instead of
 one metric (MO-ASHA, Schmucker et al. 2021). The rule itself is the pure
-:func:`regtune.platform.pareto.should_promote`; this module only adapts it to
+:func:`regtune.platform.analysis.pareto.should_promote`; this module only adapts it to
 Tune's callbacks.
 
 Using it with Tune::
@@ -24,7 +24,7 @@ What Tune needs around it:
 * Without a ``TuneConfig`` metric the ``ResultGrid`` has no default metric:
   call ``get_best_result(metric=..., mode=...)`` explicitly, or read the final
   metrics with ``get_dataframe()`` and take the Pareto front with
-  :func:`regtune.platform.pareto.pareto_front`.
+  :func:`regtune.platform.analysis.pareto.pareto_front`.
 * Searchers are independent of the scheduler; multi-objective ones (e.g.
   ``OptunaSearch(metric=[...], mode=[...])``) get their metrics themselves.
 * Tune hands schedulers flattened results: a nested metric is named
@@ -51,7 +51,7 @@ from ray.tune.result import DEBUG_METRICS, DONE
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 from regtune.errors import SpecError
-from regtune.platform.pareto import (
+from regtune.platform.analysis.pareto import (
     Objective,
     objective_vector,
     rung_levels,
@@ -104,7 +104,7 @@ class ParetoASHA(FIFOScheduler):
     Bracket ``s`` has the rungs ``rung_levels(grace_period, reduction_factor,
     max_t)[s:]``. When a trial's ``time_attr`` first reaches a rung, its
     objectives are recorded there and it continues iff
-    :func:`~regtune.platform.pareto.should_promote` says so against every
+    :func:`~regtune.platform.analysis.pareto.should_promote` says so against every
     trial recorded at that rung so far; otherwise it is stopped. A trial
     reaching ``max_t`` is stopped (finished). If ``time_attr`` jumps past
     several rungs at once, the trial is judged at the highest one only.

@@ -17,7 +17,7 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, Quantize
 from ray.tune.search.variant_generator import generate_variants
 
 from regtune.errors import SpecError
-from regtune.platform.space import pbt_mutations, to_param_space, tune_domain
+from regtune.platform.tune.space import pbt_mutations, to_param_space, tune_domain
 from regtune.search_spaces import (
     Choice,
     Grid,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from ray import tune
 
-from regtune.platform.sweep import run_sweep
+from regtune.platform.tune.sweep import run_sweep
 from regtune.search_spaces import load_spec
 
 pytestmark = pytest.mark.ray

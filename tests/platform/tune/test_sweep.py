@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from regtune.errors import SpecError
-from regtune.platform.sweep import EXISTS_MSG, NOTHING_TO_RESUME_MSG, run_sweep
+from regtune.platform.tune.sweep import EXISTS_MSG, NOTHING_TO_RESUME_MSG, run_sweep
 from regtune.search_spaces import load_spec
 
 pytestmark = pytest.mark.ray

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from regtune.errors import SpecError
-from regtune.platform import pareto
-from regtune.platform.pareto import (
+from regtune.platform.analysis import pareto
+from regtune.platform.analysis.pareto import (
     crowding_distance,
     dominates,
     hypervolume,

@@ -16,7 +16,7 @@ diverged trial as an "extreme" of the front.
 
 The promotion rule of the ``pareto-asha`` scheduler lives here too
 (:func:`rung_levels`, :func:`should_promote`) so that it can be tested on
-hand-made rung histories; :mod:`regtune.platform.pareto_asha` only adapts it to
+hand-made rung histories; :mod:`regtune.platform.tune.pareto_asha` only adapts it to
 Ray Tune's ``TrialScheduler`` callbacks.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from regtune.platform.progress import ProgressCallback, SweepProgress
+from regtune.platform.tune.progress import ProgressCallback, SweepProgress
 
 
 def test_counts_and_best_so_far() -> None:

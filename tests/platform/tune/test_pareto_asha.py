@@ -14,9 +14,10 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from regtune.errors import SpecError
-from regtune.platform import pareto, pareto_asha
-from regtune.platform.pareto import pareto_front, to_minimization
-from regtune.platform.pareto_asha import ParetoASHA
+from regtune.platform.analysis import pareto
+from regtune.platform.analysis.pareto import pareto_front, to_minimization
+from regtune.platform.tune import pareto_asha
+from regtune.platform.tune.pareto_asha import ParetoASHA
 
 CONTINUE = TrialScheduler.CONTINUE
 STOP = TrialScheduler.STOP

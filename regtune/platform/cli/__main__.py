@@ -1,0 +1,5 @@
+"""``python -m regtune.platform.cli``."""
+
+from regtune.platform.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""The ``regtune`` Typer application, its consoles and the options commands share.
+
+Each command lives in a module of :mod:`regtune.platform.cli` named for it;
+importing that package registers them all.
+
+Commands::
+
+    regtune train SPEC [--set key=value ...] [--json]   one run, no Ray
+    regtune sweep SPEC [--address A] [--storage S] [--name N] [--resume]
+    regtune submit SPEC [--address http://HOST:8265]     the same, as a Ray job
+    regtune data fetch NAME [--force]                    cache a built-in dataset
+    regtune data list                                    built-in datasets
+    regtune quickstart                                   the README's default job (a sweep)
+
+Every bad value exits with status 2 and one message naming the option or key,
+the value and what is allowed; nothing already stored is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from regtune import __version__
+
+__all__ = ["NameOpt", "SetOpt", "SpecArg", "app", "console", "data_app", "fail", "out"]
+
+app = typer.Typer(
+    name="regtune",
+    help="Find, serve and watch well-regularized models on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+out = Console()
+
+#: Options several commands share, declared once.
+SpecArg = Annotated[str, typer.Argument(help="Sweep/training YAML file or preset name.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a key: --set penalties.l2=0.01 (repeatable)."),
+]
+NameOpt = Annotated[str | None, typer.Option(help="Experiment name (default: the spec's).")]
+
+
+def fail(exc: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def version() -> None:
+    """Print regtune's version."""
+    out.print(__version__)
