@@ -11,15 +11,22 @@ Commands::
 
 Every bad value exits with status 2 and one message naming the option or key,
 the value and what is allowed; nothing already stored is touched. Each
-command is a module here named for it; importing this package registers them.
+command lives in a module of this package named for it, which registers it on
+:data:`regtune.platform.cli.app.app`; importing this package imports them all.
 """
 
 from __future__ import annotations
 
-from regtune.platform.cli import data, submit, sweep, train  # noqa: F401  (registers commands)
+import importlib
+import pkgutil
+
 from regtune.platform.cli.app import app
 
 __all__ = ["app", "main"]
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in {"app", "__main__"}:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ store, and one torch thread per CPU given to a trial.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from regtune.errors import RegtuneError, SpecError
-from regtune.platform.results.outcome import SweepOutcome, TrialSummary
+from regtune.platform.results.outcome import SweepOutcome, outcome_from_grid
 from regtune.platform.tune.runtime import ensure_ray
 from regtune.search_spaces import (
     AshaConfig,
@@ -40,7 +39,6 @@ from regtune.search_spaces import (
 __all__ = [
     "STORAGE_ENV",
     "SweepOutcome",
-    "TrialSummary",
     "build_scheduler",
     "build_search_alg",
     "default_storage",
@@ -159,57 +157,6 @@ def build_search_alg(spec: SweepSpec) -> Any:
     raise SpecError(f"searcher.kind {s.kind!r} is not supported")  # pragma: no cover
 
 
-def _sampled_params(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, _ in spec.iter_distributions():
-        node: Any = config
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        out[".".join(path)] = node
-    return out
-
-
-def _summaries(spec: SweepSpec, grid: Any) -> list[TrialSummary]:
-    from regtune.platform.tune.progress import trial_status
-
-    max_t = spec.budget.max_epochs
-    trials = []
-    for result in grid:
-        metrics = dict(result.metrics or {})
-        iterations = int(metrics.get("training_iteration", 0))
-        objectives = {
-            o.metric: math.nan if metrics.get(o.metric) is None else float(metrics[o.metric])
-            for o in spec.objectives
-        }
-        trials.append(
-            TrialSummary(
-                trial_id=str(metrics.get("trial_id", Path(result.path).name)),
-                status=trial_status(iterations, max_t, error=result.error is not None),
-                iterations=iterations,
-                params=_sampled_params(spec, dict(result.config or {})),
-                objectives=objectives,
-                metrics=metrics,
-                checkpoint=result.checkpoint.path if result.checkpoint is not None else None,
-            )
-        )
-    return trials
-
-
-def _front(spec: SweepSpec, trials: Sequence[TrialSummary]) -> list[int]:
-    import numpy as np
-
-    from regtune.platform.analysis.pareto import pareto_front, to_minimization
-
-    ok = [i for i, t in enumerate(trials) if t.status != "error"]
-    if len(spec.objectives) < 2 or not ok:
-        return []
-    values = np.array(
-        [[trials[i].objectives[o.metric] for o in spec.objectives] for i in ok], dtype=float
-    )
-    points = to_minimization(values, [o.mode for o in spec.objectives])
-    return [ok[j] for j in pareto_front(points)]
-
-
 def run_sweep(
     spec: SweepSpec,
     *,
@@ -277,7 +224,7 @@ def run_sweep(
         name=name,
         storage_path=root,
         verbose=0,
-        callbacks=[progress, JsonLoggerCallback(), *results_callbacks(exp_path), *callbacks],
+        callbacks=[progress, JsonLoggerCallback(), *results_callbacks(spec, exp_path), *callbacks],
         failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=spec.checkpoint.every,
@@ -317,14 +264,8 @@ def run_sweep(
         grid = tuner.fit()
     except tune.TuneError as exc:
         raise RegtuneError(f"sweep {name!r} failed: {exc}") from exc
-    trials = _summaries(spec, grid)
-    return SweepOutcome(
-        name=name,
-        path=exp_path,
-        objectives=tuple((o.metric, o.mode) for o in spec.objectives),
-        trials=trials,
-        elapsed_s=time.perf_counter() - started,
-        front=_front(spec, trials),
+    return outcome_from_grid(
+        spec, grid, name=name, path=exp_path, elapsed_s=time.perf_counter() - started
     )
 
 
