@@ -1,10 +1,9 @@
-"""``regtune sweep`` and ``regtune quickstart``: a sweep on Ray Tune and its summary."""
+"""``regtune sweep``: a sweep on Ray Tune and its summary."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Annotated, Any
 
 import typer
@@ -128,27 +127,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else str(value)
-
-
-@app.command()
-def quickstart(
-    storage: Annotated[
-        str | None, typer.Option(help="Results root (default $REGTUNE_STORAGE or ~/regtune_runs).")
-    ] = None,
-) -> None:
-    """The README's default job: the quickstart sweep on a local Ray, summarised."""
-    name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
-    console.print(
-        "[bold]regtune quickstart[/]: an ASHA + TPE sweep over L2 and dropout of a small MLP "
-        "on digits (preset 'quickstart')"
-    )
-    sweep(
-        "quickstart",
-        set_=None,
-        address=None,
-        storage=storage,
-        name=name,
-        resume=False,
-        dashboard=False,
-        as_json=False,
-    )
