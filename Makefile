@@ -5,24 +5,36 @@
 # machines; an unpinned torch downloads several GB of CUDA wheels), and
 # TORCH_PIP_ARGS passes extra pip arguments for it, e.g.
 #   make setup TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu126"
+#
+# Everything else is installed at the exact versions in constraints.txt (the
+# set the suite passed with), so a fresh clone next year gets the same Ray,
+# pydantic, hyperopt and the rest. `make lock` rewrites constraints.txt from
+# .venv (after adding a dependency, or to move to newer versions:
+#   make clean && make setup CONSTRAINTS=/dev/null && make test && make lock).
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+CONSTRAINTS ?= constraints.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.regtune-installed
-BENCH_STAMP := $(VENV)/.regtune-bench-installed
+PIP := $(PY) -m pip install --quiet --constraint $(CONSTRAINTS)
+# torchattacks' metadata asks for torchvision, whose PyPI build would replace
+# the pinned torch; it imports fine without it (benchmarks/ uses it).
+TORCHATTACKS := torchattacks==3.5.1
 
-.PHONY: setup quickstart test lint bench clean
+.PHONY: setup quickstart test lint bench lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# The bench extra is installed too: `make test` runs every benchmark's --smoke-test.
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PIP) -e ".[dev,bench]"
+	$(PIP) --no-deps "$(TORCHATTACKS)"
 	touch $@
 
 quickstart: setup
@@ -36,15 +48,15 @@ lint: setup
 test: lint
 	$(PY) -m pytest
 
-$(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[dev,bench]"
-	# torchattacks' metadata asks for torchvision, whose PyPI build would
-	# replace the pinned torch; it imports fine without it.
-	$(PY) -m pip install --quiet --no-deps "torchattacks==3.5.1"
-	touch $@
-
-bench: $(BENCH_STAMP)
+bench: setup
 	$(PY) -m benchmarks.run_all
+
+# constraints.txt = every installed package at its exact version, less regtune
+# (editable) and torch (TORCH_SPEC picks its build).
+lock: setup
+	{ echo "# Exact versions make setup installs (written by make lock; edit with care)."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
