@@ -1,4 +1,4 @@
-"""Exceptions raised by regtune.
+"""Exceptions raised by regtune, and the one shape of a validation problem.
 
 The tree, in one place::
 
@@ -10,22 +10,71 @@ The tree, in one place::
 
 Every message names what was wrong (file, column, key path, value) and what
 is allowed, so a user can fix the input without reading the source.
+
+A validation error carries its problems as data, not only as text: each
+:class:`Problem` is a dotted key path (``penalties.l2``; ``<root>`` for the
+whole config) and what is wrong there, and ``str(problem)`` is the one line a
+user reads, ``penalties.l2: Input should be greater than or equal to 0 (got
+-1.0)``. Code that collects problems from several sources reads
+``exc.problems`` instead of splitting the message text.
 """
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ChecksumError", "DataError", "RegtuneError", "SpecError"]
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Self
+
+__all__ = [
+    "ROOT",
+    "CheckpointError",
+    "ChecksumError",
+    "DataError",
+    "Problem",
+    "RegtuneError",
+    "SpecError",
+]
+
+#: The key path of a problem that belongs to no single key.
+ROOT = "<root>"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: the dotted key path it is at and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
 class RegtuneError(Exception):
     """Base class of all errors raised by regtune on purpose."""
 
 
-class SpecError(RegtuneError, ValueError):
+class _ProblemError(RegtuneError, ValueError):
+    """An error made of :class:`Problem` s (possibly none: a plain message)."""
+
+    def __init__(self, message: str, problems: Iterable[Problem] = ()) -> None:
+        super().__init__(message)
+        #: The problems the message lists, in order; empty when the message
+        #: is a single sentence with no key path of its own.
+        self.problems: tuple[Problem, ...] = tuple(problems)
+
+    @classmethod
+    def from_problems(cls, header: str, problems: Iterable[Problem]) -> Self:
+        """``header`` then one problem a line (``path: message``)."""
+        problems = tuple(problems)
+        return cls("\n".join([header, *map(str, problems)]), problems)
+
+
+class SpecError(_ProblemError):
     """A configuration, YAML spec or command-line value is invalid."""
 
 
-class DataError(RegtuneError, ValueError):
+class DataError(_ProblemError):
     """A data file, column or value cannot be used."""
 
 

@@ -39,6 +39,7 @@ from regtune.search_spaces.sections import (
     ResourcesConfig,
     pbt_paths,
 )
+from regtune.trainables.catalog import FAIRNESS_DATASETS, IMAGE_DATASETS
 from regtune.trainables.config import TrainConfig
 
 __all__ = [
@@ -49,11 +50,7 @@ __all__ = [
     "cross_searcher",
 ]
 
-# Built-in datasets that carry a sensitive attribute (fairness metrics and
-# penalties need one), and those made of images (the CNN needs one).
-FAIRNESS_DATASETS: tuple[str, ...] = ("adult", "german", "compas")
 FAIRNESS_METRICS: tuple[str, ...] = ("dp_diff", "eo_diff")
-IMAGE_DATASETS: tuple[str, ...] = ("digits",)
 
 # Keys PBT may perturb mid-training: the optimiser and the penalties. Model and
 # dataset keys change the weights' shapes, so a copied checkpoint cannot load.

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
-from regtune.errors import SpecError
+from regtune.errors import ROOT, Problem, SpecError
 
 __all__ = [
     "DISTRIBUTION_KINDS",
@@ -264,19 +264,21 @@ def parse_distribution(raw: Mapping[str, Any], path: str = "") -> Distribution:
         path: the dotted key path of the value, used in messages.
 
     Raises:
-        SpecError: one line per problem, each ``<path>.<kind>: <problem>``.
+        SpecError: one line per problem, each ``<path>.<kind>: <problem>``
+            (``exc.problems`` holds them).
     """
     if not is_distribution(raw):
-        raise SpecError(
-            f"{path or '<root>'}: not a distribution; expected one key of "
-            f"{', '.join(DISTRIBUTION_KINDS)}"
+        problem = Problem(
+            path or ROOT, f"not a distribution; expected one key of {', '.join(DISTRIBUTION_KINDS)}"
         )
+        raise SpecError(str(problem), [problem])
     kind, args = next(iter(raw.items()))
     where = f"{path}.{kind}" if path else kind
     problems: list[str] = []
     dist = _PARSERS[kind](args, problems)
     if problems or dist is None:
-        raise SpecError("\n".join(f"{where}: {p}" for p in problems))
+        found = [Problem(where, p) for p in problems]
+        raise SpecError("\n".join(map(str, found)), found)
     return dist
 
 

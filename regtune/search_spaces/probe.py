@@ -14,9 +14,9 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from regtune.errors import SpecError
+from regtune.errors import ROOT, SpecError
 from regtune.search_spaces.distributions import (
     Choice,
     Distribution,
@@ -28,7 +28,7 @@ from regtune.search_spaces.distributions import (
     substitute,
     without_distributions,
 )
-from regtune.search_spaces.problems import Problem, ProblemLog, dotted, pydantic_errors
+from regtune.search_spaces.problems import Problem, ProblemLog, dotted
 from regtune.trainables.config import TrainConfig, parse_train_config
 
 __all__ = [
@@ -141,15 +141,12 @@ def train_problems(tree: Mapping[str, Any]) -> tuple[list[Problem], TrainConfig 
     try:
         return [], parse_train_config(tree)
     except SpecError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ValidationError):
-            return [Problem(dotted(loc) or "<root>", m) for loc, m in pydantic_errors(cause)], None
-        return [Problem("<root>", str(exc))], None
+        return list(exc.problems) or [Problem(ROOT, str(exc))], None
 
 
 def _reason(problem: Problem, where: str) -> str:
     # Whole-config rules (two keys at once) report no path of their own.
-    own = problem.path in (where, "<root>")
+    own = problem.path in (where, ROOT)
     return problem.message if own else f"{problem.path}: {problem.message}"
 
 

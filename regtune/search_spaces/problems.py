@@ -8,11 +8,9 @@ pointing at the YAML line of the key path where there is one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
+from regtune.errors import ROOT, Problem
 from regtune.search_spaces.distributions import KeyPath
 
 __all__ = [
@@ -21,21 +19,14 @@ __all__ = [
     "describe",
     "dotted",
     "format_problems",
-    "pydantic_errors",
 ]
 
 # Longest value repr shown in a message.
 MAX_SHOWN = 80
 
 INVALID_SPEC = "invalid sweep spec {origin}:"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem: the dotted key path it is at and what is wrong there."""
-
-    path: str
-    message: str
+#: Where a problem under a ``--set`` key is blamed: on the option, not the file.
+FROM_OVERRIDE = "--set {text}: "
 
 
 class ProblemLog:
@@ -47,7 +38,7 @@ class ProblemLog:
     def add(self, path: KeyPath | str, message: str) -> None:
         """Record ``message`` at ``path`` (a key path, or already dotted)."""
         where = path if isinstance(path, str) else dotted(path)
-        problem = Problem(where or "<root>", message)
+        problem = Problem(where or ROOT, message)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -65,20 +56,8 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {shown}"
 
 
-def pydantic_errors(exc: ValidationError) -> list[tuple[KeyPath, str]]:
-    """``(key path, message)`` of each pydantic error, naming the bad value."""
-    found = []
-    for err in exc.errors():
-        loc = tuple(str(p) for p in err["loc"])
-        got = err.get("input")
-        shown = "" if isinstance(got, Mapping) else f" (got {got!r})"
-        message = err["msg"].removeprefix("Value error, ")
-        found.append((loc, f"{message}{shown}"))
-    return found
-
-
 def format_problems(
-    problems: list[Problem], origin: str, lines: Mapping[str, int], overridden: list[str]
+    problems: list[Problem], origin: str, lines: Mapping[str, int], overridden: Iterable[str]
 ) -> str:
     """The message of a :class:`~regtune.errors.SpecError`: a header naming
     ``origin``, then one problem a line.
@@ -88,17 +67,26 @@ def format_problems(
         origin: where the spec came from (a file name).
         lines: dotted key path -> YAML line; a problem takes the line of its
             key path, or of the nearest enclosing one.
-        overridden: dotted keys set by ``--set``; problems under them get no
-            line, since the file no longer holds their value.
+        overridden: the ``--set KEY=VALUE`` texts applied; a problem at or
+            under one of their keys is blamed on that option (the file no
+            longer holds the value), not on a line of the file.
     """
+    texts = {text.partition("=")[0].strip(): text for text in overridden}
     out = [INVALID_SPEC.format(origin=origin)]
     for problem in problems:
+        override = next(
+            (t for k, t in texts.items() if problem.path == k or problem.path.startswith(f"{k}.")),
+            None,
+        )
         line = None
-        if not any(problem.path == k or problem.path.startswith(f"{k}.") for k in overridden):
+        if override is None:
             parts = problem.path.split(".")
             while parts and line is None:
                 line = lines.get(".".join(parts))
                 parts.pop()
-        prefix = f"line {line}: " if line is not None else ""
-        out.append(f"{prefix}{problem.path}: {problem.message}")
+        if override is not None:
+            prefix = FROM_OVERRIDE.format(text=override)
+        else:
+            prefix = f"line {line}: " if line is not None else ""
+        out.append(f"{prefix}{problem}")
     return "\n".join(out)

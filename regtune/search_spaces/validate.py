@@ -17,7 +17,7 @@ from typing import Any, TypedDict, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from regtune.errors import SpecError
+from regtune.errors import ROOT, Problem, SpecError
 from regtune.search_spaces.cross_checks import (
     cross_budget,
     cross_objectives,
@@ -43,7 +43,6 @@ from regtune.search_spaces.problems import (
     describe,
     dotted,
     format_problems,
-    pydantic_errors,
 )
 from regtune.search_spaces.sections import (
     SCHEDULER_MODELS,
@@ -61,7 +60,7 @@ from regtune.search_spaces.sections import (
     SchedulerConfig,
     SearcherConfig,
 )
-from regtune.trainables.config import METRIC_MODES, TrainConfig
+from regtune.trainables.config import METRIC_MODES, TrainConfig, validation_problems
 
 __all__ = ["SpecFields", "check_spec"]
 
@@ -140,15 +139,15 @@ def check_spec(
         SpecError: every problem found, one line each.
     """
     if not isinstance(raw, Mapping):
-        raise SpecError(
-            f"{INVALID_SPEC.format(origin=origin)}\n<root>: "
-            f"a sweep spec must be a mapping of {', '.join(SPEC_KEYS)}; got {describe(raw)}"
+        problem = Problem(
+            ROOT, f"a sweep spec must be a mapping of {', '.join(SPEC_KEYS)}; got {describe(raw)}"
         )
+        raise SpecError.from_problems(INVALID_SPEC.format(origin=origin), [problem])
     checker = _Checker()
     fields = checker.build(raw)
     if checker.problems or fields is None:
-        override_keys = [text.partition("=")[0].strip() for text in overridden]
-        raise SpecError(format_problems(checker.problems, origin, lines or {}, override_keys))
+        message = format_problems(checker.problems, origin, lines or {}, overridden)
+        raise SpecError(message, checker.problems)
     return fields
 
 
@@ -277,8 +276,8 @@ class _Checker(ProblemLog):
         try:
             return cls.model_validate(known)
         except ValidationError as exc:
-            for loc, message in pydantic_errors(exc):
-                self.add((*path, *loc), message)
+            for problem in validation_problems(exc, path):
+                self.add(problem.path, problem.message)
             return None
 
     def kind_section(
@@ -366,9 +365,8 @@ class _Checker(ProblemLog):
                 try:
                     out[key] = parse_distribution(value, dotted(where))
                 except SpecError as exc:
-                    for line in str(exc).splitlines():
-                        at, _, message = line.partition(": ")
-                        self.add(at, message)
+                    for problem in exc.problems:
+                        self.add(problem.path, problem.message)
             elif sub is not None and isinstance(value, Mapping):
                 out[key] = self.walk(value, sub, where)
             elif isinstance(value, Mapping):

@@ -154,8 +154,13 @@ def trades_loss(
     mask: Tensor | None = None,
     bounds: Bounds | None = None,
     generator: torch.Generator | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """TRADES objective (Zhang et al. 2019): ``CE(f(x), y) + beta * KL(p(x) || p(x_adv))``.
+
+    ``label_smoothing`` smooths the targets of the natural cross-entropy term
+    (as ``F.cross_entropy`` does); the KL term compares two predictions and
+    has no targets to smooth.
 
     The inner maximization runs ``steps`` signed-gradient steps on the KL
     divergence to the (fixed) natural prediction, starting from
@@ -188,7 +193,7 @@ def trades_loss(
         x_adv = _finish(x, delta, m, bounds)
 
     natural_logits = model(x)
-    natural = F.cross_entropy(natural_logits, y)
+    natural = F.cross_entropy(natural_logits, y, label_smoothing=label_smoothing)
     robust = F.kl_div(
         F.log_softmax(model(x_adv), dim=1),
         F.log_softmax(natural_logits, dim=1),

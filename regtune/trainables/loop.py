@@ -51,6 +51,10 @@ __all__ = ["RunResult", "Trainer", "resolve_device", "train"]
 EVAL_BATCH = 4096
 #: Share of the run spent warming up under the one-cycle schedule.
 ONECYCLE_WARMUP = 0.4
+#: One-cycle's momentum (Adam's beta1) peak and its low point as a share of
+#: the peak: torch's defaults, 0.95 and 0.85.
+ONECYCLE_MAX_MOMENTUM = 0.95
+ONECYCLE_MOMENTUM_DIP = 0.85 / 0.95
 
 FAIRNESS_NEEDS_GROUPS_MSG = (
     "penalties.fairness.kind={kind!r} needs a dataset with a sensitive attribute and two "
@@ -90,8 +94,16 @@ def _make_scheduler(
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if t.lr_schedule == "onecycle":
         # The cyclic schedule of "fast" adversarial training (Wong et al. 2020).
+        # Momentum (SGD's, or Adam's beta1) cycles inversely to the learning
+        # rate; with SGD it peaks at training.momentum, so that key counts.
+        peak = t.momentum if t.optimizer == "sgd" else ONECYCLE_MAX_MOMENTUM
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=t.lr, total_steps=total, pct_start=ONECYCLE_WARMUP
+            optimizer,
+            max_lr=t.lr,
+            total_steps=total,
+            pct_start=ONECYCLE_WARMUP,
+            max_momentum=peak,
+            base_momentum=peak * ONECYCLE_MOMENTUM_DIP,
         )
     return None
 
@@ -250,7 +262,13 @@ class Trainer:
             xb = attacks.pgd(model, xb, yb, steps=adv.steps, **common)
         if adv.method == "trades" and adv.eps > 0:
             loss, logits = attacks.trades_loss(
-                model, xb, yb, steps=adv.steps, beta=adv.beta, **common
+                model,
+                xb,
+                yb,
+                steps=adv.steps,
+                beta=adv.beta,
+                label_smoothing=p.label_smoothing,
+                **common,
             )
         elif p.mixup > 0:
             onehot = F.one_hot(yb, n_classes).to(xb.dtype)
@@ -494,7 +512,8 @@ class Trainer:
                 CHECKPOINT_MISMATCH_MSG.format(path=source, what=f"model state: {exc}")
             ) from exc
         if theirs != mine:
-            self._apply_hyperparameters()
+            stored_lr = (theirs.get("training") or {}).get("lr")
+            self._apply_hyperparameters(float(stored_lr) if stored_lr else None)
         self.epoch = int(state["epoch"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -509,13 +528,29 @@ class Trainer:
         best = state.get("best_state")
         self._best_state = dict(best) if best else None
 
-    def _apply_hyperparameters(self) -> None:
-        """Push this config's optimizer settings into restored optimizer state."""
+    def _apply_hyperparameters(self, stored_lr: float | None) -> None:
+        """Push this config's optimizer settings into restored optimizer state.
+
+        Under a constant schedule the learning rate is simply replaced. Under
+        cosine or one-cycle the restored schedule keeps its position and is
+        rescaled by ``lr / stored_lr``: every learning rate either schedule
+        produces is proportional to its peak ``training.lr``, so the run then
+        follows exactly the schedule it would have followed had it started
+        with the new ``lr`` (how PBT's perturbation of ``training.lr`` takes
+        effect mid-run).
+        """
         t = self.config.training
         for group in self.optimizer.param_groups:
             group["weight_decay"] = self.config.penalties.weight_decay
+            if t.optimizer == "sgd" and "max_momentum" in group:  # one-cycle
+                group["max_momentum"] = t.momentum
+                group["base_momentum"] = t.momentum * ONECYCLE_MOMENTUM_DIP
+            elif t.optimizer == "sgd":
+                group["momentum"] = t.momentum
             if self.scheduler is None:
                 group["lr"] = t.lr
+        if self.scheduler is not None and stored_lr and stored_lr != t.lr:
+            _rescale_schedule(self.optimizer, self.scheduler, t.lr / stored_lr)
         es = t.early_stopping
         self.early.metric, self.early.mode = es.metric, es.mode
         self.early.patience, self.early.min_delta = es.patience, es.min_delta
@@ -527,6 +562,26 @@ class Trainer:
     def restore(self, directory: str | Path) -> None:
         """Continue from a checkpoint directory written by :meth:`save`."""
         self.load_state_dict(load_tree(directory), source=str(directory))
+
+
+#: Per-group learning-rate values that torch's schedulers derive the next
+#: learning rate from (``initial_lr``: cosine's base; ``max_lr``/``min_lr``:
+#: one-cycle's peak and floor); all scale with the peak ``training.lr``.
+_SCHEDULE_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")
+
+
+def _rescale_schedule(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, ratio: float
+) -> None:
+    """Multiply every learning rate a restored schedule holds by ``ratio``."""
+    for group in optimizer.param_groups:
+        for key in _SCHEDULE_KEYS:
+            if key in group:
+                group[key] *= ratio
+    scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
+    last = getattr(scheduler, "_last_lr", None)
+    if last is not None:
+        scheduler._last_lr = [lr * ratio for lr in last]
 
 
 def train(

@@ -117,7 +117,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("wrong-type", {"model": {"width": "wide"}}, "model.width", "valid integer"),
     ("section-not-mapping", {"budget": 5}, "budget", "must be a mapping"),
-    ("unknown-dataset", {"dataset": "mnist"}, "dataset.name", "'digits'"),
+    ("unknown-dataset", {"dataset": "mnist"}, "dataset.name", "allowed: digits"),
     ("unknown-arch", {"model": {"arch": "resnet"}}, "model.arch", "'mlp'"),
     (
         "dataset-sampled",
@@ -804,13 +804,17 @@ def test_problems_in_a_file_point_at_their_line(tmp_path: Path) -> None:
     ]
 
 
-def test_overridden_keys_lose_their_file_line(tmp_path: Path) -> None:
+def test_a_bad_override_is_blamed_on_the_set_option_not_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_YAML)
     with pytest.raises(SpecError) as info:
-        load_spec(path, overrides=["budget.samples=0"])
+        load_spec(path, overrides=["budget.samples=0", "penalties.l2=abc"])
     assert problem_lines(info.value) == [
-        "budget.samples: Input should be greater than or equal to 1 (got 0)"
+        "--set budget.samples=0: budget.samples: Input should be greater than or equal to 1 "
+        "(got 0)",
+        "--set penalties.l2=abc: penalties.l2: Input should be a valid number, unable to parse "
+        "string as a number (got 'abc')",
     ]
+    assert [p.path for p in info.value.problems] == ["budget.samples", "penalties.l2"]
 
 
 def test_missing_source_lists_presets(tmp_path: Path) -> None:

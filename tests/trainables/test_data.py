@@ -214,14 +214,6 @@ def _error_cases(tmp: Path) -> list[tuple[DatasetConfig, str]]:
             DatasetConfig(name="parquet", path=str(garbage), label="outcome"),
             f"{garbage}: cannot read as parquet",
         ),
-        (
-            DatasetConfig(name="adult", label="income"),
-            data_mod.BUILTIN_FIELD.format(name="adult", field="label", why="it is fixed"),
-        ),
-        (
-            DatasetConfig(name="digits", features=["pixel_0_0"]),
-            data_mod.BUILTIN_FIELD.format(name="digits", field="features", why="images"),
-        ),
     ]  # fmt: skip
 
 
@@ -229,6 +221,49 @@ def test_every_bad_input_is_a_named_data_error(tmp_path: Path, data_cache: Path)
     for cfg, message in _error_cases(tmp_path):
         with pytest.raises(DataError, match=re.escape(message)):
             load_dataset(cfg, cache_dir=data_cache)
+
+
+def test_missing_file_and_columns_are_found_from_the_header_alone(tmp_path: Path) -> None:
+    table = _table()
+    csv = _csv(tmp_path, table)
+    parquet = tmp_path / "t.parquet"
+    table.to_parquet(parquet)
+    cols = list(table.columns)
+    for path, name in ((csv, "csv"), (parquet, "parquet")):
+        cfg = DatasetConfig(
+            name=name, path=str(path), label="target", features=["height", "weight"],
+            categorical=["hue"], sensitive="sex",
+        )  # fmt: skip
+        found = data_mod.check_data_file(cfg)
+        assert [(p.path, p.message) for p in found] == [
+            (f"dataset.{key}", data_mod.MISSING_COLUMN.format(
+                path=path, role=role, column=column, available=cols
+            ))
+            for key, role, column in (
+                ("label", "label", "target"), ("features", "feature", "weight"),
+                ("categorical", "categorical", "hue"), ("sensitive", "sensitive", "sex"),
+            )
+        ]  # fmt: skip
+        # The same file with columns it has: nothing to report, and it loads.
+        assert data_mod.check_data_file(_cfg(path).model_copy(update={"name": name})) == []
+    missing = _cfg(tmp_path / "none.csv")
+    (problem,) = data_mod.check_data_file(missing)
+    assert problem.path == "dataset.path"
+    assert str(tmp_path / "none.csv") in problem.message
+    garbage = tmp_path / "bad.parquet"
+    garbage.write_bytes(b"not parquet")
+    (problem,) = data_mod.check_data_file(
+        DatasetConfig(name="parquet", path=str(garbage), label="outcome")
+    )
+    assert problem.path == "dataset.path" and "cannot read the column names" in problem.message
+    assert data_mod.check_data_file(DatasetConfig(name="digits")) == []
+
+
+def test_a_missing_file_at_load_names_dataset_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(tmp_path / "none.csv"))
+    assert [p.path for p in info.value.problems] == ["dataset.path"]
+    assert str(info.value).startswith("dataset.path: ")
 
 
 def test_builtin_label_outside_declared_classes(data_cache: Path, tmp_path: Path) -> None:
