@@ -1,0 +1,42 @@
+"""The model registry: self-describing versions, gated promotion, distillation.
+
+A version is ``weights.safetensors`` + ``meta.json`` in
+``<storage>/registry/<name>/v<N>/`` (see :mod:`.version`). Reading one needs
+torch and safetensors only, never Ray Tune or the training loop::
+
+    from regtune.platform.registry import load_version
+    mv = load_version("digits-ens")          # latest; "digits-ens:2" or a directory
+    probs = mv.module(mv.schema.transform(records)).softmax(dim=1)
+"""
+
+from __future__ import annotations
+
+from regtune.platform.registry.location import (
+    list_models,
+    list_versions,
+    parse_ref,
+    registry_root,
+    storage_root,
+)
+from regtune.platform.registry.modules import EnsembleModule
+from regtune.platform.registry.version import (
+    Member,
+    ModelVersion,
+    build_module,
+    load_version,
+    save_version,
+)
+
+__all__ = [
+    "EnsembleModule",
+    "Member",
+    "ModelVersion",
+    "build_module",
+    "list_models",
+    "list_versions",
+    "load_version",
+    "parse_ref",
+    "registry_root",
+    "save_version",
+    "storage_root",
+]
