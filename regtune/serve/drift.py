@@ -1,0 +1,260 @@
+"""Has the served input drifted from the training inputs? PSI and KS per feature.
+
+The reference is a model version's summary of its training split (written by
+the registry): for a numeric feature 101 quantiles ``q_0 .. q_100`` of its raw
+values, for a categorical one the share of each category, and the share of
+each predicted class. Served records are compared with it over a rolling
+window (:class:`DriftMonitor`).
+
+The maths, all pure functions of the reference and the window:
+
+* The reference CDF ``F`` is read off the quantiles: it reaches ``k/100`` at
+  ``q_k``, is linear between distinct quantiles, and jumps where quantiles
+  repeat (a point mass such as the many zeros of ``capital_gain``). Its
+  resolution is therefore 0.01.
+* Numeric PSI uses the reference deciles as bin edges (merged where they
+  repeat), so each bin expects ``F(e_k) - F(e_{k-1})`` of the values;
+  ``PSI = sum((o - e) * ln(o / e))`` with shares floored at :data:`PSI_FLOOR`.
+* Categorical PSI compares category shares, plus one bin for categories the
+  training split never had (expected share: the floor).
+* KS is ``sup |F_window(x) - F(x)|`` over numeric features, evaluated at every
+  window value and reference quantile from both sides (exact for the
+  piecewise-linear ``F``). Its critical value at level 0.01 for a window of
+  ``n`` values is ``1.628 / sqrt(n)`` (the reference being much larger).
+* The drift index is the mean PSI over features; the window is "drifting"
+  when it reaches :data:`DRIFT_INDEX_LIMIT` (configurable). Per feature, PSI
+  under 0.1 reads "stable", under 0.25 "moderate", above "shifted" (the usual
+  rules of thumb). PSI of a window of ``n`` values from the reference itself
+  is about ``(bins - 1) / n``, hence the minimum window before a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "DRIFT_INDEX_LIMIT",
+    "MIN_WINDOW",
+    "DriftMonitor",
+    "categorical_psi",
+    "drift_report",
+    "ks_critical",
+    "ks_statistic",
+    "numeric_psi",
+    "psi",
+    "reference_cdf",
+]
+
+#: Shares below this count as this, so an empty bin costs a finite PSI.
+PSI_FLOOR = 1e-4
+#: PSI rules of thumb: under MODERATE stable, under SHIFTED moderate, else shifted.
+PSI_MODERATE = 0.1
+PSI_SHIFTED = 0.25
+#: Mean PSI over features at which a window counts as drifting.
+DRIFT_INDEX_LIMIT = 0.1
+#: KS critical-value coefficient c(alpha) for alpha = 0.01.
+KS_C_ALPHA = 1.628
+#: Rolling window of served records compared with the reference.
+DEFAULT_WINDOW = 1000
+#: No verdict on fewer records: PSI's sampling bias is about (bins - 1) / n.
+MIN_WINDOW = 100
+#: Quantile indices used as numeric PSI bin edges (the deciles).
+DECILES = tuple(range(10, 100, 10))
+#: The bin for categories the reference never saw.
+UNSEEN = "<unseen>"
+
+
+def psi(expected: np.ndarray, observed: np.ndarray) -> float:
+    """Population stability index of two share vectors over the same bins."""
+    e = np.maximum(np.asarray(expected, dtype=np.float64), PSI_FLOOR)
+    o = np.maximum(np.asarray(observed, dtype=np.float64), PSI_FLOOR)
+    return float(np.sum((o - e) * np.log(o / e)))
+
+
+class _Cdf:
+    """The reference CDF of one numeric feature; see the module docstring."""
+
+    def __init__(self, quantiles: Sequence[float]) -> None:
+        q = np.asarray(quantiles, dtype=np.float64)
+        if q.ndim != 1 or q.size < 2 or not np.all(np.isfinite(q)) or np.any(np.diff(q) < 0):
+            raise ValueError("quantiles must be a finite, non-decreasing list of 2 or more values")
+        p = np.linspace(0.0, 1.0, q.size)
+        self.u, inverse = np.unique(q, return_inverse=True)
+        self.lo = np.full(self.u.size, np.inf)
+        self.hi = np.full(self.u.size, -np.inf)
+        np.minimum.at(self.lo, inverse, p)
+        np.maximum.at(self.hi, inverse, p)
+        self.q = q
+
+    def __call__(self, x: np.ndarray, *, left: bool = False) -> np.ndarray:
+        """``F(x)``, or its left limit ``F(x-)`` with ``left=True``."""
+        u, lo, hi = self.u, self.lo, self.hi
+        x = np.asarray(x, dtype=np.float64)
+        j = np.searchsorted(u, x, side="right") - 1  # u[j] <= x < u[j + 1]
+        out = np.zeros(x.shape)
+        above = j >= u.size - 1
+        out[above] = 1.0
+        inside = (j >= 0) & ~above
+        ji = j[inside]
+        x0, x1 = u[ji], u[ji + 1]
+        # Linear from F(u_j) = hi_j up to the left limit lo_{j+1} at u_{j+1}.
+        out[inside] = hi[ji] + (lo[ji + 1] - hi[ji]) * (x[inside] - x0) / (x1 - x0)
+        if left:
+            # At a quantile value u_j the curve arrives from below at lo_j (the
+            # lower end of the jump when u_j is a point mass).
+            exact = (j >= 0) & (u[np.clip(j, 0, None)] == x)
+            out[exact] = lo[j[exact]]
+        return out
+
+
+def reference_cdf(quantiles: Sequence[float]) -> _Cdf:
+    """The reference CDF of a numeric feature from its quantiles (callable on arrays)."""
+    return _Cdf(quantiles)
+
+
+def numeric_psi(quantiles: Sequence[float], values: Sequence[float]) -> float:
+    """PSI of ``values`` against the reference quantiles, binned at the reference deciles."""
+    cdf = _Cdf(quantiles)
+    n = len(cdf.q) - 1
+    edges = np.unique(cdf.q[[round(k * n / 100) for k in DECILES]])
+    bounds = np.concatenate([[0.0], cdf(edges), [1.0]])
+    expected = np.diff(bounds)
+    v = np.asarray(values, dtype=np.float64)
+    # Bin k holds (e_{k-1}, e_k]: the number of edges strictly below the value.
+    counts = np.bincount(np.searchsorted(edges, v, side="left"), minlength=edges.size + 1)
+    return psi(expected, counts / max(v.size, 1))
+
+
+def ks_statistic(quantiles: Sequence[float], values: Sequence[float]) -> float:
+    """Kolmogorov-Smirnov distance between ``values`` and the reference CDF."""
+    cdf = _Cdf(quantiles)
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if v.size == 0:
+        return 0.0
+    points = np.union1d(v, cdf.u)
+    right = np.searchsorted(v, points, side="right") / v.size
+    left = np.searchsorted(v, points, side="left") / v.size
+    gaps = np.concatenate([np.abs(right - cdf(points)), np.abs(left - cdf(points, left=True))])
+    return float(gaps.max())
+
+
+def ks_critical(n: int) -> float:
+    """KS distance above which a window of ``n`` values differs at level 0.01."""
+    return KS_C_ALPHA / math.sqrt(max(n, 1))
+
+
+def categorical_psi(frequencies: Mapping[str, float], values: Iterable[Any]) -> tuple[float, float]:
+    """PSI of category shares and the share of categories the reference never saw."""
+    keys = list(frequencies)
+    index = {k: i for i, k in enumerate(keys)}
+    counts = np.zeros(len(keys) + 1)
+    total = 0
+    for value in values:
+        counts[index.get(str(value), len(keys))] += 1
+        total += 1
+    expected = np.array([float(frequencies[k]) for k in keys] + [0.0])
+    observed = counts / max(total, 1)
+    return psi(expected, observed), float(observed[-1])
+
+
+def _status(value: float) -> str:
+    if value < PSI_MODERATE:
+        return "stable"
+    return "moderate" if value < PSI_SHIFTED else "shifted"
+
+
+def drift_report(
+    reference: Mapping[str, Any],
+    columns: Mapping[str, Sequence[Any]],
+    predicted: Sequence[str] = (),
+    *,
+    index_limit: float = DRIFT_INDEX_LIMIT,
+    min_window: int = MIN_WINDOW,
+) -> dict[str, Any]:
+    """Compare a window (``columns``: feature -> raw values) with ``reference``.
+
+    Returns ``{"window", "ready", "drift_index", "drifting", "index_limit",
+    "ks_critical", "features": {name: {"kind", "psi", "status", "ks"?,
+    "ks_shifted"?, "unseen_share"?}}, "prediction_psi"}``; before
+    ``min_window`` records ``drift_index`` is None and ``drifting`` False.
+    """
+    features: Mapping[str, Mapping[str, Any]] = reference.get("features", {})
+    n = min((len(v) for v in columns.values()), default=0)
+    report: dict[str, Any] = {
+        "window": n,
+        "ready": n >= min_window,
+        "drift_index": None,
+        "drifting": False,
+        "index_limit": index_limit,
+        "ks_critical": ks_critical(n),
+        "features": {},
+        "prediction_psi": None,
+    }
+    if not report["ready"]:
+        return report
+    scores = []
+    for name, ref in features.items():
+        values = columns.get(name)
+        if values is None:
+            continue
+        entry: dict[str, Any] = {"kind": ref["kind"]}
+        if ref["kind"] == "numeric":
+            entry["psi"] = numeric_psi(ref["quantiles"], values)
+            entry["ks"] = ks_statistic(ref["quantiles"], values)
+            entry["ks_shifted"] = entry["ks"] > report["ks_critical"]
+        else:
+            entry["psi"], entry["unseen_share"] = categorical_psi(ref["frequencies"], values)
+        entry["status"] = _status(entry["psi"])
+        scores.append(entry["psi"])
+        report["features"][name] = entry
+    if scores:
+        report["drift_index"] = float(np.mean(scores))
+        report["drifting"] = report["drift_index"] >= index_limit
+    shares = reference.get("prediction")
+    if shares and len(predicted) >= min_window:
+        report["prediction_psi"] = categorical_psi(shares, predicted)[0]
+    return report
+
+
+class DriftMonitor:
+    """A rolling window of served records and predicted labels, compared on demand.
+
+    Not thread-safe; one per served version inside one replica.
+    """
+
+    def __init__(
+        self,
+        reference: Mapping[str, Any],
+        *,
+        window: int = DEFAULT_WINDOW,
+        min_window: int = MIN_WINDOW,
+        index_limit: float = DRIFT_INDEX_LIMIT,
+    ) -> None:
+        self.reference = reference
+        self.min_window = min_window
+        self.index_limit = index_limit
+        names = list(reference.get("features", {}))
+        self._columns: dict[str, deque[Any]] = {k: deque(maxlen=window) for k in names}
+        self._predicted: deque[str] = deque(maxlen=window)
+
+    def observe(self, records: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> None:
+        """Add validated records and their predicted labels to the window."""
+        for name, column in self._columns.items():
+            column.extend(r[name] for r in records if name in r)
+        self._predicted.extend(labels)
+
+    def report(self) -> dict[str, Any]:
+        """:func:`drift_report` over the current window."""
+        return drift_report(
+            self.reference,
+            {k: list(v) for k, v in self._columns.items()},
+            list(self._predicted),
+            index_limit=self.index_limit,
+            min_window=self.min_window,
+        )

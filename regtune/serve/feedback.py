@@ -1,0 +1,181 @@
+"""How good are the served predictions? Ground truth joined to them by request id.
+
+Every answered request's probabilities (and the records' sensitive groups,
+when the schema has a sensitive attribute) are kept for the last
+``capacity`` requests. ``POST /v1/models/{name}/feedback`` later sends one
+true label per record of such a request; :class:`FeedbackTracker` joins them
+and tracks, over the last ``window`` labelled records:
+
+* ``accuracy`` and ``ece`` (the training loop's definitions:
+  :func:`regtune.trainables.metrics.expected_calibration_error`, 15 bins);
+* per group: ``n``, ``accuracy`` and ``positive_rate`` (share predicted as the
+  second class, for two-class models), with ``accuracy_gap`` and ``dp_gap``
+  the largest minus the smallest over groups;
+* the same accuracy per serving version (primary, canary).
+
+A request can be labelled once; an unknown or evicted id, a wrong count or a
+label outside the model's classes is refused with the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from regtune.serve.protocol import RequestError
+from regtune.trainables.metrics import expected_calibration_error
+
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_FEEDBACK_WINDOW", "FeedbackTracker"]
+
+#: Requests whose predictions are kept for later labels.
+DEFAULT_CAPACITY = 10_000
+#: Labelled records the metrics are computed over.
+DEFAULT_FEEDBACK_WINDOW = 10_000
+
+UNKNOWN_REQUEST = (
+    "request_id {rid!r} is not among the last {capacity} predictions of this model; "
+    "send feedback with the request_id a predict response returned"
+)
+ALREADY_LABELLED = "request_id {rid!r} already has feedback; each request is labelled once"
+WRONG_COUNT = "labels has {got} entries; request {rid!r} had {want} instances, one label each"
+UNKNOWN_LABEL = "labels[{index}] is {value!r}; expected one of {classes}"
+
+
+@dataclass
+class _Pending:
+    probs: np.ndarray
+    groups: list[int | None] | None
+    version: int
+    labelled: bool = False
+
+
+class FeedbackTracker:
+    """Predictions awaiting labels and metrics over the labelled ones; see the module docstring."""
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        groups: Sequence[str] = (),
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        window: int = DEFAULT_FEEDBACK_WINDOW,
+    ) -> None:
+        self.classes = [str(c) for c in classes]
+        self.groups = [str(g) for g in groups]
+        self.capacity = capacity
+        self._index = {c: i for i, c in enumerate(self.classes)}
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._probs: deque[np.ndarray] = deque(maxlen=window)
+        self._labels: deque[int] = deque(maxlen=window)
+        self._group: deque[int | None] = deque(maxlen=window)
+        self._version: deque[int] = deque(maxlen=window)
+
+    def record(
+        self,
+        request_id: str,
+        probs: np.ndarray,
+        version: int,
+        groups: list[int | None] | None = None,
+    ) -> None:
+        """Keep one answered request's ``(n, C)`` probabilities for later feedback."""
+        self._pending[request_id] = _Pending(np.asarray(probs, dtype=np.float64), groups, version)
+        self._pending.move_to_end(request_id)
+        while len(self._pending) > self.capacity:
+            self._pending.popitem(last=False)
+
+    def add(self, request_id: str, labels: Sequence[Any]) -> int:
+        """Join true ``labels`` (raw class values, one per record) to a request; returns how many.
+
+        Raises:
+            RequestError: 404 for an unknown id, 409 when already labelled, 422
+                for a wrong count or a label outside the classes.
+        """
+        pending = self._pending.get(request_id)
+        if pending is None:
+            raise RequestError(
+                UNKNOWN_REQUEST.format(rid=request_id, capacity=self.capacity),
+                status=404,
+                field="request_id",
+                allowed="a request_id returned by a recent predict call",
+            )
+        if pending.labelled:
+            raise RequestError(
+                ALREADY_LABELLED.format(rid=request_id), status=409, field="request_id",
+                allowed="a request_id without feedback yet",
+            )  # fmt: skip
+        n = pending.probs.shape[0]
+        if len(labels) != n:
+            raise RequestError(
+                WRONG_COUNT.format(got=len(labels), rid=request_id, want=n),
+                status=422,
+                field="labels",
+                allowed=f"a list of {n} labels",
+            )
+        ids = []
+        for i, value in enumerate(labels):
+            index = self._index.get(str(value))
+            if index is None:
+                raise RequestError(
+                    UNKNOWN_LABEL.format(index=i, value=value, classes=self.classes),
+                    status=422,
+                    field=f"labels[{i}]",
+                    allowed=f"one of {self.classes}",
+                )
+            ids.append(index)
+        pending.labelled = True
+        groups = pending.groups if pending.groups is not None else [None] * n
+        for row, label, group in zip(pending.probs, ids, groups, strict=True):
+            self._probs.append(row)
+            self._labels.append(label)
+            self._group.append(group)
+            self._version.append(pending.version)
+        return n
+
+    def summary(self) -> dict[str, Any]:
+        """Metrics over the labelled window (``n`` 0: every metric None)."""
+        n = len(self._labels)
+        out: dict[str, Any] = {
+            "n": n,
+            "accuracy": None,
+            "ece": None,
+            "groups": {},
+            "accuracy_gap": None,
+            "dp_gap": None,
+            "versions": {},
+        }
+        if n == 0:
+            return out
+        probs = np.stack(list(self._probs))
+        labels = np.asarray(self._labels)
+        predicted = probs.argmax(axis=1)
+        correct = predicted == labels
+        out["accuracy"] = float(correct.mean())
+        out["ece"] = expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels))
+        versions = np.asarray(self._version)
+        for v in np.unique(versions):
+            mask = versions == v
+            out["versions"][str(int(v))] = {
+                "n": int(mask.sum()),
+                "accuracy": float(correct[mask].mean()),
+            }
+        groups = np.asarray([-1 if g is None else g for g in self._group])
+        for code, name in enumerate(self.groups):
+            mask = groups == code
+            if not mask.any():
+                continue
+            entry: dict[str, Any] = {"n": int(mask.sum()), "accuracy": float(correct[mask].mean())}
+            if len(self.classes) == 2:
+                entry["positive_rate"] = float((predicted[mask] == 1).mean())
+            out["groups"][name] = entry
+        if len(out["groups"]) >= 2:
+            accs = [g["accuracy"] for g in out["groups"].values()]
+            out["accuracy_gap"] = max(accs) - min(accs)
+            if len(self.classes) == 2:
+                rates = [g["positive_rate"] for g in out["groups"].values()]
+                out["dp_gap"] = max(rates) - min(rates)
+        return out

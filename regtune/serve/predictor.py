@@ -1,0 +1,102 @@
+"""From validated raw records to answers, for one loaded model version.
+
+:class:`ServedModel` wraps a registry :class:`~regtune.platform.registry.ModelVersion`:
+records are encoded with the version's own feature schema (the training
+code path, so served rows equal training rows bitwise), the module runs under
+``torch.inference_mode`` and its logits become probabilities with a softmax
+(for an ensemble the module returns the log of the mean member
+probabilities, so the softmax gives that mean back). Each answer names the
+most probable class and every class's probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from regtune.errors import RegtuneError
+
+if TYPE_CHECKING:
+    from regtune.platform.registry import ModelVersion
+
+__all__ = ["ModelOutputError", "ServedModel", "set_torch_threads"]
+
+NON_FINITE = "model {ref} returned non-finite probabilities for {n} of {total} records"
+
+
+class ModelOutputError(RegtuneError):
+    """A model produced unusable output (NaN or infinite probabilities)."""
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (None: leave torch's default).
+
+    One thread is the right setting for small models under concurrent load:
+    extra threads only spin against the other requests' work.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+class ServedModel:
+    """One version ready to answer; see the module docstring."""
+
+    def __init__(self, version: ModelVersion) -> None:
+        self.version = version
+        self.name = version.name
+        self.number = int(version.version)
+        self.classes = [str(c) for c in version.classes]
+        self.schema = version.schema
+        self.module = version.module.eval()
+        self._groups = {v: g for g, v in enumerate(self.schema.sensitive_values)}
+
+    @property
+    def ref(self) -> str:
+        """``name:version``."""
+        return f"{self.name}:{self.number}"
+
+    def encode(self, records: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        """Float32 ``(n, n_features)`` rows of validated raw records."""
+        return self.schema.transform(records)
+
+    def probabilities(self, x: torch.Tensor) -> np.ndarray:
+        """Class probabilities ``(n, C)`` as float64.
+
+        Raises:
+            ModelOutputError: if any row is not finite (a broken model, not bad input).
+        """
+        with torch.inference_mode():
+            probs = torch.softmax(self.module(x), dim=1).double().numpy()
+        bad = ~np.isfinite(probs).all(axis=1)
+        if bad.any():
+            raise ModelOutputError(NON_FINITE.format(ref=self.ref, n=int(bad.sum()), total=len(x)))
+        return probs
+
+    def predict(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """:meth:`probabilities` of raw records (the in-process path, no batching)."""
+        return self.probabilities(self.encode(records))
+
+    def labels(self, probs: np.ndarray) -> list[str]:
+        """The most probable class of each row."""
+        return [self.classes[i] for i in probs.argmax(axis=1)]
+
+    def answers(self, probs: np.ndarray) -> list[dict[str, Any]]:
+        """KServe v1 ``predictions`` entries: ``{"label", "probabilities"}`` per row."""
+        classes = self.classes
+        return [
+            {
+                "label": classes[int(np.argmax(row))],
+                "probabilities": dict(zip(classes, row.tolist(), strict=True)),
+            }
+            for row in probs
+        ]
+
+    def groups(self, records: Sequence[Mapping[str, Any]]) -> list[int | None] | None:
+        """Sensitive-group codes of records: None for an unknown value, or all None without one."""
+        name = self.schema.sensitive
+        if name is None:
+            return None
+        return [self._groups.get(str(r.get(name))) for r in records]

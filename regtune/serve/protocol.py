@@ -1,0 +1,353 @@
+"""What the HTTP API accepts and returns: KServe v1 bodies, limits and 4xx errors.
+
+A predict request is ``{"instances": [record, ...]}`` where each record is a
+raw row as a client has it (``{"age": 39, "workclass": "State-gov", ...}``);
+the answer is ``{"predictions": [{"label": ..., "probabilities": {...}}],
+"model_version": ..., "request_id": ...}``.
+
+:class:`RecordValidator` checks a raw body against one model's
+:class:`~regtune.trainables.schema.FeatureSchema` in one pydantic pass and
+turns every problem into a :class:`RequestError` that names the field
+(``instances[3].age``), the value and what is allowed:
+
+==========================  ======  ============================================
+problem                     status  field
+==========================  ======  ============================================
+body over the byte cap      413     ``body``
+not JSON                    400     ``body``
+not an object / extra key   422     ``body`` / the key
+``instances`` missing,      422     ``instances``
+empty or too long
+record not an object        422     ``instances[i]``
+missing / extra feature     422     ``instances[i].<feature>``
+wrong type, NaN, infinity   422     ``instances[i].<feature>``
+unseen category             --      accepted (the schema's rule: all-zero
+                                    one-hot) unless ``unknown_categories="reject"``
+==========================  ======  ============================================
+
+JSON's non-standard ``NaN`` / ``Infinity`` tokens and overflowing literals
+such as ``1e999`` are parsed and then rejected per field, so the message says
+which value was not finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from typing_extensions import NotRequired, TypedDict
+
+from regtune.errors import DataError
+from regtune.trainables.schema import FeatureSchema
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_INSTANCES",
+    "FeedbackRequest",
+    "Limits",
+    "PredictResponse",
+    "Prediction",
+    "RecordValidator",
+    "RequestError",
+    "UnknownCategories",
+]
+
+#: Default cap on one request body (bytes): about 2,000 Adult records.
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+#: Default cap on records per request.
+DEFAULT_MAX_INSTANCES = 1024
+#: How many allowed names an error message lists before summarizing.
+NAMES_SHOWN = 8
+
+UnknownCategories = Literal["accept", "reject"]
+
+BODY_TOO_LARGE = "body is {size} bytes; at most {limit} bytes are allowed per request"
+NOT_JSON = "body is not valid JSON ({error})"
+NOT_OBJECT = 'body is {kind}; expected a JSON object {{"instances": [...]}}'
+EXTRA_TOP = "body has key {key!r}; the only key allowed is 'instances'"
+NO_INSTANCES = "instances is missing; expected a list of 1 to {limit} records"
+INSTANCES_NOT_LIST = "instances is {kind}; expected a list of 1 to {limit} records"
+INSTANCES_EMPTY = "instances is empty; expected 1 to {limit} records"
+INSTANCES_TOO_MANY = "instances has {n} records; at most {limit} are allowed per request"
+RECORD_NOT_OBJECT = "{field} is {kind}; expected an object mapping feature names to raw values"
+MISSING_FEATURE = "{field} is missing; expected {allowed}"
+EXTRA_FEATURE = "{field} is not an input of this model; allowed keys: {allowed}"
+BAD_VALUE = "{field} is {value}; expected {allowed}"
+UNKNOWN_CATEGORY = "{field} is {value!r}; expected one of {allowed}"
+MORE_ERRORS = " (and {n} more problems in this request)"
+
+FINITE_NUMBER = "a finite number"
+CATEGORY_HINT = (
+    "a category (string or number) such as {examples}; unseen categories encode as zeros"
+)
+
+
+class RequestError(DataError):
+    """A request the server refuses: ``status`` (4xx), the ``field`` and what is ``allowed``."""
+
+    def __init__(self, message: str, *, status: int, field: str, allowed: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.allowed = allowed
+
+    def to_json(self) -> dict[str, Any]:
+        """The error body the HTTP layer returns."""
+        return {"error": str(self), "field": self.field, "allowed": self.allowed}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one request; see :data:`DEFAULT_MAX_BODY_BYTES` and :data:`DEFAULT_MAX_INSTANCES`."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    unknown_categories: UnknownCategories = "accept"
+
+
+class Prediction(BaseModel):
+    """One record's answer: the most probable class and every class's probability."""
+
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    """The answer to ``POST /v1/models/{name}:predict`` (KServe v1 plus ids)."""
+
+    predictions: list[Prediction]
+    model_name: str
+    model_version: int
+    request_id: str
+
+
+class FeedbackRequest(BaseModel):
+    """Ground truth for an earlier prediction: one label per instance, in request order."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    request_id: str = Field(min_length=1, max_length=256)
+    labels: list[StrictStr | StrictInt | StrictBool] = Field(min_length=1)
+
+
+_Category = StrictStr | StrictInt | StrictBool | StrictFloat
+
+
+def _names(names: list[str]) -> str:
+    if len(names) <= NAMES_SHOWN:
+        return ", ".join(names)
+    head = ", ".join(names[: NAMES_SHOWN - 1])
+    return f"{head}, ... {names[-1]} ({len(names)} keys)"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__} ({value!r})"
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    path = "body"
+    for part in loc:
+        if isinstance(part, int):
+            path = f"instances[{part}]" if path == "body" else f"{path}[{part}]"
+        elif path == "body":
+            path = part
+        else:
+            path = f"{path}.{part}"
+    return path
+
+
+def _first(exc: ValidationError) -> Any:
+    # A misspelt key shows up as one extra and one missing key: the extra one's
+    # message lists the allowed keys, so it is the more useful one to report.
+    errors = exc.errors()
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
+class RecordValidator:
+    """Validates predict bodies for one schema; build once per served model.
+
+    ``validate(body)`` returns the raw records (plain dicts holding exactly the
+    model's input keys, plus the sensitive attribute when the schema has one
+    that is not an input) or raises :class:`RequestError`.
+    """
+
+    def __init__(self, schema: FeatureSchema, limits: Limits = Limits()) -> None:
+        self.schema = schema
+        self.limits = limits
+        self._numeric = {f.name for f in schema.numeric}
+        self._vocab = {c.name: frozenset(c.vocabulary) for c in schema.categorical}
+        self._allowed_keys = schema.input_names()
+        fields: dict[str, Any] = {}
+        for name in schema.input_names():
+            fields[name] = float if name in self._numeric else _Category
+        self._extra_group: str | None = None
+        if schema.sensitive is not None and schema.sensitive not in fields:
+            self._extra_group = schema.sensitive
+            fields[schema.sensitive] = NotRequired[_Category]
+            self._allowed_keys = [*self._allowed_keys, schema.sensitive]
+        # Functional TypedDicts take any string key (names like "schema" or
+        # "capital-gain" would clash with or be invalid as model attributes) and
+        # validate to plain dicts, which is what the encoder and monitors need.
+        record = with_config(ConfigDict(extra="forbid", strict=True, allow_inf_nan=False))(
+            TypedDict("Record", fields)  # type: ignore[operator]
+        )
+        self._records: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[record])  # type: ignore[valid-type]
+
+    def allowed(self, feature: str) -> str:
+        """What a value of ``feature`` may be, in words."""
+        if feature in self._numeric:
+            return FINITE_NUMBER
+        vocab = self._vocab.get(feature)
+        if vocab is None:  # the sensitive attribute kept for per-group feedback
+            return f"one of {list(self.schema.sensitive_values)}"
+        return CATEGORY_HINT.format(examples=sorted(vocab)[:3])
+
+    def validate(self, body: bytes) -> list[dict[str, Any]]:
+        """Parse and check one request body; see the module docstring for the rules."""
+        limit = self.limits.max_instances
+        if len(body) > self.limits.max_body_bytes:
+            raise RequestError(
+                BODY_TOO_LARGE.format(size=len(body), limit=self.limits.max_body_bytes),
+                status=413,
+                field="body",
+                allowed=f"at most {self.limits.max_body_bytes} bytes",
+            )
+        try:
+            top = _TOP.validate_json(body)
+        except ValidationError as exc:
+            raise self._top_error(exc) from None
+        instances = top["instances"]
+        if not isinstance(instances, list):
+            raise RequestError(
+                INSTANCES_NOT_LIST.format(kind=_kind(instances), limit=limit),
+                status=422,
+                field="instances",
+                allowed=f"a list of 1 to {limit} records",
+            )
+        if not instances:
+            raise RequestError(
+                INSTANCES_EMPTY.format(limit=limit),
+                status=422,
+                field="instances",
+                allowed=f"1 to {limit} records",
+            )
+        if len(instances) > limit:
+            raise RequestError(
+                INSTANCES_TOO_MANY.format(n=len(instances), limit=limit),
+                status=422,
+                field="instances",
+                allowed=f"at most {limit} records",
+            )
+        try:
+            records: list[dict[str, Any]] = self._records.validate_python(instances)
+        except ValidationError as exc:
+            raise self._record_error(exc) from None
+        if self.limits.unknown_categories == "reject":
+            self._check_categories(records)
+        if self._extra_group is not None:
+            self._check_groups(records, self._extra_group)
+        return records
+
+    def _top_error(self, exc: ValidationError) -> RequestError:
+        err = _first(exc)
+        if err["type"] == "json_invalid":
+            return RequestError(
+                NOT_JSON.format(error=err["msg"].removeprefix("Invalid JSON: ")),
+                status=400,
+                field="body",
+                allowed="a JSON object",
+            )
+        if err["type"] == "extra_forbidden":
+            return RequestError(
+                EXTRA_TOP.format(key=err["loc"][0]), status=422, field=str(err["loc"][0]),
+                allowed="instances",
+            )  # fmt: skip
+        if err["type"] == "missing":
+            limit = self.limits.max_instances
+            return RequestError(
+                NO_INSTANCES.format(limit=limit), status=422, field="instances",
+                allowed=f"a list of 1 to {limit} records",
+            )  # fmt: skip
+        return RequestError(
+            NOT_OBJECT.format(kind=_kind(err["input"])), status=422, field="body",
+            allowed='{"instances": [...]}',
+        )  # fmt: skip
+
+    def _record_error(self, exc: ValidationError) -> RequestError:
+        errors = exc.errors()
+        err = _first(exc)
+        loc = err["loc"]
+        # Union members each report their own failure: count each field once.
+        more = len({e["loc"][:3] for e in errors}) - 1
+        suffix = MORE_ERRORS.format(n=more) if more else ""
+        field = _field(loc[:2])
+        if len(loc) == 1:
+            message = RECORD_NOT_OBJECT.format(field=field, kind=_kind(err["input"]))
+            return RequestError(
+                message + suffix, status=422, field=field,
+                allowed="an object mapping feature names to raw values",
+            )  # fmt: skip
+        feature = str(loc[1])
+        if err["type"] == "extra_forbidden":
+            allowed = _names(self._allowed_keys)
+            message = EXTRA_FEATURE.format(field=field, allowed=allowed)
+            return RequestError(message + suffix, status=422, field=field, allowed=allowed)
+        allowed = self.allowed(feature)
+        if err["type"] == "missing":
+            message = MISSING_FEATURE.format(field=field, allowed=allowed)
+        else:
+            message = BAD_VALUE.format(field=field, value=_kind(err["input"]), allowed=allowed)
+        return RequestError(message + suffix, status=422, field=field, allowed=allowed)
+
+    def _check_groups(self, records: list[dict[str, Any]], name: str) -> None:
+        values = set(self.schema.sensitive_values)
+        for index, record in enumerate(records):
+            if name in record and str(record[name]) not in values:
+                field = f"instances[{index}].{name}"
+                allowed = self.allowed(name)
+                raise RequestError(
+                    BAD_VALUE.format(field=field, value=_kind(record[name]), allowed=allowed),
+                    status=422,
+                    field=field,
+                    allowed=allowed,
+                )
+
+    def _check_categories(self, records: list[dict[str, Any]]) -> None:
+        for index, record in enumerate(records):
+            for name, vocab in self._vocab.items():
+                if str(record[name]) not in vocab:
+                    allowed = _names(sorted(vocab))
+                    raise RequestError(
+                        UNKNOWN_CATEGORY.format(
+                            field=f"instances[{index}].{name}", value=record[name], allowed=allowed
+                        ),
+                        status=422,
+                        field=f"instances[{index}].{name}",
+                        allowed=allowed,
+                    )
+
+
+@with_config(ConfigDict(extra="forbid"))
+class _Top(TypedDict):
+    instances: Any
+
+
+_TOP = TypeAdapter(_Top)

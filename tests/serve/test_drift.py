@@ -1,0 +1,130 @@
+"""Drift maths: PSI and KS against a quantile reference, and the rolling monitor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from regtune.serve.drift import (
+    DriftMonitor,
+    categorical_psi,
+    drift_report,
+    ks_critical,
+    ks_statistic,
+    numeric_psi,
+    psi,
+    reference_cdf,
+)
+
+LEVELS = np.linspace(0.0, 1.0, 101)
+
+
+def quantiles(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.quantile(values, LEVELS)]
+
+
+def test_psi_matches_its_formula_and_floors_empty_bins() -> None:
+    e, o = np.array([0.5, 0.3, 0.2]), np.array([0.4, 0.4, 0.2])
+    assert psi(e, o) == pytest.approx(-0.1 * np.log(0.4 / 0.5) + 0.1 * np.log(0.4 / 0.3))
+    assert psi(e, e) == 0.0
+    assert np.isfinite(psi(np.array([1.0, 0.0]), np.array([0.0, 1.0])))
+
+
+def test_reference_cdf_hits_the_quantile_levels_and_keeps_point_masses() -> None:
+    rng = np.random.default_rng(0)
+    q = quantiles(rng.normal(size=5000))
+    cdf = reference_cdf(q)
+    assert cdf(np.array(q[1:-1])) == pytest.approx(LEVELS[1:-1])
+    assert cdf(np.array([q[0] - 1, q[-1] + 1])).tolist() == [0.0, 1.0]
+    # 70 % zeros: F jumps from 0 to about 0.7 at 0.
+    masses = np.where(rng.random(5000) < 0.7, 0.0, rng.exponential(10.0, 5000))
+    cdf = reference_cdf(quantiles(masses))
+    assert cdf(np.array([0.0]), left=True)[0] == 0.0
+    assert cdf(np.array([0.0]))[0] == pytest.approx(0.7, abs=0.02)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, 1.0])
+def test_ks_equals_the_two_sample_statistic_to_the_quantile_resolution(shift: float) -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=50_000)
+    window = rng.normal(size=400) + shift
+    expected = stats.ks_2samp(window, ref).statistic
+    assert ks_statistic(quantiles(ref), window) == pytest.approx(expected, abs=0.012)
+
+
+def test_ks_handles_point_masses_like_scipy() -> None:
+    rng = np.random.default_rng(2)
+    ref = np.where(rng.random(50_000) < 0.9, 0.0, rng.exponential(1000.0, 50_000))
+    window = np.where(rng.random(500) < 0.6, 0.0, rng.exponential(1000.0, 500))
+    expected = stats.ks_2samp(window, ref).statistic
+    assert ks_statistic(quantiles(ref), window) == pytest.approx(expected, abs=0.012)
+
+
+def test_numeric_psi_is_small_on_the_same_distribution_and_large_when_shifted() -> None:
+    rng = np.random.default_rng(3)
+    q = quantiles(rng.normal(size=20_000))
+    assert numeric_psi(q, rng.normal(size=1000)) < 0.05
+    assert numeric_psi(q, rng.normal(size=1000) + 1.0) > 0.5
+    # Deciles fall in ten equal bins: a window all in the lowest decile.
+    lowest = np.full(100, q[0])
+    assert numeric_psi(q, lowest) == pytest.approx(psi(np.full(10, 0.1), np.eye(10)[0]))
+
+
+def test_categorical_psi_counts_unseen_categories_in_their_own_bin() -> None:
+    value, unseen = categorical_psi({"a": 0.5, "b": 0.5}, ["a"] * 50 + ["b"] * 45 + ["c"] * 5)
+    assert unseen == 0.05
+    assert value == pytest.approx(psi(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.45, 0.05])))
+
+
+def test_ks_critical_value() -> None:
+    assert ks_critical(400) == pytest.approx(1.628 / 20)
+
+
+def reference() -> dict[str, object]:
+    rng = np.random.default_rng(4)
+    return {
+        "n": 20_000,
+        "features": {
+            "x": {"kind": "numeric", "quantiles": quantiles(rng.normal(size=20_000))},
+            "c": {"kind": "categorical", "frequencies": {"a": 0.7, "b": 0.3}},
+        },
+        "prediction": {"no": 0.6, "yes": 0.4},
+    }
+
+
+def test_report_waits_for_a_full_window_then_aggregates_the_drift_index() -> None:
+    rng = np.random.default_rng(5)
+    ref = reference()
+    quiet = {"x": rng.normal(size=50).tolist(), "c": ["a"] * 35 + ["b"] * 15}
+    early = drift_report(ref, quiet, min_window=100)
+    assert (early["ready"], early["drift_index"], early["drifting"]) == (False, None, False)
+    columns = {"x": rng.normal(size=500).tolist(), "c": ["a"] * 350 + ["b"] * 150}
+    report = drift_report(ref, columns, ["no"] * 300 + ["yes"] * 200, min_window=100)
+    features = report["features"]
+    assert report["drift_index"] == pytest.approx((features["x"]["psi"] + features["c"]["psi"]) / 2)
+    assert not report["drifting"]
+    assert features["x"]["ks"] < report["ks_critical"]
+    assert features["c"]["status"] == "stable"
+    assert report["prediction_psi"] == pytest.approx(
+        psi(np.array([0.6, 0.4]), np.array([0.6, 0.4]))
+    )
+    shifted = {"x": (rng.normal(size=500) + 2).tolist(), "c": ["b"] * 500}
+    report = drift_report(ref, shifted, min_window=100)
+    assert report["drifting"]
+    assert report["features"]["x"]["ks_shifted"]
+    assert report["features"]["c"]["status"] == "shifted"
+
+
+def test_monitor_keeps_a_rolling_window() -> None:
+    rng = np.random.default_rng(6)
+    monitor = DriftMonitor(reference(), window=200, min_window=100)
+    shifted = [{"x": float(v) + 3, "c": "b"} for v in rng.normal(size=200)]
+    monitor.observe(shifted, ["yes"] * 200)
+    assert monitor.report()["drifting"]
+    values = rng.normal(size=200)
+    quiet = [{"x": float(v), "c": "a" if i % 10 < 7 else "b"} for i, v in enumerate(values)]
+    monitor.observe(quiet, ["no"] * 200)
+    report = monitor.report()
+    assert report["window"] == 200
+    assert not report["drifting"]

@@ -1,0 +1,68 @@
+"""Feedback: labels joined by request id, metrics checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regtune.serve.feedback import FeedbackTracker
+from regtune.serve.protocol import RequestError
+
+
+def tracker() -> FeedbackTracker:
+    t = FeedbackTracker(["no", "yes"], ["F", "M"], capacity=3)
+    t.record("a", np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), version=1, groups=[0, 1, 1])
+    t.record("b", np.array([[0.3, 0.7]]), version=2, groups=[0])
+    return t
+
+
+def test_metrics_match_a_hand_computation() -> None:
+    t = tracker()
+    assert t.summary()["n"] == 0
+    assert t.add("a", ["no", "yes", "yes"]) == 3
+    assert t.add("b", ["no"]) == 1
+    s = t.summary()
+    # predicted: no, yes, no, yes; true: no, yes, yes, no -> 2 of 4 right.
+    assert s["n"] == 4
+    assert s["accuracy"] == 0.5
+    # ECE, 15 bins: confidences 0.9 (right), 0.8 (right), 0.6 (wrong), 0.7 (wrong),
+    # each alone in its bin: (0.1 + 0.2 + 0.6 + 0.7) / 4.
+    assert s["ece"] == pytest.approx((0.1 + 0.2 + 0.6 + 0.7) / 4)
+    # F: rows 0 (right, predicted no) and 3 (wrong, predicted yes); M: rows 1, 2.
+    assert s["groups"] == {
+        "F": {"n": 2, "accuracy": 0.5, "positive_rate": 0.5},
+        "M": {"n": 2, "accuracy": 0.5, "positive_rate": 0.5},
+    }
+    assert (s["accuracy_gap"], s["dp_gap"]) == (0.0, 0.0)
+    assert s["versions"] == {"1": {"n": 3, "accuracy": 2 / 3}, "2": {"n": 1, "accuracy": 0.0}}
+
+
+@pytest.mark.parametrize(
+    ("rid", "labels", "status", "field", "words"),
+    [
+        ("zzz", ["no"], 404, "request_id", "not among the last 3 predictions"),
+        ("a", ["no"], 422, "labels", "labels has 1 entries; request 'a' had 3 instances"),
+        ("a", ["no", "maybe", "no"], 422, "labels[1]", "expected one of ['no', 'yes']"),
+    ],
+)
+def test_bad_feedback_is_refused(
+    rid: str, labels: list[str], status: int, field: str, words: str
+) -> None:
+    t = tracker()
+    with pytest.raises(RequestError) as info:
+        t.add(rid, labels)
+    assert (info.value.status, info.value.field) == (status, field)
+    assert words in str(info.value)
+    assert t.summary()["n"] == 0
+
+
+def test_each_request_is_labelled_once_and_old_ones_are_evicted() -> None:
+    t = tracker()
+    t.add("b", ["yes"])
+    with pytest.raises(RequestError, match="already has feedback") as info:
+        t.add("b", ["yes"])
+    assert info.value.status == 409
+    for rid in ("c", "d"):
+        t.record(rid, np.array([[0.5, 0.5]]), version=1)
+    with pytest.raises(RequestError, match="not among the last 3"):
+        t.add("a", ["no", "no", "no"])
