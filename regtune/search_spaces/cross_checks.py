@@ -40,14 +40,16 @@ from regtune.search_spaces.sections import (
     pbt_paths,
 )
 from regtune.trainables.catalog import FAIRNESS_DATASETS, IMAGE_DATASETS
-from regtune.trainables.config import TrainConfig
+from regtune.trainables.config import DEPENDENCIES, TrainConfig, default_value
 
 __all__ = [
     "cross_budget",
+    "cross_idle",
     "cross_objectives",
     "cross_pbt",
     "cross_resources",
     "cross_searcher",
+    "possible_values",
 ]
 
 FAIRNESS_METRICS: tuple[str, ...] = ("dp_diff", "eo_diff")
@@ -98,9 +100,14 @@ PBT_IMMUTABLE = (
     "{key!r} cannot change mid-training: pbt may perturb only keys under "
     "{prefixes} (others change the weights' shapes)"
 )
-PBT_FROZEN = (
-    "{key!r} changes how the weights are parametrised, so a checkpoint cannot be "
-    "restored under another value; do not perturb it"
+PBT_FROZEN = "{key!r} cannot be perturbed by pbt: {reason}; remove it from hyperparam_mutations"
+PBT_BATCH_UNDER_SCHEDULE = (
+    "pbt cannot perturb training.batch_size under lr_schedule {schedule!r}: the restored "
+    "schedule's length is counted in steps of the old batch size; use lr_schedule constant "
+    "or keep batch_size fixed"
+)
+IDLE_IN_EVERY_TRIAL = (
+    "has no effect in any trial: {reason}; remove it, or let {on} take a value where it applies"
 )
 PBT_GRID = "scheduler pbt cannot perturb a grid; use choice"
 PBT_DRIFT = (
@@ -224,6 +231,7 @@ def cross_pbt(
     named = {dotted(p): p for p in dists}
     listed = scheduler.hyperparam_mutations
     paths = pbt_paths(scheduler, dists)
+    schedules = [v for v in possible_values(space, ("training", "lr_schedule")) if v != "constant"]
     for index, key in enumerate(listed or ()):
         at = (*where, str(index))
         if key not in named:
@@ -233,7 +241,9 @@ def cross_pbt(
             prefixes = ", ".join(PBT_MUTABLE_PREFIXES)
             log.add(at, PBT_IMMUTABLE.format(key=key, prefixes=prefixes))
         elif key in PBT_FROZEN_KEYS:
-            log.add(at, PBT_FROZEN.format(key=key))
+            log.add(at, PBT_FROZEN.format(key=key, reason=PBT_FROZEN_KEYS[key]))
+        elif key == "training.batch_size" and schedules:
+            log.add(at, PBT_BATCH_UNDER_SCHEDULE.format(schedule=schedules[0]))
         else:
             continue
         paths = tuple(p for p in paths if p != named.get(key))
@@ -264,6 +274,47 @@ def cross_pbt(
                 low=dist.low,
                 high=dist.high,
             )
+
+
+def possible_values(space: Mapping[str, Any], path: KeyPath) -> list[Any]:
+    """Every value the key at ``path`` can take in a trial: its fixed value,
+    its default when absent, or the probe values of its distribution (all
+    listed values of a choice or grid). Empty when a distribution stands for
+    a whole mapping above ``path`` (its values are not known key by key)."""
+    node: Any = space
+    for key in path:
+        if isinstance(node, Distribution):
+            return []
+        if not isinstance(node, Mapping) or key not in node:
+            return [default_value(dotted(path))]
+        node = node[key]
+    if isinstance(node, Distribution):
+        return list(node.probe_values())
+    return [node]
+
+
+def _given(space: Mapping[str, Any], path: KeyPath) -> bool:
+    node: Any = space
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def cross_idle(log: ProblemLog, space: Mapping[str, Any]) -> None:
+    """Keys the spec sets that no trial can use: a dependent key (see
+    :data:`regtune.trainables.config.DEPENDENCIES`) whose governing key is,
+    in every trial, at a value that makes it idle (``training.momentum``
+    with ``optimizer`` fixed at adamw). A governing key that is sampled
+    makes the dependent key count in some trials, which is fine."""
+    for dep in DEPENDENCIES:
+        key, on = tuple(dep.key.split(".")), tuple(dep.on.split("."))
+        if not _given(space, key):
+            continue
+        values = possible_values(space, on)
+        if values and all(dep.idle(v) for v in values):
+            log.add(key, IDLE_IN_EVERY_TRIAL.format(reason=dep.reason, on=dep.on))
 
 
 def _has_sensitive(config: TrainConfig) -> bool:

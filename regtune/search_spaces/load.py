@@ -5,10 +5,17 @@ package (see :func:`list_presets`), or an already parsed mapping. Problems
 point at the YAML line of their key path; YAML syntax errors and keys given
 twice in one mapping (which ``yaml.safe_load`` silently drops) are reported
 with theirs.
+
+A relative ``dataset.path`` in a file is relative to that file's folder (so
+a spec and its data travel together); one given with ``--set`` is relative to
+the working directory, like any path typed in a shell. Both are made
+absolute here. A csv/parquet file that is missing or lacks a declared column
+is reported while the spec is validated (``check_data``).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,15 +25,17 @@ import yaml
 from regtune.errors import SpecError
 from regtune.search_spaces.distributions import KeyPath
 from regtune.search_spaces.overrides import apply_overrides
-from regtune.search_spaces.problems import dotted
+from regtune.search_spaces.problems import dotted, format_problems
 from regtune.search_spaces.sections import SPEC_KEYS, TRAIN_KEYS
 from regtune.search_spaces.spec import SweepSpec, build_spec
-from regtune.trainables.config import parse_train_config
+from regtune.trainables.config import idle_keys, parse_train_config
+from regtune.trainables.sources import check_data_file
 
 __all__ = [
     "list_presets",
     "load_spec",
     "load_train_config",
+    "preset_descriptions",
     "preset_path",
     "train_config_from_spec",
 ]
@@ -41,8 +50,12 @@ YAML_DUPLICATE_KEY = (
 )
 YAML_EMPTY = "{file}: the file is empty; a sweep spec is a mapping of {keys}"
 UNREADABLE = "{file}: cannot read the file: {reason}"
-NO_SUCH_SOURCE = "{source!r} is neither a spec file nor a preset; presets: {presets}"
-UNKNOWN_PRESET = "unknown preset {name!r}; presets: {presets}"
+NO_SUCH_SOURCE = "{source!r} is neither a spec file nor a preset{hint}; presets: {presets}"
+UNKNOWN_PRESET = "unknown preset {name!r}{hint}; presets: {presets}"
+DID_YOU_MEAN = " (did you mean {name!r}?)"
+INVALID_TRAIN_CONFIG = "invalid training config {origin}:"
+# How close a misspelt preset name must be to a real one to be suggested.
+PRESET_SUGGEST_CUTOFF = 0.6
 
 
 def list_presets() -> list[str]:
@@ -58,11 +71,32 @@ def preset_path(name: str) -> Path:
     """
     path = PRESETS_DIR / f"{name}{PRESET_SUFFIX}"
     if name not in list_presets():
-        raise SpecError(UNKNOWN_PRESET.format(name=name, presets=", ".join(list_presets())))
+        presets = ", ".join(list_presets())
+        raise SpecError(UNKNOWN_PRESET.format(name=name, hint=_suggest(name), presets=presets))
     return path
 
 
-def load_spec(source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()) -> SweepSpec:
+def preset_descriptions() -> dict[str, str]:
+    """Each preset's name and its one-line ``description``, sorted by name."""
+    out = {}
+    for name in list_presets():
+        data, _ = _read_yaml(preset_path(name))
+        description = data.get("description", "") if isinstance(data, Mapping) else ""
+        out[name] = str(description)
+    return out
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list_presets(), n=1, cutoff=PRESET_SUGGEST_CUTOFF)
+    return DID_YOU_MEAN.format(name=close[0]) if close else ""
+
+
+def load_spec(
+    source: str | Path | Mapping[str, Any],
+    overrides: Iterable[str] = (),
+    *,
+    check_data: bool = True,
+) -> SweepSpec:
     """Load and validate a sweep spec.
 
     Args:
@@ -70,18 +104,21 @@ def load_spec(source: str | Path | Mapping[str, Any], overrides: Iterable[str] =
             an existing file of that name wins), or an already parsed mapping.
         overrides: ``KEY.PATH=VALUE`` texts applied before validation (the
             CLI's ``--set``).
+        check_data: check that a csv/parquet ``dataset.path`` exists and has
+            the declared columns (off for a spec whose data lives only where
+            it will run, e.g. on a cluster).
 
     Raises:
         SpecError: the file is missing or not YAML, or the spec is invalid;
-            every problem is named with its key path (and line in the file).
+            every problem is named with its key path (and line in the file,
+            or the ``--set`` option that gave the value).
     """
     raw, origin, lines = _read_source(source)
     overrides = list(overrides)
-    if overrides:
-        if not isinstance(raw, Mapping):
-            return build_spec(raw, origin, lines)
-        raw = apply_overrides(raw, overrides)
-    return build_spec(raw, origin, lines, overridden=overrides)
+    if not isinstance(raw, Mapping):
+        return build_spec(raw, origin, lines, check_data=check_data)
+    raw = _resolve_data_path(raw, _folder_of(source), overrides)
+    return build_spec(raw, origin, lines, overridden=overrides, check_data=check_data)
 
 
 def train_config_from_spec(spec: SweepSpec) -> dict[str, Any]:
@@ -108,12 +145,60 @@ def load_train_config(
     """
     raw, origin, lines = _read_source(source)
     overrides = list(overrides)
-    if isinstance(raw, Mapping) and set(raw) <= set(TRAIN_KEYS):
-        config = parse_train_config(apply_overrides(raw, overrides))
+    if not isinstance(raw, Mapping):
+        return train_config_from_spec(build_spec(raw, origin, lines))
+    raw = _resolve_data_path(raw, _folder_of(source), overrides)
+    if set(raw) <= set(TRAIN_KEYS):
+        try:
+            config = parse_train_config(raw)
+        except SpecError as exc:
+            problems = list(exc.problems)
+            if not problems:
+                raise
+        else:
+            problems = idle_keys(config) or check_data_file(config.dataset)
+        if problems:
+            message = format_problems(problems, origin, lines, overrides)
+            header = INVALID_TRAIN_CONFIG.format(origin=origin)
+            message = "\n".join([header, *message.splitlines()[1:]])
+            raise SpecError(message, problems)
         return config.model_dump(exclude_unset=True)
-    if overrides and isinstance(raw, Mapping):
-        raw = apply_overrides(raw, overrides)
     return train_config_from_spec(build_spec(raw, origin, lines, overridden=overrides))
+
+
+def _folder_of(source: str | Path | Mapping[str, Any]) -> Path | None:
+    """The folder of a spec file (None for a mapping; a preset's is the presets folder)."""
+    if not isinstance(source, str | Path):
+        return None
+    path = Path(source)
+    if path.is_file():
+        return path.resolve().parent
+    return PRESETS_DIR
+
+
+def _resolve_data_path(
+    raw: Mapping[str, Any], folder: Path | None, overrides: list[str]
+) -> dict[str, Any]:
+    """``raw`` with overrides applied and a relative ``dataset.path`` made
+    absolute: against ``folder`` when the file gave it, against the working
+    directory when ``--set`` did."""
+    out = dict(raw)
+    if folder is not None:
+        out = _absolute_data_path(out, folder)
+    if overrides:
+        out = _absolute_data_path(apply_overrides(out, overrides), Path.cwd())
+    return out
+
+
+def _absolute_data_path(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    dataset = raw.get("dataset")
+    path = dataset.get("path") if isinstance(dataset, Mapping) else None
+    if not isinstance(path, str) or "://" in path:
+        return raw
+    expanded = Path(path).expanduser()
+    if expanded.is_absolute():
+        return raw
+    return {**raw, "dataset": {**dataset, "path": str(folder / expanded)}}  # type: ignore[dict-item]
 
 
 def _read_source(source: str | Path | Mapping[str, Any]) -> tuple[Any, str, dict[str, int]]:
@@ -126,7 +211,8 @@ def _read_source(source: str | Path | Mapping[str, Any]) -> tuple[Any, str, dict
             path = preset_path(source)
         else:
             presets = ", ".join(list_presets())
-            raise SpecError(NO_SUCH_SOURCE.format(source=str(source), presets=presets))
+            hint = _suggest(str(source))
+            raise SpecError(NO_SUCH_SOURCE.format(source=str(source), hint=hint, presets=presets))
     data, lines = _read_yaml(path)
     return data, str(path), lines
 

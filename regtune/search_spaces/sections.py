@@ -67,9 +67,21 @@ SPEC_KEYS: tuple[str, ...] = (
 )
 
 
-# Turning spectral norm on or off changes the weights' parametrisation (their
-# state-dict keys), so a checkpoint cannot be restored under the other value.
-PBT_FROZEN_KEYS: tuple[str, ...] = ("penalties.spectral_norm",)
+#: Keys PBT must not perturb although they sit under penalties or training,
+#: each with why: a restored checkpoint would ignore the new value or could
+#: not be restored under it.
+PBT_FROZEN_KEYS: dict[str, str] = {
+    "penalties.spectral_norm": (
+        "it changes how the weights are parametrised (their state-dict keys), so a "
+        "checkpoint cannot be restored under another value"
+    ),
+    "training.optimizer": "a restored optimizer state belongs to the optimizer that wrote it",
+    "training.lr_schedule": "a restored schedule continues the kind that wrote it",
+    "training.seed": (
+        "it only seeds the first draw; a restored run continues the checkpoint's random state"
+    ),
+    "training.device": "every trial trains on the device its resources give it",
+}
 
 # An experiment name becomes a directory and a Ray Tune experiment name.
 NAME_PATTERN = r"[a-z0-9_-]+"

@@ -162,10 +162,12 @@ def build_spec(
     origin: str = "<mapping>",
     lines: Mapping[str, int] | None = None,
     overridden: Iterable[str] = (),
+    *,
+    check_data: bool = True,
 ) -> SweepSpec:
     """Validate a raw mapping (parsed YAML) into a :class:`SweepSpec`.
 
     Arguments and errors as :func:`~regtune.search_spaces.validate.check_spec`.
     """
-    fields = check_spec(raw, origin, lines, overridden)
+    fields = check_spec(raw, origin, lines, overridden, check_data=check_data)
     return SweepSpec(**fields, source=copy.deepcopy(dict(raw)))

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from regtune.errors import ROOT, Problem, SpecError
 from regtune.search_spaces.cross_checks import (
     cross_budget,
+    cross_idle,
     cross_objectives,
     cross_pbt,
     cross_resources,
@@ -61,6 +62,7 @@ from regtune.search_spaces.sections import (
     SearcherConfig,
 )
 from regtune.trainables.config import METRIC_MODES, TrainConfig, validation_problems
+from regtune.trainables.sources import check_data_file
 
 __all__ = ["SpecFields", "check_spec"]
 
@@ -126,6 +128,8 @@ def check_spec(
     origin: str = "<mapping>",
     lines: Mapping[str, int] | None = None,
     overridden: Iterable[str] = (),
+    *,
+    check_data: bool = True,
 ) -> SpecFields:
     """Validate a raw mapping (parsed YAML) into the parts of a spec.
 
@@ -133,7 +137,10 @@ def check_spec(
         raw: the parsed spec.
         origin: where it came from, for the message header (a file name).
         lines: dotted key path -> YAML line, to point at lines in messages.
-        overridden: ``--set`` texts applied to ``raw``; their keys get no line.
+        overridden: ``--set`` texts applied to ``raw``; problems at their keys
+            are blamed on the option.
+        check_data: also check that a csv/parquet ``dataset.path`` exists and
+            has the declared columns (reads only the column names).
 
     Raises:
         SpecError: every problem found, one line each.
@@ -144,7 +151,7 @@ def check_spec(
         )
         raise SpecError.from_problems(INVALID_SPEC.format(origin=origin), [problem])
     checker = _Checker()
-    fields = checker.build(raw)
+    fields = checker.build(raw, check_data)
     if checker.problems or fields is None:
         message = format_problems(checker.problems, origin, lines or {}, overridden)
         raise SpecError(message, checker.problems)
@@ -156,7 +163,7 @@ class _Checker(ProblemLog):
 
     # -- the whole spec -------------------------------------------------------
 
-    def build(self, raw: Mapping[str, Any]) -> SpecFields | None:
+    def build(self, raw: Mapping[str, Any], check_data: bool = True) -> SpecFields | None:
         """The validated parts of a spec, or ``None`` if any problem was logged."""
         for key in raw:
             if key not in SPEC_KEYS:
@@ -207,6 +214,11 @@ class _Checker(ProblemLog):
         if self.problems:
             return None
         check_base_config(self, space)
+        if not self.problems:
+            cross_idle(self, space)
+        if not self.problems and check_data and samples:
+            for problem in check_data_file(samples[0].dataset):
+                self.add(problem.path, problem.message)
         if (
             self.problems
             or header is None

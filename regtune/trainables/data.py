@@ -54,8 +54,9 @@ from regtune.trainables import catalog
 from regtune.trainables.config import DatasetConfig, validation_problems
 from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
 from regtune.trainables.schema import FeatureSchema, Label
+from regtune.trainables.sources import MISSING_COLUMN, MISSING_FILE, check_data_file
 
-__all__ = ["Dataset", "Split", "check_data_file", "load_dataset"]
+__all__ = ["MISSING_COLUMN", "MISSING_FILE", "Dataset", "Split", "check_data_file", "load_dataset"]
 
 MIN_ROWS = 10
 MAX_GROUPS = 20
@@ -66,9 +67,7 @@ COMPAS_FEATURES = (
     "juv_other_count", "c_charge_degree",
 )  # fmt: skip
 
-MISSING_FILE = "{path}: file not found; expected a {kind} file"
 UNREADABLE_FILE = "{path}: cannot read as {kind} ({error})"
-MISSING_COLUMN = "{path}: no {role} column {column!r}; available columns: {available}"
 NO_FEATURES = "{path}: no feature columns besides the label {column!r}; 'features' is empty"
 LABEL_IS_FEATURE = "{path}: label column {column!r} cannot also be a feature"
 CATEGORICAL_NOT_FEATURE = (
@@ -97,7 +96,6 @@ TOO_MANY_GROUPS = (
     "{path}: sensitive column {column!r} has {n} distinct values; at most {max_groups} groups "
     "are allowed (bin it first)"
 )
-UNREADABLE_COLUMNS = "{path}: cannot read the column names as {kind} ({error})"
 
 
 @dataclass(frozen=True)
@@ -190,49 +188,6 @@ def _as_config(cfg: DatasetConfig | str) -> DatasetConfig:
     except ValidationError as exc:
         problems = validation_problems(exc, ["dataset"])
         raise SpecError.from_problems("invalid dataset:", problems) from exc
-
-
-def check_data_file(cfg: DatasetConfig) -> list[Problem]:
-    """What is wrong with a csv/parquet dataset that can be told without
-    loading it: a missing or unreadable file, and declared columns (label,
-    features, categorical, sensitive) the file lacks. Reads only the column
-    names (the CSV header, the Parquet schema), so it is cheap enough to run
-    while a spec is validated, before Ray starts. Built-ins: no problems.
-
-    Returns:
-        Problems at ``dataset.path`` (the file) or ``dataset.<role>`` (a
-        column), each naming the file.
-    """
-    if cfg.name not in catalog.FILE_DATASETS:
-        return []
-    path = Path(str(cfg.path)).expanduser()
-    if not path.is_file():
-        return [Problem("dataset.path", MISSING_FILE.format(path=path, kind=cfg.name))]
-    try:
-        if cfg.name == "csv":
-            columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        else:
-            import pyarrow.parquet as pq
-
-            columns = list(pq.read_schema(path).names)
-    except (OSError, ValueError) as exc:
-        message = UNREADABLE_COLUMNS.format(path=path, kind=cfg.name, error=exc)
-        return [Problem("dataset.path", message)]
-    wanted = [("label", cfg.label)]
-    wanted += [("features", c) for c in cfg.features or []]
-    wanted += [("categorical", c) for c in cfg.categorical or []]
-    wanted += [("sensitive", cfg.sensitive)]
-    role_names = {"features": "feature", "categorical": "categorical"}
-    return [
-        Problem(
-            f"dataset.{role}",
-            MISSING_COLUMN.format(
-                path=path, role=role_names.get(role, role), column=column, available=columns
-            ),
-        )
-        for role, column in wanted
-        if column is not None and column not in columns
-    ]
 
 
 def _read_table(cfg: DatasetConfig, cache_dir: Path | None) -> tuple[pd.DataFrame, str]:

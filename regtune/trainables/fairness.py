@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from regtune.errors import Problem, SpecError
+
 __all__ = [
     "EO_LABELS",
     "dp_difference",
@@ -35,6 +37,8 @@ __all__ = [
 #: Labels whose per-group rates equalized odds compares (FPR for 0, TPR for 1).
 EO_LABELS = (0, 1)
 
+#: The config key a bad temperature is reported at.
+TEMPERATURE_KEY = "penalties.fairness.temperature"
 BAD_TEMPERATURE = "temperature must be a positive finite number; got {value!r}"
 
 
@@ -62,10 +66,12 @@ def sharpen(p: Tensor, temperature: float = 1.0) -> Tensor:
     the decision boundary, the only ones whose flip changes a hard rate.
 
     Raises:
-        ValueError: ``temperature`` is not a positive finite number.
+        SpecError: ``temperature`` is not a positive finite number (a
+            :class:`~regtune.errors.Problem` at ``penalties.fairness.temperature``).
     """
     if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
-        raise ValueError(BAD_TEMPERATURE.format(value=temperature))
+        problem = Problem(TEMPERATURE_KEY, BAD_TEMPERATURE.format(value=temperature))
+        raise SpecError(str(problem), [problem])
     if temperature == 1.0:
         return p
     # Clamped so a saturated softmax (p == 0 or 1 in float32) gives a finite logit.

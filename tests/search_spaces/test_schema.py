@@ -707,6 +707,7 @@ def test_with_overrides() -> None:
         [
             "penalties.l2=1e-3",
             "penalties.adversarial.eps={uniform: [0.01, 0.1]}",
+            "penalties.adversarial.method=fgsm_rs",
             "budget.max_epochs=3",
             "dataset.name=breast_cancer",
             "objectives.0.metric=val_loss",
