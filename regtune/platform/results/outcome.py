@@ -1,0 +1,313 @@
+"""What a sweep produced: one :class:`TrialSummary` per trial, in a :class:`SweepOutcome`.
+
+An outcome is built by ``run_sweep`` from Tune's ``ResultGrid``
+(:func:`outcome_from_grid`) or later from the results folder alone
+(:meth:`SweepOutcome.from_path`, no Ray needed), and turned into plain
+JSON-able data with :meth:`SweepOutcome.to_dict`.
+
+Degenerate trials (constant predictors, see
+:mod:`~regtune.platform.results.degenerate`) are kept in ``trials`` and
+marked, but left off ``front`` and never ``best``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regtune.platform.results.degenerate import is_constant_predictor
+from regtune.platform.results.files import as_uri, locate
+from regtune.platform.results.schema import NOT_METRICS, flatten_config
+from regtune.platform.results.trials import config_of, trial_status
+from regtune.search_spaces import SweepSpec
+
+__all__ = ["SweepOutcome", "TrialSummary", "outcome_from_grid", "pareto_indices"]
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial's outcome.
+
+    ``params`` are the sampled values (dotted key path -> value), ``config``
+    the whole nested training config; ``metrics`` are the platform metrics
+    of the last reported epoch only (no config, no Ray bookkeeping), and
+    ``objectives`` the spec's objectives among them (NaN when missing).
+    ``run_info`` keeps Tune's bookkeeping of that result
+    (``iterations_since_restore``, ``pid``, ...) when the outcome came from
+    Tune; it is empty when rebuilt from disk.
+    """
+
+    trial_id: str
+    status: str  # finished | stopped early | error | running
+    iterations: int
+    params: dict[str, Any]
+    objectives: dict[str, float]
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    config: dict[str, Any] = field(default_factory=dict)
+    degenerate: bool = False
+    run_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`run_sweep` returns, and what :meth:`from_path` rebuilds."""
+
+    name: str
+    path: str
+    objectives: tuple[tuple[str, str], ...]
+    trials: list[TrialSummary]
+    elapsed_s: float
+    front: list[int] = field(default_factory=list)
+
+    @property
+    def best(self) -> TrialSummary | None:
+        """Best trial by the first objective (errored and degenerate trials excluded)."""
+        metric, mode = self.objectives[0]
+        ok = [
+            t
+            for t in self.trials
+            if not t.degenerate and not math.isnan(t.objectives.get(metric, math.nan))
+        ]
+        if not ok:
+            return None
+        pick = max if mode == "max" else min
+        return pick(ok, key=lambda t: t.objectives[metric])
+
+    def counts(self) -> dict[str, int]:
+        """Trials per status."""
+        out: dict[str, int] = {}
+        for t in self.trials:
+            out[t.status] = out.get(t.status, 0) + 1
+        return out
+
+    @property
+    def results_path(self) -> str:
+        """The experiment's results folder (see ``docs/results.md``)."""
+        return f"{self.path.rstrip('/')}/results"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``json.dumps`` (NaN and infinities become ``None``)."""
+        best = self.best
+        out = {
+            "name": self.name,
+            "path": self.path,
+            "results": self.results_path,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "objectives": [{"metric": m, "mode": md} for m, md in self.objectives],
+            "counts": self.counts(),
+            "front": list(self.front),
+            "best": None if best is None else best.trial_id,
+            "trials": [
+                {
+                    "trial_id": t.trial_id,
+                    "status": t.status,
+                    "iterations": t.iterations,
+                    "degenerate": t.degenerate,
+                    "params": t.params,
+                    "objectives": t.objectives,
+                    "metrics": t.metrics,
+                    "config": t.config,
+                    "checkpoint": t.checkpoint,
+                }
+                for t in self.trials
+            ],
+        }
+        return dict(_json_safe(out))
+
+    @classmethod
+    def from_path(cls, exp: str) -> SweepOutcome:
+        """Rebuild the outcome of experiment ``exp`` (path or URI) from its
+        results folder. ``elapsed_s`` is the time the sweep ran, summed over
+        resumed sessions; ``run_info`` is empty.
+
+        Raises:
+            DataError: no results there, or a stored file is unusable.
+        """
+        from regtune.platform.results.read import read_spec, read_trials, stored_trial_states
+
+        spec = read_spec(exp)
+        table = read_trials(exp)
+        _, run_s = stored_trial_states(locate(exp))
+        base = flatten_config(spec.base_config())
+        trials = []
+        for row in table.to_dict("records"):
+            config = _restore_types(config_of(row), base)
+            metrics = {
+                key[len("last.") :]: float(value)
+                for key, value in row.items()
+                if key.startswith("last.") and not _is_nan(value)
+            }
+            trials.append(
+                TrialSummary(
+                    trial_id=str(row["trial_id"]),
+                    status=str(row["status"]),
+                    iterations=int(row["iterations"]),
+                    params=_sampled_params(spec, config),
+                    objectives=_objectives(spec, metrics),
+                    metrics=metrics,
+                    checkpoint=None if _is_nan(row.get("checkpoint")) else row["checkpoint"],
+                    config=config,
+                    degenerate=bool(row["degenerate"]),
+                )
+            )
+        objectives = tuple((o.metric, o.mode) for o in spec.objectives)
+        name = exp.rstrip("/").rsplit("/", 1)[-1] if "://" in exp else Path(exp).name
+        return cls(
+            name=name,
+            path=exp if "://" in exp else str(Path(exp).expanduser().resolve()),
+            objectives=objectives,
+            trials=trials,
+            elapsed_s=run_s,
+            front=pareto_indices(objectives, trials),
+        )
+
+
+def _is_nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
+def _restore_types(config: dict[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored numbers are float64 and lists JSON text: give back ints and
+    lists where the spec's base config has them."""
+
+    def walk(node: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                out[key] = walk(value, f"{name}.")
+            elif (
+                isinstance(value, float)
+                and value.is_integer()
+                and isinstance(base.get(name), int)
+                and not isinstance(base.get(name), bool)
+            ):
+                out[key] = int(value)
+            elif isinstance(value, str) and isinstance(base.get(name), (list, dict)):
+                try:
+                    out[key] = json.loads(value)
+                except ValueError:
+                    out[key] = value
+            else:
+                out[key] = value
+        return out
+
+    return walk(config, "config.")
+
+
+def _sampled_params(spec: SweepSpec, config: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, _ in spec.iter_distributions():
+        node: Any = config
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        out[".".join(path)] = node
+    return out
+
+
+def _objectives(spec: SweepSpec, metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        o.metric: math.nan if metrics.get(o.metric) is None else float(metrics[o.metric])
+        for o in spec.objectives
+    }
+
+
+def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Tune result dict as (platform metrics, Tune's bookkeeping); the config is in neither."""
+    metrics: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    for key, value in result.items():
+        if key == "config":
+            continue
+        if key in NOT_METRICS or isinstance(value, (bool, str)) or value is None:
+            info[key] = value
+        elif isinstance(value, (int, float)):
+            metrics[key] = float(value)
+        else:
+            info[key] = value
+    return metrics, info
+
+
+def _summaries(spec: SweepSpec, grid: Any, exp_path: str) -> list[TrialSummary]:
+    max_t = spec.budget.max_epochs
+    trials = []
+    for result in grid:
+        metrics, info = split_result(dict(result.metrics or {}))
+        iterations = int(info.get("training_iteration", 0) or 0)
+        config = dict(result.config or {})
+        checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+        trials.append(
+            TrialSummary(
+                trial_id=str(info.get("trial_id", Path(result.path).name)),
+                status=trial_status(iterations, max_t, error=result.error is not None),
+                iterations=iterations,
+                params=_sampled_params(spec, config),
+                objectives=_objectives(spec, metrics),
+                metrics=metrics,
+                checkpoint=None if checkpoint is None else as_uri(exp_path, checkpoint),
+                config=config,
+                degenerate=is_constant_predictor(metrics),
+                run_info=info,
+            )
+        )
+    return trials
+
+
+def pareto_indices(
+    objectives: Sequence[tuple[str, str]],
+    trials: Sequence[TrialSummary],
+    *,
+    include_degenerate: bool = False,
+) -> list[int]:
+    """Indices of the trials on the Pareto front of ``objectives`` (empty
+    with fewer than two objectives). Errored trials are never on it;
+    degenerate ones only with ``include_degenerate``."""
+    import numpy as np
+
+    from regtune.platform.analysis.pareto import pareto_front, to_minimization
+
+    ok = [
+        i
+        for i, t in enumerate(trials)
+        if t.status != "error" and (include_degenerate or not t.degenerate)
+    ]
+    if len(objectives) < 2 or not ok:
+        return []
+    values = np.array(
+        [[trials[i].objectives.get(m, math.nan) for m, _ in objectives] for i in ok], dtype=float
+    )
+    points = to_minimization(values, [md for _, md in objectives])
+    return [ok[j] for j in pareto_front(points)]
+
+
+def outcome_from_grid(
+    spec: SweepSpec, grid: Any, *, name: str, path: str, elapsed_s: float
+) -> SweepOutcome:
+    """Summarise Tune's ``ResultGrid`` of a finished sweep."""
+    trials = _summaries(spec, grid, path)
+    objectives = tuple((o.metric, o.mode) for o in spec.objectives)
+    return SweepOutcome(
+        name=name,
+        path=path,
+        objectives=objectives,
+        trials=trials,
+        elapsed_s=elapsed_s,
+        front=pareto_indices(objectives, trials),
+    )

@@ -1,0 +1,253 @@
+"""Read a sweep's stored results back as pandas DataFrames (no Ray needed).
+
+Works on a local experiment directory, a copy of one, or a URI
+(``s3://bucket/runs/name``), also while the sweep is still running: a part
+is visible only once written whole, and a re-reported epoch (after a
+restore) replaces the earlier row.
+
+Files in the results folder that regtune did not write (a foreign or
+corrupted Parquet file, anything not named ``part-*.parquet``) are skipped
+with a :class:`ResultsWarning` naming them, and never deleted. A part of
+another schema version stops the read with a :class:`~regtune.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from regtune.errors import DataError, SpecError
+from regtune.platform.results.files import (
+    PART_PREFIX,
+    PART_SUFFIX,
+    ResultsLocation,
+    locate,
+)
+from regtune.platform.results.schema import (
+    EPOCH_KEY_COLUMNS,
+    FIXED_EPOCH_COLUMNS,
+    KIND_EPOCHS,
+    KIND_TRIALS,
+    META_RUN_S,
+    ForeignFileError,
+    check_metadata,
+    config_columns,
+    metric_columns,
+)
+from regtune.platform.results.trials import (
+    RUNNING,
+    TrialState,
+    empty_trial_table,
+    trial_table,
+)
+
+if TYPE_CHECKING:
+    from regtune.search_spaces import SweepSpec
+
+__all__ = [
+    "ResultsWarning",
+    "read_epochs",
+    "read_spec",
+    "read_trials",
+]
+
+#: Times a read starts over when a part vanished under it (a compaction).
+LIST_RETRIES = 3
+
+NO_RESULTS = (
+    "{path}: no results folder; expected the {what} of a regtune sweep. Is {exp!r} an "
+    "experiment directory (<storage>/<name>) of a sweep that has started?"
+)
+SKIPPED = "{path}: skipped ({reason}); the file was left in place"
+NOT_A_PART = "not a results part: parts are named part-<...>.parquet"
+UNREADABLE = "not readable as Parquet: {error}"
+NO_SPEC = "{path}: no stored sweep spec; the sweep that wrote {exp!r} did not record one"
+BAD_SPEC = "{path}: the stored sweep spec cannot be used ({error})"
+MISSING_COLUMNS = "a results part without the columns {missing}"
+
+
+class ResultsWarning(UserWarning):
+    """A file in a results folder was skipped (it is named in the message)."""
+
+
+def _require(loc: ResultsLocation, exp: str, what: str) -> None:
+    if not loc.exists(loc.root):
+        raise DataError(NO_RESULTS.format(path=loc.display(loc.root), what=what, exp=exp))
+
+
+def _skip(loc: ResultsLocation, path: str, reason: str) -> None:
+    warnings.warn(SKIPPED.format(path=loc.display(path), reason=reason), ResultsWarning, 3)
+
+
+def epoch_parts(loc: ResultsLocation) -> list[tuple[str, pa.Table]]:
+    """Every readable regtune epoch part, oldest first, as ``(name, table)``.
+
+    Raises:
+        DataError: a part of another schema version.
+    """
+    for attempt in range(LIST_RETRIES):
+        try:
+            return _read_parts(loc)
+        except FileNotFoundError:  # compacted away between listing and reading
+            if attempt == LIST_RETRIES - 1:
+                raise
+    return []  # pragma: no cover
+
+
+def _read_parts(loc: ResultsLocation) -> list[tuple[str, pa.Table]]:
+    out = []
+    required = {name for name, _ in FIXED_EPOCH_COLUMNS}
+    for name in loc.list_files(loc.epochs):
+        path = f"{loc.epochs}/{name}"
+        if not (name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)):
+            _skip(loc, path, NOT_A_PART)
+            continue
+        try:
+            table = pq.read_table(path, filesystem=loc.fs)
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError) as exc:
+            _skip(loc, path, UNREADABLE.format(error=exc))
+            continue
+        try:
+            check_metadata(loc.display(path), table.schema.metadata, kind=KIND_EPOCHS)
+        except ForeignFileError as exc:
+            _skip(loc, path, str(exc).split(": ", 1)[-1])
+            continue
+        missing = sorted(required - set(table.column_names))
+        if missing:
+            _skip(loc, path, MISSING_COLUMNS.format(missing=", ".join(missing)))
+            continue
+        out.append((name, table))
+    return out
+
+
+def _frame(tables: list[pa.Table]) -> pd.DataFrame:
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+        return table.to_pandas()
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        # A config value changed type between parts (e.g. text and a number).
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def epochs_frame(tables: list[pa.Table]) -> pd.DataFrame:
+    """Concatenate parts (oldest first), keep the latest row per
+    ``(trial_id, iteration)``, order columns and rows."""
+    if not tables:
+        return pd.DataFrame(
+            {n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in FIXED_EPOCH_COLUMNS}
+        )
+    frame = _frame(tables)
+    frame = frame.drop_duplicates(subset=list(EPOCH_KEY_COLUMNS), keep="last")
+    frame = frame.sort_values(list(EPOCH_KEY_COLUMNS), kind="stable", ignore_index=True)
+    columns = [n for n, _ in FIXED_EPOCH_COLUMNS]
+    columns += config_columns(frame.columns) + metric_columns(frame.columns)
+    frame = frame[columns]
+    frame["iteration"] = frame["iteration"].astype("int64")
+    return frame
+
+
+def read_epochs(exp: str) -> pd.DataFrame:
+    """One row per reported epoch of experiment ``exp`` (a path or URI).
+
+    Columns: ``experiment``, ``trial_id``, ``iteration`` (int64, 1-based),
+    ``time_total_s``, ``timestamp`` (unix s), then ``config.<path>`` for
+    every config value, then every metric (float64; null where an epoch did
+    not report it). One row per ``(trial_id, iteration)``: the latest
+    written wins. Sorted by trial, then iteration.
+
+    Raises:
+        DataError: ``exp`` has no results folder, or a part has another
+            schema version.
+    """
+    loc = locate(exp)
+    _require(loc, exp, "epoch rows")
+    return epochs_frame([table for _, table in epoch_parts(loc)])
+
+
+def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], float]:
+    """Status and checkpoint per trial from the stored trial table, and the
+    seconds the sweep has run; ``({}, 0.0)`` when there is no usable table."""
+    if not loc.exists(loc.trials):
+        return {}, 0.0
+    try:
+        table = pq.read_table(loc.trials, filesystem=loc.fs)
+        check_metadata(loc.display(loc.trials), table.schema.metadata, kind=KIND_TRIALS)
+    except ForeignFileError as exc:
+        _skip(loc, loc.trials, str(exc).split(": ", 1)[-1])
+        return {}, 0.0
+    except (pa.ArrowException, OSError) as exc:
+        _skip(loc, loc.trials, UNREADABLE.format(error=exc))
+        return {}, 0.0
+    states = {
+        str(row["trial_id"]): TrialState(
+            status=str(row.get("status") or RUNNING), checkpoint=row.get("checkpoint")
+        )
+        for row in table.select(
+            [c for c in ("trial_id", "status", "checkpoint") if c in table.column_names]
+        ).to_pylist()
+    }
+    run_s = float((table.schema.metadata or {}).get(META_RUN_S, b"0") or 0)
+    return states, run_s
+
+
+def read_trials(exp: str) -> pd.DataFrame:
+    """One row per trial of experiment ``exp`` (a path or URI).
+
+    Columns: ``experiment``, ``trial_id``, ``status`` (``finished``,
+    ``stopped early``, ``error`` or ``running``), ``iterations`` (int64),
+    ``checkpoint`` (path or null), ``degenerate`` (bool: a constant
+    predictor, see :mod:`~regtune.platform.results.degenerate`), the last
+    epoch's ``config.*``, then ``best.<metric>`` and ``last.<metric>``.
+
+    Status and checkpoint come from the stored trial table; the rest is
+    computed from :func:`read_epochs`'s rows, so the two agree even while
+    the sweep runs. A trial with no stored status yet is ``running``.
+
+    Raises:
+        DataError: as :func:`read_epochs`.
+    """
+    loc = locate(exp)
+    _require(loc, exp, "trial table")
+    epochs = epochs_frame([table for _, table in epoch_parts(loc)])
+    states, _ = stored_trial_states(loc)
+    rows = trial_table(epochs, states, experiment=_experiment_name(loc, epochs))
+    if not rows:
+        return empty_trial_table()
+    frame = pd.DataFrame(rows)
+    frame["iterations"] = frame["iterations"].astype("int64")
+    frame["degenerate"] = frame["degenerate"].astype(bool)
+    return frame
+
+
+def _experiment_name(loc: ResultsLocation, epochs: pd.DataFrame) -> str:
+    if not epochs.empty:
+        return str(epochs["experiment"].iloc[0])
+    return loc.root.rstrip("/").rsplit("/", 2)[-2]
+
+
+def read_spec(exp: str) -> SweepSpec:
+    """The :class:`~regtune.search_spaces.SweepSpec` the sweep ran.
+
+    Raises:
+        DataError: no stored spec, or it no longer validates (the message
+            names the file and the problem).
+    """
+    from regtune.search_spaces import load_spec
+
+    loc = locate(exp)
+    _require(loc, exp, "sweep spec")
+    if not loc.exists(loc.spec):
+        raise DataError(NO_SPEC.format(path=loc.display(loc.spec), exp=exp))
+    try:
+        raw = json.loads(loc.read_bytes(loc.spec))
+        # The data may live only where the sweep ran: do not require it here.
+        return load_spec(raw, check_data=False)
+    except (ValueError, SpecError) as exc:
+        raise DataError(BAD_SPEC.format(path=loc.display(loc.spec), error=exc)) from exc

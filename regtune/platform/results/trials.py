@@ -1,0 +1,147 @@
+"""What each trial did, from its epoch rows: status, iterations, best and last of each metric.
+
+Pure pandas: the writer builds the stored trial table with
+:func:`trial_table`, and the reader rebuilds it the same way from the epoch
+rows it read, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from regtune.platform.results.degenerate import is_constant_predictor
+from regtune.platform.results.schema import (
+    CONFIG_PREFIX,
+    FIXED_TRIAL_COLUMNS,
+    config_columns,
+    metric_columns,
+    metric_mode,
+)
+
+__all__ = [
+    "RUNNING",
+    "STATUSES",
+    "TrialState",
+    "config_of",
+    "empty_trial_table",
+    "trial_status",
+    "trial_table",
+]
+
+FINISHED = "finished"
+STOPPED_EARLY = "stopped early"
+ERROR = "error"
+RUNNING = "running"
+#: Every value of the trial table's ``status`` column.
+STATUSES = (FINISHED, STOPPED_EARLY, ERROR, RUNNING)
+
+
+def trial_status(iterations: int, max_t: int, *, error: bool, ended: bool = True) -> str:
+    """``error``; ``running`` (not ended yet); ``stopped early`` (ended before
+    ``max_t`` epochs, by a scheduler or early stopping); else ``finished``."""
+    if error:
+        return ERROR
+    if not ended:
+        return RUNNING
+    return STOPPED_EARLY if iterations < max_t else FINISHED
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """What the epoch rows cannot say about a trial: its status and checkpoint."""
+
+    status: str = RUNNING
+    checkpoint: str | None = None
+
+
+def empty_trial_table() -> pd.DataFrame:
+    """A trial table with no rows and the fixed columns."""
+    return pd.DataFrame(
+        {name: pd.Series(dtype=type_.to_pandas_dtype()) for name, type_ in FIXED_TRIAL_COLUMNS}
+    )
+
+
+def _best(values: pd.Series, mode: str | None) -> float:
+    finite = values.dropna()  # NaN (a diverged epoch) is never the best
+    if mode is None or finite.empty:
+        return math.nan
+    return float(finite.max() if mode == "max" else finite.min())
+
+
+def trial_table(
+    epochs: pd.DataFrame, states: Mapping[str, TrialState], *, experiment: str
+) -> list[dict[str, Any]]:
+    """One row per trial: the fixed columns, ``config.*`` (the last epoch's),
+    ``best.<metric>`` (by :func:`~regtune.platform.results.schema.metric_mode`;
+    NaN for metrics with no better direction) and ``last.<metric>`` (its last
+    reported value).
+
+    ``epochs`` holds deduplicated epoch rows (any order); a trial in
+    ``states`` without rows (failed before its first report) gets
+    ``iterations`` 0. A trial without a state is ``running``.
+    """
+    metrics = metric_columns(epochs.columns)
+    configs = config_columns(epochs.columns)
+    rows: dict[str, dict[str, Any]] = {}
+    if not epochs.empty:
+        ordered = epochs.sort_values(["trial_id", "iteration"], kind="stable")
+        for trial_id, group in ordered.groupby("trial_id", sort=True):
+            tid = str(trial_id)
+            last = group.ffill().iloc[-1]
+            state = states.get(tid, TrialState())
+            last_metrics = {m: float(last[m]) for m in metrics if pd.notna(last[m])}
+            row: dict[str, Any] = {
+                "experiment": experiment,
+                "trial_id": tid,
+                "status": state.status,
+                "iterations": int(group["iteration"].max()),
+                "checkpoint": state.checkpoint,
+                "degenerate": is_constant_predictor(last_metrics),
+            }
+            for name in configs:
+                value = last[name]
+                row[name] = None if _missing(value) else _plain(value)
+            for m in metrics:
+                row[f"best.{m}"] = _best(group[m].astype(float), metric_mode(m))
+            for m in metrics:
+                row[f"last.{m}"] = last_metrics.get(m, math.nan)
+            rows[tid] = row
+    for tid, state in states.items():
+        if tid not in rows:
+            rows[tid] = {
+                "experiment": experiment,
+                "trial_id": tid,
+                "status": state.status,
+                "iterations": 0,
+                "checkpoint": state.checkpoint,
+                "degenerate": False,
+            }
+    return [rows[k] for k in sorted(rows)]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values (Arrow and JSON take those)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def config_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The nested config from a row's ``config.*`` columns (nulls left out)."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if not name.startswith(CONFIG_PREFIX) or _missing(value):
+            continue
+        node = out
+        *parents, leaf = name[len(CONFIG_PREFIX) :].split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = _plain(value)
+    return out
