@@ -310,7 +310,7 @@ def test_unusable_stored_spec_is_named(tmp_path: Path) -> None:
         read_spec(exp)
     assert str(spec_file) in str(info.value)
     spec_file.write_text(json.dumps({**SPEC, "budget": {"samples": -1}}))
-    with pytest.raises(DataError, match="budget.samples"):
+    with pytest.raises(DataError, match=r"budget\.samples"):
         read_spec(exp)
 
 
