@@ -1,16 +1,45 @@
-"""``regtune sweep``: a sweep on Ray Tune and its summary."""
+"""``regtune sweep``: a sweep on Ray Tune and its summary.
+
+The summary is a table of trials (best first), then the ``regtune train``
+line that reproduces the best configuration and where the results are. The
+table is printed in full when the terminal is wide enough; on a narrow one
+(80 columns) trial ids are cut to the part that tells them apart and
+parameters to the last part of their key that is unique (``penalties.l2``
+-> ``l2``), and cells wrap rather than end in ``…``.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import os
+import shlex
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+import yaml
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from regtune.errors import RegtuneError
 from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, console, fail, out
+
+__all__ = [
+    "best_command",
+    "progress_display",
+    "short_ids",
+    "short_names",
+    "summary_table",
+    "sweep",
+]
 
 
 @app.command()
@@ -34,22 +63,14 @@ def sweep(
     from regtune.platform.tune.sweep import run_sweep
     from regtune.search_spaces import load_spec
 
+    overrides = set_ or []
     try:
-        loaded = load_spec(spec, set_ or [])
+        loaded = load_spec(spec, overrides)
         console.print(
             f"[bold]sweep[/] {name or loaded.name}: {loaded.n_trials} trials, "
             f"scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
         )
-        with console.status("starting Ray ...") as status:
-
-            def show(snap: dict[str, Any]) -> None:
-                best = "  ".join(f"{k} {v:.4f}" for k, v in snap["best"].items())
-                status.update(
-                    f"trials {snap['done']}/{snap['total']} done: {snap['finished']} finished, "
-                    f"{snap['stopped_early']} stopped early, {snap['errors']} failed; "
-                    f"{snap['running']} running | best {best or '-'}"
-                )
-
+        with progress_display(console, quiet=as_json) as show:
             outcome = run_sweep(
                 loaded,
                 address=address,
@@ -57,23 +78,255 @@ def sweep(
                 name=name,
                 resume=resume,
                 dashboard=dashboard,
-                on_progress=None if as_json else show,
+                on_progress=show,
             )
     except RegtuneError as exc:
         raise fail(exc) from exc
     if as_json:
-        sys.stdout.write(json.dumps(_outcome_json(outcome)) + "\n")
+        sys.stdout.write(json.dumps(_outcome_json(outcome, spec, overrides)) + "\n")
         return
-    _print_sweep(outcome)
+    print_summary(outcome, spec=spec, overrides=overrides, console=out)
 
 
-def _outcome_json(outcome: Any) -> dict[str, Any]:
+@contextmanager
+def progress_display(
+    console: Console, *, quiet: bool = False
+) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """The ``on_progress`` hook for :func:`run_sweep`, shown on ``console``.
+
+    A terminal gets one status line that updates in place; anything else (a
+    CI log, ``tee``, a file) gets a plain line every
+    :data:`~regtune.platform.tune.progress.LINE_PERIOD_S` seconds and a last
+    one at the end. ``quiet`` (``--json``) shows nothing.
+    """
+    from regtune.platform.tune.progress import PeriodicLines, progress_text
+
+    if quiet:
+        yield None
+        return
+    if console.is_terminal:
+        with console.status("starting Ray ...") as status:
+            yield lambda snap: status.update(progress_text(snap))
+        return
+    console.print("starting Ray ...", highlight=False)
+    lines = PeriodicLines(lambda text: console.print(text, highlight=False, soft_wrap=True))
+    try:
+        yield lines
+    finally:
+        lines.close()
+
+
+def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console: Console) -> None:
+    """The table, counts, the best trial's ``regtune train`` line and where the results are."""
+    console.print(summary_table(outcome, width=console.width))
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts().items()))
+    console.print(
+        f"{len(outcome.trials)} trials ({counts}) in {outcome.elapsed_s:.1f} s", highlight=False
+    )
+
+    def plain(text: str) -> None:
+        # Commands and paths: never wrapped or styled, so they copy and paste.
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    best = outcome.best
+    if best is not None:
+        metric, _ = outcome.objectives[0]
+        value = _fmt(best.objectives[metric])
+        plain(f"best by {metric}: trial {best.trial_id} ({metric} {value}); train it again with:")
+        plain(f"  {best_command(spec, overrides, best.params)}")
+    plain(f"results: {outcome.path}")
+    if _has_command("analyze"):
+        plain(f"  regtune analyze {shlex.quote(outcome.path)}")
+
+
+def best_command(spec: str, overrides: Sequence[str], params: dict[str, Any]) -> str:
+    """The ``regtune train`` command line that trains ``params`` (a trial's sampled
+    values) with the sweep's spec and ``--set`` overrides, quoted for a POSIX shell."""
+    words = ["regtune", "train", spec]
+    for text in [*overrides, *(f"{k}={_yaml_value(v)}" for k, v in params.items())]:
+        words += ["--set", text]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` as ``--set`` reads it back (YAML), on one line."""
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+        # PyYAML reads 1e-05 as a string: a float needs its dot.
+        if "e" in text and "." not in text:
+            text = text.replace("e", ".0e")
+        return text
+    if isinstance(value, str) and yaml.safe_load(value) == value and "\n" not in value:
+        return value
+    return json.dumps(value)
+
+
+def _has_command(name: str) -> bool:
+    registered = app.registered_commands
+    return any((c.name or getattr(c.callback, "__name__", "")) == name for c in registered)
+
+
+def short_ids(ids: Sequence[str]) -> tuple[list[str], str]:
+    """Trial ids without the prefix they all share, and that prefix.
+
+    Tune's ids are ``<experiment hex>_<counter>``: all but the last digits
+    are the same in one sweep. What remains is still unique, and is the end
+    of the trial's directory name (``trial_<id>``).
+    """
+    if len(ids) < 2:
+        return list(ids), ""
+    # Character by character on purpose: ids are not paths.
+    prefix = os.path.commonprefix(list(ids))  # noqa: RUF071
+    # Each id keeps at least one character.
+    prefix = prefix[: min(len(i) for i in ids) - 1] if prefix in ids else prefix
+    return [i[len(prefix) :] for i in ids], prefix
+
+
+def short_names(names: Sequence[str], *, taken: Sequence[str] = ()) -> list[str]:
+    """Each dotted key cut to its shortest ending that no other key (nor any of
+    ``taken``) has: ``penalties.l2`` -> ``l2``, but ``penalties.fairness.strength``
+    and ``penalties.adversarial.strength`` keep their middle part."""
+    parts = [n.split(".") for n in names]
+    out = []
+    for i, p in enumerate(parts):
+        for k in range(1, len(p) + 1):
+            tail = p[-k:]
+            clash = any(j != i and q[-k:] == tail for j, q in enumerate(parts))
+            if not clash and ".".join(tail) not in taken:
+                break
+        out.append(".".join(tail))
+    return out
+
+
+def summary_table(outcome: Any, *, width: int) -> RenderableType:
+    """The trials table (best first) in the fullest form that fits ``width`` columns.
+
+    In turn: full trial ids and parameter names; full ids and short names;
+    short ids and short names; and if even that is too wide, the columns
+    split over several tables stacked one under the other, each starting
+    with the trial column, results first and parameters after.
+    """
+    order = _order(outcome)
+    for short_id, short_name in ((False, False), (False, True), (True, True)):
+        columns, notes = _columns(outcome, order, short_id=short_id, short_name=short_name)
+        table = _table(outcome, columns, notes, boxed=not short_name)
+        if _natural_width(table) <= width:
+            return table
+    key, rest = columns[0], columns[1:]
+    groups: list[list[_Column]] = [[]]
+    for column in rest:
+        trial = _table(outcome, [key, *groups[-1], column], [], boxed=False)
+        if groups[-1] and _natural_width(trial) > width:
+            groups.append([])
+        groups[-1].append(column)
+    tables = [_table(outcome, [key, *group], [], boxed=False) for group in groups]
+    for later in tables[1:]:
+        later.title = None
+    return Group(*tables, Text("; ".join(notes), style="dim"))
+
+
+#: A console width no table reaches, to measure a table's natural width.
+_UNBOUNDED = 100_000
+
+
+def _natural_width(table: Table) -> int:
+    probe = Console(width=_UNBOUNDED, file=io.StringIO())
+    return Measurement.get(probe, probe.options, table).maximum
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    cells: list[str]
+    right: bool = True
+
+
+def _order(outcome: Any) -> list[int]:
+    """Trial indexes, best first by the first objective; errors and missing values last."""
+    metric, mode = outcome.objectives[0]
+    sign = -1.0 if mode == "max" else 1.0
+
+    def key(i: int) -> tuple[bool, bool, float]:
+        t = outcome.trials[i]
+        value = t.objectives.get(metric, math.nan)
+        missing = value is None or math.isnan(value)
+        return (t.status == "error", missing, 0.0 if missing else sign * value)
+
+    return sorted(range(len(outcome.trials)), key=key)
+
+
+def _columns(
+    outcome: Any, order: Sequence[int], *, short_id: bool, short_name: bool
+) -> tuple[list[_Column], list[str]]:
+    """The table's columns (trial, status, epochs, objectives, front, parameters)
+    with their cells in ``order``, and the notes that explain shortened parts."""
+    trials = [outcome.trials[i] for i in order]
+    params = list(outcome.trials[0].params) if outcome.trials else []
+    metrics = [m for m, _ in outcome.objectives]
+    ids = [t.trial_id for t in trials]
+    notes = []
+    if short_id:
+        ids, prefix = short_ids(ids)
+        if prefix:
+            notes.append(f"trial: id after {prefix}")
+    if short_name:
+        names = short_names(params, taken=[*metrics, "trial", "status", "epochs", "front"])
+        metric_headers = metrics
+        notes.append("objectives: " + ", ".join(f"{m} {md}" for m, md in outcome.objectives))
+    else:
+        names = params
+        metric_headers = [f"{m} ({md})" for m, md in outcome.objectives]
+    columns = [
+        _Column("trial", ids, right=False),
+        _Column("status", [t.status for t in trials], right=False),
+        _Column("epochs", [str(t.iterations) for t in trials]),
+    ]
+    columns += [
+        _Column(h, [_fmt(t.objectives.get(m)) for t in trials])
+        for h, m in zip(metric_headers, metrics, strict=True)
+    ]
+    if outcome.front:
+        front = set(outcome.front)
+        columns.append(_Column("front", ["*" if i in front else "" for i in order], right=False))
+        if short_name:
+            notes.append("* on the Pareto front")
+    columns += [
+        _Column(n, [_fmt(t.params.get(p)) for t in trials])
+        for n, p in zip(names, params, strict=True)
+    ]
+    return columns, notes
+
+
+def _table(outcome: Any, columns: Sequence[_Column], notes: Sequence[str], *, boxed: bool) -> Table:
+    title = f"{outcome.name}: {outcome.path}"
+    if boxed:
+        table = Table(title=title)
+    else:
+        table = Table(
+            title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False
+        )
+    table.caption = "; ".join(notes) or None
+    for column in columns:
+        # fold, never "…": a cell too narrow breaks over lines and stays whole.
+        table.add_column(
+            column.header, justify="right" if column.right else "left", overflow="fold"
+        )
+    for row in zip(*(c.cells for c in columns), strict=True):
+        table.add_row(*row)
+    return table
+
+
+def _outcome_json(outcome: Any, spec: str, overrides: Sequence[str]) -> dict[str, Any]:
+    best = outcome.best
     return {
         "name": outcome.name,
         "path": outcome.path,
         "elapsed_s": round(outcome.elapsed_s, 3),
         "counts": outcome.counts(),
         "front": outcome.front,
+        "best": None
+        if best is None
+        else {"trial_id": best.trial_id, "command": best_command(spec, overrides, best.params)},
         "trials": [
             {
                 "trial_id": t.trial_id,
@@ -86,41 +339,6 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
             for t in outcome.trials
         ],
     }
-
-
-def _print_sweep(outcome: Any) -> None:
-    metric, mode = outcome.objectives[0]
-    order = sorted(
-        range(len(outcome.trials)),
-        key=lambda i: (
-            outcome.trials[i].status == "error",
-            -outcome.trials[i].objectives.get(metric, float("nan"))
-            if mode == "max"
-            else outcome.trials[i].objectives.get(metric, float("nan")),
-        ),
-    )
-    table = Table(title=f"{outcome.name}: {outcome.path}")
-    table.add_column("trial")
-    table.add_column("status")
-    table.add_column("epochs", justify="right")
-    params = list(outcome.trials[0].params) if outcome.trials else []
-    for p in params:
-        table.add_column(p, justify="right")
-    for m, md in outcome.objectives:
-        table.add_column(f"{m} ({md})", justify="right")
-    if outcome.front:
-        table.add_column("front")
-    for i in order:
-        t = outcome.trials[i]
-        cells = [t.trial_id, t.status, str(t.iterations)]
-        cells += [_fmt(t.params.get(p)) for p in params]
-        cells += [_fmt(t.objectives.get(m)) for m, _ in outcome.objectives]
-        if outcome.front:
-            cells.append("*" if i in outcome.front else "")
-        table.add_row(*cells)
-    out.print(table)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts().items()))
-    out.print(f"{len(outcome.trials)} trials ({counts}) in {outcome.elapsed_s:.1f} s")
 
 
 def _fmt(value: Any) -> str:

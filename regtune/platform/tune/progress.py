@@ -2,19 +2,33 @@
 
 :class:`SweepProgress` is plain bookkeeping (tested without Ray);
 :class:`ProgressCallback` feeds it from Tune's driver-side callback hooks and
-hands a snapshot to whoever displays it (the CLI's rich status line).
+hands a snapshot to whoever displays it: the CLI's rich status line on a
+terminal, or :class:`PeriodicLines` (one plain line every few seconds) when
+the output is a log file or a pipe, where a status line would show nothing.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ray.tune import Callback
 
-__all__ = ["ProgressCallback", "SweepProgress", "trial_status"]
+__all__ = [
+    "LINE_PERIOD_S",
+    "PeriodicLines",
+    "ProgressCallback",
+    "SweepProgress",
+    "progress_text",
+    "trial_status",
+]
+
+#: Seconds between progress lines when the output is not a terminal: often
+#: enough that a CI log shows the sweep is alive, rare enough to stay readable.
+LINE_PERIOD_S = 5.0
 
 
 def trial_status(iterations: int, max_t: int, *, error: bool) -> str:
@@ -36,7 +50,12 @@ class SweepProgress:
     stopped_early: int = 0
     errors: int = 0
     best: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
     _last_iter: dict[str, int] = field(default_factory=dict)
+    _started_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self._started_at = self.clock()
 
     def started(self, trial_id: str) -> None:
         """A trial started (or restarted after a failure)."""
@@ -75,7 +94,55 @@ class SweepProgress:
             "errors": self.errors,
             "done": self.finished + self.stopped_early + self.errors,
             "best": dict(self.best),
+            "elapsed_s": self.clock() - (self._started_at or 0.0),
         }
+
+
+def progress_text(snap: dict[str, Any]) -> str:
+    """One line for a :meth:`SweepProgress.snapshot`: counts, then the best values so far."""
+    best = "  ".join(f"{k} {v:.4f}" for k, v in snap["best"].items())
+    return (
+        f"[{snap.get('elapsed_s', 0.0):.0f} s] trials {snap['done']}/{snap['total']} done: "
+        f"{snap['finished']} finished, {snap['stopped_early']} stopped early, "
+        f"{snap['errors']} failed; {snap['running']} running | best {best or '-'}"
+    )
+
+
+class PeriodicLines:
+    """Writes a progress line at most every ``period_s`` seconds.
+
+    For output that is not a terminal (CI logs, ``tee``): call it with every
+    snapshot; it writes the first at once and then one every ``period_s``
+    seconds, and :meth:`close` writes the last one if it has not been written.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        period_s: float = LINE_PERIOD_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write = write
+        self._period_s = period_s
+        self._clock = clock
+        self._last_at: float | None = None
+        self._pending: str | None = None
+
+    def __call__(self, snap: dict[str, Any]) -> None:
+        """Take a snapshot; write its line if ``period_s`` has passed since the last line."""
+        now = self._clock()
+        self._pending = progress_text(snap)
+        if self._last_at is None or now - self._last_at >= self._period_s:
+            self._write(self._pending)
+            self._pending = None
+            self._last_at = now
+
+    def close(self) -> None:
+        """Write the latest snapshot's line if it was held back."""
+        if self._pending is not None:
+            self._write(self._pending)
+            self._pending = None
 
 
 class ProgressCallback(Callback):
@@ -123,4 +190,9 @@ class ProgressCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Tune hook (called once retries are exhausted)."""
         self.state.completed(trial.trial_id, error=True)
+        self._push()
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        """Tune hook, once per turn of Tune's event loop: keeps the elapsed time
+        moving while no trial reports (the display throttles it)."""
         self._push()

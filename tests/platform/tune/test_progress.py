@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pickle
 
-from regtune.platform.tune.progress import ProgressCallback, SweepProgress
+from regtune.platform.tune.progress import (
+    PeriodicLines,
+    ProgressCallback,
+    SweepProgress,
+    progress_text,
+)
 
 
 def test_counts_and_best_so_far() -> None:
@@ -31,3 +36,47 @@ def test_callback_pickles_without_its_display_hook() -> None:
     clone = pickle.loads(pickle.dumps(cb))
     assert clone._emit is None
     assert clone.state.total == 1
+
+
+class FakeClock:
+    """A clock the test moves by hand (the real one would make the test depend on load)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_snapshot_reports_elapsed_time() -> None:
+    clock = FakeClock()
+    p = SweepProgress(objectives=[("val_acc", "max")], total=2, max_t=3, clock=clock)
+    clock.now += 7.5
+    assert p.snapshot()["elapsed_s"] == 7.5
+    assert progress_text(p.snapshot()).startswith("[8 s] trials 0/2 done")
+
+
+def test_periodic_lines_write_one_line_per_period_and_the_last_at_close() -> None:
+    clock = FakeClock()
+    p = SweepProgress(objectives=[("val_acc", "max")], total=3, max_t=2, clock=clock)
+    written: list[str] = []
+    lines = PeriodicLines(written.append, period_s=5.0, clock=clock)
+    lines(p.snapshot())  # the first snapshot is written at once
+    for tid, t in (("a", 1.0), ("b", 2.0), ("c", 4.9)):
+        clock.now = 100.0 + t
+        p.started(tid)
+        lines(p.snapshot())
+    assert len(written) == 1
+    clock.now = 105.0
+    p.result("a", {"training_iteration": 2, "val_acc": 0.75})
+    p.completed("a")
+    lines(p.snapshot())
+    assert len(written) == 2 and "1/3 done" in written[1] and "val_acc 0.7500" in written[1]
+    clock.now = 106.0
+    p.completed("b", error=True)
+    lines(p.snapshot())
+    assert len(written) == 2
+    lines.close()
+    assert len(written) == 3 and "2/3 done" in written[2] and "1 failed" in written[2]
+    lines.close()
+    assert len(written) == 3
