@@ -10,6 +10,8 @@ from regtune.errors import RegtuneError
 from regtune.platform.cli.app import data_app, fail, out
 from regtune.trainables.config import BUILTIN_DATASETS
 
+__all__ = ["data_fetch", "data_list"]
+
 
 @data_app.command("fetch")
 def data_fetch(

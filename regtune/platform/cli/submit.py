@@ -10,6 +10,8 @@ import typer
 from regtune.errors import RegtuneError
 from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, fail
 
+__all__ = ["submit"]
+
 
 @app.command()
 def submit(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +16,11 @@ from rich.table import Table
 from regtune.errors import RegtuneError
 from regtune.platform.cli.app import SetOpt, SpecArg, app, console, fail, out
 from regtune.trainables.config import parse_train_config
+
+__all__ = ["LINE_PERIOD_S", "SHOWN_METRICS", "train"]
+
+#: Seconds between epoch lines when the output is not a terminal (as for sweeps).
+LINE_PERIOD_S = 5.0
 
 #: Metrics shown in the final table, in this order, when present.
 SHOWN_METRICS = (
@@ -81,6 +88,8 @@ def train(
 def _with_progress(run: Any, *, total: int, quiet: bool) -> Any:
     if quiet:
         return run(None)
+    if not console.is_terminal:
+        return run(_epoch_lines(total))
     columns = (
         TextColumn("[bold]epoch {task.completed}/{task.total}"),
         BarColumn(),
@@ -91,10 +100,35 @@ def _with_progress(run: Any, *, total: int, quiet: bool) -> Any:
         task = progress.add_task("train", total=total, summary="")
 
         def on_epoch(row: dict[str, float]) -> None:
-            summary = f"val_acc {row['val_acc']:.4f}  val_loss {row['val_loss']:.4f}"
-            progress.update(task, completed=int(row["epoch"]), summary=summary)
+            progress.update(task, completed=int(row["epoch"]), summary=_epoch_summary(row))
 
         return run(on_epoch)
+
+
+def _epoch_summary(row: dict[str, float]) -> str:
+    return f"val_acc {row['val_acc']:.4f}  val_loss {row['val_loss']:.4f}"
+
+
+def _epoch_lines(
+    total: int, *, period_s: float = LINE_PERIOD_S, clock: Callable[[], float] = time.monotonic
+) -> Callable[[dict[str, float]], None]:
+    """For output that is not a terminal (CI logs, ``tee``): a plain line for the
+    first epoch, then at most one every ``period_s`` seconds, and the last epoch."""
+    started = clock()
+    last: list[float] = []
+
+    def on_epoch(row: dict[str, float]) -> None:
+        now, epoch = clock(), int(row["epoch"])
+        if last and now - last[0] < period_s and epoch < total:
+            return
+        last[:] = [now]
+        console.print(
+            f"[{now - started:.0f} s] epoch {epoch}/{total}  {_epoch_summary(row)}",
+            highlight=False,
+            markup=False,
+        )
+
+    return on_epoch
 
 
 def _print_metrics(metrics: dict[str, float], *, title: str) -> None:

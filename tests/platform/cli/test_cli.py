@@ -39,6 +39,19 @@ def test_train_json_prints_final_metrics(data_cache: Path) -> None:
     assert payload["config"]["dataset"]["name"] == "digits"
 
 
+def test_train_without_a_terminal_prints_epoch_lines(data_cache: Path) -> None:
+    result = runner.invoke(app, ["train", "quickstart", "--set", "budget.max_epochs=2"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "epoch" in line]
+    # The first epoch at once, the last always; a line starts with the elapsed time.
+    assert [line.split("]")[1].split()[:2] for line in lines] == [
+        ["epoch", "1/2"],
+        ["epoch", "2/2"],
+    ]
+    assert "val_acc" in lines[-1]
+    assert "test_acc" in result.stdout
+
+
 def test_train_checkpoint_and_resume(data_cache: Path, tmp_path: Path) -> None:
     spec = tmp_path / "run.yaml"
     spec.write_text(
