@@ -20,6 +20,7 @@ from regtune.errors import SpecError
 from regtune.platform.tune.space import pbt_mutations, to_param_space, tune_domain
 from regtune.search_spaces import (
     Choice,
+    Distribution,
     Grid,
     LogUniform,
     QUniform,
@@ -100,21 +101,51 @@ def domains(node: Any) -> Iterator[Domain]:
             yield from domains(value)
 
 
+def in_support(dist: Distribution, value: Any) -> bool:
+    """Whether ``value`` is one the distribution can produce."""
+    if isinstance(dist, Uniform | LogUniform):
+        return isinstance(value, float) and dist.low <= value <= dist.high
+    if isinstance(dist, QUniform):
+        steps = value / dist.q
+        return dist.low <= value <= dist.high and abs(steps - round(steps)) < 1e-6
+    if isinstance(dist, RandInt):
+        return isinstance(value, int) and dist.low <= value < dist.high
+    if isinstance(dist, Choice):
+        return value in dist.options
+    if isinstance(dist, Grid):
+        return value in dist.values
+    raise TypeError(dist)
+
+
+def value_at(config: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = config
+    for key in path:
+        node = node[key]
+    return node
+
+
 @pytest.mark.parametrize("name", list_presets())
 def test_sampled_configs_of_each_preset_are_valid(name: str) -> None:
     spec = load_spec(name)
     space = to_param_space(spec)
-    rng = np.random.default_rng(0)
-    for domain in domains(space):
-        for _ in range(SAMPLES_PER_PRESET):
-            domain.sample(random_state=rng)
+    dists = list(spec.iter_distributions())
     seen = 0
+    values: dict[tuple[str, ...], set[Any]] = {path: set() for path, _ in dists}
     for seed in range(SAMPLES_PER_PRESET):
         for config in resolved_configs(space, seed):
             parsed = parse_train_config(config)
             assert parsed.training.epochs == spec.budget.max_epochs
+            for path, dist in dists:
+                value = value_at(config, path)
+                assert in_support(dist, value), (".".join(path), value, dist)
+                values[path].add(repr(value))
             seen += 1
     assert seen == SAMPLES_PER_PRESET * spec.n_trials // spec.budget.samples
+    # Every distributed key varies across samples (none stuck at one value).
+    for path, dist in dists:
+        options = dist.options if isinstance(dist, Choice) else getattr(dist, "values", None)
+        if options is None or len(set(map(repr, options))) > 1:
+            assert len(values[path]) > 1, ".".join(path)
 
 
 def test_hyperopt_accepts_the_param_space() -> None:
