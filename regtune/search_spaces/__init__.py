@@ -28,6 +28,7 @@ from regtune.search_spaces.load import (
     list_presets,
     load_spec,
     load_train_config,
+    preset_descriptions,
     preset_path,
     train_config_from_spec,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "list_presets",
     "load_spec",
     "load_train_config",
+    "preset_descriptions",
     "preset_path",
     "train_config_from_spec",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 
@@ -11,6 +13,7 @@ from regtune.search_spaces import (
     GridSearchConfig,
     list_presets,
     load_spec,
+    preset_descriptions,
     preset_path,
     train_config_from_spec,
 )
@@ -102,12 +105,28 @@ def test_three_objective_front() -> None:
     assert spec.scheduler.kind == "pareto-asha"
 
 
-def test_unknown_preset_lists_the_presets() -> None:
+@pytest.mark.parametrize("load", [preset_path, load_spec])
+def test_a_misspelt_preset_gets_a_suggestion_and_the_list(load: Any) -> None:
     with pytest.raises(SpecError) as info:
-        preset_path("quickstrat")
-    assert str(info.value) == f"unknown preset 'quickstrat'; presets: {', '.join(EXPECTED)}"
-    with pytest.raises(SpecError, match="neither a spec file nor a preset"):
-        load_spec("quickstrat")
+        load("quickstrat")
+    message = str(info.value)
+    assert "'quickstrat'" in message
+    assert "did you mean 'quickstart'?" in message
+    assert message.endswith("presets: " + ", ".join(EXPECTED))
+
+
+def test_a_name_like_no_preset_gets_no_suggestion() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec("zzzz")
+    assert "did you mean" not in str(info.value)
+
+
+def test_each_preset_has_a_one_line_description() -> None:
+    descriptions = preset_descriptions()
+    assert list(descriptions) == EXPECTED
+    for name, text in descriptions.items():
+        assert text == load_spec(name).description
+        assert text and "\n" not in text
 
 
 def test_preset_with_overrides() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pytest
 import torch
 from torch import nn
@@ -10,8 +12,10 @@ from regtune.errors import SpecError
 from regtune.trainables.config import ModelConfig
 from regtune.trainables.models import CNN_NEEDS_IMAGE, build_model, model_device
 
+M = TypeVar("M", bound=nn.Module)
 
-def _layers(model: nn.Module, kind: type[nn.Module]) -> list[nn.Module]:
+
+def _layers(model: nn.Module, kind: type[M]) -> list[M]:
     return [m for m in model.modules() if isinstance(m, kind)]
 
 
@@ -29,21 +33,22 @@ def test_flat_inputs_give_logits(arch: str, shape: tuple[int, ...]) -> None:
 def test_logreg_is_one_linear() -> None:
     model = build_model(ModelConfig(arch="logreg"), input_shape=(7,), n_classes=2)
     (linear,) = _layers(model, nn.Linear)
-    assert isinstance(linear, nn.Linear)
     assert (linear.in_features, linear.out_features) == (7, 2)
+    x = torch.randn(4, 7)
+    torch.testing.assert_close(model(x), x @ linear.weight.T + linear.bias)
 
 
 def test_mlp_has_depth_hidden_layers_with_dropout() -> None:
     cfg = ModelConfig(arch="mlp", width=24, depth=3, dropout=0.25)
     model = build_model(cfg, input_shape=(10,), n_classes=4)
-    linears = [m for m in _layers(model, nn.Linear) if isinstance(m, nn.Linear)]
+    linears = _layers(model, nn.Linear)
     assert [(m.in_features, m.out_features) for m in linears] == [
         (10, 24),
         (24, 24),
         (24, 24),
         (24, 4),
     ]
-    dropouts = [m for m in _layers(model, nn.Dropout) if isinstance(m, nn.Dropout)]
+    dropouts = _layers(model, nn.Dropout)
     assert len(dropouts) == 3
     assert all(d.p == 0.25 for d in dropouts)
     assert len(_layers(model, nn.ReLU)) == 3
@@ -52,9 +57,9 @@ def test_mlp_has_depth_hidden_layers_with_dropout() -> None:
 def test_cnn_layers() -> None:
     cfg = ModelConfig(arch="cnn", width=32, dropout=0.1)
     model = build_model(cfg, input_shape=(1, 8, 8), n_classes=10)
-    convs = [m for m in _layers(model, nn.Conv2d) if isinstance(m, nn.Conv2d)]
+    convs = _layers(model, nn.Conv2d)
     assert [c.out_channels for c in convs] == [32, 64]
-    linears = [m for m in _layers(model, nn.Linear) if isinstance(m, nn.Linear)]
+    linears = _layers(model, nn.Linear)
     assert [(m.in_features, m.out_features) for m in linears] == [(64 * 4 * 4, 32), (32, 10)]
 
 
