@@ -22,6 +22,7 @@ Ray Tune's ``TrialScheduler`` callbacks.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from numbers import Real
@@ -38,6 +39,7 @@ __all__ = [
     "crowding_distance",
     "dominates",
     "hypervolume",
+    "non_dominated_mask",
     "non_dominated_sort",
     "objective_vector",
     "pareto_front",
@@ -74,6 +76,17 @@ MSG_MAX_T_BELOW_GRACE = (
     "max_t: {max_t!r} is not allowed; allowed: an integer >= grace_period ({grace})"
 )
 MSG_NEW_INDEX = "new_index: {value!r} is out of range for {n} rung records; allowed: 0..{last}"
+
+# Points compared at once against the front found so far by the sweep of
+# :func:`non_dominated_mask` (3+ objectives): a block of this many rows against a
+# front of f rows costs a (block x f x d) boolean array; 2048 keeps it a few MB
+# for fronts of a few hundred points while amortising numpy's per-call cost.
+SWEEP_BLOCK = 2048
+# Below this many points the pairwise matrix (O(n^2) memory) is as fast as the sweep.
+PAIRWISE_MAX_POINTS = 256
+# Three objectives: points compared (vectorised) with this many good points first,
+# so that the exact staircase sweep runs in Python over the few survivors only.
+PREFILTER_PIVOTS = 64
 
 
 # --------------------------------------------------------------------------- objectives
@@ -243,10 +256,169 @@ def non_dominated_sort(points: ArrayLike) -> list[NDArray[np.intp]]:
     return fronts
 
 
+def _front_mask_1d(column: NDArray[np.float64]) -> NDArray[np.bool_]:
+    return np.asarray(column == column.min())
+
+
+def _lex_unique(matrix: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    """Distinct rows in lexicographic order (first column first) and each row's index in them."""
+    order = np.lexsort(matrix.T[::-1])
+    ordered = matrix[order]
+    new = np.ones(ordered.shape[0], dtype=bool)
+    changed = new[1:]
+    changed[:] = False
+    for column in ordered.T:
+        changed |= column[1:] != column[:-1]
+    inverse = np.empty(matrix.shape[0], dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
+
+
+def _dominated_by_any(points: NDArray[np.float64], by: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which ``points`` some row of ``by`` dominates; one column at a time (fast in numpy)."""
+    weakly = np.ones((points.shape[0], by.shape[0]), dtype=bool)
+    strictly = np.zeros_like(weakly)
+    for k in range(points.shape[1]):
+        mine = points[:, k, None]
+        theirs = by[None, :, k]
+        weakly &= theirs <= mine
+        strictly |= theirs < mine
+    return np.asarray((weakly & strictly).any(axis=1))
+
+
+def _front_mask_2d(matrix: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Exact 2-objective front in O(n log n): a sweep over the points sorted by (x, y).
+
+    Every point that dominates ``p`` comes before ``p`` in lexicographic order,
+    so ``p`` is dominated iff some earlier *distinct* point has ``y <= p.y``:
+    i.e. iff the running minimum of y over the distinct points before it is
+    ``<= p.y``. Duplicates share one verdict (equal points do not dominate).
+    """
+    unique, inverse = _lex_unique(matrix)
+    running = np.minimum.accumulate(unique[:, 1])
+    before = np.concatenate(([np.inf], running[:-1]))
+    keep = unique[:, 1] < before
+    # Nothing precedes the first point, even when its y is +inf (NaN points).
+    keep[0] = True
+    return np.asarray(keep[inverse])
+
+
+def _staircase_3d(unique: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Exact front of distinct 3-objective rows in lexicographic order (Kung et al. 1975).
+
+    ``p`` is dominated iff an earlier row has ``y <= p.y`` and ``z <= p.z``.
+    The earlier rows are summarised by their 2-D (y, z) staircase: y ascending,
+    z strictly descending, so the one row to check is the last with ``y <= p.y``
+    (a binary search). O(n log n) comparisons.
+    """
+    ys: list[float] = []
+    zs: list[float] = []
+    keep = np.zeros(unique.shape[0], dtype=bool)
+    for index, (y, z) in enumerate(unique[:, 1:].tolist()):
+        position = bisect.bisect_right(ys, y)
+        if position and zs[position - 1] <= z:
+            continue
+        keep[index] = True
+        # Drop the steps the new point covers (y >= its y, z >= its z), then insert it.
+        end = position
+        while end < len(zs) and zs[end] >= z:
+            end += 1
+        ys[position:end] = [y]
+        zs[position:end] = [z]
+    return keep
+
+
+def _front_mask_3d(matrix: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Exact 3-objective front: a vectorised prefilter, then the staircase sweep.
+
+    Points dominated by one of :data:`PREFILTER_PIVOTS` good points (the best
+    in each objective and in the sum of range-scaled objectives) are dropped
+    with a few numpy comparisons; the exact sweep runs over the rest, usually
+    a small share.
+    """
+    n = matrix.shape[0]
+    finite = np.isfinite(matrix).all(axis=1)
+    survivors = np.arange(n)
+    if finite.any():
+        low, high = matrix[finite].min(axis=0), matrix[finite].max(axis=0)
+        span = np.where(high > low, high - low, 1.0)
+        score = np.where(finite, ((matrix - low) / span).sum(axis=1), np.inf)
+        k = min(PREFILTER_PIVOTS, n - 1)
+        chosen = [np.argpartition(score, k)[:k]]
+        chosen += [np.argpartition(matrix[:, j], k // 4)[: k // 4] for j in range(3)]
+        pivots = matrix[np.unique(np.concatenate(chosen))]
+        survivors = np.flatnonzero(~_dominated_by_any(matrix, pivots))
+    unique, inverse = _lex_unique(matrix[survivors])
+    keep = np.zeros(n, dtype=bool)
+    keep[survivors] = _staircase_3d(unique)[inverse]
+    return keep
+
+
+def _front_mask_sweep(matrix: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Exact front for any number of objectives: Kung-style sort, then filter.
+
+    Points are visited in lexicographic order, in blocks of :data:`SWEEP_BLOCK`.
+    A point can only be dominated by one before it, so each block is compared
+    (vectorised) with the front found so far and then with itself, and the
+    survivors join the front; nothing is ever removed from it. Cost is
+    O(n log n + n * |front| * d): fast while the front is a small share of the
+    points, as it is for real sweeps (a few hundred of 10^5 trials).
+    """
+    unique, inverse = _lex_unique(matrix)
+    n, d = unique.shape
+    keep = np.zeros(n, dtype=bool)
+    front = np.empty((0, d), dtype=np.float64)
+    for start in range(0, n, SWEEP_BLOCK):
+        block = unique[start : start + SWEEP_BLOCK]
+        alive = np.ones(block.shape[0], dtype=bool)
+        for chunk in range(0, front.shape[0], SWEEP_BLOCK):
+            alive &= ~_dominated_by_any(block, front[chunk : chunk + SWEEP_BLOCK])
+        candidates = np.flatnonzero(alive)
+        if candidates.size > 1:
+            # Among the block's survivors only an earlier row can dominate a later one.
+            alive[candidates[_dominated_by_any(block[candidates], block[candidates])]] = False
+        keep[start : start + block.shape[0]] = alive
+        front = np.concatenate((front, block[alive]))
+    return np.asarray(keep[inverse])
+
+
+def non_dominated_mask(points: ArrayLike) -> NDArray[np.bool_]:
+    """Boolean mask of the points no other point dominates (minimisation space).
+
+    Sort-based, for the scale of a large sweep (10^5 points): one objective is
+    an ``argmin``; two are an O(n log n) sweep over the points sorted by the
+    first objective; three are Kung's staircase sweep after a vectorised
+    prefilter; four or more a block-vectorised sort-then-filter sweep
+    (see :func:`_front_mask_sweep`). Same answer as front 0 of
+    :func:`non_dominated_sort` (NaN points are the worst; equal points do not
+    dominate each other), without its O(n²) memory.
+
+    Raises:
+        SpecError: ``points`` is not a 2-D array.
+    """
+    matrix = _as_points(points)
+    n = matrix.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    d = matrix.shape[1]
+    if d == 1:
+        return _front_mask_1d(matrix[:, 0])
+    if n <= PAIRWISE_MAX_POINTS:
+        return np.asarray(~_domination_matrix(matrix).any(axis=0))
+    if d == 2:
+        return _front_mask_2d(matrix)
+    if d == 3:
+        return _front_mask_3d(matrix)
+    return _front_mask_sweep(matrix)
+
+
 def pareto_front(points: ArrayLike) -> NDArray[np.intp]:
-    """Indices (ascending) of the points no other point dominates."""
-    fronts = non_dominated_sort(points)
-    return fronts[0] if fronts else np.empty(0, dtype=np.intp)
+    """Indices (ascending) of the points no other point dominates.
+
+    Uses :func:`non_dominated_mask` (sort-based, O(n log n) for two
+    objectives), so it is safe on hundreds of thousands of points.
+    """
+    return np.flatnonzero(non_dominated_mask(points)).astype(np.intp)
 
 
 def crowding_distance(points: ArrayLike) -> NDArray[np.float64]:
@@ -300,17 +472,17 @@ def pareto_rank_order(points: ArrayLike) -> NDArray[np.intp]:
 
 
 def _hypervolume_2d(points: NDArray[np.float64], reference: NDArray[np.float64]) -> float:
-    """Area dominated by ``points`` (all strictly better than ``reference``)."""
+    """Area dominated by ``points`` (all strictly better than ``reference``).
+
+    Sorted by x, each point first reaches the strip between its y and the
+    lowest y seen before it: every earlier point lies above that strip, every
+    later one to its right. Vectorised: O(n log n).
+    """
     order = np.lexsort((points[:, 1], points[:, 0]))
-    area = 0.0
-    lowest_y = reference[1]
-    for x, y in points[order]:
-        if y < lowest_y:
-            # The strip [y, lowest_y) is first reached by this point: every
-            # point before it lies above the strip, every later one to its right.
-            area += (reference[0] - x) * (lowest_y - y)
-            lowest_y = y
-    return float(area)
+    x = points[order, 0]
+    lowest = np.minimum.accumulate(points[order, 1])
+    above = np.concatenate(([reference[1]], lowest[:-1]))
+    return float(np.sum((reference[0] - x) * (above - lowest)))
 
 
 def _hypervolume_slices(points: NDArray[np.float64], reference: NDArray[np.float64]) -> float:

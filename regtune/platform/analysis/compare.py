@@ -1,0 +1,67 @@
+"""What differs between the specs of several experiments (``regtune analyze A B``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from regtune.search_spaces import SweepSpec
+
+__all__ = ["MISSING", "NO_SPEC", "flatten_spec", "spec_differences"]
+
+#: Shown where one spec has a key another lacks.
+MISSING = "(absent)"
+#: Shown for an experiment whose spec was not stored.
+NO_SPEC = "(no spec stored)"
+# Keys every experiment differs in by construction: not worth a row.
+_IGNORED = ("name", "description")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def flatten_spec(spec: SweepSpec) -> dict[str, str]:
+    """The spec as ``{dotted.key: value as text}``; a distribution stays one value
+    (``{"loguniform": [1e-06, 0.01]}``), so a changed range is one row."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        is_distribution = (
+            isinstance(node, Mapping)
+            and len(node) == 1
+            and isinstance(next(iter(node.values())), list)
+        )
+        if isinstance(node, Mapping) and node and not is_distribution:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            out[prefix] = _text(node)
+
+    walk(spec.to_dict(), "")
+    return out
+
+
+def spec_differences(specs: Mapping[str, SweepSpec | None]) -> pd.DataFrame:
+    """One row per spec key whose value differs between experiments (index: the key),
+    one column per experiment. Empty when all specs agree (or fewer than two)."""
+    flat = {name: flatten_spec(spec) if spec is not None else None for name, spec in specs.items()}
+    keys: dict[str, None] = {}
+    for values in flat.values():
+        keys.update(dict.fromkeys(values or {}))
+    rows = {}
+    for key in keys:
+        if key in _IGNORED:
+            continue
+        row = {
+            name: (values.get(key, MISSING) if values is not None else NO_SPEC)
+            for name, values in flat.items()
+        }
+        if len(set(row.values())) > 1:
+            rows[key] = row
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(specs))
+    table.index.name = "key"
+    return table

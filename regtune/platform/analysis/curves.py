@@ -1,0 +1,136 @@
+"""Learning curves as contiguous segments: per-trial reductions without a Python loop.
+
+The epochs table (one row per ``(trial_id, iteration)``, see
+:mod:`regtune.platform.results`) is viewed as one segment of rows per trial,
+ordered by iteration. Every per-trial quantity the analysis needs (value at the
+best epoch, last value, mean of the last few epochs, count of spikes) is a
+``numpy`` ``reduceat`` over those segments, so 10^7 rows cost a few passes over
+memory, not 10^5 group-by calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from regtune.errors import DataError
+
+__all__ = [
+    "KEY_COLUMNS",
+    "MSG_MISSING_COLUMNS",
+    "Segments",
+    "segment_values",
+    "segments",
+]
+
+#: The columns every epochs table has (the results contract).
+KEY_COLUMNS = ("trial_id", "iteration")
+
+MSG_MISSING_COLUMNS = "epochs table: missing column(s) {missing}; columns present: {present}"
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Where each trial's rows are, once rows are ordered by (trial, iteration).
+
+    ``order`` is the row permutation that sorts the table (``None`` when it
+    already was sorted), ``starts`` the first sorted row of each trial,
+    ``lengths`` its number of epochs and ``trial_ids`` the trial of each
+    segment (``str``), in segment order.
+    """
+
+    trial_ids: NDArray[np.object_]
+    starts: NDArray[np.intp]
+    lengths: NDArray[np.intp]
+    order: NDArray[np.intp] | None
+
+    @property
+    def n_trials(self) -> int:
+        """Number of trials (segments)."""
+        return int(self.starts.size)
+
+    @property
+    def ends(self) -> NDArray[np.intp]:
+        """Index one past the last row of each segment."""
+        return self.starts + self.lengths
+
+    @property
+    def last(self) -> NDArray[np.intp]:
+        """Index of the last row (highest iteration) of each segment."""
+        return self.starts + self.lengths - 1
+
+    def segment_of_rows(self) -> NDArray[np.intp]:
+        """For each sorted row, the index of its segment."""
+        return np.repeat(np.arange(self.n_trials, dtype=np.intp), self.lengths)
+
+    def reduce(self, ufunc: np.ufunc, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``ufunc.reduceat`` over the segments (an empty table gives an empty result)."""
+        if self.n_trials == 0:
+            return np.empty(0, dtype=np.float64)
+        return np.asarray(ufunc.reduceat(values, self.starts))
+
+    def window_mean(self, values: NDArray[np.float64], width: int, *, tail: bool) -> NDArray:
+        """Mean of the first (``tail=False``) or last ``width`` finite values of each segment.
+
+        Non-finite values are left out of the mean; a segment without finite
+        values in its window gives NaN.
+        """
+        finite = np.isfinite(values)
+        clean = np.where(finite, values, 0.0)
+        total = np.concatenate(([0.0], np.cumsum(clean)))
+        count = np.concatenate(([0], np.cumsum(finite)))
+        span = np.minimum(self.lengths, width)
+        lo = self.ends - span if tail else self.starts
+        hi = self.ends if tail else self.starts + span
+        n = count[hi] - count[lo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, (total[hi] - total[lo]) / np.maximum(n, 1), np.nan)
+
+
+def segments(epochs: pd.DataFrame) -> Segments:
+    """The per-trial segments of an epochs table.
+
+    Raises:
+        DataError: ``trial_id`` or ``iteration`` is missing (the message lists
+            the columns present).
+    """
+    missing = [c for c in KEY_COLUMNS if c not in epochs.columns]
+    if missing:
+        present = ", ".join(map(str, epochs.columns)) or "(none)"
+        raise DataError(MSG_MISSING_COLUMNS.format(missing=", ".join(missing), present=present))
+    trial = epochs["trial_id"]
+    if isinstance(trial.dtype, pd.CategoricalDtype):
+        codes = np.asarray(trial.cat.codes, dtype=np.int64)
+        labels = np.asarray(trial.cat.categories.astype(str), dtype=object)
+    else:
+        codes_, uniques = pd.factorize(trial, sort=False)
+        codes = np.asarray(codes_, dtype=np.int64)
+        labels = np.asarray(pd.Index(uniques).astype(str), dtype=object)
+    iteration = np.asarray(epochs["iteration"], dtype=np.int64)
+    order: NDArray[np.intp] | None = None
+    if codes.size > 1:
+        same = codes[1:] == codes[:-1]
+        # Sorted means: each trial's rows contiguous and in increasing iteration;
+        # trials themselves may come in any order, as long as none reappears.
+        contiguous = np.count_nonzero(~same) + 1 == np.unique(codes).size
+        if not (contiguous and np.all(~same | (iteration[1:] > iteration[:-1]))):
+            order = np.lexsort((iteration, codes)).astype(np.intp)
+            codes = codes[order]
+    if codes.size == 0:
+        empty = np.empty(0, dtype=np.intp)
+        return Segments(np.empty(0, dtype=object), empty, empty, None)
+    boundary = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    starts = np.concatenate(([0], boundary)).astype(np.intp)
+    lengths = np.diff(np.append(starts, codes.size)).astype(np.intp)
+    return Segments(labels[codes[starts]], starts, lengths, order)
+
+
+def segment_values(epochs: pd.DataFrame, column: str, seg: Segments) -> NDArray[np.float64]:
+    """A numeric column as float64, in segment order (missing values as NaN)."""
+    values = pd.to_numeric(epochs[column], errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    return values if seg.order is None else values[seg.order]

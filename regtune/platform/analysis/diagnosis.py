@@ -1,0 +1,336 @@
+"""Diagnosis of each trial from its learning curves, and where the next sweep should look.
+
+The checklist the platform exists for, applied to every trial at once:
+
+- **overfit**: train loss well below val loss (``gap_ratio``), the gap growing
+  (``gap_growth``) and val loss no longer improving -> more regularization (or more data);
+- **underfit**: train loss still high (``train_progress``: end / start) and flat
+  over the second half (``train_flat``) -> less regularization or more capacity;
+- **unstable**: NaN/inf losses or spikes (a loss jumping to :data:`SPIKE_RATIO`
+  times the epoch before) -> smaller steps (learning rate);
+- **biased**: a per-group gap (``dp_diff``, ``eo_diff`` or per-group accuracy /
+  positive-rate columns) of :data:`BIAS_GAP` or more at the trial's selected
+  epoch -> a stronger fairness penalty.
+
+Every threshold is a named constant below. Each trial's row carries the numbers
+its labels were decided from; :func:`explain` turns one row into a sentence
+with the evidence and a direction for each swept parameter. All per-trial
+numbers are segment reductions (:mod:`~regtune.platform.analysis.curves`), so a
+sweep of 10^5 trials is diagnosed without a Python loop over trials.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from regtune.platform.analysis.curves import Segments, segment_values, segments
+from regtune.platform.analysis.swept import SweptParameter
+
+__all__ = [
+    "BIAS_GAP",
+    "DIAGNOSIS_COLUMNS",
+    "GROUP_COLUMN",
+    "LABELS",
+    "MIN_EPOCHS",
+    "OVERFIT_GAP_GROWTH",
+    "OVERFIT_GAP_RATIO",
+    "OVERFIT_VAL_STALL",
+    "SPIKE_RATIO",
+    "UNDERFIT_FLAT",
+    "UNDERFIT_PROGRESS",
+    "WINDOW",
+    "diagnose",
+    "directions",
+    "explain",
+    "group_columns",
+]
+
+#: A trial needs this many epochs before its curves say anything (ASHA stops
+#: weak trials after one or two; those are "too short", not healthy).
+MIN_EPOCHS = 3
+#: Epochs averaged at the start, middle and end of a curve, so one noisy epoch does not decide.
+WINDOW = 3
+#: Overfit needs the final gap (val - train loss) to be at least this share of the final val loss
+#: (0.3: val loss is 1.4x train loss or more) ...
+OVERFIT_GAP_RATIO = 0.3
+#: ... the gap to have grown by at least this share of the final val loss since the start ...
+OVERFIT_GAP_GROWTH = 0.1
+#: ... and val loss to have improved by less than this share over the second half
+#: (stalled or rising).
+OVERFIT_VAL_STALL = 0.02
+#: Underfit needs the final train loss to be at least this share of the first epoch's
+#: (a well-fit model ends far below it; 0.7 means it learnt less than a third) ...
+UNDERFIT_PROGRESS = 0.7
+#: ... and train loss to have fallen by less than this share over the second half (flat).
+UNDERFIT_FLAT = 0.05
+#: A loss at least this multiple of the previous epoch's is a spike (unstable).
+SPIKE_RATIO = 1.5
+#: A group gap (dp_diff, eo_diff, or the spread of a per-group rate) at least this large is bias.
+BIAS_GAP = 0.1
+
+#: Per-group metric columns: ``group.<group>.<stat>`` or ``<stat>.<group>`` with stat
+#: one of acc, accuracy, positive_rate, pos_rate, tpr, fpr.
+GROUP_COLUMN = re.compile(
+    r"^(?:group[._](?P<group_a>.+)[._](?P<stat_a>acc|accuracy|positive_rate|pos_rate|tpr|fpr)"
+    r"|(?P<stat_b>acc|accuracy|positive_rate|pos_rate|tpr|fpr)[._](?P<group_b>.+))$"
+)
+
+#: Labels in the order a trial's label lists them.
+LABELS = ("unstable", "overfit", "underfit", "biased")
+
+#: Columns of the diagnosis table, besides the boolean label columns.
+DIAGNOSIS_COLUMNS = [
+    "diagnosis",
+    "epochs",
+    "train_loss_start",
+    "train_loss_end",
+    "val_loss_end",
+    "val_loss_min",
+    "gap_end",
+    "gap_ratio",
+    "gap_growth",
+    "val_improvement",
+    "train_progress",
+    "train_flat",
+    "n_spikes",
+    "n_nonfinite",
+    "bias_gap",
+]
+
+
+def group_columns(columns: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Per-group metric columns as ``{stat: {group: column}}`` (see :data:`GROUP_COLUMN`)."""
+    found: dict[str, dict[str, str]] = {}
+    for column in columns:
+        match = GROUP_COLUMN.match(str(column))
+        if match is None:
+            continue
+        stat = match["stat_a"] or match["stat_b"]
+        group = match["group_a"] or match["group_b"]
+        found.setdefault(stat, {})[group] = str(column)
+    return {stat: groups for stat, groups in found.items() if len(groups) >= 2}
+
+
+def _ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.abs(den) > 0, num / np.abs(den), np.nan)
+
+
+def _bias_gap(summary: pd.DataFrame | None, trial_ids: NDArray[np.object_]) -> NDArray:
+    """Largest group gap per trial at its selected epoch (NaN when no group metric exists)."""
+    gap = np.full(trial_ids.size, np.nan)
+    if summary is None:
+        return gap
+    aligned = summary.reindex(trial_ids.astype(str))
+    parts = [aligned[c].to_numpy(dtype=np.float64) for c in ("dp_diff", "eo_diff") if c in aligned]
+    for groups in group_columns(list(aligned.columns)).values():
+        values = aligned[list(groups.values())].to_numpy(dtype=np.float64)
+        parts.append(np.fmax.reduce(values, axis=1) - np.fmin.reduce(values, axis=1))
+    for part in parts:
+        gap = np.fmax(gap, np.abs(part))
+    return gap
+
+
+def diagnose(
+    epochs: pd.DataFrame,
+    summary: pd.DataFrame | None = None,
+    *,
+    seg: Segments | None = None,
+) -> pd.DataFrame:
+    """One row per trial (index ``trial_id``): labels and the numbers behind them.
+
+    ``epochs`` needs ``trial_id``, ``iteration``, ``train_loss`` and
+    ``val_loss``; ``summary`` (the per-trial table) supplies the group metrics
+    at each trial's selected epoch. Columns: :data:`DIAGNOSIS_COLUMNS` plus
+    one boolean column per label in :data:`LABELS` and ``too_short``.
+    ``diagnosis`` is the labels joined with ``+``, ``healthy``, or
+    ``too short`` (fewer than :data:`MIN_EPOCHS` epochs, unless already unstable).
+
+    Raises:
+        DataError: ``trial_id``/``iteration`` missing.
+        SpecError: ``train_loss`` or ``val_loss`` missing (the message lists the metrics).
+    """
+    from regtune.platform.analysis.summary import check_metric, metric_columns
+
+    present = metric_columns(epochs)
+    for needed in ("train_loss", "val_loss"):
+        check_metric(needed, present, "diagnosis")
+    seg = seg if seg is not None else segments(epochs)
+    train = segment_values(epochs, "train_loss", seg)
+    val = segment_values(epochs, "val_loss", seg)
+    n = seg.n_trials
+    lengths = seg.lengths
+    half = np.maximum(lengths // 2, 1)
+
+    nonfinite = (~np.isfinite(train)) | (~np.isfinite(val))
+    n_nonfinite = seg.reduce(np.add, nonfinite.astype(np.int64)) if n else np.zeros(0)
+    # A spike: the loss jumps to SPIKE_RATIO x the previous epoch of the same trial.
+    spike = np.zeros(train.size, dtype=bool)
+    if train.size > 1:
+        with np.errstate(invalid="ignore"):
+            jump = (train[1:] >= SPIKE_RATIO * train[:-1]) | (val[1:] >= SPIKE_RATIO * val[:-1])
+        spike[1:] = jump & np.isfinite(train[:-1]) & np.isfinite(val[:-1])
+        spike[seg.starts] = False
+    n_spikes = seg.reduce(np.add, spike.astype(np.int64)) if n else np.zeros(0)
+
+    train_start = seg.window_mean(train, 1, tail=False)
+    train_end = seg.window_mean(train, WINDOW, tail=True)
+    val_end = seg.window_mean(val, WINDOW, tail=True)
+    gap = val - train
+    gap_start = seg.window_mean(gap, WINDOW, tail=False)
+    gap_end = seg.window_mean(gap, WINDOW, tail=True)
+    val_min = seg.reduce(np.fmin, val) if n else np.zeros(0)
+    # Second half: from the middle epoch to the end.
+    mid_rows = seg.starts + half - 1
+    train_mid = train[mid_rows] if n else np.zeros(0)
+    val_mid = val[mid_rows] if n else np.zeros(0)
+
+    gap_ratio = _ratio(gap_end, val_end)
+    gap_growth = _ratio(gap_end - gap_start, val_end)
+    val_improvement = _ratio(val_mid - val_end, val_mid)
+    train_progress = _ratio(train_end, train_start)
+    train_flat = _ratio(train_mid - train_end, train_mid)
+    bias_gap = _bias_gap(summary, seg.trial_ids)
+
+    long_enough = lengths >= MIN_EPOCHS
+    with np.errstate(invalid="ignore"):
+        unstable = (n_nonfinite > 0) | (n_spikes > 0)
+        overfit = (
+            long_enough
+            & (gap_ratio >= OVERFIT_GAP_RATIO)
+            & (gap_growth >= OVERFIT_GAP_GROWTH)
+            & (val_improvement < OVERFIT_VAL_STALL)
+        )
+        underfit = (
+            long_enough
+            & ~overfit
+            & (train_progress >= UNDERFIT_PROGRESS)
+            & (train_flat < UNDERFIT_FLAT)
+        )
+        biased = bias_gap >= BIAS_GAP
+    too_short = ~long_enough & ~unstable
+    flags = np.stack([unstable, overfit, underfit, biased], axis=1)
+    code = flags.astype(np.int64) @ (1 << np.arange(len(LABELS)))
+    names = np.array(
+        [
+            "+".join(label for bit, label in enumerate(LABELS) if c & (1 << bit)) or "healthy"
+            for c in range(1 << len(LABELS))
+        ],
+        dtype=object,
+    )
+    label = names[code]
+    label[too_short & (code == 0)] = "too short"
+    table = pd.DataFrame(
+        {
+            "diagnosis": label,
+            "epochs": lengths.astype(np.int64),
+            "train_loss_start": train_start,
+            "train_loss_end": train_end,
+            "val_loss_end": val_end,
+            "val_loss_min": val_min,
+            "gap_end": gap_end,
+            "gap_ratio": gap_ratio,
+            "gap_growth": gap_growth,
+            "val_improvement": val_improvement,
+            "train_progress": train_progress,
+            "train_flat": train_flat,
+            "n_spikes": n_spikes.astype(np.int64),
+            "n_nonfinite": n_nonfinite.astype(np.int64),
+            "bias_gap": bias_gap,
+            "unstable": unstable,
+            "overfit": overfit,
+            "underfit": underfit,
+            "biased": biased,
+            "too_short": too_short,
+        },
+        index=pd.Index(seg.trial_ids.astype(str), name="trial_id"),
+    )
+    return table
+
+
+# What each label asks of a parameter, by the parameter's role (see swept.Role).
+_DIRECTIONS: dict[str, dict[str, str]] = {
+    "overfit": {"regularizer": "raise", "inverse": "lower", "capacity": "lower"},
+    "underfit": {"regularizer": "lower", "inverse": "raise", "capacity": "raise"},
+    "unstable": {"step": "lower"},
+}
+
+
+def directions(row: Mapping[str, object], swept: Sequence[SweptParameter]) -> dict[str, str]:
+    """Recommended direction (``raise``/``lower``/``keep``) for each swept parameter.
+
+    Labels are read in :data:`LABELS` order; the first label with an opinion
+    about a parameter decides it. Bias asks only the fairness strength to rise.
+    """
+    out: dict[str, str] = {}
+    for parameter in swept:
+        choice = "keep"
+        for label in LABELS:
+            if not row.get(label):
+                continue
+            if label == "biased":
+                if parameter.name == "penalties.fairness.strength":
+                    choice = "raise"
+                    break
+                continue
+            wanted = _DIRECTIONS[label].get(parameter.role)
+            if wanted:
+                choice = wanted
+                break
+        out[parameter.name] = choice
+    return out
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "nan" if np.isnan(value) else f"{float(value):.3g}"
+    return str(value)
+
+
+def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> str:
+    """One sentence: the labels, the numbers behind them, and what to change.
+
+    ``row`` is one row of :func:`diagnose` (e.g. ``table.loc[trial_id]``).
+    """
+    f = {key: _fmt(value) for key, value in row.items()}
+    parts: list[str] = []
+    if row.get("unstable"):
+        parts.append(
+            f"unstable: {f['n_nonfinite']} NaN/inf epoch(s), {f['n_spikes']} spike(s) "
+            f"(a loss >= {SPIKE_RATIO}x the epoch before)"
+        )
+    if row.get("overfit"):
+        parts.append(
+            f"overfit: val loss {f['val_loss_end']} vs train loss {f['train_loss_end']} "
+            f"(gap {f['gap_ratio']} of val loss >= {OVERFIT_GAP_RATIO}), gap grew by "
+            f"{f['gap_growth']} of val loss, val loss improved {f['val_improvement']} "
+            f"over the second half (< {OVERFIT_VAL_STALL}) -> more regularization or more data"
+        )
+    if row.get("underfit"):
+        parts.append(
+            f"underfit: train loss ended at {f['train_progress']} of its first epoch's "
+            f"(>= {UNDERFIT_PROGRESS}) and fell only {f['train_flat']} over the second half "
+            f"(< {UNDERFIT_FLAT}); val loss {f['val_loss_end']} -> less regularization or more "
+            "capacity"
+        )
+    if row.get("biased"):
+        parts.append(f"biased: largest group gap {f['bias_gap']} (>= {BIAS_GAP})")
+    if not parts:
+        if row.get("too_short"):
+            parts.append(f"too short to tell: {f['epochs']} epoch(s) (< {MIN_EPOCHS})")
+        else:
+            parts.append(
+                f"healthy: val loss {f['val_loss_end']}, train loss {f['train_loss_end']}, "
+                f"gap {f['gap_ratio']} of val loss"
+            )
+    moves = directions(row, swept)
+    if moves:
+        parts.append("; ".join(f"{name}: {move}" for name, move in moves.items()))
+    return ". ".join(parts)

@@ -1,0 +1,243 @@
+"""Read an experiment for analysis: the adapter between the results store and the analysis.
+
+Two ways in, same result shape (:class:`Experiment`):
+
+- everything (``columns=None``): the results store's own readers
+  (:func:`~regtune.platform.results.read_epochs`, ``read_trials``,
+  ``read_spec``), for reports on sweeps of any ordinary size;
+- a column projection (``columns=[...]``): only those columns of each part
+  are read (Parquet is columnar, so the rest is never decoded), ``trial_id``
+  as a dictionary (categorical), with the same skipping rules as the store's
+  reader (foreign or unreadable parts are named in :attr:`Experiment.notes`
+  and left in place; another schema version is an error) and the same
+  "latest row wins" deduplication. This is what keeps 10^7 rows within a
+  few hundred MB.
+
+Files skipped by the store (its :class:`~regtune.platform.results.ResultsWarning`)
+and trials still running are surfaced in ``notes``, never hidden.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from regtune.errors import DataError
+from regtune.platform.analysis.curves import segment_values, segments
+from regtune.platform.results import ResultsWarning, read_epochs, read_spec, read_trials
+from regtune.platform.results.degenerate import GROUP_GAPS
+from regtune.platform.results.files import PART_PREFIX, PART_SUFFIX, locate
+from regtune.platform.results.read import stored_trial_states
+from regtune.platform.results.schema import KIND_EPOCHS, ForeignFileError, check_metadata
+from regtune.search_spaces import SweepSpec
+
+__all__ = [
+    "MSG_EMPTY",
+    "MSG_NO_SPEC",
+    "MSG_RUNNING",
+    "Experiment",
+    "load_experiment",
+    "stored_columns",
+]
+
+MSG_EMPTY = (
+    "{exp}: the experiment has no reported epochs yet; nothing to analyze. Wait for its first "
+    "trial to report, or check the path"
+)
+MSG_NO_SPEC = "{exp}: no usable stored spec ({reason}); swept parameters are inferred from the data"
+MSG_RUNNING = (
+    "{exp}: still running ({running} of {total} trials running): analyzed as far as it got"
+)
+MSG_SKIPPED = "{path}: skipped ({reason}); the file was left in place"
+MSG_NOT_A_PART = "not a results part: parts are named part-<...>.parquet"
+
+_KEYS = ("trial_id", "iteration")
+
+
+@dataclass
+class Experiment:
+    """One experiment as the analysis sees it.
+
+    ``epochs``: the epochs table (contract columns; with a projection only the
+    requested ones); ``trials``: ``trial_id``, ``status``, ``degenerate`` (and
+    with a full read everything the store's trial table has); ``spec``: the
+    stored SweepSpec, or ``None`` if there is none; ``notes``: what a reader
+    must know (skipped files, still running, no spec).
+    """
+
+    name: str
+    path: str
+    epochs: pd.DataFrame
+    trials: pd.DataFrame
+    spec: SweepSpec | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def running(self) -> int:
+        """How many trials are still running."""
+        if "status" not in self.trials.columns:
+            return 0
+        return int((self.trials["status"] == "running").sum())
+
+
+def _record(caught: list[warnings.WarningMessage], notes: list[str]) -> None:
+    for item in caught:
+        if issubclass(item.category, ResultsWarning):
+            notes.append(str(item.message))
+        else:  # not ours to swallow
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+
+def _readable_parts(exp: str, notes: list[str]) -> list[tuple[str, pa.Schema]]:
+    """``(path, schema)`` of every epoch part the store would read; the others are noted."""
+    loc = locate(exp)
+    if not loc.exists(loc.root):
+        # The store's reader words this error; let it.
+        read_epochs(exp)
+    parts: list[tuple[str, pa.Schema]] = []
+    for name in loc.list_files(loc.epochs):
+        path = f"{loc.epochs}/{name}"
+        shown = loc.display(path)
+        if not (name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)):
+            notes.append(MSG_SKIPPED.format(path=shown, reason=MSG_NOT_A_PART))
+            continue
+        try:
+            schema = pq.read_schema(path, filesystem=loc.fs)
+            check_metadata(shown, schema.metadata, kind=KIND_EPOCHS)
+            if not all(k in schema.names for k in _KEYS):
+                raise ForeignFileError(f"{shown}: a results part without trial_id/iteration")
+            parts.append((path, schema))
+        except ForeignFileError as exc:
+            notes.append(MSG_SKIPPED.format(path=shown, reason=str(exc).split(": ", 1)[-1]))
+        except (pa.ArrowException, OSError) as exc:
+            notes.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))
+    return parts
+
+
+def stored_columns(exp: str) -> tuple[list[str], list[str]]:
+    """Every column name stored in the experiment's readable epoch parts (in first-seen
+    order), and notes on the parts skipped; reads only the Parquet footers."""
+    notes: list[str] = []
+    names: dict[str, None] = {}
+    for _path, schema in _readable_parts(exp, notes):
+        names.update(dict.fromkeys(schema.names))
+    return list(names), notes
+
+
+def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.DataFrame:
+    """The requested epoch columns of every readable part, latest row per (trial, iteration).
+
+    Columns no part holds are left out (the caller checks names against
+    :func:`stored_columns`)."""
+    loc = locate(exp)
+    wanted = list(dict.fromkeys([*_KEYS, *columns]))
+    tables: list[pa.Table] = []
+    for path, schema in _readable_parts(exp, notes):
+        present = [c for c in wanted if c in schema.names]
+        try:
+            tables.append(
+                pq.read_table(
+                    path, columns=present, filesystem=loc.fs, read_dictionary=["trial_id"]
+                )
+            )
+        except (pa.ArrowException, OSError) as exc:
+            shown = loc.display(path)
+            notes.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))
+    if not tables:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in _KEYS})
+    table = pa.concat_tables(tables, promote_options="permissive")
+    del tables
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    return _latest_rows(frame[[c for c in wanted if c in frame.columns]])
+
+
+def _latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep the last row per (trial_id, iteration), rows sorted by trial then iteration.
+
+    Parts come oldest first, so "last" is the latest write. Already sorted and
+    unique input (the usual case) is returned as is, after one O(n) check.
+    """
+    trial = frame["trial_id"]
+    if not isinstance(trial.dtype, pd.CategoricalDtype):
+        trial = trial.astype("category")
+        frame = frame.assign(trial_id=trial)
+    codes = trial.cat.codes.to_numpy(dtype=np.int64)
+    iteration = frame["iteration"].to_numpy(dtype=np.int64)
+    width = int(iteration.max()) + 1 if iteration.size else 1
+    key = codes * width + iteration
+    if key.size < 2 or bool(np.all(key[1:] > key[:-1])):
+        return frame
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    last = np.ones(ordered.size, dtype=bool)
+    last[:-1] = ordered[1:] != ordered[:-1]
+    return frame.iloc[order[last]].reset_index(drop=True)
+
+
+def _trial_states(exp: str, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Status (stored, else ``running``) and degenerate (the store's rule on the last epoch:
+    every gap in ``GROUP_GAPS`` reported and exactly 0), without reading the trial rows again."""
+    states, _ = stored_trial_states(locate(exp))
+    seg = segments(epochs)
+    present = [str(t) for t in seg.trial_ids]
+    status = [states[t].status if t in states else "running" for t in present]
+    degenerate = np.zeros(seg.n_trials, dtype=bool)
+    if all(g in epochs.columns for g in GROUP_GAPS):
+        degenerate[:] = True
+        for gap in GROUP_GAPS:
+            degenerate &= segment_values(epochs, gap, seg)[seg.last] == 0.0
+    return pd.DataFrame({"trial_id": present, "status": status, "degenerate": degenerate})
+
+
+def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experiment:
+    """Read experiment ``exp`` (a path or URI) for analysis.
+
+    ``columns``: the metric and ``config.*`` columns to read (``trial_id`` and
+    ``iteration`` always come); ``None`` reads everything through the
+    results store's readers.
+
+    Raises:
+        DataError: no such experiment, no reported epoch yet, or a part of
+            another schema version (the store's messages name the path).
+    """
+    notes: list[str] = []
+    name = str(exp).rstrip("/").rsplit("/", 1)[-1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResultsWarning)
+        if columns is None:
+            epochs = read_epochs(exp)
+            trials = read_trials(exp) if not epochs.empty else pd.DataFrame()
+        else:
+            epochs = _read_projected(exp, columns, notes)
+            trials = pd.DataFrame()
+    _record(caught, notes)
+    # A full read warns per skipped file twice (epochs, then trials): say it once.
+    notes = list(dict.fromkeys(notes))
+    if epochs.empty:
+        raise DataError(MSG_EMPTY.format(exp=exp))
+    if columns is not None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResultsWarning)
+            trials = _trial_states(exp, epochs)
+        _record(caught, notes)
+    spec: SweepSpec | None = None
+    try:
+        spec = read_spec(exp)
+    except DataError as exc:
+        notes.append(MSG_NO_SPEC.format(exp=exp, reason=exc))
+    if "experiment" in epochs.columns and len(epochs):
+        name = str(epochs["experiment"].iloc[0])
+    elif spec is not None:
+        name = spec.name
+    result = Experiment(name=name, path=str(exp), epochs=epochs, trials=trials, spec=spec)
+    if result.running:
+        result.notes.append(MSG_RUNNING.format(exp=exp, running=result.running, total=len(trials)))
+    result.notes[:0] = notes
+    return result

@@ -1,0 +1,351 @@
+"""One analysis of one experiment: every table the report and the CLI show.
+
+:func:`analyze_tables` is the core (DataFrames in, DataFrames out);
+:func:`analyze_experiment` reads an experiment directory first, only the
+columns it needs. :meth:`Analysis.to_dict` is the ``--json`` output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regtune.errors import DataError, SpecError
+from regtune.platform.analysis.best import BestTrial, best_trial, best_trial_id
+from regtune.platform.analysis.curves import segments
+from regtune.platform.analysis.diagnosis import diagnose, explain, group_columns
+from regtune.platform.analysis.front import Front, pareto_table, resolve_objectives
+from regtune.platform.analysis.load import Experiment, load_experiment, stored_columns
+from regtune.platform.analysis.path import heatmap, regularization_path
+from regtune.platform.analysis.summary import check_metric, metric_columns, trial_summary
+from regtune.platform.analysis.swept import SweptParameter, find_parameter, swept_parameters
+from regtune.platform.analysis.verdict import edges, sweep_verdict
+from regtune.search_spaces import SweepSpec
+
+__all__ = [
+    "DEFAULT_OBJECTIVE",
+    "MSG_NO_LOSSES",
+    "SECOND_OBJECTIVE",
+    "Analysis",
+    "analyze_experiment",
+    "analyze_tables",
+    "needed_columns",
+]
+
+#: The primary objective when neither the spec nor the caller names one.
+DEFAULT_OBJECTIVE = ("val_acc", "max")
+#: With a single-objective spec the front is drawn against this second objective
+#: (accuracy vs calibration: the trade-off regularization moves along).
+SECOND_OBJECTIVE = ("ece", "min")
+#: Trials whose diagnosis is spelt out in the terminal, JSON and report, per label.
+EXAMPLES_PER_LABEL = 3
+
+MSG_NO_LOSSES = "diagnosis needs train_loss and val_loss; metrics present: {present}"
+
+
+@dataclass
+class Analysis:
+    """Everything analysed about one experiment. Tables are pandas DataFrames:
+
+    ``summary`` (one row per trial), ``paths`` (parameter name -> path table),
+    ``heatmap`` (or ``None`` with fewer than two numeric swept parameters),
+    ``front`` (:class:`~regtune.platform.analysis.front.Front`), ``diagnosis``
+    (one row per trial), ``edges`` (best strength vs range per parameter),
+    ``verdict`` (sentences), ``best`` (:class:`~regtune.platform.analysis.best.BestTrial`).
+    """
+
+    name: str
+    path: str
+    objective: tuple[str, str]
+    swept: list[SweptParameter]
+    summary: pd.DataFrame
+    paths: dict[str, pd.DataFrame]
+    heatmap: pd.DataFrame | None
+    front: Front | None
+    diagnosis: pd.DataFrame
+    edges: pd.DataFrame
+    verdict: list[str]
+    best: BestTrial | None
+    spec: SweepSpec | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_trials(self) -> int:
+        """Trials analysed."""
+        return len(self.summary)
+
+    def examples(self) -> dict[str, list[dict[str, Any]]]:
+        """A few trials per diagnosis label, each with its evidence sentence."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for label, group in self.diagnosis.groupby("diagnosis", sort=True):
+            rows = []
+            for trial_id in group.index[:EXAMPLES_PER_LABEL]:
+                row = self.diagnosis.loc[trial_id].to_dict()
+                rows.append({"trial_id": str(trial_id), "evidence": explain(row, self.swept)})
+            out[str(label)] = rows
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-able): counts, paths, front, verdict; no per-trial dumps
+        beyond the front and a few examples per diagnosis."""
+        front: dict[str, Any] | None = None
+        if self.front is not None:
+            on = self.front.front
+            front = {
+                "objectives": [list(o) for o in self.front.objectives],
+                "reference": self.front.reference,
+                "hypervolume": self.front.hypervolume,
+                "n_front": len(on),
+                "n_dominated": len(self.front.dominated),
+                "n_excluded": int((self.front.table["excluded"] != "").sum()),
+                "trials": _records(on.reset_index()),
+            }
+        best = None
+        if self.best is not None:
+            best = {
+                "trial_id": self.best.trial_id,
+                "metrics": _plain(self.best.row.to_dict()),
+                "diagnosis": explain(self.diagnosis.loc[self.best.trial_id].to_dict(), self.swept)
+                if self.best.trial_id in self.diagnosis.index
+                else None,
+                "groups": _plain(self.best.groups.to_dict()),
+                "gaps": _plain(self.best.gaps),
+                "notes": self.best.notes,
+            }
+        counts = self.diagnosis["diagnosis"].value_counts().sort_index()
+        return {
+            "experiment": self.name,
+            "path": self.path,
+            "n_trials": self.n_trials,
+            "objective": list(self.objective),
+            "swept": [
+                {"name": p.name, "kind": p.kind, "low": p.low, "high": p.high, "log": p.log}
+                for p in self.swept
+            ],
+            "paths": {name: _records(table) for name, table in self.paths.items()},
+            "heatmap": None
+            if self.heatmap is None
+            else {
+                **{k: _plain(v) for k, v in self.heatmap.attrs.items()},
+                "cells": _records(self.heatmap),
+            },
+            "front": front,
+            "diagnosis": {
+                "counts": {str(k): int(v) for k, v in counts.items()},
+                "examples": self.examples(),
+            },
+            "edges": _records(self.edges),
+            "verdict": self.verdict,
+            "best": best,
+            "notes": self.notes,
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_plain(r) for r in table.to_dict(orient="records")]
+
+
+def _primary(spec: SweepSpec | None, objectives: Sequence[str] | None) -> tuple[str, str]:
+    if objectives:
+        return resolve_objectives([objectives[0]], _spec_modes(spec))[0]
+    if spec is not None and spec.objectives:
+        first = spec.objectives[0]
+        return (first.metric, first.mode)
+    return DEFAULT_OBJECTIVE
+
+
+def _spec_modes(spec: SweepSpec | None) -> dict[str, str]:
+    return {o.metric: o.mode for o in spec.objectives} if spec is not None else {}
+
+
+def _front_objectives(
+    spec: SweepSpec | None, objectives: Sequence[str] | None, present: Sequence[str]
+) -> tuple[tuple[str, str], ...]:
+    if objectives:
+        return resolve_objectives(list(objectives), _spec_modes(spec))
+    chosen: list[tuple[str, str]] = []
+    if spec is not None:
+        chosen = [(o.metric, o.mode) for o in spec.objectives]
+    if not chosen:
+        chosen = [DEFAULT_OBJECTIVE]
+    if len(chosen) == 1 and SECOND_OBJECTIVE[0] in present and chosen[0] != SECOND_OBJECTIVE:
+        chosen.append(SECOND_OBJECTIVE)
+    return tuple(chosen)
+
+
+def needed_columns(
+    available: Sequence[str],
+    spec: SweepSpec | None,
+    *,
+    objectives: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+) -> list[str]:
+    """The epoch columns an analysis reads: swept ``config.*`` columns, the losses,
+    the objectives, the path metrics (default: every metric), group metrics.
+
+    Raises:
+        SpecError: a named metric or objective is not stored (the message lists
+            the metrics present).
+    """
+    present = metric_columns(pd.DataFrame(columns=list(available)))
+    for name in [*(objectives or []), *(metrics or [])]:
+        check_metric(name.partition(":")[0], present, "metric")
+    if spec is not None:
+        config = [f"config.{'.'.join(p)}" for p, _ in spec.iter_distributions()]
+    else:
+        config = [c for c in available if c.startswith("config.")]
+    wanted = [c for c in config if c in available]
+    wanted += [m for m in ("train_loss", "val_loss", "dp_diff", "eo_diff") if m in present]
+    primary = _primary(spec, objectives)[0]
+    wanted += [primary] + [o.partition(":")[0] for o in objectives or []]
+    if spec is not None:
+        wanted += [o.metric for o in spec.objectives]
+    if SECOND_OBJECTIVE[0] in present:
+        wanted.append(SECOND_OBJECTIVE[0])
+    wanted += list(metrics) if metrics is not None else present
+    for columns in group_columns(present).values():
+        wanted += list(columns.values())
+    return [c for c in dict.fromkeys(wanted) if c in available]
+
+
+def analyze_tables(
+    epochs: pd.DataFrame,
+    *,
+    trials: pd.DataFrame | None = None,
+    spec: SweepSpec | None = None,
+    objectives: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    penalties: Sequence[str] | None = None,
+    heatmap_metric: str | None = None,
+    reference: Mapping[str, float] | None = None,
+    include_degenerate: bool = False,
+    name: str = "",
+    path: str = "",
+    notes: Sequence[str] = (),
+) -> Analysis:
+    """Analyse an epochs table (the results contract's shape).
+
+    ``objectives``: ``metric`` or ``metric:mode`` strings; the first is the
+    primary objective (best strength, best trial), all of them span the front
+    (default: the spec's objectives; with a single one, also ``ece``).
+    ``metrics``: the metrics drawn along each path (default: all).
+    ``penalties``: the swept parameters to draw paths for (default: all swept).
+
+    Raises:
+        SpecError: an unknown metric, objective or parameter; the message lists
+            the ones present.
+        DataError: the table lacks ``trial_id``/``iteration``.
+    """
+    present = metric_columns(epochs)
+    primary = _primary(spec, objectives)
+    check_metric(primary[0], present, "objective")
+    for metric in metrics or []:
+        check_metric(metric, present, "metric")
+    if not {"train_loss", "val_loss"} <= set(present):
+        raise SpecError(MSG_NO_LOSSES.format(present=", ".join(present) or "(none)"))
+    seg = segments(epochs)
+    summary = trial_summary(epochs, primary, trials=trials, seg=seg)
+    swept = swept_parameters(summary, spec)
+    if penalties:
+        swept = [find_parameter(swept, p, "penalty") for p in penalties]
+    numeric = [p for p in swept if p.numeric]
+    path_metrics = list(metrics) if metrics is not None else None
+    if path_metrics is not None and primary[0] not in path_metrics:
+        path_metrics.insert(0, primary[0])
+    paths = {p.name: regularization_path(summary, p, primary, path_metrics) for p in numeric}
+    heat = None
+    if len(numeric) >= 2:
+        heat = heatmap(summary, numeric[0], numeric[1], heatmap_metric or primary[0])
+    front_objectives = _front_objectives(spec, objectives, present)
+    front = pareto_table(
+        summary, front_objectives, reference=reference, include_degenerate=include_degenerate
+    )
+    diagnosis = diagnose(epochs, summary, seg=seg)
+    verdict = sweep_verdict(paths, diagnosis, swept)
+    best_id = best_trial_id(summary, primary, include_degenerate=include_degenerate)
+    best = best_trial(epochs, summary, best_id) if best_id is not None else None
+    all_notes = list(notes)
+    if trials is not None and "status" in trials.columns:
+        running = int((trials["status"] == "running").sum())
+        if running and not any("still running" in n for n in all_notes):
+            all_notes.append(
+                f"still running: {running} of {len(trials)} trials running; "
+                "analyzed as far as it got"
+            )
+    return Analysis(
+        name=name or (spec.name if spec is not None else ""),
+        path=path,
+        objective=primary,
+        swept=swept,
+        summary=summary,
+        paths=paths,
+        heatmap=heat,
+        front=front,
+        diagnosis=diagnosis,
+        edges=edges(paths, swept),
+        verdict=verdict,
+        best=best,
+        spec=spec,
+        notes=all_notes,
+    )
+
+
+def analyze_experiment(
+    exp: str,
+    *,
+    objectives: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    penalties: Sequence[str] | None = None,
+    heatmap_metric: str | None = None,
+    reference: Mapping[str, float] | None = None,
+    include_degenerate: bool = False,
+) -> Analysis:
+    """Read experiment ``exp`` (path or URI; only the columns needed) and analyse it.
+
+    Raises:
+        DataError: missing or empty experiment, or a part of another schema version.
+        SpecError: as :func:`analyze_tables`.
+    """
+    available, _notes = stored_columns(exp)
+    spec: SweepSpec | None
+    try:
+        from regtune.platform.results import read_spec
+
+        spec = read_spec(exp)
+    except DataError:  # load_experiment reports it as a note
+        spec = None
+    columns = needed_columns(available, spec, objectives=objectives, metrics=metrics)
+    experiment: Experiment = load_experiment(exp, columns=columns)
+    return analyze_tables(
+        experiment.epochs,
+        trials=experiment.trials,
+        spec=experiment.spec,
+        objectives=objectives,
+        metrics=metrics,
+        penalties=penalties,
+        heatmap_metric=heatmap_metric,
+        reference=reference,
+        include_degenerate=include_degenerate,
+        name=experiment.name,
+        path=experiment.path,
+        notes=experiment.notes,
+    )

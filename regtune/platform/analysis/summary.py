@@ -1,0 +1,135 @@
+"""One row per trial: its config and every metric at the epoch that represents it.
+
+A trial is represented by its *best* epoch under the primary objective (the
+epoch early stopping would restore; ties go to the earliest), or by its
+*last* epoch (``at="last"``). Every metric of the row comes from that one
+epoch, so a trial's accuracy, calibration and size are read together.
+``test_*`` metrics exist on the final epoch only and are taken from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from regtune.errors import SpecError
+from regtune.platform.analysis.curves import Segments, segment_values, segments
+
+__all__ = [
+    "BOOKKEEPING_COLUMNS",
+    "MSG_BAD_AT",
+    "MSG_UNKNOWN_METRIC",
+    "config_columns",
+    "metric_columns",
+    "select_epochs",
+    "trial_summary",
+]
+
+#: Columns of the epochs table that are neither config nor metrics.
+BOOKKEEPING_COLUMNS = frozenset(
+    {"experiment", "trial_id", "iteration", "time_total_s", "timestamp", "epoch"}
+)
+
+MSG_UNKNOWN_METRIC = "{what}: unknown metric {metric!r}; metrics present: {present}"
+MSG_BAD_AT = "at: {value!r} is not allowed; allowed: 'best', 'last'"
+
+At = Literal["best", "last"]
+
+
+def config_columns(table: pd.DataFrame) -> list[str]:
+    """The ``config.*`` columns, in table order."""
+    return [c for c in table.columns if str(c).startswith("config.")]
+
+
+def metric_columns(epochs: pd.DataFrame) -> list[str]:
+    """Numeric metric columns of an epochs table (not keys, not config)."""
+    return [
+        str(c)
+        for c in epochs.columns
+        if c not in BOOKKEEPING_COLUMNS
+        and not str(c).startswith("config.")
+        and (pd.api.types.is_numeric_dtype(epochs[c]) and not pd.api.types.is_bool_dtype(epochs[c]))
+    ]
+
+
+def check_metric(metric: str, present: Sequence[str], what: str) -> None:
+    """Raise :class:`SpecError` naming the metrics present when ``metric`` is not one of them."""
+    if metric not in present:
+        listed = ", ".join(sorted(present)) or "(none)"
+        raise SpecError(MSG_UNKNOWN_METRIC.format(what=what, metric=metric, present=listed))
+
+
+def select_epochs(
+    seg: Segments, objective: NDArray[np.float64], mode: str, at: str = "best"
+) -> NDArray[np.intp]:
+    """Sorted-row index of the representative epoch of each trial.
+
+    ``at="best"``: the first epoch where the objective reaches its best
+    (``mode`` ``"max"`` or ``"min"``, NaN ignored); a trial whose objective is
+    NaN throughout falls back to its last epoch. ``at="last"``: the last epoch.
+    """
+    if at not in ("best", "last"):
+        raise SpecError(MSG_BAD_AT.format(value=at))
+    if at == "last" or seg.n_trials == 0:
+        return seg.last
+    signed = objective if mode == "max" else -objective
+    signed = np.where(np.isnan(signed), -np.inf, signed)
+    best = seg.reduce(np.maximum, signed)
+    hits = np.flatnonzero(signed == np.repeat(best, seg.lengths))
+    owner = seg.segment_of_rows()[hits]
+    first_owner, first_pos = np.unique(owner, return_index=True)
+    chosen = seg.last.copy()
+    found = np.isfinite(best[first_owner])
+    chosen[first_owner[found]] = hits[first_pos[found]]
+    return chosen
+
+
+def trial_summary(
+    epochs: pd.DataFrame,
+    objective: tuple[str, str],
+    *,
+    trials: pd.DataFrame | None = None,
+    at: At = "best",
+    seg: Segments | None = None,
+) -> pd.DataFrame:
+    """One row per trial (index ``trial_id``), its config and metrics at one epoch.
+
+    Columns: every ``config.*`` column (from the trial's first row), ``epochs``
+    (how many it reported), ``iteration`` (the representative epoch), every
+    metric column at that epoch, and, when ``trials`` (the results store's
+    trial table) is given, its ``status`` and ``degenerate``.
+
+    Raises:
+        SpecError: the objective's metric is not a column (the message lists
+            the metrics present), or ``at`` is not ``"best"``/``"last"``.
+        DataError: ``trial_id`` or ``iteration`` is missing.
+    """
+    metric, mode = objective
+    seg = seg if seg is not None else segments(epochs)
+    metrics = metric_columns(epochs)
+    check_metric(metric, metrics, "objective")
+    chosen = select_epochs(seg, segment_values(epochs, metric, seg), mode, at)
+    last = seg.last
+    out: dict[str, object] = {}
+    first_rows = seg.starts if seg.order is None else seg.order[seg.starts]
+    for column in config_columns(epochs):
+        out[column] = epochs[column].to_numpy()[first_rows]
+    out["epochs"] = seg.lengths.astype(np.int64)
+    iterations = segment_values(epochs, "iteration", seg)
+    out["iteration"] = iterations[chosen].astype(np.int64) if seg.n_trials else []
+    for column in metrics:
+        values = segment_values(epochs, column, seg)
+        out[column] = values[last if column.startswith("test_") else chosen]
+    table = pd.DataFrame(out, index=pd.Index(seg.trial_ids.astype(str), name="trial_id"))
+    if trials is not None and "trial_id" in trials.columns:
+        extra = trials.set_index(trials["trial_id"].astype(str))
+        for column in ("status", "degenerate"):
+            if column in extra.columns:
+                table[column] = extra[column].reindex(table.index)
+    if "degenerate" in table.columns:
+        table["degenerate"] = table["degenerate"].fillna(False).astype(bool)
+    return table

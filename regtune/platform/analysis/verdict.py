@@ -1,0 +1,159 @@
+"""The sweep-level verdict: where the next sweep should look.
+
+Two kinds of evidence: where the best strength of each path sits in the range
+that was swept (at an edge: widen the range that way; inside: narrow around
+it), and what most trials suffered from (mostly overfit: shift regularization
+up; mostly underfit: down; many unstable: smaller steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from regtune.platform.analysis.swept import SweptParameter
+
+__all__ = [
+    "EDGE_BINS",
+    "MOSTLY",
+    "UNSTABLE_SHARE",
+    "WIDEN_FACTOR",
+    "edges",
+    "sweep_verdict",
+]
+
+#: A best strength in the first or last this-many path bins is "at the edge".
+EDGE_BINS = 1
+#: A label shared by at least this share of the trials that could be diagnosed sets the verdict.
+MOSTLY = 0.5
+#: This share of unstable trials is enough to say so (a few diverged runs waste a sweep).
+UNSTABLE_SHARE = 0.2
+#: How far to widen a log-scaled range past its edge (a factor), or a linear one (share of width).
+WIDEN_FACTOR = 10.0
+
+
+def _suggest(parameter: SweptParameter, side: str) -> tuple[float, float] | None:
+    low, high = parameter.low, parameter.high
+    if low is None or high is None:
+        return None
+    if parameter.log and low > 0:
+        return (low / WIDEN_FACTOR, high) if side == "lower" else (low, high * WIDEN_FACTOR)
+    width = high - low
+    if side == "lower":
+        return (max(low - width / 2, 0.0) if low >= 0 else low - width / 2, high)
+    return (low, high + width / 2)
+
+
+def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) -> pd.DataFrame:
+    """Per swept parameter: the best strength, the range swept, whether it is at an edge, and
+    the range the next sweep should use.
+
+    Columns: ``parameter``, ``best``, ``low``, ``high`` (the range swept),
+    ``edge`` (``"lower"``, ``"upper"`` or ``""``), ``next_low``, ``next_high``.
+    """
+    rows = []
+    for parameter in swept:
+        path = paths.get(parameter.name)
+        if path is None or path.empty or not path["best"].any():
+            continue
+        points = path.drop_duplicates("strength").reset_index(drop=True)
+        best_index = int(np.flatnonzero(points["best"].to_numpy())[0])
+        best = float(points.loc[best_index, "strength"])
+        low = parameter.low if parameter.low is not None else float(points["low"].min())
+        high = parameter.high if parameter.high is not None else float(points["high"].max())
+        edge = ""
+        if len(points) > 2 * EDGE_BINS:
+            if best_index < EDGE_BINS:
+                edge = "lower"
+            elif best_index >= len(points) - EDGE_BINS:
+                edge = "upper"
+        ranged = SweptParameter(parameter.name, parameter.kind, low, high, parameter.log, True)
+        if edge:
+            suggestion = _suggest(ranged, edge) or (low, high)
+        else:
+            # Narrow to the neighbouring path points around the best one.
+            lo_i, hi_i = max(best_index - 1, 0), min(best_index + 1, len(points) - 1)
+            suggestion = (float(points.loc[lo_i, "low"]), float(points.loc[hi_i, "high"]))
+        rows.append(
+            {
+                "parameter": parameter.name,
+                "best": best,
+                "low": low,
+                "high": high,
+                "edge": edge,
+                "next_low": suggestion[0],
+                "next_high": suggestion[1],
+            }
+        )
+    columns = ["parameter", "best", "low", "high", "edge", "next_low", "next_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def sweep_verdict(
+    paths: Mapping[str, pd.DataFrame],
+    diagnosis: pd.DataFrame,
+    swept: Sequence[SweptParameter],
+) -> list[str]:
+    """Sentences saying where the next sweep should look, most important first."""
+    lines: list[str] = []
+    for row in edges(paths, swept).itertuples(index=False):
+        rng = f"[{row.low:.3g}, {row.high:.3g}]"
+        if row.edge == "upper":
+            lines.append(
+                f"best {row.parameter} ({row.best:.3g}) is at the upper edge of its range {rng}: "
+                f"widen it upward, e.g. to [{row.next_low:.3g}, {row.next_high:.3g}]"
+            )
+        elif row.edge == "lower" and row.next_low >= row.low:
+            lines.append(
+                f"best {row.parameter} ({row.best:.3g}) is at the lower edge of its range {rng}, "
+                "which cannot go lower: the sweep prefers it off or weak; drop it or narrow the "
+                "range toward its lower end"
+            )
+        elif row.edge == "lower":
+            lines.append(
+                f"best {row.parameter} ({row.best:.3g}) is at the lower edge of its range {rng}: "
+                f"widen it downward, e.g. to [{row.next_low:.3g}, {row.next_high:.3g}]"
+            )
+        else:
+            lines.append(
+                f"best {row.parameter} ({row.best:.3g}) is inside its range {rng}: narrow the "
+                f"next sweep to [{row.next_low:.3g}, {row.next_high:.3g}]"
+            )
+    if not diagnosis.empty:
+        judged = diagnosis[~diagnosis["too_short"]]
+        total = len(judged)
+        if total:
+            share = {
+                label: float(judged[label].mean())
+                for label in ("overfit", "underfit", "unstable", "biased")
+            }
+            regularizers = [p.name for p in swept if p.is_penalty] or ["the penalties"]
+            names = ", ".join(regularizers)
+            if share["overfit"] >= MOSTLY:
+                lines.append(
+                    f"{share['overfit']:.0%} of {total} trials overfit: shift {names} toward "
+                    "more regularization (or add data)"
+                )
+            if share["underfit"] >= MOSTLY:
+                lines.append(
+                    f"{share['underfit']:.0%} of {total} trials underfit: shift {names} toward "
+                    "less regularization or add capacity"
+                )
+            if share["unstable"] >= UNSTABLE_SHARE:
+                lines.append(
+                    f"{share['unstable']:.0%} of {total} trials are unstable (NaN or spikes): "
+                    "lower the learning rate or its upper bound"
+                )
+            if share["biased"] >= MOSTLY:
+                lines.append(
+                    f"{share['biased']:.0%} of {total} trials show a group gap: sweep "
+                    "penalties.fairness.strength higher"
+                )
+        short = int(diagnosis["too_short"].sum())
+        if short:
+            lines.append(
+                f"{short} trial(s) stopped before they could be diagnosed (early stopping)"
+            )
+    return lines

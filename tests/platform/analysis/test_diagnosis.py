@@ -1,0 +1,126 @@
+"""Diagnosis on learning curves built by hand with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regtune.errors import SpecError
+from regtune.platform.analysis import diagnosis as dg
+from regtune.platform.analysis.diagnosis import diagnose, directions, explain, group_columns
+from regtune.platform.analysis.summary import trial_summary
+from regtune.platform.analysis.swept import SweptParameter
+from tests.platform.analysis.tables import (
+    HEALTHY,
+    OVERFIT,
+    SHORT,
+    UNDERFIT,
+    UNSTABLE,
+    epochs_table,
+)
+
+CURVES = {"over": OVERFIT, "under": UNDERFIT, "wobbly": UNSTABLE, "fine": HEALTHY, "brief": SHORT}
+L2 = SweptParameter("penalties.l2", "loguniform", 1e-6, 1e-1, True, True)
+DROPOUT = SweptParameter("model.dropout", "uniform", 0.0, 0.5, False, True)
+LR = SweptParameter("training.lr", "loguniform", 1e-4, 1e-1, True, True)
+WIDTH = SweptParameter("model.width", "grid", 16, 256, True, True)
+FAIR = SweptParameter("penalties.fairness.strength", "uniform", 0.0, 1.0, False, True)
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    epochs = epochs_table(CURVES)
+    return diagnose(epochs, trial_summary(epochs, ("val_acc", "max")))
+
+
+def test_labels(table: pd.DataFrame) -> None:
+    assert table["diagnosis"].to_dict() == {
+        "over": "overfit",
+        "under": "underfit",
+        "wobbly": "unstable",
+        "fine": "healthy",
+        "brief": "too short",
+    }
+
+
+def test_overfit_evidence_numbers(table: pd.DataFrame) -> None:
+    row = table.loc["over"]
+    # Last three epochs: train (0.03 + 0.015 + 0.01) / 3, val (0.5 + 0.56 + 0.62) / 3.
+    assert row["train_loss_end"] == pytest.approx(0.055 / 3)
+    assert row["val_loss_end"] == pytest.approx(0.56)
+    assert row["gap_ratio"] == pytest.approx((0.56 - 0.055 / 3) / 0.56)
+    # Second half starts at epoch 4 (val 0.42) and ends at 0.56 (mean of the last three).
+    assert row["val_improvement"] == pytest.approx((0.42 - 0.56) / 0.42)
+    text = explain(row.to_dict(), [L2, DROPOUT])
+    assert "overfit" in text and "0.56" in text and "penalties.l2: raise" in text
+    assert "model.dropout: raise" in text
+
+
+def test_underfit_evidence(table: pd.DataFrame) -> None:
+    row = table.loc["under"]
+    assert row["train_progress"] == pytest.approx(((2.12 + 2.11 + 2.11) / 3) / 2.30)
+    assert row["train_flat"] == pytest.approx((2.13 - (2.12 + 2.11 + 2.11) / 3) / 2.13)
+    assert directions(row.to_dict(), [L2, WIDTH]) == {
+        "penalties.l2": "lower",
+        "model.width": "raise",
+    }
+
+
+def test_unstable_counts_nan_and_spikes(table: pd.DataFrame) -> None:
+    row = table.loc["wobbly"]
+    assert row["n_nonfinite"] == 2
+    assert row["n_spikes"] == 1  # 0.4 -> 2.5 (train) and 0.45 -> 2.6 (val) in the same epoch
+    assert directions(row.to_dict(), [L2, LR]) == {"penalties.l2": "keep", "training.lr": "lower"}
+    assert "2 NaN/inf epoch(s), 1 spike(s)" in explain(row.to_dict())
+
+
+def test_short_trial_is_not_called_healthy(table: pd.DataFrame) -> None:
+    assert bool(table.loc["brief", "too_short"])
+    assert "too short to tell: 2 epoch(s)" in explain(table.loc["brief"].to_dict())
+
+
+def test_spike_threshold_is_the_named_constant() -> None:
+    below = {"train_loss": [1.0, 0.5, 0.5 * (dg.SPIKE_RATIO - 0.01), 0.4], "val_loss": [1.0] * 4}
+    at = {"train_loss": [1.0, 0.5, 0.5 * dg.SPIKE_RATIO, 0.4], "val_loss": [1.0] * 4}
+    result = diagnose(epochs_table({"below": below, "at": at}))
+    assert result.loc["below", "n_spikes"] == 0 and result.loc["at", "n_spikes"] == 1
+
+
+def test_bias_from_dp_diff_and_group_columns() -> None:
+    n = len(HEALTHY["train_loss"])
+    extra = {
+        "gap_dp": {"dp_diff": [0.25] * n, "eo_diff": [0.02] * n},
+        "groups": {"acc.female": [0.9] * n, "acc.male": [0.7] * n},
+        "fair": {"dp_diff": [0.01] * n, "eo_diff": [0.02] * n},
+    }
+    epochs = epochs_table({k: HEALTHY for k in extra}, extra=extra)
+    result = diagnose(epochs, trial_summary(epochs, ("val_acc", "max")))
+    assert result["biased"].to_dict() == {"gap_dp": True, "groups": True, "fair": False}
+    assert result.loc["groups", "bias_gap"] == pytest.approx(0.2)
+    assert directions(result.loc["gap_dp"].to_dict(), [L2, FAIR]) == {
+        "penalties.l2": "keep",
+        "penalties.fairness.strength": "raise",
+    }
+
+
+def test_group_columns_patterns() -> None:
+    found = group_columns(["acc.a", "acc.b", "group.x.positive_rate", "group.y.positive_rate", "z"])
+    assert found == {
+        "acc": {"a": "acc.a", "b": "acc.b"},
+        "positive_rate": {"x": "group.x.positive_rate", "y": "group.y.positive_rate"},
+    }
+
+
+def test_missing_losses_names_the_metrics() -> None:
+    epochs = epochs_table({"a": HEALTHY}).drop(columns=["train_loss"])
+    with pytest.raises(SpecError, match=r"unknown metric 'train_loss'; metrics present: .*val"):
+        diagnose(epochs)
+
+
+def test_unsorted_rows_give_the_same_answer(table: pd.DataFrame) -> None:
+    epochs = epochs_table(CURVES)
+    shuffled = epochs.sample(frac=1.0, random_state=0)
+    again = diagnose(shuffled, trial_summary(shuffled, ("val_acc", "max")))
+    pd.testing.assert_frame_equal(again.loc[table.index], table)
+    assert np.isfinite(table.loc["fine", "gap_ratio"])
