@@ -1,0 +1,188 @@
+"""Mistakes found while the spec is validated, before Ray or training starts,
+each blamed on what the user wrote: the data file and its columns, relative
+data paths, keys no trial can use, PBT perturbations a restore would drop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from regtune.errors import SpecError
+from regtune.search_spaces import load_spec, load_train_config
+from regtune.search_spaces.cross_checks import PBT_BATCH_UNDER_SCHEDULE
+
+
+def _spec(**over: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "early",
+        "dataset": "digits",
+        "model": {"arch": "mlp", "width": 16},
+        "penalties": {"l2": {"loguniform": [1e-5, 1e-2]}},
+        "budget": {"samples": 2, "max_epochs": 4},
+    }
+    return spec | over
+
+
+def _write(folder: Path, name: str, data: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _table(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "people.csv"
+    pd.DataFrame({"age": range(20), "group": ["a", "b"] * 10, "y": [0, 1] * 10}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def _problems(error: SpecError) -> dict[str, str]:
+    return {p.path: p.message for p in error.problems}
+
+
+def test_a_missing_data_file_is_named_at_dataset_path_with_its_line(tmp_path: Path) -> None:
+    spec = _write(
+        tmp_path, "s.yaml", _spec(dataset={"name": "csv", "path": "absent.csv", "label": "y"})
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    message = str(info.value)
+    assert f"line 4: dataset.path: {tmp_path / 'absent.csv'}: file not found" in message
+    assert list(_problems(info.value)) == ["dataset.path"]
+
+
+def test_missing_columns_are_each_named(tmp_path: Path) -> None:
+    data = _table(tmp_path)
+    dataset = {
+        "name": "csv", "path": str(data), "label": "income", "features": ["age", "height"],
+        "sensitive": "sex",
+    }  # fmt: skip
+    with pytest.raises(SpecError) as info:
+        load_spec(_spec(dataset=dataset))
+    found = _problems(info.value)
+    assert list(found) == ["dataset.label", "dataset.features", "dataset.sensitive"]
+    assert "no label column 'income'" in found["dataset.label"]
+    assert "'height'" in found["dataset.features"]
+    assert "available columns: ['age', 'group', 'y']" in found["dataset.sensitive"]
+
+
+def test_the_data_check_can_be_left_to_where_the_data_lives() -> None:
+    dataset = {"name": "parquet", "path": "/cluster/only/data.parquet", "label": "y"}
+    spec = load_spec(_spec(dataset=dataset), check_data=False)
+    assert spec.space["dataset"]["path"] == "/cluster/only/data.parquet"
+
+
+def test_a_relative_data_path_is_relative_to_the_spec_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _table(tmp_path / "project" / "data")
+    dataset = {"name": "csv", "path": "data/people.csv", "label": "y", "sensitive": "group"}
+    spec_file = _write(tmp_path / "project", "sweep.yaml", _spec(dataset=dataset))
+    run = _write(tmp_path / "project", "run.yaml", {"dataset": dataset})
+    monkeypatch.chdir(tmp_path)  # anywhere but the spec's folder
+    assert load_spec(spec_file).space["dataset"]["path"] == str(data)
+    assert load_train_config(run)["dataset"]["path"] == str(data)
+    # A path given with --set is typed in a shell: relative to the working directory.
+    elsewhere = _table(tmp_path / "other")
+    spec = load_spec(spec_file, ["dataset.path=other/people.csv"])
+    assert spec.space["dataset"]["path"] == str(elsewhere)
+
+
+def test_a_training_config_with_a_missing_file_is_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    run = _write(tmp_path, "run.yaml", {"dataset": {"name": "csv", "path": "x.csv", "label": "y"}})
+    with pytest.raises(SpecError) as info:
+        load_train_config(run)
+    assert str(info.value).splitlines()[0] == f"invalid training config {run}:"
+    assert list(_problems(info.value)) == ["dataset.path"]
+
+
+def test_a_key_no_trial_can_use_is_refused() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(_spec(training={"momentum": {"uniform": [0.5, 0.9]}}))
+    assert "only optimizer 'sgd' uses momentum" in _problems(info.value)["training.momentum"]
+    # Where some trials use it, it is fine.
+    load_spec(
+        _spec(
+            training={
+                "momentum": {"uniform": [0.5, 0.9]},
+                "optimizer": {"choice": ["sgd", "adamw"]},
+            }
+        )
+    )
+    adversarial = {"method": {"choice": ["none", "pgd"]}, "eps": 0.1, "steps": 3}
+    load_spec(_spec(penalties={"adversarial": adversarial}, training={"robust_steps": 10}))
+
+
+def test_an_idle_key_in_a_training_config_is_refused(tmp_path: Path) -> None:
+    run = _write(
+        tmp_path, "run.yaml", {"dataset": "digits", "model": {"arch": "logreg", "width": 8}}
+    )
+    with pytest.raises(SpecError) as info:
+        load_train_config(run)
+    assert "line 4: model.width: has no effect" in str(info.value)
+
+
+def test_trades_with_mixup_in_a_spec_is_refused() -> None:
+    penalties = {
+        "mixup": {"uniform": [0.0, 0.4]},
+        "adversarial": {"method": {"choice": ["pgd", "trades"]}, "eps": 0.1, "steps": 3},
+    }
+    with pytest.raises(SpecError, match=r"cannot be combined with penalties\.adversarial\.method"):
+        load_spec(_spec(penalties=penalties, training={"robust_steps": 10}))
+
+
+def test_adult_test_fraction_is_refused_naming_why() -> None:
+    with pytest.raises(SpecError, match="official test split"):
+        load_spec(_spec(dataset={"name": "adult", "test_fraction": 0.2}))
+
+
+def _pbt(mutations: list[str], **over: Any) -> dict[str, Any]:
+    return _spec(
+        scheduler={"kind": "pbt", "perturbation_interval": 1, "hyperparam_mutations": mutations},
+        searcher="random",
+        checkpoint={"every": 1},
+        **over,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("optimizer", {"choice": ["adamw", "sgd"]}),
+        ("lr_schedule", {"choice": ["constant", "cosine"]}),
+        ("seed", {"choice": [0, 1]}),
+    ],
+)
+def test_pbt_refuses_keys_a_restore_would_ignore(key: str, value: Any) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(_pbt([f"training.{key}"], training={key: value}))
+    assert "cannot be perturbed by pbt" in _problems(info.value)["scheduler.hyperparam_mutations.0"]
+
+
+def test_pbt_perturbs_batch_size_only_under_a_constant_schedule() -> None:
+    batch = {"batch_size": {"choice": [64, 128]}}
+    load_spec(_pbt(["training.batch_size"], training=batch))
+    with pytest.raises(SpecError) as info:
+        load_spec(_pbt(["training.batch_size"], training={**batch, "lr_schedule": "cosine"}))
+    assert _problems(info.value)["scheduler.hyperparam_mutations.0"] == (
+        PBT_BATCH_UNDER_SCHEDULE.format(schedule="cosine")
+    )
+
+
+def test_pbt_may_perturb_lr_under_a_schedule() -> None:
+    # The restore rescales the schedule (see tests/trainables/test_ignored_values.py).
+    spec = load_spec(
+        _pbt(
+            ["training.lr"], training={"lr": {"loguniform": [1e-3, 1e-2]}, "lr_schedule": "cosine"}
+        )
+    )
+    assert spec.pbt_mutation_paths() == (("training", "lr"),)
