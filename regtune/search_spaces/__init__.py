@@ -25,6 +25,7 @@ from regtune.search_spaces.distributions import (
     Uniform,
 )
 from regtune.search_spaces.load import (
+    data_path_as_written,
     list_presets,
     load_spec,
     load_train_config,
@@ -84,6 +85,7 @@ __all__ = [
     "SearcherConfig",
     "SweepSpec",
     "Uniform",
+    "data_path_as_written",
     "list_presets",
     "load_spec",
     "load_train_config",

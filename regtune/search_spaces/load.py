@@ -32,6 +32,7 @@ from regtune.trainables.config import idle_keys, parse_train_config
 from regtune.trainables.sources import check_data_file
 
 __all__ = [
+    "data_path_as_written",
     "list_presets",
     "load_spec",
     "load_train_config",
@@ -164,6 +165,25 @@ def load_train_config(
             raise SpecError(message, problems)
         return config.model_dump(exclude_unset=True)
     return train_config_from_spec(build_spec(raw, origin, lines, overridden=overrides))
+
+
+def data_path_as_written(
+    source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
+) -> str | None:
+    """``dataset.path`` as the spec (or an override) writes it, before it is
+    made absolute; None without one. Whoever ships a spec elsewhere (a Ray
+    job) needs to know whether the path is relative, hence travels with it.
+
+    Raises:
+        SpecError: the source cannot be read, or an override is malformed.
+    """
+    raw, _, _ = _read_source(source)
+    if not isinstance(raw, Mapping):
+        return None
+    overrides = list(overrides)
+    dataset = (apply_overrides(raw, overrides) if overrides else raw).get("dataset")
+    path = dataset.get("path") if isinstance(dataset, Mapping) else None
+    return path if isinstance(path, str) else None
 
 
 def _folder_of(source: str | Path | Mapping[str, Any]) -> Path | None:

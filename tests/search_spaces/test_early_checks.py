@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from regtune.errors import SpecError
-from regtune.search_spaces import load_spec, load_train_config
+from regtune.search_spaces import data_path_as_written, load_spec, load_train_config
 from regtune.search_spaces.cross_checks import PBT_BATCH_UNDER_SCHEDULE
 
 
@@ -89,6 +89,9 @@ def test_a_relative_data_path_is_relative_to_the_spec_file(
     monkeypatch.chdir(tmp_path)  # anywhere but the spec's folder
     assert load_spec(spec_file).space["dataset"]["path"] == str(data)
     assert load_train_config(run)["dataset"]["path"] == str(data)
+    assert data_path_as_written(spec_file) == "data/people.csv"
+    assert data_path_as_written(spec_file, ["dataset.path=/abs.csv"]) == "/abs.csv"
+    assert data_path_as_written("quickstart") is None
     # A path given with --set is typed in a shell: relative to the working directory.
     elsewhere = _table(tmp_path / "other")
     spec = load_spec(spec_file, ["dataset.path=other/people.csv"])
