@@ -75,6 +75,8 @@ __all__ = [
     "build_module",
     "load_version",
     "read_meta",
+    "resolve_ref",
+    "robust_settings",
     "save_version",
     "write_version",
 ]
@@ -174,8 +176,11 @@ def _architecture(configs: Sequence[TrainConfig], dataset: Dataset) -> dict[str,
     }
 
 
-def _robust_settings(configs: Sequence[TrainConfig]) -> dict[str, Any] | None:
-    t = configs[0].training
+def robust_settings(
+    configs: Sequence[TrainConfig | Mapping[str, Any]],
+) -> dict[str, Any] | None:
+    """The PGD settings of the first member's training config (None: robustness not measured)."""
+    t = parse_train_config(configs[0]).training
     if t.robust_every <= 0:
         return None
     return {"eps": t.robust_eps, "steps": t.robust_steps, "samples": t.robust_samples}
@@ -241,7 +246,7 @@ def save_version(
     }
     module = build_version_module(architecture, tensors, source="<memory>")
     if metrics is None:
-        metrics = evaluate_module(module, dataset, robust=_robust_settings(configs))
+        metrics = evaluate_module(module, dataset, robust=robust_settings(configs))
     reference = reference_summary(
         dataset.schema, dataset.train.x, predict_classes(module, dataset.train.x)
     )
@@ -318,7 +323,13 @@ def write_version(
 # -- reading ------------------------------------------------------------------------------
 
 
-def _resolve(ref: str, root: str | None) -> tuple[Path, str | None, int | None]:
+def resolve_ref(ref: str, root: str | None = None) -> tuple[Path, str | None, int | None]:
+    """The directory a reference names, with its model name and version (None for a path).
+
+    Raises:
+        SpecError: a malformed reference, an unknown model or version.
+        CheckpointError: a path that is not a version directory.
+    """
     parsed = parse_ref(ref)
     if parsed.path is not None:
         if not (parsed.path / META_FILE).is_file():
@@ -369,7 +380,7 @@ def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
         CheckpointError: a missing, truncated or modified file (named), or
             weights that do not fit the recorded architecture.
     """
-    directory, name, number = _resolve(ref, root)
+    directory, name, number = resolve_ref(ref, root)
     meta = read_meta(directory)
     if number is not None and (meta.get("version") != number or meta.get("name") != name):
         raise CheckpointError(

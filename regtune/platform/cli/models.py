@@ -1,0 +1,187 @@
+"""``regtune models``: list, show, diff and quantize registered model versions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from regtune.errors import RegtuneError
+from regtune.platform.cli.app import app, fail, out
+
+__all__ = ["JsonOpt", "StorageOpt", "models_app"]
+
+models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+#: Options the registry commands share.
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(help="Storage root holding the registry (default: $REGTUNE_STORAGE)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+RefArg = Annotated[str, typer.Argument(help="NAME (latest), NAME:VERSION or a version directory.")]
+
+#: Metrics shown by ``list`` and first by ``show``.
+KEY_METRICS = ("test_acc", "test_ece", "test_dp_diff", "gap", "size_bytes")
+
+
+def _meta(ref: str, storage: str | None) -> dict[str, Any]:
+    """Verified meta.json of a version (the module is not built)."""
+    from regtune.platform.registry.location import registry_root
+    from regtune.platform.registry.version import read_meta, resolve_ref
+
+    directory, _, _ = resolve_ref(ref, registry_root(storage))
+    meta = read_meta(directory)
+    meta["path"] = str(directory)
+    return meta
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if value is None:
+        return "-"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _describe_member(member: dict[str, Any]) -> str:
+    model = member.get("model", {})
+    return f"{model.get('arch')} width={model.get('width')} depth={model.get('depth')}"
+
+
+def _emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+@models_app.command("list")
+def list_(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
+    """Every registered model with its latest version and key metrics."""
+    from regtune.platform.registry.location import list_models, list_versions, registry_root
+
+    try:
+        root = registry_root(storage)
+        rows: list[dict[str, Any]] = []
+        for name in list_models(root=root):
+            versions = list_versions(name, root=root)
+            meta = _meta(f"{name}:{versions[-1]}", storage)
+            rows.append(
+                {
+                    "name": name,
+                    "versions": versions,
+                    "latest": versions[-1],
+                    "kind": meta.get("kind"),
+                    "created_at": meta.get("created_at"),
+                    "metrics": {k: meta["metrics"].get(k) for k in KEY_METRICS},
+                }
+            )
+    except RegtuneError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        _emit_json({"registry": root, "models": rows})
+        return
+    table = Table(title=f"models in {root}")
+    for column in ("name", "latest", "versions", "kind", "created", *KEY_METRICS):
+        table.add_column(column, justify="right" if column in KEY_METRICS else "left")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            str(row["latest"]),
+            str(len(row["versions"])),
+            str(row["kind"]),
+            str(row["created_at"]),
+            *(_fmt(row["metrics"][k]) for k in KEY_METRICS),
+        )
+    out.print(table)
+
+
+@models_app.command()
+def show(ref: RefArg, storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
+    """One version: identity, data, members, metrics and lineage."""
+    try:
+        meta = _meta(ref, storage)
+    except RegtuneError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        _emit_json({k: v for k, v in meta.items() if k != "reference"})
+        return
+    head = Table(title=f"{meta['name']}:{meta['version']}", show_header=False)
+    head.add_column("field")
+    head.add_column("value")
+    dataset = meta.get("dataset", {})
+    members = meta.get("architecture", {}).get("members", [])
+    for field, value in (
+        ("path", meta["path"]),
+        ("kind", meta.get("kind")),
+        ("created", meta.get("created_at")),
+        (
+            "members",
+            ", ".join(
+                f"{m['model']['arch']} w{m['model']['width']} d{m['model']['depth']}"
+                for m in members
+            ),
+        ),
+        ("quantization", meta.get("quantization")),
+        ("classes", ", ".join(meta.get("classes", []))),
+        ("input shape", meta.get("input_shape")),
+        ("dataset", f"{dataset.get('name')} ({str(dataset.get('fingerprint'))[:12]})"),
+        ("code", meta.get("code")),
+    ):
+        head.add_row(field, _fmt(value))
+    out.print(head)
+    metrics = Table(title="metrics")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for key in sorted(meta.get("metrics", {})):
+        metrics.add_row(key, _fmt(meta["metrics"][key]))
+    out.print(metrics)
+    lineage = Table(title="lineage")
+    lineage.add_column("key")
+    lineage.add_column("value")
+    for key, value in meta.get("lineage", {}).items():
+        lineage.add_row(key, _fmt(value))
+    out.print(lineage)
+
+
+@models_app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="First version, NAME:VERSION.")],
+    b: Annotated[str, typer.Argument(help="Second version, NAME:VERSION.")],
+    storage: StorageOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed from A to B: config, metrics, lineage."""
+    from regtune.platform.registry.diff import diff_meta
+
+    try:
+        left, right = _meta(a, storage), _meta(b, storage)
+    except RegtuneError as exc:
+        raise fail(exc) from exc
+    changes = diff_meta(left, right)
+    label_a, label_b = f"{left['name']}:{left['version']}", f"{right['name']}:{right['version']}"
+    if as_json:
+        _emit_json(
+            {
+                "a": label_a,
+                "b": label_b,
+                "changes": {
+                    s: [{"key": k, "a": va, "b": vb} for k, va, vb in rows]
+                    for s, rows in changes.items()
+                },
+            }
+        )
+        return
+    if not changes:
+        out.print(f"{label_a} and {label_b} have the same config, metrics and lineage")
+        return
+    for section, rows in changes.items():
+        table = Table(title=section)
+        table.add_column("key")
+        table.add_column(label_a, justify="right")
+        table.add_column(label_b, justify="right")
+        for key, va, vb in rows:
+            table.add_row(key.removeprefix(f"{section}."), _fmt(va), _fmt(vb))
+        out.print(table)

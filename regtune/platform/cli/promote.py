@@ -1,0 +1,142 @@
+"""``regtune promote``: a sweep's best trials as one gated ensemble version."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from regtune.errors import RegtuneError
+from regtune.platform.cli.app import app, fail, out
+
+#: Exit status when the ensemble was built but a gate failed (nothing written).
+GATE_FAILED_EXIT = 1
+#: Metrics shown after promotion, in this order, when present.
+SHOWN = ("test_acc", "test_loss", "test_ece", "test_dp_diff", "test_eo_diff", "val_acc", "gap")
+
+
+@app.command()
+def promote(
+    experiment: Annotated[
+        str, typer.Argument(help="Experiment name under the storage root, or its path.")
+    ],
+    name: Annotated[str, typer.Option("--name", help="Model name to register the ensemble under.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Ensemble members (best trials).")] = 3,
+    objective: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--objective",
+            help="Rank by METRIC[:min|max] (repeatable: Pareto); default: the sweep's.",
+        ),
+    ] = None,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gate", help="Register only if METRIC OP NUMBER holds, e.g. 'gap<=0.05' (repeatable)."
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Storage root of experiments and registry (default: $REGTUNE_STORAGE)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Ensemble the best trials of EXPERIMENT and register it as NAME if every gate holds.
+
+    Exits 1 (writing nothing) when a gate fails, 2 on bad input.
+    """
+    from regtune.platform.registry.gates import parse_gates
+    from regtune.platform.registry.location import registry_root
+    from regtune.platform.registry.promote import BAD_TOP_K
+    from regtune.platform.registry.promote import promote as run_promote
+    from regtune.platform.registry.selection import parse_objective
+
+    try:
+        if top_k < 1:
+            raise RegtuneError(BAD_TOP_K.format(value=top_k))
+        gates = parse_gates(gate or [])
+        objectives = [parse_objective(o) for o in objective or []] or None
+        result = run_promote(
+            experiment,
+            name=name,
+            top_k=top_k,
+            objectives=objectives,
+            gates=gates,
+            storage=storage,
+            root=registry_root(storage),
+        )
+    except RegtuneError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(_payload(result)) + "\n")
+    else:
+        _print(result)
+    if not result.passed:
+        raise typer.Exit(code=GATE_FAILED_EXIT)
+
+
+def _payload(result: Any) -> dict[str, Any]:
+    return {
+        "experiment": result.experiment,
+        "objectives": [list(o) for o in result.objectives],
+        "members": [
+            {
+                "trial_id": t.trial_id,
+                "epoch": t.epoch,
+                **{m: t.metrics.get(m) for m, _ in result.objectives},
+            }
+            for t in result.members
+        ],
+        "metrics": result.metrics,
+        "gates": [
+            {"gate": r.gate.text, "value": r.value, "passed": r.passed, "shortfall": r.shortfall}
+            for r in result.gates
+        ],
+        "registered": None if result.version is None else result.version.ref,
+        "path": None if result.version is None else result.version.path,
+    }
+
+
+def _print(result: Any) -> None:
+    members = Table(title=f"members from {Path(result.experiment).name}")
+    members.add_column("trial")
+    members.add_column("epoch", justify="right")
+    for metric, mode in result.objectives:
+        members.add_column(f"{metric} ({mode})", justify="right")
+    for t in result.members:
+        values = [t.metrics.get(m) for m, _ in result.objectives]
+        members.add_row(
+            t.trial_id, str(t.epoch), *(f"{v:.4f}" if v is not None else "-" for v in values)
+        )
+    out.print(members)
+    scores = Table(title="ensemble")
+    scores.add_column("metric")
+    scores.add_column("value", justify="right")
+    for key in SHOWN:
+        if key in result.metrics:
+            scores.add_row(key, f"{result.metrics[key]:.4f}")
+    out.print(scores)
+    if result.gates:
+        gates = Table(title="gates")
+        gates.add_column("gate")
+        gates.add_column("value", justify="right")
+        gates.add_column("result")
+        for r in result.gates:
+            verdict = "[green]holds[/]" if r.passed else f"[red]fails by {r.shortfall:.4g}[/]"
+            gates.add_row(r.gate.text, f"{r.value:.4f}", verdict)
+        out.print(gates)
+    if result.version is not None:
+        out.print(
+            f"registered [bold]{result.version.ref}[/] at {result.version.path}", highlight=False
+        )
+    else:
+        failed = "; ".join(r.describe() for r in result.gates if not r.passed)
+        out.print(
+            f"[bold red]not registered[/]: {failed}; nothing was written",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -1,0 +1,132 @@
+"""Promotion gates: ``"gap<=0.05"`` parsed, checked against a version's metrics.
+
+A gate is ``METRIC OP NUMBER`` with ``OP`` one of ``<=``, ``<``, ``>=``, ``>``
+(spaces allowed around it). Metric names are those of
+:mod:`regtune.platform.registry.evaluation` (``gap``, ``test_acc``,
+``test_dp_diff``, ``test_acc.Female``, ...). A metric that is NaN fails its
+gate; a metric the version does not have is an error, not a failure.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from regtune.errors import SpecError
+
+__all__ = [
+    "OPERATORS",
+    "Gate",
+    "GateResult",
+    "check_gates",
+    "failed",
+    "parse_gate",
+    "parse_gates",
+]
+
+#: The comparison operators a gate may use.
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+
+_GATE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.\-]*)\s*(?P<op><=|>=|<|>)\s*"
+    r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+BAD_GATE = (
+    "--gate {text!r} is not a gate; expected METRIC OP NUMBER with OP one of "
+    "<=, <, >=, > (e.g. 'gap<=0.05' or 'test_acc>=0.9')"
+)
+UNKNOWN_METRIC = (
+    "--gate {text!r}: the model has no metric {metric!r}; available metrics: {available}"
+)
+DUPLICATE_GATE = "--gate {text!r} is given twice"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One parsed gate."""
+
+    metric: str
+    op: str
+    threshold: float
+    text: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A gate checked against one value; ``shortfall`` is how far it missed (0 if it held)."""
+
+    gate: Gate
+    value: float
+    passed: bool
+    shortfall: float
+
+    def describe(self) -> str:
+        """``"gap<=0.05: gap = 0.0712, fails by 0.0212"`` (or ``holds``)."""
+        head = f"{self.gate.text}: {self.gate.metric} = {self.value:.6g}"
+        if self.passed:
+            return f"{head}, holds"
+        if math.isnan(self.value):
+            return f"{head}, fails (no finite value)"
+        return f"{head}, fails by {self.shortfall:.6g}"
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse one gate.
+
+    Raises:
+        SpecError: naming the text and the expected form.
+    """
+    match = _GATE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise SpecError(BAD_GATE.format(text=text))
+    threshold = float(match.group("value"))
+    if not math.isfinite(threshold):
+        raise SpecError(BAD_GATE.format(text=text))
+    compact = f"{match.group('metric')}{match.group('op')}{match.group('value')}"
+    return Gate(match.group("metric"), match.group("op"), threshold, compact)
+
+
+def parse_gates(texts: Iterable[str]) -> list[Gate]:
+    """Parse several gates; the same gate twice is an error."""
+    gates: list[Gate] = []
+    for text in texts:
+        gate = parse_gate(text)
+        if any(g.text == gate.text for g in gates):
+            raise SpecError(DUPLICATE_GATE.format(text=text))
+        gates.append(gate)
+    return gates
+
+
+def check_gates(gates: Sequence[Gate], metrics: Mapping[str, float]) -> list[GateResult]:
+    """Check every gate against ``metrics``.
+
+    Raises:
+        SpecError: a gate names a metric that ``metrics`` lacks (listing them).
+    """
+    results = []
+    for gate in gates:
+        if gate.metric not in metrics:
+            raise SpecError(
+                UNKNOWN_METRIC.format(
+                    text=gate.text, metric=gate.metric, available=", ".join(sorted(metrics))
+                )
+            )
+        value = float(metrics[gate.metric])
+        passed = not math.isnan(value) and OPERATORS[gate.op](value, gate.threshold)
+        shortfall = 0.0 if passed or math.isnan(value) else abs(value - gate.threshold)
+        results.append(GateResult(gate, value, passed, shortfall))
+    return results
+
+
+def failed(results: Iterable[GateResult]) -> list[GateResult]:
+    """The results whose gate did not hold."""
+    return [r for r in results if not r.passed]

@@ -1,0 +1,168 @@
+"""Promotion: the best (or Pareto-chosen) trials of a sweep, as one gated ensemble version.
+
+:func:`promote` reads the sweep's trials, ranks them by the objectives (the
+sweep's own unless given), rebuilds the top ``k`` members from their
+checkpoints, scores their ensemble (mean of member probabilities) on the
+dataset they were trained on, and writes a version only when every gate holds.
+When a gate fails nothing is written and the result says which gate failed
+and by how much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from regtune.errors import CheckpointError, SpecError
+from regtune.platform.registry.evaluation import evaluate_module
+from regtune.platform.registry.gates import Gate, GateResult, check_gates, failed
+from regtune.platform.registry.location import check_name
+from regtune.platform.registry.selection import Objective, rank
+from regtune.platform.registry.trials import (
+    SweepTrial,
+    experiment_path,
+    read_objectives,
+    read_sweep_trials,
+    read_weights,
+)
+from regtune.platform.registry.version import (
+    Member,
+    ModelVersion,
+    build_module,
+    robust_settings,
+    save_version,
+)
+from regtune.trainables.config import parse_train_config
+
+__all__ = ["Promotion", "promote"]
+
+BAD_TOP_K = "--top-k {value!r} is not allowed; expected an integer >= 1"
+NO_OBJECTIVES = (
+    "experiment {path} does not record its objectives (no results/spec.json); "
+    "pass --objective METRIC:MODE"
+)
+NO_CANDIDATES = (
+    "experiment {path}: no trial has a complete checkpoint and finite values of {objectives}; "
+    "trials: {trials}"
+)
+DATASET_CHANGED = (
+    "trial {trial}: its checkpoint was trained on dataset fingerprint {stored}, but the "
+    "dataset loads now as {current}; the data changed since the sweep, so it cannot be "
+    "scored fairly"
+)
+
+
+@dataclass
+class Promotion:
+    """What :func:`promote` did: the members, their scores, the gates, the version if any."""
+
+    experiment: str
+    objectives: list[Objective]
+    members: list[SweepTrial]
+    metrics: dict[str, float]
+    gates: list[GateResult]
+    version: ModelVersion | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Every gate held."""
+        return not failed(self.gates)
+
+
+def promote(
+    experiment: str,
+    *,
+    name: str,
+    top_k: int = 3,
+    objectives: Sequence[Objective] | None = None,
+    gates: Sequence[Gate] = (),
+    storage: str | None = None,
+    root: str | None = None,
+) -> Promotion:
+    """Build, score and (if every gate holds) register an ensemble of a sweep's best trials.
+
+    Args:
+        experiment: experiment name under the storage root, or its path.
+        name: the model name to register under.
+        top_k: members of the ensemble (fewer when fewer trials qualify).
+        objectives: ``(metric, mode)`` pairs ranking the trials; default: the
+            sweep's. Several objectives choose along the Pareto front.
+        gates: parsed gates (see :mod:`.gates`), checked on the ensemble's metrics.
+        storage: storage root holding the experiment (default: the usual one).
+        root: registry root (default: ``<storage>/registry``).
+
+    Raises:
+        SpecError: bad name, top-k or objectives, unknown experiment, no usable
+            trial, a gate on a metric the ensemble does not have.
+        CheckpointError: a member's checkpoint cannot be read or its dataset changed.
+    """
+    from regtune.trainables.data import load_dataset
+
+    check_name(name)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise SpecError(BAD_TOP_K.format(value=top_k))
+    path = experiment_path(experiment, storage)
+    chosen_objectives = list(objectives or read_objectives(path) or [])
+    if not chosen_objectives:
+        raise SpecError(NO_OBJECTIVES.format(path=path))
+    trials = read_sweep_trials(path)
+    candidates = [t for t in trials if t.checkpoint is not None]
+    order = rank([t.metrics for t in candidates], chosen_objectives)
+    if not order:
+        raise SpecError(
+            NO_CANDIDATES.format(
+                path=path,
+                objectives=[m for m, _ in chosen_objectives],
+                trials=[t.trial_id for t in trials],
+            )
+        )
+    picked = [candidates[i] for i in order[:top_k]]
+    skipped = [t.trial_id for t in trials if t not in picked]
+    weights = [read_weights(t) for t in picked]
+    dataset = load_dataset(parse_train_config(weights[0].config).dataset)
+    for trial, w in zip(picked, weights, strict=True):
+        if w.fingerprint is not None and w.fingerprint != dataset.fingerprint:
+            raise CheckpointError(
+                DATASET_CHANGED.format(
+                    trial=trial.trial_id,
+                    stored=w.fingerprint[:12],
+                    current=dataset.fingerprint[:12],
+                )
+            )
+    members = [
+        Member(config=w.config, state=w.state, trial_id=t.trial_id)
+        for t, w in zip(picked, weights, strict=True)
+    ]
+    module = build_module(members, dataset)
+    configs = [m.config for m in members]
+    metrics = evaluate_module(module, dataset, robust=robust_settings(configs))
+    results = check_gates(gates, metrics)
+    outcome = Promotion(
+        experiment=str(path),
+        objectives=chosen_objectives,
+        members=picked,
+        metrics=metrics,
+        gates=results,
+        skipped=skipped,
+    )
+    if not outcome.passed:
+        return outcome
+    lineage: dict[str, Any] = {
+        "experiment": path.name,
+        "experiment_path": str(path),
+        "objectives": [{"metric": m, "mode": mode} for m, mode in chosen_objectives],
+        "selection": "pareto" if len(chosen_objectives) > 1 else "best",
+        "top_k": top_k,
+        "trial_objectives": {
+            t.trial_id: {m: t.metrics.get(m) for m, _ in chosen_objectives} for t in picked
+        },
+        "trial_epochs": {t.trial_id: t.epoch for t in picked},
+        "gates": [r.gate.text for r in results],
+        "teacher": None,
+    }
+    outcome.version = save_version(
+        name, members, dataset, metrics=metrics, lineage=lineage, root=root
+    )
+    return outcome

@@ -1,0 +1,63 @@
+"""Which trials join an ensemble: objectives parsed, trials ranked best first.
+
+One objective: trials sorted by it. Several: NSGA-II order (Pareto front
+first, then the next front; within a front by crowding distance, so the
+chosen members spread along the front), from
+:func:`regtune.platform.analysis.pareto.pareto_rank_order`. Trials with a
+missing or NaN objective value are never chosen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from regtune.errors import SpecError
+from regtune.platform.analysis.pareto import pareto_rank_order, to_minimization
+from regtune.trainables.config import METRIC_MODES
+
+__all__ = ["Objective", "parse_objective", "rank"]
+
+Objective = tuple[str, str]
+
+BAD_OBJECTIVE = (
+    "--objective {text!r} is not allowed; expected METRIC or METRIC:MODE with MODE 'min' or "
+    "'max' (e.g. 'val_acc:max'); metrics with a default mode: {known}"
+)
+
+
+def parse_objective(text: str) -> Objective:
+    """``"val_acc:max"`` -> ``("val_acc", "max")``; ``"val_acc"`` uses the metric's usual mode.
+
+    Raises:
+        SpecError: an empty metric, a mode other than min/max, or a bare
+            metric without a known default mode.
+    """
+    metric, sep, mode = text.strip().partition(":")
+    metric = metric.strip()
+    mode = mode.strip() if sep else _default_mode(metric)
+    if not metric or mode not in ("min", "max"):
+        raise SpecError(BAD_OBJECTIVE.format(text=text, known=", ".join(sorted(METRIC_MODES))))
+    return metric, mode
+
+
+def _default_mode(metric: str) -> str:
+    """A metric's usual direction; ``test_acc`` goes like ``val_acc``, ``test_ece`` like ``ece``."""
+    rest = metric.removeprefix("test_")
+    return METRIC_MODES.get(metric) or METRIC_MODES.get(rest) or METRIC_MODES.get(f"val_{rest}", "")
+
+
+def rank(rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective]) -> list[int]:
+    """Indices of ``rows`` with finite values for every objective, best first."""
+    usable = [
+        i for i, row in enumerate(rows) if all(_finite(row.get(metric)) for metric, _ in objectives)
+    ]
+    if not usable:
+        return []
+    values = [[float(rows[i][m]) for m, _ in objectives] for i in usable]
+    points = to_minimization(values, [mode for _, mode in objectives])
+    return [usable[int(j)] for j in pareto_rank_order(points)]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
