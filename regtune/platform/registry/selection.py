@@ -44,7 +44,10 @@ def parse_objective(text: str) -> Objective:
 def _default_mode(metric: str) -> str:
     """A metric's usual direction; ``test_acc`` goes like ``val_acc``, ``test_ece`` like ``ece``."""
     rest = metric.removeprefix("test_")
-    return METRIC_MODES.get(metric) or METRIC_MODES.get(rest) or METRIC_MODES.get(f"val_{rest}", "")
+    for key in (metric, rest, f"val_{rest}"):
+        if key in METRIC_MODES:
+            return METRIC_MODES[key]
+    return ""
 
 
 def rank(rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective]) -> list[int]:
