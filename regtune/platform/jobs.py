@@ -11,10 +11,12 @@ sweep SPEC`` does, with the checks done first on this machine::
 2. A spec *file* travels as the job's ``working_dir`` (a temporary folder
    holding only that file, or the caller's ``working_dir``, which must hold
    it); a preset name needs no upload. The job runs in that folder.
-3. The job's entrypoint is ``regtune sweep SPEC --address auto --name NAME
-   ...``, its submission id ``regtune-NAME-<time>-<random>`` and its metadata
-   ``{"regtune_sweep": NAME}``, so the dashboard's Jobs page shows the sweep
-   under its name.
+3. NAME is ``--name``, or a new ``<spec name>-<time>-<hex>`` chosen here by
+   the same rule ``regtune sweep`` uses (:mod:`regtune.platform.tune.naming`),
+   so two submissions of one spec never share an experiment folder. The
+   job's entrypoint is ``regtune sweep SPEC --address auto --name NAME ...``,
+   its submission id ``regtune-NAME-<time>-<random>`` and its metadata ``{"regtune_sweep":
+   NAME}``, so the dashboard's Jobs page shows the sweep under its name.
 4. The driver's output is streamed to ``log`` until the job ends.
 
 The cluster must have regtune installed: ``cluster.yaml``'s setup commands
@@ -47,8 +49,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from regtune.errors import RegtuneError, SpecError
+from regtune.platform.tune.naming import BAD_EXPERIMENT_NAME, check_name, new_experiment_name
 from regtune.search_spaces import SweepSpec, load_spec
-from regtune.search_spaces.sections import BAD_NAME, NAME_PATTERN
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -113,7 +115,7 @@ LOCAL_DATA_NEEDS_WORKING_DIR = (
     "spec {spec} reads dataset.path {path!r}, a relative path that the cluster cannot "
     "see; pass --working-dir with the folder it is relative to (the job runs there)"
 )
-BAD_SWEEP_NAME = "--name {name!r}: " + BAD_NAME
+BAD_SWEEP_NAME = BAD_EXPERIMENT_NAME
 BAD_ENV_VAR = "--env {text!r}: expected KEY=VALUE with KEY made of letters, digits and '_'"
 DETACHED = (
     "stopped following job {job_id}; it keeps running on the cluster. "
@@ -189,11 +191,9 @@ def auth_headers(address: str, environ: Mapping[str, str] | None = None) -> dict
         return {}
     if urlsplit(address).hostname not in LOOPBACK_HOSTS:
         return {}
-    # Ray's own token loader (the one its clients use); ray's stub omits it.
-    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+    from regtune.platform.tune.ray_private import auth_token_header
 
-    header = AuthenticationTokenLoader.instance().get_token_for_http_header(ignore_auth_mode=True)
-    return {str(key): str(value) for key, value in header.items()}
+    return auth_token_header()
 
 
 def submission_id_for(name: str) -> str:
@@ -256,7 +256,8 @@ def submit_sweep(
         spec: a sweep YAML file or a preset name, as for ``regtune sweep``.
         address: the cluster's Jobs API, ``http(s)://HOST:PORT``; see
             :func:`resolve_address` for the default.
-        name: experiment name (default: the spec's); names the job too.
+        name: experiment name (default: a new ``<spec name>-<time>-<hex>``);
+            names the job too.
         storage: results root on the cluster (``regtune sweep --storage``).
         overrides: ``KEY.PATH=VALUE`` texts, validated here and passed as ``--set``.
         extra_args: more ``regtune sweep`` arguments, passed as they are.
@@ -278,9 +279,7 @@ def submit_sweep(
     # Everything that can be checked here is, before the cluster is contacted.
     resolved = resolve_address(address)
     loaded = load_spec(spec, overrides)
-    sweep_name = name if name is not None else loaded.name
-    if not re.fullmatch(NAME_PATTERN, sweep_name):
-        raise SpecError(BAD_SWEEP_NAME.format(name=sweep_name))
+    sweep_name = check_name(name) if name is not None else new_experiment_name(loaded.name)
     spec_file = Path(spec) if Path(spec).is_file() else None
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))

@@ -3,8 +3,10 @@
 `ray up` calls ``prepare_config`` (merge with the provider's defaults, merge
 setup commands, Docker checks, per-type worker bounds) and then
 ``validate_config`` (Ray's JSON schema and cross-field rules); only after
-that does it ask AWS anything. The tests run those same two functions, so
-nothing here is mocked and nothing reaches a cloud.
+that does it ask AWS anything. The tests run those same two functions
+(through :func:`regtune.platform.tune.ray_private.ray_up_checks`, the one
+place that imports Ray's private modules), so nothing here is mocked and
+nothing reaches a cloud.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from ray.autoscaler._private.util import prepare_config, validate_config
+
+from regtune.platform.tune.ray_private import ray_up_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = ROOT / "cluster.yaml"
@@ -30,9 +33,7 @@ def _raw() -> dict[str, Any]:
 
 
 def _ray_up_checks(config: dict[str, Any]) -> dict[str, Any]:
-    prepared = prepare_config(copy.deepcopy(config))
-    validate_config(prepared)
-    return prepared
+    return ray_up_checks(copy.deepcopy(config))
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -51,6 +52,7 @@ from regtune.platform.jobs import (
     submission_id_for,
     submit_sweep,
 )
+from regtune.platform.tune.ray_private import has_auth_token, reset_auth_token_cache
 from regtune.search_spaces import preset_path
 
 pytestmark = pytest.mark.ray
@@ -58,7 +60,10 @@ pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
 STARTUP_TIMEOUT_S = 90.0
-SWEEP_OVERRIDES = ("budget.samples=2", "budget.max_epochs=2")
+# The smallest sweep: these tests check submission, not the search.
+SWEEP_OVERRIDES = ("budget.samples=1", "budget.max_epochs=1")
+#: An experiment named by the rule for a spec called "quickstart".
+GENERATED_NAME = r"quickstart-\d{8}-\d{6}-[0-9a-f]{4}"
 
 
 def _free_port() -> int:
@@ -93,13 +98,10 @@ def _descendants(root: int) -> list[int]:
 
 
 def _ensure_default_token(env: dict[str, str]) -> None:
-    from ray._raylet import AuthenticationTokenLoader
-
-    loader = AuthenticationTokenLoader.instance()
-    if not loader.has_token(ignore_auth_mode=True):
+    if not has_auth_token():
         # A fresh machine: create ~/.ray/auth_token the documented way.
         subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True)
-        loader.reset_cache()
+        reset_auth_token_cache()
 
 
 @dataclass(frozen=True)
@@ -395,38 +397,53 @@ def test_submit_sweep_runs_regtune_sweep_on_the_cluster(cluster: Cluster, tmp_pa
     storage = tmp_path / "runs"
     lines: list[str] = []
     outcome = submit_sweep(
-        str(spec),
-        address=cluster.address,
-        name="submitted-sweep",
-        overrides=SWEEP_OVERRIDES,
-        storage=str(storage),
+        str(spec), address=cluster.address, overrides=SWEEP_OVERRIDES, storage=str(storage),
         log=lines.append,
-    )
+    )  # fmt: skip
     text = "\n".join(lines)
     assert (outcome.status, outcome.exit_code) == ("SUCCEEDED", 0), text
-    assert outcome.job_id.startswith("regtune-submitted-sweep-")
-    # The sweep ran under its name, with the uploaded spec.
-    assert (storage / "submitted-sweep").is_dir()
+    # No --name: the experiment got a new name by the sweep naming rule, and
+    # the job id, the dashboard metadata and the results folder all carry it.
     info = _client(cluster).get_job_info(outcome.job_id)
-    assert info.metadata == {METADATA_KEY: "submitted-sweep", SPEC_METADATA_KEY: "my-sweep.yaml"}
+    name = info.metadata[METADATA_KEY]
+    assert re.fullmatch(GENERATED_NAME, name), name
+    assert outcome.job_id.startswith(f"regtune-{name}-")
+    assert info.metadata == {METADATA_KEY: name, SPEC_METADATA_KEY: "my-sweep.yaml"}
+    assert [p.name for p in storage.iterdir()] == [name]
     assert "my-sweep.yaml" in info.entrypoint
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SWEEP_AVAILABLE, reason="regtune sweep not yet available")
-def test_ray_job_submit_cli_runs_regtune_sweep(cluster: Cluster, tmp_path: Path) -> None:
-    """The documented `ray job submit --working-dir DIR -- regtune sweep SPEC`."""
+def test_two_ray_job_submits_of_one_preset_both_succeed(cluster: Cluster, tmp_path: Path) -> None:
+    """The documented `ray job submit [--working-dir DIR] -- regtune sweep SPEC`,
+    twice at once with the same spec: once as a file in an uploaded working
+    dir, once as the preset's name."""
     _quickstart_copy(tmp_path / "wd")
     storage = tmp_path / "runs"
-    sweep = ["regtune", "sweep", "my-sweep.yaml", "--name", "cli-sweep"]
-    sweep += ["--storage", str(storage)]
-    # The smallest sweep: this checks the entry point, not the search.
-    sweep += ["--set", "budget.samples=1", "--set", "budget.max_epochs=2"]
-    command = [RAY, "job", "submit", "--address", cluster.address]
-    command += ["--working-dir", str(tmp_path / "wd"), "--", *sweep]
-    done = subprocess.run(
-        command, env=cluster.env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "succeeded" in done.stdout + done.stderr
-    assert (storage / "cli-sweep").is_dir()
+    options = ["--storage", str(storage)]
+    for override in SWEEP_OVERRIDES:
+        options += ["--set", override]
+    submit = [RAY, "job", "submit", "--address", cluster.address]
+    commands = [
+        [*submit, "--working-dir", str(tmp_path / "wd"), "--", "regtune", "sweep", "my-sweep.yaml"],
+        [*submit, "--", "regtune", "sweep", "quickstart"],
+    ]
+    runs = [
+        subprocess.Popen(
+            [*command, *options],
+            env=cluster.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for command in commands
+    ]
+    outputs = [run.communicate(timeout=240)[0] for run in runs]
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output[-3000:]
+        assert "succeeded" in output, output[-3000:]
+    # Two experiments, each named by the rule: the second did not collide.
+    names = sorted(p.name for p in storage.iterdir())
+    assert len(names) == 2, names
+    assert all(re.fullmatch(GENERATED_NAME, n) for n in names), names

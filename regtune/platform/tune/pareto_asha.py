@@ -30,10 +30,12 @@ What Tune needs around it:
 * Tune hands schedulers flattened results: a nested metric is named
   ``"eval/loss"``.
 * Tune 2.60 does not save scheduler state in experiment checkpoints
-  (``TuneController.save_to_dir`` saves only the searcher and callbacks); a
-  resumed experiment starts with empty rungs, as Ray's own ASHA does.
-  :meth:`ParetoASHA.save` / :meth:`ParetoASHA.restore` exist for callers that
-  persist it themselves.
+  (``TuneController.save_to_dir`` saves only the searcher and callbacks).
+  ``run_sweep`` wraps this scheduler in
+  :class:`~regtune.platform.tune.scheduler_state.PersistentScheduler`, which
+  saves it (rungs, brackets, recorded objective vectors) next to the
+  experiment and restores it on ``--resume``. :meth:`ParetoASHA.save` /
+  :meth:`ParetoASHA.restore` exist for callers that persist it themselves.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 from ray.tune.experiment import Trial
-from ray.tune.result import DEBUG_METRICS, DONE
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 from regtune.errors import SpecError
@@ -58,6 +59,7 @@ from regtune.platform.analysis.pareto import (
     should_promote,
     validate_objectives,
 )
+from regtune.platform.tune.ray_private import DEBUG_METRICS, DONE
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController

@@ -7,6 +7,14 @@ failure retries, storage, resume. On this machine it starts a lean local Ray
 with ``address`` it joins an existing cluster, where the sweep appears in
 the dashboard under its name.
 
+Naming (:mod:`regtune.platform.tune.naming`): without ``name`` a sweep gets
+a new ``<spec name>-<time>-<hex>`` experiment; ``resume`` without ``name``
+continues the newest experiment of the spec. Resume continues every
+unfinished trial from its newest complete checkpoint on disk
+(:mod:`~regtune.platform.tune.checkpoint_keeper`) with the early-stopping
+scheduler's state as it was at the kill
+(:mod:`~regtune.platform.tune.scheduler_state`).
+
 Performance levers used on one machine: actor reuse (``reset_config``
 instead of a ~1.5 s process per trial), the dataset put once in the object
 store, and one torch thread per CPU given to a trial.
@@ -42,6 +50,7 @@ __all__ = [
     "build_scheduler",
     "build_search_alg",
     "default_storage",
+    "resolve_name",
     "run_sweep",
 ]
 
@@ -49,7 +58,8 @@ __all__ = [
 STORAGE_ENV = "REGTUNE_STORAGE"
 DEFAULT_STORAGE = "~/regtune_runs"
 #: Checkpoints kept per trial: the latest for restore, one before it in case
-#: the latest was being written when the worker died.
+#: the latest was being written when the worker died. Tune's own retention is
+#: off: CheckpointKeeper never deletes one the saved experiment state references.
 CHECKPOINTS_KEPT = 2
 #: PBT exploits other trials' checkpoints, so it must keep more of them.
 PBT_CHECKPOINTS_KEPT = 4
@@ -63,6 +73,10 @@ EXISTS_MSG = (
 )
 NOTHING_TO_RESUME_MSG = (
     "--resume: no experiment {name!r} at {path} to continue; run without --resume to start it"
+)
+NO_EXPERIMENT_OF_SPEC_MSG = (
+    "--resume: no experiment of spec {spec!r} under {root} to continue (looked for "
+    "{spec}-<time>-<hex> and {spec}); pass --name to pick one, or run without --resume"
 )
 
 
@@ -78,7 +92,20 @@ def _absolute(storage: str) -> str:
 
 
 def build_scheduler(spec: SweepSpec) -> Any:
-    """The Tune scheduler the spec names (time unit: epochs)."""
+    """The Tune scheduler the spec names (time unit: epochs).
+
+    Early-stopping schedulers (asha, hyperband, median, pareto-asha) come
+    wrapped in :class:`~regtune.platform.tune.scheduler_state.
+    PersistentScheduler`, so their state is saved with the experiment.
+    """
+    from regtune.platform.tune.scheduler_state import PersistentScheduler
+
+    if isinstance(spec.scheduler, (AshaConfig, HyperbandConfig, MedianConfig, ParetoAshaConfig)):
+        return PersistentScheduler(_bare_scheduler(spec))
+    return _bare_scheduler(spec)
+
+
+def _bare_scheduler(spec: SweepSpec) -> Any:
     from ray.tune.schedulers import (
         ASHAScheduler,
         FIFOScheduler,
@@ -157,6 +184,31 @@ def build_search_alg(spec: SweepSpec) -> Any:
     raise SpecError(f"searcher.kind {s.kind!r} is not supported")  # pragma: no cover
 
 
+def resolve_name(
+    spec: SweepSpec, *, name: str | None = None, resume: bool = False, storage: str | None = None
+) -> str:
+    """The experiment name a sweep of ``spec`` uses (the rule of
+    :mod:`regtune.platform.tune.naming`): ``name`` when given; else, resuming,
+    the newest experiment of the spec under ``storage``; else a new
+    ``<spec name>-<time>-<hex>``.
+
+    Raises:
+        SpecError: ``name`` is not a valid name, or ``resume`` without
+            ``name`` finds no experiment of the spec.
+    """
+    from regtune.platform.tune.naming import check_name, new_experiment_name, newest_experiment
+
+    if name is not None:
+        return check_name(name)
+    if not resume:
+        return new_experiment_name(spec.name)
+    root = _absolute(storage) if storage else default_storage()
+    found = newest_experiment(root, spec.name)
+    if found is None:
+        raise SpecError(NO_EXPERIMENT_OF_SPEC_MSG.format(spec=spec.name, root=root))
+    return found
+
+
 def run_sweep(
     spec: SweepSpec,
     *,
@@ -175,10 +227,19 @@ def run_sweep(
             default: a fresh local Ray.
         storage: results root (path or ``s3://``/``gs://`` URI); default
             :func:`default_storage`.
-        name: experiment name (default: the spec's).
-        resume: continue an interrupted experiment of this name: finished
-            trials are kept, unfinished ones continue from their checkpoints.
+        name: experiment name; default: see :func:`resolve_name` (a new
+            ``<spec name>-<time>-<hex>``, or with ``resume`` the newest
+            experiment of the spec). ``outcome.name`` is the one used.
+        resume: continue an interrupted experiment: finished trials are kept,
+            unfinished ones continue from their newest complete checkpoint,
+            and the early-stopping scheduler continues from its saved state.
+        callbacks: more Tune callbacks (also on resume).
         on_progress: called with running counts and the best objective so far.
+
+    Raises:
+        SpecError: a bad name; ``name`` exists (without ``resume``) or does
+            not (with it). Nothing stored is changed.
+        RegtuneError: Tune failed.
     """
     from regtune.trainables.config import parse_train_config
 
@@ -188,9 +249,15 @@ def run_sweep(
     # time; the per-trial JSON log (result.json) is kept explicitly below.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    name = name or spec.name
+    name = resolve_name(spec, name=name, resume=resume, storage=storage)
     root = _absolute(storage) if storage else default_storage()
     exp_path = f"{root.rstrip('/')}/{name}"
+    # Checked before Ray starts: a wrong name costs nothing.
+    exists = _experiment_exists(exp_path)
+    if resume and not exists:
+        raise SpecError(NOTHING_TO_RESUME_MSG.format(name=name, path=exp_path))
+    if not resume and exists:
+        raise SpecError(EXISTS_MSG.format(name=name, path=exp_path))
     started = time.perf_counter()
     base = parse_train_config(spec.base_config())
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -204,7 +271,9 @@ def run_sweep(
     from ray.tune.logger import JsonLoggerCallback
 
     from regtune.platform.results.callback import results_callbacks
+    from regtune.platform.tune.checkpoint_keeper import CheckpointKeeper
     from regtune.platform.tune.progress import ProgressCallback
+    from regtune.platform.tune.ray_private import set_restored_callbacks
     from regtune.platform.tune.space import to_param_space
     from regtune.platform.tune.trainable import make_trainable
 
@@ -220,30 +289,37 @@ def run_sweep(
         max_t=spec.budget.max_epochs,
         on_progress=on_progress,
     )
-    run_config = tune.RunConfig(
-        name=name,
-        storage_path=root,
-        verbose=0,
-        callbacks=[progress, JsonLoggerCallback(), *results_callbacks(spec, exp_path), *callbacks],
-        failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
-        checkpoint_config=tune.CheckpointConfig(
-            checkpoint_frequency=spec.checkpoint.every,
-            checkpoint_at_end=True,
-            num_to_keep=(
-                PBT_CHECKPOINTS_KEPT if isinstance(spec.scheduler, PbtConfig) else CHECKPOINTS_KEPT
-            ),
-        ),
-    )
-    exists = _experiment_exists(exp_path)
+    keep = PBT_CHECKPOINTS_KEPT if isinstance(spec.scheduler, PbtConfig) else CHECKPOINTS_KEPT
+    # The same list, in the same order, on a fresh run and on resume: Tune
+    # restores callback state by position.
+    all_callbacks = [
+        progress,
+        JsonLoggerCallback(),
+        CheckpointKeeper(keep=keep),
+        *results_callbacks(spec, exp_path),
+        *callbacks,
+    ]
     if resume:
-        if not exists:
-            raise SpecError(NOTHING_TO_RESUME_MSG.format(name=name, path=exp_path))
         tuner = tune.Tuner.restore(
             exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
+        # Tune would take the callbacks pickled when the experiment started
+        # (without display hooks or the caller's new ones).
+        set_restored_callbacks(tuner, all_callbacks)
     else:
-        if exists:
-            raise SpecError(EXISTS_MSG.format(name=name, path=exp_path))
+        run_config = tune.RunConfig(
+            name=name,
+            storage_path=root,
+            verbose=0,
+            callbacks=all_callbacks,
+            failure_config=tune.FailureConfig(max_failures=spec.failure.max_retries),
+            checkpoint_config=tune.CheckpointConfig(
+                checkpoint_frequency=spec.checkpoint.every,
+                checkpoint_at_end=True,
+                # Retention is CheckpointKeeper's (see CHECKPOINTS_KEPT).
+                num_to_keep=None,
+            ),
+        )
         tuner = tune.Tuner(
             trainable,
             param_space=to_param_space(spec),

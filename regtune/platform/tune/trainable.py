@@ -18,13 +18,12 @@ from typing import Any
 import torch
 from ray import tune
 
+from regtune.platform.tune.ray_private import DONE
+from regtune.platform.tune.trial_files import STATE_DIR
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import Trainer
 
 __all__ = ["STATE_DIR", "TuneTrainable", "make_trainable"]
-
-#: Subdirectory of a Tune checkpoint holding regtune's safetensors checkpoint.
-STATE_DIR = "regtune_state"
 
 
 class TuneTrainable(tune.Trainable):
@@ -49,7 +48,7 @@ class TuneTrainable(tune.Trainable):
         if self._trainer.should_stop:
             row.update(self._trainer.finish())
             row["stopped_early"] = self._trainer.early.stopped
-            row[tune.result.DONE] = True
+            row[DONE] = True
         return row
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:

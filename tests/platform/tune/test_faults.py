@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -11,11 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
 import yaml
 from ray import tune
 
-from regtune.platform.tune.sweep import run_sweep
+from regtune.platform.tune.scheduler_state import STATE_FILE
+from regtune.platform.tune.sweep import CHECKPOINTS_KEPT, run_sweep
+from regtune.platform.tune.trial_files import list_checkpoints
 from regtune.search_spaces import load_spec
 
 pytestmark = pytest.mark.ray
@@ -77,52 +81,99 @@ def _results(exp: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
-    max_epochs = 12
+def _checkpoints(exp: Path) -> dict[str, dict[str, int | None]]:
+    """Per trial folder: checkpoint folder name -> the epoch it holds (None: incomplete)."""
+    fs = pafs.LocalFileSystem()
+    return {
+        trial.name: {Path(c.path).name: c.epoch for c in list_checkpoints(fs, str(trial))}
+        for trial in sorted(exp.glob("trial_*"))
+    }
+
+
+def _newest(checkpoints: dict[str, int | None]) -> int:
+    return max((e for e in checkpoints.values() if e is not None), default=0)
+
+
+#: ASHA rungs for grace_period 1, reduction_factor 2, max_epochs 40 (and max_t).
+RESUME_MAX_EPOCHS = 40
+RUNGS = {1, 2, 4, 8, 16, 32, RESUME_MAX_EPOCHS}
+
+
+def test_killed_driver_resumes_each_trial_from_its_newest_checkpoint(
+    ray_local: None, tmp_path: Path
+) -> None:
+    """SIGKILL the driver after trials checkpointed but before Tune's next
+    experiment snapshot, then resume in another driver (this test process,
+    on the session's Ray: one Ray start fewer).
+
+    Tune's snapshot period is an hour in the first run, so every checkpoint
+    on disk at the kill is newer than the snapshot (which recorded no
+    checkpoint at all): Tune alone would restart each trial from scratch and
+    write its epochs over the existing checkpoint folders.
+    """
     raw = {
         **BASE,
         "name": "resume",
-        "model": {"arch": "cnn", "width": 32},
+        "model": {"arch": "mlp", "width": 64, "depth": 2},
+        "training": {"batch_size": 32, "lr": 0.01, "robust_every": 0},
         "penalties": {"l2": {"grid": [0.0, 1e-5, 1e-4]}},
-        "budget": {"samples": 1, "max_epochs": max_epochs},
+        "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+        "searcher": {"kind": "grid"},
+        "budget": {"samples": 1, "max_epochs": RESUME_MAX_EPOCHS},
     }
     spec_file = tmp_path / "resume.yaml"
     spec_file.write_text(yaml.safe_dump(raw))
     storage = tmp_path / "runs"
-    exp = storage / "resume"
     cmd = [
-        sys.executable,
-        "-m",
-        "regtune.platform.cli",
-        "sweep",
-        str(spec_file),
-        "--storage",
-        str(storage),
-        "--json",
-    ]
-    driver = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+        sys.executable, "-m", "regtune.platform.cli", "sweep", str(spec_file),
+        "--storage", str(storage), "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
+    # No --name: a new experiment named resume-<time>-<hex>.
+    driver = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL)
+    exp = storage / "not-yet"
     deadline = time.monotonic() + 240
-    finished: dict[str, int] = {}
-    while time.monotonic() < deadline and driver.poll() is None:
-        results = _results(exp)
-        finished = {k: len(v) for k, v in results.items() if v and v[-1].get("done")}
-        if finished and len(results) > len(finished):
-            time.sleep(3)  # let the experiment state catch up with the finished trial
-            break
-        time.sleep(0.5)
-    assert driver.poll() is None, "the sweep ended before it could be interrupted"
-    assert finished, "no trial finished in time"
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-    driver.wait(timeout=30)
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            exp = next(storage.glob("resume-*"), exp)
+            rows = _results(exp)
+            unfinished = [t for t, r in rows.items() if r and not r[-1].get("done")]
+            if any(_newest(_checkpoints(exp).get(t, {})) >= 4 for t in unfinished):
+                break
+            time.sleep(0.02)
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+        driver.wait(timeout=30)
+    before_rows = _results(exp)
+    before = _checkpoints(exp)
+    assert any(_newest(c) >= 4 for c in before.values()), before
+    with (exp / STATE_FILE).open("rb") as handle:  # written by the test's own run
+        stopped_before = pickle.load(handle)["stopped_at"]
 
-    resumed = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert len(summary["trials"]) == 3
-    assert all(t["status"] == "finished" for t in summary["trials"]), summary
-    after = _results(exp)
-    for trial, n_rows in finished.items():
-        assert len(after[trial]) == n_rows, f"{trial} was rerun"
-    assert all(rows[-1]["training_iteration"] == max_epochs for rows in after.values())
+    # resume without a name: the newest experiment of the spec.
+    outcome = run_sweep(load_spec(raw), storage=str(storage), resume=True)
+    assert outcome.name == exp.name
+    assert len(outcome.trials) == 3
+    after_rows = _results(exp)
+    after = _checkpoints(exp)
+    for trial, rows in before_rows.items():
+        new_rows = after_rows[trial][len(rows) :]
+        trial_id = trial.removeprefix("trial_")
+        if trial_id in stopped_before:
+            # Stopped at a rung before the kill: stopped again, nothing rerun.
+            assert not new_rows, f"{trial} was stopped at {stopped_before[trial_id]} and rerun"
+            continue
+        if new_rows:
+            # Continued from its newest complete checkpoint, not an older one.
+            assert new_rows[0]["training_iteration"] == _newest(before[trial]) + 1, trial
+        # No checkpoint folder was written again with another epoch.
+        for folder, epoch in before[trial].items():
+            if epoch is not None and folder in after[trial]:
+                assert after[trial][folder] == epoch, f"{trial}/{folder} overwritten"
+        # Retention: the newest CHECKPOINTS_KEPT remain once the run is over.
+        assert len([e for e in after[trial].values() if e is not None]) <= CHECKPOINTS_KEPT
+    for t in outcome.trials:
+        assert t.status in ("finished", "stopped early"), t
+        # ASHA stops trials only at rungs, also after the resume.
+        assert t.iterations in RUNGS, t

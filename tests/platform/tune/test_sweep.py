@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from regtune.errors import SpecError
-from regtune.platform.tune.sweep import EXISTS_MSG, NOTHING_TO_RESUME_MSG, run_sweep
+from regtune.platform.tune.sweep import (
+    EXISTS_MSG,
+    NO_EXPERIMENT_OF_SPEC_MSG,
+    NOTHING_TO_RESUME_MSG,
+    resolve_name,
+    run_sweep,
+)
 from regtune.search_spaces import load_spec
 
 pytestmark = pytest.mark.ray
@@ -95,15 +102,31 @@ def test_multi_objective_pareto_asha(ray_local: None, tmp_path: Path) -> None:
 
 def test_existing_experiment_is_not_overwritten(ray_local: None, tmp_path: Path) -> None:
     spec = _spec(name="once", budget={"samples": 1, "max_epochs": 1}, searcher={"kind": "random"})
-    first = run_sweep(spec, storage=str(tmp_path))
+    first = run_sweep(spec, storage=str(tmp_path), name="once")
     before = sorted(p.name for p in Path(first.path).iterdir())
     with pytest.raises(SpecError) as info:
-        run_sweep(spec, storage=str(tmp_path))
+        run_sweep(spec, storage=str(tmp_path), name="once")
     assert str(info.value) == EXISTS_MSG.format(name="once", path=first.path)
     assert sorted(p.name for p in Path(first.path).iterdir()) == before
-    with pytest.raises(SpecError, match="no experiment 'other'"):
+    with pytest.raises(SpecError) as info:
         run_sweep(spec, storage=str(tmp_path), name="other", resume=True)
-    assert "--resume" in NOTHING_TO_RESUME_MSG
+    other = f"{tmp_path}/other"
+    assert str(info.value) == NOTHING_TO_RESUME_MSG.format(name="other", path=other)
+    assert not Path(other).exists()
+
+
+def test_without_a_name_each_sweep_is_a_new_experiment(ray_local: None, tmp_path: Path) -> None:
+    spec = _spec(name="twice", budget={"samples": 1, "max_epochs": 1}, searcher={"kind": "random"})
+    with pytest.raises(SpecError) as info:
+        run_sweep(spec, storage=str(tmp_path), resume=True)
+    assert str(info.value) == NO_EXPERIMENT_OF_SPEC_MSG.format(spec="twice", root=str(tmp_path))
+    first = run_sweep(spec, storage=str(tmp_path))
+    second = run_sweep(spec, storage=str(tmp_path))
+    assert first.name != second.name
+    assert all(re.fullmatch(r"twice-\d{8}-\d{6}-[0-9a-f]{4}", o.name) for o in (first, second))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
+    # --resume without --name continues the newest one (here: nothing left to run).
+    assert resolve_name(spec, resume=True, storage=str(tmp_path)) == max(first.name, second.name)
 
 
 def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: Path) -> None:

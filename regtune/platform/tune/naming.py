@@ -1,0 +1,87 @@
+"""One naming rule for a sweep's experiment, wherever the sweep runs.
+
+``regtune sweep`` (local or inside ``ray job submit``), ``regtune submit``
+and :func:`~regtune.platform.tune.sweep.run_sweep` all use it:
+
+- no ``--name``: a new experiment ``<spec name>-<UTC YYYYmmdd-HHMMSS>-<4 hex>``
+  (the random tail keeps two submissions in the same second apart);
+- ``--name NAME``: exactly ``NAME`` (refused if it already exists);
+- ``--resume --name NAME``: continue ``NAME``;
+- ``--resume`` alone: continue the newest experiment of that spec under the
+  storage root (newest by the time in its name), or one named exactly like
+  the spec (experiments from before this rule).
+
+Names hold lowercase letters, digits, ``_`` and ``-`` only.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import pyarrow.fs as pafs
+
+from regtune.errors import SpecError
+from regtune.search_spaces.sections import BAD_NAME, NAME_PATTERN
+
+__all__ = [
+    "BAD_EXPERIMENT_NAME",
+    "STAMP_FORMAT",
+    "TUNER_FILE",
+    "check_name",
+    "experiments_of",
+    "new_experiment_name",
+    "newest_experiment",
+]
+
+#: UTC time in a generated name.
+STAMP_FORMAT = "%Y%m%d-%H%M%S"
+#: The file Tune writes when an experiment starts (what makes a folder an experiment).
+TUNER_FILE = "tuner.pkl"
+BAD_EXPERIMENT_NAME = "--name {name!r}: " + BAD_NAME
+_TAIL = r"(\d{8}-\d{6})-[0-9a-f]{4}"
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid experiment name.
+
+    Raises:
+        SpecError: it holds other characters than lowercase letters, digits,
+            ``_`` and ``-``.
+    """
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise SpecError(BAD_EXPERIMENT_NAME.format(name=name))
+    return name
+
+
+def new_experiment_name(spec_name: str, *, now: float | None = None) -> str:
+    """``<spec_name>-<UTC YYYYmmdd-HHMMSS>-<4 random hex>`` for a new experiment."""
+    stamp = time.strftime(STAMP_FORMAT, time.gmtime(time.time() if now is None else now))
+    return f"{spec_name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def experiments_of(names: list[str], spec_name: str) -> list[str]:
+    """The names among ``names`` that this rule gives the spec's experiments,
+    oldest first (by the time in the name; a bare ``spec_name`` is oldest)."""
+    pattern = re.compile(re.escape(spec_name) + "-" + _TAIL)
+    dated = sorted(
+        ((m.group(1), name) for name in names if (m := pattern.fullmatch(name))),
+    )
+    bare = [spec_name] if spec_name in names else []
+    return bare + [name for _, name in dated]
+
+
+def newest_experiment(root: str, spec_name: str) -> str | None:
+    """The newest experiment of ``spec_name`` under the storage ``root``
+    (a path or URI), or None when there is none."""
+    fs, base = pafs.FileSystem.from_uri(root)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    except OSError:
+        return None
+    folders = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
+    for name in reversed(experiments_of(folders, spec_name)):
+        if fs.get_file_info(f"{base.rstrip('/')}/{name}/{TUNER_FILE}").type == pafs.FileType.File:
+            return name
+    return None

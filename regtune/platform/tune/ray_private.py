@@ -1,0 +1,157 @@
+"""The one module that touches Ray's private or internal APIs.
+
+Ray moves these between releases (checked against Ray 2.60), so every use
+goes through a small function here and nowhere else: when Ray changes, this
+is the file to fix. What is used, and why:
+
+- ``ray.tune.result`` names (``DONE``, ``DEBUG_METRICS``): the keys Tune
+  reads in a result.
+- ``ray._raylet.AuthenticationTokenLoader``: Ray's own token loader, the one
+  its clients use, to send the local token to a local Jobs API.
+- ``ray.autoscaler._private.util`` ``prepare_config``/``validate_config``:
+  the checks ``ray up`` runs on a cluster YAML before it contacts a cloud.
+- A Tune trial's checkpoint bookkeeping (``Trial.run_metadata.
+  checkpoint_manager``, ``Trial.storage``): read and corrected on
+  ``--resume``, because Tune restores each trial from the checkpoint its last
+  experiment snapshot recorded, not from the newest one on disk (see
+  :mod:`regtune.platform.tune.checkpoint_keeper`).
+- ``Tuner._local_tuner``: a restored Tuner's callbacks, which Tune otherwise
+  takes from the pickle written when the experiment started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ray.tune.result import DEBUG_METRICS, DONE
+
+__all__ = [
+    "DEBUG_METRICS",
+    "DONE",
+    "TrialStorage",
+    "auth_token_header",
+    "has_auth_token",
+    "ray_up_checks",
+    "registered_checkpoints",
+    "reset_auth_token_cache",
+    "set_registered_checkpoints",
+    "set_restored_callbacks",
+    "trial_storage",
+]
+
+
+# ---------------------------------------------------------------- authentication
+
+
+def _token_loader() -> Any:
+    # Ray's stub omits it; it is the loader Ray's own clients use.
+    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+
+    return AuthenticationTokenLoader.instance()
+
+
+def auth_token_header() -> dict[str, str]:
+    """``{"authorization": "Bearer <token>"}`` with the token Ray finds on this
+    machine (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``),
+    whatever ``RAY_AUTH_MODE`` says; empty when there is none."""
+    header = _token_loader().get_token_for_http_header(ignore_auth_mode=True)
+    return {str(key): str(value) for key, value in header.items()}
+
+
+def has_auth_token() -> bool:
+    """Whether Ray finds a token on this machine (ignoring ``RAY_AUTH_MODE``)."""
+    return bool(_token_loader().has_token(ignore_auth_mode=True))
+
+
+def reset_auth_token_cache() -> None:
+    """Forget the token Ray's loader cached (after a token file was created)."""
+    _token_loader().reset_cache()
+
+
+# ---------------------------------------------------------------- cluster YAML
+
+
+def ray_up_checks(config: dict[str, Any]) -> dict[str, Any]:
+    """Run the checks ``ray up`` runs before contacting a cloud; return the
+    prepared config (provider defaults merged). Raises what Ray raises
+    (``jsonschema.ValidationError``, ``ValueError``) for a bad config."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared: dict[str, Any] = prepare_config(config)
+    validate_config(prepared)
+    return prepared
+
+
+# ---------------------------------------------------------------- trial checkpoints
+
+
+@dataclass(frozen=True)
+class TrialStorage:
+    """Where a trial's files live: a pyarrow filesystem and paths on it
+    (``trial_path`` is empty until Tune has named the trial's folder)."""
+
+    filesystem: Any
+    experiment_path: str
+    trial_path: str
+
+
+def trial_storage(trial: Any) -> TrialStorage:
+    """The filesystem, experiment path and trial path of a Tune ``Trial``."""
+    storage = trial.storage
+    return TrialStorage(
+        filesystem=storage.storage_filesystem,
+        experiment_path=str(storage.experiment_fs_path),
+        trial_path=str(storage.trial_fs_path) if storage.trial_dir_name else "",
+    )
+
+
+def registered_checkpoints(trial: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``(path, metrics)`` of every checkpoint Tune tracks for ``trial``,
+    oldest first; the last one is the one Tune would restore from."""
+    manager = trial.run_metadata.checkpoint_manager
+    if manager is None:
+        return []
+    results = list(manager._checkpoint_results)
+    latest = manager._latest_checkpoint_result
+    if latest is not None and all(r is not latest for r in results):
+        results.append(latest)
+    return [(str(r.checkpoint.path), dict(r.metrics)) for r in results if r.checkpoint]
+
+
+def set_registered_checkpoints(
+    trial: Any, checkpoints: list[tuple[str, dict[str, Any]]], *, last_index: int | None = None
+) -> None:
+    """Make Tune track exactly ``checkpoints`` (oldest first; the last is the
+    one to restore from) for ``trial``.
+
+    ``last_index``: the highest ``checkpoint_NNNNNN`` index on disk, so the
+    trial's next checkpoint gets a new directory instead of overwriting one.
+    """
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+
+    manager = trial.run_metadata.checkpoint_manager
+    storage = trial.storage
+    results = [
+        _TrainingResult(
+            checkpoint=Checkpoint(path=path, filesystem=storage.storage_filesystem),
+            metrics=dict(metrics),
+        )
+        for path, metrics in checkpoints
+    ]
+    manager._checkpoint_results = results
+    manager._latest_checkpoint_result = results[-1] if results else None
+    if last_index is not None and last_index > storage.current_checkpoint_index:
+        storage.current_checkpoint_index = last_index
+    trial.invalidate_json_state()
+    trial.run_metadata.invalidate_cache()
+
+
+# ---------------------------------------------------------------- restored tuners
+
+
+def set_restored_callbacks(tuner: Any, callbacks: list[Any]) -> None:
+    """Give a ``Tuner.restore``-d tuner these callbacks instead of the pickled
+    ones (which lost their display hooks and miss the caller's new ones)."""
+    tuner._local_tuner.get_run_config().callbacks = list(callbacks)
