@@ -11,6 +11,20 @@ The package has four parts, each a subpackage:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from regtune.platform.registry.public import load
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``regtune.load`` is imported on first use: ``import regtune`` stays free of torch.
+    if name == "load":
+        from regtune.platform.registry.public import load
+
+        return load
+    raise AttributeError(f"module 'regtune' has no attribute {name!r}")

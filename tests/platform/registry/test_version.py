@@ -213,3 +213,29 @@ def test_reading_imports_neither_tune_nor_the_loop(tiny_version: ModelVersion) -
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_regtune_load_equals_in_process_predictions(
+    tiny_run: RunResult, tiny_version: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import regtune
+
+    storage = str(Path(tiny_version.path).parents[2])
+    module, schema = regtune.load("tiny", storage=storage)
+    x = schema.transform(tiny_run.dataset.raw_test.to_dict("records"))
+    tiny_run.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(module(x), tiny_run.model(x), atol=1e-6)
+    monkeypatch.setenv(STORAGE_ENV, storage)
+    by_version, _ = regtune.load("tiny", version=1)
+    by_path, _ = regtune.load(tiny_version.path)
+    with torch.no_grad():
+        assert torch.equal(by_version(x), module(x)) and torch.equal(by_path(x), module(x))
+    for bad in (0, -1, True):
+        with pytest.raises(SpecError, match="expected a positive integer or None"):
+            regtune.load("tiny", version=bad)
+    with pytest.raises(SpecError, match="cannot be combined with a directory"):
+        regtune.load(tiny_version.path, version=1)
+    with pytest.raises(SpecError, match="no version 2"):
+        regtune.load("tiny", version=2)
+    assert "load" in regtune.__all__
