@@ -48,22 +48,18 @@ def digits(data_cache: Path) -> Dataset:
 
 @pytest.fixture(scope="session")
 def ray_local(data_cache: Path) -> Iterator[None]:
-    """One local Ray for the session, on loopback, without the dashboard.
+    """One local Ray for the session, started as regtune starts one: every
+    socket on loopback, token authentication on, no dashboard.
 
     It declares one GPU (``num_gpus=1``) so fractional-GPU scheduling is
     exercised on CPU-only machines; trials there still train on the CPU,
-    since torch sees no CUDA device. Token authentication stays as Ray sets
-    it up (on).
+    since torch sees no CUDA device.
     """
     import ray
 
+    from regtune.platform.tune.runtime import start_local_ray
+
     if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            num_gpus=1,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )
+        start_local_ray(num_cpus=2, num_gpus=1)
     yield
     ray.shutdown()

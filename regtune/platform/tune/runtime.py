@@ -1,31 +1,105 @@
-"""Starting or joining Ray for a sweep: the one place that calls ``ray.init``."""
+"""Starting or joining Ray for a sweep: the one place that calls ``ray.init``.
+
+A local Ray (no ``address``) is started so that it exposes nothing to the
+network and leaves nothing behind:
+
+- every socket it opens listens on loopback only (see
+  :mod:`regtune.platform.tune.loopback` and ``docs/security.md``);
+- token authentication stays on, and the token file Ray would create is
+  created by regtune with mode 600 (:mod:`regtune.platform.tune.token_file`);
+- it is recorded, so that if this driver is killed the next regtune command
+  stops what is left of it (:mod:`regtune.platform.tune.local_sessions`);
+- Ray's and Tune's banners are hidden unless :func:`set_verbose` asked for
+  them (:mod:`regtune.platform.tune.banners`).
+
+Joining a cluster (``address``) follows that cluster's own address: a
+driver's sockets listen where the cluster's node does.
+"""
 
 from __future__ import annotations
 
-import logging
+from typing import Any, cast
 
-__all__ = ["LOCAL_HOST", "ensure_ray"]
+from regtune.platform.tune.banners import apply_verbosity, is_verbose, ray_log_level, set_verbose
+from regtune.platform.tune.local_sessions import reap_dead_sessions, record_local_session
+from regtune.platform.tune.loopback import LOCAL_HOST, single_node_start
+from regtune.platform.tune.token_file import ensure_private_token
 
-LOCAL_HOST = "127.0.0.1"
+__all__ = ["LOCAL_HOST", "ensure_ray", "is_verbose", "set_verbose", "start_local_ray"]
 
 
-def ensure_ray(address: str | None, *, dashboard: bool = False) -> None:
-    """Join ``address``, or start a lean local Ray on loopback (no-op when Ray is up)."""
+def ensure_ray(
+    address: str | None,
+    *,
+    dashboard: bool = False,
+    verbose: bool | None = None,
+) -> None:
+    """Join ``address``, or start a lean local Ray on loopback (no-op when Ray is up).
+
+    Args:
+        address: an existing cluster (``auto``, ``host:port``, ``ray://...``);
+            ``None``: start a local Ray (:func:`start_local_ray`).
+        dashboard: start the dashboard with a local Ray (on 127.0.0.1).
+        verbose: show Ray's and Tune's own banners; default: what
+            :func:`set_verbose` last set (off).
+
+    Either way, first stops what is left of local Rays whose regtune driver
+    was killed (:func:`~regtune.platform.tune.local_sessions.reap_dead_sessions`).
+    """
     import ray
 
     if ray.is_initialized():
         return
+    apply_verbosity(verbose)
+    reap_dead_sessions()
     if address is not None:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(
+            address=address,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=ray_log_level(verbose),
+        )
         return
-    ray.init(
-        # Loopback only: a local sweep exposes nothing to the network.
-        _node_ip_address=LOCAL_HOST,
-        include_dashboard=dashboard,
-        dashboard_host=LOCAL_HOST,
-        # Trial workers' stdout would interleave with the progress display;
-        # errors still reach the driver through Tune's error files.
-        log_to_driver=False,
-        configure_logging=True,
-        logging_level=logging.WARNING,
-    )
+    start_local_ray(dashboard=dashboard, verbose=verbose)
+
+
+def start_local_ray(
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    dashboard: bool = False,
+    verbose: bool | None = None,
+) -> str:
+    """Start a local Ray on loopback with token authentication; return its session folder.
+
+    ``num_cpus``/``num_gpus``: what the node declares (default: what Ray
+    detects). Every socket of every process it starts listens on loopback;
+    the dashboard, when asked for, on 127.0.0.1 too. The start is recorded
+    for :func:`~regtune.platform.tune.local_sessions.reap_dead_sessions`.
+    """
+    import ray
+
+    apply_verbosity(verbose)
+    if ensure_private_token() is not None:
+        from regtune.platform.tune.ray_private import reset_auth_token_cache
+
+        # Ray's loader may have looked (and found nothing) before the file existed.
+        reset_auth_token_cache()
+    with single_node_start():
+        context = ray.init(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            _node_ip_address=LOCAL_HOST,
+            include_dashboard=dashboard,
+            dashboard_host=LOCAL_HOST,
+            # Trial workers' stdout would interleave with the progress display;
+            # errors still reach the driver through Tune's error files.
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=ray_log_level(verbose),
+        )
+    # ray.init returns a RayContext (typed as its base class): address_info
+    # holds the node's facts, its session folder among them.
+    session_dir = str(cast(Any, context).address_info["session_dir"])
+    record_local_session(session_dir)
+    return session_dir

@@ -1,0 +1,98 @@
+"""Ray's and Tune's own banners: hidden by default, shown with ``--verbose``.
+
+What a regtune user does not need to read, and how each is kept out when
+not verbose (all set before ``ray.init`` and before Tune runs):
+
+- Ray's token-authentication notice, "Token authentication is enabled for
+  this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out..." (a WARNING of
+  logger ``ray._private.authentication.authentication_token_setup``, logged
+  by every ``ray.init`` that starts a cluster, or finds a local one, while
+  ``RAY_AUTH_MODE`` is unset): dropped by a logging filter on that logger.
+  Token authentication itself stays on. Ray's warning that authentication is
+  *disabled* is never dropped.
+- Ray's INFO lines ("Started a local Ray instance.", "Connecting to existing
+  Ray cluster..."): ``ray.init`` gets ``logging_level`` :func:`ray_log_level`.
+- Tune's configuration box ("Configuration for experiment ...") and "View
+  detailed results here: ...": printed by Tune's new output engine even at
+  ``verbose=0``; ``RAY_AIR_NEW_OUTPUT=0`` selects Tune's older engine, which
+  at ``verbose=0`` prints nothing. A value the user set is left alone.
+
+Usage (the CLI's ``--verbose`` flag)::
+
+    from regtune.platform.tune.runtime import set_verbose
+    set_verbose(True)     # before the command starts Ray
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+__all__ = [
+    "TOKEN_NOTICE_LOGGER",
+    "TUNE_OUTPUT_ENV",
+    "apply_verbosity",
+    "is_verbose",
+    "ray_log_level",
+    "set_verbose",
+]
+
+#: The logger Ray's token-authentication notices come from.
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+#: The start of the notice that token authentication is on (dropped unless verbose).
+TOKEN_ENABLED_NOTICE = "Token authentication is enabled for this Ray cluster"
+#: Tune's switch between its output engines ("0": the older, silent at verbose=0).
+TUNE_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
+
+_state = {"verbose": False, "set_tune_env": False}
+
+
+class _TokenNoticeFilter(logging.Filter):
+    """Drops Ray's "token authentication is enabled" notice, nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_ENABLED_NOTICE)
+
+
+_TOKEN_FILTER = _TokenNoticeFilter()
+
+
+def set_verbose(flag: bool) -> None:
+    """Show (``True``) or hide (``False``, the default) Ray's and Tune's banners.
+
+    Takes effect at once for this process: the next ``ray.init`` and the
+    next Tune run follow it.
+    """
+    _state["verbose"] = bool(flag)
+    apply_verbosity()
+
+
+def is_verbose() -> bool:
+    """What :func:`set_verbose` last set (``False`` until it is called)."""
+    return _state["verbose"]
+
+
+def ray_log_level(verbose: bool | None = None) -> int:
+    """The ``logging_level`` for ``ray.init``: INFO when verbose, else WARNING."""
+    verbose = is_verbose() if verbose is None else verbose
+    return logging.INFO if verbose else logging.WARNING
+
+
+def apply_verbosity(verbose: bool | None = None) -> None:
+    """Install (not verbose) or remove (verbose) the filters and settings above.
+
+    ``verbose`` defaults to :func:`is_verbose`. Idempotent.
+    """
+    verbose = is_verbose() if verbose is None else verbose
+    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    if verbose:
+        logger.removeFilter(_TOKEN_FILTER)
+        if _state["set_tune_env"]:
+            os.environ.pop(TUNE_OUTPUT_ENV, None)
+            _state["set_tune_env"] = False
+        return
+    if _TOKEN_FILTER not in logger.filters:
+        logger.addFilter(_TOKEN_FILTER)
+    if TUNE_OUTPUT_ENV not in os.environ:
+        os.environ[TUNE_OUTPUT_ENV] = "0"
+        _state["set_tune_env"] = True

@@ -1,0 +1,271 @@
+"""The parts of starting Ray that need no Ray: addresses, the token file,
+banners, and the records of local sessions (with real processes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regtune.platform.tune import banners
+from regtune.platform.tune.banners import (
+    TOKEN_NOTICE_LOGGER,
+    TUNE_OUTPUT_ENV,
+    apply_verbosity,
+    is_verbose,
+    ray_log_level,
+    set_verbose,
+)
+from regtune.platform.tune.local_sessions import (
+    BAD_RECORD,
+    STATE_ENV,
+    reap_dead_sessions,
+    sessions_dir,
+)
+from regtune.platform.tune.loopback import is_all_interfaces, is_loopback
+from regtune.platform.tune.token_file import (
+    OTHERS_CAN_READ,
+    default_token_path,
+    ensure_private_token,
+)
+
+# --------------------------------------------------------------- addresses
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback", "everywhere"),
+    [
+        ("127.0.0.1", True, False),
+        ("127.0.0.2", True, False),
+        ("::1", True, False),
+        ("::ffff:127.0.0.1", True, False),
+        ("0.0.0.0", False, True),
+        ("::", False, True),
+        ("192.0.2.2", False, False),
+        ("::ffff:192.0.2.2", False, False),
+        ("fe80::1%eth0", False, False),
+        ("localhost", False, False),  # a name, not an address a socket reports
+    ],
+)
+def test_loopback_and_all_interfaces(host: str, loopback: bool, everywhere: bool) -> None:
+    assert is_loopback(host) is loopback
+    assert is_all_interfaces(host) is everywhere
+
+
+# --------------------------------------------------------------- token file
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_token_file_is_created_owner_only(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    old_umask = os.umask(0o022)  # the usual umask, under which Ray writes 644
+    try:
+        path = ensure_private_token(env)
+    finally:
+        os.umask(old_umask)
+    assert path == default_token_path(env) == tmp_path / ".ray" / "auth_token"
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) == 0o700
+    token = path.read_text()
+    assert len(token) == 64 and set(token) <= set("0123456789abcdef")
+    # A second start keeps the same token.
+    assert ensure_private_token(env) is None
+    assert path.read_text() == token
+
+
+def test_existing_token_file_is_kept_and_a_readable_one_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {"HOME": str(tmp_path)}
+    path = tmp_path / ".ray" / "auth_token"
+    path.parent.mkdir()
+    path.write_text("f" * 64)
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        assert ensure_private_token(env) is None
+    assert path.read_text() == "f" * 64
+    assert _mode(path) == 0o644
+    assert caplog.messages == [OTHERS_CAN_READ.format(path=path, mode=0o644)]
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING):
+        assert ensure_private_token(env) is None
+    assert caplog.messages == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"RAY_AUTH_MODE": "disabled"}, {"RAY_AUTH_TOKEN": "abc"}, {"RAY_AUTH_TOKEN_PATH": "/x/t"}],
+)
+def test_no_token_file_when_the_token_comes_from_elsewhere(
+    tmp_path: Path, extra: dict[str, str]
+) -> None:
+    assert ensure_private_token({"HOME": str(tmp_path), **extra}) is None
+    assert not (tmp_path / ".ray").exists()
+
+
+# --------------------------------------------------------------- banners
+
+
+@pytest.fixture
+def quiet_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Restore the verbosity switch, its filter and Tune's variable afterwards."""
+    monkeypatch.delenv(TUNE_OUTPUT_ENV, raising=False)
+    before = dict(banners._state)
+    yield
+    banners._state.update(before)
+    logging.getLogger(TOKEN_NOTICE_LOGGER).removeFilter(banners._TOKEN_FILTER)
+
+
+def _logged(message: str) -> list[str]:
+    """What a handler on Ray's token logger receives when it logs ``message``."""
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning(message)
+    finally:
+        logger.removeHandler(handler)
+    return seen
+
+
+ENABLED = (
+    "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out."
+)
+DISABLED = "Token authentication is disabled for this Ray cluster. Anyone with network access..."
+
+
+def test_quiet_hides_only_the_token_enabled_notice_and_tunes_box(quiet_state: None) -> None:
+    set_verbose(False)
+    assert not is_verbose()
+    assert _logged(ENABLED) == []
+    assert _logged(DISABLED) == [DISABLED]  # a security warning is never hidden
+    assert os.environ[TUNE_OUTPUT_ENV] == "0"
+    assert ray_log_level() == logging.WARNING
+
+    set_verbose(True)
+    assert is_verbose()
+    assert _logged(ENABLED) == [ENABLED]
+    assert TUNE_OUTPUT_ENV not in os.environ
+    assert ray_log_level() == logging.INFO
+    # An explicit argument wins over the switch.
+    assert ray_log_level(False) == logging.WARNING
+
+
+def test_quiet_keeps_a_tune_output_choice_the_user_made(
+    quiet_state: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TUNE_OUTPUT_ENV, "1")
+    apply_verbosity(False)
+    assert os.environ[TUNE_OUTPUT_ENV] == "1"
+    apply_verbosity(True)
+    assert os.environ[TUNE_OUTPUT_ENV] == "1"
+
+
+# --------------------------------------------------------------- session records
+
+
+def _psutil() -> Any:
+    import importlib
+
+    import ray  # noqa: F401
+
+    return importlib.import_module("psutil")
+
+
+def _write_record(
+    folder: Path, name: str, driver: tuple[int, float], processes: list[tuple[int, float]]
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"session_{name}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "driver": {"pid": driver[0], "create_time": driver[1]},
+                "session_dir": f"/nonexistent/session_{name}",
+                "processes": [
+                    {"pid": pid, "create_time": created, "name": "sleep"}
+                    for pid, created in processes
+                ],
+            }
+        )
+    )
+    return path
+
+
+def test_reap_stops_a_dead_drivers_processes_and_nothing_else(tmp_path: Path) -> None:
+    psutil = _psutil()
+    env = {STATE_ENV: str(tmp_path)}
+    folder = sessions_dir(env)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    dead_driver = (dead.pid, time.time() - 5)
+    sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(4)]
+    try:
+        ids = [(p.pid, psutil.Process(p.pid).create_time()) for p in sleepers]
+        # A dead driver: its recorded process is stopped, the record removed.
+        orphaned = _write_record(folder, "dead", dead_driver, [ids[0]])
+        # A dead driver whose recorded PID now belongs to a process started later.
+        reused = _write_record(folder, "reused", dead_driver, [(ids[1][0], ids[1][1] - 30)])
+        # A live driver (sleeper 2, same start time): nothing of it is touched.
+        live = _write_record(folder, "live", ids[2], [ids[3]])
+        corrupt = folder / "session_corrupt.json"
+        corrupt.write_text("{not json")
+
+        stopped = reap_dead_sessions(env)
+
+        assert [(s.session_dir, s.stopped) for s in stopped] == [
+            ("/nonexistent/session_dead", ((ids[0][0], "sleep"),))
+        ]
+        assert sleepers[0].wait(timeout=10) is not None
+        assert [p.poll() for p in sleepers[1:]] == [None, None, None]
+        assert not orphaned.exists() and not reused.exists() and not corrupt.exists()
+        assert live.exists()
+    finally:
+        for proc in sleepers:
+            proc.kill()
+            proc.wait()
+
+
+def test_bad_record_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    env = {STATE_ENV: str(tmp_path)}
+    folder = sessions_dir(env)
+    folder.mkdir(parents=True)
+    path = folder / "session_x.json"
+    path.write_text(json.dumps({"format": 1, "driver": {}}))
+    with caplog.at_level(logging.WARNING):
+        assert reap_dead_sessions(env) == []
+    assert caplog.messages == [BAD_RECORD.format(path=path, reason="missing key 'session_dir'")]
+    assert not path.exists()
+
+
+def test_nothing_recorded_costs_no_ray_import(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from regtune.platform.tune.local_sessions import reap_dead_sessions\n"
+        f"assert reap_dead_sessions({{'{STATE_ENV}': sys.argv[1]}}) == []\n"
+        "print('ray' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
