@@ -21,6 +21,9 @@ The maths, all pure functions of the reference and the window:
   window value and reference quantile from both sides (exact for the
   piecewise-linear ``F``). Its critical value at level 0.01 for a window of
   ``n`` values is ``1.628 / sqrt(n)`` (the reference being much larger).
+* Reference quantiles may carry float32 round-off (``-3e-05`` for 0): a
+  served value within :data:`SNAP_RELATIVE` of the feature's magnitude of a
+  quantile is read as that quantile.
 * The drift index is the mean PSI over features; the window is "drifting"
   when it reaches :data:`DRIFT_INDEX_LIMIT` (configurable). Per feature, PSI
   under 0.1 reads "stable", under 0.25 "moderate", above "shifted" (the usual
@@ -66,6 +69,10 @@ DEFAULT_WINDOW = 1000
 MIN_WINDOW = 100
 #: Quantile indices used as numeric PSI bin edges (the deciles).
 DECILES = tuple(range(10, 100, 10))
+#: Reference quantiles may come from float32 rows (``x * scale + center``):
+#: a served value this close (relative to the feature's magnitude) to a
+#: quantile counts as equal to it, so point masses such as 0 stay point masses.
+SNAP_RELATIVE = 1e-6
 #: The bin for categories the reference never saw.
 UNSEEN = "<unseen>"
 
@@ -91,6 +98,15 @@ class _Cdf:
         np.minimum.at(self.lo, inverse, p)
         np.maximum.at(self.hi, inverse, p)
         self.q = q
+        self.tol = SNAP_RELATIVE * max(1.0, float(np.abs(q).max()))
+
+    def snap(self, values: np.ndarray) -> np.ndarray:
+        """Values within float32 round-off of a reference quantile, moved onto it."""
+        v = np.asarray(values, dtype=np.float64)
+        right = np.clip(np.searchsorted(self.u, v), 0, self.u.size - 1)
+        left = np.clip(right - 1, 0, self.u.size - 1)
+        near = np.where(np.abs(self.u[left] - v) < np.abs(self.u[right] - v), left, right)
+        return np.where(np.abs(self.u[near] - v) <= self.tol, self.u[near], v)
 
     def __call__(self, x: np.ndarray, *, left: bool = False) -> np.ndarray:
         """``F(x)``, or its left limit ``F(x-)`` with ``left=True``."""
@@ -125,7 +141,7 @@ def numeric_psi(quantiles: Sequence[float], values: Sequence[float]) -> float:
     edges = np.unique(cdf.q[[round(k * n / 100) for k in DECILES]])
     bounds = np.concatenate([[0.0], cdf(edges), [1.0]])
     expected = np.diff(bounds)
-    v = np.asarray(values, dtype=np.float64)
+    v = cdf.snap(np.asarray(values, dtype=np.float64))
     # Bin k holds (e_{k-1}, e_k]: the number of edges strictly below the value.
     counts = np.bincount(np.searchsorted(edges, v, side="left"), minlength=edges.size + 1)
     return psi(expected, counts / max(v.size, 1))
@@ -134,7 +150,7 @@ def numeric_psi(quantiles: Sequence[float], values: Sequence[float]) -> float:
 def ks_statistic(quantiles: Sequence[float], values: Sequence[float]) -> float:
     """Kolmogorov-Smirnov distance between ``values`` and the reference CDF."""
     cdf = _Cdf(quantiles)
-    v = np.sort(np.asarray(values, dtype=np.float64))
+    v = np.sort(cdf.snap(np.asarray(values, dtype=np.float64)))
     if v.size == 0:
         return 0.0
     points = np.union1d(v, cdf.u)

@@ -1,0 +1,218 @@
+"""The HTTP routes (FastAPI) over a :class:`~regtune.serve.service.ModelService`.
+
+Routes::
+
+    GET  /healthz                           liveness; never needs the token
+    GET  /v1/models                         served models
+    GET  /v1/models/{name}                  version, inputs, canary state, rollback log
+    POST /v1/models/{name}:predict          KServe v1 {"instances": [...]}
+    GET  /v1/models/{name}/drift            PSI/KS per feature and the drift index
+    POST /v1/models/{name}/feedback         {"request_id": ..., "labels": [...]}
+    GET  /v1/models/{name}/feedback         accuracy, ECE, group gaps on labelled traffic
+    GET  /docs, /openapi.json               the OpenAPI page
+
+With a token configured, every route but ``/healthz`` needs
+``Authorization: Bearer <token>``; only the token's sha256 is held here.
+Refusals are JSON ``{"error", "field", "allowed"}`` with a 4xx status; the
+request id is the ``X-Request-ID`` header (Ray Serve's proxy sets one when
+the client does not), else a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from regtune import __version__
+from regtune.serve.predictor import ModelOutputError
+from regtune.serve.protocol import BODY_TOO_LARGE, PredictResponse, RequestError
+from regtune.serve.service import ModelService
+
+__all__ = ["OPEN_PATHS", "BearerAuth", "create_api", "token_digest"]
+
+#: Paths answered without the bearer token.
+OPEN_PATHS = frozenset({"/healthz"})
+
+NO_TOKEN = "this server needs a bearer token: send 'Authorization: Bearer <token>'"
+BAD_TOKEN = "the bearer token does not match this server's"
+MODEL_FAULT = "model fault: {error}"
+
+PREDICT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["instances"],
+                "additionalProperties": False,
+                "properties": {
+                    "instances": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "description": "one raw record: feature name -> raw value",
+                        },
+                    }
+                },
+            },
+            "example": {"instances": [{"age": 39, "workclass": "State-gov"}]},
+        }
+    },
+}
+FEEDBACK_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["request_id", "labels"],
+                "properties": {
+                    "request_id": {"type": "string"},
+                    "labels": {"type": "array", "items": {}},
+                },
+            }
+        }
+    },
+}
+
+
+def token_digest(token: str) -> str:
+    """The sha256 hex digest a server compares presented tokens against."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class BearerAuth:
+    """ASGI middleware: 401 unless the bearer token's digest matches (open paths excepted)."""
+
+    def __init__(self, app: ASGIApp, digest: str) -> None:
+        self.app = app
+        self.digest = digest.encode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # Under a route prefix the path still carries it (ASGI root_path).
+        if scope["path"].removeprefix(scope.get("root_path", "")) in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            message = NO_TOKEN
+        elif hmac.compare_digest(hashlib.sha256(token.strip()).hexdigest().encode(), self.digest):
+            await self.app(scope, receive, send)
+            return
+        else:
+            message = BAD_TOKEN
+        body = {"error": message, "field": "Authorization", "allowed": "Bearer <token>"}
+        response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(
+            BODY_TOO_LARGE.format(size=int(declared), limit=limit),
+            status=413,
+            field="body",
+            allowed=f"at most {limit} bytes",
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(
+                BODY_TOO_LARGE.format(size=f"over {limit}", limit=limit),
+                status=413,
+                field="body",
+                allowed=f"at most {limit} bytes",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(payload: dict[str, Any], status: int = 200) -> Response:
+    # json.dumps straight to bytes: FastAPI's encoder walk costs more than the model here.
+    return Response(json.dumps(payload), status_code=status, media_type="application/json")
+
+
+def create_api(service: ModelService, *, token_sha256: str | None = None) -> FastAPI:
+    """The FastAPI app for ``service``; see the module docstring."""
+    api = FastAPI(
+        title=f"regtune: {service.name}",
+        version=__version__,
+        description="Predictions, drift and feedback for a registered regtune model "
+        "(KServe v1 JSON).",
+    )
+    limit = service.settings.max_body_bytes
+
+    @api.exception_handler(RequestError)
+    async def _refused(request: Request, exc: RequestError) -> Response:
+        return _json(exc.to_json(), exc.status)
+
+    @api.exception_handler(ModelOutputError)
+    async def _model_fault(request: Request, exc: ModelOutputError) -> Response:
+        body = {"error": MODEL_FAULT.format(error=exc), "field": "model", "allowed": ""}
+        return _json(body, 500)
+
+    @api.get("/healthz", tags=["health"])
+    async def healthz() -> Response:
+        """Liveness: the model is loaded and the replica answers."""
+        return _json(service.health())
+
+    @api.get("/v1/models", tags=["models"])
+    async def models() -> Response:
+        """The served model, its version, canary and shadow."""
+        return _json(service.listing())
+
+    @api.get("/v1/models/{name}", tags=["models"])
+    async def model(name: str) -> Response:
+        """Version, inputs, metrics, batching, canary state and rollback log."""
+        return _json(service.describe(name))
+
+    @api.post(
+        "/v1/models/{name}:predict",
+        tags=["predict"],
+        response_model=PredictResponse,
+        openapi_extra={"requestBody": PREDICT_BODY},
+    )
+    async def predict(name: str, request: Request) -> Response:
+        """Predict raw records: ``{"instances": [...]}`` -> ``{"predictions": [...]}``."""
+        body = await _read_body(request, limit)
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        return _json(await service.predict(name, body, rid))
+
+    @api.get("/v1/models/{name}/drift", tags=["monitoring"])
+    async def drift(name: str) -> Response:
+        """PSI and KS per feature against the training reference, and the drift index."""
+        return _json(service.drift(name))
+
+    @api.post(
+        "/v1/models/{name}/feedback",
+        tags=["monitoring"],
+        openapi_extra={"requestBody": FEEDBACK_BODY},
+    )
+    async def feedback(name: str, request: Request) -> Response:
+        """Ground-truth labels for an earlier request, one per instance."""
+        body = await _read_body(request, limit)
+        return _json(service.add_feedback(name, body))
+
+    @api.get("/v1/models/{name}/feedback", tags=["monitoring"])
+    async def feedback_summary(name: str) -> Response:
+        """Accuracy, ECE and per-group gaps on labelled traffic."""
+        return _json(service.feedback_summary(name))
+
+    if token_sha256:
+        api.add_middleware(BearerAuth, digest=token_sha256)
+    return api

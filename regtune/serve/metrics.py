@@ -1,0 +1,110 @@
+"""Serving metrics exported through Ray (Prometheus format, Ray dashboard).
+
+Names (all tagged with ``model``)::
+
+    regtune_serve_latency_ms           histogram   per request, tag version
+    regtune_serve_predictions_total    counter     records per predicted class, tags version, label
+    regtune_serve_rejected_total       counter     refused requests, tag status (4xx)
+    regtune_serve_drift_index          gauge       mean PSI of the rolling window
+    regtune_serve_feedback_accuracy    gauge       accuracy on labelled traffic
+    regtune_serve_feedback_ece         gauge       ECE on labelled traffic
+    regtune_serve_canary_weight        gauge       current canary share (0 after rollback)
+
+Ray's metrics agent scrapes them from every replica; outside Ray (the plain
+uvicorn process of the benchmark) :class:`NoMetrics` records nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Sequence
+
+__all__ = ["LATENCY_BOUNDARIES_MS", "NoMetrics", "RayMetrics", "ServeMetrics"]
+
+#: Histogram bucket edges in milliseconds.
+LATENCY_BOUNDARIES_MS = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0]
+
+
+class ServeMetrics:
+    """The recording interface; this base records nothing."""
+
+    def request(self, model: str, version: int, latency_ms: float, labels: Sequence[str]) -> None:
+        """One answered request and its predicted labels."""
+
+    def rejected(self, model: str, status: int) -> None:
+        """One refused request."""
+
+    def drift(self, model: str, index: float) -> None:
+        """The current drift index."""
+
+    def feedback(self, model: str, accuracy: float, ece: float) -> None:
+        """Accuracy and ECE on labelled traffic."""
+
+    def canary(self, model: str, weight: float) -> None:
+        """The canary's current weight."""
+
+
+NoMetrics = ServeMetrics
+
+
+class RayMetrics(ServeMetrics):
+    """Records through :mod:`ray.util.metrics`; create it inside a Ray worker (a replica)."""
+
+    def __init__(self) -> None:
+        from ray.util import metrics
+
+        self._latency = metrics.Histogram(
+            "regtune_serve_latency_ms",
+            description="Predict request latency inside the replica (ms).",
+            boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("model", "version"),
+        )
+        self._predictions = metrics.Counter(
+            "regtune_serve_predictions_total",
+            description="Records predicted, per class.",
+            tag_keys=("model", "version", "label"),
+        )
+        self._rejected = metrics.Counter(
+            "regtune_serve_rejected_total",
+            description="Requests refused with a 4xx, per status.",
+            tag_keys=("model", "status"),
+        )
+        self._drift = metrics.Gauge(
+            "regtune_serve_drift_index",
+            description="Mean PSI of the served window against the training reference.",
+            tag_keys=("model",),
+        )
+        self._accuracy = metrics.Gauge(
+            "regtune_serve_feedback_accuracy",
+            description="Accuracy on served records with ground-truth feedback.",
+            tag_keys=("model",),
+        )
+        self._ece = metrics.Gauge(
+            "regtune_serve_feedback_ece",
+            description="Expected calibration error on served records with feedback.",
+            tag_keys=("model",),
+        )
+        self._canary = metrics.Gauge(
+            "regtune_serve_canary_weight",
+            description="Share of traffic the canary answers (0 after a rollback).",
+            tag_keys=("model",),
+        )
+
+    def request(self, model: str, version: int, latency_ms: float, labels: Sequence[str]) -> None:
+        tags = {"model": model, "version": str(version)}
+        self._latency.observe(latency_ms, tags=tags)
+        for label, count in Tally(labels).items():
+            self._predictions.inc(count, tags={**tags, "label": label})
+
+    def rejected(self, model: str, status: int) -> None:
+        self._rejected.inc(1, tags={"model": model, "status": str(status)})
+
+    def drift(self, model: str, index: float) -> None:
+        self._drift.set(index, tags={"model": model})
+
+    def feedback(self, model: str, accuracy: float, ece: float) -> None:
+        self._accuracy.set(accuracy, tags={"model": model})
+        self._ece.set(ece, tags={"model": model})
+
+    def canary(self, model: str, weight: float) -> None:
+        self._canary.set(weight, tags={"model": model})

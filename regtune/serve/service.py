@@ -1,0 +1,339 @@
+"""One served model behind the HTTP routes, with no web framework and no Ray in it.
+
+:class:`ModelService` holds the primary version and optionally a canary and a
+shadow, and answers what the routes ask: predict, describe, drift, feedback.
+The primary's forward pass is injected (``forward``), so Ray Serve can batch
+it with ``@serve.batch`` while a plain process calls the model directly; the
+rest is identical in both.
+
+A predict request, in order: validate the body (4xx on any problem); the
+request id picks primary or canary (:mod:`.rollout`); the primary always
+runs; a canary request also runs the canary, whose answer is returned unless
+it fails, in which case the primary's is (the client never sees a canary
+fault) and the failure counts toward rollback; the answer is kept for
+feedback and the records join the drift window; the shadow runs after the
+answer is ready and only its statistics change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from regtune.errors import SpecError
+from regtune.serve.drift import DriftMonitor
+from regtune.serve.feedback import FeedbackTracker
+from regtune.serve.metrics import NoMetrics, ServeMetrics
+from regtune.serve.predictor import ServedModel
+from regtune.serve.protocol import FeedbackRequest, RecordValidator, RequestError
+from regtune.serve.rollout import Observation, RolloutState, VersionStats
+from regtune.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from regtune.platform.registry import ModelVersion
+
+__all__ = ["Forward", "ModelService", "load_service"]
+
+#: The primary's forward pass: encoded rows -> class probabilities.
+Forward = Callable[[torch.Tensor], Awaitable[np.ndarray]]
+
+#: The drift gauge is refreshed every this many served records.
+DRIFT_GAUGE_EVERY = 500
+
+NOT_SERVED = "model {name!r} is not served here; served: [{served!r}]"
+OTHER_INPUTS = (
+    "{role} {ref} reads inputs {theirs}, the primary {primary} reads {ours}; "
+    "a {role} must take the same records as the primary"
+)
+BAD_FEEDBACK = "{field}: {message}"
+
+
+class ModelService:
+    """Answers for one model name; see the module docstring.
+
+    Args:
+        forward: the primary's batched forward; None runs it directly.
+        metrics: where to record (default: nowhere).
+    """
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        primary: ModelVersion,
+        canary: ModelVersion | None = None,
+        shadow: ModelVersion | None = None,
+        *,
+        forward: Forward | None = None,
+        metrics: ServeMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.primary = ServedModel(primary)
+        self.canary = ServedModel(canary) if canary is not None else None
+        self.shadow = ServedModel(shadow) if shadow is not None else None
+        for role, other in (("canary", self.canary), ("shadow", self.shadow)):
+            if other is None:
+                continue
+            if other.number == self.primary.number and other.name == self.primary.name:
+                raise SpecError(f"{role} is the primary version itself ({other.ref})")
+            if other.schema.input_names() != self.primary.schema.input_names():
+                raise SpecError(
+                    OTHER_INPUTS.format(
+                        role=role,
+                        ref=other.ref,
+                        theirs=other.schema.input_names(),
+                        primary=self.primary.ref,
+                        ours=self.primary.schema.input_names(),
+                    )
+                )
+        self.name = self.primary.name
+        self.validator = RecordValidator(self.primary.schema, settings.limits())
+        self.rollout = RolloutState(
+            None if self.canary is None else self.canary.number,
+            settings.canary_weight,
+            settings.rollout_limits(),
+        )
+        self.shadow_stats = VersionStats(window=settings.rollout_window)
+        self.monitor = DriftMonitor(
+            primary.reference,
+            window=settings.drift_window,
+            min_window=settings.drift_min_window,
+            index_limit=settings.drift_index_limit,
+        )
+        self.feedback = FeedbackTracker(self.primary.classes, self.primary.schema.sensitive_values)
+        self.metrics = metrics or NoMetrics()
+        self._forward = forward or self._direct
+        self._since_gauge = 0
+        self.batches = 0
+        self.batched_requests = 0
+        self.metrics.canary(self.name, self.rollout.weight)
+
+    # -- forward passes ---------------------------------------------------------------
+
+    async def _direct(self, x: torch.Tensor) -> np.ndarray:
+        return self.primary.probabilities(x)
+
+    def forward_batch(self, xs: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        """The primary on several requests' rows at once (what ``@serve.batch`` calls)."""
+        self.batches += 1
+        self.batched_requests += len(xs)
+        probs = self.primary.probabilities(torch.cat(list(xs)))
+        cuts = np.cumsum([len(x) for x in xs])[:-1]
+        return list(np.split(probs, cuts))
+
+    # -- routes -----------------------------------------------------------------------
+
+    def check_name(self, name: str) -> None:
+        """Raise a 404 :class:`RequestError` unless ``name`` is the served model."""
+        if name != self.name:
+            raise RequestError(
+                NOT_SERVED.format(name=name, served=self.name),
+                status=404,
+                field="name",
+                allowed=self.name,
+            )
+
+    async def predict(self, name: str, body: bytes, request_id: str) -> dict[str, Any]:
+        """Answer one ``POST /v1/models/{name}:predict`` body (KServe v1)."""
+        started = time.perf_counter()
+        try:
+            self.check_name(name)
+            records = self.validator.validate(body)
+        except RequestError as exc:
+            self.metrics.rejected(name, exc.status)
+            raise
+        x = self.primary.encode(records)
+        probs = await self._forward(x)
+        answered = self.primary
+        primary_labels = self.primary.labels(probs)
+        if self.canary is not None and self.rollout.route(request_id) == "canary":
+            canary_probs = self._judge(self.canary, records, primary_labels, self.rollout)
+            if canary_probs is not None:
+                probs, answered = canary_probs, self.canary
+        answers = answered.answers(probs)
+        labels = [a["label"] for a in answers]
+        self.feedback.record(request_id, probs, answered.number, self.primary.groups(records))
+        self.monitor.observe(records, labels)
+        self._since_gauge += len(records)
+        if self._since_gauge >= DRIFT_GAUGE_EVERY:
+            self._since_gauge = 0
+            self._drift_gauge()
+        if self.shadow is not None:
+            # After the answer is ready: the shadow never delays or alters it.
+            asyncio.get_running_loop().call_soon(self._run_shadow, records, primary_labels)
+        self.metrics.request(
+            self.name, answered.number, (time.perf_counter() - started) * 1e3, labels
+        )
+        return {
+            "predictions": answers,
+            "model_name": self.name,
+            "model_version": answered.number,
+            "request_id": request_id,
+        }
+
+    def _judge(
+        self,
+        other: ServedModel,
+        records: list[dict[str, Any]],
+        primary_labels: list[str],
+        state: RolloutState | None,
+    ) -> np.ndarray | None:
+        """Run a canary or shadow on the records; record how it did; its probabilities or None."""
+        started = time.perf_counter()
+        probs: np.ndarray | None
+        try:
+            probs = other.predict(records)
+        except Exception:  # any canary/shadow fault is its own error, never the client's
+            probs = None
+        latency = (time.perf_counter() - started) * 1e3
+        if probs is None:
+            obs = Observation(error=True, latency_ms=latency, records=len(records), disagreements=0)
+        else:
+            theirs = other.labels(probs)
+            differ = sum(a != b for a, b in zip(theirs, primary_labels, strict=True))
+            obs = Observation(
+                error=False, latency_ms=latency, records=len(records), disagreements=differ
+            )
+        if state is None:
+            self.shadow_stats.add(obs)
+        elif state.observe(obs) is not None:
+            self.metrics.canary(self.name, state.weight)
+        return probs
+
+    def _run_shadow(self, records: list[dict[str, Any]], primary_labels: list[str]) -> None:
+        assert self.shadow is not None  # scheduled only when there is one
+        self._judge(self.shadow, records, primary_labels, None)
+
+    def _drift_gauge(self) -> dict[str, Any]:
+        report = self.monitor.report()
+        if report["drift_index"] is not None:
+            self.metrics.drift(self.name, report["drift_index"])
+        return report
+
+    def drift(self, name: str) -> dict[str, Any]:
+        """``GET /v1/models/{name}/drift``."""
+        self.check_name(name)
+        return {"model_name": self.name, "model_version": self.primary.number,
+                **self._drift_gauge()}  # fmt: skip
+
+    def add_feedback(self, name: str, body: bytes) -> dict[str, Any]:
+        """``POST /v1/models/{name}/feedback``: ``{"request_id": ..., "labels": [...]}``."""
+        self.check_name(name)
+        try:
+            request = FeedbackRequest.model_validate_json(body)
+        except ValueError as exc:
+            raise _feedback_error(exc) from None
+        labelled = self.feedback.add(request.request_id, request.labels)
+        summary = self.feedback.summary()
+        self.metrics.feedback(self.name, summary["accuracy"], summary["ece"])
+        return {"labelled": labelled, "feedback": summary}
+
+    def feedback_summary(self, name: str) -> dict[str, Any]:
+        """``GET /v1/models/{name}/feedback``."""
+        self.check_name(name)
+        return self.feedback.summary()
+
+    def listing(self) -> dict[str, Any]:
+        """``GET /v1/models``."""
+        return {"models": [self._entry()]}
+
+    def _entry(self) -> dict[str, Any]:
+        canary = self.rollout.snapshot()
+        return {
+            "name": self.name,
+            "version": self.primary.number,
+            "kind": getattr(self.primary.version, "kind", "single"),
+            "canary": {k: canary[k] for k in ("version", "weight", "status")},
+            "shadow": None if self.shadow is None else self.shadow.number,
+        }
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """``GET /v1/models/{name}``: versions, inputs, canary state and rollback log."""
+        self.check_name(name)
+        schema = self.primary.schema
+        shadow = None
+        if self.shadow is not None:
+            shadow = {"version": self.shadow.number, "stats": self.shadow_stats.summary()}
+        s = self.settings
+        return {
+            **self._entry(),
+            "classes": self.primary.classes,
+            "inputs": {name: self.validator.allowed(name) for name in schema.input_names()},
+            "metrics": dict(self.primary.version.meta.get("metrics", {})),
+            "canary": self.rollout.snapshot(),
+            "shadow": shadow,
+            "batching": {
+                "max_batch_size": s.max_batch_size,
+                "batch_wait_ms": s.batch_wait_ms,
+                "batches": self.batches,
+                "mean_batch_requests": self.batched_requests / self.batches
+                if self.batches
+                else None,
+            },
+            "limits": {
+                "max_body_bytes": s.max_body_bytes,
+                "max_instances": s.max_instances,
+                "unknown_categories": s.unknown_categories,
+            },
+        }
+
+    def health(self) -> dict[str, Any]:
+        """``GET /healthz``."""
+        return {"status": "ok", "model": self.name, "version": self.primary.number}
+
+
+def _feedback_error(exc: ValueError) -> RequestError:
+    errors: list[Any] = exc.errors() if isinstance(exc, ValidationError) else []
+    if not errors:
+        return RequestError(str(exc), status=400, field="body", allowed="a JSON object")
+    err = errors[0]
+    if err["type"] == "json_invalid":
+        return RequestError(
+            f"body is not valid JSON ({err['msg'].removeprefix('Invalid JSON: ')})",
+            status=400,
+            field="body",
+            allowed="a JSON object",
+        )
+    field = ".".join(str(p) for p in err["loc"]) or "body"
+    allowed = {
+        "request_id": "the request_id string a predict response returned",
+        "labels": "a list of class labels, one per instance of that request",
+    }.get(str(err["loc"][0]) if err["loc"] else "", '{"request_id": ..., "labels": [...]}')
+    return RequestError(
+        BAD_FEEDBACK.format(field=field, message=err["msg"]),
+        status=422,
+        field=field,
+        allowed=allowed,
+    )
+
+
+def load_service(
+    settings: ServeSettings, *, forward: Forward | None = None, metrics: ServeMetrics | None = None
+) -> ModelService:
+    """Load the primary, canary and shadow from the registry and build the service.
+
+    Raises:
+        CheckpointError: a version is missing, tampered with or truncated.
+        SpecError: a canary or shadow that does not fit the primary.
+    """
+    from regtune.platform.registry import load_version, registry_root
+
+    root = settings.registry or registry_root(settings.storage)
+    primary = load_version(settings.model, root=root)
+    refs = {role: settings.ref_for(role, primary.name) for role in ("canary", "shadow")}
+    others = {
+        role: None if ref is None else load_version(ref, root=root) for role, ref in refs.items()
+    }
+    return ModelService(
+        settings,
+        primary,
+        others["canary"],
+        others["shadow"],
+        forward=forward,
+        metrics=metrics,
+    )

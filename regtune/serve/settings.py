@@ -1,0 +1,117 @@
+"""Everything one served model can be told, validated in one place.
+
+:class:`ServeSettings` is the ``args`` mapping of the Serve application
+builder (``regtune.serve.app:build_app`` in a ``serve run`` / ``serve deploy``
+config file) and what ``regtune serve`` fills from its options. Unknown keys
+and bad values are refused with the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from regtune.errors import SpecError
+from regtune.serve.drift import DEFAULT_WINDOW, DRIFT_INDEX_LIMIT, MIN_WINDOW
+from regtune.serve.protocol import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, Limits
+from regtune.serve.rollout import RolloutLimits
+from regtune.trainables.config import format_validation_error
+
+__all__ = ["DEFAULT_TOKEN_ENV", "ServeSettings", "parse_settings"]
+
+#: Environment variable holding the optional bearer token.
+DEFAULT_TOKEN_ENV = "REGTUNE_SERVE_TOKEN"
+
+SAME_VERSION = "{role} is version {version}, the primary itself; choose another version"
+
+
+class ServeSettings(BaseModel):
+    """How to serve one registered model; see the module docstring.
+
+    ``model`` is ``NAME``, ``NAME:VERSION`` or a version directory;
+    ``canary`` / ``shadow`` are version numbers of the same model (or full
+    refs). The registry is ``registry`` if given, else ``<storage>/registry``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1)
+    storage: str | None = None
+    registry: str | None = None
+    canary: str | None = None
+    canary_weight: float = Field(0.1, ge=0.0, le=1.0)
+    shadow: str | None = None
+    # Batching of the primary's forward passes (max_batch_size 1: no batching).
+    max_batch_size: int = Field(16, ge=1, le=4096)
+    batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    # Request caps and the unseen-category rule.
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=64)
+    max_instances: int = Field(DEFAULT_MAX_INSTANCES, ge=1)
+    unknown_categories: Literal["accept", "reject"] = "accept"
+    # Canary rollback limits.
+    max_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    max_p99_ms: float = Field(250.0, gt=0.0)
+    max_disagreement: float = Field(0.25, ge=0.0, le=1.0)
+    min_requests: int = Field(20, ge=1)
+    rollout_window: int = Field(200, ge=1)
+    # Drift monitoring.
+    drift_window: int = Field(DEFAULT_WINDOW, ge=10)
+    drift_min_window: int = Field(MIN_WINDOW, ge=1)
+    drift_index_limit: float = Field(DRIFT_INDEX_LIMIT, gt=0.0)
+    # Security and resources.
+    token_env: str = Field(DEFAULT_TOKEN_ENV, min_length=1)
+    torch_threads: int | None = Field(1, ge=1)
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0.0)
+    max_ongoing_requests: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeSettings:
+        if self.min_requests > self.rollout_window:
+            raise ValueError(
+                f"min_requests ({self.min_requests}) must not exceed rollout_window "
+                f"({self.rollout_window})"
+            )
+        if self.drift_min_window > self.drift_window:
+            raise ValueError(
+                f"drift_min_window ({self.drift_min_window}) must not exceed drift_window "
+                f"({self.drift_window})"
+            )
+        return self
+
+    def limits(self) -> Limits:
+        """The request caps."""
+        return Limits(self.max_body_bytes, self.max_instances, self.unknown_categories)
+
+    def rollout_limits(self) -> RolloutLimits:
+        """The canary's rollback limits."""
+        return RolloutLimits(
+            max_error_rate=self.max_error_rate,
+            max_p99_ms=self.max_p99_ms,
+            max_disagreement=self.max_disagreement,
+            min_requests=self.min_requests,
+            window=self.rollout_window,
+        )
+
+    def ref_for(self, role: Literal["canary", "shadow"], name: str) -> str | None:
+        """The registry ref of the canary or shadow (a bare number means ``name:N``)."""
+        value = self.canary if role == "canary" else self.shadow
+        if value is None:
+            return None
+        return f"{name}:{value}" if value.isdigit() else value
+
+
+def parse_settings(raw: Mapping[str, Any] | ServeSettings) -> ServeSettings:
+    """Validate builder args or CLI values.
+
+    Raises:
+        SpecError: naming the key, the value and what is allowed.
+    """
+    if isinstance(raw, ServeSettings):
+        return raw
+    try:
+        return ServeSettings.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, prefix="serve.")) from None
