@@ -8,6 +8,7 @@ columns it needs. :meth:`Analysis.to_dict` is the ``--json`` output.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +23,15 @@ from regtune.platform.analysis.diagnosis import diagnose, explain, group_columns
 from regtune.platform.analysis.front import Front, pareto_table, resolve_objectives
 from regtune.platform.analysis.load import Experiment, load_experiment, stored_columns
 from regtune.platform.analysis.path import heatmap, regularization_path
-from regtune.platform.analysis.summary import check_metric, metric_columns, trial_summary
+from regtune.platform.analysis.summary import (
+    BOOKKEEPING_COLUMNS,
+    check_metric,
+    metric_columns,
+    trial_summary,
+)
 from regtune.platform.analysis.swept import SweptParameter, find_parameter, swept_parameters
 from regtune.platform.analysis.verdict import edges, sweep_verdict
+from regtune.platform.results.schema import metric_columns as stored_metric_columns
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
@@ -73,6 +80,8 @@ class Analysis:
     best: BestTrial | None
     spec: SweepSpec | None = None
     notes: list[str] = field(default_factory=list)
+    #: Seconds spent reading (``read_s``) and analysing (``analyze_s``), when measured.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_trials(self) -> int:
@@ -143,6 +152,7 @@ class Analysis:
             "verdict": self.verdict,
             "best": best,
             "notes": self.notes,
+            "timings": self.timings,
         }
 
 
@@ -206,7 +216,7 @@ def needed_columns(
         SpecError: a named metric or objective is not stored (the message lists
             the metrics present).
     """
-    present = metric_columns(pd.DataFrame(columns=list(available)))
+    present = [c for c in stored_metric_columns(available) if c not in BOOKKEEPING_COLUMNS]
     for name in [*(objectives or []), *(metrics or [])]:
         check_metric(name.partition(":")[0], present, "metric")
     if spec is not None:
@@ -325,6 +335,7 @@ def analyze_experiment(
         DataError: missing or empty experiment, or a part of another schema version.
         SpecError: as :func:`analyze_tables`.
     """
+    started = time.perf_counter()
     available, _notes = stored_columns(exp)
     spec: SweepSpec | None
     try:
@@ -335,7 +346,8 @@ def analyze_experiment(
         spec = None
     columns = needed_columns(available, spec, objectives=objectives, metrics=metrics)
     experiment: Experiment = load_experiment(exp, columns=columns)
-    return analyze_tables(
+    read = time.perf_counter()
+    analysis = analyze_tables(
         experiment.epochs,
         trials=experiment.trials,
         spec=experiment.spec,
@@ -349,3 +361,5 @@ def analyze_experiment(
         path=experiment.path,
         notes=experiment.notes,
     )
+    analysis.timings = {"read_s": read - started, "analyze_s": time.perf_counter() - read}
+    return analysis

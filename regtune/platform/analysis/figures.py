@@ -1,0 +1,257 @@
+"""Every figure of an analysis as a PNG (matplotlib, Agg backend: no display needed).
+
+Each ``*_figure`` function returns PNG bytes; :func:`write_figures` writes them
+all into a folder and returns their paths by name.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from regtune.platform.analysis.best import BestTrial
+from regtune.platform.analysis.front import Front
+from regtune.platform.analysis.run import Analysis
+
+__all__ = [
+    "DPI",
+    "MAX_PATH_PANELS",
+    "calibration_figure",
+    "curves_figure",
+    "diagnosis_figure",
+    "figures",
+    "front_figure",
+    "groups_figure",
+    "heatmap_figure",
+    "path_figure",
+    "write_figures",
+]
+
+#: Resolution of the PNGs: sharp in a report, small enough to mail (~50 KB each).
+DPI = 90
+#: Metrics drawn on one path figure (the objective and the losses first).
+MAX_PATH_PANELS = 9
+_FRONT_COLOR, _DOMINATED_COLOR, _EXCLUDED_COLOR = "#d62728", "#9e9e9e", "#1f77b4"
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _xscale(ax: plt.Axes, table: pd.DataFrame, log: bool) -> None:
+    if not log:
+        return
+    positive = table["strength"][table["strength"] > 0]
+    if len(positive) and (table["strength"] <= 0).any():
+        ax.set_xscale("symlog", linthresh=float(positive.min()))
+    elif len(positive):
+        ax.set_xscale("log")
+
+
+def path_figure(path: pd.DataFrame, objective: str) -> bytes:
+    """One panel per metric: median vs strength, the inter-quartile band, the best strength
+    as a dashed line; the first panel overlays train and val loss."""
+    parameter = str(path["parameter"].iloc[0]) if len(path) else "?"
+    log = bool(path.attrs.get("log", False))
+    metrics = list(dict.fromkeys(path["metric"]))
+    order = [objective] + [m for m in metrics if m not in (objective, "train_loss", "val_loss")]
+    panels = (["losses"] if {"train_loss", "val_loss"} <= set(metrics) else []) + [
+        m for m in order if m in metrics
+    ]
+    panels = panels[:MAX_PATH_PANELS]
+    cols = min(3, len(panels)) or 1
+    rows = math.ceil(len(panels) / cols) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    best = path.loc[path["best"], "strength"]
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        names = ["train_loss", "val_loss"] if panel == "losses" else [panel]
+        for name in names:
+            part = path[path["metric"] == name]
+            ax.plot(part["strength"], part["median"], marker="o", label=name)
+            ax.fill_between(part["strength"], part["q25"], part["q75"], alpha=0.25)
+        if len(best):
+            ax.axvline(float(best.iloc[0]), color="k", linestyle="--", linewidth=1)
+        _xscale(ax, path, log)
+        ax.set_title("train vs val loss" if panel == "losses" else panel, fontsize=10)
+        ax.set_xlabel(parameter)
+        if panel == "losses":
+            ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"regularization path: {parameter} (median, IQR; dashed: best by {objective})")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def heatmap_figure(heat: pd.DataFrame) -> bytes:
+    """Median of the metric per (x, y) strength cell, with trial counts."""
+    attrs = heat.attrs
+    xs = np.unique(heat["x"].to_numpy())
+    ys = np.unique(heat["y"].to_numpy())
+    grid = np.full((ys.size, xs.size), np.nan)
+    counts = np.zeros_like(grid)
+    for row in heat.itertuples(index=False):
+        i, j = np.searchsorted(ys, row.y), np.searchsorted(xs, row.x)
+        grid[i, j] = row.median
+        counts[i, j] = row.n_trials
+    fig, ax = plt.subplots(figsize=(1.1 * xs.size + 2.5, 0.8 * ys.size + 1.8))
+    image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+    fig.colorbar(image, ax=ax, label=str(attrs.get("metric", "")))
+    ax.set_xticks(range(xs.size), [f"{v:.2g}" for v in xs], rotation=45)
+    ax.set_yticks(range(ys.size), [f"{v:.2g}" for v in ys])
+    for (i, j), n in np.ndenumerate(counts):
+        if n:
+            ax.text(
+                j,
+                i,
+                f"{grid[i, j]:.3g}\n(n={int(n)})",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="w",
+            )
+    ax.set_xlabel(str(attrs.get("x", "")))
+    ax.set_ylabel(str(attrs.get("y", "")))
+    ax.set_title(f"median {attrs.get('metric', '')}")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def front_figure(front: Front) -> bytes:
+    """The first two objectives: front (red), dominated (grey), excluded (blue x);
+    with a third objective, front points are sized by it."""
+    table = front.table
+    (mx, _), (my, _) = front.objectives[0], front.objectives[1 % len(front.objectives)]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    dominated = front.dominated
+    excluded = table[table["excluded"] != ""]
+    on = front.front
+    ax.scatter(dominated[mx], dominated[my], s=8, c=_DOMINATED_COLOR, label="dominated")
+    if len(excluded):
+        ax.scatter(
+            excluded[mx],
+            excluded[my],
+            s=14,
+            c=_EXCLUDED_COLOR,
+            marker="x",
+            label="excluded (degenerate / no value)",
+        )
+    ordered = on.sort_values(mx)
+    size = 30
+    if len(front.objectives) >= 3:
+        third = on[front.objectives[2][0]].to_numpy(dtype=float)
+        span = np.ptp(third) if third.size else 0.0
+        size = 20 + 80 * ((third - third.min()) / span if span > 0 else np.ones_like(third))
+    ax.scatter(on[mx], on[my], s=size, c=_FRONT_COLOR, label="Pareto front", zorder=3)
+    ax.plot(ordered[mx], ordered[my], c=_FRONT_COLOR, linewidth=0.8)
+    ax.set_xlabel(f"{mx} ({front.objectives[0][1]})")
+    ax.set_ylabel(f"{my} ({front.objectives[1 % len(front.objectives)][1]})")
+    ref = ", ".join(f"{k}={v:.3g}" for k, v in front.reference.items())
+    ax.set_title(f"hypervolume {front.hypervolume:.4g} (reference {ref})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def curves_figure(best: BestTrial) -> bytes:
+    """The best trial's learning curves: losses (left), accuracy (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for name in ("train_loss", "val_loss"):
+        if name in best.curves:
+            left.plot(best.curves.index, best.curves[name], marker=".", label=name)
+    left.set_xlabel("epoch")
+    left.legend(fontsize=8)
+    left.set_title("loss")
+    for name in ("val_acc", "robust_acc"):
+        if name in best.curves:
+            right.plot(best.curves.index, best.curves[name], marker=".", label=name)
+    right.set_xlabel("epoch")
+    right.legend(fontsize=8)
+    right.set_title("accuracy")
+    fig.suptitle(f"best trial {best.trial_id}: learning curves")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def calibration_figure(best: BestTrial) -> bytes:
+    """ECE and Brier score along training (reliability bins are not stored)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for name in best.calibration.columns:
+        ax.plot(best.calibration.index, best.calibration[name], marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_title(
+        f"best trial {best.trial_id}: calibration per epoch (no reliability bins stored)",
+        fontsize=9,
+    )
+    if len(best.calibration.columns):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def groups_figure(best: BestTrial) -> bytes:
+    """Per-group rates at the best trial's selected epoch, and its dp/eo gaps."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    if not best.groups.empty:
+        best.groups.plot.bar(ax=ax, rot=0)
+    if best.gaps:
+        ax.set_title(", ".join(f"{k}={v:.3g}" for k, v in best.gaps.items()), fontsize=9)
+    ax.set_ylabel("rate")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def diagnosis_figure(diagnosis: pd.DataFrame) -> bytes:
+    """How many trials got each diagnosis."""
+    counts = diagnosis["diagnosis"].value_counts().sort_index()
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    ax.barh(counts.index.astype(str), counts.to_numpy())
+    ax.set_xlabel("trials")
+    ax.set_title("diagnosis")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def figures(analysis: Analysis) -> dict[str, bytes]:
+    """Every figure of ``analysis`` as PNG bytes, by file stem."""
+    out: dict[str, bytes] = {}
+    stem = analysis.name or "experiment"
+    for name, path in analysis.paths.items():
+        out[f"{stem}-path-{name}"] = path_figure(path, analysis.objective[0])
+    if analysis.heatmap is not None and len(analysis.heatmap):
+        out[f"{stem}-heatmap"] = heatmap_figure(analysis.heatmap)
+    if analysis.front is not None and len(analysis.front.front):
+        out[f"{stem}-front"] = front_figure(analysis.front)
+    out[f"{stem}-diagnosis"] = diagnosis_figure(analysis.diagnosis)
+    if analysis.best is not None:
+        out[f"{stem}-best-curves"] = curves_figure(analysis.best)
+        if len(analysis.best.calibration.columns):
+            out[f"{stem}-best-calibration"] = calibration_figure(analysis.best)
+        if not analysis.best.groups.empty or analysis.best.gaps:
+            out[f"{stem}-best-groups"] = groups_figure(analysis.best)
+    return out
+
+
+def write_figures(analysis: Analysis, folder: str | Path) -> dict[str, Path]:
+    """Write every figure as ``<folder>/<stem>.png``; returns the paths by stem."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for stem, data in figures(analysis).items():
+        path = target / f"{stem}.png"
+        path.write_bytes(data)
+        written[stem] = path
+    return written

@@ -1,0 +1,236 @@
+"""One self-contained HTML report: mail it, open it offline.
+
+Everything is inside the file: figures as base64 PNGs (click one to zoom), the
+Pareto front also as an inline SVG whose points show the trial and its values
+on hover (``<title>`` tooltips), tables sortable by clicking a header (a few
+lines of inline script). No CDN, no external file, no network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from regtune import __version__
+from regtune.platform.analysis.figures import figures
+from regtune.platform.analysis.front import Front
+from regtune.platform.analysis.run import Analysis
+
+__all__ = ["MAX_TABLE_ROWS", "SVG_MAX_POINTS", "render_html", "write_html"]
+
+#: Rows shown per table (the full tables are in the Python API and --json).
+MAX_TABLE_ROWS = 50
+#: Dominated points drawn in the interactive front (a sample beyond this; the front is complete).
+SVG_MAX_POINTS = 2000
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}
+th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
+th{background:#f3f3f3;cursor:pointer}td.t,th.t{text-align:left}
+img.fig{max-width:48%;border:1px solid #eee;margin:.3em;cursor:zoom-in}
+img.fig.big{max-width:100%;cursor:zoom-out}
+.note{background:#fff6d6;border-left:4px solid #e0b000;padding:.4em .8em;margin:.3em 0}
+.verdict li{margin:.3em 0}svg .pt:hover{stroke:#000;stroke-width:2}
+"""
+
+_SCRIPT = """
+document.querySelectorAll('img.fig').forEach(function(img){
+  img.addEventListener('click',function(){img.classList.toggle('big');});});
+document.querySelectorAll('table.sortable th').forEach(function(th,i){
+  th.addEventListener('click',function(){
+    var table=th.closest('table'),body=table.tBodies[0];
+    var rows=Array.prototype.slice.call(body.rows);var asc=th.dataset.asc!=='1';
+    rows.sort(function(a,b){var x=a.cells[th.cellIndex].textContent,
+      y=b.cells[th.cellIndex].textContent;var nx=parseFloat(x),ny=parseFloat(y);
+      var c=(isNaN(nx)||isNaN(ny))?x.localeCompare(y):nx-ny;return asc?c:-c;});
+    rows.forEach(function(r){body.appendChild(r);});th.dataset.asc=asc?'1':'0';});});
+"""
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "" if np.isnan(value) else f"{float(value):.4g}"
+    return _esc(value)
+
+
+def _table(frame: pd.DataFrame, *, index: bool = True, caption: str = "") -> str:
+    shown = frame.head(MAX_TABLE_ROWS)
+    if index:
+        shown = shown.reset_index()
+    head = "".join(f"<th>{_esc(c)}</th>" for c in shown.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
+        for row in shown.itertuples(index=False)
+    )
+    more = (
+        f"<p>showing {MAX_TABLE_ROWS} of {len(frame)} rows</p>"
+        if len(frame) > MAX_TABLE_ROWS
+        else ""
+    )
+    cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
+    return (
+        f'<table class="sortable">{cap}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>{more}"
+    )
+
+
+def _img(stem: str, data: bytes) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return (
+        f'<img class="fig" alt="{_esc(stem)}" title="{_esc(stem)} (click to zoom)" '
+        f'src="data:image/png;base64,{encoded}">'
+    )
+
+
+def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
+    """The front as an inline SVG scatter; each point's ``<title>`` names the trial and values."""
+    table = front.table[front.table["excluded"] == ""]
+    (mx, _), (my, _) = front.objectives[0], front.objectives[1 % len(front.objectives)]
+    on = table[table["on_front"]]
+    off = table[~table["on_front"]]
+    if len(off) > SVG_MAX_POINTS:
+        off = off.sample(SVG_MAX_POINTS, random_state=0)
+    both = pd.concat([off, on])
+    if both.empty:
+        return ""
+    x = both[mx].to_numpy(dtype=float)
+    y = both[my].to_numpy(dtype=float)
+    pad = 40
+    x0, x1 = float(np.min(x)), float(np.max(x))
+    y0, y1 = float(np.min(y)), float(np.max(y))
+    sx = (width - 2 * pad) / (x1 - x0 or 1.0)
+    sy = (height - 2 * pad) / (y1 - y0 or 1.0)
+    names = [m for m, _ in front.objectives]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="Pareto front" class="front">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff" stroke="#ccc"/>',
+        f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle" font-size="12">'
+        f"{_esc(mx)}</text>",
+        f'<text x="12" y="{height / 2}" font-size="12" transform="rotate(-90 12 {height / 2})" '
+        f'text-anchor="middle">{_esc(my)}</text>',
+    ]
+    for trial_id, row in both.iterrows():
+        cx = pad + (float(row[mx]) - x0) * sx
+        cy = height - pad - (float(row[my]) - y0) * sy
+        color = "#d62728" if row["on_front"] else "#9e9e9e"
+        radius = 5 if row["on_front"] else 3
+        label = f"trial {trial_id}" + "".join(f"\n{n} = {float(row[n]):.4g}" for n in names)
+        label += "\non the front" if row["on_front"] else "\ndominated"
+        parts.append(
+            f'<circle class="pt" cx="{cx:.1f}" cy="{cy:.1f}" r="{radius}" fill="{color}">'
+            f"<title>{_esc(label)}</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _section(analysis: Analysis) -> str:
+    out = [f"<section><h2>{_esc(analysis.name or analysis.path)}</h2>"]
+    out.append(
+        f"<p>{analysis.n_trials} trials; objective {_esc(analysis.objective[0])} "
+        f"({_esc(analysis.objective[1])}); swept: "
+        f"{_esc(', '.join(p.name for p in analysis.swept) or '(none)')}</p>"
+    )
+    out += [f'<p class="note">{_esc(n)}</p>' for n in analysis.notes]
+    out.append('<h3>Where to look next</h3><ul class="verdict">')
+    out += [f"<li>{_esc(line)}</li>" for line in analysis.verdict]
+    out.append("</ul>")
+    if not analysis.edges.empty:
+        out.append(_table(analysis.edges, index=False, caption="best strength vs range swept"))
+    images = figures(analysis)
+    out.append("<h3>Regularization paths</h3>")
+    for name, path in analysis.paths.items():
+        key = f"{analysis.name or 'experiment'}-path-{name}"
+        if key in images:
+            out.append(_img(key, images[key]))
+        main = path[path["metric"] == analysis.objective[0]].drop(columns=["metric"])
+        out.append(_table(main, index=False, caption=f"{name}: {analysis.objective[0]}"))
+    if analysis.heatmap is not None:
+        key = f"{analysis.name or 'experiment'}-heatmap"
+        out.append("<h3>Heat map</h3>" + (_img(key, images[key]) if key in images else ""))
+    if analysis.front is not None:
+        front = analysis.front
+        ref = ", ".join(f"{k} = {v:.4g}" for k, v in front.reference.items())
+        out.append(
+            f"<h3>Pareto front</h3><p>objectives: "
+            f"{_esc(', '.join(f'{m} ({d})' for m, d in front.objectives))}; "
+            f"hypervolume <b>{front.hypervolume:.5g}</b> against the reference point "
+            f"({_esc(ref)}); "
+            f"{len(front.front)} on the front, {len(front.dominated)} dominated, "
+            f"{int((front.table['excluded'] != '').sum())} excluded. "
+            "Hover a point for its trial.</p>"
+        )
+        out.append(front_svg(front))
+        key = f"{analysis.name or 'experiment'}-front"
+        if key in images:
+            out.append(_img(key, images[key]))
+        out.append(_table(front.front, caption="trials on the front"))
+    out.append("<h3>Diagnosis</h3>")
+    key = f"{analysis.name or 'experiment'}-diagnosis"
+    if key in images:
+        out.append(_img(key, images[key]))
+    counts = analysis.diagnosis["diagnosis"].value_counts().sort_index().rename("trials")
+    out.append(_table(counts.to_frame(), caption="trials per diagnosis"))
+    rows = [
+        {"diagnosis": label, "trial": ex["trial_id"], "evidence": ex["evidence"]}
+        for label, examples in analysis.examples().items()
+        for ex in examples
+    ]
+    if rows:
+        out.append(_table(pd.DataFrame(rows), index=False, caption="examples with evidence"))
+    if analysis.best is not None:
+        best = analysis.best
+        out.append(f"<h3>Best trial: {_esc(best.trial_id)}</h3>")
+        out += [f'<p class="note">{_esc(n)}</p>' for n in best.notes]
+        for suffix in ("best-curves", "best-calibration", "best-groups"):
+            key = f"{analysis.name or 'experiment'}-{suffix}"
+            if key in images:
+                out.append(_img(key, images[key]))
+        out.append(_table(best.row.to_frame("value"), caption="metrics at the selected epoch"))
+        if not best.groups.empty:
+            out.append(_table(best.groups, caption="per-group rates"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def render_html(analyses: Sequence[Analysis], differences: pd.DataFrame | None = None) -> str:
+    """The report for one or several analyses (side by side, with their spec differences)."""
+    names = ", ".join(a.name or a.path for a in analyses)
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>regtune analysis: {_esc(names)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>regtune analysis: {_esc(names)}</h1>",
+        f"<p>regtune {__version__}; figures and tables are embedded: this file works offline.</p>",
+    ]
+    if differences is not None and len(analyses) > 1:
+        parts.append("<h2>What differs between the specs</h2>")
+        parts.append(
+            _table(differences, caption="spec keys with different values")
+            if not differences.empty
+            else "<p>The specs are identical (apart from name and description).</p>"
+        )
+    parts += [_section(a) for a in analyses]
+    parts.append(f"<script>{_SCRIPT}</script></body></html>")
+    return "".join(parts)
+
+
+def write_html(
+    analyses: Sequence[Analysis], path: str | Path, differences: pd.DataFrame | None = None
+) -> Path:
+    """Write :func:`render_html` to ``path`` (parents created); returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_html(analyses, differences), encoding="utf-8")
+    return target

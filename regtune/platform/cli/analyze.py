@@ -1,0 +1,242 @@
+"""``regtune analyze EXPERIMENT [EXPERIMENT ...]``: paths, front, diagnosis, report.
+
+Reads only the stored results (no Ray), so it works on a copied results
+folder. Terminal output is rich tables; ``--json`` prints plain data instead;
+``--html FILE`` writes one self-contained report; ``--figures DIR`` writes
+every figure as a PNG. Bad input (a missing or empty experiment, an unknown
+metric, penalty or objective) exits with status 2 and a message naming what
+is there; skipped files and still-running sweeps are reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from regtune.errors import RegtuneError, SpecError
+from regtune.platform.cli.app import app, console, fail, out
+
+__all__ = ["analyze", "resolve_experiment"]
+
+DEFAULT_STORAGE = "~/regtune_runs"
+STORAGE_ENV = "REGTUNE_STORAGE"
+#: Rows of the front and of the diagnosis examples printed in the terminal.
+TERMINAL_ROWS = 10
+
+MSG_BAD_REFERENCE = "--reference: {value!r} is not allowed; allowed: metric=value, e.g. val_acc=0.5"
+
+
+def resolve_experiment(name: str, storage: str | None) -> str:
+    """``name`` as given when it is a URI or an existing path, else ``<storage>/<name>``
+    (storage: ``--storage``, ``$REGTUNE_STORAGE`` or ``~/regtune_runs``)."""
+    if "://" in name or Path(name).expanduser().exists():
+        return name
+    if storage is None and os.sep in name:
+        return name
+    root = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+    if "://" in root:
+        return f"{root.rstrip('/')}/{name}"
+    return str(Path(root).expanduser() / name)
+
+
+def _reference(values: list[str] | None) -> dict[str, float] | None:
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError(item)
+            out[key] = float(raw)
+        except ValueError as exc:
+            raise SpecError(MSG_BAD_REFERENCE.format(value=item)) from exc
+    return out
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print(analysis: object) -> None:
+    from regtune.platform.analysis.run import Analysis
+
+    assert isinstance(analysis, Analysis)  # for mypy; always true here
+    out.rule(f"[bold]{analysis.name or analysis.path}[/]")
+    out.print(
+        f"{analysis.n_trials} trials; objective {analysis.objective[0]} ({analysis.objective[1]}); "
+        f"swept: {', '.join(p.name for p in analysis.swept) or '(none)'}",
+        highlight=False,
+    )
+    for note in analysis.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    for line in analysis.verdict:
+        out.print(f"[bold green]->[/] {line}", highlight=False, soft_wrap=True)
+    for name, path in analysis.paths.items():
+        table = Table(title=f"path: {name} vs {analysis.objective[0]}")
+        for column in ("strength", "n_trials", "median", "q25", "q75", "best"):
+            table.add_column(column, justify="right")
+        part = path[path["metric"] == analysis.objective[0]]
+        for row in part.itertuples(index=False):
+            table.add_row(
+                _fmt(row.strength),
+                str(row.n_trials),
+                _fmt(row.median),
+                _fmt(row.q25),
+                _fmt(row.q75),
+                "*" if row.best else "",
+            )
+        out.print(table)
+    if analysis.front is not None:
+        front = analysis.front
+        names = [m for m, _ in front.objectives]
+        table = Table(
+            title=f"Pareto front ({len(front.front)} of {len(front.table)} trials; "
+            f"hypervolume {front.hypervolume:.4g} vs reference "
+            + ", ".join(f"{k}={v:.4g}" for k, v in front.reference.items())
+            + ")"
+        )
+        table.add_column("trial")
+        for name in names:
+            table.add_column(name, justify="right")
+        for trial_id, row in front.front.head(TERMINAL_ROWS).iterrows():
+            table.add_row(str(trial_id), *(_fmt(float(row[n])) for n in names))
+        out.print(table)
+    table = Table(title="diagnosis")
+    table.add_column("diagnosis")
+    table.add_column("trials", justify="right")
+    table.add_column("example (evidence)")
+    for label, examples in analysis.examples().items():
+        count = int((analysis.diagnosis["diagnosis"] == label).sum())
+        first = examples[0] if examples else {"trial_id": "", "evidence": ""}
+        table.add_row(label, str(count), f"{first['trial_id']}: {first['evidence']}")
+    out.print(table)
+    if analysis.best is not None:
+        best = analysis.best
+        out.print(f"best trial: [bold]{best.trial_id}[/]", highlight=False)
+        for note in best.notes:
+            out.print(f"  [dim]{note}[/]", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def analyze(
+    experiments: Annotated[
+        list[str],
+        typer.Argument(help="Experiment directories (<storage>/<name>), URIs, or names."),
+    ],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")
+    ] = None,
+    figures_dir: Annotated[
+        Path | None,
+        typer.Option("--figures", help="Write every figure as a PNG into this folder."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis as JSON.")] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Where experiment names live (default $REGTUNE_STORAGE or ~/regtune_runs)."
+        ),
+    ] = None,
+    objective: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--objective",
+            help="metric or metric:min|max (repeatable); the first ranks trials, all span the "
+            "front (default: the spec's).",
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="Metric drawn along the paths (repeatable; default all)."),
+    ] = None,
+    penalty: Annotated[
+        list[str] | None,
+        typer.Option("--penalty", help="Swept parameter to draw a path for (repeatable)."),
+    ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option("--reference", help="Hypervolume reference: metric=value (repeatable)."),
+    ] = None,
+    include_degenerate: Annotated[
+        bool,
+        typer.Option(help="Keep constant predictors (degenerate trials) on the front."),
+    ] = False,
+) -> None:
+    """Regularization paths, Pareto front, diagnosis and a report of stored sweeps."""
+    from regtune.platform.analysis.compare import spec_differences
+    from regtune.platform.analysis.run import analyze_experiment
+
+    try:
+        ref = _reference(reference)
+        analyses = [
+            analyze_experiment(
+                resolve_experiment(name, storage),
+                objectives=objective,
+                metrics=metric,
+                penalties=penalty,
+                reference=ref,
+                include_degenerate=include_degenerate,
+            )
+            for name in experiments
+        ]
+        differences = (
+            spec_differences({a.name or a.path: a.spec for a in analyses})
+            if len(analyses) > 1
+            else None
+        )
+        written: list[str] = []
+        if figures_dir is not None:
+            from regtune.platform.analysis.figures import write_figures
+
+            for analysis in analyses:
+                written += [str(p) for p in write_figures(analysis, figures_dir).values()]
+        if html is not None:
+            from regtune.platform.analysis.report import write_html
+
+            written.append(str(write_html(analyses, html, differences)))
+    except RegtuneError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        payload = {
+            "experiments": [a.to_dict() for a in analyses],
+            "spec_differences": None
+            if differences is None
+            else differences.reset_index().to_dict(orient="records"),
+            "written": written,
+        }
+        out.print_json(json.dumps(payload))
+        return
+    if differences is not None:
+        table = Table(title="what differs between the specs")
+        table.add_column("key")
+        for column in differences.columns:
+            table.add_column(str(column))
+        for key, row in differences.iterrows():
+            table.add_row(str(key), *(str(v) for v in row))
+        out.print(table if len(differences) else "the specs are identical")
+        summary = Table(title="side by side")
+        for column in ("experiment", "trials", "best trial", "objective", "hypervolume"):
+            summary.add_column(column)
+        for a in analyses:
+            best = a.best.trial_id if a.best is not None else "-"
+            value = a.summary.loc[best, a.objective[0]] if a.best is not None else float("nan")
+            summary.add_row(
+                a.name,
+                str(a.n_trials),
+                best,
+                f"{a.objective[0]}={_fmt(float(value))}",
+                _fmt(a.front.hypervolume) if a.front is not None else "-",
+            )
+        out.print(summary)
+    for analysis in analyses:
+        _print(analysis)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
