@@ -46,7 +46,14 @@ from regtune.platform.results.trials import (
     trial_table,
 )
 
-__all__ = ["COMPACT_EVERY_PARTS", "FLUSH_ENV", "FLUSH_S", "ResultsWriter", "flush_seconds"]
+__all__ = [
+    "COMPACT_EVERY_PARTS",
+    "FLUSH_ENV",
+    "FLUSH_S",
+    "TRIALS_EVERY_S",
+    "ResultsWriter",
+    "flush_seconds",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,10 @@ log = logging.getLogger(__name__)
 #: most this far behind, and a part per epoch would mean thousands of files.
 FLUSH_S = 2.0
 FLUSH_ENV = "REGTUNE_RESULTS_FLUSH_S"
+#: Seconds between rewrites of the trial table by a periodic flush (it is
+#: also rewritten when a trial ends, when Tune saves its state, and at the
+#: end); readers recompute best/last from the epochs anyway.
+TRIALS_EVERY_S = 10.0
 #: Parts after which they are merged into one (readers open each part).
 COMPACT_EVERY_PARTS = 200
 
@@ -115,6 +126,7 @@ class ResultsWriter:
         self._run_before = 0.0
         self._started = time.monotonic()
         self._last_flush = time.monotonic()
+        self._last_trials = 0.0
         self._dirty = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -198,11 +210,13 @@ class ResultsWriter:
 
     def maybe_flush(self) -> None:
         """Flush if :attr:`flush_s` has passed since the last flush."""
-        if time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_s:
+            self.flush(trials=now - self._last_trials >= TRIALS_EVERY_S)
 
-    def flush(self) -> None:
-        """Write the buffered rows as one part, and the trial table if changed.
+    def flush(self, *, trials: bool = True) -> None:
+        """Write the buffered rows as one part, and (``trials``) the trial
+        table if it changed.
 
         A failed write (e.g. storage unreachable) is logged and retried at
         the next flush: nothing buffered is dropped.
@@ -226,7 +240,7 @@ class ResultsWriter:
             self._pending = []
             if len(self._parts) >= COMPACT_EVERY_PARTS:
                 self.compact()
-        if self._dirty:
+        if trials and self._dirty:
             try:
                 self.write_trials()
             except (OSError, pa.ArrowException) as exc:
@@ -250,6 +264,7 @@ class ResultsWriter:
         )
         loc.write_table(loc.trials, table)
         self._dirty = False
+        self._last_trials = time.monotonic()
 
     def compact(self) -> None:
         """Merge every part this writer knows into one (latest row per epoch),

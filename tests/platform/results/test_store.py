@@ -27,7 +27,6 @@ from regtune.platform.results import (
 from regtune.platform.results.files import locate
 from regtune.platform.results.schema import (
     META_VERSION,
-    NOT_METRICS,
     epoch_row,
     metric_mode,
 )
@@ -115,12 +114,6 @@ def test_epoch_row_keeps_metrics_and_flat_config_not_bookkeeping() -> None:
         assert key not in row
     with pytest.raises(DataError, match="training_iteration=0"):
         epoch_row({"training_iteration": 0}, experiment="e", trial_id="t", timestamp=0.0)
-
-
-def test_not_metrics_covers_every_key_tune_adds() -> None:
-    from ray.tune.result import AUTO_RESULT_KEYS
-
-    assert set(AUTO_RESULT_KEYS) <= NOT_METRICS
 
 
 def test_metric_directions() -> None:
