@@ -234,8 +234,6 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
         notes.append(MSG_NO_SPEC.format(exp=exp, reason=exc))
     if "experiment" in epochs.columns and len(epochs):
         name = str(epochs["experiment"].iloc[0])
-    elif spec is not None:
-        name = spec.name
     result = Experiment(name=name, path=str(exp), epochs=epochs, trials=trials, spec=spec)
     if result.running:
         result.notes.append(MSG_RUNNING.format(exp=exp, running=result.running, total=len(trials)))

@@ -1,0 +1,152 @@
+"""Paths, heat map, front and hypervolume on hand-made per-trial tables with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regtune.errors import DataError, SpecError
+from regtune.platform.analysis.front import pareto_table, resolve_objectives
+from regtune.platform.analysis.path import bin_strengths, heatmap, regularization_path
+from regtune.platform.analysis.summary import trial_summary
+from regtune.platform.analysis.swept import SweptParameter, find_parameter, swept_parameters
+from regtune.platform.analysis.verdict import edges, sweep_verdict
+from tests.platform.analysis.tables import HEALTHY, epochs_table
+
+L2 = SweptParameter("penalties.l2", "grid", 1e-4, 1e-1, True, True)
+DROP = SweptParameter("model.dropout", "grid", 0.0, 0.4, False, True)
+
+
+def _summary() -> pd.DataFrame:
+    # Grid l2 x seed: accuracy peaks at l2 = 1e-2; two seeds give a spread.
+    rows = []
+    acc = {1e-4: 0.80, 1e-3: 0.85, 1e-2: 0.90, 1e-1: 0.60}
+    for l2, base in acc.items():
+        for seed, shift in ((0, -0.01), (1, 0.01)):
+            rows.append(
+                {
+                    "trial_id": f"l2={l2}-s{seed}",
+                    "config.penalties.l2": l2,
+                    "config.model.dropout": 0.0 if l2 < 1e-2 else 0.4,
+                    "config.training.seed": seed,
+                    "val_acc": base + shift,
+                    "train_loss": 0.1 / (l2 * 100 + 0.01),
+                    "val_loss": 1.0 - base,
+                }
+            )
+    return pd.DataFrame(rows).set_index("trial_id")
+
+
+def test_path_median_spread_and_best() -> None:
+    path = regularization_path(_summary(), L2, ("val_acc", "max"), ["val_acc", "val_loss"])
+    acc = path[path["metric"] == "val_acc"].reset_index(drop=True)
+    assert acc["strength"].tolist() == [1e-4, 1e-3, 1e-2, 1e-1]
+    assert acc["n_trials"].tolist() == [2, 2, 2, 2]
+    np.testing.assert_allclose(acc["median"], [0.80, 0.85, 0.90, 0.60])
+    # Quartiles of two values a +- 0.01: a -+ 0.005.
+    np.testing.assert_allclose(acc["q25"], [0.795, 0.845, 0.895, 0.595])
+    np.testing.assert_allclose(acc["q75"], [0.805, 0.855, 0.905, 0.605])
+    assert acc["best"].tolist() == [False, False, True, False]
+    loss = path[path["metric"] == "val_loss"]
+    assert loss["best"].tolist() == [False, False, True, False]  # marked by the objective
+    assert path.attrs["log"] is True
+
+
+def test_path_bins_continuous_strengths_on_a_log_scale() -> None:
+    values = np.geomspace(1e-6, 1e-1, 50)
+    grouped = bin_strengths(values, log=True, bins=5)
+    assert grouped.strength.size == 5
+    counts = np.bincount(grouped.index)
+    assert counts.tolist() == [10, 10, 10, 10, 10]  # equal widths in log space
+    assert np.all(np.diff(grouped.strength) > 0)
+    with_zero = bin_strengths(np.append(values, 0.0), log=True, bins=5)
+    assert with_zero.strength[0] == 0.0 and with_zero.strength.size == 6
+
+
+def test_heatmap_cells() -> None:
+    heat = heatmap(_summary(), L2, DROP, "val_acc")
+    assert len(heat) == 4
+    cell = heat[(heat["x"] == 1e-2) & (heat["y"] == 0.4)]
+    assert cell["median"].iloc[0] == pytest.approx(0.90)
+    assert cell["n_trials"].iloc[0] == 2
+    assert heat.attrs["x"] == "penalties.l2" and heat.attrs["y_log"] is False
+
+
+def test_unknown_metric_and_parameter_list_what_is_there() -> None:
+    with pytest.raises(SpecError, match=r"unknown metric 'roc_auc'; metrics present: .*val_acc"):
+        regularization_path(_summary(), L2, ("val_acc", "max"), ["roc_auc"])
+    swept = swept_parameters(_summary())
+    with pytest.raises(SpecError, match=r"unknown swept parameter 'l1'; swept parameters: "):
+        find_parameter(swept, "l1", "penalty")
+    assert find_parameter(swept, "l2", "penalty").name == "penalties.l2"
+    text = SweptParameter("penalties.fairness.kind", "choice", None, None, False, False)
+    frame = _summary().assign(**{"config.penalties.fairness.kind": "dp"})
+    with pytest.raises(DataError, match="non-numeric"):
+        regularization_path(frame, text, ("val_acc", "max"))
+
+
+def test_front_known_answer_and_hypervolume() -> None:
+    summary = pd.DataFrame(
+        {
+            "val_acc": [0.9, 0.8, 0.7, 0.75, 0.95, np.nan],
+            "ece": [0.10, 0.05, 0.02, 0.06, 0.0, 0.01],
+            "degenerate": [False, False, False, False, True, False],
+        },
+        index=pd.Index(["a", "b", "c", "dominated", "constant", "nan"], name="trial_id"),
+    )
+    objectives = resolve_objectives(["val_acc", "ece"])
+    assert objectives == (("val_acc", "max"), ("ece", "min"))
+    front = pareto_table(summary, objectives, reference={"val_acc": 0.5, "ece": 0.2})
+    assert sorted(front.front.index) == ["a", "b", "c"]
+    assert front.table.loc["constant", "excluded"] == "degenerate"
+    assert front.table.loc["nan", "excluded"] == "no value"
+    assert list(front.dominated.index) == ["dominated"]
+    # Minimisation space: (-0.9, .10), (-0.8, .05), (-0.7, .02) against (-0.5, 0.2):
+    # strips 0.4 x 0.10 + 0.3 x 0.05 + 0.2 x 0.03 = 0.04 + 0.015 + 0.006.
+    assert front.hypervolume == pytest.approx(0.061)
+    assert front.reference == {"val_acc": 0.5, "ece": 0.2}
+    with_constant = pareto_table(summary, objectives, include_degenerate=True)
+    assert "constant" in with_constant.front.index
+    # Default reference: worst value + 10 % of the range, stated with the volume.
+    default = pareto_table(summary, objectives)
+    assert default.reference["val_acc"] == pytest.approx(0.7 - 0.1 * 0.2)
+    assert default.reference["ece"] == pytest.approx(0.10 + 0.1 * 0.08)
+
+
+def test_front_errors() -> None:
+    summary = pd.DataFrame({"val_acc": [0.9]}, index=pd.Index(["a"], name="trial_id"))
+    with pytest.raises(SpecError, match=r"unknown metric 'dp_diff'; metrics present: val_acc"):
+        pareto_table(summary, [("val_acc", "max"), ("dp_diff", "min")])
+    with pytest.raises(SpecError, match="no direction known"):
+        resolve_objectives(["my_metric"])
+    with pytest.raises(SpecError, match="reference: needs one finite value per objective"):
+        pareto_table(summary, [("val_acc", "max")], reference={"ece": 1.0})
+
+
+def test_verdict_edges() -> None:
+    summary = _summary()
+    wide = SweptParameter("penalties.l2", "loguniform", 1e-4, 1e-1, True, True)
+    upper = summary.copy()
+    upper.loc[upper["config.penalties.l2"] == 1e-1, "val_acc"] = 0.99
+    path = regularization_path(upper, wide, ("val_acc", "max"))
+    table = edges({"penalties.l2": path}, [wide])
+    assert table.loc[0, "edge"] == "upper"
+    assert table.loc[0, "next_high"] == pytest.approx(1.0)
+    empty = pd.DataFrame(columns=["too_short"])
+    lines = sweep_verdict({"penalties.l2": path}, empty, [wide])
+    assert "at the upper edge of its range [0.0001, 0.1]: widen it upward" in lines[0]
+    inside = regularization_path(summary, wide, ("val_acc", "max"))
+    lines = sweep_verdict({"penalties.l2": inside}, empty, [wide])
+    assert "inside its range" in lines[0]
+
+
+def test_summary_picks_the_best_epoch() -> None:
+    epochs = epochs_table({"t": HEALTHY, "u": {"train_loss": [1, 1], "val_loss": [0.5, 0.9]}})
+    summary = trial_summary(epochs, ("val_loss", "min"))
+    assert summary.loc["t", "iteration"] == 8 and summary.loc["u", "iteration"] == 1
+    assert summary.loc["u", "val_loss"] == 0.5
+    last = trial_summary(epochs, ("val_loss", "min"), at="last")
+    assert last.loc["u", "val_loss"] == 0.9
+    with pytest.raises(SpecError, match="at: 'first' is not allowed"):
+        trial_summary(epochs, ("val_loss", "min"), at="first")  # type: ignore[arg-type]

@@ -1,0 +1,157 @@
+"""``regtune analyze`` end to end on real Parquet written by the results store, and every
+bad input it can meet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from regtune.platform.cli import app
+from regtune.search_spaces import load_spec
+from tests.platform.analysis.tables import (
+    HEALTHY,
+    OVERFIT,
+    SHORT,
+    UNDERFIT,
+    UNSTABLE,
+    write_experiment,
+)
+
+CURVES = {"o": OVERFIT, "u": UNDERFIT, "x": UNSTABLE, "h": HEALTHY, "s": SHORT}
+L2 = {"o": 1e-6, "u": 1e-2, "x": 1e-3, "h": 1e-4, "s": 1e-5}
+DROPOUT = {"o": 0.1, "u": 0.2, "x": 0.3, "h": 0.05, "s": 0.1}
+
+
+def _configs() -> dict[str, dict[str, Any]]:
+    return {t: {"penalties": {"l2": L2[t]}, "model": {"dropout": DROPOUT[t]}} for t in CURVES}
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    exp = tmp_path_factory.mktemp("runs") / "quick"
+    spec = load_spec("quickstart").to_dict()
+    write_experiment(str(exp), CURVES, _configs(), spec=spec, running=["s"])
+    return exp
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_json_output(experiment: Path) -> None:
+    result = _invoke("analyze", str(experiment), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["experiments"][0]
+    assert data["experiment"] == "quick" and data["n_trials"] == 5
+    assert data["objective"] == ["val_acc", "max"]
+    assert data["diagnosis"]["counts"] == {
+        "healthy": 1,
+        "overfit": 1,
+        "too short": 1,
+        "underfit": 1,
+        "unstable": 1,
+    }
+    assert data["best"]["trial_id"] == "h"
+    assert {p["name"] for p in data["swept"]} == {"penalties.l2", "model.dropout"}
+    l2 = next(p for p in data["swept"] if p["name"] == "penalties.l2")
+    assert l2["log"] is True and l2["low"] == 1e-6
+    best_l2 = [r for r in data["paths"]["penalties.l2"] if r["best"]]
+    assert {r["strength"] for r in best_l2} == {1e-4}
+    assert data["front"]["objectives"] == [["val_acc", "max"], ["ece", "min"]]
+    assert set(data["front"]["reference"]) == {"val_acc", "ece"}
+    assert data["front"]["hypervolume"] > 0
+    # Trial s never ended: the sweep is still running, and the analysis says so.
+    assert any("still running (1 of 5 trials running)" in n for n in data["notes"])
+
+
+def test_terminal_tables_html_and_pngs(experiment: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    result = _invoke(
+        "analyze", str(experiment), "--html", str(report), "--figures", str(tmp_path / "png")
+    )
+    assert result.exit_code == 0, result.output
+    assert "Pareto front" in result.stdout and "diagnosis" in result.stdout
+    assert "path: penalties.l2 vs val_acc" in result.stdout
+    pngs = sorted(p.name for p in (tmp_path / "png").glob("*.png"))
+    assert "quick-path-penalties.l2.png" in pngs and "quick-front.png" in pngs
+    assert all((tmp_path / "png" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    text = report.read_text()
+    assert "data:image/png;base64," in text and "<svg" in text
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in text
+
+
+def test_two_experiments_side_by_side(experiment: Path, tmp_path: Path) -> None:
+    other = tmp_path / "wider"
+    spec = load_spec("quickstart", overrides=["penalties.l2={loguniform: [1e-8, 1.0]}"])
+    write_experiment(str(other), CURVES, _configs(), spec=spec.to_dict())
+    result = _invoke("analyze", str(experiment), str(other), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [e["experiment"] for e in data["experiments"]] == ["quick", "wider"]
+    diffs = {row["key"]: row for row in data["spec_differences"]}
+    assert "penalties.l2" in diffs
+    assert "1e-08" in diffs["penalties.l2"]["wider"]
+    terminal = _invoke("analyze", str(experiment), str(other))
+    assert "what differs between the specs" in terminal.stdout
+    assert "side by side" in terminal.stdout
+
+
+def test_bad_and_foreign_parts_are_named_and_kept(experiment: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(experiment, copy)
+    epochs = copy / "results" / "epochs"
+    corrupt = epochs / "part-zzzz-corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 this is not parquet")
+    foreign = epochs / "notes.txt"
+    foreign.write_text("hello")
+    import pandas as pd
+
+    alien = epochs / "part-zzzz-alien.parquet"
+    pd.DataFrame({"trial_id": ["q"], "iteration": [1]}).to_parquet(alien)
+    result = _invoke("analyze", str(copy), "--json")
+    assert result.exit_code == 0, result.output
+    notes = "\n".join(json.loads(result.stdout)["experiments"][0]["notes"])
+    for path in (corrupt, foreign, alien):
+        assert f"{path}: skipped" in notes
+        assert path.exists()  # never deleted
+    assert json.loads(result.stdout)["experiments"][0]["n_trials"] == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objective", "roc_auc"], "unknown metric 'roc_auc'; metrics present: "),
+        (["--metric", "nope"], "unknown metric 'nope'; metrics present: "),
+        (["--penalty", "l1"], "unknown swept parameter 'l1'; swept parameters: "),
+        (["--objective", "val_acc:up"], "mode 'up' of metric 'val_acc' is not allowed"),
+        (["--reference", "val_acc"], "--reference: 'val_acc' is not allowed"),
+    ],
+)
+def test_unknown_names_exit_2_listing_what_is_there(
+    experiment: Path, args: list[str], message: str
+) -> None:
+    result = _invoke("analyze", str(experiment), *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_missing_and_empty_experiments(tmp_path: Path) -> None:
+    result = _invoke("analyze", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2 and "no results folder" in " ".join(result.output.split())
+    empty = tmp_path / "empty"
+    (empty / "results" / "epochs").mkdir(parents=True)
+    result = _invoke("analyze", str(empty))
+    assert result.exit_code == 2
+    assert "has no reported epochs yet" in " ".join(result.output.split())
+
+
+def test_names_resolve_under_storage(experiment: Path) -> None:
+    result = _invoke("analyze", "quick", "--storage", str(experiment.parent), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["experiments"][0]["experiment"] == "quick"
