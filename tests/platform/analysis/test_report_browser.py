@@ -1,0 +1,141 @@
+"""The HTML report opened in a real headless Chromium (WebDriver over HTTP on 127.0.0.1).
+
+Needs Debian's ``chromium`` and ``chromium-driver``
+(``apt-get install -y chromium chromium-driver``); skipped, saying so, where
+they are not installed. The screenshot is kept under the test's tmp dir
+(``report.png``) and its path printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from regtune.platform.analysis.report import write_html
+from regtune.platform.analysis.run import analyze_tables
+from tests.platform.analysis.tables import HEALTHY, OVERFIT, SHORT, UNDERFIT, UNSTABLE, epochs_table
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+INSTALL = "apt-get install -y chromium chromium-driver"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1300,2200",
+]
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason=f"Chromium/ChromeDriver not installed (install with: {INSTALL})",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def webdriver(tmp_path: Path) -> Iterator[tuple[httpx.Client, str]]:
+    port = _free_port()
+    driver = subprocess.Popen(
+        [str(DRIVER), f"--port={port}", "--allowed-ips=127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0)
+    session = ""
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.get("/status").json()["value"]["ready"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("chromedriver did not start within 30 s")
+            time.sleep(0.2)
+        options = {"binary": CHROMIUM, "args": [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]}
+        caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}}
+        reply = client.post("/session", json=caps).json()
+        session = reply["value"]["sessionId"]
+        yield client, session
+    finally:
+        if session:
+            client.delete(f"/session/{session}")
+        client.close()
+        driver.terminate()
+        driver.wait(timeout=10)
+
+
+def _run(client: httpx.Client, session: str, script: str) -> Any:
+    reply = client.post(f"/session/{session}/execute/sync", json={"script": script, "args": []})
+    return reply.json()["value"]
+
+
+def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_path: Path) -> None:
+    client, session = webdriver
+    curves = {"o": OVERFIT, "u": UNDERFIT, "x": UNSTABLE, "h": HEALTHY, "s": SHORT}
+    configs = {
+        k: {"penalties.l2": v, "model.dropout": d}
+        for k, v, d in zip(curves, [1e-6, 1e-1, 1e-3, 1e-4, 1e-2], [0.1, 0.2, 0.3, 0.0, 0.1])
+    }
+    extra = {k: {"ece": [0.1 - 0.01 * i for i in range(8)]} for k in curves}
+    analysis = analyze_tables(epochs_table(curves, configs, extra), name="browser")
+    report = write_html([analysis], tmp_path / "report.html")
+
+    client.post(f"/session/{session}/url", json={"url": report.as_uri()})
+    state = _run(
+        client,
+        session,
+        """
+        const imgs = Array.from(document.querySelectorAll('img.fig'));
+        const circles = Array.from(document.querySelectorAll('svg.front circle'));
+        return {
+          title: document.title,
+          images: imgs.length,
+          rendered: imgs.filter(i => i.complete && i.naturalWidth > 100).length,
+          tables: document.querySelectorAll('table').length,
+          rows: document.querySelectorAll('table tbody tr').length,
+          circles: circles.length,
+          tooltip: circles.length ? circles[circles.length - 1].querySelector('title').textContent
+                                  : '',
+          svgWidth: document.querySelector('svg.front').getBoundingClientRect().width,
+        };
+        """,
+    )
+    assert state["title"] == "regtune analysis: browser"
+    assert state["images"] >= 5 and state["rendered"] == state["images"]
+    assert state["tables"] >= 5 and state["rows"] >= 10
+    assert state["circles"] == 5 and state["svgWidth"] > 100
+    assert state["tooltip"].startswith("trial ") and "val_acc = " in state["tooltip"]
+    # Interactivity: clicking a figure zooms it; clicking a header sorts the table.
+    zoomed = _run(
+        client,
+        session,
+        "const i = document.querySelector('img.fig'); i.click(); return i.className;",
+    )
+    assert "big" in zoomed
+
+    shot = client.get(f"/session/{session}/screenshot").json()["value"]
+    path = tmp_path / "report.png"
+    path.write_bytes(base64.b64decode(shot))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    print(f"report screenshot: {path}")
