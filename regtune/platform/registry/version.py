@@ -284,6 +284,13 @@ def save_version(
     return write_version(name, tensors, meta, root=root)
 
 
+def _write_meta(directory: Path, record: dict[str, Any], number: int) -> None:
+    record["version"] = number
+    record.pop(DIGEST_KEY, None)
+    record[DIGEST_KEY] = meta_digest(record)
+    (directory / META_FILE).write_text(json.dumps(record, indent=1, allow_nan=False))
+
+
 def write_version(
     name: str, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, root: str | None
 ) -> ModelVersion:
@@ -299,13 +306,12 @@ def write_version(
         record = dict(meta)
         record["name"] = name
         record["files"] = {WEIGHTS_FILE: file_entry(staging / WEIGHTS_FILE)}
+        _write_meta(staging, record, 0)
+        load_version(str(staging))  # a version that cannot be read back is never published
         for _ in range(MAX_CLAIMS):
             existing = list_versions(name, root=str(base.parent))
             number = (existing[-1] if existing else 0) + 1
-            record["version"] = number
-            record.pop(DIGEST_KEY, None)
-            record[DIGEST_KEY] = meta_digest(record)
-            (staging / META_FILE).write_text(json.dumps(record, indent=1, allow_nan=False))
+            _write_meta(staging, record, number)
             target = version_dir(base.parent, name, number)
             try:
                 # rename() onto an existing non-empty directory fails: the claim is atomic.
@@ -404,10 +410,11 @@ def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(BAD_META.format(dir=directory, error=exc)) from exc
     if quantization:
-        raise CheckpointError(
-            BAD_META.format(dir=directory, error=f"unsupported quantization {quantization!r}")
-        )
-    module = build_version_module(architecture, tensors, source=str(directory))
+        from regtune.platform.registry.quantize import build_quantized_module
+
+        module = build_quantized_module(architecture, tensors, quantization, source=str(directory))
+    else:
+        module = build_version_module(architecture, tensors, source=str(directory))
     return ModelVersion(
         name=str(meta["name"]),
         version=int(meta["version"]),

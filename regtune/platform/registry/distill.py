@@ -1,0 +1,197 @@
+"""``distill``: train a smaller student on a registered model's soft targets, as a Ray task.
+
+The teacher is any version (usually a promoted ensemble). The student's
+training config starts from the teacher's first member's (same dataset and
+split), takes the student architecture and the distillation run's own
+epochs/learning rate, and keeps the teacher's regularizers only when asked
+(``same_regularizers``); ``overrides`` (``KEY.PATH=VALUE``) adjust anything
+after that. Training runs in one Ray task that asks for a GPU when the
+cluster has one and trains on CUDA when torch sees one there (else on the
+CPU). The student is registered as the next version of ``name`` (default: the
+teacher's name) with ``kind="student"`` and the teacher recorded in its lineage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from regtune.errors import SpecError
+from regtune.platform.registry.kd import check_settings
+from regtune.platform.registry.version import Member, ModelVersion, load_version, save_version
+from regtune.trainables.config import TrainConfig, parse_train_config
+from regtune.trainables.data import Dataset
+
+__all__ = ["DistillSettings", "distill", "run_distillation", "student_config"]
+
+BAD_GPUS = "--gpus {value!r} is not allowed; expected a number >= 0"
+DATASET_CHANGED = (
+    "dataset {name!r} loads with fingerprint {now}, but teacher {teacher} was trained on "
+    "{then}: the data changed, so the student cannot learn the same task"
+)
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """How the student is trained (see :mod:`regtune.platform.registry.kd` for the loss)."""
+
+    student: Mapping[str, Any] = field(
+        default_factory=lambda: {"arch": "mlp", "width": 32, "depth": 1}
+    )
+    temperature: float = 4.0
+    alpha: float = 0.9
+    epochs: int = 20
+    lr: float = 3e-3
+    batch_size: int = 128
+    seed: int = 0
+    same_regularizers: bool = False
+    overrides: Sequence[str] = ()
+
+
+def student_config(teacher: ModelVersion, settings: DistillSettings) -> TrainConfig:
+    """The student's training config (see the module docstring).
+
+    Raises:
+        SpecError: a bad student architecture, setting or override, naming the key.
+    """
+    from regtune.search_spaces.overrides import apply_overrides
+
+    check_settings(settings.temperature, settings.alpha)
+    base = dict(teacher.meta["configs"][0])
+    raw: dict[str, Any] = {
+        "dataset": base["dataset"],
+        "model": dict(settings.student),
+        "training": {
+            **{k: v for k, v in base["training"].items() if k.startswith("robust_")},
+            "epochs": settings.epochs,
+            "lr": settings.lr,
+            "batch_size": settings.batch_size,
+            "seed": settings.seed,
+        },
+        "penalties": dict(base["penalties"]) if settings.same_regularizers else {},
+    }
+    return parse_train_config(apply_overrides(raw, settings.overrides))
+
+
+def run_distillation(
+    teacher_path: str,
+    config: Mapping[str, Any],
+    temperature: float,
+    alpha: float,
+    dataset: Dataset,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Train the student (the Ray task's body; runnable without Ray too).
+
+    Returns:
+        ``state`` (CPU tensors), ``history``, ``device`` and ``train_s``.
+    """
+    from regtune.platform.registry.kd import DistillTrainer
+
+    torch.set_num_threads(max(1, threads))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    teacher = load_version(teacher_path).module
+    started = time.perf_counter()
+    trainer = DistillTrainer(
+        dict(config),
+        teacher=teacher,
+        temperature=temperature,
+        alpha=alpha,
+        dataset=dataset,
+        device=device,
+    )
+    while not trainer.should_stop:
+        trainer.run_epoch()
+    trainer.finish()
+    state = {k: v.detach().to("cpu").clone() for k, v in trainer.model.state_dict().items()}
+    return {
+        "state": state,
+        "history": trainer.history,
+        "device": device,
+        "train_s": time.perf_counter() - started,
+    }
+
+
+def distill(
+    teacher_ref: str,
+    settings: DistillSettings,
+    *,
+    name: str | None = None,
+    root: str | None = None,
+    address: str | None = None,
+    gpus: float | None = None,
+    cpus: float = 1.0,
+) -> ModelVersion:
+    """Distill ``teacher_ref`` into a student on Ray and register it.
+
+    Args:
+        teacher_ref: ``name``, ``name:version`` or a version directory.
+        name: model name of the student (default: the teacher's).
+        address: Ray cluster to use (default: the running one, else a local Ray).
+        gpus: GPUs for the task (default: 1 when the cluster has any, else 0).
+        cpus: CPUs for the task (also its torch thread count).
+
+    Raises:
+        SpecError: bad settings or overrides, a bad teacher reference.
+        CheckpointError: a damaged teacher.
+    """
+    import ray
+
+    from regtune.platform.tune.runtime import ensure_ray
+    from regtune.trainables.data import load_dataset
+
+    teacher = load_version(teacher_ref, root=root)
+    config = student_config(teacher, settings)
+    if gpus is not None and (isinstance(gpus, bool) or not gpus >= 0):
+        raise SpecError(BAD_GPUS.format(value=gpus))
+    dataset = load_dataset(config.dataset)
+    trained_on = str(teacher.meta["dataset"]["fingerprint"])
+    if dataset.fingerprint != trained_on:
+        raise SpecError(
+            DATASET_CHANGED.format(
+                name=config.dataset.name,
+                now=dataset.fingerprint[:12],
+                teacher=teacher.ref,
+                then=trained_on[:12],
+            )
+        )
+    ensure_ray(address)
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus)(run_distillation)
+    result = ray.get(
+        task.remote(
+            teacher.path,
+            config.model_dump(mode="json"),
+            settings.temperature,
+            settings.alpha,
+            dataset,
+            max(1, int(cpus)),
+        )
+    )
+    member = Member(config=config, state=result["state"])
+    lineage = {
+        "teacher": {"name": teacher.name, "version": teacher.version, "path": teacher.path},
+        "teacher_metrics": {
+            k: teacher.metrics.get(k) for k in ("test_acc", "test_loss", "n_params")
+        },
+        "distillation": {
+            "temperature": settings.temperature,
+            "alpha": settings.alpha,
+            "epochs": len(result["history"]),
+            "same_regularizers": settings.same_regularizers,
+            "overrides": list(settings.overrides),
+            "device": result["device"],
+            "num_gpus": gpus,
+            "train_s": round(float(result["train_s"]), 3),
+        },
+        "experiment": teacher.meta.get("lineage", {}).get("experiment"),
+        "trials": [],
+    }
+    return save_version(
+        name or teacher.name, [member], dataset, kind="student", lineage=lineage, root=root
+    )
