@@ -68,6 +68,7 @@ RECORD_FORMAT = 1
 #: Process names Ray gives its own programs.
 RAY_PROCESS_NAMES = frozenset({"raylet", "gcs_server"})
 
+STOPPED = "stopped {n} Ray processes left by killed regtune driver {pid} (Ray session {session})"
 BAD_RECORD = "ignoring and removing unreadable regtune session record {path}: {reason}"
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def record_local_session(session_dir: str, environ: Mapping[str, str] | None = N
     psutil = _psutil()
     me = psutil.Process()
     processes = []
-    for child in me.children(recursive=True):
+    for child in _session_processes(psutil, me, session_dir):
         with contextlib.suppress(psutil.Error):
             processes.append(
                 {"pid": child.pid, "create_time": child.create_time(), "name": child.name()}
@@ -129,6 +130,20 @@ def record_local_session(session_dir: str, environ: Mapping[str, str] | None = N
     os.replace(tmp, path)
     atexit.register(_forget, path)
     return path
+
+
+def _session_processes(psutil: Any, driver: Any, session_dir: str) -> list[Any]:
+    """The driver's children that run this Ray session (their command lines
+    name its folder), and everything below them; other children of the
+    driver (anything else it started) are not part of the session."""
+    name = Path(session_dir).name
+    out: dict[int, Any] = {}
+    for child in driver.children():
+        with contextlib.suppress(psutil.Error):
+            if any(name in arg for arg in child.cmdline()):
+                for proc in [child, *child.children(recursive=True)]:
+                    out[proc.pid] = proc
+    return list(out.values())
 
 
 def _forget(path: Path) -> None:
@@ -175,6 +190,7 @@ def reap_dead_sessions(environ: Mapping[str, str] | None = None) -> list[Stopped
         if leftovers:
             names = tuple((p.pid, _name(psutil, p)) for p in leftovers)
             _stop(psutil, leftovers)
+            logger.info(STOPPED.format(n=len(names), pid=driver_pid, session=session_dir))
             stopped.append(
                 StoppedSession(session_dir=session_dir, driver_pid=driver_pid, stopped=names)
             )
