@@ -95,7 +95,9 @@ def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_pat
     curves = {"o": OVERFIT, "u": UNDERFIT, "x": UNSTABLE, "h": HEALTHY, "s": SHORT}
     configs = {
         k: {"penalties.l2": v, "model.dropout": d}
-        for k, v, d in zip(curves, [1e-6, 1e-1, 1e-3, 1e-4, 1e-2], [0.1, 0.2, 0.3, 0.0, 0.1])
+        for k, v, d in zip(
+            curves, [1e-6, 1e-1, 1e-3, 1e-4, 1e-2], [0.1, 0.2, 0.3, 0.0, 0.1], strict=True
+        )
     }
     extra = {k: {"ece": [0.1 - 0.01 * i for i in range(8)]} for k in curves}
     analysis = analyze_tables(epochs_table(curves, configs, extra), name="browser")

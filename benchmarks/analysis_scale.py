@@ -1,0 +1,352 @@
+"""Analysis at scale: 10^7 epoch rows (100,000 trials x 100 epochs) in one results folder.
+
+Writes a synthetic results directory of the store's layout (epoch parts with
+the store's metadata, ``spec.json``, ``trials.parquet``), then measures, each in
+a fresh process:
+
+- ``regtune``: ``regtune analyze DIR --json`` with three objectives (val_acc,
+  ece, size_bytes): path + Pareto front + hypervolume + diagnosis. Its JSON
+  carries ``read_s`` and ``analyze_s``; peak RSS is the process's.
+- ``pandas``: a straightforward pandas version of the same work
+  (``read_parquet`` of the needed columns, ``groupby`` per trial, ``pd.cut``
+  path, a pairwise numpy front on a subset: the full pairwise front is
+  O(n^2) = 10^10 comparisons and is not run).
+- ``optuna``: Optuna's ``_fast_non_domination_rank`` on the same per-trial points,
+  next to regtune's ``non_dominated_mask`` (both timed on the same array).
+
+Targets (issue 6): <= 2 s of analysis time, peak memory <= 2x the in-memory
+size of the columns the analysis needs. ``--smoke-test`` uses 2,000 x 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import machine_facts, markdown_table, peak_rss_mb, write_results
+
+NAME = "analysis_scale"
+OBJECTIVES = ("val_acc", "ece:min", "size_bytes:min")
+NEEDED = [
+    "trial_id",
+    "iteration",
+    "config.penalties.l2",
+    "config.model.dropout",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "ece",
+    "size_bytes",
+]
+ROWS_PER_PART = 1_000_000
+
+SPEC = {
+    "name": "scale",
+    "dataset": "digits",
+    "model": {"arch": "mlp", "width": 64, "depth": 2, "dropout": {"uniform": [0.0, 0.5]}},
+    "training": {"robust_every": 0},
+    "penalties": {"l2": {"loguniform": [1.0e-6, 1.0e-1]}},
+    "objectives": [
+        {"metric": "val_acc", "mode": "max"},
+        {"metric": "ece", "mode": "min"},
+        {"metric": "size_bytes", "mode": "min"},
+    ],
+    "searcher": {"kind": "random", "seed": 0},
+    "budget": {"samples": 100, "max_epochs": 100},
+}
+
+
+def write_synthetic(exp: Path, trials: int, epochs: int, seed: int = 0) -> dict[str, Any]:
+    """A results folder of ``trials x epochs`` rows; returns sizes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from regtune.platform.results.schema import (
+        KIND_EPOCHS,
+        KIND_TRIALS,
+        META_EXPERIMENT,
+        META_KIND,
+        META_VERSION,
+        SCHEMA_VERSION,
+    )
+
+    rng = np.random.default_rng(seed)
+    folder = exp / "results" / "epochs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (exp / "results" / "spec.json").write_text(json.dumps(SPEC))
+    l2 = np.exp(rng.uniform(np.log(1e-6), np.log(1e-1), trials))
+    dropout = rng.uniform(0.0, 0.5, trials)
+    width = rng.choice([32.0, 64.0, 128.0], trials)
+    ids = np.array([f"t{i:06d}" for i in range(trials)], dtype=object)
+    per_part = max(1, ROWS_PER_PART // epochs)
+    t = np.arange(1, epochs + 1, dtype=np.float64)
+    meta = {
+        META_VERSION: str(SCHEMA_VERSION).encode(),
+        META_KIND: KIND_EPOCHS.encode(),
+        META_EXPERIMENT: b"scale",
+    }
+    for part, start in enumerate(range(0, trials, per_part)):
+        sl = slice(start, min(start + per_part, trials))
+        n = sl.stop - sl.start
+        strength = np.log10(l2[sl])[:, None]
+        floor = 0.05 + 0.3 * np.clip(strength + 3, 0, None) ** 1.5  # strong l2: underfit
+        train = floor + np.exp(-t[None, :] / 10) * 2.0
+        overfit = np.clip(-3 - strength, 0, None) * 0.01 * t[None, :]  # weak l2: gap grows
+        val = train + 0.05 + overfit + rng.normal(0, 0.01, (n, epochs))
+        unstable = rng.random(n) < 0.01
+        val[unstable, epochs // 2] *= 3.0
+        acc = np.clip(1.0 - val / 2.5, 0, 1)
+        ece = np.clip(0.02 + 0.05 * dropout[sl, None] + rng.normal(0, 0.005, (n, epochs)), 0, 1)
+        size = np.repeat(width[sl, None] * 1000.0, epochs, axis=1)
+        table = pa.table(
+            {
+                "experiment": pa.array(["scale"] * (n * epochs)),
+                "trial_id": pa.array(np.repeat(ids[sl], epochs)),
+                "iteration": pa.array(np.tile(np.arange(1, epochs + 1), n), pa.int64()),
+                "time_total_s": pa.array(np.tile(t, n)),
+                "timestamp": pa.array(1.7e9 + np.tile(t, n)),
+                "config.model.dropout": pa.array(np.repeat(dropout[sl], epochs)),
+                "config.penalties.l2": pa.array(np.repeat(l2[sl], epochs)),
+                "config.training.seed": pa.array(np.zeros(n * epochs)),
+                "train_loss": pa.array(train.ravel()),
+                "val_loss": pa.array(val.ravel()),
+                "val_acc": pa.array(acc.ravel()),
+                "gap": pa.array((val - train).ravel()),
+                "ece": pa.array(ece.ravel()),
+                "brier": pa.array((ece * 2).ravel()),
+                "size_bytes": pa.array(size.ravel()),
+            }
+        ).replace_schema_metadata(meta)
+        pq.write_table(table, folder / f"part-{part:08d}-bench.parquet")
+    trial_meta = {**meta, META_KIND: KIND_TRIALS.encode()}
+    pq.write_table(
+        pa.table(
+            {"trial_id": pa.array(ids), "status": pa.array(["finished"] * trials)}
+        ).replace_schema_metadata(trial_meta),
+        exp / "results" / "trials.parquet",
+    )
+    on_disk = sum(p.stat().st_size for p in (exp / "results").rglob("*") if p.is_file())
+    return {"trials": trials, "epochs": epochs, "rows": trials * epochs, "bytes_on_disk": on_disk}
+
+
+def _regtune(exp: str) -> dict[str, Any]:
+    from regtune.platform.analysis.load import load_experiment
+
+    base = peak_rss_mb()
+    proc_args = ["analyze", exp, "--json"]
+    for objective in OBJECTIVES:
+        proc_args += ["--objective", objective]
+    from typer.testing import CliRunner
+
+    from regtune.platform.cli import app
+
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, proc_args)
+    wall = time.perf_counter() - started
+    if result.exit_code != 0:
+        raise RuntimeError(result.output[-3000:])
+    data = json.loads(result.stdout)["experiments"][0]
+    peak = peak_rss_mb()
+    # The in-memory size of the columns it needs, measured on the same projection.
+    frame = load_experiment(exp, columns=NEEDED[2:]).epochs
+    needed_mb = float(frame.memory_usage(deep=True).sum()) / 2**20
+    return {
+        "read_s": data["timings"]["read_s"],
+        "analyze_s": data["timings"]["analyze_s"],
+        "command_s": wall,
+        "rss_before_mb": base,
+        "peak_rss_mb": peak,
+        "analysis_peak_mb": peak - base,
+        "needed_columns_mb": needed_mb,
+        "n_front": data["front"]["n_front"],
+        "hypervolume": data["front"]["hypervolume"],
+        "diagnosis": data["diagnosis"]["counts"],
+    }
+
+
+def _pandas(exp: str, pairwise_subset: int) -> dict[str, Any]:
+    import pandas as pd
+
+    base = peak_rss_mb()
+    started = time.perf_counter()
+    frame = pd.read_parquet(Path(exp) / "results" / "epochs", columns=NEEDED)
+    read = time.perf_counter()
+    frame = frame.sort_values(["trial_id", "iteration"])
+    best_rows = frame.groupby("trial_id")["val_acc"].idxmax()
+    summary = frame.loc[best_rows].set_index("trial_id")
+    bins = pd.cut(np.log10(summary["config.penalties.l2"]), 10)
+    path = summary.groupby(bins, observed=True)[["val_acc", "val_loss", "train_loss"]].quantile(
+        [0.25, 0.5, 0.75]
+    )
+    grouped = frame.groupby("trial_id")
+    first = grouped[["train_loss", "val_loss"]].first()
+    last = grouped[["train_loss", "val_loss"]].agg(lambda s: s.tail(3).mean())
+    gap_ratio = (last["val_loss"] - last["train_loss"]) / last["val_loss"]
+    progress = last["train_loss"] / first["train_loss"]
+    labels = np.where(gap_ratio > 0.3, "overfit", np.where(progress > 0.7, "underfit", "ok"))
+    points = np.column_stack([-summary["val_acc"], summary["ece"], summary["size_bytes"]]).astype(
+        float
+    )
+    subset = points[:pairwise_subset]
+    pair_start = time.perf_counter()
+    le = np.all(subset[:, None, :] <= subset[None, :, :], axis=2)
+    lt = np.any(subset[:, None, :] < subset[None, :, :], axis=2)
+    front_subset = int((~(le & lt).any(axis=0)).sum())
+    pairwise_s = time.perf_counter() - pair_start
+    total = time.perf_counter() - started
+    return {
+        "read_s": read - started,
+        "analyze_s": total - (read - started),
+        "path_rows": len(path),
+        "labels": dict(pd.Series(labels).value_counts().astype(int)),
+        "pairwise_subset": len(subset),
+        "pairwise_subset_s": pairwise_s,
+        "pairwise_full_estimate_s": pairwise_s * (len(points) / max(len(subset), 1)) ** 2,
+        "front_subset": front_subset,
+        "rss_before_mb": base,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _optuna(exp: str) -> dict[str, Any]:
+    import pandas as pd
+    from optuna.study._multi_objective import _fast_non_domination_rank
+
+    from regtune.platform.analysis.pareto import non_dominated_mask
+
+    frame = pd.read_parquet(
+        Path(exp) / "results" / "epochs", columns=["trial_id", "iteration", *OBJ_COLUMNS]
+    )
+    last = frame.groupby("trial_id").tail(1)
+    points = np.column_stack([-last["val_acc"], last["ece"], last["size_bytes"]]).astype(float)
+    started = time.perf_counter()
+    ranks = _fast_non_domination_rank(points, n_below=1)
+    optuna_s = time.perf_counter() - started
+    started = time.perf_counter()
+    mask = non_dominated_mask(points)
+    regtune_s = time.perf_counter() - started
+    return {
+        "points": len(points),
+        "optuna_front_s": optuna_s,
+        "optuna_front": int((ranks == 0).sum()),
+        "regtune_front_s": regtune_s,
+        "regtune_front": int(mask.sum()),
+        "same_front": bool(np.array_equal(ranks == 0, mask)),
+    }
+
+
+OBJ_COLUMNS = ["val_acc", "ece", "size_bytes"]
+
+
+def _contender(name: str, exp: str, timeout_s: int, subset: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.analysis_scale",
+            "--contender",
+            name,
+            "--dir",
+            exp,
+            "--pairwise-subset",
+            str(subset),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": proc.stderr[-2000:] or proc.stdout[-2000:]}
+    return dict(json.loads(lines[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke-test", action="store_true")
+    parser.add_argument("--trials", type=int, default=100_000)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--dir", default=None, help="results folder to reuse or create")
+    parser.add_argument("--contender", choices=["regtune", "pandas", "optuna"])
+    parser.add_argument("--pairwise-subset", type=int, default=5000)
+    parser.add_argument("--timeout-s", type=int, default=1800)
+    args = parser.parse_args(argv)
+    if args.contender:
+        runners = {
+            "regtune": lambda: _regtune(args.dir),
+            "pandas": lambda: _pandas(args.dir, args.pairwise_subset),
+            "optuna": lambda: _optuna(args.dir),
+        }
+        print(json.dumps(runners[args.contender]()))
+        return 0
+    trials, epochs = (2000, 20) if args.smoke_test else (args.trials, args.epochs)
+    subset = min(args.pairwise_subset, trials)
+    with tempfile.TemporaryDirectory(prefix="regtune-analysis-scale-") as tmp:
+        exp = Path(args.dir) if args.dir else Path(tmp) / "scale"
+        started = time.perf_counter()
+        sizes = (
+            write_synthetic(exp, trials, epochs)
+            if not (exp / "results").exists()
+            else {"trials": trials, "epochs": epochs, "rows": trials * epochs, "reused": True}
+        )
+        sizes["write_s"] = time.perf_counter() - started
+        results = {
+            name: _contender(name, str(exp), args.timeout_s, subset)
+            for name in ("regtune", "pandas", "optuna")
+        }
+    reg, pdx, opt = results["regtune"], results["pandas"], results["optuna"]
+    rows = [
+        [
+            "regtune analyze --json",
+            reg.get("read_s"),
+            reg.get("analyze_s"),
+            reg.get("analysis_peak_mb"),
+            reg.get("needed_columns_mb"),
+        ],
+        [
+            "straightforward pandas",
+            pdx.get("read_s"),
+            pdx.get("analyze_s"),
+            (pdx.get("peak_rss_mb", 0) - pdx.get("rss_before_mb", 0))
+            if "peak_rss_mb" in pdx
+            else None,
+            None,
+        ],
+        [
+            "front only: optuna _fast_non_domination_rank",
+            None,
+            opt.get("optuna_front_s"),
+            None,
+            None,
+        ],
+        ["front only: regtune non_dominated_mask", None, opt.get("regtune_front_s"), None, None],
+    ]
+    table = markdown_table(
+        ["contender", "read s", "analysis s", "peak MB over start", "needed columns MB"], rows
+    )
+    payload = {
+        "sizes": sizes,
+        "results": results,
+        "targets": {"analysis_s": 2.0, "peak_over_needed": 2.0},
+        "machine": machine_facts(),
+        "note": "timed on a shared 2-core machine under load from other processes",
+        "cpu_count": os.cpu_count(),
+    }
+    path = write_results(NAME, payload, table, smoke=args.smoke_test)
+    print(table)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
