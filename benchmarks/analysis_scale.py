@@ -207,7 +207,7 @@ def _pandas(exp: str, pairwise_subset: int) -> dict[str, Any]:
         "read_s": read - started,
         "analyze_s": total - (read - started),
         "path_rows": len(path),
-        "labels": dict(pd.Series(labels).value_counts().astype(int)),
+        "labels": {str(k): int(v) for k, v in pd.Series(labels).value_counts().items()},
         "pairwise_subset": len(subset),
         "pairwise_subset_s": pairwise_s,
         "pairwise_full_estimate_s": pairwise_s * (len(points) / max(len(subset), 1)) ** 2,
