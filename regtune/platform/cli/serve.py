@@ -1,0 +1,203 @@
+"""``regtune serve NAME[:VERSION]``: a registered model behind HTTP on Ray Serve.
+
+Runs until Ctrl-C. ``--once`` starts the application, sends one predict
+request (``--request FILE``, else a typical record built from the version's
+training reference), prints the JSON answer and exits: status 0 when the
+answer was a 200, 1 otherwise. ``--write-config FILE`` writes the equivalent
+Serve config file (for ``serve run`` / ``serve deploy``) and starts nothing.
+
+Every bad value exits with status 2 naming the option or key, the value and
+what is allowed; a missing or tampered version is refused before Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+import yaml
+
+from regtune.errors import RegtuneError, SpecError
+from regtune.platform.cli.app import app, console, fail, out
+
+if TYPE_CHECKING:
+    from regtune.serve.settings import ServeSettings
+
+__all__ = ["once_request", "serve"]
+
+PORT_BUSY = "--port {port}: {host}:{port} is already in use; choose a free port"
+BAD_SET = "--set {item!r}: expected key=value with a key of the serve settings"
+BAD_REQUEST_FILE = (
+    '--request {path}: {error}; expected a JSON file holding {{"instances": [...]}} '
+    "or a list of records"
+)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise SpecError(PORT_BUSY.format(host=host, port=port)) from None
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(BAD_SET.format(item=item))
+        found[key.strip()] = yaml.safe_load(value)
+    return found
+
+
+def once_request(path: Path | None, typical: dict[str, Any]) -> bytes:
+    """The body of the ``--once`` request: the file's, or one typical record."""
+    if path is None:
+        return json.dumps({"instances": [typical]}).encode()
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpecError(BAD_REQUEST_FILE.format(path=path, error=exc)) from None
+    if isinstance(payload, list):
+        payload = {"instances": payload}
+    if not isinstance(payload, dict):
+        raise SpecError(BAD_REQUEST_FILE.format(path=path, error="not an object or a list"))
+    return json.dumps(payload).encode()
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or a version directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 8000,
+    canary: Annotated[
+        str | None, typer.Option(help="Version that answers --canary-weight of the traffic.")
+    ] = None,
+    canary_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Canary's share of requests.")
+    ] = 0.1,
+    shadow: Annotated[
+        str | None, typer.Option(help="Version that sees every request but never answers.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage root (default $REGTUNE_STORAGE or ~/regtune_runs).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster ('auto', host:port); default: local.")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Most requests per batched forward pass (1: no batching).")
+    ] = 16,
+    batch_wait_ms: Annotated[
+        float, typer.Option(min=0.0, help="Longest wait for a batch to fill (ms).")
+    ] = 2.0,
+    replicas: Annotated[int, typer.Option(min=1, help="Serve replicas.")] = 1,
+    token_env: Annotated[
+        str, typer.Option(help="Environment variable holding an optional bearer token.")
+    ] = "REGTUNE_SERVE_TOKEN",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any other serve setting: --set max_p99_ms=100 (repeatable)."),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Answer one request, print it and exit (smoke test).")
+    ] = False,
+    request: Annotated[
+        Path | None, typer.Option(help="With --once: JSON file with the request to send.")
+    ] = None,
+    write_config: Annotated[
+        Path | None, typer.Option(help="Write a Serve config file for serve run/deploy; exit.")
+    ] = None,
+) -> None:
+    """Serve a registered model over HTTP (KServe v1) with canary, shadow and drift."""
+    from regtune.serve.settings import parse_settings
+
+    try:
+        raw = {
+            "model": model,
+            "storage": storage,
+            "canary": canary,
+            "canary_weight": canary_weight,
+            "shadow": shadow,
+            "max_batch_size": batch_size,
+            "batch_wait_ms": batch_wait_ms,
+            "num_replicas": replicas,
+            "token_env": token_env,
+            **_overrides(set_ or []),
+        }
+        settings = parse_settings(raw)
+        if write_config is not None:
+            from regtune.serve.app import write_config as config_text
+
+            name = model.split(":")[0].rstrip("/").split("/")[-1]
+            text = config_text(settings, host=host, port=port, app_name=f"regtune-{name}")
+            write_config.write_text(text, encoding="utf-8")
+            console.print(f"wrote {write_config}: serve run {write_config}")
+            return
+        from regtune.serve.example import typical_record
+        from regtune.serve.service import load_service
+
+        # Load once here: a typo'd version or a tampered file fails before Ray starts.
+        service = load_service(settings)
+        typical = typical_record(service.primary.schema, service.primary.version.reference)
+        body = once_request(request, typical)
+        _check_port(host, port)
+    except (RegtuneError, ValueError) as exc:
+        raise fail(exc) from None
+    _run(settings, service.name, host, port, address, once, body)
+
+
+def _run(
+    settings: ServeSettings,
+    name: str,
+    host: str,
+    port: int,
+    address: str | None,
+    once: bool,
+    body: bytes,
+) -> None:
+    import httpx
+    from ray import serve as ray_serve
+
+    from regtune.platform.tune.runtime import ensure_ray
+    from regtune.serve.app import build_app, start_http
+
+    ensure_ray(address)
+    start_http(host, port)
+    try:
+        ray_serve.run(build_app(settings), name=f"regtune-{name}", route_prefix="/")
+        base = f"http://{host}:{port}"
+        console.print(
+            f"[bold]serving[/] {name} at {base}  (POST {base}/v1/models/{name}:predict, "
+            f"docs {base}/docs)"
+        )
+        if once:
+            headers = {"content-type": "application/json"}
+            token = os.environ.get(settings.token_env)
+            if token:
+                headers["authorization"] = f"Bearer {token}"
+            reply = httpx.post(
+                f"{base}/v1/models/{name}:predict", content=body, headers=headers, timeout=60.0
+            )
+            try:
+                out.print_json(data=reply.json())
+            except ValueError:
+                out.print(reply.text, highlight=False)
+            if reply.status_code != 200:
+                raise typer.Exit(code=1)
+            return
+        console.print("Ctrl-C to stop")
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        ray_serve.shutdown()

@@ -1,0 +1,76 @@
+"""``regtune serve``: a config file, refusals before Ray starts, and the --once smoke path."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from regtune.platform.cli import app
+from tests.serve.conftest import MODEL, Registry, free_port
+
+runner = CliRunner()
+
+
+def test_write_config_gives_a_serve_config_file(tmp_path: Path, registry: Registry) -> None:
+    target = tmp_path / "serve.yaml"
+    args = ["serve", f"{MODEL}:1", "--canary", "2", "--canary-weight", "0.2", "--port", "8123",
+            "--set", f"registry={registry.root}", "--set", "max_p99_ms=80", "--write-config",
+            str(target)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load(target.read_text())
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8123}
+    (application,) = config["applications"]
+    assert application["import_path"] == "regtune.serve.app:build_app"
+    expected = {"model": f"{MODEL}:1", "registry": registry.root, "canary": "2",
+                "canary_weight": 0.2, "max_p99_ms": 80.0}  # fmt: skip
+    assert application["args"] == expected
+
+
+def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
+    base = ["serve", f"{MODEL}:1", "--set", f"registry={registry.root}"]
+    cases = [
+        (["--canary-weight", "2"], "--canary-weight"),
+        (["--set", "bogus=1"], "serve.bogus"),
+        (["--set", "max_error_rate=3"], "serve.max_error_rate"),
+        (["--set", "nonsense"], "expected key=value"),
+        (["--canary", "9"], "no version 9"),
+        (["--shadow", "1"], "shadow is the primary version itself"),
+    ]
+    for extra, words in cases:
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert words in result.output, (extra, result.output)
+    missing = runner.invoke(app, ["serve", "no-such-model", "--set", f"registry={registry.root}"])
+    assert missing.exit_code == 2
+    assert "no-such-model" in missing.output
+
+
+def test_a_busy_port_is_refused_before_serve_starts(registry: Registry) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(app, ["serve", f"{MODEL}:1", "--port", str(port),
+                                     "--set", f"registry={registry.root}", "--once"])  # fmt: skip
+    assert result.exit_code == 2
+    assert f"--port {port}" in result.output
+
+
+def test_once_serves_one_request_and_exits(ray_local: None, registry: Registry) -> None:
+    port = free_port()
+    args = ["serve", f"{MODEL}:1", "--port", str(port), "--once",
+            "--set", f"registry={registry.root}", "--set", "num_cpus=0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # The answer comes first; Ray may add its own lines while Serve shuts down.
+    answer, _ = json.JSONDecoder().raw_decode(result.stdout)
+    assert answer["model_name"] == MODEL and answer["model_version"] == 1
+    (prediction,) = answer["predictions"]
+    assert prediction["label"] in ("<=50K", ">50K")
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
