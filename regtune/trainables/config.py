@@ -162,7 +162,7 @@ class DatasetConfig(_Strict):
         builtin = BUILTINS[self.name]
         refused = [("path", "it is cached by regtune"), ("label", "it is fixed")]
         if builtin.image:
-            refused += [("features", "images"), ("categorical", "images")]
+            refused += [(key, "images") for key in ("features", "categorical", "sensitive")]
         for name, why in refused:
             if getattr(self, name) is not None:
                 raise ValueError(BUILTIN_FIELD.format(name=self.name, field=name, why=why))
@@ -358,6 +358,10 @@ DEPENDENCIES: tuple[Dependency, ...] = (
         for key in ("eps", "steps", "step_size", "beta")
     ),
     Dependency(
+        "penalties.adversarial.method", "penalties.adversarial.eps", _is_zero,
+        "no input moves while eps is 0",
+    ),
+    Dependency(
         "penalties.adversarial.steps", "penalties.adversarial.method",
         lambda v: v == "fgsm_rs", "method 'fgsm_rs' takes a single step",
     ),
@@ -371,6 +375,10 @@ DEPENDENCIES: tuple[Dependency, ...] = (
             "the fairness penalty is off while kind is 'none'",
         )
         for key in ("strength", "temperature", "method", "dual_lr")
+    ),
+    Dependency(
+        "penalties.fairness.kind", "penalties.fairness.strength", _is_zero,
+        "the fairness penalty is off while its strength is 0",
     ),
     Dependency(
         "penalties.fairness.dual_lr", "penalties.fairness.method",
