@@ -185,3 +185,33 @@ def diff(
         for key, va, vb in rows:
             table.add_row(key.removeprefix(f"{section}."), _fmt(va), _fmt(vb))
         out.print(table)
+
+
+@models_app.command()
+def quantize(
+    ref: RefArg,
+    name: Annotated[
+        str | None, typer.Option("--as", help="Register under this name (default: the same model).")
+    ] = None,
+    storage: StorageOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register an int8 dynamically quantized copy of a version, with accuracy and size."""
+    from regtune.platform.registry.location import registry_root
+    from regtune.platform.registry.quantize import quantize_version
+
+    try:
+        version = quantize_version(ref, name=name, root=registry_root(storage))
+    except RegtuneError as exc:
+        raise fail(exc) from exc
+    q = version.meta["quantization"]
+    if as_json:
+        _emit_json({"registered": version.ref, "path": version.path, **q})
+        return
+    out.print(
+        f"registered [bold]{version.ref}[/] ({q['scheme']}): test_acc {q['int8_test_acc']:.4f} "
+        f"(float {q['float_test_acc']:.4f}), weights {q['int8_size_bytes']:.0f} bytes "
+        f"(float {q['float_size_bytes']:.0f})",
+        highlight=False,
+        soft_wrap=True,
+    )
