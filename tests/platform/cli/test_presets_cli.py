@@ -1,11 +1,15 @@
-"""``regtune presets``: every preset with its one-line description."""
+"""``regtune presets`` (every preset with its one-line description), and preset
+and spec mistakes caught on the command line before anything runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from typer.testing import CliRunner
 
 from regtune.platform.cli import app
-from regtune.search_spaces import list_presets, load_spec
+from regtune.search_spaces import list_presets, load_spec, preset_path
 
 runner = CliRunner()
 
@@ -31,3 +35,15 @@ def test_a_misspelt_preset_on_the_command_line_gets_a_suggestion() -> None:
     result = runner.invoke(app, ["train", "quickstrat"])
     assert result.exit_code == 2
     assert "did you mean 'quickstart'?" in result.output
+
+
+def test_a_missing_data_file_stops_a_sweep_before_ray(tmp_path: Path) -> None:
+    # Any preset pointed at a user file: the file is checked with the spec.
+    raw = yaml.safe_load(preset_path("quickstart").read_text(encoding="utf-8"))
+    raw["dataset"] = {"name": "csv", "path": "data/absent.csv", "label": "y"}
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = runner.invoke(app, ["sweep", str(spec)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert f"dataset.path: {tmp_path / 'data' / 'absent.csv'}: file not found" in result.output
+    assert "Ray" not in result.output and "trials" not in result.output
