@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -332,3 +334,26 @@ def test_s3_round_trip(s3_env: dict[str, str]) -> None:
     loc = locate(exp)
     assert loc.list_files(loc.epochs) == [n for n in loc.list_files(loc.epochs) if "part-" in n]
     assert len(loc.list_files(loc.epochs)) == 1  # compacted
+
+
+def test_trial_table_of_another_version_is_refused(tmp_path: Path) -> None:
+    exp = str(tmp_path / "store")
+    _small_sweep(exp)
+    path = tmp_path / "store" / "results" / "trials.parquet"
+    table = pq.read_table(path)
+    meta = {**(table.schema.metadata or {}), META_VERSION: b"0"}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    with pytest.raises(DataError, match="version 0") as info:
+        read_trials(exp)
+    assert str(path) in str(info.value)
+
+
+def test_readers_import_neither_ray_nor_torch() -> None:
+    code = (
+        "import sys; from regtune.platform.results import read_epochs, read_trials, "
+        "read_spec, SweepOutcome; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
