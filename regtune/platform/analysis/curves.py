@@ -73,21 +73,22 @@ class Segments:
         return np.asarray(ufunc.reduceat(values, self.starts))
 
     def window_mean(self, values: NDArray[np.float64], width: int, *, tail: bool) -> NDArray:
-        """Mean of the first (``tail=False``) or last ``width`` finite values of each segment.
+        """Mean of the first (``tail=False``) or last ``width`` values of each segment,
+        non-finite values left out (NaN when none is finite).
 
-        Non-finite values are left out of the mean; a segment without finite
-        values in its window gives NaN.
+        Reads only ``n_trials x width`` values (a gather, not a pass over every row).
         """
-        finite = np.isfinite(values)
-        clean = np.where(finite, values, 0.0)
-        total = np.concatenate(([0.0], np.cumsum(clean)))
-        count = np.concatenate(([0], np.cumsum(finite)))
-        span = np.minimum(self.lengths, width)
-        lo = self.ends - span if tail else self.starts
-        hi = self.ends if tail else self.starts + span
-        n = count[hi] - count[lo]
+        total = np.zeros(self.n_trials)
+        count = np.zeros(self.n_trials)
+        for k in range(width):
+            inside = k < self.lengths
+            rows = (self.ends - 1 - k) if tail else (self.starts + k)
+            picked = values[np.where(inside, rows, self.starts)]
+            keep = inside & np.isfinite(picked)
+            total += np.where(keep, picked, 0.0)
+            count += keep
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0, (total[hi] - total[lo]) / np.maximum(n, 1), np.nan)
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def segments(epochs: pd.DataFrame) -> Segments:
@@ -115,7 +116,8 @@ def segments(epochs: pd.DataFrame) -> Segments:
         same = codes[1:] == codes[:-1]
         # Sorted means: each trial's rows contiguous and in increasing iteration;
         # trials themselves may come in any order, as long as none reappears.
-        contiguous = np.count_nonzero(~same) + 1 == np.unique(codes).size
+        distinct = int(np.count_nonzero(np.bincount(codes[codes >= 0]))) if codes.size else 0
+        contiguous = np.count_nonzero(~same) + 1 == distinct + int((codes < 0).any())
         if not (contiguous and np.all(~same | (iteration[1:] > iteration[:-1]))):
             order = np.lexsort((iteration, codes)).astype(np.intp)
             codes = codes[order]
@@ -130,7 +132,9 @@ def segments(epochs: pd.DataFrame) -> Segments:
 
 def segment_values(epochs: pd.DataFrame, column: str, seg: Segments) -> NDArray[np.float64]:
     """A numeric column as float64, in segment order (missing values as NaN)."""
-    values = pd.to_numeric(epochs[column], errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
+    series = epochs[column]
+    if series.dtype == np.float64:
+        values = series.to_numpy()  # no copy for a plain float column
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return values if seg.order is None else values[seg.order]

@@ -181,9 +181,11 @@ def diagnose(
     train_start = seg.window_mean(train, 1, tail=False)
     train_end = seg.window_mean(train, WINDOW, tail=True)
     val_end = seg.window_mean(val, WINDOW, tail=True)
-    gap = val - train
-    gap_start = seg.window_mean(gap, WINDOW, tail=False)
-    gap_end = seg.window_mean(gap, WINDOW, tail=True)
+    # The gap (val - train loss) of a window is the difference of the two windows' means.
+    gap_start = seg.window_mean(val, WINDOW, tail=False) - seg.window_mean(
+        train, WINDOW, tail=False
+    )
+    gap_end = val_end - train_end
     val_min = seg.reduce(np.fmin, val) if n else np.zeros(0)
     # Second half: from the middle epoch to the end.
     mid_rows = seg.starts + half - 1

@@ -152,8 +152,9 @@ def pareto_table(
         excluded[summary["degenerate"].fillna(False).to_numpy(dtype=bool)] = "degenerate"
     considered = np.flatnonzero(excluded == "")
     points = to_minimization(raw[considered], modes)
+    mask = non_dominated_mask(points)
     on_front = np.zeros(raw.shape[0], dtype=bool)
-    on_front[considered[non_dominated_mask(points)]] = True
+    on_front[considered[mask]] = True
     signs = np.array([1.0 if mode == "min" else -1.0 for mode in modes])
     if reference is None:
         ref_min = default_reference(points)
@@ -167,7 +168,7 @@ def pareto_table(
         if not np.all(np.isfinite(ref_raw)):
             raise SpecError(MSG_BAD_REFERENCE.format(names=", ".join(names), value=dict(reference)))
         ref_min = ref_raw * signs
-    volume = hypervolume(points[non_dominated_mask(points)], ref_min) if points.size else 0.0
+    volume = hypervolume(points[mask], ref_min) if points.size else 0.0
     table = summary[names].copy()
     table["on_front"] = on_front
     table["excluded"] = excluded

@@ -131,12 +131,11 @@ def _strengths(summary: pd.DataFrame, parameter: SweptParameter, what: str) -> N
 def _group_stats(values: NDArray[np.float64], index: NDArray[np.intp], count: int) -> NDArray:
     """(count, 5) array: median, q25, q75, min, max of the finite values in each bin."""
     out = np.full((count, 5), np.nan)
-    keep = (index >= 0) & np.isfinite(values)
-    order = np.argsort(index[keep], kind="stable")
-    grouped = values[keep][order]
-    bounds = np.searchsorted(index[keep][order], np.arange(count + 1))
+    order = np.argsort(index, kind="stable")
+    bounds = np.searchsorted(index[order], np.arange(count + 1))
     for b in range(count):
-        part = grouped[bounds[b] : bounds[b + 1]]
+        part = values[order[bounds[b] : bounds[b + 1]]]
+        part = part[np.isfinite(part)]
         if part.size:
             q = np.quantile(part, [0.5, *SPREAD_QUANTILES])
             out[b] = (q[0], q[1], q[2], part.min(), part.max())
@@ -165,7 +164,7 @@ def regularization_path(
         DataError: the parameter is not numeric.
     """
     metric_name, mode = objective
-    present = [c for c in summary.columns if c in _metric_names(summary)]
+    present = _metric_names(summary)
     check_metric(metric_name, present, "objective")
     chosen = (
         list(metrics) if metrics is not None else [m for m in present if summary[m].notna().any()]
