@@ -134,9 +134,13 @@ def reference_cdf(quantiles: Sequence[float]) -> _Cdf:
     return _Cdf(quantiles)
 
 
-def numeric_psi(quantiles: Sequence[float], values: Sequence[float]) -> float:
+def _cdf(quantiles: Sequence[float] | _Cdf) -> _Cdf:
+    return quantiles if isinstance(quantiles, _Cdf) else _Cdf(quantiles)
+
+
+def numeric_psi(quantiles: Sequence[float] | _Cdf, values: Sequence[float]) -> float:
     """PSI of ``values`` against the reference quantiles, binned at the reference deciles."""
-    cdf = _Cdf(quantiles)
+    cdf = _cdf(quantiles)
     n = len(cdf.q) - 1
     edges = np.unique(cdf.q[[round(k * n / 100) for k in DECILES]])
     bounds = np.concatenate([[0.0], cdf(edges), [1.0]])
@@ -147,9 +151,9 @@ def numeric_psi(quantiles: Sequence[float], values: Sequence[float]) -> float:
     return psi(expected, counts / max(v.size, 1))
 
 
-def ks_statistic(quantiles: Sequence[float], values: Sequence[float]) -> float:
+def ks_statistic(quantiles: Sequence[float] | _Cdf, values: Sequence[float]) -> float:
     """Kolmogorov-Smirnov distance between ``values`` and the reference CDF."""
-    cdf = _Cdf(quantiles)
+    cdf = _cdf(quantiles)
     v = np.sort(cdf.snap(np.asarray(values, dtype=np.float64)))
     if v.size == 0:
         return 0.0
@@ -192,6 +196,7 @@ def drift_report(
     *,
     index_limit: float = DRIFT_INDEX_LIMIT,
     min_window: int = MIN_WINDOW,
+    cdfs: Mapping[str, _Cdf] | None = None,
 ) -> dict[str, Any]:
     """Compare a window (``columns``: feature -> raw values) with ``reference``.
 
@@ -199,6 +204,7 @@ def drift_report(
     "ks_critical", "features": {name: {"kind", "psi", "status", "ks"?,
     "ks_shifted"?, "unseen_share"?}}, "prediction_psi"}``; before
     ``min_window`` records ``drift_index`` is None and ``drifting`` False.
+    ``cdfs``: reference CDFs already built, by feature (a monitor keeps them).
     """
     features: Mapping[str, Mapping[str, Any]] = reference.get("features", {})
     n = min((len(v) for v in columns.values()), default=0)
@@ -221,8 +227,9 @@ def drift_report(
             continue
         entry: dict[str, Any] = {"kind": ref["kind"]}
         if ref["kind"] == "numeric":
-            entry["psi"] = numeric_psi(ref["quantiles"], values)
-            entry["ks"] = ks_statistic(ref["quantiles"], values)
+            cdf = cdfs[name] if cdfs and name in cdfs else _Cdf(ref["quantiles"])
+            entry["psi"] = numeric_psi(cdf, values)
+            entry["ks"] = ks_statistic(cdf, values)
             entry["ks_shifted"] = entry["ks"] > report["ks_critical"]
         else:
             entry["psi"], entry["unseen_share"] = categorical_psi(ref["frequencies"], values)
@@ -255,22 +262,31 @@ class DriftMonitor:
         self.reference = reference
         self.min_window = min_window
         self.index_limit = index_limit
-        names = list(reference.get("features", {}))
-        self._columns: dict[str, deque[Any]] = {k: deque(maxlen=window) for k in names}
+        features = reference.get("features", {})
+        self._names = list(features)
+        self._cdfs = {
+            name: _Cdf(ref["quantiles"])
+            for name, ref in features.items()
+            if ref.get("kind") == "numeric"
+        }
+        # Whole records: appending one is O(1); columns are cut out when a report asks.
+        self._records: deque[Mapping[str, Any]] = deque(maxlen=window)
         self._predicted: deque[str] = deque(maxlen=window)
 
     def observe(self, records: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> None:
         """Add validated records and their predicted labels to the window."""
-        for name, column in self._columns.items():
-            column.extend(r[name] for r in records if name in r)
+        self._records.extend(records)
         self._predicted.extend(labels)
 
     def report(self) -> dict[str, Any]:
         """:func:`drift_report` over the current window."""
+        window = list(self._records)
+        columns = {k: [r[k] for r in window if k in r] for k in self._names}
         return drift_report(
             self.reference,
-            {k: list(v) for k, v in self._columns.items()},
+            columns,
             list(self._predicted),
             index_limit=self.index_limit,
             min_window=self.min_window,
+            cdfs=self._cdfs,
         )

@@ -43,8 +43,9 @@ __all__ = ["Forward", "ModelService", "load_service"]
 #: The primary's forward pass: encoded rows -> class probabilities.
 Forward = Callable[[torch.Tensor], Awaitable[np.ndarray]]
 
-#: The drift gauge is refreshed every this many served records.
-DRIFT_GAUGE_EVERY = 500
+#: The drift gauge is refreshed at most this often (seconds); a report costs
+#: milliseconds, so it is kept off the per-request path.
+DRIFT_GAUGE_EVERY_S = 10.0
 
 NOT_SERVED = "model {name!r} is not served here; served: [{served!r}]"
 OTHER_INPUTS = (
@@ -108,7 +109,7 @@ class ModelService:
         self.feedback = FeedbackTracker(self.primary.classes, self.primary.schema.sensitive_values)
         self.metrics = metrics or NoMetrics()
         self._forward = forward or self._direct
-        self._since_gauge = 0
+        self._gauge_at = time.perf_counter()
         self.batches = 0
         self.batched_requests = 0
         self.metrics.canary(self.name, self.rollout.weight)
@@ -159,9 +160,8 @@ class ModelService:
         labels = [a["label"] for a in answers]
         self.feedback.record(request_id, probs, answered.number, self.primary.groups(records))
         self.monitor.observe(records, labels)
-        self._since_gauge += len(records)
-        if self._since_gauge >= DRIFT_GAUGE_EVERY:
-            self._since_gauge = 0
+        if started - self._gauge_at >= DRIFT_GAUGE_EVERY_S:
+            self._gauge_at = started
             self._drift_gauge()
         if self.shadow is not None:
             # After the answer is ready: the shadow never delays or alters it.
