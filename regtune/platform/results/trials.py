@@ -8,7 +8,7 @@ rows it read, so the two never disagree.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import pandas as pd
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.schema import (
     CONFIG_PREFIX,
+    FIXED_EPOCH_COLUMNS,
     FIXED_TRIAL_COLUMNS,
     config_columns,
     metric_columns,
@@ -29,6 +30,7 @@ __all__ = [
     "TrialState",
     "config_of",
     "empty_trial_table",
+    "summarize_rows",
     "trial_status",
     "trial_table",
 ]
@@ -66,11 +68,32 @@ def empty_trial_table() -> pd.DataFrame:
     )
 
 
-def _best(values: pd.Series, mode: str | None) -> float:
-    finite = values.dropna()  # NaN (a diverged epoch) is never the best
-    if mode is None or finite.empty:
-        return math.nan
-    return float(finite.max() if mode == "max" else finite.min())
+def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One trial's ``iterations``, ``degenerate``, ``config.*``, ``best.*`` and
+    ``last.*`` from its epoch rows (dicts, sorted by iteration), in plain
+    Python: what :func:`trial_table` computes with pandas, fast for the
+    writer's few rows per trial (the tests check they agree)."""
+    fixed = {name for name, _ in FIXED_EPOCH_COLUMNS}
+    last: dict[str, Any] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in fixed and not _missing(value):
+                last[key] = value
+    metrics = metric_columns(last)
+    best: dict[str, float] = {}
+    for m in metrics:
+        mode = metric_mode(m)
+        values = [float(r[m]) for r in rows if not _missing(r.get(m))]
+        best[m] = math.nan if mode is None else max(values) if mode == "max" else min(values)
+    last_metrics = {m: float(last[m]) for m in metrics}
+    out: dict[str, Any] = {
+        "iterations": max((int(r["iteration"]) for r in rows), default=0),
+        "degenerate": is_constant_predictor(last_metrics),
+    }
+    out.update({name: last[name] for name in config_columns(last)})
+    out.update({f"best.{m}": best[m] for m in metrics})
+    out.update({f"last.{m}": last_metrics[m] for m in metrics})
+    return out
 
 
 def trial_table(
@@ -90,24 +113,42 @@ def trial_table(
     rows: dict[str, dict[str, Any]] = {}
     if not epochs.empty:
         ordered = epochs.sort_values(["trial_id", "iteration"], kind="stable")
-        for trial_id, group in ordered.groupby("trial_id", sort=True):
-            tid = str(trial_id)
-            last = group.ffill().iloc[-1]
+        groups = ordered.groupby("trial_id", sort=True)
+        # groupby's last/max/min skip nulls and NaN: the last reported value,
+        # and a diverged (NaN) epoch is never the best.
+        last = groups[configs + metrics].last()
+        iterations = groups["iteration"].max()
+        values = ordered[metrics].astype(float)
+        values["trial_id"] = ordered["trial_id"]
+        by_trial = values.groupby("trial_id", sort=True)
+        best = pd.DataFrame(index=last.index)
+        for m in metrics:
+            mode = metric_mode(m)
+            best[m] = (
+                math.nan
+                if mode is None
+                else by_trial[m].max()
+                if mode == "max"
+                else by_trial[m].min()
+            )
+        for tid, last_row in zip(last.index, last.to_dict("records"), strict=True):
+            tid = str(tid)
             state = states.get(tid, TrialState())
-            last_metrics = {m: float(last[m]) for m in metrics if pd.notna(last[m])}
+            last_metrics = {m: float(last_row[m]) for m in metrics if not _missing(last_row[m])}
             row: dict[str, Any] = {
                 "experiment": experiment,
                 "trial_id": tid,
                 "status": state.status,
-                "iterations": int(group["iteration"].max()),
+                "iterations": int(iterations[tid]),
                 "checkpoint": state.checkpoint,
                 "degenerate": is_constant_predictor(last_metrics),
             }
             for name in configs:
-                value = last[name]
+                value = last_row[name]
                 row[name] = None if _missing(value) else _plain(value)
+            best_row = best.loc[tid]
             for m in metrics:
-                row[f"best.{m}"] = _best(group[m].astype(float), metric_mode(m))
+                row[f"best.{m}"] = float(best_row[m])
             for m in metrics:
                 row[f"last.{m}"] = last_metrics.get(m, math.nan)
             rows[tid] = row
@@ -125,7 +166,10 @@ def trial_table(
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, NaN, or pandas' NA (a null in a text column)."""
+    if value is None or isinstance(value, (list, dict, str)):
+        return value is None
+    return bool(pd.isna(value))
 
 
 def _plain(value: Any) -> Any:

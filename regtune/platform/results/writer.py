@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 
 from regtune.errors import SpecError
@@ -42,8 +41,8 @@ from regtune.platform.results.trials import (
     ERROR,
     RUNNING,
     TrialState,
+    summarize_rows,
     trial_status,
-    trial_table,
 )
 
 __all__ = [
@@ -119,6 +118,8 @@ class ResultsWriter:
         self._rows: dict[str, dict[int, dict[str, Any]]] = {}
         self._pending: list[dict[str, Any]] = []
         self._states: dict[str, TrialState] = {}
+        #: Per-trial summary (best/last...), recomputed after the trial's rows change.
+        self._summaries: dict[str, dict[str, Any]] = {}
         self._parts: list[str] = []
         self._session = uuid.uuid4().hex[:8]
         self._seq = 0
@@ -178,6 +179,7 @@ class ResultsWriter:
             result, experiment=self.experiment, trial_id=trial_id, timestamp=time.time()
         )
         self._rows.setdefault(trial_id, {})[row["iteration"]] = row
+        self._summaries.pop(trial_id, None)
         self._pending.append(row)
         state = self._states.get(trial_id)
         if state is None or state.status != RUNNING:  # restarted after a restore
@@ -249,11 +251,23 @@ class ResultsWriter:
     def write_trials(self) -> None:
         """Rewrite ``trials.parquet`` from every row and state known."""
         loc = self.location
-        rows = [row for by_iter in self._rows.values() for row in by_iter.values()]
-        epochs = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
-        if epochs.empty:
-            epochs = pd.DataFrame(columns=["trial_id", "iteration"])
-        trials = trial_table(epochs, self._states, experiment=self.experiment)
+        trials = []
+        for tid in sorted(set(self._rows) | set(self._states)):
+            summary = self._summaries.get(tid)
+            if summary is None:
+                by_iter = self._rows.get(tid, {})
+                summary = summarize_rows([by_iter[i] for i in sorted(by_iter)])
+                self._summaries[tid] = summary
+            state = self._states.get(tid, TrialState())
+            trials.append(
+                {
+                    "experiment": self.experiment,
+                    "trial_id": tid,
+                    "status": state.status,
+                    "checkpoint": state.checkpoint,
+                    **summary,
+                }
+            )
         run_s = self._run_before + time.monotonic() - self._started
         table = rows_to_table(
             trials,
