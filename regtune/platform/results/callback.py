@@ -98,7 +98,7 @@ class ResultsCallback(Callback):
         so every epoch that a resumed sweep will not rerun is stored.
         The store's state is on disk, so there is nothing to return."""
         if self._writer is not None:
-            self._writer.flush()
+            self._writer.flush(trials=None)
         return None
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:

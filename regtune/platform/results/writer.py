@@ -212,13 +212,13 @@ class ResultsWriter:
 
     def maybe_flush(self) -> None:
         """Flush if :attr:`flush_s` has passed since the last flush."""
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_s:
-            self.flush(trials=now - self._last_trials >= TRIALS_EVERY_S)
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush(trials=None)
 
-    def flush(self, *, trials: bool = True) -> None:
-        """Write the buffered rows as one part, and (``trials``) the trial
-        table if it changed.
+    def flush(self, *, trials: bool | None = True) -> None:
+        """Write the buffered rows as one part, and the trial table if it
+        changed: always (``trials=True``), never (``False``), or when
+        :data:`TRIALS_EVERY_S` have passed since its last write (``None``).
 
         A failed write (e.g. storage unreachable) is logged and retried at
         the next flush: nothing buffered is dropped.
@@ -242,6 +242,8 @@ class ResultsWriter:
             self._pending = []
             if len(self._parts) >= COMPACT_EVERY_PARTS:
                 self.compact()
+        if trials is None:
+            trials = time.monotonic() - self._last_trials >= TRIALS_EVERY_S
         if trials and self._dirty:
             try:
                 self.write_trials()
