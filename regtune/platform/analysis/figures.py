@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +28,9 @@ __all__ = [
     "DPI",
     "MAX_PATH_PANELS",
     "calibration_figure",
+    "compare_fronts_figure",
+    "compare_paths_figure",
+    "comparison_figures",
     "curves_figure",
     "diagnosis_figure",
     "figures",
@@ -35,6 +39,7 @@ __all__ = [
     "heatmap_figure",
     "path_figure",
     "write_figures",
+    "write_pngs",
 ]
 
 #: Resolution of the PNGs: sharp in a report, small enough to mail (~50 KB each).
@@ -245,12 +250,79 @@ def figures(analysis: Analysis) -> dict[str, bytes]:
     return out
 
 
+def compare_paths_figure(analyses: Sequence[Analysis], parameter: str) -> bytes:
+    """The objective's median (and IQR) along one parameter's path, one line per experiment."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    objective = analyses[0].objective[0]
+    log = False
+    for analysis in analyses:
+        path = analysis.paths.get(parameter)
+        if path is None:
+            continue
+        part = path[path["metric"] == objective]
+        ax.plot(part["strength"], part["median"], marker="o", label=analysis.name or analysis.path)
+        ax.fill_between(part["strength"], part["q25"], part["q75"], alpha=0.2)
+        log = log or bool(path.attrs.get("log", False))
+        _xscale(ax, part, bool(path.attrs.get("log", False)))
+    ax.set_xlabel(parameter)
+    ax.set_ylabel(objective)
+    ax.set_title(f"{objective} vs {parameter}, side by side")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def compare_fronts_figure(analyses: Sequence[Analysis]) -> bytes:
+    """Each experiment's front on the first two objectives of the first experiment."""
+    first = analyses[0].front
+    assert first is not None  # callers check
+    (mx, _), (my, _) = first.objectives[0], first.objectives[1 % len(first.objectives)]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for analysis in analyses:
+        front = analysis.front
+        if front is None or mx not in front.table or my not in front.table:
+            continue
+        on = front.front.sort_values(mx)
+        hv = f"hypervolume {front.hypervolume:.3g}"
+        ax.plot(on[mx], on[my], marker="o", label=f"{analysis.name or analysis.path} ({hv})")
+    ax.set_xlabel(mx)
+    ax.set_ylabel(my)
+    ax.set_title("Pareto fronts side by side (each against its own reference point)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def comparison_figures(analyses: Sequence[Analysis]) -> dict[str, bytes]:
+    """Side-by-side figures of several experiments: shared paths, and fronts when the
+    experiments share their first two objectives."""
+    if len(analyses) < 2:
+        return {}
+    out: dict[str, bytes] = {}
+    shared = set(analyses[0].paths)
+    for analysis in analyses[1:]:
+        shared &= set(analysis.paths)
+    for parameter in sorted(shared):
+        out[f"compare-path-{parameter}"] = compare_paths_figure(analyses, parameter)
+    fronts = [a.front for a in analyses]
+    if all(f is not None for f in fronts):
+        keys = {tuple(m for m, _ in f.objectives[:2]) for f in fronts if f is not None}
+        if len(keys) == 1:
+            out["compare-fronts"] = compare_fronts_figure(analyses)
+    return out
+
+
 def write_figures(analysis: Analysis, folder: str | Path) -> dict[str, Path]:
     """Write every figure as ``<folder>/<stem>.png``; returns the paths by stem."""
+    return write_pngs(figures(analysis), folder)
+
+
+def write_pngs(images: dict[str, bytes], folder: str | Path) -> dict[str, Path]:
+    """Write PNG bytes as ``<folder>/<stem>.png``; returns the paths by stem."""
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for stem, data in figures(analysis).items():
+    for stem, data in images.items():
         path = target / f"{stem}.png"
         path.write_bytes(data)
         written[stem] = path

@@ -21,6 +21,7 @@ from regtune.platform.analysis.summary import check_metric
 from regtune.platform.analysis.swept import SweptParameter
 
 __all__ = [
+    "BOOKKEEPING_SUFFIXES",
     "HEATMAP_BINS",
     "MSG_NOT_NUMERIC",
     "PATH_BINS",
@@ -41,6 +42,9 @@ PATH_BINS = 10
 HEATMAP_BINS = 6
 #: The spread shown around each median: the inter-quartile range.
 SPREAD_QUANTILES = (0.25, 0.75)
+
+#: Reported numbers that are timings or markers, not model quality: left off default paths.
+BOOKKEEPING_SUFFIXES = ("_time_s", "_epoch")
 
 #: Columns of a path table, one row per (strength bin, metric).
 PATH_COLUMNS = [
@@ -167,7 +171,11 @@ def regularization_path(
     present = _metric_names(summary)
     check_metric(metric_name, present, "objective")
     chosen = (
-        list(metrics) if metrics is not None else [m for m in present if summary[m].notna().any()]
+        list(metrics)
+        if metrics is not None
+        else [
+            m for m in present if not m.endswith(BOOKKEEPING_SUFFIXES) and summary[m].notna().any()
+        ]
     )
     for metric in chosen:
         check_metric(metric, present, "metric")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from regtune import __version__
-from regtune.platform.analysis.figures import figures
+from regtune.platform.analysis.figures import comparison_figures, figures
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import Analysis
 
@@ -136,7 +136,7 @@ def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
     return "".join(parts)
 
 
-def _section(analysis: Analysis) -> str:
+def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
     out = [f"<section><h2>{_esc(analysis.name or analysis.path)}</h2>"]
     out.append(
         f"<p>{analysis.n_trials} trials; objective {_esc(analysis.objective[0])} "
@@ -149,7 +149,6 @@ def _section(analysis: Analysis) -> str:
     out.append("</ul>")
     if not analysis.edges.empty:
         out.append(_table(analysis.edges, index=False, caption="best strength vs range swept"))
-    images = figures(analysis)
     out.append("<h3>Regularization paths</h3>")
     for name, path in analysis.paths.items():
         key = f"{analysis.name or 'experiment'}-path-{name}"
@@ -205,8 +204,21 @@ def _section(analysis: Analysis) -> str:
     return "".join(out)
 
 
-def render_html(analyses: Sequence[Analysis], differences: pd.DataFrame | None = None) -> str:
-    """The report for one or several analyses (side by side, with their spec differences)."""
+def render_html(
+    analyses: Sequence[Analysis],
+    differences: pd.DataFrame | None = None,
+    images: Mapping[str, bytes] | None = None,
+) -> str:
+    """The report for one or several analyses (side by side, with their spec differences).
+
+    ``images``: PNGs already rendered (:func:`~regtune.platform.analysis.figures.figures`
+    and ``comparison_figures``, by stem); rendered here when not given.
+    """
+    if images is None:
+        images = {}
+        for analysis in analyses:
+            images.update(figures(analysis))
+        images.update(comparison_figures(analyses))
     names = ", ".join(a.name or a.path for a in analyses)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -221,16 +233,21 @@ def render_html(analyses: Sequence[Analysis], differences: pd.DataFrame | None =
             if not differences.empty
             else "<p>The specs are identical (apart from name and description).</p>"
         )
-    parts += [_section(a) for a in analyses]
+        parts.append("<h2>Side by side</h2>")
+        parts += [_img(stem, data) for stem, data in images.items() if stem.startswith("compare-")]
+    parts += [_section(a, images) for a in analyses]
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
     return "".join(parts)
 
 
 def write_html(
-    analyses: Sequence[Analysis], path: str | Path, differences: pd.DataFrame | None = None
+    analyses: Sequence[Analysis],
+    path: str | Path,
+    differences: pd.DataFrame | None = None,
+    images: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write :func:`render_html` to ``path`` (parents created); returns the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_html(analyses, differences), encoding="utf-8")
+    target.write_text(render_html(analyses, differences, images), encoding="utf-8")
     return target

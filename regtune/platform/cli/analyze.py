@@ -193,15 +193,18 @@ def analyze(
             else None
         )
         written: list[str] = []
-        if figures_dir is not None:
-            from regtune.platform.analysis.figures import write_figures
-
-            for analysis in analyses:
-                written += [str(p) for p in write_figures(analysis, figures_dir).values()]
-        if html is not None:
+        if figures_dir is not None or html is not None:
+            from regtune.platform.analysis.figures import comparison_figures, figures, write_pngs
             from regtune.platform.analysis.report import write_html
 
-            written.append(str(write_html(analyses, html, differences)))
+            images: dict[str, bytes] = {}
+            for analysis in analyses:
+                images.update(figures(analysis))
+            images.update(comparison_figures(analyses))
+            if figures_dir is not None:
+                written += [str(p) for p in write_pngs(images, figures_dir).values()]
+            if html is not None:
+                written.append(str(write_html(analyses, html, differences, images)))
     except RegtuneError as exc:
         raise fail(exc) from exc
     if as_json:

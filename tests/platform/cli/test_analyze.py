@@ -97,9 +97,23 @@ def test_two_experiments_side_by_side(experiment: Path, tmp_path: Path) -> None:
     diffs = {row["key"]: row for row in data["spec_differences"]}
     assert "penalties.l2" in diffs
     assert "1e-08" in diffs["penalties.l2"]["wider"]
-    terminal = _invoke("analyze", str(experiment), str(other))
+    figures = tmp_path / "png"
+    terminal = _invoke(
+        "analyze",
+        str(experiment),
+        str(other),
+        "--figures",
+        str(figures),
+        "--html",
+        str(tmp_path / "both.html"),
+    )
+    assert terminal.exit_code == 0, terminal.output
     assert "what differs between the specs" in terminal.stdout
     assert "side by side" in terminal.stdout
+    assert (figures / "compare-path-penalties.l2.png").exists()
+    assert (figures / "compare-fronts.png").exists()
+    report = (tmp_path / "both.html").read_text()
+    assert "What differs between the specs" in report and report.count("<section>") == 2
 
 
 def test_bad_and_foreign_parts_are_named_and_kept(experiment: Path, tmp_path: Path) -> None:
