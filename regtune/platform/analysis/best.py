@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from regtune.platform.analysis.curves import Segments
 from regtune.platform.analysis.diagnosis import group_columns
 
 __all__ = [
@@ -76,9 +77,15 @@ def best_trial_id(
     return str(values.idxmax() if mode == "max" else values.idxmin())
 
 
-def best_trial(epochs: pd.DataFrame, summary: pd.DataFrame, trial_id: str) -> BestTrial:
-    """Curves, calibration and groups of ``trial_id`` (which must be in ``summary``)."""
-    rows = epochs[(epochs["trial_id"] == trial_id).to_numpy(dtype=bool)]
+def best_trial(
+    epochs: pd.DataFrame, summary: pd.DataFrame, trial_id: str, seg: Segments | None = None
+) -> BestTrial:
+    """Curves, calibration and groups of ``trial_id`` (which must be in ``summary``);
+    ``seg`` (the table's segments) finds its rows without scanning the table."""
+    if seg is not None:
+        rows = epochs.iloc[seg.rows_of(trial_id)]
+    else:
+        rows = epochs[(epochs["trial_id"] == trial_id).to_numpy(dtype=bool)]
     rows = rows.sort_values("iteration").set_index("iteration")
     curves = rows[[m for m in CURVE_METRICS if m in rows.columns]].astype(np.float64)
     calibration = rows[[m for m in CALIBRATION_METRICS if m in rows.columns]].astype(np.float64)

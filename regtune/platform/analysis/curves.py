@@ -11,6 +11,7 @@ memory, not 10^5 group-by calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,20 @@ class Segments:
     starts: NDArray[np.intp]
     lengths: NDArray[np.intp]
     order: NDArray[np.intp] | None
+
+    @cached_property
+    def index(self) -> pd.Index:
+        """The trial ids as one shared ``pandas.Index`` named ``trial_id``: the tables
+        built from these segments share it, so its hash table is built once."""
+        return pd.Index(self.trial_ids.astype(str), name="trial_id")
+
+    def rows_of(self, trial_id: str) -> NDArray[np.intp]:
+        """Positions (in the original table) of one trial's rows, by iteration."""
+        where = self.index.get_indexer([trial_id])[0]
+        if where < 0:
+            return np.empty(0, dtype=np.intp)
+        rows = np.arange(self.starts[where], self.ends[where], dtype=np.intp)
+        return rows if self.order is None else self.order[rows]
 
     @property
     def n_trials(self) -> int:

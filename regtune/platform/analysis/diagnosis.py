@@ -121,12 +121,12 @@ def _ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.flo
         return np.where(np.abs(den) > 0, num / np.abs(den), np.nan)
 
 
-def _bias_gap(summary: pd.DataFrame | None, trial_ids: NDArray[np.object_]) -> NDArray:
+def _bias_gap(summary: pd.DataFrame | None, index: pd.Index) -> NDArray:
     """Largest group gap per trial at its selected epoch (NaN when no group metric exists)."""
-    gap = np.full(trial_ids.size, np.nan)
+    gap = np.full(len(index), np.nan)
     if summary is None:
         return gap
-    aligned = summary.reindex(trial_ids.astype(str))
+    aligned = summary if summary.index is index else summary.reindex(index)
     parts = [aligned[c].to_numpy(dtype=np.float64) for c in ("dp_diff", "eo_diff") if c in aligned]
     for groups in group_columns(list(aligned.columns)).values():
         values = aligned[list(groups.values())].to_numpy(dtype=np.float64)
@@ -167,7 +167,7 @@ def diagnose(
     lengths = seg.lengths
     half = np.maximum(lengths // 2, 1)
 
-    nonfinite = (~np.isfinite(train)) | (~np.isfinite(val))
+    nonfinite = ~np.isfinite(train + val)
     n_nonfinite = seg.reduce(np.add, nonfinite.astype(np.int64)) if n else np.zeros(0)
     # A spike: the loss jumps to SPIKE_RATIO x the previous epoch of the same trial.
     spike = np.zeros(train.size, dtype=bool)
@@ -197,7 +197,7 @@ def diagnose(
     val_improvement = _ratio(val_mid - val_end, val_mid)
     train_progress = _ratio(train_end, train_start)
     train_flat = _ratio(train_mid - train_end, train_mid)
-    bias_gap = _bias_gap(summary, seg.trial_ids)
+    bias_gap = _bias_gap(summary, seg.index)
 
     long_enough = lengths >= MIN_EPOCHS
     with np.errstate(invalid="ignore"):
@@ -250,7 +250,7 @@ def diagnose(
             "biased": biased,
             "too_short": too_short,
         },
-        index=pd.Index(seg.trial_ids.astype(str), name="trial_id"),
+        index=seg.index,
     )
     return table
 

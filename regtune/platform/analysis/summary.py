@@ -124,7 +124,7 @@ def trial_summary(
     for column in metrics:
         values = segment_values(epochs, column, seg)
         out[column] = values[last if column.startswith("test_") else chosen]
-    table = pd.DataFrame(out, index=pd.Index(seg.trial_ids.astype(str), name="trial_id"))
+    table = pd.DataFrame(out, index=seg.index)
     if trials is not None and "trial_id" in trials.columns:
         extra = trials.set_index(trials["trial_id"].astype(str))
         for column in ("status", "degenerate"):

@@ -122,11 +122,11 @@ def sweep_verdict(
                 f"next sweep to [{row.next_low:.3g}, {row.next_high:.3g}]"
             )
     if not diagnosis.empty:
-        judged = diagnosis[~diagnosis["too_short"]]
-        total = len(judged)
+        judged = ~diagnosis["too_short"].to_numpy(dtype=bool)
+        total = int(judged.sum())
         if total:
             share = {
-                label: float(judged[label].mean())
+                label: float(diagnosis[label].to_numpy(dtype=bool)[judged].mean())
                 for label in ("overfit", "underfit", "unstable", "biased")
             }
             regularizers = [p.name for p in swept if p.is_penalty] or ["the penalties"]
