@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import pickle
 import signal
@@ -73,25 +73,36 @@ def test_killed_worker_restarts_from_checkpoint(ray_local: None, tmp_path: Path)
     assert all(t.status == "finished" for t in outcome.trials)
 
 
-def _results(exp: Path) -> dict[str, list[dict[str, Any]]]:
-    out = {}
-    for path in exp.glob("trial_*/result.json"):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        out[path.parent.name] = rows
-    return out
-
-
 def _checkpoints(exp: Path) -> dict[str, dict[str, int | None]]:
-    """Per trial folder: checkpoint folder name -> the epoch it holds (None: incomplete)."""
+    """Per trial id: checkpoint folder path -> the epoch it holds (None: incomplete)."""
     fs = pafs.LocalFileSystem()
     return {
-        trial.name: {Path(c.path).name: c.epoch for c in list_checkpoints(fs, str(trial))}
+        trial.name.removeprefix("trial_"): {
+            c.path: c.epoch for c in list_checkpoints(fs, str(trial))
+        }
         for trial in sorted(exp.glob("trial_*"))
     }
 
 
-def _newest(checkpoints: dict[str, int | None]) -> int:
-    return max((e for e in checkpoints.values() if e is not None), default=0)
+def _newest(checkpoints: dict[str, int | None]) -> tuple[int, str]:
+    """(epoch, path) of the newest complete checkpoint; (0, "") when none."""
+    return max(((e, p) for p, e in checkpoints.items() if e is not None), default=(0, ""))
+
+
+class _Recorder(tune.Callback):
+    """What the resumed run restored from and wrote, per trial id."""
+
+    def __init__(self) -> None:
+        self.restored_from: dict[str, str] = {}
+        self.written: dict[str, list[str]] = {}
+
+    def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.restored_from[trial.trial_id] = str(trial.checkpoint.path)
+
+    def on_checkpoint(
+        self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        self.written.setdefault(trial.trial_id, []).append(str(checkpoint.path))
 
 
 #: ASHA rungs for grace_period 1, reduction_factor 2, max_epochs 40 (and max_t).
@@ -102,14 +113,15 @@ RUNGS = {1, 2, 4, 8, 16, 32, RESUME_MAX_EPOCHS}
 def test_killed_driver_resumes_each_trial_from_its_newest_checkpoint(
     ray_local: None, tmp_path: Path
 ) -> None:
-    """SIGKILL the driver after trials checkpointed but before Tune's next
-    experiment snapshot, then resume in another driver (this test process,
-    on the session's Ray: one Ray start fewer).
+    """SIGKILL the driver (a ``regtune sweep`` process with the local Ray it
+    started) after trials checkpointed but before Tune's next experiment
+    snapshot, then resume in another driver (this test process, on the
+    session's Ray: one Ray start fewer).
 
     Tune's snapshot period is an hour in the first run, so every checkpoint
-    on disk at the kill is newer than the snapshot (which recorded no
-    checkpoint at all): Tune alone would restart each trial from scratch and
-    write its epochs over the existing checkpoint folders.
+    on disk at the kill is newer than the snapshot (which recorded none):
+    Tune alone would restart each trial from scratch, judge it against empty
+    rungs, and write its epochs into the existing checkpoint folders.
     """
     raw = {
         **BASE,
@@ -124,56 +136,60 @@ def test_killed_driver_resumes_each_trial_from_its_newest_checkpoint(
     spec_file = tmp_path / "resume.yaml"
     spec_file.write_text(yaml.safe_dump(raw))
     storage = tmp_path / "runs"
+    # No --name: a new experiment named resume-<time>-<hex>.
     cmd = [
         sys.executable, "-m", "regtune.platform.cli", "sweep", str(spec_file),
         "--storage", str(storage), "--json",
     ]  # fmt: skip
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
-    # No --name: a new experiment named resume-<time>-<hex>.
     driver = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL)
     exp = storage / "not-yet"
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and driver.poll() is None:
             exp = next(storage.glob("resume-*"), exp)
-            rows = _results(exp)
-            unfinished = [t for t, r in rows.items() if r and not r[-1].get("done")]
-            if any(_newest(_checkpoints(exp).get(t, {})) >= 4 for t in unfinished):
+            # A trial past rung 4 at an epoch that is no rung is running.
+            epochs = [_newest(c)[0] for c in _checkpoints(exp).values()]
+            if any(e >= 5 and e not in RUNGS for e in epochs):
                 break
             time.sleep(0.02)
-        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+        running = driver.poll() is None
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
         driver.wait(timeout=30)
-    before_rows = _results(exp)
+    assert running, f"the sweep ended (exit {driver.returncode}) before it could be interrupted"
     before = _checkpoints(exp)
-    assert any(_newest(c) >= 4 for c in before.values()), before
     with (exp / STATE_FILE).open("rb") as handle:  # written by the test's own run
-        stopped_before = pickle.load(handle)["stopped_at"]
+        stopped_before: dict[str, int] = pickle.load(handle)["stopped_at"]
 
-    # resume without a name: the newest experiment of the spec.
-    outcome = run_sweep(load_spec(raw), storage=str(storage), resume=True)
+    recorder = _Recorder()
+    # Resume without a name: the newest experiment of the spec.
+    outcome = run_sweep(load_spec(raw), storage=str(storage), resume=True, callbacks=[recorder])
     assert outcome.name == exp.name
     assert len(outcome.trials) == 3
-    after_rows = _results(exp)
     after = _checkpoints(exp)
-    for trial, rows in before_rows.items():
-        new_rows = after_rows[trial][len(rows) :]
-        trial_id = trial.removeprefix("trial_")
-        if trial_id in stopped_before:
-            # Stopped at a rung before the kill: stopped again, nothing rerun.
-            assert not new_rows, f"{trial} was stopped at {stopped_before[trial_id]} and rerun"
-            continue
-        if new_rows:
-            # Continued from its newest complete checkpoint, not an older one.
-            assert new_rows[0]["training_iteration"] == _newest(before[trial]) + 1, trial
-        # No checkpoint folder was written again with another epoch.
-        for folder, epoch in before[trial].items():
-            if epoch is not None and folder in after[trial]:
-                assert after[trial][folder] == epoch, f"{trial}/{folder} overwritten"
-        # Retention: the newest CHECKPOINTS_KEPT remain once the run is over.
-        assert len([e for e in after[trial].values() if e is not None]) <= CHECKPOINTS_KEPT
+    existed = {path for folders in before.values() for path in folders}
+    continued = 0
     for t in outcome.trials:
         assert t.status in ("finished", "stopped early"), t
         # ASHA stops trials only at rungs, also after the resume.
         assert t.iterations in RUNGS, t
+        # No folder that existed at the kill was written again.
+        assert not existed & set(recorder.written.get(t.trial_id, [])), t.trial_id
+        # Retention: the newest CHECKPOINTS_KEPT remain once the run is over.
+        assert len([e for e in after[t.trial_id].values() if e is not None]) <= CHECKPOINTS_KEPT
+        if t.trial_id in stopped_before:
+            # Stopped at a rung before the kill: stopped again, not rerun.
+            assert t.iterations == stopped_before[t.trial_id], t
+            assert t.trial_id not in recorder.restored_from
+            continue
+        epoch, path = _newest(before[t.trial_id])
+        if not path:
+            continue  # had not checkpointed yet: started from scratch
+        # Continued from its newest complete checkpoint, not an older one...
+        assert recorder.restored_from[t.trial_id] == path, t.trial_id
+        # ...and trained on from that epoch.
+        assert t.metrics["training_iteration"] - t.metrics["iterations_since_restore"] == epoch
+        continued += 1
+    assert continued, "no trial was interrupted with a checkpoint"
