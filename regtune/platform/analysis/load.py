@@ -153,9 +153,10 @@ def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.Da
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in _KEYS})
     table = pa.concat_tables(tables, promote_options="permissive")
     del tables
+    # self_destruct frees each Arrow column as it is converted: peak ~1x, not 2x.
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
-    return _latest_rows(frame[[c for c in wanted if c in frame.columns]])
+    return _latest_rows(frame)
 
 
 def _latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
