@@ -101,7 +101,8 @@ class SweepOutcome:
             "objectives": [{"metric": m, "mode": md} for m, md in self.objectives],
             "counts": self.counts(),
             "front": list(self.front),
-            "best": None if best is None else best.trial_id,
+            # A mapping, so the CLI can add its `regtune train` command to it.
+            "best": None if best is None else {"trial_id": best.trial_id, "params": best.params},
             "trials": [
                 {
                     "trial_id": t.trial_id,

@@ -52,6 +52,7 @@ def test_to_dict_is_plain_json_with_what_the_cli_printed(tmp_path: Path) -> None
     text = json.dumps(data, allow_nan=False)  # NaN objectives became null
     assert set(data) >= CLI_KEYS
     assert all(set(t) >= CLI_TRIAL_KEYS for t in data["trials"])
-    assert data["best"] == "t1" and data["results"] == f"{exp}/results"
+    assert data["best"] == {"trial_id": "t1", "params": {"penalties.l2": 0.0}}
+    assert data["results"] == f"{exp}/results"
     assert json.loads(text) == data
     assert {t["trial_id"]: t["degenerate"] for t in data["trials"]}["t4"] is True
