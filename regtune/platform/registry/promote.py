@@ -21,6 +21,7 @@ from regtune.platform.registry.location import check_name
 from regtune.platform.registry.selection import Objective, rank
 from regtune.platform.registry.trials import (
     SweepTrial,
+    excluded_by_results_store,
     experiment_path,
     read_objectives,
     read_sweep_trials,
@@ -108,7 +109,8 @@ def promote(
     if not chosen_objectives:
         raise SpecError(NO_OBJECTIVES.format(path=path))
     trials = read_sweep_trials(path)
-    candidates = [t for t in trials if t.checkpoint is not None]
+    excluded = excluded_by_results_store(path)
+    candidates = [t for t in trials if t.checkpoint is not None and t.trial_id not in excluded]
     order = rank([t.metrics for t in candidates], chosen_objectives)
     if not order:
         raise SpecError(
@@ -160,6 +162,7 @@ def promote(
         },
         "trial_epochs": {t.trial_id: t.epoch for t in picked},
         "gates": [r.gate.text for r in results],
+        "excluded": excluded,
         "teacher": None,
     }
     outcome.version = save_version(

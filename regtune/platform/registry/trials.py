@@ -25,6 +25,7 @@ from regtune.trainables.checkpoint import TENSORS_FILE, TREE_FILE, load_tree
 __all__ = [
     "SweepTrial",
     "TrialWeights",
+    "excluded_by_results_store",
     "experiment_path",
     "read_objectives",
     "read_sweep_trials",
@@ -175,3 +176,25 @@ def read_weights(trial: SweepTrial) -> TrialWeights:
         config=dict(config),
         fingerprint=fingerprint if isinstance(fingerprint, str) else None,
     )
+
+
+def excluded_by_results_store(experiment: Path) -> dict[str, str]:
+    """Trials the results store marks unusable (``{trial_id: reason}``): an
+    ``error`` status or a constant predictor. Empty when the experiment has
+    no results store (sweeps from before it) or it cannot be read."""
+    if not (experiment / "results" / "trials.parquet").is_file():
+        return {}
+    from regtune.errors import DataError
+    from regtune.platform.results import read_trials
+
+    try:
+        table = read_trials(str(experiment))
+    except (DataError, OSError):
+        return {}
+    out: dict[str, str] = {}
+    for row in table.itertuples(index=False):
+        if bool(row.degenerate):
+            out[str(row.trial_id)] = "constant predictor"
+        elif row.status == "error":
+            out[str(row.trial_id)] = "error"
+    return out

@@ -18,10 +18,11 @@ from regtune.platform.registry import (
     load_version,
     save_version,
 )
-from regtune.platform.registry.distill import DistillSettings, distill, student_config
+from regtune.platform.registry.distill import DistillSettings, student_config
 from regtune.platform.registry.kd import distillation_loss
 from regtune.platform.registry.quantize import quantize_version
 from regtune.trainables.data import Dataset
+from regtune.trainables.loop import RunResult
 
 from .conftest import train_tiny
 
@@ -42,41 +43,22 @@ def test_distillation_loss_is_zero_when_student_matches_teacher() -> None:
     assert float(distillation_loss(torch.zeros(8, 3), logits, 2.0)) > 0.0
 
 
-@pytest.mark.ray
-def test_distill_registers_a_student_with_its_teacher(
-    ray_local: None, teacher: ModelVersion, digits: Dataset
-) -> None:
-    root = str(Path(teacher.path).parents[1])
-    settings = DistillSettings(
-        student={"arch": "mlp", "width": 16, "depth": 1}, epochs=3, lr=0.02, temperature=3.0
-    )
-    student = distill("teacher", settings, name="student", root=root)
-    assert (student.name, student.version, student.kind) == ("student", 1, "student")
-    lineage = student.meta["lineage"]
-    assert lineage["teacher"] == {"name": "teacher", "version": 1, "path": teacher.path}
-    assert lineage["distillation"]["temperature"] == 3.0 and lineage["distillation"]["epochs"] == 3
-    # The fixture's Ray declares one GPU: the task asked for it, and trained where torch could.
-    assert lineage["distillation"]["num_gpus"] == 1.0
-    assert lineage["distillation"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert student.metrics["n_params"] < teacher.metrics["n_params"] / 4
-    assert student.metrics["test_acc"] > 0.3  # learned something from 3 epochs of soft targets
-    loaded = load_version("student:1", root=root)
-    with torch.no_grad():
-        assert torch.equal(loaded.module(digits.test.x), student.module(digits.test.x))
-
-
 def test_student_config_keeps_or_drops_the_teacher_regularizers(
-    digits: Dataset, tmp_path: Path
+    tiny_run: RunResult, tmp_path: Path
 ) -> None:
-    run = train_tiny(digits, penalties={"l2": 1e-3, "input_noise": 0.05})
-    mv = save_version("reg", [Member.from_model(run.config, run.model)], digits, root=str(tmp_path))
+    config = tiny_run.config.model_dump(mode="json")
+    config["penalties"].update({"l2": 1e-3, "input_noise": 0.05})
+    member = Member(config=config, state=tiny_run.model.state_dict())
+    mv = save_version(
+        "reg", [member], tiny_run.dataset, metrics={"test_acc": 0.0}, root=str(tmp_path)
+    )
     plain = student_config(mv, DistillSettings())
     assert plain.penalties.l2 == 0.0 and plain.model.width == 32
     same = student_config(
         mv, DistillSettings(same_regularizers=True, overrides=("penalties.l1=1e-4",))
     )
     assert (same.penalties.l2, same.penalties.input_noise, same.penalties.l1) == (1e-3, 0.05, 1e-4)
-    assert same.dataset == run.config.dataset
+    assert same.dataset == tiny_run.config.dataset
 
 
 def test_quantized_version_records_accuracy_and_size(
@@ -101,20 +83,38 @@ def test_quantized_version_records_accuracy_and_size(
 
 
 @pytest.mark.ray
-def test_distill_cli_with_quantize_and_its_bad_input(
-    ray_local: None, teacher: ModelVersion
+def test_distill_registers_a_student_with_its_teacher_and_an_int8_copy(
+    ray_local: None, teacher: ModelVersion, digits: Dataset
 ) -> None:
     storage = str(Path(teacher.path).parents[2])
+    root = f"{storage}/registry"
     result = runner.invoke(
         app,
-        ["distill", "teacher", "--storage", storage, "--student", "logreg", "--epochs", "2",
-         "--quantize", "--json"],
+        ["distill", "teacher", "--storage", storage, "--width", "16", "--epochs", "3",
+         "--lr", "0.02", "--temperature", "3", "--quantize", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["registered"] == "teacher:2" and payload["teacher"] == "teacher:1"
     assert payload["quantized"]["registered"] == "teacher:3"
-    assert list_versions("teacher", root=f"{storage}/registry") == [1, 2, 3]
+    assert list_versions("teacher", root=root) == [1, 2, 3]
+    student = load_version("teacher:2", root=root)
+    assert student.kind == "student"
+    lineage = student.meta["lineage"]
+    assert lineage["teacher"] == {"name": "teacher", "version": 1, "path": teacher.path}
+    assert lineage["distillation"]["temperature"] == 3.0 and lineage["distillation"]["epochs"] == 3
+    # The fixture's Ray declares one GPU: the task asked for it, and trained where torch could.
+    assert lineage["distillation"]["num_gpus"] == 1.0
+    assert lineage["distillation"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert student.metrics["n_params"] < teacher.metrics["n_params"] / 4
+    assert student.metrics["test_acc"] > 0.3  # learned something from 3 epochs of soft targets
+    int8 = load_version("teacher:3", root=root)
+    assert int8.quantized and int8.meta["lineage"]["quantized_from"] == "teacher:2"
+    assert int8.meta["quantization"]["float_test_acc"] == student.metrics["test_acc"]
+
+
+def test_distill_and_quantize_cli_refuse_bad_input(teacher: ModelVersion) -> None:
+    storage = str(Path(teacher.path).parents[2])
     for args, fragment in [
         (["--alpha", "2"], "--alpha 2.0 is not allowed"),
         (["--temperature", "0"], "--temperature 0.0 is not allowed"),
@@ -128,6 +128,6 @@ def test_distill_cli_with_quantize_and_its_bad_input(
     for ref, fragment in [("ghost", "'ghost' has no versions"), ("teacher:9", "no version 9")]:
         bad = runner.invoke(app, ["distill", ref, "--storage", storage])
         assert bad.exit_code == 2 and fragment in bad.stderr, bad.output
-    bad = runner.invoke(app, ["models", "quantize", "teacher:3", "--storage", storage])
-    assert bad.exit_code == 2 and "already quantized" in bad.stderr
-    assert list_versions("teacher", root=f"{storage}/registry") == [1, 2, 3]
+    bad = runner.invoke(app, ["models", "quantize", "ghost:1", "--storage", storage])
+    assert bad.exit_code == 2 and "'ghost' has no versions" in bad.stderr
+    assert list_versions("teacher", root=f"{storage}/registry") == [1]
