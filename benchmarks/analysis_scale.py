@@ -139,6 +139,9 @@ def write_synthetic(exp: Path, trials: int, epochs: int, seed: int = 0) -> dict[
 
 
 def _regtune(exp: str) -> dict[str, Any]:
+    # Import everything the command imports first: the baseline is the process ready to read.
+    import regtune.platform.analysis.run
+    import regtune.platform.cli  # noqa: F401
     from regtune.platform.analysis.load import load_experiment
 
     base = peak_rss_mb()

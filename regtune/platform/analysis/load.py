@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from regtune.errors import DataError
-from regtune.platform.analysis.curves import segment_values, segments
+from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.results import ResultsWarning, read_epochs, read_spec, read_trials
 from regtune.platform.results.degenerate import GROUP_GAPS
 from regtune.platform.results.files import PART_PREFIX, PART_SUFFIX, locate
@@ -77,6 +77,8 @@ class Experiment:
     trials: pd.DataFrame
     spec: SweepSpec | None
     notes: list[str] = field(default_factory=list)
+    #: The epochs table's per-trial segments, when the reader computed them (reused by analysis).
+    segments: Segments | None = None
 
     @property
     def running(self) -> int:
@@ -182,11 +184,10 @@ def _latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[order[last]].reset_index(drop=True)
 
 
-def _trial_states(exp: str, epochs: pd.DataFrame) -> pd.DataFrame:
+def _trial_states(exp: str, epochs: pd.DataFrame, seg: Segments) -> pd.DataFrame:
     """Status (stored, else ``running``) and degenerate (the store's rule on the last epoch:
     every gap in ``GROUP_GAPS`` reported and exactly 0), without reading the trial rows again."""
     states, _ = stored_trial_states(locate(exp))
-    seg = segments(epochs)
     present = [str(t) for t in seg.trial_ids]
     status = [states[t].status if t in states else "running" for t in present]
     degenerate = np.zeros(seg.n_trials, dtype=bool)
@@ -223,10 +224,12 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
     notes = list(dict.fromkeys(notes))
     if epochs.empty:
         raise DataError(MSG_EMPTY.format(exp=exp))
+    seg: Segments | None = None
     if columns is not None:
+        seg = segments(epochs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResultsWarning)
-            trials = _trial_states(exp, epochs)
+            trials = _trial_states(exp, epochs, seg)
         _record(caught, notes)
     spec: SweepSpec | None = None
     try:
@@ -235,7 +238,9 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
         notes.append(MSG_NO_SPEC.format(exp=exp, reason=exc))
     if "experiment" in epochs.columns and len(epochs):
         name = str(epochs["experiment"].iloc[0])
-    result = Experiment(name=name, path=str(exp), epochs=epochs, trials=trials, spec=spec)
+    result = Experiment(
+        name=name, path=str(exp), epochs=epochs, trials=trials, spec=spec, segments=seg
+    )
     if result.running:
         result.notes.append(MSG_RUNNING.format(exp=exp, running=result.running, total=len(trials)))
     result.notes[:0] = notes

@@ -18,7 +18,7 @@ import pandas as pd
 
 from regtune.errors import DataError, SpecError
 from regtune.platform.analysis.best import BestTrial, best_trial, best_trial_id
-from regtune.platform.analysis.curves import segments
+from regtune.platform.analysis.curves import Segments, segments
 from regtune.platform.analysis.diagnosis import diagnose, explain, group_columns
 from regtune.platform.analysis.front import Front, pareto_table, resolve_objectives
 from regtune.platform.analysis.load import Experiment, load_experiment, stored_columns
@@ -252,6 +252,7 @@ def analyze_tables(
     name: str = "",
     path: str = "",
     notes: Sequence[str] = (),
+    seg: Segments | None = None,
 ) -> Analysis:
     """Analyse an epochs table (the results contract's shape).
 
@@ -260,6 +261,7 @@ def analyze_tables(
     (default: the spec's objectives; with a single one, also ``ece``).
     ``metrics``: the metrics drawn along each path (default: all).
     ``penalties``: the swept parameters to draw paths for (default: all swept).
+    ``seg``: the table's segments if already computed (they must be of ``epochs``).
 
     Raises:
         SpecError: an unknown metric, objective or parameter; the message lists
@@ -273,7 +275,7 @@ def analyze_tables(
         check_metric(metric, present, "metric")
     if not {"train_loss", "val_loss"} <= set(present):
         raise SpecError(MSG_NO_LOSSES.format(present=", ".join(present) or "(none)"))
-    seg = segments(epochs)
+    seg = seg if seg is not None else segments(epochs)
     summary = trial_summary(epochs, primary, trials=trials, seg=seg)
     swept = swept_parameters(summary, spec)
     if penalties:
@@ -361,6 +363,7 @@ def analyze_experiment(
         name=experiment.name,
         path=experiment.path,
         notes=experiment.notes,
+        seg=experiment.segments,
     )
     # CPU seconds next to wall seconds: on a shared machine the wall clock also counts
     # the time other processes held the cores.
