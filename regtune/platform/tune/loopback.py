@@ -70,7 +70,13 @@ def is_all_interfaces(host: str) -> bool:
 
 @contextmanager
 def single_node_start() -> Iterator[None]:
-    """Within it, a ``ray.init`` that starts a node keeps ``127.0.0.1`` as its address.
+    """Within it, ``ray.init`` keeps ``127.0.0.1`` where Ray would replace it.
+
+    A ``ray.init`` that starts a node keeps ``127.0.0.1`` as the node's
+    address; one that joins ``127.0.0.1:PORT`` (given, or found by
+    ``auto``) connects there, instead of to the machine's outward address,
+    where a loopback-only cluster does not listen. Other addresses are not
+    changed.
 
     Only this process's view changes (Ray's module constant, not the
     environment), so processes it starts later, such as ``ray start`` or a

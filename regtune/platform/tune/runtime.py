@@ -13,7 +13,9 @@ network and leaves nothing behind:
   them (:mod:`regtune.platform.tune.banners`).
 
 Joining a cluster (``address``) follows that cluster's own address: a
-driver's sockets listen where the cluster's node does.
+driver's sockets listen where the cluster's node does. A loopback address
+(``127.0.0.1:6379``, or ``auto`` finding a local cluster) is kept as given,
+so a cluster kept on loopback can be joined.
 """
 
 from __future__ import annotations
@@ -53,12 +55,15 @@ def ensure_ray(
     apply_verbosity(verbose)
     reap_dead_sessions()
     if address is not None:
-        ray.init(
-            address=address,
-            log_to_driver=False,
-            configure_logging=True,
-            logging_level=ray_log_level(verbose),
-        )
+        # Ray rewrites a loopback address (given, or found by "auto") to the
+        # machine's outward one, where a loopback-only cluster does not listen.
+        with single_node_start():
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                configure_logging=True,
+                logging_level=ray_log_level(verbose),
+            )
         return
     start_local_ray(dashboard=dashboard, verbose=verbose)
 

@@ -67,8 +67,10 @@ SWEEP_DRIVER = """
 import json, sys
 from regtune.platform.tune.sweep import run_sweep
 from regtune.search_spaces import load_spec
+import ray
 outcome = run_sweep(load_spec(json.loads(sys.argv[1])), storage=sys.argv[2], name="loop")
-print("READY " + json.dumps({"trials": len(outcome.trials)}), flush=True)
+address = ray.get_runtime_context().gcs_address
+print("READY " + json.dumps({"trials": len(outcome.trials), "address": address}), flush=True)
 sys.stdin.read()
 """
 
@@ -280,7 +282,9 @@ def test_local_sweep_listens_on_loopback_and_leaves_nothing_after_a_kill(
         )
     procs: list[Any] = []
     try:
-        assert _wait_ready(proc, err_path) == {"trials": 2}
+        ready = _wait_ready(proc, err_path)
+        assert ready["trials"] == 2
+        assert ready["address"].startswith("127.0.0.1:")
         print(f"sweep ready after {time.monotonic() - started:.1f} s")
         procs = _tree(psutil, [proc.pid])
         listeners = _listeners(psutil, procs, proc.pid)
@@ -307,7 +311,30 @@ def test_local_sweep_listens_on_loopback_and_leaves_nothing_after_a_kill(
         assert stat.S_IMODE(token.parent.stat().st_mode) == 0o700
         assert len(token.read_text()) == 64
 
-        # 4. A killed driver: the next regtune command stops what is left of its Ray.
+        # 4. A second driver joins it by its loopback address, and listens on loopback.
+        join_err = short_tmp / "join.err"
+        with join_err.open("w") as err:
+            joined = subprocess.Popen(
+                [sys.executable, "-c", JOIN_DRIVER, ready["address"]],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                # Ray sends the token to an address given explicitly only when asked.
+                env={**env, "RAY_AUTH_MODE": "token"},
+            )
+        try:
+            assert _wait_ready(joined, join_err) == {"sum": 3}
+            mine = _listeners(psutil, [psutil.Process(joined.pid)], joined.pid)
+            assert [item.kind for item in mine] == ["core_worker"]
+            assert [str(item) for item in mine if not is_loopback(item.ip)] == []
+        finally:
+            assert joined.stdin is not None and joined.stdout is not None
+            joined.stdin.close()  # it exits
+            joined.wait(timeout=60)
+            joined.stdout.close()
+
+        # 5. A killed driver: the next regtune command stops what is left of its Ray.
         records = list((state / "ray-sessions").glob("session_*.json"))
         assert len(records) == 1
         session_dir = json.loads(records[0].read_text())["session_dir"]
@@ -326,7 +353,7 @@ def test_local_sweep_listens_on_loopback_and_leaves_nothing_after_a_kill(
             proc.wait(timeout=30)
         _stop(psutil, procs)
 
-    # 5. No banner reached the user.
+    # 6. No banner reached the user.
     assert proc.stdout is not None and proc.stdin is not None
     output = proc.stdout.read() + err_path.read_text()
     proc.stdout.close()
