@@ -93,6 +93,25 @@ def test_promote_registers_the_best_trials_as_an_ensemble(
     )
 
 
+def test_several_objectives_choose_along_the_pareto_front(sweep: tuple[str, str]) -> None:
+    storage, experiment = sweep
+    objectives = [("val_acc", "max"), ("sparsity", "max")]
+    result = promote(
+        experiment, name="pareto", top_k=1, objectives=objectives, storage=storage,
+        root=registry_root(storage),
+    )  # fmt: skip
+    assert result.version is not None
+    lineage = result.version.meta["lineage"]
+    assert lineage["selection"] == "pareto" and lineage["excluded"] == {}
+    chosen = result.members[0].metrics
+    trials = read_sweep_trials(Path(storage) / experiment)
+    # The chosen trial is on the front: no trial beats it in both objectives.
+    assert not any(
+        t.metrics["val_acc"] > chosen["val_acc"] and t.metrics["sparsity"] > chosen["sparsity"]
+        for t in trials
+    )
+
+
 def test_failed_gate_writes_nothing_and_says_by_how_much(sweep: tuple[str, str]) -> None:
     storage, experiment = sweep
     before = list_versions("gated", root=registry_root(storage))
