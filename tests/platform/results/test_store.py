@@ -363,3 +363,16 @@ def test_readers_import_neither_ray_nor_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_parts_are_merged_as_they_pile_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import regtune.platform.results.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "COMPACT_EVERY_PARTS", 3)
+    exp = str(tmp_path / "store")
+    w = _writer(exp)  # a part per row
+    folder = tmp_path / "store" / "results" / "epochs"
+    for i in range(1, 8):
+        w.add("t1", tune_result(i, _config(0.0), **_metrics(0.1 * i)))
+        assert len(list(folder.glob("part-*.parquet"))) < 3
+    assert list(read_epochs(exp)["iteration"]) == list(range(1, 8))
