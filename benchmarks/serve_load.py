@@ -316,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(kinds) - set(CONTENDERS))
     if unknown:
         parser.error(f"--contenders: unknown {unknown}; allowed: {', '.join(CONTENDERS)}")
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as root:
         ref = register(root, members, epochs=1 if smoke else 3)
         records = sample_records(200)
@@ -343,11 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"request. In-process floor: {floor_us['request_us']:.0f} us per request (validate, "
         f"encode, forward, format), forward {floor_us['forward_1_us']:.0f} us for 1 row and "
         f"{floor_us['forward_32_us']:.0f} us for 32 rows. 2 shared cores, load generator on the "
-        "same machine; measured while other engineers' jobs ran (numbers are pessimistic)."
+        "same machine; measured while other engineers' jobs ran (numbers are pessimistic). "
+        "Under such contention a multi-process Serve gets a larger share of the CPUs than one "
+        "uvicorn process, which flatters Serve in the c32 ratio."
     )
     path = write_results(
         "serve_load",
         {"members": members, "requests_c32": n_requests, "floor_us": floor_us,
+         "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
          "contenders": results, "settings": {k: v[0] for k, v in CONTENDERS.items()},
          "env": {k: v[1] for k, v in CONTENDERS.items()}},
         table,

@@ -10,8 +10,10 @@ Names (all tagged with ``model``)::
     regtune_serve_feedback_ece         gauge       ECE on labelled traffic
     regtune_serve_canary_weight        gauge       current canary share (0 after rollback)
 
-Ray's metrics agent scrapes them from every replica; outside Ray (the plain
-uvicorn process of the benchmark) :class:`NoMetrics` records nothing.
+Ray's metrics agent collects them from every replica and serves them on its
+metrics export port with a ``ray_`` prefix (``ray_regtune_serve_latency_ms_bucket``);
+outside Ray (the plain uvicorn process of the benchmark) :class:`NoMetrics`
+records nothing.
 """
 
 from __future__ import annotations

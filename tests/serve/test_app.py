@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,7 +31,7 @@ def labels(served: Served, n: int, start: int = 0) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def client(served: Served) -> httpx.Client:
+def client(served: Served) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=served.base, timeout=30.0) as c:
         yield c
 

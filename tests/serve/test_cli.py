@@ -62,14 +62,18 @@ def test_a_busy_port_is_refused_before_serve_starts(registry: Registry) -> None:
     assert f"--port {port}" in result.output
 
 
-def test_once_serves_one_request_and_exits(ray_local: None, registry: Registry) -> None:
+def test_once_serves_one_request_and_exits(
+    ray_local: None, registry: Registry, tmp_path: Path
+) -> None:
     port = free_port()
     args = ["serve", f"{MODEL}:1", "--port", str(port), "--once",
+            "--output", str(tmp_path / "a.json"),
             "--set", f"registry={registry.root}", "--set", "num_cpus=0"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     # The answer comes first; Ray may add its own lines while Serve shuts down.
     answer, _ = json.JSONDecoder().raw_decode(result.stdout)
+    assert json.loads((tmp_path / "a.json").read_text()) == answer
     assert answer["model_name"] == MODEL and answer["model_version"] == 1
     (prediction,) = answer["predictions"]
     assert prediction["label"] in ("<=50K", ">50K")

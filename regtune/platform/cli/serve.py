@@ -2,9 +2,10 @@
 
 Runs until Ctrl-C. ``--once`` starts the application, sends one predict
 request (``--request FILE``, else a typical record built from the version's
-training reference), prints the JSON answer and exits: status 0 when the
-answer was a 200, 1 otherwise. ``--write-config FILE`` writes the equivalent
-Serve config file (for ``serve run`` / ``serve deploy``) and starts nothing.
+training reference), prints the JSON answer (and writes it to ``--output
+FILE``) and exits: status 0 when the answer was a 200, 1 otherwise.
+``--write-config FILE`` writes the equivalent Serve config file (for
+``serve run`` / ``serve deploy``) and starts nothing.
 
 Every bad value exits with status 2 naming the option or key, the value and
 what is allowed; a missing or tampered version is refused before Ray starts.
@@ -113,6 +114,9 @@ def serve(
     request: Annotated[
         Path | None, typer.Option(help="With --once: JSON file with the request to send.")
     ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="With --once: also write the JSON answer to this file.")
+    ] = None,
     write_config: Annotated[
         Path | None, typer.Option(help="Write a Serve config file for serve run/deploy; exit.")
     ] = None,
@@ -152,7 +156,7 @@ def serve(
         _check_port(host, port)
     except (RegtuneError, ValueError) as exc:
         raise fail(exc) from None
-    _run(settings, service.name, host, port, address, once, body)
+    _run(settings, service.name, host, port, address, once, body, output)
 
 
 def _run(
@@ -163,6 +167,7 @@ def _run(
     address: str | None,
     once: bool,
     body: bytes,
+    output: Path | None = None,
 ) -> None:
     import httpx
     from ray import serve as ray_serve
@@ -187,6 +192,8 @@ def _run(
             reply = httpx.post(
                 f"{base}/v1/models/{name}:predict", content=body, headers=headers, timeout=60.0
             )
+            if output is not None:
+                output.write_text(reply.text, encoding="utf-8")
             try:
                 out.print_json(data=reply.json())
             except ValueError:
