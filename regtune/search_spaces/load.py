@@ -135,7 +135,10 @@ def load_train_config(
 
     A mapping whose keys are all TrainConfig keys (dataset, model, training,
     penalties) is a training config; anything else is read as a sweep spec
-    and reduced with :func:`train_config_from_spec`. Overrides apply first.
+    and reduced with :func:`train_config_from_spec`. Overrides apply first;
+    they may fix every sampled value (the ``--set`` line that reproduces one
+    trial): a spec trained once needs nothing to sample, and its searcher and
+    PBT settings are not checked.
 
     Returns:
         The validated config as a plain dict, holding only the keys given
@@ -147,7 +150,7 @@ def load_train_config(
     raw, origin, lines = _read_source(source)
     overrides = list(overrides)
     if not isinstance(raw, Mapping):
-        return train_config_from_spec(build_spec(raw, origin, lines))
+        return train_config_from_spec(build_spec(raw, origin, lines, one_run=True))
     raw = _resolve_data_path(raw, _folder_of(source), overrides)
     if set(raw) <= set(TRAIN_KEYS):
         try:
@@ -164,7 +167,8 @@ def load_train_config(
             message = "\n".join([header, *message.splitlines()[1:]])
             raise SpecError(message, problems)
         return config.model_dump(exclude_unset=True)
-    return train_config_from_spec(build_spec(raw, origin, lines, overridden=overrides))
+    spec = build_spec(raw, origin, lines, overridden=overrides, one_run=True)
+    return train_config_from_spec(spec)
 
 
 def data_path_as_written(

@@ -164,10 +164,11 @@ def build_spec(
     overridden: Iterable[str] = (),
     *,
     check_data: bool = True,
+    one_run: bool = False,
 ) -> SweepSpec:
     """Validate a raw mapping (parsed YAML) into a :class:`SweepSpec`.
 
     Arguments and errors as :func:`~regtune.search_spaces.validate.check_spec`.
     """
-    fields = check_spec(raw, origin, lines, overridden, check_data=check_data)
+    fields = check_spec(raw, origin, lines, overridden, check_data=check_data, one_run=one_run)
     return SweepSpec(**fields, source=copy.deepcopy(dict(raw)))

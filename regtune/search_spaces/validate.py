@@ -130,6 +130,7 @@ def check_spec(
     overridden: Iterable[str] = (),
     *,
     check_data: bool = True,
+    one_run: bool = False,
 ) -> SpecFields:
     """Validate a raw mapping (parsed YAML) into the parts of a spec.
 
@@ -141,6 +142,9 @@ def check_spec(
             are blamed on the option.
         check_data: also check that a csv/parquet ``dataset.path`` exists and
             has the declared columns (reads only the column names).
+        one_run: the spec will train one configuration (``regtune train``),
+            not be searched: the rules of searching (something to sample, the
+            searcher against the distributions, PBT's mutations) do not apply.
 
     Raises:
         SpecError: every problem found, one line each.
@@ -151,7 +155,7 @@ def check_spec(
         )
         raise SpecError.from_problems(INVALID_SPEC.format(origin=origin), [problem])
     checker = _Checker()
-    fields = checker.build(raw, check_data)
+    fields = checker.build(raw, check_data, one_run)
     if checker.problems or fields is None:
         message = format_problems(checker.problems, origin, lines or {}, overridden)
         raise SpecError(message, checker.problems)
@@ -163,7 +167,9 @@ class _Checker(ProblemLog):
 
     # -- the whole spec -------------------------------------------------------
 
-    def build(self, raw: Mapping[str, Any], check_data: bool = True) -> SpecFields | None:
+    def build(
+        self, raw: Mapping[str, Any], check_data: bool = True, one_run: bool = False
+    ) -> SpecFields | None:
         """The validated parts of a spec, or ``None`` if any problem was logged."""
         for key in raw:
             if key not in SPEC_KEYS:
@@ -208,13 +214,17 @@ class _Checker(ProblemLog):
             cross_budget(self, budget, scheduler)
         if resources is not None:
             cross_resources(self, resources, samples)
-        cross_searcher(self, searcher, scheduler, dists)
-        if isinstance(scheduler, PbtConfig):
+        if not one_run:
+            cross_searcher(self, searcher, scheduler, dists)
+        if isinstance(scheduler, PbtConfig) and not one_run:
             cross_pbt(self, scheduler, space, dists, checkpoint)
         if self.problems:
             return None
         check_base_config(self, space)
-        if not self.problems:
+        if not self.problems and not one_run:
+            # One run of a spec is one trial, which may hold keys its sampled
+            # values leave idle (method none, eps sampled): only a sweep's
+            # space must use every key it sets.
             cross_idle(self, space)
         if not self.problems and check_data and samples:
             for problem in check_data_file(samples[0].dataset):

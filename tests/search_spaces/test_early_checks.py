@@ -189,3 +189,17 @@ def test_pbt_may_perturb_lr_under_a_schedule() -> None:
         )
     )
     assert spec.pbt_mutation_paths() == (("training", "lr"),)
+
+
+def test_a_spec_with_every_sampled_value_set_trains_one_configuration() -> None:
+    # The --set line that reproduces one trial fixes every distribution: a
+    # sweep of it samples nothing, one run of it is exactly that trial, even
+    # where the trial's values leave a key idle (method none, eps sampled).
+    spec = load_spec("three-objective")
+    sets = [f"{'.'.join(p)}={d.representative()!r}" for p, d in spec.iter_distributions()]
+    assert "penalties.adversarial.method='none'" in sets
+    with pytest.raises(SpecError, match="the spec samples nothing"):
+        load_spec("three-objective", sets)
+    config = load_train_config("three-objective", ["budget.max_epochs=3", *sets])
+    assert config["training"]["epochs"] == 3
+    assert config["penalties"]["adversarial"] == {"method": "none", "eps": 0.16, "steps": 5}
