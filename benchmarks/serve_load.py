@@ -56,7 +56,10 @@ CONTENDERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "serve": ({"max_batch_size": 1}, {}),
     "serve-batch": (BATCH, {}),
     "serve-throughput": (BATCH, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
+    # torch's default thread count instead of one thread per replica (not in the default run).
+    "serve-batch-torch-threads": ({**BATCH, "torch_threads": None}, {}),
 }
+DEFAULT_CONTENDERS = ("fastapi", "serve", "serve-batch", "serve-throughput")
 READY = "READY"
 STARTUP_TIMEOUT_S = 300.0
 
@@ -301,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--smoke-test", action="store_true")
     parser.add_argument("--members", type=int, default=3, help="Ensemble members served.")
     parser.add_argument("--requests", type=int, default=2000, help="Requests at concurrency 32.")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+                        help=f"Comma-separated, from: {', '.join(CONTENDERS)}.")  # fmt: skip
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

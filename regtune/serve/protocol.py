@@ -70,6 +70,8 @@ DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_MAX_INSTANCES = 1024
 #: How many allowed names an error message lists before summarizing.
 NAMES_SHOWN = 8
+#: Longest repr of a refused value quoted in a message.
+VALUE_SHOWN = 40
 
 UnknownCategories = Literal["accept", "reject"]
 
@@ -159,7 +161,12 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, dict):
         return "an object"
-    return f"a {type(value).__name__} ({value!r})"
+    name = type(value).__name__
+    shown = repr(value)
+    if len(shown) > VALUE_SHOWN:
+        shown = f"{shown[: VALUE_SHOWN - 3]}..."
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"{article} {name} ({shown})"
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -296,7 +303,7 @@ class RecordValidator:
         err = _first(exc)
         loc = err["loc"]
         # Union members each report their own failure: count each field once.
-        more = len({e["loc"][:3] for e in errors}) - 1
+        more = len({e["loc"][:2] for e in errors}) - 1
         suffix = MORE_ERRORS.format(n=more) if more else ""
         field = _field(loc[:2])
         if len(loc) == 1:

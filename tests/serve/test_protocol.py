@@ -71,6 +71,13 @@ def test_good_records_come_back_as_plain_dicts_that_encode_like_training() -> No
          "expected a category"),
         (body({"instances": [{**GOOD, "schema": [1]}]}), 422, "instances[0].schema", "a list"),
         (body({"instances": [{**GOOD, "sex": "Other"}]}), 422, "instances[0].sex", "'Female'"),
+        (b"", 400, "body", "not valid JSON"),
+        (b"\xff\xfe garbage", 400, "body", "not valid JSON"),
+        (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "body", "recursion limit"),
+        (body({"instances": [{**GOOD, "age": 10**400}]}), 422, "instances[0].age",
+         "is an int (1000000000000000000000000000000000000...); expected a finite number"),
+        (body({"instances": [{**GOOD, "schema": 1e308 * 10}]}).replace(b"Infinity", b"1e999"),
+         422, "instances[0].schema", "is a float (inf); expected a category"),
     ],
 )  # fmt: skip
 def test_bad_bodies_name_the_field_and_what_is_allowed(

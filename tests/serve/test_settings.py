@@ -1,0 +1,42 @@
+"""Serve settings: every bad key or value is refused naming it; refs resolve."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from regtune.errors import SpecError
+from regtune.serve.app import write_config
+from regtune.serve.settings import ServeSettings, parse_settings
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({}, "serve.model"),
+        ({"model": "m", "canary_weight": 1.5}, "serve.canary_weight"),
+        ({"model": "m", "max_batch_size": 0}, "serve.max_batch_size"),
+        ({"model": "m", "unknown_categories": "drop"}, "serve.unknown_categories"),
+        ({"model": "m", "replicas": 2}, "serve.replicas"),
+        ({"model": "m", "min_requests": 500}, "min_requests (500) must not exceed rollout_window"),
+        ({"model": "m", "drift_min_window": 5000}, "drift_min_window (5000) must not exceed"),
+    ],
+)
+def test_bad_settings_are_refused(raw: dict[str, object], words: str) -> None:
+    with pytest.raises(SpecError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        parse_settings(raw)
+
+
+def test_canary_and_shadow_refs() -> None:
+    settings = parse_settings({"model": "adult:1", "canary": "2", "shadow": "/reg/adult/v3"})
+    assert settings.ref_for("canary", "adult") == "adult:2"
+    assert settings.ref_for("shadow", "adult") == "/reg/adult/v3"
+    assert parse_settings(settings) is settings
+    assert ServeSettings(model="m").ref_for("canary", "m") is None
+
+
+def test_config_file_holds_only_what_differs_from_the_defaults() -> None:
+    settings = parse_settings({"model": "adult:1", "max_batch_size": 8})
+    config = yaml.safe_load(write_config(settings, host="127.0.0.1", port=9000, app_name="a"))
+    assert config["applications"][0]["args"] == {"model": "adult:1", "max_batch_size": 8}
+    assert parse_settings(config["applications"][0]["args"]) == settings
