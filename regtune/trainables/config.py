@@ -55,7 +55,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from regtune.errors import ROOT, Problem, SpecError
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES, FILE_DATASETS
@@ -153,21 +161,28 @@ class DatasetConfig(_Strict):
             raise ValueError(UNKNOWN_DATASET.format(name=value, allowed=", ".join(DATASET_NAMES)))
         return value
 
+    @field_validator("path", "label", "features", "categorical", "sensitive", "test_fraction")
+    @classmethod
+    def _fits_a_builtin(cls, value: Any, info: ValidationInfo) -> Any:
+        # ``name`` is declared first, so it is validated (or absent) by now;
+        # the error lands on the key that cannot apply.
+        builtin = BUILTINS.get(info.data.get("name", ""))
+        if value is None or builtin is None:
+            return value
+        key = info.field_name
+        why = {"path": "it is cached by regtune", "label": "it is fixed"}.get(str(key))
+        if why is None and builtin.image and key in ("features", "categorical", "sensitive"):
+            why = "images"
+        if why is not None:
+            raise ValueError(BUILTIN_FIELD.format(name=builtin.name, field=key, why=why))
+        if key == "test_fraction" and builtin.official_test:
+            raise ValueError(OFFICIAL_TEST_SPLIT.format(name=builtin.name))
+        return value
+
     @model_validator(mode="after")
-    def _fields_fit_the_dataset(self) -> DatasetConfig:
-        if self.name in FILE_DATASETS:
-            if self.path is None or self.label is None:
-                raise ValueError(FILE_NEEDS.format(name=self.name))
-            return self
-        builtin = BUILTINS[self.name]
-        refused = [("path", "it is cached by regtune"), ("label", "it is fixed")]
-        if builtin.image:
-            refused += [(key, "images") for key in ("features", "categorical", "sensitive")]
-        for name, why in refused:
-            if getattr(self, name) is not None:
-                raise ValueError(BUILTIN_FIELD.format(name=self.name, field=name, why=why))
-        if builtin.official_test and self.test_fraction is not None:
-            raise ValueError(OFFICIAL_TEST_SPLIT.format(name=self.name))
+    def _file_needs_path_and_label(self) -> DatasetConfig:
+        if self.name in FILE_DATASETS and (self.path is None or self.label is None):
+            raise ValueError(FILE_NEEDS.format(name=self.name))
         return self
 
     @property

@@ -31,11 +31,19 @@ def _refused(raw: dict[str, Any]) -> SpecError:
 @pytest.mark.parametrize(
     ("dataset", "path", "fragment"),
     [
-        ({"name": "adult", "test_fraction": 0.2}, "dataset", "official test split"),
-        ({"name": "adult", "label": "income"}, "dataset", "'label' cannot be set"),
-        ({"name": "digits", "features": ["pixel_0_0"]}, "dataset", "'features' cannot be set"),
-        ({"name": "digits", "sensitive": "pixel_0_0"}, "dataset", "'sensitive' cannot be set"),
-        ({"name": "german", "path": "/data/german.csv"}, "dataset", "'path' cannot be set"),
+        ({"name": "adult", "test_fraction": 0.2}, "dataset.test_fraction", "official test split"),
+        ({"name": "adult", "label": "income"}, "dataset.label", "'label' cannot be set"),
+        (
+            {"name": "digits", "features": ["pixel_0_0"]},
+            "dataset.features",
+            "'features' cannot be set",
+        ),
+        (
+            {"name": "digits", "sensitive": "pixel_0_0"},
+            "dataset.sensitive",
+            "'sensitive' cannot be set",
+        ),
+        ({"name": "german", "path": "/data/german.csv"}, "dataset.path", "'path' cannot be set"),
         ({"name": "csv", "label": "y"}, "dataset", "needs 'path' and 'label'"),
         ({"name": "mnist"}, "dataset.name", "allowed: digits, breast_cancer"),
     ],
