@@ -40,3 +40,20 @@ def test_config_file_holds_only_what_differs_from_the_defaults() -> None:
     config = yaml.safe_load(write_config(settings, host="127.0.0.1", port=9000, app_name="a"))
     assert config["applications"][0]["args"] == {"model": "adult:1", "max_batch_size": 8}
     assert parse_settings(config["applications"][0]["args"]) == settings
+
+
+def test_serve_run_can_call_the_builder_with_string_args() -> None:
+    # What `serve run regtune.serve.app:build_app model=adult:1 max_batch_size=8` does.
+    from ray.serve import Application
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    from regtune.serve.app import build_app
+
+    app = call_user_app_builder_with_args_if_necessary(
+        build_app, {"model": "adult:1", "max_batch_size": "8"}
+    )
+    assert isinstance(app, Application)
+    with pytest.raises(SpecError, match=r"serve\.max_batch_size"):
+        call_user_app_builder_with_args_if_necessary(
+            build_app, {"model": "m", "max_batch_size": "x"}
+        )
