@@ -258,9 +258,11 @@ def test_bad_record_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert not path.exists()
 
 
-def test_nothing_recorded_costs_no_ray_import(tmp_path: Path) -> None:
+def test_importing_the_runtime_and_reaping_nothing_import_no_ray(tmp_path: Path) -> None:
+    """`regtune train` and other commands without Ray stay light."""
     code = (
         "import sys\n"
+        "import regtune.platform.tune.runtime\n"
         "from regtune.platform.tune.local_sessions import reap_dead_sessions\n"
         f"assert reap_dead_sessions({{'{STATE_ENV}': sys.argv[1]}}) == []\n"
         "print('ray' in sys.modules)\n"
