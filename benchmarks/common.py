@@ -17,21 +17,32 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "RESULTS_DIR",
+    "RESULTS_ENV",
     "contender_in_subprocess",
+    "contender_in_this_process",
     "machine_facts",
     "markdown_table",
     "median_of",
     "peak_rss_mb",
+    "results_dir",
     "write_results",
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Environment variable that sends results elsewhere (the test suite's smoke
+#: runs write to a temporary folder, not over the committed results).
+RESULTS_ENV = "REGTUNE_BENCH_RESULTS"
+
+
+def results_dir() -> Path:
+    """``$REGTUNE_BENCH_RESULTS`` if set, else ``benchmarks/results``."""
+    return Path(os.environ.get(RESULTS_ENV) or RESULTS_DIR)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -69,12 +80,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def write_results(name: str, payload: dict[str, Any], table_md: str, *, smoke: bool) -> Path:
     """Write ``<name>.json`` and ``<name>.md`` (``-smoke`` suffix for smoke runs)."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = results_dir()
+    out.mkdir(parents=True, exist_ok=True)
     stem = f"{name}-smoke" if smoke else name
     payload = {"benchmark": name, "smoke_test": smoke, "machine": machine_facts(), **payload}
-    path = RESULTS_DIR / f"{stem}.json"
+    path = out / f"{stem}.json"
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    (RESULTS_DIR / f"{stem}.md").write_text(table_md.rstrip() + "\n")
+    (out / f"{stem}.md").write_text(table_md.rstrip() + "\n")
     return path
 
 
@@ -107,6 +119,20 @@ def contender_in_subprocess(
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{module} {name} failed:\n{proc.stderr[-3000:]}")
     return dict(json.loads(lines[-1]))
+
+
+def contender_in_this_process(
+    run: Callable[[str, int, int], dict[str, Any]], name: str, samples: int, max_epochs: int
+) -> dict[str, Any]:
+    """``run(name, samples, max_epochs)`` here, for ``--smoke-test``: contenders share
+    this process (and its Ray), so each one's environment changes are undone after it
+    (regtune's sweep turns Tune's CSV/JSON loggers off, which plain Tune relies on)."""
+    saved = dict(os.environ)
+    try:
+        return run(name, samples, max_epochs)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def median_of(runs: dict[str, list[dict[str, Any]]], name: str, key: str) -> float:

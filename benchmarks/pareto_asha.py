@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ import numpy as np
 
 from benchmarks.common import (
     contender_in_subprocess,
+    contender_in_this_process,
     markdown_table,
     median_of,
     write_results,
@@ -43,6 +45,20 @@ MAX_EPOCHS = 8
 OBJECTIVES = (("val_acc", "max"), ("robust_acc", "max"), ("dp_diff", "min"))
 REFERENCE = {"val_acc": 0.5, "robust_acc": 0.0, "dp_diff": 0.5}
 CONTENDERS = ("pareto-asha", "scalarized-asha", "optuna-nsga2", "pareto-asha-1.5x")
+#: --smoke-test (run by `make test` to check every contender runs): trials,
+#: epochs, and Statlog German credit (1,000 rows, sensitive attribute sex)
+#: instead of Adult (48,842), with a narrow model and short attacks.
+SMOKE_SIZE = (3, 2)
+SMOKE_DATASET = "german"
+#: The dataset of this run (main sets it; contenders read it, in this process
+#: or, through $REGTUNE_PARETO_BENCH_DATASET, in theirs).
+DATASET_ENV = "REGTUNE_PARETO_BENCH_DATASET"
+
+
+def _dataset() -> str:
+    return os.environ.get(DATASET_ENV, "adult")
+
+
 #: The last row spends Pareto-ASHA's saved time: 1.5x the trials, still less
 #: wall time than NSGA-II's run (the "equal hypervolume in less time" question).
 MORE_TRIALS = 1.5
@@ -61,23 +77,24 @@ def spec_dict(samples: int, max_epochs: int, scheduler: str) -> dict[str, Any]:
         "grace_period": 1,
         "reduction_factor": 3,
     }
+    smoke = _dataset() == SMOKE_DATASET
     return {
         "name": f"bench-{scheduler}-{int(time.time() * 1000)}",
-        "dataset": "adult",
-        "model": {"arch": "mlp", "width": 64, "depth": 2, "dropout": 0.1},
+        "dataset": _dataset(),
+        "model": {"arch": "mlp", "width": 16 if smoke else 64, "depth": 2, "dropout": 0.1},
         "training": {
             "batch_size": 512,
             "lr": 0.002,
             "robust_every": 1,
-            "robust_steps": 10,
-            "robust_samples": 500,
+            "robust_steps": 3 if smoke else 10,
+            "robust_samples": 100 if smoke else 500,
         },
         "penalties": {
             "l2": {"loguniform": [1e-6, 1e-2]},
             "adversarial": {
                 "method": {"choice": ["none", "fgsm_rs", "pgd"]},
                 "eps": {"uniform": [0.02, 0.3]},
-                "steps": 5,
+                "steps": 2 if smoke else 5,
             },
             "fairness": {"kind": "dp", "strength": {"loguniform": [1e-3, 3.0]}},
         },
@@ -152,8 +169,10 @@ def _scalarized(spec: Any, storage: str, max_epochs: int) -> tuple[list[dict[str
             row[SCALAR] = row["val_acc"] + row["robust_acc"] - row.get("dp_diff", 0.0)
             return row
 
-    dataset = load_dataset("adult")
-    ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    dataset = load_dataset(_dataset())
+    # Each contender has a fresh process except in --smoke-test (one process, one Ray).
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     grid = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(Scalarized, dataset=dataset, threads=1), {"cpu": 1}
@@ -183,14 +202,14 @@ def run_optuna(samples: int, max_epochs: int) -> dict[str, Any]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = spec_dict(samples, max_epochs, "pareto-asha")
-    ds = load_dataset("adult")
+    ds = load_dataset(_dataset())
     points: list[dict[str, float]] = []
     epochs = 0
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         nonlocal epochs
         cfg = {
-            "dataset": "adult",
+            "dataset": base["dataset"],
             "model": base["model"],
             "training": {**base["training"], "epochs": max_epochs, "seed": 0},
             "penalties": {
@@ -247,12 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.contender:
         print(json.dumps(_run(args.contender, args.samples, args.max_epochs)))
         return 0
-    samples, max_epochs = (4, 2) if args.smoke_test else (args.samples, args.max_epochs)
+    samples, max_epochs = SMOKE_SIZE if args.smoke_test else (args.samples, args.max_epochs)
+    if args.smoke_test:
+        os.environ[DATASET_ENV] = SMOKE_DATASET
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
     for rep in range(args.repeats):
         for name in CONTENDERS:
             print(f"[pareto] repeat {rep + 1}: {name} ...", flush=True)
-            res = contender_in_subprocess("benchmarks.pareto_asha", name, samples, max_epochs)
+            if args.smoke_test:
+                # Checks each contender runs (in this process, on one Ray); times mean nothing.
+                res = contender_in_this_process(_run, name, samples, max_epochs)
+            else:
+                res = contender_in_subprocess("benchmarks.pareto_asha", name, samples, max_epochs)
             print(
                 f"  hv {res['hypervolume']:.4f} in {res['wall_s']:.1f} s, "
                 f"{res['epochs_trained']} epochs",
@@ -279,8 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     table = markdown_table(["contender", "hypervolume", "wall s", "epochs trained"], rows)
     table += (
-        f"\n\n{samples} trials of up to {max_epochs} epochs on Adult, median of {args.repeats} "
-        f"run(s). Pareto-ASHA hypervolume / scalarized ASHA: "
+        f"\n\n{samples} trials of up to {max_epochs} epochs on {_dataset()}, "
+        f"median of {args.repeats} run(s). Pareto-ASHA hypervolume / scalarized ASHA: "
         f"{summary['hv_ratio_vs_scalarized']:.3f} (goal > 1); / NSGA-II: "
         f"{summary['hv_ratio_vs_nsga2']:.3f} (goal >= 1) at "
         f"{summary['time_ratio_vs_nsga2']:.2f}x its wall time; with {MORE_TRIALS}x the trials "

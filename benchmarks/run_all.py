@@ -34,6 +34,26 @@ BENCHMARKS = (
         "Multi-objective early stopping",
         "Pareto-ASHA vs scalarized ASHA vs Optuna NSGA-II",
     ),
+    (
+        "results_store",
+        "Results store cost",
+        "the Parquet results store per reported epoch and on a sweep's wall time",
+    ),
+    (
+        "analysis_scale",
+        "Analysis at scale",
+        "`regtune analyze` vs a straightforward pandas version on 10^7 epoch rows",
+    ),
+    (
+        "distill",
+        "Distilled student vs its ensemble",
+        "forward cost and test accuracy of a distilled student and the ensemble it learned from",
+    ),
+    (
+        "serve_load",
+        "Serving under load",
+        "Ray Serve (with and without batching) vs plain FastAPI + uvicorn, same model",
+    ),
 )
 OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = """# Benchmarks
@@ -48,15 +68,19 @@ rather than absolute times).
 """
 
 
-def summarise() -> str:
-    """BENCHMARKS.md from the non-smoke results present."""
+def summarise(previous: str = "") -> str:
+    """BENCHMARKS.md from the non-smoke results present; a benchmark without
+    results keeps its section of ``previous`` (the current BENCHMARKS.md), so
+    running some benchmarks does not erase what the others measured."""
+    kept = _sections(previous)
     parts = [HEADER]
     for name, title, what in BENCHMARKS:
         md, js = RESULTS_DIR / f"{name}.md", RESULTS_DIR / f"{name}.json"
-        parts.append(f"## {title}\n\n{what} (`benchmarks/{name}.py`).\n")
+        heading = f"## {title}\n\n{what} (`benchmarks/{name}.py`).\n"
         if not md.exists() or not js.exists():
-            parts.append("_Not run yet._\n")
+            parts.append(kept.get(title) or f"{heading}\n_Not run yet._\n")
             continue
+        parts.append(heading)
         machine = json.loads(js.read_text()).get("machine", {})
         parts.append(md.read_text().rstrip() + "\n")
         parts.append(
@@ -64,6 +88,15 @@ def summarise() -> str:
             f"torch {machine.get('torch', '?')}, GPU: {machine.get('cuda') or 'none'}._\n"
         )
     return "\n".join(parts)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """``## title`` -> that section's text (heading included) of a BENCHMARKS.md."""
+    out: dict[str, str] = {}
+    for chunk in text.split("\n## ")[1:]:
+        title = chunk.split("\n", 1)[0].strip()
+        out[title] = "## " + chunk.rstrip() + "\n"
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             module = importlib.import_module(f"benchmarks.{name}")
             module.main(["--smoke-test"] if args.smoke_test else [])
     if not args.smoke_test:
-        OUT.write_text(summarise())
+        OUT.write_text(summarise(OUT.read_text() if OUT.exists() else ""))
         print(f"wrote {OUT}")
     return 0
 

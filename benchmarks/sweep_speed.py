@@ -33,6 +33,7 @@ from typing import Any
 
 from benchmarks.common import (
     contender_in_subprocess,
+    contender_in_this_process,
     markdown_table,
     median_of,
     write_results,
@@ -51,6 +52,8 @@ BASE: dict[str, Any] = {
 }
 QUALITY_TOLERANCE = 0.003  # 0.3 point of validation accuracy
 CONTENDERS = ("regtune", "optuna", "tune-plain", "regtune-fifo", "tune-bare-reuse")
+#: --smoke-test (run by `make test` to check every contender runs): trials, epochs.
+SMOKE_SIZE = (2, 2)
 
 
 def _spec(samples: int, max_epochs: int, scheduler: str, searcher: str) -> dict[str, Any]:
@@ -192,12 +195,16 @@ def run_tune(samples: int, max_epochs: int, *, bare_reuse: bool) -> dict[str, An
         tune.choice([32, 64, 128, 256]),
         max_epochs,
     )
+    # Each contender has a fresh process (and starts Ray) except in --smoke-test,
+    # where they share one process and the first contender's Ray.
     if bare_reuse:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
         search: Any = BasicVariantGenerator(random_state=0)
         scheduler: Any = FIFOScheduler()
     else:
-        ray.init(log_to_driver=False)
+        if not ray.is_initialized():
+            ray.init(log_to_driver=False)
         search = ConcurrencyLimiter(HyperOptSearch(random_state_seed=0), max_concurrent=2)
         scheduler = ASHAScheduler(max_t=max_epochs, grace_period=1, reduction_factor=3)
     ds = load_dataset("digits")
@@ -254,12 +261,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.contender:
         print(json.dumps(_run_contender(args.contender, args.samples, args.max_epochs)))
         return 0
-    samples, max_epochs = (4, 3) if args.smoke_test else (args.samples, args.max_epochs)
+    samples, max_epochs = SMOKE_SIZE if args.smoke_test else (args.samples, args.max_epochs)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
     for rep in range(args.repeats):
         for name in args.only:
             print(f"[sweep-speed] repeat {rep + 1}: {name} ...", flush=True)
-            res = contender_in_subprocess("benchmarks.sweep_speed", name, samples, max_epochs)
+            if args.smoke_test:
+                # Checks each contender runs (in this process, on one Ray); times mean nothing.
+                res = contender_in_this_process(_run_contender, name, samples, max_epochs)
+            else:
+                res = contender_in_subprocess("benchmarks.sweep_speed", name, samples, max_epochs)
             print(f"  {res}", flush=True)
             runs[name].append(res)
 

@@ -58,7 +58,7 @@ FAIRLEARN_EG_MAX_ITER = 50
 SMOKE_FAIRLEARN_EG_MAX_ITER = 2
 SMOKE_EPOCHS = 1
 #: Training rows the smoke test gives fairlearn (each of its LR fits is seconds on all rows).
-SMOKE_FAIRLEARN_ROWS = 2000
+SMOKE_FAIRLEARN_ROWS = 500
 
 _MLP = {"arch": "mlp", "width": 128, "depth": 2, "dropout": 0.1}
 _TRAINING = {
