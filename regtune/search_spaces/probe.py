@@ -145,8 +145,9 @@ def train_problems(tree: Mapping[str, Any]) -> tuple[list[Problem], TrainConfig 
 
 
 def _reason(problem: Problem, where: str) -> str:
-    # Whole-config rules (two keys at once) report no path of their own.
-    own = problem.path in (where, ROOT)
+    # Rules over several keys report the path of the section holding them
+    # (or none): the message names the keys, so the path adds nothing.
+    own = problem.path in (where, ROOT) or where.startswith(f"{problem.path}.")
     return problem.message if own else f"{problem.path}: {problem.message}"
 
 

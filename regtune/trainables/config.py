@@ -284,6 +284,14 @@ class PenaltiesConfig(_Strict):
     adversarial: AdversarialConfig = AdversarialConfig()
     fairness: FairnessConfig = FairnessConfig()
 
+    @model_validator(mode="after")
+    def _mixup_combines(self) -> PenaltiesConfig:
+        if self.mixup > 0 and self.adversarial.method == "trades" and self.adversarial.eps > 0:
+            raise ValueError(TRADES_MIXUP)
+        if self.mixup > 0 and self.fairness.kind != "none":
+            raise ValueError(MIXUP_FAIRNESS)
+        return self
+
 
 class TrainConfig(_Strict):
     """The whole configuration of one training run."""
@@ -300,10 +308,6 @@ class TrainConfig(_Strict):
             raise ValueError(
                 ROBUST_STEPS.format(robust=self.training.robust_steps, steps=adv.steps)
             )
-        if self.penalties.mixup > 0 and adv.method == "trades" and adv.eps > 0:
-            raise ValueError(TRADES_MIXUP)
-        if self.penalties.mixup > 0 and self.penalties.fairness.kind != "none":
-            raise ValueError(MIXUP_FAIRNESS)
         return self
 
     @model_validator(mode="before")
