@@ -40,7 +40,7 @@ def ensure_ray(
 
     Args:
         address: an existing cluster (``auto``, ``host:port``, ``ray://...``);
-            ``None``: start a local Ray (:func:`start_local_ray`).
+            ``None`` or ``local``: start a local Ray (:func:`start_local_ray`).
         dashboard: start the dashboard with a local Ray (on 127.0.0.1).
         verbose: show Ray's and Tune's own banners; default: what
             :func:`set_verbose` last set (off).
@@ -54,7 +54,7 @@ def ensure_ray(
         return
     apply_verbosity(verbose)
     reap_dead_sessions()
-    if address is not None:
+    if address is not None and address != "local":
         # Ray rewrites a loopback address (given, or found by "auto") to the
         # machine's outward one, where a loopback-only cluster does not listen.
         with single_node_start():
