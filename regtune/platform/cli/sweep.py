@@ -58,12 +58,17 @@ def sweep(
         bool, typer.Option(help="Start the Ray dashboard with a local Ray (127.0.0.1).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also show Ray's and Tune's own messages.")
+    ] = False,
 ) -> None:
     """Run an early-stopped sweep on Ray Tune and print a summary table."""
+    from regtune.platform.tune.runtime import set_verbose
     from regtune.platform.tune.sweep import run_sweep
     from regtune.search_spaces import load_spec
 
     overrides = set_ or []
+    set_verbose(verbose)
     try:
         loaded = load_spec(spec, overrides)
         console.print(

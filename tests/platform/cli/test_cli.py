@@ -114,6 +114,20 @@ def test_bad_input_exits_2_with_a_message(args: list[str], fragments: tuple[str,
     assert result.stdout == "" and "Traceback" not in result.stderr
 
 
+def test_verbose_flag_shows_ray_and_tune_messages() -> None:
+    from regtune.platform.tune.runtime import is_verbose, set_verbose
+
+    try:
+        # A bad value stops the sweep before Ray starts; the flag is set by then.
+        bad = ["sweep", "quickstart", "--set", "budget.samples=0"]
+        result = runner.invoke(app, [*bad, "--verbose"])
+        assert result.exit_code == 2 and is_verbose()
+        result = runner.invoke(app, bad)
+        assert result.exit_code == 2 and not is_verbose()
+    finally:
+        set_verbose(False)
+
+
 def test_console_script_runs() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "regtune.platform.cli", "data", "list"],
@@ -130,6 +144,9 @@ def test_quickstart_runs_the_default_sweep(ray_local: None, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert "quickstart-" in result.stdout
     assert "6 trials" in result.stdout
+    # After the table: the best trial's train command and where the results are.
+    assert "regtune train quickstart --set model.dropout=" in result.stdout
+    assert f"results: {tmp_path}/quickstart-" in result.stdout
     assert len(list(tmp_path.glob("quickstart-*/trial_*"))) == 6
 
 
@@ -154,6 +171,17 @@ def test_sweep_json_summary(ray_local: None, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["name"] == "cli-json" and len(summary["trials"]) == 2
+    # Ray's and Tune's own banners stay out without --verbose.
+    banners = ("Token authentication is enabled", "Configuration for experiment", "View detailed")
+    assert not [b for b in banners if b in result.output]
+    # The best trial's command trains exactly its sampled values.
+    best = next(t for t in summary["trials"] if t["trial_id"] == summary["best"]["trial_id"])
+    words = shlex.split(summary["best"]["command"])
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    config = load_train_config(words[2], sets)
+    assert config["training"]["epochs"] == 2
+    assert config["model"]["dropout"] == best["params"]["model.dropout"]
+    assert config["penalties"]["l2"] == best["params"]["penalties.l2"]
     again = runner.invoke(
         app, ["sweep", "quickstart", "--storage", str(tmp_path), "--name", "cli-json"]
     )
@@ -275,11 +303,6 @@ def test_best_command_sets_exactly_the_trial_values() -> None:
     assert {".".join(k): v for k, v in sets[1:]} == params
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_train_config refuses a sweep spec whose every distribution is --set "
-    "('the spec samples nothing'); needs a change in regtune/search_spaces/load.py",
-)
 def test_best_command_trains_the_best_configuration() -> None:
     params = _best_params()
     words = shlex.split(best_command("three-objective", ["budget.max_epochs=3"], params))
