@@ -159,8 +159,13 @@ def _regtune(exp: str) -> dict[str, Any]:
         raise RuntimeError(result.output[-3000:])
     data = json.loads(result.stdout)["experiments"][0]
     peak = peak_rss_mb()
-    # The in-memory size of the columns it needs, measured on the same projection.
-    frame = load_experiment(exp, columns=NEEDED[2:]).epochs
+    # The in-memory size of the columns the command read (its own column choice).
+    from regtune.platform.analysis.load import stored_columns
+    from regtune.platform.analysis.run import needed_columns
+    from regtune.platform.results import read_spec
+
+    columns = needed_columns(stored_columns(exp)[0], read_spec(exp), objectives=list(OBJECTIVES))
+    frame = load_experiment(exp, columns=columns).epochs
     needed_mb = float(frame.memory_usage(deep=True).sum()) / 2**20
     return {
         "read_s": data["timings"]["read_s"],
@@ -173,6 +178,7 @@ def _regtune(exp: str) -> dict[str, Any]:
         "peak_rss_mb": peak,
         "analysis_peak_mb": peak - base,
         "needed_columns_mb": needed_mb,
+        "needed_columns": ["trial_id", "iteration", *columns],
         "n_front": data["front"]["n_front"],
         "hypervolume": data["front"]["hypervolume"],
         "diagnosis": data["diagnosis"]["counts"],

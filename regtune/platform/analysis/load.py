@@ -148,17 +148,32 @@ def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.Da
                     path, columns=present, filesystem=loc.fs, read_dictionary=["trial_id"]
                 )
             )
+            # Decompression buffers of this part go back before the next part is read.
+            pa.default_memory_pool().release_unused()
         except (pa.ArrowException, OSError) as exc:
             shown = loc.display(path)
             notes.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in _KEYS})
-    table = pa.concat_tables(tables, promote_options="permissive")
+    holder = [pa.concat_tables(tables, promote_options="permissive")]
     del tables
-    # self_destruct frees each Arrow column as it is converted: peak ~1x, not 2x.
-    frame = table.to_pandas(self_destruct=True, split_blocks=True)
-    del table
-    return _latest_rows(frame)
+    return _latest_rows(_to_pandas(holder))
+
+
+def _to_pandas(holder: list[pa.Table]) -> pd.DataFrame:
+    """Convert the one table in ``holder`` column by column, freeing each Arrow column
+    once converted, so the peak is the table plus one column rather than two copies.
+    The table is passed in a list the function empties, so no caller keeps it alive."""
+    table = holder.pop()
+    data: dict[str, pd.Series] = {}
+    pool = pa.default_memory_pool()
+    for name in list(table.column_names):
+        column = table.column(name)
+        table = table.drop_columns([name])
+        data[name] = column.to_pandas()
+        del column
+        pool.release_unused()
+    return pd.DataFrame(data, copy=False)
 
 
 def _latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
