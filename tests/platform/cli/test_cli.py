@@ -147,6 +147,7 @@ def test_quickstart_runs_the_default_sweep(ray_local: None, tmp_path: Path) -> N
     # After the table: the best trial's train command and where the results are.
     assert "regtune train quickstart --set model.dropout=" in result.stdout
     assert f"results: {tmp_path}/quickstart-" in result.stdout
+    assert f"regtune analyze {tmp_path}/quickstart-" in result.stdout
     assert len(list(tmp_path.glob("quickstart-*/trial_*"))) == 6
 
 
@@ -286,6 +287,7 @@ def test_summary_rows_best_first() -> None:
     assert positions == sorted(positions, reverse=True)
     assert "best by val_acc: trial 1ce5f8a2_00003" in text
     assert "results: /runs/demo" in text
+    assert "  regtune analyze /runs/demo\n" in text
 
 
 def _best_params() -> dict[str, Any]:
