@@ -1,19 +1,14 @@
 """The ``regtune`` Typer application, its consoles and the options commands share.
 
-Each command lives in a module of :mod:`regtune.platform.cli` named for it;
-importing that package registers them all.
-
-Commands::
-
-    regtune train SPEC [--set key=value ...] [--json]   one run, no Ray
-    regtune sweep SPEC [--address A] [--storage S] [--name N] [--resume]
-    regtune submit SPEC [--address http://HOST:8265]     the same, as a Ray job
-    regtune data fetch NAME [--force]                    cache a built-in dataset
-    regtune data list                                    built-in datasets
-    regtune quickstart                                   the README's default job (a sweep)
+Each command lives in a module of :mod:`regtune.platform.cli` named for it
+(``train``, ``sweep``, ``submit``, ``analyze``, ...), which registers it on
+:data:`app`; importing that package registers them all, and ``regtune
+--help`` lists them.
 
 Every bad value exits with status 2 and one message naming the option or key,
-the value and what is allowed; nothing already stored is touched.
+the value and what is allowed; nothing already stored is touched. Results go
+to stdout (:data:`out`), progress and errors to stderr (:data:`console`), so
+``regtune sweep ... --json > summary.json`` keeps the summary clean.
 """
 
 from __future__ import annotations
@@ -50,6 +45,7 @@ NameOpt = Annotated[str | None, typer.Option(help="Experiment name (default: the
 
 
 def fail(exc: Exception) -> typer.Exit:
+    """Print ``exc`` as the command's error message; ``raise fail(exc) from exc`` exits with 2."""
     console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
