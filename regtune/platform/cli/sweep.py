@@ -124,9 +124,12 @@ def progress_display(
 def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console: Console) -> None:
     """The table, counts, the best trial's ``regtune train`` line and where the results are."""
     console.print(summary_table(outcome, width=console.width))
+    n = len(outcome.trials)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts().items()))
     console.print(
-        f"{len(outcome.trials)} trials ({counts}) in {outcome.elapsed_s:.1f} s", highlight=False
+        f"{n} trial{'' if n == 1 else 's'}{f' ({counts})' if counts else ''} "
+        f"in {outcome.elapsed_s:.1f} s",
+        highlight=False,
     )
 
     def plain(text: str) -> None:
@@ -348,5 +351,5 @@ def _outcome_json(outcome: Any, spec: str, overrides: Sequence[str]) -> dict[str
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "-" if math.isnan(value) else f"{value:.4g}"
     return "-" if value is None else str(value)
