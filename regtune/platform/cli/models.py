@@ -36,7 +36,7 @@ def _meta(ref: str, storage: str | None) -> dict[str, Any]:
 
     directory, _, _ = resolve_ref(ref, registry_root(storage))
     meta = read_meta(directory)
-    meta["path"] = str(directory)
+    meta["path"] = directory.display()
     return meta
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from regtune.errors import CheckpointError
@@ -28,7 +27,6 @@ __all__ = [
 
 #: Key of meta.json holding the digest of meta.json itself.
 DIGEST_KEY = "meta_sha256"
-_CHUNK = 1 << 20
 
 MISSING = "model version {dir}: file {name} is missing; the version lists {listed}"
 TRUNCATED = (
@@ -58,20 +56,12 @@ def meta_digest(meta: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def file_entry(data: bytes) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex}`` of one file's contents."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    """``{"bytes": size, "sha256": hex}`` of one file."""
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-
-def verify_meta(meta: Mapping[str, Any], directory: Path) -> None:
+def verify_meta(meta: Mapping[str, Any], directory: str) -> None:
     """Check ``meta``'s own digest.
 
     Raises:
@@ -87,8 +77,18 @@ def verify_meta(meta: Mapping[str, Any], directory: Path) -> None:
         )
 
 
-def verify_files(meta: Mapping[str, Any], directory: Path) -> None:
+def verify_files(
+    meta: Mapping[str, Any], directory: str, read: Callable[[str], bytes | None]
+) -> dict[str, bytes]:
     """Check every file listed in ``meta["files"]``: present, same size, same sha256.
+
+    Args:
+        directory: the version directory, for messages.
+        read: returns a listed file's bytes, or None when it is missing.
+
+    Returns:
+        The verified contents by file name (callers use these bytes, not a
+        second read that could differ).
 
     Raises:
         CheckpointError: naming the first missing, truncated or modified file.
@@ -96,18 +96,20 @@ def verify_files(meta: Mapping[str, Any], directory: Path) -> None:
     files = meta.get("files")
     if not isinstance(files, Mapping) or not files:
         raise CheckpointError(BAD_FILES.format(dir=directory))
+    contents: dict[str, bytes] = {}
     for name, entry in files.items():
-        path = directory / name
         if not isinstance(entry, Mapping) or "/" in name or name.startswith("."):
             raise CheckpointError(BAD_FILES.format(dir=directory))
-        if not path.is_file():
+        data = read(name)
+        if data is None:
             raise CheckpointError(MISSING.format(dir=directory, name=name, listed=sorted(files)))
-        size = path.stat().st_size
-        if size != entry.get("bytes"):
+        if len(data) != entry.get("bytes"):
             raise CheckpointError(
-                TRUNCATED.format(dir=directory, name=name, size=size, expected=entry.get("bytes"))
+                TRUNCATED.format(
+                    dir=directory, name=name, size=len(data), expected=entry.get("bytes")
+                )
             )
-        actual, expected = _sha256(path), str(entry.get("sha256"))
+        actual, expected = hashlib.sha256(data).hexdigest(), str(entry.get("sha256"))
         if actual != expected:
             raise CheckpointError(
                 TAMPERED.format(
@@ -117,3 +119,5 @@ def verify_files(meta: Mapping[str, Any], directory: Path) -> None:
                     expected=expected[:12],
                 )
             )
+        contents[name] = data
+    return contents

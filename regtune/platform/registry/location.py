@@ -6,6 +6,11 @@ to, ``$REGTUNE_STORAGE`` or ``~/regtune_runs``)::
     <storage>/registry/<name>/v1/   weights.safetensors, meta.json
                              v2/
                              .staging-*/   unpublished writes (ignored)
+                             .claims/v<N>/<token>   version-number claims (object stores)
+
+The storage root is a local path or a URI (``s3://bucket/runs``,
+``gs://...``, ``file://...``); see :mod:`regtune.platform.registry.store`.
+A version is published when its ``v<N>/meta.json`` exists.
 
 A reference names one version: ``"name"`` (the latest), ``"name:3"``, or a
 path to a version directory (anything holding a ``meta.json``).
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regtune.errors import SpecError
+from regtune.platform.registry.store import Place, place_of
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -30,11 +36,12 @@ __all__ = [
     "check_name",
     "list_models",
     "list_versions",
-    "local_root",
     "parse_ref",
     "registry_root",
+    "root_place",
     "storage_root",
     "version_dir",
+    "version_number",
 ]
 
 #: Environment variable naming the storage root; the same rule as
@@ -57,10 +64,6 @@ BAD_VERSION = (
     "version {value!r} in {ref!r} is not allowed; expected a positive integer, e.g. {name}:3"
 )
 EMPTY_REF = "a model reference must not be empty; expected NAME, NAME:VERSION or a directory"
-REMOTE_ROOT = (
-    "registry root {root!r} is a URI; this version of the registry reads and writes local "
-    "paths (or file:// URIs) only; copy the registry to a local directory first"
-)
 
 
 def storage_root(storage: str | None = None) -> str:
@@ -76,18 +79,13 @@ def registry_root(storage: str | None = None) -> str:
     return f"{storage_root(storage).rstrip('/')}/{REGISTRY_DIR}"
 
 
-def local_root(root: str | None) -> Path:
-    """The registry root as a local path (``root`` or the default one).
+def root_place(root: str | None) -> Place:
+    """The registry root (``root`` or the default one) as a :class:`Place`.
 
     Raises:
-        SpecError: ``root`` is a URI other than ``file://``.
+        SpecError: a URI whose filesystem cannot be opened.
     """
-    value = root if root is not None else registry_root()
-    if value.startswith("file://"):
-        value = value[len("file://") :]
-    elif "://" in value:
-        raise SpecError(REMOTE_ROOT.format(root=value))
-    return Path(value).expanduser().resolve()
+    return place_of(root if root is not None else registry_root())
 
 
 def check_name(name: str) -> str:
@@ -101,34 +99,36 @@ def check_name(name: str) -> str:
     return name
 
 
-def version_dir(root: Path, name: str, version: int) -> Path:
-    """Directory of ``name``'s version ``version`` under ``root``."""
-    return root / name / f"v{version}"
+def version_dir(root: Place, name: str, version: int) -> Place:
+    """Folder of ``name``'s version ``version`` under ``root``."""
+    return root.child(name, f"v{version}")
+
+
+def version_number(folder: str) -> int | None:
+    """``N`` for a folder named ``v<N>``, else None."""
+    match = _VERSION_DIR.match(folder)
+    return int(match.group(1)) if match else None
+
+
+def _published(root: Place, name: str) -> list[int]:
+    model = root.child(name)
+    found = []
+    for folder in model.folders():
+        number = version_number(folder)
+        if number is not None and model.child(folder).is_file(META_FILE):
+            found.append(number)
+    return sorted(found)
 
 
 def list_versions(name: str, *, root: str | None = None) -> list[int]:
     """Published versions of ``name``, ascending (empty if the model does not exist)."""
-    base = local_root(root) / check_name(name)
-    if not base.is_dir():
-        return []
-    found = []
-    for entry in base.iterdir():
-        match = _VERSION_DIR.match(entry.name)
-        if match and (entry / META_FILE).is_file():
-            found.append(int(match.group(1)))
-    return sorted(found)
+    return _published(root_place(root), check_name(name))
 
 
 def list_models(*, root: str | None = None) -> list[str]:
     """Names of models with at least one published version, sorted."""
-    base = local_root(root)
-    if not base.is_dir():
-        return []
-    return sorted(
-        entry.name
-        for entry in base.iterdir()
-        if entry.is_dir() and _NAME.match(entry.name) and list_versions(entry.name, root=str(base))
-    )
+    base = root_place(root)
+    return [folder for folder in base.folders() if _NAME.match(folder) and _published(base, folder)]
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,15 @@ class VersionRef:
 
     name: str | None
     version: int | None
-    path: Path | None
+    path: str | None
 
 
 def parse_ref(ref: str) -> VersionRef:
     """Parse ``"name"``, ``"name:3"`` or a version directory path.
 
-    A reference is a path when it contains a path separator or names an
-    existing directory with a ``meta.json``.
+    A reference is a path when it contains a path separator (a URI such as
+    ``s3://bucket/registry/m/v2`` included) or names an existing local
+    directory with a ``meta.json``.
 
     Raises:
         SpecError: an empty reference, a bad name or a version that is not a
@@ -154,7 +155,7 @@ def parse_ref(ref: str) -> VersionRef:
         raise SpecError(EMPTY_REF)
     candidate = Path(ref).expanduser()
     if "/" in ref or os.sep in ref or (candidate / META_FILE).is_file():
-        return VersionRef(None, None, candidate)
+        return VersionRef(None, None, ref)
     name, sep, raw_version = ref.partition(":")
     check_name(name)
     if not sep:

@@ -11,10 +11,29 @@ never pickle) and ``meta.json``::
     lineage {experiment, trials, teacher, ...}, quantization (None or its record),
     code {regtune, torch, git}, files {name: {bytes, sha256}}, meta_sha256
 
-Writes are atomic: everything is staged in a hidden directory next to the
-versions and renamed to ``v<N>`` in one step; if another writer took ``N``
-first the rename fails and the next number is tried, so two writers never
-share a number and a reader never sees a half-written version.
+Publishing guarantees (local paths and object stores alike): two writers
+never get the same number, a reader never sees a half-written version, and
+no version is published before its files have been read back and their
+sizes and sha256 verified. How:
+
+- Local disk: everything is staged in a hidden directory next to the
+  versions, read back, and renamed to ``v<N>`` in one step; if another
+  writer took ``N`` first the rename fails and the next number is tried.
+- Object stores (``s3://``, ``gs://``; no atomic rename, and pyarrow has no
+  conditional PUT): files are staged under ``.staging-<token>/`` and read
+  back. Then ``N`` (the lowest number above every published version that
+  no claim holds) is claimed by writing the empty object
+  ``.claims/v<N>/<token>`` and listing ``.claims/v<N>/``: the writer wins
+  ``N`` only if its token is the only one listed; otherwise it deletes its
+  claim, waits a random moment (up to :data:`CLAIM_BACKOFF_S`) and tries
+  again. A won claim is never deleted. Because a PUT is visible to every
+  LIST that starts after it (S3 and GCS list with strong read-after-write
+  consistency), of two winners of ``N`` the later PUT's LIST would have
+  seen the earlier, never-deleted claim: so there is at most one. The
+  winner copies the files into ``v<N>/``, verifies the copies' sizes and
+  sha256, and writes ``meta.json`` last: that single PUT publishes the
+  version. A writer that dies after claiming leaves a gap in the numbers
+  (never a half version); its staging folder may remain (hidden, ignored).
 
 Reading (:func:`load_version`) imports torch, safetensors and the model
 builders only: neither Ray Tune nor the training loop.
@@ -26,18 +45,22 @@ import datetime as _dt
 import errno
 import json
 import os
+import random
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow.fs as pafs
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 from torch import nn
 
 import regtune
@@ -56,12 +79,14 @@ from regtune.platform.registry.location import (
     check_name,
     list_models,
     list_versions,
-    local_root,
     parse_ref,
+    root_place,
     version_dir,
+    version_number,
 )
 from regtune.platform.registry.modules import build_version_module, member_prefix
 from regtune.platform.registry.reference import reference_summary
+from regtune.platform.registry.store import Place, place_of
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset
 from regtune.trainables.schema import FeatureSchema
@@ -73,6 +98,7 @@ __all__ = [
     "Member",
     "ModelVersion",
     "build_module",
+    "claim_number",
     "load_version",
     "read_meta",
     "resolve_ref",
@@ -87,6 +113,10 @@ Kind = Literal["single", "ensemble", "student"]
 KINDS: tuple[str, ...] = ("single", "ensemble", "student")
 #: Attempts at claiming a version number before giving up (each loses a race).
 MAX_CLAIMS = 1000
+#: Folder (under a model) of the version-number claims on object stores.
+CLAIMS_DIR = ".claims"
+#: Longest random pause, in seconds, after losing a claim (breaks lock-step retries).
+CLAIM_BACKOFF_S = 0.05
 
 NO_VERSIONS = "model {name!r} has no versions under {root}; registered models: {models}"
 NO_SUCH_VERSION = "model {name!r} has no version {version} under {root}; versions: {versions}"
@@ -284,35 +314,43 @@ def save_version(
     return write_version(name, tensors, meta, root=root)
 
 
-def _write_meta(directory: Path, record: dict[str, Any], number: int) -> None:
+def _meta_bytes(record: dict[str, Any], number: int) -> bytes:
     record["version"] = number
     record.pop(DIGEST_KEY, None)
     record[DIGEST_KEY] = meta_digest(record)
-    (directory / META_FILE).write_text(json.dumps(record, indent=1, allow_nan=False))
+    return json.dumps(record, indent=1, allow_nan=False).encode()
 
 
 def write_version(
     name: str, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, root: str | None
 ) -> ModelVersion:
-    """Write ``tensors`` + ``meta`` as ``name``'s next version, atomically; return it loaded.
+    """Write ``tensors`` + ``meta`` as ``name``'s next version; return it loaded.
 
     ``meta`` gets its ``name``, ``version``, ``files`` and digest filled in.
+    See the module docstring for what is guaranteed under concurrent writers.
     """
-    base = local_root(root) / check_name(name)
+    model = root_place(root).child(check_name(name))
+    weights = save_bytes(dict(tensors))
+    record = dict(meta)
+    record["name"] = name
+    record["files"] = {WEIGHTS_FILE: file_entry(weights)}
+    if model.is_local:
+        return _publish_local(Path(model.path), name, weights, record)
+    return _publish_remote(model, name, weights, record)
+
+
+def _publish_local(base: Path, name: str, weights: bytes, record: dict[str, Any]) -> ModelVersion:
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{uuid.uuid4().hex[:8]}-", dir=base))
     try:
-        save_file(dict(tensors), str(staging / WEIGHTS_FILE))
-        record = dict(meta)
-        record["name"] = name
-        record["files"] = {WEIGHTS_FILE: file_entry(staging / WEIGHTS_FILE)}
-        _write_meta(staging, record, 0)
+        (staging / WEIGHTS_FILE).write_bytes(weights)
+        (staging / META_FILE).write_bytes(_meta_bytes(record, 0))
         load_version(str(staging))  # a version that cannot be read back is never published
         for _ in range(MAX_CLAIMS):
             existing = list_versions(name, root=str(base.parent))
             number = (existing[-1] if existing else 0) + 1
-            _write_meta(staging, record, number)
-            target = version_dir(base.parent, name, number)
+            (staging / META_FILE).write_bytes(_meta_bytes(record, number))
+            target = base / f"v{number}"
             try:
                 # rename() onto an existing non-empty directory fails: the claim is atomic.
                 os.rename(staging, target)
@@ -326,10 +364,67 @@ def write_version(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _next_free(model: Place) -> int:
+    """The lowest number above every published version that no live claim holds."""
+    published = [version_number(f) for f in model.folders()]
+    highest = max((n for n in published if n is not None), default=0)
+    claims = model.child(CLAIMS_DIR)
+    held = {
+        version_number(info.path.rstrip("/").split("/")[-2])
+        for info in claims.fs.get_file_info(
+            pafs.FileSelector(claims.path, recursive=True, allow_not_found=True)
+        )
+        if info.type == pafs.FileType.File
+    }
+    number = highest + 1
+    while number in held:
+        number += 1
+    return number
+
+
+def claim_number(model: Place, token: str) -> int:
+    """Claim the next free version number of ``model`` on an object store (see the module doc).
+
+    A won claim is never deleted (that is what makes the scheme safe); a lost
+    one is deleted at once.
+
+    Raises:
+        CheckpointError: no number could be claimed in :data:`MAX_CLAIMS` tries.
+    """
+    for _ in range(MAX_CLAIMS):
+        number = _next_free(model)
+        claims = model.child(CLAIMS_DIR, f"v{number}")
+        claims.write(token, b"")
+        if claims.files() == [token]:
+            return number
+        claims.delete(token)
+        time.sleep(random.uniform(0.0, CLAIM_BACKOFF_S))
+    raise CheckpointError(f"could not claim a version number for {model.display()}")
+
+
+def _publish_remote(
+    model: Place, name: str, weights: bytes, record: dict[str, Any]
+) -> ModelVersion:
+    token = uuid.uuid4().hex
+    staging = model.child(f".staging-{token}")
+    try:
+        staging.write(WEIGHTS_FILE, weights)
+        staging.write(META_FILE, _meta_bytes(record, 0))
+        load_version(staging.display())  # a version that cannot be read back is never published
+        number = claim_number(model, token)
+        target = model.child(f"v{number}")
+        target.copy_in(staging, WEIGHTS_FILE)
+        verify_files(record, target.display(), target.read)  # the copies, before publishing
+        target.write(META_FILE, _meta_bytes(record, number))  # publishes the version
+        return load_version(target.display())
+    finally:
+        staging.remove()
+
+
 # -- reading ------------------------------------------------------------------------------
 
 
-def resolve_ref(ref: str, root: str | None = None) -> tuple[Path, str | None, int | None]:
+def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, int | None]:
     """The directory a reference names, with its model name and version (None for a path).
 
     Raises:
@@ -338,44 +433,56 @@ def resolve_ref(ref: str, root: str | None = None) -> tuple[Path, str | None, in
     """
     parsed = parse_ref(ref)
     if parsed.path is not None:
-        if not (parsed.path / META_FILE).is_file():
+        place = place_of(parsed.path)
+        if not place.is_file(META_FILE):
             raise CheckpointError(NOT_A_VERSION.format(path=parsed.path))
-        return parsed.path.resolve(), None, None
+        return place, None, None
     assert parsed.name is not None  # parse_ref gives a name or a path
-    base = local_root(root)
-    versions = list_versions(parsed.name, root=str(base))
+    base = root_place(root)
+    versions = list_versions(parsed.name, root=base.display())
     if not versions:
         raise SpecError(
-            NO_VERSIONS.format(name=parsed.name, root=base, models=list_models(root=str(base)))
+            NO_VERSIONS.format(
+                name=parsed.name, root=base.display(), models=list_models(root=base.display())
+            )
         )
     number = parsed.version if parsed.version is not None else versions[-1]
     if number not in versions:
         raise SpecError(
-            NO_SUCH_VERSION.format(name=parsed.name, version=number, root=base, versions=versions)
+            NO_SUCH_VERSION.format(
+                name=parsed.name, version=number, root=base.display(), versions=versions
+            )
         )
     return version_dir(base, parsed.name, number), parsed.name, number
 
 
-def read_meta(directory: Path) -> dict[str, Any]:
+def _read_verified(directory: Place) -> tuple[dict[str, Any], dict[str, bytes]]:
+    where = directory.display()
+    try:
+        raw = directory.read(META_FILE)
+        if raw is None:
+            raise FileNotFoundError(directory.display(META_FILE))
+        meta = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(BAD_META.format(dir=where, error="not a JSON object"))
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        what = f"format {meta.get('format')!r} v{meta.get('format_version')!r}"
+        raise CheckpointError(
+            NOT_OURS.format(dir=where, fmt=FORMAT, version=FORMAT_VERSION, what=what)
+        )
+    verify_meta(meta, where)
+    return meta, verify_files(meta, where, directory.read)
+
+
+def read_meta(directory: Place) -> dict[str, Any]:
     """Parse and verify a version's meta.json and the files it lists.
 
     Raises:
         CheckpointError: naming the file that is missing, truncated or modified.
     """
-    try:
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(BAD_META.format(dir=directory, error=exc)) from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(BAD_META.format(dir=directory, error="not a JSON object"))
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        what = f"format {meta.get('format')!r} v{meta.get('format_version')!r}"
-        raise CheckpointError(
-            NOT_OURS.format(dir=directory, fmt=FORMAT, version=FORMAT_VERSION, what=what)
-        )
-    verify_meta(meta, directory)
-    verify_files(meta, directory)
-    return meta
+    return _read_verified(directory)[0]
 
 
 def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
@@ -387,38 +494,39 @@ def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
             weights that do not fit the recorded architecture.
     """
     directory, name, number = resolve_ref(ref, root)
-    meta = read_meta(directory)
+    where = directory.display()
+    meta, contents = _read_verified(directory)
     if number is not None and (meta.get("version") != number or meta.get("name") != name):
         raise CheckpointError(
             NOT_OURS.format(
-                dir=directory,
+                dir=where,
                 fmt=FORMAT,
                 version=FORMAT_VERSION,
                 what=f"it records {meta.get('name')}:{meta.get('version')}",
             )
         )
     try:
-        tensors = load_file(str(directory / WEIGHTS_FILE))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(BAD_WEIGHTS_FILE.format(dir=directory, error=exc)) from exc
+        tensors = load_bytes(contents[WEIGHTS_FILE])
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise CheckpointError(BAD_WEIGHTS_FILE.format(dir=where, error=exc)) from exc
     try:
-        schema = FeatureSchema.from_json(json.dumps(meta["schema"]), source=str(directory))
+        schema = FeatureSchema.from_json(json.dumps(meta["schema"]), source=where)
         architecture = meta["architecture"]
         quantization = meta.get("quantization")
         classes = [str(c) for c in meta["classes"]]
         reference = dict(meta["reference"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(BAD_META.format(dir=directory, error=exc)) from exc
+        raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
     if quantization:
         from regtune.platform.registry.quantize import build_quantized_module
 
-        module = build_quantized_module(architecture, tensors, quantization, source=str(directory))
+        module = build_quantized_module(architecture, tensors, quantization, source=where)
     else:
-        module = build_version_module(architecture, tensors, source=str(directory))
+        module = build_version_module(architecture, tensors, source=where)
     return ModelVersion(
         name=str(meta["name"]),
         version=int(meta["version"]),
-        path=str(directory),
+        path=where,
         meta=meta,
         schema=schema,
         classes=classes,

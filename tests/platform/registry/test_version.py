@@ -194,10 +194,10 @@ def test_registry_root_follows_storage_env(monkeypatch: pytest.MonkeyPatch, tmp_
     assert registry_root() == f"{default_storage()}/registry"
 
 
-def test_remote_root_is_refused_clearly(tiny_run: RunResult) -> None:
+def test_unknown_uri_scheme_is_refused_clearly(tiny_run: RunResult) -> None:
     member = Member.from_model(tiny_run.config, tiny_run.model)
-    with pytest.raises(SpecError, match="is a URI"):
-        save_version("x", [member], tiny_run.dataset, root="s3://bucket/registry")
+    with pytest.raises(SpecError, match=r"'nosuch://bucket/registry' cannot be opened"):
+        save_version("x", [member], tiny_run.dataset, root="nosuch://bucket/registry")
 
 
 def test_reading_imports_neither_tune_nor_the_loop(tiny_version: ModelVersion) -> None:

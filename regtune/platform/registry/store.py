@@ -1,0 +1,126 @@
+"""Where the registry's bytes live: a local directory or an object store URI, through pyarrow.fs.
+
+:class:`Place` is one folder on one filesystem (the registry root, a model's
+folder or a version directory); every read and write of the registry goes
+through it, so ``s3://bucket/runs/registry`` works like ``~/regtune_runs/registry``.
+Credentials and endpoints come from the filesystem's usual environment
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ... for S3; Google's for ``gs://``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from regtune.errors import SpecError
+
+__all__ = ["BAD_LOCATION", "Place", "place_of"]
+
+BAD_LOCATION = (
+    "registry location {where!r} cannot be opened ({reason}); expected a local path or a URI "
+    "such as s3://bucket/runs/registry"
+)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A folder ``path`` on filesystem ``fs``; ``scheme`` is "" for a local path."""
+
+    fs: pafs.FileSystem
+    path: str
+    scheme: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        """Whether this is the local disk (where a rename is atomic)."""
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def child(self, *names: str) -> Place:
+        """The folder ``names`` below this one."""
+        return Place(self.fs, "/".join([self.path.rstrip("/"), *names]), self.scheme)
+
+    def file(self, name: str) -> str:
+        """Filesystem path of file ``name`` in this folder."""
+        return f"{self.path.rstrip('/')}/{name}"
+
+    def display(self, name: str | None = None) -> str:
+        """This folder (or its file ``name``) as a user writes it, with the URI scheme."""
+        path = self.file(name) if name else self.path
+        return f"{self.scheme}://{path}" if self.scheme else path
+
+    def __str__(self) -> str:
+        return self.display()
+
+    def kind(self, name: str) -> pafs.FileType:
+        """File, Directory or NotFound for ``name`` in this folder."""
+        return self.fs.get_file_info(self.file(name)).type
+
+    def is_file(self, name: str) -> bool:
+        """Whether file ``name`` exists here."""
+        return bool(self.kind(name) == pafs.FileType.File)
+
+    def entries(self) -> list[pafs.FileInfo]:
+        """What is directly in this folder ([] when it does not exist)."""
+        return list(self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)))
+
+    def folders(self) -> list[str]:
+        """Names of the sub-folders (object stores: common prefixes)."""
+        return sorted(i.base_name for i in self.entries() if i.type == pafs.FileType.Directory)
+
+    def files(self) -> list[str]:
+        """Names of the files directly here."""
+        return sorted(i.base_name for i in self.entries() if i.type == pafs.FileType.File)
+
+    def read(self, name: str) -> bytes | None:
+        """The whole of file ``name``, or None when it does not exist."""
+        try:
+            with self.fs.open_input_stream(self.file(name)) as handle:
+                return bytes(handle.readall())
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write file ``name`` (one PUT on an object store)."""
+        self.fs.create_dir(self.path, recursive=True)
+        with self.fs.open_output_stream(self.file(name)) as handle:
+            handle.write(data)
+
+    def copy_in(self, source: Place, name: str) -> None:
+        """Copy ``source``'s file ``name`` here (server-side on an object store)."""
+        self.fs.create_dir(self.path, recursive=True)
+        self.fs.copy_file(source.file(name), self.file(name))
+
+    def delete(self, name: str) -> None:
+        """Remove file ``name``; already gone is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self.file(name))
+
+    def remove(self) -> None:
+        """Remove this folder and everything in it; already gone is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_dir(self.path)
+
+
+def place_of(where: str) -> Place:
+    """The folder ``where`` names: a local path (made absolute), ``file://`` or another URI.
+
+    Raises:
+        SpecError: an unknown URI scheme or a filesystem that cannot be set up
+            (the message names ``where``).
+    """
+    where = os.fspath(where)
+    if "://" not in where:
+        return Place(pafs.LocalFileSystem(), Path(where).expanduser().resolve().as_posix())
+    scheme = where.split("://", 1)[0]
+    try:
+        fs, path = pafs.FileSystem.from_uri(where)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as exc:
+        raise SpecError(BAD_LOCATION.format(where=where, reason=exc)) from exc
+    if isinstance(fs, pafs.LocalFileSystem):
+        return Place(fs, Path(path).resolve().as_posix())
+    return Place(fs, path.rstrip("/"), scheme)
