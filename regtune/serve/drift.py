@@ -21,9 +21,13 @@ The maths, all pure functions of the reference and the window:
   window value and reference quantile from both sides (exact for the
   piecewise-linear ``F``). Its critical value at level 0.01 for a window of
   ``n`` values is ``1.628 / sqrt(n)`` (the reference being much larger).
-* Reference quantiles may carry float32 round-off (``-3e-05`` for 0): a
-  served value within :data:`SNAP_RELATIVE` of the feature's magnitude of a
-  quantile is read as that quantile.
+* References the registry computed from the raw training columns
+  (``numeric_source: "raw"``) hold exact values and are used as they are.
+  Older references, and those of datasets that carry only the encoded
+  float32 rows (``numeric_source`` absent or ``"encoded"``), carry float32
+  round-off (``-3e-05`` for 0): for them only, a served value within
+  :data:`SNAP_RELATIVE` of the feature's magnitude of a quantile is read as
+  that quantile.
 * The drift index is the mean PSI over features; the window is "drifting"
   when it reaches :data:`DRIFT_INDEX_LIMIT` (configurable). Per feature, PSI
   under 0.1 reads "stable", under 0.25 "moderate", above "shifted" (the usual
@@ -47,6 +51,7 @@ __all__ = [
     "DriftMonitor",
     "categorical_psi",
     "drift_report",
+    "has_round_off",
     "ks_critical",
     "ks_statistic",
     "numeric_psi",
@@ -69,10 +74,12 @@ DEFAULT_WINDOW = 1000
 MIN_WINDOW = 100
 #: Quantile indices used as numeric PSI bin edges (the deciles).
 DECILES = tuple(range(10, 100, 10))
-#: Reference quantiles may come from float32 rows (``x * scale + center``):
-#: a served value this close (relative to the feature's magnitude) to a
-#: quantile counts as equal to it, so point masses such as 0 stay point masses.
+#: For a reference rebuilt from float32 rows (``x * scale + center``): a
+#: served value this close (relative to the feature's magnitude) to a quantile
+#: counts as equal to it, so point masses such as 0 stay point masses.
 SNAP_RELATIVE = 1e-6
+#: ``reference["numeric_source"]`` of a reference holding exact raw values.
+EXACT_SOURCE = "raw"
 #: The bin for categories the reference never saw.
 UNSEEN = "<unseen>"
 
@@ -87,7 +94,7 @@ def psi(expected: np.ndarray, observed: np.ndarray) -> float:
 class _Cdf:
     """The reference CDF of one numeric feature; see the module docstring."""
 
-    def __init__(self, quantiles: Sequence[float]) -> None:
+    def __init__(self, quantiles: Sequence[float], *, round_off: bool = False) -> None:
         q = np.asarray(quantiles, dtype=np.float64)
         if q.ndim != 1 or q.size < 2 or not np.all(np.isfinite(q)) or np.any(np.diff(q) < 0):
             raise ValueError("quantiles must be a finite, non-decreasing list of 2 or more values")
@@ -98,11 +105,15 @@ class _Cdf:
         np.minimum.at(self.lo, inverse, p)
         np.maximum.at(self.hi, inverse, p)
         self.q = q
+        self.round_off = round_off
         self.tol = SNAP_RELATIVE * max(1.0, float(np.abs(q).max()))
 
     def snap(self, values: np.ndarray) -> np.ndarray:
-        """Values within float32 round-off of a reference quantile, moved onto it."""
+        """Values within float32 round-off of a reference quantile, moved onto it
+        (only for a reference built with ``round_off``; exact ones are left alone)."""
         v = np.asarray(values, dtype=np.float64)
+        if not self.round_off:
+            return v
         right = np.clip(np.searchsorted(self.u, v), 0, self.u.size - 1)
         left = np.clip(right - 1, 0, self.u.size - 1)
         near = np.where(np.abs(self.u[left] - v) < np.abs(self.u[right] - v), left, right)
@@ -129,9 +140,17 @@ class _Cdf:
         return out
 
 
-def reference_cdf(quantiles: Sequence[float]) -> _Cdf:
-    """The reference CDF of a numeric feature from its quantiles (callable on arrays)."""
-    return _Cdf(quantiles)
+def reference_cdf(quantiles: Sequence[float], *, round_off: bool = False) -> _Cdf:
+    """The reference CDF of a numeric feature from its quantiles (callable on arrays).
+
+    ``round_off``: the quantiles carry float32 round-off (see the module docstring).
+    """
+    return _Cdf(quantiles, round_off=round_off)
+
+
+def has_round_off(reference: Mapping[str, Any]) -> bool:
+    """Whether a reference's numeric quantiles were rebuilt from float32 rows."""
+    return reference.get("numeric_source") != EXACT_SOURCE
 
 
 def _cdf(quantiles: Sequence[float] | _Cdf) -> _Cdf:
@@ -227,7 +246,11 @@ def drift_report(
             continue
         entry: dict[str, Any] = {"kind": ref["kind"]}
         if ref["kind"] == "numeric":
-            cdf = cdfs[name] if cdfs and name in cdfs else _Cdf(ref["quantiles"])
+            cdf = (
+                cdfs[name]
+                if cdfs and name in cdfs
+                else _Cdf(ref["quantiles"], round_off=has_round_off(reference))
+            )
             entry["psi"] = numeric_psi(cdf, values)
             entry["ks"] = ks_statistic(cdf, values)
             entry["ks_shifted"] = entry["ks"] > report["ks_critical"]
@@ -265,7 +288,7 @@ class DriftMonitor:
         features = reference.get("features", {})
         self._names = list(features)
         self._cdfs = {
-            name: _Cdf(ref["quantiles"])
+            name: _Cdf(ref["quantiles"], round_off=has_round_off(reference))
             for name, ref in features.items()
             if ref.get("kind") == "numeric"
         }

@@ -10,6 +10,7 @@ from regtune.serve.drift import (
     DriftMonitor,
     categorical_psi,
     drift_report,
+    has_round_off,
     ks_critical,
     ks_statistic,
     numeric_psi,
@@ -138,5 +139,18 @@ def test_float32_round_off_in_the_reference_does_not_look_like_drift() -> None:
     rebuilt = ((gains - center) / scale).astype(np.float32).astype(np.float64) * scale + center
     assert rebuilt.min() != 0.0
     window = np.where(rng.random(400) < 0.9, 0.0, rng.integers(1, 99_999, 400)).astype(float)
-    assert numeric_psi(quantiles(rebuilt), window) < 0.05
-    assert ks_statistic(quantiles(rebuilt), window) < ks_critical(400)
+    cdf = reference_cdf(quantiles(rebuilt), round_off=True)
+    assert numeric_psi(cdf, window) < 0.05
+    assert ks_statistic(cdf, window) < ks_critical(400)
+    # Taken as exact, the same rebuilt quantiles would misplace the zeros.
+    assert ks_statistic(reference_cdf(quantiles(rebuilt)), window) > ks_critical(400)
+
+
+def test_only_references_rebuilt_from_float32_rows_are_snapped() -> None:
+    assert has_round_off({"features": {}})  # written before numeric_source existed
+    assert has_round_off({"numeric_source": "encoded"})
+    assert not has_round_off({"numeric_source": "raw"})
+    exact = reference_cdf([0.0] * 50 + [float(k) for k in range(1, 52)])
+    # An exact reference keeps a value 1e-9 above its point mass off it.
+    assert exact.snap(np.array([1e-9]))[0] == 1e-9
+    assert reference_cdf(exact.q, round_off=True).snap(np.array([1e-9]))[0] == 0.0

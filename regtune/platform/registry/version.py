@@ -278,7 +278,11 @@ def save_version(
     if metrics is None:
         metrics = evaluate_module(module, dataset, robust=robust_settings(configs))
     reference = reference_summary(
-        dataset.schema, dataset.train.x, predict_classes(module, dataset.train.x)
+        dataset.schema,
+        dataset.train.x,
+        predict_classes(module, dataset.train.x),
+        # Exact raw training columns when the dataset carries them (see registry.reference).
+        raw=getattr(dataset, "raw_train", None),
     )
     meta: dict[str, Any] = {
         "format": FORMAT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -27,6 +30,13 @@ from regtune.trainables.data import Dataset
 from regtune.trainables.loop import RunResult
 
 from .conftest import train_tiny
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithRawTrain(Dataset):
+    """A dataset carrying its raw training rows (the field the registry reads when present)."""
+
+    raw_train: pd.DataFrame | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def test_round_trip_predicts_like_the_trained_model(
@@ -85,6 +95,37 @@ def test_categorical_reference_and_group_rates(adult: Dataset, tmp_path: Path) -
         assert 0.0 <= mv.metrics[f"test_positive_rate.{group}"] <= 1.0
         assert 0.0 <= mv.metrics[f"test_tpr.{group}"] <= 1.0
     assert "test_dp_diff" in mv.metrics and "test_eo_diff" in mv.metrics
+
+    # Without raw training columns the numeric summary is rebuilt from float32 rows.
+    assert mv.reference["numeric_source"] == "encoded"
+    # With them (here: the test split as a stand-in training split, its raw rows
+    # being what schema.transform turns into test.x), quantiles are exact values.
+    with_raw = _WithRawTrain(
+        **{f.name: getattr(adult, f.name) for f in dataclasses.fields(adult)},
+        raw_train=adult.raw_test,
+    )
+    with_raw = dataclasses.replace(with_raw, train=adult.test)
+    exact = save_version(
+        "adult-exact",
+        [Member.from_model(run.config, run.model)],
+        with_raw,
+        metrics={"test_acc": 0.5},
+        root=str(tmp_path),
+    ).reference
+    assert exact["numeric_source"] == "raw"
+    for column in ("capital_gain", "age", "hours_per_week"):
+        values = adult.raw_test[column].to_numpy(dtype=np.float64)
+        quantiles = exact["features"][column]["quantiles"]
+        assert quantiles == [float(v) for v in np.quantile(values, np.linspace(0, 1, 101))]
+        assert quantiles[0] == values.min() and quantiles[-1] == values.max()
+    assert exact["features"]["capital_gain"]["quantiles"][50] == 0.0  # the point mass, exactly
+    assert exact["features"]["sex"] == {
+        "kind": "categorical",
+        "frequencies": {
+            k: pytest.approx(v)
+            for k, v in adult.raw_test["sex"].astype(str).value_counts(normalize=True).items()
+        },
+    }
 
 
 def test_ensemble_is_the_mean_of_member_probabilities(digits: Dataset, registry: str) -> None:
