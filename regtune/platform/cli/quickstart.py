@@ -1,14 +1,44 @@
-"""``regtune quickstart``: the README's default job."""
+"""``regtune quickstart``: the README's default job, end to end.
+
+One command walks the platform's whole path on a built-in default: the
+``quickstart`` sweep on a local Ray (results in Parquet), its analysis (tables
+and a self-contained HTML report), the best trials promoted as a registered
+ensemble, and that version served over HTTP on 127.0.0.1, answering one
+request before it shuts down.
+"""
 
 from __future__ import annotations
 
+import socket
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from regtune.platform.cli.analyze import analyze, resolve_experiment
 from regtune.platform.cli.app import app, console
+from regtune.platform.cli.promote import promote
+from regtune.platform.cli.serve import serve
 from regtune.platform.cli.sweep import sweep
+
+__all__ = ["MODEL_NAME", "quickstart"]
+
+#: The registry name the quickstart's winner is promoted under.
+MODEL_NAME = "quickstart"
+#: Ensemble members promoted from the sweep's best trials.
+TOP_K = 3
+
+
+def _free_port() -> int:
+    """A free TCP port on loopback (8000 may well be taken on a developer machine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _step(n: int, text: str) -> None:
+    console.print(f"\n[bold cyan]{n}/4[/] {text}", highlight=False)
 
 
 @app.command()
@@ -17,12 +47,13 @@ def quickstart(
         str | None, typer.Option(help="Results root (default $REGTUNE_STORAGE or ~/regtune_runs).")
     ] = None,
 ) -> None:
-    """The README's default job: the quickstart sweep on a local Ray, summarised."""
+    """The README's default job: sweep, analyze, promote the winner and serve it once."""
     name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(
         "[bold]regtune quickstart[/]: an ASHA + TPE sweep over L2 and dropout of a small MLP "
-        "on digits (preset 'quickstart')"
+        "on digits (preset 'quickstart'), its analysis, and the winner served over HTTP"
     )
+    _step(1, "sweep")
     sweep(
         "quickstart",
         set_=None,
@@ -32,4 +63,55 @@ def quickstart(
         resume=False,
         dashboard=False,
         as_json=False,
+        verbose=False,
+    )
+    experiment = resolve_experiment(name, storage)
+    report = Path(experiment) / "report.html" if "://" not in experiment else Path("report.html")
+    _step(2, f"analysis (report: {report})")
+    analyze(
+        [experiment],
+        html=report,
+        figures_dir=None,
+        as_json=False,
+        storage=storage,
+        objective=None,
+        metric=None,
+        penalty=None,
+        reference=None,
+        include_degenerate=False,
+    )
+    _step(3, f"promote the best {TOP_K} trials as the ensemble {MODEL_NAME!r}")
+    promote(
+        experiment,
+        name=MODEL_NAME,
+        top_k=TOP_K,
+        objective=None,
+        gate=None,
+        storage=storage,
+        as_json=False,
+    )
+    _step(4, f"serve {MODEL_NAME!r} on 127.0.0.1 and answer one request")
+    serve(
+        MODEL_NAME,
+        host="127.0.0.1",
+        port=_free_port(),
+        canary=None,
+        canary_weight=0.1,
+        shadow=None,
+        storage=storage,
+        address=None,
+        batch_size=16,
+        batch_wait_ms=2.0,
+        replicas=1,
+        token_env="REGTUNE_SERVE_TOKEN",
+        set_=None,
+        once=True,
+        request=None,
+        output=None,
+        write_config=None,
+    )
+    console.print(
+        f"\n[bold green]done[/]: results and report under {experiment}; "
+        f"serve it again with: regtune serve {MODEL_NAME}",
+        highlight=False,
     )
