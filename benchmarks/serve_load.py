@@ -8,7 +8,16 @@ host differs:
 * ``fastapi``: the app under plain uvicorn, forward called directly;
 * ``serve``: Ray Serve, defaults (no batching: ``max_batch_size=1``);
 * ``serve-batch``: Ray Serve with ``@serve.batch`` (size and wait below);
-* ``serve-throughput``: batching plus ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``.
+* ``serve-throughput``: batching plus ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``;
+* ``serve-composed``: the ensemble as composed deployments: one deployment
+  per member (its network only) called through ``DeploymentHandle``s by an
+  ingress deployment that batches like ``serve-batch``, fans each batch out
+  to every member concurrently and averages their probabilities (the
+  shipped app keeps all members in one replica; this is the alternative the
+  issue asks to measure, kept here only while it loses);
+* ``student-batch``: ``serve-batch`` serving a student distilled from the
+  ensemble (``regtune distill``'s code path; registered as the next version
+  of the same model name, so the URL is the same).
 
 The load generator is an ``httpx`` async client in this process, one record
 per request, ``concurrency`` requests in flight (1 and 32), after a warm-up;
@@ -58,8 +67,23 @@ CONTENDERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "serve-throughput": (BATCH, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
     # torch's default thread count instead of one thread per replica (not in the default run).
     "serve-batch-torch-threads": ({**BATCH, "torch_threads": None}, {}),
+    "serve-composed": (BATCH, {}),
+    "student-batch": (BATCH, {}),
 }
-DEFAULT_CONTENDERS = ("fastapi", "serve", "serve-batch", "serve-throughput")
+DEFAULT_CONTENDERS = (
+    "fastapi",
+    "serve",
+    "serve-batch",
+    "serve-throughput",
+    "serve-composed",
+    "student-batch",
+)
+#: --smoke-test contenders: the plain process and the composed app (the Serve path
+#: with the most moving parts; the shipped one is covered by tests/serve).
+SMOKE_CONTENDERS = ("fastapi", "serve-composed")
+#: The student distilled for ``student-batch`` (DistillSettings' default size).
+STUDENT_MODEL = {"arch": "mlp", "width": 32, "depth": 1}
+STUDENT_EPOCHS = 20
 READY = "READY"
 STARTUP_TIMEOUT_S = 300.0
 
@@ -88,6 +112,17 @@ def register(root: str, members: int, epochs: int) -> str:
         trained.append(Member.from_model(config, result.model))
     version = save_version(MODEL_NAME, trained, dataset, root=root)
     return f"{MODEL_NAME}:{version.version}"
+
+
+def register_student(root: str, teacher: str, epochs: int) -> str:
+    """Distill ``teacher`` into a student (a Ray task, then Ray is shut down); return its ref."""
+    import ray
+
+    from regtune.platform.registry.distill import DistillSettings, distill
+
+    student = distill(teacher, DistillSettings(student=STUDENT_MODEL, epochs=epochs), root=root)
+    ray.shutdown()
+    return student.ref
 
 
 def sample_records(n: int) -> list[dict[str, Any]]:
@@ -142,6 +177,82 @@ def floor(root: str, ref: str, records: list[dict[str, Any]], repeats: int) -> d
     }
 
 
+# -- the composed ensemble (benchmark only) -----------------------------------------------------
+
+
+def composed_app(settings: dict[str, Any]) -> Any:
+    """The ensemble as composed deployments: members behind handles, an ingress averaging.
+
+    Same HTTP app and service as the shipped one; only the forward differs.
+    """
+    import asyncio as aio
+
+    import numpy as np
+    import torch
+    from fastapi import FastAPI
+    from ray import serve
+
+    from regtune.platform.registry import EnsembleModule, load_version, registry_root
+    from regtune.serve.http import create_api
+    from regtune.serve.metrics import RayMetrics
+    from regtune.serve.predictor import set_torch_threads
+    from regtune.serve.service import load_service
+    from regtune.serve.settings import parse_settings
+
+    parsed = parse_settings(settings)
+    root = parsed.registry or registry_root(parsed.storage)
+    n_members = len(load_version(parsed.model, root=root).meta["architecture"]["members"])
+
+    @serve.deployment
+    class MemberNet:
+        """One member network: encoded rows -> its class probabilities."""
+
+        def __init__(self, index: int) -> None:
+            set_torch_threads(parsed.torch_threads)
+            module = load_version(parsed.model, root=root).module
+            net = module.members[index] if isinstance(module, EnsembleModule) else module
+            self.net = net.eval()
+
+        async def probabilities(self, x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                out = torch.softmax(self.net(torch.from_numpy(x)), dim=1)
+            return np.asarray(out.double().numpy())
+
+    @serve.deployment
+    @serve.ingress()
+    class ComposedIngress:
+        """Validation, batching and bookkeeping as in the shipped app; members called remotely."""
+
+        def __init__(self, *members: Any) -> None:
+            set_torch_threads(parsed.torch_threads)
+            self.members = members
+            self.service = load_service(parsed, forward=self._batched, metrics=RayMetrics())
+            batcher: Any = self._batched
+            batcher.set_max_batch_size(parsed.max_batch_size)
+            batcher.set_batch_wait_timeout_s(parsed.batch_wait_ms / 1000.0)
+
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+        async def _batched(self, xs: list[torch.Tensor]) -> list[np.ndarray]:
+            self.service.batches += 1
+            self.service.batched_requests += len(xs)
+            x = torch.cat(xs).numpy()
+            parts = await aio.gather(*(m.probabilities.remote(x) for m in self.members))
+            probs = np.mean(np.stack(parts), axis=0)
+            return list(np.split(probs, np.cumsum([len(part) for part in xs])[:-1]))
+
+        def __serve_build_asgi_app__(self) -> FastAPI:
+            return create_api(self.service)
+
+    options = {"ray_actor_options": {"num_cpus": parsed.num_cpus}}
+    members = [
+        MemberNet.options(name=f"Member{i}", **options).bind(i)  # type: ignore[attr-defined]
+        for i in range(n_members)
+    ]
+    return ComposedIngress.options(  # type: ignore[attr-defined]
+        max_ongoing_requests=parsed.max_ongoing_requests, **options
+    ).bind(*members)
+
+
 # -- servers (each in its own process) --------------------------------------------------------
 
 
@@ -177,7 +288,8 @@ def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
 
     ensure_ray(None)
     start_http("127.0.0.1", port)
-    serve.run(build_app(parsed), name="bench", route_prefix="/")
+    app = composed_app(settings) if kind == "serve-composed" else build_app(parsed)
+    serve.run(app, name="bench", route_prefix="/")
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(READY, flush=True)
@@ -299,6 +411,42 @@ def measure(kind: str, settings: dict[str, Any], env: dict[str, str], records: l
         stop_server(proc)
 
 
+def _ratio(a: dict[str, Any], b: dict[str, Any], level: str, key: str) -> float | None:
+    try:
+        return float(a[level][key]) / float(b[level][key])
+    except (KeyError, ZeroDivisionError):
+        return None
+
+
+def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The two questions answered side by side: composed vs one deployment, student vs ensemble."""
+    out: dict[str, dict[str, Any]] = {}
+    pairs = {
+        "composed_vs_one_deployment": ("serve-composed", "serve-batch"),
+        "student_vs_ensemble": ("student-batch", "serve-batch"),
+    }
+    for key, (a, b) in pairs.items():
+        if a not in results or b not in results:
+            continue
+        rps = _ratio(results[a], results[b], "c32", "rps")
+        p50 = _ratio(results[a], results[b], "c1", "p50_ms")
+        entry: dict[str, Any] = {"c32_rps_ratio": rps, "c1_p50_ratio": p50}
+        if key == "composed_vs_one_deployment":
+            faster = "serve-composed" if (rps or 0) > 1 and (p50 or 2) < 1 else "serve-batch"
+            entry["faster"] = faster
+            entry["text"] = (
+                f"Composed deployments vs all members in one replica: {rps:.2f}x the c32 "
+                f"throughput, {p50:.2f}x the c1 p50; faster: {faster}."
+            )
+        else:
+            entry["text"] = (
+                f"Student endpoint vs ensemble endpoint: {rps:.2f}x the c32 throughput, "
+                f"{p50:.2f}x the c1 p50."
+            )
+        out[key] = entry
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke-test", action="store_true")
@@ -316,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     smoke = args.smoke_test
     members = 1 if smoke else args.members
     n_requests = 80 if smoke else args.requests
-    kinds = ["fastapi", "serve-batch"] if smoke else args.contenders.split(",")
+    kinds = list(SMOKE_CONTENDERS) if smoke else args.contenders.split(",")
     unknown = sorted(set(kinds) - set(CONTENDERS))
     if unknown:
         parser.error(f"--contenders: unknown {unknown}; allowed: {', '.join(CONTENDERS)}")
@@ -325,10 +473,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref = register(root, members, epochs=1 if smoke else 3)
         records = sample_records(200)
         floor_us = floor(root, ref, records, repeats=50 if smoke else 2000)
+        student = None
+        if "student-batch" in kinds:
+            student = register_student(root, ref, epochs=2 if smoke else STUDENT_EPOCHS)
+            floor_us["student"] = floor(root, student, records, repeats=50 if smoke else 2000)
         results: dict[str, Any] = {}
         for kind in kinds:
             overrides, env = CONTENDERS[kind]
-            settings = {"model": ref, "registry": root, "num_cpus": 0, **overrides}
+            served = student if kind == "student-batch" and student else ref
+            settings = {"model": served, "registry": root, "num_cpus": 0, **overrides}
             results[kind] = measure(kind, settings, env, records, n_requests)
             print(kind, json.dumps(results[kind]), flush=True)
     rows = []
@@ -352,9 +505,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Under such contention a multi-process Serve gets a larger share of the CPUs than one "
         "uvicorn process, which flatters Serve in the c32 ratio."
     )
+    comparisons = compare(results)
+    for line in comparisons.values():
+        table += f"\n\n{line['text']}"
+    if "student" in floor_us:
+        table += (
+            f"\n\nStudent (MLP width {STUDENT_MODEL['width']}, depth {STUDENT_MODEL['depth']}) "
+            f"in-process floor: {floor_us['student']['request_us']:.0f} us per request, forward "
+            f"{floor_us['student']['forward_32_us']:.0f} us for 32 rows."
+        )
     path = write_results(
         "serve_load",
         {"members": members, "requests_c32": n_requests, "floor_us": floor_us,
+         "comparisons": comparisons,
          "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
          "contenders": results, "settings": {k: v[0] for k, v in CONTENDERS.items()},
          "env": {k: v[1] for k, v in CONTENDERS.items()}},
