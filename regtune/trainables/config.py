@@ -37,7 +37,8 @@ Shape (every key optional except ``dataset``)::
       max_norm: 0.0                  # per-unit L2 row norm cap; 0 disables
       spectral_norm: false
       adversarial: {method: none, eps: 0.1, steps: 7, step_size: null, beta: 6.0}
-      fairness: {kind: none, strength: 0.0, temperature: 1.0, method: penalty, dual_lr: 1.0}
+      fairness: {kind: none, strength: 0.0, temperature: 1.0, method: penalty, dual_lr: 1.0,
+                 bound: null, margin: 0.0}  # keep the best epoch with val gap <= bound - margin
 
 Every key changes the run or is refused. Combinations the loop cannot honour
 are rejected here (mixup with TRADES or with a fairness penalty,
@@ -130,6 +131,10 @@ MIXUP_FAIRNESS = (
 ROBUST_STEPS = (
     "training.robust_steps ({robust}) must exceed penalties.adversarial.steps ({steps}): "
     "robust accuracy is measured with a stronger attack than the one trained against"
+)
+MARGIN_BOUND = (
+    "penalties.fairness.margin ({margin}) must be below penalties.fairness.bound ({bound}): "
+    "an epoch is kept only when its validation gap is at most bound - margin"
 )
 IDLE_KEY = "has no effect: {reason}; remove it, or set {on} so that it applies"
 
@@ -267,6 +272,19 @@ class FairnessConfig(_Strict):
     #: by ``strength`` in absolute value.
     method: Literal["penalty", "lagrangian"] = "penalty"
     dual_lr: float = Field(1.0, gt=0.0)
+    #: Constraint-aware selection: the run keeps the most accurate epoch whose
+    #: validation gap (``dp_diff`` for kind dp, ``eo_diff`` for eo) is at most
+    #: ``bound - margin`` (see regtune.trainables.selection). None: no bound.
+    bound: float | None = Field(None, gt=0.0, le=1.0)
+    #: Safety margin under ``bound`` that the validation gap must keep, since
+    #: the test gap of a small group is noisier than the validation one.
+    margin: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _margin_below_bound(self) -> FairnessConfig:
+        if self.bound is not None and self.margin >= self.bound:
+            raise ValueError(MARGIN_BOUND.format(margin=self.margin, bound=self.bound))
+        return self
 
 
 class PenaltiesConfig(_Strict):
@@ -326,6 +344,9 @@ class Dependency:
     on: str
     idle: Callable[[Any], bool]
     reason: str
+    #: A key that, set away from its default, makes ``key`` matter anyway
+    #: (``kind`` picks the constrained gap of ``bound`` even at strength 0).
+    active_if: str | None = None
 
 
 def _is_zero(value: Any) -> bool:
@@ -393,11 +414,16 @@ DEPENDENCIES: tuple[Dependency, ...] = (
             f"penalties.fairness.{key}", "penalties.fairness.kind", lambda v: v == "none",
             "the fairness penalty is off while kind is 'none'",
         )
-        for key in ("strength", "temperature", "method", "dual_lr")
+        for key in ("strength", "temperature", "method", "dual_lr", "bound")
     ),
     Dependency(
         "penalties.fairness.kind", "penalties.fairness.strength", _is_zero,
         "the fairness penalty is off while its strength is 0",
+        active_if="penalties.fairness.bound",
+    ),
+    Dependency(
+        "penalties.fairness.margin", "penalties.fairness.bound", lambda v: v is None,
+        "there is no constraint to keep a margin under while bound is unset",
     ),
     Dependency(
         "penalties.fairness.dual_lr", "penalties.fairness.method",
@@ -421,6 +447,10 @@ def idle_keys(config: TrainConfig) -> list[Problem]:
     found: list[Problem] = []
     for dep in DEPENDENCIES:
         explicit, _ = _lookup(config, dep.key)
+        if dep.active_if is not None and _lookup(config, dep.active_if)[1] != default_value(
+            dep.active_if
+        ):
+            continue
         if explicit and dep.idle(_lookup(config, dep.on)[1]):
             problem = Problem(dep.key, IDLE_KEY.format(reason=dep.reason, on=dep.on))
             if all(p.path != dep.key for p in found):

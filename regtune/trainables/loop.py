@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from regtune.errors import CheckpointError, SpecError
-from regtune.trainables import attacks, fairness, metrics, penalties
+from regtune.trainables import attacks, fairness, metrics, penalties, selection
+from regtune.trainables.bootstrap import fairness_intervals
 from regtune.trainables.checkpoint import load_tree, save_tree
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
@@ -230,6 +231,9 @@ class Trainer:
         self._static_facts: dict[str, float] | None = None
         n_constraints = len(ds.group_names) * (2 if fair.kind == "eo" else 1)
         self._multipliers = torch.zeros(n_constraints, device=self.device)
+        #: Why :meth:`finish` kept its epoch (a ``selection.KEPT_REASONS``
+        #: entry); None until then or without ``penalties.fairness.bound``.
+        self.kept_reason: str | None = None
 
     # -- training ---------------------------------------------------------------
 
@@ -435,7 +439,12 @@ class Trainer:
         es = self.early
         value = row.get(es.metric)
         # Early stopping decides before robust accuracy so the last epoch is known.
-        if es.patience and value is not None and es.update(value, self.epoch):
+        best = es.patience > 0 and value is not None and es.update(value, self.epoch)
+        self.history.append(row)
+        kept = self._kept_selection()
+        # With a fairness bound the constraint decides which weights are kept;
+        # early stopping still decides when to stop.
+        if (kept is None and best) or (kept is not None and kept.epoch == self.epoch):
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self._robust_due():
             self._robust = (self.robust_accuracy("val"), self.epoch)
@@ -443,8 +452,17 @@ class Trainer:
             row["robust_acc"], row["robust_acc_epoch"] = self._robust[0], float(self._robust[1])
         row["epoch_time_s"] = time.perf_counter() - started
         row["train_time_s"] = train_s
-        self.history.append(row)
         return row
+
+    def _kept_selection(self) -> selection.Selection | None:
+        """The epoch the fairness bound keeps so far (None without a bound)."""
+        fair = self.config.penalties.fairness
+        key = selection.gap_metric(fair.kind) if fair.kind != "none" else None
+        if fair.bound is None or key is None or not self.history or key not in self.history[0]:
+            return None
+        return selection.select_epoch(
+            self.history, gap_key=key, bound=fair.bound, margin=fair.margin
+        )
 
     def finish(self) -> dict[str, float]:
         """Restore the best weights (with early stopping) and score the test split."""
@@ -455,7 +473,25 @@ class Trainer:
         if self.config.training.robust_every > 0:
             out["test_robust_acc"] = self.robust_accuracy("test")
         out.update({f"test_{k}": v for k, v in self._model_facts().items()})
+        kept = self._kept_selection()
+        if kept is not None:
+            out["kept_epoch"] = float(kept.epoch)
+            out["kept_reason_code"] = float(selection.KEPT_REASONS.index(kept.reason))
+            self.kept_reason = kept.reason
+        out.update(self._test_intervals())
         return out
+
+    def _test_intervals(self) -> dict[str, float]:
+        """Bootstrap intervals of the test split's fairness metrics and
+        per-group rates (binary tasks with a sensitive attribute)."""
+        x, y, s = self._tensors["test"]
+        if s is None or self.dataset.n_classes != 2:
+            return {}
+        y_pred = metrics.predict(self.model, x, batch_size=EVAL_BATCH)
+        intervals = fairness_intervals(
+            y, y_pred, s, self.dataset.group_names, seed=self.config.training.seed
+        )
+        return {f"test_{k}": v for k, v in intervals.items()}
 
     # -- checkpoints --------------------------------------------------------------
 
@@ -626,6 +662,6 @@ def train(
         model=trainer.model,
         dataset=trainer.dataset,
         stopped_early=trainer.early.stopped,
-        best_epoch=trainer.early.best_epoch or trainer.epoch,
+        best_epoch=int(test.get("kept_epoch", 0)) or trainer.early.best_epoch or trainer.epoch,
         elapsed_s=time.perf_counter() - started,
     )

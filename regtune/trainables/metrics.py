@@ -33,7 +33,9 @@ __all__ = [
     "brier_score",
     "evaluate",
     "expected_calibration_error",
+    "logits",
     "n_params",
+    "predict",
     "size_bytes",
     "sparsity",
 ]
@@ -121,15 +123,7 @@ def evaluate(
     if x.shape[0] == 0:
         raise DataError(NO_EXAMPLES.format(what="evaluate"))
     device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = torch.cat(
-                [model(x[i : i + batch_size].to(device)) for i in range(0, x.shape[0], batch_size)]
-            )
-    finally:
-        model.train(was_training)
+    logits = _logits(model, x, batch_size)
     y = y.to(device)
     probs = logits.softmax(dim=1)
     out = {
@@ -144,6 +138,35 @@ def evaluate(
         out["dp_diff"] = dp_difference(y_pred, s)
         out["eo_diff"] = eo_difference(y, y_pred, s)
     return out
+
+
+def logits(model: nn.Module, x: Tensor, *, batch_size: int = 4096) -> Tensor:
+    """``model``'s logits on ``x`` in one no-grad pass in eval mode (on the model's device).
+
+    Raises:
+        DataError: ``x`` is empty.
+    """
+    if x.shape[0] == 0:
+        raise DataError(NO_EXAMPLES.format(what="logits"))
+    return _logits(model, x, batch_size)
+
+
+def predict(model: nn.Module, x: Tensor, *, batch_size: int = 4096) -> Tensor:
+    """Arg-max class of each row of ``x`` (see :func:`logits`)."""
+    return logits(model, x, batch_size=batch_size).argmax(dim=1)
+
+
+def _logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat(
+                [model(x[i : i + batch_size].to(device)) for i in range(0, x.shape[0], batch_size)]
+            )
+    finally:
+        model.train(was_training)
 
 
 def _nonempty(probs: Tensor, what: str) -> None:

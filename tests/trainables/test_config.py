@@ -148,8 +148,9 @@ def test_public_api_is_exactly_what_is_exported() -> None:
     for name in trainables.__all__:
         assert getattr(trainables, name) is not None
     modules = {
-        "annotations", "attacks", "catalog", "checkpoint", "config", "data", "fairness",
-        "fetch", "loop", "metrics", "models", "penalties", "schema", "sources",
+        "annotations", "attacks", "bootstrap", "catalog", "checkpoint", "config", "data",
+        "fairness", "fetch", "loop", "metrics", "models", "penalties", "schema", "selection",
+        "sources", "thresholds", "calibration",
     }  # fmt: skip
     public = {n for n in dir(trainables) if not n.startswith("_")}
     assert public - modules == set(trainables.__all__)
