@@ -1,8 +1,10 @@
-"""The Serve application over real HTTP on 127.0.0.1 (one Serve instance for the module)."""
+"""The Serve application over real HTTP on 127.0.0.1 (one Serve instance for the module),
+and its metrics as Ray's Prometheus endpoint serves them."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -294,3 +296,51 @@ def test_bad_feedback_is_refused(
     reply = client.post(f"/v1/models/{MODEL}/feedback", content=content)
     assert reply.status_code == status, reply.text
     assert reply.json()["field"] == field
+
+
+def _scrape_until(url: str, wanted: list[str], timeout_s: float) -> tuple[str, float]:
+    """Poll a Prometheus endpoint until every ``wanted`` line prefix shows; return text, wait."""
+    started = time.monotonic()
+    text = ""
+    while time.monotonic() - started < timeout_s:
+        try:
+            text = httpx.get(url, timeout=10.0).text
+        except httpx.HTTPError:
+            text = ""
+        lines = text.splitlines()
+        if all(any(line.startswith(w) for line in lines) for w in wanted):
+            break
+        time.sleep(0.5)
+    return text, time.monotonic() - started
+
+
+def test_serve_metrics_reach_prometheus_format(served: Served, client: httpx.Client) -> None:
+    import ray
+
+    batch = records(served, 5, start=300)
+    assert client.post(PREDICT, json={"instances": batch}).status_code == 200
+    assert (
+        client.post(PREDICT, content=b"{", headers={"content-type": "application/json"}).status_code
+        == 400
+    )
+    (node,) = [n for n in ray.nodes() if n["Alive"]]
+    url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    wanted = [
+        "ray_regtune_serve_latency_ms_bucket{",
+        "ray_regtune_serve_predictions_total{",
+        "ray_regtune_serve_rejected_total{",
+        "ray_regtune_serve_canary_weight{",
+    ]
+    # Replicas export every metrics_report_interval_ms (10 s by default); measured: ~7 s here.
+    text, _ = _scrape_until(url, wanted, timeout_s=60.0)
+    lines = text.splitlines()
+    for prefix in wanted:
+        assert any(line.startswith(prefix) for line in lines), (prefix, text[-2000:])
+    assert "# TYPE ray_regtune_serve_latency_ms histogram" in lines
+    predicted = [
+        line
+        for line in lines
+        if line.startswith("ray_regtune_serve_predictions_total{") and f'model="{MODEL}"' in line
+    ]
+    assert predicted and all(float(line.rsplit(" ", 1)[1]) >= 1 for line in predicted)
+    assert any('status="400"' in line for line in lines if "rejected_total{" in line)
