@@ -48,9 +48,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from regtune.errors import RegtuneError, SpecError
 from regtune.platform.tune.naming import BAD_EXPERIMENT_NAME, check_name, new_experiment_name
-from regtune.search_spaces import SweepSpec, load_spec
+from regtune.search_spaces import load_spec
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -284,7 +286,7 @@ def submit_sweep(
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
     if working_dir is None:
-        _check_data_is_reachable(spec, loaded)
+        _check_data_is_reachable(spec, spec_file, overrides)
 
     with _job_files(spec, spec_file, working_dir) as (job_spec, upload_dir):
         entrypoint = build_entrypoint(
@@ -360,9 +362,22 @@ def run_job(
     )
 
 
-def _check_data_is_reachable(spec: str, loaded: SweepSpec) -> None:
-    dataset = loaded.space.get("dataset")
-    path = dataset.get("path") if isinstance(dataset, Mapping) else None
+def _check_data_is_reachable(spec: str, spec_file: Path | None, overrides: Sequence[str]) -> None:
+    """Refuse a relative ``dataset.path`` when only the spec file travels.
+
+    The path as written is checked (``load_spec`` has already made it
+    absolute on this machine, which the cluster need not share): the last
+    ``--set dataset.path=...`` if any, else the spec file's value.
+    """
+    path: Any = None
+    if spec_file is not None:
+        raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+        dataset = raw.get("dataset") if isinstance(raw, Mapping) else None
+        path = dataset.get("path") if isinstance(dataset, Mapping) else None
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if sep and key.strip() == "dataset.path":
+            path = yaml.safe_load(value)
     if isinstance(path, str) and "://" not in path and not Path(path).expanduser().is_absolute():
         raise SpecError(LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
 

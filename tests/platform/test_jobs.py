@@ -61,7 +61,7 @@ BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
 STARTUP_TIMEOUT_S = 90.0
 # The smallest sweep: these tests check submission, not the search.
-SWEEP_OVERRIDES = ("budget.samples=1", "budget.max_epochs=1")
+SWEEP_OVERRIDES = ("budget.samples=1", "budget.max_epochs=2")
 #: An experiment named by the rule for a spec called "quickstart".
 GENERATED_NAME = r"quickstart-\d{8}-\d{6}-[0-9a-f]{4}"
 
@@ -259,7 +259,9 @@ def test_entrypoint_id_env_and_exit_codes() -> None:
     assert [exit_code_for(s) for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING")] == [0, 1, 1, 0]
 
 
-def test_bad_inputs_fail_before_any_contact(tmp_path: Path) -> None:
+def test_bad_inputs_fail_before_any_contact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each of these names the problem; the address is closed, so an error
     about the cluster would mean something was sent first."""
     closed = _closed_address()
@@ -282,11 +284,21 @@ def test_bad_inputs_fail_before_any_contact(tmp_path: Path) -> None:
         spec=spec, working_dir=tmp_path / "wd"
     )
     csv_spec = tmp_path / "csv.yaml"
+    # The data exist here (the spec is valid), but only the spec file would travel.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,1\n")
     raw = yaml.safe_load(preset_path("quickstart").read_text())
     raw["dataset"] = {"name": "csv", "path": "data/train.csv", "label": "y"}
     csv_spec.write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError) as info:
         submit_sweep(str(csv_spec), address=closed)
+    assert str(info.value) == LOCAL_DATA_NEEDS_WORKING_DIR.format(
+        spec=csv_spec, path="data/train.csv"
+    )
+    # The same through --set (relative to the working directory there).
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError) as info:
+        submit_sweep(str(csv_spec), address=closed, overrides=["dataset.path=data/train.csv"])
     assert str(info.value) == LOCAL_DATA_NEEDS_WORKING_DIR.format(
         spec=csv_spec, path="data/train.csv"
     )
@@ -416,12 +428,12 @@ def test_submit_sweep_runs_regtune_sweep_on_the_cluster(cluster: Cluster, tmp_pa
 @pytest.mark.slow
 @pytest.mark.skipif(not SWEEP_AVAILABLE, reason="regtune sweep not yet available")
 def test_two_ray_job_submits_of_one_preset_both_succeed(cluster: Cluster, tmp_path: Path) -> None:
-    """The documented `ray job submit [--working-dir DIR] -- regtune sweep SPEC`,
+    """The documented `ray job submit [--working-dir DIR] -- regtune sweep SPEC --address auto`,
     twice at once with the same spec: once as a file in an uploaded working
     dir, once as the preset's name."""
     _quickstart_copy(tmp_path / "wd")
     storage = tmp_path / "runs"
-    options = ["--storage", str(storage)]
+    options = ["--address", "auto", "--storage", str(storage)]
     for override in SWEEP_OVERRIDES:
         options += ["--set", override]
     submit = [RAY, "job", "submit", "--address", cluster.address]
