@@ -1,0 +1,179 @@
+"""Per-group decision thresholds that make hard predictions fair (post-processing).
+
+A binary model's positive-class score ``p`` becomes the decision
+``p >= threshold[group]``. :func:`fit_thresholds` chooses one threshold per
+group on labelled rows (the validation split) so that the decisions meet
+demographic parity (equal selection rates) or equalized odds (equal TPR and
+FPR) as closely as the rows allow, and among the thresholds that meet it
+within ``tolerance`` the most accurate. Deterministic: no randomised
+decisions (Hardt et al.'s exact EO needs them; a server would then need a
+random source per request), no random draws.
+
+Search: every distinct score of a group (and "select none") is a candidate
+threshold of that group. For each candidate of the reference group (the
+largest), every other group takes the candidate whose rates are closest to
+the reference's (ties: the more accurate); the best such tuple wins. When
+exact parity is reachable this finds the most accurate exactly fair tuple:
+for a fixed reference threshold each other group's best exact match is
+independent of the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from regtune.errors import DataError
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "ThresholdFit",
+    "apply_thresholds",
+    "fit_thresholds",
+]
+
+#: Largest gap counted as meeting the constraint when ``tolerance`` is not
+#: given: float rounding of rate differences only.
+DEFAULT_TOLERANCE = 1e-9
+
+BAD_INPUTS = (
+    "fit_thresholds needs scores, labels and groups of one equal, non-zero length and "
+    "every group code in [0, n_groups); got lengths {lengths} and n_groups={n_groups}"
+)
+EMPTY_GROUP = "group {group} has no rows to fit its threshold on; every group needs validation rows"
+BAD_KIND = "kind must be 'dp' or 'eo'; got {kind!r}"
+BAD_THRESHOLDS = "apply_thresholds got {n} thresholds but group codes up to {top}"
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    """Fitted thresholds (index = group code) and how they score on the fitting rows."""
+
+    thresholds: tuple[float, ...]
+    gap: float
+    accuracy: float
+    feasible: bool
+
+
+def apply_thresholds(scores: Tensor, s: Tensor, thresholds: Tensor | tuple[float, ...]) -> Tensor:
+    """Decisions ``scores >= thresholds[s]`` as int64 (1 = positive class)."""
+    t = torch.as_tensor(thresholds, dtype=torch.float64, device=scores.device)
+    if s.numel() and int(s.max()) >= t.numel():
+        raise DataError(BAD_THRESHOLDS.format(n=t.numel(), top=int(s.max())))
+    return (scores.double() >= t[s]).long()
+
+
+def _candidates(p: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Rates and correct counts of one group at each candidate threshold (ascending)."""
+    unique = np.unique(p)
+    # "Select none": just above the top score, finite so it serialises as JSON.
+    cand = np.append(unique, np.nextafter(unique[-1], np.inf))
+    pos, neg = np.sort(p[y == 1]), np.sort(p[y == 0])
+
+    def at_least(sorted_values: np.ndarray) -> np.ndarray:
+        return (sorted_values.size - np.searchsorted(sorted_values, cand, side="left")).astype(
+            np.float64
+        )
+
+    tp, fp = at_least(pos), at_least(neg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "cand": cand,
+            "sel": (tp + fp) / p.size,
+            "tpr": tp / pos.size if pos.size else np.full(cand.size, np.nan),
+            "fpr": fp / neg.size if neg.size else np.full(cand.size, np.nan),
+            "correct": tp + (neg.size - fp),
+        }
+
+
+def _distance(ref: dict[str, np.ndarray], other: dict[str, np.ndarray], kind: str) -> np.ndarray:
+    """(n_ref, n_other) distance between the constrained rates; NaN rates count 0."""
+    keys = ("sel",) if kind == "dp" else ("tpr", "fpr")
+    out = np.zeros((ref["cand"].size, other["cand"].size))
+    for key in keys:
+        diff = np.abs(ref[key][:, None] - other[key][None, :])
+        out = np.maximum(out, np.nan_to_num(diff, nan=0.0))
+    return out
+
+
+def _gap(rates: np.ndarray) -> np.ndarray:
+    """max - min over groups (axis 1), ignoring NaN; 0 with fewer than two."""
+    present = ~np.isnan(rates)
+    hi = np.where(present, rates, -np.inf).max(axis=1)
+    lo = np.where(present, rates, np.inf).min(axis=1)
+    return np.where(present.sum(axis=1) >= 2, hi - lo, 0.0)
+
+
+def fit_thresholds(
+    scores: Tensor,
+    y: Tensor,
+    s: Tensor,
+    n_groups: int,
+    *,
+    kind: Literal["dp", "eo"] | str,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ThresholdFit:
+    """Per-group thresholds on ``scores`` (positive-class probability) meeting
+    ``kind`` on ``(y, s)`` within ``tolerance``, most accurate first.
+
+    When no tuple meets ``tolerance`` the one with the smallest gap is
+    returned (then the most accurate), with ``feasible=False``.
+
+    Raises:
+        DataError: inputs of unequal or zero length, a group code outside
+            ``[0, n_groups)``, or a group without rows.
+        ValueError: ``kind`` is not ``dp`` or ``eo``.
+    """
+    if kind not in ("dp", "eo"):
+        raise ValueError(BAD_KIND.format(kind=kind))
+    p, yy, ss = (t.detach().to("cpu").numpy() for t in (scores.double(), y.long(), s.long()))
+    n = p.shape[0]
+    same_length = n > 0 and yy.shape[0] == n and ss.shape[0] == n
+    if not same_length or ss.min() < 0 or ss.max() >= n_groups:
+        lengths = [int(t.shape[0]) for t in (scores, y, s)]
+        raise DataError(BAD_INPUTS.format(lengths=lengths, n_groups=n_groups))
+    groups = []
+    for g in range(n_groups):
+        rows = ss == g
+        if not rows.any():
+            raise DataError(EMPTY_GROUP.format(group=g))
+        groups.append(_candidates(p[rows], yy[rows]))
+    ref_code = int(np.argmax(np.bincount(ss, minlength=n_groups)))
+    ref = groups[ref_code]
+    n_ref = ref["cand"].size
+    chosen = np.zeros((n_ref, n_groups), dtype=np.int64)
+    chosen[:, ref_code] = np.arange(n_ref)
+    for g, other in enumerate(groups):
+        if g == ref_code:
+            continue
+        dist = _distance(ref, other, kind)
+        nearest = dist <= dist.min(axis=1, keepdims=True) + DEFAULT_TOLERANCE
+        # Among the nearest, the most accurate; argmax takes the first (lowest) on ties.
+        chosen[:, g] = np.argmax(np.where(nearest, other["correct"][None, :], -1.0), axis=1)
+    pick = [groups[g] for g in range(n_groups)]
+    per_group = {
+        key: np.stack([pick[g][key][chosen[:, g]] for g in range(n_groups)], axis=1)
+        for key in ("sel", "tpr", "fpr", "correct")
+    }
+    if kind == "dp":
+        gap = _gap(per_group["sel"])
+    else:
+        gap = np.maximum(_gap(per_group["tpr"]), _gap(per_group["fpr"]))
+    accuracy = per_group["correct"].sum(axis=1) / n
+    feasible = gap <= tolerance
+    if feasible.any():
+        best = int(np.argmax(np.where(feasible, accuracy, -1.0)))
+    else:
+        smallest = gap <= gap.min() + DEFAULT_TOLERANCE
+        best = int(np.argmax(np.where(smallest, accuracy, -1.0)))
+    thresholds = tuple(float(pick[g]["cand"][chosen[best, g]]) for g in range(n_groups))
+    return ThresholdFit(
+        thresholds=thresholds,
+        gap=float(gap[best]),
+        accuracy=float(accuracy[best]),
+        feasible=bool(feasible[best]),
+    )
