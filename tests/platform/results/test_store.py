@@ -376,3 +376,11 @@ def test_parts_are_merged_as_they_pile_up(tmp_path: Path, monkeypatch: pytest.Mo
         w.add("t1", tune_result(i, _config(0.0), **_metrics(0.1 * i)))
         assert len(list(folder.glob("part-*.parquet"))) < 3
     assert list(read_epochs(exp)["iteration"]) == list(range(1, 8))
+
+
+def test_public_api_is_what_is_exported() -> None:
+    import regtune.platform.results as results
+
+    public = {n for n in vars(results) if not n.startswith("_")}
+    modules = {"callback", "degenerate", "files", "outcome", "read", "schema", "trials", "writer"}
+    assert set(results.__all__) == public - modules - {"annotations"}
