@@ -137,11 +137,12 @@ def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: 
     seen: list[int] = []
     spec = _spec(
         name="gpu-quarter",
-        model={"arch": "cnn", "width": 32},
+        # Long enough epochs that all four overlap, on a busy machine too.
+        model={"arch": "cnn", "width": 16},
         penalties={"l2": {"grid": [0.0, 1e-5, 1e-4, 1e-3]}},
         searcher={"kind": "grid"},
         scheduler={"kind": "none"},
-        budget={"samples": 1, "max_epochs": 10},
+        budget={"samples": 1, "max_epochs": 5},
         resources={"cpu": 0.5, "gpu": 0.25},
     )
     outcome = run_sweep(
