@@ -269,8 +269,13 @@ class FairnessConfig(_Strict):
     #: one multiplier per group (and label, for eo) on the signed relaxed
     #: deviations, raised after each epoch by dual ascent on the training
     #: split's hard-prediction deviations with step ``dual_lr``, and bounded
-    #: by ``strength`` in absolute value.
-    method: Literal["penalty", "lagrangian"] = "penalty"
+    #: by ``strength`` in absolute value. ``postprocess``: no training term;
+    #: after training, per-group decision thresholds are fitted on the
+    #: validation split to meet ``kind`` (see regtune.trainables.thresholds).
+    #: ``penalty+postprocess`` / ``lagrangian+postprocess``: both, in order.
+    method: Literal[
+        "penalty", "lagrangian", "postprocess", "penalty+postprocess", "lagrangian+postprocess"
+    ] = "penalty"
     dual_lr: float = Field(1.0, gt=0.0)
     #: Constraint-aware selection: the run keeps the most accurate epoch whose
     #: validation gap (``dp_diff`` for kind dp, ``eo_diff`` for eo) is at most
@@ -279,6 +284,19 @@ class FairnessConfig(_Strict):
     #: Safety margin under ``bound`` that the validation gap must keep, since
     #: the test gap of a small group is noisier than the validation one.
     margin: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @property
+    def training_method(self) -> Literal["penalty", "lagrangian"] | None:
+        """The in-training form of the constraint (None: post-processing only)."""
+        head = self.method.split("+")[0]
+        if head == "penalty":
+            return "penalty"
+        return "lagrangian" if head == "lagrangian" else None
+
+    @property
+    def postprocess(self) -> bool:
+        """True when per-group thresholds are fitted after training."""
+        return self.method.endswith("postprocess")
 
     @model_validator(mode="after")
     def _margin_below_bound(self) -> FairnessConfig:
@@ -344,9 +362,10 @@ class Dependency:
     on: str
     idle: Callable[[Any], bool]
     reason: str
-    #: A key that, set away from its default, makes ``key`` matter anyway
-    #: (``kind`` picks the constrained gap of ``bound`` even at strength 0).
-    active_if: str | None = None
+    #: (key, predicate) pairs; when a predicate holds for its key's value,
+    #: ``key`` matters anyway (``kind`` picks the gap a ``bound`` or the
+    #: thresholds constrain, even at strength 0).
+    active_if: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
 
 
 def _is_zero(value: Any) -> bool:
@@ -419,7 +438,18 @@ DEPENDENCIES: tuple[Dependency, ...] = (
     Dependency(
         "penalties.fairness.kind", "penalties.fairness.strength", _is_zero,
         "the fairness penalty is off while its strength is 0",
-        active_if="penalties.fairness.bound",
+        active_if=(
+            ("penalties.fairness.bound", lambda v: v is not None),
+            ("penalties.fairness.method", lambda v: str(v).endswith("postprocess")),
+        ),
+    ),
+    *(
+        Dependency(
+            f"penalties.fairness.{key}", "penalties.fairness.method",
+            lambda v: v == "postprocess",
+            "method 'postprocess' adds no training term (use 'penalty+postprocess')",
+        )
+        for key in ("strength", "temperature")
     ),
     Dependency(
         "penalties.fairness.margin", "penalties.fairness.bound", lambda v: v is None,
@@ -427,7 +457,8 @@ DEPENDENCIES: tuple[Dependency, ...] = (
     ),
     Dependency(
         "penalties.fairness.dual_lr", "penalties.fairness.method",
-        lambda v: v != "lagrangian", "only method 'lagrangian' takes dual steps",
+        lambda v: not str(v).startswith("lagrangian"),
+        "only method 'lagrangian' (or 'lagrangian+postprocess') takes dual steps",
     ),
 )  # fmt: skip
 
@@ -447,9 +478,7 @@ def idle_keys(config: TrainConfig) -> list[Problem]:
     found: list[Problem] = []
     for dep in DEPENDENCIES:
         explicit, _ = _lookup(config, dep.key)
-        if dep.active_if is not None and _lookup(config, dep.active_if)[1] != default_value(
-            dep.active_if
-        ):
+        if any(holds(_lookup(config, key)[1]) for key, holds in dep.active_if):
             continue
         if explicit and dep.idle(_lookup(config, dep.on)[1]):
             problem = Problem(dep.key, IDLE_KEY.format(reason=dep.reason, on=dep.on))

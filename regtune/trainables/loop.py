@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from regtune.errors import CheckpointError, SpecError
-from regtune.trainables import attacks, fairness, metrics, penalties, selection
-from regtune.trainables.bootstrap import fairness_intervals
+from regtune.trainables import attacks, fairness, metrics, penalties, selection, thresholds
+from regtune.trainables.bootstrap import fairness_intervals, group_key
 from regtune.trainables.checkpoint import load_tree, save_tree
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
@@ -234,6 +234,10 @@ class Trainer:
         #: Why :meth:`finish` kept its epoch (a ``selection.KEPT_REASONS``
         #: entry); None until then or without ``penalties.fairness.bound``.
         self.kept_reason: str | None = None
+        #: Per-group decision thresholds on the positive-class probability
+        #: (index = group code), fitted by :meth:`finish` with a
+        #: ``postprocess`` method; None otherwise. Saved in the checkpoint.
+        self.thresholds: torch.Tensor | None = None
 
     # -- training ---------------------------------------------------------------
 
@@ -294,9 +298,10 @@ class Trainer:
         if self._weight_penalised:
             loss = loss + penalties.weight_penalty(model, p)
         fair = p.fairness
-        if fair.kind != "none" and fair.strength > 0 and sb is not None:
+        in_training = fair.training_method
+        if fair.kind != "none" and fair.strength > 0 and sb is not None and in_training:
             prob = torch.softmax(logits, dim=1)[:, 1]
-            if fair.method == "lagrangian":
+            if in_training == "lagrangian":
                 return loss + self._lagrangian_term(prob, yb, sb), logits, plain
             term = (
                 fairness.dp_penalty(prob, sb, temperature=fair.temperature)
@@ -418,7 +423,7 @@ class Trainer:
         started = time.perf_counter()
         train_loss = self._train_epoch()
         fair = self.config.penalties.fairness
-        if fair.kind != "none" and fair.method == "lagrangian" and fair.strength > 0:
+        if fair.kind != "none" and fair.training_method == "lagrangian" and fair.strength > 0:
             self._dual_step()
         train_s = time.perf_counter() - started
         self.epoch += 1
@@ -458,18 +463,27 @@ class Trainer:
         """The epoch the fairness bound keeps so far (None without a bound)."""
         fair = self.config.penalties.fairness
         key = selection.gap_metric(fair.kind) if fair.kind != "none" else None
-        if fair.bound is None or key is None or not self.history or key not in self.history[0]:
+        # Post-processing alone: the bound is the thresholds' tolerance, and
+        # the raw gap of an epoch says nothing about the thresholded one.
+        if fair.training_method is None or fair.bound is None or key is None:
+            return None
+        if not self.history or key not in self.history[0]:
             return None
         return selection.select_epoch(
             self.history, gap_key=key, bound=fair.bound, margin=fair.margin
         )
 
     def finish(self) -> dict[str, float]:
-        """Restore the best weights (with early stopping) and score the test split."""
+        """Restore the kept weights (early stopping's best, or the fairness
+        bound's choice), fit the post-processing thresholds when configured,
+        and score the test split."""
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         test = self._evaluate("test")
         out = {f"test_{k}": v for k, v in test.items()}
+        if self.config.penalties.fairness.postprocess:
+            out.update({f"test_raw_{k}": out[f"test_{k}"] for k in ("acc", "dp_diff", "eo_diff")})
+            out.update(self._postprocess())
         if self.config.training.robust_every > 0:
             out["test_robust_acc"] = self.robust_accuracy("test")
         out.update({f"test_{k}": v for k, v in self._model_facts().items()})
@@ -481,13 +495,62 @@ class Trainer:
         out.update(self._test_intervals())
         return out
 
+    def _positive_scores(self, split: str) -> torch.Tensor:
+        x = self._tensors[split][0]
+        return metrics.logits(self.model, x, batch_size=EVAL_BATCH).softmax(dim=1)[:, 1]
+
+    def decisions(self, split: str) -> torch.Tensor:
+        """The model's hard predictions on a split as a server would make
+        them: arg-max, or the fitted per-group thresholds when present."""
+        x, _, s = self._tensors[split]
+        if self.thresholds is None or s is None:
+            return metrics.predict(self.model, x, batch_size=EVAL_BATCH)
+        return thresholds.apply_thresholds(self._positive_scores(split), s, self.thresholds)
+
+    def _postprocess(self) -> dict[str, float]:
+        """Fit per-group thresholds on validation; the test decisions use them.
+
+        The arg-max test metrics stay as ``test_raw_acc`` / ``_dp_diff`` /
+        ``_eo_diff``; ``test_acc``, ``test_dp_diff``, ``test_eo_diff`` become
+        those of the thresholded decisions (what a server returns).
+        """
+        fair = self.config.penalties.fairness
+        _, y_val, s_val = self._tensors["val"]
+        assert s_val is not None  # checked in __init__: fairness needs groups
+        tolerance = (
+            fair.bound - fair.margin if fair.bound is not None else thresholds.DEFAULT_TOLERANCE
+        )
+        fit = thresholds.fit_thresholds(
+            self._positive_scores("val"),
+            y_val,
+            s_val,
+            len(self.dataset.group_names),
+            kind=fair.kind,
+            tolerance=tolerance,
+        )
+        self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)
+        _, y, s = self._tensors["test"]
+        assert s is not None
+        pred = self.decisions("test")
+        out = {
+            "val_postprocess_acc": fit.accuracy,
+            "val_postprocess_gap": fit.gap,
+            "postprocess_feasible": float(fit.feasible),
+            "test_acc": float((pred == y).double().mean()),
+            "test_dp_diff": fairness.dp_difference(pred, s),
+            "test_eo_diff": fairness.eo_difference(y, pred, s),
+        }
+        for name, value in zip(self.dataset.group_names, fit.thresholds, strict=True):
+            out[f"threshold_{group_key(name)}"] = value
+        return out
+
     def _test_intervals(self) -> dict[str, float]:
         """Bootstrap intervals of the test split's fairness metrics and
         per-group rates (binary tasks with a sensitive attribute)."""
-        x, y, s = self._tensors["test"]
+        _, y, s = self._tensors["test"]
         if s is None or self.dataset.n_classes != 2:
             return {}
-        y_pred = metrics.predict(self.model, x, batch_size=EVAL_BATCH)
+        y_pred = self.decisions("test")
         intervals = fairness_intervals(
             y, y_pred, s, self.dataset.group_names, seed=self.config.training.seed
         )
@@ -509,6 +572,7 @@ class Trainer:
             "robust": list(self._robust) if self._robust is not None else None,
             "best_state": self._best_state,
             "multipliers": self._multipliers,
+            "thresholds": self.thresholds,
             "fingerprint": self.dataset.fingerprint,
             "config": self.config.model_dump(mode="json"),
         }
@@ -563,6 +627,8 @@ class Trainer:
             self._multipliers = state["multipliers"].to(self.device)
         best = state.get("best_state")
         self._best_state = dict(best) if best else None
+        stored = state.get("thresholds")
+        self.thresholds = stored.double().cpu() if isinstance(stored, torch.Tensor) else None
 
     def _apply_hyperparameters(self, stored_lr: float | None) -> None:
         """Push this config's optimizer settings into restored optimizer state.
@@ -655,6 +721,8 @@ def train(
         if checkpoint_dir is not None and (due or trainer.should_stop):
             trainer.save(checkpoint_dir)
     test = trainer.finish()
+    if checkpoint_dir is not None and trainer.thresholds is not None:
+        trainer.save(checkpoint_dir)  # the fitted thresholds belong with the weights
     return RunResult(
         config=trainer.config,
         history=trainer.history,
