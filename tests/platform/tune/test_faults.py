@@ -146,9 +146,9 @@ def _interrupt_after_checkpoints(
     pytest.fail(f"Ray did not start in {DRIVER_ATTEMPTS} attempts:\n{log.read_text()[-3000:]}")
 
 
-#: ASHA rungs for grace_period 1, reduction_factor 2, max_epochs 40 (and max_t).
-RESUME_MAX_EPOCHS = 40
-RUNGS = {1, 2, 4, 8, 16, 32, RESUME_MAX_EPOCHS}
+#: ASHA rungs for grace_period 1, reduction_factor 2, max_epochs 20 (and max_t).
+RESUME_MAX_EPOCHS = 20
+RUNGS = {1, 2, 4, 8, 16, RESUME_MAX_EPOCHS}
 
 
 def test_killed_driver_resumes_each_trial_from_its_newest_checkpoint(
