@@ -26,6 +26,7 @@ Shape (every key optional except ``dataset``)::
       robust_steps: 20               # PGD steps; must exceed adversarial.steps
       robust_samples: 1000           # validation rows attacked (cost bound)
       early_stopping: {metric: val_loss, mode: min, patience: 0}
+      calibration: none              # none | temperature | group_temperature (after training)
     penalties:
       l1: 0.0
       l2: 0.0
@@ -238,6 +239,10 @@ class TrainingConfig(_Strict):
     robust_steps: int = Field(20, ge=1)
     robust_samples: int = Field(1000, ge=1)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    #: Temperature scaling after training, fitted on validation by NLL
+    #: (regtune.trainables.calibration); kept only when it lowers the
+    #: validation ECE. ``group_temperature``: one per sensitive group.
+    calibration: Literal["none", "temperature", "group_temperature"] = "none"
 
 
 class ElasticNetConfig(_Strict):

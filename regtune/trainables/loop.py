@@ -39,7 +39,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from regtune.errors import CheckpointError, SpecError
-from regtune.trainables import attacks, fairness, metrics, penalties, selection, thresholds
+from regtune.trainables import (
+    attacks,
+    calibration,
+    fairness,
+    metrics,
+    penalties,
+    selection,
+    thresholds,
+)
 from regtune.trainables.bootstrap import fairness_intervals, group_key
 from regtune.trainables.checkpoint import load_tree, save_tree
 from regtune.trainables.config import TrainConfig, parse_train_config
@@ -61,6 +69,10 @@ FAIRNESS_NEEDS_GROUPS_MSG = (
     "penalties.fairness.kind={kind!r} needs a dataset with a sensitive attribute and two "
     "classes; dataset {name!r} has sensitive={sensitive!r} and {n_classes} classes. "
     "Declare 'sensitive' on the dataset or set penalties.fairness.kind to 'none'."
+)
+GROUP_CALIBRATION_MSG = (
+    "training.calibration='group_temperature' needs a dataset with a sensitive attribute; "
+    "dataset {name!r} has none. Use 'temperature' or declare 'sensitive' on the dataset."
 )
 CHECKPOINT_EXISTS_MSG = (
     "checkpoint directory {path} already exists; pass --resume to continue it or choose "
@@ -192,6 +204,8 @@ class Trainer:
         )
         fair = cfg.penalties.fairness
         ds = self.dataset
+        if cfg.training.calibration == "group_temperature" and ds.train.s is None:
+            raise SpecError(GROUP_CALIBRATION_MSG.format(name=ds.name))
         if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
             raise SpecError(
                 FAIRNESS_NEEDS_GROUPS_MSG.format(
@@ -238,6 +252,10 @@ class Trainer:
         #: (index = group code), fitted by :meth:`finish` with a
         #: ``postprocess`` method; None otherwise. Saved in the checkpoint.
         self.thresholds: torch.Tensor | None = None
+        #: Temperatures dividing the logits (one, or one per group code),
+        #: fitted by :meth:`finish` with ``training.calibration``; None when
+        #: off or not kept. Saved in the checkpoint.
+        self.temperatures: torch.Tensor | None = None
 
     # -- training ---------------------------------------------------------------
 
@@ -394,9 +412,17 @@ class Trainer:
             batch_size=EVAL_BATCH,
         )
 
+    def _logits(self, split: str) -> torch.Tensor:
+        """Logits on a split, divided by the fitted temperatures once there are any."""
+        x, _, s = self._tensors[split]
+        z = metrics.logits(self.model, x, batch_size=EVAL_BATCH)
+        if self.temperatures is None:
+            return z
+        return calibration.scale_logits(z, self.temperatures, s)
+
     def _evaluate(self, split: str) -> dict[str, float]:
-        x, y, s = self._tensors[split]
-        raw = metrics.evaluate(self.model, x, y, s, batch_size=EVAL_BATCH)
+        _, y, s = self._tensors[split]
+        raw = metrics.score_logits(self._logits(split), y, s)
         out = {
             "loss": raw["loss"],
             "acc": raw["acc"],
@@ -479,8 +505,10 @@ class Trainer:
         and score the test split."""
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
+        calibrated = self._calibrate() if self.config.training.calibration != "none" else {}
         test = self._evaluate("test")
         out = {f"test_{k}": v for k, v in test.items()}
+        out.update(calibrated)
         if self.config.penalties.fairness.postprocess:
             out.update({f"test_raw_{k}": out[f"test_{k}"] for k in ("acc", "dp_diff", "eo_diff")})
             out.update(self._postprocess())
@@ -495,9 +523,37 @@ class Trainer:
         out.update(self._test_intervals())
         return out
 
+    def _calibrate(self) -> dict[str, float]:
+        """Fit temperatures on validation; keep them only if the validation ECE drops.
+
+        A positive temperature (per group or not) changes no arg-max decision
+        and no within-group order, so the decisions and any fairness gap of
+        them stay exactly as they were (checked, not assumed).
+        """
+        _, y, s = self._tensors["val"]
+        before = self._evaluate("val")
+        per_group = self.config.training.calibration == "group_temperature"
+        raw = self._logits("val")
+        self.temperatures = calibration.fit_temperatures(
+            raw, y, s if per_group else None, len(self.dataset.group_names) if per_group else 1
+        )
+        after = self._evaluate("val")
+        same = torch.equal(raw.argmax(dim=1), self._logits("val").argmax(dim=1))
+        kept = after["ece"] < before["ece"] and same
+        out = {
+            "val_ece_uncalibrated": before["ece"],
+            "val_ece_calibrated": after["ece"],
+            "calibration_kept": float(kept),
+        }
+        names = self.dataset.group_names if per_group else ["all"]
+        for name, value in zip(names, self.temperatures.tolist(), strict=True):
+            out[f"temperature_{group_key(name)}"] = value
+        if not kept:
+            self.temperatures = None
+        return out
+
     def _positive_scores(self, split: str) -> torch.Tensor:
-        x = self._tensors[split][0]
-        return metrics.logits(self.model, x, batch_size=EVAL_BATCH).softmax(dim=1)[:, 1]
+        return self._logits(split).softmax(dim=1)[:, 1]
 
     def decisions(self, split: str) -> torch.Tensor:
         """The model's hard predictions on a split as a server would make
@@ -573,6 +629,7 @@ class Trainer:
             "best_state": self._best_state,
             "multipliers": self._multipliers,
             "thresholds": self.thresholds,
+            "temperatures": self.temperatures,
             "fingerprint": self.dataset.fingerprint,
             "config": self.config.model_dump(mode="json"),
         }
@@ -629,6 +686,8 @@ class Trainer:
         self._best_state = dict(best) if best else None
         stored = state.get("thresholds")
         self.thresholds = stored.double().cpu() if isinstance(stored, torch.Tensor) else None
+        temps = state.get("temperatures")
+        self.temperatures = temps.double().cpu() if isinstance(temps, torch.Tensor) else None
 
     def _apply_hyperparameters(self, stored_lr: float | None) -> None:
         """Push this config's optimizer settings into restored optimizer state.
@@ -721,8 +780,10 @@ def train(
         if checkpoint_dir is not None and (due or trainer.should_stop):
             trainer.save(checkpoint_dir)
     test = trainer.finish()
-    if checkpoint_dir is not None and trainer.thresholds is not None:
-        trainer.save(checkpoint_dir)  # the fitted thresholds belong with the weights
+    if checkpoint_dir is not None and (
+        trainer.thresholds is not None or trainer.temperatures is not None
+    ):
+        trainer.save(checkpoint_dir)  # fitted thresholds/temperatures belong with the weights
     return RunResult(
         config=trainer.config,
         history=trainer.history,

@@ -36,6 +36,7 @@ __all__ = [
     "logits",
     "n_params",
     "predict",
+    "score_logits",
     "size_bytes",
     "sparsity",
 ]
@@ -122,9 +123,17 @@ def evaluate(
     """
     if x.shape[0] == 0:
         raise DataError(NO_EXAMPLES.format(what="evaluate"))
-    device = model_device(model)
-    logits = _logits(model, x, batch_size)
-    y = y.to(device)
+    return score_logits(_logits(model, x, batch_size), y, s)
+
+
+def score_logits(logits: Tensor, y: Tensor, s: Tensor | None = None) -> dict[str, float]:
+    """The metrics of :func:`evaluate` from already computed logits (n, classes).
+
+    Raises:
+        DataError: ``logits`` is empty.
+    """
+    _nonempty(logits, "score_logits")
+    y = y.to(logits.device)
     probs = logits.softmax(dim=1)
     out = {
         "loss": float(F.cross_entropy(logits, y)),
@@ -134,7 +143,7 @@ def evaluate(
     }
     if s is not None and logits.shape[1] == 2:
         y_pred = probs.argmax(dim=1)
-        s = s.to(device)
+        s = s.to(logits.device)
         out["dp_diff"] = dp_difference(y_pred, s)
         out["eo_diff"] = eo_difference(y, y_pred, s)
     return out
