@@ -208,18 +208,24 @@ def submission_id_for(name: str) -> str:
 def build_entrypoint(
     spec: str,
     *,
-    name: str,
+    name: str | None,
     overrides: Sequence[str] = (),
     storage: str | None = None,
+    resume: bool = False,
     extra_args: Sequence[str] = (),
 ) -> str:
-    """The job's shell command: ``regtune sweep SPEC --address auto --name NAME``,
-    then ``--set`` per override, ``--storage`` and ``extra_args``, each quoted."""
-    argv = ["regtune", "sweep", spec, "--address", "auto", "--name", name]
+    """The job's shell command: ``regtune sweep SPEC --address auto --name NAME``
+    (no ``--name`` when ``name`` is None), then ``--set`` per override,
+    ``--storage``, ``--resume`` and ``extra_args``, each quoted."""
+    argv = ["regtune", "sweep", spec, "--address", "auto"]
+    if name is not None:
+        argv += ["--name", name]
     for override in overrides:
         argv += ["--set", override]
     if storage is not None:
         argv += ["--storage", storage]
+    if resume:
+        argv.append("--resume")
     argv += list(extra_args)
     return shlex.join(argv)
 
@@ -246,6 +252,7 @@ def submit_sweep(
     name: str | None = None,
     storage: str | None = None,
     overrides: Sequence[str] = (),
+    resume: bool = False,
     extra_args: Sequence[str] = (),
     working_dir: Path | None = None,
     env_vars: Mapping[str, str] | None = None,
@@ -258,8 +265,10 @@ def submit_sweep(
         spec: a sweep YAML file or a preset name, as for ``regtune sweep``.
         address: the cluster's Jobs API, ``http(s)://HOST:PORT``; see
             :func:`resolve_address` for the default.
-        name: experiment name (default: a new ``<spec name>-<time>-<hex>``);
-            names the job too.
+        name: experiment name (default: a new ``<spec name>-<time>-<hex>``;
+            with ``resume``, the newest experiment of the spec on the
+            cluster's storage); names the job too.
+        resume: continue the experiment (``regtune sweep --resume``).
         storage: results root on the cluster (``regtune sweep --storage``).
         overrides: ``KEY.PATH=VALUE`` texts, validated here and passed as ``--set``.
         extra_args: more ``regtune sweep`` arguments, passed as they are.
@@ -281,7 +290,13 @@ def submit_sweep(
     # Everything that can be checked here is, before the cluster is contacted.
     resolved = resolve_address(address)
     loaded = load_spec(spec, overrides)
-    sweep_name = check_name(name) if name is not None else new_experiment_name(loaded.name)
+    # Resuming without a name: the cluster's newest experiment of the spec,
+    # found there by the same rule (the job is labelled with the spec's name).
+    sweep_name: str | None
+    if name is not None:
+        sweep_name = check_name(name)
+    else:
+        sweep_name = None if resume else new_experiment_name(loaded.name)
     spec_file = Path(spec) if Path(spec).is_file() else None
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
@@ -294,6 +309,7 @@ def submit_sweep(
             name=sweep_name,
             overrides=overrides,
             storage=storage,
+            resume=resume,
             extra_args=extra_args,
         )
         runtime_env: dict[str, Any] = {}
@@ -304,7 +320,7 @@ def submit_sweep(
         return run_job(
             entrypoint,
             address=resolved,
-            name=sweep_name,
+            name=sweep_name or loaded.name,
             runtime_env=runtime_env,
             metadata={SPEC_METADATA_KEY: job_spec},
             follow=follow,

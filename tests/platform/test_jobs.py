@@ -244,6 +244,10 @@ def test_entrypoint_id_env_and_exit_codes() -> None:
         "--set", "penalties.l2={loguniform: [1e-6, 1e-2]}",
         "--storage", "s3://bucket/runs", "--resume",
     ]  # fmt: skip
+    # --resume without a name: the cluster picks the newest experiment of the spec.
+    assert shlex.split(build_entrypoint("l2-path", name=None, resume=True)) == [
+        "regtune", "sweep", "l2-path", "--address", "auto", "--resume",
+    ]  # fmt: skip
     first, second = submission_id_for("l2-path"), submission_id_for("l2-path")
     assert first.startswith("regtune-l2-path-")
     assert first != second
