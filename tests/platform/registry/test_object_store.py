@@ -3,11 +3,14 @@ round trip, refusals and numbering as on a local disk, with no rename to lean on
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import uuid
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 import torch
 
@@ -133,3 +136,34 @@ def test_a_live_claim_is_never_shared(storage: str) -> None:
     model.child(CLAIMS_DIR, "v3").write("rival", b"")
     assert claim_number(model, "cccc") == 4
     assert model.child(CLAIMS_DIR, "v3").files() == ["rival"]
+
+
+def test_serving_and_the_cli_read_an_s3_registry(tiny_run: RunResult, storage: str) -> None:
+    from typer.testing import CliRunner
+
+    from regtune.platform.cli.app import app
+    from regtune.serve.service import load_service
+    from regtune.serve.settings import ServeSettings
+
+    member = Member.from_model(tiny_run.config, tiny_run.model)
+    mv = save_version(
+        "tiny", [member], tiny_run.dataset, metrics={"test_acc": 0.5}, root=f"{storage}/registry"
+    )
+    # The service a replica builds (validation, encoding, the version from S3), without Ray.
+    service = load_service(ServeSettings(model="tiny:1", storage=storage))
+    assert service.primary.version.path == mv.path
+    names = tiny_run.dataset.schema.input_names()
+    rows = tiny_run.dataset.raw_test[names].head(3).to_dict("records")
+    body = json.dumps({"instances": rows}).encode()
+    reply = asyncio.run(service.predict("tiny", body, "s3-req"))
+    x = tiny_run.dataset.schema.transform(rows)
+    with torch.no_grad():
+        expected = torch.softmax(mv.module(x), dim=1)
+    got = [[p["probabilities"][c] for c in mv.classes] for p in reply["predictions"]]
+    assert np.allclose(got, expected.numpy(), atol=1e-6)
+    listed = CliRunner().invoke(app, ["models", "list", "--storage", storage, "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)["models"]
+    assert (row["name"], row["versions"]) == ("tiny", [1])
+    shown = CliRunner().invoke(app, ["models", "show", "tiny:1", "--storage", storage, "--json"])
+    assert shown.exit_code == 0 and f"{storage}/registry/tiny/v1" in shown.output
