@@ -20,7 +20,10 @@ app.add_typer(models_app, name="models")
 #: Options the registry commands share.
 StorageOpt = Annotated[
     str | None,
-    typer.Option(help="Storage root holding the registry (default: $REGTUNE_STORAGE)."),
+    typer.Option(
+        help="Storage root holding the registry, a path or URI such as s3://bucket/runs "
+        "(default: $REGTUNE_STORAGE)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 RefArg = Annotated[str, typer.Argument(help="NAME (latest), NAME:VERSION or a version directory.")]

@@ -89,7 +89,11 @@ def serve(
         str | None, typer.Option(help="Version that sees every request but never answers.")
     ] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Storage root (default $REGTUNE_STORAGE or ~/regtune_runs).")
+        str | None,
+        typer.Option(
+            help="Storage root, a path or URI such as s3://bucket/runs "
+            "(default $REGTUNE_STORAGE or ~/regtune_runs)."
+        ),
     ] = None,
     address: Annotated[
         str | None, typer.Option(help="Join this Ray cluster ('auto', host:port); default: local.")
