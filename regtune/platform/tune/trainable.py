@@ -43,8 +43,22 @@ class TuneTrainable(tune.Trainable):
         self._trainer = Trainer(config, dataset=dataset)
 
     def step(self) -> dict[str, Any]:
-        """Train one epoch; on the last one also score the test split."""
-        row: dict[str, Any] = dict(self._trainer.run_epoch())
+        """Train one epoch; on the last one also score the test split.
+
+        A trial restored from its final checkpoint (it ended after Tune's last
+        experiment snapshot, then the driver was killed) trains nothing more:
+        it re-reports its last epoch, under the same iteration, and ends.
+        """
+        if self._trainer.should_stop:
+            # Tune adds one to the iteration after step(); the re-report keeps
+            # the number the epoch had, so stores and schedulers see a repeat.
+            self._iteration -= 1
+            row: dict[str, Any] = dict(self._trainer.history[-1])
+            row.update(self._trainer.finish())
+            row["stopped_early"] = self._trainer.early.stopped
+            row[DONE] = True
+            return row
+        row = dict(self._trainer.run_epoch())
         if self._trainer.should_stop:
             row.update(self._trainer.finish())
             row["stopped_early"] = self._trainer.early.stopped
