@@ -114,7 +114,8 @@ class Dataset:
 
     ``raw_test`` holds the test rows as raw records (feature, sensitive and label
     columns, unscaled): ``schema.transform(raw_test.to_dict("records"))``
-    reproduces ``test.x``.
+    reproduces ``test.x``. ``raw_train`` holds the training rows the same way:
+    the registry's drift reference is computed from these exact values.
     """
 
     name: str
@@ -129,6 +130,7 @@ class Dataset:
     group_names: list[str]
     fingerprint: str
     raw_test: pd.DataFrame = field(repr=False, compare=False)
+    raw_train: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_features(self) -> int:
@@ -404,4 +406,5 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
         group_names=groups,
         fingerprint=_fingerprint(raw, official, cfg),
         raw_test=raw.iloc[parts[2]].reset_index(drop=True),
+        raw_train=raw.iloc[parts[0]].reset_index(drop=True),
     )

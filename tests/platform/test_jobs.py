@@ -432,17 +432,19 @@ def test_submit_sweep_runs_regtune_sweep_on_the_cluster(cluster: Cluster, tmp_pa
 @pytest.mark.slow
 @pytest.mark.skipif(not SWEEP_AVAILABLE, reason="regtune sweep not yet available")
 def test_two_ray_job_submits_of_one_preset_both_succeed(cluster: Cluster, tmp_path: Path) -> None:
-    """The documented `ray job submit [--working-dir DIR] -- regtune sweep SPEC --address auto`,
+    """`ray job submit [--working-dir DIR] -- regtune sweep SPEC [--address auto]`,
     twice at once with the same spec: once as a file in an uploaded working
-    dir, once as the preset's name."""
+    dir with `--address auto`, once as the preset's name without it (the
+    driver finds the job's cluster itself)."""
     _quickstart_copy(tmp_path / "wd")
     storage = tmp_path / "runs"
-    options = ["--address", "auto", "--storage", str(storage)]
+    options = ["--storage", str(storage)]
     for override in SWEEP_OVERRIDES:
         options += ["--set", override]
     submit = [RAY, "job", "submit", "--address", cluster.address]
+    in_wd = ["regtune", "sweep", "my-sweep.yaml"]
     commands = [
-        [*submit, "--working-dir", str(tmp_path / "wd"), "--", "regtune", "sweep", "my-sweep.yaml"],
+        [*submit, "--working-dir", str(tmp_path / "wd"), "--", *in_wd, "--address", "auto"],
         [*submit, "--", "regtune", "sweep", "quickstart"],
     ]
     runs = [

@@ -20,6 +20,7 @@ so a cluster kept on loopback can be joined.
 
 from __future__ import annotations
 
+import os
 from typing import Any, cast
 
 from regtune.platform.tune.banners import apply_verbosity, is_verbose, ray_log_level, set_verbose
@@ -28,6 +29,10 @@ from regtune.platform.tune.loopback import LOCAL_HOST, single_node_start
 from regtune.platform.tune.token_file import ensure_private_token
 
 __all__ = ["LOCAL_HOST", "ensure_ray", "is_verbose", "set_verbose", "start_local_ray"]
+
+
+#: Set by Ray's job supervisor in the environment of a submitted job's driver.
+JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 def ensure_ray(
@@ -40,7 +45,10 @@ def ensure_ray(
 
     Args:
         address: an existing cluster (``auto``, ``host:port``, ``ray://...``);
-            ``None`` or ``local``: start a local Ray (:func:`start_local_ray`).
+            ``None`` or ``local``: start a local Ray (:func:`start_local_ray`),
+            except that ``None`` inside a Ray job's driver (``ray job submit``
+            sets ``$RAY_JOB_CONFIG_JSON_ENV_VAR`` and ``$RAY_ADDRESS``) joins
+            the job's cluster.
         dashboard: start the dashboard with a local Ray (on 127.0.0.1).
         verbose: show Ray's and Tune's own banners; default: what
             :func:`set_verbose` last set (off).
@@ -54,6 +62,11 @@ def ensure_ray(
         return
     apply_verbosity(verbose)
     reap_dead_sessions()
+    if address is None and os.environ.get(JOB_DRIVER_ENV) and os.environ.get("RAY_ADDRESS"):
+        # Inside a Ray job (`ray job submit -- regtune sweep X`) the job's
+        # supervisor sets both: join its cluster rather than start another.
+        # RAY_ADDRESS alone is not enough: users export it for `ray job submit`.
+        address = "auto"
     if address is not None and address != "local":
         # Ray rewrites a loopback address (given, or found by "auto") to the
         # machine's outward one, where a loopback-only cluster does not listen.

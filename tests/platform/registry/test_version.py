@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -30,13 +29,6 @@ from regtune.trainables.data import Dataset
 from regtune.trainables.loop import RunResult
 
 from .conftest import train_tiny
-
-
-@dataclasses.dataclass(frozen=True)
-class _WithRawTrain(Dataset):
-    """A dataset carrying its raw training rows (the field the registry reads when present)."""
-
-    raw_train: pd.DataFrame | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def test_round_trip_predicts_like_the_trained_model(
@@ -96,15 +88,20 @@ def test_categorical_reference_and_group_rates(adult: Dataset, tmp_path: Path) -
         assert 0.0 <= mv.metrics[f"test_tpr.{group}"] <= 1.0
     assert "test_dp_diff" in mv.metrics and "test_eo_diff" in mv.metrics
 
+    # Built-in datasets carry their raw training rows: quantiles are exact values.
+    assert mv.reference["numeric_source"] == "raw"
     # Without raw training columns the numeric summary is rebuilt from float32 rows.
-    assert mv.reference["numeric_source"] == "encoded"
-    # With them (here: the test split as a stand-in training split, its raw rows
-    # being what schema.transform turns into test.x), quantiles are exact values.
-    with_raw = _WithRawTrain(
-        **{f.name: getattr(adult, f.name) for f in dataclasses.fields(adult)},
-        raw_train=adult.raw_test,
-    )
-    with_raw = dataclasses.replace(with_raw, train=adult.test)
+    encoded = save_version(
+        "adult-encoded",
+        [Member.from_model(run.config, run.model)],
+        dataclasses.replace(adult, raw_train=None),
+        metrics={"test_acc": 0.5},
+        root=str(tmp_path),
+    ).reference
+    assert encoded["numeric_source"] == "encoded"
+    # Here the test split stands in for the training split: its raw rows are
+    # what schema.transform turns into test.x.
+    with_raw = dataclasses.replace(adult, train=adult.test, raw_train=adult.raw_test)
     exact = save_version(
         "adult-exact",
         [Member.from_model(run.config, run.model)],
