@@ -35,6 +35,12 @@ BENCHMARKS = (
         "Pareto-ASHA vs scalarized ASHA vs Optuna NSGA-II",
     ),
     (
+        "fairness_splits",
+        "Fairness over several splits",
+        "regtune's DP/EO (selection, post-processing, calibration) vs fairlearn's "
+        "ExponentiatedGradient and ThresholdOptimizer, over split seeds",
+    ),
+    (
         "results_store",
         "Results store cost",
         "the Parquet results store per reported epoch and on a sweep's wall time",
