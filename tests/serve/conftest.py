@@ -39,7 +39,8 @@ def _small(adult: Dataset) -> Dataset:
     train = adult.train
     s = None if train.s is None else train.s[:TRAIN_ROWS]
     small = dataclasses.replace(train, x=train.x[:TRAIN_ROWS], y=train.y[:TRAIN_ROWS], s=s)
-    return dataclasses.replace(adult, train=small)
+    raw = None if adult.raw_train is None else adult.raw_train.iloc[:TRAIN_ROWS]
+    return dataclasses.replace(adult, train=small, raw_train=raw)
 
 
 @pytest.fixture(scope="session")
