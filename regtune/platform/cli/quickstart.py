@@ -10,7 +10,6 @@ request before it shuts down.
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -48,7 +47,10 @@ def quickstart(
     ] = None,
 ) -> None:
     """The README's default job: sweep, analyze, promote the winner and serve it once."""
-    name = f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}"
+    from regtune.platform.tune.naming import new_experiment_name
+
+    # The sweep's own naming rule, decided here because the later steps need it.
+    name = new_experiment_name("quickstart")
     console.print(
         "[bold]regtune quickstart[/]: an ASHA + TPE sweep over L2 and dropout of a small MLP "
         "on digits (preset 'quickstart'), its analysis, and the winner served over HTTP"
