@@ -1,18 +1,12 @@
 """The ``regtune`` command line (typer + rich).
 
-Commands::
-
-    regtune train SPEC [--set key=value ...] [--json]   one run, no Ray
-    regtune sweep SPEC [--address A] [--storage S] [--name N] [--resume]
-    regtune submit SPEC [--address http://HOST:8265]     the same, as a Ray job
-    regtune data fetch NAME [--force]                    cache a built-in dataset
-    regtune data list                                    built-in datasets
-    regtune quickstart                                   the README's default job (a sweep)
+Each command is a module of this package that registers itself on
+:data:`regtune.platform.cli.app.app`; ``regtune --help`` lists them: train,
+sweep, submit, presets, data, analyze, promote, models, distill, serve and
+quickstart (sweep, analyze, promote and serve in one).
 
 Every bad value exits with status 2 and one message naming the option or key,
-the value and what is allowed; nothing already stored is touched. Each
-command lives in a module of this package named for it, which registers it on
-:data:`regtune.platform.cli.app.app`; importing this package imports them all.
+the value and what is allowed; nothing already stored is touched.
 """
 
 from __future__ import annotations

@@ -41,7 +41,13 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a key: --set penalties.l2=0.01 (repeatable)."),
 ]
-NameOpt = Annotated[str | None, typer.Option(help="Experiment name (default: the spec's).")]
+NameOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Experiment name (default: a new <spec>-<time>-<hex>; "
+        "with --resume, the newest experiment of the spec)."
+    ),
+]
 
 
 def fail(exc: Exception) -> typer.Exit:

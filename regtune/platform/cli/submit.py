@@ -32,6 +32,9 @@ def submit(
         list[str] | None, typer.Option(help="KEY=VALUE environment variable for the job.")
     ] = None,
     follow: Annotated[bool, typer.Option(help="Stream the job's logs until it ends.")] = True,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the experiment (--name, or the newest of the spec).")
+    ] = False,
 ) -> None:
     """Submit a sweep to a Ray cluster through the Jobs API; exit with its status."""
     from regtune.platform.jobs import parse_env_vars, submit_sweep
@@ -46,6 +49,7 @@ def submit(
             working_dir=working_dir,
             env_vars=parse_env_vars(env or []),
             follow=follow,
+            resume=resume,
             # Plain echo: job logs may contain text rich would read as markup.
             log=typer.echo,
         )

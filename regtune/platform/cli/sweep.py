@@ -64,15 +64,18 @@ def sweep(
 ) -> None:
     """Run an early-stopped sweep on Ray Tune and print a summary table."""
     from regtune.platform.tune.runtime import set_verbose
-    from regtune.platform.tune.sweep import run_sweep
+    from regtune.platform.tune.sweep import resolve_name, run_sweep
     from regtune.search_spaces import load_spec
 
     overrides = set_ or []
     set_verbose(verbose)
     try:
         loaded = load_spec(spec, overrides)
+        # The one naming rule (a new <spec>-<time>-<hex>, or with --resume the
+        # newest experiment of the spec), decided before Ray starts.
+        name = resolve_name(loaded, name=name, resume=resume, storage=storage)
         console.print(
-            f"[bold]sweep[/] {name or loaded.name}: {loaded.n_trials} trials, "
+            f"[bold]sweep[/] {name}: {loaded.n_trials} trials, "
             f"scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
         )
         with progress_display(console, quiet=as_json) as show:
