@@ -24,7 +24,7 @@ PIP := $(PY) -m pip install --quiet --constraint $(CONSTRAINTS)
 # the pinned torch; it imports fine without it (benchmarks/ uses it).
 TORCHATTACKS := torchattacks==3.5.1
 
-.PHONY: setup quickstart test lint bench lock clean
+.PHONY: setup quickstart test lint browser bench lock clean
 
 setup: $(STAMP)
 
@@ -45,7 +45,17 @@ lint: setup
 	$(PY) -m ruff format --check regtune tests benchmarks
 	$(PY) -m mypy
 
-test: lint
+# The HTML report's browser test drives Debian's chromium + chromedriver:
+# installed here when missing and possible (root with apt-get); otherwise that
+# one test skips and says why.
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "could not install chromium: the report's browser test will skip"; \
+	  else echo "no chromium and no root apt-get: the report's browser test will skip"; fi; }
+
+test: lint browser
 	$(PY) -m pytest
 
 bench: setup
