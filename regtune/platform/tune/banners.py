@@ -87,9 +87,10 @@ def apply_verbosity(verbose: bool | None = None) -> None:
     logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
     if verbose:
         logger.removeFilter(_TOKEN_FILTER)
-        if _state["set_tune_env"]:
+        # Undo only what regtune itself set: a value someone put there since stays.
+        if _state["set_tune_env"] and os.environ.get(TUNE_OUTPUT_ENV) == "0":
             os.environ.pop(TUNE_OUTPUT_ENV, None)
-            _state["set_tune_env"] = False
+        _state["set_tune_env"] = False
         return
     if _TOKEN_FILTER not in logger.filters:
         logger.addFilter(_TOKEN_FILTER)

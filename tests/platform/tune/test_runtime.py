@@ -124,6 +124,8 @@ def quiet_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Restore the verbosity switch, its filter and Tune's variable afterwards."""
     monkeypatch.delenv(TUNE_OUTPUT_ENV, raising=False)
     before = dict(banners._state)
+    # Earlier tests in this process may have run a quiet sweep: start clean.
+    banners._state["set_tune_env"] = False
     yield
     banners._state.update(before)
     logging.getLogger(TOKEN_NOTICE_LOGGER).removeFilter(banners._TOKEN_FILTER)
