@@ -20,11 +20,10 @@ from rich.table import Table
 
 from regtune.errors import RegtuneError, SpecError
 from regtune.platform.cli.app import app, console, fail, out
+from regtune.platform.storage import storage_root
 
 __all__ = ["analyze", "resolve_experiment"]
 
-DEFAULT_STORAGE = "~/regtune_runs"
-STORAGE_ENV = "REGTUNE_STORAGE"
 #: Rows of the front and of the diagnosis examples printed in the terminal.
 TERMINAL_ROWS = 10
 
@@ -38,10 +37,10 @@ def resolve_experiment(name: str, storage: str | None) -> str:
         return name
     if storage is None and os.sep in name:
         return name
-    root = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+    root = storage_root(storage)
     if "://" in root:
         return f"{root.rstrip('/')}/{name}"
-    return str(Path(root).expanduser() / name)
+    return str(Path(root) / name)
 
 
 def _reference(values: list[str] | None) -> dict[str, float] | None:

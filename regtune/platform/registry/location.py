@@ -25,6 +25,7 @@ from pathlib import Path
 
 from regtune.errors import SpecError
 from regtune.platform.registry.store import Place, place_of
+from regtune.platform.storage import DEFAULT_STORAGE, STORAGE_ENV, storage_root
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -44,10 +45,6 @@ __all__ = [
     "version_number",
 ]
 
-#: Environment variable naming the storage root; the same rule as
-#: :func:`regtune.platform.tune.sweep.default_storage` (kept in step by a test).
-STORAGE_ENV = "REGTUNE_STORAGE"
-DEFAULT_STORAGE = "~/regtune_runs"
 #: Subdirectory of the storage root holding every model.
 REGISTRY_DIR = "registry"
 META_FILE = "meta.json"
@@ -64,14 +61,6 @@ BAD_VERSION = (
     "version {value!r} in {ref!r} is not allowed; expected a positive integer, e.g. {name}:3"
 )
 EMPTY_REF = "a model reference must not be empty; expected NAME, NAME:VERSION or a directory"
-
-
-def storage_root(storage: str | None = None) -> str:
-    """``storage``, else ``$REGTUNE_STORAGE``, else ``~/regtune_runs``; paths made absolute."""
-    value = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
-    if "://" in value:
-        return value
-    return str(Path(value).expanduser().resolve())
 
 
 def registry_root(storage: str | None = None) -> str:

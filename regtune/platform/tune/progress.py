@@ -17,25 +17,19 @@ from typing import Any
 
 from ray.tune import Callback
 
+from regtune.platform.results.trials import trial_status
+
 __all__ = [
     "LINE_PERIOD_S",
     "PeriodicLines",
     "ProgressCallback",
     "SweepProgress",
     "progress_text",
-    "trial_status",
 ]
 
 #: Seconds between progress lines when the output is not a terminal: often
 #: enough that a CI log shows the sweep is alive, rare enough to stay readable.
 LINE_PERIOD_S = 5.0
-
-
-def trial_status(iterations: int, max_t: int, *, error: bool) -> str:
-    """``error``, ``stopped early`` (fewer than ``max_t`` epochs) or ``finished``."""
-    if error:
-        return "error"
-    return "stopped early" if iterations < max_t else "finished"
 
 
 @dataclass

@@ -26,11 +26,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from regtune.errors import RegtuneError, SpecError
 from regtune.platform.results.outcome import SweepOutcome, outcome_from_grid
+from regtune.platform.storage import STORAGE_ENV, storage_root
 from regtune.platform.tune.runtime import ensure_ray
 from regtune.search_spaces import (
     AshaConfig,
@@ -54,9 +54,6 @@ __all__ = [
     "run_sweep",
 ]
 
-#: Environment variable naming the default storage root (a path or URI).
-STORAGE_ENV = "REGTUNE_STORAGE"
-DEFAULT_STORAGE = "~/regtune_runs"
 #: Checkpoints kept per trial: the latest for restore, one before it in case
 #: the latest was being written when the worker died. Tune's own retention is
 #: off: CheckpointKeeper never deletes one the saved experiment state references.
@@ -82,13 +79,11 @@ NO_EXPERIMENT_OF_SPEC_MSG = (
 
 def default_storage() -> str:
     """``$REGTUNE_STORAGE`` or ``~/regtune_runs``, absolute."""
-    return _absolute(os.environ.get(STORAGE_ENV, DEFAULT_STORAGE))
+    return storage_root()
 
 
 def _absolute(storage: str) -> str:
-    if "://" in storage:
-        return storage
-    return str(Path(storage).expanduser().resolve())
+    return storage_root(storage)
 
 
 def build_scheduler(spec: SweepSpec) -> Any:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,33 +53,3 @@ def tiny_version(tiny_run: RunResult, registry: str) -> ModelVersion:
 
 
 #: Bucket created on the test S3 server.
-BUCKET = "regtune-registry"
-
-
-@pytest.fixture(scope="module")
-def s3_env() -> Iterator[dict[str, str]]:
-    """moto's S3 server on 127.0.0.1 with one bucket (:data:`BUCKET`); the AWS
-    variables that point pyarrow at it are set while the module runs and
-    returned for subprocesses. (The same server as the results-store tests.)"""
-    pytest.importorskip("moto")
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        yield env
-    server.stop()

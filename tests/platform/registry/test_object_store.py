@@ -26,8 +26,7 @@ from regtune.platform.registry.location import list_models
 from regtune.platform.registry.store import place_of
 from regtune.platform.registry.version import CLAIMS_DIR, claim_number
 from regtune.trainables.loop import RunResult
-
-from .conftest import BUCKET
+from tests.conftest import BUCKET
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 

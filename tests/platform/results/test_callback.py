@@ -22,7 +22,7 @@ from regtune.platform.results.schema import NOT_METRICS
 from regtune.platform.results.writer import FLUSH_ENV
 from regtune.platform.tune.sweep import run_sweep
 from regtune.search_spaces import load_spec
-from tests.platform.results.conftest import BUCKET
+from tests.conftest import BUCKET
 
 pytestmark = pytest.mark.ray
 

@@ -34,7 +34,8 @@ from regtune.platform.results.schema import (
 )
 from regtune.platform.results.writer import FLUSH_ENV, flush_seconds
 from regtune.search_spaces import load_spec
-from tests.platform.results.conftest import BUCKET, tune_result
+from tests.conftest import BUCKET
+from tests.platform.results.conftest import tune_result
 
 SPEC: dict[str, Any] = {
     "name": "store",
