@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import machine_facts, markdown_table, peak_rss_mb, write_results
+from benchmarks.common import (
+    contender_json,
+    machine_facts,
+    markdown_table,
+    peak_rss_mb,
+    write_results,
+)
 
 NAME = "analysis_scale"
 OBJECTIVES = ("val_acc", "ece:min", "size_bytes:min")
@@ -263,27 +267,11 @@ OBJ_COLUMNS = ["val_acc", "ece", "size_bytes"]
 
 
 def _contender(name: str, exp: str, timeout_s: int, subset: int) -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.analysis_scale",
-            "--contender",
-            name,
-            "--dir",
-            exp,
-            "--pairwise-subset",
-            str(subset),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout_s,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {"error": proc.stderr[-2000:] or proc.stdout[-2000:]}
-    return dict(json.loads(lines[-1]))
+    args = ["--dir", exp, "--pairwise-subset", str(subset)]
+    try:
+        return contender_json("benchmarks.analysis_scale", name, args, timeout_s=timeout_s)
+    except RuntimeError as exc:
+        return {"error": str(exc)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,18 +98,20 @@ def contender_in_subprocess(
     A fresh process counts every start-up cost (imports, Ray) and leaves
     nothing warm for the next contender. The contender prints one JSON line.
     """
+    args = ["--samples", str(samples), "--max-epochs", str(max_epochs)]
+    return contender_json(module, name, args, timeout_s=timeout_s)
+
+
+def contender_json(
+    module: str, name: str, args: Sequence[str], *, timeout_s: int = 3600
+) -> dict[str, Any]:
+    """``python -m <module> --contender NAME *args`` in a fresh process; its last JSON line.
+
+    Raises:
+        RuntimeError: the process failed or printed no JSON line (with its stderr).
+    """
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            module,
-            "--contender",
-            name,
-            "--samples",
-            str(samples),
-            "--max-epochs",
-            str(max_epochs),
-        ],
+        [sys.executable, "-m", module, "--contender", name, *args],
         capture_output=True,
         text=True,
         check=False,
@@ -117,7 +119,7 @@ def contender_in_subprocess(
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{module} {name} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{module} {name} failed:\n{(proc.stderr or proc.stdout)[-3000:]}")
     return dict(json.loads(lines[-1]))
 
 
