@@ -97,7 +97,9 @@ ADDRESS_CONFLICT = (
 )
 UNREACHABLE = (
     "no Ray Jobs API answers at {address} ({reason}). Start a local cluster with "
-    "`ray start --head --dashboard-host 127.0.0.1` (its API is {default}), or open a "
+    "`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=token ray start --head "
+    "--node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1` (its API is {default}; "
+    "docs/security.md), or open a "
     "tunnel to a `ray up cluster.yaml` cluster with `ray dashboard cluster.yaml`"
 )
 AUTH_FAILED = (

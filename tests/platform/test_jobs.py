@@ -120,6 +120,8 @@ def cluster() -> Iterator[Cluster]:
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env[AUTH_MODE_ENV] = "token"
+    # Without it Ray swaps 127.0.0.1 for the machine's address (docs/security.md).
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     _ensure_default_token(env)
     dashboard_port = _free_port()
     command = [
@@ -315,7 +317,10 @@ def test_unreachable_address_names_it_and_how_to_start_one() -> None:
     assert not isinstance(info.value, SpecError)
     message = str(info.value)
     assert closed in message
-    assert "ray start --head --dashboard-host 127.0.0.1" in message
+    assert (
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=token ray start --head "
+        "--node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1" in message
+    )
     assert "ray dashboard cluster.yaml" in message
 
 
