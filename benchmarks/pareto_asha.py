@@ -159,6 +159,7 @@ def _scalarized(spec: Any, storage: str, max_epochs: int) -> tuple[list[dict[str
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
 
+    from regtune.platform.tune.runtime import start_local_ray
     from regtune.platform.tune.space import to_param_space
     from regtune.platform.tune.trainable import TuneTrainable
     from regtune.trainables.data import load_dataset
@@ -172,7 +173,8 @@ def _scalarized(spec: Any, storage: str, max_epochs: int) -> tuple[list[dict[str
     dataset = load_dataset(_dataset())
     # Each contender has a fresh process except in --smoke-test (one process, one Ray).
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        # regtune's loopback start (a bare _node_ip_address is ignored by Ray 2.60).
+        start_local_ray()
     grid = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(Scalarized, dataset=dataset, threads=1), {"cpu": 1}
