@@ -40,7 +40,7 @@ from regtune.search_spaces.sections import (
     pbt_paths,
 )
 from regtune.trainables.catalog import FAIRNESS_DATASETS, IMAGE_DATASETS
-from regtune.trainables.config import DEPENDENCIES, TrainConfig, default_value
+from regtune.trainables.config import DEPENDENCIES, Dependency, TrainConfig, default_value
 
 __all__ = [
     "cross_budget",
@@ -307,14 +307,28 @@ def cross_idle(log: ProblemLog, space: Mapping[str, Any]) -> None:
     :data:`regtune.trainables.config.DEPENDENCIES`) whose governing key is,
     in every trial, at a value that makes it idle (``training.momentum``
     with ``optimizer`` fixed at adamw). A governing key that is sampled
-    makes the dependent key count in some trials, which is fine."""
+    makes the dependent key count in some trials, which is fine. So does a
+    key of the dependency's ``active_if`` that can take, in some trial, a
+    value making the dependent key matter anyway (``fairness.kind`` at
+    strength 0 with a ``bound`` or a ``postprocess`` method)."""
     for dep in DEPENDENCIES:
         key, on = tuple(dep.key.split(".")), tuple(dep.on.split("."))
         if not _given(space, key):
             continue
         values = possible_values(space, on)
-        if values and all(dep.idle(v) for v in values):
+        if values and all(dep.idle(v) for v in values) and not _activated(space, dep):
             log.add(key, IDLE_IN_EVERY_TRIAL.format(reason=dep.reason, on=dep.on))
+
+
+def _activated(space: Mapping[str, Any], dep: Dependency) -> bool:
+    """Whether some trial gives a key of ``dep.active_if`` a value that makes
+    ``dep.key`` matter whatever ``dep.on`` is (a sampled key whose values are
+    not known key by key counts as possibly activating)."""
+    for path, holds in dep.active_if:
+        values = possible_values(space, tuple(path.split(".")))
+        if not values or any(holds(v) for v in values):
+            return True
+    return False
 
 
 def _has_sensitive(config: TrainConfig) -> bool:

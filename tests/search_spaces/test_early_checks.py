@@ -203,3 +203,29 @@ def test_a_spec_with_every_sampled_value_set_trains_one_configuration() -> None:
     config = load_train_config("three-objective", ["budget.max_epochs=3", *sets])
     assert config["training"]["epochs"] == 3
     assert config["penalties"]["adversarial"] == {"method": "none", "eps": 0.16, "steps": 5}
+
+
+@pytest.mark.parametrize(
+    "fairness",
+    [
+        {"kind": "dp", "method": "postprocess"},
+        {"kind": "eo", "bound": 0.05},
+        {"kind": "eo", "method": {"choice": ["penalty", "postprocess"]}},
+        {"kind": "eo", "bound": {"choice": [0.02, 0.05]}},
+    ],
+)
+def test_a_fairness_kind_at_strength_zero_counts_with_a_bound_or_postprocess(
+    fairness: dict[str, Any],
+) -> None:
+    # config.DEPENDENCIES: kind is idle at strength 0 unless a bound or a
+    # postprocess method makes it pick the constrained gap (active_if).
+    penalties = {"l2": {"loguniform": [1e-5, 1e-2]}, "fairness": fairness}
+    spec = load_spec(_spec(dataset="adult", penalties=penalties))
+    assert spec.space["penalties"]["fairness"]["kind"] == fairness["kind"]
+
+
+def test_a_fairness_kind_at_strength_zero_alone_is_still_refused() -> None:
+    penalties = {"l2": {"loguniform": [1e-5, 1e-2]}, "fairness": {"kind": "dp"}}
+    with pytest.raises(SpecError) as info:
+        load_spec(_spec(dataset="adult", penalties=penalties))
+    assert "strength is 0" in _problems(info.value)["penalties.fairness.kind"]
