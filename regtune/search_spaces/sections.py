@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,6 +20,9 @@ from regtune.trainables.config import TrainConfig
 
 __all__ = [
     "BAD_NAME",
+    "FUSE_AUTO",
+    "FUSE_VALUE",
+    "FUSE_WITH_PBT",
     "GPU_FRACTION",
     "NAME_PATTERN",
     "PBT_FROZEN_KEYS",
@@ -46,6 +49,7 @@ __all__ = [
     "ResourcesConfig",
     "SchedulerConfig",
     "SearcherConfig",
+    "fuse_problem",
     "pbt_paths",
 ]
 
@@ -88,6 +92,17 @@ NAME_PATTERN = r"[a-z0-9_-]+"
 
 BAD_NAME = "a name may hold only lowercase letters, digits, '_' and '-'"
 GPU_FRACTION = "a GPU fraction must be below 1; above 1, use a whole number of GPUs"
+#: ``resources.fuse: auto``: members per cohort picked from the model size and device.
+FUSE_AUTO = "auto"
+FUSE_VALUE = (
+    "fuse must be a whole number >= 1 (trials trained together as one batched model; "
+    "1 = off) or 'auto'"
+)
+FUSE_WITH_PBT = (
+    "scheduler pbt copies weights between trials through checkpoints, so its trials "
+    "train unfused; remove resources.fuse (or set it to 1), or use asha, hyperband, "
+    "median or pareto-asha"
+)
 
 
 class _Section(BaseModel):
@@ -199,10 +214,24 @@ class BudgetConfig(_Section):
 
 
 class ResourcesConfig(_Section):
-    """Resources of one trial; a GPU may be shared (gpu below 1)."""
+    """Resources of one trial; a GPU may be shared (gpu below 1).
+
+    ``fuse: K`` (or ``auto``) trains up to K trials together as one batched
+    model in one worker (a cohort); ``cpu``/``gpu`` are then what each
+    cohort's worker holds (see ``docs/fused.md``). 1, the default, is off.
+    """
 
     cpu: float = Field(1.0, gt=0.0)
     gpu: float = Field(0.0, ge=0.0)
+    fuse: int | Literal["auto"] = 1
+
+    @field_validator("fuse", mode="before")
+    @classmethod
+    def _fuse_count(cls, value: Any) -> int | str:
+        # Checked by hand: pydantic would take True as 1 and 2.0 as 2.
+        if value == FUSE_AUTO or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(FUSE_VALUE)
 
     @field_validator("gpu")
     @classmethod
@@ -260,6 +289,13 @@ SEARCHER_MODELS: dict[str, type[BaseModel]] = {
 SCHEDULER_KINDS: tuple[str, ...] = tuple(SCHEDULER_MODELS)
 #: Searcher kinds a spec may name.
 SEARCHER_KINDS: tuple[str, ...] = tuple(SEARCHER_MODELS)
+
+
+def fuse_problem(resources: ResourcesConfig, scheduler: BaseModel | None) -> str | None:
+    """Why ``resources.fuse`` cannot apply with this scheduler, or ``None``."""
+    if resources.fuse != 1 and isinstance(scheduler, PbtConfig):
+        return FUSE_WITH_PBT
+    return None
 
 
 def pbt_paths(scheduler: PbtConfig, dists: Mapping[KeyPath, Distribution]) -> tuple[KeyPath, ...]:

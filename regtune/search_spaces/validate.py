@@ -60,6 +60,7 @@ from regtune.search_spaces.sections import (
     ResourcesConfig,
     SchedulerConfig,
     SearcherConfig,
+    fuse_problem,
 )
 from regtune.trainables.config import METRIC_MODES, TrainConfig, validation_problems
 from regtune.trainables.sources import check_data_file
@@ -214,6 +215,8 @@ class _Checker(ProblemLog):
             cross_budget(self, budget, scheduler)
         if resources is not None:
             cross_resources(self, resources, samples)
+            if (fuse := fuse_problem(resources, scheduler)) is not None:
+                self.add(("resources", "fuse"), fuse)
         if not one_run:
             cross_searcher(self, searcher, scheduler, dists)
         if isinstance(scheduler, PbtConfig) and not one_run:

@@ -496,6 +496,34 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "scheduler.perturbation_factors",
         "factors must be > 0",
     ),
+    ("fuse-zero", {"resources": {"fuse": 0}}, "resources.fuse", "whole number >= 1"),
+    ("fuse-negative", {"resources": {"fuse": -2}}, "resources.fuse", "whole number >= 1"),
+    ("fuse-fraction", {"resources": {"fuse": 2.5}}, "resources.fuse", "or 'auto'"),
+    ("fuse-whole-float", {"resources": {"fuse": 4.0}}, "resources.fuse", "whole number"),
+    ("fuse-bool", {"resources": {"fuse": True}}, "resources.fuse", "whole number"),
+    ("fuse-word", {"resources": {"fuse": "many"}}, "resources.fuse", "or 'auto'"),
+    (
+        "fuse-with-pbt",
+        {
+            "resources": {"fuse": 4},
+            "scheduler": {"kind": "pbt"},
+            "searcher": "random",
+            "checkpoint": {"every": 1},
+        },
+        "resources.fuse",
+        "scheduler pbt",
+    ),
+    (
+        "fuse-auto-with-pbt",
+        {
+            "resources": {"fuse": "auto"},
+            "scheduler": {"kind": "pbt"},
+            "searcher": "random",
+            "checkpoint": {"every": 1},
+        },
+        "resources.fuse",
+        "train unfused",
+    ),
 ]
 
 
@@ -587,6 +615,22 @@ def test_kind_shorthand_and_fractional_gpu() -> None:
     assert isinstance(spec.scheduler, MedianConfig)
     assert (spec.resources.cpu, spec.resources.gpu) == (0.5, 0.25)
     assert load_spec(merged({"resources": {"gpu": 2}})).resources.gpu == 2
+
+
+def test_fuse_takes_a_count_or_auto_and_defaults_to_off() -> None:
+    assert load_spec(BASE).resources.fuse == 1
+    assert load_spec(merged({"resources": {"fuse": 8}})).resources.fuse == 8
+    assert load_spec(merged({"resources": {"fuse": "auto"}})).resources.fuse == "auto"
+    # pbt without fusing stays valid; fusing with every other scheduler is allowed.
+    for kind in ("asha", "hyperband", "median", "none"):
+        assert load_spec(merged({"scheduler": kind, "resources": {"fuse": 2}})).resources.fuse == 2
+
+
+def test_fuse_survives_to_dict_and_overrides() -> None:
+    spec = load_spec(merged({"resources": {"fuse": 4}}))
+    assert load_spec(spec.to_dict()).resources.fuse == 4
+    assert load_spec(BASE, overrides=["resources.fuse=auto"]).resources.fuse == "auto"
+    assert load_spec(BASE, overrides=["resources.fuse=16"]).resources.fuse == 16
 
 
 def test_yaml_style_exponent_strings_become_numbers() -> None:
