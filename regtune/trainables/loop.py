@@ -502,7 +502,9 @@ class Trainer:
     def finish(self) -> dict[str, float]:
         """Restore the kept weights (early stopping's best, or the fairness
         bound's choice), fit the post-processing thresholds when configured,
-        and score the test split."""
+        and score the test split: ``test_*`` metrics, their intervals, the
+        reliability bins ``test_reliability.bNN.{conf,acc,count}`` and, with
+        groups, ``test_acc_<group>`` (see :mod:`regtune.trainables.metric_names`)."""
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
         calibrated = self._calibrate() if self.config.training.calibration != "none" else {}
@@ -521,6 +523,7 @@ class Trainer:
             out["kept_reason_code"] = float(selection.KEPT_REASONS.index(kept.reason))
             self.kept_reason = kept.reason
         out.update(self._test_intervals())
+        out.update(self._test_calibration_and_groups())
         return out
 
     def _calibrate(self) -> dict[str, float]:
@@ -611,6 +614,18 @@ class Trainer:
             y, y_pred, s, self.dataset.group_names, seed=self.config.training.seed
         )
         return {f"test_{k}": v for k, v in intervals.items()}
+
+    def _test_calibration_and_groups(self) -> dict[str, float]:
+        """The kept model's reliability bins on the test split (from the same,
+        temperature-scaled probabilities as ``test_ece``) and, with a sensitive
+        attribute, each group's accuracy of the decisions a server would make
+        (names: :mod:`regtune.trainables.metric_names`)."""
+        _, y, s = self._tensors["test"]
+        out = metrics.reliability_metrics(self._logits("test").softmax(dim=1), y, "test")
+        if s is not None:
+            names = self.dataset.group_names
+            out.update(metrics.group_accuracy(y, self.decisions("test"), s, names, split="test"))
+        return out
 
     # -- checkpoints --------------------------------------------------------------
 

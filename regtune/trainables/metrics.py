@@ -11,38 +11,69 @@ Definitions (each equals a reference implementation, see tests):
   binary task it is twice sklearn's default binary Brier score.
 * ``sparsity``: share of weight-matrix entries (ndim >= 2 parameters, not
   biases) with ``|w| < tol``.
+* reliability bins (:func:`reliability_metrics`): the ECE's own slots, each
+  with its mean confidence, accuracy and count, so the calibration curve can
+  be drawn and the ECE recomputed from what was stored
+  (:func:`ece_from_reliability` equals :func:`expected_calibration_error`).
+  Names: :mod:`regtune.trainables.metric_names` (``test_reliability.b03.acc``).
+* per-group accuracy (:func:`group_accuracy`): arg-max (or thresholded)
+  accuracy within each group, with a Wilson score interval at
+  :data:`~regtune.trainables.bootstrap.CI_LEVEL` (``test_acc_Female``,
+  ``test_acc_Female_ci_low``/``_ci_high``).
 
 All functions return Python floats/ints; tensors may live on any device.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from statistics import NormalDist
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regtune.errors import DataError
+from regtune.trainables.bootstrap import CI_LEVEL, group_key
 from regtune.trainables.fairness import dp_difference, eo_difference
+from regtune.trainables.metric_names import (
+    RELIABILITY_STATS,
+    group_metric_name,
+    parse_reliability_name,
+    reliability_name,
+)
 from regtune.trainables.models import model_device
 from regtune.trainables.penalties import weight_matrices
 
 __all__ = [
     "ECE_BINS",
+    "RELIABILITY_SLOTS",
     "SPARSITY_TOL",
     "accuracy",
     "brier_score",
+    "ece_from_reliability",
     "evaluate",
     "expected_calibration_error",
+    "group_accuracy",
+    "group_metric_name",
     "logits",
     "n_params",
+    "parse_reliability_name",
     "predict",
+    "reliability_bins",
+    "reliability_metrics",
+    "reliability_name",
     "score_logits",
     "size_bytes",
     "sparsity",
+    "wilson_interval",
 ]
 
 #: Number of equal-width confidence bins of the ECE.
 ECE_BINS = 15
+#: Reliability slots: the ECE's bins plus one for a confidence of exactly 1.0.
+RELIABILITY_SLOTS = ECE_BINS + 1
 #: A weight with ``|w|`` below this counts as zero for ``sparsity``.
 SPARSITY_TOL = 1e-3
 
@@ -55,9 +86,16 @@ def accuracy(probs: Tensor, y: Tensor) -> float:
     return float((probs.argmax(dim=1) == y.to(probs.device)).double().mean())
 
 
-def expected_calibration_error(probs: Tensor, y: Tensor, n_bins: int = ECE_BINS) -> float:
-    """Top-label L1 ECE: ``sum_b (n_b / n) * |acc_b - conf_b|`` over equal-width bins."""
-    _nonempty(probs, "expected_calibration_error")
+def reliability_bins(
+    probs: Tensor, y: Tensor, n_bins: int = ECE_BINS
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per confidence slot: example count, summed top-label confidence, summed correctness.
+
+    Slots ``0 .. n_bins - 1`` are the equal-width bins ``[k / n_bins, (k + 1) / n_bins)``;
+    slot ``n_bins`` holds confidences of exactly 1.0 (as torchmetrics bins them).
+    Three tensors of length ``n_bins + 1`` in the dtype of ``probs``.
+    """
+    _nonempty(probs, "reliability_bins")
     confidence, predicted = probs.max(dim=1)
     correct = (predicted == y.to(probs.device)).to(confidence.dtype)
     edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=confidence.dtype, device=probs.device)
@@ -67,7 +105,102 @@ def expected_calibration_error(probs: Tensor, y: Tensor, n_bins: int = ECE_BINS)
     counts = torch.zeros_like(edges).scatter_add(0, index, torch.ones_like(confidence))
     conf_sum = torch.zeros_like(edges).scatter_add(0, index, confidence)
     correct_sum = torch.zeros_like(edges).scatter_add(0, index, correct)
+    return counts, conf_sum, correct_sum
+
+
+def expected_calibration_error(probs: Tensor, y: Tensor, n_bins: int = ECE_BINS) -> float:
+    """Top-label L1 ECE: ``sum_b (n_b / n) * |acc_b - conf_b|`` over equal-width bins."""
+    _nonempty(probs, "expected_calibration_error")
+    counts, conf_sum, correct_sum = reliability_bins(probs, y, n_bins)
     return float((correct_sum - conf_sum).abs().sum() / counts.sum())
+
+
+def reliability_metrics(
+    probs: Tensor, y: Tensor, split: str = "test", n_bins: int = ECE_BINS
+) -> dict[str, float]:
+    """The reliability diagram as flat metrics: for each of the ``n_bins + 1`` slots of
+    :func:`reliability_bins`, ``<split>_reliability.bNN.conf`` (mean confidence),
+    ``.acc`` (accuracy) and ``.count`` (examples); ``conf``/``acc`` are NaN in an
+    empty slot. The counts sum to the number of examples.
+    """
+    counts, conf_sum, correct_sum = (t.double().cpu() for t in reliability_bins(probs, y, n_bins))
+    out: dict[str, float] = {}
+    for slot, (n, conf, correct) in enumerate(
+        zip(counts.tolist(), conf_sum.tolist(), correct_sum.tolist(), strict=True)
+    ):
+        values = {
+            "conf": conf / n if n else math.nan,
+            "acc": correct / n if n else math.nan,
+            "count": float(n),
+        }
+        for stat in RELIABILITY_STATS:
+            out[reliability_name(split, slot, stat)] = values[stat]
+    return out
+
+
+def ece_from_reliability(values: Mapping[str, float], split: str = "test") -> float:
+    """The ECE recomputed from stored reliability metrics of ``split``:
+    ``sum_b count_b * |acc_b - conf_b| / sum_b count_b`` (NaN when none is stored)."""
+    slots: dict[int, dict[str, float]] = {}
+    for name, value in values.items():
+        parsed = parse_reliability_name(name)
+        if parsed is not None and parsed.split == split:
+            slots.setdefault(parsed.slot, {})[parsed.stat] = float(value)
+    total = sum(s.get("count", 0.0) for s in slots.values())
+    if not total:
+        return math.nan
+    gaps = sum(
+        s["count"] * abs(s["acc"] - s["conf"]) for s in slots.values() if s.get("count", 0.0) > 0
+    )
+    return gaps / total
+
+
+def wilson_interval(successes: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (NaN ends when ``n == 0``)."""
+    if n <= 0:
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def group_accuracy(
+    y: Tensor,
+    y_pred: Tensor,
+    s: Tensor,
+    group_names: Sequence[str],
+    *,
+    split: str = "test",
+    level: float = CI_LEVEL,
+) -> dict[str, float]:
+    """Accuracy of hard predictions within each group, with a Wilson score interval.
+
+    Names: ``<split>_acc_<G>`` and ``<split>_acc_<G>_ci_low``/``_ci_high`` for each
+    group ``G`` (:func:`~regtune.trainables.bootstrap.group_key` of its name); NaN
+    for a group without rows.
+
+    Raises:
+        DataError: the inputs are empty or of different lengths.
+    """
+    n = int(y.shape[0])
+    if not (n > 0 and y_pred.shape[0] == n and s.shape[0] == n):
+        shapes = [tuple(t.shape) for t in (y, y_pred, s)]
+        raise DataError(f"group_accuracy needs y, y_pred and s of one non-zero length; {shapes}")
+    y, y_pred, s = (t.detach().cpu().long() for t in (y, y_pred, s))
+    out: dict[str, float] = {}
+    for code, name in enumerate(group_names):
+        mask = s == code
+        rows = int(mask.sum())
+        right = int((y[mask] == y_pred[mask]).sum())
+        key = group_key(name)
+        low, high = wilson_interval(right, rows, level)
+        out[group_metric_name(split, "acc", key)] = right / rows if rows else math.nan
+        out[group_metric_name(split, "acc", key, "low")] = low
+        out[group_metric_name(split, "acc", key, "high")] = high
+    return out
 
 
 def brier_score(probs: Tensor, y: Tensor) -> float:

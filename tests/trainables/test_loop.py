@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from regtune.errors import CheckpointError, SpecError
+from regtune.trainables import metrics
+from regtune.trainables.bootstrap import group_key
 from regtune.trainables.checkpoint import TREE_FILE
 from regtune.trainables.config import METRIC_MODES
 from regtune.trainables.data import Dataset
@@ -216,3 +218,39 @@ def test_lagrangian_fairness_lowers_dp_diff_and_checkpoints_multipliers(
     again = Trainer(cfg("lagrangian", 5.0), dataset=adult)
     again.restore(tmp_path / "ckpt")
     assert torch.equal(again._multipliers, fair._multipliers)
+
+
+def test_final_report_has_reliability_bins_and_group_accuracy(adult: Dataset) -> None:
+    cfg = _cfg(
+        dataset="adult",
+        model={"width": 16, "depth": 1},
+        training={"epochs": 1, "batch_size": 1024, "robust_every": 0},
+    )
+    result = train(cfg, dataset=adult)
+    test = result.test_metrics
+    n_test = adult.test.x.shape[0]
+    slots = range(metrics.RELIABILITY_SLOTS)
+    counts = [test[metrics.reliability_name("test", k, "count")] for k in slots]
+    assert sum(counts) == n_test
+    assert metrics.ece_from_reliability(test, "test") == pytest.approx(test["test_ece"], rel=1e-5)
+    # Group accuracies weighted by group size give the overall test accuracy.
+    s = adult.test.s
+    assert s is not None
+    sizes = [int((s == code).sum()) for code in range(len(adult.group_names))]
+    weighted = sum(
+        test[f"test_acc_{group_key(name)}"] * size
+        for name, size in zip(adult.group_names, sizes, strict=True)
+    )
+    assert weighted / n_test == pytest.approx(test["test_acc"], abs=1e-9)
+    for name in adult.group_names:
+        key = group_key(name)
+        low, high = test[f"test_acc_{key}_ci_low"], test[f"test_acc_{key}_ci_high"]
+        assert low <= test[f"test_acc_{key}"] <= high
+        assert f"test_selection_rate_{key}_ci_low" in test  # the bootstrap's, unchanged
+
+
+def test_final_report_without_groups_has_bins_only(digits: Dataset) -> None:
+    result = train(_cfg(training={"epochs": 1, "robust_every": 0}), dataset=digits)
+    names = set(result.test_metrics)
+    assert metrics.reliability_name("test", metrics.ECE_BINS, "count") in names
+    assert not any(n.startswith("test_acc_") for n in names)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,13 +15,19 @@ from torchmetrics.classification import MulticlassCalibrationError
 from regtune.errors import DataError
 from regtune.trainables.config import ModelConfig
 from regtune.trainables.metrics import (
+    ECE_BINS,
+    RELIABILITY_SLOTS,
     accuracy,
     brier_score,
+    ece_from_reliability,
     evaluate,
     expected_calibration_error,
+    group_accuracy,
     n_params,
+    reliability_metrics,
     size_bytes,
     sparsity,
+    wilson_interval,
 )
 from regtune.trainables.models import build_model
 
@@ -165,3 +173,64 @@ def test_empty_inputs_raise() -> None:
         evaluate(model, empty_x, empty_y)
     with pytest.raises(DataError, match="expected_calibration_error"):
         expected_calibration_error(torch.zeros(0, 2), empty_y)
+
+
+def test_reliability_bins_by_hand() -> None:
+    # Top-label confidences 0.95 (hit, hit, miss), 0.62 (hit), 0.55 (miss), 1.0 (miss).
+    probs = torch.tensor(
+        [[0.95, 0.05], [0.05, 0.95], [0.95, 0.05], [0.38, 0.62], [0.55, 0.45], [1.0, 0.0]],
+        dtype=torch.float64,
+    )
+    y = torch.tensor([0, 1, 1, 1, 1, 1])
+    out = reliability_metrics(probs, y, "test")
+    assert len(out) == 3 * RELIABILITY_SLOTS == 48
+    # 0.95 is in bin 14 ([14/15, 1)), 0.62 in bin 9 ([0.6, 0.667)), 0.55 in bin 8.
+    assert out["test_reliability.b14.count"] == 3
+    assert out["test_reliability.b14.conf"] == pytest.approx(0.95)
+    assert out["test_reliability.b14.acc"] == pytest.approx(2 / 3)
+    assert (out["test_reliability.b09.count"], out["test_reliability.b09.acc"]) == (1, 1.0)
+    assert out["test_reliability.b08.conf"] == pytest.approx(0.55)
+    assert out["test_reliability.b08.acc"] == 0.0
+    assert (out["test_reliability.b15.count"], out["test_reliability.b15.acc"]) == (1, 0.0)
+    assert out["test_reliability.b15.conf"] == 1.0
+    assert out["test_reliability.b00.count"] == 0
+    assert math.isnan(out["test_reliability.b00.conf"])
+    assert math.isnan(out["test_reliability.b00.acc"])
+    counts = [out[f"test_reliability.b{k:02d}.count"] for k in range(RELIABILITY_SLOTS)]
+    assert sum(counts) == 6
+    by_hand = (3 * abs(2 / 3 - 0.95) + abs(1 - 0.62) + 0.55 + 1.0) / 6
+    assert ece_from_reliability(out, "test") == pytest.approx(by_hand)
+    assert expected_calibration_error(probs, y) == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize(("n_classes", "seed", "sharp"), [(2, 0, 1.0), (3, 1, 3.0), (10, 2, 8.0)])
+def test_ece_recomputed_from_reliability_bins(n_classes: int, seed: int, sharp: float) -> None:
+    probs, y = _probs(500, n_classes, seed, sharp)
+    probs[:5] = F.one_hot(y[:5], n_classes).float()
+    out = reliability_metrics(probs, y, "val")
+    counts = [out[f"val_reliability.b{k:02d}.count"] for k in range(ECE_BINS + 1)]
+    assert sum(counts) == 500 and counts[ECE_BINS] >= 5
+    assert ece_from_reliability(out, "val") == pytest.approx(
+        expected_calibration_error(probs, y), rel=1e-5
+    )
+    assert math.isnan(ece_from_reliability(out, "test"))  # another split: nothing stored
+
+
+def test_group_accuracy_and_wilson_interval() -> None:
+    y = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0])
+    y_pred = torch.tensor([1, 0, 0, 1, 1, 0, 1, 0])
+    s = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    out = group_accuracy(y, y_pred, s, ["Female", "Native-American", "empty"], split="test")
+    assert out["test_acc_Female"] == pytest.approx(3 / 4)
+    assert out["test_acc_Native_American"] == pytest.approx(3 / 4)
+    assert math.isnan(out["test_acc_empty"]) and math.isnan(out["test_acc_empty_ci_low"])
+    low, high = out["test_acc_Female_ci_low"], out["test_acc_Female_ci_high"]
+    assert 0.0 <= low < 0.75 < high <= 1.0
+    # Wilson 95 % interval of 3/4 by hand: centre (p + z^2/2n) / (1 + z^2/n), z = 1.959964.
+    z = 1.959964
+    centre = (0.75 + z * z / 8) / (1 + z * z / 4)
+    half = z * math.sqrt(0.75 * 0.25 / 4 + z * z / 64) / (1 + z * z / 4)
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-6)
+    assert all(math.isnan(end) for end in wilson_interval(0, 0))  # no rows: NaN ends
+    with pytest.raises(DataError, match="group_accuracy"):
+        group_accuracy(y, y_pred[:3], s, ["a", "b"])

@@ -1,0 +1,143 @@
+"""Names of the structured metrics a trial reports at its end, and how to read them back.
+
+Two families of flat float metrics carry structure in their names:
+
+* **Reliability bins** (the calibration curve of the kept model):
+  ``<split>_reliability.b<NN>.<stat>`` with ``NN`` the confidence slot
+  (``00`` .. ``ECE_BINS - 1`` for the equal-width bins ``[NN/ECE_BINS,
+  (NN+1)/ECE_BINS)``, and ``ECE_BINS`` for a confidence of exactly 1.0, the
+  slot the ECE gives its own bin) and ``stat`` one of ``conf`` (mean top-label
+  confidence), ``acc`` (share of arg-max predictions that are right) and
+  ``count`` (examples in the slot). ``conf``/``acc`` are NaN in an empty slot.
+  Example: ``test_reliability.b03.acc``.
+* **Per-group rates**: the trainable writes ``<split>_<stat>_<group>`` with an
+  interval ``..._ci_low``/``..._ci_high`` (``test_selection_rate_Female``,
+  ``test_tpr_Female_ci_low``, ``test_acc_Male``); other writers use
+  ``<split>_<stat>.<group>`` (the registry: ``test_positive_rate.Female``),
+  ``<stat>.<group>`` or ``group.<group>.<stat>``. :func:`parse_group_metric`
+  reads them all: the split prefix is optional, ``selection_rate``,
+  ``pos_rate`` and ``positive_rate`` are one stat (``positive_rate``), as are
+  ``acc`` and ``accuracy`` (``acc``).
+
+Stdlib only (no torch), so the analysis reads these names on a laptop without
+importing the training stack. :mod:`regtune.trainables.metrics` writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+__all__ = [
+    "CI_HIGH",
+    "CI_LOW",
+    "GROUP_STATS",
+    "RELIABILITY_STATS",
+    "SPLITS",
+    "GroupMetric",
+    "ReliabilityMetric",
+    "group_metric_name",
+    "interval_names",
+    "parse_group_metric",
+    "parse_reliability_name",
+    "reliability_name",
+]
+
+#: Data splits a metric name may start with (``<split>_``).
+SPLITS = ("train", "val", "test")
+#: Statistics of one reliability slot, in the order they are written.
+RELIABILITY_STATS = ("conf", "acc", "count")
+#: Canonical per-group statistics and the spellings each one is written as.
+GROUP_STATS: dict[str, tuple[str, ...]] = {
+    "acc": ("acc", "accuracy"),
+    "positive_rate": ("positive_rate", "pos_rate", "selection_rate"),
+    "tpr": ("tpr",),
+    "fpr": ("fpr",),
+}
+#: Suffixes naming the ends of a metric's confidence interval.
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+
+_SPLIT = "|".join(SPLITS)
+_RELIABILITY = re.compile(
+    rf"^(?:(?P<split>{_SPLIT})_)?reliability\.b(?P<slot>\d{{2,}})\.(?P<stat>conf|acc|count)$"
+)
+_ALIASES = {alias: stat for stat, aliases in GROUP_STATS.items() for alias in aliases}
+# Longest spelling first, so "accuracy" is not read as "acc" + "uracy".
+_STAT = "|".join(sorted(_ALIASES, key=len, reverse=True))
+_GROUP = re.compile(
+    rf"^(?:(?P<split>{_SPLIT})_)?"
+    rf"(?:group[._](?P<group_a>.+)[._](?P<stat_a>{_STAT})"
+    rf"|(?P<stat_b>{_STAT})[._](?P<group_b>.+))$"
+)
+
+
+class ReliabilityMetric(NamedTuple):
+    """A parsed reliability-bin name: split (``""`` when none), slot, stat."""
+
+    split: str
+    slot: int
+    stat: str
+
+
+class GroupMetric(NamedTuple):
+    """A parsed per-group metric name.
+
+    ``split``: ``"train"``/``"val"``/``"test"`` or ``""``; ``stat``: a key of
+    :data:`GROUP_STATS`; ``group``: as written; ``bound``: ``""`` for the value,
+    ``"low"``/``"high"`` for an interval end.
+    """
+
+    split: str
+    stat: str
+    group: str
+    bound: str
+
+
+def reliability_name(split: str, slot: int, stat: str) -> str:
+    """``<split>_reliability.b<NN>.<stat>`` (``NN`` zero-padded to two digits)."""
+    if stat not in RELIABILITY_STATS:
+        raise ValueError(f"stat must be one of {', '.join(RELIABILITY_STATS)}; got {stat!r}")
+    return f"{split}_reliability.b{slot:02d}.{stat}"
+
+
+def parse_reliability_name(name: str) -> ReliabilityMetric | None:
+    """The parts of a reliability-bin name, or ``None`` for any other name."""
+    match = _RELIABILITY.match(name)
+    if match is None:
+        return None
+    return ReliabilityMetric(match["split"] or "", int(match["slot"]), match["stat"])
+
+
+def group_metric_name(split: str, stat: str, group: str, bound: str = "") -> str:
+    """The trainable's spelling: ``<split>_<stat>_<group>[_ci_low|_ci_high]``.
+
+    ``group`` must already be metric-name safe
+    (:func:`regtune.trainables.bootstrap.group_key`).
+    """
+    suffix = {"": "", "low": CI_LOW, "high": CI_HIGH}[bound]
+    return f"{split}_{stat}_{group}{suffix}"
+
+
+def interval_names(name: str) -> tuple[str, str]:
+    """The names of the interval ends of metric ``name`` (``name_ci_low``, ``name_ci_high``)."""
+    return f"{name}{CI_LOW}", f"{name}{CI_HIGH}"
+
+
+def parse_group_metric(name: str) -> GroupMetric | None:
+    """The parts of a per-group metric name in any accepted form, or ``None``.
+
+    Interval ends (``..._ci_low``/``..._ci_high``) parse to the same split,
+    stat and group as their value, with ``bound`` set.
+    """
+    bound = ""
+    stem = name
+    for end, suffix in (("low", CI_LOW), ("high", CI_HIGH)):
+        if name.endswith(suffix):
+            bound, stem = end, name[: -len(suffix)]
+            break
+    match = _GROUP.match(stem)
+    if match is None:
+        return None
+    stat = match["stat_a"] or match["stat_b"]
+    group = match["group_a"] or match["group_b"]
+    return GroupMetric(match["split"] or "", _ALIASES[stat], group, bound)
