@@ -6,7 +6,17 @@ code path, so served rows equal training rows bitwise), the module runs under
 ``torch.inference_mode`` and its logits become probabilities with a softmax
 (for an ensemble the module returns the log of the mean member
 probabilities, so the softmax gives that mean back). Each answer names the
-most probable class and every class's probability.
+decided class and every class's probability.
+
+A version with post-processing (``version.postprocessing``, see
+:mod:`regtune.platform.registry.postprocess`) is served as it was scored:
+:meth:`ServedModel.probabilities` divides the module output by the
+temperature of each row's sensitive group before the softmax, and
+:meth:`ServedModel.answers` decides by the per-group thresholds on the
+positive-class probability. Both take the rows' group codes
+(:meth:`ServedModel.groups`); a row whose group is unknown (None, or
+``groups`` not given) gets the version's fallback temperature and the
+arg-max decision. Without post-processing ``groups`` changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import numpy as np
 import torch
 
 from regtune.errors import RegtuneError
+from regtune.platform.registry.postprocess import group_codes
 from regtune.trainables.schema import FeatureSchema
 
 if TYPE_CHECKING:
@@ -91,6 +102,9 @@ class ServedModel:
         self.module = version.module.eval()
         self._encode = RecordEncoder(self.schema)
         self._groups = {v: g for g, v in enumerate(self.schema.sensitive_values)}
+        post = version.postprocessing
+        #: The version's post-processing when it changes anything, else None.
+        self.post = post if post is not None and post.active else None
 
     @property
     def ref(self) -> str:
@@ -101,14 +115,25 @@ class ServedModel:
         """Float32 ``(n, n_features)`` rows of validated records (see :class:`RecordEncoder`)."""
         return self._encode(records)
 
-    def probabilities(self, x: torch.Tensor) -> np.ndarray:
-        """Class probabilities ``(n, C)`` as float64.
+    def probabilities(
+        self, x: torch.Tensor, groups: Sequence[int | None] | None = None
+    ) -> np.ndarray:
+        """Class probabilities ``(n, C)`` as float64, temperature-scaled by
+        each row's group when the version has temperatures.
+
+        Args:
+            x: encoded rows (:meth:`encode`).
+            groups: the rows' group codes (:meth:`groups`); None, or a None
+                entry, means unknown (the fallback temperature applies).
 
         Raises:
             ModelOutputError: if any row is not finite (a broken model, not bad input).
         """
         with torch.inference_mode():
-            probs = torch.softmax(self.module(x), dim=1).double().numpy()
+            z = self.module(x)
+            if self.post is not None and self.post.temperatures is not None:
+                z = self.post.scale_logits(z, group_codes(groups, z.shape[0]))
+            probs = torch.softmax(z, dim=1).double().numpy()
         bad = ~np.isfinite(probs).all(axis=1)
         if bad.any():
             raise ModelOutputError(NON_FINITE.format(ref=self.ref, n=int(bad.sum()), total=len(x)))
@@ -116,21 +141,31 @@ class ServedModel:
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """:meth:`probabilities` of raw records (the in-process path, no batching)."""
-        return self.probabilities(self.encode(records))
+        return self.probabilities(self.encode(records), self.groups(records))
 
-    def labels(self, probs: np.ndarray) -> list[str]:
-        """The most probable class of each row."""
-        return [self.classes[i] for i in probs.argmax(axis=1)]
+    def decisions(
+        self, probs: np.ndarray, groups: Sequence[int | None] | None = None
+    ) -> np.ndarray:
+        """Class ids (int64) of the rows: by the version's per-group thresholds
+        for rows of a known group, else the most probable class."""
+        if self.post is None or self.post.thresholds is None:
+            return probs.argmax(axis=1)
+        return self.post.decide(probs, group_codes(groups, probs.shape[0]))
 
-    def answers(self, probs: np.ndarray) -> list[dict[str, Any]]:
-        """KServe v1 ``predictions`` entries: ``{"label", "probabilities"}`` per row."""
+    def labels(self, probs: np.ndarray, groups: Sequence[int | None] | None = None) -> list[str]:
+        """The decided class of each row (see :meth:`decisions`)."""
+        classes = self.classes
+        return [classes[i] for i in self.decisions(probs, groups).tolist()]
+
+    def answers(
+        self, probs: np.ndarray, groups: Sequence[int | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """KServe v1 ``predictions`` entries: ``{"label", "probabilities"}`` per row;
+        the label is the decided class (see :meth:`decisions`)."""
         classes = self.classes
         return [
-            {
-                "label": classes[int(np.argmax(row))],
-                "probabilities": dict(zip(classes, row.tolist(), strict=True)),
-            }
-            for row in probs
+            {"label": classes[i], "probabilities": dict(zip(classes, row, strict=True))}
+            for i, row in zip(self.decisions(probs, groups).tolist(), probs.tolist(), strict=True)
         ]
 
     def groups(self, records: Sequence[Mapping[str, Any]]) -> list[int | None] | None:

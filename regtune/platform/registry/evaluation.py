@@ -11,6 +11,14 @@ so a gate reads the same on a trial and on a version:
 - per-group test rates ``test_acc.<group>``, and for a binary task
   ``test_positive_rate.<group>``, ``test_tpr.<group>``, ``test_fpr.<group>``;
 - ``n_params``, ``size_bytes`` (parameters and buffers), ``sparsity``.
+
+With post-processing (:class:`~regtune.platform.registry.postprocess.PostProcessing`)
+every split is scored as a server answers: losses, ECE and Brier of the
+temperature-scaled probabilities; accuracy, ``dp_diff``/``eo_diff`` and the
+per-group rates of the thresholded decisions. The arg-max test numbers are
+kept as ``test_raw_acc``, ``test_raw_dp_diff``, ``test_raw_eo_diff`` (as the
+trainer reports them). ``test_robust_acc`` is always the arg-max PGD accuracy
+of the module.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from regtune.trainables import attacks, metrics
+from regtune.platform.registry.postprocess import PostProcessing, group_codes
+from regtune.trainables import attacks, fairness, metrics
 from regtune.trainables.data import Dataset, Split
 
 __all__ = ["EVAL_BATCH", "evaluate_module", "group_rates", "predict_classes"]
@@ -30,13 +39,29 @@ __all__ = ["EVAL_BATCH", "evaluate_module", "group_rates", "predict_classes"]
 EVAL_BATCH = 4096
 
 
-def predict_classes(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Arg-max class ids of ``module`` on ``x``, in eval mode without gradients."""
-    module.eval()
-    with torch.no_grad():
-        return torch.cat(
-            [module(x[i : i + EVAL_BATCH]).argmax(dim=1) for i in range(0, x.shape[0], EVAL_BATCH)]
-        )
+def predict_classes(
+    module: nn.Module,
+    x: torch.Tensor,
+    s: torch.Tensor | None = None,
+    *,
+    post: PostProcessing | None = None,
+) -> torch.Tensor:
+    """Class ids ``module`` answers on ``x`` (eval mode, no gradients): the
+    arg-max, or with ``post`` the post-processed decisions of groups ``s``."""
+    z = metrics.logits(module, x, batch_size=EVAL_BATCH)
+    if post is None or not post.active:
+        return z.argmax(dim=1)
+    return _decisions(z, s, post)[1]
+
+
+def _decisions(
+    z: torch.Tensor, s: torch.Tensor | None, post: PostProcessing
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scaled logits, decided class ids) of raw module output ``z``."""
+    codes = group_codes(s, z.shape[0])
+    scaled = post.scale_logits(z, codes)
+    probs = scaled.softmax(dim=1).double().cpu().numpy()
+    return scaled, torch.from_numpy(post.decide(probs, codes)).to(z.device)
 
 
 def group_rates(
@@ -59,22 +84,46 @@ def group_rates(
     return out
 
 
-def _split_metrics(module: nn.Module, split: Split) -> dict[str, float]:
-    return metrics.evaluate(module, split.x, split.y, split.s, batch_size=EVAL_BATCH)
+def _split_metrics(
+    module: nn.Module, split: Split, post: PostProcessing | None
+) -> tuple[dict[str, float], torch.Tensor]:
+    """A split's metrics and the class ids they score."""
+    z = metrics.logits(module, split.x, batch_size=EVAL_BATCH)
+    if post is None or not post.active:
+        return metrics.score_logits(z, split.y, split.s), z.argmax(dim=1)
+    scaled, decided = _decisions(z, split.s, post)
+    out = metrics.score_logits(scaled, split.y, split.s)
+    if post.thresholds is not None:
+        y = split.y.to(decided.device)
+        out["raw_acc"] = out["acc"]
+        out["acc"] = float((decided == y).double().mean())
+        for key in ("dp_diff", "eo_diff"):
+            if key in out:
+                out[f"raw_{key}"] = out[key]
+        if split.s is not None:
+            s = split.s.to(decided.device)
+            out["dp_diff"] = fairness.dp_difference(decided, s)
+            out["eo_diff"] = fairness.eo_difference(y, decided, s)
+    return out, decided
 
 
 def evaluate_module(
-    module: nn.Module, dataset: Dataset, *, robust: Mapping[str, Any] | None = None
+    module: nn.Module,
+    dataset: Dataset,
+    *,
+    robust: Mapping[str, Any] | None = None,
+    post: PostProcessing | None = None,
 ) -> dict[str, float]:
     """Score ``module`` on ``dataset`` (see the module docstring for the names).
 
     Args:
         robust: ``{"eps", "steps", "samples"}`` of the PGD attack for
             ``test_robust_acc`` (None: not measured).
+        post: the version's post-processing (None: plain softmax, arg-max).
     """
-    train = _split_metrics(module, dataset.train)
-    val = _split_metrics(module, dataset.val)
-    test = _split_metrics(module, dataset.test)
+    train, _ = _split_metrics(module, dataset.train, post)
+    val, _ = _split_metrics(module, dataset.val, post)
+    test, y_pred = _split_metrics(module, dataset.test, post)
     out: dict[str, float] = {
         "train_loss": train["loss"],
         "val_loss": val["loss"],
@@ -88,7 +137,6 @@ def evaluate_module(
             out[key] = val[key]
     out.update({f"test_{k}": v for k, v in test.items()})
     if dataset.test.s is not None:
-        y_pred = predict_classes(module, dataset.test.x)
         out.update(
             group_rates(
                 dataset.test.y,

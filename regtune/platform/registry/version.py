@@ -9,6 +9,7 @@ never pickle) and ``meta.json``::
     input_shape, metrics (see registry.evaluation), dataset {name, fingerprint, config},
     reference (training-input summary for drift, see registry.reference),
     lineage {experiment, trials, teacher, ...}, quantization (None or its record),
+    postprocessing (None or temperatures/thresholds, see registry.postprocess),
     code {regtune, torch, git}, files {name: {bytes, sha256}}, meta_sha256
 
 Publishing guarantees (local paths and object stores alike): two writers
@@ -85,6 +86,7 @@ from regtune.platform.registry.location import (
     version_number,
 )
 from regtune.platform.registry.modules import build_version_module, member_prefix
+from regtune.platform.registry.postprocess import META_KEY, PostProcessing
 from regtune.platform.registry.reference import reference_summary
 from regtune.platform.registry.store import Place, place_of
 from regtune.trainables.config import TrainConfig, parse_train_config
@@ -163,6 +165,10 @@ class ModelVersion:
     module: nn.Module = field(repr=False)
     kind: str = "single"
     quantized: bool = False
+    #: Temperatures and per-group thresholds a server applies after the
+    #: module (see :mod:`regtune.platform.registry.postprocess`); None: the
+    #: plain softmax and arg-max.
+    postprocessing: PostProcessing | None = None
 
     @property
     def ref(self) -> str:
@@ -245,6 +251,7 @@ def save_version(
     metrics: Mapping[str, float] | None = None,
     lineage: Mapping[str, Any] | None = None,
     root: str | None = None,
+    postprocessing: PostProcessing | None = None,
 ) -> ModelVersion:
     """Register ``members`` (one network, or an ensemble of several) as ``name``'s next version.
 
@@ -256,6 +263,9 @@ def save_version(
         metrics: precomputed :func:`evaluate_module` output (computed when None).
         lineage: where the version came from (experiment, trials, teacher, ...).
         root: registry root (default :func:`registry_root`).
+        postprocessing: temperatures/thresholds fitted for this module (see
+            :mod:`.postfit`); they are stored in meta.json and the metrics
+            (when computed here) are those of the post-processed decisions.
 
     Returns:
         The written version, read back and verified.
@@ -276,11 +286,13 @@ def save_version(
     }
     module = build_version_module(architecture, tensors, source="<memory>")
     if metrics is None:
-        metrics = evaluate_module(module, dataset, robust=robust_settings(configs))
+        metrics = evaluate_module(
+            module, dataset, robust=robust_settings(configs), post=postprocessing
+        )
     reference = reference_summary(
         dataset.schema,
         dataset.train.x,
-        predict_classes(module, dataset.train.x),
+        predict_classes(module, dataset.train.x, dataset.train.s, post=postprocessing),
         # Exact raw training columns when the dataset carries them (see registry.reference).
         raw=getattr(dataset, "raw_train", None),
     )
@@ -313,6 +325,11 @@ def save_version(
             **dict(lineage or {}),
         },
         "quantization": None,
+        META_KEY: (
+            postprocessing.to_meta()
+            if postprocessing is not None and postprocessing.active
+            else None
+        ),
         "code": _code_version(),
     }
     return write_version(name, tensors, meta, root=root)
@@ -521,6 +538,12 @@ def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
         reference = dict(meta["reference"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
+    postprocessing = PostProcessing.from_meta(
+        meta.get(META_KEY),
+        sensitive_values=schema.sensitive_values,
+        n_classes=len(classes),
+        where=where,
+    )
     if quantization:
         from regtune.platform.registry.quantize import build_quantized_module
 
@@ -538,4 +561,5 @@ def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
         module=module,
         kind=str(meta.get("kind", "single")),
         quantized=bool(quantization),
+        postprocessing=postprocessing,
     )
