@@ -8,9 +8,11 @@ The checklist the platform exists for, applied to every trial at once:
   over the second half (``train_flat``) -> less regularization or more capacity;
 - **unstable**: NaN/inf losses or spikes (a loss jumping to :data:`SPIKE_RATIO`
   times the epoch before) -> smaller steps (learning rate);
-- **biased**: a per-group gap (``dp_diff``, ``eo_diff`` or per-group accuracy /
-  positive-rate columns) of :data:`BIAS_GAP` or more at the trial's selected
-  epoch -> a stronger fairness penalty.
+- **biased**: a per-group gap (``dp_diff``, ``eo_diff`` or the spread of a
+  per-group accuracy / positive rate / TPR / FPR, in any spelling
+  :func:`~regtune.platform.analysis.columns.group_columns` reads, e.g. the
+  trainable's ``test_selection_rate_<group>``) of :data:`BIAS_GAP` or more at
+  the trial's selected epoch -> a stronger fairness penalty.
 
 Every threshold is a named constant below. Each trial's row carries the numbers
 its labels were decided from; :func:`explain` turns one row into a sentence
@@ -21,20 +23,19 @@ sweep of 10^5 trials is diagnosed without a Python loop over trials.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from regtune.platform.analysis.columns import group_columns
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.analysis.swept import SweptParameter
 
 __all__ = [
     "BIAS_GAP",
     "DIAGNOSIS_COLUMNS",
-    "GROUP_COLUMN",
     "LABELS",
     "MIN_EPOCHS",
     "OVERFIT_GAP_GROWTH",
@@ -73,13 +74,6 @@ SPIKE_RATIO = 1.5
 #: A group gap (dp_diff, eo_diff, or the spread of a per-group rate) at least this large is bias.
 BIAS_GAP = 0.1
 
-#: Per-group metric columns: ``group.<group>.<stat>`` or ``<stat>.<group>`` with stat
-#: one of acc, accuracy, positive_rate, pos_rate, tpr, fpr.
-GROUP_COLUMN = re.compile(
-    r"^(?:group[._](?P<group_a>.+)[._](?P<stat_a>acc|accuracy|positive_rate|pos_rate|tpr|fpr)"
-    r"|(?P<stat_b>acc|accuracy|positive_rate|pos_rate|tpr|fpr)[._](?P<group_b>.+))$"
-)
-
 #: Labels in the order a trial's label lists them.
 LABELS = ("unstable", "overfit", "underfit", "biased")
 
@@ -101,19 +95,6 @@ DIAGNOSIS_COLUMNS = [
     "n_nonfinite",
     "bias_gap",
 ]
-
-
-def group_columns(columns: Sequence[str]) -> dict[str, dict[str, str]]:
-    """Per-group metric columns as ``{stat: {group: column}}`` (see :data:`GROUP_COLUMN`)."""
-    found: dict[str, dict[str, str]] = {}
-    for column in columns:
-        match = GROUP_COLUMN.match(str(column))
-        if match is None:
-            continue
-        stat = match["stat_a"] or match["stat_b"]
-        group = match["group_a"] or match["group_b"]
-        found.setdefault(stat, {})[group] = str(column)
-    return {stat: groups for stat, groups in found.items() if len(groups) >= 2}
 
 
 def _ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:

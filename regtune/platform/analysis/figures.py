@@ -191,30 +191,105 @@ def curves_figure(best: BestTrial) -> bytes:
     return _png(fig)
 
 
-def calibration_figure(best: BestTrial) -> bytes:
-    """ECE and Brier score along training (reliability bins are not stored)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    for name in best.calibration.columns:
-        ax.plot(best.calibration.index, best.calibration[name], marker=".", label=name)
-    ax.set_xlabel("epoch")
+def _reliability_axes(ax: plt.Axes, best: BestTrial) -> None:
+    """Reliability diagram: accuracy vs mean confidence per slot (marker area ~ count),
+    the diagonal of perfect calibration, and the gap of each slot as a bar."""
+    table = best.reliability[best.reliability["count"] > 0]
+    ax.plot([0, 1], [0, 1], color="#9e9e9e", linestyle="--", linewidth=1, label="perfect")
+    total = float(table["count"].sum()) or 1.0
+    ax.bar(
+        table["conf"],
+        table["acc"] - table["conf"],
+        bottom=table["conf"],
+        width=0.02,
+        color="#d62728",
+        alpha=0.35,
+        label="gap (acc - conf)",
+    )
+    ax.plot(table["conf"], table["acc"], color="#1f77b4", linewidth=1)
+    ax.scatter(
+        table["conf"],
+        table["acc"],
+        s=20 + 300 * table["count"] / total,
+        color="#1f77b4",
+        zorder=3,
+        label="slot (area ~ count)",
+    )
+    for row in table.itertuples(index=False):
+        ax.annotate(
+            f"{int(row.count)}",
+            (row.conf, row.acc),
+            fontsize=6,
+            xytext=(3, -9),
+            textcoords="offset points",
+        )
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("mean confidence (top label)")
+    ax.set_ylabel("accuracy")
+    stored = best.row.get(f"{best.split}_ece" if best.split else "ece")
+    extra = f"; stored {best.split}_ece {float(stored):.4g}" if stored is not None else ""
     ax.set_title(
-        f"best trial {best.trial_id}: calibration per epoch (no reliability bins stored)",
+        f"reliability ({best.split or 'stored'} split): ECE {best.reliability_ece:.4g}{extra}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def calibration_figure(best: BestTrial) -> bytes:
+    """The calibration curve (reliability diagram) of the kept model with the diagonal,
+    slot counts and its ECE (left, when bins are stored), and ECE/Brier per epoch."""
+    has_bins = len(best.reliability) > 0 and bool((best.reliability["count"] > 0).any())
+    if has_bins:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+        _reliability_axes(left, best)
+    else:
+        fig, right = plt.subplots(figsize=(5.5, 3.2))
+    for name in best.calibration.columns:
+        right.plot(best.calibration.index, best.calibration[name], marker=".", label=name)
+    right.set_xlabel("epoch")
+    right.set_title(
+        "ECE and Brier per epoch (validation)"
+        if has_bins
+        else "calibration per epoch (no reliability bins stored)",
         fontsize=9,
     )
     if len(best.calibration.columns):
-        ax.legend(fontsize=8)
+        right.legend(fontsize=8)
+    fig.suptitle(f"best trial {best.trial_id}: calibration")
     fig.tight_layout()
     return _png(fig)
 
 
 def groups_figure(best: BestTrial) -> bytes:
-    """Per-group rates at the best trial's selected epoch, and its dp/eo gaps."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    if not best.groups.empty:
-        best.groups.plot.bar(ax=ax, rot=0)
-    if best.gaps:
-        ax.set_title(", ".join(f"{k}={v:.3g}" for k, v in best.gaps.items()), fontsize=9)
-    ax.set_ylabel("rate")
+    """Per-group accuracy, positive rate, TPR and FPR of the best trial, one panel per
+    stat, with their confidence intervals as error bars where stored; gaps in the title."""
+    rates = best.group_rates
+    stats = list(dict.fromkeys(rates["stat"])) if len(rates) else []
+    panels = max(1, len(stats))
+    fig, axes = plt.subplots(1, panels, figsize=(3.4 * panels + 0.6, 3.4), squeeze=False)
+    for ax, stat in zip(axes.flat, stats, strict=False):
+        part = rates[rates["stat"] == stat]
+        value = part["value"].to_numpy(dtype=float)
+        low = part["ci_low"].to_numpy(dtype=float)
+        high = part["ci_high"].to_numpy(dtype=float)
+        err = np.vstack(
+            [np.where(np.isnan(low), 0, value - low), np.where(np.isnan(high), 0, high - value)]
+        )
+        x = np.arange(len(part))
+        ax.bar(x, np.nan_to_num(value), color="#1f77b4", alpha=0.8)
+        ax.errorbar(x, value, yerr=np.clip(err, 0, None), fmt="none", ecolor="k", capsize=4)
+        ax.set_xticks(x, [str(g) for g in part["group"]], rotation=30, ha="right", fontsize=8)
+        split = str(part["split"].iloc[0])
+        ax.set_title(f"{split + ' ' if split else ''}{stat}", fontsize=9)
+        ax.set_ylim(0, 1)
+    if not stats:
+        axes.flat[0].set_axis_off()
+    gaps = {k: v for k, v in best.gaps.items() if not k.endswith(("_ci_low", "_ci_high"))}
+    title = f"best trial {best.trial_id}: per-group rates (error bars: stored intervals)"
+    if gaps:
+        title += "\n" + ", ".join(f"{k}={v:.3g}" for k, v in gaps.items())
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
@@ -245,7 +320,7 @@ def figures(analysis: Analysis) -> dict[str, bytes]:
         out[f"{stem}-best-curves"] = curves_figure(analysis.best)
         if len(analysis.best.calibration.columns):
             out[f"{stem}-best-calibration"] = calibration_figure(analysis.best)
-        if not analysis.best.groups.empty or analysis.best.gaps:
+        if len(analysis.best.group_rates) or analysis.best.gaps:
             out[f"{stem}-best-groups"] = groups_figure(analysis.best)
     return out
 

@@ -42,6 +42,7 @@ __all__ = [
     "MSG_NO_SPEC",
     "MSG_RUNNING",
     "Experiment",
+    "final_values",
     "load_experiment",
     "stored_columns",
 ]
@@ -158,6 +159,52 @@ def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.Da
     holder = [pa.concat_tables(tables, promote_options="permissive")]
     del tables
     return _latest_rows(_to_pandas(holder))
+
+
+def final_values(
+    exp: str, trial_id: str, columns: Sequence[str], notes: list[str] | None = None
+) -> dict[str, float]:
+    """One trial's last non-null value of each of ``columns`` (its final report: the
+    reliability bins and interval ends a summary does not carry).
+
+    Reads only those columns of that trial's rows (a Parquet filter on
+    ``trial_id``), with the same skipping rules and "latest row wins" as
+    :func:`load_experiment`; a column the store holds but the trial never
+    reported a value for is NaN (e.g. a trial stopped before its final report).
+    Skipped parts are added to ``notes`` (once).
+    """
+    loc = locate(exp)
+    found: list[str] = []
+    wanted = list(dict.fromkeys([*_KEYS, *columns]))
+    tables: list[pa.Table] = []
+    for path, schema in _readable_parts(exp, found):
+        present = [c for c in wanted if c in schema.names]
+        if len(present) <= len(_KEYS):
+            continue
+        try:
+            tables.append(
+                pq.read_table(
+                    path,
+                    columns=present,
+                    filesystem=loc.fs,
+                    filters=[("trial_id", "==", trial_id)],
+                )
+            )
+        except (pa.ArrowException, OSError) as exc:
+            shown = loc.display(path)
+            found.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))
+    if notes is not None:
+        notes.extend(n for n in dict.fromkeys(found) if n not in notes)
+    if not tables:
+        return {}
+    rows = _latest_rows(pa.concat_tables(tables, promote_options="permissive").to_pandas())
+    rows = rows.sort_values("iteration")
+    out: dict[str, float] = {}
+    for column in columns:
+        if column in rows.columns:
+            values = pd.to_numeric(rows[column], errors="coerce").dropna()
+            out[column] = float(values.iloc[-1]) if len(values) else float("nan")
+    return out
 
 
 def _to_pandas(holder: list[pa.Table]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from regtune import __version__
+from regtune.platform.analysis.best import reliability_view
 from regtune.platform.analysis.figures import comparison_figures, figures
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import Analysis
@@ -197,9 +198,24 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
             key = f"{analysis.name or 'experiment'}-{suffix}"
             if key in images:
                 out.append(_img(key, images[key]))
+        if len(best.reliability):
+            out.append(
+                _table(
+                    reliability_view(best),
+                    index=False,
+                    caption=f"calibration curve ({best.split or 'stored'} split): ECE "
+                    f"{best.reliability_ece:.4g} recomputed from the bins",
+                )
+            )
+        if len(best.group_rates):
+            out.append(
+                _table(
+                    best.group_rates.drop(columns=["column"]),
+                    index=False,
+                    caption="per-group rates with their intervals",
+                )
+            )
         out.append(_table(best.row.to_frame("value"), caption="metrics at the selected epoch"))
-        if not best.groups.empty:
-            out.append(_table(best.groups, caption="per-group rates"))
     out.append("</section>")
     return "".join(out)
 

@@ -18,11 +18,17 @@ import pandas as pd
 
 from regtune.errors import DataError, SpecError
 from regtune.platform.analysis.best import BestTrial, best_trial, best_trial_id
+from regtune.platform.analysis.columns import detail_columns
 from regtune.platform.analysis.curves import Segments, segments
 from regtune.platform.analysis.diagnosis import diagnose, explain, group_columns
 from regtune.platform.analysis.front import Front, pareto_table, resolve_objectives
-from regtune.platform.analysis.load import Experiment, load_experiment, stored_columns
-from regtune.platform.analysis.path import heatmap, regularization_path
+from regtune.platform.analysis.load import (
+    Experiment,
+    final_values,
+    load_experiment,
+    stored_columns,
+)
+from regtune.platform.analysis.path import BOOKKEEPING_SUFFIXES, heatmap, regularization_path
 from regtune.platform.analysis.summary import (
     BOOKKEEPING_COLUMNS,
     check_metric,
@@ -124,7 +130,10 @@ class Analysis:
                 if self.best.trial_id in self.diagnosis.index
                 else None,
                 "groups": _plain(self.best.groups.to_dict()),
+                "group_rates": _records(self.best.group_rates),
                 "gaps": _plain(self.best.gaps),
+                "reliability": _records(self.best.reliability),
+                "reliability_ece": _plain(self.best.reliability_ece),
                 "notes": self.best.notes,
             }
         counts = self.diagnosis["diagnosis"].value_counts().sort_index()
@@ -211,7 +220,8 @@ def needed_columns(
     metrics: Sequence[str] | None = None,
 ) -> list[str]:
     """The epoch columns an analysis reads: swept ``config.*`` columns, the losses,
-    the objectives, the path metrics (default: every metric), group metrics.
+    the objectives, the path metrics (default: every metric but the best trial's
+    detail columns, i.e. reliability bins and interval ends), group metrics.
 
     Raises:
         SpecError: a named metric or objective is not stored (the message lists
@@ -232,7 +242,9 @@ def needed_columns(
         wanted += [o.metric for o in spec.objectives]
     if SECOND_OBJECTIVE[0] in present:
         wanted.append(SECOND_OBJECTIVE[0])
-    wanted += list(metrics) if metrics is not None else present
+    # Reliability bins and interval ends are read for the best trial only (final_values).
+    detail = set(detail_columns(present))
+    wanted += list(metrics) if metrics is not None else [m for m in present if m not in detail]
     for columns in group_columns(present).values():
         wanted += list(columns.values())
     return [c for c in dict.fromkeys(wanted) if c in available]
@@ -281,8 +293,16 @@ def analyze_tables(
     if penalties:
         swept = [find_parameter(swept, p, "penalty") for p in penalties]
     numeric = [p for p in swept if p.numeric]
-    path_metrics = list(metrics) if metrics is not None else None
-    if path_metrics is not None and primary[0] not in path_metrics:
+    if metrics is not None:
+        path_metrics = list(metrics)
+    else:  # every metric with a value, but not the bins and interval ends of the best trial
+        detail = set(detail_columns(present))
+        path_metrics = [
+            m
+            for m in present
+            if m not in detail and not m.endswith(BOOKKEEPING_SUFFIXES) and summary[m].notna().any()
+        ]
+    if primary[0] not in path_metrics:
         path_metrics.insert(0, primary[0])
     paths = {p.name: regularization_path(summary, p, primary, path_metrics) for p in numeric}
     heat = None
@@ -365,6 +385,18 @@ def analyze_experiment(
         notes=experiment.notes,
         seg=experiment.segments,
     )
+    if analysis.best is not None:
+        # The best trial's reliability bins and interval ends: read for that trial alone.
+        wanted = [c for c in detail_columns(available) if c not in experiment.epochs.columns]
+        if wanted:
+            detail = final_values(exp, analysis.best.trial_id, wanted, analysis.notes)
+            analysis.best = best_trial(
+                experiment.epochs,
+                analysis.summary,
+                analysis.best.trial_id,
+                experiment.segments,
+                detail=detail,
+            )
     # CPU seconds next to wall seconds: on a shared machine the wall clock also counts
     # the time other processes held the cores.
     analysis.timings = {

@@ -4,7 +4,8 @@ A trial is represented by its *best* epoch under the primary objective (the
 epoch early stopping would restore; ties go to the earliest), or by its
 *last* epoch (``at="last"``). Every metric of the row comes from that one
 epoch, so a trial's accuracy, calibration and size are read together.
-``test_*`` metrics exist on the final epoch only and are taken from it.
+``test_*`` metrics and reliability bins exist on the final epoch only and are
+taken from it (:func:`~regtune.platform.analysis.columns.is_final_report`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from regtune.errors import SpecError
+from regtune.platform.analysis.columns import is_final_report
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 
 __all__ = [
@@ -123,7 +125,7 @@ def trial_summary(
     out["iteration"] = iterations[chosen].astype(np.int64) if seg.n_trials else []
     for column in metrics:
         values = segment_values(epochs, column, seg)
-        out[column] = values[last if column.startswith("test_") else chosen]
+        out[column] = values[last if is_final_report(column) else chosen]
     table = pd.DataFrame(out, index=seg.index)
     if trials is not None and "trial_id" in trials.columns:
         extra = trials.set_index(trials["trial_id"].astype(str))

@@ -11,6 +11,7 @@ is there; skipped files and still-running sweeps are reported, not hidden.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -118,10 +119,55 @@ def _print(analysis: object) -> None:
         table.add_row(label, str(count), f"{first['trial_id']}: {first['evidence']}")
     out.print(table)
     if analysis.best is not None:
-        best = analysis.best
-        out.print(f"best trial: [bold]{best.trial_id}[/]", highlight=False)
-        for note in best.notes:
-            out.print(f"  [dim]{note}[/]", highlight=False, soft_wrap=True)
+        _print_best(analysis.best)
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isnan(low) or math.isnan(high):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _print_best(best: object) -> None:
+    """The best trial: its calibration curve and per-group rates as short tables."""
+    from regtune.platform.analysis.best import BestTrial, reliability_view
+
+    assert isinstance(best, BestTrial)  # for mypy; always true here
+    out.print(f"best trial: [bold]{best.trial_id}[/]", highlight=False)
+    for note in best.notes:
+        out.print(f"  [dim]{note}[/]", highlight=False, soft_wrap=True)
+    if len(best.reliability):
+        view = reliability_view(best)
+        table = Table(
+            title=f"calibration curve ({best.split or 'stored'} split; ECE "
+            f"{best.reliability_ece:.4g})"
+        )
+        for column in view.columns:
+            table.add_column(str(column), justify="right")
+        for row in view.itertuples(index=False):
+            table.add_row(row[0], str(row[1]), *(f"{float(v):.3f}" for v in row[2:]))
+        out.print(table)
+    if len(best.group_rates):
+        rates = best.group_rates
+        stats = list(dict.fromkeys(rates["stat"]))
+        table = Table(title="per-group rates (value [interval])")
+        table.add_column("group")
+        for stat in stats:
+            split = str(rates.loc[rates["stat"] == stat, "split"].iloc[0])
+            table.add_column(f"{split} {stat}".strip(), justify="right")
+        for group in dict.fromkeys(rates["group"]):
+            cells = []
+            for stat in stats:
+                hit = rates[(rates["group"] == group) & (rates["stat"] == stat)]
+                cells.append(
+                    "-"
+                    if hit.empty
+                    else _interval(*(float(hit[c].iloc[0]) for c in ("value", "ci_low", "ci_high")))
+                )
+            table.add_row(str(group), *cells)
+        out.print(table)
 
 
 @app.command()

@@ -23,6 +23,7 @@ def test_analysis_imports_no_ray() -> None:
                 "diagnosis",
                 "verdict",
                 "best",
+                "columns",
                 "compare",
                 "load",
                 "run",
@@ -37,12 +38,23 @@ def test_analysis_imports_no_ray() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_analysis_imports_no_torch() -> None:
+    # The analysis reads metric names through regtune.trainables.metric_names (stdlib only).
+    code = (
+        "import sys\nimport regtune.platform.analysis.run, regtune.platform.analysis.report\n"
+        "import regtune.platform.cli.analyze\nprint('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_public_api_is_what_is_exported() -> None:
     public = {name for name in dir(analysis) if not name.startswith("_")}
     exported = set(analysis.__all__)
     assert exported <= public
     modules = {
         "best",
+        "columns",
         "compare",
         "curves",
         "diagnosis",

@@ -1,0 +1,131 @@
+"""Which stored columns are per-group rates, interval ends and reliability bins.
+
+The grammar of the names is :mod:`regtune.trainables.metric_names` (stdlib
+only: the trainable writes its names with it, and importing it here does not
+load torch). This module sorts a table's columns by that grammar:
+
+- :func:`group_columns`: per-group values, ``{stat: {group: column}}``, for
+  the bias diagnosis (every accepted spelling, split prefix optional);
+- :func:`group_rate_columns`: the same with each value's interval ends, for
+  the best trial's per-group panel;
+- :func:`reliability_columns`: reliability-bin columns by split and slot;
+- :func:`detail_columns`: columns only the best trial's view needs (bins and
+  interval ends), which a large analysis reads for that one trial only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from regtune.trainables.metric_names import (
+    CI_HIGH,
+    CI_LOW,
+    GROUP_STATS,
+    parse_group_metric,
+    parse_reliability_name,
+)
+
+__all__ = [
+    "SPLIT_PREFERENCE",
+    "GroupRate",
+    "detail_columns",
+    "group_columns",
+    "group_rate_columns",
+    "is_final_report",
+    "reliability_columns",
+]
+
+#: Which split's per-group rates and bins the best trial's view shows, first found first.
+SPLIT_PREFERENCE = ("test", "", "val", "train")
+
+
+@dataclass(frozen=True)
+class GroupRate:
+    """One per-group value column and its interval-end columns (``None`` when not stored)."""
+
+    split: str
+    stat: str
+    group: str
+    value: str
+    low: str | None
+    high: str | None
+
+
+def _key(split: str, stat: str) -> str:
+    return stat if not split else f"{split}_{stat}"
+
+
+def group_columns(columns: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Per-group value columns as ``{stat: {group: column}}`` for stats with two or
+    more groups; the key is ``<split>_<stat>`` when the names carry a split
+    (``test_positive_rate``), the canonical stat otherwise. Interval ends are left out.
+    """
+    found: dict[str, dict[str, str]] = {}
+    for column in columns:
+        parsed = parse_group_metric(str(column))
+        if parsed is None or parsed.bound:
+            continue
+        found.setdefault(_key(parsed.split, parsed.stat), {})[parsed.group] = str(column)
+    return {key: groups for key, groups in found.items() if len(groups) >= 2}
+
+
+def group_rate_columns(columns: Iterable[str]) -> list[GroupRate]:
+    """Every per-group value column with its interval ends, one split per stat (the
+    first of :data:`SPLIT_PREFERENCE` that has the stat), stats in
+    :data:`~regtune.trainables.metric_names.GROUP_STATS` order."""
+    names = [str(c) for c in columns]
+    present = set(names)
+    by_stat: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for column in names:
+        parsed = parse_group_metric(column)
+        if parsed is None or parsed.bound:
+            continue
+        by_stat.setdefault(parsed.stat, {}).setdefault(parsed.split, []).append(
+            (parsed.group, column)
+        )
+    out: list[GroupRate] = []
+    for stat in GROUP_STATS:
+        splits = by_stat.get(stat, {})
+        split = next((s for s in SPLIT_PREFERENCE if s in splits), None)
+        if split is None:
+            continue
+        for group, column in splits[split]:
+            low, high = f"{column}{CI_LOW}", f"{column}{CI_HIGH}"
+            out.append(
+                GroupRate(
+                    split,
+                    stat,
+                    group,
+                    column,
+                    low if low in present else None,
+                    high if high in present else None,
+                )
+            )
+    return out
+
+
+def reliability_columns(columns: Iterable[str]) -> dict[str, dict[int, dict[str, str]]]:
+    """Reliability-bin columns as ``{split: {slot: {stat: column}}}``."""
+    out: dict[str, dict[int, dict[str, str]]] = {}
+    for column in columns:
+        parsed = parse_reliability_name(str(column))
+        if parsed is not None:
+            out.setdefault(parsed.split, {}).setdefault(parsed.slot, {})[parsed.stat] = str(column)
+    return out
+
+
+def is_final_report(name: str) -> bool:
+    """True for a metric reported once, at the trial's end (``test_*``, reliability bins):
+    a trial's summary takes it from its last epoch."""
+    return name.startswith("test_") or parse_reliability_name(name) is not None
+
+
+def detail_columns(columns: Iterable[str]) -> list[str]:
+    """The columns only the best trial's view reads: reliability bins and interval ends
+    (``*_ci_low``/``*_ci_high``)."""
+    return [
+        str(c)
+        for c in columns
+        if parse_reliability_name(str(c)) is not None or str(c).endswith((CI_LOW, CI_HIGH))
+    ]
