@@ -399,6 +399,8 @@ def make_cohort(
         SpecError: no member, a bad id or config, or mixed datasets with one
             ``dataset`` given.
     """
+    from regtune.trainables.cohort_fused import FusedCohort  # imports this module
+
     parsed = parse_members(configs)
     if dataset is not None:
         shared_dataset(parsed, dataset)
@@ -413,5 +415,8 @@ def make_cohort(
             if key not in loaded:
                 loaded[key] = load_dataset(cfgs[group[0]].dataset)
             ds = loaded[key]
-        parts.append(SequentialCohort(cfgs, dataset=ds, device=device))
+        if len(group) > 1 and fuse_key(cfgs[group[0]], device) is not None:
+            parts.append(FusedCohort(cfgs, dataset=ds, device=device))
+        else:
+            parts.append(SequentialCohort(cfgs, dataset=ds, device=device))
     return parts[0] if len(parts) == 1 else _CohortSet(parts)
