@@ -150,15 +150,18 @@ def _bare_scheduler(spec: SweepSpec) -> Any:
     return FIFOScheduler()
 
 
-def build_search_alg(spec: SweepSpec) -> Any:
+def build_search_alg(spec: SweepSpec, *, max_concurrent: int | None = None) -> Any:
     """The Tune search algorithm the spec names, with its concurrency limit.
 
     hyperopt (TPE) optimises the first objective; with several objectives
-    the scheduler (pareto-asha) is what weighs them.
+    the scheduler (pareto-asha) is what weighs them. ``max_concurrent``
+    (a fused sweep's member limit) caps the spec's ``max_concurrent``.
     """
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     s = spec.searcher
+    limits = [x for x in (s.max_concurrent, max_concurrent) if x]
+    limit = min(limits) if limits else None
     if isinstance(s, HyperoptConfig):
         from ray.tune.search.hyperopt import HyperOptSearch
 
@@ -169,13 +172,13 @@ def build_search_alg(spec: SweepSpec) -> Any:
             n_initial_points=s.n_initial_points,
             random_state_seed=s.seed,
         )
-        if s.max_concurrent:
-            return ConcurrencyLimiter(search, max_concurrent=s.max_concurrent)
+        if limit:
+            return ConcurrencyLimiter(search, max_concurrent=limit)
         return search
     if isinstance(s, RandomSearchConfig):
-        return BasicVariantGenerator(max_concurrent=s.max_concurrent or 0, random_state=s.seed)
+        return BasicVariantGenerator(max_concurrent=limit or 0, random_state=s.seed)
     if isinstance(s, GridSearchConfig):
-        return BasicVariantGenerator(max_concurrent=s.max_concurrent or 0)
+        return BasicVariantGenerator(max_concurrent=limit or 0)
     raise SpecError(f"searcher.kind {s.kind!r} is not supported")  # pragma: no cover
 
 
@@ -272,10 +275,15 @@ def run_sweep(
     from regtune.platform.tune.space import to_param_space
     from regtune.platform.tune.trainable import make_trainable
 
+    fused = _start_fused(spec, base, dataset)
     threads = max(1, int(spec.resources.cpu))
-    trainable = tune.with_resources(
-        make_trainable(dataset, threads=threads),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    trainable = (
+        fused.trainable
+        if fused is not None
+        else tune.with_resources(
+            make_trainable(dataset, threads=threads),
+            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        )
     )
     first = spec.objectives[0]
     progress = ProgressCallback(
@@ -292,6 +300,7 @@ def run_sweep(
         JsonLoggerCallback(),
         CheckpointKeeper(keep=keep),
         *results_callbacks(spec, exp_path),
+        *(fused.callbacks if fused is not None else []),
         *callbacks,
     ]
     if resume:
@@ -321,7 +330,10 @@ def run_sweep(
             tune_config=tune.TuneConfig(
                 metric=first.metric,
                 mode=first.mode,
-                search_alg=build_search_alg(spec),
+                # A fused sweep runs every cohort slot's members at once, no more.
+                search_alg=build_search_alg(
+                    spec, max_concurrent=fused.max_concurrent if fused is not None else None
+                ),
                 scheduler=build_scheduler(spec),
                 num_samples=spec.budget.samples,
                 time_budget_s=spec.budget.time_limit_s,
@@ -335,9 +347,25 @@ def run_sweep(
         grid = tuner.fit()
     except tune.TuneError as exc:
         raise RegtuneError(f"sweep {name!r} failed: {exc}") from exc
+    finally:
+        if fused is not None:
+            fused.stop()
     return outcome_from_grid(
         spec, grid, name=name, path=exp_path, elapsed_s=time.perf_counter() - started
     )
+
+
+def _start_fused(spec: SweepSpec, base: Any, dataset: Any) -> Any:
+    """The fused sweep's set-up (:mod:`regtune.platform.tune.fused`), or
+    ``None`` when ``resources.fuse`` is 1 (or ``auto`` picks 1)."""
+    if spec.resources.fuse == 1:
+        return None
+    from regtune.platform.tune.fused import resolve_fuse, start_fused
+
+    fuse = resolve_fuse(spec.resources.fuse, config=base, dataset=dataset, gpu=spec.resources.gpu)
+    if fuse <= 1:
+        return None
+    return start_fused(dataset, fuse=fuse, cpu=spec.resources.cpu, gpu=spec.resources.gpu)
 
 
 def _load_data(config: Any) -> Any:

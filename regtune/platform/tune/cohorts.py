@@ -1,0 +1,404 @@
+"""Where the members of a fused sweep train: cohort workers and who forms them.
+
+A fused sweep's trials stay ordinary Tune trials (:mod:`~regtune.platform.
+tune.fused`), but none of them trains: each forwards its epochs to a
+:class:`CohortWorker`, a Ray actor holding the CPUs/GPU the spec gives one
+trial, the dataset once and a :class:`~regtune.trainables.cohort.Cohort`
+of up to ``fuse`` members trained as one batched model.
+
+:class:`CohortManager` (one per sweep, no resources) forms the cohorts:
+member trials that ask for their first epoch within
+:data:`FORMATION_WINDOW_S` of each other, up to ``fuse`` of them, become one
+cohort; a trial restored from a checkpoint joins like any other and its
+member continues from that state. A worker is killed once every member has
+left, which frees its CPUs for the next cohort.
+
+The barrier (the one place that could deadlock): a cohort trains an epoch
+when every *live* member has asked for it, then answers each its own
+metrics. A member stops being live when
+
+- its epochs are done or its early stopping fired (it is finished at once);
+- Tune stops, pauses or loses its trial (the driver-side
+  :class:`~regtune.platform.tune.fused.CohortMembership` callback says so
+  through :meth:`CohortManager.leave` as soon as the trial's status changes,
+  i.e. after Tune's checkpoint of it was written);
+- it has not asked for :data:`BARRIER_TIMEOUT_S` while the others wait: it
+  is parked (its state kept), the others go on, and if it asks later it
+  continues from that state in a cohort of its own inside the same worker.
+
+So the barrier never waits for a member that Tune paused (HyperBand) or
+stopped (ASHA) for longer than the driver takes to notice, and never
+forever. Members' states cross processes as checkpoint files
+(safetensors + JSON, :mod:`regtune.trainables.checkpoint`), never pickles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from regtune.platform.tune.ray_private import DONE
+
+__all__ = [
+    "BARRIER_TIMEOUT_S",
+    "COHORT_SIZE",
+    "FORMATION_WINDOW_S",
+    "REREPORT",
+    "CohortManager",
+    "CohortWorker",
+    "StateFiles",
+    "read_state_files",
+    "write_state_files",
+]
+
+#: Seconds a forming cohort waits for more members after its first one asked
+#: (it starts at once when ``fuse`` members have asked). Tune starts the
+#: member trials of a batch within about a second of each other once their
+#: (reused) actors are up.
+FORMATION_WINDOW_S = 1.5
+#: Seconds a cohort waits for a live member that does not ask for its next
+#: epoch before parking it (see the module docstring). A safety net: Tune's
+#: own status changes normally take a member out well before.
+BARRIER_TIMEOUT_S = 30.0
+#: Result key telling the member trial that this result repeats its last
+#: epoch (restored from its final checkpoint): Tune's iteration is not advanced.
+REREPORT = "__regtune_rereport__"
+#: Metric each fused epoch reports: how many members trained that epoch together.
+COHORT_SIZE = "cohort_size"
+#: Concurrent calls a cohort worker serves: every member waits in the barrier.
+_MAX_CALLS = 1000
+
+_worker_class: Any = None
+
+
+def _remote_worker() -> Any:
+    """The Ray actor class of :class:`CohortWorker` (made once per process)."""
+    global _worker_class
+    if _worker_class is None:
+        _worker_class = ray.remote(CohortWorker)
+    return _worker_class
+
+
+#: A member's training state as the files of one checkpoint folder: name -> bytes.
+StateFiles = dict[str, bytes]
+
+MEMBER_LOST = "member {tid!r} left its cohort while waiting for an epoch"
+NOT_A_MEMBER = "trial {tid!r} is not a member of this cohort; members: {known}"
+
+
+def read_state_files(directory: str | Path) -> StateFiles:
+    """The files of a training-state folder (``Trainer.save`` output) as bytes."""
+    folder = Path(directory)
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def write_state_files(files: Mapping[str, bytes], directory: str | Path) -> Path:
+    """Write :func:`read_state_files` output into ``directory`` (created)."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        if Path(name).name != name:
+            raise ValueError(f"state file name {name!r} is not a plain file name")
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def _state_to_files(state: Mapping[str, Any]) -> StateFiles:
+    from regtune.trainables.checkpoint import save_tree
+
+    with tempfile.TemporaryDirectory(prefix="regtune-member-") as tmp:
+        return read_state_files(save_tree(dict(state), Path(tmp) / "state"))
+
+
+def _files_to_state(files: Mapping[str, bytes]) -> dict[str, Any]:
+    from regtune.trainables.checkpoint import load_tree
+
+    with tempfile.TemporaryDirectory(prefix="regtune-member-") as tmp:
+        folder = write_state_files(files, Path(tmp) / "state")
+        return dict(load_tree(folder))
+
+
+class CohortWorker:
+    """One cohort: its members' training, one barrier per epoch (Ray actor).
+
+    Args:
+        dataset: the sweep's dataset (from the object store, once per worker).
+        members: ``{trial_id: (config, state files or None)}``.
+        threads: torch threads (the CPUs the worker holds).
+        barrier_timeout_s: see :data:`BARRIER_TIMEOUT_S`.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        members: Mapping[str, tuple[dict[str, Any], StateFiles | None]],
+        *,
+        threads: int = 1,
+        barrier_timeout_s: float = BARRIER_TIMEOUT_S,
+    ) -> None:
+        import torch
+
+        from regtune.trainables.cohort import make_cohort
+
+        torch.set_num_threads(max(1, threads))
+        self._dataset = dataset
+        self._timeout = barrier_timeout_s
+        self._configs = {tid: dict(cfg) for tid, (cfg, _) in members.items()}
+        cohort = make_cohort(self._configs, dataset=dataset)
+        self._engines: list[Any] = [cohort]
+        self._owner: dict[str, Any] = dict.fromkeys(members, cohort)
+        self._live: set[str] = set()
+        self._rereport: dict[str, dict[str, Any]] = {}
+        for tid, (_, files) in members.items():
+            if files is not None:
+                cohort.load_state_dict(tid, _files_to_state(files), source=f"trial {tid}")
+            if cohort.should_stop(tid):
+                # Restored from its final checkpoint: it repeats its last epoch and ends.
+                self._rereport[tid] = self._final_row(tid, last=True)
+            else:
+                self._live.add(tid)
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._parked: set[str] = set()
+        self.rounds = 0
+        self.epoch_seconds = 0.0
+
+    # -- the barrier ------------------------------------------------------------
+
+    async def step(self, tid: str) -> dict[str, Any]:
+        """The member's next epoch's metrics, once every live member asked."""
+        self._member(tid)
+        if tid in self._rereport:
+            return self._rereport.pop(tid)
+        if tid in self._parked:
+            self._revive(tid)
+        if tid not in self._live:
+            raise RuntimeError(MEMBER_LOST.format(tid=tid))
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[tid] = future
+        self._maybe_run()
+        while not future.done():
+            done, _ = await asyncio.wait({future}, timeout=self._timeout)
+            if not done:
+                self._park_absent()
+                self._maybe_run()
+        return future.result()
+
+    def leave(self, tid: str) -> None:
+        """The member's trial was stopped, paused or lost: train it no more."""
+        if tid not in self._owner:
+            return
+        self._rereport.pop(tid, None)
+        self._parked.discard(tid)
+        if tid in self._live:
+            self._live.discard(tid)
+            with contextlib.suppress(KeyError):
+                self._owner[tid].drop(tid)
+        future = self._waiting.pop(tid, None)
+        if future is not None and not future.done():
+            future.set_exception(RuntimeError(MEMBER_LOST.format(tid=tid)))
+        self._maybe_run()
+
+    def state_files(self, tid: str) -> StateFiles:
+        """The member's training state as checkpoint files (``Trainer.save`` format)."""
+        engine = self._member(tid)
+        return _state_to_files(engine.state_dict(tid))
+
+    def stats(self) -> dict[str, Any]:
+        """Epoch rounds run, seconds spent training, live and parked members."""
+        return {
+            "rounds": self.rounds,
+            "epoch_seconds": self.epoch_seconds,
+            "members": sorted(self._owner),
+            "live": sorted(self._live),
+            "parked": sorted(self._parked),
+        }
+
+    # -- internals ----------------------------------------------------------------
+
+    def _member(self, tid: str) -> Any:
+        if tid not in self._owner:
+            raise KeyError(NOT_A_MEMBER.format(tid=tid, known=", ".join(sorted(self._owner))))
+        return self._owner[tid]
+
+    def _maybe_run(self) -> None:
+        if self._live and self._live <= set(self._waiting):
+            self._run_round()
+
+    def _run_round(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        started = time.perf_counter()
+        try:
+            rows: dict[str, dict[str, float]] = {}
+            for engine in self._engines:
+                rows.update(engine.run_epoch())
+            out: dict[str, dict[str, Any]] = {}
+            for tid in waiting:
+                row: dict[str, Any] = dict(rows[tid])
+                row[COHORT_SIZE] = float(len(rows))
+                if self._owner[tid].should_stop(tid):
+                    row.update(self._final_row(tid, last=False))
+                    self._live.discard(tid)
+                out[tid] = row
+        except Exception as exc:  # a failed epoch fails every member's step (Tune retries)
+            for future in waiting.values():
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self.rounds += 1
+            self.epoch_seconds += time.perf_counter() - started
+        for tid, future in waiting.items():
+            if not future.done():
+                future.set_result(out[tid])
+
+    def _final_row(self, tid: str, *, last: bool) -> dict[str, Any]:
+        """Test metrics and ``done`` for a member whose training ended."""
+        engine = self._owner[tid]
+        state = engine.state_dict(tid)
+        row: dict[str, Any] = dict(state["history"][-1]) if last else {}
+        row.update(engine.finish(tid))
+        row["stopped_early"] = bool(state["early"]["stopped"])
+        row[DONE] = True
+        if last:
+            row[REREPORT] = True
+        return row
+
+    def _park_absent(self) -> None:
+        """Members that did not ask within the timeout stop holding the others."""
+        for tid in self._live - set(self._waiting):
+            self._live.discard(tid)
+            self._owner[tid].drop(tid)
+            self._parked.add(tid)
+
+    def _revive(self, tid: str) -> None:
+        """A parked member asked again: it continues from its state, alone."""
+        from regtune.trainables.cohort import make_cohort
+
+        state = self._owner[tid].state_dict(tid)
+        solo = make_cohort({tid: self._configs[tid]}, dataset=self._dataset)
+        solo.load_state_dict(tid, state, source=f"trial {tid}")
+        self._engines.append(solo)
+        self._owner[tid] = solo
+        self._parked.discard(tid)
+        self._live.add(tid)
+
+
+class _Forming:
+    """A cohort being formed: members so far, and the event its joiners await."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, tuple[dict[str, Any], StateFiles | None]] = {}
+        self.ready = asyncio.Event()
+        self.worker: Any = None
+        self.error: BaseException | None = None
+
+
+class CohortManager:
+    """Forms cohorts from member trials and starts their workers (Ray actor).
+
+    Args:
+        dataset: ``[ref]``: the sweep's dataset in the object store (in a
+            list, so the manager passes the reference on without loading it).
+        fuse: members per cohort.
+        cpu, gpu: what each cohort worker holds (the spec's ``resources``).
+        threads: torch threads per worker.
+        window_s: :data:`FORMATION_WINDOW_S`.
+        barrier_timeout_s: :data:`BARRIER_TIMEOUT_S`.
+    """
+
+    def __init__(
+        self,
+        dataset: list[Any],
+        *,
+        fuse: int,
+        cpu: float,
+        gpu: float,
+        threads: int,
+        window_s: float = FORMATION_WINDOW_S,
+        barrier_timeout_s: float = BARRIER_TIMEOUT_S,
+    ) -> None:
+        self._dataset_ref = dataset[0]
+        self._fuse = fuse
+        self._cpu, self._gpu, self._threads = cpu, gpu, threads
+        self._window_s = window_s
+        self._timeout = barrier_timeout_s
+        self._forming: _Forming | None = None
+        self._where: dict[str, Any] = {}
+        self._members_of: dict[Any, set[str]] = {}
+        self.sizes: list[int] = []
+
+    async def join(
+        self, tid: str, config: dict[str, Any], files: StateFiles | None = None
+    ) -> list[Any]:
+        """Put trial ``tid`` in the forming cohort; return ``[worker]`` once it starts."""
+        if tid in self._where:
+            # The trial's earlier membership (before a retry or restore) ends here.
+            self.leave(tid)
+        group = self._forming
+        if group is None:
+            group = self._forming = _Forming()
+            asyncio.get_running_loop().call_later(self._window_s, self._close, group)
+        group.members[tid] = (config, files)
+        if len(group.members) >= self._fuse:
+            self._close(group)
+        await group.ready.wait()
+        if group.error is not None:
+            raise group.error
+        return [group.worker]
+
+    def leave(self, tid: str) -> None:
+        """Trial ``tid`` stopped training (any reason); free its worker when empty."""
+        forming = self._forming
+        if forming is not None and tid in forming.members and tid not in self._where:
+            # Left before its cohort started: it is simply not in it.
+            del forming.members[tid]
+            return
+        worker = self._where.pop(tid, None)
+        if worker is None:
+            return
+        worker.leave.remote(tid)
+        left = self._members_of.get(worker, set())
+        left.discard(tid)
+        if not left:
+            self._members_of.pop(worker, None)
+            ray.kill(worker)
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes of the cohorts formed so far and the workers alive."""
+        return {"sizes": list(self.sizes), "workers": len(self._members_of)}
+
+    def _close(self, group: _Forming) -> None:
+        if group.ready.is_set() or self._forming is not group:
+            return
+        self._forming = None
+        if not group.members:
+            group.ready.set()
+            return
+        try:
+            worker = (
+                _remote_worker()
+                .options(num_cpus=self._cpu, num_gpus=self._gpu, max_concurrency=_MAX_CALLS)
+                .remote(
+                    self._dataset_ref,
+                    group.members,
+                    threads=self._threads,
+                    barrier_timeout_s=self._timeout,
+                )
+            )
+        except Exception as exc:  # reported to every joiner
+            group.error = exc
+            group.ready.set()
+            return
+        group.worker = worker
+        self._members_of[worker] = set(group.members)
+        for tid in group.members:
+            self._where[tid] = worker
+        self.sizes.append(len(group.members))
+        group.ready.set()

@@ -1,0 +1,252 @@
+"""Fused sweeps: members trained together in a cohort worker, each still a trial.
+
+The cohort worker's barrier (who it waits for, when it stops waiting) is
+driven in this process, without Ray; one tiny real sweep on a local Ray
+checks that every member is a trial end to end (own rows in the Parquet
+store, own early stopping, own checkpoints that an unfused Trainer continues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regtune.platform.tune.cohorts import (
+    COHORT_SIZE,
+    MEMBER_LOST,
+    REREPORT,
+    CohortWorker,
+    read_state_files,
+    write_state_files,
+)
+from regtune.platform.tune.fuse_size import (
+    AUTO_MAX_MEMBERS,
+    auto_fuse,
+    cohort_slots,
+    max_concurrent_members,
+)
+from regtune.platform.tune.ray_private import DONE
+from regtune.trainables.data import Dataset
+from regtune.trainables.loop import Trainer
+
+#: Relative tolerance between a member's metrics and a solo Trainer's (a
+#: batched model sums in another order than one model: float32 rounding).
+REL = 1e-4
+
+
+def _config(lr: float, *, epochs: int = 3, seed: int = 0) -> dict[str, Any]:
+    return {
+        "dataset": {"name": "digits"},
+        "model": {"arch": "mlp", "width": 16, "depth": 1},
+        "training": {
+            "batch_size": 256,
+            "lr": lr,
+            "epochs": epochs,
+            "robust_every": 0,
+            "seed": seed,
+        },
+        "penalties": {"l2": 1e-4},
+    }
+
+
+def _worker(digits: Dataset, members: dict[str, Any], **kw: Any) -> CohortWorker:
+    return CohortWorker(digits, {tid: (cfg, files) for tid, (cfg, files) in members.items()}, **kw)
+
+
+def _steps(worker: CohortWorker, *tids: str) -> list[dict[str, Any]]:
+    async def both() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(worker.step(t) for t in tids)))
+
+    return asyncio.run(both())
+
+
+def _solo_rows(digits: Dataset, config: dict[str, Any], epochs: int) -> list[dict[str, float]]:
+    trainer = Trainer(config, dataset=digits)
+    return [trainer.run_epoch() for _ in range(epochs)]
+
+
+def _close(row: dict[str, Any], solo: dict[str, float]) -> None:
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert math.isclose(row[key], solo[key], rel_tol=REL, abs_tol=1e-6), (key, row, solo)
+
+
+# -- the barrier, in this process -----------------------------------------------
+
+
+def test_an_epoch_runs_once_every_live_member_asked(digits: Dataset) -> None:
+    a, b = _config(0.01), _config(0.05, seed=1)
+    worker = _worker(digits, {"a": (a, None), "b": (b, None)})
+    row_a, row_b = _steps(worker, "a", "b")
+    assert worker.stats()["rounds"] == 1
+    assert row_a["epoch"] == row_b["epoch"] == 1.0
+    assert row_a[COHORT_SIZE] == row_b[COHORT_SIZE] == 2.0
+    _close(row_a, _solo_rows(digits, a, 1)[0])
+    _close(row_b, _solo_rows(digits, b, 1)[0])
+
+
+def test_a_member_that_left_is_not_waited_for_and_the_rest_go_on(digits: Dataset) -> None:
+    a = _config(0.01)
+    worker = _worker(digits, {"a": (a, None), "b": (_config(0.05, seed=1), None)})
+    _steps(worker, "a", "b")
+    worker.leave("b")  # e.g. ASHA stopped b at this rung
+    (row,) = _steps(worker, "a")
+    assert (row["epoch"], row[COHORT_SIZE]) == (2.0, 1.0)
+    _close(row, _solo_rows(digits, a, 2)[1])
+    with pytest.raises(RuntimeError, match=MEMBER_LOST.format(tid="b")):
+        _steps(worker, "b")
+
+
+def test_a_member_leaving_while_others_wait_releases_them(digits: Dataset) -> None:
+    worker = _worker(digits, {"a": (_config(0.01), None), "b": (_config(0.05), None)})
+
+    async def a_waits_then_b_leaves() -> dict[str, Any]:
+        waiting = asyncio.ensure_future(worker.step("a"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the barrier holds a for b
+        worker.leave("b")
+        return await waiting
+
+    row = asyncio.run(a_waits_then_b_leaves())
+    assert (row["epoch"], row[COHORT_SIZE]) == (1.0, 1.0)
+
+
+def test_an_absent_member_is_parked_after_the_timeout_and_continues_alone(
+    digits: Dataset,
+) -> None:
+    # A member Tune paused (HyperBand) and nobody reported: the barrier must not hang.
+    a, b = _config(0.01), _config(0.05, seed=1)
+    worker = _worker(digits, {"a": (a, None), "b": (b, None)}, barrier_timeout_s=0.2)
+    (row_a1,) = _steps(worker, "a")
+    assert worker.stats()["parked"] == ["b"]
+    assert row_a1[COHORT_SIZE] == 1.0
+    # b comes back (Tune resumed it): its first epoch, in the same round as a's second.
+    row_b1, row_a2 = _steps(worker, "b", "a")
+    assert (row_a2["epoch"], row_b1["epoch"]) == (2.0, 1.0)
+    assert worker.stats()["parked"] == [] and row_a2[COHORT_SIZE] == 2.0
+    _close(row_a2, _solo_rows(digits, a, 2)[1])
+    _close(row_b1, _solo_rows(digits, b, 1)[0])
+
+
+def test_a_finished_member_reports_its_test_metrics_and_done(digits: Dataset) -> None:
+    worker = _worker(digits, {"a": (_config(0.01, epochs=1), None), "b": (_config(0.05), None)})
+    row_a, row_b = _steps(worker, "a", "b")
+    assert row_a[DONE] is True and row_a["stopped_early"] is False
+    assert "test_acc" in row_a and DONE not in row_b
+    # b trains on alone: a is no longer live.
+    (row,) = _steps(worker, "b")
+    assert (row["epoch"], row[COHORT_SIZE]) == (2.0, 1.0)
+
+
+def test_member_state_files_continue_in_a_solo_trainer_and_a_new_cohort(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    a = _config(0.01)
+    worker = _worker(digits, {"a": (a, None), "b": (_config(0.05), None)})
+    _steps(worker, "a", "b")
+    files = worker.state_files("a")
+    solo = Trainer(a, dataset=digits)
+    solo.restore(write_state_files(files, tmp_path / "state"))
+    assert read_state_files(tmp_path / "state") == files
+    (row_fused,) = _steps(_worker(digits, {"a": (a, files)}), "a")
+    row_solo = solo.run_epoch()
+    assert row_fused["epoch"] == row_solo["epoch"] == 2.0
+    _close(row_fused, row_solo)
+    _close(row_fused, _solo_rows(digits, a, 2)[1])
+
+
+def test_a_member_restored_from_its_final_checkpoint_repeats_its_last_epoch(
+    digits: Dataset,
+) -> None:
+    a = _config(0.01, epochs=1)
+    worker = _worker(digits, {"a": (a, None)})
+    (last,) = _steps(worker, "a")
+    again = _worker(digits, {"a": (a, worker.state_files("a"))})
+    (row,) = _steps(again, "a")
+    assert row[REREPORT] is True and row[DONE] is True
+    assert row["epoch"] == last["epoch"] and row["val_loss"] == last["val_loss"]
+    assert again.stats()["rounds"] == 0
+
+
+def test_state_file_names_must_be_plain(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="plain file name"):
+        write_state_files({"../x": b""}, tmp_path)
+
+
+# -- how many, pure -------------------------------------------------------------
+
+
+def test_auto_fuse_is_a_bounded_power_of_two() -> None:
+    for n_params in (1, 1_000, 100_000, 10**7, 10**9):
+        for device in ("cpu", "cuda"):
+            k = auto_fuse(n_params, device)
+            assert 1 <= k <= AUTO_MAX_MEMBERS[device] and k & (k - 1) == 0
+    assert auto_fuse(10**9, "cpu") == 1
+    assert auto_fuse(1_000, "cuda") >= auto_fuse(1_000, "cpu")
+    with pytest.raises(ValueError, match="n_params"):
+        auto_fuse(0, "cpu")
+
+
+def test_cohort_slots_and_member_limit() -> None:
+    assert cohort_slots(2, 0, 1, 0) == 2
+    assert cohort_slots(2, 0, 4, 0) == 1
+    assert cohort_slots(16, 1, 1, 0.5) == 2
+    assert max_concurrent_members(8, 2) == 16
+    with pytest.raises(ValueError):
+        max_concurrent_members(0, 2)
+
+
+# -- a real fused sweep -----------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_path: Path) -> None:
+    from regtune.platform.results.read import read_epochs, read_trials
+    from regtune.platform.tune.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+
+    spec = load_spec(
+        {
+            "name": "fused",
+            "dataset": "digits",
+            "model": {"arch": "mlp", "width": 16, "depth": 1},
+            # From hopeless to good: ASHA stops some members at a rung.
+            "training": {
+                "batch_size": 256,
+                "lr": {"grid": [0.0003, 0.003, 0.03, 0.3]},
+                "robust_every": 0,
+            },
+            "penalties": {"l2": 1e-4},
+            "objectives": [{"metric": "val_acc", "mode": "max"}],
+            "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+            "searcher": {"kind": "random", "seed": 0},
+            "budget": {"samples": 1, "max_epochs": 3},
+            "resources": {"cpu": 1, "fuse": 2},
+            "checkpoint": {"every": 1},
+        }
+    )
+    outcome = run_sweep(spec, storage=str(tmp_path))
+    epochs = read_epochs(outcome.path)
+    trials = read_trials(outcome.path).set_index("trial_id")
+    assert len(outcome.trials) == 4 and set(epochs["trial_id"]) == set(trials.index)
+    # Every member has its own rows, one per epoch it trained.
+    for tid, rows in epochs.groupby("trial_id"):
+        assert list(rows["iteration"]) == list(range(1, int(trials.loc[tid, "iterations"]) + 1))
+    # Members trained together, and stopped members left while the others went on.
+    assert (epochs[COHORT_SIZE] == 2.0).any()
+    statuses = set(trials["status"])
+    assert {"stopped early", "finished"} <= statuses, trials["status"]
+    finished = trials[trials["status"] == "finished"]
+    assert (finished["iterations"] == 3).all()
+    # A member's checkpoint is an ordinary one: an unfused Trainer continues it
+    # exactly (the epoch-2 one; retention keeps the newest two per trial).
+    tid = str(finished.index[0])
+    summary = next(t for t in outcome.trials if t.trial_id == tid)
+    trainer = Trainer(summary.config, dataset=digits)
+    trainer.restore(Path(outcome.path) / f"trial_{tid}" / "checkpoint_000001" / "regtune_state")
+    assert trainer.epoch == 2
+    stored = epochs[(epochs["trial_id"] == tid) & (epochs["iteration"] == 3)].iloc[0]
+    _close(dict(stored), trainer.run_epoch())
