@@ -57,13 +57,21 @@ def _png(fig: Figure) -> bytes:
 
 
 def _xscale(ax: plt.Axes, table: pd.DataFrame, log: bool) -> None:
-    if not log:
-        return
-    positive = table["strength"][table["strength"] > 0]
-    if len(positive) and (table["strength"] <= 0).any():
-        ax.set_xscale("symlog", linthresh=float(positive.min()))
-    elif len(positive):
-        ax.set_xscale("log")
+    strengths = table["strength"].to_numpy(dtype=float)
+    strengths = strengths[np.isfinite(strengths)]
+    lo, hi = (float(strengths.min()), float(strengths.max())) if strengths.size else (0.0, 0.0)
+    if log:
+        positive = strengths[strengths > 0]
+        if len(positive) and (strengths <= 0).any():
+            ax.set_xscale("symlog", linthresh=float(positive.min()))
+        elif len(positive):
+            if hi > lo:  # the whole path's range, even where a metric has one value
+                ax.set_xlim(lo / 1.5, hi * 1.5)
+            ax.set_xscale("log")
+            return
+    if hi > lo:
+        pad = 0.05 * (hi - lo)
+        ax.set_xlim(lo - pad, hi + pad)
 
 
 def path_figure(path: pd.DataFrame, objective: str) -> bytes:
@@ -236,26 +244,45 @@ def _reliability_axes(ax: plt.Axes, best: BestTrial) -> None:
     ax.legend(fontsize=7, loc="upper left")
 
 
+def _counts_axes(ax: plt.Axes, best: BestTrial) -> None:
+    """Examples per confidence slot, as bars over the slot's range (conf == 1.0: at 1)."""
+    table = best.reliability
+    width = (table["high"] - table["low"]).to_numpy(dtype=float)
+    width = np.where(width > 0, width, 0.02)
+    ax.bar(table["low"], table["count"], width=width, align="edge", color="#9e9e9e")
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("mean confidence (top label)")
+    ax.set_ylabel("examples")
+
+
 def calibration_figure(best: BestTrial) -> bytes:
     """The calibration curve (reliability diagram) of the kept model with the diagonal,
-    slot counts and its ECE (left, when bins are stored), and ECE/Brier per epoch."""
+    slot counts and its ECE (when bins are stored), and ECE/Brier per epoch (when stored)."""
     has_bins = len(best.reliability) > 0 and bool((best.reliability["count"] > 0).any())
+    has_epochs = len(best.calibration.columns) > 0
     if has_bins:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-        _reliability_axes(left, best)
+        cols = 2 if has_epochs else 1
+        fig = plt.figure(figsize=(5.2 * cols, 5.0))
+        grid = fig.add_gridspec(2, cols, height_ratios=[3, 1])
+        curve = fig.add_subplot(grid[0, 0])
+        _reliability_axes(curve, best)
+        curve.set_xlabel("")
+        _counts_axes(fig.add_subplot(grid[1, 0], sharex=curve), best)
+        right = fig.add_subplot(grid[:, 1]) if has_epochs else None
     else:
         fig, right = plt.subplots(figsize=(5.5, 3.2))
-    for name in best.calibration.columns:
-        right.plot(best.calibration.index, best.calibration[name], marker=".", label=name)
-    right.set_xlabel("epoch")
-    right.set_title(
-        "ECE and Brier per epoch (validation)"
-        if has_bins
-        else "calibration per epoch (no reliability bins stored)",
-        fontsize=9,
-    )
-    if len(best.calibration.columns):
-        right.legend(fontsize=8)
+    if right is not None:
+        for name in best.calibration.columns:
+            right.plot(best.calibration.index, best.calibration[name], marker=".", label=name)
+        right.set_xlabel("epoch")
+        right.set_title(
+            "ECE and Brier per epoch (validation)"
+            if has_bins
+            else "calibration per epoch (no reliability bins stored)",
+            fontsize=9,
+        )
+        if has_epochs:
+            right.legend(fontsize=8)
     fig.suptitle(f"best trial {best.trial_id}: calibration")
     fig.tight_layout()
     return _png(fig)
@@ -285,10 +312,16 @@ def groups_figure(best: BestTrial) -> bytes:
         ax.set_ylim(0, 1)
     if not stats:
         axes.flat[0].set_axis_off()
-    gaps = {k: v for k, v in best.gaps.items() if not k.endswith(("_ci_low", "_ci_high"))}
+    gaps = []
+    for name, value in best.gaps.items():
+        if name.endswith(("_ci_low", "_ci_high")):
+            continue
+        low, high = best.gaps.get(f"{name}_ci_low"), best.gaps.get(f"{name}_ci_high")
+        ends = f" [{low:.3g}, {high:.3g}]" if low is not None and high is not None else ""
+        gaps.append(f"{name}={value:.3g}{ends}")
     title = f"best trial {best.trial_id}: per-group rates (error bars: stored intervals)"
     if gaps:
-        title += "\n" + ", ".join(f"{k}={v:.3g}" for k, v in gaps.items())
+        title += "\n" + ", ".join(gaps)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _png(fig)
@@ -318,7 +351,7 @@ def figures(analysis: Analysis) -> dict[str, bytes]:
     out[f"{stem}-diagnosis"] = diagnosis_figure(analysis.diagnosis)
     if analysis.best is not None:
         out[f"{stem}-best-curves"] = curves_figure(analysis.best)
-        if len(analysis.best.calibration.columns):
+        if len(analysis.best.calibration.columns) or len(analysis.best.reliability):
             out[f"{stem}-best-calibration"] = calibration_figure(analysis.best)
         if len(analysis.best.group_rates) or analysis.best.gaps:
             out[f"{stem}-best-groups"] = groups_figure(analysis.best)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from regtune.trainables.metric_names import reliability_name
 
 #: Train/val losses per epoch, built by hand.
 OVERFIT = {
@@ -66,8 +69,10 @@ def write_experiment(
     spec: Mapping[str, object] | None = None,
     running: Sequence[str] = (),
     max_t: int = 8,
+    final: Mapping[str, Mapping[str, float]] | None = None,
 ) -> None:
-    """Write real result parts through the results store's writer (``configs`` nested)."""
+    """Write real result parts through the results store's writer (``configs`` nested);
+    ``final[trial]`` is merged into the trial's last epoch (its final report)."""
     from regtune.platform.results import ResultsWriter
 
     writer = ResultsWriter(exp, max_t=max_t, spec=spec, flush_s=0)
@@ -83,8 +88,45 @@ def write_experiment(
                     "val_acc": float(np.clip(1.0 - val / 2.5, 0.0, 1.0)),
                     "ece": 0.05 + 0.01 * i,
                     "brier": 0.1,
+                    **(
+                        (final or {}).get(trial_id, {}) if i == len(curve["train_loss"]) - 1 else {}
+                    ),
                 },
             )
         if trial_id not in running:
             writer.end_trial(trial_id, error=False)
     writer.close()
+
+
+#: Reliability slots of the ECE (15 bins + conf == 1.0), as the trainable reports them.
+RELIABILITY_SLOTS = 16
+#: Slot -> (count, mean confidence, accuracy); every other slot is empty.
+BINS = {13: (10, 0.9, 0.8), 14: (30, 0.97, 1.0)}
+#: ECE by hand: (10 * |0.8 - 0.9| + 30 * |1.0 - 0.97|) / 40.
+ECE = (10 * 0.1 + 30 * 0.03) / 40
+GROUPS = {
+    "test_selection_rate_F": (0.2, 0.15, 0.25),
+    "test_selection_rate_M": (0.4, 0.35, 0.45),
+    "test_acc_F": (0.85, 0.8, 0.9),
+    "test_acc_M": (0.8, 0.75, 0.85),
+}
+
+
+def final_report() -> dict[str, float]:
+    """A final report of the trainable's shape: test reliability bins (:data:`BINS`), per-group
+    rates with intervals (:data:`GROUPS`) and ``test_ece`` (:data:`ECE`)."""
+    out: dict[str, float] = {}
+    for slot in range(RELIABILITY_SLOTS):
+        count, conf, acc = BINS.get(slot, (0, math.nan, math.nan))
+        out[reliability_name("test", slot, "count")] = float(count)
+        out[reliability_name("test", slot, "conf")] = conf
+        out[reliability_name("test", slot, "acc")] = acc
+    for name, (value, low, high) in GROUPS.items():
+        out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = value, low, high
+    out["test_ece"] = ECE
+    return out
+
+
+def last_epoch_only(values: dict[str, float], n: int = 8) -> dict[str, list[float]]:
+    """``values`` as per-epoch columns of an ``n``-epoch trial, NaN before the last epoch."""
+    return {k: [math.nan] * (n - 1) + [v] for k, v in values.items()}

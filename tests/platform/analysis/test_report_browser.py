@@ -22,7 +22,16 @@ import pytest
 
 from regtune.platform.analysis.report import write_html
 from regtune.platform.analysis.run import analyze_tables
-from tests.platform.analysis.tables import HEALTHY, OVERFIT, SHORT, UNDERFIT, UNSTABLE, epochs_table
+from tests.platform.analysis.tables import (
+    HEALTHY,
+    OVERFIT,
+    SHORT,
+    UNDERFIT,
+    UNSTABLE,
+    epochs_table,
+    final_report,
+    last_epoch_only,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -99,8 +108,13 @@ def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_pat
             curves, [1e-6, 1e-1, 1e-3, 1e-4, 1e-2], [0.1, 0.2, 0.3, 0.0, 0.1], strict=True
         )
     }
-    extra = {k: {"ece": [0.1 - 0.01 * i for i in range(8)]} for k in curves}
+    extra: dict[str, dict[str, list[float]]] = {
+        k: {"ece": [0.1 - 0.01 * i for i in range(8)]} for k in curves
+    }
+    # The best trial's final report: reliability bins and per-group rates with intervals.
+    extra["h"].update(last_epoch_only(final_report()))
     analysis = analyze_tables(epochs_table(curves, configs, extra), name="browser")
+    assert analysis.best is not None and analysis.best.trial_id == "h"
     report = write_html([analysis], tmp_path / "report.html")
 
     client.post(f"/session/{session}/url", json={"url": report.as_uri()})
@@ -120,6 +134,9 @@ def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_pat
           tooltip: circles.length ? circles[circles.length - 1].querySelector('title').textContent
                                   : '',
           svgWidth: document.querySelector('svg.front').getBoundingClientRect().width,
+          captions: Array.from(document.querySelectorAll('caption')).map(c => c.textContent),
+          bestFigures: imgs.filter(i => i.alt.startsWith('browser-best-')
+                                        && i.naturalWidth > 100).map(i => i.alt).sort(),
         };
         """,
     )
@@ -128,6 +145,14 @@ def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_pat
     assert state["tables"] >= 5 and state["rows"] >= 10
     assert state["circles"] == 5 and state["svgWidth"] > 100
     assert state["tooltip"].startswith("trial ") and "val_acc = " in state["tooltip"]
+    # The best trial's calibration curve and per-group panel render, with their tables.
+    assert state["bestFigures"] == [
+        "browser-best-calibration",
+        "browser-best-curves",
+        "browser-best-groups",
+    ]
+    assert any(c.startswith("calibration curve (test split): ECE") for c in state["captions"])
+    assert "per-group rates with their intervals" in state["captions"]
     # Interactivity: clicking a figure zooms it; clicking a header sorts the table.
     zoomed = _run(
         client,
