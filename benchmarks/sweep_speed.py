@@ -8,6 +8,11 @@ the orchestration differs:
 - ``regtune``: ``run_sweep`` with ASHA + hyperopt TPE (actor reuse, dataset
   in the object store, lean local Ray);
 - ``optuna``: TPE sampler + HyperbandPruner, in one process;
+- ``optuna-2jobs``: the same with ``n_jobs=2`` (two trials at once in
+  threads, one torch thread each): the strongest one-machine peer;
+- ``regtune-fused``: ``run_sweep`` with ASHA + TPE and ``resources.fuse``
+  (:data:`FUSE` trials trained together as one batched model per cohort
+  worker, every member still a Tune trial);
 - ``tune-plain``: a Ray Tune function trainable with ASHA + HyperOptSearch,
   default ``ray.init`` and no actor reuse (what a Ray Tune user writes first);
 - ``tune-bare-reuse`` vs ``regtune-fifo``: overhead of regtune's adapter over
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -51,12 +57,32 @@ BASE: dict[str, Any] = {
     "training": {"batch_size": 128, "robust_every": 0},
 }
 QUALITY_TOLERANCE = 0.003  # 0.3 point of validation accuracy
-CONTENDERS = ("regtune", "optuna", "tune-plain", "regtune-fifo", "tune-bare-reuse")
+CONTENDERS = (
+    "regtune",
+    "regtune-fused",
+    "optuna",
+    "optuna-2jobs",
+    "tune-plain",
+    "regtune-fifo",
+    "tune-bare-reuse",
+)
+#: Members per cohort of ``regtune-fused`` (``--fuse`` overrides it): see
+#: docs/fused.md for the measurement behind it.
+FUSE = 4
+#: Set by ``--fuse`` for the contender subprocesses.
+FUSE_ENV = "REGTUNE_BENCH_SWEEP_FUSE"
+#: Optuna's worker threads in ``optuna-2jobs`` (one per core here).
+OPTUNA_JOBS = 2
 #: --smoke-test (run by `make test` to check every contender runs): trials, epochs.
 SMOKE_SIZE = (2, 2)
 
 
-def _spec(samples: int, max_epochs: int, scheduler: str, searcher: str) -> dict[str, Any]:
+def _spec(
+    samples: int, max_epochs: int, scheduler: str, searcher: str, fuse: int = 1
+) -> dict[str, Any]:
+    # Fused members run fuse x cohort slots at once (their own limit); the
+    # unfused sweep keeps TPE to 2 at a time, one per core.
+    hyperopt = {"kind": searcher, "seed": 0} | ({} if fuse > 1 else {"max_concurrent": 2})
     return {
         "name": f"bench-{scheduler}-{searcher}-{int(time.time() * 1000)}",
         **BASE,
@@ -71,11 +97,9 @@ def _spec(samples: int, max_epochs: int, scheduler: str, searcher: str) -> dict[
         "scheduler": {"kind": scheduler, "grace_period": GRACE, "reduction_factor": 3}
         if scheduler == "asha"
         else {"kind": scheduler},
-        "searcher": {"kind": searcher, "seed": 0, "max_concurrent": 2}
-        if searcher == "hyperopt"
-        else {"kind": searcher, "seed": 0},
+        "searcher": hyperopt if searcher == "hyperopt" else {"kind": searcher, "seed": 0},
         "budget": {"samples": samples, "max_epochs": max_epochs},
-        "resources": {"cpu": CPUS_PER_TRIAL},
+        "resources": {"cpu": CPUS_PER_TRIAL, "fuse": fuse},
         "checkpoint": {"every": 0},
     }
 
@@ -92,14 +116,21 @@ def _config_from_params(lr: float, l2: float, dropout: float, width: int, epochs
 # -- contenders (each runs inside its own subprocess) ------------------------------
 
 
-def run_regtune(samples: int, max_epochs: int, fifo: bool) -> dict[str, Any]:
-    """regtune's own sweep (ASHA + TPE, or FIFO + random for the overhead row)."""
+def run_regtune(samples: int, max_epochs: int, fifo: bool, fuse: int = 1) -> dict[str, Any]:
+    """regtune's own sweep (ASHA + TPE, or FIFO + random for the overhead row;
+    ``fuse`` > 1: fused trials)."""
     start = time.perf_counter()
     from regtune.platform.tune.sweep import run_sweep
     from regtune.search_spaces import load_spec
 
     spec = load_spec(
-        _spec(samples, max_epochs, "none" if fifo else "asha", "random" if fifo else "hyperopt")
+        _spec(
+            samples,
+            max_epochs,
+            "none" if fifo else "asha",
+            "random" if fifo else "hyperopt",
+            fuse=fuse,
+        )
     )
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run_sweep(spec, storage=tmp)
@@ -113,17 +144,26 @@ def run_regtune(samples: int, max_epochs: int, fifo: bool) -> dict[str, Any]:
     }
 
 
-def run_optuna(samples: int, max_epochs: int) -> dict[str, Any]:
-    """Optuna TPE + HyperbandPruner over the same space and trainer."""
+def run_optuna(samples: int, max_epochs: int, n_jobs: int = 1) -> dict[str, Any]:
+    """Optuna TPE + HyperbandPruner over the same space and trainer; with
+    ``n_jobs`` > 1, that many trials at once in threads, one torch thread each."""
     start = time.perf_counter()
+    import threading
+
     import optuna
+    import torch
 
     from regtune.trainables.data import load_dataset
     from regtune.trainables.loop import Trainer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    threads = torch.get_num_threads()
+    if n_jobs > 1:
+        # Optuna's jobs are threads of this process: one torch thread each.
+        torch.set_num_threads(1)
     ds = load_dataset("digits")
     epochs_trained = 0
+    count = threading.Lock()
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal epochs_trained
@@ -138,7 +178,8 @@ def run_optuna(samples: int, max_epochs: int) -> dict[str, Any]:
         best = 0.0
         while not trainer.should_stop:
             row = trainer.run_epoch()
-            epochs_trained += 1
+            with count:
+                epochs_trained += 1
             best = max(best, row["val_acc"])
             trial.report(row["val_acc"], int(row["epoch"]))
             if trial.should_prune():
@@ -150,7 +191,10 @@ def run_optuna(samples: int, max_epochs: int) -> dict[str, Any]:
         sampler=optuna.samplers.TPESampler(seed=0),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs),
     )
-    study.optimize(objective, n_trials=samples)
+    try:
+        study.optimize(objective, n_trials=samples, n_jobs=n_jobs)
+    finally:
+        torch.set_num_threads(threads)
     best = max(
         (
             t.intermediate_values[max(t.intermediate_values)]
@@ -237,6 +281,12 @@ def run_tune(samples: int, max_epochs: int, *, bare_reuse: bool) -> dict[str, An
 def _run_contender(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
     if name == "regtune":
         return run_regtune(samples, max_epochs, fifo=False)
+    if name == "regtune-fused":
+        return run_regtune(
+            samples, max_epochs, fifo=False, fuse=int(os.environ.get(FUSE_ENV, FUSE))
+        )
+    if name == "optuna-2jobs":
+        return run_optuna(samples, max_epochs, n_jobs=OPTUNA_JOBS)
     if name == "regtune-fifo":
         return run_regtune(samples, max_epochs, fifo=True)
     if name == "optuna":
@@ -256,12 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=SAMPLES)
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--fuse", type=int, default=FUSE, help="members per cohort (fused)")
     parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))
     args = parser.parse_args(argv)
     if args.contender:
         print(json.dumps(_run_contender(args.contender, args.samples, args.max_epochs)))
         return 0
     samples, max_epochs = SMOKE_SIZE if args.smoke_test else (args.samples, args.max_epochs)
+    os.environ[FUSE_ENV] = str(args.fuse)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
     for rep in range(args.repeats):
         for name in args.only:
@@ -287,12 +339,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for name in args.only
     ]
+    faster_optuna = min(med("optuna", "wall_s"), med("optuna-2jobs", "wall_s"))
+    best_optuna = max(med("optuna", "best_val_acc"), med("optuna-2jobs", "best_val_acc"))
     summary = {
         "time_ratio_regtune_vs_optuna": med("regtune", "wall_s") / med("optuna", "wall_s"),
         "quality_gap_vs_optuna": med("optuna", "best_val_acc") - med("regtune", "best_val_acc"),
         "time_ratio_regtune_vs_plain_tune": med("regtune", "wall_s") / med("tune-plain", "wall_s"),
         "overhead_ratio_vs_bare_tune": med("regtune-fifo", "wall_s")
         / med("tune-bare-reuse", "wall_s"),
+        "fuse": args.fuse,
+        "time_ratio_fused_vs_faster_optuna": med("regtune-fused", "wall_s") / faster_optuna,
+        "quality_gap_fused_vs_optuna": best_optuna - med("regtune-fused", "best_val_acc"),
+        "time_ratio_fused_vs_regtune": med("regtune-fused", "wall_s") / med("regtune", "wall_s"),
     }
     table = markdown_table(
         [
@@ -311,7 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['quality_gap_vs_optuna'] * 100:+.2f} points (goal within "
         f"{QUALITY_TOLERANCE * 100:.1f}); overhead regtune-fifo/tune-bare-reuse "
         f"{summary['overhead_ratio_vs_bare_tune']:.2f} (goal <= 1.1). regtune uses ASHA "
-        f"with grace period {GRACE} (see GRACE); tune-plain keeps 1, the usual first try.\n"
+        f"with grace period {GRACE} (see GRACE); tune-plain keeps 1, the usual first try. "
+        f"Fused (fuse {args.fuse}) / the faster Optuna: "
+        f"{summary['time_ratio_fused_vs_faster_optuna']:.2f} (goal <= 0.5) at a quality gap "
+        f"of {summary['quality_gap_fused_vs_optuna'] * 100:+.2f} points to the better Optuna; "
+        f"fused / unfused regtune {summary['time_ratio_fused_vs_regtune']:.2f}.\n"
     )
     write_results(
         "sweep_speed",

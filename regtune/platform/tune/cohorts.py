@@ -145,13 +145,25 @@ class CohortWorker:
     ) -> None:
         import torch
 
-        from regtune.trainables.cohort import make_cohort
-
         torch.set_num_threads(max(1, threads))
         self._dataset = dataset
         self._timeout = barrier_timeout_s
+        self.rounds = 0
+        self.epoch_seconds = 0.0
+        self.reset(members)
+
+    def reset(self, members: Mapping[str, tuple[dict[str, Any], StateFiles | None]]) -> None:
+        """Take a new cohort's members (worker reuse: no new process, no new dataset).
+
+        Raises:
+            RuntimeError: a member of the previous cohort is still waiting.
+        """
+        from regtune.trainables.cohort import make_cohort
+
+        if getattr(self, "_waiting", None):
+            raise RuntimeError(f"members still waiting: {sorted(self._waiting)}")
         self._configs = {tid: dict(cfg) for tid, (cfg, _) in members.items()}
-        cohort = make_cohort(self._configs, dataset=dataset)
+        cohort = make_cohort(self._configs, dataset=self._dataset)
         self._engines: list[Any] = [cohort]
         self._owner: dict[str, Any] = dict.fromkeys(members, cohort)
         self._live: set[str] = set()
@@ -166,8 +178,6 @@ class CohortWorker:
                 self._live.add(tid)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._parked: set[str] = set()
-        self.rounds = 0
-        self.epoch_seconds = 0.0
 
     # -- the barrier ------------------------------------------------------------
 
@@ -298,6 +308,9 @@ class _Forming:
         self.ready = asyncio.Event()
         self.worker: Any = None
         self.error: BaseException | None = None
+        #: Members that left after the group closed but before its worker was ready.
+        self.gone: set[str] = set()
+        self.task: asyncio.Future[None] | None = None
 
 
 class CohortManager:
@@ -308,6 +321,10 @@ class CohortManager:
             list, so the manager passes the reference on without loading it).
         fuse: members per cohort.
         cpu, gpu: what each cohort worker holds (the spec's ``resources``).
+        slots: cohort workers the cluster holds at once; up to this many
+            emptied workers are kept for the next cohorts (no new process,
+            no second import of torch), unless a new worker waits for
+            resources, which an idle one would then hold back.
         threads: torch threads per worker.
         window_s: :data:`FORMATION_WINDOW_S`.
         barrier_timeout_s: :data:`BARRIER_TIMEOUT_S`.
@@ -321,15 +338,21 @@ class CohortManager:
         cpu: float,
         gpu: float,
         threads: int,
+        slots: int = 1,
         window_s: float = FORMATION_WINDOW_S,
         barrier_timeout_s: float = BARRIER_TIMEOUT_S,
     ) -> None:
         self._dataset_ref = dataset[0]
+        self._slots = slots
+        self._idle: list[Any] = []
+        self._creating = 0
         self._fuse = fuse
         self._cpu, self._gpu, self._threads = cpu, gpu, threads
         self._window_s = window_s
         self._timeout = barrier_timeout_s
         self._forming: _Forming | None = None
+        self._starting: list[_Forming] = []
+        self.started = 0
         self._where: dict[str, Any] = {}
         self._members_of: dict[Any, set[str]] = {}
         self.sizes: list[int] = []
@@ -357,9 +380,13 @@ class CohortManager:
         """Trial ``tid`` stopped training (any reason); free its worker when empty."""
         forming = self._forming
         if forming is not None and tid in forming.members and tid not in self._where:
-            # Left before its cohort started: it is simply not in it.
+            # Left before its cohort closed: it is simply not in it.
             del forming.members[tid]
             return
+        for group in self._starting:
+            if tid in group.members:
+                group.gone.add(tid)
+                return
         worker = self._where.pop(tid, None)
         if worker is None:
             return
@@ -367,12 +394,16 @@ class CohortManager:
         left = self._members_of.get(worker, set())
         left.discard(tid)
         if not left:
-            self._members_of.pop(worker, None)
-            ray.kill(worker)
+            self._release(worker)
 
     def stats(self) -> dict[str, Any]:
-        """Sizes of the cohorts formed so far and the workers alive."""
-        return {"sizes": list(self.sizes), "workers": len(self._members_of)}
+        """Sizes of the cohorts formed so far, workers busy, idle and started."""
+        return {
+            "sizes": list(self.sizes),
+            "workers": len(self._members_of),
+            "idle": len(self._idle),
+            "started": self.started,
+        }
 
     def _close(self, group: _Forming) -> None:
         if group.ready.is_set() or self._forming is not group:
@@ -381,24 +412,60 @@ class CohortManager:
         if not group.members:
             group.ready.set()
             return
+        self._starting.append(group)
+        # Kept so the task is not collected while it runs.
+        group.task = asyncio.ensure_future(self._start(group))
+
+    async def _start(self, group: _Forming) -> None:
+        """Give the group an idle worker (reset) or a new one, then release its joiners."""
         try:
-            worker = (
-                _remote_worker()
-                .options(num_cpus=self._cpu, num_gpus=self._gpu, max_concurrency=_MAX_CALLS)
-                .remote(
-                    self._dataset_ref,
-                    group.members,
-                    threads=self._threads,
-                    barrier_timeout_s=self._timeout,
-                )
-            )
+            await self._ready_worker(group)
+        finally:
+            self._starting.remove(group)
+            group.ready.set()
+
+    async def _ready_worker(self, group: _Forming) -> None:
+        try:
+            if self._idle:
+                worker = self._idle.pop()
+                await worker.reset.remote(group.members)
+            else:
+                self._creating += 1
+                try:
+                    worker = (
+                        _remote_worker()
+                        .options(num_cpus=self._cpu, num_gpus=self._gpu, max_concurrency=_MAX_CALLS)
+                        .remote(
+                            self._dataset_ref,
+                            group.members,
+                            threads=self._threads,
+                            barrier_timeout_s=self._timeout,
+                        )
+                    )
+                    self.started += 1
+                    await worker.stats.remote()
+                finally:
+                    self._creating -= 1
         except Exception as exc:  # reported to every joiner
             group.error = exc
-            group.ready.set()
             return
         group.worker = worker
-        self._members_of[worker] = set(group.members)
-        for tid in group.members:
+        # Members that left while their worker was being readied are not in it.
+        joined = set(group.members) - group.gone
+        for tid in group.gone:
+            worker.leave.remote(tid)
+        self._members_of[worker] = joined
+        for tid in joined:
             self._where[tid] = worker
         self.sizes.append(len(group.members))
-        group.ready.set()
+        if not joined:
+            self._release(worker)
+
+    def _release(self, worker: Any) -> None:
+        """A worker without members: keep it for the next cohort, or end it."""
+        self._members_of.pop(worker, None)
+        if self._creating or len(self._idle) >= self._slots:
+            # A worker being created may be waiting for the CPUs this one holds.
+            ray.kill(worker)
+        else:
+            self._idle.append(worker)

@@ -37,6 +37,7 @@ import ray
 from ray import tune
 from ray.tune import Callback
 
+from regtune.errors import SpecError
 from regtune.platform.tune.cohorts import (
     REREPORT,
     CohortManager,
@@ -49,6 +50,7 @@ from regtune.platform.tune.trial_files import STATE_DIR
 
 __all__ = [
     "MEMBER_MEMORY_BYTES",
+    "TOO_BIG",
     "CohortMembership",
     "FusedMember",
     "FusedSweep",
@@ -59,6 +61,10 @@ __all__ = [
 #: Ray ``memory`` resource a member trial reserves (it trains nothing; Ray
 #: needs a non-empty request). Nominal: a member's process is mostly Ray's.
 MEMBER_MEMORY_BYTES = 32 * 2**20
+TOO_BIG = (
+    "resources.{what}: a cohort worker needs {need:g} but the cluster has {have:g}; "
+    "lower resources.{what} (with fuse, it is what one cohort of members holds)"
+)
 _RUNNING = "RUNNING"
 
 
@@ -215,7 +221,11 @@ def start_fused(
     :data:`~regtune.platform.tune.cohorts.BARRIER_TIMEOUT_S`.
     """
     resources = ray.cluster_resources()
-    slots = cohort_slots(resources.get("CPU", 1.0), resources.get("GPU", 0.0), cpu, gpu)
+    have = {"cpu": resources.get("CPU", 0.0), "gpu": resources.get("GPU", 0.0)}
+    for what, need in (("cpu", cpu), ("gpu", gpu)):
+        if need > have[what]:
+            raise SpecError(TOO_BIG.format(what=what, need=need, have=have[what]))
+    slots = cohort_slots(have["cpu"], have["gpu"], cpu, gpu)
     name = f"regtune-cohorts-{uuid.uuid4().hex[:12]}"
     namespace = ray.get_runtime_context().namespace
     options: dict[str, Any] = {}
@@ -232,6 +242,7 @@ def start_fused(
             cpu=cpu,
             gpu=gpu,
             threads=max(1, int(cpu)),
+            slots=slots,
             **options,
         )
     )
