@@ -1,35 +1,43 @@
 """Serving under bounded load: Ray Serve vs a plain FastAPI + uvicorn process, same model.
 
 Every contender serves the same registered version with the same HTTP app
-(:func:`regtune.serve.http.create_api`: validation, drift window, feedback
-bookkeeping, metrics), on 127.0.0.1, each in its own fresh process; only the
-host differs:
+(:func:`regtune.serve.http.create_api` over :class:`regtune.serve.service.ModelService`:
+validation, encoding, drift window, feedback bookkeeping, metrics, JSON), on
+127.0.0.1, each server in its own fresh process; only the host differs:
 
 * ``fastapi``: the app under plain uvicorn, forward called directly;
-* ``serve``: Ray Serve, defaults (no batching: ``max_batch_size=1``);
-* ``serve-batch``: Ray Serve with ``@serve.batch`` (size and wait below);
-* ``serve-throughput``: batching plus ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``;
-* ``serve-composed``: the ensemble as composed deployments: one deployment
-  per member (its network only) called through ``DeploymentHandle``s by an
-  ingress deployment that batches like ``serve-batch``, fans each batch out
-  to every member concurrently and averages their probabilities (the
-  shipped app keeps all members in one replica; this is the alternative the
-  issue asks to measure, kept here only while it loses);
-* ``student-batch``: ``serve-batch`` serving a student distilled from the
-  ensemble (``regtune distill``'s code path; registered as the next version
-  of the same model name, so the URL is the same).
+* ``serve-proxy``: Ray Serve as shipped (``@serve.batch`` with the shipped
+  size and wait), requests through Serve's HTTP proxy (the default ingress);
+* ``serve-direct``: the same deployment with Serve's direct ingress
+  (``RAY_SERVE_ENABLE_DIRECT_INGRESS=1``: the replica runs its own HTTP
+  server on 127.0.0.1), requests sent to the replica's port;
+* levers, not in the default run (``--contenders``): ``serve-proxy-wait-1ms``
+  (the previous shipped batch wait), ``serve-proxy-nobatch``,
+  ``serve-throughput`` (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, which includes
+  direct ingress, requests to the replica), ``serve-direct-2replicas``,
+  ``serve-direct-torch-threads`` (torch's default threads),
+  ``serve-haproxy`` (``RAY_SERVE_ENABLE_HA_PROXY=1`` with Debian's haproxy;
+  skipped without the binary), ``serve-composed`` (one deployment per
+  ensemble member behind ``DeploymentHandle``s; the shipped app keeps all
+  members in one replica) and ``student-direct`` (a student distilled from
+  the ensemble, ``regtune distill``'s code path, served like ``serve-direct``).
 
-The load generator is an ``httpx`` async client in this process, one record
-per request, ``concurrency`` requests in flight (1 and 32), after a warm-up;
-it reports requests/s, p50 and p99 latency as the client saw them. The floor
-is the in-process cost of the same work without HTTP: validate + encode +
-forward + format per request, and the forward of a 32-row batch.
+All servers start first; then ``--reps`` rounds load each contender in turn
+(the order rotates every round) at concurrency 1 and 32, so every contender
+sees the machine's load at the same times; the tables report medians over
+rounds. The load generator is a minimal asyncio HTTP/1.1 keep-alive client in
+this process (one record per request, ``concurrency`` connections each with
+one request in flight), cheap enough to leave the 2 cores to the servers; it
+reports requests/s, p50 and p99 latency as the client saw them. Before the
+load, every contender's answer to the same records is checked against
+``fastapi``'s (same probabilities). The floor is the in-process cost of the
+same work without HTTP: validate + encode + forward + format per request, and
+the forward of a 32-row batch.
 
-Caveats: the machine has 2 cores shared with the load generator (and, when
-this was run, with other engineers' jobs), so absolute numbers are
-pessimistic and noisy; contenders run one after the other.
+Caveats: 2 cores shared by the servers and the load generator (and, when this
+was run, other engineers' jobs), so absolute numbers are pessimistic and noisy.
 
-    python -m benchmarks.serve_load [--smoke-test] [--members 3] [--requests 2000]
+    python -m benchmarks.serve_load [--smoke-test] [--members 3] [--requests 1000] [--reps 3]
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -46,6 +55,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.common import markdown_table, write_results
@@ -58,30 +68,51 @@ MEMBER_CONFIG: dict[str, Any] = {
     "training": {"epochs": 3, "batch_size": 128, "robust_every": 0},
 }
 CONCURRENCY = (1, 32)
-BATCH = {"max_batch_size": 32, "batch_wait_ms": 1.0}
-#: Contender -> (settings overrides, extra environment of the server process).
-CONTENDERS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
-    "fastapi": ({"max_batch_size": 1}, {}),
-    "serve": ({"max_batch_size": 1}, {}),
-    "serve-batch": (BATCH, {}),
-    "serve-throughput": (BATCH, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
-    # torch's default thread count instead of one thread per replica (not in the default run).
-    "serve-batch-torch-threads": ({**BATCH, "torch_threads": None}, {}),
-    "serve-composed": (BATCH, {}),
-    "student-batch": (BATCH, {}),
+#: Batching as shipped (ServeSettings' defaults): no wait, so a lone request is
+#: never held; under load a batch is whatever queued during the previous forward.
+SHIPPED: dict[str, Any] = {}
+DIRECT = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of serving: the host process, settings overrides, environment, ingress path.
+
+    ``path`` is where the client sends requests: ``"proxy"`` (the HTTP port the
+    server was started with: uvicorn's, or Serve's proxy or HAProxy) or
+    ``"direct"`` (the replica's own port, Serve's direct ingress).
+    """
+
+    host: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    path: str = "proxy"
+    student: bool = False
+
+
+CONTENDERS: dict[str, Contender] = {
+    "fastapi": Contender("fastapi"),
+    "serve-proxy": Contender("serve", SHIPPED),
+    "serve-direct": Contender("serve", SHIPPED, DIRECT, "direct"),
+    "serve-proxy-wait-2ms": Contender("serve", {"max_batch_size": 16, "batch_wait_ms": 2.0}),
+    "serve-direct-wait-2ms": Contender(
+        "serve", {"max_batch_size": 16, "batch_wait_ms": 2.0}, DIRECT, "direct"
+    ),
+    "serve-direct-nobatch": Contender("serve", {"max_batch_size": 1}, DIRECT, "direct"),
+    "serve-direct-access-log": Contender("serve", {"access_log": True}, DIRECT, "direct"),
+    "serve-throughput": Contender(
+        "serve", SHIPPED, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}, "direct"
+    ),
+    "serve-direct-2replicas": Contender("serve", {"num_replicas": 2}, DIRECT, "direct"),
+    "serve-direct-torch-threads": Contender("serve", {"torch_threads": None}, DIRECT, "direct"),
+    "serve-haproxy": Contender("serve", SHIPPED, {"RAY_SERVE_ENABLE_HA_PROXY": "1"}),
+    "serve-composed": Contender("composed", SHIPPED),
+    "student-direct": Contender("serve", SHIPPED, DIRECT, "direct", student=True),
 }
-DEFAULT_CONTENDERS = (
-    "fastapi",
-    "serve",
-    "serve-batch",
-    "serve-throughput",
-    "serve-composed",
-    "student-batch",
-)
-#: --smoke-test contenders: the plain process and the composed app (the Serve path
-#: with the most moving parts; the shipped one is covered by tests/serve).
-SMOKE_CONTENDERS = ("fastapi", "serve-composed")
-#: The student distilled for ``student-batch`` (DistillSettings' default size).
+DEFAULT_CONTENDERS = ("fastapi", "serve-proxy", "serve-direct")
+#: --smoke-test: the plain process and the shipped Serve path.
+SMOKE_CONTENDERS = ("fastapi", "serve-direct")
+#: The student distilled for ``student-direct`` (DistillSettings' default size).
 STUDENT_MODEL = {"arch": "mlp", "width": 32, "depth": 1}
 STUDENT_EPOCHS = 20
 READY = "READY"
@@ -231,8 +262,10 @@ def composed_app(settings: dict[str, Any]) -> Any:
             batcher.set_max_batch_size(parsed.max_batch_size)
             batcher.set_batch_wait_timeout_s(parsed.batch_wait_ms / 1000.0)
 
-        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
-        async def _batched(self, xs: list[torch.Tensor]) -> list[np.ndarray]:
+        @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+        async def _batched(self, batch: list[Any]) -> list[np.ndarray]:
+            # The benchmark's digits model has no sensitive attribute: its groups are None.
+            xs = [x for x, _ in batch]
             self.service.batches += 1
             self.service.batched_requests += len(xs)
             x = torch.cat(xs).numpy()
@@ -256,8 +289,21 @@ def composed_app(settings: dict[str, Any]) -> Any:
 # -- servers (each in its own process) --------------------------------------------------------
 
 
+def _direct_url(app_name: str) -> str | None:
+    """The base URL of the app's first replica with direct ingress (None without it)."""
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    for group in details.get("target_groups") or []:
+        if group.get("app_name") == app_name and group.get("protocol") == "HTTP":
+            targets = group.get("targets") or []
+            if targets and not str(targets[0].get("name", "")).startswith("SERVE_PROXY"):
+                return f"http://{targets[0]['ip']}:{targets[0]['port']}"
+    return None
+
+
 def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
-    """Serve until SIGTERM/SIGINT; print READY once requests are answered."""
+    """Serve until SIGTERM/SIGINT; print ``READY {urls}`` once Serve says the app is up."""
     from regtune.serve.settings import parse_settings
 
     parsed = parse_settings(settings)
@@ -266,6 +312,7 @@ def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
     def _stop(*_: Any) -> None:
         stop["flag"] = True
 
+    base = f"http://127.0.0.1:{port}"
     if kind == "fastapi":
         import uvicorn
 
@@ -278,7 +325,7 @@ def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
         config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning",
                                 access_log=False)  # fmt: skip
         server = uvicorn.Server(config)
-        print(READY, flush=True)
+        print(READY, json.dumps({"proxy": base, "direct": None}), flush=True)
         server.run()
         return
     from ray import serve
@@ -288,11 +335,20 @@ def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
 
     ensure_ray(None)
     start_http("127.0.0.1", port)
-    app = composed_app(settings) if kind == "serve-composed" else build_app(parsed)
+    app = composed_app(settings) if kind == "composed" else build_app(parsed)
     serve.run(app, name="bench", route_prefix="/")
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(READY, flush=True)
+    direct = None
+    for _ in range(100):  # the controller publishes replica ports on its next loop
+        direct = _direct_url("bench")
+        if direct or not any(
+            k in os.environ
+            for k in ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_THROUGHPUT_OPTIMIZED")
+        ):
+            break  # fmt: skip
+        time.sleep(0.1)
+    print(READY, json.dumps({"proxy": base, "direct": direct}), flush=True)
     while not stop["flag"]:
         time.sleep(0.2)
     serve.shutdown()
@@ -300,8 +356,8 @@ def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
 
 def start_server(
     kind: str, settings: dict[str, Any], env: dict[str, str]
-) -> tuple[subprocess.Popen[str], int]:
-    """Start a contender's server process and wait until it says READY."""
+) -> tuple[subprocess.Popen[str], dict[str, str | None]]:
+    """Start a server process and wait until it says READY; return it and its base URLs."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.serve_load", "--server", kind,
@@ -317,8 +373,8 @@ def start_server(
         line = proc.stdout.readline()
         if not line and proc.poll() is not None:
             raise RuntimeError(f"server {kind} exited with {proc.returncode} before READY")
-        if line.strip() == READY:
-            return proc, port
+        if line.startswith(READY):
+            return proc, dict(json.loads(line[len(READY) :]))
     proc.kill()
     raise RuntimeError(f"server {kind} not ready after {STARTUP_TIMEOUT_S} s")
 
@@ -336,45 +392,72 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
 # -- load -------------------------------------------------------------------------------------
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes) -> tuple[int, bytes]:  # fmt: skip
+    """Send one HTTP/1.1 request on a kept-alive connection; its status and body."""
+    writer.write(request)
+    status = int((await reader.readuntil(b"\r\n")).split()[1])
+    length, chunked = 0, False
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+        key, _, value = line.partition(b":")
+        key = key.strip().lower()
+        if key == b"content-length":
+            length = int(value)
+        elif key == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        return status, await reader.readexactly(length)
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        parts.append((await reader.readexactly(size + 2))[:-2])
+    await reader.readuntil(b"\r\n")
+    return status, b"".join(parts)
+
+
+def _request(url: str, body: bytes) -> tuple[str, int, bytes]:
+    """(host, port, raw HTTP/1.1 request bytes) of a predict POST."""
+    rest = url.removeprefix("http://")
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    head = (f"POST /{path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    return host, int(port), head.encode() + body
+
+
 async def _load(url: str, bodies: list[bytes], concurrency: int, warmup: int) -> dict[str, Any]:
-    import httpx
+    """``concurrency`` connections, one request in flight on each, until ``bodies`` are sent."""
+    requests = [_request(url, body)[2] for body in bodies]
+    host, port, _ = _request(url, bodies[0])
+    conns = [await asyncio.open_connection(host, port) for _ in range(concurrency)]
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"content-type": "application/json"}
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
-        # Wait until the endpoint answers (a Serve proxy may still be routing).
-        for _ in range(600):
+    async def worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], record: bool) -> None:
+        nonlocal errors
+        while True:
             try:
-                if (await client.post(url, content=bodies[0], headers=headers)).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-        latencies: list[float] = []
-        errors = 0
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+                request = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            status, _ = await _exchange(*conn, request)
+            if record:
+                latencies.append((time.perf_counter() - started) * 1e3)
+                errors += status != 200
 
-        async def worker(record: bool) -> None:
-            nonlocal errors
-            while True:
-                try:
-                    body = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                started = time.perf_counter()
-                reply = await client.post(url, content=body, headers=headers)
-                if record:
-                    latencies.append((time.perf_counter() - started) * 1e3)
-                    errors += reply.status_code != 200
-
-        for body in bodies[:warmup]:
-            queue.put_nowait(body)
-        await asyncio.gather(*(worker(False) for _ in range(concurrency)))
-        for body in bodies:
-            queue.put_nowait(body)
+    try:
+        for request in requests[:warmup]:
+            queue.put_nowait(request)
+        await asyncio.gather(*(worker(conn, False) for conn in conns))
+        for request in requests:
+            queue.put_nowait(request)
         started = time.perf_counter()
-        await asyncio.gather(*(worker(True) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(conn, True) for conn in conns))
         wall = time.perf_counter() - started
+    finally:
+        for _, writer in conns:
+            writer.close()
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -386,72 +469,149 @@ async def _load(url: str, bodies: list[bytes], concurrency: int, warmup: int) ->
     }
 
 
-def measure(kind: str, settings: dict[str, Any], env: dict[str, str], records: list[dict[str, Any]],
-            n_requests: int) -> dict[str, Any]:  # fmt: skip
-    """Start one contender, load it at each concurrency, stop it."""
-    bodies = [json.dumps({"instances": [records[i % len(records)]]}).encode()
-              for i in range(n_requests)]  # fmt: skip
-    started = time.perf_counter()
-    proc, port = start_server(kind, settings, env)
-    startup = time.perf_counter() - started
-    url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}:predict"
-    try:
-        results: dict[str, Any] = {"startup_s": startup}
-        for concurrency in CONCURRENCY:
-            n = n_requests if concurrency > 1 else max(50, n_requests // 4)
-            warmup = max(20, n // 10)
-            results[f"c{concurrency}"] = asyncio.run(_load(url, bodies[:n], concurrency, warmup))
-        if kind != "fastapi":
-            import httpx
+def _answer(url: str, body: bytes) -> dict[str, Any]:
+    """One predict answer, waiting (up to a minute) until the endpoint answers 200."""
 
-            info = httpx.get(f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}", timeout=30).json()
-            results["batching"] = info["batching"]
-        return results
-    finally:
-        stop_server(proc)
+    async def ask() -> tuple[int, bytes]:
+        host, port, request = _request(url, body)
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            return await _exchange(reader, writer, request)
+        finally:
+            writer.close()
+
+    status, data = 0, b""
+    for _ in range(600):
+        try:
+            status, data = asyncio.run(ask())
+            if status == 200:
+                return dict(json.loads(data))
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 (last status {status}: {data[:200]!r})")
 
 
-def _ratio(a: dict[str, Any], b: dict[str, Any], level: str, key: str) -> float | None:
-    try:
-        return float(a[level][key]) / float(b[level][key])
-    except (KeyError, ZeroDivisionError):
-        return None
+def _probabilities(answer: dict[str, Any]) -> list[list[float]]:
+    return [list(p["probabilities"].values()) for p in answer["predictions"]]
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds of one contender at one concurrency, with every round's numbers."""
+    return {
+        "rps": _median(rounds, "rps"),
+        "p50_ms": _median(rounds, "p50_ms"),
+        "p99_ms": _median(rounds, "p99_ms"),
+        "errors": sum(r["errors"] for r in rounds),
+        "rounds": rounds,
+    }
 
 
 def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The two questions answered side by side: composed vs one deployment, student vs ensemble."""
+    """Each Serve contender against ``fastapi`` (the goals), and the two design questions."""
     out: dict[str, dict[str, Any]] = {}
+
+    def ratio(a: str, b: str, level: str, key: str) -> float | None:
+        try:
+            return float(results[a][level][key]) / float(results[b][level][key])
+        except (KeyError, ZeroDivisionError):
+            return None
+
+    for kind in results:
+        if kind == "fastapi" or "fastapi" not in results:
+            continue
+        rps = ratio(kind, "fastapi", "c32", "rps")
+        p50 = results[kind]["c1"]["p50_ms"]
+        out[f"{kind}_vs_fastapi"] = {
+            "c32_rps_ratio": rps,
+            "c1_p50_ms": p50,
+            "goal_c32_rps_ratio_met": rps is not None and rps >= 0.5,
+            "goal_c1_p50_met": p50 <= 3.0,
+        }
     pairs = {
-        "composed_vs_one_deployment": ("serve-composed", "serve-batch"),
-        "student_vs_ensemble": ("student-batch", "serve-batch"),
+        "composed_vs_one_deployment": ("serve-composed", "serve-proxy"),
+        "student_vs_ensemble": ("student-direct", "serve-direct"),
     }
     for key, (a, b) in pairs.items():
-        if a not in results or b not in results:
-            continue
-        rps = _ratio(results[a], results[b], "c32", "rps")
-        p50 = _ratio(results[a], results[b], "c1", "p50_ms")
-        entry: dict[str, Any] = {"c32_rps_ratio": rps, "c1_p50_ratio": p50}
-        if key == "composed_vs_one_deployment":
-            faster = "serve-composed" if (rps or 0) > 1 and (p50 or 2) < 1 else "serve-batch"
-            entry["faster"] = faster
-            entry["text"] = (
-                f"Composed deployments vs all members in one replica: {rps:.2f}x the c32 "
-                f"throughput, {p50:.2f}x the c1 p50; faster: {faster}."
-            )
-        else:
-            entry["text"] = (
-                f"Student endpoint vs ensemble endpoint: {rps:.2f}x the c32 throughput, "
-                f"{p50:.2f}x the c1 p50."
-            )
-        out[key] = entry
+        if a in results and b in results:
+            out[key] = {
+                "c32_rps_ratio": ratio(a, b, "c32", "rps"),
+                "c1_p50_ratio": ratio(a, b, "c1", "p50_ms"),
+            }
     return out
+
+
+def start_all(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], str, float]],
+              ref: str, student: str | None, root: str, check: bytes) -> None:  # fmt: skip
+    """Start every contender's server (filling ``servers``: process, predict URL, startup
+    seconds) and check that each answers ``check`` as ``fastapi`` does."""
+    reference: dict[str, Any] | None = None
+    for kind in kinds:
+        c = CONTENDERS[kind]
+        served = student if c.student and student else ref
+        settings = {"model": served, "registry": root, "num_cpus": 0, **c.settings}
+        t0 = time.perf_counter()
+        proc, urls = start_server(c.host, settings, c.env)
+        base = urls["direct"] if c.path == "direct" else urls["proxy"]
+        url = f"{base}/v1/models/{MODEL_NAME}:predict"
+        servers[kind] = (proc, url, time.perf_counter() - t0)
+        if base is None:
+            raise RuntimeError(f"{kind}: the server reported no direct-ingress URL")
+        answer = _answer(url, check)
+        servers[kind] = (proc, url, time.perf_counter() - t0)
+        if kind == "fastapi":
+            reference = answer
+        elif reference is not None and not c.student:
+            # Same ensemble, same request path: the same probabilities.
+            got, want = _probabilities(answer), _probabilities(reference)
+            if not all(abs(a - b) <= 1e-9 for r, s in zip(got, want, strict=True)
+                       for a, b in zip(r, s, strict=True)):  # fmt: skip
+                raise RuntimeError(f"{kind} answers differ from fastapi's")
+        print(f"{kind} up in {servers[kind][2]:.1f} s at {url}", flush=True)
+
+
+def run_rounds(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], str, float]],
+               bodies: list[bytes], n_requests: int, reps: int) -> dict[str, Any]:  # fmt: skip
+    """``reps`` rounds over the contenders (order rotated each round) at each concurrency;
+    per contender: medians over rounds, every round, startup time and batching counters."""
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
+        k: {f"c{c}": [] for c in CONCURRENCY} for k in kinds
+    }
+    for rep in range(reps):
+        order = kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]
+        for kind in order:
+            for concurrency in CONCURRENCY:
+                n = n_requests if concurrency > 1 else max(32, n_requests // 4)
+                got = asyncio.run(_load(servers[kind][1], bodies[:n], concurrency,
+                                        warmup=max(16, n // 10)))  # fmt: skip
+                rounds[kind][f"c{concurrency}"].append(got)
+            c1, c32 = rounds[kind]["c1"][-1], rounds[kind]["c32"][-1]
+            print(f"round {rep} {kind}: c1 p50 {c1['p50_ms']:.2f} ms, "
+                  f"c32 {c32['rps']:.0f} req/s", flush=True)  # fmt: skip
+    results: dict[str, Any] = {}
+    for kind in kinds:
+        _, url, startup = servers[kind]
+        results[kind] = {"startup_s": startup, "url": url}
+        results[kind].update({level: summarize(r) for level, r in rounds[kind].items()})
+        if kind != "fastapi":
+            results[kind]["batching"] = _answer_get(url.removesuffix(":predict")).get("batching")
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke-test", action="store_true")
     parser.add_argument("--members", type=int, default=3, help="Ensemble members served.")
-    parser.add_argument("--requests", type=int, default=2000, help="Requests at concurrency 32.")
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="Requests per round at concurrency 32 (a quarter at 1).")  # fmt: skip
+    parser.add_argument("--reps", type=int, default=3, help="Interleaved rounds (medians).")
     parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                         help=f"Comma-separated, from: {', '.join(CONTENDERS)}.")  # fmt: skip
     parser.add_argument("--server", help=argparse.SUPPRESS)
@@ -463,70 +623,99 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     smoke = args.smoke_test
     members = 1 if smoke else args.members
-    n_requests = 80 if smoke else args.requests
+    n_requests = 64 if smoke else args.requests
+    reps = 1 if smoke else args.reps
     kinds = list(SMOKE_CONTENDERS) if smoke else args.contenders.split(",")
     unknown = sorted(set(kinds) - set(CONTENDERS))
     if unknown:
         parser.error(f"--contenders: unknown {unknown}; allowed: {', '.join(CONTENDERS)}")
+    skipped: dict[str, str] = {}
+    if "serve-haproxy" in kinds and not shutil.which("haproxy"):
+        kinds.remove("serve-haproxy")
+        skipped["serve-haproxy"] = "no haproxy binary on PATH"
+    if "fastapi" in kinds:  # the reference every answer is checked against comes first
+        kinds.remove("fastapi")
+        kinds.insert(0, "fastapi")
     load_start = os.getloadavg()[0]
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as root:
         ref = register(root, members, epochs=1 if smoke else 3)
         records = sample_records(200)
-        floor_us = floor(root, ref, records, repeats=50 if smoke else 2000)
+        floor_us = floor(root, ref, records, repeats=50 if smoke else 1000)
         student = None
-        if "student-batch" in kinds:
+        if any(CONTENDERS[k].student for k in kinds):
             student = register_student(root, ref, epochs=2 if smoke else STUDENT_EPOCHS)
-            floor_us["student"] = floor(root, student, records, repeats=50 if smoke else 2000)
+            floor_us["student"] = floor(root, student, records, repeats=50 if smoke else 1000)
+        bodies = [json.dumps({"instances": [records[i % len(records)]]}).encode()
+                  for i in range(n_requests)]  # fmt: skip
+        check = json.dumps({"instances": records[:16]}).encode()
         results: dict[str, Any] = {}
-        for kind in kinds:
-            overrides, env = CONTENDERS[kind]
-            served = student if kind == "student-batch" and student else ref
-            settings = {"model": served, "registry": root, "num_cpus": 0, **overrides}
-            results[kind] = measure(kind, settings, env, records, n_requests)
-            print(kind, json.dumps(results[kind]), flush=True)
+        servers: dict[str, tuple[subprocess.Popen[str], str, float]] = {}
+        try:
+            start_all(kinds, servers, ref, student, root, check)
+            results = run_rounds(kinds, servers, bodies, n_requests, reps)
+        finally:
+            for proc, _, _ in servers.values():
+                stop_server(proc)
+    wall = time.perf_counter() - started
+    table = report_table(results, members, floor_us, reps, n_requests)
+    comparisons = compare(results)
+    path = write_results(
+        "serve_load",
+        {"members": members, "requests_c32": n_requests, "reps": reps, "floor_us": floor_us,
+         "comparisons": comparisons, "skipped": skipped, "wall_s": wall,
+         "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
+         "contenders": results,
+         "definitions": {k: {"host": CONTENDERS[k].host, "settings": CONTENDERS[k].settings,
+                             "env": CONTENDERS[k].env, "path": CONTENDERS[k].path}
+                         for k in kinds}},
+        table,
+        smoke=smoke,
+    )  # fmt: skip
+    print(table)
+    print(f"wrote {path} in {wall:.0f} s")
+    return 0
+
+
+def _answer_get(url: str) -> dict[str, Any]:
+    """GET ``url`` (a model's description) as JSON."""
+    import httpx
+
+    return dict(httpx.get(url, timeout=30).json())
+
+
+def report_table(results: dict[str, Any], members: int, floor_us: dict[str, Any], reps: int,
+                 n_requests: int) -> str:  # fmt: skip
+    """The markdown table (medians over rounds) and the notes under it."""
     rows = []
     base = results.get("fastapi", {}).get("c32", {}).get("rps")
     for kind, r in results.items():
         rows.append([
-            kind, r["c1"]["rps"], r["c1"]["p50_ms"], r["c1"]["p99_ms"], r["c32"]["rps"],
+            kind, r["c1"]["p50_ms"], r["c1"]["p99_ms"], r["c1"]["rps"], r["c32"]["rps"],
             r["c32"]["p50_ms"], r["c32"]["p99_ms"],
             (r["c32"]["rps"] / base) if base else float("nan"),
             (r.get("batching") or {}).get("mean_batch_requests") or "-",
         ])  # fmt: skip
-    headers = ["endpoint", "c1 req/s", "c1 p50 ms", "c1 p99 ms", "c32 req/s", "c32 p50 ms",
+    headers = ["endpoint", "c1 p50 ms", "c1 p99 ms", "c1 req/s", "c32 req/s", "c32 p50 ms",
                "c32 p99 ms", "c32 vs fastapi", "mean batch"]  # fmt: skip
     table = markdown_table(headers, rows)
     table += (
-        f"\n\nModel: {members}-member digits MLP ensemble (width 256, depth 2), one record per "
-        f"request. In-process floor: {floor_us['request_us']:.0f} us per request (validate, "
-        f"encode, forward, format), forward {floor_us['forward_1_us']:.0f} us for 1 row and "
-        f"{floor_us['forward_32_us']:.0f} us for 32 rows. 2 shared cores, load generator on the "
-        "same machine; measured while other engineers' jobs ran (numbers are pessimistic). "
-        "Under such contention a multi-process Serve gets a larger share of the CPUs than one "
-        "uvicorn process, which flatters Serve in the c32 ratio."
+        f"\n\nMedians over {reps} interleaved rounds ({n_requests} requests at concurrency 32, "
+        f"{max(32, n_requests // 4)} at 1, per round). Model: {members}-member digits MLP "
+        "ensemble (width 256, depth 2), one record per request. In-process floor: "
+        f"{floor_us['request_us']:.0f} us per request (validate, encode, forward, format), "
+        f"forward {floor_us['forward_1_us']:.0f} us for 1 row and "
+        f"{floor_us['forward_32_us']:.0f} us for 32 rows. Goals (issue 7): c32 >= 0.5x "
+        "fastapi's req/s, c1 p50 <= 3 ms. 2 cores shared by the servers and the load "
+        "generator."
     )
-    comparisons = compare(results)
-    for line in comparisons.values():
-        table += f"\n\n{line['text']}"
     if "student" in floor_us:
         table += (
             f"\n\nStudent (MLP width {STUDENT_MODEL['width']}, depth {STUDENT_MODEL['depth']}) "
             f"in-process floor: {floor_us['student']['request_us']:.0f} us per request, forward "
             f"{floor_us['student']['forward_32_us']:.0f} us for 32 rows."
         )
-    path = write_results(
-        "serve_load",
-        {"members": members, "requests_c32": n_requests, "floor_us": floor_us,
-         "comparisons": comparisons,
-         "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
-         "contenders": results, "settings": {k: v[0] for k, v in CONTENDERS.items()},
-         "env": {k: v[1] for k, v in CONTENDERS.items()}},
-        table,
-        smoke=smoke,
-    )  # fmt: skip
-    print(table)
-    print(f"wrote {path}")
-    return 0
+    return table
 
 
 if __name__ == "__main__":

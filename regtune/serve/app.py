@@ -27,6 +27,7 @@ passes are batched across concurrent requests with ``@serve.batch``.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -39,14 +40,27 @@ from ray.serve import Application, Deployment
 from regtune.serve.http import create_api, token_digest
 from regtune.serve.metrics import RayMetrics
 from regtune.serve.predictor import set_torch_threads
-from regtune.serve.service import ModelService, load_service
+from regtune.serve.service import ModelService, Rows, load_service
 from regtune.serve.settings import ServeSettings, parse_settings
 
-__all__ = ["DEPLOYMENT_NAME", "ModelServer", "build_app", "start_http", "write_config"]
+__all__ = [
+    "DEPLOYMENT_NAME",
+    "DIRECT_INGRESS_ENV",
+    "ModelServer",
+    "build_app",
+    "replica_urls",
+    "request_direct_ingress",
+    "start_http",
+    "write_config",
+]
 
 DEPLOYMENT_NAME = "RegtuneModel"
+#: Ray Serve's switch for direct ingress (replicas serve HTTP on their own ports).
+DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
+#: Target names of replicas in Serve's target groups (proxies are named otherwise).
+REPLICA_TARGET = "SERVE_REPLICA"
 #: ``serve.batch`` needs values at decoration time; each replica resets them from its settings.
-_BATCH_SIZE, _BATCH_WAIT_S = 16, 0.002
+_BATCH_SIZE, _BATCH_WAIT_S = 32, 0.0
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
@@ -68,8 +82,8 @@ class ModelServer:
         batcher.set_batch_wait_timeout_s(self.settings.batch_wait_ms / 1000.0)
 
     @serve.batch(max_batch_size=_BATCH_SIZE, batch_wait_timeout_s=_BATCH_WAIT_S)
-    async def _batched(self, xs: list[torch.Tensor]) -> list[np.ndarray]:
-        return self.service.forward_batch(xs)
+    async def _batched(self, batch: list[Rows]) -> list[np.ndarray]:
+        return self.service.forward_batch(batch)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.service, token_sha256=self.token_sha256)
@@ -93,13 +107,56 @@ def build_app(args: Mapping[str, Any] | ServeSettings) -> Application:
         num_replicas=settings.num_replicas,
         max_ongoing_requests=settings.max_ongoing_requests,
         ray_actor_options={"num_cpus": settings.num_cpus},
+        logging_config={"enable_access_log": settings.access_log},
     )
     return deployment.bind(settings.model_dump(mode="json"), digest)
 
 
 def start_http(host: str, port: int) -> None:
-    """Start Serve's HTTP proxy on ``host:port`` (the head node only)."""
+    """Start Serve's HTTP proxy on ``host:port`` (the head node only).
+
+    With direct ingress (:func:`request_direct_ingress`) each replica also
+    listens on its own port, on the same ``host``.
+    """
     serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
+
+
+def request_direct_ingress() -> None:
+    """Turn on Serve's direct ingress for the Ray this process starts next.
+
+    Ray Serve reads ``RAY_SERVE_ENABLE_DIRECT_INGRESS`` when its controller and
+    replicas start, so this only works before ``ray.init`` starts a local Ray
+    (a cluster joined with ``--address`` keeps its own setting). Each replica
+    then runs its own HTTP server (ports from 30000, on the proxy's host),
+    next to the proxy; requests sent there skip the proxy's hop.
+    """
+    os.environ[DIRECT_INGRESS_ENV] = "1"
+
+
+def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
+    """Base URLs of the app's replicas' own HTTP servers (direct ingress); [] without it.
+
+    Serve publishes replica ports on its controller's next loop, so this waits
+    up to ``timeout_s`` when direct ingress is on.
+    """
+    # Serve's public API does not expose target groups yet; its client does.
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    if client is None:  # Serve is not running here
+        return []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        urls = [
+            f"http://{target['ip']}:{target['port']}"
+            for group in client.get_serve_details().get("target_groups") or []
+            if group.get("app_name") == app_name and group.get("protocol") == "HTTP"
+            for target in group.get("targets") or []
+            if str(target.get("name", "")).startswith(REPLICA_TARGET)
+        ]
+        if urls or os.environ.get(DIRECT_INGRESS_ENV) != "1" or time.monotonic() > deadline:
+            return urls
+        time.sleep(0.1)
 
 
 def write_config(settings: ServeSettings, *, host: str, port: int, app_name: str) -> str:

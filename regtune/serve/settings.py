@@ -43,9 +43,11 @@ class ServeSettings(BaseModel):
     canary: str | None = None
     canary_weight: float = Field(0.1, ge=0.0, le=1.0)
     shadow: str | None = None
-    # Batching of the primary's forward passes (max_batch_size 1: no batching).
-    max_batch_size: int = Field(16, ge=1, le=4096)
-    batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    # Batching of the primary's forward passes (max_batch_size 1: no batching). No
+    # wait by default: a batch is what queued during the previous forward pass, and
+    # a lone request is never held (benchmarks/serve_load.py measured the choices).
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    batch_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)
     # Request caps and the unseen-category rule.
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=64)
     max_instances: int = Field(DEFAULT_MAX_INSTANCES, ge=1)
@@ -66,6 +68,8 @@ class ServeSettings(BaseModel):
     num_replicas: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0.0)
     max_ongoing_requests: int = Field(64, ge=1)
+    # Serve's per-request access log line (off: it costs each request a log write).
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:

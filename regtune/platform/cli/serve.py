@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import time
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,9 +30,23 @@ from regtune.platform.cli.app import app, console, fail, out
 if TYPE_CHECKING:
     from regtune.serve.settings import ServeSettings
 
-__all__ = ["once_request", "serve"]
+__all__ = ["Ingress", "once_request", "serve"]
 
 PORT_BUSY = "--port {port}: {host}:{port} is already in use; choose a free port"
+NO_DIRECT = (
+    "--ingress direct: Ray is already running here (or --address joins a cluster), so "
+    "direct ingress is whatever that cluster was started with "
+    "(RAY_SERVE_ENABLE_DIRECT_INGRESS=1)"
+)
+
+
+class Ingress(str, Enum):
+    """Where HTTP requests enter: each replica's own port too, or Serve's proxy only."""
+
+    direct = "direct"
+    proxy = "proxy"
+
+
 BAD_SET = "--set {item!r}: expected key=value with a key of the serve settings"
 BAD_REQUEST_FILE = (
     '--request {path}: {error}; expected a JSON file holding {{"instances": [...]}} '
@@ -100,10 +115,18 @@ def serve(
     ] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Most requests per batched forward pass (1: no batching).")
-    ] = 16,
+    ] = 32,
     batch_wait_ms: Annotated[
-        float, typer.Option(min=0.0, help="Longest wait for a batch to fill (ms).")
-    ] = 2.0,
+        float,
+        typer.Option(min=0.0, help="Longest wait for a batch to fill (ms; 0: take what queued)."),
+    ] = 0.0,
+    ingress: Annotated[
+        Ingress,
+        typer.Option(
+            help="direct: each replica also serves HTTP on its own port (the fast path; a "
+            "local Ray only); proxy: only Serve's proxy on --port."
+        ),
+    ] = Ingress.direct,
     replicas: Annotated[int, typer.Option(min=1, help="Serve replicas.")] = 1,
     token_env: Annotated[
         str, typer.Option(help="Environment variable holding an optional bearer token.")
@@ -160,7 +183,7 @@ def serve(
         _check_port(host, port)
     except (RegtuneError, ValueError) as exc:
         raise fail(exc) from None
-    _run(settings, service.name, host, port, address, once, body, output)
+    _run(settings, service.name, host, port, address, once, body, output, ingress)
 
 
 def _run(
@@ -172,22 +195,35 @@ def _run(
     once: bool,
     body: bytes,
     output: Path | None = None,
+    ingress: Ingress = Ingress.proxy,
 ) -> None:
     import httpx
+    import ray
     from ray import serve as ray_serve
 
     from regtune.platform.tune.runtime import ensure_ray
-    from regtune.serve.app import build_app, start_http
+    from regtune.serve.app import build_app, replica_urls, request_direct_ingress, start_http
 
+    if ingress is Ingress.direct:
+        if address is None and not ray.is_initialized():
+            request_direct_ingress()
+        else:
+            console.print(NO_DIRECT)
     ensure_ray(address)
     start_http(host, port)
+    app_name = f"regtune-{name}"
     try:
-        ray_serve.run(build_app(settings), name=f"regtune-{name}", route_prefix="/")
+        ray_serve.run(build_app(settings), name=app_name, route_prefix="/")
         base = f"http://{host}:{port}"
         console.print(
             f"[bold]serving[/] {name} at {base}  (POST {base}/v1/models/{name}:predict, "
             f"docs {base}/docs)"
         )
+        direct = replica_urls(app_name) if ingress is Ingress.direct else []
+        for url in direct:
+            console.print(f"[bold]fast path[/] (a replica's own port, no proxy hop): {url}")
+        if direct:
+            base = direct[0]
         if once:
             headers = {"content-type": "application/json"}
             token = os.environ.get(settings.token_env)
