@@ -12,7 +12,7 @@ from rich.table import Table
 from regtune.errors import RegtuneError
 from regtune.platform.cli.app import app, fail, out
 
-__all__ = ["JsonOpt", "StorageOpt", "models_app"]
+__all__ = ["JsonOpt", "StorageOpt", "models_app", "postprocessing_table"]
 
 models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -54,6 +54,34 @@ def _fmt(value: Any) -> str:
 def _describe_member(member: dict[str, Any]) -> str:
     model = member.get("model", {})
     return f"{model.get('arch')} width={model.get('width')} depth={model.get('depth')}"
+
+
+def postprocessing_table(post: Any) -> Table | None:
+    """A version's temperatures and thresholds, one row per group (None: it has none)."""
+    if not isinstance(post, dict):
+        return None
+    groups = list(post.get("groups") or [])
+    temps, cuts = post.get("temperatures"), post.get("thresholds")
+    settings = post.get("settings") or {}
+    constraint = settings.get("constraint") or {}
+    source = (post.get("record") or {}).get("source") or {}
+    title = (
+        f"post-processing (calibration {settings.get('calibration', 'none')}"
+        + (f", {constraint['kind']} within {constraint['tolerance']:.4g}" if constraint else "")
+        + f"; temperatures: {source.get('temperatures') or '-'}"
+        + f", thresholds: {source.get('thresholds') or '-'})"
+    )
+    table = Table(title=title)
+    for column in ("group", "temperature", "threshold"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    per_group = isinstance(temps, list) and len(temps) > 1
+    for code, group in enumerate(groups):
+        temp = (temps[code] if per_group else temps[0]) if temps else None
+        cut = cuts[code] if isinstance(cuts, list) else None
+        table.add_row(group, _fmt(temp), _fmt(cut) if cut is not None else "arg-max")
+    fallback = post.get("fallback_temperature") if per_group else (temps[0] if temps else None)
+    table.add_row("(unknown group)" if groups else "(all rows)", _fmt(fallback), "arg-max")
+    return table
 
 
 def _emit_json(payload: Any) -> None:
@@ -141,6 +169,9 @@ def show(ref: RefArg, storage: StorageOpt = None, as_json: JsonOpt = False) -> N
     for key in sorted(meta.get("metrics", {})):
         metrics.add_row(key, _fmt(meta["metrics"][key]))
     out.print(metrics)
+    post = postprocessing_table(meta.get("postprocessing"))
+    if post is not None:
+        out.print(post)
     lineage = Table(title="lineage")
     lineage.add_column("key")
     lineage.add_column("value")

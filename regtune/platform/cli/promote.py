@@ -16,7 +16,18 @@ from regtune.platform.cli.app import app, fail, out
 #: Exit status when the ensemble was built but a gate failed (nothing written).
 GATE_FAILED_EXIT = 1
 #: Metrics shown after promotion, in this order, when present.
-SHOWN = ("test_acc", "test_loss", "test_ece", "test_dp_diff", "test_eo_diff", "val_acc", "gap")
+SHOWN = (
+    "test_acc",
+    "test_loss",
+    "test_ece",
+    "test_dp_diff",
+    "test_eo_diff",
+    "test_raw_acc",
+    "test_raw_dp_diff",
+    "test_raw_eo_diff",
+    "val_acc",
+    "gap",
+)
 
 
 @app.command()
@@ -96,6 +107,9 @@ def _payload(result: Any) -> dict[str, Any]:
             {"gate": r.gate.text, "value": r.value, "passed": r.passed, "shortfall": r.shortfall}
             for r in result.gates
         ],
+        "postprocessing": (
+            None if result.postprocessing is None else result.postprocessing.to_meta()
+        ),
         "registered": None if result.version is None else result.version.ref,
         "path": None if result.version is None else result.version.path,
     }
@@ -120,6 +134,12 @@ def _print(result: Any) -> None:
         if key in result.metrics:
             scores.add_row(key, f"{result.metrics[key]:.4f}")
     out.print(scores)
+    if result.postprocessing is not None:
+        from regtune.platform.cli.models import postprocessing_table
+
+        post = postprocessing_table(result.postprocessing.to_meta())
+        if post is not None:
+            out.print(post)
     if result.gates:
         gates = Table(title="gates")
         gates.add_column("gate")

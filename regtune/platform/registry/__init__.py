@@ -6,7 +6,8 @@ torch and safetensors only, never Ray Tune or the training loop::
 
     from regtune.platform.registry import load_version
     mv = load_version("digits-ens")          # latest; "digits-ens:2" or a directory
-    probs = mv.module(mv.schema.transform(records)).softmax(dim=1)
+    probs = mv.module(mv.schema.transform(records)).softmax(dim=1)   # raw, before
+    # the version's temperatures/thresholds (mv.postprocessing): regtune.load applies them
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from regtune.platform.registry.location import (
     storage_root,
 )
 from regtune.platform.registry.modules import EnsembleModule
+from regtune.platform.registry.postprocess import PostProcessing
 from regtune.platform.registry.version import (
     Member,
     ModelVersion,
@@ -31,6 +33,7 @@ __all__ = [
     "EnsembleModule",
     "Member",
     "ModelVersion",
+    "PostProcessing",
     "build_module",
     "list_models",
     "list_versions",

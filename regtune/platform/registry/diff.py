@@ -21,6 +21,7 @@ DIFF_SECTIONS: tuple[str, ...] = (
     "lineage",
     "dataset",
     "quantization",
+    "postprocessing",
 )
 
 Change = tuple[str, Any, Any]

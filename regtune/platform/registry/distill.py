@@ -9,6 +9,13 @@ after that. Training runs in one Ray task that asks for a GPU when the
 cluster has one and trains on CUDA when torch sees one there (else on the
 CPU). The student is registered as the next version of ``name`` (default: the
 teacher's name) with ``kind="student"`` and the teacher recorded in its lineage.
+
+Post-processing: the teacher's temperatures and thresholds describe the
+teacher's probabilities, not the student's, so they are not copied. The
+student gets its own, fitted on the validation split (never test) with the
+teacher's settings (calibration mode, constraint kind and tolerance), or,
+for a teacher without post-processing, with the student config's own
+(``--set training.calibration=...``); see :mod:`.postfit`.
 """
 
 from __future__ import annotations
@@ -22,11 +29,25 @@ import torch
 
 from regtune.errors import SpecError
 from regtune.platform.registry.kd import check_settings
-from regtune.platform.registry.version import Member, ModelVersion, load_version, save_version
+from regtune.platform.registry.postfit import fit_postprocessing, settings_of
+from regtune.platform.registry.postprocess import PostProcessing
+from regtune.platform.registry.version import (
+    Member,
+    ModelVersion,
+    build_module,
+    load_version,
+    save_version,
+)
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset
 
-__all__ = ["DistillSettings", "distill", "run_distillation", "student_config"]
+__all__ = [
+    "DistillSettings",
+    "distill",
+    "run_distillation",
+    "student_config",
+    "student_postprocessing",
+]
 
 BAD_GPUS = "--gpus {value!r} is not allowed; expected a number >= 0"
 DATASET_CHANGED = (
@@ -75,6 +96,23 @@ def student_config(teacher: ModelVersion, settings: DistillSettings) -> TrainCon
         "penalties": dict(base["penalties"]) if settings.same_regularizers else {},
     }
     return parse_train_config(apply_overrides(raw, settings.overrides))
+
+
+def student_postprocessing(
+    teacher: ModelVersion, student: Member, dataset: Dataset
+) -> PostProcessing | None:
+    """The student's post-processing, refitted on the validation split with the
+    teacher's settings (else the student config's); see the module docstring."""
+    post = teacher.postprocessing
+    settings = dict(post.settings) if post is not None else settings_of(student.config)
+    if settings is None:
+        return None
+    return fit_postprocessing(
+        build_module([student], dataset),
+        dataset,
+        settings,
+        provenance={"settings_from": teacher.ref if post is not None else "student config"},
+    )
 
 
 def run_distillation(
@@ -174,6 +212,7 @@ def distill(
         )
     )
     member = Member(config=config, state=result["state"])
+    post = student_postprocessing(teacher, member, dataset)
     lineage = {
         "teacher": {"name": teacher.name, "version": teacher.version, "path": teacher.path},
         "teacher_metrics": {
@@ -193,5 +232,11 @@ def distill(
         "trials": [],
     }
     return save_version(
-        name or teacher.name, [member], dataset, kind="student", lineage=lineage, root=root
+        name or teacher.name,
+        [member],
+        dataset,
+        kind="student",
+        lineage=lineage,
+        root=root,
+        postprocessing=post,
     )

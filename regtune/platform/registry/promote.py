@@ -6,21 +6,31 @@ checkpoints, scores their ensemble (mean of member probabilities) on the
 dataset they were trained on, and writes a version only when every gate holds.
 When a gate fails nothing is written and the result says which gate failed
 and by how much.
+
+Post-processing (see :mod:`.postfit`): when the best member was trained with
+``training.calibration`` and/or a fairness method ending in ``postprocess``,
+the version gets temperatures and per-group thresholds: a single-trial
+version keeps the trial's own fitted values, an ensemble gets its own, fitted
+on the validation split with the best member's settings. The gates then see
+the post-processed test metrics (what a server answers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regtune.errors import CheckpointError, SpecError
 from regtune.platform.registry.evaluation import evaluate_module
 from regtune.platform.registry.gates import Gate, GateResult, check_gates, failed
 from regtune.platform.registry.location import check_name
+from regtune.platform.registry.postfit import fit_postprocessing, settings_of
+from regtune.platform.registry.postprocess import PostProcessing
 from regtune.platform.registry.selection import Objective, rank
 from regtune.platform.registry.trials import (
     SweepTrial,
+    TrialWeights,
     excluded_by_results_store,
     experiment_path,
     read_objectives,
@@ -35,6 +45,11 @@ from regtune.platform.registry.version import (
     save_version,
 )
 from regtune.trainables.config import parse_train_config
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from regtune.trainables.data import Dataset
 
 __all__ = ["Promotion", "promote"]
 
@@ -65,6 +80,7 @@ class Promotion:
     gates: list[GateResult]
     version: ModelVersion | None = None
     skipped: list[str] = field(default_factory=list)
+    postprocessing: PostProcessing | None = None
 
     @property
     def passed(self) -> bool:
@@ -139,7 +155,8 @@ def promote(
     ]
     module = build_module(members, dataset)
     configs = [m.config for m in members]
-    metrics = evaluate_module(module, dataset, robust=robust_settings(configs))
+    post = _postprocessing(module, dataset, picked, weights)
+    metrics = evaluate_module(module, dataset, robust=robust_settings(configs), post=post)
     results = check_gates(gates, metrics)
     outcome = Promotion(
         experiment=str(path),
@@ -148,6 +165,7 @@ def promote(
         metrics=metrics,
         gates=results,
         skipped=skipped,
+        postprocessing=post,
     )
     if not outcome.passed:
         return outcome
@@ -166,6 +184,30 @@ def promote(
         "teacher": None,
     }
     outcome.version = save_version(
-        name, members, dataset, metrics=metrics, lineage=lineage, root=root
+        name, members, dataset, metrics=metrics, lineage=lineage, root=root, postprocessing=post
     )
     return outcome
+
+
+def _postprocessing(
+    module: nn.Module, dataset: Dataset, picked: list[SweepTrial], weights: list[TrialWeights]
+) -> PostProcessing | None:
+    """The version's post-processing: the trial's own for one member, else fitted
+    on validation with the best member's settings (see the module docstring)."""
+    settings = settings_of(weights[0].config)
+    if settings is None:
+        return None
+    pairs = zip(picked, weights, strict=True)
+    differ = [t.trial_id for t, w in pairs if settings_of(w.config) != settings]
+    provenance: dict[str, Any] = {"settings_from": picked[0].trial_id}
+    if differ:
+        provenance["members_with_other_settings"] = differ
+    single = len(weights) == 1
+    return fit_postprocessing(
+        module,
+        dataset,
+        settings,
+        stored_temperatures=weights[0].temperatures if single else None,
+        stored_thresholds=weights[0].thresholds if single else None,
+        provenance=provenance,
+    )

@@ -10,6 +10,11 @@ the float and int8 test accuracy and the float and int8 weight bytes.
 Loading rebuilds the float skeleton, quantizes it and sets the stored int8
 weights, so the served module is bitwise the one that was measured.
 
+Post-processing: int8 arithmetic moves the probabilities a little, so the
+float parent's temperatures and thresholds are refitted for the int8 module
+on the validation split with the parent's settings (see :mod:`.postfit`),
+and the recorded metrics are the post-processed ones.
+
 Spectral-norm parametrizations are folded into plain weights first (they are
 fixed at inference). torch marks its eager quantization API deprecated in
 favour of torchao; the calls are wrapped so the warning does not reach users.
@@ -29,6 +34,7 @@ from torch.nn.utils import parametrize
 from regtune.errors import CheckpointError
 from regtune.platform.registry.evaluation import evaluate_module
 from regtune.platform.registry.modules import EnsembleModule, build_members
+from regtune.platform.registry.postprocess import META_KEY
 from regtune.platform.registry.version import ModelVersion, load_version, write_version
 
 __all__ = ["SCHEME", "build_quantized_module", "quantize_module", "quantize_version"]
@@ -163,7 +169,17 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     dataset = load_dataset(_dataset_config(source))
     qmodule = quantize_module(source.module)
     tensors, layers = _quantized_tensors(qmodule)
-    metrics = evaluate_module(qmodule, dataset)
+    post = None
+    if source.postprocessing is not None:
+        from regtune.platform.registry.postfit import fit_postprocessing
+
+        post = fit_postprocessing(
+            qmodule,
+            dataset,
+            source.postprocessing.settings,
+            provenance={"settings_from": source.ref},
+        )
+    metrics = evaluate_module(qmodule, dataset, post=post)
     float_bytes = int(source.meta["files"]["weights.safetensors"]["bytes"])
     for key in ("n_params", "sparsity"):
         metrics[key] = float(source.metrics.get(key, metrics[key]))
@@ -172,6 +188,7 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     for key in ("files", "meta_sha256", "version"):
         meta.pop(key, None)
     meta["metrics"] = metrics
+    meta[META_KEY] = None if post is None else post.to_meta()
     meta["quantization"] = {
         "scheme": SCHEME,
         "layers": layers,

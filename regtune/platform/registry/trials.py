@@ -57,11 +57,15 @@ class SweepTrial:
 
 @dataclass(frozen=True)
 class TrialWeights:
-    """A trial's trained weights and the config and dataset fingerprint they belong to."""
+    """A trial's trained weights, the config and dataset fingerprint they belong
+    to, and the post-processing the trainer fitted for them (None: none stored:
+    not configured, not kept, or the run never finished)."""
 
     state: dict[str, torch.Tensor]
     config: dict[str, Any]
     fingerprint: str | None
+    temperatures: tuple[float, ...] | None = None
+    thresholds: tuple[float, ...] | None = None
 
 
 def experiment_path(ref: str, storage: str | None = None) -> Path:
@@ -175,7 +179,29 @@ def read_weights(trial: SweepTrial) -> TrialWeights:
         state=dict(state),
         config=dict(config),
         fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        temperatures=_stored_vector(tree, "temperatures", trial.checkpoint),
+        thresholds=_stored_vector(tree, "thresholds", trial.checkpoint),
     )
+
+
+def _stored_vector(tree: dict[str, Any], key: str, where: Path) -> tuple[float, ...] | None:
+    """A 1-d finite tensor the trainer saved (``thresholds``/``temperatures``), or None.
+
+    Raises:
+        CheckpointError: the entry is there but not a 1-d finite tensor.
+    """
+    value = tree.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor) or value.ndim != 1 or value.numel() == 0:
+        raise CheckpointError(
+            f"checkpoint {where}: {key!r} is not a 1-d tensor; expected the trainer's fitted "
+            f"{key} (one value, or one per group)"
+        )
+    values = tuple(float(v) for v in value.double().tolist())
+    if not all(torch.isfinite(value.double()).tolist()):
+        raise CheckpointError(f"checkpoint {where}: {key!r} holds non-finite values {values}")
+    return values
 
 
 def excluded_by_results_store(experiment: Path) -> dict[str, str]:

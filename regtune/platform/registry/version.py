@@ -325,11 +325,7 @@ def save_version(
             **dict(lineage or {}),
         },
         "quantization": None,
-        META_KEY: (
-            postprocessing.to_meta()
-            if postprocessing is not None and postprocessing.active
-            else None
-        ),
+        META_KEY: None if postprocessing is None else postprocessing.to_meta(),
         "code": _code_version(),
     }
     return write_version(name, tensors, meta, root=root)

@@ -1,0 +1,199 @@
+"""Which temperatures and thresholds a new version gets, fitted on the validation split.
+
+The trainer fits post-processing for its own network at the end of a run
+(``training.calibration``; fairness methods ending in ``postprocess``) and
+stores it in the checkpoint. A version keeps those values only when it *is*
+that network (a single-trial promotion). Anything else (an ensemble, whose
+mean probabilities no member's thresholds describe; a distilled student; an
+int8 copy) is refitted here, on the **validation split only**, with the
+trainer's own functions and rules:
+
+- temperatures: :func:`regtune.trainables.calibration.fit_temperatures` on
+  the version module's output (an ensemble's log of the mean member
+  probabilities), one or one per group as ``calibration`` says, kept only
+  when the validation ECE drops and no arg-max decision changes (the
+  trainer's rule); rows of an unknown group get one temperature fitted on
+  all validation rows (``fallback_temperature``);
+- thresholds: :func:`regtune.trainables.thresholds.fit_thresholds` on the
+  scaled positive-class probabilities, for the constraint ``kind`` within
+  ``tolerance = bound - margin`` (exact parity without a ``bound``).
+
+The test split is never looked at here; :mod:`.evaluation` scores the result
+on it afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from regtune.errors import SpecError
+from regtune.platform.registry.evaluation import EVAL_BATCH
+from regtune.platform.registry.postprocess import PostProcessing, group_codes
+from regtune.trainables import calibration, fairness, metrics, thresholds
+from regtune.trainables.config import TrainConfig, parse_train_config
+from regtune.trainables.data import Dataset
+
+__all__ = ["fit_postprocessing", "settings_of"]
+
+NEEDS_GROUPS = (
+    "post-processing {what} needs a two-class dataset with a sensitive attribute; dataset "
+    "{name!r} has {n_classes} classes and sensitive={sensitive!r}"
+)
+
+
+def settings_of(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any] | None:
+    """The post-processing a training config asks for (None: none).
+
+    Returns:
+        ``{"calibration": "temperature"|"group_temperature"|"none",
+        "constraint": None | {"kind": "dp"|"eo", "tolerance": bound - margin}}``.
+    """
+    cfg = parse_train_config(config)
+    fair = cfg.penalties.fairness
+    constraint = None
+    if fair.kind != "none" and fair.postprocess:
+        tolerance = (
+            fair.bound - fair.margin if fair.bound is not None else thresholds.DEFAULT_TOLERANCE
+        )
+        constraint = {"kind": fair.kind, "tolerance": float(tolerance)}
+    if cfg.training.calibration == "none" and constraint is None:
+        return None
+    return {"calibration": cfg.training.calibration, "constraint": constraint}
+
+
+def _as_tensor(values: Sequence[float]) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.float64)
+
+
+def fit_postprocessing(
+    module: nn.Module,
+    dataset: Dataset,
+    settings: Mapping[str, Any] | None,
+    *,
+    stored_temperatures: Sequence[float] | None = None,
+    stored_thresholds: Sequence[float] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> PostProcessing | None:
+    """The post-processing of ``module`` under ``settings`` (see the module docstring).
+
+    Args:
+        settings: :func:`settings_of` output (None: no post-processing).
+        stored_temperatures, stored_thresholds: the trainer's own values for
+            this very network (single-trial promotion); used instead of a
+            refit when given. A part the settings ask for but the checkpoint
+            lacks is refitted.
+        provenance: extra entries for the record (which trials, ...).
+
+    Raises:
+        SpecError: the settings need groups or two classes the dataset lacks.
+    """
+    if settings is None:
+        return None
+    val = dataset.val
+    s, y = val.s, val.y
+    groups = tuple(dataset.group_names)
+    n_groups = len(groups)
+    z = metrics.logits(module, val.x, batch_size=EVAL_BATCH).cpu()
+    codes = group_codes(s, z.shape[0])
+    source: dict[str, str | None] = {"temperatures": None, "thresholds": None}
+    fit: dict[str, Any] = {}
+
+    temps: tuple[float, ...] | None = None
+    fallback: float | None = None
+    mode = settings.get("calibration", "none")
+    if mode != "none":
+        per_group = mode == "group_temperature"
+        if per_group and s is None:
+            raise SpecError(
+                NEEDS_GROUPS.format(
+                    what="group_temperature",
+                    name=dataset.name,
+                    n_classes=dataset.n_classes,
+                    sensitive=dataset.schema.sensitive,
+                )
+            )
+        before = metrics.score_logits(z, y, s)["ece"]
+        if stored_temperatures is not None:
+            fitted = _as_tensor(stored_temperatures)
+            source["temperatures"] = "trial"
+        else:
+            fitted = calibration.fit_temperatures(
+                z, y, s if per_group else None, n_groups if per_group else 1
+            )
+            source["temperatures"] = "refit"
+        scaled = calibration.scale_logits(z, fitted, s)
+        after = metrics.score_logits(scaled, y, s)["ece"]
+        same = torch.equal(z.argmax(dim=1), scaled.argmax(dim=1))
+        kept = stored_temperatures is not None or (after < before and same)
+        fit.update(
+            {
+                "val_ece_uncalibrated": before,
+                "val_ece_calibrated": after,
+                "calibration_kept": kept,
+                "fitted_temperatures": [float(t) for t in fitted.tolist()],
+            }
+        )
+        if kept:
+            temps = tuple(float(t) for t in fitted.tolist())
+            if len(temps) > 1:
+                fallback = float(calibration.fit_temperatures(z, y)[0])
+    scaling = PostProcessing(groups, temperatures=temps, fallback_temperature=fallback)
+
+    cuts: tuple[float, ...] | None = None
+    constraint = settings.get("constraint")
+    if constraint is not None:
+        if s is None or dataset.n_classes != 2:
+            raise SpecError(
+                NEEDS_GROUPS.format(
+                    what=f"thresholds ({constraint['kind']})",
+                    name=dataset.name,
+                    n_classes=dataset.n_classes,
+                    sensitive=dataset.schema.sensitive,
+                )
+            )
+        scores = scaling.scale_logits(z, codes).softmax(dim=1)[:, 1]
+        if stored_thresholds is not None:
+            cuts = tuple(float(t) for t in stored_thresholds)
+            source["thresholds"] = "trial"
+        else:
+            result = thresholds.fit_thresholds(
+                scores,
+                y,
+                s,
+                n_groups,
+                kind=str(constraint["kind"]),
+                tolerance=float(constraint["tolerance"]),
+            )
+            cuts = result.thresholds
+            source["thresholds"] = "refit"
+        decided = thresholds.apply_thresholds(scores, s, cuts)
+        gap = (
+            fairness.dp_difference(decided, s)
+            if constraint["kind"] == "dp"
+            else fairness.eo_difference(y, decided, s)
+        )
+        fit.update(
+            {
+                "val_postprocess_acc": float((decided == y).double().mean()),
+                "val_postprocess_gap": gap,
+                "postprocess_feasible": gap <= float(constraint["tolerance"]),
+            }
+        )
+    record = {
+        "fitted_on": "validation",
+        "source": source,
+        "fit": fit,
+        **dict(provenance or {}),
+    }
+    return PostProcessing(
+        groups,
+        temperatures=temps,
+        fallback_temperature=fallback,
+        thresholds=cuts,
+        settings={"calibration": mode, "constraint": constraint},
+        record=record,
+    )
