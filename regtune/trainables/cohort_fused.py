@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regtune.errors import SpecError
-from regtune.trainables import attacks, metrics
+from regtune.trainables import attacks, metrics, selection
 from regtune.trainables.cohort import (
     UNKNOWN_MEMBER,
     fuse_key,
@@ -55,7 +55,14 @@ from regtune.trainables.cohort import (
 from regtune.trainables.cohort_optim import FusedAdamW, FusedSGD, MemberSchedule
 from regtune.trainables.config import TrainConfig
 from regtune.trainables.data import Dataset
-from regtune.trainables.loop import EVAL_BATCH, Trainer, _EarlyStop, resolve_device
+from regtune.trainables.loop import (
+    EVAL_BATCH,
+    FAIRNESS_NEEDS_GROUPS_MSG,
+    GROUP_CALIBRATION_MSG,
+    Trainer,
+    _EarlyStop,
+    resolve_device,
+)
 from regtune.trainables.models import build_model
 from regtune.trainables.penalties import weight_penalty_coefficients
 
@@ -81,6 +88,33 @@ def _why_not(cfg: TrainConfig) -> str:
     if p.adversarial.method != "none" and p.adversarial.eps > 0:
         return f"penalties.adversarial.method {p.adversarial.method!r}"
     return f"penalties.fairness.method {p.fairness.method!r} trains with a fairness term"
+
+
+def _check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
+    """The dataset checks of ``Trainer.__init__`` (groups for fairness / calibration)."""
+    fair = cfg.penalties.fairness
+    if cfg.training.calibration == "group_temperature" and ds.train.s is None:
+        raise SpecError(GROUP_CALIBRATION_MSG.format(name=ds.name))
+    if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
+        raise SpecError(
+            FAIRNESS_NEEDS_GROUPS_MSG.format(
+                kind=fair.kind,
+                name=ds.name,
+                sensitive=ds.schema.sensitive if ds.train.s is None else "present",
+                n_classes=ds.n_classes,
+            )
+        )
+
+
+def _kept_selection(m: _Member) -> selection.Selection | None:
+    """``Trainer._kept_selection``: the epoch a fairness bound keeps so far."""
+    fair = m.cfg.penalties.fairness
+    key = selection.gap_metric(fair.kind) if fair.kind != "none" else None
+    if fair.training_method is None or fair.bound is None or key is None:
+        return None
+    if not m.history or key not in m.history[0]:
+        return None
+    return selection.select_epoch(m.history, gap_key=key, bound=fair.bound, margin=fair.margin)
 
 
 @dataclass
@@ -137,6 +171,8 @@ class FusedCohort:
             if key is None:
                 raise SpecError(NOT_FUSABLE.format(mid=mid, why=_why_not(cfg)))
         ds = shared_dataset(parsed, dataset)
+        for cfg in parsed.values():
+            _check_dataset_fits(cfg, ds)
         for mid, cfg in parsed.items():
             key = fuse_key(cfg, device)
             if key != first_key:
@@ -250,6 +286,7 @@ class FusedCohort:
         p = [c.penalties for c in cfgs]
         n_classes = self.dataset.n_classes
         self._dropout = [c.model.dropout if c.model.arch == "mlp" else 0.0 for c in cfgs]
+        self._dropout_keep = col([1.0 - p for p in self._dropout])
         self._smooth = [x.label_smoothing for x in p]
         self._smooth_keep = col([1.0 - s for s in self._smooth])
         self._smooth_add = col([s / n_classes for s in self._smooth])
@@ -307,11 +344,13 @@ class FusedCohort:
             for k, mid in enumerate(self._ids):
                 p = self._dropout[k]
                 if p > 0:
-                    mask[k] = self._member_mask(self._m[mid], rows, width, p)
-            out.append(mask)
+                    self._member_mask(self._m[mid], mask[k], p)
+            # F.dropout divides the 0/1 draws by (1 - p) in the input's dtype.
+            out.append(mask.div_(self._dropout_keep))
         return out
 
-    def _member_mask(self, m: _Member, rows: int, width: int, p: float) -> Tensor:
+    def _member_mask(self, m: _Member, out: Tensor, p: float) -> None:
+        """Draw the member's 0/1 keep mask into ``out`` (rows, width)."""
         if self.device.type == "cuda":
             # Solo CUDA dropout is torch's fused kernel on the default CUDA
             # generator: draw it there with the member's state swapped in.
@@ -320,14 +359,13 @@ class FusedCohort:
             assert m.cuda_state is not None
             gen.set_state(m.cuda_state)
             try:
-                ones = torch.ones(rows, width, device=self.device)
-                mask = torch.native_dropout(ones, p, True)[0]
+                kept = torch.native_dropout(torch.ones_like(out), p, True)[1]
                 m.cuda_state = gen.get_state()
             finally:
                 gen.set_state(outer)
-            return mask
-        mask = torch.empty(rows, width).bernoulli_(1 - p, generator=m.private)
-        return mask.div_(1 - p)
+            out.copy_(kept)
+            return
+        out.bernoulli_(1 - p, generator=m.private)
 
     # -- training ------------------------------------------------------------------
 
@@ -472,7 +510,9 @@ class FusedCohort:
             value = row.get(es.metric)
             best = es.patience > 0 and value is not None and es.update(value, m.epoch)
             m.history.append(row)
-            if best:
+            kept = _kept_selection(m)
+            # With a fairness bound the constraint decides which weights are kept.
+            if (kept is None and best) or (kept is not None and kept.epoch == m.epoch):
                 m.best_state = self._state_of(self._flat.detach()[k])
             if self._robust_due(m):
                 m.robust = (self._robust_accuracy(m, self._flat.detach()[k], "val"), m.epoch)

@@ -309,3 +309,35 @@ def test_finished_member_leaves_the_batch(small: Dataset) -> None:
     assert math.isfinite(test["test_acc"])
     assert set(cohort.run_epoch()) == {"b"}
     assert cohort.state_dict("a")["epoch"] == 1
+
+
+def test_fairness_bound_and_postprocess_members_equal_solo(adult: Dataset) -> None:
+    val, test = _cut(adult.val, 300), _cut(adult.test, 300)
+    data = dataclasses.replace(adult, train=_cut(adult.train, 500), val=val, test=test)
+    fairness = {"kind": "dp", "strength": 0.0, "bound": 0.3, "margin": 0.05}
+    configs = {
+        "bound": {**_cfg(**{"penalties.fairness": fairness}), "dataset": "adult"},
+        "postprocess": {
+            **_cfg(**{"penalties.fairness": {"kind": "eo", "method": "postprocess"}}),
+            "dataset": "adult",
+        },
+        "group_temperature": {
+            **_cfg(**{"training.calibration": "group_temperature", "training.seed": 2}),
+            "dataset": "adult",
+        },
+    }
+    cohort = FusedCohort(configs, dataset=data)
+    epochs = _run(cohort)
+    for member, cfg in configs.items():
+        solo = _solo(cfg, data)
+        _assert_rows_close([rows[member] for rows in epochs], solo.history)
+        test_metrics, want = cohort.finish(member), solo.finish()
+        assert set(test_metrics) == set(want)
+        for key, value in want.items():
+            assert test_metrics[key] == pytest.approx(value, rel=RTOL, abs=1e-5, nan_ok=True), key
+
+
+def test_fairness_member_on_data_without_groups_is_refused(small: Dataset) -> None:
+    configs = {"a": _cfg(), "b": _cfg(**{"penalties.fairness": {"kind": "dp", "strength": 0.0}})}
+    with pytest.raises(SpecError, match="sensitive attribute"):
+        FusedCohort(configs, dataset=small)
