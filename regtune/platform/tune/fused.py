@@ -186,10 +186,10 @@ class FusedSweep:
             ray.kill(self.manager)
 
 
-def resolve_fuse(fuse: int | str, *, config: Any, dataset: Any, gpu: float) -> int:
+def resolve_fuse(fuse: int | str, *, config: Any, dataset: Any) -> int:
     """Members per cohort: the spec's count, or for ``auto``
     :func:`~regtune.platform.tune.fuse_size.auto_fuse` of the size of
-    ``config``'s model (the spec's base config) on the device a trial gets."""
+    ``config``'s model (the spec's base config)."""
     if fuse != "auto":
         return int(fuse)
     from regtune.trainables.metrics import n_params
@@ -201,7 +201,7 @@ def resolve_fuse(fuse: int | str, *, config: Any, dataset: Any, gpu: float) -> i
         n_classes=dataset.n_classes,
         spectral_norm=config.penalties.spectral_norm,
     )
-    return auto_fuse(n_params(model), "cuda" if gpu > 0 else "cpu")
+    return auto_fuse(n_params(model))
 
 
 def start_fused(

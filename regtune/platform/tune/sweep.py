@@ -362,7 +362,7 @@ def _start_fused(spec: SweepSpec, base: Any, dataset: Any) -> Any:
         return None
     from regtune.platform.tune.fused import resolve_fuse, start_fused
 
-    fuse = resolve_fuse(spec.resources.fuse, config=base, dataset=dataset, gpu=spec.resources.gpu)
+    fuse = resolve_fuse(spec.resources.fuse, config=base, dataset=dataset)
     if fuse <= 1:
         return None
     return start_fused(dataset, fuse=fuse, cpu=spec.resources.cpu, gpu=spec.resources.gpu)
