@@ -10,6 +10,12 @@ so a gate reads the same on a trial and on a version:
   ``test_eo_diff``; ``test_robust_acc`` when asked for;
 - per-group test rates ``test_acc.<group>``, and for a binary task
   ``test_positive_rate.<group>``, ``test_tpr.<group>``, ``test_fpr.<group>``;
+- for a binary task with groups, 95% percentile-bootstrap intervals of the
+  test decisions' gaps and rates (:func:`regtune.trainables.bootstrap.fairness_intervals`,
+  1000 resamples, seed 0), named as the trainer names them:
+  ``test_dp_diff_ci_low``/``_ci_high``, ``test_eo_diff_ci_low``/``_ci_high``,
+  ``test_selection_rate_<G>_ci_low``/``_ci_high`` and the same for ``tpr``/``fpr``
+  (``<G>`` the group name made metric-safe); an undefined (NaN) end is left out;
 - ``n_params``, ``size_bytes`` (parameters and buffers), ``sparsity``.
 
 With post-processing (:class:`~regtune.platform.registry.postprocess.PostProcessing`)
@@ -23,6 +29,7 @@ of the module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +38,7 @@ from torch import nn
 
 from regtune.platform.registry.postprocess import PostProcessing, group_codes
 from regtune.trainables import attacks, fairness, metrics
+from regtune.trainables.bootstrap import fairness_intervals
 from regtune.trainables.data import Dataset, Split
 
 __all__ = ["EVAL_BATCH", "evaluate_module", "group_rates", "predict_classes"]
@@ -146,6 +154,11 @@ def evaluate_module(
                 binary=dataset.n_classes == 2,
             )
         )
+        if dataset.n_classes == 2:
+            intervals = fairness_intervals(
+                dataset.test.y, y_pred, dataset.test.s, dataset.group_names, seed=0
+            )
+            out.update({f"test_{k}": v for k, v in intervals.items() if math.isfinite(v)})
     if robust is not None:
         n = int(robust["samples"])
         out["test_robust_acc"] = attacks.robust_accuracy(

@@ -34,6 +34,7 @@ from regtune.platform.registry.quantize import quantize_version
 from regtune.platform.tune.trial_files import STATE_DIR
 from regtune.serve.predictor import ServedModel
 from regtune.trainables import calibration, fairness, metrics, thresholds
+from regtune.trainables.bootstrap import fairness_intervals
 
 if TYPE_CHECKING:
     from regtune.trainables.data import Dataset
@@ -143,7 +144,7 @@ def single(sweep: Sweep) -> ModelVersion:
 
 @pytest.fixture(scope="module")
 def ensemble(sweep: Sweep, single: ModelVersion) -> ModelVersion:
-    result = sweep.promote("fair", top_k=2)
+    result = sweep.promote("fair", top_k=2, gates=["test_eo_diff_ci_high<=1"])
     assert result.version is not None and result.version.version == 2
     return result.version
 
@@ -189,6 +190,13 @@ def test_a_single_trial_version_decides_exactly_as_its_trainer(
     for key in ("test_acc", "test_eo_diff", "test_dp_diff", "test_ece", "test_raw_acc"):
         assert single.metrics[key] == pytest.approx(final[key], abs=1e-9), key
     assert single.metrics["test_acc"] != single.metrics["test_raw_acc"]
+    test = sweep.dataset.test
+    assert test.s is not None
+    intervals = fairness_intervals(
+        test.y, trainer.decisions("test"), test.s, sweep.dataset.group_names, seed=0
+    )
+    for key in ("eo_diff_ci_low", "eo_diff_ci_high", "dp_diff_ci_high"):
+        assert single.metrics[f"test_{key}"] == intervals[key], key
 
 
 def test_an_ensemble_fits_its_own_postprocessing_on_the_validation_split(
