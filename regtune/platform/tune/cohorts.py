@@ -62,7 +62,7 @@ __all__ = [
 #: (it starts at once when ``fuse`` members have asked). Tune starts the
 #: member trials of a batch within about a second of each other once their
 #: (reused) actors are up.
-FORMATION_WINDOW_S = 1.5
+FORMATION_WINDOW_S = 1.0
 #: Seconds a cohort waits for a live member that does not ask for its next
 #: epoch before parking it (see the module docstring). A safety net: Tune's
 #: own status changes normally take a member out well before.
