@@ -208,14 +208,25 @@ def test_state_dict_continues_in_a_solo_trainer(small: Dataset, tmp_path: Path) 
     _assert_rows_close([last], resumed.history[-1:])
 
 
-def test_load_state_dict_continues_a_solo_run_in_the_cohort(small: Dataset) -> None:
-    cfg = _cfg(**{"model.dropout": 0.3, "training.lr_schedule": "onecycle", "training.seed": 8})
-    configs = {"x": cfg, "y": _cfg()}
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_load_state_dict_continues_a_solo_run_in_the_cohort(small: Dataset, optimizer: str) -> None:
+    """A restored member joins members at another step; each stays its solo run."""
+    common = {"training.optimizer": optimizer, "training.lr": 0.02 if optimizer == "sgd" else 1e-3}
+    cfg = _cfg(
+        **common,
+        **{"model.dropout": 0.3, "training.lr_schedule": "onecycle", "training.seed": 8},
+    )
+    configs = {"x": cfg, "y": _cfg(**common, **{"penalties.l2": 1e-3})}
     cohort = FusedCohort(configs, dataset=small)
-    cohort.run_epoch()
     cohort.load_state_dict("x", _solo(cfg, small, epochs=1).state_dict())
-    rest = _run(cohort)
-    _assert_rows_close([rows["x"] for rows in rest], _solo(cfg, small).history[1:])
+    epochs = _run(cohort)
+    assert [sorted(rows) for rows in epochs] == [["x", "y"], ["x", "y"], ["y"]]
+    _assert_rows_close([rows["x"] for rows in epochs if "x" in rows], _solo(cfg, small).history[1:])
+    _assert_rows_close([rows["y"] for rows in epochs], _solo(configs["y"], small).history)
+    finished = _solo(cfg, small, epochs=EPOCHS).state_dict()
+    cohort.load_state_dict("x", finished)
+    assert cohort.should_stop("x")
+    assert cohort.state_dict("x")["epoch"] == EPOCHS
 
 
 def _shape_of(tree: Any) -> Any:
