@@ -28,7 +28,8 @@ SWEEP: dict[str, Any] = {
     "name": "reg",
     "dataset": "digits",
     "model": {"arch": "mlp", "width": 16, "depth": 1},
-    "training": {"batch_size": 128, "lr": 0.02, "robust_every": 0},
+    # calibration: each trial fits a temperature at its end (carried into versions)
+    "training": {"batch_size": 128, "lr": 0.02, "robust_every": 0, "calibration": "temperature"},
     "penalties": {"l2": {"loguniform": [1e-6, 1e-3]}},
     "objectives": [{"metric": "val_acc", "mode": "max"}],
     "scheduler": {"kind": "none"},
@@ -137,9 +138,20 @@ def test_promote_cli_json_and_models_commands(sweep: tuple[str, str]) -> None:
     assert first.exit_code == 0, first.output
     payload = json.loads(first.stdout)
     assert payload["registered"] == "cli-ens:1" and len(payload["members"]) == 1
+    # Tune's final checkpoint holds the trainer's fitted temperature: a single-trial
+    # version keeps it; the two-member ensemble below fits its own on validation.
+    trial = next(
+        t for t in read_sweep_trials(Path(storage) / experiment)
+        if t.trial_id == payload["members"][0]["trial_id"]
+    )  # fmt: skip
+    stored = read_weights(trial).temperatures
+    assert stored is not None and payload["postprocessing"]["temperatures"] == list(stored)
+    assert payload["postprocessing"]["record"]["source"]["temperatures"] == "trial"
     second = _cli("promote", experiment, "--name", "cli-ens", "--storage", storage, "--top-k", "2")
     assert second.exit_code == 0, second.output
-    assert "registered cli-ens:2" in second.stdout
+    assert "registered cli-ens:2" in second.stdout and "post-processing" in second.stdout
+    refit = load_version("cli-ens:2", root=registry_root(storage)).postprocessing
+    assert refit is not None and refit.record["source"]["temperatures"] == "refit"
 
     listed = _cli("models", "list", "--storage", storage, "--json")
     assert listed.exit_code == 0, listed.output
