@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from regtune.errors import DataError
@@ -44,6 +45,7 @@ __all__ = [
     "Experiment",
     "final_values",
     "load_experiment",
+    "row_groups_holding",
     "stored_columns",
 ]
 
@@ -161,16 +163,29 @@ def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.Da
     return _latest_rows(_to_pandas(holder))
 
 
+def row_groups_holding(part: pq.ParquetFile, trial_id: str) -> list[int]:
+    """Row groups whose ``trial_id`` statistics (min/max) admit ``trial_id`` (all of
+    them where a group has no statistics): the others are never decoded."""
+    index = part.schema_arrow.get_field_index("trial_id")
+    groups = []
+    for i in range(part.num_row_groups):
+        stats = part.metadata.row_group(i).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.min <= trial_id <= stats.max:
+            groups.append(i)
+    return groups
+
+
 def final_values(
     exp: str, trial_id: str, columns: Sequence[str], notes: list[str] | None = None
 ) -> dict[str, float]:
     """One trial's last non-null value of each of ``columns`` (its final report: the
     reliability bins and interval ends a summary does not carry).
 
-    Reads only those columns of that trial's rows (a Parquet filter on
-    ``trial_id``), with the same skipping rules and "latest row wins" as
-    :func:`load_experiment`; a column the store holds but the trial never
-    reported a value for is NaN (e.g. a trial stopped before its final report).
+    Reads only those columns, only of the row groups whose ``trial_id``
+    statistics admit the trial, and keeps that trial's rows, with the same
+    skipping rules and "latest row wins" as :func:`load_experiment`; a column
+    the store holds but the trial never reported a value for is NaN (e.g. a
+    trial stopped before its final report).
     Skipped parts are added to ``notes`` (once).
     """
     loc = locate(exp)
@@ -182,14 +197,12 @@ def final_values(
         if len(present) <= len(_KEYS):
             continue
         try:
-            tables.append(
-                pq.read_table(
-                    path,
-                    columns=present,
-                    filesystem=loc.fs,
-                    filters=[("trial_id", "==", trial_id)],
-                )
-            )
+            with loc.fs.open_input_file(path) as handle:
+                part = pq.ParquetFile(handle)
+                groups = row_groups_holding(part, trial_id)
+                if groups:
+                    table = part.read_row_groups(groups, columns=present)
+                    tables.append(table.filter(pc.equal(table["trial_id"], trial_id)))
         except (pa.ArrowException, OSError) as exc:
             shown = loc.display(path)
             found.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from regtune.platform.analysis import analyze_experiment, analyze_tables
 from regtune.platform.analysis.best import NO_GROUPS, NO_RELIABILITY_BINS, UNFINISHED
 from regtune.platform.analysis.figures import figures
+from regtune.platform.analysis.load import row_groups_holding
 from regtune.platform.analysis.report import render_html
 from regtune.platform.cli import app
 from regtune.platform.results import ResultsWriter
@@ -110,7 +113,12 @@ def test_stored_experiment_reads_bins_for_the_best_trial_only(tmp_path: Path) ->
     }
     final = {"good": final_report(), "bad": {**final_report(), "test_acc_F": 0.1}}
     write_experiment(exp, {"good": HEALTHY, "bad": OVERFIT}, configs, final=final)
+    foreign = Path(exp) / "results" / "epochs" / "part-foreign.parquet"
+    pq.write_table(pa.table({"trial_id": ["good"], "iteration": [8]}), foreign)
     analysis = analyze_experiment(exp)
+    # A foreign part is skipped, named once, and left in place.
+    assert sum("part-foreign.parquet: skipped" in n for n in analysis.notes) == 1
+    assert foreign.exists()
     best = analysis.best
     assert best is not None and best.trial_id == "good"
     # Bins and interval ends were not read into the all-trials summary ...
@@ -122,6 +130,16 @@ def test_stored_experiment_reads_bins_for_the_best_trial_only(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "calibration curve (test split; ECE 0.0475)" in result.stdout
     assert "per-group rates" in result.stdout and "0.200 [0.150, 0.250]" in result.stdout
+
+
+def test_best_trial_rows_come_from_the_row_groups_that_can_hold_them(tmp_path: Path) -> None:
+    path = tmp_path / "part.parquet"
+    ids = [f"t{i}" for i in range(6)]
+    pq.write_table(pa.table({"trial_id": ids, "iteration": [1] * 6}), path, row_group_size=2)
+    part = pq.ParquetFile(path)
+    assert part.num_row_groups == 3
+    assert row_groups_holding(part, "t3") == [1]
+    assert row_groups_holding(part, "t9") == []  # past every group's max: nothing decoded
 
 
 def _write_run(writer: ResultsWriter, trial_id: str, config: dict[str, Any], data: Dataset) -> Any:
