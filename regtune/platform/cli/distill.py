@@ -84,6 +84,7 @@ def distill(
         "teacher": f"{teacher_meta['name']}:{teacher_meta['version']}",
         "metrics": version.metrics,
         "teacher_metrics": version.meta["lineage"]["teacher_metrics"],
+        "postprocessing": version.meta.get("postprocessing"),
         "quantized": None
         if quantized is None
         else {"registered": quantized.ref, **quantized.meta["quantization"]},
@@ -99,6 +100,11 @@ def distill(
         highlight=False,
         soft_wrap=True,
     )
+    from regtune.platform.cli.models import postprocessing_table
+
+    post = postprocessing_table(payload["postprocessing"])
+    if post is not None:
+        out.print(post)
     if quantized is not None:
         q = quantized.meta["quantization"]
         out.print(

@@ -356,3 +356,25 @@ def test_one_temperature_without_groups_scales_every_row(
         expected = (tiny_run.model(x) / post.temperatures[0]).softmax(dim=1).double().numpy()
     np.testing.assert_allclose(served.probabilities(x), expected, rtol=0, atol=1e-6)
     assert version.metrics["test_ece"] < evaluate_module(tiny_run.model, digits)["test_ece"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("thresholds", torch.zeros(2, 2), "'thresholds' is not a 1-d tensor"),
+        ("thresholds", [0.2, 0.4], "'thresholds' is not a 1-d tensor"),
+        ("temperatures", torch.tensor([1.0, float("nan")]), "'temperatures' holds non-finite"),
+    ],
+)
+def test_a_checkpoint_with_unusable_fitted_values_is_refused(
+    tiny_run: RunResult, tmp_path: Path, key: str, value: Any, fragment: str
+) -> None:
+    from regtune.platform.registry.trials import SweepTrial, read_weights
+    from regtune.trainables.checkpoint import save_tree
+
+    state = {k: v.detach().clone() for k, v in tiny_run.model.state_dict().items()}
+    folder = save_tree({"epoch": 2, "model": state, key: value}, tmp_path / STATE_DIR)
+    trial = SweepTrial("t9", tmp_path, {}, {}, folder, 2)
+    with pytest.raises(CheckpointError, match=fragment) as info:
+        read_weights(trial)
+    assert str(folder) in str(info.value)
