@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from regtune.errors import RegtuneError, SpecError
@@ -152,7 +153,7 @@ def _print_best(best: object) -> None:
     if len(best.group_rates):
         rates = best.group_rates
         stats = list(dict.fromkeys(rates["stat"]))
-        table = Table(title="per-group rates (value [interval])")
+        table = Table(title=escape("per-group rates (value [interval])"))
         table.add_column("group")
         for stat in stats:
             split = str(rates.loc[rates["stat"] == stat, "split"].iloc[0])

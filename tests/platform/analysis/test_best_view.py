@@ -129,7 +129,8 @@ def test_stored_experiment_reads_bins_for_the_best_trial_only(tmp_path: Path) ->
     result = CliRunner().invoke(app, ["analyze", exp])
     assert result.exit_code == 0, result.output
     assert "calibration curve (test split; ECE 0.0475)" in result.stdout
-    assert "per-group rates" in result.stdout and "0.200 [0.150, 0.250]" in result.stdout
+    assert "per-group rates (value [interval])" in result.stdout
+    assert "0.200 [0.150, 0.250]" in result.stdout
 
 
 def test_best_trial_rows_come_from_the_row_groups_that_can_hold_them(tmp_path: Path) -> None:
