@@ -78,9 +78,12 @@ def group_codes(groups: Sequence[int | None] | np.ndarray | Tensor | None, n: in
     elif isinstance(groups, np.ndarray) and groups.dtype.kind in "iu":
         codes = groups.astype(np.int64, copy=False)
     else:
-        # None becomes NaN in a float array: one C-level pass, no Python per row.
-        as_float = np.asarray(groups, dtype=np.float64)
-        codes = np.where(np.isnan(as_float), -1, as_float).astype(np.int64)
+        try:
+            codes = np.array(groups, dtype=np.int64)  # every group known: one C-level pass
+        except TypeError:
+            # None becomes NaN in a float array: still no Python per row.
+            as_float = np.asarray(groups, dtype=np.float64)
+            codes = np.where(np.isnan(as_float), -1, as_float).astype(np.int64)
     if codes.shape != (n,):
         raise ValueError(f"got {codes.shape[0] if codes.ndim else 0} group codes for {n} rows")
     return codes
@@ -118,6 +121,24 @@ class PostProcessing:
     settings: Mapping[str, Any] = field(default_factory=dict)
     record: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Lookup tables built once (serving applies them per request): the
+        # temperatures with the fallback appended at index len(temperatures),
+        # and the thresholds.
+        temps = self.temperatures or ()
+        fallback = self.fallback_temperature if self.fallback_temperature is not None else 1.0
+        table = torch.tensor([*temps, fallback], dtype=torch.float64)
+        object.__setattr__(self, "_temperature_table", table)
+        object.__setattr__(self, "_temperature_tables", {torch.float64: table})
+        cuts = np.asarray(self.thresholds or (), dtype=np.float64)
+        object.__setattr__(self, "_threshold_table", cuts)
+
+    def _table(self, dtype: torch.dtype) -> Tensor:
+        tables: dict[torch.dtype, Tensor] = self._temperature_tables  # type: ignore[attr-defined]
+        if dtype not in tables:
+            tables[dtype] = self._temperature_table.to(dtype)  # type: ignore[attr-defined]
+        return tables[dtype]
+
     @property
     def active(self) -> bool:
         """Whether it changes anything (some temperature or threshold is set)."""
@@ -145,13 +166,12 @@ class PostProcessing:
         """
         if self.temperatures is None:
             return logits
+        table = self._table(logits.dtype).to(logits.device)
         if len(self.temperatures) == 1:
-            t = torch.tensor(self.temperatures[0], dtype=torch.float64)
-            return logits / t.to(device=logits.device, dtype=logits.dtype)
-        rows = self.row_temperatures(codes)
-        assert rows is not None
-        t = torch.from_numpy(rows).to(device=logits.device, dtype=logits.dtype)
-        return logits / t[:, None]
+            return logits / table[0]
+        n_groups = len(self.temperatures)
+        rows = np.where((codes >= 0) & (codes < n_groups), codes, n_groups)
+        return logits / table[torch.from_numpy(rows).to(logits.device)][:, None]
 
     def decide(self, probs: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Class ids (int64): ``probs[:, 1] >= thresholds[g]`` for rows of a
@@ -159,9 +179,8 @@ class PostProcessing:
         argmax = probs.argmax(axis=1)
         if self.thresholds is None:
             return argmax
-        n_groups = len(self.thresholds)
-        known = (codes >= 0) & (codes < n_groups)
-        table = np.asarray(self.thresholds, dtype=np.float64)
+        table: np.ndarray = self._threshold_table  # type: ignore[attr-defined]
+        known = (codes >= 0) & (codes < table.shape[0])
         positive = probs[:, 1] >= table[np.where(known, codes, 0)]
         return np.where(known, positive.astype(np.int64), argmax)
 
