@@ -254,7 +254,7 @@ class FusedCohort:
         if member_id in self._ids:
             k = self._ids.index(member_id)
             index = torch.tensor([k], device=self.device)
-            return {"params": self._flat.detach()[k].clone(), "opt": self._opt.select(index)}
+            return {"params": self._flat[k].clone(), "opt": self._opt.select(index)}
         frozen = self._m[member_id].frozen
         assert frozen is not None
         return frozen
@@ -266,7 +266,7 @@ class FusedCohort:
             self._flat = torch.zeros(0, 0, device=self.device)
             return
         params = torch.stack([rows[m]["params"] for m in ids]).to(self.device)
-        self._flat = params.requires_grad_(True)
+        self._flat = params
         opts = [rows[m]["opt"] for m in ids]
         if self._sgd:
             self._opt: FusedAdamW | FusedSGD = FusedSGD(
@@ -311,16 +311,22 @@ class FusedCohort:
 
     # -- the batched model ---------------------------------------------------------
 
-    def _layers(self, flat: Tensor) -> list[tuple[Tensor, Tensor]]:
+    def _views(self, flat: Tensor) -> list[Tensor]:
+        """Each solo parameter as a ``(K, *shape)`` view of the ``(K, P)`` rows."""
         k = flat.shape[0]
-        views = [
+        return [
             flat[:, s].view(k, *shape) for s, shape in zip(self._slices, self._shapes, strict=True)
         ]
+
+    def _layers(self, flat: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """``(weight, bias)`` views per layer."""
+        views = self._views(flat)
         return [(views[i], views[i + 1]) for i in range(0, len(views), 2)]
 
-    def _forward(self, flat: Tensor, x: Tensor, masks: list[Tensor | None] | None) -> Tensor:
+    def _forward(
+        self, layers: list[tuple[Tensor, Tensor]], x: Tensor, masks: list[Tensor | None] | None
+    ) -> Tensor:
         """Logits ``(K, B, C)`` of every member on its own ``x`` ``(K, B, F)``."""
-        layers = self._layers(flat)
         h = x
         for i, (w, b) in enumerate(layers):
             h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
@@ -394,16 +400,22 @@ class FusedCohort:
                 target = target * self._smooth_keep + self._smooth_add
             if any_mix:
                 xb, target = self._mix(members, xb, target)
-            logits = self._forward(self._flat, xb, self._dropout_masks(rows))
+            # One leaf per layer tensor, sharing the batch's storage: a leaf per
+            # slice of one (K, P) leaf would make autograd zero-fill and add a
+            # (K, P) gradient per slice.
+            leaves = [t.detach().requires_grad_(True) for t in self._views(self._flat)]
+            layers = [(leaves[i], leaves[i + 1]) for i in range(0, len(leaves), 2)]
+            logits = self._forward(layers, xb, self._dropout_masks(rows))
             logp = F.log_softmax(logits, dim=2)
             objective = -(target * logp).sum(dim=2).mean(dim=1)
             if any_c1 or any_c2:
-                objective = objective + self._weight_penalty(any_c1, any_c2)
-            (grad,) = torch.autograd.grad(objective.sum(), self._flat)
+                objective = objective + self._weight_penalty(layers, any_c1, any_c2)
+            grads = torch.autograd.grad(objective.sum(), leaves)
+            grad = torch.cat([g.reshape(k_all, -1) for g in grads], dim=1)
             values = [
                 m.schedule.values(step) for m, step in zip(members, self._opt.steps, strict=True)
             ]
-            self._opt.step(self._flat.data, grad, values)
+            self._opt.step(self._flat, grad, values)
             if any_max_norm:
                 self._apply_max_norm()
             with torch.no_grad():
@@ -437,9 +449,11 @@ class FusedCohort:
         t_perm = target.gather(1, perm.unsqueeze(2).expand_as(target))
         return keep * xb + other * x_perm, keep * target + other * t_perm
 
-    def _weight_penalty(self, any_c1: bool, any_c2: bool) -> Tensor:
+    def _weight_penalty(
+        self, layers: list[tuple[Tensor, Tensor]], any_c1: bool, any_c2: bool
+    ) -> Tensor:
         total = torch.zeros(len(self._ids), device=self.device)
-        for w, _ in self._layers(self._flat):
+        for w, _ in layers:
             if any_c1:
                 total = total + self._c1_col * w.abs().sum(dim=(1, 2))
             if any_c2:
@@ -449,7 +463,7 @@ class FusedCohort:
     @torch.no_grad()
     def _apply_max_norm(self) -> None:
         """``penalties.apply_max_norm`` (torch.renorm's rule) per member row."""
-        for w, _ in self._layers(self._flat.data):
+        for w, _ in self._layers(self._flat):
             norm = torch.linalg.vector_norm(w, 2, dim=2, keepdim=True)
             cap = self._max_norm_col
             factor = torch.where(norm > cap, cap / (norm + 1e-7), torch.ones_like(norm))
@@ -461,7 +475,9 @@ class FusedCohort:
         k = len(self._ids)
         with torch.no_grad():
             parts = [
-                self._forward(self._flat, x[i : i + EVAL_BATCH].expand(k, -1, -1), None)
+                self._forward(
+                    self._layers(self._flat), x[i : i + EVAL_BATCH].expand(k, -1, -1), None
+                )
                 for i in range(0, x.shape[0], EVAL_BATCH)
             ]
         return torch.cat(parts, dim=1)
@@ -513,9 +529,9 @@ class FusedCohort:
             kept = _kept_selection(m)
             # With a fairness bound the constraint decides which weights are kept.
             if (kept is None and best) or (kept is not None and kept.epoch == m.epoch):
-                m.best_state = self._state_of(self._flat.detach()[k])
+                m.best_state = self._state_of(self._flat[k])
             if self._robust_due(m):
-                m.robust = (self._robust_accuracy(m, self._flat.detach()[k], "val"), m.epoch)
+                m.robust = (self._robust_accuracy(m, self._flat[k], "val"), m.epoch)
             if m.robust is not None:
                 row["robust_acc"], row["robust_acc_epoch"] = m.robust[0], float(m.robust[1])
             rows[mid] = row
