@@ -216,7 +216,7 @@ class PostProcessing:
 
         def bad(name: str, value: Any, allowed: str) -> CheckpointError:
             text = BAD_FIELD.format(
-                dir=where, field=f"{META_KEY}.{name}", value=json_repr(value), allowed=allowed
+                dir=where, field=f"{META_KEY}.{name}", value=_shown(value), allowed=allowed
             )
             return CheckpointError(text)
 
@@ -225,7 +225,7 @@ class PostProcessing:
                 BAD_FIELD.format(
                     dir=where,
                     field=META_KEY,
-                    value=json_repr(raw),
+                    value=_shown(raw),
                     allowed="null or an object with groups, temperatures, fallback_temperature, "
                     "thresholds, settings, record",
                 )
@@ -302,7 +302,7 @@ class PostProcessing:
         )
 
 
-def json_repr(value: Any) -> str:
+def _shown(value: Any) -> str:
     """A short JSON-ish rendering of a stored value for messages."""
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
