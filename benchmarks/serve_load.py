@@ -8,19 +8,25 @@ validation, encoding, drift window, feedback bookkeeping, metrics, JSON), on
 * ``fastapi``: the app under plain uvicorn, forward called directly;
 * ``serve-proxy``: Ray Serve as shipped (``@serve.batch`` with the shipped
   size and wait), requests through Serve's HTTP proxy (the default ingress);
-* ``serve-direct``: the same deployment with Serve's direct ingress
-  (``RAY_SERVE_ENABLE_DIRECT_INGRESS=1``: the replica runs its own HTTP
-  server on 127.0.0.1), requests sent to the replica's port;
-* levers, not in the default run (``--contenders``): ``serve-proxy-wait-1ms``
-  (the previous shipped batch wait), ``serve-proxy-nobatch``,
-  ``serve-throughput`` (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, which includes
-  direct ingress, requests to the replica), ``serve-direct-2replicas``,
-  ``serve-direct-torch-threads`` (torch's default threads),
-  ``serve-haproxy`` (``RAY_SERVE_ENABLE_HA_PROXY=1`` with Debian's haproxy;
-  skipped without the binary), ``serve-composed`` (one deployment per
-  ensemble member behind ``DeploymentHandle``s; the shipped app keeps all
-  members in one replica) and ``student-direct`` (a student distilled from
-  the ensemble, ``regtune distill``'s code path, served like ``serve-direct``).
+* ``serve-direct``: the same deployment as ``regtune serve`` runs it:
+  Serve's throughput-optimized mode (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``,
+  which includes direct ingress: the replica runs its own HTTP server on
+  127.0.0.1, and the app on its main event loop), requests sent to the
+  replica's port;
+* levers, not in the default run (``--contenders``): ``serve-proxy-wait-2ms``
+  and ``serve-direct-wait-2ms`` (the previous shipped batching: size 16, wait
+  2 ms), ``serve-direct-nobatch`` (``max_batch_size=1``),
+  ``serve-direct-access-log`` (Serve's per-request access log on),
+  ``serve-direct-own-thread`` (``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` alone:
+  the app on its own thread, Serve's default), ``serve-direct-2replicas``
+  (two replicas, requests to the first one's port),
+  ``serve-direct-torch-threads`` (torch's default thread count),
+  ``serve-composed`` (one deployment per ensemble member behind
+  ``DeploymentHandle``s, via the proxy; the shipped app keeps all members in
+  one replica) and ``student-direct`` (a student distilled from the ensemble,
+  ``regtune distill``'s code path, served like ``serve-direct``). HAProxy
+  ingress (``RAY_SERVE_ENABLE_HA_PROXY``) is not a contender: Ray 2.60's
+  HAProxy config binds its stats and Prometheus frontends on all interfaces.
 
 All servers start first; then ``--reps`` rounds load each contender in turn
 (the order rotates every round) at concurrency 1 and 32, so every contender
@@ -46,7 +52,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -56,6 +61,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import markdown_table, write_results
@@ -71,6 +77,9 @@ CONCURRENCY = (1, 32)
 #: Batching as shipped (ServeSettings' defaults): no wait, so a lone request is
 #: never held; under load a batch is whatever queued during the previous forward.
 SHIPPED: dict[str, Any] = {}
+#: What ``regtune serve`` sets for a local Ray (regtune.serve.app.request_direct_ingress).
+FAST = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+#: Direct ingress alone (the app on its own thread, as Serve does by default).
 DIRECT = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
 
 
@@ -93,21 +102,18 @@ class Contender:
 CONTENDERS: dict[str, Contender] = {
     "fastapi": Contender("fastapi"),
     "serve-proxy": Contender("serve", SHIPPED),
-    "serve-direct": Contender("serve", SHIPPED, DIRECT, "direct"),
+    "serve-direct": Contender("serve", SHIPPED, FAST, "direct"),
     "serve-proxy-wait-2ms": Contender("serve", {"max_batch_size": 16, "batch_wait_ms": 2.0}),
     "serve-direct-wait-2ms": Contender(
-        "serve", {"max_batch_size": 16, "batch_wait_ms": 2.0}, DIRECT, "direct"
+        "serve", {"max_batch_size": 16, "batch_wait_ms": 2.0}, FAST, "direct"
     ),
-    "serve-direct-nobatch": Contender("serve", {"max_batch_size": 1}, DIRECT, "direct"),
-    "serve-direct-access-log": Contender("serve", {"access_log": True}, DIRECT, "direct"),
-    "serve-throughput": Contender(
-        "serve", SHIPPED, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}, "direct"
-    ),
-    "serve-direct-2replicas": Contender("serve", {"num_replicas": 2}, DIRECT, "direct"),
-    "serve-direct-torch-threads": Contender("serve", {"torch_threads": None}, DIRECT, "direct"),
-    "serve-haproxy": Contender("serve", SHIPPED, {"RAY_SERVE_ENABLE_HA_PROXY": "1"}),
+    "serve-direct-nobatch": Contender("serve", {"max_batch_size": 1}, FAST, "direct"),
+    "serve-direct-access-log": Contender("serve", {"access_log": True}, FAST, "direct"),
+    "serve-direct-own-thread": Contender("serve", SHIPPED, DIRECT, "direct"),
+    "serve-direct-2replicas": Contender("serve", {"num_replicas": 2}, FAST, "direct"),
+    "serve-direct-torch-threads": Contender("serve", {"torch_threads": None}, FAST, "direct"),
     "serve-composed": Contender("composed", SHIPPED),
-    "student-direct": Contender("serve", SHIPPED, DIRECT, "direct", student=True),
+    "student-direct": Contender("serve", SHIPPED, FAST, "direct", student=True),
 }
 DEFAULT_CONTENDERS = ("fastapi", "serve-proxy", "serve-direct")
 #: --smoke-test: the plain process and the shipped Serve path.
@@ -289,19 +295,6 @@ def composed_app(settings: dict[str, Any]) -> Any:
 # -- servers (each in its own process) --------------------------------------------------------
 
 
-def _direct_url(app_name: str) -> str | None:
-    """The base URL of the app's first replica with direct ingress (None without it)."""
-    from ray.serve.context import _get_global_client
-
-    details = _get_global_client().get_serve_details()
-    for group in details.get("target_groups") or []:
-        if group.get("app_name") == app_name and group.get("protocol") == "HTTP":
-            targets = group.get("targets") or []
-            if targets and not str(targets[0].get("name", "")).startswith("SERVE_PROXY"):
-                return f"http://{targets[0]['ip']}:{targets[0]['port']}"
-    return None
-
-
 def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
     """Serve until SIGTERM/SIGINT; print ``READY {urls}`` once Serve says the app is up."""
     from regtune.serve.settings import parse_settings
@@ -331,7 +324,7 @@ def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
     from ray import serve
 
     from regtune.platform.tune.runtime import ensure_ray
-    from regtune.serve.app import build_app, start_http
+    from regtune.serve.app import build_app, replica_urls, start_http
 
     ensure_ray(None)
     start_http("127.0.0.1", port)
@@ -339,54 +332,60 @@ def run_server(kind: str, settings: dict[str, Any], port: int) -> None:
     serve.run(app, name="bench", route_prefix="/")
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    direct = None
-    for _ in range(100):  # the controller publishes replica ports on its next loop
-        direct = _direct_url("bench")
-        if direct or not any(
-            k in os.environ
-            for k in ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_THROUGHPUT_OPTIMIZED")
-        ):
-            break  # fmt: skip
-        time.sleep(0.1)
+    urls = replica_urls("bench")  # what `regtune serve` prints as the fast path
+    direct = urls[0] if urls else None
     print(READY, json.dumps({"proxy": base, "direct": direct}), flush=True)
     while not stop["flag"]:
         time.sleep(0.2)
     serve.shutdown()
 
 
-def start_server(
-    kind: str, settings: dict[str, Any], env: dict[str, str]
-) -> tuple[subprocess.Popen[str], dict[str, str | None]]:
-    """Start a server process and wait until it says READY; return it and its base URLs."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.serve_load", "--server", kind,
-         "--settings", json.dumps(settings), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **env},
-    )  # fmt: skip
+def launch_server(
+    kind: str, settings: dict[str, Any], env: dict[str, str], *, log: str
+) -> subprocess.Popen[str]:
+    """Start a server process (``kind``: fastapi, serve or composed), its stderr to
+    ``log``; see :func:`wait_ready`."""
+    with open(log, "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.serve_load", "--server", kind,
+             "--settings", json.dumps(settings), "--port", str(_free_port())],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, **env},
+        )  # fmt: skip
+
+
+def wait_ready(kind: str, proc: subprocess.Popen[str], log: str) -> dict[str, str | None]:
+    """Wait until a server says READY; its base URLs (``proxy``, ``direct``).
+
+    Raises:
+        RuntimeError: the server exited or timed out (with the end of its stderr ``log``).
+    """
     assert proc.stdout is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line and proc.poll() is not None:
-            raise RuntimeError(f"server {kind} exited with {proc.returncode} before READY")
+            tail = Path(log).read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"server {kind} exited with {proc.returncode} before READY:\n{tail}")
         if line.startswith(READY):
-            return proc, dict(json.loads(line[len(READY) :]))
-    proc.kill()
+            return dict(json.loads(line[len(READY) :]))
     raise RuntimeError(f"server {kind} not ready after {STARTUP_TIMEOUT_S} s")
 
 
-def stop_server(proc: subprocess.Popen[str]) -> None:
-    """SIGINT, then SIGKILL if it does not stop within 60 s."""
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop_servers(procs: Sequence[subprocess.Popen[str]]) -> None:
+    """SIGINT to all (they shut down in parallel), then SIGKILL any still up after 60 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 60
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -550,20 +549,23 @@ def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def start_all(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], str, float]],
               ref: str, student: str | None, root: str, check: bytes) -> None:  # fmt: skip
-    """Start every contender's server (filling ``servers``: process, predict URL, startup
-    seconds) and check that each answers ``check`` as ``fastapi`` does."""
+    """Start every contender's server, one after the other (local Rays starting at the
+    same time trip over each other), filling ``servers`` (process, predict URL, seconds
+    until it answered); check that each answers ``check`` as ``fastapi`` does."""
     reference: dict[str, Any] | None = None
     for kind in kinds:
         c = CONTENDERS[kind]
         served = student if c.student and student else ref
         settings = {"model": served, "registry": root, "num_cpus": 0, **c.settings}
         t0 = time.perf_counter()
-        proc, urls = start_server(c.host, settings, c.env)
+        log = os.path.join(root, f"{kind}.log")
+        proc = launch_server(c.host, settings, c.env, log=log)
+        servers[kind] = (proc, "", 0.0)
+        urls = wait_ready(kind, proc, log)
         base = urls["direct"] if c.path == "direct" else urls["proxy"]
-        url = f"{base}/v1/models/{MODEL_NAME}:predict"
-        servers[kind] = (proc, url, time.perf_counter() - t0)
         if base is None:
             raise RuntimeError(f"{kind}: the server reported no direct-ingress URL")
+        url = f"{base}/v1/models/{MODEL_NAME}:predict"
         answer = _answer(url, check)
         servers[kind] = (proc, url, time.perf_counter() - t0)
         if kind == "fastapi":
@@ -614,6 +616,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="Interleaved rounds (medians).")
     parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                         help=f"Comma-separated, from: {', '.join(CONTENDERS)}.")  # fmt: skip
+    parser.add_argument("--results-name", default="serve_load",
+                        help="Results file stem (e.g. serve_load-levers).")  # fmt: skip
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -629,10 +633,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(kinds) - set(CONTENDERS))
     if unknown:
         parser.error(f"--contenders: unknown {unknown}; allowed: {', '.join(CONTENDERS)}")
-    skipped: dict[str, str] = {}
-    if "serve-haproxy" in kinds and not shutil.which("haproxy"):
-        kinds.remove("serve-haproxy")
-        skipped["serve-haproxy"] = "no haproxy binary on PATH"
     if "fastapi" in kinds:  # the reference every answer is checked against comes first
         kinds.remove("fastapi")
         kinds.insert(0, "fastapi")
@@ -641,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as root:
         ref = register(root, members, epochs=1 if smoke else 3)
         records = sample_records(200)
-        floor_us = floor(root, ref, records, repeats=50 if smoke else 1000)
+        floor_us: dict[str, Any] = dict(floor(root, ref, records, repeats=50 if smoke else 1000))
         student = None
         if any(CONTENDERS[k].student for k in kinds):
             student = register_student(root, ref, epochs=2 if smoke else STUDENT_EPOCHS)
@@ -655,15 +655,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_all(kinds, servers, ref, student, root, check)
             results = run_rounds(kinds, servers, bodies, n_requests, reps)
         finally:
-            for proc, _, _ in servers.values():
-                stop_server(proc)
+            stop_servers([proc for proc, _, _ in servers.values()])
     wall = time.perf_counter() - started
     table = report_table(results, members, floor_us, reps, n_requests)
     comparisons = compare(results)
     path = write_results(
-        "serve_load",
+        args.results_name,
         {"members": members, "requests_c32": n_requests, "reps": reps, "floor_us": floor_us,
-         "comparisons": comparisons, "skipped": skipped, "wall_s": wall,
+         "comparisons": comparisons, "wall_s": wall,
          "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
          "contenders": results,
          "definitions": {k: {"host": CONTENDERS[k].host, "settings": CONTENDERS[k].settings,

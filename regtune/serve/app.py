@@ -21,7 +21,18 @@ cluster for ``serve deploy``); only its sha256 reaches the replicas.
 The primary, canary and shadow live in one replica (one deployment): a
 request needs no hop between deployments, and the canary's disagreement
 with the primary is measured on the same records. The primary's forward
-passes are batched across concurrent requests with ``@serve.batch``.
+passes are batched across concurrent requests with ``@serve.batch`` (no
+wait by default; a lone request skips the batcher, see
+:mod:`regtune.serve.service`). Serve's per-request access log is off unless
+``access_log`` is set.
+
+With Serve's direct ingress (``RAY_SERVE_ENABLE_DIRECT_INGRESS=1``, or
+``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` which includes it, where Ray starts;
+:func:`request_direct_ingress` sets the latter and ``regtune serve`` calls it
+for the local Ray it starts) each replica also serves HTTP on its own port,
+on the proxy's host (127.0.0.1 by default); :func:`replica_urls` lists them.
+That path skips the proxy's hop and measured several times faster than the
+proxy (``benchmarks/serve_load.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from regtune.serve.settings import ServeSettings, parse_settings
 __all__ = [
     "DEPLOYMENT_NAME",
     "DIRECT_INGRESS_ENV",
+    "THROUGHPUT_ENV",
     "ModelServer",
     "build_app",
     "replica_urls",
@@ -57,6 +69,9 @@ __all__ = [
 DEPLOYMENT_NAME = "RegtuneModel"
 #: Ray Serve's switch for direct ingress (replicas serve HTTP on their own ports).
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
+#: Ray Serve's throughput-optimized mode: direct ingress, the app on the replica's
+#: main event loop, buffered request logs, gRPC between deployments.
+THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 #: Target names of replicas in Serve's target groups (proxies are named otherwise).
 REPLICA_TARGET = "SERVE_REPLICA"
 #: ``serve.batch`` needs values at decoration time; each replica resets them from its settings.
@@ -122,15 +137,17 @@ def start_http(host: str, port: int) -> None:
 
 
 def request_direct_ingress() -> None:
-    """Turn on Serve's direct ingress for the Ray this process starts next.
+    """Turn on Serve's throughput-optimized mode, direct ingress included, for the Ray
+    this process starts next.
 
-    Ray Serve reads ``RAY_SERVE_ENABLE_DIRECT_INGRESS`` when its controller and
+    Ray Serve reads ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` when its controller and
     replicas start, so this only works before ``ray.init`` starts a local Ray
     (a cluster joined with ``--address`` keeps its own setting). Each replica
-    then runs its own HTTP server (ports from 30000, on the proxy's host),
-    next to the proxy; requests sent there skip the proxy's hop.
+    then runs its own HTTP server (ports from 30000, on the proxy's host) next
+    to the proxy, and runs the app on its main event loop; requests sent to
+    the replica's port skip the proxy's hop.
     """
-    os.environ[DIRECT_INGRESS_ENV] = "1"
+    os.environ[THROUGHPUT_ENV] = "1"
 
 
 def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
@@ -154,7 +171,8 @@ def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
             for target in group.get("targets") or []
             if str(target.get("name", "")).startswith(REPLICA_TARGET)
         ]
-        if urls or os.environ.get(DIRECT_INGRESS_ENV) != "1" or time.monotonic() > deadline:
+        expected = any(os.environ.get(k) == "1" for k in (DIRECT_INGRESS_ENV, THROUGHPUT_ENV))
+        if urls or not expected or time.monotonic() > deadline:
             return urls
         time.sleep(0.1)
 

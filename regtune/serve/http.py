@@ -189,7 +189,11 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     )
     async def predict(name: str, request: Request) -> Response:
         """Predict raw records: ``{"instances": [...]}`` -> ``{"predictions": [...]}``."""
-        body = await _read_body(request, limit)
+        service.reading += 1  # a request on its way: the one before it does not run alone
+        try:
+            body = await _read_body(request, limit)
+        finally:
+            service.reading -= 1
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         return _json(await service.predict(name, body, rid))
 

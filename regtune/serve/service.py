@@ -18,11 +18,12 @@ temperatures), the decision (per-group thresholds) and feedback.
 
 With a batched forward, a request that is alone is not held for a batch:
 before its forward pass it yields to the event loop once, so requests that
-have already arrived catch up to the same point; if it is then still the only
-request waiting for a forward pass it runs the model directly, otherwise it
-joins the batch (``@serve.batch`` in :mod:`.app`). A lone request thus skips
-the batcher's queueing (about half a millisecond here) and concurrent
-requests are still batched.
+have already arrived catch up; if it is then the only request in the service
+(none other in :meth:`ModelService.predict`, and none whose body the HTTP
+layer is still reading, :attr:`ModelService.reading`) it runs the model
+directly, otherwise it joins the batch (``@serve.batch`` in :mod:`.app`). A
+lone request thus skips the batcher's queueing (0.4 to 1.4 ms per call
+measured on a loaded 2-core machine) while concurrent requests are batched.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ class ModelService:
         self.metrics = metrics or NoMetrics()
         self._batched = forward
         self._gauge_at = time.perf_counter()
-        self._waiting = 0  # requests between encoding and the end of their forward pass
+        self._active = 0  # requests inside predict()
+        #: Requests whose body the HTTP layer is still reading (it keeps this count).
+        self.reading = 0
         self.batches = 0
         self.batched_requests = 0
         self.lone_requests = 0
@@ -136,15 +139,11 @@ class ModelService:
         """The primary's probabilities: directly, or batched unless the request is alone."""
         if self._batched is None:
             return self.primary.probabilities(x, groups)
-        self._waiting += 1
-        try:
-            await asyncio.sleep(0)  # requests already received reach this point too
-            if self._waiting == 1:
-                self.lone_requests += 1
-                return self.primary.probabilities(x, groups)
-            return await self._batched((x, groups))
-        finally:
-            self._waiting -= 1
+        await asyncio.sleep(0)  # requests already received get as far as they can
+        if self._active + self.reading == 1:
+            self.lone_requests += 1
+            return self.primary.probabilities(x, groups)
+        return await self._batched((x, groups))
 
     def forward_batch(self, batch: Sequence[Rows]) -> list[np.ndarray]:
         """The primary on several requests' rows at once (what ``@serve.batch`` calls)."""
@@ -179,7 +178,11 @@ class ModelService:
             self.metrics.rejected(name, exc.status)
             raise
         groups = self.primary.groups(records)
-        probs = await self._forward(self.primary.encode(records), groups)
+        self._active += 1
+        try:
+            probs = await self._forward(self.primary.encode(records), groups)
+        finally:
+            self._active -= 1
         answered = self.primary
         answers = self.primary.answers(probs, groups)
         primary_labels = [a["label"] for a in answers]

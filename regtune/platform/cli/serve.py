@@ -7,6 +7,12 @@ FILE``) and exits: status 0 when the answer was a 200, 1 otherwise.
 ``--write-config FILE`` writes the equivalent Serve config file (for
 ``serve run`` / ``serve deploy``) and starts nothing.
 
+``--ingress direct`` (the default, when this command starts its own local
+Ray) turns on Serve's direct ingress: the replica also answers on its own
+port of the same host (printed as the "fast path"; ``--once`` uses it),
+skipping the proxy's hop; ``--port`` stays Serve's proxy, balanced over the
+replicas. ``--ingress proxy`` keeps the proxy only.
+
 Every bad value exits with status 2 naming the option or key, the value and
 what is allowed; a missing or tampered version is refused before Ray starts.
 """
