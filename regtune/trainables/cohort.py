@@ -56,6 +56,9 @@ __all__ = [
     "fusable",
     "fuse_key",
     "make_cohort",
+    "parse_members",
+    "preserved_rng",
+    "shared_dataset",
 ]
 
 EMPTY_COHORT = "a cohort needs at least one member; got 0 configurations"
