@@ -41,6 +41,7 @@ __all__ = [
     "parse_group_metric",
     "parse_reliability_name",
     "reliability_name",
+    "safe_group_name",
 ]
 
 #: Data splits a metric name may start with (``<split>_``).
@@ -106,6 +107,12 @@ def parse_reliability_name(name: str) -> ReliabilityMetric | None:
     if match is None:
         return None
     return ReliabilityMetric(match["split"] or "", int(match["slot"]), match["stat"])
+
+
+def safe_group_name(name: str) -> str:
+    """A metric-name-safe form of a group name (``African-American`` -> ``African_American``),
+    the rule of :func:`regtune.trainables.bootstrap.group_key` (without torch)."""
+    return re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_") or "group"
 
 
 def group_metric_name(split: str, stat: str, group: str, bound: str = "") -> str:

@@ -24,6 +24,7 @@ from regtune.trainables.metric_names import (
     GROUP_STATS,
     parse_group_metric,
     parse_reliability_name,
+    safe_group_name,
 )
 
 __all__ = [
@@ -90,18 +91,24 @@ def group_rate_columns(columns: Iterable[str]) -> list[GroupRate]:
         split = next((s for s in SPLIT_PREFERENCE if s in splits), None)
         if split is None:
             continue
+        # One entry per group: a group written in two spellings (the registry's
+        # test_positive_rate.Native-American and test_selection_rate_Native_American)
+        # keeps the one with an interval.
+        chosen: dict[str, GroupRate] = {}
         for group, column in splits[split]:
             low, high = f"{column}{CI_LOW}", f"{column}{CI_HIGH}"
-            out.append(
-                GroupRate(
-                    split,
-                    stat,
-                    group,
-                    column,
-                    low if low in present else None,
-                    high if high in present else None,
-                )
+            rate = GroupRate(
+                split,
+                stat,
+                group,
+                column,
+                low if low in present else None,
+                high if high in present else None,
             )
+            key = safe_group_name(group)
+            if key not in chosen or (chosen[key].low is None and rate.low is not None):
+                chosen[key] = rate
+        out += chosen.values()
     return out
 
 

@@ -14,13 +14,14 @@ from regtune.platform.analysis.columns import (
     reliability_columns,
 )
 from regtune.platform.registry.evaluation import group_rates as registry_group_rates
-from regtune.trainables.bootstrap import fairness_intervals
+from regtune.trainables.bootstrap import fairness_intervals, group_key
 from regtune.trainables.metric_names import (
     GroupMetric,
     ReliabilityMetric,
     parse_group_metric,
     parse_reliability_name,
     reliability_name,
+    safe_group_name,
 )
 from regtune.trainables.metrics import group_accuracy, reliability_metrics
 
@@ -100,7 +101,20 @@ def test_what_the_writers_write_parses() -> None:
         "Female": "test_positive_rate.Female",
         "Native-American": "test_positive_rate.Native-American",
     }
-    assert group_rate_columns(registry)[0].low is None  # the registry writes no interval
+    assert group_rate_columns(registry)[0].low is None  # no interval in that spelling
+    # A registry version writes both spellings; each group is shown once, with its interval.
+    both = group_rate_columns([*registry, *boot])
+    positive = [r for r in both if r.stat == "positive_rate"]
+    assert [(r.group, r.value, r.low) for r in positive] == [
+        ("Female", "test_selection_rate_Female", "test_selection_rate_Female_ci_low"),
+        (
+            "Native_American",
+            "test_selection_rate_Native_American",
+            "test_selection_rate_Native_American_ci_low",
+        ),
+    ]
+    for name in ("African-American", "  Asian/Pac Islander ", "---", "Male"):
+        assert safe_group_name(name) == group_key(name)
     assert found["test_acc"]["Native_American"] == "test_acc_Native_American"
     rates = {(r.stat, r.group): r for r in group_rate_columns(columns)}
     tpr = rates[("tpr", "Female")]
