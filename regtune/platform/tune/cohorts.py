@@ -8,10 +8,15 @@ of up to ``fuse`` members trained as one batched model.
 
 :class:`CohortManager` (one per sweep, no resources) forms the cohorts:
 member trials that ask for their first epoch within
-:data:`FORMATION_WINDOW_S` of each other, up to ``fuse`` of them, become one
-cohort; a trial restored from a checkpoint joins like any other and its
-member continues from that state. A worker is killed once every member has
-left, which frees its CPUs for the next cohort.
+:data:`FORMATION_WINDOW_S` of each other, up to ``fuse`` of them, form a
+group; a trial restored from a checkpoint joins like any other and its
+member continues from that state. A group gets an idle worker, or a new one
+while the cluster has a free slot, or else joins the least loaded worker,
+whose live members and the newcomers are then repacked into one cohort
+(each member moves with its exact state). So early stopping never leaves a
+worker holding a CPU for one straggler while new trials wait. A worker
+whose members all left is kept for the next group (or ended when a new
+worker waits for its CPUs).
 
 The barrier (the one place that could deadlock): a cohort trains an epoch
 when every *live* member has asked for it, then answers each its own
@@ -58,11 +63,11 @@ __all__ = [
     "write_state_files",
 ]
 
-#: Seconds a forming cohort waits for more members after its first one asked
-#: (it starts at once when ``fuse`` members have asked). Tune starts the
-#: member trials of a batch within about a second of each other once their
-#: (reused) actors are up.
-FORMATION_WINDOW_S = 1.0
+#: Seconds a forming group waits for more members after its first one asked
+#: (it starts at once when ``fuse`` members have asked). Trials that replace
+#: members stopped at one rung start within a fraction of a second of each
+#: other once their (reused) actors are up.
+FORMATION_WINDOW_S = 0.5
 #: Seconds a cohort waits for a live member that does not ask for its next
 #: epoch before parking it (see the module docstring). A safety net: Tune's
 #: own status changes normally take a member out well before.
@@ -158,17 +163,35 @@ class CohortWorker:
         Raises:
             RuntimeError: a member of the previous cohort is still waiting.
         """
-        from regtune.trainables.cohort import make_cohort
-
         if getattr(self, "_waiting", None):
             raise RuntimeError(f"members still waiting: {sorted(self._waiting)}")
-        self._configs = {tid: dict(cfg) for tid, (cfg, _) in members.items()}
-        cohort = make_cohort(self._configs, dataset=self._dataset)
-        self._engines: list[Any] = [cohort]
-        self._owner: dict[str, Any] = dict.fromkeys(members, cohort)
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._owner: dict[str, Any] = {}
         self._live: set[str] = set()
         self._rereport: dict[str, dict[str, Any]] = {}
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._parked: set[str] = set()
+        self.add(members)
+
+    def add(self, members: Mapping[str, tuple[dict[str, Any], StateFiles | None]]) -> None:
+        """Members join between two epochs: they and every live member are
+        repacked into one new cohort (each live member moves with its exact
+        state), so newcomers fuse with the members already training."""
+        from regtune.trainables.cohort import make_cohort
+
+        moving = {tid: self._owner[tid].state_dict(tid) for tid in sorted(self._live)}
+        for tid, (cfg, _) in members.items():
+            self._configs[tid] = dict(cfg)
+        cohort = make_cohort(
+            {tid: self._configs[tid] for tid in [*moving, *members]}, dataset=self._dataset
+        )
+        for tid, state in moving.items():
+            self._owner[tid].drop(tid)
+            cohort.load_state_dict(tid, state, source=f"trial {tid}")
+            self._owner[tid] = cohort
         for tid, (_, files) in members.items():
+            self._owner[tid] = cohort
+            self._parked.discard(tid)
             if files is not None:
                 cohort.load_state_dict(tid, _files_to_state(files), source=f"trial {tid}")
             if cohort.should_stop(tid):
@@ -176,8 +199,6 @@ class CohortWorker:
                 self._rereport[tid] = self._final_row(tid, last=True)
             else:
                 self._live.add(tid)
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._parked: set[str] = set()
 
     # -- the barrier ------------------------------------------------------------
 
@@ -246,7 +267,9 @@ class CohortWorker:
         started = time.perf_counter()
         try:
             rows: dict[str, dict[str, float]] = {}
-            for engine in self._engines:
+            # Only cohorts holding a live member train (one object may own many).
+            engines = {id(self._owner[t]): self._owner[t] for t in sorted(self._live)}
+            for engine in engines.values():
                 rows.update(engine.run_epoch())
             out: dict[str, dict[str, Any]] = {}
             for tid in waiting:
@@ -288,16 +311,9 @@ class CohortWorker:
             self._parked.add(tid)
 
     def _revive(self, tid: str) -> None:
-        """A parked member asked again: it continues from its state, alone."""
-        from regtune.trainables.cohort import make_cohort
-
+        """A parked member asked again: it rejoins the live members from its state."""
         state = self._owner[tid].state_dict(tid)
-        solo = make_cohort({tid: self._configs[tid]}, dataset=self._dataset)
-        solo.load_state_dict(tid, state, source=f"trial {tid}")
-        self._engines.append(solo)
-        self._owner[tid] = solo
-        self._parked.discard(tid)
-        self._live.add(tid)
+        self.add({tid: (self._configs[tid], _state_to_files(state))})
 
 
 class _Forming:
@@ -426,9 +442,16 @@ class CohortManager:
 
     async def _ready_worker(self, group: _Forming) -> None:
         try:
+            busy = sorted(self._members_of.items(), key=lambda item: len(item[1]))
             if self._idle:
                 worker = self._idle.pop()
                 await worker.reset.remote(group.members)
+            elif busy and len(self._members_of) + self._creating >= self._slots:
+                # Every slot has a worker: join the least loaded one (its live
+                # members and these are repacked into one cohort) rather than
+                # wait for CPUs that a straggling member would hold.
+                worker = busy[0][0]
+                await worker.add.remote(group.members)
             else:
                 self._creating += 1
                 try:
@@ -454,11 +477,11 @@ class CohortManager:
         joined = set(group.members) - group.gone
         for tid in group.gone:
             worker.leave.remote(tid)
-        self._members_of[worker] = joined
+        self._members_of.setdefault(worker, set()).update(joined)
         for tid in joined:
             self._where[tid] = worker
         self.sizes.append(len(group.members))
-        if not joined:
+        if not self._members_of[worker]:
             self._release(worker)
 
     def _release(self, worker: Any) -> None:

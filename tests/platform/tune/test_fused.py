@@ -131,6 +131,20 @@ def test_an_absent_member_is_parked_after_the_timeout_and_continues_alone(
     _close(row_b1, _solo_rows(digits, b, 1)[0])
 
 
+def test_newcomers_are_repacked_with_the_live_members_exactly(digits: Dataset) -> None:
+    # ASHA stopped b; the trial that replaces it joins a's worker between epochs.
+    a, c = _config(0.01), _config(0.03, seed=2)
+    worker = _worker(digits, {"a": (a, None), "b": (_config(0.05, seed=1), None)})
+    _steps(worker, "a", "b")
+    worker.leave("b")
+    worker.add({"c": (c, None)})
+    row_a2, row_c1 = _steps(worker, "a", "c")
+    assert (row_a2["epoch"], row_c1["epoch"]) == (2.0, 1.0)
+    assert row_a2[COHORT_SIZE] == row_c1[COHORT_SIZE] == 2.0
+    _close(row_a2, _solo_rows(digits, a, 2)[1])
+    _close(row_c1, _solo_rows(digits, c, 1)[0])
+
+
 def test_a_finished_member_reports_its_test_metrics_and_done(digits: Dataset) -> None:
     worker = _worker(digits, {"a": (_config(0.01, epochs=1), None), "b": (_config(0.05), None)})
     row_a, row_b = _steps(worker, "a", "b")
@@ -200,6 +214,18 @@ def test_cohort_slots_and_member_limit() -> None:
 
 
 # -- a real fused sweep -----------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_a_cohort_bigger_than_the_cluster_is_refused(ray_local: None, digits: Dataset) -> None:
+    from regtune.errors import SpecError
+    from regtune.platform.tune.fused import start_fused
+
+    # ray_local declares 2 CPUs and 1 GPU: a worker could never start.
+    with pytest.raises(SpecError, match=r"resources\.cpu: a cohort worker needs 4"):
+        start_fused(digits, fuse=2, cpu=4, gpu=0)
+    with pytest.raises(SpecError, match=r"resources\.gpu: a cohort worker needs 2"):
+        start_fused(digits, fuse=2, cpu=1, gpu=2)
 
 
 @pytest.mark.ray
