@@ -18,13 +18,13 @@ covers only the resamples where it is present).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from regtune.errors import DataError
+from regtune.trainables.metric_names import safe_group_name
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -55,7 +55,7 @@ BAD_RESAMPLES = "n_resamples must be a positive integer; got {n!r}"
 
 def group_key(name: str) -> str:
     """A metric-name-safe form of a group name (``African-American`` -> ``African_American``)."""
-    return re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_") or "group"
+    return safe_group_name(name)
 
 
 def _indicators(y_true: Tensor, y_pred: Tensor, s: Tensor, n_groups: int) -> Tensor:
