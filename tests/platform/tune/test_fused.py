@@ -239,10 +239,11 @@ def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_pa
             "name": "fused",
             "dataset": "digits",
             "model": {"arch": "mlp", "width": 16, "depth": 1},
-            # From hopeless to good: ASHA stops some members at a rung.
+            # From good to hopeless, in the order the trials start and report:
+            # at a rung the later, worse members fall below ASHA's cutoff.
             "training": {
                 "batch_size": 256,
-                "lr": {"grid": [0.0003, 0.003, 0.03, 0.3]},
+                "lr": {"grid": [0.05, 0.01, 0.002, 0.0003]},
                 "robust_every": 0,
             },
             "penalties": {"l2": 1e-4},
