@@ -22,9 +22,10 @@ gradient (``bmm``) sums in another order than the solo's ``mm`` for some
 shapes, so metrics agree to about 1e-5 relative after a few epochs (tested
 per regularizer to 1e-4, see docs/fused.md).
 
-Robust accuracy (PGD on validation, ``training.robust_every``) runs per
-member on its own copy of the model and generator, exactly as solo: it is
-not batched. ``finish`` hands the member to a solo ``Trainer`` restored
+Robust accuracy (PGD on validation, ``training.robust_every``) is batched
+too: the members due at an epoch that share ``robust_steps`` and
+``robust_samples`` attack together, each from its own generator with its
+own ``robust_eps``. ``finish`` hands the member to a solo ``Trainer`` restored
 from :meth:`FusedCohort.state_dict` (calibration, post-processing, test
 scores are the solo code).
 """
@@ -64,7 +65,11 @@ from regtune.trainables.loop import (
     resolve_device,
 )
 from regtune.trainables.models import build_model
-from regtune.trainables.penalties import weight_penalty_coefficients
+from regtune.trainables.penalties import (
+    feature_mask,
+    random_uniform_like,
+    weight_penalty_coefficients,
+)
 
 __all__ = ["FusedCohort"]
 
@@ -88,6 +93,11 @@ def _why_not(cfg: TrainConfig) -> str:
     if p.adversarial.method != "none" and p.adversarial.eps > 0:
         return f"penalties.adversarial.method {p.adversarial.method!r}"
     return f"penalties.fairness.method {p.fairness.method!r} trains with a fairness term"
+
+
+def _col(values: list[float], device: torch.device) -> Tensor:
+    """Python doubles -> a float32 ``(K, 1, 1)`` column (cast once, as torch casts scalars)."""
+    return torch.tensor(values, dtype=torch.float64).float().to(device)[:, None, None]
 
 
 def _check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
@@ -530,11 +540,16 @@ class FusedCohort:
             # With a fairness bound the constraint decides which weights are kept.
             if (kept is None and best) or (kept is not None and kept.epoch == m.epoch):
                 m.best_state = self._state_of(self._flat[k])
-            if self._robust_due(m):
-                m.robust = (self._robust_accuracy(m, self._flat[k], "val"), m.epoch)
+            rows[mid] = row
+        # Robust accuracy last, as solo (after early stopping knows the last epoch).
+        due = [k for k, mid in enumerate(self._ids) if self._robust_due(self._m[mid])]
+        for k, value in self._robust_accuracies(due, "val").items():
+            m = self._m[self._ids[k]]
+            m.robust = (value, m.epoch)
+        for mid, row in rows.items():
+            m = self._m[mid]
             if m.robust is not None:
                 row["robust_acc"], row["robust_acc_epoch"] = m.robust[0], float(m.robust[1])
-            rows[mid] = row
         elapsed = time.perf_counter() - started
         for row in rows.values():
             row["epoch_time_s"] = elapsed / len(rows)
@@ -564,23 +579,63 @@ class FusedCohort:
         every = m.cfg.training.robust_every
         return every > 0 and (m.epoch == 1 or m.epoch % every == 0 or m.should_stop)
 
-    def _robust_accuracy(self, m: _Member, flat: Tensor, split: str) -> float:
-        """``Trainer.robust_accuracy`` on the member's own model copy and generator."""
-        t = m.cfg.training
-        x, y, _ = self._tensors[split]
-        model = self._load_shell(m, flat)
-        model.train()
-        return attacks.robust_accuracy(
-            model,
-            x[: t.robust_samples],
-            y[: t.robust_samples],
-            eps=t.robust_eps,
-            steps=t.robust_steps,
-            mask=self._mask,
-            bounds=self.dataset.bounds,
-            generator=m.generator,
-            batch_size=EVAL_BATCH,
-        )
+    def _robust_accuracies(self, rows: list[int], split: str) -> dict[int, float]:
+        """``Trainer.robust_accuracy`` of the batch members at ``rows``, batched.
+
+        Members sharing ``robust_steps`` and ``robust_samples`` run one PGD
+        together; each draws its random starts from its own generator and
+        has its own ``robust_eps``, so each is its solo attack.
+        """
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k in rows:
+            t = self._m[self._ids[k]].cfg.training
+            groups.setdefault((t.robust_steps, t.robust_samples), []).append(k)
+        out: dict[int, float] = {}
+        for (steps, samples), ks in groups.items():
+            out.update(zip(ks, self._pgd_accuracy(ks, steps, samples, split), strict=True))
+        return out
+
+    def _pgd_accuracy(self, ks: list[int], steps: int, samples: int, split: str) -> list[float]:
+        """``attacks.robust_accuracy`` (eval mode, one restart) for rows ``ks``."""
+        members = [self._m[self._ids[k]] for k in ks]
+        x_all, y_all, _ = self._tensors[split]
+        x_all, y_all = x_all[:samples], y_all[:samples]
+        n = x_all.shape[0]
+        layers = self._layers(self._flat[torch.tensor(ks, device=self.device)])
+        eps_values = [m.cfg.training.robust_eps for m in members]
+        eps = _col(eps_values, self.device)
+        alpha = _col([attacks.PGD_STEP_FACTOR * e / steps for e in eps_values], self.device)
+        mask = feature_mask(x_all, self._mask)
+        bounds = self.dataset.bounds
+
+        def project(delta: Tensor, x: Tensor) -> Tensor:
+            if bounds is not None:
+                delta = (x + delta).clamp(bounds[0], bounds[1]) - x
+            delta = torch.clamp(delta, min=-eps, max=eps)
+            return delta if mask is None else delta * mask
+
+        correct = torch.zeros(len(ks), device=self.device)
+        for start in range(0, n, EVAL_BATCH):
+            xb, yb = x_all[start : start + EVAL_BATCH], y_all[start : start + EVAL_BATCH]
+            x = xb.expand(len(ks), -1, -1)
+            labels = yb.expand(len(ks), -1).unsqueeze(2)
+            u = torch.stack([random_uniform_like(xb, m.generator) for m in members])
+            delta = project((2.0 * u - 1.0) * eps, x)
+            for _ in range(steps):
+                d = delta.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    logp = F.log_softmax(self._forward(layers, x + d, None), dim=2)
+                    (grad,) = torch.autograd.grad(-logp.gather(2, labels).sum(), d)
+                delta = project(delta + alpha * grad.sign(), x)
+            x_adv = x + delta
+            if bounds is not None:
+                x_adv = x_adv.clamp(bounds[0], bounds[1])
+            if mask is not None:
+                x_adv = torch.where(mask > 0, x_adv, x)
+            with torch.no_grad():
+                pred = self._forward(layers, x_adv, None).argmax(dim=2)
+            correct += (pred == yb).sum(dim=1)
+        return [c / n for c in correct.tolist()]
 
     # -- the Cohort protocol -----------------------------------------------------------
 

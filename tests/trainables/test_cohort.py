@@ -132,6 +132,22 @@ def test_fused_member_equals_its_solo_run(
         assert test[key] == pytest.approx(value, rel=RTOL, abs=1e-5, nan_ok=True), key
 
 
+def test_batched_robust_accuracy_equals_each_members_solo_attack(small: Dataset) -> None:
+    robust = {"training.robust_every": 1, "training.robust_samples": 40, "training.robust_steps": 3}
+    configs = {
+        "eps_small": _cfg(**robust, **{"training.robust_eps": 0.05, "model.dropout": 0.2}),
+        "eps_large": _cfg(**robust, **{"training.robust_eps": 0.2, "training.seed": 1}),
+        "more_steps": _cfg(**{**robust, "training.robust_steps": 4, "training.seed": 2}),
+    }
+    epochs = _run(FusedCohort(configs, dataset=small))
+    for member, cfg in configs.items():
+        solo = _solo(cfg, small)
+        _assert_rows_close([rows[member] for rows in epochs], solo.history)
+        assert [rows[member]["robust_acc"] for rows in epochs] == [
+            r["robust_acc"] for r in solo.history
+        ]
+
+
 def test_sgd_members_with_momentum_and_schedules_equal_solo(small: Dataset) -> None:
     sgd = {"training.optimizer": "sgd", "training.lr": 0.05}
     configs = {
