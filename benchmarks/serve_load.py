@@ -43,7 +43,7 @@ the forward of a 32-row batch.
 Caveats: 2 cores shared by the servers and the load generator (and, when this
 was run, other engineers' jobs), so absolute numbers are pessimistic and noisy.
 
-    python -m benchmarks.serve_load [--smoke-test] [--members 3] [--requests 1000] [--reps 3]
+    python -m benchmarks.serve_load [--smoke-test] [--members 3] [--requests 800] [--reps 5]
 """
 
 from __future__ import annotations
@@ -78,9 +78,15 @@ CONCURRENCY = (1, 32)
 #: never held; under load a batch is whatever queued during the previous forward.
 SHIPPED: dict[str, Any] = {}
 #: What ``regtune serve`` sets for a local Ray (regtune.serve.app.request_direct_ingress).
-FAST = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+FAST = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+}
 #: Direct ingress alone (the app on its own thread, as Serve does by default).
-DIRECT = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
+DIRECT = {
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -513,24 +519,28 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def paired_ratio(results: dict[str, Any], a: str, b: str, level: str, key: str) -> float | None:
+    """Median over rounds of ``a``'s ``key`` over ``b``'s in the same round (rounds are
+    interleaved, so each pair saw about the same machine load); None if either is missing."""
+    try:
+        pairs = zip(results[a][level]["rounds"], results[b][level]["rounds"], strict=True)
+        return float(statistics.median(x[key] / y[key] for x, y in pairs))
+    except (KeyError, ZeroDivisionError, ValueError):
+        return None
+
+
 def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each Serve contender against ``fastapi`` (the goals), and the two design questions."""
     out: dict[str, dict[str, Any]] = {}
-
-    def ratio(a: str, b: str, level: str, key: str) -> float | None:
-        try:
-            return float(results[a][level][key]) / float(results[b][level][key])
-        except (KeyError, ZeroDivisionError):
-            return None
-
     for kind in results:
         if kind == "fastapi" or "fastapi" not in results:
             continue
-        rps = ratio(kind, "fastapi", "c32", "rps")
+        rps = paired_ratio(results, kind, "fastapi", "c32", "rps")
         p50 = results[kind]["c1"]["p50_ms"]
         out[f"{kind}_vs_fastapi"] = {
             "c32_rps_ratio": rps,
             "c1_p50_ms": p50,
+            "c1_p50_ratio": paired_ratio(results, kind, "fastapi", "c1", "p50_ms"),
             "goal_c32_rps_ratio_met": rps is not None and rps >= 0.5,
             "goal_c1_p50_met": p50 <= 3.0,
         }
@@ -541,8 +551,8 @@ def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for key, (a, b) in pairs.items():
         if a in results and b in results:
             out[key] = {
-                "c32_rps_ratio": ratio(a, b, "c32", "rps"),
-                "c1_p50_ratio": ratio(a, b, "c1", "p50_ms"),
+                "c32_rps_ratio": paired_ratio(results, a, b, "c32", "rps"),
+                "c1_p50_ratio": paired_ratio(results, a, b, "c1", "p50_ms"),
             }
     return out
 
@@ -611,9 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke-test", action="store_true")
     parser.add_argument("--members", type=int, default=3, help="Ensemble members served.")
-    parser.add_argument("--requests", type=int, default=1000,
+    parser.add_argument("--requests", type=int, default=800,
                         help="Requests per round at concurrency 32 (a quarter at 1).")  # fmt: skip
-    parser.add_argument("--reps", type=int, default=3, help="Interleaved rounds (medians).")
+    parser.add_argument("--reps", type=int, default=5, help="Interleaved rounds (medians).")
     parser.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                         help=f"Comma-separated, from: {', '.join(CONTENDERS)}.")  # fmt: skip
     parser.add_argument("--results-name", default="serve_load",
@@ -687,12 +697,11 @@ def report_table(results: dict[str, Any], members: int, floor_us: dict[str, Any]
                  n_requests: int) -> str:  # fmt: skip
     """The markdown table (medians over rounds) and the notes under it."""
     rows = []
-    base = results.get("fastapi", {}).get("c32", {}).get("rps")
     for kind, r in results.items():
+        ratio = paired_ratio(results, kind, "fastapi", "c32", "rps")
         rows.append([
             kind, r["c1"]["p50_ms"], r["c1"]["p99_ms"], r["c1"]["rps"], r["c32"]["rps"],
-            r["c32"]["p50_ms"], r["c32"]["p99_ms"],
-            (r["c32"]["rps"] / base) if base else float("nan"),
+            r["c32"]["p50_ms"], r["c32"]["p99_ms"], ratio if ratio is not None else "-",
             (r.get("batching") or {}).get("mean_batch_requests") or "-",
         ])  # fmt: skip
     headers = ["endpoint", "c1 p50 ms", "c1 p99 ms", "c1 req/s", "c32 req/s", "c32 p50 ms",
@@ -700,7 +709,9 @@ def report_table(results: dict[str, Any], members: int, floor_us: dict[str, Any]
     table = markdown_table(headers, rows)
     table += (
         f"\n\nMedians over {reps} interleaved rounds ({n_requests} requests at concurrency 32, "
-        f"{max(32, n_requests // 4)} at 1, per round). Model: {members}-member digits MLP "
+        f'{max(32, n_requests // 4)} at 1, per round); "c32 vs fastapi" is the median of '
+        "the per-round ratios (each round loads the contenders back to back). "
+        f"Model: {members}-member digits MLP "
         "ensemble (width 256, depth 2), one record per request. In-process floor: "
         f"{floor_us['request_us']:.0f} us per request (validate, encode, forward, format), "
         f"forward {floor_us['forward_1_us']:.0f} us for 1 row and "

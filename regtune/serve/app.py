@@ -57,6 +57,7 @@ from regtune.serve.settings import ServeSettings, parse_settings
 __all__ = [
     "DEPLOYMENT_NAME",
     "DIRECT_INGRESS_ENV",
+    "FAST_INGRESS_ENV",
     "THROUGHPUT_ENV",
     "ModelServer",
     "build_app",
@@ -72,6 +73,8 @@ DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
 #: Ray Serve's throughput-optimized mode: direct ingress, the app on the replica's
 #: main event loop, buffered request logs, gRPC between deployments.
 THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
+#: What :func:`request_direct_ingress` puts in the environment (unless already set).
+FAST_INGRESS_ENV = {THROUGHPUT_ENV: "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
 #: Target names of replicas in Serve's target groups (proxies are named otherwise).
 REPLICA_TARGET = "SERVE_REPLICA"
 #: ``serve.batch`` needs values at decoration time; each replica resets them from its settings.
@@ -145,9 +148,12 @@ def request_direct_ingress() -> None:
     (a cluster joined with ``--address`` keeps its own setting). Each replica
     then runs its own HTTP server (ports from 30000, on the proxy's host) next
     to the proxy, and runs the app on its main event loop; requests sent to
-    the replica's port skip the proxy's hop.
+    the replica's port skip the proxy's hop. A stopping replica drains for 1 s
+    instead of Serve's 30 (that wait is for external load balancers to drop
+    it). Values already in the environment are kept.
     """
-    os.environ[THROUGHPUT_ENV] = "1"
+    for key, value in FAST_INGRESS_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
@@ -157,9 +163,12 @@ def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
     up to ``timeout_s`` when direct ingress is on.
     """
     # Serve's public API does not expose target groups yet; its client does.
+    import ray
     from ray.serve.context import _get_global_client
 
-    client = _get_global_client()
+    if not ray.is_initialized():  # the client would start a Ray of its own
+        return []
+    client = _get_global_client(raise_if_no_controller_running=False)
     if client is None:  # Serve is not running here
         return []
     deadline = time.monotonic() + timeout_s

@@ -344,3 +344,16 @@ def test_serve_metrics_reach_prometheus_format(served: Served, client: httpx.Cli
     ]
     assert predicted and all(float(line.rsplit(" ", 1)[1]) >= 1 for line in predicted)
     assert any('status="400"' in line for line in lines if "rejected_total{" in line)
+
+
+def test_replica_urls_list_only_replicas(served: Served, client: httpx.Client) -> None:
+    """Without direct ingress Serve's target groups hold its proxy, which is no replica."""
+    from ray.serve.context import _get_global_client
+
+    from regtune.serve.app import replica_urls
+
+    serve_client = _get_global_client()
+    assert serve_client is not None
+    details = serve_client.get_serve_details()
+    assert any(group["targets"] for group in details["target_groups"])  # the proxy's
+    assert replica_urls("main", timeout_s=0.0) == []

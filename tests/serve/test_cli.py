@@ -41,6 +41,7 @@ def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
         (["--set", "nonsense"], "expected key=value"),
         (["--canary", "9"], "no version 9"),
         (["--shadow", "1"], "shadow is the primary version itself"),
+        (["--ingress", "sideways"], "--ingress"),
     ]
     for extra, words in cases:
         result = runner.invoke(app, base + extra)
