@@ -79,9 +79,18 @@ NOT_FUSABLE = (
 )
 MIXED_GROUP = (
     "the members of one fused cohort must share the dataset, device, architecture "
-    "shape (arch, width, depth), batch size and optimizer family; {a!r} has {ka}, "
-    "{b!r} has {kb}. Partition them with fusable() or use make_cohort()."
+    "shape (arch, width, depth), batch size and optimizer family; {a!r} has ({ka}), "
+    "{b!r} has ({kb}). Partition them with fusable() or use make_cohort()."
 )
+
+
+def _describe(key: tuple[Any, ...] | None) -> str:
+    """A fuse key without its dataset, in words."""
+    if key is None:
+        return "no fuse key"
+    _, device, shape, batch_size, family = key
+    arch = shape[0] if len(shape) == 1 else f"{shape[0]} width {shape[1]} depth {shape[2]}"
+    return f"device {device}, {arch}, batch_size {batch_size}, optimizer {family}"
 
 
 def _why_not(cfg: TrainConfig) -> str:
@@ -175,20 +184,18 @@ class FusedCohort:
     ) -> None:
         parsed = parse_members(configs)
         first_id = next(iter(parsed))
-        first_key = fuse_key(parsed[first_id], device)
         for mid, cfg in parsed.items():
-            key = fuse_key(cfg, device)
-            if key is None:
+            if fuse_key(cfg, device) is None:
                 raise SpecError(NOT_FUSABLE.format(mid=mid, why=_why_not(cfg)))
+        first_key = fuse_key(parsed[first_id], device)
         ds = shared_dataset(parsed, dataset)
         for cfg in parsed.values():
             _check_dataset_fits(cfg, ds)
         for mid, cfg in parsed.items():
             key = fuse_key(cfg, device)
             if key != first_key:
-                raise SpecError(
-                    MIXED_GROUP.format(a=first_id, ka=first_key[1:], b=mid, kb=key[1:])  # type: ignore[index]
-                )
+                a, b = _describe(first_key), _describe(key)
+                raise SpecError(MIXED_GROUP.format(a=first_id, ka=a, b=mid, kb=b))
         cfg0 = parsed[first_id]
         self.dataset = ds
         self.device = (
