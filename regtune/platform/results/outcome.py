@@ -34,7 +34,10 @@ class TrialSummary:
 
     ``params`` are the sampled values (dotted key path -> value), ``config``
     the whole nested training config; ``metrics`` are the platform metrics
-    of the last reported epoch only (no config, no Ray bookkeeping), and
+    of the last reported epoch only (no config, no Ray bookkeeping; a NaN
+    value is left out, as the stored trial table cannot tell it from a metric
+    the trial never reported, so a summary from Tune equals one rebuilt from
+    disk), and
     ``objectives`` the spec's objectives among them (NaN when missing).
     ``run_info`` keeps Tune's bookkeeping of that result
     (``iterations_since_restore``, ``pid``, ...) when the outcome came from
@@ -231,7 +234,9 @@ def _objectives(spec: SweepSpec, metrics: Mapping[str, Any]) -> dict[str, float]
 
 
 def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A Tune result dict as (platform metrics, Tune's bookkeeping); the config is in neither."""
+    """A Tune result dict as (platform metrics, Tune's bookkeeping); the config is in neither.
+
+    NaN metrics are left out (see :class:`TrialSummary`)."""
     metrics: dict[str, Any] = {}
     info: dict[str, Any] = {}
     for key, value in result.items():
@@ -240,7 +245,8 @@ def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
         if key in NOT_METRICS or isinstance(value, (bool, str)) or value is None:
             info[key] = value
         elif isinstance(value, (int, float)):
-            metrics[key] = float(value)
+            if not math.isnan(value):
+                metrics[key] = float(value)
         else:
             info[key] = value
     return metrics, info

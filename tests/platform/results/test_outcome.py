@@ -56,3 +56,13 @@ def test_to_dict_is_plain_json_with_what_the_cli_printed(tmp_path: Path) -> None
     assert data["results"] == f"{exp}/results"
     assert json.loads(text) == data
     assert {t["trial_id"]: t["degenerate"] for t in data["trials"]}["t4"] is True
+
+
+def test_a_tune_result_leaves_nan_metrics_out_as_the_stored_table_does() -> None:
+    from regtune.platform.results.outcome import split_result
+
+    metrics, info = split_result(
+        {"val_acc": 0.9, "test_reliability.b03.conf": float("nan"), "pid": 7, "config": {}}
+    )
+    assert metrics == {"val_acc": 0.9}
+    assert info == {"pid": 7}
