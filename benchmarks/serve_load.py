@@ -18,8 +18,8 @@ validation, encoding, drift window, feedback bookkeeping, metrics, JSON), on
   2 ms), ``serve-direct-nobatch`` (``max_batch_size=1``),
   ``serve-direct-access-log`` (Serve's per-request access log on),
   ``serve-direct-own-thread`` (``RAY_SERVE_ENABLE_DIRECT_INGRESS=1`` alone:
-  the app on its own thread, Serve's default), ``serve-direct-2replicas``
-  (two replicas, requests to the first one's port),
+  the app on its own thread, Serve's default), ``serve-proxy-2replicas``
+  (two replicas behind the proxy, which balances them),
   ``serve-direct-torch-threads`` (torch's default thread count),
   ``serve-composed`` (one deployment per ensemble member behind
   ``DeploymentHandle``s, via the proxy; the shipped app keeps all members in
@@ -116,7 +116,7 @@ CONTENDERS: dict[str, Contender] = {
     "serve-direct-nobatch": Contender("serve", {"max_batch_size": 1}, FAST, "direct"),
     "serve-direct-access-log": Contender("serve", {"access_log": True}, FAST, "direct"),
     "serve-direct-own-thread": Contender("serve", SHIPPED, DIRECT, "direct"),
-    "serve-direct-2replicas": Contender("serve", {"num_replicas": 2}, FAST, "direct"),
+    "serve-proxy-2replicas": Contender("serve", {"num_replicas": 2}),
     "serve-direct-torch-threads": Contender("serve", {"torch_threads": None}, FAST, "direct"),
     "serve-composed": Contender("composed", SHIPPED),
     "student-direct": Contender("serve", SHIPPED, FAST, "direct", student=True),
