@@ -19,6 +19,11 @@ from benchmarks.common import RESULTS_DIR
 BENCHMARKS = (
     ("trainables_speed", "Training-loop throughput", "regtune's Trainer vs a bare torch loop"),
     (
+        "cohort_speed",
+        "Fused cohorts",
+        "K members trained as one batched model vs one Trainer after another (digits/Adult MLP)",
+    ),
+    (
         "trainables_robustness",
         "Digits: accuracy and adversarial robustness",
         "FGSM-RS vs PGD-7 and TRADES training, scored by torchattacks AutoAttack + PGD-50",

@@ -19,6 +19,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from regtune.trainables.catalog import BUILTIN_DATASETS
     from regtune.trainables.checkpoint import load_tree, save_tree
+    from regtune.trainables.cohort import Cohort, fusable, make_cohort
     from regtune.trainables.config import METRIC_MODES, TrainConfig, parse_train_config
     from regtune.trainables.data import Dataset, Split, load_dataset
     from regtune.trainables.loop import RunResult, Trainer, train
@@ -29,6 +30,7 @@ if _typing.TYPE_CHECKING:
 __all__ = [
     "BUILTIN_DATASETS",
     "METRIC_MODES",
+    "Cohort",
     "Dataset",
     "FeatureSchema",
     "RunResult",
@@ -37,8 +39,10 @@ __all__ = [
     "Trainer",
     "build_model",
     "check_data_file",
+    "fusable",
     "load_dataset",
     "load_tree",
+    "make_cohort",
     "parse_train_config",
     "save_tree",
     "train",
@@ -48,6 +52,7 @@ __all__ = [
 _HOMES = {
     "BUILTIN_DATASETS": "catalog",
     "METRIC_MODES": "config",
+    "Cohort": "cohort",
     "Dataset": "data",
     "FeatureSchema": "schema",
     "RunResult": "loop",
@@ -56,8 +61,10 @@ _HOMES = {
     "Trainer": "loop",
     "build_model": "models",
     "check_data_file": "sources",
+    "fusable": "cohort",
     "load_dataset": "data",
     "load_tree": "checkpoint",
+    "make_cohort": "cohort",
     "parse_train_config": "config",
     "save_tree": "checkpoint",
     "train": "loop",
