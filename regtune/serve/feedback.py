@@ -49,6 +49,7 @@ UNKNOWN_LABEL = "labels[{index}] is {value!r}; expected one of {classes}"
 @dataclass
 class _Pending:
     probs: np.ndarray
+    decided: np.ndarray
     groups: list[int | None] | None
     version: int
     labelled: bool = False
@@ -72,6 +73,7 @@ class FeedbackTracker:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._probs: deque[np.ndarray] = deque(maxlen=window)
         self._labels: deque[int] = deque(maxlen=window)
+        self._decided: deque[int] = deque(maxlen=window)
         self._group: deque[int | None] = deque(maxlen=window)
         self._version: deque[int] = deque(maxlen=window)
 
@@ -81,9 +83,16 @@ class FeedbackTracker:
         probs: np.ndarray,
         version: int,
         groups: list[int | None] | None = None,
+        decided: np.ndarray | None = None,
     ) -> None:
-        """Keep one answered request's ``(n, C)`` probabilities for later feedback."""
-        self._pending[request_id] = _Pending(np.asarray(probs, dtype=np.float64), groups, version)
+        """Keep one answered request's ``(n, C)`` probabilities for later feedback.
+
+        ``decided`` are the class ids the response answered (a version with
+        per-group thresholds does not answer the arg-max); None means the arg-max.
+        Accuracy and group rates are scored on them, ECE on ``probs``."""
+        probs = np.asarray(probs, dtype=np.float64)
+        ids = probs.argmax(axis=1) if decided is None else np.asarray(decided, dtype=np.int64)
+        self._pending[request_id] = _Pending(probs, ids, groups, version)
         self._pending.move_to_end(request_id)
         while len(self._pending) > self.capacity:
             self._pending.popitem(last=False)
@@ -129,8 +138,11 @@ class FeedbackTracker:
             ids.append(index)
         pending.labelled = True
         groups = pending.groups if pending.groups is not None else [None] * n
-        for row, label, group in zip(pending.probs, ids, groups, strict=True):
+        for row, decided, label, group in zip(
+            pending.probs, pending.decided.tolist(), ids, groups, strict=True
+        ):
             self._probs.append(row)
+            self._decided.append(decided)
             self._labels.append(label)
             self._group.append(group)
             self._version.append(pending.version)
@@ -152,7 +164,7 @@ class FeedbackTracker:
             return out
         probs = np.stack(list(self._probs))
         labels = np.asarray(self._labels)
-        predicted = probs.argmax(axis=1)
+        predicted = np.asarray(self._decided)
         correct = predicted == labels
         out["accuracy"] = float(correct.mean())
         out["ece"] = expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels))

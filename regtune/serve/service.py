@@ -183,16 +183,23 @@ class ModelService:
             probs = await self._forward(self.primary.encode(records), groups)
         finally:
             self._active -= 1
-        answered = self.primary
+        answered, answered_groups = self.primary, groups
         answers = self.primary.answers(probs, groups)
         primary_labels = [a["label"] for a in answers]
         if self.canary is not None and self.rollout.route(request_id) == "canary":
             canary_probs = self._judge(self.canary, records, primary_labels, self.rollout)
             if canary_probs is not None:
                 probs, answered = canary_probs, self.canary
-                answers = self.canary.answers(probs, self.canary.groups(records))
+                answered_groups = self.canary.groups(records)
+                answers = self.canary.answers(probs, answered_groups)
         labels = [a["label"] for a in answers]
-        self.feedback.record(request_id, probs, answered.number, groups)
+        self.feedback.record(
+            request_id,
+            probs,
+            answered.number,
+            answered_groups,
+            decided=answered.decisions(probs, answered_groups),
+        )
         self.monitor.observe(records, labels)
         if started - self._gauge_at >= DRIFT_GAUGE_EVERY_S:
             self._gauge_at = started

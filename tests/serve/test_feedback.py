@@ -37,6 +37,21 @@ def test_metrics_match_a_hand_computation() -> None:
     assert s["versions"] == {"1": {"n": 3, "accuracy": 2 / 3}, "2": {"n": 1, "accuracy": 0.0}}
 
 
+def test_thresholded_answers_are_scored_as_answered_not_by_arg_max() -> None:
+    t = FeedbackTracker(["no", "yes"], ["F", "M"], capacity=3)
+    probs = np.array([[0.6, 0.4], [0.6, 0.4]])
+    # A per-group threshold of 0.35 for F answered "yes" on row 0; M kept the arg-max.
+    t.record("a", probs, version=1, groups=[0, 1], decided=np.array([1, 0]))
+    t.add("a", ["yes", "yes"])
+    s = t.summary()
+    assert s["accuracy"] == 0.5  # the arg-max ("no", "no") would score 0
+    assert s["groups"]["F"] == {"n": 1, "accuracy": 1.0, "positive_rate": 1.0}
+    assert s["groups"]["M"] == {"n": 1, "accuracy": 0.0, "positive_rate": 0.0}
+    assert s["dp_gap"] == 1.0
+    # ECE stays a property of the probabilities: arg-max confidence 0.6, never right.
+    assert s["ece"] == pytest.approx(0.6)
+
+
 @pytest.mark.parametrize(
     ("rid", "labels", "status", "field", "words"),
     [
