@@ -339,8 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for name in args.only
     ]
-    faster_optuna = min(med("optuna", "wall_s"), med("optuna-2jobs", "wall_s"))
-    best_optuna = max(med("optuna", "best_val_acc"), med("optuna-2jobs", "best_val_acc"))
+
+    def known(*values: float) -> list[float]:
+        return [v for v in values if not math.isnan(v)] or [math.nan]
+
+    # The peers that ran (min/max with NaN would depend on the order).
+    faster_optuna = min(known(med("optuna", "wall_s"), med("optuna-2jobs", "wall_s")))
+    best_optuna = max(known(med("optuna", "best_val_acc"), med("optuna-2jobs", "best_val_acc")))
     summary = {
         "time_ratio_regtune_vs_optuna": med("regtune", "wall_s") / med("optuna", "wall_s"),
         "quality_gap_vs_optuna": med("optuna", "best_val_acc") - med("regtune", "best_val_acc"),
