@@ -435,6 +435,7 @@ def run_dataset(
         "runs": {m: [] for m in [*configs, *FAIRLEARN]},
         "smallest_cells": {},
         "complete": False,
+        "smoke_test": smoke,
         "machine": machine_facts(),
     }
     runs: dict[str, list[dict[str, float]]] = record["runs"]

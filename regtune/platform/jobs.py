@@ -109,6 +109,11 @@ AUTH_FAILED = (
     "Ray said: {reason}"
 )
 SUBMIT_FAILED = "the Ray Jobs API at {address} did not take the job: {reason}"
+#: Ray's answer while a freshly started cluster's job agent is not up yet; it
+#: says to try again later, so a submission retries for up to AGENT_WAIT_S.
+AGENT_NOT_READY = "No available agent to submit job"
+AGENT_WAIT_S = 30.0
+AGENT_RETRY_EVERY_S = 1.0
 REQUEST_FAILED = "the Ray Jobs API at {address} failed to answer about the job: {reason}"
 WORKING_DIR_MISSING = "--working-dir {working_dir} is not a directory"
 SPEC_OUTSIDE_WORKING_DIR = (
@@ -431,7 +436,19 @@ def _connect(address: str) -> Any:
 
 
 def _submit(client: Any, address: str, **kwargs: Any) -> str:
-    return str(_call(address, client.submit_job, failed=SUBMIT_FAILED, **kwargs))
+    """``client.submit_job(**kwargs)``, retried while Ray says no job agent is up yet."""
+
+    def submit_once_an_agent_is_up() -> Any:
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                return client.submit_job(**kwargs)
+            except RuntimeError as exc:
+                if AGENT_NOT_READY not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(AGENT_RETRY_EVERY_S)
+
+    return str(_call(address, submit_once_an_agent_is_up, failed=SUBMIT_FAILED))
 
 
 def _call(

@@ -324,6 +324,43 @@ def test_unreachable_address_names_it_and_how_to_start_one() -> None:
     assert "ray dashboard cluster.yaml" in message
 
 
+class _AgentStartingClient:
+    """Answers submit_job as Ray's Jobs client does while a fresh cluster's job
+    agent is not up (that window is a race, so it is replayed here)."""
+
+    def __init__(self, refusals: int, message: str) -> None:
+        self.refusals, self.message, self.calls = refusals, message, 0
+
+    def submit_job(self, **kwargs: Any) -> str:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise RuntimeError(self.message)
+        return "raysubmit_1"
+
+
+def test_submission_waits_for_a_job_agent_and_fails_fast_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from regtune.platform import jobs
+
+    monkeypatch.setattr(jobs, "AGENT_RETRY_EVERY_S", 0.01)
+    busy = (
+        "Request failed with status code 500: No available agent to submit job, "
+        "please try again later.."
+    )
+    client = _AgentStartingClient(2, busy)
+    assert jobs._submit(client, "http://127.0.0.1:8265", entrypoint="x") == "raysubmit_1"
+    assert client.calls == 3
+    broken = _AgentStartingClient(5, "Request failed with status code 400: bad runtime_env")
+    with pytest.raises(RegtuneError, match=r"did not take the job: .*bad runtime_env"):
+        jobs._submit(broken, "http://127.0.0.1:8265", entrypoint="x")
+    assert broken.calls == 1
+    monkeypatch.setattr(jobs, "AGENT_WAIT_S", 0.05)
+    stuck = _AgentStartingClient(10**6, busy)
+    with pytest.raises(RegtuneError, match="No available agent"):
+        jobs._submit(stuck, "http://127.0.0.1:8265", entrypoint="x")
+
+
 # --- against the module's cluster -------------------------------------------
 
 

@@ -19,7 +19,16 @@ def test_presets_lists_each_preset_with_its_description() -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["preset", "description"]
-    rows = {line.split()[0]: " ".join(line.split()[1:]) for line in lines[1:] if line.strip()}
+    # A description longer than the terminal wraps onto indented lines.
+    rows: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        if line[0].isspace():
+            rows[next(reversed(rows))] += " " + line.strip()
+        else:
+            name, *words = line.split()
+            rows[name] = " ".join(words)
     assert list(rows) == list_presets()
     for name, text in rows.items():
         assert text == load_spec(name).description
