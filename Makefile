@@ -55,8 +55,12 @@ browser:
 	      || echo "could not install chromium: the report's browser test will skip"; \
 	  else echo "no chromium and no root apt-get: the report's browser test will skip"; fi; }
 
+# TEST_WORKERS pytest-xdist workers (each test file's tests may land on
+# either; `worksteal` keeps both busy to the end). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: lint browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: setup
 	$(PY) -m benchmarks.run_all

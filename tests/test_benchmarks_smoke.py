@@ -64,4 +64,6 @@ def test_smoke_test_runs(name: str, data_cache: Path, tmp_path: Path) -> None:
     for path in written:
         payload = json.loads(path.read_text())
         assert payload["smoke_test"] is True and payload["machine"]["cpu_count"] >= 1
-        assert path.with_suffix(".md").read_text().strip()
+        if "benchmark" in payload:  # a result (write_results), not a raw-runs file
+            assert path.with_suffix(".md").read_text().strip()
+    assert any("benchmark" in json.loads(p.read_text()) for p in written)

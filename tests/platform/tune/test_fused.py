@@ -239,8 +239,11 @@ def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_pa
             "name": "fused",
             "dataset": "digits",
             "model": {"arch": "mlp", "width": 16, "depth": 1},
-            # From good to hopeless, in the order the trials start and report:
-            # at a rung the later, worse members fall below ASHA's cutoff.
+            # From good to hopeless, in the order the trials start. One cohort
+            # worker fits (2 CPUs), so two members run at a time: the good pair
+            # records each rung first, and the hopeless pair falls below ASHA's
+            # cutoff there (with two workers the pairs raced, and the order in
+            # which a rung was reached decided whether anyone stopped).
             "training": {
                 "batch_size": 256,
                 "lr": {"grid": [0.05, 0.01, 0.002, 0.0003]},
@@ -251,7 +254,7 @@ def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_pa
             "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
             "searcher": {"kind": "random", "seed": 0},
             "budget": {"samples": 1, "max_epochs": 3},
-            "resources": {"cpu": 1, "fuse": 2},
+            "resources": {"cpu": 2, "fuse": 2},
             "checkpoint": {"every": 1},
         }
     )
