@@ -62,6 +62,7 @@ from regtune.trainables.loop import (
     GROUP_CALIBRATION_MSG,
     Trainer,
     _EarlyStop,
+    epoch_metrics,
     resolve_device,
 )
 from regtune.trainables.models import build_model
@@ -526,18 +527,7 @@ class FusedCohort:
             m.epoch += 1
             train_loss = totals[k] / n
             val = metrics.score_logits(val_logits[k], y_val, s_val)
-            row: dict[str, float] = {
-                "epoch": float(m.epoch),
-                "train_loss": train_loss,
-                "val_loss": val["loss"],
-                "val_acc": val["acc"],
-                "gap": val["loss"] - train_loss,
-                "ece": val["ece"],
-                "brier": val["brier"],
-            }
-            for key in ("dp_diff", "eo_diff"):
-                if key in val:
-                    row[key] = val[key]
+            row = epoch_metrics(m.epoch, train_loss, val)
             row.update({"sparsity": sparse[k] / self._n_weights, **self._static})
             es = m.early
             value = row.get(es.metric)

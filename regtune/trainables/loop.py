@@ -54,7 +54,7 @@ from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.models import build_model
 
-__all__ = ["RunResult", "Trainer", "resolve_device", "train"]
+__all__ = ["RunResult", "Trainer", "epoch_metrics", "resolve_device", "train"]
 
 #: Rows per forward pass when evaluating (memory bound, not a tuning knob).
 EVAL_BATCH = 4096
@@ -454,18 +454,7 @@ class Trainer:
         train_s = time.perf_counter() - started
         self.epoch += 1
         val = self._evaluate("val")
-        row: dict[str, float] = {
-            "epoch": float(self.epoch),
-            "train_loss": train_loss,
-            "val_loss": val["loss"],
-            "val_acc": val["acc"],
-            "gap": val["loss"] - train_loss,
-            "ece": val["ece"],
-            "brier": val["brier"],
-        }
-        for key in ("dp_diff", "eo_diff"):
-            if key in val:
-                row[key] = val[key]
+        row = epoch_metrics(self.epoch, train_loss, val)
         row.update(self._model_facts())
         es = self.early
         value = row.get(es.metric)
@@ -744,6 +733,25 @@ class Trainer:
 #: learning rate from (``initial_lr``: cosine's base; ``max_lr``/``min_lr``:
 #: one-cycle's peak and floor); all scale with the peak ``training.lr``.
 _SCHEDULE_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")
+
+
+def epoch_metrics(epoch: int, train_loss: float, val: Mapping[str, float]) -> dict[str, float]:
+    """The metrics every epoch reports from its mean train loss and the
+    validation scores of :func:`metrics.score_logits` (the fairness gaps
+    when the validation split has groups); the model facts come on top."""
+    row: dict[str, float] = {
+        "epoch": float(epoch),
+        "train_loss": train_loss,
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "gap": val["loss"] - train_loss,
+        "ece": val["ece"],
+        "brier": val["brier"],
+    }
+    for key in ("dp_diff", "eo_diff"):
+        if key in val:
+            row[key] = val[key]
+    return row
 
 
 def _rescale_schedule(
