@@ -185,15 +185,15 @@ class FusedCohort:
     ) -> None:
         parsed = parse_members(configs)
         first_id = next(iter(parsed))
+        keys = {mid: fuse_key(cfg, device) for mid, cfg in parsed.items()}
         for mid, cfg in parsed.items():
-            if fuse_key(cfg, device) is None:
+            if keys[mid] is None:
                 raise SpecError(NOT_FUSABLE.format(mid=mid, why=_why_not(cfg)))
-        first_key = fuse_key(parsed[first_id], device)
+        first_key = keys[first_id]
         ds = shared_dataset(parsed, dataset)
         for cfg in parsed.values():
             _check_dataset_fits(cfg, ds)
-        for mid, cfg in parsed.items():
-            key = fuse_key(cfg, device)
+        for mid, key in keys.items():
             if key != first_key:
                 a, b = _describe(first_key), _describe(key)
                 raise SpecError(MIXED_GROUP.format(a=first_id, ka=a, b=mid, kb=b))
