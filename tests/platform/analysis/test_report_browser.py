@@ -99,6 +99,25 @@ def _run(client: httpx.Client, session: str, script: str) -> Any:
     return reply.json()["value"]
 
 
+def _load(client: httpx.Client, session: str, url: str, timeout_s: float = 120.0) -> None:
+    """Open ``url`` and wait until the whole document is parsed and every image decoded.
+
+    On a loaded machine ChromeDriver can answer the navigation with a renderer
+    timeout while Chromium is still parsing; reading the page then would see only
+    its first part. So the load is confirmed from inside the page.
+    """
+    client.post(f"/session/{session}/url", json={"url": url})
+    deadline = time.monotonic() + timeout_s
+    script = (
+        "return document.readyState === 'complete' && "
+        "Array.from(document.images).every(i => i.complete);"
+    )
+    while _run(client, session, script) is not True:  # an error answer is a dict
+        if time.monotonic() > deadline:
+            pytest.fail(f"the report did not finish loading within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
 def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_path: Path) -> None:
     client, session = webdriver
     curves = {"o": OVERFIT, "u": UNDERFIT, "x": UNSTABLE, "h": HEALTHY, "s": SHORT}
@@ -117,7 +136,7 @@ def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_pat
     assert analysis.best is not None and analysis.best.trial_id == "h"
     report = write_html([analysis], tmp_path / "report.html")
 
-    client.post(f"/session/{session}/url", json={"url": report.as_uri()})
+    _load(client, session, report.as_uri())
     state = _run(
         client,
         session,
