@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +20,21 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     ``$REGTUNE_CACHE_DIR`` points at it for the session, so code that loads a
     built-in without ``cache_dir`` (and processes started later) reuses it.
+    Under xdist the workers share one cache beside their temp folders: the
+    first fills it under a file lock, the others find it filled.
     """
     # Imported here so collecting tests that need no data stays light.
+    from filelock import FileLock
+
     from regtune.trainables.fetch import CACHE_ENV, FETCHABLE, fetch_dataset
 
-    cache = tmp_path_factory.mktemp("regtune-cache")
-    for name in FETCHABLE:
-        fetch_dataset(name, cache_dir=cache)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-N/, shared by this run's workers
+    cache = root / "regtune-cache"
+    with FileLock(str(root / "regtune-cache.lock")):
+        for name in FETCHABLE:
+            fetch_dataset(name, cache_dir=cache)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_ENV, str(cache))
         yield cache
