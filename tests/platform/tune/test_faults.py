@@ -1,86 +1,155 @@
-"""Faults: a trial worker killed mid-sweep, a driver killed and resumed."""
+"""Faults in real sweeps: a trial worker killed mid-sweep, a driver killed and resumed on S3.
+
+Each test also checks what the results store (:mod:`regtune.platform.results`)
+kept through the fault: one row per epoch, the rerun's row where an epoch was
+reported twice, and each trial's status and checkpoint.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
-import yaml
 from ray import tune
 
+from regtune.platform.results import SweepOutcome, read_epochs, read_trials
+from regtune.platform.results.writer import FLUSH_ENV
 from regtune.platform.tune.scheduler_state import STATE_FILE
 from regtune.platform.tune.sweep import CHECKPOINTS_KEPT, run_sweep
 from regtune.platform.tune.trial_files import list_checkpoints
 from regtune.search_spaces import load_spec
+from tests.conftest import BUCKET
 
 pytestmark = pytest.mark.ray
 
+#: The smallest sweep that shows the faults: epochs of a few batches on digits.
 BASE: dict[str, Any] = {
     "dataset": "digits",
-    "model": {"arch": "mlp", "width": 32, "depth": 1},
-    "training": {"batch_size": 128, "lr": 0.01, "robust_every": 0},
-    "penalties": {"l2": {"grid": [0.0, 1e-4]}},
+    "model": {"arch": "mlp", "width": 16, "depth": 1},
+    "training": {"batch_size": 256, "lr": 0.01, "robust_every": 0},
     "objectives": [{"metric": "val_acc", "mode": "max"}],
-    "scheduler": {"kind": "none"},
-    "searcher": {"kind": "grid", "max_concurrent": 1},
     "resources": {"cpu": 1},
-    "checkpoint": {"every": 1},
+    # Checkpoints at even epochs: a trial interrupted after an odd epoch
+    # continues from the one before it and reports that odd epoch again.
+    "checkpoint": {"every": 2},
 }
 
+WORKER_MAX_EPOCHS = 4
 
-class _KillOnce(tune.Callback):
-    """SIGKILLs a trial's worker process the first time it reports epoch 2."""
+
+class _KillWorkerAtEpoch3(tune.Callback):
+    """SIGKILLs the first trial's worker right after it reports epoch 3
+    (its newest checkpoint holds epoch 2)."""
 
     def __init__(self) -> None:
-        self.killed: list[str] = []
+        self.killed: dict[str, float] = {}
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        if not self.killed and result["training_iteration"] == 2:
-            # Let the epoch-2 checkpoint land before the process dies.
-            time.sleep(0.5)
+        if not self.killed and result["training_iteration"] == 3:
+            self.killed[trial.trial_id] = time.time()
             os.kill(int(result["pid"]), signal.SIGKILL)
-            self.killed.append(trial.trial_id)
 
 
-def test_killed_worker_restarts_from_checkpoint(ray_local: None, tmp_path: Path) -> None:
+def test_killed_worker_restarts_from_checkpoint_and_leaves_one_row_per_epoch(
+    ray_local: None, tmp_path: Path
+) -> None:
     spec = load_spec(
         {
             **BASE,
             "name": "kill",
-            "budget": {"samples": 1, "max_epochs": 4},
+            "penalties": {"l2": {"grid": [0.0, 1e-4]}},
+            "scheduler": {"kind": "none"},
+            "searcher": {"kind": "grid", "max_concurrent": 1},
+            "budget": {"samples": 1, "max_epochs": WORKER_MAX_EPOCHS},
             "failure": {"max_retries": 2},
         }
     )
-    killer = _KillOnce()
+    killer = _KillWorkerAtEpoch3()
     outcome = run_sweep(spec, storage=str(tmp_path), callbacks=[killer])
-    assert killer.killed, "the callback killed a worker"
-    victim = next(t for t in outcome.trials if t.trial_id == killer.killed[0])
-    assert victim.status == "finished"
-    assert victim.iterations == 4
+    ((victim_id, killed_at),) = killer.killed.items()
+    assert all(t.status == "finished" for t in outcome.trials)
+    victim = next(t for t in outcome.trials if t.trial_id == victim_id)
+    assert victim.iterations == WORKER_MAX_EPOCHS
     # Restored, not restarted: fewer iterations since the restore than in total.
     assert victim.run_info["iterations_since_restore"] < victim.run_info["training_iteration"]
-    assert all(t.status == "finished" for t in outcome.trials)
+
+    # The store: one row per epoch; the victim's epoch 3, reported twice, is the rerun's.
+    epochs = read_epochs(outcome.path)
+    assert len(epochs) == 2 * WORKER_MAX_EPOCHS
+    for _, rows in epochs.groupby("trial_id"):
+        assert list(rows["iteration"]) == list(range(1, WORKER_MAX_EPOCHS + 1))
+    rerun = epochs[(epochs["trial_id"] == victim_id) & (epochs["iteration"] == 3)]
+    assert float(rerun["timestamp"].iloc[0]) > killed_at
+    assert {"val_acc", "train_loss", "gap", "n_params", "test_acc"} <= set(epochs.columns)
+    assert not {"pid", "hostname", "date", "done", "time_this_iter_s"} & set(epochs.columns)
+    trials = read_trials(outcome.path)
+    assert list(trials["status"]) == ["finished", "finished"]
+    assert trials["checkpoint"].notna().all()
+    # The outcome rebuilt from disk is the one run_sweep returned.
+    rebuilt = SweepOutcome.from_path(outcome.path).to_dict()
+    direct = outcome.to_dict()
+    assert rebuilt["elapsed_s"] > 0
+    for d in (rebuilt, direct):
+        d.pop("elapsed_s")
+        d["trials"].sort(key=lambda t: t["trial_id"])
+        d["front"] = []
+    assert rebuilt == direct
+    json.dumps(direct, allow_nan=False)
 
 
-def _checkpoints(exp: Path) -> dict[str, dict[str, int | None]]:
+#: ASHA rungs for grace_period 1, reduction_factor 2, max_epochs 8 (and max_t).
+RESUME_MAX_EPOCHS = 8
+RUNGS = {1, 2, 4, 8}
+#: The driver dies when a trial first reports this epoch: past rung 4, no
+#: rung, one past its newest checkpoint (epoch 6).
+KILL_AT = 7
+#: Starts of the killed driver to try: on a loaded 2-core machine Ray's
+#: raylet can miss its fixed 30 s start-up deadline; that is retried, nothing else is.
+DRIVER_ATTEMPTS = 3
+
+KILLED_DRIVER = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from ray import tune
+    from regtune.platform.tune.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+
+    spec, storage, kill_at = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+    class KillDriver(tune.Callback):
+        # After the store and the checkpoint keeper took the result (they
+        # come first): the whole driver and the Ray it started die.
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result["training_iteration"] == kill_at:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    # No name: a new experiment named <spec name>-<time>-<hex>.
+    run_sweep(load_spec(spec), storage=storage, callbacks=[KillDriver()])
+    """
+)
+
+
+def _checkpoints(fs: pafs.FileSystem, exp: str) -> dict[str, dict[str, int | None]]:
     """Per trial id: checkpoint folder path -> the epoch it holds (None: incomplete)."""
-    fs = pafs.LocalFileSystem()
+    trials = fs.get_file_info(pafs.FileSelector(exp))
     return {
-        trial.name.removeprefix("trial_"): {
-            c.path: c.epoch for c in list_checkpoints(fs, str(trial))
+        info.base_name.removeprefix("trial_"): {
+            c.path: c.epoch for c in list_checkpoints(fs, info.path)
         }
-        for trial in sorted(exp.glob("trial_*"))
+        for info in sorted(trials, key=lambda i: i.base_name)
+        if info.base_name.startswith("trial_")
     }
 
 
@@ -108,92 +177,81 @@ class _Recorder(tune.Callback):
         self.written.setdefault(trial.trial_id, []).append(str(checkpoint.path))
 
 
-#: Starts of the driver to try: on a loaded 2-core machine Ray's raylet can
-#: miss its fixed 30 s start-up deadline; that is retried, nothing else is.
-DRIVER_ATTEMPTS = 3
-
-
-def _interrupt_after_checkpoints(
-    cmd: list[str], env: dict[str, str], storage: Path, log: Path
-) -> Path:
-    """Run the driver until a trial is past rung 4 at a non-rung epoch, then
-    SIGKILL it with the local Ray it started; return the experiment folder."""
+def _kill_driver(raw: dict[str, Any], storage: str, env: dict[str, str], script: Path) -> None:
+    """Run the driver until it kills itself at :data:`KILL_AT` (retrying only
+    a Ray that timed out starting, before any experiment was written)."""
     for _ in range(DRIVER_ATTEMPTS):
-        with log.open("w") as handle:
-            driver = subprocess.Popen(
-                cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=handle
-            )
-        exp = storage / "not-yet"
-        deadline = time.monotonic() + 240
-        try:
-            while time.monotonic() < deadline and driver.poll() is None:
-                exp = next(storage.glob("resume-*"), exp)
-                # A trial past rung 4 at an epoch that is no rung is running.
-                epochs = [_newest(c)[0] for c in _checkpoints(exp).values()]
-                if any(e >= 5 and e not in RUNGS for e in epochs):
-                    break
-                time.sleep(0.02)
-            running = driver.poll() is None
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-            driver.wait(timeout=30)
-        if running:
-            return exp
-        text = log.read_text()
-        if exp.exists() or "timed out during startup" not in text:
-            pytest.fail(f"the sweep ended before it could be interrupted:\n{text[-3000:]}")
-    pytest.fail(f"Ray did not start in {DRIVER_ATTEMPTS} attempts:\n{log.read_text()[-3000:]}")
+        driver = subprocess.run(
+            [sys.executable, str(script), json.dumps(raw), storage, str(KILL_AT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            start_new_session=True,
+            check=False,
+        )
+        if driver.returncode == -signal.SIGKILL:
+            return
+        fs, base = pafs.FileSystem.from_uri(storage)
+        started = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        if started or "timed out during startup" not in driver.stderr:
+            pytest.fail(f"the sweep was not killed as planned:\n{driver.stderr[-3000:]}")
+    pytest.fail(f"Ray did not start in {DRIVER_ATTEMPTS} attempts:\n{driver.stderr[-3000:]}")
 
 
-#: ASHA rungs for grace_period 1, reduction_factor 2, max_epochs 20 (and max_t).
-RESUME_MAX_EPOCHS = 20
-RUNGS = {1, 2, 4, 8, 16, RESUME_MAX_EPOCHS}
-
-
-def test_killed_driver_resumes_each_trial_from_its_newest_checkpoint(
-    ray_local: None, tmp_path: Path
+def test_killed_driver_resumed_on_s3_continues_each_trial_and_loses_no_row(
+    ray_local: None, s3_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """SIGKILL the driver (a ``regtune sweep`` process with the local Ray it
-    started) after trials checkpointed but before Tune's next experiment
-    snapshot, then resume in another driver (this test process, on the
-    session's Ray: one Ray start fewer).
+    """SIGKILL the driver (with the local Ray it started) after trials
+    checkpointed but before Tune's next experiment snapshot, then resume in
+    another driver (this test process, on the session's Ray: one Ray start
+    fewer), on S3 throughout.
 
     Tune's snapshot period is an hour in the first run, so every checkpoint
-    on disk at the kill is newer than the snapshot (which recorded none):
+    written by the kill is newer than the snapshot (which recorded none):
     Tune alone would restart each trial from scratch, judge it against empty
     rungs, and write its epochs into the existing checkpoint folders.
     """
     raw = {
         **BASE,
         "name": "resume",
-        "model": {"arch": "mlp", "width": 64, "depth": 2},
-        "training": {"batch_size": 32, "lr": 0.01, "robust_every": 0},
         "penalties": {"l2": {"grid": [0.0, 1e-5, 1e-4]}},
         "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
         "searcher": {"kind": "grid"},
         "budget": {"samples": 1, "max_epochs": RESUME_MAX_EPOCHS},
     }
-    spec_file = tmp_path / "resume.yaml"
-    spec_file.write_text(yaml.safe_dump(raw))
-    storage = tmp_path / "runs"
-    # No --name: a new experiment named resume-<time>-<hex>.
-    cmd = [
-        sys.executable, "-m", "regtune.platform.cli", "sweep", str(spec_file),
-        "--storage", str(storage), "--json",
-    ]  # fmt: skip
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "3600"}
-    exp = _interrupt_after_checkpoints(cmd, env, storage, tmp_path / "driver.log")
-    before = _checkpoints(exp)
-    with (exp / STATE_FILE).open("rb") as handle:  # written by the test's own run
-        stopped_before: dict[str, int] = pickle.load(handle)["stopped_at"]
+    storage = f"s3://{BUCKET}/faults"
+    script = tmp_path / "driver.py"
+    script.write_text(KILLED_DRIVER)
+    env = {
+        **os.environ,
+        **s3_env,
+        FLUSH_ENV: "0",
+        "TUNE_GLOBAL_CHECKPOINT_S": "3600",
+        "PYTHONPATH": os.getcwd(),
+    }
+    _kill_driver(raw, storage, env, script)
+
+    fs, base = pafs.FileSystem.from_uri(storage)
+    (exp_info,) = fs.get_file_info(pafs.FileSelector(base))
+    exp_path, exp_uri = exp_info.path, f"{storage}/{exp_info.base_name}"
+    before = _checkpoints(fs, exp_path)
+    with fs.open_input_stream(f"{exp_path}/{STATE_FILE}") as handle:  # the test's own run wrote it
+        stopped_before: dict[str, int] = pickle.loads(handle.read())["stopped_at"]
+    rows_before = read_epochs(exp_uri)
+    # The row reported just before the kill was stored: one trial reached
+    # KILL_AT, with every epoch up to it.
+    last = rows_before.groupby("trial_id")["iteration"].max()
+    (victim,) = last[last == KILL_AT].index
+    for _, rows in rows_before.groupby("trial_id"):
+        assert list(rows["iteration"]) == list(range(1, len(rows) + 1))
 
     recorder = _Recorder()
     # Resume without a name: the newest experiment of the spec.
-    outcome = run_sweep(load_spec(raw), storage=str(storage), resume=True, callbacks=[recorder])
-    assert outcome.name == exp.name
+    outcome = run_sweep(load_spec(raw), storage=storage, resume=True, callbacks=[recorder])
+    assert outcome.name == exp_info.base_name
     assert len(outcome.trials) == 3
-    after = _checkpoints(exp)
+    after = _checkpoints(fs, exp_path)
     existed = {path for folders in before.values() for path in folders}
     continued = 0
     for t in outcome.trials:
@@ -218,3 +276,24 @@ def test_killed_driver_resumes_each_trial_from_its_newest_checkpoint(
         assert t.run_info["training_iteration"] - t.run_info["iterations_since_restore"] == epoch
         continued += 1
     assert continued, "no trial was interrupted with a checkpoint"
+    assert _newest(before[victim])[0] == KILL_AT - 1
+
+    # The store lost and repeated no row: one per epoch each trial ran...
+    rows_after = read_epochs(exp_uri)
+    assert len(rows_after) == sum(t.iterations for t in outcome.trials)
+    assert not rows_after.duplicated(["trial_id", "iteration"]).any()
+    iterations = {t.trial_id: t.iterations for t in outcome.trials}
+    for trial_id, rows in rows_after.groupby("trial_id"):
+        assert list(rows["iteration"]) == list(range(1, iterations[str(trial_id)] + 1))
+
+    # ...and the victim's epoch KILL_AT, run again after the resume, replaced the first row.
+    def stamp(rows: Any) -> float:
+        at = rows[(rows["trial_id"] == victim) & (rows["iteration"] == KILL_AT)]
+        return float(at["timestamp"].iloc[0])
+
+    assert stamp(rows_after) > stamp(rows_before)
+    trials = read_trials(exp_uri).set_index("trial_id")
+    assert trials["status"].to_dict() == {t.trial_id: t.status for t in outcome.trials}
+    # Every trial that reached a checkpoint epoch names its checkpoint, on S3.
+    assert trials.loc[trials["iterations"] >= 2, "checkpoint"].notna().all()
+    assert all(c.startswith(f"s3://{BUCKET}/faults/") for c in trials["checkpoint"].dropna())
