@@ -14,9 +14,11 @@ member continues from that state. A group gets an idle worker, or a new one
 while the cluster has a free slot, or else joins the least loaded worker,
 whose live members and the newcomers are then repacked into one cohort
 (each member moves with its exact state). So early stopping never leaves a
-worker holding a CPU for one straggler while new trials wait. A worker
-whose members all left is kept for the next group (or ended when a new
-worker waits for its CPUs).
+worker holding a CPU for one straggler while new trials wait. The workers
+are a pool, started when the sweep starts (their torch import overlaps
+Tune's start-up) and kept to its end: a worker whose members all left
+waits idle for the next group, and none is ended and replaced mid-sweep
+(each new worker process costs seconds of CPU: torch, the dataset).
 
 The barrier (the one place that could deadlock): a cohort trains an epoch
 when every *live* member has asked for it, then answers each its own
@@ -150,38 +152,38 @@ class CohortWorker:
     ) -> None:
         import torch
 
+        # Imported here, once per worker process: the cohort code brings torch.
+        import regtune.trainables.cohort  # noqa: F401
+
         torch.set_num_threads(max(1, threads))
         self._dataset = dataset
         self._timeout = barrier_timeout_s
         self.rounds = 0
         self.epoch_seconds = 0.0
-        self.reset(members)
-
-    def reset(self, members: Mapping[str, tuple[dict[str, Any], StateFiles | None]]) -> None:
-        """Take a new cohort's members (worker reuse: no new process, no new dataset).
-
-        Raises:
-            RuntimeError: a member of the previous cohort is still waiting.
-        """
-        if getattr(self, "_waiting", None):
-            raise RuntimeError(f"members still waiting: {sorted(self._waiting)}")
         self._configs: dict[str, dict[str, Any]] = {}
         self._owner: dict[str, Any] = {}
         self._live: set[str] = set()
         self._rereport: dict[str, dict[str, Any]] = {}
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._parked: set[str] = set()
+        #: Members that left: asking again is an error, not a new member.
+        self._left: set[str] = set()
         self.add(members)
 
     def add(self, members: Mapping[str, tuple[dict[str, Any], StateFiles | None]]) -> None:
         """Members join between two epochs: they and every live member are
         repacked into one new cohort (each live member moves with its exact
-        state), so newcomers fuse with the members already training."""
+        state), so newcomers fuse with the members already training. A
+        worker without members (just started, or emptied) takes them as a
+        new cohort."""
         from regtune.trainables.cohort import make_cohort
 
+        if not members:
+            return
         moving = {tid: self._owner[tid].state_dict(tid) for tid in sorted(self._live)}
         for tid, (cfg, _) in members.items():
             self._configs[tid] = dict(cfg)
+            self._left.discard(tid)
         cohort = make_cohort(
             {tid: self._configs[tid] for tid in [*moving, *members]}, dataset=self._dataset
         )
@@ -204,6 +206,8 @@ class CohortWorker:
 
     async def step(self, tid: str) -> dict[str, Any]:
         """The member's next epoch's metrics, once every live member asked."""
+        if tid in self._left:
+            raise RuntimeError(MEMBER_LOST.format(tid=tid))
         self._member(tid)
         if tid in self._rereport:
             return self._rereport.pop(tid)
@@ -222,15 +226,22 @@ class CohortWorker:
         return future.result()
 
     def leave(self, tid: str) -> None:
-        """The member's trial was stopped, paused or lost: train it no more."""
+        """The member's trial was stopped, paused or lost: train it no more.
+
+        The worker forgets it (its state was checkpointed by Tune before);
+        asking for another epoch is then an error.
+        """
         if tid not in self._owner:
             return
         self._rereport.pop(tid, None)
         self._parked.discard(tid)
+        engine = self._owner.pop(tid)
+        self._configs.pop(tid, None)
+        self._left.add(tid)
         if tid in self._live:
             self._live.discard(tid)
             with contextlib.suppress(KeyError):
-                self._owner[tid].drop(tid)
+                engine.drop(tid)
         future = self._waiting.pop(tid, None)
         if future is not None and not future.done():
             future.set_exception(RuntimeError(MEMBER_LOST.format(tid=tid)))
@@ -324,23 +335,30 @@ class _Forming:
         self.ready = asyncio.Event()
         self.worker: Any = None
         self.error: BaseException | None = None
-        #: Members that left after the group closed but before its worker was ready.
-        self.gone: set[str] = set()
         self.task: asyncio.Future[None] | None = None
+        #: The members were sent to the worker (its ``add`` may still run).
+        self.sent = False
+        #: Members that left after they were sent, before the worker took them.
+        self.gone: set[str] = set()
 
 
 class CohortManager:
-    """Forms cohorts from member trials and starts their workers (Ray actor).
+    """Forms cohorts from member trials and places them on workers (Ray actor).
+
+    Workers form a pool of at most ``slots`` (one per cohort the cluster
+    holds), kept for the whole sweep: a worker whose members all left waits
+    idle for the next group (no new process, no second import of torch), and
+    no worker is ever ended while the sweep runs, so a group never waits for
+    one to be replaced. ``prestart`` workers start at once, so their start-up
+    (torch, the dataset) overlaps Tune's own.
 
     Args:
         dataset: ``[ref]``: the sweep's dataset in the object store (in a
             list, so the manager passes the reference on without loading it).
         fuse: members per cohort.
         cpu, gpu: what each cohort worker holds (the spec's ``resources``).
-        slots: cohort workers the cluster holds at once; up to this many
-            emptied workers are kept for the next cohorts (no new process,
-            no second import of torch), unless a new worker waits for
-            resources, which an idle one would then hold back.
+        slots: cohort workers the cluster holds at once (the pool's size).
+        prestart: workers to start now (at most ``slots``).
         threads: torch threads per worker.
         window_s: :data:`FORMATION_WINDOW_S`.
         barrier_timeout_s: :data:`BARRIER_TIMEOUT_S`.
@@ -355,28 +373,33 @@ class CohortManager:
         gpu: float,
         threads: int,
         slots: int = 1,
+        prestart: int = 0,
         window_s: float = FORMATION_WINDOW_S,
         barrier_timeout_s: float = BARRIER_TIMEOUT_S,
     ) -> None:
         self._dataset_ref = dataset[0]
-        self._slots = slots
-        self._idle: list[Any] = []
-        self._creating = 0
+        self._slots = max(1, slots)
         self._fuse = fuse
         self._cpu, self._gpu, self._threads = cpu, gpu, threads
         self._window_s = window_s
         self._timeout = barrier_timeout_s
         self._forming: _Forming | None = None
         self._starting: list[_Forming] = []
-        self.started = 0
-        self._where: dict[str, Any] = {}
+        #: Every worker of the pool -> the members placed on it (reserved
+        #: before the worker took them, so a worker is never emptied while a
+        #: group is on its way to it).
         self._members_of: dict[Any, set[str]] = {}
+        #: Worker -> the reference that resolves once its start-up is done.
+        self._up: dict[Any, Any] = {}
+        self._where: dict[str, Any] = {}
         self.sizes: list[int] = []
+        for _ in range(min(prestart, self._slots)):
+            self._new_worker()
 
     async def join(
         self, tid: str, config: dict[str, Any], files: StateFiles | None = None
     ) -> list[Any]:
-        """Put trial ``tid`` in the forming cohort; return ``[worker]`` once it starts."""
+        """Put trial ``tid`` in the forming cohort; return ``[worker]`` once it joined one."""
         if tid in self._where:
             # The trial's earlier membership (before a retry or restore) ends here.
             self.leave(tid)
@@ -393,33 +416,59 @@ class CohortManager:
         return [group.worker]
 
     def leave(self, tid: str) -> None:
-        """Trial ``tid`` stopped training (any reason); free its worker when empty."""
+        """Trial ``tid`` stopped training (any reason): its worker trains it no more."""
         forming = self._forming
-        if forming is not None and tid in forming.members and tid not in self._where:
+        if forming is not None and tid in forming.members:
             # Left before its cohort closed: it is simply not in it.
             del forming.members[tid]
             return
         for group in self._starting:
-            if tid in group.members:
-                group.gone.add(tid)
+            if tid in group.members and self._where.get(tid) is group.worker:
+                # On its way to a worker: not sent yet, it is simply not in the
+                # group; sent, it leaves once the worker has taken it.
+                if group.sent:
+                    group.gone.add(tid)
+                else:
+                    del group.members[tid]
+                del self._where[tid]
+                self._members_of[group.worker].discard(tid)
                 return
         worker = self._where.pop(tid, None)
         if worker is None:
             return
+        # Ordered after the add that placed it (calls from one caller run in order).
         worker.leave.remote(tid)
-        left = self._members_of.get(worker, set())
-        left.discard(tid)
-        if not left:
-            self._release(worker)
+        self._members_of[worker].discard(tid)
 
     def stats(self) -> dict[str, Any]:
-        """Sizes of the cohorts formed so far, workers busy, idle and started."""
+        """Sizes of the cohorts formed so far; workers started, busy and idle."""
         return {
             "sizes": list(self.sizes),
-            "workers": len(self._members_of),
-            "idle": len(self._idle),
-            "started": self.started,
+            "started": len(self._members_of),
+            "workers": sum(1 for m in self._members_of.values() if m),
+            "idle": sum(1 for m in self._members_of.values() if not m),
         }
+
+    def _new_worker(self) -> Any:
+        worker = (
+            _remote_worker()
+            .options(num_cpus=self._cpu, num_gpus=self._gpu, max_concurrency=_MAX_CALLS)
+            .remote(self._dataset_ref, {}, threads=self._threads, barrier_timeout_s=self._timeout)
+        )
+        self._members_of[worker] = set()
+        self._up[worker] = worker.stats.remote()
+        return worker
+
+    def _pick(self) -> Any:
+        """An idle worker, else a new one while the pool has room, else the
+        least loaded (its live members and the group are repacked into one
+        cohort, rather than waiting for CPUs a straggler holds)."""
+        by_load = sorted(self._members_of.items(), key=lambda item: len(item[1]))
+        if by_load and not by_load[0][1]:
+            return by_load[0][0]
+        if len(self._members_of) < self._slots:
+            return self._new_worker()
+        return by_load[0][0]
 
     def _close(self, group: _Forming) -> None:
         if group.ready.is_set() or self._forming is not group:
@@ -428,67 +477,31 @@ class CohortManager:
         if not group.members:
             group.ready.set()
             return
+        # Placed now, in the event loop: the next group sees this one's load.
+        worker = group.worker = self._pick()
+        self._members_of[worker].update(group.members)
+        for tid in group.members:
+            self._where[tid] = worker
+        self.sizes.append(len(group.members))
         self._starting.append(group)
         # Kept so the task is not collected while it runs.
         group.task = asyncio.ensure_future(self._start(group))
 
     async def _start(self, group: _Forming) -> None:
-        """Give the group an idle worker (reset) or a new one, then release its joiners."""
+        """Hand the group to its worker once that worker is up, then release its joiners."""
         try:
-            await self._ready_worker(group)
+            await self._up[group.worker]
+            group.sent = True
+            if group.members:
+                await group.worker.add.remote(group.members)
+            for tid in group.gone:
+                group.worker.leave.remote(tid)
+        except Exception as exc:  # reported to every joiner
+            group.error = exc
+            for tid in group.members:
+                if self._where.get(tid) is group.worker:
+                    del self._where[tid]
+                self._members_of[group.worker].discard(tid)
         finally:
             self._starting.remove(group)
             group.ready.set()
-
-    async def _ready_worker(self, group: _Forming) -> None:
-        try:
-            busy = sorted(self._members_of.items(), key=lambda item: len(item[1]))
-            if self._idle:
-                worker = self._idle.pop()
-                await worker.reset.remote(group.members)
-            elif busy and len(self._members_of) + self._creating >= self._slots:
-                # Every slot has a worker: join the least loaded one (its live
-                # members and these are repacked into one cohort) rather than
-                # wait for CPUs that a straggling member would hold.
-                worker = busy[0][0]
-                await worker.add.remote(group.members)
-            else:
-                self._creating += 1
-                try:
-                    worker = (
-                        _remote_worker()
-                        .options(num_cpus=self._cpu, num_gpus=self._gpu, max_concurrency=_MAX_CALLS)
-                        .remote(
-                            self._dataset_ref,
-                            group.members,
-                            threads=self._threads,
-                            barrier_timeout_s=self._timeout,
-                        )
-                    )
-                    self.started += 1
-                    await worker.stats.remote()
-                finally:
-                    self._creating -= 1
-        except Exception as exc:  # reported to every joiner
-            group.error = exc
-            return
-        group.worker = worker
-        # Members that left while their worker was being readied are not in it.
-        joined = set(group.members) - group.gone
-        for tid in group.gone:
-            worker.leave.remote(tid)
-        self._members_of.setdefault(worker, set()).update(joined)
-        for tid in joined:
-            self._where[tid] = worker
-        self.sizes.append(len(group.members))
-        if not self._members_of[worker]:
-            self._release(worker)
-
-    def _release(self, worker: Any) -> None:
-        """A worker without members: keep it for the next cohort, or end it."""
-        self._members_of.pop(worker, None)
-        if self._creating or len(self._idle) >= self._slots:
-            # A worker being created may be waiting for the CPUs this one holds.
-            ray.kill(worker)
-        else:
-            self._idle.append(worker)

@@ -46,10 +46,10 @@ from regtune.platform.tune.cohorts import (
     write_state_files,
 )
 from regtune.platform.tune.fuse_size import auto_fuse, cohort_slots, max_concurrent_members
-from regtune.platform.tune.trial_files import STATE_DIR
 
 __all__ = [
     "MEMBER_MEMORY_BYTES",
+    "STATE_DIR",
     "TOO_BIG",
     "CohortMembership",
     "FusedMember",
@@ -66,6 +66,11 @@ TOO_BIG = (
     "lower resources.{what} (with fuse, it is what one cohort of members holds)"
 )
 _RUNNING = "RUNNING"
+#: Subfolder of a checkpoint holding the training state: the value of
+#: :data:`regtune.platform.tune.trial_files.STATE_DIR` (equal, tested), not
+#: imported from there because that module brings torch, and a member
+#: trial's process never needs torch (it only relays).
+STATE_DIR = "regtune_state"
 
 
 class FusedMember(tune.Trainable):
@@ -210,14 +215,17 @@ def start_fused(
     fuse: int,
     cpu: float,
     gpu: float,
+    trials: int | None = None,
     window_s: float | None = None,
     barrier_timeout_s: float | None = None,
 ) -> FusedSweep:
     """Start a sweep's cohort manager and build its member trainable.
 
     Ray must be up. ``dataset`` is put in the object store once; each cohort
-    worker gets it from there. ``window_s`` / ``barrier_timeout_s`` default
-    to :data:`~regtune.platform.tune.cohorts.FORMATION_WINDOW_S` and
+    worker gets it from there. The cohort workers the sweep will use (one
+    per slot, or fewer when ``trials`` fill fewer cohorts) start at once, so
+    their start-up overlaps Tune's. ``window_s`` / ``barrier_timeout_s``
+    default to :data:`~regtune.platform.tune.cohorts.FORMATION_WINDOW_S` and
     :data:`~regtune.platform.tune.cohorts.BARRIER_TIMEOUT_S`.
     """
     resources = ray.cluster_resources()
@@ -226,6 +234,7 @@ def start_fused(
         if need > have[what]:
             raise SpecError(TOO_BIG.format(what=what, need=need, have=have[what]))
     slots = cohort_slots(have["cpu"], have["gpu"], cpu, gpu)
+    prestart = slots if trials is None else min(slots, -(-trials // fuse))
     name = f"regtune-cohorts-{uuid.uuid4().hex[:12]}"
     namespace = ray.get_runtime_context().namespace
     options: dict[str, Any] = {}
@@ -243,6 +252,7 @@ def start_fused(
             gpu=gpu,
             threads=max(1, int(cpu)),
             slots=slots,
+            prestart=prestart,
             **options,
         )
     )

@@ -365,7 +365,9 @@ def _start_fused(spec: SweepSpec, base: Any, dataset: Any) -> Any:
     fuse = resolve_fuse(spec.resources.fuse, config=base, dataset=dataset)
     if fuse <= 1:
         return None
-    return start_fused(dataset, fuse=fuse, cpu=spec.resources.cpu, gpu=spec.resources.gpu)
+    return start_fused(
+        dataset, fuse=fuse, cpu=spec.resources.cpu, gpu=spec.resources.gpu, trials=spec.n_trials
+    )
 
 
 def _load_data(config: Any) -> Any:

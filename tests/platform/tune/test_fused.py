@@ -280,3 +280,23 @@ def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_pa
     assert trainer.epoch == 2
     stored = epochs[(epochs["trial_id"] == tid) & (epochs["iteration"] == 3)].iloc[0]
     _close(dict(stored), trainer.run_epoch())
+
+
+# -- member processes stay light ---------------------------------------------------
+
+
+def test_a_member_trial_process_never_imports_torch() -> None:
+    # Every concurrent member is its own Ray actor process: importing torch
+    # there cost ~3 s of CPU per member for nothing (it only relays).
+    import subprocess
+    import sys
+
+    code = "import sys, regtune.platform.tune.fused; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_member_checkpoints_use_the_unfused_state_folder() -> None:
+    from regtune.platform.tune import fused, trial_files
+
+    assert fused.STATE_DIR == trial_files.STATE_DIR
