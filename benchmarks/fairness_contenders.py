@@ -40,6 +40,7 @@ __all__ = [
     "SMOKE_FAIRLEARN_EG_MAX_ITER",
     "SMOKE_FAIRLEARN_ROWS",
     "FairlearnFit",
+    "crossfit_folds",
     "crossfit_thresholds",
     "fairlearn_fit",
     "fairlearn_scores",
@@ -86,6 +87,19 @@ def _stored(result: RunResult, prefix: str) -> torch.Tensor | None:
     return torch.tensor([t[k] for k in keys], dtype=torch.float64)
 
 
+def crossfit_folds(y: torch.Tensor, s: torch.Tensor, seed: int) -> np.ndarray:
+    """Fold (0 or 1) of each row: every (group, label) cell shuffled with
+    ``seed`` and split in halves (fold 1 gets the smaller half of an odd cell)."""
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(y.shape[0], dtype=np.int64)
+    cells = (s.long() * 2 + y.long()).numpy()
+    for cell in np.unique(cells):
+        rows = np.flatnonzero(cells == cell)
+        rng.shuffle(rows)
+        fold[rows[: rows.size // 2]] = 1
+    return fold
+
+
 def crossfit_thresholds(
     scores: torch.Tensor,
     y: torch.Tensor,
@@ -104,13 +118,7 @@ def crossfit_thresholds(
     in-sample (its thresholds were fitted on validation), which would favour
     post-processing when settings are chosen on validation.
     """
-    rng = np.random.default_rng(seed)
-    fold = np.zeros(y.shape[0], dtype=np.int64)
-    cells = (s.long() * 2 + y.long()).numpy()
-    for cell in np.unique(cells):
-        rows = np.flatnonzero(cells == cell)
-        rng.shuffle(rows)
-        fold[rows[: rows.size // 2]] = 1
+    fold = crossfit_folds(y, s, seed)
     out = torch.zeros_like(y, dtype=torch.long)
     for held_out in (0, 1):
         fit_rows = torch.from_numpy(fold != held_out)

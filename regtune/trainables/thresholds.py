@@ -9,8 +9,17 @@ within ``tolerance`` the most accurate. Deterministic: no randomised
 decisions (Hardt et al.'s exact EO needs them; a server would then need a
 random source per request), no random draws.
 
+Trivial decisions never count as meeting the constraint: selecting everyone
+(or no one) in every group has no gap at all, and with few distinct scores
+(COMPAS) exact parity may be reachable only near there. A tuple counts as
+feasible only when its accuracy on the fitting rows beats the best constant
+decision (everyone the majority label); when no such tuple meets the
+constraint the fit says so (``feasible=False``) and returns the smallest gap
+among the tuples that do beat it.
+
 Search: every distinct score of a group (and "select none") is a candidate
-threshold of that group. For each candidate of the reference group (the
+threshold of that group (at most :data:`MAX_CANDIDATES`, evenly spaced in
+rank, for a group with more). For each candidate of the reference group (the
 largest), every other group takes the candidate whose rates are closest to
 the reference's (ties: the more accurate); the best such tuple wins. When
 exact parity is reachable this finds the most accurate exactly fair tuple:
@@ -31,6 +40,7 @@ from regtune.errors import DataError
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "MAX_CANDIDATES",
     "ThresholdFit",
     "apply_thresholds",
     "fit_thresholds",
@@ -39,6 +49,11 @@ __all__ = [
 #: Largest gap counted as meeting the constraint when ``tolerance`` is not
 #: given: float rounding of rate differences only.
 DEFAULT_TOLERANCE = 1e-9
+#: Most candidate thresholds per group. A group with more distinct scores
+#: keeps this many of them, evenly spaced in rank (each step then moves its
+#: rates by about 1/MAX_CANDIDATES of its rows): the search compares every
+#: pair of candidates, so this bounds its memory (about 32 MiB per array).
+MAX_CANDIDATES = 2048
 
 BAD_INPUTS = (
     "fit_thresholds needs scores, labels and groups of one equal, non-zero length and "
@@ -51,12 +66,17 @@ BAD_THRESHOLDS = "apply_thresholds got {n} thresholds but group codes up to {top
 
 @dataclass(frozen=True)
 class ThresholdFit:
-    """Fitted thresholds (index = group code) and how they score on the fitting rows."""
+    """Fitted thresholds (index = group code) and how they score on the fitting rows.
+
+    ``feasible``: the gap is within the tolerance and the accuracy beats
+    ``constant_accuracy`` (the best constant decision's, on the same rows).
+    """
 
     thresholds: tuple[float, ...]
     gap: float
     accuracy: float
     feasible: bool
+    constant_accuracy: float = 0.0
 
 
 def apply_thresholds(scores: Tensor, s: Tensor, thresholds: Tensor | tuple[float, ...]) -> Tensor:
@@ -70,6 +90,8 @@ def apply_thresholds(scores: Tensor, s: Tensor, thresholds: Tensor | tuple[float
 def _candidates(p: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Rates and correct counts of one group at each candidate threshold (ascending)."""
     unique = np.unique(p)
+    if unique.size > MAX_CANDIDATES:
+        unique = unique[np.linspace(0, unique.size - 1, MAX_CANDIDATES).round().astype(np.int64)]
     # "Select none": just above the top score, finite so it serialises as JSON.
     cand = np.append(unique, np.nextafter(unique[-1], np.inf))
     pos, neg = np.sort(p[y == 1]), np.sort(p[y == 0])
@@ -120,8 +142,11 @@ def fit_thresholds(
     """Per-group thresholds on ``scores`` (positive-class probability) meeting
     ``kind`` on ``(y, s)`` within ``tolerance``, most accurate first.
 
-    When no tuple meets ``tolerance`` the one with the smallest gap is
-    returned (then the most accurate), with ``feasible=False``.
+    Only tuples more accurate than the best constant decision count as
+    meeting it (everyone positive, or everyone negative, has no gap). When no
+    tuple meets ``tolerance`` the one with the smallest gap among those more
+    accurate than a constant is returned (then the most accurate; among all
+    tuples when none is), with ``feasible=False``.
 
     Raises:
         DataError: inputs of unequal or zero length, a group code outside
@@ -164,11 +189,16 @@ def fit_thresholds(
     else:
         gap = np.maximum(_gap(per_group["tpr"]), _gap(per_group["fpr"]))
     accuracy = per_group["correct"].sum(axis=1) / n
-    feasible = gap <= tolerance
+    positive = float(yy.mean())
+    constant = max(positive, 1.0 - positive)
+    useful = accuracy > constant + DEFAULT_TOLERANCE
+    feasible = (gap <= tolerance) & useful
     if feasible.any():
         best = int(np.argmax(np.where(feasible, accuracy, -1.0)))
     else:
-        smallest = gap <= gap.min() + DEFAULT_TOLERANCE
+        pool = useful if useful.any() else np.ones_like(useful)
+        pool_gap = np.where(pool, gap, np.inf)
+        smallest = pool_gap <= pool_gap.min() + DEFAULT_TOLERANCE
         best = int(np.argmax(np.where(smallest, accuracy, -1.0)))
     thresholds = tuple(float(pick[g]["cand"][chosen[best, g]]) for g in range(n_groups))
     return ThresholdFit(
@@ -176,4 +206,5 @@ def fit_thresholds(
         gap=float(gap[best]),
         accuracy=float(accuracy[best]),
         feasible=bool(feasible[best]),
+        constant_accuracy=constant,
     )

@@ -9,22 +9,30 @@ import torch
 
 from regtune.errors import DataError
 from regtune.trainables.fairness import dp_difference, eo_difference
-from regtune.trainables.thresholds import apply_thresholds, fit_thresholds
+from regtune.trainables.thresholds import MAX_CANDIDATES, apply_thresholds, fit_thresholds
 
 # Group 0 scores higher overall than group 1: one shared threshold is unfair.
 #            group 0 (6 rows)                  group 1 (4 rows)
 SCORES = [0.9, 0.8, 0.7, 0.6, 0.4, 0.2, 0.6, 0.5, 0.3, 0.1]
 LABELS = [1, 1, 0, 1, 0, 0, 1, 0, 1, 0]
 GROUPS = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
+# For EO, group 1 with three rows of each label: its threshold 0.5 gives
+# TPR 2/3 and FPR 0, as group 0's 0.8 does (the first table reaches exact EO
+# only by selecting everyone or no one, which the fit refuses).
+EO_SCORES = [*SCORES[:6], 0.6, 0.5, 0.2, 0.45, 0.3, 0.1]
+EO_LABELS = [*LABELS[:6], 1, 1, 1, 0, 0, 0]
+EO_GROUPS = [0] * 6 + [1] * 6
 
 
-def _table() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _table(kind: str = "dp") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if kind == "eo":
+        return torch.tensor(EO_SCORES), torch.tensor(EO_LABELS), torch.tensor(EO_GROUPS)
     return torch.tensor(SCORES), torch.tensor(LABELS), torch.tensor(GROUPS)
 
 
 def _brute_force(kind: str) -> float:
     """Best accuracy over every threshold pair whose decisions meet ``kind`` exactly."""
-    p, y, s = _table()
+    p, y, s = _table(kind)
     cands = [sorted({*p[s == g].tolist(), 1.01}) for g in (0, 1)]
     best = -1.0
     for pair in itertools.product(*cands):
@@ -37,7 +45,7 @@ def _brute_force(kind: str) -> float:
 
 @pytest.mark.parametrize("kind", ["dp", "eo"])
 def test_thresholds_meet_the_constraint_exactly_at_the_best_accuracy(kind: str) -> None:
-    p, y, s = _table()
+    p, y, s = _table(kind)
     plain = (p >= 0.5).long()
     assert dp_difference(plain, s) > 0.1 and eo_difference(y, plain, s) > 0.1
     fit = fit_thresholds(p, y, s, 2, kind=kind)
@@ -60,13 +68,50 @@ def test_dp_thresholds_on_the_hand_table() -> None:
 
 def test_a_tolerance_nothing_meets_returns_the_smallest_gap_marked_infeasible() -> None:
     # Group 1 has one row: selection rates 0 or 1 there, 1/3 steps in group 0.
-    p = torch.tensor([0.9, 0.5, 0.1, 0.6])
-    y = torch.tensor([1, 0, 0, 1])
-    s = torch.tensor([0, 0, 0, 1])
-    fit = fit_thresholds(p, y, s, 2, kind="dp", tolerance=0.0)
-    assert fit.feasible  # select everyone or no one: rates 1/1 and 3/3 (or 0/0)
-    fit = fit_thresholds(p, y, s, 2, kind="dp", tolerance=-1.0)
-    assert not fit.feasible and fit.gap == 0.0
+    p = torch.tensor([0.9, 0.5, 0.1, 0.6, 0.3, 0.2])
+    y = torch.tensor([1, 0, 0, 1, 0, 0])
+    s = torch.tensor([0, 0, 0, 1, 0, 0])
+    fit = fit_thresholds(p, y, s, 2, kind="dp", tolerance=0.25)
+    # Group 1 selected (rate 1) needs group 0 at 1 too: everyone, accuracy 2/6.
+    # Group 1 not selected: group 0 at rate 1/5 (the 0.9 row), accuracy 5/6.
+    assert fit.feasible and fit.gap == pytest.approx(0.2) and fit.accuracy == pytest.approx(5 / 6)
+    fit = fit_thresholds(p, y, s, 2, kind="dp", tolerance=0.1)
+    # Only "no one anywhere" (or "everyone") has a gap under 0.1: both trivial.
+    assert not fit.feasible and fit.gap == pytest.approx(0.2)
+    assert fit.accuracy == pytest.approx(5 / 6) and fit.constant_accuracy == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize("kind", ["dp", "eo"])
+def test_tied_scores_give_no_trivial_parity(kind: str) -> None:
+    """Group 1's scores all tie (as COMPAS's few discrete features do): exact
+    parity is reachable only by selecting everyone or no one everywhere, which
+    is no better than a constant decision; the fit says so instead."""
+    p = torch.tensor([0.9, 0.9, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5])
+    y = torch.tensor([1, 1, 0, 0, 1, 0, 1, 0])
+    s = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    fit = fit_thresholds(p, y, s, 2, kind=kind)
+    pred = apply_thresholds(p, s, fit.thresholds)
+    assert not fit.feasible and fit.constant_accuracy == 0.5
+    assert fit.accuracy == float((pred == y).double().mean()) == 0.75
+    # A decision that actually separates: group 0 at its perfect threshold.
+    assert pred[:4].tolist() == [1, 1, 0, 0] and len(set(pred[4:].tolist())) == 1
+    assert fit.gap == pytest.approx(0.5 if kind == "dp" else 1.0)
+
+
+def test_many_distinct_scores_are_thinned_to_max_candidates() -> None:
+    g = torch.Generator().manual_seed(1)
+    n = 3 * MAX_CANDIDATES
+    s = (torch.rand(n, generator=g) < 0.3).long()
+    y = (torch.rand(n, generator=g) < 0.4).long()
+    p = (0.35 * y + 0.1 * s + 0.55 * torch.rand(n, generator=g, dtype=torch.float64)).clamp(0, 1)
+    fit = fit_thresholds(p, y, s, 2, kind="eo", tolerance=0.01)
+    pred = apply_thresholds(p, s, fit.thresholds)
+    assert fit.feasible and fit.gap <= 0.01
+    assert eo_difference(y, pred, s) == pytest.approx(fit.gap)
+    assert fit.accuracy == pytest.approx(float((pred == y).double().mean()))
+    # Every threshold is one of the group's own scores (or "select none").
+    for code, cut in enumerate(fit.thresholds):
+        assert cut in set(p[s == code].tolist()) or cut > float(p[s == code].max())
 
 
 def test_more_than_two_groups() -> None:
