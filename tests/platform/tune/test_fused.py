@@ -9,11 +9,16 @@ store, own early stopping, own checkpoints that an unfused Trainer continues).
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import os
+import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ray import tune
 
 from regtune.platform.tune.cohorts import (
     COHORT_SIZE,
@@ -300,3 +305,71 @@ def test_member_checkpoints_use_the_unfused_state_folder() -> None:
     from regtune.platform.tune import fused, trial_files
 
     assert fused.STATE_DIR == trial_files.STATE_DIR
+
+
+class _InterruptAt(tune.Callback):
+    """Ctrl+C for the driver (Tune saves its state and ends the run) once a
+    trial reported ``epoch``; records where resumed trials start from."""
+
+    def __init__(self, epoch: int | None) -> None:
+        self.epoch = epoch
+        self.restored_from: dict[str, str] = {}
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        if self.epoch is not None and result["training_iteration"] >= self.epoch:
+            self.epoch = None
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.checkpoint is not None:
+            self.restored_from.setdefault(trial.trial_id, str(trial.checkpoint.path))
+
+
+@pytest.mark.ray
+def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
+    ray_local: None, digits: Dataset, tmp_path: Path
+) -> None:
+    from regtune.platform.results.read import read_epochs
+    from regtune.platform.tune.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+
+    spec = load_spec(
+        {
+            "name": "fused-resume",
+            "dataset": "digits",
+            "model": {"arch": "mlp", "width": 16, "depth": 1},
+            "training": {"batch_size": 256, "lr": {"grid": [0.05, 0.01]}, "robust_every": 0},
+            "penalties": {"l2": 1e-4},
+            "objectives": [{"metric": "val_acc", "mode": "max"}],
+            "scheduler": {"kind": "none"},
+            "searcher": {"kind": "grid"},
+            "budget": {"samples": 1, "max_epochs": 3},
+            "resources": {"cpu": 2, "fuse": 2},
+            "checkpoint": {"every": 1},
+        }
+    )
+    storage = str(tmp_path)
+    with warnings.catch_warnings():
+        # Tune's JSON logger leaves an interrupted run's result.json files open.
+        warnings.simplefilter("ignore", ResourceWarning)
+        run_sweep(spec, storage=storage, name="resumed", callbacks=[_InterruptAt(2)])
+        gc.collect()
+    before = read_epochs(f"{storage}/resumed")
+    assert before["iteration"].max() < 3  # interrupted before any member ended
+
+    recorder = _InterruptAt(None)
+    outcome = run_sweep(spec, storage=storage, name="resumed", resume=True, callbacks=[recorder])
+    assert len(outcome.trials) == 2
+    epochs = read_epochs(outcome.path)
+    for t in outcome.trials:
+        assert (t.status, t.iterations) == ("finished", 3), t
+        # Continued from its own checkpoint (in a new cohort), not from scratch...
+        assert t.trial_id in recorder.restored_from
+        restored_at = t.run_info["training_iteration"] - t.run_info["iterations_since_restore"]
+        assert restored_at >= 1
+        rows = epochs[epochs["trial_id"] == t.trial_id].sort_values("iteration")
+        assert list(rows["iteration"]) == [1, 2, 3]
+        # ...exactly: its last epoch is the solo run's third.
+        _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 3)[-1])
