@@ -318,8 +318,9 @@ def test_real_tune_run_stops_dominated_trials(ray_local: None, tmp_path: Path) -
     tuner = tune.Tuner(
         _two_objective_trainable,
         param_space={"point": tune.grid_search(E2E_CONFIGS)},
-        # No metric/mode: the multi-objective set-up.
-        tune_config=tune.TuneConfig(scheduler=scheduler),
+        # No metric/mode: the multi-objective set-up. Reused actors: two
+        # worker processes for the eight trials, not one each.
+        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="pareto_asha", verbose=0),
     )
     results = tuner.fit()

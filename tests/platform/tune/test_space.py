@@ -217,6 +217,9 @@ def test_tune_runs_trials_with_the_param_space(ray_local: None, tmp_path: Path) 
             mode="max",
             num_samples=spec.budget.samples,
             search_alg=HyperOptSearch(random_state_seed=0),
+            # One worker process runs the three trials in turn.
+            max_concurrent_trials=1,
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     )
