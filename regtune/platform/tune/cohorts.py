@@ -51,6 +51,7 @@ from typing import Any
 
 import ray
 
+from regtune.platform.tune.fuse_size import place_group
 from regtune.platform.tune.ray_private import DONE
 
 __all__ = [
@@ -252,6 +253,18 @@ class CohortWorker:
         engine = self._member(tid)
         return _state_to_files(engine.state_dict(tid))
 
+    def fuse_keys(self, configs: Mapping[str, dict[str, Any]]) -> dict[str, str | None]:
+        """Each configuration's fuse key as text (``None``: it cannot fuse)
+        on this worker's device: members with equal keys train as one model."""
+        from regtune.trainables.cohort import fuse_key
+        from regtune.trainables.config import parse_train_config
+
+        keys: dict[str, str | None] = {}
+        for tid, cfg in configs.items():
+            key = fuse_key(parse_train_config(cfg))
+            keys[tid] = None if key is None else repr(key)
+        return keys
+
     def stats(self) -> dict[str, Any]:
         """Epoch rounds run, seconds spent training, live and parked members."""
         return {
@@ -392,6 +405,8 @@ class CohortManager:
         #: Worker -> the reference that resolves once its start-up is done.
         self._up: dict[Any, Any] = {}
         self._where: dict[str, Any] = {}
+        #: Fuse key of every member placed (text; ``None``: cannot fuse).
+        self._keys: dict[str, str | None] = {}
         self.sizes: list[int] = []
         for _ in range(min(prestart, self._slots)):
             self._new_worker()
@@ -400,7 +415,7 @@ class CohortManager:
         self, tid: str, config: dict[str, Any], files: StateFiles | None = None
     ) -> list[Any]:
         """Put trial ``tid`` in the forming cohort; return ``[worker]`` once it joined one."""
-        if tid in self._where:
+        if tid in self._where or any(tid in g.members for g in self._starting):
             # The trial's earlier membership (before a retry or restore) ends here.
             self.leave(tid)
         group = self._forming
@@ -423,20 +438,22 @@ class CohortManager:
             del forming.members[tid]
             return
         for group in self._starting:
-            if tid in group.members and self._where.get(tid) is group.worker:
+            if tid in group.members:
                 # On its way to a worker: not sent yet, it is simply not in the
                 # group; sent, it leaves once the worker has taken it.
                 if group.sent:
                     group.gone.add(tid)
                 else:
                     del group.members[tid]
-                del self._where[tid]
-                self._members_of[group.worker].discard(tid)
+                if group.worker is not None and self._where.get(tid) is group.worker:
+                    del self._where[tid]
+                    self._members_of[group.worker].discard(tid)
                 return
+        self._keys.pop(tid, None)
         worker = self._where.pop(tid, None)
         if worker is None:
             return
-        # Ordered after the add that placed it (calls from one caller run in order).
+        # Its group is no longer starting: the worker has taken it (add returned).
         worker.leave.remote(tid)
         self._members_of[worker].discard(tid)
 
@@ -459,16 +476,34 @@ class CohortManager:
         self._up[worker] = worker.stats.remote()
         return worker
 
-    def _pick(self) -> Any:
-        """An idle worker, else a new one while the pool has room, else the
-        least loaded (its live members and the group are repacked into one
-        cohort, rather than waiting for CPUs a straggler holds)."""
-        by_load = sorted(self._members_of.items(), key=lambda item: len(item[1]))
-        if by_load and not by_load[0][1]:
-            return by_load[0][0]
-        if len(self._members_of) < self._slots:
-            return self._new_worker()
-        return by_load[0][0]
+    async def _fuse_keys(self, members: Mapping[str, Any]) -> dict[str, str | None]:
+        """The members' fuse keys, computed by a worker (the manager never imports torch)."""
+        worker = next(iter(self._members_of), None)
+        if worker is None:
+            worker = self._new_worker()
+        await self._up[worker]
+        keys: dict[str, str | None] = await worker.fuse_keys.remote(
+            {tid: cfg for tid, (cfg, _) in members.items()}
+        )
+        return keys
+
+    def _place(self, group: _Forming, keys: Mapping[str, str | None]) -> Any:
+        """Choose the group's worker (:func:`~regtune.platform.tune.fuse_size.
+        place_group`) and reserve it: from now on the worker counts them."""
+        workers = list(self._members_of)
+        at = place_group(
+            [[self._keys.get(t) for t in self._members_of[w]] for w in workers],
+            [keys.get(t) for t in group.members],
+            self._slots,
+        )
+        worker = self._new_worker() if at is None else workers[at]
+        group.worker = worker
+        self._members_of[worker].update(group.members)
+        for tid in group.members:
+            self._where[tid] = worker
+            self._keys[tid] = keys.get(tid)
+        self.sizes.append(len(group.members))
+        return worker
 
     def _close(self, group: _Forming) -> None:
         if group.ready.is_set() or self._forming is not group:
@@ -477,31 +512,30 @@ class CohortManager:
         if not group.members:
             group.ready.set()
             return
-        # Placed now, in the event loop: the next group sees this one's load.
-        worker = group.worker = self._pick()
-        self._members_of[worker].update(group.members)
-        for tid in group.members:
-            self._where[tid] = worker
-        self.sizes.append(len(group.members))
         self._starting.append(group)
         # Kept so the task is not collected while it runs.
         group.task = asyncio.ensure_future(self._start(group))
 
     async def _start(self, group: _Forming) -> None:
-        """Hand the group to its worker once that worker is up, then release its joiners."""
+        """Place the group, hand it to its worker once that worker is up, then
+        release its joiners."""
         try:
-            await self._up[group.worker]
-            group.sent = True
+            keys = await self._fuse_keys(group.members)
             if group.members:
-                await group.worker.add.remote(group.members)
-            for tid in group.gone:
-                group.worker.leave.remote(tid)
+                worker = self._place(group, keys)
+                await self._up[worker]
+                group.sent = True
+                if group.members:
+                    await worker.add.remote(group.members)
+                for tid in group.gone:
+                    worker.leave.remote(tid)
         except Exception as exc:  # reported to every joiner
             group.error = exc
             for tid in group.members:
-                if self._where.get(tid) is group.worker:
+                worker = self._where.get(tid)
+                if worker is not None and worker is group.worker:
                     del self._where[tid]
-                self._members_of[group.worker].discard(tid)
+                    self._members_of[worker].discard(tid)
         finally:
             self._starting.remove(group)
             group.ready.set()

@@ -1,22 +1,28 @@
-"""How many trials a fused sweep trains together, and how many at once.
+"""How many trials a fused sweep trains together, how many at once, and where.
 
 Pure arithmetic, no Ray: :func:`auto_fuse` answers ``resources.fuse: auto``
-(members per cohort from the model's size and the device), and
+(members per cohort from the model's size and the device),
 :func:`cohort_slots` / :func:`max_concurrent_members` answer how many
 cohorts the cluster holds at once and so how many member trials Tune runs
-concurrently.
+concurrently, and :func:`place_group` which cohort worker a new group of
+members joins.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Hashable, Sequence
 
 __all__ = [
     "AUTO_MAX_MEMBERS",
     "AUTO_PARAMS_PER_COHORT",
+    "FUSED_MEMBER_COST",
     "auto_fuse",
+    "cohort_load",
     "cohort_slots",
     "max_concurrent_members",
+    "place_group",
 ]
 
 #: Parameters (summed over members) one cohort should hold. Measured on
@@ -63,3 +69,52 @@ def max_concurrent_members(fuse: int, slots: int) -> int:
     if fuse < 1 or slots < 1:
         raise ValueError(f"fuse and slots must be >= 1; got {fuse}, {slots}")
     return fuse * slots
+
+
+#: What one more member of a fused group costs per epoch, as a share of a
+#: member training alone. Measured (benchmarks/cohort_speed, one thread, CPU):
+#: 4 digits MLPs fused took 1/2.3 of their sequential time at width 64
+#: (a share of 0.25 per extra member) and 1/1.4 at width 256 (0.62).
+FUSED_MEMBER_COST = 0.5
+
+
+def cohort_load(keys: Sequence[Hashable | None]) -> float:
+    """Per-epoch cost of a worker's members, in solo-member epochs.
+
+    ``keys`` holds each member's fuse key (``None``: it cannot fuse). Members
+    sharing a key train as one batched model: the first costs 1, each other
+    :data:`FUSED_MEMBER_COST`; a member that cannot fuse costs 1.
+    """
+    groups = Counter(k for k in keys if k is not None)
+    solo = sum(1 for k in keys if k is None)
+    return solo + sum(1 + FUSED_MEMBER_COST * (n - 1) for n in groups.values())
+
+
+def place_group(
+    workers: Sequence[Sequence[Hashable | None]],
+    group: Sequence[Hashable | None],
+    slots: int,
+) -> int | None:
+    """Which cohort worker a new group of members joins; ``None``: start one.
+
+    Args:
+        workers: per existing worker, its members' fuse keys.
+        group: the new members' fuse keys.
+        slots: workers the cluster holds at once.
+
+    An idle worker first (the group trains in parallel with the others),
+    else a new worker while there is a free slot, else the worker whose
+    :func:`cohort_load` with the group is least: a member joins a worker
+    already training its shape, where it costs a fraction of an epoch,
+    unless that worker is the busier by more than that saves. Ties go to the
+    worker with fewer members, then the first.
+    """
+    for i, keys in enumerate(workers):
+        if not keys:
+            return i
+    if len(workers) < slots:
+        return None
+    return min(
+        range(len(workers)),
+        key=lambda i: (cohort_load([*workers[i], *group]), len(workers[i]), i),
+    )

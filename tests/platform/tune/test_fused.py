@@ -30,9 +30,12 @@ from regtune.platform.tune.cohorts import (
 )
 from regtune.platform.tune.fuse_size import (
     AUTO_MAX_MEMBERS,
+    FUSED_MEMBER_COST,
     auto_fuse,
+    cohort_load,
     cohort_slots,
     max_concurrent_members,
+    place_group,
 )
 from regtune.platform.tune.ray_private import DONE
 from regtune.trainables.data import Dataset
@@ -373,3 +376,21 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
         assert list(rows["iteration"]) == [1, 2, 3]
         # ...exactly: its last epoch is the solo run's third.
         _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 3)[-1])
+
+
+def test_cohort_load_counts_a_fused_member_at_a_fraction() -> None:
+    assert cohort_load([]) == 0
+    assert cohort_load(["w64", "w64", "w64"]) == 1 + 2 * FUSED_MEMBER_COST
+    assert cohort_load(["w64", "w256", None, None]) == 4
+
+
+def test_a_group_goes_to_an_idle_worker_then_a_new_one_then_its_own_shape() -> None:
+    assert place_group([["a"], []], ["b"], slots=2) == 1
+    assert place_group([["a"]], ["b"], slots=2) is None
+    assert place_group([], ["b"], slots=1) is None
+    # Every slot busy: b fuses with the b's although that worker holds more.
+    assert place_group([["a", "c"], ["b", "b", "b"]], ["b"], slots=2) == 1
+    # ... but not when it is far busier than what fusing saves.
+    assert place_group([["a"], ["b", "c", "d", "e"]], ["b"], slots=2) == 0
+    # Equal loads (3 each with it): the worker with fewer members.
+    assert place_group([["a", "a", "a"], ["b", "c"]], [None], slots=2) == 1
