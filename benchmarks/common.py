@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "RESULTS_DIR",
     "RESULTS_ENV",
+    "SMOKE_RAY_CPUS",
     "contender_in_subprocess",
     "contender_in_this_process",
     "machine_facts",
@@ -31,6 +32,7 @@ __all__ = [
     "median_of",
     "peak_rss_mb",
     "results_dir",
+    "start_smoke_ray",
     "write_results",
 ]
 
@@ -38,6 +40,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Environment variable that sends results elsewhere (the test suite's smoke
 #: runs write to a temporary folder, not over the committed results).
 RESULTS_ENV = "REGTUNE_BENCH_RESULTS"
+#: CPUs of the one local Ray a ``--smoke-test`` starts for all its contenders:
+#: with one, each contender's trials run one after the other in one reused
+#: actor process (a trial process imports torch and Ray Tune: seconds of CPU
+#: each), and a plain Tune run without actor reuse starts one per trial.
+SMOKE_RAY_CPUS = 1
 
 
 def results_dir() -> Path:
@@ -135,6 +142,24 @@ def contender_in_this_process(
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def start_smoke_ray() -> None:
+    """Start the one local Ray a ``--smoke-test`` runs all its contenders on.
+
+    regtune's own loopback start (:func:`~regtune.platform.tune.runtime.start_local_ray`)
+    with :data:`SMOKE_RAY_CPUS`; a no-op when Ray is already up. Contenders that
+    would start Ray themselves (``run_sweep``, ``distill``, a plain ``ray.init``
+    guarded by ``ray.is_initialized()``) join it. Full runs do not call this:
+    each of their contenders starts its own Ray in a fresh process, and that
+    start-up is part of what they measure.
+    """
+    import ray
+
+    from regtune.platform.tune.runtime import start_local_ray
+
+    if not ray.is_initialized():
+        start_local_ray(num_cpus=SMOKE_RAY_CPUS)
 
 
 def median_of(runs: dict[str, list[dict[str, Any]]], name: str, key: str) -> float:

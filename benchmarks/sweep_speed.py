@@ -21,7 +21,10 @@ the orchestration differs:
 
 Each contender runs in a fresh subprocess, so Ray's start-up is counted and
 nothing is warm. Wall time is the subprocess's own measurement from before
-``import ray``/``optuna`` to the end of the search.
+``import ray``/``optuna`` to the end of the search. ``--smoke-test`` (run by
+``make test``: every contender must still run end to end) runs them all in
+one process on one local Ray with one CPU, :data:`SMOKE_SIZE` trials each:
+its times mean nothing.
 
     python -m benchmarks.sweep_speed [--smoke-test] [--repeats N]
 """
@@ -42,6 +45,7 @@ from benchmarks.common import (
     contender_in_this_process,
     markdown_table,
     median_of,
+    start_smoke_ray,
     write_results,
 )
 
@@ -256,7 +260,8 @@ def run_tune(samples: int, max_epochs: int, *, bare_reuse: bool) -> dict[str, An
         tune.with_parameters(_function_trainable, dataset=ds), {"cpu": CPUS_PER_TRIAL}
     )
     with tempfile.TemporaryDirectory() as tmp:
-        grid = tune.Tuner(
+        # ResultGrid iterates through __getitem__ (no __iter__ for mypy to see).
+        grid: Any = tune.Tuner(
             trainable,
             param_space=space,
             tune_config=tune.TuneConfig(
@@ -315,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples, max_epochs = SMOKE_SIZE if args.smoke_test else (args.samples, args.max_epochs)
     os.environ[FUSE_ENV] = str(args.fuse)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
+    if args.smoke_test:
+        # One Ray (one CPU: each contender's trials share one reused actor) for all.
+        start_smoke_ray()
     for rep in range(args.repeats):
         for name in args.only:
             print(f"[sweep-speed] repeat {rep + 1}: {name} ...", flush=True)
