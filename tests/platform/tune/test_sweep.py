@@ -37,12 +37,24 @@ def _spec(**over: Any) -> Any:
     return load_spec({**TINY, **over})
 
 
+#: One trial at a time where the scheduler does not need a population at
+#: once: the trials (a few batches each) then share one worker process,
+#: whose start-up is most of a tiny sweep's cost. Hyperband pauses trials
+#: until their bracket catches up and PBT exploits trials running beside
+#: them, so those two run two at a time.
+ONE_AT_A_TIME = {"max_concurrent": 1}
+
+
 @pytest.mark.parametrize(
     ("scheduler", "searcher", "extra"),
     [
-        ({"kind": "asha", "grace_period": 1, "reduction_factor": 2}, {"kind": "hyperopt"}, {}),
+        (
+            {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+            {"kind": "hyperopt", **ONE_AT_A_TIME},
+            {},
+        ),
         ({"kind": "hyperband"}, {"kind": "random", "seed": 1}, {}),
-        ({"kind": "median", "grace_period": 1}, {"kind": "random", "seed": 2}, {}),
+        ({"kind": "median", "grace_period": 1}, {"kind": "random", "seed": 2, **ONE_AT_A_TIME}, {}),
         (
             {"kind": "pbt", "perturbation_interval": 1},
             {"kind": "random", "seed": 3},
@@ -50,7 +62,7 @@ def _spec(**over: Any) -> Any:
         ),
         (
             {"kind": "none"},
-            {"kind": "grid"},
+            {"kind": "grid", **ONE_AT_A_TIME},
             {"penalties": {"l2": {"grid": [0.0, 1e-3]}}, "budget": {"samples": 1, "max_epochs": 2}},
         ),
     ],
@@ -100,22 +112,9 @@ def test_multi_objective_pareto_asha(ray_local: None, tmp_path: Path) -> None:
     assert all(not math.isnan(v) for t in front for v in t.objectives.values())
 
 
-def test_existing_experiment_is_not_overwritten(ray_local: None, tmp_path: Path) -> None:
-    spec = _spec(name="once", budget={"samples": 1, "max_epochs": 1}, searcher={"kind": "random"})
-    first = run_sweep(spec, storage=str(tmp_path), name="once")
-    before = sorted(p.name for p in Path(first.path).iterdir())
-    with pytest.raises(SpecError) as info:
-        run_sweep(spec, storage=str(tmp_path), name="once")
-    assert str(info.value) == EXISTS_MSG.format(name="once", path=first.path)
-    assert sorted(p.name for p in Path(first.path).iterdir()) == before
-    with pytest.raises(SpecError) as info:
-        run_sweep(spec, storage=str(tmp_path), name="other", resume=True)
-    other = f"{tmp_path}/other"
-    assert str(info.value) == NOTHING_TO_RESUME_MSG.format(name="other", path=other)
-    assert not Path(other).exists()
-
-
-def test_without_a_name_each_sweep_is_a_new_experiment(ray_local: None, tmp_path: Path) -> None:
+def test_each_unnamed_sweep_is_a_new_experiment_and_none_is_overwritten(
+    ray_local: None, tmp_path: Path
+) -> None:
     spec = _spec(name="twice", budget={"samples": 1, "max_epochs": 1}, searcher={"kind": "random"})
     with pytest.raises(SpecError) as info:
         run_sweep(spec, storage=str(tmp_path), resume=True)
@@ -127,6 +126,19 @@ def test_without_a_name_each_sweep_is_a_new_experiment(ray_local: None, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
     # --resume without --name continues the newest one (here: nothing left to run).
     assert resolve_name(spec, resume=True, storage=str(tmp_path)) == max(first.name, second.name)
+
+    # An existing experiment named again (without --resume) is refused, untouched.
+    before = sorted(p.name for p in Path(first.path).iterdir())
+    with pytest.raises(SpecError) as info:
+        run_sweep(spec, storage=str(tmp_path), name=first.name)
+    assert str(info.value) == EXISTS_MSG.format(name=first.name, path=first.path)
+    assert sorted(p.name for p in Path(first.path).iterdir()) == before
+    # --resume of a name that does not exist is refused, and creates nothing.
+    with pytest.raises(SpecError) as info:
+        run_sweep(spec, storage=str(tmp_path), name="other", resume=True)
+    other = f"{tmp_path}/other"
+    assert str(info.value) == NOTHING_TO_RESUME_MSG.format(name="other", path=other)
+    assert not Path(other).exists()
 
 
 def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: Path) -> None:
