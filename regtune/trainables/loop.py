@@ -187,6 +187,9 @@ class Trainer:
         dataset: an already loaded dataset (trials share one through Ray's
             object store); loaded from ``config.dataset`` when omitted.
         device: overrides ``training.device``.
+        threshold_rows: the rows post-processing thresholds are fitted on:
+            ``"val"`` (default) or ``"train+val"`` (the kept model's scores
+            on both; see :data:`regtune.trainables.thresholds.FIT_ROWS`).
     """
 
     def __init__(
@@ -195,7 +198,14 @@ class Trainer:
         *,
         dataset: Dataset | None = None,
         device: str | torch.device | None = None,
+        threshold_rows: str = "val",
     ) -> None:
+        if threshold_rows not in thresholds.FIT_ROWS:
+            raise SpecError(
+                thresholds.BAD_FIT_ROWS.format(rows=threshold_rows, allowed=thresholds.FIT_ROWS)
+            )
+        #: Rows :meth:`finish` fits post-processing thresholds on.
+        self.threshold_rows = threshold_rows
         self.config = parse_train_config(config)
         cfg = self.config
         self.dataset = dataset if dataset is not None else load_dataset(cfg.dataset)
@@ -568,13 +578,14 @@ class Trainer:
         tolerance = (
             fair.bound - fair.margin if fair.bound is not None else thresholds.DEFAULT_TOLERANCE
         )
+        scores = self._positive_scores("val")
+        if self.threshold_rows == "train+val":
+            _, y_train, s_train = self._tensors["train"]
+            assert s_train is not None
+            scores = torch.cat([self._positive_scores("train"), scores])
+            y_val, s_val = torch.cat([y_train, y_val]), torch.cat([s_train, s_val])
         fit = thresholds.fit_thresholds(
-            self._positive_scores("val"),
-            y_val,
-            s_val,
-            len(self.dataset.group_names),
-            kind=fair.kind,
-            tolerance=tolerance,
+            scores, y_val, s_val, len(self.dataset.group_names), kind=fair.kind, tolerance=tolerance
         )
         self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)
         _, y, s = self._tensors["test"]
@@ -584,6 +595,7 @@ class Trainer:
             "val_postprocess_acc": fit.accuracy,
             "val_postprocess_gap": fit.gap,
             "postprocess_feasible": float(fit.feasible),
+            "postprocess_fit_rows": float(y_val.shape[0]),
             "test_acc": float((pred == y).double().mean()),
             "test_dp_diff": fairness.dp_difference(pred, s),
             "test_eo_diff": fairness.eo_difference(y, pred, s),
@@ -777,11 +789,13 @@ def train(
     checkpoint_every: int = 0,
     resume: bool = False,
     device: str | None = None,
+    threshold_rows: str = "val",
 ) -> RunResult:
     """Train one configuration to the end (or early stop) and score the test split.
 
     Args:
         on_epoch: called with each epoch's metrics (progress display, Tune).
+        threshold_rows: passed to :class:`Trainer`.
         checkpoint_dir: where checkpoints go (every ``checkpoint_every`` epochs
             and at the end); with ``resume`` an existing one is continued.
     """
@@ -792,7 +806,7 @@ def train(
     if resume and (checkpoint_dir is None or not Path(checkpoint_dir).exists()):
         # A typo in the path must not silently start the run from scratch.
         raise SpecError(NOTHING_TO_RESUME_MSG.format(path=checkpoint_dir))
-    trainer = Trainer(config, dataset=dataset, device=device)
+    trainer = Trainer(config, dataset=dataset, device=device, threshold_rows=threshold_rows)
     if resume and checkpoint_dir is not None:
         trainer.restore(checkpoint_dir)
     while not trainer.should_stop:

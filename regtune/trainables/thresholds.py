@@ -39,7 +39,9 @@ from torch import Tensor
 from regtune.errors import DataError
 
 __all__ = [
+    "BAD_FIT_ROWS",
     "DEFAULT_TOLERANCE",
+    "FIT_ROWS",
     "MAX_CANDIDATES",
     "ThresholdFit",
     "apply_thresholds",
@@ -49,6 +51,13 @@ __all__ = [
 #: Largest gap counted as meeting the constraint when ``tolerance`` is not
 #: given: float rounding of rate differences only.
 DEFAULT_TOLERANCE = 1e-9
+#: Rows a trainer may fit thresholds on: the validation split (default), or
+#: the kept model's scores on the training and validation splits together.
+#: The second has about seven times the rows in Adult's smallest (group,
+#: label) cell, so its rates are less noisy, but its training rows are
+#: in-sample: their rates run a little optimistic (see docs/fairness.md).
+FIT_ROWS = ("val", "train+val")
+BAD_FIT_ROWS = "threshold_rows must be one of {allowed}; got {rows!r}"
 #: Most candidate thresholds per group. A group with more distinct scores
 #: keeps this many of them, evenly spaced in rank (each step then moves its
 #: rates by about 1/MAX_CANDIDATES of its rows): the search compares every
