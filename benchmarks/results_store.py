@@ -13,6 +13,10 @@ Two measurements, side by side in one run:
   (``with-store``) and with the callback removed (``no-store``), each in a
   fresh subprocess, interleaved, median of the repeats.
 
+``--smoke-test`` (run by ``make test``: both sweeps must still run end to
+end) writes a small per-epoch sample and runs both sweeps in one process on
+one local Ray with one CPU: its numbers mean nothing.
+
     python -m benchmarks.results_store [--smoke-test] [--repeats N]
 """
 
@@ -29,8 +33,10 @@ from typing import Any
 
 from benchmarks.common import (
     contender_in_subprocess,
+    contender_in_this_process,
     markdown_table,
     median_of,
+    start_smoke_ray,
     write_results,
 )
 
@@ -66,19 +72,27 @@ def run_sweep_contender(samples: int, max_epochs: int, *, store: bool) -> dict[s
     from regtune.search_spaces import load_spec
 
     spent = [0.0]
+    # Undone at the end: a --smoke-test runs both contenders in this process.
+    hooks = {name: getattr(callback_module.ResultsCallback, name) for name in HOOKS}
+    callbacks_hook = callback_module.results_callbacks
     if not store:
         # run_sweep looks the hook up when it runs: this removes the store.
         callback_module.results_callbacks = lambda spec, exp_path: []
     else:
         _time_hooks(callback_module.ResultsCallback, spent)
     spec = load_spec(_spec(samples, max_epochs))
-    with tempfile.TemporaryDirectory() as tmp:
-        outcome = run_sweep(spec, storage=tmp)
-        stored = 0
-        if store:
-            from regtune.platform.results import read_epochs
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = run_sweep(spec, storage=tmp)
+            stored = 0
+            if store:
+                from regtune.platform.results import read_epochs
 
-            stored = len(read_epochs(outcome.path))
+                stored = len(read_epochs(outcome.path))
+    finally:
+        callback_module.results_callbacks = callbacks_hook
+        for name, original in hooks.items():
+            setattr(callback_module.ResultsCallback, name, original)
     return {
         "wall_s": time.perf_counter() - start,
         "epochs_trained": sum(t.iterations for t in outcome.trials),
@@ -185,7 +199,14 @@ def per_epoch_costs(n_epochs: int, n_trials: int) -> dict[str, float]:
 TRIES = 3
 
 
-def _contender(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
+def _in_this_process(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
+    return run_sweep_contender(samples, max_epochs, store=name == "with-store")
+
+
+def _contender(name: str, samples: int, max_epochs: int, *, smoke: bool) -> dict[str, Any]:
+    if smoke:
+        # Checks each contender runs (in this process, on one Ray); times mean nothing.
+        return contender_in_this_process(_in_this_process, name, samples, max_epochs)
     for attempt in range(1, TRIES + 1):
         try:
             return contender_in_subprocess("benchmarks.results_store", name, samples, max_epochs)
@@ -220,11 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     costs = per_epoch_costs(n_epochs, n_trials)
     print(f"  {costs}", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+    if smoke:
+        # One Ray (one CPU: the trials share one reused actor) for both sweeps.
+        start_smoke_ray()
     for rep in range(repeats):
         order = CONTENDERS if rep % 2 == 0 else CONTENDERS[::-1]
         for name in order:
             print(f"[results-store] repeat {rep + 1}: {name} ...", flush=True)
-            res = _contender(name, samples, max_epochs)
+            res = _contender(name, samples, max_epochs, smoke=smoke)
             print(f"  {res}", flush=True)
             runs[name].append(res)
 
@@ -271,9 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for label in ("default_flush", "flush_every_row")
         ],
     )
+    where = "both in one process (smoke test)" if smoke else "each in a fresh process"
     table += (
         f"\n\n{samples} trials of {max_epochs} epochs (digits MLP, random search, FIFO), "
-        f"median of {repeats} interleaved run(s), each in a fresh process: with/without the "
+        f"median of {repeats} interleaved run(s), {where}: with/without the "
         f"store {summary['sweep_wall_ratio_with_vs_without']:.3f} (goal: no measurable "
         f"change; compare with the spread); time inside the store's Tune hooks "
         f"{summary['callback_ms_per_epoch_in_sweep']:.2f} ms per reported epoch "
