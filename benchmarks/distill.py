@@ -27,11 +27,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
-from benchmarks.common import markdown_table, peak_rss_mb, write_results
+from benchmarks.common import markdown_table, peak_rss_mb, start_smoke_ray, write_results
 from regtune.platform.registry import Member, ModelVersion, save_version
 from regtune.platform.registry.distill import DistillSettings, distill
 from regtune.platform.registry.quantize import quantize_version
@@ -46,8 +47,9 @@ BATCH = 256
 ROUNDS, CALLS = 15, 40
 TARGET_SPEEDUP = 3.0
 TARGET_ACC_POINTS = 1.0
-#: --smoke-test: a few epochs and timing calls (checks that it runs; numbers mean nothing).
-SMOKE = {"teacher_epochs": 2, "student_epochs": 2, "rounds": 2, "calls": 3}
+#: --smoke-test: one epoch each and a few timing calls, on one local Ray with
+#: one CPU started while the teacher trains (checks that it runs; numbers mean nothing).
+SMOKE = {"teacher_epochs": 1, "student_epochs": 1, "rounds": 2, "calls": 3}
 
 
 def _teacher(dataset_name: str, epochs: int, root: str) -> ModelVersion:
@@ -113,7 +115,14 @@ def run(dataset_name: str, *, smoke: bool) -> dict[str, Any]:
     rounds = SMOKE["rounds"] if smoke else ROUNDS
     calls = SMOKE["calls"] if smoke else CALLS
     with tempfile.TemporaryDirectory(prefix="regtune-distill-bench-") as root:
-        teacher = _teacher(dataset_name, t_epochs, root)
+        if smoke:
+            # Ray's processes boot while the teacher trains (distill joins this Ray).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                training = pool.submit(_teacher, dataset_name, t_epochs, root)
+                start_smoke_ray()
+                teacher = training.result()
+        else:
+            teacher = _teacher(dataset_name, t_epochs, root)
         started = time.perf_counter()
         student = distill(
             "teacher",
