@@ -42,10 +42,11 @@ forever. Members' states cross processes as checkpoint files
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,11 @@ def _remote_worker() -> Any:
 StateFiles = dict[str, bytes]
 
 MEMBER_LOST = "member {tid!r} left its cohort while waiting for an epoch"
+AHEAD_CHECKPOINT = (
+    "member {tid!r}: a checkpoint at epoch {epoch} was asked for, but its cohort "
+    "had trained {ahead} epoch(s) beyond it; training ahead is only used where every "
+    "checkpoint, stop and pause falls on the epochs the cohort stops at"
+)
 NOT_A_MEMBER = "trial {tid!r} is not a member of this cohort; members: {known}"
 
 
@@ -141,6 +147,11 @@ class CohortWorker:
         members: ``{trial_id: (config, state files or None)}``.
         threads: torch threads (the CPUs the worker holds).
         barrier_timeout_s: see :data:`BARRIER_TIMEOUT_S`.
+        stops: the epochs at which Tune may stop, pause or checkpoint a
+            member (:func:`~regtune.platform.tune.fused.decision_epochs`):
+            between two of them the cohort trains ahead without waiting for
+            the members to ask, and hands each its precomputed epochs as it
+            asks. ``None``: lockstep, one epoch per ask.
     """
 
     def __init__(
@@ -150,6 +161,7 @@ class CohortWorker:
         *,
         threads: int = 1,
         barrier_timeout_s: float = BARRIER_TIMEOUT_S,
+        stops: Iterable[int] | None = None,
     ) -> None:
         import torch
 
@@ -169,6 +181,14 @@ class CohortWorker:
         self._parked: set[str] = set()
         #: Members that left: asking again is an error, not a new member.
         self._left: set[str] = set()
+        self._stops = None if stops is None else sorted(set(stops))
+        #: Per member: the last epoch handed to its trial, the last epoch
+        #: after which its trial asked for more (so Tune let it go on), and
+        #: the epochs trained but not handed yet (or the error that ended them).
+        self._handed: dict[str, int] = {}
+        self._confirmed: dict[str, int] = {}
+        self._ahead: dict[str, collections.deque[dict[str, Any] | BaseException]] = {}
+        self._training: asyncio.Future[None] | None = None
         self.add(members)
 
     def add(self, members: Mapping[str, tuple[dict[str, Any], StateFiles | None]]) -> None:
@@ -195,8 +215,15 @@ class CohortWorker:
         for tid, (_, files) in members.items():
             self._owner[tid] = cohort
             self._parked.discard(tid)
+            epoch = 0
             if files is not None:
-                cohort.load_state_dict(tid, _files_to_state(files), source=f"trial {tid}")
+                state = _files_to_state(files)
+                cohort.load_state_dict(tid, state, source=f"trial {tid}")
+                epoch = int(state["epoch"])
+            if tid not in self._handed:
+                # Not trained before it asks (a revived member keeps its own).
+                self._handed[tid], self._confirmed[tid] = epoch, epoch - 1
+                self._ahead[tid] = collections.deque()
             if cohort.should_stop(tid):
                 # Restored from its final checkpoint: it repeats its last epoch and ends.
                 self._rereport[tid] = self._final_row(tid, last=True)
@@ -212,6 +239,12 @@ class CohortWorker:
         self._member(tid)
         if tid in self._rereport:
             return self._rereport.pop(tid)
+        # Its trial asks for the next epoch: Tune let it go on after the last.
+        self._confirmed[tid] = self._handed[tid]
+        if self._ahead[tid]:
+            row = self._hand(tid)
+            self._maybe_run()
+            return row
         if tid in self._parked:
             self._revive(tid)
         if tid not in self._live:
@@ -238,6 +271,9 @@ class CohortWorker:
         self._parked.discard(tid)
         engine = self._owner.pop(tid)
         self._configs.pop(tid, None)
+        self._handed.pop(tid, None)
+        self._confirmed.pop(tid, None)
+        self._ahead.pop(tid, None)
         self._left.add(tid)
         if tid in self._live:
             self._live.discard(tid)
@@ -249,8 +285,19 @@ class CohortWorker:
         self._maybe_run()
 
     def state_files(self, tid: str) -> StateFiles:
-        """The member's training state as checkpoint files (``Trainer.save`` format)."""
+        """The member's training state as checkpoint files (``Trainer.save`` format).
+
+        Raises:
+            RuntimeError: the cohort trained the member past the epoch its
+                trial reported (a checkpoint between two ``stops``).
+        """
         engine = self._member(tid)
+        if self._ahead.get(tid):
+            raise RuntimeError(
+                AHEAD_CHECKPOINT.format(
+                    tid=tid, epoch=self._handed[tid], ahead=len(self._ahead[tid])
+                )
+            )
         return _state_to_files(engine.state_dict(tid))
 
     def fuse_keys(self, configs: Mapping[str, dict[str, Any]]) -> dict[str, str | None]:
@@ -273,6 +320,7 @@ class CohortWorker:
             "members": sorted(self._owner),
             "live": sorted(self._live),
             "parked": sorted(self._parked),
+            "ahead": {tid: len(rows) for tid, rows in sorted(self._ahead.items()) if rows},
         }
 
     # -- internals ----------------------------------------------------------------
@@ -282,38 +330,76 @@ class CohortWorker:
             raise KeyError(NOT_A_MEMBER.format(tid=tid, known=", ".join(sorted(self._owner))))
         return self._owner[tid]
 
+    def _horizon(self, tid: str) -> int:
+        """The last epoch the member may be trained to before its trial asks again."""
+        confirmed = self._confirmed[tid]
+        if self._stops is None:
+            return confirmed + 1
+        return next((d for d in self._stops if d > confirmed), confirmed + 1)
+
+    def _can_train(self) -> bool:
+        """Every live member is below its horizon (one at it holds the cohort)."""
+        return bool(self._live) and all(
+            self._handed[t] + len(self._ahead[t]) < self._horizon(t) for t in self._live
+        )
+
     def _maybe_run(self) -> None:
-        if self._live and self._live <= set(self._waiting):
-            self._run_round()
+        """Train epochs (in this actor's event loop) while every live member may."""
+        if self._training is not None or not self._can_train():
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # called outside the actor's loop: nobody can be waiting
+            return
+        self._training = asyncio.ensure_future(self._train_while_allowed())
+
+    async def _train_while_allowed(self) -> None:
+        try:
+            while self._can_train():
+                self._run_round()
+                # Members asking meanwhile are answered between two epochs.
+                await asyncio.sleep(0)
+        finally:
+            self._training = None
+
+    def _hand(self, tid: str) -> dict[str, Any]:
+        """The member's next trained epoch, handed to its trial."""
+        item = self._ahead[tid].popleft()
+        if isinstance(item, BaseException):
+            raise item
+        self._handed[tid] += 1
+        return item
 
     def _run_round(self) -> None:
-        waiting, self._waiting = self._waiting, {}
         started = time.perf_counter()
+        live = sorted(self._live)
         try:
             rows: dict[str, dict[str, float]] = {}
             # Only cohorts holding a live member train (one object may own many).
-            engines = {id(self._owner[t]): self._owner[t] for t in sorted(self._live)}
+            engines = {id(self._owner[t]): self._owner[t] for t in live}
             for engine in engines.values():
                 rows.update(engine.run_epoch())
-            out: dict[str, dict[str, Any]] = {}
-            for tid in waiting:
+            for tid in live:
                 row: dict[str, Any] = dict(rows[tid])
                 row[COHORT_SIZE] = float(len(rows))
                 if self._owner[tid].should_stop(tid):
                     row.update(self._final_row(tid, last=False))
                     self._live.discard(tid)
-                out[tid] = row
+                self._ahead[tid].append(row)
         except Exception as exc:  # a failed epoch fails every member's step (Tune retries)
-            for future in waiting.values():
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            for tid in live:
+                self._ahead[tid].append(exc)
+                self._live.discard(tid)
         finally:
             self.rounds += 1
             self.epoch_seconds += time.perf_counter() - started
-        for tid, future in waiting.items():
-            if not future.done():
-                future.set_result(out[tid])
+        for tid, future in list(self._waiting.items()):
+            if self._ahead.get(tid) and not future.done():
+                del self._waiting[tid]
+                try:
+                    future.set_result(self._hand(tid))
+                except Exception as exc:
+                    future.set_exception(exc)
 
     def _final_row(self, tid: str, *, last: bool) -> dict[str, Any]:
         """Test metrics and ``done`` for a member whose training ended."""
@@ -328,8 +414,11 @@ class CohortWorker:
         return row
 
     def _park_absent(self) -> None:
-        """Members that did not ask within the timeout stop holding the others."""
-        for tid in self._live - set(self._waiting):
+        """Members that hold the others at their horizon without asking, for
+        the whole timeout, stop holding them."""
+        for tid in sorted(self._live - set(self._waiting)):
+            if self._handed[tid] + len(self._ahead[tid]) < self._horizon(tid):
+                continue
             self._live.discard(tid)
             self._owner[tid].drop(tid)
             self._parked.add(tid)
@@ -372,6 +461,7 @@ class CohortManager:
         cpu, gpu: what each cohort worker holds (the spec's ``resources``).
         slots: cohort workers the cluster holds at once (the pool's size).
         prestart: workers to start now (at most ``slots``).
+        stops: each worker's ``stops`` (see :class:`CohortWorker`).
         threads: torch threads per worker.
         window_s: :data:`FORMATION_WINDOW_S`.
         barrier_timeout_s: :data:`BARRIER_TIMEOUT_S`.
@@ -387,6 +477,7 @@ class CohortManager:
         threads: int,
         slots: int = 1,
         prestart: int = 0,
+        stops: list[int] | None = None,
         window_s: float = FORMATION_WINDOW_S,
         barrier_timeout_s: float = BARRIER_TIMEOUT_S,
     ) -> None:
@@ -396,6 +487,7 @@ class CohortManager:
         self._cpu, self._gpu, self._threads = cpu, gpu, threads
         self._window_s = window_s
         self._timeout = barrier_timeout_s
+        self._stops = stops
         self._forming: _Forming | None = None
         self._starting: list[_Forming] = []
         #: Every worker of the pool -> the members placed on it (reserved
@@ -470,7 +562,13 @@ class CohortManager:
         worker = (
             _remote_worker()
             .options(num_cpus=self._cpu, num_gpus=self._gpu, max_concurrency=_MAX_CALLS)
-            .remote(self._dataset_ref, {}, threads=self._threads, barrier_timeout_s=self._timeout)
+            .remote(
+                self._dataset_ref,
+                {},
+                threads=self._threads,
+                barrier_timeout_s=self._timeout,
+                stops=self._stops,
+            )
         )
         self._members_of[worker] = set()
         self._up[worker] = worker.stats.remote()

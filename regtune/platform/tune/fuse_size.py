@@ -5,7 +5,8 @@ Pure arithmetic, no Ray: :func:`auto_fuse` answers ``resources.fuse: auto``
 :func:`cohort_slots` / :func:`max_concurrent_members` answer how many
 cohorts the cluster holds at once and so how many member trials Tune runs
 concurrently, and :func:`place_group` which cohort worker a new group of
-members joins.
+members joins; :func:`asha_milestones` the epochs at which Ray's ASHA
+can decide (a cohort trains ahead between them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "AUTO_MAX_MEMBERS",
     "AUTO_PARAMS_PER_COHORT",
     "FUSED_MEMBER_COST",
+    "asha_milestones",
     "auto_fuse",
     "cohort_load",
     "cohort_slots",
@@ -118,3 +120,22 @@ def place_group(
         range(len(workers)),
         key=lambda i: (cohort_load([*workers[i], *group]), len(workers[i]), i),
     )
+
+
+def asha_milestones(
+    grace_period: int, reduction_factor: float, max_t: int, brackets: int
+) -> set[int]:
+    """Epochs at which Ray's ``ASHAScheduler`` can stop a trial: every rung of
+    every bracket, and ``max_t``.
+
+    Ray's rule (``ray.tune.schedulers.async_hyperband._Bracket``): bracket
+    ``s`` has ``int(log(max_t / grace) / log(rf) - s + 1)`` rungs at
+    ``grace * rf**(k + s)``; a trial is judged at its first result at or
+    past a rung, i.e. at the rung rounded up. Between two of these epochs
+    ASHA always answers CONTINUE.
+    """
+    out = {int(max_t)}
+    for s in range(brackets):
+        n = int(math.log(max_t / grace_period) / math.log(reduction_factor) - s + 1)
+        out.update(math.ceil(grace_period * reduction_factor ** (k + s)) for k in range(max(0, n)))
+    return out

@@ -45,7 +45,12 @@ from regtune.platform.tune.cohorts import (
     read_state_files,
     write_state_files,
 )
-from regtune.platform.tune.fuse_size import auto_fuse, cohort_slots, max_concurrent_members
+from regtune.platform.tune.fuse_size import (
+    asha_milestones,
+    auto_fuse,
+    cohort_slots,
+    max_concurrent_members,
+)
 
 __all__ = [
     "MEMBER_MEMORY_BYTES",
@@ -54,6 +59,7 @@ __all__ = [
     "CohortMembership",
     "FusedMember",
     "FusedSweep",
+    "decision_epochs",
     "resolve_fuse",
     "start_fused",
 ]
@@ -191,6 +197,40 @@ class FusedSweep:
             ray.kill(self.manager)
 
 
+def decision_epochs(spec: Any) -> frozenset[int] | None:
+    """Epochs at which Tune may stop, pause or checkpoint a member of
+    ``spec``'s sweep, when they are known in advance; ``None`` when not.
+
+    Known: ``budget.max_epochs``, every ``checkpoint.every``-th epoch, and the
+    rungs of ``asha`` (:func:`~regtune.platform.tune.fuse_size.asha_milestones`)
+    and ``pareto-asha`` (its ``rung_levels``); with no scheduler, nothing
+    else. A cohort trains ahead between two of these epochs, so nothing a
+    scheduler could decide is pre-empted. Not known: ``hyperband`` (pauses
+    where its brackets stand), ``median`` (judges every epoch), ``pbt``, and
+    any sweep with ``budget.time_limit_s`` (Tune stops every trial when it
+    runs out): those run in lockstep, one epoch per request.
+    """
+    from regtune.search_spaces import AshaConfig, NoSchedulerConfig, ParetoAshaConfig
+
+    sched, max_t = spec.scheduler, int(spec.budget.max_epochs)
+    if spec.budget.time_limit_s is not None:
+        return None
+    stops = {max_t}
+    every = int(spec.checkpoint.every)
+    if every > 0:
+        stops.update(range(every, max_t + 1, every))
+    if isinstance(sched, AshaConfig):
+        grace = min(sched.grace_period, max_t)
+        stops |= asha_milestones(grace, sched.reduction_factor, max_t, sched.brackets)
+    elif isinstance(sched, ParetoAshaConfig):
+        from regtune.platform.analysis.pareto import rung_levels
+
+        stops.update(rung_levels(min(sched.grace_period, max_t), sched.reduction_factor, max_t))
+    elif not isinstance(sched, NoSchedulerConfig):
+        return None
+    return frozenset(stops)
+
+
 def resolve_fuse(fuse: int | str, *, config: Any, dataset: Any) -> int:
     """Members per cohort: the spec's count, or for ``auto``
     :func:`~regtune.platform.tune.fuse_size.auto_fuse` of the size of
@@ -216,6 +256,7 @@ def start_fused(
     cpu: float,
     gpu: float,
     trials: int | None = None,
+    stops: frozenset[int] | None = None,
     window_s: float | None = None,
     barrier_timeout_s: float | None = None,
 ) -> FusedSweep:
@@ -224,7 +265,8 @@ def start_fused(
     Ray must be up. ``dataset`` is put in the object store once; each cohort
     worker gets it from there. The cohort workers the sweep will use (one
     per slot, or fewer when ``trials`` fill fewer cohorts) start at once, so
-    their start-up overlaps Tune's. ``window_s`` / ``barrier_timeout_s``
+    their start-up overlaps Tune's. ``stops``: :func:`decision_epochs`
+    (``None``: lockstep). ``window_s`` / ``barrier_timeout_s``
     default to :data:`~regtune.platform.tune.cohorts.FORMATION_WINDOW_S` and
     :data:`~regtune.platform.tune.cohorts.BARRIER_TIMEOUT_S`.
     """
@@ -253,6 +295,7 @@ def start_fused(
             threads=max(1, int(cpu)),
             slots=slots,
             prestart=prestart,
+            stops=None if stops is None else sorted(stops),
             **options,
         )
     )

@@ -360,13 +360,18 @@ def _start_fused(spec: SweepSpec, base: Any, dataset: Any) -> Any:
     ``None`` when ``resources.fuse`` is 1 (or ``auto`` picks 1)."""
     if spec.resources.fuse == 1:
         return None
-    from regtune.platform.tune.fused import resolve_fuse, start_fused
+    from regtune.platform.tune.fused import decision_epochs, resolve_fuse, start_fused
 
     fuse = resolve_fuse(spec.resources.fuse, config=base, dataset=dataset)
     if fuse <= 1:
         return None
     return start_fused(
-        dataset, fuse=fuse, cpu=spec.resources.cpu, gpu=spec.resources.gpu, trials=spec.n_trials
+        dataset,
+        fuse=fuse,
+        cpu=spec.resources.cpu,
+        gpu=spec.resources.gpu,
+        trials=spec.n_trials,
+        stops=decision_epochs(spec),
     )
 
 

@@ -31,6 +31,7 @@ from regtune.platform.tune.cohorts import (
 from regtune.platform.tune.fuse_size import (
     AUTO_MAX_MEMBERS,
     FUSED_MEMBER_COST,
+    asha_milestones,
     auto_fuse,
     cohort_load,
     cohort_slots,
@@ -394,3 +395,101 @@ def test_a_group_goes_to_an_idle_worker_then_a_new_one_then_its_own_shape() -> N
     assert place_group([["a"], ["b", "c", "d", "e"]], ["b"], slots=2) == 0
     # Equal loads (3 each with it): the worker with fewer members.
     assert place_group([["a", "a", "a"], ["b", "c"]], [None], slots=2) == 1
+
+
+# -- training ahead between decision epochs ----------------------------------------
+
+
+def test_a_cohort_trains_ahead_to_the_next_stop_and_no_further(digits: Dataset) -> None:
+    a, b = _config(0.01, epochs=4), _config(0.05, epochs=4, seed=1)
+    worker = _worker(digits, {"a": (a, None), "b": (b, None)}, stops=[2, 4])
+
+    async def until_rounds(n: int) -> None:
+        for _ in range(500):
+            if worker.rounds >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"rounds {worker.stats()} never reached {n}")
+
+    async def both() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(worker.step("a"), worker.step("b")))
+
+    async def scenario() -> dict[str, list[dict[str, Any]]]:
+        rows: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        for tid, row in zip("ab", await both(), strict=True):
+            rows[tid].append(row)
+        # Nobody asks: the cohort trains epoch 2 (the next stop) on its own...
+        await until_rounds(2)
+        await asyncio.sleep(0.2)
+        # ...and no further before both trials were let past it.
+        assert worker.rounds == 2 and worker.stats()["ahead"] == {"a": 1, "b": 1}
+        # A checkpoint between two stops would not be the reported epoch's: refused.
+        with pytest.raises(RuntimeError, match="trained 1 epoch"):
+            worker.state_files("a")
+        for tid, row in zip("ab", await both(), strict=True):
+            rows[tid].append(row)
+        assert worker.rounds == 2  # handed from what was trained ahead
+        worker.state_files("a")  # at a stop: the reported epoch's state
+        worker.leave("b")  # e.g. ASHA stopped b at its rung
+        rows["a"].append(await worker.step("a"))
+        await until_rounds(4)
+        rows["a"].append(await worker.step("a"))
+        assert worker.rounds == 4
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert [r["epoch"] for r in rows["a"]] == [1.0, 2.0, 3.0, 4.0]
+    assert rows["a"][-1][DONE] is True and [r[COHORT_SIZE] for r in rows["a"]] == [2, 2, 1, 1]
+    for got, solo in zip(rows["a"], _solo_rows(digits, a, 4), strict=True):
+        _close(got, solo)
+    for got, solo in zip(rows["b"], _solo_rows(digits, b, 2), strict=True):
+        _close(got, solo)
+
+
+def _spec(**over: Any) -> Any:
+    from regtune.search_spaces import load_spec
+
+    raw: dict[str, Any] = {
+        "name": "stops",
+        "dataset": "digits",
+        "model": {"arch": "mlp", "width": 16, "depth": 1},
+        "training": {"lr": {"loguniform": [1e-3, 1e-1]}},
+        "objectives": [{"metric": "val_acc", "mode": "max"}],
+        "scheduler": {"kind": "asha", "grace_period": 2, "reduction_factor": 3},
+        "budget": {"samples": 4, "max_epochs": 30},
+        "checkpoint": {"every": 0},
+    }
+    for key, value in over.items():  # scheduler and objectives replaced, others updated
+        raw[key] = value if key in ("scheduler", "objectives") else {**raw[key], **value}
+    return load_spec(raw)
+
+
+def test_decision_epochs_are_the_rungs_checkpoints_and_the_end_or_none() -> None:
+    from regtune.platform.tune.fused import decision_epochs
+
+    assert decision_epochs(_spec()) == {2, 6, 18, 30}
+    assert decision_epochs(_spec(checkpoint={"every": 10})) == {2, 6, 10, 18, 20, 30}
+    assert decision_epochs(_spec(scheduler={"kind": "none"}, budget={"max_epochs": 12})) == {12}
+    pareto = {"kind": "pareto-asha", "grace_period": 1, "reduction_factor": 2}
+    two = [{"metric": "val_acc", "mode": "max"}, {"metric": "val_loss", "mode": "min"}]
+    pareto_spec = _spec(scheduler=pareto, budget={"max_epochs": 8}, objectives=two)
+    assert decision_epochs(pareto_spec) == {1, 2, 4, 8}
+    # Decisions at epochs not known in advance: lockstep.
+    assert decision_epochs(_spec(scheduler={"kind": "median"})) is None
+    assert decision_epochs(_spec(scheduler={"kind": "hyperband"})) is None
+    assert decision_epochs(_spec(budget={"time_limit_s": 60})) is None
+
+
+def test_asha_milestones_are_rays_own_rungs() -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    for grace, rf, max_t, brackets in [(2, 3, 30, 1), (1, 2, 3, 1), (1, 3, 27, 3), (2, 2.5, 40, 2)]:
+        ray_asha = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_t,
+            grace_period=grace,
+            reduction_factor=rf,
+            brackets=brackets,
+        )
+        rungs = {math.ceil(m) for b in ray_asha._brackets for m, _ in b._rungs}
+        assert asha_milestones(grace, rf, max_t, brackets) == rungs | {max_t}
