@@ -450,34 +450,16 @@ def test_auth_failure_says_how_to_pass_the_token(cluster: Cluster) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SWEEP_AVAILABLE, reason="regtune sweep not yet available")
-def test_submit_sweep_runs_regtune_sweep_on_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
-    spec = _quickstart_copy(tmp_path / "specs")
-    storage = tmp_path / "runs"
-    lines: list[str] = []
-    outcome = submit_sweep(
-        str(spec), address=cluster.address, overrides=SWEEP_OVERRIDES, storage=str(storage),
-        log=lines.append,
-    )  # fmt: skip
-    text = "\n".join(lines)
-    assert (outcome.status, outcome.exit_code) == ("SUCCEEDED", 0), text
-    # No --name: the experiment got a new name by the sweep naming rule, and
-    # the job id, the dashboard metadata and the results folder all carry it.
-    info = _client(cluster).get_job_info(outcome.job_id)
-    name = info.metadata[METADATA_KEY]
-    assert re.fullmatch(GENERATED_NAME, name), name
-    assert outcome.job_id.startswith(f"regtune-{name}-")
-    assert info.metadata == {METADATA_KEY: name, SPEC_METADATA_KEY: "my-sweep.yaml"}
-    assert [p.name for p in storage.iterdir()] == [name]
-    assert "my-sweep.yaml" in info.entrypoint
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not SWEEP_AVAILABLE, reason="regtune sweep not yet available")
-def test_two_ray_job_submits_of_one_preset_both_succeed(cluster: Cluster, tmp_path: Path) -> None:
-    """`ray job submit [--working-dir DIR] -- regtune sweep SPEC [--address auto]`,
-    twice at once with the same spec: once as a file in an uploaded working
-    dir with `--address auto`, once as the preset's name without it (the
-    driver finds the job's cluster itself)."""
+def test_submit_sweep_and_two_ray_job_submits_of_one_preset_all_succeed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Three sweeps of the quickstart spec on the cluster at once (one
+    cluster, and the three jobs' start-ups overlap): :func:`submit_sweep`,
+    and `ray job submit [--working-dir DIR] -- regtune sweep SPEC [--address
+    auto]` twice: once as a file in an uploaded working dir with `--address
+    auto`, once as the preset's name without it (the driver finds the job's
+    cluster itself)."""
+    # `ray job submit`, twice, with no --name: each job names its experiment.
     _quickstart_copy(tmp_path / "wd")
     storage = tmp_path / "runs"
     options = ["--storage", str(storage)]
@@ -499,7 +481,34 @@ def test_two_ray_job_submits_of_one_preset_both_succeed(cluster: Cluster, tmp_pa
         )
         for command in commands
     ]
-    outputs = [run.communicate(timeout=240)[0] for run in runs]
+    try:
+        # submit_sweep, meanwhile, to its own storage.
+        spec = _quickstart_copy(tmp_path / "specs")
+        own_storage = tmp_path / "api-runs"
+        lines: list[str] = []
+        outcome = submit_sweep(
+            str(spec), address=cluster.address, overrides=SWEEP_OVERRIDES,
+            storage=str(own_storage), log=lines.append,
+        )  # fmt: skip
+        outputs = [run.communicate(timeout=240)[0] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+
+    text = "\n".join(lines)
+    assert (outcome.status, outcome.exit_code) == ("SUCCEEDED", 0), text
+    # No --name: the experiment got a new name by the sweep naming rule, and
+    # the job id, the dashboard metadata and the results folder all carry it.
+    info = _client(cluster).get_job_info(outcome.job_id)
+    name = info.metadata[METADATA_KEY]
+    assert re.fullmatch(GENERATED_NAME, name), name
+    assert outcome.job_id.startswith(f"regtune-{name}-")
+    assert info.metadata == {METADATA_KEY: name, SPEC_METADATA_KEY: "my-sweep.yaml"}
+    assert [p.name for p in own_storage.iterdir()] == [name]
+    assert "my-sweep.yaml" in info.entrypoint
+
     for run, output in zip(runs, outputs, strict=True):
         assert run.returncode == 0, output[-3000:]
         assert "succeeded" in output, output[-3000:]
