@@ -176,11 +176,15 @@ def fit_postprocessing(
             if constraint["kind"] == "dp"
             else fairness.eo_difference(y, decided, s)
         )
+        accuracy = float((decided == y).double().mean())
+        positive = float(y.double().mean())
+        # As fit_thresholds: a decision no better than a constant one is not feasible.
+        useful = accuracy > max(positive, 1.0 - positive) + thresholds.DEFAULT_TOLERANCE
         fit.update(
             {
-                "val_postprocess_acc": float((decided == y).double().mean()),
+                "val_postprocess_acc": accuracy,
                 "val_postprocess_gap": gap,
-                "postprocess_feasible": gap <= float(constraint["tolerance"]),
+                "postprocess_feasible": gap <= float(constraint["tolerance"]) and useful,
             }
         )
     record = {
