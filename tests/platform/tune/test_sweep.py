@@ -95,7 +95,7 @@ def test_multi_objective_pareto_asha(ray_local: None, tmp_path: Path) -> None:
         objectives=[{"metric": "val_acc", "mode": "max"}, {"metric": "sparsity", "mode": "max"}],
         penalties={"l1": {"loguniform": [1e-6, 1e-1]}},
         scheduler={"kind": "pareto-asha", "grace_period": 1, "reduction_factor": 2},
-        searcher={"kind": "random", "seed": 0},
+        searcher={"kind": "random", "seed": 0, **ONE_AT_A_TIME},
         budget={"samples": 4, "max_epochs": 4},
     )
     outcome = run_sweep(spec, storage=str(tmp_path))
