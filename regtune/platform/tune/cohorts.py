@@ -21,17 +21,24 @@ waits idle for the next group, and none is ended and replaced mid-sweep
 (each new worker process costs seconds of CPU: torch, the dataset).
 
 The barrier (the one place that could deadlock): a cohort trains an epoch
-when every *live* member has asked for it, then answers each its own
-metrics. A member stops being live when
+when every *live* member may have it, and answers each member its own
+metrics as it asks. In lockstep a member may have the epoch it asked for.
+With ``stops`` (the epochs at which Tune can stop, pause or checkpoint a
+trial, :func:`~regtune.platform.tune.fused.decision_epochs`) a member may
+have every epoch up to the next stop after the last epoch its trial was
+let past (it asked for the one after): the cohort trains ahead while the
+driver handles results, never past a point where a scheduler could decide.
+A member stops being live when
 
 - its epochs are done or its early stopping fired (it is finished at once);
 - Tune stops, pauses or loses its trial (the driver-side
   :class:`~regtune.platform.tune.fused.CohortMembership` callback says so
   through :meth:`CohortManager.leave` as soon as the trial's status changes,
   i.e. after Tune's checkpoint of it was written);
-- it has not asked for :data:`BARRIER_TIMEOUT_S` while the others wait: it
-  is parked (its state kept), the others go on, and if it asks later it
-  continues from that state in a cohort of its own inside the same worker.
+- it holds the others (at its limit, not asking) for
+  :data:`BARRIER_TIMEOUT_S` while one of them waits: it is parked (its
+  state kept), the others go on, and if it asks later it continues from
+  that state in a cohort of its own inside the same worker.
 
 So the barrier never waits for a member that Tune paused (HyperBand) or
 stopped (ASHA) for longer than the driver takes to notice, and never
