@@ -84,6 +84,7 @@ __all__ = [
     "FairnessConfig",
     "ModelConfig",
     "PenaltiesConfig",
+    "ThresholdRows",
     "TrainConfig",
     "TrainingConfig",
     "default_value",
@@ -262,6 +263,11 @@ class AdversarialConfig(_Strict):
     beta: float = Field(6.0, ge=0.0)
 
 
+#: Choices of :attr:`FairnessConfig.threshold_rows` (the one definition;
+#: :data:`regtune.trainables.thresholds.FIT_ROWS` is derived from it).
+ThresholdRows = Literal["val", "train+val"]
+
+
 class FairnessConfig(_Strict):
     """Differentiable fairness penalty of strength ``strength``."""
 
@@ -289,6 +295,11 @@ class FairnessConfig(_Strict):
     #: Safety margin under ``bound`` that the validation gap must keep, since
     #: the test gap of a small group is noisier than the validation one.
     margin: float = Field(0.0, ge=0.0, lt=1.0)
+    #: Rows the post-processing thresholds are fitted on: ``val`` (the
+    #: validation split) or ``train+val`` (the kept model's scores on the
+    #: training and validation splits: more rows in the smallest group-label
+    #: cell, in-sample for the training part; see docs/fairness.md).
+    threshold_rows: ThresholdRows = "val"
 
     @property
     def training_method(self) -> Literal["penalty", "lagrangian"] | None:
@@ -438,7 +449,7 @@ DEPENDENCIES: tuple[Dependency, ...] = (
             f"penalties.fairness.{key}", "penalties.fairness.kind", lambda v: v == "none",
             "the fairness penalty is off while kind is 'none'",
         )
-        for key in ("strength", "temperature", "method", "dual_lr", "bound")
+        for key in ("strength", "temperature", "method", "dual_lr", "bound", "threshold_rows")
     ),
     Dependency(
         "penalties.fairness.kind", "penalties.fairness.strength", _is_zero,
@@ -459,6 +470,11 @@ DEPENDENCIES: tuple[Dependency, ...] = (
     Dependency(
         "penalties.fairness.margin", "penalties.fairness.bound", lambda v: v is None,
         "there is no constraint to keep a margin under while bound is unset",
+    ),
+    Dependency(
+        "penalties.fairness.threshold_rows", "penalties.fairness.method",
+        lambda v: not str(v).endswith("postprocess"),
+        "only a method ending in 'postprocess' fits thresholds",
     ),
     Dependency(
         "penalties.fairness.dual_lr", "penalties.fairness.method",

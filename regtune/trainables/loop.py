@@ -187,9 +187,10 @@ class Trainer:
         dataset: an already loaded dataset (trials share one through Ray's
             object store); loaded from ``config.dataset`` when omitted.
         device: overrides ``training.device``.
-        threshold_rows: the rows post-processing thresholds are fitted on:
-            ``"val"`` (default) or ``"train+val"`` (the kept model's scores
-            on both; see :data:`regtune.trainables.thresholds.FIT_ROWS`).
+        threshold_rows: overrides ``penalties.fairness.threshold_rows``, the
+            rows post-processing thresholds are fitted on: ``"val"`` or
+            ``"train+val"`` (the kept model's scores on both; see
+            :data:`regtune.trainables.thresholds.FIT_ROWS`).
     """
 
     def __init__(
@@ -198,16 +199,16 @@ class Trainer:
         *,
         dataset: Dataset | None = None,
         device: str | torch.device | None = None,
-        threshold_rows: str = "val",
+        threshold_rows: str | None = None,
     ) -> None:
-        if threshold_rows not in thresholds.FIT_ROWS:
+        if threshold_rows is not None and threshold_rows not in thresholds.FIT_ROWS:
             raise SpecError(
                 thresholds.BAD_FIT_ROWS.format(rows=threshold_rows, allowed=thresholds.FIT_ROWS)
             )
-        #: Rows :meth:`finish` fits post-processing thresholds on.
-        self.threshold_rows = threshold_rows
         self.config = parse_train_config(config)
         cfg = self.config
+        #: Rows :meth:`finish` fits post-processing thresholds on.
+        self.threshold_rows = threshold_rows or cfg.penalties.fairness.threshold_rows
         self.dataset = dataset if dataset is not None else load_dataset(cfg.dataset)
         self.device = (
             torch.device(device) if device is not None else resolve_device(cfg.training.device)
@@ -789,7 +790,7 @@ def train(
     checkpoint_every: int = 0,
     resume: bool = False,
     device: str | None = None,
-    threshold_rows: str = "val",
+    threshold_rows: str | None = None,
 ) -> RunResult:
     """Train one configuration to the end (or early stop) and score the test split.
 

@@ -30,13 +30,14 @@ independent of the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from regtune.errors import DataError
+from regtune.trainables.config import ThresholdRows
 
 __all__ = [
     "BAD_FIT_ROWS",
@@ -56,7 +57,7 @@ DEFAULT_TOLERANCE = 1e-9
 #: The second has about seven times the rows in Adult's smallest (group,
 #: label) cell, so its rates are less noisy, but its training rows are
 #: in-sample: their rates run a little optimistic (see docs/fairness.md).
-FIT_ROWS = ("val", "train+val")
+FIT_ROWS: tuple[str, ...] = get_args(ThresholdRows)
 BAD_FIT_ROWS = "threshold_rows must be one of {allowed}; got {rows!r}"
 #: Most candidate thresholds per group. A group with more distinct scores
 #: keeps this many of them, evenly spaced in rank (each step then moves its

@@ -50,7 +50,9 @@ def settings_of(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any] | Non
 
     Returns:
         ``{"calibration": "temperature"|"group_temperature"|"none",
-        "constraint": None | {"kind": "dp"|"eo", "tolerance": bound - margin}}``.
+        "constraint": None | {"kind": "dp"|"eo", "tolerance": bound - margin,
+        "rows": "val"|"train+val"}}`` (``rows``: what a refit fits the
+        thresholds on, as the trainer did).
     """
     cfg = parse_train_config(config)
     fair = cfg.penalties.fairness
@@ -59,7 +61,11 @@ def settings_of(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any] | Non
         tolerance = (
             fair.bound - fair.margin if fair.bound is not None else thresholds.DEFAULT_TOLERANCE
         )
-        constraint = {"kind": fair.kind, "tolerance": float(tolerance)}
+        constraint = {
+            "kind": fair.kind,
+            "tolerance": float(tolerance),
+            "rows": fair.threshold_rows,
+        }
     if cfg.training.calibration == "none" and constraint is None:
         return None
     return {"calibration": cfg.training.calibration, "constraint": constraint}
@@ -145,6 +151,7 @@ def fit_postprocessing(
 
     cuts: tuple[float, ...] | None = None
     constraint = settings.get("constraint")
+    rows = str((constraint or {}).get("rows", "val"))
     if constraint is not None:
         if s is None or dataset.n_classes != 2:
             raise SpecError(
@@ -160,10 +167,17 @@ def fit_postprocessing(
             cuts = tuple(float(t) for t in stored_thresholds)
             source["thresholds"] = "trial"
         else:
+            fit_scores, fit_y, fit_s = scores, y, s
+            train = dataset.train
+            if rows == "train+val" and train.s is not None and s is not None:
+                z_train = metrics.logits(module, train.x, batch_size=EVAL_BATCH).cpu()
+                scaled_train = scaling.scale_logits(z_train, group_codes(train.s, len(z_train)))
+                fit_scores = torch.cat([scaled_train.softmax(dim=1)[:, 1], scores])
+                fit_y, fit_s = torch.cat([train.y, y]), torch.cat([train.s, s])
             result = thresholds.fit_thresholds(
-                scores,
-                y,
-                s,
+                fit_scores,
+                fit_y,
+                fit_s,
                 n_groups,
                 kind=str(constraint["kind"]),
                 tolerance=float(constraint["tolerance"]),
@@ -189,6 +203,8 @@ def fit_postprocessing(
         )
     record = {
         "fitted_on": "validation",
+        # The thresholds' rows (a trial's own were fitted as its trainer did).
+        **({"thresholds_fitted_on": rows} if constraint is not None else {}),
         "source": source,
         "fit": fit,
         **dict(provenance or {}),

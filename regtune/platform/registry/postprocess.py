@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from regtune.errors import CheckpointError
+from regtune.trainables.thresholds import FIT_ROWS
 
 __all__ = [
     "CALIBRATIONS",
@@ -282,12 +283,14 @@ class PostProcessing:
                 and constraint.get("kind") in CONSTRAINT_KINDS
                 and _finite_number(constraint.get("tolerance"))
                 and constraint["tolerance"] >= 0
+                and constraint.get("rows", "val") in FIT_ROWS
             )
             if not ok:
                 raise bad(
                     "settings.constraint",
                     constraint,
-                    "null or {kind: dp|eo, tolerance: a finite number >= 0}",
+                    "null or {kind: dp|eo, tolerance: a finite number >= 0, "
+                    f"rows (optional): {'|'.join(FIT_ROWS)}}}",
                 )
         record = raw.get("record", {})
         if not isinstance(record, Mapping):

@@ -288,6 +288,17 @@ def _set(key: str, value: Any) -> Any:
             "postprocessing.settings.constraint",
             "kind: dp|eo",
         ),
+        (
+            _set(
+                "settings",
+                {
+                    "calibration": "none",
+                    "constraint": {"kind": "eo", "tolerance": 0.02, "rows": "test"},
+                },
+            ),
+            "postprocessing.settings.constraint",
+            "rows (optional): val|train+val",
+        ),
         (_set("settings", {"calibration": "hot"}), "postprocessing.settings.calibration", "none"),
     ],
 )
