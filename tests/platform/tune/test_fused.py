@@ -349,34 +349,36 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
             "objectives": [{"metric": "val_acc", "mode": "max"}],
             "scheduler": {"kind": "none"},
             "searcher": {"kind": "grid"},
-            "budget": {"samples": 1, "max_epochs": 3},
+            "budget": {"samples": 1, "max_epochs": 4},
             "resources": {"cpu": 2, "fuse": 2},
-            "checkpoint": {"every": 1},
+            # Checkpoints at 2 and 4 only: the cohort trains ahead to them.
+            "checkpoint": {"every": 2},
         }
     )
     storage = str(tmp_path)
     with warnings.catch_warnings():
         # Tune's JSON logger leaves an interrupted run's result.json files open.
         warnings.simplefilter("ignore", ResourceWarning)
-        run_sweep(spec, storage=storage, name="resumed", callbacks=[_InterruptAt(2)])
+        run_sweep(spec, storage=storage, name="resumed", callbacks=[_InterruptAt(3)])
         gc.collect()
     before = read_epochs(f"{storage}/resumed")
-    assert before["iteration"].max() < 3  # interrupted before any member ended
+    assert before["iteration"].max() < 4  # interrupted before any member ended
 
     recorder = _InterruptAt(None)
     outcome = run_sweep(spec, storage=storage, name="resumed", resume=True, callbacks=[recorder])
     assert len(outcome.trials) == 2
     epochs = read_epochs(outcome.path)
     for t in outcome.trials:
-        assert (t.status, t.iterations) == ("finished", 3), t
-        # Continued from its own checkpoint (in a new cohort), not from scratch...
+        assert (t.status, t.iterations) == ("finished", 4), t
+        # Continued from its own epoch-2 checkpoint (both had asked for epoch 3,
+        # so both were saved; the epochs trained ahead past it were not kept)...
         assert t.trial_id in recorder.restored_from
         restored_at = t.run_info["training_iteration"] - t.run_info["iterations_since_restore"]
-        assert restored_at >= 1
+        assert restored_at == 2
         rows = epochs[epochs["trial_id"] == t.trial_id].sort_values("iteration")
-        assert list(rows["iteration"]) == [1, 2, 3]
-        # ...exactly: its last epoch is the solo run's third.
-        _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 3)[-1])
+        assert list(rows["iteration"]) == [1, 2, 3, 4]
+        # ...exactly: its last epoch is the solo run's fourth.
+        _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 4)[-1])
 
 
 def test_cohort_load_counts_a_fused_member_at_a_fraction() -> None:
