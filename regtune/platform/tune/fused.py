@@ -15,7 +15,12 @@ Resources: a cohort worker holds what the spec gives one trial
 empty request), and Tune runs at most ``K x cohort slots`` members at once
 (:func:`~regtune.platform.tune.fuse_size.max_concurrent_members`). Each
 member trial is still a Ray actor process: with actor reuse, one per
-concurrent member for the whole sweep.
+concurrent member for the whole sweep; it only relays, and this module
+never imports torch, so that process does not either.
+
+Between the epochs where Tune can decide about a trial
+(:func:`decision_epochs`), a cohort trains ahead of its members' requests
+(see :class:`~regtune.platform.tune.cohorts.CohortWorker`).
 
 A member's checkpoint is written in the format of an unfused trial's
 (``regtune_state/``, the ``Trainer.state_dict`` tree as safetensors + JSON):
