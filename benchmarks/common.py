@@ -9,6 +9,7 @@ accepts ``--smoke-test`` (tiny sizes, for CI-speed checks that it runs).
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +146,7 @@ def contender_in_this_process(
         os.environ.update(saved)
 
 
-def start_smoke_ray() -> None:
+def start_smoke_ray(preload: Sequence[str] = ("regtune.platform.tune.trainable",)) -> None:
     """Start the one local Ray a ``--smoke-test`` runs all its contenders on.
 
     regtune's own loopback start (:func:`~regtune.platform.tune.runtime.start_local_ray`)
@@ -153,13 +155,22 @@ def start_smoke_ray() -> None:
     guarded by ``ray.is_initialized()``) join it. Full runs do not call this:
     each of their contenders starts its own Ray in a fresh process, and that
     start-up is part of what they measure.
+
+    Args:
+        preload: modules imported in a thread while Ray's processes boot (as
+            ``run_sweep`` does when it starts Ray itself): by default the
+            trainable adapter, which brings torch and Ray Tune.
     """
     import ray
 
     from regtune.platform.tune.runtime import start_local_ray
 
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        loading = pool.submit(lambda: [importlib.import_module(name) for name in preload])
         start_local_ray(num_cpus=SMOKE_RAY_CPUS)
+        loading.result()
 
 
 def median_of(runs: dict[str, list[dict[str, Any]]], name: str, key: str) -> float:

@@ -119,7 +119,7 @@ def run(dataset_name: str, *, smoke: bool) -> dict[str, Any]:
             # Ray's processes boot while the teacher trains (distill joins this Ray).
             with ThreadPoolExecutor(max_workers=1) as pool:
                 training = pool.submit(_teacher, dataset_name, t_epochs, root)
-                start_smoke_ray()
+                start_smoke_ray(preload=())
                 teacher = training.result()
         else:
             teacher = _teacher(dataset_name, t_epochs, root)
