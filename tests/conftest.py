@@ -137,4 +137,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _module(item: pytest.Item) -> str:
-    return item.module.__name__ if item.module else ""
+    return item.nodeid.split("::", 1)[0]
