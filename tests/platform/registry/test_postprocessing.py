@@ -165,7 +165,12 @@ def test_a_single_trial_version_decides_exactly_as_its_trainer(
     assert post.thresholds == tuple(trainer.thresholds.tolist())
     assert post.groups == tuple(sweep.dataset.group_names)
     assert post.record["source"] == {"temperatures": "trial", "thresholds": "trial"}
-    assert post.settings["constraint"] == {"kind": "eo", "tolerance": pytest.approx(BOUND - MARGIN)}
+    assert post.settings["constraint"] == {
+        "kind": "eo",
+        "tolerance": pytest.approx(BOUND - MARGIN),
+        "rows": "val",
+    }
+    assert post.record["thresholds_fitted_on"] == "val"
     meta = json.loads((Path(single.path) / "meta.json").read_text())
     assert meta["postprocessing"]["thresholds"] == list(post.thresholds)
 
