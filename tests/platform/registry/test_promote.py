@@ -51,6 +51,17 @@ def sweep(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[st
     return storage, Path(outcome.path).name
 
 
+@pytest.fixture(scope="module")
+def probe(sweep: tuple[str, str]) -> tuple[str, str]:
+    """:func:`sweep` with ``probe-ens:1`` registered, for the bad-input cases that
+    need a model (their own, so they hold whichever worker runs them first)."""
+    storage, experiment = sweep
+    root = registry_root(storage)
+    if not list_versions("probe-ens", root=root):
+        promote(experiment, name="probe-ens", top_k=1, storage=storage, root=root)
+    return sweep
+
+
 def _cli(*args: str) -> Any:
     return runner.invoke(app, list(args))
 
@@ -189,15 +200,15 @@ def test_promote_cli_json_and_models_commands(sweep: tuple[str, str]) -> None:
         (["promote", "nope", "--name", "m"], ["experiment 'nope' not found"]),
         (["promote", "EXP", "--name", "m", "--gate", "gapp<=1"], ["no metric 'gapp'", "gap"]),
         (["models", "show", "unknown"], ["'unknown' has no versions"]),
-        (["models", "show", "cli-ens:99"], ["no version 99"]),
-        (["models", "show", "cli-ens:x"], ["version 'x'", "positive integer"]),
-        (["models", "diff", "cli-ens:1", "ghost:1"], ["'ghost' has no versions"]),
+        (["models", "show", "probe-ens:99"], ["no version 99"]),
+        (["models", "show", "probe-ens:x"], ["version 'x'", "positive integer"]),
+        (["models", "diff", "probe-ens:1", "ghost:1"], ["'ghost' has no versions"]),
     ],
 )
 def test_bad_cli_input_exits_2_with_a_clear_message(
-    sweep: tuple[str, str], args: list[str], fragments: list[str]
+    probe: tuple[str, str], args: list[str], fragments: list[str]
 ) -> None:
-    storage, experiment = sweep
+    storage, experiment = probe
     args = [experiment if a == "EXP" else a for a in args] + ["--storage", storage]
     before = sorted(p.name for p in Path(storage).rglob("*"))
     result = _cli(*args)
