@@ -146,7 +146,17 @@ def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: 
 
     if ray.cluster_resources().get("GPU", 0) < 1:
         pytest.skip("the session cluster declares no GPU")
+    from ray.util import placement_group_table
+
     seen: list[int] = []
+    held: list[list[float]] = []
+
+    def watch(snapshot: dict[str, Any]) -> None:
+        seen.append(snapshot["running"])
+        # The GPU shares reserved at this moment by the trials' placement groups.
+        created = [g for g in placement_group_table().values() if g["state"] == "CREATED"]
+        held.append([b["GPU"] for g in created for b in g["bundles"].values() if "GPU" in b])
+
     spec = _spec(
         name="gpu-quarter",
         # Long enough epochs that all four overlap, on a busy machine too.
@@ -157,9 +167,11 @@ def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: 
         budget={"samples": 1, "max_epochs": 5},
         resources={"cpu": 0.5, "gpu": 0.25},
     )
-    outcome = run_sweep(
-        spec, storage=str(tmp_path), on_progress=lambda snap: seen.append(snap["running"])
-    )
+    outcome = run_sweep(spec, storage=str(tmp_path), on_progress=watch)
     assert all(t.status == "finished" for t in outcome.trials)
-    # A quarter GPU each: all four trials fit on the one GPU at once.
-    assert max(seen) == 4
+    # A quarter GPU each: all four trials' reservations fit on the one GPU at
+    # once (whether all four worker processes are up at the same moment
+    # depends on the machine's load, so that is not asked), and more than one
+    # trial ran at a time.
+    assert max(held, key=len) == [0.25] * 4
+    assert max(seen) >= 2
