@@ -30,7 +30,7 @@ independent of the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ __all__ = [
     "MAX_CANDIDATES",
     "ThresholdFit",
     "apply_thresholds",
+    "beats_constant",
+    "constant_accuracy",
     "fit_thresholds",
 ]
 
@@ -87,6 +89,19 @@ class ThresholdFit:
     accuracy: float
     feasible: bool
     constant_accuracy: float = 0.0
+
+
+def constant_accuracy(y: Tensor | np.ndarray) -> float:
+    """Accuracy of the best constant decision on labels ``y`` (everyone the majority label)."""
+    positive = float(np.asarray(y, dtype=np.float64).mean())
+    return max(positive, 1.0 - positive)
+
+
+def beats_constant(accuracy: float | np.ndarray, constant: float) -> Any:
+    """Whether ``accuracy`` (one value or an array) beats ``constant``
+    (:func:`constant_accuracy`) by more than float rounding: the rule that
+    keeps trivial decisions from counting as fair."""
+    return accuracy > constant + DEFAULT_TOLERANCE
 
 
 def apply_thresholds(scores: Tensor, s: Tensor, thresholds: Tensor | tuple[float, ...]) -> Tensor:
@@ -199,9 +214,8 @@ def fit_thresholds(
     else:
         gap = np.maximum(_gap(per_group["tpr"]), _gap(per_group["fpr"]))
     accuracy = per_group["correct"].sum(axis=1) / n
-    positive = float(yy.mean())
-    constant = max(positive, 1.0 - positive)
-    useful = accuracy > constant + DEFAULT_TOLERANCE
+    constant = constant_accuracy(yy)
+    useful = beats_constant(accuracy, constant)
     feasible = (gap <= tolerance) & useful
     if feasible.any():
         best = int(np.argmax(np.where(feasible, accuracy, -1.0)))

@@ -138,6 +138,15 @@ def test_a_bad_temperature_is_a_spec_error_at_its_key(value: float) -> None:
     assert [p.path for p in info.value.problems] == ["penalties.fairness.temperature"]
 
 
+def test_an_unknown_threshold_rows_is_refused_at_its_key_with_the_allowed_values() -> None:
+    raw = {"kind": "eo", "method": "postprocess", "threshold_rows": "test"}
+    with pytest.raises(SpecError) as info:
+        parse_train_config({"dataset": "adult", "penalties": {"fairness": raw}})
+    (problem,) = info.value.problems
+    assert problem.path == "penalties.fairness.threshold_rows"
+    assert "'val' or 'train+val'" in problem.message and "'test'" in problem.message
+
+
 def test_built_in_datasets_come_from_the_catalog() -> None:
     names = list(catalog.BUILTINS)
     assert list(catalog.BUILTIN_DATASETS) == names == list(config.BUILTIN_DATASETS)

@@ -191,9 +191,8 @@ def fit_postprocessing(
             else fairness.eo_difference(y, decided, s)
         )
         accuracy = float((decided == y).double().mean())
-        positive = float(y.double().mean())
         # As fit_thresholds: a decision no better than a constant one is not feasible.
-        useful = accuracy > max(positive, 1.0 - positive) + thresholds.DEFAULT_TOLERANCE
+        useful = thresholds.beats_constant(accuracy, thresholds.constant_accuracy(y))
         fit.update(
             {
                 "val_postprocess_acc": accuracy,
