@@ -207,6 +207,13 @@ def _serves_metrics(port: int) -> bool:
         return False
 
 
+def _accepts(port: int) -> bool:
+    """Whether ``127.0.0.1:port`` still accepts a TCP connection."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _refusal(port: int) -> str | None:
     """How ``127.0.0.1:port`` refuses a request without the token, or None if it did not.
 
@@ -299,11 +306,15 @@ def test_local_sweep_listens_on_loopback_and_leaves_nothing_after_a_kill(
         assert exposed == []
 
         # 2. Every port refuses a request without the token, but Prometheus
-        # metrics, which are read-only and, here, on loopback only.
+        # metrics, which are read-only and, here, on loopback only. A port
+        # closed by the time it is probed (the finished trial's worker
+        # exiting) serves nothing and is not counted.
         unguarded = [
             str(item)
             for item in listeners
-            if _refusal(item.port) is None and not _serves_metrics(item.port)
+            if _refusal(item.port) is None
+            and not _serves_metrics(item.port)
+            and _accepts(item.port)
         ]
         assert unguarded == []
 
