@@ -39,6 +39,7 @@ caller had it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
@@ -56,6 +57,7 @@ __all__ = [
     "fusable",
     "fuse_key",
     "make_cohort",
+    "pad_key",
     "parse_members",
     "preserved_rng",
     "shared_dataset",
@@ -121,8 +123,10 @@ def fuse_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tupl
     """What members must share to train as one batched model; None: cannot fuse.
 
     Shared: the dataset, the device, the architecture and its shapes (arch,
-    width, depth: no padding, members of another width form another group),
-    the batch size and the optimizer family (``adam``/``adamw`` are one).
+    width, depth), the batch size and the optimizer family (``adam``/``adamw``
+    are one). Members with equal keys always train as one batched model;
+    MLP members of other widths may join them padded (see :func:`pad_key`
+    and :func:`fusable`).
     Per member: seed, learning rate and schedule, epochs, momentum, L1, L2,
     elastic net, weight decay, max-norm, dropout p, label smoothing, input
     noise, mixup, early stopping, robust-accuracy and calibration settings,
@@ -146,25 +150,65 @@ def fuse_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tupl
     return (_dataset_key(cfg), str(dev), shape, cfg.training.batch_size, family)
 
 
+def pad_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tuple[Any, ...] | None:
+    """What members must share to train in one batched model, width padding
+    allowed: :func:`fuse_key` with the MLP's width left out (None: cannot fuse).
+
+    Members with equal pad keys but different widths CAN share one batch, the
+    narrower ones padded with zero hidden units (exact, see
+    :mod:`regtune.trainables.cohort_pad`); :func:`fusable` decides whether
+    that pays.
+    """
+    key = fuse_key(cfg, device)
+    if key is None:
+        return None
+    dataset, dev, shape, batch_size, family = key
+    if shape[0] == "mlp":
+        shape = ("mlp", shape[2])
+    return (dataset, dev, shape, batch_size, family)
+
+
 def fusable(
     configs: Mapping[str, TrainConfig | Mapping[str, Any]],
     *,
     device: str | torch.device | None = None,
+    dataset: Dataset | None = None,
+    pad: bool = True,
 ) -> list[list[str]]:
-    """Partition member ids into groups that can train as one batched model.
+    """Partition member ids into groups that train as one batched model.
 
-    Members with equal :func:`fuse_key` form one group (in first-seen order);
-    members that cannot fuse form groups of one. Every id appears once.
+    Members with equal :func:`fuse_key` always share a group. With ``pad``,
+    MLP members that differ only in width (equal :func:`pad_key`) share one
+    too where padding the narrower ones to the widest pays, by the measured
+    cost rule :func:`~regtune.trainables.cohort_pad.width_groups` (``dataset``
+    gives it the input and output sizes; digits' are assumed without it).
+    Members that cannot fuse form groups of one. Every id appears once;
+    groups come in first-seen order of their keys.
 
     Raises:
         SpecError: an invalid configuration or member id.
     """
-    groups: dict[Any, list[str]] = {}
+    from regtune.trainables.cohort_pad import DEFAULT_IO_FEATURES, width_groups
+
+    parsed: dict[str, TrainConfig] = {}
+    keyed: dict[Any, list[str]] = {}
     for mid, raw in configs.items():
         _check_id(mid)
-        key = fuse_key(parse_train_config(raw), device)
-        groups.setdefault(("solo", mid) if key is None else key, []).append(mid)
-    return list(groups.values())
+        cfg = parsed[mid] = parse_train_config(raw)
+        key = (pad_key if pad else fuse_key)(cfg, device)
+        keyed.setdefault(("solo", mid) if key is None else key, []).append(mid)
+    io = DEFAULT_IO_FEATURES
+    if dataset is not None:
+        io = math.prod(dataset.input_shape) + dataset.n_classes
+    groups: list[list[str]] = []
+    for key, mids in keyed.items():
+        cfg = parsed[mids[0]]
+        if not pad or key[0] == "solo" or cfg.model.arch != "mlp":
+            groups.append(mids)
+            continue
+        widths = {m: parsed[m].model.width for m in mids}
+        groups.extend(width_groups(widths, cfg.model.depth, io))
+    return groups
 
 
 def _check_id(mid: object) -> None:
@@ -387,6 +431,7 @@ def make_cohort(
     dataset: Dataset | None = None,
     device: str | torch.device | None = None,
     fuse: bool = True,
+    pad: bool = True,
 ) -> Cohort:
     """One cohort over ``configs``: fused groups where :func:`fusable` allows.
 
@@ -397,6 +442,7 @@ def make_cohort(
             name the same one); loaded once per dataset config when omitted.
         device: overrides ``training.device`` for every member.
         fuse: False runs every member as a group of one (the reference).
+        pad: False fuses only members of one width (no width padding).
 
     Raises:
         SpecError: no member, a bad id or config, or mixed datasets with one
@@ -407,19 +453,17 @@ def make_cohort(
     parsed = parse_members(configs)
     if dataset is not None:
         shared_dataset(parsed, dataset)
-    groups = fusable(parsed, device=device) if fuse else [[m] for m in parsed]
-    loaded: dict[str, Dataset] = {}
+    by_data: dict[str, dict[str, TrainConfig]] = {}
+    for mid, cfg in parsed.items():
+        by_data.setdefault(_dataset_key(cfg), {})[mid] = cfg
     parts: list[Cohort] = []
-    for group in groups:
-        cfgs = {m: parsed[m] for m in group}
-        ds = dataset
-        if ds is None:
-            key = _dataset_key(cfgs[group[0]])
-            if key not in loaded:
-                loaded[key] = load_dataset(cfgs[group[0]].dataset)
-            ds = loaded[key]
-        if len(group) > 1 and fuse_key(cfgs[group[0]], device) is not None:
-            parts.append(FusedCohort(cfgs, dataset=ds, device=device))
-        else:
-            parts.append(SequentialCohort(cfgs, dataset=ds, device=device))
+    for cfgs in by_data.values():
+        ds = dataset if dataset is not None else load_dataset(next(iter(cfgs.values())).dataset)
+        groups = fusable(cfgs, device=device, dataset=ds, pad=pad) if fuse else [[m] for m in cfgs]
+        for group in groups:
+            sub = {m: cfgs[m] for m in group}
+            if len(group) > 1 and fuse_key(sub[group[0]], device) is not None:
+                parts.append(FusedCohort(sub, dataset=ds, device=device))
+            else:
+                parts.append(SequentialCohort(sub, dataset=ds, device=device))
     return parts[0] if len(parts) == 1 else _CohortSet(parts)

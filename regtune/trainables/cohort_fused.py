@@ -32,7 +32,6 @@ scores are the solo code).
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Mapping
@@ -48,12 +47,13 @@ from regtune.errors import SpecError
 from regtune.trainables import attacks, metrics, selection
 from regtune.trainables.cohort import (
     UNKNOWN_MEMBER,
-    fuse_key,
+    pad_key,
     parse_members,
     preserved_rng,
     shared_dataset,
 )
 from regtune.trainables.cohort_optim import FusedAdamW, FusedSGD, MemberSchedule
+from regtune.trainables.cohort_pad import Layout
 from regtune.trainables.config import TrainConfig
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import (
@@ -80,8 +80,8 @@ NOT_FUSABLE = (
 )
 MIXED_GROUP = (
     "the members of one fused cohort must share the dataset, device, architecture "
-    "shape (arch, width, depth), batch size and optimizer family; {a!r} has ({ka}), "
-    "{b!r} has ({kb}). Partition them with fusable() or use make_cohort()."
+    "(arch, and an MLP's depth; widths may differ), batch size and optimizer family; "
+    "{a!r} has ({ka}), {b!r} has ({kb}). Partition them with fusable() or use make_cohort()."
 )
 
 
@@ -90,7 +90,7 @@ def _describe(key: tuple[Any, ...] | None) -> str:
     if key is None:
         return "no fuse key"
     _, device, shape, batch_size, family = key
-    arch = shape[0] if len(shape) == 1 else f"{shape[0]} width {shape[1]} depth {shape[2]}"
+    arch = shape[0] if len(shape) == 1 else f"{shape[0]} depth {shape[-1]}"
     return f"device {device}, {arch}, batch_size {batch_size}, optimizer {family}"
 
 
@@ -143,6 +143,10 @@ class _Member:
 
     cfg: TrainConfig
     shell: nn.Module
+    #: The member's own (solo) parameter layout; the batch may be wider.
+    layout: Layout
+    #: ``n_params`` and ``size_bytes`` of the member's own model.
+    static: dict[str, float]
     generator: torch.Generator
     private: torch.Generator
     cuda_state: Tensor | None
@@ -185,7 +189,7 @@ class FusedCohort:
     ) -> None:
         parsed = parse_members(configs)
         first_id = next(iter(parsed))
-        keys = {mid: fuse_key(cfg, device) for mid, cfg in parsed.items()}
+        keys = {mid: pad_key(cfg, device) for mid, cfg in parsed.items()}
         for mid, cfg in parsed.items():
             if keys[mid] is None:
                 raise SpecError(NOT_FUSABLE.format(mid=mid, why=_why_not(cfg)))
@@ -221,16 +225,6 @@ class FusedCohort:
         rows: dict[str, dict[str, Any]] = {}
         for mid, cfg in parsed.items():
             self._m[mid], rows[mid] = self._new_member(cfg)
-        shell = self._m[first_id].shell
-        self._names = [name for name, _ in shell.named_parameters()]
-        self._shapes = [tuple(p.shape) for p in shell.parameters()]
-        offsets = np.cumsum([0, *(math.prod(s) for s in self._shapes)]).tolist()
-        self._slices = [slice(a, b) for a, b in itertools.pairwise(offsets)]
-        self._n_weights = sum(math.prod(s) for s in self._shapes if len(s) >= 2)
-        self._static = {
-            "n_params": float(metrics.n_params(shell)),
-            "size_bytes": float(metrics.size_bytes(shell)),
-        }
         self._ids: list[str] = []
         self._stack(list(parsed), rows)
 
@@ -251,6 +245,11 @@ class FusedCohort:
         member = _Member(
             cfg=cfg,
             shell=shell,
+            layout=Layout.of(shell),
+            static={
+                "n_params": float(metrics.n_params(shell)),
+                "size_bytes": float(metrics.size_bytes(shell)),
+            },
             generator=torch.Generator(device="cpu").manual_seed(seed),
             private=private,
             cuda_state=cuda,
@@ -268,11 +267,13 @@ class FusedCohort:
         return self._m[member_id]
 
     def _row(self, member_id: str) -> dict[str, Any]:
-        """The member's flat parameters and optimizer state (from the batch or frozen)."""
+        """The member's flat parameters and optimizer state in its own layout
+        (the padding stripped), from the batch or frozen."""
         if member_id in self._ids:
             k = self._ids.index(member_id)
             index = torch.tensor([k], device=self.device)
-            return {"params": self._flat[k].clone(), "opt": self._opt.select(index)}
+            cols = self._embed[k]
+            return {"params": self._own_row(k), "opt": self._opt.select(index, cols)}
         frozen = self._m[member_id].frozen
         assert frozen is not None
         return frozen
@@ -282,20 +283,26 @@ class FusedCohort:
         self._ids = list(ids)
         if not ids:
             self._flat = torch.zeros(0, 0, device=self.device)
+            self._embed = []
             return
-        params = torch.stack([rows[m]["params"] for m in ids]).to(self.device)
-        self._flat = params
+        # The batch runs at its widest member's layout; narrower rows are
+        # embedded with zero padding (cohort_pad), which stays exactly zero.
+        self._layout = max((self._m[m].layout for m in ids), key=lambda lay: lay.size)
+        self._embed = [self._index(self._m[m].layout) for m in ids]
+        self._flat = self._padded([rows[m]["params"][None] for m in ids])
         opts = [rows[m]["opt"] for m in ids]
         if self._sgd:
             self._opt: FusedAdamW | FusedSGD = FusedSGD(
-                torch.cat([o.buf for o in opts]), [s for o in opts for s in o.steps]
+                self._padded([o.buf for o in opts]), [s for o in opts for s in o.steps]
             )
         else:
             self._opt = FusedAdamW(
-                torch.cat([o.exp_avg for o in opts]),
-                torch.cat([o.exp_avg_sq for o in opts]),
+                self._padded([o.exp_avg for o in opts]),
+                self._padded([o.exp_avg_sq for o in opts]),
                 [s for o in opts for s in o.steps],
             )
+        self._n_weights = [self._m[m].layout.n_weights for m in ids]
+        self._padding = [self._layout.n_weights - n for n in self._n_weights]
         cfgs = [self._m[m].cfg for m in ids]
 
         def col(values: list[float]) -> Tensor:
@@ -318,6 +325,29 @@ class FusedCohort:
         self._max_norm = [x.max_norm for x in p]
         self._max_norm_col = col([m if m > 0 else math.inf for m in self._max_norm])
 
+    def _index(self, layout: Layout) -> Tensor | None:
+        """Where a member of ``layout`` lies in the batch's row (None: no padding)."""
+        index = layout.embed_index(self._layout)
+        return None if index is None else index.to(self.device)
+
+    def _padded(self, rows: list[Tensor]) -> Tensor:
+        """Stack one-row tensors in the members' own layouts into the batch
+        layout, zero where a member is padded (``self._embed`` in order)."""
+        if all(i is None for i in self._embed):
+            return torch.cat(rows).to(self.device)
+        out = torch.zeros(len(rows), self._layout.size, device=self.device)
+        for k, (row, index) in enumerate(zip(rows, self._embed, strict=True)):
+            if index is None:
+                out[k] = row[0]
+            else:
+                out[k, index] = row[0].to(self.device)
+        return out
+
+    def _own_row(self, k: int) -> Tensor:
+        """Batch member ``k``'s parameters in its own layout (a copy)."""
+        index = self._embed[k]
+        return self._flat[k].clone() if index is None else self._flat[k, index]
+
     def _leave_batch(self, leaving: list[str]) -> None:
         """Freeze ``leaving`` members' rows and restack the rest."""
         if not leaving:
@@ -330,11 +360,8 @@ class FusedCohort:
     # -- the batched model ---------------------------------------------------------
 
     def _views(self, flat: Tensor) -> list[Tensor]:
-        """Each solo parameter as a ``(K, *shape)`` view of the ``(K, P)`` rows."""
-        k = flat.shape[0]
-        return [
-            flat[:, s].view(k, *shape) for s, shape in zip(self._slices, self._shapes, strict=True)
-        ]
+        """Each parameter (batch layout) as a ``(K, *shape)`` view of the ``(K, P)`` rows."""
+        return self._layout.views(flat)
 
     def _layers(self, flat: Tensor) -> list[tuple[Tensor, Tensor]]:
         """``(weight, bias)`` views per layer."""
@@ -361,14 +388,24 @@ class FusedCohort:
         if not any(p > 0 for p in self._dropout):
             return None
         out: list[Tensor | None] = []
-        n_hidden = len(self._shapes) // 2 - 1
+        n_hidden = len(self._layout.shapes) // 2 - 1
         for layer in range(n_hidden):
-            width = self._shapes[2 * layer][0]
+            width = self._layout.shapes[2 * layer][0]
             mask = torch.ones(len(self._ids), rows, width, device=self.device)
             for k, mid in enumerate(self._ids):
                 p = self._dropout[k]
-                if p > 0:
-                    self._member_mask(self._m[mid], mask[k], p)
+                if p <= 0:
+                    continue
+                m = self._m[mid]
+                own = m.layout.shapes[2 * layer][0]
+                if own == width:
+                    self._member_mask(m, mask[k], p)
+                else:
+                    # Solo draws (rows, own width): same stream, same shape;
+                    # the padded units' multipliers stay 1 (their activation is 0).
+                    drawn = torch.ones(rows, own, device=self.device)
+                    self._member_mask(m, drawn, p)
+                    mask[k, :, :own] = drawn
             # F.dropout divides the 0/1 draws by (1 - p) in the input's dtype.
             out.append(mask.div_(self._dropout_keep))
         return out
@@ -501,8 +538,9 @@ class FusedCohort:
         return torch.cat(parts, dim=1)
 
     def _load_shell(self, m: _Member, flat: Tensor) -> nn.Module:
+        lay = m.layout
         with torch.no_grad():
-            for p, s, shape in zip(m.shell.parameters(), self._slices, self._shapes, strict=True):
+            for p, s, shape in zip(m.shell.parameters(), lay.slices, lay.shapes, strict=True):
                 p.copy_(flat[s].view(shape))
         return m.shell
 
@@ -528,7 +566,7 @@ class FusedCohort:
             train_loss = totals[k] / n
             val = metrics.score_logits(val_logits[k], y_val, s_val)
             row = epoch_metrics(m.epoch, train_loss, val)
-            row.update({"sparsity": sparse[k] / self._n_weights, **self._static})
+            row.update({"sparsity": sparse[k] / self._n_weights[k], **m.static})
             es = m.early
             value = row.get(es.metric)
             best = es.patience > 0 and value is not None and es.update(value, m.epoch)
@@ -536,7 +574,7 @@ class FusedCohort:
             kept = _kept_selection(m)
             # With a fairness bound the constraint decides which weights are kept.
             if (kept is None and best) or (kept is not None and kept.epoch == m.epoch):
-                m.best_state = self._state_of(self._flat[k])
+                m.best_state = self._state_of(m, self._own_row(k))
             rows[mid] = row
         # Robust accuracy last, as solo (after early stopping knows the last epoch).
         due = [k for k, mid in enumerate(self._ids) if self._robust_due(self._m[mid])]
@@ -555,20 +593,23 @@ class FusedCohort:
         return rows
 
     def _small_weights(self) -> list[int]:
-        """Per member: weight-matrix entries with ``|w| < SPARSITY_TOL``."""
+        """Per member: weight-matrix entries with ``|w| < SPARSITY_TOL`` (its
+        padding, all zeros, not counted)."""
         with torch.no_grad():
             counts = sum(
                 (w.abs() < metrics.SPARSITY_TOL).sum(dim=(1, 2))
                 for w, _ in self._layers(self._flat)
             )
         assert isinstance(counts, Tensor)
-        return [int(c) for c in counts.tolist()]
+        return [int(c) - pad for c, pad in zip(counts.tolist(), self._padding, strict=True)]
 
-    def _state_of(self, flat: Tensor) -> dict[str, Tensor]:
-        """A solo ``model.state_dict()`` (cloned) from a member's flat row."""
+    @staticmethod
+    def _state_of(m: _Member, flat: Tensor) -> dict[str, Tensor]:
+        """A solo ``model.state_dict()`` (cloned) from a member's own flat row."""
+        lay = m.layout
         return {
             name: flat[s].view(shape).clone()
-            for name, s, shape in zip(self._names, self._slices, self._shapes, strict=True)
+            for name, s, shape in zip(lay.names, lay.slices, lay.shapes, strict=True)
         }
 
     @staticmethod
@@ -666,7 +707,8 @@ class FusedCohort:
         optimizer.state.clear()
         if step > 0:
             flat_state = opt_state.row(0)
-            for p, s, shape in zip(model.parameters(), self._slices, self._shapes, strict=True):
+            lay = m.layout
+            for p, s, shape in zip(model.parameters(), lay.slices, lay.shapes, strict=True):
                 if self._sgd:
                     if m.cfg.training.momentum != 0:
                         optimizer.state[p] = {

@@ -130,6 +130,12 @@ def _column(values: Sequence[float], like: Tensor) -> Tensor:
     return torch.tensor(values, dtype=torch.float64).to(like.dtype).to(like.device).unsqueeze(1)
 
 
+def _pick(state: Tensor, rows: Tensor, columns: Tensor | None) -> Tensor:
+    """A copy of ``state[rows]``, restricted to ``columns`` when given."""
+    picked = state[rows]  # advanced indexing copies
+    return picked if columns is None else picked[:, columns]
+
+
 @dataclass
 class FusedAdamW:
     """``torch.optim.AdamW`` (single-tensor, no amsgrad) over ``(K, P)`` rows.
@@ -173,12 +179,13 @@ class FusedAdamW:
         # addcdiv computes self + (value * t1) / t2; the same order here.
         params.add_(self.exp_avg * _column(neg_step, params) / denom)
 
-    def select(self, index: Tensor) -> FusedAdamW:
-        """The state of the rows in ``index`` (a 1-D long tensor)."""
+    def select(self, index: Tensor, columns: Tensor | None = None) -> FusedAdamW:
+        """The state of the rows in ``index`` (a 1-D long tensor), of only
+        ``columns`` when given (a padded member's own entries)."""
         rows = index.tolist()
         return FusedAdamW(
-            self.exp_avg[index].clone(),
-            self.exp_avg_sq[index].clone(),
+            _pick(self.exp_avg, index, columns),
+            _pick(self.exp_avg_sq, index, columns),
             [self.steps[i] for i in rows],
         )
 
@@ -217,9 +224,10 @@ class FusedSGD:
         params.add_(self.buf * _column([-v.lr for v in values], params))
         self.steps = [s + 1 for s in self.steps]
 
-    def select(self, index: Tensor) -> FusedSGD:
-        """The state of the rows in ``index`` (a 1-D long tensor)."""
-        return FusedSGD(self.buf[index].clone(), [self.steps[i] for i in index.tolist()])
+    def select(self, index: Tensor, columns: Tensor | None = None) -> FusedSGD:
+        """The state of the rows in ``index`` (a 1-D long tensor), of only
+        ``columns`` when given (a padded member's own entries)."""
+        return FusedSGD(_pick(self.buf, index, columns), [self.steps[i] for i in index.tolist()])
 
     def row(self, k: int) -> dict[str, Tensor]:
         """Member ``k``'s state, torch's key, flat."""

@@ -269,9 +269,11 @@ def test_fusable_partitions_by_shape_dataset_and_kind() -> None:
         "cnn": _cfg(**{"model.arch": "cnn"}),
         "d": _cfg(**{"training.seed": 4}),
     }
+    # Without padding every width is its own group; with it (the default)
+    # width 48 joins the width-16 members (test_cohort_pad checks the rule).
+    assert fusable(configs, device="cpu", pad=False)[:2] == [["a", "b", "c", "d"], ["wide"]]
     assert fusable(configs, device="cpu") == [
-        ["a", "b", "c", "d"],
-        ["wide"],
+        ["a", "b", "wide", "c", "d"],
         ["sgd"],
         ["bs"],
         ["other_data"],
@@ -308,7 +310,8 @@ def test_make_cohort_fuses_groups_and_runs_the_rest_alone(small: Dataset) -> Non
         ({}, "at least one member"),
         ({"": _cfg()}, "non-empty strings"),
         ({"a": _cfg(), "b": {**_cfg(), "dataset": "breast_cancer"}}, "same dataset"),
-        ({"a": _cfg(), "b": _cfg(**{"model.width": 8})}, "architecture shape"),
+        ({"a": _cfg(), "b": _cfg(**{"model.depth": 1})}, "mlp depth 1"),
+        ({"a": _cfg(), "b": _cfg(**{"model.arch": "logreg"})}, "widths may differ"),
         ({"a": _cfg(), "b": _cfg(**{"model.arch": "cnn"})}, "cannot train in a fused cohort"),
         ({"a": _cfg(), "b": _cfg(**{"penalties.l2": -1.0})}, "penalties.l2"),
     ],
