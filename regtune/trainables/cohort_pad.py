@@ -42,10 +42,14 @@ __all__ = [
 
 #: The fixed cost of one more fused group per epoch, in per-example
 #: multiply-adds of one member (the unit :func:`mlp_macs` counts). Measured
-#: with ``benchmarks/cohort_speed.py`` (``--fit``): on one CPU thread, digits,
-#: batch 64, the CPU time of a fused epoch fits ``a + K * (c + b * macs)``
-#: with ``a / b`` about this many multiply-adds (see docs/fused.md, *Speed*).
-GROUP_OVERHEAD_MACS: float = 60_000.0
+#: with ``python -m benchmarks.cohort_speed --fit-only`` (one CPU thread,
+#: digits, batch 128, widths 32-256, K 2-16, under other load): a fused
+#: epoch's CPU time fits ``a + K * (c + b * macs)`` with a = 15-18 ms,
+#: b = 0.52-0.57 us, c = 3.9 ms, so ``a / b`` = 27k-35k. So on digits, widths
+#: 32 and 64 pad together (saving about 8% of their time), 128 and 256 stay
+#: apart. Measured on a CPU only: on a GPU a group's fixed cost weighs more,
+#: so this pads less than would pay there.
+GROUP_OVERHEAD_MACS: float = 30_000.0
 #: ``n_features + n_classes`` assumed when the dataset is not at hand
 #: (digits: 64 + 10).
 DEFAULT_IO_FEATURES = 74
