@@ -27,6 +27,7 @@ __all__ = [
     "RESULTS_DIR",
     "RESULTS_ENV",
     "SMOKE_RAY_CPUS",
+    "SMOKE_RAY_ENV",
     "contender_in_subprocess",
     "contender_in_this_process",
     "machine_facts",
@@ -47,6 +48,10 @@ RESULTS_ENV = "REGTUNE_BENCH_RESULTS"
 #: actor process (a trial process imports torch and Ray Tune: seconds of CPU
 #: each), and a plain Tune run without actor reuse starts one per trial.
 SMOKE_RAY_CPUS = 1
+#: Environment variable naming a running Ray (``127.0.0.1:PORT``, one CPU) that
+#: :func:`start_smoke_ray` joins instead of starting one: the test suite runs
+#: every smoke test of a pytest worker on one such Ray (tests/smoke_zygote.py).
+SMOKE_RAY_ENV = "REGTUNE_SMOKE_RAY_ADDRESS"
 
 
 def results_dir() -> Path:
@@ -152,7 +157,10 @@ def start_smoke_ray(preload: Sequence[str] = ("regtune.platform.tune.trainable",
     regtune's own loopback start (:func:`~regtune.platform.tune.runtime.start_local_ray`)
     with :data:`SMOKE_RAY_CPUS`; a no-op when Ray is already up. Contenders that
     would start Ray themselves (``run_sweep``, ``distill``, a plain ``ray.init``
-    guarded by ``ray.is_initialized()``) join it. Full runs do not call this:
+    guarded by ``ray.is_initialized()``) join it. When ``$REGTUNE_SMOKE_RAY_ADDRESS``
+    (:data:`SMOKE_RAY_ENV`) names a running Ray, it is joined instead
+    (:func:`~regtune.platform.tune.runtime.ensure_ray`); this process's actors
+    end with it, as on its own Ray. Full runs do not call this:
     each of their contenders starts its own Ray in a fresh process, and that
     start-up is part of what they measure.
 
@@ -163,13 +171,17 @@ def start_smoke_ray(preload: Sequence[str] = ("regtune.platform.tune.trainable",
     """
     import ray
 
-    from regtune.platform.tune.runtime import start_local_ray
+    from regtune.platform.tune.runtime import ensure_ray, start_local_ray
 
     if ray.is_initialized():
         return
+    address = os.environ.get(SMOKE_RAY_ENV)
     with ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(lambda: [importlib.import_module(name) for name in preload])
-        start_local_ray(num_cpus=SMOKE_RAY_CPUS)
+        if address:
+            ensure_ray(address)
+        else:
+            start_local_ray(num_cpus=SMOKE_RAY_CPUS)
         loading.result()
 
 

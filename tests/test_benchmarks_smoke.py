@@ -5,20 +5,33 @@ benchmark is covered as soon as it exists) runs as ``python -m
 benchmarks.<name> --smoke-test`` in a fresh process and must exit 0 and
 write its smoke-test JSON and table, to a temporary folder
 (``$REGTUNE_BENCH_RESULTS``) rather than over the committed results.
+
+The fresh process is forked from one warm process per pytest worker
+(tests/smoke_zygote.py), which has imported torch, Ray Tune and the rest
+once; the benchmarks that start a Ray for their contenders
+(``start_smoke_ray``) join one local one-CPU Ray kept by it, and must leave
+it as they found it (every CPU free, no named actor).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks.common import RESULTS_ENV
+from benchmarks.common import RESULTS_ENV, SMOKE_RAY_ENV
+from tests.smoke_zygote import AUTH_MODE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Modules of benchmarks/ that are not benchmarks.
@@ -39,6 +52,83 @@ def benchmark_modules() -> list[str]:
     return names
 
 
+def uses_smoke_ray(name: str) -> bool:
+    """Whether ``benchmarks/<name>.py`` starts (or joins) the smoke Ray."""
+    return "start_smoke_ray" in (ROOT / "benchmarks" / f"{name}.py").read_text()
+
+
+class Zygote:
+    """The pytest worker's end of tests/smoke_zygote.py (see its protocol)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.smoke_zygote"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put("")  # EOF: the zygote exited
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send ``request``; its reply."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self.reply(timeout)
+
+    def reply(self, timeout: float) -> dict[str, Any]:
+        line = self._lines.get(timeout=timeout)
+        if not line:
+            raise RuntimeError(f"the smoke zygote exited ({self.proc.wait()})")
+        return dict(json.loads(line))
+
+    def run(self, module: str, args: list[str], env: dict[str, str], out: Path) -> tuple[int, str]:
+        """``python -m module *args`` forked from the zygote: (exit code, stderr)."""
+        stdout, stderr = out / "stdout.txt", out / "stderr.txt"
+        request = {
+            "op": "run", "module": module, "args": args, "env": env, "cwd": str(ROOT),
+            "stdout": str(stdout), "stderr": str(stderr),
+        }  # fmt: skip
+        pid = int(self.ask(request, timeout=60)["pid"])
+        try:
+            rc = int(self.reply(timeout=SMOKE_TIMEOUT_S)["rc"])
+        except queue.Empty:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # the child leads its own group
+            rc = int(self.reply(timeout=60)["rc"])
+            pytest.fail(f"{module} ran past {SMOKE_TIMEOUT_S} s:\n{stderr.read_text()[-4000:]}")
+        return rc, stderr.read_text()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def zygote(data_cache: Path) -> Iterator[Zygote]:
+    """The warm process the smoke tests fork from (after data_cache set its variable)."""
+    z = Zygote()
+    yield z
+    z.close()
+
+
 def test_run_all_lists_every_benchmark() -> None:
     from benchmarks.run_all import BENCHMARKS
 
@@ -47,18 +137,20 @@ def test_run_all_lists_every_benchmark() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", benchmark_modules())
-def test_smoke_test_runs(name: str, data_cache: Path, tmp_path: Path) -> None:
+def test_smoke_test_runs(name: str, zygote: Zygote, tmp_path: Path) -> None:
     env = {**os.environ, RESULTS_ENV: str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{name}", "--smoke-test"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SMOKE_TIMEOUT_S,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    if uses_smoke_ray(name):
+        env[SMOKE_RAY_ENV] = str(zygote.ask({"op": "ray"}, timeout=300)["address"])
+        # As the zygote imported Ray with (a driver joining by address must say so).
+        env.setdefault(AUTH_MODE_ENV, "token")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    rc, stderr = zygote.run(f"benchmarks.{name}", ["--smoke-test"], env, logs)
+    assert rc == 0, stderr[-4000:]
+    if uses_smoke_ray(name):
+        # Its driver's actors ended with it: the shared Ray is as it found it.
+        left = zygote.ask({"op": "ray_check"}, timeout=120)
+        assert left["ok"], f"benchmarks.{name} left this on the shared Ray: {left}"
     written = sorted(tmp_path.glob("*-smoke.json"))
     assert written, f"benchmarks.{name} --smoke-test wrote no results"
     for path in written:
