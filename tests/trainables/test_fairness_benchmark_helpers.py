@@ -1,15 +1,28 @@
-"""The fairness benchmarks' helpers: the validation-only choice of settings
-(``fairness_selection.choose``) and out-of-sample thresholded decisions
+"""The fairness benchmarks' helpers: the choice of settings without test rows
+(``fairness_selection.choose``, ``holdout_dataset``; ``fairness_splits``'s
+per-split-seed configs) and out-of-sample thresholded decisions
 (``fairness_contenders.crossfit_thresholds``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from benchmarks.fairness_contenders import crossfit_folds, crossfit_thresholds
-from benchmarks.fairness_selection import choose, dominated
+from benchmarks.fairness_selection import (
+    BASES,
+    CANDIDATES,
+    choose,
+    dominated,
+    fairness_config,
+    holdout_dataset,
+)
+from benchmarks.fairness_splits import ADULT_CONFIGS, DP, EO, configs_for, threshold_rows_for
+from regtune.trainables.config import DatasetConfig, parse_train_config
+from regtune.trainables.data import load_dataset
 from regtune.trainables.thresholds import apply_thresholds, fit_thresholds
 
 REFERENCES = {"EG": {"acc": 0.80, "gap": 0.05}, "TO": {"acc": 0.78, "gap": 0.02}}
@@ -92,3 +105,69 @@ def test_crossfit_decides_each_half_with_thresholds_fitted_on_the_other() -> Non
     # Not the in-sample decisions: thresholds fitted on all rows decide differently.
     whole = fit_thresholds(p, y, s, 2, kind="eo", tolerance=0.05)
     assert not torch.equal(out, apply_thresholds(p, s, whole.thresholds))
+
+
+def _rows(x: torch.Tensor) -> set[bytes]:
+    return {bytes(r.numpy().tobytes()) for r in x}
+
+
+def test_holdout_dataset_re_splits_train_and_val_only_by_cell(data_cache: Path) -> None:
+    ds = load_dataset(DatasetConfig(name="german", split_seed=1), cache_dir=data_cache)
+    hds = holdout_dataset(ds, (1, 0))
+    parts = (hds.train, hds.val, hds.test)
+    sizes = [int(p.y.shape[0]) for p in parts]
+    assert sum(sizes) == ds.train.y.shape[0] + ds.val.y.shape[0]
+    # Every row of train+val lands in exactly one part; no test row is anywhere.
+    seen = [_rows(p.x) for p in parts]
+    assert set().union(*seen) == _rows(ds.train.x) | _rows(ds.val.x)
+    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
+    assert not set().union(*seen) & (_rows(ds.test.x) - _rows(ds.train.x) - _rows(ds.val.x))
+    assert hds.raw_test.empty and hds.raw_train is None
+    # Validation and hold-out get the validation split's share of every (group, label) cell.
+    share = ds.val.y.shape[0] / (ds.train.y.shape[0] + ds.val.y.shape[0])
+    for g in (0, 1):
+        for label in (0, 1):
+            counts = [int(((p.s == g) & (p.y == label)).sum()) for p in parts]
+            assert counts[1] == counts[2] == round(share * sum(counts))
+    again, other = holdout_dataset(ds, (1, 0)), holdout_dataset(ds, (1, 1))
+    assert torch.equal(again.test.x, hds.test.x)
+    assert not torch.equal(other.test.x, hds.test.x)
+
+
+def test_holdout_dataset_refuses_a_dataset_without_groups(data_cache: Path) -> None:
+    ds = load_dataset("breast_cancer", cache_dir=data_cache)
+    with pytest.raises(ValueError, match="no sensitive attribute"):
+        holdout_dataset(ds, (0, 0))
+
+
+def test_every_candidate_is_a_valid_config_with_its_threshold_rows() -> None:
+    for kind, grid in CANDIDATES.items():
+        for name, (base, setting) in grid.items():
+            cfg = fairness_config(BASES[base], kind, setting, target=0.08)
+            fair = parse_train_config({**cfg, "dataset": {"name": "german"}}).penalties.fairness
+            if "to target" in name:
+                assert (fair.bound, fair.margin) == (0.08, 0.02)
+                assert fair.threshold_rows == ("train+val" if "train+val" in name else "val")
+
+
+def test_configs_come_per_split_seed_and_say_what_is_missing() -> None:
+    selection = {
+        "datasets": {
+            "german": {
+                "splits": {
+                    "0": {"kinds": {"dp": {"config": {"a": 0}}, "eo": {"config": {"b": 0}}}},
+                    "1": {"kinds": {"dp": {"config": {"a": 1}}, "eo": {"config": {"b": 1}}}},
+                }
+            }
+        }
+    }
+    assert configs_for("german", selection, 1) == {DP: ("dp", {"a": 1}), EO: ("eo", {"b": 1})}
+    assert configs_for("adult", selection, 5) is ADULT_CONFIGS
+    with pytest.raises(SystemExit, match="no selected settings for 'german' split seed 2"):
+        configs_for("german", selection, 2)
+    with pytest.raises(SystemExit, match="no selected settings for 'compas' split seed 0"):
+        configs_for("compas", selection, 0)
+    # German/COMPAS configs carry their own threshold_rows; Adult's are overridden.
+    assert threshold_rows_for("german", EO) is None
+    assert threshold_rows_for("adult", EO) == "train+val"
+    assert threshold_rows_for("adult", DP) == "val"
