@@ -171,3 +171,27 @@ def test_configs_come_per_split_seed_and_say_what_is_missing() -> None:
     assert threshold_rows_for("german", EO) is None
     assert threshold_rows_for("adult", EO) == "train+val"
     assert threshold_rows_for("adult", DP) == "val"
+
+
+def test_paired_difference_pairs_runs_by_split_and_seed() -> None:
+    from benchmarks.fairness_splits import paired_difference
+
+    mine = [
+        {"split_seed": 0, "seed": 0, "acc": 0.70},
+        {"split_seed": 0, "seed": 1, "acc": 0.74},
+        {"split_seed": 1, "seed": 0, "acc": 0.80},
+        {"split_seed": 9, "seed": 9, "acc": 0.10},  # no partner: left out
+    ]
+    # Listed in another order: pairs follow (split seed, seed), not positions.
+    theirs = [
+        {"split_seed": 1, "seed": 0, "acc": 0.78},
+        {"split_seed": 0, "seed": 0, "acc": 0.71},
+        {"split_seed": 0, "seed": 1, "acc": 0.72},
+    ]
+    diff = paired_difference(mine, theirs, "acc")
+    assert diff["runs"] == 3
+    assert diff["mean"] == pytest.approx((-0.01 + 0.02 + 0.02) / 3)
+    low, high = diff["ci"]
+    assert low < diff["mean"] < high and low < 0 < high  # three noisy runs: 0 is inside
+    with pytest.raises(ValueError, match="same split seeds and seeds"):
+        paired_difference(mine[3:], theirs, "acc")
