@@ -25,7 +25,7 @@ from regtune.platform.results.schema import NOT_METRICS, flatten_config
 from regtune.platform.results.trials import config_of, trial_status
 from regtune.search_spaces import SweepSpec
 
-__all__ = ["SweepOutcome", "TrialSummary", "outcome_from_grid", "pareto_indices"]
+__all__ = ["SweepOutcome", "TrialSummary", "json_safe", "outcome_from_grid", "pareto_indices"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class SweepOutcome:
                 for t in self.trials
             ],
         }
-        return dict(_json_safe(out))
+        return dict(json_safe(out))
 
     @classmethod
     def from_path(cls, exp: str) -> SweepOutcome:
@@ -175,15 +175,17 @@ def _is_nan(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON can hold it: non-finite floats become ``None``, numpy
+    scalars plain numbers, tuples lists, keys text."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item"):  # numpy scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
 
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -320,8 +321,10 @@ class CohortWorker:
         return keys
 
     def stats(self) -> dict[str, Any]:
-        """Epoch rounds run, seconds spent training, live and parked members."""
+        """Epoch rounds run, seconds spent training, live and parked members,
+        and the worker's process id."""
         return {
+            "pid": os.getpid(),
             "rounds": self.rounds,
             "epoch_seconds": self.epoch_seconds,
             "members": sorted(self._owner),
@@ -556,6 +559,15 @@ class CohortManager:
         worker.leave.remote(tid)
         self._members_of[worker].discard(tid)
 
+    def lost(self, worker: Any) -> None:
+        """``worker`` died: it leaves the pool with the members placed on it
+        (each rejoins like a new member); the next group gets a new worker."""
+        for tid in self._members_of.pop(worker, set()):
+            if self._where.get(tid) == worker:
+                del self._where[tid]
+                self._keys.pop(tid, None)
+        self._up.pop(worker, None)
+
     def stats(self) -> dict[str, Any]:
         """Sizes of the cohorts formed so far; workers started, busy and idle."""
         return {
@@ -564,6 +576,14 @@ class CohortManager:
             "workers": sum(1 for m in self._members_of.values() if m),
             "idle": sum(1 for m in self._members_of.values() if not m),
         }
+
+    async def worker_stats(self) -> list[dict[str, Any]]:
+        """Every pool worker's :meth:`CohortWorker.stats` (a dead worker is left out)."""
+        out = []
+        for worker in list(self._members_of):
+            with contextlib.suppress(ray.exceptions.RayError):
+                out.append(await worker.stats.remote())
+        return out
 
     def _new_worker(self) -> Any:
         worker = (

@@ -1,32 +1,26 @@
-"""Fused sweeps on Ray Tune: trials trained together, each still a trial.
+"""Fused sweeps: trials trained together, each still a trial.
 
-With ``resources.fuse: K`` (or ``auto``) every trial stays an ordinary Tune
-trial: the searcher proposes it, the scheduler judges it at its rungs
-(ASHA, HyperBand, median stopping, pareto-asha), it reports its own rows to
-the results store and the progress line, and it has its own checkpoints.
-What changes is where it trains: its :class:`FusedMember` trainable does
-no training itself but forwards each epoch to the cohort worker it joined
-(:mod:`regtune.platform.tune.cohorts`), which trains up to K members as
-one batched model (:func:`regtune.trainables.cohort.make_cohort`).
+With ``resources.fuse: K`` (or ``auto``) every member is a trial of Tune's
+search algorithm and scheduler, with its own rows in the results store, its
+own line in the progress display and its own checkpoints; its epochs are
+trained by a cohort worker (:mod:`regtune.platform.tune.cohorts`) that
+trains up to K members as one batched model
+(:func:`regtune.trainables.cohort.make_cohort`). The sweep itself is driven
+from the driver (:mod:`regtune.platform.tune.fused_driver`): no member has
+a process of its own.
 
-Resources: a cohort worker holds what the spec gives one trial
-(``resources.cpu``/``gpu``); a member trial holds no CPU, only
-:data:`MEMBER_MEMORY_BYTES` of Ray's ``memory`` resource (Ray refuses an
-empty request), and Tune runs at most ``K x cohort slots`` members at once
-(:func:`~regtune.platform.tune.fuse_size.max_concurrent_members`). Each
-member trial is still a Ray actor process: with actor reuse, one per
-concurrent member for the whole sweep; it only relays, and this module
-never imports torch, so that process does not either.
-
-Between the epochs where Tune can decide about a trial
-(:func:`decision_epochs`), a cohort trains ahead of its members' requests
-(see :class:`~regtune.platform.tune.cohorts.CohortWorker`).
+This module sets a fused sweep up: how many members per cohort
+(:func:`resolve_fuse`), the epochs at which a scheduler may decide about a
+member (:func:`decision_epochs`: between them a cohort trains ahead), and
+the cohort manager with its pool of workers (:func:`start_fused`). A cohort
+worker holds what the spec gives one trial (``resources.cpu``/``gpu``), and
+at most ``K x cohort slots`` members run at once
+(:func:`~regtune.platform.tune.fuse_size.max_concurrent_members`).
 
 A member's checkpoint is written in the format of an unfused trial's
 (``regtune_state/``, the ``Trainer.state_dict`` tree as safetensors + JSON):
-a restored member continues from it in a new cohort (or alone), a resumed
-sweep continues fused members like any trial, and an unfused
-``Trainer`` can continue one. PBT stays unfused (the spec refuses
+a restored member continues from it in a new cohort (or alone), and an
+unfused ``Trainer`` can continue one. PBT stays unfused (the spec refuses
 ``fuse`` with it).
 """
 
@@ -35,21 +29,12 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ray
-from ray import tune
-from ray.tune import Callback
 
 from regtune.errors import SpecError
-from regtune.platform.tune.cohorts import (
-    REREPORT,
-    CohortManager,
-    StateFiles,
-    read_state_files,
-    write_state_files,
-)
+from regtune.platform.tune.cohorts import CohortManager
 from regtune.platform.tune.fuse_size import (
     asha_milestones,
     auto_fuse,
@@ -58,131 +43,21 @@ from regtune.platform.tune.fuse_size import (
 )
 
 __all__ = [
-    "MEMBER_MEMORY_BYTES",
     "STATE_DIR",
     "TOO_BIG",
-    "CohortMembership",
-    "FusedMember",
     "FusedSweep",
     "decision_epochs",
     "resolve_fuse",
     "start_fused",
 ]
 
-#: Ray ``memory`` resource a member trial reserves (it trains nothing; Ray
-#: needs a non-empty request). Nominal: a member's process is mostly Ray's.
-MEMBER_MEMORY_BYTES = 32 * 2**20
 TOO_BIG = (
     "resources.{what}: a cohort worker needs {need:g} but the cluster has {have:g}; "
     "lower resources.{what} (with fuse, it is what one cohort of members holds)"
 )
-_RUNNING = "RUNNING"
 #: Subfolder of a checkpoint holding the training state: the value of
-#: :data:`regtune.platform.tune.trial_files.STATE_DIR` (equal, tested), not
-#: imported from there because that module brings torch, and a member
-#: trial's process never needs torch (it only relays).
+#: :data:`regtune.platform.tune.trial_files.STATE_DIR` (equal, tested).
 STATE_DIR = "regtune_state"
-
-
-class FusedMember(tune.Trainable):
-    """One trial of a fused sweep: its epochs are trained by its cohort worker."""
-
-    _worker: Any
-    _restored_files: StateFiles | None
-
-    def setup(self, config: dict[str, Any], manager: str = "", namespace: str = "") -> None:
-        """Remember which cohort manager to join (at the first epoch)."""
-        self._manager_name = manager
-        self._namespace = namespace or None
-        self._worker = None
-        self._joined_as = ""
-        self._restored_files = None
-
-    def step(self) -> dict[str, Any]:
-        """One epoch, trained with the rest of the cohort (see the module docstring)."""
-        worker = self._join()
-        row: dict[str, Any] = ray.get(worker.step.remote(self.trial_id))
-        if row.pop(REREPORT, False):
-            # Restored from its final checkpoint: the repeat keeps the epoch's number.
-            self._iteration -= 1
-        return row
-
-    def save_checkpoint(self, checkpoint_dir: str) -> None:
-        """Write the member's training state as an unfused trial's checkpoint."""
-        if self._worker is None and self._restored_files is not None:
-            files = self._restored_files
-        else:
-            files = ray.get(self._join().state_files.remote(self.trial_id))
-        write_state_files(files, Path(checkpoint_dir) / STATE_DIR)
-
-    def load_checkpoint(self, checkpoint: str | dict[str, Any] | None) -> None:
-        """Continue from a checkpoint folder (fused or not) at the next epoch."""
-        if isinstance(checkpoint, str):
-            self._leave()
-            self._restored_files = read_state_files(Path(checkpoint) / STATE_DIR)
-
-    def cleanup(self) -> None:
-        """The actor ends: leave the cohort."""
-        self._leave()
-
-    def reset_config(self, new_config: dict[str, Any]) -> bool:
-        """Actor reuse: leave the old trial's cohort; the new trial joins at its first epoch."""
-        self._leave()
-        self._restored_files = None
-        self.config = new_config
-        return True
-
-    def _manager(self) -> Any:
-        return ray.get_actor(self._manager_name, namespace=self._namespace)
-
-    def _join(self) -> Any:
-        if self._worker is None:
-            manager = self._manager()
-            joined = manager.join.remote(self.trial_id, dict(self.config), self._restored_files)
-            (self._worker,) = ray.get(joined)
-            self._joined_as = self.trial_id
-            self._restored_files = None
-        return self._worker
-
-    def _leave(self) -> None:
-        if self._worker is None:
-            return
-        self._worker = None
-        # The manager is gone once the sweep ended: nothing left to leave.
-        with contextlib.suppress(ValueError, ray.exceptions.RayError):
-            self._manager().leave.remote(self._joined_as)
-
-
-class CohortMembership(Callback):
-    """Tune callback (driver): a trial that stops running leaves its cohort at once.
-
-    Tune changes a trial's status only after the checkpoint it takes on a
-    stop or pause was written, so the cohort has served that checkpoint.
-    """
-
-    def __init__(self, manager: str, namespace: str) -> None:
-        self._manager_name = manager
-        self._namespace = namespace
-        self._running: set[str] = set()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_running"] = set()
-        return state
-
-    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        """Tune hook: tell the manager which trials left RUNNING since the last step."""
-        now = {t.trial_id for t in trials if t.status == _RUNNING}
-        gone = self._running - now
-        self._running = now
-        if not gone:
-            return
-        try:
-            manager = ray.get_actor(self._manager_name, namespace=self._namespace)
-        except ValueError:  # the manager of an earlier session (resume): nothing to tell
-            return
-        for tid in sorted(gone):
-            manager.leave.remote(tid)
 
 
 @dataclass
@@ -192,8 +67,6 @@ class FusedSweep:
     fuse: int
     slots: int
     max_concurrent: int
-    trainable: Any
-    callbacks: list[Any]
     manager: Any
 
     def stop(self) -> None:
@@ -265,12 +138,12 @@ def start_fused(
     window_s: float | None = None,
     barrier_timeout_s: float | None = None,
 ) -> FusedSweep:
-    """Start a sweep's cohort manager and build its member trainable.
+    """Start a sweep's cohort manager and its pool of cohort workers.
 
     Ray must be up. ``dataset`` is put in the object store once; each cohort
     worker gets it from there. The cohort workers the sweep will use (one
     per slot, or fewer when ``trials`` fill fewer cohorts) start at once, so
-    their start-up overlaps Tune's. ``stops``: :func:`decision_epochs`
+    their start-up overlaps the driver's. ``stops``: :func:`decision_epochs`
     (``None``: lockstep). ``window_s`` / ``barrier_timeout_s``
     default to :data:`~regtune.platform.tune.cohorts.FORMATION_WINDOW_S` and
     :data:`~regtune.platform.tune.cohorts.BARRIER_TIMEOUT_S`.
@@ -304,15 +177,9 @@ def start_fused(
             **options,
         )
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(FusedMember, manager=name, namespace=namespace),
-        {"cpu": 0, "gpu": 0, "memory": MEMBER_MEMORY_BYTES},
-    )
     return FusedSweep(
         fuse=fuse,
         slots=slots,
         max_concurrent=max_concurrent_members(fuse, slots),
-        trainable=trainable,
-        callbacks=[CohortMembership(name, namespace)],
         manager=manager,
     )

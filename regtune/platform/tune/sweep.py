@@ -276,14 +276,22 @@ def run_sweep(
     from regtune.platform.tune.trainable import make_trainable
 
     fused = _start_fused(spec, base, dataset)
-    threads = max(1, int(spec.resources.cpu))
-    trainable = (
-        fused.trainable
-        if fused is not None
-        else tune.with_resources(
-            make_trainable(dataset, threads=threads),
-            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    if fused is not None:
+        return _run_fused(
+            spec,
+            fused,
+            name=name,
+            root=root,
+            exp_path=exp_path,
+            resume=resume,
+            callbacks=callbacks,
+            on_progress=on_progress,
+            started=started,
         )
+    threads = max(1, int(spec.resources.cpu))
+    trainable = tune.with_resources(
+        make_trainable(dataset, threads=threads),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     first = spec.objectives[0]
     progress = ProgressCallback(
@@ -300,7 +308,6 @@ def run_sweep(
         JsonLoggerCallback(),
         CheckpointKeeper(keep=keep),
         *results_callbacks(spec, exp_path),
-        *(fused.callbacks if fused is not None else []),
         *callbacks,
     ]
     if resume:
@@ -330,10 +337,7 @@ def run_sweep(
             tune_config=tune.TuneConfig(
                 metric=first.metric,
                 mode=first.mode,
-                # A fused sweep runs every cohort slot's members at once, no more.
-                search_alg=build_search_alg(
-                    spec, max_concurrent=fused.max_concurrent if fused is not None else None
-                ),
+                search_alg=build_search_alg(spec),
                 scheduler=build_scheduler(spec),
                 num_samples=spec.budget.samples,
                 time_budget_s=spec.budget.time_limit_s,
@@ -347,11 +351,60 @@ def run_sweep(
         grid = tuner.fit()
     except tune.TuneError as exc:
         raise RegtuneError(f"sweep {name!r} failed: {exc}") from exc
-    finally:
-        if fused is not None:
-            fused.stop()
     return outcome_from_grid(
         spec, grid, name=name, path=exp_path, elapsed_s=time.perf_counter() - started
+    )
+
+
+def _run_fused(
+    spec: SweepSpec,
+    fused: Any,
+    *,
+    name: str,
+    root: str,
+    exp_path: str,
+    resume: bool,
+    callbacks: Sequence[Any],
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    started: float,
+) -> SweepOutcome:
+    """A fused sweep, driven from here (:mod:`regtune.platform.tune.fused_driver`)."""
+    from regtune.platform.results.callback import results_callbacks
+    from regtune.platform.tune.fused_driver import outcome_rows, run_fused_sweep
+    from regtune.platform.tune.progress import ProgressCallback
+    from regtune.platform.tune.space import to_param_space
+
+    progress = ProgressCallback(
+        objectives=[(o.metric, o.mode) for o in spec.objectives],
+        total=spec.n_trials,
+        max_t=spec.budget.max_epochs,
+        on_progress=on_progress,
+    )
+    try:
+        trials = run_fused_sweep(
+            spec,
+            manager=fused.manager,
+            max_concurrent=fused.max_concurrent,
+            exp_path=exp_path,
+            name=name,
+            root=root,
+            resume=resume,
+            callbacks=[progress, *results_callbacks(spec, exp_path), *callbacks],
+            # The driver runs at most fused.max_concurrent members; the search
+            # algorithm keeps only the spec's own limit, so a scheduler such as
+            # HyperBand sees the pending trials it places in brackets.
+            search_alg=build_search_alg(spec),
+            scheduler=build_scheduler(spec),
+            param_space=to_param_space(spec),
+        )
+    finally:
+        fused.stop()
+    return outcome_from_grid(
+        spec,
+        outcome_rows(trials, exp_path),
+        name=name,
+        path=exp_path,
+        elapsed_s=time.perf_counter() - started,
     )
 
 
@@ -390,6 +443,10 @@ def _trial_name(trial: Any) -> str:
 def _experiment_exists(exp_path: str) -> bool:
     from ray import tune
 
+    from regtune.platform.tune.fused_driver import is_fused_experiment
+
+    if is_fused_experiment(exp_path):
+        return True
     try:
         return bool(tune.Tuner.can_restore(exp_path))
     except (OSError, ValueError):

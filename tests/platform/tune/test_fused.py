@@ -9,14 +9,14 @@ store, own early stopping, own checkpoints that an unfused Trainer continues).
 from __future__ import annotations
 
 import asyncio
-import gc
+import json
 import math
 import os
 import signal
-import warnings
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
 from ray import tune
 
@@ -41,6 +41,7 @@ from regtune.platform.tune.fuse_size import (
 from regtune.platform.tune.ray_private import DONE
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import Trainer
+from tests.conftest import BUCKET
 
 #: Relative tolerance between a member's metrics and a solo Trainer's (a
 #: batched model sums in another order than one model: float32 rounding).
@@ -291,18 +292,7 @@ def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_pa
     _close(dict(stored), trainer.run_epoch())
 
 
-# -- member processes stay light ---------------------------------------------------
-
-
-def test_a_member_trial_process_never_imports_torch() -> None:
-    # Every concurrent member is its own Ray actor process: importing torch
-    # there cost ~3 s of CPU per member for nothing (it only relays).
-    import subprocess
-    import sys
-
-    code = "import sys, regtune.platform.tune.fused; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+# -- checkpoints and resume --------------------------------------------------------
 
 
 def test_member_checkpoints_use_the_unfused_state_folder() -> None:
@@ -333,8 +323,10 @@ class _InterruptAt(tune.Callback):
 
 @pytest.mark.ray
 def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
-    ray_local: None, digits: Dataset, tmp_path: Path
+    ray_local: None, s3_env: dict[str, str], digits: Dataset
 ) -> None:
+    # On S3 (moto): the driver's state, the search algorithm's, every
+    # checkpoint and result.json are written and read back through pyarrow.
     from regtune.platform.results.read import read_epochs
     from regtune.platform.tune.sweep import run_sweep
     from regtune.search_spaces import load_spec
@@ -355,12 +347,11 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
             "checkpoint": {"every": 2},
         }
     )
-    storage = str(tmp_path)
-    with warnings.catch_warnings():
-        # Tune's JSON logger leaves an interrupted run's result.json files open.
-        warnings.simplefilter("ignore", ResourceWarning)
-        run_sweep(spec, storage=storage, name="resumed", callbacks=[_InterruptAt(3)])
-        gc.collect()
+    from regtune.platform.tune.fused_driver import ExperimentFiles, is_fused_experiment
+
+    storage = f"s3://{BUCKET}/fused"
+    run_sweep(spec, storage=storage, name="resumed", callbacks=[_InterruptAt(3)])
+    assert is_fused_experiment(f"{storage}/resumed")
     before = read_epochs(f"{storage}/resumed")
     assert before["iteration"].max() < 4  # interrupted before any member ended
 
@@ -378,6 +369,134 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
         rows = epochs[epochs["trial_id"] == t.trial_id].sort_values("iteration")
         assert list(rows["iteration"]) == [1, 2, 3, 4]
         # ...exactly: its last epoch is the solo run's fourth.
+        _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 4)[-1])
+        # Its files on S3: params, one result line per epoch reported (the
+        # interrupted run's third one again after the restore), and the
+        # newest two checkpoints (epochs 2 and 4).
+        assert t.checkpoint is not None and t.checkpoint.startswith(f"s3://{BUCKET}/fused/")
+        files = ExperimentFiles(outcome.path)
+        lines = files.read(f"trial_{t.trial_id}/result.json").decode().splitlines()
+        assert [json.loads(x)["training_iteration"] for x in lines][-2:] == [3, 4]
+        kept = files.loc.fs.get_file_info(
+            pafs.FileSelector(files.path(f"trial_{t.trial_id}"), allow_not_found=True)
+        )
+        assert sorted(i.base_name for i in kept if i.type == pafs.FileType.Directory) == [
+            "checkpoint_000000",
+            "checkpoint_000001",
+        ]
+
+
+@pytest.mark.ray
+def test_hyperband_pauses_fused_members_and_they_continue_from_their_checkpoints(
+    ray_local: None, digits: Dataset, tmp_path: Path
+) -> None:
+    from regtune.platform.results.read import read_epochs
+    from regtune.platform.tune.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+
+    spec = load_spec(
+        {
+            "name": "fused-hyperband",
+            "dataset": "digits",
+            "model": {"arch": "mlp", "width": 16, "depth": 1},
+            "training": {
+                "batch_size": 256,
+                # max_epochs 4, reduction factor 2: HyperBand's first bracket runs
+                # three trials to 4 epochs; its second runs three to 2 epochs, pauses
+                # the first two there and lets the best go on to 4 (lr 0.005, the
+                # fastest learner of the three, paused and continued).
+                "lr": {"grid": [0.05, 0.02, 0.01, 0.005, 0.002, 0.0003]},
+                "robust_every": 0,
+            },
+            "penalties": {"l2": 1e-4},
+            "objectives": [{"metric": "val_acc", "mode": "max"}],
+            "scheduler": {"kind": "hyperband", "reduction_factor": 2},
+            "searcher": {"kind": "random", "seed": 0},
+            "budget": {"samples": 1, "max_epochs": 4},
+            "resources": {"cpu": 2, "fuse": 2},
+        }
+    )
+    outcome = run_sweep(spec, storage=str(tmp_path))
+    epochs = read_epochs(outcome.path)
+    assert len(outcome.trials) == 6
+    for t in outcome.trials:
+        rows = epochs[epochs["trial_id"] == t.trial_id].sort_values("iteration")
+        # Each epoch once, in order, across pauses.
+        assert list(rows["iteration"]) == list(range(1, t.iterations + 1)), t
+    # HyperBand paused members at its rungs; the ones it let go on continued
+    # from their pause checkpoints (restored) to max_epochs, exactly.
+    continued = [t for t in outcome.trials if t.run_info["iterations_since_restore"] < t.iterations]
+    assert continued, [t.run_info for t in outcome.trials]
+    best = max(continued, key=lambda t: t.iterations)
+    assert best.iterations == 4
+    last = epochs[(epochs["trial_id"] == best.trial_id) & (epochs["iteration"] == 4)].iloc[0]
+    _close(dict(last), _solo_rows(digits, best.config, 4)[-1])
+    # Members that were not let go on ended below max_epochs.
+    assert any(t.iterations < 4 for t in outcome.trials)
+
+
+class _KillCohortWorker(tune.Callback):
+    """SIGKILLs the cohort worker's process once a member reported ``epoch``."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch: int | None = epoch
+        self.killed = 0
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        import ray
+
+        if self.epoch is None or result["training_iteration"] < self.epoch:
+            return
+        self.epoch = None
+        (name,) = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith("regtune-cohorts-")
+        ]
+        manager = ray.get_actor(name, namespace=ray.get_runtime_context().namespace)
+        for stats in ray.get(manager.worker_stats.remote()):
+            if trial.trial_id in stats["members"]:
+                os.kill(stats["pid"], signal.SIGKILL)
+                self.killed += 1
+
+
+@pytest.mark.ray
+def test_members_of_a_killed_cohort_worker_continue_from_their_checkpoints(
+    ray_local: None, digits: Dataset, tmp_path: Path
+) -> None:
+    from regtune.platform.results.read import read_epochs
+    from regtune.platform.tune.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+
+    spec = load_spec(
+        {
+            "name": "fused-killed",
+            "dataset": "digits",
+            "model": {"arch": "mlp", "width": 16, "depth": 1},
+            "training": {"batch_size": 256, "lr": {"grid": [0.05, 0.01]}, "robust_every": 0},
+            "penalties": {"l2": 1e-4},
+            "objectives": [{"metric": "val_acc", "mode": "max"}],
+            "scheduler": {"kind": "none"},
+            "searcher": {"kind": "grid"},
+            "budget": {"samples": 1, "max_epochs": 4},
+            "resources": {"cpu": 2, "fuse": 2},
+            "checkpoint": {"every": 2},
+            "failure": {"max_retries": 1},
+        }
+    )
+    killer = _KillCohortWorker(3)
+    outcome = run_sweep(spec, storage=str(tmp_path), callbacks=[killer])
+    assert killer.killed == 1
+    epochs = read_epochs(outcome.path)
+    for t in outcome.trials:
+        # Both members were on the killed worker: each went on in a new one
+        # from its epoch-2 checkpoint and finished, its last epoch exact.
+        assert (t.status, t.iterations) == ("finished", 4), t
+        assert t.run_info["iterations_since_restore"] == 2, t.run_info
+        rows = epochs[epochs["trial_id"] == t.trial_id].sort_values("iteration")
+        assert sorted(set(rows["iteration"])) == [1, 2, 3, 4]
         _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 4)[-1])
 
 

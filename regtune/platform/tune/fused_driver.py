@@ -1,0 +1,730 @@
+"""Fused sweeps driven from the driver: every member a trial, no process per member.
+
+A fused sweep's members are trials of Tune's own search algorithms and
+schedulers (hyperopt TPE, random, grid; asha, hyperband, median,
+pareto-asha), but their epochs are trained by cohort workers
+(:mod:`regtune.platform.tune.cohorts`). An earlier design ran each member as
+a Tune trial actor that only relayed its epochs to its cohort worker: one
+Ray worker process per concurrent member (~2 s of CPU each to start, a
+Tune import) and Tune's controller handling every relayed result. Measured
+on the sweep benchmark (40 trials, 2 CPUs) those relays and the controller
+cost about twice the CPU time the members' training did.
+
+:func:`run_fused_sweep` replaces Tune's controller for fused sweeps with
+one loop in the driver that does what the controller did for members:
+
+- asks the search algorithm for trials (Tune ``Trial`` objects with Tune's
+  storage layout: ``trial_<id>/params.json``, ``result.json``,
+  ``checkpoint_NNNNNN/regtune_state/``), at most ``fuse x slots`` running;
+- sends each running member to the cohort manager, which forms cohorts and
+  places them on workers, and keeps one epoch request per member in flight
+  (the worker trains ahead between decision epochs, as before);
+- passes each reported epoch to the callbacks (progress, the results store,
+  the caller's), the search algorithm and the scheduler, and acts on the
+  scheduler's decision: continue, stop (checkpoint, then leave the cohort)
+  or pause (checkpoint, leave; HyperBand later chooses it to run again from
+  that checkpoint);
+- writes checkpoints (``checkpoint.every`` and at the end, newest
+  :data:`~regtune.platform.tune.sweep.CHECKPOINTS_KEPT` kept), retries a
+  failed member from its newest checkpoint up to ``failure.max_retries``,
+  and stops every member when ``budget.time_limit_s`` runs out;
+- saves its state (:data:`STATE_FILE`: the trials, their status and newest
+  checkpoint; the search algorithm's own state beside it) after every
+  change, so ``--resume`` continues a killed or interrupted fused sweep:
+  finished trials are kept, the others continue from their newest
+  checkpoint, and the scheduler from its saved state
+  (:class:`~regtune.platform.tune.scheduler_state.PersistentScheduler`).
+
+The search algorithm's state is a pickle written by Tune's own
+``save_to_dir`` (as in an unfused sweep's experiment state): resume only
+experiment folders you trust. Checkpoints are safetensors + JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher, SearchGenerator
+
+from regtune.errors import RegtuneError
+from regtune.platform.results.files import ResultsLocation
+from regtune.platform.results.outcome import json_safe
+from regtune.platform.tune.cohorts import REREPORT
+from regtune.platform.tune.fused import STATE_DIR
+from regtune.platform.tune.ray_private import DONE
+
+__all__ = [
+    "SEARCH_DIR",
+    "STATE_FILE",
+    "ExperimentFiles",
+    "FusedController",
+    "FusedMemberName",
+    "is_fused_experiment",
+    "outcome_rows",
+    "run_fused_sweep",
+]
+
+#: The fused driver's state in the experiment folder (JSON).
+STATE_FILE = "regtune-fused-state.json"
+#: Folder (in the experiment folder) of the search algorithm's saved state.
+SEARCH_DIR = "regtune-fused-search"
+_FORMAT = 1
+#: Seconds the loop waits for an epoch before it checks the time limit and
+#: lets callbacks refresh the display.
+_POLL_S = 0.5
+
+NOT_TRAINED_BY_TUNE = (
+    "a fused member's epochs are trained by its cohort worker; Tune does not run "
+    "this trainable (it only names the members' trials)"
+)
+
+
+class FusedMemberName(tune.Trainable):
+    """The trainable name a fused sweep's trials carry (never run by Tune)."""
+
+    def step(self) -> dict[str, Any]:
+        """Never called: the driver trains members in cohorts."""
+        raise RuntimeError(NOT_TRAINED_BY_TUNE)
+
+
+def is_fused_experiment(exp_path: str) -> bool:
+    """Whether ``exp_path`` (a local folder or a URI) holds a fused sweep's saved state."""
+    try:
+        return ExperimentFiles(exp_path).exists(STATE_FILE)
+    except RegtuneError:
+        return False
+
+
+class ExperimentFiles:
+    """The fused driver's files under an experiment folder (local or a URI).
+
+    Whole files are written atomically (:class:`~regtune.platform.results.files.
+    ResultsLocation`). ``result.json`` grows a line per epoch: appended on a
+    local disk; on an object store (no appends) each trial's lines are kept
+    and the file rewritten whole by :meth:`flush`.
+    """
+
+    def __init__(self, exp_path: str) -> None:
+        import pyarrow as pa
+        import pyarrow.fs as pafs
+
+        from regtune.errors import DataError
+
+        if "://" not in exp_path:
+            root = Path(exp_path).expanduser().resolve().as_posix()
+            self.loc = ResultsLocation(fs=pafs.LocalFileSystem(), root=root, scheme="")
+        else:
+            try:
+                fs, path = pafs.FileSystem.from_uri(exp_path)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+                raise DataError(
+                    f"{exp_path!r} is not a usable experiment location ({exc}); expected a "
+                    "local path or a URI such as s3://bucket/runs/name"
+                ) from exc
+            scheme = exp_path.split("://", 1)[0]
+            self.loc = ResultsLocation(fs=fs, root=path.rstrip("/"), scheme=scheme)
+        self._lines: dict[str, list[str]] = {}
+        self._dirty: set[str] = set()
+
+    def path(self, rel: str) -> str:
+        """``rel`` under the experiment folder, on its filesystem."""
+        return f"{self.loc.root}/{rel}"
+
+    def exists(self, rel: str) -> bool:
+        """Whether a file or folder is at ``rel``."""
+        return self.loc.exists(self.path(rel))
+
+    def read(self, rel: str) -> bytes:
+        """The whole file at ``rel``."""
+        return self.loc.read_bytes(self.path(rel))
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Write the whole file at ``rel`` (atomic)."""
+        self.loc.write_bytes(self.path(rel), data)
+
+    def append_line(self, rel: str, line: str) -> None:
+        """Add a line to the file at ``rel`` (see the class docstring)."""
+        if self.loc.is_local:
+            folder = Path(self.path(rel)).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(self.path(rel), "a") as handle:
+                handle.write(line + "\n")
+            return
+        self._lines.setdefault(rel, []).append(line)
+        self._dirty.add(rel)
+
+    def flush(self) -> None:
+        """Rewrite the files :meth:`append_line` added to since the last flush."""
+        for rel in sorted(self._dirty):
+            self.write(rel, ("\n".join(self._lines[rel]) + "\n").encode())
+        self._dirty.clear()
+
+    def write_folder(self, rel: str, files: dict[str, bytes]) -> None:
+        """Write every file of ``files`` into the folder ``rel``."""
+        for name, data in files.items():
+            if Path(name).name != name:
+                raise ValueError(f"state file name {name!r} is not a plain file name")
+            self.write(f"{rel}/{name}", data)
+
+    def read_folder(self, rel: str) -> dict[str, bytes]:
+        """The files directly in the folder ``rel``: name -> bytes."""
+        return {name: self.read(f"{rel}/{name}") for name in self.loc.list_files(self.path(rel))}
+
+    def delete_folder(self, rel: str) -> None:
+        """Remove the folder ``rel`` and everything in it; already gone is fine."""
+        import contextlib
+
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.loc.fs.delete_dir(self.path(rel))
+
+
+class FusedController:
+    """What Tune's schedulers ask of a controller, for the fused driver's trials."""
+
+    def __init__(self) -> None:
+        self.trials: list[Trial] = []
+        #: Trials a scheduler asked to stop while they were not reporting.
+        self.to_stop: list[Trial] = []
+
+    def get_trials(self) -> list[Trial]:
+        """Every trial of the sweep, in creation order."""
+        return list(self.trials)
+
+    def get_live_trials(self) -> list[Trial]:
+        """Trials not ended yet."""
+        return [t for t in self.trials if t.status not in (Trial.TERMINATED, Trial.ERROR)]
+
+    def stop_trial(self, trial: Trial) -> None:
+        """A scheduler ends ``trial`` (HyperBand ending a bracket)."""
+        if trial not in self.to_stop:
+            self.to_stop.append(trial)
+
+    def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
+        """Not used by the schedulers a fused sweep allows (they return PAUSE)."""
+        raise RuntimeError("a fused sweep pauses members only by a scheduler's PAUSE decision")
+
+
+class _Member:
+    """The driver's view of one running member."""
+
+    def __init__(self, trial: Trial, files: dict[str, bytes] | None, start_iter: int) -> None:
+        self.trial = trial
+        self.files = files
+        self.worker: Any = None
+        self.iteration = start_iter
+        self.restored_at = start_iter
+        self.started = time.time()
+        self.failures = 0
+
+
+def run_fused_sweep(
+    spec: Any,
+    *,
+    manager: Any,
+    max_concurrent: int,
+    exp_path: str,
+    name: str,
+    root: str,
+    resume: bool,
+    callbacks: Sequence[Any],
+    search_alg: Any,
+    scheduler: Any,
+    param_space: dict[str, Any],
+) -> list[Trial]:
+    """Run a fused sweep to its end (or to Ctrl+C) and return its trials.
+
+    ``manager`` is the sweep's cohort manager
+    (:func:`~regtune.platform.tune.fused.start_fused`); ``search_alg`` and
+    ``scheduler`` are the spec's (``build_search_alg`` / ``build_scheduler``);
+    ``callbacks`` get Tune's callback hooks with the members' trials.
+
+    Raises:
+        RegtuneError: the saved state of a resumed sweep cannot be read.
+    """
+    loop = _Loop(
+        spec,
+        manager=manager,
+        max_concurrent=max_concurrent,
+        exp_path=exp_path,
+        name=name,
+        root=root,
+        callbacks=callbacks,
+        search_alg=search_alg,
+        scheduler=scheduler,
+    )
+    loop.setup(param_space, resume=resume)
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        # Ctrl+C: like Tune, save the state and return what is there (--resume continues).
+        loop.save_state()
+    finally:
+        loop.end()
+    return loop.ctrl.trials
+
+
+class _Loop:
+    """The fused driver's event loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: Any,
+        *,
+        manager: Any,
+        max_concurrent: int,
+        exp_path: str,
+        name: str,
+        root: str,
+        callbacks: Sequence[Any],
+        search_alg: Any,
+        scheduler: Any,
+    ) -> None:
+        self.spec = spec
+        self.manager = manager
+        self.max_concurrent = max(1, max_concurrent)
+        self.exp_path = exp_path
+        self.files = ExperimentFiles(exp_path)
+        self.name = name
+        self.root = root
+        self.callbacks = list(callbacks)
+        # Tune drives a Searcher (hyperopt) through a SearchGenerator, as here.
+        wrap = isinstance(search_alg, Searcher)
+        self.search = SearchGenerator(search_alg) if wrap else search_alg
+        self.scheduler = scheduler
+        self.ctrl = FusedController()
+        self.running: dict[str, _Member] = {}
+        #: In-flight calls: object ref -> (kind, trial id).
+        self.pending: dict[Any, tuple[str, str]] = {}
+        #: Per trial: newest checkpoints (folder, epoch), oldest first; index counter.
+        self.checkpoints: dict[str, list[tuple[str, int]]] = {}
+        self.ckpt_index: dict[str, int] = {}
+        self.max_t = int(spec.budget.max_epochs)
+        self.every = int(spec.checkpoint.every)
+        self.max_retries = int(spec.failure.max_retries)
+        self.failures: dict[str, int] = {}
+        self.deadline = (
+            None
+            if spec.budget.time_limit_s is None
+            else time.monotonic() + float(spec.budget.time_limit_s)
+        )
+        self.iteration = 0
+        self.max_pending = _max_pending(self.search)
+        first = spec.objectives[0]
+        self.metric, self.mode = first.metric, first.mode
+
+    # -- set-up and state -------------------------------------------------------------
+
+    def setup(self, param_space: dict[str, Any], *, resume: bool) -> None:
+        """Search algorithm, scheduler and callbacks ready; a resumed sweep's trials back."""
+        from regtune.platform.tune.sweep import CHECKPOINTS_KEPT
+
+        self.keep = CHECKPOINTS_KEPT
+        self.search.set_search_properties(self.metric, self.mode, param_space)
+        self.scheduler.set_search_properties(self.metric, self.mode)
+        experiment = tune.Experiment(
+            self.name,
+            FusedMemberName,
+            config=param_space,
+            num_samples=self.spec.budget.samples,
+            storage_path=self.root,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        )
+        self.search.add_configurations([experiment])
+        if resume:
+            self._restore()
+        for cb in self.callbacks:
+            cb.setup(stop=None, num_samples=self.spec.budget.samples)
+
+    def _restore(self) -> None:
+        where = self.files.loc.display(self.files.path(STATE_FILE))
+        try:
+            state = json.loads(self.files.read(STATE_FILE))
+            records = state["trials"]
+            if state.get("format") != _FORMAT:
+                raise ValueError(f"format {state.get('format')!r}, expected {_FORMAT}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RegtuneError(
+                f"cannot resume the fused sweep: {where} is unreadable ({exc}); nothing was changed"
+            ) from exc
+        if self.files.exists(SEARCH_DIR):
+            with tempfile.TemporaryDirectory(prefix="regtune-search-") as tmp:
+                for name, data in self.files.read_folder(SEARCH_DIR).items():
+                    Path(tmp, name).write_bytes(data)
+                self.search.restore_from_dir(tmp)
+        for rec in records:
+            trial = self._make_trial(rec["trial_id"], rec["config"])
+            trial.set_status(rec["status"] if rec["status"] in _ENDED else Trial.PENDING)
+            if rec.get("last_result"):
+                trial.update_last_result(rec["last_result"])
+            self.checkpoints[trial.trial_id] = [
+                (str(folder), int(epoch)) for folder, epoch in rec.get("checkpoints", [])
+            ]
+            self.ckpt_index[trial.trial_id] = int(rec.get("ckpt_index", 0))
+            self._register(trial)
+            self.ctrl.trials.append(trial)
+            self.scheduler.on_trial_add(self.ctrl, trial)
+
+    def _make_trial(self, trial_id: str, config: dict[str, Any]) -> Trial:
+        from ray.train._internal.storage import StorageContext
+
+        storage = StorageContext(
+            storage_path=self.root,
+            experiment_dir_name=self.name,
+            trial_dir_name=f"trial_{trial_id}",
+        )
+        return Trial(
+            "FusedMemberName", config=config, trial_id=trial_id, stub=True, storage=storage
+        )
+
+    def save_state(self) -> None:
+        """Write :data:`STATE_FILE` and the search algorithm's state (atomic replace)."""
+        records = []
+        for t in self.ctrl.trials:
+            records.append(
+                {
+                    "trial_id": t.trial_id,
+                    "config": json_safe(t.config),
+                    "status": t.status,
+                    "last_result": json_safe(
+                        {k: v for k, v in (t.last_result or {}).items() if k != "config"}
+                    ),
+                    "checkpoints": self.checkpoints.get(t.trial_id, []),
+                    "ckpt_index": self.ckpt_index.get(t.trial_id, 0),
+                }
+            )
+        with tempfile.TemporaryDirectory(prefix="regtune-search-") as tmp:
+            self.search.save_to_dir(tmp, session_str="fused")
+            self.files.write_folder(
+                SEARCH_DIR, {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+            )
+        self.files.flush()
+        self.files.write(STATE_FILE, json.dumps({"format": _FORMAT, "trials": records}).encode())
+        for cb in self.callbacks:
+            cb.get_state()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until every trial ended and the search algorithm has no more."""
+        while True:
+            self._fill()
+            self._stop_asked()
+            if not self.pending:
+                if self._nothing_left():
+                    break
+                continue
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=_POLL_S)
+            for ref in ready:
+                kind, tid = self.pending.pop(ref)
+                member = self.running.get(tid)
+                if member is None:
+                    continue
+                if kind == "join":
+                    self._joined(member, ref)
+                else:
+                    self._stepped(member, ref)
+            self._time_limit()
+            self.iteration += 1
+            for cb in self.callbacks:
+                cb.on_step_end(iteration=self.iteration, trials=self.ctrl.trials)
+
+    def _nothing_left(self) -> bool:
+        if self.search.is_finished() and not any(
+            t.status in (Trial.PENDING, Trial.PAUSED) for t in self.ctrl.trials
+        ):
+            return True
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return True
+        # Nothing running and nothing the scheduler would run: waiting would spin.
+        self._admit()
+        return not self.running and self.scheduler.choose_trial_to_run(self.ctrl) is None
+
+    def _admit(self) -> None:
+        """Take new trials from the search algorithm while fewer than
+        ``max_pending`` wait (Tune's rule: a scheduler such as HyperBand
+        places every pending trial in a bracket before any of them runs)."""
+        added = False
+        while not self.search.is_finished() and self._pending_count() < self.max_pending:
+            new = self.search.next_trial()
+            if new is None:
+                break
+            trial = self._make_trial(new.trial_id, new.config)
+            trial.set_status(Trial.PENDING)
+            self.ctrl.trials.append(trial)
+            self.scheduler.on_trial_add(self.ctrl, trial)
+            added = True
+        if added:
+            self.save_state()
+
+    def _pending_count(self) -> int:
+        return sum(1 for t in self.ctrl.trials if t.status == Trial.PENDING)
+
+    def _fill(self) -> None:
+        """Start trials the scheduler chooses while fewer than ``max_concurrent`` run."""
+        self._admit()
+        out_of_time = self.deadline is not None and time.monotonic() >= self.deadline
+        while len(self.running) < self.max_concurrent and not out_of_time:
+            trial = self.scheduler.choose_trial_to_run(self.ctrl)
+            if trial is None:
+                return
+            self._start(trial)
+            self._admit()
+
+    def _start(self, trial: Trial) -> None:
+        """Send ``trial`` to a cohort, from its newest checkpoint when it has one."""
+        files, at = None, 0
+        newest = self.checkpoints.get(trial.trial_id)
+        if newest:
+            folder, at = newest[-1]
+            files = self.files.read_folder(f"{folder}/{STATE_DIR}")
+        trial.set_status(Trial.RUNNING)
+        member = _Member(trial, files, at)
+        member.failures = self.failures.get(trial.trial_id, 0)
+        self.running[trial.trial_id] = member
+        self._write_params(trial)
+        for cb in self.callbacks:
+            cb.on_trial_start(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
+        self._join(member)
+
+    def _join(self, member: _Member) -> None:
+        tid = member.trial.trial_id
+        ref = self.manager.join.remote(tid, dict(member.trial.config), member.files)
+        self.pending[ref] = ("join", tid)
+
+    def _joined(self, member: _Member, ref: Any) -> None:
+        try:
+            (member.worker,) = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            self._failed(member, exc)
+            return
+        member.files = None
+        self._ask(member)
+
+    def _ask(self, member: _Member) -> None:
+        self.pending[member.worker.step.remote(member.trial.trial_id)] = (
+            "step",
+            member.trial.trial_id,
+        )
+
+    def _stepped(self, member: _Member, ref: Any) -> None:
+        trial = member.trial
+        try:
+            row: dict[str, Any] = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            if isinstance(exc, ray.exceptions.RayActorError):
+                # Its cohort worker died: the pool replaces it for the retry.
+                self.manager.lost.remote(member.worker)
+            self._failed(member, exc)
+            return
+        rereport = bool(row.pop(REREPORT, False))
+        if not rereport:
+            member.iteration += 1
+        done = bool(row.pop(DONE, False)) or member.iteration >= self.max_t
+        now = time.time()
+        result = {
+            **row,
+            "training_iteration": member.iteration,
+            "iterations_since_restore": member.iteration - member.restored_at,
+            "trial_id": trial.trial_id,
+            "time_total_s": now - member.started,
+            "timestamp": int(now),
+            "done": done,
+        }
+        trial.update_last_result(result)
+        self._append_result(trial, result)
+        for cb in self.callbacks:
+            cb.on_trial_result(
+                iteration=self.iteration, trials=self.ctrl.trials, trial=trial, result=result
+            )
+        self.search.on_trial_result(trial.trial_id, result)
+        if done:
+            self._end(member, result, Trial.TERMINATED)
+            return
+        decision = self.scheduler.on_trial_result(self.ctrl, trial, result)
+        if decision == TrialScheduler.STOP:
+            self._end(member, result, Trial.TERMINATED)
+        elif decision == TrialScheduler.PAUSE:
+            self._checkpoint(member)
+            self._leave(member)
+            trial.set_status(Trial.PAUSED)
+            self.save_state()
+        else:
+            if self.every > 0 and member.iteration % self.every == 0:
+                self._checkpoint(member)
+                self.save_state()
+            self._ask(member)
+
+    def _end(self, member: _Member, result: dict[str, Any], status: str) -> None:
+        """A member ran out its epochs or a scheduler stopped it: checkpoint, leave, report."""
+        trial = member.trial
+        self._checkpoint(member)
+        self._leave(member)
+        trial.set_status(status)
+        self.scheduler.on_trial_complete(self.ctrl, trial, result)
+        self.search.on_trial_complete(trial.trial_id, result=result)
+        for cb in self.callbacks:
+            cb.on_trial_complete(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
+        self.save_state()
+
+    def _leave(self, member: _Member) -> None:
+        tid = member.trial.trial_id
+        self.running.pop(tid, None)
+        for ref, (_, owner) in list(self.pending.items()):
+            if owner == tid:
+                del self.pending[ref]
+        self.manager.leave.remote(tid)
+
+    def _failed(self, member: _Member, exc: BaseException) -> None:
+        """A cohort failed the member's epoch: retry from its newest checkpoint, or end."""
+        trial = member.trial
+        tid = trial.trial_id
+        self._leave(member)
+        self.failures[tid] = member.failures + 1
+        if member.failures < self.max_retries:
+            trial.set_status(Trial.PENDING)
+            self._start(trial)
+            return
+        trial.set_status(Trial.ERROR)
+        trial.error_message = str(exc)  # type: ignore[attr-defined]
+        self.scheduler.on_trial_error(self.ctrl, trial)
+        self.search.on_trial_complete(tid, result=None, error=True)
+        for cb in self.callbacks:
+            cb.on_trial_error(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
+        self.save_state()
+
+    def _stop_asked(self) -> None:
+        """Trials a scheduler stopped out of turn (HyperBand): paused ones end
+        where they are; running ones end at their next report."""
+        while self.ctrl.to_stop:
+            trial = self.ctrl.to_stop.pop(0)
+            member = self.running.get(trial.trial_id)
+            if member is not None:
+                self._end(member, dict(trial.last_result or {}), Trial.TERMINATED)
+            elif trial.status in (Trial.PAUSED, Trial.PENDING):
+                trial.set_status(Trial.TERMINATED)
+                result = dict(trial.last_result or {})
+                self.scheduler.on_trial_complete(self.ctrl, trial, result)
+                self.search.on_trial_complete(trial.trial_id, result=result)
+                for cb in self.callbacks:
+                    cb.on_trial_complete(
+                        iteration=self.iteration, trials=self.ctrl.trials, trial=trial
+                    )
+                self.save_state()
+
+    def _time_limit(self) -> None:
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return
+        for member in list(self.running.values()):
+            if member.worker is None:
+                self._leave(member)
+                member.trial.set_status(Trial.PENDING)
+                continue
+            self._end(member, dict(member.trial.last_result or {}), Trial.TERMINATED)
+
+    def end(self) -> None:
+        """Callbacks' experiment end (the results store merges its parts)."""
+        for cb in self.callbacks:
+            cb.on_experiment_end(trials=self.ctrl.trials)
+
+    # -- files --------------------------------------------------------------------------
+
+    def _write_params(self, trial: Trial) -> None:
+        rel = f"trial_{trial.trial_id}/params.json"
+        if not self.files.exists(rel):
+            self.files.write(rel, json.dumps(json_safe(trial.config), indent=2).encode())
+
+    def _append_result(self, trial: Trial, result: dict[str, Any]) -> None:
+        line = json.dumps(json_safe({**result, "config": trial.config}))
+        self.files.append_line(f"trial_{trial.trial_id}/result.json", line)
+
+    def _checkpoint(self, member: _Member) -> None:
+        """Write the member's state as ``checkpoint_NNNNNN/regtune_state`` (once per epoch)."""
+        from ray.train import Checkpoint
+
+        trial, tid = member.trial, member.trial.trial_id
+        saved = self.checkpoints.setdefault(tid, [])
+        if saved and saved[-1][1] == member.iteration:
+            return
+        if member.worker is None:
+            return
+        files = ray.get(member.worker.state_files.remote(tid))
+        index = self.ckpt_index.get(tid, 0)
+        folder = f"trial_{tid}/checkpoint_{index:06d}"
+        self.files.write_folder(f"{folder}/{STATE_DIR}", files)
+        self.ckpt_index[tid] = index + 1
+        saved.append((folder, member.iteration))
+        while len(saved) > self.keep:
+            old, _ = saved.pop(0)
+            self.files.delete_folder(old)
+        self._register(trial)
+        checkpoint = Checkpoint(self.files.path(folder), filesystem=self.files.loc.fs)
+        for cb in self.callbacks:
+            cb.on_checkpoint(
+                iteration=self.iteration,
+                trials=self.ctrl.trials,
+                trial=trial,
+                checkpoint=checkpoint,
+            )
+
+    def _register(self, trial: Trial) -> None:
+        """Make ``trial.checkpoint`` its newest kept checkpoint (Tune's view of it)."""
+        from regtune.platform.tune.ray_private import set_registered_checkpoints
+
+        saved = self.checkpoints.get(trial.trial_id, [])
+        if saved:
+            metrics = dict(trial.last_result or {})
+            set_registered_checkpoints(
+                trial, [(self.files.path(folder), metrics) for folder, _ in saved]
+            )
+
+
+_ENDED = (Trial.TERMINATED, Trial.ERROR)
+#: Pending trials a grid or random search may hold (Tune's own minimum).
+_MAX_PENDING_VARIANTS = 200
+
+
+def _max_pending(search: Any) -> int:
+    """Trials created ahead of running, by Tune's rule: a grid or random
+    search's all (up to :data:`_MAX_PENDING_VARIANTS`), a searcher behind a
+    concurrency limit that limit, any other searcher one at a time."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if isinstance(search, BasicVariantGenerator):
+        return _MAX_PENDING_VARIANTS
+    inner = getattr(search, "searcher", None)
+    while inner is not None:
+        if isinstance(inner, ConcurrencyLimiter):
+            return max(1, int(inner.max_concurrent))
+        inner = getattr(inner, "searcher", None)
+    return 1
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+class _Row:
+    """One trial as ``outcome_from_grid`` reads a ``ResultGrid`` entry."""
+
+    def __init__(self, trial: Trial, exp_path: str) -> None:
+        self.metrics = dict(trial.last_result or {})
+        self.config = dict(trial.config)
+        self.path = f"{exp_path.rstrip('/')}/trial_{trial.trial_id}"
+        self.error = getattr(trial, "error_message", None) if trial.status == Trial.ERROR else None
+        self.checkpoint = trial.checkpoint
+
+
+def outcome_rows(trials: Sequence[Trial], exp_path: str) -> list[Any]:
+    """The fused driver's trials as ``ResultGrid``-like rows for
+    :func:`~regtune.platform.results.outcome.outcome_from_grid`."""
+    return [_Row(t, exp_path) for t in trials]
