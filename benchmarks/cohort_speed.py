@@ -2,8 +2,8 @@
 
 The members are drawn like the sweep benchmark's space (learning rate, L2,
 dropout; each its own seed) at one width per case, so they fuse into one
-cohort. Two ways to train the same K configurations, in one process, one
-torch thread, CPU:
+cohort (digits and Adult MLPs, digits CNN). Two ways to train the same K
+configurations, in one process, one torch thread, CPU:
 
 - ``fused``: :func:`regtune.trainables.cohort.make_cohort` (a
   :class:`~regtune.trainables.cohort_fused.FusedCohort`), every epoch until
@@ -21,14 +21,15 @@ the largest difference of a member's last-epoch ``val_loss`` between the two
 
 Three more measurements:
 
-- mixed widths (32/64/128/256, 4 members each): the cost rule's grouping
-  (``make_cohort``), all padded into one batch, one group per width, and
-  one after another;
+- mixed widths (32/64/128/256 as in the sweep benchmark, then 16-64 and
+  8-32; 4 members each): the cost rule's grouping (``make_cohort``), all
+  padded into one batch, one group per width, and one after another;
 - the cost rule's constant (``cohort_pad.GROUP_OVERHEAD_MACS``): fused epoch
   CPU times over widths and K, fitted to ``a + K * (c + b * macs)``;
 - memory per member: peak RSS growth in a fresh process per K.
 
     python -m benchmarks.cohort_speed [--smoke-test] [--repeats N] [--fit-only]
+        [--only fit|mlp|cnn|mixed|memory ...]   # rerun parts, keep the rest on file
 """
 
 from __future__ import annotations
@@ -47,29 +48,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import markdown_table, peak_rss_mb, write_results
+from benchmarks.common import markdown_table, peak_rss_mb, results_dir, write_results
 from regtune.trainables.cohort import Cohort, fusable, make_cohort
 from regtune.trainables.cohort_fused import FusedCohort
 from regtune.trainables.cohort_pad import mlp_macs
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.loop import Trainer
 
-#: (dataset, width, batch size, epochs, member counts K). K=64 runs once
+Case = tuple[str, str, int, int, int, tuple[int, ...]]
+#: (arch, dataset, width, batch size, epochs, member counts K). K=64 runs once
 #: (:data:`ONCE_FROM_K`): its sequential reference alone is minutes of CPU.
-CASES: tuple[tuple[str, int, int, int, tuple[int, ...]], ...] = (
-    ("digits", 64, 128, 5, (1, 4, 16, 64)),
-    ("digits", 256, 128, 5, (4, 16)),
-    ("adult", 128, 256, 1, (1, 4, 16, 64)),
+CASES: tuple[Case, ...] = (
+    ("mlp", "digits", 64, 128, 5, (1, 4, 16, 64)),
+    ("mlp", "digits", 256, 128, 5, (4, 16)),
+    ("mlp", "adult", 128, 256, 1, (1, 4, 16, 64)),
+    ("cnn", "digits", 64, 128, 1, (1, 4, 16, 64)),
 )
 #: --smoke-test: checks that the benchmark runs (its numbers mean nothing).
-SMOKE_CASES: tuple[tuple[str, int, int, int, tuple[int, ...]], ...] = (
-    ("digits", 16, 256, 1, (2,)),
+SMOKE_CASES: tuple[Case, ...] = (
+    ("mlp", "digits", 16, 256, 1, (2,)),
+    ("cnn", "digits", 8, 256, 1, (2,)),
 )
 #: Cases with at least this many members run once, whatever ``--repeats``.
 ONCE_FROM_K = 64
-#: The mixed-width case: the sweep benchmark's width choices, 4 members each.
-MIXED_WIDTHS: tuple[int, ...] = (32, 64, 128, 256)
+#: The mixed-width cases, 4 members per width: the sweep benchmark's width
+#: choices, then narrower sets where a group's fixed cost weighs more.
+MIXED_WIDTHS: tuple[tuple[int, ...], ...] = ((32, 64, 128, 256), (16, 32, 48, 64), (8, 16, 24, 32))
 MIXED_PER_WIDTH = 4
+#: What ``--only`` can rerun (the rest is kept from the results on file).
+PARTS = ("fit", "mlp", "cnn", "mixed", "memory")
 #: Memory: fused cohorts of these sizes, each in a fresh process (peak RSS).
 MEMORY_KS: tuple[int, ...] = (1, 4, 16, 64)
 #: The cost-rule fit: fused epochs at these widths and member counts.
@@ -78,7 +85,7 @@ FIT_KS: tuple[int, ...] = (2, 8, 16)
 
 
 def member_configs(
-    dataset: str, width: int | Sequence[int], batch: int, epochs: int, k: int
+    dataset: str, width: int | Sequence[int], batch: int, epochs: int, k: int, arch: str = "mlp"
 ) -> dict[str, Any]:
     """K configurations from the sweep benchmark's space (seeded); ``width``
     may be a list, which the members take in turn."""
@@ -89,7 +96,7 @@ def member_configs(
         configs[f"m{i}"] = {
             "dataset": dataset,
             "model": {
-                "arch": "mlp",
+                "arch": arch,
                 "width": widths[i % len(widths)],
                 "depth": 2,
                 "dropout": rng.uniform(0, 0.5),
@@ -138,11 +145,10 @@ def run_sequential(configs: dict[str, Any], data: Dataset) -> tuple[float, float
     return time.perf_counter() - start, time.process_time() - cpu, last
 
 
-def measure(
-    dataset: str, width: int, batch: int, epochs: int, k: int, repeats: int, data: Dataset
-) -> dict[str, Any]:
+def measure(case: Case, k: int, repeats: int, data: Dataset) -> dict[str, Any]:
     """Interleaved repeats of both ways for one case and one K."""
-    configs = member_configs(dataset, width, batch, epochs, k)
+    arch, dataset, width, batch, epochs, _ = case
+    configs = member_configs(dataset, width, batch, epochs, k, arch)
     times: dict[str, list[float]] = {"fused": [], "sequential": []}
     cpu: dict[str, list[float]] = {"fused": [], "sequential": []}
     worst = 0.0
@@ -158,6 +164,7 @@ def measure(
     fused, seq = statistics.median(times["fused"]), statistics.median(times["sequential"])
     fused_cpu_s, seq_cpu_s = statistics.median(cpu["fused"]), statistics.median(cpu["sequential"])
     return {
+        "arch": arch,
         "dataset": dataset,
         "width": width,
         "batch_size": batch,
@@ -313,6 +320,7 @@ def measure_memory(dataset: str, width: int, batch: int, ks: Sequence[int]) -> d
 def _speed_table(results: list[dict[str, Any]]) -> str:
     return markdown_table(
         [
+            "arch",
             "dataset",
             "width",
             "K",
@@ -327,6 +335,7 @@ def _speed_table(results: list[dict[str, Any]]) -> str:
         ],
         [
             [
+                r.get("arch", "mlp"),
                 r["dataset"],
                 r["width"],
                 r["k"],
@@ -345,6 +354,11 @@ def _speed_table(results: list[dict[str, Any]]) -> str:
 
 
 def _mixed_table(mixed: dict[str, Any]) -> str:
+    head = (
+        f"\n\nWidths {'/'.join(str(w) for w in mixed['widths'])}, {mixed['per_width']} "
+        f"members each ({mixed['k']}), {mixed['epochs']} epochs; largest relative val_loss "
+        f"difference to the solo runs {mixed['max_rel_val_loss_diff']:.2g}:\n\n"
+    )
     seq = mixed["cpu_s"]["sequential"]
     per_width = mixed["cpu_s"]["per_width"]
     groups = " / ".join("+".join(str(w) for w in g) for g in mixed["padded_groups"])
@@ -354,7 +368,7 @@ def _mixed_table(mixed: dict[str, Any]) -> str:
         "per_width": "one group per width (no padding)",
         "sequential": "one Trainer after another",
     }
-    return markdown_table(
+    return head + markdown_table(
         ["grouping", "CPU s", "wall s", "CPU vs one per width", "CPU speed-up vs sequential"],
         [
             [
@@ -388,6 +402,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--fit-only", action="store_true", help="print the cost-rule fit, write nothing"
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="rerun only this part (repeatable), keeping every other result on file",
+    )
+    parser.add_argument(
         "--memory-case",
         nargs=4,
         metavar=("DATASET", "WIDTH", "BATCH", "K"),
@@ -401,53 +421,92 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     smoke = args.smoke_test
     repeats = 1 if smoke else args.repeats
+    parts = set(args.only or PARTS)
+    if args.fit_only:
+        parts = {"fit"}
+    previous: dict[str, Any] = {}
+    if parts != set(PARTS) and not args.fit_only:
+        path = results_dir() / f"cohort_speed{'-smoke' if smoke else ''}.json"
+        if not path.exists():
+            parser.error(f"--only adds to earlier results; there are none at {path}")
+        previous = json.loads(path.read_text())
+        repeats = int(previous.get("repeats", repeats))
     digits = load_dataset("digits")
-    fit = fit_overhead(
-        "digits",
-        (16, 32) if smoke else FIT_WIDTHS,
-        (1, 2) if smoke else FIT_KS,
-        1 if smoke else repeats,
-        digits,
-    )
-    print(json.dumps({k: v for k, v in fit.items() if k != "points"}), flush=True)
+    fit = previous.get("fit")
+    if "fit" in parts:
+        fit = fit_overhead(
+            "digits",
+            (16, 32) if smoke else FIT_WIDTHS,
+            (1, 2) if smoke else FIT_KS,
+            repeats,
+            digits,
+        )
+        print(json.dumps({k: v for k, v in fit.items() if k != "points"}), flush=True)
     if args.fit_only:
         return
-    cases = SMOKE_CASES if smoke else CASES
     loaded: dict[str, Dataset] = {"digits": digits}
-    results = []
-    warmed: set[str] = set()
-    for dataset, width, batch, epochs, ks in cases:
+    results = [c for c in previous.get("cases", []) if c.get("arch", "mlp") not in parts]
+    warmed: set[tuple[str, str]] = set()
+    for case in SMOKE_CASES if smoke else CASES:
+        arch, dataset, width, batch, _, ks = case
+        if arch not in parts:
+            continue
         if dataset not in loaded:
             loaded[dataset] = load_dataset(dataset)
         data = loaded[dataset]
-        if dataset not in warmed:
+        if (arch, dataset) not in warmed:
             # Untimed warm-up: the first optimizer pulls in torch._dynamo (seconds).
-            warm = member_configs(dataset, width, batch, 1, 2)
+            warm = member_configs(dataset, width, batch, 1, 2, arch)
             run_fused(warm, data)
             run_sequential(warm, data)
-            warmed.add(dataset)
+            warmed.add((arch, dataset))
         for k in ks:
-            row = measure(
-                dataset, width, batch, epochs, k, 1 if k >= ONCE_FROM_K else repeats, data
-            )
+            row = measure(case, k, 1 if k >= ONCE_FROM_K else repeats, data)
             results.append(row)
             print(
-                f"{dataset} width {width} K={k}: fused {row['fused_s']:.2f}s, "
+                f"{arch} {dataset} width {width} K={k}: fused {row['fused_s']:.2f}s, "
                 f"sequential {row['sequential_s']:.2f}s, x{row['speedup']:.2f} "
                 f"(CPU time x{row['speedup_cpu']:.2f})",
                 flush=True,
             )
-    mixed = measure_mixed(
-        "digits",
-        (8, 16) if smoke else MIXED_WIDTHS,
-        1 if smoke else MIXED_PER_WIDTH,
-        1 if smoke else 5,
-        repeats,
-        digits,
-    )
-    print(json.dumps({k: mixed[k] for k in ("padded_groups", "cpu_s", "wall_s")}), flush=True)
-    memory = measure_memory("digits", 16 if smoke else 64, 128, (1, 2) if smoke else MEMORY_KS)
-    print(json.dumps(memory), flush=True)
+    order = {(a, d, w): i for i, (a, d, w, *_) in enumerate(CASES)}
+    results.sort(key=lambda r: order.get((r.get("arch", "mlp"), r["dataset"], r["width"]), -1))
+    mixed = previous.get("mixed", [])
+    if "mixed" in parts:
+        mixed = [
+            measure_mixed(
+                "digits",
+                widths,
+                1 if smoke else MIXED_PER_WIDTH,
+                1 if smoke else 5,
+                repeats,
+                digits,
+            )
+            for widths in (((8, 16),) if smoke else MIXED_WIDTHS)
+        ]
+        for m in mixed:
+            print(json.dumps({k: m[k] for k in ("padded_groups", "cpu_s", "wall_s")}), flush=True)
+    memory = previous.get("memory")
+    if "memory" in parts:
+        memory = measure_memory("digits", 16 if smoke else 64, 128, (1, 2) if smoke else MEMORY_KS)
+        print(json.dumps(memory), flush=True)
+    payload = {
+        "cases": results,
+        "repeats": repeats,
+        "once_from_k": ONCE_FROM_K,
+        "mixed": mixed if isinstance(mixed, list) else [mixed],
+        "fit": fit,
+        "memory": memory,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    write_results("cohort_speed", payload, _render(payload), smoke=smoke)
+    print(_speed_table(results))
+
+
+def _render(payload: dict[str, Any]) -> str:
+    """The markdown for BENCHMARKS.md from a results payload."""
+    results, repeats = payload["cases"], payload["repeats"]
+    mixed, fit, memory = payload["mixed"], payload["fit"], payload["memory"]
     note = (
         f"\n\nOne torch thread, CPU, median of {repeats} interleaved runs (K >= "
         f"{ONCE_FROM_K}: one run, see *runs*); building the models is included; K=1 "
@@ -456,10 +515,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "the CPU-time ratio (this process's CPU seconds) is the one load disturbs least."
     )
     mixed_note = (
-        f"\n\n**Mixed widths** ({mixed['k']} digits members, widths "
-        f"{'/'.join(str(w) for w in mixed['widths'])}, {mixed['per_width']} each, "
-        f"{mixed['epochs']} epochs, median of {repeats} interleaved runs; largest relative "
-        f"val_loss difference to the solo runs {mixed['max_rel_val_loss_diff']:.2g}):\n\n"
+        f"\n\n**Mixed widths** (digits MLPs, median of {repeats} interleaved runs of each "
+        "grouping; *cost rule* is what `make_cohort` does)."
     )
     fit_note = (
         f"\n\n**Cost rule** (when padding pays): a fused digits epoch's CPU time fits "
@@ -473,31 +530,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     memory_note = (
         "**Memory per member**: in a fresh process per K, digits loaded, the peak RSS "
         "(`VmHWM`, reset through `/proc/self/clear_refs` once the data is loaded) grows "
-        f"this much while a cohort of K width-{memory['width']} members is built and "
+        f"this much while a cohort of K width-{memory['width']} MLP members is built and "
         "trains one epoch; per extra member = (growth - growth at K=1) / (K-1). K=1 is "
         "a plain Trainer; the growth at K=1 is mostly torch's lazily loaded modules.\n\n"
     )
-    write_results(
-        "cohort_speed",
-        {
-            "cases": results,
-            "repeats": repeats,
-            "once_from_k": ONCE_FROM_K,
-            "mixed": mixed,
-            "fit": fit,
-            "memory": memory,
-            "peak_rss_mb": peak_rss_mb(),
-        },
+    return (
         _speed_table(results)
         + note
         + mixed_note
-        + _mixed_table(mixed)
+        + "".join(_mixed_table(m) for m in mixed)
         + fit_note
         + memory_note
-        + _memory_table(memory),
-        smoke=smoke,
+        + _memory_table(memory)
     )
-    print(_speed_table(results))
 
 
 if __name__ == "__main__":

@@ -126,26 +126,31 @@ def fuse_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tupl
     width, depth), the batch size and the optimizer family (``adam``/``adamw``
     are one). Members with equal keys always train as one batched model;
     MLP members of other widths may join them padded (see :func:`pad_key`
-    and :func:`fusable`).
+    and :func:`fusable`). ``cnn`` members fuse with grouped convolutions
+    (:mod:`regtune.trainables.cohort_cnn`), only at one width.
     Per member: seed, learning rate and schedule, epochs, momentum, L1, L2,
     elastic net, weight decay, max-norm, dropout p, label smoothing, input
     noise, mixup, early stopping, robust-accuracy and calibration settings,
     fairness post-processing and bounds.
 
-    Not fused (each member trains alone): ``cnn``, spectral norm, adversarial
+    Not fused (each member trains alone): spectral norm, adversarial
     training (method other than ``none`` with ``eps > 0``) and in-training
     fairness terms (``penalty`` / ``lagrangian`` with ``strength > 0``).
     """
     p = cfg.penalties
     fair = p.fairness
-    if cfg.model.arch not in ("mlp", "logreg") or p.spectral_norm:
+    if cfg.model.arch not in ("mlp", "logreg", "cnn") or p.spectral_norm:
         return None
     if p.adversarial.method != "none" and p.adversarial.eps > 0:
         return None
     if fair.kind != "none" and fair.strength > 0 and fair.training_method is not None:
         return None
     dev = torch.device(device) if device is not None else resolve_device(cfg.training.device)
-    shape = ("logreg",) if cfg.model.arch == "logreg" else ("mlp", cfg.model.width, cfg.model.depth)
+    shape: tuple[Any, ...] = (cfg.model.arch, cfg.model.width)  # cnn: depth unused
+    if cfg.model.arch == "logreg":
+        shape = ("logreg",)
+    elif cfg.model.arch == "mlp":
+        shape = ("mlp", cfg.model.width, cfg.model.depth)
     family = "sgd" if cfg.training.optimizer == "sgd" else "adamw"
     return (_dataset_key(cfg), str(dev), shape, cfg.training.batch_size, family)
 

@@ -1,12 +1,26 @@
-"""K MLP / logistic-regression members trained as ONE batched model.
+"""K MLP / logistic-regression / CNN members trained as ONE batched model.
 
 Every member's parameters are one row of a ``(K, P)`` tensor (the solo
 model's parameters, flattened in ``model.parameters()`` order); a layer is
-a view of it, ``(K, out, in)``, applied with one ``baddbmm``. The objective
-is the sum of the members' own objectives, so one backward gives each
-member exactly its own gradient, and one fused optimizer step
+a view of it, ``(K, out, in)``, applied with one ``baddbmm`` (a CNN's convs
+are one grouped ``conv2d``, see :mod:`regtune.trainables.cohort_cnn`). The
+objective is the sum of the members' own objectives, so one backward gives
+each member exactly its own gradient, and one fused optimizer step
 (:mod:`regtune.trainables.cohort_optim`) updates every row with its own
 learning rate, weight decay and momentum.
+
+MLP members of different widths share the batch at the widest member's
+layout, the narrower ones zero-padded (:mod:`regtune.trainables.cohort_pad`).
+A padded hidden unit has zero weights in and out and a zero bias: its
+activation is ``relu(0) = 0`` and every gradient of its weights is exactly
+0; L1 (``sign(0) = 0``), L2 and weight decay of 0 are 0; AdamW's moments
+stay 0 and its update is ``0 / (0 + eps) = 0``; SGD's momentum buffer stays
+0; max-norm scales a zero row by 1 and sees the real rows' norms (the
+padding adds zeros); dropout masks are drawn at the member's own width
+(padded units keep a multiplier that meets a zero activation). So the
+padding stays exactly 0 and a member's state, metrics and checkpoint are
+its own model's: rows are stripped of the padding whenever they leave the
+batch, and the batch narrows when its widest member leaves.
 
 Per member (see :func:`regtune.trainables.cohort.fuse_key` for what must
 be shared): seed, learning rate and schedule, epochs, L1 / L2 / elastic
@@ -20,7 +34,10 @@ batches, masks and mixes are the solo run's. On CPU the forward pass and
 the AdamW step give the solo's numbers bit for bit; a batched weight
 gradient (``bmm``) sums in another order than the solo's ``mm`` for some
 shapes, so metrics agree to about 1e-5 relative after a few epochs (tested
-per regularizer to 1e-4, see docs/fused.md).
+per regularizer to 1e-4, see docs/fused.md). A padded member's matmuls add
+exact zeros, possibly in another summation order than its narrow solo
+matmuls: the same tolerance, tested per regularizer. A CNN member's grouped
+convolution too: metrics to 1e-4, weights to 1e-5 in norm.
 
 Robust accuracy (PGD on validation, ``training.robust_every``) is batched
 too: the members due at an epoch that share ``robust_steps`` and
@@ -52,6 +69,7 @@ from regtune.trainables.cohort import (
     preserved_rng,
     shared_dataset,
 )
+from regtune.trainables.cohort_cnn import CNN_DROPOUT_LAYER, cnn_forward
 from regtune.trainables.cohort_optim import FusedAdamW, FusedSGD, MemberSchedule
 from regtune.trainables.cohort_pad import Layout
 from regtune.trainables.config import TrainConfig
@@ -80,29 +98,38 @@ NOT_FUSABLE = (
 )
 MIXED_GROUP = (
     "the members of one fused cohort must share the dataset, device, architecture "
-    "(arch, and an MLP's depth; widths may differ), batch size and optimizer family; "
+    "(arch; an MLP's depth, a CNN's width), batch size and optimizer family; "
     "{a!r} has ({ka}), {b!r} has ({kb}). Partition them with fusable() or use make_cohort()."
 )
 
 
 def _describe(key: tuple[Any, ...] | None) -> str:
-    """A fuse key without its dataset, in words."""
+    """A pad key without its dataset, in words."""
     if key is None:
         return "no fuse key"
     _, device, shape, batch_size, family = key
-    arch = shape[0] if len(shape) == 1 else f"{shape[0]} depth {shape[-1]}"
+    arch = shape[0]
+    if shape[0] == "mlp":
+        arch = f"mlp depth {shape[1]}"
+    elif shape[0] == "cnn":
+        arch = f"cnn width {shape[1]}"
     return f"device {device}, {arch}, batch_size {batch_size}, optimizer {family}"
 
 
 def _why_not(cfg: TrainConfig) -> str:
     p = cfg.penalties
-    if cfg.model.arch not in ("mlp", "logreg"):
-        return f"model.arch {cfg.model.arch!r}; fused: mlp, logreg"
+    if cfg.model.arch not in ("mlp", "logreg", "cnn"):
+        return f"model.arch {cfg.model.arch!r}; fused: mlp, logreg, cnn"
     if p.spectral_norm:
         return "penalties.spectral_norm"
     if p.adversarial.method != "none" and p.adversarial.eps > 0:
         return f"penalties.adversarial.method {p.adversarial.method!r}"
     return f"penalties.fairness.method {p.fairness.method!r} trains with a fairness term"
+
+
+def _not_k(w: Tensor) -> tuple[int, ...]:
+    """Every dimension of a stacked parameter but the member axis."""
+    return tuple(range(1, w.ndim))
 
 
 def _col(values: list[float], device: torch.device) -> Tensor:
@@ -207,6 +234,7 @@ class FusedCohort:
             torch.device(device) if device is not None else resolve_device(cfg0.training.device)
         )
         self.members: list[str] = list(parsed)
+        self._arch = cfg0.model.arch
         self._batch_size = cfg0.training.batch_size
         n_train = ds.train.x.shape[0]
         self._steps_per_epoch = -(-n_train // self._batch_size)
@@ -310,7 +338,7 @@ class FusedCohort:
 
         p = [c.penalties for c in cfgs]
         n_classes = self.dataset.n_classes
-        self._dropout = [c.model.dropout if c.model.arch == "mlp" else 0.0 for c in cfgs]
+        self._dropout = [c.model.dropout if c.model.arch != "logreg" else 0.0 for c in cfgs]
         self._dropout_keep = col([1.0 - p for p in self._dropout])
         self._smooth = [x.label_smoothing for x in p]
         self._smooth_keep = col([1.0 - s for s in self._smooth])
@@ -372,6 +400,8 @@ class FusedCohort:
         self, layers: list[tuple[Tensor, Tensor]], x: Tensor, masks: list[Tensor | None] | None
     ) -> Tensor:
         """Logits ``(K, B, C)`` of every member on its own ``x`` ``(K, B, F)``."""
+        if self._arch == "cnn":
+            return cnn_forward(layers, x, self.dataset.input_shape, masks)
         h = x
         for i, (w, b) in enumerate(layers):
             h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
@@ -388,8 +418,7 @@ class FusedCohort:
         if not any(p > 0 for p in self._dropout):
             return None
         out: list[Tensor | None] = []
-        n_hidden = len(self._layout.shapes) // 2 - 1
-        for layer in range(n_hidden):
+        for layer in self._dropout_layers():
             width = self._layout.shapes[2 * layer][0]
             mask = torch.ones(len(self._ids), rows, width, device=self.device)
             for k, mid in enumerate(self._ids):
@@ -409,6 +438,13 @@ class FusedCohort:
             # F.dropout divides the 0/1 draws by (1 - p) in the input's dtype.
             out.append(mask.div_(self._dropout_keep))
         return out
+
+    def _dropout_layers(self) -> list[int]:
+        """The layers (index in the ``(weight, bias)`` list) whose output the
+        solo model's dropouts act on, in forward order."""
+        if self._arch == "cnn":
+            return [CNN_DROPOUT_LAYER]
+        return list(range(len(self._layout.shapes) // 2 - 1))
 
     def _member_mask(self, m: _Member, out: Tensor, p: float) -> None:
         """Draw the member's 0/1 keep mask into ``out`` (rows, width)."""
@@ -510,15 +546,17 @@ class FusedCohort:
         total = torch.zeros(len(self._ids), device=self.device)
         for w, _ in layers:
             if any_c1:
-                total = total + self._c1_col * w.abs().sum(dim=(1, 2))
+                total = total + self._c1_col * w.abs().sum(dim=_not_k(w))
             if any_c2:
-                total = total + self._c2_col * w.pow(2).sum(dim=(1, 2))
+                total = total + self._c2_col * w.pow(2).sum(dim=_not_k(w))
         return total
 
     @torch.no_grad()
     def _apply_max_norm(self) -> None:
-        """``penalties.apply_max_norm`` (torch.renorm's rule) per member row."""
-        for w, _ in self._layers(self._flat):
+        """``penalties.apply_max_norm`` (torch.renorm's rule) per member row:
+        each output unit's incoming weights (a conv's whole output filter)."""
+        for layer, _ in self._layers(self._flat):
+            w = layer.flatten(2)  # a view: (K, out, everything else)
             norm = torch.linalg.vector_norm(w, 2, dim=2, keepdim=True)
             cap = self._max_norm_col
             factor = torch.where(norm > cap, cap / (norm + 1e-7), torch.ones_like(norm))
@@ -597,7 +635,7 @@ class FusedCohort:
         padding, all zeros, not counted)."""
         with torch.no_grad():
             counts = sum(
-                (w.abs() < metrics.SPARSITY_TOL).sum(dim=(1, 2))
+                (w.abs() < metrics.SPARSITY_TOL).sum(dim=_not_k(w))
                 for w, _ in self._layers(self._flat)
             )
         assert isinstance(counts, Tensor)

@@ -311,8 +311,9 @@ def test_make_cohort_fuses_groups_and_runs_the_rest_alone(small: Dataset) -> Non
         ({"": _cfg()}, "non-empty strings"),
         ({"a": _cfg(), "b": {**_cfg(), "dataset": "breast_cancer"}}, "same dataset"),
         ({"a": _cfg(), "b": _cfg(**{"model.depth": 1})}, "mlp depth 1"),
-        ({"a": _cfg(), "b": _cfg(**{"model.arch": "logreg"})}, "widths may differ"),
-        ({"a": _cfg(), "b": _cfg(**{"model.arch": "cnn"})}, "cannot train in a fused cohort"),
+        ({"a": _cfg(), "b": _cfg(**{"model.arch": "logreg"})}, "an MLP's depth"),
+        ({"a": _cfg(), "b": _cfg(**{"penalties.spectral_norm": True})}, "cannot train in a"),
+        ({"a": _cfg(), "b": _cfg(**{"model.arch": "cnn"})}, "cnn width 16"),
         ({"a": _cfg(), "b": _cfg(**{"penalties.l2": -1.0})}, "penalties.l2"),
     ],
 )

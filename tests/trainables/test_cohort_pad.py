@@ -196,7 +196,10 @@ def test_pad_key_ignores_width_but_not_depth() -> None:
     deeper = parse_train_config(_cfg(**{"model.depth": 3}))
     assert pad_key(base, "cpu") == pad_key(wider, "cpu")
     assert pad_key(base, "cpu") != pad_key(deeper, "cpu")
-    assert pad_key(parse_train_config(_cfg(**{"model.arch": "cnn"})), "cpu") is None
+    cnn = parse_train_config(_cfg(**{"model.arch": "cnn"}))
+    cnn_wider = parse_train_config(_cfg(**{"model.arch": "cnn", "model.width": 99}))
+    assert pad_key(cnn, "cpu") != pad_key(cnn_wider, "cpu")  # CNNs are not padded
+    assert pad_key(parse_train_config(_cfg(**{"penalties.spectral_norm": True})), "cpu") is None
 
 
 def test_width_groups_is_the_cheapest_contiguous_partition() -> None:
