@@ -379,19 +379,29 @@ def test_token_auth_is_on(cluster: Cluster) -> None:
 def test_job_succeeds_with_streamed_logs_env_and_working_dir(
     cluster: Cluster, tmp_path: Path
 ) -> None:
+    """Submitted from inside a running event loop (as from a notebook or an
+    async app): the logs are polled there too, in the order they were printed."""
     (tmp_path / "marker.txt").write_text("uploaded-marker\n")
     lines: list[str] = []
-    code = "import os; print(open('marker.txt').read().strip(), os.environ['PROBE'])"
-    outcome = run_job(
-        _python(code),
-        address=cluster.address,
-        name="probe-ok",
-        runtime_env={"working_dir": str(tmp_path), "env_vars": {"PROBE": "42"}},
-        log=lines.append,
+    code = (
+        "import os, time; print(open('marker.txt').read().strip(), os.environ['PROBE'], "
+        "flush=True); time.sleep(1.5); print('second')"
     )
+
+    async def submit_from_a_coroutine() -> Any:
+        return run_job(
+            _python(code),
+            address=cluster.address,
+            name="probe-ok",
+            runtime_env={"working_dir": str(tmp_path), "env_vars": {"PROBE": "42"}},
+            log=lines.append,
+        )
+
+    outcome = asyncio.run(submit_from_a_coroutine())
     assert (outcome.status, outcome.exit_code) == ("SUCCEEDED", 0)
     assert outcome.job_id.startswith("regtune-probe-ok-")
     assert "uploaded-marker 42" in lines
+    assert lines.index("uploaded-marker 42") < lines.index("second")
     assert lines[-1].startswith(f"job {outcome.job_id} SUCCEEDED")
     info = _client(cluster).get_job_info(outcome.job_id)
     assert info.metadata[METADATA_KEY] == "probe-ok"
@@ -405,18 +415,6 @@ def test_failing_job_exits_1(cluster: Cluster) -> None:
     assert "about to fail" in lines
     assert outcome.message is not None
     assert "exit code 3" in outcome.message
-
-
-def test_logs_are_polled_inside_a_running_event_loop(cluster: Cluster) -> None:
-    lines: list[str] = []
-    code = "import time; print('first', flush=True); time.sleep(1.5); print('second')"
-
-    async def submit_from_a_coroutine() -> Any:
-        return run_job(_python(code), address=cluster.address, name="probe-poll", log=lines.append)
-
-    outcome = asyncio.run(submit_from_a_coroutine())
-    assert outcome.exit_code == 0
-    assert lines.index("first") < lines.index("second")
 
 
 def test_bad_spec_never_reaches_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
