@@ -35,6 +35,7 @@ __all__ = [
     "median_of",
     "peak_rss_mb",
     "results_dir",
+    "smoke_ray_address",
     "start_smoke_ray",
     "write_results",
 ]
@@ -151,6 +152,17 @@ def contender_in_this_process(
         os.environ.update(saved)
 
 
+def smoke_ray_address() -> str | None:
+    """The running Ray a smoke run joins (``$REGTUNE_SMOKE_RAY_ADDRESS``), if any.
+
+    For a smoke run's own processes that start Ray themselves (a server
+    process): ``ensure_ray(smoke_ray_address())`` joins it when set and starts
+    a local Ray otherwise. Such a process must leave that Ray as it found it
+    (``serve.shutdown()`` for a Serve app): other smoke runs use it next.
+    """
+    return os.environ.get(SMOKE_RAY_ENV) or None
+
+
 def start_smoke_ray(preload: Sequence[str] = ("regtune.platform.tune.trainable",)) -> None:
     """Start the one local Ray a ``--smoke-test`` runs all its contenders on.
 
@@ -175,7 +187,7 @@ def start_smoke_ray(preload: Sequence[str] = ("regtune.platform.tune.trainable",
 
     if ray.is_initialized():
         return
-    address = os.environ.get(SMOKE_RAY_ENV)
+    address = smoke_ray_address()
     with ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(lambda: [importlib.import_module(name) for name in preload])
         if address:

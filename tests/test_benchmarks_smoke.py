@@ -53,8 +53,10 @@ def benchmark_modules() -> list[str]:
 
 
 def uses_smoke_ray(name: str) -> bool:
-    """Whether ``benchmarks/<name>.py`` starts (or joins) the smoke Ray."""
-    return "start_smoke_ray" in (ROOT / "benchmarks" / f"{name}.py").read_text()
+    """Whether ``benchmarks/<name>.py`` starts or joins the smoke Ray
+    (``start_smoke_ray``, or ``smoke_ray_address`` for a process of its own)."""
+    text = (ROOT / "benchmarks" / f"{name}.py").read_text()
+    return "start_smoke_ray" in text or "smoke_ray_address" in text
 
 
 class Zygote:
@@ -68,6 +70,8 @@ class Zygote:
             stdout=subprocess.PIPE,
             text=True,
         )
+        #: The benchmark child running now, if any.
+        self.running: int | None = None
         self._lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -98,17 +102,26 @@ class Zygote:
             "op": "run", "module": module, "args": args, "env": env, "cwd": str(ROOT),
             "stdout": str(stdout), "stderr": str(stderr),
         }  # fmt: skip
-        pid = int(self.ask(request, timeout=60)["pid"])
+        self.running = int(self.ask(request, timeout=60)["pid"])
         try:
             rc = int(self.reply(timeout=SMOKE_TIMEOUT_S)["rc"])
         except queue.Empty:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)  # the child leads its own group
-            rc = int(self.reply(timeout=60)["rc"])
+            self._kill_running()
+            self.reply(timeout=60)
             pytest.fail(f"{module} ran past {SMOKE_TIMEOUT_S} s:\n{stderr.read_text()[-4000:]}")
+        self.running = None
         return rc, stderr.read_text()
 
+    def _kill_running(self) -> None:
+        """SIGKILL the running child's process group (it leads its own)."""
+        if self.running is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.running, signal.SIGKILL)
+            self.running = None
+
     def close(self) -> None:
+        """Stop it (and a child still running, after an interrupted test)."""
+        self._kill_running()
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         try:
