@@ -9,12 +9,15 @@ returns), its own early stopping, its own checkpoint (exactly the format of
 
 - :class:`SequentialCohort`: one ``Trainer`` per member, run one after
   another. Works for every configuration; the reference for exactness.
-- :class:`~regtune.trainables.cohort_fused.FusedCohort`: the members of one
-  MLP / logistic-regression shape trained as ONE batched model (stacked
-  parameters, batched matmuls, one fused optimizer step), see
-  :mod:`regtune.trainables.cohort_fused`.
+- :class:`~regtune.trainables.cohort_fused.FusedCohort`: MLP, logistic
+  regression or CNN members of one shape trained as ONE batched model
+  (stacked parameters, batched matmuls / grouped convolutions, one fused
+  optimizer step), see :mod:`regtune.trainables.cohort_fused`. MLP members
+  of one depth but different widths share it too, zero-padded to the
+  widest (:mod:`regtune.trainables.cohort_pad`).
 
-:func:`make_cohort` partitions the members with :func:`fusable` and returns
+:func:`make_cohort` partitions the members with :func:`fusable` (which pads
+widths together only where a measured cost rule says it pays) and returns
 one cohort over all of them (fused groups plus groups of one)::
 
     cohort = make_cohort({"a": cfg_a, "b": cfg_b, "c": cfg_c})
@@ -52,6 +55,7 @@ from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.loop import Trainer, resolve_device
 
 __all__ = [
+    "CNN_FUSES_ON_CPU",
     "Cohort",
     "SequentialCohort",
     "fusable",
@@ -119,15 +123,30 @@ def _dataset_key(cfg: TrainConfig) -> str:
     return json.dumps(cfg.dataset.model_dump(mode="json"), sort_keys=True)
 
 
-def fuse_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tuple[Any, ...] | None:
-    """What members must share to train as one batched model; None: cannot fuse.
+#: Whether CNN members fuse on a CPU by default. Measured
+#: (``benchmarks/cohort_speed.py``, digits CNN width 64, one thread): fused
+#: K = 4 / 16 / 64 took 1.00 / 1.04 / 1.2x the CPU time of one Trainer after
+#: another (convolutions are compute-bound; batching removes no work), so
+#: they train one after another there. On CUDA they fuse (unmeasured here).
+CNN_FUSES_ON_CPU = False
+
+
+def fuse_key(
+    cfg: TrainConfig,
+    device: str | torch.device | None = None,
+    *,
+    cnn_on_cpu: bool = CNN_FUSES_ON_CPU,
+) -> tuple[Any, ...] | None:
+    """What members must share to train as one batched model; None: they
+    train alone (cannot fuse, or fusing does not pay).
 
     Shared: the dataset, the device, the architecture and its shapes (arch,
     width, depth), the batch size and the optimizer family (``adam``/``adamw``
     are one). Members with equal keys always train as one batched model;
     MLP members of other widths may join them padded (see :func:`pad_key`
     and :func:`fusable`). ``cnn`` members fuse with grouped convolutions
-    (:mod:`regtune.trainables.cohort_cnn`), only at one width.
+    (:mod:`regtune.trainables.cohort_cnn`), only at one width, and on a CPU
+    only with ``cnn_on_cpu`` (see :data:`CNN_FUSES_ON_CPU`).
     Per member: seed, learning rate and schedule, epochs, momentum, L1, L2,
     elastic net, weight decay, max-norm, dropout p, label smoothing, input
     noise, mixup, early stopping, robust-accuracy and calibration settings,
@@ -146,6 +165,8 @@ def fuse_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tupl
     if fair.kind != "none" and fair.strength > 0 and fair.training_method is not None:
         return None
     dev = torch.device(device) if device is not None else resolve_device(cfg.training.device)
+    if cfg.model.arch == "cnn" and dev.type == "cpu" and not cnn_on_cpu:
+        return None
     shape: tuple[Any, ...] = (cfg.model.arch, cfg.model.width)  # cnn: depth unused
     if cfg.model.arch == "logreg":
         shape = ("logreg",)
@@ -155,7 +176,12 @@ def fuse_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tupl
     return (_dataset_key(cfg), str(dev), shape, cfg.training.batch_size, family)
 
 
-def pad_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tuple[Any, ...] | None:
+def pad_key(
+    cfg: TrainConfig,
+    device: str | torch.device | None = None,
+    *,
+    cnn_on_cpu: bool = CNN_FUSES_ON_CPU,
+) -> tuple[Any, ...] | None:
     """What members must share to train in one batched model, width padding
     allowed: :func:`fuse_key` with the MLP's width left out (None: cannot fuse).
 
@@ -164,7 +190,7 @@ def pad_key(cfg: TrainConfig, device: str | torch.device | None = None) -> tuple
     :mod:`regtune.trainables.cohort_pad`); :func:`fusable` decides whether
     that pays.
     """
-    key = fuse_key(cfg, device)
+    key = fuse_key(cfg, device, cnn_on_cpu=cnn_on_cpu)
     if key is None:
         return None
     dataset, dev, shape, batch_size, family = key
@@ -179,6 +205,7 @@ def fusable(
     device: str | torch.device | None = None,
     dataset: Dataset | None = None,
     pad: bool = True,
+    cnn_on_cpu: bool = CNN_FUSES_ON_CPU,
 ) -> list[list[str]]:
     """Partition member ids into groups that train as one batched model.
 
@@ -187,7 +214,8 @@ def fusable(
     too where padding the narrower ones to the widest pays, by the measured
     cost rule :func:`~regtune.trainables.cohort_pad.width_groups` (``dataset``
     gives it the input and output sizes; digits' are assumed without it).
-    Members that cannot fuse form groups of one. Every id appears once;
+    Members that cannot fuse form groups of one, and so do CNN members on a
+    CPU unless ``cnn_on_cpu`` (see :data:`CNN_FUSES_ON_CPU`). Every id appears once;
     groups come in first-seen order of their keys.
 
     Raises:
@@ -200,7 +228,7 @@ def fusable(
     for mid, raw in configs.items():
         _check_id(mid)
         cfg = parsed[mid] = parse_train_config(raw)
-        key = (pad_key if pad else fuse_key)(cfg, device)
+        key = (pad_key if pad else fuse_key)(cfg, device, cnn_on_cpu=cnn_on_cpu)
         keyed.setdefault(("solo", mid) if key is None else key, []).append(mid)
     io = DEFAULT_IO_FEATURES
     if dataset is not None:
@@ -437,6 +465,7 @@ def make_cohort(
     device: str | torch.device | None = None,
     fuse: bool = True,
     pad: bool = True,
+    cnn_on_cpu: bool = CNN_FUSES_ON_CPU,
 ) -> Cohort:
     """One cohort over ``configs``: fused groups where :func:`fusable` allows.
 
@@ -448,6 +477,8 @@ def make_cohort(
         device: overrides ``training.device`` for every member.
         fuse: False runs every member as a group of one (the reference).
         pad: False fuses only members of one width (no width padding).
+        cnn_on_cpu: fuse CNN members on a CPU too (off by default: it does
+            not pay there, see :data:`CNN_FUSES_ON_CPU`).
 
     Raises:
         SpecError: no member, a bad id or config, or mixed datasets with one
@@ -464,10 +495,14 @@ def make_cohort(
     parts: list[Cohort] = []
     for cfgs in by_data.values():
         ds = dataset if dataset is not None else load_dataset(next(iter(cfgs.values())).dataset)
-        groups = fusable(cfgs, device=device, dataset=ds, pad=pad) if fuse else [[m] for m in cfgs]
+        groups = (
+            fusable(cfgs, device=device, dataset=ds, pad=pad, cnn_on_cpu=cnn_on_cpu)
+            if fuse
+            else [[m] for m in cfgs]
+        )
         for group in groups:
             sub = {m: cfgs[m] for m in group}
-            if len(group) > 1 and fuse_key(sub[group[0]], device) is not None:
+            if len(group) > 1 and fuse_key(sub[group[0]], device, cnn_on_cpu=True) is not None:
                 parts.append(FusedCohort(sub, dataset=ds, device=device))
             else:
                 parts.append(SequentialCohort(sub, dataset=ds, device=device))

@@ -216,7 +216,8 @@ class FusedCohort:
     ) -> None:
         parsed = parse_members(configs)
         first_id = next(iter(parsed))
-        keys = {mid: pad_key(cfg, device) for mid, cfg in parsed.items()}
+        # Asked for explicitly: CNN members fuse on a CPU too.
+        keys = {mid: pad_key(cfg, device, cnn_on_cpu=True) for mid, cfg in parsed.items()}
         for mid, cfg in parsed.items():
             if keys[mid] is None:
                 raise SpecError(NOT_FUSABLE.format(mid=mid, why=_why_not(cfg)))

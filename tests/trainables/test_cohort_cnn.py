@@ -106,8 +106,10 @@ def test_fused_cnn_sgd_and_checkpoint_restore_into_a_solo_trainer(
         "a": _cnn(**sgd, **{"model.dropout": 0.2, "penalties.l2": 1e-3}),
         "b": _cnn(**sgd, **{"training.seed": 1, "penalties.max_norm": 1.0}),
     }
-    assert fusable(configs, device="cpu") == [["a", "b"]]
-    cohort = make_cohort(configs, dataset=small)
+    assert fusable(configs, device="cpu") == [["a"], ["b"]]  # does not pay on a CPU
+    assert fusable(configs, device="cpu", cnn_on_cpu=True) == [["a", "b"]]
+    assert fusable(configs, device="cuda") == [["a", "b"]]
+    cohort = make_cohort(configs, dataset=small, cnn_on_cpu=True)
     assert isinstance(cohort, FusedCohort)
     cohort.run_epoch()
     state = cohort.state_dict("a")
@@ -124,4 +126,4 @@ def test_fused_cnn_sgd_and_checkpoint_restore_into_a_solo_trainer(
 
 def test_cnn_members_of_another_width_form_another_group() -> None:
     configs = {"a": _cnn(), "b": _cnn(**{"model.width": 32}), "c": _cnn(**{"training.seed": 1})}
-    assert fusable(configs, device="cpu") == [["a", "c"], ["b"]]
+    assert fusable(configs, device="cpu", cnn_on_cpu=True) == [["a", "c"], ["b"]]

@@ -198,7 +198,9 @@ def test_pad_key_ignores_width_but_not_depth() -> None:
     assert pad_key(base, "cpu") != pad_key(deeper, "cpu")
     cnn = parse_train_config(_cfg(**{"model.arch": "cnn"}))
     cnn_wider = parse_train_config(_cfg(**{"model.arch": "cnn", "model.width": 99}))
-    assert pad_key(cnn, "cpu") != pad_key(cnn_wider, "cpu")  # CNNs are not padded
+    assert pad_key(cnn, "cpu") is None  # CNNs do not fuse on a CPU by default
+    # ... and are never padded.
+    assert pad_key(cnn, "cpu", cnn_on_cpu=True) != pad_key(cnn_wider, "cpu", cnn_on_cpu=True)
     assert pad_key(parse_train_config(_cfg(**{"penalties.spectral_norm": True})), "cpu") is None
 
 
