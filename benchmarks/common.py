@@ -155,10 +155,13 @@ def contender_in_this_process(
 def smoke_ray_address() -> str | None:
     """The running Ray a smoke run joins (``$REGTUNE_SMOKE_RAY_ADDRESS``), if any.
 
-    For a smoke run's own processes that start Ray themselves (a server
-    process): ``ensure_ray(smoke_ray_address())`` joins it when set and starts
-    a local Ray otherwise. Such a process must leave that Ray as it found it
-    (``serve.shutdown()`` for a Serve app): other smoke runs use it next.
+    For a smoke run's own processes that start Ray themselves:
+    ``ensure_ray(smoke_ray_address())`` joins it when set and starts a local
+    Ray otherwise. Only for a process that needs nothing of the Ray's own
+    processes: the shared Ray's processes were started with the test's
+    environment, so settings read from environment variables by them (Serve's
+    ``RAY_SERVE_*`` in serve_load's contenders, for one) would not apply. Such
+    a process must leave the Ray as it found it: other smoke runs use it next.
     """
     return os.environ.get(SMOKE_RAY_ENV) or None
 
