@@ -43,12 +43,13 @@ __all__ = [
 #: The fixed cost of one more fused group per epoch, in per-example
 #: multiply-adds of one member (the unit :func:`mlp_macs` counts). Measured
 #: with ``python -m benchmarks.cohort_speed --fit-only`` (one CPU thread,
-#: digits, batch 128, widths 32-256, K 2-16, under other load): a fused
-#: epoch's CPU time fits ``a + K * (c + b * macs)`` with a = 15-18 ms,
-#: b = 0.52-0.57 us, c = 3.9 ms, so ``a / b`` = 27k-35k. So on digits, widths
-#: 32 and 64 pad together (saving about 8% of their time), 128 and 256 stay
-#: apart. Measured on a CPU only: on a GPU a group's fixed cost weighs more,
-#: so this pads less than would pay there.
+#: digits, batch 128, widths 32-256, K 2-16, three runs under other load):
+#: a fused epoch's CPU time fits ``a + K * (c + b * macs)`` with a = 13-18 ms,
+#: b = 0.52-0.57 us, c = 3.9 ms, so ``a / b`` = 24k-35k. On digits this pads
+#: widths 8-32 into one group (measured: 0.64x the CPU time of one group per
+#: width), 16+32 and 48+64 (0.91x), and of 32/64/128/256 only 32+64 (1.01x;
+#: padding all four to 256 took 1.9x). Measured on a CPU only: on a GPU a
+#: group's fixed cost weighs more, so this pads less than would pay there.
 GROUP_OVERHEAD_MACS: float = 30_000.0
 #: ``n_features + n_classes`` assumed when the dataset is not at hand
 #: (digits: 64 + 10).
