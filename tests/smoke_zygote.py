@@ -65,7 +65,7 @@ PRELOAD = (
 PRESTART_ENV = "RAY_prestart_worker_first_driver"
 #: How long the shared Ray may take to free its CPU and forget named actors
 #: after a benchmark's driver exited (the driver's actors are killed by then).
-IDLE_WAIT_S = 30.0
+IDLE_WAIT_S = 60.0
 
 
 class _Holder:

@@ -31,13 +31,15 @@ from typing import Any
 import pytest
 
 from benchmarks.common import RESULTS_ENV, SMOKE_RAY_ENV
-from tests.smoke_zygote import AUTH_MODE_ENV
+from tests.smoke_zygote import AUTH_MODE_ENV, IDLE_WAIT_S
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Modules of benchmarks/ that are not benchmarks.
 NOT_BENCHMARKS = {"__init__", "common", "run_all"}
 #: Seconds one smoke test may take (a loaded 2-core machine; quiet ones take a tenth).
 SMOKE_TIMEOUT_S = 600
+#: Seconds the zygote may take to import, or to start the shared Ray (loaded machine).
+STARTUP_TIMEOUT_S = 300
 
 
 def benchmark_modules() -> list[str]:
@@ -102,7 +104,8 @@ class Zygote:
             "op": "run", "module": module, "args": args, "env": env, "cwd": str(ROOT),
             "stdout": str(stdout), "stderr": str(stderr),
         }  # fmt: skip
-        self.running = int(self.ask(request, timeout=60)["pid"])
+        # The first reply waits for the zygote's imports (a minute on a loaded machine).
+        self.running = int(self.ask(request, timeout=STARTUP_TIMEOUT_S)["pid"])
         try:
             rc = int(self.reply(timeout=SMOKE_TIMEOUT_S)["rc"])
         except queue.Empty:
@@ -153,7 +156,8 @@ def test_run_all_lists_every_benchmark() -> None:
 def test_smoke_test_runs(name: str, zygote: Zygote, tmp_path: Path) -> None:
     env = {**os.environ, RESULTS_ENV: str(tmp_path)}
     if uses_smoke_ray(name):
-        env[SMOKE_RAY_ENV] = str(zygote.ask({"op": "ray"}, timeout=300)["address"])
+        address = zygote.ask({"op": "ray"}, timeout=STARTUP_TIMEOUT_S)["address"]
+        env[SMOKE_RAY_ENV] = str(address)
         # As the zygote imported Ray with (a driver joining by address must say so).
         env.setdefault(AUTH_MODE_ENV, "token")
     logs = tmp_path / "logs"
@@ -162,7 +166,7 @@ def test_smoke_test_runs(name: str, zygote: Zygote, tmp_path: Path) -> None:
     assert rc == 0, stderr[-4000:]
     if uses_smoke_ray(name):
         # Its driver's actors ended with it: the shared Ray is as it found it.
-        left = zygote.ask({"op": "ray_check"}, timeout=120)
+        left = zygote.ask({"op": "ray_check"}, timeout=IDLE_WAIT_S + 60)
         assert left["ok"], f"benchmarks.{name} left this on the shared Ray: {left}"
     written = sorted(tmp_path.glob("*-smoke.json"))
     assert written, f"benchmarks.{name} --smoke-test wrote no results"
