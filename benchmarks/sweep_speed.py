@@ -12,7 +12,8 @@ the orchestration differs:
   threads, one torch thread each): the strongest one-machine peer;
 - ``regtune-fused``: ``run_sweep`` with ASHA + TPE and ``resources.fuse``
   (:data:`FUSE` trials trained together as one batched model per cohort
-  worker, every member still a Tune trial);
+  worker, every member still a trial of Tune's searcher and scheduler,
+  driven from the driver with no process per member);
 - ``tune-plain``: a Ray Tune function trainable with ASHA + HyperOptSearch,
   default ``ray.init`` and no actor reuse (what a Ray Tune user writes first);
 - ``tune-bare-reuse`` vs ``regtune-fifo``: overhead of regtune's adapter over

@@ -42,10 +42,13 @@ experiment folders you trust. Checkpoints are safetensors + JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +184,6 @@ class ExperimentFiles:
 
     def delete_folder(self, rel: str) -> None:
         """Remove the folder ``rel`` and everything in it; already gone is fine."""
-        import contextlib
-
         with contextlib.suppress(FileNotFoundError, OSError):
             self.loc.fs.delete_dir(self.path(rel))
 
@@ -262,14 +263,34 @@ def run_fused_sweep(
         scheduler=scheduler,
     )
     loop.setup(param_space, resume=resume)
-    try:
-        loop.run()
-    except KeyboardInterrupt:
-        # Ctrl+C: like Tune, save the state and return what is there (--resume continues).
-        loop.save_state()
-    finally:
-        loop.end()
+    with _ctrl_c_interrupts():
+        try:
+            loop.run()
+        except KeyboardInterrupt:
+            # Ctrl+C: like Tune, save the state and return what is there (--resume continues).
+            loop.save_state()
+        finally:
+            loop.end()
     return loop.ctrl.trials
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts() -> Iterator[None]:
+    """Ctrl+C raises ``KeyboardInterrupt`` in the loop while it runs.
+
+    An earlier Tune run in this process (an unfused sweep) leaves Tune's own
+    SIGINT handler installed, which only sets a flag that nothing here reads:
+    the first Ctrl+C would then do nothing. The previous handler is put back
+    afterwards. (Only the main thread can set handlers; elsewhere nothing changes.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Loop:

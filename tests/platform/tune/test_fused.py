@@ -350,7 +350,13 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
     from regtune.platform.tune.fused_driver import ExperimentFiles, is_fused_experiment
 
     storage = f"s3://{BUCKET}/fused"
-    run_sweep(spec, storage=storage, name="resumed", callbacks=[_InterruptAt(3)])
+    # An earlier Tune run in a process leaves Tune's SIGINT handler behind (it
+    # only sets a flag): Ctrl+C must still stop a fused sweep the first time.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        run_sweep(spec, storage=storage, name="resumed", callbacks=[_InterruptAt(3)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert is_fused_experiment(f"{storage}/resumed")
     before = read_epochs(f"{storage}/resumed")
     assert before["iteration"].max() < 4  # interrupted before any member ended
