@@ -21,7 +21,8 @@ BENCHMARKS = (
     (
         "cohort_speed",
         "Fused cohorts",
-        "K members trained as one batched model vs one Trainer after another (digits/Adult MLP)",
+        "K members trained as one batched model vs one Trainer after another "
+        "(digits/Adult MLP, digits CNN, mixed widths padded)",
     ),
     (
         "trainables_robustness",

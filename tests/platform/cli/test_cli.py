@@ -162,6 +162,9 @@ def test_sweep_json_summary(ray_local: None, tmp_path: Path) -> None:
             "budget.samples=2",
             "--set",
             "budget.max_epochs=2",
+            # One trial at a time: both share one worker process.
+            "--set",
+            "searcher.max_concurrent=1",
             "--storage",
             str(tmp_path),
             "--name",
