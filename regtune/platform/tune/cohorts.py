@@ -1,13 +1,14 @@
 """Where the members of a fused sweep train: cohort workers and who forms them.
 
-A fused sweep's trials stay ordinary Tune trials (:mod:`~regtune.platform.
-tune.fused`), but none of them trains: each forwards its epochs to a
-:class:`CohortWorker`, a Ray actor holding the CPUs/GPU the spec gives one
-trial, the dataset once and a :class:`~regtune.trainables.cohort.Cohort`
-of up to ``fuse`` members trained as one batched model.
+A fused sweep's members are trials of Tune's searcher and scheduler, driven
+from the driver (:mod:`~regtune.platform.tune.fused_driver`), which asks for
+each member's epochs from a :class:`CohortWorker`: a Ray actor holding the
+CPUs/GPU the spec gives one trial, the dataset once and a
+:class:`~regtune.trainables.cohort.Cohort` of up to ``fuse`` members
+trained as one batched model.
 
 :class:`CohortManager` (one per sweep, no resources) forms the cohorts:
-member trials that ask for their first epoch within
+members that ask for their first epoch within
 :data:`FORMATION_WINDOW_S` of each other, up to ``fuse`` of them, form a
 group; a trial restored from a checkpoint joins like any other and its
 member continues from that state. A group gets an idle worker, or a new one
@@ -16,14 +17,15 @@ whose live members and the newcomers are then repacked into one cohort
 (each member moves with its exact state). So early stopping never leaves a
 worker holding a CPU for one straggler while new trials wait. The workers
 are a pool, started when the sweep starts (their torch import overlaps
-Tune's start-up) and kept to its end: a worker whose members all left
+the driver's start-up) and kept to its end: a worker whose members all left
 waits idle for the next group, and none is ended and replaced mid-sweep
-(each new worker process costs seconds of CPU: torch, the dataset).
+(each new worker process costs seconds of CPU: torch, the dataset) unless
+it died (:meth:`CohortManager.lost`).
 
 The barrier (the one place that could deadlock): a cohort trains an epoch
 when every *live* member may have it, and answers each member its own
 metrics as it asks. In lockstep a member may have the epoch it asked for.
-With ``stops`` (the epochs at which Tune can stop, pause or checkpoint a
+With ``stops`` (the epochs at which a scheduler can stop, pause or checkpoint a
 trial, :func:`~regtune.platform.tune.fused.decision_epochs`) a member may
 have every epoch up to the next stop after the last epoch its trial was
 let past (it asked for the one after): the cohort trains ahead while the
@@ -31,18 +33,16 @@ driver handles results, never past a point where a scheduler could decide.
 A member stops being live when
 
 - its epochs are done or its early stopping fired (it is finished at once);
-- Tune stops, pauses or loses its trial (the driver-side
-  :class:`~regtune.platform.tune.fused.CohortMembership` callback says so
-  through :meth:`CohortManager.leave` as soon as the trial's status changes,
-  i.e. after Tune's checkpoint of it was written);
+- the scheduler stops or pauses it, or it fails (the driver checkpoints it,
+  then says so through :meth:`CohortManager.leave`);
 - it holds the others (at its limit, not asking) for
   :data:`BARRIER_TIMEOUT_S` while one of them waits: it is parked (its
   state kept), the others go on, and if it asks later it continues from
   that state in a cohort of its own inside the same worker.
 
-So the barrier never waits for a member that Tune paused (HyperBand) or
-stopped (ASHA) for longer than the driver takes to notice, and never
-forever. Members' states cross processes as checkpoint files
+So the barrier never waits for a member that a scheduler paused
+(HyperBand) or stopped (ASHA) for longer than the driver takes to act, and
+never forever. Members' states cross processes as checkpoint files
 (safetensors + JSON, :mod:`regtune.trainables.checkpoint`), never pickles.
 """
 
@@ -81,14 +81,16 @@ __all__ = [
 #: other once their (reused) actors are up.
 FORMATION_WINDOW_S = 0.5
 #: Seconds a cohort waits for a live member that does not ask for its next
-#: epoch before parking it (see the module docstring). A safety net: Tune's
+#: epoch before parking it (see the module docstring). A safety net: the driver's
 #: own status changes normally take a member out well before.
 BARRIER_TIMEOUT_S = 30.0
-#: Result key telling the member trial that this result repeats its last
-#: epoch (restored from its final checkpoint): Tune's iteration is not advanced.
+#: Result key telling the driver that this result repeats the member's last
+#: epoch (restored from its final checkpoint): its iteration is not advanced.
 REREPORT = "__regtune_rereport__"
 #: Metric each fused epoch reports: how many members trained that epoch together.
 COHORT_SIZE = "cohort_size"
+#: Workers asked for fuse keys before a dead pool is reported (each a new one).
+_KEY_ATTEMPTS = 3
 #: Concurrent calls a cohort worker serves: every member waits in the barrier.
 _MAX_CALLS = 1000
 
@@ -155,7 +157,7 @@ class CohortWorker:
         members: ``{trial_id: (config, state files or None)}``.
         threads: torch threads (the CPUs the worker holds).
         barrier_timeout_s: see :data:`BARRIER_TIMEOUT_S`.
-        stops: the epochs at which Tune may stop, pause or checkpoint a
+        stops: the epochs at which a scheduler may stop, pause or checkpoint a
             member (:func:`~regtune.platform.tune.fused.decision_epochs`):
             between two of them the cohort trains ahead without waiting for
             the members to ask, and hands each its precomputed epochs as it
@@ -191,7 +193,7 @@ class CohortWorker:
         self._left: set[str] = set()
         self._stops = None if stops is None else sorted(set(stops))
         #: Per member: the last epoch handed to its trial, the last epoch
-        #: after which its trial asked for more (so Tune let it go on), and
+        #: after which its trial asked for more (so the scheduler let it go on), and
         #: the epochs trained but not handed yet (or the error that ended them).
         self._handed: dict[str, int] = {}
         self._confirmed: dict[str, int] = {}
@@ -247,7 +249,7 @@ class CohortWorker:
         self._member(tid)
         if tid in self._rereport:
             return self._rereport.pop(tid)
-        # Its trial asks for the next epoch: Tune let it go on after the last.
+        # Its trial asks for the next epoch: the scheduler let it go on after the last.
         self._confirmed[tid] = self._handed[tid]
         if self._ahead[tid]:
             row = self._hand(tid)
@@ -270,7 +272,7 @@ class CohortWorker:
     def leave(self, tid: str) -> None:
         """The member's trial was stopped, paused or lost: train it no more.
 
-        The worker forgets it (its state was checkpointed by Tune before);
+        The worker forgets it (its state was checkpointed before);
         asking for another epoch is then an error.
         """
         if tid not in self._owner:
@@ -292,14 +294,19 @@ class CohortWorker:
             future.set_exception(RuntimeError(MEMBER_LOST.format(tid=tid)))
         self._maybe_run()
 
-    def state_files(self, tid: str) -> StateFiles:
+    def state_files(self, tid: str, epoch: int | None = None) -> StateFiles | None:
         """The member's training state as checkpoint files (``Trainer.save`` format).
+
+        With ``epoch``: ``None`` unless the member's state is that epoch's
+        (an epoch handed to the driver but not yet read there has moved it on).
 
         Raises:
             RuntimeError: the cohort trained the member past the epoch its
                 trial reported (a checkpoint between two ``stops``).
         """
         engine = self._member(tid)
+        if epoch is not None and self._handed.get(tid) != epoch:
+            return None
         if self._ahead.get(tid):
             raise RuntimeError(
                 AHEAD_CHECKPOINT.format(
@@ -396,7 +403,7 @@ class CohortWorker:
                     row.update(self._final_row(tid, last=False))
                     self._live.discard(tid)
                 self._ahead[tid].append(row)
-        except Exception as exc:  # a failed epoch fails every member's step (Tune retries)
+        except Exception as exc:  # a failed epoch fails every member's step (the driver retries it)
             for tid in live:
                 self._ahead[tid].append(exc)
                 self._live.discard(tid)
@@ -462,7 +469,7 @@ class CohortManager:
     idle for the next group (no new process, no second import of torch), and
     no worker is ever ended while the sweep runs, so a group never waits for
     one to be replaced. ``prestart`` workers start at once, so their start-up
-    (torch, the dataset) overlaps Tune's own.
+    (torch, the dataset) overlaps the driver's.
 
     Args:
         dataset: ``[ref]``: the sweep's dataset in the object store (in a
@@ -603,14 +610,21 @@ class CohortManager:
 
     async def _fuse_keys(self, members: Mapping[str, Any]) -> dict[str, str | None]:
         """The members' fuse keys, computed by a worker (the manager never imports torch)."""
-        worker = next(iter(self._members_of), None)
-        if worker is None:
-            worker = self._new_worker()
-        await self._up[worker]
-        keys: dict[str, str | None] = await worker.fuse_keys.remote(
-            {tid: cfg for tid, (cfg, _) in members.items()}
-        )
-        return keys
+        configs = {tid: cfg for tid, (cfg, _) in members.items()}
+        for attempt in range(_KEY_ATTEMPTS):
+            worker = next(iter(self._members_of), None)
+            if worker is None:
+                worker = self._new_worker()
+            try:
+                await self._up[worker]
+                keys: dict[str, str | None] = await worker.fuse_keys.remote(configs)
+                return keys
+            except ray.exceptions.RayActorError:
+                # A dead worker leaves the pool; ask another (or a new one).
+                self.lost(worker)
+                if attempt == _KEY_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _place(self, group: _Forming, keys: Mapping[str, str | None]) -> Any:
         """Choose the group's worker (:func:`~regtune.platform.tune.fuse_size.
@@ -656,6 +670,9 @@ class CohortManager:
                     worker.leave.remote(tid)
         except Exception as exc:  # reported to every joiner
             group.error = exc
+            if isinstance(exc, ray.exceptions.RayActorError) and group.worker is not None:
+                # The worker died (e.g. out of memory while repacking): out of the pool.
+                self.lost(group.worker)
             for tid in group.members:
                 worker = self._where.get(tid)
                 if worker is not None and worker is group.worker:

@@ -48,7 +48,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,10 @@ class ExperimentFiles:
             with open(self.path(rel), "a") as handle:
                 handle.write(line + "\n")
             return
-        self._lines.setdefault(rel, []).append(line)
+        if rel not in self._lines:
+            # A resumed sweep: keep what earlier sessions wrote (rewritten whole).
+            self._lines[rel] = self.read(rel).decode().splitlines() if self.exists(rel) else []
+        self._lines[rel].append(line)
         self._dirty.add(rel)
 
     def flush(self) -> None:
@@ -191,10 +194,9 @@ class ExperimentFiles:
 class FusedController:
     """What Tune's schedulers ask of a controller, for the fused driver's trials."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: Callable[[Trial], None]) -> None:
         self.trials: list[Trial] = []
-        #: Trials a scheduler asked to stop while they were not reporting.
-        self.to_stop: list[Trial] = []
+        self._stop = stop
 
     def get_trials(self) -> list[Trial]:
         """Every trial of the sweep, in creation order."""
@@ -205,9 +207,8 @@ class FusedController:
         return [t for t in self.trials if t.status not in (Trial.TERMINATED, Trial.ERROR)]
 
     def stop_trial(self, trial: Trial) -> None:
-        """A scheduler ends ``trial`` (HyperBand ending a bracket)."""
-        if trial not in self.to_stop:
-            self.to_stop.append(trial)
+        """A scheduler ends ``trial`` now (see :meth:`_Loop.stop_now`)."""
+        self._stop(trial)
 
     def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
         """Not used by the schedulers a fused sweep allows (they return PAUSE)."""
@@ -224,6 +225,8 @@ class _Member:
         self.iteration = start_iter
         self.restored_at = start_iter
         self.started = time.time()
+        #: Training seconds before this start (a restore carries them on).
+        self.time_before = float((trial.last_result or {}).get("time_total_s", 0.0) or 0.0)
         self.failures = 0
 
 
@@ -240,8 +243,9 @@ def run_fused_sweep(
     search_alg: Any,
     scheduler: Any,
     param_space: dict[str, Any],
-) -> list[Trial]:
-    """Run a fused sweep to its end (or to Ctrl+C) and return its trials.
+) -> list[Any]:
+    """Run a fused sweep to its end (or to Ctrl+C) and return its trials as
+    :func:`outcome_rows`.
 
     ``manager`` is the sweep's cohort manager
     (:func:`~regtune.platform.tune.fused.start_fused`); ``search_alg`` and
@@ -262,31 +266,39 @@ def run_fused_sweep(
         search_alg=search_alg,
         scheduler=scheduler,
     )
-    loop.setup(param_space, resume=resume)
-    with _ctrl_c_interrupts():
+    with _ctrl_c_stops(loop.interrupted):
+        loop.setup(param_space, resume=resume)
         try:
             loop.run()
-        except KeyboardInterrupt:
-            # Ctrl+C: like Tune, save the state and return what is there (--resume continues).
-            loop.save_state()
         finally:
+            # Ctrl+C, like Tune: the state is saved and what is there returned
+            # (--resume continues); an error leaves the last saved state.
+            if loop.interrupted.is_set():
+                loop.save_state()
             loop.end()
-    return loop.ctrl.trials
+    return outcome_rows(loop.ctrl.trials, exp_path, loop.errors)
 
 
 @contextlib.contextmanager
-def _ctrl_c_interrupts() -> Iterator[None]:
-    """Ctrl+C raises ``KeyboardInterrupt`` in the loop while it runs.
+def _ctrl_c_stops(interrupted: threading.Event) -> Iterator[None]:
+    """The first Ctrl+C sets ``interrupted`` (the loop stops between two
+    events, so no trial is left half-ended); a second one interrupts at once.
 
-    An earlier Tune run in this process (an unfused sweep) leaves Tune's own
-    SIGINT handler installed, which only sets a flag that nothing here reads:
-    the first Ctrl+C would then do nothing. The previous handler is put back
-    afterwards. (Only the main thread can set handlers; elsewhere nothing changes.)
+    Installed for the whole run: an earlier Tune run in this process (an
+    unfused sweep) leaves Tune's own SIGINT handler behind, which sets a flag
+    nothing here reads. The previous handler is put back afterwards. (Only
+    the main thread can set handlers; elsewhere nothing changes.)
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield
     finally:
@@ -321,7 +333,16 @@ class _Loop:
         wrap = isinstance(search_alg, Searcher)
         self.search = SearchGenerator(search_alg) if wrap else search_alg
         self.scheduler = scheduler
-        self.ctrl = FusedController()
+        self.ctrl = FusedController(self.stop_now)
+        #: Error text of trials that failed for good (kept across a resume).
+        self.errors: dict[str, str] = {}
+        #: Set by Ctrl+C: the loop stops between two events and saves its state.
+        self.interrupted = threading.Event()
+        #: ``budget.time_limit_s`` ran out (see :meth:`_time_limit`).
+        self.out_of_time = False
+        #: The search algorithm's saved state: ``SEARCH_DIR/<version>``.
+        self.search_version = 0
+        self._storage: Any = None
         self.running: dict[str, _Member] = {}
         #: In-flight calls: object ref -> (kind, trial id).
         self.pending: dict[Any, tuple[str, str]] = {}
@@ -377,14 +398,21 @@ class _Loop:
             raise RegtuneError(
                 f"cannot resume the fused sweep: {where} is unreadable ({exc}); nothing was changed"
             ) from exc
-        if self.files.exists(SEARCH_DIR):
+        self.search_version = int(state.get("search", 0))
+        search_dir = f"{SEARCH_DIR}/{self.search_version}"
+        if self.search_version and self.files.exists(search_dir):
             with tempfile.TemporaryDirectory(prefix="regtune-search-") as tmp:
-                for name, data in self.files.read_folder(SEARCH_DIR).items():
+                for name, data in self.files.read_folder(search_dir).items():
                     Path(tmp, name).write_bytes(data)
                 self.search.restore_from_dir(tmp)
         for rec in records:
             trial = self._make_trial(rec["trial_id"], rec["config"])
-            trial.set_status(rec["status"] if rec["status"] in _ENDED else Trial.PENDING)
+            # Ended and paused trials stay so (HyperBand resumes a paused one when
+            # its bracket says); a running one waits to continue from its checkpoint.
+            status = rec["status"]
+            trial.set_status(status if status in (*_ENDED, Trial.PAUSED) else Trial.PENDING)
+            if rec.get("error"):
+                self.errors[trial.trial_id] = str(rec["error"])
             if rec.get("last_result"):
                 trial.update_last_result(rec["last_result"])
             self.checkpoints[trial.trial_id] = [
@@ -394,15 +422,27 @@ class _Loop:
             self._register(trial)
             self.ctrl.trials.append(trial)
             self.scheduler.on_trial_add(self.ctrl, trial)
+        for trial in self.ctrl.trials:
+            # Ended trials' ends again (no-ops where the saved scheduler and
+            # searcher already had them): a kill may have come between the
+            # driver's state and theirs.
+            if trial.status == Trial.TERMINATED:
+                self.scheduler.on_trial_complete(self.ctrl, trial, dict(trial.last_result))
+                self.search.on_trial_complete(trial.trial_id, result=dict(trial.last_result))
+            elif trial.status == Trial.ERROR:
+                self.scheduler.on_trial_error(self.ctrl, trial)
+                self.search.on_trial_complete(trial.trial_id, result=None, error=True)
 
     def _make_trial(self, trial_id: str, config: dict[str, Any]) -> Trial:
+        import copy
+
         from ray.train._internal.storage import StorageContext
 
-        storage = StorageContext(
-            storage_path=self.root,
-            experiment_dir_name=self.name,
-            trial_dir_name=f"trial_{trial_id}",
-        )
+        if self._storage is None:
+            # One storage context (its filesystem checked once), copied per trial.
+            self._storage = StorageContext(storage_path=self.root, experiment_dir_name=self.name)
+        storage = copy.copy(self._storage)
+        storage.trial_dir_name = f"trial_{trial_id}"
         return Trial(
             "FusedMemberName", config=config, trial_id=trial_id, stub=True, storage=storage
         )
@@ -421,31 +461,43 @@ class _Loop:
                     ),
                     "checkpoints": self.checkpoints.get(t.trial_id, []),
                     "ckpt_index": self.ckpt_index.get(t.trial_id, 0),
+                    "error": self.errors.get(t.trial_id),
                 }
             )
+        # The search algorithm's state goes to a new folder each time, named in
+        # the state file: killed between the two writes, a resume reads the pair
+        # that was saved together.
+        version = self.search_version + 1
         with tempfile.TemporaryDirectory(prefix="regtune-search-") as tmp:
             self.search.save_to_dir(tmp, session_str="fused")
             self.files.write_folder(
-                SEARCH_DIR, {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+                f"{SEARCH_DIR}/{version}",
+                {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()},
             )
-        self.files.flush()
-        self.files.write(STATE_FILE, json.dumps({"format": _FORMAT, "trials": records}).encode())
+        # Every epoch a resumed sweep will not rerun is stored before the state says so.
         for cb in self.callbacks:
             cb.get_state()
+        self.files.flush()
+        state = {"format": _FORMAT, "search": version, "trials": records}
+        self.files.write(STATE_FILE, json.dumps(state).encode())
+        if self.search_version:
+            self.files.delete_folder(f"{SEARCH_DIR}/{self.search_version}")
+        self.search_version = version
 
     # -- the loop ---------------------------------------------------------------------
 
     def run(self) -> None:
         """Until every trial ended and the search algorithm has no more."""
-        while True:
+        while not self.interrupted.is_set():
             self._fill()
-            self._stop_asked()
             if not self.pending:
                 if self._nothing_left():
                     break
                 continue
             ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=_POLL_S)
             for ref in ready:
+                if ref not in self.pending:
+                    continue  # its member left while this one was handled
                 kind, tid = self.pending.pop(ref)
                 member = self.running.get(tid)
                 if member is None:
@@ -529,6 +581,9 @@ class _Loop:
             self._failed(member, exc)
             return
         member.files = None
+        if self.out_of_time:
+            self._shelve(member)
+            return
         self._ask(member)
 
     def _ask(self, member: _Member) -> None:
@@ -538,13 +593,14 @@ class _Loop:
         )
 
     def _stepped(self, member: _Member, ref: Any) -> None:
+        """One epoch of a member: report it, then do what the scheduler decides
+        (in the order Tune's controller does: a finished member is not judged;
+        a stopped one's result says ``done``; the searcher hears only of
+        epochs after which the member goes on)."""
         trial = member.trial
         try:
             row: dict[str, Any] = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            if isinstance(exc, ray.exceptions.RayActorError):
-                # Its cohort worker died: the pool replaces it for the retry.
-                self.manager.lost.remote(member.worker)
             self._failed(member, exc)
             return
         rereport = bool(row.pop(REREPORT, False))
@@ -557,40 +613,51 @@ class _Loop:
             "training_iteration": member.iteration,
             "iterations_since_restore": member.iteration - member.restored_at,
             "trial_id": trial.trial_id,
-            "time_total_s": now - member.started,
+            "time_total_s": member.time_before + (now - member.started),
             "timestamp": int(now),
             "done": done,
         }
         trial.update_last_result(result)
+        decision = TrialScheduler.STOP
+        if not done and not self.out_of_time:
+            decision = self.scheduler.on_trial_result(self.ctrl, trial, result)
+            if decision == TrialScheduler.STOP:
+                result["done"] = True
+                trial.update_last_result(result)
+            else:
+                self.search.on_trial_result(trial.trial_id, result)
         self._append_result(trial, result)
         for cb in self.callbacks:
             cb.on_trial_result(
                 iteration=self.iteration, trials=self.ctrl.trials, trial=trial, result=result
             )
-        self.search.on_trial_result(trial.trial_id, result)
-        if done:
-            self._end(member, result, Trial.TERMINATED)
-            return
-        decision = self.scheduler.on_trial_result(self.ctrl, trial, result)
+        if trial.trial_id not in self.running:
+            return  # a callback or the scheduler ended it meanwhile
         if decision == TrialScheduler.STOP:
-            self._end(member, result, Trial.TERMINATED)
+            self._end(member, result)
         elif decision == TrialScheduler.PAUSE:
-            self._checkpoint(member)
-            self._leave(member)
-            trial.set_status(Trial.PAUSED)
-            self.save_state()
-        else:
-            if self.every > 0 and member.iteration % self.every == 0:
-                self._checkpoint(member)
+            if self._checkpoint(member):
+                self._leave(member)
+                trial.set_status(Trial.PAUSED)
                 self.save_state()
-            self._ask(member)
+        else:
+            due = self.every > 0 and member.iteration % self.every == 0
+            if due and self._checkpoint(member):
+                self.save_state()
+            if trial.trial_id in self.running:
+                self._ask(member)
 
-    def _end(self, member: _Member, result: dict[str, Any], status: str) -> None:
-        """A member ran out its epochs or a scheduler stopped it: checkpoint, leave, report."""
+    def _end(self, member: _Member, result: dict[str, Any]) -> None:
+        """A member ran out its epochs or a scheduler stopped it: checkpoint,
+        leave, report (a failed checkpoint makes it a failure instead)."""
         trial = member.trial
-        self._checkpoint(member)
+        if not self._checkpoint(member):
+            return
         self._leave(member)
-        trial.set_status(status)
+        trial.set_status(Trial.TERMINATED)
+        # Saved before the scheduler hears of it: a resumed sweep tells it again
+        # (idempotent) rather than rerunning a trial the scheduler has let go.
+        self.save_state()
         self.scheduler.on_trial_complete(self.ctrl, trial, result)
         self.search.on_trial_complete(trial.trial_id, result=result)
         for cb in self.callbacks:
@@ -606,54 +673,75 @@ class _Loop:
         self.manager.leave.remote(tid)
 
     def _failed(self, member: _Member, exc: BaseException) -> None:
-        """A cohort failed the member's epoch: retry from its newest checkpoint, or end."""
+        """A cohort failed the member (an epoch raised, or its worker died):
+        retry from its newest checkpoint, or end it as failed."""
         trial = member.trial
         tid = trial.trial_id
+        if isinstance(exc, ray.exceptions.RayActorError) and member.worker is not None:
+            # Its cohort worker died: the pool replaces it for the retry.
+            self.manager.lost.remote(member.worker)
         self._leave(member)
+        if self.out_of_time:
+            # No retry after the time ran out: it waits as it was (resumable).
+            trial.set_status(Trial.PAUSED if self.checkpoints.get(tid) else Trial.PENDING)
+            self.save_state()
+            return
         self.failures[tid] = member.failures + 1
         if member.failures < self.max_retries:
             trial.set_status(Trial.PENDING)
+            for cb in self.callbacks:
+                cb.on_trial_recover(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
             self._start(trial)
             return
         trial.set_status(Trial.ERROR)
-        trial.error_message = str(exc)  # type: ignore[attr-defined]
+        self.errors[tid] = f"{type(exc).__name__}: {exc}"
         self.scheduler.on_trial_error(self.ctrl, trial)
         self.search.on_trial_complete(tid, result=None, error=True)
         for cb in self.callbacks:
             cb.on_trial_error(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
         self.save_state()
 
-    def _stop_asked(self) -> None:
-        """Trials a scheduler stopped out of turn (HyperBand): paused ones end
-        where they are; running ones end at their next report."""
-        while self.ctrl.to_stop:
-            trial = self.ctrl.to_stop.pop(0)
-            member = self.running.get(trial.trial_id)
-            if member is not None:
-                self._end(member, dict(trial.last_result or {}), Trial.TERMINATED)
-            elif trial.status in (Trial.PAUSED, Trial.PENDING):
-                trial.set_status(Trial.TERMINATED)
-                result = dict(trial.last_result or {})
-                self.scheduler.on_trial_complete(self.ctrl, trial, result)
-                self.search.on_trial_complete(trial.trial_id, result=result)
-                for cb in self.callbacks:
-                    cb.on_trial_complete(
-                        iteration=self.iteration, trials=self.ctrl.trials, trial=trial
-                    )
-                self.save_state()
+    def stop_now(self, trial: Trial) -> None:
+        """Tune's ``stop_trial``, at once (HyperBand ending a bracket's trials;
+        :class:`~regtune.platform.tune.scheduler_state.PersistentScheduler`
+        stopping again a trial it had stopped before a kill): a running member
+        ends at its last reported epoch; a pending or paused one is removed
+        from the scheduler, as Tune does."""
+        if trial.status in _ENDED:
+            return
+        member = self.running.get(trial.trial_id)
+        if member is not None:
+            self._end(member, dict(trial.last_result or {}))
+            return
+        self.scheduler.on_trial_remove(self.ctrl, trial)
+        self.search.on_trial_complete(trial.trial_id)
+        trial.set_status(Trial.TERMINATED)
+        for cb in self.callbacks:
+            cb.on_trial_complete(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
+        self.save_state()
 
     def _time_limit(self) -> None:
-        if self.deadline is None or time.monotonic() < self.deadline:
+        """Out of time: no member starts or asks for another epoch; each running
+        one ends at the epoch it is training (reported, then checkpointed, so
+        its checkpoint is that epoch's state); one still joining waits as it was."""
+        if self.out_of_time or self.deadline is None or time.monotonic() < self.deadline:
             return
+        self.out_of_time = True
         for member in list(self.running.values()):
             if member.worker is None:
-                self._leave(member)
-                member.trial.set_status(Trial.PENDING)
-                continue
-            self._end(member, dict(member.trial.last_result or {}), Trial.TERMINATED)
+                self._shelve(member)
+
+    def _shelve(self, member: _Member) -> None:
+        """Out of time before the member's next epoch here: it leaves, and
+        waits as it was (paused at its checkpoint, or pending)."""
+        self._leave(member)
+        saved = self.checkpoints.get(member.trial.trial_id)
+        member.trial.set_status(Trial.PAUSED if saved else Trial.PENDING)
+        self.save_state()
 
     def end(self) -> None:
         """Callbacks' experiment end (the results store merges its parts)."""
+        self.files.flush()
         for cb in self.callbacks:
             cb.on_experiment_end(trials=self.ctrl.trials)
 
@@ -668,17 +756,24 @@ class _Loop:
         line = json.dumps(json_safe({**result, "config": trial.config}))
         self.files.append_line(f"trial_{trial.trial_id}/result.json", line)
 
-    def _checkpoint(self, member: _Member) -> None:
-        """Write the member's state as ``checkpoint_NNNNNN/regtune_state`` (once per epoch)."""
+    def _checkpoint(self, member: _Member) -> bool:
+        """Write the member's state as ``checkpoint_NNNNNN/regtune_state`` at
+        its last reported epoch (once per epoch). False when its cohort failed
+        it meanwhile (then handled as a failure). A member whose next epoch was
+        already handed out (it moved on) keeps its older checkpoint."""
         from ray.train import Checkpoint
 
         trial, tid = member.trial, member.trial.trial_id
         saved = self.checkpoints.setdefault(tid, [])
-        if saved and saved[-1][1] == member.iteration:
-            return
-        if member.worker is None:
-            return
-        files = ray.get(member.worker.state_files.remote(tid))
+        if (saved and saved[-1][1] == member.iteration) or member.worker is None:
+            return True
+        try:
+            files = ray.get(member.worker.state_files.remote(tid, member.iteration))
+        except ray.exceptions.RayError as exc:
+            self._failed(member, exc)
+            return False
+        if files is None:
+            return True
         index = self.ckpt_index.get(tid, 0)
         folder = f"trial_{tid}/checkpoint_{index:06d}"
         self.files.write_folder(f"{folder}/{STATE_DIR}", files)
@@ -696,6 +791,7 @@ class _Loop:
                 trial=trial,
                 checkpoint=checkpoint,
             )
+        return True
 
     def _register(self, trial: Trial) -> None:
         """Make ``trial.checkpoint`` its newest kept checkpoint (Tune's view of it)."""
@@ -737,15 +833,18 @@ def _trial_name(trial: Any) -> str:
 class _Row:
     """One trial as ``outcome_from_grid`` reads a ``ResultGrid`` entry."""
 
-    def __init__(self, trial: Trial, exp_path: str) -> None:
+    def __init__(self, trial: Trial, exp_path: str, errors: dict[str, str]) -> None:
         self.metrics = dict(trial.last_result or {})
         self.config = dict(trial.config)
         self.path = f"{exp_path.rstrip('/')}/trial_{trial.trial_id}"
-        self.error = getattr(trial, "error_message", None) if trial.status == Trial.ERROR else None
+        self.error = errors.get(trial.trial_id, "failed") if trial.status == Trial.ERROR else None
         self.checkpoint = trial.checkpoint
 
 
-def outcome_rows(trials: Sequence[Trial], exp_path: str) -> list[Any]:
+def outcome_rows(
+    trials: Sequence[Trial], exp_path: str, errors: dict[str, str] | None = None
+) -> list[Any]:
     """The fused driver's trials as ``ResultGrid``-like rows for
-    :func:`~regtune.platform.results.outcome.outcome_from_grid`."""
-    return [_Row(t, exp_path) for t in trials]
+    :func:`~regtune.platform.results.outcome.outcome_from_grid` (``errors``:
+    the error text of failed trials)."""
+    return [_Row(t, exp_path, errors or {}) for t in trials]

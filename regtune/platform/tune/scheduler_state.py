@@ -105,6 +105,10 @@ class PersistentScheduler(TrialScheduler):
         self._stopped_at: dict[str, int] = {}
         self._stop_results: dict[str, dict[str, Any]] = {}
         self._added: set[str] = set()
+        #: Trials whose end (complete, error, remove) the wrapped scheduler was
+        #: told of: told again after a kill (a driver that had not saved its own
+        #: state yet reruns the end), it would fail (ASHA forgets the trial).
+        self._ended: set[str] = set()
         # Restored trials being stopped again (the scheduler already let go of them).
         self._closing: set[str] = set()
 
@@ -153,7 +157,10 @@ class PersistentScheduler(TrialScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         """Tune hook."""
         self._finish_restore(tune_controller)
+        if trial.trial_id in self._ended:
+            return
         self._inner.on_trial_error(tune_controller, trial)
+        self._ended.add(trial.trial_id)
         self._save()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
@@ -161,6 +168,9 @@ class PersistentScheduler(TrialScheduler):
         self._finish_restore(tune_controller)
         step = result.get(self._time_attr)
         tid = trial.trial_id
+        if tid in self._ended:
+            # Ended before a kill the driver's own state missed: it ends again.
+            return TrialScheduler.STOP
         if isinstance(step, int):
             stop = self._stopped_at.get(tid)
             if stop is not None and step >= stop:
@@ -179,7 +189,10 @@ class PersistentScheduler(TrialScheduler):
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
         """Tune hook."""
         self._finish_restore(tune_controller)
+        if trial.trial_id in self._ended:
+            return
         self._inner.on_trial_complete(tune_controller, trial, result)
+        self._ended.add(trial.trial_id)
         self._save()
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
@@ -188,7 +201,10 @@ class PersistentScheduler(TrialScheduler):
         if trial.trial_id in self._closing:
             self._closing.discard(trial.trial_id)
             return
+        if trial.trial_id in self._ended:
+            return
         self._inner.on_trial_remove(tune_controller, trial)
+        self._ended.add(trial.trial_id)
         self._save()
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
@@ -250,6 +266,7 @@ class PersistentScheduler(TrialScheduler):
         self._stopped_at = dict(saved["stopped_at"])
         self._stop_results = dict(saved["stop_results"])
         self._added = set(saved["trial_ids"])
+        self._ended = set(saved.get("ended", ()))
         for lost in unpickler.lost.values():
             # A scheduler that already let go of this trial raises KeyError:
             # there is then nothing left to remove.
@@ -272,6 +289,7 @@ class PersistentScheduler(TrialScheduler):
                 "judged": self._judged,
                 "stopped_at": self._stopped_at,
                 "stop_results": self._stop_results,
+                "ended": sorted(self._ended),
             },
             protocol=pickle.HIGHEST_PROTOCOL,
         )

@@ -71,6 +71,10 @@ EXISTS_MSG = (
 NOTHING_TO_RESUME_MSG = (
     "--resume: no experiment {name!r} at {path} to continue; run without --resume to start it"
 )
+FUSE_MISMATCH_MSG = (
+    "--resume: experiment {name!r} was run {was} fused trials but this spec asks {now} "
+    "(resources.fuse); resume it with the resources.fuse it was run with (nothing was changed)"
+)
 NO_EXPERIMENT_OF_SPEC_MSG = (
     "--resume: no experiment of spec {spec!r} under {root} to continue (looked for "
     "{spec}-<time>-<hex> and {spec}); pass --name to pick one, or run without --resume"
@@ -150,18 +154,16 @@ def _bare_scheduler(spec: SweepSpec) -> Any:
     return FIFOScheduler()
 
 
-def build_search_alg(spec: SweepSpec, *, max_concurrent: int | None = None) -> Any:
+def build_search_alg(spec: SweepSpec) -> Any:
     """The Tune search algorithm the spec names, with its concurrency limit.
 
     hyperopt (TPE) optimises the first objective; with several objectives
-    the scheduler (pareto-asha) is what weighs them. ``max_concurrent``
-    (a fused sweep's member limit) caps the spec's ``max_concurrent``.
+    the scheduler (pareto-asha) is what weighs them.
     """
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     s = spec.searcher
-    limits = [x for x in (s.max_concurrent, max_concurrent) if x]
-    limit = min(limits) if limits else None
+    limit = s.max_concurrent or None
     if isinstance(s, HyperoptConfig):
         from ray.tune.search.hyperopt import HyperOptSearch
 
@@ -276,6 +278,16 @@ def run_sweep(
     from regtune.platform.tune.trainable import make_trainable
 
     fused = _start_fused(spec, base, dataset)
+    if resume and (fused is not None) != _is_fused(exp_path):
+        if fused is not None:
+            fused.stop()
+        raise SpecError(
+            FUSE_MISMATCH_MSG.format(
+                name=name,
+                was="with" if fused is None else "without",
+                now="with" if fused is not None else "without",
+            )
+        )
     if fused is not None:
         return _run_fused(
             spec,
@@ -369,8 +381,11 @@ def _run_fused(
     started: float,
 ) -> SweepOutcome:
     """A fused sweep, driven from here (:mod:`regtune.platform.tune.fused_driver`)."""
+    from ray import tune
+    from ray.exceptions import RayError
+
     from regtune.platform.results.callback import results_callbacks
-    from regtune.platform.tune.fused_driver import outcome_rows, run_fused_sweep
+    from regtune.platform.tune.fused_driver import run_fused_sweep
     from regtune.platform.tune.progress import ProgressCallback
     from regtune.platform.tune.space import to_param_space
 
@@ -381,7 +396,7 @@ def _run_fused(
         on_progress=on_progress,
     )
     try:
-        trials = run_fused_sweep(
+        rows = run_fused_sweep(
             spec,
             manager=fused.manager,
             max_concurrent=fused.max_concurrent,
@@ -397,11 +412,13 @@ def _run_fused(
             scheduler=build_scheduler(spec),
             param_space=to_param_space(spec),
         )
+    except (RayError, tune.TuneError) as exc:
+        raise RegtuneError(f"sweep {name!r} failed: {exc}") from exc
     finally:
         fused.stop()
     return outcome_from_grid(
         spec,
-        outcome_rows(trials, exp_path),
+        rows,
         name=name,
         path=exp_path,
         elapsed_s=time.perf_counter() - started,
@@ -438,6 +455,12 @@ def _load_data(config: Any) -> Any:
 
 def _trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
+
+
+def _is_fused(exp_path: str) -> bool:
+    from regtune.platform.tune.fused_driver import is_fused_experiment
+
+    return is_fused_experiment(exp_path)
 
 
 def _experiment_exists(exp_path: str) -> bool:

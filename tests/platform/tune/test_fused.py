@@ -382,7 +382,9 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
         assert t.checkpoint is not None and t.checkpoint.startswith(f"s3://{BUCKET}/fused/")
         files = ExperimentFiles(outcome.path)
         lines = files.read(f"trial_{t.trial_id}/result.json").decode().splitlines()
-        assert [json.loads(x)["training_iteration"] for x in lines][-2:] == [3, 4]
+        reported = [json.loads(x)["training_iteration"] for x in lines]
+        # Both sessions' lines (S3 cannot append: the file is rewritten whole).
+        assert reported[:2] == [1, 2] and reported[-2:] == [3, 4], reported
         kept = files.loc.fs.get_file_info(
             pafs.FileSelector(files.path(f"trial_{t.trial_id}"), allow_not_found=True)
         )
@@ -504,6 +506,45 @@ def test_members_of_a_killed_cohort_worker_continue_from_their_checkpoints(
         rows = epochs[epochs["trial_id"] == t.trial_id].sort_values("iteration")
         assert sorted(set(rows["iteration"])) == [1, 2, 3, 4]
         _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 4)[-1])
+
+
+@pytest.mark.ray
+def test_a_time_limit_ends_running_members_at_a_checkpoint_of_their_last_epoch(
+    ray_local: None, digits: Dataset, tmp_path: Path
+) -> None:
+    from regtune.platform.tune.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+    from regtune.trainables.checkpoint import load_tree
+
+    spec = load_spec(
+        {
+            "name": "fused-time",
+            "dataset": "digits",
+            "model": {"arch": "mlp", "width": 16, "depth": 1},
+            "training": {
+                "batch_size": 256,
+                "lr": {"grid": [0.05, 0.03, 0.02, 0.01, 0.005, 0.002]},
+                "robust_every": 0,
+            },
+            "penalties": {"l2": 1e-4},
+            "objectives": [{"metric": "val_acc", "mode": "max"}],
+            "scheduler": {"kind": "none"},
+            "searcher": {"kind": "grid"},
+            # Far more epochs than the time allows.
+            "budget": {"samples": 1, "max_epochs": 1000, "time_limit_s": 12},
+            "resources": {"cpu": 2, "fuse": 2},
+        }
+    )
+    outcome = run_sweep(spec, storage=str(tmp_path))
+    trained = [t for t in outcome.trials if t.iterations > 0]
+    assert trained and all(t.iterations < 1000 for t in outcome.trials)
+    # Members running when time ran out ended there; their checkpoint is the
+    # state of the epoch they last reported (never a later one the cohort had
+    # already trained), so its stored row and its weights belong together.
+    for t in trained:
+        assert t.status == "stopped early", t
+        newest = max((Path(outcome.path) / f"trial_{t.trial_id}").glob("checkpoint_*"))
+        assert load_tree(newest / "regtune_state")["epoch"] == t.iterations
 
 
 def test_cohort_load_counts_a_fused_member_at_a_fraction() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
@@ -77,6 +78,34 @@ def test_a_resumed_asha_judges_against_rungs_recorded_before_the_kill(tmp_path: 
     recorded = {milestone: dict(values) for milestone, values in rungs}
     assert recorded[2] == {"a": 0.9}
     assert set(recorded[1]) == {"a", "b", "c"}
+
+
+def test_a_trial_ended_before_the_kill_can_be_ended_again_after_it(tmp_path: Path) -> None:
+    # The driver told the scheduler a trial ended, then was killed before its
+    # own state said so: the resumed driver reruns the trial and ends it again.
+    # ASHA forgets an ended trial (a second on_trial_complete raised KeyError,
+    # so every --resume failed); the wrapper tells it only once.
+    first = _asha()
+    a = _trial(tmp_path, "a")
+    first.on_trial_add(None, a)
+    assert first.on_trial_result(None, a, _result(1, 0.9)) == CONTINUE
+    first.on_trial_complete(None, a, _result(8, 0.9))
+
+    resumed = _asha()
+    a2 = _trial(tmp_path, "a")
+    resumed.on_trial_add(None, a2)
+    # Its rerun epoch is stopped (it had ended), and ending it again is no error.
+    assert resumed.on_trial_result(None, a2, _result(2, 0.9)) == STOP
+    resumed.on_trial_complete(None, a2, _result(2, 0.9))
+    resumed.on_trial_error(None, a2)
+    resumed.on_trial_remove(None, a2)
+    # An unwrapped ASHA fails on the repeat, as the wrapper's guard assumes.
+    bare = _asha().inner
+    b = _trial(tmp_path, "b")
+    bare.on_trial_add(None, b)
+    bare.on_trial_complete(None, b, _result(8, 0.9))
+    with pytest.raises(KeyError):
+        bare.on_trial_complete(None, b, _result(8, 0.9))
 
 
 def test_pareto_asha_objective_vectors_survive_a_resume(tmp_path: Path) -> None:
