@@ -258,6 +258,9 @@ def run_sweep(
         raise SpecError(NOTHING_TO_RESUME_MSG.format(name=name, path=exp_path))
     if not resume and exists:
         raise SpecError(EXISTS_MSG.format(name=name, path=exp_path))
+    if resume and spec.resources.fuse != "auto":
+        # (With fuse: auto, K is known once the dataset is: checked below.)
+        _check_fuse_matches(spec.resources.fuse != 1, exp_path, name)
     started = time.perf_counter()
     base = parse_train_config(spec.base_config())
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -278,16 +281,13 @@ def run_sweep(
     from regtune.platform.tune.trainable import make_trainable
 
     fused = _start_fused(spec, base, dataset)
-    if resume and (fused is not None) != _is_fused(exp_path):
-        if fused is not None:
-            fused.stop()
-        raise SpecError(
-            FUSE_MISMATCH_MSG.format(
-                name=name,
-                was="with" if fused is None else "without",
-                now="with" if fused is not None else "without",
-            )
-        )
+    if resume:
+        try:
+            _check_fuse_matches(fused is not None, exp_path, name)
+        except SpecError:
+            if fused is not None:
+                fused.stop()
+            raise
     if fused is not None:
         return _run_fused(
             spec,
@@ -457,10 +457,20 @@ def _trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _is_fused(exp_path: str) -> bool:
+def _check_fuse_matches(fused: bool, exp_path: str, name: str) -> None:
+    """A fused experiment resumes fused, an unfused one unfused.
+
+    Raises:
+        SpecError: they differ (nothing is changed).
+    """
     from regtune.platform.tune.fused_driver import is_fused_experiment
 
-    return is_fused_experiment(exp_path)
+    if fused != is_fused_experiment(exp_path):
+        raise SpecError(
+            FUSE_MISMATCH_MSG.format(
+                name=name, was="without" if fused else "with", now="with" if fused else "without"
+            )
+        )
 
 
 def _experiment_exists(exp_path: str) -> bool:

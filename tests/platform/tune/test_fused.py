@@ -547,6 +547,32 @@ def test_a_time_limit_ends_running_members_at_a_checkpoint_of_their_last_epoch(
         assert load_tree(newest / "regtune_state")["epoch"] == t.iterations
 
 
+def test_resuming_with_another_fuse_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    from regtune.errors import SpecError
+    from regtune.platform.tune.fused_driver import STATE_FILE
+    from regtune.platform.tune.sweep import run_sweep
+    from regtune.search_spaces import load_spec
+
+    exp = tmp_path / "was-fused"
+    exp.mkdir()
+    state = exp / STATE_FILE
+    state.write_text('{"format": 1, "search": 0, "trials": []}')
+    spec = load_spec(
+        {
+            "name": "unfused",
+            "dataset": "digits",
+            "model": {"arch": "mlp", "width": 16, "depth": 1},
+            "training": {"lr": {"grid": [0.05, 0.01]}},
+            "objectives": [{"metric": "val_acc", "mode": "max"}],
+            "budget": {"samples": 1, "max_epochs": 2},
+        }
+    )
+    with pytest.raises(SpecError, match=r"run with fused trials but this spec asks without"):
+        run_sweep(spec, storage=str(tmp_path), name="was-fused", resume=True)
+    assert state.read_text() == '{"format": 1, "search": 0, "trials": []}'
+    assert sorted(p.name for p in exp.iterdir()) == [STATE_FILE]
+
+
 def test_cohort_load_counts_a_fused_member_at_a_fraction() -> None:
     assert cohort_load([]) == 0
     assert cohort_load(["w64", "w64", "w64"]) == 1 + 2 * FUSED_MEMBER_COST
