@@ -270,11 +270,17 @@ def run_fused_sweep(
         loop.setup(param_space, resume=resume)
         try:
             loop.run()
-        finally:
-            # Ctrl+C, like Tune: the state is saved and what is there returned
-            # (--resume continues); an error leaves the last saved state.
+        except BaseException:
+            # An error or a second Ctrl+C (anywhere, maybe mid-change): the
+            # last state saved stands; epochs reported since are written out.
+            loop.files.flush()
+            raise
+        else:
             if loop.interrupted.is_set():
+                # Ctrl+C, like Tune: the state is saved and what is there
+                # returned (--resume continues).
                 loop.save_state()
+        finally:
             loop.end()
     return outcome_rows(loop.ctrl.trials, exp_path, loop.errors)
 
@@ -302,7 +308,10 @@ def _ctrl_c_stops(interrupted: threading.Event) -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # None: a handler not set from Python; Python's own is the fallback.
+        signal.signal(
+            signal.SIGINT, previous if previous is not None else signal.default_int_handler
+        )
 
 
 class _Loop:
@@ -345,7 +354,10 @@ class _Loop:
         self._storage: Any = None
         self.running: dict[str, _Member] = {}
         #: In-flight calls: object ref -> (kind, trial id).
-        self.pending: dict[Any, tuple[str, str]] = {}
+        #: In-flight calls: object ref -> (kind, the member that made it). A
+        #: member is matched by identity: a retried trial is a new member, and
+        #: an answer to the old one's call is dropped.
+        self.pending: dict[Any, tuple[str, _Member]] = {}
         #: Per trial: newest checkpoints (folder, epoch), oldest first; index counter.
         self.checkpoints: dict[str, list[tuple[str, int]]] = {}
         self.ckpt_index: dict[str, int] = {}
@@ -382,10 +394,10 @@ class _Loop:
             trial_dirname_creator=_trial_name,
         )
         self.search.add_configurations([experiment])
-        if resume:
-            self._restore()
         for cb in self.callbacks:
             cb.setup(stop=None, num_samples=self.spec.budget.samples)
+        if resume:
+            self._restore()
 
     def _restore(self) -> None:
         where = self.files.loc.display(self.files.path(STATE_FILE))
@@ -400,7 +412,13 @@ class _Loop:
             ) from exc
         self.search_version = int(state.get("search", 0))
         search_dir = f"{SEARCH_DIR}/{self.search_version}"
-        if self.search_version and self.files.exists(search_dir):
+        if self.search_version and not self.files.exists(search_dir):
+            raise RegtuneError(
+                f"cannot resume the fused sweep: {where} names the search state "
+                f"{self.files.loc.display(self.files.path(search_dir))}, which is missing; "
+                "nothing was changed"
+            )
+        if self.search_version:
             with tempfile.TemporaryDirectory(prefix="regtune-search-") as tmp:
                 for name, data in self.files.read_folder(search_dir).items():
                     Path(tmp, name).write_bytes(data)
@@ -498,9 +516,8 @@ class _Loop:
             for ref in ready:
                 if ref not in self.pending:
                     continue  # its member left while this one was handled
-                kind, tid = self.pending.pop(ref)
-                member = self.running.get(tid)
-                if member is None:
+                kind, member = self.pending.pop(ref)
+                if self.running.get(member.trial.trial_id) is not member:
                     continue
                 if kind == "join":
                     self._joined(member, ref)
@@ -572,7 +589,7 @@ class _Loop:
     def _join(self, member: _Member) -> None:
         tid = member.trial.trial_id
         ref = self.manager.join.remote(tid, dict(member.trial.config), member.files)
-        self.pending[ref] = ("join", tid)
+        self.pending[ref] = ("join", member)
 
     def _joined(self, member: _Member, ref: Any) -> None:
         try:
@@ -587,10 +604,7 @@ class _Loop:
         self._ask(member)
 
     def _ask(self, member: _Member) -> None:
-        self.pending[member.worker.step.remote(member.trial.trial_id)] = (
-            "step",
-            member.trial.trial_id,
-        )
+        self.pending[member.worker.step.remote(member.trial.trial_id)] = ("step", member)
 
     def _stepped(self, member: _Member, ref: Any) -> None:
         """One epoch of a member: report it, then do what the scheduler decides
@@ -631,27 +645,35 @@ class _Loop:
             cb.on_trial_result(
                 iteration=self.iteration, trials=self.ctrl.trials, trial=trial, result=result
             )
-        if trial.trial_id not in self.running:
+        if self.running.get(trial.trial_id) is not member:
             return  # a callback or the scheduler ended it meanwhile
         if decision == TrialScheduler.STOP:
             self._end(member, result)
         elif decision == TrialScheduler.PAUSE:
-            if self._checkpoint(member):
-                self._leave(member)
-                trial.set_status(Trial.PAUSED)
-                self.save_state()
+            failure = self._checkpoint(member)
+            if failure is not None:
+                # Paused as the scheduler decided, from its older checkpoint.
+                self._failed(member, failure, then=Trial.PAUSED)
+                return
+            self._leave(member)
+            trial.set_status(Trial.PAUSED)
+            self.save_state()
         else:
-            due = self.every > 0 and member.iteration % self.every == 0
-            if due and self._checkpoint(member):
+            if self.every > 0 and member.iteration % self.every == 0:
+                failure = self._checkpoint(member)
+                if failure is not None:
+                    self._failed(member, failure)
+                    return
                 self.save_state()
-            if trial.trial_id in self.running:
-                self._ask(member)
+            self._ask(member)
 
     def _end(self, member: _Member, result: dict[str, Any]) -> None:
         """A member ran out its epochs or a scheduler stopped it: checkpoint,
         leave, report (a failed checkpoint makes it a failure instead)."""
         trial = member.trial
-        if not self._checkpoint(member):
+        failure = self._checkpoint(member)
+        if failure is not None:
+            self._failed(member, failure)
             return
         self._leave(member)
         trial.set_status(Trial.TERMINATED)
@@ -668,13 +690,15 @@ class _Loop:
         tid = member.trial.trial_id
         self.running.pop(tid, None)
         for ref, (_, owner) in list(self.pending.items()):
-            if owner == tid:
+            if owner is member:
                 del self.pending[ref]
         self.manager.leave.remote(tid)
 
-    def _failed(self, member: _Member, exc: BaseException) -> None:
-        """A cohort failed the member (an epoch raised, or its worker died):
-        retry from its newest checkpoint, or end it as failed."""
+    def _failed(self, member: _Member, exc: BaseException, *, then: str = Trial.PENDING) -> None:
+        """A cohort failed the member (an epoch or its checkpoint raised, or its
+        worker died): while retries remain, it goes on from its newest
+        checkpoint (at once; with ``then=PAUSED``, when the scheduler chooses
+        it again, as a member it had paused); else it ends as failed."""
         trial = member.trial
         tid = trial.trial_id
         if isinstance(exc, ray.exceptions.RayActorError) and member.worker is not None:
@@ -682,19 +706,24 @@ class _Loop:
             self.manager.lost.remote(member.worker)
         self._leave(member)
         if self.out_of_time:
-            # No retry after the time ran out: it waits as it was (resumable).
-            trial.set_status(Trial.PAUSED if self.checkpoints.get(tid) else Trial.PENDING)
+            # No retry after the time ran out: it waits to be resumed.
+            trial.set_status(Trial.PENDING)
             self.save_state()
             return
         self.failures[tid] = member.failures + 1
         if member.failures < self.max_retries:
-            trial.set_status(Trial.PENDING)
+            trial.set_status(then)
             for cb in self.callbacks:
                 cb.on_trial_recover(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
-            self._start(trial)
+            if then == Trial.PENDING:
+                self._start(trial)
+            else:
+                self.save_state()
             return
         trial.set_status(Trial.ERROR)
         self.errors[tid] = f"{type(exc).__name__}: {exc}"
+        # Saved first: a resumed sweep tells the scheduler again (idempotent).
+        self.save_state()
         self.scheduler.on_trial_error(self.ctrl, trial)
         self.search.on_trial_complete(tid, result=None, error=True)
         for cb in self.callbacks:
@@ -713,9 +742,12 @@ class _Loop:
         if member is not None:
             self._end(member, dict(trial.last_result or {}))
             return
-        self.scheduler.on_trial_remove(self.ctrl, trial)
-        self.search.on_trial_complete(trial.trial_id)
         trial.set_status(Trial.TERMINATED)
+        self.save_state()
+        self.scheduler.on_trial_remove(self.ctrl, trial)
+        # The searcher keeps what the trial reported (TPE learns from it).
+        last = dict(trial.last_result or {})
+        self.search.on_trial_complete(trial.trial_id, result=last if self.metric in last else None)
         for cb in self.callbacks:
             cb.on_trial_complete(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
         self.save_state()
@@ -733,10 +765,11 @@ class _Loop:
 
     def _shelve(self, member: _Member) -> None:
         """Out of time before the member's next epoch here: it leaves, and
-        waits as it was (paused at its checkpoint, or pending)."""
+        waits to be resumed."""
         self._leave(member)
-        saved = self.checkpoints.get(member.trial.trial_id)
-        member.trial.set_status(Trial.PAUSED if saved else Trial.PENDING)
+        # Pending (not paused): every scheduler here runs a pending trial again,
+        # and _start continues it from its newest checkpoint.
+        member.trial.set_status(Trial.PENDING)
         self.save_state()
 
     def end(self) -> None:
@@ -756,24 +789,23 @@ class _Loop:
         line = json.dumps(json_safe({**result, "config": trial.config}))
         self.files.append_line(f"trial_{trial.trial_id}/result.json", line)
 
-    def _checkpoint(self, member: _Member) -> bool:
+    def _checkpoint(self, member: _Member) -> BaseException | None:
         """Write the member's state as ``checkpoint_NNNNNN/regtune_state`` at
-        its last reported epoch (once per epoch). False when its cohort failed
-        it meanwhile (then handled as a failure). A member whose next epoch was
-        already handed out (it moved on) keeps its older checkpoint."""
+        its last reported epoch (once per epoch); the error when its cohort
+        could not give it (the caller handles the failure). A member whose next
+        epoch was already handed out (it moved on) keeps its older checkpoint."""
         from ray.train import Checkpoint
 
         trial, tid = member.trial, member.trial.trial_id
         saved = self.checkpoints.setdefault(tid, [])
         if (saved and saved[-1][1] == member.iteration) or member.worker is None:
-            return True
+            return None
         try:
             files = ray.get(member.worker.state_files.remote(tid, member.iteration))
         except ray.exceptions.RayError as exc:
-            self._failed(member, exc)
-            return False
+            return exc
         if files is None:
-            return True
+            return None
         index = self.ckpt_index.get(tid, 0)
         folder = f"trial_{tid}/checkpoint_{index:06d}"
         self.files.write_folder(f"{folder}/{STATE_DIR}", files)
@@ -791,7 +823,7 @@ class _Loop:
                 trial=trial,
                 checkpoint=checkpoint,
             )
-        return True
+        return None
 
     def _register(self, trial: Trial) -> None:
         """Make ``trial.checkpoint`` its newest kept checkpoint (Tune's view of it)."""
