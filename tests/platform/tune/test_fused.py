@@ -491,8 +491,8 @@ def test_members_of_a_killed_cohort_worker_continue_from_their_checkpoints(
             "budget": {"samples": 1, "max_epochs": 4},
             "resources": {"cpu": 2, "fuse": 2},
             "checkpoint": {"every": 2},
-            # One retry is what the kill needs. A second covers an open race:
-            # in 1 of 6 runs one member's rejoin was answered "not a member of
+            # One retry is what the kill needs. A second covers an open race, seen
+            # once in about 15 runs: one member's rejoin was answered "not a member of
             # this cohort" by the new worker (the manager sent it there without
             # its add); it then went on at its second try.
             "failure": {"max_retries": 2},
