@@ -63,6 +63,7 @@ from regtune.platform.results.files import ResultsLocation
 from regtune.platform.results.outcome import json_safe
 from regtune.platform.tune.cohorts import REREPORT
 from regtune.platform.tune.fused import STATE_DIR
+from regtune.platform.tune.naming import FUSED_STATE_FILE, trial_dir_name
 from regtune.platform.tune.ray_private import DONE
 
 __all__ = [
@@ -77,7 +78,7 @@ __all__ = [
 ]
 
 #: The fused driver's state in the experiment folder (JSON).
-STATE_FILE = "regtune-fused-state.json"
+STATE_FILE = FUSED_STATE_FILE
 #: Folder (in the experiment folder) of the search algorithm's saved state.
 SEARCH_DIR = "regtune-fused-search"
 _FORMAT = 1
@@ -209,10 +210,6 @@ class FusedController:
     def stop_trial(self, trial: Trial) -> None:
         """A scheduler ends ``trial`` now (see :meth:`_Loop.stop_now`)."""
         self._stop(trial)
-
-    def pause_trial(self, trial: Trial, should_checkpoint: bool = True) -> None:
-        """Not used by the schedulers a fused sweep allows (they return PAUSE)."""
-        raise RuntimeError("a fused sweep pauses members only by a scheduler's PAUSE decision")
 
 
 class _Member:
@@ -390,8 +387,8 @@ class _Loop:
             config=param_space,
             num_samples=self.spec.budget.samples,
             storage_path=self.root,
-            trial_name_creator=_trial_name,
-            trial_dirname_creator=_trial_name,
+            trial_name_creator=trial_dir_name,
+            trial_dirname_creator=trial_dir_name,
         )
         self.search.add_configurations([experiment])
         for cb in self.callbacks:
@@ -677,14 +674,13 @@ class _Loop:
             return
         self._leave(member)
         trial.set_status(Trial.TERMINATED)
-        # Saved before the scheduler hears of it: a resumed sweep tells it again
-        # (idempotent) rather than rerunning a trial the scheduler has let go.
+        # Saved before the scheduler and searcher hear of it (once: a resumed
+        # sweep tells them again, idempotently, so nothing after needs saving).
         self.save_state()
         self.scheduler.on_trial_complete(self.ctrl, trial, result)
         self.search.on_trial_complete(trial.trial_id, result=result)
         for cb in self.callbacks:
             cb.on_trial_complete(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
-        self.save_state()
 
     def _leave(self, member: _Member) -> None:
         tid = member.trial.trial_id
@@ -722,13 +718,12 @@ class _Loop:
             return
         trial.set_status(Trial.ERROR)
         self.errors[tid] = f"{type(exc).__name__}: {exc}"
-        # Saved first: a resumed sweep tells the scheduler again (idempotent).
+        # Saved first, once: a resumed sweep tells the scheduler again (idempotent).
         self.save_state()
         self.scheduler.on_trial_error(self.ctrl, trial)
         self.search.on_trial_complete(tid, result=None, error=True)
         for cb in self.callbacks:
             cb.on_trial_error(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
-        self.save_state()
 
     def stop_now(self, trial: Trial) -> None:
         """Tune's ``stop_trial``, at once (HyperBand ending a bracket's trials;
@@ -856,10 +851,6 @@ def _max_pending(search: Any) -> int:
             return max(1, int(inner.max_concurrent))
         inner = getattr(inner, "searcher", None)
     return 1
-
-
-def _trial_name(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
 
 
 class _Row:

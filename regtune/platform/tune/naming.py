@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -27,18 +28,22 @@ from regtune.search_spaces.sections import BAD_NAME, NAME_PATTERN
 
 __all__ = [
     "BAD_EXPERIMENT_NAME",
+    "FUSED_STATE_FILE",
     "STAMP_FORMAT",
     "TUNER_FILE",
     "check_name",
     "experiments_of",
     "new_experiment_name",
     "newest_experiment",
+    "trial_dir_name",
 ]
 
 #: UTC time in a generated name.
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 #: The file Tune writes when an experiment starts (what makes a folder an experiment).
 TUNER_FILE = "tuner.pkl"
+#: The file a fused sweep's driver writes instead (``fused_driver.STATE_FILE``).
+FUSED_STATE_FILE = "regtune-fused-state.json"
 BAD_EXPERIMENT_NAME = "--name {name!r}: " + BAD_NAME
 _TAIL = r"(\d{8}-\d{6})-[0-9a-f]{4}"
 
@@ -82,6 +87,13 @@ def newest_experiment(root: str, spec_name: str) -> str | None:
         return None
     folders = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
     for name in reversed(experiments_of(folders, spec_name)):
-        if fs.get_file_info(f"{base.rstrip('/')}/{name}/{TUNER_FILE}").type == pafs.FileType.File:
-            return name
+        for marker in (TUNER_FILE, FUSED_STATE_FILE):
+            path = f"{base.rstrip('/')}/{name}/{marker}"
+            if fs.get_file_info(path).type == pafs.FileType.File:
+                return name
     return None
+
+
+def trial_dir_name(trial: Any) -> str:
+    """A trial's folder (and display) name: ``trial_<id>``."""
+    return f"trial_{trial.trial_id}"

@@ -275,6 +275,7 @@ def run_sweep(
 
     from regtune.platform.results.callback import results_callbacks
     from regtune.platform.tune.checkpoint_keeper import CheckpointKeeper
+    from regtune.platform.tune.naming import trial_dir_name
     from regtune.platform.tune.progress import ProgressCallback
     from regtune.platform.tune.ray_private import set_restored_callbacks
     from regtune.platform.tune.space import to_param_space
@@ -354,8 +355,8 @@ def run_sweep(
                 num_samples=spec.budget.samples,
                 time_budget_s=spec.budget.time_limit_s,
                 reuse_actors=True,
-                trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_name,
+                trial_name_creator=trial_dir_name,
+                trial_dirname_creator=trial_dir_name,
             ),
             run_config=run_config,
         )
@@ -451,10 +452,6 @@ def _load_data(config: Any) -> Any:
     from regtune.trainables.data import load_dataset
 
     return load_dataset(config)
-
-
-def _trial_name(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
 
 
 def _check_fuse_matches(fused: bool, exp_path: str, name: str) -> None:

@@ -84,6 +84,26 @@ def _close(row: dict[str, Any], solo: dict[str, float]) -> None:
         assert math.isclose(row[key], solo[key], rel_tol=REL, abs_tol=1e-6), (key, row, solo)
 
 
+def _member_sweep(name: str, lrs: list[float], **sections: Any) -> Any:
+    """A fused sweep (fuse 2 on one 2-CPU cohort worker) of tiny digits MLPs over
+    the learning rates ``lrs``: no scheduler and grid search unless ``sections``
+    (top-level spec sections) say otherwise."""
+    from regtune.search_spaces import load_spec
+
+    raw: dict[str, Any] = {
+        "name": name,
+        "dataset": "digits",
+        "model": {"arch": "mlp", "width": 16, "depth": 1},
+        "training": {"batch_size": 256, "lr": {"grid": lrs}, "robust_every": 0},
+        "penalties": {"l2": 1e-4},
+        "objectives": [{"metric": "val_acc", "mode": "max"}],
+        "scheduler": {"kind": "none"},
+        "searcher": {"kind": "grid"},
+        "resources": {"cpu": 2, "fuse": 2},
+    }
+    return load_spec(raw | sections)
+
+
 # -- the barrier, in this process -----------------------------------------------
 
 
@@ -242,31 +262,19 @@ def test_a_cohort_bigger_than_the_cluster_is_refused(ray_local: None, digits: Da
 def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_path: Path) -> None:
     from regtune.platform.results.read import read_epochs, read_trials
     from regtune.platform.tune.sweep import run_sweep
-    from regtune.search_spaces import load_spec
 
-    spec = load_spec(
-        {
-            "name": "fused",
-            "dataset": "digits",
-            "model": {"arch": "mlp", "width": 16, "depth": 1},
-            # From good to hopeless, in the order the trials start. One cohort
-            # worker fits (2 CPUs), so two members run at a time: the good pair
-            # records each rung first, and the hopeless pair falls below ASHA's
-            # cutoff there (with two workers the pairs raced, and the order in
-            # which a rung was reached decided whether anyone stopped).
-            "training": {
-                "batch_size": 256,
-                "lr": {"grid": [0.05, 0.01, 0.002, 0.0003]},
-                "robust_every": 0,
-            },
-            "penalties": {"l2": 1e-4},
-            "objectives": [{"metric": "val_acc", "mode": "max"}],
-            "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
-            "searcher": {"kind": "random", "seed": 0},
-            "budget": {"samples": 1, "max_epochs": 3},
-            "resources": {"cpu": 2, "fuse": 2},
-            "checkpoint": {"every": 1},
-        }
+    # From good to hopeless, in the order the trials start. One cohort worker
+    # fits (2 CPUs), so two members run at a time: the good pair records each
+    # rung first, and the hopeless pair falls below ASHA's cutoff there (with
+    # two workers the pairs raced, and the order in which a rung was reached
+    # decided whether anyone stopped).
+    spec = _member_sweep(
+        "fused",
+        [0.05, 0.01, 0.002, 0.0003],
+        scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+        searcher={"kind": "random", "seed": 0},
+        budget={"samples": 1, "max_epochs": 3},
+        checkpoint={"every": 1},
     )
     outcome = run_sweep(spec, storage=str(tmp_path))
     epochs = read_epochs(outcome.path)
@@ -329,23 +337,13 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
     # checkpoint and result.json are written and read back through pyarrow.
     from regtune.platform.results.read import read_epochs
     from regtune.platform.tune.sweep import run_sweep
-    from regtune.search_spaces import load_spec
 
-    spec = load_spec(
-        {
-            "name": "fused-resume",
-            "dataset": "digits",
-            "model": {"arch": "mlp", "width": 16, "depth": 1},
-            "training": {"batch_size": 256, "lr": {"grid": [0.05, 0.01]}, "robust_every": 0},
-            "penalties": {"l2": 1e-4},
-            "objectives": [{"metric": "val_acc", "mode": "max"}],
-            "scheduler": {"kind": "none"},
-            "searcher": {"kind": "grid"},
-            "budget": {"samples": 1, "max_epochs": 4},
-            "resources": {"cpu": 2, "fuse": 2},
-            # Checkpoints at 2 and 4 only: the cohort trains ahead to them.
-            "checkpoint": {"every": 2},
-        }
+    spec = _member_sweep(
+        "fused-resume",
+        [0.05, 0.01],
+        budget={"samples": 1, "max_epochs": 4},
+        # Checkpoints at 2 and 4 only: the cohort trains ahead to them.
+        checkpoint={"every": 2},
     )
     from regtune.platform.tune.fused_driver import ExperimentFiles, is_fused_experiment
 
@@ -400,29 +398,17 @@ def test_hyperband_pauses_fused_members_and_they_continue_from_their_checkpoints
 ) -> None:
     from regtune.platform.results.read import read_epochs
     from regtune.platform.tune.sweep import run_sweep
-    from regtune.search_spaces import load_spec
 
-    spec = load_spec(
-        {
-            "name": "fused-hyperband",
-            "dataset": "digits",
-            "model": {"arch": "mlp", "width": 16, "depth": 1},
-            "training": {
-                "batch_size": 256,
-                # max_epochs 4, reduction factor 2: HyperBand's first bracket runs
-                # three trials to 4 epochs; its second runs three to 2 epochs, pauses
-                # the first two there and lets the best go on to 4 (lr 0.005, the
-                # fastest learner of the three, paused and continued).
-                "lr": {"grid": [0.05, 0.02, 0.01, 0.005, 0.002, 0.0003]},
-                "robust_every": 0,
-            },
-            "penalties": {"l2": 1e-4},
-            "objectives": [{"metric": "val_acc", "mode": "max"}],
-            "scheduler": {"kind": "hyperband", "reduction_factor": 2},
-            "searcher": {"kind": "random", "seed": 0},
-            "budget": {"samples": 1, "max_epochs": 4},
-            "resources": {"cpu": 2, "fuse": 2},
-        }
+    # max_epochs 4, reduction factor 2: HyperBand's first bracket runs three
+    # trials to 4 epochs; its second runs three to 2 epochs, pauses the first
+    # two there and lets the best go on to 4 (lr 0.005, the fastest learner of
+    # the three, paused and continued).
+    spec = _member_sweep(
+        "fused-hyperband",
+        [0.05, 0.02, 0.01, 0.005, 0.002, 0.0003],
+        scheduler={"kind": "hyperband", "reduction_factor": 2},
+        searcher={"kind": "random", "seed": 0},
+        budget={"samples": 1, "max_epochs": 4},
     )
     outcome = run_sweep(spec, storage=str(tmp_path))
     epochs = read_epochs(outcome.path)
@@ -476,27 +462,17 @@ def test_members_of_a_killed_cohort_worker_continue_from_their_checkpoints(
 ) -> None:
     from regtune.platform.results.read import read_epochs
     from regtune.platform.tune.sweep import run_sweep
-    from regtune.search_spaces import load_spec
 
-    spec = load_spec(
-        {
-            "name": "fused-killed",
-            "dataset": "digits",
-            "model": {"arch": "mlp", "width": 16, "depth": 1},
-            "training": {"batch_size": 256, "lr": {"grid": [0.05, 0.01]}, "robust_every": 0},
-            "penalties": {"l2": 1e-4},
-            "objectives": [{"metric": "val_acc", "mode": "max"}],
-            "scheduler": {"kind": "none"},
-            "searcher": {"kind": "grid"},
-            "budget": {"samples": 1, "max_epochs": 4},
-            "resources": {"cpu": 2, "fuse": 2},
-            "checkpoint": {"every": 2},
-            # One retry is what the kill needs. A second covers an open race, seen
-            # once in about 15 runs: one member's rejoin was answered "not a member of
-            # this cohort" by the new worker (the manager sent it there without
-            # its add); it then went on at its second try.
-            "failure": {"max_retries": 2},
-        }
+    spec = _member_sweep(
+        "fused-killed",
+        [0.05, 0.01],
+        budget={"samples": 1, "max_epochs": 4},
+        checkpoint={"every": 2},
+        # One retry is what the kill needs. A second covers an open race, seen
+        # once in about 15 runs: one member's rejoin was answered "not a member
+        # of this cohort" by the new worker (the manager sent it there without
+        # its add); it then went on at its second try.
+        failure={"max_retries": 2},
     )
     killer = _KillCohortWorker(3)
     outcome = run_sweep(spec, storage=str(tmp_path), callbacks=[killer])
@@ -517,27 +493,13 @@ def test_a_time_limit_ends_running_members_at_a_checkpoint_of_their_last_epoch(
     ray_local: None, digits: Dataset, tmp_path: Path
 ) -> None:
     from regtune.platform.tune.sweep import run_sweep
-    from regtune.search_spaces import load_spec
     from regtune.trainables.checkpoint import load_tree
 
-    spec = load_spec(
-        {
-            "name": "fused-time",
-            "dataset": "digits",
-            "model": {"arch": "mlp", "width": 16, "depth": 1},
-            "training": {
-                "batch_size": 256,
-                "lr": {"grid": [0.05, 0.03, 0.02, 0.01, 0.005, 0.002]},
-                "robust_every": 0,
-            },
-            "penalties": {"l2": 1e-4},
-            "objectives": [{"metric": "val_acc", "mode": "max"}],
-            "scheduler": {"kind": "none"},
-            "searcher": {"kind": "grid"},
-            # Far more epochs than the time allows.
-            "budget": {"samples": 1, "max_epochs": 1000, "time_limit_s": 12},
-            "resources": {"cpu": 2, "fuse": 2},
-        }
+    spec = _member_sweep(
+        "fused-time",
+        [0.05, 0.03, 0.02, 0.01, 0.005, 0.002],
+        # Far more epochs than the time allows.
+        budget={"samples": 1, "max_epochs": 1000, "time_limit_s": 12},
     )
     outcome = run_sweep(spec, storage=str(tmp_path))
     trained = [t for t in outcome.trials if t.iterations > 0]

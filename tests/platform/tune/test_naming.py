@@ -10,6 +10,7 @@ import pytest
 from regtune.errors import SpecError
 from regtune.platform.tune.naming import (
     BAD_EXPERIMENT_NAME,
+    FUSED_STATE_FILE,
     TUNER_FILE,
     check_name,
     experiments_of,
@@ -57,6 +58,10 @@ def test_newest_experiment_needs_a_tune_experiment_folder(tmp_path: Path) -> Non
     (tmp_path / "l2-path-20261130-140000-cccc").mkdir()
     assert newest_experiment(str(tmp_path), "l2-path") == "l2-path-20261130-130000-bbbb"
     assert newest_experiment(str(tmp_path), "dropout-l2") is None
+    # A fused sweep's folder holds the driver's state instead of tuner.pkl.
+    (tmp_path / "l2-path-20261130-150000-dddd").mkdir()
+    (tmp_path / "l2-path-20261130-150000-dddd" / FUSED_STATE_FILE).write_text("{}")
+    assert newest_experiment(str(tmp_path), "l2-path") == "l2-path-20261130-150000-dddd"
 
 
 @pytest.mark.parametrize("bad", ["Upper", "with space", "semi;colon", "a/b", ""])
