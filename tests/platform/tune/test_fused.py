@@ -488,9 +488,49 @@ def test_members_of_a_killed_cohort_worker_continue_from_their_checkpoints(
         _close(dict(rows.iloc[-1]), _solo_rows(digits, t.config, 4)[-1])
 
 
+class _JumpingClock:
+    """The fused driver's clock (its module's ``time``), moved an hour on by a
+    callback once a member reported a given epoch."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import time as real
+
+        from regtune.platform.tune import fused_driver
+
+        self.offset = 0.0
+        self.jumped = False
+        clock = self
+
+        class _Time:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def monotonic(self) -> float:
+                return real.monotonic() + clock.offset
+
+        monkeypatch.setattr(fused_driver, "time", _Time())
+
+    def jump_at(self, epoch: int) -> tune.Callback:
+        clock = self
+
+        class _Jump(tune.Callback):
+            def on_trial_result(
+                self,
+                iteration: int,
+                trials: list[Any],
+                trial: Any,
+                result: dict[str, Any],
+                **info: Any,
+            ) -> None:
+                if not clock.jumped and result["training_iteration"] >= epoch:
+                    clock.offset, clock.jumped = 7200.0, True
+
+        return _Jump()
+
+
 @pytest.mark.ray
 def test_a_time_limit_ends_running_members_at_a_checkpoint_of_their_last_epoch(
-    ray_local: None, digits: Dataset, tmp_path: Path
+    ray_local: None, digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from regtune.platform.tune.sweep import run_sweep
     from regtune.trainables.checkpoint import load_tree
@@ -498,12 +538,17 @@ def test_a_time_limit_ends_running_members_at_a_checkpoint_of_their_last_epoch(
     spec = _member_sweep(
         "fused-time",
         [0.05, 0.03, 0.02, 0.01, 0.005, 0.002],
-        # Far more epochs than the time allows.
-        budget={"samples": 1, "max_epochs": 1000, "time_limit_s": 12},
+        # Far more epochs and time than the test gives it: the driver's clock
+        # jumps past the limit once a member reported epoch 3 (a wall-clock
+        # limit would make the test depend on the machine's load).
+        budget={"samples": 1, "max_epochs": 1000, "time_limit_s": 3600},
     )
-    outcome = run_sweep(spec, storage=str(tmp_path))
+    clock = _JumpingClock(monkeypatch)
+    outcome = run_sweep(spec, storage=str(tmp_path), callbacks=[clock.jump_at(3)])
+    assert clock.jumped
     trained = [t for t in outcome.trials if t.iterations > 0]
     assert trained and all(t.iterations < 1000 for t in outcome.trials)
+    assert max(t.iterations for t in trained) >= 3
     # Members running when time ran out ended there; their checkpoint is the
     # state of the epoch they last reported (never a later one the cohort had
     # already trained), so its stored row and its weights belong together.
