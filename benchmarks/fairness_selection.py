@@ -53,6 +53,7 @@ import copy
 import dataclasses
 import statistics
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -371,3 +372,257 @@ def select_dataset(
             on_split(record)
     record["complete"] = True
     return record
+
+
+# --- Adult EO: robust thresholds, chosen on validation only -----------------
+#
+# Protocol (written down before any of its runs): the benchmark's Adult EO
+# config (``benchmarks.fairness_splits.ADULT_CONFIGS``, thresholds on
+# train+val, margin 0.01) is trained on split seeds 0-2 x training seeds 0-1.
+# Of each kept, temperature-scaled model only the training and validation
+# scores are kept (``finish`` is not called, so no test row is scored). Each
+# validation split is cut in halves, stratified by (group, label) cell,
+# ADULT_EO_HALVINGS times; every candidate fits thresholds on the training
+# rows plus one half (as ``threshold_rows: train+val`` does) and is scored on
+# the other half. Rule (ADULT_EO_RULE): among the candidates whose mean
+# held-out accuracy is >= 0.84 and whose held-out eo_diff has both a lower
+# mean and a lower 90th percentile than the current method's, the one with
+# the lowest 90th percentile; none: keep the current method.
+
+#: Candidates: name -> (tolerance = bound - margin, robust_quantile or None).
+ADULT_EO_CANDIDATES: dict[str, tuple[float, float | None]] = {
+    "current: margin 0.01": (0.01, None),
+    "robust q0.5, margin 0.01": (0.01, 0.5),
+    "robust q0.75, margin 0.01": (0.01, 0.75),
+    "robust q0.9, margin 0.01": (0.01, 0.9),
+    "robust q0.75, margin 0.005": (0.015, 0.75),
+    "robust q0.9, margin 0.005": (0.015, 0.9),
+}
+ADULT_EO_BASELINE = "current: margin 0.01"
+ADULT_EO_SPLIT_SEEDS = (0, 1, 2)
+ADULT_EO_SEEDS = (0, 1)
+ADULT_EO_HALVINGS = 10
+ADULT_EO_MIN_ACC = 0.84
+ADULT_EO_RULE = (
+    "among candidates with mean held-out acc >= 0.84 whose held-out eo_diff has a lower mean "
+    "and a lower p90 than the current method's: the lowest p90; none: keep the current method"
+)
+
+
+def adult_eo_scores(
+    cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool = False
+) -> dict[str, Any]:
+    """Train the Adult EO ``cfg`` once; the kept, calibrated model's
+    positive-class scores (with labels and groups) on the training and
+    validation splits, and how its epoch was kept. The test split is never
+    scored (``Trainer.finish`` is not called)."""
+    from regtune.trainables.loop import Trainer
+
+    run = copy.deepcopy(dict(cfg))
+    run["dataset"] = {"name": "adult", "split_seed": split_seed}
+    run["training"] = {**run["training"], "seed": seed}
+    if smoke:
+        run["training"]["epochs"] = SMOKE_EPOCHS
+    ds = load_dataset(DatasetConfig(name="adult", split_seed=split_seed))
+    trainer = Trainer(run, dataset=ds, threshold_rows="train+val")
+    while not trainer.should_stop:
+        trainer.run_epoch()
+    # finish()'s first steps, without its test scoring: kept weights, temperatures.
+    if trainer._best_state is not None:
+        trainer.model.load_state_dict(trainer._best_state)
+    if trainer.config.training.calibration != "none":
+        trainer._calibrate()
+    kept = trainer._kept_selection()
+    out: dict[str, Any] = {
+        "kept_epoch": None if kept is None else kept.epoch,
+        "kept_reason": None if kept is None else kept.reason,
+        "min_val_eo_diff": min(row["eo_diff"] for row in trainer.history),
+    }
+    for split in ("train", "val"):
+        _, y, s = trainer._tensors[split]
+        assert s is not None
+        out[split] = {
+            "p": trainer._positive_scores(split).double().numpy(),
+            "y": y.numpy(),
+            "s": s.numpy(),
+        }
+    return out
+
+
+def _halves(y: np.ndarray, s: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of two halves of a split, stratified by (group, label) cell."""
+    rng = np.random.default_rng(seed)
+    cells = 2 * s + y
+    first, second = [], []
+    for cell in np.unique(cells):
+        rows = np.flatnonzero(cells == cell)
+        rng.shuffle(rows)
+        first.append(rows[: rows.size // 2])
+        second.append(rows[rows.size // 2 :])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def _rates(pred: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    """Accuracy, eo_diff and the signed group 0 minus group 1 TPR / FPR gaps."""
+    tpr = [pred[(s == g) & (y == 1)].mean() for g in (0, 1)]
+    fpr = [pred[(s == g) & (y == 0)].mean() for g in (0, 1)]
+    return {
+        "acc": float((pred == y).mean()),
+        "eo_diff": float(max(abs(tpr[0] - tpr[1]), abs(fpr[0] - fpr[1]))),
+        "tpr_gap": float(tpr[0] - tpr[1]),
+        "fpr_gap": float(fpr[0] - fpr[1]),
+    }
+
+
+def adult_eo_heldout(
+    scores: Mapping[str, Any],
+    seed: int,
+    candidates: Mapping[str, tuple[float, float | None]] = ADULT_EO_CANDIDATES,
+    halvings: int = ADULT_EO_HALVINGS,
+) -> dict[str, list[dict[str, float]]]:
+    """Each candidate's held-out numbers over ``halvings`` halvings of one
+    run's validation scores: thresholds fitted on training + one half (robust
+    fits seeded with the run's ``seed``, as the trainer does), scored on the
+    other half, plus the fit's own gap, robust gap and accuracy."""
+    from regtune.trainables.thresholds import apply_thresholds, fit_thresholds
+
+    tr, va = scores["train"], scores["val"]
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in candidates}
+    for h in range(halvings):
+        fit_rows, held = _halves(va["y"], va["s"], h)
+        p = torch.from_numpy(np.concatenate([tr["p"], va["p"][fit_rows]]))
+        y = torch.from_numpy(np.concatenate([tr["y"], va["y"][fit_rows]]))
+        s = torch.from_numpy(np.concatenate([tr["s"], va["s"][fit_rows]]))
+        for name, (tolerance, quantile) in candidates.items():
+            fit = fit_thresholds(
+                p, y, s, 2, kind="eo", tolerance=tolerance, robust_quantile=quantile, seed=seed
+            )
+            pred = apply_thresholds(
+                torch.from_numpy(va["p"][held]), torch.from_numpy(va["s"][held]), fit.thresholds
+            ).numpy()
+            row = _rates(pred, va["y"][held], va["s"][held])
+            row.update(
+                fit_gap=fit.gap,
+                fit_robust_gap=float("nan") if fit.robust_gap is None else fit.robust_gap,
+                fit_acc=fit.accuracy,
+                feasible=float(fit.feasible),
+            )
+            out[name].append(row)
+    return out
+
+
+def adult_eo_summary(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean / p90 / max held-out eo_diff, mean accuracy and signed gaps of one candidate."""
+    gaps = np.array([r["eo_diff"] for r in rows])
+    return {
+        "measurements": len(rows),
+        "eo_diff_mean": float(gaps.mean()),
+        "eo_diff_p90": float(np.quantile(gaps, 0.9)),
+        "eo_diff_max": float(gaps.max()),
+        "acc_mean": statistics.fmean(r["acc"] for r in rows),
+        "tpr_gap_mean": statistics.fmean(r["tpr_gap"] for r in rows),
+        "fpr_gap_mean": statistics.fmean(r["fpr_gap"] for r in rows),
+        "abs_tpr_gap_mean": statistics.fmean(abs(r["tpr_gap"]) for r in rows),
+        "abs_fpr_gap_mean": statistics.fmean(abs(r["fpr_gap"]) for r in rows),
+        "fit_gap_mean": statistics.fmean(r["fit_gap"] for r in rows),
+        "fit_acc_mean": statistics.fmean(r["fit_acc"] for r in rows),
+        "feasible_share": statistics.fmean(r["feasible"] for r in rows),
+    }
+
+
+def choose_adult_eo(summaries: Mapping[str, Mapping[str, float]]) -> tuple[str, str]:
+    """:data:`ADULT_EO_RULE` over per-candidate summaries: (name, why)."""
+    base = summaries[ADULT_EO_BASELINE]
+    better = [
+        n
+        for n, m in summaries.items()
+        if n != ADULT_EO_BASELINE
+        and m["acc_mean"] >= ADULT_EO_MIN_ACC
+        and m["eo_diff_mean"] < base["eo_diff_mean"]
+        and m["eo_diff_p90"] < base["eo_diff_p90"]
+    ]
+    if not better:
+        return ADULT_EO_BASELINE, (
+            "no candidate had both a lower held-out mean and p90 eo_diff than the current "
+            f"method at mean held-out acc >= {ADULT_EO_MIN_ACC}: kept"
+        )
+    name = min(better, key=lambda n: (summaries[n]["eo_diff_p90"], -summaries[n]["acc_mean"]))
+    return name, (
+        f"{len(better)} candidate(s) had a lower held-out mean and p90 eo_diff than the current "
+        f"method at mean held-out acc >= {ADULT_EO_MIN_ACC}; the lowest p90"
+    )
+
+
+def select_adult_eo(
+    cfg: Mapping[str, Any],
+    split_seeds: Sequence[int] = ADULT_EO_SPLIT_SEEDS,
+    seeds: Sequence[int] = ADULT_EO_SEEDS,
+    *,
+    smoke: bool = False,
+    cache: Path | None = None,
+    on_run: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The Adult EO robust-threshold selection (protocol above): per run, the
+    held-out summaries of every candidate; over all runs, the summaries and
+    the choice by :data:`ADULT_EO_RULE`. With ``cache`` (a folder), each run's
+    training/validation scores are saved there as ``.npz`` and reused."""
+    runs: dict[str, dict[str, Any]] = {}
+    pooled: dict[str, list[dict[str, float]]] = {n: [] for n in ADULT_EO_CANDIDATES}
+    record: dict[str, Any] = {
+        "protocol": "validation only: thresholds fitted on train + one stratified half of "
+        "validation, scored on the other half; the test split is never scored",
+        "rule": ADULT_EO_RULE,
+        "candidates": {
+            n: {"tolerance": t, "robust_quantile": q} for n, (t, q) in ADULT_EO_CANDIDATES.items()
+        },
+        "split_seeds": list(split_seeds),
+        "seeds": list(seeds),
+        "halvings": ADULT_EO_HALVINGS,
+        "config": dict(cfg),
+        "runs": runs,
+        "smoke_test": smoke,
+    }
+    for split_seed in split_seeds:
+        for seed in seeds:
+            path = None if cache is None else cache / f"adult_eo_{split_seed}_{seed}.npz"
+            scores = _cached_scores(cfg, split_seed, seed, smoke=smoke, path=path)
+            held = adult_eo_heldout(scores, seed)
+            for name, rows in held.items():
+                pooled[name] += rows
+            runs[f"{split_seed}/{seed}"] = {
+                "kept_epoch": scores["kept_epoch"],
+                "kept_reason": scores["kept_reason"],
+                "min_val_eo_diff": scores["min_val_eo_diff"],
+                "candidates": {n: adult_eo_summary(rows) for n, rows in held.items()},
+            }
+            if on_run is not None:
+                on_run(record)
+    summaries = {n: adult_eo_summary(rows) for n, rows in pooled.items()}
+    chosen, why = choose_adult_eo(summaries)
+    record.update(summary=summaries, chosen=chosen, why=why, complete=True)
+    return record
+
+
+def _cached_scores(
+    cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool, path: Path | None
+) -> dict[str, Any]:
+    """:func:`adult_eo_scores`, read from / saved to ``path`` (npz) when given."""
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return {
+                "kept_epoch": int(z["kept_epoch"]) if int(z["kept_epoch"]) >= 0 else None,
+                "kept_reason": str(z["kept_reason"]) or None,
+                "min_val_eo_diff": float(z["min_val_eo_diff"]),
+                **{sp: {k: z[f"{sp}_{k}"] for k in ("p", "y", "s")} for sp in ("train", "val")},
+            }
+    scores = adult_eo_scores(cfg, split_seed, seed, smoke=smoke)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            kept_epoch=np.int64(-1 if scores["kept_epoch"] is None else scores["kept_epoch"]),
+            kept_reason=np.str_(scores["kept_reason"] or ""),
+            min_val_eo_diff=np.float64(scores["min_val_eo_diff"]),
+            **{f"{sp}_{k}": scores[sp][k] for sp in ("train", "val") for k in ("p", "y", "s")},
+        )
+    return scores

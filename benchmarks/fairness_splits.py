@@ -54,13 +54,15 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
-from benchmarks.fairness_selection import select_dataset
+from benchmarks.fairness_selection import select_adult_eo, select_dataset
 from regtune.trainables.config import DatasetConfig
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.loop import train
 
 NAME = "fairness_splits"
 SELECTION_NAME = f"{NAME}_selection"
+#: The Adult EO robust-threshold selection's record (``--select-adult-eo``).
+ADULT_EO_SELECTION = f"{SELECTION_NAME}_adult_eo"
 DEFAULT_DATASETS = ("adult", "german", "compas")
 #: ``--smoke-test`` default: one dataset of each config source (COMPAS runs
 #: the same code as German), to stay near 20 s.
@@ -738,6 +740,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--select-only", action="store_true", help="with --select: stop after the selection"
     )
     parser.add_argument(
+        "--select-adult-eo",
+        action="store_true",
+        help="choose Adult EO's robust-threshold setting on validation only "
+        "(fairness_selection.select_adult_eo), write its JSON and stop",
+    )
+    parser.add_argument(
+        "--scores-cache",
+        type=Path,
+        default=None,
+        help="with --select-adult-eo: folder to keep each run's train/val scores in (.npz)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="rebuild the report from the per-dataset run files; train nothing",
@@ -758,6 +772,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds: list[int] = args.seeds[:1] if smoke else args.seeds
     torch.set_num_threads(TORCH_THREADS)
     started = time.perf_counter()
+    if args.select_adult_eo:
+        path = results_dir() / f"{ADULT_EO_SELECTION}{'-smoke' if smoke else ''}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def write_eo(record: dict[str, Any], path: Path = path) -> None:
+            record["machine"] = machine_facts()
+            record["total_s"] = time.perf_counter() - started
+            path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+        eo = ADULT_CONFIGS[EO][1]
+        kwargs = {"split_seeds": split_seeds[:1], "seeds": seeds[:1]} if smoke else {}
+        record = select_adult_eo(
+            eo, smoke=smoke, cache=args.scores_cache, on_run=write_eo, **kwargs
+        )
+        write_eo(record)
+        print(f"chosen: {record['chosen']} ({record['why']}); wrote {path}", flush=True)
+        return 0
     if args.select:
         # Scores of configs the committed record already measured are reused
         # (deterministic training); new grid entries are trained.

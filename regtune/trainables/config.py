@@ -39,7 +39,8 @@ Shape (every key optional except ``dataset``)::
       spectral_norm: false
       adversarial: {method: none, eps: 0.1, steps: 7, step_size: null, beta: 6.0}
       fairness: {kind: none, strength: 0.0, temperature: 1.0, method: penalty, dual_lr: 1.0,
-                 bound: null, margin: 0.0}  # keep the best epoch with val gap <= bound - margin
+                 bound: null, margin: 0.0,  # keep the best epoch with val gap <= bound - margin
+                 robust_quantile: null, robust_resamples: 200}  # robust post-processing thresholds
 
 Every key changes the run or is refused. Combinations the loop cannot honour
 are rejected here (mixup with TRADES or with a fairness penalty,
@@ -137,6 +138,10 @@ ROBUST_STEPS = (
 MARGIN_BOUND = (
     "penalties.fairness.margin ({margin}) must be below penalties.fairness.bound ({bound}): "
     "an epoch is kept only when its validation gap is at most bound - margin"
+)
+ROBUST_NEEDS_BOUND = (
+    "penalties.fairness.robust_quantile ({quantile}) needs penalties.fairness.bound: robust "
+    "thresholds keep the resampled gap within bound - margin (set bound, or robust_quantile: null)"
 )
 IDLE_KEY = "has no effect: {reason}; remove it, or set {on} so that it applies"
 
@@ -300,6 +305,15 @@ class FairnessConfig(_Strict):
     #: training and validation splits: more rows in the smallest group-label
     #: cell, in-sample for the training part; see docs/fairness.md).
     threshold_rows: ThresholdRows = "val"
+    #: Robust post-processing thresholds (None: off). A threshold tuple meets
+    #: the constraint only when its gap is within ``bound - margin`` on the
+    #: fitting rows and on at least this share of ``robust_resamples``
+    #: stratified bootstrap resamples of them (seeded by ``training.seed``),
+    #: so a noisy (group, label) cell gets a wider margin than a large one
+    #: (see regtune.trainables.fairness_robust and docs/fairness.md).
+    robust_quantile: float | None = Field(None, gt=0.0, lt=1.0)
+    #: Bootstrap resamples of a robust fit.
+    robust_resamples: int = Field(200, ge=20, le=5000)
 
     @property
     def training_method(self) -> Literal["penalty", "lagrangian"] | None:
@@ -318,6 +332,8 @@ class FairnessConfig(_Strict):
     def _margin_below_bound(self) -> FairnessConfig:
         if self.bound is not None and self.margin >= self.bound:
             raise ValueError(MARGIN_BOUND.format(margin=self.margin, bound=self.bound))
+        if self.robust_quantile is not None and self.bound is None:
+            raise ValueError(ROBUST_NEEDS_BOUND.format(quantile=self.robust_quantile))
         return self
 
 
@@ -449,7 +465,10 @@ DEPENDENCIES: tuple[Dependency, ...] = (
             f"penalties.fairness.{key}", "penalties.fairness.kind", lambda v: v == "none",
             "the fairness penalty is off while kind is 'none'",
         )
-        for key in ("strength", "temperature", "method", "dual_lr", "bound", "threshold_rows")
+        for key in (
+            "strength", "temperature", "method", "dual_lr", "bound", "threshold_rows",
+            "robust_quantile", "robust_resamples",
+        )
     ),
     Dependency(
         "penalties.fairness.kind", "penalties.fairness.strength", _is_zero,
@@ -471,10 +490,17 @@ DEPENDENCIES: tuple[Dependency, ...] = (
         "penalties.fairness.margin", "penalties.fairness.bound", lambda v: v is None,
         "there is no constraint to keep a margin under while bound is unset",
     ),
+    *(
+        Dependency(
+            f"penalties.fairness.{key}", "penalties.fairness.method",
+            lambda v: not str(v).endswith("postprocess"),
+            "only a method ending in 'postprocess' fits thresholds",
+        )
+        for key in ("threshold_rows", "robust_quantile", "robust_resamples")
+    ),
     Dependency(
-        "penalties.fairness.threshold_rows", "penalties.fairness.method",
-        lambda v: not str(v).endswith("postprocess"),
-        "only a method ending in 'postprocess' fits thresholds",
+        "penalties.fairness.robust_resamples", "penalties.fairness.robust_quantile",
+        lambda v: v is None, "robust thresholds are off while robust_quantile is null",
     ),
     Dependency(
         "penalties.fairness.dual_lr", "penalties.fairness.method",

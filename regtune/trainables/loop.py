@@ -586,7 +586,15 @@ class Trainer:
             scores = torch.cat([self._positive_scores("train"), scores])
             y_val, s_val = torch.cat([y_train, y_val]), torch.cat([s_train, s_val])
         fit = thresholds.fit_thresholds(
-            scores, y_val, s_val, len(self.dataset.group_names), kind=fair.kind, tolerance=tolerance
+            scores,
+            y_val,
+            s_val,
+            len(self.dataset.group_names),
+            kind=fair.kind,
+            tolerance=tolerance,
+            robust_quantile=fair.robust_quantile,
+            resamples=fair.robust_resamples,
+            seed=self.config.training.seed,
         )
         self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)
         _, y, s = self._tensors["test"]
@@ -597,6 +605,7 @@ class Trainer:
             "val_postprocess_gap": fit.gap,
             "postprocess_feasible": float(fit.feasible),
             "postprocess_fit_rows": float(y_val.shape[0]),
+            **({} if fit.robust_gap is None else {"val_postprocess_robust_gap": fit.robust_gap}),
             "test_acc": float((pred == y).double().mean()),
             "test_dp_diff": fairness.dp_difference(pred, s),
             "test_eo_diff": fairness.eo_difference(y, pred, s),

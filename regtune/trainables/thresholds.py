@@ -25,6 +25,14 @@ the reference's (ties: the more accurate); the best such tuple wins. When
 exact parity is reachable this finds the most accurate exactly fair tuple:
 for a fixed reference threshold each other group's best exact match is
 independent of the others.
+
+Robust fit (``robust_quantile`` set): the same candidate tuples, but a tuple
+meets the constraint only when its gap is within ``tolerance`` both on the
+fitting rows and on at least ``robust_quantile`` of ``resamples``
+stratified bootstrap resamples of them (:mod:`regtune.trainables.fairness_robust`,
+seeded by ``seed``). A small, noisy (group, label) cell thereby gets a wider
+effective margin than a large one. When every cell's rates are exact (each
+resample gives the same rates) or the option is off, the fit is the plain one.
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ import torch
 from torch import Tensor
 
 from regtune.errors import DataError
+from regtune.trainables import fairness_robust
 from regtune.trainables.config import ThresholdRows
 
 __all__ = [
     "BAD_FIT_ROWS",
+    "DEFAULT_RESAMPLES",
     "DEFAULT_TOLERANCE",
     "FIT_ROWS",
     "MAX_CANDIDATES",
@@ -49,6 +59,7 @@ __all__ = [
     "beats_constant",
     "constant_accuracy",
     "fit_thresholds",
+    "resampled_gap",
 ]
 
 #: Largest gap counted as meeting the constraint when ``tolerance`` is not
@@ -66,6 +77,9 @@ BAD_FIT_ROWS = "threshold_rows must be one of {allowed}; got {rows!r}"
 #: rates by about 1/MAX_CANDIDATES of its rows): the search compares every
 #: pair of candidates, so this bounds its memory (about 32 MiB per array).
 MAX_CANDIDATES = 2048
+#: Bootstrap resamples of a robust fit when not given (its quantile then moves
+#: by about one resample in 200 between seeds).
+DEFAULT_RESAMPLES = 200
 
 BAD_INPUTS = (
     "fit_thresholds needs scores, labels and groups of one equal, non-zero length and "
@@ -82,6 +96,9 @@ class ThresholdFit:
 
     ``feasible``: the gap is within the tolerance and the accuracy beats
     ``constant_accuracy`` (the best constant decision's, on the same rows).
+    ``robust_gap``: for a robust fit, the ``robust_quantile`` quantile of the
+    tuple's gap over the bootstrap resamples (a robust fit is feasible only
+    when it too is within the tolerance); None for a plain fit.
     """
 
     thresholds: tuple[float, ...]
@@ -89,6 +106,7 @@ class ThresholdFit:
     accuracy: float
     feasible: bool
     constant_accuracy: float = 0.0
+    robust_gap: float | None = None
 
 
 def constant_accuracy(y: Tensor | np.ndarray) -> float:
@@ -163,6 +181,9 @@ def fit_thresholds(
     *,
     kind: Literal["dp", "eo"] | str,
     tolerance: float = DEFAULT_TOLERANCE,
+    robust_quantile: float | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> ThresholdFit:
     """Per-group thresholds on ``scores`` (positive-class probability) meeting
     ``kind`` on ``(y, s)`` within ``tolerance``, most accurate first.
@@ -173,25 +194,25 @@ def fit_thresholds(
     accurate than a constant is returned (then the most accurate; among all
     tuples when none is), with ``feasible=False``.
 
+    With ``robust_quantile`` (in (0, 1)), a tuple meets the constraint only
+    when its gap is within ``tolerance`` on the rows and on at least that
+    share of ``resamples`` stratified bootstrap resamples of them, drawn
+    with ``seed`` (see the module docstring); "gap" in the fallback above
+    then means the larger of the two. ``robust_gap`` of the result is the
+    quantile. ``resamples`` and ``seed`` are unused when it is None.
+
     Raises:
         DataError: inputs of unequal or zero length, a group code outside
             ``[0, n_groups)``, or a group without rows.
-        ValueError: ``kind`` is not ``dp`` or ``eo``.
+        ValueError: ``kind`` is not ``dp`` or ``eo``; ``robust_quantile``
+            outside (0, 1) or ``resamples`` below 1.
     """
     if kind not in ("dp", "eo"):
         raise ValueError(BAD_KIND.format(kind=kind))
-    p, yy, ss = (t.detach().to("cpu").numpy() for t in (scores.double(), y.long(), s.long()))
+    fairness_robust.check_robust_options(robust_quantile, resamples)
+    p, yy, ss = _arrays(scores, y, s, n_groups)
     n = p.shape[0]
-    same_length = n > 0 and yy.shape[0] == n and ss.shape[0] == n
-    if not same_length or ss.min() < 0 or ss.max() >= n_groups:
-        lengths = [int(t.shape[0]) for t in (scores, y, s)]
-        raise DataError(BAD_INPUTS.format(lengths=lengths, n_groups=n_groups))
-    groups = []
-    for g in range(n_groups):
-        rows = ss == g
-        if not rows.any():
-            raise DataError(EMPTY_GROUP.format(group=g))
-        groups.append(_candidates(p[rows], yy[rows]))
+    groups = [_candidates(p[ss == g], yy[ss == g]) for g in range(n_groups)]
     ref_code = int(np.argmax(np.bincount(ss, minlength=n_groups)))
     ref = groups[ref_code]
     n_ref = ref["cand"].size
@@ -216,12 +237,18 @@ def fit_thresholds(
     accuracy = per_group["correct"].sum(axis=1) / n
     constant = constant_accuracy(yy)
     useful = beats_constant(accuracy, constant)
-    feasible = (gap <= tolerance) & useful
+    robust: np.ndarray | None = None
+    if robust_quantile is not None:
+        robust = _robust_gaps(p, yy, ss, groups, chosen, kind, robust_quantile, resamples, seed)
+        gap_for_choice = np.maximum(gap, robust)
+    else:
+        gap_for_choice = gap
+    feasible = (gap_for_choice <= tolerance) & useful
     if feasible.any():
         best = int(np.argmax(np.where(feasible, accuracy, -1.0)))
     else:
         pool = useful if useful.any() else np.ones_like(useful)
-        pool_gap = np.where(pool, gap, np.inf)
+        pool_gap = np.where(pool, gap_for_choice, np.inf)
         smallest = pool_gap <= pool_gap.min() + DEFAULT_TOLERANCE
         best = int(np.argmax(np.where(smallest, accuracy, -1.0)))
     thresholds = tuple(float(pick[g]["cand"][chosen[best, g]]) for g in range(n_groups))
@@ -231,4 +258,108 @@ def fit_thresholds(
         accuracy=float(accuracy[best]),
         feasible=bool(feasible[best]),
         constant_accuracy=constant,
+        robust_gap=None if robust is None else float(robust[best]),
     )
+
+
+def _arrays(
+    scores: Tensor, y: Tensor, s: Tensor, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, labels and group codes as numpy, checked: equal non-zero
+    lengths, codes in ``[0, n_groups)``, every group present."""
+    p, yy, ss = (t.detach().to("cpu").numpy() for t in (scores.double(), y.long(), s.long()))
+    n = p.shape[0]
+    same_length = n > 0 and yy.shape[0] == n and ss.shape[0] == n
+    if not same_length or ss.min() < 0 or ss.max() >= n_groups:
+        lengths = [int(t.shape[0]) for t in (scores, y, s)]
+        raise DataError(BAD_INPUTS.format(lengths=lengths, n_groups=n_groups))
+    for g in range(n_groups):
+        if not (ss == g).any():
+            raise DataError(EMPTY_GROUP.format(group=g))
+    return p, yy, ss
+
+
+def _rate_keys(kind: str) -> tuple[tuple[str, int | None], ...]:
+    """(rate, label of its rows; None = all rows) that ``kind`` compares."""
+    return (("sel", None),) if kind == "dp" else (("tpr", 1), ("fpr", 0))
+
+
+def _resampled_gap_table(rates: dict[str, list[np.ndarray]], kind: str) -> np.ndarray:
+    """Gap per resample from per-key lists (one per group) of ``(resamples, m)``
+    rates: ``(resamples, m)``; NaN rates (a group without the label) skipped."""
+    out: np.ndarray | None = None
+    for key, _ in _rate_keys(kind):
+        stacked = np.stack(rates[key], axis=-1)  # (resamples, m, groups)
+        gap = _gap(stacked.reshape(-1, stacked.shape[-1])).reshape(stacked.shape[:2])
+        out = gap if out is None else np.maximum(out, gap)
+    assert out is not None
+    return out
+
+
+def _robust_gaps(
+    p: np.ndarray,
+    yy: np.ndarray,
+    ss: np.ndarray,
+    groups: list[dict[str, np.ndarray]],
+    chosen: np.ndarray,
+    kind: str,
+    quantile: float,
+    resamples: int,
+    seed: int,
+) -> np.ndarray:
+    """The ``quantile`` of each candidate tuple's (rows of ``chosen``) gap over
+    ``resamples`` stratified bootstrap resamples of the fitting rows."""
+    counts = fairness_robust.resample_counts(
+        fairness_robust.strata_of(yy, ss, kind), resamples, seed
+    )
+    rates: dict[str, list[np.ndarray]] = {key: [] for key, _ in _rate_keys(kind)}
+    for g, cand in enumerate(groups):
+        in_group = ss == g
+        for key, label in _rate_keys(kind):
+            rows = in_group if label is None else in_group & (yy == label)
+            if not rows.any():
+                rates[key].append(np.full((resamples, chosen.shape[0]), np.nan))
+                continue
+            hits = fairness_robust.weighted_at_least(p[rows], counts[:, rows], cand["cand"])
+            # Stratified: each stratum keeps its size, so the denominator is fixed.
+            rates[key].append(hits[:, chosen[:, g]] / rows.sum())
+    return fairness_robust.gap_quantile(_resampled_gap_table(rates, kind), quantile)
+
+
+def resampled_gap(
+    scores: Tensor,
+    y: Tensor,
+    s: Tensor,
+    n_groups: int,
+    thresholds: tuple[float, ...],
+    *,
+    kind: Literal["dp", "eo"] | str,
+    quantile: float,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> float:
+    """The ``quantile`` of the gap of the decisions ``scores >= thresholds[s]``
+    over the bootstrap resamples a robust :func:`fit_thresholds` with the same
+    rows, ``resamples`` and ``seed`` draws: the robust criterion of one tuple,
+    computed from the decisions themselves (a check on the fit's own count).
+
+    Raises:
+        DataError, ValueError: as :func:`fit_thresholds`.
+    """
+    if kind not in ("dp", "eo"):
+        raise ValueError(BAD_KIND.format(kind=kind))
+    fairness_robust.check_robust_options(quantile, resamples)
+    p, yy, ss = _arrays(scores, y, s, n_groups)
+    decided = (p >= np.asarray(thresholds, dtype=np.float64)[ss]).astype(np.float64)
+    counts = fairness_robust.resample_counts(
+        fairness_robust.strata_of(yy, ss, kind), resamples, seed
+    )
+    rates: dict[str, list[np.ndarray]] = {key: [] for key, _ in _rate_keys(kind)}
+    for g in range(n_groups):
+        for key, label in _rate_keys(kind):
+            rows = (ss == g) if label is None else (ss == g) & (yy == label)
+            w = counts[:, rows].astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rate = (w * decided[rows]).sum(axis=1) / w.sum(axis=1)
+            rates[key].append(rate[:, None])
+    return float(fairness_robust.gap_quantile(_resampled_gap_table(rates, kind), quantile)[0])
