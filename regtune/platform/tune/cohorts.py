@@ -44,6 +44,16 @@ So the barrier never waits for a member that a scheduler paused
 (HyperBand) or stopped (ASHA) for longer than the driver takes to act, and
 never forever. Members' states cross processes as checkpoint files
 (safetensors + JSON, :mod:`regtune.trainables.checkpoint`), never pickles.
+
+Calls may run out of order. Ray runs the calls of an asynchronous actor
+(the manager and the workers are) as they arrive, not in the order they
+were sent: a retried member's ``join`` can run before the ``leave`` of its
+failed try, which then took the new membership out of its forming group
+(seen: the new worker answered "not a member"). So each membership carries
+a generation (the driver counts them up): a ``leave`` of an older
+generation than the newest one heard of for the trial is stale and ignored,
+and a ``join`` whose own ``leave`` came first joins nothing. Workers check
+the same on their ``leave``.
 """
 
 from __future__ import annotations
@@ -191,6 +201,8 @@ class CohortWorker:
         self._parked: set[str] = set()
         #: Members that left: asking again is an error, not a new member.
         self._left: set[str] = set()
+        #: Each member's membership generation (see the module docstring).
+        self._gen: dict[str, int] = {}
         self._stops = None if stops is None else sorted(set(stops))
         #: Per member: the last epoch handed to its trial, the last epoch
         #: after which its trial asked for more (so the scheduler let it go on), and
@@ -201,16 +213,22 @@ class CohortWorker:
         self._training: asyncio.Future[None] | None = None
         self.add(members)
 
-    def add(self, members: Mapping[str, tuple[dict[str, Any], StateFiles | None]]) -> None:
+    def add(
+        self,
+        members: Mapping[str, tuple[dict[str, Any], StateFiles | None]],
+        gens: Mapping[str, int] | None = None,
+    ) -> None:
         """Members join between two epochs: they and every live member are
         repacked into one new cohort (each live member moves with its exact
         state), so newcomers fuse with the members already training. A
         worker without members (just started, or emptied) takes them as a
-        new cohort."""
+        new cohort. ``gens``: each member's membership generation (a later
+        :meth:`leave` of an older one is ignored)."""
         from regtune.trainables.cohort import make_cohort
 
         if not members:
             return
+        self._gen.update(gens or {})
         moving = {tid: self._owner[tid].state_dict(tid) for tid in sorted(self._live)}
         for tid, (cfg, _) in members.items():
             self._configs[tid] = dict(cfg)
@@ -269,13 +287,15 @@ class CohortWorker:
                 self._maybe_run()
         return future.result()
 
-    def leave(self, tid: str) -> None:
+    def leave(self, tid: str, gen: int | None = None) -> None:
         """The member's trial was stopped, paused or lost: train it no more.
 
         The worker forgets it (its state was checkpointed before);
-        asking for another epoch is then an error.
+        asking for another epoch is then an error. ``gen``: the generation
+        of the membership that ends; an older one than the member's here
+        (a leave that arrived after its trial joined again) changes nothing.
         """
-        if tid not in self._owner:
+        if tid not in self._owner or (gen is not None and gen < self._gen.get(tid, gen)):
             return
         self._rereport.pop(tid, None)
         self._parked.discard(tid)
@@ -459,6 +479,8 @@ class _Forming:
         self.sent = False
         #: Members that left after they were sent, before the worker took them.
         self.gone: set[str] = set()
+        #: Each member's membership generation.
+        self.gens: dict[str, int] = {}
 
 
 class CohortManager:
@@ -516,22 +538,44 @@ class CohortManager:
         self._where: dict[str, Any] = {}
         #: Fuse key of every member placed (text; ``None``: cannot fuse).
         self._keys: dict[str, str | None] = {}
+        #: Per trial: the newest membership generation heard of (join or
+        #: leave), the newest whose leave was heard, and the one placed.
+        self._gen: dict[str, int] = {}
+        self._left_gen: dict[str, int] = {}
+        self._placed_gen: dict[str, int] = {}
         self.sizes: list[int] = []
         for _ in range(min(prestart, self._slots)):
             self._new_worker()
 
     async def join(
-        self, tid: str, config: dict[str, Any], files: StateFiles | None = None
+        self,
+        tid: str,
+        config: dict[str, Any],
+        files: StateFiles | None = None,
+        gen: int = 0,
+        lost: Any = None,
     ) -> list[Any]:
-        """Put trial ``tid`` in the forming cohort; return ``[worker]`` once it joined one."""
+        """Put trial ``tid`` in the forming cohort; return ``[worker]`` once it joined one.
+
+        ``gen``: this membership's generation (higher than any earlier one of
+        the trial); ``[None]`` when its :meth:`leave` ran first (nothing
+        joined). ``lost``: a worker the trial's last try found dead
+        (:meth:`lost` first, so the group does not go to it).
+        """
+        if lost is not None:
+            self.lost(lost)
+        if gen < self._gen.get(tid, gen) or gen <= self._left_gen.get(tid, gen - 1):
+            return [None]
+        self._gen[tid] = gen
         if tid in self._where or any(tid in g.members for g in self._starting):
             # The trial's earlier membership (before a retry or restore) ends here.
-            self.leave(tid)
+            self._leave_now(tid)
         group = self._forming
         if group is None:
             group = self._forming = _Forming()
             asyncio.get_running_loop().call_later(self._window_s, self._close, group)
         group.members[tid] = (config, files)
+        group.gens[tid] = gen
         if len(group.members) >= self._fuse:
             self._close(group)
         await group.ready.wait()
@@ -539,8 +583,17 @@ class CohortManager:
             raise group.error
         return [group.worker]
 
-    def leave(self, tid: str) -> None:
-        """Trial ``tid`` stopped training (any reason): its worker trains it no more."""
+    def leave(self, tid: str, gen: int = 0) -> None:
+        """Trial ``tid``'s membership ``gen`` ended (its trial stopped training,
+        any reason): its worker trains it no more. A leave of an older
+        membership than the newest heard of arrived late: it changes nothing."""
+        if gen < self._gen.get(tid, gen):
+            return
+        self._gen[tid] = self._left_gen[tid] = gen
+        self._leave_now(tid)
+
+    def _leave_now(self, tid: str) -> None:
+        """Trial ``tid``'s current membership ends, wherever it stands."""
         forming = self._forming
         if forming is not None and tid in forming.members:
             # Left before its cohort closed: it is simply not in it.
@@ -563,7 +616,7 @@ class CohortManager:
         if worker is None:
             return
         # Its group is no longer starting: the worker has taken it (add returned).
-        worker.leave.remote(tid)
+        worker.leave.remote(tid, self._placed_gen.get(tid))
         self._members_of[worker].discard(tid)
 
     def lost(self, worker: Any) -> None:
@@ -641,6 +694,7 @@ class CohortManager:
         for tid in group.members:
             self._where[tid] = worker
             self._keys[tid] = keys.get(tid)
+            self._placed_gen[tid] = group.gens[tid]
         self.sizes.append(len(group.members))
         return worker
 
@@ -665,9 +719,11 @@ class CohortManager:
                 await self._up[worker]
                 group.sent = True
                 if group.members:
-                    await worker.add.remote(group.members)
+                    await worker.add.remote(
+                        group.members, {tid: group.gens[tid] for tid in group.members}
+                    )
                 for tid in group.gone:
-                    worker.leave.remote(tid)
+                    worker.leave.remote(tid, group.gens[tid])
         except Exception as exc:  # reported to every joiner
             group.error = exc
             if isinstance(exc, ray.exceptions.RayActorError) and group.worker is not None:

@@ -86,6 +86,9 @@ _FORMAT = 1
 #: lets callbacks refresh the display.
 _POLL_S = 0.5
 
+#: A join answered as if its membership had left (a manager out of step with
+#: the driver): the member fails and is retried like any failure.
+JOINED_NOTHING = "trial {tid!r}: the cohort manager placed it nowhere (it took it as gone)"
 NOT_TRAINED_BY_TUNE = (
     "a fused member's epochs are trained by its cohort worker; Tune does not run "
     "this trainable (it only names the members' trials)"
@@ -215,8 +218,13 @@ class FusedController:
 class _Member:
     """The driver's view of one running member."""
 
-    def __init__(self, trial: Trial, files: dict[str, bytes] | None, start_iter: int) -> None:
+    def __init__(
+        self, trial: Trial, files: dict[str, bytes] | None, start_iter: int, gen: int
+    ) -> None:
         self.trial = trial
+        #: This membership's generation: the manager tells a late call of an
+        #: earlier try of the trial from this one's (calls may run out of order).
+        self.gen = gen
         self.files = files
         self.worker: Any = None
         self.iteration = start_iter
@@ -368,6 +376,8 @@ class _Loop:
             else time.monotonic() + float(spec.budget.time_limit_s)
         )
         self.iteration = 0
+        #: Memberships started so far (each member's generation).
+        self.generations = 0
         self.max_pending = _max_pending(self.search)
         first = spec.objectives[0]
         self.metric, self.mode = first.metric, first.mode
@@ -567,25 +577,28 @@ class _Loop:
             self._start(trial)
             self._admit()
 
-    def _start(self, trial: Trial) -> None:
-        """Send ``trial`` to a cohort, from its newest checkpoint when it has one."""
+    def _start(self, trial: Trial, lost: Any = None) -> None:
+        """Send ``trial`` to a cohort, from its newest checkpoint when it has one
+        (``lost``: the cohort worker its last try found dead)."""
         files, at = None, 0
         newest = self.checkpoints.get(trial.trial_id)
         if newest:
             folder, at = newest[-1]
             files = self.files.read_folder(f"{folder}/{STATE_DIR}")
         trial.set_status(Trial.RUNNING)
-        member = _Member(trial, files, at)
+        self.generations += 1
+        member = _Member(trial, files, at, self.generations)
         member.failures = self.failures.get(trial.trial_id, 0)
         self.running[trial.trial_id] = member
         self._write_params(trial)
         for cb in self.callbacks:
             cb.on_trial_start(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
-        self._join(member)
+        self._join(member, lost)
 
-    def _join(self, member: _Member) -> None:
+    def _join(self, member: _Member, lost: Any = None) -> None:
         tid = member.trial.trial_id
-        ref = self.manager.join.remote(tid, dict(member.trial.config), member.files)
+        config = dict(member.trial.config)
+        ref = self.manager.join.remote(tid, config, member.files, member.gen, lost)
         self.pending[ref] = ("join", member)
 
     def _joined(self, member: _Member, ref: Any) -> None:
@@ -593,6 +606,10 @@ class _Loop:
             (member.worker,) = ray.get(ref)
         except ray.exceptions.RayError as exc:
             self._failed(member, exc)
+            return
+        if member.worker is None:
+            # Only a membership that had left is answered so; this one has not.
+            self._failed(member, RuntimeError(JOINED_NOTHING.format(tid=member.trial.trial_id)))
             return
         member.files = None
         if self.out_of_time:
@@ -688,7 +705,7 @@ class _Loop:
         for ref, (_, owner) in list(self.pending.items()):
             if owner is member:
                 del self.pending[ref]
-        self.manager.leave.remote(tid)
+        self.manager.leave.remote(tid, member.gen)
 
     def _failed(self, member: _Member, exc: BaseException, *, then: str = Trial.PENDING) -> None:
         """A cohort failed the member (an epoch or its checkpoint raised, or its
@@ -697,9 +714,12 @@ class _Loop:
         it again, as a member it had paused); else it ends as failed."""
         trial = member.trial
         tid = trial.trial_id
+        dead = None
         if isinstance(exc, ray.exceptions.RayActorError) and member.worker is not None:
-            # Its cohort worker died: the pool replaces it for the retry.
-            self.manager.lost.remote(member.worker)
+            # Its cohort worker died: the pool replaces it (its retry says so
+            # too: this call may run after the retry's join).
+            dead = member.worker
+            self.manager.lost.remote(dead)
         self._leave(member)
         if self.out_of_time:
             # No retry after the time ran out: it waits to be resumed.
@@ -712,7 +732,7 @@ class _Loop:
             for cb in self.callbacks:
                 cb.on_trial_recover(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
             if then == Trial.PENDING:
-                self._start(trial)
+                self._start(trial, lost=dead)
             else:
                 self.save_state()
             return

@@ -215,6 +215,49 @@ def test_a_member_restored_from_its_final_checkpoint_repeats_its_last_epoch(
     assert again.stats()["rounds"] == 0
 
 
+def test_a_late_leave_of_an_earlier_membership_leaves_the_member_in(digits: Dataset) -> None:
+    a, b = _config(0.01), _config(0.05, seed=1)
+    worker = _worker(digits, {})
+    worker.add({"a": (a, None), "b": (b, None)}, {"a": 2, "b": 1})
+    # Ray may run an actor's calls out of order: the leave of a's try 1 ran
+    # after its try 2 had joined. It changes nothing.
+    worker.leave("a", 1)
+    assert worker.stats()["members"] == ["a", "b"]
+    _steps(worker, "a", "b")
+    worker.leave("a", 2)
+    assert worker.stats()["members"] == ["b"]
+    with pytest.raises(RuntimeError, match=r"left its cohort"):
+        _steps(worker, "a")
+
+
+@pytest.mark.ray
+def test_the_manager_keeps_a_retried_member_whose_old_leave_runs_late(
+    ray_local: None, digits: Dataset
+) -> None:
+    import ray
+
+    from regtune.platform.tune.cohorts import CohortManager
+
+    async def scenario() -> tuple[list[Any], list[str], list[Any]]:
+        manager = CohortManager([ray.put(digits)], fuse=2, cpu=1, gpu=0, threads=1, window_s=0.05)
+        # The driver sent leave(a, try 1), then join(a, try 2); the join ran first.
+        join_a = asyncio.ensure_future(manager.join("a", _config(0.01), None, 2))
+        await asyncio.sleep(0)
+        manager.leave("a", 1)
+        placed = await asyncio.gather(join_a, manager.join("b", _config(0.05, seed=1), None, 3))
+        stats = await placed[0][0].stats.remote()
+        # A leave that ran before its own join: that join joins nothing.
+        manager.leave("c", 5)
+        late = await manager.join("c", _config(0.02), None, 5)
+        ray.kill(placed[0][0])
+        return [w for (w,) in placed], list(stats["members"]), late
+
+    workers, members, late = asyncio.run(scenario())
+    assert workers[0] == workers[1]
+    assert members == ["a", "b"]
+    assert late == [None]
+
+
 def test_state_file_names_must_be_plain(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="plain file name"):
         write_state_files({"../x": b""}, tmp_path)
