@@ -13,12 +13,17 @@ import torch
 
 from benchmarks.fairness_contenders import crossfit_folds, crossfit_thresholds
 from benchmarks.fairness_selection import (
+    ADULT_EO_BASELINE,
     BASES,
     CANDIDATES,
+    adult_eo_heldout,
+    adult_eo_summary,
     choose,
+    choose_adult_eo,
     dominated,
     fairness_config,
     holdout_dataset,
+    stratified_halves,
 )
 from benchmarks.fairness_splits import ADULT_CONFIGS, DP, EO, configs_for, threshold_rows_for
 from regtune.trainables.config import DatasetConfig, parse_train_config
@@ -195,3 +200,46 @@ def test_paired_difference_pairs_runs_by_split_and_seed() -> None:
     assert low < diff["mean"] < high and low < 0 < high  # three noisy runs: 0 is inside
     with pytest.raises(ValueError, match="same split seeds and seeds"):
         paired_difference(mine[3:], theirs, "acc")
+
+
+def _eo_summary(mean: float, p90: float, acc: float) -> dict[str, float]:
+    return {"eo_diff_mean": mean, "eo_diff_p90": p90, "acc_mean": acc}
+
+
+def test_choose_adult_eo_needs_a_lower_mean_and_p90_at_enough_accuracy() -> None:
+    base = _eo_summary(0.05, 0.10, 0.843)
+    summaries = {
+        ADULT_EO_BASELINE: base,
+        "too inaccurate": _eo_summary(0.02, 0.04, 0.83),
+        "higher mean": _eo_summary(0.051, 0.09, 0.845),
+        "better": _eo_summary(0.045, 0.095, 0.841),
+        "best p90": _eo_summary(0.049, 0.08, 0.840),
+    }
+    assert choose_adult_eo(summaries)[0] == "best p90"
+    del summaries["best p90"], summaries["better"]
+    name, why = choose_adult_eo(summaries)
+    assert name == ADULT_EO_BASELINE and "kept" in why
+
+
+def test_adult_eo_halves_split_every_cell_and_candidates_score_the_other_half() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    s = (rng.random(n) < 0.4).astype(np.int64)
+    y = (rng.random(n) < 0.3).astype(np.int64)
+    p = np.clip(0.3 * y + 0.5 * rng.random(n), 0, 1)
+    first, second = stratified_halves(y, s, 3)
+    assert np.intersect1d(first, second).size == 0 and first.size + second.size == n
+    for g in (0, 1):
+        for label in (0, 1):
+            cell = np.flatnonzero((s == g) & (y == label))
+            assert abs(np.isin(cell, first).sum() - np.isin(cell, second).sum()) <= 1
+    scores = {
+        "train": {"p": p[:200], "y": y[:200], "s": s[:200]},
+        "val": {"p": p[200:], "y": y[200:], "s": s[200:]},
+    }
+    out = adult_eo_heldout(scores, 0, {"plain": (0.05, None), "robust": (0.05, 0.6)}, halvings=2)
+    assert [len(rows) for rows in out.values()] == [2, 2]
+    assert all(np.isnan(r["fit_robust_gap"]) for r in out["plain"])
+    assert all(r["fit_robust_gap"] >= 0 for r in out["robust"])
+    summary = adult_eo_summary(out["robust"])
+    assert summary["measurements"] == 2 and 0 <= summary["eo_diff_mean"] <= summary["eo_diff_max"]
