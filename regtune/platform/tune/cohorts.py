@@ -101,6 +101,9 @@ REREPORT = "__regtune_rereport__"
 COHORT_SIZE = "cohort_size"
 #: Workers asked for fuse keys before a dead pool is reported (each a new one).
 _KEY_ATTEMPTS = 3
+#: Workers a group is sent to before its joiners get the error (one that died
+#: unnoticed leaves the pool and the group goes to another).
+_PLACE_ATTEMPTS = 2
 #: Concurrent calls a cohort worker serves: every member waits in the barrier.
 _MAX_CALLS = 1000
 
@@ -226,9 +229,9 @@ class CohortWorker:
         :meth:`leave` of an older one is ignored)."""
         from regtune.trainables.cohort import make_cohort
 
+        members = self._newest_memberships(members, gens or {})
         if not members:
             return
-        self._gen.update(gens or {})
         moving = {tid: self._owner[tid].state_dict(tid) for tid in sorted(self._live)}
         for tid, (cfg, _) in members.items():
             self._configs[tid] = dict(cfg)
@@ -257,6 +260,26 @@ class CohortWorker:
                 self._rereport[tid] = self._final_row(tid, last=True)
             else:
                 self._live.add(tid)
+
+    def _newest_memberships(
+        self,
+        members: Mapping[str, tuple[dict[str, Any], StateFiles | None]],
+        gens: Mapping[str, int],
+    ) -> dict[str, tuple[dict[str, Any], StateFiles | None]]:
+        """``members`` less those of an older generation than one this worker
+        had (a late add); a member still here from an older generation than
+        its new one leaves first (its leave may arrive later, and is then
+        ignored), so the new membership starts from its own state."""
+        out = dict(members)
+        for tid, gen in gens.items():
+            have = self._gen.get(tid)
+            if tid not in out or (have is not None and gen < have):
+                out.pop(tid, None)
+                continue
+            if tid in self._owner and (have is None or gen > have):
+                self.leave(tid)
+            self._gen[tid] = gen
+        return out
 
     # -- the barrier ------------------------------------------------------------
 
@@ -552,21 +575,23 @@ class CohortManager:
         tid: str,
         config: dict[str, Any],
         files: StateFiles | None = None,
-        gen: int = 0,
+        gen: int | None = None,
         lost: Any = None,
     ) -> list[Any]:
         """Put trial ``tid`` in the forming cohort; return ``[worker]`` once it joined one.
 
         ``gen``: this membership's generation (higher than any earlier one of
         the trial); ``[None]`` when its :meth:`leave` ran first (nothing
-        joined). ``lost``: a worker the trial's last try found dead
-        (:meth:`lost` first, so the group does not go to it).
+        joined). ``None``: no generation check (callers that never retry).
+        ``lost``: a worker the trial's last try found dead (:meth:`lost`
+        first, so the group does not go to it).
         """
         if lost is not None:
             self.lost(lost)
-        if gen < self._gen.get(tid, gen) or gen <= self._left_gen.get(tid, gen - 1):
-            return [None]
-        self._gen[tid] = gen
+        if gen is not None:
+            if gen < self._gen.get(tid, gen) or gen <= self._left_gen.get(tid, gen - 1):
+                return [None]
+            self._gen[tid] = gen
         if tid in self._where or any(tid in g.members for g in self._starting):
             # The trial's earlier membership (before a retry or restore) ends here.
             self._leave_now(tid)
@@ -575,7 +600,8 @@ class CohortManager:
             group = self._forming = _Forming()
             asyncio.get_running_loop().call_later(self._window_s, self._close, group)
         group.members[tid] = (config, files)
-        group.gens[tid] = gen
+        if gen is not None:
+            group.gens[tid] = gen
         if len(group.members) >= self._fuse:
             self._close(group)
         await group.ready.wait()
@@ -583,13 +609,15 @@ class CohortManager:
             raise group.error
         return [group.worker]
 
-    def leave(self, tid: str, gen: int = 0) -> None:
+    def leave(self, tid: str, gen: int | None = None) -> None:
         """Trial ``tid``'s membership ``gen`` ended (its trial stopped training,
         any reason): its worker trains it no more. A leave of an older
-        membership than the newest heard of arrived late: it changes nothing."""
-        if gen < self._gen.get(tid, gen):
-            return
-        self._gen[tid] = self._left_gen[tid] = gen
+        membership than the newest heard of arrived late: it changes nothing
+        (``None``: no generation check)."""
+        if gen is not None:
+            if gen < self._gen.get(tid, gen):
+                return
+            self._gen[tid] = self._left_gen[tid] = gen
         self._leave_now(tid)
 
     def _leave_now(self, tid: str) -> None:
@@ -616,7 +644,7 @@ class CohortManager:
         if worker is None:
             return
         # Its group is no longer starting: the worker has taken it (add returned).
-        worker.leave.remote(tid, self._placed_gen.get(tid))
+        worker.leave.remote(tid, self._placed_gen.pop(tid, None))
         self._members_of[worker].discard(tid)
 
     def lost(self, worker: Any) -> None:
@@ -626,6 +654,7 @@ class CohortManager:
             if self._where.get(tid) == worker:
                 del self._where[tid]
                 self._keys.pop(tid, None)
+                self._placed_gen.pop(tid, None)
         self._up.pop(worker, None)
 
     def stats(self) -> dict[str, Any]:
@@ -694,9 +723,21 @@ class CohortManager:
         for tid in group.members:
             self._where[tid] = worker
             self._keys[tid] = keys.get(tid)
-            self._placed_gen[tid] = group.gens[tid]
+            if tid in group.gens:
+                self._placed_gen[tid] = group.gens[tid]
         self.sizes.append(len(group.members))
         return worker
+
+    async def _send(self, group: _Forming, worker: Any) -> None:
+        """Hand ``group`` to ``worker`` once it is up (members that left on
+        the way leave it once it has them)."""
+        await self._up[worker]
+        group.sent = True
+        if group.members:
+            gens = {t: group.gens[t] for t in group.members if t in group.gens}
+            await worker.add.remote(group.members, gens)
+        for tid in group.gone:
+            worker.leave.remote(tid, group.gens.get(tid))
 
     def _close(self, group: _Forming) -> None:
         if group.ready.is_set() or self._forming is not group:
@@ -714,16 +755,25 @@ class CohortManager:
         release its joiners."""
         try:
             keys = await self._fuse_keys(group.members)
-            if group.members:
+            for attempt in range(_PLACE_ATTEMPTS):
+                if not group.members:
+                    break
                 worker = self._place(group, keys)
-                await self._up[worker]
-                group.sent = True
-                if group.members:
-                    await worker.add.remote(
-                        group.members, {tid: group.gens[tid] for tid in group.members}
-                    )
-                for tid in group.gone:
-                    worker.leave.remote(tid, group.gens[tid])
+                try:
+                    await self._send(group, worker)
+                    break
+                except ray.exceptions.RayActorError:
+                    if attempt == _PLACE_ATTEMPTS - 1:
+                        raise
+                    # It died before it took the group, unnoticed so far (no
+                    # member of it had asked since): out of the pool, and the
+                    # group goes to another worker.
+                    self.lost(worker)
+                    self.sizes.pop()
+                    for tid in group.gone:
+                        group.members.pop(tid, None)
+                    group.gone.clear()
+                    group.sent, group.worker = False, None
         except Exception as exc:  # reported to every joiner
             group.error = exc
             if isinstance(exc, ray.exceptions.RayActorError) and group.worker is not None:
