@@ -567,7 +567,11 @@ class Trainer:
         return thresholds.apply_thresholds(self._positive_scores(split), s, self.thresholds)
 
     def _postprocess(self) -> dict[str, float]:
-        """Fit per-group thresholds on validation; the test decisions use them.
+        """Fit per-group thresholds on validation (or train+val, see
+        ``threshold_rows``); the test decisions use them. With
+        ``penalties.fairness.robust_quantile`` the fit is the robust one
+        (seeded by ``training.seed``) and ``val_postprocess_robust_gap``
+        reports its resampled quantile.
 
         The arg-max test metrics stay as ``test_raw_acc`` / ``_dp_diff`` /
         ``_eo_diff``; ``test_acc``, ``test_dp_diff``, ``test_eo_diff`` become
