@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.smoke_zygote import PRESTART_ENV
+
 if TYPE_CHECKING:
     from regtune.trainables.data import Dataset
 
@@ -64,13 +66,20 @@ def ray_local(data_cache: Path) -> Iterator[None]:
     It declares one GPU (``num_gpus=1``) so fractional-GPU scheduling is
     exercised on CPU-only machines; trials there still train on the CPU,
     since torch sees no CUDA device.
+
+    Ray's raylet would prestart one idle worker per CPU for this driver; no
+    trial, task or Serve actor of the suite takes them (they stay
+    ``ray::IDLE`` to the end), so they are turned off for this Ray alone
+    (its raylet reads :data:`PRESTART_ENV` once, when it starts).
     """
     import ray
 
     from regtune.platform.tune.runtime import start_local_ray
 
     if not ray.is_initialized():
-        start_local_ray(num_cpus=2, num_gpus=1)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(PRESTART_ENV, "0")
+            start_local_ray(num_cpus=2, num_gpus=1)
     yield
     ray.shutdown()
 

@@ -33,7 +33,9 @@ SWEEP: dict[str, Any] = {
     "penalties": {"l2": {"loguniform": [1e-6, 1e-3]}},
     "objectives": [{"metric": "val_acc", "mode": "max"}],
     "scheduler": {"kind": "none"},
-    "searcher": {"kind": "random", "seed": 0},
+    # One trial at a time: both run in one reused worker process (a second
+    # process would cost its imports, ~8 CPU-seconds, and test nothing more).
+    "searcher": {"kind": "random", "seed": 0, "max_concurrent": 1},
     "budget": {"samples": 2, "max_epochs": 2},
     "resources": {"cpu": 1},
 }
