@@ -16,7 +16,9 @@ trainer's own functions and rules:
   all validation rows (``fallback_temperature``);
 - thresholds: :func:`regtune.trainables.thresholds.fit_thresholds` on the
   scaled positive-class probabilities, for the constraint ``kind`` within
-  ``tolerance = bound - margin`` (exact parity without a ``bound``).
+  ``tolerance = bound - margin`` (exact parity without a ``bound``); with
+  ``penalties.fairness.robust_quantile``, the robust fit (bootstrap
+  resamples seeded by ``training.seed``), as the trainer fits it.
 
 The test split is never looked at here; :mod:`.evaluation` scores the result
 on it afterwards.
@@ -52,7 +54,10 @@ def settings_of(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any] | Non
         ``{"calibration": "temperature"|"group_temperature"|"none",
         "constraint": None | {"kind": "dp"|"eo", "tolerance": bound - margin,
         "rows": "val"|"train+val"}}`` (``rows``: what a refit fits the
-        thresholds on, as the trainer did).
+        thresholds on, as the trainer did); with
+        ``penalties.fairness.robust_quantile`` the constraint also holds
+        ``robust_quantile``, ``robust_resamples`` and ``seed``
+        (``training.seed``): a refit is then the robust fit the trainer made.
     """
     cfg = parse_train_config(config)
     fair = cfg.penalties.fairness
@@ -66,6 +71,12 @@ def settings_of(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any] | Non
             "tolerance": float(tolerance),
             "rows": fair.threshold_rows,
         }
+        if fair.robust_quantile is not None:
+            constraint.update(
+                robust_quantile=float(fair.robust_quantile),
+                robust_resamples=int(fair.robust_resamples),
+                seed=int(cfg.training.seed),
+            )
     if cfg.training.calibration == "none" and constraint is None:
         return None
     return {"calibration": cfg.training.calibration, "constraint": constraint}
@@ -150,6 +161,8 @@ def fit_postprocessing(
     scaling = PostProcessing(groups, temperatures=temps, fallback_temperature=fallback)
 
     cuts: tuple[float, ...] | None = None
+    #: A robust refit's resampled gap within the tolerance (True otherwise).
+    robust_ok = True
     constraint = settings.get("constraint")
     rows = str((constraint or {}).get("rows", "val"))
     if constraint is not None:
@@ -174,6 +187,7 @@ def fit_postprocessing(
                 scaled_train = scaling.scale_logits(z_train, group_codes(train.s, len(z_train)))
                 fit_scores = torch.cat([scaled_train.softmax(dim=1)[:, 1], scores])
                 fit_y, fit_s = torch.cat([train.y, y]), torch.cat([train.s, s])
+            quantile = constraint.get("robust_quantile")
             result = thresholds.fit_thresholds(
                 fit_scores,
                 fit_y,
@@ -181,9 +195,16 @@ def fit_postprocessing(
                 n_groups,
                 kind=str(constraint["kind"]),
                 tolerance=float(constraint["tolerance"]),
+                robust_quantile=None if quantile is None else float(quantile),
+                resamples=int(constraint.get("robust_resamples", thresholds.DEFAULT_RESAMPLES)),
+                seed=int(constraint.get("seed", 0)),
             )
             cuts = result.thresholds
             source["thresholds"] = "refit"
+            if result.robust_gap is not None:
+                # The trainer's metric of the same name: the resampled gap's quantile.
+                fit["val_postprocess_robust_gap"] = result.robust_gap
+                robust_ok = result.robust_gap <= float(constraint["tolerance"])
         decided = thresholds.apply_thresholds(scores, s, cuts)
         gap = (
             fairness.dp_difference(decided, s)
@@ -197,7 +218,9 @@ def fit_postprocessing(
             {
                 "val_postprocess_acc": accuracy,
                 "val_postprocess_gap": gap,
-                "postprocess_feasible": gap <= float(constraint["tolerance"]) and useful,
+                "postprocess_feasible": (
+                    gap <= float(constraint["tolerance"]) and useful and robust_ok
+                ),
             }
         )
     record = {

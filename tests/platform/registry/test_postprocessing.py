@@ -241,6 +241,48 @@ def test_an_ensemble_fits_its_own_postprocessing_on_the_validation_split(
         assert m[f"test_positive_rate.{group}"] == pytest.approx(rate)
 
 
+def test_a_refit_for_robust_thresholds_is_the_robust_fit_the_trainer_makes(sweep: Sweep) -> None:
+    from regtune.platform.registry.postfit import fit_postprocessing, settings_of
+    from regtune.platform.registry.postprocess import group_codes
+
+    fairness_cfg = {**CONFIG["penalties"]["fairness"], "robust_quantile": 0.75}
+    config = {**CONFIG, "penalties": {**CONFIG["penalties"], "fairness": fairness_cfg}}
+    settings = settings_of(config)
+    assert settings is not None and settings["constraint"]["robust_quantile"] == 0.75
+    assert settings["constraint"]["seed"] == CONFIG["training"].get("seed", 0)
+    model = sweep.trainers["t0"].model
+    post = fit_postprocessing(model, sweep.dataset, settings)
+    plain = fit_postprocessing(model, sweep.dataset, settings_of(CONFIG))
+    assert post is not None and plain is not None and post.thresholds is not None
+    # The same rows and scores, fitted directly with the robust criterion.
+    val = sweep.dataset.val
+    assert val.s is not None
+    z = metrics.logits(model, val.x)
+    z = post.scale_logits(z, group_codes(val.s, len(z)))
+    direct = thresholds.fit_thresholds(
+        z.softmax(dim=1)[:, 1],
+        val.y,
+        val.s,
+        2,
+        kind="eo",
+        tolerance=BOUND - MARGIN,
+        robust_quantile=0.75,
+        seed=CONFIG["training"].get("seed", 0),
+    )
+    assert post.thresholds == direct.thresholds
+    fit = post.record["fit"]
+    assert fit["val_postprocess_robust_gap"] == direct.robust_gap
+    assert fit["postprocess_feasible"] == (
+        direct.robust_gap is not None
+        and direct.robust_gap <= BOUND - MARGIN
+        and fit["val_postprocess_gap"] <= BOUND - MARGIN
+        and thresholds.beats_constant(
+            fit["val_postprocess_acc"], thresholds.constant_accuracy(val.y)
+        )
+    )
+    assert "val_postprocess_robust_gap" not in plain.record["fit"]
+
+
 def test_students_and_int8_copies_refit_on_validation_with_the_parent_settings(
     sweep: Sweep, ensemble: ModelVersion
 ) -> None:
