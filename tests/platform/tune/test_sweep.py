@@ -60,13 +60,8 @@ ONE_AT_A_TIME = {"max_concurrent": 1}
             {"kind": "random", "seed": 3},
             {"checkpoint": {"every": 1}},
         ),
-        (
-            {"kind": "none"},
-            {"kind": "grid", **ONE_AT_A_TIME},
-            {"penalties": {"l2": {"grid": [0.0, 1e-3]}}, "budget": {"samples": 1, "max_epochs": 2}},
-        ),
     ],
-    ids=["asha-hyperopt", "hyperband-random", "median-random", "pbt-random", "fifo-grid"],
+    ids=["asha-hyperopt", "hyperband-random", "median-random", "pbt-random"],
 )
 def test_scheduler_and_searcher(
     ray_local: None,
@@ -76,14 +71,19 @@ def test_scheduler_and_searcher(
     extra: dict[str, Any],
 ) -> None:
     spec = _spec(scheduler=scheduler, searcher=searcher, **extra)
-    outcome = run_sweep(spec, storage=str(tmp_path))
+    _assert_sweep_ran(spec, run_sweep(spec, storage=str(tmp_path)))
+
+
+def _assert_sweep_ran(spec: Any, outcome: Any) -> None:
+    """Every trial of ``spec`` ran without error within its epoch budget, the
+    best one learned something, and the finished ones scored the test split."""
     assert len(outcome.trials) == spec.n_trials
     assert all(t.status != "error" for t in outcome.trials)
     assert all(1 <= t.iterations <= spec.budget.max_epochs for t in outcome.trials)
     best = outcome.best
     assert best is not None and 0.1 < best.objectives["val_acc"] <= 1.0
     assert Path(outcome.path).is_dir()
-    if searcher["kind"] == "grid":
+    if spec.searcher.kind == "grid":
         assert sorted(t.params["penalties.l2"] for t in outcome.trials) == [0.0, 1e-3]
     # Finished trials scored the test split.
     assert any("test_acc" in t.metrics for t in outcome.trials if t.status == "finished")
@@ -115,12 +115,22 @@ def test_multi_objective_pareto_asha(ray_local: None, tmp_path: Path) -> None:
 def test_each_unnamed_sweep_is_a_new_experiment_and_none_is_overwritten(
     ray_local: None, tmp_path: Path
 ) -> None:
-    spec = _spec(name="twice", budget={"samples": 1, "max_epochs": 1}, searcher={"kind": "random"})
+    """Also the FIFO + grid sweep of the scheduler/searcher matrix (each of the
+    two sweeps is one: a sweep's cost is mostly its worker's start-up)."""
+    spec = _spec(
+        name="twice",
+        scheduler={"kind": "none"},
+        searcher={"kind": "grid", **ONE_AT_A_TIME},
+        penalties={"l2": {"grid": [0.0, 1e-3]}},
+        budget={"samples": 1, "max_epochs": 2},
+    )
     with pytest.raises(SpecError) as info:
         run_sweep(spec, storage=str(tmp_path), resume=True)
     assert str(info.value) == NO_EXPERIMENT_OF_SPEC_MSG.format(spec="twice", root=str(tmp_path))
     first = run_sweep(spec, storage=str(tmp_path))
     second = run_sweep(spec, storage=str(tmp_path))
+    for outcome in (first, second):
+        _assert_sweep_ran(spec, outcome)
     assert first.name != second.name
     assert all(re.fullmatch(r"twice-\d{8}-\d{6}-[0-9a-f]{4}", o.name) for o in (first, second))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
