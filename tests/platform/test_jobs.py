@@ -54,6 +54,7 @@ from regtune.platform.jobs import (
 )
 from regtune.platform.tune.ray_private import has_auth_token, reset_auth_token_cache
 from regtune.search_spaces import preset_path
+from tests.conftest import PRESTART_ENV
 
 pytestmark = pytest.mark.ray
 
@@ -142,7 +143,13 @@ def cluster() -> Iterator[Cluster]:
     log_path = temp_dir / "ray-start.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            # The idle workers Ray would prestart for its first driver serve
+            # no job here (each stays ray::IDLE): not started.
+            env={**env, PRESTART_ENV: "0"},
+            start_new_session=True,
         )
     address = f"http://127.0.0.1:{dashboard_port}"
     try:
