@@ -67,10 +67,13 @@ def ray_local(data_cache: Path) -> Iterator[None]:
     exercised on CPU-only machines; trials there still train on the CPU,
     since torch sees no CUDA device.
 
-    Ray's raylet would prestart one idle worker per CPU for this driver; no
-    trial, task or Serve actor of the suite takes them (they stay
-    ``ray::IDLE`` to the end), so they are turned off for this Ray alone
-    (its raylet reads :data:`PRESTART_ENV` once, when it starts).
+    Ray's raylet would prestart one idle worker per CPU for this driver.
+    Tune's trial actors and Serve's actors never take them (measured: both
+    stayed ``ray::IDLE`` through the quickstart's sweep and Serve deploy,
+    each costing ~0.9 CPU-s to start and more while idle), so they are
+    turned off for this Ray alone (its raylet reads :data:`PRESTART_ENV`
+    once, when it starts); a task that could use one starts a worker when
+    it runs.
     """
     import ray
 
