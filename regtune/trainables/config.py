@@ -313,7 +313,7 @@ class FairnessConfig(_Strict):
     #: (see regtune.trainables.fairness_robust and docs/fairness.md).
     robust_quantile: float | None = Field(None, gt=0.0, lt=1.0)
     #: Bootstrap resamples of a robust fit.
-    robust_resamples: int = Field(200, ge=20, le=5000)
+    robust_resamples: int = Field(200, ge=20, le=1000)
 
     @property
     def training_method(self) -> Literal["penalty", "lagrangian"] | None:

@@ -68,7 +68,8 @@ def resample_counts(strata: np.ndarray, resamples: int, seed: int) -> np.ndarray
     so each row's counts over a resample sum to the stratum's size.
     """
     strata = np.asarray(strata)
-    rng = np.random.default_rng(seed)
+    # numpy takes no negative seed; training.seed may be one (torch takes it).
+    rng = np.random.default_rng(seed % 2**64)
     out = np.zeros((resamples, strata.size), dtype=np.int32)
     for code in np.unique(strata):
         rows = np.flatnonzero(strata == code)

@@ -7,7 +7,8 @@ demographic parity (equal selection rates) or equalized odds (equal TPR and
 FPR) as closely as the rows allow, and among the thresholds that meet it
 within ``tolerance`` the most accurate. Deterministic: no randomised
 decisions (Hardt et al.'s exact EO needs them; a server would then need a
-random source per request), no random draws.
+random source per request); the only random draws are the seeded bootstrap
+resamples of a robust fit (``robust_quantile``).
 
 Trivial decisions never count as meeting the constraint: selecting everyone
 (or no one) in every group has no gap at all, and with few distinct scores
@@ -350,6 +351,8 @@ def resampled_gap(
         raise ValueError(BAD_KIND.format(kind=kind))
     fairness_robust.check_robust_options(quantile, resamples)
     p, yy, ss = _arrays(scores, y, s, n_groups)
+    if len(thresholds) < n_groups:
+        raise DataError(BAD_THRESHOLDS.format(n=len(thresholds), top=n_groups - 1))
     decided = (p >= np.asarray(thresholds, dtype=np.float64)[ss]).astype(np.float64)
     counts = fairness_robust.resample_counts(
         fairness_robust.strata_of(yy, ss, kind), resamples, seed

@@ -161,7 +161,7 @@ def fit_postprocessing(
     scaling = PostProcessing(groups, temperatures=temps, fallback_temperature=fallback)
 
     cuts: tuple[float, ...] | None = None
-    #: A robust refit's resampled gap within the tolerance (True otherwise).
+    #: A robust fit's resampled gap within the tolerance (True otherwise).
     robust_ok = True
     constraint = settings.get("constraint")
     rows = str((constraint or {}).get("rows", "val"))
@@ -176,18 +176,38 @@ def fit_postprocessing(
                 )
             )
         scores = scaling.scale_logits(z, codes).softmax(dim=1)[:, 1]
+        # The rows the thresholds are fitted on (as the trainer did).
+        fit_scores, fit_y, fit_s = scores, y, s
+        train = dataset.train
+        quantile = constraint.get("robust_quantile")
+        # Needed for a fit, and to recount a trial's robust criterion.
+        needed = stored_thresholds is None or quantile is not None
+        if rows == "train+val" and train.s is not None and needed:
+            z_train = metrics.logits(module, train.x, batch_size=EVAL_BATCH).cpu()
+            scaled_train = scaling.scale_logits(z_train, group_codes(train.s, len(z_train)))
+            fit_scores = torch.cat([scaled_train.softmax(dim=1)[:, 1], scores])
+            fit_y, fit_s = torch.cat([train.y, y]), torch.cat([train.s, s])
+        robust = {
+            "resamples": int(constraint.get("robust_resamples", thresholds.DEFAULT_RESAMPLES)),
+            "seed": int(constraint.get("seed", 0)),
+        }
+        robust_gap: float | None = None
         if stored_thresholds is not None:
             cuts = tuple(float(t) for t in stored_thresholds)
             source["thresholds"] = "trial"
+            if quantile is not None:
+                # The trial's own robust criterion, recounted on the same rows.
+                robust_gap = thresholds.resampled_gap(
+                    fit_scores,
+                    fit_y,
+                    fit_s,
+                    n_groups,
+                    cuts,
+                    kind=str(constraint["kind"]),
+                    quantile=float(quantile),
+                    **robust,
+                )
         else:
-            fit_scores, fit_y, fit_s = scores, y, s
-            train = dataset.train
-            if rows == "train+val" and train.s is not None and s is not None:
-                z_train = metrics.logits(module, train.x, batch_size=EVAL_BATCH).cpu()
-                scaled_train = scaling.scale_logits(z_train, group_codes(train.s, len(z_train)))
-                fit_scores = torch.cat([scaled_train.softmax(dim=1)[:, 1], scores])
-                fit_y, fit_s = torch.cat([train.y, y]), torch.cat([train.s, s])
-            quantile = constraint.get("robust_quantile")
             result = thresholds.fit_thresholds(
                 fit_scores,
                 fit_y,
@@ -196,15 +216,15 @@ def fit_postprocessing(
                 kind=str(constraint["kind"]),
                 tolerance=float(constraint["tolerance"]),
                 robust_quantile=None if quantile is None else float(quantile),
-                resamples=int(constraint.get("robust_resamples", thresholds.DEFAULT_RESAMPLES)),
-                seed=int(constraint.get("seed", 0)),
+                **robust,
             )
             cuts = result.thresholds
             source["thresholds"] = "refit"
-            if result.robust_gap is not None:
-                # The trainer's metric of the same name: the resampled gap's quantile.
-                fit["val_postprocess_robust_gap"] = result.robust_gap
-                robust_ok = result.robust_gap <= float(constraint["tolerance"])
+            robust_gap = result.robust_gap
+        if robust_gap is not None:
+            # The trainer's metric of the same name: the resampled gap's quantile.
+            fit["val_postprocess_robust_gap"] = robust_gap
+            robust_ok = robust_gap <= float(constraint["tolerance"])
         decided = thresholds.apply_thresholds(scores, s, cuts)
         gap = (
             fairness.dp_difference(decided, s)

@@ -198,7 +198,11 @@ def _postprocessing(
     if settings is None:
         return None
     pairs = zip(picked, weights, strict=True)
-    differ = [t.trial_id for t, w in pairs if settings_of(w.config) != settings]
+    # A seed ensemble's members differ in training.seed, which a robust
+    # constraint carries (its resamples' seed): not a difference of settings.
+    differ = [
+        t.trial_id for t, w in pairs if _unseeded(settings_of(w.config)) != _unseeded(settings)
+    ]
     provenance: dict[str, Any] = {"settings_from": picked[0].trial_id}
     if differ:
         provenance["members_with_other_settings"] = differ
@@ -211,3 +215,11 @@ def _postprocessing(
         stored_thresholds=weights[0].thresholds if single else None,
         provenance=provenance,
     )
+
+
+def _unseeded(settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Post-processing settings less the robust constraint's seed."""
+    if settings is None or not settings.get("constraint"):
+        return settings
+    constraint = {k: v for k, v in settings["constraint"].items() if k != "seed"}
+    return {**settings, "constraint": constraint}

@@ -245,11 +245,25 @@ def test_a_refit_for_robust_thresholds_is_the_robust_fit_the_trainer_makes(sweep
     from regtune.platform.registry.postfit import fit_postprocessing, settings_of
     from regtune.platform.registry.postprocess import group_codes
 
-    fairness_cfg = {**CONFIG["penalties"]["fairness"], "robust_quantile": 0.75}
-    config = {**CONFIG, "penalties": {**CONFIG["penalties"], "fairness": fairness_cfg}}
+    fairness_cfg = {
+        **CONFIG["penalties"]["fairness"],
+        "robust_quantile": 0.75,
+        "robust_resamples": 50,
+    }
+    config = {
+        **CONFIG,
+        "training": {**CONFIG["training"], "seed": 7},
+        "penalties": {**CONFIG["penalties"], "fairness": fairness_cfg},
+    }
     settings = settings_of(config)
-    assert settings is not None and settings["constraint"]["robust_quantile"] == 0.75
-    assert settings["constraint"]["seed"] == CONFIG["training"].get("seed", 0)
+    assert settings is not None
+    assert settings["constraint"] | {"seed": 0} == {
+        **settings_of(CONFIG)["constraint"],  # type: ignore[index]
+        "robust_quantile": 0.75,
+        "robust_resamples": 50,
+        "seed": 0,
+    }
+    assert settings["constraint"]["seed"] == 7
     model = sweep.trainers["t0"].model
     post = fit_postprocessing(model, sweep.dataset, settings)
     plain = fit_postprocessing(model, sweep.dataset, settings_of(CONFIG))
@@ -267,7 +281,8 @@ def test_a_refit_for_robust_thresholds_is_the_robust_fit_the_trainer_makes(sweep
         kind="eo",
         tolerance=BOUND - MARGIN,
         robust_quantile=0.75,
-        seed=CONFIG["training"].get("seed", 0),
+        resamples=50,
+        seed=7,
     )
     assert post.thresholds == direct.thresholds
     fit = post.record["fit"]
@@ -281,6 +296,42 @@ def test_a_refit_for_robust_thresholds_is_the_robust_fit_the_trainer_makes(sweep
         )
     )
     assert "val_postprocess_robust_gap" not in plain.record["fit"]
+    # A trial's own thresholds (single-trial promotion): its robust criterion
+    # is recounted on the same rows, and feasibility counts it.
+    recount = thresholds.resampled_gap(
+        z.softmax(dim=1)[:, 1], val.y, val.s, 2, plain.thresholds,  # type: ignore[arg-type]
+        kind="eo", quantile=0.75, resamples=50, seed=7,
+    )  # fmt: skip
+    own = fit_postprocessing(model, sweep.dataset, settings, stored_thresholds=plain.thresholds)
+    assert own is not None and own.record["source"]["thresholds"] == "trial"
+    assert own.record["fit"]["val_postprocess_robust_gap"] == recount
+    mine = own.record["fit"]
+    assert mine["postprocess_feasible"] == (
+        recount <= BOUND - MARGIN
+        and mine["val_postprocess_gap"] <= BOUND - MARGIN
+        and thresholds.beats_constant(
+            mine["val_postprocess_acc"], thresholds.constant_accuracy(val.y)
+        )
+    )
+
+
+def test_seed_ensembles_share_robust_settings() -> None:
+    from regtune.platform.registry.postfit import settings_of
+    from regtune.platform.registry.promote import _unseeded
+
+    fairness_cfg = {**CONFIG["penalties"]["fairness"], "robust_quantile": 0.75}
+    seeded = [
+        settings_of(
+            {
+                **CONFIG,
+                "training": {**CONFIG["training"], "seed": seed},
+                "penalties": {**CONFIG["penalties"], "fairness": fairness_cfg},
+            }
+        )
+        for seed in (0, 1)
+    ]
+    assert seeded[0] != seeded[1]
+    assert _unseeded(seeded[0]) == _unseeded(seeded[1])
 
 
 def test_students_and_int8_copies_refit_on_validation_with_the_parent_settings(
