@@ -35,6 +35,9 @@ sizes and sha256 verified. How:
   sha256, and writes ``meta.json`` last: that single PUT publishes the
   version. A writer that dies after claiming leaves a gap in the numbers
   (never a half version); its staging folder may remain (hidden, ignored).
+  Writers that all lost their claims on ``N`` while another published a
+  higher number go on above it, so concurrent writers can skip a number
+  too: numbers are unique and grow with time, not always consecutive.
 
 Reading (:func:`load_version`) imports torch, safetensors and the model
 builders only: neither Ray Tune nor the training loop.
