@@ -785,6 +785,15 @@ def report(
         # runs' own times are each run's fit_s (taken on a loaded 2-core machine).
         "total_s": total_s,
         "peak_rss_mb": peak_rss_mb(),
+        # The numbers' date is their newest run file's, not this report's.
+        "machine": {
+            **machine_facts(),
+            "date": max(
+                (str(r["machine"]["date"]) for r in records.values() if "machine" in r),
+                default=machine_facts()["date"],
+            ),
+            "report_built": machine_facts()["date"],
+        },
     }
     path = write_results(NAME, payload, md, smoke=smoke)
     print(md)
