@@ -22,6 +22,8 @@ Pure numpy; no torch, no I/O.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -98,5 +100,12 @@ def weighted_at_least(p: np.ndarray, weights: np.ndarray, cand: np.ndarray) -> n
 
 def gap_quantile(gaps: np.ndarray, quantile: float) -> np.ndarray:
     """The smallest value that at least ``quantile`` of the resampled gaps
-    (axis 0) do not exceed: the gap is within it on that share of resamples."""
-    return np.quantile(gaps, quantile, axis=0, method="inverted_cdf")
+    (axis 0) do not exceed: the gap is within it on that share of resamples.
+
+    The ``ceil(quantile x resamples)``-th smallest gap, counted exactly
+    (``np.quantile``'s ``inverted_cdf`` takes one more for some pairs, as
+    q = 0.55 of 100, through the float rounding of their product).
+    """
+    n = gaps.shape[0]
+    k = min(n, max(1, math.ceil(quantile * n - 1e-9)))
+    return np.asarray(np.sort(gaps, axis=0)[k - 1])

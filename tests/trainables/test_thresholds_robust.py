@@ -81,6 +81,20 @@ def test_the_quantile_is_the_share_of_resamples_within_it() -> None:
     assert np.mean(np.array(gaps) < fit.robust_gap - 1e-12) < 0.75  # the smallest such value
 
 
+@pytest.mark.parametrize(
+    ("quantile", "resamples"), [(0.55, 100), (0.07, 100), (0.14, 50), (0.75, 200)]
+)
+def test_the_quantile_counts_resamples_exactly(quantile: float, resamples: int) -> None:
+    from regtune.trainables.fairness_robust import gap_quantile
+
+    # Gaps 1..R (two columns, reversed in the second): the ceil(q x R)-th
+    # smallest is the value at least a share q of resamples do not exceed.
+    gaps = np.stack([np.arange(1.0, resamples + 1), np.arange(resamples, 0.0, -1)], axis=1)
+    want = -(-round(quantile * resamples * 1000) // 1000)  # exact ceil of q x R
+    assert list(gap_quantile(gaps, quantile)) == [want, want]
+    assert np.mean(gaps[:, 0] <= want) >= quantile > np.mean(gaps[:, 0] <= want - 1)
+
+
 @pytest.mark.parametrize("kind", ["eo", "dp"])
 def test_the_robust_fit_is_the_plain_one_when_the_plain_tuple_passes(kind: str) -> None:
     p, y, s = _noisy_table()
