@@ -77,6 +77,7 @@ __all__ = [
     "DEPENDENCIES",
     "FILE_DATASETS",
     "METRIC_MODES",
+    "ROBUST_RESAMPLES",
     "AdversarialConfig",
     "DatasetConfig",
     "Dependency",
@@ -268,6 +269,9 @@ class AdversarialConfig(_Strict):
     beta: float = Field(6.0, ge=0.0)
 
 
+#: Allowed ``penalties.fairness.robust_resamples`` (the one definition: the
+#: registry checks stored settings against it too).
+ROBUST_RESAMPLES = (20, 1000)
 #: Choices of :attr:`FairnessConfig.threshold_rows` (the one definition;
 #: :data:`regtune.trainables.thresholds.FIT_ROWS` is derived from it).
 ThresholdRows = Literal["val", "train+val"]
@@ -312,8 +316,8 @@ class FairnessConfig(_Strict):
     #: so a noisy (group, label) cell gets a wider margin than a large one
     #: (see regtune.trainables.fairness_robust and docs/fairness.md).
     robust_quantile: float | None = Field(None, gt=0.0, lt=1.0)
-    #: Bootstrap resamples of a robust fit.
-    robust_resamples: int = Field(200, ge=20, le=1000)
+    #: Bootstrap resamples of a robust fit (memory grows with resamples x rows).
+    robust_resamples: int = Field(200, ge=ROBUST_RESAMPLES[0], le=ROBUST_RESAMPLES[1])
 
     @property
     def training_method(self) -> Literal["penalty", "lagrangian"] | None:

@@ -29,7 +29,7 @@ This module needs numpy and torch only (serving imports it).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from regtune.errors import CheckpointError
+from regtune.trainables.config import ROBUST_RESAMPLES
 from regtune.trainables.thresholds import FIT_ROWS
 
 __all__ = [
@@ -88,6 +89,32 @@ def group_codes(groups: Sequence[int | None] | np.ndarray | Tensor | None, n: in
     if codes.shape != (n,):
         raise ValueError(f"got {codes.shape[0] if codes.ndim else 0} group codes for {n} rows")
     return codes
+
+
+def _check_robust(
+    constraint: Mapping[str, Any], bad: Callable[[str, Any, str], CheckpointError]
+) -> None:
+    """A stored constraint's robust-threshold keys, when present, are what a
+    config allows (``bad(field, value, allowed)`` makes the error)."""
+    low, high = ROBUST_RESAMPLES
+    checks = {
+        "robust_quantile": (
+            lambda v: _finite_number(v) and 0.0 < v < 1.0,
+            "a number strictly between 0 and 1",
+        ),
+        "robust_resamples": (
+            lambda v: _whole(v) and low <= v <= high,
+            f"a whole number in [{low}, {high}]",
+        ),
+        "seed": (_whole, "a whole number"),
+    }
+    for key, (ok, allowed) in checks.items():
+        if key in constraint and not ok(constraint[key]):
+            raise bad(f"settings.constraint.{key}", constraint[key], allowed)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _finite_number(value: Any) -> bool:
@@ -292,6 +319,7 @@ class PostProcessing:
                     "null or {kind: dp|eo, tolerance: a finite number >= 0, "
                     f"rows (optional): {'|'.join(FIT_ROWS)}}}",
                 )
+            _check_robust(constraint, bad)
         record = raw.get("record", {})
         if not isinstance(record, Mapping):
             raise bad("record", record, "an object")

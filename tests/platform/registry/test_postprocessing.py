@@ -398,6 +398,25 @@ def _set(key: str, value: Any) -> Any:
             "rows (optional): val|train+val",
         ),
         (_set("settings", {"calibration": "hot"}), "postprocessing.settings.calibration", "none"),
+        *[
+            (
+                _set(
+                    "settings",
+                    {
+                        "calibration": "none",
+                        "constraint": {"kind": "eo", "tolerance": 0.02, key: value},
+                    },
+                ),
+                f"postprocessing.settings.constraint.{key}",
+                allowed,
+            )
+            for key, value, allowed in [
+                ("robust_quantile", 5, "strictly between 0 and 1"),
+                ("robust_resamples", 10**7, "a whole number in [20, 1000]"),
+                ("robust_resamples", 0.5, "a whole number in [20, 1000]"),
+                ("seed", "x", "a whole number"),
+            ]
+        ],
     ],
 )
 def test_a_malformed_stored_value_is_refused_naming_the_field(
