@@ -273,14 +273,10 @@ def run_fused_sweep(
     )
     with _ctrl_c_stops(loop.interrupted):
         loop.setup(param_space, resume=resume)
+        # On an error or a second Ctrl+C (anywhere, maybe mid-change) the last
+        # state saved stands; epochs reported since are written out by end().
         try:
             loop.run()
-        except BaseException:
-            # An error or a second Ctrl+C (anywhere, maybe mid-change): the
-            # last state saved stands; epochs reported since are written out.
-            loop.files.flush()
-            raise
-        else:
             if loop.interrupted.is_set():
                 # Ctrl+C, like Tune: the state is saved and what is there
                 # returned (--resume continues).
@@ -358,7 +354,6 @@ class _Loop:
         self.search_version = 0
         self._storage: Any = None
         self.running: dict[str, _Member] = {}
-        #: In-flight calls: object ref -> (kind, trial id).
         #: In-flight calls: object ref -> (kind, the member that made it). A
         #: member is matched by identity: a retried trial is a new member, and
         #: an answer to the old one's call is dropped.
@@ -413,11 +408,11 @@ class _Loop:
             records = state["trials"]
             if state.get("format") != _FORMAT:
                 raise ValueError(f"format {state.get('format')!r}, expected {_FORMAT}")
+            self.search_version = int(state["search"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RegtuneError(
                 f"cannot resume the fused sweep: {where} is unreadable ({exc}); nothing was changed"
             ) from exc
-        self.search_version = int(state.get("search", 0))
         search_dir = f"{SEARCH_DIR}/{self.search_version}"
         if self.search_version and not self.files.exists(search_dir):
             raise RegtuneError(
@@ -459,18 +454,17 @@ class _Loop:
                 self.search.on_trial_complete(trial.trial_id, result=None, error=True)
 
     def _make_trial(self, trial_id: str, config: dict[str, Any]) -> Trial:
-        import copy
-
         from ray.train._internal.storage import StorageContext
 
         if self._storage is None:
-            # One storage context (its filesystem checked once), copied per trial.
+            # One storage context (its filesystem checked once); Trial copies it.
             self._storage = StorageContext(storage_path=self.root, experiment_dir_name=self.name)
-        storage = copy.copy(self._storage)
-        storage.trial_dir_name = f"trial_{trial_id}"
-        return Trial(
-            "FusedMemberName", config=config, trial_id=trial_id, stub=True, storage=storage
+        trial = Trial(
+            "FusedMemberName", config=config, trial_id=trial_id, stub=True, storage=self._storage
         )
+        assert trial.storage is not None  # given above
+        trial.storage.trial_dir_name = trial_dir_name(trial)
+        return trial
 
     def save_state(self) -> None:
         """Write :data:`STATE_FILE` and the search algorithm's state (atomic replace)."""
@@ -796,13 +790,13 @@ class _Loop:
     # -- files --------------------------------------------------------------------------
 
     def _write_params(self, trial: Trial) -> None:
-        rel = f"trial_{trial.trial_id}/params.json"
+        rel = f"{trial_dir_name(trial)}/params.json"
         if not self.files.exists(rel):
             self.files.write(rel, json.dumps(json_safe(trial.config), indent=2).encode())
 
     def _append_result(self, trial: Trial, result: dict[str, Any]) -> None:
         line = json.dumps(json_safe({**result, "config": trial.config}))
-        self.files.append_line(f"trial_{trial.trial_id}/result.json", line)
+        self.files.append_line(f"{trial_dir_name(trial)}/result.json", line)
 
     def _checkpoint(self, member: _Member) -> BaseException | None:
         """Write the member's state as ``checkpoint_NNNNNN/regtune_state`` at
@@ -822,7 +816,7 @@ class _Loop:
         if files is None:
             return None
         index = self.ckpt_index.get(tid, 0)
-        folder = f"trial_{tid}/checkpoint_{index:06d}"
+        folder = f"{trial_dir_name(trial)}/checkpoint_{index:06d}"
         self.files.write_folder(f"{folder}/{STATE_DIR}", files)
         self.ckpt_index[tid] = index + 1
         saved.append((folder, member.iteration))

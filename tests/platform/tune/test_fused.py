@@ -660,6 +660,48 @@ def test_resuming_with_another_fuse_is_refused_and_changes_nothing(tmp_path: Pat
     assert sorted(p.name for p in exp.iterdir()) == [STATE_FILE]
 
 
+@pytest.mark.parametrize(
+    ("state", "match"),
+    [
+        # The state of a driver from before the searcher's state was versioned.
+        ('{"format": 1, "trials": []}', r"is unreadable \(.*'search'"),
+        ('{"format": 1, "search": "x", "trials": []}', r"is unreadable \(invalid literal"),
+        ('{"format": 1, "search": null, "trials": []}', r"is unreadable"),
+        ('{"format": 9, "search": 0, "trials": []}', r"is unreadable \(format 9, expected 1\)"),
+        ('{"format": 1, "search": 3, "trials": []}', r"search state .*/3, which is missing"),
+        ("{not json", r"is unreadable"),
+    ],
+)
+def test_a_bad_fused_state_file_is_refused_by_name_on_resume(
+    tmp_path: Path, state: str, match: str
+) -> None:
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    from regtune.errors import RegtuneError
+    from regtune.platform.tune.fused_driver import STATE_FILE, _Loop
+
+    exp = tmp_path / "fused"
+    exp.mkdir()
+    (exp / STATE_FILE).write_text(state)
+    loop = _Loop(
+        _member_sweep("fused", [0.05]),
+        manager=None,
+        max_concurrent=2,
+        exp_path=str(exp),
+        name="fused",
+        root=str(tmp_path),
+        callbacks=[],
+        search_alg=BasicVariantGenerator(),
+        scheduler=FIFOScheduler(),
+    )
+    with pytest.raises(RegtuneError, match=match) as info:
+        loop._restore()
+    assert "nothing was changed" in str(info.value) and STATE_FILE in str(info.value)
+    assert (exp / STATE_FILE).read_text() == state
+    assert sorted(p.name for p in exp.iterdir()) == [STATE_FILE]
+
+
 def test_cohort_load_counts_a_fused_member_at_a_fraction() -> None:
     assert cohort_load([]) == 0
     assert cohort_load(["w64", "w64", "w64"]) == 1 + 2 * FUSED_MEMBER_COST
