@@ -63,7 +63,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
+from benchmarks.fairness_contenders import (
+    FAIRLEARN,
+    crossfit_folds,
+    fairlearn_fit,
+    fairlearn_scores,
+)
 from regtune.trainables.config import DatasetConfig
 from regtune.trainables.data import Dataset, Split, load_dataset
 from regtune.trainables.loop import train
@@ -468,16 +473,10 @@ def adult_eo_scores(
 
 
 def stratified_halves(y: np.ndarray, s: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of two halves of a split, stratified by (group, label) cell."""
-    rng = np.random.default_rng(seed)
-    cells = 2 * s + y
-    first, second = [], []
-    for cell in np.unique(cells):
-        rows = np.flatnonzero(cells == cell)
-        rng.shuffle(rows)
-        first.append(rows[: rows.size // 2])
-        second.append(rows[rows.size // 2 :])
-    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+    """Row indices of two halves of a split, stratified by (group, label) cell
+    (:func:`~benchmarks.fairness_contenders.crossfit_folds`' two folds)."""
+    fold = crossfit_folds(torch.from_numpy(np.asarray(y)), torch.from_numpy(np.asarray(s)), seed)
+    return np.flatnonzero(fold == 1), np.flatnonzero(fold == 0)
 
 
 def _rates(pred: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict[str, float]:

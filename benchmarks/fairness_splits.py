@@ -745,6 +745,7 @@ def report(
     goal_rows = goals(summaries, results)
     adult_eo = load_adult_eo_selection(smoke)
     md = markdown(summaries, goal_rows, cells, selection, ran, smoke=smoke, adult_eo=adult_eo)
+    now = machine_facts()
     payload = {
         "datasets": list(records),
         "ran": ran,
@@ -787,12 +788,12 @@ def report(
         "peak_rss_mb": peak_rss_mb(),
         # The numbers' date is their newest run file's, not this report's.
         "machine": {
-            **machine_facts(),
+            **now,
             "date": max(
                 (str(r["machine"]["date"]) for r in records.values() if "machine" in r),
-                default=machine_facts()["date"],
+                default=now["date"],
             ),
-            "report_built": machine_facts()["date"],
+            "report_built": now["date"],
         },
     }
     path = write_results(NAME, payload, md, smoke=smoke)

@@ -161,8 +161,6 @@ def fit_postprocessing(
     scaling = PostProcessing(groups, temperatures=temps, fallback_temperature=fallback)
 
     cuts: tuple[float, ...] | None = None
-    #: A robust fit's resampled gap within the tolerance (True otherwise).
-    robust_ok = True
     constraint = settings.get("constraint")
     rows = str((constraint or {}).get("rows", "val"))
     if constraint is not None:
@@ -224,7 +222,6 @@ def fit_postprocessing(
         if robust_gap is not None:
             # The trainer's metric of the same name: the resampled gap's quantile.
             fit["val_postprocess_robust_gap"] = robust_gap
-            robust_ok = robust_gap <= float(constraint["tolerance"])
         decided = thresholds.apply_thresholds(scores, s, cuts)
         gap = (
             fairness.dp_difference(decided, s)
@@ -239,7 +236,9 @@ def fit_postprocessing(
                 "val_postprocess_acc": accuracy,
                 "val_postprocess_gap": gap,
                 "postprocess_feasible": (
-                    gap <= float(constraint["tolerance"]) and useful and robust_ok
+                    gap <= float(constraint["tolerance"])
+                    and useful
+                    and (robust_gap is None or robust_gap <= float(constraint["tolerance"]))
                 ),
             }
         )
