@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -602,7 +604,7 @@ def select_adult_eo(
     }
     for split_seed in split_seeds:
         for seed in seeds:
-            path = None if cache is None else cache / f"adult_eo_{split_seed}_{seed}.npz"
+            path = None if cache is None else cache_path(cache, cfg, split_seed, seed, smoke=smoke)
             scores = _cached_scores(cfg, split_seed, seed, smoke=smoke, path=path)
             held = adult_eo_heldout(scores, seed)
             for name, rows in held.items():
@@ -619,6 +621,16 @@ def select_adult_eo(
     chosen, why = choose_adult_eo(summaries)
     record.update(summary=summaries, chosen=chosen, why=why, complete=True)
     return record
+
+
+def cache_path(
+    cache: Path, cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool
+) -> Path:
+    """Where one run's scores are cached: keyed by the training config (a
+    hash), the split seed, the seed and smoke mode, so a changed config or a
+    smoke run never reuses another's scores."""
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    return cache / f"adult_eo_{digest}_{split_seed}_{seed}{'-smoke' if smoke else ''}.npz"
 
 
 def _cached_scores(

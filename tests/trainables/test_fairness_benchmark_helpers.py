@@ -6,6 +6,7 @@ per-split-seed configs) and out-of-sample thresholded decisions
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -267,3 +268,32 @@ def test_adult_eo_halves_split_every_cell_and_candidates_score_the_other_half() 
     gaps = [r["eo_diff"] for r in out["robust"]]
     assert summary["eo_diff_mean"] == pytest.approx(np.mean(gaps))
     assert summary["eo_diff_max"] == max(gaps)
+
+
+def test_cached_scores_are_keyed_by_config_seeds_and_smoke_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import fairness_selection
+    from benchmarks.fairness_selection import _cached_scores, cache_path
+
+    trained: list[tuple[Any, ...]] = []
+
+    def fake_scores(cfg: Any, split_seed: int, seed: int, *, smoke: bool) -> dict[str, Any]:
+        trained.append((cfg["lr"], split_seed, seed, smoke))
+        rows = {k: np.arange(3) + len(trained) for k in ("p", "y", "s")}
+        return {
+            "kept_epoch": 2, "kept_reason": None, "min_val_eo_diff": 0.1,
+            "train": rows, "val": rows,
+        }  # fmt: skip
+
+    monkeypatch.setattr(fairness_selection, "adult_eo_scores", fake_scores)
+    keys = [({"lr": 0.1}, 0, 0, False), ({"lr": 0.2}, 0, 0, False), ({"lr": 0.1}, 0, 0, True)]
+    paths = {cache_path(tmp_path, cfg, a, b, smoke=smoke) for cfg, a, b, smoke in keys}
+    assert len(paths) == 3
+    first = [_cached_scores(c, a, b, smoke=m, path=cache_path(tmp_path, c, a, b, smoke=m))
+             for c, a, b, m in keys]  # fmt: skip
+    again = [_cached_scores(c, a, b, smoke=m, path=cache_path(tmp_path, c, a, b, smoke=m))
+             for c, a, b, m in keys]  # fmt: skip
+    assert len(trained) == 3  # the second pass read every run from its own file
+    for one, two in zip(first, again, strict=True):
+        assert np.array_equal(one["val"]["p"], two["val"]["p"]) and two["kept_epoch"] == 2

@@ -714,12 +714,11 @@ class _Loop:
             # too: this call may run after the retry's join).
             dead = member.worker
             self.manager.lost.remote(dead)
-        self._leave(member)
         if self.out_of_time:
             # No retry after the time ran out: it waits to be resumed.
-            trial.set_status(Trial.PENDING)
-            self.save_state()
+            self._shelve(member)
             return
+        self._leave(member)
         self.failures[tid] = member.failures + 1
         if member.failures < self.max_retries:
             trial.set_status(then)
