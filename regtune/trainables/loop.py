@@ -53,6 +53,7 @@ from regtune.trainables.checkpoint import load_tree, save_tree
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.models import build_model
+from regtune.trainables.optim import SGD, AdamW
 
 __all__ = ["RunResult", "Trainer", "epoch_metrics", "resolve_device", "train"]
 
@@ -126,10 +127,10 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     if t.optimizer == "sgd":
         # SGD's weight decay is decoupled up to the learning-rate factor.
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=wd)
+        return SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=wd)
     # 'adam' with decay means decoupled decay, i.e. AdamW; AdamW's own default
     # decay (0.01) is never applied silently: weight_decay defaults to 0.
-    return torch.optim.AdamW(params, lr=t.lr, weight_decay=wd)
+    return AdamW(params, lr=t.lr, weight_decay=wd)
 
 
 @dataclass
