@@ -13,6 +13,7 @@ from regtune.errors import DataError, SpecError
 from regtune.trainables.attacks import fgsm_rs, pgd, robust_accuracy, trades_loss
 from regtune.trainables.config import ModelConfig
 from regtune.trainables.models import build_model
+from regtune.trainables.optim import AdamW
 
 D = 10
 EPS = 0.5
@@ -32,7 +33,7 @@ def _trained(arch: str = "logreg") -> nn.Module:
     torch.manual_seed(0)
     x, y = _data()
     model = build_model(ModelConfig(arch=arch, width=32, depth=1), input_shape=(D,), n_classes=2)
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    opt = AdamW(model.parameters(), lr=0.05, weight_decay=0.0)  # Adam: no decay
     for _ in range(100):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
