@@ -25,6 +25,7 @@ imports ``torch._dynamo`` as before): behaviour never depends on this.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +36,15 @@ __all__ = ["SGD", "AdamW"]
 
 
 def _unwrapped(method: Any) -> Callable[..., Any] | None:
-    """The function ``method`` wraps, or None where it wraps nothing."""
-    inner = getattr(method, "__wrapped__", None)
+    """The function under ``method``'s wrappers, or None where it has none.
+
+    Unwrapped to the end: once a torch optimizer of that class has been built,
+    its ``step`` also carries ``Optimizer.profile_hook_step``, which every
+    instance of these classes adds again on its own ``step``.
+    """
+    if getattr(method, "__wrapped__", None) is None:
+        return None
+    inner = inspect.unwrap(method)
     return inner if callable(inner) else None
 
 

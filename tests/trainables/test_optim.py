@@ -116,3 +116,18 @@ print("torch._dynamo" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_steps_are_torchs_own_even_after_torch_hooked_them() -> None:
+    """Building a torch optimizer wraps its class's step once more (profiling):
+    the step regtune calls is still the bare one, the same function either way."""
+    torch.optim.AdamW(_model().parameters())  # hooks AdamW.step
+    torch.optim.SGD(_model().parameters(), lr=0.1)
+    for hooked, bare in (
+        (torch.optim.AdamW.step, optim.AdamW._plain_step),
+        (torch.optim.SGD.step, optim.SGD._plain_step),
+    ):
+        assert getattr(hooked, "hooked", False)
+        assert optim._unwrapped(hooked) is bare
+        assert bare is not None and not hasattr(bare, "__wrapped__")
+        assert bare.__qualname__.endswith(".step")
