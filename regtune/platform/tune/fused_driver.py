@@ -751,6 +751,10 @@ class _Loop:
             self._end(member, dict(trial.last_result or {}))
             return
         trial.set_status(Trial.TERMINATED)
+        # Saved once, before the scheduler and searcher hear of it (as in
+        # _end): a resumed sweep tells them again, idempotently. Saved only
+        # after them, a kill in between could leave the trial waiting in the
+        # driver's state while the scheduler's saved state has let go of it.
         self.save_state()
         self.scheduler.on_trial_remove(self.ctrl, trial)
         # The searcher keeps what the trial reported (TPE learns from it).
@@ -758,7 +762,6 @@ class _Loop:
         self.search.on_trial_complete(trial.trial_id, result=last if self.metric in last else None)
         for cb in self.callbacks:
             cb.on_trial_complete(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
-        self.save_state()
 
     def _time_limit(self) -> None:
         """Out of time: no member starts or asks for another epoch; each running

@@ -1,0 +1,111 @@
+"""The fused driver's bookkeeping, in this process: what it saves, what it
+tells the cohort manager, and what it asks of the store.
+
+The driver's loop (:class:`~regtune.platform.tune.fused_driver._Loop`) is
+driven here without Ray: its search algorithm, scheduler and files are the
+real ones (on a local folder, or on moto's S3); only the cohort manager's
+actor handle is replaced by :class:`_ManagerCalls`, which records the calls
+the driver sends it (the manager's side of them is tested against real
+cohort workers in ``test_fused.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray.tune.schedulers import FIFOScheduler
+from ray.tune.search import BasicVariantGenerator
+
+from regtune.platform.tune.fused_driver import STATE_FILE, _Loop
+from regtune.search_spaces import load_spec
+
+
+class _ManagerCalls:
+    """Stands in for the cohort manager's actor handle: ``manager.<method>.remote(...)``
+    records ``(method, args)`` and returns a reference nobody waits on."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        calls = self.calls
+
+        class _Method:
+            def remote(self, *args: Any) -> object:
+                calls.append((method, args))
+                return object()
+
+        return _Method()
+
+
+def _loop(exp: str, *, resume: bool = False, **sections: Any) -> tuple[_Loop, _ManagerCalls]:
+    """A fused driver's loop over a grid of two digits MLPs, set up (trials
+    admitted) with no cohort behind it."""
+    from regtune.platform.tune.space import to_param_space
+
+    spec = load_spec(
+        {
+            "name": "driver",
+            "dataset": "digits",
+            "model": {"arch": "mlp", "width": 16, "depth": 1},
+            "training": {"lr": {"grid": [0.05, 0.01]}},
+            "objectives": [{"metric": "val_acc", "mode": "max"}],
+            "scheduler": {"kind": "none"},
+            "searcher": {"kind": "grid"},
+            "budget": {"samples": 1, "max_epochs": 3},
+            "resources": {"cpu": 2, "fuse": 2},
+            **sections,
+        }
+    )
+    manager = _ManagerCalls()
+    root, name = exp.rstrip("/").rsplit("/", 1)
+    loop = _Loop(
+        spec,
+        manager=manager,
+        max_concurrent=2,
+        exp_path=exp,
+        name=name,
+        root=root,
+        callbacks=[],
+        search_alg=BasicVariantGenerator(),
+        scheduler=FIFOScheduler(),
+    )
+    loop.setup(to_param_space(spec), resume=resume)
+    loop._admit()
+    return loop, manager
+
+
+def _count_saves(loop: _Loop, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    """Each save_state of ``loop`` from now on, as the trial statuses it wrote."""
+    saved: list[dict[str, str]] = []
+    real: Callable[[], None] = loop.save_state
+
+    def save() -> None:
+        real()
+        state = json.loads(loop.files.read(STATE_FILE))
+        saved.append({r["trial_id"]: r["status"] for r in state["trials"]})
+
+    monkeypatch.setattr(loop, "save_state", save)
+    return saved
+
+
+def test_stop_now_saves_the_state_once_with_the_trial_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop, _ = _loop(str(tmp_path / "exp"))
+    waiting, running = loop.ctrl.trials
+    loop._start(running)  # joins (the manager's answer never comes here)
+    saved = _count_saves(loop, monkeypatch)
+    # A pending trial (HyperBand ending its bracket) and a running member
+    # (ended at its last reported epoch): one save each, the trial ended in it.
+    for trial in (waiting, running):
+        loop.stop_now(trial)
+        assert trial.status == "TERMINATED"
+        assert len(saved) == 1 and saved[-1][trial.trial_id] == "TERMINATED", saved
+        saved.clear()
+    loop.stop_now(waiting)  # already ended: nothing
+    assert saved == []
