@@ -54,6 +54,7 @@ from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.models import build_model
 from regtune.trainables.optim import SGD, AdamW
+from regtune.trainables.threshold_settings import ThresholdSettings
 
 __all__ = ["RunResult", "Trainer", "epoch_metrics", "resolve_device", "train"]
 
@@ -578,29 +579,19 @@ class Trainer:
         ``_eo_diff``; ``test_acc``, ``test_dp_diff``, ``test_eo_diff`` become
         those of the thresholded decisions (what a server returns).
         """
-        fair = self.config.penalties.fairness
+        # The registry maps a version's stored settings through the same helper.
+        wanted = ThresholdSettings.from_config(self.config, rows=self.threshold_rows)
+        if wanted is None:  # a postprocess method with kind 'none' (YAML refuses it as idle)
+            raise ValueError(thresholds.BAD_KIND.format(kind=self.config.penalties.fairness.kind))
         _, y_val, s_val = self._tensors["val"]
         assert s_val is not None  # checked in __init__: fairness needs groups
-        tolerance = (
-            fair.bound - fair.margin if fair.bound is not None else thresholds.DEFAULT_TOLERANCE
-        )
         scores = self._positive_scores("val")
-        if self.threshold_rows == "train+val":
+        if wanted.rows == "train+val":
             _, y_train, s_train = self._tensors["train"]
             assert s_train is not None
             scores = torch.cat([self._positive_scores("train"), scores])
             y_val, s_val = torch.cat([y_train, y_val]), torch.cat([s_train, s_val])
-        fit = thresholds.fit_thresholds(
-            scores,
-            y_val,
-            s_val,
-            len(self.dataset.group_names),
-            kind=fair.kind,
-            tolerance=tolerance,
-            robust_quantile=fair.robust_quantile,
-            resamples=fair.robust_resamples,
-            seed=self.config.training.seed,
-        )
+        fit = wanted.fit(scores, y_val, s_val, len(self.dataset.group_names))
         self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)
         _, y, s = self._tensors["test"]
         assert s is not None

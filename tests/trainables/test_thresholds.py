@@ -1,15 +1,25 @@
-"""Per-group thresholds: exact DP/EO on hand-made score tables, most accurate first."""
+"""Per-group thresholds: exact DP/EO on hand-made score tables, most accurate first;
+the settings that map a fairness config to a fit (trainer and registry)."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from typing import Any
 
 import pytest
 import torch
 
 from regtune.errors import DataError
 from regtune.trainables.fairness import dp_difference, eo_difference
-from regtune.trainables.thresholds import MAX_CANDIDATES, apply_thresholds, fit_thresholds
+from regtune.trainables.threshold_settings import ThresholdSettings
+from regtune.trainables.thresholds import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_TOLERANCE,
+    MAX_CANDIDATES,
+    apply_thresholds,
+    fit_thresholds,
+)
 
 # Group 0 scores higher overall than group 1: one shared threshold is unfair.
 #            group 0 (6 rows)                  group 1 (4 rows)
@@ -137,3 +147,88 @@ def test_bad_inputs_are_refused() -> None:
         fit_thresholds(p, y, s, 2, kind="x")
     with pytest.raises(DataError, match="2 thresholds but group codes up to 2"):
         apply_thresholds(p, torch.full_like(s, 2), (0.5, 0.5))
+
+
+def _fair_config(seed: int = 0, **fairness: Any) -> dict[str, Any]:
+    return {
+        "dataset": "adult",
+        "training": {"seed": seed},
+        "penalties": {"fairness": {"kind": "eo", "method": "postprocess", **fairness}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("config", "rows", "want"),
+    [
+        (_fair_config(bound=0.05, margin=0.01), None, ThresholdSettings("eo", 0.05 - 0.01)),
+        (
+            _fair_config(kind="dp", method="penalty+postprocess", strength=1.0),
+            "train+val",
+            ThresholdSettings("dp", DEFAULT_TOLERANCE, rows="train+val"),
+        ),
+        (
+            _fair_config(
+                seed=-4, bound=0.02, threshold_rows="train+val", robust_quantile=0.75,
+                robust_resamples=50,
+            ),
+            None,
+            ThresholdSettings("eo", 0.02, "train+val", robust_quantile=0.75, resamples=50, seed=-4),
+        ),
+        # resamples and seed only count for a robust fit: kept at their defaults.
+        (
+            _fair_config(seed=9, bound=0.02, robust_resamples=50),
+            "val",
+            ThresholdSettings("eo", 0.02),
+        ),
+    ],
+)  # fmt: skip
+def test_threshold_settings_map_a_config_and_survive_the_stored_form(
+    config: dict[str, Any], rows: str | None, want: ThresholdSettings
+) -> None:
+    got = ThresholdSettings.from_config(config, rows=rows)
+    assert got == want
+    assert ThresholdSettings.from_constraint(want.as_constraint()) == want
+    assert json.loads(json.dumps(want.as_constraint())) == want.as_constraint()
+
+
+def test_threshold_settings_of_a_config_without_thresholds_are_none() -> None:
+    assert ThresholdSettings.from_config({"dataset": "adult"}) is None
+    penalty = _fair_config(method="lagrangian", strength=1.0, bound=0.05)
+    assert ThresholdSettings.from_config(penalty) is None
+
+
+def test_threshold_settings_fit_is_fit_thresholds_with_the_mapped_arguments() -> None:
+    p, y, s = _table("eo")
+    robust = ThresholdSettings("eo", 0.2, robust_quantile=0.6, resamples=30, seed=4)
+    direct = fit_thresholds(
+        p, y, s, 2, kind="eo", tolerance=0.2, robust_quantile=0.6, resamples=30, seed=4
+    )
+    assert robust.fit(p, y, s, 2) == direct and direct.robust_gap is not None
+    assert robust.robust_gap(p, y, s, 2, direct.thresholds) == direct.robust_gap
+    plain = ThresholdSettings("eo", 0.2)
+    assert plain.fit(p, y, s, 2) == fit_thresholds(p, y, s, 2, kind="eo", tolerance=0.2)
+    assert plain.robust_gap(p, y, s, 2, direct.thresholds) is None
+
+
+def test_a_stored_constraint_of_an_older_version_reads_with_defaults() -> None:
+    old = {"kind": "dp", "tolerance": 0.03, "robust_quantile": 0.9}
+    assert ThresholdSettings.from_constraint(old) == ThresholdSettings(
+        "dp", 0.03, "val", robust_quantile=0.9, resamples=DEFAULT_RESAMPLES, seed=0
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"kind": "none", "tolerance": 0.1}, r"kind must be 'dp' or 'eo'; got 'none'"),
+        (
+            {"kind": "eo", "tolerance": 0.1, "rows": "test"},
+            r"threshold_rows must be one of \('val', 'train\+val'\); got 'test'",
+        ),
+    ],
+)
+def test_threshold_settings_refuse_a_bad_kind_or_rows_by_name(
+    fields: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        ThresholdSettings(**fields)

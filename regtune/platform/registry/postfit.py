@@ -18,7 +18,9 @@ trainer's own functions and rules:
   scaled positive-class probabilities, for the constraint ``kind`` within
   ``tolerance = bound - margin`` (exact parity without a ``bound``); with
   ``penalties.fairness.robust_quantile``, the robust fit (bootstrap
-  resamples seeded by ``training.seed``), as the trainer fits it.
+  resamples seeded by ``training.seed``), as the trainer fits it: both map
+  the settings to the fit through one helper,
+  :class:`regtune.trainables.threshold_settings.ThresholdSettings`.
 
 The test split is never looked at here; :mod:`.evaluation` scores the result
 on it afterwards.
@@ -38,6 +40,7 @@ from regtune.platform.registry.postprocess import PostProcessing, group_codes
 from regtune.trainables import calibration, fairness, metrics, thresholds
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset
+from regtune.trainables.threshold_settings import ThresholdSettings
 
 __all__ = ["fit_postprocessing", "settings_of"]
 
@@ -60,23 +63,9 @@ def settings_of(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any] | Non
         (``training.seed``): a refit is then the robust fit the trainer made.
     """
     cfg = parse_train_config(config)
-    fair = cfg.penalties.fairness
-    constraint = None
-    if fair.kind != "none" and fair.postprocess:
-        tolerance = (
-            fair.bound - fair.margin if fair.bound is not None else thresholds.DEFAULT_TOLERANCE
-        )
-        constraint = {
-            "kind": fair.kind,
-            "tolerance": float(tolerance),
-            "rows": fair.threshold_rows,
-        }
-        if fair.robust_quantile is not None:
-            constraint.update(
-                robust_quantile=float(fair.robust_quantile),
-                robust_resamples=int(fair.robust_resamples),
-                seed=int(cfg.training.seed),
-            )
+    # The trainer maps its config to the fit through the same helper.
+    wanted = ThresholdSettings.from_config(cfg)
+    constraint = None if wanted is None else wanted.as_constraint()
     if cfg.training.calibration == "none" and constraint is None:
         return None
     return {"calibration": cfg.training.calibration, "constraint": constraint}
@@ -162,7 +151,7 @@ def fit_postprocessing(
 
     cuts: tuple[float, ...] | None = None
     constraint = settings.get("constraint")
-    rows = str((constraint or {}).get("rows", "val"))
+    rows = "val"
     if constraint is not None:
         if s is None or dataset.n_classes != 2:
             raise SpecError(
@@ -173,49 +162,27 @@ def fit_postprocessing(
                     sensitive=dataset.schema.sensitive,
                 )
             )
+        wanted = ThresholdSettings.from_constraint(constraint)
+        rows = wanted.rows
         scores = scaling.scale_logits(z, codes).softmax(dim=1)[:, 1]
         # The rows the thresholds are fitted on (as the trainer did).
         fit_scores, fit_y, fit_s = scores, y, s
         train = dataset.train
-        quantile = constraint.get("robust_quantile")
         # Needed for a fit, and to recount a trial's robust criterion.
-        needed = stored_thresholds is None or quantile is not None
+        needed = stored_thresholds is None or wanted.robust_quantile is not None
         if rows == "train+val" and train.s is not None and needed:
             z_train = metrics.logits(module, train.x, batch_size=EVAL_BATCH).cpu()
             scaled_train = scaling.scale_logits(z_train, group_codes(train.s, len(z_train)))
             fit_scores = torch.cat([scaled_train.softmax(dim=1)[:, 1], scores])
             fit_y, fit_s = torch.cat([train.y, y]), torch.cat([train.s, s])
-        robust = {
-            "resamples": int(constraint.get("robust_resamples", thresholds.DEFAULT_RESAMPLES)),
-            "seed": int(constraint.get("seed", 0)),
-        }
-        robust_gap: float | None = None
+        robust_gap: float | None
         if stored_thresholds is not None:
             cuts = tuple(float(t) for t in stored_thresholds)
             source["thresholds"] = "trial"
-            if quantile is not None:
-                # The trial's own robust criterion, recounted on the same rows.
-                robust_gap = thresholds.resampled_gap(
-                    fit_scores,
-                    fit_y,
-                    fit_s,
-                    n_groups,
-                    cuts,
-                    kind=str(constraint["kind"]),
-                    quantile=float(quantile),
-                    **robust,
-                )
+            # The trial's own robust criterion, recounted on the same rows (None: plain).
+            robust_gap = wanted.robust_gap(fit_scores, fit_y, fit_s, n_groups, cuts)
         else:
-            result = thresholds.fit_thresholds(
-                fit_scores,
-                fit_y,
-                fit_s,
-                n_groups,
-                kind=str(constraint["kind"]),
-                tolerance=float(constraint["tolerance"]),
-                robust_quantile=None if quantile is None else float(quantile),
-                **robust,
-            )
+            result = wanted.fit(fit_scores, fit_y, fit_s, n_groups)
             cuts = result.thresholds
             source["thresholds"] = "refit"
             robust_gap = result.robust_gap
@@ -225,7 +192,7 @@ def fit_postprocessing(
         decided = thresholds.apply_thresholds(scores, s, cuts)
         gap = (
             fairness.dp_difference(decided, s)
-            if constraint["kind"] == "dp"
+            if wanted.kind == "dp"
             else fairness.eo_difference(y, decided, s)
         )
         accuracy = float((decided == y).double().mean())
@@ -236,9 +203,9 @@ def fit_postprocessing(
                 "val_postprocess_acc": accuracy,
                 "val_postprocess_gap": gap,
                 "postprocess_feasible": (
-                    gap <= float(constraint["tolerance"])
+                    gap <= wanted.tolerance
                     and useful
-                    and (robust_gap is None or robust_gap <= float(constraint["tolerance"]))
+                    and (robust_gap is None or robust_gap <= wanted.tolerance)
                 ),
             }
         )
