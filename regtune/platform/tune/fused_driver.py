@@ -710,9 +710,13 @@ class _Loop:
         tid = trial.trial_id
         dead = None
         if isinstance(exc, ray.exceptions.RayActorError) and member.worker is not None:
-            # Its cohort worker died: the pool replaces it (its retry says so
-            # too: this call may run after the retry's join).
-            dead = member.worker
+            dead = member.worker  # its cohort worker died: the pool replaces it
+        retry_now = (
+            then == Trial.PENDING and not self.out_of_time and member.failures < self.max_retries
+        )
+        if dead is not None and not retry_now:
+            # Told once: a retry starting now tells it in its own join instead
+            # (Ray may run that join before a separate report of it).
             self.manager.lost.remote(dead)
         if self.out_of_time:
             # No retry after the time ran out: it waits to be resumed.
@@ -724,7 +728,7 @@ class _Loop:
             trial.set_status(then)
             for cb in self.callbacks:
                 cb.on_trial_recover(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)
-            if then == Trial.PENDING:
+            if retry_now:
                 self._start(trial, lost=dead)
             else:
                 self.save_state()

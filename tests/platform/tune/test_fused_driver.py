@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ray.exceptions import RayActorError
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from regtune.platform.tune.fused_driver import STATE_FILE, _Loop
 from regtune.search_spaces import load_spec
+
+#: What the dead cohort worker's handle is to the driver here.
+DEAD = "dead-worker"
 
 
 class _ManagerCalls:
@@ -40,6 +44,15 @@ class _ManagerCalls:
                 return object()
 
         return _Method()
+
+    def reports_of(self, worker: Any) -> list[str]:
+        """The calls that told the manager ``worker`` died: ``lost``, or a
+        ``join`` carrying it."""
+        return [
+            m
+            for m, args in self.calls
+            if (m == "lost" and args == (worker,)) or (m == "join" and args[-1] == worker)
+        ]
 
 
 def _loop(exp: str, *, resume: bool = False, **sections: Any) -> tuple[_Loop, _ManagerCalls]:
@@ -109,3 +122,41 @@ def test_stop_now_saves_the_state_once_with_the_trial_ended(
         saved.clear()
     loop.stop_now(waiting)  # already ended: nothing
     assert saved == []
+
+
+def _failed_member(loop: _Loop, manager: _ManagerCalls) -> Any:
+    """The first trial started, its join answered with :data:`DEAD`."""
+    trial = loop.ctrl.trials[0]
+    loop._start(trial)
+    member = loop.running[trial.trial_id]
+    member.worker = DEAD
+    manager.calls.clear()
+    return member
+
+
+def test_a_dead_worker_is_reported_once_by_the_retry_that_avoids_it(tmp_path: Path) -> None:
+    loop, manager = _loop(str(tmp_path / "exp"), failure={"max_retries": 1})
+    member = _failed_member(loop, manager)
+    tid = member.trial.trial_id
+    loop._failed(member, RayActorError())
+    # The retry's join says the worker died (Ray may run it before any
+    # separate report, so it must say so itself): no second report.
+    assert manager.reports_of(DEAD) == ["join"], manager.calls
+    assert [m for m, _ in manager.calls] == ["leave", "join"]
+    assert loop.running[tid].gen == member.gen + 1
+
+
+@pytest.mark.parametrize("case", ["no retries left", "out of time", "paused"])
+def test_a_dead_worker_with_no_retry_now_is_reported_once_on_its_own(
+    tmp_path: Path, case: str
+) -> None:
+    retries = 0 if case == "no retries left" else 1
+    loop, manager = _loop(str(tmp_path / "exp"), failure={"max_retries": retries})
+    member = _failed_member(loop, manager)
+    loop.out_of_time = case == "out of time"
+    then = "PAUSED" if case == "paused" else "PENDING"
+    loop._failed(member, RayActorError(), then=then)
+    assert manager.reports_of(DEAD) == ["lost"], manager.calls
+    assert member.trial.trial_id not in loop.running
+    expected = {"no retries left": "ERROR", "out of time": "PENDING", "paused": "PAUSED"}
+    assert member.trial.status == expected[case]
