@@ -240,7 +240,8 @@ def fit_thresholds(
     useful = beats_constant(accuracy, constant)
     robust: np.ndarray | None = None
     if robust_quantile is not None:
-        robust = _robust_gaps(p, yy, ss, groups, chosen, kind, robust_quantile, resamples, seed)
+        cands = [group["cand"] for group in groups]
+        robust = _robust_gaps(p, yy, ss, cands, chosen, kind, robust_quantile, resamples, seed)
         gap_for_choice = np.maximum(gap, robust)
     else:
         gap_for_choice = gap
@@ -301,27 +302,29 @@ def _robust_gaps(
     p: np.ndarray,
     yy: np.ndarray,
     ss: np.ndarray,
-    groups: list[dict[str, np.ndarray]],
+    cands: list[np.ndarray],
     chosen: np.ndarray,
     kind: str,
     quantile: float,
     resamples: int,
     seed: int,
 ) -> np.ndarray:
-    """The ``quantile`` of each candidate tuple's (rows of ``chosen``) gap over
-    ``resamples`` stratified bootstrap resamples of the fitting rows."""
+    """The ``quantile`` of each candidate tuple's gap over ``resamples``
+    stratified bootstrap resamples of the fitting rows: ``(m,)`` for the ``m``
+    tuples in the rows of ``chosen`` (``chosen[i, g]``: the index in
+    ``cands[g]``, group ``g``'s candidate thresholds, of tuple ``i``'s)."""
     counts = fairness_robust.resample_counts(
         fairness_robust.strata_of(yy, ss, kind), resamples, seed
     )
     rates: dict[str, list[np.ndarray]] = {key: [] for key, _ in _rate_keys(kind)}
-    for g, cand in enumerate(groups):
+    for g, cand in enumerate(cands):
         in_group = ss == g
         for key, label in _rate_keys(kind):
             rows = in_group if label is None else in_group & (yy == label)
             if not rows.any():
                 rates[key].append(np.full((resamples, chosen.shape[0]), np.nan))
                 continue
-            hits = fairness_robust.weighted_at_least(p[rows], counts[:, rows], cand["cand"])
+            hits = fairness_robust.weighted_at_least(p[rows], counts[:, rows], cand)
             # Stratified: each stratum keeps its size, so the denominator is fixed.
             rates[key].append(hits[:, chosen[:, g]] / rows.sum())
     return fairness_robust.gap_quantile(_resampled_gap_table(rates, kind), quantile)
@@ -341,8 +344,10 @@ def resampled_gap(
 ) -> float:
     """The ``quantile`` of the gap of the decisions ``scores >= thresholds[s]``
     over the bootstrap resamples a robust :func:`fit_thresholds` with the same
-    rows, ``resamples`` and ``seed`` draws: the robust criterion of one tuple,
-    computed from the decisions themselves (a check on the fit's own count).
+    rows, ``resamples`` and ``seed`` draws: the robust criterion of one tuple
+    (the registry's recount of a trial's stored thresholds). Counted by the
+    fit's own code with each group's threshold as its one candidate, so it
+    equals the fit's ``robust_gap`` for the tuple the fit chose.
 
     Raises:
         DataError, ValueError: as :func:`fit_thresholds`.
@@ -353,16 +358,6 @@ def resampled_gap(
     p, yy, ss = _arrays(scores, y, s, n_groups)
     if len(thresholds) < n_groups:
         raise DataError(BAD_THRESHOLDS.format(n=len(thresholds), top=n_groups - 1))
-    decided = (p >= np.asarray(thresholds, dtype=np.float64)[ss]).astype(np.float64)
-    counts = fairness_robust.resample_counts(
-        fairness_robust.strata_of(yy, ss, kind), resamples, seed
-    )
-    rates: dict[str, list[np.ndarray]] = {key: [] for key, _ in _rate_keys(kind)}
-    for g in range(n_groups):
-        for key, label in _rate_keys(kind):
-            rows = (ss == g) if label is None else (ss == g) & (yy == label)
-            w = counts[:, rows].astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rate = (w * decided[rows]).sum(axis=1) / w.sum(axis=1)
-            rates[key].append(rate[:, None])
-    return float(fairness_robust.gap_quantile(_resampled_gap_table(rates, kind), quantile)[0])
+    cands = [np.asarray([thresholds[g]], dtype=np.float64) for g in range(n_groups)]
+    one_tuple = np.zeros((1, n_groups), dtype=np.int64)
+    return float(_robust_gaps(p, yy, ss, cands, one_tuple, kind, quantile, resamples, seed)[0])

@@ -15,7 +15,12 @@ from regtune.errors import SpecError
 from regtune.trainables.checkpoint import load_tree
 from regtune.trainables.config import idle_keys, parse_train_config
 from regtune.trainables.data import Dataset
-from regtune.trainables.fairness_robust import resample_counts, strata_of, weighted_at_least
+from regtune.trainables.fairness_robust import (
+    gap_quantile,
+    resample_counts,
+    strata_of,
+    weighted_at_least,
+)
 from regtune.trainables.loop import train
 from regtune.trainables.thresholds import apply_thresholds, fit_thresholds, resampled_gap
 
@@ -54,8 +59,8 @@ def test_the_robust_fit_meets_its_criterion_where_the_plain_fit_does_not(kind: s
     # The plain tuple fits the rows but not 90% of their resamples.
     assert plain.feasible and plain.gap <= 0.05 < quantile(plain.thresholds)
     assert robust.feasible and robust.gap <= 0.05
-    # The fit's vectorised count agrees with one taken from the decisions.
-    assert robust.robust_gap == pytest.approx(quantile(robust.thresholds), abs=1e-12)
+    # The fit's count is resampled_gap's for the tuple it chose, exactly.
+    assert robust.robust_gap == quantile(robust.thresholds)
     assert robust.robust_gap is not None and robust.robust_gap <= 0.05
     assert robust.accuracy < plain.accuracy  # robustness has a price here
     pred = apply_thresholds(p, s, robust.thresholds)
@@ -85,8 +90,6 @@ def test_the_quantile_is_the_share_of_resamples_within_it() -> None:
     ("quantile", "resamples"), [(0.55, 100), (0.07, 100), (0.14, 50), (0.75, 200)]
 )
 def test_the_quantile_counts_resamples_exactly(quantile: float, resamples: int) -> None:
-    from regtune.trainables.fairness_robust import gap_quantile
-
     # Gaps 1..R (two columns, reversed in the second): the ceil(q x R)-th
     # smallest is the value at least a share q of resamples do not exceed.
     gaps = np.stack([np.arange(1.0, resamples + 1), np.arange(resamples, 0.0, -1)], axis=1)
@@ -247,3 +250,70 @@ def test_a_trainer_fits_robust_thresholds_and_stores_them(adult: Dataset, tmp_pa
     assert again <= 0.04
     plain = fit_thresholds(val_p, adult.val.y, adult.val.s, 2, kind="eo", tolerance=0.04)
     assert plain.robust_gap is None and plain.accuracy >= out["val_postprocess_acc"]
+
+
+def _decision_gap(
+    p: torch.Tensor,
+    y: torch.Tensor,
+    s: torch.Tensor,
+    n_groups: int,
+    cuts: tuple[float, ...],
+    kind: str,
+    quantile: float,
+    resamples: int,
+    seed: int,
+) -> float:
+    """The robust criterion counted from the decisions themselves, apart from
+    the fit's candidate machinery: each resample's weighted rates of
+    ``p >= cut``, per group (and label, for eo)."""
+    pp, yy, ss = p.double().numpy(), y.numpy(), s.numpy()
+    decided = (pp >= np.asarray(cuts, dtype=np.float64)[ss]).astype(np.float64)
+    counts = resample_counts(strata_of(yy, ss, kind), resamples, seed).astype(np.float64)
+    gaps = np.zeros(resamples)
+    for label in [None] if kind == "dp" else [1, 0]:
+        rates = [
+            (counts[:, m] * decided[m]).sum(axis=1) / counts[:, m].sum(axis=1)
+            for g in range(n_groups)
+            if (m := (ss == g) if label is None else (ss == g) & (yy == label)).any()
+        ]
+        if len(rates) >= 2:
+            table = np.stack(rates, axis=1)
+            gaps = np.maximum(gaps, table.max(axis=1) - table.min(axis=1))
+    return float(gap_quantile(gaps[:, None], quantile)[0])
+
+
+def _random_table(rng: np.random.Generator, n_groups: int) -> Table:
+    """Groups of random sizes and base rates; scores rounded to two decimals
+    (ties, so a threshold equal to a score counts); the last group of three
+    has no positive row (its TPR is undefined in every resample)."""
+    sizes = rng.integers(15, 120, size=n_groups)
+    s = np.repeat(np.arange(n_groups), sizes)
+    y = (rng.random(s.size) < rng.uniform(0.2, 0.6, n_groups)[s]).astype(np.int64)
+    if n_groups == 3:
+        y[s == 2] = 0
+    p = np.round(1 / (1 + np.exp(-(rng.normal(0, 1, s.size) + 1.2 * (2 * y - 1)))), 2)
+    return torch.tensor(p), torch.tensor(y), torch.tensor(s)
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_the_fits_robust_gap_is_resampled_gap_of_its_tuple_on_random_tables(case: int) -> None:
+    rng = np.random.default_rng(case)
+    kind, n_groups = ("eo", "dp")[case % 2], (2, 3)[(case // 2) % 2]
+    p, y, s = _random_table(rng, n_groups)
+    quantile, resamples = float(rng.uniform(0.3, 0.95)), int(rng.integers(20, 120))
+    fit = fit_thresholds(
+        p, y, s, n_groups, kind=kind, tolerance=float(rng.uniform(0.02, 0.2)),
+        robust_quantile=quantile, resamples=resamples, seed=case,
+    )  # fmt: skip
+
+    def recount(cuts: tuple[float, ...]) -> float:
+        return resampled_gap(
+            p, y, s, n_groups, cuts, kind=kind, quantile=quantile, resamples=resamples, seed=case
+        )
+
+    assert fit.robust_gap == recount(fit.thresholds)
+    # Counted apart from the fit's machinery, for the chosen and for random tuples.
+    others = [fit.thresholds, *(tuple(rng.uniform(0, 1.01, n_groups)) for _ in range(3))]
+    for cuts in others:
+        want = _decision_gap(p, y, s, n_groups, cuts, kind, quantile, resamples, case)
+        assert recount(cuts) == pytest.approx(want, abs=1e-12)
