@@ -252,15 +252,20 @@ def run_sweep(
     name = resolve_name(spec, name=name, resume=resume, storage=storage)
     root = _absolute(storage) if storage else default_storage()
     exp_path = f"{root.rstrip('/')}/{name}"
-    # Checked before Ray starts: a wrong name costs nothing.
-    exists = _experiment_exists(exp_path)
+    # Checked before Ray starts: a wrong name costs nothing. Whether the
+    # experiment was fused is looked up once (requests, on object storage)
+    # and that answer serves every check below.
+    from regtune.platform.tune.fused_driver import is_fused_experiment
+
+    was_fused = is_fused_experiment(exp_path)
+    exists = was_fused or _tune_experiment_exists(exp_path)
     if resume and not exists:
         raise SpecError(NOTHING_TO_RESUME_MSG.format(name=name, path=exp_path))
     if not resume and exists:
         raise SpecError(EXISTS_MSG.format(name=name, path=exp_path))
     if resume and spec.resources.fuse != "auto":
         # (With fuse: auto, K is known once the dataset is: checked below.)
-        _check_fuse_matches(spec.resources.fuse != 1, exp_path, name)
+        _check_fuse_matches(spec.resources.fuse != 1, was_fused, name)
     started = time.perf_counter()
     base = parse_train_config(spec.base_config())
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -284,7 +289,7 @@ def run_sweep(
     fused = _start_fused(spec, base, dataset)
     if resume:
         try:
-            _check_fuse_matches(fused is not None, exp_path, name)
+            _check_fuse_matches(fused is not None, was_fused, name)
         except SpecError:
             if fused is not None:
                 fused.stop()
@@ -454,15 +459,14 @@ def _load_data(config: Any) -> Any:
     return load_dataset(config)
 
 
-def _check_fuse_matches(fused: bool, exp_path: str, name: str) -> None:
-    """A fused experiment resumes fused, an unfused one unfused.
+def _check_fuse_matches(fused: bool, was_fused: bool, name: str) -> None:
+    """A fused experiment resumes fused, an unfused one unfused (``was_fused``:
+    :func:`~regtune.platform.tune.fused_driver.is_fused_experiment`).
 
     Raises:
         SpecError: they differ (nothing is changed).
     """
-    from regtune.platform.tune.fused_driver import is_fused_experiment
-
-    if fused != is_fused_experiment(exp_path):
+    if fused != was_fused:
         raise SpecError(
             FUSE_MISMATCH_MSG.format(
                 name=name, was="without" if fused else "with", now="with" if fused else "without"
@@ -470,13 +474,10 @@ def _check_fuse_matches(fused: bool, exp_path: str, name: str) -> None:
         )
 
 
-def _experiment_exists(exp_path: str) -> bool:
+def _tune_experiment_exists(exp_path: str) -> bool:
+    """Whether an unfused (Tune) experiment is stored at ``exp_path``."""
     from ray import tune
 
-    from regtune.platform.tune.fused_driver import is_fused_experiment
-
-    if is_fused_experiment(exp_path):
-        return True
     try:
         return bool(tune.Tuner.can_restore(exp_path))
     except (OSError, ValueError):

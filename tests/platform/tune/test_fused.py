@@ -408,9 +408,25 @@ class _InterruptAt(tune.Callback):
             self.restored_from.setdefault(trial.trial_id, str(trial.checkpoint.path))
 
 
+def _count_fused_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The experiments ``is_fused_experiment`` is asked about from now on (on
+    object storage each look-up is requests)."""
+    from regtune.platform.tune import fused_driver
+
+    asked: list[str] = []
+    real = fused_driver.is_fused_experiment
+
+    def counting(exp_path: str) -> bool:
+        asked.append(exp_path)
+        return real(exp_path)
+
+    monkeypatch.setattr(fused_driver, "is_fused_experiment", counting)
+    return asked
+
+
 @pytest.mark.ray
 def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
-    ray_local: None, s3_env: dict[str, str], digits: Dataset
+    ray_local: None, s3_env: dict[str, str], digits: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # On S3 (moto): the driver's state, the search algorithm's, every
     # checkpoint and result.json are written and read back through pyarrow.
@@ -439,7 +455,9 @@ def test_a_resumed_fused_sweep_continues_each_member_from_its_checkpoint(
     assert before["iteration"].max() < 4  # interrupted before any member ended
 
     recorder = _InterruptAt(None)
+    asked = _count_fused_lookups(monkeypatch)
     outcome = run_sweep(spec, storage=storage, name="resumed", resume=True, callbacks=[recorder])
+    assert asked == [f"{storage}/resumed"]  # once, for every check of the resume
     assert len(outcome.trials) == 2
     epochs = read_epochs(outcome.path)
     for t in outcome.trials:
@@ -634,7 +652,9 @@ def test_a_time_limit_ends_running_members_at_a_checkpoint_of_their_last_epoch(
         assert load_tree(newest / "regtune_state")["epoch"] == t.iterations
 
 
-def test_resuming_with_another_fuse_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+def test_resuming_with_another_fuse_is_refused_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from regtune.errors import SpecError
     from regtune.platform.tune.fused_driver import STATE_FILE
     from regtune.platform.tune.sweep import run_sweep
@@ -654,8 +674,10 @@ def test_resuming_with_another_fuse_is_refused_and_changes_nothing(tmp_path: Pat
             "budget": {"samples": 1, "max_epochs": 2},
         }
     )
+    asked = _count_fused_lookups(monkeypatch)
     with pytest.raises(SpecError, match=r"run with fused trials but this spec asks without"):
         run_sweep(spec, storage=str(tmp_path), name="was-fused", resume=True)
+    assert asked == [str(exp)]
     assert state.read_text() == '{"format": 1, "search": 0, "trials": []}'
     assert sorted(p.name for p in exp.iterdir()) == [STATE_FILE]
 
