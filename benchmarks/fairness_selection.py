@@ -452,24 +452,21 @@ def adult_eo_scores(
     trainer = Trainer(run, dataset=ds, threshold_rows="train+val")
     while not trainer.should_stop:
         trainer.run_epoch()
-    # finish()'s first steps, without its test scoring: kept weights, temperatures.
-    if trainer._best_state is not None:
-        trainer.model.load_state_dict(trainer._best_state)
-    if trainer.config.training.calibration != "none":
-        trainer._calibrate()
-    kept = trainer._kept_selection()
+    # finish()'s first step, without its test scoring: kept weights, temperatures.
+    trainer.restore_kept()
+    kept = trainer.kept_selection()
     out: dict[str, Any] = {
         "kept_epoch": None if kept is None else kept.epoch,
         "kept_reason": None if kept is None else kept.reason,
         "min_val_eo_diff": min(row["eo_diff"] for row in trainer.history),
     }
     for split in ("train", "val"):
-        _, y, s = trainer._tensors[split]
-        assert s is not None
+        part = getattr(ds, split)
+        assert part.s is not None
         out[split] = {
-            "p": trainer._positive_scores(split).double().numpy(),
-            "y": y.numpy(),
-            "s": s.numpy(),
+            "p": trainer.positive_scores(split).double().numpy(),
+            "y": part.y.numpy(),
+            "s": part.s.numpy(),
         }
     return out
 

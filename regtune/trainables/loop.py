@@ -474,7 +474,7 @@ class Trainer:
         # Early stopping decides before robust accuracy so the last epoch is known.
         best = es.patience > 0 and value is not None and es.update(value, self.epoch)
         self.history.append(row)
-        kept = self._kept_selection()
+        kept = self.kept_selection()
         # With a fairness bound the constraint decides which weights are kept;
         # early stopping still decides when to stop.
         if (kept is None and best) or (kept is not None and kept.epoch == self.epoch):
@@ -487,7 +487,7 @@ class Trainer:
         row["train_time_s"] = train_s
         return row
 
-    def _kept_selection(self) -> selection.Selection | None:
+    def kept_selection(self) -> selection.Selection | None:
         """The epoch the fairness bound keeps so far (None without a bound)."""
         fair = self.config.penalties.fairness
         key = selection.gap_metric(fair.kind) if fair.kind != "none" else None
@@ -501,15 +501,29 @@ class Trainer:
             self.history, gap_key=key, bound=fair.bound, margin=fair.margin
         )
 
-    def finish(self) -> dict[str, float]:
-        """Restore the kept weights (early stopping's best, or the fairness
-        bound's choice), fit the post-processing thresholds when configured,
-        and score the test split: ``test_*`` metrics, their intervals, the
-        reliability bins ``test_reliability.bNN.{conf,acc,count}`` and, with
-        groups, ``test_acc_<group>`` (see :mod:`regtune.trainables.metric_names`)."""
+    def restore_kept(self) -> dict[str, float]:
+        """Put the model the run keeps in place: the first step of :meth:`finish`,
+        for a caller that wants the final model without scoring the test split.
+
+        Loads the kept epoch's weights (early stopping's best, or the fairness
+        bound's choice, :meth:`kept_selection`; with neither, the current
+        weights stay) and, with ``training.calibration``, fits their
+        temperatures on validation (kept only when the validation ECE drops).
+        Returns the calibration metrics (``val_ece_uncalibrated``,
+        ``val_ece_calibrated``, ``calibration_kept``, ``temperature_<group>``);
+        empty without calibration.
+        """
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
-        calibrated = self._calibrate() if self.config.training.calibration != "none" else {}
+        return self._calibrate() if self.config.training.calibration != "none" else {}
+
+    def finish(self) -> dict[str, float]:
+        """Restore the kept weights and temperatures (:meth:`restore_kept`),
+        fit the post-processing thresholds when configured, and score the test
+        split: ``test_*`` metrics, their intervals, the reliability bins
+        ``test_reliability.bNN.{conf,acc,count}`` and, with groups,
+        ``test_acc_<group>`` (see :mod:`regtune.trainables.metric_names`)."""
+        calibrated = self.restore_kept()
         test = self._evaluate("test")
         out = {f"test_{k}": v for k, v in test.items()}
         out.update(calibrated)
@@ -519,7 +533,7 @@ class Trainer:
         if self.config.training.robust_every > 0:
             out["test_robust_acc"] = self.robust_accuracy("test")
         out.update({f"test_{k}": v for k, v in self._model_facts().items()})
-        kept = self._kept_selection()
+        kept = self.kept_selection()
         if kept is not None:
             out["kept_epoch"] = float(kept.epoch)
             out["kept_reason_code"] = float(selection.KEPT_REASONS.index(kept.reason))
@@ -557,7 +571,10 @@ class Trainer:
             self.temperatures = None
         return out
 
-    def _positive_scores(self, split: str) -> torch.Tensor:
+    def positive_scores(self, split: str) -> torch.Tensor:
+        """The positive-class probability of each row of a split (binary tasks),
+        from the temperature-scaled logits once temperatures are fitted: the
+        scores thresholds are fitted on and applied to."""
         return self._logits(split).softmax(dim=1)[:, 1]
 
     def decisions(self, split: str) -> torch.Tensor:
@@ -566,7 +583,7 @@ class Trainer:
         x, _, s = self._tensors[split]
         if self.thresholds is None or s is None:
             return metrics.predict(self.model, x, batch_size=EVAL_BATCH)
-        return thresholds.apply_thresholds(self._positive_scores(split), s, self.thresholds)
+        return thresholds.apply_thresholds(self.positive_scores(split), s, self.thresholds)
 
     def _postprocess(self) -> dict[str, float]:
         """Fit per-group thresholds on validation (or train+val, see
@@ -585,11 +602,11 @@ class Trainer:
             raise ValueError(thresholds.BAD_KIND.format(kind=self.config.penalties.fairness.kind))
         _, y_val, s_val = self._tensors["val"]
         assert s_val is not None  # checked in __init__: fairness needs groups
-        scores = self._positive_scores("val")
+        scores = self.positive_scores("val")
         if wanted.rows == "train+val":
             _, y_train, s_train = self._tensors["train"]
             assert s_train is not None
-            scores = torch.cat([self._positive_scores("train"), scores])
+            scores = torch.cat([self.positive_scores("train"), scores])
             y_val, s_val = torch.cat([y_train, y_val]), torch.cat([s_train, s_val])
         fit = wanted.fit(scores, y_val, s_val, len(self.dataset.group_names))
         self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)

@@ -254,3 +254,36 @@ def test_final_report_without_groups_has_bins_only(digits: Dataset) -> None:
     names = set(result.test_metrics)
     assert metrics.reliability_name("test", metrics.ECE_BINS, "count") in names
     assert not any(n.startswith("test_acc_") for n in names)
+
+
+def test_restore_kept_puts_the_kept_epoch_and_its_temperatures_in_place(digits: Dataset) -> None:
+    # min_delta so large that only epoch 1 counts as best: it is kept, epoch 3 is the last.
+    es = {"metric": "val_acc", "mode": "max", "patience": 5, "min_delta": 10.0}
+    training = {"epochs": 3, "robust_every": 0, "calibration": "temperature"}
+    cfg = _cfg(training={**training, "early_stopping": es})
+    trainer = Trainer(cfg, dataset=digits)
+    states = []
+    while not trainer.should_stop:
+        trainer.run_epoch()
+        states.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+    assert trainer.early.best_epoch == 1 and trainer.temperatures is None
+    assert any(not torch.equal(states[0][k], states[-1][k]) for k in states[0])
+
+    calibrated = trainer.restore_kept()
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, states[0][name]), name
+    assert calibrated["calibration_kept"] == 1.0 and trainer.temperatures is not None
+    assert calibrated["temperature_all"] == trainer.temperatures.item()
+    assert calibrated["val_ece_calibrated"] < calibrated["val_ece_uncalibrated"]
+
+    # finish() takes the same step: a run that ends with it keeps the same
+    # weights and temperatures and reports the same calibration.
+    straight = Trainer(cfg, dataset=digits)
+    while not straight.should_stop:
+        straight.run_epoch()
+    want = straight.finish()
+    assert straight.temperatures is not None
+    assert torch.equal(straight.temperatures, trainer.temperatures)
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(value, states[0][name]), name
+    assert {k: want[k] for k in calibrated} == calibrated
