@@ -238,7 +238,9 @@ def run_sweep(
 
     Raises:
         SpecError: a bad name; ``name`` exists (without ``resume``) or does
-            not (with it). Nothing stored is changed.
+            not (with it); ``resume`` of a fused experiment with a spec that
+            does not fuse, or the other way round. Refused before Ray starts;
+            nothing stored is changed.
         RegtuneError: Tune failed.
     """
     from regtune.trainables.config import parse_train_config
@@ -263,15 +265,19 @@ def run_sweep(
         raise SpecError(NOTHING_TO_RESUME_MSG.format(name=name, path=exp_path))
     if not resume and exists:
         raise SpecError(EXISTS_MSG.format(name=name, path=exp_path))
-    if resume and spec.resources.fuse != "auto":
-        # (With fuse: auto, K is known once the dataset is: checked below.)
-        _check_fuse_matches(spec.resources.fuse != 1, was_fused, name)
     started = time.perf_counter()
     base = parse_train_config(spec.base_config())
+    fuse: int | None = None
     with ThreadPoolExecutor(max_workers=1) as pool:
         # torch, pandas and the dataset load while Ray's processes boot: most
         # of ray.init is waiting for them, so this hides ~2 s of a local sweep.
         loading = pool.submit(_load_data, base.dataset)
+        if resume:
+            # A resume of the other kind (fused vs unfused) is refused before
+            # Ray starts. With fuse: auto, K comes from the model's size on the
+            # dataset, so that resume waits for the dataset before Ray starts.
+            fuse = _members_per_cohort(spec, base, loading.result)
+            _check_fuse_matches(fuse > 1, was_fused, name)
         ensure_ray(address, dashboard=dashboard)
         dataset = loading.result()
 
@@ -286,14 +292,9 @@ def run_sweep(
     from regtune.platform.tune.space import to_param_space
     from regtune.platform.tune.trainable import make_trainable
 
-    fused = _start_fused(spec, base, dataset)
-    if resume:
-        try:
-            _check_fuse_matches(fused is not None, was_fused, name)
-        except SpecError:
-            if fused is not None:
-                fused.stop()
-            raise
+    if fuse is None:
+        fuse = _members_per_cohort(spec, base, lambda: dataset)
+    fused = _start_fused(spec, dataset, fuse)
     if fused is not None:
         return _run_fused(
             spec,
@@ -431,16 +432,24 @@ def _run_fused(
     )
 
 
-def _start_fused(spec: SweepSpec, base: Any, dataset: Any) -> Any:
-    """The fused sweep's set-up (:mod:`regtune.platform.tune.fused`), or
-    ``None`` when ``resources.fuse`` is 1 (or ``auto`` picks 1)."""
-    if spec.resources.fuse == 1:
-        return None
-    from regtune.platform.tune.fused import decision_epochs, resolve_fuse, start_fused
+def _members_per_cohort(spec: SweepSpec, base: Any, dataset: Callable[[], Any]) -> int:
+    """``resources.fuse`` as a number (1: unfused); ``dataset`` is called only
+    for ``auto``, whose K comes from the size of ``base``'s model on it
+    (:func:`~regtune.platform.tune.fused.resolve_fuse`)."""
+    if spec.resources.fuse != "auto":
+        return int(spec.resources.fuse)
+    from regtune.platform.tune.fused import resolve_fuse
 
-    fuse = resolve_fuse(spec.resources.fuse, config=base, dataset=dataset)
+    return resolve_fuse("auto", config=base, dataset=dataset())
+
+
+def _start_fused(spec: SweepSpec, dataset: Any, fuse: int) -> Any:
+    """The fused sweep's set-up (:mod:`regtune.platform.tune.fused`) with
+    ``fuse`` members per cohort, or ``None`` when ``fuse`` is 1."""
     if fuse <= 1:
         return None
+    from regtune.platform.tune.fused import decision_epochs, start_fused
+
     return start_fused(
         dataset,
         fuse=fuse,

@@ -38,6 +38,7 @@ from regtune.platform.tune.fuse_size import (
     max_concurrent_members,
     place_group,
 )
+from regtune.platform.tune.naming import FUSED_STATE_FILE
 from regtune.platform.tune.ray_private import DONE
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import Trainer
@@ -674,12 +675,63 @@ def test_resuming_with_another_fuse_is_refused_and_changes_nothing(
             "budget": {"samples": 1, "max_epochs": 2},
         }
     )
+    _refuse_ray(monkeypatch)
     asked = _count_fused_lookups(monkeypatch)
     with pytest.raises(SpecError, match=r"run with fused trials but this spec asks without"):
         run_sweep(spec, storage=str(tmp_path), name="was-fused", resume=True)
     assert asked == [str(exp)]
     assert state.read_text() == '{"format": 1, "search": 0, "trials": []}'
     assert sorted(p.name for p in exp.iterdir()) == [STATE_FILE]
+
+
+def _refuse_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, the sweep starting Ray fails the test."""
+    from regtune.platform.tune import sweep
+
+    def no_ray(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("Ray was started before the resume was refused")
+
+    monkeypatch.setattr(sweep, "ensure_ray", no_ray)
+
+
+@pytest.mark.parametrize(
+    ("stored", "width", "match"),
+    [
+        # An unfused (Tune) experiment; auto picks 16 for a width-16 MLP.
+        ("tuner.pkl", 16, r"run without fused trials but this spec asks with"),
+        # A fused one; auto picks 1 for a width-2048 MLP (153,610 parameters).
+        (FUSED_STATE_FILE, 2048, r"run with fused trials but this spec asks without"),
+    ],
+    ids=["unfused-then-auto-fused", "fused-then-auto-unfused"],
+)
+def test_resuming_with_fuse_auto_of_the_other_kind_is_refused_before_ray_starts(
+    data_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stored: str,
+    width: int,
+    match: str,
+) -> None:
+    from regtune.errors import SpecError
+    from regtune.platform.tune.sweep import run_sweep
+
+    exp = tmp_path / "was"
+    exp.mkdir()
+    (exp / stored).write_bytes(b"{}")
+    spec = _member_sweep(
+        "auto",
+        [0.05, 0.01],
+        model={"arch": "mlp", "width": width, "depth": 1},
+        resources={"cpu": 2, "fuse": "auto"},
+    )
+    _refuse_ray(monkeypatch)
+    asked = _count_fused_lookups(monkeypatch)
+    with pytest.raises(SpecError, match=match) as info:
+        run_sweep(spec, storage=str(tmp_path), name="was", resume=True)
+    assert "nothing was changed" in str(info.value) and "resources.fuse" in str(info.value)
+    assert asked == [str(exp)]
+    assert sorted(p.name for p in exp.iterdir()) == [stored]
+    assert (exp / stored).read_bytes() == b"{}"
 
 
 @pytest.mark.parametrize(
