@@ -117,7 +117,9 @@ class ExperimentFiles:
     Whole files are written atomically (:class:`~regtune.platform.results.files.
     ResultsLocation`). ``result.json`` grows a line per epoch: appended on a
     local disk; on an object store (no appends) each trial's lines are kept
-    and the file rewritten whole by :meth:`flush`.
+    and the file rewritten whole by :meth:`flush`, starting from the lines an
+    earlier session stored (read on the first append, unless the caller
+    knows there are none).
     """
 
     def __init__(self, exp_path: str) -> None:
@@ -158,8 +160,13 @@ class ExperimentFiles:
         """Write the whole file at ``rel`` (atomic)."""
         self.loc.write_bytes(self.path(rel), data)
 
-    def append_line(self, rel: str, line: str) -> None:
-        """Add a line to the file at ``rel`` (see the class docstring)."""
+    def append_line(self, rel: str, line: str, *, new: bool = False) -> None:
+        """Add a line to the file at ``rel`` (see the class docstring).
+
+        ``new``: nothing is stored at ``rel`` (a file of this session's own),
+        so on an object store the first line needs no request to find the
+        lines an earlier session stored there.
+        """
         if self.loc.is_local:
             folder = Path(self.path(rel)).parent
             folder.mkdir(parents=True, exist_ok=True)
@@ -168,9 +175,15 @@ class ExperimentFiles:
             return
         if rel not in self._lines:
             # A resumed sweep: keep what earlier sessions wrote (rewritten whole).
-            self._lines[rel] = self.read(rel).decode().splitlines() if self.exists(rel) else []
+            self._lines[rel] = [] if new else self._stored_lines(rel)
         self._lines[rel].append(line)
         self._dirty.add(rel)
+
+    def _stored_lines(self, rel: str) -> list[str]:
+        try:
+            return self.read(rel).decode().splitlines()
+        except FileNotFoundError:
+            return []
 
     def flush(self) -> None:
         """Rewrite the files :meth:`append_line` added to since the last flush."""
@@ -353,6 +366,11 @@ class _Loop:
         #: The search algorithm's saved state: ``SEARCH_DIR/<version>``.
         self.search_version = 0
         self._storage: Any = None
+        #: Trials this session's search algorithm made (none of them restored):
+        #: nothing can be stored in their folders yet (see :meth:`_admit`).
+        self._new: set[str] = set()
+        #: Trials whose ``params.json`` is known stored (written or found).
+        self._params: set[str] = set()
         self.running: dict[str, _Member] = {}
         #: In-flight calls: object ref -> (kind, the member that made it). A
         #: member is matched by identity: a retried trial is a new member, and
@@ -551,6 +569,11 @@ class _Loop:
                 break
             trial = self._make_trial(new.trial_id, new.config)
             trial.set_status(Trial.PENDING)
+            if not any(t.trial_id == new.trial_id for t in self.ctrl.trials):
+                # A new id (Tune's are unique): the experiment was new, or the
+                # state file lists every trial that ever had a folder (saved
+                # below, before the trial starts).
+                self._new.add(new.trial_id)
             self.ctrl.trials.append(trial)
             self.scheduler.on_trial_add(self.ctrl, trial)
             added = True
@@ -796,13 +819,19 @@ class _Loop:
     # -- files --------------------------------------------------------------------------
 
     def _write_params(self, trial: Trial) -> None:
+        """Write ``params.json`` once per trial; one stored already is kept."""
+        tid = trial.trial_id
+        if tid in self._params:
+            return
         rel = f"{trial_dir_name(trial)}/params.json"
-        if not self.files.exists(rel):
+        if tid in self._new or not self.files.exists(rel):
             self.files.write(rel, json.dumps(json_safe(trial.config), indent=2).encode())
+        self._params.add(tid)
 
     def _append_result(self, trial: Trial, result: dict[str, Any]) -> None:
         line = json.dumps(json_safe({**result, "config": trial.config}))
-        self.files.append_line(f"{trial_dir_name(trial)}/result.json", line)
+        rel = f"{trial_dir_name(trial)}/result.json"
+        self.files.append_line(rel, line, new=trial.trial_id in self._new)
 
     def _checkpoint(self, member: _Member) -> BaseException | None:
         """Write the member's state as ``checkpoint_NNNNNN/regtune_state`` at

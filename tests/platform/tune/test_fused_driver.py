@@ -16,13 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
 from ray.exceptions import RayActorError
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
+from regtune.platform.results.files import ResultsLocation
 from regtune.platform.tune.fused_driver import STATE_FILE, _Loop
 from regtune.search_spaces import load_spec
+from tests.conftest import BUCKET
 
 #: What the dead cohort worker's handle is to the driver here.
 DEAD = "dead-worker"
@@ -160,3 +163,114 @@ def test_a_dead_worker_with_no_retry_now_is_reported_once_on_its_own(
     assert member.trial.trial_id not in loop.running
     expected = {"no retries left": "ERROR", "out of time": "PENDING", "paused": "PAUSED"}
     assert member.trial.status == expected[case]
+
+
+class _CountingFs(pafs.FileSystemHandler):
+    """A pyarrow filesystem that passes every call to ``inner`` and records
+    the look-ups (``get_file_info`` of paths: requests, on S3)."""
+
+    def __init__(self, inner: pafs.FileSystem) -> None:
+        self.inner = inner
+        self.lookups: list[str] = []
+
+    def get_type_name(self) -> str:
+        return f"counting+{self.inner.type_name}"
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        self.lookups.extend(paths)
+        return list(self.inner.get_file_info(paths))
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return list(self.inner.get_file_info(selector))
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self.inner.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self.inner.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        self.inner.delete_dir_contents("/", accept_root_dir=True)
+
+    def delete_file(self, path: str) -> None:
+        self.inner.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self.inner.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        self.inner.copy_file(src, dest)
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.inner.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> Any:
+        return self.inner.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: Any) -> Any:
+        return self.inner.open_output_stream(path, metadata=metadata)
+
+    def open_append_stream(self, path: str, metadata: Any) -> Any:
+        return self.inner.open_append_stream(path, metadata=metadata)
+
+    def normalize_path(self, path: str) -> str:
+        return str(self.inner.normalize_path(path))
+
+
+def _counted(loop: _Loop) -> _CountingFs:
+    """Count ``loop``'s look-ups in its experiment folder from now on."""
+    loc = loop.files.loc
+    counter = _CountingFs(loc.fs)
+    loop.files.loc = ResultsLocation(
+        fs=pafs.PyFileSystem(counter), root=loc.root, scheme=loc.scheme
+    )
+    return counter
+
+
+def _result(epoch: int) -> dict[str, Any]:
+    return {"training_iteration": epoch, "val_acc": 0.5}
+
+
+def test_new_members_files_on_s3_are_written_without_looking_first(
+    s3_env: dict[str, str],
+) -> None:
+    exp = f"s3://{BUCKET}/driver-files/exp"
+    loop, _ = _loop(exp)
+    first, second = loop.ctrl.trials
+    counter = _counted(loop)
+    # Trials of this session: nothing can be stored in their folders yet (the
+    # experiment is new, or their ids are new to it), so their params and
+    # first result lines go out with no look-up.
+    loop._write_params(first)
+    loop._append_result(first, _result(1))
+    loop._append_result(first, _result(2))
+    loop.files.flush()
+    loop._write_params(first)  # the same trial started again: written already
+    assert counter.lookups == []
+    loop.save_state()
+    params = loop.files.read(f"trial_{first.trial_id}/params.json")
+
+    # Resumed: a restored trial's lines from the earlier session are kept (one
+    # read, no look-up first); its params are looked for once and not
+    # rewritten; a restored trial with nothing stored starts an empty file.
+    again, _ = _loop(exp, resume=True)
+    by_id = {t.trial_id: t for t in again.ctrl.trials}
+    counter = _counted(again)
+    for trial in (by_id[first.trial_id], by_id[second.trial_id]):
+        again._write_params(trial)
+        again._append_result(trial, _result(3))
+        again._write_params(trial)
+    again.files.flush()
+    assert [p.rsplit("/", 1)[-1] for p in counter.lookups] == ["params.json"] * 2
+
+    def epochs(trial: Any) -> list[int]:
+        text = again.files.read(f"trial_{trial.trial_id}/result.json").decode()
+        return [json.loads(line)["training_iteration"] for line in text.splitlines()]
+
+    assert epochs(first) == [1, 2, 3] and epochs(second) == [3]
+    assert again.files.read(f"trial_{first.trial_id}/params.json") == params
+    stored = json.loads(again.files.read(f"trial_{second.trial_id}/params.json"))
+    assert stored == json.loads(json.dumps(second.config))
