@@ -511,11 +511,18 @@ class Trainer:
         temperatures on validation (kept only when the validation ECE drops).
         Returns the calibration metrics (``val_ece_uncalibrated``,
         ``val_ece_calibrated``, ``calibration_kept``, ``temperature_<group>``);
-        empty without calibration.
+        empty without calibration. Calling it again (or on a finished run
+        restored from its checkpoint) gives the same weights and temperatures.
         """
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
-        return self._calibrate() if self.config.training.calibration != "none" else {}
+        if self.config.training.calibration == "none":
+            return {}
+        # Fitted on the unscaled logits: temperatures already in place (a
+        # second call, a finished run's checkpoint) would otherwise be fitted
+        # on top of themselves and then replace themselves.
+        self.temperatures = None
+        return self._calibrate()
 
     def finish(self) -> dict[str, float]:
         """Restore the kept weights and temperatures (:meth:`restore_kept`),

@@ -256,7 +256,16 @@ def test_final_report_without_groups_has_bins_only(digits: Dataset) -> None:
     assert not any(n.startswith("test_acc_") for n in names)
 
 
-def test_restore_kept_puts_the_kept_epoch_and_its_temperatures_in_place(digits: Dataset) -> None:
+def _same_metrics(got: dict[str, float], want: dict[str, float]) -> None:
+    """Equal metric dicts, NaN (an empty reliability bin) equal to NaN."""
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == value or (math.isnan(got[key]) and math.isnan(value)), key
+
+
+def test_restore_kept_puts_the_kept_epoch_and_its_temperatures_in_place(
+    digits: Dataset, tmp_path: Path
+) -> None:
     # min_delta so large that only epoch 1 counts as best: it is kept, epoch 3 is the last.
     es = {"metric": "val_acc", "mode": "max", "patience": 5, "min_delta": 10.0}
     training = {"epochs": 3, "robust_every": 0, "calibration": "temperature"}
@@ -287,3 +296,18 @@ def test_restore_kept_puts_the_kept_epoch_and_its_temperatures_in_place(digits: 
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, states[0][name]), name
     assert {k: want[k] for k in calibrated} == calibrated
+
+    # Again: the temperatures are fitted on the unscaled logits each time, so
+    # a second call, and finish() after it, change nothing.
+    temperatures = trainer.temperatures.clone()
+    assert trainer.restore_kept() == calibrated
+    assert torch.equal(trainer.temperatures, temperatures)
+    _same_metrics(trainer.finish(), want)
+    # A finished run restored from its checkpoint (with its temperatures)
+    # finishes as it did (a refit on the scaled logits had dropped them).
+    trainer.save(tmp_path / "ckpt")
+    again = Trainer(cfg, dataset=digits)
+    again.restore(tmp_path / "ckpt")
+    assert again.should_stop and again.temperatures is not None
+    _same_metrics(again.finish(), want)
+    assert torch.equal(again.temperatures, temperatures)
