@@ -5,7 +5,9 @@ temperatures) are written as the trial folders promotion reads (the layout
 Tune writes: ``params.json``, ``result.json``, ``checkpoint_*/regtune_state``;
 promotion needs no Ray). A single-trial version keeps the trainer's values and
 decides exactly as the trainer did; an ensemble's values are fitted on the
-validation split; a malformed stored value is refused.
+validation split; a malformed stored value is refused. A third run (robust
+thresholds fitted on training + validation rows) checks that a promoted
+single trial keeps its thresholds and recounts its criterion on those rows.
 """
 
 from __future__ import annotations
@@ -506,3 +508,94 @@ def test_a_checkpoint_with_unusable_fitted_values_is_refused(
     with pytest.raises(CheckpointError, match=fragment) as info:
         read_weights(trial)
     assert str(folder) in str(info.value)
+
+
+#: A single robust trial whose thresholds were fitted on training + validation rows.
+ROBUST_TRAIN_VAL_CONFIG: dict[str, Any] = {
+    "dataset": "adult",
+    "model": {"arch": "logreg"},
+    "training": {
+        "epochs": 1,
+        "batch_size": 2048,
+        "lr": 1e-2,
+        "robust_every": 0,
+        "seed": 3,
+        "calibration": "group_temperature",
+    },
+    "penalties": {
+        "fairness": {
+            "kind": "eo",
+            "method": "postprocess",
+            "bound": BOUND,
+            "margin": MARGIN,
+            "threshold_rows": "train+val",
+            "robust_quantile": 0.75,
+            "robust_resamples": 50,
+        }
+    },
+}
+
+
+def test_a_promoted_robust_trial_fitted_on_train_and_val_keeps_its_thresholds_and_criterion(
+    adult: Dataset, tmp_path: Path
+) -> None:
+    from regtune.trainables.loop import Trainer
+
+    trainer = Trainer(ROBUST_TRAIN_VAL_CONFIG, dataset=adult, device="cpu")
+    while not trainer.should_stop:
+        trainer.run_epoch()
+    final = trainer.finish()
+    assert trainer.thresholds is not None and trainer.temperatures is not None
+    assert final["postprocess_fit_rows"] == adult.train.y.shape[0] + adult.val.y.shape[0]
+    experiment = tmp_path / "robust-sweep"
+    _write_trial(experiment, "r0", trainer, final)
+    result = promote(
+        str(experiment), name="robust", top_k=1, objectives=OBJECTIVES, gates=parse_gates([]),
+        root=registry_root(str(tmp_path)),
+    )  # fmt: skip
+    assert result.passed and result.version is not None
+    post = result.version.postprocessing
+    assert post is not None
+    tolerance = BOUND - MARGIN
+    assert post.settings["constraint"] == {
+        "kind": "eo",
+        "tolerance": pytest.approx(tolerance),
+        "rows": "train+val",
+        "robust_quantile": 0.75,
+        "robust_resamples": 50,
+        "seed": 3,
+    }
+    assert post.record["thresholds_fitted_on"] == "train+val"
+    assert post.record["source"] == {"temperatures": "trial", "thresholds": "trial"}
+    assert post.thresholds == tuple(trainer.thresholds.tolist())
+    assert post.temperatures == tuple(trainer.temperatures.tolist())
+    fit = post.record["fit"]
+    # The trial's robust criterion, recounted on its own fitting rows (the
+    # calibrated scores of the training and validation splits, its seed):
+    # the number its trainer reported.
+    assert fit["val_postprocess_robust_gap"] == pytest.approx(
+        final["val_postprocess_robust_gap"], abs=1e-12
+    )
+    val = adult.val
+    assert val.s is not None
+    assert post.thresholds is not None
+    val_scores = trainer.positive_scores("val")
+    val_only = thresholds.resampled_gap(
+        val_scores, val.y, val.s, 2, post.thresholds,
+        kind="eo", quantile=0.75, resamples=50, seed=3,
+    )  # fmt: skip
+    assert val_only != pytest.approx(fit["val_postprocess_robust_gap"], abs=1e-6)
+    # The version's gap and accuracy are the thresholds' on validation; its
+    # feasibility counts the robust criterion too.
+    decided = thresholds.apply_thresholds(val_scores, val.s, post.thresholds)
+    assert fit["val_postprocess_gap"] == fairness.eo_difference(val.y, decided, val.s)
+    assert fit["postprocess_feasible"] == (
+        fit["val_postprocess_gap"] <= tolerance
+        and fit["val_postprocess_robust_gap"] <= tolerance
+        and thresholds.beats_constant(
+            fit["val_postprocess_acc"], thresholds.constant_accuracy(val.y)
+        )
+    )
+    # What the version decides on the test split is what the trainer decided.
+    assert result.version.metrics["test_acc"] == pytest.approx(final["test_acc"], abs=1e-12)
+    assert result.version.metrics["test_eo_diff"] == pytest.approx(final["test_eo_diff"], abs=1e-12)
