@@ -265,6 +265,9 @@ def run_sweep(
         raise SpecError(NOTHING_TO_RESUME_MSG.format(name=name, path=exp_path))
     if not resume and exists:
         raise SpecError(EXISTS_MSG.format(name=name, path=exp_path))
+    if resume and spec.resources.fuse != "auto":
+        # A resume of the other kind (fused vs unfused) is refused (fuse: auto below).
+        _check_fuse_matches(spec.resources.fuse != 1, was_fused, name)
     started = time.perf_counter()
     base = parse_train_config(spec.base_config())
     fuse: int | None = None
@@ -272,10 +275,9 @@ def run_sweep(
         # torch, pandas and the dataset load while Ray's processes boot: most
         # of ray.init is waiting for them, so this hides ~2 s of a local sweep.
         loading = pool.submit(_load_data, base.dataset)
-        if resume:
-            # A resume of the other kind (fused vs unfused) is refused before
-            # Ray starts. With fuse: auto, K comes from the model's size on the
-            # dataset, so that resume waits for the dataset before Ray starts.
+        if resume and spec.resources.fuse == "auto":
+            # Refused before Ray starts too: K comes from the model's size on
+            # the dataset, so this resume waits for the dataset before Ray starts.
             fuse = _members_per_cohort(spec, base, loading.result)
             _check_fuse_matches(fuse > 1, was_fused, name)
         ensure_ray(address, dashboard=dashboard)
