@@ -20,7 +20,12 @@ trainer's own functions and rules:
   ``penalties.fairness.robust_quantile``, the robust fit (bootstrap
   resamples seeded by ``training.seed``), as the trainer fits it: both map
   the settings to the fit through one helper,
-  :class:`regtune.trainables.threshold_settings.ThresholdSettings`.
+  :class:`regtune.trainables.threshold_settings.ThresholdSettings`. They are
+  fitted on the rows the settings name (``threshold_rows``: validation, or
+  training + validation), and the version's ``val_postprocess_acc``,
+  ``val_postprocess_gap`` and ``postprocess_feasible`` are measured on
+  those same rows, as the trainer's metrics of the same names are (a
+  promoted single trial reports its trial's numbers).
 
 The test split is never looked at here; :mod:`.evaluation` scores the result
 on it afterwards.
@@ -168,9 +173,9 @@ def fit_postprocessing(
         # The rows the thresholds are fitted on (as the trainer did).
         fit_scores, fit_y, fit_s = scores, y, s
         train = dataset.train
-        # Needed for a fit, and to recount a trial's robust criterion.
-        needed = stored_thresholds is None or wanted.robust_quantile is not None
-        if rows == "train+val" and train.s is not None and needed:
+        # Fitted on, and measured on: gap, accuracy and feasibility count the
+        # fitting rows, as the trainer's metrics of the same names do.
+        if rows == "train+val" and train.s is not None:
             z_train = metrics.logits(module, train.x, batch_size=EVAL_BATCH).cpu()
             scaled_train = scaling.scale_logits(z_train, group_codes(train.s, len(z_train)))
             fit_scores = torch.cat([scaled_train.softmax(dim=1)[:, 1], scores])
@@ -189,17 +194,18 @@ def fit_postprocessing(
         if robust_gap is not None:
             # The trainer's metric of the same name: the resampled gap's quantile.
             fit["val_postprocess_robust_gap"] = robust_gap
-        decided = thresholds.apply_thresholds(scores, s, cuts)
+        decided = thresholds.apply_thresholds(fit_scores, fit_s, cuts)
         gap = (
-            fairness.dp_difference(decided, s)
+            fairness.dp_difference(decided, fit_s)
             if wanted.kind == "dp"
-            else fairness.eo_difference(y, decided, s)
+            else fairness.eo_difference(fit_y, decided, fit_s)
         )
-        accuracy = float((decided == y).double().mean())
+        accuracy = float((decided == fit_y).double().mean())
         # As fit_thresholds: a decision no better than a constant one is not feasible.
-        useful = thresholds.beats_constant(accuracy, thresholds.constant_accuracy(y))
+        useful = thresholds.beats_constant(accuracy, thresholds.constant_accuracy(fit_y))
         fit.update(
             {
+                "postprocess_fit_rows": int(fit_y.shape[0]),
                 "val_postprocess_acc": accuracy,
                 "val_postprocess_gap": gap,
                 "postprocess_feasible": (
