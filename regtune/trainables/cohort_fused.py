@@ -154,7 +154,7 @@ def _check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
 
 
 def _kept_selection(m: _Member) -> selection.Selection | None:
-    """``Trainer._kept_selection``: the epoch a fairness bound keeps so far."""
+    """``Trainer.kept_selection``: the epoch a fairness bound keeps so far."""
     fair = m.cfg.penalties.fairness
     key = selection.gap_metric(fair.kind) if fair.kind != "none" else None
     if fair.training_method is None or fair.bound is None or key is None:
