@@ -12,7 +12,8 @@ Writes are atomic: on a local disk a file is written under a hidden
 temporary name (``.part-....tmp``, which every reader ignores) and renamed;
 on object stores (S3, GCS) an object only becomes visible once its upload
 completes, so it is written under its final name directly (a rename there
-is a copy).
+is a copy). Object stores have no folders, so none are made there (each
+would cost a request per level, every write).
 """
 
 from __future__ import annotations
@@ -111,11 +112,13 @@ class ResultsLocation:
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` atomically (see the module docstring)."""
         folder, name = path.rsplit("/", 1)
-        self.fs.create_dir(folder, recursive=True)
         if not self.is_local:
+            # An object store has no folders to make: creating them would cost
+            # a bucket look-up and one empty marker object per level, each write.
             with self.fs.open_output_stream(path) as f:
                 f.write(data)
             return
+        self.fs.create_dir(folder, recursive=True)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             with self.fs.open_output_stream(tmp) as f:

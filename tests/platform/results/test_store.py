@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -26,7 +27,7 @@ from regtune.platform.results import (
     read_spec,
     read_trials,
 )
-from regtune.platform.results.files import locate
+from regtune.platform.results.files import ResultsLocation, locate
 from regtune.platform.results.schema import (
     META_VERSION,
     epoch_row,
@@ -35,6 +36,7 @@ from regtune.platform.results.schema import (
 from regtune.platform.results.writer import FLUSH_ENV, flush_seconds
 from regtune.search_spaces import load_spec
 from tests.conftest import BUCKET
+from tests.platform.counting_fs import CountingFs
 from tests.platform.results.conftest import tune_result
 
 SPEC: dict[str, Any] = {
@@ -341,6 +343,19 @@ def test_s3_round_trip(s3_env: dict[str, str]) -> None:
     loc = locate(exp)
     assert loc.list_files(loc.epochs) == [n for n in loc.list_files(loc.epochs) if "part-" in n]
     assert len(loc.list_files(loc.epochs)) == 1  # compacted
+
+
+def test_s3_writes_make_no_folders(s3_env: dict[str, str]) -> None:
+    """An object store has no folders: a write is one upload, no folder
+    markers (a bucket look-up and one marker per level, each write)."""
+    loc = locate(f"s3://{BUCKET}/runs/folders")
+    counter = CountingFs(loc.fs)
+    counted = ResultsLocation(fs=pafs.PyFileSystem(counter), root=loc.root, scheme=loc.scheme)
+    path = f"{counted.epochs}/deep/er/part.bin"
+    counted.write_bytes(path, b"rows")
+    assert counter.created_dirs == [] and counter.lookups == []
+    assert loc.read_bytes(path) == b"rows"
+    assert counted.list_files(f"{counted.epochs}/deep/er") == ["part.bin"]
 
 
 def test_trial_table_of_another_version_is_refused(tmp_path: Path) -> None:

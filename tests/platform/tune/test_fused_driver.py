@@ -26,6 +26,7 @@ from regtune.platform.results.files import ResultsLocation
 from regtune.platform.tune.fused_driver import STATE_FILE, _Loop
 from regtune.search_spaces import load_spec
 from tests.conftest import BUCKET
+from tests.platform.counting_fs import CountingFs
 
 #: What the dead cohort worker's handle is to the driver here.
 DEAD = "dead-worker"
@@ -165,65 +166,10 @@ def test_a_dead_worker_with_no_retry_now_is_reported_once_on_its_own(
     assert member.trial.status == expected[case]
 
 
-class _CountingFs(pafs.FileSystemHandler):
-    """A pyarrow filesystem that passes every call to ``inner`` and records
-    the look-ups (``get_file_info`` of paths: requests, on S3)."""
-
-    def __init__(self, inner: pafs.FileSystem) -> None:
-        self.inner = inner
-        self.lookups: list[str] = []
-
-    def get_type_name(self) -> str:
-        return f"counting+{self.inner.type_name}"
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        self.lookups.extend(paths)
-        return list(self.inner.get_file_info(paths))
-
-    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return list(self.inner.get_file_info(selector))
-
-    def create_dir(self, path: str, recursive: bool) -> None:
-        self.inner.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path: str) -> None:
-        self.inner.delete_dir(path)
-
-    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self) -> None:
-        self.inner.delete_dir_contents("/", accept_root_dir=True)
-
-    def delete_file(self, path: str) -> None:
-        self.inner.delete_file(path)
-
-    def move(self, src: str, dest: str) -> None:
-        self.inner.move(src, dest)
-
-    def copy_file(self, src: str, dest: str) -> None:
-        self.inner.copy_file(src, dest)
-
-    def open_input_stream(self, path: str) -> Any:
-        return self.inner.open_input_stream(path)
-
-    def open_input_file(self, path: str) -> Any:
-        return self.inner.open_input_file(path)
-
-    def open_output_stream(self, path: str, metadata: Any) -> Any:
-        return self.inner.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path: str, metadata: Any) -> Any:
-        return self.inner.open_append_stream(path, metadata=metadata)
-
-    def normalize_path(self, path: str) -> str:
-        return str(self.inner.normalize_path(path))
-
-
-def _counted(loop: _Loop) -> _CountingFs:
+def _counted(loop: _Loop) -> CountingFs:
     """Count ``loop``'s look-ups in its experiment folder from now on."""
     loc = loop.files.loc
-    counter = _CountingFs(loc.fs)
+    counter = CountingFs(loc.fs)
     loop.files.loc = ResultsLocation(
         fs=pafs.PyFileSystem(counter), root=loc.root, scheme=loc.scheme
     )
