@@ -84,15 +84,21 @@ class Place:
         except FileNotFoundError:
             return None
 
+    def _make(self) -> None:
+        """Make this folder on a local disk (an object store has none to make:
+        it would cost a look-up and one marker object per level)."""
+        if self.is_local:
+            self.fs.create_dir(self.path, recursive=True)
+
     def write(self, name: str, data: bytes) -> None:
         """Write file ``name`` (one PUT on an object store)."""
-        self.fs.create_dir(self.path, recursive=True)
+        self._make()
         with self.fs.open_output_stream(self.file(name)) as handle:
             handle.write(data)
 
     def copy_in(self, source: Place, name: str) -> None:
         """Copy ``source``'s file ``name`` here (server-side on an object store)."""
-        self.fs.create_dir(self.path, recursive=True)
+        self._make()
         self.fs.copy_file(source.file(name), self.file(name))
 
     def delete(self, name: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 import torch
 
@@ -23,10 +24,11 @@ from regtune.platform.registry import (
     save_version,
 )
 from regtune.platform.registry.location import list_models
-from regtune.platform.registry.store import place_of
+from regtune.platform.registry.store import Place, place_of
 from regtune.platform.registry.version import CLAIMS_DIR, claim_number
 from regtune.trainables.loop import RunResult
 from tests.conftest import BUCKET
+from tests.platform.counting_fs import CountingFs
 
 pytestmark = pytest.mark.usefixtures("s3_env")
 
@@ -169,3 +171,16 @@ def test_serving_and_the_cli_read_an_s3_registry(tiny_run: RunResult, storage: s
     assert (row["name"], row["versions"]) == ("tiny", [1])
     shown = CliRunner().invoke(app, ["models", "show", "tiny:1", "--storage", storage, "--json"])
     assert shown.exit_code == 0 and f"{storage}/registry/tiny/v1" in shown.output
+
+
+def test_writes_make_no_folders_on_an_object_store(storage: str) -> None:
+    """A write or copy is one request: no folder markers are made first."""
+    place = place_of(f"{storage}/models/m/v1")
+    counter = CountingFs(place.fs)
+    counted = Place(pafs.PyFileSystem(counter), place.path, place.scheme)
+    counted.write("a.json", b"{}")
+    counted.child("deeper").copy_in(counted, "a.json")
+    assert counter.created_dirs == []
+    assert place.read("a.json") == b"{}"
+    assert place.child("deeper").read("a.json") == b"{}"
+    assert place.folders() == ["deeper"] and place.files() == ["a.json"]
