@@ -6,26 +6,27 @@ the first time ``zero_grad``, ``state_dict``, ``load_state_dict`` or
 ``add_param_group`` runs (each is wrapped in ``torch._disable_dynamo``). That
 import costs about 2 CPU-seconds and is paid once by every process that
 trains: each Tune trial worker, each ``regtune train``, each cohort worker.
-regtune never runs its training under ``torch.compile``, where those wrappers
-would matter, so :class:`AdamW` and :class:`SGD` call the functions the
+Those wrappers only matter under ``torch.compile``, which regtune's training
+does not use, so :class:`AdamW` and :class:`SGD` call the functions the
 wrappers wrap (``functools.wraps`` keeps them as ``__wrapped__``) and nothing
 else changes:
 
 - the update maths is torch's own (``torch.optim.Adam.step``'s and
-  ``torch.optim.SGD.step``'s bodies, run under the same grad mode), so runs
-  are bit-identical with ``torch.optim.AdamW`` / ``torch.optim.SGD``;
+  ``torch.optim.SGD.step``'s bodies, run under the grad mode torch's wrapper
+  sets), so runs are bit-identical with ``torch.optim.AdamW`` /
+  ``torch.optim.SGD``;
 - they are subclasses of those classes, so ``state_dict`` has torch's layout
-  (checkpoints load both ways) and torch's learning-rate schedulers drive
-  them.
+  (checkpoints load both ways), torch's learning-rate schedulers drive them,
+  and torch's step hooks and profiler records run once a step, as torch's.
 
-Must not be used under ``torch.compile``. Where a torch build lacks one of
-the wrapped functions, that method falls back to torch's own (which then
+While compiling (``torch.compiler.is_compiling()``), and on a torch build
+whose wrappers are not the ones known here (each is checked by the name of
+its code), every method is torch's own, wrappers included (which then
 imports ``torch._dynamo`` as before): behaviour never depends on this.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -35,64 +36,82 @@ from torch.optim import Optimizer
 __all__ = ["SGD", "AdamW"]
 
 
-def _unwrapped(method: Any) -> Callable[..., Any] | None:
-    """The function under ``method``'s wrappers, or None where it has none.
+#: The code names of torch 2.13's wrappers that are safe to skip outside
+#: ``torch.compile``: ``_disable_dynamo``'s and ``_use_grad_for_differentiable``'s.
+_DYNAMO_WRAPPER = "inner"
+_GRAD_WRAPPER = "_use_grad"
 
-    Unwrapped to the end: once a torch optimizer of that class has been built,
-    its ``step`` also carries ``Optimizer.profile_hook_step``, which every
-    instance of these classes adds again on its own ``step``.
-    """
-    if getattr(method, "__wrapped__", None) is None:
+
+def _unhooked(step: Any) -> Any:
+    """``step`` without ``Optimizer.profile_hook_step``'s layers: once torch
+    has built an optimizer of a class, that class's ``step`` carries one (and
+    each of these classes gets its own on its own ``step``)."""
+    while getattr(step, "hooked", False) and hasattr(step, "__wrapped__"):
+        step = step.__wrapped__
+    return step
+
+
+def _bare(method: Any, wrapper: str) -> Callable[..., Any] | None:
+    """The function under ``method``'s one wrapper, when that wrapper's code is
+    named ``wrapper`` and the function under it wraps nothing; else None."""
+    inner = getattr(method, "__wrapped__", None)
+    code = getattr(method, "__code__", None)
+    if inner is None or code is None or code.co_name != wrapper:
         return None
-    inner = inspect.unwrap(method)
-    return inner if callable(inner) else None
+    return None if hasattr(inner, "__wrapped__") or not callable(inner) else inner
 
 
-_ZERO_GRAD = _unwrapped(Optimizer.zero_grad)
-_STATE_DICT = _unwrapped(Optimizer.state_dict)
-_LOAD_STATE_DICT = _unwrapped(Optimizer.load_state_dict)
-_ADD_PARAM_GROUP = _unwrapped(Optimizer.add_param_group)
-_ADAM_STEP = _unwrapped(torch.optim.Adam.step)
-_SGD_STEP = _unwrapped(torch.optim.SGD.step)
+_ZERO_GRAD = _bare(Optimizer.zero_grad, _DYNAMO_WRAPPER)
+_STATE_DICT = _bare(Optimizer.state_dict, _DYNAMO_WRAPPER)
+_LOAD_STATE_DICT = _bare(Optimizer.load_state_dict, _DYNAMO_WRAPPER)
+_ADD_PARAM_GROUP = _bare(Optimizer.add_param_group, _DYNAMO_WRAPPER)
+
+
+def _torch_path() -> bool:
+    """Whether torch's own wrappers must run (compiling now)."""
+    return bool(torch.compiler.is_compiling())
 
 
 class _WithoutDynamo(Optimizer):
     """Optimizer methods that skip the ``torch._dynamo`` wrappers."""
 
-    _plain_step: Callable[..., Any] | None = None
+    #: torch's ``step`` with its own wrappers (without the profiling hook).
+    _torch_step: Callable[..., Any]
+    #: The function under them, or None (then ``_torch_step`` always runs).
+    _bare_step: Callable[..., Any] | None
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One update, as the parent's ``step`` (grad off unless differentiable)."""
-        plain = type(self)._plain_step
-        if plain is None:
-            return super().step(closure)
+        bare = type(self)._bare_step
+        if bare is None or _torch_path():
+            return type(self)._torch_step(self, closure)
         with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
-            return plain(self, closure)
+            return bare(self, closure)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset gradients, as ``torch.optim.Optimizer.zero_grad``."""
-        if _ZERO_GRAD is None:
-            super().zero_grad(set_to_none)
+        if _ZERO_GRAD is None or _torch_path():
+            Optimizer.zero_grad(self, set_to_none)
         else:
             _ZERO_GRAD(self, set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict (same layout as ``torch.optim``'s classes)."""
-        if _STATE_DICT is None:
-            return super().state_dict()
+        if _STATE_DICT is None or _torch_path():
+            return Optimizer.state_dict(self)
         return _STATE_DICT(self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict written by this class or by torch's."""
-        if _LOAD_STATE_DICT is None:
-            super().load_state_dict(state_dict)
+        if _LOAD_STATE_DICT is None or _torch_path():
+            Optimizer.load_state_dict(self, state_dict)
         else:
             _LOAD_STATE_DICT(self, state_dict)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a parameter group, as ``torch.optim.Optimizer.add_param_group``."""
-        if _ADD_PARAM_GROUP is None:
-            super().add_param_group(param_group)
+        if _ADD_PARAM_GROUP is None or _torch_path():
+            Optimizer.add_param_group(self, param_group)
         else:
             _ADD_PARAM_GROUP(self, param_group)
 
@@ -100,10 +119,14 @@ class _WithoutDynamo(Optimizer):
 class AdamW(_WithoutDynamo, torch.optim.AdamW):
     """``torch.optim.AdamW``, bit for bit, without importing ``torch._dynamo``."""
 
-    _plain_step = staticmethod(_ADAM_STEP) if _ADAM_STEP is not None else None
+    # Class attributes read through the class (never bound to an instance).
+    _torch_step = _unhooked(torch.optim.Adam.step)
+    _bare_step = _bare(_torch_step, _GRAD_WRAPPER)
 
 
 class SGD(_WithoutDynamo, torch.optim.SGD):
     """``torch.optim.SGD``, bit for bit, without importing ``torch._dynamo``."""
 
-    _plain_step = staticmethod(_SGD_STEP) if _SGD_STEP is not None else None
+    # Class attributes read through the class (never bound to an instance).
+    _torch_step = _unhooked(torch.optim.SGD.step)
+    _bare_step = _bare(_torch_step, _GRAD_WRAPPER)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -120,14 +121,72 @@ print("torch._dynamo" in sys.modules)
 
 def test_steps_are_torchs_own_even_after_torch_hooked_them() -> None:
     """Building a torch optimizer wraps its class's step once more (profiling):
-    the step regtune calls is still the bare one, the same function either way."""
+    the step regtune calls is still the bare one, under torch's one wrapper."""
     torch.optim.AdamW(_model().parameters())  # hooks AdamW.step
     torch.optim.SGD(_model().parameters(), lr=0.1)
-    for hooked, bare in (
-        (torch.optim.AdamW.step, optim.AdamW._plain_step),
-        (torch.optim.SGD.step, optim.SGD._plain_step),
-    ):
+    for hooked, ours in ((torch.optim.AdamW.step, optim.AdamW), (torch.optim.SGD.step, optim.SGD)):
         assert getattr(hooked, "hooked", False)
-        assert optim._unwrapped(hooked) is bare
-        assert bare is not None and not hasattr(bare, "__wrapped__")
-        assert bare.__qualname__.endswith(".step")
+        assert optim._unhooked(hooked) is ours._torch_step
+        assert ours._torch_step.__code__.co_name == "_use_grad"
+        bare = ours._bare_step
+        assert bare is not None and bare is ours._torch_step.__wrapped__
+        assert not hasattr(bare, "__wrapped__") and bare.__qualname__.endswith(".step")
+
+
+def test_an_unknown_wrapper_is_not_skipped() -> None:
+    """Only the wrappers known to be safe to skip are: anything else keeps torch's path."""
+
+    def other(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def guard(*args: Any) -> Any:
+            return fn(*args)
+
+        return guard
+
+    def body(self: Any) -> None:
+        return None
+
+    assert optim._bare(other(body), "_use_grad") is None
+    assert optim._bare(body, "_use_grad") is None  # nothing to skip
+    assert optim._bare(torch.optim.Optimizer.zero_grad, "inner") is not None
+
+
+def _five_steps(opt: torch.optim.Optimizer, model: nn.Module) -> int:
+    """Five steps and a state round trip; how many times a step hook fired."""
+    fired: list[int] = []
+    opt.register_step_post_hook(lambda *_: fired.append(1))
+    _steps(model, opt, _schedule(opt, "cosine"), 5, seed=4)
+    opt.load_state_dict(opt.state_dict())
+    return len(fired)
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_while_compiling_every_method_is_torchs_own(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torch.compile the wrappers (graph breaks, dynamo disabled) run:
+    same bits as torch, and a step hook still fires once a step."""
+    theirs = _model()
+    assert _five_steps(_make(kind, "torch", theirs.parameters()), theirs) == 5
+    calls: list[str] = []
+    real = torch.optim.Optimizer.zero_grad
+
+    def zero(self: Any, set_to_none: bool = True) -> None:
+        calls.append("zero_grad")
+        real(self, set_to_none)
+
+    cls = optim.AdamW if kind == "adamw" else optim.SGD
+    torch_step = cls._torch_step
+
+    def step(self: Any, closure: Any = None) -> Any:
+        calls.append("step")
+        return torch_step(self, closure)
+
+    monkeypatch.setattr(optim, "_torch_path", lambda: True)
+    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", zero)
+    monkeypatch.setattr(cls, "_torch_step", step)
+    ours = _model()
+    assert _five_steps(_make(kind, "regtune", ours.parameters()), ours) == 5
+    assert calls == ["zero_grad", "step"] * 5  # torch's own (wrapped) methods ran
+    pairs = zip(theirs.parameters(), ours.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
