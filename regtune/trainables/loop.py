@@ -84,6 +84,8 @@ NOTHING_TO_RESUME_MSG = (
     "resume: no checkpoint directory at {path}; run without --resume to start the run"
 )
 CUDA_MISSING_MSG = "training.device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
+UNKNOWN_SPLIT_MSG = "split {split!r} is not one of {allowed}"
+NOT_BINARY_MSG = "positive-class scores need a binary task; dataset {name!r} has {n} classes"
 CHECKPOINT_MISMATCH_MSG = (
     "checkpoint {path} was written for a different configuration ({what} differs); "
     "restore it with the configuration it was trained with"
@@ -581,7 +583,17 @@ class Trainer:
     def positive_scores(self, split: str) -> torch.Tensor:
         """The positive-class probability of each row of a split (binary tasks),
         from the temperature-scaled logits once temperatures are fitted: the
-        scores thresholds are fitted on and applied to."""
+        scores thresholds are fitted on and applied to.
+
+        Raises:
+            ValueError: ``split`` is not ``train``, ``val`` or ``test``, or the
+                task is not binary.
+        """
+        if split not in self._tensors:
+            raise ValueError(UNKNOWN_SPLIT_MSG.format(split=split, allowed=tuple(self._tensors)))
+        n = self.dataset.n_classes
+        if n != 2:
+            raise ValueError(NOT_BINARY_MSG.format(name=self.dataset.name, n=n))
         return self._logits(split).softmax(dim=1)[:, 1]
 
     def decisions(self, split: str) -> torch.Tensor:

@@ -311,3 +311,15 @@ def test_restore_kept_puts_the_kept_epoch_and_its_temperatures_in_place(
     assert again.should_stop and again.temperatures is not None
     _same_metrics(again.finish(), want)
     assert torch.equal(again.temperatures, temperatures)
+
+
+def test_positive_scores_refuses_an_unknown_split_and_a_multiclass_task(
+    digits: Dataset, adult: Dataset
+) -> None:
+    binary = Trainer(_cfg(dataset="adult", training={"epochs": 1}), dataset=adult)
+    scores = binary.positive_scores("val")
+    assert scores.shape == adult.val.y.shape and bool(((scores >= 0) & (scores <= 1)).all())
+    with pytest.raises(ValueError, match=r"split 'valid' is not one of \('train', 'val', 'test'\)"):
+        binary.positive_scores("valid")
+    with pytest.raises(ValueError, match="binary task; dataset 'digits' has 10 classes"):
+        Trainer(_cfg(), dataset=digits).positive_scores("val")

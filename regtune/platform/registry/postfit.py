@@ -205,7 +205,7 @@ def fit_postprocessing(
         useful = thresholds.beats_constant(accuracy, thresholds.constant_accuracy(fit_y))
         fit.update(
             {
-                "postprocess_fit_rows": int(fit_y.shape[0]),
+                "postprocess_fit_rows": float(fit_y.shape[0]),  # as the trainer reports it
                 "val_postprocess_acc": accuracy,
                 "val_postprocess_gap": gap,
                 "postprocess_feasible": (

@@ -85,8 +85,9 @@ class Place:
             return None
 
     def _make(self) -> None:
-        """Make this folder on a local disk (an object store has none to make:
-        it would cost a look-up and one marker object per level)."""
+        """Make this folder on a local disk; any other filesystem is written to
+        directly (an object store has no folders: making them would cost a
+        look-up and one marker object per level)."""
         if self.is_local:
             self.fs.create_dir(self.path, recursive=True)
 
@@ -107,7 +108,11 @@ class Place:
             self.fs.delete_file(self.file(name))
 
     def remove(self) -> None:
-        """Remove this folder and everything in it; already gone is fine."""
+        """Remove this folder and everything in it; already gone is fine.
+
+        On GCS, arrow deletes the folder's marker object last; with no marker
+        (none is made) that raises FileNotFoundError after the files are gone,
+        which is why it is suppressed here."""
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_dir(self.path)
 

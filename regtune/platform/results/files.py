@@ -12,8 +12,9 @@ Writes are atomic: on a local disk a file is written under a hidden
 temporary name (``.part-....tmp``, which every reader ignores) and renamed;
 on object stores (S3, GCS) an object only becomes visible once its upload
 completes, so it is written under its final name directly (a rename there
-is a copy). Object stores have no folders, so none are made there (each
-would cost a request per level, every write).
+is a copy). Only a local disk gets folders made: any other filesystem
+(object stores have none; HDFS makes parents itself) is written to
+directly, since folder markers would cost requests per level, every write.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ class ResultsLocation:
         """Write ``data`` to ``path`` atomically (see the module docstring)."""
         folder, name = path.rsplit("/", 1)
         if not self.is_local:
-            # An object store has no folders to make: creating them would cost
-            # a bucket look-up and one empty marker object per level, each write.
+            # Not a local disk (an object store has no folders to make): making
+            # them would cost a bucket look-up and one marker per level, each write.
             with self.fs.open_output_stream(path) as f:
                 f.write(data)
             return

@@ -174,7 +174,7 @@ def test_serving_and_the_cli_read_an_s3_registry(tiny_run: RunResult, storage: s
 
 
 def test_writes_make_no_folders_on_an_object_store(storage: str) -> None:
-    """A write or copy is one request: no folder markers are made first."""
+    """A write or copy asks pyarrow for no folder first (no marker objects)."""
     place = place_of(f"{storage}/models/m/v1")
     counter = CountingFs(place.fs)
     counted = Place(pafs.PyFileSystem(counter), place.path, place.scheme)

@@ -346,8 +346,8 @@ def test_s3_round_trip(s3_env: dict[str, str]) -> None:
 
 
 def test_s3_writes_make_no_folders(s3_env: dict[str, str]) -> None:
-    """An object store has no folders: a write is one upload, no folder
-    markers (a bucket look-up and one marker per level, each write)."""
+    """An object store has no folders: a write asks pyarrow for no folder
+    and no look-up, only the upload."""
     loc = locate(f"s3://{BUCKET}/runs/folders")
     counter = CountingFs(loc.fs)
     counted = ResultsLocation(fs=pafs.PyFileSystem(counter), root=loc.root, scheme=loc.scheme)
