@@ -9,6 +9,7 @@ that would drift out of what the trainable accepts).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,6 +82,13 @@ HYPEROPT_NO_GRID = (
 GRID_ONLY_GRIDS = (
     "searcher grid enumerates only grid values; got {kind}; use grid here, "
     "or searcher random or hyperopt"
+)
+#: Ray Tune's limit on a grid it can save its place in (``SERIALIZATION_THRESHOLD``
+#: of ``ray.tune.search.basic_variant``): above it a sweep could not be resumed.
+GRID_LIMIT = 1_000_000
+GRID_TOO_LARGE = (
+    "the grids make {n:,} combinations (one trial each); at most {limit:,}, the most "
+    "Ray Tune can save its place in for --resume: use fewer grid values, or choice"
 )
 NOTHING_TO_SEARCH = (
     "the spec samples nothing: put a distribution ({kinds}) under model, training or "
@@ -213,6 +221,11 @@ def cross_searcher(
             log.add((*path, dist.kind), GRID_ONLY_GRIDS.format(kind=dist.kind))
     if isinstance(scheduler, PbtConfig) and isinstance(searcher, HyperoptConfig):
         log.add(("searcher", "kind"), PBT_SEARCHER)
+    grids = [(path, dist) for path, dist in dists.items() if isinstance(dist, Grid)]
+    combinations = math.prod(len(dist.values) for _, dist in grids)
+    if grids and combinations > GRID_LIMIT:
+        largest = max(grids, key=lambda item: len(item[1].values))[0]
+        log.add((*largest, "grid"), GRID_TOO_LARGE.format(n=combinations, limit=GRID_LIMIT))
 
 
 def cross_pbt(

@@ -364,6 +364,18 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "use searcher grid or random",
     ),
     (
+        "grid-too-large",
+        {
+            "searcher": "random",
+            "penalties": {
+                "l2": {"grid": [i / 1000 for i in range(1000)]},
+                "l1": {"grid": [i / 1001 for i in range(1001)]},
+            },
+        },
+        "penalties.l1.grid",
+        "the grids make 1,001,000 combinations (one trial each); at most 1,000,000",
+    ),
+    (
         "grid-searcher-non-grid",
         {"searcher": "grid"},
         "penalties.l2.loguniform",
