@@ -19,6 +19,11 @@ from benchmarks.common import RESULTS_DIR
 BENCHMARKS = (
     ("trainables_speed", "Training-loop throughput", "regtune's Trainer vs a bare torch loop"),
     (
+        "optimizer_start",
+        "Optimizer start-up per training process",
+        "regtune's AdamW/SGD vs torch.optim's (the torch._dynamo import), fresh processes",
+    ),
+    (
         "cohort_speed",
         "Fused cohorts",
         "K members trained as one batched model vs one Trainer after another "
