@@ -79,3 +79,22 @@ def test_once_serves_one_request_and_exits(
     (prediction,) = answer["predictions"]
     assert prediction["label"] in ("<=50K", ">50K")
     assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_verbose_shows_ray_and_serve_messages_and_is_off_by_default(
+    tmp_path: Path, registry: Registry
+) -> None:
+    import logging
+
+    from regtune.platform.tune import banners
+
+    base = ["serve", f"{MODEL}:1", "--set", f"registry={registry.root}",
+            "--write-config", str(tmp_path / "s.yaml")]  # fmt: skip
+    serve_logger = logging.getLogger(banners.SERVE_LOGGER)
+    try:
+        assert runner.invoke(app, [*base, "--verbose"]).exit_code == 0
+        assert banners.is_verbose() and banners._SERVE_FILTER not in serve_logger.filters
+        assert runner.invoke(app, base).exit_code == 0
+        assert not banners.is_verbose() and banners._SERVE_FILTER in serve_logger.filters
+    finally:
+        banners.set_verbose(False)

@@ -153,9 +153,15 @@ def serve(
     write_config: Annotated[
         Path | None, typer.Option(help="Write a Serve config file for serve run/deploy; exit.")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Ray's and Serve's own messages.")
+    ] = False,
 ) -> None:
     """Serve a registered model over HTTP (KServe v1) with canary, shadow and drift."""
+    from regtune.platform.tune.runtime import set_verbose
     from regtune.serve.settings import parse_settings
+
+    set_verbose(verbose)
 
     try:
         raw = {

@@ -12,6 +12,15 @@ not verbose (all set before ``ray.init`` and before Tune runs):
   *disabled* is never dropped.
 - Ray's INFO lines ("Started a local Ray instance.", "Connecting to existing
   Ray cluster..."): ``ray.init`` gets ``logging_level`` :func:`ray_log_level`.
+- Serve's INFO lines ("Started Serve in namespace ...", "Application ...
+  is ready at ...": regtune prints where it serves): a logging filter on
+  logger ``ray.serve`` drops its records below WARNING.
+- "(raylet) Task ServeController.graceful_shutdown failed. There are
+  infinite retries remaining ...": an error Ray pushes to the driver every
+  time Serve shuts down (the controller ends itself while that call runs);
+  dropped from what the driver prints
+  (:func:`~regtune.platform.tune.ray_private.drop_pushed_errors`). Every
+  other pushed error prints.
 - Tune's configuration box ("Configuration for experiment ...") and "View
   detailed results here: ...": printed by Tune's new output engine even at
   ``verbose=0``; ``RAY_AIR_NEW_OUTPUT=0`` selects Tune's older engine, which
@@ -29,6 +38,8 @@ import logging
 import os
 
 __all__ = [
+    "SERVE_LOGGER",
+    "SERVE_SHUTDOWN_NOTICE",
     "TOKEN_NOTICE_LOGGER",
     "TUNE_OUTPUT_ENV",
     "apply_verbosity",
@@ -44,6 +55,11 @@ TOKEN_ENABLED_NOTICE = "Token authentication is enabled for this Ray cluster"
 #: Tune's switch between its output engines ("0": the older, silent at verbose=0).
 TUNE_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
+#: Serve's logger in the driver (its INFO records dropped unless verbose).
+SERVE_LOGGER = "ray.serve"
+#: The start of the error Ray pushes whenever Serve shuts down (dropped unless verbose).
+SERVE_SHUTDOWN_NOTICE = "Task ServeController.graceful_shutdown failed"
+
 _state = {"verbose": False, "set_tune_env": False}
 
 
@@ -55,6 +71,21 @@ class _TokenNoticeFilter(logging.Filter):
 
 
 _TOKEN_FILTER = _TokenNoticeFilter()
+
+
+class _ServeInfoFilter(logging.Filter):
+    """Drops Serve's records below WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+_SERVE_FILTER = _ServeInfoFilter()
+
+
+def _is_shutdown_notice(line: str) -> bool:
+    """Whether a pushed error is Serve's shutdown notice, while not verbose."""
+    return not is_verbose() and SERVE_SHUTDOWN_NOTICE in line
 
 
 def set_verbose(flag: bool) -> None:
@@ -85,8 +116,10 @@ def apply_verbosity(verbose: bool | None = None) -> None:
     """
     verbose = is_verbose() if verbose is None else verbose
     logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    serve_logger = logging.getLogger(SERVE_LOGGER)
     if verbose:
         logger.removeFilter(_TOKEN_FILTER)
+        serve_logger.removeFilter(_SERVE_FILTER)
         # Undo only what regtune itself set: a value someone put there since stays.
         if _state["set_tune_env"] and os.environ.get(TUNE_OUTPUT_ENV) == "0":
             os.environ.pop(TUNE_OUTPUT_ENV, None)
@@ -94,6 +127,11 @@ def apply_verbosity(verbose: bool | None = None) -> None:
         return
     if _TOKEN_FILTER not in logger.filters:
         logger.addFilter(_TOKEN_FILTER)
+    if _SERVE_FILTER not in serve_logger.filters:
+        serve_logger.addFilter(_SERVE_FILTER)
+    from regtune.platform.tune.ray_private import drop_pushed_errors
+
+    drop_pushed_errors(_is_shutdown_notice)
     if TUNE_OUTPUT_ENV not in os.environ:
         os.environ[TUNE_OUTPUT_ENV] = "0"
         _state["set_tune_env"] = True

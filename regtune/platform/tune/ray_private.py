@@ -17,20 +17,26 @@ is the file to fix. What is used, and why:
   :mod:`regtune.platform.tune.checkpoint_keeper`).
 - ``Tuner._local_tuner``: a restored Tuner's callbacks, which Tune otherwise
   takes from the pickle written when the experiment started.
+- ``ray._private.worker.print_to_stdstream``: how a driver prints the errors
+  Ray pushes to it ("(raylet) ..."); wrapped so that regtune can drop the
+  ones that are noise to its users (:mod:`regtune.platform.tune.banners`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray.tune.result import DEBUG_METRICS, DONE
+if TYPE_CHECKING:
+    from ray.tune.result import DEBUG_METRICS, DONE
 
 __all__ = [
     "DEBUG_METRICS",
     "DONE",
     "TrialStorage",
     "auth_token_header",
+    "drop_pushed_errors",
     "has_auth_token",
     "ray_up_checks",
     "registered_checkpoints",
@@ -39,6 +45,20 @@ __all__ = [
     "set_restored_callbacks",
     "trial_storage",
 ]
+
+
+#: Names read from ``ray.tune.result`` when first asked for: importing it
+#: imports all of Ray Tune (about 1.3 s), which a Serve driver never needs.
+_TUNE_RESULT_NAMES = frozenset({"DEBUG_METRICS", "DONE"})
+
+
+def __getattr__(name: str) -> Any:
+    """``DONE`` and ``DEBUG_METRICS``, from ``ray.tune.result`` (PEP 562)."""
+    if name in _TUNE_RESULT_NAMES:
+        import ray.tune.result as tune_result
+
+        return getattr(tune_result, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- authentication
@@ -67,6 +87,32 @@ def has_auth_token() -> bool:
 def reset_auth_token_cache() -> None:
     """Forget the token Ray's loader cached (after a token file was created)."""
     _token_loader().reset_cache()
+
+
+# ---------------------------------------------------------------- pushed errors
+
+_PRINT_FILTERS: list[Callable[[str], bool]] = []
+
+
+def drop_pushed_errors(drop: Callable[[str], bool]) -> None:
+    """Keep a driver from printing the errors Ray pushes to it for which
+    ``drop(line)`` is true (asked at each message; every other line prints as
+    Ray prints it). Installed once per process; idempotent per ``drop``."""
+    import ray._private.worker as ray_worker
+
+    if drop not in _PRINT_FILTERS:
+        _PRINT_FILTERS.append(drop)
+    original = ray_worker.print_to_stdstream
+    if getattr(original, "_regtune_filtered", False):
+        return
+
+    def filtered(data: dict[str, Any], ignore_prefix: bool) -> None:
+        lines = [ln for ln in data.get("lines", []) if not any(f(ln) for f in _PRINT_FILTERS)]
+        if lines:
+            original({**data, "lines": lines}, ignore_prefix)
+
+    filtered._regtune_filtered = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = filtered
 
 
 # ---------------------------------------------------------------- cluster YAML

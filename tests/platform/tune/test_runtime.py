@@ -182,6 +182,67 @@ def test_quiet_keeps_a_tune_output_choice_the_user_made(
     assert os.environ[TUNE_OUTPUT_ENV] == "1"
 
 
+def test_quiet_drops_serves_info_and_its_shutdown_notice_only(
+    quiet_state: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through Ray's own printer of pushed errors and Serve's own logger."""
+    import ray._private.worker as ray_worker
+
+    # Ray skips a line it printed moments ago: each call prints another one
+    # (numbers masked): two different messages.
+    others = [
+        "A worker died or was killed while executing a task by an unexpected system error.",
+        "Actor restarted on another node after its own node went away.",
+    ]
+    notice = (
+        f"{banners.SERVE_SHUTDOWN_NOTICE}. There are infinite retries remaining, so the task "
+        "will be retried. Error: The actor is dead because it was killed by `ray.kill`."
+    )
+    serve_logger = logging.getLogger(banners.SERVE_LOGGER)
+
+    def shown(other: str) -> tuple[str, list[str]]:
+        seen: list[str] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                seen.append(record.getMessage())
+
+        handler = Keep()
+        serve_logger.addHandler(handler)
+        try:
+            serve_logger.info("Started Serve in namespace 'serve'.")
+            serve_logger.warning("Controller failed to shut down within 30s.")
+        finally:
+            serve_logger.removeHandler(handler)
+        ray_worker.print_to_stdstream(
+            {"lines": [notice, other], "pid": "raylet", "is_err": False}, ignore_prefix=False
+        )
+        return capsys.readouterr().out, seen
+
+    try:
+        set_verbose(False)
+        out, logged = shown(others[0])
+        assert banners.SERVE_SHUTDOWN_NOTICE not in out and others[0] in out
+        assert logged == ["Controller failed to shut down within 30s."]
+        set_verbose(True)
+        out, logged = shown(others[1])
+        assert banners.SERVE_SHUTDOWN_NOTICE in out and others[1] in out
+        assert len(logged) == 2
+    finally:
+        serve_logger.removeFilter(banners._SERVE_FILTER)
+
+
+def test_the_private_ray_wrapper_imports_no_ray_tune() -> None:
+    """A Serve driver imports it (authentication, banners): Ray Tune is 1.3 s it never needs."""
+    code = (
+        "import sys; from regtune.platform.tune import ray_private, banners; "
+        "banners.apply_verbosity(False); print('ray.tune' in sys.modules); "
+        "from regtune.platform.tune.ray_private import DONE; print(DONE)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "done"]
+
+
 # --------------------------------------------------------------- session records
 
 
