@@ -59,15 +59,22 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
-from benchmarks.fairness_selection import ADULT_EO_BASELINE, select_adult_eo, select_dataset
+from benchmarks.fairness_selection import (
+    ADULT_EO_BASELINE,
+    ADULT_EO_SEEDS,
+    ADULT_EO_SPLIT_SEEDS,
+    select_adult_eo,
+    select_dataset,
+)
 from regtune.trainables.config import DatasetConfig
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.loop import train
 
 NAME = "fairness_splits"
 SELECTION_NAME = f"{NAME}_selection"
-#: The Adult EO robust-threshold selection's record (``--select-adult-eo``).
-ADULT_EO_SELECTION = f"{SELECTION_NAME}_adult_eo"
+#: The Adult EO robust-threshold selection's name in its record's file name
+#: (``--select-adult-eo``; :func:`_selection_path`).
+ADULT_EO = "adult_eo"
 DEFAULT_DATASETS = ("adult", "german", "compas")
 #: ``--smoke-test`` default: one dataset of each config source (COMPAS runs
 #: the same code as German), to stay near 20 s.
@@ -585,17 +592,17 @@ def robust_text(record: dict[str, Any] | None) -> str:
         f"method eo_diff {base['eo_diff_mean']:.4f} mean / {base['eo_diff_p90']:.4f} p90 at "
         f"acc {base['acc_mean']:.4f}; the most accurate robust setting ({best}) "
         f"{robust[best]['eo_diff_mean']:.4f} / {robust[best]['eo_diff_p90']:.4f} at "
-        f"{robust[best]['acc_mean']:.4f}. The previous method's test numbers (0.0302 worst "
-        "eo_diff) had been seen before the robust method was designed; no test number set "
-        "any value of it."
+        f"{robust[best]['acc_mean']:.4f}. The previous method's test numbers had been seen "
+        "before the robust method was designed (docs/fairness.md); no test number set any "
+        "value of it."
     )
 
 
 def load_adult_eo_selection(smoke: bool) -> dict[str, Any] | None:
     """The ``--select-adult-eo`` record: a smoke run's own during a smoke test
     when there is one, else the committed one; None when absent."""
-    smoke_path = results_dir() / f"{ADULT_EO_SELECTION}-smoke.json"
-    committed = RESULTS_DIR / f"{ADULT_EO_SELECTION}.json"
+    smoke_path = _selection_path(ADULT_EO, True, results_dir())
+    committed = _selection_path(ADULT_EO, False, RESULTS_DIR)
     path = smoke_path if smoke and smoke_path.is_file() else committed
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -771,7 +778,7 @@ def report(
         "adult_eo_robust_selection": None
         if adult_eo is None
         else {
-            "file": f"benchmarks/results/{ADULT_EO_SELECTION}.json",
+            "file": f"benchmarks/results/{_selection_path(ADULT_EO, False, Path()).name}",
             "chosen": adult_eo.get("chosen"),
             "why": adult_eo.get("why"),
             "protocol": adult_eo.get("protocol"),
@@ -831,8 +838,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rebuild the report from the per-dataset run files; train nothing",
     )
     parser.add_argument("--datasets", nargs="+", default=None, help="default: all three")
-    parser.add_argument("--split-seeds", type=int, nargs="+", default=list(DEFAULT_SPLIT_SEEDS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
+    parser.add_argument(
+        "--split-seeds", type=int, nargs="+", default=None, help=f"default {DEFAULT_SPLIT_SEEDS}"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help=f"default {DEFAULT_SEEDS}"
+    )
     parser.add_argument(
         "--only",
         nargs="+",
@@ -842,12 +853,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     smoke: bool = args.smoke_test
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
-    split_seeds: list[int] = args.split_seeds[:1] if smoke else args.split_seeds
-    seeds: list[int] = args.seeds[:1] if smoke else args.seeds
+    split_seeds: list[int] = args.split_seeds or list(DEFAULT_SPLIT_SEEDS)
+    seeds: list[int] = args.seeds or list(DEFAULT_SEEDS)
+    if smoke:
+        split_seeds, seeds = split_seeds[:1], seeds[:1]
     torch.set_num_threads(TORCH_THREADS)
     started = time.perf_counter()
     if args.select_adult_eo:
-        path = results_dir() / f"{ADULT_EO_SELECTION}{'-smoke' if smoke else ''}.json"
+        if not smoke and (args.split_seeds is not None or args.seeds is not None):
+            parser.error(
+                "--select-adult-eo runs its own split seeds and seeds "
+                f"({list(ADULT_EO_SPLIT_SEEDS)} x {list(ADULT_EO_SEEDS)}); "
+                "drop --split-seeds/--seeds"
+            )
+        path = _selection_path(ADULT_EO, smoke, results_dir())
         path.parent.mkdir(parents=True, exist_ok=True)
 
         def write_eo(record: dict[str, Any], path: Path = path) -> None:

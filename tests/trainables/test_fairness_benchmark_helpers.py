@@ -297,3 +297,27 @@ def test_cached_scores_are_keyed_by_config_seeds_and_smoke_mode(
     assert len(trained) == 3  # the second pass read every run from its own file
     for one, two in zip(first, again, strict=True):
         assert np.array_equal(one["val"]["p"], two["val"]["p"]) and two["kept_epoch"] == 2
+
+
+def test_select_adult_eo_refuses_seed_flags_it_would_ignore(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import fairness_splits
+
+    for flags in (["--seeds", "3"], ["--split-seeds", "4"]):
+        with pytest.raises(SystemExit) as info:
+            fairness_splits.main(["--select-adult-eo", *flags])
+        assert info.value.code == 2
+        assert "drop --split-seeds/--seeds" in capsys.readouterr().err
+
+
+def test_robust_text_reports_the_committed_selection_from_its_record() -> None:
+    from benchmarks import fairness_splits
+
+    record = fairness_splits.load_adult_eo_selection(smoke=False)
+    assert record is not None and record["complete"]
+    text = fairness_splits.robust_text(record)
+    base = record["summary"][record["chosen"]]
+    assert f"eo_diff {base['eo_diff_mean']:.4f} mean / {base['eo_diff_p90']:.4f} p90" in text
+    assert f"{len(record['runs'])} training runs" in text
+    assert fairness_splits.robust_text({**record, "complete": False}) == ""
