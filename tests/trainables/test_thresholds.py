@@ -14,7 +14,6 @@ from regtune.errors import DataError
 from regtune.trainables.fairness import dp_difference, eo_difference
 from regtune.trainables.threshold_settings import ThresholdSettings
 from regtune.trainables.thresholds import (
-    DEFAULT_RESAMPLES,
     DEFAULT_TOLERANCE,
     MAX_CANDIDATES,
     apply_thresholds,
@@ -211,10 +210,9 @@ def test_threshold_settings_fit_is_fit_thresholds_with_the_mapped_arguments() ->
 
 
 def test_a_stored_constraint_of_an_older_version_reads_with_defaults() -> None:
-    old = {"kind": "dp", "tolerance": 0.03, "robust_quantile": 0.9}
-    assert ThresholdSettings.from_constraint(old) == ThresholdSettings(
-        "dp", 0.03, "val", robust_quantile=0.9, resamples=DEFAULT_RESAMPLES, seed=0
-    )
+    """Versions stored before threshold rows or robust fits existed."""
+    old = {"kind": "dp", "tolerance": 0.03}
+    assert ThresholdSettings.from_constraint(old) == ThresholdSettings("dp", 0.03, "val")
 
 
 @pytest.mark.parametrize(

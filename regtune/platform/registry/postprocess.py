@@ -111,6 +111,16 @@ def _check_robust(
     for key, (ok, allowed) in checks.items():
         if key in constraint and not ok(constraint[key]):
             raise bad(f"settings.constraint.{key}", constraint[key], allowed)
+    if "robust_quantile" in constraint:
+        # Stored together (ThresholdSettings.as_constraint): a recount with
+        # other draws than the trial's would judge other resamples.
+        for key in ("robust_resamples", "seed"):
+            if key not in constraint:
+                raise bad(
+                    f"settings.constraint.{key}",
+                    "missing",
+                    f"{checks[key][1]}, stored with robust_quantile",
+                )
 
 
 def _whole(value: Any) -> bool:

@@ -419,6 +419,28 @@ def _set(key: str, value: Any) -> Any:
                 ("seed", "x", "a whole number"),
             ]
         ],
+        *[
+            (
+                _set(
+                    "settings",
+                    {
+                        "calibration": "none",
+                        "constraint": {
+                            "kind": "eo",
+                            "tolerance": 0.02,
+                            "robust_quantile": 0.5,
+                            **present,
+                        },
+                    },
+                ),
+                f"postprocessing.settings.constraint.{missing}",
+                "stored with robust_quantile",
+            )
+            for missing, present in [
+                ("robust_resamples", {"seed": 0}),
+                ("seed", {"robust_resamples": 50}),
+            ]
+        ],
     ],
 )
 def test_a_malformed_stored_value_is_refused_naming_the_field(
