@@ -725,7 +725,6 @@ class CohortManager:
             self._keys[tid] = keys.get(tid)
             if tid in group.gens:
                 self._placed_gen[tid] = group.gens[tid]
-        self.sizes.append(len(group.members))
         return worker
 
     async def _send(self, group: _Forming, worker: Any) -> None:
@@ -759,8 +758,12 @@ class CohortManager:
                 if not group.members:
                     break
                 worker = self._place(group, keys)
+                size = len(group.members)
                 try:
                     await self._send(group, worker)
+                    # Counted once it was handed over (another group may be
+                    # placed while this one waits for its worker).
+                    self.sizes.append(size)
                     break
                 except ray.exceptions.RayActorError:
                     if attempt == _PLACE_ATTEMPTS - 1:
@@ -769,7 +772,6 @@ class CohortManager:
                     # member of it had asked since): out of the pool, and the
                     # group goes to another worker.
                     self.lost(worker)
-                    self.sizes.pop()
                     for tid in group.gone:
                         group.members.pop(tid, None)
                     group.gone.clear()
