@@ -18,8 +18,8 @@ not verbose (all set before ``ray.init`` and before Tune runs):
 - "(raylet) Task ServeController.graceful_shutdown failed. There are
   infinite retries remaining ...": an error Ray pushes to the driver every
   time Serve shuts down (the controller ends itself while that call runs);
-  dropped from what the driver prints
-  (:func:`~regtune.platform.tune.ray_private.drop_pushed_errors`). Every
+  dropped from what the driver prints (:func:`filter_ray_messages`, which
+  :mod:`~regtune.platform.tune.runtime` calls before Ray starts). Every
   other pushed error prints.
 - Tune's configuration box ("Configuration for experiment ...") and "View
   detailed results here: ...": printed by Tune's new output engine even at
@@ -43,6 +43,7 @@ __all__ = [
     "TOKEN_NOTICE_LOGGER",
     "TUNE_OUTPUT_ENV",
     "apply_verbosity",
+    "filter_ray_messages",
     "is_verbose",
     "ray_log_level",
     "set_verbose",
@@ -60,7 +61,7 @@ SERVE_LOGGER = "ray.serve"
 #: The start of the error Ray pushes whenever Serve shuts down (dropped unless verbose).
 SERVE_SHUTDOWN_NOTICE = "Task ServeController.graceful_shutdown failed"
 
-_state = {"verbose": False, "set_tune_env": False}
+_state = {"verbose": False, "set_tune_env": False, "drop_notice": True}
 
 
 class _TokenNoticeFilter(logging.Filter):
@@ -84,8 +85,17 @@ _SERVE_FILTER = _ServeInfoFilter()
 
 
 def _is_shutdown_notice(line: str) -> bool:
-    """Whether a pushed error is Serve's shutdown notice, while not verbose."""
-    return not is_verbose() and SERVE_SHUTDOWN_NOTICE in line
+    """Whether a pushed error is Serve's shutdown notice, while not verbose
+    (as :func:`apply_verbosity` last applied it)."""
+    return _state["drop_notice"] and SERVE_SHUTDOWN_NOTICE in line
+
+
+def filter_ray_messages() -> None:
+    """Keep Serve's shutdown notice out of what the driver prints while not
+    verbose (idempotent; imports Ray: call it where Ray is about to start)."""
+    from regtune.platform.tune.ray_private import drop_pushed_errors
+
+    drop_pushed_errors(_is_shutdown_notice)
 
 
 def set_verbose(flag: bool) -> None:
@@ -117,6 +127,7 @@ def apply_verbosity(verbose: bool | None = None) -> None:
     verbose = is_verbose() if verbose is None else verbose
     logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
     serve_logger = logging.getLogger(SERVE_LOGGER)
+    _state["drop_notice"] = not verbose
     if verbose:
         logger.removeFilter(_TOKEN_FILTER)
         serve_logger.removeFilter(_SERVE_FILTER)
@@ -129,9 +140,6 @@ def apply_verbosity(verbose: bool | None = None) -> None:
         logger.addFilter(_TOKEN_FILTER)
     if _SERVE_FILTER not in serve_logger.filters:
         serve_logger.addFilter(_SERVE_FILTER)
-    from regtune.platform.tune.ray_private import drop_pushed_errors
-
-    drop_pushed_errors(_is_shutdown_notice)
     if TUNE_OUTPUT_ENV not in os.environ:
         os.environ[TUNE_OUTPUT_ENV] = "0"
         _state["set_tune_env"] = True

@@ -23,7 +23,13 @@ from __future__ import annotations
 import os
 from typing import Any, cast
 
-from regtune.platform.tune.banners import apply_verbosity, is_verbose, ray_log_level, set_verbose
+from regtune.platform.tune.banners import (
+    apply_verbosity,
+    filter_ray_messages,
+    is_verbose,
+    ray_log_level,
+    set_verbose,
+)
 from regtune.platform.tune.local_sessions import reap_dead_sessions, record_local_session
 from regtune.platform.tune.loopback import LOCAL_HOST, single_node_start
 from regtune.platform.tune.token_file import ensure_private_token
@@ -61,6 +67,7 @@ def ensure_ray(
     if ray.is_initialized():
         return
     apply_verbosity(verbose)
+    filter_ray_messages()
     reap_dead_sessions()
     if address is None and os.environ.get(JOB_DRIVER_ENV) and os.environ.get("RAY_ADDRESS"):
         # Inside a Ray job (`ray job submit -- regtune sweep X`) the job's
@@ -98,6 +105,7 @@ def start_local_ray(
     import ray
 
     apply_verbosity(verbose)
+    filter_ray_messages()
     if ensure_private_token() is not None:
         from regtune.platform.tune.ray_private import reset_auth_token_cache
 

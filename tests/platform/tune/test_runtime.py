@@ -219,6 +219,7 @@ def test_quiet_drops_serves_info_and_its_shutdown_notice_only(
         )
         return capsys.readouterr().out, seen
 
+    banners.filter_ray_messages()  # as ensure_ray does before Ray starts
     try:
         set_verbose(False)
         out, logged = shown(others[0])
@@ -228,19 +229,24 @@ def test_quiet_drops_serves_info_and_its_shutdown_notice_only(
         out, logged = shown(others[1])
         assert banners.SERVE_SHUTDOWN_NOTICE in out and others[1] in out
         assert len(logged) == 2
+        apply_verbosity(False)  # an explicit value wins over the switch
+        out, _ = shown(others[0] + " Again, later.")
+        assert banners.SERVE_SHUTDOWN_NOTICE not in out
     finally:
         serve_logger.removeFilter(banners._SERVE_FILTER)
 
 
 def test_the_private_ray_wrapper_imports_no_ray_tune() -> None:
-    """A Serve driver imports it (authentication, banners): Ray Tune is 1.3 s it never needs."""
+    """A Serve driver imports it (authentication, banners): Ray Tune is 1.3 s it never
+    needs; the verbosity switch imports no Ray at all (``serve --write-config``)."""
     code = (
         "import sys; from regtune.platform.tune import ray_private, banners; "
-        "banners.apply_verbosity(False); print('ray.tune' in sys.modules); "
+        "banners.apply_verbosity(False); print('ray' in sys.modules); "
+        "banners.filter_ray_messages(); print('ray.tune' in sys.modules); "
         "from regtune.platform.tune.ray_private import DONE; print(DONE)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "done"]
+    assert out.stdout.split() == ["False", "False", "done"]
 
 
 # --------------------------------------------------------------- session records
