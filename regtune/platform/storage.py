@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "storage_root"]
+__all__ = ["DEFAULT_STORAGE", "OBJECT_STORES", "STORAGE_ENV", "is_object_store", "storage_root"]
+
+#: pyarrow ``type_name`` of the object stores (no folders).
+OBJECT_STORES = frozenset({"s3", "gcs"})
 
 #: Environment variable naming the default storage root (a path or URI).
 STORAGE_ENV = "REGTUNE_STORAGE"
@@ -24,3 +28,14 @@ def storage_root(storage: str | None = None) -> str:
     if "://" in value:
         return value
     return str(Path(value).expanduser().resolve())
+
+
+def is_object_store(fs: Any) -> bool:
+    """Whether ``fs`` (a pyarrow filesystem) is an object store (S3, GCS):
+    no folders to make there, and making their marker objects would cost a
+    bucket look-up and one request per level, every write. Other
+    filesystems (local, HDFS, ...) get their folders made as before. A
+    Python-implemented wrapper (pyarrow names it ``py::<name>``; fsspec's
+    ``fsspec+s3``) counts as the store it wraps."""
+    name = str(getattr(fs, "type_name", "")).removeprefix("py::")
+    return name.rsplit("+", 1)[-1] in OBJECT_STORES

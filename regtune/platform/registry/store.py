@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from regtune.errors import SpecError
+from regtune.platform.storage import is_object_store
 
 __all__ = ["BAD_LOCATION", "Place", "place_of"]
 
@@ -85,10 +86,9 @@ class Place:
             return None
 
     def _make(self) -> None:
-        """Make this folder on a local disk; any other filesystem is written to
-        directly (an object store has no folders: making them would cost a
-        look-up and one marker object per level)."""
-        if self.is_local:
+        """Make this folder, except on an object store, which has none
+        (:func:`~regtune.platform.storage.is_object_store`)."""
+        if not is_object_store(self.fs):
             self.fs.create_dir(self.path, recursive=True)
 
     def write(self, name: str, data: bytes) -> None:

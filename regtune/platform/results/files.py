@@ -12,9 +12,8 @@ Writes are atomic: on a local disk a file is written under a hidden
 temporary name (``.part-....tmp``, which every reader ignores) and renamed;
 on object stores (S3, GCS) an object only becomes visible once its upload
 completes, so it is written under its final name directly (a rename there
-is a copy). Only a local disk gets folders made: any other filesystem
-(object stores have none; HDFS makes parents itself) is written to
-directly, since folder markers would cost requests per level, every write.
+is a copy). Object stores get no folders made
+(:func:`~regtune.platform.storage.is_object_store`).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from regtune.errors import DataError
+from regtune.platform.storage import is_object_store
 
 __all__ = [
     "EPOCHS_DIR",
@@ -113,13 +113,12 @@ class ResultsLocation:
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` atomically (see the module docstring)."""
         folder, name = path.rsplit("/", 1)
+        if not is_object_store(self.fs):
+            self.fs.create_dir(folder, recursive=True)
         if not self.is_local:
-            # Not a local disk (an object store has no folders to make): making
-            # them would cost a bucket look-up and one marker per level, each write.
             with self.fs.open_output_stream(path) as f:
                 f.write(data)
             return
-        self.fs.create_dir(folder, recursive=True)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             with self.fs.open_output_stream(tmp) as f:

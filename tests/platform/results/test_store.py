@@ -400,3 +400,13 @@ def test_public_api_is_what_is_exported() -> None:
     public = {n for n in vars(results) if not n.startswith("_")}
     modules = {"callback", "degenerate", "files", "outcome", "read", "schema", "trials", "writer"}
     assert set(results.__all__) == public - modules - {"annotations"}
+
+
+def test_only_object_stores_skip_folders(s3_env: dict[str, str]) -> None:
+    from regtune.platform.storage import is_object_store
+
+    s3 = locate(f"s3://{BUCKET}/runs/kinds").fs
+    local = pafs.LocalFileSystem()
+    assert is_object_store(s3) and is_object_store(pafs.PyFileSystem(CountingFs(s3)))
+    assert not is_object_store(local)
+    assert not is_object_store(pafs.PyFileSystem(CountingFs(local)))
