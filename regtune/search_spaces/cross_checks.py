@@ -9,7 +9,6 @@ that would drift out of what the trainable accepts).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from regtune.search_spaces.distributions import (
     QUniform,
     RandInt,
     Uniform,
+    grid_combinations,
     without_distributions,
 )
 from regtune.search_spaces.probe import probe_value, train_problems
@@ -221,10 +221,10 @@ def cross_searcher(
             log.add((*path, dist.kind), GRID_ONLY_GRIDS.format(kind=dist.kind))
     if isinstance(scheduler, PbtConfig) and isinstance(searcher, HyperoptConfig):
         log.add(("searcher", "kind"), PBT_SEARCHER)
-    grids = [(path, dist) for path, dist in dists.items() if isinstance(dist, Grid)]
-    combinations = math.prod(len(dist.values) for _, dist in grids)
-    if grids and combinations > GRID_LIMIT:
-        largest = max(grids, key=lambda item: len(item[1].values))[0]
+    combinations = grid_combinations(dists.values())
+    if combinations > GRID_LIMIT:
+        grids = {path: len(d.values) for path, d in dists.items() if isinstance(d, Grid)}
+        largest = max(grids, key=grids.__getitem__)
         log.add((*largest, "grid"), GRID_TOO_LARGE.format(n=combinations, limit=GRID_LIMIT))
 
 

@@ -26,7 +26,7 @@ import copy
 import difflib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
@@ -43,6 +43,7 @@ __all__ = [
     "RandInt",
     "Uniform",
     "find_distribution",
+    "grid_combinations",
     "is_distribution",
     "iter_distributions",
     "iter_fixed",
@@ -236,6 +237,12 @@ class Grid(Distribution):
 
     def probe_values(self) -> tuple[Any, ...]:
         return self.values
+
+
+def grid_combinations(dists: Iterable[Distribution]) -> int:
+    """How many combinations the grids among ``dists`` make (1 without one):
+    each is a trial of its own, ``budget.samples`` times."""
+    return math.prod(len(d.values) for d in dists if isinstance(d, Grid))
 
 
 KeyPath: TypeAlias = tuple[str, ...]

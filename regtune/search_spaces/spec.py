@@ -35,7 +35,6 @@ reads one from a file or a preset.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +43,8 @@ import yaml
 
 from regtune.search_spaces.distributions import (
     Distribution,
-    Grid,
     KeyPath,
+    grid_combinations,
     iter_distributions,
     substitute,
     to_yaml_tree,
@@ -146,8 +145,7 @@ class SweepSpec:
     @property
     def n_trials(self) -> int:
         """How many trials Ray Tune will start (before early stopping)."""
-        grid = math.prod(len(d.values) for _, d in self.iter_distributions() if isinstance(d, Grid))
-        return self.budget.samples * grid
+        return self.budget.samples * grid_combinations(d for _, d in self.iter_distributions())
 
     def pbt_mutation_paths(self) -> tuple[KeyPath, ...]:
         """Key paths PBT perturbs: those listed in the scheduler, or every
