@@ -103,6 +103,26 @@ class FusedMemberName(tune.Trainable):
         raise RuntimeError(NOT_TRAINED_BY_TUNE)
 
 
+def _parse_record(rec: Any) -> dict[str, Any]:
+    """One trial record of :data:`STATE_FILE`, checked and typed (what
+    ``save_state`` writes). Raises KeyError, TypeError, ValueError or
+    AttributeError on anything else: the caller refuses the file by name."""
+    if not isinstance(rec["trial_id"], str) or not isinstance(rec["config"], dict):
+        raise ValueError(f"a trial record needs a trial_id and a config; got {rec!r:.200}")
+    last = rec.get("last_result") or {}
+    if not isinstance(last, dict):
+        raise ValueError(f"trial {rec['trial_id']}: last_result is not an object")
+    return {
+        "trial_id": rec["trial_id"],
+        "config": rec["config"],
+        "status": str(rec["status"]),
+        "error": None if rec.get("error") is None else str(rec["error"]),
+        "last_result": last,
+        "checkpoints": [(str(folder), int(epoch)) for folder, epoch in rec.get("checkpoints", [])],
+        "ckpt_index": int(rec.get("ckpt_index", 0)),
+    }
+
+
 def is_fused_experiment(exp_path: str) -> bool:
     """Whether ``exp_path`` (a local folder or a URI) holds a fused sweep's saved state."""
     try:
@@ -423,11 +443,11 @@ class _Loop:
         where = self.files.loc.display(self.files.path(STATE_FILE))
         try:
             state = json.loads(self.files.read(STATE_FILE))
-            records = state["trials"]
             if state.get("format") != _FORMAT:
                 raise ValueError(f"format {state.get('format')!r}, expected {_FORMAT}")
+            records = [_parse_record(rec) for rec in state["trials"]]
             self.search_version = int(state["search"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RegtuneError(
                 f"cannot resume the fused sweep: {where} is unreadable ({exc}); nothing was changed"
             ) from exc
@@ -449,14 +469,12 @@ class _Loop:
             # its bracket says); a running one waits to continue from its checkpoint.
             status = rec["status"]
             trial.set_status(status if status in (*_ENDED, Trial.PAUSED) else Trial.PENDING)
-            if rec.get("error"):
-                self.errors[trial.trial_id] = str(rec["error"])
-            if rec.get("last_result"):
+            if rec["error"]:
+                self.errors[trial.trial_id] = rec["error"]
+            if rec["last_result"]:
                 trial.update_last_result(rec["last_result"])
-            self.checkpoints[trial.trial_id] = [
-                (str(folder), int(epoch)) for folder, epoch in rec.get("checkpoints", [])
-            ]
-            self.ckpt_index[trial.trial_id] = int(rec.get("ckpt_index", 0))
+            self.checkpoints[trial.trial_id] = rec["checkpoints"]
+            self.ckpt_index[trial.trial_id] = rec["ckpt_index"]
             self._register(trial)
             self.ctrl.trials.append(trial)
             self.scheduler.on_trial_add(self.ctrl, trial)
@@ -734,9 +752,8 @@ class _Loop:
         dead = None
         if isinstance(exc, ray.exceptions.RayActorError) and member.worker is not None:
             dead = member.worker  # its cohort worker died: the pool replaces it
-        retry_now = (
-            then == Trial.PENDING and not self.out_of_time and member.failures < self.max_retries
-        )
+        retries_left = member.failures < self.max_retries
+        retry_now = then == Trial.PENDING and not self.out_of_time and retries_left
         if dead is not None and not retry_now:
             # Told once: a retry starting now tells it in its own join instead
             # (Ray may run that join before a separate report of it).
@@ -747,7 +764,7 @@ class _Loop:
             return
         self._leave(member)
         self.failures[tid] = member.failures + 1
-        if member.failures < self.max_retries:
+        if retries_left:
             trial.set_status(then)
             for cb in self.callbacks:
                 cb.on_trial_recover(iteration=self.iteration, trials=self.ctrl.trials, trial=trial)

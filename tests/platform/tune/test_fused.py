@@ -744,6 +744,19 @@ def test_resuming_with_fuse_auto_of_the_other_kind_is_refused_before_ray_starts(
         ('{"format": 9, "search": 0, "trials": []}', r"is unreadable \(format 9, expected 1\)"),
         ('{"format": 1, "search": 3, "trials": []}', r"search state .*/3, which is missing"),
         ("{not json", r"is unreadable"),
+        # Trial records unlike what the driver writes.
+        ('{"format": 1, "search": 0, "trials": null}', r"is unreadable"),
+        ('{"format": 1, "search": 0, "trials": [{}]}', r"is unreadable \(.*'trial_id'"),
+        (
+            '{"format": 1, "search": 0, "trials": [{"trial_id": "a", "config": [], '
+            '"status": "RUNNING"}]}',
+            r"is unreadable \(a trial record needs a trial_id and a config",
+        ),
+        (
+            '{"format": 1, "search": 0, "trials": [{"trial_id": "a", "config": {}, '
+            '"status": "RUNNING", "checkpoints": [["c", "x"]]}]}',
+            r"is unreadable \(invalid literal",
+        ),
     ],
 )
 def test_a_bad_fused_state_file_is_refused_by_name_on_resume(
