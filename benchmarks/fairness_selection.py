@@ -449,7 +449,7 @@ def adult_eo_scores(
     if smoke:
         run["training"]["epochs"] = SMOKE_EPOCHS
     ds = load_dataset(DatasetConfig(name="adult", split_seed=split_seed))
-    trainer = Trainer(run, dataset=ds, threshold_rows="train+val")
+    trainer = Trainer(run, dataset=ds)
     while not trainer.should_stop:
         trainer.run_epoch()
     # finish()'s first step, without its test scoring: kept weights, temperatures.

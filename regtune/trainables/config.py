@@ -73,6 +73,7 @@ from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "DEFAULT_ROBUST_RESAMPLES",
     "DEFAULT_TEST_FRACTION",
     "DEPENDENCIES",
     "FILE_DATASETS",
@@ -272,6 +273,9 @@ class AdversarialConfig(_Strict):
 #: Allowed ``penalties.fairness.robust_resamples`` (the one definition: the
 #: registry checks stored settings against it too).
 ROBUST_RESAMPLES = (20, 1000)
+#: Default ``penalties.fairness.robust_resamples`` (its quantile then moves by
+#: about one resample in 200 between seeds; the one definition).
+DEFAULT_ROBUST_RESAMPLES = 200
 #: Choices of :attr:`FairnessConfig.threshold_rows` (the one definition;
 #: :data:`regtune.trainables.thresholds.FIT_ROWS` is derived from it).
 ThresholdRows = Literal["val", "train+val"]
@@ -317,7 +321,9 @@ class FairnessConfig(_Strict):
     #: (see regtune.trainables.fairness_robust and docs/fairness.md).
     robust_quantile: float | None = Field(None, gt=0.0, lt=1.0)
     #: Bootstrap resamples of a robust fit (memory grows with resamples x rows).
-    robust_resamples: int = Field(200, ge=ROBUST_RESAMPLES[0], le=ROBUST_RESAMPLES[1])
+    robust_resamples: int = Field(
+        DEFAULT_ROBUST_RESAMPLES, ge=ROBUST_RESAMPLES[0], le=ROBUST_RESAMPLES[1]
+    )
 
     @property
     def training_method(self) -> Literal["penalty", "lagrangian"] | None:

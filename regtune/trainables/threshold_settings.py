@@ -39,7 +39,7 @@ class ThresholdSettings:
     :data:`~regtune.trainables.thresholds.FIT_ROWS`; the caller gathers
     them). ``robust_quantile``, ``resamples``, ``seed``: the robust fit's
     (``robust_quantile`` None: the plain fit; ``resamples`` and ``seed`` are
-    then unused and kept at their defaults, so equal fits compare equal).
+    then unused and set to their defaults, so equal fits compare equal).
     """
 
     kind: str
@@ -56,6 +56,9 @@ class ThresholdSettings:
             raise ValueError(
                 thresholds.BAD_FIT_ROWS.format(rows=self.rows, allowed=thresholds.FIT_ROWS)
             )
+        if self.robust_quantile is None:
+            object.__setattr__(self, "resamples", thresholds.DEFAULT_RESAMPLES)
+            object.__setattr__(self, "seed", 0)
 
     @classmethod
     def from_config(
@@ -73,14 +76,13 @@ class ThresholdSettings:
             fair.bound - fair.margin if fair.bound is not None else thresholds.DEFAULT_TOLERANCE
         )
         quantile = fair.robust_quantile
-        robust = quantile is not None
         return cls(
             kind=fair.kind,
             tolerance=float(tolerance),
             rows=rows or fair.threshold_rows,
             robust_quantile=None if quantile is None else float(quantile),
-            resamples=int(fair.robust_resamples) if robust else thresholds.DEFAULT_RESAMPLES,
-            seed=int(cfg.training.seed) if robust else 0,
+            resamples=int(fair.robust_resamples),
+            seed=int(cfg.training.seed),
         )
 
     @classmethod
@@ -89,18 +91,13 @@ class ThresholdSettings:
         output, checked when its version was loaded) describes; ``rows``
         defaults to ``val`` for versions stored before it existed."""
         quantile = constraint.get("robust_quantile")
-        robust = quantile is not None
         return cls(
             kind=str(constraint["kind"]),
             tolerance=float(constraint["tolerance"]),
             rows=str(constraint.get("rows", "val")),
             robust_quantile=None if quantile is None else float(quantile),
-            resamples=(
-                int(constraint.get("robust_resamples", thresholds.DEFAULT_RESAMPLES))
-                if robust
-                else thresholds.DEFAULT_RESAMPLES
-            ),
-            seed=int(constraint.get("seed", 0)) if robust else 0,
+            resamples=int(constraint.get("robust_resamples", thresholds.DEFAULT_RESAMPLES)),
+            seed=int(constraint.get("seed", 0)),
         )
 
     def as_constraint(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from torch import Tensor
 
 from regtune.errors import DataError
 from regtune.trainables import fairness_robust
-from regtune.trainables.config import ThresholdRows
+from regtune.trainables.config import DEFAULT_ROBUST_RESAMPLES, ThresholdRows
 
 __all__ = [
     "BAD_FIT_ROWS",
@@ -78,9 +78,8 @@ BAD_FIT_ROWS = "threshold_rows must be one of {allowed}; got {rows!r}"
 #: rates by about 1/MAX_CANDIDATES of its rows): the search compares every
 #: pair of candidates, so this bounds its memory (about 32 MiB per array).
 MAX_CANDIDATES = 2048
-#: Bootstrap resamples of a robust fit when not given (its quantile then moves
-#: by about one resample in 200 between seeds).
-DEFAULT_RESAMPLES = 200
+#: Bootstrap resamples of a robust fit when not given (the config's default).
+DEFAULT_RESAMPLES = DEFAULT_ROBUST_RESAMPLES
 
 BAD_INPUTS = (
     "fit_thresholds needs scores, labels and groups of one equal, non-zero length and "
@@ -200,7 +199,8 @@ def fit_thresholds(
     share of ``resamples`` stratified bootstrap resamples of them, drawn
     with ``seed`` (see the module docstring); "gap" in the fallback above
     then means the larger of the two. ``robust_gap`` of the result is the
-    quantile. ``resamples`` and ``seed`` are unused when it is None.
+    quantile. ``seed`` is unused when it is None (``resamples`` is still
+    checked, so a bad value is refused whether or not the fit is robust).
 
     Raises:
         DataError: inputs of unequal or zero length, a group code outside
