@@ -47,7 +47,11 @@ def quickstart(
     ] = None,
 ) -> None:
     """The README's default job: sweep, analyze, promote the winner and serve it once."""
+    import ray
+
+    from regtune.platform.cli.serve import Ingress
     from regtune.platform.tune.naming import new_experiment_name
+    from regtune.serve.app import request_direct_ingress
 
     # The sweep's own naming rule, decided here because the later steps need it.
     name = new_experiment_name("quickstart")
@@ -55,6 +59,12 @@ def quickstart(
         "[bold]regtune quickstart[/]: an ASHA + TPE sweep over L2 and dropout of a small MLP "
         "on digits (preset 'quickstart'), its analysis, and the winner served over HTTP"
     )
+    # Serve's direct ingress is read when Ray starts, and the sweep starts it: ask
+    # for it first, so the served winner answers on the fast path. A Ray already
+    # running in this process (a test's) keeps its own setting: serve by the proxy.
+    ingress = Ingress.proxy if ray.is_initialized() else Ingress.direct
+    if ingress is Ingress.direct:
+        request_direct_ingress()
     _step(1, "sweep")
     sweep(
         "quickstart",
@@ -111,6 +121,7 @@ def quickstart(
         request=None,
         output=None,
         write_config=None,
+        ingress=ingress,
     )
     console.print(
         f"\n[bold green]done[/]: results and report under {experiment}; "

@@ -214,12 +214,20 @@ def _run(
     from ray import serve as ray_serve
 
     from regtune.platform.tune.runtime import ensure_ray
-    from regtune.serve.app import build_app, replica_urls, request_direct_ingress, start_http
+    from regtune.serve.app import (
+        THROUGHPUT_ENV,
+        build_app,
+        replica_urls,
+        request_direct_ingress,
+        start_http,
+    )
 
     if ingress is Ingress.direct:
         if address is None and not ray.is_initialized():
             request_direct_ingress()
-        else:
+        elif os.environ.get(THROUGHPUT_ENV) != "1":
+            # Asked for before this process started its Ray (the quickstart does),
+            # it is on; otherwise the running Ray decides, and the user should know.
             console.print(NO_DIRECT)
     ensure_ray(address)
     start_http(host, port)

@@ -149,6 +149,12 @@ def test_quickstart_runs_the_default_sweep(ray_local: None, tmp_path: Path) -> N
     assert f"results: {tmp_path}/quickstart-" in result.stdout
     assert f"regtune analyze {tmp_path}/quickstart-" in result.stdout
     assert len(list(tmp_path.glob("quickstart-*/trial_*"))) == 6
+    # Then the winner is promoted and served, answering one request.
+    assert "registered quickstart:1" in result.stdout
+    assert '"model_name": "quickstart"' in result.stdout and '"predictions"' in result.stdout
+    # The test's Ray was started without direct ingress: the quickstart serves by the
+    # proxy instead of telling the user about a setting they never chose.
+    assert "--ingress direct" not in result.output
 
 
 @pytest.mark.ray
