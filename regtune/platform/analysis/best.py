@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +34,7 @@ from regtune.platform.analysis.columns import (
     reliability_columns,
 )
 from regtune.platform.analysis.curves import Segments
+from regtune.platform.results.ranking import TIE_BREAK, best_first
 
 __all__ = [
     "CALIBRATION_METRICS",
@@ -114,18 +115,27 @@ class BestTrial:
 
 
 def best_trial_id(
-    summary: pd.DataFrame, objective: tuple[str, str], *, include_degenerate: bool = False
+    summary: pd.DataFrame,
+    objective: tuple[str, str],
+    *,
+    others: Sequence[tuple[str, str]] = (),
+    include_degenerate: bool = False,
 ) -> str | None:
-    """The trial with the best objective value (degenerate trials left out by default);
-    ``None`` when no trial has a value."""
-    metric, mode = objective
-    values = pd.to_numeric(summary[metric], errors="coerce")
-    if not include_degenerate and "degenerate" in summary.columns:
-        values = values[~summary["degenerate"].astype(bool)]
-    values = values.dropna()
-    if values.empty:
-        return None
-    return str(values.idxmax() if mode == "max" else values.idxmin())
+    """The trial with the best ``objective`` value (degenerate trials left out by default);
+    ``None`` when no trial has a value.
+
+    Ties go by ``others`` (the remaining objectives), then as everywhere else
+    (:mod:`~regtune.platform.results.ranking`), so this is the trial the sweep
+    summary and ``regtune promote`` call best.
+    """
+    rows = summary
+    if not include_degenerate and "degenerate" in rows.columns:
+        rows = rows[~rows["degenerate"].astype(bool)]
+    wanted = [objective, *others]
+    columns = [c for c in dict.fromkeys([m for m, _ in wanted] + [TIE_BREAK[0]]) if c in rows]
+    values = rows[columns].apply(pd.to_numeric, errors="coerce")
+    order = best_first(values.to_dict("records"), [str(i) for i in values.index], wanted)
+    return str(values.index[order[0]]) if order else None
 
 
 def _number(values: Mapping[str, object], name: str | None) -> float:

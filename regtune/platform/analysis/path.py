@@ -209,6 +209,7 @@ def regularization_path(
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PATH_COLUMNS)
     table.attrs["log"] = parameter.log
     table.attrs["objective"] = f"{metric_name} ({mode})"
+    table.attrs["objective_metric"] = metric_name
     return table
 
 

@@ -198,16 +198,24 @@ def _spec_modes(spec: SweepSpec | None) -> dict[str, str]:
     return {o.metric: o.mode for o in spec.objectives} if spec is not None else {}
 
 
+def _chosen_objectives(
+    spec: SweepSpec | None, objectives: Sequence[str] | None
+) -> list[tuple[str, str]]:
+    """The objectives asked for, else the spec's, else the default one."""
+    if objectives:
+        return list(resolve_objectives(list(objectives), _spec_modes(spec)))
+    chosen: list[tuple[str, str]] = (
+        [(o.metric, str(o.mode)) for o in spec.objectives] if spec is not None else []
+    )
+    return chosen or [DEFAULT_OBJECTIVE]
+
+
 def _front_objectives(
     spec: SweepSpec | None, objectives: Sequence[str] | None, present: Sequence[str]
 ) -> tuple[tuple[str, str], ...]:
     if objectives:
-        return resolve_objectives(list(objectives), _spec_modes(spec))
-    chosen: list[tuple[str, str]] = []
-    if spec is not None:
-        chosen = [(o.metric, o.mode) for o in spec.objectives]
-    if not chosen:
-        chosen = [DEFAULT_OBJECTIVE]
+        return tuple(_chosen_objectives(spec, objectives))
+    chosen = _chosen_objectives(spec, objectives)
     if len(chosen) == 1 and SECOND_OBJECTIVE[0] in present and chosen[0] != SECOND_OBJECTIVE:
         chosen.append(SECOND_OBJECTIVE)
     return tuple(chosen)
@@ -315,7 +323,9 @@ def analyze_tables(
     )
     diagnosis = diagnose(epochs, summary, seg=seg)
     verdict = sweep_verdict(paths, diagnosis, swept)
-    best_id = best_trial_id(summary, primary, include_degenerate=include_degenerate)
+    # Ties go as in the sweep summary: the other objectives asked for (not the front's ece).
+    others = [o for o in _chosen_objectives(spec, objectives) if o[0] != primary[0]]
+    best_id = best_trial_id(summary, primary, others=others, include_degenerate=include_degenerate)
     best = best_trial(epochs, summary, best_id, seg) if best_id is not None else None
     all_notes = list(notes)
     if trials is not None and "status" in trials.columns:

@@ -127,7 +127,9 @@ def promote(
     trials = read_sweep_trials(path)
     excluded = excluded_by_results_store(path)
     candidates = [t for t in trials if t.checkpoint is not None and t.trial_id not in excluded]
-    order = rank([t.metrics for t in candidates], chosen_objectives)
+    order = rank(
+        [t.metrics for t in candidates], chosen_objectives, [t.trial_id for t in candidates]
+    )
     if not order:
         raise SpecError(
             NO_CANDIDATES.format(

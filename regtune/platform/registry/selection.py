@@ -1,6 +1,7 @@
 """Which trials join an ensemble: objectives parsed, trials ranked best first.
 
-One objective: trials sorted by it. Several: NSGA-II order (Pareto front
+One objective: trials sorted by it. Ties on one objective go as everywhere
+(:mod:`~regtune.platform.results.ranking`). Several: NSGA-II order (Pareto front
 first, then the next front; within a front by crowding distance, so the
 chosen members spread along the front), from
 :func:`regtune.platform.analysis.pareto.pareto_rank_order`. Trials with a
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from regtune.errors import SpecError
 from regtune.platform.analysis.pareto import pareto_rank_order, to_minimization
+from regtune.platform.results.ranking import best_first
 from regtune.trainables.config import METRIC_MODES
 
 __all__ = ["Objective", "parse_objective", "rank"]
@@ -50,8 +52,18 @@ def _default_mode(metric: str) -> str:
     return ""
 
 
-def rank(rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective]) -> list[int]:
-    """Indices of ``rows`` with finite values for every objective, best first."""
+def rank(
+    rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective], trial_ids: Sequence[str]
+) -> list[int]:
+    """Indices of ``rows`` (trials ``trial_ids``) with finite values for every objective,
+    best first.
+
+    With one objective, ties are broken as in the sweep summary and the
+    analysis (:mod:`~regtune.platform.results.ranking`), so the first member
+    is the trial they call best.
+    """
+    if len(objectives) == 1:
+        return best_first(rows, trial_ids, objectives)
     usable = [
         i for i, row in enumerate(rows) if all(_finite(row.get(metric)) for metric, _ in objectives)
     ]

@@ -21,6 +21,7 @@ from typing import Any
 
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.files import as_uri, locate
+from regtune.platform.results.ranking import best_first
 from regtune.platform.results.schema import NOT_METRICS, flatten_config
 from regtune.platform.results.trials import config_of, trial_status
 from regtune.search_spaces import SweepSpec
@@ -69,17 +70,15 @@ class SweepOutcome:
 
     @property
     def best(self) -> TrialSummary | None:
-        """Best trial by the first objective (errored and degenerate trials excluded)."""
-        metric, mode = self.objectives[0]
-        ok = [
-            t
-            for t in self.trials
-            if not t.degenerate and not math.isnan(t.objectives.get(metric, math.nan))
-        ]
-        if not ok:
-            return None
-        pick = max if mode == "max" else min
-        return pick(ok, key=lambda t: t.objectives[metric])
+        """Best trial by the first objective, ties broken as everywhere
+        (:mod:`~regtune.platform.results.ranking`); errored and degenerate trials excluded."""
+        ok = [t for t in self.trials if not t.degenerate]
+        order = best_first(
+            [{**t.metrics, **t.objectives} for t in ok],
+            [t.trial_id for t in ok],
+            self.objectives,
+        )
+        return ok[order[0]] if order else None
 
     def counts(self) -> dict[str, int]:
         """Trials per status."""

@@ -141,6 +141,29 @@ def test_verdict_edges() -> None:
     assert "inside its range" in lines[0]
 
 
+def test_verdict_ties_are_not_an_edge() -> None:
+    """Strengths tied for best that reach inward from an edge say nothing past it
+    (the quickstart: three of six digits trials share the best val_acc)."""
+    wide = SweptParameter("penalties.l2", "loguniform", 1e-4, 1e-1, True, True)
+    plateau = _summary()
+    plateau.loc[plateau["config.penalties.l2"] <= 1e-2, "val_acc"] = 0.9
+    # val_loss first: the tie is read from the objective's medians, not the first metric's.
+    path = regularization_path(plateau, wide, ("val_acc", "max"), ["val_loss", "val_acc"])
+    row = edges({"penalties.l2": path}, [wide]).iloc[0]
+    assert row["edge"] == "" and row["tied"] == 3
+    assert (row["tied_low"], row["tied_high"]) == (1e-4, 1e-2)
+    assert (row["next_low"], row["next_high"]) == (path["low"].min(), path["high"].max())
+    empty = pd.DataFrame(columns=["too_short"])
+    (line,) = sweep_verdict({"penalties.l2": path}, empty, [wide])
+    assert line.startswith("3 values of penalties.l2 tie for best, from 0.0001 to 0.01")
+    # Tied at the edge alone (both seeds of the lowest strength): still the edge.
+    lowest = _summary()
+    lowest.loc[lowest["config.penalties.l2"] == 1e-4, "val_acc"] = 0.95
+    path = regularization_path(lowest, wide, ("val_acc", "max"), ["val_loss", "val_acc"])
+    row = edges({"penalties.l2": path}, [wide]).iloc[0]
+    assert row["edge"] == "lower" and row["tied"] == 1
+
+
 def test_summary_picks_the_best_epoch() -> None:
     epochs = epochs_table({"t": HEALTHY, "u": {"train_loss": [1, 1], "val_loss": [0.5, 0.9]}})
     summary = trial_summary(epochs, ("val_loss", "min"))

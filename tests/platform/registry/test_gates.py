@@ -75,10 +75,15 @@ def test_rank_single_and_pareto() -> None:
         {"sparsity": 0.5},  # no val_acc
         {"val_acc": 0.6, "sparsity": 0.6},
     ]
-    assert rank(rows, [("val_acc", "max")]) == [1, 0, 3, 5]
-    order = rank(rows, [("val_acc", "max"), ("sparsity", "max")])
+    ids = ["t0", "t1", "t2", "t3", "t4", "t5"]
+    assert rank(rows, [("val_acc", "max")], ids) == [1, 0, 3, 5]
+    order = rank(rows, [("val_acc", "max"), ("sparsity", "max")], ids)
     assert set(order[:3]) == {0, 1, 5} and order[3] == 3
-    assert rank(rows, [("brier", "min")]) == []
+    assert rank(rows, [("brier", "min")], ids) == []
+    # Ties on one objective: the lower val_loss first, then the trial id, whatever the row order.
+    tied = [{"val_acc": 0.9, "val_loss": 0.3}, {"val_acc": 0.9, "val_loss": 0.2}, {"val_acc": 0.9}]
+    assert rank(tied, [("val_acc", "max")], ["a", "b", "c"]) == [1, 0, 2]
+    assert rank(tied[::-1], [("val_acc", "max")], ["c", "b", "a"]) == [1, 2, 0]
 
 
 def test_diff_meta_lists_changed_leaves_only() -> None:

@@ -398,7 +398,17 @@ def test_public_api_is_what_is_exported() -> None:
     import regtune.platform.results as results
 
     public = {n for n in vars(results) if not n.startswith("_")}
-    modules = {"callback", "degenerate", "files", "outcome", "read", "schema", "trials", "writer"}
+    modules = {
+        "callback",
+        "degenerate",
+        "files",
+        "outcome",
+        "ranking",
+        "read",
+        "schema",
+        "trials",
+        "writer",
+    }
     assert set(results.__all__) == public - modules - {"annotations"}
 
 
