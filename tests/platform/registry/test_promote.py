@@ -83,7 +83,9 @@ def test_promote_registers_the_best_trials_as_an_ensemble(
     )
     assert result.passed and result.version is not None
     trials = read_sweep_trials(Path(storage) / experiment)
-    best = sorted(trials, key=lambda t: -t.metrics["val_acc"])[:2]
+    # Best first; ties as everywhere: the lower val_loss, then the trial id.
+    best = sorted(trials, key=lambda t: (-t.metrics["val_acc"], t.metrics["val_loss"], t.trial_id))
+    best = best[:2]
     assert [t.trial_id for t in result.members] == [t.trial_id for t in best]
     mv = load_version("digits-ens", root=root)
     assert (mv.version, mv.kind) == (1, "ensemble")
