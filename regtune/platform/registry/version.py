@@ -18,7 +18,9 @@ no version is published before its files have been read back and their
 sizes and sha256 verified. How:
 
 - Local disk: everything is staged in a hidden directory next to the
-  versions, read back, and renamed to ``v<N>`` in one step; if another
+  versions (created honouring the umask, so the published folder is as
+  readable as any other the user makes), read back, and renamed to ``v<N>``
+  in one step; if another
   writer took ``N`` first the rename fails and the next number is tried.
 - Object stores (``s3://``, ``gs://``; no atomic rename, and pyarrow has no
   conditional PUT): files are staged under ``.staging-<token>/`` and read
@@ -52,7 +54,6 @@ import os
 import random
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -361,7 +362,10 @@ def write_version(
 
 def _publish_local(base: Path, name: str, weights: bytes, record: dict[str, Any]) -> ModelVersion:
     base.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{uuid.uuid4().hex[:8]}-", dir=base))
+    # mkdir honours the umask (tempfile.mkdtemp would make it 0700, and the
+    # rename keeps that mode): a serving account must be able to read versions.
+    staging = base / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir()
     try:
         (staging / WEIGHTS_FILE).write_bytes(weights)
         (staging / META_FILE).write_bytes(_meta_bytes(record, 0))
