@@ -37,6 +37,7 @@ __all__ = [
     "check_name",
     "list_models",
     "list_versions",
+    "next_version_number",
     "parse_ref",
     "registry_root",
     "root_place",
@@ -97,6 +98,17 @@ def version_number(folder: str) -> int | None:
     """``N`` for a folder named ``v<N>``, else None."""
     match = _VERSION_DIR.match(folder)
     return int(match.group(1)) if match else None
+
+
+def next_version_number(model: Place) -> int:
+    """One above every ``v<N>`` folder of ``model``, published or not.
+
+    Writers (local and object stores alike) start here: a folder without
+    ``meta.json`` (a writer that died, or one still copying) is never
+    reused, so a leftover cannot block later versions.
+    """
+    numbers = (version_number(folder) for folder in model.folders())
+    return max((n for n in numbers if n is not None), default=0) + 1
 
 
 def _published(root: Place, name: str) -> list[int]:

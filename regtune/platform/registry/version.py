@@ -20,11 +20,13 @@ sizes and sha256 verified. How:
 - Local disk: everything is staged in a hidden directory next to the
   versions (created honouring the umask, so the published folder is as
   readable as any other the user makes), read back, and renamed to ``v<N>``
-  in one step; if another
-  writer took ``N`` first the rename fails and the next number is tried.
+  in one step, ``N`` one above every ``v<N>`` folder, published or not
+  (:func:`~regtune.platform.registry.location.next_version_number`); if
+  another writer took ``N`` first the rename fails and ``N+1`` is tried. A
+  leftover ``v<N>/`` without ``meta.json`` is skipped, never reused.
 - Object stores (``s3://``, ``gs://``; no atomic rename, and pyarrow has no
   conditional PUT): files are staged under ``.staging-<token>/`` and read
-  back. Then ``N`` (the lowest number above every published version that
+  back. Then ``N`` (the lowest number above every ``v<N>`` folder that
   no claim holds) is claimed by writing the empty object
   ``.claims/v<N>/<token>`` and listing ``.claims/v<N>/``: the writer wins
   ``N`` only if its token is the only one listed; otherwise it deletes its
@@ -84,6 +86,7 @@ from regtune.platform.registry.location import (
     check_name,
     list_models,
     list_versions,
+    next_version_number,
     parse_ref,
     root_place,
     version_dir,
@@ -366,13 +369,14 @@ def _publish_local(base: Path, name: str, weights: bytes, record: dict[str, Any]
     # rename keeps that mode): a serving account must be able to read versions.
     staging = base / f".staging-{uuid.uuid4().hex}"
     staging.mkdir()
+    model = place_of(str(base))
     try:
         (staging / WEIGHTS_FILE).write_bytes(weights)
         (staging / META_FILE).write_bytes(_meta_bytes(record, 0))
         load_version(str(staging))  # a version that cannot be read back is never published
+        number = 0
         for _ in range(MAX_CLAIMS):
-            existing = list_versions(name, root=str(base.parent))
-            number = (existing[-1] if existing else 0) + 1
+            number = max(number + 1, next_version_number(model))
             (staging / META_FILE).write_bytes(_meta_bytes(record, number))
             target = base / f"v{number}"
             try:
@@ -380,7 +384,7 @@ def _publish_local(base: Path, name: str, weights: bytes, record: dict[str, Any]
                 os.rename(staging, target)
             except OSError as exc:
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) or target.exists():
-                    continue
+                    continue  # taken (published, being written, or left over): try N+1
                 raise
             return load_version(str(target))
         raise CheckpointError(f"could not claim a version number for {name!r} under {base}")
@@ -389,9 +393,7 @@ def _publish_local(base: Path, name: str, weights: bytes, record: dict[str, Any]
 
 
 def _next_free(model: Place) -> int:
-    """The lowest number above every published version that no live claim holds."""
-    published = [version_number(f) for f in model.folders()]
-    highest = max((n for n in published if n is not None), default=0)
+    """The lowest number above every ``v<N>`` folder that no live claim holds."""
     claims = model.child(CLAIMS_DIR)
     held = {
         version_number(info.path.rstrip("/").split("/")[-2])
@@ -400,7 +402,7 @@ def _next_free(model: Place) -> int:
         )
         if info.type == pafs.FileType.File
     }
-    number = highest + 1
+    number = next_version_number(model)
     while number in held:
         number += 1
     return number

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from regtune.platform.registry import Member, save_version
+from regtune.platform.registry import Member, list_versions, save_version
+from regtune.platform.registry import version as version_module
 from regtune.trainables.loop import RunResult
 
 
@@ -31,3 +32,25 @@ def test_a_published_version_honours_the_umask(
     assert stat.S_IMODE(path.stat().st_mode) == folder
     for name in ("meta.json", "weights.safetensors"):
         assert stat.S_IMODE((path / name).stat().st_mode) == file
+
+
+def test_a_leftover_unpublished_folder_does_not_block_later_versions(
+    tiny_run: RunResult, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Few tries, so a writer that kept retrying the same number fails fast.
+    monkeypatch.setattr(version_module, "MAX_CLAIMS", 3)
+    metrics = {"test_acc": 0.5}
+    first = save_version(
+        "tiny", [_member(tiny_run)], tiny_run.dataset, metrics=metrics, root=registry
+    )
+    assert first.version == 1
+    leftover = Path(registry) / "tiny" / "v2"  # a writer died after a partial copy
+    leftover.mkdir()
+    (leftover / "weights.safetensors").write_bytes(b"partial")
+    second = save_version(
+        "tiny", [_member(tiny_run)], tiny_run.dataset, metrics=metrics, root=registry
+    )
+    assert second.version == 3
+    assert list_versions("tiny", root=registry) == [1, 3]
+    assert (leftover / "weights.safetensors").read_bytes() == b"partial"  # left alone
+    assert not [p for p in (Path(registry) / "tiny").iterdir() if p.name.startswith(".")]
