@@ -81,7 +81,10 @@ class RecordEncoder:
         if self.numeric:
             names = self.numeric
             raw = np.array([[r[k] for k in names] for r in records], dtype=np.float64)
-            out[:, : len(names)] = (raw - self.center) / self.scale
+            # The validator refuses values whose scaled form overflows float32; a
+            # canary or shadow with another scale may still see one, as infinity.
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[:, : len(names)] = (raw - self.center) / self.scale
         for name, columns in self.blocks:
             for i, record in enumerate(records):
                 j = columns.get(str(record[name]))
@@ -129,14 +132,30 @@ class ServedModel:
         Raises:
             ModelOutputError: if any row is not finite (a broken model, not bad input).
         """
+        return self.check_finite(self.unchecked_probabilities(x, groups))
+
+    def unchecked_probabilities(
+        self, x: torch.Tensor, groups: Sequence[int | None] | None = None
+    ) -> np.ndarray:
+        """:meth:`probabilities` without the finiteness check (a batch checks each
+        request's rows on their own, see :meth:`check_finite`)."""
         with torch.inference_mode():
             z = self.module(x)
             if self.post is not None and self.post.temperatures is not None:
                 z = self.post.scale_logits(z, group_codes(groups, z.shape[0]))
-            probs = torch.softmax(z, dim=1).double().numpy()
+            return torch.softmax(z, dim=1).double().numpy()
+
+    def check_finite(self, probs: np.ndarray) -> np.ndarray:
+        """``probs`` unchanged if every row is finite.
+
+        Raises:
+            ModelOutputError: naming how many rows are not.
+        """
         bad = ~np.isfinite(probs).all(axis=1)
         if bad.any():
-            raise ModelOutputError(NON_FINITE.format(ref=self.ref, n=int(bad.sum()), total=len(x)))
+            raise ModelOutputError(
+                NON_FINITE.format(ref=self.ref, n=int(bad.sum()), total=len(probs))
+            )
         return probs
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:

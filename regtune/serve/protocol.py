@@ -21,13 +21,18 @@ empty or too long
 record not an object        422     ``instances[i]``
 missing / extra feature     422     ``instances[i].<feature>``
 wrong type, NaN, infinity   422     ``instances[i].<feature>``
+number whose scaled value   422     ``instances[i].<feature>``
+overflows float32
 unseen category             --      accepted (the schema's rule: all-zero
                                     one-hot) unless ``unknown_categories="reject"``
 ==========================  ======  ============================================
 
 JSON's non-standard ``NaN`` / ``Infinity`` tokens and overflowing literals
 such as ``1e999`` are parsed and then rejected per field, so the message says
-which value was not finite.
+which value was not finite. A finite number so large that its scaled value
+``(value - center) / scale`` does not fit the model's float32 input (about
+3.4e38) is refused the same way, with the range the feature allows: it would
+reach the model as infinity and come out as NaN.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -91,6 +97,12 @@ UNKNOWN_CATEGORY = "{field} is {value!r}; expected one of {allowed}"
 MORE_ERRORS = " (and {n} more problems in this request)"
 
 FINITE_NUMBER = "a finite number"
+IN_RANGE = (
+    "a finite number from {lo:.6g} to {hi:.6g} (its scaled value (x - {center:.6g}) / "
+    "{scale:.6g} must fit float32)"
+)
+#: The largest float32: an encoded input beyond it is infinite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 CATEGORY_HINT = (
     "a category (string or number) such as {examples}; unseen categories encode as zeros"
 )
@@ -200,6 +212,9 @@ class RecordValidator:
         self.schema = schema
         self.limits = limits
         self._numeric = {f.name for f in schema.numeric}
+        self._numeric_order = [f.name for f in schema.numeric]
+        self._center = np.array([f.center for f in schema.numeric], dtype=np.float64)
+        self._scale = np.array([f.scale for f in schema.numeric], dtype=np.float64)
         self._vocab = {c.name: frozenset(c.vocabulary) for c in schema.categorical}
         self._allowed_keys = schema.input_names()
         fields: dict[str, Any] = {}
@@ -267,6 +282,8 @@ class RecordValidator:
             records: list[dict[str, Any]] = self._records.validate_python(instances)
         except ValidationError as exc:
             raise self._record_error(exc) from None
+        if self._numeric_order:
+            self._check_range(records)
         if self.limits.unknown_categories == "reject":
             self._check_categories(records)
         if self._extra_group is not None:
@@ -323,6 +340,34 @@ class RecordValidator:
         else:
             message = BAD_VALUE.format(field=field, value=_kind(err["input"]), allowed=allowed)
         return RequestError(message + suffix, status=422, field=field, allowed=allowed)
+
+    def in_range(self, feature: str) -> str:
+        """What a value of numeric ``feature`` may be, with its float32-safe range."""
+        j = self._numeric_order.index(feature)
+        center, scale = float(self._center[j]), float(self._scale[j])
+        # (x - c) / s fits float32 for |x - c| <= s * FLOAT32_MAX (s > 0).
+        # Shown a hair inside the edge, so the printed bounds themselves are accepted.
+        reach = abs(scale) * FLOAT32_MAX * (1 - 1e-5)
+        return IN_RANGE.format(lo=center - reach, hi=center + reach, center=center, scale=scale)
+
+    def _check_range(self, records: list[dict[str, Any]]) -> None:
+        # The encoder's arithmetic (float64, then float32): a value refused here is
+        # exactly one the model would have seen as infinite.
+        names = self._numeric_order
+        raw = np.array([[r[k] for k in names] for r in records], dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = ((raw - self._center) / self._scale).astype(np.float32)
+        bad = ~np.isfinite(scaled)
+        if not bad.any():
+            return
+        index, j = (int(k) for k in np.argwhere(bad)[0])
+        more = int(bad.sum()) - 1
+        field = f"instances[{index}].{names[j]}"
+        allowed = self.in_range(names[j])
+        value = _kind(records[index][names[j]])
+        message = BAD_VALUE.format(field=field, value=value, allowed=allowed)
+        suffix = MORE_ERRORS.format(n=more) if more else ""
+        raise RequestError(message + suffix, status=422, field=field, allowed=allowed)
 
     def _check_groups(self, records: list[dict[str, Any]], name: str) -> None:
         values = set(self.schema.sensitive_values)

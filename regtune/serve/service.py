@@ -143,16 +143,21 @@ class ModelService:
         if self._active + self.reading == 1:
             self.lone_requests += 1
             return self.primary.probabilities(x, groups)
-        return await self._batched((x, groups))
+        # The batch is not checked as a whole: only a request whose own rows came
+        # out non-finite fails, the others in its batch get their answers.
+        return self.primary.check_finite(await self._batched((x, groups)))
 
     def forward_batch(self, batch: Sequence[Rows]) -> list[np.ndarray]:
-        """The primary on several requests' rows at once (what ``@serve.batch`` calls)."""
+        """The primary on several requests' rows at once (what ``@serve.batch`` calls).
+
+        Unchecked: each caller checks its own slice (:meth:`ServedModel.check_finite`).
+        """
         self.batches += 1
         self.batched_requests += len(batch)
         codes: Groups = None
         if any(g is not None for _, g in batch):
             codes = [c for x, g in batch for c in (g or [None] * len(x))]
-        probs = self.primary.probabilities(torch.cat([x for x, _ in batch]), codes)
+        probs = self.primary.unchecked_probabilities(torch.cat([x for x, _ in batch]), codes)
         cuts = np.cumsum([len(x) for x, _ in batch])[:-1]
         return list(np.split(probs, cuts))
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import torch
 
 from regtune.serve.protocol import Limits, RecordValidator, RequestError
 from regtune.trainables.schema import CategoricalFeature, FeatureSchema, NumericFeature
@@ -114,3 +115,26 @@ def test_further_problems_are_counted() -> None:
     bad = {"age": "x", "capital-gain": "y", "workclass": "Private", "schema": 1}
     error = refuse(RecordValidator(SCHEMA), body({"instances": [bad, bad]}))
     assert "and 3 more problems" in str(error)
+
+
+def test_a_finite_number_whose_scaled_value_overflows_float32_is_refused_by_name() -> None:
+    validator = RecordValidator(SCHEMA)
+    # capital-gain scales by 7000: (x - 1000) / 7000 fits float32 up to about 2.38e42.
+    fine = {**GOOD, "capital-gain": 2e42}
+    huge = {**GOOD, "capital-gain": 1e300}
+    error = refuse(validator, body({"instances": [GOOD, huge, huge]}))
+    assert (error.status, error.field) == (422, "instances[1].capital-gain")
+    assert "is a float (1e+300)" in str(error)
+    assert "(and 1 more problems in this request)" in str(error)
+    assert error.allowed == (
+        "a finite number from -2.38195e+42 to 2.38195e+42 (its scaled value (x - 1000) / 7000 "
+        "must fit float32)"
+    )
+    for edge in (-2.38195e42, 2.38195e42):  # the bounds as printed are accepted
+        validator.validate(body({"instances": [{**GOOD, "capital-gain": edge}]}))
+    # The edge is the encoder's own: what passes encodes finite, a step beyond does not.
+    assert torch.isfinite(SCHEMA.transform(validator.validate(body({"instances": [fine]})))).all()
+    assert refuse(validator, body({"instances": [{**GOOD, "capital-gain": 2.4e42}]})).status == 422
+    assert refuse(validator, body({"instances": [{**GOOD, "age": -1e40}]})).field == (
+        "instances[0].age"
+    )

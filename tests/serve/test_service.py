@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from regtune.serve.predictor import ModelOutputError
 from regtune.serve.service import ModelService, Rows, load_service
 from regtune.serve.settings import ServeSettings
 from tests.serve.conftest import MODEL, Registry
@@ -34,7 +35,12 @@ class LoopBatcher:
         assert self.service is not None
         items, self.pending = self.pending, []
         self.sizes.append(len(items))
-        outs = self.service.forward_batch([rows for rows, _ in items])
+        try:
+            outs = self.service.forward_batch([rows for rows, _ in items])
+        except Exception as exc:  # as Serve's batcher does: every caller gets the error
+            for _, future in items:
+                future.set_exception(exc)
+            return
         for (_, future), out in zip(items, outs, strict=True):
             future.set_result(out)
 
@@ -118,3 +124,35 @@ def test_without_a_batcher_every_request_runs_directly(registry: Registry) -> No
         np.testing.assert_allclose(
             got(answer, service.primary.classes), expected(service, raw_records(registry, 2, i))
         )
+
+
+def test_a_request_with_non_finite_output_fails_alone_and_its_batch_mates_are_answered(
+    registry: Registry,
+) -> None:
+    batcher = LoopBatcher()
+    service = load_service(
+        ServeSettings(model=f"{MODEL}:1", registry=registry.root), forward=batcher
+    )
+    batcher.service = service
+    records = raw_records(registry, 2)
+    groups = service.primary.groups(records)
+    good = service.primary.encode(records)
+    bad = good.clone()
+    bad[1, 0] = float("inf")  # what an input beyond float32 would have become
+
+    async def run() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                service._forward(good, groups),
+                service._forward(bad, groups),
+                service._forward(good, groups),
+                return_exceptions=True,
+            )
+        )
+
+    first, failed, third = asyncio.run(run())
+    assert batcher.sizes == [3]
+    assert isinstance(failed, ModelOutputError)
+    assert "non-finite probabilities for 1 of 2 records" in str(failed)
+    for answer in (first, third):
+        np.testing.assert_allclose(answer, expected(service, records), rtol=1e-6)
