@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ResultsWarning",
+    "StoredTrials",
+    "load_trial_states",
     "read_epochs",
     "read_spec",
     "read_trials",
@@ -171,20 +174,47 @@ def read_epochs(exp: str) -> pd.DataFrame:
     return epochs_frame([table for _, table in epoch_parts(loc)])
 
 
-def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], float]:
-    """Status and checkpoint per trial from the stored trial table, and the
-    seconds the sweep has run; ``({}, 0.0)`` when there is no usable table."""
+@dataclass(frozen=True)
+class StoredTrials:
+    """What the stored trial table says, as :func:`load_trial_states` found it.
+
+    ``states``: status and checkpoint per trial; ``run_s``: seconds the sweep
+    has run; ``unusable``: ``None``, or why a ``trials.parquet`` that exists
+    cannot be used (not Parquet, not regtune's, truncated): then ``states`` is
+    empty, and the file must not be overwritten, since it may hold the only
+    record of statuses and checkpoints.
+    """
+
+    states: dict[str, TrialState] = field(default_factory=dict)
+    run_s: float = 0.0
+    unusable: str | None = None
+
+
+def load_trial_states(loc: ResultsLocation) -> StoredTrials:
+    """The stored trial table's statuses, checkpoints and run time.
+
+    The file is read whole first, so a failure to *reach* it (permissions,
+    a network error) is told apart from a file that is there but cannot be
+    parsed: only the latter is reported as ``unusable``.
+
+    Raises:
+        OSError: the file exists but could not be read (propagated as is).
+        DataError: a trial table of another schema version.
+    """
     if not loc.exists(loc.trials):
-        return {}, 0.0
+        return StoredTrials()
     try:
-        table = pq.read_table(loc.trials, filesystem=loc.fs)
+        data = loc.read_bytes(loc.trials)
+    except FileNotFoundError:  # removed between the check and the read
+        return StoredTrials()
+    try:
+        # In memory: any error now is the bytes', not the storage's.
+        table = pq.read_table(pa.BufferReader(data))
         check_metadata(loc.display(loc.trials), table.schema.metadata, kind=KIND_TRIALS)
     except ForeignFileError as exc:
-        _skip(loc, loc.trials, str(exc).split(": ", 1)[-1])
-        return {}, 0.0
+        return StoredTrials(unusable=str(exc).split(": ", 1)[-1])
     except (pa.ArrowException, OSError) as exc:
-        _skip(loc, loc.trials, UNREADABLE.format(error=exc))
-        return {}, 0.0
+        return StoredTrials(unusable=UNREADABLE.format(error=exc))
     states = {
         str(row["trial_id"]): TrialState(
             status=str(row.get("status") or RUNNING), checkpoint=row.get("checkpoint")
@@ -194,7 +224,22 @@ def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], fl
         ).to_pylist()
     }
     run_s = float((table.schema.metadata or {}).get(META_RUN_S, b"0") or 0)
-    return states, run_s
+    return StoredTrials(states, run_s)
+
+
+def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], float]:
+    """Status and checkpoint per trial from the stored trial table, and the
+    seconds the sweep has run; ``({}, 0.0)`` when there is none, and also,
+    with a :class:`ResultsWarning` naming it, when it cannot be used (readers
+    then fall back to the epochs; the file is left in place).
+
+    Raises:
+        OSError, DataError: as :func:`load_trial_states`.
+    """
+    stored = load_trial_states(loc)
+    if stored.unusable is not None:
+        _skip(loc, loc.trials, stored.unusable)
+    return stored.states, stored.run_s
 
 
 def read_trials(exp: str) -> pd.DataFrame:

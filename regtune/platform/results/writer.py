@@ -20,14 +20,15 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 
-from regtune.errors import SpecError
+from regtune.errors import DataError, SpecError
 from regtune.platform.results.files import PART_PREFIX, PART_SUFFIX, ResultsLocation, locate
-from regtune.platform.results.read import epoch_parts, stored_trial_states
+from regtune.platform.results.read import ResultsWarning, epoch_parts, load_trial_states
 from regtune.platform.results.schema import (
     FIXED_EPOCH_COLUMNS,
     FIXED_TRIAL_COLUMNS,
@@ -69,6 +70,18 @@ COMPACT_EVERY_PARTS = 200
 
 BAD_FLUSH = "${env}={value!r}: expected a number of seconds >= 0 (0 writes every row at once)"
 WRITE_FAILED = "results store: writing %s failed (%s); the rows stay buffered and are retried"
+#: A resumed sweep found a trial table it cannot read: kept under a hidden name.
+MOVED_ASIDE = (
+    "{path}: the stored trial table cannot be used ({reason}); it was moved to {aside} "
+    "(kept, readers skip it) and the table is rebuilt: statuses and checkpoints of trials "
+    "that do not run again show as 'running'. Copy it back to recover them"
+)
+CANNOT_MOVE_ASIDE = (
+    "{path}: the stored trial table cannot be used ({reason}), and moving it aside to "
+    "{aside} failed ({error}); refusing to overwrite it. Move or remove it, then resume"
+)
+#: Prefix of the hidden name an unusable trial table is kept under (readers skip ``_``).
+UNREADABLE_TRIALS = "_trials.unreadable-"
 
 
 def flush_seconds() -> float:
@@ -142,11 +155,24 @@ class ResultsWriter:
 
     def open(self) -> None:
         """Write the spec (once) and load what an earlier session stored, so a
-        resumed sweep continues the same tables. Idempotent."""
+        resumed sweep continues the same tables. Idempotent.
+
+        A stored trial table that cannot be read (corrupt, not regtune's) is
+        moved aside to ``_trials.unreadable-<session>.parquet`` with a
+        :class:`~regtune.platform.results.ResultsWarning`, never overwritten.
+
+        Raises:
+            DataError: that move failed (nothing was written), or a stored
+                file has another schema version.
+            OSError: the stored trial table exists but could not be read.
+        """
         if self._loc is not None:
             return
         loc = locate(self.exp)
-        self._loc = loc
+        # The trial table first: if it is unusable and cannot be kept, nothing is written.
+        stored = load_trial_states(loc)
+        if stored.unusable is not None:
+            self._move_aside(loc, stored.unusable)
         if self._spec is not None and not loc.exists(loc.spec):
             loc.write_bytes(loc.spec, json.dumps(self._spec, indent=2).encode())
         for name, table in epoch_parts(loc):
@@ -154,8 +180,19 @@ class ResultsWriter:
             self._last_ns = max(self._last_ns, _part_ns(name))
             for row in table.to_pylist():
                 self._rows.setdefault(row["trial_id"], {})[int(row["iteration"])] = row
-        self._states, self._run_before = stored_trial_states(loc)
+        self._states, self._run_before = stored.states, stored.run_s
+        self._loc = loc
         self._started = time.monotonic()
+
+    def _move_aside(self, loc: ResultsLocation, reason: str) -> None:
+        """Keep an unusable trial table under a hidden name before it is rewritten."""
+        aside = f"{loc.root}/{UNREADABLE_TRIALS}{self._session}.parquet"
+        shown = {"path": loc.display(loc.trials), "reason": reason, "aside": loc.display(aside)}
+        try:
+            loc.fs.move(loc.trials, aside)
+        except OSError as exc:
+            raise DataError(CANNOT_MOVE_ASIDE.format(**shown, error=exc)) from exc
+        warnings.warn(MOVED_ASIDE.format(**shown), ResultsWarning, 3)
 
     def close(self, final: Mapping[str, TrialState] | None = None) -> None:
         """Write everything, merge the parts, write the final trial table.
