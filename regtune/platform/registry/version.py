@@ -52,6 +52,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import json
+import math
 import os
 import random
 import shutil
@@ -184,8 +185,12 @@ class ModelVersion:
 
     @property
     def metrics(self) -> dict[str, float]:
-        """The version's recorded metrics."""
-        return dict(self.meta.get("metrics", {}))
+        """The version's recorded metrics (a metric stored as ``null``, one
+        that had no finite value, reads back as NaN)."""
+        return {
+            str(k): math.nan if v is None else float(v)
+            for k, v in dict(self.meta.get("metrics", {})).items()
+        }
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -338,9 +343,48 @@ def save_version(
     return write_version(name, tensors, meta, root=root)
 
 
+#: Sections of meta.json whose non-finite numbers are stored as ``null`` (a
+#: metric that could not be measured, e.g. a gap with an empty group): JSON
+#: has no NaN, and the number is still meaningful as "no value".
+NULLED_SECTIONS = ("metrics", "lineage", "quantization")
+NOT_FINITE = (
+    "meta.json field {field!r} is {value}; allowed: a finite number (only metrics, lineage "
+    "and quantization store a non-finite number, as null); nothing was written"
+)
+
+
+def _nulled(value: Any) -> Any:
+    """``value`` with every non-finite float (at any depth) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _nulled(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulled(v) for v in value]
+    return value
+
+
+def _first_non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items: Any = ()
+    if isinstance(value, Mapping):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    for where, item in items:
+        found = _first_non_finite(item, where)
+        if found is not None:
+            return found
+    return None
+
+
 def _meta_bytes(record: dict[str, Any], number: int) -> bytes:
     record["version"] = number
     record.pop(DIGEST_KEY, None)
+    found = _first_non_finite(record, "")
+    if found is not None:
+        raise CheckpointError(NOT_FINITE.format(field=found[0], value=found[1]))
     record[DIGEST_KEY] = meta_digest(record)
     return json.dumps(record, indent=1, allow_nan=False).encode()
 
@@ -350,14 +394,23 @@ def write_version(
 ) -> ModelVersion:
     """Write ``tensors`` + ``meta`` as ``name``'s next version; return it loaded.
 
-    ``meta`` gets its ``name``, ``version``, ``files`` and digest filled in.
+    ``meta`` gets its ``name``, ``version``, ``files`` and digest filled in;
+    non-finite numbers in its ``metrics``, ``lineage`` and ``quantization``
+    are stored as ``null`` (:attr:`ModelVersion.metrics` reads them as NaN).
+
+    Raises:
+        CheckpointError: a non-finite number elsewhere (named), before anything is written.
     See the module docstring for what is guaranteed under concurrent writers.
     """
     model = root_place(root).child(check_name(name))
     weights = save_bytes(dict(tensors))
     record = dict(meta)
+    for section in NULLED_SECTIONS:
+        if section in record:
+            record[section] = _nulled(record[section])
     record["name"] = name
     record["files"] = {WEIGHTS_FILE: file_entry(weights)}
+    _meta_bytes(record, 0)  # refuses a non-finite number before anything is written
     if model.is_local:
         return _publish_local(Path(model.path), name, weights, record)
     return _publish_remote(model, name, weights, record)
