@@ -4,6 +4,11 @@ Experiments (``<root>/<name>``), their results and the model registry
 (``<root>/registry``) all sit under one root: ``--storage``, else
 ``$REGTUNE_STORAGE``, else ``~/regtune_runs``. Imports nothing heavy, so
 the analysis and the registry use it without Ray.
+
+:func:`check_storage` refuses a root nothing can be written to (a file, a
+folder under a file, an unknown URI scheme, a bucket-less ``s3://``) with a
+:class:`~regtune.errors.SpecError` naming the option it came from, so a sweep
+stops before Ray starts rather than in a traceback after it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_STORAGE", "OBJECT_STORES", "STORAGE_ENV", "is_object_store", "storage_root"]
+from regtune.errors import SpecError
+
+__all__ = [
+    "BAD_STORAGE",
+    "DEFAULT_STORAGE",
+    "OBJECT_STORES",
+    "STORAGE_ENV",
+    "check_storage",
+    "is_object_store",
+    "storage_option",
+    "storage_root",
+]
 
 #: pyarrow ``type_name`` of the object stores (no folders).
 OBJECT_STORES = frozenset({"s3", "gcs"})
@@ -20,6 +36,11 @@ OBJECT_STORES = frozenset({"s3", "gcs"})
 #: Environment variable naming the default storage root (a path or URI).
 STORAGE_ENV = "REGTUNE_STORAGE"
 DEFAULT_STORAGE = "~/regtune_runs"
+
+BAD_STORAGE = (
+    "{option} {root!r}: cannot write there ({reason}); "
+    "expected a writable folder or an s3:// / gs:// URI"
+)
 
 
 def storage_root(storage: str | None = None) -> str:
@@ -39,3 +60,73 @@ def is_object_store(fs: Any) -> bool:
     ``fsspec+s3``) counts as the store it wraps."""
     name = str(getattr(fs, "type_name", "")).removeprefix("py::")
     return name.rsplit("+", 1)[-1] in OBJECT_STORES
+
+
+def storage_option(storage: str | None = None) -> str:
+    """How the user named the root :func:`storage_root` picks, for messages:
+    ``--storage`` (given), ``REGTUNE_STORAGE`` (from the environment) or
+    ``the default storage``."""
+    if storage:
+        return "--storage"
+    if os.environ.get(STORAGE_ENV):
+        return STORAGE_ENV
+    return "the default storage"
+
+
+def check_storage(storage: str | None = None) -> str:
+    """The storage root :func:`storage_root` picks, checked to be writable.
+
+    A local path (or ``file://`` URI) has its folders made
+    (``mkdir -p``) and must be writable; any other URI must name a
+    filesystem pyarrow knows (``s3://``, ``gs://``, ``hdfs://``, ...) and,
+    on an object store, a bucket. Nothing is written to a URI: a bucket's
+    permissions are found when the first file is.
+
+    Raises:
+        SpecError: the root cannot be used; the message names where it came
+            from (``--storage`` or ``REGTUNE_STORAGE``), the value as given
+            and why.
+    """
+    given = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+    root = storage_root(storage)
+    reason = _uri_problem(root) if "://" in root else _folder_problem(Path(root))
+    if reason is not None:
+        option = storage_option(storage)
+        raise SpecError(BAD_STORAGE.format(option=option, root=given, reason=reason))
+    return root
+
+
+def _uri_problem(uri: str) -> str | None:
+    """Why pyarrow cannot open ``uri`` as a storage root, or None."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    # ArrowInvalid (a ValueError): an unknown scheme, a missing bucket;
+    # OSError: a bucket whose region cannot be looked up.
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        return str(exc)
+    if isinstance(fs, pafs.LocalFileSystem):
+        return _folder_problem(Path(path))
+    if is_object_store(fs) and not path.strip("/"):
+        return "no bucket named"
+    return None
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be made or written in, or None (it is made)."""
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder"
+        return exc.strerror or str(exc)
+    # Making a file in a folder needs both bits (root passes W_OK everywhere
+    # but on a read-only filesystem).
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "no permission to write in it"
+    return None

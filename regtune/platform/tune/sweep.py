@@ -30,7 +30,7 @@ from typing import Any
 
 from regtune.errors import RegtuneError, SpecError
 from regtune.platform.results.outcome import SweepOutcome, outcome_from_grid
-from regtune.platform.storage import STORAGE_ENV, storage_root
+from regtune.platform.storage import STORAGE_ENV, check_storage, storage_root
 from regtune.platform.tune.runtime import ensure_ray
 from regtune.search_spaces import (
     AshaConfig,
@@ -84,10 +84,6 @@ NO_EXPERIMENT_OF_SPEC_MSG = (
 def default_storage() -> str:
     """``$REGTUNE_STORAGE`` or ``~/regtune_runs``, absolute."""
     return storage_root()
-
-
-def _absolute(storage: str) -> str:
-    return storage_root(storage)
 
 
 def build_scheduler(spec: SweepSpec) -> Any:
@@ -193,8 +189,9 @@ def resolve_name(
     ``<spec name>-<time>-<hex>``.
 
     Raises:
-        SpecError: ``name`` is not a valid name, or ``resume`` without
-            ``name`` finds no experiment of the spec.
+        SpecError: ``name`` is not a valid name; ``resume`` without
+            ``name`` finds no experiment of the spec, or looks in a storage
+            root that cannot be used (:func:`~regtune.platform.storage.check_storage`).
     """
     from regtune.platform.tune.naming import check_name, new_experiment_name, newest_experiment
 
@@ -202,7 +199,7 @@ def resolve_name(
         return check_name(name)
     if not resume:
         return new_experiment_name(spec.name)
-    root = _absolute(storage) if storage else default_storage()
+    root = check_storage(storage)
     found = newest_experiment(root, spec.name)
     if found is None:
         raise SpecError(NO_EXPERIMENT_OF_SPEC_MSG.format(spec=spec.name, root=root))
@@ -237,10 +234,12 @@ def run_sweep(
         on_progress: called with running counts and the best objective so far.
 
     Raises:
-        SpecError: a bad name; ``name`` exists (without ``resume``) or does
-            not (with it); ``resume`` of a fused experiment with a spec that
-            does not fuse, or the other way round. Refused before Ray starts;
-            nothing stored is changed.
+        SpecError: a storage root that cannot be written
+            (:func:`~regtune.platform.storage.check_storage`: a file, an
+            unknown URI scheme, no bucket); a bad name; ``name`` exists
+            (without ``resume``) or does not (with it); ``resume`` of a fused
+            experiment with a spec that does not fuse, or the other way
+            round. Refused before Ray starts; nothing stored is changed.
         RegtuneError: Tune failed.
     """
     from regtune.trainables.config import parse_train_config
@@ -251,8 +250,10 @@ def run_sweep(
     # time; the per-trial JSON log (result.json) is kept explicitly below.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # First: the experiment checks below would take an unusable root for an
+    # empty one, and Tune would fail on it only after Ray had started.
+    root = check_storage(storage)
     name = resolve_name(spec, name=name, resume=resume, storage=storage)
-    root = _absolute(storage) if storage else default_storage()
     exp_path = f"{root.rstrip('/')}/{name}"
     # Checked before Ray starts: a wrong name costs nothing. Whether the
     # experiment was fused is looked up once (requests, on object storage)

@@ -1,4 +1,5 @@
-"""Sweeps on a real local Ray: every scheduler and searcher, several objectives."""
+"""Sweeps on a real local Ray: every scheduler and searcher, several objectives;
+and what is refused before Ray starts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from regtune.errors import SpecError
+from regtune.platform.storage import BAD_STORAGE, STORAGE_ENV
 from regtune.platform.tune.sweep import (
     EXISTS_MSG,
     NO_EXPERIMENT_OF_SPEC_MSG,
@@ -18,8 +20,6 @@ from regtune.platform.tune.sweep import (
     run_sweep,
 )
 from regtune.search_spaces import load_spec
-
-pytestmark = pytest.mark.ray
 
 TINY: dict[str, Any] = {
     "name": "tiny",
@@ -63,6 +63,7 @@ ONE_AT_A_TIME = {"max_concurrent": 1}
     ],
     ids=["asha-hyperopt", "hyperband-random", "median-random", "pbt-random"],
 )
+@pytest.mark.ray
 def test_scheduler_and_searcher(
     ray_local: None,
     tmp_path: Path,
@@ -89,6 +90,7 @@ def _assert_sweep_ran(spec: Any, outcome: Any) -> None:
     assert any("test_acc" in t.metrics for t in outcome.trials if t.status == "finished")
 
 
+@pytest.mark.ray
 def test_multi_objective_pareto_asha(ray_local: None, tmp_path: Path) -> None:
     spec = _spec(
         name="multi",
@@ -112,6 +114,7 @@ def test_multi_objective_pareto_asha(ray_local: None, tmp_path: Path) -> None:
     assert all(not math.isnan(v) for t in front for v in t.objectives.values())
 
 
+@pytest.mark.ray
 def test_each_unnamed_sweep_is_a_new_experiment_and_none_is_overwritten(
     ray_local: None, tmp_path: Path
 ) -> None:
@@ -151,6 +154,7 @@ def test_each_unnamed_sweep_is_a_new_experiment_and_none_is_overwritten(
     assert not Path(other).exists()
 
 
+@pytest.mark.ray
 def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: Path) -> None:
     import ray
 
@@ -185,3 +189,62 @@ def test_fractional_gpu_packs_four_trials_on_one_gpu(ray_local: None, tmp_path: 
     # trial ran at a time.
     assert max(held, key=len) == [0.25] * 4
     assert max(seen) >= 2
+
+
+# --- refused before Ray starts (no Ray needed) ---------------------------------
+
+
+def _refuse_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, the sweep starting Ray fails the test."""
+    from regtune.platform.tune import sweep
+
+    def no_ray(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("Ray was started before the bad storage was refused")
+
+    monkeypatch.setattr(sweep, "ensure_ray", no_ray)
+
+
+def test_a_storage_root_nothing_can_be_written_to_is_refused_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _refuse_ray(monkeypatch)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    spec = _spec(budget={"samples": 1, "max_epochs": 1})
+    cases = [
+        (str(afile), "it is a file, not a folder"),
+        ("foo://bar/x", "Unrecognized filesystem type in URI: foo://bar/x"),
+        ("s3:///x", "Missing bucket name in S3 URI"),
+    ]
+    for storage, reason in cases:
+        expected = BAD_STORAGE.format(option="--storage", root=storage, reason=reason)
+        for resume in (False, True):
+            with pytest.raises(SpecError) as info:
+                run_sweep(spec, storage=storage, resume=resume)
+            assert str(info.value) == expected
+    # From $REGTUNE_STORAGE, the variable is named.
+    monkeypatch.setenv(STORAGE_ENV, str(afile))
+    with pytest.raises(SpecError) as info:
+        run_sweep(spec, name="x")
+    assert str(info.value) == BAD_STORAGE.format(
+        option=STORAGE_ENV, root=str(afile), reason="it is a file, not a folder"
+    )
+    assert afile.read_text() == "" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_the_sweep_command_exits_2_on_a_bad_storage_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from regtune.platform.cli import app
+
+    _refuse_ray(monkeypatch)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for extra in ([], ["--resume"]):
+        args = ["sweep", "quickstart", "--storage", str(afile), "--set", "budget.samples=1"]
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 2, (result.output, result.exception)
+        assert f"--storage '{afile}': cannot write there" in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
