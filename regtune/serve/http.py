@@ -13,7 +13,9 @@ Routes::
 
 With a token configured, every route but ``/healthz`` needs
 ``Authorization: Bearer <token>``; only the token's sha256 is held here.
-Refusals are JSON ``{"error", "field", "allowed"}`` with a 4xx status; the
+Refusals are JSON ``{"error", "field", "allowed"}`` with a 4xx status, each
+counted once in ``regtune_serve_rejected_total`` under the served model's
+own name (never a name taken from the request) and its status; the
 request id is the ``X-Request-ID`` header (Ray Serve's proxy sets one when
 the client does not), else a fresh one.
 """
@@ -24,6 +26,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -90,11 +93,17 @@ def token_digest(token: str) -> str:
 
 
 class BearerAuth:
-    """ASGI middleware: 401 unless the bearer token's digest matches (open paths excepted)."""
+    """ASGI middleware: 401 unless the bearer token's digest matches (open paths excepted).
 
-    def __init__(self, app: ASGIApp, digest: str) -> None:
+    ``refused`` is called with 401 for each refusal (the rejection counter).
+    """
+
+    def __init__(
+        self, app: ASGIApp, digest: str, refused: Callable[[int], None] | None = None
+    ) -> None:
         self.app = app
         self.digest = digest.encode("ascii")
+        self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,6 +122,8 @@ class BearerAuth:
             return
         else:
             message = BAD_TOKEN
+        if self.refused is not None:
+            self.refused(401)
         body = {"error": message, "field": "Authorization", "allowed": "Bearer <token>"}
         response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
@@ -157,8 +168,13 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     )
     limit = service.settings.max_body_bytes
 
+    def count(status: int) -> None:
+        # Tagged with the served model's own name: a client's path never makes a series.
+        service.metrics.rejected(service.name, status)
+
     @api.exception_handler(RequestError)
     async def _refused(request: Request, exc: RequestError) -> Response:
+        count(exc.status)
         return _json(exc.to_json(), exc.status)
 
     @api.exception_handler(ModelOutputError)
@@ -218,5 +234,5 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
         return _json(service.feedback_summary(name))
 
     if token_sha256:
-        api.add_middleware(BearerAuth, digest=token_sha256)
+        api.add_middleware(BearerAuth, digest=token_sha256, refused=count)
     return api

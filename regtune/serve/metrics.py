@@ -10,6 +10,11 @@ Names (all tagged with ``model``)::
     regtune_serve_feedback_ece         gauge       ECE on labelled traffic
     regtune_serve_canary_weight        gauge       current canary share (0 after rollback)
 
+``model`` is always the served model's own name, never one a client sent
+(a path naming another model would otherwise make a new series). Every
+refusal counts once, where the HTTP layer produces it: validation, unknown
+model or route, oversized body (413), missing or wrong token (401), feedback.
+
 Ray's metrics agent collects them from every replica and serves them on its
 metrics export port with a ``ray_`` prefix (``ray_regtune_serve_latency_ms_bucket``);
 outside Ray (the plain uvicorn process of the benchmark) :class:`NoMetrics`

@@ -176,12 +176,9 @@ class ModelService:
     async def predict(self, name: str, body: bytes, request_id: str) -> dict[str, Any]:
         """Answer one ``POST /v1/models/{name}:predict`` body (KServe v1)."""
         started = time.perf_counter()
-        try:
-            self.check_name(name)
-            records = self.validator.validate(body)
-        except RequestError as exc:
-            self.metrics.rejected(name, exc.status)
-            raise
+        # A refusal raises RequestError; the HTTP layer counts it (every route, one place).
+        self.check_name(name)
+        records = self.validator.validate(body)
         groups = self.primary.groups(records)
         self._active += 1
         try:
