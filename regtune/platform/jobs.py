@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from regtune.errors import RegtuneError, SpecError
+from regtune.platform.storage import STORAGE_ENV
 from regtune.platform.tune.naming import BAD_EXPERIMENT_NAME, check_name, new_experiment_name
 from regtune.search_spaces import load_spec
 
@@ -123,6 +124,11 @@ SPEC_OUTSIDE_WORKING_DIR = (
 LOCAL_DATA_NEEDS_WORKING_DIR = (
     "spec {spec} reads dataset.path {path!r}, a relative path that the cluster cannot "
     "see; pass --working-dir with the folder it is relative to (the job runs there)"
+)
+RELATIVE_STORAGE = (
+    "{option} {storage!r} is relative; the job runs in a temporary folder on the cluster "
+    "and its results would be lost; give an absolute path every node can write, or an "
+    "s3:// / gs:// URI"
 )
 BAD_SWEEP_NAME = BAD_EXPERIMENT_NAME
 BAD_ENV_VAR = "--env {text!r}: expected KEY=VALUE with KEY made of letters, digits and '_'"
@@ -276,7 +282,9 @@ def submit_sweep(
             with ``resume``, the newest experiment of the spec on the
             cluster's storage); names the job too.
         resume: continue the experiment (``regtune sweep --resume``).
-        storage: results root on the cluster (``regtune sweep --storage``).
+        storage: results root on the cluster (``regtune sweep --storage``):
+            an absolute path every node can write, or a URI; a relative one
+            (here, or as ``REGTUNE_STORAGE`` in ``env_vars``) is refused.
         overrides: ``KEY.PATH=VALUE`` texts, validated here and passed as ``--set``.
         extra_args: more ``regtune sweep`` arguments, passed as they are.
         working_dir: a folder to upload as the job's working dir (it must hold
@@ -289,8 +297,8 @@ def submit_sweep(
         log: receives each line of output (and a few lines about the job).
 
     Raises:
-        SpecError: the spec, an override, the name, the address or the
-            working dir is invalid; nothing was sent.
+        SpecError: the spec, an override, the name, the address, the
+            storage or the working dir is invalid; nothing was sent.
         RegtuneError: the cluster cannot be reached, refuses the token, or
             does not accept the job.
     """
@@ -309,6 +317,7 @@ def submit_sweep(
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
     if working_dir is None:
         _check_data_is_reachable(spec, spec_file, overrides)
+    _check_storage_is_kept(storage, env_vars or {})
 
     with _job_files(spec, spec_file, working_dir) as (job_spec, upload_dir):
         entrypoint = build_entrypoint(
@@ -403,6 +412,22 @@ def _check_data_is_reachable(spec: str, spec_file: Path | None, overrides: Seque
             path = yaml.safe_load(value)
     if isinstance(path, str) and "://" not in path and not Path(path).expanduser().is_absolute():
         raise SpecError(LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
+
+
+def _check_storage_is_kept(storage: str | None, env_vars: Mapping[str, str]) -> None:
+    """Refuse a relative results root: the job's working directory is a
+    temporary folder of Ray's on the cluster, deleted with the job.
+
+    The root the job's ``regtune sweep`` would use is checked: ``storage``,
+    else the ``REGTUNE_STORAGE`` passed with ``--env`` (this machine's own
+    environment does not travel with the job). ``~/...`` is kept: it is the
+    cluster user's home there.
+    """
+    option, value = "--storage", storage
+    if not value:
+        option, value = f"--env {STORAGE_ENV}", env_vars.get(STORAGE_ENV)
+    if value and "://" not in value and not Path(value).expanduser().is_absolute():
+        raise SpecError(RELATIVE_STORAGE.format(option=option, storage=value))
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ from regtune.platform.jobs import (
     DEFAULT_ADDRESS,
     LOCAL_DATA_NEEDS_WORKING_DIR,
     METADATA_KEY,
+    RELATIVE_STORAGE,
     SPEC_METADATA_KEY,
     SPEC_OUTSIDE_WORKING_DIR,
     WORKING_DIR_MISSING,
@@ -315,6 +316,40 @@ def test_bad_inputs_fail_before_any_contact(
     assert str(info.value) == LOCAL_DATA_NEEDS_WORKING_DIR.format(
         spec=csv_spec, path="data/train.csv"
     )
+
+
+def test_a_relative_storage_is_refused_before_any_contact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job runs in Ray's temporary folder on the cluster: results under a
+    relative root would go with it."""
+    closed = _closed_address()
+    monkeypatch.chdir(tmp_path)
+    for storage in ("./runs", "runs", "../shared/runs"):
+        with pytest.raises(SpecError) as info:
+            submit_sweep("quickstart", address=closed, storage=storage)
+        assert str(info.value) == RELATIVE_STORAGE.format(option="--storage", storage=storage)
+    # The root the job would use when --storage is not given: REGTUNE_STORAGE sent with --env.
+    with pytest.raises(SpecError) as info:
+        submit_sweep("quickstart", address=closed, env_vars={"REGTUNE_STORAGE": "runs"})
+    assert str(info.value) == RELATIVE_STORAGE.format(
+        option="--env REGTUNE_STORAGE", storage="runs"
+    )
+    with pytest.raises(SpecError, match="--storage 'runs' is relative"):
+        submit_sweep(
+            "quickstart", address=closed, storage="runs", env_vars={"REGTUNE_STORAGE": "/abs"}
+        )
+    # Absolute paths (~ is the cluster user's home) and URIs pass this check:
+    # what stops them is the closed address, after it.
+    for storage in ("/shared/runs", "~/runs", "s3://bucket/runs", "gs://bucket/runs"):
+        with pytest.raises(RegtuneError) as caught:
+            submit_sweep("quickstart", address=closed, storage=storage)
+        assert not isinstance(caught.value, SpecError), storage
+    with pytest.raises(RegtuneError) as caught:
+        submit_sweep(
+            "quickstart", address=closed, storage="/abs", env_vars={"REGTUNE_STORAGE": "runs"}
+        )
+    assert not isinstance(caught.value, SpecError)
 
 
 def test_unreachable_address_names_it_and_how_to_start_one() -> None:
