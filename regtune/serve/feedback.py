@@ -15,6 +15,9 @@ and tracks, over the last ``window`` labelled records:
 
 A request can be labelled once; an unknown or evicted id, a wrong count or a
 label outside the model's classes is refused with the field and what is allowed.
+A request id used again while its first prediction is still kept (a client
+retry) keeps that first entry: feedback joins the first answer, and an id
+already labelled stays labelled.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from regtune.serve.protocol import RequestError
+from regtune.serve.protocol import VALUE_SHOWN, RequestError
 from regtune.trainables.metrics import expected_calibration_error
 
 __all__ = ["DEFAULT_CAPACITY", "DEFAULT_FEEDBACK_WINDOW", "FeedbackTracker"]
@@ -43,7 +46,7 @@ UNKNOWN_REQUEST = (
 )
 ALREADY_LABELLED = "request_id {rid!r} already has feedback; each request is labelled once"
 WRONG_COUNT = "labels has {got} entries; request {rid!r} had {want} instances, one label each"
-UNKNOWN_LABEL = "labels[{index}] is {value!r}; expected one of {classes}"
+UNKNOWN_LABEL = "labels[{index}] is {value}; expected one of {classes}"
 
 
 @dataclass
@@ -89,11 +92,13 @@ class FeedbackTracker:
 
         ``decided`` are the class ids the response answered (a version with
         per-group thresholds does not answer the arg-max); None means the arg-max.
-        Accuracy and group rates are scored on them, ECE on ``probs``."""
+        Accuracy and group rates are scored on them, ECE on ``probs``. An id
+        already kept keeps its first entry (nothing changes)."""
+        if request_id in self._pending:  # a reused id keeps its first answer (module docstring)
+            return
         probs = np.asarray(probs, dtype=np.float64)
         ids = probs.argmax(axis=1) if decided is None else np.asarray(decided, dtype=np.int64)
         self._pending[request_id] = _Pending(probs, ids, groups, version)
-        self._pending.move_to_end(request_id)
         while len(self._pending) > self.capacity:
             self._pending.popitem(last=False)
 
@@ -127,10 +132,16 @@ class FeedbackTracker:
             )
         ids = []
         for i, value in enumerate(labels):
-            index = self._index.get(str(value))
+            # A class is a string, or the int / bool its raw value was: a float, null,
+            # list or object is no class, even when its text would match one.
+            plain = isinstance(value, str | int)
+            index = self._index.get(str(value)) if plain else None
             if index is None:
+                shown = repr(value)
+                if len(shown) > VALUE_SHOWN:
+                    shown = f"{shown[: VALUE_SHOWN - 3]}..."
                 raise RequestError(
-                    UNKNOWN_LABEL.format(index=i, value=value, classes=self.classes),
+                    UNKNOWN_LABEL.format(index=i, value=shown, classes=self.classes),
                     status=422,
                     field=f"labels[{i}]",
                     allowed=f"one of {self.classes}",

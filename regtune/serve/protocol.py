@@ -61,6 +61,8 @@ from regtune.trainables.schema import FeatureSchema
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_INSTANCES",
+    "MAX_REQUEST_ID_CHARS",
+    "VALUE_SHOWN",
     "FeedbackRequest",
     "Limits",
     "PredictResponse",
@@ -74,6 +76,8 @@ __all__ = [
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 #: Default cap on records per request.
 DEFAULT_MAX_INSTANCES = 1024
+#: Longest request id (``X-Request-ID`` on predict, ``request_id`` in feedback).
+MAX_REQUEST_ID_CHARS = 256
 #: How many allowed names an error message lists before summarizing.
 NAMES_SHOWN = 8
 #: Longest repr of a refused value quoted in a message.
@@ -148,12 +152,17 @@ class PredictResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    """Ground truth for an earlier prediction: one label per instance, in request order."""
+    """Ground truth for an earlier prediction: one label per instance, in request order.
+
+    Each label is checked against the model's classes by
+    :meth:`~regtune.serve.feedback.FeedbackTracker.add`, which names
+    ``labels[i]``, the value and the classes.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    request_id: str = Field(min_length=1, max_length=256)
-    labels: list[StrictStr | StrictInt | StrictBool] = Field(min_length=1)
+    request_id: str = Field(min_length=1, max_length=MAX_REQUEST_ID_CHARS)
+    labels: list[Any] = Field(min_length=1)
 
 
 _Category = StrictStr | StrictInt | StrictBool | StrictFloat

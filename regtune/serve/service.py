@@ -42,7 +42,12 @@ from regtune.serve.drift import DriftMonitor
 from regtune.serve.feedback import FeedbackTracker
 from regtune.serve.metrics import NoMetrics, ServeMetrics
 from regtune.serve.predictor import ServedModel
-from regtune.serve.protocol import FeedbackRequest, RecordValidator, RequestError
+from regtune.serve.protocol import (
+    MAX_REQUEST_ID_CHARS,
+    FeedbackRequest,
+    RecordValidator,
+    RequestError,
+)
 from regtune.serve.rollout import Observation, RolloutState, VersionStats
 from regtune.serve.settings import ServeSettings
 
@@ -68,6 +73,10 @@ OTHER_INPUTS = (
     "a {role} must take the same records as the primary"
 )
 BAD_FEEDBACK = "{field}: {message}"
+LONG_REQUEST_ID = (
+    "X-Request-ID is {n} characters; at most {limit} are allowed (feedback must be able "
+    "to name the request)"
+)
 
 
 class ModelService:
@@ -178,6 +187,13 @@ class ModelService:
         started = time.perf_counter()
         # A refusal raises RequestError; the HTTP layer counts it (every route, one place).
         self.check_name(name)
+        if len(request_id) > MAX_REQUEST_ID_CHARS:
+            raise RequestError(
+                LONG_REQUEST_ID.format(n=len(request_id), limit=MAX_REQUEST_ID_CHARS),
+                status=422,
+                field="X-Request-ID",
+                allowed=f"1 to {MAX_REQUEST_ID_CHARS} characters",
+            )
         records = self.validator.validate(body)
         groups = self.primary.groups(records)
         self._active += 1

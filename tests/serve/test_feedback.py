@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -58,10 +60,13 @@ def test_thresholded_answers_are_scored_as_answered_not_by_arg_max() -> None:
         ("zzz", ["no"], 404, "request_id", "not among the last 3 predictions"),
         ("a", ["no"], 422, "labels", "labels has 1 entries; request 'a' had 3 instances"),
         ("a", ["no", "maybe", "no"], 422, "labels[1]", "expected one of ['no', 'yes']"),
+        ("b", [1.5], 422, "labels[0]", "labels[0] is 1.5; expected one of ['no', 'yes']"),
+        ("b", [None], 422, "labels[0]", "labels[0] is None; expected one of"),
+        ("b", [["no"]], 422, "labels[0]", "labels[0] is ['no']; expected one of"),
     ],
 )
 def test_bad_feedback_is_refused(
-    rid: str, labels: list[str], status: int, field: str, words: str
+    rid: str, labels: list[Any], status: int, field: str, words: str
 ) -> None:
     t = tracker()
     with pytest.raises(RequestError) as info:
@@ -81,3 +86,15 @@ def test_each_request_is_labelled_once_and_old_ones_are_evicted() -> None:
         t.record(rid, np.array([[0.5, 0.5]]), version=1)
     with pytest.raises(RequestError, match="not among the last 3"):
         t.add("a", ["no", "no", "no"])
+
+
+def test_a_reused_request_id_keeps_its_first_answer_and_stays_labelled_once() -> None:
+    t = tracker()
+    t.record("b", np.array([[0.9, 0.1], [0.9, 0.1]]), version=1)  # a retry, another answer
+    assert t.add("b", ["yes"]) == 1  # joined to the first answer: one record, version 2
+    assert t.summary()["versions"] == {"2": {"n": 1, "accuracy": 1.0}}
+    t.record("b", np.array([[0.5, 0.5]]), version=1)
+    with pytest.raises(RequestError, match="already has feedback") as info:
+        t.add("b", ["yes"])
+    assert info.value.status == 409
+    assert t.summary()["n"] == 1

@@ -91,3 +91,40 @@ def test_every_refusal_is_counted_under_the_served_models_name(registry: Registr
         (MODEL, 401), (MODEL, 404), (MODEL, 404), (MODEL, 413), (MODEL, 404), (MODEL, 422)
     ]  # fmt: skip
     assert recorder.requests == [(MODEL, 1)]
+
+
+def test_feedback_labels_ids_and_reused_ids(registry: Registry) -> None:
+    service, _ = make(registry)
+    batch = {"instances": raw_records(registry, 2)}
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        first = await client.post(PREDICT, json=batch, headers={"x-request-id": "r-1"})
+        retry = await client.post(
+            PREDICT, json={"instances": raw_records(registry, 1)}, headers={"x-request-id": "r-1"}
+        )
+        return [
+            first,
+            retry,
+            await client.post(FEEDBACK, json={"request_id": "r-1", "labels": [1.5, "<=50K"]}),
+            await client.post(FEEDBACK, json={"request_id": "r-1", "labels": ["<=50K", ">50K"]}),
+            await client.post(PREDICT, json=batch, headers={"x-request-id": "r-1"}),
+            await client.post(FEEDBACK, json={"request_id": "r-1", "labels": ["<=50K", ">50K"]}),
+            await client.get(FEEDBACK),
+            await client.post(PREDICT, json=batch, headers={"x-request-id": "x" * 257}),
+            await client.post(PREDICT, json=batch, headers={"x-request-id": "y" * 256}),
+        ]
+
+    replies = run(service, scenario)
+    assert [r.status_code for r in replies] == [200, 200, 422, 200, 200, 409, 200, 422, 200]
+    _, _, float_label, labelled, _, again, summary, long_id, _ = replies
+    assert float_label.json() == {
+        "error": "labels[0] is 1.5; expected one of ['<=50K', '>50K']",
+        "field": "labels[0]",
+        "allowed": "one of ['<=50K', '>50K']",
+    }
+    # The retry with the same id kept the first answer: its two records are labelled.
+    assert labelled.json()["labelled"] == 2
+    assert "already has feedback" in again.json()["error"]
+    assert summary.json()["n"] == 2  # labelled once, whatever the id's reuse
+    assert long_id.json()["field"] == "X-Request-ID"
+    assert "257 characters; at most 256" in long_id.json()["error"]
