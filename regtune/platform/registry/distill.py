@@ -35,6 +35,7 @@ from regtune.platform.registry.version import (
     Member,
     ModelVersion,
     build_module,
+    check_same_data,
     load_version,
     save_version,
 )
@@ -50,10 +51,6 @@ __all__ = [
 ]
 
 BAD_GPUS = "--gpus {value!r} is not allowed; expected a number >= 0"
-DATASET_CHANGED = (
-    "dataset {name!r} loads with fingerprint {now}, but teacher {teacher} was trained on "
-    "{then}: the data changed, so the student cannot learn the same task"
-)
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,7 @@ def distill(
 
     Raises:
         SpecError: bad settings or overrides, a bad teacher reference.
-        CheckpointError: a damaged teacher.
+        CheckpointError: a damaged teacher, or data that changed since it was trained.
     """
     import ray
 
@@ -187,16 +184,9 @@ def distill(
     if gpus is not None and (isinstance(gpus, bool) or not gpus >= 0):
         raise SpecError(BAD_GPUS.format(value=gpus))
     dataset = load_dataset(config.dataset)
-    trained_on = str(teacher.meta["dataset"]["fingerprint"])
-    if dataset.fingerprint != trained_on:
-        raise SpecError(
-            DATASET_CHANGED.format(
-                name=config.dataset.name,
-                now=dataset.fingerprint[:12],
-                teacher=teacher.ref,
-                then=trained_on[:12],
-            )
-        )
+    check_same_data(
+        f"teacher {teacher.ref} ({teacher.path})", teacher.meta["dataset"]["fingerprint"], dataset
+    )
     ensure_ray(address)
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from regtune.errors import CheckpointError, SpecError
+from regtune.errors import SpecError
 from regtune.platform.registry.evaluation import evaluate_module
 from regtune.platform.registry.gates import Gate, GateResult, check_gates, failed
 from regtune.platform.registry.location import check_name
@@ -41,6 +41,7 @@ from regtune.platform.registry.version import (
     Member,
     ModelVersion,
     build_module,
+    check_same_data,
     robust_settings,
     save_version,
 )
@@ -61,11 +62,6 @@ NO_OBJECTIVES = (
 NO_CANDIDATES = (
     "experiment {path}: no trial has a complete checkpoint and finite values of {objectives}; "
     "trials: {trials}"
-)
-DATASET_CHANGED = (
-    "trial {trial}: its checkpoint was trained on dataset fingerprint {stored}, but the "
-    "dataset loads now as {current}; the data changed since the sweep, so it cannot be "
-    "scored fairly"
 )
 
 
@@ -143,14 +139,7 @@ def promote(
     weights = [read_weights(t) for t in picked]
     dataset = load_dataset(parse_train_config(weights[0].config).dataset)
     for trial, w in zip(picked, weights, strict=True):
-        if w.fingerprint is not None and w.fingerprint != dataset.fingerprint:
-            raise CheckpointError(
-                DATASET_CHANGED.format(
-                    trial=trial.trial_id,
-                    stored=w.fingerprint[:12],
-                    current=dataset.fingerprint[:12],
-                )
-            )
+        check_same_data(f"trial {trial.trial_id}", w.fingerprint, dataset)
     members = [
         Member(config=w.config, state=w.state, trial_id=t.trial_id)
         for t, w in zip(picked, weights, strict=True)

@@ -35,7 +35,13 @@ from regtune.errors import CheckpointError
 from regtune.platform.registry.evaluation import evaluate_module
 from regtune.platform.registry.modules import EnsembleModule, build_members
 from regtune.platform.registry.postprocess import META_KEY
-from regtune.platform.registry.version import ModelVersion, load_version, write_version
+from regtune.platform.registry.version import (
+    ModelVersion,
+    check_same_data,
+    creation_record,
+    load_version,
+    write_version,
+)
 
 __all__ = ["SCHEME", "build_quantized_module", "quantize_module", "quantize_version"]
 
@@ -157,7 +163,9 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     (default: the same model), with float and int8 accuracy and size recorded.
 
     Raises:
-        SpecError: a bad reference. CheckpointError: a damaged or already quantized version.
+        SpecError: a bad reference.
+        CheckpointError: a damaged or already quantized version, or data that
+            changed since the version was trained.
     """
     from regtune.trainables.data import load_dataset
 
@@ -167,6 +175,9 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
             ALREADY.format(ref=source.ref, scheme=source.meta["quantization"]["scheme"])
         )
     dataset = load_dataset(_dataset_config(source))
+    check_same_data(
+        f"version {source.ref} ({source.path})", source.meta["dataset"]["fingerprint"], dataset
+    )
     qmodule = quantize_module(source.module)
     tensors, layers = _quantized_tensors(qmodule)
     post = None
@@ -187,6 +198,7 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     meta = dict(source.meta)
     for key in ("files", "meta_sha256", "version"):
         meta.pop(key, None)
+    meta.update(creation_record())  # written now, by this code (not the parent's)
     meta["metrics"] = metrics
     meta[META_KEY] = None if post is None else post.to_meta()
     meta["quantization"] = {

@@ -108,7 +108,9 @@ __all__ = [
     "Member",
     "ModelVersion",
     "build_module",
+    "check_same_data",
     "claim_number",
+    "creation_record",
     "load_version",
     "read_meta",
     "resolve_ref",
@@ -136,6 +138,11 @@ NOT_OURS = "model version {dir}: file meta.json is not a {fmt} v{version} file (
 BAD_WEIGHTS_FILE = "model version {dir}: file weights.safetensors cannot be read ({error})"
 BAD_KIND = "kind {kind!r} is not allowed; allowed: {allowed}"
 NO_MEMBERS = "a model version needs at least one member network"
+DATASET_CHANGED = (
+    "{what} was trained on dataset {name!r} with fingerprint {then}, but the dataset loads "
+    "now with fingerprint {now}: the data changed since training, so the model cannot be "
+    "scored (or distilled) fairly; restore the data it was trained on, or train again"
+)
 MIXED_ARCH = (
     "member {index}: dataset {what} differs from member 0's; an ensemble's members must be "
     "trained on the same dataset"
@@ -211,6 +218,34 @@ def _code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         git = None
     return {"regtune": regtune.__version__, "torch": torch.__version__.split("+")[0], "git": git}
+
+
+def creation_record() -> dict[str, Any]:
+    """``created_at`` (now, UTC) and ``code`` (regtune, torch, git) of a version written now."""
+    return {
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "code": _code_version(),
+    }
+
+
+def check_same_data(what: str, trained_on: str | None, dataset: Dataset) -> None:
+    """Refuse to score, distill or quantize a model on data other than its own.
+
+    Args:
+        what: the model, as the message names it (``"trial 3f2a"``, ``"teacher adult:2"``).
+        trained_on: the fingerprint its checkpoint or meta.json recorded (None:
+            not recorded, e.g. a checkpoint older than fingerprints: not checked).
+        dataset: the dataset as it loads now.
+
+    Raises:
+        CheckpointError: the fingerprints differ (both shown, with what to do).
+    """
+    if trained_on is not None and trained_on != dataset.fingerprint:
+        raise CheckpointError(
+            DATASET_CHANGED.format(
+                what=what, name=dataset.name, then=trained_on[:12], now=dataset.fingerprint[:12]
+            )
+        )
 
 
 def _architecture(configs: Sequence[TrainConfig], dataset: Dataset) -> dict[str, Any]:
@@ -314,7 +349,6 @@ def save_version(
         "name": name,
         "version": 0,  # set when the number is claimed
         "kind": kind,
-        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "architecture": architecture,
         "configs": [c.model_dump(mode="json") for c in configs],
         "schema": json.loads(dataset.schema.to_json()),
@@ -338,7 +372,7 @@ def save_version(
         },
         "quantization": None,
         META_KEY: None if postprocessing is None else postprocessing.to_meta(),
-        "code": _code_version(),
+        **creation_record(),
     }
     return write_version(name, tensors, meta, root=root)
 
