@@ -121,14 +121,18 @@ def best_trial_id(
     others: Sequence[tuple[str, str]] = (),
     include_degenerate: bool = False,
 ) -> str | None:
-    """The trial with the best ``objective`` value (degenerate trials left out by default);
-    ``None`` when no trial has a value.
+    """The trial with the best ``objective`` value; ``None`` when no trial has a value.
+
+    Errored trials (``status`` ``error``) are left out, and degenerate ones
+    unless ``include_degenerate``, as in the sweep summary's best.
 
     Ties go by ``others`` (the remaining objectives), then as everywhere else
     (:mod:`~regtune.platform.results.ranking`), so this is the trial the sweep
     summary and ``regtune promote`` call best.
     """
     rows = summary
+    if "status" in rows.columns:
+        rows = rows[(rows["status"] != "error").to_numpy(dtype=bool)]
     if not include_degenerate and "degenerate" in rows.columns:
         rows = rows[~rows["degenerate"].astype(bool)]
     wanted = [objective, *others]

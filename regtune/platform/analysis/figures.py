@@ -160,7 +160,7 @@ def front_figure(front: Front) -> bytes:
             s=14,
             c=_EXCLUDED_COLOR,
             marker="x",
-            label="excluded (degenerate / no value)",
+            label="excluded (error / degenerate / no value)",
         )
     ordered = on.sort_values(mx)
     size = 30

@@ -53,9 +53,10 @@ class Front:
 
     ``table``: one row per trial (index ``trial_id``) with the objective values,
     ``on_front`` (bool), and ``excluded`` (why a trial was left out: ``""``,
-    ``"degenerate"`` or ``"no value"``). ``reference`` is the reference point
-    in the objectives' own units, ``hypervolume`` the volume the front
-    dominates up to it (in the product of those units).
+    ``"error"`` (the trial failed), ``"degenerate"`` or ``"no value"``).
+    ``reference`` is the reference point in the objectives' own units,
+    ``hypervolume`` the volume the front dominates up to it (in the product
+    of those units).
     """
 
     table: pd.DataFrame
@@ -123,8 +124,9 @@ def pareto_table(
 ) -> Front:
     """The non-dominated trials of ``summary`` under ``objectives``.
 
-    Trials with no value (NaN) for an objective, and degenerate trials unless
-    ``include_degenerate``, are kept in the table but marked ``excluded`` and
+    Trials with no value (NaN) for an objective, errored trials (``status``
+    ``error``, as the sweep summary's front leaves them out), and degenerate
+    trials unless ``include_degenerate``, are kept in the table but marked ``excluded`` and
     never on the front. ``reference`` (objective -> value, in its own units)
     overrides the default reference point.
 
@@ -150,6 +152,8 @@ def pareto_table(
     excluded[np.isnan(raw).any(axis=1)] = "no value"
     if not include_degenerate and "degenerate" in summary.columns:
         excluded[summary["degenerate"].fillna(False).to_numpy(dtype=bool)] = "degenerate"
+    if "status" in summary.columns:
+        excluded[(summary["status"] == "error").to_numpy(dtype=bool)] = "error"
     considered = np.flatnonzero(excluded == "")
     points = to_minimization(raw[considered], modes)
     mask = non_dominated_mask(points)

@@ -253,17 +253,28 @@ class _Column:
 
 
 def _order(outcome: Any) -> list[int]:
-    """Trial indexes, best first by the first objective; errors and missing values last."""
-    metric, mode = outcome.objectives[0]
-    sign = -1.0 if mode == "max" else 1.0
+    """Trial indexes, best first: the trials that can be best in the order that picks
+    :attr:`~regtune.platform.results.SweepOutcome.best`
+    (:func:`~regtune.platform.results.ranking.best_first`), so the first row is the
+    trial the "best by" line names; then degenerate ones in the same order, then
+    those without a value, then errors."""
+    from regtune.platform.results.ranking import best_first
 
-    def key(i: int) -> tuple[bool, bool, float]:
-        t = outcome.trials[i]
-        value = t.objectives.get(metric, math.nan)
-        missing = value is None or math.isnan(value)
-        return (t.status == "error", missing, 0.0 if missing else sign * value)
-
-    return sorted(range(len(outcome.trials)), key=key)
+    trials = outcome.trials
+    order: list[int] = []
+    for degenerate in (False, True):
+        group = [
+            i for i, t in enumerate(trials) if t.status != "error" and t.degenerate == degenerate
+        ]
+        ranked = best_first(
+            [{**trials[i].metrics, **trials[i].ranked, **trials[i].objectives} for i in group],
+            [trials[i].trial_id for i in group],
+            outcome.objectives,
+        )
+        order += [group[j] for j in ranked]
+    placed = set(order)
+    rest = [i for i in range(len(trials)) if i not in placed]
+    return order + sorted(rest, key=lambda i: (trials[i].status == "error", trials[i].trial_id))
 
 
 def _columns(
@@ -296,6 +307,11 @@ def _columns(
         _Column(h, [_fmt(t.objectives.get(m)) for t in trials])
         for h, m in zip(metric_headers, metrics, strict=True)
     ]
+    if any(t.epoch is not None and t.epoch != t.iterations for t in trials):
+        # The objectives are not the last epoch's: say which epoch they are.
+        at = ["-" if t.epoch is None else str(t.epoch) for t in trials]
+        columns.append(_Column("at epoch", at))
+        notes.append(f"objectives at the epoch of the best {metrics[0]}")
     if outcome.front:
         front = set(outcome.front)
         columns.append(_Column("front", ["*" if i in front else "" for i in order], right=False))
@@ -345,6 +361,7 @@ def _outcome_json(outcome: Any, spec: str, overrides: Sequence[str]) -> dict[str
                 "iterations": t.iterations,
                 "params": t.params,
                 "objectives": t.objectives,
+                "epoch": t.epoch,
                 "checkpoint": t.checkpoint,
             }
             for t in outcome.trials

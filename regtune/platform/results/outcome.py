@@ -6,8 +6,17 @@ An outcome is built by ``run_sweep`` from Tune's ``ResultGrid``
 JSON-able data with :meth:`SweepOutcome.to_dict`.
 
 Degenerate trials (constant predictors, see
-:mod:`~regtune.platform.results.degenerate`) are kept in ``trials`` and
-marked, but left off ``front`` and never ``best``.
+:mod:`~regtune.platform.results.degenerate`) and errored trials are kept in
+``trials`` and marked, but left off ``front`` and never ``best``.
+
+Which epoch a trial is ranked on: the stored results do not record which
+epoch's weights a trial keeps (``kept_epoch`` is reported only under a
+fairness bound), so trials are ranked on the analysis' row
+(:func:`~regtune.platform.analysis.summary.trial_summary`): the first epoch
+where the first objective reaches its best, with the final report's
+``test_*`` values from the last epoch. ``regtune sweep`` and ``regtune
+analyze`` thus compare the same numbers; :attr:`TrialSummary.epoch` says
+which epoch that is.
 """
 
 from __future__ import annotations
@@ -19,14 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.files import as_uri, locate
 from regtune.platform.results.ranking import best_first
 from regtune.platform.results.schema import NOT_METRICS, flatten_config
-from regtune.platform.results.trials import config_of, trial_status
+from regtune.platform.results.trials import ERROR, config_of, trial_status
 from regtune.search_spaces import SweepSpec
 
-__all__ = ["SweepOutcome", "TrialSummary", "json_safe", "outcome_from_grid", "pareto_indices"]
+__all__ = [
+    "SweepOutcome",
+    "TrialSummary",
+    "json_safe",
+    "outcome_from_grid",
+    "pareto_indices",
+    "ranked_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,9 @@ class TrialSummary:
     value is left out, as the stored trial table cannot tell it from a metric
     the trial never reported, so a summary from Tune equals one rebuilt from
     disk), and
-    ``objectives`` the spec's objectives among them (NaN when missing).
+    ``objectives`` the spec's objectives at the epoch the trial is ranked on
+    (``epoch``, see the module; NaN when missing), and ``ranked`` every
+    platform metric at that epoch (what ties are broken on).
     ``run_info`` keeps Tune's bookkeeping of that result
     (``iterations_since_restore``, ``pid``, ...) when the outcome came from
     Tune; it is empty when rebuilt from disk.
@@ -55,6 +75,9 @@ class TrialSummary:
     config: dict[str, Any] = field(default_factory=dict)
     degenerate: bool = False
     run_info: dict[str, Any] = field(default_factory=dict)
+    #: The epoch ``objectives`` and ``ranked`` come from (None: the last reported one).
+    epoch: int | None = None
+    ranked: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,9 +95,9 @@ class SweepOutcome:
     def best(self) -> TrialSummary | None:
         """Best trial by the first objective, ties broken as everywhere
         (:mod:`~regtune.platform.results.ranking`); errored and degenerate trials excluded."""
-        ok = [t for t in self.trials if not t.degenerate]
+        ok = [t for t in self.trials if not t.degenerate and t.status != ERROR]
         order = best_first(
-            [{**t.metrics, **t.objectives} for t in ok],
+            [{**t.metrics, **t.ranked, **t.objectives} for t in ok],
             [t.trial_id for t in ok],
             self.objectives,
         )
@@ -113,6 +136,7 @@ class SweepOutcome:
                     "degenerate": t.degenerate,
                     "params": t.params,
                     "objectives": t.objectives,
+                    "epoch": t.epoch,
                     "metrics": t.metrics,
                     "config": t.config,
                     "checkpoint": t.checkpoint,
@@ -131,10 +155,16 @@ class SweepOutcome:
         Raises:
             DataError: no results there, or a stored file is unusable.
         """
-        from regtune.platform.results.read import read_spec, read_trials, stored_trial_states
+        from regtune.platform.results.read import (
+            read_epochs,
+            read_spec,
+            read_trials,
+            stored_trial_states,
+        )
 
         spec = read_spec(exp)
         table = read_trials(exp)
+        ranks = ranked_rows(read_epochs(exp), spec)
         _, run_s = stored_trial_states(locate(exp))
         base = flatten_config(spec.base_config())
         trials = []
@@ -145,17 +175,20 @@ class SweepOutcome:
                 for key, value in row.items()
                 if key.startswith("last.") and not _is_nan(value)
             }
+            epoch, ranked = ranks.get(str(row["trial_id"]), (None, metrics))
             trials.append(
                 TrialSummary(
                     trial_id=str(row["trial_id"]),
                     status=str(row["status"]),
                     iterations=int(row["iterations"]),
                     params=_sampled_params(spec, config),
-                    objectives=_objectives(spec, metrics),
+                    objectives=_objectives(spec, ranked),
                     metrics=metrics,
                     checkpoint=None if _is_nan(row.get("checkpoint")) else row["checkpoint"],
                     config=config,
                     degenerate=bool(row["degenerate"]),
+                    epoch=epoch,
+                    ranked=dict(ranked),
                 )
             )
         objectives = tuple((o.metric, o.mode) for o in spec.objectives)
@@ -234,6 +267,38 @@ def _objectives(spec: SweepSpec, metrics: Mapping[str, Any]) -> dict[str, float]
     }
 
 
+def ranked_rows(epochs: pd.DataFrame, spec: SweepSpec) -> dict[str, tuple[int, dict[str, float]]]:
+    """Per trial, the epoch it is ranked on and its metrics there (finite ones), by
+    the analysis' rule (see the module); ``{}`` when the first objective was never
+    reported. ``epochs``: the store's epoch rows (:func:`read_epochs`)."""
+    from regtune.platform.analysis.summary import metric_columns, trial_summary
+
+    first = spec.objectives[0]
+    if epochs.empty or first.metric not in metric_columns(epochs):
+        return {}
+    summary = trial_summary(epochs, (first.metric, first.mode))
+    metrics = [c for c in metric_columns(epochs) if c in summary.columns]
+    out: dict[str, tuple[int, dict[str, float]]] = {}
+    for tid, iteration, values in zip(
+        summary.index, summary["iteration"], summary[metrics].to_numpy(dtype=float), strict=True
+    ):
+        ranked = {m: float(v) for m, v in zip(metrics, values, strict=True) if math.isfinite(v)}
+        out[str(tid)] = (int(iteration), ranked)
+    return out
+
+
+def _stored_ranks(spec: SweepSpec, path: str) -> dict[str, tuple[int, dict[str, float]]]:
+    """:func:`ranked_rows` from the results folder the sweep wrote; ``{}`` when it
+    wrote none there (then trials are ranked on their last epoch)."""
+    from regtune.errors import DataError
+    from regtune.platform.results.read import read_epochs
+
+    try:
+        return ranked_rows(read_epochs(path), spec)
+    except DataError:
+        return {}
+
+
 def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A Tune result dict as (platform metrics, Tune's bookkeeping); the config is in neither.
 
@@ -255,24 +320,29 @@ def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 def _summaries(spec: SweepSpec, grid: Any, exp_path: str) -> list[TrialSummary]:
     max_t = spec.budget.max_epochs
+    ranks = _stored_ranks(spec, exp_path)
     trials = []
     for result in grid:
         metrics, info = split_result(dict(result.metrics or {}))
         iterations = int(info.get("training_iteration", 0) or 0)
         config = dict(result.config or {})
         checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+        trial_id = str(info.get("trial_id", Path(result.path).name))
+        epoch, ranked = ranks.get(trial_id, (None, metrics))
         trials.append(
             TrialSummary(
-                trial_id=str(info.get("trial_id", Path(result.path).name)),
+                trial_id=trial_id,
                 status=trial_status(iterations, max_t, error=result.error is not None),
                 iterations=iterations,
                 params=_sampled_params(spec, config),
-                objectives=_objectives(spec, metrics),
+                objectives=_objectives(spec, ranked),
                 metrics=metrics,
                 checkpoint=None if checkpoint is None else as_uri(exp_path, checkpoint),
                 config=config,
                 degenerate=is_constant_predictor(metrics),
                 run_info=info,
+                epoch=epoch,
+                ranked=dict(ranked),
             )
         )
     return trials
@@ -294,7 +364,7 @@ def pareto_indices(
     ok = [
         i
         for i, t in enumerate(trials)
-        if t.status != "error" and (include_degenerate or not t.degenerate)
+        if t.status != ERROR and (include_degenerate or not t.degenerate)
     ]
     if len(objectives) < 2 or not ok:
         return []

@@ -299,6 +299,39 @@ def test_summary_rows_best_first() -> None:
     assert "  regtune analyze /runs/demo\n" in text
 
 
+def test_summary_first_row_is_the_best_trial_and_says_which_epoch() -> None:
+    """Ties on val_acc go to the lower val_loss of the ranked row (as the "best by"
+    line decides), an errored trial with the top value comes last, and the objectives'
+    epoch is shown where it is not the last."""
+    rows = [
+        ("1ce5f8a2_00000", "error", 0.99, 0.01),
+        ("1ce5f8a2_00001", "finished", 0.9, 0.30),
+        ("1ce5f8a2_00002", "finished", 0.9, 0.20),
+        ("1ce5f8a2_00003", "finished", 0.8, 0.10),
+    ]
+    trials = [
+        TrialSummary(
+            trial_id=tid,
+            status=status,
+            iterations=5,
+            params={"penalties.l2": 0.1},
+            objectives={"val_acc": acc},
+            metrics={"val_acc": acc, "val_loss": 0.0},  # the last epoch's: not the ranked row
+            checkpoint=None,
+            epoch=3,
+            ranked={"val_acc": acc, "val_loss": loss},
+        )
+        for tid, status, acc, loss in rows
+    ]
+    outcome = SweepOutcome("demo", "/runs/demo", (("val_acc", "max"),), trials, 1.0)
+    text = _render(outcome, 160)
+    ids = [tid for tid, *_ in rows]
+    order = sorted(ids, key=text.index)
+    assert order == [ids[2], ids[1], ids[3], ids[0]]
+    assert f"best by val_acc: trial {ids[2]}" in text
+    assert "at epoch" in text and "objectives at the epoch of the best val_acc" in text
+
+
 def _best_params() -> dict[str, Any]:
     params = _three_objective_params(3)[2]
     params["penalties.l2"] = 1e-05  # repr has no dot: YAML would read "1e-05" as text
