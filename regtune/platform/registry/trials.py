@@ -40,6 +40,10 @@ NO_EXPERIMENT = (
     "experiment {ref!r} not found: {path} is not a directory; pass an experiment name under "
     "the storage root {root} (or --storage) or the experiment's path"
 )
+NOT_LOCAL = (
+    "promotion reads experiments from a local path; {where} is on an object store: sync the "
+    "experiment locally (e.g. aws s3 sync / gcloud storage rsync) and pass its path"
+)
 NO_TRIALS = "experiment {path} has no trial folders (params.json); was the sweep run?"
 
 
@@ -68,18 +72,35 @@ class TrialWeights:
     thresholds: tuple[float, ...] | None = None
 
 
-def experiment_path(ref: str, storage: str | None = None) -> Path:
-    """An experiment name under the storage root, or a path to an experiment.
+def _local(where: str) -> str:
+    """``where`` as a local path (``file://`` stripped).
 
     Raises:
-        SpecError: neither names a directory.
+        SpecError: ``where`` is any other URI (an object store).
     """
-    candidate = Path(ref).expanduser()
+    if where.startswith("file://"):
+        return where.removeprefix("file://")
+    if "://" in where:
+        raise SpecError(NOT_LOCAL.format(where=where))
+    return where
+
+
+def experiment_path(ref: str, storage: str | None = None) -> Path:
+    """An experiment name under the storage root, or a path to an experiment
+    (local, or a ``file://`` URI).
+
+    Raises:
+        SpecError: neither names a directory, or the experiment is on an
+            object store (``s3://``, ``gs://``; promotion reads local files).
+    """
+    candidate = Path(_local(ref)).expanduser()
     if ("/" in ref or candidate.is_dir()) and candidate.is_dir():
         return candidate.resolve()
     root = storage_root(storage)
-    path = Path(root) / ref
-    if "://" in root or not path.is_dir():
+    if "://" in root and not root.startswith("file://"):
+        raise SpecError(NOT_LOCAL.format(where=f"{root.rstrip('/')}/{ref}"))
+    path = Path(_local(root)) / ref
+    if not path.is_dir():
         raise SpecError(NO_EXPERIMENT.format(ref=ref, path=path, root=root))
     return path.resolve()
 
