@@ -17,7 +17,9 @@ sweep SPEC`` does, with the checks done first on this machine::
    job's entrypoint is ``regtune sweep SPEC --address auto --name NAME ...``,
    its submission id ``regtune-NAME-<time>-<random>`` and its metadata ``{"regtune_sweep":
    NAME}``, so the dashboard's Jobs page shows the sweep under its name.
-4. The driver's output is streamed to ``log`` until the job ends.
+4. The driver's output is streamed to ``log`` until the job ends. If the
+   cluster stops answering after the job was submitted,
+   :class:`JobContactLost` names the job and how to follow or stop it.
 
 The cluster must have regtune installed: ``cluster.yaml``'s setup commands
 install it on every node, and a local ``ray start --head`` run from regtune's
@@ -57,7 +59,9 @@ from regtune.search_spaces import load_spec
 
 __all__ = [
     "DEFAULT_ADDRESS",
+    "LOST_CONTACT_EXIT",
     "METADATA_KEY",
+    "JobContactLost",
     "JobOutcome",
     "auth_headers",
     "build_entrypoint",
@@ -137,6 +141,14 @@ DETACHED = (
     "Logs: `ray job logs --follow {job_id} --address {address}`; "
     "stop it: `ray job stop {job_id} --address {address}`"
 )
+LOST_CONTACT = (
+    "job {job_id} was submitted and may still be running; lost contact while following it "
+    "({reason}). Logs: `ray job logs --follow {job_id} --address {address}`; "
+    "stop: `ray job stop {job_id} --address {address}`"
+)
+#: ``regtune submit``'s exit status when the job was submitted but could not
+#: be followed (2 means nothing was submitted; 0 and 1 are the job's own end).
+LOST_CONTACT_EXIT = 3
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -148,13 +160,27 @@ class JobOutcome:
     ``status`` is Ray's job status (PENDING, RUNNING, SUCCEEDED, FAILED or
     STOPPED). ``exit_code`` is what ``regtune submit`` exits with: 0 when the
     job SUCCEEDED (or, not followed, was accepted), 1 when it FAILED or was
-    STOPPED. ``message`` is Ray's status message, when it gives one.
+    STOPPED (it exits 2 when nothing was submitted and
+    :data:`LOST_CONTACT_EXIT` on :class:`JobContactLost`). ``message`` is
+    Ray's status message, when it gives one.
     """
 
     job_id: str
     status: str
     exit_code: int
     message: str | None = None
+
+
+class JobContactLost(RegtuneError):
+    """The job was submitted, then the cluster stopped answering about it
+    (a dropped connection, a refused or failed request): it may still be
+    running. ``job_id`` names it; the message says how to follow or stop it
+    with Ray's CLI. ``regtune submit`` exits with :data:`LOST_CONTACT_EXIT`.
+    """
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 def exit_code_for(status: str) -> int:
@@ -363,8 +389,10 @@ def run_job(
 
     Raises:
         SpecError: a bad address.
+        JobContactLost: the job was submitted, then the cluster stopped
+            answering about it (it may still be running).
         RegtuneError: the cluster cannot be reached, refuses the token, or
-            does not accept the job.
+            does not accept the job (nothing was submitted).
     """
     resolved = resolve_address(address)
     client = _connect(resolved)
@@ -379,11 +407,13 @@ def run_job(
     log(f"submitted job {job_id} to {resolved}: {entrypoint}")
     log(f"dashboard: {resolved}/#/jobs")
     if not follow:
-        status = str(_call(resolved, client.get_job_status, job_id))
+        with _submitted(job_id, resolved):
+            status = str(_call(resolved, client.get_job_status, job_id))
         return JobOutcome(job_id=job_id, status=status, exit_code=exit_code_for(status))
     try:
-        _follow_logs(client, resolved, job_id, log)
-        info = _wait_until_done(client, resolved, job_id)
+        with _submitted(job_id, resolved):
+            _follow_logs(client, resolved, job_id, log)
+            info = _wait_until_done(client, resolved, job_id)
     except KeyboardInterrupt:
         log(DETACHED.format(job_id=job_id, address=resolved))
         raise
@@ -392,6 +422,19 @@ def run_job(
     return JobOutcome(
         job_id=job_id, status=status, exit_code=exit_code_for(status), message=info.message
     )
+
+
+@contextlib.contextmanager
+def _submitted(job_id: str, address: str) -> Iterator[None]:
+    """Once the job is submitted, a failed request about it becomes
+    :class:`JobContactLost` (the job may be running; not "never submitted")."""
+    try:
+        yield
+    except RegtuneError as exc:
+        # _call's message says how to start a cluster; Ray's own error is the reason.
+        reason = exc.__cause__ if exc.__cause__ is not None else exc
+        message = LOST_CONTACT.format(job_id=job_id, reason=reason, address=address)
+        raise JobContactLost(message, job_id=job_id) from exc
 
 
 def _check_data_is_reachable(spec: str, spec_file: Path | None, overrides: Sequence[str]) -> None:

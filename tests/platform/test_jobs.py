@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from regtune.errors import RegtuneError, SpecError
@@ -39,11 +40,14 @@ from regtune.platform.jobs import (
     BAD_ENV_VAR,
     DEFAULT_ADDRESS,
     LOCAL_DATA_NEEDS_WORKING_DIR,
+    LOST_CONTACT,
+    LOST_CONTACT_EXIT,
     METADATA_KEY,
     RELATIVE_STORAGE,
     SPEC_METADATA_KEY,
     SPEC_OUTSIDE_WORKING_DIR,
     WORKING_DIR_MISSING,
+    JobContactLost,
     auth_headers,
     build_entrypoint,
     exit_code_for,
@@ -401,6 +405,91 @@ def test_submission_waits_for_a_job_agent_and_fails_fast_otherwise(
     stuck = _AgentStartingClient(10**6, busy)
     with pytest.raises(RegtuneError, match="No available agent"):
         jobs._submit(stuck, "http://127.0.0.1:8265", entrypoint="x")
+
+
+class _DroppingClient:
+    """Ray's Jobs client whose connection drops once the job is submitted: the
+    first ``answers`` status requests are answered RUNNING, then every request
+    raises ``error`` (a dropped network cannot be made cheaply here, so it is
+    replayed at the client boundary, as Ray's client raises it)."""
+
+    def __init__(self, error: Exception, answers: int) -> None:
+        self.error, self.answers = error, answers
+        self.submitted: list[str] = []
+
+    def submit_job(self, *, submission_id: str, **kwargs: Any) -> str:
+        self.submitted.append(submission_id)
+        return submission_id
+
+    def get_job_status(self, job_id: str) -> str:
+        if self.answers > 0:
+            self.answers -= 1
+            return "RUNNING"
+        raise self.error
+
+    def get_job_logs(self, job_id: str) -> str:
+        raise self.error
+
+    def get_job_info(self, job_id: str) -> Any:
+        raise self.error
+
+    async def tail_job_logs(self, job_id: str) -> Any:
+        yield "epoch 1\n"
+        await asyncio.sleep(3600)  # a live stream with nothing more to say
+
+
+def _dropping(monkeypatch: pytest.MonkeyPatch, error: Exception, answers: int) -> _DroppingClient:
+    from regtune.platform import jobs
+
+    client = _DroppingClient(error, answers)
+    monkeypatch.setattr(jobs, "_connect", lambda address: client)
+    monkeypatch.setattr(jobs, "POLL_INTERVAL_S", 0.01)
+    for var in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    return client
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # Ray's client raises the builtin while connecting, requests' own on later calls.
+        ConnectionError("connection reset by peer"),
+        requests.exceptions.ConnectionError("Max retries exceeded"),
+    ],
+    ids=["builtin", "requests"],
+)
+@pytest.mark.parametrize("follow", [True, False], ids=["follow", "no-follow"])
+def test_contact_lost_after_submission_names_the_job_and_how_to_reach_it(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, follow: bool
+) -> None:
+    address = "http://127.0.0.1:8265"
+    client = _dropping(monkeypatch, error, answers=1 if follow else 0)
+    with pytest.raises(JobContactLost) as info:
+        submit_sweep("quickstart", address=address, follow=follow, log=lambda line: None)
+    [job_id] = client.submitted
+    assert info.value.job_id == job_id
+    assert str(info.value) == LOST_CONTACT.format(job_id=job_id, reason=error, address=address)
+    assert f"ray job logs --follow {job_id} --address {address}" in str(info.value)
+    # Not the "start a cluster" advice of a cluster that never answered.
+    assert "ray start" not in str(info.value)
+
+
+def test_submit_exits_3_when_contact_is_lost_after_submission(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from regtune.platform.cli import app
+
+    client = _dropping(monkeypatch, ConnectionError("connection reset by peer"), answers=1)
+    address = "http://127.0.0.1:8265"
+    result = CliRunner().invoke(app, ["submit", "quickstart", "--address", address])
+    assert result.exit_code == LOST_CONTACT_EXIT == 3, (result.output, result.exception)
+    [job_id] = client.submitted
+    assert f"submitted job {job_id}" in result.stdout
+    assert f"job {job_id} was submitted and may still be running" in result.stderr
+    assert f"ray job stop {job_id} --address {address}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # --- against the module's cluster -------------------------------------------

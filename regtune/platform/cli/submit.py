@@ -36,8 +36,19 @@ def submit(
         bool, typer.Option(help="Continue the experiment (--name, or the newest of the spec).")
     ] = False,
 ) -> None:
-    """Submit a sweep to a Ray cluster through the Jobs API; exit with its status."""
-    from regtune.platform.jobs import parse_env_vars, submit_sweep
+    """Submit a sweep to a Ray cluster through the Jobs API; exit with its status.
+
+    Exit status: 0 the job succeeded (or, with --no-follow, was accepted);
+    1 it failed or was stopped; 2 nothing was submitted (bad input, no
+    cluster); 3 it was submitted but contact was lost while following it
+    (it may still be running: the message says how to follow or stop it).
+    """
+    from regtune.platform.jobs import (
+        LOST_CONTACT_EXIT,
+        JobContactLost,
+        parse_env_vars,
+        submit_sweep,
+    )
 
     try:
         outcome = submit_sweep(
@@ -53,6 +64,9 @@ def submit(
             # Plain echo: job logs may contain text rich would read as markup.
             log=typer.echo,
         )
+    except JobContactLost as exc:
+        fail(exc)  # prints the message; the exit status says the job was submitted
+        raise typer.Exit(LOST_CONTACT_EXIT) from exc
     except RegtuneError as exc:
         raise fail(exc) from exc
     raise typer.Exit(outcome.exit_code)
