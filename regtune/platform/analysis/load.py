@@ -20,8 +20,9 @@ and trials still running are surfaced in ``notes``, never hidden.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,8 @@ from regtune.errors import DataError
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.results import ResultsWarning, read_epochs, read_spec, read_trials
 from regtune.platform.results.degenerate import GROUP_GAPS
-from regtune.platform.results.files import PART_PREFIX, PART_SUFFIX, locate
-from regtune.platform.results.read import stored_trial_states
+from regtune.platform.results.files import locate
+from regtune.platform.results.read import concat_parts, scan_epoch_parts, stored_trial_states
 from regtune.platform.results.schema import KIND_EPOCHS, ForeignFileError, check_metadata
 from regtune.search_spaces import SweepSpec
 
@@ -58,7 +59,8 @@ MSG_RUNNING = (
     "{exp}: still running ({running} of {total} trials running): analyzed as far as it got"
 )
 MSG_SKIPPED = "{path}: skipped ({reason}); the file was left in place"
-MSG_NOT_A_PART = "not a results part: parts are named part-<...>.parquet"
+
+T = TypeVar("T")
 
 _KEYS = ("trial_id", "iteration")
 
@@ -99,30 +101,35 @@ def _record(caught: list[warnings.WarningMessage], notes: list[str]) -> None:
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
-def _readable_parts(exp: str, notes: list[str]) -> list[tuple[str, pa.Schema]]:
-    """``(path, schema)`` of every epoch part the store would read; the others are noted."""
+def _scan(exp: str, read: Callable[[str], T], notes: list[str]) -> list[T]:
+    """``read(path)`` of every epoch part the store would read (the store's own walk,
+    :func:`~regtune.platform.results.read.scan_epoch_parts`: a part merged away
+    mid-read makes it start over, so no row is lost); skipped parts are noted."""
     loc = locate(exp)
     if not loc.exists(loc.root):
         # The store's reader words this error; let it.
         read_epochs(exp)
-    parts: list[tuple[str, pa.Schema]] = []
-    for name in loc.list_files(loc.epochs):
-        path = f"{loc.epochs}/{name}"
-        shown = loc.display(path)
-        if not (name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)):
-            notes.append(MSG_SKIPPED.format(path=shown, reason=MSG_NOT_A_PART))
-            continue
-        try:
-            schema = pq.read_schema(path, filesystem=loc.fs)
-            check_metadata(shown, schema.metadata, kind=KIND_EPOCHS)
-            if not all(k in schema.names for k in _KEYS):
-                raise ForeignFileError(f"{shown}: a results part without trial_id/iteration")
-            parts.append((path, schema))
-        except ForeignFileError as exc:
-            notes.append(MSG_SKIPPED.format(path=shown, reason=str(exc).split(": ", 1)[-1]))
-        except (pa.ArrowException, OSError) as exc:
-            notes.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))
-    return parts
+
+    def skip(path: str, reason: str) -> None:
+        notes.append(MSG_SKIPPED.format(path=loc.display(path), reason=reason))
+
+    return [value for _name, value in scan_epoch_parts(loc, read, skip)]
+
+
+def _checked_schema(exp: str, path: str) -> pa.Schema:
+    """A part's schema, refused (:class:`ForeignFileError`) unless the store would read it."""
+    loc = locate(exp)
+    shown = loc.display(path)
+    schema = pq.read_schema(path, filesystem=loc.fs)
+    check_metadata(shown, schema.metadata, kind=KIND_EPOCHS)
+    if not all(k in schema.names for k in _KEYS):
+        raise ForeignFileError(f"{shown}: a results part without trial_id/iteration")
+    return schema
+
+
+def _readable_parts(exp: str, notes: list[str]) -> list[tuple[str, pa.Schema]]:
+    """``(path, schema)`` of every epoch part the store would read; the others are noted."""
+    return _scan(exp, lambda path: (path, _checked_schema(exp, path)), notes)
 
 
 def stored_columns(exp: str) -> tuple[list[str], list[str]]:
@@ -142,23 +149,21 @@ def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.Da
     :func:`stored_columns`)."""
     loc = locate(exp)
     wanted = list(dict.fromkeys([*_KEYS, *columns]))
-    tables: list[pa.Table] = []
-    for path, schema in _readable_parts(exp, notes):
+
+    def read(path: str) -> pa.Table:
+        schema = _checked_schema(exp, path)
         present = [c for c in wanted if c in schema.names]
-        try:
-            tables.append(
-                pq.read_table(
-                    path, columns=present, filesystem=loc.fs, read_dictionary=["trial_id"]
-                )
-            )
-            # Decompression buffers of this part go back before the next part is read.
-            pa.default_memory_pool().release_unused()
-        except (pa.ArrowException, OSError) as exc:
-            shown = loc.display(path)
-            notes.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))
+        table = pq.read_table(
+            path, columns=present, filesystem=loc.fs, read_dictionary=["trial_id"]
+        )
+        # Decompression buffers of this part go back before the next part is read.
+        pa.default_memory_pool().release_unused()
+        return table
+
+    tables = _scan(exp, read, notes)
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in _KEYS})
-    holder = [pa.concat_tables(tables, promote_options="permissive")]
+    holder = [concat_parts(tables)]
     del tables
     return _latest_rows(_to_pandas(holder))
 
@@ -191,26 +196,25 @@ def final_values(
     loc = locate(exp)
     found: list[str] = []
     wanted = list(dict.fromkeys([*_KEYS, *columns]))
-    tables: list[pa.Table] = []
-    for path, schema in _readable_parts(exp, found):
-        present = [c for c in wanted if c in schema.names]
+
+    def read(path: str) -> pa.Table | None:
+        present = [c for c in wanted if c in _checked_schema(exp, path).names]
         if len(present) <= len(_KEYS):
-            continue
-        try:
-            with loc.fs.open_input_file(path) as handle:
-                part = pq.ParquetFile(handle)
-                groups = row_groups_holding(part, trial_id)
-                if groups:
-                    table = part.read_row_groups(groups, columns=present)
-                    tables.append(table.filter(pc.equal(table["trial_id"], trial_id)))
-        except (pa.ArrowException, OSError) as exc:
-            shown = loc.display(path)
-            found.append(MSG_SKIPPED.format(path=shown, reason=f"not readable as Parquet: {exc}"))
+            return None
+        with loc.fs.open_input_file(path) as handle:
+            part = pq.ParquetFile(handle)
+            groups = row_groups_holding(part, trial_id)
+            if not groups:
+                return None
+            table = part.read_row_groups(groups, columns=present)
+            return table.filter(pc.equal(table["trial_id"], trial_id))
+
+    tables = [t for t in _scan(exp, read, found) if t is not None]
     if notes is not None:
         notes.extend(n for n in dict.fromkeys(found) if n not in notes)
     if not tables:
         return {}
-    rows = _latest_rows(pa.concat_tables(tables, promote_options="permissive").to_pandas())
+    rows = _latest_rows(concat_parts(tables).to_pandas())
     rows = rows.sort_values("iteration")
     out: dict[str, float] = {}
     for column in columns:

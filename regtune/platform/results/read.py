@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -53,10 +54,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ResultsWarning",
     "StoredTrials",
+    "concat_parts",
     "load_trial_states",
     "read_epochs",
     "read_spec",
     "read_trials",
+    "scan_epoch_parts",
 ]
 
 #: Times a read starts over when a part vanished under it (a compaction).
@@ -87,56 +90,141 @@ def _skip(loc: ResultsLocation, path: str, reason: str) -> None:
     warnings.warn(SKIPPED.format(path=loc.display(path), reason=reason), ResultsWarning, 3)
 
 
+T = TypeVar("T")
+
+
+def scan_epoch_parts(
+    loc: ResultsLocation,
+    read: Callable[[str], T],
+    skip: Callable[[str, str], None],
+) -> list[tuple[str, T]]:
+    """``(name, read(path))`` for every epoch part, oldest first: the one way
+    the store and the analysis walk the parts.
+
+    A file not named ``part-*.parquet`` is passed to ``skip(path, reason)``,
+    as is a part ``read`` fails on with a :class:`ForeignFileError` or an
+    Arrow/OS error (the reason says which). A part that vanished between the
+    listing and the read (a running sweep merged it into a new part) makes
+    the whole walk start over from a new listing, so no row is lost, up to
+    :data:`LIST_RETRIES` times; only the last walk's skips are reported.
+
+    Raises:
+        FileNotFoundError: parts kept vanishing for :data:`LIST_RETRIES` walks.
+        DataError: what ``read`` raises besides the errors above (e.g. another
+            schema version).
+    """
+    for attempt in range(LIST_RETRIES):
+        skipped: list[tuple[str, str]] = []
+        try:
+            out = _scan_once(loc, read, skipped)
+        except FileNotFoundError:  # compacted away between listing and reading
+            if attempt == LIST_RETRIES - 1:
+                raise
+            continue
+        for path, reason in skipped:
+            skip(path, reason)
+        return out
+    return []  # pragma: no cover
+
+
+def _scan_once(
+    loc: ResultsLocation, read: Callable[[str], T], skipped: list[tuple[str, str]]
+) -> list[tuple[str, T]]:
+    out: list[tuple[str, T]] = []
+    for name in loc.list_files(loc.epochs):
+        path = f"{loc.epochs}/{name}"
+        if not (name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)):
+            skipped.append((path, NOT_A_PART))
+            continue
+        try:
+            out.append((name, read(path)))
+        except FileNotFoundError:
+            raise
+        except ForeignFileError as exc:
+            skipped.append((path, str(exc).split(": ", 1)[-1]))
+        except (pa.ArrowException, OSError) as exc:
+            skipped.append((path, UNREADABLE.format(error=exc)))
+    return out
+
+
 def epoch_parts(loc: ResultsLocation) -> list[tuple[str, pa.Table]]:
     """Every readable regtune epoch part, oldest first, as ``(name, table)``.
 
     Raises:
         DataError: a part of another schema version.
     """
-    for attempt in range(LIST_RETRIES):
-        try:
-            return _read_parts(loc)
-        except FileNotFoundError:  # compacted away between listing and reading
-            if attempt == LIST_RETRIES - 1:
-                raise
-    return []  # pragma: no cover
-
-
-def _read_parts(loc: ResultsLocation) -> list[tuple[str, pa.Table]]:
-    out = []
     required = {name for name, _ in FIXED_EPOCH_COLUMNS}
-    for name in loc.list_files(loc.epochs):
-        path = f"{loc.epochs}/{name}"
-        if not (name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)):
-            _skip(loc, path, NOT_A_PART)
-            continue
-        try:
-            table = pq.read_table(path, filesystem=loc.fs)
-        except FileNotFoundError:
-            raise
-        except (pa.ArrowException, OSError) as exc:
-            _skip(loc, path, UNREADABLE.format(error=exc))
-            continue
-        try:
-            check_metadata(loc.display(path), table.schema.metadata, kind=KIND_EPOCHS)
-        except ForeignFileError as exc:
-            _skip(loc, path, str(exc).split(": ", 1)[-1])
-            continue
+
+    def read(path: str) -> pa.Table:
+        table = pq.read_table(path, filesystem=loc.fs)
+        check_metadata(loc.display(path), table.schema.metadata, kind=KIND_EPOCHS)
         missing = sorted(required - set(table.column_names))
         if missing:
-            _skip(loc, path, MISSING_COLUMNS.format(missing=", ".join(missing)))
-            continue
-        out.append((name, table))
-    return out
+            raise ForeignFileError(f"{path}: {MISSING_COLUMNS.format(missing=', '.join(missing))}")
+        return table
+
+    return scan_epoch_parts(loc, read, lambda path, reason: _skip(loc, path, reason))
+
+
+def concat_parts(tables: list[pa.Table]) -> pa.Table:
+    """Parts (oldest first) as one table: the one way the store and the analysis merge them.
+
+    Types are promoted as Arrow does (an int column meeting a float one
+    becomes float). A column that changed type between parts beyond that (a
+    config value that was a number in one part and text in another) takes
+    the one type of its non-null values when only all-null parts disagree
+    (e.g. a value unset, stored as a null text column, then set to a
+    number); otherwise it is read as text (numbers and booleans as JSON).
+    """
+    if not tables:
+        raise ValueError("concat_parts needs at least one table")
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    first: dict[str, pa.DataType] = {}
+    for table in tables:
+        for column in table.schema:
+            first.setdefault(column.name, column.type)
+            if table[column.name].null_count < len(table):
+                types.setdefault(column.name, set()).add(column.type)
+    unified = []
+    for table in tables:
+        for i, column in enumerate(table.schema):
+            kinds = types.get(column.name, set())
+            mixed = len(kinds) > 1 and not _promotable(kinds)
+            if table[column.name].null_count == len(table):
+                if len(kinds) == 1:
+                    target = next(iter(kinds))
+                elif kinds:
+                    target = pa.string() if mixed else pa.float64()
+                else:
+                    target = first[column.name]
+                table = table.set_column(i, column.name, pa.nulls(len(table), type=target))
+            elif mixed:
+                table = table.set_column(i, column.name, _as_text(table[column.name]))
+        unified.append(table)
+    return pa.concat_tables(unified, promote_options="permissive")
+
+
+def _promotable(kinds: set[pa.DataType]) -> bool:
+    """Whether Arrow's permissive promotion merges these types (numbers of any width)."""
+    return all(pa.types.is_integer(k) or pa.types.is_floating(k) for k in kinds)
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.Array:
+    return pa.array(
+        [
+            None if value is None else value if isinstance(value, str) else json.dumps(value)
+            for value in column.to_pylist()
+        ],
+        type=pa.string(),
+    )
 
 
 def _frame(tables: list[pa.Table]) -> pd.DataFrame:
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-        return table.to_pandas()
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        # A config value changed type between parts (e.g. text and a number).
-        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    return concat_parts(tables).to_pandas()
 
 
 def epochs_frame(tables: list[pa.Table]) -> pd.DataFrame:
