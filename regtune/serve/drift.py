@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "DRIFT_INDEX_LIMIT",
     "MIN_WINDOW",
     "DriftMonitor",
+    "DriftWindow",
     "categorical_psi",
     "drift_report",
     "has_round_off",
@@ -268,10 +270,19 @@ def drift_report(
     return report
 
 
+@dataclass(frozen=True)
+class DriftWindow:
+    """A copy of a monitor's window: served records and their predicted labels."""
+
+    records: list[Mapping[str, Any]]
+    predicted: list[str]
+
+
 class DriftMonitor:
     """A rolling window of served records and predicted labels, compared on demand.
 
-    Not thread-safe; one per served version inside one replica.
+    Not thread-safe: observe and snapshot on one thread (the replica's event
+    loop); :meth:`report_of` a snapshot may run on another.
     """
 
     def __init__(
@@ -301,15 +312,23 @@ class DriftMonitor:
         self._records.extend(records)
         self._predicted.extend(labels)
 
-    def report(self) -> dict[str, Any]:
-        """:func:`drift_report` over the current window."""
-        window = list(self._records)
-        columns = {k: [r[k] for r in window if k in r] for k in self._names}
+    def snapshot(self) -> DriftWindow:
+        """The current window, copied (O(window) references): :meth:`report_of` can then
+        run in another thread while this monitor keeps observing."""
+        return DriftWindow(list(self._records), list(self._predicted))
+
+    def report_of(self, window: DriftWindow) -> dict[str, Any]:
+        """:func:`drift_report` over a :meth:`snapshot` (reads only immutable state)."""
+        columns = {k: [r[k] for r in window.records if k in r] for k in self._names}
         return drift_report(
             self.reference,
             columns,
-            list(self._predicted),
+            window.predicted,
             index_limit=self.index_limit,
             min_window=self.min_window,
             cdfs=self._cdfs,
         )
+
+    def report(self) -> dict[str, Any]:
+        """:func:`drift_report` over the current window."""
+        return self.report_of(self.snapshot())

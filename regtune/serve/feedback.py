@@ -33,7 +33,7 @@ import torch
 from regtune.serve.protocol import VALUE_SHOWN, RequestError
 from regtune.trainables.metrics import expected_calibration_error
 
-__all__ = ["DEFAULT_CAPACITY", "DEFAULT_FEEDBACK_WINDOW", "FeedbackTracker"]
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_FEEDBACK_WINDOW", "FeedbackTracker", "LabelledWindow"]
 
 #: Requests whose predictions are kept for later labels.
 DEFAULT_CAPACITY = 10_000
@@ -47,6 +47,18 @@ UNKNOWN_REQUEST = (
 ALREADY_LABELLED = "request_id {rid!r} already has feedback; each request is labelled once"
 WRONG_COUNT = "labels has {got} entries; request {rid!r} had {want} instances, one label each"
 UNKNOWN_LABEL = "labels[{index}] is {value}; expected one of {classes}"
+
+
+@dataclass(frozen=True)
+class LabelledWindow:
+    """A copy of a tracker's labelled records: probabilities, true and decided class
+    ids, group codes and the versions that answered."""
+
+    probs: list[np.ndarray]
+    labels: list[int]
+    decided: list[int]
+    groups: list[int | None]
+    versions: list[int]
 
 
 @dataclass
@@ -159,9 +171,21 @@ class FeedbackTracker:
             self._version.append(pending.version)
         return n
 
+    def snapshot(self) -> LabelledWindow:
+        """The labelled window, copied (O(window) references): :meth:`summary_of` can then
+        run in another thread while this tracker keeps recording."""
+        return LabelledWindow(
+            list(self._probs), list(self._labels), list(self._decided), list(self._group),
+            list(self._version),
+        )  # fmt: skip
+
     def summary(self) -> dict[str, Any]:
         """Metrics over the labelled window (``n`` 0: every metric None)."""
-        n = len(self._labels)
+        return self.summary_of(self.snapshot())
+
+    def summary_of(self, window: LabelledWindow) -> dict[str, Any]:
+        """:meth:`summary` of a :meth:`snapshot` (reads only immutable state)."""
+        n = len(window.labels)
         out: dict[str, Any] = {
             "n": n,
             "accuracy": None,
@@ -173,20 +197,20 @@ class FeedbackTracker:
         }
         if n == 0:
             return out
-        probs = np.stack(list(self._probs))
-        labels = np.asarray(self._labels)
-        predicted = np.asarray(self._decided)
+        probs = np.stack(window.probs)
+        labels = np.asarray(window.labels)
+        predicted = np.asarray(window.decided)
         correct = predicted == labels
         out["accuracy"] = float(correct.mean())
         out["ece"] = expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels))
-        versions = np.asarray(self._version)
+        versions = np.asarray(window.versions)
         for v in np.unique(versions):
             mask = versions == v
             out["versions"][str(int(v))] = {
                 "n": int(mask.sum()),
                 "accuracy": float(correct[mask].mean()),
             }
-        groups = np.asarray([-1 if g is None else g for g in self._group])
+        groups = np.asarray([-1 if g is None else g for g in window.groups])
         for code, name in enumerate(self.groups):
             mask = groups == code
             if not mask.any():

@@ -216,7 +216,7 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     @api.get("/v1/models/{name}/drift", tags=["monitoring"])
     async def drift(name: str) -> Response:
         """PSI and KS per feature against the training reference, and the drift index."""
-        return _json(service.drift(name))
+        return _json(await service.drift(name))
 
     @api.post(
         "/v1/models/{name}/feedback",
@@ -231,7 +231,7 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     @api.get("/v1/models/{name}/feedback", tags=["monitoring"])
     async def feedback_summary(name: str) -> Response:
         """Accuracy, ECE and per-group gaps on labelled traffic."""
-        return _json(service.feedback_summary(name))
+        return _json(await service.feedback_summary(name))
 
     if token_sha256:
         api.add_middleware(BearerAuth, digest=token_sha256, refused=count)

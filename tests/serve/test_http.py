@@ -4,11 +4,14 @@ their counting, feedback and the replies' shapes; no Ray and no socket needed.""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 
+from regtune.serve.drift import DriftMonitor, DriftWindow
+from regtune.serve.feedback import FeedbackTracker, LabelledWindow
 from regtune.serve.http import create_api, token_digest
 from regtune.serve.metrics import ServeMetrics
 from regtune.serve.service import ModelService, load_service
@@ -123,8 +126,66 @@ def test_feedback_labels_ids_and_reused_ids(registry: Registry) -> None:
         "allowed": "one of ['<=50K', '>50K']",
     }
     # The retry with the same id kept the first answer: its two records are labelled.
-    assert labelled.json()["labelled"] == 2
+    assert labelled.json() == {"labelled": 2}  # an acknowledgement; the metrics are at GET
     assert "already has feedback" in again.json()["error"]
     assert summary.json()["n"] == 2  # labelled once, whatever the id's reuse
     assert long_id.json()["field"] == "X-Request-ID"
     assert "257 characters; at most 256" in long_id.json()["error"]
+
+
+class WhereMonitor(DriftMonitor):
+    """A drift monitor that notes the thread each report ran on."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads: list[int] = []
+
+    def report_of(self, window: DriftWindow) -> dict[str, Any]:
+        self.threads.append(threading.get_ident())
+        return super().report_of(window)
+
+
+class WhereTracker(FeedbackTracker):
+    """A feedback tracker that notes the thread each summary ran on."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads: list[int] = []
+
+    def summary_of(self, window: LabelledWindow) -> dict[str, Any]:
+        self.threads.append(threading.get_ident())
+        return super().summary_of(window)
+
+
+def test_gauges_and_summaries_are_computed_off_the_event_loop(registry: Registry) -> None:
+    service, recorder = make(registry)
+    primary = service.primary
+    monitor = WhereMonitor(primary.version.reference, window=10, min_window=5)
+    tracker = WhereTracker(primary.classes, primary.schema.sensitive_values)
+    service.monitor, service.feedback = monitor, tracker
+    service.gauge_every_s = 0.0  # a refresh is due on every request
+    batch = {"instances": raw_records(registry, 6)}
+    truth = [str(v) for v in registry.dataset.raw_test.iloc[0:6][registry.dataset.schema.label]]
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[int, list[int], list[int]]:
+        loop_thread = threading.get_ident()
+        reply = await client.post(PREDICT, json=batch, headers={"x-request-id": "g-1"})
+        assert reply.status_code == 200
+        # The answer did not wait for the drift report: it runs after, in the background.
+        assert recorder.drifts == [] and service.refreshing is not None
+        await service.refreshing
+        assert [name for name, _ in recorder.drifts] == [MODEL]
+        drifts = len(recorder.drifts)
+        ack = await client.post(FEEDBACK, json={"request_id": "g-1", "labels": truth})
+        assert ack.json() == {"labelled": 6} and recorder.feedbacks == []
+        assert service.refreshing is not None
+        await service.refreshing
+        assert len(recorder.feedbacks) == 1 and len(recorder.drifts) == drifts + 1
+        summary = (await client.get(FEEDBACK)).json()
+        assert summary["n"] == 6 and recorder.feedbacks[-1][1] == summary["accuracy"]
+        assert (await client.get(f"/v1/models/{MODEL}/drift")).json()["window"] == 6
+        return loop_thread, monitor.threads, tracker.threads
+
+    loop_thread, drift_threads, summary_threads = run(service, scenario)
+    assert len(drift_threads) == 3 and len(summary_threads) == 2
+    assert loop_thread not in drift_threads + summary_threads
