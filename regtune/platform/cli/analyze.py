@@ -30,6 +30,41 @@ __all__ = ["analyze", "resolve_experiment"]
 TERMINAL_ROWS = 10
 
 MSG_BAD_REFERENCE = "--reference: {value!r} is not allowed; allowed: metric=value, e.g. val_acc=0.5"
+MSG_BAD_TARGET = "{option} {path}: {reason}; expected {expected}"
+MSG_WRITE_FAILED = "{option} {path}: cannot write there ({error})"
+#: What each output option expects, for its messages.
+_EXPECTED = {
+    "--figures": "a folder (created if missing) to write the PNGs into",
+    "--html": "a file path such as report.html (its folder is created if missing)",
+}
+
+
+def _check_target(option: str, path: Path, *, folder: bool) -> None:
+    """Refuse an output target that cannot work before anything is analysed.
+
+    Raises:
+        SpecError: ``path`` is a file where a folder is needed (or the other way
+            round), or its nearest existing parent is not a writable folder.
+    """
+    expected = _EXPECTED[option]
+    if path.exists() and path.is_dir() != folder:
+        reason = "is a file, not a folder" if folder else "is a folder, not a file"
+        raise SpecError(
+            MSG_BAD_TARGET.format(option=option, path=path, reason=reason, expected=expected)
+        )
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        reason = f"{parent} is a file, so no folder can be made under it"
+        raise SpecError(
+            MSG_BAD_TARGET.format(option=option, path=path, reason=reason, expected=expected)
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        reason = f"{parent} is not writable"
+        raise SpecError(
+            MSG_BAD_TARGET.format(option=option, path=path, reason=reason, expected=expected)
+        )
 
 
 def resolve_experiment(name: str, storage: str | None) -> str:
@@ -222,6 +257,10 @@ def analyze(
 
     try:
         ref = _reference(reference)
+        if figures_dir is not None:
+            _check_target("--figures", figures_dir, folder=True)
+        if html is not None:
+            _check_target("--html", html, folder=False)
         analyses = [
             analyze_experiment(
                 resolve_experiment(name, storage),
@@ -248,9 +287,19 @@ def analyze(
                 images.update(figures(analysis))
             images.update(comparison_figures(analyses))
             if figures_dir is not None:
-                written += [str(p) for p in write_pngs(images, figures_dir).values()]
+                try:
+                    written += [str(p) for p in write_pngs(images, figures_dir).values()]
+                except OSError as exc:
+                    raise SpecError(
+                        MSG_WRITE_FAILED.format(option="--figures", path=figures_dir, error=exc)
+                    ) from exc
             if html is not None:
-                written.append(str(write_html(analyses, html, differences, images)))
+                try:
+                    written.append(str(write_html(analyses, html, differences, images)))
+                except OSError as exc:
+                    raise SpecError(
+                        MSG_WRITE_FAILED.format(option="--html", path=html, error=exc)
+                    ) from exc
     except RegtuneError as exc:
         raise fail(exc) from exc
     if as_json:

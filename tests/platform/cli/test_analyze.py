@@ -169,3 +169,27 @@ def test_names_resolve_under_storage(experiment: Path) -> None:
     result = _invoke("analyze", "quick", "--storage", str(experiment.parent), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["experiments"][0]["experiment"] == "quick"
+
+
+def test_bad_output_targets_exit_2_naming_the_option(experiment: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("not a folder")
+    a_folder = tmp_path / "a-folder"
+    a_folder.mkdir()
+    cases = [
+        (["--figures", str(a_file)], f"--figures {a_file}: is a file, not a folder"),
+        (["--html", str(a_folder)], f"--html {a_folder}: is a folder, not a file"),
+        (["--html", str(a_file / "r.html")], f"--html {a_file / 'r.html'}: {a_file} is a file"),
+    ]
+    for args, message in cases:
+        result = _invoke("analyze", str(experiment), *args)
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert message in " ".join(result.output.split())
+    # A write that fails anyway (a folder where a PNG goes) is named too, not a traceback.
+    figures = tmp_path / "png"
+    (figures / "quick-diagnosis.png").mkdir(parents=True)
+    result = _invoke("analyze", str(experiment), "--figures", str(figures))
+    assert result.exit_code == 2, result.output
+    assert f"--figures {figures}: cannot write there" in " ".join(result.output.split())
+    assert a_file.read_text() == "not a folder"
