@@ -28,7 +28,7 @@ from regtune.platform.analysis.pareto import (
     validate_objectives,
 )
 from regtune.platform.analysis.summary import check_metric
-from regtune.trainables.config import METRIC_MODES
+from regtune.platform.results.schema import metric_mode
 
 __all__ = [
     "MSG_BAD_REFERENCE",
@@ -83,7 +83,10 @@ def resolve_objectives(
 
     Each item is a pair, or a string ``metric`` or ``metric:mode``; a missing
     mode comes from ``spec_modes`` (the spec's objectives), then from the
-    platform's :data:`~regtune.trainables.config.METRIC_MODES`.
+    results store's one rule,
+    :func:`~regtune.platform.results.schema.metric_mode` (the platform's
+    metrics, ``test_<m>`` as ``<m>``, ``*_acc`` max, ``*_loss`` and
+    ``*_time_s`` min).
 
     Raises:
         SpecError: no mode can be found, a mode other than min/max, or a
@@ -96,7 +99,7 @@ def resolve_objectives(
             mode: str | None = given or None
         else:
             metric, mode = item
-        mode = mode or (spec_modes or {}).get(metric) or METRIC_MODES.get(metric)
+        mode = mode or (spec_modes or {}).get(metric) or metric_mode(metric)
         if mode is None:
             raise SpecError(MSG_NO_MODE.format(metric=metric))
         pairs.append((metric, mode))

@@ -237,8 +237,10 @@ def needed_columns(
             the metrics present).
     """
     present = [c for c in stored_metric_columns(available) if c not in BOOKKEEPING_COLUMNS]
-    for name in [*(objectives or []), *(metrics or [])]:
-        check_metric(name.partition(":")[0], present, "metric")
+    for name in objectives or []:
+        check_metric(name.partition(":")[0], present, "objective")
+    for name in metrics or []:
+        check_metric(name, present, "metric")
     if spec is not None:
         config = [f"config.{'.'.join(p)}" for p, _ in spec.iter_distributions()]
     else:

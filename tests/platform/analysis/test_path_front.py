@@ -173,3 +173,24 @@ def test_summary_picks_the_best_epoch() -> None:
     assert last.loc["u", "val_loss"] == 0.9
     with pytest.raises(SpecError, match="at: 'first' is not allowed"):
         trial_summary(epochs, ("val_loss", "min"), at="first")  # type: ignore[arg-type]
+
+
+def test_objective_directions_follow_the_stores_one_rule() -> None:
+    from regtune.platform.analysis.run import analyze_tables
+    from regtune.platform.results.schema import metric_mode
+
+    names = ["test_acc", "test_loss", "epoch_time_s", "robust_acc", "val_acc", "ece"]
+    assert resolve_objectives(names) == tuple((n, metric_mode(n)) for n in names)
+    assert dict(resolve_objectives(["test_acc", "test_loss"])) == {
+        "test_acc": "max",
+        "test_loss": "min",
+    }
+    final = {"a": {"test_acc": [np.nan, np.nan, 0.8]}, "b": {"test_acc": [np.nan, np.nan, 0.9]}}
+    curves = {
+        "a": {k: v[:3] for k, v in HEALTHY.items()},
+        "b": {k: v[:3] for k, v in HEALTHY.items()},
+    }
+    epochs = epochs_table(curves, {"a": {"l2": 0.1}, "b": {"l2": 1.0}}, extra=final)
+    analysis = analyze_tables(epochs, objectives=["test_acc"])
+    assert analysis.objective == ("test_acc", "max")
+    assert analysis.best is not None and analysis.best.trial_id == "b"

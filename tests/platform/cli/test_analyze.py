@@ -140,8 +140,8 @@ def test_bad_and_foreign_parts_are_named_and_kept(experiment: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--objective", "roc_auc"], "unknown metric 'roc_auc'; metrics present: "),
-        (["--metric", "nope"], "unknown metric 'nope'; metrics present: "),
+        (["--objective", "roc_auc"], "objective: unknown metric 'roc_auc'; metrics present: "),
+        (["--metric", "nope"], "metric: unknown metric 'nope'; metrics present: "),
         (["--penalty", "l1"], "unknown swept parameter 'l1'; swept parameters: "),
         (["--objective", "val_acc:up"], "mode 'up' of metric 'val_acc' is not allowed"),
         (["--reference", "val_acc"], "--reference: 'val_acc' is not allowed"),
