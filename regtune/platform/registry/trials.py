@@ -3,9 +3,18 @@
 Read from Tune's experiment directory (local path), without Ray: each trial
 folder holds ``params.json``, ``result.json`` (one JSON line per reported
 epoch) and ``checkpoint_NNNNNN/regtune_state/`` (regtune's safetensors
-training state). A trial counts with its newest *complete* checkpoint, and
-its metrics are the row it reported at that checkpoint's epoch, so a member's
-weights and the numbers it was chosen by always belong together.
+training state). A trial counts with its newest *complete* checkpoint. Its
+weights are the ones the trainer keeps (:func:`read_weights`): the
+checkpoint's ``best_state`` when it holds one (early stopping's best epoch,
+or the epoch a fairness bound keeps), else the current model. Its metrics
+and ``epoch`` are those of the epoch those weights are from, so a member's
+weights and the numbers it was chosen by always belong together:
+
+- no ``best_state``: the row reported at the checkpoint's epoch;
+- a ``best_state``: the kept epoch's row (validation numbers, model facts),
+  plus what the last report added at the checkpoint's epoch that is not an
+  epoch's number (the ``test_*`` metrics, ``kept_epoch``, calibration):
+  ``Trainer.finish`` scores those on the kept weights.
 """
 
 from __future__ import annotations
@@ -21,12 +30,15 @@ import torch
 from regtune.errors import CheckpointError, SpecError
 from regtune.platform.registry.location import storage_root
 from regtune.trainables.checkpoint import TENSORS_FILE, TREE_FILE, load_tree
+from regtune.trainables.config import parse_train_config
+from regtune.trainables.selection import gap_metric, select_epoch
 
 __all__ = [
     "SweepTrial",
     "TrialWeights",
     "excluded_by_results_store",
     "experiment_path",
+    "kept_epoch",
     "read_objectives",
     "read_sweep_trials",
     "read_weights",
@@ -49,14 +61,18 @@ NO_TRIALS = "experiment {path} has no trial folders (params.json); was the sweep
 
 @dataclass(frozen=True)
 class SweepTrial:
-    """One trial: its id, folder, config, the metrics at its checkpoint, the checkpoint."""
+    """One trial: its id, folder, config, the metrics of the weights it would be
+    promoted with, their epoch, and the checkpoint (see the module docstring)."""
 
     trial_id: str
     path: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
     checkpoint: Path | None
+    #: The epoch of the weights promotion ships (the kept epoch with a ``best_state``).
     epoch: int | None
+    #: The epoch the checkpoint was written after (None: no complete checkpoint).
+    checkpoint_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,30 +137,93 @@ def _reported_rows(path: Path) -> dict[int, dict[str, Any]]:
     return rows
 
 
-def _checkpoint_epoch(state_dir: Path) -> int | None:
+def _checkpoint_tree(state_dir: Path) -> dict[str, Any] | None:
+    """The JSON part of a complete checkpoint's tree (tensors left as markers), or None."""
     if not (state_dir / TENSORS_FILE).is_file():
         return None
     try:
-        epoch = json.loads((state_dir / TREE_FILE).read_text())["tree"]["epoch"]
+        tree = json.loads((state_dir / TREE_FILE).read_text())["tree"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    if not isinstance(tree, dict) or not _is_int(tree.get("epoch")):
+        return None
+    return tree
 
 
-def _newest_checkpoint(trial: Path) -> tuple[Path | None, int | None]:
-    best: tuple[int, int, Path] | None = None
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _newest_checkpoint(trial: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    best: tuple[int, int, Path, dict[str, Any]] | None = None
     for entry in trial.iterdir():
         match = _CHECKPOINT.match(entry.name)
         if not match or not entry.is_dir():
             continue
-        epoch = _checkpoint_epoch(entry / STATE_DIR)
-        if epoch is not None and (best is None or (epoch, int(match.group(1))) > best[:2]):
-            best = (epoch, int(match.group(1)), entry / STATE_DIR)
-    return (best[2], best[0]) if best else (None, None)
+        tree = _checkpoint_tree(entry / STATE_DIR)
+        if tree is None:
+            continue
+        key = (int(tree["epoch"]), int(match.group(1)))
+        if best is None or key > best[:2]:
+            best = (*key, entry / STATE_DIR, tree)
+    return (best[2], best[3]) if best else (None, None)
+
+
+def kept_epoch(tree: dict[str, Any]) -> int | None:
+    """The epoch whose weights a checkpoint's ``best_state`` holds (the trainer's rule,
+    ``Trainer.kept_selection`` then early stopping's best epoch); None: the
+    checkpoint keeps no ``best_state`` (its current weights are the ones used),
+    or the epoch cannot be told from it."""
+    if not tree.get("best_state"):
+        return None
+    history = [r for r in tree.get("history") or [] if isinstance(r, dict)]
+    epochs = {int(r["epoch"]) for r in history if isinstance(r.get("epoch"), (int, float))}
+    try:
+        fair = parse_train_config(tree.get("config") or {}).penalties.fairness
+    except (SpecError, ValueError, TypeError):
+        return None
+    key = gap_metric(fair.kind) if fair.kind != "none" else None
+    bound = fair.bound if fair.training_method is not None else None
+    if bound is not None and key is not None and history and key in history[0]:
+        try:
+            kept = select_epoch(history, gap_key=key, bound=bound, margin=fair.margin)
+        except ValueError:
+            return None
+        return kept.epoch if kept.epoch in epochs else None
+    early = tree.get("early")
+    best = early.get("best_epoch") if isinstance(early, dict) else None
+    return best if _is_int(best) and best in epochs else None
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _trial_metrics(
+    rows: dict[int, dict[str, Any]], tree: dict[str, Any] | None
+) -> tuple[dict[str, Any], int | None, bool]:
+    """(metrics, epoch of the shipped weights, usable) of a trial; see the module doc."""
+    if tree is None:
+        return _numbers(rows[max(rows)] if rows else {}), None, True
+    at_checkpoint = rows.get(int(tree["epoch"]), {})
+    if not tree.get("best_state"):
+        return _numbers(at_checkpoint), int(tree["epoch"]), True
+    epoch = kept_epoch(tree)
+    if epoch is None:
+        return {}, None, False
+    history = {int(r["epoch"]): r for r in tree["history"] if isinstance(r, dict) and "epoch" in r}
+    kept_row = {**history[epoch], **rows.get(epoch, {})}
+    # What only the last report adds (test_*, kept_epoch, calibration) is of the kept weights.
+    epoch_keys = set().union(*(r.keys() for r in history.values()))
+    extra = {k: v for k, v in at_checkpoint.items() if k not in epoch_keys}
+    return {**_numbers(extra), **_numbers(kept_row)}, epoch, True
 
 
 def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
     """Every trial folder of ``experiment`` (sorted by trial id).
+
+    A trial whose checkpoint keeps a ``best_state`` of an epoch it cannot name
+    counts as having no usable checkpoint.
 
     Raises:
         SpecError: the folder holds no trials.
@@ -156,13 +235,21 @@ def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
         except (OSError, ValueError):
             continue
         rows = _reported_rows(folder / "result.json")
-        checkpoint, epoch = _newest_checkpoint(folder)
-        row = rows.get(epoch, {}) if epoch is not None else (rows[max(rows)] if rows else {})
-        trial_id = str(row.get("trial_id") or folder.name.removeprefix("trial_"))
-        metrics = {
-            k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        trials.append(SweepTrial(trial_id, folder, config, metrics, checkpoint, epoch))
+        checkpoint, tree = _newest_checkpoint(folder)
+        metrics, epoch, usable = _trial_metrics(rows, tree)
+        last = rows.get(int(tree["epoch"]), {}) if tree else (rows[max(rows)] if rows else {})
+        trial_id = str(last.get("trial_id") or folder.name.removeprefix("trial_"))
+        trials.append(
+            SweepTrial(
+                trial_id,
+                folder,
+                config,
+                metrics,
+                checkpoint if usable else None,
+                epoch,
+                int(tree["epoch"]) if tree else None,
+            )
+        )
     if not trials:
         raise SpecError(NO_TRIALS.format(path=experiment))
     return trials
