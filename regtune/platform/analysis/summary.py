@@ -2,8 +2,9 @@
 
 A trial is represented by its *best* epoch under the primary objective (the
 epoch early stopping would restore; ties go to the earliest), or by its
-*last* epoch (``at="last"``). Every metric of the row comes from that one
-epoch, so a trial's accuracy, calibration and size are read together.
+*last* epoch (``at="last"``). Every metric of the row, and the config, come
+from that one epoch, so a trial's accuracy, calibration and size are read
+together, against the penalty strengths in force then (PBT perturbs them).
 ``test_*`` metrics and reliability bins exist on the final epoch only and are
 taken from it (:func:`~regtune.platform.analysis.columns.is_final_report`).
 """
@@ -100,7 +101,8 @@ def trial_summary(
 ) -> pd.DataFrame:
     """One row per trial (index ``trial_id``), its config and metrics at one epoch.
 
-    Columns: every ``config.*`` column (from the trial's first row), ``epochs``
+    Columns: every ``config.*`` column (at the representative epoch: a
+    population-based schedule changes a trial's config as it trains), ``epochs``
     (how many it reported), ``iteration`` (the representative epoch), every
     metric column at that epoch, and, when ``trials`` (the results store's
     trial table) is given, its ``status`` and ``degenerate``.
@@ -117,9 +119,11 @@ def trial_summary(
     chosen = select_epochs(seg, segment_values(epochs, metric, seg), mode, at)
     last = seg.last
     out: dict[str, object] = {}
-    first_rows = seg.starts if seg.order is None else seg.order[seg.starts]
+    # The config at the chosen row: PBT changes a trial's penalties as it trains, so
+    # the metric of the chosen epoch belongs with the strength in force at that epoch.
+    chosen_rows = chosen if seg.order is None else seg.order[chosen]
     for column in config_columns(epochs):
-        out[column] = epochs[column].to_numpy()[first_rows]
+        out[column] = epochs[column].to_numpy()[chosen_rows]
     out["epochs"] = seg.lengths.astype(np.int64)
     iterations = segment_values(epochs, "iteration", seg)
     out["iteration"] = iterations[chosen].astype(np.int64) if seg.n_trials else []

@@ -194,3 +194,17 @@ def test_objective_directions_follow_the_stores_one_rule() -> None:
     analysis = analyze_tables(epochs, objectives=["test_acc"])
     assert analysis.objective == ("test_acc", "max")
     assert analysis.best is not None and analysis.best.trial_id == "b"
+
+
+def test_a_trial_sits_on_the_path_at_the_config_of_its_chosen_epoch() -> None:
+    """PBT perturbs a trial's penalty as it trains: its best epoch (the third) ran with
+    l2 = 0.01, not the 1e-4 it started with."""
+    curve = {"train_loss": [1.0, 0.8, 0.5, 0.6], "val_loss": [1.0, 0.9, 0.4, 0.7]}
+    epochs = epochs_table({"p": curve}, extra={"p": {"config.l2": [1e-4, 1e-4, 1e-2, 1e-2]}})
+    # Rows out of order: the chosen row is found through the segments' sort.
+    epochs = epochs.iloc[::-1].reset_index(drop=True)
+    summary = trial_summary(epochs, ("val_loss", "min"))
+    assert summary.loc["p", "iteration"] == 3
+    assert summary.loc["p", "config.l2"] == 1e-2
+    last = trial_summary(epochs, ("val_loss", "min"), at="last")
+    assert last.loc["p", "iteration"] == 4 and last.loc["p", "config.l2"] == 1e-2
