@@ -7,7 +7,9 @@ The checklist the platform exists for, applied to every trial at once:
 - **underfit**: train loss still high (``train_progress``: end / start) and flat
   over the second half (``train_flat``) -> less regularization or more capacity;
 - **unstable**: NaN/inf losses or spikes (a loss jumping to :data:`SPIKE_RATIO`
-  times the epoch before) -> smaller steps (learning rate);
+  times the epoch before, by at least :data:`SPIKE_MIN_RISE` of the trial's
+  first-epoch loss, so wiggles of a loss already near zero are not spikes)
+  -> smaller steps (learning rate);
 - **biased**: a per-group gap (``dp_diff``, ``eo_diff`` or the spread of a
   per-group accuracy / positive rate / TPR / FPR, in any spelling
   :func:`~regtune.platform.analysis.columns.group_columns` reads, e.g. the
@@ -41,6 +43,7 @@ __all__ = [
     "OVERFIT_GAP_GROWTH",
     "OVERFIT_GAP_RATIO",
     "OVERFIT_VAL_STALL",
+    "SPIKE_MIN_RISE",
     "SPIKE_RATIO",
     "UNDERFIT_FLAT",
     "UNDERFIT_PROGRESS",
@@ -71,6 +74,9 @@ UNDERFIT_PROGRESS = 0.7
 UNDERFIT_FLAT = 0.05
 #: A loss at least this multiple of the previous epoch's is a spike (unstable).
 SPIKE_RATIO = 1.5
+#: ... and rises by at least this share of the trial's first-epoch loss of that curve: a loss
+#: that fell from 0.7 to 0.001 and wiggles to 0.002 doubled, but is not unstable.
+SPIKE_MIN_RISE = 0.05
 #: A group gap (dp_diff, eo_diff, or the spread of a per-group rate) at least this large is bias.
 BIAS_GAP = 0.1
 
@@ -150,11 +156,17 @@ def diagnose(
 
     nonfinite = ~np.isfinite(train + val)
     n_nonfinite = seg.reduce(np.add, nonfinite.astype(np.int64)) if n else np.zeros(0)
-    # A spike: the loss jumps to SPIKE_RATIO x the previous epoch of the same trial.
+    # A spike: the loss jumps to SPIKE_RATIO x the previous epoch of the same trial,
+    # by at least SPIKE_MIN_RISE of that trial's first-epoch loss.
     spike = np.zeros(train.size, dtype=bool)
     if train.size > 1:
+        floor_train = SPIKE_MIN_RISE * np.abs(np.repeat(train[seg.starts], lengths))
+        floor_val = SPIKE_MIN_RISE * np.abs(np.repeat(val[seg.starts], lengths))
         with np.errstate(invalid="ignore"):
-            jump = (train[1:] >= SPIKE_RATIO * train[:-1]) | (val[1:] >= SPIKE_RATIO * val[:-1])
+            jump = (
+                (train[1:] >= SPIKE_RATIO * train[:-1])
+                & (train[1:] - train[:-1] >= floor_train[1:])
+            ) | ((val[1:] >= SPIKE_RATIO * val[:-1]) & (val[1:] - val[:-1] >= floor_val[1:]))
         spike[1:] = jump & np.isfinite(train[:-1]) & np.isfinite(val[:-1])
         spike[seg.starts] = False
     n_spikes = seg.reduce(np.add, spike.astype(np.int64)) if n else np.zeros(0)
@@ -287,7 +299,8 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
     if row.get("unstable"):
         parts.append(
             f"unstable: {f['n_nonfinite']} NaN/inf epoch(s), {f['n_spikes']} spike(s) "
-            f"(a loss >= {SPIKE_RATIO}x the epoch before)"
+            f"(a loss >= {SPIKE_RATIO}x the epoch before, rising by >= {SPIKE_MIN_RISE:g} of "
+            "its first epoch)"
         )
     if row.get("overfit"):
         parts.append(

@@ -87,6 +87,24 @@ def test_spike_threshold_is_the_named_constant() -> None:
     assert result.loc["below", "n_spikes"] == 0 and result.loc["at", "n_spikes"] == 1
 
 
+def test_wiggles_of_a_loss_near_zero_are_not_spikes() -> None:
+    """A loss that fell from 0.7 to 0.001 and wiggles to 0.002 doubled, but rose by
+    0.001, far below SPIKE_MIN_RISE of its first epoch: not unstable. The same doubling
+    from a loss still large (0.04 -> 0.08, a rise of 0.04 >= 0.05 * 0.7) is a spike."""
+    tiny = {
+        "train_loss": [0.7, 0.05, 0.001, 0.002, 0.0012, 0.0009],
+        "val_loss": [0.7, 0.06, 0.002, 0.004, 0.0025, 0.002],
+    }
+    large = {
+        "train_loss": [0.7, 0.05, 0.04, 0.08, 0.04, 0.04],
+        "val_loss": [0.7, 0.06, 0.05, 0.05, 0.05, 0.05],
+    }
+    result = diagnose(epochs_table({"tiny": tiny, "large": large}))
+    assert result.loc["tiny", "n_spikes"] == 0 and not result.loc["tiny", "unstable"]
+    assert result.loc["large", "n_spikes"] == 1 and result.loc["large", "unstable"]
+    assert 0.04 >= dg.SPIKE_MIN_RISE * 0.7 > 0.002
+
+
 def test_bias_from_dp_diff_and_group_columns() -> None:
     n = len(HEALTHY["train_loss"])
     extra = {
