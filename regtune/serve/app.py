@@ -20,9 +20,11 @@ cluster for ``serve deploy``); only its sha256 reaches the replicas.
 
 The primary, canary and shadow live in one replica (one deployment): a
 request needs no hop between deployments, and the canary's disagreement
-with the primary is measured on the same records. The primary's forward
-passes are batched across concurrent requests with ``@serve.batch`` (no
-wait by default; a lone request skips the batcher, see
+with the primary is measured on the same records. Each build makes one
+deployment id that every replica gets (a restarted one too), so a canary
+rollback persists across replica restarts (:mod:`regtune.serve.markers`).
+The primary's forward passes are batched across concurrent requests with
+``@serve.batch`` (no wait by default; a lone request skips the batcher, see
 :mod:`regtune.serve.service`). Serve's per-request access log is off unless
 ``access_log`` is set.
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -86,13 +89,22 @@ _BATCH_SIZE, _BATCH_WAIT_S = 32, 0.0
 class ModelServer:
     """One replica: loads the versions named in ``settings`` and serves them over HTTP."""
 
-    def __init__(self, settings: Mapping[str, Any], token_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        token_sha256: str | None = None,
+        deployment: str | None = None,
+    ) -> None:
         self.settings = parse_settings(settings)
         set_torch_threads(self.settings.torch_threads)
         self.token_sha256 = token_sha256
         batched = self.settings.max_batch_size > 1
+        # A restarted replica gets the same ``deployment`` id: it keeps a canary rollback.
         self.service: ModelService = load_service(
-            self.settings, forward=self._batched if batched else None, metrics=RayMetrics()
+            self.settings,
+            forward=self._batched if batched else None,
+            metrics=RayMetrics(),
+            deployment=deployment,
         )
         # serve.batch's wrapper carries setters its type stub does not declare.
         batcher: Any = self._batched
@@ -127,7 +139,8 @@ def build_app(args: Mapping[str, Any] | ServeSettings) -> Application:
         ray_actor_options={"num_cpus": settings.num_cpus},
         logging_config={"enable_access_log": settings.access_log},
     )
-    return deployment.bind(settings.model_dump(mode="json"), digest)
+    # One id per build: the replicas of this deployment (restarted ones too) share it.
+    return deployment.bind(settings.model_dump(mode="json"), digest, uuid.uuid4().hex)
 
 
 def start_http(host: str, port: int) -> None:

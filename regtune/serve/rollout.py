@@ -9,8 +9,11 @@ The canary is judged over a rolling window of its own requests
 (:class:`RolloutLimits`): once it holds ``min_requests``, it rolls back when
 its error rate, its p99 latency or its disagreement with the primary (the
 share of its records whose label differs from the primary's) passes the
-limit. Rolling back sets its weight to 0, stops its traffic for good and
-appends one entry to the log shown at ``GET /v1/models/{name}``. A shadow
+limit. Rolling back sets its weight to 0, stops its traffic for the rest of
+the deployment and appends one entry to the log shown at ``GET
+/v1/models/{name}``; the service also writes the entry as a marker
+(:mod:`regtune.serve.markers`) that a replica Serve restarts honours
+(:meth:`RolloutState.restore`), so a restart does not bring the canary back. A shadow
 version sees every request but never answers; its disagreement, errors and
 latency are recorded the same way and never trigger anything.
 """
@@ -192,6 +195,14 @@ class RolloutState:
         self.weight = 0.0
         self.log.append(entry)
         return entry
+
+    def restore(self, entry: dict[str, Any]) -> None:
+        """Start rolled back: an earlier replica of this deployment rolled the canary back
+        (``entry`` is its log entry, kept with ``"restored": true``)."""
+        if self.version is None:
+            return
+        self.weight = 0.0
+        self.log.append({**entry, "restored": True})
 
     def snapshot(self) -> dict[str, Any]:
         """The canary's state for ``GET /v1/models/{name}``."""

@@ -47,6 +47,7 @@ from pydantic import ValidationError
 from regtune.errors import SpecError
 from regtune.serve.drift import DriftMonitor
 from regtune.serve.feedback import FeedbackTracker
+from regtune.serve.markers import RollbackMarker
 from regtune.serve.metrics import NoMetrics, ServeMetrics
 from regtune.serve.predictor import ServedModel
 from regtune.serve.protocol import (
@@ -96,6 +97,8 @@ class ModelService:
     Args:
         forward: the primary's batched forward; None runs it directly.
         metrics: where to record (default: nowhere).
+        rollback_marker: where a canary rollback is kept across replica restarts
+            (read when the service starts, written when the canary rolls back).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class ModelService:
         *,
         forward: Forward | None = None,
         metrics: ServeMetrics | None = None,
+        rollback_marker: RollbackMarker | None = None,
     ) -> None:
         self.settings = settings
         self.primary = ServedModel(primary)
@@ -134,6 +138,14 @@ class ModelService:
             settings.canary_weight,
             settings.rollout_limits(),
         )
+        #: Where a rollback is written, so a restarted replica keeps it (None: memory only).
+        self.rollback_marker = rollback_marker if self.canary is not None else None
+        if self.rollback_marker is not None:
+            earlier = self.rollback_marker.load()
+            if earlier is not None:
+                self.rollout.restore(earlier)
+        #: The marker write in flight after a rollback, if any.
+        self.saving: asyncio.Future[None] | None = None
         self.shadow_stats = VersionStats(window=settings.rollout_window)
         self.monitor = DriftMonitor(
             primary.reference,
@@ -275,9 +287,23 @@ class ModelService:
             )
         if state is None:
             self.shadow_stats.add(obs)
-        elif state.observe(obs) is not None:
-            self.metrics.canary(self.name, state.weight)
+        else:
+            entry = state.observe(obs)
+            if entry is not None:
+                self.metrics.canary(self.name, state.weight)
+                self._keep_rollback(entry)
         return probs
+
+    def _keep_rollback(self, entry: dict[str, Any]) -> None:
+        """Write the rollback marker, off the event loop when there is one."""
+        if self.rollback_marker is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.rollback_marker.save(entry)
+            return
+        self.saving = loop.run_in_executor(None, self.rollback_marker.save, entry)
 
     def _run_shadow(self, records: list[dict[str, Any]], primary_labels: list[str]) -> None:
         assert self.shadow is not None  # scheduled only when there is one
@@ -423,9 +449,17 @@ def _feedback_error(exc: ValueError) -> RequestError:
 
 
 def load_service(
-    settings: ServeSettings, *, forward: Forward | None = None, metrics: ServeMetrics | None = None
+    settings: ServeSettings,
+    *,
+    forward: Forward | None = None,
+    metrics: ServeMetrics | None = None,
+    deployment: str | None = None,
 ) -> ModelService:
     """Load the primary, canary and shadow from the registry and build the service.
+
+    ``deployment`` (an id shared by the replicas of one deployment, see
+    :mod:`regtune.serve.markers`) keeps a canary rollback across replica
+    restarts; None keeps it in memory only.
 
     Raises:
         CheckpointError: a version is missing, tampered with or truncated.
@@ -439,11 +473,16 @@ def load_service(
     others = {
         role: None if ref is None else load_version(ref, root=root) for role, ref in refs.items()
     }
+    canary = others["canary"]
+    marker = None
+    if deployment is not None and canary is not None:
+        marker = RollbackMarker.at(root, primary.name, deployment, int(canary.version))
     return ModelService(
         settings,
         primary,
-        others["canary"],
+        canary,
         others["shadow"],
         forward=forward,
         metrics=metrics,
+        rollback_marker=marker,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -182,6 +183,8 @@ def test_a_failing_canary_rolls_back_and_clients_never_see_it(
 ) -> None:
     auth = {"authorization": f"Bearer {served.token}"}
     batch = records(served, 4)
+    markers = Path(served.registry.root, MODEL, ".serve")
+    before = set(markers.glob("*/canary-v4.json"))
     for i in range(8):
         reply = client.post(f"/guarded{PREDICT}", json={"instances": batch},
                             headers={**auth, "x-request-id": f"bad-{i}"})  # fmt: skip
@@ -193,6 +196,12 @@ def test_a_failing_canary_rolls_back_and_clients_never_see_it(
     assert entry["version"] == 4
     assert entry["reasons"] == ["error rate 1.000 > 0.05"]
     assert canary["stats"]["requests"] == 5  # no canary traffic after the rollback
+    # The replica wrote its rollback marker (a restarted replica of this app reads it).
+    deadline = time.monotonic() + 30.0
+    while not set(markers.glob("*/canary-v4.json")) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (written,) = set(markers.glob("*/canary-v4.json")) - before
+    assert json.loads(written.read_text())["reasons"] == ["error rate 1.000 > 0.05"]
 
 
 def test_bearer_token_guards_every_route_but_health(served: Served, client: httpx.Client) -> None:
