@@ -1,16 +1,25 @@
-"""What differs between the specs of several experiments (``regtune analyze A B``)."""
+"""What differs between several experiments analysed together (``regtune analyze A B``):
+their specs, and names that tell them apart (in tables, legends and figure files)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from regtune.search_spaces import SweepSpec
 
-__all__ = ["MISSING", "NO_SPEC", "flatten_spec", "spec_differences"]
+__all__ = [
+    "MISSING",
+    "NO_SPEC",
+    "distinct_names",
+    "figure_stem",
+    "flatten_spec",
+    "spec_differences",
+]
 
 #: Shown where one spec has a key another lacks.
 MISSING = "(absent)"
@@ -65,3 +74,31 @@ def spec_differences(specs: Mapping[str, SweepSpec | None]) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index", columns=list(specs))
     table.index.name = "key"
     return table
+
+
+def distinct_names(names: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """``names`` made unique, for experiments shown together: a name shared by several
+    experiments (two ``runs/quick`` folders under different parents) becomes
+    ``<parent folder>/<name>``, and if that is still shared, gets ``#2``, ``#3`` ...
+    in the order given. Unshared names are kept."""
+    if len(names) != len(paths):
+        raise ValueError(f"{len(names)} names but {len(paths)} paths")
+    out = list(names)
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            parts = [p for p in re.split(r"[/\\]+", paths[i].split("://", 1)[-1]) if p]
+            parent = parts[-2] if len(parts) >= 2 else ""
+            out[i] = f"{parent}/{name}" if parent else name
+    seen: dict[str, int] = {}
+    for i, name in enumerate(out):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            out[i] = f"{name}#{seen[name]}"
+    return out
+
+
+def figure_stem(name: str) -> str:
+    """An experiment's name as the start of a figure's file name: characters other
+    than letters, digits, ``.``, ``_``, ``#`` and ``-`` (a ``/`` from
+    :func:`distinct_names`) become ``_``; ``experiment`` when empty."""
+    return re.sub(r"[^A-Za-z0-9._#-]", "_", name) or "experiment"

@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from regtune.platform.analysis.best import BestTrial
+from regtune.platform.analysis.compare import figure_stem
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import Analysis
 
@@ -341,7 +342,7 @@ def diagnosis_figure(diagnosis: pd.DataFrame) -> bytes:
 def figures(analysis: Analysis) -> dict[str, bytes]:
     """Every figure of ``analysis`` as PNG bytes, by file stem."""
     out: dict[str, bytes] = {}
-    stem = analysis.name or "experiment"
+    stem = figure_stem(analysis.name)
     for name, path in analysis.paths.items():
         out[f"{stem}-path-{name}"] = path_figure(path, analysis.objective[0])
     if analysis.heatmap is not None and len(analysis.heatmap):

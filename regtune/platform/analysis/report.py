@@ -18,6 +18,7 @@ import pandas as pd
 
 from regtune import __version__
 from regtune.platform.analysis.best import reliability_view
+from regtune.platform.analysis.compare import figure_stem
 from regtune.platform.analysis.figures import comparison_figures, figures
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import Analysis
@@ -152,13 +153,13 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
         out.append(_table(analysis.edges, index=False, caption="best strength vs range swept"))
     out.append("<h3>Regularization paths</h3>")
     for name, path in analysis.paths.items():
-        key = f"{analysis.name or 'experiment'}-path-{name}"
+        key = f"{figure_stem(analysis.name)}-path-{name}"
         if key in images:
             out.append(_img(key, images[key]))
         main = path[path["metric"] == analysis.objective[0]].drop(columns=["metric"])
         out.append(_table(main, index=False, caption=f"{name}: {analysis.objective[0]}"))
     if analysis.heatmap is not None:
-        key = f"{analysis.name or 'experiment'}-heatmap"
+        key = f"{figure_stem(analysis.name)}-heatmap"
         out.append("<h3>Heat map</h3>" + (_img(key, images[key]) if key in images else ""))
     if analysis.front is not None:
         front = analysis.front
@@ -173,12 +174,12 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
             "Hover a point for its trial.</p>"
         )
         out.append(front_svg(front))
-        key = f"{analysis.name or 'experiment'}-front"
+        key = f"{figure_stem(analysis.name)}-front"
         if key in images:
             out.append(_img(key, images[key]))
         out.append(_table(front.front, caption="trials on the front"))
     out.append("<h3>Diagnosis</h3>")
-    key = f"{analysis.name or 'experiment'}-diagnosis"
+    key = f"{figure_stem(analysis.name)}-diagnosis"
     if key in images:
         out.append(_img(key, images[key]))
     counts = analysis.diagnosis["diagnosis"].value_counts().sort_index().rename("trials")
@@ -195,7 +196,7 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
         out.append(f"<h3>Best trial: {_esc(best.trial_id)}</h3>")
         out += [f'<p class="note">{_esc(n)}</p>' for n in best.notes]
         for suffix in ("best-curves", "best-calibration", "best-groups"):
-            key = f"{analysis.name or 'experiment'}-{suffix}"
+            key = f"{figure_stem(analysis.name)}-{suffix}"
             if key in images:
                 out.append(_img(key, images[key]))
         if len(best.reliability):

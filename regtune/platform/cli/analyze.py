@@ -252,7 +252,7 @@ def analyze(
     ] = False,
 ) -> None:
     """Regularization paths, Pareto front, diagnosis and a report of stored sweeps."""
-    from regtune.platform.analysis.compare import spec_differences
+    from regtune.platform.analysis.compare import distinct_names, spec_differences
     from regtune.platform.analysis.run import analyze_experiment
 
     try:
@@ -272,6 +272,14 @@ def analyze(
             )
             for name in experiments
         ]
+        # Two folders of the same name (runs/a/quick, runs/b/quick) must not share a
+        # column, a legend entry or figure files.
+        for analysis, label in zip(
+            analyses,
+            distinct_names([a.name for a in analyses], [a.path for a in analyses]),
+            strict=True,
+        ):
+            analysis.name = label
         differences = (
             spec_differences({a.name or a.path: a.spec for a in analyses})
             if len(analyses) > 1

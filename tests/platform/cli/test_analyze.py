@@ -193,3 +193,23 @@ def test_bad_output_targets_exit_2_naming_the_option(experiment: Path, tmp_path:
     assert result.exit_code == 2, result.output
     assert f"--figures {figures}: cannot write there" in " ".join(result.output.split())
     assert a_file.read_text() == "not a folder"
+
+
+def test_two_folders_of_the_same_name_stay_apart(experiment: Path, tmp_path: Path) -> None:
+    from regtune.platform.analysis.compare import distinct_names
+
+    other = tmp_path / "elsewhere" / "quick"
+    spec = load_spec("quickstart", overrides=["penalties.l2={loguniform: [1e-8, 1.0]}"])
+    write_experiment(str(other), CURVES, _configs(), spec=spec.to_dict())
+    figures = tmp_path / "png"
+    result = _invoke("analyze", str(experiment), str(other), "--json", "--figures", str(figures))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    names = [e["experiment"] for e in data["experiments"]]
+    assert names == [f"{experiment.parent.name}/quick", "elsewhere/quick"]
+    diffs = {row["key"]: row for row in data["spec_differences"]}
+    assert "1e-08" in diffs["penalties.l2"]["elsewhere/quick"]
+    assert "1e-08" not in diffs["penalties.l2"][names[0]]
+    for name in names:
+        assert (figures / f"{name.replace('/', '_')}-diagnosis.png").exists()
+    assert distinct_names(["q", "q", "r"], ["/a/q", "/a/q", "/b/r"]) == ["a/q", "a/q#2", "r"]
