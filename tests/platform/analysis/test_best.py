@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from regtune.platform.analysis.best import NO_GROUPS, NO_RELIABILITY_BINS, best_trial, best_trial_id
@@ -58,6 +57,14 @@ def test_spec_differences() -> None:
     assert table.loc["budget.samples", "b"] == "9"
     assert (table["c"] == NO_SPEC).all()
     same = spec_differences({"a": base, "b": base})
-    assert same.empty
-    assert MISSING == "(absent)"
-    assert isinstance(table, pd.DataFrame)
+    assert same.empty and list(same.columns) == ["a", "b"]
+
+
+def test_spec_differences_mark_a_key_one_spec_lacks() -> None:
+    """ASHA has a grace period, no scheduler has none: the row shows MISSING there."""
+    base = load_spec("quickstart")
+    plain = base.with_overrides(["scheduler={kind: none}"])
+    table = spec_differences({"asha": base, "none": plain})
+    assert table.loc["scheduler.grace_period", "asha"] == str(base.scheduler.grace_period)
+    assert table.loc["scheduler.grace_period", "none"] == MISSING
+    assert table.loc["scheduler.kind"].tolist() == ["asha", "none"]
