@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from regtune.errors import SpecError
+from regtune.errors import Problem, SpecError
 from regtune.serve.drift import DEFAULT_WINDOW, DRIFT_INDEX_LIMIT, MIN_WINDOW
 from regtune.serve.protocol import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, Limits
 from regtune.serve.rollout import RolloutLimits
-from regtune.trainables.config import format_validation_error
+from regtune.trainables.config import validation_problems
 
 __all__ = ["DEFAULT_TOKEN_ENV", "ServeSettings", "parse_settings"]
 
@@ -71,6 +71,14 @@ class ServeSettings(BaseModel):
     # Serve's per-request access log line (off: it costs each request a log write).
     access_log: bool = False
 
+    @field_validator("canary", "shadow", mode="before")
+    @classmethod
+    def _version_number(cls, value: Any) -> Any:
+        # YAML (a config file, --set canary=2) reads a bare version number as an int.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:
         if self.min_requests > self.rollout_window:
@@ -107,8 +115,13 @@ class ServeSettings(BaseModel):
         return f"{name}:{value}" if value.isdigit() else value
 
 
-def parse_settings(raw: Mapping[str, Any] | ServeSettings) -> ServeSettings:
+def parse_settings(
+    raw: Mapping[str, Any] | ServeSettings, names: Mapping[str, str] | None = None
+) -> ServeSettings:
     """Validate builder args or CLI values.
+
+    ``names`` maps a key to how the caller's user wrote it (``{"max_batch_size":
+    "--batch-size"}``); other keys are named ``serve.<key>``.
 
     Raises:
         SpecError: naming the key, the value and what is allowed.
@@ -118,4 +131,11 @@ def parse_settings(raw: Mapping[str, Any] | ServeSettings) -> ServeSettings:
     try:
         return ServeSettings.model_validate(dict(raw))
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, prefix="serve.")) from None
+        problems = []
+        for problem in validation_problems(exc, ["serve"]):
+            _, _, key = problem.path.partition(".")
+            head, dot, rest = key.partition(".")
+            shown = (names or {}).get(head)
+            path = f"{shown}{dot}{rest}" if shown else problem.path
+            problems.append(Problem(path, problem.message))
+        raise SpecError("\n".join(map(str, problems)), problems) from None

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from regtune.errors import SpecError
 from regtune.platform.cli import app
 from tests.serve.conftest import MODEL, Registry, free_port
 
@@ -98,3 +99,52 @@ def test_verbose_shows_ray_and_serve_messages_and_is_off_by_default(
         assert not banners.is_verbose() and banners._SERVE_FILTER in serve_logger.filters
     finally:
         banners.set_verbose(False)
+
+
+def test_unwritable_files_unknown_hosts_and_option_values_are_named(
+    registry: Registry, tmp_path: Path
+) -> None:
+    base = ["serve", f"{MODEL}:1", "--set", f"registry={registry.root}"]
+    missing = tmp_path / "no-such-folder"
+    cases = [
+        (["--write-config", str(missing / "s.yaml")],
+         f"--write-config {missing / 's.yaml'}: cannot write there"),
+        (["--write-config", str(tmp_path)], f"--write-config {tmp_path}: cannot write there"),
+        (["--once", "--output", str(missing / "a.json")],
+         f"--output {missing / 'a.json'}: cannot write there (folder {missing} does not exist)"),
+        (["--host", "no.such.host.invalid"], "--host no.such.host.invalid: cannot resolve"),
+        (["--host", "192.0.2.1"], "--host 192.0.2.1: not an address of this machine"),
+        (["--batch-size", "5000"], "--batch-size: Input should be less than or equal to 4096"),
+        (["--batch-wait-ms", "5000"], "--batch-wait-ms: Input should be less than or equal"),
+    ]  # fmt: skip
+    for extra, words in cases:
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert words in " ".join(result.output.split()), (extra, result.output)
+        assert "Traceback" not in result.output and "already in use" not in result.output
+    assert not missing.exists()
+    # A --set key keeps its settings name.
+    result = runner.invoke(app, [*base, "--set", "max_batch_size=5000"])
+    assert result.exit_code == 2 and "serve.max_batch_size" in result.output
+
+
+def test_version_numbers_and_relative_paths_reach_the_config_as_meant(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(registry.root).resolve()
+    monkeypatch.chdir(root)
+    target = tmp_path / "serve.yaml"
+    # YAML reads --set canary=2 as the int 2: a version number, as --canary 2 is.
+    args = ["serve", f"{MODEL}/v1", "--set", "registry=.", "--set", "canary=2", "--set",
+            "shadow=3", "--storage", "runs", "--write-config", str(target)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(target.read_text())["applications"][0]["args"]
+    assert written["model"] == str(root / MODEL / "v1")  # replicas do not share this cwd
+    assert (written["registry"], written["storage"]) == (str(root), str(root / "runs"))
+    assert (written["canary"], written["shadow"]) == ("2", "3")
+    from regtune.serve.settings import parse_settings
+
+    assert parse_settings({"model": "m", "canary": 2, "shadow": 5}).ref_for("shadow", "m") == "m:5"
+    with pytest.raises(SpecError, match=r"serve\.canary"):
+        parse_settings({"model": "m", "canary": True})

@@ -19,6 +19,7 @@ what is allowed; a missing or tampered version is refused before Ray starts.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -39,6 +40,28 @@ if TYPE_CHECKING:
 __all__ = ["Ingress", "once_request", "serve"]
 
 PORT_BUSY = "--port {port}: {host}:{port} is already in use; choose a free port"
+NO_HOST = (
+    "--host {host}: cannot resolve ({error}); expected an address of this machine such as "
+    "127.0.0.1 or 0.0.0.0"
+)
+NOT_LOCAL = (
+    "--host {host}: not an address of this machine; expected one of its addresses such as "
+    "127.0.0.1 or 0.0.0.0"
+)
+CANNOT_LISTEN = "--host {host} --port {port}: cannot listen there ({error})"
+BAD_OUTPUT = "{option} {path}: cannot write there ({error}); expected a file in an existing folder"
+#: The settings the command's own options set, by the option's name (for messages).
+OPTION_OF = {
+    "model": "MODEL",
+    "storage": "--storage",
+    "canary": "--canary",
+    "canary_weight": "--canary-weight",
+    "shadow": "--shadow",
+    "max_batch_size": "--batch-size",
+    "batch_wait_ms": "--batch-wait-ms",
+    "num_replicas": "--replicas",
+    "token_env": "--token-env",
+}
 NO_DIRECT = (
     "--ingress direct: Ray is already running here (or --address joins a cluster), so "
     "direct ingress is whatever that cluster was started with "
@@ -61,11 +84,65 @@ BAD_REQUEST_FILE = (
 
 
 def _check_port(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Refuse (SpecError) a host that does not resolve or is not this machine's, or a busy port."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise SpecError(NO_HOST.format(host=host, error=getattr(exc, "strerror", exc))) from None
+    with socket.socket(family, kind, proto) as sock:
         try:
-            sock.bind((host, port))
-        except OSError:
-            raise SpecError(PORT_BUSY.format(host=host, port=port)) from None
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SpecError(PORT_BUSY.format(host=host, port=port)) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise SpecError(NOT_LOCAL.format(host=host)) from None
+            raise SpecError(
+                CANNOT_LISTEN.format(host=host, port=port, error=exc.strerror or exc)
+            ) from None
+
+
+def _local_path(value: str | None) -> str | None:
+    """A local path made absolute (replicas do not share this process's working
+    directory); a URI, None or a registry reference that is no path, unchanged."""
+    if value is None or "://" in value:
+        return value
+    from regtune.platform.registry.location import parse_ref
+
+    if parse_ref(value).path is None:
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def _absolute(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with its local paths (storage, registry, model, canary, shadow) absolute."""
+    out = dict(raw)
+    for key in ("storage", "registry"):
+        value = out.get(key)
+        if isinstance(value, str) and value and "://" not in value:
+            out[key] = str(Path(value).expanduser().resolve())
+    for key in ("model", "canary", "shadow"):
+        value = out.get(key)
+        if isinstance(value, str) and value.strip():
+            out[key] = _local_path(value)
+    return out
+
+
+def _writable(option: str, path: Path) -> None:
+    """Refuse ``path`` before anything runs unless a file can be written there."""
+    if path.is_dir():
+        raise SpecError(BAD_OUTPUT.format(option=option, path=path, error="it is a folder"))
+    if not path.parent.is_dir():
+        error = f"folder {path.parent} does not exist"
+        raise SpecError(BAD_OUTPUT.format(option=option, path=path, error=error))
+
+
+def _write(option: str, path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        error = exc.strerror or exc
+        raise SpecError(BAD_OUTPUT.format(option=option, path=path, error=error)) from None
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
@@ -164,7 +241,7 @@ def serve(
     set_verbose(verbose)
 
     try:
-        raw = {
+        flags = {
             "model": model,
             "storage": storage,
             "canary": canary,
@@ -174,17 +251,21 @@ def serve(
             "batch_wait_ms": batch_wait_ms,
             "num_replicas": replicas,
             "token_env": token_env,
-            **_overrides(set_ or []),
         }
-        settings = parse_settings(raw)
+        overrides = _overrides(set_ or [])
+        # A bad value of an option is named by the option; a --set key as serve.<key>.
+        names = {k: v for k, v in OPTION_OF.items() if k not in overrides}
+        settings = parse_settings(_absolute({**flags, **overrides}), names)
         if write_config is not None:
             from regtune.serve.app import write_config as config_text
 
             name = model.split(":")[0].rstrip("/").split("/")[-1]
             text = config_text(settings, host=host, port=port, app_name=f"regtune-{name}")
-            write_config.write_text(text, encoding="utf-8")
+            _write("--write-config", write_config, text)
             console.print(f"wrote {write_config}: serve run {write_config}")
             return
+        if output is not None:
+            _writable("--output", output)
         from regtune.serve.example import typical_record
         from regtune.serve.service import load_service
 
@@ -253,7 +334,10 @@ def _run(
                 f"{base}/v1/models/{name}:predict", content=body, headers=headers, timeout=60.0
             )
             if output is not None:
-                output.write_text(reply.text, encoding="utf-8")
+                try:
+                    _write("--output", output, reply.text)
+                except SpecError as exc:  # the folder went away while Serve started
+                    raise fail(exc) from None
             try:
                 out.print_json(data=reply.json())
             except ValueError:
