@@ -311,10 +311,13 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
             trials = _trial_states(exp, epochs, seg)
         _record(caught, notes)
     spec: SweepSpec | None = None
-    try:
-        spec = read_spec(exp)
-    except DataError as exc:
-        notes.append(MSG_NO_SPEC.format(exp=exp, reason=exc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResultsWarning)
+        try:
+            spec = read_spec(exp)
+        except DataError as exc:
+            notes.append(MSG_NO_SPEC.format(exp=exp, reason=exc))
+    _record(caught, notes)
     if "experiment" in epochs.columns and len(epochs):
         name = str(epochs["experiment"].iloc[0])
     result = Experiment(

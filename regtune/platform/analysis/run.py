@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -374,12 +375,15 @@ def analyze_experiment(
     started, started_cpu = time.perf_counter(), time.process_time()
     available, _notes = stored_columns(exp)
     spec: SweepSpec | None
-    try:
-        from regtune.platform.results import read_spec
+    from regtune.platform.results import ResultsWarning, read_spec
 
-        spec = read_spec(exp)
-    except DataError:  # load_experiment reports it as a note
-        spec = None
+    with warnings.catch_warnings():
+        # load_experiment reads the spec again and reports its problems as notes.
+        warnings.simplefilter("ignore", ResultsWarning)
+        try:
+            spec = read_spec(exp)
+        except DataError:
+            spec = None
     columns = needed_columns(available, spec, objectives=objectives, metrics=metrics)
     experiment: Experiment = load_experiment(exp, columns=columns)
     read, read_cpu = time.perf_counter(), time.process_time()

@@ -13,6 +13,7 @@ another schema version stops the read with a :class:`~regtune.errors.DataError`.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Callable
@@ -74,6 +75,14 @@ NOT_A_PART = "not a results part: parts are named part-<...>.parquet"
 UNREADABLE = "not readable as Parquet: {error}"
 NO_SPEC = "{path}: no stored sweep spec; the sweep that wrote {exp!r} did not record one"
 BAD_SPEC = "{path}: the stored sweep spec cannot be used ({error})"
+SPEC_READ_WITHOUT = (
+    "{path}: the stored sweep spec does not validate under this regtune version; read "
+    "without the keys named here: {problems}"
+)
+#: Times a stored spec is trimmed and validated again (each pass may reveal new problems).
+LENIENT_PASSES = 5
+#: Top-level keys a stored spec is never read without: trials would be ranked wrongly.
+KEPT_SPEC_KEYS = frozenset({"objectives", "<root>"})
 MISSING_COLUMNS = "a results part without the columns {missing}"
 
 
@@ -368,9 +377,16 @@ def _experiment_name(loc: ResultsLocation, epochs: pd.DataFrame) -> str:
 def read_spec(exp: str) -> SweepSpec:
     """The :class:`~regtune.search_spaces.SweepSpec` the sweep ran.
 
+    A stored spec is read leniently: one that no longer validates under this
+    regtune version (a rule added since it ran, e.g. ``test_fraction`` refused
+    for a dataset with an official test split, or a key since removed) is read
+    without the keys the problems name, with a :class:`ResultsWarning` naming
+    each of them, so an old experiment stays readable.
+
     Raises:
-        DataError: no stored spec, or it no longer validates (the message
-            names the file and the problem).
+        DataError: no stored spec, it is not JSON, or it cannot be read even
+            so (a problem with its objectives or the whole spec; the message
+            names the file and the problems).
     """
     from regtune.search_spaces import load_spec
 
@@ -382,5 +398,56 @@ def read_spec(exp: str) -> SweepSpec:
         raw = json.loads(loc.read_bytes(loc.spec))
         # The data may live only where the sweep ran: do not require it here.
         return load_spec(raw, check_data=False)
-    except (ValueError, SpecError) as exc:
+    except SpecError as exc:
+        if not isinstance(raw, dict):
+            raise DataError(BAD_SPEC.format(path=loc.display(loc.spec), error=exc)) from exc
+        first = exc
+    except ValueError as exc:  # not JSON
         raise DataError(BAD_SPEC.format(path=loc.display(loc.spec), error=exc)) from exc
+    spec, dropped = _read_leniently(raw, first)
+    if spec is None:
+        raise DataError(BAD_SPEC.format(path=loc.display(loc.spec), error=first)) from first
+    warnings.warn(
+        SPEC_READ_WITHOUT.format(path=loc.display(loc.spec), problems="; ".join(dropped)),
+        ResultsWarning,
+        2,
+    )
+    return spec
+
+
+def _read_leniently(raw: dict[str, object], error: SpecError) -> tuple[SweepSpec | None, list[str]]:
+    """``raw`` without the keys ``error`` (and each next attempt's error) names, as a
+    spec, and those problems; ``(None, ...)`` when a problem is not at a key that can
+    be left out (the whole spec, the objectives) or it never validates."""
+    from regtune.search_spaces import load_spec
+
+    trimmed = copy.deepcopy(raw)
+    dropped: list[str] = []
+    for _ in range(LENIENT_PASSES):
+        problems = list(error.problems)
+        if not problems:
+            return None, dropped
+        for problem in problems:
+            top = problem.path.split(".", 1)[0]
+            if top in KEPT_SPEC_KEYS or not _drop_key(trimmed, problem.path):
+                return None, dropped
+            dropped.append(str(problem))
+        try:
+            return load_spec(trimmed, check_data=False), dropped
+        except SpecError as exc:
+            error = exc
+    return None, dropped
+
+
+def _drop_key(node: dict[str, object], path: str) -> bool:
+    """Remove the value at dotted ``path`` from nested mappings; whether it was there."""
+    *parents, leaf = path.split(".")
+    current: object = node
+    for key in parents:
+        if not isinstance(current, dict) or key not in current:
+            return False
+        current = current[key]
+    if not isinstance(current, dict) or leaf not in current:
+        return False
+    del current[leaf]
+    return True

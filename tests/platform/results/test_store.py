@@ -23,6 +23,7 @@ from regtune.platform.results import (
     SCHEMA_VERSION,
     ResultsWarning,
     ResultsWriter,
+    SweepOutcome,
     read_epochs,
     read_spec,
     read_trials,
@@ -313,9 +314,39 @@ def test_unusable_stored_spec_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="stored sweep spec cannot be used") as info:
         read_spec(exp)
     assert str(spec_file) in str(info.value)
-    spec_file.write_text(json.dumps({**SPEC, "budget": {"samples": -1}}))
-    with pytest.raises(DataError, match=r"budget\.samples"):
+    spec_file.write_text(json.dumps({**SPEC, "objectives": [{"metric": "val_acc", "mode": "up"}]}))
+    with pytest.raises(DataError, match=r"objectives") as info:
+        read_spec(exp)  # never read without its objectives: trials would rank wrongly
+    assert str(spec_file) in str(info.value)
+    spec_file.write_text(json.dumps([1, 2]))
+    with pytest.raises(DataError, match="stored sweep spec cannot be used"):
         read_spec(exp)
+
+
+def test_a_stored_spec_that_no_longer_validates_is_read_with_a_note(tmp_path: Path) -> None:
+    """Adult with a test_fraction was accepted once; today it is refused. The experiment
+    stays readable: the spec is read without that key, and the warning names it."""
+    exp = str(tmp_path / "store")
+    _small_sweep(exp).close()
+    spec_file = tmp_path / "store" / "results" / "spec.json"
+    old = {**SPEC, "dataset": {"name": "adult", "test_fraction": 0.2}, "retired_key": 1}
+    spec_file.write_text(json.dumps(old))
+    with pytest.warns(ResultsWarning, match="does not validate under this regtune") as caught:
+        spec = read_spec(exp)
+    message = str(caught[0].message)
+    assert str(spec_file) in message
+    assert "dataset.test_fraction" in message and "retired_key" in message
+    assert spec.objectives == load_spec(SPEC).objectives
+    assert "test_fraction" not in spec.base_config()["dataset"]
+    assert json.loads(spec_file.read_text()) == old  # the stored file is untouched
+    with pytest.warns(ResultsWarning):
+        outcome = SweepOutcome.from_path(exp)
+    assert outcome.best is not None and outcome.best.trial_id == "t1"
+    from regtune.platform.analysis import analyze_experiment
+
+    analysis = analyze_experiment(exp)  # a note, not a warning (warnings are errors here)
+    assert analysis.spec is not None
+    assert any("dataset.test_fraction" in note for note in analysis.notes)
 
 
 def test_bad_flush_setting_and_bad_uri(monkeypatch: pytest.MonkeyPatch) -> None:
