@@ -33,7 +33,7 @@ import pandas as pd
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.files import as_uri, locate
 from regtune.platform.results.ranking import best_first
-from regtune.platform.results.schema import NOT_METRICS, flatten_config
+from regtune.platform.results.schema import NOT_METRICS, flatten_config, is_number
 from regtune.platform.results.trials import ERROR, config_of, trial_status
 from regtune.search_spaces import SweepSpec
 
@@ -302,19 +302,18 @@ def _stored_ranks(spec: SweepSpec, path: str) -> dict[str, tuple[int, dict[str, 
 def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A Tune result dict as (platform metrics, Tune's bookkeeping); the config is in neither.
 
-    NaN metrics are left out (see :class:`TrialSummary`)."""
+    Metrics are the numbers (numpy scalars too, not booleans) outside
+    :data:`~regtune.platform.results.schema.NOT_METRICS`; NaN metrics are left
+    out (see :class:`TrialSummary`)."""
     metrics: dict[str, Any] = {}
     info: dict[str, Any] = {}
     for key, value in result.items():
         if key == "config":
             continue
-        if key in NOT_METRICS or isinstance(value, (bool, str)) or value is None:
+        if key in NOT_METRICS or value is None or not is_number(value):
             info[key] = value
-        elif isinstance(value, (int, float)):
-            if not math.isnan(value):
-                metrics[key] = float(value)
-        else:
-            info[key] = value
+        elif not math.isnan(value):
+            metrics[key] = float(value)
     return metrics, info
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from regtune.errors import DataError
@@ -37,6 +39,7 @@ __all__ = [
     "config_columns",
     "epoch_row",
     "flatten_config",
+    "is_number",
     "metric_columns",
     "metric_mode",
     "rows_to_table",
@@ -162,8 +165,10 @@ def flatten_config(config: Mapping[str, Any], prefix: str = CONFIG_PREFIX) -> di
     return out
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a metric-like number: any real number, numpy scalars
+    included (``np.float32``, ``np.int64``), but not a boolean (Python's or numpy's)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def epoch_row(
@@ -171,15 +176,15 @@ def epoch_row(
 ) -> dict[str, Any]:
     """One stored row from a Tune result dict.
 
-    Metrics are the numeric values that are not in :data:`NOT_METRICS`
-    (booleans and text are not metrics); the config comes from
+    Metrics are the numeric values (:func:`is_number`: numpy scalars too) that
+    are not in :data:`NOT_METRICS` (booleans and text are not metrics); the config comes from
     ``result["config"]``, flattened.
 
     Raises:
         DataError: the result has no positive integer ``training_iteration``.
     """
     iteration: Any = result.get("training_iteration")
-    if not _is_number(iteration) or int(iteration) != iteration or iteration < 1:
+    if not is_number(iteration) or int(iteration) != iteration or iteration < 1:
         raise DataError(ROW_BAD_ITERATION.format(trial=trial_id, value=iteration))
     row: dict[str, Any] = {
         "experiment": experiment,
@@ -190,7 +195,7 @@ def epoch_row(
     }
     row.update(flatten_config(result.get("config") or {}))
     for key, value in result.items():
-        if key not in NOT_METRICS and _is_number(value):
+        if key not in NOT_METRICS and is_number(value):
             row[key] = float(value)
     return row
 
@@ -214,7 +219,7 @@ def _config_array(values: Sequence[Any]) -> pa.Array:
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, bool) for v in present):
         return pa.array(values, type=pa.bool_())
-    if present and all(_is_number(v) for v in present):
+    if present and all(is_number(v) for v in present):
         return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
     if not present:
         return pa.nulls(len(values), type=pa.string())

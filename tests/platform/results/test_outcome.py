@@ -66,3 +66,29 @@ def test_a_tune_result_leaves_nan_metrics_out_as_the_stored_table_does() -> None
     )
     assert metrics == {"val_acc": 0.9}
     assert info == {"pid": 7}
+
+
+def test_numpy_scalar_metrics_are_kept_and_booleans_are_not() -> None:
+    import numpy as np
+
+    from regtune.platform.results.outcome import split_result
+    from regtune.platform.results.schema import epoch_row
+
+    result = {
+        "training_iteration": np.int64(2),
+        "val_acc": np.float32(0.75),
+        "n_params": np.int64(120),
+        "ece": np.float64(0.05),
+        "flag": np.bool_(True),
+        "plain_flag": False,
+        "config": {"penalties": {"l2": np.float32(0.5)}},
+    }
+    row = epoch_row(result, experiment="e", trial_id="t", timestamp=1.0)
+    assert row["iteration"] == 2
+    assert row["val_acc"] == 0.75 and row["n_params"] == 120.0 and row["ece"] == 0.05
+    assert "flag" not in row and "plain_flag" not in row
+    assert row["config.penalties.l2"] == 0.5
+    metrics, info = split_result(result)
+    assert metrics == {"val_acc": 0.75, "n_params": 120.0, "ece": 0.05}
+    assert info["training_iteration"] == 2
+    assert info["flag"] is result["flag"] and info["plain_flag"] is False
