@@ -93,6 +93,8 @@ from regtune.platform.registry.location import (
     version_dir,
     version_number,
 )
+from regtune.platform.registry.meta_checks import KINDS as _META_KINDS
+from regtune.platform.registry.meta_checks import check_meta
 from regtune.platform.registry.modules import build_version_module, member_prefix
 from regtune.platform.registry.postprocess import META_KEY, PostProcessing
 from regtune.platform.registry.reference import reference_summary
@@ -122,7 +124,7 @@ __all__ = [
 FORMAT = "regtune-model"
 FORMAT_VERSION = 1
 Kind = Literal["single", "ensemble", "student"]
-KINDS: tuple[str, ...] = ("single", "ensemble", "student")
+KINDS: tuple[str, ...] = _META_KINDS
 #: Attempts at claiming a version number before giving up (each loses a race).
 MAX_CLAIMS = 1000
 #: Folder (under a model) of the version-number claims on object stores.
@@ -460,7 +462,8 @@ def _publish_local(base: Path, name: str, weights: bytes, record: dict[str, Any]
     try:
         (staging / WEIGHTS_FILE).write_bytes(weights)
         (staging / META_FILE).write_bytes(_meta_bytes(record, 0))
-        load_version(str(staging))  # a version that cannot be read back is never published
+        # A version that cannot be read back is never published.
+        _load(place_of(str(staging)), None, None, staged=True)
         number = 0
         for _ in range(MAX_CLAIMS):
             number = max(number + 1, next_version_number(model))
@@ -523,7 +526,8 @@ def _publish_remote(
     try:
         staging.write(WEIGHTS_FILE, weights)
         staging.write(META_FILE, _meta_bytes(record, 0))
-        load_version(staging.display())  # a version that cannot be read back is never published
+        # A version that cannot be read back is never published.
+        _load(staging, None, None, staged=True)
         number = claim_number(model, token)
         target = model.child(f"v{number}")
         target.copy_in(staging, WEIGHTS_FILE)
@@ -603,10 +607,21 @@ def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
 
     Raises:
         SpecError: a malformed reference, an unknown model or version.
-        CheckpointError: a missing, truncated or modified file (named), or
-            weights that do not fit the recorded architecture.
+        CheckpointError: a missing, truncated or modified file (named), a
+            malformed meta.json field (named, with what is allowed; see
+            :mod:`.meta_checks`), or weights that do not fit the recorded
+            architecture.
     """
     directory, name, number = resolve_ref(ref, root)
+    return _load(directory, name, number)
+
+
+def _load(
+    directory: Place, name: str | None, number: int | None, *, staged: bool = False
+) -> ModelVersion:
+    """Load the version in ``directory`` (``name``/``number``: what a reference
+    named, checked against meta.json; ``staged``: a version being published,
+    whose number is 0 until it is claimed)."""
     where = directory.display()
     meta, contents = _read_verified(directory)
     if number is not None and (meta.get("version") != number or meta.get("name") != name):
@@ -618,6 +633,8 @@ def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
                 what=f"it records {meta.get('name')}:{meta.get('version')}",
             )
         )
+    folder = version_number(where.rstrip("/").rsplit("/", 1)[-1])
+    check_meta(meta, where, folder_number=0 if staged else folder)
     try:
         tensors = load_bytes(contents[WEIGHTS_FILE])
     except (SafetensorError, OSError, KeyError) as exc:

@@ -1,0 +1,213 @@
+"""Is a version's meta.json well-formed? Every field a reader relies on, checked on load.
+
+The content hash (:mod:`.integrity`) proves meta.json is the file that was
+written; it cannot prove that what was written (or what someone wrote and
+re-hashed) makes sense. A field a server or ``regtune.load`` would trip on
+later (a ``classes`` list of the wrong length makes every prediction fail; a
+malformed drift reference stops the service at start) is refused here, when
+the version is loaded, with a :class:`~regtune.errors.CheckpointError`
+naming the field, the value and what is allowed (the message shape of
+:data:`~regtune.platform.registry.postprocess.BAD_FIELD`).
+
+The drift reference's layout is :mod:`.reference`'s contract with
+:mod:`regtune.serve.drift`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any, TypeGuard
+
+from regtune.errors import CheckpointError, SpecError
+from regtune.platform.registry.location import check_name
+from regtune.platform.registry.postprocess import BAD_FIELD
+from regtune.platform.registry.reference import N_QUANTILES, SOURCE_ENCODED, SOURCE_RAW
+
+__all__ = ["check_meta"]
+
+#: The kinds a version may be (the same as ``version.KINDS``).
+KINDS: tuple[str, ...] = ("single", "ensemble", "student")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return _number(value) and math.isfinite(value)
+
+
+def _share(value: Any) -> bool:
+    return _finite(value) and 0.0 <= value <= 1.0
+
+
+def _whole(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Checker:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def bad(self, field: str, value: Any, allowed: str) -> CheckpointError:
+        return CheckpointError(
+            BAD_FIELD.format(dir=self.where, field=field, value=_shown(value), allowed=allowed)
+        )
+
+    def require(self, ok: bool, field: str, value: Any, allowed: str) -> None:
+        if not ok:
+            raise self.bad(field, value, allowed)
+
+
+def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None) -> None:
+    """Check the fields of a (hash-verified) meta.json that readers rely on.
+
+    Args:
+        meta: the parsed meta.json.
+        where: the version directory, for messages.
+        folder_number: ``N`` when the directory is named ``v<N>`` (the recorded
+            version must equal it); 0 for a version being staged (its number
+            is not claimed yet); None for any other directory (any version >= 1).
+
+    Raises:
+        CheckpointError: naming the first bad field, its value and what is allowed.
+    """
+    c = _Checker(where)
+    name = meta.get("name")
+    try:
+        if not isinstance(name, str):
+            raise SpecError("not a string")
+        check_name(name)
+    except SpecError:
+        raise c.bad(
+            "name", name, "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        ) from None
+    version = meta.get("version")
+    if folder_number == 0:
+        c.require(version == 0 and _whole(version), "version", version, "0 while staged")
+    elif folder_number is not None:
+        c.require(
+            _whole(version) and version == folder_number,
+            "version",
+            version,
+            f"{folder_number}, the number of its folder v{folder_number}",
+        )
+    else:
+        c.require(_whole(version) and version >= 1, "version", version, "an integer >= 1")
+    kind = meta.get("kind", "single")
+    c.require(kind in KINDS, "kind", kind, ", ".join(KINDS))
+    _check_classes(c, meta)
+    _check_metrics(c, meta.get("metrics", {}))
+    dataset = meta.get("dataset")
+    if not isinstance(dataset, Mapping):
+        raise c.bad("dataset", dataset, "an object")
+    fingerprint = dataset.get("fingerprint")
+    c.require(
+        isinstance(fingerprint, str) and len(fingerprint) > 0,
+        "dataset.fingerprint",
+        fingerprint,
+        "the dataset's sha256 (a string)",
+    )
+    _check_reference(c, meta.get("reference"))
+
+
+def _check_classes(c: _Checker, meta: Mapping[str, Any]) -> None:
+    architecture = meta.get("architecture")
+    if not isinstance(architecture, Mapping):
+        raise c.bad("architecture", architecture, "an object")
+    n_classes = architecture.get("n_classes")
+    c.require(
+        _whole(n_classes) and n_classes >= 2,
+        "architecture.n_classes",
+        n_classes,
+        "an integer >= 2",
+    )
+    classes = meta.get("classes")
+    allowed = f"a list of {n_classes} distinct labels (one per output of the network)"
+    if not isinstance(classes, list) or not all(
+        isinstance(x, (str, int)) and not isinstance(x, bool) for x in classes
+    ):
+        raise c.bad("classes", classes, allowed)
+    labels = [str(x) for x in classes]
+    c.require(
+        len(labels) == n_classes and len(set(labels)) == len(labels), "classes", classes, allowed
+    )
+
+
+def _check_metrics(c: _Checker, metrics: Any) -> None:
+    allowed = "an object of metric names to numbers (null: no finite value)"
+    if not isinstance(metrics, Mapping):
+        raise c.bad("metrics", metrics, allowed)
+    for key, value in metrics.items():
+        c.require(value is None or _number(value), f"metrics.{key}", value, allowed)
+
+
+def _check_reference(c: _Checker, reference: Any) -> None:
+    if not isinstance(reference, Mapping):
+        raise c.bad(
+            "reference",
+            reference,
+            "an object with n, features, prediction (the training-input summary for drift)",
+        )
+    n = reference.get("n")
+    c.require(_whole(n) and n >= 0, "reference.n", n, "the number of training rows (>= 0)")
+    source = reference.get("numeric_source", SOURCE_ENCODED)
+    c.require(
+        source in (SOURCE_RAW, SOURCE_ENCODED),
+        "reference.numeric_source",
+        source,
+        f"{SOURCE_RAW!r} or {SOURCE_ENCODED!r}",
+    )
+    features = reference.get("features")
+    if not isinstance(features, Mapping):
+        raise c.bad("reference.features", features, "an object of feature names to their summaries")
+    for name, entry in features.items():
+        _check_feature(c, f"reference.features.{name}", entry)
+    prediction = reference.get("prediction")
+    c.require(
+        isinstance(prediction, Mapping) and all(_share(v) for v in prediction.values()),
+        "reference.prediction",
+        prediction,
+        "an object of class labels to shares in [0, 1]",
+    )
+
+
+def _check_feature(c: _Checker, field: str, entry: Any) -> None:
+    kinds = "{kind: numeric, quantiles, mean, std} or {kind: categorical, frequencies}"
+    if not isinstance(entry, Mapping):
+        raise c.bad(field, entry, kinds)
+    kind = entry.get("kind")
+    if kind == "numeric":
+        quantiles = entry.get("quantiles")
+        ok = (
+            isinstance(quantiles, list)
+            and len(quantiles) == N_QUANTILES
+            and all(_finite(q) for q in quantiles)
+            and all(a <= b for a, b in itertools.pairwise(quantiles))
+        )
+        c.require(
+            ok,
+            f"{field}.quantiles",
+            quantiles,
+            f"a list of {N_QUANTILES} finite, non-decreasing numbers (levels 0.00 .. 1.00)",
+        )
+        for key in ("mean", "std"):
+            if key in entry:
+                c.require(_finite(entry[key]), f"{field}.{key}", entry[key], "a finite number")
+    elif kind == "categorical":
+        frequencies = entry.get("frequencies")
+        c.require(
+            isinstance(frequencies, Mapping) and all(_share(v) for v in frequencies.values()),
+            f"{field}.frequencies",
+            frequencies,
+            "an object of categories to shares in [0, 1]",
+        )
+    else:
+        c.require(False, f"{field}.kind", kind, "'numeric' or 'categorical'")
