@@ -58,6 +58,7 @@ from regtune.serve.service import ModelService, Rows, load_service
 from regtune.serve.settings import ServeSettings, parse_settings
 
 __all__ = [
+    "CONFIG_HEADER",
     "DEPLOYMENT_NAME",
     "DIRECT_INGRESS_ENV",
     "FAST_INGRESS_ENV",
@@ -80,6 +81,13 @@ THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 FAST_INGRESS_ENV = {THROUGHPUT_ENV: "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
 #: Target names of replicas in Serve's target groups (proxies are named otherwise).
 REPLICA_TARGET = "SERVE_REPLICA"
+#: What a written Serve config file starts with (direct ingress is not a config setting).
+CONFIG_HEADER = (
+    "# regtune serve config (serve run / serve deploy). Direct ingress (regtune serve's\n"
+    "# --ingress direct, each replica on its own port) is not a config setting: put\n"
+    f"# {THROUGHPUT_ENV}=1 in the environment where Ray starts (ray start, or serve\n"
+    "# run when it starts Ray); without it requests go through Serve's proxy.\n"
+)
 #: ``serve.batch`` needs values at decoration time; each replica resets them from its settings.
 _BATCH_SIZE, _BATCH_WAIT_S = 32, 0.0
 
@@ -200,7 +208,11 @@ def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
 
 
 def write_config(settings: ServeSettings, *, host: str, port: int, app_name: str) -> str:
-    """A Serve config file (YAML text) for ``serve run`` / ``serve deploy``."""
+    """A Serve config file (YAML text) for ``serve run`` / ``serve deploy``.
+
+    Direct ingress is not in it (Serve reads it from the environment where Ray
+    starts, not from a config file); the file's first lines say how to get it.
+    """
     import yaml
 
     defaults = ServeSettings(model=settings.model).model_dump(mode="json")
@@ -218,4 +230,4 @@ def write_config(settings: ServeSettings, *, host: str, port: int, app_name: str
             }
         ],
     }
-    return yaml.safe_dump(config, sort_keys=False)
+    return CONFIG_HEADER + yaml.safe_dump(config, sort_keys=False)

@@ -31,6 +31,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regtune import __version__
@@ -46,6 +47,8 @@ OPEN_PATHS = frozenset({"/healthz"})
 NO_TOKEN = "this server needs a bearer token: send 'Authorization: Bearer <token>'"
 BAD_TOKEN = "the bearer token does not match this server's"
 MODEL_FAULT = "model fault: {error}"
+NO_ROUTE = "no route {method} {path}; see /docs for the routes"
+WRONG_METHOD = "{method} is not allowed on {path}; allowed: {allowed}"
 
 PREDICT_BODY: dict[str, Any] = {
     "required": True,
@@ -176,6 +179,24 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     async def _refused(request: Request, exc: RequestError) -> Response:
         count(exc.status)
         return _json(exc.to_json(), exc.status)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _framework(request: Request, exc: StarletteHTTPException) -> Response:
+        # The framework's own refusals (no such route, wrong method) in the same shape.
+        count(exc.status_code)
+        method, path = request.method, request.url.path
+        if exc.status_code == 404:
+            body = {"error": NO_ROUTE.format(method=method, path=path), "field": "path",
+                    "allowed": "a route listed at /docs"}  # fmt: skip
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            body = {"error": WRONG_METHOD.format(method=method, path=path, allowed=allowed),
+                    "field": "method", "allowed": allowed}  # fmt: skip
+        else:
+            body = {"error": str(exc.detail), "field": "request", "allowed": ""}
+        response = _json(body, exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
 
     @api.exception_handler(ModelOutputError)
     async def _model_fault(request: Request, exc: ModelOutputError) -> Response:

@@ -57,7 +57,7 @@ from regtune.serve.protocol import (
     RequestError,
 )
 from regtune.serve.rollout import Observation, RolloutState, VersionStats
-from regtune.serve.settings import ServeSettings
+from regtune.serve.settings import SAME_VERSION, ServeSettings
 
 if TYPE_CHECKING:
     from regtune.platform.registry import ModelVersion
@@ -120,7 +120,7 @@ class ModelService:
             if other is None:
                 continue
             if other.number == self.primary.number and other.name == self.primary.name:
-                raise SpecError(f"{role} is the primary version itself ({other.ref})")
+                raise SpecError(SAME_VERSION.format(role=role, ref=other.ref))
             if other.schema.input_names() != self.primary.schema.input_names():
                 raise SpecError(
                     OTHER_INPUTS.format(

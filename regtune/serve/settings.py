@@ -19,12 +19,13 @@ from regtune.serve.protocol import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from regtune.serve.rollout import RolloutLimits
 from regtune.trainables.config import validation_problems
 
-__all__ = ["DEFAULT_TOKEN_ENV", "ServeSettings", "parse_settings"]
+__all__ = ["DEFAULT_TOKEN_ENV", "SAME_VERSION", "ServeSettings", "parse_settings"]
 
 #: Environment variable holding the optional bearer token.
 DEFAULT_TOKEN_ENV = "REGTUNE_SERVE_TOKEN"
 
-SAME_VERSION = "{role} is version {version}, the primary itself; choose another version"
+#: A canary or shadow that is the primary itself (raised when the versions are loaded).
+SAME_VERSION = "{role} is the primary version itself ({ref}); choose another version"
 
 
 class ServeSettings(BaseModel):

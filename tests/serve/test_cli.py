@@ -41,7 +41,7 @@ def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
         (["--set", "max_error_rate=3"], "serve.max_error_rate"),
         (["--set", "nonsense"], "expected key=value"),
         (["--canary", "9"], "no version 9"),
-        (["--shadow", "1"], "shadow is the primary version itself"),
+        (["--shadow", "1"], "shadow is the primary version itself (adult:1); choose another"),
         (["--ingress", "sideways"], "--ingress"),
     ]
     for extra, words in cases:

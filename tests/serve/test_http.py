@@ -189,3 +189,27 @@ def test_gauges_and_summaries_are_computed_off_the_event_loop(registry: Registry
     loop_thread, drift_threads, summary_threads = run(service, scenario)
     assert len(drift_threads) == 3 and len(summary_threads) == 2
     assert loop_thread not in drift_threads + summary_threads
+
+
+def test_unknown_routes_and_methods_are_refused_in_the_documented_shape(
+    registry: Registry,
+) -> None:
+    service, recorder = make(registry)
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.get("/v2/nothing"), await client.post("/v1/models", json={})]
+
+    missing, method = run(service, scenario)
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": "no route GET /v2/nothing; see /docs for the routes",
+        "field": "path",
+        "allowed": "a route listed at /docs",
+    }
+    assert method.status_code == 405 and method.headers["allow"] == "GET"
+    assert method.json() == {
+        "error": "POST is not allowed on /v1/models; allowed: GET",
+        "field": "method",
+        "allowed": "GET",
+    }
+    assert recorder.rejections == [(MODEL, 404), (MODEL, 405)]

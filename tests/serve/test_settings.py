@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from regtune.errors import SpecError
-from regtune.serve.app import write_config
+from regtune.serve.app import THROUGHPUT_ENV, write_config
 from regtune.serve.settings import ServeSettings, parse_settings
 
 
@@ -37,7 +37,10 @@ def test_canary_and_shadow_refs() -> None:
 
 def test_config_file_holds_only_what_differs_from_the_defaults() -> None:
     settings = parse_settings({"model": "adult:1", "max_batch_size": 8})
-    config = yaml.safe_load(write_config(settings, host="127.0.0.1", port=9000, app_name="a"))
+    text = write_config(settings, host="127.0.0.1", port=9000, app_name="a")
+    # Direct ingress cannot travel in a Serve config: the file says how to get it.
+    assert text.startswith("# regtune serve config") and f"{THROUGHPUT_ENV}=1" in text
+    config = yaml.safe_load(text)
     assert config["applications"][0]["args"] == {"model": "adult:1", "max_batch_size": 8}
     assert parse_settings(config["applications"][0]["args"]) == settings
 
