@@ -212,7 +212,9 @@ def _trial_metrics(
     if epoch is None:
         return {}, None, False
     history = {int(r["epoch"]): r for r in tree["history"] if isinstance(r, dict) and "epoch" in r}
-    kept_row = {**history[epoch], **rows.get(epoch, {})}
+    # The checkpoint's own history, not result.json's row of that iteration: after a
+    # PBT exploit the trial's earlier reports are of other weights.
+    kept_row = history[epoch]
     # What only the last report adds (test_*, kept_epoch, calibration) is of the kept weights.
     epoch_keys = set().union(*(r.keys() for r in history.values()))
     extra = {k: v for k, v in at_checkpoint.items() if k not in epoch_keys}
