@@ -92,6 +92,7 @@ BAD: list[tuple[str, Any, int, str]] = [
     ("wrong type", "wrong_type", 422, "instances[0].age"),
     ("NaN", "nan", 422, "instances[0].hours_per_week"),
     ("infinity", "inf", 422, "instances[0].capital_gain"),
+    ("finite but beyond float32 once scaled", "huge", 422, "instances[0].capital_gain"),
     ("null category", "null_category", 422, "instances[0].workclass"),
 ]
 
@@ -115,6 +116,8 @@ def bad_body(served: Served, kind: Any) -> bytes:
         record["age"] = "forty"
     elif kind == "null_category":
         record["workclass"] = None
+    elif kind == "huge":
+        record["capital_gain"] = 1e300  # finite JSON; its scaled value overflows float32
     text = json.dumps({"instances": [record]})
     if kind == "nan":
         text = text.replace(f'"hours_per_week": {good["hours_per_week"]}', '"hours_per_week": NaN')
