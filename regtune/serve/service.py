@@ -74,9 +74,9 @@ Rows = tuple[torch.Tensor, Groups]
 Forward = Callable[[Rows], Awaitable[np.ndarray]]
 
 #: The drift and feedback gauges are refreshed at most this often (seconds). A
-#: refresh is O(window) (about 50 ms for a drift report over 64 features, 15 ms for
-#: 10k labelled rows), so it runs in a background task, its arithmetic in a worker
-#: thread on a snapshot of the windows; requests never wait for it.
+#: refresh is O(window) (a drift report over every feature, ECE over every labelled
+#: row), so it runs in a background task, its arithmetic in a worker thread on a
+#: snapshot of the windows; requests never wait for it.
 GAUGE_EVERY_S = 10.0
 
 NOT_SERVED = "model {name!r} is not served here; served: [{served!r}]"
