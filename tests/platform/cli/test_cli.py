@@ -192,6 +192,12 @@ def test_sweep_json_summary(ray_local: None, tmp_path: Path) -> None:
     assert config["training"]["epochs"] == 2
     assert config["model"]["dropout"] == best["params"]["model.dropout"]
     assert config["penalties"]["l2"] == best["params"]["penalties.l2"]
+    # run_sweep ranked the trials on the rows the store holds, as a rebuild from disk does.
+    rebuilt = SweepOutcome.from_path(str(tmp_path / "cli-json"))
+    assert rebuilt.best is not None and rebuilt.best.trial_id == summary["best"]["trial_id"]
+    epochs = {t["trial_id"]: t["epoch"] for t in summary["trials"]}
+    assert epochs == {t.trial_id: t.epoch for t in rebuilt.trials}
+    assert all(epoch in (1, 2) for epoch in epochs.values())
     again = runner.invoke(
         app, ["sweep", "quickstart", "--storage", str(tmp_path), "--name", "cli-json"]
     )
