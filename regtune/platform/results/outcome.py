@@ -289,13 +289,14 @@ def ranked_rows(epochs: pd.DataFrame, spec: SweepSpec) -> dict[str, tuple[int, d
 
 def _stored_ranks(spec: SweepSpec, path: str) -> dict[str, tuple[int, dict[str, float]]]:
     """:func:`ranked_rows` from the results folder the sweep wrote; ``{}`` when it
-    wrote none there (then trials are ranked on their last epoch)."""
+    wrote none there or it cannot be read now (then trials are ranked on their last
+    epoch, as Tune reported it: the sweep's own outcome never fails on its store)."""
     from regtune.errors import DataError
     from regtune.platform.results.read import read_epochs
 
     try:
         return ranked_rows(read_epochs(path), spec)
-    except DataError:
+    except (DataError, OSError):
         return {}
 
 

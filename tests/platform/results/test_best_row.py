@@ -41,3 +41,40 @@ def test_errored_trials_are_never_best_and_trials_rank_on_their_best_epoch(
     on_sweep_front = {outcome.trials[i].trial_id for i in outcome.front}
     assert on_sweep_front == set(analysis.front.front.index)
     assert outcome.to_dict()["trials"][0]["epoch"] == 2
+
+
+class _GridRow:
+    """One ResultGrid entry as outcome_from_grid reads it: Tune's last result."""
+
+    def __init__(self, trial_id: str, acc: float, iteration: int, error: bool = False) -> None:
+        self.metrics = {"trial_id": trial_id, "training_iteration": iteration, **_metrics(acc)}
+        self.config = _config(1e-4)
+        self.path = f"/nowhere/trial_{trial_id}"
+        self.error = "failed" if error else None
+        self.checkpoint = None
+
+
+def test_the_sweeps_own_outcome_ranks_on_the_stored_rows_or_else_the_last(
+    tmp_path: Path,
+) -> None:
+    from regtune.platform.results import outcome_from_grid
+    from regtune.search_spaces import load_spec
+    from tests.platform.results.test_store import SPEC
+
+    exp = str(tmp_path / "ranked")
+    _sweep(exp)
+    grid = [_GridRow("a", 0.7, 3), _GridRow("b", 0.9, 3), _GridRow("c", 0.99, 1, error=True)]
+    spec = load_spec(SPEC)
+    stored = outcome_from_grid(spec, grid, name="ranked", path=exp, elapsed_s=1.0)
+    assert stored.best is not None and stored.best.trial_id == "a" and stored.best.epoch == 2
+    rebuilt = SweepOutcome.from_path(exp)
+    for ours, disk in zip(stored.trials, rebuilt.trials, strict=True):
+        assert (ours.trial_id, ours.epoch, ours.objectives, ours.ranked) == (
+            disk.trial_id,
+            disk.epoch,
+            disk.objectives,
+            disk.ranked,
+        )
+    # No store there (or unreadable): Tune's last results rank, the error still never best.
+    bare = outcome_from_grid(spec, grid, name="bare", path=str(tmp_path / "none"), elapsed_s=1.0)
+    assert bare.best is not None and bare.best.trial_id == "b" and bare.best.epoch is None
