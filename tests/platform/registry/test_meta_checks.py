@@ -15,10 +15,19 @@ from typing import Any
 import pytest
 
 from regtune.errors import CheckpointError
-from regtune.platform.registry import ModelVersion, load_version
+from regtune.platform.registry import Member, ModelVersion, load_version, save_version
 from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
+from regtune.trainables.loop import RunResult
 
 Change = Callable[[dict[str, Any]], None]
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> ModelVersion:
+    """``tiny:1`` written once for the module (each case edits a copy of it)."""
+    member = Member.from_model(tiny_run.config, tiny_run.model, trial_id="t0")
+    root = str(tmp_path_factory.mktemp("registry"))
+    return save_version("tiny", [member], tiny_run.dataset, root=root)
 
 
 def _rewrite(version: ModelVersion, target: Path, change: Change) -> Path:
@@ -135,9 +144,9 @@ CASES: list[tuple[str, Change, str, str]] = [
     ("change", "field", "allowed"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_a_malformed_field_is_refused_naming_it(
-    tiny_version: ModelVersion, tmp_path: Path, change: Change, field: str, allowed: str
+    saved: ModelVersion, tmp_path: Path, change: Change, field: str, allowed: str
 ) -> None:
-    path = _rewrite(tiny_version, tmp_path / "copy", change)
+    path = _rewrite(saved, tmp_path / "copy", change)
     with pytest.raises(CheckpointError) as info:
         load_version(str(path))
     message = str(info.value)
@@ -145,14 +154,14 @@ def test_a_malformed_field_is_refused_naming_it(
     assert str(path) in message
 
 
-def test_the_version_must_match_its_folder(tiny_version: ModelVersion, tmp_path: Path) -> None:
-    path = _rewrite(tiny_version, tmp_path / "registry" / "tiny" / "v7", lambda meta: None)
+def test_the_version_must_match_its_folder(saved: ModelVersion, tmp_path: Path) -> None:
+    path = _rewrite(saved, tmp_path / "registry" / "tiny" / "v7", lambda meta: None)
     with pytest.raises(
         CheckpointError, match=r"field 'version' is 1; allowed: 7, the number of its folder v7"
     ):
         load_version(str(path))
 
 
-def test_an_unchanged_copy_loads(tiny_version: ModelVersion, tmp_path: Path) -> None:
-    path = _rewrite(tiny_version, tmp_path / "copy", lambda meta: None)
-    assert load_version(str(path)).classes == tiny_version.classes
+def test_an_unchanged_copy_loads(saved: ModelVersion, tmp_path: Path) -> None:
+    path = _rewrite(saved, tmp_path / "copy", lambda meta: None)
+    assert load_version(str(path)).classes == saved.classes

@@ -25,8 +25,8 @@ from regtune.trainables.data import Dataset
 
 from .conftest import FinishedRun
 
-#: The epoch early stopping keeps in :data:`.conftest.EARLY_CONFIG` (of 8).
-KEPT = 5
+#: The epoch early stopping keeps in :data:`.conftest.EARLY_CONFIG`, and its last epoch.
+KEPT, LAST = 5, 6
 
 NOT_LOCAL = (
     r"promotion reads experiments from a local path; {where} is on an object store: "
@@ -65,11 +65,11 @@ def test_a_trial_counts_with_the_numbers_of_the_weights_it_ships(
     early_run: FinishedRun, early_experiment: Path, digits: Dataset
 ) -> None:
     history = early_run.trainer.history
-    assert (early_run.trainer.early.best_epoch, early_run.trainer.epoch) == (KEPT, 8)
+    assert (early_run.trainer.early.best_epoch, early_run.trainer.epoch) == (KEPT, LAST)
     kept, last = history[KEPT - 1], history[-1]
     assert kept["val_loss"] < last["val_loss"]
     (trial,) = read_sweep_trials(early_experiment)
-    assert (trial.epoch, trial.checkpoint_epoch) == (KEPT, 8)
+    assert (trial.epoch, trial.checkpoint_epoch) == (KEPT, LAST)
     for key in ("val_loss", "val_acc", "train_loss", "epoch"):
         assert trial.metrics[key] == kept[key], key
     # The last report's test_* metrics are of the kept weights (Trainer.finish): kept too.
