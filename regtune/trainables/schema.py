@@ -40,6 +40,10 @@ SCHEMA_VERSION = 1
 NOT_A_MAPPING = "record {index}: is a {kind}; expected a mapping of feature name to raw value"
 MISSING_KEY = "record {index}: missing feature {feature!r}; expected {expected}"
 NOT_NUMERIC = "record {index}: feature {feature!r} is {value!r}; expected a finite number"
+NOT_IN_RANGE = (
+    "record {index}: feature {feature!r} is {value!r}; expected a finite number whose "
+    "scaled value (x - {center:g}) / {scale:g} fits float32 (the model's input)"
+)
 MISSING_CATEGORY = (
     "record {index}: feature {feature!r} is {value!r}; expected a category such as "
     "{examples} (unseen categories encode as all zeros)"
@@ -174,7 +178,8 @@ class FeatureSchema:
         Raises:
             DataError: naming the record index, the feature and what is expected,
                 for a non-mapping record, a missing key, a non-numeric or
-                non-finite numeric value, or a missing categorical value.
+                non-finite numeric value (or one whose scaled value overflows
+                float32), or a missing categorical value.
         """
         numeric_names = {f.name for f in self.numeric}
         examples = {c.name: list(c.vocabulary[:3]) for c in self.categorical}
@@ -200,14 +205,31 @@ class FeatureSchema:
                         )
                     )
                 values.append(value)
-        return self._encode(columns, len(records))
+        out = self._encode(columns, len(records))
+        # A finite value far enough out overflows the float32 input: refused, as
+        # the server refuses it, rather than reaching the model as infinity.
+        bad = ~torch.isfinite(out[:, : len(self.numeric)])
+        if bad.any():
+            index, j = (int(k) for k in bad.nonzero()[0])
+            num = self.numeric[j]
+            raise DataError(
+                NOT_IN_RANGE.format(
+                    index=index,
+                    feature=num.name,
+                    value=columns[num.name][index],
+                    center=num.center,
+                    scale=num.scale,
+                )
+            )
+        return out
 
     def _encode(self, columns: Mapping[str, list[Any]], n: int) -> torch.Tensor:
         # The single code path for tables and records: serving equals training bitwise.
         out = np.zeros((n, self.n_features), dtype=np.float32)
         for j, num in enumerate(self.numeric):
             raw = np.asarray(columns[num.name], dtype=np.float64).reshape(n)
-            out[:, j] = (raw - num.center) / num.scale
+            with np.errstate(over="ignore", invalid="ignore"):  # transform refuses overflow
+                out[:, j] = (raw - num.center) / num.scale
         offset = len(self.numeric)
         for cat in self.categorical:
             codes = pd.Index(cat.vocabulary).get_indexer([str(v) for v in columns[cat.name]])

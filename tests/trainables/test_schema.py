@@ -61,6 +61,11 @@ NAN = float("nan")
         ({"a": NAN, "c": 1, "k": "x"}, _NOT_NUM(index=1, feature="a", value=NAN)),
         ({"a": 1, "c": True, "k": "x"}, _NOT_NUM(index=1, feature="c", value=True)),
         ({"a": 1, "c": 1, "k": None}, "record 1: feature 'k' is None; expected a category"),
+        # Finite, but (1e300 - 5) / 1 overflows the model's float32 input.
+        (
+            {"a": 1, "c": 1e300, "k": "x"},
+            schema_mod.NOT_IN_RANGE.format(index=1, feature="c", value=1e300, center=5, scale=1),
+        ),
         (["a", 1], schema_mod.NOT_A_MAPPING.format(index=1, kind="list")),
     ],
 )
