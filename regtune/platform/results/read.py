@@ -84,6 +84,10 @@ LENIENT_PASSES = 5
 #: Top-level keys a stored spec is never read without: trials would be ranked wrongly.
 KEPT_SPEC_KEYS = frozenset({"objectives", "<root>"})
 MISSING_COLUMNS = "a results part without the columns {missing}"
+TRIALS_UNREACHABLE = (
+    "{path}: the trial table could not be read ({error}); nothing was changed. Check the "
+    "storage and read again"
+)
 
 
 class ResultsWarning(UserWarning):
@@ -331,9 +335,16 @@ def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], fl
     then fall back to the epochs; the file is left in place).
 
     Raises:
-        OSError, DataError: as :func:`load_trial_states`.
+        DataError: the table exists but could not be read (a storage error,
+            named with the file: nothing is guessed from the epochs then), or
+            has another schema version.
     """
-    stored = load_trial_states(loc)
+    try:
+        stored = load_trial_states(loc)
+    except FileNotFoundError:
+        return {}, 0.0
+    except OSError as exc:
+        raise DataError(TRIALS_UNREACHABLE.format(path=loc.display(loc.trials), error=exc)) from exc
     if stored.unusable is not None:
         _skip(loc, loc.trials, stored.unusable)
     return stored.states, stored.run_s

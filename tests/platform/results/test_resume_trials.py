@@ -108,3 +108,18 @@ def test_a_trial_table_that_cannot_be_moved_aside_is_refused_by_name(
         _writer(exp).open()
     assert str(table) in str(info.value) and "permission denied" in str(info.value)
     assert table.read_bytes() == b"not parquet at all"
+
+
+def test_readers_name_an_unreachable_trial_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import regtune.platform.results.read as read_module
+
+    exp = str(tmp_path / "store")
+    _small_sweep(exp).write_trials()
+    loc = _failing(monkeypatch, exp, fail_reads=True)
+    monkeypatch.setattr(read_module, "locate", lambda _exp: loc)
+    with pytest.raises(DataError, match="trial table could not be read") as info:
+        read_trials(exp)
+    assert str(tmp_path / "store" / "results" / "trials.parquet") in str(info.value)
+    assert "connection reset" in str(info.value)
