@@ -25,8 +25,16 @@ from regtune.trainables.data import Dataset
 
 from .conftest import FinishedRun
 
-#: The epoch early stopping keeps in :data:`.conftest.EARLY_CONFIG`, and its last epoch.
-KEPT, LAST = 5, 6
+#: The last epoch of :data:`.conftest.EARLY_CONFIG` (early stopping keeps an earlier one: 5).
+LAST = 6
+
+
+def _kept(run: FinishedRun) -> int:
+    """The epoch early stopping kept (checked to be before the last)."""
+    best = run.trainer.early.best_epoch
+    assert 1 <= best < run.trainer.epoch == LAST, (best, run.trainer.epoch)
+    return best
+
 
 NOT_LOCAL = (
     r"promotion reads experiments from a local path; {where} is on an object store: "
@@ -65,11 +73,11 @@ def test_a_trial_counts_with_the_numbers_of_the_weights_it_ships(
     early_run: FinishedRun, early_experiment: Path, digits: Dataset
 ) -> None:
     history = early_run.trainer.history
-    assert (early_run.trainer.early.best_epoch, early_run.trainer.epoch) == (KEPT, LAST)
-    kept, last = history[KEPT - 1], history[-1]
+    kept_at = _kept(early_run)
+    kept, last = history[kept_at - 1], history[-1]
     assert kept["val_loss"] < last["val_loss"]
     (trial,) = read_sweep_trials(early_experiment)
-    assert (trial.epoch, trial.checkpoint_epoch) == (KEPT, LAST)
+    assert (trial.epoch, trial.checkpoint_epoch) == (kept_at, LAST)
     for key in ("val_loss", "val_acc", "train_loss", "epoch"):
         assert trial.metrics[key] == kept[key], key
     # The last report's test_* metrics are of the kept weights (Trainer.finish): kept too.
@@ -82,7 +90,10 @@ def test_a_trial_counts_with_the_numbers_of_the_weights_it_ships(
     assert scored["test_acc"] == pytest.approx(trial.metrics["test_acc"], abs=1e-9)
 
 
-def test_promotion_shows_and_records_the_kept_epoch(early_experiment: Path) -> None:
+def test_promotion_shows_and_records_the_kept_epoch(
+    early_run: FinishedRun, early_experiment: Path
+) -> None:
+    kept_at = _kept(early_run)
     storage = early_experiment.parent
     result = CliRunner().invoke(
         app,
@@ -94,10 +105,10 @@ def test_promotion_shows_and_records_the_kept_epoch(early_experiment: Path) -> N
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     (member,) = payload["members"]
-    assert member["epoch"] == KEPT
+    assert member["epoch"] == kept_at
     version = load_version("early:1", root=registry_root(str(storage)))
     lineage = version.meta["lineage"]
-    assert lineage["trial_epochs"] == {"early": KEPT}
+    assert lineage["trial_epochs"] == {"early": kept_at}
     chosen_by = lineage["trial_objectives"]["early"]["val_loss"]
     assert member["val_loss"] == chosen_by
     assert version.metrics["val_loss"] == pytest.approx(chosen_by, abs=1e-5)
