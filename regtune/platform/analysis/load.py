@@ -35,8 +35,12 @@ from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.results import ResultsWarning, read_epochs, read_spec, read_trials
 from regtune.platform.results.degenerate import GROUP_GAPS
 from regtune.platform.results.files import locate
-from regtune.platform.results.read import concat_parts, scan_epoch_parts, stored_trial_states
-from regtune.platform.results.schema import KIND_EPOCHS, ForeignFileError, check_metadata
+from regtune.platform.results.read import (
+    check_part,
+    concat_parts,
+    scan_epoch_parts,
+    stored_trial_states,
+)
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
@@ -121,9 +125,7 @@ def _checked_schema(exp: str, path: str) -> pa.Schema:
     loc = locate(exp)
     shown = loc.display(path)
     schema = pq.read_schema(path, filesystem=loc.fs)
-    check_metadata(shown, schema.metadata, kind=KIND_EPOCHS)
-    if not all(k in schema.names for k in _KEYS):
-        raise ForeignFileError(f"{shown}: a results part without trial_id/iteration")
+    check_part(shown, schema)
     return schema
 
 

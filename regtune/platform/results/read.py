@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ResultsWarning",
     "StoredTrials",
+    "check_part",
     "concat_parts",
     "load_trial_states",
     "read_epochs",
@@ -160,20 +161,30 @@ def _scan_once(
     return out
 
 
+def check_part(path: str, schema: pa.Schema) -> None:
+    """Refuse a part the store would not read: the store's and the analysis' one rule.
+
+    Raises:
+        ForeignFileError: not a regtune epoch part, or one without the fixed
+            epoch columns (``path`` is named; the part is then skipped).
+        DataError: another schema version.
+    """
+    check_metadata(path, schema.metadata, kind=KIND_EPOCHS)
+    missing = sorted({name for name, _ in FIXED_EPOCH_COLUMNS} - set(schema.names))
+    if missing:
+        raise ForeignFileError(f"{path}: {MISSING_COLUMNS.format(missing=', '.join(missing))}")
+
+
 def epoch_parts(loc: ResultsLocation) -> list[tuple[str, pa.Table]]:
     """Every readable regtune epoch part, oldest first, as ``(name, table)``.
 
     Raises:
         DataError: a part of another schema version.
     """
-    required = {name for name, _ in FIXED_EPOCH_COLUMNS}
 
     def read(path: str) -> pa.Table:
         table = pq.read_table(path, filesystem=loc.fs)
-        check_metadata(loc.display(path), table.schema.metadata, kind=KIND_EPOCHS)
-        missing = sorted(required - set(table.column_names))
-        if missing:
-            raise ForeignFileError(f"{path}: {MISSING_COLUMNS.format(missing=', '.join(missing))}")
+        check_part(loc.display(path), table.schema)
         return table
 
     return scan_epoch_parts(loc, read, lambda path, reason: _skip(loc, path, reason))

@@ -114,3 +114,29 @@ def test_a_config_value_that_changed_type_between_parts_is_read(tmp_path: Path) 
         assert epochs["config.bound"].isna().sum() == 4
     analysis = analyze_experiment(exp)
     assert analysis.n_trials == 1
+
+
+def test_the_store_and_the_analysis_skip_the_same_parts(tmp_path: Path) -> None:
+    """A part with regtune's metadata but without the fixed epoch columns is skipped by
+    both readers (the analysis once took it for a part)."""
+    import warnings
+
+    import pyarrow.parquet as pq
+
+    from regtune.platform.results import ResultsWarning
+
+    exp = tmp_path / "mixed"
+    writer = ResultsWriter(str(exp), max_t=8, flush_s=0)
+    _write(writer, {"a": HEALTHY}, lambda tid, i: {"l2": 0.1})
+    writer.close()
+    folder = exp / "results" / "epochs"
+    (good,) = folder.glob("part-*.parquet")
+    stripped = folder / "part-zzzz-no-timestamp.parquet"
+    pq.write_table(pq.read_table(good).drop_columns(["timestamp"]), stripped)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResultsWarning)
+        assert len(read_epochs(str(exp))) == 8
+    assert any(str(stripped) in str(w.message) for w in caught)
+    loaded = load_experiment(str(exp), columns=["val_acc"])
+    assert len(loaded.epochs) == 8
+    assert any(f"{stripped}: skipped" in note and "timestamp" in note for note in loaded.notes)
