@@ -158,13 +158,14 @@ class SweepOutcome:
         from regtune.platform.results.read import (
             read_epochs,
             read_spec,
-            read_trials,
             stored_trial_states,
+            trials_frame,
         )
 
         spec = read_spec(exp)
-        table = read_trials(exp)
-        ranks = ranked_rows(read_epochs(exp), spec)
+        epochs = read_epochs(exp)  # read once: the trial table and the ranked rows
+        table = trials_frame(locate(exp), epochs)
+        ranks = ranked_rows(epochs, spec)
         _, run_s = stored_trial_states(locate(exp))
         base = flatten_config(spec.base_config())
         trials = []

@@ -62,6 +62,7 @@ __all__ = [
     "read_spec",
     "read_trials",
     "scan_epoch_parts",
+    "trials_frame",
 ]
 
 #: Times a read starts over when a part vanished under it (a compaction).
@@ -379,7 +380,16 @@ def read_trials(exp: str) -> pd.DataFrame:
     """
     loc = locate(exp)
     _require(loc, exp, "trial table")
-    epochs = epochs_frame([table for _, table in epoch_parts(loc)])
+    return trials_frame(loc, epochs_frame([table for _, table in epoch_parts(loc)]))
+
+
+def trials_frame(loc: ResultsLocation, epochs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`read_trials`' table from epoch rows already read (:func:`read_epochs`'s)
+    and the stored statuses, for a caller that needs both without reading twice.
+
+    Raises:
+        DataError: as :func:`stored_trial_states`.
+    """
     states, _ = stored_trial_states(loc)
     rows = trial_table(epochs, states, experiment=_experiment_name(loc, epochs))
     if not rows:
