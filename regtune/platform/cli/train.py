@@ -1,4 +1,14 @@
-"""``regtune train``: one configuration, no Ray."""
+"""``regtune train``: one configuration, no Ray.
+
+``--resume`` continues the checkpoint in ``--checkpoint-dir``. The requested
+settings may differ from the stored ones (the training loop allows it, as PBT
+changes strengths mid-run): the command then warns, naming each changed key
+(old -> new), since the epochs already trained keep the old values. When the
+stored run is already finished (its epochs done or early-stopped) and the
+settings differ, nothing would be trained with the new values: the command
+refuses (exit 2) rather than report a model under settings it never saw.
+``--json`` prints strict JSON: non-finite numbers become ``null``.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +23,32 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from regtune.errors import RegtuneError
+from regtune.errors import RegtuneError, SpecError
 from regtune.platform.cli.app import SetOpt, SpecArg, app, console, fail, out
 from regtune.trainables.config import parse_train_config
 
-__all__ = ["LINE_PERIOD_S", "SHOWN_METRICS", "train"]
+__all__ = [
+    "FINISHED_CHANGED",
+    "LINE_PERIOD_S",
+    "RESUME_CHANGED",
+    "SHOWN_METRICS",
+    "config_changes",
+    "train",
+]
+
+#: Keys whose change on resume is expected and not worth a warning.
+RESUME_QUIET_KEYS = frozenset({"training.epochs"})
+#: Warning printed when a resumed run continues under other settings.
+RESUME_CHANGED = (
+    "warning: --resume: {path} was trained for {epochs} epochs with other settings; "
+    "those epochs keep the old values, the remaining ones use the new: {changes}"
+)
+#: Refusal when the stored run is finished, so the new settings would train nothing.
+FINISHED_CHANGED = (
+    "--resume: the run in {path} is already finished ({epochs} epochs{early}) and was "
+    "trained with other settings: {changes}; nothing would be trained with the new values. "
+    "Resume without changing them, raise training.epochs, or train into a new --checkpoint-dir"
+)
 
 #: Seconds between epoch lines when the output is not a terminal (as for sweeps).
 LINE_PERIOD_S = 5.0
@@ -48,7 +79,15 @@ def train(
         Path | None, typer.Option(help="Write checkpoints here (safetensors + JSON).")
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Epochs between checkpoints.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from --checkpoint-dir.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from --checkpoint-dir. Changed settings (e.g. --set "
+            "penalties.l2=0.5) are named in a warning and apply to the remaining epochs "
+            "only; a finished run with changed settings is refused.",
+        ),
+    ] = False,
 ) -> None:
     """Train one configuration without Ray and print its final metrics."""
     from regtune.search_spaces import load_train_config
@@ -58,6 +97,9 @@ def train(
         config = parse_train_config(load_train_config(spec, set_ or []))
         if resume and checkpoint_dir is None:
             raise RegtuneError("--resume needs --checkpoint-dir")
+        changed: list[tuple[str, Any, Any]] = []
+        if resume and checkpoint_dir is not None:
+            changed = _check_resume(checkpoint_dir, config.model_dump(mode="json"))
         result = _with_progress(
             lambda cb: run_training(
                 config,
@@ -80,9 +122,59 @@ def train(
             "elapsed_s": round(result.elapsed_s, 3),
             "metrics": final,
         }
-        sys.stdout.write(json.dumps(payload) + "\n")
+        if changed:
+            payload["changed_on_resume"] = {k: {"old": a, "new": b} for k, a, b in changed}
+        from regtune.platform.results.outcome import json_safe
+
+        sys.stdout.write(json.dumps(json_safe(payload), allow_nan=False) + "\n")
         return
     _print_metrics(final, title=f"{config.dataset.name} / {config.model.arch}")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return {k.rstrip("."): v for k, v in flat.items()}
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Dotted keys whose value differs between two config dumps, as (key, old, new)."""
+    a, b = _flatten(old), _flatten(new)
+    return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+
+
+def _check_resume(directory: Path, requested: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Compare the checkpoint's stored config with ``requested``: warn about
+    changed keys, refuse (SpecError) when the stored run is finished. A missing
+    or unreadable checkpoint is left to the training loop's own errors."""
+    from regtune.trainables.checkpoint import TREE_FILE
+
+    try:
+        tree = json.loads((directory / TREE_FILE).read_text(encoding="utf-8"))["tree"]
+        stored, epochs = tree["config"], int(tree["epoch"])
+        stopped = bool((tree.get("early") or {}).get("stopped"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    changed = [c for c in config_changes(stored, requested) if c[0] not in RESUME_QUIET_KEYS]
+    if not changed:
+        return []
+    text = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changed)
+    if stopped or epochs >= int(requested["training"]["epochs"]):
+        early = ", early-stopped" if stopped else ""
+        raise SpecError(
+            FINISHED_CHANGED.format(path=directory, epochs=epochs, early=early, changes=text)
+        )
+    console.print(
+        RESUME_CHANGED.format(path=directory, epochs=epochs, changes=text),
+        style="yellow",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    return changed
 
 
 def _with_progress(run: Any, *, total: int, quiet: bool) -> Any:
