@@ -81,6 +81,7 @@ from regtune.trainables.loop import (
     Trainer,
     _EarlyStop,
     epoch_metrics,
+    kept_epoch,
     resolve_device,
 )
 from regtune.trainables.models import build_model
@@ -614,6 +615,7 @@ class FusedCohort:
             # With a fairness bound the constraint decides which weights are kept.
             if (kept is None and best) or (kept is not None and kept.epoch == m.epoch):
                 m.best_state = self._state_of(m, self._own_row(k))
+            row["kept_epoch"] = float(kept_epoch(kept, es, m.epoch))
             rows[mid] = row
         # Robust accuracy last, as solo (after early stopping knows the last epoch).
         due = [k for k, mid in enumerate(self._ids) if self._robust_due(self._m[mid])]

@@ -56,7 +56,7 @@ from regtune.trainables.models import build_model
 from regtune.trainables.optim import SGD, AdamW
 from regtune.trainables.threshold_settings import ThresholdSettings
 
-__all__ = ["RunResult", "Trainer", "epoch_metrics", "resolve_device", "train"]
+__all__ = ["RunResult", "Trainer", "epoch_metrics", "kept_epoch", "resolve_device", "train"]
 
 #: Rows per forward pass when evaluating (memory bound, not a tuning knob).
 EVAL_BATCH = 4096
@@ -161,6 +161,21 @@ class _EarlyStop:
             if self.patience and self.bad_epochs >= self.patience:
                 self.stopped = True
         return better
+
+
+def kept_epoch(kept: selection.Selection | None, early: _EarlyStop, epoch: int) -> int:
+    """The epoch whose weights a run keeps so far (what :meth:`Trainer.restore_kept`
+    would load if it ended now): the fairness bound's choice, else early
+    stopping's best epoch (with a patience), else the latest epoch.
+
+    Reported in every epoch's row as ``kept_epoch``, so the results store, the
+    sweep summary and the analysis judge a trial by the model it keeps.
+    """
+    if kept is not None:
+        return kept.epoch
+    if early.patience > 0 and early.best_epoch > 0:
+        return early.best_epoch
+    return epoch
 
 
 @dataclass
@@ -481,6 +496,7 @@ class Trainer:
         # early stopping still decides when to stop.
         if (kept is None and best) or (kept is not None and kept.epoch == self.epoch):
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        row["kept_epoch"] = float(kept_epoch(kept, es, self.epoch))
         if self._robust_due():
             self._robust = (self.robust_accuracy("val"), self.epoch)
         if self._robust is not None:

@@ -100,6 +100,15 @@ def test_early_stopping_stops_and_restores_best(digits: Dataset) -> None:
     assert result.stopped_early
     assert len(result.history) == 3
     assert result.best_epoch == 1
+    # Every epoch says which epoch's weights the run keeps: here the first, throughout.
+    assert [r["kept_epoch"] for r in result.history] == [1.0, 1.0, 1.0]
+
+
+def test_kept_epoch_without_patience_is_the_latest(digits: Dataset) -> None:
+    """No early stopping: the run keeps its last weights, and each row says so."""
+    result = train(_cfg(training={"epochs": 3, "robust_every": 0}), dataset=digits)
+    assert [r["kept_epoch"] for r in result.history] == [1.0, 2.0, 3.0]
+    assert result.best_epoch == 3
 
 
 def test_dp_penalty_lowers_dp_diff_on_adult(adult: Dataset) -> None:
