@@ -1,5 +1,11 @@
 """Live sweep progress: trials running / finished / stopped early, best so far.
 
+"Best so far" is one reported epoch, the best by the results store's order
+(:func:`regtune.platform.results.ranking.best_first`: the first objective,
+ties broken by the others, the validation loss, the trial id), shown with
+its trial id and *its own* values of the other objectives: in a
+multi-objective sweep the line never combines values from different trials.
+
 :class:`SweepProgress` is plain bookkeeping (tested without Ray);
 :class:`ProgressCallback` feeds it from Tune's driver-side callback hooks and
 hands a snapshot to whoever displays it: the CLI's rich status line on a
@@ -10,6 +16,7 @@ the output is a log file or a pipe, where a status line would show nothing.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +24,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from regtune.platform.results.ranking import TIE_BREAK, best_first
 from regtune.platform.results.trials import trial_status
 
 __all__ = [
@@ -34,7 +42,12 @@ LINE_PERIOD_S = 5.0
 
 @dataclass
 class SweepProgress:
-    """Counts and best objective values of a running sweep."""
+    """Counts of a running sweep and its best epoch so far.
+
+    ``best`` maps each objective to the value the best epoch reported (an
+    objective that epoch did not report, or reported as NaN, is left out);
+    ``best_trial`` is that epoch's trial.
+    """
 
     objectives: Sequence[tuple[str, str]]
     total: int
@@ -44,8 +57,10 @@ class SweepProgress:
     stopped_early: int = 0
     errors: int = 0
     best: dict[str, float] = field(default_factory=dict)
+    best_trial: str | None = None
     clock: Callable[[], float] = time.monotonic
     _last_iter: dict[str, int] = field(default_factory=dict)
+    _best_row: dict[str, float] | None = None
     _started_at: float | None = None
 
     def __post_init__(self) -> None:
@@ -59,13 +74,18 @@ class SweepProgress:
         """A trial reported an epoch."""
         self.running.add(trial_id)
         self._last_iter[trial_id] = int(result.get("training_iteration", 0))
-        for metric, mode in self.objectives:
-            value = result.get(metric)
-            if value is None or not isinstance(value, (int, float)) or math.isnan(value):
-                continue
-            old = self.best.get(metric)
-            if old is None or (value > old if mode == "max" else value < old):
-                self.best[metric] = float(value)
+        if not self.objectives:
+            return
+        keys = {metric for metric, _ in self.objectives} | {TIE_BREAK[0]}
+        row = {k: float(v) for k in keys if _finite(v := result.get(k))}
+        if self._best_row is not None and self.best_trial is not None:
+            rows, ids = [self._best_row, row], [self.best_trial, trial_id]
+            if best_first(rows, ids, self.objectives)[:1] != [1]:
+                return
+        elif not best_first([row], [trial_id], self.objectives):
+            return  # no finite first objective: never the best
+        self._best_row, self.best_trial = row, trial_id
+        self.best = {m: row[m] for m, _ in self.objectives if m in row}
 
     def completed(self, trial_id: str, *, error: bool = False) -> None:
         """A trial ended: ran all epochs, was stopped, or failed for good."""
@@ -88,17 +108,30 @@ class SweepProgress:
             "errors": self.errors,
             "done": self.finished + self.stopped_early + self.errors,
             "best": dict(self.best),
+            "best_trial": self.best_trial,
             "elapsed_s": self.clock() - (self._started_at or 0.0),
         }
 
 
 def progress_text(snap: dict[str, Any]) -> str:
-    """One line for a :meth:`SweepProgress.snapshot`: counts, then the best values so far."""
+    """One line for a :meth:`SweepProgress.snapshot`: counts, then the best
+    epoch so far (its objectives' values, all from one trial, and that trial)."""
     best = "  ".join(f"{k} {v:.4f}" for k, v in snap["best"].items())
+    if best and snap.get("best_trial"):
+        best += f" (trial {snap['best_trial']})"
     return (
         f"[{snap.get('elapsed_s', 0.0):.0f} s] trials {snap['done']}/{snap['total']} done: "
         f"{snap['finished']} finished, {snap['stopped_early']} stopped early, "
         f"{snap['errors']} failed; {snap['running']} running | best {best or '-'}"
+    )
+
+
+def _finite(value: object) -> bool:
+    """A real number (numpy's too), not a bool, not NaN or infinite."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
     )
 
 

@@ -25,7 +25,41 @@ def test_counts_and_best_so_far() -> None:
     snap = p.snapshot()
     assert snap["finished"] == 1 and snap["stopped_early"] == 1 and snap["errors"] == 1
     assert snap["running"] == 0 and snap["done"] == 3
-    assert snap["best"] == {"val_acc": 0.9, "dp_diff": 0.05}
+    # The best epoch by the first objective, with its own values: b's dp_diff is NaN.
+    assert snap["best"] == {"val_acc": 0.9} and snap["best_trial"] == "b"
+
+
+def test_best_is_one_trials_epoch_never_a_mix_of_trials() -> None:
+    objectives = [("val_acc", "max"), ("dp_diff", "min"), ("eo_diff", "min")]
+    p = SweepProgress(objectives=objectives, total=3, max_t=4)
+    p.result("a", {"training_iteration": 1, "val_acc": 0.85, "dp_diff": 0.09, "eo_diff": 0.20})
+    p.result("b", {"training_iteration": 1, "val_acc": 0.80, "dp_diff": 0.02, "eo_diff": 0.08})
+    # A later epoch of a with a worse val_acc changes nothing.
+    p.result("a", {"training_iteration": 2, "val_acc": 0.84, "dp_diff": 0.01, "eo_diff": 0.01})
+    snap = p.snapshot()
+    assert snap["best"] == {"val_acc": 0.85, "dp_diff": 0.09, "eo_diff": 0.20}
+    assert snap["best_trial"] == "a"
+    line = progress_text(snap)
+    assert line.endswith("best val_acc 0.8500  dp_diff 0.0900  eo_diff 0.2000 (trial a)")
+    # A tie on val_acc goes to the next objective (results.ranking.best_first)...
+    p.result("c", {"training_iteration": 1, "val_acc": 0.85, "dp_diff": 0.03, "eo_diff": 0.50})
+    assert p.snapshot()["best"] == {"val_acc": 0.85, "dp_diff": 0.03, "eo_diff": 0.50}
+    assert p.snapshot()["best_trial"] == "c"
+    # ...and a full tie to the lower validation loss, then the trial id.
+    tie = {"val_acc": 0.85, "dp_diff": 0.03, "eo_diff": 0.50}
+    p.result("d", {"training_iteration": 1, **tie, "val_loss": 0.4})
+    p.result("e", {"training_iteration": 1, **tie, "val_loss": 0.3})
+    p.result("b2", {"training_iteration": 1, **tie, "val_loss": 0.3})
+    assert p.snapshot()["best_trial"] == "b2"
+
+
+def test_no_best_until_an_epoch_reports_a_finite_first_objective() -> None:
+    p = SweepProgress(objectives=[("val_acc", "max")], total=1, max_t=2)
+    p.result("a", {"training_iteration": 1, "val_acc": float("nan")})
+    p.result("a", {"training_iteration": 2, "val_acc": True})
+    snap = p.snapshot()
+    assert snap["best"] == {} and snap["best_trial"] is None
+    assert progress_text(snap).endswith("| best -")
 
 
 def test_callback_pickles_without_its_display_hook() -> None:
