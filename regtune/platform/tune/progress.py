@@ -77,7 +77,7 @@ class SweepProgress:
         if not self.objectives:
             return
         keys = {metric for metric, _ in self.objectives} | {TIE_BREAK[0]}
-        row = {k: float(v) for k in keys if _finite(v := result.get(k))}
+        row = {k: float(result[k]) for k in keys if _finite(result.get(k))}
         if self._best_row is not None and self.best_trial is not None:
             rows, ids = [self._best_row, row], [self.best_trial, trial_id]
             if best_first(rows, ids, self.objectives)[:1] != [1]:
