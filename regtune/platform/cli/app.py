@@ -20,7 +20,24 @@ from rich.console import Console
 
 from regtune import __version__
 
-__all__ = ["NameOpt", "SetOpt", "SpecArg", "app", "console", "data_app", "fail", "out"]
+__all__ = [
+    "HELP_MARKUP",
+    "NameOpt",
+    "SetOpt",
+    "SpecArg",
+    "app",
+    "console",
+    "data_app",
+    "fail",
+    "out",
+]
+
+#: ``--help`` is click's plain layout, not typer's rich panels: typer 0.29's
+#: panels show a type after every flag (``--json <bool>``, read as taking a
+#: value) and cut long option names at 80 columns (``--include-degenera…``);
+#: the plain layout shows flags bare and wraps only the help text. Sub-apps
+#: (``models``, ``data``) pass it too.
+HELP_MARKUP = None
 
 app = typer.Typer(
     name="regtune",
@@ -28,8 +45,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
-data_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Built-in datasets.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+)
 app.add_typer(data_app, name="data")
 
 console = Console(stderr=True)
@@ -39,7 +59,9 @@ out = Console()
 SpecArg = Annotated[str, typer.Argument(help="Sweep/training YAML file or preset name.")]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a key: --set penalties.l2=0.01 (repeatable)."),
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a key: --set penalties.l2=0.01 (repeatable)."
+    ),
 ]
 NameOpt = Annotated[
     str | None,

@@ -10,11 +10,13 @@ import typer
 from rich.table import Table
 
 from regtune.errors import RegtuneError
-from regtune.platform.cli.app import app, fail, out
+from regtune.platform.cli.app import HELP_MARKUP, app, fail, out
 
-__all__ = ["JsonOpt", "StorageOpt", "models_app", "postprocessing_table"]
+__all__ = ["JsonOpt", "StorageOpt", "list_table", "models_app", "postprocessing_table"]
 
-models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Registered model versions.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+)
 app.add_typer(models_app, name="models")
 
 #: Options the registry commands share.
@@ -30,6 +32,11 @@ RefArg = Annotated[str, typer.Argument(help="NAME (latest), NAME:VERSION or a ve
 
 #: Metrics shown by ``list`` and first by ``show``.
 KEY_METRICS = ("test_acc", "test_ece", "test_dp_diff", "gap", "size_bytes")
+#: ``models list`` columns in display order, and the order they are kept in
+#: when the terminal is narrow (``model`` is NAME:LATEST and always shown).
+LIST_COLUMNS = ("model", "versions", "kind", "created", *KEY_METRICS)
+LIST_PRIORITY = ("model", "versions", "test_acc", "kind", "test_ece", "gap", "created",
+                 "test_dp_diff", "size_bytes")  # fmt: skip
 
 
 def _meta(ref: str, storage: str | None) -> dict[str, Any]:
@@ -84,6 +91,57 @@ def postprocessing_table(post: Any) -> Table | None:
     return table
 
 
+def _cells(row: dict[str, Any]) -> dict[str, str]:
+    created = str(row["created_at"] or "-")
+    # ISO time to the minute ("2026-12-01T04:48:46+00:00" -> "2026-12-01 04:48").
+    short = created[:16].replace("T", " ") if len(created) >= 16 else created
+    metrics = {k: _fmt_short(row["metrics"][k]) for k in KEY_METRICS}
+    return {
+        "model": f"{row['name']}:{row['latest']}",
+        "versions": str(len(row["versions"])),
+        "kind": str(row["kind"]),
+        "created": short,
+        **metrics,
+    }
+
+
+def _fmt_short(value: Any) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    return _fmt(value)
+
+
+def list_table(rows: list[dict[str, Any]], root: str, *, width: int) -> Table:
+    """``models list`` as a table no wider than ``width``: no cell is cut.
+
+    Columns are taken in :data:`LIST_PRIORITY` order while they fit and shown
+    in :data:`LIST_COLUMNS` order; the ones left out are named in the caption
+    (``--json`` or a wider terminal shows them).
+    """
+    cells = [_cells(row) for row in rows]
+
+    def needed(column: str) -> int:
+        # A cell's padding and border take 3 characters beside its text.
+        return max([len(column), *(len(c[column]) for c in cells)]) + 3
+
+    used, shown = 1, set()
+    for column in LIST_PRIORITY:
+        if column == "model" or used + needed(column) <= width:
+            shown.add(column)
+            used += needed(column)
+    hidden = [c for c in LIST_COLUMNS if c not in shown]
+    caption = f"not shown at this width: {', '.join(hidden)} (see --json)" if hidden else None
+    table = Table(title=f"models in {root}", caption=caption)
+    for column in (c for c in LIST_COLUMNS if c in shown):
+        right = column in KEY_METRICS or column == "versions"
+        table.add_column(column, justify="right" if right else "left", no_wrap=True)
+    for row in cells:
+        table.add_row(*(row[c] for c in LIST_COLUMNS if c in shown))
+    return table
+
+
 def _emit_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
 
@@ -114,19 +172,7 @@ def list_(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         _emit_json({"registry": root, "models": rows})
         return
-    table = Table(title=f"models in {root}")
-    for column in ("name", "latest", "versions", "kind", "created", *KEY_METRICS):
-        table.add_column(column, justify="right" if column in KEY_METRICS else "left")
-    for row in rows:
-        table.add_row(
-            row["name"],
-            str(row["latest"]),
-            str(len(row["versions"])),
-            str(row["kind"]),
-            str(row["created_at"]),
-            *(_fmt(row["metrics"][k]) for k in KEY_METRICS),
-        )
-    out.print(table)
+    out.print(list_table(rows, root, width=out.width))
 
 
 @models_app.command()
