@@ -49,6 +49,8 @@ BAD_TOKEN = "the bearer token does not match this server's"
 MODEL_FAULT = "model fault: {error}"
 NO_ROUTE = "no route {method} {path}; see /docs for the routes"
 WRONG_METHOD = "{method} is not allowed on {path}; allowed: {allowed}"
+#: The suffix of the predict route (``/v1/models/NAME:predict``), POST only.
+PREDICT_VERB = ":predict"
 
 PREDICT_BODY: dict[str, Any] = {
     "required": True,
@@ -216,6 +218,9 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     @api.get("/v1/models/{name}", tags=["models"])
     async def model(name: str) -> Response:
         """Version, inputs, metrics, batching, canary state and rollback log."""
+        if name.endswith(PREDICT_VERB):
+            # GET on the predict route: the route exists, for POST only.
+            raise StarletteHTTPException(405, headers={"Allow": "POST"})
         return _json(service.describe(name))
 
     @api.post(

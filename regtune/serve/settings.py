@@ -116,6 +116,18 @@ class ServeSettings(BaseModel):
         return f"{name}:{value}" if value.isdigit() else value
 
 
+def _unknown(key: str) -> str:
+    """An unknown key's message: the allowed keys and the closest one (spec validation's rule)."""
+    import difflib
+
+    from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF, UNKNOWN_KEY
+
+    allowed = sorted(ServeSettings.model_fields)
+    message = UNKNOWN_KEY.format(key=key, allowed=", ".join(allowed))
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
+    return message + (DID_YOU_MEAN.format(suggestion=close[0]) if close else "")
+
+
 def parse_settings(
     raw: Mapping[str, Any] | ServeSettings, names: Mapping[str, str] | None = None
 ) -> ServeSettings:
@@ -129,10 +141,16 @@ def parse_settings(
     """
     if isinstance(raw, ServeSettings):
         return raw
+    problems = [
+        Problem((names or {}).get(str(key), f"serve.{key}"), _unknown(str(key)))
+        for key in raw
+        if key not in ServeSettings.model_fields
+    ]
+    if problems:
+        raise SpecError("\n".join(map(str, problems)), problems)
     try:
         return ServeSettings.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = []
         for problem in validation_problems(exc, ["serve"]):
             _, _, key = problem.path.partition(".")
             head, dot, rest = key.partition(".")

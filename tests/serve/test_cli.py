@@ -37,8 +37,10 @@ def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
     base = ["serve", f"{MODEL}:1", "--set", f"registry={registry.root}"]
     cases = [
         (["--canary-weight", "2"], "--canary-weight"),
-        (["--set", "bogus=1"], "serve.bogus"),
-        (["--set", "max_error_rate=3"], "serve.max_error_rate"),
+        (["--set", "bogus=1"], "--set bogus=1: unknown serve setting 'bogus'; allowed: access_log"),
+        (["--set", "max_p99=5"], "(did you mean 'max_p99_ms'?)"),
+        (["--set", "max_error_rate=3"], "--set max_error_rate=3: Input should be less than"),
+        (["--set", "max_p99_ms=abc"], "--set max_p99_ms=abc: Input should be a valid number"),
         (["--set", "nonsense"], "expected key=value"),
         (["--canary", "9"], "no version 9"),
         (["--shadow", "1"], "shadow is the primary version itself (adult:1); choose another"),
@@ -47,7 +49,7 @@ def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
     for extra, words in cases:
         result = runner.invoke(app, base + extra)
         assert result.exit_code == 2, (extra, result.output)
-        assert words in result.output, (extra, result.output)
+        assert words in " ".join(result.output.split()), (extra, result.output)
     missing = runner.invoke(app, ["serve", "no-such-model", "--set", f"registry={registry.root}"])
     assert missing.exit_code == 2
     assert "no-such-model" in missing.output
@@ -123,9 +125,9 @@ def test_unwritable_files_unknown_hosts_and_option_values_are_named(
         assert words in " ".join(result.output.split()), (extra, result.output)
         assert "Traceback" not in result.output and "already in use" not in result.output
     assert not missing.exists()
-    # A --set key keeps its settings name.
+    # A --set key is named as written.
     result = runner.invoke(app, [*base, "--set", "max_batch_size=5000"])
-    assert result.exit_code == 2 and "serve.max_batch_size" in result.output
+    assert result.exit_code == 2 and "--set max_batch_size=5000:" in result.output
 
 
 def test_version_numbers_and_relative_paths_reach_the_config_as_meant(
@@ -148,3 +150,62 @@ def test_version_numbers_and_relative_paths_reach_the_config_as_meant(
     assert parse_settings({"model": "m", "canary": 2, "shadow": 5}).ref_for("shadow", "m") == "m:5"
     with pytest.raises(SpecError, match=r"serve\.canary"):
         parse_settings({"model": "m", "canary": True})
+
+
+def test_write_config_pins_the_storage_root_and_the_version(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A storage root from $REGTUNE_STORAGE whose registry is the fixture's.
+    storage = tmp_path / "runs"
+    storage.mkdir()
+    (storage / "registry").symlink_to(registry.root, target_is_directory=True)
+    monkeypatch.setenv("REGTUNE_STORAGE", str(storage))
+    target = tmp_path / "serve.yaml"
+    result = runner.invoke(app, ["serve", MODEL, "--write-config", str(target)])
+    assert result.exit_code == 0, result.output
+    text = target.read_text()
+    assert text.endswith("\n")
+    (application,) = yaml.safe_load(text)["applications"]
+    latest = len(registry.versions)
+    assert application["args"] == {"model": f"{MODEL}:{latest}", "storage": str(storage)}
+    # A name that is not registered fails before a file is written.
+    missing = runner.invoke(app, ["serve", "nosuch", "--write-config", str(tmp_path / "n.yaml")])
+    assert missing.exit_code == 2 and "nosuch" in missing.output
+    assert not (tmp_path / "n.yaml").exists()
+
+
+def test_quickstart_says_how_to_serve_again_from_the_same_storage() -> None:
+    from regtune.platform.cli.quickstart import serve_again_command
+
+    assert serve_again_command(None) == "regtune serve quickstart"
+    quoted = "regtune serve quickstart --storage '/tmp/my runs'"
+    assert serve_again_command("/tmp/my runs") == quoted
+
+
+def test_banner_names_the_version_canary_shadow_and_token_on_unwrapped_lines() -> None:
+    from regtune.platform.cli.serve import banner_lines
+    from regtune.serve.settings import ServeSettings
+
+    settings = ServeSettings(model=MODEL, canary="2", canary_weight=0.25, shadow="3")
+    labels = {"primary": f"{MODEL}:1", "canary": f"{MODEL}:2", "shadow": f"{MODEL}:3"}
+    base = "http://127.0.0.1:8123"
+    lines = banner_lines(settings, MODEL, base, ["http://127.0.0.1:9000"], labels, True)
+    text = "\n".join(lines)
+    assert lines[0] == f"serving {MODEL}:1 at {base}"
+    assert f"POST {base}/v1/models/{MODEL}:predict" in text
+    assert f"canary:  {MODEL}:2 answers 25% of requests" in text
+    assert f"shadow:  {MODEL}:3 sees every request" in text
+    assert "bearer token required (Authorization: Bearer $REGTUNE_SERVE_TOKEN)" in text
+    assert "http://127.0.0.1:9000" in text
+    plain = banner_lines(ServeSettings(model=MODEL), MODEL, base, [], {"primary": "m:1"}, False)
+    assert not any(w in "\n".join(plain) for w in ("canary", "shadow", "token"))
+    # Printed at 40 columns, a URL stays on one line.
+    import io
+
+    from rich.console import Console
+
+    narrow = Console(file=io.StringIO(), width=40)
+    for line in lines:
+        narrow.print(line, soft_wrap=True, highlight=False, markup=False)
+    printed = narrow.file.getvalue()  # type: ignore[attr-defined]
+    assert f"{base}/v1/models/{MODEL}:predict" in printed

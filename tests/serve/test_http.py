@@ -197,9 +197,10 @@ def test_unknown_routes_and_methods_are_refused_in_the_documented_shape(
     service, recorder = make(registry)
 
     async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
-        return [await client.get("/v2/nothing"), await client.post("/v1/models", json={})]
+        return [await client.get("/v2/nothing"), await client.post("/v1/models", json={}),
+                await client.get(PREDICT)]  # fmt: skip
 
-    missing, method = run(service, scenario)
+    missing, method, get_predict = run(service, scenario)
     assert missing.status_code == 404
     assert missing.json() == {
         "error": "no route GET /v2/nothing; see /docs for the routes",
@@ -212,4 +213,11 @@ def test_unknown_routes_and_methods_are_refused_in_the_documented_shape(
         "field": "method",
         "allowed": "GET",
     }
-    assert recorder.rejections == [(MODEL, 404), (MODEL, 405)]
+    # GET on the predict route: the route exists for POST, not "no model adult:predict".
+    assert get_predict.status_code == 405 and get_predict.headers["allow"] == "POST"
+    assert get_predict.json() == {
+        "error": f"GET is not allowed on {PREDICT}; allowed: POST",
+        "field": "method",
+        "allowed": "POST",
+    }
+    assert recorder.rejections == [(MODEL, 404), (MODEL, 405), (MODEL, 405)]

@@ -20,6 +20,9 @@ from regtune.serve.settings import ServeSettings, parse_settings
         ({"model": "m", "replicas": 2}, "serve.replicas"),
         ({"model": "m", "min_requests": 500}, "min_requests (500) must not exceed rollout_window"),
         ({"model": "m", "drift_min_window": 5000}, "drift_min_window (5000) must not exceed"),
+        # An unknown key (a config file's args) names the allowed keys and the closest one.
+        ({"model": "m", "max_p99": 5}, "serve.max_p99: unknown key 'max_p99'; allowed: access_log"),
+        ({"model": "m", "max_p99": 5}, "(did you mean 'max_p99_ms'"),
     ],
 )
 def test_bad_settings_are_refused(raw: dict[str, object], words: str) -> None:

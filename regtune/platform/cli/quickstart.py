@@ -9,6 +9,7 @@ request before it shuts down.
 
 from __future__ import annotations
 
+import shlex
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +22,7 @@ from regtune.platform.cli.promote import promote
 from regtune.platform.cli.serve import serve
 from regtune.platform.cli.sweep import sweep
 
-__all__ = ["MODEL_NAME", "quickstart"]
+__all__ = ["MODEL_NAME", "quickstart", "serve_again_command"]
 
 #: The registry name the quickstart's winner is promoted under.
 MODEL_NAME = "quickstart"
@@ -125,6 +126,16 @@ def quickstart(
     )
     console.print(
         f"\n[bold green]done[/]: results and report under {experiment}; "
-        f"serve it again with: regtune serve {MODEL_NAME}",
+        f"serve it again with: {serve_again_command(storage)}",
         highlight=False,
+        soft_wrap=True,
     )
+
+
+def serve_again_command(storage: str | None) -> str:
+    """The command that serves the quickstart's model again: with ``--storage``
+    when one was given (shell-quoted), else the default root would be searched."""
+    words = ["regtune", "serve", MODEL_NAME]
+    if storage is not None:
+        words += ["--storage", storage]
+    return shlex.join(words)

@@ -1,11 +1,16 @@
 """``regtune serve NAME[:VERSION]``: a registered model behind HTTP on Ray Serve.
 
-Runs until Ctrl-C. ``--once`` starts the application, sends one predict
+Runs until Ctrl-C or SIGTERM (systemd, docker stop, kill): either prints
+"stopping", shuts Serve down and stops the Ray this command started, and
+exits with status 0. ``--once`` starts the application, sends one predict
 request (``--request FILE``, else a typical record built from the version's
 training reference), prints the JSON answer (and writes it to ``--output
 FILE``) and exits: status 0 when the answer was a 200, 1 otherwise.
 ``--write-config FILE`` writes the equivalent Serve config file (for
-``serve run`` / ``serve deploy``) and starts nothing.
+``serve run`` / ``serve deploy``) and starts nothing; the file pins what this
+command would serve: the storage root resolved (``--storage``, else
+``$REGTUNE_STORAGE``, else ``~/regtune_runs``) and the version (``NAME`` becomes
+``NAME:N``, the latest now), so it serves the same model wherever it runs.
 
 ``--ingress direct`` (the default, when this command starts its own local
 Ray) turns on Serve's direct ingress: the replica also answers on its own
@@ -22,8 +27,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -37,7 +45,7 @@ from regtune.platform.cli.app import app, console, fail, out
 if TYPE_CHECKING:
     from regtune.serve.settings import ServeSettings
 
-__all__ = ["Ingress", "once_request", "serve"]
+__all__ = ["BAD_SET_KEY", "Ingress", "banner_lines", "once_request", "serve"]
 
 PORT_BUSY = "--port {port}: {host}:{port} is already in use; choose a free port"
 NO_HOST = (
@@ -77,6 +85,8 @@ class Ingress(str, Enum):
 
 
 BAD_SET = "--set {item!r}: expected key=value with a key of the serve settings"
+#: A --set key that is no serve setting (the did-you-mean is spec validation's).
+BAD_SET_KEY = "--set {item}: unknown serve setting {key!r}; allowed: {allowed}"
 BAD_REQUEST_FILE = (
     '--request {path}: {error}; expected a JSON file holding {{"instances": [...]}} '
     "or a list of records"
@@ -145,14 +155,56 @@ def _write(option: str, path: Path, text: str) -> None:
         raise SpecError(BAD_OUTPUT.format(option=option, path=path, error=error)) from None
 
 
-def _overrides(items: list[str]) -> dict[str, Any]:
+def _overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``--set`` values by key, and each key's option as written (for messages).
+
+    Raises:
+        SpecError: an item that is not key=value, or a key that is no serve
+            setting (naming the allowed keys and the closest one).
+    """
+    import difflib
+
+    from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF
+    from regtune.serve.settings import ServeSettings
+
+    allowed = sorted(ServeSettings.model_fields)
     found: dict[str, Any] = {}
+    written: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise SpecError(BAD_SET.format(item=item))
-        found[key.strip()] = yaml.safe_load(value)
-    return found
+        if key not in allowed:
+            message = BAD_SET_KEY.format(item=item, key=key, allowed=", ".join(allowed))
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
+            raise SpecError(message + (DID_YOU_MEAN.format(suggestion=close[0]) if close else ""))
+        found[key] = yaml.safe_load(value)
+        written[key] = f"--set {item}"
+    return found, written
+
+
+def _pinned(settings: ServeSettings) -> ServeSettings:
+    """``settings`` with the storage root resolved and a bare ``NAME`` pinned to
+    its latest version, as a config file must hold them to serve the same model
+    elsewhere (another working directory, another ``$REGTUNE_STORAGE``).
+
+    Raises:
+        SpecError: an unknown model (a typo fails before the file is written).
+    """
+    from regtune.platform.registry.location import parse_ref, registry_root
+    from regtune.platform.registry.version import resolve_ref
+    from regtune.platform.storage import storage_root
+
+    update: dict[str, Any] = {}
+    if settings.registry is None:
+        update["storage"] = storage_root(settings.storage)
+    parsed = parse_ref(settings.model)
+    if parsed.name is not None:
+        root = settings.registry or registry_root(update.get("storage", settings.storage))
+        _, name, number = resolve_ref(settings.model, root)
+        update["model"] = f"{name}:{number}"
+    return settings.model_copy(update=update)
 
 
 def once_request(path: Path | None, typical: dict[str, Any]) -> bytes:
@@ -216,7 +268,11 @@ def serve(
     ] = "REGTUNE_SERVE_TOKEN",
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any other serve setting: --set max_p99_ms=100 (repeatable)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Any other serve setting: --set max_p99_ms=100 (repeatable).",
+        ),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Answer one request, print it and exit (smoke test).")
@@ -252,13 +308,15 @@ def serve(
             "num_replicas": replicas,
             "token_env": token_env,
         }
-        overrides = _overrides(set_ or [])
-        # A bad value of an option is named by the option; a --set key as serve.<key>.
-        names = {k: v for k, v in OPTION_OF.items() if k not in overrides}
+        overrides, written = _overrides(set_ or [])
+        # A bad value is named as the user wrote it: the option, or "--set key=value".
+        names = {**{k: v for k, v in OPTION_OF.items() if k not in overrides}, **written}
         settings = parse_settings(_absolute({**flags, **overrides}), names)
         if write_config is not None:
             from regtune.serve.app import write_config as config_text
 
+            _writable("--write-config", write_config)
+            settings = _pinned(settings)
             name = model.split(":")[0].rstrip("/").split("/")[-1]
             text = config_text(settings, host=host, port=port, app_name=f"regtune-{name}")
             _write("--write-config", write_config, text)
@@ -276,7 +334,12 @@ def serve(
         _check_port(host, port)
     except (RegtuneError, ValueError) as exc:
         raise fail(exc) from None
-    _run(settings, service.name, host, port, address, once, body, output, ingress)
+    labels = {
+        "primary": service.primary.ref,
+        "canary": service.canary.ref if service.canary is not None else None,
+        "shadow": service.shadow.ref if service.shadow is not None else None,
+    }
+    _run(settings, service.name, host, port, address, once, body, output, ingress, labels)
 
 
 def _run(
@@ -289,6 +352,7 @@ def _run(
     body: bytes,
     output: Path | None = None,
     ingress: Ingress = Ingress.proxy,
+    labels: dict[str, str | None] | None = None,
 ) -> None:
     import httpx
     import ray
@@ -310,24 +374,29 @@ def _run(
             # Asked for before this process started its Ray (the quickstart does),
             # it is on; otherwise the running Ray decides, and the user should know.
             console.print(NO_DIRECT)
+    started_ray = not ray.is_initialized()
     ensure_ray(address)
     start_http(host, port)
     app_name = f"regtune-{name}"
     try:
-        ray_serve.run(build_app(settings), name=app_name, route_prefix="/")
-        base = f"http://{host}:{port}"
-        console.print(
-            f"[bold]serving[/] {name} at {base}  (POST {base}/v1/models/{name}:predict, "
-            f"docs {base}/docs)"
-        )
-        direct = replica_urls(app_name) if ingress is Ingress.direct else []
-        for url in direct:
-            console.print(f"[bold]fast path[/] (a replica's own port, no proxy hop): {url}")
+        # Ray's own SIGTERM handler (set by ray.init) would exit at once: replaced,
+        # so that SIGTERM takes the same way out as Ctrl-C.
+        with _sigterm_as_interrupt():
+            ray_serve.run(build_app(settings), name=app_name, route_prefix="/")
+            base = f"http://{host}:{port}"
+            direct = replica_urls(app_name) if ingress is Ingress.direct else []
+            token = os.environ.get(settings.token_env)
+            for line in banner_lines(settings, name, base, direct, labels or {}, bool(token)):
+                # URLs are never wrapped: a terminal's line break would cut them.
+                console.print(line, soft_wrap=True, highlight=False, markup=False)
+            if not once:
+                console.print("Ctrl-C (or SIGTERM) to stop", highlight=False)
+                while True:
+                    time.sleep(1.0)
         if direct:
             base = direct[0]
         if once:
             headers = {"content-type": "application/json"}
-            token = os.environ.get(settings.token_env)
             if token:
                 headers["authorization"] = f"Bearer {token}"
             reply = httpx.post(
@@ -345,10 +414,60 @@ def _run(
             if reply.status_code != 200:
                 raise typer.Exit(code=1)
             return
-        console.print("Ctrl-C to stop")
-        while True:
-            time.sleep(1.0)
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
         ray_serve.shutdown()
+        if started_ray and not once:
+            # Stops the head node's processes (dashboard agent, runtime-env agent,
+            # raylet, GCS) now rather than leaving them to an exit handler.
+            ray.shutdown()
+
+
+def banner_lines(
+    settings: ServeSettings,
+    name: str,
+    base: str,
+    direct: list[str],
+    labels: dict[str, str | None],
+    token_required: bool,
+) -> list[str]:
+    """What ``regtune serve`` prints once the application is up: the version
+    served, its URLs, the canary and shadow, and whether a bearer token is needed."""
+    primary = labels.get("primary") or name
+    lines = [
+        f"serving {primary} at {base}",
+        f"  predict: POST {base}/v1/models/{name}:predict",
+        f"  docs:    {base}/docs",
+    ]
+    if labels.get("canary"):
+        share = f"{settings.canary_weight:.0%}"
+        lines.append(f"  canary:  {labels['canary']} answers {share} of requests")
+    if labels.get("shadow"):
+        lines.append(f"  shadow:  {labels['shadow']} sees every request, never answers")
+    if token_required:
+        lines.append(
+            f"  auth:    bearer token required (Authorization: Bearer ${settings.token_env})"
+        )
+    lines.extend(f"  fast path (a replica's own port, no proxy hop): {url}" for url in direct)
+    return lines
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (as Ctrl-C does);
+    the previous handler is put back after. Only the main thread can set it."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
