@@ -70,6 +70,7 @@ __all__ = [
     "RecordValidator",
     "RequestError",
     "UnknownCategories",
+    "more_errors",
 ]
 
 #: Default cap on one request body (bytes): about 2,000 Adult records.
@@ -98,7 +99,15 @@ MISSING_FEATURE = "{field} is missing; expected {allowed}"
 EXTRA_FEATURE = "{field} is not an input of this model; allowed keys: {allowed}"
 BAD_VALUE = "{field} is {value}; expected {allowed}"
 UNKNOWN_CATEGORY = "{field} is {value!r}; expected one of {allowed}"
-MORE_ERRORS = " (and {n} more problems in this request)"
+MORE_ERRORS = " (and {n} more {problems} in this request)"
+
+
+def more_errors(n: int) -> str:
+    """The suffix counting a request's further problems ("1 more problem", "3 more problems")."""
+    if n <= 0:
+        return ""
+    return MORE_ERRORS.format(n=n, problems="problem" if n == 1 else "problems")
+
 
 FINITE_NUMBER = "a finite number"
 IN_RANGE = (
@@ -330,7 +339,7 @@ class RecordValidator:
         loc = err["loc"]
         # Union members each report their own failure: count each field once.
         more = len({e["loc"][:2] for e in errors}) - 1
-        suffix = MORE_ERRORS.format(n=more) if more else ""
+        suffix = more_errors(more)
         field = _field(loc[:2])
         if len(loc) == 1:
             message = RECORD_NOT_OBJECT.format(field=field, kind=_kind(err["input"]))
@@ -375,7 +384,7 @@ class RecordValidator:
         allowed = self.in_range(names[j])
         value = _kind(records[index][names[j]])
         message = BAD_VALUE.format(field=field, value=value, allowed=allowed)
-        suffix = MORE_ERRORS.format(n=more) if more else ""
+        suffix = more_errors(more)
         raise RequestError(message + suffix, status=422, field=field, allowed=allowed)
 
     def _check_groups(self, records: list[dict[str, Any]], name: str) -> None:

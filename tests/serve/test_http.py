@@ -221,3 +221,16 @@ def test_unknown_routes_and_methods_are_refused_in_the_documented_shape(
         "allowed": "POST",
     }
     assert recorder.rejections == [(MODEL, 404), (MODEL, 405), (MODEL, 405)]
+
+
+def test_further_problems_are_counted_in_words(registry: Registry) -> None:
+    service, _ = make(registry)
+    bad = {**raw_records(registry, 1)[0], "age": "old"}
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.post(PREDICT, json={"instances": [bad] * n}) for n in (1, 2, 3)]
+
+    one, two, three = (reply.json()["error"] for reply in run(service, scenario))
+    assert "more problem" not in one
+    assert two.endswith("(and 1 more problem in this request)")
+    assert three.endswith("(and 2 more problems in this request)")
