@@ -23,6 +23,7 @@ from regtune.platform.analysis.columns import detail_columns
 from regtune.platform.analysis.curves import Segments, segments
 from regtune.platform.analysis.diagnosis import diagnose, explain, group_columns
 from regtune.platform.analysis.front import Front, pareto_table, resolve_objectives
+from regtune.platform.analysis.kept import KEPT_COLUMNS
 from regtune.platform.analysis.load import (
     Experiment,
     final_values,
@@ -229,8 +230,9 @@ def needed_columns(
     objectives: Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
 ) -> list[str]:
-    """The epoch columns an analysis reads: swept ``config.*`` columns, the losses,
-    the objectives, the path metrics (default: every metric but the best trial's
+    """The epoch columns an analysis reads: swept ``config.*`` columns, those that
+    tell which epoch a trial keeps (:data:`~regtune.platform.analysis.kept.KEPT_COLUMNS`),
+    the losses, the objectives, the path metrics (default: every metric but the best trial's
     detail columns, i.e. reliability bins and interval ends), group metrics.
 
     Raises:
@@ -259,6 +261,8 @@ def needed_columns(
     wanted += list(metrics) if metrics is not None else [m for m in present if m not in detail]
     for columns in group_columns(present).values():
         wanted += list(columns.values())
+    # Which epoch each trial keeps (the row it is judged on) is decided from these.
+    wanted += list(KEPT_COLUMNS)
     return [c for c in dict.fromkeys(wanted) if c in available]
 
 

@@ -1,12 +1,16 @@
 """One row per trial: its config and every metric at the epoch that represents it.
 
-A trial is represented by its *best* epoch under the primary objective (the
-epoch early stopping would restore; ties go to the earliest), or by its
-*last* epoch (``at="last"``). Every metric of the row, and the config, come
-from that one epoch, so a trial's accuracy, calibration and size are read
-together, against the penalty strengths in force then (PBT perturbs them).
-``test_*`` metrics and reliability bins exist on the final epoch only and are
-taken from it (:func:`~regtune.platform.analysis.columns.is_final_report`).
+A trial is represented by the epoch whose weights it keeps (``at="kept"``,
+the default: the fairness bound's choice, else early stopping's best epoch,
+else its last epoch; :mod:`~regtune.platform.analysis.kept`), so a trial is
+judged by the model it ends with, as ``regtune sweep`` and ``regtune
+promote`` rank it. ``at="best"`` takes instead the first epoch where the
+primary objective reaches its best, ``at="last"`` the last epoch. Every
+metric of the row, and the config, come from that one epoch, so a trial's
+accuracy, calibration and size are read together, against the penalty
+strengths in force then (PBT perturbs them). ``test_*`` metrics and
+reliability bins exist on the final epoch only and are taken from it
+(:func:`~regtune.platform.analysis.columns.is_final_report`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from numpy.typing import NDArray
 from regtune.errors import SpecError
 from regtune.platform.analysis.columns import is_final_report
 from regtune.platform.analysis.curves import Segments, segment_values, segments
+from regtune.platform.analysis.kept import kept_positions
 
 __all__ = [
     "BOOKKEEPING_COLUMNS",
@@ -38,9 +43,9 @@ BOOKKEEPING_COLUMNS = frozenset(
 )
 
 MSG_UNKNOWN_METRIC = "{what}: unknown metric {metric!r}; metrics present: {present}"
-MSG_BAD_AT = "at: {value!r} is not allowed; allowed: 'best', 'last'"
+MSG_BAD_AT = "at: {value!r} is not allowed; allowed: 'kept', 'best', 'last'"
 
-At = Literal["best", "last"]
+At = Literal["kept", "best", "last"]
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:
@@ -75,7 +80,7 @@ def select_epochs(
     (``mode`` ``"max"`` or ``"min"``, NaN ignored); a trial whose objective is
     NaN throughout falls back to its last epoch. ``at="last"``: the last epoch.
     """
-    if at not in ("best", "last"):
+    if at not in ("kept", "best", "last"):
         raise SpecError(MSG_BAD_AT.format(value=at))
     if at == "last" or seg.n_trials == 0:
         return seg.last
@@ -96,7 +101,7 @@ def trial_summary(
     objective: tuple[str, str],
     *,
     trials: pd.DataFrame | None = None,
-    at: At = "best",
+    at: At = "kept",
     seg: Segments | None = None,
 ) -> pd.DataFrame:
     """One row per trial (index ``trial_id``), its config and metrics at one epoch.
@@ -109,14 +114,18 @@ def trial_summary(
 
     Raises:
         SpecError: the objective's metric is not a column (the message lists
-            the metrics present), or ``at`` is not ``"best"``/``"last"``.
+            the metrics present), or ``at`` is not ``"kept"``, ``"best"`` or
+            ``"last"``.
         DataError: ``trial_id`` or ``iteration`` is missing.
     """
     metric, mode = objective
     seg = seg if seg is not None else segments(epochs)
     metrics = metric_columns(epochs)
     check_metric(metric, metrics, "objective")
-    chosen = select_epochs(seg, segment_values(epochs, metric, seg), mode, at)
+    if at == "kept":
+        chosen = kept_positions(epochs, seg)
+    else:
+        chosen = select_epochs(seg, segment_values(epochs, metric, seg), mode, at)
     last = seg.last
     out: dict[str, object] = {}
     # The config at the chosen row: PBT changes a trial's penalties as it trains, so

@@ -9,14 +9,15 @@ Degenerate trials (constant predictors, see
 :mod:`~regtune.platform.results.degenerate`) and errored trials are kept in
 ``trials`` and marked, but left off ``front`` and never ``best``.
 
-Which epoch a trial is ranked on: the stored results do not record which
-epoch's weights a trial keeps (``kept_epoch`` is reported only under a
-fairness bound), so trials are ranked on the analysis' row
-(:func:`~regtune.platform.analysis.summary.trial_summary`): the first epoch
-where the first objective reaches its best, with the final report's
-``test_*`` values from the last epoch. ``regtune sweep`` and ``regtune
-analyze`` thus compare the same numbers; :attr:`TrialSummary.epoch` says
-which epoch that is.
+Which epoch a trial is ranked on: the one whose weights it keeps, by the
+trainer's rule read from the stored rows
+(:mod:`~regtune.platform.analysis.kept`: a fairness bound's ``kept_epoch``,
+else early stopping's best epoch, else the last epoch), with the final
+report's ``test_*`` values (scored on those weights). The analysis judges a
+trial on the same row (:func:`~regtune.platform.analysis.summary.trial_summary`)
+and promotion ranks the weights it ships, so ``regtune sweep``, ``regtune
+analyze`` and ``regtune promote`` compare the same numbers;
+:attr:`TrialSummary.epoch` says which epoch that is.
 """
 
 from __future__ import annotations
@@ -269,15 +270,15 @@ def _objectives(spec: SweepSpec, metrics: Mapping[str, Any]) -> dict[str, float]
 
 
 def ranked_rows(epochs: pd.DataFrame, spec: SweepSpec) -> dict[str, tuple[int, dict[str, float]]]:
-    """Per trial, the epoch it is ranked on and its metrics there (finite ones), by
-    the analysis' rule (see the module); ``{}`` when the first objective was never
-    reported. ``epochs``: the store's epoch rows (:func:`read_epochs`)."""
+    """Per trial, the epoch it is ranked on (the one whose weights it keeps, see the
+    module) and its metrics there (finite ones); ``{}`` when the first objective was
+    never reported. ``epochs``: the store's epoch rows (:func:`read_epochs`)."""
     from regtune.platform.analysis.summary import metric_columns, trial_summary
 
     first = spec.objectives[0]
     if epochs.empty or first.metric not in metric_columns(epochs):
         return {}
-    summary = trial_summary(epochs, (first.metric, first.mode))
+    summary = trial_summary(epochs, (first.metric, first.mode), at="kept")
     metrics = [c for c in metric_columns(epochs) if c in summary.columns]
     out: dict[str, tuple[int, dict[str, float]]] = {}
     for tid, iteration, values in zip(

@@ -59,6 +59,7 @@ def test_public_api_is_what_is_exported() -> None:
         "curves",
         "diagnosis",
         "front",
+        "kept",
         "load",
         "pareto",
         "path",

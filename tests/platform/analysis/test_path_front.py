@@ -166,7 +166,7 @@ def test_verdict_ties_are_not_an_edge() -> None:
 
 def test_summary_picks_the_best_epoch() -> None:
     epochs = epochs_table({"t": HEALTHY, "u": {"train_loss": [1, 1], "val_loss": [0.5, 0.9]}})
-    summary = trial_summary(epochs, ("val_loss", "min"))
+    summary = trial_summary(epochs, ("val_loss", "min"), at="best")
     assert summary.loc["t", "iteration"] == 8 and summary.loc["u", "iteration"] == 1
     assert summary.loc["u", "val_loss"] == 0.5
     last = trial_summary(epochs, ("val_loss", "min"), at="last")
@@ -203,8 +203,60 @@ def test_a_trial_sits_on_the_path_at_the_config_of_its_chosen_epoch() -> None:
     epochs = epochs_table({"p": curve}, extra={"p": {"config.l2": [1e-4, 1e-4, 1e-2, 1e-2]}})
     # Rows out of order: the chosen row is found through the segments' sort.
     epochs = epochs.iloc[::-1].reset_index(drop=True)
-    summary = trial_summary(epochs, ("val_loss", "min"))
+    summary = trial_summary(epochs, ("val_loss", "min"), at="best")
     assert summary.loc["p", "iteration"] == 3
     assert summary.loc["p", "config.l2"] == 1e-2
     last = trial_summary(epochs, ("val_loss", "min"), at="last")
     assert last.loc["p", "iteration"] == 4 and last.loc["p", "config.l2"] == 1e-2
+
+
+def test_a_trial_is_represented_by_the_epoch_whose_weights_it_keeps() -> None:
+    """The trainer's rule: a fairness bound's reported kept_epoch, else early stopping's
+    best epoch (its metric, mode and min_delta), else the last epoch."""
+    import math
+
+    curve = {"train_loss": [1.0, 0.8, 0.6, 0.5, 0.45], "val_loss": [1.0, 0.5, 0.49, 0.7, 0.8]}
+    nan = [math.nan] * 4
+    extra = {
+        # early stopping on val_loss: epoch 3 (0.49 < 0.5); with min_delta 0.05: epoch 2
+        "es": {"config.training.early_stopping.patience": [2.0] * 5},
+        "es_delta": {
+            "config.training.early_stopping.patience": [2.0] * 5,
+            "config.training.early_stopping.min_delta": [0.05] * 5,
+        },
+        # early stopping on val_acc (max): val_acc = 1 - val_loss / 2.5 peaks at epoch 3
+        "es_acc": {
+            "config.training.early_stopping.patience": [2.0] * 5,
+            "config.training.early_stopping.metric": ["val_acc"] * 5,
+            "config.training.early_stopping.mode": ["max"] * 5,
+        },
+        # a fairness bound's final report says epoch 2, whatever early stopping found
+        "fair": {
+            "config.training.early_stopping.patience": [2.0] * 5,
+            "kept_epoch": [*nan, 2.0],
+        },
+        # no early stopping, no bound: the last epoch's weights stay
+        "plain": {},
+    }
+    epochs = epochs_table({k: curve for k in extra}, extra=extra)
+    epochs = epochs.sample(frac=1.0, random_state=0).reset_index(drop=True)  # any row order
+    kept = trial_summary(epochs, ("val_acc", "max"))["iteration"].to_dict()
+    assert kept == {"es": 3, "es_delta": 2, "es_acc": 3, "fair": 2, "plain": 5}
+    best = trial_summary(epochs, ("val_acc", "max"), at="best")["iteration"]
+    assert set(best) == {3}
+
+
+def test_a_running_trial_under_a_fairness_bound_keeps_the_bounds_choice() -> None:
+    """Before its final report (no kept_epoch yet) the bound's rule is applied to the
+    rows so far: the best val_acc among epochs with dp_diff <= bound - margin."""
+    curve = {"train_loss": [1.0, 0.8, 0.6, 0.5], "val_loss": [1.0, 0.5, 0.3, 0.2]}
+    fair = {
+        "config.penalties.fairness.kind": ["dp"] * 4,
+        "config.penalties.fairness.training_method": ["lagrangian"] * 4,
+        "config.penalties.fairness.bound": [0.1] * 4,
+        "config.penalties.fairness.margin": [0.0] * 4,
+        "dp_diff": [0.05, 0.08, 0.2, 0.3],
+    }
+    epochs = epochs_table({"r": curve}, extra={"r": fair})
+    summary = trial_summary(epochs, ("val_acc", "max"))
+    assert summary.loc["r", "iteration"] == 2  # epochs 3-4 break the bound

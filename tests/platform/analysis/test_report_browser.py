@@ -162,7 +162,9 @@ def test_report_renders_in_chromium(webdriver: tuple[httpx.Client, str], tmp_pat
     assert state["title"] == "regtune analysis: browser"
     assert state["images"] >= 5 and state["rendered"] == state["images"]
     assert state["tables"] >= 5 and state["rows"] >= 10
-    assert state["circles"] == 5 and state["svgWidth"] > 100
+    # Four points: the unstable trial keeps its last epoch (no early stopping restores
+    # an earlier one), whose losses are NaN, so it has no value to plot.
+    assert state["circles"] == 4 and state["svgWidth"] > 100
     assert state["tooltip"].startswith("trial ") and "val_acc = " in state["tooltip"]
     # The best trial's calibration curve and per-group panel render, with their tables.
     assert state["bestFigures"] == [

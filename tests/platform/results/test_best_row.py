@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from regtune.platform.analysis import analyze_experiment
 from regtune.platform.results import SweepOutcome
@@ -10,31 +11,51 @@ from tests.platform.results.conftest import tune_result
 from tests.platform.results.test_store import _config, _metrics, _writer
 
 
+def _es_config(patience: int) -> dict[str, Any]:
+    config = _config(1e-4)
+    config["training"]["early_stopping"] = {
+        "metric": "val_loss",
+        "mode": "min",
+        "patience": patience,
+    }
+    return config
+
+
 def _sweep(exp: str) -> None:
-    """a peaks at epoch 2 (0.95) and ends at 0.7; b ends at its best, 0.9; c failed
-    after one epoch at 0.99."""
+    """a (early stopping on val_loss) peaks at epoch 2 (0.95) and ends at 0.7: it keeps
+    epoch 2's weights; d (no early stopping) peaks at 0.97 and ends at 0.6: it keeps its
+    last; b ends at its best, 0.9; c failed after one epoch at 0.99."""
     w = _writer(exp)
-    for tid, accs in (("a", [0.6, 0.95, 0.7]), ("b", [0.8, 0.85, 0.9]), ("c", [0.99])):
+    trials = {
+        "a": ([0.6, 0.95, 0.7], 2),
+        "b": ([0.8, 0.85, 0.9], 0),
+        "c": ([0.99], 0),
+        "d": ([0.5, 0.97, 0.6], 0),
+    }
+    for tid, (accs, patience) in trials.items():
         for i, acc in enumerate(accs, start=1):
-            w.add(tid, tune_result(i, _config(1e-4 * len(tid)), **_metrics(acc)))
+            w.add(tid, tune_result(i, _es_config(patience), **_metrics(acc)))
         w.end_trial(tid, error=tid == "c")
     w.close()
 
 
-def test_errored_trials_are_never_best_and_trials_rank_on_their_best_epoch(
+def test_errored_trials_are_never_best_and_trials_rank_on_their_kept_epoch(
     tmp_path: Path,
 ) -> None:
     exp = str(tmp_path / "ranked")
     _sweep(exp)
     outcome = SweepOutcome.from_path(exp)
     best = outcome.best
-    assert best is not None and best.trial_id == "a"  # not c (error), not b (best last epoch)
+    # Not c (error), not d (its best epoch's weights are not the ones it keeps).
+    assert best is not None and best.trial_id == "a"
     assert best.epoch == 2 and best.objectives["val_acc"] == 0.95
     assert best.metrics["val_acc"] == 0.7  # the last epoch's values stay in metrics
     assert best.ranked["val_loss"] == 1.1 - 0.95  # ties break on the same row
+    d = next(t for t in outcome.trials if t.trial_id == "d")
+    assert d.epoch == 3 and d.objectives["val_acc"] == 0.6
     analysis = analyze_experiment(exp)
     assert analysis.best is not None and analysis.best.trial_id == "a"
-    assert analysis.summary.loc["a", "iteration"] == 2
+    assert analysis.summary["iteration"].to_dict() == {"a": 2, "b": 3, "c": 1, "d": 3}
     assert analysis.front is not None
     table = analysis.front.table
     assert table.loc["c", "excluded"] == "error" and not table.loc["c", "on_front"]
@@ -63,7 +84,12 @@ def test_the_sweeps_own_outcome_ranks_on_the_stored_rows_or_else_the_last(
 
     exp = str(tmp_path / "ranked")
     _sweep(exp)
-    grid = [_GridRow("a", 0.7, 3), _GridRow("b", 0.9, 3), _GridRow("c", 0.99, 1, error=True)]
+    grid = [
+        _GridRow("a", 0.7, 3),
+        _GridRow("b", 0.9, 3),
+        _GridRow("c", 0.99, 1, error=True),
+        _GridRow("d", 0.6, 3),
+    ]
     spec = load_spec(SPEC)
     stored = outcome_from_grid(spec, grid, name="ranked", path=exp, elapsed_s=1.0)
     assert stored.best is not None and stored.best.trial_id == "a" and stored.best.epoch == 2
