@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 import ray
 from ray import tune
@@ -294,3 +295,101 @@ def test_killed_driver_resumed_on_s3_continues_each_trial_and_loses_no_row(
     # Every trial that reached a checkpoint epoch names its checkpoint, on S3.
     assert trials.loc[trials["iterations"] >= 2, "checkpoint"].notna().all()
     assert all(c.startswith(f"s3://{BUCKET}/faults/") for c in trials["checkpoint"].dropna())
+
+
+#: A one-trial sweep whose driver dies at epoch 5, two epochs past its first
+#: checkpoint (epoch 2) and one past its second (epoch 4).
+UNSTORED_MAX_EPOCHS = 6
+UNSTORED_KILL_AT = 5
+#: The epochs whose rows the constructed kill leaves unstored.
+UNSTORED = [3, 4, 5]
+
+
+def _epoch_parts(exp: Path) -> dict[Path, list[tuple[str, int]]]:
+    """Each stored epoch part and the (trial id, iteration) rows it holds."""
+    out = {}
+    for part in sorted((exp / "results" / "epochs").glob("part-*.parquet")):
+        table = pq.read_table(part, columns=["trial_id", "iteration"])
+        ids, iterations = table["trial_id"].to_pylist(), table["iteration"].to_pylist()
+        out[part] = list(zip(ids, iterations, strict=True))
+    return out
+
+
+def test_resumed_trial_never_starts_past_its_stored_rows(ray_local: None, tmp_path: Path) -> None:
+    """The results store writes rows every few seconds, so a killed driver can
+    leave a checkpoint on disk whose epochs (and some before it) it never
+    stored. Resuming from that checkpoint would never train, nor store, them.
+
+    The kill is made deterministic: the driver stores every row at once and
+    dies at epoch 5 with checkpoints of epochs 2 and 4 and no Tune snapshot
+    since the start; the rows of epochs 3 to 5 are then taken out of the
+    store, which is what the store holds when a driver dies with them still
+    buffered. The resumed trial must continue
+    from epoch 2, the newest checkpoint whose epoch is stored, and store
+    every epoch once, with the numbers the killed run had computed.
+    """
+    raw = {
+        **BASE,
+        "name": "unstored",
+        "penalties": {"l2": {"grid": [1e-4]}},
+        "scheduler": {"kind": "none"},
+        "searcher": {"kind": "grid"},
+        "budget": {"samples": 1, "max_epochs": UNSTORED_MAX_EPOCHS},
+    }
+    script = tmp_path / "driver.py"
+    script.write_text(KILLED_DRIVER)
+    storage = tmp_path / "runs"
+    env = {
+        **os.environ,
+        FLUSH_ENV: "0",
+        "TUNE_GLOBAL_CHECKPOINT_S": "3600",
+        "PYTHONPATH": os.getcwd(),
+        "RAY_AUTH_MODE": "token",
+    }
+    address = ray.get_runtime_context().gcs_address
+    args = [json.dumps(raw), str(storage), address, str(UNSTORED_KILL_AT)]
+    killed = subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        start_new_session=True,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+
+    (exp,) = storage.iterdir()
+    ((trial_id, checkpoints),) = _checkpoints(pafs.LocalFileSystem(), str(exp)).items()
+    assert sorted(e for e in checkpoints.values() if e is not None) == [2, 4]
+    # The rows of epochs 3-5 leave the store. (Tune's result.json has not
+    # reached the storage folder either: Tune syncs it there periodically.)
+    first_run: dict[int, dict[str, Any]] = {}
+    stored = read_epochs(str(exp)).set_index("iteration")
+    for part, rows in _epoch_parts(exp).items():
+        assert len(rows) == 1  # every row was written at once, in its own part
+        if rows[0][1] in UNSTORED:
+            first_run[rows[0][1]] = stored.loc[rows[0][1]].to_dict()
+            part.unlink()
+    assert sorted(first_run) == UNSTORED
+    assert list(read_epochs(str(exp))["iteration"]) == [1, 2]
+
+    recorder = _Recorder()
+    outcome = run_sweep(
+        load_spec(raw), storage=str(storage), resume=True, name=exp.name, callbacks=[recorder]
+    )
+    (trial,) = outcome.trials
+    assert trial.status == "finished" and trial.iterations == UNSTORED_MAX_EPOCHS
+    # Continued from epoch 2's checkpoint (newer than Tune's snapshot, but
+    # stored), not epoch 4's (its epochs 3 and 4 were never stored).
+    epoch_2 = next(path for path, e in checkpoints.items() if e == 2)
+    assert recorder.restored_from[trial_id] == epoch_2
+    assert trial.run_info["training_iteration"] - trial.run_info["iterations_since_restore"] == 2
+
+    # Every epoch once, and the rerun epochs with the killed run's numbers.
+    rows = read_epochs(str(exp))
+    assert list(rows["iteration"]) == list(range(1, UNSTORED_MAX_EPOCHS + 1))
+    rows = rows.set_index("iteration")
+    for epoch, before in first_run.items():
+        for metric in ("train_loss", "val_loss", "val_acc", "gap"):
+            assert rows.loc[epoch, metric] == before[metric], (epoch, metric)
