@@ -311,7 +311,7 @@ def _columns(
         # The objectives are not the last epoch's: say which epoch they are.
         at = ["-" if t.epoch is None else str(t.epoch) for t in trials]
         columns.append(_Column("at epoch", at))
-        notes.append(f"objectives at the epoch of the best {metrics[0]}")
+        notes.append("objectives at the epoch whose weights each trial keeps")
     if outcome.front:
         front = set(outcome.front)
         columns.append(_Column("front", ["*" if i in front else "" for i in order], right=False))

@@ -335,7 +335,7 @@ def test_summary_first_row_is_the_best_trial_and_says_which_epoch() -> None:
     order = sorted(ids, key=text.index)
     assert order == [ids[2], ids[1], ids[3], ids[0]]
     assert f"best by val_acc: trial {ids[2]}" in text
-    assert "at epoch" in text and "objectives at the epoch of the best val_acc" in text
+    assert "at epoch" in text and "objectives at the epoch whose weights each trial keeps" in text
 
 
 def _best_params() -> dict[str, Any]:
