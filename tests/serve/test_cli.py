@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +214,75 @@ def test_banner_names_the_version_canary_shadow_and_token_on_unwrapped_lines() -
         narrow.print(line, soft_wrap=True, highlight=False, markup=False)
     printed = narrow.file.getvalue()  # type: ignore[attr-defined]
     assert f"{base}/v1/models/{MODEL}:predict" in printed
+
+
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below ``pid`` (from /proc), each with its start time (to tell
+    a process from a later one that reuses its id)."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def _running(pid: int, started: str) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree in /proc")
+def test_sigterm_stops_serve_cleanly_and_leaves_no_ray_process(registry: Registry) -> None:
+    from tests.smoke_zygote import PRESTART_ENV
+
+    env = {**os.environ, PRESTART_ENV: "0"}
+    env.pop("REGTUNE_SERVE_TOKEN", None)
+    args = [sys.executable, "-m", "regtune.platform.cli", "serve", f"{MODEL}:1",
+            "--port", str(free_port()), "--set", f"registry={registry.root}",
+            "--set", "num_cpus=0", "--ingress", "proxy"]  # fmt: skip
+    ours: list[tuple[int, str]] = []
+    with subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    ) as child:
+        try:
+            assert child.stderr is not None
+            before = []
+            for line in child.stderr:
+                before.append(line)
+                if "to stop" in line:
+                    break
+            assert any(line.startswith(f"serving {MODEL}:1 at") for line in before), before
+            ours = _descendants(child.pid)
+            assert len(ours) >= 2, "expected Ray's processes below the serve command"
+            child.send_signal(signal.SIGTERM)
+            rest = child.stderr.read()
+            status = child.wait(timeout=120)
+            assert status == 0, rest
+            assert "stopping" in rest and "Traceback" not in rest, rest
+            assert "SIGTERM" not in rest, rest  # Ray's own handler (and its stack dump) did not run
+            deadline = time.monotonic() + 10.0
+            while any(_running(*p) for p in ours) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert not [pid for pid, started in ours if _running(pid, started)]
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            for pid, started in ours:  # only what this test's child started
+                if _running(pid, started):
+                    os.kill(pid, signal.SIGKILL)
