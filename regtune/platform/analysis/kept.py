@@ -2,7 +2,11 @@
 
 A trial ends with the weights of one epoch (``Trainer.restore_kept`` in
 :mod:`regtune.trainables.loop`), and its final report (``test_*``) scores
-those. That epoch is, in the trainer's order:
+those. The trainer reports that epoch in every row, ``kept_epoch``
+(:func:`regtune.trainables.loop.kept_epoch`), so a trial's last row names it
+exactly. Results stored before it did (``kept_epoch`` only in a fairness
+bound's final report) get the trainer's rule rebuilt from their rows, in its
+order:
 
 1. the epoch a fairness bound keeps: ``kept_epoch`` in the final report; before
    the final report (a trial still running, or stopped by the scheduler) the
@@ -165,10 +169,10 @@ def kept_positions(epochs: pd.DataFrame, seg: Segments) -> NDArray[np.intp]:
     iterations = segment_values(epochs, "iteration", seg)
     decided = np.zeros(seg.n_trials, dtype=bool)
     if KEPT_EPOCH in epochs.columns:
-        reported = segment_values(epochs, KEPT_EPOCH, seg)
-        filled = np.where(np.isfinite(reported), reported, -np.inf)
-        kept = seg.reduce(np.maximum, filled)  # one final report: its value, or -inf
-        position = _position_of(seg, iterations, kept)
+        # The last row's: every row names the epoch kept so far (a PBT exploit
+        # can move it back); older results report it in the final row only.
+        kept = segment_values(epochs, KEPT_EPOCH, seg)[seg.last]
+        position = _position_of(seg, iterations, np.where(np.isfinite(kept), kept, np.nan))
         found = position >= 0
         chosen[found] = position[found]
         decided |= found

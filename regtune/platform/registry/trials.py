@@ -13,7 +13,7 @@ weights and the numbers it was chosen by always belong together:
 - no ``best_state``: the row reported at the checkpoint's epoch;
 - a ``best_state``: the kept epoch's row (validation numbers, model facts),
   plus what the last report added at the checkpoint's epoch that is not an
-  epoch's number (the ``test_*`` metrics, ``kept_epoch``, calibration):
+  epoch's number (the ``test_*`` metrics, calibration):
   ``Trainer.finish`` scores those on the kept weights.
 """
 
@@ -178,6 +178,11 @@ def kept_epoch(tree: dict[str, Any]) -> int | None:
         return None
     history = [r for r in tree.get("history") or [] if isinstance(r, dict)]
     epochs = {int(r["epoch"]) for r in history if isinstance(r.get("epoch"), (int, float))}
+    # Today's trainer names it in every row (loop.kept_epoch); older checkpoints
+    # get the rule rebuilt below.
+    named = history[-1].get("kept_epoch") if history else None
+    if isinstance(named, (int, float)) and not isinstance(named, bool) and named in epochs:
+        return int(named)
     try:
         fair = parse_train_config(tree.get("config") or {}).penalties.fairness
     except (SpecError, ValueError, TypeError):

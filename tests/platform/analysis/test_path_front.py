@@ -237,11 +237,17 @@ def test_a_trial_is_represented_by_the_epoch_whose_weights_it_keeps() -> None:
         },
         # no early stopping, no bound: the last epoch's weights stay
         "plain": {},
+        # today's trainer names the kept epoch in every row: the last row's decides,
+        # whatever the config would rebuild (a PBT exploit can move it back)
+        "reported": {
+            "config.training.early_stopping.patience": [2.0] * 5,
+            "kept_epoch": [1.0, 2.0, 3.0, 4.0, 1.0],
+        },
     }
     epochs = epochs_table({k: curve for k in extra}, extra=extra)
     epochs = epochs.sample(frac=1.0, random_state=0).reset_index(drop=True)  # any row order
     kept = trial_summary(epochs, ("val_acc", "max"))["iteration"].to_dict()
-    assert kept == {"es": 3, "es_delta": 2, "es_acc": 3, "fair": 2, "plain": 5}
+    assert kept == {"es": 3, "es_delta": 2, "es_acc": 3, "fair": 2, "plain": 5, "reported": 1}
     best = trial_summary(epochs, ("val_acc", "max"), at="best")["iteration"]
     assert set(best) == {3}
 
