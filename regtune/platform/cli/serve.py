@@ -162,9 +162,6 @@ def _overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         SpecError: an item that is not key=value, or a key that is no serve
             setting (naming the allowed keys and the closest one).
     """
-    import difflib
-
-    from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF
     from regtune.serve.settings import ServeSettings
 
     allowed = sorted(ServeSettings.model_fields)
@@ -176,12 +173,21 @@ def _overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         if not sep or not key:
             raise SpecError(BAD_SET.format(item=item))
         if key not in allowed:
-            message = BAD_SET_KEY.format(item=item, key=key, allowed=", ".join(allowed))
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
-            raise SpecError(message + (DID_YOU_MEAN.format(suggestion=close[0]) if close else ""))
+            raise SpecError(_unknown_key(item, key, allowed))
         found[key] = yaml.safe_load(value)
         written[key] = f"--set {item}"
     return found, written
+
+
+def _unknown_key(item: str, key: str, allowed: list[str]) -> str:
+    """The message for a --set key that is no setting, with spec validation's did-you-mean."""
+    import difflib
+
+    from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF
+
+    message = BAD_SET_KEY.format(item=item, key=key, allowed=", ".join(allowed))
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
+    return message + (DID_YOU_MEAN.format(suggestion=close[0]) if close else "")
 
 
 def _pinned(settings: ServeSettings) -> ServeSettings:
