@@ -125,7 +125,7 @@ def test_a_finite_number_whose_scaled_value_overflows_float32_is_refused_by_name
     error = refuse(validator, body({"instances": [GOOD, huge, huge]}))
     assert (error.status, error.field) == (422, "instances[1].capital-gain")
     assert "is a float (1e+300)" in str(error)
-    assert "(and 1 more problems in this request)" in str(error)
+    assert "(and 1 more problem in this request)" in str(error)
     assert error.allowed == (
         "a finite number from -2.38195e+42 to 2.38195e+42 (its scaled value (x - 1000) / 7000 "
         "must fit float32)"
