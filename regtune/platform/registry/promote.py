@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regtune.errors import SpecError
+from regtune.platform.registry.ensemble import (
+    VALIDATION_METRICS,
+    ValidationComparison,
+    compare_on_validation,
+)
 from regtune.platform.registry.evaluation import evaluate_module
 from regtune.platform.registry.gates import Gate, GateResult, check_gates, failed
 from regtune.platform.registry.location import check_name
@@ -77,6 +82,12 @@ class Promotion:
     version: ModelVersion | None = None
     skipped: list[str] = field(default_factory=list)
     postprocessing: PostProcessing | None = None
+    #: the ensemble's and each member's validation scores on the objectives
+    #: (None for one member, or an objective a validation split cannot score)
+    validation: ValidationComparison | None = None
+    #: what the user should know although every gate held (e.g. a member alone
+    #: does better on validation than the ensemble)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -149,6 +160,8 @@ def promote(
     post = _postprocessing(module, dataset, picked, weights)
     metrics = evaluate_module(module, dataset, robust=robust_settings(configs), post=post)
     results = check_gates(gates, metrics)
+    validation = _validation(module, members, dataset, chosen_objectives)
+    warning = None if validation is None else validation.warning()
     outcome = Promotion(
         experiment=str(path),
         objectives=chosen_objectives,
@@ -157,6 +170,8 @@ def promote(
         gates=results,
         skipped=skipped,
         postprocessing=post,
+        validation=validation,
+        warnings=[] if warning is None else [warning],
     )
     if not outcome.passed:
         return outcome
@@ -173,11 +188,22 @@ def promote(
         "gates": [r.gate.text for r in results],
         "excluded": excluded,
         "teacher": None,
+        "warnings": outcome.warnings,
     }
     outcome.version = save_version(
         name, members, dataset, metrics=metrics, lineage=lineage, root=root, postprocessing=post
     )
     return outcome
+
+
+def _validation(
+    module: nn.Module, members: list[Member], dataset: Dataset, objectives: list[Objective]
+) -> ValidationComparison | None:
+    """The ensemble against each member alone, on validation (see :mod:`.ensemble`)."""
+    if len(members) < 2 or any(m not in VALIDATION_METRICS for m, _ in objectives):
+        return None
+    nets = {m.trial_id or str(i): build_module([m], dataset) for i, m in enumerate(members)}
+    return compare_on_validation(module, nets, dataset, objectives)
 
 
 def _postprocessing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,80 @@ def test_diff_meta_lists_changed_leaves_only() -> None:
         "lineage": [("lineage.trials.1", None, "b")],
     }
     assert flatten({"x": {"y": [1, {"z": 2}]}}) == {"x.y.0": 1, "x.y.1.z": 2}
+
+
+# --- the ensemble against its best member, on validation -------------------------
+
+
+def test_dominating_member_single_and_several_objectives() -> None:
+    from regtune.platform.registry.ensemble import dominating_member
+
+    ens = {"val_acc": 0.79, "dp_diff": 0.10}
+    members = [{"val_acc": 0.85, "dp_diff": 0.12}, {"val_acc": 0.28, "dp_diff": 0.01}]
+    assert dominating_member(ens, members, [("val_acc", "max")]) == 0
+    assert dominating_member({"val_acc": 0.9}, members, [("val_acc", "max")]) is None
+    # equal is not better
+    assert dominating_member({"val_acc": 0.85}, members, [("val_acc", "max")]) is None
+    # two objectives: neither member is at least as good on both
+    assert dominating_member(ens, members, [("val_acc", "max"), ("dp_diff", "min")]) is None
+    better = [*members, {"val_acc": 0.80, "dp_diff": 0.10}]
+    assert dominating_member(ens, better, [("val_acc", "max"), ("dp_diff", "min")]) == 2
+    assert dominating_member({"val_acc": math.nan}, members, [("val_acc", "max")]) is None
+
+
+def _trial(experiment: Any, trial_id: str, digits: Any, *, spoil: bool) -> None:
+    """Write a finished tiny digits trial; ``spoil`` makes its network confidently
+    wrong (output rows rolled by one class, scaled up) and its reported val_acc low."""
+    import torch
+
+    from regtune.trainables.loop import Trainer
+    from tests.platform.registry.conftest import TINY_CONFIG, FinishedRun, write_trial
+
+    config = {**TINY_CONFIG, "training": {**TINY_CONFIG["training"], "epochs": 3, "lr": 0.05}}
+    trainer = Trainer(config, dataset=digits, device="cpu")
+    while not trainer.should_stop:
+        trainer.run_epoch()
+    final = trainer.finish()
+    if spoil:
+        last = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.copy_(10 * last.weight.roll(1, dims=0))
+            last.bias.copy_(10 * last.bias.roll(1, dims=0))
+        final = {**final, "val_acc": 0.05}
+    write_trial(experiment, trial_id, FinishedRun(trainer, final))
+
+
+def test_promote_warns_when_a_member_alone_beats_the_ensemble_on_validation(
+    tmp_path: Any, digits: Any
+) -> None:
+    from regtune.platform.registry.promote import promote
+
+    experiment = tmp_path / "storage" / "mixed"
+    _trial(experiment, "good", digits, spoil=False)
+    _trial(experiment, "bad", digits, spoil=True)
+    root = str(tmp_path / "registry")
+    result = promote(
+        str(experiment),
+        name="mixed",
+        top_k=2,
+        objectives=[("val_acc", "max")],
+        gates=parse_gates(["test_acc>=0.0"]),
+        root=root,
+    )
+    assert result.passed and result.version is not None
+    assert [t.trial_id for t in result.members] == ["good", "bad"]
+    comparison = result.validation
+    assert comparison is not None and comparison.better_member == "good"
+    ens, good = comparison.ensemble["val_acc"], comparison.members["good"]["val_acc"]
+    assert ens < good
+    # the ensemble's validation accuracy is the version's own (no post-processing here)
+    assert ens == pytest.approx(result.metrics["val_acc"])
+    (warning,) = result.warnings
+    assert f"val_acc {ens:.4f}" in warning and f"val_acc {good:.4f}" in warning
+    assert "--top-k 1" in warning and "good" in warning
+    assert result.version.meta["lineage"]["warnings"] == [warning]
+    # one member: nothing to compare, no warning
+    alone = promote(
+        str(experiment), name="alone", top_k=1, objectives=[("val_acc", "max")], root=root
+    )
+    assert alone.validation is None and alone.warnings == []

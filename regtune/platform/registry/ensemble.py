@@ -1,0 +1,158 @@
+"""Is the ensemble better than its best member? Judged on validation only.
+
+An ensemble (mean of member probabilities) of a good trial and a bad one can
+score below the good one alone. :func:`compare_on_validation` scores the
+ensemble and each member on the validation split, on the promotion's
+objectives, and names a member that does at least as well on every objective
+and better on one (for one objective: a member strictly better than the
+ensemble). Test numbers are never used, so the choice does not peek at what
+the gates will judge.
+
+All are scored on the networks' arg-max outputs without post-processing, the
+same way for the ensemble and the members (post-processing is refitted for an
+ensemble after the members are chosen).
+
+Only objectives a validation split can score are compared (:data:`VALIDATION_METRICS`);
+when an objective is none of these, no comparison is made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from regtune.trainables import metrics
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from regtune.trainables.data import Dataset
+
+__all__ = [
+    "VALIDATION_METRICS",
+    "ValidationComparison",
+    "compare_on_validation",
+    "dominating_member",
+    "validation_scores",
+]
+
+#: Objectives a trial reports on its validation split (as the trainer names them).
+VALIDATION_METRICS = ("val_loss", "val_acc", "gap", "ece", "brier", "dp_diff", "eo_diff")
+
+#: Rows per forward pass (memory bound, not a tuning knob).
+_BATCH = 4096
+
+
+def validation_scores(
+    module: nn.Module, dataset: Dataset, names: Sequence[str]
+) -> dict[str, float]:
+    """``module``'s validation metrics ``names`` (of :data:`VALIDATION_METRICS`), as a
+    trial reports them: ``gap`` is validation loss minus training loss."""
+    z = metrics.logits(module, dataset.val.x, batch_size=_BATCH)
+    val = metrics.score_logits(z, dataset.val.y, dataset.val.s)
+    row: dict[str, float] = {
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "ece": val["ece"],
+        "brier": val["brier"],
+        **{k: val[k] for k in ("dp_diff", "eo_diff") if k in val},
+    }
+    if "gap" in names:
+        zt = metrics.logits(module, dataset.train.x, batch_size=_BATCH)
+        row["gap"] = val["loss"] - metrics.score_logits(zt, dataset.train.y)["loss"]
+    return {n: float(row[n]) for n in names if n in row}
+
+
+def _at_least_as_good(a: float, b: float, mode: str) -> bool:
+    return a >= b if mode == "max" else a <= b
+
+
+def dominating_member(
+    ensemble: Mapping[str, float],
+    members: Sequence[Mapping[str, float]],
+    objectives: Sequence[tuple[str, str]],
+) -> int | None:
+    """Index of the member that beats the ensemble: at least as good on every
+    objective and strictly better on one (for one objective, the best such member;
+    for several, the first in ``members`` order). None when no member does, or a
+    value is missing or not finite."""
+    names = [m for m, _ in objectives]
+    rows = [ensemble, *members]
+    if not all(isinstance(r.get(n), float) and math.isfinite(r[n]) for r in rows for n in names):
+        return None
+    winners = [
+        i
+        for i, row in enumerate(members)
+        if all(_at_least_as_good(row[m], ensemble[m], mode) for m, mode in objectives)
+        and any(row[m] != ensemble[m] for m, _ in objectives)
+    ]
+    if not winners:
+        return None
+    if len(objectives) == 1:
+        metric, mode = objectives[0]
+        sign = -1.0 if mode == "max" else 1.0
+        return min(winners, key=lambda i: (sign * members[i][metric], i))
+    return winners[0]
+
+
+@dataclass(frozen=True)
+class ValidationComparison:
+    """The ensemble's and each member's validation scores on the objectives."""
+
+    objectives: list[tuple[str, str]]
+    ensemble: dict[str, float]
+    members: dict[str, dict[str, float]]
+    #: trial id of a member that beats the ensemble (see :func:`dominating_member`)
+    better_member: str | None
+
+    def warning(self) -> str | None:
+        """The sentence a promotion records when a member beats the ensemble, else None."""
+        if self.better_member is None:
+            return None
+        own = self.members[self.better_member]
+
+        def show(row: Mapping[str, float]) -> str:
+            return ", ".join(f"{m} {row[m]:.4f}" for m, _ in self.objectives)
+
+        return (
+            f"the ensemble is worse on validation than its member {self.better_member} alone "
+            f"(ensemble: {show(self.ensemble)}; {self.better_member}: {show(own)}); "
+            "pass --top-k 1 to register the best trial alone"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (for ``promote --json``)."""
+        return {
+            "objectives": [list(o) for o in self.objectives],
+            "ensemble": self.ensemble,
+            "members": self.members,
+            "better_member": self.better_member,
+        }
+
+
+def compare_on_validation(
+    ensemble: nn.Module,
+    members: Mapping[str, nn.Module],
+    dataset: Dataset,
+    objectives: Sequence[tuple[str, str]],
+) -> ValidationComparison | None:
+    """Score ``ensemble`` and each of ``members`` (trial id -> network) on validation.
+
+    None when an objective is not a validation metric (nothing comparable) or
+    there is a single member (the ensemble is that member).
+    """
+    names = [m for m, _ in objectives]
+    if len(members) < 2 or not names or any(n not in VALIDATION_METRICS for n in names):
+        return None
+    ens = validation_scores(ensemble, dataset, names)
+    scores = {tid: validation_scores(net, dataset, names) for tid, net in members.items()}
+    ids = list(scores)
+    index = dominating_member(ens, [scores[t] for t in ids], list(objectives))
+    return ValidationComparison(
+        objectives=list(objectives),
+        ensemble=ens,
+        members=scores,
+        better_member=None if index is None else ids[index],
+    )
