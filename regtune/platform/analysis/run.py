@@ -329,7 +329,7 @@ def analyze_tables(
         summary, front_objectives, reference=reference, include_degenerate=include_degenerate
     )
     diagnosis = diagnose(epochs, summary, seg=seg)
-    verdict = sweep_verdict(paths, diagnosis, swept)
+    verdict = sweep_verdict(paths, diagnosis, swept, summary.get("status"))
     # Ties go as in the sweep summary: the other objectives asked for (not the front's ece).
     others = [o for o in _chosen_objectives(spec, objectives) if o[0] != primary[0]]
     best_id = best_trial_id(summary, primary, others=others, include_degenerate=include_degenerate)

@@ -1,32 +1,48 @@
 """The sweep-level verdict: where the next sweep should look.
 
-Two kinds of evidence: where the best strength of each path sits in the range
-that was swept (at an edge: widen the range that way; inside: narrow around
-it), and what most trials suffered from (mostly overfit: shift regularization
-up; mostly underfit: down; many unstable: smaller steps).
+Two kinds of evidence, each named in the sentences it gives:
+
+- the regularization path (the objective's median per strength): where the
+  best strength sits in the range that was swept. Within the first or last
+  :data:`EDGE_SHARE` of the range (on the log scale for a log-scaled
+  parameter), with no worse strength tried beyond it: widen the range that
+  way (or, at a lower bound of 0, the penalty may be unneeded); inside:
+  narrow around it.
+- the diagnosis (each trial's loss curves): what most trials suffered from
+  (mostly overfit: shift regularization up; mostly underfit: down; many
+  unstable: smaller steps). When it points the other way from an edge of the
+  path, the sentence says so and which evidence is which.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from regtune.platform.analysis.swept import SweptParameter
+from regtune.platform.analysis.diagnosis import MIN_EPOCHS
+from regtune.platform.analysis.path import PATH_BINS
+from regtune.platform.analysis.swept import SweptParameter, role_of
+from regtune.platform.results.trials import RUNNING, STOPPED_EARLY
 
 __all__ = [
-    "EDGE_BINS",
+    "EDGE_COLUMNS",
+    "EDGE_SHARE",
     "MOSTLY",
     "TIE_ATOL",
     "UNSTABLE_SHARE",
     "WIDEN_FACTOR",
     "edges",
+    "range_position",
     "sweep_verdict",
 ]
 
-#: A best strength in the first or last this-many path bins is "at the edge".
-EDGE_BINS = 1
+#: A best strength within this share of the swept range from one end is "at that edge":
+#: the first or last of the :data:`~regtune.platform.analysis.path.PATH_BINS`
+#: equal-width bins a sampled path is grouped into (log-spaced for a log-scaled parameter).
+EDGE_SHARE = 1.0 / PATH_BINS
 #: A label shared by at least this share of the trials that could be diagnosed sets the verdict.
 MOSTLY = 0.5
 #: This share of unstable trials is enough to say so (a few diverged runs waste a sweep).
@@ -35,6 +51,35 @@ UNSTABLE_SHARE = 0.2
 TIE_ATOL = 1e-12
 #: How far to widen a log-scaled range past its edge (a factor), or a linear one (share of width).
 WIDEN_FACTOR = 10.0
+
+#: Columns of :func:`edges`.
+EDGE_COLUMNS = [
+    "parameter",
+    "best",
+    "low",
+    "high",
+    "position",
+    "edge",
+    "tied",
+    "tied_low",
+    "tied_high",
+    "next_low",
+    "next_high",
+]
+
+
+def range_position(value: float, low: float, high: float, log: bool) -> float:
+    """Where ``value`` sits in ``[low, high]``: 0 at ``low``, 1 at ``high``, on the log scale
+    when ``log`` and both ends are positive (a value <= 0 there is at 0)."""
+    if not high > low:
+        return 0.0
+    if log and low > 0:
+        if value <= 0:
+            return 0.0
+        share = (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+    else:
+        share = (value - low) / (high - low)
+    return float(min(max(share, 0.0), 1.0))
 
 
 def _suggest(parameter: SweptParameter, side: str) -> tuple[float, float] | None:
@@ -57,15 +102,32 @@ def _tied(points: pd.DataFrame, best_index: int) -> list[int]:
     return [int(i) for i in found] or [best_index]
 
 
+def _same(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return bool(np.allclose(a, b, rtol=1e-9, atol=0.0))
+
+
 def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) -> pd.DataFrame:
     """Per swept parameter: the best strength, the range swept, whether it is at an edge, and
     the range the next sweep should use.
 
-    Columns: ``parameter``, ``best``, ``low``, ``high`` (the range swept),
-    ``edge`` (``"lower"``, ``"upper"`` or ``""``), ``tied`` (how many path
-    strengths share the best median; with several, ``edge`` is set only when
-    all of them sit at that edge), ``tied_low``/``tied_high`` (the smallest and
+    Columns (:data:`EDGE_COLUMNS`): ``parameter``, ``best``, ``low``, ``high``
+    (the range swept), ``position`` (the best strength's share of the range,
+    0 at ``low``, 1 at ``high``, log scale for log parameters), ``edge``
+    (``"lower"``, ``"upper"`` or ``""``), ``tied`` (how many path strengths
+    share the best median), ``tied_low``/``tied_high`` (the smallest and
     largest of them), ``next_low``, ``next_high``.
+
+    ``edge`` is ``"lower"`` when every strength tied for best lies within
+    :data:`EDGE_SHARE` of the range from ``low`` and no worse strength was
+    tried below them (``"upper"`` likewise): a plateau reaching inward, or a
+    best with a worse strength tried past it, says nothing about what lies
+    past the edge. At an edge, ``next_*`` widens the range that way (x
+    :data:`WIDEN_FACTOR` on a log scale, half the width on a linear one);
+    where it cannot go lower (a linear range starting at 0), ``next_*`` is the
+    low end up to the next strength tried. Inside, ``next_*`` spans the
+    neighbouring path points (the range's own end where no point lies
+    beyond); when that is the whole range, ``next_*`` equals ``low``/``high``
+    and the verdict says the sweep is too coarse to narrow.
     """
     rows = []
     for parameter in swept:
@@ -81,27 +143,35 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
         tied = _tied(points, best_index)
         low = parameter.low if parameter.low is not None else float(points["low"].min())
         high = parameter.high if parameter.high is not None else float(points["high"].max())
+        strengths = points["strength"].to_numpy(dtype=float)
+        where = [range_position(float(strengths[i]), low, high, parameter.log) for i in tied]
+        last = len(points) - 1
         edge = ""
-        # An edge only when every strength tied for best is there: a plateau reaching
-        # inward says nothing about what lies past the edge.
-        if len(points) > 2 * EDGE_BINS:
-            if tied[-1] < EDGE_BINS:
-                edge = "lower"
-            elif tied[0] >= len(points) - EDGE_BINS:
-                edge = "upper"
+        if tied[0] == 0 and max(where) < EDGE_SHARE:
+            edge = "lower"
+        elif tied[-1] == last and min(where) > 1.0 - EDGE_SHARE:
+            edge = "upper"
         ranged = SweptParameter(parameter.name, parameter.kind, low, high, parameter.log, True)
-        if edge:
-            suggestion = _suggest(ranged, edge) or (low, high)
-        else:
-            # Narrow to the neighbouring path points around the best one(s).
-            lo_i, hi_i = max(tied[0] - 1, 0), min(tied[-1] + 1, len(points) - 1)
-            suggestion = (float(points.loc[lo_i, "low"]), float(points.loc[hi_i, "high"]))
+        suggestion = _suggest(ranged, edge) if edge else None
+        if edge == "lower" and (suggestion is None or suggestion[0] >= low):
+            # Cannot go lower: the low end, up to the next strength tried past the tied ones.
+            after = min(tied[-1] + 1, last)
+            suggestion = (low, float(points.loc[after, "high"]) if after > tied[-1] else high)
+        elif suggestion is None:
+            # Narrow to the neighbouring path points around the best one(s); past the
+            # outermost point tried, up to the range's own end (untried, not ruled out).
+            lo_i, hi_i = tied[0] - 1, tied[-1] + 1
+            suggestion = (
+                float(points.loc[lo_i, "low"]) if lo_i >= 0 else low,
+                float(points.loc[hi_i, "high"]) if hi_i <= last else high,
+            )
         rows.append(
             {
                 "parameter": parameter.name,
                 "best": best,
                 "low": low,
                 "high": high,
+                "position": range_position(best, low, high, parameter.log),
                 "edge": edge,
                 "tied": len(tied),
                 "tied_low": float(points.loc[tied[0], "strength"]),
@@ -110,91 +180,159 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
                 "next_high": suggestion[1],
             }
         )
-    columns = [
-        "parameter",
-        "best",
-        "low",
-        "high",
-        "edge",
-        "tied",
-        "tied_low",
-        "tied_high",
-        "next_low",
-        "next_high",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=EDGE_COLUMNS)
+
+
+def _path_lines(
+    table: pd.DataFrame, paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]
+) -> tuple[list[str], dict[str, str]]:
+    """The path's sentences, and per parameter the regularization its edge asks for
+    (``"more"``/``"less"``; absent when inside or not a penalty)."""
+    penalty = {p.name: p.is_penalty for p in swept}
+    lines: list[str] = []
+    wants: dict[str, str] = {}
+    for row in table.itertuples(index=False):
+        name = str(row.parameter)
+        metric = paths[name].attrs.get("objective_metric", "objective")
+        rng = f"[{row.low:.3g}, {row.high:.3g}]"
+        nxt = f"[{row.next_low:.3g}, {row.next_high:.3g}]"
+        whole = _same((row.next_low, row.next_high), (row.low, row.high))
+        best = f"best {name} ({row.best:.3g}, by median {metric})"
+        if row.edge == "upper":
+            lines.append(
+                f"{best} is at the upper edge of its range {rng}: widen it upward, e.g. to {nxt}"
+            )
+        elif row.edge == "lower" and row.next_low >= row.low:
+            what = (
+                "the penalty may be unneeded: compare with a run without it"
+                if penalty.get(name)
+                else "the sweep prefers its lowest value"
+            )
+            tail = "" if whole else f", or sweep the low end, e.g. {nxt}"
+            lines.append(
+                f"{best} is at the lower end of its range {rng}, which cannot go lower: "
+                f"{what}{tail}"
+            )
+        elif row.edge == "lower":
+            lines.append(
+                f"{best} is at the lower edge of its range {rng}: widen it downward, e.g. to {nxt}"
+            )
+        elif row.tied > 1:
+            advice = (
+                "judge them on another metric (too few strengths were tried around them to "
+                "narrow the range)"
+                if whole
+                else f"narrow the next sweep to {nxt} or judge them on another metric"
+            )
+            lines.append(
+                f"{row.tied} values of {name} tie for best (by median {metric}), from "
+                f"{row.tied_low:.3g} to {row.tied_high:.3g} (range swept {rng}): the objective "
+                f"cannot tell them apart; {advice}"
+            )
+        elif whole:
+            lines.append(
+                f"{best} is inside its range {rng} ({row.position:.0%} of the way up): too few "
+                "strengths were tried to narrow around it; keep the range and add trials"
+            )
+        else:
+            lines.append(
+                f"{best} is inside its range {rng} ({row.position:.0%} of the way up): narrow "
+                f"the next sweep to {nxt}"
+            )
+        if row.edge and penalty.get(name):
+            more = (row.edge == "upper") == (role_of(name) == "regularizer")
+            wants[name] = "more" if more else "less"
+    return lines, wants
+
+
+def _disagreement(wants: Mapping[str, str], direction: str) -> str:
+    """A clause naming the path edges that ask for the other direction than the curves."""
+    other = [name for name, want in wants.items() if want != direction]
+    if not other:
+        return ""
+    names = ", ".join(other)
+    opposite = "less" if direction == "more" else "more"
+    return (
+        f"; this reads the trials' loss curves, while the path of {names} above ranks them by "
+        f"the objective and points toward {opposite} regularization: check the best trials' "
+        "curves before moving the range"
+    )
 
 
 def sweep_verdict(
     paths: Mapping[str, pd.DataFrame],
     diagnosis: pd.DataFrame,
     swept: Sequence[SweptParameter],
+    status: pd.Series | None = None,
 ) -> list[str]:
-    """Sentences saying where the next sweep should look, most important first."""
-    lines: list[str] = []
-    for row in edges(paths, swept).itertuples(index=False):
-        rng = f"[{row.low:.3g}, {row.high:.3g}]"
-        if row.edge == "upper":
+    """Sentences saying where the next sweep should look, most important first.
+
+    ``status`` (the trial table's ``status`` by trial id, optional) tells
+    trials a scheduler or early stopping ended (``stopped early``) from those
+    whose whole budget was too short to diagnose.
+    """
+    lines, wants = _path_lines(edges(paths, swept), paths, swept)
+    if diagnosis.empty:
+        return lines
+    judged = ~diagnosis["too_short"].to_numpy(dtype=bool)
+    total = int(judged.sum())
+    if total:
+        share = {
+            label: float(diagnosis[label].to_numpy(dtype=bool)[judged].mean())
+            for label in ("overfit", "underfit", "unstable", "biased")
+        }
+        regularizers = [p.name for p in swept if p.is_penalty] or ["the penalties"]
+        names = ", ".join(regularizers)
+        if share["overfit"] >= MOSTLY:
             lines.append(
-                f"best {row.parameter} ({row.best:.3g}) is at the upper edge of its range {rng}: "
-                f"widen it upward, e.g. to [{row.next_low:.3g}, {row.next_high:.3g}]"
+                f"{share['overfit']:.0%} of {total} trials overfit: shift {names} toward "
+                "more regularization (or add data)" + _disagreement(wants, "more")
             )
-        elif row.edge == "lower" and row.next_low >= row.low:
+        if share["underfit"] >= MOSTLY:
             lines.append(
-                f"best {row.parameter} ({row.best:.3g}) is at the lower edge of its range {rng}, "
-                "which cannot go lower: the sweep prefers it off or weak; drop it or narrow the "
-                "range toward its lower end"
+                f"{share['underfit']:.0%} of {total} trials underfit: shift {names} toward "
+                "less regularization or add capacity" + _disagreement(wants, "less")
             )
-        elif row.edge == "lower":
+        if share["unstable"] >= UNSTABLE_SHARE:
             lines.append(
-                f"best {row.parameter} ({row.best:.3g}) is at the lower edge of its range {rng}: "
-                f"widen it downward, e.g. to [{row.next_low:.3g}, {row.next_high:.3g}]"
+                f"{share['unstable']:.0%} of {total} trials are unstable (NaN or spikes): "
+                "lower the learning rate or its upper bound"
             )
-        elif row.tied > 1:
+        if share["biased"] >= MOSTLY:
             lines.append(
-                f"{row.tied} values of {row.parameter} tie for best, from {row.tied_low:.3g} to "
-                f"{row.tied_high:.3g} (range swept {rng}): the objective cannot tell them apart; "
-                f"narrow the next sweep to [{row.next_low:.3g}, {row.next_high:.3g}] or judge "
-                "them on another metric"
+                f"{share['biased']:.0%} of {total} trials show a group gap: sweep "
+                "penalties.fairness.strength higher"
             )
-        else:
-            lines.append(
-                f"best {row.parameter} ({row.best:.3g}) is inside its range {rng}: narrow the "
-                f"next sweep to [{row.next_low:.3g}, {row.next_high:.3g}]"
-            )
-    if not diagnosis.empty:
-        judged = ~diagnosis["too_short"].to_numpy(dtype=bool)
-        total = int(judged.sum())
-        if total:
-            share = {
-                label: float(diagnosis[label].to_numpy(dtype=bool)[judged].mean())
-                for label in ("overfit", "underfit", "unstable", "biased")
-            }
-            regularizers = [p.name for p in swept if p.is_penalty] or ["the penalties"]
-            names = ", ".join(regularizers)
-            if share["overfit"] >= MOSTLY:
-                lines.append(
-                    f"{share['overfit']:.0%} of {total} trials overfit: shift {names} toward "
-                    "more regularization (or add data)"
-                )
-            if share["underfit"] >= MOSTLY:
-                lines.append(
-                    f"{share['underfit']:.0%} of {total} trials underfit: shift {names} toward "
-                    "less regularization or add capacity"
-                )
-            if share["unstable"] >= UNSTABLE_SHARE:
-                lines.append(
-                    f"{share['unstable']:.0%} of {total} trials are unstable (NaN or spikes): "
-                    "lower the learning rate or its upper bound"
-                )
-            if share["biased"] >= MOSTLY:
-                lines.append(
-                    f"{share['biased']:.0%} of {total} trials show a group gap: sweep "
-                    "penalties.fairness.strength higher"
-                )
-        short = int(diagnosis["too_short"].sum())
-        if short:
-            lines.append(
-                f"{short} trial(s) stopped before they could be diagnosed (early stopping)"
-            )
+    short = diagnosis.index[diagnosis["too_short"].to_numpy(dtype=bool)]
+    if len(short):
+        lines.append(_short_line(diagnosis.loc[short, "epochs"], status, short))
     return lines
+
+
+def _short_line(epochs: pd.Series, status: pd.Series | None, short: pd.Index) -> str:
+    """How many trials were too short to diagnose and their epochs; of them, how many the
+    trial table says ``stopped early`` (a scheduler or early stopping) or still running."""
+    counts = epochs.to_numpy(dtype=np.int64)
+    lo, hi = int(counts.min()), int(counts.max())
+    span = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    line = (
+        f"{len(short)} trial(s) too short to diagnose ({span} epoch{'s' if hi > 1 else ''} "
+        f"< {MIN_EPOCHS})"
+    )
+    states = (
+        status.reindex(short).astype(object)
+        if status is not None
+        else pd.Series(None, index=short, dtype=object)
+    )
+    stopped = int((states == STOPPED_EARLY).sum())
+    running = int((states == RUNNING).sum())
+    parts = []
+    if stopped:
+        parts.append(f"{stopped} stopped early (by the scheduler or early stopping)")
+    if running:
+        parts.append(f"{running} still running")
+    if parts:
+        line += ": " + ", ".join(parts)
+    if stopped + running < len(short):
+        line += f"; {MIN_EPOCHS} or more epochs (budget.max_epochs) are needed to diagnose a trial"
+    return line

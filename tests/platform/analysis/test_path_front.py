@@ -152,10 +152,12 @@ def test_verdict_ties_are_not_an_edge() -> None:
     row = edges({"penalties.l2": path}, [wide]).iloc[0]
     assert row["edge"] == "" and row["tied"] == 3
     assert (row["tied_low"], row["tied_high"]) == (1e-4, 1e-2)
+    # The neighbours span the whole range: nothing to narrow, and the verdict says so.
     assert (row["next_low"], row["next_high"]) == (path["low"].min(), path["high"].max())
     empty = pd.DataFrame(columns=["too_short"])
     (line,) = sweep_verdict({"penalties.l2": path}, empty, [wide])
-    assert line.startswith("3 values of penalties.l2 tie for best, from 0.0001 to 0.01")
+    assert line.startswith("3 values of penalties.l2 tie for best (by median val_acc), from 0.0001")
+    assert "narrow the next sweep" not in line and "too few strengths" in line
     # Tied at the edge alone (both seeds of the lowest strength): still the edge.
     lowest = _summary()
     lowest.loc[lowest["config.penalties.l2"] == 1e-4, "val_acc"] = 0.95

@@ -213,3 +213,15 @@ def test_two_folders_of_the_same_name_stay_apart(experiment: Path, tmp_path: Pat
     for name in names:
         assert (figures / f"{name.replace('/', '_')}-diagnosis.png").exists()
     assert distinct_names(["q", "q", "r"], ["/a/q", "/a/q", "/b/r"]) == ["a/q", "a/q#2", "r"]
+
+
+def test_a_two_epoch_grid_is_too_short_not_stopped_early(tmp_path: Path) -> None:
+    """max_epochs 2, both trials finished: nothing stopped them early."""
+    exp = tmp_path / "short"
+    configs = {t: {"penalties": {"l2": l2}} for t, l2 in (("a", 1e-4), ("b", 1e-2))}
+    write_experiment(str(exp), {"a": SHORT, "b": SHORT}, configs, max_t=2)
+    result = _invoke("analyze", str(exp), "--json")
+    assert result.exit_code == 0, result.output
+    (line,) = [v for v in json.loads(result.stdout)["experiments"][0]["verdict"] if "short" in v]
+    assert line.startswith("2 trial(s) too short to diagnose (2 epochs < 3)")
+    assert "early" not in line

@@ -1,0 +1,110 @@
+"""The sweep verdict: an edge is where the best strength sits in the swept range, never a
+narrowed range equal to the range swept, a best at 0 of a penalty may be unneeded, the
+path and the loss curves named when they disagree, and short trials told from stopped ones."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from regtune.platform.analysis.diagnosis import diagnose
+from regtune.platform.analysis.path import regularization_path
+from regtune.platform.analysis.swept import SweptParameter
+from regtune.platform.analysis.verdict import edges, range_position, sweep_verdict
+from tests.platform.analysis.tables import SHORT, UNDERFIT, epochs_table
+
+L2 = SweptParameter("penalties.l2", "loguniform", 1e-6, 0.1, True, True)
+FAIR = SweptParameter("penalties.fairness.strength", "uniform", 0.0, 1.0, False, True)
+NO_DIAGNOSIS = pd.DataFrame(columns=["too_short"])
+
+
+def _path(parameter: SweptParameter, acc: dict[float, float]) -> pd.DataFrame:
+    summary = pd.DataFrame(
+        {
+            "trial_id": [f"t{i}" for i in range(len(acc))],
+            parameter.column: list(acc),
+            "val_acc": list(acc.values()),
+        }
+    ).set_index("trial_id")
+    return regularization_path(summary, parameter, ("val_acc", "max"))
+
+
+def test_position_is_read_on_the_log_scale() -> None:
+    assert range_position(0.00217, 1e-6, 0.1, log=True) == pytest.approx(0.667, abs=1e-3)
+    assert range_position(0.5, 0.0, 1.0, log=False) == 0.5
+    assert range_position(0.0, 0.0, 1.0, log=True) == 0.0
+
+
+def test_a_best_1_7_decades_below_the_top_is_inside_not_at_the_upper_edge() -> None:
+    """The user's 3-trial sweep: the best (largest) strength 0.00217 of [1e-6, 0.1]."""
+    path = _path(L2, {5.48e-5: 0.80, 3e-4: 0.82, 0.00217: 0.85})
+    row = edges({L2.name: path}, [L2]).iloc[0]
+    assert row["edge"] == "" and 0.6 < row["position"] < 0.7
+    # Past the largest strength tried, up to the range's own end (untried, not ruled out).
+    assert (row["next_low"], row["next_high"]) == (3e-4, 0.1)
+    (line,) = sweep_verdict({L2.name: path}, NO_DIAGNOSIS, [L2])
+    assert "upper edge" not in line and "widen" not in line
+    assert "is inside its range [1e-06, 0.1] (67% of the way up): narrow the next sweep to " in line
+    assert line.endswith("[0.0003, 0.1]")
+
+
+def test_two_trials_narrow_to_a_range_that_contains_the_untried_side() -> None:
+    path = _path(L2, {5.48e-5: 0.80, 0.00217: 0.85})
+    row = edges({L2.name: path}, [L2]).iloc[0]
+    assert row["edge"] == "" and (row["next_low"], row["next_high"]) == (5.48e-5, 0.1)
+
+
+def test_a_narrowed_range_is_never_the_range_swept() -> None:
+    wide = SweptParameter("penalties.l2", "loguniform", 1e-4, 1.0, True, True)
+    path = _path(wide, {1e-4: 0.8, 1e-2: 0.9, 1.0: 0.7})
+    row = edges({wide.name: path}, [wide]).iloc[0]
+    assert row["edge"] == "" and (row["next_low"], row["next_high"]) == (1e-4, 1.0)
+    (line,) = sweep_verdict({wide.name: path}, NO_DIAGNOSIS, [wide])
+    assert "narrow the next sweep" not in line and "too few strengths were tried" in line
+
+
+def test_a_best_at_zero_of_a_linear_penalty_may_be_unneeded() -> None:
+    path = _path(FAIR, {0.0: 0.9, 1.0: 0.8})
+    row = edges({FAIR.name: path}, [FAIR]).iloc[0]
+    assert row["edge"] == "lower"
+    (line,) = sweep_verdict({FAIR.name: path}, NO_DIAGNOSIS, [FAIR])
+    assert "is at the lower end of its range [0, 1], which cannot go lower" in line
+    assert "the penalty may be unneeded" in line
+    assert "narrow the next sweep" not in line and "sweep the low end" not in line
+    # With a strength tried between: the low end up to it.
+    path = _path(FAIR, {0.0: 0.9, 0.25: 0.85, 1.0: 0.8})
+    (line,) = sweep_verdict({FAIR.name: path}, NO_DIAGNOSIS, [FAIR])
+    assert line.endswith(
+        "may be unneeded: compare with a run without it, or sweep the low end, e.g. [0, 0.25]"
+    )
+
+
+def test_a_best_near_an_edge_with_a_worse_strength_tried_past_it_is_bracketed() -> None:
+    path = _path(FAIR, {0.0: 0.7, 0.05: 0.9, 0.5: 0.8})
+    row = edges({FAIR.name: path}, [FAIR]).iloc[0]
+    assert row["edge"] == "" and (row["next_low"], row["next_high"]) == (0.0, 0.5)
+
+
+def test_upper_edge_and_underfit_curves_say_which_evidence_is_which() -> None:
+    path = _path(L2, {1e-6: 0.7, 1e-3: 0.8, 0.1: 0.9})
+    epochs = epochs_table({"a": UNDERFIT, "b": UNDERFIT})
+    lines = sweep_verdict({L2.name: path}, diagnose(epochs), [L2])
+    assert lines[0].startswith(
+        "best penalties.l2 (0.1, by median val_acc) is at the upper edge of its range "
+        "[1e-06, 0.1]: widen it upward, e.g. to [1e-06, 1]"
+    )
+    assert lines[1].startswith("100% of 2 trials underfit: shift penalties.l2 toward less")
+    assert "this reads the trials' loss curves, while the path of penalties.l2 above" in lines[1]
+    assert "points toward more regularization" in lines[1]
+
+
+def test_short_trials_are_too_short_unless_the_table_says_stopped_early() -> None:
+    epochs = epochs_table({"a": SHORT, "b": SHORT})
+    diagnosis = diagnose(epochs)
+    finished = pd.Series({"a": "finished", "b": "finished"})
+    (line,) = sweep_verdict({}, diagnosis, [], finished)
+    assert line.startswith("2 trial(s) too short to diagnose (2 epochs < 3)")
+    assert "early" not in line and "budget.max_epochs" in line
+    stopped = pd.Series({"a": "stopped early", "b": "finished"})
+    (line,) = sweep_verdict({}, diagnosis, [], stopped)
+    assert "(2 epochs < 3): 1 stopped early (by the scheduler or early stopping)" in line
