@@ -5,10 +5,16 @@ A gate is ``METRIC OP NUMBER`` with ``OP`` one of ``<=``, ``<``, ``>=``, ``>``
 :mod:`regtune.platform.registry.evaluation` (``gap``, ``test_acc``,
 ``test_dp_diff``, ``test_acc.Female``, ...). A metric that is NaN fails its
 gate; a metric the version does not have is an error, not a failure.
+
+:func:`check_gate_names` refuses a gate on a name no version can have (with
+"did you mean") before anything is loaded: a typo costs no ensemble build.
+Names that depend on the dataset (a group, a binary task) pass it and are
+checked against the version's metrics by :func:`check_gates`.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -18,9 +24,12 @@ from dataclasses import dataclass
 from regtune.errors import SpecError
 
 __all__ = [
+    "GROUP_PATTERNS",
+    "KNOWN_METRICS",
     "OPERATORS",
     "Gate",
     "GateResult",
+    "check_gate_names",
     "check_gates",
     "failed",
     "parse_gate",
@@ -45,9 +54,58 @@ BAD_GATE = (
     "<=, <, >=, > (e.g. 'gap<=0.05' or 'test_acc>=0.9')"
 )
 UNKNOWN_METRIC = (
-    "--gate {text!r}: the model has no metric {metric!r}; available metrics: {available}"
+    "--gate {text!r}: the model has no metric {metric!r}{hint}; available metrics: {available}"
 )
 DUPLICATE_GATE = "--gate {text!r} is given twice"
+NO_SUCH_METRIC = (
+    "--gate {text!r}: a version has no metric {metric!r}{hint}; metrics: {known}, "
+    "and per group: {patterns}"
+)
+
+#: The metrics a version may have whatever its dataset (see
+#: :mod:`regtune.platform.registry.evaluation`); some only with groups, a
+#: binary task, robustness or post-processing.
+KNOWN_METRICS: tuple[str, ...] = (
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "gap",
+    "ece",
+    "brier",
+    "dp_diff",
+    "eo_diff",
+    "test_loss",
+    "test_acc",
+    "test_ece",
+    "test_brier",
+    "test_dp_diff",
+    "test_eo_diff",
+    "test_robust_acc",
+    "test_raw_acc",
+    "test_raw_dp_diff",
+    "test_raw_eo_diff",
+    "test_dp_diff_ci_low",
+    "test_dp_diff_ci_high",
+    "test_eo_diff_ci_low",
+    "test_eo_diff_ci_high",
+    "n_params",
+    "size_bytes",
+    "sparsity",
+)
+#: Per-group names (``<G>`` a group of the dataset), as shown in messages.
+GROUP_PATTERNS: tuple[str, ...] = (
+    "test_acc.<G>",
+    "test_positive_rate.<G>",
+    "test_tpr.<G>",
+    "test_fpr.<G>",
+    "test_selection_rate_<G>[_ci_low|_ci_high]",
+    "test_tpr_<G>[_ci_low|_ci_high]",
+    "test_fpr_<G>[_ci_low|_ci_high]",
+)
+_GROUP_NAME = re.compile(
+    r"^test_(?:(?:acc|positive_rate|tpr|fpr)\..+"
+    r"|(?:selection_rate|tpr|fpr)_.+?(?:_ci_low|_ci_high)?)$"
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +164,28 @@ def parse_gates(texts: Iterable[str]) -> list[Gate]:
     return gates
 
 
+def check_gate_names(gates: Sequence[Gate]) -> None:
+    """Refuse a gate on a metric no version can have, before anything is built.
+
+    Raises:
+        SpecError: naming the gate, the closest known names and every allowed name.
+    """
+    for gate in gates:
+        if gate.metric in KNOWN_METRICS or _GROUP_NAME.match(gate.metric):
+            continue
+        close = difflib.get_close_matches(gate.metric, KNOWN_METRICS, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        raise SpecError(
+            NO_SUCH_METRIC.format(
+                text=gate.text,
+                metric=gate.metric,
+                hint=hint,
+                known=", ".join(KNOWN_METRICS),
+                patterns=", ".join(GROUP_PATTERNS),
+            )
+        )
+
+
 def check_gates(gates: Sequence[Gate], metrics: Mapping[str, float]) -> list[GateResult]:
     """Check every gate against ``metrics``.
 
@@ -115,9 +195,14 @@ def check_gates(gates: Sequence[Gate], metrics: Mapping[str, float]) -> list[Gat
     results = []
     for gate in gates:
         if gate.metric not in metrics:
+            close = difflib.get_close_matches(gate.metric, list(metrics), n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
             raise SpecError(
                 UNKNOWN_METRIC.format(
-                    text=gate.text, metric=gate.metric, available=", ".join(sorted(metrics))
+                    text=gate.text,
+                    metric=gate.metric,
+                    hint=hint,
+                    available=", ".join(sorted(metrics)),
                 )
             )
         value = float(metrics[gate.metric])

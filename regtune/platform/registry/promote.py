@@ -28,7 +28,13 @@ from regtune.platform.registry.ensemble import (
     compare_on_validation,
 )
 from regtune.platform.registry.evaluation import evaluate_module
-from regtune.platform.registry.gates import Gate, GateResult, check_gates, failed
+from regtune.platform.registry.gates import (
+    Gate,
+    GateResult,
+    check_gate_names,
+    check_gates,
+    failed,
+)
 from regtune.platform.registry.location import check_name
 from regtune.platform.registry.postfit import fit_postprocessing, settings_of
 from regtune.platform.registry.postprocess import PostProcessing
@@ -127,6 +133,7 @@ def promote(
     check_name(name)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise SpecError(BAD_TOP_K.format(value=top_k))
+    check_gate_names(gates)
     path = experiment_path(experiment, storage)
     chosen_objectives = list(objectives or read_objectives(path) or [])
     if not chosen_objectives:

@@ -54,7 +54,10 @@ def test_check_gates_reports_the_shortfall() -> None:
 
 
 def test_gate_on_an_unknown_metric_lists_the_available_ones() -> None:
-    with pytest.raises(SpecError, match=r"no metric 'gapp'; available metrics: gap, test_acc"):
+    with pytest.raises(
+        SpecError,
+        match=r"no metric 'gapp' \(did you mean 'gap'\?\); available metrics: gap, test_acc",
+    ):
         check_gates(parse_gates(["gapp<=0.1"]), {"gap": 0.0, "test_acc": 1.0})
 
 
@@ -176,3 +179,44 @@ def test_promote_warns_when_a_member_alone_beats_the_ensemble_on_validation(
         str(experiment), name="alone", top_k=1, objectives=[("val_acc", "max")], root=root
     )
     assert alone.validation is None and alone.warnings == []
+
+
+# --- gate names checked before anything is loaded ----------------------------------
+
+
+def test_a_misspelt_gate_is_refused_before_the_experiment_is_read(tmp_path: Any) -> None:
+    from regtune.platform.registry.promote import promote
+
+    with pytest.raises(SpecError) as info:
+        # the experiment does not exist: the gate is refused first
+        promote(
+            str(tmp_path / "nosuch"),
+            name="m",
+            gates=parse_gates(["test_accc>=0.5"]),
+            root=str(tmp_path / "reg"),
+        )
+    message = str(info.value)
+    assert "no metric 'test_accc'" in message and "did you mean 'test_acc'" in message
+    assert "test_acc.<G>" in message
+    assert not (tmp_path / "reg").exists()
+
+
+@pytest.mark.parametrize(
+    "metric",
+    ["test_acc.Female", "test_tpr.1", "test_selection_rate_African_American_ci_high", "test_fpr_a"],
+)
+def test_per_group_gate_names_pass_the_early_check(metric: str) -> None:
+    from regtune.platform.registry.gates import check_gate_names
+
+    check_gate_names(parse_gates([f"{metric}<=1"]))
+
+
+def test_every_metric_of_a_real_version_passes_the_early_check(tiny_version: Any) -> None:
+    from regtune.platform.registry.gates import check_gate_names
+
+    check_gate_names(parse_gates([f"{m}<=1" for m in tiny_version.metrics]))
+
+
+def test_a_gate_missing_from_the_version_suggests_the_closest_names() -> None:
+    with pytest.raises(SpecError, match=r"did you mean 'test_acc'\?"):
+        check_gates(parse_gates(["test_acc.x>=0.5"]), {"test_acc": 0.9, "gap": 0.1})
