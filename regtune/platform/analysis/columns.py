@@ -10,7 +10,9 @@ load torch). This module sorts a table's columns by that grammar:
   the best trial's per-group panel;
 - :func:`reliability_columns`: reliability-bin columns by split and slot;
 - :func:`detail_columns`: columns only the best trial's view needs (bins and
-  interval ends), which a large analysis reads for that one trial only.
+  interval ends), which a large analysis reads for that one trial only;
+- :func:`metric_choices`: the metric names a user would pick, detail columns
+  collapsed into patterns (for error messages).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from regtune.trainables.metric_names import (
     CI_HIGH,
     CI_LOW,
     GROUP_STATS,
+    RELIABILITY_STATS,
     parse_group_metric,
     parse_reliability_name,
     safe_group_name,
@@ -34,6 +37,7 @@ __all__ = [
     "group_columns",
     "group_rate_columns",
     "is_final_report",
+    "metric_choices",
     "reliability_columns",
 ]
 
@@ -136,3 +140,63 @@ def detail_columns(columns: Iterable[str]) -> list[str]:
         for c in columns
         if parse_reliability_name(str(c)) is not None or str(c).endswith((CI_LOW, CI_HIGH))
     ]
+
+
+#: Groups named after a collapsed per-group pattern, at most.
+LISTED_GROUPS = 8
+
+
+def _group_pattern(name: str) -> tuple[str, str] | None:
+    """``name`` with its group replaced by ``<group>``, and the group; ``None`` when it is
+    not a per-group name."""
+    parsed = parse_group_metric(name)
+    if parsed is None:
+        return None
+    suffix = {"low": CI_LOW, "high": CI_HIGH}.get(parsed.bound, "")
+    stem = name[: len(name) - len(suffix)]
+    group = parsed.group
+    if stem.endswith(group):  # <stat>_<group>, <stat>.<group>
+        at = len(stem) - len(group)
+    else:  # group.<group>.<stat>
+        at = stem.find(group, stem.find("group") + len("group"))
+    return stem[:at] + "<group>" + stem[at + len(group) :] + suffix, group
+
+
+def metric_choices(columns: Iterable[str]) -> list[str]:
+    """The metric names to offer a user, sorted: every plain metric, and the detail
+    columns collapsed into patterns: reliability bins as
+    ``test_reliability.bNN.{conf,acc,count}``, per-group values as
+    ``test_acc_<group> (<group>: F, M)``, interval ends folded into their value as
+    ``test_dp_diff[_ci_{low,high}]``.
+    """
+    names: dict[str, set[str]] = {}  # display name (group collapsed) -> groups
+    stats: dict[str, set[str]] = {}
+    for column in map(str, columns):
+        bin_name = parse_reliability_name(column)
+        if bin_name is not None:
+            prefix = f"{bin_name.split}_" if bin_name.split else ""
+            stats.setdefault(f"{prefix}reliability.bNN", set()).add(bin_name.stat)
+            continue
+        grouped = _group_pattern(column)
+        shown, group = grouped if grouped is not None else (column, None)
+        names.setdefault(shown, set()).update([group] if group else [])
+    out = [
+        f"{stem}.{{{','.join(s for s in RELIABILITY_STATS if s in found)}}}"
+        for stem, found in stats.items()
+    ]
+    for name, groups in names.items():
+        base = name[: -len(CI_LOW)] if name.endswith(CI_LOW) else None
+        if name.endswith(CI_HIGH) and name[: -len(CI_HIGH)] + CI_LOW in names:
+            continue  # folded into its _ci_low entry
+        if base is not None and name[: -len(CI_LOW)] + CI_HIGH in names:
+            if base in names:
+                continue  # folded into its value
+            name = base + "_ci_{low,high}"
+        elif base is None and name + CI_LOW in names and name + CI_HIGH in names:
+            name += "[_ci_{low,high}]"
+        if groups:
+            shown = sorted(groups)
+            more = f", +{len(shown) - LISTED_GROUPS} more" if len(shown) > LISTED_GROUPS else ""
+            name += f" (<group>: {', '.join(shown[:LISTED_GROUPS])}{more})"
+        out.append(name)
+    return sorted(out)

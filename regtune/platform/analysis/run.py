@@ -34,6 +34,7 @@ from regtune.platform.analysis.path import BOOKKEEPING_SUFFIXES, heatmap, regula
 from regtune.platform.analysis.summary import (
     BOOKKEEPING_COLUMNS,
     check_metric,
+    list_metrics,
     metric_columns,
     trial_summary,
 )
@@ -302,7 +303,7 @@ def analyze_tables(
     for metric in metrics or []:
         check_metric(metric, present, "metric")
     if not {"train_loss", "val_loss"} <= set(present):
-        raise SpecError(MSG_NO_LOSSES.format(present=", ".join(present) or "(none)"))
+        raise SpecError(MSG_NO_LOSSES.format(present=list_metrics(present)))
     seg = seg if seg is not None else segments(epochs)
     summary = trial_summary(epochs, primary, trials=trials, seg=seg)
     swept = swept_parameters(summary, spec)

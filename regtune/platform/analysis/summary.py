@@ -15,6 +15,7 @@ reliability bins exist on the final epoch only and are taken from it
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Literal
 
@@ -23,15 +24,18 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from regtune.errors import SpecError
-from regtune.platform.analysis.columns import is_final_report
+from regtune.platform.analysis.columns import is_final_report, metric_choices
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.analysis.kept import kept_positions
+from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF
 
 __all__ = [
     "BOOKKEEPING_COLUMNS",
     "MSG_BAD_AT",
     "MSG_UNKNOWN_METRIC",
     "config_columns",
+    "did_you_mean",
+    "list_metrics",
     "metric_columns",
     "select_epochs",
     "trial_summary",
@@ -67,8 +71,24 @@ def metric_columns(epochs: pd.DataFrame) -> list[str]:
 def check_metric(metric: str, present: Sequence[str], what: str) -> None:
     """Raise :class:`SpecError` naming the metrics present when ``metric`` is not one of them."""
     if metric not in present:
-        listed = ", ".join(sorted(present)) or "(none)"
-        raise SpecError(MSG_UNKNOWN_METRIC.format(what=what, metric=metric, present=listed))
+        raise SpecError(
+            MSG_UNKNOWN_METRIC.format(what=what, metric=metric, present=list_metrics(present))
+            + did_you_mean(metric, present)
+        )
+
+
+def list_metrics(present: Sequence[str]) -> str:
+    """The metrics a user would pick, for a message: reliability bins, per-group values
+    and interval ends collapsed into patterns
+    (:func:`~regtune.platform.analysis.columns.metric_choices`)."""
+    return ", ".join(metric_choices(present)) or "(none)"
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` (the spec loader's cutoff and
+    wording), else ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=KEY_SUGGEST_CUTOFF)
+    return DID_YOU_MEAN.format(suggestion=close[0]) if close else ""
 
 
 def select_epochs(

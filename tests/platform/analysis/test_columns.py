@@ -11,6 +11,7 @@ from regtune.platform.analysis.columns import (
     group_columns,
     group_rate_columns,
     is_final_report,
+    metric_choices,
     reliability_columns,
 )
 from regtune.platform.registry.evaluation import group_rates as registry_group_rates
@@ -137,3 +138,24 @@ def test_what_the_writers_write_parses() -> None:
     assert "test_tpr_Female" not in detail and "val_acc" not in detail
     assert is_final_report("test_reliability.b01.acc") and is_final_report("reliability.b01.acc")
     assert not is_final_report("val_acc")
+
+
+def test_metric_choices_collapse_bins_groups_and_interval_ends() -> None:
+    bins = [
+        reliability_name("test", slot, stat)
+        for slot in range(16)
+        for stat in ("conf", "acc", "count")
+    ]
+    groups = [
+        f"test_selection_rate_{g}{end}" for g in ("F", "M") for end in ("", "_ci_low", "_ci_high")
+    ]
+    plain = ["val_acc", "test_dp_diff", "test_dp_diff_ci_low", "test_dp_diff_ci_high", "ece_ci_low"]
+    choices = metric_choices([*bins, *groups, *plain, "group.F.acc", "group.M.acc"])
+    assert choices == [
+        "ece_ci_low",
+        "group.<group>.acc (<group>: F, M)",
+        "test_dp_diff[_ci_{low,high}]",
+        "test_reliability.bNN.{conf,acc,count}",
+        "test_selection_rate_<group>[_ci_{low,high}] (<group>: F, M)",
+        "val_acc",
+    ]

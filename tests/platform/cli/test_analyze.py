@@ -19,6 +19,7 @@ from tests.platform.analysis.tables import (
     SHORT,
     UNDERFIT,
     UNSTABLE,
+    final_report,
     write_experiment,
 )
 
@@ -225,3 +226,21 @@ def test_a_two_epoch_grid_is_too_short_not_stopped_early(tmp_path: Path) -> None
     (line,) = [v for v in json.loads(result.stdout)["experiments"][0]["verdict"] if "short" in v]
     assert line.startswith("2 trial(s) too short to diagnose (2 epochs < 3)")
     assert "early" not in line
+
+
+def test_an_unknown_metric_lists_what_a_user_would_pick_and_suggests(tmp_path: Path) -> None:
+    """A final report stores 48 reliability-bin columns and per-group intervals: the error
+    lists them as patterns, not one by one, and suggests the closest name."""
+    exp = tmp_path / "full"
+    configs = {t: {"penalties": {"l2": l2}} for t, l2 in (("a", 1e-4), ("b", 1e-2))}
+    final = {"a": final_report(), "b": final_report()}
+    write_experiment(str(exp), {"a": HEALTHY, "b": OVERFIT}, configs, final=final)
+    result = _invoke("analyze", str(exp), "--objective", "bogus")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "test_reliability.bNN.{conf,acc,count}" in text and ".b03." not in text
+    assert "test_selection_rate_<group>[_ci_{low,high}] (<group>: F, M)" in text
+    assert len(text) < 400 and "did you mean" not in text
+    result = _invoke("analyze", str(exp), "--objective", "val_ac")
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()).endswith("(did you mean 'val_acc'?)")
