@@ -195,8 +195,8 @@ def metric_choices(columns: Iterable[str]) -> list[str]:
         elif base is None and name + CI_LOW in names and name + CI_HIGH in names:
             name += "[_ci_{low,high}]"
         if groups:
-            shown = sorted(groups)
-            more = f", +{len(shown) - LISTED_GROUPS} more" if len(shown) > LISTED_GROUPS else ""
-            name += f" (<group>: {', '.join(shown[:LISTED_GROUPS])}{more})"
+            listed = sorted(groups)
+            more = f", +{len(listed) - LISTED_GROUPS} more" if len(listed) > LISTED_GROUPS else ""
+            name += f" (<group>: {', '.join(listed[:LISTED_GROUPS])}{more})"
         out.append(name)
     return sorted(out)
