@@ -33,6 +33,8 @@ from regtune.errors import RegtuneError
 from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, console, fail, out
 
 __all__ = [
+    "STARTING_RAY",
+    "SweepDisplay",
     "best_command",
     "progress_display",
     "short_ids",
@@ -64,7 +66,7 @@ def sweep(
 ) -> None:
     """Run an early-stopped sweep on Ray Tune and print a summary table."""
     from regtune.platform.tune.runtime import set_verbose
-    from regtune.platform.tune.sweep import resolve_name, run_sweep
+    from regtune.platform.tune.sweep import finished_experiment, resolve_name, run_sweep
     from regtune.search_spaces import load_spec
 
     overrides = set_ or []
@@ -74,6 +76,17 @@ def sweep(
         # The one naming rule (a new <spec>-<time>-<hex>, or with --resume the
         # newest experiment of the spec), decided before Ray starts.
         name = resolve_name(loaded, name=name, resume=resume, storage=storage)
+        done = finished_experiment(name, storage=storage) if resume else None
+        if done is not None:
+            console.print(
+                f"--resume: nothing left to resume: every trial of {name} ended "
+                f"({len(done.trials)} trials) and the searcher has none left; "
+                "the stored summary follows",
+                highlight=False,
+                soft_wrap=True,
+            )
+            _show(done, spec, overrides, as_json=as_json)
+            return
         console.print(
             f"[bold]sweep[/] {name}: {loaded.n_trials} trials, "
             f"scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
@@ -87,25 +100,55 @@ def sweep(
                 resume=resume,
                 dashboard=dashboard,
                 on_progress=show,
+                on_ray_start=None if show is None else show.starting_ray,
             )
     except RegtuneError as exc:
         raise fail(exc) from exc
+    _show(outcome, spec, overrides, as_json=as_json)
+
+
+def _show(outcome: Any, spec: str, overrides: Sequence[str], *, as_json: bool) -> None:
+    """The summary on stdout: JSON (``--json``) or the table and lines."""
     if as_json:
         sys.stdout.write(json.dumps(_outcome_json(outcome, spec, overrides)) + "\n")
         return
     print_summary(outcome, spec=spec, overrides=overrides, console=out)
 
 
+class SweepDisplay:
+    """What ``regtune sweep`` shows while it runs: :meth:`starting_ray` when Ray is
+    actually being started (never before a refusal), then each progress snapshot
+    (call it with the snapshot: it is ``run_sweep``'s ``on_progress``)."""
+
+    def __init__(
+        self, show: Callable[[dict[str, Any]], None], starting: Callable[[], None]
+    ) -> None:
+        self._show = show
+        self._starting = starting
+
+    def __call__(self, snap: dict[str, Any]) -> None:
+        self._show(snap)
+
+    def starting_ray(self) -> None:
+        """Say that Ray is starting (``run_sweep``'s ``on_ray_start``)."""
+        self._starting()
+
+
+#: What the display says while Ray is being started.
+STARTING_RAY = "starting Ray ..."
+
+
 @contextmanager
-def progress_display(
-    console: Console, *, quiet: bool = False
-) -> Iterator[Callable[[dict[str, Any]], None] | None]:
-    """The ``on_progress`` hook for :func:`run_sweep`, shown on ``console``.
+def progress_display(console: Console, *, quiet: bool = False) -> Iterator[SweepDisplay | None]:
+    """The display of :func:`run_sweep` (its ``on_progress`` and ``on_ray_start``)
+    on ``console``.
 
     A terminal gets one status line that updates in place; anything else (a
     CI log, ``tee``, a file) gets a plain line every
     :data:`~regtune.platform.tune.progress.LINE_PERIOD_S` seconds and a last
-    one at the end. ``quiet`` (``--json``) shows nothing.
+    one at the end. "starting Ray ..." is shown only when the sweep starts
+    Ray (:meth:`SweepDisplay.starting_ray`), so a refusal is not preceded by
+    it. ``quiet`` (``--json``) shows nothing.
     """
     from regtune.platform.tune.progress import PeriodicLines, progress_text
 
@@ -113,13 +156,15 @@ def progress_display(
         yield None
         return
     if console.is_terminal:
-        with console.status("starting Ray ...") as status:
-            yield lambda snap: status.update(progress_text(snap))
+        with console.status("checking the sweep ...") as status:
+            yield SweepDisplay(
+                lambda snap: status.update(progress_text(snap)),
+                lambda: status.update(STARTING_RAY),
+            )
         return
-    console.print("starting Ray ...", highlight=False)
     lines = PeriodicLines(lambda text: console.print(text, highlight=False, soft_wrap=True))
     try:
-        yield lines
+        yield SweepDisplay(lines, lambda: console.print(STARTING_RAY, highlight=False))
     finally:
         lines.close()
 
@@ -152,11 +197,28 @@ def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console:
 
 def best_command(spec: str, overrides: Sequence[str], params: dict[str, Any]) -> str:
     """The ``regtune train`` command line that trains ``params`` (a trial's sampled
-    values) with the sweep's spec and ``--set`` overrides, quoted for a POSIX shell."""
+    values) with the sweep's spec and ``--set`` overrides, quoted for a POSIX shell.
+
+    An override whose key the trial's sampled values set (the same key, or one
+    under it: ``--set 'penalties.l2={loguniform: [...]}'``) is left out: the
+    sampled value replaces it, so the line says each key once."""
+    sampled = [tuple(k.split(".")) for k in params]
+    kept = [o for o in overrides if not _superseded(o, sampled)]
     words = ["regtune", "train", spec]
-    for text in [*overrides, *(f"{k}={_yaml_value(v)}" for k, v in params.items())]:
+    for text in [*kept, *(f"{k}={_yaml_value(v)}" for k, v in params.items())]:
         words += ["--set", text]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def _superseded(override: str, sampled: Sequence[tuple[str, ...]]) -> bool:
+    """Whether a sampled key is ``override``'s key or a section holding it."""
+    from regtune.search_spaces.overrides import parse_override
+
+    try:
+        key, _ = parse_override(override)
+    except RegtuneError:
+        return False
+    return any(tuple(key[: len(s)]) == s for s in sampled)
 
 
 def _yaml_value(value: Any) -> str:
@@ -344,29 +406,14 @@ def _table(outcome: Any, columns: Sequence[_Column], notes: Sequence[str], *, bo
 
 
 def _outcome_json(outcome: Any, spec: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """``sweep --json``: :meth:`~regtune.platform.results.SweepOutcome.to_dict` (one
+    source, so a rebuilt outcome prints the same keys), with the best trial's
+    ``regtune train`` line added as ``best.command``."""
+    data = outcome.to_dict()
     best = outcome.best
-    return {
-        "name": outcome.name,
-        "path": outcome.path,
-        "elapsed_s": round(outcome.elapsed_s, 3),
-        "counts": outcome.counts(),
-        "front": outcome.front,
-        "best": None
-        if best is None
-        else {"trial_id": best.trial_id, "command": best_command(spec, overrides, best.params)},
-        "trials": [
-            {
-                "trial_id": t.trial_id,
-                "status": t.status,
-                "iterations": t.iterations,
-                "params": t.params,
-                "objectives": t.objectives,
-                "epoch": t.epoch,
-                "checkpoint": t.checkpoint,
-            }
-            for t in outcome.trials
-        ],
-    }
+    if best is not None and data.get("best") is not None:
+        data["best"]["command"] = best_command(spec, overrides, best.params)
+    return data
 
 
 def _fmt(value: Any) -> str:

@@ -50,6 +50,7 @@ __all__ = [
     "build_scheduler",
     "build_search_alg",
     "default_storage",
+    "finished_experiment",
     "resolve_name",
     "run_sweep",
 ]
@@ -206,6 +207,36 @@ def resolve_name(
     return found
 
 
+def finished_experiment(name: str, *, storage: str | None = None) -> SweepOutcome | None:
+    """The stored outcome of experiment ``name`` when a resume has nothing left to
+    do, else None; reads the results store only (no Ray).
+
+    Nothing is left when the results store records as many trials as the
+    stored spec starts (:attr:`~regtune.search_spaces.SweepSpec.n_trials`:
+    the searcher has none left to suggest) and each of them ended
+    ``finished`` or ``stopped early`` (an errored trial would be retried, a
+    running one continued). When the store cannot tell (no store, an
+    unreadable one, fewer trials, e.g. a sweep ended by its time limit),
+    None: the resume goes ahead.
+    """
+    from regtune.errors import DataError
+    from regtune.platform.results.files import locate
+    from regtune.platform.results.read import read_spec, stored_trial_states
+    from regtune.platform.results.trials import FINISHED, STOPPED_EARLY
+
+    exp_path = f"{check_storage(storage).rstrip('/')}/{name}"
+    try:
+        stored = read_spec(exp_path)
+        states, _ = stored_trial_states(locate(exp_path))
+        if len(states) < stored.n_trials:
+            return None
+        if any(s.status not in (FINISHED, STOPPED_EARLY) for s in states.values()):
+            return None
+        return SweepOutcome.from_path(exp_path)
+    except (DataError, OSError):
+        return None
+
+
 def run_sweep(
     spec: SweepSpec,
     *,
@@ -216,6 +247,7 @@ def run_sweep(
     dashboard: bool = False,
     callbacks: Sequence[Any] = (),
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_ray_start: Callable[[], None] | None = None,
 ) -> SweepOutcome:
     """Run the sweep to the end and summarise it.
 
@@ -232,6 +264,8 @@ def run_sweep(
             and the early-stopping scheduler continues from its saved state.
         callbacks: more Tune callbacks (also on resume).
         on_progress: called with running counts and the best objective so far.
+        on_ray_start: called once, just before Ray is started or joined (after
+            every check that refuses without Ray).
 
     Raises:
         SpecError: a storage root that cannot be written
@@ -281,6 +315,8 @@ def run_sweep(
             # the dataset, so this resume waits for the dataset before Ray starts.
             fuse = _members_per_cohort(spec, base, loading.result)
             _check_fuse_matches(fuse > 1, was_fused, name)
+        if on_ray_start is not None:
+            on_ray_start()
         ensure_ray(address, dashboard=dashboard)
         dataset = loading.result()
 

@@ -158,7 +158,9 @@ def test_quickstart_runs_the_default_sweep(ray_local: None, tmp_path: Path) -> N
 
 
 @pytest.mark.ray
-def test_sweep_json_summary(ray_local: None, tmp_path: Path) -> None:
+def test_sweep_json_summary(
+    ray_local: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = runner.invoke(
         app,
         [
@@ -198,10 +200,36 @@ def test_sweep_json_summary(ray_local: None, tmp_path: Path) -> None:
     epochs = {t["trial_id"]: t["epoch"] for t in summary["trials"]}
     assert epochs == {t.trial_id: t.epoch for t in rebuilt.trials}
     assert all(epoch in (1, 2) for epoch in epochs.values())
+    # One source: sweep --json is the outcome's to_dict, plus the train command.
+    rebuilt_dict = rebuilt.to_dict()
+    assert set(summary) == set(rebuilt_dict)
+    assert {"objectives", "results"} <= set(summary)
+    assert summary["objectives"] == rebuilt_dict["objectives"]
+    assert [set(t) for t in summary["trials"]] == [set(t) for t in rebuilt_dict["trials"]]
+    assert set(summary["best"]) == {*rebuilt_dict["best"], "command"}
     again = runner.invoke(
         app, ["sweep", "quickstart", "--storage", str(tmp_path), "--name", "cli-json"]
     )
     assert again.exit_code == 2 and "already exists" in again.output
+    # Refused before Ray starts, and nothing said of starting it.
+    assert "starting Ray" not in again.output
+    # --resume of a finished sweep: nothing left, said before Ray would start;
+    # the stored summary is printed and the exit status is 0.
+    from regtune.platform.tune import sweep as sweep_module
+
+    def no_ray(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("Ray was started to resume a finished sweep")
+
+    monkeypatch.setattr(sweep_module, "ensure_ray", no_ray)
+    resumed = runner.invoke(
+        app,
+        ["sweep", "quickstart", "--storage", str(tmp_path), "--name", "cli-json", "--resume"],
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "nothing left to resume" in resumed.stderr
+    assert "starting Ray" not in resumed.output
+    assert f"best by val_acc: trial {summary['best']['trial_id']}" in resumed.stdout
+    assert f"results: {tmp_path}/cli-json" in resumed.stdout
 
 
 # --- The sweep summary: readable at 80 columns, full when wide, reproducible ---
@@ -366,6 +394,31 @@ def test_best_command_trains_the_best_configuration() -> None:
         assert node == value, key
 
 
+def test_best_command_leaves_out_an_override_the_sampled_value_replaces() -> None:
+    overrides = [
+        "penalties.fairness.strength={grid: [0.0, 1.0]}",
+        "penalties.l2.loguniform=[1e-6, 1e-3]",
+        "budget.max_epochs=3",
+    ]
+    params = {"penalties.fairness.strength": 0.0, "penalties.l2": 1e-4}
+    words = shlex.split(best_command("fair", overrides, params))
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    assert sets == [
+        "budget.max_epochs=3",
+        "penalties.fairness.strength=0.0",
+        "penalties.l2=0.0001",
+    ]
+
+
+def test_resume_of_a_missing_experiment_says_nothing_of_starting_ray(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["sweep", "quickstart", "--resume", "--name", "nosuch", "--storage", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "no experiment 'nosuch'" in result.stderr
+    assert "starting Ray" not in result.output
+
+
 def test_short_ids_and_names() -> None:
     assert short_ids(["ab_00001", "ab_00002", "ab_00010"]) == (["01", "02", "10"], "ab_000")
     assert short_ids(["x_1", "x_12"]) == (["1", "12"], "x_")
@@ -390,6 +443,9 @@ def test_progress_lines_when_output_is_not_a_terminal() -> None:
     }
     with progress_display(console) as show:
         assert show is not None
+        # Nothing is said of Ray until the sweep starts it (a refusal comes first).
+        assert stream.getvalue() == ""
+        show.starting_ray()
         show(snap)
     lines = stream.getvalue().splitlines()
     assert lines[0] == "starting Ray ..."
