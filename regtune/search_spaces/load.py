@@ -16,6 +16,7 @@ is reported while the spec is validated (``check_data``).
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,13 @@ YAML_DUPLICATE_KEY = (
 YAML_EMPTY = "{file}: the file is empty; a sweep spec is a mapping of {keys}"
 UNREADABLE = "{file}: cannot read the file: {reason}"
 NO_SUCH_SOURCE = "{source!r} is neither a spec file nor a preset{hint}; presets: {presets}"
+NO_SUCH_FILE = (
+    "spec file {path} does not exist (from {source!r}); give an existing YAML file "
+    "or a preset name: {presets}"
+)
+NOT_A_FILE = "spec {path} is not a file (from {source!r}); give a YAML file or a preset name"
+#: Endings that make a source a file the user meant, never a preset name.
+FILE_SUFFIXES = (".yaml", ".yml")
 UNKNOWN_PRESET = "unknown preset {name!r}{hint}; presets: {presets}"
 DID_YOU_MEAN = " (did you mean {name!r}?)"
 INVALID_TRAIN_CONFIG = "invalid training config {origin}:"
@@ -235,10 +243,23 @@ def _read_source(source: str | Path | Mapping[str, Any]) -> tuple[Any, str, dict
             path = preset_path(source)
         else:
             presets = ", ".join(list_presets())
+            if path.exists():
+                raise SpecError(NOT_A_FILE.format(path=path.resolve(), source=str(source)))
+            if _names_a_file(str(source)):
+                where = path.expanduser().resolve()
+                raise SpecError(
+                    NO_SUCH_FILE.format(path=where, source=str(source), presets=presets)
+                )
             hint = _suggest(str(source))
             raise SpecError(NO_SUCH_SOURCE.format(source=str(source), hint=hint, presets=presets))
     data, lines = _read_yaml(path)
     return data, str(path), lines
+
+
+def _names_a_file(source: str) -> bool:
+    """A name ending ``.yaml``/``.yml`` or holding a path separator is a file the
+    user meant, not a preset name."""
+    return source.lower().endswith(FILE_SUFFIXES) or "/" in source or os.sep in source
 
 
 def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:

@@ -876,9 +876,26 @@ def test_a_bad_override_is_blamed_on_the_set_option_not_the_file(tmp_path: Path)
 
 def test_missing_source_lists_presets(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
-        load_spec(tmp_path / "absent.yaml")
+        load_spec("quickstar")
     assert "is neither a spec file nor a preset" in str(info.value)
     assert "quickstart" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["nosuch.yaml", "nosuch.YML", "sub/nosuch"])
+def test_a_missing_spec_file_is_named_with_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError) as info:
+        load_spec(name)
+    message = str(info.value)
+    assert f"spec file {tmp_path / name} does not exist" in message
+    assert "neither" not in message and "quickstart" in message
+
+
+def test_a_folder_is_not_a_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=f"spec {tmp_path} is not a file"):
+        load_spec(str(tmp_path))
 
 
 def test_load_train_config_from_a_train_config_yaml(tmp_path: Path) -> None:
