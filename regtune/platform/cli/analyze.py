@@ -101,6 +101,20 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _hanging(marker: str, lines: list[str], style: str = "") -> None:
+    """Print each line after ``marker`` (rich markup), wrapped at the terminal's width with
+    a hanging indent under the text (a two-column grid: the marker, then the text)."""
+    if not lines:
+        return
+    grid = Table.grid(padding=(0, 1) if marker else 0)
+    if marker:
+        grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold", style=style)
+    for line in lines:
+        grid.add_row(*((marker,) if marker else ()), escape(line))
+    out.print(grid, highlight=False)
+
+
 def _print(analysis: object) -> None:
     from regtune.platform.analysis.run import Analysis
 
@@ -111,10 +125,8 @@ def _print(analysis: object) -> None:
         f"swept: {', '.join(p.name for p in analysis.swept) or '(none)'}",
         highlight=False,
     )
-    for note in analysis.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-    for line in analysis.verdict:
-        out.print(f"[bold green]->[/] {line}", highlight=False, soft_wrap=True)
+    _hanging("[yellow]note:[/]", analysis.notes)
+    _hanging("[bold green]->[/]", analysis.verdict)
     for name, path in analysis.paths.items():
         table = Table(title=f"path: {name} vs {analysis.objective[0]}")
         for column in ("strength", "n_trials", "median", "q25", "q75", "best"):
@@ -133,18 +145,21 @@ def _print(analysis: object) -> None:
     if analysis.front is not None:
         front = analysis.front
         names = [m for m, _ in front.objectives]
-        table = Table(
-            title=f"Pareto front ({len(front.front)} of {len(front.table)} trials; "
-            f"hypervolume {front.hypervolume:.4g} vs reference "
-            + ", ".join(f"{k}={v:.4g}" for k, v in front.reference.items())
-            + ")"
-        )
+        table = Table(title="Pareto front")
         table.add_column("trial")
         for name in names:
             table.add_column(name, justify="right")
         for trial_id, row in front.front.head(TERMINAL_ROWS).iterrows():
             table.add_row(str(trial_id), *(_fmt(float(row[n])) for n in names))
         out.print(table)
+        reference = ", ".join(f"{k}={v:.4g}" for k, v in front.reference.items())
+        _hanging(
+            "",
+            [
+                f"{len(front.front)} of {len(front.table)} trials on the front; hypervolume "
+                f"{front.hypervolume:.4g} vs reference {reference}"
+            ],
+        )
     table = Table(title="diagnosis")
     table.add_column("diagnosis")
     table.add_column("trials", justify="right")
@@ -172,8 +187,7 @@ def _print_best(best: object) -> None:
 
     assert isinstance(best, BestTrial)  # for mypy; always true here
     out.print(f"best trial: [bold]{best.trial_id}[/]", highlight=False)
-    for note in best.notes:
-        out.print(f"  [dim]{note}[/]", highlight=False, soft_wrap=True)
+    _hanging(" ", list(best.notes), style="dim")
     if len(best.reliability):
         view = reliability_view(best)
         table = Table(

@@ -244,3 +244,15 @@ def test_an_unknown_metric_lists_what_a_user_would_pick_and_suggests(tmp_path: P
     result = _invoke("analyze", str(exp), "--objective", "val_ac")
     assert result.exit_code == 2
     assert " ".join(result.output.split()).endswith("(did you mean 'val_acc'?)")
+
+
+def test_terminal_output_fits_80_columns_with_hanging_indents(experiment: Path) -> None:
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["analyze", str(experiment)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    verdict = [i for i, line in enumerate(lines) if line.startswith("-> ")]
+    assert verdict and any(lines[i + 1].startswith("   ") for i in verdict)  # wrapped, indented
+    # The front's title is one line; its numbers follow the table.
+    assert any(line.strip() == "Pareto front" for line in lines)
+    assert any("trials on the front; hypervolume" in line for line in lines)
