@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from regtune.platform.analysis.best import BestTrial
 from regtune.platform.analysis.compare import figure_stem
@@ -29,11 +30,13 @@ __all__ = [
     "DPI",
     "MAX_PATH_PANELS",
     "calibration_figure",
+    "calibration_plot",
     "compare_fronts_figure",
     "compare_paths_figure",
     "comparison_figures",
     "curves_figure",
     "diagnosis_figure",
+    "diagnosis_plot",
     "figures",
     "front_figure",
     "groups_figure",
@@ -242,7 +245,6 @@ def _reliability_axes(ax: plt.Axes, best: BestTrial) -> None:
         f"reliability ({best.split or 'stored'} split): ECE {best.reliability_ece:.4g}{extra}",
         fontsize=9,
     )
-    ax.legend(fontsize=7, loc="upper left")
 
 
 def _counts_axes(ax: plt.Axes, best: BestTrial) -> None:
@@ -251,14 +253,21 @@ def _counts_axes(ax: plt.Axes, best: BestTrial) -> None:
     width = (table["high"] - table["low"]).to_numpy(dtype=float)
     width = np.where(width > 0, width, 0.02)
     ax.bar(table["low"], table["count"], width=width, align="edge", color="#9e9e9e")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("mean confidence (top label)")
     ax.set_ylabel("examples")
 
 
 def calibration_figure(best: BestTrial) -> bytes:
+    """:func:`calibration_plot` as PNG bytes."""
+    return _png(calibration_plot(best))
+
+
+def calibration_plot(best: BestTrial) -> Figure:
     """The calibration curve (reliability diagram) of the kept model with the diagonal,
-    slot counts and its ECE (when bins are stored), and ECE/Brier per epoch (when stored)."""
+    slot counts and its ECE (when bins are stored), and ECE/Brier per epoch (when stored).
+    The curve's legend sits below the panels, off every point."""
     has_bins = len(best.reliability) > 0 and bool((best.reliability["count"] > 0).any())
     has_epochs = len(best.calibration.columns) > 0
     if has_bins:
@@ -285,8 +294,13 @@ def calibration_figure(best: BestTrial) -> bytes:
         if has_epochs:
             right.legend(fontsize=8)
     fig.suptitle(f"best trial {best.trial_id}: calibration")
-    fig.tight_layout()
-    return _png(fig)
+    if has_bins:
+        handles, labels = curve.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7)
+        fig.tight_layout(rect=(0.0, 0.06, 1.0, 1.0))  # the bottom strip holds the legend
+    else:
+        fig.tight_layout()
+    return fig
 
 
 def groups_figure(best: BestTrial) -> bytes:
@@ -329,14 +343,20 @@ def groups_figure(best: BestTrial) -> bytes:
 
 
 def diagnosis_figure(diagnosis: pd.DataFrame) -> bytes:
-    """How many trials got each diagnosis."""
+    """:func:`diagnosis_plot` as PNG bytes."""
+    return _png(diagnosis_plot(diagnosis))
+
+
+def diagnosis_plot(diagnosis: pd.DataFrame) -> Figure:
+    """How many trials got each diagnosis (whole-number ticks: these are counts)."""
     counts = diagnosis["diagnosis"].value_counts().sort_index()
     fig, ax = plt.subplots(figsize=(5.5, 3.0))
     ax.barh(counts.index.astype(str), counts.to_numpy())
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trials")
     ax.set_title("diagnosis")
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def figures(analysis: Analysis) -> dict[str, bytes]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from regtune import __version__
 from regtune.platform.analysis.best import reliability_view
@@ -23,7 +24,14 @@ from regtune.platform.analysis.figures import comparison_figures, figures
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import Analysis
 
-__all__ = ["MAX_TABLE_ROWS", "SVG_MAX_POINTS", "render_html", "write_html"]
+__all__ = [
+    "MAX_TABLE_ROWS",
+    "SVG_MAX_POINTS",
+    "SVG_TICKS",
+    "front_svg",
+    "render_html",
+    "write_html",
+]
 
 #: Rows shown per table (the full tables are in the Python API and --json).
 MAX_TABLE_ROWS = 50
@@ -61,18 +69,35 @@ def _esc(value: object) -> str:
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
         return "" if np.isnan(value) else f"{float(value):.4g}"
     return _esc(value)
+
+
+def _numeric(column: pd.Series) -> bool:
+    """A column of numbers (not booleans, not text): shown right-aligned."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    values = column.dropna()
+    return len(values) > 0 and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        for v in values
+    )
 
 
 def _table(frame: pd.DataFrame, *, index: bool = True, caption: str = "") -> str:
     shown = frame.head(MAX_TABLE_ROWS)
     if index:
         shown = shown.reset_index()
-    head = "".join(f"<th>{_esc(c)}</th>" for c in shown.columns)
+    # Numbers right-aligned (digits line up), text and yes/no left-aligned.
+    cls = ["" if _numeric(shown[c]) else ' class="t"' for c in shown.columns]
+    head = "".join(f"<th{k}>{_esc(c)}</th>" for c, k in zip(shown.columns, cls, strict=True))
     body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(f"<td{k}>{_cell(v)}</td>" for v, k in zip(row, cls, strict=True)) + "</tr>"
         for row in shown.itertuples(index=False)
     )
     more = (
@@ -95,10 +120,31 @@ def _img(stem: str, data: bytes) -> str:
     )
 
 
+#: Ticks per axis of the inline SVG front, at most (matplotlib's "nice" steps).
+SVG_TICKS = 6
+# Margins of the SVG plot area: left (tick labels + axis title), right, top, bottom.
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 64, 16, 16, 44
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    low, high = float(np.min(values)), float(np.max(values))
+    if high == low:  # one value: centre it in a unit-wide axis
+        return low - 0.5, high + 0.5
+    return low, high
+
+
+def _ticks(low: float, high: float) -> list[float]:
+    """Round tick values inside ``[low, high]`` (matplotlib's MaxNLocator)."""
+    values = MaxNLocator(nbins=SVG_TICKS).tick_values(low, high)
+    tol = 1e-9 * (high - low)
+    return [float(v) for v in values if low - tol <= v <= high + tol]
+
+
 def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
-    """The front as an inline SVG scatter; each point's ``<title>`` names the trial and values."""
+    """The front as an inline SVG scatter with axes, ticks and tick values; each point's
+    ``<title>`` names the trial and its values."""
     table = front.table[front.table["excluded"] == ""]
-    (mx, _), (my, _) = front.objectives[0], front.objectives[1 % len(front.objectives)]
+    (mx, dx), (my, dy) = front.objectives[0], front.objectives[1 % len(front.objectives)]
     on = table[table["on_front"]]
     off = table[~table["on_front"]]
     if len(off) > SVG_MAX_POINTS:
@@ -106,26 +152,40 @@ def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
     both = pd.concat([off, on])
     if both.empty:
         return ""
-    x = both[mx].to_numpy(dtype=float)
-    y = both[my].to_numpy(dtype=float)
-    pad = 40
-    x0, x1 = float(np.min(x)), float(np.max(x))
-    y0, y1 = float(np.min(y)), float(np.max(y))
-    sx = (width - 2 * pad) / (x1 - x0 or 1.0)
-    sy = (height - 2 * pad) / (y1 - y0 or 1.0)
+    x0, x1 = _span(both[mx].to_numpy(dtype=float))
+    y0, y1 = _span(both[my].to_numpy(dtype=float))
+    left, right, top, bottom = _PAD_L, width - _PAD_R, _PAD_T, height - _PAD_B
+    sx = (right - left) / (x1 - x0)
+    sy = (bottom - top) / (y1 - y0)
     names = [m for m, _ in front.objectives]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'role="img" aria-label="Pareto front" class="front">',
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff" stroke="#ccc"/>',
-        f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle" font-size="12">'
-        f"{_esc(mx)}</text>",
-        f'<text x="12" y="{height / 2}" font-size="12" transform="rotate(-90 12 {height / 2})" '
-        f'text-anchor="middle">{_esc(my)}</text>',
+        f'<path class="axis" d="M{left} {top}V{bottom}H{right}" fill="none" stroke="#444"/>',
+        f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" font-size="12">'
+        f"{_esc(mx)} ({_esc(dx)})</text>",
+        f'<text x="12" y="{(top + bottom) / 2}" font-size="12" '
+        f'transform="rotate(-90 12 {(top + bottom) / 2})" text-anchor="middle">'
+        f"{_esc(my)} ({_esc(dy)})</text>",
     ]
+    for value in _ticks(x0, x1):
+        tx = left + (value - x0) * sx
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{bottom}" x2="{tx:.1f}" y2="{bottom + 5}" stroke="#444"/>'
+            f'<text class="tick x" x="{tx:.1f}" y="{bottom + 17}" text-anchor="middle" '
+            f'font-size="10">{value:.4g}</text>'
+        )
+    for value in _ticks(y0, y1):
+        ty = bottom - (value - y0) * sy
+        parts.append(
+            f'<line x1="{left - 5}" y1="{ty:.1f}" x2="{left}" y2="{ty:.1f}" stroke="#444"/>'
+            f'<text class="tick y" x="{left - 8}" y="{ty + 3.5:.1f}" text-anchor="end" '
+            f'font-size="10">{value:.4g}</text>'
+        )
     for trial_id, row in both.iterrows():
-        cx = pad + (float(row[mx]) - x0) * sx
-        cy = height - pad - (float(row[my]) - y0) * sy
+        cx = left + (float(row[mx]) - x0) * sx
+        cy = bottom - (float(row[my]) - y0) * sy
         color = "#d62728" if row["on_front"] else "#9e9e9e"
         radius = 5 if row["on_front"] else 3
         label = f"trial {trial_id}" + "".join(f"\n{n} = {float(row[n]):.4g}" for n in names)
