@@ -41,8 +41,9 @@ LIST_PRIORITY = ("model", "versions", "test_acc", "kind", "test_ece", "gap", "cr
 
 def _meta(ref: str, storage: str | None) -> dict[str, Any]:
     """Verified meta.json of a version (the module is not built)."""
-    from regtune.platform.registry.location import registry_root
-    from regtune.platform.registry.version import read_meta, resolve_ref
+    # Torch-free modules: a look-up (or a typo) answers without importing torch.
+    from regtune.platform.registry.integrity import read_meta
+    from regtune.platform.registry.location import registry_root, resolve_ref
 
     directory, _, _ = resolve_ref(ref, registry_root(storage))
     meta = read_meta(directory)

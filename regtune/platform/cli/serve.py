@@ -190,6 +190,20 @@ def _unknown_key(item: str, key: str, allowed: list[str]) -> str:
     return message + (DID_YOU_MEAN.format(suggestion=close[0]) if close else "")
 
 
+def _known_model(model: str, storage: str | None) -> None:
+    """Refuse an unknown ``NAME`` or ``NAME:N`` before torch and Ray are imported
+    (a typo answers in about a second, not four); a version directory is
+    checked when it is loaded.
+
+    Raises:
+        SpecError: a malformed reference, an unknown model or version.
+    """
+    from regtune.platform.registry.location import parse_ref, registry_root, resolve_ref
+
+    if parse_ref(model).name is not None:
+        resolve_ref(model, registry_root(storage))
+
+
 def _pinned(settings: ServeSettings) -> ServeSettings:
     """``settings`` with the storage root resolved and a bare ``NAME`` pinned to
     its latest version, as a config file must hold them to serve the same model
@@ -198,8 +212,7 @@ def _pinned(settings: ServeSettings) -> ServeSettings:
     Raises:
         SpecError: an unknown model (a typo fails before the file is written).
     """
-    from regtune.platform.registry.location import parse_ref, registry_root
-    from regtune.platform.registry.version import resolve_ref
+    from regtune.platform.registry.location import parse_ref, registry_root, resolve_ref
     from regtune.platform.storage import storage_root
 
     update: dict[str, Any] = {}
@@ -298,7 +311,6 @@ def serve(
 ) -> None:
     """Serve a registered model over HTTP (KServe v1) with canary, shadow and drift."""
     from regtune.platform.tune.runtime import set_verbose
-    from regtune.serve.settings import parse_settings
 
     set_verbose(verbose)
 
@@ -314,7 +326,12 @@ def serve(
             "num_replicas": replicas,
             "token_env": token_env,
         }
+        # Before the serve settings (and torch) are imported; --set registry= moves the root.
+        if not any(item.partition("=")[0].strip() == "registry" for item in set_ or []):
+            _known_model(model, storage)
         overrides, written = _overrides(set_ or [])
+        from regtune.serve.settings import parse_settings
+
         # A bad value is named as the user wrote it: the option, or "--set key=value".
         names = {**{k: v for k, v in OPTION_OF.items() if k not in overrides}, **written}
         settings = parse_settings(_absolute({**flags, **overrides}), names)

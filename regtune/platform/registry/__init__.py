@@ -12,6 +12,9 @@ torch and safetensors only, never Ray Tune or the training loop::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from regtune.platform.registry.location import (
     list_models,
     list_versions,
@@ -19,15 +22,40 @@ from regtune.platform.registry.location import (
     registry_root,
     storage_root,
 )
-from regtune.platform.registry.modules import EnsembleModule
-from regtune.platform.registry.postprocess import PostProcessing
-from regtune.platform.registry.version import (
-    Member,
-    ModelVersion,
-    build_module,
-    load_version,
-    save_version,
-)
+
+if TYPE_CHECKING:
+    from regtune.platform.registry.modules import EnsembleModule
+    from regtune.platform.registry.postprocess import PostProcessing
+    from regtune.platform.registry.version import (
+        Member,
+        ModelVersion,
+        build_module,
+        load_version,
+        save_version,
+    )
+
+#: Names whose modules import torch: loaded on first use, so a command that only
+#: looks a name up (``regtune models list``, a typo'd ``regtune serve NAME``)
+#: answers without importing torch.
+_LAZY = {
+    "EnsembleModule": "modules",
+    "PostProcessing": "postprocess",
+    "Member": "version",
+    "ModelVersion": "version",
+    "build_module": "version",
+    "load_version": "version",
+    "save_version": "version",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EnsembleModule",

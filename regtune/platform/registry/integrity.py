@@ -15,15 +15,29 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from regtune.errors import CheckpointError
+from regtune.platform.registry.location import META_FILE
+from regtune.platform.registry.store import Place
 
 __all__ = [
+    "BAD_META",
     "DIGEST_KEY",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "NOT_OURS",
     "canonical_json",
     "file_entry",
     "meta_digest",
+    "read_meta",
+    "read_verified",
     "verify_files",
     "verify_meta",
 ]
+
+#: What meta.json says it is (a version of another format is refused by name).
+FORMAT = "regtune-model"
+FORMAT_VERSION = 1
+BAD_META = "model version {dir}: file meta.json cannot be read ({error})"
+NOT_OURS = "model version {dir}: file meta.json is not a {fmt} v{version} file ({what})"
 
 #: Key of meta.json holding the digest of meta.json itself.
 DIGEST_KEY = "meta_sha256"
@@ -121,3 +135,38 @@ def verify_files(
             )
         contents[name] = data
     return contents
+
+
+def read_verified(directory: Place) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A version's meta.json and the bytes of every file it lists, all verified.
+
+    Raises:
+        CheckpointError: naming the file that is missing, unreadable, truncated,
+            modified or not of this format.
+    """
+    where = directory.display()
+    try:
+        raw = directory.read(META_FILE)
+        if raw is None:
+            raise FileNotFoundError(directory.display(META_FILE))
+        meta = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(BAD_META.format(dir=where, error="not a JSON object"))
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        what = f"format {meta.get('format')!r} v{meta.get('format_version')!r}"
+        raise CheckpointError(
+            NOT_OURS.format(dir=where, fmt=FORMAT, version=FORMAT_VERSION, what=what)
+        )
+    verify_meta(meta, where)
+    return meta, verify_files(meta, where, directory.read)
+
+
+def read_meta(directory: Place) -> dict[str, Any]:
+    """Parse and verify a version's meta.json and the files it lists.
+
+    Raises:
+        CheckpointError: naming the file that is missing, truncated or modified.
+    """
+    return read_verified(directory)[0]

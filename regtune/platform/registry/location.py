@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtune.errors import SpecError
+from regtune.errors import CheckpointError, SpecError
 from regtune.platform.registry.store import Place, place_of
 from regtune.platform.storage import DEFAULT_STORAGE, STORAGE_ENV, storage_root
 
@@ -40,11 +40,16 @@ __all__ = [
     "next_version_number",
     "parse_ref",
     "registry_root",
+    "resolve_ref",
     "root_place",
     "storage_root",
     "version_dir",
     "version_number",
 ]
+
+NO_VERSIONS = "model {name!r} has no versions under {root}; registered models: {models}"
+NO_SUCH_VERSION = "model {name!r} has no version {version} under {root}; versions: {versions}"
+NOT_A_VERSION = "{path} is not a model version directory (no meta.json)"
 
 #: Subdirectory of the storage root holding every model.
 REGISTRY_DIR = "registry"
@@ -164,3 +169,35 @@ def parse_ref(ref: str) -> VersionRef:
     if not raw_version.isdigit() or int(raw_version) < 1:
         raise SpecError(BAD_VERSION.format(value=raw_version, ref=ref, name=name))
     return VersionRef(name, int(raw_version), None)
+
+
+def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, int | None]:
+    """The directory a reference names, with its model name and version (None for a path).
+
+    Raises:
+        SpecError: a malformed reference, an unknown model or version.
+        CheckpointError: a path that is not a version directory.
+    """
+    parsed = parse_ref(ref)
+    if parsed.path is not None:
+        place = place_of(parsed.path)
+        if not place.is_file(META_FILE):
+            raise CheckpointError(NOT_A_VERSION.format(path=parsed.path))
+        return place, None, None
+    assert parsed.name is not None  # parse_ref gives a name or a path
+    base = root_place(root)
+    versions = list_versions(parsed.name, root=base.display())
+    if not versions:
+        raise SpecError(
+            NO_VERSIONS.format(
+                name=parsed.name, root=base.display(), models=list_models(root=base.display())
+            )
+        )
+    number = parsed.version if parsed.version is not None else versions[-1]
+    if number not in versions:
+        raise SpecError(
+            NO_SUCH_VERSION.format(
+                name=parsed.name, version=number, root=base.display(), versions=versions
+            )
+        )
+    return version_dir(base, parsed.name, number), parsed.name, number

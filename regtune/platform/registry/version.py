@@ -75,22 +75,24 @@ import regtune
 from regtune.errors import CheckpointError, SpecError
 from regtune.platform.registry.evaluation import evaluate_module, predict_classes
 from regtune.platform.registry.integrity import (
+    BAD_META,
     DIGEST_KEY,
+    FORMAT,
+    FORMAT_VERSION,
+    NOT_OURS,
     file_entry,
     meta_digest,
+    read_meta,
+    read_verified,
     verify_files,
-    verify_meta,
 )
 from regtune.platform.registry.location import (
     META_FILE,
     WEIGHTS_FILE,
     check_name,
-    list_models,
-    list_versions,
     next_version_number,
-    parse_ref,
+    resolve_ref,
     root_place,
-    version_dir,
     version_number,
 )
 from regtune.platform.registry.meta_checks import KINDS as _META_KINDS
@@ -121,8 +123,6 @@ __all__ = [
     "write_version",
 ]
 
-FORMAT = "regtune-model"
-FORMAT_VERSION = 1
 Kind = Literal["single", "ensemble", "student"]
 KINDS: tuple[str, ...] = _META_KINDS
 #: Attempts at claiming a version number before giving up (each loses a race).
@@ -132,11 +132,6 @@ CLAIMS_DIR = ".claims"
 #: Longest random pause, in seconds, after losing a claim (breaks lock-step retries).
 CLAIM_BACKOFF_S = 0.05
 
-NO_VERSIONS = "model {name!r} has no versions under {root}; registered models: {models}"
-NO_SUCH_VERSION = "model {name!r} has no version {version} under {root}; versions: {versions}"
-NOT_A_VERSION = "{path} is not a model version directory (no meta.json)"
-BAD_META = "model version {dir}: file meta.json cannot be read ({error})"
-NOT_OURS = "model version {dir}: file meta.json is not a {fmt} v{version} file ({what})"
 BAD_WEIGHTS_FILE = "model version {dir}: file weights.safetensors cannot be read ({error})"
 BAD_KIND = "kind {kind!r} is not allowed; allowed: {allowed}"
 NO_MEMBERS = "a model version needs at least one member network"
@@ -541,67 +536,6 @@ def _publish_remote(
 # -- reading ------------------------------------------------------------------------------
 
 
-def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, int | None]:
-    """The directory a reference names, with its model name and version (None for a path).
-
-    Raises:
-        SpecError: a malformed reference, an unknown model or version.
-        CheckpointError: a path that is not a version directory.
-    """
-    parsed = parse_ref(ref)
-    if parsed.path is not None:
-        place = place_of(parsed.path)
-        if not place.is_file(META_FILE):
-            raise CheckpointError(NOT_A_VERSION.format(path=parsed.path))
-        return place, None, None
-    assert parsed.name is not None  # parse_ref gives a name or a path
-    base = root_place(root)
-    versions = list_versions(parsed.name, root=base.display())
-    if not versions:
-        raise SpecError(
-            NO_VERSIONS.format(
-                name=parsed.name, root=base.display(), models=list_models(root=base.display())
-            )
-        )
-    number = parsed.version if parsed.version is not None else versions[-1]
-    if number not in versions:
-        raise SpecError(
-            NO_SUCH_VERSION.format(
-                name=parsed.name, version=number, root=base.display(), versions=versions
-            )
-        )
-    return version_dir(base, parsed.name, number), parsed.name, number
-
-
-def _read_verified(directory: Place) -> tuple[dict[str, Any], dict[str, bytes]]:
-    where = directory.display()
-    try:
-        raw = directory.read(META_FILE)
-        if raw is None:
-            raise FileNotFoundError(directory.display(META_FILE))
-        meta = json.loads(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(BAD_META.format(dir=where, error="not a JSON object"))
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        what = f"format {meta.get('format')!r} v{meta.get('format_version')!r}"
-        raise CheckpointError(
-            NOT_OURS.format(dir=where, fmt=FORMAT, version=FORMAT_VERSION, what=what)
-        )
-    verify_meta(meta, where)
-    return meta, verify_files(meta, where, directory.read)
-
-
-def read_meta(directory: Place) -> dict[str, Any]:
-    """Parse and verify a version's meta.json and the files it lists.
-
-    Raises:
-        CheckpointError: naming the file that is missing, truncated or modified.
-    """
-    return _read_verified(directory)[0]
-
-
 def load_version(ref: str, *, root: str | None = None) -> ModelVersion:
     """Load and verify a version: ``"name"`` (latest), ``"name:3"`` or a directory.
 
@@ -623,7 +557,7 @@ def _load(
     named, checked against meta.json; ``staged``: a version being published,
     whose number is 0 until it is claimed)."""
     where = directory.display()
-    meta, contents = _read_verified(directory)
+    meta, contents = read_verified(directory)
     if number is not None and (meta.get("version") != number or meta.get("name") != name):
         raise CheckpointError(
             NOT_OURS.format(
