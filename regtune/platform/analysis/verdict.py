@@ -186,8 +186,8 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
 def _path_lines(
     table: pd.DataFrame, paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]
 ) -> tuple[list[str], dict[str, str]]:
-    """The path's sentences, and per parameter the regularization its edge asks for
-    (``"more"``/``"less"``; absent when inside or not a penalty)."""
+    """The path's sentences, and per penalty the regularization its edge asks for
+    (``"more"``/``"less"``, ``"inside"`` when the best is inside the range)."""
     penalty = {p.name: p.is_penalty for p in swept}
     lines: list[str] = []
     wants: dict[str, str] = {}
@@ -204,7 +204,7 @@ def _path_lines(
             )
         elif row.edge == "lower" and row.next_low >= row.low:
             what = (
-                "the penalty may be unneeded: compare with a run without it"
+                "the penalty may be unneeded; compare with a run without it"
                 if penalty.get(name)
                 else "the sweep prefers its lowest value"
             )
@@ -242,21 +242,30 @@ def _path_lines(
         if row.edge and penalty.get(name):
             more = (row.edge == "upper") == (role_of(name) == "regularizer")
             wants[name] = "more" if more else "less"
+        elif penalty.get(name):
+            wants[name] = "inside"
     return lines, wants
 
 
 def _disagreement(wants: Mapping[str, str], direction: str) -> str:
-    """A clause naming the path edges that ask for the other direction than the curves."""
-    other = [name for name, want in wants.items() if want != direction]
-    if not other:
-        return ""
-    names = ", ".join(other)
+    """A clause naming the path lines that do not ask for ``direction`` (``"more"`` or
+    ``"less"`` regularization), and which evidence each reads."""
     opposite = "less" if direction == "more" else "more"
-    return (
-        f"; this reads the trials' loss curves, while the path of {names} above ranks them by "
-        f"the objective and points toward {opposite} regularization: check the best trials' "
-        "curves before moving the range"
-    )
+    other = [name for name, want in wants.items() if want == opposite]
+    inside = [name for name, want in wants.items() if want == "inside"]
+    if other:
+        return (
+            f"; this reads the trials' loss curves, while the path of {', '.join(other)} "
+            f"above ranks them by the objective and points toward {opposite} regularization: "
+            "check the best trials' curves before moving the range"
+        )
+    if inside:
+        return (
+            f"; this reads the trials' loss curves, while the path of {', '.join(inside)} "
+            "above ranks them by the objective, which is best inside the range: shift the "
+            "range only if the best trials themselves show it"
+        )
+    return ""
 
 
 def sweep_verdict(

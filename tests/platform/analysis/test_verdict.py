@@ -75,7 +75,7 @@ def test_a_best_at_zero_of_a_linear_penalty_may_be_unneeded() -> None:
     path = _path(FAIR, {0.0: 0.9, 0.25: 0.85, 1.0: 0.8})
     (line,) = sweep_verdict({FAIR.name: path}, NO_DIAGNOSIS, [FAIR])
     assert line.endswith(
-        "may be unneeded: compare with a run without it, or sweep the low end, e.g. [0, 0.25]"
+        "may be unneeded; compare with a run without it, or sweep the low end, e.g. [0, 0.25]"
     )
 
 
@@ -108,3 +108,14 @@ def test_short_trials_are_too_short_unless_the_table_says_stopped_early() -> Non
     stopped = pd.Series({"a": "stopped early", "b": "finished"})
     (line,) = sweep_verdict({}, diagnosis, [], stopped)
     assert "(2 epochs < 3): 1 stopped early (by the scheduler or early stopping)" in line
+
+
+def test_underfit_curves_and_a_best_inside_name_their_evidence() -> None:
+    """The user's sweep: best l2 inside the range, most trials underfit."""
+    path = _path(L2, {5.48e-5: 0.80, 3e-4: 0.82, 0.00217: 0.85})
+    epochs = epochs_table({"a": UNDERFIT, "b": UNDERFIT})
+    lines = sweep_verdict({L2.name: path}, diagnose(epochs), [L2])
+    assert "is inside its range" in lines[0]
+    assert lines[1].startswith("100% of 2 trials underfit: shift penalties.l2 toward less")
+    assert "this reads the trials' loss curves, while the path of penalties.l2" in lines[1]
+    assert "which is best inside the range" in lines[1]
