@@ -26,7 +26,7 @@ import yaml
 from regtune.errors import SpecError
 from regtune.search_spaces.distributions import KeyPath
 from regtune.search_spaces.overrides import apply_overrides
-from regtune.search_spaces.problems import dotted, format_problems
+from regtune.search_spaces.problems import dotted, format_problems, in_line_order
 from regtune.search_spaces.sections import SPEC_KEYS, TRAIN_KEYS
 from regtune.search_spaces.spec import SweepSpec, build_spec
 from regtune.trainables.config import idle_keys, parse_train_config
@@ -168,8 +168,10 @@ def load_train_config(
             if not problems:
                 raise
         else:
-            problems = idle_keys(config) or check_data_file(config.dataset)
+            # Every problem at once: idle keys and the data file.
+            problems = [*idle_keys(config), *check_data_file(config.dataset)]
         if problems:
+            problems = in_line_order(problems, lines, overrides)
             message = format_problems(problems, origin, lines, overrides)
             header = INVALID_TRAIN_CONFIG.format(origin=origin)
             message = "\n".join([header, *message.splitlines()[1:]])

@@ -19,6 +19,7 @@ __all__ = [
     "describe",
     "dotted",
     "format_problems",
+    "in_line_order",
 ]
 
 # Longest value repr shown in a message.
@@ -56,11 +57,48 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {shown}"
 
 
+def _blame(
+    problem: Problem, lines: Mapping[str, int], texts: Mapping[str, str]
+) -> tuple[str | None, int | None]:
+    """(the ``--set`` text a problem is blamed on, else None; its YAML line, else None)."""
+    override = next(
+        (t for k, t in texts.items() if problem.path == k or problem.path.startswith(f"{k}.")),
+        None,
+    )
+    if override is not None:
+        return override, None
+    parts = problem.path.split(".")
+    while parts:
+        line = lines.get(".".join(parts))
+        if line is not None:
+            return None, line
+        parts.pop()
+    return None, None
+
+
+def _override_texts(overridden: Iterable[str]) -> dict[str, str]:
+    return {text.partition("=")[0].strip(): text for text in overridden}
+
+
+def in_line_order(
+    problems: list[Problem], lines: Mapping[str, int], overridden: Iterable[str]
+) -> list[Problem]:
+    """``problems`` in the order a reader meets them: those with a line of the
+    file by line (stable: the order found within a line), then the rest
+    (``--set`` options, keys the file does not hold) in the order found.
+    Arguments as :func:`format_problems`."""
+    texts = _override_texts(overridden)
+    lined = [(_blame(p, lines, texts)[1], i) for i, p in enumerate(problems)]
+    order = sorted(range(len(problems)), key=lambda i: (lined[i][0] is None, lined[i][0] or 0, i))
+    return [problems[i] for i in order]
+
+
 def format_problems(
     problems: list[Problem], origin: str, lines: Mapping[str, int], overridden: Iterable[str]
 ) -> str:
     """The message of a :class:`~regtune.errors.SpecError`: a header naming
-    ``origin``, then one problem a line.
+    ``origin``, then one problem a line, in the order given (see
+    :func:`in_line_order`).
 
     Args:
         problems: what was found.
@@ -71,19 +109,10 @@ def format_problems(
             under one of their keys is blamed on that option (the file no
             longer holds the value), not on a line of the file.
     """
-    texts = {text.partition("=")[0].strip(): text for text in overridden}
+    texts = _override_texts(overridden)
     out = [INVALID_SPEC.format(origin=origin)]
     for problem in problems:
-        override = next(
-            (t for k, t in texts.items() if problem.path == k or problem.path.startswith(f"{k}.")),
-            None,
-        )
-        line = None
-        if override is None:
-            parts = problem.path.split(".")
-            while parts and line is None:
-                line = lines.get(".".join(parts))
-                parts.pop()
+        override, line = _blame(problem, lines, texts)
         if override is not None:
             prefix = FROM_OVERRIDE.format(text=override)
         else:

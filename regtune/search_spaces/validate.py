@@ -44,6 +44,7 @@ from regtune.search_spaces.problems import (
     describe,
     dotted,
     format_problems,
+    in_line_order,
 )
 from regtune.search_spaces.sections import (
     SCHEDULER_MODELS,
@@ -158,8 +159,10 @@ def check_spec(
     checker = _Checker()
     fields = checker.build(raw, check_data, one_run)
     if checker.problems or fields is None:
-        message = format_problems(checker.problems, origin, lines or {}, overridden)
-        raise SpecError(message, checker.problems)
+        overridden = list(overridden)
+        problems = in_line_order(checker.problems, lines or {}, overridden)
+        message = format_problems(problems, origin, lines or {}, overridden)
+        raise SpecError(message, problems)
     return fields
 
 
@@ -221,6 +224,12 @@ class _Checker(ProblemLog):
             cross_searcher(self, searcher, scheduler, dists)
         if isinstance(scheduler, PbtConfig) and not one_run:
             cross_pbt(self, scheduler, space, dists, checkpoint)
+        if check_data and samples:
+            # The data file depends on the dataset section alone (which the
+            # samples show is valid): checked whatever else is wrong, so every
+            # problem is reported at once.
+            for problem in check_data_file(samples[0].dataset):
+                self.add(problem.path, problem.message)
         if self.problems:
             return None
         check_base_config(self, space)
@@ -229,9 +238,6 @@ class _Checker(ProblemLog):
             # values leave idle (method none, eps sampled): only a sweep's
             # space must use every key it sets.
             cross_idle(self, space)
-        if not self.problems and check_data and samples:
-            for problem in check_data_file(samples[0].dataset):
-                self.add(problem.path, problem.message)
         if (
             self.problems
             or header is None

@@ -229,3 +229,47 @@ def test_a_fairness_kind_at_strength_zero_alone_is_still_refused() -> None:
     with pytest.raises(SpecError) as info:
         load_spec(_spec(dataset="adult", penalties=penalties))
     assert "strength is 0" in _problems(info.value)["penalties.fairness.kind"]
+
+
+def test_every_problem_at_once_in_line_order(tmp_path: Path) -> None:
+    # Nothing sampled, a missing data file (line 4) and a bad budget (line 8):
+    # all reported, by line.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: two-faults\n"
+        "dataset:\n"
+        "  name: csv\n"
+        "  path: data.csv\n"
+        "  label: y\n"
+        "model: {arch: mlp, width: 16}\n"
+        "budget:\n"
+        "  samples: 0\n"
+        "  max_epochs: 4\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    lines = str(info.value).splitlines()[1:]
+    assert lines[:2] == [
+        f"line 4: dataset.path: {tmp_path / 'data.csv'}: file not found; expected a csv file",
+        "line 8: budget.samples: Input should be greater than or equal to 1 (got 0)",
+    ]
+    # the file holds no searcher key: no line, after those with one
+    assert lines[2].startswith("searcher: the spec samples nothing") and len(lines) == 3
+    # the problems list is in the message's order
+    assert [p.path for p in info.value.problems] == ["dataset.path", "budget.samples", "searcher"]
+
+
+def test_a_train_config_reports_idle_keys_and_the_data_file_together(tmp_path: Path) -> None:
+    run = _write(
+        tmp_path,
+        "run.yaml",
+        {
+            "dataset": {"name": "csv", "path": "x.csv", "label": "y"},
+            "penalties": {"adversarial": {"method": "none", "eps": 0.1}},
+        },
+    )
+    with pytest.raises(SpecError) as info:
+        load_train_config(str(run))
+    paths = [p.path for p in info.value.problems]
+    assert "dataset.path" in paths and "penalties.adversarial.eps" in paths, str(info.value)

@@ -855,9 +855,10 @@ def test_problems_in_a_file_point_at_their_line(tmp_path: Path) -> None:
     text = GOOD_YAML.replace("1e-6", "-1") + "resources: {cpu: 0}\n"
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, text))
+    # in line order, whatever order they were found in
     assert problem_lines(info.value) == [
-        "line 6: resources.cpu: Input should be greater than 0 (got 0)",
         "line 4: penalties.l2.loguniform: " + dist_mod.LOG_LOW.format(low=-1.0),
+        "line 6: resources.cpu: Input should be greater than 0 (got 0)",
     ]
 
 
