@@ -19,7 +19,7 @@ when an objective is none of these, no comparison is made.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,15 +31,22 @@ if TYPE_CHECKING:
     from regtune.trainables.data import Dataset
 
 __all__ = [
+    "GREEDY_METRICS",
     "VALIDATION_METRICS",
     "ValidationComparison",
     "compare_on_validation",
     "dominating_member",
+    "greedy_forward",
+    "greedy_members",
     "validation_scores",
 ]
 
 #: Objectives a trial reports on its validation split (as the trainer names them).
 VALIDATION_METRICS = ("val_loss", "val_acc", "gap", "ece", "brier", "dp_diff", "eo_diff")
+
+#: Objectives greedy selection can score on averaged validation probabilities
+#: (``gap`` needs the training split too: not offered).
+GREEDY_METRICS = ("val_loss", "val_acc", "ece", "brier", "dp_diff", "eo_diff")
 
 #: Rows per forward pass (memory bound, not a tuning knob).
 _BATCH = 4096
@@ -156,3 +163,49 @@ def compare_on_validation(
         members=scores,
         better_member=None if index is None else ids[index],
     )
+
+
+def greedy_forward(n: int, score: Callable[[Sequence[int]], float], mode: str) -> list[int]:
+    """Greedy forward selection (Caruana et al. 2004, without replacement): start
+    from the best single member, then add, one at a time, the member whose
+    addition improves ``score`` (of the mean of the chosen members) the most;
+    stop when no addition improves it strictly. Returns the chosen indexes in
+    the order added. Ties go to the lower index."""
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+    singles = [score([i]) for i in range(n)]
+    first = 0
+    for i in range(1, n):
+        if better(singles[i], singles[first]):
+            first = i
+    chosen, best = [first], singles[first]
+    while len(chosen) < n:
+        trials = [(score([*chosen, j]), j) for j in range(n) if j not in chosen]
+        value, j = trials[0]
+        for v, k in trials[1:]:
+            if better(v, value):
+                value, j = v, k
+        if not better(value, best):
+            break
+        chosen.append(j)
+        best = value
+    return chosen
+
+
+def greedy_members(
+    members: Sequence[nn.Module], dataset: Dataset, objective: tuple[str, str]
+) -> list[int]:
+    """The members :func:`greedy_forward` keeps, scored on the validation split's
+    mean probabilities on ``objective`` (one of :data:`GREEDY_METRICS`)."""
+    import torch
+
+    metric, mode = objective
+    key = {"val_loss": "loss", "val_acc": "acc"}.get(metric, metric)
+    val = dataset.val
+    probs = [metrics.logits(m, val.x, batch_size=_BATCH).double().softmax(dim=1) for m in members]
+
+    def score(chosen: Sequence[int]) -> float:
+        mean = torch.stack([probs[i] for i in chosen]).mean(dim=0)
+        # log of the mean probabilities: logits whose softmax is that mean
+        return float(metrics.score_logits(mean.clamp_min(1e-300).log(), val.y, val.s)[key])
+
+    return greedy_forward(len(members), score, mode)

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from regtune.errors import SpecError
 from regtune.platform.registry.ensemble import (
+    GREEDY_METRICS,
     VALIDATION_METRICS,
     ValidationComparison,
     compare_on_validation,
+    greedy_members,
 )
 from regtune.platform.registry.evaluation import evaluate_module
 from regtune.platform.registry.gates import (
@@ -63,9 +65,15 @@ if TYPE_CHECKING:
 
     from regtune.trainables.data import Dataset
 
-__all__ = ["Promotion", "promote"]
+__all__ = ["SELECTIONS", "Promotion", "promote"]
 
 BAD_TOP_K = "--top-k {value!r} is not allowed; expected an integer >= 1"
+#: How the members are chosen among the top-k ranked trials.
+SELECTIONS = ("top", "greedy")
+BAD_SELECT = "--select {value!r} is not allowed; expected one of: top, greedy"
+BAD_GREEDY_OBJECTIVES = (
+    "--select greedy scores one objective on validation, one of {allowed}; got {objectives}"
+)
 NO_OBJECTIVES = (
     "experiment {path} does not record its objectives (no results/spec.json); "
     "pass --objective METRIC:MODE"
@@ -94,6 +102,10 @@ class Promotion:
     #: what the user should know although every gate held (e.g. a member alone
     #: does better on validation than the ensemble)
     warnings: list[str] = field(default_factory=list)
+    #: how members were chosen (``top`` or ``greedy``) and, for greedy, the
+    #: top-k trials it left out (their addition did not improve validation)
+    select: str = "top"
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -110,6 +122,7 @@ def promote(
     gates: Sequence[Gate] = (),
     storage: str | None = None,
     root: str | None = None,
+    select: str = "top",
 ) -> Promotion:
     """Build, score and (if every gate holds) register an ensemble of a sweep's best trials.
 
@@ -122,9 +135,13 @@ def promote(
         gates: parsed gates (see :mod:`.gates`), checked on the ensemble's metrics.
         storage: storage root holding the experiment (default: the usual one).
         root: registry root (default: ``<storage>/registry``).
+        select: ``top``: the ``top_k`` best trials; ``greedy``: of those, the
+            ones greedy forward selection on validation keeps (start from the
+            best alone, add a member only while it improves the ensemble's
+            validation score on the one objective; see :mod:`.ensemble`).
 
     Raises:
-        SpecError: bad name, top-k or objectives, unknown experiment, no usable
+        SpecError: bad name, top-k, select or objectives, unknown experiment, no usable
             trial, a gate on a metric the ensemble does not have.
         CheckpointError: a member's checkpoint cannot be read or its dataset changed.
     """
@@ -133,11 +150,22 @@ def promote(
     check_name(name)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise SpecError(BAD_TOP_K.format(value=top_k))
+    if select not in SELECTIONS:
+        raise SpecError(BAD_SELECT.format(value=select))
     check_gate_names(gates)
     path = experiment_path(experiment, storage)
     chosen_objectives = list(objectives or read_objectives(path) or [])
     if not chosen_objectives:
         raise SpecError(NO_OBJECTIVES.format(path=path))
+    if select == "greedy" and (
+        len(chosen_objectives) != 1 or chosen_objectives[0][0] not in GREEDY_METRICS
+    ):
+        raise SpecError(
+            BAD_GREEDY_OBJECTIVES.format(
+                allowed=", ".join(GREEDY_METRICS),
+                objectives=", ".join(f"{m}:{mode}" for m, mode in chosen_objectives),
+            )
+        )
     trials = read_sweep_trials(path)
     excluded = excluded_by_results_store(path)
     candidates = [t for t in trials if t.checkpoint is not None and t.trial_id not in excluded]
@@ -153,7 +181,6 @@ def promote(
             )
         )
     picked = [candidates[i] for i in order[:top_k]]
-    skipped = [t.trial_id for t in trials if t not in picked]
     weights = [read_weights(t) for t in picked]
     dataset = load_dataset(parse_train_config(weights[0].config).dataset)
     for trial, w in zip(picked, weights, strict=True):
@@ -162,6 +189,17 @@ def promote(
         Member(config=w.config, state=w.state, trial_id=t.trial_id)
         for t, w in zip(picked, weights, strict=True)
     ]
+    dropped: list[str] = []
+    if select == "greedy" and len(members) > 1:
+        nets = [build_module([m], dataset) for m in members]
+        keep = greedy_members(nets, dataset, chosen_objectives[0])
+        dropped = [t.trial_id for i, t in enumerate(picked) if i not in keep]
+        picked, weights, members = (
+            [picked[i] for i in keep],
+            [weights[i] for i in keep],
+            [members[i] for i in keep],
+        )
+    skipped = [t.trial_id for t in trials if t not in picked]
     module = build_module(members, dataset)
     configs = [m.config for m in members]
     post = _postprocessing(module, dataset, picked, weights)
@@ -179,6 +217,8 @@ def promote(
         postprocessing=post,
         validation=validation,
         warnings=[] if warning is None else [warning],
+        select=select,
+        dropped=dropped,
     )
     if not outcome.passed:
         return outcome
@@ -188,6 +228,8 @@ def promote(
         "objectives": [{"metric": m, "mode": mode} for m, mode in chosen_objectives],
         "selection": "pareto" if len(chosen_objectives) > 1 else "best",
         "top_k": top_k,
+        "member_selection": select,
+        "dropped_by_selection": dropped,
         "trial_objectives": {
             t.trial_id: {m: t.metrics.get(m) for m, _ in chosen_objectives} for t in picked
         },

@@ -179,6 +179,35 @@ def test_promote_warns_when_a_member_alone_beats_the_ensemble_on_validation(
         str(experiment), name="alone", top_k=1, objectives=[("val_acc", "max")], root=root
     )
     assert alone.validation is None and alone.warnings == []
+    # --select greedy: the bad member does not improve validation, so it is left out
+    greedy = promote(
+        str(experiment),
+        name="greedy",
+        top_k=2,
+        objectives=[("val_acc", "max")],
+        select="greedy",
+        root=root,
+    )
+    assert [t.trial_id for t in greedy.members] == ["good"] and greedy.dropped == ["bad"]
+    assert greedy.warnings == [] and greedy.version is not None
+    lineage = greedy.version.meta["lineage"]
+    assert lineage["member_selection"] == "greedy"
+    assert lineage["dropped_by_selection"] == ["bad"]
+    with pytest.raises(SpecError, match="--select 'best' is not allowed"):
+        promote(str(experiment), name="x", select="best", root=root)
+    with pytest.raises(SpecError, match="one of val_loss, val_acc"):
+        promote(str(experiment), name="x", objectives=[("gap", "min")], select="greedy", root=root)
+
+
+def test_greedy_forward_adds_members_only_while_the_score_improves() -> None:
+    from regtune.platform.registry.ensemble import greedy_forward
+
+    # score of a subset: a table; member 1 is the best alone, 1+2 improves, +0 does not
+    table = {(0,): 0.7, (1,): 0.8, (2,): 0.6, (1, 0): 0.79, (1, 2): 0.85, (1, 2, 0): 0.85}
+    assert greedy_forward(3, lambda c: table[tuple(c)], "max") == [1, 2]
+    losses = {(0,): 0.5, (1,): 0.4, (1, 0): 0.3}
+    assert greedy_forward(2, lambda c: losses[tuple(c)], "min") == [1, 0]
+    assert greedy_forward(1, lambda c: 0.0, "max") == [0]
 
 
 # --- gate names checked before anything is loaded ----------------------------------
