@@ -32,8 +32,15 @@ def storage(digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(root)
 
 
-def test_list_fits_80_columns_without_cutting_a_cell_and_is_full_when_wide(storage: str) -> None:
-    narrow = runner.invoke(app, ["models", "list", "--storage", storage], env={"COLUMNS": "80"})
+def test_list_fits_80_columns_without_cutting_a_cell_and_is_full_when_wide(
+    storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regtune.platform.cli.app import out
+
+    # The console's width, not $COLUMNS: rich reads $COLUMNS once, when the console is
+    # made, and pytest-xdist's workers export COLUMNS=80 before it is.
+    monkeypatch.setattr(out, "width", 80)
+    narrow = runner.invoke(app, ["models", "list", "--storage", storage])
     assert narrow.exit_code == 0, narrow.output
     lines = narrow.stdout.splitlines()
     assert max(map(len, lines)) <= 80
@@ -42,7 +49,8 @@ def test_list_fits_80_columns_without_cutting_a_cell_and_is_full_when_wide(stora
     assert "test_acc" in narrow.stdout
     assert "not shown at this width" in narrow.stdout and "size_bytes" in narrow.stdout
 
-    wide = runner.invoke(app, ["models", "list", "--storage", storage], env={"COLUMNS": "200"})
+    monkeypatch.setattr(out, "width", 200)
+    wide = runner.invoke(app, ["models", "list", "--storage", storage])
     assert wide.exit_code == 0, wide.output
     header = next(line for line in wide.stdout.splitlines() if "model" in line and "kind" in line)
     for column in ("versions", "created", "test_acc", "test_ece", "test_dp_diff", "gap",
