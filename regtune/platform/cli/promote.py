@@ -54,9 +54,20 @@ def promote(
         str | None,
         typer.Option(help="Storage root of experiments and registry (default: $REGTUNE_STORAGE)."),
     ] = None,
+    select: Annotated[
+        str,
+        typer.Option(
+            "--select",
+            help="Members: 'top' (the top-k best) or 'greedy' (of those, only the ones that "
+            "improve the ensemble on validation).",
+        ),
+    ] = "top",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Ensemble the best trials of EXPERIMENT and register it as NAME if every gate holds.
+
+    With two or more members the ensemble is compared with each member on the
+    validation split: a member alone that does better is reported as a warning.
 
     Exits 1 (writing nothing) when a gate fails, 2 on bad input.
     """
@@ -79,6 +90,7 @@ def promote(
             gates=gates,
             storage=storage,
             root=registry_root(storage),
+            select=select,
         )
     except RegtuneError as exc:
         raise fail(exc) from exc
@@ -110,6 +122,10 @@ def _payload(result: Any) -> dict[str, Any]:
         "postprocessing": (
             None if result.postprocessing is None else result.postprocessing.to_meta()
         ),
+        "warnings": result.warnings,
+        "validation": None if result.validation is None else result.validation.to_dict(),
+        "select": result.select,
+        "dropped": result.dropped,
         "registered": None if result.version is None else result.version.ref,
         "path": None if result.version is None else result.version.path,
     }
@@ -149,6 +165,10 @@ def _print(result: Any) -> None:
             verdict = "[green]holds[/]" if r.passed else f"[red]fails by {r.shortfall:.4g}[/]"
             gates.add_row(r.gate.text, f"{r.value:.4f}", verdict)
         out.print(gates)
+    for warning in result.warnings:
+        out.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
+    if result.dropped:
+        out.print(f"left out by --select greedy: {', '.join(result.dropped)}", highlight=False)
     if result.version is not None:
         out.print(
             f"registered [bold]{result.version.ref}[/] at {result.version.path}", highlight=False

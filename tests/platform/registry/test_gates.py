@@ -249,3 +249,28 @@ def test_every_metric_of_a_real_version_passes_the_early_check(tiny_version: Any
 def test_a_gate_missing_from_the_version_suggests_the_closest_names() -> None:
     with pytest.raises(SpecError, match=r"did you mean 'test_acc'\?"):
         check_gates(parse_gates(["test_acc.x>=0.5"]), {"test_acc": 0.9, "gap": 0.1})
+
+
+def test_promote_cli_prints_the_warning_and_the_greedy_choice(tmp_path: Any, digits: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from regtune.platform.cli import app
+
+    storage = tmp_path / "storage"
+    _trial(storage / "mixed", "good", digits, spoil=False)
+    _trial(storage / "mixed", "bad", digits, spoil=True)
+    runner = CliRunner()
+    base = ["promote", "mixed", "--top-k", "2", "--objective", "val_acc", "--storage", str(storage)]
+    shown = runner.invoke(app, [*base, "--name", "mixed"])
+    assert shown.exit_code == 0, shown.output
+    assert "warning: the ensemble is worse on validation than its member good" in shown.stdout
+    data = json.loads(runner.invoke(app, [*base, "--name", "mixed", "--json"]).stdout)
+    assert data["warnings"] and data["validation"]["better_member"] == "good"
+    assert data["select"] == "top" and data["dropped"] == []
+    greedy = runner.invoke(app, [*base, "--name", "lean", "--select", "greedy"])
+    assert greedy.exit_code == 0, greedy.output
+    assert "left out by --select greedy: bad" in greedy.stdout
+    bad = runner.invoke(app, [*base, "--name", "x", "--select", "best"])
+    assert bad.exit_code == 2 and "--select 'best' is not allowed" in bad.output
