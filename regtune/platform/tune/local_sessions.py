@@ -111,12 +111,10 @@ def record_local_session(session_dir: str, environ: Mapping[str, str] | None = N
     processes = []
     for child in _session_processes(psutil, me, session_dir):
         with contextlib.suppress(psutil.Error):
-            processes.append(
-                {"pid": child.pid, "create_time": child.create_time(), "name": child.name()}
-            )
+            processes.append({**_start_of(psutil, child), "name": child.name()})
     record = {
         "format": RECORD_FORMAT,
-        "driver": {"pid": me.pid, "create_time": me.create_time()},
+        "driver": _start_of(psutil, me),
         "session_dir": session_dir,
         "processes": processes,
     }
@@ -172,8 +170,8 @@ def reap_dead_sessions(environ: Mapping[str, str] | None = None) -> list[Stopped
             record = json.loads(path.read_text())
             driver = record["driver"]
             session_dir = str(record["session_dir"])
-            recorded = [(int(p["pid"]), float(p["create_time"])) for p in record["processes"]]
-            driver_pid, driver_start = int(driver["pid"]), float(driver["create_time"])
+            recorded = [_identity(p) for p in record["processes"]]
+            driver_pid, driver_start, driver_since_boot = _identity(driver)
         except FileNotFoundError:
             continue  # another regtune command reaped it meanwhile
         except KeyError as exc:
@@ -184,7 +182,7 @@ def reap_dead_sessions(environ: Mapping[str, str] | None = None) -> list[Stopped
             logger.warning(BAD_RECORD.format(path=path, reason=exc))
             path.unlink(missing_ok=True)
             continue
-        if _same_process(psutil, driver_pid, driver_start) is not None:
+        if _same_process(psutil, driver_pid, driver_start, driver_since_boot) is not None:
             continue  # its driver still runs: its Ray is in use
         leftovers = _leftovers(psutil, recorded, session_dir)
         if leftovers:
@@ -198,10 +196,40 @@ def reap_dead_sessions(environ: Mapping[str, str] | None = None) -> list[Stopped
     return stopped
 
 
-def _same_process(psutil: Any, pid: int, create_time: float) -> Any:
-    """The running process with this PID and start time, or ``None``."""
+def _start_of(psutil: Any, proc: Any) -> dict[str, Any]:
+    """What identifies ``proc`` later: its PID and when it started, both as a
+    wall-clock time and as seconds after boot (which a clock change does not move)."""
+    return {
+        "pid": proc.pid,
+        "create_time": proc.create_time(),
+        "since_boot": proc.create_time() - psutil.boot_time(),
+    }
+
+
+def _identity(entry: Mapping[str, Any]) -> tuple[int, float, float | None]:
+    """``(pid, create_time, since_boot)`` of a recorded process (``since_boot``:
+    None in records written before it was kept)."""
+    since_boot = entry.get("since_boot")
+    return (
+        int(entry["pid"]),
+        float(entry["create_time"]),
+        None if since_boot is None else float(since_boot),
+    )
+
+
+def _same_process(psutil: Any, pid: int, create_time: float, since_boot: float | None) -> Any:
+    """The running process with this PID and start time, or ``None``.
+
+    Compared as seconds after boot when the record has them: a wall-clock
+    start time moves with the system clock (psutil adds the boot time, which
+    an NTP step or a restored VM snapshot shifts), and a live driver must
+    never look gone (its Ray would be stopped under it).
+    """
     try:
         proc = psutil.Process(pid)
+        if since_boot is not None:
+            started = proc.create_time() - psutil.boot_time()
+            return proc if abs(started - since_boot) <= SAME_START_S else None
         if abs(proc.create_time() - create_time) <= SAME_START_S:
             return proc
     except psutil.Error:
@@ -209,10 +237,12 @@ def _same_process(psutil: Any, pid: int, create_time: float) -> Any:
     return None
 
 
-def _leftovers(psutil: Any, recorded: Iterable[tuple[int, float]], session_dir: str) -> list[Any]:
+def _leftovers(
+    psutil: Any, recorded: Iterable[tuple[int, float, float | None]], session_dir: str
+) -> list[Any]:
     found = {}
-    for pid, create_time in recorded:
-        proc = _same_process(psutil, pid, create_time)
+    for pid, create_time, since_boot in recorded:
+        proc = _same_process(psutil, pid, create_time, since_boot)
         if proc is not None:
             found[proc.pid] = proc
     prefix = session_dir.rstrip("/") + "/"

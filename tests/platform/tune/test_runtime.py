@@ -315,6 +315,43 @@ def test_reap_stops_a_dead_drivers_processes_and_nothing_else(tmp_path: Path) ->
             proc.wait()
 
 
+def test_a_clock_step_never_makes_a_live_driver_look_gone(tmp_path: Path) -> None:
+    """Wall-clock start times move when the system clock is stepped (NTP, a restored
+    VM snapshot: psutil adds the boot time, which moves with it). Seen in a test run:
+    every live session's Ray was stopped under its driver. Records keep the start as
+    seconds after boot too, and that is what is compared."""
+    psutil = _psutil()
+    env = {STATE_ENV: str(tmp_path)}
+    folder = sessions_dir(env)
+    folder.mkdir(parents=True)
+    driver, worker = (subprocess.Popen(["sleep", "60"]) for _ in range(2))
+    try:
+        procs = [psutil.Process(p.pid) for p in (driver, worker)]
+        entries = [
+            {
+                "pid": proc.pid,
+                "create_time": proc.create_time() - 3.0,  # as recorded before a 3 s step
+                "since_boot": proc.create_time() - psutil.boot_time(),
+            }
+            for proc in procs
+        ]
+        path = folder / "session_live.json"
+        record = {
+            "format": 1,
+            "driver": entries[0],
+            "session_dir": "/nonexistent/session_live",
+            "processes": [{**entries[1], "name": "sleep"}],
+        }
+        path.write_text(json.dumps(record))
+
+        assert reap_dead_sessions(env) == []
+        assert driver.poll() is None and worker.poll() is None and path.exists()
+    finally:
+        for proc in (driver, worker):
+            proc.kill()
+            proc.wait()
+
+
 def test_bad_record_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     env = {STATE_ENV: str(tmp_path)}
     folder = sessions_dir(env)
