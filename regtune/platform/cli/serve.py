@@ -326,9 +326,11 @@ def serve(
             "num_replicas": replicas,
             "token_env": token_env,
         }
-        # Before the serve settings (and torch) are imported; --set registry= moves the root.
-        if not any(item.partition("=")[0].strip() == "registry" for item in set_ or []):
-            _known_model(model, storage)
+        # Before the serve settings (and torch) are imported, where the settings will
+        # look: --set registry= names the root itself, --set storage= the storage.
+        given = {k.strip(): v for k, _, v in (i.partition("=") for i in set_ or [])}
+        if "registry" not in given:
+            _known_model(model, given.get("storage") or storage)
         overrides, written = _overrides(set_ or [])
         from regtune.serve.settings import parse_settings
 

@@ -59,8 +59,11 @@ def rank(
     best first.
 
     With one objective, ties are broken as in the sweep summary and the
-    analysis (:mod:`~regtune.platform.results.ranking`), so the first member
-    is the trial they call best.
+    analysis (:mod:`~regtune.platform.results.ranking`). With several, the
+    NSGA-II order (front by front, spread along each), led by the trial the
+    sweep summary and the analysis call best (it is on the first front: the
+    best first objective, ties broken by the others), so ``--top-k 1``
+    registers that trial either way.
     """
     if len(objectives) == 1:
         return best_first(rows, trial_ids, objectives)
@@ -71,7 +74,11 @@ def rank(
         return []
     values = [[float(rows[i][m]) for m, _ in objectives] for i in usable]
     points = to_minimization(values, [mode for _, mode in objectives])
-    return [usable[int(j)] for j in pareto_rank_order(points)]
+    order = [usable[int(j)] for j in pareto_rank_order(points)]
+    lead = usable[
+        best_first([rows[i] for i in usable], [trial_ids[i] for i in usable], objectives)[0]
+    ]
+    return [lead, *(i for i in order if i != lead)]
 
 
 def _finite(value: object) -> bool:

@@ -83,6 +83,12 @@ def test_rank_single_and_pareto() -> None:
     assert rank(rows, [("val_acc", "max")], ids) == [1, 0, 3, 5]
     order = rank(rows, [("val_acc", "max"), ("sparsity", "max")], ids)
     assert set(order[:3]) == {0, 1, 5} and order[3] == 3
+    # Several objectives: the first member is the trial the sweep calls best.
+    assert order[0] == 1
+    front = [{"val_acc": 0.80, "dp_diff": 0.10}, {"val_acc": 0.85, "dp_diff": 0.15}]
+    front.append({"val_acc": 0.90, "dp_diff": 0.20})
+    two = [("val_acc", "max"), ("dp_diff", "min")]
+    assert rank(front, two, ["a1", "b2", "c3"])[0] == 2
     assert rank(rows, [("brier", "min")], ids) == []
     # Ties on one objective: the lower val_loss first, then the trial id, whatever the row order.
     tied = [{"val_acc": 0.9, "val_loss": 0.3}, {"val_acc": 0.9, "val_loss": 0.2}, {"val_acc": 0.9}]

@@ -39,6 +39,9 @@ def test_lookups_answer_without_torch(tiny_version: ModelVersion, registry: str)
         code, output, torch_imported = _cli("serve", ref, "--storage", storage)
         assert code == 2 and not torch_imported
         assert ("has no versions" if ref == "nosuch" else "has no version 7") in output
+    # The look-up goes where the settings will: --set storage= moves it too.
+    code, output, _ = _cli("serve", "nosuch", "--set", f"storage={storage}")
+    assert code == 2 and f"under {registry}" in output.replace("\n", "")
     # The package's torch-backed names still load on first use.
     import regtune.platform.registry as registry_pkg
 
