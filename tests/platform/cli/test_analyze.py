@@ -246,8 +246,14 @@ def test_an_unknown_metric_lists_what_a_user_would_pick_and_suggests(tmp_path: P
     assert " ".join(result.output.split()).endswith("(did you mean 'val_acc'?)")
 
 
-def test_terminal_output_fits_80_columns_with_hanging_indents(experiment: Path) -> None:
-    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["analyze", str(experiment)])
+def test_terminal_output_fits_80_columns_with_hanging_indents(
+    experiment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regtune.platform.cli.app import out
+
+    # The console's width: rich reads $COLUMNS once, when the console is made.
+    monkeypatch.setattr(out, "width", 80)
+    result = CliRunner().invoke(app, ["analyze", str(experiment)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
