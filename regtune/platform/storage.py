@@ -73,11 +73,13 @@ def storage_option(storage: str | None = None) -> str:
     return "the default storage"
 
 
-def check_storage(storage: str | None = None) -> str:
+def check_storage(storage: str | None = None, *, create: bool = True) -> str:
     """The storage root :func:`storage_root` picks, checked to be writable.
 
     A local path (or ``file://`` URI) has its folders made
-    (``mkdir -p``) and must be writable; any other URI must name a
+    (``mkdir -p``) and must be writable (``create=False``, for a command
+    that only reads it, such as a resume's look-up: nothing is made, and
+    only a file in the way is refused); any other URI must name a
     filesystem pyarrow knows (``s3://``, ``gs://``, ``hdfs://``, ...) and,
     on an object store, a bucket. Nothing is written to a URI: a bucket's
     permissions are found when the first file is.
@@ -89,14 +91,14 @@ def check_storage(storage: str | None = None) -> str:
     """
     given = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
     root = storage_root(storage)
-    reason = _uri_problem(root) if "://" in root else _folder_problem(Path(root))
+    reason = _uri_problem(root, create) if "://" in root else _folder_problem(Path(root), create)
     if reason is not None:
         option = storage_option(storage)
         raise SpecError(BAD_STORAGE.format(option=option, root=given, reason=reason))
     return root
 
 
-def _uri_problem(uri: str) -> str | None:
+def _uri_problem(uri: str, create: bool) -> str | None:
     """Why pyarrow cannot open ``uri`` as a storage root, or None."""
     import pyarrow as pa
     import pyarrow.fs as pafs
@@ -108,16 +110,20 @@ def _uri_problem(uri: str) -> str | None:
     except (pa.ArrowException, ValueError, OSError) as exc:
         return str(exc)
     if isinstance(fs, pafs.LocalFileSystem):
-        return _folder_problem(Path(path))
+        return _folder_problem(Path(path), create)
     if is_object_store(fs) and not path.strip("/"):
         return "no bucket named"
     return None
 
 
-def _folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be made or written in, or None (it is made)."""
+def _folder_problem(folder: Path, create: bool) -> str | None:
+    """Why ``folder`` cannot be made or written in, or None (it is made unless
+    ``create`` is False; then only a file in the way is a problem)."""
     if folder.exists() and not folder.is_dir():
         return "it is a file, not a folder"
+    if not create:
+        blocker = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+        return None if blocker is None else f"{blocker} is a file, not a folder"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

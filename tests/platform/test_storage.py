@@ -83,3 +83,16 @@ def test_the_message_names_the_environment_variable_when_the_root_came_from_it(
     assert _refused(str(afile)) == BAD_STORAGE.format(
         option="--storage", root=str(afile), reason=reason
     )
+
+
+def test_a_look_up_makes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resume's look-up only reads: a typo'd root is not made, and a file in the
+    way is still refused by name."""
+    monkeypatch.chdir(tmp_path)
+    assert check_storage("typo/runs", create=False) == str(tmp_path / "typo" / "runs")
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(SpecError, match="afile is a file, not a folder"):
+        check_storage("afile/runs", create=False)
+    with pytest.raises(SpecError, match="it is a file, not a folder"):
+        check_storage("afile", create=False)

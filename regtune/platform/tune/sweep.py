@@ -200,7 +200,7 @@ def resolve_name(
         return check_name(name)
     if not resume:
         return new_experiment_name(spec.name)
-    root = check_storage(storage)
+    root = check_storage(storage, create=False)  # a look-up: a typo'd root is not made
     found = newest_experiment(root, spec.name)
     if found is None:
         raise SpecError(NO_EXPERIMENT_OF_SPEC_MSG.format(spec=spec.name, root=root))
@@ -224,7 +224,7 @@ def finished_experiment(name: str, *, storage: str | None = None) -> SweepOutcom
     from regtune.platform.results.read import read_spec, stored_trial_states
     from regtune.platform.results.trials import FINISHED, STOPPED_EARLY
 
-    exp_path = f"{check_storage(storage).rstrip('/')}/{name}"
+    exp_path = f"{check_storage(storage, create=False).rstrip('/')}/{name}"
     try:
         stored = read_spec(exp_path)
         states, _ = stored_trial_states(locate(exp_path))
