@@ -42,6 +42,7 @@ from regtune.platform.analysis.swept import SweptParameter, find_parameter, swep
 from regtune.platform.analysis.verdict import edges, sweep_verdict
 from regtune.platform.results.schema import metric_columns as stored_metric_columns
 from regtune.search_spaces import SweepSpec
+from regtune.trainables.config import METRIC_MODES
 
 __all__ = [
     "DEFAULT_OBJECTIVE",
@@ -262,8 +263,10 @@ def needed_columns(
     wanted += list(metrics) if metrics is not None else [m for m in present if m not in detail]
     for columns in group_columns(present).values():
         wanted += list(columns.values())
-    # Which epoch each trial keeps (the row it is judged on) is decided from these.
-    wanted += list(KEPT_COLUMNS)
+    # Which epoch each trial keeps (the row it is judged on) is decided from these;
+    # for results stored before kept_epoch, early stopping's metric too, which may
+    # be any of the platform metrics (a handful of columns).
+    wanted += list(KEPT_COLUMNS) + list(METRIC_MODES)
     return [c for c in dict.fromkeys(wanted) if c in available]
 
 

@@ -268,3 +268,15 @@ def test_a_running_trial_under_a_fairness_bound_keeps_the_bounds_choice() -> Non
     epochs = epochs_table({"r": curve}, extra={"r": fair})
     summary = trial_summary(epochs, ("val_acc", "max"))
     assert summary.loc["r", "iteration"] == 2  # epochs 3-4 break the bound
+
+
+def test_a_narrowed_read_keeps_what_tells_the_kept_epoch() -> None:
+    """`--metric val_acc` on results stored before kept_epoch: early stopping may
+    have watched any platform metric (here ece), so its column is still read."""
+    from regtune.platform.analysis.run import needed_columns
+
+    available = ["iteration", "trial_id", "val_acc", "val_loss", "train_loss", "ece", "other"]
+    available.append("config.training.early_stopping.metric")
+    wanted = needed_columns(available, None, metrics=["val_acc"])
+    assert {"ece", "config.training.early_stopping.metric"} <= set(wanted)
+    assert "other" not in wanted
