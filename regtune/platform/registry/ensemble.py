@@ -55,8 +55,10 @@ _BATCH = 4096
 def validation_scores(
     module: nn.Module, dataset: Dataset, names: Sequence[str]
 ) -> dict[str, float]:
-    """``module``'s validation metrics ``names`` (of :data:`VALIDATION_METRICS`), as a
-    trial reports them: ``gap`` is validation loss minus training loss."""
+    """``module``'s validation metrics ``names`` (of :data:`VALIDATION_METRICS`), named
+    as a trial reports them; ``gap`` is validation loss minus the training split's
+    loss in eval mode (the trainer's is the mean loss of its training batches, with
+    dropout on), so it compares the ensemble with its members, not with the sweep."""
     z = metrics.logits(module, dataset.val.x, batch_size=_BATCH)
     val = metrics.score_logits(z, dataset.val.y, dataset.val.s)
     row: dict[str, float] = {

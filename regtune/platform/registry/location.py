@@ -7,6 +7,8 @@ to, ``$REGTUNE_STORAGE`` or ``~/regtune_runs``)::
                              v2/
                              .staging-*/   unpublished writes (ignored)
                              .claims/v<N>/<token>   version-number claims (object stores)
+                             .serve/<deployment>/canary-v<N>.json   canary rollbacks
+                                 (regtune.serve.markers; deletable when nothing serves)
 
 The storage root is a local path or a URI (``s3://bucket/runs``,
 ``gs://...``, ``file://...``); see :mod:`regtune.platform.registry.store`.

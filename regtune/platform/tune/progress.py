@@ -5,6 +5,9 @@
 ties broken by the others, the validation loss, the trial id), shown with
 its trial id and *its own* values of the other objectives: in a
 multi-objective sweep the line never combines values from different trials.
+It is any epoch seen so far, kept or not, of a trial that may still error: the
+summary at the end ranks each trial on the epoch it keeps (``kept_epoch``)
+and leaves errored trials out, so the two can name different trials.
 
 :class:`SweepProgress` is plain bookkeeping (tested without Ray);
 :class:`ProgressCallback` feeds it from Tune's driver-side callback hooks and
