@@ -12,9 +12,9 @@ torch and safetensors only, never Ray Tune or the training loop::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from regtune._lazy import lazy_exports as _lazy_exports
 from regtune.platform.registry.location import (
     list_models,
     list_versions,
@@ -48,15 +48,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
 __all__ = [
     "EnsembleModule",
     "Member",
@@ -71,3 +62,5 @@ __all__ = [
     "save_version",
     "storage_root",
 ]
+
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals())
