@@ -21,19 +21,35 @@ user reads, ``penalties.l2: Input should be greater than or equal to 0 (got
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Self
 
 __all__ = [
     "ROOT",
+    "SUGGEST_CUTOFF",
     "CheckpointError",
     "ChecksumError",
     "DataError",
     "Problem",
     "RegtuneError",
     "SpecError",
+    "did_you_mean",
 ]
+
+#: How alike a misspelt name and a known one must be to be suggested (difflib's ratio).
+SUGGEST_CUTOFF = 0.6
+
+
+def did_you_mean(
+    word: str, choices: Iterable[str], *, n: int = 1, cutoff: float = SUGGEST_CUTOFF
+) -> str:
+    """`` (did you mean 'x'?)`` (``'x' or 'y'`` with ``n`` > 1) naming the closest of
+    ``choices`` to a misspelt ``word``, else ``""``: one wording for every door."""
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
 
 #: The key path of a problem that belongs to no single key.
 ROOT = "<root>"

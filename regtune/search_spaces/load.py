@@ -15,7 +15,6 @@ is reported while the spec is validated (``check_data``).
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from regtune.errors import SpecError
+from regtune.errors import SpecError, did_you_mean
 from regtune.search_spaces.distributions import KeyPath
 from regtune.search_spaces.overrides import apply_overrides
 from regtune.search_spaces.problems import dotted, format_problems, in_line_order
@@ -61,7 +60,6 @@ NOT_A_FILE = "spec {path} is not a file (from {source!r}); give a YAML file or a
 #: Endings that make a source a file the user meant, never a preset name.
 FILE_SUFFIXES = (".yaml", ".yml")
 UNKNOWN_PRESET = "unknown preset {name!r}{hint}; presets: {presets}"
-DID_YOU_MEAN = " (did you mean {name!r}?)"
 INVALID_TRAIN_CONFIG = "invalid training config {origin}:"
 # How close a misspelt preset name must be to a real one to be suggested.
 PRESET_SUGGEST_CUTOFF = 0.6
@@ -96,8 +94,7 @@ def preset_descriptions() -> dict[str, str]:
 
 
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(name, list_presets(), n=1, cutoff=PRESET_SUGGEST_CUTOFF)
-    return DID_YOU_MEAN.format(name=close[0]) if close else ""
+    return did_you_mean(name, list_presets(), cutoff=PRESET_SUGGEST_CUTOFF)
 
 
 def load_spec(

@@ -10,14 +10,13 @@ against TrainConfig's keys and the values the trainable accepts
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from regtune.errors import ROOT, Problem, SpecError
+from regtune.errors import ROOT, Problem, SpecError, did_you_mean
 from regtune.search_spaces.cross_checks import (
     cross_budget,
     cross_idle,
@@ -71,11 +70,7 @@ __all__ = ["SpecFields", "check_spec"]
 # A grid searcher enumerates every combination; by default each runs once.
 GRID_DEFAULT_SAMPLES = 1
 
-# How close an unknown key must be to a known one to be suggested.
-KEY_SUGGEST_CUTOFF = 0.6
-
 UNKNOWN_KEY = "unknown key {key!r}; allowed: {allowed}"
-DID_YOU_MEAN = " (did you mean {suggestion!r}?)"
 DID_YOU_MEAN_DISTRIBUTION = (
     " (did you mean the distribution {suggestion!r}? distributions: {kinds})"
 )
@@ -272,12 +267,11 @@ class _Checker(ProblemLog):
         allowed = list(allowed)
         message = UNKNOWN_KEY.format(key=key, allowed=", ".join(allowed))
         kind = suggest_kind(key)
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
         if kind is not None:
             kinds = ", ".join(DISTRIBUTION_KINDS)
             message += DID_YOU_MEAN_DISTRIBUTION.format(suggestion=kind, kinds=kinds)
-        elif close:
-            message += DID_YOU_MEAN.format(suggestion=close[0])
+        else:
+            message += did_you_mean(key, allowed)
         self.add((*path, key), message)
 
     def not_a_distribution(self, path: KeyPath, value: Mapping[Any, Any]) -> None:

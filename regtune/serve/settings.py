@@ -118,14 +118,12 @@ class ServeSettings(BaseModel):
 
 def _unknown(key: str) -> str:
     """An unknown key's message: the allowed keys and the closest one (spec validation's rule)."""
-    import difflib
-
-    from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF, UNKNOWN_KEY
+    from regtune.errors import did_you_mean
+    from regtune.search_spaces.validate import UNKNOWN_KEY
 
     allowed = sorted(ServeSettings.model_fields)
     message = UNKNOWN_KEY.format(key=key, allowed=", ".join(allowed))
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
-    return message + (DID_YOU_MEAN.format(suggestion=close[0]) if close else "")
+    return message + did_you_mean(key, allowed)
 
 
 def parse_settings(

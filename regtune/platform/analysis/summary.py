@@ -15,7 +15,6 @@ reliability bins exist on the final epoch only and are taken from it
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Literal
 
@@ -23,18 +22,16 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from regtune.errors import SpecError
+from regtune.errors import SpecError, did_you_mean
 from regtune.platform.analysis.columns import is_final_report, metric_choices
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.analysis.kept import kept_positions
-from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF
 
 __all__ = [
     "BOOKKEEPING_COLUMNS",
     "MSG_BAD_AT",
     "MSG_UNKNOWN_METRIC",
     "config_columns",
-    "did_you_mean",
     "list_metrics",
     "metric_columns",
     "select_epochs",
@@ -82,13 +79,6 @@ def list_metrics(present: Sequence[str]) -> str:
     and interval ends collapsed into patterns
     (:func:`~regtune.platform.analysis.columns.metric_choices`)."""
     return ", ".join(metric_choices(present)) or "(none)"
-
-
-def did_you_mean(name: str, known: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``known`` (the spec loader's cutoff and
-    wording), else ``""``."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=KEY_SUGGEST_CUTOFF)
-    return DID_YOU_MEAN.format(suggestion=close[0]) if close else ""
 
 
 def select_epochs(

@@ -181,13 +181,10 @@ def _overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _unknown_key(item: str, key: str, allowed: list[str]) -> str:
     """The message for a --set key that is no setting, with spec validation's did-you-mean."""
-    import difflib
-
-    from regtune.search_spaces.validate import DID_YOU_MEAN, KEY_SUGGEST_CUTOFF
+    from regtune.errors import did_you_mean
 
     message = BAD_SET_KEY.format(item=item, key=key, allowed=", ".join(allowed))
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=KEY_SUGGEST_CUTOFF)
-    return message + (DID_YOU_MEAN.format(suggestion=close[0]) if close else "")
+    return message + did_you_mean(key, allowed)
 
 
 def _known_model(model: str, storage: str | None) -> None:

@@ -14,14 +14,13 @@ checked against the version's metrics by :func:`check_gates`.
 
 from __future__ import annotations
 
-import difflib
 import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from regtune.errors import SpecError
+from regtune.errors import SpecError, did_you_mean
 
 __all__ = [
     "GROUP_PATTERNS",
@@ -173,8 +172,7 @@ def check_gate_names(gates: Sequence[Gate]) -> None:
     for gate in gates:
         if gate.metric in KNOWN_METRICS or _GROUP_NAME.match(gate.metric):
             continue
-        close = difflib.get_close_matches(gate.metric, KNOWN_METRICS, n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        hint = did_you_mean(gate.metric, KNOWN_METRICS, n=3)
         raise SpecError(
             NO_SUCH_METRIC.format(
                 text=gate.text,
@@ -195,8 +193,7 @@ def check_gates(gates: Sequence[Gate], metrics: Mapping[str, float]) -> list[Gat
     results = []
     for gate in gates:
         if gate.metric not in metrics:
-            close = difflib.get_close_matches(gate.metric, list(metrics), n=3, cutoff=0.6)
-            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            hint = did_you_mean(gate.metric, metrics, n=3)
             raise SpecError(
                 UNKNOWN_METRIC.format(
                     text=gate.text,
