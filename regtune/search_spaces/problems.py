@@ -65,6 +65,10 @@ def _blame(
         (t for k, t in texts.items() if problem.path == k or problem.path.startswith(f"{k}.")),
         None,
     )
+    if override is None and problem.path not in lines:
+        # A problem above a --set key the file does not have (a misspelt section in
+        # `--set trainig.lr=0.1`): the --set made it.
+        override = next((t for k, t in texts.items() if k.startswith(f"{problem.path}.")), None)
     if override is not None:
         return override, None
     parts = problem.path.split(".")

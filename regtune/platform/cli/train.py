@@ -47,7 +47,8 @@ RESUME_CHANGED = (
 FINISHED_CHANGED = (
     "--resume: the run in {path} is already finished ({epochs} epochs{early}) and was "
     "trained with other settings: {changes}; nothing would be trained with the new values. "
-    "Resume without changing them, raise training.epochs, or train into a new --checkpoint-dir"
+    "Resume without changing them, raise the epochs (budget.max_epochs in a sweep spec or "
+    "preset, training.epochs in a train config), or train into a new --checkpoint-dir"
 )
 
 #: Seconds between epoch lines when the output is not a terminal (as for sweeps).

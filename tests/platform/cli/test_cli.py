@@ -86,6 +86,11 @@ def test_train_checkpoint_and_resume(data_cache: Path, tmp_path: Path) -> None:
         # what is allowed; a bad --set names the --set option.
         (["train", "no-such-spec"], ("no-such-spec", "quickstart")),
         (["train", "quickstart", "--set", "penalties.l9=1"], ("--set", "penalties.l9", "l2")),
+        # A misspelt section above the key: still the --set's fault, not the preset's.
+        (
+            ["train", "quickstart", "--set", "trainig.lr=0.1"],
+            ("--set trainig.lr=0.1:", "did you mean 'training'"),
+        ),
         (["train", "quickstart", "--set", "budget.samples"], ("--set", "budget.samples", "=")),
         (["train", "quickstart", "--resume"], ("--resume", "--checkpoint-dir")),
         (
