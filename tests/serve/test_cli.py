@@ -36,6 +36,12 @@ def test_write_config_gives_a_serve_config_file(tmp_path: Path, registry: Regist
     expected = {"model": f"{MODEL}:1", "registry": registry.root, "canary": "2",
                 "canary_weight": 0.2, "max_p99_ms": 80.0}  # fmt: skip
     assert application["args"] == expected
+    # A config the server would refuse is not written: a canary that is the primary.
+    same = tmp_path / "same.yaml"
+    refused = runner.invoke(app, [*args[:3], "1", *args[4:-1], str(same)])
+    assert refused.exit_code == 2, refused.output
+    assert "canary is the primary version itself" in " ".join(refused.output.split())
+    assert not same.exists()
 
 
 def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:

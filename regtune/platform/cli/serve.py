@@ -336,9 +336,13 @@ def serve(
         settings = parse_settings(_absolute({**flags, **overrides}), names)
         if write_config is not None:
             from regtune.serve.app import write_config as config_text
+            from regtune.serve.service import load_service
 
             _writable("--write-config", write_config)
             settings = _pinned(settings)
+            # Loaded as a replica would (canary/shadow distinct from the primary, same
+            # inputs, files intact): a config regtune would refuse is never written.
+            load_service(settings)
             name = model.split(":")[0].rstrip("/").split("/")[-1]
             text = config_text(settings, host=host, port=port, app_name=f"regtune-{name}")
             _write("--write-config", write_config, text)
