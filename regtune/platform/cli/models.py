@@ -173,6 +173,10 @@ def list_(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         _emit_json({"registry": root, "models": rows})
         return
+    if not rows:
+        # Said plainly: an empty table hides a typo'd --storage.
+        out.print(f"no models registered under {root}", highlight=False, soft_wrap=True)
+        return
     out.print(list_table(rows, root, width=out.width))
 
 

@@ -143,7 +143,7 @@ def _print(result: Any) -> None:
             t.trial_id, str(t.epoch), *(f"{v:.4f}" if v is not None else "-" for v in values)
         )
     out.print(members)
-    scores = Table(title="ensemble")
+    scores = Table(title="ensemble" if len(result.members) > 1 else "model (one member)")
     scores.add_column("metric")
     scores.add_column("value", justify="right")
     for key in SHOWN:

@@ -70,6 +70,10 @@ __all__ = ["SELECTIONS", "Promotion", "promote"]
 BAD_TOP_K = "--top-k {value!r} is not allowed; expected an integer >= 1"
 #: How the members are chosen among the top-k ranked trials.
 SELECTIONS = ("top", "greedy")
+FEWER_THAN_TOP_K = (
+    "--top-k {top_k}: only {n} trial(s) have a checkpoint and every objective, so the "
+    "ensemble has {n} member(s)"
+)
 BAD_SELECT = "--select {value!r} is not allowed; expected one of: top, greedy"
 BAD_GREEDY_OBJECTIVES = (
     "--select greedy scores one objective on validation, one of {allowed}; got {objectives}"
@@ -181,6 +185,7 @@ def promote(
             )
         )
     picked = [candidates[i] for i in order[:top_k]]
+    short = [FEWER_THAN_TOP_K.format(top_k=top_k, n=len(order))] if len(order) < top_k else []
     weights = [read_weights(t) for t in picked]
     dataset = load_dataset(parse_train_config(weights[0].config).dataset)
     for trial, w in zip(picked, weights, strict=True):
@@ -216,7 +221,7 @@ def promote(
         skipped=skipped,
         postprocessing=post,
         validation=validation,
-        warnings=[] if warning is None else [warning],
+        warnings=short + ([] if warning is None else [warning]),
         select=select,
         dropped=dropped,
     )

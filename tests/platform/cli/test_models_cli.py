@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -61,6 +62,12 @@ def test_list_fits_80_columns_without_cutting_a_cell_and_is_full_when_wide(
         runner.invoke(app, ["models", "list", "--storage", storage, "--json"]).stdout
     )
     assert [m["name"] for m in listed["models"]] == sorted(["digits", LONG_NAME])
+
+
+def test_list_of_an_empty_registry_says_so(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["models", "list", "--storage", str(tmp_path / "typo")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"no models registered under {tmp_path / 'typo' / 'registry'}"
 
 
 @pytest.mark.parametrize(

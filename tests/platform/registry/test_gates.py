@@ -185,6 +185,14 @@ def test_promote_warns_when_a_member_alone_beats_the_ensemble_on_validation(
         str(experiment), name="alone", top_k=1, objectives=[("val_acc", "max")], root=root
     )
     assert alone.validation is None and alone.warnings == []
+    # More members asked for than trials qualify: said, not silently fewer.
+    nine = promote(
+        str(experiment), name="nine", top_k=9, objectives=[("val_acc", "max")], root=root
+    )
+    assert nine.warnings[0] == (
+        "--top-k 9: only 2 trial(s) have a checkpoint and every objective, so the ensemble "
+        "has 2 member(s)"
+    )
     # --select greedy: the bad member does not improve validation, so it is left out
     greedy = promote(
         str(experiment),
