@@ -87,11 +87,18 @@ def sweep(
             )
             _show(done, spec, overrides, as_json=as_json)
             return
-        console.print(
-            f"[bold]sweep[/] {name}: {loaded.n_trials} trials, "
-            f"scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
+        header = (
+            f"[bold]sweep[/] {name}{' (resumed)' if resume else ''}: {loaded.n_trials} "
+            f"trials, scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
         )
         with progress_display(console, quiet=as_json) as show:
+
+            def starting() -> None:
+                # Only once every check passed: a refused sweep never looks started.
+                console.print(header)
+                if show is not None:
+                    show.starting_ray()
+
             outcome = run_sweep(
                 loaded,
                 address=address,
@@ -100,7 +107,7 @@ def sweep(
                 resume=resume,
                 dashboard=dashboard,
                 on_progress=show,
-                on_ray_start=None if show is None else show.starting_ray,
+                on_ray_start=starting,
             )
     except RegtuneError as exc:
         raise fail(exc) from exc

@@ -216,8 +216,8 @@ def test_sweep_json_summary(
         app, ["sweep", "quickstart", "--storage", str(tmp_path), "--name", "cli-json"]
     )
     assert again.exit_code == 2 and "already exists" in again.output
-    # Refused before Ray starts, and nothing said of starting it.
-    assert "starting Ray" not in again.output
+    # Refused before Ray starts, and nothing said of starting it (nor of the sweep).
+    assert "starting Ray" not in again.output and "sweep cli-json:" not in again.output
     # --resume of a finished sweep: nothing left, said before Ray would start;
     # the stored summary is printed and the exit status is 0.
     from regtune.platform.tune import sweep as sweep_module
