@@ -24,6 +24,11 @@ BENCHMARKS = (
         "regtune's AdamW/SGD vs torch.optim's (the torch._dynamo import), fresh processes",
     ),
     (
+        "registry_lookup",
+        "Registry look-ups without torch",
+        "regtune models list/show and a mistyped serve NAME vs the same after import torch",
+    ),
+    (
         "cohort_speed",
         "Fused cohorts",
         "K members trained as one batched model vs one Trainer after another "
