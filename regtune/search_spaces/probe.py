@@ -6,6 +6,13 @@ substituted into the config and validated with
 :func:`~regtune.trainables.config.parse_train_config`, so no trial receives a
 config the trainable rejects (rules over three or more keys at once are
 checked only at the representative values, by :func:`check_base_config`).
+
+Pairs of a long list of numbers (more than :data:`PAIR_VALUES` listed values)
+are tried at :data:`PAIR_VALUES` of them spread by rank, both ends, zero and
+the smallest positive value included, as a continuous range is tried at its
+ends and one interior point: a rule between two numbers turns at an end or at
+zero, and trying every pair of two 1,000-value grids would validate a
+million configs (minutes) before the spec is answered.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ from regtune.search_spaces.problems import Problem, ProblemLog, dotted
 from regtune.trainables.config import TrainConfig, parse_train_config
 
 __all__ = [
+    "PAIR_VALUES",
     "check_base_config",
+    "pair_values",
     "probe_pairs",
     "probe_space",
     "probe_value",
@@ -45,6 +54,9 @@ PAIR_REJECTED = (
     "trainable: {reason}"
 )
 BASE_REJECTED = "with every distribution at its representative value: {reason}"
+
+#: Listed numbers beyond this many are tried in pairs at this many of them.
+PAIR_VALUES = 16
 
 
 def probe_space(
@@ -90,7 +102,7 @@ def probe_pairs(
     first rejected pair of each two distributions."""
     for i, first in enumerate(paths):
         for second in paths[i + 1 :]:
-            pairs = itertools.product(dists[first].probe_values(), dists[second].probe_values())
+            pairs = itertools.product(pair_values(dists[first]), pair_values(dists[second]))
             for a, b in pairs:
                 problems, _ = train_problems(substitute(fixed, {first: a, second: b}))
                 new = [p for p in problems if p not in fixed_problems]
@@ -105,6 +117,23 @@ def probe_pairs(
                     )
                     log.add(first, message)
                     break
+
+
+def pair_values(dist: Distribution) -> tuple[Any, ...]:
+    """The values of ``dist`` tried against each value of another distribution:
+    every probe value, but of more than :data:`PAIR_VALUES` listed numbers only
+    :data:`PAIR_VALUES` spread evenly by rank (both ends kept), with zero and
+    the smallest positive value when listed."""
+    values = dist.probe_values()
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if len(values) <= PAIR_VALUES or not numeric:
+        return values
+    ranked = sorted(set(values))
+    last = len(ranked) - 1
+    picked = {ranked[round(i * last / (PAIR_VALUES - 1))] for i in range(PAIR_VALUES)}
+    positive = [v for v in ranked if v > 0]
+    picked.update([v for v in ranked if v == 0] + positive[:1])
+    return tuple(sorted(picked))
 
 
 def probe_value(

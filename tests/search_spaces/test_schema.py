@@ -31,6 +31,7 @@ from regtune.search_spaces import distributions as dist_mod
 from regtune.search_spaces.distributions import parse_distribution
 from regtune.search_spaces.load import YAML_DUPLICATE_KEY
 from regtune.search_spaces.overrides import parse_override
+from regtune.search_spaces.probe import PAIR_VALUES, pair_values
 from regtune.trainables.config import parse_train_config
 
 BASE: dict[str, Any] = {
@@ -273,6 +274,20 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         },
         "penalties.adversarial.method",
         "choice value 'pgd' together with penalties.adversarial.steps = 39 is rejected",
+    ),
+    (
+        "pair-of-long-grids-breaks-a-whole-config-rule",
+        {
+            "searcher": "grid",
+            "model": {"dropout": 0.1},
+            "penalties": {
+                "l2": 0.0,
+                "adversarial": {"method": "pgd", "steps": {"grid": list(range(1, 20))}},
+            },
+            "training": {"robust_steps": {"grid": list(range(8, 48))}},
+        },
+        "training.robust_steps",
+        "grid value 8 together with penalties.adversarial.steps = 8 is rejected",
     ),
     (
         "early-stopping-metric",
@@ -553,6 +568,18 @@ def test_bad_spec_is_rejected_naming_the_key_path(
     named = [line for line in lines if line.startswith(f"{path}: ")]
     assert named, f"no problem at {path!r} in:\n{info.value}"
     assert any(fragment in line for line in named), f"{fragment!r} not in:\n{info.value}"
+
+
+def test_pairs_of_long_numeric_lists_are_tried_at_spread_values() -> None:
+    # Every pair of two 1,000-value grids would be a million validations.
+    grid = Grid(tuple([0.5, 0.0, *[i / 1000 for i in range(1, 1000)]]))
+    values = pair_values(grid)
+    assert len(values) <= PAIR_VALUES + 2
+    assert {0.0, 0.001, 0.999} <= set(values)
+    assert values == tuple(sorted(values))
+    assert pair_values(Grid((3, 1, 2))) == (3, 1, 2)
+    words = Choice(tuple(f"w{i}" for i in range(40)))
+    assert pair_values(words) == words.options
 
 
 def test_bad_spec_table_has_unique_ids() -> None:
