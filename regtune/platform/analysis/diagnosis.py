@@ -6,10 +6,14 @@ The checklist the platform exists for, applied to every trial at once:
   (``gap_growth``) and val loss no longer improving -> more regularization (or more data);
 - **underfit**: train loss still high (``train_progress``: end / start) and flat
   over the second half (``train_flat``) -> less regularization or more capacity;
-- **unstable**: NaN/inf losses or spikes (a loss jumping to :data:`SPIKE_RATIO`
-  times the epoch before, by at least :data:`SPIKE_MIN_RISE` of the trial's
-  first-epoch loss, so wiggles of a loss already near zero are not spikes)
-  -> smaller steps (learning rate);
+- **unstable**: the optimiser's trouble, read where it shows: NaN/inf losses;
+  a first epoch that exploded (its mean train loss :data:`EXPLODE_RATIO` times
+  and :data:`EXPLODE_MIN_EXCESS` nats above the val loss at its end); a
+  train-loss spike (a jump to :data:`SPIKE_RATIO` times the epoch before, by
+  at least :data:`SPIKE_MIN_RISE` of the trial's first-epoch loss); or a
+  val-loss spike that is also :data:`VAL_SPIKE_NOISE` times the trial's own
+  epoch-to-epoch val noise (a bump of a small validation split is not
+  instability) -> smaller steps (learning rate);
 - **biased**: a per-group gap (``dp_diff``, ``eo_diff`` or the spread of a
   per-group accuracy / positive rate / TPR / FPR, in any spelling
   :func:`~regtune.platform.analysis.columns.group_columns` reads, e.g. the
@@ -26,6 +30,7 @@ sweep of 10^5 trials is diagnosed without a Python loop over trials.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,6 +43,8 @@ from regtune.platform.analysis.swept import SweptParameter
 __all__ = [
     "BIAS_GAP",
     "DIAGNOSIS_COLUMNS",
+    "EXPLODE_MIN_EXCESS",
+    "EXPLODE_RATIO",
     "LABELS",
     "MIN_EPOCHS",
     "OVERFIT_GAP_GROWTH",
@@ -47,6 +54,7 @@ __all__ = [
     "SPIKE_RATIO",
     "UNDERFIT_FLAT",
     "UNDERFIT_PROGRESS",
+    "VAL_SPIKE_NOISE",
     "WINDOW",
     "diagnose",
     "directions",
@@ -72,11 +80,25 @@ OVERFIT_VAL_STALL = 0.02
 UNDERFIT_PROGRESS = 0.7
 #: ... and train loss to have fallen by less than this share over the second half (flat).
 UNDERFIT_FLAT = 0.05
-#: A loss at least this multiple of the previous epoch's is a spike (unstable).
+#: A loss at least this multiple of the previous epoch's is a spike (unstable) ...
 SPIKE_RATIO = 1.5
 #: ... and rises by at least this share of the trial's first-epoch loss of that curve: a loss
 #: that fell from 0.7 to 0.001 and wiggles to 0.002 doubled, but is not unstable.
 SPIKE_MIN_RISE = 0.05
+#: A val-loss spike (both rules above) also needs its rise to be at least this multiple of the
+#: trial's val noise (``val_noise``: the median absolute epoch-to-epoch change of its val
+#: loss). A val loss measured on a few hundred rows moves by a few times its median step now
+#: and then (up to 4x in healthy runs on 60-400 validation rows); a diverging optimiser
+#: moves it by tens of times (see tests/platform/analysis/data/unstable_histories.json).
+VAL_SPIKE_NOISE = 6.0
+#: The first epoch exploded when its mean train loss is at least this multiple of the val loss
+#: at its end (``first_epoch_ratio``) ... An optimiser that learns lowers the loss from its
+#: chance level, so the epoch's mean stays within a few times the end loss (at most 3x in the
+#: healthy runs measured); one whose loss blew up inside the epoch averages 13x to 10^7x.
+EXPLODE_RATIO = 6.0
+#: ... and at least this many nats above it (cross-entropy): a model that learns an easy task
+#: in one epoch (0.12 mean, 0.01 at the end) has a large ratio but no explosion.
+EXPLODE_MIN_EXCESS = 1.0
 #: A group gap (dp_diff, eo_diff, or the spread of a per-group rate) at least this large is bias.
 BIAS_GAP = 0.1
 
@@ -98,6 +120,10 @@ DIAGNOSIS_COLUMNS = [
     "train_progress",
     "train_flat",
     "n_spikes",
+    "spiked",
+    "val_noise",
+    "first_epoch_ratio",
+    "exploded",
     "n_nonfinite",
     "bias_gap",
 ]
@@ -121,6 +147,61 @@ def _bias_gap(summary: pd.DataFrame | None, index: pd.Index) -> NDArray:
     for part in parts:
         gap = np.fmax(gap, np.abs(part))
     return gap
+
+
+@dataclass(frozen=True)
+class _Spikes:
+    """Per sorted row: whether the train / val loss spiked there (a counted spike), whether
+    either did; per trial: the val noise its val spikes were measured against."""
+
+    train: NDArray[np.bool_]
+    val: NDArray[np.bool_]
+    any_: NDArray[np.bool_]
+    val_noise: NDArray[np.float64]
+
+
+def _val_noise(val: NDArray[np.float64], seg: Segments) -> NDArray[np.float64]:
+    """Per trial, the median absolute epoch-to-epoch change of its val loss (finite steps
+    only; NaN for a trial with none): the noise its validation split adds, trend included."""
+    if seg.n_trials == 0:
+        return np.zeros(0)
+    step = np.full(val.size, np.nan)
+    with np.errstate(invalid="ignore"):
+        step[1:] = np.abs(val[1:] - val[:-1])
+    step[seg.starts] = np.nan
+    step[~np.isfinite(step)] = np.nan
+    noise = pd.Series(step).groupby(seg.segment_of_rows(), sort=True).median()
+    return noise.reindex(range(seg.n_trials)).to_numpy(dtype=np.float64)
+
+
+def _spikes(train: NDArray[np.float64], val: NDArray[np.float64], seg: Segments) -> _Spikes:
+    """Which epochs hold a counted spike (see the module docstring): a loss at least
+    :data:`SPIKE_RATIO` x the epoch before and risen by :data:`SPIKE_MIN_RISE` of the
+    trial's first epoch of that loss; for val also by :data:`VAL_SPIKE_NOISE` x its noise."""
+    noise = _val_noise(val, seg)
+    spike_train = np.zeros(train.size, dtype=bool)
+    spike_val = np.zeros(val.size, dtype=bool)
+    if train.size > 1:
+        lengths = seg.lengths
+        floor_train = SPIKE_MIN_RISE * np.abs(np.repeat(train[seg.starts], lengths))
+        floor_val = SPIKE_MIN_RISE * np.abs(np.repeat(val[seg.starts], lengths))
+        floor_noise = VAL_SPIKE_NOISE * np.repeat(noise, lengths)
+        rise_train = train[1:] - train[:-1]
+        rise_val = val[1:] - val[:-1]
+        before = np.isfinite(train[:-1]) & np.isfinite(val[:-1])
+        with np.errstate(invalid="ignore"):
+            spike_train[1:] = (
+                (train[1:] >= SPIKE_RATIO * train[:-1]) & (rise_train >= floor_train[1:]) & before
+            )
+            spike_val[1:] = (
+                (val[1:] >= SPIKE_RATIO * val[:-1])
+                & (rise_val >= floor_val[1:])
+                & (rise_val >= floor_noise[1:])
+                & before
+            )
+        spike_train[seg.starts] = False
+        spike_val[seg.starts] = False
+    return _Spikes(spike_train, spike_val, spike_train | spike_val, noise)
 
 
 def diagnose(
@@ -156,20 +237,20 @@ def diagnose(
 
     nonfinite = ~np.isfinite(train + val)
     n_nonfinite = seg.reduce(np.add, nonfinite.astype(np.int64)) if n else np.zeros(0)
-    # A spike: the loss jumps to SPIKE_RATIO x the previous epoch of the same trial,
-    # by at least SPIKE_MIN_RISE of that trial's first-epoch loss.
-    spike = np.zeros(train.size, dtype=bool)
-    if train.size > 1:
-        floor_train = SPIKE_MIN_RISE * np.abs(np.repeat(train[seg.starts], lengths))
-        floor_val = SPIKE_MIN_RISE * np.abs(np.repeat(val[seg.starts], lengths))
-        with np.errstate(invalid="ignore"):
-            jump = (
-                (train[1:] >= SPIKE_RATIO * train[:-1])
-                & (train[1:] - train[:-1] >= floor_train[1:])
-            ) | ((val[1:] >= SPIKE_RATIO * val[:-1]) & (val[1:] - val[:-1] >= floor_val[1:]))
-        spike[1:] = jump & np.isfinite(train[:-1]) & np.isfinite(val[:-1])
-        spike[seg.starts] = False
-    n_spikes = seg.reduce(np.add, spike.astype(np.int64)) if n else np.zeros(0)
+    spikes = _spikes(train, val, seg)
+    n_spikes = seg.reduce(np.add, spikes.any_.astype(np.int64)) if n else np.zeros(0)
+    n_train_spikes = seg.reduce(np.add, spikes.train.astype(np.int64)) if n else np.zeros(0)
+    n_val_spikes = seg.reduce(np.add, spikes.val.astype(np.int64)) if n else np.zeros(0)
+    spiked = np.array(["", "train", "val", "train+val"], dtype=object)[
+        (n_train_spikes > 0).astype(np.int64) + 2 * (n_val_spikes > 0).astype(np.int64)
+    ]
+    first_train = train[seg.starts] if n else np.zeros(0)
+    first_val = val[seg.starts] if n else np.zeros(0)
+    first_epoch_ratio = _ratio(first_train, first_val)
+    with np.errstate(invalid="ignore"):
+        exploded = (first_epoch_ratio >= EXPLODE_RATIO) & (
+            first_train - first_val >= EXPLODE_MIN_EXCESS
+        )
 
     train_start = seg.window_mean(train, 1, tail=False)
     train_end = seg.window_mean(train, WINDOW, tail=True)
@@ -194,7 +275,7 @@ def diagnose(
 
     long_enough = lengths >= MIN_EPOCHS
     with np.errstate(invalid="ignore"):
-        unstable = (n_nonfinite > 0) | (n_spikes > 0)
+        unstable = (n_nonfinite > 0) | (n_spikes > 0) | exploded
         overfit = (
             long_enough
             & (gap_ratio >= OVERFIT_GAP_RATIO)
@@ -235,6 +316,10 @@ def diagnose(
             "train_progress": train_progress,
             "train_flat": train_flat,
             "n_spikes": n_spikes.astype(np.int64),
+            "spiked": spiked,
+            "val_noise": spikes.val_noise,
+            "first_epoch_ratio": first_epoch_ratio,
+            "exploded": exploded,
             "n_nonfinite": n_nonfinite.astype(np.int64),
             "bias_gap": bias_gap,
             "unstable": unstable,
@@ -289,6 +374,39 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _instability(row: Mapping[str, object], f: Mapping[str, str]) -> str:
+    """The evidence of an unstable row, each cause that fired with its numbers."""
+    causes: list[str] = []
+    if _count(row.get("n_nonfinite")):
+        causes.append(f"{f['n_nonfinite']} NaN/inf epoch(s)")
+    if row.get("exploded"):
+        causes.append(
+            f"the first epoch exploded (mean train loss {f.get('train_loss_start', 'nan')} is "
+            f"{f.get('first_epoch_ratio', 'nan')}x the val loss at its end; >= {EXPLODE_RATIO:g}x "
+            f"and >= {EXPLODE_MIN_EXCESS:g} nats above)"
+        )
+    spiked = str(row.get("spiked") or "")
+    if _count(row.get("n_spikes")):
+        which = {"train": "train loss", "val": "val loss", "train+val": "train and val loss"}
+        val_rule = (
+            f"; a val spike also >= {VAL_SPIKE_NOISE:g}x the trial's val noise "
+            f"{f.get('val_noise', 'nan')}"
+            if "val" in spiked
+            else ""
+        )
+        causes.append(
+            f"{f['n_spikes']} spike(s) of the {which.get(spiked, 'loss')} (>= {SPIKE_RATIO}x the "
+            f"epoch before, rising by >= {SPIKE_MIN_RISE:g} of its first epoch{val_rule})"
+        )
+    return ", ".join(causes) or "no cause recorded"
+
+
+def _count(value: object) -> int:
+    if isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value):
+        return int(value)
+    return 0
+
+
 def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> str:
     """One sentence: the labels, the numbers behind them, and what to change.
 
@@ -297,11 +415,7 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
     f = {key: _fmt(value) for key, value in row.items()}
     parts: list[str] = []
     if row.get("unstable"):
-        parts.append(
-            f"unstable: {f['n_nonfinite']} NaN/inf epoch(s), {f['n_spikes']} spike(s) "
-            f"(a loss >= {SPIKE_RATIO}x the epoch before, rising by >= {SPIKE_MIN_RISE:g} of "
-            "its first epoch)"
-        )
+        parts.append("unstable: " + _instability(row, f))
     if row.get("overfit"):
         parts.append(
             f"overfit: val loss {f['val_loss_end']} vs train loss {f['train_loss_end']} "

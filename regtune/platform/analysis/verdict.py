@@ -10,7 +10,8 @@ Two kinds of evidence, each named in the sentences it gives:
   narrow around it.
 - the diagnosis (each trial's loss curves): what most trials suffered from
   (mostly overfit: shift regularization up; mostly underfit: down; many
-  unstable: smaller steps). When it points the other way from an edge of the
+  unstable: smaller steps, on the learning rate's upper bound when it was swept,
+  else on ``training.lr``). When it points the other way from an edge of the
   path, the sentence says so and which evidence is which.
 """
 
@@ -303,10 +304,7 @@ def sweep_verdict(
                 "less regularization or add capacity" + _disagreement(wants, "less")
             )
         if share["unstable"] >= UNSTABLE_SHARE:
-            lines.append(
-                f"{share['unstable']:.0%} of {total} trials are unstable (NaN or spikes): "
-                "lower the learning rate or its upper bound"
-            )
+            lines.append(_unstable_line(diagnosis[judged], share["unstable"], total, swept))
         if share["biased"] >= MOSTLY:
             lines.append(
                 f"{share['biased']:.0%} of {total} trials show a group gap: sweep "
@@ -316,6 +314,45 @@ def sweep_verdict(
     if len(short):
         lines.append(_short_line(diagnosis.loc[short, "epochs"], status, short))
     return lines
+
+
+#: The parameter an unstable sweep should lower (its upper bound, when swept).
+_LR = "training.lr"
+
+
+def _unstable_causes(unstable: pd.DataFrame) -> list[str]:
+    """How many of the unstable trials each cause marked, from the diagnosis columns present
+    (one trial may show several causes)."""
+
+    def column(name: str) -> pd.Series:
+        return unstable[name] if name in unstable else pd.Series(0, index=unstable.index)
+
+    spiked = column("spiked").astype(str)
+    counts = (
+        ("with NaN/inf losses", int((pd.to_numeric(column("n_nonfinite")) > 0).sum())),
+        ("whose first epoch exploded", int(column("exploded").astype(bool).sum())),
+        ("with a train-loss spike", int(spiked.str.contains("train", regex=False).sum())),
+        ("with a val-loss spike beyond its noise", int(spiked.str.contains("val").sum())),
+    )
+    return [f"{n} {what}" for what, n in counts if n]
+
+
+def _unstable_line(
+    judged: pd.DataFrame, share: float, total: int, swept: Sequence[SweptParameter]
+) -> str:
+    """The sentence for a sweep with many unstable trials: what made them unstable and the
+    change that can help: lower the upper bound of ``training.lr`` when the sweep varied it,
+    else lower ``training.lr`` itself (the only step size a fixed-lr sweep has)."""
+    causes = _unstable_causes(judged[judged["unstable"].to_numpy(dtype=bool)])
+    why = f" ({', '.join(causes)})" if causes else ""
+    lr = next((p for p in swept if p.name == _LR), None)
+    if lr is None:
+        advice = f"lower {_LR} (this sweep kept it fixed)"
+    elif lr.high is not None:
+        advice = f"lower the upper bound of {_LR} (swept up to {lr.high:.3g})"
+    else:
+        advice = f"lower the upper bound of {_LR} (its largest value swept)"
+    return f"{share:.0%} of {total} trials are unstable{why}: {advice}"
 
 
 def _short_line(epochs: pd.Series, status: pd.Series | None, short: pd.Index) -> str:
