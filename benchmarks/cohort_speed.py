@@ -36,11 +36,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -291,11 +294,47 @@ def memory_case(dataset: str, width: int, batch: int, k: int) -> dict[str, Any]:
     return {"k": k, "growth_mb": _status_mb("VmHWM") - before, "rss_before_mb": before}
 
 
-def measure_memory(dataset: str, width: int, batch: int, ks: Sequence[int]) -> dict[str, Any]:
-    """Peak RSS growth per K (:func:`memory_case`), each in a fresh process;
+def _memory_case_forked(dataset: str, width: int, batch: int, k: int) -> dict[str, Any]:
+    """:func:`memory_case` in a forked child of this process (``--smoke-test``,
+    before this process trained anything: a fresh interpreter would import torch again).
+
+    Raises:
+        RuntimeError: the child failed (its traceback is on stderr).
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one case, its JSON down the pipe, exit without cleanup
+        code = 1
+        try:
+            os.close(read_fd)
+            with os.fdopen(write_fd, "w") as out:
+                out.write(json.dumps(memory_case(dataset, width, batch, k)))
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as replies:
+        text = replies.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not text:
+        raise RuntimeError(f"memory case K={k} failed in its forked child (see stderr)")
+    return dict(json.loads(text))
+
+
+def measure_memory(
+    dataset: str, width: int, batch: int, ks: Sequence[int], *, forked: bool = False
+) -> dict[str, Any]:
+    """Peak RSS growth per K (:func:`memory_case`), each in a fresh process
+    (``forked``: a forked child of this one, for ``--smoke-test``);
     per member: the growth beyond the smallest K's, divided by the extra members."""
     runs = {}
     for k in ks:
+        if forked:
+            runs[k] = _memory_case_forked(dataset, width, batch, k)["growth_mb"]
+            continue
         args = ["--memory-case", dataset, str(width), str(batch), str(k)]
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.cohort_speed", *args],
@@ -433,6 +472,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"--only adds to earlier results; there are none at {path}")
         previous = json.loads(path.read_text())
         repeats = int(previous.get("repeats", repeats))
+    memory = previous.get("memory")
+    if smoke and "memory" in parts:
+        # First, in forked children of this process while it has trained nothing
+        # (with torch._dynamo, which the first optimizer step imports, loaded once here).
+        importlib.import_module("torch._dynamo")
+        memory = measure_memory("digits", 16, 128, (1, 2), forked=True)
+        print(json.dumps(memory), flush=True)
     digits = load_dataset("digits")
     fit = previous.get("fit")
     if "fit" in parts:
@@ -488,9 +534,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ]
         for m in mixed:
             print(json.dumps({k: m[k] for k in ("padded_groups", "cpu_s", "wall_s")}), flush=True)
-    memory = previous.get("memory")
-    if "memory" in parts:
-        memory = measure_memory("digits", 16 if smoke else 64, 128, (1, 2) if smoke else MEMORY_KS)
+    if "memory" in parts and not smoke:
+        memory = measure_memory("digits", 64, 128, MEMORY_KS)
         print(json.dumps(memory), flush=True)
     payload = {
         "cases": results,
