@@ -337,15 +337,18 @@ def diagnose(
 _DIRECTIONS: dict[str, dict[str, str]] = {
     "overfit": {"regularizer": "raise", "inverse": "lower", "capacity": "lower"},
     "underfit": {"regularizer": "lower", "inverse": "raise", "capacity": "raise"},
-    "unstable": {"step": "lower"},
 }
+#: The parameter an unstable trial asks to lower: the learning rate (a smaller batch at the
+#: same rate is noisier, not steadier, so ``training.batch_size`` is left alone).
+_STEP_SIZE = "training.lr"
 
 
 def directions(row: Mapping[str, object], swept: Sequence[SweptParameter]) -> dict[str, str]:
     """Recommended direction (``raise``/``lower``/``keep``) for each swept parameter.
 
     Labels are read in :data:`LABELS` order; the first label with an opinion
-    about a parameter decides it. Bias asks only the fairness strength to rise.
+    about a parameter decides it. Bias asks only the fairness strength to rise,
+    instability only ``training.lr`` to fall.
     """
     out: dict[str, str] = {}
     for parameter in swept:
@@ -356,6 +359,11 @@ def directions(row: Mapping[str, object], swept: Sequence[SweptParameter]) -> di
             if label == "biased":
                 if parameter.name == "penalties.fairness.strength":
                     choice = "raise"
+                    break
+                continue
+            if label == "unstable":
+                if parameter.name == _STEP_SIZE:
+                    choice = "lower"
                     break
                 continue
             wanted = _DIRECTIONS[label].get(parameter.role)
@@ -415,7 +423,9 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
     f = {key: _fmt(value) for key, value in row.items()}
     parts: list[str] = []
     if row.get("unstable"):
-        parts.append("unstable: " + _instability(row, f))
+        fixed = all(p.name != _STEP_SIZE for p in swept)
+        advice = f" -> lower {_STEP_SIZE} (not swept)" if fixed else ""
+        parts.append("unstable: " + _instability(row, f) + advice)
     if row.get("overfit"):
         parts.append(
             f"overfit: val loss {f['val_loss_end']} vs train loss {f['train_loss_end']} "

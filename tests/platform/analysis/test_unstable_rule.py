@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from regtune.platform.analysis import diagnosis as dg
-from regtune.platform.analysis.diagnosis import diagnose, explain
+from regtune.platform.analysis.diagnosis import diagnose, directions, explain
 from regtune.platform.analysis.swept import SweptParameter
 from regtune.platform.analysis.verdict import sweep_verdict
 from regtune.platform.cli import app
@@ -223,3 +223,21 @@ def test_analyze_end_to_end_on_stored_histories(tmp_path: Path) -> None:
     )
     lines = [line for line in data["verdict"] if "unstable" in line]
     assert len(lines) == 1 and lines[0].endswith("lower training.lr (this sweep kept it fixed)")
+
+
+def test_a_trial_is_told_to_lower_the_learning_rate_only(table: pd.DataFrame) -> None:
+    row = table.loc["adult-adamw-lr0.3"].to_dict()
+    batch = SweptParameter("training.batch_size", "grid", 32, 256, True, True)
+    assert directions(row, [L2, LR, batch]) == {
+        "penalties.l2": "keep",
+        "training.lr": "lower",
+        "training.batch_size": "keep",
+    }
+    swept = explain(row, [L2, LR])
+    assert swept.endswith("penalties.l2: keep; training.lr: lower")
+    assert "(not swept)" not in swept
+    fixed = explain(row, [L2])
+    assert "-> lower training.lr (not swept)" in fixed and fixed.endswith("penalties.l2: keep")
+    # Its val and train loss spiked in the same epoch (0.507 -> 8.26, 0.532 -> 3.93): one spike.
+    assert "the first epoch exploded (mean train loss 9.84 is 24x the val loss" in fixed
+    assert "1 spike(s) of the train and val loss" in fixed
