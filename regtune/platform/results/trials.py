@@ -118,19 +118,7 @@ def trial_table(
         # and a diverged (NaN) epoch is never the best.
         last = groups[configs + metrics].last()
         iterations = groups["iteration"].max()
-        values = ordered[metrics].astype(float)
-        values["trial_id"] = ordered["trial_id"]
-        by_trial = values.groupby("trial_id", sort=True)
-        best = pd.DataFrame(index=last.index)
-        for m in metrics:
-            mode = metric_mode(m)
-            best[m] = (
-                math.nan
-                if mode is None
-                else by_trial[m].max()
-                if mode == "max"
-                else by_trial[m].min()
-            )
+        best = _best_values(ordered, metrics, last.index)
         for tid, last_row in zip(last.index, last.to_dict("records"), strict=True):
             tid = str(tid)
             state = states.get(tid, TrialState())
@@ -163,6 +151,23 @@ def trial_table(
                 "degenerate": False,
             }
     return [rows[k] for k in sorted(rows)]
+
+
+def _best_values(ordered: pd.DataFrame, metrics: list[str], trials: pd.Index) -> pd.DataFrame:
+    """Each trial's (``trials``) best value of each metric (by its
+    :func:`~regtune.platform.results.schema.metric_mode`; NaN for metrics with
+    no better direction), one column per metric in ``metrics`` order.
+
+    Built as one frame from two groupby reductions: a column assigned per
+    metric fragments the frame (pandas' ``PerformanceWarning`` past ~100
+    metrics, which a sweep with per-group test metrics reaches)."""
+    by_trial = ordered[metrics].astype(float).groupby(ordered["trial_id"], sort=True)
+    maxes = [m for m in metrics if metric_mode(m) == "max"]
+    mins = [m for m in metrics if metric_mode(m) == "min"]
+    parts = ([by_trial[maxes].max()] if maxes else []) + ([by_trial[mins].min()] if mins else [])
+    if not parts:
+        return pd.DataFrame(math.nan, index=trials, columns=metrics, dtype=float)
+    return pd.concat(parts, axis=1).reindex(index=trials, columns=metrics)
 
 
 def _missing(value: Any) -> bool:
