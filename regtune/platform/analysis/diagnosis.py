@@ -170,8 +170,22 @@ def _val_noise(val: NDArray[np.float64], seg: Segments) -> NDArray[np.float64]:
         step[1:] = np.abs(val[1:] - val[:-1])
     step[seg.starts] = np.nan
     step[~np.isfinite(step)] = np.nan
-    noise = pd.Series(step).groupby(seg.segment_of_rows(), sort=True).median()
-    return noise.reindex(range(seg.n_trials)).to_numpy(dtype=np.float64)
+    count = seg.reduce(np.add, np.isfinite(step).astype(np.float64)).astype(np.intp)
+    width = int(seg.lengths.max())
+    if seg.n_trials * width > 4 * step.size + 1024:
+        # Very ragged (one long trial among many short ones): no padded matrix.
+        noise = pd.Series(step).groupby(seg.segment_of_rows(), sort=True).median()
+        return noise.reindex(range(seg.n_trials)).to_numpy(dtype=np.float64)
+    # One row per trial, padded with NaN; a row sort puts NaN last, so the middle of the
+    # first ``count`` values is the median.
+    padded = np.full((seg.n_trials, width), np.nan)
+    rows = seg.segment_of_rows()
+    padded[rows, np.arange(step.size) - seg.starts[rows]] = step
+    padded.sort(axis=1)
+    trials = np.arange(seg.n_trials)
+    low = padded[trials, np.maximum(count - 1, 0) // 2]
+    high = padded[trials, np.minimum(count // 2, width - 1)]
+    return np.where(count > 0, (low + high) / 2, np.nan)
 
 
 def _spikes(train: NDArray[np.float64], val: NDArray[np.float64], seg: Segments) -> _Spikes:

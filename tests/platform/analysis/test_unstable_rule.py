@@ -241,3 +241,24 @@ def test_a_trial_is_told_to_lower_the_learning_rate_only(table: pd.DataFrame) ->
     # Its val and train loss spiked in the same epoch (0.507 -> 8.26, 0.532 -> 3.93): one spike.
     assert "the first epoch exploded (mean train loss 9.84 is 24x the val loss" in fixed
     assert "1 spike(s) of the train and val loss" in fixed
+
+
+@pytest.mark.parametrize("longest", [8, 400])
+def test_val_noise_is_each_trials_median_step(longest: int) -> None:
+    """``val_noise`` on shuffled ragged trials with NaN losses equals pandas' per-trial median
+    of |val[t] - val[t-1]| (one trial of 400 epochs takes the very-ragged path)."""
+    rng = np.random.default_rng(longest)
+    lengths = np.append(rng.integers(1, 9, 300), longest)
+    curves = {}
+    for i, n in enumerate(lengths):
+        val = rng.random(n)
+        val[rng.random(n) < 0.1] = np.nan
+        curves[f"t{i}"] = {"train_loss": list(np.full(n, 1.0)), "val_loss": list(val)}
+    epochs = epochs_table(curves).sample(frac=1.0, random_state=0)
+    got = diagnose(epochs)["val_noise"]
+    expected = {
+        t: pd.Series(np.abs(np.diff(np.asarray(c["val_loss"])))).median() for t, c in curves.items()
+    }
+    pd.testing.assert_series_equal(
+        got, pd.Series(expected).reindex(got.index), check_names=False, check_index_type=False
+    )
