@@ -73,11 +73,13 @@ from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "CSV_SEPARATORS",
     "DEFAULT_ROBUST_RESAMPLES",
     "DEFAULT_TEST_FRACTION",
     "DEPENDENCIES",
     "FILE_DATASETS",
     "METRIC_MODES",
+    "MISSING_POLICIES",
     "ROBUST_RESAMPLES",
     "AdversarialConfig",
     "DatasetConfig",
@@ -120,6 +122,15 @@ DEFAULT_TEST_FRACTION = 0.15
 UNKNOWN_DATASET = "unknown dataset {name!r}; allowed: {allowed}"
 FILE_NEEDS = "dataset {name!r} needs 'path' and 'label'"
 BUILTIN_FIELD = "dataset {name!r} is built in; {field!r} cannot be set for it ({why})"
+#: Column separators ``dataset.sep`` accepts (csv only; ``None`` means ``","``).
+CSV_SEPARATORS = (",", ";", "\t", "|")
+#: What ``dataset.missing`` does with rows holding a missing or non-finite value.
+MISSING_POLICIES = ("error", "drop")
+DUPLICATE_NAMES = "lists {names} more than once; each column may appear once"
+SENSITIVE_IS_LABEL = (
+    "sensitive column {column!r} is the label; the sensitive attribute must be another column"
+)
+SEP_NOT_CSV = "dataset {name!r} is not a csv file; 'sep' applies only to dataset 'csv'"
 OFFICIAL_TEST_SPLIT = (
     "dataset {name!r} has an official test split (its own test file), so test_fraction "
     "cannot apply; remove it (val_fraction sets the validation share of the training file)"
@@ -167,6 +178,21 @@ class DatasetConfig(_Strict):
     #: official test split (adult).
     test_fraction: float | None = Field(None, gt=0.0, lt=0.5)
     split_seed: int = 0
+    #: The csv column separator (one of :data:`CSV_SEPARATORS`); None: ``","``.
+    sep: Literal[",", ";", "\t", "|"] | None = None
+    #: ``error``: a missing or non-finite value in a used column refuses the
+    #: file (every such column named); ``drop``: those rows are dropped, with
+    #: a warning saying how many.
+    missing: Literal["error", "drop"] = "error"
+
+    @field_validator("features", "categorical")
+    @classmethod
+    def _each_once(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            seen = [c for i, c in enumerate(value) if c in value[:i]]
+            if seen:
+                raise ValueError(DUPLICATE_NAMES.format(names=sorted(set(seen))))
+        return value
 
     @field_validator("name")
     @classmethod
@@ -197,6 +223,10 @@ class DatasetConfig(_Strict):
     def _file_needs_path_and_label(self) -> DatasetConfig:
         if self.name in FILE_DATASETS and (self.path is None or self.label is None):
             raise ValueError(FILE_NEEDS.format(name=self.name))
+        if self.sep is not None and self.name != "csv":
+            raise ValueError(SEP_NOT_CSV.format(name=self.name))
+        if self.sensitive is not None and self.sensitive == self.label:
+            raise ValueError(SENSITIVE_IS_LABEL.format(column=self.sensitive))
         return self
 
     @property

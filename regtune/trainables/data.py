@@ -27,26 +27,48 @@ Built-ins (label, class ids, default sensitive attribute):
 
 The sensitive column stays a model feature unless ``features`` omits it; it
 is never dropped silently. ``DatasetConfig.sensitive`` overrides the default.
-Splits are stratified by label (plain random if a class is too small), seeded
-by ``split_seed``; val and test are ``val_fraction`` and ``test_fraction`` of
-all rows. For built-ins ``path`` and ``label`` must not be set, nor
-``features``/``categorical`` for ``digits`` (DatasetConfig refuses them).
+Splits are stratified by label, seeded by ``split_seed``; val and test are
+``val_fraction`` and ``test_fraction`` of all rows. A label class with a single
+row cannot be stratified: the split is then drawn at random, with a
+:class:`DataWarning` naming the class and its row count. For built-ins
+``path`` and ``label`` must not be set, nor ``features``/``categorical`` for
+``digits`` (DatasetConfig refuses them).
 :func:`check_data_file` finds a missing file or column from the column names
 alone, so a spec is refused before any training starts.
+
+User files (csv/parquet), at load, from the rows:
+
+* Missing values: every feature, label and sensitive column with missing or
+  non-finite values is named in one :class:`~regtune.errors.DataError` (count
+  and first row numbers, 1 = the first data row), unless ``dataset.missing:
+  drop`` drops those rows (a :class:`DataWarning` says how many). In a column
+  that is otherwise numeric, the markers of :data:`MISSING_MARKERS` (``?``,
+  ``NA``, ``-``, ...) are missing values; in a text column ``?`` is a
+  category like any other.
+* Inferred types: a column not listed in ``categorical`` that is numeric in
+  most rows but holds other strings is refused, naming them; so is a
+  date/time column (derive numbers from it). A categorical column with a
+  distinct value in every row (an identifier) or more than
+  :data:`MANY_LEVELS` values gets a :class:`DataWarning` (one one-hot input
+  per value).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 import pandas as pd
 import torch
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from pandas.api.types import is_bool_dtype, is_numeric_dtype, is_object_dtype, is_string_dtype
 from pydantic import ValidationError
 
 from regtune.errors import DataError, Problem, SpecError
@@ -56,10 +78,33 @@ from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
 from regtune.trainables.schema import FeatureSchema, Label
 from regtune.trainables.sources import MISSING_COLUMN, MISSING_FILE, check_data_file
 
-__all__ = ["MISSING_COLUMN", "MISSING_FILE", "Dataset", "Split", "check_data_file", "load_dataset"]
+__all__ = [
+    "MANY_LEVELS",
+    "MISSING_COLUMN",
+    "MISSING_FILE",
+    "MISSING_MARKERS",
+    "DataWarning",
+    "Dataset",
+    "Split",
+    "check_data_file",
+    "load_dataset",
+]
 
 MIN_ROWS = 10
 MAX_GROUPS = 20
+#: A categorical feature with more values than this gets a warning.
+MANY_LEVELS = 100
+#: Share of a column's non-missing values that must be numbers (or dates) for
+#: it to count as a numeric (date) column holding a few stray strings.
+MOSTLY = 0.9
+#: Strings read as missing in an otherwise numeric column (compared stripped).
+MISSING_MARKERS = ("?", "", "-", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "None")
+#: Row numbers shown per column in a missing-values error.
+SHOWN_ROWS = 5
+_DATE_LIKE = re.compile(
+    r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?.*)?$"
+    r"|^\d{1,2}[-/.]\d{1,2}[-/.]\d{4}( \d{1,2}:\d{2}(:\d{2})?)?$"
+)
 GERMAN_SEX = {"A91": "male", "A93": "male", "A94": "male", "A92": "female", "A95": "female"}
 COMPAS_RACES = ("African-American", "Caucasian")
 COMPAS_FEATURES = (
@@ -77,7 +122,42 @@ NOT_NUMERIC_COLUMN = (
     "{path}: column {column!r} has dtype {dtype}, so it cannot be numeric; list it in 'categorical'"
 )
 TOO_FEW_ROWS = "{path}: table has {n} rows; need at least {min_rows}"
-NAN_VALUES = "{path}: column {column!r} has {count} rows with missing or non-finite values"
+NAN_VALUES = (
+    "{path}: missing or non-finite values in {n} column(s) of {rows} rows (row 1 is the first "
+    "data row): {columns}; none are "
+    "allowed in feature, label and sensitive columns: fill them or drop those rows in the file, "
+    "or set dataset.missing: drop to drop the {dropped} rows holding one"
+)
+NAN_COLUMN = "{column!r} {count} rows{markers} (rows {first}{more})"
+DROPPED_ROWS = (
+    "{path}: dataset.missing: drop dropped {dropped} of {rows} rows with missing or non-finite "
+    "values ({columns})"
+)
+NON_NUMERIC_VALUES = (
+    "{path}: column {column!r} is numeric in {share:.0%} of its rows but also holds {values}; "
+    "fix those values in the file (or blank them to make them missing), or list {column!r} in "
+    "'categorical' to treat every value as a category"
+)
+DATE_STRINGS = (
+    "{path}: column {column!r} holds dates/times (e.g. {example!r}), which cannot be a feature "
+    "as is; derive numeric features from it (year, month, days since a date) in a new column, "
+    "or leave it out of 'features'"
+)
+IDENTIFIER_COLUMN = (
+    "{path}: categorical column {column!r} has a different value in each of its {n} rows "
+    "(an identifier?): it becomes one one-hot input per training row and unseen at serving; "
+    "leave it out of 'features'"
+)
+MANY_LEVELS_COLUMN = (
+    "{path}: categorical column {column!r} has {n} distinct values in {rows} rows, so up to {n} "
+    "one-hot inputs; if it is a number, fix its non-numeric values; else bin it or leave it out "
+    "of 'features'"
+)
+SENSITIVE_LABEL = "{path}: sensitive column {column!r} is the label; choose another column"
+NOT_STRATIFIED = (
+    "{path}: label class(es) {small} too small to stratify (a class needs at least 2 rows), so "
+    "{what} drawn at random, not stratified by label: validation or test may lack that class"
+)
 SINGLE_CLASS = (
     "{path}: label column {column!r} has only the value {values}; need at least 2 classes"
 )
@@ -96,6 +176,20 @@ TOO_MANY_GROUPS = (
     "{path}: sensitive column {column!r} has {n} distinct values; at most {max_groups} groups "
     "are allowed (bin it first)"
 )
+
+
+class DataWarning(UserWarning):
+    """A data file loads, but something in it is probably not what the user
+    meant (an identifier feature, dropped rows, an unstratified split)."""
+
+
+def _warn(message: str) -> None:
+    # Point the warning at the first caller outside this module (load_dataset's).
+    frame: FrameType | None = sys._getframe(1)
+    level = 2  # 1 is this function
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DataWarning, stacklevel=level)
 
 
 @dataclass(frozen=True)
@@ -197,11 +291,16 @@ def _read_table(cfg: DatasetConfig, cache_dir: Path | None) -> tuple[pd.DataFram
         path = fetch_dataset(cfg.name, cache_dir=cache_dir)
     else:
         path = Path(str(cfg.path)).expanduser()
-        if not path.is_file():
-            problem = Problem("dataset.path", MISSING_FILE.format(path=path, kind=cfg.name))
-            raise DataError(str(problem), [problem])
+        problems = check_data_file(cfg)
+        if len(problems) == 1:
+            raise DataError(str(problems[0]), problems)
+        if problems:
+            raise DataError.from_problems(f"{path}: cannot use this file:", problems)
     try:
-        table = pd.read_csv(path) if cfg.name == "csv" else pd.read_parquet(path)
+        if cfg.name == "csv":
+            table = pd.read_csv(path, sep=cfg.sep or ",")
+        else:
+            table = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
         raise DataError(UNREADABLE_FILE.format(path=path, kind=cfg.name, error=exc)) from exc
     spec = BUILTINS.get(cfg.name)
@@ -240,15 +339,138 @@ def _check_columns(
             raise DataError(CATEGORICAL_NOT_FEATURE.format(path=src, column=column, features=feats))
     if sens is not None:
         need(sens, "sensitive")
+    if sens is not None and sens == label:
+        raise DataError(SENSITIVE_LABEL.format(path=src, column=sens))
     if len(table) < MIN_ROWS:
         raise DataError(TOO_FEW_ROWS.format(path=src, n=len(table), min_rows=MIN_ROWS))
-    for column in dict.fromkeys([*feats, *([sens] if sens else []), label]):
+
+
+def _markers_as_missing(
+    table: pd.DataFrame, src: str, feats: list[str], declared: set[str]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read :data:`MISSING_MARKERS` as missing in text columns that are otherwise
+    numbers (those become numeric); refuse a column not in ``declared``
+    (``categorical``) that is mostly numbers but holds other strings.
+
+    Returns:
+        The table, and per converted column which markers were found
+        (``"'?'"``), for the missing-values message.
+    """
+    notes: dict[str, str] = {}
+    problems: list[Problem] = []
+    for column in feats:
+        col = table[column]
+        if column in declared or not (is_object_dtype(col) or is_string_dtype(col)):
+            continue
+        text = col.dropna().astype(str).str.strip()
+        marker = text.isin(MISSING_MARKERS)
+        rest = text[~marker]
+        numbers = pd.to_numeric(rest, errors="coerce")
+        ok = numbers.notna()
+        if rest.empty or not bool(ok.any()):
+            continue
+        if bool(ok.all()):
+            blanked = col.where(~col.index.isin(text.index[marker]))
+            table = table.assign(**{column: pd.to_numeric(blanked, errors="coerce")})
+            found = sorted(set(text[marker]))
+            notes[column] = ", ".join(repr(m) for m in found)
+        elif float(ok.mean()) >= MOSTLY:
+            counts = rest[~ok].value_counts()
+            shown = ", ".join(f"{v!r} ({n} rows)" for v, n in counts.head(SHOWN_ROWS).items())
+            more = (
+                f" and {len(counts) - SHOWN_ROWS} other values" if len(counts) > SHOWN_ROWS else ""
+            )
+            message = NON_NUMERIC_VALUES.format(
+                path=src, column=column, share=float(ok.mean()), values=shown + more
+            )
+            problems.append(Problem("dataset.features", message))
+    if problems:
+        raise DataError.from_problems(f"{src}: columns with values of the wrong kind:", problems)
+    return table, notes
+
+
+def _missing_rows(
+    table: pd.DataFrame,
+    src: str,
+    columns: list[str],
+    cfg: DatasetConfig,
+    notes: dict[str, str],
+) -> pd.DataFrame:
+    """Refuse (``missing: error``) or drop (``missing: drop``, with a warning)
+    the rows holding a missing or non-finite value in ``columns``; an error
+    names every such column, its count and first rows."""
+    bad_rows = pd.Series(False, index=table.index)
+    parts: list[str] = []
+    counts: list[str] = []
+    for column in columns:
         col = table[column]
         bad = col.isna()
         if is_numeric_dtype(col) and not is_bool_dtype(col):
             bad |= ~np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))
-        if int(bad.sum()):
-            raise DataError(NAN_VALUES.format(path=src, column=column, count=int(bad.sum())))
+        count = int(bad.sum())
+        if not count:
+            continue
+        bad_rows |= bad
+        rows = (np.flatnonzero(bad.to_numpy()) + 1).tolist()
+        markers = f", including {notes[column]} read as missing" if column in notes else ""
+        parts.append(
+            NAN_COLUMN.format(
+                column=column,
+                count=count,
+                markers=markers,
+                first=", ".join(map(str, rows[:SHOWN_ROWS])),
+                more=", ..." if count > SHOWN_ROWS else "",
+            )
+        )
+        counts.append(f"{column!r} {count}")
+    dropped = int(bad_rows.sum())
+    if not dropped:
+        return table
+    if cfg.missing == "error":
+        message = NAN_VALUES.format(
+            path=src, n=len(parts), rows=len(table), columns="; ".join(parts), dropped=dropped
+        )
+        raise DataError(message, [Problem("dataset.path", message)])
+    kept = table.loc[~bad_rows].reset_index(drop=True)
+    _warn(
+        DROPPED_ROWS.format(path=src, dropped=dropped, rows=len(table), columns=", ".join(counts))
+    )
+    if len(kept) < MIN_ROWS:
+        raise DataError(TOO_FEW_ROWS.format(path=src, n=len(kept), min_rows=MIN_ROWS))
+    return kept
+
+
+def _inferred_problems(
+    table: pd.DataFrame, src: str, feats: list[str], categorical: set[str], declared: set[str]
+) -> None:
+    """Refuse date/time features (dtype, or strings not declared categorical that
+    mostly look like dates); warn about identifier-like and many-level
+    categorical features."""
+    problems: list[Problem] = []
+    for column in feats:
+        col = table[column]
+        if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
+            example = str(col.dropna().iloc[0]) if col.notna().any() else str(col.dtype)
+            message = DATE_STRINGS.format(path=src, column=column, example=example)
+            problems.append(Problem("dataset.features", message))
+            continue
+        if column not in categorical:
+            continue
+        text = col.dropna().astype(str)
+        if column not in declared and len(text):
+            dates = text.str.match(_DATE_LIKE)
+            if float(dates.mean()) >= MOSTLY:
+                example = str(text[dates].iloc[0])
+                message = DATE_STRINGS.format(path=src, column=column, example=example)
+                problems.append(Problem("dataset.features", message))
+                continue
+        levels = int(col.nunique(dropna=True))
+        if levels == len(table) and levels > MIN_ROWS:
+            _warn(IDENTIFIER_COLUMN.format(path=src, column=column, n=levels))
+        elif levels > MANY_LEVELS:
+            _warn(MANY_LEVELS_COLUMN.format(path=src, column=column, n=levels, rows=len(table)))
+    if problems:
+        raise DataError.from_problems(f"{src}: columns that cannot be features:", problems)
 
 
 def _classes(
@@ -285,7 +507,9 @@ def _classes(
     return declared
 
 
-def _split(idx: np.ndarray, y: np.ndarray, n_out: int, seed: int) -> list[np.ndarray]:
+def _split(
+    idx: np.ndarray, y: np.ndarray, n_out: int, seed: int, *, unstratified: list[str]
+) -> list[np.ndarray]:
     # Integer sizes: fractions like 0.15 / 0.85 would round up by float error.
     n_out = min(max(n_out, 1), len(idx) - 1)
     # Imported here: trial workers unpickle Datasets through this module and
@@ -295,19 +519,33 @@ def _split(idx: np.ndarray, y: np.ndarray, n_out: int, seed: int) -> list[np.nda
     try:
         return train_test_split(idx, test_size=n_out, random_state=seed, stratify=y)
     except ValueError:  # a class too small to stratify: fall back to a plain shuffle
+        unstratified.append(f"{len(idx) - n_out}/{n_out}-row")
         return train_test_split(idx, test_size=n_out, random_state=seed)
 
 
 def _split_indices(
-    y: np.ndarray, cfg: DatasetConfig, official_test: np.ndarray | None
+    y: np.ndarray,
+    cfg: DatasetConfig,
+    official_test: np.ndarray | None,
+    *,
+    src: str,
+    classes: tuple[Label, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     idx, seed = np.arange(len(y)), cfg.split_seed % 2**32
+    plain: list[str] = []
     if official_test is not None:
         rest, test = idx[~official_test], idx[official_test]
     else:
-        rest, test = _split(idx, y, round(cfg.test_share * len(y)), seed)
+        rest, test = _split(idx, y, round(cfg.test_share * len(y)), seed, unstratified=plain)
     n_val = round(cfg.val_fraction * (len(rest) if official_test is not None else len(y)))
-    train, val = _split(rest, y[rest], n_val, seed)
+    train, val = _split(rest, y[rest], n_val, seed, unstratified=plain)
+    if plain:
+        counts = np.bincount(y, minlength=len(classes))
+        small = [f"{classes[c]!r} ({n} row)" for c, n in enumerate(counts.tolist()) if 0 < n < 2]
+        if not small:  # every class has 2 rows, but a split is too small for one of each
+            small = [f"{len(classes)} classes"]
+        what = "the test and validation splits are" if len(plain) == 2 else "a split is"
+        _warn(NOT_STRATIFIED.format(path=src, small=", ".join(small), what=what))
     return np.sort(train), np.sort(val), np.sort(test)
 
 
@@ -315,7 +553,11 @@ def _fingerprint(raw: pd.DataFrame, official: np.ndarray | None, cfg: DatasetCon
     # The effective test share, so a config that leaves it to the default has
     # the fingerprint it had when the default was spelled out.
     described = cfg.model_copy(update={"test_fraction": cfg.test_share})
-    digest = hashlib.sha256(described.model_dump_json(exclude={"path"}).encode())
+    # Keys added later count only when set, so older fingerprints still match.
+    later = {
+        k for k in ("sep", "missing") if getattr(cfg, k) == DatasetConfig.model_fields[k].default
+    }
+    digest = hashlib.sha256(described.model_dump_json(exclude={"path", *later}).encode())
     digest.update(json.dumps([[str(c), str(t)] for c, t in raw.dtypes.items()]).encode())
     digest.update(pd.util.hash_pandas_object(raw, index=False).to_numpy().tobytes())
     if official is not None:
@@ -346,11 +588,19 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     else:
         feats = list(default_feats or [c for c in table.columns if c not in skip])
     _check_columns(table, src, label, feats, cfg, sens)
+    declared = set(cfg.categorical or [])
+    notes: dict[str, str] = {}
+    if spec is None:
+        table, notes = _markers_as_missing(table, src, feats, declared)
+    used = list(dict.fromkeys([*feats, *([sens] if sens else []), label]))
+    table = _missing_rows(table, src, used, cfg, notes)
     classes = _classes(table[label], src, cfg, spec.classes if spec is not None else None)
 
     categorical = set(cfg.categorical) if cfg.categorical is not None else {
         f for f in feats if not is_numeric_dtype(table[f]) or is_bool_dtype(table[f])
     }  # fmt: skip
+    if spec is None:
+        _inferred_problems(table, src, feats, categorical, declared)
     for column in feats:
         col = table[column]
         if column not in categorical and (not is_numeric_dtype(col) or is_bool_dtype(col)):
@@ -368,7 +618,7 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     if spec is not None and catalog.BUILTINS[cfg.name].official_test:
         official = (table[SPLIT_COLUMN] == "test").to_numpy()
     y_all = pd.Index(list(classes)).get_indexer(raw[label].tolist()).astype(np.int64)
-    parts = _split_indices(y_all, cfg, official)
+    parts = _split_indices(y_all, cfg, official, src=src, classes=classes)
     image = spec.image_shape if spec is not None else None
     bounds = (0.0, 1.0) if image is not None else None
     schema = FeatureSchema.fit(

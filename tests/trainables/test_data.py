@@ -141,11 +141,13 @@ def test_csv_inference_positive_label_and_parquet(tmp_path: Path) -> None:
         name="parquet", path=str(path), label="outcome", positive_label="1",
         features=["height", "row_id"], categorical=["row_id"],
     )  # fmt: skip
-    pq = load_dataset(cfg)
+    with pytest.warns(data_mod.DataWarning, match="'row_id' has a different value in each"):
+        pq = load_dataset(cfg)
     assert pq.schema.classes == (0, 1) and pq.schema.input_names() == ["height", "row_id"]
     changed = table.assign(height=table["height"] + 1.0)
     changed.assign(outcome=(table["outcome"] == "yes").astype(int)).to_parquet(path)
-    assert load_dataset(cfg).fingerprint != pq.fingerprint
+    with pytest.warns(data_mod.DataWarning, match="an identifier"):
+        assert load_dataset(cfg).fingerprint != pq.fingerprint
 
 
 def _error_cases(tmp: Path) -> list[tuple[DatasetConfig, str]]:
@@ -192,8 +194,12 @@ def _error_cases(tmp: Path) -> list[tuple[DatasetConfig, str]]:
                 path=p_three, positive="a", column="outcome", n=3, values=["a", "b", "c"]
             ),
         ),
-        (_cfg(p_nan), data_mod.NAN_VALUES.format(path=p_nan, column="height", count=2)),
-        (_cfg(p_nl), data_mod.NAN_VALUES.format(path=p_nl, column="outcome", count=1)),
+        (_cfg(p_nan), data_mod.NAN_COLUMN.format(
+            column="height", count=2, markers="", first="4, 8", more=""
+        )),
+        (_cfg(p_nl), data_mod.NAN_COLUMN.format(
+            column="outcome", count=1, markers="", first="6", more=""
+        )),
         (_cfg(p_empty), data_mod.TOO_FEW_ROWS.format(path=p_empty, n=0, min_rows=10)),
         (_cfg(p_one), data_mod.SINGLE_CLASS.format(path=p_one, column="outcome", values=["no"])),
         (_cfg(p, features=[]), data_mod.NO_FEATURES.format(path=p, column="outcome")),
@@ -215,7 +221,7 @@ def _error_cases(tmp: Path) -> list[tuple[DatasetConfig, str]]:
         ),
         (
             DatasetConfig(name="parquet", path=str(garbage), label="outcome"),
-            f"{garbage}: cannot read as parquet",
+            f"{garbage}: cannot read the column names as parquet",
         ),
     ]  # fmt: skip
 
