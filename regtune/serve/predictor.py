@@ -17,6 +17,15 @@ positive-class probability. Both take the rows' group codes
 (:meth:`ServedModel.groups`); a row whose group is unknown (None, or
 ``groups`` not given) gets the version's fallback temperature and the
 arg-max decision. Without post-processing ``groups`` changes nothing.
+
+Group values and categories are matched by their canonical form
+(:func:`~regtune.trainables.schema.canonical_value`: ``1`` and ``1.0`` are one
+value). A record whose sensitive attribute holds a value that is not one of the
+groups is refused with a 422 when the version has post-processing (its answer
+would otherwise silently drop the per-group thresholds) or when the attribute
+is not a model feature; ``regtune.load().predict()`` applies the same rule
+(:meth:`~regtune.trainables.schema.FeatureSchema.record_groups`). A record
+without the attribute (or holding null) is answered with the fallback.
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ import torch
 
 from regtune.errors import RegtuneError
 from regtune.platform.registry.postprocess import group_codes
-from regtune.trainables.schema import FeatureSchema
+from regtune.serve.protocol import RequestError
+from regtune.trainables.schema import FeatureSchema, UnknownGroupError, ValueIndex
 
 if TYPE_CHECKING:
     from regtune.platform.registry import ModelVersion
@@ -37,6 +47,10 @@ if TYPE_CHECKING:
 __all__ = ["ModelOutputError", "RecordEncoder", "ServedModel", "set_torch_threads"]
 
 NON_FINITE = "model {ref} returned non-finite probabilities for {n} of {total} records"
+UNKNOWN_GROUP = (
+    "{field} is {value!r}, not one of the groups this version's answers depend on; "
+    "expected {allowed} (or leave it out for the answer without per-group adjustment)"
+)
 
 
 class ModelOutputError(RegtuneError):
@@ -60,7 +74,7 @@ class RecordEncoder:
     that is redundant, and at serving rates it costs more than the model. The
     arithmetic is the schema's own: ``(value - center) / scale`` in float64 per
     numeric column, cast to float32, and a one-hot block per categorical over
-    string forms (unseen: all zeros), so rows equal training rows bitwise.
+    canonical values (unseen: all zeros), so rows equal training rows bitwise.
     """
 
     def __init__(self, schema: FeatureSchema) -> None:
@@ -68,10 +82,10 @@ class RecordEncoder:
         self.center = np.array([f.center for f in schema.numeric], dtype=np.float64)
         self.scale = np.array([f.scale for f in schema.numeric], dtype=np.float64)
         self.width = schema.n_features
-        self.blocks: list[tuple[str, dict[str, int]]] = []
+        self.blocks: list[tuple[str, int, ValueIndex]] = []
         offset = len(self.numeric)
         for cat in schema.categorical:
-            self.blocks.append((cat.name, {v: offset + i for i, v in enumerate(cat.vocabulary)}))
+            self.blocks.append((cat.name, offset, schema.value_index(cat.name)))
             offset += len(cat.vocabulary)
 
     def __call__(self, records: Sequence[Mapping[str, Any]]) -> torch.Tensor:
@@ -85,11 +99,11 @@ class RecordEncoder:
             # canary or shadow with another scale may still see one, as infinity.
             with np.errstate(over="ignore", invalid="ignore"):
                 out[:, : len(names)] = (raw - self.center) / self.scale
-        for name, columns in self.blocks:
+        for name, offset, index in self.blocks:
             for i, record in enumerate(records):
-                j = columns.get(str(record[name]))
+                j = index.code(record[name])
                 if j is not None:
-                    out[i, j] = 1.0
+                    out[i, offset + j] = 1.0
         return torch.from_numpy(out)
 
 
@@ -104,7 +118,6 @@ class ServedModel:
         self.schema = version.schema
         self.module = version.module.eval()
         self._encode = RecordEncoder(self.schema)
-        self._groups = {v: g for g, v in enumerate(self.schema.sensitive_values)}
         post = version.postprocessing
         #: The version's post-processing when it changes anything, else None.
         self.post = post if post is not None and post.active else None
@@ -188,8 +201,22 @@ class ServedModel:
         ]
 
     def groups(self, records: Sequence[Mapping[str, Any]]) -> list[int | None] | None:
-        """Sensitive-group codes of records: None for an unknown value, or all None without one."""
-        name = self.schema.sensitive
-        if name is None:
-            return None
-        return [self._groups.get(str(r.get(name))) for r in records]
+        """Sensitive-group codes of records (None where the attribute is absent or
+        null; all None without a sensitive attribute); see the module docstring.
+
+        Raises:
+            RequestError: 422 naming ``instances[i].<attribute>`` for a value that is
+                not one of the groups, when the version has post-processing or the
+                attribute is not a model feature (an unseen category otherwise).
+        """
+        try:
+            return self.schema.record_groups(records, strict=self.post is not None)
+        except UnknownGroupError as exc:
+            field = f"instances[{exc.index}].{exc.feature}"
+            allowed = f"one of {exc.groups}"
+            raise RequestError(
+                UNKNOWN_GROUP.format(field=field, value=exc.value, allowed=allowed),
+                status=422,
+                field=field,
+                allowed=allowed,
+            ) from None

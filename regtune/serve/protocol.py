@@ -25,7 +25,17 @@ number whose scaled value   422     ``instances[i].<feature>``
 overflows float32
 unseen category             --      accepted (the schema's rule: all-zero
                                     one-hot) unless ``unknown_categories="reject"``
+sensitive attribute that    422     ``instances[i].<attribute>``
+is not a feature, holding
+a value that is no group
 ==========================  ======  ============================================
+
+Categories and groups are compared by their canonical form
+(:func:`~regtune.trainables.schema.canonical_value`): ``1``, ``1.0`` and
+``"1"`` are one value, ``"Male "`` is ``"Male"``, ``"true"`` and ``1`` are
+``True`` for a True/False column, and the allowed values named in errors are
+canonical. (A value of a sensitive attribute that is also a feature is checked
+by the served model: see :mod:`regtune.serve.predictor`.)
 
 JSON's non-standard ``NaN`` / ``Infinity`` tokens and overflowing literals
 such as ``1e999`` are parsed and then rejected per field, so the message says
@@ -233,7 +243,7 @@ class RecordValidator:
         self._numeric_order = [f.name for f in schema.numeric]
         self._center = np.array([f.center for f in schema.numeric], dtype=np.float64)
         self._scale = np.array([f.scale for f in schema.numeric], dtype=np.float64)
-        self._vocab = {c.name: frozenset(c.vocabulary) for c in schema.categorical}
+        self._vocab = {c.name: schema.value_index(c.name) for c in schema.categorical}
         self._allowed_keys = schema.input_names()
         fields: dict[str, Any] = {}
         for name in schema.input_names():
@@ -257,8 +267,8 @@ class RecordValidator:
             return FINITE_NUMBER
         vocab = self._vocab.get(feature)
         if vocab is None:  # the sensitive attribute kept for per-group feedback
-            return f"one of {list(self.schema.sensitive_values)}"
-        return CATEGORY_HINT.format(examples=sorted(vocab)[:3])
+            return f"one of {self.schema.group_names()}"
+        return CATEGORY_HINT.format(examples=sorted(vocab.names)[:3])
 
     def validate(self, body: bytes) -> list[dict[str, Any]]:
         """Parse and check one request body; see the module docstring for the rules."""
@@ -388,9 +398,9 @@ class RecordValidator:
         raise RequestError(message + suffix, status=422, field=field, allowed=allowed)
 
     def _check_groups(self, records: list[dict[str, Any]], name: str) -> None:
-        values = set(self.schema.sensitive_values)
+        groups = self.schema.group_index()
         for index, record in enumerate(records):
-            if name in record and str(record[name]) not in values:
+            if name in record and groups.code(record[name]) is None:
                 field = f"instances[{index}].{name}"
                 allowed = self.allowed(name)
                 raise RequestError(
@@ -403,8 +413,8 @@ class RecordValidator:
     def _check_categories(self, records: list[dict[str, Any]]) -> None:
         for index, record in enumerate(records):
             for name, vocab in self._vocab.items():
-                if str(record[name]) not in vocab:
-                    allowed = _names(sorted(vocab))
+                if vocab.code(record[name]) is None:
+                    allowed = _names(sorted(vocab.names))
                     raise RequestError(
                         UNKNOWN_CATEGORY.format(
                             field=f"instances[{index}].{name}", value=record[name], allowed=allowed

@@ -8,19 +8,51 @@ into exactly the row training used. The encoding, in column order:
   population std; a constant column gets scale 1; images use a fixed scale),
   computed in float64 and cast to float32;
 * then one one-hot block per categorical feature, over its train-split
-  vocabulary. Values are compared by their string form (``str(value)``), and a
-  value not in the vocabulary encodes as an all-zero block: an unseen category
-  is treated as "none of the known ones" rather than an error.
+  vocabulary. Values are compared by their canonical form
+  (:func:`canonical_value`), and a value not in the vocabulary encodes as an
+  all-zero block: an unseen category is treated as "none of the known ones"
+  rather than an error.
 
 Records may carry extra keys (the label, ids, ...); they are ignored.
+
+Canonical values. Categories and sensitive groups are one string each, the same
+at fit time (vocabulary, group list) and when a record is encoded or its group
+looked up (here, in the server and in ``regtune.load().predict()``), because a
+Parquet float column, JSON and a CSV spell one value differently:
+
+* a float with an integral value is its integer (``1.0`` and ``1`` are ``"1"``,
+  ``8001.0`` is ``"8001"``), other floats their ``repr`` (``"0.5"``);
+* a bool is ``"True"`` / ``"False"`` (JSON ``true`` / ``false``);
+* a timestamp or date is its ISO form: ``"2020-01-01"`` at midnight without a
+  time zone, else ``"2020-01-01T10:30:00"`` (``+01:00`` when it has a zone);
+* a string is Unicode NFC-normalised with leading and trailing whitespace
+  removed (``"Male "`` is ``"Male"``; inner spaces are kept);
+* None and NaN are missing, never a category.
+
+When every known value of a feature (or every group) is of one kind, a string
+from a client that spells such a value another way is read as that kind:
+``"true"`` / ``"FALSE"`` and ``1`` / ``0`` (number or string) are True / False
+for a True/False column; ``"8001"`` or ``"8001.0"`` is the number for a
+column whose values are all numbers; ``"2020-01-01 00:00:00"`` is the date for
+a column whose values are all ISO dates/timestamps. A value that matches no
+known value after this is unseen.
+
+Schemas stored before this rule (``"version": 1``) hold ``str(value)`` texts
+(``"1.0"``, ``"2020-01-01 00:00:00"``); they are kept as stored (post-processing
+files name the groups that way) and looked up by their canonical form, the old
+text still being accepted. Two stored entries with one canonical form make the
+schema ambiguous and are refused on load.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +63,25 @@ import torch
 
 from regtune.errors import DataError
 
-__all__ = ["CategoricalFeature", "FeatureSchema", "Label", "NumericFeature"]
+__all__ = [
+    "CategoricalFeature",
+    "FeatureSchema",
+    "Label",
+    "NumericFeature",
+    "UnknownGroupError",
+    "ValueIndex",
+    "canonical_value",
+    "legacy_canonical",
+]
 
 Label = str | int | float | bool
 
-SCHEMA_VERSION = 1
+#: Version 2: vocabularies and groups hold canonical values (:func:`canonical_value`).
+SCHEMA_VERSION = 2
+#: Version 1: vocabularies and groups hold ``str(value)``, read by :func:`legacy_canonical`.
+LEGACY_VERSION = 1
+#: Integral floats up to this magnitude print as integers (all exactly representable).
+EXACT_INT = 2**53
 
 NOT_A_MAPPING = "record {index}: is a {kind}; expected a mapping of feature name to raw value"
 MISSING_KEY = "record {index}: missing feature {feature!r}; expected {expected}"
@@ -53,6 +99,182 @@ UNKNOWN_GROUP = (
 )
 NO_SENSITIVE = "this schema has no sensitive attribute, so records have no group codes"
 BAD_SCHEMA = "{source}: not a regtune feature schema ({error})"
+SAME_VALUE = (
+    "{what}: stored values {first!r} and {second!r} are one value ({canonical!r}) once "
+    "written canonically (integral floats as integers, timestamps in ISO form, strings "
+    "NFC without outer spaces), so a record holding it cannot be placed; re-fit the "
+    "schema on data where they are one value"
+)
+SAME_GROUP = (
+    "sensitive attribute {feature!r}: values {first!r} and {second!r} are one group "
+    "({canonical!r}) once written canonically (integral floats as integers, timestamps "
+    "in ISO form, strings NFC without outer spaces); make them one value in the data"
+)
+
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.\d*(e[-+]?\d+)?|\d+e[-+]?\d+|inf)")
+_STR_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2})?")
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+_TRUE, _FALSE = "True", "False"
+_BOOL_SPELLINGS = {"true": _TRUE, "1": _TRUE, "false": _FALSE, "0": _FALSE}
+
+
+def _text(value: str) -> str:
+    out = value.strip()
+    return out if out.isascii() else unicodedata.normalize("NFC", out)
+
+
+def _timestamp(value: pd.Timestamp) -> str | None:
+    if value is pd.NaT:
+        return None
+    if value.tz is None and value == value.normalize():
+        return value.date().isoformat()
+    return value.isoformat()
+
+
+def canonical_value(value: Any) -> str | None:
+    """The one string a category or group value is compared by (None: missing).
+
+    See the module docstring: integral floats as integers, other floats by
+    ``repr``, bools ``"True"``/``"False"``, timestamps and dates in ISO form,
+    strings NFC without leading/trailing whitespace; None, NaN and NaT are missing.
+    """
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, (bool, np.bool_)):
+        return _TRUE if value else _FALSE
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if number.is_integer() and abs(number) <= EXACT_INT:
+            return str(int(number))
+        return repr(number)
+    if isinstance(value, (dt.datetime, np.datetime64)):
+        return _timestamp(pd.Timestamp(value))
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return _text(str(value))
+
+
+def legacy_canonical(text: str) -> str:
+    """The canonical form of a ``str(value)`` text written before canonical values.
+
+    ``"1.0"`` (a float's ``str``) is ``"1"``, ``"2020-01-01 00:00:00"`` (a
+    pandas timestamp's) is ``"2020-01-01"``; other texts as :func:`canonical_value`.
+    """
+    if _FLOAT_TEXT.fullmatch(text):
+        return canonical_value(float(text)) or text
+    if _STR_TIMESTAMP.fullmatch(text):
+        return _timestamp(pd.Timestamp(text)) or text
+    return _text(text)
+
+
+def _as_bool(value: Any, canonical: str) -> str | None:
+    return _BOOL_SPELLINGS.get(canonical.lower())
+
+
+def _as_number(value: Any, canonical: str) -> str | None:
+    if not isinstance(value, str) or not _FLOAT_TEXT.fullmatch(canonical.lower()):
+        return None
+    return canonical_value(float(canonical))
+
+
+def _as_time(value: Any, canonical: str) -> str | None:
+    if not isinstance(value, str) or not _ISO_TIME.fullmatch(canonical):
+        return None
+    try:
+        return _timestamp(pd.Timestamp(canonical))
+    except ValueError:
+        return None
+
+
+def _respelling(names: Sequence[str]) -> Callable[[Any, str], str | None] | None:
+    """How a missed value may be re-read, given the kind every known value has."""
+    if not names:
+        return None
+    if set(names) <= {_TRUE, _FALSE}:
+        return _as_bool
+    if all(_FLOAT_TEXT.fullmatch(n) or n.lstrip("+-").isdigit() for n in names):
+        return _as_number
+    if all(_ISO_TIME.fullmatch(n) for n in names):
+        return _as_time
+    return None
+
+
+class ValueIndex:
+    """Position of each known value of one feature (or of the groups), by canonical form.
+
+    Attributes:
+        names: the canonical form of each stored entry, in stored order (what
+            a client should send; shown in error messages).
+    """
+
+    def __init__(self, stored: Sequence[str], *, legacy: bool, what: str) -> None:
+        """Index ``stored`` texts; ``legacy`` reads them as ``str(value)`` (version 1).
+
+        Raises:
+            DataError: two entries share a canonical form (named with ``what``).
+        """
+        self._codes: dict[str, int] = {}
+        names = []
+        for code, text in enumerate(stored):
+            name = legacy_canonical(text) if legacy else (canonical_value(text) or text)
+            names.append(name)
+            for form in (name, text) if legacy else (name,):
+                other = self._codes.setdefault(form, code)
+                if other != code:
+                    raise DataError(
+                        SAME_VALUE.format(
+                            what=what, first=stored[other], second=text, canonical=name
+                        )
+                    )
+        self.names = tuple(names)
+        self._respell = _respelling(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def code(self, value: Any) -> int | None:
+        """The position of ``value`` (any raw spelling), or None if missing or unseen."""
+        canonical = canonical_value(value)
+        if canonical is None:
+            return None
+        code = self._codes.get(canonical)
+        if code is None and self._respell is not None:
+            again = self._respell(value, canonical)
+            code = None if again is None else self._codes.get(again)
+        return code
+
+    def codes(self, values: Sequence[Any]) -> np.ndarray:
+        """:meth:`code` of each value as int64, -1 for missing or unseen."""
+        out = np.full(len(values), -1, dtype=np.int64)
+        for i, value in enumerate(values):
+            code = self.code(value)
+            if code is not None:
+                out[i] = code
+        return out
+
+
+class UnknownGroupError(DataError):
+    """A record's sensitive attribute holds a value that is not one of the groups.
+
+    Attributes:
+        index: the record's position; ``feature``: the sensitive attribute;
+        ``value``: the raw value; ``groups``: the canonical group names.
+    """
+
+    def __init__(self, index: int, feature: str, value: Any, groups: Sequence[str]) -> None:
+        super().__init__(
+            UNKNOWN_GROUP.format(index=index, feature=feature, value=value, values=list(groups))
+        )
+        self.index = index
+        self.feature = feature
+        self.value = value
+        self.groups = list(groups)
 
 
 @dataclass(frozen=True)
@@ -72,16 +294,17 @@ class CategoricalFeature:
     vocabulary: tuple[str, ...]
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 @dataclass(frozen=True)
 class FeatureSchema:
     """Everything needed to encode raw records; see the module docstring.
 
     ``classes[i]`` is the raw label value of class id ``i``; ``sensitive_values[g]``
-    the string form of group code ``g``.
+    the stored text of group code ``g`` (canonical unless ``version`` is 1; the
+    canonical names are :meth:`group_names`).
+
+    Raises:
+        DataError: on construction, if two vocabulary entries of one feature, or
+            two groups, have one canonical form.
     """
 
     numeric: tuple[NumericFeature, ...]
@@ -92,6 +315,67 @@ class FeatureSchema:
     sensitive_values: tuple[str, ...] = ()
     image_shape: tuple[int, ...] | None = None
     bounds: tuple[float, float] | None = None
+    #: How vocabularies are written: 2 canonical, 1 ``str(value)`` (stored before).
+    version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        legacy = self.version == LEGACY_VERSION
+        indexes = {
+            c.name: ValueIndex(c.vocabulary, legacy=legacy, what=f"feature {c.name!r}")
+            for c in self.categorical
+        }
+        groups = ValueIndex(
+            self.sensitive_values, legacy=legacy, what=f"sensitive attribute {self.sensitive!r}"
+        )
+        # Derived lookups, not fields: equality and JSON stay those of the stored texts.
+        object.__setattr__(self, "_indexes", indexes)
+        object.__setattr__(self, "_groups", groups)
+
+    def value_index(self, feature: str) -> ValueIndex:
+        """The canonical lookup of categorical ``feature``'s vocabulary."""
+        index: ValueIndex = self._indexes[feature]  # type: ignore[attr-defined]
+        return index
+
+    def group_index(self) -> ValueIndex:
+        """The canonical lookup of the sensitive groups (empty without any)."""
+        index: ValueIndex = self._groups  # type: ignore[attr-defined]
+        return index
+
+    def group_names(self) -> list[str]:
+        """The canonical name of each group code (what a record should hold)."""
+        return list(self.group_index().names)
+
+    def record_groups(
+        self, records: Sequence[Mapping[str, Any]], *, strict: bool
+    ) -> list[int | None] | None:
+        """Group codes of raw records: None where the sensitive attribute is absent;
+        None for all without a sensitive attribute.
+
+        A value that is not one of the groups (None and NaN included) is
+        refused when ``strict`` (the
+        version's answer depends on the group: it has per-group temperatures or
+        thresholds) or when the sensitive attribute is not a model feature
+        (it is only there to name the group); otherwise it is an unseen
+        category and its group is unknown (None).
+
+        Raises:
+            UnknownGroupError: naming the record, the value and the groups.
+        """
+        name = self.sensitive
+        if name is None:
+            return None
+        index = self.group_index()
+        refuse = strict or name not in self.input_names()
+        out: list[int | None] = []
+        for i, record in enumerate(records):
+            if name not in record:
+                out.append(None)
+                continue
+            code = index.code(record[name])
+            if code is None and refuse:
+                raise UnknownGroupError(i, name, record[name], index.names)
+            out.append(code)
+        return out
 
     @classmethod
     def fit(
@@ -111,7 +395,16 @@ class FeatureSchema:
         """Fit centers, scales and vocabularies on the training rows ``train``.
 
         ``fixed_scale=(center, scale)`` skips fitting and uses those for every
-        numeric feature (images: pixels divided by their maximum).
+        numeric feature (images: pixels divided by their maximum). Vocabularies
+        hold canonical values (:func:`canonical_value`; values that differ only
+        in spelling, ``1.0`` and ``1``, are one category). ``sensitive_values``
+        may be given as ``str(value)`` texts: each becomes the canonical form of
+        the ``train`` value it names (or of the text, read as
+        :func:`legacy_canonical`), in the given order, so group codes keep
+        their meaning.
+
+        Raises:
+            DataError: two given group values have one canonical form.
         """
         nums = []
         for name in numeric:
@@ -122,17 +415,17 @@ class FeatureSchema:
                 center, scale = float(values.mean()), float(values.std())
                 scale = scale if scale > 0.0 else 1.0
             nums.append(NumericFeature(name, float(center), float(scale)))
-        cats = [
-            CategoricalFeature(name, tuple(sorted({str(v) for v in train[name].tolist()})))
-            for name in categorical
-        ]
+        cats = []
+        for name in categorical:
+            seen = {canonical_value(v) for v in train[name].drop_duplicates().tolist()}
+            cats.append(CategoricalFeature(name, tuple(sorted(v for v in seen if v is not None))))
         return cls(
             numeric=tuple(nums),
             categorical=tuple(cats),
             label=label,
             classes=tuple(classes),
             sensitive=sensitive,
-            sensitive_values=tuple(sensitive_values),
+            sensitive_values=_group_names(train, sensitive, sensitive_values),
             image_shape=image_shape,
             bounds=bounds,
         )
@@ -182,7 +475,7 @@ class FeatureSchema:
                 float32), or a missing categorical value.
         """
         numeric_names = {f.name for f in self.numeric}
-        examples = {c.name: list(c.vocabulary[:3]) for c in self.categorical}
+        examples = {c.name: list(self.value_index(c.name).names[:3]) for c in self.categorical}
         columns: dict[str, list[Any]] = {name: [] for name in self.input_names()}
         for index, record in enumerate(records):
             if not isinstance(record, Mapping):
@@ -198,7 +491,7 @@ class FeatureSchema:
                     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
                     if not ok or not math.isfinite(float(value)):
                         raise DataError(NOT_NUMERIC.format(index=index, feature=name, value=value))
-                elif _is_missing(value):
+                elif canonical_value(value) is None:
                     raise DataError(
                         MISSING_CATEGORY.format(
                             index=index, feature=name, value=value, examples=examples[name]
@@ -232,7 +525,7 @@ class FeatureSchema:
                 out[:, j] = (raw - num.center) / num.scale
         offset = len(self.numeric)
         for cat in self.categorical:
-            codes = pd.Index(cat.vocabulary).get_indexer([str(v) for v in columns[cat.name]])
+            codes = self.value_index(cat.name).codes(columns[cat.name])
             rows = np.nonzero(codes >= 0)[0]
             out[rows, offset + codes[rows]] = 1.0
             offset += len(cat.vocabulary)
@@ -247,30 +540,23 @@ class FeatureSchema:
         """
         if self.sensitive is None:
             raise DataError(NO_SENSITIVE)
-        lookup = {v: g for g, v in enumerate(self.sensitive_values)}
+        index = self.group_index()
         codes = []
-        for index, record in enumerate(records):
+        for i, record in enumerate(records):
             if not isinstance(record, Mapping):
-                raise DataError(NOT_A_MAPPING.format(index=index, kind=type(record).__name__))
+                raise DataError(NOT_A_MAPPING.format(index=i, kind=type(record).__name__))
             if self.sensitive not in record:
                 raise DataError(
                     MISSING_KEY.format(
-                        index=index,
+                        index=i,
                         feature=self.sensitive,
-                        expected=f"one of {list(self.sensitive_values)}",
+                        expected=f"one of {list(index.names)}",
                     )
                 )
             value = record[self.sensitive]
-            code = None if _is_missing(value) else lookup.get(str(value))
+            code = index.code(value)
             if code is None:
-                raise DataError(
-                    UNKNOWN_GROUP.format(
-                        index=index,
-                        feature=self.sensitive,
-                        value=value,
-                        values=list(self.sensitive_values),
-                    )
-                )
+                raise UnknownGroupError(i, self.sensitive, value, index.names)
             codes.append(code)
         return torch.tensor(codes, dtype=torch.int64)
 
@@ -279,7 +565,7 @@ class FeatureSchema:
     def to_json(self) -> str:
         """Serialize to JSON; floats round-trip exactly, so encodings stay bitwise equal."""
         payload = {
-            "version": SCHEMA_VERSION,
+            "version": self.version,
             "numeric": [[f.name, f.center, f.scale] for f in self.numeric],
             "categorical": [[c.name, list(c.vocabulary)] for c in self.categorical],
             "label": self.label,
@@ -293,15 +579,20 @@ class FeatureSchema:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<json>") -> FeatureSchema:
-        """Inverse of :meth:`to_json`.
+        """Inverse of :meth:`to_json`; version 1 (``str(value)`` vocabularies) is read
+        as stored and looked up canonically (see the module docstring).
 
         Raises:
-            DataError: naming ``source`` if the text is not a schema of this version.
+            DataError: naming ``source`` if the text is not a schema of version 1
+                or 2, or if two stored values of one feature (or two groups)
+                have one canonical form.
         """
         try:
             raw = json.loads(text)
-            if raw["version"] != SCHEMA_VERSION:
-                raise ValueError(f"version {raw['version']!r}, expected {SCHEMA_VERSION}")
+            if raw["version"] not in (LEGACY_VERSION, SCHEMA_VERSION):
+                raise ValueError(
+                    f"version {raw['version']!r}, expected {LEGACY_VERSION} or {SCHEMA_VERSION}"
+                )
             shape, bounds = raw["image_shape"], raw["bounds"]
             return cls(
                 numeric=tuple(NumericFeature(n, float(c), float(s)) for n, c, s in raw["numeric"]),
@@ -312,7 +603,10 @@ class FeatureSchema:
                 sensitive_values=tuple(raw["sensitive_values"]),
                 image_shape=None if shape is None else tuple(int(d) for d in shape),
                 bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])),
+                version=int(raw["version"]),
             )
+        except DataError as exc:  # two stored values with one canonical form
+            raise DataError(f"{source}: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(BAD_SCHEMA.format(source=source, error=exc)) from exc
 
@@ -332,3 +626,23 @@ class FeatureSchema:
         except OSError as exc:
             raise DataError(BAD_SCHEMA.format(source=path, error=exc)) from exc
         return cls.from_json(text, source=str(path))
+
+
+def _group_names(
+    train: pd.DataFrame, sensitive: str | None, given: Sequence[str]
+) -> tuple[str, ...]:
+    typed: dict[str, str] = {}
+    if sensitive is not None and sensitive in train.columns:
+        for value in train[sensitive].drop_duplicates().tolist():
+            canonical = canonical_value(value)
+            if canonical is not None:
+                typed.setdefault(str(value), canonical)
+    names: dict[str, str] = {}
+    for text in given:
+        name = typed.get(str(text)) or legacy_canonical(str(text))
+        if name in names:
+            raise DataError(
+                SAME_GROUP.format(feature=sensitive, first=names[name], second=text, canonical=name)
+            )
+        names[name] = str(text)
+    return tuple(names)

@@ -17,6 +17,14 @@ tensors instead of records, pass the group codes yourself:
 codes indexing ``schema.sensitive_values`` (None or -1: unknown). Rows of an
 unknown group get the fallback temperature and the arg-max decision (see
 :mod:`regtune.platform.registry.postprocess`).
+
+Records are read as the server reads them: group values and categories by
+their canonical form (``1`` and ``1.0`` are one value, see
+:mod:`regtune.trainables.schema`); a record without the sensitive attribute (or
+holding None) is answered with the fallback, and one holding a value that is
+not a group is refused (:class:`~regtune.trainables.schema.UnknownGroupError`,
+a ``DataError``) when the version has post-processing or the attribute is not
+a model feature, exactly where the server answers 422.
 """
 
 from __future__ import annotations
@@ -80,13 +88,16 @@ class LoadedModel(tuple[nn.Module, FeatureSchema]):
         return self.version.postprocessing
 
     def groups(self, records: Sequence[Mapping[str, Any]]) -> list[int | None] | None:
-        """Group codes of raw records (None where the sensitive value is missing or
-        unknown); None when the schema has no sensitive attribute."""
-        name = self.schema.sensitive
-        if name is None:
-            return None
-        lookup = {v: g for g, v in enumerate(self.schema.sensitive_values)}
-        return [lookup.get(str(r.get(name))) for r in records]
+        """Group codes of raw records (None where the sensitive attribute is absent or
+        None, or holds an unseen category of a feature in a version without
+        post-processing); None when the schema has no sensitive attribute.
+
+        Raises:
+            UnknownGroupError: a value that is not a group, where the server
+                refuses it too (see the module docstring).
+        """
+        post = self.postprocessing
+        return self.schema.record_groups(records, strict=post is not None and post.active)
 
     def probabilities(self, x: Tensor, groups: Groups = None) -> np.ndarray:
         """Class probabilities ``(n, C)`` (float64) of feature rows ``x``, each row's
@@ -107,11 +118,21 @@ class LoadedModel(tuple[nn.Module, FeatureSchema]):
         return post.decide(probs, group_codes(groups, probs.shape[0]))
 
     def predict_proba(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """:meth:`probabilities` of raw records (groups read from the records)."""
+        """:meth:`probabilities` of raw records (groups read from the records).
+
+        Raises:
+            DataError: a record the schema cannot encode, or an unknown group
+                (see :meth:`groups`).
+        """
         return self.probabilities(self.schema.transform(records), self.groups(records))
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
-        """The class label a server would answer for each raw record."""
+        """The class label a server would answer for each raw record.
+
+        Raises:
+            DataError: a record the schema cannot encode, or an unknown group
+                (see :meth:`groups`).
+        """
         groups = self.groups(records)
         ids = self.decisions(self.probabilities(self.schema.transform(records), groups), groups)
         return [self.version.classes[i] for i in ids.tolist()]
