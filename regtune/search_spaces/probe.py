@@ -32,7 +32,6 @@ from regtune.search_spaces.distributions import (
     iter_distributions,
     iter_fixed,
     set_path,
-    substitute,
     without_distributions,
 )
 from regtune.search_spaces.problems import Problem, ProblemLog, dotted
@@ -104,7 +103,7 @@ def probe_pairs(
         for second in paths[i + 1 :]:
             pairs = itertools.product(pair_values(dists[first]), pair_values(dists[second]))
             for a, b in pairs:
-                problems, _ = train_problems(substitute(fixed, {first: a, second: b}))
+                problems, _ = train_problems(_with_values(fixed, {first: a, second: b}))
                 new = [p for p in problems if p not in fixed_problems]
                 if new:
                     reason = "; ".join(_reason(p, "<root>") for p in new)
@@ -149,7 +148,7 @@ def probe_value(
     """Validate ``fixed`` with ``value`` at ``path``; each problem beyond
     ``fixed_problems`` is logged at ``path`` with ``template`` (formatted with
     kind, value, reason and ``extra``). Returns the config, or ``None`` if rejected."""
-    problems, config = train_problems(substitute(fixed, {path: value}))
+    problems, config = train_problems(_with_values(fixed, {path: value}))
     new = [p for p in problems if p not in fixed_problems]
     for problem in new:
         reason = _reason(problem, dotted(path))
@@ -160,7 +159,7 @@ def probe_value(
 def check_base_config(log: ProblemLog, space: dict[str, Any]) -> None:
     """Validate the config with every distribution at its representative value."""
     values = {path: dist.representative() for path, dist in iter_distributions(space, ())}
-    problems, _ = train_problems(substitute(space, values))
+    problems, _ = train_problems(_with_values(space, values))
     for problem in problems:
         log.add(problem.path, BASE_REJECTED.format(reason=problem.message))
 
@@ -171,6 +170,25 @@ def train_problems(tree: Mapping[str, Any]) -> tuple[list[Problem], TrainConfig 
         return [], parse_train_config(tree)
     except SpecError as exc:
         return list(exc.problems) or [Problem(ROOT, str(exc))], None
+
+
+def _with_values(tree: Mapping[str, Any], values: Mapping[KeyPath, Any]) -> dict[str, Any]:
+    """``tree`` with the value at each key path replaced, for validation only.
+
+    Only the mappings on the way to each path are copied; the rest is shared
+    with ``tree`` (the trainable's parser reads its input and never changes
+    it). A deep copy of the whole tree for each of the thousands of pairs
+    probed was most of a large spec's validation time.
+    """
+    out = dict(tree)
+    for path, value in values.items():
+        node = out
+        for key in path[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[key]
+        node[path[-1]] = value
+    return out
 
 
 def _reason(problem: Problem, where: str) -> str:

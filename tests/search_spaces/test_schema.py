@@ -1009,3 +1009,17 @@ def test_public_api_is_exactly_what_is_exported() -> None:
     }
     assert public - modules == exported
     assert {"load_spec", "list_presets", "preset_path", "SweepSpec"} <= exported
+
+
+def test_probed_values_never_leak_into_the_tree_they_are_tried_in() -> None:
+    from regtune.search_spaces.probe import _with_values
+
+    tree = {"penalties": {"adversarial": {"method": "none", "eps": 0.1}}, "model": {"width": 8}}
+    before = copy.deepcopy(tree)
+    out = _with_values(
+        tree,
+        {("penalties", "adversarial", "method"): "pgd", ("penalties", "adversarial", "steps"): 3},
+    )
+    assert out["penalties"]["adversarial"] == {"method": "pgd", "eps": 0.1, "steps": 3}
+    assert tree == before
+    assert out["model"] is tree["model"]  # untouched parts are shared, not copied
