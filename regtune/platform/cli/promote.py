@@ -126,6 +126,8 @@ def _payload(result: Any) -> dict[str, Any]:
         "validation": None if result.validation is None else result.validation.to_dict(),
         "select": result.select,
         "dropped": result.dropped,
+        # trials never ranked, with why (a constant predictor, no checkpoint, ...)
+        "left_out": result.left_out,
         "registered": None if result.version is None else result.version.ref,
         "path": None if result.version is None else result.version.path,
     }
@@ -167,6 +169,15 @@ def _print(result: Any) -> None:
         out.print(gates)
     for warning in result.warnings:
         out.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
+    if result.left_out and not any("left out: " in w for w in result.warnings):
+        from regtune.platform.registry.promote import describe_left_out
+
+        out.print(
+            f"not ranked: {describe_left_out(result.left_out)}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if result.dropped:
         out.print(f"left out by --select greedy: {', '.join(result.dropped)}", highlight=False)
     if result.version is not None:

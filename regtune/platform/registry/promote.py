@@ -17,6 +17,7 @@ the post-processed test metrics (what a server answers).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 
     from regtune.trainables.data import Dataset
 
-__all__ = ["SELECTIONS", "Promotion", "promote"]
+__all__ = ["SELECTIONS", "Promotion", "describe_left_out", "left_out_reasons", "promote"]
 
 BAD_TOP_K = "--top-k {value!r} is not allowed; expected an integer >= 1"
 #: How the members are chosen among the top-k ranked trials.
@@ -82,10 +83,30 @@ NO_OBJECTIVES = (
     "experiment {path} does not record its objectives (no results/spec.json); "
     "pass --objective METRIC:MODE"
 )
-NO_CANDIDATES = (
-    "experiment {path}: no trial has a complete checkpoint and finite values of {objectives}; "
-    "trials: {trials}"
+#: No trial can be ranked: every trial named with why (see :func:`left_out_reasons`).
+NO_CANDIDATES = "experiment {path}: no trial can be promoted; left out: {left_out}{advice}"
+#: Fewer trials qualify than --top-k asks for, and some were left out.
+FEWER_THAN_TOP_K_LEFT_OUT = (
+    "--top-k {top_k}: only {n} of {total} trial(s) can be promoted, so the ensemble has {n} "
+    "member(s); left out: {left_out}"
 )
+#: Why a trial is not ranked (besides the results store's own reasons).
+NO_CHECKPOINT = "no complete checkpoint"
+NO_VALUE = "no finite {metrics}"
+#: The results store's reasons (registry.trials.excluded_by_results_store), as shown.
+STORE_REASONS = {
+    "constant predictor": "constant predictor (one class for every row)",
+    "error": "failed",
+}
+#: Said when every trial is a constant predictor; ``share`` only for an accuracy
+#: objective (a constant predictor's accuracy is the share of the class it predicts).
+CONSTANT_ADVICE = "{share}; see docs/registry.md 'Trials promotion leaves out'"
+CONSTANT_SHARE = (
+    ". The best {metric}, {value}, is only the share of the class predicted, which accuracy "
+    "rewards when another class is rare"
+)
+#: Trial ids named per reason before "and N more".
+NAMED_PER_REASON = 3
 
 
 @dataclass
@@ -110,6 +131,8 @@ class Promotion:
     #: top-k trials it left out (their addition did not improve validation)
     select: str = "top"
     dropped: list[str] = field(default_factory=list)
+    #: trials that were not ranked at all, with why (see :func:`left_out_reasons`)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -176,16 +199,12 @@ def promote(
     order = rank(
         [t.metrics for t in candidates], chosen_objectives, [t.trial_id for t in candidates]
     )
+    ranked = {candidates[i].trial_id for i in order}
+    left_out = left_out_reasons(trials, ranked, excluded, chosen_objectives)
     if not order:
-        raise SpecError(
-            NO_CANDIDATES.format(
-                path=path,
-                objectives=[m for m, _ in chosen_objectives],
-                trials=[t.trial_id for t in trials],
-            )
-        )
+        raise SpecError(_no_candidates(path, trials, left_out, chosen_objectives[0][0]))
     picked = [candidates[i] for i in order[:top_k]]
-    short = [FEWER_THAN_TOP_K.format(top_k=top_k, n=len(order))] if len(order) < top_k else []
+    short = [_fewer(top_k, len(order), len(trials), left_out)] if len(order) < top_k else []
     weights = [read_weights(t) for t in picked]
     dataset = load_dataset(parse_train_config(weights[0].config).dataset)
     for trial, w in zip(picked, weights, strict=True):
@@ -224,6 +243,7 @@ def promote(
         warnings=short + ([] if warning is None else [warning]),
         select=select,
         dropped=dropped,
+        left_out=left_out,
     )
     if not outcome.passed:
         return outcome
@@ -241,6 +261,7 @@ def promote(
         "trial_epochs": {t.trial_id: t.epoch for t in picked},
         "gates": [r.gate.text for r in results],
         "excluded": excluded,
+        "left_out": left_out,
         "teacher": None,
         "warnings": outcome.warnings,
     }
@@ -248,6 +269,77 @@ def promote(
         name, members, dataset, metrics=metrics, lineage=lineage, root=root, postprocessing=post
     )
     return outcome
+
+
+def left_out_reasons(
+    trials: Sequence[SweepTrial],
+    ranked: set[str],
+    excluded: dict[str, str],
+    objectives: Sequence[Objective],
+) -> dict[str, str]:
+    """Why each trial not in ``ranked`` was not ranked (``{trial_id: reason}``, in
+    ``trials``' order): the results store's reason (:data:`STORE_REASONS`: a
+    constant predictor, a failed trial), else :data:`NO_CHECKPOINT`, else the
+    objectives it has no finite value of."""
+    out: dict[str, str] = {}
+    for t in trials:
+        if t.trial_id in ranked:
+            continue
+        if t.trial_id in excluded:
+            reason = excluded[t.trial_id]
+            out[t.trial_id] = STORE_REASONS.get(reason, reason)
+        elif t.checkpoint is None:
+            out[t.trial_id] = NO_CHECKPOINT
+        else:
+            missing = [m for m, _ in objectives if not _finite(t.metrics.get(m))]
+            out[t.trial_id] = NO_VALUE.format(metrics=", ".join(missing or [objectives[0][0]]))
+    return out
+
+
+def describe_left_out(left_out: dict[str, str], *, named: int = NAMED_PER_REASON) -> str:
+    """``left_out`` grouped by reason, ``named`` trial ids each then "and N more":
+    ``constant predictor (one class for every row): t1, t2; no complete checkpoint: t3``."""
+    by_reason: dict[str, list[str]] = {}
+    for trial_id, reason in left_out.items():
+        by_reason.setdefault(reason, []).append(trial_id)
+    parts = []
+    for reason, ids in by_reason.items():
+        shown = ", ".join(ids[:named])
+        more = f" and {len(ids) - named} more" if len(ids) > named else ""
+        parts.append(f"{reason}: {shown}{more}")
+    return "; ".join(parts)
+
+
+def _no_candidates(
+    path: Any, trials: Sequence[SweepTrial], left_out: dict[str, str], objective: str
+) -> str:
+    """The refusal when no trial can be ranked: every trial with why, and what a
+    constant predictor's score means when that is the reason for all of them."""
+    advice = ""
+    if all(r == STORE_REASONS["constant predictor"] for r in left_out.values()):
+        found = [t.metrics.get(objective) for t in trials]
+        values = [float(v) for v in found if isinstance(v, (int, float)) and _finite(v)]
+        share = ""
+        if objective.endswith("acc") and values:
+            share = CONSTANT_SHARE.format(metric=objective, value=f"{max(values):.4f}")
+        advice = CONSTANT_ADVICE.format(share=share)
+    return NO_CANDIDATES.format(path=path, left_out=describe_left_out(left_out), advice=advice)
+
+
+def _fewer(top_k: int, n: int, total: int, left_out: dict[str, str]) -> str:
+    """The warning when fewer trials qualify than ``top_k``."""
+    if not left_out:
+        return FEWER_THAN_TOP_K.format(top_k=top_k, n=n)
+    return FEWER_THAN_TOP_K_LEFT_OUT.format(
+        top_k=top_k, n=n, total=total, left_out=describe_left_out(left_out)
+    )
+
+
+def _finite(value: Any) -> bool:
+    """A real number that is not NaN or infinite (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
 
 
 def _validation(
