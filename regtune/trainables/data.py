@@ -87,6 +87,7 @@ __all__ = [
     "Dataset",
     "Split",
     "check_data_file",
+    "describe_dataset",
     "load_dataset",
 ]
 
@@ -553,10 +554,9 @@ def _fingerprint(raw: pd.DataFrame, official: np.ndarray | None, cfg: DatasetCon
     # The effective test share, so a config that leaves it to the default has
     # the fingerprint it had when the default was spelled out.
     described = cfg.model_copy(update={"test_fraction": cfg.test_share})
-    # Keys added later count only when set, so older fingerprints still match.
-    later = {
-        k for k in ("sep", "missing") if getattr(cfg, k) == DatasetConfig.model_fields[k].default
-    }
+    # The csv separator is how the file is written, not what it holds; a key
+    # added later counts only when set, so older fingerprints still match.
+    later = {"sep"} | ({"missing"} if cfg.missing == "error" else set())
     digest = hashlib.sha256(described.model_dump_json(exclude={"path", *later}).encode())
     digest.update(json.dumps([[str(c), str(t)] for c, t in raw.dtypes.items()]).encode())
     digest.update(pd.util.hash_pandas_object(raw, index=False).to_numpy().tobytes())
@@ -658,3 +658,28 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
         raw_test=raw.iloc[parts[2]].reset_index(drop=True),
         raw_train=raw.iloc[parts[0]].reset_index(drop=True),
     )
+
+
+def describe_dataset(ds: Dataset) -> str:
+    """What was read and inferred, in a few lines for a user to check before
+    training: rows per split, the label's classes (the last is class 1, the
+    positive one of a binary label), numeric and categorical inputs (with
+    their number of values: one one-hot input each), the sensitive groups."""
+    schema = ds.schema
+    rows = "/".join(str(int(part.y.shape[0])) for part in (ds.train, ds.val, ds.test))
+    lines = [
+        f"dataset {ds.name}: {rows} rows (train/val/test), {ds.n_features} inputs",
+        f"  label {schema.label!r}: classes {', '.join(repr(c) for c in schema.classes)}",
+    ]
+    if schema.image_shape is not None:
+        lines.append(f"  image {'x'.join(map(str, schema.image_shape))}")
+    else:
+        numeric = ", ".join(f.name for f in schema.numeric) or "none"
+        lines.append(f"  numeric ({len(schema.numeric)}): {numeric}")
+        categorical = ", ".join(f"{f.name} ({len(f.vocabulary)})" for f in schema.categorical)
+        n_cat = len(schema.categorical)
+        lines.append(f"  categorical ({n_cat}, values in training): {categorical or 'none'}")
+    if schema.sensitive is not None:
+        groups = ", ".join(repr(g) for g in ds.group_names)
+        lines.append(f"  sensitive {schema.sensitive!r}: groups {groups}")
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""The data-file doors of a user's CSV/Parquet: each bad file of a new user's
+trial (missing values in several columns, '?' in a numeric column, an
+identifier and a date column, a repeated header name, a ';'-separated file,
+a label class of one row), built small here, gets a clear error or warning
+naming what was wrong and what to do; the fixed file loads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from regtune.errors import DataError, SpecError
+from regtune.search_spaces.load import load_spec, load_train_config
+from regtune.trainables import data as data_mod
+from regtune.trainables.config import DatasetConfig, parse_train_config
+from regtune.trainables.data import DataWarning, describe_dataset, load_dataset
+from regtune.trainables.sources import DUPLICATE_HEADER
+
+N = 120
+
+
+def _people(n: int = N) -> pd.DataFrame:
+    """A small adult-like table: numeric age/hours, text workclass, sex, income."""
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n).astype(float),
+            "workclass": rng.choice(["Private", "State-gov", "Self-emp"], n),
+            "hours": rng.integers(20, 60, n),
+            "sex": rng.choice(["Female", "Male"], n),
+            "income": rng.choice(["<=50K", ">50K"], n, p=[0.7, 0.3]),
+        }
+    )
+
+
+def _write(tmp: Path, table: pd.DataFrame, name: str = "t.csv", **kw: Any) -> Path:
+    path = tmp / name
+    if name.endswith(".parquet"):
+        table.to_parquet(path)
+    else:
+        table.to_csv(path, index=False, **kw)
+    return path
+
+
+def _cfg(path: Path, **kw: Any) -> DatasetConfig:
+    kind = "parquet" if path.suffix == ".parquet" else "csv"
+    return DatasetConfig(name=kind, path=str(path), label="income", **kw)
+
+
+def _rows(ds: data_mod.Dataset) -> int:
+    return sum(int(part.y.shape[0]) for part in (ds.train, ds.val, ds.test))
+
+
+def test_every_column_with_missing_values_is_named_in_one_error(tmp_path: Path) -> None:
+    table = _people().astype({"age": object})
+    table.loc[[0, 5, 9], "age"] = "?"  # a numeric column with '?': missing, not a category
+    table.loc[[2], "age"] = None
+    table.loc[[3, 4], "workclass"] = ""  # read as missing by pandas
+    path = _write(tmp_path, table)
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(path))
+    message = str(info.value)
+    assert "in 2 column(s) of 120 rows" in message
+    assert data_mod.NAN_COLUMN.format(
+        column="age", count=4, markers=", including '?' read as missing", first="1, 3, 6, 10",
+        more="",
+    ) in message  # fmt: skip
+    assert "'workclass' 2 rows (rows 4, 5)" in message
+    assert "dataset.missing: drop to drop the 6 rows" in message
+    assert [p.path for p in info.value.problems] == ["dataset.path"]
+    # missing: drop trains on the other rows and says how many it dropped.
+    with pytest.warns(DataWarning, match=re.escape("dropped 6 of 120 rows")) as caught:
+        ds = load_dataset(_cfg(path, missing="drop"))
+    assert "'age' 4, 'workclass' 2" in str(caught[0].message)
+    assert _rows(ds) == 114 and [f.name for f in ds.schema.numeric] == ["age", "hours"]
+    # Dropping so many rows that fewer than MIN_ROWS remain is refused.
+    table.loc[: N - 5, "hours"] = np.nan
+    with pytest.warns(DataWarning), pytest.raises(DataError, match="table has 4 rows"):
+        load_dataset(_cfg(_write(tmp_path, table, "few.csv"), missing="drop"))
+
+
+def test_missing_policy_and_separator_values_are_checked() -> None:
+    with pytest.raises(ValidationError, match="'error' or 'drop'"):
+        DatasetConfig(name="csv", path="x.csv", label="y", missing="fill")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=re.escape("';', '\\t' or '|'")):
+        DatasetConfig(name="csv", path="x.csv", label="y", sep=":")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="'sep' applies only to dataset 'csv'"):
+        DatasetConfig(name="parquet", path="x.parquet", label="y", sep=";")
+    with pytest.raises(SpecError, match=r"dataset\.missing"):
+        parse_train_config({"dataset": {"name": "digits", "missing": "skip"}})
+
+
+def test_a_question_mark_in_a_text_column_stays_a_category(tmp_path: Path) -> None:
+    table = _people()
+    table.loc[[1, 2], "workclass"] = "?"
+    ds = load_dataset(_cfg(_write(tmp_path, table)))
+    (workclass,) = [f for f in ds.schema.categorical if f.name == "workclass"]
+    assert "?" in workclass.vocabulary
+
+
+def test_a_mostly_numeric_column_with_stray_strings_is_refused_naming_them(
+    tmp_path: Path,
+) -> None:
+    table = _people().astype({"age": object, "hours": object})
+    table.loc[[0, 1, 2], "age"] = "unknown"
+    table.loc[[7], "age"] = "27 yrs"
+    table.loc[[8], "hours"] = "forty"
+    path = _write(tmp_path, table)
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(path))
+    message = str(info.value)
+    assert "column 'age' is numeric in 97% of its rows but also holds 'unknown' (3 rows), " \
+        "'27 yrs' (1 rows)" in message  # fmt: skip
+    assert "column 'hours' is numeric in 99%" in message and "'forty' (1 rows)" in message
+    assert [p.path for p in info.value.problems] == ["dataset.features", "dataset.features"]
+    # Declared categorical, every value is a category: the user's choice.
+    ds = load_dataset(_cfg(path, categorical=["age", "hours", "workclass", "sex"]))
+    assert ds.schema.numeric == ()
+
+
+def test_date_columns_are_refused_and_identifiers_warned(tmp_path: Path) -> None:
+    table = _people()
+    days = pd.date_range("2020-01-01", periods=N, freq="D")
+    dated = table.assign(
+        customer_id=[f"C{i:06d}" for i in range(N)], signup=days.strftime("%Y-%m-%d")
+    )
+    path = _write(tmp_path, dated)
+    with (
+        pytest.warns(DataWarning, match="'customer_id' has a different value in each of its 120"),
+        pytest.raises(DataError, match=re.escape("'signup' holds dates/times (e.g. '2020-01-01')")),
+    ):
+        load_dataset(_cfg(path))
+    # Parquet keeps the type: refused from the schema, before any row is read.
+    parquet = _write(tmp_path, table.assign(signup=days), "t.parquet")
+    (problem,) = data_mod.check_data_file(_cfg(parquet))
+    assert problem.path == "dataset.features"
+    assert "column 'signup' holds dates/times (timestamp[" in problem.message
+    with pytest.raises(DataError, match="derive numeric features from it"):
+        load_dataset(_cfg(parquet))
+    # Without them the file loads, quietly.
+    ds = load_dataset(_cfg(path, features=["age", "workclass", "hours", "sex"]))
+    assert ds.schema.input_names() == ["age", "hours", "workclass", "sex"]
+
+
+def test_a_categorical_with_many_values_is_warned(tmp_path: Path) -> None:
+    table = _people(300).assign(city=[f"town{i % 150}" for i in range(300)])
+    with pytest.warns(DataWarning, match="'city' has 150 distinct values in 300 rows"):
+        load_dataset(_cfg(_write(tmp_path, table)))
+
+
+def test_a_semicolon_file_is_refused_from_the_header_naming_the_separator(
+    tmp_path: Path,
+) -> None:
+    table = _people()
+    semi = _write(tmp_path, table, "semi.csv", sep=";")
+    (problem,) = data_mod.check_data_file(_cfg(semi))
+    assert problem.path == "dataset.sep"
+    assert "the header is one column 'age;workclass;hours;sex;income' that holds ';'" in (
+        problem.message
+    )
+    assert "set dataset.sep: ';'" in problem.message
+    with pytest.raises(DataError, match=re.escape("set dataset.sep: ';'")):
+        load_dataset(_cfg(semi))
+    tab = _write(tmp_path, table, "tab.csv", sep="\t")
+    (problem,) = data_mod.check_data_file(_cfg(tab))
+    assert "set dataset.sep: '\\t'" in problem.message
+    # With the separator set, the files load as the comma one does: the
+    # separator is not part of the data's identity (fingerprint).
+    comma = load_dataset(_cfg(_write(tmp_path, table)))
+    for path, sep in ((semi, ";"), (tab, "\t")):
+        ds = load_dataset(_cfg(path, sep=sep))
+        assert ds.fingerprint == comma.fingerprint
+
+
+def test_the_separator_is_refused_before_a_sweep_or_run_starts(tmp_path: Path) -> None:
+    _write(tmp_path, _people(), "semi.csv", sep=";")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: semi\n"
+        "dataset: {name: csv, path: semi.csv, label: income}\n"
+        "model: {arch: logreg}\n"
+        "penalties: {l2: {loguniform: [1.0e-5, 1.0e-2]}}\n"
+        "budget: {samples: 2, max_epochs: 2}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    assert "line 2: dataset.sep:" in str(info.value)
+    run = tmp_path / "run.yaml"
+    run.write_text("dataset: {name: csv, path: semi.csv, label: income}\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"dataset\.sep: .*set dataset\.sep: ';'"):
+        load_train_config(str(run))
+
+
+def test_a_repeated_header_name_is_refused_naming_both(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    table = _people()
+    body = table.assign(hours2=table["hours"] + 1).to_csv(index=False, header=False)
+    path.write_text("age,workclass,hours,sex,income,hours\n" + body, encoding="utf-8")
+    expected = DUPLICATE_HEADER.format(
+        path=path, column="hours", n=2, positions=[3, 6], renamed=["hours", "hours.1"]
+    )
+    (problem,) = data_mod.check_data_file(_cfg(path))
+    assert (problem.path, problem.message) == ("dataset.path", expected)
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_dataset(_cfg(path))
+    (problem,) = data_mod.check_data_file(_cfg(path, features=["age", "hours.1"]))
+    assert problem.message == expected
+    # Neither copy used: the file loads.
+    ds = load_dataset(_cfg(path, features=["age", "workclass"]))
+    assert ds.schema.input_names() == ["age", "workclass"]
+
+
+def test_repeated_features_and_a_sensitive_label_are_refused() -> None:
+    base = {"name": "csv", "path": "x.csv", "label": "income"}
+    with pytest.raises(ValidationError, match=re.escape("lists ['age'] more than once")):
+        DatasetConfig(**base, features=["age", "age", "hours"])
+    with pytest.raises(ValidationError, match=re.escape("lists ['sex'] more than once")):
+        DatasetConfig(**base, categorical=["sex", "sex"])
+    with pytest.raises(ValidationError, match="sensitive column 'income' is the label"):
+        DatasetConfig(**base, sensitive="income")
+    with pytest.raises(SpecError, match=r"dataset\.features: .*more than once"):
+        parse_train_config({"dataset": {**base, "features": ["age", "age"]}})
+
+
+def test_a_label_class_of_one_row_is_named_when_the_split_cannot_be_stratified(
+    tmp_path: Path,
+) -> None:
+    table = _people()
+    table.loc[17, "income"] = "unknown"
+    with pytest.warns(DataWarning) as caught:
+        ds = load_dataset(_cfg(_write(tmp_path, table)))
+    (warning,) = caught
+    assert str(warning.message).startswith(
+        f"{tmp_path / 't.csv'}: label class(es) 'unknown' (1 row) too small to stratify"
+    )
+    assert "not stratified by label" in str(warning.message)
+    assert warning.filename == __file__  # points at the caller, not regtune's insides
+    assert _rows(ds) == N and ds.n_classes == 3
+
+
+def test_describe_dataset_says_what_was_inferred(tmp_path: Path) -> None:
+    ds = load_dataset(_cfg(_write(tmp_path, _people()), sensitive="sex", positive_label=">50K"))
+    lines = describe_dataset(ds).splitlines()
+    rows = "/".join(str(int(p.y.shape[0])) for p in (ds.train, ds.val, ds.test))
+    assert lines == [
+        f"dataset csv: {rows} rows (train/val/test), {ds.n_features} inputs",
+        "  label 'income': classes '<=50K', '>50K'",
+        "  numeric (2): age, hours",
+        "  categorical (2, values in training): workclass (3), sex (2)",
+        "  sensitive 'sex': groups 'Female', 'Male'",
+    ]
