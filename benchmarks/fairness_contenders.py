@@ -21,6 +21,7 @@ decisions, 15-bin ECE, ``fairness.dp_difference`` / ``eo_difference``.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "FAIRLEARN_EG_MAX_ITER",
     "FAIRLEARN_LR_MAX_ITER",
     "SMOKE_FAIRLEARN_EG_MAX_ITER",
+    "SMOKE_FAIRLEARN_LR_MAX_ITER",
     "SMOKE_FAIRLEARN_ROWS",
     "FairlearnFit",
     "crossfit_folds",
@@ -55,6 +57,9 @@ FAIRLEARN_EG_MAX_ITER = 50
 #: Smoke test: fairlearn on few rows / iterations.
 SMOKE_FAIRLEARN_ROWS = 400
 SMOKE_FAIRLEARN_EG_MAX_ITER = 2
+#: Smoke test: L-BFGS iterations of each LogisticRegression fit (fairlearn fits
+#: dozens; unconverged fits are expected and their warning is silenced).
+SMOKE_FAIRLEARN_LR_MAX_ITER = 15
 #: fairlearn contenders: name -> (gap kind, algorithm, ThresholdOptimizer constraint).
 FAIRLEARN: dict[str, tuple[str, str, str]] = {
     "fairlearn EG-DP": ("dp", "eg", "demographic_parity"),
@@ -192,6 +197,7 @@ def fairlearn_fit(
     """Fit one fairlearn contender on the train split (all rows; smoke: a few)."""
     from fairlearn.postprocessing import ThresholdOptimizer
     from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     assert ds.train.s is not None  # fairness datasets have groups
@@ -199,7 +205,8 @@ def fairlearn_fit(
     # float64: ThresholdOptimizer writes float64 scores into frames of x's dtype.
     x = ds.train.x[rows].double().numpy()
     y, s = ds.train.y[rows].numpy(), ds.train.s[rows].numpy()
-    lr = LogisticRegression(max_iter=FAIRLEARN_LR_MAX_ITER)
+    lr_iter = SMOKE_FAIRLEARN_LR_MAX_ITER if smoke else FAIRLEARN_LR_MAX_ITER
+    lr = LogisticRegression(max_iter=lr_iter)
     started = time.perf_counter()
     model: Any
     if algorithm == "eg":
@@ -212,7 +219,10 @@ def fairlearn_fit(
         model = ThresholdOptimizer(
             estimator=lr, constraints=constraint, predict_method="predict_proba"
         )
-    model.fit(x, y, sensitive_features=s)
+    with warnings.catch_warnings():
+        if smoke:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x, y, sensitive_features=s)
     return FairlearnFit(algorithm, kind, model, time.perf_counter() - started)
 
 
