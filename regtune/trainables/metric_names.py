@@ -10,6 +10,13 @@ Two families of flat float metrics carry structure in their names:
   confidence), ``acc`` (share of arg-max predictions that are right) and
   ``count`` (examples in the slot). ``conf``/``acc`` are NaN in an empty slot.
   Example: ``test_reliability.b03.acc``.
+* **Group keys**: a group's name as it appears in a metric name
+  (:func:`group_keys`): runs of characters other than letters and digits
+  (of any script: ``女性`` stays ``女性``) become ``_``; when two groups of
+  one dataset would get one key (``<=40`` and ``>40`` both ``40``), each of
+  them gets ``_`` and a 6-hex-digit hash of its exact name appended
+  (``40_1f0e3a``), the same in every run, so no group's numbers overwrite
+  another's.
 * **Per-group rates**: the trainable writes ``<split>_<stat>_<group>`` with an
   interval ``..._ci_low``/``..._ci_high`` (``test_selection_rate_Female``,
   ``test_tpr_Female_ci_low``, ``test_acc_Male``); other writers use
@@ -25,7 +32,10 @@ importing the training stack. :mod:`regtune.trainables.metrics` writes them.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import Counter
+from collections.abc import Sequence
 from typing import NamedTuple
 
 __all__ = [
@@ -36,6 +46,7 @@ __all__ = [
     "SPLITS",
     "GroupMetric",
     "ReliabilityMetric",
+    "group_keys",
     "group_metric_name",
     "interval_names",
     "parse_group_metric",
@@ -109,17 +120,62 @@ def parse_reliability_name(name: str) -> ReliabilityMetric | None:
     return ReliabilityMetric(match["split"] or "", int(match["slot"]), match["stat"])
 
 
-def safe_group_name(name: str) -> str:
-    """A metric-name-safe form of a group name (``African-American`` -> ``African_American``),
-    the rule of :func:`regtune.trainables.bootstrap.group_key` (without torch)."""
-    return re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_") or "group"
+#: Runs of characters a group key replaces by ``_``: anything but a letter or digit
+#: of any script (``_`` included, so runs collapse as before).
+_UNSAFE = re.compile(r"[\W_]+")
+#: Hex digits of the hash that tells colliding group keys apart.
+HASH_DIGITS = 6
+
+
+def safe_group_name(name: object) -> str:
+    """A readable, metric-name-safe form of ONE group name (``African-American`` ->
+    ``African_American``, ``女性`` -> ``女性``, ``--`` -> ``group``).
+
+    Two names may share a form (``<=40`` and ``>40``): name a dataset's groups with
+    :func:`group_keys`, which tells them apart. Used alone it matches a stored
+    spelling of one group to another (the registry's ``test_positive_rate.Native-American``
+    to the trainer's ``test_selection_rate_Native_American``).
+    """
+    return _UNSAFE.sub("_", str(name)).strip("_") or "group"
+
+
+def _hash(name: str, digits: int) -> str:
+    return hashlib.blake2b(name.encode("utf-8"), digest_size=(digits + 1) // 2).hexdigest()[:digits]
+
+
+def group_keys(names: Sequence[object]) -> list[str]:
+    """The metric keys of a dataset's groups, in order: one distinct key per group.
+
+    Each key is :func:`safe_group_name` of the name; the names that share one get
+    ``_<hash>`` appended (:data:`HASH_DIGITS` hex digits of a hash of the exact name,
+    so a key does not depend on the order of the groups, nor on a run). Every writer
+    of a per-group metric (rates, intervals, accuracy, thresholds, temperatures)
+    names groups with this function, given all the dataset's group names.
+
+    Raises:
+        ValueError: two groups have the same name (as text).
+    """
+    texts = [str(n) for n in names]
+    repeated = sorted(t for t, k in Counter(texts).items() if k > 1)
+    if repeated:
+        raise ValueError(f"group names must be distinct; repeated: {repeated}")
+    bases = [safe_group_name(t) for t in texts]
+    shared = Counter(bases)
+    digits = HASH_DIGITS
+    while True:
+        keys = [
+            b if shared[b] == 1 else f"{b}_{_hash(t, digits)}"
+            for t, b in zip(texts, bases, strict=True)
+        ]
+        if len(set(keys)) == len(keys):
+            return keys
+        digits *= 2  # a hashed key met another key: longer hashes (never seen in practice)
 
 
 def group_metric_name(split: str, stat: str, group: str, bound: str = "") -> str:
     """The trainable's spelling: ``<split>_<stat>_<group>[_ci_low|_ci_high]``.
 
-    ``group`` must already be metric-name safe
-    (:func:`regtune.trainables.bootstrap.group_key`).
+    ``group`` must already be a group key (:func:`group_keys`).
     """
     suffix = {"": "", "low": CI_LOW, "high": CI_HIGH}[bound]
     return f"{split}_{stat}_{group}{suffix}"

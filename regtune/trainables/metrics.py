@@ -19,7 +19,9 @@ Definitions (each equals a reference implementation, see tests):
 * per-group accuracy (:func:`group_accuracy`): arg-max (or thresholded)
   accuracy within each group, with a Wilson score interval at
   :data:`~regtune.trainables.bootstrap.CI_LEVEL` (``test_acc_Female``,
-  ``test_acc_Female_ci_low``/``_ci_high``).
+  ``test_acc_Female_ci_low``/``_ci_high``); the same function
+  (:func:`~regtune.trainables.bootstrap.wilson_interval`) gives every
+  per-group rate its interval.
 
 All functions return Python floats/ints; tensors may live on any device.
 """
@@ -28,14 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from statistics import NormalDist
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regtune.errors import DataError
-from regtune.trainables.bootstrap import CI_LEVEL, group_key
+from regtune.trainables.bootstrap import CI_LEVEL, group_keys, wilson_interval
 from regtune.trainables.fairness import dp_difference, eo_difference
 from regtune.trainables.metric_names import (
     RELIABILITY_STATS,
@@ -155,18 +156,6 @@ def ece_from_reliability(values: Mapping[str, float], split: str = "test") -> fl
     return gaps / total
 
 
-def wilson_interval(successes: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (NaN ends when ``n == 0``)."""
-    if n <= 0:
-        return math.nan, math.nan
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def group_accuracy(
     y: Tensor,
     y_pred: Tensor,
@@ -179,8 +168,8 @@ def group_accuracy(
     """Accuracy of hard predictions within each group, with a Wilson score interval.
 
     Names: ``<split>_acc_<G>`` and ``<split>_acc_<G>_ci_low``/``_ci_high`` for each
-    group ``G`` (:func:`~regtune.trainables.bootstrap.group_key` of its name); NaN
-    for a group without rows.
+    group ``G`` (its key among ``group_names``,
+    :func:`~regtune.trainables.bootstrap.group_keys`); NaN for a group without rows.
 
     Raises:
         DataError: the inputs are empty or of different lengths.
@@ -191,11 +180,10 @@ def group_accuracy(
         raise DataError(f"group_accuracy needs y, y_pred and s of one non-zero length; {shapes}")
     y, y_pred, s = (t.detach().cpu().long() for t in (y, y_pred, s))
     out: dict[str, float] = {}
-    for code, name in enumerate(group_names):
+    for code, key in enumerate(group_keys(group_names)):
         mask = s == code
         rows = int(mask.sum())
         right = int((y[mask] == y_pred[mask]).sum())
-        key = group_key(name)
         low, high = wilson_interval(right, rows, level)
         out[group_metric_name(split, "acc", key)] = right / rows if rows else math.nan
         out[group_metric_name(split, "acc", key, "low")] = low

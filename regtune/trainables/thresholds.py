@@ -34,10 +34,18 @@ stratified bootstrap resamples of them (:mod:`regtune.trainables.fairness_robust
 seeded by ``seed``). A small, noisy (group, label) cell thereby gets a wider
 effective margin than a large one. When every cell's rates are exact (each
 resample gives the same rates) or the option is off, the fit is the plain one.
+
+Small cells: :func:`warn_fit_cells` logs a warning for each cell the fit's
+constraint rests on (a group's rows for ``dp``, its positives and negatives
+for ``eo``) with fewer than
+:data:`~regtune.trainables.bootstrap.MIN_CELL_ROWS` rows ("group Other has 0
+positives in validation"); a threshold fitted on a handful of rows meets the
+constraint there by chance. Nothing is refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -47,6 +55,7 @@ from torch import Tensor
 
 from regtune.errors import DataError
 from regtune.trainables import fairness_robust
+from regtune.trainables.bootstrap import MIN_CELL_ROWS, warn_small_cells
 from regtune.trainables.config import DEFAULT_ROBUST_RESAMPLES, ThresholdRows
 
 __all__ = [
@@ -55,12 +64,14 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "FIT_ROWS",
     "MAX_CANDIDATES",
+    "ROWS_NAMED",
     "ThresholdFit",
     "apply_thresholds",
     "beats_constant",
     "constant_accuracy",
     "fit_thresholds",
     "resampled_gap",
+    "warn_fit_cells",
 ]
 
 #: Largest gap counted as meeting the constraint when ``tolerance`` is not
@@ -128,6 +139,43 @@ def apply_thresholds(scores: Tensor, s: Tensor, thresholds: Tensor | tuple[float
     if s.numel() and int(s.max()) >= t.numel():
         raise DataError(BAD_THRESHOLDS.format(n=t.numel(), top=int(s.max())))
     return (scores.double() >= t[s]).long()
+
+
+#: How the warnings of :func:`warn_fit_cells` name the fitting rows (``threshold_rows``).
+ROWS_NAMED = {"val": "validation", "train+val": "training+validation"}
+
+
+def warn_fit_cells(
+    y: Tensor,
+    s: Tensor,
+    group_names: Sequence[str],
+    *,
+    kind: str,
+    rows: str = "val",
+    minimum: int = MIN_CELL_ROWS,
+) -> list[str]:
+    """Warn (log) about each cell of the fitting rows ``(y, s)`` with fewer than
+    ``minimum`` rows that a ``kind`` fit rests on: a group's rows (``dp``), its
+    positives and negatives (``eo``); return the messages. ``rows`` (one of
+    :data:`FIT_ROWS`) names the rows in the message: ``group Other has 0 positives
+    in validation (fewer than 30): the thresholds fitted on it are unreliable``.
+
+    Raises:
+        ValueError: ``kind`` is not ``dp``/``eo`` or ``rows`` not one of :data:`FIT_ROWS`.
+    """
+    if kind not in ("dp", "eo"):
+        raise ValueError(BAD_KIND.format(kind=kind))
+    if rows not in FIT_ROWS:
+        raise ValueError(BAD_FIT_ROWS.format(rows=rows, allowed=FIT_ROWS))
+    return warn_small_cells(
+        y,
+        s,
+        group_names,
+        labels=kind == "eo",
+        split=ROWS_NAMED.get(rows, rows),
+        use="the thresholds fitted on it",
+        minimum=minimum,
+    )
 
 
 def _candidates(p: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,14 +1,24 @@
-"""Bootstrap intervals of fairness gaps: right point values, nominal coverage, seeded."""
+"""Intervals of fairness gaps and per-group rates: right point values, nominal coverage,
+seeded; tiny groups get honest (never zero-width) intervals and a warning."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
 import torch
 
 from regtune.errors import DataError
-from regtune.trainables.bootstrap import CI_LEVEL, fairness_intervals, group_key
+from regtune.trainables.bootstrap import (
+    CI_LEVEL,
+    fairness_intervals,
+    gap_interval,
+    group_key,
+    newcombe_interval,
+    small_cells,
+    wilson_interval,
+)
 from regtune.trainables.fairness import dp_difference, eo_difference
 
 GROUPS = ["Female", "Male"]
@@ -99,3 +109,103 @@ def test_group_keys_are_metric_safe() -> None:
     assert group_key("African-American") == "African_American"
     assert group_key(" >50K ") == "50K"
     assert group_key("--") == "group"
+
+
+def _tiny_groups() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Group "Black": 8 positives, none selected (TPR 0/8); group "Amer-Indian-Eskimo":
+    2 positives, both selected (TPR 2/2); each group also has 4 negatives, none selected."""
+    s = torch.tensor([0] * 12 + [1] * 6)
+    y = torch.tensor([1] * 8 + [0] * 4 + [1] * 2 + [0] * 4)
+    y_pred = torch.tensor([0] * 12 + [1] * 2 + [0] * 4)
+    return y, y_pred, s
+
+
+def _coverage(n: int, p: float) -> float:
+    """Exact coverage of the Wilson interval of k of n rows at true rate p."""
+    cover = 0.0
+    for k in range(n + 1):
+        low, high = wilson_interval(k, n)
+        cover += math.comb(n, k) * p**k * (1 - p) ** (n - k) * (low <= p <= high)
+    return cover
+
+
+def test_tiny_groups_rates_get_wilson_intervals_not_zero_width() -> None:
+    y, y_pred, s = _tiny_groups()
+    out = fairness_intervals(y, y_pred, s, ["Black", "Amer-Indian-Eskimo"], n_resamples=200)
+    # 0/8 and 2/2: a percentile bootstrap said [0, 0] and [1, 1].
+    assert out["tpr_Black"] == 0.0
+    assert (out["tpr_Black_ci_low"], out["tpr_Black_ci_high"]) == wilson_interval(0, 8)
+    assert out["tpr_Black_ci_high"] == pytest.approx(0.3244, abs=1e-4)
+    assert out["tpr_Amer_Indian_Eskimo"] == 1.0
+    assert out["tpr_Amer_Indian_Eskimo_ci_low"] == pytest.approx(0.3424, abs=1e-4)
+    assert out["fpr_Black_ci_high"] == pytest.approx(wilson_interval(0, 4)[1])
+    # The gap keeps its point value and is no longer certain: it could be far smaller.
+    assert out["eo_diff_ci_high"] == 1.0 and out["eo_diff_ci_low"] < 0.5
+    # A gate on the selection rates' gap cannot pass on six rows per group.
+    assert out["dp_diff_ci_high"] > 0.5
+
+
+@pytest.mark.parametrize("n", [2, 8])
+def test_wilson_covers_the_true_rate_of_a_tiny_group(n: int) -> None:
+    rates = [i / 100 for i in range(1, 100)]
+    coverage = [_coverage(n, p) for p in rates]
+    # Nominal 0.95 on average over the rates (exact sums, no sampling); never below 0.8.
+    assert 0.93 <= sum(coverage) / len(coverage) <= 0.98
+    assert min(coverage) >= 0.8
+    # 0 of n and n of n cover the true rates near them (a [0, 0] / [1, 1] interval cannot).
+    assert wilson_interval(0, n)[0] <= 0.05 <= wilson_interval(0, n)[1]
+    assert wilson_interval(n, n)[0] <= 0.95 <= wilson_interval(n, n)[1]
+
+
+def test_gap_of_equal_tiny_groups_is_not_certain_to_be_zero() -> None:
+    # A constant predictor on 4 + 4 rows: every resample's gap is exactly 0.
+    y = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    s = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    out = fairness_intervals(y, torch.zeros(8, dtype=torch.long), s, GROUPS, n_resamples=100)
+    assert out["dp_diff_ci_low"] == 0.0 and out["dp_diff_ci_high"] > 0.4
+    assert out["eo_diff_ci_high"] > 0.5
+    low, high = gap_interval([(0, 4), (0, 4)])
+    assert low == 0.0 and high == pytest.approx(wilson_interval(0, 4)[1])
+
+
+def test_gap_interval_of_known_pairs_and_an_empty_cell() -> None:
+    # Newcombe's interval of 56/70 - 48/80 (his example 1: 0.0524 .. 0.3339).
+    low, high = newcombe_interval((56, 70), (48, 80))
+    assert (low, high) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))
+    assert gap_interval([(56, 70), (48, 80)]) == (low, high)
+    # A group without a row of the cell: its rate is unknown, the gap may reach 1.
+    assert gap_interval([(56, 70), (48, 80), (0, 0)]) == (low, 1.0)
+    assert gap_interval([(3, 5), (0, 0)]) == (0.0, 1.0)
+
+
+def test_large_groups_keep_bootstrap_width(caplog: pytest.LogCaptureFixture) -> None:
+    # 3000 rows: the binomial floor is no wider than the bootstrap by more than rounding.
+    y, y_pred, s = _sample(3000, (0.3, 0.4), seed=0)
+    with caplog.at_level(logging.WARNING, logger="regtune.trainables.bootstrap"):
+        out = fairness_intervals(y, y_pred, s, GROUPS, n_resamples=300)
+    assert out["dp_diff_ci_high"] - out["dp_diff_ci_low"] < 0.08
+    assert not caplog.records  # no cell is small
+
+
+def test_small_cells_of_the_test_split_are_logged_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    y, y_pred, s = _tiny_groups()
+    names = ["Black", "Other"]
+    y = torch.where(s == 1, 0, y)  # group Other: 6 negatives, no positive
+    with caplog.at_level(logging.WARNING, logger="regtune.trainables.bootstrap"):
+        fairness_intervals(y, y_pred, s, names, n_resamples=50)
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "group Other has 0 positives in test (fewer than 30): "
+        "its TPR, FPR and eo_diff are unreliable"
+    ) in messages
+    assert (
+        "group Black has 12 rows in test (fewer than 30): "
+        "its selection rate and dp_diff are unreliable"
+    ) in messages
+    assert small_cells(y, s, names, labels=True, minimum=5) == [
+        ("Black", "negatives", 4),
+        ("Other", "positives", 0),
+    ]
+    assert small_cells(y, s, [*names, "Empty"], labels=False, minimum=1) == [("Empty", "rows", 0)]

@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassCalibrationError
 
 from regtune.errors import DataError
+from regtune.trainables import bootstrap
 from regtune.trainables.config import ModelConfig
 from regtune.trainables.metrics import (
     ECE_BINS,
@@ -232,5 +233,7 @@ def test_group_accuracy_and_wilson_interval() -> None:
     half = z * math.sqrt(0.75 * 0.25 / 4 + z * z / 64) / (1 + z * z / 4)
     assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-6)
     assert all(math.isnan(end) for end in wilson_interval(0, 0))  # no rows: NaN ends
+    # One Wilson function for every per-group rate (accuracy here, TPR etc. in bootstrap).
+    assert wilson_interval is bootstrap.wilson_interval
     with pytest.raises(DataError, match="group_accuracy"):
         group_accuracy(y, y_pred[:3], s, ["a", "b"])

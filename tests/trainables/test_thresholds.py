@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from regtune.trainables.thresholds import (
     MAX_CANDIDATES,
     apply_thresholds,
     fit_thresholds,
+    warn_fit_cells,
 )
 
 # Group 0 scores higher overall than group 1: one shared threshold is unfair.
@@ -230,3 +232,35 @@ def test_threshold_settings_refuse_a_bad_kind_or_rows_by_name(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         ThresholdSettings(**fields)
+
+
+def test_small_fitting_cells_are_warned_about_by_group_cell_and_rows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scores, y, s = _table()
+    names = ["White", "Other"]
+    y = torch.where(s == 1, 0, y)  # group Other: 4 negatives, no positive
+    with caplog.at_level(logging.WARNING, logger="regtune.trainables.bootstrap"):
+        messages = warn_fit_cells(y, s, names, kind="eo")
+        fit = fit_thresholds(scores, y, s, 2, kind="eo")  # warned, not refused
+    assert len(fit.thresholds) == 2
+    assert messages == [r.getMessage() for r in caplog.records]
+    assert (
+        "group Other has 0 positives in validation (fewer than 30): "
+        "the thresholds fitted on it are unreliable"
+    ) in messages
+    assert "group White has 3 positives in validation" in messages[0]
+    # dp rests on a group's rows; train+val rows are named so; a lower minimum is quiet.
+    assert warn_fit_cells(y, s, names, kind="dp", rows="train+val", minimum=5) == [
+        "group Other has 4 rows in training+validation (fewer than 5): "
+        "the thresholds fitted on it are unreliable"
+    ]
+    assert warn_fit_cells(y, s, names, kind="dp", minimum=4) == []
+
+
+def test_warn_fit_cells_refuses_a_bad_kind_or_rows_by_name() -> None:
+    _, y, s = _table()
+    with pytest.raises(ValueError, match="kind must be 'dp' or 'eo'; got 'tpr'"):
+        warn_fit_cells(y, s, ["a", "b"], kind="tpr")
+    with pytest.raises(ValueError, match=r"threshold_rows must be one of .*; got 'test'"):
+        warn_fit_cells(y, s, ["a", "b"], kind="dp", rows="test")

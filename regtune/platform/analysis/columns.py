@@ -25,9 +25,9 @@ from regtune.trainables.metric_names import (
     CI_LOW,
     GROUP_STATS,
     RELIABILITY_STATS,
+    group_keys,
     parse_group_metric,
     parse_reliability_name,
-    safe_group_name,
 )
 
 __all__ = [
@@ -97,19 +97,25 @@ def group_rate_columns(columns: Iterable[str]) -> list[GroupRate]:
             continue
         # One entry per group: a group written in two spellings (the registry's
         # test_positive_rate.Native-American and test_selection_rate_Native_American)
-        # keeps the one with an interval.
-        chosen: dict[str, GroupRate] = {}
-        for group, column in splits[split]:
-            low, high = f"{column}{CI_LOW}", f"{column}{CI_HIGH}"
-            rate = GroupRate(
+        # keeps the one with an interval. The registry writes the group's own name,
+        # the trainer its key among all the groups (group_keys: <=40 and >40 are
+        # 40_6414c2 and 40_bce664), so names without an interval are keyed the same way.
+        rates = [
+            GroupRate(
                 split,
                 stat,
                 group,
                 column,
-                low if low in present else None,
-                high if high in present else None,
+                f"{column}{CI_LOW}" if f"{column}{CI_LOW}" in present else None,
+                f"{column}{CI_HIGH}" if f"{column}{CI_HIGH}" in present else None,
             )
-            key = safe_group_name(group)
+            for group, column in splits[split]
+        ]
+        bare = sorted({r.group for r in rates if r.low is None})
+        bare_keys = dict(zip(bare, group_keys(bare), strict=True))
+        chosen: dict[str, GroupRate] = {}
+        for rate in rates:
+            key = rate.group if rate.low is not None else bare_keys[rate.group]
             if key not in chosen or (chosen[key].low is None and rate.low is not None):
                 chosen[key] = rate
         out += chosen.values()
