@@ -5,9 +5,16 @@
 ties broken by the others, the validation loss, the trial id), shown with
 its trial id and *its own* values of the other objectives: in a
 multi-objective sweep the line never combines values from different trials.
-It is any epoch seen so far, kept or not, of a trial that may still error: the
-summary at the end ranks each trial on the epoch it keeps (``kept_epoch``)
-and leaves errored trials out, so the two can name different trials.
+
+It leaves out what the summary at the end never calls best: a trial whose
+latest epoch is a constant predictor (one class for every row, see
+:mod:`~regtune.platform.results.degenerate`) and a trial that failed. When
+such a trial held the best, the best goes back to the best epoch of the
+trials still eligible. The line counts the constant predictors left out, and
+while they are all there is, it shows their score marked as such (on a
+2%-positive label a constant predictor's ``val_acc`` is 0.98, which the line
+must not present as a result). The summary ranks each trial on the epoch it
+keeps (``kept_epoch``), so the two can still name different trials.
 
 :class:`SweepProgress` is plain bookkeeping (tested without Ray);
 :class:`ProgressCallback` feeds it from Tune's driver-side callback hooks and
@@ -27,6 +34,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.ranking import TIE_BREAK, best_first
 from regtune.platform.results.trials import trial_status
 
@@ -49,7 +57,9 @@ class SweepProgress:
 
     ``best`` maps each objective to the value the best epoch reported (an
     objective that epoch did not report, or reported as NaN, is left out);
-    ``best_trial`` is that epoch's trial.
+    ``best_trial`` is that epoch's trial. Trials whose latest epoch is a
+    constant predictor (``constant``) and failed trials (``failed``) are never
+    the best (see the module).
     """
 
     objectives: Sequence[tuple[str, str]]
@@ -61,9 +71,15 @@ class SweepProgress:
     errors: int = 0
     best: dict[str, float] = field(default_factory=dict)
     best_trial: str | None = None
+    constant: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
     clock: Callable[[], float] = time.monotonic
     _last_iter: dict[str, int] = field(default_factory=dict)
     _best_row: dict[str, float] | None = None
+    #: each trial's best epoch that was not a constant predictor
+    _trial_rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: each constant predictor's latest epoch (shown only while nothing else is)
+    _constant_rows: dict[str, dict[str, float]] = field(default_factory=dict)
     _started_at: float | None = None
 
     def __post_init__(self) -> None:
@@ -81,14 +97,27 @@ class SweepProgress:
             return
         keys = {metric for metric, _ in self.objectives} | {TIE_BREAK[0]}
         row = {k: float(result[k]) for k in keys if _finite(result.get(k))}
-        if self._best_row is not None and self.best_trial is not None:
-            rows, ids = [self._best_row, row], [self.best_trial, trial_id]
-            if best_first(rows, ids, self.objectives)[:1] != [1]:
-                return
-        elif not best_first([row], [trial_id], self.objectives):
+        if is_constant_predictor(result):
+            self.constant.add(trial_id)
+            self._constant_rows[trial_id] = row
+            if trial_id == self.best_trial:
+                self._rebuild_best()
+            return
+        self.constant.discard(trial_id)
+        self._constant_rows.pop(trial_id, None)
+        if not best_first([row], [trial_id], self.objectives):
             return  # no finite first objective: never the best
-        self._best_row, self.best_trial = row, trial_id
-        self.best = {m: row[m] for m, _ in self.objectives if m in row}
+        kept = self._trial_rows.get(trial_id)
+        if kept is None or self._beats(row, trial_id, kept, trial_id):
+            self._trial_rows[trial_id] = row
+        # The trial's best epoch (this one, or an earlier one it left out while
+        # it was a constant predictor) against the best so far.
+        candidate = self._trial_rows[trial_id]
+        if trial_id in self.failed:
+            return
+        current, holder = self._best_row, self.best_trial
+        if current is None or holder is None or self._beats(candidate, trial_id, current, holder):
+            self._set_best(candidate, trial_id)
 
     def completed(self, trial_id: str, *, error: bool = False) -> None:
         """A trial ended: ran all epochs, was stopped, or failed for good."""
@@ -96,13 +125,45 @@ class SweepProgress:
         status = trial_status(self._last_iter.get(trial_id, 0), self.max_t, error=error)
         if status == "error":
             self.errors += 1
+            self.failed.add(trial_id)
+            if trial_id == self.best_trial:
+                self._rebuild_best()
         elif status == "stopped early":
             self.stopped_early += 1
         else:
             self.finished += 1
 
+    def _beats(self, row: dict[str, float], tid: str, other: dict[str, float], oid: str) -> bool:
+        """Whether ``row`` (of trial ``tid``) ranks before ``other`` (of ``oid``)."""
+        return best_first([other, row], [oid, tid], self.objectives)[:1] == [1]
+
+    def _set_best(self, row: dict[str, float] | None, trial_id: str | None) -> None:
+        self._best_row, self.best_trial = row, trial_id
+        self.best = {m: row[m] for m, _ in self.objectives if m in row} if row else {}
+
+    def _rebuild_best(self) -> None:
+        """The best over the trials still eligible (the best one just left)."""
+        ids = [t for t in self._trial_rows if t not in self.constant and t not in self.failed]
+        order = best_first([self._trial_rows[t] for t in ids], ids, self.objectives)
+        if order:
+            self._set_best(self._trial_rows[ids[order[0]]], ids[order[0]])
+        else:
+            self._set_best(None, None)
+
+    def _constant_best(self) -> tuple[dict[str, float], str | None]:
+        """The best constant predictor's objectives and trial, shown while no trial is best."""
+        ids = [t for t in self._constant_rows if t not in self.failed]
+        order = best_first([self._constant_rows[t] for t in ids], ids, self.objectives)
+        if not order:
+            return {}, None
+        row = self._constant_rows[ids[order[0]]]
+        return {m: row[m] for m, _ in self.objectives if m in row}, ids[order[0]]
+
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able view for display."""
+        constant_best, constant_trial = (
+            self._constant_best() if self.best_trial is None else ({}, None)
+        )
         return {
             "total": self.total,
             "running": len(self.running),
@@ -112,16 +173,30 @@ class SweepProgress:
             "done": self.finished + self.stopped_early + self.errors,
             "best": dict(self.best),
             "best_trial": self.best_trial,
+            "constant": len(self.constant - self.failed),
+            "constant_best": constant_best,
+            "constant_trial": constant_trial,
             "elapsed_s": self.clock() - (self._started_at or 0.0),
         }
 
 
 def progress_text(snap: dict[str, Any]) -> str:
     """One line for a :meth:`SweepProgress.snapshot`: counts, then the best
-    epoch so far (its objectives' values, all from one trial, and that trial)."""
+    epoch so far (its objectives' values, all from one trial, and that trial),
+    and how many constant predictors were left out of it; with no best but
+    constant predictors, their best score, marked as theirs."""
     best = "  ".join(f"{k} {v:.4f}" for k, v in snap["best"].items())
     if best and snap.get("best_trial"):
         best += f" (trial {snap['best_trial']})"
+    constant = int(snap.get("constant") or 0)
+    left_out = ""
+    if constant:
+        left_out = f"{constant} constant predictor{'' if constant == 1 else 's'} left out"
+    if not best and snap.get("constant_trial"):
+        values = "  ".join(f"{k} {v:.4f}" for k, v in snap.get("constant_best", {}).items())
+        best = f"- ({left_out}: one class for every row; {values}, trial {snap['constant_trial']})"
+    elif left_out:
+        best = f"{best or '-'} ({left_out})"
     return (
         f"[{snap.get('elapsed_s', 0.0):.0f} s] trials {snap['done']}/{snap['total']} done: "
         f"{snap['finished']} finished, {snap['stopped_early']} stopped early, "

@@ -114,3 +114,54 @@ def test_periodic_lines_write_one_line_per_period_and_the_last_at_close() -> Non
     assert len(written) == 3 and "2/3 done" in written[2] and "1 failed" in written[2]
     lines.close()
     assert len(written) == 3
+
+
+def _epoch(i: int, acc: float, gap: float) -> dict[str, float]:
+    """An epoch with a sensitive attribute: a constant predictor has both gaps exactly 0."""
+    return {"training_iteration": i, "val_acc": acc, "dp_diff": gap, "eo_diff": gap}
+
+
+def test_constant_predictors_are_never_the_best_and_are_said_to_be_left_out() -> None:
+    # A 2%-positive label: predicting "no" for everyone scores val_acc 0.9822.
+    p = SweepProgress(objectives=[("val_acc", "max")], total=2, max_t=3)
+    for tid in ("a", "b"):
+        for i in (1, 2, 3):
+            p.result(tid, _epoch(i, 0.9822, 0.0))
+        p.completed(tid)
+    snap = p.snapshot()
+    assert snap["best"] == {} and snap["best_trial"] is None and snap["constant"] == 2
+    line = progress_text(snap)
+    assert line.endswith(
+        "| best - (2 constant predictors left out: one class for every row; "
+        "val_acc 0.9822, trial a)"
+    )
+    # A trial that learned is the best, however much lower its accuracy.
+    p.result("c", _epoch(1, 0.9, 0.05))
+    snap = p.snapshot()
+    assert snap["best_trial"] == "c" and snap["constant_trial"] is None
+    line = progress_text(snap)
+    assert line.endswith("| best val_acc 0.9000 (trial c) (2 constant predictors left out)")
+
+
+def test_the_best_goes_back_when_its_trial_becomes_constant_or_fails() -> None:
+    p = SweepProgress(objectives=[("val_acc", "max")], total=3, max_t=3)
+    p.result("a", _epoch(1, 0.80, 0.10))
+    p.result("b", _epoch(1, 0.85, 0.10))
+    assert p.best_trial == "b"
+    # b collapses to one class: its earlier epoch is no longer offered.
+    p.result("b", _epoch(2, 0.90, 0.0))
+    assert p.best_trial == "a" and p.best == {"val_acc": 0.80}
+    # b predicts both classes again: its best such epoch (0.85) counts again.
+    p.result("b", _epoch(3, 0.70, 0.02))
+    assert p.best_trial == "b" and p.best == {"val_acc": 0.85}
+    # b fails for good: the summary will not take it, nor does the line.
+    p.completed("b", error=True)
+    assert p.best_trial == "a" and p.snapshot()["errors"] == 1
+    p.completed("a", error=True)
+    snap = p.snapshot()
+    assert snap["best"] == {} and snap["best_trial"] is None
+    assert progress_text(snap).endswith("| best -")
+    # Without group gaps (no sensitive attribute) nothing can be told constant.
+    q = SweepProgress(objectives=[("val_acc", "max")], total=1, max_t=1)
+    q.result("x", {"training_iteration": 1, "val_acc": 0.98})
+    assert q.best_trial == "x" and q.snapshot()["constant"] == 0
