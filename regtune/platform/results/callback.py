@@ -95,10 +95,12 @@ class ResultsCallback(Callback):
 
     def get_state(self) -> dict[str, Any] | None:
         """Tune hook, called as Tune saves its experiment state: flush first,
-        so every epoch that a resumed sweep will not rerun is stored.
+        so every epoch that a resumed sweep will not rerun is stored, and
+        every status and checkpoint path Tune's snapshot holds is in the
+        trial table (:meth:`ResultsWriter.save_state`).
         The store's state is on disk, so there is nothing to return."""
         if self._writer is not None:
-            self._writer.flush(trials=None)
+            self._writer.save_state()
         return None
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:

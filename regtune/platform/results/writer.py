@@ -6,11 +6,19 @@ and writes them as Parquet parts, and rewrites the trial table beside them.
 It is plain Python so it is tested and benchmarked without a cluster.
 
 When rows reach disk: every :data:`FLUSH_S` seconds (``$REGTUNE_RESULTS_FLUSH_S``;
-0 writes every row at once), whenever a trial ends, whenever Tune saves its
-experiment state (so every epoch Tune would not rerun after a driver crash
-is already stored), and at the end. A restored trial re-reports epochs;
-their rows replace the earlier ones on read. At the end, and every
-:data:`COMPACT_EVERY_PARTS` parts, the parts are merged into one.
+0 writes every row at once), whenever Tune saves its experiment state (so
+every epoch Tune would not rerun after a driver crash is already stored),
+and at the end. A restored trial re-reports epochs; their rows replace the
+earlier ones on read. At the end, and every :data:`COMPACT_EVERY_PARTS`
+parts, the parts are merged into one (by Arrow, from the stored parts).
+
+The trial table is rewritten at most every :data:`TRIALS_EVERY_S` while
+trials end or rows arrive, whenever Tune saves its experiment state after a
+trial's status or checkpoint changed (:meth:`ResultsWriter.save_state`: the
+table is never behind Tune's own snapshot on those), and at the end. Each
+rewrite rebuilds only the rows of trials that changed since the last one
+and reuses the stored Arrow columns of the others, so a sweep's writing
+cost grows with its trials, not with their square.
 """
 
 from __future__ import annotations
@@ -25,16 +33,29 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from regtune.errors import DataError, SpecError
 from regtune.platform.results.files import PART_PREFIX, PART_SUFFIX, ResultsLocation, locate
-from regtune.platform.results.read import ResultsWarning, epoch_parts, load_trial_states
+from regtune.platform.results.read import (
+    ResultsWarning,
+    check_part,
+    concat_parts,
+    epoch_parts,
+    load_trial_states,
+)
 from regtune.platform.results.schema import (
+    CONFIG_PREFIX,
     FIXED_EPOCH_COLUMNS,
     FIXED_TRIAL_COLUMNS,
     KIND_EPOCHS,
     KIND_TRIALS,
+    META_EXPERIMENT,
+    META_KIND,
     META_RUN_S,
+    META_VERSION,
+    SCHEMA_VERSION,
     epoch_row,
     rows_to_table,
 )
@@ -53,6 +74,8 @@ __all__ = [
     "TRIALS_EVERY_S",
     "ResultsWriter",
     "flush_seconds",
+    "latest_rows",
+    "replace_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,15 +84,17 @@ log = logging.getLogger(__name__)
 #: most this far behind, and a part per epoch would mean thousands of files.
 FLUSH_S = 2.0
 FLUSH_ENV = "REGTUNE_RESULTS_FLUSH_S"
-#: Seconds between rewrites of the trial table by a periodic flush (it is
-#: also rewritten when a trial ends, when Tune saves its state, and at the
-#: end); readers recompute best/last from the epochs anyway.
+#: Seconds between rewrites of the trial table while trials end or rows
+#: arrive (it is also rewritten when Tune saves its state after a status or
+#: checkpoint changed, and at the end); readers recompute best/last from the
+#: epochs anyway.
 TRIALS_EVERY_S = 10.0
 #: Parts after which they are merged into one (readers open each part).
 COMPACT_EVERY_PARTS = 200
 
 BAD_FLUSH = "${env}={value!r}: expected a number of seconds >= 0 (0 writes every row at once)"
 WRITE_FAILED = "results store: writing %s failed (%s); the rows stay buffered and are retried"
+COMPACT_FAILED = "results store: merging the parts in %s failed (%s); they are kept as they are"
 #: A resumed sweep found a trial table it cannot read: kept under a hidden name.
 MOVED_ASIDE = (
     "{path}: the stored trial table cannot be used ({reason}); it was moved to {aside} "
@@ -142,6 +167,12 @@ class ResultsWriter:
         self._last_flush = time.monotonic()
         self._last_trials = 0.0
         self._dirty = False
+        #: Trials whose trial-table row changed since the table was last written.
+        self._changed: set[str] = set()
+        #: A status or checkpoint changed since then (what resume relies on).
+        self._states_changed = False
+        #: The trial table last written (sorted by trial_id, no metadata).
+        self._table: pa.Table | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -201,8 +232,8 @@ class ResultsWriter:
         overriding what the writer saw.
         """
         if final:
-            self._states.update(final)
-            self._dirty = True
+            for tid, state in final.items():
+                self._set_state(tid, state)
         self.flush()
         if len(self._parts) > 1:
             self.compact()
@@ -220,21 +251,31 @@ class ResultsWriter:
         self._pending.append(row)
         state = self._states.get(trial_id)
         if state is None or state.status != RUNNING:  # restarted after a restore
-            self._states[trial_id] = TrialState(RUNNING, state.checkpoint if state else None)
+            self._set_state(trial_id, TrialState(RUNNING, state.checkpoint if state else None))
+        self._changed.add(trial_id)
         self._dirty = True
         self.maybe_flush()
 
     def checkpoint(self, trial_id: str, path: str | None) -> None:
         """A trial saved a checkpoint at ``path``."""
         state = self._states.get(trial_id, TrialState())
-        self._states[trial_id] = TrialState(state.status, path)
-        self._dirty = True
+        self._set_state(trial_id, TrialState(state.status, path))
 
     def end_trial(self, trial_id: str, *, error: bool, checkpoint: str | None = None) -> None:
-        """A trial ended (ran out its epochs, was stopped, or failed for good)."""
-        self._states[trial_id] = self.ended_state(trial_id, error=error, checkpoint=checkpoint)
-        self._dirty = True
-        self.flush()
+        """A trial ended (ran out its epochs, was stopped, or failed for good).
+
+        Cheap: its rows and status reach disk at the next periodic flush, at
+        :meth:`save_state` (Tune saving its experiment state) or at
+        :meth:`close`, whichever comes first."""
+        self._set_state(trial_id, self.ended_state(trial_id, error=error, checkpoint=checkpoint))
+        self.maybe_flush()
+
+    def _set_state(self, trial_id: str, state: TrialState) -> None:
+        if self._states.get(trial_id) != state:
+            self._states[trial_id] = state
+            self._changed.add(trial_id)
+            self._states_changed = True
+            self._dirty = True
 
     def ended_state(
         self, trial_id: str, *, error: bool, checkpoint: str | None = None
@@ -251,6 +292,14 @@ class ResultsWriter:
         """Flush if :attr:`flush_s` has passed since the last flush."""
         if time.monotonic() - self._last_flush >= self.flush_s:
             self.flush(trials=None)
+
+    def save_state(self) -> None:
+        """Tune is saving its experiment state: write every buffered row, and
+        the trial table if a status or checkpoint changed since it was last
+        written (else at most every :data:`TRIALS_EVERY_S`). After this, a
+        killed driver loses no row, status or checkpoint path that Tune's
+        snapshot holds."""
+        self.flush(trials=True if self._states_changed else None)
 
     def flush(self, *, trials: bool | None = True) -> None:
         """Write the buffered rows as one part, and the trial table if it
@@ -288,52 +337,90 @@ class ResultsWriter:
                 log.warning(WRITE_FAILED, loc.display(loc.trials), exc)
 
     def write_trials(self) -> None:
-        """Rewrite ``trials.parquet`` from every row and state known."""
+        """Rewrite ``trials.parquet`` from every row and state known.
+
+        Only the rows of trials that changed since the last write are built
+        from Python; the others are the Arrow rows written last time."""
         loc = self.location
-        trials = []
-        for tid in sorted(set(self._rows) | set(self._states)):
-            summary = self._summaries.get(tid)
-            if summary is None:
-                by_iter = self._rows.get(tid, {})
-                summary = summarize_rows([by_iter[i] for i in sorted(by_iter)])
-                self._summaries[tid] = summary
-            state = self._states.get(tid, TrialState())
-            trials.append(
-                {
-                    "experiment": self.experiment,
-                    "trial_id": tid,
-                    "status": state.status,
-                    "checkpoint": state.checkpoint,
-                    **summary,
-                }
-            )
+        table = self._trial_table()
         run_s = self._run_before + time.monotonic() - self._started
-        table = rows_to_table(
-            trials,
-            kind=KIND_TRIALS,
-            experiment=self.experiment,
-            fixed=FIXED_TRIAL_COLUMNS,
-            extra_metadata={META_RUN_S: f"{run_s:.3f}".encode()},
-        )
-        loc.write_table(loc.trials, table)
+        metadata = {
+            META_VERSION: str(SCHEMA_VERSION).encode(),
+            META_KIND: KIND_TRIALS.encode(),
+            META_EXPERIMENT: self.experiment.encode(),
+            META_RUN_S: f"{run_s:.3f}".encode(),
+        }
+        loc.write_table(loc.trials, table.replace_schema_metadata(metadata))
+        self._table = table
+        self._changed = set()
+        self._states_changed = False
         self._dirty = False
         self._last_trials = time.monotonic()
 
-    def compact(self) -> None:
-        """Merge every part this writer knows into one (latest row per epoch),
-        then delete the merged parts. Files it did not read are left alone."""
-        loc = self.location
-        if self._pending:
-            return  # a failed write is pending: merge after it lands
-        rows = [self._rows[t][i] for t in sorted(self._rows) for i in sorted(self._rows[t])]
-        if not rows:
-            return
-        name = self._part_name()
-        table = rows_to_table(
-            rows, kind=KIND_EPOCHS, experiment=self.experiment, fixed=FIXED_EPOCH_COLUMNS
+    def _trial_table(self) -> pa.Table:
+        """The trial table now: the last one written with the changed rows replaced."""
+        every = set(self._rows) | set(self._states)
+        if self._table is not None:
+            changed = sorted(self._changed & every)
+            fresh = rows_to_table(
+                [self._trial_row(tid) for tid in changed],
+                kind=KIND_TRIALS,
+                experiment=self.experiment,
+                fixed=FIXED_TRIAL_COLUMNS,
+            )
+            merged = replace_rows(self._table, fresh)
+            if merged is not None:
+                return merged
+        full = rows_to_table(
+            [self._trial_row(tid) for tid in sorted(every)],
+            kind=KIND_TRIALS,
+            experiment=self.experiment,
+            fixed=FIXED_TRIAL_COLUMNS,
         )
+        return full.replace_schema_metadata(None)
+
+    def _trial_row(self, tid: str) -> dict[str, Any]:
+        summary = self._summaries.get(tid)
+        if summary is None:
+            by_iter = self._rows.get(tid, {})
+            summary = summarize_rows([by_iter[i] for i in sorted(by_iter)])
+            self._summaries[tid] = summary
+        state = self._states.get(tid, TrialState())
+        return {
+            "experiment": self.experiment,
+            "trial_id": tid,
+            "status": state.status,
+            "checkpoint": state.checkpoint,
+            **summary,
+        }
+
+    def compact(self) -> None:
+        """Merge every part this writer knows into one (latest row per epoch,
+        sorted by trial and epoch), then delete the merged parts. Files it did
+        not read are left alone. Merged by Arrow from the stored parts, so it
+        costs no Python per row."""
+        loc = self.location
+        if self._pending or len(self._parts) < 2:
+            return  # a failed write is pending: merge after it lands
         try:
-            loc.write_table(f"{loc.epochs}/{name}", table)
+            tables = []
+            for part in self._parts:
+                table = pq.read_table(f"{loc.epochs}/{part}", filesystem=loc.fs)
+                check_part(loc.display(f"{loc.epochs}/{part}"), table.schema)
+                tables.append(table)
+        except (OSError, pa.ArrowException, DataError) as exc:
+            log.warning(COMPACT_FAILED, loc.display(loc.epochs), exc)
+            return
+        merged_table = latest_rows(concat_parts(tables)).replace_schema_metadata(
+            {
+                META_VERSION: str(SCHEMA_VERSION).encode(),
+                META_KIND: KIND_EPOCHS.encode(),
+                META_EXPERIMENT: self.experiment.encode(),
+            }
+        )
+        name = self._part_name()
+        try:
+            loc.write_table(f"{loc.epochs}/{name}", merged_table)
         except (OSError, pa.ArrowException) as exc:
             log.warning(WRITE_FAILED, loc.display(f"{loc.epochs}/{name}"), exc)
             return
@@ -354,3 +441,65 @@ def _part_ns(name: str) -> int:
         return int(name[len(PART_PREFIX) :].split("-", 1)[0])
     except ValueError:
         return 0
+
+
+def latest_rows(epochs: pa.Table) -> pa.Table:
+    """One row per ``(trial_id, iteration)``: the last one in ``epochs``
+    (parts concatenated oldest first), sorted by trial and iteration."""
+    index = "__regtune_row"
+    numbered = epochs.append_column(index, pa.array(range(len(epochs)), type=pa.int64()))
+    last = numbered.group_by(["trial_id", "iteration"], use_threads=False).aggregate(
+        [(index, "max")]
+    )
+    kept = epochs.take(last[f"{index}_max"])
+    return kept.sort_by([("trial_id", "ascending"), ("iteration", "ascending")])
+
+
+def replace_rows(old: pa.Table, fresh: pa.Table) -> pa.Table | None:
+    """``old`` (a trial table sorted by trial_id) with the rows of the trials
+    in ``fresh`` replaced or added, sorted by trial_id, typed as
+    :func:`~regtune.platform.results.schema.rows_to_table` types all the
+    rows at once; None when a column's kept and fresh values have different
+    types (a number in one, text in the other): the caller rebuilds it whole.
+
+    Both tables come from ``rows_to_table``, whose column types depend only
+    on the values present (not null), so a column null on one side takes
+    the other side's type, and a column left with no value at all is
+    dropped, as a rebuild (whose rows would not have that key) drops it.
+    """
+    if len(fresh) == 0:
+        return old
+    kept = old.filter(pc.invert(pc.is_in(old["trial_id"], value_set=fresh["trial_id"])))
+    fixed = [name for name, _ in FIXED_TRIAL_COLUMNS]
+    names = list(old.column_names) + [n for n in fresh.column_names if n not in old.column_names]
+    configs = sorted(n for n in names if n.startswith(CONFIG_PREFIX))
+    rest = [n for n in names if n not in fixed and not n.startswith(CONFIG_PREFIX)]
+    columns: dict[str, pa.ChunkedArray] = {}
+    for name in fixed + configs + rest:
+        a = kept[name] if name in kept.column_names else None
+        b = fresh[name] if name in fresh.column_names else None
+        a_empty = a is None or a.null_count == len(a)
+        b_empty = b is None or b.null_count == len(b)
+        if a_empty and b_empty and name not in fixed:
+            if b is None:
+                continue  # no row has it any more
+            type_ = b.type
+        elif a_empty:
+            assert b is not None
+            type_ = b.type
+        elif b_empty:
+            assert a is not None
+            type_ = a.type
+        else:
+            assert a is not None and b is not None
+            if a.type != b.type:
+                return None
+            type_ = a.type
+        left = pa.nulls(len(kept), type_) if a is None or a_empty else a
+        right = pa.nulls(len(fresh), type_) if b is None or b_empty else b
+        columns[name] = pa.chunked_array([*_chunks(left), *_chunks(right)], type=type_)
+    return pa.table(columns).combine_chunks().sort_by("trial_id")
+
+
+def _chunks(values: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(values.chunks) if isinstance(values, pa.ChunkedArray) else [values]
