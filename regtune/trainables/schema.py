@@ -38,10 +38,12 @@ a column whose values are all ISO dates/timestamps. A value that matches no
 known value after this is unseen.
 
 Schemas stored before this rule (``"version": 1``) hold ``str(value)`` texts
-(``"1.0"``, ``"2020-01-01 00:00:00"``); they are kept as stored (post-processing
-files name the groups that way) and looked up by their canonical form, the old
-text still being accepted. Two stored entries with one canonical form make the
-schema ambiguous and are refused on load.
+(``"1.0"``, ``"2020-01-01 00:00:00"``) in their vocabularies; they are kept as
+stored and looked up by their canonical form (:func:`legacy_canonical`), the old
+text still being accepted. Group texts (``sensitive_values``) are ``str(value)``
+in every version, since the data loader's group codes and the post-processing
+files name groups that way, and are read the same way. Two stored entries with
+one canonical form make the schema ambiguous and are refused on load.
 """
 
 from __future__ import annotations
@@ -192,13 +194,20 @@ def _as_time(value: Any, canonical: str) -> str | None:
         return None
 
 
+def _is_number_name(name: str) -> bool:
+    # Canonical numbers only: "08001" is a code, not the number 8001.
+    if not (_FLOAT_TEXT.fullmatch(name) or name.lstrip("+-").isdigit()):
+        return False
+    return canonical_value(float(name)) == name
+
+
 def _respelling(names: Sequence[str]) -> Callable[[Any, str], str | None] | None:
     """How a missed value may be re-read, given the kind every known value has."""
     if not names:
         return None
     if set(names) <= {_TRUE, _FALSE}:
         return _as_bool
-    if all(_FLOAT_TEXT.fullmatch(n) or n.lstrip("+-").isdigit() for n in names):
+    if all(_is_number_name(n) for n in names):
         return _as_number
     if all(_ISO_TIME.fullmatch(n) for n in names):
         return _as_time
@@ -299,8 +308,9 @@ class FeatureSchema:
     """Everything needed to encode raw records; see the module docstring.
 
     ``classes[i]`` is the raw label value of class id ``i``; ``sensitive_values[g]``
-    the stored text of group code ``g`` (canonical unless ``version`` is 1; the
-    canonical names are :meth:`group_names`).
+    the stored text of group code ``g`` (``str(value)``, as the data loader and
+    post-processing name it; the canonical names are :meth:`group_names`);
+    vocabularies hold canonical values unless ``version`` is 1 (``str(value)``).
 
     Raises:
         DataError: on construction, if two vocabulary entries of one feature, or
@@ -324,8 +334,10 @@ class FeatureSchema:
             c.name: ValueIndex(c.vocabulary, legacy=legacy, what=f"feature {c.name!r}")
             for c in self.categorical
         }
+        # Groups keep the str(value) texts the data loader and post-processing name
+        # them by (in every version), so they are always read by the legacy rule.
         groups = ValueIndex(
-            self.sensitive_values, legacy=legacy, what=f"sensitive attribute {self.sensitive!r}"
+            self.sensitive_values, legacy=True, what=f"sensitive attribute {self.sensitive!r}"
         )
         # Derived lookups, not fields: equality and JSON stay those of the stored texts.
         object.__setattr__(self, "_indexes", indexes)
@@ -398,10 +410,9 @@ class FeatureSchema:
         numeric feature (images: pixels divided by their maximum). Vocabularies
         hold canonical values (:func:`canonical_value`; values that differ only
         in spelling, ``1.0`` and ``1``, are one category). ``sensitive_values``
-        may be given as ``str(value)`` texts: each becomes the canonical form of
-        the ``train`` value it names (or of the text, read as
-        :func:`legacy_canonical`), in the given order, so group codes keep
-        their meaning.
+        are kept as given (the ``str(value)`` texts group codes and
+        post-processing files use) and matched by their canonical form
+        (:func:`legacy_canonical`).
 
         Raises:
             DataError: two given group values have one canonical form.
@@ -425,7 +436,7 @@ class FeatureSchema:
             label=label,
             classes=tuple(classes),
             sensitive=sensitive,
-            sensitive_values=_group_names(train, sensitive, sensitive_values),
+            sensitive_values=_group_texts(sensitive, sensitive_values),
             image_shape=image_shape,
             bounds=bounds,
         )
@@ -628,21 +639,13 @@ class FeatureSchema:
         return cls.from_json(text, source=str(path))
 
 
-def _group_names(
-    train: pd.DataFrame, sensitive: str | None, given: Sequence[str]
-) -> tuple[str, ...]:
-    typed: dict[str, str] = {}
-    if sensitive is not None and sensitive in train.columns:
-        for value in train[sensitive].drop_duplicates().tolist():
-            canonical = canonical_value(value)
-            if canonical is not None:
-                typed.setdefault(str(value), canonical)
+def _group_texts(sensitive: str | None, given: Sequence[str]) -> tuple[str, ...]:
     names: dict[str, str] = {}
     for text in given:
-        name = typed.get(str(text)) or legacy_canonical(str(text))
+        name = legacy_canonical(str(text))
         if name in names:
             raise DataError(
                 SAME_GROUP.format(feature=sensitive, first=names[name], second=text, canonical=name)
             )
         names[name] = str(text)
-    return tuple(names)
+    return tuple(str(text) for text in given)

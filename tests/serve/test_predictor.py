@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +13,10 @@ import pytest
 import torch
 
 from regtune.platform.registry.postprocess import PostProcessing
+from regtune.platform.registry.public import LoadedModel
 from regtune.serve.predictor import ModelOutputError, RecordEncoder, ServedModel
+from regtune.serve.protocol import RecordValidator, RequestError
+from regtune.trainables.schema import FeatureSchema, UnknownGroupError
 from tests.serve.conftest import Registry
 from tests.serve.test_protocol import GOOD, SCHEMA
 
@@ -93,3 +97,72 @@ def test_group_temperatures_scale_each_row_and_unknown_rows_take_the_fallback(
     np.testing.assert_allclose(served.probabilities(x), served.probabilities(x, [None] * len(x)))
     # A positive temperature never changes the arg-max.
     np.testing.assert_array_equal(got.argmax(axis=1), z.argmax(dim=1).numpy())
+
+
+def _float_groups(version: ModelVersion) -> ModelVersion:
+    """``version`` as stored before canonical values: schema version 1 whose groups
+    are a Parquet float column's str() texts, not a model feature, with thresholds."""
+    raw = json.loads(version.schema.to_json())
+    raw.update(version=1, sensitive="female", sensitive_values=["0.0", "1.0"])
+    schema = FeatureSchema.from_json(json.dumps(raw))
+    post = PostProcessing(("0.0", "1.0"), thresholds=(0.2, 0.6))
+    return dataclasses.replace(version, schema=schema, postprocessing=post)
+
+
+def _server_labels(version: ModelVersion, records: list[dict[str, Any]]) -> list[str]:
+    """What the server answers: the request body through validation, groups, answers."""
+    validated = RecordValidator(version.schema).validate(
+        json.dumps({"instances": records}).encode()
+    )
+    served = ServedModel(version)
+    groups = served.groups(validated)
+    probs = served.probabilities(served.encode(validated), groups)
+    return [a["label"] for a in served.answers(probs, groups)]
+
+
+def test_server_and_python_api_read_a_float_group_spelt_any_way(registry: Registry) -> None:
+    version = _float_groups(registry.versions["primary"])
+    raw = registry.dataset.raw_test.head(300)
+    base = json.loads(raw.drop(columns=[version.schema.label]).to_json(orient="records"))
+    female = (raw["sex"] == "Female").to_numpy()
+    loaded = LoadedModel(version)
+    answers = []
+    for spell in (float, int, lambda v: str(int(v)), str):
+        records = [{**r, "female": spell(float(f))} for r, f in zip(base, female, strict=True)]
+        answers.append((_server_labels(version, records), loaded.predict(records)))
+    reference = answers[0][0]
+    assert all(server == api == reference for server, api in answers)
+    argmax = ServedModel(registry.versions["primary"]).labels(
+        ServedModel(registry.versions["primary"]).predict(base)
+    )
+    assert reference != argmax  # the thresholds were applied, not dropped
+    # Left out: both answer with the fallback (the arg-max); an unknown value: both refuse.
+    assert _server_labels(version, base) == loaded.predict(base) == argmax
+    bad = [{**base[0], "female": 2}]
+    with pytest.raises(RequestError, match=re.escape("expected one of ['0', '1']")) as info:
+        _server_labels(version, bad)
+    assert info.value.status == 422 and info.value.field == "instances[0].female"
+    with pytest.raises(UnknownGroupError, match=re.escape("expected one of ['0', '1']")):
+        loaded.predict(bad)
+
+
+def test_an_unknown_group_that_is_a_feature_is_refused_by_both_when_groups_matter(
+    registry: Registry,
+) -> None:
+    version = registry.versions["primary"]
+    assert version.schema.sensitive == "sex" and "sex" in version.schema.input_names()
+    post = PostProcessing(tuple(version.schema.sensitive_values), thresholds=(0.2, 0.6))
+    with_post = dataclasses.replace(version, postprocessing=post)
+    raw = registry.dataset.raw_test.head(50).drop(columns=[version.schema.label])
+    records = json.loads(raw.to_json(orient="records"))
+    spaced = [{**r, "sex": f" {r['sex']} "} for r in records]
+    assert _server_labels(with_post, spaced) == LoadedModel(with_post).predict(spaced)
+    assert LoadedModel(with_post).predict(spaced) == LoadedModel(with_post).predict(records)
+    other = [*records[:3], {**records[3], "sex": "Other"}]
+    with pytest.raises(RequestError) as info:
+        _server_labels(with_post, other)
+    assert info.value.status == 422 and info.value.field == "instances[3].sex"
+    with pytest.raises(UnknownGroupError, match="record 3: sensitive attribute 'sex' is 'Other'"):
+        LoadedModel(with_post).predict(other)
+    # Without post-processing an unseen category of a feature is answered (all-zero block).
+    assert len(_server_labels(version, other)) == len(LoadedModel(version).predict(other)) == 4
