@@ -33,6 +33,8 @@ from regtune.errors import RegtuneError
 from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, console, fail, out
 
 __all__ = [
+    "CONSTANT_LEFT_OUT",
+    "CONSTANT_MARK",
     "STARTING_RAY",
     "SweepDisplay",
     "best_command",
@@ -141,6 +143,13 @@ class SweepDisplay:
         self._starting()
 
 
+#: The table's mark of a constant predictor (``degenerate`` in the results store).
+CONSTANT_MARK = "constant predictor"
+#: Said under the best line when some trials were constant predictors.
+CONSTANT_LEFT_OUT = (
+    "{n} trial{s} marked constant predictor (one class for every row): never best, nor on the front"
+)
+
 #: What the display says while Ray is being started.
 STARTING_RAY = "starting Ray ..."
 
@@ -177,7 +186,9 @@ def progress_display(console: Console, *, quiet: bool = False) -> Iterator[Sweep
 
 
 def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console: Console) -> None:
-    """The table, counts, the best trial's ``regtune train`` line and where the results are."""
+    """The table, counts, the best trial's ``regtune train`` line (or why there is no
+    best: :meth:`~regtune.platform.results.SweepOutcome.no_best_reason`) and where
+    the results are."""
     console.print(summary_table(outcome, width=console.width))
     n = len(outcome.trials)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts().items()))
@@ -197,6 +208,11 @@ def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console:
         value = _fmt(best.objectives[metric])
         plain(f"best by {metric}: trial {best.trial_id} ({metric} {value}); train it again with:")
         plain(f"  {best_command(spec, overrides, best.params)}")
+        constant = sum(1 for t in outcome.trials if t.degenerate and t.status != "error")
+        if constant:
+            plain(CONSTANT_LEFT_OUT.format(n=constant, s="" if constant == 1 else "s"))
+    else:
+        plain(f"no best: {outcome.no_best_reason()}")
     plain(f"results: {outcome.path}")
     if _has_command("analyze"):
         plain(f"  regtune analyze {shlex.quote(outcome.path)}")
@@ -349,8 +365,9 @@ def _order(outcome: Any) -> list[int]:
 def _columns(
     outcome: Any, order: Sequence[int], *, short_id: bool, short_name: bool
 ) -> tuple[list[_Column], list[str]]:
-    """The table's columns (trial, status, epochs, objectives, front, parameters)
-    with their cells in ``order``, and the notes that explain shortened parts."""
+    """The table's columns (trial, status, epochs, objectives, front, a note marking
+    constant predictors, parameters) with their cells in ``order``, and the notes
+    that explain shortened parts."""
     trials = [outcome.trials[i] for i in order]
     params = list(outcome.trials[0].params) if outcome.trials else []
     metrics = [m for m, _ in outcome.objectives]
@@ -361,7 +378,7 @@ def _columns(
         if prefix:
             notes.append(f"trial: id after {prefix}")
     if short_name:
-        names = short_names(params, taken=[*metrics, "trial", "status", "epochs", "front"])
+        names = short_names(params, taken=[*metrics, "trial", "status", "epochs", "front", "note"])
         metric_headers = metrics
         notes.append("objectives: " + ", ".join(f"{m} {md}" for m, md in outcome.objectives))
     else:
@@ -386,6 +403,10 @@ def _columns(
         columns.append(_Column("front", ["*" if i in front else "" for i in order], right=False))
         if short_name:
             notes.append("* on the Pareto front")
+    if any(t.degenerate for t in trials):
+        # Ranked like the others but never best: say why in the row itself.
+        marks = [CONSTANT_MARK if t.degenerate else "" for t in trials]
+        columns.append(_Column("note", marks, right=False))
     columns += [
         _Column(n, [_fmt(t.params.get(p)) for t in trials])
         for n, p in zip(names, params, strict=True)

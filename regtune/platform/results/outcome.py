@@ -39,6 +39,7 @@ from regtune.platform.results.trials import ERROR, config_of, trial_status
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
+    "NO_BEST_DOCS",
     "SweepOutcome",
     "TrialSummary",
     "json_safe",
@@ -46,6 +47,25 @@ __all__ = [
     "pareto_indices",
     "ranked_rows",
 ]
+
+
+#: Where a user reads why a sweep has no best trial and what to do.
+NO_BEST_DOCS = "docs/sweeps.md 'No best trial'"
+#: Why no trial can be best, by kind: (when every trial is of that kind, a count of them).
+_NO_BEST_KINDS = {
+    "error": ("every trial failed", "{n} failed"),
+    "constant": (
+        "every trial predicts one class for every row (a constant predictor)",
+        "{n} predict one class for every row (constant predictors)",
+    ),
+    "no value": ("no trial reported a finite {metric}", "{n} reported no finite {metric}"),
+}
+#: Said of constant predictors ranked on an accuracy: their score is a class share.
+_CONSTANT_SHARE = (
+    "; for a constant predictor, {metric} ({value:.4f} here) is only the share of the rows in "
+    "the class it predicts (the other {other:.1%} are in other classes), which accuracy rewards "
+    "when a class is rare"
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,36 @@ class SweepOutcome:
         )
         return ok[order[0]] if order else None
 
+    def no_best_reason(self) -> str | None:
+        """Why :attr:`best` is None, in a sentence a user can act on (None when
+        there is a best): every trial failed, predicts one class for every row
+        (a constant predictor, whose accuracy is then just that class's share
+        of the rows), or reported no finite value of the first objective; with
+        several of these, how many trials each."""
+        if self.best is not None:
+            return None
+        if not self.trials:
+            return "no trial reported a result"
+        metric = self.objectives[0][0] if self.objectives else "objective"
+        kinds: dict[str, list[TrialSummary]] = {}
+        for t in self.trials:
+            kind = "error" if t.status == ERROR else "constant" if t.degenerate else "no value"
+            kinds.setdefault(kind, []).append(t)
+        present = [k for k in _NO_BEST_KINDS if k in kinds]
+        if len(present) == 1:
+            text = _NO_BEST_KINDS[present[0]][0].format(metric=metric)
+        else:
+            counts = [_NO_BEST_KINDS[k][1].format(n=len(kinds[k]), metric=metric) for k in present]
+            text = f"of {len(self.trials)} trials, " + ", ".join(counts)
+        values = [
+            t.objectives.get(metric, math.nan)
+            for t in kinds.get("constant", [])
+            if math.isfinite(t.objectives.get(metric, math.nan))
+        ]
+        if values and metric.endswith("acc"):
+            text += _CONSTANT_SHARE.format(metric=metric, value=max(values), other=1 - max(values))
+        return f"{text}; see {NO_BEST_DOCS}" if "constant" in kinds else text
+
     def counts(self) -> dict[str, int]:
         """Trials per status."""
         out: dict[str, int] = {}
@@ -129,6 +179,7 @@ class SweepOutcome:
             "front": list(self.front),
             # A mapping, so the CLI can add its `regtune train` command to it.
             "best": None if best is None else {"trial_id": best.trial_id, "params": best.params},
+            "no_best": self.no_best_reason(),
             "trials": [
                 {
                     "trial_id": t.trial_id,
