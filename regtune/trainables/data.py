@@ -100,8 +100,13 @@ MANY_LEVELS = 100
 MOSTLY = 0.9
 #: Strings read as missing in an otherwise numeric column (compared stripped).
 MISSING_MARKERS = ("?", "", "-", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "None")
-#: Row numbers shown per column in a missing-values error.
+#: Row numbers (stray values) shown per column in an error.
 SHOWN_ROWS = 5
+#: Distinct values of a text column looked at to tell whether it holds dates.
+DATE_SAMPLE = 1000
+#: Rows of a text column (a seeded sample) looked at to tell whether it may be
+#: numeric; at least half of them must be numbers for all rows to be parsed.
+NUMERIC_SAMPLE = 2000
 _DATE_LIKE = re.compile(
     r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?.*)?$"
     r"|^\d{1,2}[-/.]\d{1,2}[-/.]\d{4}( \d{1,2}:\d{2}(:\d{2})?)?$"
@@ -363,26 +368,38 @@ def _markers_as_missing(
         col = table[column]
         if column in declared or not (is_object_dtype(col) or is_string_dtype(col)):
             continue
-        text = col.dropna().astype(str).str.strip()
-        marker = text.isin(MISSING_MARKERS)
-        rest = text[~marker]
-        numbers = pd.to_numeric(rest, errors="coerce")
-        ok = numbers.notna()
-        if rest.empty or not bool(ok.any()):
+        # A text column whose sampled rows are mostly not numbers is left as
+        # it is without parsing every distinct value (slow for identifiers).
+        present = col.dropna()
+        sample = present.sample(n=min(len(present), NUMERIC_SAMPLE), random_state=0)
+        sample = sample.astype(str).str.strip()
+        sample = sample[~sample.isin(MISSING_MARKERS)]
+        if sample.empty or float(pd.to_numeric(sample, errors="coerce").notna().mean()) < 0.5:
             continue
-        if bool(ok.all()):
-            blanked = col.where(~col.index.isin(text.index[marker]))
-            table = table.assign(**{column: pd.to_numeric(blanked, errors="coerce")})
-            found = sorted(set(text[marker]))
-            notes[column] = ", ".join(repr(m) for m in found)
-        elif float(ok.mean()) >= MOSTLY:
-            counts = rest[~ok].value_counts()
-            shown = ", ".join(f"{v!r} ({n} rows)" for v, n in counts.head(SHOWN_ROWS).items())
-            more = (
-                f" and {len(counts) - SHOWN_ROWS} other values" if len(counts) > SHOWN_ROWS else ""
-            )
+        # Each distinct value once: a column of a million rows has few.
+        counts = col.value_counts(dropna=True)
+        keys = pd.Series(counts.index.astype(str)).str.strip()
+        marker = keys.isin(MISSING_MARKERS).to_numpy()
+        numbers = pd.to_numeric(keys, errors="coerce").to_numpy(dtype=np.float64)
+        ok = ~np.isnan(numbers) & ~marker
+        rows = counts.to_numpy()
+        n_rest = int(rows[~marker].sum())
+        if not n_rest or not ok.any():
+            continue
+        share = float(rows[ok].sum()) / n_rest
+        if share == 1.0:
+            mapping = dict(zip(counts.index[ok], numbers[ok], strict=True))
+            table = table.assign(**{column: col.map(mapping).astype(np.float64)})
+            found = sorted(set(keys[marker]))
+            if found:
+                notes[column] = ", ".join(repr(m) for m in found)
+        elif share >= MOSTLY:
+            stray = ~ok & ~marker
+            values = [f"{v!r} ({n} rows)" for v, n in zip(keys[stray], rows[stray], strict=True)]
+            hidden = len(values) - SHOWN_ROWS
+            more = f" and {hidden} other values" if hidden > 0 else ""
             message = NON_NUMERIC_VALUES.format(
-                path=src, column=column, share=float(ok.mean()), values=shown + more
+                path=src, column=column, share=share, values=", ".join(values[:SHOWN_ROWS]) + more
             )
             problems.append(Problem("dataset.features", message))
     if problems:
@@ -457,8 +474,10 @@ def _inferred_problems(
             continue
         if column not in categorical:
             continue
-        text = col.dropna().astype(str)
-        if column not in declared and len(text):
+        if column not in declared and col.notna().any():
+            # Distinct values, at most DATE_SAMPLE of them: enough to tell dates.
+            head = col.dropna().iloc[: DATE_SAMPLE * 20]
+            text = pd.Series(pd.unique(head)[:DATE_SAMPLE]).astype(str)
             dates = text.str.match(_DATE_LIKE)
             if float(dates.mean()) >= MOSTLY:
                 example = str(text[dates].iloc[0])
