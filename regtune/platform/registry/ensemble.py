@@ -23,10 +23,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
+
+from regtune.errors import SpecError
 from regtune.trainables import metrics
 
 if TYPE_CHECKING:
-    from torch import nn
+    from torch import Tensor, nn
 
     from regtune.trainables.data import Dataset
 
@@ -38,6 +41,7 @@ __all__ = [
     "dominating_member",
     "greedy_forward",
     "greedy_members",
+    "greedy_select",
     "validation_scores",
 ]
 
@@ -47,6 +51,12 @@ VALIDATION_METRICS = ("val_loss", "val_acc", "gap", "ece", "brier", "dp_diff", "
 #: Objectives greedy selection can score on averaged validation probabilities
 #: (``gap`` needs the training split too: not offered).
 GREEDY_METRICS = ("val_loss", "val_acc", "ece", "brier", "dp_diff", "eo_diff")
+
+BAD_GREEDY_METRIC = "greedy selection cannot score {metric!r}: use one of {allowed}"
+NO_FAIRNESS_GAP = (
+    "greedy selection on {metric} needs two classes and a sensitive column "
+    "(this one has {n_classes} classes, {groups}); use val_loss, val_acc, ece or brier"
+)
 
 #: Rows per forward pass (memory bound, not a tuning knob).
 _BATCH = 4096
@@ -198,16 +208,70 @@ def greedy_members(
 ) -> list[int]:
     """The members :func:`greedy_forward` keeps, scored on the validation split's
     mean probabilities on ``objective`` (one of :data:`GREEDY_METRICS`)."""
-    import torch
-
-    metric, mode = objective
-    key = {"val_loss": "loss", "val_acc": "acc"}.get(metric, metric)
     val = dataset.val
     probs = [metrics.logits(m, val.x, batch_size=_BATCH).double().softmax(dim=1) for m in members]
+    return greedy_select(probs, val.y, val.s, objective)
+
+
+def greedy_select(
+    probs: Sequence[Tensor], y: Tensor, s: Tensor | None, objective: tuple[str, str]
+) -> list[int]:
+    """:func:`greedy_forward` on members given as their (rows, classes) probabilities
+    on the validation split (labels ``y``, sensitive groups ``s``), scored on
+    ``objective`` (one of :data:`GREEDY_METRICS`) of the members' mean.
+
+    The sum of the chosen members' probabilities is kept between calls, so
+    scoring one candidate costs O(rows x classes) whatever the ensemble size,
+    and only ``objective`` is computed (n members: about n^2/2 such scores, not
+    n^2/2 stacks of the chosen members with every metric).
+
+    Raises:
+        SpecError: ``objective`` is not one of :data:`GREEDY_METRICS`, or is a
+            fairness gap without two classes and sensitive groups.
+    """
+    metric, mode = objective
+    measure = _probability_metric(metric, y, s, probs[0].shape[1] if probs else 0)
+    prefix: list[int] = []
+    total = torch.zeros_like(probs[0]) if probs else torch.zeros(0)
 
     def score(chosen: Sequence[int]) -> float:
-        mean = torch.stack([probs[i] for i in chosen]).mean(dim=0)
-        # log of the mean probabilities: logits whose softmax is that mean
-        return float(metrics.score_logits(mean.clamp_min(1e-300).log(), val.y, val.s)[key])
+        nonlocal total
+        *head, candidate = chosen
+        if head != prefix:
+            if head[: len(prefix)] == prefix:
+                for i in head[len(prefix) :]:
+                    total = total + probs[i]
+            else:
+                total = sum((probs[i] for i in head), torch.zeros_like(probs[0]))
+            prefix[:] = head
+        return measure((total + probs[candidate]) / len(chosen))
 
-    return greedy_forward(len(members), score, mode)
+    return greedy_forward(len(probs), score, mode)
+
+
+def _probability_metric(
+    metric: str, y: Tensor, s: Tensor | None, n_classes: int
+) -> Callable[[Tensor], float]:
+    """``metric`` of mean probabilities (rows, classes), as :func:`metrics.score_logits`
+    computes it on their logs (whose softmax is those probabilities)."""
+    if metric not in GREEDY_METRICS:
+        raise SpecError(BAD_GREEDY_METRIC.format(metric=metric, allowed=", ".join(GREEDY_METRICS)))
+    if metric == "val_loss":
+        picked = y.long().unsqueeze(1)
+        # cross-entropy of the logits log(p): -log p[y] (the rows sum to 1)
+        return lambda p: float(-p.gather(1, picked).clamp_min(1e-300).log().mean())
+    if metric == "val_acc":
+        return lambda p: metrics.accuracy(p, y)
+    if metric == "ece":
+        return lambda p: metrics.expected_calibration_error(p, y)
+    if metric == "brier":
+        return lambda p: metrics.brier_score(p, y)
+    if s is None or n_classes != 2:
+        groups_text = "no sensitive column" if s is None else "a sensitive column"
+        raise SpecError(
+            NO_FAIRNESS_GAP.format(metric=metric, n_classes=n_classes, groups=groups_text)
+        )
+    groups = s
+    if metric == "dp_diff":
+        return lambda p: metrics.dp_difference(p.argmax(dim=1), groups)
+    return lambda p: metrics.eo_difference(y, p.argmax(dim=1), groups)
