@@ -80,6 +80,9 @@ FUSE_ENV = "REGTUNE_BENCH_SWEEP_FUSE"
 OPTUNA_JOBS = 2
 #: --smoke-test (run by `make test` to check every contender runs): trials, epochs.
 SMOKE_SIZE = (2, 2)
+#: --smoke-test trials of ``tune-plain``: without actor reuse each trial is a fresh
+#: actor process (torch and Ray Tune imported again, ~7 CPU-s); one runs the same code.
+SMOKE_PLAIN_SAMPLES = 1
 
 
 def _spec(
@@ -329,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[sweep-speed] repeat {rep + 1}: {name} ...", flush=True)
             if args.smoke_test:
                 # Checks each contender runs (in this process, on one Ray); times mean nothing.
-                res = contender_in_this_process(_run_contender, name, samples, max_epochs)
+                n = SMOKE_PLAIN_SAMPLES if name == "tune-plain" else samples
+                res = contender_in_this_process(_run_contender, name, n, max_epochs)
             else:
                 res = contender_in_subprocess("benchmarks.sweep_speed", name, samples, max_epochs)
             print(f"  {res}", flush=True)
