@@ -7,6 +7,8 @@ naming what was wrong and what to do; the fixed file loads."""
 from __future__ import annotations
 
 import re
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +258,35 @@ def test_describe_dataset_says_what_was_inferred(tmp_path: Path) -> None:
         "  categorical (2, values in training): workclass (3), sex (2)",
         "  sensitive 'sex': groups 'Female', 'Male'",
     ]
+
+
+def test_regtune_train_prints_the_warnings_before_the_first_epoch(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from regtune.platform.cli import app
+
+    table = _people().assign(customer_id=[f"C{i:06d}" for i in range(N)])
+    table.loc[[3, 4], "age"] = np.nan
+    _write(tmp_path, table)
+    run = tmp_path / "run.yaml"
+    run.write_text(
+        "dataset: {name: csv, path: t.csv, label: income, missing: drop}\n"
+        "model: {arch: logreg}\n"
+        "training: {epochs: 1, robust_every: 0}\n",
+        encoding="utf-8",
+    )
+
+    # As a user's shell shows them: pytest records warnings (or makes them
+    # errors), Python's default prints them on stderr.
+    def show(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DataWarning)
+        warnings.showwarning = show
+        result = CliRunner().invoke(app, ["train", str(run)])
+    assert result.exit_code == 0, result.output
+    err = result.stderr
+    dropped = err.index("dropped 2 of 120 rows with missing or non-finite values ('age' 2)")
+    identifier = err.index("categorical column 'customer_id' has a different value in each")
+    assert max(dropped, identifier) < err.index("epoch 1/1")
