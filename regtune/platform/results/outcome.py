@@ -43,6 +43,7 @@ __all__ = [
     "SweepOutcome",
     "TrialSummary",
     "json_safe",
+    "no_best_reason",
     "outcome_from_grid",
     "pareto_indices",
     "ranked_rows",
@@ -66,6 +67,30 @@ _CONSTANT_SHARE = (
     "the class it predicts (the other {other:.1%} are in other classes), which accuracy rewards "
     "when a class is rare"
 )
+
+
+def no_best_reason(trials: Sequence[tuple[str, bool, float]], metric: str) -> str:
+    """Why none of ``trials`` can be best, as :meth:`SweepOutcome.no_best_reason`
+    says it; pure, for any caller that knows each trial's ``(status, degenerate,
+    value of the first objective metric)`` (e.g. ``regtune analyze``'s trial
+    summary). It assumes none is eligible: each trial failed, is a constant
+    predictor, or has no finite value."""
+    if not trials:
+        return "no trial reported a result"
+    kinds: dict[str, list[float]] = {}
+    for status, degenerate, value in trials:
+        kind = "error" if status == ERROR else "constant" if degenerate else "no value"
+        kinds.setdefault(kind, []).append(float(value))
+    present = [k for k in _NO_BEST_KINDS if k in kinds]
+    if len(present) == 1:
+        text = _NO_BEST_KINDS[present[0]][0].format(metric=metric)
+    else:
+        counts = [_NO_BEST_KINDS[k][1].format(n=len(kinds[k]), metric=metric) for k in present]
+        text = f"of {len(trials)} trials, " + ", ".join(counts)
+    values = [v for v in kinds.get("constant", []) if math.isfinite(v)]
+    if values and metric.endswith("acc"):
+        text += _CONSTANT_SHARE.format(metric=metric, value=max(values), other=1 - max(values))
+    return f"{text}; see {NO_BEST_DOCS}" if "constant" in kinds else text
 
 
 @dataclass(frozen=True)
@@ -132,27 +157,11 @@ class SweepOutcome:
         several of these, how many trials each."""
         if self.best is not None:
             return None
-        if not self.trials:
-            return "no trial reported a result"
         metric = self.objectives[0][0] if self.objectives else "objective"
-        kinds: dict[str, list[TrialSummary]] = {}
-        for t in self.trials:
-            kind = "error" if t.status == ERROR else "constant" if t.degenerate else "no value"
-            kinds.setdefault(kind, []).append(t)
-        present = [k for k in _NO_BEST_KINDS if k in kinds]
-        if len(present) == 1:
-            text = _NO_BEST_KINDS[present[0]][0].format(metric=metric)
-        else:
-            counts = [_NO_BEST_KINDS[k][1].format(n=len(kinds[k]), metric=metric) for k in present]
-            text = f"of {len(self.trials)} trials, " + ", ".join(counts)
-        values = [
-            t.objectives.get(metric, math.nan)
-            for t in kinds.get("constant", [])
-            if math.isfinite(t.objectives.get(metric, math.nan))
-        ]
-        if values and metric.endswith("acc"):
-            text += _CONSTANT_SHARE.format(metric=metric, value=max(values), other=1 - max(values))
-        return f"{text}; see {NO_BEST_DOCS}" if "constant" in kinds else text
+        return no_best_reason(
+            [(t.status, t.degenerate, t.objectives.get(metric, math.nan)) for t in self.trials],
+            metric,
+        )
 
     def counts(self) -> dict[str, int]:
         """Trials per status."""

@@ -131,3 +131,17 @@ def test_every_kind_of_reason() -> None:
         f"every trial predicts one class for every row (a constant predictor); see {NO_BEST_DOCS}"
     )
     assert _outcome([_trial("a", 0.9)]).no_best_reason() is None
+
+
+def test_the_pure_reason_takes_what_a_trial_table_holds() -> None:
+    from regtune.platform.results.outcome import no_best_reason
+
+    # (status, degenerate, first objective): what analyze's trial summary has per trial.
+    rows = [("finished", True, 0.9822), ("stopped early", True, 0.9822)]
+    assert (
+        no_best_reason(rows, "val_acc")
+        == _outcome(
+            [_trial("a", 0.9822, degenerate=True), _trial("b", 0.9822, degenerate=True)]
+        ).no_best_reason()
+    )
+    assert no_best_reason([], "val_acc") == "no trial reported a result"
