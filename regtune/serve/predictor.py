@@ -100,8 +100,12 @@ class RecordEncoder:
             with np.errstate(over="ignore", invalid="ignore"):
                 out[:, : len(names)] = (raw - self.center) / self.scale
         for name, offset, index in self.blocks:
+            exact = index.exact
             for i, record in enumerate(records):
-                j = index.code(record[name])
+                value = record[name]
+                j = exact.get(value) if type(value) is str else None
+                if j is None:
+                    j = index.code(value)
                 if j is not None:
                     out[i, offset + j] = 1.0
         return torch.from_numpy(out)

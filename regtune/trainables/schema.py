@@ -247,8 +247,18 @@ class ValueIndex:
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def exact(self) -> Mapping[str, int]:
+        """Stored spellings (canonical names, and a version-1 schema's old texts) to
+        positions: a string found here needs no :meth:`code` (a fast path)."""
+        return self._codes
+
     def code(self, value: Any) -> int | None:
         """The position of ``value`` (any raw spelling), or None if missing or unseen."""
+        if type(value) is str:  # the common case, and the serving hot path
+            hit = self._codes.get(value)
+            if hit is not None:  # a key's canonical form is its own entry's
+                return hit
         canonical = canonical_value(value)
         if canonical is None:
             return None
