@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtune.errors import CheckpointError, SpecError
+from regtune.errors import CheckpointError, SpecError, did_you_mean
 from regtune.platform.registry.store import Place, place_of
 from regtune.platform.storage import DEFAULT_STORAGE, STORAGE_ENV, storage_root
 
@@ -33,10 +34,13 @@ __all__ = [
     "DEFAULT_STORAGE",
     "META_FILE",
     "REGISTRY_DIR",
+    "SHOWN_IN_FULL",
     "STORAGE_ENV",
     "WEIGHTS_FILE",
     "VersionRef",
     "check_name",
+    "describe_models",
+    "describe_versions",
     "list_models",
     "list_versions",
     "next_version_number",
@@ -49,8 +53,12 @@ __all__ = [
     "version_number",
 ]
 
-NO_VERSIONS = "model {name!r} has no versions under {root}; registered models: {models}"
+NO_VERSIONS = "model {name!r} has no versions under {root}; registered models: {models}{hint}"
 NO_SUCH_VERSION = "model {name!r} has no version {version} under {root}; versions: {versions}"
+
+#: Names (and versions) a message lists in full; past this it summarises, so a
+#: registry of hundreds of models or versions still gives a one-line error.
+SHOWN_IN_FULL = 10
 NOT_A_VERSION = "{path} is not a model version directory (no meta.json)"
 
 #: Subdirectory of the storage root holding every model.
@@ -139,6 +147,37 @@ def list_models(*, root: str | None = None) -> list[str]:
     return [folder for folder in base.folders() if _NAME.match(folder) and _published(base, folder)]
 
 
+def describe_models(names: Sequence[str]) -> str:
+    """Model names for a one-line message: all of them up to :data:`SHOWN_IN_FULL`
+    (``['a', 'b']``), else the first ones and ``and N more``; ``none`` when empty."""
+    if not names:
+        return "none"
+    shown = list(names[:SHOWN_IN_FULL])
+    rest = len(names) - len(shown)
+    return f"{shown}" + (f" and {rest} more (regtune models list)" if rest else "")
+
+
+def describe_versions(versions: Sequence[int]) -> str:
+    """Ascending version numbers for a one-line message: the list up to
+    :data:`SHOWN_IN_FULL` (``[1, 2, 5]``), else ranges with the gaps left out
+    (``1-300, latest 300``; ``1-120, 125-300 (296 in all), latest 300``), at most
+    :data:`SHOWN_IN_FULL` ranges and ``and N more ranges``."""
+    if len(versions) <= SHOWN_IN_FULL:
+        return f"{list(versions)}"
+    runs: list[tuple[int, int]] = []
+    for v in versions:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    text = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs[:SHOWN_IN_FULL])
+    if len(runs) > SHOWN_IN_FULL:
+        text += f" and {len(runs) - SHOWN_IN_FULL} more ranges"
+    if len(runs) > 1:
+        text += f" ({len(versions)} in all)"
+    return f"{text}, latest {versions[-1]}"
+
+
 @dataclass(frozen=True)
 class VersionRef:
     """A parsed reference: a ``name`` with an optional ``version``, or a ``path``."""
@@ -190,16 +229,23 @@ def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, i
     base = root_place(root)
     versions = list_versions(parsed.name, root=base.display())
     if not versions:
+        models = list_models(root=base.display())
         raise SpecError(
             NO_VERSIONS.format(
-                name=parsed.name, root=base.display(), models=list_models(root=base.display())
+                name=parsed.name,
+                root=base.display(),
+                models=describe_models(models),
+                hint=did_you_mean(parsed.name, models),
             )
         )
     number = parsed.version if parsed.version is not None else versions[-1]
     if number not in versions:
         raise SpecError(
             NO_SUCH_VERSION.format(
-                name=parsed.name, version=number, root=base.display(), versions=versions
+                name=parsed.name,
+                version=number,
+                root=base.display(),
+                versions=describe_versions(versions),
             )
         )
     return version_dir(base, parsed.name, number), parsed.name, number
