@@ -159,7 +159,6 @@ MANY_LEVELS_COLUMN = (
     "one-hot inputs; if it is a number, fix its non-numeric values; else bin it or leave it out "
     "of 'features'"
 )
-SENSITIVE_LABEL = "{path}: sensitive column {column!r} is the label; choose another column"
 NOT_STRATIFIED = (
     "{path}: label class(es) {small} too small to stratify (a class needs at least 2 rows), so "
     "{what} drawn at random, not stratified by label: validation or test may lack that class"
@@ -345,8 +344,6 @@ def _check_columns(
             raise DataError(CATEGORICAL_NOT_FEATURE.format(path=src, column=column, features=feats))
     if sens is not None:
         need(sens, "sensitive")
-    if sens is not None and sens == label:
-        raise DataError(SENSITIVE_LABEL.format(path=src, column=sens))
     if len(table) < MIN_ROWS:
         raise DataError(TOO_FEW_ROWS.format(path=src, n=len(table), min_rows=MIN_ROWS))
 
@@ -591,9 +588,16 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
 
     Raises:
         SpecError: unknown dataset name.
-        DataError: missing/unreadable file, missing column, NaN, too few rows,
-            bad label values, too many sensitive groups; each names the file,
-            the column and what was expected.
+        DataError: missing/unreadable file, missing column, a wrong
+            separator or repeated header name, missing values (every such
+            column at once, unless ``missing: drop``), a date or
+            mostly-numeric text column, too few rows, bad label values, too
+            many sensitive groups; each names the file, the column and what
+            was expected.
+
+    Warns:
+        DataWarning: rows dropped (``missing: drop``), an identifier-like or
+            many-valued categorical feature, a split that cannot be stratified.
     """
     cfg = _as_config(cfg)
     spec = BUILTINS.get(cfg.name)
