@@ -94,6 +94,10 @@ COMPACT_EVERY_PARTS = 200
 
 BAD_FLUSH = "${env}={value!r}: expected a number of seconds >= 0 (0 writes every row at once)"
 WRITE_FAILED = "results store: writing %s failed (%s); the rows stay buffered and are retried"
+READ_BACK_FAILED = (
+    "results store: reading %s back for trial %s failed (%s); its stored best values "
+    "may miss those rows (readers recompute them from the epochs)"
+)
 COMPACT_FAILED = "results store: merging the parts in %s failed (%s); they are kept as they are"
 #: A resumed sweep found a trial table it cannot read: kept under a hidden name.
 MOVED_ASIDE = (
@@ -173,6 +177,9 @@ class ResultsWriter:
         self._states_changed = False
         #: The trial table last written (sorted by trial_id, no metadata).
         self._table: pa.Table | None = None
+        #: Ended trials whose epoch rows were dropped from memory (their
+        #: summary is kept; the rows are read back if the trial reports again).
+        self._settled: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -213,6 +220,9 @@ class ResultsWriter:
                 self._rows.setdefault(row["trial_id"], {})[int(row["iteration"])] = row
         self._states, self._run_before = stored.states, stored.run_s
         self._loc = loc
+        for tid, state in self._states.items():
+            if state.status != RUNNING and tid in self._rows:
+                self._settle(tid)
         self._started = time.monotonic()
 
     def _move_aside(self, loc: ResultsLocation, reason: str) -> None:
@@ -246,6 +256,9 @@ class ResultsWriter:
         row = epoch_row(
             result, experiment=self.experiment, trial_id=trial_id, timestamp=time.time()
         )
+        if trial_id in self._settled:  # an ended trial runs again (a retried error)
+            self._rows[trial_id] = self._stored_rows(trial_id)
+            self._settled.discard(trial_id)
         self._rows.setdefault(trial_id, {})[row["iteration"]] = row
         self._summaries.pop(trial_id, None)
         self._pending.append(row)
@@ -268,7 +281,34 @@ class ResultsWriter:
         :meth:`save_state` (Tune saving its experiment state) or at
         :meth:`close`, whichever comes first."""
         self._set_state(trial_id, self.ended_state(trial_id, error=error, checkpoint=checkpoint))
+        self._settle(trial_id)
         self.maybe_flush()
+
+    def _settle(self, trial_id: str) -> None:
+        """Keep an ended trial's summary, not its epoch rows (driver memory
+        stays with the running trials)."""
+        self._trial_row(trial_id)  # computes and caches the summary
+        self._rows.pop(trial_id, None)
+        self._settled.add(trial_id)
+
+    def _stored_rows(self, trial_id: str) -> dict[int, dict[str, Any]]:
+        """A settled trial's rows, read back from its parts and the buffer."""
+        loc = self.location
+        rows: dict[int, dict[str, Any]] = {}
+        for part in self._parts:  # oldest first: a later row replaces an earlier one
+            path = f"{loc.epochs}/{part}"
+            try:
+                mine = [("trial_id", "==", trial_id)]
+                table = pq.read_table(path, filesystem=loc.fs, filters=mine)
+            except (OSError, pa.ArrowException) as exc:
+                log.warning(READ_BACK_FAILED, loc.display(path), trial_id, exc)
+                continue
+            for row in table.to_pylist():
+                rows[int(row["iteration"])] = row
+        for row in self._pending:
+            if row["trial_id"] == trial_id:
+                rows[row["iteration"]] = row
+        return rows
 
     def _set_state(self, trial_id: str, state: TrialState) -> None:
         if self._states.get(trial_id) != state:
@@ -281,7 +321,10 @@ class ResultsWriter:
         self, trial_id: str, *, error: bool, checkpoint: str | None = None
     ) -> TrialState:
         """The state of a trial that ended now, from the rows stored for it."""
-        iterations = max(self._rows.get(trial_id, {0: {}}))
+        if trial_id in self._rows:
+            iterations = max(self._rows[trial_id], default=0)
+        else:
+            iterations = int(self._summaries.get(trial_id, {}).get("iterations", 0))
         status = ERROR if error else trial_status(iterations, self.max_t, error=False)
         old = self._states.get(trial_id, TrialState())
         return TrialState(status, checkpoint or old.checkpoint)
@@ -359,7 +402,7 @@ class ResultsWriter:
 
     def _trial_table(self) -> pa.Table:
         """The trial table now: the last one written with the changed rows replaced."""
-        every = set(self._rows) | set(self._states)
+        every = set(self._rows) | set(self._states) | self._settled
         if self._table is not None:
             changed = sorted(self._changed & every)
             fresh = rows_to_table(

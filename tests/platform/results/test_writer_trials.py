@@ -238,3 +238,33 @@ def test_latest_rows_keeps_the_last_written_copy() -> None:
         {"trial_id": "a", "iteration": 2, "v": 4.0},
         {"trial_id": "b", "iteration": 1, "v": 3.0},
     ]
+
+
+def test_an_ended_trial_that_runs_again_keeps_its_earlier_epochs_in_its_best(
+    tmp_path: Path,
+) -> None:
+    exp = str(tmp_path / "store")
+    w = _writer(exp, flush_s=3600.0)
+    for i, acc in enumerate([0.9, 0.5], start=1):
+        w.add("t1", tune_result(i, _config(0.0), **_metrics(acc)))
+    w.save_state()  # epochs 1-2 on disk
+    w.add("t1", tune_result(3, _config(0.0), **_metrics(0.4)))  # still buffered
+    w.end_trial("t1", error=True)
+    # Retried from its epoch-2 checkpoint in the same session: epoch 3 again.
+    w.add("t1", tune_result(3, _config(0.0), **_metrics(0.45)))
+    w.end_trial("t1", error=False)
+    w.close()
+    row = _stored(exp).to_pylist()[0]
+    assert (row["status"], row["iterations"]) == ("finished", 3)
+    assert row["best.val_acc"] == pytest.approx(0.9) and row["last.val_acc"] == 0.45
+    # A resumed session retries it again (an errored trial is): rows come from disk.
+    second = _writer(exp, flush_s=3600.0)
+    second.open()
+    second.end_trial("t1", error=True)
+    second.add("t1", tune_result(3, _config(0.0), **_metrics(0.3)))
+    second.end_trial("t1", error=False)
+    second.close()
+    row = _stored(exp).to_pylist()[0]
+    assert (row["status"], row["iterations"]) == ("finished", 3)
+    assert row["best.val_acc"] == pytest.approx(0.9) and row["last.val_acc"] == 0.3
+    assert read_epochs(exp)["val_acc"].tolist() == [0.9, 0.5, 0.3]
