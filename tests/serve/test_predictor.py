@@ -166,3 +166,31 @@ def test_an_unknown_group_that_is_a_feature_is_refused_by_both_when_groups_matte
         LoadedModel(with_post).predict(other)
     # Without post-processing an unseen category of a feature is answered (all-zero block).
     assert len(_server_labels(version, other)) == len(LoadedModel(version).predict(other)) == 4
+
+
+def test_http_answers_other_spellings_as_the_python_api_answers_the_stored_ones(
+    registry: Registry,
+) -> None:
+    """Through the project's HTTP app (ASGI, no new Serve instance), with unseen
+    categories refused: values with outer whitespace are the stored values."""
+    import httpx
+
+    from tests.serve.test_http import PREDICT, make, run
+    from tests.serve.test_service import raw_records
+
+    records = raw_records(registry, 20)
+    text = [name for name in ("sex", "workclass", "race") if name in records[0]]
+    assert text  # adult's categories are ASCII: NFD is checked in test_canonical_values
+    spelt = [{**r, **{k: f" {r[k]}\t" for k in text}} for r in records]
+    service, _ = make(registry, unknown_categories="reject")
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.post(PREDICT, json={"instances": rows}) for rows in (records, spelt)]
+
+    stored, other = run(service, scenario)
+    assert stored.status_code == other.status_code == 200, other.text
+    expected = LoadedModel(registry.versions["primary"]).predict_proba(records)
+    for reply in (stored, other):
+        got = [[p["probabilities"][c] for c in service.primary.classes] for p in
+               reply.json()["predictions"]]  # fmt: skip
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
