@@ -163,6 +163,10 @@ NOT_STRATIFIED = (
     "{path}: label class(es) {small} too small to stratify (a class needs at least 2 rows), so "
     "{what} drawn at random, not stratified by label: validation or test may lack that class"
 )
+SPLIT_TOO_SMALL = (
+    "{path}: a split of {sizes} rows is too small to hold each of the {k} label classes, so "
+    "{what} drawn at random, not stratified by label: raise val_fraction/test_fraction or add rows"
+)
 SINGLE_CLASS = (
     "{path}: label column {column!r} has only the value {values}; need at least 2 classes"
 )
@@ -536,7 +540,7 @@ def _split(
     try:
         return train_test_split(idx, test_size=n_out, random_state=seed, stratify=y)
     except ValueError:  # a class too small to stratify: fall back to a plain shuffle
-        unstratified.append(f"{len(idx) - n_out}/{n_out}-row")
+        unstratified.append(f"{n_out}")
         return train_test_split(idx, test_size=n_out, random_state=seed)
 
 
@@ -559,10 +563,12 @@ def _split_indices(
     if plain:
         counts = np.bincount(y, minlength=len(classes))
         small = [f"{classes[c]!r} ({n} row)" for c, n in enumerate(counts.tolist()) if 0 < n < 2]
-        if not small:  # every class has 2 rows, but a split is too small for one of each
-            small = [f"{len(classes)} classes"]
         what = "the test and validation splits are" if len(plain) == 2 else "a split is"
-        _warn(NOT_STRATIFIED.format(path=src, small=", ".join(small), what=what))
+        if small:
+            _warn(NOT_STRATIFIED.format(path=src, small=", ".join(small), what=what))
+        else:  # every class has 2 rows, but a split is too small for one of each
+            sizes = " and ".join(plain)
+            _warn(SPLIT_TOO_SMALL.format(path=src, k=len(classes), sizes=sizes, what=what))
     return np.sort(train), np.sort(val), np.sort(test)
 
 

@@ -297,3 +297,12 @@ def test_regtune_train_prints_the_warnings_before_the_first_epoch(tmp_path: Path
     dropped = err.index("dropped 2 of 120 rows with missing or non-finite values ('age' 2)")
     identifier = err.index("categorical column 'customer_id' has a different value in each")
     assert max(dropped, identifier) < err.index("epoch 1/1")
+
+
+def test_a_split_smaller_than_the_number_of_classes_says_so(tmp_path: Path) -> None:
+    table = _people(60).assign(income=[f"band{i % 10}" for i in range(60)])  # 6 rows each
+    with pytest.warns(DataWarning) as caught:
+        ds = load_dataset(_cfg(_write(tmp_path, table)))
+    (warning,) = caught
+    assert "is too small to hold each of the 10 label classes" in str(warning.message)
+    assert "a split of 9 and 9 rows" in str(warning.message) and ds.n_classes == 10
