@@ -70,7 +70,7 @@ def read_columns(cfg: DatasetConfig) -> tuple[list[str], list[str]]:
     if cfg.name == "csv":
         sep = cfg.sep or ","
         named = [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
-        first = pd.read_csv(path, header=None, nrows=1, sep=sep, dtype=str)
+        first = pd.read_csv(path, header=None, nrows=1, sep=sep, dtype=str, keep_default_na=False)
         written = [str(c) for c in first.iloc[0].tolist()] if len(first) else named
         return written, named
     names = list(pq.read_schema(path).names)
@@ -96,7 +96,8 @@ def _header_problems(
     for column in dict.fromkeys(written):
         positions = [i for i, c in enumerate(written) if c == column]
         renamed = [named[i] for i in positions] if len(named) == len(written) else [column]
-        if len(positions) > 1 and used & {column, *renamed}:
+        # Empty names are no repeat: pandas names them 'Unnamed: <i>'.
+        if column.strip() and len(positions) > 1 and used & {column, *renamed}:
             message = DUPLICATE_HEADER.format(
                 path=path,
                 column=column,

@@ -218,6 +218,11 @@ def test_a_repeated_header_name_is_refused_naming_both(tmp_path: Path) -> None:
     # Neither copy used: the file loads.
     ds = load_dataset(_cfg(path, features=["age", "workclass"]))
     assert ds.schema.input_names() == ["age", "workclass"]
+    # Empty names (trailing commas of a spreadsheet export) are no repeat.
+    trailing = tmp_path / "trailing.csv"
+    rows = table.to_csv(index=False, header=False).replace("\n", ",,\n")
+    trailing.write_text("age,workclass,hours,sex,income,,\n" + rows, encoding="utf-8")
+    assert data_mod.check_data_file(_cfg(trailing, features=["age", "hours"])) == []
 
 
 def test_repeated_features_and_a_sensitive_label_are_refused() -> None:
