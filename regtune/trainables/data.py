@@ -135,6 +135,7 @@ NAN_VALUES = (
     "or set dataset.missing: drop to drop the {dropped} rows holding one"
 )
 NAN_COLUMN = "{column!r} {count} rows{markers} (rows {first}{more})"
+EMPTY_COLUMN = ", every row: an empty column, leave it out of 'features'"
 DROPPED_ROWS = (
     "{path}: dataset.missing: drop dropped {dropped} of {rows} rows with missing or non-finite "
     "values ({columns})"
@@ -432,6 +433,8 @@ def _missing_rows(
         bad_rows |= bad
         rows = (np.flatnonzero(bad.to_numpy()) + 1).tolist()
         markers = f", including {notes[column]} read as missing" if column in notes else ""
+        if count == len(table):
+            markers += EMPTY_COLUMN
         parts.append(
             NAN_COLUMN.format(
                 column=column,

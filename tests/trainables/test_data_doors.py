@@ -223,6 +223,8 @@ def test_a_repeated_header_name_is_refused_naming_both(tmp_path: Path) -> None:
     rows = table.to_csv(index=False, header=False).replace("\n", ",,\n")
     trailing.write_text("age,workclass,hours,sex,income,,\n" + rows, encoding="utf-8")
     assert data_mod.check_data_file(_cfg(trailing, features=["age", "hours"])) == []
+    with pytest.raises(DataError, match="'Unnamed: 5' 120 rows, every row: an empty column"):
+        load_dataset(_cfg(trailing))
 
 
 def test_repeated_features_and_a_sensitive_label_are_refused() -> None:
