@@ -373,12 +373,12 @@ class FeatureSchema:
         """Group codes of raw records: None where the sensitive attribute is absent;
         None for all without a sensitive attribute.
 
-        A value that is not one of the groups (None and NaN included) is
-        refused when ``strict`` (the
-        version's answer depends on the group: it has per-group temperatures or
-        thresholds) or when the sensitive attribute is not a model feature
-        (it is only there to name the group); otherwise it is an unseen
-        category and its group is unknown (None).
+        A value that is not one of the groups (None and NaN included) is refused
+        when ``strict`` (the version's answer depends on the group: it has
+        post-processing) or when the sensitive attribute is not a model feature
+        (it is only there to name the group); otherwise it is an unseen category
+        and its group is unknown (None). The server and ``regtune.load()`` both
+        call this, so they refuse the same records.
 
         Raises:
             UnknownGroupError: naming the record, the value and the groups.
