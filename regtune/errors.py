@@ -8,6 +8,9 @@ The tree, in one place::
     │   └── ChecksumError        a downloaded file has the wrong sha256
     └── CheckpointError          a checkpoint or model file cannot be restored
 
+    DataWarning (UserWarning)    a data file loads, but something in it is
+                                 probably not what the user meant
+
 Every message names what was wrong (file, column, key path, value) and what
 is allowed, so a user can fix the input without reading the source.
 
@@ -32,6 +35,7 @@ __all__ = [
     "CheckpointError",
     "ChecksumError",
     "DataError",
+    "DataWarning",
     "Problem",
     "RegtuneError",
     "SpecError",
@@ -96,6 +100,12 @@ class DataError(_ProblemError):
 
 class ChecksumError(DataError):
     """A downloaded file's sha256 differs from the expected one."""
+
+
+class DataWarning(UserWarning):
+    """A data file loads, but something in it is probably not what the user
+    meant (an identifier feature, dropped rows, an unstratified split). The
+    ``regtune`` command prints it as one ``warning: ...`` line."""
 
 
 class CheckpointError(RegtuneError):

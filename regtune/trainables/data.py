@@ -71,7 +71,7 @@ import torch
 from pandas.api.types import is_bool_dtype, is_numeric_dtype, is_object_dtype, is_string_dtype
 from pydantic import ValidationError
 
-from regtune.errors import DataError, Problem, SpecError
+from regtune.errors import DataError, DataWarning, Problem, SpecError
 from regtune.trainables import catalog
 from regtune.trainables.config import DatasetConfig, validation_problems
 from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
@@ -186,11 +186,6 @@ TOO_MANY_GROUPS = (
     "{path}: sensitive column {column!r} has {n} distinct values; at most {max_groups} groups "
     "are allowed (bin it first)"
 )
-
-
-class DataWarning(UserWarning):
-    """A data file loads, but something in it is probably not what the user
-    meant (an identifier feature, dropped rows, an unstratified split)."""
 
 
 def _warn(message: str) -> None:

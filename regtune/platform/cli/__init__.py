@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from regtune.platform.cli.app import app
+from regtune.platform.cli.app import app, show_data_warnings
 
 __all__ = ["app", "main"]
 
@@ -25,4 +25,5 @@ for _module in pkgutil.iter_modules(__path__):
 
 def main() -> None:
     """Console-script entry point."""
+    show_data_warnings()
     app()

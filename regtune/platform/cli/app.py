@@ -13,7 +13,8 @@ to stdout (:data:`out`), progress and errors to stderr (:data:`console`), so
 
 from __future__ import annotations
 
-from typing import Annotated
+import warnings
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -30,6 +31,7 @@ __all__ = [
     "data_app",
     "fail",
     "out",
+    "show_data_warnings",
 ]
 
 #: ``--help`` is click's plain layout, not typer's rich panels: typer 0.29's
@@ -82,3 +84,28 @@ def fail(exc: Exception) -> typer.Exit:
 def version() -> None:
     """Print regtune's version."""
     out.print(__version__)
+
+
+def show_data_warnings() -> None:
+    """Print each :class:`~regtune.errors.DataWarning` as one ``warning: ...`` line
+    on stderr (Python's default shows ``file:line: DataWarning: ...`` and the
+    source line); every other warning keeps Python's format. Called once by the
+    console script, so a library user's own warning handling is left alone."""
+    from regtune.errors import DataWarning
+
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DataWarning):
+            console.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show

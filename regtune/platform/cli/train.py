@@ -8,6 +8,12 @@ stored run is already finished (its epochs done or early-stopped) and the
 settings differ, nothing would be trained with the new values: the command
 refuses (exit 2) rather than report a model under settings it never saw.
 ``--json`` prints strict JSON: non-finite numbers become ``null``.
+
+Before the first epoch, stderr says what the data gave (rows per split, the
+label's classes, numeric and categorical inputs, the sensitive groups:
+:func:`~regtune.trainables.data.describe_dataset`), and each
+:class:`~regtune.errors.DataWarning` (an identifier-like column, dropped rows,
+an unstratified split) is one ``warning: ...`` line.
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ def train(
 ) -> None:
     """Train one configuration without Ray and print its final metrics."""
     from regtune.search_spaces import load_train_config
+    from regtune.trainables.data import describe_dataset, load_dataset
     from regtune.trainables.loop import train as run_training
 
     try:
@@ -101,9 +108,14 @@ def train(
         changed: list[tuple[str, Any, Any]] = []
         if resume and checkpoint_dir is not None:
             changed = _check_resume(checkpoint_dir, config.model_dump(mode="json"))
+        dataset = load_dataset(config.dataset)
+        if not as_json:
+            # What was read and inferred, for the user to check before the epochs run.
+            console.print(describe_dataset(dataset), highlight=False, markup=False)
         result = _with_progress(
             lambda cb: run_training(
                 config,
+                dataset=dataset,
                 on_epoch=cb,
                 checkpoint_dir=checkpoint_dir,
                 checkpoint_every=checkpoint_every,

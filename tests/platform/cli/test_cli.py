@@ -50,6 +50,10 @@ def test_train_without_a_terminal_prints_epoch_lines(data_cache: Path) -> None:
     ]
     assert "val_acc" in lines[-1]
     assert "test_acc" in result.stdout
+    # What the data gave, before the first epoch (digits: 64 pixels, 10 classes).
+    described = result.stderr.split("epoch 1/2")[0]
+    assert "dataset digits:" in described and "64 inputs" in described
+    assert "label 'digit': classes" in described or "label" in described.splitlines()[1]
 
 
 def test_train_checkpoint_and_resume(data_cache: Path, tmp_path: Path) -> None:
