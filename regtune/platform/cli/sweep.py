@@ -1,8 +1,10 @@
 """``regtune sweep``: a sweep on Ray Tune and its summary.
 
-The summary is a table of trials (best first), then the ``regtune train``
-line that reproduces the best configuration and where the results are. The
-table is printed in full when the terminal is wide enough; on a narrow one
+The summary is a table of the best trials (at most :data:`SUMMARY_ROWS`, best
+first, and one line counting the others), then the ``regtune train`` line
+that reproduces the best configuration and where the results are; ``--json``
+lists every trial. The table is printed in full when the terminal is wide
+enough; on a narrow one
 (80 columns) trial ids are cut to the part that tells them apart and
 parameters to the last part of their key that is unique (``penalties.l2``
 -> ``l2``), and cells wrap rather than end in ``…``.
@@ -36,6 +38,7 @@ __all__ = [
     "CONSTANT_LEFT_OUT",
     "CONSTANT_MARK",
     "STARTING_RAY",
+    "SUMMARY_ROWS",
     "SweepDisplay",
     "best_command",
     "progress_display",
@@ -153,6 +156,14 @@ CONSTANT_LEFT_OUT = (
 #: What the display says while Ray is being started.
 STARTING_RAY = "starting Ray ..."
 
+#: Trials in the summary table: the best ones, ranked as the "best by" line ranks
+#: them. A sweep of thousands of trials stays a screenful, and only these rows are
+#: laid out (rich measures every cell it prints: 10,000 rows took ~47 CPU-s).
+SUMMARY_ROWS = 20
+#: The line under a table that left trials out; ``{among}`` counts the failed,
+#: constant-predictor and Pareto-front trials among them (when there are any).
+MORE_TRIALS = "... {n} more trial{s}{among}: regtune analyze {path}; --json lists every trial"
+
 
 @contextmanager
 def progress_display(console: Console, *, quiet: bool = False) -> Iterator[SweepDisplay | None]:
@@ -186,10 +197,17 @@ def progress_display(console: Console, *, quiet: bool = False) -> Iterator[Sweep
 
 
 def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console: Console) -> None:
-    """The table, counts, the best trial's ``regtune train`` line (or why there is no
-    best: :meth:`~regtune.platform.results.SweepOutcome.no_best_reason`) and where
-    the results are."""
-    console.print(summary_table(outcome, width=console.width))
+    """The table of the best :data:`SUMMARY_ROWS` trials and a line counting the
+    others (:data:`MORE_TRIALS`), counts, the best trial's ``regtune train`` line (or
+    why there is no best: :meth:`~regtune.platform.results.SweepOutcome.no_best_reason`)
+    and where the results are."""
+    order = _order(outcome)
+    shown, left_out = order[:SUMMARY_ROWS], order[SUMMARY_ROWS:]
+    console.print(_summary_table(outcome, shown, width=console.width))
+    if left_out:
+        console.print(
+            _more_trials(outcome, left_out), highlight=False, markup=False, soft_wrap=True
+        )
     n = len(outcome.trials)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts().items()))
     console.print(
@@ -295,14 +313,41 @@ def short_names(names: Sequence[str], *, taken: Sequence[str] = ()) -> list[str]
 
 
 def summary_table(outcome: Any, *, width: int) -> RenderableType:
-    """The trials table (best first) in the fullest form that fits ``width`` columns.
+    """The table of the best :data:`SUMMARY_ROWS` trials (best first) in the fullest
+    form that fits ``width`` columns.
 
     In turn: full trial ids and parameter names; full ids and short names;
     short ids and short names; and if even that is too wide, the columns
     split over several tables stacked one under the other, each starting
     with the trial column, results first and parameters after.
     """
-    order = _order(outcome)
+    return _summary_table(outcome, _order(outcome)[:SUMMARY_ROWS], width=width)
+
+
+def _more_trials(outcome: Any, left_out: Sequence[int]) -> str:
+    """:data:`MORE_TRIALS` for the trials (indexes) the table left out."""
+    trials = outcome.trials
+    front = set(outcome.front)
+    failed = sum(1 for i in left_out if trials[i].status == "error")
+    constant = sum(1 for i in left_out if trials[i].degenerate and trials[i].status != "error")
+    among = [
+        (sum(1 for i in left_out if i in front), "on the Pareto front"),
+        (failed, "failed"),
+        (constant, CONSTANT_MARK + ("" if constant == 1 else "s")),
+    ]
+    counted = ", ".join(f"{k} {what}" for k, what in among if k)
+    n = len(left_out)
+    return MORE_TRIALS.format(
+        n=n,
+        s="" if n == 1 else "s",
+        among=f" ({counted})" if counted else "",
+        path=shlex.quote(outcome.path),
+    )
+
+
+def _summary_table(outcome: Any, order: Sequence[int], *, width: int) -> RenderableType:
+    """:func:`summary_table` of the trials ``order`` (indexes, in row order): only
+    these rows are built and measured."""
     for short_id, short_name in ((False, False), (False, True), (True, True)):
         columns, notes = _columns(outcome, order, short_id=short_id, short_name=short_name)
         table = _table(outcome, columns, notes, boxed=not short_name)
