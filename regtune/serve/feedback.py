@@ -1,8 +1,13 @@
 """How good are the served predictions? Ground truth joined to them by request id.
 
-Every answered request's probabilities (and the records' sensitive groups,
-when the schema has a sensitive attribute) are kept for the last
-``capacity`` requests. ``POST /v1/models/{name}/feedback`` later sends one
+Every answered request's probabilities (float32) and answered classes (and the
+records' sensitive groups, when the schema has a sensitive attribute) are kept
+for the last ``capacity`` requests, and at most ``max_records`` records in all
+(the oldest requests go first; the newest request is always kept, even when it
+alone is larger). The record cap bounds memory whatever the request sizes: a
+record costs 4 bytes per class plus 8 (about 10 MiB at the default 200,000
+records of a 10-class model), where 10,000 requests of 1,024 float64 records
+used to pin about 1.2 GiB per replica. ``POST /v1/models/{name}/feedback`` later sends one
 true label per record of such a request; :class:`FeedbackTracker` joins them
 and tracks, over the last ``window`` labelled records:
 
@@ -33,16 +38,26 @@ import torch
 from regtune.serve.protocol import VALUE_SHOWN, RequestError
 from regtune.trainables.metrics import expected_calibration_error
 
-__all__ = ["DEFAULT_CAPACITY", "DEFAULT_FEEDBACK_WINDOW", "FeedbackTracker", "LabelledWindow"]
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_FEEDBACK_RECORDS",
+    "DEFAULT_FEEDBACK_WINDOW",
+    "FeedbackTracker",
+    "LabelledWindow",
+]
 
 #: Requests whose predictions are kept for later labels.
 DEFAULT_CAPACITY = 10_000
+#: Records (instances) kept for later labels over all those requests: the memory
+#: bound (``ServeSettings.feedback_records`` sets it per served model).
+DEFAULT_FEEDBACK_RECORDS = 200_000
 #: Labelled records the metrics are computed over.
 DEFAULT_FEEDBACK_WINDOW = 10_000
 
 UNKNOWN_REQUEST = (
-    "request_id {rid!r} is not among the last {capacity} predictions of this model; "
-    "send feedback with the request_id a predict response returned"
+    "request_id {rid!r} is not among the last {capacity} predictions of this model "
+    "(at most {records} records are kept); "
+    "send feedback with the request_id a recent predict response returned"
 )
 ALREADY_LABELLED = "request_id {rid!r} already has feedback; each request is labelled once"
 WRONG_COUNT = "labels has {got} entries; request {rid!r} had {want} instances, one label each"
@@ -61,11 +76,11 @@ class LabelledWindow:
     versions: list[int]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
-    probs: np.ndarray
-    decided: np.ndarray
-    groups: list[int | None] | None
+    probs: np.ndarray  # (n, C) float32
+    decided: np.ndarray  # (n,) int32 class ids
+    groups: np.ndarray | None  # (n,) int32 group codes, -1 for none
     version: int
     labelled: bool = False
 
@@ -79,11 +94,14 @@ class FeedbackTracker:
         groups: Sequence[str] = (),
         *,
         capacity: int = DEFAULT_CAPACITY,
+        max_records: int = DEFAULT_FEEDBACK_RECORDS,
         window: int = DEFAULT_FEEDBACK_WINDOW,
     ) -> None:
         self.classes = [str(c) for c in classes]
         self.groups = [str(g) for g in groups]
         self.capacity = capacity
+        self.max_records = max_records
+        self._kept_records = 0
         self._index = {c: i for i, c in enumerate(self.classes)}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._probs: deque[np.ndarray] = deque(maxlen=window)
@@ -108,11 +126,32 @@ class FeedbackTracker:
         already kept keeps its first entry (nothing changes)."""
         if request_id in self._pending:  # a reused id keeps its first answer (module docstring)
             return
-        probs = np.asarray(probs, dtype=np.float64)
-        ids = probs.argmax(axis=1) if decided is None else np.asarray(decided, dtype=np.int64)
-        self._pending[request_id] = _Pending(probs, ids, groups, version)
-        while len(self._pending) > self.capacity:
-            self._pending.popitem(last=False)
+        probs = np.asarray(probs, dtype=np.float32)
+        ids = probs.argmax(axis=1) if decided is None else np.asarray(decided)
+        codes = None if groups is None else np.array([-1 if g is None else g for g in groups])
+        self._pending[request_id] = _Pending(
+            probs,
+            ids.astype(np.int32),
+            None if codes is None else codes.astype(np.int32),
+            version,
+        )
+        self._kept_records += probs.shape[0]
+        while len(self._pending) > 1 and (
+            len(self._pending) > self.capacity or self._kept_records > self.max_records
+        ):
+            _, oldest = self._pending.popitem(last=False)
+            self._kept_records -= oldest.probs.shape[0]
+
+    @property
+    def kept_records(self) -> int:
+        """Records (instances) of the kept requests: at most ``max_records``, unless
+        the newest request alone is larger."""
+        return self._kept_records
+
+    @property
+    def kept_requests(self) -> int:
+        """Requests kept for feedback: at most ``capacity``."""
+        return len(self._pending)
 
     def add(self, request_id: str, labels: Sequence[Any]) -> int:
         """Join true ``labels`` (raw class values, one per record) to a request; returns how many.
@@ -124,7 +163,9 @@ class FeedbackTracker:
         pending = self._pending.get(request_id)
         if pending is None:
             raise RequestError(
-                UNKNOWN_REQUEST.format(rid=request_id, capacity=self.capacity),
+                UNKNOWN_REQUEST.format(
+                    rid=request_id, capacity=self.capacity, records=self.max_records
+                ),
                 status=404,
                 field="request_id",
                 allowed="a request_id returned by a recent predict call",
@@ -160,7 +201,11 @@ class FeedbackTracker:
                 )
             ids.append(index)
         pending.labelled = True
-        groups = pending.groups if pending.groups is not None else [None] * n
+        groups: list[int | None] = (
+            [None if g < 0 else g for g in pending.groups.tolist()]
+            if pending.groups is not None
+            else [None] * n
+        )
         for row, decided, label, group in zip(
             pending.probs, pending.decided.tolist(), ids, groups, strict=True
         ):
@@ -197,7 +242,7 @@ class FeedbackTracker:
         }
         if n == 0:
             return out
-        probs = np.stack(window.probs)
+        probs = np.stack(window.probs).astype(np.float64)
         labels = np.asarray(window.labels)
         predicted = np.asarray(window.decided)
         correct = predicted == labels

@@ -63,6 +63,10 @@ class ServeSettings(BaseModel):
     drift_window: int = Field(DEFAULT_WINDOW, ge=10)
     drift_min_window: int = Field(MIN_WINDOW, ge=1)
     drift_index_limit: float = Field(DRIFT_INDEX_LIMIT, gt=0.0)
+    # Feedback: predictions (records) kept for later labels, over all kept requests;
+    # the memory bound (4 bytes per class + 8 a record). The same number as
+    # regtune.serve.feedback.DEFAULT_FEEDBACK_RECORDS.
+    feedback_records: int = Field(200_000, ge=1, le=10_000_000)
     # Security and resources.
     token_env: str = Field(DEFAULT_TOKEN_ENV, min_length=1)
     torch_threads: int | None = Field(1, ge=1)

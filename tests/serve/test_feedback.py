@@ -98,3 +98,27 @@ def test_a_reused_request_id_keeps_its_first_answer_and_stays_labelled_once() ->
         t.add("b", ["yes"])
     assert info.value.status == 409
     assert t.summary()["n"] == 1
+
+
+def test_kept_records_are_capped_however_large_the_requests() -> None:
+    t = FeedbackTracker([str(c) for c in range(10)], max_records=5000)
+    probs = np.random.default_rng(0).random((1024, 10))
+    for i in range(50):  # 51,200 records sent
+        t.record(f"r{i}", probs, version=1, groups=[None] * 1024)
+        assert t.kept_records <= 5000
+    # the newest 4 requests (4,096 records) are kept; a fifth would pass 5,000
+    assert (t.kept_requests, t.kept_records) == (4, 4096)
+    assert t.add("r49", ["0"] * 1024) == 1024
+    with pytest.raises(RequestError, match="not among the last 10000 predictions") as info:
+        t.add("r45", ["0"] * 1024)
+    assert "at most 5000 records are kept" in str(info.value)
+    kept = t._pending["r48"]
+    assert kept.probs.dtype == np.float32 and kept.probs.nbytes == 1024 * 10 * 4
+
+
+def test_a_request_larger_than_the_cap_is_kept_alone() -> None:
+    t = FeedbackTracker(["no", "yes"], max_records=2)
+    t.record("small", np.array([[0.9, 0.1]]), version=1)
+    t.record("big", np.array([[0.9, 0.1]] * 3), version=1)
+    assert (t.kept_requests, t.kept_records) == (1, 3)
+    assert t.add("big", ["no", "no", "yes"]) == 3

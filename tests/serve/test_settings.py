@@ -20,6 +20,9 @@ from regtune.serve.settings import ServeSettings, parse_settings
         ({"model": "m", "replicas": 2}, "serve.replicas"),
         ({"model": "m", "min_requests": 500}, "min_requests (500) must not exceed rollout_window"),
         ({"model": "m", "drift_min_window": 5000}, "drift_min_window (5000) must not exceed"),
+        ({"model": "m", "feedback_records": 0}, "serve.feedback_records: "),
+        ({"model": "m", "feedback_records": 0}, "greater than or equal to 1"),
+        ({"model": "m", "feedback_records": 10**8}, "less than or equal to 10000000"),
         # An unknown key (a config file's args) names the allowed keys and the closest one.
         ({"model": "m", "max_p99": 5}, "serve.max_p99: unknown key 'max_p99'; allowed: access_log"),
         ({"model": "m", "max_p99": 5}, "(did you mean 'max_p99_ms'"),
@@ -63,3 +66,10 @@ def test_serve_run_can_call_the_builder_with_string_args() -> None:
         call_user_app_builder_with_args_if_necessary(
             build_app, {"model": "m", "max_batch_size": "x"}
         )
+
+
+def test_feedback_records_defaults_to_the_trackers_cap() -> None:
+    from regtune.serve.feedback import DEFAULT_FEEDBACK_RECORDS
+
+    assert parse_settings({"model": "m"}).feedback_records == DEFAULT_FEEDBACK_RECORDS
+    assert parse_settings({"model": "m", "feedback_records": 5000}).feedback_records == 5000
