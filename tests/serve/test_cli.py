@@ -292,3 +292,47 @@ def test_sigterm_stops_serve_cleanly_and_leaves_no_ray_process(registry: Registr
             for pid, started in ours:  # only what this test's child started
                 if _running(pid, started):
                     os.kill(pid, signal.SIGKILL)
+
+
+#: Ray 2.x's own words when the local node does not come up in time (ray/_private/node.py).
+RAY_TIMEOUT = (
+    "The current node timed out during startup. This could happen because some of the "
+    "raylet failed to startup or the GCS has become overloaded."
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "raised", "words"),
+    [
+        ([], Exception(RAY_TIMEOUT), "Ray did not start (The current node timed out"),
+        (
+            ["--address", "127.0.0.1:1"],
+            ConnectionError("Could not find any running Ray instance.\nmore detail"),
+            "could not join the Ray cluster at 127.0.0.1:1 (Could not find any running Ray",
+        ),
+    ],
+)
+def test_ray_failing_to_start_is_one_line_saying_what_to_try(
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+    raised: Exception,
+    words: str,
+) -> None:
+    # A start-up time-out cannot be produced reliably: Ray's start is made to raise
+    # what Ray raises; everything before it (model load, port check) is real.
+    from regtune.platform.tune import runtime
+
+    def failing_start(address: str | None, **_: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(runtime, "ensure_ray", failing_start)
+    args = ["serve", f"{MODEL}:1", "--port", str(free_port()), "--once", *extra,
+            "--set", f"registry={registry.root}"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert words in lines[0]
+    assert "try again, join a running cluster with --address" in lines[0]
+    assert "`ray status`" in lines[0] and "more detail" not in lines[0]

@@ -45,7 +45,15 @@ from regtune.platform.cli.app import app, console, fail, out
 if TYPE_CHECKING:
     from regtune.serve.settings import ServeSettings
 
-__all__ = ["BAD_SET_KEY", "Ingress", "banner_lines", "once_request", "serve"]
+__all__ = [
+    "BAD_SET_KEY",
+    "RAY_FAILED",
+    "Ingress",
+    "banner_lines",
+    "once_request",
+    "ray_failure",
+    "serve",
+]
 
 PORT_BUSY = "--port {port}: {host}:{port} is already in use; choose a free port"
 NO_HOST = (
@@ -83,6 +91,15 @@ class Ingress(str, Enum):
     direct = "direct"
     proxy = "proxy"
 
+
+#: Ray itself failed to start or join (e.g. "The current node timed out during startup"
+#: on a loaded machine): one line instead of Ray's traceback.
+RAY_FAILED = (
+    "{what} ({error}); try again, join a running cluster with --address (e.g. "
+    "--address auto), or check the cluster with `ray status`"
+)
+#: Characters of Ray's own message kept in :data:`RAY_FAILED`.
+RAY_ERROR_SHOWN = 200
 
 BAD_SET = "--set {item!r}: expected key=value with a key of the serve settings"
 #: A --set key that is no serve setting (the did-you-mean is spec validation's).
@@ -401,7 +418,14 @@ def _run(
             # it is on; otherwise the running Ray decides, and the user should know.
             console.print(NO_DIRECT)
     started_ray = not ray.is_initialized()
-    ensure_ray(address)
+    try:
+        ensure_ray(address)
+    except RegtuneError as exc:
+        raise fail(exc) from None
+    except Exception as exc:  # Ray raises a bare Exception on a start-up time-out
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+        raise fail(SpecError(ray_failure(exc, address))) from None
     start_http(host, port)
     app_name = f"regtune-{name}"
     try:
@@ -448,6 +472,18 @@ def _run(
             # Stops the head node's processes (dashboard agent, runtime-env agent,
             # raylet, GCS) now rather than leaving them to an exit handler.
             ray.shutdown()
+
+
+def ray_failure(exc: BaseException, address: str | None) -> str:
+    """The one-line message for Ray failing to start (or to join ``address``):
+    what failed, the first line of Ray's own message, and what to try."""
+    local = address is None or address == "local"
+    what = "Ray did not start" if local else f"could not join the Ray cluster at {address}"
+    lines = str(exc).strip().splitlines()
+    error = (lines[0] if lines else "") or type(exc).__name__
+    if len(error) > RAY_ERROR_SHOWN:
+        error = error[: RAY_ERROR_SHOWN - 3] + "..."
+    return RAY_FAILED.format(what=what, error=error)
 
 
 def banner_lines(
