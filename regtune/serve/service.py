@@ -153,7 +153,11 @@ class ModelService:
             min_window=settings.drift_min_window,
             index_limit=settings.drift_index_limit,
         )
-        self.feedback = FeedbackTracker(self.primary.classes, self.primary.schema.sensitive_values)
+        self.feedback = FeedbackTracker(
+            self.primary.classes,
+            self.primary.schema.sensitive_values,
+            max_records=settings.feedback_records,
+        )
         self.metrics = metrics or NoMetrics()
         self._batched = forward
         #: Seconds between background gauge refreshes (:data:`GAUGE_EVERY_S`).

@@ -184,7 +184,14 @@ def warn_small_cells(
     validation (fewer than 30): the thresholds fitted on it are unreliable``. ``split``
     names the rows (``validation``, ``test``), ``use`` what is made of them."""
     messages = [
-        SMALL_CELL.format(group=group, rows=rows, cell=cell, split=split, minimum=minimum, use=use)
+        SMALL_CELL.format(
+            group=group,
+            rows=rows,
+            cell=cell[:-1] if rows == 1 else cell,
+            split=split,
+            minimum=minimum,
+            use=use,
+        )
         for group, cell, rows in small_cells(y, s, group_names, labels=labels, minimum=minimum)
     ]
     for message in messages:

@@ -48,7 +48,7 @@ from regtune.trainables import (
     selection,
     thresholds,
 )
-from regtune.trainables.bootstrap import fairness_intervals, group_key
+from regtune.trainables.bootstrap import fairness_intervals, group_keys
 from regtune.trainables.checkpoint import load_tree, save_tree
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
@@ -590,8 +590,8 @@ class Trainer:
             "calibration_kept": float(kept),
         }
         names = self.dataset.group_names if per_group else ["all"]
-        for name, value in zip(names, self.temperatures.tolist(), strict=True):
-            out[f"temperature_{group_key(name)}"] = value
+        for key, value in zip(group_keys(names), self.temperatures.tolist(), strict=True):
+            out[f"temperature_{key}"] = value
         if not kept:
             self.temperatures = None
         return out
@@ -643,7 +643,9 @@ class Trainer:
             assert s_train is not None
             scores = torch.cat([self.positive_scores("train"), scores])
             y_val, s_val = torch.cat([y_train, y_val]), torch.cat([s_train, s_val])
-        fit = wanted.fit(scores, y_val, s_val, len(self.dataset.group_names))
+        names = self.dataset.group_names
+        thresholds.warn_fit_cells(y_val, s_val, names, kind=wanted.kind, rows=wanted.rows)
+        fit = wanted.fit(scores, y_val, s_val, len(names))
         self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)
         _, y, s = self._tensors["test"]
         assert s is not None
@@ -658,8 +660,8 @@ class Trainer:
             "test_dp_diff": fairness.dp_difference(pred, s),
             "test_eo_diff": fairness.eo_difference(y, pred, s),
         }
-        for name, value in zip(self.dataset.group_names, fit.thresholds, strict=True):
-            out[f"threshold_{group_key(name)}"] = value
+        for key, value in zip(group_keys(names), fit.thresholds, strict=True):
+            out[f"threshold_{key}"] = value
         return out
 
     def _test_intervals(self) -> dict[str, float]:

@@ -156,3 +156,8 @@ def test_a_request_with_non_finite_output_fails_alone_and_its_batch_mates_are_an
     assert "non-finite probabilities for 1 of 2 records" in str(failed)
     for answer in (first, third):
         np.testing.assert_allclose(answer, expected(service, records), rtol=1e-6)
+
+
+def test_the_feedback_cap_is_the_served_settings(registry: Registry) -> None:
+    settings = ServeSettings(model=f"{MODEL}:1", registry=registry.root, feedback_records=123)
+    assert load_service(settings).feedback.max_records == 123
