@@ -58,9 +58,14 @@ browser:
 # TEST_WORKERS pytest-xdist workers (each test file's tests may land on
 # either; `worksteal` keeps both busy to the end). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
+# One BLAS/OpenMP thread per process in the suite: with both cores already
+# busy with tests, a second pool thread only spins (40 small sklearn fits:
+# 2.6 -> 0.3 CPU-s). TEST_THREADS=0 keeps the libraries' defaults.
+TEST_THREADS ?= 1
+TEST_ENV = $(if $(filter 0,$(TEST_THREADS)),,OMP_NUM_THREADS=$(TEST_THREADS) OPENBLAS_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS))
 
 test: lint browser
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: setup
 	$(PY) -m benchmarks.run_all
