@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from regtune.errors import DataError
-from regtune.trainables.metric_names import group_keys, safe_group_name
+from regtune.trainables.metric_names import group_keys
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
@@ -49,7 +49,6 @@ __all__ = [
     "SMALL_CELL",
     "fairness_intervals",
     "gap_interval",
-    "group_key",
     "group_keys",
     "newcombe_interval",
     "resampled_fairness",
@@ -85,13 +84,6 @@ BAD_INPUTS = (
 )
 BAD_LEVEL = "level must be in (0, 1); got {level!r}"
 BAD_RESAMPLES = "n_resamples must be a positive integer; got {n!r}"
-
-
-def group_key(name: str) -> str:
-    """The readable metric-name form of ONE group name (``African-American`` ->
-    ``African_American``). Two groups may share it (``<=40``, ``>40``): to name a
-    dataset's groups use :func:`group_keys`, which keeps them apart."""
-    return safe_group_name(name)
 
 
 def wilson_interval(successes: int, n: int, level: float = CI_LEVEL) -> tuple[float, float]:

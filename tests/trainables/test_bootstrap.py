@@ -14,12 +14,12 @@ from regtune.trainables.bootstrap import (
     CI_LEVEL,
     fairness_intervals,
     gap_interval,
-    group_key,
     newcombe_interval,
     small_cells,
     wilson_interval,
 )
 from regtune.trainables.fairness import dp_difference, eo_difference
+from regtune.trainables.metric_names import safe_group_name
 
 GROUPS = ["Female", "Male"]
 
@@ -106,9 +106,9 @@ def test_bad_inputs_are_refused() -> None:
 
 
 def test_group_keys_are_metric_safe() -> None:
-    assert group_key("African-American") == "African_American"
-    assert group_key(" >50K ") == "50K"
-    assert group_key("--") == "group"
+    assert safe_group_name("African-American") == "African_American"
+    assert safe_group_name(" >50K ") == "50K"
+    assert safe_group_name("--") == "group"
 
 
 def _tiny_groups() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ import torch
 
 from regtune.errors import CheckpointError, SpecError
 from regtune.trainables import metrics
-from regtune.trainables.bootstrap import group_key
+from regtune.trainables.bootstrap import group_keys
 from regtune.trainables.checkpoint import TREE_FILE
 from regtune.trainables.config import METRIC_MODES
 from regtune.trainables.data import Dataset
@@ -247,12 +247,11 @@ def test_final_report_has_reliability_bins_and_group_accuracy(adult: Dataset) ->
     assert s is not None
     sizes = [int((s == code).sum()) for code in range(len(adult.group_names))]
     weighted = sum(
-        test[f"test_acc_{group_key(name)}"] * size
-        for name, size in zip(adult.group_names, sizes, strict=True)
+        test[f"test_acc_{key}"] * size
+        for key, size in zip(group_keys(adult.group_names), sizes, strict=True)
     )
     assert weighted / n_test == pytest.approx(test["test_acc"], abs=1e-9)
-    for name in adult.group_names:
-        key = group_key(name)
+    for key in group_keys(adult.group_names):
         low, high = test[f"test_acc_{key}_ci_low"], test[f"test_acc_{key}_ci_high"]
         assert low <= test[f"test_acc_{key}"] <= high
         assert f"test_selection_rate_{key}_ci_low" in test  # the bootstrap's, unchanged
