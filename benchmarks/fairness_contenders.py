@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from regtune.trainables import calibration, fairness, metrics, thresholds
-from regtune.trainables.bootstrap import group_key
+from regtune.trainables.bootstrap import group_keys
 from regtune.trainables.data import Dataset, Split
 from regtune.trainables.loop import RunResult
 
@@ -86,7 +86,7 @@ def _stored(result: RunResult, prefix: str) -> torch.Tensor | None:
     t = result.test_metrics
     if f"{prefix}_all" in t:
         return torch.tensor([t[f"{prefix}_all"]], dtype=torch.float64)
-    keys = [f"{prefix}_{group_key(g)}" for g in result.dataset.group_names]
+    keys = [f"{prefix}_{key}" for key in group_keys(result.dataset.group_names)]
     if not all(k in t for k in keys):
         return None
     return torch.tensor([t[k] for k in keys], dtype=torch.float64)
