@@ -16,7 +16,16 @@ The maths, all pure functions of the reference and the window:
   repeat), so each bin expects ``F(e_k) - F(e_{k-1})`` of the values;
   ``PSI = sum((o - e) * ln(o / e))`` with shares floored at :data:`PSI_FLOOR`.
 * Categorical PSI compares category shares, plus one bin for categories the
-  training split never had (expected share: the floor).
+  training split never had (expected share: the floor). A served value is
+  placed by the model's own rule (:class:`~regtune.trainables.schema.ValueIndex`,
+  canonical values: ``1``, ``1.0`` and ``"1"`` are one category, ``" a "`` is
+  ``"a"``), the one ``predict()`` encodes it by, so the monitor and the model
+  always agree on which values are known. A :class:`DriftMonitor` given the
+  version's schema uses that schema's lookup of each categorical feature (a
+  schema stored before canonical values included); without one, the
+  reference's category keys are read as canonical values. A missing value
+  (None, NaN, NaT) is no category (training had none, and ``predict()``
+  refuses it): it counts in the unseen bin.
 * KS is ``sup |F_window(x) - F(x)|`` over numeric features, evaluated at every
   window value and reference quantile from both sides (exact for the
   piecewise-linear ``F``). Its critical value at level 0.01 for a window of
@@ -45,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from regtune.trainables.schema import FeatureSchema, ValueIndex
+
 __all__ = [
     "DEFAULT_WINDOW",
     "DRIFT_INDEX_LIMIT",
@@ -56,8 +67,10 @@ __all__ = [
     "has_round_off",
     "ks_critical",
     "ks_statistic",
+    "label_psi",
     "numeric_psi",
     "psi",
+    "reference_categories",
     "reference_cdf",
 ]
 
@@ -190,18 +203,80 @@ def ks_critical(n: int) -> float:
     return KS_C_ALPHA / math.sqrt(max(n, 1))
 
 
-def categorical_psi(frequencies: Mapping[str, float], values: Iterable[Any]) -> tuple[float, float]:
-    """PSI of category shares and the share of categories the reference never saw."""
-    keys = list(frequencies)
+class _Categories:
+    """The reference shares of one categorical feature, over the model's categories."""
+
+    def __init__(
+        self, frequencies: Mapping[str, float], index: ValueIndex | None = None, *, what: str
+    ) -> None:
+        if index is None:
+            index = ValueIndex(list(frequencies), legacy=False, what=f"{what} (reference keys)")
+        expected = np.zeros(len(index) + 1)
+        for key, share in frequencies.items():
+            code = index.code(key)
+            if code is None:
+                raise ValueError(
+                    f"{what}: reference category {key!r} is not one of the model's "
+                    f"categories {list(index.names)}; the reference and the schema must "
+                    "come from one version"
+                )
+            expected[code] += float(share)
+        self.index = index
+        self.expected = expected
+
+    def codes(self, values: Iterable[Any]) -> np.ndarray:
+        """The bin of each value: its category's position, or the last (unseen) bin for
+        a value the model does not know, or a missing one (None, NaN, NaT)."""
+        index, unseen = self.index, len(self.index)
+        codes = [index.code(v) for v in values]
+        return np.array([unseen if c is None else c for c in codes], dtype=np.int64)
+
+
+def reference_categories(
+    frequencies: Mapping[str, float], index: ValueIndex | None = None, *, what: str = "feature"
+) -> _Categories:
+    """A categorical feature's reference shares, binned as the model places values.
+
+    ``index``: the model's lookup of the feature (``schema.value_index(name)``),
+    so drift places each value exactly as ``predict()`` does; None reads the
+    reference's keys as canonical values (see the module docstring).
+
+    Raises:
+        ValueError: a reference key the model does not know (``what`` names the feature).
+        DataError: two reference keys are one canonical value (without ``index``).
+    """
+    return _Categories(frequencies, index, what=what)
+
+
+def categorical_psi(
+    frequencies: Mapping[str, float] | _Categories, values: Iterable[Any]
+) -> tuple[float, float]:
+    """PSI of category shares and the share of values the model does not know.
+
+    Values are placed by their canonical form (:func:`reference_categories`);
+    a missing value (None, NaN, NaT) is not a category and counts as unseen.
+    """
+    categories = (
+        frequencies
+        if isinstance(frequencies, _Categories)
+        else _Categories(frequencies, what="feature")
+    )
+    codes = categories.codes(values)
+    counts = np.bincount(codes, minlength=categories.expected.size)
+    observed = counts / max(codes.size, 1)
+    return psi(categories.expected, observed), float(observed[-1])
+
+
+def label_psi(shares: Mapping[str, float], labels: Sequence[str]) -> float:
+    """PSI of predicted-class shares: ``labels`` are class names as the server answers
+    them, compared exactly with the reference's keys (any other name in the last bin)."""
+    keys = list(shares)
     index = {k: i for i, k in enumerate(keys)}
     counts = np.zeros(len(keys) + 1)
-    total = 0
-    for value in values:
-        counts[index.get(str(value), len(keys))] += 1
-        total += 1
-    expected = np.array([float(frequencies[k]) for k in keys] + [0.0])
-    observed = counts / max(total, 1)
-    return psi(expected, observed), float(observed[-1])
+    for label in labels:
+        counts[index.get(label, len(keys))] += 1
+    expected = np.array([float(shares[k]) for k in keys] + [0.0])
+    return psi(expected, counts / max(len(labels), 1))
 
 
 def _status(value: float) -> str:
@@ -218,6 +293,7 @@ def drift_report(
     index_limit: float = DRIFT_INDEX_LIMIT,
     min_window: int = MIN_WINDOW,
     cdfs: Mapping[str, _Cdf] | None = None,
+    categories: Mapping[str, _Categories] | None = None,
 ) -> dict[str, Any]:
     """Compare a window (``columns``: feature -> raw values) with ``reference``.
 
@@ -225,7 +301,10 @@ def drift_report(
     "ks_critical", "features": {name: {"kind", "psi", "status", "ks"?,
     "ks_shifted"?, "unseen_share"?}}, "prediction_psi"}``; before
     ``min_window`` records ``drift_index`` is None and ``drifting`` False.
-    ``cdfs``: reference CDFs already built, by feature (a monitor keeps them).
+    ``cdfs``: reference CDFs already built, by feature (a monitor keeps them);
+    ``categories``: likewise, reference shares of categorical features binned by
+    the model's lookup (:func:`reference_categories`); a categorical feature not
+    in it reads the reference's keys as canonical values.
     """
     features: Mapping[str, Mapping[str, Any]] = reference.get("features", {})
     n = min((len(v) for v in columns.values()), default=0)
@@ -257,7 +336,12 @@ def drift_report(
             entry["ks"] = ks_statistic(cdf, values)
             entry["ks_shifted"] = entry["ks"] > report["ks_critical"]
         else:
-            entry["psi"], entry["unseen_share"] = categorical_psi(ref["frequencies"], values)
+            cats = (
+                categories[name]
+                if categories and name in categories
+                else _Categories(ref["frequencies"], what=f"feature {name!r}")
+            )
+            entry["psi"], entry["unseen_share"] = categorical_psi(cats, values)
         entry["status"] = _status(entry["psi"])
         scores.append(entry["psi"])
         report["features"][name] = entry
@@ -266,7 +350,7 @@ def drift_report(
         report["drifting"] = report["drift_index"] >= index_limit
     shares = reference.get("prediction")
     if shares and len(predicted) >= min_window:
-        report["prediction_psi"] = categorical_psi(shares, predicted)[0]
+        report["prediction_psi"] = label_psi(shares, predicted)
     return report
 
 
@@ -281,14 +365,23 @@ class DriftWindow:
 class DriftMonitor:
     """A rolling window of served records and predicted labels, compared on demand.
 
+    ``schema``: the served version's feature schema; categorical values are then
+    placed by its lookups, exactly as ``predict()`` encodes them (see the module
+    docstring). Without it the reference's keys are read as canonical values.
+
     Not thread-safe: observe and snapshot on one thread (the replica's event
     loop); :meth:`report_of` a snapshot may run on another.
+
+    Raises:
+        ValueError: a categorical reference feature the schema lacks, or whose
+            reference categories the schema does not know.
     """
 
     def __init__(
         self,
         reference: Mapping[str, Any],
         *,
+        schema: FeatureSchema | None = None,
         window: int = DEFAULT_WINDOW,
         min_window: int = MIN_WINDOW,
         index_limit: float = DRIFT_INDEX_LIMIT,
@@ -303,6 +396,21 @@ class DriftMonitor:
             for name, ref in features.items()
             if ref.get("kind") == "numeric"
         }
+        known = set() if schema is None else {c.name for c in schema.categorical}
+        self._categories: dict[str, _Categories] = {}
+        for name, ref in features.items():
+            if ref.get("kind") == "numeric":
+                continue
+            if schema is not None and name not in known:
+                raise ValueError(
+                    f"drift reference feature {name!r} is categorical, but the schema's "
+                    f"categorical features are {sorted(known)}; the reference and the "
+                    "schema must come from one version"
+                )
+            index = None if schema is None else schema.value_index(name)
+            self._categories[name] = _Categories(
+                ref["frequencies"], index, what=f"feature {name!r}"
+            )
         # Whole records: appending one is O(1); columns are cut out when a report asks.
         self._records: deque[Mapping[str, Any]] = deque(maxlen=window)
         self._predicted: deque[str] = deque(maxlen=window)
@@ -327,6 +435,7 @@ class DriftMonitor:
             index_limit=self.index_limit,
             min_window=self.min_window,
             cdfs=self._cdfs,
+            categories=self._categories,
         )
 
     def report(self) -> dict[str, Any]:

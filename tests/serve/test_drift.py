@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from regtune.errors import DataError
 from regtune.serve.drift import (
     DriftMonitor,
     categorical_psi,
@@ -13,10 +14,13 @@ from regtune.serve.drift import (
     has_round_off,
     ks_critical,
     ks_statistic,
+    label_psi,
     numeric_psi,
     psi,
+    reference_categories,
     reference_cdf,
 )
+from regtune.trainables.schema import CategoricalFeature, FeatureSchema
 
 LEVELS = np.linspace(0.0, 1.0, 101)
 
@@ -76,6 +80,82 @@ def test_categorical_psi_counts_unseen_categories_in_their_own_bin() -> None:
     value, unseen = categorical_psi({"a": 0.5, "b": 0.5}, ["a"] * 50 + ["b"] * 45 + ["c"] * 5)
     assert unseen == 0.05
     assert value == pytest.approx(psi(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.45, 0.05])))
+
+
+def test_categories_are_placed_by_their_canonical_form_as_predict_places_them() -> None:
+    # 1, 1.0 and "1" are one category; " a " is "a" (what the model's encoder reads).
+    values = [1, 1.0, "1", " 1 ", " a ", "a", "a\u0301", "\u00e1", True]
+    value, unseen = categorical_psi({"1": 0.5, "a": 0.3, "\u00e1": 0.2}, values)
+    assert unseen == pytest.approx(1 / 9)  # only True: no category "True" here
+    observed = np.array([4, 2, 2, 1]) / 9
+    assert value == pytest.approx(psi(np.array([0.5, 0.3, 0.2, 0.0]), observed))
+    # Keys spelt differently from their canonical form still name their category.
+    assert categorical_psi({" b": 1.0}, ["b"] * 10) == (0.0, 0.0)
+
+
+def test_missing_values_are_no_category_and_count_as_unseen() -> None:
+    values = ["a"] * 6 + [None, float("nan"), np.float64("nan"), "b"]
+    value, unseen = categorical_psi({"a": 0.6, "b": 0.4}, values)
+    assert unseen == pytest.approx(0.3)
+    assert value == pytest.approx(psi(np.array([0.6, 0.4, 0.0]), np.array([0.6, 0.1, 0.3])))
+    assert categorical_psi({"a": 1.0}, []) == (pytest.approx(psi(np.eye(2)[0], np.zeros(2))), 0.0)
+
+
+def test_reference_keys_that_are_one_category_or_unknown_to_the_model_are_refused() -> None:
+    with pytest.raises(DataError, match="'a' and ' a' are one value"):
+        reference_categories({"a": 0.5, " a": 0.5}, what="feature 'c'")
+    index = FeatureSchema((), (CategoricalFeature("c", ("a", "b")),), "y", (0, 1)).value_index("c")
+    with pytest.raises(
+        ValueError, match=r"feature 'c': reference category 'z' is not one of .*'a', 'b'"
+    ):
+        reference_categories({"a": 0.5, "z": 0.5}, index, what="feature 'c'")
+
+
+def _legacy_schema() -> FeatureSchema:
+    """A schema stored before canonical values: its vocabulary holds ``str(float)`` texts."""
+    return FeatureSchema(
+        numeric=(),
+        categorical=(CategoricalFeature("zip", ("1.0", "2.0")), CategoricalFeature("c", ("a",))),
+        label="y",
+        classes=(0, 1),
+        version=1,
+    )
+
+
+def test_a_monitor_with_the_schema_knows_exactly_the_values_predict_knows() -> None:
+    schema = _legacy_schema()
+    ref = {"features": {"zip": {"kind": "categorical", "frequencies": {"1.0": 0.5, "2.0": 0.5}},
+                        "c": {"kind": "categorical", "frequencies": {"a": 1.0}}}}  # fmt: skip
+    sent = [1, 2, 1.0, "2.0", "1", " 2 ", 3, "x", "1.5"]
+    records = [{"zip": v, "c": "a"} for v in sent * 20]
+    monitor = DriftMonitor(ref, schema=schema, window=len(records), min_window=10)
+    monitor.observe(records, ["0"] * len(records))
+    entry = monitor.report()["features"]["zip"]
+    index = schema.value_index("zip")
+    unknown = [v for v in sent if index.code(v) is None]
+    assert unknown == [3, "x", "1.5"]  # the encoder's own verdict
+    assert entry["unseen_share"] == pytest.approx(len(unknown) / len(sent))
+    known = [index.code(v) for v in sent if index.code(v) is not None]
+    observed = np.array([known.count(0), known.count(1), len(unknown)]) / len(sent)
+    assert entry["psi"] == pytest.approx(psi(np.array([0.5, 0.5, 0.0]), observed))
+    # The encoder agrees value by value: a known value sets its one-hot column.
+    rows = schema.transform([{"zip": v, "c": "a"} for v in sent])
+    assert rows[:, :2].sum(dim=1).tolist() == [float(index.code(v) is not None) for v in sent]
+
+
+def test_a_monitor_refuses_a_reference_its_schema_does_not_match() -> None:
+    schema = _legacy_schema()
+    other = {"features": {"colour": {"kind": "categorical", "frequencies": {"red": 1.0}}}}
+    with pytest.raises(ValueError, match=r"'colour' is categorical, .* are \['c', 'zip'\]"):
+        DriftMonitor(other, schema=schema)
+    unknown = {"features": {"c": {"kind": "categorical", "frequencies": {"a": 0.5, "q": 0.5}}}}
+    with pytest.raises(ValueError, match="feature 'c': reference category 'q'"):
+        DriftMonitor(unknown, schema=schema)
+
+
+def test_predicted_labels_are_compared_by_their_exact_class_names() -> None:
+    assert label_psi({"no": 0.6, "yes": 0.4}, ["no"] * 6 + ["yes"] * 4) == 0.0
+    assert label_psi({"1": 1.0}, ["1.0"]) == pytest.approx(psi(np.eye(2)[0], np.eye(2)[1]))
 
 
 def test_ks_critical_value() -> None:
