@@ -18,7 +18,17 @@ The checklist the platform exists for, applied to every trial at once:
   per-group accuracy / positive rate / TPR / FPR, in any spelling
   :func:`~regtune.platform.analysis.columns.group_columns` reads, e.g. the
   trainable's ``test_selection_rate_<group>``) of :data:`BIAS_GAP` or more at
-  the trial's selected epoch -> a stronger fairness penalty.
+  the trial's selected epoch -> a stronger fairness penalty;
+- **degenerate**: the results store marked the trial a constant predictor (it
+  predicts one class for every row; the summary's ``degenerate`` column, see
+  :mod:`~regtune.platform.results.degenerate`). Such a trial is never
+  ``healthy``, ``overfit``, ``underfit`` or ``biased`` (its loss curves and
+  group gaps describe a model whose every prediction is the same class); it
+  can still be ``unstable``. Its advice follows its own evidence: a train loss
+  that barely left its first epoch's (``train_progress`` >=
+  :data:`UNDERFIT_PROGRESS`) asks for weaker penalties, a higher learning rate
+  or more epochs; a predicted class holding all but :data:`RARE_CLASS_SHARE`
+  of the rows (``class_share``, its accuracy) names the class imbalance.
 
 Every threshold is a named constant below. Each trial's row carries the numbers
 its labels were decided from; :func:`explain` turns one row into a sentence
@@ -50,6 +60,7 @@ __all__ = [
     "OVERFIT_GAP_GROWTH",
     "OVERFIT_GAP_RATIO",
     "OVERFIT_VAL_STALL",
+    "RARE_CLASS_SHARE",
     "SPIKE_MIN_RISE",
     "SPIKE_RATIO",
     "UNDERFIT_FLAT",
@@ -60,6 +71,7 @@ __all__ = [
     "directions",
     "explain",
     "group_columns",
+    "learnt_little",
 ]
 
 #: A trial needs this many epochs before its curves say anything (ASHA stops
@@ -102,8 +114,12 @@ EXPLODE_MIN_EXCESS = 1.0
 #: A group gap (dp_diff, eo_diff, or the spread of a per-group rate) at least this large is bias.
 BIAS_GAP = 0.1
 
+#: A constant predictor whose predicted class holds all but at most this share of the rows
+#: (its accuracy ``class_share`` >= 1 - this) faces a rare class: accuracy rewards ignoring it.
+RARE_CLASS_SHARE = 0.2
+
 #: Labels in the order a trial's label lists them.
-LABELS = ("unstable", "overfit", "underfit", "biased")
+LABELS = ("degenerate", "unstable", "overfit", "underfit", "biased")
 
 #: Columns of the diagnosis table, besides the boolean label columns.
 DIAGNOSIS_COLUMNS = [
@@ -126,6 +142,7 @@ DIAGNOSIS_COLUMNS = [
     "exploded",
     "n_nonfinite",
     "bias_gap",
+    "class_share",
 ]
 
 
@@ -147,6 +164,35 @@ def _bias_gap(summary: pd.DataFrame | None, index: pd.Index) -> NDArray:
     for part in parts:
         gap = np.fmax(gap, np.abs(part))
     return gap
+
+
+def _degenerate(summary: pd.DataFrame | None, index: pd.Index) -> NDArray[np.bool_]:
+    """Per trial, the summary's ``degenerate`` flag (False without a summary or the column)."""
+    if summary is None or "degenerate" not in summary.columns:
+        return np.zeros(len(index), dtype=bool)
+    aligned = (
+        summary["degenerate"] if summary.index is index else summary["degenerate"].reindex(index)
+    )
+    return aligned.fillna(False).to_numpy(dtype=bool)
+
+
+def _class_share(
+    summary: pd.DataFrame | None, index: pd.Index, degenerate: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Per degenerate trial, the share of the val rows in the class it predicts: its
+    ``val_acc`` at the summary's epoch, where the gaps stored there are exactly 0 (a
+    constant prediction's accuracy is that class's share). NaN elsewhere."""
+    share = np.full(len(index), np.nan)
+    if summary is None or "val_acc" not in summary.columns or not degenerate.any():
+        return share
+    aligned = summary if summary.index is index else summary.reindex(index)
+    constant = degenerate.copy()
+    for gap in ("dp_diff", "eo_diff"):
+        if gap in aligned.columns:
+            constant &= aligned[gap].to_numpy(dtype=np.float64, na_value=np.nan) == 0.0
+    acc = aligned["val_acc"].to_numpy(dtype=np.float64, na_value=np.nan)
+    share[constant] = acc[constant]
+    return share
 
 
 @dataclass(frozen=True)
@@ -231,7 +277,12 @@ def diagnose(
     at each trial's selected epoch. Columns: :data:`DIAGNOSIS_COLUMNS` plus
     one boolean column per label in :data:`LABELS` and ``too_short``.
     ``diagnosis`` is the labels joined with ``+``, ``healthy``, or
-    ``too short`` (fewer than :data:`MIN_EPOCHS` epochs, unless already unstable).
+    ``too short`` (fewer than :data:`MIN_EPOCHS` epochs, unless already unstable
+    or degenerate). ``degenerate`` comes from the summary's ``degenerate``
+    column (the results store's constant-predictor mark); such a trial is
+    labelled ``degenerate`` (``degenerate+unstable`` when also unstable),
+    never ``healthy``, and ``class_share`` is its ``val_acc`` (the share of
+    the rows in the class it predicts).
 
     Raises:
         DataError: ``trial_id``/``iteration`` missing.
@@ -286,6 +337,8 @@ def diagnose(
     train_progress = _ratio(train_end, train_start)
     train_flat = _ratio(train_mid - train_end, train_mid)
     bias_gap = _bias_gap(summary, seg.index)
+    degenerate = _degenerate(summary, seg.index)
+    class_share = _class_share(summary, seg.index, degenerate)
 
     long_enough = lengths >= MIN_EPOCHS
     with np.errstate(invalid="ignore"):
@@ -302,9 +355,13 @@ def diagnose(
             & (train_progress >= UNDERFIT_PROGRESS)
             & (train_flat < UNDERFIT_FLAT)
         )
-        biased = bias_gap >= BIAS_GAP
-    too_short = ~long_enough & ~unstable
-    flags = np.stack([unstable, overfit, underfit, biased], axis=1)
+        # A constant predictor's curves and group gaps do not describe a model that tells
+        # rows apart: none of these labels (nor their advice) applies to it.
+        overfit &= ~degenerate
+        underfit &= ~degenerate
+        biased = (bias_gap >= BIAS_GAP) & ~degenerate
+    too_short = ~long_enough & ~unstable & ~degenerate
+    flags = np.stack([degenerate, unstable, overfit, underfit, biased], axis=1)
     code = flags.astype(np.int64) @ (1 << np.arange(len(LABELS)))
     names = np.array(
         [
@@ -336,6 +393,8 @@ def diagnose(
             "exploded": exploded,
             "n_nonfinite": n_nonfinite.astype(np.int64),
             "bias_gap": bias_gap,
+            "class_share": class_share,
+            "degenerate": degenerate,
             "unstable": unstable,
             "overfit": overfit,
             "underfit": underfit,
@@ -352,9 +411,22 @@ _DIRECTIONS: dict[str, dict[str, str]] = {
     "overfit": {"regularizer": "raise", "inverse": "lower", "capacity": "lower"},
     "underfit": {"regularizer": "lower", "inverse": "raise", "capacity": "raise"},
 }
+#: What a constant predictor whose train loss barely moved asks of a parameter, by role: a
+#: strong penalty holds the weights near zero (one class everywhere), a small step never
+#: leaves the start.
+_DEGENERATE_DIRECTIONS = {"regularizer": "lower", "inverse": "raise", "step": "raise"}
 #: The parameter an unstable trial asks to lower: the learning rate (a smaller batch at the
 #: same rate is noisier, not steadier, so ``training.batch_size`` is left alone).
 _STEP_SIZE = "training.lr"
+
+
+def learnt_little(row: Mapping[str, object]) -> bool:
+    """Whether a trial's train loss ended at :data:`UNDERFIT_PROGRESS` or more of its
+    first epoch's (it barely left its starting point)."""
+    value = row.get("train_progress")
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(value) and value >= UNDERFIT_PROGRESS)
 
 
 def directions(row: Mapping[str, object], swept: Sequence[SweptParameter]) -> dict[str, str]:
@@ -362,13 +434,25 @@ def directions(row: Mapping[str, object], swept: Sequence[SweptParameter]) -> di
 
     Labels are read in :data:`LABELS` order; the first label with an opinion
     about a parameter decides it. Bias asks only the fairness strength to rise,
-    instability only ``training.lr`` to fall.
+    instability only ``training.lr`` to fall. A degenerate trial (a constant
+    predictor) asks for less regularization and a larger step only when its
+    train loss barely moved (``train_progress`` >= :data:`UNDERFIT_PROGRESS`,
+    see :func:`learnt_little`), and never while unstable (the step is then too
+    large); otherwise it keeps every parameter.
     """
     out: dict[str, str] = {}
     for parameter in swept:
         choice = "keep"
         for label in LABELS:
             if not row.get(label):
+                continue
+            if label == "degenerate":
+                if row.get("unstable") or not learnt_little(row):
+                    continue
+                wanted = _DEGENERATE_DIRECTIONS.get(parameter.role)
+                if wanted:
+                    choice = wanted
+                    break
                 continue
             if label == "biased":
                 if parameter.name == "penalties.fairness.strength":
@@ -423,6 +507,56 @@ def _instability(row: Mapping[str, object], f: Mapping[str, str]) -> str:
     return ", ".join(causes) or "no cause recorded"
 
 
+def _constant(
+    row: Mapping[str, object], f: Mapping[str, str], swept: Sequence[SweptParameter]
+) -> str:
+    """The evidence of a degenerate row and only the advice its numbers support."""
+    text = (
+        "degenerate: predicts one class for every row (its group gaps dp_diff and eo_diff are "
+        "exactly 0), so by default it is left off the front and is never best"
+    )
+    raw = row.get("class_share")
+    share = float(raw) if isinstance(raw, (int, float, np.integer, np.floating)) else np.nan
+    known = bool(np.isfinite(share))
+    if known:
+        text += (
+            f"; its val_acc {f['class_share']} is only the share of the val rows in the class "
+            "it predicts"
+        )
+    advice: list[str] = []
+    if row.get("unstable"):
+        pass  # the unstable part that follows names the cause and the step to lower
+    elif learnt_little(row):
+        text += (
+            f"; its train loss ended at {f['train_progress']} of its first epoch's "
+            f"(>= {UNDERFIT_PROGRESS}): it barely left its starting point"
+        )
+        weaker = [p.name for p in swept if p.role in ("regularizer", "inverse")]
+        advice.append(
+            "train longer (budget.max_epochs) or with a higher training.lr"
+            + (
+                f", or weaken {', '.join(weaker)} (a strong penalty holds the weights near zero)"
+                if weaker
+                else ""
+            )
+        )
+    else:
+        text += (
+            f"; its train loss fell to {f['train_progress']} of its first epoch's, yet every "
+            "prediction is one class"
+        )
+    if known and share >= 1.0 - RARE_CLASS_SHARE:
+        text += (
+            f"; the other classes hold only {1.0 - share:.1%} of the val rows "
+            f"(<= {RARE_CLASS_SHARE:.0%}), which accuracy lets a model ignore"
+        )
+        advice.append(
+            "resample the training file so the rare class is commoner (regtune has no class "
+            "weights yet)"
+        )
+    return text + (" -> " + "; or ".join(advice) if advice else "")
+
+
 def _count(value: object) -> int:
     if isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value):
         return int(value)
@@ -436,6 +570,8 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
     """
     f = {key: _fmt(value) for key, value in row.items()}
     parts: list[str] = []
+    if row.get("degenerate"):
+        parts.append(_constant(row, f, swept))
     if row.get("unstable"):
         fixed = all(p.name != _STEP_SIZE for p in swept)
         advice = f" -> lower {_STEP_SIZE} (not swept)" if fixed else ""

@@ -5,6 +5,14 @@ A grid sweep gives one path point per grid value; a random or TPE sweep samples
 continuous strengths, which are grouped into :data:`PATH_BINS` bins (log-spaced
 when the distribution was log-scaled). Each point carries the median and the
 spread (:data:`SPREAD_QUANTILES`) over the trials and seeds that fall in it.
+
+Degenerate trials (constant predictors: the results store's ``degenerate``
+column) are left out of each point's statistics, and so of its ``best``, as
+the best trial and the front leave them out
+(:mod:`~regtune.platform.analysis.best`); their strengths still make path
+points (``n_degenerate`` counts them, with a NaN median where a point has
+nothing else), so a range whose strong end only gave constant predictors
+shows it rather than looking untried.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ PATH_COLUMNS = [
     "low",
     "high",
     "n_trials",
+    "n_degenerate",
     "metric",
     "median",
     "q25",
@@ -153,6 +162,7 @@ def regularization_path(
     metrics: Sequence[str] | None = None,
     *,
     bins: int = PATH_BINS,
+    include_degenerate: bool = False,
 ) -> pd.DataFrame:
     """The path of ``parameter``: for each strength bin and metric, median and spread.
 
@@ -161,6 +171,10 @@ def regularization_path(
     objective's metric is best (``mode`` ``"max"``/``"min"``; ties: the lowest
     strength, i.e. the least regularization that reaches it). Metrics default
     to every numeric metric column of ``summary`` that has a value.
+    ``n_trials`` counts the trials a point's statistics are over;
+    ``n_degenerate`` the degenerate trials (``summary["degenerate"]``) of its
+    strength that were left out of them (kept in with ``include_degenerate``,
+    then counted in both); ``attrs["n_degenerate"]`` is their total.
 
     Raises:
         SpecError: a metric (or the objective's) is not in ``summary``; the
@@ -181,13 +195,16 @@ def regularization_path(
         check_metric(metric, present, "metric")
     grouped = bin_strengths(_strengths(summary, parameter, "path"), parameter.log, bins)
     count = grouped.strength.size
-    n_trials = np.bincount(grouped.index[grouped.index >= 0], minlength=count)
-    best = best_strength(
-        _group_stats(_column(summary, metric_name), grouped.index, count)[:, 0], mode
-    )
+    degenerate = _degenerate(summary)
+    # Every strength tried makes a point; only the eligible trials make its statistics.
+    left_out = degenerate if not include_degenerate else np.zeros_like(degenerate)
+    counted = np.where(left_out, -1, grouped.index)
+    n_trials = np.bincount(counted[counted >= 0], minlength=count)
+    n_degenerate = np.bincount(grouped.index[(grouped.index >= 0) & degenerate], minlength=count)
+    best = best_strength(_group_stats(_column(summary, metric_name), counted, count)[:, 0], mode)
     frames = []
     for metric in chosen:
-        stats = _group_stats(_column(summary, metric), grouped.index, count)
+        stats = _group_stats(_column(summary, metric), counted, count)
         frames.append(
             pd.DataFrame(
                 {
@@ -196,6 +213,7 @@ def regularization_path(
                     "low": grouped.low,
                     "high": grouped.high,
                     "n_trials": n_trials.astype(np.int64),
+                    "n_degenerate": n_degenerate.astype(np.int64),
                     "metric": metric,
                     "median": stats[:, 0],
                     "q25": stats[:, 1],
@@ -210,7 +228,15 @@ def regularization_path(
     table.attrs["log"] = parameter.log
     table.attrs["objective"] = f"{metric_name} ({mode})"
     table.attrs["objective_metric"] = metric_name
+    table.attrs["n_degenerate"] = int(degenerate.sum())
     return table
+
+
+def _degenerate(summary: pd.DataFrame) -> NDArray[np.bool_]:
+    """Per row, whether the trial is a constant predictor (False without the column)."""
+    if "degenerate" not in summary.columns:
+        return np.zeros(len(summary), dtype=bool)
+    return summary["degenerate"].fillna(False).to_numpy(dtype=bool)
 
 
 def best_strength(medians: NDArray[np.float64], mode: str) -> int:

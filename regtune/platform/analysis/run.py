@@ -40,6 +40,7 @@ from regtune.platform.analysis.summary import (
 )
 from regtune.platform.analysis.swept import SweptParameter, find_parameter, swept_parameters
 from regtune.platform.analysis.verdict import edges, sweep_verdict
+from regtune.platform.results.outcome import no_best_reason
 from regtune.platform.results.schema import metric_columns as stored_metric_columns
 from regtune.search_spaces import SweepSpec
 from regtune.trainables.config import METRIC_MODES
@@ -63,6 +64,15 @@ SECOND_OBJECTIVE = ("ece", "min")
 EXAMPLES_PER_LABEL = 3
 
 MSG_NO_LOSSES = "diagnosis needs train_loss and val_loss; metrics present: {present}"
+#: Why the front is empty: every trial was left out, for these reasons.
+MSG_EMPTY_FRONT = "the front is empty: every trial was left out ({reasons})"
+#: How each kind of left-out trial is counted in :data:`MSG_EMPTY_FRONT`.
+_LEFT_OUT = {
+    "degenerate": "{n} degenerate: each predicts one class for every row; --include-degenerate "
+    "keeps them",
+    "error": "{n} failed",
+    "no value": "{n} with no value of {objectives}",
+}
 
 
 @dataclass
@@ -73,7 +83,9 @@ class Analysis:
     ``heatmap`` (or ``None`` with fewer than two numeric swept parameters),
     ``front`` (:class:`~regtune.platform.analysis.front.Front`), ``diagnosis``
     (one row per trial), ``edges`` (best strength vs range per parameter),
-    ``verdict`` (sentences), ``best`` (:class:`~regtune.platform.analysis.best.BestTrial`).
+    ``verdict`` (sentences), ``best`` (:class:`~regtune.platform.analysis.best.BestTrial`;
+    ``None`` when no trial is eligible: :meth:`no_best_reason` says why).
+    ``include_degenerate``: whether degenerate trials were eligible for the front and best.
     """
 
     name: str
@@ -94,6 +106,47 @@ class Analysis:
     #: seconds of each (``read_cpu_s``, ``analyze_cpu_s``), when measured; ``best_read_s``:
     #: the part of ``read_s`` that read the best trial's bins and intervals.
     timings: dict[str, float] = field(default_factory=dict)
+    include_degenerate: bool = False
+
+    def no_best_reason(self) -> str | None:
+        """Why :attr:`best` is None (None when there is a best), in the words of the sweep
+        summary's ``no best:`` line (:func:`~regtune.platform.results.outcome.no_best_reason`):
+        every trial failed, predicts one class for every row, or has no finite value of
+        the primary objective; with a mix, how many of each."""
+        if self.best is not None:
+            return None
+        metric = self.objective[0]
+        summary = self.summary
+        n = len(summary)
+        status = summary["status"] if "status" in summary else pd.Series("", index=summary.index)
+        degenerate = (
+            summary["degenerate"].astype(bool)
+            if "degenerate" in summary and not self.include_degenerate
+            else pd.Series(False, index=summary.index)
+        )
+        values = (
+            pd.to_numeric(summary[metric], errors="coerce")
+            if metric in summary
+            else pd.Series(math.nan, index=summary.index)
+        )
+        trials = [
+            (str(status.iloc[i]), bool(degenerate.iloc[i]), float(values.iloc[i])) for i in range(n)
+        ]
+        return no_best_reason(trials, metric)
+
+    def empty_front_reason(self) -> str | None:
+        """Why the front holds no trial, naming how many trials were left out for each
+        reason (None when there is no front or it holds a trial)."""
+        if self.front is None or len(self.front.front):
+            return None
+        counts = self.front.table["excluded"].value_counts()
+        objectives = " or ".join(m for m, _ in self.front.objectives)
+        reasons = [
+            text.format(n=int(counts[kind]), objectives=objectives)
+            for kind, text in _LEFT_OUT.items()
+            if kind in counts
+        ]
+        return MSG_EMPTY_FRONT.format(reasons="; ".join(reasons) or "no trial")
 
     @property
     def n_trials(self) -> int:
@@ -124,6 +177,7 @@ class Analysis:
                 "n_front": len(on),
                 "n_dominated": len(self.front.dominated),
                 "n_excluded": int((self.front.table["excluded"] != "").sum()),
+                "empty": self.empty_front_reason(),
                 "trials": _records(on.reset_index()),
             }
         best = None
@@ -166,6 +220,7 @@ class Analysis:
             "edges": _records(self.edges),
             "verdict": self.verdict,
             "best": best,
+            "no_best": self.no_best_reason(),
             "notes": self.notes,
             "timings": self.timings,
         }
@@ -324,7 +379,12 @@ def analyze_tables(
         ]
     if primary[0] not in path_metrics:
         path_metrics.insert(0, primary[0])
-    paths = {p.name: regularization_path(summary, p, primary, path_metrics) for p in numeric}
+    paths = {
+        p.name: regularization_path(
+            summary, p, primary, path_metrics, include_degenerate=include_degenerate
+        )
+        for p in numeric
+    }
     heat = None
     if len(numeric) >= 2:
         heat = heatmap(summary, numeric[0], numeric[1], heatmap_metric or primary[0])
@@ -333,7 +393,9 @@ def analyze_tables(
         summary, front_objectives, reference=reference, include_degenerate=include_degenerate
     )
     diagnosis = diagnose(epochs, summary, seg=seg)
-    verdict = sweep_verdict(paths, diagnosis, swept, summary.get("status"))
+    verdict = sweep_verdict(
+        paths, diagnosis, swept, summary.get("status"), summary=summary, objective=primary
+    )
     # Ties go as in the sweep summary: the other objectives asked for (not the front's ece).
     others = [o for o in _chosen_objectives(spec, objectives) if o[0] != primary[0]]
     best_id = best_trial_id(summary, primary, others=others, include_degenerate=include_degenerate)
@@ -361,6 +423,7 @@ def analyze_tables(
         best=best,
         spec=spec,
         notes=all_notes,
+        include_degenerate=include_degenerate,
     )
 
 

@@ -13,6 +13,14 @@ Two kinds of evidence, each named in the sentences it gives:
   unstable: smaller steps, on the learning rate's upper bound when it was swept,
   else on ``training.lr``). When it points the other way from an edge of the
   path, the sentence says so and which evidence is which.
+
+Degenerate trials (constant predictors: the diagnosis's ``degenerate``
+column) come first, when there are any: the first sentence says when every
+trial is one, or when the trial the objective ranks first is one (a constant
+predictor's accuracy is the share of its class, which can beat every model
+that learnt something), and what their own evidence asks for; a penalty whose
+degenerate trials all lie past every other trial's strength gets a sentence of
+its own. The label shares above are over the other trials.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from regtune.platform.analysis.diagnosis import MIN_EPOCHS
+from regtune.platform.analysis.best import best_trial_id
+from regtune.platform.analysis.diagnosis import MIN_EPOCHS, RARE_CLASS_SHARE, learnt_little
 from regtune.platform.analysis.path import PATH_BINS
 from regtune.platform.analysis.swept import SweptParameter, role_of
 from regtune.platform.results.trials import RUNNING, STOPPED_EARLY
@@ -274,17 +283,30 @@ def sweep_verdict(
     diagnosis: pd.DataFrame,
     swept: Sequence[SweptParameter],
     status: pd.Series | None = None,
+    *,
+    summary: pd.DataFrame | None = None,
+    objective: tuple[str, str] | None = None,
 ) -> list[str]:
     """Sentences saying where the next sweep should look, most important first.
 
     ``status`` (the trial table's ``status`` by trial id, optional) tells
     trials a scheduler or early stopping ended (``stopped early``) from those
-    whose whole budget was too short to diagnose.
+    whose whole budget was too short to diagnose. ``summary`` (the per-trial
+    table) and ``objective`` (the primary one), when given, let the first
+    sentence say that the trial the objective ranks first is degenerate, and
+    give each penalty's strengths of the degenerate and the other trials.
     """
     lines, wants = _path_lines(edges(paths, swept), paths, swept)
     if diagnosis.empty:
         return lines
-    judged = ~diagnosis["too_short"].to_numpy(dtype=bool)
+    degenerate = (
+        diagnosis["degenerate"].to_numpy(dtype=bool)
+        if "degenerate" in diagnosis.columns
+        else np.zeros(len(diagnosis), dtype=bool)
+    )
+    if degenerate.any():
+        lines[:0] = _degenerate_lines(diagnosis, degenerate, swept, summary, objective)
+    judged = ~diagnosis["too_short"].to_numpy(dtype=bool) & ~degenerate
     total = int(judged.sum())
     if total:
         share = {
@@ -318,6 +340,102 @@ def sweep_verdict(
 
 #: The parameter an unstable sweep should lower (its upper bound, when swept).
 _LR = "training.lr"
+
+
+def _degenerate_lines(
+    diagnosis: pd.DataFrame,
+    degenerate: np.ndarray,
+    swept: Sequence[SweptParameter],
+    summary: pd.DataFrame | None,
+    objective: tuple[str, str] | None,
+) -> list[str]:
+    """The sentences on the degenerate trials: how many, whether the objective's top trial
+    (or every trial) is one, what their own evidence asks for, and per penalty where they
+    lie against the other trials."""
+    n, total = int(degenerate.sum()), len(diagnosis)
+    each = "each predicts one class for every row, a constant predictor"
+    if n == total:
+        head = (
+            f"all {total} trials are degenerate ({each}): by default no trial is best and the "
+            "front is empty"
+        )
+    else:
+        head = f"{n} of {total} trials are degenerate ({each})"
+        top = _top_trial(summary, objective)
+        if (
+            summary is not None
+            and objective is not None
+            and top is not None
+            and top in diagnosis.index
+            and bool(diagnosis.loc[top, "degenerate"])
+        ):
+            metric = objective[0]
+            value = float(pd.to_numeric(summary.loc[top, metric]))
+            head = f"the top trial by {metric}, {top} ({metric} {value:.4g}), is degenerate: {head}"
+        head += "; by default they are left off the front and the best"
+    rows = diagnosis[degenerate]
+    causes = []
+    unstable = int(rows["unstable"].astype(bool).sum()) if "unstable" in rows else 0
+    little = sum(
+        1 for row in rows.to_dict("records") if not row.get("unstable") and learnt_little(row)
+    )
+    if unstable:
+        causes.append(f"{unstable} unstable: lower {_LR}")
+    if little:
+        weaker = [p.name for p in swept if p.is_penalty]
+        causes.append(
+            f"{little} barely left their starting loss: train longer (budget.max_epochs) or "
+            f"with a higher {_LR}" + (f", or weaken {', '.join(weaker)}" if weaker else "")
+        )
+    shares = pd.to_numeric(rows.get("class_share", pd.Series(dtype=float))).dropna()
+    if len(shares) and float(shares.max()) >= 1.0 - RARE_CLASS_SHARE:
+        top_share = float(shares.max())
+        causes.append(
+            f"their val_acc (up to {top_share:.4g}) is only the share of the class they "
+            f"predict, the other classes hold {1.0 - top_share:.1%} of the val rows: resample "
+            "the training file so the rare class is commoner (regtune has no class weights yet)"
+        )
+    lines = [head + ("; " + "; ".join(causes) if causes else "")]
+    if summary is not None and n < total:
+        lines += _degenerate_strengths(summary, diagnosis.index[degenerate], swept)
+    return lines
+
+
+def _top_trial(summary: pd.DataFrame | None, objective: tuple[str, str] | None) -> str | None:
+    """The trial ``objective`` ranks first, degenerate ones included (None without either)."""
+    if summary is None or objective is None or objective[0] not in summary.columns:
+        return None
+    return best_trial_id(summary, objective, include_degenerate=True)
+
+
+def _degenerate_strengths(
+    summary: pd.DataFrame, degenerate: pd.Index, swept: Sequence[SweptParameter]
+) -> list[str]:
+    """Per numeric penalty: a sentence when every degenerate trial's strength regularizes
+    more than every other trial's (all above them, or below for an inverse strength)."""
+    lines = []
+    for parameter in swept:
+        if not (parameter.numeric and parameter.is_penalty) or parameter.column not in summary:
+            continue
+        values = pd.to_numeric(summary[parameter.column], errors="coerce")
+        bad = values.reindex(degenerate).dropna()
+        good = values.drop(index=degenerate, errors="ignore").dropna()
+        if bad.empty or good.empty:
+            continue
+        name = parameter.name
+        if parameter.role == "regularizer" and bad.min() > good.max():
+            lines.append(
+                f"every degenerate trial has {name} >= {bad.min():.3g}, every other trial "
+                f"<= {good.max():.3g}: a penalty this strong holds the model at one class; "
+                f"keep the next sweep's {name} below {bad.min():.3g}"
+            )
+        elif parameter.role == "inverse" and bad.max() < good.min():
+            lines.append(
+                f"every degenerate trial has {name} <= {bad.max():.3g}, every other trial "
+                f">= {good.min():.3g}: regularization this strong holds the model at one class; "
+                f"keep the next sweep's {name} above {bad.max():.3g}"
+            )
+    return lines
 
 
 def _unstable_causes(unstable: pd.DataFrame) -> list[str]:

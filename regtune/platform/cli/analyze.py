@@ -3,9 +3,13 @@
 Reads only the stored results (no Ray), so it works on a copied results
 folder. Terminal output is rich tables; ``--json`` prints plain data instead;
 ``--html FILE`` writes one self-contained report; ``--figures DIR`` writes
-every figure as a PNG. Bad input (a missing or empty experiment, an unknown
-metric, penalty or objective) exits with status 2 and a message naming what
-is there; skipped files and still-running sweeps are reported, not hidden.
+every figure as a PNG. When no trial can be best (each failed, is a
+constant predictor, or has no value of the objective) a ``no best:`` line
+says why, as ``regtune sweep``'s summary does, and an empty Pareto front is
+a sentence naming what left each trial out, not a blank table. Bad input (a
+missing or empty experiment, an unknown metric, penalty or objective) exits
+with status 2 and a message naming what is there; skipped files and
+still-running sweeps are reported, not hidden.
 """
 
 from __future__ import annotations
@@ -129,20 +133,35 @@ def _print(analysis: object) -> None:
     _hanging("[bold green]->[/]", analysis.verdict)
     for name, path in analysis.paths.items():
         table = Table(title=f"path: {name} vs {analysis.objective[0]}")
-        for column in ("strength", "n_trials", "median", "q25", "q75", "best"):
+        # Degenerate trials are left out of the medians; a column counts them where any.
+        left_out = 0 if analysis.include_degenerate else int(path.attrs.get("n_degenerate", 0))
+        columns = ["strength", "n_trials", *(["degenerate"] if left_out else [])]
+        for column in (*columns, "median", "q25", "q75", "best"):
             table.add_column(column, justify="right")
         part = path[path["metric"] == analysis.objective[0]]
         for row in part.itertuples(index=False):
             table.add_row(
                 _fmt(row.strength),
                 str(row.n_trials),
+                *([str(row.n_degenerate)] if left_out else []),
                 _fmt(row.median),
                 _fmt(row.q25),
                 _fmt(row.q75),
                 "*" if row.best else "",
             )
         out.print(table)
-    if analysis.front is not None:
+        if left_out:
+            _hanging(
+                "",
+                [
+                    f"{left_out} degenerate trial(s) (constant predictors) left out of the "
+                    "medians and the best; --include-degenerate keeps them"
+                ],
+            )
+    empty_front = analysis.empty_front_reason()
+    if empty_front is not None:
+        _hanging("", [empty_front])
+    elif analysis.front is not None:
         front = analysis.front
         names = [m for m, _ in front.objectives]
         table = Table(title="Pareto front")
@@ -171,6 +190,8 @@ def _print(analysis: object) -> None:
     out.print(table)
     if analysis.best is not None:
         _print_best(analysis.best)
+    else:
+        _hanging("[bold red]no best:[/]", [analysis.no_best_reason() or ""])
 
 
 def _interval(value: float, low: float, high: float) -> str:
