@@ -10,17 +10,24 @@ A predict request, in order: validate the body (4xx on any problem); the
 request id picks primary or canary (:mod:`.rollout`); the primary always
 runs; a canary request also runs the canary, whose answer is returned unless
 it fails, in which case the primary's is (the client never sees a canary
-fault) and the failure counts toward rollback; the answer is kept for
-feedback and the records join the drift window; the shadow runs after the
-answer is ready and only its statistics change (on the same event loop: it
-never delays the answer, but requests arriving meanwhile wait one forward
-pass). The drift and feedback gauges are refreshed at most every
-:data:`GAUGE_EVERY_S` by a background task whose O(window) arithmetic runs in
-a worker thread on a copy of the window; ``GET`` drift and feedback compute
-theirs in a worker thread the same way, and ``POST`` feedback only joins the
-labels (``{"labelled": n}``). The records' sensitive-group
-codes are computed once per request and go to the forward pass (per-group
-temperatures), the decision (per-group thresholds) and feedback.
+fault) and the failure counts toward rollback. A canary or shadow that
+refuses a record's group value (it has no group for it and its answer depends
+on the group, see :mod:`.predictor`) fails that way when the primary knows the
+value (as one of its groups or a category of that feature): the version is at
+fault. When the primary does not know it either (it answers it as an unseen
+category), the value is the client's: the primary answers and the version is
+not judged on that request (``unjudged`` at ``GET /v1/models/{name}``). The
+answer is kept for feedback (groups named by the primary's codes) and the
+records join the drift window (categories placed by the primary's schema, as
+its encoder places them); the shadow runs after the answer is ready and only
+its statistics change (on the same event loop: it never delays the answer, but
+requests arriving meanwhile wait one forward pass). The drift and feedback
+gauges are refreshed at most every :data:`GAUGE_EVERY_S` by a background task
+whose O(window) arithmetic runs in a worker thread on a copy of the window;
+``GET`` drift and feedback compute theirs in a worker thread the same way, and
+``POST`` feedback only joins the labels (``{"labelled": n}``). The records'
+sensitive-group codes are computed once per request and go to the forward pass
+(per-group temperatures), the decision (per-group thresholds) and feedback.
 
 With a batched forward, a request that is alone is not held for a batch:
 before its forward pass it yields to the event loop once, so requests that
@@ -147,8 +154,12 @@ class ModelService:
         #: The marker write in flight after a rollback, if any.
         self.saving: asyncio.Future[None] | None = None
         self.shadow_stats = VersionStats(window=settings.rollout_window)
+        #: Requests a canary or shadow was not judged on: it refused a record's group
+        #: value that the primary does not know either (the client's value, not its fault).
+        self.unjudged = {"canary": 0, "shadow": 0}
         self.monitor = DriftMonitor(
             primary.reference,
+            schema=self.primary.schema,
             window=settings.drift_window,
             min_window=settings.drift_min_window,
             index_limit=settings.drift_index_limit,
@@ -237,17 +248,19 @@ class ModelService:
         answers = self.primary.answers(probs, groups)
         primary_labels = [a["label"] for a in answers]
         if self.canary is not None and self.rollout.route(request_id) == "canary":
-            canary_probs = self._judge(self.canary, records, primary_labels, self.rollout)
-            if canary_probs is not None:
-                probs, answered = canary_probs, self.canary
-                answered_groups = self.canary.groups(records)
+            judged = self._judge(self.canary, records, primary_labels, self.rollout)
+            if judged is not None:
+                probs, answered_groups = judged
+                answered = self.canary
                 answers = self.canary.answers(probs, answered_groups)
         labels = [a["label"] for a in answers]
+        # Feedback names groups by the primary's codes (its tracker's group list),
+        # whichever version answered; the decisions are the answering version's.
         self.feedback.record(
             request_id,
             probs,
             answered.number,
-            answered_groups,
+            groups,
             decided=answered.decisions(probs, answered_groups),
         )
         self.monitor.observe(records, labels)
@@ -272,23 +285,33 @@ class ModelService:
         records: list[dict[str, Any]],
         primary_labels: list[str],
         state: RolloutState | None,
-    ) -> np.ndarray | None:
-        """Run a canary or shadow on the records; record how it did; its probabilities or None."""
+    ) -> tuple[np.ndarray, Groups] | None:
+        """Run a canary (``state``) or shadow (None) on records the primary answered;
+        record how it did; its probabilities and group codes, or None.
+
+        Nothing it does reaches the client. Any fault of its own (an exception,
+        non-finite output, refusing a group value the primary knows) counts as its
+        error. Refusing a group value the primary does not know either (the
+        primary answers it as an unseen category, while this version's answer
+        depends on the group) is the client's value, not its fault: the request
+        is not judged (:attr:`unjudged`), and the primary answers.
+        """
         started = time.perf_counter()
-        probs: np.ndarray | None
         try:
-            probs = other.predict(records)
+            probs, groups, differ = self._run_other(other, records, primary_labels)
+        except _NotJudged:
+            self.unjudged["shadow" if state is None else "canary"] += 1
+            return None
         except Exception:  # any canary/shadow fault is its own error, never the client's
-            probs = None
-        latency = (time.perf_counter() - started) * 1e3
-        if probs is None:
+            latency = (time.perf_counter() - started) * 1e3
             obs = Observation(error=True, latency_ms=latency, records=len(records), disagreements=0)
+            answer = None
         else:
-            theirs = other.labels(probs, other.groups(records))
-            differ = sum(a != b for a, b in zip(theirs, primary_labels, strict=True))
+            latency = (time.perf_counter() - started) * 1e3
             obs = Observation(
                 error=False, latency_ms=latency, records=len(records), disagreements=differ
             )
+            answer = probs, groups
         if state is None:
             self.shadow_stats.add(obs)
         else:
@@ -296,7 +319,47 @@ class ModelService:
             if entry is not None:
                 self.metrics.canary(self.name, state.weight)
                 self._keep_rollback(entry)
-        return probs
+        return answer
+
+    def _run_other(
+        self, other: ServedModel, records: list[dict[str, Any]], primary_labels: list[str]
+    ) -> tuple[np.ndarray, Groups, int]:
+        """A canary's or shadow's probabilities, group codes and disagreements.
+
+        Raises:
+            _NotJudged: it refused only group values the primary does not know either.
+            Exception: any fault of its own.
+        """
+        try:
+            groups = other.groups(records)
+        except RequestError:
+            if not self._refuses_a_known_group(other, records):
+                raise _NotJudged from None
+            raise
+        probs = other.probabilities(other.encode(records), groups)
+        theirs = other.labels(probs, groups)
+        differ = sum(a != b for a, b in zip(theirs, primary_labels, strict=True))
+        return probs, groups, differ
+
+    def _refuses_a_known_group(self, other: ServedModel, records: list[dict[str, Any]]) -> bool:
+        """Whether ``other`` has no group for a record's value that the primary knows
+        (as one of its groups, or as a category of that feature)."""
+        name = other.schema.sensitive
+        if name is None:
+            return False
+        theirs = other.schema.group_index()
+        schema = self.primary.schema
+        lookups = []
+        if name == schema.sensitive:
+            lookups.append(schema.group_index())
+        if name in {c.name for c in schema.categorical}:
+            lookups.append(schema.value_index(name))
+        for record in records:
+            if name not in record or theirs.code(record[name]) is not None:
+                continue
+            if any(index.code(record[name]) is not None for index in lookups):
+                return True
+        return False
 
     def _keep_rollback(self, entry: dict[str, Any]) -> None:
         """Write the rollback marker, off the event loop when there is one."""
@@ -397,14 +460,18 @@ class ModelService:
         schema = self.primary.schema
         shadow = None
         if self.shadow is not None:
-            shadow = {"version": self.shadow.number, "stats": self.shadow_stats.summary()}
+            shadow = {
+                "version": self.shadow.number,
+                "stats": self.shadow_stats.summary(),
+                "unjudged": self.unjudged["shadow"],
+            }
         s = self.settings
         return {
             **self._entry(),
             "classes": self.primary.classes,
             "inputs": {name: self.validator.allowed(name) for name in schema.input_names()},
             "metrics": dict(self.primary.version.meta.get("metrics", {})),
-            "canary": self.rollout.snapshot(),
+            "canary": {**self.rollout.snapshot(), "unjudged": self.unjudged["canary"]},
             "shadow": shadow,
             "batching": {
                 "max_batch_size": s.max_batch_size,
@@ -425,6 +492,10 @@ class ModelService:
     def health(self) -> dict[str, Any]:
         """``GET /healthz``."""
         return {"status": "ok", "model": self.name, "version": self.primary.number}
+
+
+class _NotJudged(Exception):
+    """A canary or shadow refused a group value the primary does not know either."""
 
 
 def _feedback_error(exc: ValueError) -> RequestError:

@@ -4,15 +4,23 @@ share batches, and either way the answers are the in-process model's (groups inc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pytest
 
+from regtune.platform.registry.postprocess import PostProcessing
 from regtune.serve.predictor import ModelOutputError
 from regtune.serve.service import ModelService, Rows, load_service
 from regtune.serve.settings import ServeSettings
+from regtune.trainables.schema import FeatureSchema
 from tests.serve.conftest import MODEL, Registry
+
+if TYPE_CHECKING:
+    from regtune.platform.registry import ModelVersion
 
 
 class LoopBatcher:
@@ -161,3 +169,136 @@ def test_a_request_with_non_finite_output_fails_alone_and_its_batch_mates_are_an
 def test_the_feedback_cap_is_the_served_settings(registry: Registry) -> None:
     settings = ServeSettings(model=f"{MODEL}:1", registry=registry.root, feedback_records=123)
     assert load_service(settings).feedback.max_records == 123
+
+
+def regrouped(
+    version: ModelVersion, groups: Sequence[str], thresholds: Sequence[float] | None = None
+) -> ModelVersion:
+    """``version`` whose sensitive attribute has ``groups`` (and per-group thresholds)."""
+    raw = json.loads(version.schema.to_json())
+    raw["sensitive_values"] = list(groups)
+    schema = FeatureSchema.from_json(json.dumps(raw))
+    post = (
+        None if thresholds is None else PostProcessing(tuple(groups), thresholds=tuple(thresholds))
+    )
+    return dataclasses.replace(version, schema=schema, postprocessing=post)
+
+
+def with_other(registry: Registry, role: str, other: ModelVersion) -> ModelService:
+    """Primary 1 (no post-processing; ``sex`` is a feature and its groups) and ``other``
+    as canary (every request) or shadow."""
+    if role == "canary":
+        config = ServeSettings(
+            model=f"{MODEL}:1", registry=registry.root, canary="2", canary_weight=1.0
+        )
+        return ModelService(config, registry.versions["primary"], canary=other)
+    config = ServeSettings(model=f"{MODEL}:1", registry=registry.root)
+    return ModelService(config, registry.versions["primary"], shadow=other)
+
+
+def ask(service: ModelService, records: list[dict[str, Any]], rid: str) -> dict[str, Any]:
+    """One predict request, with the shadow (scheduled after the answer) run too."""
+
+    async def run() -> dict[str, Any]:
+        answer = await service.predict(MODEL, body(records), rid)
+        await asyncio.sleep(0)  # the shadow's turn on the loop
+        return answer
+
+    return asyncio.run(run())
+
+
+def judged(service: ModelService, role: str) -> dict[str, Any]:
+    stats = service.describe(MODEL)[role]
+    return {"unjudged": stats["unjudged"], **stats["stats"]}
+
+
+@pytest.mark.parametrize("role", ["canary", "shadow"])
+def test_a_group_the_primary_knows_and_the_other_version_does_not_is_its_error(
+    registry: Registry, role: str
+) -> None:
+    # The other version decides by per-group thresholds and knows only "Male".
+    service = with_other(registry, role, regrouped(registry.versions["canary"], ["Male"], [0.5]))
+    records = raw_records(registry, 5)
+    assert {r["sex"] for r in records} == {"Male", "Female"}
+    answer = ask(service, records, "r-female")
+    # The client is answered, by the primary, exactly as the primary alone answers.
+    assert answer["model_version"] == 1
+    np.testing.assert_allclose(got(answer, service.primary.classes), expected(service, records))
+    stats = judged(service, role)
+    assert (stats["requests"], stats["errors"], stats["unjudged"]) == (1, 1, 0)
+    # Records of its own group only: judged, no error, and a canary answers them.
+    males = [r for r in raw_records(registry, 40) if r["sex"] == "Male"][:5]
+    answer = ask(service, males, "r-male")
+    assert answer["model_version"] == (2 if role == "canary" else 1)
+    stats = judged(service, role)
+    assert (stats["requests"], stats["errors"], stats["unjudged"]) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("role", ["canary", "shadow"])
+def test_a_group_value_the_primary_does_not_know_either_is_not_the_other_versions_error(
+    registry: Registry, role: str
+) -> None:
+    service = with_other(
+        registry, role, regrouped(registry.versions["canary"], ["Female", "Male"], [0.4, 0.6])
+    )
+    # "Other" is no sex the primary knows: it answers it as an unseen category.
+    records = [
+        {**r, "sex": "Other"} if i == 2 else r for i, r in enumerate(raw_records(registry, 4))
+    ]
+    assert service.primary.groups(records) == [1, 1, None, 1]
+    answer = ask(service, records, "r-other")
+    assert answer["model_version"] == 1
+    np.testing.assert_allclose(got(answer, service.primary.classes), expected(service, records))
+    stats = judged(service, role)
+    assert (stats["requests"], stats["errors"], stats["unjudged"]) == (0, 0, 1)
+    # A respelt group is known to both: judged as usual.
+    respelt = [{**r, "sex": " Female "} for r in raw_records(registry, 3)]
+    ask(service, respelt, "r-respelt")
+    stats = judged(service, role)
+    assert (stats["requests"], stats["errors"], stats["unjudged"]) == (1, 0, 1)
+
+
+def test_a_canary_that_fails_is_its_error_and_the_client_gets_the_primary(
+    registry: Registry,
+) -> None:
+    service = with_other(registry, "canary", registry.versions["broken"])
+    answer = ask(service, raw_records(registry, 3), "r-broken")
+    assert answer["model_version"] == 1
+    assert judged(service, "canary")["errors"] == 1
+
+
+def test_feedback_names_groups_by_the_primary_whichever_version_answered(
+    registry: Registry,
+) -> None:
+    # The canary lists the same groups in the other order: its code 0 is "Male".
+    canary = regrouped(registry.versions["canary"], ["Male", "Female"])
+    service = with_other(registry, "canary", canary)
+    records = raw_records(registry, 5)
+    answer = ask(service, records, "r-fb")
+    assert answer["model_version"] == 2
+    truth = [str(v) for v in registry.dataset.raw_test.iloc[0:5][registry.dataset.schema.label]]
+    service.add_feedback(MODEL, json.dumps({"request_id": "r-fb", "labels": truth}).encode())
+    groups = asyncio.run(service.feedback_summary(MODEL))["groups"]
+    sexes = [r["sex"] for r in records]
+    assert {name: g["n"] for name, g in groups.items()} == {
+        "Female": sexes.count("Female"),
+        "Male": sexes.count("Male"),
+    }
+
+
+def test_the_served_drift_window_knows_the_categories_the_model_knows(
+    registry: Registry,
+) -> None:
+    settings = ServeSettings(
+        model=f"{MODEL}:1", registry=registry.root, drift_window=20, drift_min_window=20
+    )
+    service = ModelService(settings, registry.versions["primary"])
+    records = raw_records(registry, 20)
+    # Spelt as a client may: outer spaces, which the model's encoder reads as the category.
+    respelt = [{**r, "sex": f" {r['sex']} ", "race": f"{r['race']}  "} for r in records]
+    np.testing.assert_array_equal(service.primary.encode(respelt), service.primary.encode(records))
+    ask(service, respelt, "r-drift")
+    report = asyncio.run(service.drift(MODEL))
+    assert report["ready"]
+    for name in ("sex", "race"):
+        assert report["features"][name]["unseen_share"] == 0.0
