@@ -75,7 +75,7 @@ from regtune.errors import DataError, DataWarning, Problem, SpecError
 from regtune.trainables import catalog
 from regtune.trainables.config import DatasetConfig, validation_problems
 from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
-from regtune.trainables.schema import FeatureSchema, Label
+from regtune.trainables.schema import FeatureSchema, Label, ValueIndex, canonical_value
 from regtune.trainables.sources import MISSING_COLUMN, MISSING_FILE, check_data_file
 
 __all__ = [
@@ -175,12 +175,22 @@ UNKNOWN_POSITIVE = (
     "{path}: positive_label {positive!r} is not a value of label column {column!r}; "
     "values: {values}"
 )
+AMBIGUOUS_POSITIVE = (
+    "{path}: positive_label {positive!r} matches {n} values of label column {column!r}: "
+    "{values}, which are one value once written canonically ({canonical!r}: integral floats "
+    "as integers, strings NFC without outer spaces); make them one value in the file"
+)
 NOT_BINARY = (
     "{path}: positive_label {positive!r} needs a binary label, but column {column!r} has "
     "{n} values: {values}"
 )
 UNDECLARED_LABELS = (
     "{path}: label column {column!r} has values {extra} outside the declared classes {classes}"
+)
+#: Note on a sensitive column's blank strings, which count as missing values.
+BLANK_GROUP = "blank text"
+NO_GROUP = (
+    "{path}: sensitive column {column!r} holds {value!r}, a missing value that names no group"
 )
 TOO_MANY_GROUPS = (
     "{path}: sensitive column {column!r} has {n} distinct values; at most {max_groups} groups "
@@ -349,11 +359,19 @@ def _check_columns(
 
 
 def _markers_as_missing(
-    table: pd.DataFrame, src: str, feats: list[str], declared: set[str]
+    table: pd.DataFrame,
+    src: str,
+    feats: list[str],
+    declared: set[str],
+    sensitive: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Read :data:`MISSING_MARKERS` as missing in text columns that are otherwise
-    numbers (those become numeric); refuse a column not in ``declared``
+    numbers (those become numeric); refuse a feature not in ``declared``
     (``categorical``) that is mostly numbers but holds other strings.
+
+    A ``sensitive`` column that is not a feature gets the same markers rule
+    (a ``?`` among 0/1 is a missing value, not a group), but no refusal: every
+    other value of it is a group.
 
     Returns:
         The table, and per converted column which markers were found
@@ -361,7 +379,8 @@ def _markers_as_missing(
     """
     notes: dict[str, str] = {}
     problems: list[Problem] = []
-    for column in feats:
+    only_groups = sensitive if sensitive is not None and sensitive not in feats else None
+    for column in [*feats, *([only_groups] if only_groups is not None else [])]:
         col = table[column]
         if column in declared or not (is_object_dtype(col) or is_string_dtype(col)):
             continue
@@ -390,7 +409,7 @@ def _markers_as_missing(
             found = sorted(set(keys[marker]))
             if found:
                 notes[column] = ", ".join(repr(m) for m in found)
-        elif share >= MOSTLY:
+        elif share >= MOSTLY and column != only_groups:
             stray = ~ok & ~marker
             values = [f"{v!r} ({n} rows)" for v, n in zip(keys[stray], rows[stray], strict=True)]
             hidden = len(values) - SHOWN_ROWS
@@ -404,16 +423,24 @@ def _markers_as_missing(
     return table, notes
 
 
+def _blank_texts(col: pd.Series) -> np.ndarray:
+    """Rows of ``col`` holding a string that is empty once canonical (only spaces)."""
+    return np.array([isinstance(v, str) and canonical_value(v) == "" for v in col.tolist()])
+
+
 def _missing_rows(
     table: pd.DataFrame,
     src: str,
     columns: list[str],
     cfg: DatasetConfig,
     notes: dict[str, str],
+    sensitive: str | None = None,
 ) -> pd.DataFrame:
     """Refuse (``missing: error``) or drop (``missing: drop``, with a warning)
     the rows holding a missing or non-finite value in ``columns``; an error
-    names every such column, its count and first rows."""
+    names every such column, its count and first rows. In the ``sensitive``
+    column a blank string (spaces only) is missing too: its canonical value is
+    empty, which names no group."""
     bad_rows = pd.Series(False, index=table.index)
     parts: list[str] = []
     counts: list[str] = []
@@ -422,12 +449,18 @@ def _missing_rows(
         bad = col.isna()
         if is_numeric_dtype(col) and not is_bool_dtype(col):
             bad |= ~np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        found = [notes[column]] if column in notes else []
+        if column == sensitive and not is_numeric_dtype(col):
+            blank = _blank_texts(col)
+            if blank.any():
+                bad |= blank
+                found.append(BLANK_GROUP)
         count = int(bad.sum())
         if not count:
             continue
         bad_rows |= bad
         rows = (np.flatnonzero(bad.to_numpy()) + 1).tolist()
-        markers = f", including {notes[column]} read as missing" if column in notes else ""
+        markers = f", including {', '.join(found)} read as missing" if found else ""
         if count == len(table):
             markers += EMPTY_COLUMN
         parts.append(
@@ -492,6 +525,29 @@ def _inferred_problems(
         raise DataError.from_problems(f"{src}: columns that cannot be features:", problems)
 
 
+def _group_name(value: object, src: str, column: str) -> str:
+    """The group a sensitive value names: its canonical value (see
+    :func:`~regtune.trainables.schema.canonical_value`)."""
+    name = canonical_value(value)
+    if not name:  # _missing_rows refuses or drops these rows first
+        raise DataError(NO_GROUP.format(path=src, column=column, value=value))
+    return name
+
+
+def _positive_hits(uniq: list[Label], positive: Label) -> list[int]:
+    """Positions of the label values ``positive`` names, compared as the server
+    compares values (:class:`~regtune.trainables.schema.ValueIndex`): by canonical
+    form (``1``, ``1.0`` and ``"1"`` are one value, ``" yes"`` is ``"yes"``), a
+    string re-read as the kind every value has (``"true"`` for a True/False
+    label, ``"1.0"`` for a numeric one)."""
+    names = [canonical_value(v) for v in uniq]
+    known = list(dict.fromkeys(n for n in names if n is not None))
+    code = ValueIndex(known, legacy=False, what="positive_label").code(positive)
+    if code is None:
+        return []
+    return [i for i, name in enumerate(names) if name == known[code]]
+
+
 def _classes(
     values: pd.Series, src: str, cfg: DatasetConfig, declared: tuple[Label, ...] | None
 ) -> tuple[Label, ...]:
@@ -502,10 +558,21 @@ def _classes(
         uniq.sort(key=str)
     column, positive = values.name, cfg.positive_label
     if positive is not None:
-        hits = [i for i, v in enumerate(uniq) if v == positive or str(v) == str(positive)]
+        hits = _positive_hits(uniq, positive)
         if not hits:
             raise DataError(
                 UNKNOWN_POSITIVE.format(path=src, positive=positive, column=column, values=uniq)
+            )
+        if len(hits) > 1:
+            raise DataError(
+                AMBIGUOUS_POSITIVE.format(
+                    path=src,
+                    positive=positive,
+                    n=len(hits),
+                    column=column,
+                    values=[uniq[i] for i in hits],
+                    canonical=canonical_value(uniq[hits[0]]),
+                )
             )
         if len(uniq) > 2:
             raise DataError(
@@ -618,9 +685,9 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     declared = set(cfg.categorical or [])
     notes: dict[str, str] = {}
     if spec is None:
-        table, notes = _markers_as_missing(table, src, feats, declared)
+        table, notes = _markers_as_missing(table, src, feats, declared, sens)
     used = list(dict.fromkeys([*feats, *([sens] if sens else []), label]))
-    table = _missing_rows(table, src, used, cfg, notes)
+    table = _missing_rows(table, src, used, cfg, notes, sens)
     classes = _classes(table[label], src, cfg, spec.classes if spec is not None else None)
 
     categorical = set(cfg.categorical) if cfg.categorical is not None else {
@@ -633,8 +700,12 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
         if column not in categorical and (not is_numeric_dtype(col) or is_bool_dtype(col)):
             raise DataError(NOT_NUMERIC_COLUMN.format(path=src, column=column, dtype=col.dtype))
     groups: list[str] = []
+    group_of_row: list[str] = []
     if sens is not None:
-        groups = sorted({str(v) for v in table[sens].tolist()})
+        # Named by canonical value, as the schema, the server and predict() read
+        # them: a float 0/1 column's groups are "0" and "1", " Male" is "Male".
+        group_of_row = [_group_name(v, src, sens) for v in table[sens].tolist()]
+        groups = sorted(set(group_of_row))
         if len(groups) > MAX_GROUPS:
             raise DataError(
                 TOO_MANY_GROUPS.format(path=src, column=sens, n=len(groups), max_groups=MAX_GROUPS)
@@ -661,7 +732,7 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
         bounds=bounds,
     )
     lookup = {g: code for code, g in enumerate(groups)}
-    s_all = np.array([lookup[str(v)] for v in raw[sens].tolist()]) if sens else None
+    s_all = np.array([lookup[g] for g in group_of_row]) if sens else None
     splits = [
         Split(
             x=schema.encode_table(raw.iloc[rows]),

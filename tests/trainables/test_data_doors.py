@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from pydantic import ValidationError
 
 from regtune.errors import DataError, SpecError
@@ -313,3 +314,103 @@ def test_a_split_smaller_than_the_number_of_classes_says_so(tmp_path: Path) -> N
     (warning,) = caught
     assert "is too small to hold each of the 10 label classes" in str(warning.message)
     assert "a split of 9 and 9 rows" in str(warning.message) and ds.n_classes == 10
+
+
+def _flagged(n: int = 60) -> pd.DataFrame:
+    """A small table whose sensitive column ``female`` is 0/1 and label ``income``."""
+    rng = np.random.default_rng(2)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "female": np.arange(n) % 2,
+            "income": rng.choice(["<=50K", ">50K"], n),
+        }
+    )
+
+
+def test_a_float_sensitive_column_names_its_groups_as_the_server_does(tmp_path: Path) -> None:
+    # One blank cell makes pandas read the 0/1 column as floats 0.0 / 1.0.
+    table = _flagged().astype({"female": float})
+    table.loc[7, "female"] = np.nan
+    path = _write(tmp_path, table)
+    with pytest.raises(DataError, match=re.escape("'female' 1 rows (rows 8)")):
+        load_dataset(_cfg(path, sensitive="female"))
+    with pytest.warns(DataWarning, match=r"dropped 1 of 60 rows.*values \('female' 1\)"):
+        ds = load_dataset(_cfg(path, sensitive="female", missing="drop"))
+    assert ds.group_names == ["0", "1"]
+    assert ds.schema.sensitive_values == ("0", "1") and ds.schema.group_names() == ["0", "1"]
+    assert describe_dataset(ds).splitlines()[-1] == "  sensitive 'female': groups '0', '1'"
+    # Each row's code is the group of its value, as a client's record is looked up.
+    test = ds.raw_test.to_dict("records")
+    assert ds.test.s is not None
+    assert ds.test.s.tolist() == ds.schema.sensitive_codes(test).tolist()
+    assert ds.test.s.tolist() == [int(r["female"]) for r in test]
+
+
+def test_sensitive_values_that_differ_only_in_spelling_are_one_group(tmp_path: Path) -> None:
+    table = _people()
+    table.loc[[3, 8], "sex"] = " Male"
+    table.loc[[5], "sex"] = "Female  "
+    ds = load_dataset(_cfg(_write(tmp_path, table), sensitive="sex"))
+    assert ds.group_names == ["Female", "Male"]
+    rows = [ds.raw_train, ds.raw_test]
+    codes = torch.cat([ds.train.s, ds.test.s]).tolist()  # type: ignore[list-item]
+    values = pd.concat(rows)["sex"].str.strip().tolist()
+    assert codes == [ds.group_names.index(v) for v in values]
+    (sex,) = [f for f in ds.schema.categorical if f.name == "sex"]
+    assert sex.vocabulary == ("Female", "Male")  # the feature reads them the same way
+
+
+def test_missing_sensitive_values_follow_dataset_missing_even_off_the_features(
+    tmp_path: Path,
+) -> None:
+    # A '?' among the 0/1 of a sensitive column that is not a feature is a missing
+    # value (as in a numeric feature), not a third group; so is a blank group name.
+    table = _flagged().astype({"female": object})
+    table.loc[[4, 9], "female"] = "?"
+    path = _write(tmp_path, table)
+    cfg = {"sensitive": "female", "features": ["age"]}
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(path, **cfg))
+    assert "'female' 2 rows, including '?' read as missing (rows 5, 10)" in str(info.value)
+    with pytest.warns(DataWarning, match=r"dropped 2 of 60 rows.*values \('female' 2\)"):
+        ds = load_dataset(_cfg(path, **cfg, missing="drop"))
+    assert ds.group_names == ["0", "1"] and ds.schema.input_names() == ["age"]
+    text = _people()
+    text.loc[[2, 6], "sex"] = "   "
+    blank = _write(tmp_path, text, "blank.csv")
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(blank, sensitive="sex"))
+    assert "'sex' 2 rows, including blank text read as missing (rows 3, 7)" in str(info.value)
+    with pytest.warns(DataWarning, match=r"dropped 2 of 120 rows.*values \('sex' 2\)"):
+        ds = load_dataset(_cfg(blank, sensitive="sex", missing="drop"))
+    assert ds.group_names == ["Female", "Male"]
+
+
+def test_positive_label_is_matched_by_canonical_value(tmp_path: Path) -> None:
+    # A float 0/1 label (one missing cell dropped): "1" names 1.0, as a client's 1 would.
+    table = _flagged().assign(income=np.arange(60) % 3 == 0).astype({"income": float})
+    table.loc[11, "income"] = np.nan
+    path = _write(tmp_path, table)
+    for positive in ("1", 1, "1.0", 1.0):
+        with pytest.warns(DataWarning, match="dropped 1 of 60 rows"):
+            ds = load_dataset(_cfg(path, positive_label=positive, missing="drop"))
+        assert ds.schema.classes == (0.0, 1.0), positive
+    with pytest.warns(DataWarning), pytest.raises(DataError, match="positive_label '2' is not"):
+        load_dataset(_cfg(path, positive_label="2", missing="drop"))
+    # Text labels: outer spaces do not count; True/False labels read 'true'.
+    words = _people().assign(income=np.where(np.arange(N) % 3 == 0, "yes", "no"))
+    ds = load_dataset(_cfg(_write(tmp_path, words, "w.csv"), positive_label=" no "))
+    assert ds.schema.classes == ("yes", "no")
+    flags = _people().assign(income=np.arange(N) % 3 == 0)
+    ds = load_dataset(_cfg(_write(tmp_path, flags, "f.parquet"), positive_label="false"))
+    assert ds.schema.classes == (True, False)
+    # Two label values that are one value canonically cannot both be the positive class.
+    spaced = words.assign(income=np.where(np.arange(N) % 2 == 0, "yes", "yes "))
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(_write(tmp_path, spaced, "s.csv"), positive_label="yes"))
+    assert str(info.value).endswith(
+        "positive_label 'yes' matches 2 values of label column 'income': ['yes', 'yes '], "
+        "which are one value once written canonically ('yes': integral floats as integers, "
+        "strings NFC without outer spaces); make them one value in the file"
+    )

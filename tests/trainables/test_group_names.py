@@ -1,18 +1,29 @@
 """Group keys: one distinct, readable metric key per group of a dataset, everywhere a
-per-group metric is written, through the Parquet store and the analysis' column reader."""
+per-group metric is written, through the Parquet store and the analysis' column reader;
+and group names themselves: the canonical values data loading names groups by, from a
+CSV through training, the registry and predict()."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+import regtune
 from regtune.platform.analysis.columns import group_columns, group_rate_columns
+from regtune.platform.registry import Member, save_version
+from regtune.platform.registry.postfit import fit_postprocessing, settings_of
 from regtune.platform.results import ResultsWriter, read_epochs, read_trials
 from regtune.search_spaces import load_spec
+from regtune.serve.predictor import ServedModel
 from regtune.trainables.bootstrap import fairness_intervals, group_keys
+from regtune.trainables.config import DatasetConfig
+from regtune.trainables.data import DataWarning, load_dataset
+from regtune.trainables.loop import train
 from regtune.trainables.metric_names import parse_group_metric, safe_group_name
 from regtune.trainables.metrics import group_accuracy
 from tests.platform.results.conftest import tune_result
@@ -126,3 +137,62 @@ def test_the_registrys_raw_names_meet_the_trainers_keys_once_each() -> None:
         columns += [f"test_selection_rate_{key}{end}" for end in ("", "_ci_low", "_ci_high")]
     rates = group_rate_columns(columns)
     assert sorted((r.group, r.low is not None) for r in rates) == [(young, True), (old, True)]
+
+
+def test_a_float_sensitive_column_trains_stores_and_predicts_with_groups_0_and_1(
+    tmp_path: Path,
+) -> None:
+    """End to end: a CSV whose 0/1 sensitive column reads as floats (one blank cell)
+    trains with per-group thresholds; the metrics, the stored schema and the stored
+    post-processing name the groups "0" and "1", which is what a client sends."""
+    rng = np.random.default_rng(0)
+    n = 200
+    female = (np.arange(n) % 2).astype(float)
+    x1 = rng.normal(size=n) + female  # the groups' scores differ: thresholds matter
+    table = pd.DataFrame({"x1": x1, "x2": rng.normal(size=n), "female": female})
+    table["y"] = np.where(x1 + 0.5 * rng.normal(size=n) > 0.5, "yes", "no")
+    table.loc[5, "female"] = np.nan
+    path = tmp_path / "people.csv"
+    table.to_csv(path, index=False)
+    data: dict[str, Any] = {
+        "name": "csv", "path": str(path), "label": "y", "features": ["x1", "x2"],
+        "sensitive": "female", "positive_label": "yes", "missing": "drop",
+    }  # fmt: skip
+    config = {
+        "dataset": data,
+        "model": {"arch": "logreg"},
+        "training": {"epochs": 2, "batch_size": 64, "lr": 0.1, "robust_every": 0},
+        "penalties": {"fairness": {"kind": "dp", "method": "postprocess"}},
+    }
+    with pytest.warns(DataWarning, match="dropped 1 of 200 rows"):
+        ds = load_dataset(DatasetConfig(**data))
+    assert ds.group_names == ["0", "1"]
+    run = train(config, dataset=ds)
+    final = run.final_metrics
+    for key in ("threshold", "test_acc", "test_selection_rate", "test_tpr"):
+        assert f"{key}_0" in final and f"{key}_1" in final, key
+        assert f"{key}_0_0" not in final and f"{key}_1_0" not in final, key
+
+    post = fit_postprocessing(run.model, ds, settings_of(run.config))
+    assert post is not None and post.groups == ("0", "1")
+    member = Member.from_model(run.config, run.model)
+    registry = str(tmp_path / "registry")
+    saved = save_version("flags", [member], ds, root=registry, postprocessing=post)
+    model = regtune.load(saved.path)
+    assert model.schema.sensitive_values == ("0", "1") and model.schema.group_names() == ["0", "1"]
+    assert model.version.meta["postprocessing"]["groups"] == ["0", "1"]
+    served = ServedModel(model.version)
+    # Each spelling a client may send for a group reads as that group, and the
+    # answers are the trainer's own thresholded decisions on the test rows.
+    assert ds.test.s is not None
+    codes = ds.test.s.tolist()
+    records = ds.raw_test.drop(columns=["y"]).to_dict("records")
+    expected = model.predict(records)
+    for spell in (int, str, float, lambda v: f"{v:.1f}"):
+        sent = [{**r, "female": spell(int(r["female"]))} for r in records]
+        assert model.groups(sent) == codes and served.groups(sent) == codes
+        assert model.predict(sent) == expected
+    probs = torch.softmax(run.model.eval()(ds.test.x), dim=1)[:, 1].detach()
+    cut = torch.tensor([final["threshold_0"], final["threshold_1"]])
+    trainer = (probs >= cut[ds.test.s]).long().tolist()
+    assert [list(ds.schema.classes).index(c) for c in expected] == trainer
