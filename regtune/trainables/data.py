@@ -43,8 +43,15 @@ User files (csv/parquet), at load, from the rows:
   and first row numbers, 1 = the first data row), unless ``dataset.missing:
   drop`` drops those rows (a :class:`DataWarning` says how many). In a column
   that is otherwise numeric, the markers of :data:`MISSING_MARKERS` (``?``,
-  ``NA``, ``-``, ...) are missing values; in a text column ``?`` is a
-  category like any other.
+  ``NA``, ``-``, ...) are missing values (in the sensitive column too, when it
+  is not a feature); in a text column ``?`` is a category like any other. A
+  blank (spaces only) value of the sensitive column is missing: it names no
+  group.
+* Group names: each sensitive group is named by its canonical value
+  (:func:`~regtune.trainables.schema.canonical_value`), as the schema, the
+  server and ``predict()`` read a record's value: a 0/1 column read as floats
+  has the groups ``"0"`` and ``"1"``; ``" Male"`` and ``"Male"`` are one group.
+  ``positive_label`` is matched to a label value the same way.
 * Inferred types: a column not listed in ``categorical`` that is numeric in
   most rows but holds other strings is refused, naming them; so is a
   date/time column (derive numbers from it). A categorical column with a
