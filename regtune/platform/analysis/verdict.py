@@ -402,10 +402,17 @@ def _degenerate_lines(
 
 
 def _top_trial(summary: pd.DataFrame | None, objective: tuple[str, str] | None) -> str | None:
-    """The trial ``objective`` ranks first, degenerate ones included (None without either)."""
+    """The trial ``objective`` ranks first, degenerate ones included, when its value beats the
+    best eligible trial's (a tie with it is no news); None without ``summary`` or
+    ``objective``."""
     if summary is None or objective is None or objective[0] not in summary.columns:
         return None
-    return best_trial_id(summary, objective, include_degenerate=True)
+    top = best_trial_id(summary, objective, include_degenerate=True)
+    eligible = best_trial_id(summary, objective)
+    if top is None or eligible is None or top == eligible:
+        return top
+    values = pd.to_numeric(summary[objective[0]], errors="coerce")
+    return None if values[top] == values[eligible] else top
 
 
 def _degenerate_strengths(

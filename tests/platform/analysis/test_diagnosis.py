@@ -142,3 +142,86 @@ def test_unsorted_rows_give_the_same_answer(table: pd.DataFrame) -> None:
     again = diagnose(shuffled, trial_summary(shuffled, ("val_acc", "max")))
     pd.testing.assert_frame_equal(again.loc[table.index], table)
     assert np.isfinite(table.loc["fine", "gap_ratio"])
+
+
+def _constant_table() -> pd.DataFrame:
+    """Three constant predictors (the store's ``degenerate``: both gaps exactly 0) whose curves
+    would read overfit, unstable and healthy, one of them beside a group-accuracy spread; and a
+    learned trial with a group gap, for contrast."""
+    curves = {"c_over": OVERFIT, "c_wobbly": UNSTABLE, "c_fell": HEALTHY, "learned": HEALTHY}
+    flat = {"dp_diff": [0.0] * 8, "eo_diff": [0.0] * 8}
+    extra = {
+        # Group accuracies differ by 0.3 (each group's share of the class), selection rates do not.
+        "c_over": {**flat, "acc.F": [0.9] * 8, "acc.M": [0.6] * 8},
+        "c_wobbly": flat,
+        # A balanced label: the class it predicts holds 60% of the val rows.
+        "c_fell": {**flat, "val_acc": [0.6] * 8},
+        "learned": {"dp_diff": [0.2] * 8, "eo_diff": [0.1] * 8},
+    }
+    epochs = epochs_table(curves, extra=extra)
+    trials = pd.DataFrame(
+        {"trial_id": list(curves), "status": "finished", "degenerate": [True, True, True, False]}
+    )
+    return diagnose(epochs, trial_summary(epochs, ("val_acc", "max"), trials=trials))
+
+
+def test_constant_predictors_are_degenerate_never_healthy_overfit_or_biased() -> None:
+    table = _constant_table()
+    assert table["diagnosis"].to_dict() == {
+        "c_over": "degenerate",
+        "c_wobbly": "degenerate+unstable",
+        "c_fell": "degenerate",
+        "learned": "biased",
+    }
+    assert table["degenerate"].tolist() == [True, True, True, False]
+    assert not table.loc[["c_over", "c_wobbly", "c_fell"], ["overfit", "biased"]].any().any()
+    assert table.loc["c_fell", "class_share"] == pytest.approx(0.6)
+    assert np.isnan(table.loc["learned", "class_share"])
+
+
+def test_a_constant_predictors_advice_is_only_what_its_numbers_support() -> None:
+    table = _constant_table()
+    wobbly = table.loc["c_wobbly"].to_dict()
+    text = explain(wobbly, [L2, LR])
+    assert text.startswith("degenerate: predicts one class for every row")
+    assert "unstable: 2 NaN/inf epoch(s)" in text
+    assert "barely left" not in text and "resample" not in text
+    assert directions(wobbly, [L2, LR]) == {"penalties.l2": "keep", "training.lr": "lower"}
+    # Its loss fell and its class holds 60%: no cause in its numbers, so no advice.
+    fell = table.loc["c_fell"].to_dict()
+    text = explain(fell, [L2, LR])
+    assert "its val_acc 0.6 is only the share of the val rows in the class it predicts" in text
+    assert (
+        "its train loss fell to 0.103 of its first epoch's, yet every prediction is one class"
+        in text
+    )
+    assert " -> " not in text and "healthy" not in text
+    assert directions(fell, [L2, LR]) == {"penalties.l2": "keep", "training.lr": "keep"}
+    # Its curves read overfit, but a constant predictor is not asked for more regularization.
+    assert directions(table.loc["c_over"].to_dict(), [L2, DROPOUT]) == {
+        "penalties.l2": "keep",
+        "model.dropout": "keep",
+    }
+
+
+def test_a_stuck_constant_predictor_asks_for_weaker_penalties_and_a_larger_step() -> None:
+    stuck = {
+        "train_loss": [0.100, 0.099, 0.098, 0.098, 0.097, 0.097, 0.097, 0.097],
+        "val_loss": [0.101, 0.100, 0.099, 0.099, 0.098, 0.098, 0.098, 0.098],
+    }
+    epochs = epochs_table(
+        {"s": stuck},
+        extra={"s": {"dp_diff": [0.0] * 8, "eo_diff": [0.0] * 8, "val_acc": [0.98] * 8}},
+    )
+    trials = pd.DataFrame({"trial_id": ["s"], "status": "finished", "degenerate": [True]})
+    row = diagnose(epochs, trial_summary(epochs, ("val_acc", "max"), trials=trials)).loc["s"]
+    assert row["diagnosis"] == "degenerate" and not row["underfit"] and not row["too_short"]
+    text = explain(row.to_dict(), [L2, LR, WIDTH])
+    assert "its train loss ended at 0.97 of its first epoch's (>= 0.7)" in text
+    assert "-> train longer (budget.max_epochs) or with a higher training.lr, or weaken" in text
+    assert "the other classes hold only 2.0% of the val rows (<= 20%)" in text
+    assert directions(row.to_dict(), [L2, LR, WIDTH]) == {
+        "penalties.l2": "lower",
+        "training.lr": "raise",
+        "model.width": "keep",
+    }

@@ -280,3 +280,25 @@ def test_a_narrowed_read_keeps_what_tells_the_kept_epoch() -> None:
     wanted = needed_columns(available, None, metrics=["val_acc"])
     assert {"ece", "config.training.early_stopping.metric"} <= set(wanted)
     assert "other" not in wanted
+
+
+def test_path_leaves_constant_predictors_out_of_its_medians_and_best() -> None:
+    # Both l2 = 0.1 trials predict one class; their 0.99 is the majority class's share.
+    summary = _summary()
+    strong = summary["config.penalties.l2"] == 1e-1
+    summary.loc[strong, "val_acc"] = 0.99
+    summary["degenerate"] = strong
+    path = regularization_path(summary, L2, ("val_acc", "max"), ["val_acc"])
+    assert path["strength"].tolist() == [1e-4, 1e-3, 1e-2, 1e-1]  # the strength still shows
+    assert path["best"].tolist() == [False, False, True, False]
+    assert path["n_trials"].tolist() == [2, 2, 2, 0]
+    assert path["n_degenerate"].tolist() == [0, 0, 0, 2]
+    assert np.isnan(path["median"].iloc[3]) and path.attrs["n_degenerate"] == 2
+    # Not an upper edge: a stronger strength was tried past the best (and gave constants).
+    row = edges({"penalties.l2": path}, [L2]).iloc[0]
+    assert row["best"] == 1e-2 and row["edge"] == ""
+    kept = regularization_path(
+        summary, L2, ("val_acc", "max"), ["val_acc"], include_degenerate=True
+    )
+    assert kept["best"].tolist() == [False, False, False, True]
+    assert kept["n_trials"].tolist() == [2, 2, 2, 2]

@@ -119,3 +119,35 @@ def test_underfit_curves_and_a_best_inside_name_their_evidence() -> None:
     assert lines[1].startswith("100% of 2 trials underfit: shift penalties.l2 toward less")
     assert "this reads the trials' loss curves, while the path of penalties.l2" in lines[1]
     assert "which is best inside the range" in lines[1]
+
+
+def test_degenerate_trials_lead_the_verdict_and_stay_out_of_the_label_shares() -> None:
+    """Two trials underfit, two are constant predictors with the same flat curves at the
+    strongest l2: the first line names them, the underfit share is over the other two."""
+    from regtune.platform.analysis.summary import trial_summary
+
+    curves = {"u1": UNDERFIT, "u2": UNDERFIT, "k1": UNDERFIT, "k2": UNDERFIT}
+    l2 = {"u1": 1e-5, "u2": 1e-4, "k1": 1e-2, "k2": 0.1}
+    gaps = {"u1": 0.05, "u2": 0.05, "k1": 0.0, "k2": 0.0}
+    epochs = epochs_table(
+        curves,
+        configs={t: {"penalties.l2": v} for t, v in l2.items()},
+        extra={t: {"dp_diff": [g] * 8, "eo_diff": [g] * 8} for t, g in gaps.items()},
+    )
+    trials = pd.DataFrame(
+        {"trial_id": list(curves), "status": "finished", "degenerate": [False, False, True, True]}
+    )
+    summary = trial_summary(epochs, ("val_acc", "max"), trials=trials)
+    diagnosis = diagnose(epochs, summary)
+    paths = {"penalties.l2": regularization_path(summary, L2, ("val_acc", "max"))}
+    lines = sweep_verdict(paths, diagnosis, [L2], summary=summary, objective=("val_acc", "max"))
+    assert lines[0].startswith(
+        "2 of 4 trials are degenerate (each predicts one class for every row, a constant "
+        "predictor); by default they are left off the front and the best; 2 barely left their "
+        "starting loss"
+    )
+    assert lines[1].startswith("every degenerate trial has penalties.l2 >= 0.01, every other")
+    assert "100% of 2 trials underfit" in " ".join(lines)
+    # The verdict reads the diagnosis alone too: the first line still names them.
+    alone = sweep_verdict(paths, diagnosis, [L2])
+    assert alone[0].startswith("2 of 4 trials are degenerate")

@@ -262,3 +262,83 @@ def test_terminal_output_fits_80_columns_with_hanging_indents(
     # The front's title is one line; its numbers follow the table.
     assert any(line.strip() == "Pareto front" for line in lines)
     assert any("trials on the front; hypervolume" in line for line in lines)
+
+
+#: A loss that barely leaves its start: a model held at one class.
+_STUCK = {
+    "train_loss": [0.100, 0.099, 0.098, 0.098, 0.097, 0.097, 0.097, 0.097],
+    "val_loss": [0.101, 0.100, 0.099, 0.099, 0.098, 0.098, 0.098, 0.098],
+}
+
+
+def _constant_store(exp: Path, learned: bool) -> Path:
+    """Two constant predictors (both group gaps exactly 0, "always no" on a 1.78%-positive
+    label), and with ``learned`` a trial that tells the classes apart."""
+    curves = {"k1": _STUCK, "k2": _STUCK, **({"h": HEALTHY} if learned else {})}
+    l2 = {"k1": 0.1, "k2": 1.0, "h": 1e-5}
+    gap = {"k1": 0.0, "k2": 0.0, "h": 0.04}
+    acc = {"k1": 0.9822, "k2": 0.9822, "h": 0.95}
+    configs = {t: {"penalties": {"l2": l2[t]}, "model": {"dropout": 0.1}} for t in curves}
+    final = {t: {"val_acc": acc[t], "dp_diff": gap[t], "eo_diff": gap[t]} for t in curves}
+    spec = load_spec("quickstart", overrides=["penalties.l2={loguniform: [1e-6, 1.0]}"])
+    write_experiment(str(exp), curves, configs, spec=spec.to_dict(), final=final)
+    return exp
+
+
+def _words(text: str) -> str:
+    """Terminal text as one line of words (wrapping and table borders removed)."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_constant_predictors_only_no_best_and_why_the_front_is_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regtune.platform.cli.app import out
+    from regtune.platform.results import SweepOutcome
+
+    exp = _constant_store(tmp_path / "churn", learned=False)
+    monkeypatch.setattr(out, "width", 80)
+    result = _invoke("analyze", str(exp))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    text = _words(result.stdout)
+    reason = SweepOutcome.from_path(str(exp)).no_best_reason()
+    assert reason is not None and f"no best: {reason}" in text  # the sweep summary's words
+    assert (
+        "the front is empty: every trial was left out (2 degenerate: each predicts one class "
+        "for every row; --include-degenerate keeps them)" in text
+    )
+    assert not any(line.strip() == "Pareto front" for line in lines)  # no blank table
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("-> "))
+    assert _words(" ".join(lines[verdict : verdict + 2])).startswith(
+        "-> all 2 trials are degenerate (each predicts one class for every row"
+    )
+    assert "healthy" not in text and "keep the range" not in text
+    assert "degenerate 2 k1: degenerate: predicts one class for every row" in text
+    assert "best trial:" not in text
+    data = json.loads(_invoke("analyze", str(exp), "--json").stdout)["experiments"][0]
+    assert data["no_best"] == reason and data["best"] is None
+    assert data["diagnosis"]["counts"] == {"degenerate": 2}
+    assert data["front"]["n_front"] == 0 and data["front"]["empty"].startswith("the front is empty")
+
+
+def test_constant_predictors_beside_a_learned_trial_are_counted_on_the_path(
+    tmp_path: Path,
+) -> None:
+    exp = _constant_store(tmp_path / "mixed", learned=True)
+    result = _invoke("analyze", str(exp))
+    assert result.exit_code == 0, result.output
+    text = _words(result.stdout)
+    assert "-> the top trial by val_acc, k1 (val_acc 0.9822), is degenerate: 2 of 3 trials" in text
+    assert (
+        "2 degenerate trial(s) (constant predictors) left out of the medians and the best; "
+        "--include-degenerate keeps them" in text
+    )
+    assert "best trial: h" in text and "no best:" not in text
+    assert "the front is empty" not in text and "1 of 3 trials on the front" in text
+    data = json.loads(_invoke("analyze", str(exp), "--json").stdout)["experiments"][0]
+    best = [r for r in data["paths"]["penalties.l2"] if r["best"] and r["metric"] == "val_acc"]
+    assert [r["strength"] for r in best] == [1e-5]
+    assert data["no_best"] is None
+    assert data["diagnosis"]["counts"] == {"degenerate": 2, "healthy": 1}
