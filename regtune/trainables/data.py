@@ -430,9 +430,19 @@ def _markers_as_missing(
     return table, notes
 
 
+def _canonical_column(col: pd.Series) -> list[str | None]:
+    """:func:`~regtune.trainables.schema.canonical_value` of each row of ``col``."""
+    if is_object_dtype(col):  # mixed Python values: 1 and True are one hash key, so per row
+        return [canonical_value(v) for v in col.tolist()]
+    # One dtype: each distinct value once (a million rows hold few).
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    names = [canonical_value(v) for v in uniques.tolist()]
+    return [names[c] if c >= 0 else None for c in codes.tolist()]
+
+
 def _blank_texts(col: pd.Series) -> np.ndarray:
     """Rows of ``col`` holding a string that is empty once canonical (only spaces)."""
-    return np.array([isinstance(v, str) and canonical_value(v) == "" for v in col.tolist()])
+    return np.array([name == "" for name in _canonical_column(col)], dtype=bool)
 
 
 def _missing_rows(
@@ -530,15 +540,6 @@ def _inferred_problems(
             _warn(MANY_LEVELS_COLUMN.format(path=src, column=column, n=levels, rows=len(table)))
     if problems:
         raise DataError.from_problems(f"{src}: columns that cannot be features:", problems)
-
-
-def _group_name(value: object, src: str, column: str) -> str:
-    """The group a sensitive value names: its canonical value (see
-    :func:`~regtune.trainables.schema.canonical_value`)."""
-    name = canonical_value(value)
-    if not name:  # _missing_rows refuses or drops these rows first
-        raise DataError(NO_GROUP.format(path=src, column=column, value=value))
-    return name
 
 
 def _positive_hits(uniq: list[Label], positive: Label) -> list[int]:
@@ -711,7 +712,10 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     if sens is not None:
         # Named by canonical value, as the schema, the server and predict() read
         # them: a float 0/1 column's groups are "0" and "1", " Male" is "Male".
-        group_of_row = [_group_name(v, src, sens) for v in table[sens].tolist()]
+        group_of_row = [name or "" for name in _canonical_column(table[sens])]
+        if "" in group_of_row:  # missing or blank: _missing_rows refuses or drops them first
+            value = table[sens].iloc[group_of_row.index("")]
+            raise DataError(NO_GROUP.format(path=src, column=sens, value=value))
         groups = sorted(set(group_of_row))
         if len(groups) > MAX_GROUPS:
             raise DataError(
