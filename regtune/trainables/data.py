@@ -182,6 +182,11 @@ UNKNOWN_POSITIVE = (
     "{path}: positive_label {positive!r} is not a value of label column {column!r}; "
     "values: {values}"
 )
+#: Added to UNKNOWN_POSITIVE for a True/False positive_label and a text label column.
+YAML_BOOL_HINT = (
+    " (YAML reads an unquoted yes/no/on/off/true/false as a boolean: quote the value, "
+    "e.g. positive_label: 'yes')"
+)
 AMBIGUOUS_POSITIVE = (
     "{path}: positive_label {positive!r} matches {n} values of label column {column!r}: "
     "{values}, which are one value once written canonically ({canonical!r}: integral floats "
@@ -568,8 +573,10 @@ def _classes(
     if positive is not None:
         hits = _positive_hits(uniq, positive)
         if not hits:
+            text = isinstance(positive, bool) and any(isinstance(v, str) for v in uniq)
             raise DataError(
                 UNKNOWN_POSITIVE.format(path=src, positive=positive, column=column, values=uniq)
+                + (YAML_BOOL_HINT if text else "")
             )
         if len(hits) > 1:
             raise DataError(

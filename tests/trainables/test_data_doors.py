@@ -402,6 +402,17 @@ def test_positive_label_is_matched_by_canonical_value(tmp_path: Path) -> None:
     words = _people().assign(income=np.where(np.arange(N) % 3 == 0, "yes", "no"))
     ds = load_dataset(_cfg(_write(tmp_path, words, "w.csv"), positive_label=" no "))
     assert ds.schema.classes == ("yes", "no")
+    # An unquoted `yes` in a YAML spec is True: the error says so.
+    spec = tmp_path / "run.yaml"
+    spec.write_text(
+        "dataset: {name: csv, path: w.csv, label: income, positive_label: yes}\n", encoding="utf-8"
+    )
+    with pytest.raises(DataError) as info:
+        load_dataset(parse_train_config(load_train_config(str(spec))).dataset)
+    assert str(info.value).endswith(
+        "positive_label True is not a value of label column 'income'; values: ['no', 'yes']"
+        + data_mod.YAML_BOOL_HINT
+    )
     flags = _people().assign(income=np.arange(N) % 3 == 0)
     ds = load_dataset(_cfg(_write(tmp_path, flags, "f.parquet"), positive_label="false"))
     assert ds.schema.classes == (True, False)
