@@ -34,7 +34,12 @@ import pandas as pd
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.files import as_uri, locate
 from regtune.platform.results.ranking import best_first
-from regtune.platform.results.schema import NOT_METRICS, flatten_config, is_number
+from regtune.platform.results.schema import (
+    CONFIG_PREFIX,
+    NOT_METRICS,
+    flatten_config,
+    is_number,
+)
 from regtune.platform.results.trials import ERROR, config_of, trial_status
 from regtune.search_spaces import SweepSpec
 
@@ -224,31 +229,44 @@ class SweepOutcome:
         )
 
         spec = read_spec(exp)
+        loc = locate(exp)
         epochs = read_epochs(exp)  # read once: the trial table and the ranked rows
-        table = trials_frame(locate(exp), epochs)
+        states, run_s = stored_trial_states(loc)
+        # Column by column: a 10,000-trial table holds over a million cells.
+        table = trials_frame(loc, epochs, states=states, best=False)
         ranks = ranked_rows(epochs, spec)
-        _, run_s = stored_trial_states(locate(exp))
         base = flatten_config(spec.base_config())
+        sampled = [path for path, _ in spec.iter_distributions()]
+        names = [c[len("last.") :] for c in table.columns if c.startswith("last.")]
+        last = table[[f"last.{m}" for m in names]].to_numpy(dtype=float).tolist()
+        config_names = [c for c in table.columns if c.startswith(CONFIG_PREFIX)]
+        configs = table[config_names].to_dict("records") if config_names else [{}] * len(table)
         trials = []
-        for row in table.to_dict("records"):
-            config = _restore_types(config_of(row), base)
-            metrics = {
-                key[len("last.") :]: float(value)
-                for key, value in row.items()
-                if key.startswith("last.") and not _is_nan(value)
-            }
-            epoch, ranked = ranks.get(str(row["trial_id"]), (None, metrics))
+        for tid, status, iterations, checkpoint, degenerate, values, stored in zip(
+            table["trial_id"].tolist(),
+            table["status"].tolist(),
+            table["iterations"].tolist(),
+            table["checkpoint"].tolist(),
+            table["degenerate"].tolist(),
+            last,
+            configs,
+            strict=True,
+        ):
+            config = _restore_types(config_of(stored), base)
+            # NaN is the one value unequal to itself: a metric never reported.
+            metrics = {m: v for m, v in zip(names, values, strict=True) if v == v}
+            epoch, ranked = ranks.get(str(tid), (None, metrics))
             trials.append(
                 TrialSummary(
-                    trial_id=str(row["trial_id"]),
-                    status=str(row["status"]),
-                    iterations=int(row["iterations"]),
-                    params=_sampled_params(spec, config),
+                    trial_id=str(tid),
+                    status=str(status),
+                    iterations=int(iterations),
+                    params=_params_at(sampled, config),
                     objectives=_objectives(spec, ranked),
                     metrics=metrics,
-                    checkpoint=None if _is_nan(row.get("checkpoint")) else row["checkpoint"],
+                    checkpoint=None if _is_nan(checkpoint) else checkpoint,
                     config=config,
-                    degenerate=bool(row["degenerate"]),
+                    degenerate=bool(degenerate),
                     epoch=epoch,
                     ranked=dict(ranked),
                 )
@@ -313,8 +331,13 @@ def _restore_types(config: dict[str, Any], base: Mapping[str, Any]) -> dict[str,
 
 
 def _sampled_params(spec: SweepSpec, config: Mapping[str, Any]) -> dict[str, Any]:
+    return _params_at([path for path, _ in spec.iter_distributions()], config)
+
+
+def _params_at(paths: Sequence[Sequence[str]], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The value at each sampled ``paths`` of ``config`` (dotted path -> value, None if absent)."""
     out: dict[str, Any] = {}
-    for path, _ in spec.iter_distributions():
+    for path in paths:
         node: Any = config
         for key in path:
             node = node.get(key) if isinstance(node, Mapping) else None

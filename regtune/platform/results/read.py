@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -45,8 +45,7 @@ from regtune.platform.results.schema import (
 from regtune.platform.results.trials import (
     RUNNING,
     TrialState,
-    empty_trial_table,
-    trial_table,
+    trial_frame,
 )
 
 if TYPE_CHECKING:
@@ -383,21 +382,25 @@ def read_trials(exp: str) -> pd.DataFrame:
     return trials_frame(loc, epochs_frame([table for _, table in epoch_parts(loc)]))
 
 
-def trials_frame(loc: ResultsLocation, epochs: pd.DataFrame) -> pd.DataFrame:
+def trials_frame(
+    loc: ResultsLocation,
+    epochs: pd.DataFrame,
+    *,
+    states: Mapping[str, TrialState] | None = None,
+    best: bool = True,
+) -> pd.DataFrame:
     """:func:`read_trials`' table from epoch rows already read (:func:`read_epochs`'s)
     and the stored statuses, for a caller that needs both without reading twice.
+    ``states``: the statuses when the caller has read them already
+    (:func:`stored_trial_states`); ``best=False`` leaves out the ``best.*``
+    columns (built column by column: see :func:`~regtune.platform.results.trials.trial_frame`).
 
     Raises:
         DataError: as :func:`stored_trial_states`.
     """
-    states, _ = stored_trial_states(loc)
-    rows = trial_table(epochs, states, experiment=_experiment_name(loc, epochs))
-    if not rows:
-        return empty_trial_table()
-    frame = pd.DataFrame(rows)
-    frame["iterations"] = frame["iterations"].astype("int64")
-    frame["degenerate"] = frame["degenerate"].astype(bool)
-    return frame
+    if states is None:
+        states, _ = stored_trial_states(loc)
+    return trial_frame(epochs, states, experiment=_experiment_name(loc, epochs), best=best)
 
 
 def _experiment_name(loc: ResultsLocation, epochs: pd.DataFrame) -> str:

@@ -92,3 +92,55 @@ def test_numpy_scalar_metrics_are_kept_and_booleans_are_not() -> None:
     assert metrics == {"val_acc": 0.75, "n_params": 120.0, "ece": 0.05}
     assert info["training_iteration"] == 2
     assert info["flag"] is result["flag"] and info["plain_flag"] is False
+
+
+def test_outcome_from_disk_has_each_trials_known_values(tmp_path: Path) -> None:
+    """Every field of every trial, from a store written by the real writer: a trial
+    with a NaN metric and a checkpoint, one that failed before its first report
+    (stored status only), a running constant predictor, and one whose first
+    objective is ranked on its last epoch although an earlier one was better."""
+    import math
+
+    from regtune.platform.results import ResultsWriter
+    from regtune.search_spaces import load_spec
+    from tests.platform.results.conftest import tune_result
+    from tests.platform.results.test_store import SPEC
+
+    def config(l2: float) -> dict[str, object]:
+        return {"model": {"width": 32}, "penalties": {"l2": l2}}
+
+    exp = str(tmp_path / "known")
+    writer = ResultsWriter(exp, max_t=3, spec=load_spec(SPEC).to_dict(), flush_s=0.0)
+    accs = [0.6, 0.8, 0.7]
+    for i, acc in enumerate(accs, start=1):
+        last = i == len(accs)
+        metrics = {"val_acc": acc, "dp_diff": 0.2, "eo_diff": 0.1}
+        if last:
+            metrics |= {"test_acc": 0.75, "test_ece": math.nan}
+        writer.add("a", tune_result(i, config(1e-4), **metrics))
+    writer.end_trial("a", error=False, checkpoint="/ckpt/a")
+    writer.end_trial("b", error=True)  # failed before its first report
+    for i in (1, 2):
+        writer.add("c", tune_result(i, config(0.0), val_acc=0.76, dp_diff=0.0, eo_diff=0.0))
+    writer.close()
+
+    outcome = SweepOutcome.from_path(exp)
+    by_id = {t.trial_id: t for t in outcome.trials}
+    assert list(by_id) == ["a", "b", "c"]
+    a, b, c = by_id["a"], by_id["b"], by_id["c"]
+    assert (a.status, a.iterations, a.checkpoint, a.degenerate) == ("finished", 3, "/ckpt/a", False)
+    # The last epoch's metrics; the NaN test_ece is left out, as from Tune.
+    assert a.metrics == {"val_acc": 0.7, "dp_diff": 0.2, "eo_diff": 0.1, "test_acc": 0.75}
+    assert a.epoch == 3 and a.objectives == {"val_acc": 0.7, "dp_diff": 0.2}
+    assert a.ranked == a.metrics
+    assert a.params == {"penalties.l2": 1e-4}
+    assert a.config == {"model": {"width": 32}, "penalties": {"l2": 1e-4}}
+    assert isinstance(a.config["model"]["width"], int)
+    assert (b.status, b.iterations, b.checkpoint, b.degenerate) == ("error", 0, None, False)
+    assert b.metrics == {} and b.config == {} and b.ranked == {} and b.epoch is None
+    assert b.params == {"penalties.l2": None}
+    assert all(math.isnan(v) for v in b.objectives.values())
+    assert (c.status, c.iterations, c.degenerate) == ("running", 2, True)
+    assert c.metrics == {"val_acc": 0.76, "dp_diff": 0.0, "eo_diff": 0.0} and c.epoch == 2
+    assert outcome.best is a and outcome.front == [0]
+    assert outcome.counts() == {"finished": 1, "error": 1, "running": 1}

@@ -9,7 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from regtune.platform.results import ResultsWriter, read_trials
-from regtune.platform.results.trials import TrialState, summarize_rows, trial_table
+from regtune.platform.results.trials import (
+    TrialState,
+    summarize_rows,
+    trial_frame,
+    trial_table,
+)
 from tests.platform.results.conftest import tune_result
 
 #: Per-group test metrics, as a sensitive attribute with five groups reports
@@ -89,3 +94,44 @@ def test_read_trials_of_a_stored_sweep_with_many_metrics(tmp_path: Path) -> None
     row = table.iloc[0]
     assert row["status"] == "finished" and row["best.val_acc"] == 0.8
     assert row["last.test_tpr_Other"] == 0.5 * 0.7 and not row["degenerate"]
+
+
+def test_the_frame_is_the_rows_column_by_column() -> None:
+    """trial_frame (what the readers use) holds trial_table's rows, cell for cell,
+    with a trial without rows, a text and a bool config value, and a NaN gap."""
+    epochs = _epochs()
+    epochs["config.optimizer"] = ["adam", "adam", "sgd", "sgd", "sgd"]
+    epochs["config.nesterov"] = [None, None, None, True, True]
+    epochs.loc[epochs["trial_id"] == "b", ["dp_diff", "eo_diff"]] = 0.0
+    epochs.loc[4, "eo_diff"] = math.nan  # b's last eo_diff: the last reported one (0.0) counts
+    epochs.loc[2, "dp_diff"] = 0.0  # a: dp 0 but eo 0.04, not a constant predictor
+    states = {"gone": TrialState("error"), "a": TrialState("finished", "/ckpt/a")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = trial_frame(epochs, states, experiment="e")
+    rows = trial_table(epochs, states, experiment="e")
+    assert list(frame["trial_id"]) == [r["trial_id"] for r in rows] == ["a", "b", "gone"]
+    assert frame["iterations"].dtype == "int64" and frame["degenerate"].dtype == bool
+    assert list(frame["iterations"]) == [3, 2, 0]
+    assert list(frame["degenerate"]) == [False, True, False]
+    assert list(frame["status"]) == ["finished", "running", "error"]
+    assert rows[0]["checkpoint"] == "/ckpt/a" and rows[1]["checkpoint"] is None
+    assert rows[0]["config.optimizer"] == "sgd" and rows[0]["config.nesterov"] is None
+    assert rows[1]["config.nesterov"] is True
+    assert set(rows[2]) == {"experiment", "trial_id", "status", "iterations", "checkpoint"} | {
+        "degenerate"
+    }
+    for row, (_, stored) in zip(rows[:2], frame.iloc[:2].iterrows(), strict=True):
+        for key, value in row.items():
+            cell = stored[key]
+            if isinstance(value, float) and math.isnan(value):
+                assert math.isnan(cell), key
+            elif value is None:
+                assert pd.isna(cell), key
+            else:
+                assert cell == value, key
+    assert frame.loc[2, [c for c in frame.columns if c.startswith(("best.", "last."))]].isna().all()
+    # Without best.*: the same frame less those columns.
+    lean = trial_frame(epochs, states, experiment="e", best=False)
+    assert list(lean.columns) == [c for c in frame.columns if not c.startswith("best.")]
+    pd.testing.assert_frame_equal(lean, frame[list(lean.columns)])
