@@ -18,8 +18,17 @@ and tracks, over the last ``window`` labelled records:
   the largest minus the smallest over groups;
 * the same accuracy per serving version (primary, canary).
 
+A label is matched to a class by canonical value, as ``predict()`` reads a
+category (:class:`~regtune.trainables.schema.ValueIndex`): for a float 0/1
+label the served classes are ``"0.0"`` / ``"1.0"``, and ``1``, ``1.0``, ``"1"``
+and ``"1.0"`` all name class ``1.0``; ``" yes"`` is ``"yes"``; ``"true"`` is
+True for a True/False label. Two classes that are one value canonically
+(``"yes"`` and ``"yes "``, both kept by the data loader) are never merged: each
+is named by its exact text as the predict response wrote it, and a label
+matching both in any other spelling is refused.
+
 A request can be labelled once; an unknown or evicted id, a wrong count or a
-label outside the model's classes is refused with the field and what is allowed.
+label that matches no class (or two) is refused with the field and what is allowed.
 A request id used again while its first prediction is still kept (a client
 retry) keeps that first entry: feedback joins the first answer, and an id
 already labelled stays labelled.
@@ -37,6 +46,7 @@ import torch
 
 from regtune.serve.protocol import VALUE_SHOWN, RequestError
 from regtune.trainables.metrics import expected_calibration_error
+from regtune.trainables.schema import ValueIndex, legacy_canonical
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -62,6 +72,18 @@ UNKNOWN_REQUEST = (
 ALREADY_LABELLED = "request_id {rid!r} already has feedback; each request is labelled once"
 WRONG_COUNT = "labels has {got} entries; request {rid!r} had {want} instances, one label each"
 UNKNOWN_LABEL = "labels[{index}] is {value}; expected one of {classes}"
+SAME_CLASS = (
+    "labels[{index}] is {value}, which matches {n} classes {matched}: one value "
+    "({canonical!r}) once written canonically (integral floats as integers, strings NFC "
+    "without outer spaces); "
+)
+#: How to name one of those classes: by its own text, when their texts differ.
+SEND_EXACT = "send the label exactly as a predict response wrote it"
+#: ... or not at all, when they are written alike (an int 1 and a str "1").
+CANNOT_TELL = (
+    "no label can tell them apart (they are written alike); make them one value in the "
+    "training data"
+)
 
 
 @dataclass(frozen=True)
@@ -99,10 +121,10 @@ class FeedbackTracker:
     ) -> None:
         self.classes = [str(c) for c in classes]
         self.groups = [str(g) for g in groups]
+        self._labels_of = _LabelIndex(self.classes)
         self.capacity = capacity
         self.max_records = max_records
         self._kept_records = 0
-        self._index = {c: i for i, c in enumerate(self.classes)}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._probs: deque[np.ndarray] = deque(maxlen=window)
         self._labels: deque[int] = deque(maxlen=window)
@@ -156,9 +178,12 @@ class FeedbackTracker:
     def add(self, request_id: str, labels: Sequence[Any]) -> int:
         """Join true ``labels`` (raw class values, one per record) to a request; returns how many.
 
+        Each label is matched to a class by canonical value (module docstring).
+
         Raises:
             RequestError: 404 for an unknown id, 409 when already labelled, 422
-                for a wrong count or a label outside the classes.
+                for a wrong count, a label that matches no class, or one that
+                matches two classes that are one value canonically.
         """
         pending = self._pending.get(request_id)
         if pending is None:
@@ -183,23 +208,7 @@ class FeedbackTracker:
                 field="labels",
                 allowed=f"a list of {n} labels",
             )
-        ids = []
-        for i, value in enumerate(labels):
-            # A class is a string, or the int / bool its raw value was: a float, null,
-            # list or object is no class, even when its text would match one.
-            plain = isinstance(value, str | int)
-            index = self._index.get(str(value)) if plain else None
-            if index is None:
-                shown = repr(value)
-                if len(shown) > VALUE_SHOWN:
-                    shown = f"{shown[: VALUE_SHOWN - 3]}..."
-                raise RequestError(
-                    UNKNOWN_LABEL.format(index=i, value=shown, classes=self.classes),
-                    status=422,
-                    field=f"labels[{i}]",
-                    allowed=f"one of {self.classes}",
-                )
-            ids.append(index)
+        ids = self._labels_of.codes(labels)
         pending.labelled = True
         groups: list[int | None] = (
             [None if g < 0 else g for g in pending.groups.tolist()]
@@ -271,3 +280,83 @@ class FeedbackTracker:
                 rates = [g["positive_rate"] for g in out["groups"].values()]
                 out["dp_gap"] = max(rates) - min(rates)
         return out
+
+
+class _LabelIndex:
+    """The class id a feedback label names: its exact text as answered, else its
+    canonical value read as ``predict()`` reads a category (``ValueIndex``)."""
+
+    def __init__(self, classes: list[str]) -> None:
+        self.classes = classes
+        # The served classes are str(raw value): read them back as such ("1.0" is 1.0).
+        self.names = [legacy_canonical(c) for c in classes]
+        self._by_name: dict[str, list[int]] = {}
+        for i, name in enumerate(self.names):
+            self._by_name.setdefault(name, []).append(i)
+        self._known = list(self._by_name)
+        # Distinct names, so this lookup cannot refuse them; it only reads spellings.
+        self._values = ValueIndex(self._known, legacy=False, what="feedback labels")
+        self._exact: dict[str, list[int]] = {}
+        for i, text in enumerate(classes):
+            self._exact.setdefault(text, []).append(i)
+
+    def codes(self, labels: Sequence[Any]) -> list[int]:
+        """:meth:`code` of each label; a value met before in ``labels`` is not read again
+        (keyed by type too: ``1``, ``1.0`` and ``True`` are equal keys in a dict)."""
+        out = []
+        seen: dict[tuple[type, Any], int] = {}
+        for i, value in enumerate(labels):
+            key = (type(value), value)
+            try:
+                hit = seen.get(key)
+            except TypeError:  # a list or an object: code() refuses it
+                hit = None
+            if hit is None:
+                hit = self.code(i, value)
+                if isinstance(value, str | int | float):
+                    seen[key] = hit
+            out.append(hit)
+        return out
+
+    def code(self, index: int, value: Any) -> int:
+        """The class id of ``labels[index]``.
+
+        Raises:
+            RequestError: 422 naming ``labels[index]``: it matches no class, or
+                several that are one value canonically.
+        """
+        # A class is a string, or the number / bool its raw value was: null, a list or
+        # an object is no class, even when its text would match one.
+        hits: list[int] = []
+        if isinstance(value, str):
+            hits = self._exact.get(value, [])
+        if not hits and isinstance(value, str | int | float):
+            code = self._values.code(value)
+            hits = [] if code is None else self._by_name[self._known[code]]
+        if len(hits) == 1:
+            return hits[0]
+        shown = repr(value)
+        if len(shown) > VALUE_SHOWN:
+            shown = f"{shown[: VALUE_SHOWN - 3]}..."
+        if not hits:
+            raise RequestError(
+                UNKNOWN_LABEL.format(index=index, value=shown, classes=self.classes),
+                status=422,
+                field=f"labels[{index}]",
+                allowed=f"one of {self.classes}",
+            )
+        matched = [self.classes[i] for i in hits]
+        alike = len(set(matched)) < len(matched)
+        raise RequestError(
+            SAME_CLASS.format(
+                index=index,
+                value=shown,
+                n=len(hits),
+                matched=matched,
+                canonical=self.names[hits[0]],
+            )
+            + (CANNOT_TELL if alike else SEND_EXACT),
+            status=422,
+            field=f"labels[{index}]",
+            allowed=f"one of {self.classes}, exactly as written",
+        )

@@ -40,10 +40,16 @@ known value after this is unseen.
 Schemas stored before this rule (``"version": 1``) hold ``str(value)`` texts
 (``"1.0"``, ``"2020-01-01 00:00:00"``) in their vocabularies; they are kept as
 stored and looked up by their canonical form (:func:`legacy_canonical`), the old
-text still being accepted. Group texts (``sensitive_values``) are ``str(value)``
-in every version, since the data loader's group codes and the post-processing
-files name groups that way, and are read the same way. Two stored entries with
-one canonical form make the schema ambiguous and are refused on load.
+text still being accepted. Group texts (``sensitive_values``) are the names the
+data loader gives groups, which post-processing files use too: canonical values
+(``"0"`` / ``"1"`` for a float 0/1 column, ``"Male"`` for ``" Male"``) in schemas
+fitted now, ``str(value)`` (``"0.0"`` / ``"1.0"``) in schemas stored before the
+loader named groups canonically, whatever their ``version``. Both are kept as
+stored and read by :func:`legacy_canonical`, which reads a canonical name as
+itself and an old ``str(value)`` text as its canonical form (the old text still
+being accepted). A text group spelled like such a text is read the same way
+(``"1.0"`` from a string column is the group ``"1"``). Two stored entries with one canonical form
+(``"1"`` and ``"1.0"``) make the schema ambiguous and are refused on fit and load.
 """
 
 from __future__ import annotations
@@ -318,9 +324,11 @@ class FeatureSchema:
     """Everything needed to encode raw records; see the module docstring.
 
     ``classes[i]`` is the raw label value of class id ``i``; ``sensitive_values[g]``
-    the stored text of group code ``g`` (``str(value)``, as the data loader and
-    post-processing name it; the canonical names are :meth:`group_names`);
-    vocabularies hold canonical values unless ``version`` is 1 (``str(value)``).
+    the stored name of group code ``g``, as the data loader and post-processing
+    name it: its canonical value (``"1"``, not ``"1.0"``), or ``str(value)`` in a
+    schema stored before groups were named canonically (the canonical names are
+    :meth:`group_names` either way); vocabularies hold canonical values unless
+    ``version`` is 1 (``str(value)``).
 
     Raises:
         DataError: on construction, if two vocabulary entries of one feature, or
@@ -344,8 +352,8 @@ class FeatureSchema:
             c.name: ValueIndex(c.vocabulary, legacy=legacy, what=f"feature {c.name!r}")
             for c in self.categorical
         }
-        # Groups keep the str(value) texts the data loader and post-processing name
-        # them by (in every version), so they are always read by the legacy rule.
+        # Groups keep the names the data loader and post-processing gave them: canonical
+        # now, str(value) in older stores of either version. The legacy rule reads both.
         groups = ValueIndex(
             self.sensitive_values, legacy=True, what=f"sensitive attribute {self.sensitive!r}"
         )
@@ -420,9 +428,10 @@ class FeatureSchema:
         numeric feature (images: pixels divided by their maximum). Vocabularies
         hold canonical values (:func:`canonical_value`; values that differ only
         in spelling, ``1.0`` and ``1``, are one category). ``sensitive_values``
-        are kept as given (the ``str(value)`` texts group codes and
-        post-processing files use) and matched by their canonical form
-        (:func:`legacy_canonical`).
+        are kept as given, in group-code order: the data loader passes the
+        canonical names it gave the groups (``Dataset.group_names``, the names
+        post-processing files use too); a ``str(value)`` text given instead is
+        kept and matched by its canonical form (:func:`legacy_canonical`).
 
         Raises:
             DataError: two given group values have one canonical form.
