@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,11 +20,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from regtune.platform.analysis.best import BestTrial
 from regtune.platform.analysis.compare import figure_stem
 from regtune.platform.analysis.front import Front
+from regtune.platform.analysis.path import heatmap
 from regtune.platform.analysis.run import Analysis
 
 __all__ = [
@@ -40,7 +43,10 @@ __all__ = [
     "figures",
     "front_figure",
     "groups_figure",
+    "heatmap_caption",
+    "heatmap_cells",
     "heatmap_figure",
+    "heatmap_plot",
     "path_figure",
     "write_figures",
     "write_pngs",
@@ -113,38 +119,136 @@ def path_figure(path: pd.DataFrame, objective: str) -> bytes:
     return _png(fig)
 
 
+def heatmap_cells(analysis: Analysis) -> pd.DataFrame | None:
+    """The cells the heat map draws: ``analysis.heatmap`` with degenerate trials (constant
+    predictors, ``summary["degenerate"]``) left out of each cell's ``n_trials`` and
+    ``median``, as the paths, the front and the best trial leave them out, and counted
+    per cell in ``n_degenerate``. A cell of only degenerate trials stays, with
+    ``n_trials`` 0 and a NaN median, so a corner that only gave constant predictors shows
+    as tried. With ``analysis.include_degenerate`` they are kept in (counted in both).
+    ``attrs``: the heat map's, plus ``n_degenerate`` (the total) and ``include_degenerate``.
+    None when the analysis has no heat map."""
+    heat = analysis.heatmap
+    if heat is None:
+        return None
+    summary = analysis.summary
+    metric = str(heat.attrs.get("metric", ""))
+    degenerate = (
+        summary["degenerate"].fillna(False).to_numpy(dtype=bool)
+        if "degenerate" in summary.columns
+        else np.zeros(len(summary), dtype=bool)
+    )
+    out = heat.copy()
+    out.attrs = dict(heat.attrs)
+    out.attrs["include_degenerate"] = analysis.include_degenerate
+    if not degenerate.any() or metric not in summary.columns:
+        out["n_degenerate"] = np.zeros(len(out), dtype=np.int64)
+        out.attrs["n_degenerate"] = 0
+        return out
+    by_name = {p.name: p for p in analysis.swept}
+    x, y = by_name[str(heat.attrs["x"])], by_name[str(heat.attrs["y"])]
+    values = pd.to_numeric(summary[metric], errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    # Binned over every trial's strengths (as analysis.heatmap is), so the cells line up;
+    # a NaN value leaves a trial out of a cell, a 1.0 makes a count of the degenerate ones.
+    counted = np.isfinite(values) & degenerate
+    marked = summary.assign(**{metric: np.where(counted, 1.0, np.nan)})
+    dropped = heatmap(marked, x, y, metric)[["x", "y", "n_trials"]]
+    dropped = dropped.rename(columns={"n_trials": "n_degenerate"})
+    if analysis.include_degenerate:
+        kept = heat[["x", "y", "n_trials", "median"]]
+    else:
+        eligible = summary.assign(**{metric: np.where(degenerate, np.nan, values)})
+        kept = heatmap(eligible, x, y, metric)[["x", "y", "n_trials", "median"]]
+    cells = kept.merge(dropped, on=["x", "y"], how="outer").sort_values(["x", "y"])
+    cells["n_trials"] = cells["n_trials"].fillna(0).astype(np.int64)
+    cells["n_degenerate"] = cells["n_degenerate"].fillna(0).astype(np.int64)
+    cells = cells[["x", "y", "n_trials", "n_degenerate", "median"]].reset_index(drop=True)
+    cells.attrs = dict(out.attrs)
+    cells.attrs["n_degenerate"] = int(cells["n_degenerate"].sum())
+    return cells
+
+
+def heatmap_caption(cells: pd.DataFrame) -> str | None:
+    """What the heat map left out or kept in of the degenerate trials (None when there
+    were none in its cells)."""
+    total = int(cells.attrs.get("n_degenerate", 0))
+    if not total:
+        return None
+    if cells.attrs.get("include_degenerate"):
+        return (
+            f"{total} degenerate trial(s) (constant predictors) kept in the cells' medians "
+            "and counts (--include-degenerate)"
+        )
+    only = int(((cells["n_trials"] == 0) & (cells["n_degenerate"] > 0)).sum())
+    hatched = f"; {only} hatched cell(s) held only degenerate trials" if only else ""
+    return (
+        f"{total} degenerate trial(s) (constant predictors) left out of the cells' medians "
+        f"and counts{hatched}; --include-degenerate keeps them"
+    )
+
+
 def heatmap_figure(heat: pd.DataFrame) -> bytes:
-    """Median of the metric per (x, y) strength cell, with trial counts."""
+    """:func:`heatmap_plot` as PNG bytes."""
+    return _png(heatmap_plot(heat))
+
+
+def heatmap_plot(heat: pd.DataFrame) -> Figure:
+    """Median of the metric per (x, y) strength cell, with trial counts.
+
+    ``heat``: ``analysis.heatmap`` or :func:`heatmap_cells`; with the latter, a cell says
+    how many degenerate trials it left out (``k degenerate left out``), a cell of only
+    those is hatched grey (``only degenerate (k)``), and the title says what was left out
+    (:func:`heatmap_caption`)."""
     attrs = heat.attrs
     xs = np.unique(heat["x"].to_numpy())
     ys = np.unique(heat["y"].to_numpy())
     grid = np.full((ys.size, xs.size), np.nan)
     counts = np.zeros_like(grid)
+    left_out = np.zeros_like(grid)
+    included = bool(attrs.get("include_degenerate", False))
+    has_degenerate = "n_degenerate" in heat.columns
     for row in heat.itertuples(index=False):
         i, j = np.searchsorted(ys, row.y), np.searchsorted(xs, row.x)
         grid[i, j] = row.median
         counts[i, j] = row.n_trials
+        left_out[i, j] = row.n_degenerate if has_degenerate else 0
     fig, ax = plt.subplots(figsize=(1.1 * xs.size + 2.5, 0.8 * ys.size + 1.8))
+    finite = grid[np.isfinite(grid)]
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-    fig.colorbar(image, ax=ax, label=str(attrs.get("metric", "")))
+    if finite.size:
+        fig.colorbar(image, ax=ax, label=str(attrs.get("metric", "")))
     ax.set_xticks(range(xs.size), [f"{v:.2g}" for v in xs], rotation=45)
     ax.set_yticks(range(ys.size), [f"{v:.2g}" for v in ys])
     for (i, j), n in np.ndenumerate(counts):
-        if n:
+        d = int(left_out[i, j])
+        if n and not np.isnan(grid[i, j]):
+            text = f"{grid[i, j]:.3g}\n(n={int(n)})"
+            if d:
+                text += f"\n(incl. {d} degenerate)" if included else f"\n{d} degenerate\nleft out"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w")
+        elif d and not included:
+            ax.add_patch(
+                Rectangle(
+                    (j - 0.5, i - 0.5), 1, 1, facecolor="#d9d9d9", edgecolor="#7f7f7f", hatch="//"
+                )
+            )
             ax.text(
-                j,
-                i,
-                f"{grid[i, j]:.3g}\n(n={int(n)})",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="w",
+                j, i, f"only\ndegenerate\n({d})", ha="center", va="center", fontsize=7, color="k"
             )
     ax.set_xlabel(str(attrs.get("x", "")))
     ax.set_ylabel(str(attrs.get("y", "")))
-    ax.set_title(f"median {attrs.get('metric', '')}")
+    title = f"median {attrs.get('metric', '')}"
+    caption = heatmap_caption(heat) if has_degenerate else None
+    if caption:
+        # Wrapped: the figure is as narrow as its cells.
+        title += "\n" + textwrap.fill(caption, width=max(40, int(14 * xs.size + 30)))
+        ax.set_title(title, fontsize=9)
+    else:
+        ax.set_title(title)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def front_figure(front: Front) -> bytes:
@@ -365,8 +469,9 @@ def figures(analysis: Analysis) -> dict[str, bytes]:
     stem = figure_stem(analysis.name)
     for name, path in analysis.paths.items():
         out[f"{stem}-path-{name}"] = path_figure(path, analysis.objective[0])
-    if analysis.heatmap is not None and len(analysis.heatmap):
-        out[f"{stem}-heatmap"] = heatmap_figure(analysis.heatmap)
+    cells = heatmap_cells(analysis)
+    if cells is not None and len(cells):
+        out[f"{stem}-heatmap"] = heatmap_figure(cells)
     if analysis.front is not None and len(analysis.front.front):
         out[f"{stem}-front"] = front_figure(analysis.front)
     out[f"{stem}-diagnosis"] = diagnosis_figure(analysis.diagnosis)

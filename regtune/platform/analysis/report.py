@@ -20,7 +20,12 @@ from matplotlib.ticker import MaxNLocator
 from regtune import __version__
 from regtune.platform.analysis.best import reliability_view
 from regtune.platform.analysis.compare import figure_stem
-from regtune.platform.analysis.figures import comparison_figures, figures
+from regtune.platform.analysis.figures import (
+    comparison_figures,
+    figures,
+    heatmap_caption,
+    heatmap_cells,
+)
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import Analysis
 
@@ -218,10 +223,18 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
             out.append(_img(key, images[key]))
         main = path[path["metric"] == analysis.objective[0]].drop(columns=["metric"])
         out.append(_table(main, index=False, caption=f"{name}: {analysis.objective[0]}"))
-    if analysis.heatmap is not None:
+    cells = heatmap_cells(analysis)
+    if cells is not None:
         key = f"{figure_stem(analysis.name)}-heatmap"
         out.append("<h3>Heat map</h3>" + (_img(key, images[key]) if key in images else ""))
-    if analysis.front is not None:
+        caption = heatmap_caption(cells)
+        if caption:
+            out.append(f'<p class="note">{_esc(caption)}</p>')
+    empty_front = analysis.empty_front_reason()
+    if empty_front is not None:
+        # No point to draw or list: say what left every trial out instead.
+        out.append(f'<h3>Pareto front</h3><p class="note">{_esc(empty_front)}</p>')
+    elif analysis.front is not None:
         front = analysis.front
         ref = ", ".join(f"{k} = {v:.4g}" for k, v in front.reference.items())
         out.append(
@@ -277,6 +290,11 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
                 )
             )
         out.append(_table(best.row.to_frame("value"), caption="metrics at the selected epoch"))
+    else:
+        out.append(
+            f'<h3>Best trial</h3><p class="note"><b>no best:</b> '
+            f"{_esc(analysis.no_best_reason() or '')}</p>"
+        )
     out.append("</section>")
     return "".join(out)
 

@@ -4,9 +4,11 @@ no point."""
 
 from __future__ import annotations
 
+import html
 import re
 import xml.etree.ElementTree as ET
 
+import pandas as pd
 import pytest
 
 from regtune.platform.analysis import analyze_tables
@@ -76,3 +78,36 @@ def test_tables_say_yes_no_and_left_align_text(analysis: Analysis) -> None:
     assert re.search(r"<td[^>]*>(yes|no)</td>", html)
     assert '<th class="t">evidence</th>' in html and '<th class="t">diagnosis</th>' in html
     assert "<th>strength</th>" in html  # numbers stay right-aligned
+
+
+def test_no_best_and_an_empty_front_are_sentences_where_they_would_be() -> None:
+    """Side by side, the experiment whose every trial is a constant predictor says
+    ``no best:`` and why its front is empty in its own section; the other keeps its best
+    trial and front (built from tables: the store's ``degenerate`` column given directly)."""
+    configs = {"good": {"penalties.l2": 1e-4}, "flat": {"penalties.l2": 1e-1}}
+    epochs = epochs_table({"good": HEALTHY, "flat": UNDERFIT}, configs)
+    ids = list(configs)
+    kept = analyze_tables(epochs, objectives=["val_acc", "gap"], name="kept")
+    dead = analyze_tables(
+        epochs,
+        trials=pd.DataFrame({"trial_id": ids, "status": "done", "degenerate": True}),
+        objectives=["val_acc", "gap"],
+        name="dead <all>",
+    )
+    reason, empty = dead.no_best_reason(), dead.empty_front_reason()
+    assert reason is not None and empty is not None
+    assert reason.startswith("every trial predicts one class for every row")
+    page = render_html([kept, dead], images={})
+    first, second = page.split("<section>")[1:]
+    assert "<b>no best:</b>" not in first and "the front is empty" not in first
+    assert "<h3>Best trial: good</h3>" in first and "trials on the front" in first
+    assert "<h2>dead &lt;all&gt;</h2>" in second
+    # The front's sentence where the front would be (after the heat map, before the
+    # diagnosis); the reason where the best trial would be (the section's end).
+    assert (
+        f'<h3>Pareto front</h3><p class="note">{html.escape(empty)}</p><h3>Diagnosis</h3>' in second
+    )
+    assert second.split("</section>")[0].endswith(
+        f'<h3>Best trial</h3><p class="note"><b>no best:</b> {html.escape(reason)}</p>'
+    )
+    assert "hypervolume" not in second and "trials on the front" not in second
