@@ -3,29 +3,71 @@
 :class:`ServeSettings` is the ``args`` mapping of the Serve application
 builder (``regtune.serve.app:build_app`` in a ``serve run`` / ``serve deploy``
 config file) and what ``regtune serve`` fills from its options. Unknown keys
-and bad values are refused with the key, the value and what is allowed.
+and bad values are refused with the key, the value and what is allowed;
+:func:`config_text` writes them as such a config file.
+
+Imports neither torch nor Ray (``regtune serve --write-config`` needs neither):
+the defaults taken from :mod:`.drift` and :mod:`.protocol` are repeated here
+(a test keeps them equal), and :meth:`ServeSettings.limits` /
+:meth:`ServeSettings.rollout_limits` import their classes when called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from regtune.errors import Problem, SpecError
-from regtune.serve.drift import DEFAULT_WINDOW, DRIFT_INDEX_LIMIT, MIN_WINDOW
-from regtune.serve.protocol import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, Limits
-from regtune.serve.rollout import RolloutLimits
 from regtune.trainables.config import validation_problems
 
-__all__ = ["DEFAULT_TOKEN_ENV", "SAME_VERSION", "ServeSettings", "parse_settings"]
+if TYPE_CHECKING:
+    from regtune.serve.protocol import Limits
+    from regtune.serve.rollout import RolloutLimits
+
+__all__ = [
+    "CONFIG_HEADER",
+    "DEFAULT_TOKEN_ENV",
+    "OTHER_INPUTS",
+    "SAME_VERSION",
+    "THROUGHPUT_ENV",
+    "ServeSettings",
+    "config_text",
+    "parse_settings",
+]
 
 #: Environment variable holding the optional bearer token.
 DEFAULT_TOKEN_ENV = "REGTUNE_SERVE_TOKEN"
 
 #: A canary or shadow that is the primary itself (raised when the versions are loaded).
 SAME_VERSION = "{role} is the primary version itself ({ref}); choose another version"
+#: A canary or shadow that reads other inputs than the primary (the same words as
+#: :data:`regtune.serve.service.OTHER_INPUTS`, raised when the versions are loaded).
+OTHER_INPUTS = (
+    "{role} {ref} reads inputs {theirs}, the primary {primary} reads {ours}; "
+    "a {role} must take the same records as the primary"
+)
+
+# Defaults of other modules, repeated so that this one imports no torch (those
+# modules do); tests/serve/test_settings.py keeps each equal to its source.
+#: :data:`regtune.serve.drift.DEFAULT_WINDOW`, ``MIN_WINDOW``, ``DRIFT_INDEX_LIMIT``.
+DEFAULT_WINDOW = 1000
+MIN_WINDOW = 100
+DRIFT_INDEX_LIMIT = 0.1
+#: :data:`regtune.serve.protocol.DEFAULT_MAX_BODY_BYTES`, ``DEFAULT_MAX_INSTANCES``.
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+DEFAULT_MAX_INSTANCES = 1024
+#: :data:`regtune.serve.app.THROUGHPUT_ENV`: Ray Serve's throughput-optimized mode
+#: (direct ingress among it), read from the environment where Ray starts.
+THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
+#: The first lines of a config file (:func:`config_text`).
+CONFIG_HEADER = (
+    "# regtune serve config (serve run / serve deploy). Direct ingress (regtune serve's\n"
+    "# --ingress direct, each replica on its own port) is not a config setting: put\n"
+    f"# {THROUGHPUT_ENV}=1 in the environment where Ray starts (ray start, or serve\n"
+    "# run when it starts Ray); without it requests go through Serve's proxy.\n"
+)
 
 
 class ServeSettings(BaseModel):
@@ -100,10 +142,14 @@ class ServeSettings(BaseModel):
 
     def limits(self) -> Limits:
         """The request caps."""
+        from regtune.serve.protocol import Limits
+
         return Limits(self.max_body_bytes, self.max_instances, self.unknown_categories)
 
     def rollout_limits(self) -> RolloutLimits:
         """The canary's rollback limits."""
+        from regtune.serve.rollout import RolloutLimits
+
         return RolloutLimits(
             max_error_rate=self.max_error_rate,
             max_p99_ms=self.max_p99_ms,
@@ -160,3 +206,31 @@ def parse_settings(
             path = f"{shown}{dot}{rest}" if shown else problem.path
             problems.append(Problem(path, problem.message))
         raise SpecError("\n".join(map(str, problems)), problems) from None
+
+
+def config_text(settings: ServeSettings, *, host: str, port: int, app_name: str) -> str:
+    """A Serve config file (YAML text) for ``serve run`` / ``serve deploy``: one
+    application of ``regtune.serve.app:build_app`` whose ``args`` are the settings
+    that differ from the defaults (and the model), Serve's proxy on ``host:port``.
+
+    Direct ingress is not in it (Serve reads it from the environment where Ray
+    starts, not from a config file); the file's first lines say how to get it.
+    """
+    import yaml
+
+    defaults = ServeSettings(model=settings.model).model_dump(mode="json")
+    args = {k: v for k, v in settings.model_dump(mode="json").items() if v != defaults.get(k)}
+    args["model"] = settings.model
+    config = {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": host, "port": port},
+        "applications": [
+            {
+                "name": app_name,
+                "route_prefix": "/",
+                "import_path": "regtune.serve.app:build_app",
+                "args": args,
+            }
+        ],
+    }
+    return CONFIG_HEADER + yaml.safe_dump(config, sort_keys=False)

@@ -44,6 +44,90 @@ def test_write_config_gives_a_serve_config_file(tmp_path: Path, registry: Regist
     assert not same.exists()
 
 
+HEAVY = ("torch", "ray", "safetensors", "fastapi")
+
+
+def test_write_config_imports_neither_torch_nor_ray(tmp_path: Path, registry: Registry) -> None:
+    """Writing a config file checks the versions from their files alone: the command
+    answers in well under a second, where importing torch took seconds."""
+    target = tmp_path / "serve.yaml"
+    args = ["serve", f"{MODEL}:1", "--canary", "2", "--set", f"registry={registry.root}",
+            "--write-config", str(target)]  # fmt: skip
+    code = (
+        "import sys; from regtune.platform.cli import app; "
+        f"app({args!r}, standalone_mode=False); "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    args_written = yaml.safe_load(target.read_text())["applications"][0]["args"]
+    assert args_written == {"model": f"{MODEL}:1", "registry": registry.root, "canary": "2"}
+
+
+def _copy_version(root: Path, number: int, edit: dict[str, object] | None = None) -> None:
+    """Version 1 copied to ``v<number>`` with ``edit`` applied to its meta.json (digest
+    recomputed, so only what the edit says differs)."""
+    import shutil
+
+    from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
+
+    target = root / MODEL / f"v{number}"
+    shutil.copytree(root / MODEL / "v1", target)
+    meta = json.loads((target / "meta.json").read_text())
+    meta.update(edit or {})
+    meta[DIGEST_KEY] = meta_digest(meta)
+    (target / "meta.json").write_text(json.dumps(meta))
+
+
+def test_write_config_refuses_what_the_replicas_would_refuse(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """The torch-free check of --write-config and the replicas' load (load_service)
+    refuse the same versions with the same words, and no file is written."""
+    import shutil
+
+    from regtune.platform.cli.serve import check_versions
+    from regtune.serve.service import load_service
+    from regtune.serve.settings import parse_settings
+
+    root = tmp_path / "registry"
+    shutil.copytree(registry.root, root)
+    meta = json.loads((root / MODEL / "v1" / "meta.json").read_text())
+    schema = meta["schema"]
+    first, *rest = schema["numeric"]
+    renamed = {**schema, "numeric": [["renamed", *first[1:]], *rest]}
+    _copy_version(root, 7, {"version": 7, "schema": renamed})  # other inputs
+    _copy_version(root, 8)  # its meta.json records version 1
+    weights = root / MODEL / "v2" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))  # tampered, same size
+    cases = [
+        ({"canary": "7"}, f"canary {MODEL}:7 reads inputs ['renamed', "),
+        ({"shadow": "8"}, "it records adult:1"),
+        ({"canary": "2"}, "file weights.safetensors was modified"),
+        ({"shadow": "1"}, f"shadow is the primary version itself ({MODEL}:1)"),
+    ]
+    for extra, words in cases:
+        settings = parse_settings({"model": f"{MODEL}:1", "registry": str(root), **extra})
+        with pytest.raises(Exception) as checked:
+            check_versions(settings)
+        with pytest.raises(Exception) as loaded:
+            load_service(settings)
+        assert type(checked.value) is type(loaded.value), extra
+        assert str(checked.value) == str(loaded.value), extra
+        assert words in str(checked.value), (extra, str(checked.value))
+        (role, number), target = next(iter(extra.items())), tmp_path / "refused.yaml"
+        args = ["serve", f"{MODEL}:1", f"--{role}", number, "--set", f"registry={root}",
+                "--write-config", str(target)]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert words in " ".join(result.output.split()), result.output
+        assert not target.exists()
+    check_versions(parse_settings({"model": f"{MODEL}:1", "registry": str(root), "shadow": "3"}))
+
+
 def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
     base = ["serve", f"{MODEL}:1", "--set", f"registry={registry.root}"]
     cases = [
@@ -198,7 +282,11 @@ def test_banner_names_the_version_canary_shadow_and_token_on_unwrapped_lines() -
     from regtune.serve.settings import ServeSettings
 
     settings = ServeSettings(model=MODEL, canary="2", canary_weight=0.25, shadow="3")
-    labels = {"primary": f"{MODEL}:1", "canary": f"{MODEL}:2", "shadow": f"{MODEL}:3"}
+    labels: dict[str, str | None] = {
+        "primary": f"{MODEL}:1",
+        "canary": f"{MODEL}:2",
+        "shadow": f"{MODEL}:3",
+    }
     base = "http://127.0.0.1:8123"
     lines = banner_lines(settings, MODEL, base, ["http://127.0.0.1:9000"], labels, True)
     text = "\n".join(lines)

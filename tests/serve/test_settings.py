@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from types import FunctionType
+from typing import cast
+
 import pytest
 import yaml
 
 from regtune.errors import SpecError
-from regtune.serve.app import THROUGHPUT_ENV, write_config
-from regtune.serve.settings import ServeSettings, parse_settings
+from regtune.serve.app import write_config
+from regtune.serve.settings import THROUGHPUT_ENV, ServeSettings, config_text, parse_settings
 
 
 @pytest.mark.parametrize(
@@ -43,12 +46,36 @@ def test_canary_and_shadow_refs() -> None:
 
 def test_config_file_holds_only_what_differs_from_the_defaults() -> None:
     settings = parse_settings({"model": "adult:1", "max_batch_size": 8})
-    text = write_config(settings, host="127.0.0.1", port=9000, app_name="a")
+    text = config_text(settings, host="127.0.0.1", port=9000, app_name="a")
     # Direct ingress cannot travel in a Serve config: the file says how to get it.
     assert text.startswith("# regtune serve config") and f"{THROUGHPUT_ENV}=1" in text
     config = yaml.safe_load(text)
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 9000}
     assert config["applications"][0]["args"] == {"model": "adult:1", "max_batch_size": 8}
     assert parse_settings(config["applications"][0]["args"]) == settings
+    # regtune.serve.app's writer (torch and Ray imported) writes the same file.
+    assert write_config(settings, host="127.0.0.1", port=9000, app_name="a") == text
+
+
+def test_the_defaults_repeated_here_equal_their_sources() -> None:
+    """settings imports no torch, so it repeats a few values of modules that do."""
+    from regtune.serve import app, drift, protocol, service, settings
+
+    assert (settings.DEFAULT_WINDOW, settings.MIN_WINDOW, settings.DRIFT_INDEX_LIMIT) == (
+        drift.DEFAULT_WINDOW,
+        drift.MIN_WINDOW,
+        drift.DRIFT_INDEX_LIMIT,
+    )
+    assert (settings.DEFAULT_MAX_BODY_BYTES, settings.DEFAULT_MAX_INSTANCES) == (
+        protocol.DEFAULT_MAX_BODY_BYTES,
+        protocol.DEFAULT_MAX_INSTANCES,
+    )
+    assert settings.THROUGHPUT_ENV == app.THROUGHPUT_ENV
+    assert settings.CONFIG_HEADER == app.CONFIG_HEADER
+    assert settings.OTHER_INPUTS == service.OTHER_INPUTS
+    defaults = ServeSettings(model="m")
+    assert defaults.limits() == protocol.Limits()  # the protocol's own defaults
+    assert defaults.rollout_limits().window == defaults.rollout_window
 
 
 def test_serve_run_can_call_the_builder_with_string_args() -> None:
@@ -58,14 +85,13 @@ def test_serve_run_can_call_the_builder_with_string_args() -> None:
 
     from regtune.serve.app import build_app
 
+    builder = cast(FunctionType, build_app)  # a plain function, typed by what it takes
     app = call_user_app_builder_with_args_if_necessary(
-        build_app, {"model": "adult:1", "max_batch_size": "8"}
+        builder, {"model": "adult:1", "max_batch_size": "8"}
     )
     assert isinstance(app, Application)
     with pytest.raises(SpecError, match=r"serve\.max_batch_size"):
-        call_user_app_builder_with_args_if_necessary(
-            build_app, {"model": "m", "max_batch_size": "x"}
-        )
+        call_user_app_builder_with_args_if_necessary(builder, {"model": "m", "max_batch_size": "x"})
 
 
 def test_feedback_records_defaults_to_the_trackers_cap() -> None:

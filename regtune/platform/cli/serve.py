@@ -32,14 +32,15 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 import yaml
 
-from regtune.errors import RegtuneError, SpecError
+from regtune.errors import CheckpointError, RegtuneError, SpecError
 from regtune.platform.cli.app import app, console, fail, out
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ __all__ = [
     "RAY_FAILED",
     "Ingress",
     "banner_lines",
+    "check_versions",
     "once_request",
     "ray_failure",
     "serve",
@@ -240,6 +242,94 @@ def _pinned(settings: ServeSettings) -> ServeSettings:
     return settings.model_copy(update=update)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What a version's verified meta.json says, as far as a config file needs it."""
+
+    name: str
+    number: int
+    inputs: list[str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.number}"
+
+
+def _stored_version(ref: str, root: str) -> _Stored:
+    """The version ``ref`` names, from its meta.json after every file it lists was
+    checked (size and sha256), as :func:`~regtune.platform.registry.load_version`
+    checks them, without building its model (no torch).
+
+    Raises:
+        SpecError: a malformed reference, an unknown model or version.
+        CheckpointError: not a version directory; a missing, truncated or
+            modified file; a meta.json that records another version or holds no
+            usable schema.
+    """
+    from regtune.platform.registry.integrity import (
+        BAD_META,
+        FORMAT,
+        FORMAT_VERSION,
+        NOT_OURS,
+        read_meta,
+    )
+    from regtune.platform.registry.location import resolve_ref
+
+    directory, name, number = resolve_ref(ref, root)
+    where = directory.display()
+    meta = read_meta(directory)
+    if number is not None and (meta.get("version") != number or meta.get("name") != name):
+        what = f"it records {meta.get('name')}:{meta.get('version')}"
+        raise CheckpointError(
+            NOT_OURS.format(dir=where, fmt=FORMAT, version=FORMAT_VERSION, what=what)
+        )
+    try:
+        # FeatureSchema.input_names(): numeric features first, then categorical.
+        schema = meta["schema"]
+        inputs = [str(f[0]) for f in schema["numeric"]] + [str(f[0]) for f in schema["categorical"]]
+        return _Stored(str(meta["name"]), int(meta["version"]), inputs)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
+
+
+def check_versions(settings: ServeSettings) -> None:
+    """Refuse what the replicas would refuse when loading the versions of
+    ``settings``, without torch (``--write-config``): every version resolves and
+    its files are intact, and a canary or shadow is another version than the
+    primary that reads the same inputs. Their weights are built into models only
+    where the config file is served.
+
+    Raises:
+        SpecError: an unknown model or version; a canary or shadow that is the
+            primary itself or reads other inputs (the words of the replicas' own check).
+        CheckpointError: a version directory that is missing, damaged or not regtune's.
+    """
+    from regtune.platform.registry.location import registry_root
+    from regtune.serve.settings import OTHER_INPUTS, SAME_VERSION
+
+    root = settings.registry or registry_root(settings.storage)
+    primary = _stored_version(settings.model, root)
+    others: dict[str, _Stored] = {}
+    roles: tuple[Literal["canary", "shadow"], ...] = ("canary", "shadow")
+    for role in roles:
+        ref = settings.ref_for(role, primary.name)
+        if ref is not None:
+            others[role] = _stored_version(ref, root)
+    for kind, other in others.items():
+        if (other.name, other.number) == (primary.name, primary.number):
+            raise SpecError(SAME_VERSION.format(role=kind, ref=other.ref))
+        if other.inputs != primary.inputs:
+            raise SpecError(
+                OTHER_INPUTS.format(
+                    role=kind,
+                    ref=other.ref,
+                    theirs=other.inputs,
+                    primary=primary.ref,
+                    ours=primary.inputs,
+                )
+            )
+
+
 def once_request(path: Path | None, typical: dict[str, Any]) -> bytes:
     """The body of the ``--once`` request: the file's, or one typical record."""
     if path is None:
@@ -352,14 +442,14 @@ def serve(
         names = {**{k: v for k, v in OPTION_OF.items() if k not in overrides}, **written}
         settings = parse_settings(_absolute({**flags, **overrides}), names)
         if write_config is not None:
-            from regtune.serve.app import write_config as config_text
-            from regtune.serve.service import load_service
+            from regtune.serve.settings import config_text
 
             _writable("--write-config", write_config)
             settings = _pinned(settings)
-            # Loaded as a replica would (canary/shadow distinct from the primary, same
-            # inputs, files intact): a config regtune would refuse is never written.
-            load_service(settings)
+            # Checked as a replica would load them (files intact, canary/shadow distinct
+            # from the primary, same inputs), without torch: a config regtune would
+            # refuse is never written.
+            check_versions(settings)
             name = model.split(":")[0].rstrip("/").split("/")[-1]
             text = config_text(settings, host=host, port=port, app_name=f"regtune-{name}")
             _write("--write-config", write_config, text)
