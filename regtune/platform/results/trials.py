@@ -1,8 +1,9 @@
 """What each trial did, from its epoch rows: status, iterations, best and last of each metric.
 
-Pure pandas: the writer builds the stored trial table with
-:func:`trial_table`, and the reader rebuilds it the same way from the epoch
-rows it read, so the two never disagree.
+The writer summarises each ended trial in plain Python (:func:`summarize_rows`);
+the readers rebuild the whole table from the epoch rows they read, column by
+column with pandas and numpy (:func:`trial_frame`; :func:`trial_table` gives its
+rows as dicts). A test keeps the two agreeing, key by key.
 """
 
 from __future__ import annotations
