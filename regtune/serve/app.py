@@ -11,7 +11,9 @@
         import_path: regtune.serve.app:build_app
         args: {model: "adult:3", canary: "4", canary_weight: 0.1, storage: /data/runs}
 
-(``serve run regtune.serve.app:build_app model=adult:3`` works too.) The args
+(``serve run regtune.serve.app:build_app model=adult:3`` works too;
+``regtune serve --write-config`` writes such a file with
+:func:`regtune.serve.settings.config_text`.) The args
 are :class:`~regtune.serve.settings.ServeSettings`. Each replica loads the
 versions itself from the registry, so the registry must be readable where
 the replicas run. The bearer token is read from ``$<token_env>`` where the
@@ -55,39 +57,27 @@ from regtune.serve.http import create_api, token_digest
 from regtune.serve.metrics import RayMetrics
 from regtune.serve.predictor import set_torch_threads
 from regtune.serve.service import ModelService, Rows, load_service
-from regtune.serve.settings import ServeSettings, parse_settings
+from regtune.serve.settings import THROUGHPUT_ENV, ServeSettings, parse_settings
 
 __all__ = [
-    "CONFIG_HEADER",
     "DEPLOYMENT_NAME",
     "DIRECT_INGRESS_ENV",
     "FAST_INGRESS_ENV",
-    "THROUGHPUT_ENV",
     "ModelServer",
     "build_app",
     "replica_urls",
     "request_direct_ingress",
     "start_http",
-    "write_config",
 ]
 
 DEPLOYMENT_NAME = "RegtuneModel"
 #: Ray Serve's switch for direct ingress (replicas serve HTTP on their own ports).
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
-#: Ray Serve's throughput-optimized mode: direct ingress, the app on the replica's
-#: main event loop, buffered request logs, gRPC between deployments.
-THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
-#: What :func:`request_direct_ingress` puts in the environment (unless already set).
+#: What :func:`request_direct_ingress` puts in the environment (unless already set;
+#: :data:`~regtune.serve.settings.THROUGHPUT_ENV` is Serve's throughput-optimized mode).
 FAST_INGRESS_ENV = {THROUGHPUT_ENV: "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
 #: Target names of replicas in Serve's target groups (proxies are named otherwise).
 REPLICA_TARGET = "SERVE_REPLICA"
-#: What a written Serve config file starts with (direct ingress is not a config setting).
-CONFIG_HEADER = (
-    "# regtune serve config (serve run / serve deploy). Direct ingress (regtune serve's\n"
-    "# --ingress direct, each replica on its own port) is not a config setting: put\n"
-    f"# {THROUGHPUT_ENV}=1 in the environment where Ray starts (ray start, or serve\n"
-    "# run when it starts Ray); without it requests go through Serve's proxy.\n"
-)
 #: ``serve.batch`` needs values at decoration time; each replica resets them from its settings.
 _BATCH_SIZE, _BATCH_WAIT_S = 32, 0.0
 
@@ -205,29 +195,3 @@ def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
         if urls or not expected or time.monotonic() > deadline:
             return urls
         time.sleep(0.1)
-
-
-def write_config(settings: ServeSettings, *, host: str, port: int, app_name: str) -> str:
-    """A Serve config file (YAML text) for ``serve run`` / ``serve deploy``.
-
-    Direct ingress is not in it (Serve reads it from the environment where Ray
-    starts, not from a config file); the file's first lines say how to get it.
-    """
-    import yaml
-
-    defaults = ServeSettings(model=settings.model).model_dump(mode="json")
-    args = {k: v for k, v in settings.model_dump(mode="json").items() if v != defaults.get(k)}
-    args["model"] = settings.model
-    config = {
-        "proxy_location": "HeadOnly",
-        "http_options": {"host": host, "port": port},
-        "applications": [
-            {
-                "name": app_name,
-                "route_prefix": "/",
-                "import_path": "regtune.serve.app:build_app",
-                "args": args,
-            }
-        ],
-    }
-    return CONFIG_HEADER + yaml.safe_dump(config, sort_keys=False)

@@ -38,7 +38,7 @@ The maths, all pure functions of the reference and the window:
   :data:`SNAP_RELATIVE` of the feature's magnitude of a quantile is read as
   that quantile.
 * The drift index is the mean PSI over features; the window is "drifting"
-  when it reaches :data:`DRIFT_INDEX_LIMIT` (configurable). Per feature, PSI
+  when it reaches :data:`~regtune.serve.settings.DRIFT_INDEX_LIMIT` (configurable). Per feature, PSI
   under 0.1 reads "stable", under 0.25 "moderate", above "shifted" (the usual
   rules of thumb). PSI of a window of ``n`` values from the reference itself
   is about ``(bins - 1) / n``, hence the minimum window before a verdict.
@@ -54,12 +54,11 @@ from typing import Any
 
 import numpy as np
 
+from regtune.platform.registry.meta_checks import SOURCE_RAW
+from regtune.serve.settings import DEFAULT_WINDOW, DRIFT_INDEX_LIMIT, MIN_WINDOW
 from regtune.trainables.schema import FeatureSchema, ValueIndex
 
 __all__ = [
-    "DEFAULT_WINDOW",
-    "DRIFT_INDEX_LIMIT",
-    "MIN_WINDOW",
     "DriftMonitor",
     "DriftWindow",
     "categorical_psi",
@@ -79,22 +78,14 @@ PSI_FLOOR = 1e-4
 #: PSI rules of thumb: under MODERATE stable, under SHIFTED moderate, else shifted.
 PSI_MODERATE = 0.1
 PSI_SHIFTED = 0.25
-#: Mean PSI over features at which a window counts as drifting.
-DRIFT_INDEX_LIMIT = 0.1
 #: KS critical-value coefficient c(alpha) for alpha = 0.01.
 KS_C_ALPHA = 1.628
-#: Rolling window of served records compared with the reference.
-DEFAULT_WINDOW = 1000
-#: No verdict on fewer records: PSI's sampling bias is about (bins - 1) / n.
-MIN_WINDOW = 100
 #: Quantile indices used as numeric PSI bin edges (the deciles).
 DECILES = tuple(range(10, 100, 10))
 #: For a reference rebuilt from float32 rows (``x * scale + center``): a
 #: served value this close (relative to the feature's magnitude) to a quantile
 #: counts as equal to it, so point masses such as 0 stay point masses.
 SNAP_RELATIVE = 1e-6
-#: ``reference["numeric_source"]`` of a reference holding exact raw values.
-EXACT_SOURCE = "raw"
 #: The bin for categories the reference never saw.
 UNSEEN = "<unseen>"
 
@@ -165,7 +156,7 @@ def reference_cdf(quantiles: Sequence[float], *, round_off: bool = False) -> _Cd
 
 def has_round_off(reference: Mapping[str, Any]) -> bool:
     """Whether a reference's numeric quantiles were rebuilt from float32 rows."""
-    return reference.get("numeric_source") != EXACT_SOURCE
+    return reference.get("numeric_source") != SOURCE_RAW
 
 
 def _cdf(quantiles: Sequence[float] | _Cdf) -> _Cdf:

@@ -66,11 +66,10 @@ from pydantic import (
 from typing_extensions import NotRequired, TypedDict
 
 from regtune.errors import DataError
+from regtune.serve.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from regtune.trainables.schema import FeatureSchema
 
 __all__ = [
-    "DEFAULT_MAX_BODY_BYTES",
-    "DEFAULT_MAX_INSTANCES",
     "MAX_REQUEST_ID_CHARS",
     "VALUE_SHOWN",
     "FeedbackRequest",
@@ -83,10 +82,6 @@ __all__ = [
     "more_errors",
 ]
 
-#: Default cap on one request body (bytes): about 2,000 Adult records.
-DEFAULT_MAX_BODY_BYTES = 1_048_576
-#: Default cap on records per request.
-DEFAULT_MAX_INSTANCES = 1024
 #: Longest request id (``X-Request-ID`` on predict, ``request_id`` in feedback).
 MAX_REQUEST_ID_CHARS = 256
 #: How many allowed names an error message lists before summarizing.
@@ -147,7 +142,9 @@ class RequestError(DataError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on one request; see :data:`DEFAULT_MAX_BODY_BYTES` and :data:`DEFAULT_MAX_INSTANCES`."""
+    """Caps on one request; the defaults are
+    :data:`~regtune.serve.settings.DEFAULT_MAX_BODY_BYTES` and
+    :data:`~regtune.serve.settings.DEFAULT_MAX_INSTANCES`."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_instances: int = DEFAULT_MAX_INSTANCES

@@ -64,7 +64,7 @@ from regtune.serve.protocol import (
     RequestError,
 )
 from regtune.serve.rollout import Observation, RolloutState, VersionStats
-from regtune.serve.settings import SAME_VERSION, ServeSettings
+from regtune.serve.settings import OTHER_INPUTS, SAME_VERSION, ServeSettings
 
 if TYPE_CHECKING:
     from regtune.platform.registry import ModelVersion
@@ -87,10 +87,6 @@ Forward = Callable[[Rows], Awaitable[np.ndarray]]
 GAUGE_EVERY_S = 10.0
 
 NOT_SERVED = "model {name!r} is not served here; served: [{served!r}]"
-OTHER_INPUTS = (
-    "{role} {ref} reads inputs {theirs}, the primary {primary} reads {ours}; "
-    "a {role} must take the same records as the primary"
-)
 BAD_FEEDBACK = "{field}: {message}"
 LONG_REQUEST_ID = (
     "X-Request-ID is {n} characters; at most {limit} are allowed (feedback must be able "

@@ -6,9 +6,12 @@ config file) and what ``regtune serve`` fills from its options. Unknown keys
 and bad values are refused with the key, the value and what is allowed;
 :func:`config_text` writes them as such a config file.
 
-Imports neither torch nor Ray (``regtune serve --write-config`` needs neither):
-the defaults taken from :mod:`.drift` and :mod:`.protocol` are repeated here
-(a test keeps them equal), and :meth:`ServeSettings.limits` /
+This module is the one definition of the serving defaults and words that
+both the torch-free ``regtune serve --write-config`` and the replicas use: the
+drift window and limit (:mod:`.drift` imports them), the request caps
+(:mod:`.protocol`), the canary/shadow refusals (:mod:`.service`), Serve's
+throughput switch and the config file's header (:mod:`.app`). It imports
+neither torch nor Ray; :meth:`ServeSettings.limits` /
 :meth:`ServeSettings.rollout_limits` import their classes when called.
 """
 
@@ -28,7 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_HEADER",
+    "DEFAULT_FEEDBACK_RECORDS",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_INSTANCES",
     "DEFAULT_TOKEN_ENV",
+    "DEFAULT_WINDOW",
+    "DRIFT_INDEX_LIMIT",
+    "MIN_WINDOW",
     "OTHER_INPUTS",
     "SAME_VERSION",
     "THROUGHPUT_ENV",
@@ -42,26 +51,31 @@ DEFAULT_TOKEN_ENV = "REGTUNE_SERVE_TOKEN"
 
 #: A canary or shadow that is the primary itself (raised when the versions are loaded).
 SAME_VERSION = "{role} is the primary version itself ({ref}); choose another version"
-#: A canary or shadow that reads other inputs than the primary (the same words as
-#: :data:`regtune.serve.service.OTHER_INPUTS`, raised when the versions are loaded).
+#: A canary or shadow that reads other inputs than the primary (raised when the
+#: versions are loaded, and by ``regtune serve --write-config`` before it writes).
 OTHER_INPUTS = (
     "{role} {ref} reads inputs {theirs}, the primary {primary} reads {ours}; "
     "a {role} must take the same records as the primary"
 )
 
-# Defaults of other modules, repeated so that this one imports no torch (those
-# modules do); tests/serve/test_settings.py keeps each equal to its source.
-#: :data:`regtune.serve.drift.DEFAULT_WINDOW`, ``MIN_WINDOW``, ``DRIFT_INDEX_LIMIT``.
+#: Drift (:mod:`.drift`): the window of served records compared with the reference,
+#: the fewest records given a verdict (PSI's sampling bias is about (bins - 1) / n),
+#: and the mean PSI over features at which a window counts as drifting.
 DEFAULT_WINDOW = 1000
 MIN_WINDOW = 100
 DRIFT_INDEX_LIMIT = 0.1
-#: :data:`regtune.serve.protocol.DEFAULT_MAX_BODY_BYTES`, ``DEFAULT_MAX_INSTANCES``.
+#: Request caps (:class:`~regtune.serve.protocol.Limits`): one body's bytes (about
+#: 2,000 Adult records) and records per request.
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_MAX_INSTANCES = 1024
-#: :data:`regtune.serve.app.THROUGHPUT_ENV`: Ray Serve's throughput-optimized mode
-#: (direct ingress among it), read from the environment where Ray starts.
+#: Predictions kept for later feedback labels (:class:`~regtune.serve.feedback.FeedbackTracker`).
+DEFAULT_FEEDBACK_RECORDS = 200_000
+#: Ray Serve's throughput-optimized mode: direct ingress, the app on the replica's
+#: main event loop, buffered request logs, gRPC between deployments. Read from the
+#: environment where Ray starts (:func:`regtune.serve.app.request_direct_ingress`).
 THROUGHPUT_ENV = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
-#: The first lines of a config file (:func:`config_text`).
+#: What a written Serve config file starts with (:func:`config_text`; direct
+#: ingress is not a config setting).
 CONFIG_HEADER = (
     "# regtune serve config (serve run / serve deploy). Direct ingress (regtune serve's\n"
     "# --ingress direct, each replica on its own port) is not a config setting: put\n"
@@ -106,9 +120,8 @@ class ServeSettings(BaseModel):
     drift_min_window: int = Field(MIN_WINDOW, ge=1)
     drift_index_limit: float = Field(DRIFT_INDEX_LIMIT, gt=0.0)
     # Feedback: predictions (records) kept for later labels, over all kept requests;
-    # the memory bound (4 bytes per class + 8 a record). The same number as
-    # regtune.serve.feedback.DEFAULT_FEEDBACK_RECORDS.
-    feedback_records: int = Field(200_000, ge=1, le=10_000_000)
+    # the memory bound (4 bytes per class + 8 a record).
+    feedback_records: int = Field(DEFAULT_FEEDBACK_RECORDS, ge=1, le=10_000_000)
     # Security and resources.
     token_env: str = Field(DEFAULT_TOKEN_ENV, min_length=1)
     torch_threads: int | None = Field(1, ge=1)

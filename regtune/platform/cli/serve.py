@@ -256,33 +256,25 @@ class _Stored:
 
 
 def _stored_version(ref: str, root: str) -> _Stored:
-    """The version ``ref`` names, from its meta.json after every file it lists was
-    checked (size and sha256), as :func:`~regtune.platform.registry.load_version`
-    checks them, without building its model (no torch).
+    """The version ``ref`` names, from its meta.json after every file it lists
+    (size and sha256) and its fields were checked, as
+    :func:`~regtune.platform.registry.load_version` checks them before it reads
+    the weights (:func:`~regtune.platform.registry.meta_checks.read_checked`),
+    without building its model (no torch).
 
     Raises:
         SpecError: a malformed reference, an unknown model or version.
         CheckpointError: not a version directory; a missing, truncated or
-            modified file; a meta.json that records another version or holds no
-            usable schema.
+            modified file; a meta.json that records another version, has a
+            malformed field or holds no usable schema.
     """
-    from regtune.platform.registry.integrity import (
-        BAD_META,
-        FORMAT,
-        FORMAT_VERSION,
-        NOT_OURS,
-        read_meta,
-    )
+    from regtune.platform.registry.integrity import BAD_META
     from regtune.platform.registry.location import resolve_ref
+    from regtune.platform.registry.meta_checks import read_checked
 
     directory, name, number = resolve_ref(ref, root)
     where = directory.display()
-    meta = read_meta(directory)
-    if number is not None and (meta.get("version") != number or meta.get("name") != name):
-        what = f"it records {meta.get('name')}:{meta.get('version')}"
-        raise CheckpointError(
-            NOT_OURS.format(dir=where, fmt=FORMAT, version=FORMAT_VERSION, what=what)
-        )
+    meta, _ = read_checked(directory, name, number)
     try:
         # FeatureSchema.input_names(): numeric features first, then categorical.
         schema = meta["schema"]
@@ -294,15 +286,17 @@ def _stored_version(ref: str, root: str) -> _Stored:
 
 def check_versions(settings: ServeSettings) -> None:
     """Refuse what the replicas would refuse when loading the versions of
-    ``settings``, without torch (``--write-config``): every version resolves and
-    its files are intact, and a canary or shadow is another version than the
-    primary that reads the same inputs. Their weights are built into models only
-    where the config file is served.
+    ``settings``, without torch (``--write-config``): every version resolves, its
+    files are intact and its meta.json fields are well-formed, and a canary or
+    shadow is another version than the primary that reads the same inputs. Their
+    weights are built into models (and the schema, post-processing and
+    architecture parsed) only where the config file is served.
 
     Raises:
         SpecError: an unknown model or version; a canary or shadow that is the
             primary itself or reads other inputs (the words of the replicas' own check).
-        CheckpointError: a version directory that is missing, damaged or not regtune's.
+        CheckpointError: a version directory that is missing, damaged or not
+            regtune's, or a malformed meta.json field (the words of the replicas' load).
     """
     from regtune.platform.registry.location import registry_root
     from regtune.serve.settings import OTHER_INPUTS, SAME_VERSION
@@ -492,13 +486,8 @@ def _run(
     from ray import serve as ray_serve
 
     from regtune.platform.tune.runtime import ensure_ray
-    from regtune.serve.app import (
-        THROUGHPUT_ENV,
-        build_app,
-        replica_urls,
-        request_direct_ingress,
-        start_http,
-    )
+    from regtune.serve.app import build_app, replica_urls, request_direct_ingress, start_http
+    from regtune.serve.settings import THROUGHPUT_ENV
 
     if ingress is Ingress.direct:
         if address is None and not ray.is_initialized():

@@ -6,11 +6,15 @@ re-hashed) makes sense. A field a server or ``regtune.load`` would trip on
 later (a ``classes`` list of the wrong length makes every prediction fail; a
 malformed drift reference stops the service at start) is refused here, when
 the version is loaded, with a :class:`~regtune.errors.CheckpointError`
-naming the field, the value and what is allowed (the message shape of
-:data:`~regtune.platform.registry.postprocess.BAD_FIELD`).
+naming the field, the value and what is allowed (:data:`BAD_FIELD`, the
+words :mod:`.postprocess` uses for its own field too).
 
 The drift reference's layout is :mod:`.reference`'s contract with
-:mod:`regtune.serve.drift`.
+:mod:`regtune.serve.drift`; its constants (:data:`N_QUANTILES`,
+:data:`SOURCE_RAW`, :data:`SOURCE_ENCODED`) are defined here.
+
+Imports no torch: ``regtune serve --write-config`` checks a
+version's meta.json with :func:`check_meta` before it writes a config file.
 """
 
 from __future__ import annotations
@@ -21,19 +25,43 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from regtune.errors import CheckpointError, SpecError
-from regtune.platform.registry.location import check_name
-from regtune.platform.registry.postprocess import BAD_FIELD
-from regtune.platform.registry.reference import N_QUANTILES, SOURCE_ENCODED, SOURCE_RAW
+from regtune.platform.registry.integrity import FORMAT, FORMAT_VERSION, NOT_OURS, read_verified
+from regtune.platform.registry.location import check_name, version_number
+from regtune.platform.registry.store import Place
 
-__all__ = ["check_meta"]
+__all__ = [
+    "BAD_FIELD",
+    "KINDS",
+    "N_QUANTILES",
+    "SOURCE_ENCODED",
+    "SOURCE_RAW",
+    "check_meta",
+    "field_error",
+    "read_checked",
+]
 
-#: The kinds a version may be (the same as ``version.KINDS``).
+#: The kinds a version may be (``version.KINDS`` is this tuple).
 KINDS: tuple[str, ...] = ("single", "ensemble", "student")
+#: A malformed meta.json field: where, which field, its value and what is allowed.
+BAD_FIELD = "model version {dir}: meta.json field '{field}' is {value}; allowed: {allowed}"
+#: The drift reference's quantile levels 0.00, 0.01, ..., 1.00 (:mod:`.reference`).
+N_QUANTILES = 101
+#: ``reference.numeric_source`` values: exact raw columns, or reconstructed from float32 rows.
+SOURCE_RAW = "raw"
+SOURCE_ENCODED = "encoded"
 
 
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def field_error(where: str, field: str, value: Any, allowed: str) -> CheckpointError:
+    """The error for meta.json field ``field`` of the version in ``where`` holding
+    ``value`` (shown up to 120 characters), naming what is ``allowed``."""
+    return CheckpointError(
+        BAD_FIELD.format(dir=where, field=field, value=_shown(value), allowed=allowed)
+    )
 
 
 def _number(value: Any) -> bool:
@@ -57,13 +85,38 @@ class _Checker:
         self.where = where
 
     def bad(self, field: str, value: Any, allowed: str) -> CheckpointError:
-        return CheckpointError(
-            BAD_FIELD.format(dir=self.where, field=field, value=_shown(value), allowed=allowed)
-        )
+        return field_error(self.where, field, value, allowed)
 
     def require(self, ok: bool, field: str, value: Any, allowed: str) -> None:
         if not ok:
             raise self.bad(field, value, allowed)
+
+
+def read_checked(
+    directory: Place, name: str | None, number: int | None, *, staged: bool = False
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A version's meta.json and the bytes of every file it lists, with all that
+    can be checked before its weights are read: each file's size and sha256 and
+    meta.json's own digest (:func:`~.integrity.read_verified`), that it records
+    the version a reference named (``name:number``; None: a directory was
+    named), and its fields (:func:`check_meta`). No torch is needed for it.
+
+    ``staged``: a version being published, whose number is 0 until it is claimed.
+
+    Raises:
+        CheckpointError: naming the missing, truncated or modified file, the
+            version recorded instead of the one named, or the malformed field.
+    """
+    where = directory.display()
+    meta, contents = read_verified(directory)
+    if number is not None and (meta.get("version") != number or meta.get("name") != name):
+        what = f"it records {meta.get('name')}:{meta.get('version')}"
+        raise CheckpointError(
+            NOT_OURS.format(dir=where, fmt=FORMAT, version=FORMAT_VERSION, what=what)
+        )
+    folder = version_number(where.rstrip("/").rsplit("/", 1)[-1])
+    check_meta(meta, where, folder_number=0 if staged else folder)
+    return meta, contents
 
 
 def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None) -> None:

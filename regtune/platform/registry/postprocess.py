@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from regtune.errors import CheckpointError
+from regtune.platform.registry.meta_checks import field_error
 from regtune.trainables.config import ROBUST_RESAMPLES
 from regtune.trainables.thresholds import FIT_ROWS
 
@@ -59,8 +60,6 @@ CONSTRAINT_KINDS: tuple[str, ...] = ("dp", "eo")
 #: Largest threshold allowed: the next float above 1 ("never positive"; what
 #: :func:`regtune.trainables.thresholds.fit_thresholds` picks to select none).
 THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))
-
-BAD_FIELD = "model version {dir}: meta.json field '{field}' is {value}; allowed: {allowed}"
 
 
 def group_codes(groups: Sequence[int | None] | np.ndarray | Tensor | None, n: int) -> np.ndarray:
@@ -253,20 +252,15 @@ class PostProcessing:
             return None
 
         def bad(name: str, value: Any, allowed: str) -> CheckpointError:
-            text = BAD_FIELD.format(
-                dir=where, field=f"{META_KEY}.{name}", value=_shown(value), allowed=allowed
-            )
-            return CheckpointError(text)
+            return field_error(where, f"{META_KEY}.{name}", value, allowed)
 
         if not isinstance(raw, Mapping):
-            raise CheckpointError(
-                BAD_FIELD.format(
-                    dir=where,
-                    field=META_KEY,
-                    value=_shown(raw),
-                    allowed="null or an object with groups, temperatures, fallback_temperature, "
-                    "thresholds, settings, record",
-                )
+            raise field_error(
+                where,
+                META_KEY,
+                raw,
+                "null or an object with groups, temperatures, fallback_temperature, "
+                "thresholds, settings, record",
             )
         groups = raw.get("groups")
         expected = [str(v) for v in sensitive_values]
@@ -341,9 +335,3 @@ class PostProcessing:
             settings=dict(settings),
             record=dict(record),
         )
-
-
-def _shown(value: Any) -> str:
-    """A short JSON-ish rendering of a stored value for messages."""
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -1,7 +1,9 @@
 """A meta.json that a reader would trip on later is refused on load, naming the field.
 
 Each case edits a real version's meta.json and recomputes its content hash (as
-someone re-writing the file would), so only the field check can refuse it.
+someone re-writing the file would), so only the field check can refuse it. The
+torch-free check (``read_checked``, what ``regtune serve --write-config`` runs)
+refuses each with the same words as ``load_version``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 from regtune.errors import CheckpointError
 from regtune.platform.registry import Member, ModelVersion, load_version, save_version
 from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
+from regtune.platform.registry.meta_checks import read_checked
+from regtune.platform.registry.store import place_of
 from regtune.trainables.loop import RunResult
 
 Change = Callable[[dict[str, Any]], None]
@@ -152,16 +156,22 @@ def test_a_malformed_field_is_refused_naming_it(
     message = str(info.value)
     assert f"meta.json field '{field}' is " in message and allowed in message, message
     assert str(path) in message
+    with pytest.raises(CheckpointError) as checked:
+        read_checked(place_of(str(path)), None, None)
+    assert str(checked.value) == message
 
 
 def test_the_version_must_match_its_folder(saved: ModelVersion, tmp_path: Path) -> None:
     path = _rewrite(saved, tmp_path / "registry" / "tiny" / "v7", lambda meta: None)
-    with pytest.raises(
-        CheckpointError, match=r"field 'version' is 1; allowed: 7, the number of its folder v7"
-    ):
+    words = r"field 'version' is 1; allowed: 7, the number of its folder v7"
+    with pytest.raises(CheckpointError, match=words):
         load_version(str(path))
+    with pytest.raises(CheckpointError, match=words):
+        read_checked(place_of(str(path)), None, None)
 
 
 def test_an_unchanged_copy_loads(saved: ModelVersion, tmp_path: Path) -> None:
     path = _rewrite(saved, tmp_path / "copy", lambda meta: None)
     assert load_version(str(path)).classes == saved.classes
+    meta, files = read_checked(place_of(str(path)), "tiny", 1)
+    assert meta["classes"] == saved.classes and set(files) == {"weights.safetensors"}
