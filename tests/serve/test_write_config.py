@@ -2,7 +2,8 @@
 
 The config file is written without torch: the versions are checked from their
 files (:func:`regtune.platform.cli.serve.check_versions`), and a meta.json
-field a replica would refuse on load is refused there with the same words.
+field a replica would refuse on load (the fields ``check_meta`` covers and the
+post-processing) is refused there with the same words.
 """
 
 from __future__ import annotations
@@ -43,12 +44,17 @@ def test_a_bad_meta_field_is_refused_with_the_replicas_words(
     shutil.copytree(registry.root, root)
     meta = json.loads((root / MODEL / "v1" / "meta.json").read_text())
     reference = {**meta["reference"], "numeric_source": "guessed"}
+    groups = [str(v) for v in meta["schema"]["sensitive_values"]]
     _edited_copy(root, 7, {"classes": meta["classes"][:1]})  # one label for two outputs
     _edited_copy(root, 8, {"reference": reference})
+    _edited_copy(root, 9, {"postprocessing": {"groups": ["nobody"]}})
+    _edited_copy(root, 10, {"postprocessing": {"groups": groups, "temperatures": [-1.0]}})
     cases = [
         (["--canary", "7"], {"canary": "7"}, "field 'classes' is "),
         (["--shadow", "8"], {"shadow": "8"}, "field 'reference.numeric_source' is 'guessed'"),
         ([], {"model": f"{MODEL}:8"}, "field 'reference.numeric_source' is 'guessed'"),
+        (["--canary", "9"], {"canary": "9"}, "field 'postprocessing.groups' is ['nobody']"),
+        (["--shadow", "10"], {"shadow": "10"}, "field 'postprocessing.temperatures' is [-1.0]"),
     ]
     for flags, extra, words in cases:
         settings = parse_settings({"model": f"{MODEL}:1", "registry": str(root), **extra})

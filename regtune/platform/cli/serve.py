@@ -260,6 +260,8 @@ def _stored_version(ref: str, root: str) -> _Stored:
     (size and sha256) and its fields were checked, as
     :func:`~regtune.platform.registry.load_version` checks them before it reads
     the weights (:func:`~regtune.platform.registry.meta_checks.read_checked`),
+    and its post-processing as the version's load parses it
+    (:func:`~regtune.platform.registry.meta_checks.check_postprocessing`),
     without building its model (no torch).
 
     Raises:
@@ -270,7 +272,7 @@ def _stored_version(ref: str, root: str) -> _Stored:
     """
     from regtune.platform.registry.integrity import BAD_META
     from regtune.platform.registry.location import resolve_ref
-    from regtune.platform.registry.meta_checks import read_checked
+    from regtune.platform.registry.meta_checks import META_KEY, check_postprocessing, read_checked
 
     directory, name, number = resolve_ref(ref, root)
     where = directory.display()
@@ -279,9 +281,15 @@ def _stored_version(ref: str, root: str) -> _Stored:
         # FeatureSchema.input_names(): numeric features first, then categorical.
         schema = meta["schema"]
         inputs = [str(f[0]) for f in schema["numeric"]] + [str(f[0]) for f in schema["categorical"]]
-        return _Stored(str(meta["name"]), int(meta["version"]), inputs)
+        groups = [str(v) for v in schema["sensitive_values"]]
+        stored = _Stored(str(meta["name"]), int(meta["version"]), inputs)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
+    # check_meta made classes a list of architecture.n_classes labels.
+    check_postprocessing(
+        meta.get(META_KEY), sensitive_values=groups, n_classes=len(meta["classes"]), where=where
+    )
+    return stored
 
 
 def check_versions(settings: ServeSettings) -> None:
@@ -289,7 +297,7 @@ def check_versions(settings: ServeSettings) -> None:
     ``settings``, without torch (``--write-config``): every version resolves, its
     files are intact and its meta.json fields are well-formed, and a canary or
     shadow is another version than the primary that reads the same inputs. Their
-    weights are built into models (and the schema, post-processing and
+    weights are built into models (and the schema's encodings and the
     architecture parsed) only where the config file is served.
 
     Raises:

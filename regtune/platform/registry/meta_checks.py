@@ -13,29 +13,39 @@ The drift reference's layout is :mod:`.reference`'s contract with
 :mod:`regtune.serve.drift`; its constants (:data:`N_QUANTILES`,
 :data:`SOURCE_RAW`, :data:`SOURCE_ENCODED`) are defined here.
 
-Imports no torch: ``regtune serve --write-config`` checks a
-version's meta.json with :func:`check_meta` before it writes a config file.
+:func:`check_postprocessing` is what :mod:`.postprocess` refuses in
+``meta.json["postprocessing"]`` (it calls it before building its tables).
+
+Imports no torch: ``regtune serve --write-config`` checks a version's
+meta.json with :func:`read_checked` and :func:`check_postprocessing` before it
+writes a config file.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
-from typing import Any, TypeGuard
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeGuard, get_args
 
 from regtune.errors import CheckpointError, SpecError
 from regtune.platform.registry.integrity import FORMAT, FORMAT_VERSION, NOT_OURS, read_verified
 from regtune.platform.registry.location import check_name, version_number
 from regtune.platform.registry.store import Place
+from regtune.trainables.config import ROBUST_RESAMPLES, ThresholdRows
 
 __all__ = [
     "BAD_FIELD",
+    "CALIBRATIONS",
+    "CONSTRAINT_KINDS",
     "KINDS",
+    "META_KEY",
     "N_QUANTILES",
     "SOURCE_ENCODED",
     "SOURCE_RAW",
+    "THRESHOLD_MAX",
     "check_meta",
+    "check_postprocessing",
     "field_error",
     "read_checked",
 ]
@@ -49,6 +59,17 @@ N_QUANTILES = 101
 #: ``reference.numeric_source`` values: exact raw columns, or reconstructed from float32 rows.
 SOURCE_RAW = "raw"
 SOURCE_ENCODED = "encoded"
+#: Key of meta.json holding the post-processing (``null``: none; :mod:`.postprocess`).
+META_KEY = "postprocessing"
+#: ``postprocessing.settings.calibration`` values (``training.calibration``).
+CALIBRATIONS: tuple[str, ...] = ("none", "temperature", "group_temperature")
+#: ``postprocessing.settings.constraint.kind`` values (``penalties.fairness.kind``).
+CONSTRAINT_KINDS: tuple[str, ...] = ("dp", "eo")
+#: Largest threshold allowed: the next float above 1 ("never positive"; what
+#: :func:`regtune.trainables.thresholds.fit_thresholds` picks to select none).
+THRESHOLD_MAX = math.nextafter(1.0, 2.0)
+#: ``postprocessing.settings.constraint.rows`` values (``training.threshold_rows``).
+_FIT_ROWS: tuple[str, ...] = get_args(ThresholdRows)
 
 
 def _shown(value: Any) -> str:
@@ -264,3 +285,127 @@ def _check_feature(c: _Checker, field: str, entry: Any) -> None:
         )
     else:
         c.require(False, f"{field}.kind", kind, "'numeric' or 'categorical'")
+
+
+def check_postprocessing(
+    raw: Any, *, sensitive_values: Sequence[str], n_classes: int, where: str
+) -> None:
+    """Check ``meta.json["postprocessing"]`` (None: absent or null, nothing to check)
+    against the schema's ``sensitive_values`` and the number of classes:
+    what :meth:`~.postprocess.PostProcessing.from_meta` refuses before it builds
+    the tables (no torch needed).
+
+    Raises:
+        CheckpointError: a malformed field, naming it and what is allowed.
+    """
+    if raw is None:
+        return
+
+    def bad(name: str, value: Any, allowed: str) -> CheckpointError:
+        return field_error(where, f"{META_KEY}.{name}", value, allowed)
+
+    if not isinstance(raw, Mapping):
+        raise field_error(
+            where,
+            META_KEY,
+            raw,
+            "null or an object with groups, temperatures, fallback_temperature, "
+            "thresholds, settings, record",
+        )
+    groups = raw.get("groups")
+    expected = [str(v) for v in sensitive_values]
+    if groups != expected:
+        raise bad("groups", groups, f"the schema's sensitive values {expected}")
+    n_groups = len(expected)
+
+    temps = raw.get("temperatures")
+    per_group = f"{n_groups} (one per group)" if n_groups else "no per-group list"
+    temps_allowed = f"null, or a list of 1 or {per_group} finite numbers > 0"
+    if temps is not None:
+        if not isinstance(temps, list) or len(temps) not in {1, n_groups} - {0}:
+            raise bad("temperatures", temps, temps_allowed)
+        if not all(_finite(t) and t > 0 for t in temps):
+            raise bad("temperatures", temps, temps_allowed)
+    fallback = raw.get("fallback_temperature")
+    if isinstance(temps, list) and len(temps) > 1:
+        positive = isinstance(fallback, (int, float)) and fallback > 0
+        if not (_finite(fallback) and positive):
+            raise bad(
+                "fallback_temperature",
+                fallback,
+                "a finite number > 0 (the temperature of rows of an unknown group)",
+            )
+    elif fallback is not None:
+        raise bad("fallback_temperature", fallback, "null unless temperatures is one per group")
+
+    thresholds = raw.get("thresholds")
+    if thresholds is not None:
+        allowed = (
+            f"null, or a list of {n_groups} (one per group) probabilities in [0, 1] "
+            "(or the next float above 1: never positive), for a two-class model"
+        )
+        if n_classes != 2 or not n_groups:
+            raise bad("thresholds", thresholds, "null (not a two-class model with groups)")
+        if not isinstance(thresholds, list) or len(thresholds) != n_groups:
+            raise bad("thresholds", thresholds, allowed)
+        if not all(_finite(t) and 0.0 <= t <= THRESHOLD_MAX for t in thresholds):
+            raise bad("thresholds", thresholds, allowed)
+
+    settings = raw.get("settings", {})
+    if not isinstance(settings, Mapping):
+        raise bad("settings", settings, "an object {calibration, constraint}")
+    calibration = settings.get("calibration", "none")
+    if calibration not in CALIBRATIONS:
+        raise bad("settings.calibration", calibration, ", ".join(CALIBRATIONS))
+    constraint = settings.get("constraint")
+    if constraint is not None:
+        ok = (
+            isinstance(constraint, Mapping)
+            and constraint.get("kind") in CONSTRAINT_KINDS
+            and _finite(constraint.get("tolerance"))
+            and constraint["tolerance"] >= 0
+            and constraint.get("rows", "val") in _FIT_ROWS
+        )
+        if not ok:
+            raise bad(
+                "settings.constraint",
+                constraint,
+                "null or {kind: dp|eo, tolerance: a finite number >= 0, "
+                f"rows (optional): {'|'.join(_FIT_ROWS)}}}",
+            )
+        _check_robust(constraint, bad)
+    record = raw.get("record", {})
+    if not isinstance(record, Mapping):
+        raise bad("record", record, "an object")
+
+
+def _check_robust(
+    constraint: Mapping[str, Any], bad: Callable[[str, Any, str], CheckpointError]
+) -> None:
+    """A stored constraint's robust-threshold keys, when present, are what a
+    config allows (``bad(field, value, allowed)`` makes the error)."""
+    low, high = ROBUST_RESAMPLES
+    checks = {
+        "robust_quantile": (
+            lambda v: _finite(v) and 0.0 < v < 1.0,
+            "a number strictly between 0 and 1",
+        ),
+        "robust_resamples": (
+            lambda v: _whole(v) and low <= v <= high,
+            f"a whole number in [{low}, {high}]",
+        ),
+        "seed": (_whole, "a whole number"),
+    }
+    for key, (ok, allowed) in checks.items():
+        if key in constraint and not ok(constraint[key]):
+            raise bad(f"settings.constraint.{key}", constraint[key], allowed)
+    if "robust_quantile" in constraint:
+        # Stored together (ThresholdSettings.as_constraint): a recount with
+        # other draws than the trial's would judge other resamples.
+        for key in ("robust_resamples", "seed"):
+            if key not in constraint:
+                raise bad(
+                    f"settings.constraint.{key}",
+                    "missing",
+                    f"{checks[key][1]}, stored with robust_quantile",
+                )

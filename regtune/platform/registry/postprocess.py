@@ -22,14 +22,15 @@ of the (scaled) probabilities. With a single temperature every row uses it.
 
 Group code ``g`` indexes ``groups`` (the schema's ``sensitive_values``). A
 stored value that is malformed (wrong type, count or range) is refused with a
-:class:`~regtune.errors.CheckpointError` naming the field and what is allowed.
+:class:`~regtune.errors.CheckpointError` naming the field and what is allowed
+(:func:`~regtune.platform.registry.meta_checks.check_postprocessing`, which
+needs no torch: ``regtune serve --write-config`` runs it too).
 This module needs numpy and torch only (serving imports it).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +38,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from regtune.errors import CheckpointError
-from regtune.platform.registry.meta_checks import field_error
-from regtune.trainables.config import ROBUST_RESAMPLES
-from regtune.trainables.thresholds import FIT_ROWS
+from regtune.platform.registry.meta_checks import (
+    CALIBRATIONS,
+    CONSTRAINT_KINDS,
+    META_KEY,
+    THRESHOLD_MAX,
+    check_postprocessing,
+)
 
 __all__ = [
     "CALIBRATIONS",
@@ -50,16 +54,6 @@ __all__ = [
     "PostProcessing",
     "group_codes",
 ]
-
-#: Key of meta.json holding the post-processing (``null``: none).
-META_KEY = "postprocessing"
-#: ``settings.calibration`` values (``training.calibration``).
-CALIBRATIONS: tuple[str, ...] = ("none", "temperature", "group_temperature")
-#: ``settings.constraint.kind`` values (``penalties.fairness.kind``).
-CONSTRAINT_KINDS: tuple[str, ...] = ("dp", "eo")
-#: Largest threshold allowed: the next float above 1 ("never positive"; what
-#: :func:`regtune.trainables.thresholds.fit_thresholds` picks to select none).
-THRESHOLD_MAX = float(np.nextafter(1.0, 2.0))
 
 
 def group_codes(groups: Sequence[int | None] | np.ndarray | Tensor | None, n: int) -> np.ndarray:
@@ -88,50 +82,6 @@ def group_codes(groups: Sequence[int | None] | np.ndarray | Tensor | None, n: in
     if codes.shape != (n,):
         raise ValueError(f"got {codes.shape[0] if codes.ndim else 0} group codes for {n} rows")
     return codes
-
-
-def _check_robust(
-    constraint: Mapping[str, Any], bad: Callable[[str, Any, str], CheckpointError]
-) -> None:
-    """A stored constraint's robust-threshold keys, when present, are what a
-    config allows (``bad(field, value, allowed)`` makes the error)."""
-    low, high = ROBUST_RESAMPLES
-    checks = {
-        "robust_quantile": (
-            lambda v: _finite_number(v) and 0.0 < v < 1.0,
-            "a number strictly between 0 and 1",
-        ),
-        "robust_resamples": (
-            lambda v: _whole(v) and low <= v <= high,
-            f"a whole number in [{low}, {high}]",
-        ),
-        "seed": (_whole, "a whole number"),
-    }
-    for key, (ok, allowed) in checks.items():
-        if key in constraint and not ok(constraint[key]):
-            raise bad(f"settings.constraint.{key}", constraint[key], allowed)
-    if "robust_quantile" in constraint:
-        # Stored together (ThresholdSettings.as_constraint): a recount with
-        # other draws than the trial's would judge other resamples.
-        for key in ("robust_resamples", "seed"):
-            if key not in constraint:
-                raise bad(
-                    f"settings.constraint.{key}",
-                    "missing",
-                    f"{checks[key][1]}, stored with robust_quantile",
-                )
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _finite_number(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 @dataclass(frozen=True)
@@ -251,87 +201,16 @@ class PostProcessing:
         if raw is None:
             return None
 
-        def bad(name: str, value: Any, allowed: str) -> CheckpointError:
-            return field_error(where, f"{META_KEY}.{name}", value, allowed)
-
-        if not isinstance(raw, Mapping):
-            raise field_error(
-                where,
-                META_KEY,
-                raw,
-                "null or an object with groups, temperatures, fallback_temperature, "
-                "thresholds, settings, record",
-            )
-        groups = raw.get("groups")
-        expected = [str(v) for v in sensitive_values]
-        if groups != expected:
-            raise bad("groups", groups, f"the schema's sensitive values {expected}")
-        n_groups = len(expected)
-
-        temps = raw.get("temperatures")
-        per_group = f"{n_groups} (one per group)" if n_groups else "no per-group list"
-        temps_allowed = f"null, or a list of 1 or {per_group} finite numbers > 0"
-        if temps is not None:
-            if not isinstance(temps, list) or len(temps) not in {1, n_groups} - {0}:
-                raise bad("temperatures", temps, temps_allowed)
-            if not all(_finite_number(t) and t > 0 for t in temps):
-                raise bad("temperatures", temps, temps_allowed)
+        check_postprocessing(
+            raw, sensitive_values=sensitive_values, n_classes=n_classes, where=where
+        )
+        temps, thresholds = raw.get("temperatures"), raw.get("thresholds")
         fallback = raw.get("fallback_temperature")
-        if isinstance(temps, list) and len(temps) > 1:
-            positive = isinstance(fallback, (int, float)) and fallback > 0
-            if not (_finite_number(fallback) and positive):
-                raise bad(
-                    "fallback_temperature",
-                    fallback,
-                    "a finite number > 0 (the temperature of rows of an unknown group)",
-                )
-        elif fallback is not None:
-            raise bad("fallback_temperature", fallback, "null unless temperatures is one per group")
-
-        thresholds = raw.get("thresholds")
-        if thresholds is not None:
-            allowed = (
-                f"null, or a list of {n_groups} (one per group) probabilities in [0, 1] "
-                "(or the next float above 1: never positive), for a two-class model"
-            )
-            if n_classes != 2 or not n_groups:
-                raise bad("thresholds", thresholds, "null (not a two-class model with groups)")
-            if not isinstance(thresholds, list) or len(thresholds) != n_groups:
-                raise bad("thresholds", thresholds, allowed)
-            if not all(_finite_number(t) and 0.0 <= t <= THRESHOLD_MAX for t in thresholds):
-                raise bad("thresholds", thresholds, allowed)
-
-        settings = raw.get("settings", {})
-        if not isinstance(settings, Mapping):
-            raise bad("settings", settings, "an object {calibration, constraint}")
-        calibration = settings.get("calibration", "none")
-        if calibration not in CALIBRATIONS:
-            raise bad("settings.calibration", calibration, ", ".join(CALIBRATIONS))
-        constraint = settings.get("constraint")
-        if constraint is not None:
-            ok = (
-                isinstance(constraint, Mapping)
-                and constraint.get("kind") in CONSTRAINT_KINDS
-                and _finite_number(constraint.get("tolerance"))
-                and constraint["tolerance"] >= 0
-                and constraint.get("rows", "val") in FIT_ROWS
-            )
-            if not ok:
-                raise bad(
-                    "settings.constraint",
-                    constraint,
-                    "null or {kind: dp|eo, tolerance: a finite number >= 0, "
-                    f"rows (optional): {'|'.join(FIT_ROWS)}}}",
-                )
-            _check_robust(constraint, bad)
-        record = raw.get("record", {})
-        if not isinstance(record, Mapping):
-            raise bad("record", record, "an object")
         return cls(
-            groups=tuple(expected),
+            groups=tuple(str(v) for v in sensitive_values),
             temperatures=None if temps is None else tuple(float(t) for t in temps),
             fallback_temperature=None if fallback is None else float(fallback),
             thresholds=None if thresholds is None else tuple(float(t) for t in thresholds),
-            settings=dict(settings),
-            record=dict(record),
+            settings=dict(raw.get("settings", {})),
+            record=dict(raw.get("record", {})),
         )
