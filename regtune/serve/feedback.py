@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from regtune.serve.protocol import VALUE_SHOWN, RequestError
+from regtune.serve.settings import DEFAULT_FEEDBACK_RECORDS
 from regtune.trainables.metrics import expected_calibration_error
 from regtune.trainables.schema import ValueIndex, legacy_canonical
 
@@ -58,9 +59,6 @@ __all__ = [
 
 #: Requests whose predictions are kept for later labels.
 DEFAULT_CAPACITY = 10_000
-#: Records (instances) kept for later labels over all those requests: the memory
-#: bound (``ServeSettings.feedback_records`` sets it per served model).
-DEFAULT_FEEDBACK_RECORDS = 200_000
 #: Labelled records the metrics are computed over.
 DEFAULT_FEEDBACK_WINDOW = 10_000
 

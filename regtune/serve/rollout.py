@@ -28,6 +28,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from regtune.serve.settings import (
+    DEFAULT_MAX_DISAGREEMENT,
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_MAX_P99_MS,
+    DEFAULT_MIN_REQUESTS,
+    DEFAULT_ROLLOUT_WINDOW,
+)
+
 __all__ = [
     "BUCKETS",
     "Observation",
@@ -59,11 +67,11 @@ def routes_to_canary(request_id: str, weight: float) -> bool:
 class RolloutLimits:
     """When a canary rolls back; every limit is checked over the last ``window`` requests."""
 
-    max_error_rate: float = 0.05
-    max_p99_ms: float = 250.0
-    max_disagreement: float = 0.25
-    min_requests: int = 20
-    window: int = 200
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    max_p99_ms: float = DEFAULT_MAX_P99_MS
+    max_disagreement: float = DEFAULT_MAX_DISAGREEMENT
+    min_requests: int = DEFAULT_MIN_REQUESTS
+    window: int = DEFAULT_ROLLOUT_WINDOW
 
     def __post_init__(self) -> None:
         for name in ("max_error_rate", "max_disagreement"):

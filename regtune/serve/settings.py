@@ -33,7 +33,12 @@ __all__ = [
     "CONFIG_HEADER",
     "DEFAULT_FEEDBACK_RECORDS",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_DISAGREEMENT",
+    "DEFAULT_MAX_ERROR_RATE",
     "DEFAULT_MAX_INSTANCES",
+    "DEFAULT_MAX_P99_MS",
+    "DEFAULT_MIN_REQUESTS",
+    "DEFAULT_ROLLOUT_WINDOW",
     "DEFAULT_TOKEN_ENV",
     "DEFAULT_WINDOW",
     "DRIFT_INDEX_LIMIT",
@@ -68,6 +73,14 @@ DRIFT_INDEX_LIMIT = 0.1
 #: 2,000 Adult records) and records per request.
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_MAX_INSTANCES = 1024
+#: Canary rollback limits (:class:`~regtune.serve.rollout.RolloutLimits`): the error
+#: rate, p99 latency and share of labels differing from the primary's at which a canary
+#: rolls back, over the last ``window`` requests once ``min_requests`` have been seen.
+DEFAULT_MAX_ERROR_RATE = 0.05
+DEFAULT_MAX_P99_MS = 250.0
+DEFAULT_MAX_DISAGREEMENT = 0.25
+DEFAULT_MIN_REQUESTS = 20
+DEFAULT_ROLLOUT_WINDOW = 200
 #: Predictions kept for later feedback labels (:class:`~regtune.serve.feedback.FeedbackTracker`).
 DEFAULT_FEEDBACK_RECORDS = 200_000
 #: Ray Serve's throughput-optimized mode: direct ingress, the app on the replica's
@@ -110,11 +123,11 @@ class ServeSettings(BaseModel):
     max_instances: int = Field(DEFAULT_MAX_INSTANCES, ge=1)
     unknown_categories: Literal["accept", "reject"] = "accept"
     # Canary rollback limits.
-    max_error_rate: float = Field(0.05, ge=0.0, le=1.0)
-    max_p99_ms: float = Field(250.0, gt=0.0)
-    max_disagreement: float = Field(0.25, ge=0.0, le=1.0)
-    min_requests: int = Field(20, ge=1)
-    rollout_window: int = Field(200, ge=1)
+    max_error_rate: float = Field(DEFAULT_MAX_ERROR_RATE, ge=0.0, le=1.0)
+    max_p99_ms: float = Field(DEFAULT_MAX_P99_MS, gt=0.0)
+    max_disagreement: float = Field(DEFAULT_MAX_DISAGREEMENT, ge=0.0, le=1.0)
+    min_requests: int = Field(DEFAULT_MIN_REQUESTS, ge=1)
+    rollout_window: int = Field(DEFAULT_ROLLOUT_WINDOW, ge=1)
     # Drift monitoring.
     drift_window: int = Field(DEFAULT_WINDOW, ge=10)
     drift_min_window: int = Field(MIN_WINDOW, ge=1)

@@ -70,10 +70,5 @@ def test_serve_run_can_call_the_builder_with_string_args() -> None:
         call_user_app_builder_with_args_if_necessary(builder, {"model": "m", "max_batch_size": "x"})
 
 
-def test_feedback_records_defaults_to_the_trackers_cap() -> None:
-    # Until regtune.serve.feedback imports DEFAULT_FEEDBACK_RECORDS from settings
-    # (its one definition), the tracker's own default must stay equal to it.
-    from regtune.serve.feedback import DEFAULT_FEEDBACK_RECORDS
-
-    assert parse_settings({"model": "m"}).feedback_records == DEFAULT_FEEDBACK_RECORDS
+def test_feedback_records_is_read() -> None:
     assert parse_settings({"model": "m", "feedback_records": 5000}).feedback_records == 5000

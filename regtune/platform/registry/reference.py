@@ -29,15 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from regtune.platform.registry.meta_checks import N_QUANTILES, SOURCE_ENCODED, SOURCE_RAW
 from regtune.trainables.schema import FeatureSchema
 
 __all__ = ["N_QUANTILES", "SOURCE_ENCODED", "SOURCE_RAW", "reference_summary"]
-
-#: Quantile levels 0.00, 0.01, ..., 1.00.
-N_QUANTILES = 101
-#: ``numeric_source`` values: exact raw columns, or reconstructed from float32 rows.
-SOURCE_RAW = "raw"
-SOURCE_ENCODED = "encoded"
 
 
 def reference_summary(

@@ -79,11 +79,9 @@ from regtune.platform.registry.integrity import (
     DIGEST_KEY,
     FORMAT,
     FORMAT_VERSION,
-    NOT_OURS,
     file_entry,
     meta_digest,
     read_meta,
-    read_verified,
     verify_files,
 )
 from regtune.platform.registry.location import (
@@ -96,7 +94,7 @@ from regtune.platform.registry.location import (
     version_number,
 )
 from regtune.platform.registry.meta_checks import KINDS as _META_KINDS
-from regtune.platform.registry.meta_checks import check_meta
+from regtune.platform.registry.meta_checks import read_checked
 from regtune.platform.registry.modules import build_version_module, member_prefix
 from regtune.platform.registry.postprocess import META_KEY, PostProcessing
 from regtune.platform.registry.reference import reference_summary
@@ -557,18 +555,7 @@ def _load(
     named, checked against meta.json; ``staged``: a version being published,
     whose number is 0 until it is claimed)."""
     where = directory.display()
-    meta, contents = read_verified(directory)
-    if number is not None and (meta.get("version") != number or meta.get("name") != name):
-        raise CheckpointError(
-            NOT_OURS.format(
-                dir=where,
-                fmt=FORMAT,
-                version=FORMAT_VERSION,
-                what=f"it records {meta.get('name')}:{meta.get('version')}",
-            )
-        )
-    folder = version_number(where.rstrip("/").rsplit("/", 1)[-1])
-    check_meta(meta, where, folder_number=0 if staged else folder)
+    meta, contents = read_checked(directory, name, number, staged=staged)
     try:
         tensors = load_bytes(contents[WEIGHTS_FILE])
     except (SafetensorError, OSError, KeyError) as exc:
