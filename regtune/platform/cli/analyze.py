@@ -100,8 +100,10 @@ def _reference(values: list[str] | None) -> dict[str, float] | None:
 
 
 def _fmt(value: object) -> str:
+    """A table cell: floats to 4 significant digits, a missing number (NaN: no
+    trial to take a median of) as ``-``."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "-" if math.isnan(value) else f"{value:.4g}"
     return str(value)
 
 

@@ -337,6 +337,8 @@ def test_constant_predictors_beside_a_learned_trial_are_counted_on_the_path(
     )
     assert "best trial: h" in text and "no best:" not in text
     assert "the front is empty" not in text and "1 of 3 trials on the front" in text
+    # A strength tried only by constant predictors has no median: "-", not "nan".
+    assert "nan" not in text.lower()
     data = json.loads(_invoke("analyze", str(exp), "--json").stdout)["experiments"][0]
     best = [r for r in data["paths"]["penalties.l2"] if r["best"] and r["metric"] == "val_acc"]
     assert [r["strength"] for r in best] == [1e-5]
