@@ -200,14 +200,17 @@ def test_pbt_mutations_need_a_pbt_spec() -> None:
         pbt_mutations(load_spec("quickstart"))
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """A trial that only parses its config, as the real trainable does first."""
-    parsed = parse_train_config(config)
-    tune.report({"val_acc": parsed.penalties.l2 + parsed.model.dropout})
-
-
 @pytest.mark.ray
 def test_tune_runs_trials_with_the_param_space(ray_local: None, tmp_path: Path) -> None:
+    def check_config(config: dict[str, Any]) -> None:
+        """A trial that only parses its config, as the real trainable does first.
+
+        Defined here, it goes to the trial's worker by value: the worker does
+        not import this test module (pytest, hyperopt, numpy: ~1 CPU-s).
+        """
+        parsed = parse_train_config(config)
+        tune.report({"val_acc": parsed.penalties.l2 + parsed.model.dropout})
+
     spec = load_spec("quickstart", overrides=["budget.samples=3"])
     tuner = tune.Tuner(
         check_config,
