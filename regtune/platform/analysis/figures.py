@@ -26,7 +26,6 @@ from matplotlib.ticker import MaxNLocator
 from regtune.platform.analysis.best import BestTrial
 from regtune.platform.analysis.compare import figure_stem
 from regtune.platform.analysis.front import Front
-from regtune.platform.analysis.path import heatmap
 from regtune.platform.analysis.run import Analysis
 
 __all__ = [
@@ -120,54 +119,14 @@ def path_figure(path: pd.DataFrame, objective: str) -> bytes:
 
 
 def heatmap_cells(analysis: Analysis) -> pd.DataFrame | None:
-    """The cells the heat map draws: ``analysis.heatmap`` with degenerate trials (constant
-    predictors, ``summary["degenerate"]``) left out of each cell's ``n_trials`` and
-    ``median``, as the paths, the front and the best trial leave them out, and counted
-    per cell in ``n_degenerate``. A cell of only degenerate trials stays, with
-    ``n_trials`` 0 and a NaN median, so a corner that only gave constant predictors shows
-    as tried. With ``analysis.include_degenerate`` they are kept in (counted in both).
-    ``attrs``: the heat map's, plus ``n_degenerate`` (the total) and ``include_degenerate``.
-    None when the analysis has no heat map."""
-    heat = analysis.heatmap
-    if heat is None:
-        return None
-    summary = analysis.summary
-    metric = str(heat.attrs.get("metric", ""))
-    degenerate = (
-        summary["degenerate"].fillna(False).to_numpy(dtype=bool)
-        if "degenerate" in summary.columns
-        else np.zeros(len(summary), dtype=bool)
-    )
-    out = heat.copy()
-    out.attrs = dict(heat.attrs)
-    out.attrs["include_degenerate"] = analysis.include_degenerate
-    if not degenerate.any() or metric not in summary.columns:
-        out["n_degenerate"] = np.zeros(len(out), dtype=np.int64)
-        out.attrs["n_degenerate"] = 0
-        return out
-    by_name = {p.name: p for p in analysis.swept}
-    x, y = by_name[str(heat.attrs["x"])], by_name[str(heat.attrs["y"])]
-    values = pd.to_numeric(summary[metric], errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    # Binned over every trial's strengths (as analysis.heatmap is), so the cells line up;
-    # a NaN value leaves a trial out of a cell, a 1.0 makes a count of the degenerate ones.
-    counted = np.isfinite(values) & degenerate
-    marked = summary.assign(**{metric: np.where(counted, 1.0, np.nan)})
-    dropped = heatmap(marked, x, y, metric)[["x", "y", "n_trials"]]
-    dropped = dropped.rename(columns={"n_trials": "n_degenerate"})
-    if analysis.include_degenerate:
-        kept = heat[["x", "y", "n_trials", "median"]]
-    else:
-        eligible = summary.assign(**{metric: np.where(degenerate, np.nan, values)})
-        kept = heatmap(eligible, x, y, metric)[["x", "y", "n_trials", "median"]]
-    cells = kept.merge(dropped, on=["x", "y"], how="outer").sort_values(["x", "y"])
-    cells["n_trials"] = cells["n_trials"].fillna(0).astype(np.int64)
-    cells["n_degenerate"] = cells["n_degenerate"].fillna(0).astype(np.int64)
-    cells = cells[["x", "y", "n_trials", "n_degenerate", "median"]].reset_index(drop=True)
-    cells.attrs = dict(out.attrs)
-    cells.attrs["n_degenerate"] = int(cells["n_degenerate"].sum())
-    return cells
+    """The cells the heat map draws: ``analysis.heatmap``, which
+    :func:`~regtune.platform.analysis.path.heatmap` built with the analysis's
+    ``include_degenerate``, so the figure, the report and ``--json`` show the same cells:
+    degenerate trials (constant predictors) left out of each cell's ``n_trials`` and
+    ``median`` and counted in ``n_degenerate`` (a cell of only those has ``n_trials`` 0
+    and a NaN median), or kept in and counted in both. None when the analysis has no heat
+    map."""
+    return analysis.heatmap
 
 
 def heatmap_caption(cells: pd.DataFrame) -> str | None:
@@ -197,7 +156,7 @@ def heatmap_figure(heat: pd.DataFrame) -> bytes:
 def heatmap_plot(heat: pd.DataFrame) -> Figure:
     """Median of the metric per (x, y) strength cell, with trial counts.
 
-    ``heat``: ``analysis.heatmap`` or :func:`heatmap_cells`; with the latter, a cell says
+    ``heat``: ``analysis.heatmap`` (:func:`heatmap_cells`); a cell says
     how many degenerate trials it left out (``k degenerate left out``), a cell of only
     those is hatched grey (``only degenerate (k)``), and the title says what was left out
     (:func:`heatmap_caption`)."""

@@ -12,7 +12,8 @@ the best trial and the front leave them out
 (:mod:`~regtune.platform.analysis.best`); their strengths still make path
 points (``n_degenerate`` counts them, with a NaN median where a point has
 nothing else), so a range whose strong end only gave constant predictors
-shows it rather than looking untried.
+shows it rather than looking untried. The heat map's cells (:func:`heatmap`)
+leave them out and count them the same way.
 """
 
 from __future__ import annotations
@@ -254,12 +255,19 @@ def heatmap(
     metric: str,
     *,
     bins: int = HEATMAP_BINS,
+    include_degenerate: bool = False,
 ) -> pd.DataFrame:
     """Median of ``metric`` over the trials in each (x bin, y bin) cell.
 
-    Returns a long table with columns ``x``, ``y`` (bin strengths),
-    ``n_trials`` and ``median``, one row per non-empty cell;
-    ``attrs`` records both parameter names and their scales.
+    Returns a long table with columns ``x``, ``y`` (bin strengths), ``n_trials``,
+    ``n_degenerate`` and ``median``, one row per cell holding a trial with a value of
+    ``metric``. As in :func:`regularization_path`, degenerate trials
+    (``summary["degenerate"]``) are left out of each cell's ``n_trials`` and ``median``
+    and counted in its ``n_degenerate`` (kept in with ``include_degenerate``, then
+    counted in both); strengths are binned over every trial, so a cell of only
+    degenerate trials stays, with ``n_trials`` 0 and a NaN median. ``attrs`` records
+    both parameter names and their scales, the metric, ``include_degenerate`` and
+    ``n_degenerate`` (the cells' total).
 
     Raises:
         SpecError: ``metric`` is not in ``summary`` (the message lists the metrics).
@@ -269,19 +277,42 @@ def heatmap(
     bx = bin_strengths(_strengths(summary, x, "heatmap"), x.log, bins)
     by = bin_strengths(_strengths(summary, y, "heatmap"), y.log, bins)
     values = _column(summary, metric)
-    keep = (bx.index >= 0) & (by.index >= 0) & np.isfinite(values)
-    frame = pd.DataFrame({"bx": bx.index[keep], "by": by.index[keep], "v": values[keep]})
-    cells = frame.groupby(["bx", "by"]).agg(n_trials=("v", "size"), median=("v", "median"))
+    degenerate = _degenerate(summary)
+    placed = (bx.index >= 0) & (by.index >= 0) & np.isfinite(values)
+    eligible = ~degenerate | include_degenerate
+    frame = pd.DataFrame(
+        {
+            "bx": bx.index[placed],
+            "by": by.index[placed],
+            # NaN for a left-out trial: not in the median or the count ("count" skips NaN).
+            "v": np.where(eligible, values, np.nan)[placed],
+            "d": degenerate[placed].astype(np.int64),
+        }
+    )
+    cells = frame.groupby(["bx", "by"]).agg(
+        n_trials=("v", "count"), n_degenerate=("d", "sum"), median=("v", "median")
+    )
     cells = cells.reset_index()
     table = pd.DataFrame(
         {
-            "x": bx.strength[cells["bx"].to_numpy()],
-            "y": by.strength[cells["by"].to_numpy()],
+            "x": bx.strength[cells["bx"].to_numpy(dtype=np.intp)],
+            "y": by.strength[cells["by"].to_numpy(dtype=np.intp)],
             "n_trials": cells["n_trials"].to_numpy(dtype=np.int64),
+            "n_degenerate": cells["n_degenerate"].to_numpy(dtype=np.int64),
             "median": cells["median"].to_numpy(dtype=np.float64),
         }
     )
-    table.attrs.update({"x": x.name, "y": y.name, "metric": metric, "x_log": x.log, "y_log": y.log})
+    table.attrs.update(
+        {
+            "x": x.name,
+            "y": y.name,
+            "metric": metric,
+            "x_log": x.log,
+            "y_log": y.log,
+            "include_degenerate": include_degenerate,
+            "n_degenerate": int(table["n_degenerate"].sum()),
+        }
+    )
     return table
 
 

@@ -85,7 +85,8 @@ class Analysis:
     (one row per trial), ``edges`` (best strength vs range per parameter),
     ``verdict`` (sentences), ``best`` (:class:`~regtune.platform.analysis.best.BestTrial`;
     ``None`` when no trial is eligible: :meth:`no_best_reason` says why).
-    ``include_degenerate``: whether degenerate trials were eligible for the front and best.
+    ``include_degenerate``: whether degenerate trials were eligible for the front and best
+    and counted in the paths' and heat map's medians (``n_degenerate`` counts them either way).
     """
 
     name: str
@@ -387,14 +388,26 @@ def analyze_tables(
     }
     heat = None
     if len(numeric) >= 2:
-        heat = heatmap(summary, numeric[0], numeric[1], heatmap_metric or primary[0])
+        heat = heatmap(
+            summary,
+            numeric[0],
+            numeric[1],
+            heatmap_metric or primary[0],
+            include_degenerate=include_degenerate,
+        )
     front_objectives = _front_objectives(spec, objectives, present)
     front = pareto_table(
         summary, front_objectives, reference=reference, include_degenerate=include_degenerate
     )
     diagnosis = diagnose(epochs, summary, seg=seg)
     verdict = sweep_verdict(
-        paths, diagnosis, swept, summary.get("status"), summary=summary, objective=primary
+        paths,
+        diagnosis,
+        swept,
+        summary.get("status"),
+        summary=summary,
+        objective=primary,
+        include_degenerate=include_degenerate,
     )
     # Ties go as in the sweep summary: the other objectives asked for (not the front's ece).
     others = [o for o in _chosen_objectives(spec, objectives) if o[0] != primary[0]]

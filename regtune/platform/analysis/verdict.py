@@ -18,9 +18,11 @@ Degenerate trials (constant predictors: the diagnosis's ``degenerate``
 column) come first, when there are any: the first sentence says when every
 trial is one, or when the trial the objective ranks first is one (a constant
 predictor's accuracy is the share of its class, which can beat every model
-that learnt something), and what their own evidence asks for; a penalty whose
-degenerate trials all lie past every other trial's strength gets a sentence of
-its own. The label shares above are over the other trials.
+that learnt something), whether the front and the best left them out (the
+default) or kept them eligible (``--include-degenerate``), and what their own
+evidence asks for; a penalty whose degenerate trials all lie past every other
+trial's strength gets a sentence of its own. The label shares above are over
+the other trials.
 """
 
 from __future__ import annotations
@@ -286,6 +288,7 @@ def sweep_verdict(
     *,
     summary: pd.DataFrame | None = None,
     objective: tuple[str, str] | None = None,
+    include_degenerate: bool = False,
 ) -> list[str]:
     """Sentences saying where the next sweep should look, most important first.
 
@@ -295,6 +298,9 @@ def sweep_verdict(
     table) and ``objective`` (the primary one), when given, let the first
     sentence say that the trial the objective ranks first is degenerate, and
     give each penalty's strengths of the degenerate and the other trials.
+    ``include_degenerate``: the analysis kept degenerate trials eligible for the front
+    and the best (``--include-degenerate``); the first sentence says so rather than
+    that they were left out.
     """
     lines, wants = _path_lines(edges(paths, swept), paths, swept)
     if diagnosis.empty:
@@ -305,7 +311,9 @@ def sweep_verdict(
         else np.zeros(len(diagnosis), dtype=bool)
     )
     if degenerate.any():
-        lines[:0] = _degenerate_lines(diagnosis, degenerate, swept, summary, objective)
+        lines[:0] = _degenerate_lines(
+            diagnosis, degenerate, swept, summary, objective, include_degenerate
+        )
     judged = ~diagnosis["too_short"].to_numpy(dtype=bool) & ~degenerate
     total = int(judged.sum())
     if total:
@@ -348,16 +356,20 @@ def _degenerate_lines(
     swept: Sequence[SweptParameter],
     summary: pd.DataFrame | None,
     objective: tuple[str, str] | None,
+    include_degenerate: bool = False,
 ) -> list[str]:
     """The sentences on the degenerate trials: how many, whether the objective's top trial
-    (or every trial) is one, what their own evidence asks for, and per penalty where they
-    lie against the other trials."""
+    (or every trial) is one, whether the front and the best left them out (by default) or
+    kept them eligible (``include_degenerate``), what their own evidence asks for, and per
+    penalty where they lie against the other trials."""
     n, total = int(degenerate.sum()), len(diagnosis)
     each = "each predicts one class for every row, a constant predictor"
     if n == total:
-        head = (
-            f"all {total} trials are degenerate ({each}): by default no trial is best and the "
-            "front is empty"
+        head = f"all {total} trials are degenerate ({each}): " + (
+            "--include-degenerate keeps them eligible, so any best trial or front point "
+            "is a constant predictor"
+            if include_degenerate
+            else "by default no trial is best and the front is empty"
         )
     else:
         head = f"{n} of {total} trials are degenerate ({each})"
@@ -372,7 +384,11 @@ def _degenerate_lines(
             metric = objective[0]
             value = float(pd.to_numeric(summary.loc[top, metric]))
             head = f"the top trial by {metric}, {top} ({metric} {value:.4g}), is degenerate: {head}"
-        head += "; by default they are left off the front and the best"
+        head += (
+            "; --include-degenerate keeps them eligible for the front and the best"
+            if include_degenerate
+            else "; by default they are left off the front and the best"
+        )
     rows = diagnosis[degenerate]
     causes = []
     unstable = int(rows["unstable"].astype(bool).sum()) if "unstable" in rows else 0

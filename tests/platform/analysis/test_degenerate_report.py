@@ -7,15 +7,18 @@ would be."""
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from regtune.platform.analysis.figures import figures, heatmap_cells, heatmap_figure, heatmap_plot
 from regtune.platform.analysis.report import render_html
 from regtune.platform.analysis.run import analyze_experiment
+from regtune.platform.cli import app
 from tests.platform.analysis.tables import HEALTHY, write_experiment
 from tests.platform.analysis.test_degenerate_analysis import MAJORITY, STUCK, _spec
 
@@ -113,6 +116,47 @@ def test_include_degenerate_keeps_them_in_the_cells_and_says_so(grid: str) -> No
     )
 
 
+@pytest.mark.parametrize("include", [False, True], ids=["default", "include-degenerate"])
+def test_json_heatmap_cells_are_the_figures_cells(grid: str, include: bool) -> None:
+    """``regtune analyze --json``'s heat map is the one the figure draws (the same cells,
+    counts and medians), and its verdict says what the options did with the constant
+    predictors."""
+    args = ["analyze", grid, "--json"] + (["--include-degenerate"] if include else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["experiments"][0]
+    heat = data["heatmap"]
+    cells = heatmap_cells(analyze_experiment(grid, include_degenerate=include))
+    assert cells is not None
+    figure = [
+        {
+            "x": float(r.x),
+            "y": float(r.y),
+            "n_trials": int(r.n_trials),
+            "n_degenerate": int(r.n_degenerate),
+            "median": None if math.isnan(r.median) else float(r.median),
+        }
+        for r in cells.itertuples(index=False)
+    ]
+    assert heat["cells"] == figure
+    assert heat["n_degenerate"] == 3 and heat["include_degenerate"] is include
+    by_cell = {(c["x"], c["y"]): (c["n_trials"], c["n_degenerate"], c["median"]) for c in figure}
+    if include:
+        assert by_cell[(0.2, 1e-5)] == (2, 1, pytest.approx((0.93 + MAJORITY) / 2))
+        assert by_cell[(0.0, 1.0)] == (1, 1, pytest.approx(MAJORITY))
+        said = "; --include-degenerate keeps them eligible for the front and the best"
+    else:
+        assert by_cell[(0.2, 1e-5)] == (1, 1, pytest.approx(0.93))
+        assert by_cell[(0.0, 1.0)] == (0, 1, None)
+        said = "; by default they are left off the front and the best"
+    assert data["verdict"][0].startswith("the top trial by val_acc, ")
+    assert (
+        "3 of 5 trials are degenerate (each predicts one class for every row, a "
+        in (data["verdict"][0])
+    )
+    assert said in data["verdict"][0]
+
+
 def test_the_report_says_what_the_heat_map_left_out(grid: str) -> None:
     analysis = analyze_experiment(grid)
     page = render_html([analysis], images={})
@@ -155,6 +199,12 @@ def test_the_report_says_no_best_and_why_the_front_is_empty(all_constant: str) -
     assert re.search(r"no best:</b> every trial predicts one class for every row", page)
     # With them kept, the same store has a best trial and a front, and neither sentence.
     kept = render_html([analyze_experiment(all_constant, include_degenerate=True)], images={})
-    # (The verdict still says that by default no trial would be best.)
     assert "<b>no best:</b>" not in kept and '<p class="note">the front is empty' not in kept
     assert "<h3>Best trial: a</h3>" in kept and "trials on the front" in kept
+    # The verdict says what is true with them kept, not what happens by default.
+    assert "by default no trial is best" not in kept
+    assert (
+        "all 3 trials are degenerate (each predicts one class for every row, a constant "
+        "predictor): --include-degenerate keeps them eligible, so any best trial or front "
+        "point is a constant predictor"
+    ) in kept

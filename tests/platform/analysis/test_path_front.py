@@ -71,6 +71,36 @@ def test_heatmap_cells() -> None:
     assert cell["median"].iloc[0] == pytest.approx(0.90)
     assert cell["n_trials"].iloc[0] == 2
     assert heat.attrs["x"] == "penalties.l2" and heat.attrs["y_log"] is False
+    assert heat["n_degenerate"].tolist() == [0, 0, 0, 0]  # no degenerate column: none
+    assert heat.attrs["n_degenerate"] == 0 and heat.attrs["include_degenerate"] is False
+
+
+def test_heatmap_leaves_degenerate_trials_out_of_its_cells_as_the_path_does() -> None:
+    """l2 = 0.1 only gave constant predictors, l2 = 0.01 one of two: by default they are
+    out of the cells' counts and medians (counted in n_degenerate; a cell of only those
+    stays, with no median); include_degenerate keeps them in, counted in both."""
+    constant = ["l2=0.1-s0", "l2=0.1-s1", "l2=0.01-s1"]
+    summary = _summary().assign(degenerate=lambda f: f.index.isin(constant))
+
+    def cells(table: pd.DataFrame) -> dict[tuple[float, float], tuple[int, int, float]]:
+        return {
+            (float(r.x), float(r.y)): (int(r.n_trials), int(r.n_degenerate), float(r.median))
+            for r in table.itertuples(index=False)
+        }
+
+    default = cells(heatmap(summary, L2, DROP, "val_acc"))
+    assert default[(1e-4, 0.0)] == (2, 0, pytest.approx(0.80))
+    assert default[(1e-2, 0.4)] == (1, 1, pytest.approx(0.89))  # s0's 0.89; s1's 0.91 out
+    n, d, median = default[(1e-1, 0.4)]
+    assert (n, d) == (0, 2) and np.isnan(median)
+    kept = heatmap(summary, L2, DROP, "val_acc", include_degenerate=True)
+    assert cells(kept)[(1e-2, 0.4)] == (2, 1, pytest.approx(0.90))
+    assert cells(kept)[(1e-1, 0.4)] == (2, 2, pytest.approx(0.60))
+    assert kept.attrs["n_degenerate"] == 3 and kept.attrs["include_degenerate"] is True
+    # The same counts as the path's points of that strength.
+    path = regularization_path(summary, L2, ("val_acc", "max"), ["val_acc"])
+    assert path["n_trials"].tolist() == [2, 2, 1, 0]
+    assert path["n_degenerate"].tolist() == [0, 0, 1, 2]
 
 
 def test_unknown_metric_and_parameter_list_what_is_there() -> None:

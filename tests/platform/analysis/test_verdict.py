@@ -121,25 +121,39 @@ def test_underfit_curves_and_a_best_inside_name_their_evidence() -> None:
     assert "which is best inside the range" in lines[1]
 
 
-def test_degenerate_trials_lead_the_verdict_and_stay_out_of_the_label_shares() -> None:
-    """Two trials underfit, two are constant predictors with the same flat curves at the
-    strongest l2: the first line names them, the underfit share is over the other two."""
+def _degenerate_sweep(
+    flags: dict[str, bool], include_degenerate: bool = False
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """Four trials with the same flat (underfit) curves, the store's ``degenerate`` flag as
+    given (a gap of exactly 0 where it is set): paths (built with ``include_degenerate``),
+    diagnosis and summary."""
     from regtune.platform.analysis.summary import trial_summary
 
-    curves = {"u1": UNDERFIT, "u2": UNDERFIT, "k1": UNDERFIT, "k2": UNDERFIT}
-    l2 = {"u1": 1e-5, "u2": 1e-4, "k1": 1e-2, "k2": 0.1}
-    gaps = {"u1": 0.05, "u2": 0.05, "k1": 0.0, "k2": 0.0}
+    curves = {t: UNDERFIT for t in flags}
+    l2 = dict(zip(flags, (1e-5, 1e-4, 1e-2, 0.1), strict=True))
     epochs = epochs_table(
         curves,
         configs={t: {"penalties.l2": v} for t, v in l2.items()},
-        extra={t: {"dp_diff": [g] * 8, "eo_diff": [g] * 8} for t, g in gaps.items()},
+        extra={
+            t: {"dp_diff": [0.0 if d else 0.05] * 8, "eo_diff": [0.0 if d else 0.05] * 8}
+            for t, d in flags.items()
+        },
     )
     trials = pd.DataFrame(
-        {"trial_id": list(curves), "status": "finished", "degenerate": [False, False, True, True]}
+        {"trial_id": list(flags), "status": "finished", "degenerate": list(flags.values())}
     )
     summary = trial_summary(epochs, ("val_acc", "max"), trials=trials)
-    diagnosis = diagnose(epochs, summary)
-    paths = {"penalties.l2": regularization_path(summary, L2, ("val_acc", "max"))}
+    path = regularization_path(
+        summary, L2, ("val_acc", "max"), include_degenerate=include_degenerate
+    )
+    return {"penalties.l2": path}, diagnose(epochs, summary), summary
+
+
+def test_degenerate_trials_lead_the_verdict_and_stay_out_of_the_label_shares() -> None:
+    """Two trials underfit, two are constant predictors with the same flat curves at the
+    strongest l2: the first line names them, the underfit share is over the other two."""
+    flags = {"u1": False, "u2": False, "k1": True, "k2": True}
+    paths, diagnosis, summary = _degenerate_sweep(flags)
     lines = sweep_verdict(paths, diagnosis, [L2], summary=summary, objective=("val_acc", "max"))
     assert lines[0].startswith(
         "2 of 4 trials are degenerate (each predicts one class for every row, a constant "
@@ -151,3 +165,47 @@ def test_degenerate_trials_lead_the_verdict_and_stay_out_of_the_label_shares() -
     # The verdict reads the diagnosis alone too: the first line still names them.
     alone = sweep_verdict(paths, diagnosis, [L2])
     assert alone[0].startswith("2 of 4 trials are degenerate")
+
+
+def test_with_include_degenerate_the_first_line_says_they_were_kept() -> None:
+    """--include-degenerate: the front and the best may hold constant predictors, and the
+    verdict's first line says so instead of 'by default ... left off' (some of them) or
+    'by default no trial is best and the front is empty' (all of them)."""
+    some = {"u1": False, "u2": False, "k1": True, "k2": True}
+    paths, diagnosis, summary = _degenerate_sweep(some, include_degenerate=True)
+    lines = sweep_verdict(
+        paths,
+        diagnosis,
+        [L2],
+        summary=summary,
+        objective=("val_acc", "max"),
+        include_degenerate=True,
+    )
+    assert lines[0].startswith(
+        "2 of 4 trials are degenerate (each predicts one class for every row, a constant "
+        "predictor); --include-degenerate keeps them eligible for the front and the best; "
+        "2 barely left their starting loss"
+    )
+    assert "by default" not in " ".join(lines)
+    every = dict.fromkeys(some, True)
+    for include, said in (
+        (False, "by default no trial is best and the front is empty"),
+        (
+            True,
+            "--include-degenerate keeps them eligible, so any best trial or front point is a "
+            "constant predictor",
+        ),
+    ):
+        paths, diagnosis, summary = _degenerate_sweep(every, include_degenerate=include)
+        lines = sweep_verdict(
+            paths,
+            diagnosis,
+            [L2],
+            summary=summary,
+            objective=("val_acc", "max"),
+            include_degenerate=include,
+        )
+        assert lines[0].startswith(
+            "all 4 trials are degenerate (each predicts one class for every row, a constant "
+            f"predictor): {said}; 4 barely left their starting loss"
+        ), lines[0]
