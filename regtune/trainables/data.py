@@ -51,7 +51,13 @@ User files (csv/parquet), at load, from the rows:
   (:func:`~regtune.trainables.schema.canonical_value`), as the schema, the
   server and ``predict()`` read a record's value: a 0/1 column read as floats
   has the groups ``"0"`` and ``"1"``; ``" Male"`` and ``"Male"`` are one group.
-  ``positive_label`` is matched to a label value the same way.
+* Label classes: one per canonical value too. Values spelled several ways
+  (``"yes"`` and ``"yes "``) are one class, with a :class:`DataWarning` naming
+  the spellings and their row counts; a class is named by its canonical value
+  (``"yes"``), an integral float by its int (a 0/1 label read as floats has the
+  classes ``0`` and ``1``, served as ``"0"``/``"1"``); a blank (spaces only)
+  label is missing. A built-in keeps its classes as written (Adult's
+  ``"<=50K"``/``">50K"``). ``positive_label`` is matched to a class canonically.
 * Inferred types: a column not listed in ``categorical`` that is numeric in
   most rows but holds other strings is refused, naming them; so is a
   date/time column (derive numbers from it). A categorical column with a
@@ -67,6 +73,7 @@ import json
 import re
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,19 +194,22 @@ YAML_BOOL_HINT = (
     " (YAML reads an unquoted yes/no/on/off/true/false as a boolean: quote the value, "
     "e.g. positive_label: 'yes')"
 )
-AMBIGUOUS_POSITIVE = (
-    "{path}: positive_label {positive!r} matches {n} values of label column {column!r}: "
-    "{values}, which are one value once written canonically ({canonical!r}: integral floats "
-    "as integers, strings NFC without outer spaces); make them one value in the file"
-)
 NOT_BINARY = (
     "{path}: positive_label {positive!r} needs a binary label, but column {column!r} has "
     "{n} values: {values}"
 )
+MERGED_LABELS = (
+    "{path}: label column {column!r} spells {n} class(es) in more than one way, each read as "
+    "one class, as the server reads a value (canonically: integral floats as integers, strings "
+    "NFC without outer spaces): {merged}; if they are meant as different classes, give them "
+    "different values in the file"
+)
+#: One merged class in MERGED_LABELS: its name, then each spelling with its row count.
+MERGED_CLASS = "{name!r} from {spellings}"
 UNDECLARED_LABELS = (
     "{path}: label column {column!r} has values {extra} outside the declared classes {classes}"
 )
-#: Note on a sensitive column's blank strings, which count as missing values.
+#: Note on a sensitive or label column's blank strings, which count as missing values.
 BLANK_GROUP = "blank text"
 NO_GROUP = (
     "{path}: sensitive column {column!r} holds {value!r}, a missing value that names no group"
@@ -456,13 +466,13 @@ def _missing_rows(
     columns: list[str],
     cfg: DatasetConfig,
     notes: dict[str, str],
-    sensitive: str | None = None,
+    blank_missing: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Refuse (``missing: error``) or drop (``missing: drop``, with a warning)
     the rows holding a missing or non-finite value in ``columns``; an error
-    names every such column, its count and first rows. In the ``sensitive``
-    column a blank string (spaces only) is missing too: its canonical value is
-    empty, which names no group."""
+    names every such column, its count and first rows. In the ``blank_missing``
+    columns (the sensitive and label columns) a blank string (spaces only) is
+    missing too: its canonical value is empty, which names no group or class."""
     bad_rows = pd.Series(False, index=table.index)
     parts: list[str] = []
     counts: list[str] = []
@@ -472,7 +482,7 @@ def _missing_rows(
         if is_numeric_dtype(col) and not is_bool_dtype(col):
             bad |= ~np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))
         found = [notes[column]] if column in notes else []
-        if column == sensitive and not is_numeric_dtype(col):
+        if column in blank_missing and not is_numeric_dtype(col):
             blank = _blank_texts(col)
             if blank.any():
                 bad |= blank
@@ -547,47 +557,76 @@ def _inferred_problems(
         raise DataError.from_problems(f"{src}: columns that cannot be features:", problems)
 
 
-def _positive_hits(uniq: list[Label], positive: Label) -> list[int]:
-    """Positions of the label values ``positive`` names, compared as the server
-    compares values (:class:`~regtune.trainables.schema.ValueIndex`): by canonical
-    form (``1``, ``1.0`` and ``"1"`` are one value, ``" yes"`` is ``"yes"``), a
-    string re-read as the kind every value has (``"true"`` for a True/False
-    label, ``"1.0"`` for a numeric one)."""
-    names = [canonical_value(v) for v in uniq]
-    known = list(dict.fromkeys(n for n in names if n is not None))
-    code = ValueIndex(known, legacy=False, what="positive_label").code(positive)
-    if code is None:
-        return []
-    return [i for i, name in enumerate(names) if name == known[code]]
+def _positive_hit(uniq: list[Label], positive: Label) -> int | None:
+    """Position of the class ``positive`` names among the classes ``uniq`` (one
+    canonical value each), compared as the server compares values
+    (:class:`~regtune.trainables.schema.ValueIndex`): by canonical form (``1``,
+    ``1.0`` and ``"1"`` are one value, ``" yes"`` is ``"yes"``), a string re-read
+    as the kind every value has (``"true"`` for a True/False label, ``"1.0"`` for
+    a numeric one)."""
+    names = [str(canonical_value(v)) for v in uniq]
+    return ValueIndex(names, legacy=False, what="positive_label").code(positive)
+
+
+def _class_value(value: Label, name: str) -> Label:
+    """What names the class of label ``value`` whose canonical value is ``name``:
+    ``value`` itself when it is written so (an int, a bool, a string without outer
+    spaces), an integral float as its int (``1.0`` is ``1``: the served answer is
+    ``"1"``, as for an int column), else ``name`` (``" yes"`` is ``"yes"``)."""
+    if str(value) == name:
+        return value
+    if isinstance(value, float) and value.is_integer() and name.lstrip("-").isdigit():
+        return int(name)
+    return name
+
+
+def _label_names(values: pd.Series) -> list[str]:
+    """The canonical value of each label (missing and blank rows are gone by now)."""
+    return [name or "" for name in _canonical_column(values)]
+
+
+def _merged_classes(values: pd.Series, names: list[str], src: str) -> dict[str, Label]:
+    """Each class's canonical name (``names``: each row's) and the value naming it
+    (:func:`_class_value`); a :class:`DataWarning` names the classes spelled
+    several ways, with each spelling's row count (most first): each becomes one class."""
+    rows = Counter(zip(names, values.tolist(), map(type, values.tolist()), strict=True))
+    classes: dict[str, Label] = {}
+    spellings: dict[str, list[str]] = {}
+    for (name, value, _), n in rows.most_common():  # most rows first, then as met
+        classes.setdefault(name, _class_value(value, name))
+        spellings.setdefault(name, []).append(f"{value!r} ({n} row{'s' if n != 1 else ''})")
+    merged = [
+        MERGED_CLASS.format(name=classes[name], spellings=", ".join(shown))
+        for name, shown in sorted(spellings.items())
+        if len(shown) > 1
+    ]
+    if merged:
+        message = MERGED_LABELS.format(
+            path=src, column=values.name, n=len(merged), merged="; ".join(merged)
+        )
+        _warn(message)
+    return classes
 
 
 def _classes(
     values: pd.Series, src: str, cfg: DatasetConfig, declared: tuple[Label, ...] | None
 ) -> tuple[Label, ...]:
-    uniq: list[Label] = pd.unique(values).tolist()
+    """The label's classes in class-id order, one per canonical value (see
+    :func:`_merged_classes`); ``declared`` (a built-in's) are kept as written,
+    the label values matched to them canonically; ``positive_label`` is the last."""
+    uniq = list(_merged_classes(values, _label_names(values), src).values())
     try:
         uniq.sort()
     except TypeError:  # mixed types: order by string form
         uniq.sort(key=str)
     column, positive = values.name, cfg.positive_label
     if positive is not None:
-        hits = _positive_hits(uniq, positive)
-        if not hits:
+        hit = _positive_hit(uniq, positive)
+        if hit is None:
             text = isinstance(positive, bool) and any(isinstance(v, str) for v in uniq)
             raise DataError(
                 UNKNOWN_POSITIVE.format(path=src, positive=positive, column=column, values=uniq)
                 + (YAML_BOOL_HINT if text else "")
-            )
-        if len(hits) > 1:
-            raise DataError(
-                AMBIGUOUS_POSITIVE.format(
-                    path=src,
-                    positive=positive,
-                    n=len(hits),
-                    column=column,
-                    values=[uniq[i] for i in hits],
-                    canonical=canonical_value(uniq[hits[0]]),
-                )
             )
         if len(uniq) > 2:
             raise DataError(
@@ -595,17 +634,29 @@ def _classes(
                     path=src, positive=positive, column=column, n=len(uniq), values=uniq
                 )
             )
-        declared = (*(v for i, v in enumerate(uniq) if i != hits[0]), uniq[hits[0]])
+        if declared is None:
+            declared = (*(v for i, v in enumerate(uniq) if i != hit), uniq[hit])
+        else:  # a built-in's classes, as written there
+            known = {canonical_value(c): c for c in declared}
+            first = known.get(canonical_value(uniq[hit]), uniq[hit])
+            declared = (*(c for c in declared if c != first), first)
     if len(uniq) < 2:
         raise DataError(SINGLE_CLASS.format(path=src, column=column, values=uniq))
     if declared is None:
         return tuple(uniq)
-    extra = [v for v in uniq if v not in declared]
+    allowed = {canonical_value(c) for c in declared}
+    extra = [v for v in uniq if canonical_value(v) not in allowed]
     if extra:
         raise DataError(
             UNDECLARED_LABELS.format(path=src, column=column, extra=extra, classes=list(declared))
         )
     return declared
+
+
+def _class_ids(values: pd.Series, classes: tuple[Label, ...]) -> np.ndarray:
+    """Each label's class id, matched by canonical value."""
+    code = {canonical_value(c): i for i, c in enumerate(classes)}
+    return np.array([code[name] for name in _label_names(values)], dtype=np.int64)
 
 
 def _split(
@@ -702,7 +753,8 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     if spec is None:
         table, notes = _markers_as_missing(table, src, feats, declared, sens)
     used = list(dict.fromkeys([*feats, *([sens] if sens else []), label]))
-    table = _missing_rows(table, src, used, cfg, notes, sens)
+    blank_missing = (label, *([sens] if sens else []))
+    table = _missing_rows(table, src, used, cfg, notes, blank_missing)
     classes = _classes(table[label], src, cfg, spec.classes if spec is not None else None)
 
     categorical = set(cfg.categorical) if cfg.categorical is not None else {
@@ -733,7 +785,7 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     official = None
     if spec is not None and catalog.BUILTINS[cfg.name].official_test:
         official = (table[SPLIT_COLUMN] == "test").to_numpy()
-    y_all = pd.Index(list(classes)).get_indexer(raw[label].tolist()).astype(np.int64)
+    y_all = _class_ids(raw[label], classes)
     parts = _split_indices(y_all, cfg, official, src=src, classes=classes)
     image = spec.image_shape if spec is not None else None
     bounds = (0.0, 1.0) if image is not None else None

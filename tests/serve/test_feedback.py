@@ -226,8 +226,9 @@ def test_classes_that_are_one_value_canonically_never_merge(
 
 def test_a_float_label_model_takes_feedback_by_value_over_http(tmp_path: Path) -> None:
     """End to end, no Ray: a CSV whose 0/1 label reads as floats (one blank cell) is
-    trained, registered and served; its answers say "0.0" / "1.0", and feedback
-    takes 0/1 however the client spells them, refusing others with a 422."""
+    trained, registered and served; its answers say "0" / "1" (as for an int label:
+    the loader names classes by canonical value), and feedback takes 0/1 however
+    the client spells them, refusing others with a 422."""
     rng = np.random.default_rng(0)
     x1 = rng.normal(size=60)
     table = pd.DataFrame({"x1": x1, "y": (x1 > 0).astype(float)})
@@ -237,7 +238,7 @@ def test_a_float_label_model_takes_feedback_by_value_over_http(tmp_path: Path) -
             "missing": "drop"}  # fmt: skip
     with pytest.warns(DataWarning, match="dropped 1 of 60 rows"):
         ds = load_dataset(DatasetConfig(**data))
-    assert ds.schema.classes == (0.0, 1.0)
+    assert ds.schema.classes == (0, 1)
     config = {"dataset": data, "model": {"arch": "logreg"},
               "training": {"epochs": 1, "batch_size": 64, "robust_every": 0}}  # fmt: skip
     run = train(config, dataset=ds, device="cpu")
@@ -263,12 +264,13 @@ def test_a_float_label_model_takes_feedback_by_value_over_http(tmp_path: Path) -
 
     *acks, refused, answer, summary = asyncio.run(scenario())
     assert [a.json() for a in acks] == [{"labelled": 2}, {"labelled": 2}]
-    # The served label is the class's str: "1.0", not the canonical "1" groups use.
-    assert [p["label"] for p in answer.json()["predictions"]] == ["1.0", "0.0"]
+    # The served label is the class's canonical value, "1" (not "1.0"), as groups are.
+    assert [p["label"] for p in answer.json()["predictions"]] == ["1", "0"]
+    assert set(answer.json()["predictions"][0]["probabilities"]) == {"0", "1"}
     assert refused.status_code == 422
     assert refused.json() == {
-        "error": "labels[1] is 2; expected one of ['0.0', '1.0']",
+        "error": "labels[1] is 2; expected one of ['0', '1']",
         "field": "labels[1]",
-        "allowed": "one of ['0.0', '1.0']",
+        "allowed": "one of ['0', '1']",
     }
     assert summary.json()["n"] == 4 and summary.json()["accuracy"] == 1.0

@@ -395,7 +395,8 @@ def test_positive_label_is_matched_by_canonical_value(tmp_path: Path) -> None:
     for positive in ("1", 1, "1.0", 1.0):
         with pytest.warns(DataWarning, match="dropped 1 of 60 rows"):
             ds = load_dataset(_cfg(path, positive_label=positive, missing="drop"))
-        assert ds.schema.classes == (0.0, 1.0), positive
+        assert ds.schema.classes == (0, 1), positive
+        assert [type(c) for c in ds.schema.classes] == [int, int], positive
     with pytest.warns(DataWarning), pytest.raises(DataError, match="positive_label '2' is not"):
         load_dataset(_cfg(path, positive_label="2", missing="drop"))
     # Text labels: outer spaces do not count; True/False labels read 'true'.
@@ -416,12 +417,86 @@ def test_positive_label_is_matched_by_canonical_value(tmp_path: Path) -> None:
     flags = _people().assign(income=np.arange(N) % 3 == 0)
     ds = load_dataset(_cfg(_write(tmp_path, flags, "f.parquet"), positive_label="false"))
     assert ds.schema.classes == (True, False)
-    # Two label values that are one value canonically cannot both be the positive class.
+    # Label values that are one value canonically are one class, the positive one here.
     spaced = words.assign(income=np.where(np.arange(N) % 2 == 0, "yes", "yes "))
-    with pytest.raises(DataError) as info:
-        load_dataset(_cfg(_write(tmp_path, spaced, "s.csv"), positive_label="yes"))
-    assert str(info.value).endswith(
-        "positive_label 'yes' matches 2 values of label column 'income': ['yes', 'yes '], "
-        "which are one value once written canonically ('yes': integral floats as integers, "
-        "strings NFC without outer spaces); make them one value in the file"
+    spaced.loc[[1, 4], "income"] = " no"
+    with pytest.warns(DataWarning, match=r"'yes' from 'yes' \(59 rows\), 'yes ' \(59 rows\)"):
+        ds = load_dataset(_cfg(_write(tmp_path, spaced, "s.csv"), positive_label="yes"))
+    assert ds.schema.classes == ("no", "yes")
+
+
+def test_label_values_that_differ_only_in_spelling_are_one_class(tmp_path: Path) -> None:
+    table = _people()
+    table.loc[[3, 8], "income"] = ">50K "
+    table.loc[[5], "income"] = " <=50K"
+    path = _write(tmp_path, table)
+    n_high = int((table["income"] == ">50K").sum())
+    n_low = int((table["income"] == "<=50K").sum())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(_cfg(path))
+    (warning,) = caught
+    assert warning.category is DataWarning and str(warning.message) == (
+        f"{path}: label column 'income' spells 2 class(es) in more than one way, each read as "
+        "one class, as the server reads a value (canonically: integral floats as integers, "
+        f"strings NFC without outer spaces): '<=50K' from '<=50K' ({n_low} rows), ' <=50K' "
+        f"(1 row); '>50K' from '>50K' ({n_high} rows), '>50K ' (2 rows); if they are meant as "
+        "different classes, give them different values in the file"
     )
+    assert ds.schema.classes == ("<=50K", ">50K") and ds.n_classes == 2
+    # Each row's class id is that of its value written canonically.
+    raw = pd.concat([ds.raw_train, ds.raw_test])["income"].str.strip().tolist()
+    ids = torch.cat([ds.train.y, ds.test.y]).tolist()
+    assert ids == [ds.schema.classes.index(v) for v in raw]
+    assert describe_dataset(ds).splitlines()[1] == "  label 'income': classes '<=50K', '>50K'"
+    # positive_label names the merged class (it was refused as matching two values).
+    with pytest.warns(DataWarning, match="spells 2 class"):
+        ds = load_dataset(_cfg(path, positive_label="<=50K"))
+    assert ds.schema.classes == (">50K", "<=50K")
+
+
+def test_a_float_label_has_the_classes_of_an_int_label(tmp_path: Path) -> None:
+    # One blank cell makes pandas read the 0/1 label as floats 0.0 / 1.0.
+    table = _flagged().assign(income=np.arange(60) % 3 == 0).astype({"income": int})
+    whole = load_dataset(_cfg(_write(tmp_path, table, "int.csv")))
+    table = table.astype({"income": float})
+    table.loc[11, "income"] = np.nan
+    with pytest.warns(DataWarning, match="dropped 1 of 60 rows"):
+        ds = load_dataset(_cfg(_write(tmp_path, table), missing="drop"))
+    assert ds.schema.classes == whole.schema.classes == (0, 1)
+    assert [type(c) for c in ds.schema.classes] == [int, int]
+    assert [str(c) for c in ds.schema.classes] == ["0", "1"]  # the server's answers
+    raw = pd.concat([ds.raw_train, ds.raw_test])["income"].tolist()
+    assert torch.cat([ds.train.y, ds.test.y]).tolist() == [int(v) for v in raw]
+    # Non-integral values keep their float names.
+    halves = table.assign(income=np.where(np.arange(60) % 2 == 0, 0.5, 1.5))
+    ds = load_dataset(_cfg(_write(tmp_path, halves, "h.csv")))
+    assert ds.schema.classes == (0.5, 1.5)
+
+
+def test_a_blank_label_is_a_missing_value(tmp_path: Path) -> None:
+    table = _people()
+    table.loc[[2, 6], "income"] = "  "
+    path = _write(tmp_path, table)
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(path))
+    assert "'income' 2 rows, including blank text read as missing (rows 3, 7)" in str(info.value)
+    with pytest.warns(DataWarning, match=r"dropped 2 of 120 rows.*values \('income' 2\)"):
+        ds = load_dataset(_cfg(path, missing="drop"))
+    assert ds.schema.classes == ("<=50K", ">50K")
+
+
+@pytest.mark.parametrize("name", list(data_mod.BUILTINS))
+def test_builtins_keep_their_class_names(name: str, data_cache: Path) -> None:
+    declared = data_mod.BUILTINS[name].classes
+    ds = load_dataset(name, cache_dir=data_cache)
+    assert ds.schema.classes == declared
+    assert [type(c) for c in ds.schema.classes] == [type(c) for c in declared]
+    raw = pd.concat([ds.raw_train, ds.raw_test])[ds.schema.label].tolist()
+    assert torch.cat([ds.train.y, ds.test.y]).tolist() == [declared.index(v) for v in raw]
+    if name == "adult":
+        assert [str(c) for c in ds.schema.classes] == ["<=50K", ">50K"]
+        flipped = load_dataset(
+            DatasetConfig(name="adult", positive_label="<=50K"), cache_dir=data_cache
+        )
+        assert flipped.schema.classes == (">50K", "<=50K")

@@ -196,3 +196,37 @@ def test_a_float_sensitive_column_trains_stores_and_predicts_with_groups_0_and_1
     cut = torch.tensor([final["threshold_0"], final["threshold_1"]])
     trainer = (probs >= cut[ds.test.s]).long().tolist()
     assert [list(ds.schema.classes).index(c) for c in expected] == trainer
+
+
+def test_a_float_label_trains_stores_and_predicts_classes_0_and_1(tmp_path: Path) -> None:
+    """End to end: a CSV whose 0/1 label reads as floats (one blank cell) trains, is
+    stored and answers "1" / "0" from predict() and the server, as an int label
+    would (the classes are canonical values, not "1.0" / "0.0")."""
+    rng = np.random.default_rng(1)
+    x1 = rng.normal(size=80)
+    table = pd.DataFrame({"x1": x1, "y": (x1 > 0).astype(float)})
+    table.loc[4, "y"] = np.nan
+    path = tmp_path / "flags.csv"
+    table.to_csv(path, index=False)
+    data: dict[str, Any] = {
+        "name": "csv", "path": str(path), "label": "y", "features": ["x1"], "missing": "drop",
+    }  # fmt: skip
+    with pytest.warns(DataWarning, match="dropped 1 of 80 rows"):
+        ds = load_dataset(DatasetConfig(**data))
+    assert ds.schema.classes == (0, 1)
+    config = {
+        "dataset": data,
+        "model": {"arch": "logreg"},
+        "training": {"epochs": 3, "batch_size": 64, "lr": 0.5, "robust_every": 0},
+    }
+    run = train(config, dataset=ds)
+    registry = str(tmp_path / "registry")
+    saved = save_version("flags", [Member.from_model(run.config, run.model)], ds, root=registry)
+    model = regtune.load(saved.path)
+    assert model.version.meta["classes"] == ["0", "1"] and model.classes == ["0", "1"]
+    records = [{"x1": 3.0}, {"x1": -3.0}]
+    assert model.predict(records) == ["1", "0"]
+    served = ServedModel(model.version)
+    answers = served.answers(served.predict(records))
+    assert [a["label"] for a in answers] == ["1", "0"]
+    assert [sorted(a["probabilities"]) for a in answers] == [["0", "1"], ["0", "1"]]
