@@ -111,8 +111,9 @@ def served(ray_local: None, registry: Registry) -> Iterator[Served]:
         mp.setenv("REGTUNE_TEST_TOKEN", token)
         guarded = build_app({**common, "model": f"{MODEL}:1", "canary": "4", "canary_weight": 1.0,
                              "min_requests": 5, "token_env": "REGTUNE_TEST_TOKEN"})  # fmt: skip
-    serve.run(main, name="main", route_prefix="/")
-    serve.run(guarded, name="guarded", route_prefix="/guarded")
+    # Deployed together: the two replicas start (import torch, load their versions) at once.
+    serve.run_many([serve.RunTarget(main, name="main", route_prefix="/"),
+                    serve.RunTarget(guarded, name="guarded", route_prefix="/guarded")])  # fmt: skip
     try:
         yield Served(base=f"http://127.0.0.1:{port}", registry=registry, token=token)
     finally:
