@@ -64,7 +64,8 @@ from regtune.serve.protocol import (
     RequestError,
 )
 from regtune.serve.rollout import Observation, RolloutState, VersionStats
-from regtune.serve.settings import OTHER_INPUTS, SAME_VERSION, ServeSettings
+from regtune.serve.settings import OTHER_CLASSES, OTHER_INPUTS, SAME_VERSION, ServeSettings
+from regtune.trainables.schema import legacy_canonical
 
 if TYPE_CHECKING:
     from regtune.platform.registry import ModelVersion
@@ -119,6 +120,7 @@ class ModelService:
         self.primary = ServedModel(primary)
         self.canary = ServedModel(canary) if canary is not None else None
         self.shadow = ServedModel(shadow) if shadow is not None else None
+        self._as_primary: dict[int, dict[str, str]] = {}
         for role, other in (("canary", self.canary), ("shadow", self.shadow)):
             if other is None:
                 continue
@@ -134,6 +136,19 @@ class ModelService:
                         ours=self.primary.schema.input_names(),
                     )
                 )
+            as_primary = _classes_as_primary(other.classes, self.primary.classes)
+            if as_primary is None:
+                raise SpecError(
+                    OTHER_CLASSES.format(
+                        role=role,
+                        ref=other.ref,
+                        theirs=other.classes,
+                        primary=self.primary.ref,
+                        ours=self.primary.classes,
+                    )
+                )
+            #: Each of its class names as the primary names that class ("1.0" -> "1").
+            self._as_primary[other.number] = as_primary
         self.name = self.primary.name
         self.validator = RecordValidator(self.primary.schema, settings.limits())
         self.rollout = RolloutState(
@@ -333,8 +348,9 @@ class ModelService:
                 raise _NotJudged from None
             raise
         probs = other.probabilities(other.encode(records), groups)
+        named = self._as_primary[other.number]
         theirs = other.labels(probs, groups)
-        differ = sum(a != b for a, b in zip(theirs, primary_labels, strict=True))
+        differ = sum(named[a] != b for a, b in zip(theirs, primary_labels, strict=True))
         return probs, groups, differ
 
     def _refuses_a_known_group(self, other: ServedModel, records: list[dict[str, Any]]) -> bool:
@@ -557,3 +573,20 @@ def load_service(
         metrics=metrics,
         rollback_marker=marker,
     )
+
+
+def _classes_as_primary(theirs: Sequence[str], ours: Sequence[str]) -> dict[str, str] | None:
+    """Each of a canary's or shadow's class names mapped to the primary's name of the
+    same class, matched by canonical value (a version trained before class names were
+    canonical answers "1.0" where a newer one answers "1"); None when the two do not
+    decide between the same classes."""
+    primary = {legacy_canonical(c): c for c in ours}
+    if len(primary) != len(ours) or len(theirs) != len(ours):
+        return None
+    mapped: dict[str, str] = {}
+    for c in theirs:
+        match = primary.get(legacy_canonical(c))
+        if match is None:
+            return None
+        mapped[c] = match
+    return mapped if len(set(mapped.values())) == len(ours) else None

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_WINDOW",
     "DRIFT_INDEX_LIMIT",
     "MIN_WINDOW",
+    "OTHER_CLASSES",
     "OTHER_INPUTS",
     "SAME_VERSION",
     "THROUGHPUT_ENV",
@@ -61,6 +62,13 @@ SAME_VERSION = "{role} is the primary version itself ({ref}); choose another ver
 OTHER_INPUTS = (
     "{role} {ref} reads inputs {theirs}, the primary {primary} reads {ours}; "
     "a {role} must take the same records as the primary"
+)
+
+#: A canary or shadow deciding between other classes than the primary's (checked by
+#: the replicas when versions are loaded; class names are compared by canonical value).
+OTHER_CLASSES = (
+    "{role} {ref} decides between classes {theirs}, the primary {primary} between {ours}; "
+    "a {role} must decide between the same classes"
 )
 
 #: Drift (:mod:`.drift`): the window of served records compared with the reference,

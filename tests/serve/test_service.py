@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from regtune.errors import SpecError
 from regtune.platform.registry.postprocess import PostProcessing
 from regtune.serve.predictor import ModelOutputError
 from regtune.serve.service import ModelService, Rows, load_service
@@ -302,3 +303,32 @@ def test_the_served_drift_window_knows_the_categories_the_model_knows(
     assert report["ready"]
     for name in ("sex", "race"):
         assert report["features"][name]["unseen_share"] == 0.0
+
+
+@pytest.mark.parametrize("role", ["canary", "shadow"])
+def test_class_names_spelt_another_way_are_the_same_classes(registry: Registry, role: str) -> None:
+    # A version stored before class names were canonical answers "1.0" where a newer
+    # one answers "1"; here the other version's names carry stray spaces instead.
+    plain = registry.versions["canary"]
+    respelt = dataclasses.replace(plain, classes=[f" {c} " for c in plain.classes])
+    records = raw_records(registry, 40)
+    counts = []
+    for other in (plain, respelt):
+        service = with_other(registry, role, other)
+        ask(service, records, f"r-{len(counts)}")
+        counts.append(service.describe(MODEL)[role]["stats"]["disagreement"])
+    # Disagreement is about the decisions, not the spelling (not 1.0 for every record).
+    assert counts[1] == counts[0] < 1.0
+
+
+@pytest.mark.parametrize("role", ["canary", "shadow"])
+def test_a_version_deciding_between_other_classes_is_refused(registry: Registry, role: str) -> None:
+    other = dataclasses.replace(registry.versions["canary"], classes=["no", "yes"])
+    with pytest.raises(SpecError) as info:
+        with_other(registry, role, other)
+    primary = registry.versions["primary"].classes
+    assert str(info.value) == (
+        f"{role} {MODEL}:{other.version} decides between classes ['no', 'yes'], the primary "
+        f"{MODEL}:1 between {[str(c) for c in primary]}; a {role} must decide between the same "
+        "classes"
+    )
