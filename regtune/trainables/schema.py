@@ -323,7 +323,9 @@ class CategoricalFeature:
 class FeatureSchema:
     """Everything needed to encode raw records; see the module docstring.
 
-    ``classes[i]`` is the raw label value of class id ``i``; ``sensitive_values[g]``
+    ``classes[i]`` is the label value of class id ``i`` as the data loader names it
+    (a built-in's declared class; otherwise the canonical value, an integral float as
+    its int; older versions may hold ``"1.0"``); ``sensitive_values[g]``
     the stored name of group code ``g``, as the data loader and post-processing
     name it: its canonical value (``"1"``, not ``"1.0"``), or ``str(value)`` in a
     schema stored before groups were named canonically (the canonical names are
