@@ -511,21 +511,35 @@ def test_job_succeeds_with_streamed_logs_env_and_working_dir(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     """Submitted from inside a running event loop (as from a notebook or an
-    async app): the logs are polled there too, in the order they were printed."""
-    (tmp_path / "marker.txt").write_text("uploaded-marker\n")
+    async app): the logs are polled there too, in the order they were printed,
+    while the job runs (it prints its second line only once the first reached
+    ``log``)."""
+    working_dir = tmp_path / "wd"
+    working_dir.mkdir()
+    (working_dir / "marker.txt").write_text("uploaded-marker\n")
+    seen_first = tmp_path / "seen-first"
     lines: list[str] = []
     code = (
         "import os, time; print(open('marker.txt').read().strip(), os.environ['PROBE'], "
-        "flush=True); time.sleep(1.5); print('second')"
+        "flush=True)\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while not os.path.exists({str(seen_first)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        f"print('second' if os.path.exists({str(seen_first)!r}) else 'first line never seen')"
     )
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line == "uploaded-marker 42":
+            seen_first.touch()
 
     async def submit_from_a_coroutine() -> Any:
         return run_job(
             _python(code),
             address=cluster.address,
             name="probe-ok",
-            runtime_env={"working_dir": str(tmp_path), "env_vars": {"PROBE": "42"}},
-            log=lines.append,
+            runtime_env={"working_dir": str(working_dir), "env_vars": {"PROBE": "42"}},
+            log=log,
         )
 
     outcome = asyncio.run(submit_from_a_coroutine())
@@ -533,6 +547,8 @@ def test_job_succeeds_with_streamed_logs_env_and_working_dir(
     assert outcome.job_id.startswith("regtune-probe-ok-")
     assert "uploaded-marker 42" in lines
     assert lines.index("uploaded-marker 42") < lines.index("second")
+    # "second" (not "first line never seen"): the first line reached log while the job ran.
+    assert seen_first.exists()
     assert lines[-1].startswith(f"job {outcome.job_id} SUCCEEDED")
     info = _client(cluster).get_job_info(outcome.job_id)
     assert info.metadata[METADATA_KEY] == "probe-ok"
