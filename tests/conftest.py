@@ -104,6 +104,7 @@ def s3_env() -> Iterator[dict[str, str]]:
     while the module runs and returned for subprocesses."""
     pytest.importorskip("moto")
     import boto3
+    from moto import backends
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
@@ -117,6 +118,10 @@ def s3_env() -> Iterator[dict[str, str]]:
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     with pytest.MonkeyPatch.context() as mp:
+        # moto's server lists its own package folder (~150 entries) on every request
+        # to route it; the list never changes while it runs (600 requests: 5.9 -> 4.3 CPU-s).
+        services = tuple(backends.list_of_moto_modules())
+        mp.setattr(backends, "list_of_moto_modules", lambda: services)
         for key, value in env.items():
             mp.setenv(key, value)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
