@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -366,7 +367,83 @@ def launch_server(
         )  # fmt: skip
 
 
-def wait_ready(kind: str, proc: subprocess.Popen[str], log: str) -> dict[str, str | None]:
+class ForkedServer:
+    """A server forked from this process (``--smoke-test``'s ``fastapi``), with what
+    :func:`wait_ready` and :func:`stop_servers` use of a :class:`subprocess.Popen`."""
+
+    def __init__(self, pid: int, stdout_fd: int) -> None:
+        self.pid = pid
+        self.stdout = os.fdopen(stdout_fd, "r")
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                self.stdout.close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"server pid {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+#: A server process: started by :func:`launch_server` or :func:`fork_server`.
+ServerProcess = subprocess.Popen[str] | ForkedServer
+
+
+def fork_server(kind: str, settings: dict[str, Any], env: dict[str, str], *,
+                log: str) -> ForkedServer:  # fmt: skip
+    """:func:`launch_server` for ``--smoke-test``'s ``fastapi`` server: the same
+    :func:`run_server` in a child forked from this process, whose imports (torch, the
+    app) are done, rather than a fresh interpreter importing them again. Not for a
+    server that starts Ray (Serve reads its ``RAY_SERVE_*`` settings when imported)."""
+    if kind != "fastapi":
+        raise ValueError(f"only the fastapi server is forked, not {kind!r}")
+    port = _free_port()
+    read_fd, write_fd = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:  # the server: stdout to the pipe, stderr to the log, then exit
+        code = 1
+        try:
+            os.close(read_fd)
+            os.environ.update(env)
+            err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(err, 2)
+            os.close(err)
+            os.dup2(write_fd, 1)
+            os.close(write_fd)
+            run_server(kind, settings, port)
+            code = 0
+        except BaseException:  # the child reports what ended it and exits
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):  # exiting anyway
+                    stream.flush()
+            os._exit(code)
+    os.close(write_fd)
+    return ForkedServer(pid, read_fd)
+
+
+def wait_ready(kind: str, proc: ServerProcess, log: str) -> dict[str, str | None]:
     """Wait until a server says READY; its base URLs (``proxy``, ``direct``).
 
     Raises:
@@ -384,7 +461,7 @@ def wait_ready(kind: str, proc: subprocess.Popen[str], log: str) -> dict[str, st
     raise RuntimeError(f"server {kind} not ready after {STARTUP_TIMEOUT_S} s")
 
 
-def stop_servers(procs: Sequence[subprocess.Popen[str]]) -> None:
+def stop_servers(procs: Sequence[ServerProcess]) -> None:
     """SIGINT to all (they shut down in parallel), then SIGKILL any still up after 60 s."""
     for proc in procs:
         if proc.poll() is None:
@@ -561,7 +638,7 @@ def compare(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def start_all(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], str, float]],
+def start_all(kinds: list[str], servers: dict[str, tuple[ServerProcess, str, float]],
               ref: str, student: str | None, root: str, check: bytes, *,
               together: bool = False) -> None:  # fmt: skip
     """Start every contender's server, one after the other (local Rays starting at the
@@ -569,7 +646,8 @@ def start_all(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], 
     until it answered); check that each answers ``check`` as ``fastapi`` does.
 
     ``together`` (the smoke test, where at most one server starts a Ray): launch every
-    process first, then wait for each, so their start-ups overlap.
+    process first, then wait for each, so their start-ups overlap, and fork ``fastapi``
+    from this process (:func:`fork_server`) rather than starting a fresh interpreter.
     """
     reference: dict[str, Any] | None = None
     launched: dict[str, float] = {}
@@ -579,7 +657,8 @@ def start_all(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], 
         served = student if c.student and student else ref
         settings = {"model": served, "registry": root, "num_cpus": 0, **c.settings}
         launched[kind] = time.perf_counter()
-        proc = launch_server(c.host, settings, c.env, log=os.path.join(root, f"{kind}.log"))
+        start = fork_server if together and c.host == "fastapi" else launch_server
+        proc = start(c.host, settings, c.env, log=os.path.join(root, f"{kind}.log"))
         servers[kind] = (proc, "", 0.0)
 
     if together:
@@ -608,7 +687,7 @@ def start_all(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], 
         print(f"{kind} up in {servers[kind][2]:.1f} s at {url}", flush=True)
 
 
-def run_rounds(kinds: list[str], servers: dict[str, tuple[subprocess.Popen[str], str, float]],
+def run_rounds(kinds: list[str], servers: dict[str, tuple[ServerProcess, str, float]],
                bodies: list[bytes], n_requests: int, reps: int) -> dict[str, Any]:  # fmt: skip
     """``reps`` rounds over the contenders (order rotated each round) at each concurrency;
     per contender: medians over rounds, every round, startup time and batching counters."""
@@ -679,7 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   for i in range(n_requests)]  # fmt: skip
         check = json.dumps({"instances": records[:16]}).encode()
         results: dict[str, Any] = {}
-        servers: dict[str, tuple[subprocess.Popen[str], str, float]] = {}
+        servers: dict[str, tuple[ServerProcess, str, float]] = {}
         try:
             # The smoke test's servers start together when at most one of them starts a Ray.
             together = smoke and sum(CONTENDERS[k].host != "fastapi" for k in kinds) <= 1
