@@ -405,14 +405,23 @@ class ForkedServer:
 ServerProcess = subprocess.Popen[str] | ForkedServer
 
 
+def can_fork_servers() -> bool:
+    """Whether :func:`fork_server` may fork this process: no Ray is running in it and
+    Ray Serve is not imported (it reads its ``RAY_SERVE_*`` settings, a contender's
+    ``env``, when imported)."""
+    import ray
+
+    return not ray.is_initialized() and not any(m.startswith("ray.serve") for m in sys.modules)
+
+
 def fork_server(kind: str, settings: dict[str, Any], env: dict[str, str], *,
                 log: str) -> ForkedServer:  # fmt: skip
-    """:func:`launch_server` for ``--smoke-test``'s ``fastapi`` server: the same
-    :func:`run_server` in a child forked from this process, whose imports (torch, the
-    app) are done, rather than a fresh interpreter importing them again. Not for a
-    server that starts Ray (Serve reads its ``RAY_SERVE_*`` settings when imported)."""
-    if kind != "fastapi":
-        raise ValueError(f"only the fastapi server is forked, not {kind!r}")
+    """:func:`launch_server` for ``--smoke-test``: the same :func:`run_server` in a
+    child forked from this process, whose imports (torch, the app) are done, rather
+    than a fresh interpreter importing them again. A server that starts Ray stops it
+    before the child exits (the child skips this process's exit handlers)."""
+    if not can_fork_servers():
+        raise RuntimeError("fork_server: this process runs Ray or imported Ray Serve")
     port = _free_port()
     read_fd, write_fd = os.pipe()
     for stream in (sys.stdout, sys.stderr):
@@ -435,6 +444,11 @@ def fork_server(kind: str, settings: dict[str, Any], env: dict[str, str], *,
 
             traceback.print_exc()
         finally:
+            import ray
+
+            if ray.is_initialized():  # its Ray's processes end with it, as at exit
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):  # exiting anyway
                     stream.flush()
@@ -646,8 +660,8 @@ def start_all(kinds: list[str], servers: dict[str, tuple[ServerProcess, str, flo
     until it answered); check that each answers ``check`` as ``fastapi`` does.
 
     ``together`` (the smoke test, where at most one server starts a Ray): launch every
-    process first, then wait for each, so their start-ups overlap, and fork ``fastapi``
-    from this process (:func:`fork_server`) rather than starting a fresh interpreter.
+    process first, then wait for each, so their start-ups overlap, each forked from
+    this process (:func:`fork_server`) rather than a fresh interpreter.
     """
     reference: dict[str, Any] | None = None
     launched: dict[str, float] = {}
@@ -657,7 +671,7 @@ def start_all(kinds: list[str], servers: dict[str, tuple[ServerProcess, str, flo
         served = student if c.student and student else ref
         settings = {"model": served, "registry": root, "num_cpus": 0, **c.settings}
         launched[kind] = time.perf_counter()
-        start = fork_server if together and c.host == "fastapi" else launch_server
+        start = fork_server if together and can_fork_servers() else launch_server
         proc = start(c.host, settings, c.env, log=os.path.join(root, f"{kind}.log"))
         servers[kind] = (proc, "", 0.0)
 
