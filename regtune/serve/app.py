@@ -175,18 +175,18 @@ def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
     """
     # Serve's public API does not expose target groups yet; its client does.
     import ray
-    from ray.serve.context import _get_global_client
+
+    from regtune.platform.tune.ray_private import serve_details
 
     if not ray.is_initialized():  # the client would start a Ray of its own
         return []
-    client = _get_global_client(raise_if_no_controller_running=False)
-    if client is None:  # Serve is not running here
+    if serve_details() is None:  # Serve is not running here
         return []
     deadline = time.monotonic() + timeout_s
     while True:
         urls = [
             f"http://{target['ip']}:{target['port']}"
-            for group in client.get_serve_details().get("target_groups") or []
+            for group in (serve_details() or {}).get("target_groups") or []
             if group.get("app_name") == app_name and group.get("protocol") == "HTTP"
             for target in group.get("targets") or []
             if str(target.get("name", "")).startswith(REPLICA_TARGET)

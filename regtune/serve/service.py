@@ -263,7 +263,16 @@ class ModelService:
             if judged is not None:
                 probs, answered_groups = judged
                 answered = self.canary
-                answers = self.canary.answers(probs, answered_groups)
+                # In the primary's class names (a version stored before names were
+                # canonical says "1.0" for "1"), so clients, drift and metrics see one set.
+                named = self._as_primary[answered.number]
+                answers = [
+                    {
+                        "label": named[a["label"]],
+                        "probabilities": {named[c]: p for c, p in a["probabilities"].items()},
+                    }
+                    for a in self.canary.answers(probs, answered_groups)
+                ]
         labels = [a["label"] for a in answers]
         # Feedback names groups by the primary's codes (its tracker's group list),
         # whichever version answered; the decisions are the answering version's.
@@ -577,16 +586,13 @@ def load_service(
 
 def _classes_as_primary(theirs: Sequence[str], ours: Sequence[str]) -> dict[str, str] | None:
     """Each of a canary's or shadow's class names mapped to the primary's name of the
-    same class, matched by canonical value (a version trained before class names were
-    canonical answers "1.0" where a newer one answers "1"); None when the two do not
-    decide between the same classes."""
-    primary = {legacy_canonical(c): c for c in ours}
-    if len(primary) != len(ours) or len(theirs) != len(ours):
+    same class id; None unless class id ``i`` is the same class for both (equal text,
+    or equal canonical values: a version trained before class names were canonical
+    answers "1.0" where a newer one answers "1"). Class ids must match, not only the
+    set of names: probabilities and decisions are read by position (feedback, drift)."""
+    if len(theirs) != len(ours):
         return None
-    mapped: dict[str, str] = {}
-    for c in theirs:
-        match = primary.get(legacy_canonical(c))
-        if match is None:
+    for a, b in zip(theirs, ours, strict=True):
+        if a != b and legacy_canonical(a) != legacy_canonical(b):
             return None
-        mapped[c] = match
-    return mapped if len(set(mapped.values())) == len(ours) else None
+    return dict(zip(theirs, ours, strict=True))

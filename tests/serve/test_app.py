@@ -300,14 +300,26 @@ def test_feedback_metrics_match_a_hand_computation(served: Served, client: httpx
     [
         (b"{nope", 400, "body"),
         ({"request_id": "never-sent", "labels": ["<=50K"]}, 404, "request_id"),
-        ({"request_id": "fb-1", "labels": ["<=50K"]}, 409, "request_id"),
-        ({"request_id": "fb-1"}, 422, "labels"),
-        ({"request_id": "fb-1", "labels": ["<=50K"], "x": 1}, 422, "x"),
+        ({"request_id": "fb-bad-409", "labels": ["<=50K"]}, 409, "request_id"),
+        ({"request_id": "fb-bad-422"}, 422, "labels"),
+        ({"request_id": "fb-bad-422x", "labels": ["<=50K"], "x": 1}, 422, "x"),
     ],
 )
 def test_bad_feedback_is_refused(
     served: Served, client: httpx.Client, payload: Any, status: int, field: str
 ) -> None:
+    # Each case makes the request its feedback names (its tests may run on another
+    # pytest worker's Serve than the feedback test's), and the 409 case labels it once.
+    rid = payload.get("request_id", "never-sent") if isinstance(payload, dict) else "never-sent"
+    if rid.startswith("fb-bad"):
+        sent = client.post(PREDICT, json={"instances": records(served, 1, start=3200)},
+                           headers={"x-request-id": rid})  # fmt: skip
+        assert sent.status_code == 200, sent.text
+    if status == 409:
+        first = client.post(
+            f"/v1/models/{MODEL}/feedback", json={"request_id": rid, "labels": ["<=50K"]}
+        )
+        assert first.status_code == 200, first.text
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     reply = client.post(f"/v1/models/{MODEL}/feedback", content=content)
     assert reply.status_code == status, reply.text

@@ -311,14 +311,34 @@ def test_class_names_spelt_another_way_are_the_same_classes(registry: Registry, 
     # one answers "1"; here the other version's names carry stray spaces instead.
     plain = registry.versions["canary"]
     respelt = dataclasses.replace(plain, classes=[f" {c} " for c in plain.classes])
-    records = raw_records(registry, 40)
-    counts = []
+    primary = [str(c) for c in registry.versions["primary"].classes]
+    records = raw_records(registry, 120)
+    seen = []
     for other in (plain, respelt):
         service = with_other(registry, role, other)
-        ask(service, records, f"r-{len(counts)}")
-        counts.append(service.describe(MODEL)[role]["stats"]["disagreement"])
-    # Disagreement is about the decisions, not the spelling (not 1.0 for every record).
-    assert counts[1] == counts[0] < 1.0
+        answer = ask(service, records, f"r-{len(seen)}")
+        # Clients, drift and metrics see the primary's names whichever version answered.
+        assert {p["label"] for p in answer["predictions"]} <= set(primary)
+        assert all(list(p["probabilities"]) == primary for p in answer["predictions"])
+        seen.append(
+            (
+                service.describe(MODEL)[role]["stats"]["disagreement"],
+                service.monitor.report()["prediction_psi"],
+            )
+        )
+    # Disagreement is about the decisions, not the spelling (not 1.0 for every record),
+    # and the drift monitor places the respelt answers in the classes it knows.
+    assert seen[1] == seen[0] and seen[0][0] < 1.0 and seen[0][1] is not None
+
+
+@pytest.mark.parametrize("role", ["canary", "shadow"])
+def test_the_same_classes_in_another_order_are_refused(registry: Registry, role: str) -> None:
+    # Class ids differ (e.g. one version trained with positive_label: no): its
+    # probabilities and decisions, read by position, would swap the classes.
+    plain = registry.versions["canary"]
+    other = dataclasses.replace(plain, classes=list(reversed(plain.classes)))
+    with pytest.raises(SpecError, match=f"a {role} must decide between the same classes"):
+        with_other(registry, role, other)
 
 
 @pytest.mark.parametrize("role", ["canary", "shadow"])

@@ -490,11 +490,11 @@ class _Loop:
                 self.search.on_trial_complete(trial.trial_id, result=None, error=True)
 
     def _make_trial(self, trial_id: str, config: dict[str, Any]) -> Trial:
-        from ray.train._internal.storage import StorageContext
+        from regtune.platform.tune.ray_private import experiment_storage
 
         if self._storage is None:
             # One storage context (its filesystem checked once); Trial copies it.
-            self._storage = StorageContext(storage_path=self.root, experiment_dir_name=self.name)
+            self._storage = experiment_storage(self.root, self.name)
         trial = Trial(
             "FusedMemberName", config=config, trial_id=trial_id, stub=True, storage=self._storage
         )

@@ -82,16 +82,10 @@ def single_node_start() -> Iterator[None]:
     environment), so processes it starts later, such as ``ray start`` or a
     job's driver, are not affected.
     """
-    # Private: the constant behind RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, read by
-    # services.get_node_ip_address when ray.init resolves a loopback address.
-    from ray._private import ray_constants
+    from regtune.platform.tune.ray_private import loopback_addresses_kept
 
-    before = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
+    with loopback_addresses_kept():
         yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 #: What still listens on all interfaces in Ray 2.60 when a node's address is

@@ -17,6 +17,14 @@ is the file to fix. What is used, and why:
   :mod:`regtune.platform.tune.checkpoint_keeper`).
 - ``Tuner._local_tuner``: a restored Tuner's callbacks, which Tune otherwise
   takes from the pickle written when the experiment started.
+- ``ray.train._internal.storage.StorageContext``: the storage context a
+  fused sweep's stub trials share (:mod:`regtune.platform.tune.fused_driver`).
+- ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``: turned off while a
+  driver starts or joins a loopback node, so ``ray.init`` keeps 127.0.0.1
+  (:func:`regtune.platform.tune.loopback.single_node_start`).
+- ``ray.serve.context._get_global_client``: Serve's details (its replicas'
+  own ports under direct ingress), which Serve's public API does not expose
+  (:func:`regtune.serve.app.replica_urls`).
 - ``ray._private.worker.print_to_stdstream``: how a driver prints the errors
   Ray pushes to it ("(raylet) ..."); wrapped so that regtune can drop the
   ones that are noise to its users (:mod:`regtune.platform.tune.banners`).
@@ -24,7 +32,8 @@ is the file to fix. What is used, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +46,13 @@ __all__ = [
     "TrialStorage",
     "auth_token_header",
     "drop_pushed_errors",
+    "experiment_storage",
     "has_auth_token",
+    "loopback_addresses_kept",
     "ray_up_checks",
     "registered_checkpoints",
     "reset_auth_token_cache",
+    "serve_details",
     "set_registered_checkpoints",
     "set_restored_callbacks",
     "trial_storage",
@@ -201,3 +213,39 @@ def set_restored_callbacks(tuner: Any, callbacks: list[Any]) -> None:
     """Give a ``Tuner.restore``-d tuner these callbacks instead of the pickled
     ones (which lost their display hooks and miss the caller's new ones)."""
     tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+
+
+def experiment_storage(storage_path: str, experiment_dir_name: str) -> Any:
+    """Tune's storage context of one experiment (``ray.train._internal.storage.
+    StorageContext``; its filesystem is resolved once, and each ``Trial`` given it
+    copies it)."""
+    from ray.train._internal.storage import StorageContext
+
+    return StorageContext(storage_path=storage_path, experiment_dir_name=experiment_dir_name)
+
+
+@contextmanager
+def loopback_addresses_kept() -> Iterator[None]:
+    """Within it, this process's ``ray_constants.ENABLE_RAY_CLUSTER`` is False: the
+    constant behind ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read by
+    ``services.get_node_ip_address`` when ``ray.init`` resolves a loopback address
+    (False: 127.0.0.1 is kept). Only this process's module constant changes, not
+    the environment."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def serve_details() -> dict[str, Any] | None:
+    """Serve's own description of what runs (``get_serve_details``: apps, target
+    groups with their replicas' ports), from the client of the Serve running on
+    this process's Ray; None when Serve is not running there."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    return None if client is None else dict(client.get_serve_details())

@@ -249,6 +249,47 @@ def test_the_private_ray_wrapper_imports_no_ray_tune() -> None:
     assert out.stdout.split() == ["False", "False", "done"]
 
 
+#: Ray modules that are private or internal (what Ray may move between releases).
+PRIVATE_RAY = ("ray._", "ray.tune.result")
+
+
+def _private_ray_imports(path: Path) -> list[str]:
+    """``path``'s imports of private Ray modules (``import`` and ``from ... import``,
+    at any depth: also inside functions)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "ray" and (
+                name.startswith(PRIVATE_RAY) or any(p.startswith("_") for p in parts[1:])
+            ):
+                found.append(f"{path.name}:{node.lineno}: {name}")
+                break
+    return found
+
+
+def test_private_ray_apis_are_used_only_in_the_wrapper() -> None:
+    """Every use of Ray's private or internal modules goes through ray_private, the
+    one file to fix when Ray moves them (its docstring lists each)."""
+    root = Path(__file__).resolve().parents[3] / "regtune"
+    wrapper = root / "platform" / "tune" / "ray_private.py"
+    outside = [
+        hit
+        for path in sorted(root.rglob("*.py"))
+        if path != wrapper
+        for hit in _private_ray_imports(path)
+    ]
+    assert outside == []
+    assert _private_ray_imports(wrapper)  # the rule sees what the wrapper imports
+
+
 # --------------------------------------------------------------- session records
 
 
