@@ -563,8 +563,11 @@ def _positive_hit(uniq: list[Label], positive: Label) -> int | None:
     (:class:`~regtune.trainables.schema.ValueIndex`): by canonical form (``1``,
     ``1.0`` and ``"1"`` are one value, ``" yes"`` is ``"yes"``), a string re-read
     as the kind every value has (``"true"`` for a True/False label, ``"1.0"`` for
-    a numeric one)."""
+    a numeric one); True/False on a 0/1 label names 1/0."""
     names = [str(canonical_value(v)) for v in uniq]
+    if isinstance(positive, bool) and sorted(names) == ["0", "1"]:
+        # YAML's `positive_label: true` on a 0/1 label names class 1 (as 1 == True).
+        positive = int(positive)
     return ValueIndex(names, legacy=False, what="positive_label").code(positive)
 
 

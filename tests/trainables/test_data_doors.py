@@ -399,6 +399,11 @@ def test_positive_label_is_matched_by_canonical_value(tmp_path: Path) -> None:
         assert [type(c) for c in ds.schema.classes] == [int, int], positive
     with pytest.warns(DataWarning), pytest.raises(DataError, match="positive_label '2' is not"):
         load_dataset(_cfg(path, positive_label="2", missing="drop"))
+    # YAML's `positive_label: true` / `false` on a 0/1 label names 1 / 0.
+    for positive, classes in ((True, (0, 1)), (False, (1, 0))):
+        with pytest.warns(DataWarning, match="dropped 1 of 60 rows"):
+            ds = load_dataset(_cfg(path, positive_label=positive, missing="drop"))
+        assert ds.schema.classes == classes, positive
     # Text labels: outer spaces do not count; True/False labels read 'true'.
     words = _people().assign(income=np.where(np.arange(N) % 3 == 0, "yes", "no"))
     ds = load_dataset(_cfg(_write(tmp_path, words, "w.csv"), positive_label=" no "))
