@@ -358,7 +358,8 @@ def test_sigterm_stops_serve_cleanly_and_leaves_no_ray_process(registry: Registr
             before = []
             for line in child.stderr:
                 before.append(line)
-                if "to stop" in line:
+                # The banner's own last line (another line may mention stopping).
+                if line.strip() == "Ctrl-C (or SIGTERM) to stop":
                     break
             assert any(line.startswith(f"serving {MODEL}:1 at") for line in before), before
             ours = _descendants(child.pid)
