@@ -167,20 +167,25 @@ def test_degenerate_trials_lead_the_verdict_and_stay_out_of_the_label_shares() -
     assert alone[0].startswith("2 of 4 trials are degenerate")
 
 
-def test_with_include_degenerate_the_first_line_says_they_were_kept() -> None:
-    """--include-degenerate: the front and the best may hold constant predictors, and the
-    verdict's first line says so instead of 'by default ... left off' (some of them) or
-    'by default no trial is best and the front is empty' (all of them)."""
-    some = {"u1": False, "u2": False, "k1": True, "k2": True}
-    paths, diagnosis, summary = _degenerate_sweep(some, include_degenerate=True)
-    lines = sweep_verdict(
+def _verdict_lines(degenerate: dict[str, bool], *, include: bool) -> list[str]:
+    """The verdict of :func:`_degenerate_sweep`'s sweep, run with ``include_degenerate``."""
+    paths, diagnosis, summary = _degenerate_sweep(degenerate, include_degenerate=include)
+    return sweep_verdict(
         paths,
         diagnosis,
         [L2],
         summary=summary,
         objective=("val_acc", "max"),
-        include_degenerate=True,
+        include_degenerate=include,
     )
+
+
+def test_with_include_degenerate_the_first_line_says_they_were_kept() -> None:
+    """--include-degenerate: the front and the best may hold constant predictors, and the
+    verdict's first line says so instead of 'by default ... left off' (some of them) or
+    'by default no trial is best and the front is empty' (all of them)."""
+    some = {"u1": False, "u2": False, "k1": True, "k2": True}
+    lines = _verdict_lines(some, include=True)
     assert lines[0].startswith(
         "2 of 4 trials are degenerate (each predicts one class for every row, a constant "
         "predictor); --include-degenerate keeps them eligible for the front and the best; "
@@ -196,15 +201,7 @@ def test_with_include_degenerate_the_first_line_says_they_were_kept() -> None:
             "constant predictor",
         ),
     ):
-        paths, diagnosis, summary = _degenerate_sweep(every, include_degenerate=include)
-        lines = sweep_verdict(
-            paths,
-            diagnosis,
-            [L2],
-            summary=summary,
-            objective=("val_acc", "max"),
-            include_degenerate=include,
-        )
+        lines = _verdict_lines(every, include=include)
         assert lines[0].startswith(
             "all 4 trials are degenerate (each predicts one class for every row, a constant "
             f"predictor): {said}; 4 barely left their starting loss"
