@@ -180,13 +180,14 @@ def replica_urls(app_name: str, *, timeout_s: float = 15.0) -> list[str]:
 
     if not ray.is_initialized():  # the client would start a Ray of its own
         return []
-    if serve_details() is None:  # Serve is not running here
-        return []
     deadline = time.monotonic() + timeout_s
     while True:
+        details = serve_details()
+        if details is None:  # Serve is not running here
+            return []
         urls = [
             f"http://{target['ip']}:{target['port']}"
-            for group in (serve_details() or {}).get("target_groups") or []
+            for group in details.get("target_groups") or []
             if group.get("app_name") == app_name and group.get("protocol") == "HTTP"
             for target in group.get("targets") or []
             if str(target.get("name", "")).startswith(REPLICA_TARGET)

@@ -19,11 +19,12 @@ and tracks, over the last ``window`` labelled records:
 * the same accuracy per serving version (primary, canary).
 
 A label is matched to a class by canonical value, as ``predict()`` reads a
-category (:class:`~regtune.trainables.schema.ValueIndex`): for a float 0/1
-label the served classes are ``"0.0"`` / ``"1.0"``, and ``1``, ``1.0``, ``"1"``
-and ``"1.0"`` all name class ``1.0``; ``" yes"`` is ``"yes"``; ``"true"`` is
-True for a True/False label. Two classes that are one value canonically
-(``"yes"`` and ``"yes "``, both kept by the data loader) are never merged: each
+category (:class:`~regtune.trainables.schema.ValueIndex`): ``1``, ``1.0``,
+``"1"`` and ``"1.0"`` all name class ``"1"`` of a 0/1 label (or class ``"1.0"``
+of a version stored before class names were canonical); ``" yes"`` is ``"yes"``;
+``"true"`` is True for a True/False label. Two classes that are one value
+canonically (a version stored before the data loader merged ``"yes"`` and
+``"yes "``) are never merged here: each
 is named by its exact text as the predict response wrote it, and a label
 matching both in any other spelling is refused.
 
@@ -286,7 +287,7 @@ class _LabelIndex:
 
     def __init__(self, classes: list[str]) -> None:
         self.classes = classes
-        # The served classes are str(raw value): read them back as such ("1.0" is 1.0).
+        # Canonical names; a version stored earlier holds str(raw value) ("1.0" is 1).
         self.names = [legacy_canonical(c) for c in classes]
         self._by_name: dict[str, list[int]] = {}
         for i, name in enumerate(self.names):

@@ -188,17 +188,27 @@ class ServedModel:
             return probs.argmax(axis=1)
         return self.post.decide(probs, group_codes(groups, probs.shape[0]))
 
-    def labels(self, probs: np.ndarray, groups: Sequence[int | None] | None = None) -> list[str]:
-        """The decided class of each row (see :meth:`decisions`)."""
-        classes = self.classes
+    def labels(
+        self,
+        probs: np.ndarray,
+        groups: Sequence[int | None] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[str]:
+        """The decided class of each row (see :meth:`decisions`), named by ``names``
+        (class id order; default: this version's classes)."""
+        classes = self.classes if names is None else names
         return [classes[i] for i in self.decisions(probs, groups).tolist()]
 
     def answers(
-        self, probs: np.ndarray, groups: Sequence[int | None] | None = None
+        self,
+        probs: np.ndarray,
+        groups: Sequence[int | None] | None = None,
+        names: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """KServe v1 ``predictions`` entries: ``{"label", "probabilities"}`` per row;
-        the label is the decided class (see :meth:`decisions`)."""
-        classes = self.classes
+        the label is the decided class (see :meth:`decisions`); classes named by
+        ``names`` (class id order; default: this version's classes)."""
+        classes = self.classes if names is None else names
         return [
             {"label": classes[i], "probabilities": dict(zip(classes, row, strict=True))}
             for i, row in zip(self.decisions(probs, groups).tolist(), probs.tolist(), strict=True)

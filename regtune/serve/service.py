@@ -64,7 +64,7 @@ from regtune.serve.protocol import (
     RequestError,
 )
 from regtune.serve.rollout import Observation, RolloutState, VersionStats
-from regtune.serve.settings import OTHER_CLASSES, OTHER_INPUTS, SAME_VERSION, ServeSettings
+from regtune.serve.settings import OTHER_CLASSES, ServeSettings, check_other_version
 from regtune.trainables.schema import legacy_canonical
 
 if TYPE_CHECKING:
@@ -120,24 +120,17 @@ class ModelService:
         self.primary = ServedModel(primary)
         self.canary = ServedModel(canary) if canary is not None else None
         self.shadow = ServedModel(shadow) if shadow is not None else None
-        self._as_primary: dict[int, dict[str, str]] = {}
         for role, other in (("canary", self.canary), ("shadow", self.shadow)):
             if other is None:
                 continue
-            if other.number == self.primary.number and other.name == self.primary.name:
-                raise SpecError(SAME_VERSION.format(role=role, ref=other.ref))
-            if other.schema.input_names() != self.primary.schema.input_names():
-                raise SpecError(
-                    OTHER_INPUTS.format(
-                        role=role,
-                        ref=other.ref,
-                        theirs=other.schema.input_names(),
-                        primary=self.primary.ref,
-                        ours=self.primary.schema.input_names(),
-                    )
-                )
-            as_primary = _classes_as_primary(other.classes, self.primary.classes)
-            if as_primary is None:
+            check_other_version(
+                role,
+                other.ref,
+                other.schema.input_names(),
+                self.primary.ref,
+                self.primary.schema.input_names(),
+            )
+            if not _same_class_ids(other.classes, self.primary.classes):
                 raise SpecError(
                     OTHER_CLASSES.format(
                         role=role,
@@ -147,8 +140,6 @@ class ModelService:
                         ours=self.primary.classes,
                     )
                 )
-            #: Each of its class names as the primary names that class ("1.0" -> "1").
-            self._as_primary[other.number] = as_primary
         self.name = self.primary.name
         self.validator = RecordValidator(self.primary.schema, settings.limits())
         self.rollout = RolloutState(
@@ -263,16 +254,9 @@ class ModelService:
             if judged is not None:
                 probs, answered_groups = judged
                 answered = self.canary
-                # In the primary's class names (a version stored before names were
-                # canonical says "1.0" for "1"), so clients, drift and metrics see one set.
-                named = self._as_primary[answered.number]
-                answers = [
-                    {
-                        "label": named[a["label"]],
-                        "probabilities": {named[c]: p for c, p in a["probabilities"].items()},
-                    }
-                    for a in self.canary.answers(probs, answered_groups)
-                ]
+                # In the primary's class names (same class ids; a version stored before
+                # names were canonical says "1.0" for "1"): one set for clients, drift, metrics.
+                answers = self.canary.answers(probs, answered_groups, self.primary.classes)
         labels = [a["label"] for a in answers]
         # Feedback names groups by the primary's codes (its tracker's group list),
         # whichever version answered; the decisions are the answering version's.
@@ -357,9 +341,8 @@ class ModelService:
                 raise _NotJudged from None
             raise
         probs = other.probabilities(other.encode(records), groups)
-        named = self._as_primary[other.number]
-        theirs = other.labels(probs, groups)
-        differ = sum(named[a] != b for a, b in zip(theirs, primary_labels, strict=True))
+        theirs = other.labels(probs, groups, self.primary.classes)
+        differ = sum(a != b for a, b in zip(theirs, primary_labels, strict=True))
         return probs, groups, differ
 
     def _refuses_a_known_group(self, other: ServedModel, records: list[dict[str, Any]]) -> bool:
@@ -584,15 +567,12 @@ def load_service(
     )
 
 
-def _classes_as_primary(theirs: Sequence[str], ours: Sequence[str]) -> dict[str, str] | None:
-    """Each of a canary's or shadow's class names mapped to the primary's name of the
-    same class id; None unless class id ``i`` is the same class for both (equal text,
-    or equal canonical values: a version trained before class names were canonical
-    answers "1.0" where a newer one answers "1"). Class ids must match, not only the
-    set of names: probabilities and decisions are read by position (feedback, drift)."""
-    if len(theirs) != len(ours):
-        return None
-    for a, b in zip(theirs, ours, strict=True):
-        if a != b and legacy_canonical(a) != legacy_canonical(b):
-            return None
-    return dict(zip(theirs, ours, strict=True))
+def _same_class_ids(theirs: Sequence[str], ours: Sequence[str]) -> bool:
+    """Whether class id ``i`` is the same class for both versions: equal text, or
+    equal canonical values (a version trained before class names were canonical
+    answers "1.0" where a newer one answers "1"). The order matters, not only the
+    set of names: probabilities and decisions are read by position."""
+    return len(theirs) == len(ours) and all(
+        a == b or legacy_canonical(a) == legacy_canonical(b)
+        for a, b in zip(theirs, ours, strict=True)
+    )

@@ -17,7 +17,7 @@ neither torch nor Ray; :meth:`ServeSettings.limits` /
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -48,6 +48,7 @@ __all__ = [
     "SAME_VERSION",
     "THROUGHPUT_ENV",
     "ServeSettings",
+    "check_other_version",
     "config_text",
     "parse_settings",
 ]
@@ -70,6 +71,31 @@ OTHER_CLASSES = (
     "{role} {ref} decides between classes {theirs}, the primary {primary} between {ours}; "
     "a {role} must decide between the same classes"
 )
+
+
+def check_other_version(
+    role: str, ref: str, inputs: Sequence[str], primary_ref: str, primary_inputs: Sequence[str]
+) -> None:
+    """Refuse a canary or shadow (``role``; ``ref`` ``name:version``) that is the
+    primary itself or reads other inputs (feature names, in order): the replicas'
+    check when they load the versions, and ``--write-config``'s before it writes.
+
+    Raises:
+        SpecError: :data:`SAME_VERSION` or :data:`OTHER_INPUTS`.
+    """
+    if ref == primary_ref:
+        raise SpecError(SAME_VERSION.format(role=role, ref=ref))
+    if list(inputs) != list(primary_inputs):
+        raise SpecError(
+            OTHER_INPUTS.format(
+                role=role,
+                ref=ref,
+                theirs=list(inputs),
+                primary=primary_ref,
+                ours=list(primary_inputs),
+            )
+        )
+
 
 #: Drift (:mod:`.drift`): the window of served records compared with the reference,
 #: the fewest records given a verdict (PSI's sampling bias is about (bins - 1) / n),

@@ -612,12 +612,17 @@ def _merged_classes(values: pd.Series, names: list[str], src: str) -> dict[str, 
 
 
 def _classes(
-    values: pd.Series, src: str, cfg: DatasetConfig, declared: tuple[Label, ...] | None
+    values: pd.Series,
+    names: list[str],
+    src: str,
+    cfg: DatasetConfig,
+    declared: tuple[Label, ...] | None,
 ) -> tuple[Label, ...]:
-    """The label's classes in class-id order, one per canonical value (see
-    :func:`_merged_classes`); ``declared`` (a built-in's) are kept as written,
-    the label values matched to them canonically; ``positive_label`` is the last."""
-    uniq = list(_merged_classes(values, _label_names(values), src).values())
+    """The label's classes in class-id order, one per canonical value (``names``:
+    each row's, see :func:`_merged_classes`); ``declared`` (a built-in's) are kept
+    as written, the label values matched to them canonically; ``positive_label``
+    is the last."""
+    uniq = list(_merged_classes(values, names, src).values())
     try:
         uniq.sort()
     except TypeError:  # mixed types: order by string form
@@ -656,10 +661,10 @@ def _classes(
     return declared
 
 
-def _class_ids(values: pd.Series, classes: tuple[Label, ...]) -> np.ndarray:
-    """Each label's class id, matched by canonical value."""
+def _class_ids(names: list[str], classes: tuple[Label, ...]) -> np.ndarray:
+    """Each label's class id (``names``: each row's canonical value)."""
     code = {canonical_value(c): i for i, c in enumerate(classes)}
-    return np.array([code[name] for name in _label_names(values)], dtype=np.int64)
+    return np.array([code[name] for name in names], dtype=np.int64)
 
 
 def _split(
@@ -758,7 +763,10 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     used = list(dict.fromkeys([*feats, *([sens] if sens else []), label]))
     blank_missing = (label, *([sens] if sens else []))
     table = _missing_rows(table, src, used, cfg, notes, blank_missing)
-    classes = _classes(table[label], src, cfg, spec.classes if spec is not None else None)
+    label_names = _label_names(table[label])
+    classes = _classes(
+        table[label], label_names, src, cfg, spec.classes if spec is not None else None
+    )
 
     categorical = set(cfg.categorical) if cfg.categorical is not None else {
         f for f in feats if not is_numeric_dtype(table[f]) or is_bool_dtype(table[f])
@@ -788,7 +796,7 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     official = None
     if spec is not None and catalog.BUILTINS[cfg.name].official_test:
         official = (table[SPLIT_COLUMN] == "test").to_numpy()
-    y_all = _class_ids(raw[label], classes)
+    y_all = _class_ids(label_names, classes)  # raw holds table's rows, in order
     parts = _split_indices(y_all, cfg, official, src=src, classes=classes)
     image = spec.image_shape if spec is not None else None
     bounds = (0.0, 1.0) if image is not None else None

@@ -307,7 +307,7 @@ def check_versions(settings: ServeSettings) -> None:
             regtune's, or a malformed meta.json field (the words of the replicas' load).
     """
     from regtune.platform.registry.location import registry_root
-    from regtune.serve.settings import OTHER_INPUTS, SAME_VERSION
+    from regtune.serve.settings import check_other_version
 
     root = settings.registry or registry_root(settings.storage)
     primary = _stored_version(settings.model, root)
@@ -318,18 +318,7 @@ def check_versions(settings: ServeSettings) -> None:
         if ref is not None:
             others[role] = _stored_version(ref, root)
     for kind, other in others.items():
-        if (other.name, other.number) == (primary.name, primary.number):
-            raise SpecError(SAME_VERSION.format(role=kind, ref=other.ref))
-        if other.inputs != primary.inputs:
-            raise SpecError(
-                OTHER_INPUTS.format(
-                    role=kind,
-                    ref=other.ref,
-                    theirs=other.inputs,
-                    primary=primary.ref,
-                    ours=primary.inputs,
-                )
-            )
+        check_other_version(kind, other.ref, other.inputs, primary.ref, primary.inputs)
 
 
 def once_request(path: Path | None, typical: dict[str, Any]) -> bytes:
