@@ -43,7 +43,6 @@ __all__ = [
     "front_figure",
     "groups_figure",
     "heatmap_caption",
-    "heatmap_cells",
     "heatmap_figure",
     "heatmap_plot",
     "path_figure",
@@ -118,17 +117,6 @@ def path_figure(path: pd.DataFrame, objective: str) -> bytes:
     return _png(fig)
 
 
-def heatmap_cells(analysis: Analysis) -> pd.DataFrame | None:
-    """The cells the heat map draws: ``analysis.heatmap``, which
-    :func:`~regtune.platform.analysis.path.heatmap` built with the analysis's
-    ``include_degenerate``, so the figure, the report and ``--json`` show the same cells:
-    degenerate trials (constant predictors) left out of each cell's ``n_trials`` and
-    ``median`` and counted in ``n_degenerate`` (a cell of only those has ``n_trials`` 0
-    and a NaN median), or kept in and counted in both. None when the analysis has no heat
-    map."""
-    return analysis.heatmap
-
-
 def heatmap_caption(cells: pd.DataFrame) -> str | None:
     """What the heat map left out or kept in of the degenerate trials (None when there
     were none in its cells)."""
@@ -156,7 +144,7 @@ def heatmap_figure(heat: pd.DataFrame) -> bytes:
 def heatmap_plot(heat: pd.DataFrame) -> Figure:
     """Median of the metric per (x, y) strength cell, with trial counts.
 
-    ``heat``: ``analysis.heatmap`` (:func:`heatmap_cells`); a cell says
+    ``heat``: ``analysis.heatmap`` (built with the analysis's ``include_degenerate``); a cell says
     how many degenerate trials it left out (``k degenerate left out``), a cell of only
     those is hatched grey (``only degenerate (k)``), and the title says what was left out
     (:func:`heatmap_caption`)."""
@@ -428,7 +416,7 @@ def figures(analysis: Analysis) -> dict[str, bytes]:
     stem = figure_stem(analysis.name)
     for name, path in analysis.paths.items():
         out[f"{stem}-path-{name}"] = path_figure(path, analysis.objective[0])
-    cells = heatmap_cells(analysis)
+    cells = analysis.heatmap
     if cells is not None and len(cells):
         out[f"{stem}-heatmap"] = heatmap_figure(cells)
     if analysis.front is not None and len(analysis.front.front):

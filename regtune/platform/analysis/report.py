@@ -24,7 +24,6 @@ from regtune.platform.analysis.figures import (
     comparison_figures,
     figures,
     heatmap_caption,
-    heatmap_cells,
 )
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import Analysis
@@ -223,7 +222,7 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
             out.append(_img(key, images[key]))
         main = path[path["metric"] == analysis.objective[0]].drop(columns=["metric"])
         out.append(_table(main, index=False, caption=f"{name}: {analysis.objective[0]}"))
-    cells = heatmap_cells(analysis)
+    cells = analysis.heatmap
     if cells is not None:
         key = f"{figure_stem(analysis.name)}-heatmap"
         out.append("<h3>Heat map</h3>" + (_img(key, images[key]) if key in images else ""))
