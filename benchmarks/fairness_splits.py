@@ -6,6 +6,7 @@ Run::
     python -m benchmarks.fairness_splits [--smoke-test] [--select]
         [--datasets adult german compas] [--split-seeds 0 1 2] [--seeds 0 1 2]
     python -m benchmarks.fairness_splits --select-adult-eo [--scores-cache DIR]
+    python -m benchmarks.fairness_splits --fresh --select [--datasets ...]
 
 Every contender sees the same splits (``dataset.split_seed``): it fits on the
 train split, regtune also selects epochs / fits thresholds / temperatures on
@@ -33,6 +34,13 @@ assesses robust post-processing thresholds (``robust_quantile``) for Adult
 EO on validation only and writes
 ``benchmarks/results/fairness_splits_selection_adult_eo.json``; the report
 says what it chose (:func:`robust_text`).
+
+``--fresh`` re-checks everything on split seeds :data:`FRESH_SPLIT_SEEDS`,
+which no selection, validation or test run had used: its selection and run
+files carry ``_fresh``/``-fresh`` in their names, and the report gains a
+section on those split seeds alone and on all split seeds together
+(:func:`fresh_section`). The methods, candidates, targets and rules are the
+same code as for the issue's split seeds.
 """
 
 from __future__ import annotations
@@ -82,6 +90,10 @@ SMOKE_DATASETS = ("adult", "german")
 #: Datasets whose regtune settings come from :mod:`benchmarks.fairness_selection`.
 SELECTED_DATASETS = ("german", "compas")
 DEFAULT_SPLIT_SEEDS = (0, 1, 2)
+#: ``--fresh``: split seeds no run of any kind had used before the re-check.
+FRESH_SPLIT_SEEDS = (3, 4, 5)
+#: Suffix of the ``--fresh`` selection, run and report files.
+FRESH = "fresh"
 DEFAULT_SEEDS = (0, 1, 2)
 #: torch intra-op threads per run.
 TORCH_THREADS = 1
@@ -184,22 +196,24 @@ ADULT_GOALS: list[tuple[str, str, Check]] = [
 METRICS = ("acc", "gap", "ece")
 
 
-def _selection_path(name: str, smoke: bool, folder: Path) -> Path:
-    return folder / f"{SELECTION_NAME}_{name}{'-smoke' if smoke else ''}.json"
+def _selection_path(name: str, smoke: bool, folder: Path, fresh: bool = False) -> Path:
+    tag = f"_{FRESH}" if fresh else ""
+    return folder / f"{SELECTION_NAME}_{name}{tag}{'-smoke' if smoke else ''}.json"
 
 
-def load_selected(smoke: bool) -> dict[str, Any]:
+def load_selected(smoke: bool, fresh: bool = False) -> dict[str, Any]:
     """The selection records of German and COMPAS (``{"datasets": {name: record}}``):
     a smoke ``--select``'s own (in the results folder) during a smoke test
     when there is one, else the committed
-    ``benchmarks/results/fairness_splits_selection_<name>.json``."""
+    ``benchmarks/results/fairness_splits_selection_<name>.json`` (with
+    ``fresh``: ``..._<name>_fresh.json``, the ``--fresh`` split seeds')."""
     out: dict[str, Any] = {"datasets": {}}
     for name in SELECTED_DATASETS:
-        smoke_path = _selection_path(name, True, results_dir())
+        smoke_path = _selection_path(name, True, results_dir(), fresh)
         path = (
             smoke_path
             if smoke and smoke_path.is_file()
-            else _selection_path(name, False, RESULTS_DIR)
+            else _selection_path(name, False, RESULTS_DIR, fresh)
         )
         if path.is_file():  # else German/COMPAS say to run --select (configs_for)
             out["datasets"][name] = json.loads(path.read_text())
@@ -410,19 +424,10 @@ def _setting(name: str, selection: dict[str, Any], method: str) -> str:
     return f"{text}, thresholds fitted on {rows}" if rows else text
 
 
-def markdown(
-    summaries: dict[str, dict[str, dict[str, Any]]],
-    goal_rows: list[dict[str, Any]],
-    cells: dict[str, dict[str, dict[str, Any]]],
-    selection: dict[str, Any],
-    ran: dict[str, dict[str, Any]],
-    *,
-    smoke: bool,
-    adult_eo: dict[str, Any] | None = None,
+def _results_table(
+    summaries: dict[str, dict[str, dict[str, Any]]], selection: dict[str, Any]
 ) -> str:
-    """The markdown report: results, goals, smallest cells, how settings were
-    chosen; with ``adult_eo`` (the ``--select-adult-eo`` record), what the
-    robust-threshold selection found (:func:`robust_text`)."""
+    """Mean [interval] / worst of accuracy, gap and ECE per dataset and method."""
     headers = [
         "dataset",
         "method",
@@ -447,7 +452,12 @@ def markdown(
                     f"[{boot[0]:.4f}, {boot[1]:.4f}]" if boot else "-",
                 ]
             )
-    goal_table = markdown_table(
+    return markdown_table(headers, rows)
+
+
+def _goal_table(goal_rows: list[dict[str, Any]]) -> str:
+    """The goals of :func:`goals` with their paired differences."""
+    return markdown_table(
         [
             "dataset",
             "method",
@@ -470,14 +480,23 @@ def markdown(
             for g in goal_rows
         ],
     )
-    cell_rows = []
+
+
+def _cell_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The smallest (group, label) cell's rows per dataset, fewest over split seeds."""
+    rows = []
     for name, by_split in cells.items():
         lows = {p: min(c[p] for c in by_split.values()) for p in ("train", "val", "test")}
         which = sorted({c["test_cell"] for c in by_split.values()})
-        cell_rows.append([name, "; ".join(which), lows["train"], lows["val"], lows["test"]])
-    cell_table = markdown_table(
-        ["dataset", "smallest test cell (group, label)", "train", "val", "test"], cell_rows
+        rows.append([name, "; ".join(which), lows["train"], lows["val"], lows["test"]])
+    return markdown_table(
+        ["dataset", "smallest test cell (group, label)", "train", "val", "test"], rows
     )
+
+
+def _chosen_table(selection: dict[str, Any], summaries: dict[str, Any]) -> str:
+    """The German/COMPAS setting chosen per split seed and gap, with its
+    hold-out numbers and the rule's reason (datasets in ``summaries`` only)."""
     chosen = []
     for name, entry in selection.get("datasets", {}).items():
         if name not in summaries:
@@ -497,7 +516,7 @@ def markdown(
                         k["why"],
                     ]
                 )
-    chosen_table = markdown_table(
+    return markdown_table(
         [
             "dataset",
             "split seed",
@@ -510,6 +529,25 @@ def markdown(
         ],
         chosen,
     )
+
+
+def markdown(
+    summaries: dict[str, dict[str, dict[str, Any]]],
+    goal_rows: list[dict[str, Any]],
+    cells: dict[str, dict[str, dict[str, Any]]],
+    selection: dict[str, Any],
+    ran: dict[str, dict[str, Any]],
+    *,
+    smoke: bool,
+    adult_eo: dict[str, Any] | None = None,
+) -> str:
+    """The markdown report: results, goals, smallest cells, how settings were
+    chosen; with ``adult_eo`` (the ``--select-adult-eo`` record), what the
+    robust-threshold selection found (:func:`robust_text`)."""
+    results_table = _results_table(summaries, selection)
+    goal_table = _goal_table(goal_rows)
+    cell_table = _cell_table(cells)
+    chosen_table = _chosen_table(selection, summaries)
     how = {
         name: f"{e['splits'][next(iter(e['splits']))]['repeats']} hold-out repeats x "
         f"seeds {e['splits'][next(iter(e['splits']))]['seeds']}"
@@ -549,7 +587,7 @@ def markdown(
         "comparisons met); the nested selection was written after that, no test number "
         "set any of its values, and its choices were fixed before these test rows ran."
         f"{robust_text(adult_eo)}\n\n"
-        f"{markdown_table(headers, rows)}\n\n"
+        f"{results_table}\n\n"
         "Goals (issue 9). Paired differences: regtune minus fairlearn over the runs of "
         "the same split seed and seed, with a 95% t-interval over those runs (an interval "
         f"holding 0 cannot tell the two apart):\n\n{goal_table}\n\n"
@@ -607,8 +645,9 @@ def load_adult_eo_selection(smoke: bool) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _raw_path(name: str, smoke: bool) -> Path:
-    return results_dir() / f"{NAME}_runs-{name}{'-smoke' if smoke else ''}.json"
+def _raw_path(name: str, smoke: bool, fresh: bool = False) -> Path:
+    tag = f"-{FRESH}" if fresh else ""
+    return results_dir() / f"{NAME}_runs-{name}{tag}{'-smoke' if smoke else ''}.json"
 
 
 def run_dataset(
@@ -619,6 +658,7 @@ def run_dataset(
     *,
     smoke: bool,
     only: Sequence[str] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Every contender on ``name`` over ``split_seeds`` x ``seeds``.
 
@@ -629,7 +669,8 @@ def run_dataset(
 
     After each (split, seed) the runs so far are written to
     ``fairness_splits_runs-<name>.json``, so a run stopped early leaves what
-    it measured (and says how far it got: ``complete``).
+    it measured (and says how far it got: ``complete``); with ``fresh``,
+    ``fairness_splits_runs-<name>-fresh.json``.
     """
     by_split = {k: configs_for(name, selection, k) for k in split_seeds}
     configs = by_split[split_seeds[0]]
@@ -654,7 +695,7 @@ def run_dataset(
         "machine": machine_facts(),
     }
     runs: dict[str, list[dict[str, float]]] = record["runs"]
-    path = _raw_path(name, smoke)
+    path = _raw_path(name, smoke, fresh)
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = _kept_runs(path, only, split_seeds, seeds) if only is not None else {}
     record["kept_from_earlier_run"] = sorted(kept)
@@ -720,22 +761,101 @@ def _kept_runs(
     return {m: rows for m, rows in earlier["runs"].items() if m not in only}
 
 
+def _summaries(
+    runs: dict[str, dict[str, list[dict[str, float]]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    return {
+        name: {m: _summary(rows) for m, rows in by.items() if rows} for name, by in runs.items()
+    }
+
+
+def fresh_section(
+    main_runs: dict[str, dict[str, list[dict[str, float]]]],
+    fresh_records: dict[str, dict[str, Any]],
+    selection: dict[str, Any],
+) -> tuple[str, dict[str, Any]]:
+    """The report's part on the ``--fresh`` split seeds (markdown, JSON).
+
+    ``main_runs``: dataset -> method -> runs of the issue's split seeds;
+    ``fresh_records``: dataset -> the ``--fresh`` run file; ``selection``:
+    the ``--fresh`` German/COMPAS selection (:func:`load_selected`). Gives
+    the fresh runs' results and goals alone, then the goals over every split
+    seed run (a method's runs of both, paired by split seed and seed).
+    """
+    runs = {n: r["runs"] for n, r in fresh_records.items()}
+    summaries = _summaries(runs)
+    both = {
+        n: {m: [*main_runs.get(n, {}).get(m, []), *rows] for m, rows in by.items() if rows}
+        for n, by in runs.items()
+    }
+    both_summaries = _summaries(both)
+    fresh_goals, all_goals = goals(summaries, runs), goals(both_summaries, both)
+    seeds_of = {
+        n: (
+            sorted({int(x["split_seed"]) for rows in by.values() for x in rows}),
+            sorted({int(x["seed"]) for rows in by.values() for x in rows}),
+        )
+        for n, by in both.items()
+    }
+    ran = "; ".join(
+        f"{n}: split seeds {r['split_seeds']} x training seeds {r['seeds']}"
+        f"{'' if r['complete'] else ' (INCOMPLETE: stopped early)'}"
+        for n, r in fresh_records.items()
+    )
+    fresh_seeds = sorted({int(k) for r in fresh_records.values() for k in r["split_seeds"]})
+    counts = "; ".join(
+        f"{n}: split seeds {splits} x seeds {seeds}" for n, (splits, seeds) in seeds_of.items()
+    )
+    files = {n: _selection_path(n, False, Path(), fresh=True).name for n in selection["datasets"]}
+    md = (
+        f"### Re-check on split seeds {fresh_seeds}, which no run had used\n\n"
+        f"Ran {ran}. Before this re-check no selection, validation or test run of any "
+        "method had used these split seeds. Every method, candidate list, target and "
+        "rule is the code and configuration of the tables above, fixed before these "
+        "runs: Adult's configs as above; German/COMPAS settings chosen per split seed by "
+        "the same nested selection on that split's training and validation rows only ("
+        + (", ".join(f"`{f}`" for f in files.values()) or "none run")
+        + "), written before their test rows ran. No setting was changed after these "
+        "test numbers were read.\n\n"
+        f"{_results_table(summaries, selection)}\n\n"
+        f"Goals of issue 9 on these split seeds alone:\n\n{_goal_table(fresh_goals)}\n\n"
+        f"Goals of issue 9 over every split seed run ({counts}; paired differences over "
+        f"the runs both methods have):\n\n{_goal_table(all_goals)}\n\n"
+        "Settings chosen per split seed on its training and validation rows (German, "
+        f"COMPAS):\n\n{_chosen_table(selection, summaries)}\n\n"
+        "Smallest (group, label) cell, rows, fewest over these split seeds:\n\n"
+        f"{_cell_table({n: r['smallest_cells'] for n, r in fresh_records.items()})}\n"
+    )
+    payload = {
+        "split_seeds": fresh_seeds,
+        "complete": {n: r["complete"] for n, r in fresh_records.items()},
+        "selection_files": {n: f"benchmarks/results/{f}" for n, f in files.items()},
+        "runs": runs,
+        "summary": summaries,
+        "goals": fresh_goals,
+        "all_split_seeds": {"ran": counts, "summary": both_summaries, "goals": all_goals},
+        "smallest_cells": {n: r["smallest_cells"] for n, r in fresh_records.items()},
+    }
+    return md, payload
+
+
+def _records(datasets: Sequence[str], smoke: bool, fresh: bool) -> dict[str, dict[str, Any]]:
+    paths = {name: _raw_path(name, smoke, fresh) for name in datasets}
+    return {name: json.loads(p.read_text()) for name, p in paths.items() if p.is_file()}
+
+
 def report(
     datasets: Sequence[str], selection: dict[str, Any], *, smoke: bool, total_s: float
 ) -> Path:
-    """Build ``fairness_splits.json``/``.md`` from the per-dataset run files present."""
-    records = {}
-    for name in datasets:
-        path = _raw_path(name, smoke)
-        if path.is_file():
-            records[name] = json.loads(path.read_text())
-    if not records:
+    """Build ``fairness_splits.json``/``.md`` from the per-dataset run files
+    present: the issue's split seeds', then (when present) the ``--fresh``
+    ones' (:func:`fresh_section`)."""
+    records = _records(datasets, smoke, fresh=False)
+    fresh_records = _records(datasets, smoke, fresh=True)
+    if not records and not fresh_records:
         raise SystemExit(f"no run files {NAME}_runs-*.json in {results_dir()}: nothing to report")
     results = {n: r["runs"] for n, r in records.items()}
-    summaries = {
-        name: {m: _summary(rows) for m, rows in runs.items() if rows}
-        for name, runs in results.items()
-    }
+    summaries = _summaries(results)
     cells = {n: r["smallest_cells"] for n, r in records.items()}
     ran = {
         n: {
@@ -751,7 +871,15 @@ def report(
     }
     goal_rows = goals(summaries, results)
     adult_eo = load_adult_eo_selection(smoke)
-    md = markdown(summaries, goal_rows, cells, selection, ran, smoke=smoke, adult_eo=adult_eo)
+    md = (
+        markdown(summaries, goal_rows, cells, selection, ran, smoke=smoke, adult_eo=adult_eo)
+        if records
+        else ""
+    )
+    fresh = None
+    if fresh_records:
+        fresh_md, fresh = fresh_section(results, fresh_records, load_selected(smoke, fresh=True))
+        md = f"{md.rstrip()}\n\n{fresh_md}" if md else fresh_md
     now = machine_facts()
     payload = {
         "datasets": list(records),
@@ -789,6 +917,7 @@ def report(
         "summary": summaries,
         "goals": goal_rows,
         "smallest_cells": cells,
+        "fresh": fresh,
         # This process only; with --report-only that is the report step. The
         # runs' own times are each run's fit_s (taken on a loaded 2-core machine).
         "total_s": total_s,
@@ -797,7 +926,11 @@ def report(
         "machine": {
             **now,
             "date": max(
-                (str(r["machine"]["date"]) for r in records.values() if "machine" in r),
+                (
+                    str(r["machine"]["date"])
+                    for r in [*records.values(), *fresh_records.values()]
+                    if "machine" in r
+                ),
                 default=now["date"],
             ),
             "report_built": now["date"],
@@ -837,6 +970,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="rebuild the report from the per-dataset run files; train nothing",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help=f"re-check on split seeds no run had used (default {list(FRESH_SPLIT_SEEDS)}): "
+        "selection and run files named *_fresh/*-fresh, a section of its own in the report",
+    )
     parser.add_argument("--datasets", nargs="+", default=None, help="default: all three")
     parser.add_argument(
         "--split-seeds", type=int, nargs="+", default=None, help=f"default {DEFAULT_SPLIT_SEEDS}"
@@ -853,7 +992,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     smoke: bool = args.smoke_test
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
-    split_seeds: list[int] = args.split_seeds or list(DEFAULT_SPLIT_SEEDS)
+    fresh: bool = args.fresh
+    split_seeds: list[int] = args.split_seeds or list(
+        FRESH_SPLIT_SEEDS if fresh else DEFAULT_SPLIT_SEEDS
+    )
+    if fresh:
+        if args.select_adult_eo:
+            parser.error("--select-adult-eo chooses on the issue's split seeds; drop --fresh")
+        used = sorted(set(split_seeds) & {*DEFAULT_SPLIT_SEEDS, *ADULT_EO_SPLIT_SEEDS})
+        if used:
+            parser.error(
+                f"--fresh: split seeds {used} were used before (selection, validation or "
+                f"test runs); choose others, e.g. {list(FRESH_SPLIT_SEEDS)}"
+            )
     seeds: list[int] = args.seeds or list(DEFAULT_SEEDS)
     if smoke:
         split_seeds, seeds = split_seeds[:1], seeds[:1]
@@ -883,12 +1034,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chosen: {record['chosen']} ({record['why']}); wrote {path}", flush=True)
         return 0
     if args.select:
-        # Scores of configs the committed record already measured are reused
-        # (deterministic training); new grid entries are trained.
         out = results_dir()
         out.mkdir(parents=True, exist_ok=True)
         for name in (d for d in datasets if d in SELECTED_DATASETS):
-            path = _selection_path(name, smoke, out)
+            path = _selection_path(name, smoke, out, fresh)
 
             def write(record: dict[str, Any], path: Path = path) -> None:
                 record["machine"] = machine_facts()
@@ -899,11 +1048,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {path} ({time.perf_counter() - started:.0f}s)", flush=True)
         if args.select_only:
             return 0
-    selection = load_selected(smoke)
+    selection = load_selected(smoke, fresh)
     if not args.report_only:
         for name in datasets:
-            run_dataset(name, selection, split_seeds, seeds, smoke=smoke, only=args.only)
-    path = report(DEFAULT_DATASETS, selection, smoke=smoke, total_s=time.perf_counter() - started)
+            run_dataset(
+                name, selection, split_seeds, seeds, smoke=smoke, only=args.only, fresh=fresh
+            )
+    # The report's main part reads the issue's split seeds' selection; its
+    # --fresh section reads its own (fresh_section).
+    path = report(
+        DEFAULT_DATASETS, load_selected(smoke), smoke=smoke, total_s=time.perf_counter() - started
+    )
     print(f"wrote {path} ({time.perf_counter() - started:.0f}s)")
     return 0
 

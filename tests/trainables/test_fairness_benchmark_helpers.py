@@ -321,3 +321,65 @@ def test_robust_text_reports_the_committed_selection_from_its_record() -> None:
     assert f"eo_diff {base['eo_diff_mean']:.4f} mean / {base['eo_diff_p90']:.4f} p90" in text
     assert f"{len(record['runs'])} training runs" in text
     assert fairness_splits.robust_text({**record, "complete": False}) == ""
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--split-seeds", "2", "7"], "split seeds [2] were used before"),
+        (["--split-seeds", "0", "1"], "split seeds [0, 1] were used before"),
+        (["--select-adult-eo"], "drop --fresh"),
+    ],
+)
+def test_fresh_refuses_split_seeds_that_were_used_before(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import fairness_splits
+
+    with pytest.raises(SystemExit) as info:
+        fairness_splits.main(["--fresh", *flags])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _run(split_seed: int, seed: int, acc: float, gap: float) -> dict[str, float]:
+    return {"split_seed": split_seed, "seed": seed, "acc": acc, "gap": gap, "ece": 0.01, "fit_s": 1}
+
+
+def test_fresh_section_reports_fresh_runs_alone_and_with_the_issues_splits() -> None:
+    from benchmarks import fairness_splits as fs
+
+    assert fs._raw_path("adult", False, fresh=True).name == "fairness_splits_runs-adult-fresh.json"
+    assert (
+        fs._selection_path("german", True, Path(), fresh=True).name
+        == "fairness_splits_selection_german_fresh-smoke.json"
+    )
+    main = {"adult": {EO: [_run(0, 0, 0.845, 0.010), _run(0, 1, 0.843, 0.035)]}}
+    cells = {"train": 900, "val": 150, "test": 590, "test_cell": "Female, >50K"}
+    fresh = {
+        "adult": {
+            "runs": {EO: [_run(3, 0, 0.841, 0.012), _run(3, 1, 0.842, 0.016)]},
+            "split_seeds": [3],
+            "seeds": [0, 1],
+            "complete": True,
+            "smallest_cells": {"3": {**cells, "val": 140}},
+        }
+    }
+    md, payload = fs.fresh_section(main, fresh, {"datasets": {}})
+    assert md.startswith("### Re-check on split seeds [3], which no run had used")
+    alone = {g["goal"]: g for g in payload["goals"]}
+    together = {g["goal"]: g for g in payload["all_split_seeds"]["goals"]}
+    # The fresh runs alone meet the worst-case goal; with split seed 0's 0.035 they do not.
+    assert alone["worst eo_diff <= 0.03"]["ok"] and alone["worst eo_diff <= 0.03"]["measured"] == (
+        "0.0160"
+    )
+    assert not together["worst eo_diff <= 0.03"]["ok"]
+    assert (
+        together["mean eo_diff <= 0.02"]["measured"] == f"{(0.010 + 0.035 + 0.012 + 0.016) / 4:.4f}"
+    )
+    assert payload["all_split_seeds"]["ran"] == "adult: split seeds [0, 3] x seeds [0, 1]"
+    assert payload["summary"]["adult"][EO]["runs"] == 2
+    assert "| adult | Female, >50K | 900 | 140 | 590 |" in md
+    assert "INCOMPLETE" not in md
+    fresh["adult"]["complete"] = False
+    assert "(INCOMPLETE: stopped early)" in fs.fresh_section(main, fresh, {"datasets": {}})[0]
