@@ -941,6 +941,36 @@ def report(
     return path
 
 
+def _select_crossfit(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, started: float, smoke: bool
+) -> int:
+    """``--select-adult-eo-crossfit``: run
+    :func:`benchmarks.fairness_crossfit.select_adult_eo_crossfit` and write its record."""
+    from benchmarks import fairness_crossfit
+
+    if args.fresh or args.split_seeds is not None or args.seeds is not None:
+        parser.error(
+            "--select-adult-eo-crossfit runs its own split seeds and seeds "
+            f"({list(fairness_crossfit.SPLIT_SEEDS)} x {list(fairness_crossfit.SEEDS)}); "
+            "drop --fresh/--split-seeds/--seeds"
+        )
+    path = _selection_path(f"{ADULT_EO}_crossfit", smoke, results_dir())
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(record: dict[str, Any]) -> None:
+        record["machine"] = machine_facts()
+        record["total_s"] = time.perf_counter() - started
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    kwargs = {"split_seeds": DEFAULT_SPLIT_SEEDS[:1], "seeds": DEFAULT_SEEDS[:1]} if smoke else {}
+    record = fairness_crossfit.select_adult_eo_crossfit(
+        ADULT_CONFIGS[EO][1], smoke=smoke, cache=args.scores_cache, on_run=write, **kwargs
+    )
+    write(record)
+    print(f"chosen: {record['chosen']} ({record['why']}); wrote {path}", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; write JSON + markdown to ``benchmarks/results/``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -960,10 +990,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(fairness_selection.select_adult_eo), write its JSON and stop",
     )
     parser.add_argument(
+        "--select-adult-eo-crossfit",
+        action="store_true",
+        help="assess Adult EO thresholds fitted on out-of-fold training scores on validation "
+        "only (benchmarks.fairness_crossfit), write its JSON and stop",
+    )
+    parser.add_argument(
         "--scores-cache",
         type=Path,
         default=None,
-        help="with --select-adult-eo: folder to keep each run's train/val scores in (.npz)",
+        help="with --select-adult-eo(-crossfit): folder to keep each run's scores in",
     )
     parser.add_argument(
         "--report-only",
@@ -1010,6 +1046,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         split_seeds, seeds = split_seeds[:1], seeds[:1]
     torch.set_num_threads(TORCH_THREADS)
     started = time.perf_counter()
+    if args.select_adult_eo_crossfit:
+        return _select_crossfit(parser, args, started, smoke)
     if args.select_adult_eo:
         if not smoke and (args.split_seeds is not None or args.seeds is not None):
             parser.error(

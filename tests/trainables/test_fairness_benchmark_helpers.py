@@ -383,3 +383,50 @@ def test_fresh_section_reports_fresh_runs_alone_and_with_the_issues_splits() -> 
     assert "INCOMPLETE" not in md
     fresh["adult"]["complete"] = False
     assert "(INCOMPLETE: stopped early)" in fs.fresh_section(main, fresh, {"datasets": {}})[0]
+
+
+def test_stratified_folds_deal_every_group_label_cell_evenly() -> None:
+    from benchmarks.fairness_crossfit import stratified_folds
+
+    y = np.array([0] * 23 + [1] * 7 + [0] * 11 + [1] * 5)
+    s = np.array([0] * 30 + [1] * 16)
+    fold = stratified_folds(y, s, 5, seed=3)
+    assert sorted(set(fold)) == [0, 1, 2, 3, 4]
+    for g in (0, 1):
+        for label in (0, 1):
+            counts = np.bincount(fold[(s == g) & (y == label)], minlength=5)
+            assert counts.max() - counts.min() <= 1  # each fold its share of the cell
+    assert np.array_equal(fold, stratified_folds(y, s, 5, seed=3))
+    assert not np.array_equal(fold, stratified_folds(y, s, 5, seed=4))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        stratified_folds(y, s, 1, seed=0)
+    with pytest.raises(ValueError, match="has 5 rows, fewer than 6"):
+        stratified_folds(y, s, 6, seed=0)
+
+
+def test_crossfit_candidates_fit_on_out_of_fold_training_scores() -> None:
+    from benchmarks.fairness_crossfit import CANDIDATES, CROSSFIT, heldout, train_only
+
+    rng = np.random.default_rng(0)
+
+    def part(n: int) -> dict[str, np.ndarray]:
+        y = rng.integers(0, 2, n)
+        s = rng.integers(0, 2, n)
+        return {"p": np.clip(0.3 * y + 0.1 * s + rng.uniform(0, 0.6, n), 0, 1), "y": y, "s": s}
+
+    scores = {"train": part(20000), "val": part(20000)}
+    # In-sample scores that overstate group 1's positives (the current fit
+    # uses them); the cross-fitted fits use the honest (out-of-fold) scores.
+    tr = scores["train"]
+    honest = tr["p"].copy()
+    tr["p"] = np.clip(honest + 0.2 * (tr["y"] == 1) * (tr["s"] == 1), 0, 1)
+    held = heldout(scores, honest, seed=0, halvings=2)
+    assert set(held) == set(CANDIDATES) and all(len(rows) == 2 for rows in held.values())
+    diag = train_only(scores, honest)
+    # With honest training scores the fitted gap carries over to validation;
+    # with the inflated ones the TPR gap does not.
+    assert diag["current: margin 0.01"]["eo_diff"] > 0.1
+    for name in CROSSFIT:
+        assert diag[name]["eo_diff"] < 0.03
+    same = train_only({**scores, "train": {**scores["train"], "p": honest}}, honest)
+    assert same["current: margin 0.01"] == same["cross-fitted, margin 0.01"]
