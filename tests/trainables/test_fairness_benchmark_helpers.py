@@ -380,6 +380,9 @@ def test_fresh_section_reports_fresh_runs_alone_and_with_the_issues_splits() -> 
     assert payload["all_split_seeds"]["ran"] == "adult: split seeds [0, 3] x seeds [0, 1]"
     assert payload["summary"]["adult"][EO]["runs"] == 2
     assert "| adult | Female, >50K | 900 | 140 | 590 |" in md
+    # Adult's test split is the official file at every split seed: said, not hidden.
+    assert payload["fixed_test_split"] == ["adult"]
+    assert "the models and their fitting rows are new and the test rows are not" in md
     assert "INCOMPLETE" not in md
     fresh["adult"]["complete"] = False
     assert "(INCOMPLETE: stopped early)" in fs.fresh_section(main, fresh, {"datasets": {}})[0]
@@ -430,3 +433,16 @@ def test_crossfit_candidates_fit_on_out_of_fold_training_scores() -> None:
         assert diag[name]["eo_diff"] < 0.03
     same = train_only({**scores, "train": {**scores["train"], "p": honest}}, honest)
     assert same["current: margin 0.01"] == same["cross-fitted, margin 0.01"]
+
+
+def test_crossfit_text_reports_the_committed_assessment_from_its_record() -> None:
+    from benchmarks import fairness_splits
+
+    record = fairness_splits.load_adult_eo_crossfit(smoke=False)
+    assert record is not None and record["complete"]
+    text = fairness_splits.crossfit_text(record)
+    base = record["summary"][record["chosen"]]
+    assert f"FPR gap {abs(base['fpr_gap_mean']):.4f} at fitted gap" in text
+    assert "the current method is kept" in text
+    assert all(name in text for name in record["candidates"] if name != record["chosen"])
+    assert fairness_splits.crossfit_text({**record, "complete": False}) == ""
