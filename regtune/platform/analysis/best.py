@@ -34,6 +34,7 @@ from regtune.platform.analysis.columns import (
     reliability_columns,
 )
 from regtune.platform.analysis.curves import Segments
+from regtune.platform.analysis.summary import degenerate_flags
 from regtune.platform.results.ranking import TIE_BREAK, best_first
 
 __all__ = [
@@ -133,8 +134,8 @@ def best_trial_id(
     rows = summary
     if "status" in rows.columns:
         rows = rows[(rows["status"] != "error").to_numpy(dtype=bool)]
-    if not include_degenerate and "degenerate" in rows.columns:
-        rows = rows[~rows["degenerate"].astype(bool)]
+    if not include_degenerate:
+        rows = rows[~degenerate_flags(rows)]
     wanted = [objective, *others]
     columns = [c for c in dict.fromkeys([m for m, _ in wanted] + [TIE_BREAK[0]]) if c in rows]
     values = rows[columns].apply(pd.to_numeric, errors="coerce")

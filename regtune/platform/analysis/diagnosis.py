@@ -48,6 +48,7 @@ from numpy.typing import NDArray
 
 from regtune.platform.analysis.columns import group_columns
 from regtune.platform.analysis.curves import Segments, segment_values, segments
+from regtune.platform.analysis.summary import degenerate_flags
 from regtune.platform.analysis.swept import SweptParameter
 
 __all__ = [
@@ -164,16 +165,6 @@ def _bias_gap(summary: pd.DataFrame | None, index: pd.Index) -> NDArray:
     for part in parts:
         gap = np.fmax(gap, np.abs(part))
     return gap
-
-
-def _degenerate(summary: pd.DataFrame | None, index: pd.Index) -> NDArray[np.bool_]:
-    """Per trial, the summary's ``degenerate`` flag (False without a summary or the column)."""
-    if summary is None or "degenerate" not in summary.columns:
-        return np.zeros(len(index), dtype=bool)
-    aligned = (
-        summary["degenerate"] if summary.index is index else summary["degenerate"].reindex(index)
-    )
-    return aligned.fillna(False).to_numpy(dtype=bool)
 
 
 def _class_share(
@@ -337,7 +328,7 @@ def diagnose(
     train_progress = _ratio(train_end, train_start)
     train_flat = _ratio(train_mid - train_end, train_mid)
     bias_gap = _bias_gap(summary, seg.index)
-    degenerate = _degenerate(summary, seg.index)
+    degenerate = degenerate_flags(summary, seg.index)
     class_share = _class_share(summary, seg.index, degenerate)
 
     long_enough = lengths >= MIN_EPOCHS

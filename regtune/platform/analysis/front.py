@@ -27,7 +27,7 @@ from regtune.platform.analysis.pareto import (
     to_minimization,
     validate_objectives,
 )
-from regtune.platform.analysis.summary import check_metric
+from regtune.platform.analysis.summary import check_metric, degenerate_flags
 from regtune.platform.results.schema import metric_mode
 
 __all__ = [
@@ -153,8 +153,8 @@ def pareto_table(
     raw = summary[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     excluded = np.full(raw.shape[0], "", dtype=object)
     excluded[np.isnan(raw).any(axis=1)] = "no value"
-    if not include_degenerate and "degenerate" in summary.columns:
-        excluded[summary["degenerate"].fillna(False).to_numpy(dtype=bool)] = "degenerate"
+    if not include_degenerate:
+        excluded[degenerate_flags(summary)] = "degenerate"
     if "status" in summary.columns:
         excluded[(summary["status"] == "error").to_numpy(dtype=bool)] = "error"
     considered = np.flatnonzero(excluded == "")

@@ -26,7 +26,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from regtune.errors import DataError
-from regtune.platform.analysis.summary import check_metric
+from regtune.platform.analysis.summary import check_metric, degenerate_flags
 from regtune.platform.analysis.swept import SweptParameter
 
 __all__ = [
@@ -196,7 +196,7 @@ def regularization_path(
         check_metric(metric, present, "metric")
     grouped = bin_strengths(_strengths(summary, parameter, "path"), parameter.log, bins)
     count = grouped.strength.size
-    degenerate = _degenerate(summary)
+    degenerate = degenerate_flags(summary)
     # Every strength tried makes a point; only the eligible trials make its statistics.
     left_out = degenerate if not include_degenerate else np.zeros_like(degenerate)
     counted = np.where(left_out, -1, grouped.index)
@@ -231,13 +231,6 @@ def regularization_path(
     table.attrs["objective_metric"] = metric_name
     table.attrs["n_degenerate"] = int(degenerate.sum())
     return table
-
-
-def _degenerate(summary: pd.DataFrame) -> NDArray[np.bool_]:
-    """Per row, whether the trial is a constant predictor (False without the column)."""
-    if "degenerate" not in summary.columns:
-        return np.zeros(len(summary), dtype=bool)
-    return summary["degenerate"].fillna(False).to_numpy(dtype=bool)
 
 
 def best_strength(medians: NDArray[np.float64], mode: str) -> int:
@@ -277,7 +270,7 @@ def heatmap(
     bx = bin_strengths(_strengths(summary, x, "heatmap"), x.log, bins)
     by = bin_strengths(_strengths(summary, y, "heatmap"), y.log, bins)
     values = _column(summary, metric)
-    degenerate = _degenerate(summary)
+    degenerate = degenerate_flags(summary)
     placed = (bx.index >= 0) & (by.index >= 0) & np.isfinite(values)
     eligible = ~degenerate | include_degenerate
     frame = pd.DataFrame(

@@ -34,6 +34,7 @@ from regtune.platform.analysis.path import BOOKKEEPING_SUFFIXES, heatmap, regula
 from regtune.platform.analysis.summary import (
     BOOKKEEPING_COLUMNS,
     check_metric,
+    degenerate_flags,
     list_metrics,
     metric_columns,
     trial_summary,
@@ -120,10 +121,8 @@ class Analysis:
         summary = self.summary
         n = len(summary)
         status = summary["status"] if "status" in summary else pd.Series("", index=summary.index)
-        degenerate = (
-            summary["degenerate"].astype(bool)
-            if "degenerate" in summary and not self.include_degenerate
-            else pd.Series(False, index=summary.index)
+        degenerate = pd.Series(
+            degenerate_flags(summary) & (not self.include_degenerate), index=summary.index
         )
         values = (
             pd.to_numeric(summary[metric], errors="coerce")

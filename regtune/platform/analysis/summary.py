@@ -32,6 +32,7 @@ __all__ = [
     "MSG_BAD_AT",
     "MSG_UNKNOWN_METRIC",
     "config_columns",
+    "degenerate_flags",
     "list_metrics",
     "metric_columns",
     "select_epochs",
@@ -47,6 +48,24 @@ MSG_UNKNOWN_METRIC = "{what}: unknown metric {metric!r}; metrics present: {prese
 MSG_BAD_AT = "at: {value!r} is not allowed; allowed: 'kept', 'best', 'last'"
 
 At = Literal["kept", "best", "last"]
+
+
+def degenerate_flags(
+    summary: pd.DataFrame | None, index: pd.Index | None = None
+) -> NDArray[np.bool_]:
+    """Per trial, whether it is a constant predictor: the summary's
+    ``degenerate`` column, aligned to ``index`` when given (the summary's own
+    rows otherwise). A trial the column says nothing about (missing value,
+    no column, no summary) is not degenerate. The one reading every analysis
+    that leaves degenerate trials out uses (path, heat map, front, best trial,
+    diagnosis), so they agree on which trials those are."""
+    rows = len(index) if index is not None else 0 if summary is None else len(summary)
+    if summary is None or "degenerate" not in summary.columns:
+        return np.zeros(rows, dtype=bool)
+    column = summary["degenerate"]
+    if index is not None and summary.index is not index:
+        column = column.reindex(index)
+    return column.astype("boolean").fillna(False).to_numpy(dtype=bool)
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:

@@ -166,3 +166,34 @@ def test_some_constant_the_paths_best_is_the_learned_strength(some_constant: str
     assert main["median"].iloc[0] == pytest.approx(0.95)
     assert main["median"].iloc[1:].isna().all()
     assert main["n_degenerate"].tolist() == [0, 1, 1]
+
+
+def test_every_analysis_reads_a_missing_degenerate_flag_as_not_degenerate() -> None:
+    """A summary joined from stores with and without the flag holds NaN/NA in it;
+    best trial, front and path all read it as "not degenerate" (best trial used
+    to read NaN as True and skip the trial the front kept)."""
+    import numpy as np
+    import pandas as pd
+
+    from regtune.platform.analysis.best import best_trial_id
+    from regtune.platform.analysis.front import pareto_table
+    from regtune.platform.analysis.summary import degenerate_flags
+
+    summary = pd.DataFrame(
+        {"val_acc": [0.91, 0.85, 0.95], "degenerate": [np.nan, False, True]},
+        index=pd.Index(["a", "b", "c"], name="trial_id"),
+    )
+    assert degenerate_flags(summary).tolist() == [False, False, True]
+    # Aligned to another order, with a trial the summary lacks.
+    order = pd.Index(["c", "zz", "a"])
+    assert degenerate_flags(summary, order).tolist() == [True, False, False]
+    assert degenerate_flags(None, order).tolist() == [False, False, False]
+    assert degenerate_flags(summary.drop(columns="degenerate")).tolist() == [False] * 3
+    # Object column (None where unknown) and a nullable boolean one read the same.
+    for column in ([None, False, True], pd.array([pd.NA, False, True], dtype="boolean")):
+        assert degenerate_flags(summary.assign(degenerate=column)).tolist() == [False, False, True]
+    assert best_trial_id(summary, ("val_acc", "max")) == "a"
+    assert best_trial_id(summary, ("val_acc", "max"), include_degenerate=True) == "c"
+    table = pareto_table(summary, [("val_acc", "max")]).table
+    assert table.index[table["on_front"]].tolist() == ["a"]
+    assert table.loc["c", "excluded"] == "degenerate" and table.loc["a", "excluded"] == ""
