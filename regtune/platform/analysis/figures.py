@@ -136,6 +136,13 @@ def heatmap_caption(cells: pd.DataFrame) -> str | None:
     )
 
 
+def _text_colour(rgba: Sequence[float] | np.ndarray) -> str:
+    """Black on a light cell, white on a dark one (relative luminance of the
+    cell's colour, sRGB weights): viridis runs from dark blue to bright yellow."""
+    red, green, blue = rgba[:3]
+    return "k" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.5 else "w"
+
+
 def heatmap_figure(heat: pd.DataFrame) -> bytes:
     """:func:`heatmap_plot` as PNG bytes."""
     return _png(heatmap_plot(heat))
@@ -174,7 +181,8 @@ def heatmap_plot(heat: pd.DataFrame) -> Figure:
             text = f"{grid[i, j]:.3g}\n(n={int(n)})"
             if d:
                 text += f"\n(incl. {d} degenerate)" if included else f"\n{d} degenerate\nleft out"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="w")
+            colour = _text_colour(image.cmap(image.norm(grid[i, j])))
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
         elif d and not included:
             ax.add_patch(
                 Rectangle(

@@ -86,6 +86,10 @@ def test_the_heat_map_leaves_constant_predictors_out_of_its_cells(grid: str) -> 
         ]
     )
     assert len(ax.patches) == 2  # the two hatched cells
+    # Readable on either end of viridis: black on the bright top cell (0.95), white
+    # on the dark bottom one (0.93); the grey hatched cells keep black.
+    colour = {t.get_text().split("\n")[0]: t.get_color() for t in ax.texts}
+    assert (colour["0.95"], colour["0.93"], colour["only"]) == ("k", "w", "k")
     title = " ".join(ax.get_title().split())
     assert title == (
         "median val_acc 3 degenerate trial(s) (constant predictors) left out of the cells' "
