@@ -51,7 +51,6 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from regtune.errors import SpecError
 from regtune.serve.drift import DriftMonitor
 from regtune.serve.feedback import FeedbackTracker
 from regtune.serve.markers import RollbackMarker
@@ -64,8 +63,7 @@ from regtune.serve.protocol import (
     RequestError,
 )
 from regtune.serve.rollout import Observation, RolloutState, VersionStats
-from regtune.serve.settings import OTHER_CLASSES, ServeSettings, check_other_version
-from regtune.trainables.schema import legacy_canonical
+from regtune.serve.settings import ServeSettings, check_other_version
 
 if TYPE_CHECKING:
     from regtune.platform.registry import ModelVersion
@@ -129,17 +127,9 @@ class ModelService:
                 other.schema.input_names(),
                 self.primary.ref,
                 self.primary.schema.input_names(),
+                classes=other.classes,
+                primary_classes=self.primary.classes,
             )
-            if not _same_class_ids(other.classes, self.primary.classes):
-                raise SpecError(
-                    OTHER_CLASSES.format(
-                        role=role,
-                        ref=other.ref,
-                        theirs=other.classes,
-                        primary=self.primary.ref,
-                        ours=self.primary.classes,
-                    )
-                )
         self.name = self.primary.name
         self.validator = RecordValidator(self.primary.schema, settings.limits())
         self.rollout = RolloutState(
@@ -564,15 +554,4 @@ def load_service(
         forward=forward,
         metrics=metrics,
         rollback_marker=marker,
-    )
-
-
-def _same_class_ids(theirs: Sequence[str], ours: Sequence[str]) -> bool:
-    """Whether class id ``i`` is the same class for both versions: equal text, or
-    equal canonical values (a version trained before class names were canonical
-    answers "1.0" where a newer one answers "1"). The order matters, not only the
-    set of names: probabilities and decisions are read by position."""
-    return len(theirs) == len(ours) and all(
-        a == b or legacy_canonical(a) == legacy_canonical(b)
-        for a, b in zip(theirs, ours, strict=True)
     )

@@ -65,8 +65,9 @@ OTHER_INPUTS = (
     "a {role} must take the same records as the primary"
 )
 
-#: A canary or shadow deciding between other classes than the primary's (checked by
-#: the replicas when versions are loaded; class names are compared by canonical value).
+#: A canary or shadow deciding between other classes than the primary's, or the same
+#: ones in another order (raised when the versions are loaded, and by ``regtune serve
+#: --write-config``; names are compared by canonical value, ids by position).
 OTHER_CLASSES = (
     "{role} {ref} decides between classes {theirs}, the primary {primary} between {ours}; "
     "a {role} must decide between the same classes"
@@ -74,14 +75,23 @@ OTHER_CLASSES = (
 
 
 def check_other_version(
-    role: str, ref: str, inputs: Sequence[str], primary_ref: str, primary_inputs: Sequence[str]
+    role: str,
+    ref: str,
+    inputs: Sequence[str],
+    primary_ref: str,
+    primary_inputs: Sequence[str],
+    *,
+    classes: Sequence[str],
+    primary_classes: Sequence[str],
 ) -> None:
     """Refuse a canary or shadow (``role``; ``ref`` ``name:version``) that is the
-    primary itself or reads other inputs (feature names, in order): the replicas'
-    check when they load the versions, and ``--write-config``'s before it writes.
+    primary itself, reads other inputs (feature names, in order) or decides
+    between other classes (class names by canonical value, in order: ids are
+    read by position): the replicas' check when they load the versions, and
+    ``--write-config``'s before it writes.
 
     Raises:
-        SpecError: :data:`SAME_VERSION` or :data:`OTHER_INPUTS`.
+        SpecError: :data:`SAME_VERSION`, :data:`OTHER_INPUTS` or :data:`OTHER_CLASSES`.
     """
     if ref == primary_ref:
         raise SpecError(SAME_VERSION.format(role=role, ref=ref))
@@ -93,6 +103,19 @@ def check_other_version(
                 theirs=list(inputs),
                 primary=primary_ref,
                 ours=list(primary_inputs),
+            )
+        )
+    # numpy/pandas (not torch), imported only when there is another version to check.
+    from regtune.trainables.values import same_names
+
+    if not same_names(classes, primary_classes):
+        raise SpecError(
+            OTHER_CLASSES.format(
+                role=role,
+                ref=ref,
+                theirs=list(classes),
+                primary=primary_ref,
+                ours=list(primary_classes),
             )
         )
 

@@ -99,6 +99,9 @@ def test_write_config_refuses_what_the_replicas_would_refuse(
     renamed = {**schema, "numeric": [["renamed", *first[1:]], *rest]}
     _copy_version(root, 7, {"version": 7, "schema": renamed})  # other inputs
     _copy_version(root, 8)  # its meta.json records version 1
+    classes = [str(c) for c in meta["classes"]]
+    _copy_version(root, 9, {"version": 9, "classes": classes[::-1]})  # other class ids
+    _copy_version(root, 10, {"version": 10, "classes": ["no", "yes"]})  # other classes
     weights = root / MODEL / "v2" / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
@@ -108,6 +111,8 @@ def test_write_config_refuses_what_the_replicas_would_refuse(
         ({"shadow": "8"}, "it records adult:1"),
         ({"canary": "2"}, "file weights.safetensors was modified"),
         ({"shadow": "1"}, f"shadow is the primary version itself ({MODEL}:1)"),
+        ({"canary": "9"}, f"canary {MODEL}:9 decides between classes {classes[::-1]}"),
+        ({"shadow": "10"}, f"shadow {MODEL}:10 decides between classes ['no', 'yes'], the "),
     ]
     for extra, words in cases:
         settings = parse_settings({"model": f"{MODEL}:1", "registry": str(root), **extra})

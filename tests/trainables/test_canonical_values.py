@@ -251,3 +251,29 @@ def test_value_index_respelling_only_applies_to_one_kind_vocabularies() -> None:
         1,
         None,
     ]
+
+
+def test_same_names_compares_by_canonical_value_and_position() -> None:
+    from regtune.trainables.values import same_names
+
+    assert same_names(["0", "1"], ["0.0", "1.0"])  # stored before names were canonical
+    assert same_names(["<=50K", ">50K"], ["<=50K", ">50K"])
+    assert same_names([" yes", "no"], ["yes", "no"])
+    assert not same_names(["1", "0"], ["0", "1"])  # same classes, other ids
+    assert not same_names(["0", "1"], ["0", "1", "2"])
+    assert not same_names(["no", "yes"], ["<=50K", ">50K"])
+
+
+def test_canonical_values_load_without_torch() -> None:
+    """``regtune serve --write-config`` compares class names with these rules
+    and must not import torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from regtune.trainables.values import same_names; "
+        "assert same_names(['1.0'], ['1']); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

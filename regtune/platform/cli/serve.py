@@ -249,6 +249,7 @@ class _Stored:
     name: str
     number: int
     inputs: list[str]
+    classes: list[str]
 
     @property
     def ref(self) -> str:
@@ -282,12 +283,13 @@ def _stored_version(ref: str, root: str) -> _Stored:
         schema = meta["schema"]
         inputs = [str(f[0]) for f in schema["numeric"]] + [str(f[0]) for f in schema["categorical"]]
         groups = [str(v) for v in schema["sensitive_values"]]
-        stored = _Stored(str(meta["name"]), int(meta["version"]), inputs)
+        classes = [str(c) for c in meta["classes"]]
+        stored = _Stored(str(meta["name"]), int(meta["version"]), inputs, classes)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
     # check_meta made classes a list of architecture.n_classes labels.
     check_postprocessing(
-        meta.get(META_KEY), sensitive_values=groups, n_classes=len(meta["classes"]), where=where
+        meta.get(META_KEY), sensitive_values=groups, n_classes=len(classes), where=where
     )
     return stored
 
@@ -296,13 +298,15 @@ def check_versions(settings: ServeSettings) -> None:
     """Refuse what the replicas would refuse when loading the versions of
     ``settings``, without torch (``--write-config``): every version resolves, its
     files are intact and its meta.json fields are well-formed, and a canary or
-    shadow is another version than the primary that reads the same inputs. Their
+    shadow is another version than the primary that reads the same inputs and
+    decides between the same classes in the same order. Their
     weights are built into models (and the schema's encodings and the
     architecture parsed) only where the config file is served.
 
     Raises:
         SpecError: an unknown model or version; a canary or shadow that is the
-            primary itself or reads other inputs (the words of the replicas' own check).
+            primary itself, reads other inputs or decides between other classes
+            (the words of the replicas' own check).
         CheckpointError: a version directory that is missing, damaged or not
             regtune's, or a malformed meta.json field (the words of the replicas' load).
     """
@@ -318,7 +322,15 @@ def check_versions(settings: ServeSettings) -> None:
         if ref is not None:
             others[role] = _stored_version(ref, root)
     for kind, other in others.items():
-        check_other_version(kind, other.ref, other.inputs, primary.ref, primary.inputs)
+        check_other_version(
+            kind,
+            other.ref,
+            other.inputs,
+            primary.ref,
+            primary.inputs,
+            classes=other.classes,
+            primary_classes=primary.classes,
+        )
 
 
 def once_request(path: Path | None, typical: dict[str, Any]) -> bytes:
