@@ -619,7 +619,7 @@ def crossfit_text(record: dict[str, Any] | None) -> str:
     base = summ[ADULT_EO_BASELINE]
     kept = record["chosen"] == ADULT_EO_BASELINE
     parts = "; ".join(
-        f"{n}: held-out FPR gap {abs(m['fpr_gap_mean']):.4f} at fitted gap "
+        f"{n}: held-out |FPR gap| {m['abs_fpr_gap_mean']:.4f} at fitted gap "
         f"{m['fit_gap_mean']:.4f}, eo_diff {m['eo_diff_mean']:.4f} mean / "
         f"{m['eo_diff_p90']:.4f} p90, acc {m['acc_mean']:.4f}"
         for n, m in summ.items()
@@ -631,7 +631,7 @@ def crossfit_text(record: dict[str, Any] | None) -> str:
         f"benchmarks/fairness_crossfit.py): assessed on validation only, same runs and "
         f"rule as the robust thresholds; "
         + ("the current method is kept" if kept else f"it chose {record['chosen']!r}")
-        + f". Held-out: current method FPR gap {abs(base['fpr_gap_mean']):.4f} at fitted "
+        + f". Held-out: current method |FPR gap| {base['abs_fpr_gap_mean']:.4f} at fitted "
         f"gap {base['fit_gap_mean']:.4f}, acc {base['acc_mean']:.4f}; {parts}."
     )
 
@@ -647,7 +647,7 @@ def robust_text(record: dict[str, Any] | None) -> str:
     kept = record["chosen"] == ADULT_EO_BASELINE
     base = summ[ADULT_EO_BASELINE]
     outcome = (
-        "no robust setting met its rule, so Adult EO is unchanged and its test rows were not rerun"
+        "no robust setting met its rule, so Adult EO's method is unchanged"
         if kept
         else f"it chose {record['chosen']!r}"
     )
@@ -1001,11 +1001,21 @@ def _select_crossfit(
     :func:`benchmarks.fairness_crossfit.select_adult_eo_crossfit` and write its record."""
     from benchmarks import fairness_crossfit
 
-    if args.fresh or args.split_seeds is not None or args.seeds is not None:
+    ignored = {
+        "--fresh": args.fresh,
+        "--split-seeds": args.split_seeds is not None,
+        "--seeds": args.seeds is not None,
+        "--datasets": args.datasets is not None,
+        "--only": args.only is not None,
+        "--select": args.select,
+        "--select-adult-eo": args.select_adult_eo,
+        "--report-only": args.report_only,
+    }
+    if any(ignored.values()):
         parser.error(
-            "--select-adult-eo-crossfit runs its own split seeds and seeds "
-            f"({list(fairness_crossfit.SPLIT_SEEDS)} x {list(fairness_crossfit.SEEDS)}); "
-            "drop --fresh/--split-seeds/--seeds"
+            "--select-adult-eo-crossfit runs Adult EO on its own split seeds and seeds "
+            f"({list(fairness_crossfit.SPLIT_SEEDS)} x {list(fairness_crossfit.SEEDS)}) and "
+            f"stops; drop {'/'.join(k for k, on in ignored.items() if on)}"
         )
     path = _selection_path(f"{ADULT_EO}_crossfit", smoke, results_dir())
     path.parent.mkdir(parents=True, exist_ok=True)

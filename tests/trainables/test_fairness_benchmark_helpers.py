@@ -425,6 +425,10 @@ def test_crossfit_candidates_fit_on_out_of_fold_training_scores() -> None:
     tr["p"] = np.clip(honest + 0.2 * (tr["y"] == 1) * (tr["s"] == 1), 0, 1)
     held = heldout(scores, honest, seed=0, halvings=2)
     assert set(held) == set(CANDIDATES) and all(len(rows) == 2 for rows in held.values())
+    # Held out, the inflated fit misses group 1's TPR; the cross-fitted one does not.
+    tpr = {n: max(abs(r["tpr_gap"]) for r in rows) for n, rows in held.items()}
+    assert tpr["current: margin 0.01"] > 0.1
+    assert all(tpr[name] < 0.04 for name in CROSSFIT)
     diag = train_only(scores, honest)
     # With honest training scores the fitted gap carries over to validation;
     # with the inflated ones the TPR gap does not.
@@ -442,7 +446,23 @@ def test_crossfit_text_reports_the_committed_assessment_from_its_record() -> Non
     assert record is not None and record["complete"]
     text = fairness_splits.crossfit_text(record)
     base = record["summary"][record["chosen"]]
-    assert f"FPR gap {abs(base['fpr_gap_mean']):.4f} at fitted gap" in text
+    assert f"|FPR gap| {base['abs_fpr_gap_mean']:.4f} at fitted gap" in text
     assert "the current method is kept" in text
     assert all(name in text for name in record["candidates"] if name != record["chosen"])
     assert fairness_splits.crossfit_text({**record, "complete": False}) == ""
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--fresh"], ["--seeds", "3"], ["--datasets", "german"], ["--only", "regtune EO"],
+     ["--select"], ["--report-only"]],
+)  # fmt: skip
+def test_select_adult_eo_crossfit_refuses_flags_it_would_ignore(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import fairness_splits
+
+    with pytest.raises(SystemExit) as info:
+        fairness_splits.main(["--select-adult-eo-crossfit", *flags])
+    assert info.value.code == 2
+    assert f"and stops; drop {flags[0]}" in capsys.readouterr().err
