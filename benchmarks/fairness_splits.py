@@ -994,13 +994,27 @@ def report(
     return path
 
 
-def _select_crossfit(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, started: float, smoke: bool
-) -> int:
-    """``--select-adult-eo-crossfit``: run
-    :func:`benchmarks.fairness_crossfit.select_adult_eo_crossfit` and write its record."""
-    from benchmarks import fairness_crossfit
+#: The Adult EO assessments run on validation only, after the robust one:
+#: flag -> (record name, module, function).
+ASSESSMENTS = {
+    "--select-adult-eo-crossfit": ("crossfit", "fairness_crossfit", "select_adult_eo_crossfit"),
+    "--select-adult-eo-base": ("base", "fairness_base", "select_adult_eo_base"),
+}
 
+
+def _assess(
+    flag: str,
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    started: float,
+    smoke: bool,
+) -> int:
+    """Run the Adult EO assessment ``flag`` names (:data:`ASSESSMENTS`) and
+    write its record ``fairness_splits_selection_adult_eo_<name>.json``."""
+    import importlib
+
+    name, module_name, function = ASSESSMENTS[flag]
+    module = importlib.import_module(f"benchmarks.{module_name}")
     ignored = {
         "--fresh": args.fresh,
         "--split-seeds": args.split_seeds is not None,
@@ -1010,14 +1024,19 @@ def _select_crossfit(
         "--select": args.select,
         "--select-adult-eo": args.select_adult_eo,
         "--report-only": args.report_only,
+        **{
+            other: getattr(args, other[2:].replace("-", "_"))
+            for other in ASSESSMENTS
+            if other != flag
+        },
     }
     if any(ignored.values()):
         parser.error(
-            "--select-adult-eo-crossfit runs Adult EO on its own split seeds and seeds "
-            f"({list(fairness_crossfit.SPLIT_SEEDS)} x {list(fairness_crossfit.SEEDS)}) and "
+            f"{flag} runs Adult EO on its own split seeds and seeds "
+            f"({list(module.SPLIT_SEEDS)} x {list(module.SEEDS)}) and "
             f"stops; drop {'/'.join(k for k, on in ignored.items() if on)}"
         )
-    path = _selection_path(f"{ADULT_EO}_crossfit", smoke, results_dir())
+    path = _selection_path(f"{ADULT_EO}_{name}", smoke, results_dir())
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(record: dict[str, Any]) -> None:
@@ -1026,7 +1045,7 @@ def _select_crossfit(
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     kwargs = {"split_seeds": DEFAULT_SPLIT_SEEDS[:1], "seeds": DEFAULT_SEEDS[:1]} if smoke else {}
-    record = fairness_crossfit.select_adult_eo_crossfit(
+    record = getattr(module, function)(
         ADULT_CONFIGS[EO][1], smoke=smoke, cache=args.scores_cache, on_run=write, **kwargs
     )
     write(record)
@@ -1057,6 +1076,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="assess Adult EO thresholds fitted on out-of-fold training scores on validation "
         "only (benchmarks.fairness_crossfit), write its JSON and stop",
+    )
+    parser.add_argument(
+        "--select-adult-eo-base",
+        action="store_true",
+        help="assess Adult EO thresholds on an unconstrained model on validation only "
+        "(benchmarks.fairness_base), write its JSON and stop",
     )
     parser.add_argument(
         "--scores-cache",
@@ -1109,8 +1134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         split_seeds, seeds = split_seeds[:1], seeds[:1]
     torch.set_num_threads(TORCH_THREADS)
     started = time.perf_counter()
-    if args.select_adult_eo_crossfit:
-        return _select_crossfit(parser, args, started, smoke)
+    for flag in ASSESSMENTS:
+        if getattr(args, flag[2:].replace("-", "_")):
+            return _assess(flag, parser, args, started, smoke)
     if args.select_adult_eo:
         if not smoke and (args.split_seeds is not None or args.seeds is not None):
             parser.error(

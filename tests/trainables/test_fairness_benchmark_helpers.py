@@ -457,12 +457,38 @@ def test_crossfit_text_reports_the_committed_assessment_from_its_record() -> Non
     [["--fresh"], ["--seeds", "3"], ["--datasets", "german"], ["--only", "regtune EO"],
      ["--select"], ["--report-only"]],
 )  # fmt: skip
-def test_select_adult_eo_crossfit_refuses_flags_it_would_ignore(
-    flags: list[str], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("assessment", ["--select-adult-eo-crossfit", "--select-adult-eo-base"])
+def test_adult_eo_assessments_refuse_flags_they_would_ignore(
+    flags: list[str], assessment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from benchmarks import fairness_splits
 
     with pytest.raises(SystemExit) as info:
-        fairness_splits.main(["--select-adult-eo-crossfit", *flags])
+        fairness_splits.main([assessment, *flags])
     assert info.value.code == 2
-    assert f"and stops; drop {flags[0]}" in capsys.readouterr().err
+    assert f"{assessment} runs Adult EO" in (err := capsys.readouterr().err)
+    assert f"and stops; drop {flags[0]}" in err
+
+
+def test_adult_eo_base_candidates_are_valid_configs_and_the_rule_needs_all_three() -> None:
+    from benchmarks.fairness_base import BASES, CANDIDATES, base_configs, choose
+
+    configs = base_configs(ADULT_CONFIGS[EO][1])
+    assert set(configs) == set(BASES) and {b for b, _ in CANDIDATES.values()} == set(BASES)
+    for cfg in configs.values():
+        fair = parse_train_config({**cfg, "dataset": "adult"}).penalties.fairness
+        assert fair.kind == "eo" and fair.postprocess
+    assert configs["lagrangian 10"] == ADULT_CONFIGS[EO][1]
+    assert configs["postprocess only"]["penalties"]["fairness"]["method"] == "postprocess"
+
+    def summary(fpr: float, eo: float, acc: float) -> dict[str, float]:
+        return {"abs_fpr_gap_mean": fpr, "eo_diff_mean": eo, "acc_mean": acc}
+
+    base = summary(0.0155, 0.054, 0.843)
+    names = list(CANDIDATES)
+    assert choose({names[0]: base, names[1]: summary(0.010, 0.050, 0.837)})[0] == names[0]
+    assert choose({names[0]: base, names[1]: summary(0.010, 0.055, 0.845)})[0] == names[0]
+    assert choose({names[0]: base, names[1]: summary(0.016, 0.050, 0.845)})[0] == names[0]
+    picked = {names[0]: base, names[2]: summary(0.012, 0.054, 0.846),
+              names[3]: summary(0.009, 0.050, 0.841)}  # fmt: skip
+    assert choose(picked)[0] == names[3]
