@@ -587,7 +587,9 @@ def markdown(
         "`fairness_splits_selection.json`) had its test rows run and read (1 of 8 "
         "comparisons met); the nested selection was written after that, no test number "
         "set any of its values, and its choices were fixed before these test rows ran."
-        f"{robust_text(adult_eo)}{crossfit_text(load_adult_eo_crossfit(smoke))}\n\n"
+        f"{robust_text(adult_eo)}"
+        + "".join(assessment_text(n, load_adult_eo_assessment(n, smoke)) for n in ASSESSED)
+        + "\n\n"
         f"{results_table}\n\n"
         "Goals (issue 9). Paired differences: regtune minus fairlearn over the runs of "
         "the same split seed and seed, with a 95% t-interval over those runs (an interval "
@@ -600,19 +602,27 @@ def markdown(
     )
 
 
-def load_adult_eo_crossfit(smoke: bool) -> dict[str, Any] | None:
-    """The ``--select-adult-eo-crossfit`` record: a smoke run's own during a
-    smoke test when there is one, else the committed one; None when absent."""
-    name = f"{ADULT_EO}_crossfit"
-    smoke_path = _selection_path(name, True, results_dir())
-    committed = _selection_path(name, False, RESULTS_DIR)
+def load_adult_eo_assessment(name: str, smoke: bool) -> dict[str, Any] | None:
+    """The record of an Adult EO assessment (``name``: ``crossfit`` or ``base``,
+    :data:`ASSESSMENTS`): a smoke run's own during a smoke test when there is
+    one, else the committed one; None when absent."""
+    stem = f"{ADULT_EO}_{name}"
+    smoke_path = _selection_path(stem, True, results_dir())
+    committed = _selection_path(stem, False, RESULTS_DIR)
     path = smoke_path if smoke and smoke_path.is_file() else committed
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def crossfit_text(record: dict[str, Any] | None) -> str:
-    """What the Adult EO cross-fitted-threshold assessment found ("" without
-    a complete record)."""
+#: What each assessment compared, in the report's words.
+ASSESSED = {
+    "crossfit": "thresholds fitted on out-of-fold training scores",
+    "base": "thresholds on an unconstrained model (method: postprocess) and a tighter tolerance",
+}
+
+
+def assessment_text(name: str, record: dict[str, Any] | None) -> str:
+    """What the Adult EO assessment ``name`` found, held-out numbers of each
+    candidate against the current method's ("" without a complete record)."""
     if not record or not record.get("complete"):
         return ""
     summ = record["summary"]
@@ -625,11 +635,12 @@ def crossfit_text(record: dict[str, Any] | None) -> str:
         for n, m in summ.items()
         if n != ADULT_EO_BASELINE
     )
+    module = ASSESSMENTS[f"--select-adult-eo-{name}"][1]
     return (
-        " Adult EO, thresholds fitted on out-of-fold training scores "
-        f"({record['folds']} folds; `fairness_splits_selection_adult_eo_crossfit.json`, "
-        f"benchmarks/fairness_crossfit.py): assessed on validation only, same runs and "
-        f"rule as the robust thresholds; "
+        f" Adult EO, {ASSESSED[name]} "
+        f"(`fairness_splits_selection_adult_eo_{name}.json`, benchmarks/{module}.py): "
+        "assessed on validation only, same runs as the robust thresholds, by a rule fixed "
+        f"before its runs ({record['rule']}); "
         + ("the current method is kept" if kept else f"it chose {record['chosen']!r}")
         + f". Held-out: current method |FPR gap| {base['abs_fpr_gap_mean']:.4f} at fitted "
         f"gap {base['fit_gap_mean']:.4f}, acc {base['acc_mean']:.4f}; {parts}."

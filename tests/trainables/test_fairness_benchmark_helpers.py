@@ -439,17 +439,19 @@ def test_crossfit_candidates_fit_on_out_of_fold_training_scores() -> None:
     assert same["current: margin 0.01"] == same["cross-fitted, margin 0.01"]
 
 
-def test_crossfit_text_reports_the_committed_assessment_from_its_record() -> None:
+@pytest.mark.parametrize("name", ["crossfit", "base"])
+def test_assessment_text_reports_the_committed_record(name: str) -> None:
     from benchmarks import fairness_splits
 
-    record = fairness_splits.load_adult_eo_crossfit(smoke=False)
+    record = fairness_splits.load_adult_eo_assessment(name, smoke=False)
     assert record is not None and record["complete"]
-    text = fairness_splits.crossfit_text(record)
+    text = fairness_splits.assessment_text(name, record)
     base = record["summary"][record["chosen"]]
     assert f"|FPR gap| {base['abs_fpr_gap_mean']:.4f} at fitted gap" in text
-    assert "the current method is kept" in text
-    assert all(name in text for name in record["candidates"] if name != record["chosen"])
-    assert fairness_splits.crossfit_text({**record, "complete": False}) == ""
+    assert "the current method is kept" in text and record["rule"] in text
+    assert f"fairness_splits_selection_adult_eo_{name}.json" in text
+    assert all(n in text for n in record["candidates"] if n != record["chosen"])
+    assert fairness_splits.assessment_text(name, {**record, "complete": False}) == ""
 
 
 @pytest.mark.parametrize(
