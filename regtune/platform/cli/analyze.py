@@ -23,6 +23,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from regtune.errors import RegtuneError, SpecError
 from regtune.platform.cli.app import app, console, fail, out
@@ -117,7 +118,7 @@ def _hanging(marker: str, lines: list[str], style: str = "") -> None:
         grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold", style=style)
     for line in lines:
-        grid.add_row(*((marker,) if marker else ()), escape(line))
+        grid.add_row(*((Text.from_markup(marker),) if marker else ()), Text(line))
     out.print(grid, highlight=False)
 
 
@@ -125,7 +126,7 @@ def _print(analysis: object) -> None:
     from regtune.platform.analysis.run import Analysis
 
     assert isinstance(analysis, Analysis)  # for mypy; always true here
-    out.rule(f"[bold]{analysis.name or analysis.path}[/]")
+    out.rule(Text(str(analysis.name or analysis.path), style="bold"))
     out.print(
         f"{analysis.n_trials} trials; objective {analysis.objective[0]} ({analysis.objective[1]}); "
         f"swept: {', '.join(p.name for p in analysis.swept) or '(none)'}",
@@ -209,7 +210,7 @@ def _print_best(best: object) -> None:
     from regtune.platform.analysis.best import BestTrial, reliability_view
 
     assert isinstance(best, BestTrial)  # for mypy; always true here
-    out.print(f"best trial: [bold]{best.trial_id}[/]", highlight=False)
+    out.print(f"best trial: [bold]{escape(str(best.trial_id))}[/]", markup=True, highlight=False)
     _hanging(" ", list(best.notes), style="dim")
     if len(best.reliability):
         view = reliability_view(best)
@@ -225,7 +226,7 @@ def _print_best(best: object) -> None:
     if len(best.group_rates):
         rates = best.group_rates
         stats = list(dict.fromkeys(rates["stat"]))
-        table = Table(title=escape("per-group rates (value [interval])"))
+        table = Table(title="per-group rates (value [interval])")
         table.add_column("group")
         for stat in stats:
             split = str(rates.loc[rates["stat"] == stat, "split"].iloc[0])

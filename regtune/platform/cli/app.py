@@ -18,6 +18,7 @@ from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from regtune import __version__
 
@@ -54,8 +55,11 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-console = Console(stderr=True)
-out = Console()
+# markup=False: text from users and data (paths, column and group names, error
+# messages) prints as written; a "[/x]" in it is neither a traceback nor lost. The
+# few styled lines say markup=True and escape what they interpolate.
+console = Console(stderr=True, markup=False)
+out = Console(markup=False)
 
 #: Options several commands share, declared once.
 SpecArg = Annotated[str, typer.Argument(help="Sweep/training YAML file or preset name.")]
@@ -76,7 +80,9 @@ NameOpt = Annotated[
 
 def fail(exc: Exception) -> typer.Exit:
     """Print ``exc`` as the command's error message; ``raise fail(exc) from exc`` exits with 2."""
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True
+    )
     return typer.Exit(code=2)
 
 

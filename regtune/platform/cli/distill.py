@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from regtune.errors import RegtuneError
 from regtune.platform.cli.app import SetOpt, app, fail, out
@@ -94,9 +95,11 @@ def distill(
         return
     t_acc = payload["teacher_metrics"].get("test_acc")
     out.print(
-        f"registered student [bold]{version.ref}[/] (teacher {payload['teacher']}): "
+        f"registered student [bold]{escape(version.ref)}[/] "
+        f"(teacher {escape(str(payload['teacher']))}): "
         f"test_acc {version.metrics['test_acc']:.4f} vs teacher {t_acc:.4f}, "
         f"{version.metrics['n_params']:.0f} parameters",
+        markup=True,
         highlight=False,
         soft_wrap=True,
     )
@@ -108,8 +111,10 @@ def distill(
     if quantized is not None:
         q = quantized.meta["quantization"]
         out.print(
-            f"registered int8 copy [bold]{quantized.ref}[/]: test_acc {q['int8_test_acc']:.4f}, "
+            f"registered int8 copy [bold]{escape(quantized.ref)}[/]: "
+            f"test_acc {q['int8_test_acc']:.4f}, "
             f"{q['int8_size_bytes']:.0f} bytes of weights (float {q['float_size_bytes']:.0f})",
+            markup=True,
             highlight=False,
             soft_wrap=True,
         )

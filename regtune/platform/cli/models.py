@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from regtune.errors import RegtuneError
+from regtune.errors import CheckpointError, RegtuneError
 from regtune.platform.cli.app import HELP_MARKUP, app, fail, out
 
 __all__ = ["JsonOpt", "StorageOpt", "list_table", "models_app", "postprocessing_table"]
@@ -40,15 +42,95 @@ LIST_PRIORITY = ("model", "versions", "test_acc", "kind", "test_ece", "gap", "cr
 
 
 def _meta(ref: str, storage: str | None) -> dict[str, Any]:
-    """Verified meta.json of a version (the module is not built)."""
-    # Torch-free modules: a look-up (or a typo) answers without importing torch.
-    from regtune.platform.registry.integrity import read_meta
-    from regtune.platform.registry.location import registry_root, resolve_ref
+    """A version's meta.json, checked as the version's loading checks it before
+    the weights are read: every file it lists (size and sha256), that it records
+    the version ``ref`` names and its fields
+    (:func:`~regtune.platform.registry.meta_checks.read_checked`), its
+    post-processing (:func:`~regtune.platform.registry.meta_checks.check_postprocessing`),
+    and the fields shown here that those leave to building the module
+    (:func:`_check_shown`). No torch, and the module is not built.
 
-    directory, _, _ = resolve_ref(ref, registry_root(storage))
-    meta = read_meta(directory)
-    meta["path"] = directory.display()
+    Raises:
+        SpecError: a malformed reference, an unknown model or version.
+        CheckpointError: a missing, truncated or modified file, or a malformed
+            field (named, with what is allowed, in :data:`~.meta_checks.BAD_FIELD`'s words).
+    """
+    # Torch-free modules: a look-up (or a typo) answers without importing torch.
+    from regtune.platform.registry.integrity import BAD_META
+    from regtune.platform.registry.location import registry_root, resolve_ref
+    from regtune.platform.registry.meta_checks import (
+        META_KEY,
+        check_postprocessing,
+        read_checked,
+    )
+
+    directory, name, number = resolve_ref(ref, registry_root(storage))
+    where = directory.display()
+    meta, _ = read_checked(directory, name, number)
+    post = meta.get(META_KEY)
+    if post is not None:
+        try:
+            groups = [str(v) for v in meta["schema"]["sensitive_values"]]
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
+        # read_checked made classes a list of architecture.n_classes labels.
+        check_postprocessing(
+            post, sensitive_values=groups, n_classes=len(meta["classes"]), where=where
+        )
+    _check_shown(meta, where)
+    meta["path"] = where
     return meta
+
+
+def _check_shown(meta: Mapping[str, Any], where: str) -> None:
+    """Refuse the fields ``show`` reads that :mod:`~regtune.platform.registry.meta_checks`
+    leaves to building the module (``architecture.members``, each member's
+    ``model`` as :class:`~regtune.trainables.config.ModelConfig` validates it)
+    or to no reader (``lineage``, ``postprocessing.record.source``), in its words.
+
+    Raises:
+        CheckpointError: naming the field, its value and what is allowed.
+    """
+    from pydantic import ValidationError
+
+    from regtune.platform.registry.meta_checks import META_KEY, field_error
+    from regtune.trainables.config import ModelConfig, validation_problems
+
+    members = meta["architecture"].get("members")  # an object: read_checked
+    if (
+        not isinstance(members, list)
+        or not members
+        or not all(isinstance(m, Mapping) for m in members)
+    ):
+        raise field_error(
+            where,
+            "architecture.members",
+            members,
+            "a non-empty list of objects {model, spectral_norm}, one per network",
+        )
+    for index, member in enumerate(members):
+        model = member.get("model")
+        try:
+            ModelConfig.model_validate(model)
+        except ValidationError as exc:
+            problems = "; ".join(map(str, validation_problems(exc)))
+            raise field_error(
+                where, f"architecture.members.{index}.model", model, f"a model section ({problems})"
+            ) from None
+    lineage = meta.get("lineage", {})
+    if not isinstance(lineage, Mapping):
+        raise field_error(
+            where, "lineage", lineage, "an object (trials, experiment, teacher, ...: its origin)"
+        )
+    post = meta.get(META_KEY)
+    source = (post.get("record") or {}).get("source") if post is not None else None
+    if source is not None and not isinstance(source, Mapping):
+        raise field_error(
+            where,
+            f"{META_KEY}.record.source",
+            source,
+            "null or an object {temperatures, thresholds} (where each was fitted)",
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -207,7 +289,7 @@ def show(ref: RefArg, storage: StorageOpt = None, as_json: JsonOpt = False) -> N
             ),
         ),
         ("quantization", meta.get("quantization")),
-        ("classes", ", ".join(meta.get("classes", []))),
+        ("classes", ", ".join(str(c) for c in meta["classes"])),
         ("input shape", meta.get("input_shape")),
         ("dataset", f"{dataset.get('name')} ({str(dataset.get('fingerprint'))[:12]})"),
         ("code", meta.get("code")),
@@ -294,9 +376,11 @@ def quantize(
         _emit_json({"registered": version.ref, "path": version.path, **q})
         return
     out.print(
-        f"registered [bold]{version.ref}[/] ({q['scheme']}): test_acc {q['int8_test_acc']:.4f} "
+        f"registered [bold]{escape(version.ref)}[/] ({q['scheme']}): "
+        f"test_acc {q['int8_test_acc']:.4f} "
         f"(float {q['float_test_acc']:.4f}), weights {q['int8_size_bytes']:.0f} bytes "
         f"(float {q['float_size_bytes']:.0f})",
+        markup=True,
         highlight=False,
         soft_wrap=True,
     )

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from regtune.errors import RegtuneError
 from regtune.platform.cli.app import app, fail, out
@@ -164,11 +166,20 @@ def _print(result: Any) -> None:
         gates.add_column("value", justify="right")
         gates.add_column("result")
         for r in result.gates:
-            verdict = "[green]holds[/]" if r.passed else f"[red]fails by {r.shortfall:.4g}[/]"
+            verdict = (
+                Text("holds", style="green")
+                if r.passed
+                else Text(f"fails by {r.shortfall:.4g}", style="red")
+            )
             gates.add_row(r.gate.text, f"{r.value:.4f}", verdict)
         out.print(gates)
     for warning in result.warnings:
-        out.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
+        out.print(
+            f"[yellow]warning[/]: {escape(str(warning))}",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.left_out and not any("left out: " in w for w in result.warnings):
         from regtune.platform.registry.promote import describe_left_out
 
@@ -182,12 +193,16 @@ def _print(result: Any) -> None:
         out.print(f"left out by --select greedy: {', '.join(result.dropped)}", highlight=False)
     if result.version is not None:
         out.print(
-            f"registered [bold]{result.version.ref}[/] at {result.version.path}", highlight=False
+            f"registered [bold]{escape(result.version.ref)}[/] at "
+            f"{escape(str(result.version.path))}",
+            markup=True,
+            highlight=False,
         )
     else:
         failed = "; ".join(r.describe() for r in result.gates if not r.passed)
         out.print(
-            f"[bold red]not registered[/]: {failed}; nothing was written",
+            f"[bold red]not registered[/]: {escape(failed)}; nothing was written",
+            markup=True,
             highlight=False,
             soft_wrap=True,
         )

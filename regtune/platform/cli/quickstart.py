@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from regtune.platform.cli.analyze import analyze, resolve_experiment
 from regtune.platform.cli.app import app, console
@@ -38,7 +39,7 @@ def _free_port() -> int:
 
 
 def _step(n: int, text: str) -> None:
-    console.print(f"\n[bold cyan]{n}/4[/] {text}", highlight=False)
+    console.print(f"\n[bold cyan]{n}/4[/] {escape(text)}", markup=True, highlight=False)
 
 
 @app.command()
@@ -58,7 +59,8 @@ def quickstart(
     name = new_experiment_name("quickstart")
     console.print(
         "[bold]regtune quickstart[/]: an ASHA + TPE sweep over L2 and dropout of a small MLP "
-        "on digits (preset 'quickstart'), its analysis, and the winner served over HTTP"
+        "on digits (preset 'quickstart'), its analysis, and the winner served over HTTP",
+        markup=True,
     )
     # Serve's direct ingress is read when Ray starts, and the sweep starts it: ask
     # for it first, so the served winner answers on the fast path. A Ray already
@@ -125,8 +127,9 @@ def quickstart(
         ingress=ingress,
     )
     console.print(
-        f"\n[bold green]done[/]: results and report under {experiment}; "
-        f"serve it again with: {serve_again_command(storage)}",
+        f"\n[bold green]done[/]: results and report under {escape(str(experiment))}; "
+        f"serve it again with: {escape(serve_again_command(storage))}",
+        markup=True,
         highlight=False,
         soft_wrap=True,
     )

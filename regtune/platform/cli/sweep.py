@@ -27,6 +27,7 @@ import typer
 import yaml
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -93,14 +94,14 @@ def sweep(
             _show(done, spec, overrides, as_json=as_json)
             return
         header = (
-            f"[bold]sweep[/] {name}{' (resumed)' if resume else ''}: {loaded.n_trials} "
+            f"[bold]sweep[/] {escape(name)}{' (resumed)' if resume else ''}: {loaded.n_trials} "
             f"trials, scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
         )
         with progress_display(console, quiet=as_json) as show:
 
             def starting() -> None:
                 # Only once every check passed: a refused sweep never looks started.
-                console.print(header)
+                console.print(header, markup=True)
                 if show is not None:
                     show.starting_ray()
 
