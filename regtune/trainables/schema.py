@@ -167,6 +167,23 @@ class UnknownGroupError(DataError):
         self.groups = list(groups)
 
 
+def _center_scale(values: np.ndarray) -> tuple[float, float]:
+    """Mean and population std of finite ``values`` (scale 1 for a constant column).
+
+    Values near the float64 limit (1e308) overflow the sum of squares (the
+    std would be infinite, the column standardised to zeros): there the
+    column is divided by its largest magnitude first and the result scaled
+    back, which is finite for every finite column.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        center, scale = float(values.mean()), float(values.std())
+        if values.size and not (math.isfinite(center) and math.isfinite(scale)):
+            top = float(np.max(np.abs(values)))
+            unit = values / top
+            center, scale = float(unit.mean()) * top, float(unit.std()) * top
+    return center, scale if scale > 0.0 else 1.0
+
+
 @dataclass(frozen=True)
 class NumericFeature:
     """A numeric input, encoded as ``(value - center) / scale``."""
@@ -308,9 +325,7 @@ class FeatureSchema:
             if fixed_scale is not None:
                 center, scale = fixed_scale
             else:
-                values = train[name].to_numpy(dtype=np.float64)
-                center, scale = float(values.mean()), float(values.std())
-                scale = scale if scale > 0.0 else 1.0
+                center, scale = _center_scale(train[name].to_numpy(dtype=np.float64))
             nums.append(NumericFeature(name, float(center), float(scale)))
         cats = []
         for name in categorical:
@@ -419,7 +434,12 @@ class FeatureSchema:
         for j, num in enumerate(self.numeric):
             raw = np.asarray(columns[num.name], dtype=np.float64).reshape(n)
             with np.errstate(over="ignore", invalid="ignore"):  # transform refuses overflow
-                out[:, j] = (raw - num.center) / num.scale
+                scaled = (raw - num.center) / num.scale
+                # Near the float64 limit (1e308) raw - center itself overflows: divide first.
+                wide = ~np.isfinite(scaled) & np.isfinite(raw)
+                if wide.any():
+                    scaled[wide] = raw[wide] / num.scale - num.center / num.scale
+                out[:, j] = scaled
         offset = len(self.numeric)
         for cat in self.categorical:
             codes = self.value_index(cat.name).codes(columns[cat.name])

@@ -10,7 +10,8 @@ Refused from the header: a missing file or column; a CSV whose header is one
 column holding another separator (``;``, tab, ``|``: the file needs
 ``dataset.sep``); a column name the header repeats, when that column is used
 (pandas would rename the second ``hours`` to ``hours.1`` and train on both);
-a Parquet date/time column among the features (derive numbers from it).
+any column name a Parquet schema repeats (such a file cannot be read as one
+table); a Parquet date/time column among the features (derive numbers from it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from regtune.trainables.config import CSV_SEPARATORS, DatasetConfig
 __all__ = [
     "DATETIME_COLUMN",
     "DUPLICATE_HEADER",
+    "DUPLICATE_PARQUET_COLUMN",
     "MISSING_COLUMN",
     "MISSING_FILE",
     "ONE_COLUMN_SEP",
@@ -43,6 +45,10 @@ ONE_COLUMN_SEP = (
 DUPLICATE_HEADER = (
     "{path}: the header names column {column!r} {n} times (columns {positions}); pandas would "
     "read them as {renamed}; rename them in the file so that each name is unique"
+)
+DUPLICATE_PARQUET_COLUMN = (
+    "{path}: the Parquet schema names column {column!r} {n} times (columns {positions}), so the "
+    "file cannot be read as one table; rename them in the file so that each name is unique"
 )
 DATETIME_COLUMN = (
     "{path}: column {column!r} holds dates/times ({kind}), which cannot be a feature as is; "
@@ -95,6 +101,14 @@ def _header_problems(
     }  # fmt: skip
     for column in dict.fromkeys(written):
         positions = [i for i, c in enumerate(written) if c == column]
+        if cfg.name == "parquet":
+            # pandas reads a Parquet file whole: any repeat fails it, used or not.
+            if len(positions) > 1:
+                message = DUPLICATE_PARQUET_COLUMN.format(
+                    path=path, column=column, n=len(positions), positions=[i + 1 for i in positions]
+                )
+                problems.append(Problem("dataset.path", message))
+            continue
         renamed = [named[i] for i in positions] if len(named) == len(written) else [column]
         # Empty names are no repeat: pandas names them 'Unnamed: <i>'.
         if column.strip() and len(positions) > 1 and used & {column, *renamed}:
@@ -120,8 +134,10 @@ def _datetime_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list
     feats = named if cfg.features is None else cfg.features
     skip = {cfg.label, cfg.sensitive}
     problems = []
-    for column in feats:
-        if column in skip or column not in schema.names:
+    names = schema.names
+    for column in dict.fromkeys(feats):
+        # A repeated name is refused by _header_problems; schema.field() would raise on it.
+        if column in skip or names.count(column) != 1:
             continue
         kind = schema.field(column).type
         if pa.types.is_temporal(kind):
@@ -138,8 +154,8 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
     while a spec is validated, before Ray starts. Built-ins: no problems.
 
     Also refused here: a one-column header holding another separator
-    (``dataset.sep``), a repeated column name that is used, a Parquet
-    date/time feature column.
+    (``dataset.sep``), a repeated column name that is used (in a Parquet
+    schema: any repeated name), a Parquet date/time feature column.
 
     Returns:
         Problems at ``dataset.path`` (the file), ``dataset.sep`` or
