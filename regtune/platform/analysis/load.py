@@ -44,6 +44,7 @@ from regtune.platform.results.read import (
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
+    "MSG_ALL_SKIPPED",
     "MSG_EMPTY",
     "MSG_NO_SPEC",
     "MSG_RUNNING",
@@ -58,11 +59,18 @@ MSG_EMPTY = (
     "{exp}: the experiment has no reported epochs yet; nothing to analyze. Wait for its first "
     "trial to report, or check the path"
 )
+MSG_ALL_SKIPPED = (
+    "{exp}: no epoch part could be read, so there is nothing to analyze: {skipped}. Replace or "
+    "remove the unreadable part(s) (e.g. restore them from a copy), or re-run the experiment"
+)
 MSG_NO_SPEC = "{exp}: no usable stored spec ({reason}); swept parameters are inferred from the data"
 MSG_RUNNING = (
     "{exp}: still running ({running} of {total} trials running): analyzed as far as it got"
 )
 MSG_SKIPPED = "{path}: skipped ({reason}); the file was left in place"
+
+#: In every skipped-part note (this module's MSG_SKIPPED and the store's SKIPPED).
+_SKIPPED_MARK = ": skipped ("
 
 T = TypeVar("T")
 
@@ -287,7 +295,8 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
     results store's readers.
 
     Raises:
-        DataError: no such experiment, no reported epoch yet, or a part of
+        DataError: no such experiment, no reported epoch yet, no readable epoch
+            part (the skipped ones named), or a part of
             another schema version (the store's messages name the path).
     """
     notes: list[str] = []
@@ -304,6 +313,10 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
     # A full read warns per skipped file twice (epochs, then trials): say it once.
     notes = list(dict.fromkeys(notes))
     if epochs.empty:
+        # Parts that exist but were skipped (unreadable, foreign): waiting will not help.
+        skipped = [note for note in notes if _SKIPPED_MARK in note]
+        if skipped:
+            raise DataError(MSG_ALL_SKIPPED.format(exp=exp, skipped="; ".join(skipped)))
         raise DataError(MSG_EMPTY.format(exp=exp))
     seg: Segments | None = None
     if columns is not None:
