@@ -12,9 +12,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from regtune.errors import CheckpointError, RegtuneError
-from regtune.platform.cli.app import HELP_MARKUP, app, fail, out
+from regtune.platform.cli.app import HELP_MARKUP, app, console, fail, out
 
-__all__ = ["JsonOpt", "StorageOpt", "list_table", "models_app", "postprocessing_table"]
+__all__ = [
+    "DAMAGED_EXIT",
+    "JsonOpt",
+    "StorageOpt",
+    "list_table",
+    "models_app",
+    "postprocessing_table",
+]
 
 models_app = typer.Typer(
     help="Registered model versions.", no_args_is_help=True, rich_markup_mode=HELP_MARKUP
@@ -32,6 +39,9 @@ StorageOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 RefArg = Annotated[str, typer.Argument(help="NAME (latest), NAME:VERSION or a version directory.")]
 
+#: ``models list``'s exit status when a model's latest version is damaged (every
+#: model is still listed; 2 stays bad input, as for every command).
+DAMAGED_EXIT = 1
 #: Metrics shown by ``list`` and first by ``show``.
 KEY_METRICS = ("test_acc", "test_ece", "test_dp_diff", "gap", "size_bytes")
 #: ``models list`` columns in display order, and the order they are kept in
@@ -141,11 +151,6 @@ def _fmt(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
-def _describe_member(member: dict[str, Any]) -> str:
-    model = member.get("model", {})
-    return f"{model.get('arch')} width={model.get('width')} depth={model.get('depth')}"
-
-
 def postprocessing_table(post: Any) -> Table | None:
     """A version's temperatures and thresholds, one row per group (None: it has none)."""
     if not isinstance(post, dict):
@@ -180,9 +185,9 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
     short = created[:16].replace("T", " ") if len(created) >= 16 else created
     metrics = {k: _fmt_short(row["metrics"][k]) for k in KEY_METRICS}
     return {
-        "model": f"{row['name']}:{row['latest']}",
+        "model": f"{row['name']}:{row['latest']}" + (" (damaged)" if row.get("error") else ""),
         "versions": str(len(row["versions"])),
-        "kind": str(row["kind"]),
+        "kind": _fmt(row["kind"]),
         "created": short,
         **metrics,
     }
@@ -229,42 +234,72 @@ def _emit_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
 
 
+def _list_row(name: str, versions: list[int], storage: str | None) -> dict[str, Any]:
+    """``models list``'s row of ``name`` (its latest version's kind, time and key
+    metrics); ``error``: why the latest version is damaged (None: it is not), in
+    the words ``models show`` refuses it with, its other values then None."""
+    row: dict[str, Any] = {"name": name, "versions": versions, "latest": versions[-1]}
+    try:
+        meta = _meta(f"{name}:{versions[-1]}", storage)
+    except CheckpointError as exc:
+        return {
+            **row,
+            "kind": None,
+            "created_at": None,
+            "metrics": dict.fromkeys(KEY_METRICS),
+            "error": str(exc),
+        }
+    return {
+        **row,
+        "kind": meta.get("kind", "single"),
+        "created_at": meta.get("created_at"),
+        "metrics": {k: meta.get("metrics", {}).get(k) for k in KEY_METRICS},
+        "error": None,
+    }
+
+
 @models_app.command("list")
 def list_(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
-    """Every registered model with its latest version and key metrics."""
+    """Every registered model with its latest version and key metrics.
+
+    A model whose latest version is damaged (a file missing or modified, a
+    malformed meta.json field: what ``models show`` refuses) is listed marked
+    "(damaged)" with the others, its error printed on stderr; the command then
+    exits 1.
+    """
     from regtune.platform.registry.location import list_models, list_versions, registry_root
 
     try:
         root = registry_root(storage)
-        rows: list[dict[str, Any]] = []
-        for name in list_models(root=root):
-            versions = list_versions(name, root=root)
-            meta = _meta(f"{name}:{versions[-1]}", storage)
-            rows.append(
-                {
-                    "name": name,
-                    "versions": versions,
-                    "latest": versions[-1],
-                    "kind": meta.get("kind"),
-                    "created_at": meta.get("created_at"),
-                    "metrics": {k: meta["metrics"].get(k) for k in KEY_METRICS},
-                }
-            )
+        rows = [
+            _list_row(name, list_versions(name, root=root), storage)
+            for name in list_models(root=root)
+        ]
     except RegtuneError as exc:
         raise fail(exc) from exc
     if as_json:
         _emit_json({"registry": root, "models": rows})
-        return
-    if not rows:
+    elif not rows:
         # Said plainly: an empty table hides a typo'd --storage.
         out.print(f"no models registered under {root}", highlight=False, soft_wrap=True)
-        return
-    out.print(list_table(rows, root, width=out.width))
+    else:
+        out.print(list_table(rows, root, width=out.width))
+    damaged = [row for row in rows if row["error"] is not None]
+    for row in damaged:
+        console.print(
+            f"error: {row['name']}:{row['latest']} is damaged: {row['error']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if damaged:
+        raise typer.Exit(code=DAMAGED_EXIT)
 
 
 @models_app.command()
 def show(ref: RefArg, storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
     """One version: identity, data, members, metrics and lineage."""
+    from regtune.trainables.config import ModelConfig
+
     try:
         meta = _meta(ref, storage)
     except RegtuneError as exc:
@@ -275,19 +310,13 @@ def show(ref: RefArg, storage: StorageOpt = None, as_json: JsonOpt = False) -> N
     head = Table(title=f"{meta['name']}:{meta['version']}", show_header=False)
     head.add_column("field")
     head.add_column("value")
-    dataset = meta.get("dataset", {})
-    members = meta.get("architecture", {}).get("members", [])
+    dataset = meta["dataset"]  # an object, and each member's model valid: _meta checked them
+    models = [ModelConfig.model_validate(m["model"]) for m in meta["architecture"]["members"]]
     for field, value in (
         ("path", meta["path"]),
         ("kind", meta.get("kind")),
         ("created", meta.get("created_at")),
-        (
-            "members",
-            ", ".join(
-                f"{m['model']['arch']} w{m['model']['width']} d{m['model']['depth']}"
-                for m in members
-            ),
-        ),
+        ("members", ", ".join(f"{m.arch} w{m.width} d{m.depth}" for m in models)),
         ("quantization", meta.get("quantization")),
         ("classes", ", ".join(str(c) for c in meta["classes"])),
         ("input shape", meta.get("input_shape")),
@@ -308,7 +337,7 @@ def show(ref: RefArg, storage: StorageOpt = None, as_json: JsonOpt = False) -> N
     lineage = Table(title="lineage")
     lineage.add_column("key")
     lineage.add_column("value")
-    for key, value in meta.get("lineage", {}).items():
+    for key, value in meta.get("lineage", {}).items():  # an object: _meta checked it
         lineage.add_row(key, _fmt(value))
     out.print(lineage)
 

@@ -33,6 +33,7 @@ from torch.nn.utils import parametrize
 
 from regtune.errors import CheckpointError
 from regtune.platform.registry.evaluation import evaluate_module
+from regtune.platform.registry.meta_checks import field_error
 from regtune.platform.registry.modules import EnsembleModule, build_members
 from regtune.platform.registry.postprocess import META_KEY
 from regtune.platform.registry.version import (
@@ -174,6 +175,7 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
         raise CheckpointError(
             ALREADY.format(ref=source.ref, scheme=source.meta["quantization"]["scheme"])
         )
+    _check_lineage(source)
     dataset = load_dataset(_dataset_config(source))
     check_same_data(
         f"version {source.ref} ({source.path})", source.meta["dataset"]["fingerprint"], dataset
@@ -214,7 +216,43 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     return write_version(name or source.name, tensors, meta, root=root)
 
 
+def _check_lineage(version: ModelVersion) -> None:
+    """Refuse, before any work, a ``lineage`` the copy cannot extend (load_version
+    checked the other fields read here; :mod:`.meta_checks` leaves this one).
+
+    Raises:
+        CheckpointError: in :data:`~.meta_checks.BAD_FIELD`'s words.
+    """
+    lineage = version.meta.get("lineage", {})
+    if not isinstance(lineage, Mapping):
+        raise field_error(
+            version.path,
+            "lineage",
+            lineage,
+            "an object (trials, experiment, teacher, ...: its origin)",
+        )
+
+
 def _dataset_config(version: ModelVersion) -> Any:
+    """The dataset section of the version's first member's training config
+    (``configs[0]``), the data it was trained and is scored on.
+
+    Raises:
+        CheckpointError: ``configs`` is not a non-empty list, or its first
+            config does not validate (in :data:`~.meta_checks.BAD_FIELD`'s words).
+    """
+    from regtune.errors import SpecError
     from regtune.trainables.config import parse_train_config
 
-    return parse_train_config(version.meta["configs"][0]).dataset
+    configs = version.meta.get("configs")
+    if not isinstance(configs, list) or not configs:
+        raise field_error(
+            version.path, "configs", configs, "a non-empty list of each member's training config"
+        )
+    try:
+        return parse_train_config(configs[0]).dataset
+    except SpecError as exc:
+        problems = "; ".join(map(str, exc.problems)) or str(exc)
+        raise field_error(
+            version.path, "configs.0", configs[0], f"a training config ({problems})"
+        ) from None

@@ -1,0 +1,207 @@
+"""``regtune models show / list / quantize`` on a meta.json whose fields have the wrong
+types (its content hash recomputed, as someone re-writing the file would).
+
+``show`` and ``quantize`` refuse such a version with one line in the words of
+:mod:`regtune.platform.registry.meta_checks` (what ``regtune serve
+--write-config`` and ``load_version`` say), exit 2, no traceback; ``list``
+lists every other model, marks the damaged one and prints its error, exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from regtune.errors import CheckpointError
+from regtune.platform.cli import app
+from regtune.platform.registry import Member, ModelVersion, load_version, save_version
+from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
+from regtune.trainables.loop import RunResult
+
+runner = CliRunner()
+Change = Callable[[dict[str, Any]], None]
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> ModelVersion:
+    """``tiny:1`` written once for the module (each case edits a copy of it)."""
+    member = Member.from_model(tiny_run.config, tiny_run.model, trial_id="t0")
+    root = str(tmp_path_factory.mktemp("registry"))
+    return save_version("tiny", [member], tiny_run.dataset, root=root)
+
+
+def _set(path: str, value: Any) -> Change:
+    """Set the dotted ``path`` of meta.json to ``value``."""
+
+    def change(meta: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = meta
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+    return change
+
+
+def _copy(saved: ModelVersion, storage: Path, name: str, change: Change | None = None) -> Path:
+    """``saved`` as ``<storage>/registry/<name>/v1``, its meta.json edited by ``change``
+    and re-hashed."""
+    target = storage / "registry" / name / "v1"
+    shutil.copytree(saved.path, target)
+    meta = json.loads((target / "meta.json").read_text())
+    meta["name"] = name
+    if change is not None:
+        change(meta)
+    meta[DIGEST_KEY] = meta_digest(meta)
+    (target / "meta.json").write_text(json.dumps(meta))
+    return target
+
+
+def _one_error_line(result: Any) -> str:
+    """The refusal: exit 2, no traceback, one ``error:`` line on stderr."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0].removeprefix("error: ")
+
+
+BAD_FIELD = "meta.json field '{field}' is {value}; allowed: "
+
+# Fields meta_checks refuses for every reader (load_version's words).
+CHECKED: list[tuple[str, Change, str]] = [
+    ("dataset a list", _set("dataset", []), "dataset"),
+    ("kind a number", _set("kind", 5), "kind"),
+    ("test_acc text", _set("metrics.test_acc", "high"), "metrics.test_acc"),
+    ("classes text", _set("classes", "0123456789"), "classes"),
+    ("postprocessing a number", _set("postprocessing", 3), "postprocessing"),
+    ("version text", _set("version", "one"), "version"),
+]
+# Fields only `models show` reads: refused in the same words (field_error).
+SHOWN: list[tuple[str, Change, str, Any]] = [
+    ("members a number", _set("architecture.members", 7), "architecture.members", 7),
+    ("lineage text", _set("lineage", "x"), "lineage", "'x'"),
+    ("member not an object", _set("architecture.members", [3]), "architecture.members", "[3]"),
+    (
+        "member arch unknown",
+        _set("architecture.members", [{"model": {"arch": "rnn"}, "spectral_norm": False}]),
+        "architecture.members.0.model",
+        "{'arch': 'rnn'}",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), [c[1:] for c in CHECKED], ids=[c[0] for c in CHECKED])
+def test_show_refuses_a_field_meta_checks_refuses_in_its_words(
+    saved: ModelVersion, tmp_path: Path, change: Change, field: str
+) -> None:
+    _copy(saved, tmp_path, "tiny", change)
+    with pytest.raises(CheckpointError) as refused:
+        load_version("tiny", root=str(tmp_path / "registry"))
+    for command in (["models", "show", "tiny"], ["models", "show", "tiny", "--json"]):
+        result = runner.invoke(app, [*command, "--storage", str(tmp_path)])
+        assert _one_error_line(result) == str(refused.value)
+    if field != "version":  # a version that records another number is named so
+        assert f"meta.json field '{field}' is " in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "shown"), [c[1:] for c in SHOWN], ids=[c[0] for c in SHOWN]
+)
+def test_show_refuses_a_field_it_reads_naming_it(
+    saved: ModelVersion, tmp_path: Path, change: Change, field: str, shown: Any
+) -> None:
+    folder = _copy(saved, tmp_path, "tiny", change)
+    result = runner.invoke(app, ["models", "show", "tiny", "--storage", str(tmp_path)])
+    line = _one_error_line(result)
+    assert line.startswith(f"model version {folder}: " + BAD_FIELD.format(field=field, value=shown))
+
+
+def test_show_prints_whole_number_class_labels(saved: ModelVersion, tmp_path: Path) -> None:
+    # meta_checks allows integer labels; they are shown, not a TypeError.
+    _copy(saved, tmp_path, "tiny", _set("classes", list(range(10))))
+    result = runner.invoke(app, ["models", "show", "tiny", "--storage", str(tmp_path)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in result.stdout
+
+
+def test_quantize_refuses_malformed_lineage_and_configs_before_any_work(
+    saved: ModelVersion, tmp_path: Path
+) -> None:
+    for field, change, shown in (
+        ("lineage", _set("lineage", "x"), "'x'"),
+        ("configs", _set("configs", 7), "7"),
+        ("configs", _set("configs", []), "[]"),
+    ):
+        storage = tmp_path / field / shown
+        folder = _copy(saved, storage, "tiny", change)
+        result = runner.invoke(app, ["models", "quantize", "tiny", "--storage", str(storage)])
+        line = _one_error_line(result)
+        assert line.startswith(
+            f"model version {folder}: " + BAD_FIELD.format(field=field, value=shown)
+        ), line
+        # Nothing was registered.
+        assert sorted(p.name for p in folder.parent.iterdir()) == ["v1"]
+
+
+def test_quantize_refuses_a_config_that_does_not_validate(
+    saved: ModelVersion, tmp_path: Path
+) -> None:
+    def change(meta: dict[str, Any]) -> None:
+        meta["configs"][0]["model"]["depth"] = "deep"
+
+    folder = _copy(saved, tmp_path, "tiny", change)
+    result = runner.invoke(app, ["models", "quantize", "tiny", "--storage", str(tmp_path)])
+    line = _one_error_line(result)
+    assert line.startswith(f"model version {folder}: meta.json field 'configs.0' is "), line
+    assert "model.depth" in line
+
+
+def test_list_lists_the_others_and_marks_a_damaged_version(
+    saved: ModelVersion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regtune.platform.cli.app import out
+
+    monkeypatch.setattr(out, "width", 200)
+    _copy(saved, tmp_path, "good")
+    _copy(saved, tmp_path, "typed", _set("kind", 5))
+    unreadable = _copy(saved, tmp_path, "unreadable")
+    (unreadable / "meta.json").write_text("{not json")
+    storage = str(tmp_path)
+    show = {
+        name: runner.invoke(app, ["models", "show", name, "--storage", storage])
+        for name in ("typed", "unreadable")
+    }
+    errors = {name: _one_error_line(result) for name, result in show.items()}
+    assert "meta.json field 'kind' is 5" in errors["typed"]
+
+    result = runner.invoke(app, ["models", "list", "--storage", storage])
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    rows = {line.split()[1]: line for line in result.stdout.splitlines() if ":1" in line}
+    assert set(rows) == {"good:1", "typed:1", "unreadable:1"}
+    assert "(damaged)" not in rows["good:1"] and "single" in rows["good:1"]
+    for name in ("typed:1", "unreadable:1"):
+        assert "(damaged)" in rows[name] and "None" not in rows[name]
+        assert rows[name].split("│")[3].strip() == "-"  # its kind, not read
+    # Each damaged version's error, in show's words, one line each on stderr.
+    assert result.stderr.splitlines() == [
+        f"error: typed:1 is damaged: {errors['typed']}",
+        f"error: unreadable:1 is damaged: {errors['unreadable']}",
+    ]
+
+    listed = runner.invoke(app, ["models", "list", "--storage", storage, "--json"])
+    assert listed.exit_code == 1
+    models = {m["name"]: m for m in json.loads(listed.stdout)["models"]}
+    assert models["good"]["error"] is None and models["good"]["kind"] == "single"
+    assert models["good"]["metrics"]["test_acc"] == saved.meta["metrics"]["test_acc"]
+    for name in ("typed", "unreadable"):
+        assert models[name]["error"] == errors[name]
+        assert models[name]["kind"] is None and models[name]["versions"] == [1]
