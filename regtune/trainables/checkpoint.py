@@ -29,15 +29,68 @@ from safetensors.torch import load_file, save_file
 
 from regtune.errors import CheckpointError
 
-__all__ = ["TENSORS_FILE", "TREE_FILE", "load_tree", "save_tree"]
+__all__ = [
+    "BAD_FIELD_MSG",
+    "FORMAT_VERSION",
+    "MISSING",
+    "TENSORS_FILE",
+    "TREE_FILE",
+    "bad_field",
+    "describe_value",
+    "load_tree",
+    "save_tree",
+]
 
 TENSORS_FILE = "tensors.safetensors"
 TREE_FILE = "state.json"
 _MARK = "__tensor__"
-_FORMAT_VERSION = 1
+#: The only ``format_version`` this code writes and reads.
+FORMAT_VERSION = 1
 
 MISSING_FILE_MSG = "checkpoint {path} is missing {name}; expected the files {expected}"
 CORRUPT_MSG = "checkpoint {path} cannot be read ({reason}); expected files written by regtune"
+#: A field of ``state.json`` that parses but holds what no regtune writes there.
+BAD_FIELD_MSG = (
+    "checkpoint {path}: {file} field {field!r} holds {value}; allowed: {allowed} "
+    "(nothing was changed)"
+)
+#: Longest shown part of a bad value (a whole config dump would hide the message).
+_SHOWN_CHARS = 60
+
+
+class _Missing:
+    """The value :func:`bad_field` is given for a field that is not there."""
+
+    def __repr__(self) -> str:
+        return "nothing (the field is missing)"
+
+
+#: Pass as the value of :func:`bad_field` when the field is absent.
+MISSING: Any = _Missing()
+
+
+def describe_value(value: Any) -> str:
+    """A short description of a stored value for an error message."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, _Missing):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return f"a mapping with keys {sorted(map(str, value))[:6]}"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 3]}..."
+
+
+def bad_field(
+    path: str | os.PathLike[str], field: str, value: Any, allowed: str
+) -> CheckpointError:
+    """The error for ``field`` of ``path``'s ``state.json`` holding ``value``
+    (``field`` as it is written in the file: ``tree.epoch``, ``tree.history[0]``)."""
+    return CheckpointError(
+        BAD_FIELD_MSG.format(
+            path=path, file=TREE_FILE, field=field, value=describe_value(value), allowed=allowed
+        )
+    )
 
 
 def _split(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -74,7 +127,7 @@ def save_tree(tree: Mapping[str, Any], directory: str | os.PathLike[str]) -> Pat
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = {"format_version": _FORMAT_VERSION, "tree": _split(tree, "", tensors)}
+    skeleton = {"format_version": FORMAT_VERSION, "tree": _split(tree, "", tensors)}
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         save_file(tensors, str(tmp / TENSORS_FILE))
@@ -97,7 +150,8 @@ def load_tree(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a tree written by :func:`save_tree`.
 
     Raises:
-        CheckpointError: a file is missing or unreadable.
+        CheckpointError: a file is missing or unreadable, or ``state.json``
+            has another ``format_version`` than :data:`FORMAT_VERSION`.
     """
     path = Path(directory)
     for name in (TENSORS_FILE, TREE_FILE):
@@ -110,9 +164,22 @@ def load_tree(directory: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         tensors = load_file(str(path / TENSORS_FILE))
         skeleton = json.loads((path / TREE_FILE).read_text())
+        if not isinstance(skeleton, dict):
+            raise TypeError(f"{TREE_FILE} holds {describe_value(skeleton)}, not a mapping")
+        version = skeleton.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise bad_field(
+                path,
+                "format_version",
+                skeleton.get("format_version", MISSING),
+                f"{FORMAT_VERSION} (the only checkpoint format this regtune version reads)",
+            )
+        if not isinstance(skeleton.get("tree"), dict):
+            raise bad_field(
+                path, "tree", skeleton.get("tree", MISSING), "a mapping (the training state)"
+            )
         tree = _join(skeleton["tree"], tensors)
     except (SafetensorError, json.JSONDecodeError, KeyError, TypeError, OSError) as exc:
         raise CheckpointError(CORRUPT_MSG.format(path=path, reason=exc)) from exc
-    if not isinstance(tree, dict):
-        raise CheckpointError(CORRUPT_MSG.format(path=path, reason="root is not a mapping"))
+    assert isinstance(tree, dict)  # _join keeps a mapping a mapping
     return tree

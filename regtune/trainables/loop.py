@@ -28,6 +28,7 @@ if it had not stopped.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from regtune.trainables import (
     thresholds,
 )
 from regtune.trainables.bootstrap import fairness_intervals, group_keys
-from regtune.trainables.checkpoint import load_tree, save_tree
+from regtune.trainables.checkpoint import MISSING, bad_field, load_tree, save_tree
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.models import build_model
@@ -720,7 +721,13 @@ class Trainer:
         must match the checkpoint's. Other hyperparameters may differ: that is
         how PBT changes regularization strength during training. The current
         config's learning rate and weight decay then replace the stored ones.
+
+        Raises:
+            CheckpointError: another dataset or architecture, or a stored field
+                of the wrong kind or out of range (named with what it holds and
+                what is allowed; nothing is restored then).
         """
+        self._check_state(state, source)
         theirs = state.get("config") or {}
         mine = self.config.model_dump(mode="json")
         checks = (
@@ -735,12 +742,13 @@ class Trainer:
         for what, stored, current in checks:
             if stored != current:
                 raise CheckpointError(CHECKPOINT_MISMATCH_MSG.format(path=source, what=what))
+        self._check_best_state(state.get("best_state"), source)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(
                 CHECKPOINT_MISMATCH_MSG.format(path=source, what=f"model state: {exc}")
             ) from exc
@@ -764,6 +772,119 @@ class Trainer:
         self.thresholds = stored.double().cpu() if isinstance(stored, torch.Tensor) else None
         temps = state.get("temperatures")
         self.temperatures = temps.double().cpu() if isinstance(temps, torch.Tensor) else None
+
+    def _check_state(self, state: Mapping[str, Any], source: str) -> None:
+        """Refuse (CheckpointError naming the field, what it holds and what is
+        allowed) a stored state whose fields :meth:`load_state_dict` reads are of
+        the wrong kind or out of range; checked before anything is restored."""
+
+        def refuse(name: str, value: Any, allowed: str) -> CheckpointError:
+            return bad_field(source, f"tree.{name}", value, allowed)
+
+        def need(name: str, ok: Callable[[Any], bool], allowed: str, optional: bool = False) -> Any:
+            value = state.get(name, MISSING)
+            if (value is MISSING and not optional) or (value is not MISSING and not ok(value)):
+                raise refuse(name, value, allowed)
+            return value
+
+        epochs = self.config.training.epochs
+        epoch = need(
+            "epoch",
+            lambda v: _is_int(v) and 0 <= v <= epochs,
+            f"a whole number from 0 to {epochs} (training.epochs of the resuming configuration)",
+        )
+        config = need("config", _is_mapping, "a mapping (the configuration it was trained with)")
+        for section in ("model", "penalties", "training"):
+            if section in config and not _is_mapping(config[section]):
+                raise refuse(f"config.{section}", config[section], "a mapping")
+        lr = (config.get("training") or {}).get("lr")
+        if lr is not None and not (_is_number(lr) and lr > 0):
+            raise refuse("config.training.lr", lr, "a positive number")
+        need("model", _is_tensor_map, "a mapping of parameter names to tensors")
+        need("optimizer", _is_mapping, "a mapping (torch optimizer state)")
+        need("scheduler", lambda v: v is None or _is_mapping(v), "null or a mapping", True)
+        for name, optional in (("generator", False), ("torch_rng", False), ("cuda_rng", True)):
+            need(name, _is_rng_state, "a uint8 tensor (a torch RNG state)", optional)
+        self._check_early(
+            need("early", _is_mapping, "a mapping (early-stopping state)"), epoch, refuse
+        )
+        history = need("history", _is_list, f"a list of {epoch} rows, one per epoch trained")
+        if len(history) != epoch:
+            raise refuse("history", history, f"a list of {epoch} rows (tree.epoch), one per epoch")
+        for i, row in enumerate(history):
+            allowed = f"a mapping of metric names to numbers with {', '.join(_HISTORY_KEYS)}"
+            if not _is_mapping(row) or not all(
+                isinstance(k, str) and _is_number(v) for k, v in row.items()
+            ):
+                raise refuse(f"history[{i}]", row, allowed)
+            for key in _HISTORY_KEYS:
+                if key not in row:
+                    raise refuse(f"history[{i}].{key}", MISSING, allowed)
+            if row["epoch"] != i + 1:
+                raise refuse(f"history[{i}].epoch", row["epoch"], f"{i + 1} (its row's epoch)")
+        need(
+            "robust",
+            lambda v: (
+                v is None or (_is_list(v) and len(v) == 2 and _is_number(v[0]) and _is_int(v[1]))
+            ),
+            "null or [robust accuracy, the epoch it was measured at]",
+            True,
+        )
+        need("best_state", lambda v: v is None or _is_tensor_map(v), "null or a model state", True)
+        shape = tuple(self._multipliers.shape)
+        need(
+            "multipliers",
+            lambda v: isinstance(v, torch.Tensor) and tuple(v.shape) == shape,
+            f"a tensor of shape {shape} (one Lagrange multiplier per fairness constraint)",
+            True,
+        )
+        for name in ("thresholds", "temperatures"):
+            need(
+                name,
+                lambda v: (
+                    v is None
+                    or (isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 1)
+                ),
+                "null or a 1-d floating-point tensor",
+                True,
+            )
+
+    @staticmethod
+    def _check_early(
+        early: Mapping[str, Any], epoch: int, refuse: Callable[[str, Any, str], CheckpointError]
+    ) -> None:
+        """The stored early-stopping state: exactly :class:`_EarlyStop`'s fields."""
+        kinds: dict[str, tuple[Callable[[Any], bool], str]] = {
+            "metric": (lambda v: isinstance(v, str), "a metric name"),
+            "mode": (lambda v: v in ("min", "max"), "'min' or 'max'"),
+            "patience": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+            "min_delta": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+            "best": (_is_number, "a number (NaN before the first epoch)"),
+            "best_epoch": (lambda v: _is_int(v) and 0 <= v <= epoch, f"0 to {epoch} (tree.epoch)"),
+            "bad_epochs": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+            "stopped": (lambda v: isinstance(v, bool), "true or false"),
+        }
+        for key in early:
+            if key not in kinds:
+                raise refuse(f"early.{key}", early[key], f"only the fields {', '.join(kinds)}")
+        for key, (ok, allowed) in kinds.items():
+            if key not in early:
+                raise refuse(f"early.{key}", MISSING, allowed)
+            if not ok(early[key]):
+                raise refuse(f"early.{key}", early[key], allowed)
+
+    def _check_best_state(self, best: Mapping[str, Any] | None, source: str) -> None:
+        """The kept epoch's weights must fit this model (same names and shapes)."""
+        if not best:
+            return
+        mine = self.model.state_dict()
+        for name, value in best.items():
+            if name not in mine or tuple(value.shape) != tuple(mine[name].shape):
+                allowed = "this model's parameters (the same names and shapes)"
+                raise bad_field(source, f"tree.best_state.{name}", value, allowed)
+        if set(best) != set(mine):
+            missing = sorted(set(mine) - set(best))
+            raise bad_field(source, f"tree.best_state.{missing[0]}", MISSING, "a tensor")
 
     def _apply_hyperparameters(self, stored_lr: float | None) -> None:
         """Push this config's optimizer settings into restored optimizer state.
@@ -799,6 +920,38 @@ class Trainer:
     def restore(self, directory: str | Path) -> None:
         """Continue from a checkpoint directory written by :meth:`save`."""
         self.load_state_dict(load_tree(directory), source=str(directory))
+
+
+#: Keys every stored history row must hold: the epoch (the fairness bound's
+#: selection, the row count), the train loss (a sweep's ``--resume`` matches
+#: checkpoints to stored rows by it) and the validation accuracy (selection).
+_HISTORY_KEYS = ("epoch", "train_loss", "val_acc")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_mapping(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _is_tensor_map(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    )
+
+
+def _is_rng_state(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
 
 
 #: Per-group learning-rate values that torch's schedulers derive the next
