@@ -106,7 +106,8 @@ FUSE_WITH_PBT = (
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite numbers only (an .inf resource or budget is refused, as in training configs).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Objective(_Section):

@@ -160,7 +160,9 @@ IDLE_KEY = "has no effect: {reason}; remove it, or set {on} so that it applies"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a float setting of .inf or 1e999 is refused ("Input
+    # should be a finite number"), not trained into NaN losses.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetConfig(_Strict):

@@ -406,6 +406,13 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ("max-epochs", {"budget": {"max_epochs": 0}}, "budget.max_epochs", "greater than or equal"),
     ("time-limit", {"budget": {"time_limit_s": -5}}, "budget.time_limit_s", "greater than 0"),
     ("cpu", {"resources": {"cpu": 0}}, "resources.cpu", "greater than 0"),
+    ("cpu-infinite", {"resources": {"cpu": float("inf")}}, "resources.cpu", "finite number"),
+    (
+        "time-limit-infinite",
+        {"budget": {"time_limit_s": float("inf")}},
+        "budget.time_limit_s",
+        "finite number",
+    ),
     ("gpu-negative", {"resources": {"gpu": -1}}, "resources.gpu", "greater than or equal to 0"),
     ("gpu-fraction-above-one", {"resources": {"gpu": 1.5}}, "resources.gpu", "whole number"),
     ("retries", {"failure": {"max_retries": -1}}, "failure.max_retries", "greater than or"),

@@ -178,3 +178,20 @@ def test_the_config_module_imports_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"training": {"lr": float("inf")}},
+        {"penalties": {"l2": float("inf")}},
+        {"penalties": {"input_noise": float("inf")}},
+        {"penalties": {"max_norm": float("inf")}},
+        {"training": {"early_stopping": {"min_delta": float("inf")}}},
+        {"penalties": {"adversarial": {"method": "fgsm_rs", "eps": float("inf")}}},
+    ],
+    ids=["lr", "l2", "input_noise", "max_norm", "min_delta", "eps"],
+)
+def test_infinite_settings_are_refused_not_trained_into_nan(raw: dict[str, Any]) -> None:
+    error = _refused({"dataset": "digits", **raw})
+    assert "finite number" in str(error), str(error)
