@@ -8,7 +8,10 @@ the analysis and the registry use it without Ray.
 :func:`check_storage` refuses a root nothing can be written to (a file, a
 folder under a file, an unknown URI scheme, a bucket-less ``s3://``) with a
 :class:`~regtune.errors.SpecError` naming the option it came from, so a sweep
-stops before Ray starts rather than in a traceback after it.
+stops before Ray starts rather than in a traceback after it. A bucket-less
+object-store URI is refused in the same words by :func:`storage_root` itself,
+so every command that reads the root (the registry's, ``analyze``, ``serve``)
+refuses it too, rather than reading a local ``s3:/...`` folder.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from regtune.errors import SpecError
 
 __all__ = [
     "BAD_STORAGE",
+    "BUCKET_SCHEMES",
     "DEFAULT_STORAGE",
+    "NO_BUCKET",
     "OBJECT_STORES",
     "STORAGE_ENV",
     "check_storage",
@@ -32,6 +37,11 @@ __all__ = [
 
 #: pyarrow ``type_name`` of the object stores (no folders).
 OBJECT_STORES = frozenset({"s3", "gcs"})
+
+#: URI schemes of the object stores (pyarrow's spelling): a root there names a bucket.
+BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs"})
+#: Why an object-store URI naming no bucket is refused (:data:`BAD_STORAGE`'s reason).
+NO_BUCKET = "no bucket named"
 
 #: Environment variable naming the default storage root (a path or URI).
 STORAGE_ENV = "REGTUNE_STORAGE"
@@ -44,9 +54,23 @@ BAD_STORAGE = (
 
 
 def storage_root(storage: str | None = None) -> str:
-    """``storage``, else ``$REGTUNE_STORAGE``, else ``~/regtune_runs``; paths made absolute."""
+    """``storage``, else ``$REGTUNE_STORAGE``, else ``~/regtune_runs``; paths made absolute.
+
+    Every command reads its root here, so an object-store URI naming no bucket
+    (``s3://``, ``gs://``, ``s3://?region=...``) is refused here for all of
+    them: ``<root>/registry`` would be ``s3:/registry``, a local folder.
+
+    Raises:
+        SpecError: an object-store URI without a bucket, in :data:`BAD_STORAGE`'s
+            words (naming ``--storage`` or ``REGTUNE_STORAGE`` and the value).
+    """
     value = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
     if "://" in value:
+        scheme, _, rest = value.partition("://")
+        # What pyarrow reads as the bucket and key, before any "?option=".
+        if scheme in BUCKET_SCHEMES and not rest.partition("?")[0].strip("/"):
+            option = storage_option(storage)
+            raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=NO_BUCKET))
         return value
     return str(Path(value).expanduser().resolve())
 
@@ -112,7 +136,7 @@ def _uri_problem(uri: str, create: bool) -> str | None:
     if isinstance(fs, pafs.LocalFileSystem):
         return _folder_problem(Path(path), create)
     if is_object_store(fs) and not path.strip("/"):
-        return "no bucket named"
+        return NO_BUCKET
     return None
 
 
