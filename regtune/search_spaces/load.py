@@ -28,6 +28,7 @@ from regtune.search_spaces.overrides import apply_overrides
 from regtune.search_spaces.problems import dotted, format_problems, in_line_order
 from regtune.search_spaces.sections import SPEC_KEYS, TRAIN_KEYS
 from regtune.search_spaces.spec import SweepSpec, build_spec
+from regtune.search_spaces.yaml_limits import check_expansion
 from regtune.trainables.config import idle_keys, parse_train_config
 from regtune.trainables.sources import check_data_file
 
@@ -268,10 +269,12 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(UNREADABLE.format(file=path, reason=exc)) from exc
     try:
-        data = yaml.safe_load(text)
         # compose() builds only the node tree (no objects): it gives the line of
-        # each key and catches duplicate keys, which safe_load silently drops.
+        # each key and catches duplicate keys, which safe_load silently drops,
+        # and its size is checked before anything expands the aliases.
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        check_expansion(root, str(path))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -590,6 +590,18 @@ def default_value(path: str) -> Any:
     return value
 
 
+#: The longest echo of a bad value in an error message (a huge value is cut, its length said).
+MAX_ECHO = 200
+
+
+def _short_repr(value: Any) -> str:
+    """``repr(value)``, cut to :data:`MAX_ECHO` characters with its full length said."""
+    text = repr(value)
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
+
+
 def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> list[Problem]:
     """Each pydantic error as a :class:`~regtune.errors.Problem` naming the key
     path (under ``prefix``), what is allowed and the value given.
@@ -601,7 +613,7 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
     for err in exc.errors():
         loc = [*prefix, *(str(p) for p in err["loc"] if p != "function-after")]
         got = err.get("input")
-        shown = "" if isinstance(got, Mapping) else f" (got {got!r})"
+        shown = "" if isinstance(got, Mapping) else f" (got {_short_repr(got)})"
         message = err["msg"].removeprefix("Value error, ")
         found.append(Problem(".".join(loc) or ROOT, f"{message}{shown}"))
     return found

@@ -1013,6 +1013,7 @@ def test_public_api_is_exactly_what_is_exported() -> None:
         "sections",
         "spec",
         "validate",
+        "yaml_limits",
     }
     assert public - modules == exported
     assert {"load_spec", "list_presets", "preset_path", "SweepSpec"} <= exported

@@ -1,0 +1,69 @@
+"""A YAML spec or ``--set`` value whose aliases expand past the limit is
+refused before anything expands it; a spec that reuses a block by alias, as
+people write them, loads; a huge bad value is echoed cut."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from regtune.errors import SpecError
+from regtune.search_spaces import load_spec
+from regtune.search_spaces.yaml_limits import MAX_YAML_VALUES, check_expansion
+from regtune.trainables.config import MAX_ECHO, parse_train_config
+
+
+def _bomb(levels: int) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + f"\ndescription: *a{levels}\n"
+
+
+def test_a_billion_laughs_spec_is_refused_at_once(tmp_path: Path) -> None:
+    spec = tmp_path / "bomb.yaml"
+    spec.write_text(_bomb(8))  # 10^9 values once expanded
+    started = time.process_time()
+    with pytest.raises(SpecError, match=f"expands to more than {MAX_YAML_VALUES} values"):
+        load_spec(str(spec))
+    assert time.process_time() - started < 5  # counted on the node tree, never expanded
+
+
+def test_a_billion_laughs_set_value_is_refused() -> None:
+    value = (
+        "[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+        + ", ".join(["*b"] * 200)
+        + "]"
+    )
+    with pytest.raises(SpecError, match="--set description: the YAML expands"):
+        load_spec("quickstart", overrides=[f"description={value}"])
+
+
+def test_a_spec_reusing_a_block_by_alias_loads(tmp_path: Path) -> None:
+    base = load_spec("quickstart").to_dict()
+    del base["penalties"]
+    spec = tmp_path / "aliases.yaml"
+    spec.write_text(
+        yaml.safe_dump(base, sort_keys=False)
+        + "penalties:\n  l2: &range {loguniform: [1.0e-06, 0.01]}\n  l1: *range\n"
+    )
+    loaded = load_spec(str(spec)).to_dict()["penalties"]
+    assert loaded["l1"] == loaded["l2"] == {"loguniform": [1e-06, 0.01]}
+
+
+def test_check_expansion_counts_each_alias_use() -> None:
+    # root, key a, [1, 2, 3] (4 nodes), key b, [*a, *a, *a] (1 + 3 x 4): 20 nodes.
+    node = yaml.compose("a: &a [1, 2, 3]\nb: [*a, *a, *a]\n", Loader=yaml.SafeLoader)
+    check_expansion(node, "x", limit=20)
+    with pytest.raises(SpecError, match="x: the YAML expands to more than 19 values"):
+        check_expansion(node, "x", limit=19)
+
+
+def test_a_huge_bad_value_is_echoed_cut() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_train_config({"dataset": "digits", "training": {"lr": "x" * 100_000}})
+    text = str(info.value)
+    assert "... (100002 characters)" in text and len(text) < MAX_ECHO + 300
