@@ -58,6 +58,7 @@ def test_a_uri_with_a_bucket_is_returned_as_given(root: str) -> None:
         ["analyze", "exp"],
         ["promote", "exp", "--name", "m"],
         ["serve", "m", "--write-config", "serve.yaml"],
+        ["distill", "m"],
     ],
     ids=lambda c: "-".join(c),
 )

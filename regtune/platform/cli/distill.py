@@ -59,8 +59,8 @@ def distill(
     from regtune.platform.registry.location import registry_root
     from regtune.platform.registry.quantize import quantize_version
 
-    root = registry_root(storage)
     try:
+        root = registry_root(storage)
         settings = DistillSettings(
             student={"arch": student, "width": width, "depth": depth, "dropout": dropout},
             temperature=temperature,

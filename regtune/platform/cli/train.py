@@ -161,15 +161,21 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, 
 
 def _check_resume(directory: Path, requested: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """Compare the checkpoint's stored config with ``requested``: warn about
-    changed keys, refuse (SpecError) when the stored run is finished. A missing
-    or unreadable checkpoint is left to the training loop's own errors."""
+    changed keys, refuse (SpecError) when the stored run is finished. A missing,
+    unreadable or damaged checkpoint (its config not a mapping, its epoch not a
+    whole number) is left to the training loop's own checks, which name the field."""
     from regtune.trainables.checkpoint import TREE_FILE
 
     try:
         tree = json.loads((directory / TREE_FILE).read_text(encoding="utf-8"))["tree"]
-        stored, epochs = tree["config"], int(tree["epoch"])
-        stopped = bool((tree.get("early") or {}).get("stopped"))
+        stored, epochs = tree["config"], tree["epoch"]
+        early = tree.get("early") or {}
+        stopped = bool(early.get("stopped")) if isinstance(early, dict) else False
     except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not isinstance(stored, dict) or isinstance(epochs, bool) or not isinstance(epochs, int):
+        return []
+    if epochs < 0:
         return []
     changed = [c for c in config_changes(stored, requested) if c[0] not in RESUME_QUIET_KEYS]
     if not changed:
