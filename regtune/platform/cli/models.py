@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -56,9 +55,9 @@ def _meta(ref: str, storage: str | None) -> dict[str, Any]:
     the weights are read: every file it lists (size and sha256), that it records
     the version ``ref`` names and its fields
     (:func:`~regtune.platform.registry.meta_checks.read_checked`), its
-    post-processing (:func:`~regtune.platform.registry.meta_checks.check_postprocessing`),
-    and the fields shown here that those leave to building the module
-    (:func:`_check_shown`). No torch, and the module is not built.
+    and its post-processing
+    (:func:`~regtune.platform.registry.meta_checks.check_postprocessing`): the
+    fields shown here included. No torch, and the module is not built.
 
     Raises:
         SpecError: a malformed reference, an unknown model or version.
@@ -87,60 +86,8 @@ def _meta(ref: str, storage: str | None) -> dict[str, Any]:
         check_postprocessing(
             post, sensitive_values=groups, n_classes=len(meta["classes"]), where=where
         )
-    _check_shown(meta, where)
     meta["path"] = where
     return meta
-
-
-def _check_shown(meta: Mapping[str, Any], where: str) -> None:
-    """Refuse the fields ``show`` reads that :mod:`~regtune.platform.registry.meta_checks`
-    leaves to building the module (``architecture.members``, each member's
-    ``model`` as :class:`~regtune.trainables.config.ModelConfig` validates it)
-    or to no reader (``lineage``, ``postprocessing.record.source``), in its words.
-
-    Raises:
-        CheckpointError: naming the field, its value and what is allowed.
-    """
-    from pydantic import ValidationError
-
-    from regtune.platform.registry.meta_checks import META_KEY, field_error
-    from regtune.trainables.config import ModelConfig, validation_problems
-
-    members = meta["architecture"].get("members")  # an object: read_checked
-    if (
-        not isinstance(members, list)
-        or not members
-        or not all(isinstance(m, Mapping) for m in members)
-    ):
-        raise field_error(
-            where,
-            "architecture.members",
-            members,
-            "a non-empty list of objects {model, spectral_norm}, one per network",
-        )
-    for index, member in enumerate(members):
-        model = member.get("model")
-        try:
-            ModelConfig.model_validate(model)
-        except ValidationError as exc:
-            problems = "; ".join(map(str, validation_problems(exc)))
-            raise field_error(
-                where, f"architecture.members.{index}.model", model, f"a model section ({problems})"
-            ) from None
-    lineage = meta.get("lineage", {})
-    if not isinstance(lineage, Mapping):
-        raise field_error(
-            where, "lineage", lineage, "an object (trials, experiment, teacher, ...: its origin)"
-        )
-    post = meta.get(META_KEY)
-    source = (post.get("record") or {}).get("source") if post is not None else None
-    if source is not None and not isinstance(source, Mapping):
-        raise field_error(
-            where,
-            f"{META_KEY}.record.source",
-            source,
-            "null or an object {temperatures, thresholds} (where each was fitted)",
-        )
 
 
 def _fmt(value: Any) -> str:

@@ -178,6 +178,14 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
     kind = meta.get("kind", "single")
     c.require(kind in KINDS, "kind", kind, ", ".join(KINDS))
     _check_classes(c, meta)
+    _check_members(c, meta)
+    lineage = meta.get("lineage", {})
+    c.require(
+        isinstance(lineage, Mapping),
+        "lineage",
+        lineage,
+        "an object (trials, experiment, teacher, ...: its origin)",
+    )
     _check_metrics(c, meta.get("metrics", {}))
     dataset = meta.get("dataset")
     if not isinstance(dataset, Mapping):
@@ -213,6 +221,33 @@ def _check_classes(c: _Checker, meta: Mapping[str, Any]) -> None:
     c.require(
         len(labels) == n_classes and len(set(labels)) == len(labels), "classes", classes, allowed
     )
+
+
+def _check_members(c: _Checker, meta: Mapping[str, Any]) -> None:
+    """``architecture.members``: one object per network, each ``model`` a model
+    section as :class:`~regtune.trainables.config.ModelConfig` validates it."""
+    from pydantic import ValidationError
+
+    from regtune.trainables.config import ModelConfig, validation_problems
+
+    members = meta["architecture"].get("members")  # an object: _check_classes
+    c.require(
+        isinstance(members, list)
+        and bool(members)
+        and all(isinstance(m, Mapping) for m in members),
+        "architecture.members",
+        members,
+        "a non-empty list of objects {model, spectral_norm}, one per network",
+    )
+    for index, member in enumerate(members):
+        model = member.get("model")
+        try:
+            ModelConfig.model_validate(model)
+        except ValidationError as exc:
+            problems = "; ".join(map(str, validation_problems(exc)))
+            raise c.bad(
+                f"architecture.members.{index}.model", model, f"a model section ({problems})"
+            ) from None
 
 
 def _check_metrics(c: _Checker, metrics: Any) -> None:
@@ -377,6 +412,13 @@ def check_postprocessing(
     record = raw.get("record", {})
     if not isinstance(record, Mapping):
         raise bad("record", record, "an object")
+    source = record.get("source")
+    if source is not None and not isinstance(source, Mapping):
+        raise bad(
+            "record.source",
+            source,
+            "null or an object {temperatures, thresholds} (where each was fitted)",
+        )
 
 
 def _check_robust(

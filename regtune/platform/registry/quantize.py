@@ -175,7 +175,6 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
         raise CheckpointError(
             ALREADY.format(ref=source.ref, scheme=source.meta["quantization"]["scheme"])
         )
-    _check_lineage(source)
     dataset = load_dataset(_dataset_config(source))
     check_same_data(
         f"version {source.ref} ({source.path})", source.meta["dataset"]["fingerprint"], dataset
@@ -214,23 +213,6 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     }
     meta["lineage"] = {**dict(source.meta.get("lineage", {})), "quantized_from": source.ref}
     return write_version(name or source.name, tensors, meta, root=root)
-
-
-def _check_lineage(version: ModelVersion) -> None:
-    """Refuse, before any work, a ``lineage`` the copy cannot extend (load_version
-    checked the other fields read here; :mod:`.meta_checks` leaves this one).
-
-    Raises:
-        CheckpointError: in :data:`~.meta_checks.BAD_FIELD`'s words.
-    """
-    lineage = version.meta.get("lineage", {})
-    if not isinstance(lineage, Mapping):
-        raise field_error(
-            version.path,
-            "lineage",
-            lineage,
-            "an object (trials, experiment, teacher, ...: its origin)",
-        )
 
 
 def _dataset_config(version: ModelVersion) -> Any:

@@ -84,7 +84,8 @@ CHECKED: list[tuple[str, Change, str]] = [
     ("postprocessing a number", _set("postprocessing", 3), "postprocessing"),
     ("version text", _set("version", "one"), "version"),
 ]
-# Fields only `models show` reads: refused in the same words (field_error).
+# Fields `models show` reads and loading used to leave to building the module:
+# meta_checks refuses them for every reader too (load_version, --write-config, quantize).
 SHOWN: list[tuple[str, Change, str, Any]] = [
     ("members a number", _set("architecture.members", 7), "architecture.members", 7),
     ("lineage text", _set("lineage", "x"), "lineage", "'x'"),
@@ -98,7 +99,12 @@ SHOWN: list[tuple[str, Change, str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize(("change", "field"), [c[1:] for c in CHECKED], ids=[c[0] for c in CHECKED])
+EVERY_READER = CHECKED + [(name, change, field) for name, change, field, _ in SHOWN]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"), [c[1:] for c in EVERY_READER], ids=[c[0] for c in EVERY_READER]
+)
 def test_show_refuses_a_field_meta_checks_refuses_in_its_words(
     saved: ModelVersion, tmp_path: Path, change: Change, field: str
 ) -> None:
