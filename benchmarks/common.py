@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ __all__ = [
     "contender_in_this_process",
     "machine_facts",
     "markdown_table",
+    "mean_interval",
     "median_of",
     "peak_rss_mb",
     "results_dir",
@@ -204,3 +206,16 @@ def median_of(runs: dict[str, list[dict[str, Any]]], name: str, key: str) -> flo
     """Median of ``key`` over the repeated runs of contender ``name`` (NaN if none)."""
     values = sorted(float(r[key]) for r in runs.get(name, []))
     return values[len(values) // 2] if values else math.nan
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """The mean of ``values`` and the ends of its ``level`` t-interval (the mean
+    itself at both ends for fewer than two values)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
+    return mean, mean - half, mean + half

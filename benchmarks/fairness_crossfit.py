@@ -53,7 +53,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -61,8 +60,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
+from benchmarks.common import mean_interval
 from benchmarks.fairness_selection import (
     ADULT_EO_BASELINE,
     ADULT_EO_HALVINGS,
@@ -239,14 +238,8 @@ def paired(
     """Mean of ``rows[i][key] - base[i][key]`` (same run and halving) with a
     :data:`CI_LEVEL` t-interval."""
     diffs = [a[key] - b[key] for a, b in zip(rows, base, strict=True)]
-    n = len(diffs)
-    mean = statistics.fmean(diffs)
-    half = (
-        float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
-        if n > 1
-        else 0.0
-    )
-    return {"mean": mean, "ci": [mean - half, mean + half], "n": n}
+    mean, low, high = mean_interval(diffs, CI_LEVEL)
+    return {"mean": mean, "ci": [low, high], "n": len(diffs)}
 
 
 def select_adult_eo_crossfit(

@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -56,12 +55,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scipy import stats
 
 from benchmarks.common import (
     RESULTS_DIR,
     machine_facts,
     markdown_table,
+    mean_interval,
     peak_rss_mb,
     results_dir,
     write_results,
@@ -292,14 +291,11 @@ def smallest_cells(ds: Dataset) -> dict[str, Any]:
 
 def _summary(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": len(runs)}
-    n = len(runs)
-    t = float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1)) if n > 1 else 0.0
     for key in (*METRICS, "fit_s"):
         values = [r[key] for r in runs]
-        mean = statistics.fmean(values)
-        half = t * statistics.stdev(values) / math.sqrt(n) if n > 1 else 0.0
+        mean, low, high = mean_interval(values, CI_LEVEL)
         worst = min(values) if key == "acc" else max(values)
-        out[key] = {"mean": mean, "worst": worst, "ci": [mean - half, mean + half]}
+        out[key] = {"mean": mean, "worst": worst, "ci": [low, high]}
     splits = sorted({int(r["split_seed"]) for r in runs})
     out["per_split"] = {
         key: {
@@ -332,14 +328,8 @@ def paired_difference(
     diffs = [r[key] - by_run[k] for r in mine if (k := (r["split_seed"], r["seed"])) in by_run]
     if not diffs:
         raise ValueError("paired_difference needs runs of the same split seeds and seeds")
-    n = len(diffs)
-    mean = statistics.fmean(diffs)
-    half = (
-        float(stats.t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
-        if n > 1
-        else 0.0
-    )
-    return {"mean": mean, "ci": [mean - half, mean + half], "runs": n}
+    mean, low, high = mean_interval(diffs, CI_LEVEL)
+    return {"mean": mean, "ci": [low, high], "runs": len(diffs)}
 
 
 def _paired_text(diff: dict[str, Any]) -> str:
