@@ -22,12 +22,13 @@ from typing import Any
 
 import yaml
 
-from regtune.errors import SpecError, did_you_mean
+from regtune.errors import Problem, SpecError, did_you_mean
 from regtune.search_spaces.distributions import KeyPath
 from regtune.search_spaces.overrides import apply_overrides
 from regtune.search_spaces.problems import dotted, format_problems, in_line_order
 from regtune.search_spaces.sections import SPEC_KEYS, TRAIN_KEYS
 from regtune.search_spaces.spec import SweepSpec, build_spec
+from regtune.search_spaces.validate import UNKNOWN_KEY
 from regtune.search_spaces.yaml_limits import check_expansion
 from regtune.trainables.config import idle_keys, parse_train_config
 from regtune.trainables.sources import check_data_file
@@ -139,9 +140,11 @@ def load_train_config(
 ) -> dict[str, Any]:
     """One concrete training config from a sweep spec or a TrainConfig YAML.
 
-    A mapping whose keys are all TrainConfig keys (dataset, model, training,
-    penalties) is a training config; anything else is read as a sweep spec
-    and reduced with :func:`train_config_from_spec`. Overrides apply first;
+    A mapping without any sweep-only key (name, objectives, scheduler, ...;
+    :data:`~regtune.search_spaces.sections.SPEC_KEYS` less the TrainConfig keys
+    dataset, model, training, penalties) is a training config, whose unknown
+    keys are named with the training config's keys; anything else is read as a
+    sweep spec and reduced with :func:`train_config_from_spec`. Overrides apply first;
     they may fix every sampled value (the ``--set`` line that reproduces one
     trial): a spec trained once needs nothing to sample, and its searcher and
     PBT settings are not checked.
@@ -158,16 +161,26 @@ def load_train_config(
     if not isinstance(raw, Mapping):
         return train_config_from_spec(build_spec(raw, origin, lines, one_run=True))
     raw = _resolve_data_path(raw, _folder_of(source), overrides)
-    if set(raw) <= set(TRAIN_KEYS):
+    if not set(map(str, raw)) & (set(SPEC_KEYS) - set(TRAIN_KEYS)):
+        unknown = [
+            Problem(
+                str(key),
+                UNKNOWN_KEY.format(key=key, allowed=", ".join(TRAIN_KEYS))
+                + did_you_mean(str(key), list(TRAIN_KEYS)),
+            )
+            for key in raw
+            if key not in TRAIN_KEYS
+        ]
         try:
-            config = parse_train_config(raw)
+            config = parse_train_config({k: v for k, v in raw.items() if k in TRAIN_KEYS})
         except SpecError as exc:
             problems = list(exc.problems)
-            if not problems:
+            if not problems and not unknown:
                 raise
         else:
             # Every problem at once: idle keys and the data file.
             problems = [*idle_keys(config), *check_data_file(config.dataset)]
+        problems = [*unknown, *problems]
         if problems:
             problems = in_line_order(problems, lines, overrides)
             message = format_problems(problems, origin, lines, overrides)

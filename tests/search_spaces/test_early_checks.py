@@ -273,3 +273,27 @@ def test_a_train_config_reports_idle_keys_and_the_data_file_together(tmp_path: P
         load_train_config(str(run))
     paths = [p.path for p in info.value.problems]
     assert "dataset.path" in paths and "penalties.adversarial.eps" in paths, str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "dataset: digits\nfoo: 1\n",
+            "line 2: foo: unknown key 'foo'; allowed: dataset, model, training, penalties",
+        ),
+        ("dataset: digits\ntrainig: {epochs: 1}\n", "(did you mean 'training'?)"),
+    ],
+)
+def test_a_training_config_with_an_unknown_key_is_named_as_a_training_config(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """No sweep-only key (name, objectives, ...): read as a training config, so the
+    error does not ask for a sweep's name or budget."""
+    spec = tmp_path / "train.yaml"
+    spec.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_train_config(str(spec))
+    message = str(info.value)
+    assert message.startswith(f"invalid training config {spec}") and expected in message
+    assert "name: Field required" not in message
