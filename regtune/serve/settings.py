@@ -162,7 +162,8 @@ class ServeSettings(BaseModel):
     refs). The registry is ``registry`` if given, else ``<storage>/registry``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite numbers only: a canary weight or wait of nan/inf is named as such.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: str = Field(min_length=1)
     storage: str | None = None

@@ -136,7 +136,10 @@ def test_write_config_refuses_what_the_replicas_would_refuse(
 def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
     base = ["serve", f"{MODEL}:1", "--set", f"registry={registry.root}"]
     cases = [
-        (["--canary-weight", "2"], "--canary-weight"),
+        (["--canary-weight", "2"], "--canary-weight: Input should be less than or equal to 1"),
+        (["--canary-weight", "nan"], "--canary-weight: Input should be a finite number"),
+        (["--batch-wait-ms", "inf"], "--batch-wait-ms: Input should be a finite number"),
+        (["--host", "not a host"], "--host 'not a host': not an IP address or host name"),
         (["--set", "bogus=1"], "--set bogus=1: unknown serve setting 'bogus'; allowed: access_log"),
         (["--set", "max_p99=5"], "(did you mean 'max_p99_ms'?)"),
         (["--set", "max_error_rate=3"], "--set max_error_rate=3: Input should be less than"),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -67,6 +68,12 @@ NOT_LOCAL = (
     "127.0.0.1 or 0.0.0.0"
 )
 CANNOT_LISTEN = "--host {host} --port {port}: cannot listen there ({error})"
+BAD_HOST = (
+    "--host {host!r}: not an IP address or host name; expected e.g. 127.0.0.1 (this "
+    "machine only), 0.0.0.0 (every address) or a name such as head-node.example"
+)
+#: One DNS label (RFC 1123): letters, digits and inner '-', at most 63 characters.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 BAD_OUTPUT = "{option} {path}: cannot write there ({error}); expected a file in an existing folder"
 #: The settings the command's own options set, by the option's name (for messages).
 OPTION_OF = {
@@ -110,6 +117,26 @@ BAD_REQUEST_FILE = (
     '--request {path}: {error}; expected a JSON file holding {{"instances": [...]}} '
     "or a list of records"
 )
+
+
+def check_host(host: str) -> None:
+    """Refuse (SpecError) a ``--host`` that is neither an IP address nor a host
+    name (checked before a config file is written, where it is not resolved:
+    the file may be served on another machine).
+
+    Raises:
+        SpecError: :data:`BAD_HOST`.
+    """
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if not host or len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise SpecError(BAD_HOST.format(host=host))
 
 
 def _check_port(host: str, port: int) -> None:
@@ -359,7 +386,7 @@ def serve(
         str | None, typer.Option(help="Version that answers --canary-weight of the traffic.")
     ] = None,
     canary_weight: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Canary's share of requests.")
+        float, typer.Option(help="Canary's share of requests (0 to 1).")
     ] = 0.1,
     shadow: Annotated[
         str | None, typer.Option(help="Version that sees every request but never answers.")
@@ -379,7 +406,7 @@ def serve(
     ] = 32,
     batch_wait_ms: Annotated[
         float,
-        typer.Option(min=0.0, help="Longest wait for a batch to fill (ms; 0: take what queued)."),
+        typer.Option(help="Longest wait for a batch to fill (ms, 0 to 1000; 0: take what queued)."),
     ] = 0.0,
     ingress: Annotated[
         Ingress,
@@ -444,6 +471,7 @@ def serve(
         # A bad value is named as the user wrote it: the option, or "--set key=value".
         names = {**{k: v for k, v in OPTION_OF.items() if k not in overrides}, **written}
         settings = parse_settings(_absolute({**flags, **overrides}), names)
+        check_host(host)
         if write_config is not None:
             from regtune.serve.settings import config_text
 
