@@ -77,6 +77,10 @@ GROUP_CALIBRATION_MSG = (
     "training.calibration='group_temperature' needs a dataset with a sensitive attribute; "
     "dataset {name!r} has none. Use 'temperature' or declare 'sensitive' on the dataset."
 )
+CHECKPOINT_NOT_A_DIR_MSG = (
+    "checkpoint directory {path} is a file, not a directory; choose a directory for the "
+    "checkpoint (nothing was changed)"
+)
 CHECKPOINT_EXISTS_MSG = (
     "checkpoint directory {path} already exists; pass --resume to continue it or choose "
     "another directory (nothing was changed)"
@@ -1013,6 +1017,8 @@ def train(
             and at the end); with ``resume`` an existing one is continued.
     """
     started = time.perf_counter()
+    if checkpoint_dir is not None and Path(checkpoint_dir).is_file():
+        raise SpecError(CHECKPOINT_NOT_A_DIR_MSG.format(path=checkpoint_dir))
     if checkpoint_dir is not None and not resume and Path(checkpoint_dir).exists():
         # Never overwrite a stored run by accident.
         raise SpecError(CHECKPOINT_EXISTS_MSG.format(path=checkpoint_dir))

@@ -28,6 +28,7 @@ __all__ = [
     "DUPLICATE_PARQUET_COLUMN",
     "MISSING_COLUMN",
     "MISSING_FILE",
+    "NOT_A_FILE",
     "ONE_COLUMN_SEP",
     "UNREADABLE_COLUMNS",
     "check_data_file",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 MISSING_FILE = "{path}: file not found; expected a {kind} file"
+NOT_A_FILE = "{path}: is a folder, not a file; expected a {kind} file"
 MISSING_COLUMN = "{path}: no {role} column {column!r}; available columns: {available}"
 UNREADABLE_COLUMNS = "{path}: cannot read the column names as {kind} ({error})"
 ONE_COLUMN_SEP = (
@@ -164,6 +166,8 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
     if cfg.name not in FILE_DATASETS:
         return []
     path = Path(str(cfg.path)).expanduser()
+    if path.is_dir():
+        return [Problem("dataset.path", NOT_A_FILE.format(path=path, kind=cfg.name))]
     if not path.is_file():
         return [Problem("dataset.path", MISSING_FILE.format(path=path, kind=cfg.name))]
     try:

@@ -77,3 +77,22 @@ def test_resume_with_changed_settings_warns_or_refuses_when_finished(
     same = runner.invoke(app, [*args, "--set", "penalties.l2=0.5", "--set", "training.epochs=3"])
     assert same.exit_code == 0, same.output
     assert "warning" not in same.stderr
+
+
+def test_a_folder_as_data_file_and_a_file_as_checkpoint_directory_are_named(
+    data_cache: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    spec = tmp_path / "csv.yaml"
+    spec.write_text(yaml.safe_dump({"dataset": {"name": "csv", "path": str(folder), "label": "y"}}))
+    result = runner.invoke(app, ["train", str(spec)])
+    assert result.exit_code == 2
+    assert f"dataset.path: {folder}: is a folder, not a file; expected a csv file" in result.output
+    plain = tmp_path / "digits.yaml"
+    plain.write_text(yaml.safe_dump({"dataset": "digits", "training": {"epochs": 1}}))
+    for extra in ([], ["--resume"]):
+        result = runner.invoke(app, ["train", str(plain), "--checkpoint-dir", str(plain), *extra])
+        assert result.exit_code == 2, result.output
+        assert f"checkpoint directory {plain} is a file, not a directory" in result.output
+    assert yaml.safe_load(plain.read_text()) == {"dataset": "digits", "training": {"epochs": 1}}
