@@ -768,8 +768,11 @@ class Trainer:
         self.history = [dict(r) for r in state["history"]]
         robust = state.get("robust")
         self._robust = (float(robust[0]), int(robust[1])) if robust else None
-        if "multipliers" in state:
-            self._multipliers = state["multipliers"].to(self.device)
+        stored_multipliers = state.get("multipliers")
+        # Another constraint kind (PBT or --set moving fairness.kind between dp and
+        # eo) has other constraints: their multipliers start again from zero.
+        if stored_multipliers is not None and stored_multipliers.shape == self._multipliers.shape:
+            self._multipliers = stored_multipliers.to(self.device)
         best = state.get("best_state")
         self._best_state = dict(best) if best else None
         stored = state.get("thresholds")
@@ -835,11 +838,10 @@ class Trainer:
             True,
         )
         need("best_state", lambda v: v is None or _is_tensor_map(v), "null or a model state", True)
-        shape = tuple(self._multipliers.shape)
         need(
             "multipliers",
-            lambda v: isinstance(v, torch.Tensor) and tuple(v.shape) == shape,
-            f"a tensor of shape {shape} (one Lagrange multiplier per fairness constraint)",
+            lambda v: isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 1,
+            "a 1-d float tensor (one Lagrange multiplier per fairness constraint)",
             True,
         )
         for name in ("thresholds", "temperatures"):

@@ -228,3 +228,42 @@ def test_kept_weights_that_do_not_fit_the_model_are_named(
             Trainer(CONFIG, dataset=digits).restore(ckpt)
         assert f"field 'tree.best_state.{names[0]}' holds {holds}" in str(info.value)
         assert "allowed: " in str(info.value)
+
+
+def test_a_checkpoint_restores_into_another_fairness_kind(tmp_path: Path) -> None:
+    """PBT (or --resume --set) may move penalties.fairness.kind between dp and eo:
+    the stored multipliers belong to other constraints, so they start again from
+    zero, where the same kind keeps them."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=n), "b": rng.normal(size=n), "g": rng.choice(["f", "m"], n)}
+    )
+    frame["y"] = ((frame.a + 0.5 * (frame.g == "m") + rng.normal(scale=0.5, size=n)) > 0).astype(
+        int
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    fairness = {"kind": "dp", "method": "lagrangian", "strength": 1.0, "bound": 0.01, "margin": 0.0}
+    dp = {
+        "dataset": {"name": "csv", "path": str(tmp_path / "d.csv"), "label": "y", "sensitive": "g"},
+        "model": {"arch": "mlp", "width": 8, "depth": 1},
+        "training": {"epochs": 3, "robust_every": 0},
+        "penalties": {"fairness": fairness},
+    }
+    donor = Trainer(dp)
+    donor.run_epoch()
+    state = donor.state_dict()
+    assert state["multipliers"].shape == (2,) and bool(state["multipliers"].abs().sum() > 0)
+    eo = {**dp, "penalties": {"fairness": {**fairness, "kind": "eo"}}}
+    moved = Trainer(eo)
+    moved.load_state_dict(state, source="donor")
+    assert moved._multipliers.tolist() == [0.0, 0.0, 0.0, 0.0]
+    while not moved.should_stop:
+        moved.run_epoch()
+    assert moved.epoch == 3
+    same = Trainer(dp)
+    same.load_state_dict(state, source="donor")
+    assert same._multipliers.tolist() == state["multipliers"].tolist()
