@@ -436,3 +436,21 @@ def test_ray_failing_to_start_is_one_line_saying_what_to_try(
     assert words in lines[0]
     assert "try again, join a running cluster with --address" in lines[0]
     assert "`ray status`" in lines[0] and "more detail" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "0.0.0.0", "::1", "fe80::1%eth0", "localhost", "LOCALHOST.", "my_host"]
+)
+def test_check_host_takes_addresses_and_host_names(host: str) -> None:
+    from regtune.platform.cli.serve import check_host
+
+    check_host(host)
+
+
+@pytest.mark.parametrize("host", ["not a host", "-bad", "a..b", "", "x" * 64, "[::1]"])
+def test_check_host_refuses_what_is_neither(host: str) -> None:
+    from regtune.errors import SpecError
+    from regtune.platform.cli.serve import check_host
+
+    with pytest.raises(SpecError, match="not an IP address or host name"):
+        check_host(host)

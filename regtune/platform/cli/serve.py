@@ -72,8 +72,9 @@ BAD_HOST = (
     "--host {host!r}: not an IP address or host name; expected e.g. 127.0.0.1 (this "
     "machine only), 0.0.0.0 (every address) or a name such as head-node.example"
 )
-#: One DNS label (RFC 1123): letters, digits and inner '-', at most 63 characters.
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+#: One host-name label: letters, digits and inner '-' (RFC 1123), or '_', which
+#: /etc/hosts and some resolvers accept; at most 63 characters.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 BAD_OUTPUT = "{option} {path}: cannot write there ({error}); expected a file in an existing folder"
 #: The settings the command's own options set, by the option's name (for messages).
 OPTION_OF = {
