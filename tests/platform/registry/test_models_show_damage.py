@@ -10,8 +10,6 @@ lists every other model, marks the damaged one and prints its error, exit 1.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,10 @@ from typer.testing import CliRunner
 from regtune.errors import CheckpointError
 from regtune.platform.cli import app
 from regtune.platform.registry import Member, ModelVersion, load_version, save_version
-from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
 from regtune.trainables.loop import RunResult
+from tests.platform.registry.test_meta_checks import Change, _rewrite, _set
 
 runner = CliRunner()
-Change = Callable[[dict[str, Any]], None]
 
 
 @pytest.fixture(scope="module")
@@ -36,31 +33,18 @@ def saved(tiny_run: RunResult, tmp_path_factory: pytest.TempPathFactory) -> Mode
     return save_version("tiny", [member], tiny_run.dataset, root=root)
 
 
-def _set(path: str, value: Any) -> Change:
-    """Set the dotted ``path`` of meta.json to ``value``."""
-
-    def change(meta: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node = meta
-        for key in parents:
-            node = node[key]
-        node[last] = value
-
-    return change
-
-
 def _copy(saved: ModelVersion, storage: Path, name: str, change: Change | None = None) -> Path:
     """``saved`` as ``<storage>/registry/<name>/v1``, its meta.json edited by ``change``
     and re-hashed."""
     target = storage / "registry" / name / "v1"
-    shutil.copytree(saved.path, target)
-    meta = json.loads((target / "meta.json").read_text())
-    meta["name"] = name
-    if change is not None:
-        change(meta)
-    meta[DIGEST_KEY] = meta_digest(meta)
-    (target / "meta.json").write_text(json.dumps(meta))
-    return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def renamed(meta: dict[str, Any]) -> None:
+        meta["name"] = name
+        if change is not None:
+            change(meta)
+
+    return _rewrite(saved, target, renamed)
 
 
 def _one_error_line(result: Any) -> str:
