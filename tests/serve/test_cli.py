@@ -377,7 +377,10 @@ def test_sigterm_stops_serve_cleanly_and_leaves_no_ray_process(registry: Registr
             status = child.wait(timeout=120)
             assert status == 0, rest
             assert "stopping" in rest and "Traceback" not in rest, rest
-            assert "SIGTERM" not in rest, rest  # Ray's own handler (and its stack dump) did not run
+            # Ray's own handler (and its stack dump) did not run. In one loaded full
+            # run the banner's last line was read again here: only it may say SIGTERM.
+            banner = "Ctrl-C (or SIGTERM) to stop"
+            assert all("SIGTERM" not in x or x.strip() == banner for x in rest.splitlines()), rest
             deadline = time.monotonic() + 10.0
             while any(_running(*p) for p in ours) and time.monotonic() < deadline:
                 time.sleep(0.5)
