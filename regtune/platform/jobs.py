@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from regtune.errors import RegtuneError, SpecError
-from regtune.platform.storage import STORAGE_ENV
+from regtune.platform.storage import BAD_STORAGE, NO_BUCKET, STORAGE_ENV, names_no_bucket
 from regtune.platform.tune.naming import BAD_EXPERIMENT_NAME, check_name, new_experiment_name
 from regtune.search_spaces import load_spec
 
@@ -458,8 +458,9 @@ def _check_data_is_reachable(spec: str, spec_file: Path | None, overrides: Seque
 
 
 def _check_storage_is_kept(storage: str | None, env_vars: Mapping[str, str]) -> None:
-    """Refuse a relative results root: the job's working directory is a
-    temporary folder of Ray's on the cluster, deleted with the job.
+    """Refuse a relative results root (the job's working directory is a
+    temporary folder of Ray's on the cluster, deleted with the job) and an
+    object-store URI naming no bucket, before the cluster is contacted.
 
     The root the job's ``regtune sweep`` would use is checked: ``storage``,
     else the ``REGTUNE_STORAGE`` passed with ``--env`` (this machine's own
@@ -471,6 +472,8 @@ def _check_storage_is_kept(storage: str | None, env_vars: Mapping[str, str]) -> 
         option, value = f"--env {STORAGE_ENV}", env_vars.get(STORAGE_ENV)
     if value and "://" not in value and not Path(value).expanduser().is_absolute():
         raise SpecError(RELATIVE_STORAGE.format(option=option, storage=value))
+    if value and names_no_bucket(value):
+        raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=NO_BUCKET))
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ __all__ = [
     "STORAGE_ENV",
     "check_storage",
     "is_object_store",
+    "names_no_bucket",
     "storage_option",
     "storage_root",
 ]
@@ -66,9 +67,7 @@ def storage_root(storage: str | None = None) -> str:
     """
     value = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
     if "://" in value:
-        scheme, _, rest = value.partition("://")
-        # What pyarrow reads as the bucket and key, before any "?option=".
-        if scheme in BUCKET_SCHEMES and not rest.partition("?")[0].strip("/"):
+        if names_no_bucket(value):
             option = storage_option(storage)
             raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=NO_BUCKET))
         return value
@@ -84,6 +83,14 @@ def is_object_store(fs: Any) -> bool:
     ``fsspec+s3``) counts as the store it wraps."""
     name = str(getattr(fs, "type_name", "")).removeprefix("py::")
     return name.rsplit("+", 1)[-1] in OBJECT_STORES
+
+
+def names_no_bucket(root: str) -> bool:
+    """Whether ``root`` is an object-store URI naming no bucket (``s3://``,
+    ``gs:///``, ``s3://?region=...``): what pyarrow would read as the bucket
+    and key, before any ``?option=``, is empty."""
+    scheme, sep, rest = root.partition("://")
+    return bool(sep) and scheme in BUCKET_SCHEMES and not rest.partition("?")[0].strip("/")
 
 
 def storage_option(storage: str | None = None) -> str:

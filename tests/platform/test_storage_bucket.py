@@ -85,3 +85,21 @@ def test_the_environment_variable_is_named_when_it_is_the_bucketless_root(
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 2, (result.output, result.exception)
     assert result.stderr.strip() == f"error: {_words(STORAGE_ENV, 's3://')}"
+
+
+@pytest.mark.parametrize(
+    ("flags", "option", "root"),
+    [
+        (["--storage", "s3://"], "--storage", "s3://"),
+        (["--env", f"{STORAGE_ENV}=gs://"], f"--env {STORAGE_ENV}", "gs://"),
+    ],
+)
+def test_submit_refuses_a_bucketless_root_before_contacting_the_cluster(
+    flags: list[str], option: str, root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1: contacting the cluster would fail with another error.
+    for variable in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", STORAGE_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    result = runner.invoke(app, ["submit", "quickstart", "--address", "http://127.0.0.1:1", *flags])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr.strip() == f"error: {_words(option, root)}"
