@@ -135,16 +135,22 @@ def train_config_from_spec(spec: SweepSpec) -> dict[str, Any]:
     return spec.base_config()
 
 
+#: Keys only a sweep spec has: a file with none of them is a training config.
+#: ``description`` is not one (a training config may be given one by mistake,
+#: and is then told it takes dataset, model, training and penalties).
+SWEEP_ONLY_KEYS = frozenset(SPEC_KEYS) - frozenset(TRAIN_KEYS) - {"description"}
+
+
 def load_train_config(
     source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
 ) -> dict[str, Any]:
     """One concrete training config from a sweep spec or a TrainConfig YAML.
 
-    A mapping without any sweep-only key (name, objectives, scheduler, ...;
-    :data:`~regtune.search_spaces.sections.SPEC_KEYS` less the TrainConfig keys
-    dataset, model, training, penalties) is a training config, whose unknown
-    keys are named with the training config's keys; anything else is read as a
-    sweep spec and reduced with :func:`train_config_from_spec`. Overrides apply first;
+    A mapping without any sweep-only key (:data:`SWEEP_ONLY_KEYS`: name,
+    objectives, scheduler, ...) is a training config, whose unknown keys
+    (``description`` among them) are named with the training config's keys;
+    anything else is read as a sweep spec and reduced with
+    :func:`train_config_from_spec`. Overrides apply first;
     they may fix every sampled value (the ``--set`` line that reproduces one
     trial): a spec trained once needs nothing to sample, and its searcher and
     PBT settings are not checked.
@@ -161,7 +167,7 @@ def load_train_config(
     if not isinstance(raw, Mapping):
         return train_config_from_spec(build_spec(raw, origin, lines, one_run=True))
     raw = _resolve_data_path(raw, _folder_of(source), overrides)
-    if not set(map(str, raw)) & (set(SPEC_KEYS) - set(TRAIN_KEYS)):
+    if not set(map(str, raw)) & SWEEP_ONLY_KEYS:
         unknown = [
             Problem(
                 str(key),

@@ -283,6 +283,10 @@ def test_a_train_config_reports_idle_keys_and_the_data_file_together(tmp_path: P
             "line 2: foo: unknown key 'foo'; allowed: dataset, model, training, penalties",
         ),
         ("dataset: digits\ntrainig: {epochs: 1}\n", "(did you mean 'training'?)"),
+        (
+            "description: my run\ndataset: digits\n",
+            "line 1: description: unknown key 'description'; allowed: dataset, model",
+        ),
     ],
 )
 def test_a_training_config_with_an_unknown_key_is_named_as_a_training_config(
