@@ -95,29 +95,23 @@ def check_other_version(
     """
     if ref == primary_ref:
         raise SpecError(SAME_VERSION.format(role=role, ref=ref))
-    if list(inputs) != list(primary_inputs):
-        raise SpecError(
-            OTHER_INPUTS.format(
-                role=role,
-                ref=ref,
-                theirs=list(inputs),
-                primary=primary_ref,
-                ours=list(primary_inputs),
-            )
-        )
     # numpy/pandas (not torch), imported only when there is another version to check.
     from regtune.trainables.values import same_names
 
-    if not same_names(classes, primary_classes):
-        raise SpecError(
-            OTHER_CLASSES.format(
-                role=role,
-                ref=ref,
-                theirs=list(classes),
-                primary=primary_ref,
-                ours=list(primary_classes),
+    def same_inputs(theirs: Sequence[str], ours: Sequence[str]) -> bool:
+        return list(theirs) == list(ours)
+
+    checks = (
+        (OTHER_INPUTS, inputs, primary_inputs, same_inputs),
+        (OTHER_CLASSES, classes, primary_classes, same_names),
+    )
+    for message, theirs, ours, same in checks:
+        if not same(theirs, ours):
+            raise SpecError(
+                message.format(
+                    role=role, ref=ref, theirs=list(theirs), primary=primary_ref, ours=list(ours)
+                )
             )
-        )
 
 
 #: Drift (:mod:`.drift`): the window of served records compared with the reference,
