@@ -50,6 +50,7 @@ from regtune.platform.analysis.columns import group_columns
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.analysis.summary import degenerate_flags
 from regtune.platform.analysis.swept import SweptParameter
+from regtune.platform.results.degenerate import GROUP_GAPS
 
 __all__ = [
     "BIAS_GAP",
@@ -178,7 +179,7 @@ def _class_share(
         return share
     aligned = summary if summary.index is index else summary.reindex(index)
     constant = degenerate.copy()
-    for gap in ("dp_diff", "eo_diff"):
+    for gap in GROUP_GAPS:
         if gap in aligned.columns:
             constant &= aligned[gap].to_numpy(dtype=np.float64, na_value=np.nan) == 0.0
     acc = aligned["val_acc"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -522,7 +523,7 @@ def _constant(
             f"; its train loss ended at {f['train_progress']} of its first epoch's "
             f"(>= {UNDERFIT_PROGRESS}): it barely left its starting point"
         )
-        weaker = [p.name for p in swept if p.role in ("regularizer", "inverse")]
+        weaker = [p.name for p in swept if p.is_penalty]
         advice.append(
             "train longer (budget.max_epochs) or with a higher training.lr"
             + (

@@ -33,9 +33,10 @@ import pyarrow.parquet as pq
 from regtune.errors import DataError
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.results import ResultsWarning, read_epochs, read_spec, read_trials
-from regtune.platform.results.degenerate import GROUP_GAPS
+from regtune.platform.results.degenerate import GROUP_GAPS, constant_predictors
 from regtune.platform.results.files import locate
 from regtune.platform.results.read import (
+    SKIPPED,
     check_part,
     concat_parts,
     scan_epoch_parts,
@@ -67,10 +68,11 @@ MSG_NO_SPEC = "{exp}: no usable stored spec ({reason}); swept parameters are inf
 MSG_RUNNING = (
     "{exp}: still running ({running} of {total} trials running): analyzed as far as it got"
 )
-MSG_SKIPPED = "{path}: skipped ({reason}); the file was left in place"
+#: The store's own words for a part it skipped (:data:`regtune.platform.results.read.SKIPPED`).
+MSG_SKIPPED = SKIPPED
 
-#: In every skipped-part note (this module's MSG_SKIPPED and the store's SKIPPED).
-_SKIPPED_MARK = ": skipped ("
+#: In every skipped-part note: the words between the path and the reason.
+_SKIPPED_MARK = SKIPPED.removeprefix("{path}").partition("{reason}")[0]
 
 T = TypeVar("T")
 
@@ -281,9 +283,8 @@ def _trial_states(exp: str, epochs: pd.DataFrame, seg: Segments) -> pd.DataFrame
     status = [states[t].status if t in states else "running" for t in present]
     degenerate = np.zeros(seg.n_trials, dtype=bool)
     if all(g in epochs.columns for g in GROUP_GAPS):
-        degenerate[:] = True
-        for gap in GROUP_GAPS:
-            degenerate &= segment_values(epochs, gap, seg)[seg.last] == 0.0
+        last = [segment_values(epochs, gap, seg)[seg.last] for gap in GROUP_GAPS]
+        degenerate = constant_predictors(np.column_stack(last))
     return pd.DataFrame({"trial_id": present, "status": status, "degenerate": degenerate})
 
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["GROUP_GAPS", "is_constant_predictor"]
+__all__ = ["GROUP_GAPS", "constant_predictors", "is_constant_predictor"]
 
 #: The reported gaps that are exactly zero for a constant prediction.
 GROUP_GAPS = ("dp_diff", "eo_diff")
@@ -44,3 +44,12 @@ def is_constant_predictor(metrics: Mapping[str, Any]) -> bool:
         if math.isnan(number) or number != 0.0:
             return False
     return True
+
+
+def constant_predictors(gaps: Any) -> Any:
+    """:func:`is_constant_predictor` for many rows at once: ``gaps`` is an
+    (n, len(:data:`GROUP_GAPS`)) float array, one row per trial; a row is a
+    constant predictor when every gap is exactly 0.0 (NaN is not)."""
+    import numpy as np
+
+    return (np.asarray(gaps, dtype=float) == 0.0).all(axis=1)

@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regtune.platform.results.degenerate import GROUP_GAPS, is_constant_predictor
+from regtune.platform.results.degenerate import (
+    GROUP_GAPS,
+    constant_predictors,
+    is_constant_predictor,
+)
 from regtune.platform.results.schema import (
     CONFIG_PREFIX,
     FIXED_EPOCH_COLUMNS,
@@ -175,7 +179,7 @@ def trial_frame(
     last_values = _spread(last[metrics].to_numpy(dtype=float), order, n)
     if all(gap in metrics for gap in GROUP_GAPS):
         gaps = last[list(GROUP_GAPS)].to_numpy(dtype=float)
-        columns["degenerate"][order] = (gaps == 0.0).all(axis=1)
+        columns["degenerate"][order] = constant_predictors(gaps)
     for name in configs:
         # A trial without rows has no config (NaN, as a missing key in a list of rows).
         values: list[Any] = [math.nan] * n
