@@ -145,6 +145,11 @@ def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
         (["--set", "max_error_rate=3"], "--set max_error_rate=3: Input should be less than"),
         (["--set", "max_p99_ms=abc"], "--set max_p99_ms=abc: Input should be a valid number"),
         (["--set", "nonsense"], "expected key=value"),
+        (["--set", "canary=["], "--set 'canary=[': the value is not valid YAML"),
+        (
+            ["--set", "canary=[&a [1,1,1,1,1,1,1,1,1,1], " + ", ".join(["*a"] * 10_000) + "]"],
+            "--set canary: the YAML's aliases expand to more than 100000 repeated values",
+        ),
         (["--canary", "9"], "no version 9"),
         (["--shadow", "1"], "shadow is the primary version itself (adult:1); choose another"),
         (["--ingress", "sideways"], "--ingress"),

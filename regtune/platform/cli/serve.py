@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-import yaml
 
 from regtune.errors import CheckpointError, RegtuneError, SpecError
 from regtune.platform.cli.app import app, console, fail, out
@@ -209,6 +208,7 @@ def _overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         SpecError: an item that is not key=value, or a key that is no serve
             setting (naming the allowed keys and the closest one).
     """
+    from regtune.search_spaces.overrides import parse_override
     from regtune.serve.settings import ServeSettings
 
     allowed = sorted(ServeSettings.model_fields)
@@ -221,7 +221,8 @@ def _overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
             raise SpecError(BAD_SET.format(item=item))
         if key not in allowed:
             raise SpecError(_unknown_key(item, key, allowed))
-        found[key] = yaml.safe_load(value)
+        # Spec overrides' own reading: YAML errors and alias bombs are named, not raised.
+        found[key] = parse_override(f"{key}={value}")[1]
         written[key] = f"--set {item}"
     return found, written
 
