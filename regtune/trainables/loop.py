@@ -769,8 +769,8 @@ class Trainer:
         robust = state.get("robust")
         self._robust = (float(robust[0]), int(robust[1])) if robust else None
         stored_multipliers = state.get("multipliers")
-        # Another constraint kind (PBT or --set moving fairness.kind between dp and
-        # eo) has other constraints: their multipliers start again from zero.
+        # Another fairness kind's multipliers (other constraints; _check_state) start
+        # again from zero; the same kind's were checked to fit.
         if stored_multipliers is not None and stored_multipliers.shape == self._multipliers.shape:
             self._multipliers = stored_multipliers.to(self.device)
         best = state.get("best_state")
@@ -838,10 +838,20 @@ class Trainer:
             True,
         )
         need("best_state", lambda v: v is None or _is_tensor_map(v), "null or a model state", True)
+        # Stored under another fairness kind (PBT or --set moving it between dp and
+        # eo), the multipliers belong to other constraints and start again from
+        # zero (load_state_dict); under the same kind they must fit this run's.
+        same_kind = _stored_fairness_kind(config) == self.config.penalties.fairness.kind
+        shape = tuple(self._multipliers.shape)
         need(
             "multipliers",
-            lambda v: isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 1,
-            "a 1-d float tensor (one Lagrange multiplier per fairness constraint)",
+            lambda v: (
+                isinstance(v, torch.Tensor)
+                and v.is_floating_point()
+                and v.dim() == 1
+                and (not same_kind or tuple(v.shape) == shape)
+            ),
+            f"a float tensor of shape {shape} (one Lagrange multiplier per fairness constraint)",
             True,
         )
         for name in ("thresholds", "temperatures"):
@@ -940,6 +950,14 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _stored_fairness_kind(config: Mapping[str, Any]) -> Any:
+    """``penalties.fairness.kind`` of a stored config (``none`` when not set, as
+    the config's default)."""
+    penalties = config.get("penalties") or {}
+    fairness = penalties.get("fairness") if isinstance(penalties, Mapping) else None
+    return fairness.get("kind", "none") if isinstance(fairness, Mapping) else "none"
 
 
 def _is_mapping(value: Any) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -267,3 +268,28 @@ def test_a_checkpoint_restores_into_another_fairness_kind(tmp_path: Path) -> Non
     same = Trainer(dp)
     same.load_state_dict(state, source="donor")
     assert same._multipliers.tolist() == state["multipliers"].tolist()
+
+
+def test_multipliers_of_the_same_kind_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    """Only another fairness kind resets the multipliers; under the same kind a
+    stored tensor of another length is damage, and is named."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "g": rng.choice(["f", "m"], 200)})
+    frame["y"] = (frame.a > 0).astype(int)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    cfg = {
+        "dataset": {"name": "csv", "path": str(tmp_path / "d.csv"), "label": "y", "sensitive": "g"},
+        "model": {"arch": "mlp", "width": 4, "depth": 1},
+        "training": {"epochs": 2, "robust_every": 0},
+        "penalties": {
+            "fairness": {"kind": "dp", "method": "lagrangian", "strength": 1.0, "bound": 0.01}
+        },
+    }
+    donor = Trainer(cfg)
+    donor.run_epoch()
+    state = {**donor.state_dict(), "multipliers": torch.zeros(5)}
+    with pytest.raises(CheckpointError, match=r"'tree.multipliers' holds .*shape \(2,\)"):
+        Trainer(cfg).load_state_dict(state, source="donor")
