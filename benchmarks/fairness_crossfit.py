@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -183,9 +181,10 @@ def _cached_oof(
     keyed by the config, split seed, seed, folds and smoke mode."""
     if cache is None:
         return oof_scores(cfg, split_seed, seed, smoke=smoke)
-    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
-    name = f"adult_eo_oof{FOLDS}_{digest}_{split_seed}_{seed}{'-smoke' if smoke else ''}.npy"
-    path = cache / name
+    # The final model's score file's key (cache_path), named for the folds.
+    scores_path = cache_path(cache, cfg, split_seed, seed, smoke=smoke)
+    name = scores_path.name.replace("adult_eo_", f"adult_eo_oof{FOLDS}_", 1)
+    path = scores_path.with_name(name).with_suffix(".npy")
     if path.is_file():
         return np.load(path)
     scores = oof_scores(cfg, split_seed, seed, smoke=smoke)
@@ -258,6 +257,7 @@ def select_adult_eo_crossfit(
     runs: dict[str, dict[str, Any]] = {}
     pooled: dict[str, list[dict[str, float]]] = {n: [] for n in CANDIDATES}
     diagnostic: dict[str, list[dict[str, float]]] = {n: [] for n in CANDIDATES}
+    halvings = 2 if smoke else HALVINGS
     record: dict[str, Any] = {
         "protocol": __doc__,
         "rule": ADULT_EO_RULE,
@@ -268,7 +268,7 @@ def select_adult_eo_crossfit(
         "folds": FOLDS,
         "split_seeds": list(split_seeds),
         "seeds": list(seeds),
-        "halvings": 2 if smoke else HALVINGS,
+        "halvings": halvings,
         "config": dict(cfg),
         "runs": runs,
         "smoke_test": smoke,
@@ -279,7 +279,7 @@ def select_adult_eo_crossfit(
             path = None if cache is None else cache_path(cache, cfg, split_seed, seed, smoke=smoke)
             scores = _cached_scores(cfg, split_seed, seed, smoke=smoke, path=path)
             oof = _cached_oof(cfg, split_seed, seed, smoke=smoke, cache=cache)
-            held = heldout(scores, oof, seed, 2 if smoke else HALVINGS)
+            held = heldout(scores, oof, seed, halvings)
             diag = train_only(scores, oof)
             for name in CANDIDATES:
                 pooled[name] += held[name]

@@ -6,6 +6,8 @@ Run::
     python -m benchmarks.fairness_splits [--smoke-test] [--select]
         [--datasets adult german compas] [--split-seeds 0 1 2] [--seeds 0 1 2]
     python -m benchmarks.fairness_splits --select-adult-eo [--scores-cache DIR]
+    python -m benchmarks.fairness_splits --select-adult-eo-crossfit [--scores-cache DIR]
+    python -m benchmarks.fairness_splits --select-adult-eo-base [--scores-cache DIR]
     python -m benchmarks.fairness_splits --fresh --select [--datasets ...]
 
 Every contender sees the same splits (``dataset.split_seed``): it fits on the
@@ -65,7 +67,9 @@ from benchmarks.common import (
     results_dir,
     write_results,
 )
+from benchmarks.fairness_base import select_adult_eo_base
 from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
+from benchmarks.fairness_crossfit import select_adult_eo_crossfit
 from benchmarks.fairness_selection import (
     ADULT_EO_BASELINE,
     ADULT_EO_SEEDS,
@@ -83,6 +87,16 @@ SELECTION_NAME = f"{NAME}_selection"
 #: The Adult EO robust-threshold selection's name in its record's file name
 #: (``--select-adult-eo``; :func:`_selection_path`).
 ADULT_EO = "adult_eo"
+#: The Adult EO assessments run on validation only after the robust one: name
+#: (flag ``--select-adult-eo-<name>``, record ``..._adult_eo_<name>.json``) ->
+#: (the function that runs it, what it compared in the report's words).
+ASSESSMENTS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
+    "crossfit": (select_adult_eo_crossfit, "thresholds fitted on out-of-fold training scores"),
+    "base": (
+        select_adult_eo_base,
+        "thresholds on an unconstrained model (method: postprocess) and a tighter tolerance",
+    ),
+}
 DEFAULT_DATASETS = ("adult", "german", "compas")
 #: ``--smoke-test`` default: one dataset of each config source (COMPAS runs
 #: the same code as German), to stay near 20 s.
@@ -578,7 +592,10 @@ def markdown(
         "comparisons met); the nested selection was written after that, no test number "
         "set any of its values, and its choices were fixed before these test rows ran."
         f"{robust_text(adult_eo)}"
-        + "".join(assessment_text(n, load_adult_eo_assessment(n, smoke)) for n in ASSESSED)
+        + "".join(
+            assessment_text(n, load_adult_eo_selection(smoke, f"{ADULT_EO}_{n}"))
+            for n in ASSESSMENTS
+        )
         + "\n\n"
         f"{results_table}\n\n"
         "Goals (issue 9). Paired differences: regtune minus fairlearn over the runs of "
@@ -590,24 +607,6 @@ def markdown(
         "Smallest (group, label) cell, rows, fewest over the split seeds run:\n\n"
         f"{cell_table}\n"
     )
-
-
-def load_adult_eo_assessment(name: str, smoke: bool) -> dict[str, Any] | None:
-    """The record of an Adult EO assessment (``name``: ``crossfit`` or ``base``,
-    :data:`ASSESSMENTS`): a smoke run's own during a smoke test when there is
-    one, else the committed one; None when absent."""
-    stem = f"{ADULT_EO}_{name}"
-    smoke_path = _selection_path(stem, True, results_dir())
-    committed = _selection_path(stem, False, RESULTS_DIR)
-    path = smoke_path if smoke and smoke_path.is_file() else committed
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-#: What each assessment compared, in the report's words.
-ASSESSED = {
-    "crossfit": "thresholds fitted on out-of-fold training scores",
-    "base": "thresholds on an unconstrained model (method: postprocess) and a tighter tolerance",
-}
 
 
 def assessment_text(name: str, record: dict[str, Any] | None) -> str:
@@ -625,10 +624,11 @@ def assessment_text(name: str, record: dict[str, Any] | None) -> str:
         for n, m in summ.items()
         if n != ADULT_EO_BASELINE
     )
-    module = ASSESSMENTS[f"--select-adult-eo-{name}"][1]
+    function, what = ASSESSMENTS[name]
+    module = function.__module__.replace(".", "/")
     return (
-        f" Adult EO, {ASSESSED[name]} "
-        f"(`fairness_splits_selection_adult_eo_{name}.json`, benchmarks/{module}.py): "
+        f" Adult EO, {what} "
+        f"(`fairness_splits_selection_adult_eo_{name}.json`, {module}.py): "
         "assessed on validation only, same runs as the robust thresholds, by a rule fixed "
         f"before its runs ({record['rule']}); "
         + ("the current method is kept" if kept else f"it chose {record['chosen']!r}")
@@ -674,11 +674,12 @@ def robust_text(record: dict[str, Any] | None) -> str:
     )
 
 
-def load_adult_eo_selection(smoke: bool) -> dict[str, Any] | None:
-    """The ``--select-adult-eo`` record: a smoke run's own during a smoke test
-    when there is one, else the committed one; None when absent."""
-    smoke_path = _selection_path(ADULT_EO, True, results_dir())
-    committed = _selection_path(ADULT_EO, False, RESULTS_DIR)
+def load_adult_eo_selection(smoke: bool, stem: str = ADULT_EO) -> dict[str, Any] | None:
+    """The ``--select-adult-eo`` record (``stem`` ``adult_eo_<name>``: that of the
+    assessment ``name``, :data:`ASSESSMENTS`): a smoke run's own during a smoke
+    test when there is one, else the committed one; None when absent."""
+    smoke_path = _selection_path(stem, True, results_dir())
+    committed = _selection_path(stem, False, RESULTS_DIR)
     path = smoke_path if smoke and smoke_path.is_file() else committed
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -995,27 +996,22 @@ def report(
     return path
 
 
-#: The Adult EO assessments run on validation only, after the robust one:
-#: flag -> (record name, module, function).
-ASSESSMENTS = {
-    "--select-adult-eo-crossfit": ("crossfit", "fairness_crossfit", "select_adult_eo_crossfit"),
-    "--select-adult-eo-base": ("base", "fairness_base", "select_adult_eo_base"),
-}
+def _assessment_flag(name: str) -> str:
+    return f"--select-adult-eo-{name}"
 
 
 def _assess(
-    flag: str,
+    name: str,
     parser: argparse.ArgumentParser,
     args: argparse.Namespace,
     started: float,
     smoke: bool,
 ) -> int:
-    """Run the Adult EO assessment ``flag`` names (:data:`ASSESSMENTS`) and
-    write its record ``fairness_splits_selection_adult_eo_<name>.json``."""
-    import importlib
-
-    name, module_name, function = ASSESSMENTS[flag]
-    module = importlib.import_module(f"benchmarks.{module_name}")
+    """Run the Adult EO assessment ``name`` (:data:`ASSESSMENTS`; flag
+    ``--select-adult-eo-<name>``) and write its record
+    ``fairness_splits_selection_adult_eo_<name>.json``."""
+    function, _ = ASSESSMENTS[name]
+    flag = _assessment_flag(name)
     ignored = {
         "--fresh": args.fresh,
         "--split-seeds": args.split_seeds is not None,
@@ -1023,18 +1019,19 @@ def _assess(
         "--datasets": args.datasets is not None,
         "--only": args.only is not None,
         "--select": args.select,
+        "--select-only": args.select_only,
         "--select-adult-eo": args.select_adult_eo,
         "--report-only": args.report_only,
         **{
-            other: getattr(args, other[2:].replace("-", "_"))
+            _assessment_flag(other): getattr(args, f"select_adult_eo_{other}")
             for other in ASSESSMENTS
-            if other != flag
+            if other != name
         },
     }
     if any(ignored.values()):
         parser.error(
             f"{flag} runs Adult EO on its own split seeds and seeds "
-            f"({list(module.SPLIT_SEEDS)} x {list(module.SEEDS)}) and "
+            f"({list(ADULT_EO_SPLIT_SEEDS)} x {list(ADULT_EO_SEEDS)}) and "
             f"stops; drop {'/'.join(k for k, on in ignored.items() if on)}"
         )
     path = _selection_path(f"{ADULT_EO}_{name}", smoke, results_dir())
@@ -1046,7 +1043,7 @@ def _assess(
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     kwargs = {"split_seeds": DEFAULT_SPLIT_SEEDS[:1], "seeds": DEFAULT_SEEDS[:1]} if smoke else {}
-    record = getattr(module, function)(
+    record = function(
         ADULT_CONFIGS[EO][1], smoke=smoke, cache=args.scores_cache, on_run=write, **kwargs
     )
     write(record)
@@ -1088,7 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scores-cache",
         type=Path,
         default=None,
-        help="with --select-adult-eo(-crossfit): folder to keep each run's scores in",
+        help="with --select-adult-eo, -crossfit or -base: folder to keep each run's scores in",
     )
     parser.add_argument(
         "--report-only",
@@ -1135,9 +1132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         split_seeds, seeds = split_seeds[:1], seeds[:1]
     torch.set_num_threads(TORCH_THREADS)
     started = time.perf_counter()
-    for flag in ASSESSMENTS:
-        if getattr(args, flag[2:].replace("-", "_")):
-            return _assess(flag, parser, args, started, smoke)
+    for name in ASSESSMENTS:
+        if getattr(args, f"select_adult_eo_{name}"):
+            return _assess(name, parser, args, started, smoke)
     if args.select_adult_eo:
         if not smoke and (args.split_seeds is not None or args.seeds is not None):
             parser.error(

@@ -443,7 +443,7 @@ def test_crossfit_candidates_fit_on_out_of_fold_training_scores() -> None:
 def test_assessment_text_reports_the_committed_record(name: str) -> None:
     from benchmarks import fairness_splits
 
-    record = fairness_splits.load_adult_eo_assessment(name, smoke=False)
+    record = fairness_splits.load_adult_eo_selection(False, f"{fairness_splits.ADULT_EO}_{name}")
     assert record is not None and record["complete"]
     text = fairness_splits.assessment_text(name, record)
     base = record["summary"][record["chosen"]]
@@ -457,7 +457,7 @@ def test_assessment_text_reports_the_committed_record(name: str) -> None:
 @pytest.mark.parametrize(
     "flags",
     [["--fresh"], ["--seeds", "3"], ["--datasets", "german"], ["--only", "regtune EO"],
-     ["--select"], ["--report-only"]],
+     ["--select"], ["--select-only"], ["--report-only"]],
 )  # fmt: skip
 @pytest.mark.parametrize("assessment", ["--select-adult-eo-crossfit", "--select-adult-eo-base"])
 def test_adult_eo_assessments_refuse_flags_they_would_ignore(
