@@ -384,6 +384,11 @@ def _set(key: str, value: Any) -> Any:
         (_set("fallback_temperature", None), "postprocessing.fallback_temperature", "> 0"),
         (_set("groups", ["Male", "Female"]), "postprocessing.groups", "sensitive values"),
         (
+            _set("record", {"source": 3}),
+            "postprocessing.record.source",
+            "null or an object {temperatures, thresholds}",
+        ),
+        (
             _set("settings", {"calibration": "none", "constraint": {"kind": "xx"}}),
             "postprocessing.settings.constraint",
             "kind: dp|eo",

@@ -65,7 +65,7 @@ def test_best_values_of_many_metrics_come_without_a_fragmentation_warning() -> N
     for tid, frame in epochs.groupby("trial_id"):
         plain = summarize_rows(frame.sort_values("iteration").to_dict("records"))
         for key, value in plain.items():
-            if key.startswith(("best.", "last.")):
+            if key.startswith(("best.", "last.")) or key in ("iterations", "degenerate"):
                 stored = rows[str(tid)][key]
                 assert (math.isnan(value) and math.isnan(stored)) or stored == value, key
 
@@ -97,8 +97,9 @@ def test_read_trials_of_a_stored_sweep_with_many_metrics(tmp_path: Path) -> None
 
 
 def test_the_frame_is_the_rows_column_by_column() -> None:
-    """trial_frame (what the readers use) holds trial_table's rows, cell for cell,
-    with a trial without rows, a text and a bool config value, and a NaN gap."""
+    """trial_frame (what the readers use) with a trial without rows, a text and a
+    bool config value, and a NaN gap (trial_table is its rows: only the values are
+    checked here, against hand-known ones)."""
     epochs = _epochs()
     epochs["config.optimizer"] = ["adam", "adam", "sgd", "sgd", "sgd"]
     epochs["config.nesterov"] = [None, None, None, True, True]
@@ -121,15 +122,6 @@ def test_the_frame_is_the_rows_column_by_column() -> None:
     assert set(rows[2]) == {"experiment", "trial_id", "status", "iterations", "checkpoint"} | {
         "degenerate"
     }
-    for row, (_, stored) in zip(rows[:2], frame.iloc[:2].iterrows(), strict=True):
-        for key, value in row.items():
-            cell = stored[key]
-            if isinstance(value, float) and math.isnan(value):
-                assert math.isnan(cell), key
-            elif value is None:
-                assert pd.isna(cell), key
-            else:
-                assert cell == value, key
     assert frame.loc[2, [c for c in frame.columns if c.startswith(("best.", "last."))]].isna().all()
     # Without best.*: the same frame less those columns.
     lean = trial_frame(epochs, states, experiment="e", best=False)
