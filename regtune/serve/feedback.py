@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from regtune.serve.protocol import VALUE_SHOWN, RequestError
+from regtune.serve.protocol import RequestError, shown_value
 from regtune.serve.settings import DEFAULT_FEEDBACK_RECORDS
 from regtune.trainables.metrics import expected_calibration_error
 from regtune.trainables.schema import ValueIndex, legacy_canonical
@@ -334,9 +334,7 @@ class _LabelIndex:
             hits = [] if code is None else self._by_name[self._known[code]]
         if len(hits) == 1:
             return hits[0]
-        shown = repr(value)
-        if len(shown) > VALUE_SHOWN:
-            shown = f"{shown[: VALUE_SHOWN - 3]}..."
+        shown = shown_value(value)
         if not hits:
             raise RequestError(
                 UNKNOWN_LABEL.format(index=index, value=shown, classes=self.classes),

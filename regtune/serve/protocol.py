@@ -199,11 +199,14 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     name = type(value).__name__
-    shown = repr(value)
-    if len(shown) > VALUE_SHOWN:
-        shown = f"{shown[: VALUE_SHOWN - 3]}..."
     article = "an" if name[0] in "aeiou" else "a"
-    return f"{article} {name} ({shown})"
+    return f"{article} {name} ({shown_value(value)})"
+
+
+def shown_value(value: Any) -> str:
+    """``repr(value)`` cut to :data:`VALUE_SHOWN` characters, for a message."""
+    shown = repr(value)
+    return shown if len(shown) <= VALUE_SHOWN else f"{shown[: VALUE_SHOWN - 3]}..."
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
