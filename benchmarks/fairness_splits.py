@@ -8,6 +8,7 @@ Run::
     python -m benchmarks.fairness_splits --select-adult-eo [--scores-cache DIR]
     python -m benchmarks.fairness_splits --select-adult-eo-crossfit [--scores-cache DIR]
     python -m benchmarks.fairness_splits --select-adult-eo-base [--scores-cache DIR]
+    python -m benchmarks.fairness_splits --select-adult-eo-ensemble [--scores-cache DIR]
     python -m benchmarks.fairness_splits --fresh --select [--datasets ...]
 
 Every contender sees the same splits (``dataset.split_seed``): it fits on the
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import statistics
 import time
@@ -70,6 +72,7 @@ from benchmarks.common import (
 from benchmarks.fairness_base import select_adult_eo_base
 from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
 from benchmarks.fairness_crossfit import select_adult_eo_crossfit
+from benchmarks.fairness_ensemble import select_adult_eo_ensemble
 from benchmarks.fairness_selection import (
     ADULT_EO_BASELINE,
     ADULT_EO_SEEDS,
@@ -95,6 +98,10 @@ ASSESSMENTS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "base": (
         select_adult_eo_base,
         "thresholds on an unconstrained model (method: postprocess) and a tighter tolerance",
+    ),
+    "ensemble": (
+        select_adult_eo_ensemble,
+        "a seed ensemble of the current model, thresholds refitted on its mean probabilities",
     ),
 }
 DEFAULT_DATASETS = ("adult", "german", "compas")
@@ -1029,9 +1036,10 @@ def _assess(
         },
     }
     if any(ignored.values()):
+        own = inspect.signature(function).parameters
         parser.error(
             f"{flag} runs Adult EO on its own split seeds and seeds "
-            f"({list(ADULT_EO_SPLIT_SEEDS)} x {list(ADULT_EO_SEEDS)}) and "
+            f"({list(own['split_seeds'].default)} x {list(own['seeds'].default)}) and "
             f"stops; drop {'/'.join(k for k, on in ignored.items() if on)}"
         )
     path = _selection_path(f"{ADULT_EO}_{name}", smoke, results_dir())
@@ -1082,10 +1090,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(benchmarks.fairness_base), write its JSON and stop",
     )
     parser.add_argument(
+        "--select-adult-eo-ensemble",
+        action="store_true",
+        help="assess a seed ensemble of the Adult EO model on validation only "
+        "(benchmarks.fairness_ensemble), write its JSON and stop",
+    )
+    parser.add_argument(
         "--scores-cache",
         type=Path,
         default=None,
-        help="with --select-adult-eo, -crossfit or -base: folder to keep each run's scores in",
+        help="with --select-adult-eo, -crossfit, -base or -ensemble: folder to keep each "
+        "run's scores in",
     )
     parser.add_argument(
         "--report-only",

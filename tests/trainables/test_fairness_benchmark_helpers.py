@@ -459,7 +459,10 @@ def test_assessment_text_reports_the_committed_record(name: str) -> None:
     [["--fresh"], ["--seeds", "3"], ["--datasets", "german"], ["--only", "regtune EO"],
      ["--select"], ["--select-only"], ["--report-only"]],
 )  # fmt: skip
-@pytest.mark.parametrize("assessment", ["--select-adult-eo-crossfit", "--select-adult-eo-base"])
+@pytest.mark.parametrize(
+    "assessment",
+    ["--select-adult-eo-crossfit", "--select-adult-eo-base", "--select-adult-eo-ensemble"],
+)
 def test_adult_eo_assessments_refuse_flags_they_would_ignore(
     flags: list[str], assessment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
