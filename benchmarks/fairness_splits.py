@@ -627,7 +627,7 @@ def assessment_text(name: str, record: dict[str, Any] | None) -> str:
     parts = "; ".join(
         f"{n}: held-out |FPR gap| {m['abs_fpr_gap_mean']:.4f} at fitted gap "
         f"{m['fit_gap_mean']:.4f}, eo_diff {m['eo_diff_mean']:.4f} mean / "
-        f"{m['eo_diff_p90']:.4f} p90, acc {m['acc_mean']:.4f}"
+        f"{m['eo_diff_p90']:.4f} p90{_worst_text(m)}, acc {m['acc_mean']:.4f}"
         for n, m in summ.items()
         if n != ADULT_EO_BASELINE
     )
@@ -636,11 +636,25 @@ def assessment_text(name: str, record: dict[str, Any] | None) -> str:
     return (
         f" Adult EO, {what} "
         f"(`fairness_splits_selection_adult_eo_{name}.json`, {module}.py): "
-        "assessed on validation only, same runs as the robust thresholds, by a rule fixed "
+        f"assessed on validation only, {len(record['runs'])} training runs (split seeds "
+        f"{record['split_seeds']} x seeds {record['seeds']}), by a rule fixed "
         f"before its runs ({record['rule']}); "
         + ("the current method is kept" if kept else f"it chose {record['chosen']!r}")
         + f". Held-out: current method |FPR gap| {base['abs_fpr_gap_mean']:.4f} at fitted "
-        f"gap {base['fit_gap_mean']:.4f}, acc {base['acc_mean']:.4f}; {parts}."
+        f"gap {base['fit_gap_mean']:.4f}, eo_diff {base['eo_diff_mean']:.4f} mean / "
+        f"{base['eo_diff_p90']:.4f} p90{_worst_text(base)}, acc {base['acc_mean']:.4f}; "
+        f"{parts}."
+    )
+
+
+def _worst_text(summary: dict[str, Any]) -> str:
+    """The seed-ensemble assessment's extra measures ("" for the others'):
+    the worst of a split's runs on the same held-out half, and held-out ECE."""
+    if "worst_of_seeds_mean" not in summary:
+        return ""
+    return (
+        f", worst of a split's seeds {summary['worst_of_seeds_mean']:.4f} mean, "
+        f"ECE {summary['ece_mean']:.4f}"
     )
 
 

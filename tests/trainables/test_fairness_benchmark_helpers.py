@@ -439,7 +439,7 @@ def test_crossfit_candidates_fit_on_out_of_fold_training_scores() -> None:
     assert same["current: margin 0.01"] == same["cross-fitted, margin 0.01"]
 
 
-@pytest.mark.parametrize("name", ["crossfit", "base"])
+@pytest.mark.parametrize("name", ["crossfit", "base", "ensemble"])
 def test_assessment_text_reports_the_committed_record(name: str) -> None:
     from benchmarks import fairness_splits
 
@@ -448,9 +448,15 @@ def test_assessment_text_reports_the_committed_record(name: str) -> None:
     text = fairness_splits.assessment_text(name, record)
     base = record["summary"][record["chosen"]]
     assert f"|FPR gap| {base['abs_fpr_gap_mean']:.4f} at fitted gap" in text
+    assert f"eo_diff {base['eo_diff_mean']:.4f} mean / {base['eo_diff_p90']:.4f} p90" in text
+    assert f"{len(record['runs'])} training runs (split seeds {record['split_seeds']}" in text
     assert "the current method is kept" in text and record["rule"] in text
     assert f"fairness_splits_selection_adult_eo_{name}.json" in text
     assert all(n in text for n in record["candidates"] if n != record["chosen"])
+    # The seed-ensemble assessment also reports every candidate's worst of a split's seeds.
+    worst = [m.get("worst_of_seeds_mean") for m in record["summary"].values()]
+    assert ("worst of a split's seeds" in text) == (name == "ensemble")
+    assert all(f"worst of a split's seeds {w:.4f} mean" in text for w in worst if w is not None)
     assert fairness_splits.assessment_text(name, {**record, "complete": False}) == ""
 
 
