@@ -52,6 +52,10 @@ Protocol (written down and committed before any of its runs):
   :data:`MORE_MEMBERS_MUST_GAIN` (each member is another training). None:
   keep the current method.
 
+Added after the runs, to read and not to choose by: the paired differences
+from the current method (same run and half; worst of a split's seeds: same
+split and halving) with 95% t-intervals (``paired_vs_current``).
+
 Every Adult EO test number so far (split seeds 0-5) had been read before
 this protocol was written; they set none of its values. If an ensemble is
 chosen, the test benchmark's Adult EO rows are rerun with it (split seeds
@@ -71,6 +75,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.common import mean_interval
+from benchmarks.fairness_crossfit import CI_LEVEL, paired
 from benchmarks.fairness_selection import (
     ADULT_EO_BASELINE,
     ADULT_EO_HALVINGS,
@@ -89,6 +95,7 @@ __all__ = [
     "heldout",
     "member_logits",
     "member_seeds",
+    "paired_vs_current",
     "select_adult_eo_ensemble",
     "worst_of_seeds",
 ]
@@ -247,6 +254,8 @@ def heldout(
             ).numpy()
             row = _rates(pred, va["y"][held], va["s"][held])
             row.update(
+                abs_fpr_gap=abs(row["fpr_gap"]),
+                abs_tpr_gap=abs(row["tpr_gap"]),
                 halving=float(h),
                 ece=ece[k],
                 fit_gap=fit.gap,
@@ -278,6 +287,27 @@ def summary(rows: Sequence[Mapping[str, float]], worst: Sequence[float]) -> dict
         worst_of_seeds_mean=statistics.fmean(worst),
         worst_of_seeds_max=max(worst),
     )
+    return out
+
+
+def paired_vs_current(
+    pooled: Mapping[str, Sequence[Mapping[str, float]]], worst: Mapping[str, Sequence[float]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each candidate minus the current method, paired by run and half (and,
+    for the worst of a split's seeds, by split and halving), with a
+    :data:`~benchmarks.fairness_crossfit.CI_LEVEL` t-interval. To read, not
+    to choose by."""
+    base = pooled[ADULT_EO_BASELINE]
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, rows in pooled.items():
+        if name == ADULT_EO_BASELINE:
+            continue
+        out[name] = {
+            k: paired(rows, base, k) for k in ("acc", "eo_diff", "abs_fpr_gap", "abs_tpr_gap")
+        }
+        diffs = [a - b for a, b in zip(worst[name], worst[ADULT_EO_BASELINE], strict=True)]
+        mean, low, high = mean_interval(diffs, CI_LEVEL)
+        out[name]["worst_of_seeds"] = {"mean": mean, "ci": [low, high], "n": len(diffs)}
     return out
 
 
@@ -367,6 +397,7 @@ def select_adult_eo_ensemble(
         for name in candidates:
             worst[name] += worst_of_seeds(per_seed[name])
     summaries = {n: summary(pooled[n], worst[n]) for n in candidates}
+    record["paired_vs_current"] = paired_vs_current(pooled, worst)
     if smoke:
         chosen, why = ADULT_EO_BASELINE, "smoke test: no choice"
     else:

@@ -110,3 +110,27 @@ def test_heldout_refuses_members_of_other_rows_or_too_few() -> None:
         heldout([a, b], {"ensemble of 2": (2, 0.01)}, halvings=1)
     with pytest.raises(ValueError, match="need 3 members; got 1"):
         heldout([a], {"ensemble of 3": (3, 0.01)}, halvings=1)
+
+
+def test_paired_vs_current_pairs_by_run_and_half() -> None:
+    from benchmarks.fairness_ensemble import paired_vs_current
+
+    def row(acc: float, eo: float) -> dict[str, float]:
+        return {"acc": acc, "eo_diff": eo, "abs_fpr_gap": eo / 2, "abs_tpr_gap": eo}
+
+    pooled = {
+        ADULT_EO_BASELINE: [row(0.84, 0.05), row(0.85, 0.03), row(0.83, 0.07)],
+        "ensemble of 3": [row(0.83, 0.05), row(0.84, 0.02), row(0.82, 0.05)],
+    }
+    worst = {ADULT_EO_BASELINE: [0.07, 0.09], "ensemble of 3": [0.06, 0.07]}
+    out = paired_vs_current(pooled, worst)
+    assert set(out) == {"ensemble of 3"}
+    acc = out["ensemble of 3"]["acc"]
+    assert acc["mean"] == pytest.approx(-0.01) and acc["n"] == 3
+    assert acc["ci"][0] == pytest.approx(-0.01) and acc["ci"][1] == pytest.approx(-0.01)
+    eo = out["ensemble of 3"]["eo_diff"]
+    assert eo["mean"] == pytest.approx(-0.01) and eo["ci"][0] < -0.01 < eo["ci"][1]
+    w = out["ensemble of 3"]["worst_of_seeds"]
+    assert w["mean"] == pytest.approx(-0.015) and w["n"] == 2
+    with pytest.raises(ValueError):
+        paired_vs_current(pooled, {**worst, "ensemble of 3": [0.06]})
