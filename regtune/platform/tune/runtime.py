@@ -101,6 +101,13 @@ def start_local_ray(
     detects). Every socket of every process it starts listens on loopback;
     the dashboard, when asked for, on 127.0.0.1 too. The start is recorded
     for :func:`~regtune.platform.tune.local_sessions.reap_dead_sessions`.
+
+    Always a new Ray of its own (``address="local"``): a bare ``ray.init()``
+    would instead join what ``$RAY_ADDRESS`` names (users export the
+    dashboard's ``http://`` address there for ``ray job submit``; Ray then
+    refuses to start) or the last cluster ``ray start`` began on this
+    machine (joined without the loopback and token guarantees above, or
+    refused when ``num_cpus`` is given).
     """
     import ray
 
@@ -113,6 +120,7 @@ def start_local_ray(
         reset_auth_token_cache()
     with single_node_start():
         context = ray.init(
+            address="local",
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             _node_ip_address=LOCAL_HOST,

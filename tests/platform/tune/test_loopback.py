@@ -469,3 +469,47 @@ def test_join_on_an_external_address_binds_it_or_the_documented_list(
                 if pipe is not None:
                     pipe.close()
         _stop(psutil, procs)
+
+
+LOCAL_DRIVER = """
+import json
+import ray
+from regtune.platform.tune.runtime import start_local_ray
+start_local_ray(num_cpus=1)
+facts = {"cpus": ray.cluster_resources().get("CPU"),
+         "address": ray.get_runtime_context().gcs_address}
+ray.shutdown()
+print("LOCAL " + json.dumps(facts), flush=True)
+"""
+
+
+@pytest.mark.parametrize("elsewhere", ["RAY_ADDRESS", "ray_current_cluster"])
+def test_a_local_start_never_joins_what_the_environment_names(
+    elsewhere: str, short_tmp: Path
+) -> None:
+    """`regtune sweep`/`serve` without --address start a Ray of their own even
+    when ``$RAY_ADDRESS`` holds the dashboard address users export for `ray
+    job submit`, or `ray start` left its cluster's address in Ray's temp
+    folder (here a free port: nothing listens). A bare ``ray.init()``
+    refused the first and tried to join the second."""
+    env = _clean_env(short_tmp / "home", short_tmp / "state")
+    env["RAY_TMPDIR"] = str(short_tmp)
+    taken = f"127.0.0.1:{_free_port()}"
+    if elsewhere == "RAY_ADDRESS":
+        env["RAY_ADDRESS"] = f"http://{taken}"
+    else:
+        (short_tmp / "ray").mkdir()
+        (short_tmp / "ray" / "ray_current_cluster").write_text(taken)
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_DRIVER],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=STARTUP_TIMEOUT_S,
+        cwd=short_tmp,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("LOCAL "))
+    facts = json.loads(line.removeprefix("LOCAL "))
+    assert facts["cpus"] == 1.0
+    assert facts["address"].startswith("127.0.0.1:") and facts["address"] != taken
