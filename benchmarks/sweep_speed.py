@@ -248,15 +248,16 @@ def run_tune(samples: int, max_epochs: int, *, bare_reuse: bool) -> dict[str, An
         max_epochs,
     )
     # Each contender has a fresh process (and starts Ray) except in --smoke-test,
-    # where they share one process and the first contender's Ray.
+    # where they share one process and the first contender's Ray. Its own Ray
+    # ("local"), never one that $RAY_ADDRESS or `ray start` left behind.
     if bare_reuse:
         if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
         search: Any = BasicVariantGenerator(random_state=0)
         scheduler: Any = FIFOScheduler()
     else:
         if not ray.is_initialized():
-            ray.init(log_to_driver=False)
+            ray.init(address="local", log_to_driver=False)
         search = ConcurrencyLimiter(HyperOptSearch(random_state_seed=0), max_concurrent=2)
         scheduler = ASHAScheduler(max_t=max_epochs, grace_period=1, reduction_factor=3)
     ds = load_dataset("digits")
