@@ -49,8 +49,11 @@ __all__ = ["ModelOutputError", "RecordEncoder", "ServedModel", "set_torch_thread
 NON_FINITE = "model {ref} returned non-finite probabilities for {n} of {total} records"
 UNKNOWN_GROUP = (
     "{field} is {value!r}, not one of the groups this version's answers depend on; "
-    "expected {allowed} (or leave it out for the answer without per-group adjustment)"
+    "expected {allowed}"
 )
+#: Appended to :data:`UNKNOWN_GROUP` only where a record may omit the attribute:
+#: when it is not a model feature (a feature is required like any other).
+LEAVE_OUT = " (or leave it out for the answer without per-group adjustment)"
 
 
 class ModelOutputError(RegtuneError):
@@ -228,8 +231,10 @@ class ServedModel:
         except UnknownGroupError as exc:
             field = f"instances[{exc.index}].{exc.feature}"
             allowed = f"one of {exc.groups}"
+            optional = exc.feature not in self.schema.input_names()
             raise RequestError(
-                UNKNOWN_GROUP.format(field=field, value=exc.value, allowed=allowed),
+                UNKNOWN_GROUP.format(field=field, value=exc.value, allowed=allowed)
+                + (LEAVE_OUT if optional else ""),
                 status=422,
                 field=field,
                 allowed=allowed,

@@ -14,7 +14,7 @@ import torch
 
 from regtune.platform.registry.postprocess import PostProcessing
 from regtune.platform.registry.public import LoadedModel
-from regtune.serve.predictor import ModelOutputError, RecordEncoder, ServedModel
+from regtune.serve.predictor import LEAVE_OUT, ModelOutputError, RecordEncoder, ServedModel
 from regtune.serve.protocol import RecordValidator, RequestError
 from regtune.trainables.schema import FeatureSchema, UnknownGroupError
 from tests.serve.conftest import Registry
@@ -142,6 +142,10 @@ def test_server_and_python_api_read_a_float_group_spelt_any_way(registry: Regist
     with pytest.raises(RequestError, match=re.escape("expected one of ['0', '1']")) as info:
         _server_labels(version, bad)
     assert info.value.status == 422 and info.value.field == "instances[0].female"
+    # Not a feature: the record may leave it out, and the groups' refusal says so.
+    with pytest.raises(RequestError, match=re.escape("expected one of ['0', '1']")) as info:
+        ServedModel(version).groups(bad)
+    assert str(info.value).endswith(LEAVE_OUT)
     with pytest.raises(UnknownGroupError, match=re.escape("expected one of ['0', '1']")):
         loaded.predict(bad)
 
@@ -162,6 +166,13 @@ def test_an_unknown_group_that_is_a_feature_is_refused_by_both_when_groups_matte
     with pytest.raises(RequestError) as info:
         _server_labels(with_post, other)
     assert info.value.status == 422 and info.value.field == "instances[3].sex"
+    # A feature cannot be left out, so the refusal does not offer it ...
+    assert "leave it out" not in str(info.value)
+    # ... and a record without it is refused as a missing feature.
+    missing = [{k: v for k, v in records[0].items() if k != "sex"}]
+    with pytest.raises(RequestError, match=re.escape("instances[0].sex")) as info:
+        _server_labels(with_post, missing)
+    assert info.value.status == 422 and "missing" in str(info.value)
     with pytest.raises(UnknownGroupError, match="record 3: sensitive attribute 'sex' is 'Other'"):
         LoadedModel(with_post).predict(other)
     # Without post-processing an unseen category of a feature is answered (all-zero block).
