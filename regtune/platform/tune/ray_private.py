@@ -25,6 +25,10 @@ is the file to fix. What is used, and why:
 - ``ray.serve.context._get_global_client``: Serve's details (its replicas'
   own ports under direct ingress), which Serve's public API does not expose
   (:func:`regtune.serve.app.replica_urls`).
+- ``ray._private.services.find_bootstrap_address``: the cluster address the
+  last ``ray start`` on this machine left in Ray's temp folder, which
+  ``ray.init(address="auto")`` joins (:mod:`regtune.platform.tune.reachable`
+  checks that something answers there first).
 - ``ray._private.worker.print_to_stdstream``: how a driver prints the errors
   Ray pushes to it ("(raylet) ..."); wrapped so that regtune can drop the
   ones that are noise to its users (:mod:`regtune.platform.tune.banners`).
@@ -45,6 +49,7 @@ __all__ = [
     "DONE",
     "TrialStorage",
     "auth_token_header",
+    "auto_address",
     "drop_pushed_errors",
     "experiment_storage",
     "has_auth_token",
@@ -222,6 +227,22 @@ def experiment_storage(storage_path: str, experiment_dir_name: str) -> Any:
     from ray.train._internal.storage import StorageContext
 
     return StorageContext(storage_path=storage_path, experiment_dir_name=experiment_dir_name)
+
+
+def auto_address() -> tuple[str, str] | None:
+    """What ``ray.init(address="auto")`` joins, and where it was found:
+    ``$RAY_ADDRESS`` when set, else the address the last ``ray start`` on this
+    machine wrote to Ray's temp folder; None when neither names one (Ray then
+    looks for a running GCS process itself, or refuses at once)."""
+    import os
+
+    from ray._private.services import find_bootstrap_address
+
+    env = os.environ.get("RAY_ADDRESS", "")
+    if env:
+        return env, "$RAY_ADDRESS"
+    found = find_bootstrap_address(None)
+    return None if not found else (str(found), "the address file of the last `ray start`")
 
 
 @contextmanager

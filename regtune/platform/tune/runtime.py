@@ -32,6 +32,7 @@ from regtune.platform.tune.banners import (
 )
 from regtune.platform.tune.local_sessions import reap_dead_sessions, record_local_session
 from regtune.platform.tune.loopback import LOCAL_HOST, single_node_start
+from regtune.platform.tune.reachable import check_reachable
 from regtune.platform.tune.token_file import ensure_private_token
 
 __all__ = ["LOCAL_HOST", "ensure_ray", "is_verbose", "set_verbose", "start_local_ray"]
@@ -61,6 +62,10 @@ def ensure_ray(
 
     Either way, first stops what is left of local Rays whose regtune driver
     was killed (:func:`~regtune.platform.tune.local_sessions.reap_dead_sessions`).
+
+    Raises:
+        SpecError: nothing answers at ``address`` (or at what ``auto`` finds),
+            :func:`~regtune.platform.tune.reachable.check_reachable`.
     """
     import ray
 
@@ -75,6 +80,8 @@ def ensure_ray(
         # RAY_ADDRESS alone is not enough: users export it for `ray job submit`.
         address = "auto"
     if address is not None and address != "local":
+        # ray.init would retry an address where nothing listens for minutes.
+        check_reachable(address)
         # Ray rewrites a loopback address (given, or found by "auto") to the
         # machine's outward one, where a loopback-only cluster does not listen.
         with single_node_start():
