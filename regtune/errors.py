@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Self
 
 __all__ = [
+    "MAX_ECHO",
     "ROOT",
     "SUGGEST_CUTOFF",
     "CheckpointError",
@@ -39,6 +40,7 @@ __all__ = [
     "Problem",
     "RegtuneError",
     "SpecError",
+    "cut_echo",
     "did_you_mean",
 ]
 
@@ -53,6 +55,18 @@ def did_you_mean(
     ``choices`` to a misspelt ``word``, else ``""``: one wording for every door."""
     close = difflib.get_close_matches(word, list(choices), n=n, cutoff=cutoff)
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+#: The longest echo of a user's text in an error message (a huge one is cut, its length said).
+MAX_ECHO = 200
+
+
+def cut_echo(text: str) -> str:
+    """``text`` as an error message echoes it: cut to :data:`MAX_ECHO` characters,
+    with its full length said, so a huge value cannot flood the terminal."""
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
 
 
 #: The key path of a problem that belongs to no single key.

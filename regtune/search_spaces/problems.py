@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from regtune.errors import ROOT, Problem
+from regtune.errors import ROOT, Problem, cut_echo
 from regtune.search_spaces.distributions import KeyPath
 
 __all__ = [
@@ -118,7 +118,7 @@ def format_problems(
     for problem in problems:
         override, line = _blame(problem, lines, texts)
         if override is not None:
-            prefix = FROM_OVERRIDE.format(text=override)
+            prefix = FROM_OVERRIDE.format(text=cut_echo(override))
         else:
             prefix = f"line {line}: " if line is not None else ""
         out.append(f"{prefix}{problem}")

