@@ -18,7 +18,10 @@ def submit(
     spec: SpecArg,
     address: Annotated[
         str | None,
-        typer.Option(help="Ray dashboard address (default $RAY_ADDRESS or http://127.0.0.1:8265)."),
+        typer.Option(
+            help="Ray dashboard address (default $RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS, "
+            "then http://127.0.0.1:8265)."
+        ),
     ] = None,
     name: NameOpt = None,
     storage: Annotated[

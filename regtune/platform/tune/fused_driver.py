@@ -679,6 +679,9 @@ class _Loop:
             "time_total_s": member.time_before + (now - member.started),
             "timestamp": int(now),
             "done": done,
+            # As Tune's own results carry it: the results store's config.*
+            # columns (what analysis reads as swept) come from here.
+            "config": trial.config,
         }
         trial.update_last_result(result)
         decision = TrialScheduler.STOP
@@ -846,7 +849,7 @@ class _Loop:
         self._params.add(tid)
 
     def _append_result(self, trial: Trial, result: dict[str, Any]) -> None:
-        line = json.dumps(json_safe({**result, "config": trial.config}))
+        line = json.dumps(json_safe(result))
         rel = f"{trial_dir_name(trial)}/result.json"
         self.files.append_line(rel, line, new=trial.trial_id in self._new)
 

@@ -340,6 +340,7 @@ def test_a_cohort_bigger_than_the_cluster_is_refused(ray_local: None, digits: Da
 
 @pytest.mark.ray
 def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_path: Path) -> None:
+    from regtune.platform.analysis import swept_parameters
     from regtune.platform.results.read import read_epochs, read_trials
     from regtune.platform.tune.sweep import run_sweep
 
@@ -360,9 +361,15 @@ def test_fused_sweep_members_are_trials(ray_local: None, digits: Dataset, tmp_pa
     epochs = read_epochs(outcome.path)
     trials = read_trials(outcome.path).set_index("trial_id")
     assert len(outcome.trials) == 4 and set(epochs["trial_id"]) == set(trials.index)
-    # Every member has its own rows, one per epoch it trained.
+    # Every member has its own rows, one per epoch it trained, with its config
+    # (as an unfused trial's rows have it): what analysis reads as swept.
     for tid, rows in epochs.groupby("trial_id"):
         assert list(rows["iteration"]) == list(range(1, int(trials.loc[tid, "iterations"]) + 1))
+        config = next(t.config for t in outcome.trials if t.trial_id == tid)
+        assert (rows["config.training.lr"] == config["training"]["lr"]).all()
+        assert trials.loc[tid, "config.training.lr"] == config["training"]["lr"]
+    swept = [p.name for p in swept_parameters(trials.reset_index(), spec)]
+    assert swept == ["training.lr"]
     # Members trained together, and stopped members left while the others went on.
     assert (epochs[COHORT_SIZE] == 2.0).any()
     statuses = set(trials["status"])
