@@ -49,8 +49,8 @@ STORAGE_ENV = "REGTUNE_STORAGE"
 DEFAULT_STORAGE = "~/regtune_runs"
 
 BAD_STORAGE = (
-    "{option} {root!r}: cannot write there ({reason}); "
-    "expected a writable folder or an s3:// / gs:// URI"
+    "{option} {root!r}: not usable as the storage root ({reason}); expected a folder "
+    "(writable, for a command that writes there) or an s3:// / gs:// URI naming a bucket"
 )
 
 

@@ -246,5 +246,5 @@ def test_the_sweep_command_exits_2_on_a_bad_storage_before_ray_starts(
         args = ["sweep", "quickstart", "--storage", str(afile), "--set", "budget.samples=1"]
         result = CliRunner().invoke(app, [*args, *extra])
         assert result.exit_code == 2, (result.output, result.exception)
-        assert f"--storage '{afile}': cannot write there" in result.stderr
+        assert f"--storage '{afile}': not usable as the storage root" in result.stderr
         assert "Traceback" not in result.stderr and result.stdout == ""
