@@ -38,7 +38,7 @@ import torch
 
 from regtune.errors import RegtuneError
 from regtune.platform.registry.postprocess import group_codes
-from regtune.serve.protocol import RequestError
+from regtune.serve.protocol import LEAVE_OUT, RequestError
 from regtune.trainables.schema import FeatureSchema, UnknownGroupError, ValueIndex
 
 if TYPE_CHECKING:
@@ -51,9 +51,6 @@ UNKNOWN_GROUP = (
     "{field} is {value!r}, not one of the groups this version's answers depend on; "
     "expected {allowed}"
 )
-#: Appended to :data:`UNKNOWN_GROUP` only where a record may omit the attribute:
-#: when it is not a model feature (a feature is required like any other).
-LEAVE_OUT = " (or leave it out for the answer without per-group adjustment)"
 
 
 class ModelOutputError(RegtuneError):
@@ -218,13 +215,16 @@ class ServedModel:
         ]
 
     def groups(self, records: Sequence[Mapping[str, Any]]) -> list[int | None] | None:
-        """Sensitive-group codes of records (None where the attribute is absent or
-        null; all None without a sensitive attribute); see the module docstring.
+        """Sensitive-group codes of records; see the module docstring. None where
+        the attribute is absent, and where it holds null or another value that is
+        not a group of a version without post-processing whose attribute is a
+        model feature (an unseen category); None for all without a sensitive
+        attribute.
 
         Raises:
             RequestError: 422 naming ``instances[i].<attribute>`` for a value that is
-                not one of the groups, when the version has post-processing or the
-                attribute is not a model feature (an unseen category otherwise).
+                not one of the groups (null included), when the version has
+                post-processing or the attribute is not a model feature.
         """
         try:
             return self.schema.record_groups(records, strict=self.post is not None)

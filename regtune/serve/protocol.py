@@ -70,6 +70,7 @@ from regtune.serve.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 from regtune.trainables.schema import FeatureSchema
 
 __all__ = [
+    "LEAVE_OUT",
     "MAX_REQUEST_ID_CHARS",
     "VALUE_SHOWN",
     "FeedbackRequest",
@@ -104,6 +105,9 @@ MISSING_FEATURE = "{field} is missing; expected {allowed}"
 EXTRA_FEATURE = "{field} is not an input of this model; allowed keys: {allowed}"
 BAD_VALUE = "{field} is {value}; expected {allowed}"
 UNKNOWN_CATEGORY = "{field} is {value!r}; expected one of {allowed}"
+#: Appended where a record may omit its sensitive attribute (it is not a model
+#: feature: a feature is required like any other).
+LEAVE_OUT = " (or leave it out for the answer without per-group adjustment)"
 MORE_ERRORS = " (and {n} more {problems} in this request)"
 
 
@@ -404,7 +408,8 @@ class RecordValidator:
                 field = f"instances[{index}].{name}"
                 allowed = self.allowed(name)
                 raise RequestError(
-                    BAD_VALUE.format(field=field, value=_kind(record[name]), allowed=allowed),
+                    BAD_VALUE.format(field=field, value=_kind(record[name]), allowed=allowed)
+                    + LEAVE_OUT,
                     status=422,
                     field=field,
                     allowed=allowed,

@@ -14,8 +14,8 @@ import torch
 
 from regtune.platform.registry.postprocess import PostProcessing
 from regtune.platform.registry.public import LoadedModel
-from regtune.serve.predictor import LEAVE_OUT, ModelOutputError, RecordEncoder, ServedModel
-from regtune.serve.protocol import RecordValidator, RequestError
+from regtune.serve.predictor import ModelOutputError, RecordEncoder, ServedModel
+from regtune.serve.protocol import LEAVE_OUT, RecordValidator, RequestError
 from regtune.trainables.schema import FeatureSchema, UnknownGroupError
 from tests.serve.conftest import Registry
 from tests.serve.test_protocol import GOOD, SCHEMA
@@ -142,7 +142,9 @@ def test_server_and_python_api_read_a_float_group_spelt_any_way(registry: Regist
     with pytest.raises(RequestError, match=re.escape("expected one of ['0', '1']")) as info:
         _server_labels(version, bad)
     assert info.value.status == 422 and info.value.field == "instances[0].female"
-    # Not a feature: the record may leave it out, and the groups' refusal says so.
+    # Not a feature: the record may leave it out, and the refusal the client
+    # gets says so (the request validator's), as does the groups' own.
+    assert str(info.value).endswith(LEAVE_OUT)
     with pytest.raises(RequestError, match=re.escape("expected one of ['0', '1']")) as info:
         ServedModel(version).groups(bad)
     assert str(info.value).endswith(LEAVE_OUT)

@@ -88,8 +88,8 @@ class LoadedModel(tuple[nn.Module, FeatureSchema]):
         return self.version.postprocessing
 
     def groups(self, records: Sequence[Mapping[str, Any]]) -> list[int | None] | None:
-        """Group codes of raw records (None where the sensitive attribute is absent or
-        None, or holds an unseen category of a feature in a version without
+        """Group codes of raw records (None where the sensitive attribute is absent,
+        or holds null or an unseen category of a feature in a version without
         post-processing); None when the schema has no sensitive attribute.
 
         Raises:
