@@ -42,6 +42,7 @@ __all__ = [
     "SpecError",
     "cut_echo",
     "did_you_mean",
+    "shown",
 ]
 
 #: How alike a misspelt name and a known one must be to be suggested (difflib's ratio).
@@ -69,6 +70,11 @@ def cut_echo(text: str) -> str:
     return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
 
 
+def shown(value: object) -> str:
+    """``repr(value)`` as an error message echoes it (:func:`cut_echo`)."""
+    return cut_echo(repr(value))
+
+
 #: The key path of a problem that belongs to no single key.
 ROOT = "<root>"
 
@@ -81,7 +87,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        # A key path holds the user's keys: a huge one is cut like a value.
+        return f"{cut_echo(self.path)}: {self.message}"
 
 
 class RegtuneError(Exception):

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from regtune.errors import Problem, SpecError, did_you_mean
+from regtune.errors import Problem, SpecError, did_you_mean, shown
 from regtune.search_spaces.distributions import KeyPath
 from regtune.search_spaces.overrides import apply_overrides
 from regtune.search_spaces.problems import dotted, format_problems, in_line_order
@@ -171,7 +171,7 @@ def load_train_config(
         unknown = [
             Problem(
                 str(key),
-                UNKNOWN_KEY.format(key=key, allowed=", ".join(TRAIN_KEYS))
+                UNKNOWN_KEY.format(key=shown(key), allowed=", ".join(TRAIN_KEYS))
                 + did_you_mean(str(key), list(TRAIN_KEYS)),
             )
             for key in raw

@@ -16,7 +16,7 @@ from typing import Any, TypedDict, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from regtune.errors import ROOT, Problem, SpecError, did_you_mean
+from regtune.errors import ROOT, Problem, SpecError, did_you_mean, shown
 from regtune.search_spaces.cross_checks import (
     cross_budget,
     cross_idle,
@@ -70,12 +70,12 @@ __all__ = ["SpecFields", "check_spec"]
 # A grid searcher enumerates every combination; by default each runs once.
 GRID_DEFAULT_SAMPLES = 1
 
-UNKNOWN_KEY = "unknown key {key!r}; allowed: {allowed}"
+UNKNOWN_KEY = "unknown key {key}; allowed: {allowed}"
 DID_YOU_MEAN_DISTRIBUTION = (
     " (did you mean the distribution {suggestion!r}? distributions: {kinds})"
 )
 NOT_A_MAPPING = "must be a mapping; got {got}"
-NOT_A_STRING_KEY = "keys must be strings; got {key!r}"
+NOT_A_STRING_KEY = "keys must be strings; got {key}"
 SCALAR_GOT_MAPPING = (
     "expected a single value or a one-key distribution mapping ({kinds}); "
     "got a mapping with keys {keys}"
@@ -91,7 +91,7 @@ EPOCHS_FROM_BUDGET = (
     "a sweep spec takes the number of epochs from budget.max_epochs; "
     "remove training.epochs and set budget.max_epochs"
 )
-UNKNOWN_METRIC = "unknown metric {metric!r}; allowed: {allowed}"
+UNKNOWN_METRIC = "unknown metric {metric}; allowed: {allowed}"
 MODE_MISMATCH = (
     "mode {mode!r} contradicts metric {metric!r}, for which {expected!r} is better; "
     "omit mode to use {expected!r}"
@@ -99,7 +99,7 @@ MODE_MISMATCH = (
 OBJECTIVE_SHAPE = "an objective is a metric name or {{metric: NAME, mode: min|max}}; got {got}"
 NO_OBJECTIVES = "needs at least one objective, e.g. [{metric: val_acc, mode: max}]"
 DUPLICATE_OBJECTIVE = "metric {metric!r} is listed more than once"
-UNKNOWN_KIND = "unknown {section} {kind!r}; allowed: {allowed}"
+UNKNOWN_KIND = "unknown {section} {kind}; allowed: {allowed}"
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -262,10 +262,10 @@ class _Checker(ProblemLog):
 
     def unknown_key(self, path: KeyPath, key: Any, allowed: Iterable[str]) -> None:
         if not isinstance(key, str):
-            self.add(path, NOT_A_STRING_KEY.format(key=key))
+            self.add(path, NOT_A_STRING_KEY.format(key=shown(key)))
             return
         allowed = list(allowed)
-        message = UNKNOWN_KEY.format(key=key, allowed=", ".join(allowed))
+        message = UNKNOWN_KEY.format(key=shown(key), allowed=", ".join(allowed))
         kind = suggest_kind(key)
         if kind is not None:
             kinds = ", ".join(DISTRIBUTION_KINDS)
@@ -317,7 +317,9 @@ class _Checker(ProblemLog):
             return None
         kind = raw.get("kind", default)
         if not isinstance(kind, str) or kind not in kinds:
-            message = UNKNOWN_KIND.format(section=section, kind=kind, allowed=", ".join(kinds))
+            message = UNKNOWN_KIND.format(
+                section=section, kind=shown(kind), allowed=", ".join(kinds)
+            )
             self.add((section, "kind"), message)
             return None
         return self.section(kinds[kind], {**raw, "kind": kind}, (section,))
@@ -341,7 +343,9 @@ class _Checker(ProblemLog):
             metric = item.get("metric")
             if not isinstance(metric, str) or metric not in METRIC_MODES:
                 allowed = ", ".join(METRIC_MODES)
-                self.add((*where, "metric"), UNKNOWN_METRIC.format(metric=metric, allowed=allowed))
+                self.add(
+                    (*where, "metric"), UNKNOWN_METRIC.format(metric=shown(metric), allowed=allowed)
+                )
                 continue
             expected = METRIC_MODES[metric]
             objective = self.section(Objective, {"mode": expected, **item}, where)

@@ -246,11 +246,11 @@ class ServeSettings(BaseModel):
 
 def _unknown(key: str) -> str:
     """An unknown key's message: the allowed keys and the closest one (spec validation's rule)."""
-    from regtune.errors import did_you_mean
+    from regtune.errors import did_you_mean, shown
     from regtune.search_spaces.validate import UNKNOWN_KEY
 
     allowed = sorted(ServeSettings.model_fields)
-    message = UNKNOWN_KEY.format(key=key, allowed=", ".join(allowed))
+    message = UNKNOWN_KEY.format(key=shown(key), allowed=", ".join(allowed))
     return message + did_you_mean(key, allowed)
 
 

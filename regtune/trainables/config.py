@@ -68,7 +68,7 @@ from pydantic import (
     model_validator,
 )
 
-from regtune.errors import ROOT, Problem, SpecError, cut_echo
+from regtune.errors import ROOT, Problem, SpecError, cut_echo, shown
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES, FILE_DATASETS
 
 __all__ = [
@@ -119,7 +119,7 @@ METRIC_MODES: dict[str, Literal["min", "max"]] = {
 #: Share of rows in the test split when the dataset has no official one.
 DEFAULT_TEST_FRACTION = 0.15
 
-UNKNOWN_DATASET = "unknown dataset {name}; allowed: {allowed}"
+UNKNOWN_DATASET = "unknown dataset; allowed: {allowed}"
 FILE_NEEDS = "dataset {name!r} needs 'path' and 'label'"
 BUILTIN_FIELD = "dataset {name!r} is built in; {field!r} cannot be set for it ({why})"
 #: Column separators ``dataset.sep`` accepts (csv only; ``None`` means ``","``).
@@ -200,9 +200,8 @@ class DatasetConfig(_Strict):
     @classmethod
     def _known_name(cls, value: str) -> str:
         if value not in DATASET_NAMES:
-            raise ValueError(
-                UNKNOWN_DATASET.format(name=_short_repr(value), allowed=", ".join(DATASET_NAMES))
-            )
+            # The name itself is echoed once, cut, by validation_problems' "(got ...)".
+            raise ValueError(UNKNOWN_DATASET.format(allowed=", ".join(DATASET_NAMES)))
         return value
 
     @field_validator("path", "label", "features", "categorical", "sensitive", "test_fraction")
@@ -262,7 +261,7 @@ class EarlyStoppingConfig(_Strict):
     def _known_metric(self) -> EarlyStoppingConfig:
         if self.metric not in METRIC_MODES:
             raise ValueError(
-                f"unknown metric {self.metric!r}; allowed: {', '.join(sorted(METRIC_MODES))}"
+                f"unknown metric {shown(self.metric)}; allowed: {', '.join(sorted(METRIC_MODES))}"
             )
         return self
 
@@ -611,9 +610,7 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
         got = err.get("input")
         message = err["msg"].removeprefix("Value error, ")
         echo = "" if isinstance(got, Mapping) else _short_repr(got)
-        # Not twice: a message that already quotes the text (cut alike) is enough.
-        named = isinstance(got, str) and echo in message
-        shown = f" (got {echo})" if echo and not named else ""
+        shown = f" (got {echo})" if echo else ""
         found.append(Problem(".".join(loc) or ROOT, f"{message}{shown}"))
     return found
 

@@ -82,8 +82,8 @@ def test_a_huge_unknown_name_is_named_once_and_cut_also_in_a_set_override() -> N
         parse_train_config({"dataset": name})
     text = str(info.value)
     assert text.count("... (502 characters)") == 1 and len(text) < MAX_ECHO + 300
-    assert "unknown dataset 'xxx" in text and "(got" not in text
-    # A short one too: named once, in the message.
+    assert "unknown dataset; allowed: digits" in text and "(got 'xxx" in text
+    # A short one too: named once.
     with pytest.raises(SpecError) as info:
         parse_train_config({"dataset": "adlt"})
     assert str(info.value).count("'adlt'") == 1
@@ -93,3 +93,26 @@ def test_a_huge_unknown_name_is_named_once_and_cut_also_in_a_set_override() -> N
     text = str(info.value)
     assert f"--set dataset={'x' * 192}... (508 characters): " in text
     assert len(text) < 2 * MAX_ECHO + 400
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "scheduler.kind={v}",
+        "searcher.kind={v}",
+        "objectives=[{{metric: {v}, mode: max}}]",
+        "training.early_stopping={{metric: {v}, patience: 2}}",
+        "training.{v}=1",
+        "{v}=1",
+    ],
+)
+def test_a_huge_name_in_any_door_of_a_spec_is_echoed_cut(override: str) -> None:
+    huge = "q" * 3000
+    with pytest.raises(SpecError) as info:
+        load_spec("quickstart", overrides=[override.format(v=huge)])
+    text = str(info.value)
+    # Each echo (the --set text, the key path, the value) at most MAX_ECHO long.
+    assert text.count(" characters)") >= 2  # the --set text and the name, each cut
+    assert all(len(line) < 4 * MAX_ECHO + 400 for line in text.splitlines()), [
+        len(line) for line in text.splitlines()
+    ]
