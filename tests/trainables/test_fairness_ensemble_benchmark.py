@@ -134,3 +134,50 @@ def test_paired_vs_current_pairs_by_run_and_half() -> None:
     assert w["mean"] == pytest.approx(-0.015) and w["n"] == 2
     with pytest.raises(ValueError):
         paired_vs_current(pooled, {**worst, "ensemble of 3": [0.06]})
+
+
+def test_heldout_fits_the_mean_probabilities_at_each_candidates_tolerance() -> None:
+    """One halving recomputed by hand: the ensemble's mean probabilities, the
+    candidate's own tolerance, thresholds fitted on train + the fitting half and
+    temperatures on the fitting half only, both scored on the other half."""
+    from benchmarks.fairness_selection import _rates, stratified_halves
+    from regtune.trainables.calibration import fit_temperatures, scale_logits
+    from regtune.trainables.metrics import expected_calibration_error
+    from regtune.trainables.thresholds import apply_thresholds, fit_thresholds
+
+    rng = np.random.default_rng(3)
+    first = _member(rng)
+    members = [first]
+    for _ in range(2):  # same rows, other scores
+        other = {"kept_epoch": 1}
+        for split in ("train", "val"):
+            z = first[split]["z"].copy()
+            z[:, 1] += rng.normal(0, 1.0, len(z))
+            other[split] = {**first[split], "z": z}
+        members.append(other)
+    candidates = {ADULT_EO_BASELINE: (1, 0.01), "ensemble of 3, margin 0.019": (3, 0.001)}
+    rows = heldout(members, candidates, halvings=1)
+    va, tr = first["val"], first["train"]
+    fit_rows, held = stratified_halves(va["y"], va["s"], 0)
+    z = {sp: ensemble_logits([m[sp]["z"] for m in members]) for sp in ("train", "val")}
+    p = {sp: torch.from_numpy(v).softmax(dim=1)[:, 1].numpy() for sp, v in z.items()}
+    y = torch.from_numpy(np.concatenate([tr["y"], va["y"][fit_rows]]))
+    s = torch.from_numpy(np.concatenate([tr["s"], va["s"][fit_rows]]))
+    scores = torch.from_numpy(np.concatenate([p["train"], p["val"][fit_rows]]))
+    fit = fit_thresholds(scores, y, s, 2, kind="eo", tolerance=0.001)
+    pred = apply_thresholds(
+        torch.from_numpy(p["val"][held]), torch.from_numpy(va["s"][held]), fit.thresholds
+    ).numpy()
+    want = _rates(pred, va["y"][held], va["s"][held])
+    zt, yt, st = (torch.from_numpy(a) for a in (z["val"], va["y"], va["s"]))
+    temps = fit_temperatures(zt[fit_rows], yt[fit_rows].long(), st[fit_rows].long(), 2)
+    ece = expected_calibration_error(
+        scale_logits(zt[held], temps, st[held].long()).softmax(dim=1), yt[held].long()
+    )
+    got = rows["ensemble of 3, margin 0.019"][0]
+    for key in ("acc", "eo_diff", "tpr_gap", "fpr_gap"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+    assert got["fit_gap"] == pytest.approx(fit.gap) and got["ece"] == pytest.approx(ece)
+    # ... and it is not the single model's answer.
+    single = rows[ADULT_EO_BASELINE][0]
+    assert (single["acc"], single["ece"]) != (got["acc"], got["ece"])

@@ -528,13 +528,14 @@ def _run(
     from regtune.serve.app import build_app, replica_urls, request_direct_ingress, start_http
     from regtune.serve.settings import THROUGHPUT_ENV
 
+    note_no_direct = False
     if ingress is Ingress.direct:
         if address is None and not ray.is_initialized():
             request_direct_ingress()
         elif os.environ.get(THROUGHPUT_ENV) != "1":
             # Asked for before this process started its Ray (the quickstart does),
             # it is on; otherwise the running Ray decides, and the user should know.
-            console.print(NO_DIRECT)
+            note_no_direct = True
     started_ray = not ray.is_initialized()
     try:
         ensure_ray(address)
@@ -544,6 +545,9 @@ def _run(
         if started_ray and ray.is_initialized():
             ray.shutdown()
         raise fail(SpecError(ray_failure(exc, address))) from None
+    if note_no_direct:
+        # Once Ray is joined: a refusal to join stays the one error line.
+        console.print(NO_DIRECT)
     start_http(host, port)
     app_name = f"regtune-{name}"
     try:
