@@ -19,14 +19,34 @@ Ray's metrics agent collects them from every replica and serves them on its
 metrics export port with a ``ray_`` prefix (``ray_regtune_serve_latency_ms_bucket``);
 outside Ray (the plain uvicorn process of the benchmark) :class:`NoMetrics`
 records nothing.
+
+Ray drops a gauge from the scrape some 20-30 s after it was last set
+(measured with a plain ``ray.util.metrics.Gauge`` as well), while these are
+set only on events: the canary weight once at start, feedback and drift when
+labels arrive or are read. So each gauge's last value is set again every
+:data:`GAUGE_REFRESH_S` seconds (:class:`GaugeKeeper`), and a quiet model
+still shows them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter as Tally
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["LATENCY_BOUNDARIES_MS", "NoMetrics", "RayMetrics", "ServeMetrics"]
+__all__ = [
+    "GAUGE_REFRESH_S",
+    "LATENCY_BOUNDARIES_MS",
+    "GaugeKeeper",
+    "NoMetrics",
+    "RayMetrics",
+    "ServeMetrics",
+]
+
+#: Seconds between settings of each gauge's last value (Ray drops one unset
+#: for about 20 s from the scrape).
+GAUGE_REFRESH_S = 5.0
 
 #: Histogram bucket edges in milliseconds.
 LATENCY_BOUNDARIES_MS = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0]
@@ -54,12 +74,49 @@ class ServeMetrics:
 NoMetrics = ServeMetrics
 
 
+class GaugeKeeper:
+    """Sets gauges and keeps their last values, setting them again every
+    ``refresh_s`` seconds from a daemon thread (started by the first set), so
+    that they stay in the scrape between events (see the module docstring)."""
+
+    def __init__(self, refresh_s: float = GAUGE_REFRESH_S) -> None:
+        self.refresh_s = refresh_s
+        self._last: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def set(self, gauge: Any, value: float, tags: dict[str, str]) -> None:
+        """``gauge.set(value, tags=tags)`` now, and again every ``refresh_s``."""
+        gauge.set(value, tags=tags)
+        with self._lock:
+            self._last[(id(gauge), tuple(sorted(tags.items())))] = (gauge, value)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="regtune-gauges", daemon=True
+                )
+                self._thread.start()
+
+    def replay(self) -> int:
+        """Set every kept gauge to its last value once; how many were set."""
+        with self._lock:
+            kept = [(gauge, value, dict(tags)) for (_, tags), (gauge, value) in self._last.items()]
+        for gauge, value, tags in kept:
+            gauge.set(value, tags=tags)
+        return len(kept)
+
+    def _run(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(self.refresh_s):
+            self.replay()
+
+
 class RayMetrics(ServeMetrics):
     """Records through :mod:`ray.util.metrics`; create it inside a Ray worker (a replica)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refresh_s: float = GAUGE_REFRESH_S) -> None:
         from ray.util import metrics
 
+        self._gauges = GaugeKeeper(refresh_s)
         self._latency = metrics.Histogram(
             "regtune_serve_latency_ms",
             description="Predict request latency inside the replica (ms).",
@@ -107,11 +164,11 @@ class RayMetrics(ServeMetrics):
         self._rejected.inc(1, tags={"model": model, "status": str(status)})
 
     def drift(self, model: str, index: float) -> None:
-        self._drift.set(index, tags={"model": model})
+        self._gauges.set(self._drift, index, {"model": model})
 
     def feedback(self, model: str, accuracy: float, ece: float) -> None:
-        self._accuracy.set(accuracy, tags={"model": model})
-        self._ece.set(ece, tags={"model": model})
+        self._gauges.set(self._accuracy, accuracy, {"model": model})
+        self._gauges.set(self._ece, ece, {"model": model})
 
     def canary(self, model: str, weight: float) -> None:
-        self._canary.set(weight, tags={"model": model})
+        self._gauges.set(self._canary, weight, {"model": model})

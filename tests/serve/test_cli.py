@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -310,7 +311,10 @@ def test_banner_names_the_version_canary_shadow_and_token_on_unwrapped_lines() -
     assert "bearer token required (Authorization: Bearer $REGTUNE_SERVE_TOKEN)" in text
     assert "http://127.0.0.1:9000" in text
     plain = banner_lines(ServeSettings(model=MODEL), MODEL, base, [], {"primary": "m:1"}, False)
-    assert not any(w in "\n".join(plain) for w in ("canary", "shadow", "token"))
+    assert not any(w in "\n".join(plain) for w in ("canary", "shadow", "token", "metrics"))
+    url = "http://127.0.0.1:44321/metrics"
+    with_metrics = banner_lines(ServeSettings(model=MODEL), MODEL, base, [], {}, False, url)
+    assert with_metrics[-1] == f"  metrics: {url} (Prometheus text, ray_regtune_serve_*)"
     # Printed at 40 columns, a URL stays on one line.
     import io
 
@@ -375,6 +379,11 @@ def test_sigterm_stops_serve_cleanly_and_leaves_no_ray_process(registry: Registr
                 if line.strip() == "Ctrl-C (or SIGTERM) to stop":
                     break
             assert any(line.startswith(f"serving {MODEL}:1 at") for line in before), before
+            # The Prometheus endpoint of the Ray it started is printed, and answers.
+            shown = [x.split()[1] for x in before if x.strip().startswith("metrics: http://")]
+            assert len(shown) == 1, before
+            with urllib.request.urlopen(shown[0], timeout=30) as scraped:
+                assert scraped.status == 200 and b"# TYPE " in scraped.read()
             ours = _descendants(child.pid)
             assert len(ours) >= 2, "expected Ray's processes below the serve command"
             child.send_signal(signal.SIGTERM)

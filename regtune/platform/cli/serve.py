@@ -558,7 +558,9 @@ def _run(
             base = f"http://{host}:{port}"
             direct = replica_urls(app_name) if ingress is Ingress.direct else []
             token = os.environ.get(settings.token_env)
-            for line in banner_lines(settings, name, base, direct, labels or {}, bool(token)):
+            metrics = local_metrics_url() if started_ray else None
+            shown = banner_lines(settings, name, base, direct, labels or {}, bool(token), metrics)
+            for line in shown:
                 # URLs are never wrapped: a terminal's line break would cut them.
                 console.print(line, soft_wrap=True, highlight=False, markup=False)
             if not once:
@@ -615,9 +617,11 @@ def banner_lines(
     direct: list[str],
     labels: dict[str, str | None],
     token_required: bool,
+    metrics: str | None = None,
 ) -> list[str]:
     """What ``regtune serve`` prints once the application is up: the version
-    served, its URLs, the canary and shadow, and whether a bearer token is needed."""
+    served, its URLs, the canary and shadow, whether a bearer token is needed,
+    and (``metrics``) the Prometheus endpoint of the local Ray it started."""
     primary = labels.get("primary") or name
     lines = [
         f"serving {primary} at {base}",
@@ -634,7 +638,22 @@ def banner_lines(
             f"  auth:    bearer token required (Authorization: Bearer ${settings.token_env})"
         )
     lines.extend(f"  fast path (a replica's own port, no proxy hop): {url}" for url in direct)
+    if metrics:
+        lines.append(f"  metrics: {metrics} (Prometheus text, ray_regtune_serve_*)")
     return lines
+
+
+def local_metrics_url() -> str | None:
+    """The Prometheus endpoint of a one-node Ray (the one ``regtune serve`` starts):
+    ``http://<node>:<MetricsExportPort>/metrics``; None with several nodes (each
+    serves its own replicas' metrics) or none known."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) != 1 or not nodes[0].get("MetricsExportPort"):
+        return None
+    node = nodes[0]
+    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
 
 
 @contextmanager
