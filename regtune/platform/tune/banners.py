@@ -21,6 +21,12 @@ not verbose (all set before ``ray.init`` and before Tune runs):
   dropped from what the driver prints (:func:`filter_ray_messages`, which
   :mod:`~regtune.platform.tune.runtime` calls before Ray starts). Every
   other pushed error prints.
+- Tune's "Remote file not found: .../trial_<id>/result.json" (a WARNING of
+  logger ``ray.tune.logger.logger``): Tune's result loggers look for the
+  files they would have written when a trial restarts from a checkpoint
+  (every PBT exploit), and regtune stores results in its own Parquet store
+  instead; dropped by a logging filter on that logger, which keeps every
+  other record.
 - Tune's configuration box ("Configuration for experiment ...") and "View
   detailed results here: ...": printed by Tune's new output engine even at
   ``verbose=0``; ``RAY_AIR_NEW_OUTPUT=0`` selects Tune's older engine, which
@@ -38,6 +44,8 @@ import logging
 import os
 
 __all__ = [
+    "RESULT_FILE_NOTICE",
+    "RESULT_LOGGER",
     "SERVE_LOGGER",
     "SERVE_SHUTDOWN_NOTICE",
     "TOKEN_NOTICE_LOGGER",
@@ -61,6 +69,11 @@ SERVE_LOGGER = "ray.serve"
 #: The start of the error Ray pushes whenever Serve shuts down (dropped unless verbose).
 SERVE_SHUTDOWN_NOTICE = "Task ServeController.graceful_shutdown failed"
 
+#: Tune's result-file logger, and the start of its notice that a result file it
+#: would restore is absent (dropped unless verbose).
+RESULT_LOGGER = "ray.tune.logger.logger"
+RESULT_FILE_NOTICE = "Remote file not found: "
+
 _state = {"verbose": False, "set_tune_env": False, "drop_notice": True}
 
 
@@ -82,6 +95,17 @@ class _ServeInfoFilter(logging.Filter):
 
 
 _SERVE_FILTER = _ServeInfoFilter()
+
+
+class _ResultFileFilter(logging.Filter):
+    """Drops Tune's notice that a result file (``result.json``, ...) it would
+    restore is absent; nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(RESULT_FILE_NOTICE)
+
+
+_RESULT_FILTER = _ResultFileFilter()
 
 
 def _is_shutdown_notice(line: str) -> bool:
@@ -127,10 +151,12 @@ def apply_verbosity(verbose: bool | None = None) -> None:
     verbose = is_verbose() if verbose is None else verbose
     logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
     serve_logger = logging.getLogger(SERVE_LOGGER)
+    result_logger = logging.getLogger(RESULT_LOGGER)
     _state["drop_notice"] = not verbose
     if verbose:
         logger.removeFilter(_TOKEN_FILTER)
         serve_logger.removeFilter(_SERVE_FILTER)
+        result_logger.removeFilter(_RESULT_FILTER)
         # Undo only what regtune itself set: a value someone put there since stays.
         if _state["set_tune_env"] and os.environ.get(TUNE_OUTPUT_ENV) == "0":
             os.environ.pop(TUNE_OUTPUT_ENV, None)
@@ -140,6 +166,8 @@ def apply_verbosity(verbose: bool | None = None) -> None:
         logger.addFilter(_TOKEN_FILTER)
     if _SERVE_FILTER not in serve_logger.filters:
         serve_logger.addFilter(_SERVE_FILTER)
+    if _RESULT_FILTER not in result_logger.filters:
+        result_logger.addFilter(_RESULT_FILTER)
     if TUNE_OUTPUT_ENV not in os.environ:
         os.environ[TUNE_OUTPUT_ENV] = "0"
         _state["set_tune_env"] = True

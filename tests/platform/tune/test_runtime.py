@@ -131,15 +131,15 @@ def quiet_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     logging.getLogger(TOKEN_NOTICE_LOGGER).removeFilter(banners._TOKEN_FILTER)
 
 
-def _logged(message: str) -> list[str]:
-    """What a handler on Ray's token logger receives when it logs ``message``."""
+def _logged(message: str, name: str = TOKEN_NOTICE_LOGGER) -> list[str]:
+    """What a handler on logger ``name`` (Ray's token logger) receives when it logs ``message``."""
     seen: list[str] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             seen.append(record.getMessage())
 
-    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    logger = logging.getLogger(name)
     handler = Keep()
     logger.addHandler(handler)
     try:
@@ -170,6 +170,21 @@ def test_quiet_hides_only_the_token_enabled_notice_and_tunes_box(quiet_state: No
     assert ray_log_level() == logging.INFO
     # An explicit argument wins over the switch.
     assert ray_log_level(False) == logging.WARNING
+
+
+def test_quiet_hides_tunes_missing_result_file_notice_only(quiet_state: None) -> None:
+    """Tune's result loggers warn on every PBT exploit that a result.json they
+    would restore is absent (regtune stores results in Parquet instead)."""
+    import ray.tune.logger.logger as tune_logger
+
+    assert tune_logger.logger.name == banners.RESULT_LOGGER  # Tune's own logger
+    notice = "Remote file not found: /runs/pbt/trial_b48ea_00000/result.json"
+    other = "Error downloading /runs/pbt/trial_b48ea_00000/result.json"
+    set_verbose(False)
+    assert _logged(notice, banners.RESULT_LOGGER) == []
+    assert _logged(other, banners.RESULT_LOGGER) == [other]
+    set_verbose(True)
+    assert _logged(notice, banners.RESULT_LOGGER) == [notice]
 
 
 def test_quiet_keeps_a_tune_output_choice_the_user_made(
