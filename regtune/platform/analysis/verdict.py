@@ -336,9 +336,15 @@ def sweep_verdict(
         if share["unstable"] >= UNSTABLE_SHARE:
             lines.append(_unstable_line(diagnosis[judged], share["unstable"], total, swept))
         if share["biased"] >= MOSTLY:
+            fair = any(p.name.startswith("penalties.fairness.") for p in swept)
             lines.append(
-                f"{share['biased']:.0%} of {total} trials show a group gap: sweep "
-                "penalties.fairness.strength higher"
+                f"{share['biased']:.0%} of {total} trials show a group gap: "
+                + (
+                    "sweep penalties.fairness.strength higher"
+                    if fair
+                    else "add a fairness constraint (penalties.fairness: kind dp or eo, "
+                    "with a strength, a bound or post-processing; docs/trainables.md)"
+                )
             )
     short = diagnosis.index[diagnosis["too_short"].to_numpy(dtype=bool)]
     if len(short):
@@ -400,7 +406,8 @@ def _degenerate_lines(
     if little:
         weaker = [p.name for p in swept if p.is_penalty]
         causes.append(
-            f"{little} barely left their starting loss: train longer (budget.max_epochs) or "
+            f"{little} barely left {'its' if little == 1 else 'their'} starting loss: train "
+            "longer (budget.max_epochs) or "
             f"with a higher {_LR}" + (f", or weaken {', '.join(weaker)}" if weaker else "")
         )
     shares = pd.to_numeric(rows.get("class_share", pd.Series(dtype=float))).dropna()

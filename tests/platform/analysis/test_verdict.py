@@ -206,3 +206,29 @@ def test_with_include_degenerate_the_first_line_says_they_were_kept() -> None:
             "all 4 trials are degenerate (each predicts one class for every row, a constant "
             f"predictor): {said}; 4 barely left their starting loss"
         ), lines[0]
+
+
+def _judged(n: int, **labels: bool) -> pd.DataFrame:
+    """A diagnosis of ``n`` judged trials carrying the given labels."""
+    names = ("overfit", "underfit", "unstable", "biased")
+    frame = {name: [labels.get(name, False)] * n for name in names}
+    return pd.DataFrame(
+        {"too_short": [False] * n, "degenerate": [False] * n, **frame},
+        index=[f"t{i}" for i in range(n)],
+    )
+
+
+def test_a_group_gap_asks_for_more_fairness_only_where_fairness_was_swept() -> None:
+    biased = _judged(3, biased=True)
+    swept = sweep_verdict({"penalties.fairness.strength": pd.DataFrame()}, biased, [FAIR])
+    assert any("show a group gap: sweep penalties.fairness.strength higher" in x for x in swept)
+    plain = sweep_verdict({"penalties.l2": pd.DataFrame()}, biased, [L2])
+    line = next(x for x in plain if "show a group gap" in x)
+    assert "strength higher" not in line and "add a fairness constraint" in line
+
+
+def test_one_degenerate_trial_that_learnt_little_is_said_in_the_singular() -> None:
+    flags = {"u1": False, "u2": False, "u3": False, "k1": True}
+    paths, diagnosis, summary = _degenerate_sweep(flags)
+    lines = sweep_verdict(paths, diagnosis, [L2], summary=summary, objective=("val_acc", "max"))
+    assert "1 barely left its starting loss" in lines[0]
