@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,15 +61,41 @@ def test_a_listening_address_passes_and_a_free_port_is_refused_by_name(listening
     port = _free_port()
     started = time.monotonic()
     with pytest.raises(SpecError) as info:
-        check_reachable(f"127.0.0.1:{port}")
-    assert time.monotonic() - started < 5.0
+        check_reachable(f"127.0.0.1:{port}", wait_s=1.0)
+    assert 0.5 <= time.monotonic() - started < 5.0  # tried again, then refused
     message = str(info.value)
-    assert f"no Ray cluster answers at 127.0.0.1:{port} (Connection refused)" in message
+    assert f"no Ray cluster answers at 127.0.0.1:{port} (Connection refused for 1 s)" in message
     assert f"`ray status --address 127.0.0.1:{port}`" in message
     assert "leave the address out to start a local Ray" in message
     # Left to Ray: what is not host:port.
     for other in ("ray://127.0.0.1:1", "http://127.0.0.1:1"):
         check_reachable(other)
+
+
+def test_an_address_that_starts_listening_while_tried_passes() -> None:
+    """A cluster a script has just begun may take seconds to listen."""
+    port = _free_port()
+    sock = socket.socket()
+
+    def listen_later() -> None:
+        time.sleep(1.0)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+
+    late = threading.Thread(target=listen_later)
+    late.start()
+    try:
+        check_reachable(f"127.0.0.1:{port}", wait_s=15.0)
+    finally:
+        late.join()
+        sock.close()
+
+
+def test_an_unknown_host_is_refused_without_waiting() -> None:
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=r"no Ray cluster answers at no-such-host\.invalid:6379"):
+        check_reachable("no-such-host.invalid:6379", wait_s=30.0)
+    assert time.monotonic() - started < 10.0
 
 
 def test_auto_is_checked_where_ray_would_find_the_cluster(
@@ -81,13 +108,13 @@ def test_auto_is_checked_where_ray_would_find_the_cluster(
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "ray_current_cluster").write_text(stale)
     with pytest.raises(SpecError, match="address file of the last `ray start`") as info:
-        check_reachable("auto")
+        check_reachable("auto", wait_s=0.0)
     assert f"no Ray cluster answers at {stale} (found by address 'auto'" in str(info.value)
     (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{listening}")
     check_reachable("auto")
     monkeypatch.setenv("RAY_ADDRESS", stale)
     with pytest.raises(SpecError, match=r"found by address 'auto' in \$RAY_ADDRESS"):
-        check_reachable("auto")
+        check_reachable("auto", wait_s=0.0)
 
 
 def test_a_sweep_given_an_address_where_nothing_listens_exits_2_at_once(tmp_path: Path) -> None:
@@ -101,7 +128,8 @@ def test_a_sweep_given_an_address_where_nothing_listens_exits_2_at_once(tmp_path
     assert done.returncode == 2, done.stdout + done.stderr
     errors = [x for x in (done.stdout + done.stderr).splitlines() if x.startswith("error:")]
     assert errors == [
-        f"error: no Ray cluster answers at 127.0.0.1:{port} (Connection refused); start one "
+        f"error: no Ray cluster answers at 127.0.0.1:{port} (Connection refused for 20 s); "
+        "start one "
         f"with `ray start --head`, check the address with `ray status --address "
         f"127.0.0.1:{port}`, or leave the address out to start a local Ray"
     ]
