@@ -80,13 +80,6 @@ def _blame(
     return None, None
 
 
-def _shares_blame(key: str, path: str) -> bool:
-    """Whether a ``--set`` of ``key`` may have made the problem at ``path``: it is
-    under ``path``, or beside it in the same (non-top-level) section."""
-    section = path.rpartition(".")[0]
-    return key.startswith(f"{path}.") or (bool(section) and key.rpartition(".")[0] == section)
-
-
 def _override_texts(overridden: Iterable[str]) -> dict[str, str]:
     return {text.partition("=")[0].strip(): text for text in overridden}
 
@@ -128,13 +121,5 @@ def format_problems(
             prefix = FROM_OVERRIDE.format(text=cut_echo(override))
         else:
             prefix = f"line {line}: " if line is not None else ""
-            # A problem the file's line and a --set made together: the --set
-            # changed a key inside the problem's section, or beside its key
-            # (`--set penalties.fairness.bound=null` leaves the file's
-            # penalties.fairness.kind with nothing to act on).
-            inside = [t for k, t in texts.items() if _shares_blame(k, problem.path)]
-            if inside and line is not None:
-                shown = ", ".join(f"--set {cut_echo(t)}" for t in inside)
-                prefix = f"line {line} (with {shown}): "
         out.append(f"{prefix}{problem}")
     return "\n".join(out)

@@ -116,30 +116,3 @@ def test_a_huge_name_in_any_door_of_a_spec_is_echoed_cut(override: str) -> None:
     assert all(len(line) < 4 * MAX_ECHO + 400 for line in text.splitlines()), [
         len(line) for line in text.splitlines()
     ]
-
-
-def test_a_set_that_leaves_a_files_key_idle_shares_the_blame(tmp_path: Path) -> None:
-    """The file's penalties.fairness.kind is fine until --set drops the bound that
-    made it apply: the error names both the line and the option."""
-    spec = tmp_path / "fb.yaml"
-    spec.write_text(
-        "name: fb\ndataset: adult\nmodel: {arch: logreg}\n"
-        "training: {seed: {grid: [0, 1]}}\n"
-        "penalties:\n  fairness: {kind: eo, bound: 0.05}\n"
-        "objectives: [{metric: val_acc, mode: max}]\nsearcher: {kind: random}\n"
-        "budget: {samples: 1, max_epochs: 1}\n"
-    )
-    with pytest.raises(SpecError) as info:
-        load_spec(spec, overrides=["penalties.fairness.bound=null"], check_data=False)
-    assert (
-        "line 6 (with --set penalties.fairness.bound=null): penalties.fairness.kind: "
-        "has no effect" in str(info.value)
-    )
-    # An unrelated --set (another section) is not blamed.
-    with pytest.raises(SpecError) as info:
-        load_spec(
-            spec,
-            overrides=["penalties.fairness.bound=null", "training.lr=0.01"],
-            check_data=False,
-        )
-    assert "training.lr" not in str(info.value)
