@@ -82,15 +82,18 @@ class GaugeKeeper:
     def __init__(self, refresh_s: float = GAUGE_REFRESH_S) -> None:
         self.refresh_s = refresh_s
         self._last: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, float]] = {}
+        # Sets and replays hold it: a replay never writes a value back over a
+        # newer one (a canary rolled back to 0 stays 0).
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def set(self, gauge: Any, value: float, tags: dict[str, str]) -> None:
         """``gauge.set(value, tags=tags)`` now, and again every ``refresh_s``."""
-        gauge.set(value, tags=tags)
         with self._lock:
+            gauge.set(value, tags=tags)
             self._last[(id(gauge), tuple(sorted(tags.items())))] = (gauge, value)
-            if self._thread is None:
+            if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(
                     target=self._run, name="regtune-gauges", daemon=True
                 )
@@ -99,14 +102,18 @@ class GaugeKeeper:
     def replay(self) -> int:
         """Set every kept gauge to its last value once; how many were set."""
         with self._lock:
-            kept = [(gauge, value, dict(tags)) for (_, tags), (gauge, value) in self._last.items()]
-        for gauge, value, tags in kept:
-            gauge.set(value, tags=tags)
-        return len(kept)
+            for (_, tags), (gauge, value) in self._last.items():
+                gauge.set(value, tags=dict(tags))
+            return len(self._last)
+
+    def close(self) -> None:
+        """Stop the refreshing thread (the last values stay as set)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def _run(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self.refresh_s):
+        while not self._stop.wait(self.refresh_s):
             self.replay()
 
 

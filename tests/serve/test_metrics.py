@@ -40,3 +40,49 @@ def test_the_keeper_sets_the_last_values_again_on_its_own() -> None:
     assert len(gauge.calls) >= 4 and set(c[0] for c in gauge.calls) == {0.8}
     # Often enough for Ray, which drops a gauge unset for about 20 s.
     assert GAUGE_REFRESH_S <= 10
+
+
+def test_a_replay_never_writes_an_old_value_over_a_newer_one() -> None:
+    """A canary rolled back to 0 while a replay is setting its old 0.1 stays 0."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    class _Slow(_Gauge):
+        block = False
+
+        def set(self, value: float, tags: dict[str, str]) -> None:
+            if self.block:
+                entered.set()
+                release.wait(10)
+            super().set(value, tags)
+
+    keeper = GaugeKeeper(refresh_s=3600)
+    canary = _Slow()
+    keeper.set(canary, 0.1, {"model": "m"})
+    canary.block = True
+    replay = threading.Thread(target=keeper.replay)
+    replay.start()
+    assert entered.wait(10)
+    canary.block = False
+    rollback = threading.Thread(target=keeper.set, args=(canary, 0.0, {"model": "m"}))
+    rollback.start()
+    time.sleep(0.2)
+    assert rollback.is_alive()  # waits for the replay it would race
+    release.set()
+    replay.join(10)
+    rollback.join(10)
+    assert canary.calls[-1] == (0.0, {"model": "m"})
+    keeper.replay()
+    assert canary.calls[-1] == (0.0, {"model": "m"})
+
+
+def test_close_stops_the_refreshing_thread() -> None:
+    keeper = GaugeKeeper(refresh_s=0.02)
+    gauge = _Gauge()
+    keeper.set(gauge, 0.5, {"model": "m"})
+    time.sleep(0.1)
+    keeper.close()
+    settled = len(gauge.calls)
+    time.sleep(0.15)
+    assert len(gauge.calls) == settled

@@ -336,14 +336,14 @@ def sweep_verdict(
         if share["unstable"] >= UNSTABLE_SHARE:
             lines.append(_unstable_line(diagnosis[judged], share["unstable"], total, swept))
         if share["biased"] >= MOSTLY:
-            fair = any(p.name.startswith("penalties.fairness.") for p in swept)
+            strength = any(p.name == "penalties.fairness.strength" for p in swept)
             lines.append(
                 f"{share['biased']:.0%} of {total} trials show a group gap: "
                 + (
                     "sweep penalties.fairness.strength higher"
-                    if fair
-                    else "add a fairness constraint (penalties.fairness: kind dp or eo, "
-                    "with a strength, a bound or post-processing; docs/trainables.md)"
+                    if strength
+                    else "add or tighten a fairness constraint (penalties.fairness: kind dp "
+                    "or eo, with a strength, a bound or post-processing; docs/trainables.md)"
                 )
             )
     short = diagnosis.index[diagnosis["too_short"].to_numpy(dtype=bool)]

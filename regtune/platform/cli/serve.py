@@ -558,7 +558,7 @@ def _run(
             base = f"http://{host}:{port}"
             direct = replica_urls(app_name) if ingress is Ingress.direct else []
             token = os.environ.get(settings.token_env)
-            metrics = local_metrics_url() if started_ray else None
+            metrics = local_metrics_url()
             shown = banner_lines(settings, name, base, direct, labels or {}, bool(token), metrics)
             for line in shown:
                 # URLs are never wrapped: a terminal's line break would cut them.
@@ -621,7 +621,7 @@ def banner_lines(
 ) -> list[str]:
     """What ``regtune serve`` prints once the application is up: the version
     served, its URLs, the canary and shadow, whether a bearer token is needed,
-    and (``metrics``) the Prometheus endpoint of the local Ray it started."""
+    and (``metrics``) the Prometheus endpoint when Ray runs on one node."""
     primary = labels.get("primary") or name
     lines = [
         f"serving {primary} at {base}",
@@ -644,9 +644,9 @@ def banner_lines(
 
 
 def local_metrics_url() -> str | None:
-    """The Prometheus endpoint of a one-node Ray (the one ``regtune serve`` starts):
-    ``http://<node>:<MetricsExportPort>/metrics``; None with several nodes (each
-    serves its own replicas' metrics) or none known."""
+    """The Prometheus endpoint of a one-node Ray (the local one ``regtune serve``
+    starts, or a one-node cluster it joined): ``http://<node>:<MetricsExportPort>/metrics``;
+    None with several nodes (each serves its own replicas' metrics) or none known."""
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]

@@ -79,8 +79,9 @@ def check_reachable(
             socket.create_connection(parsed, timeout=timeout_s).close()
             return
         except ConnectionRefusedError as exc:
-            if time.monotonic() + RETRY_S < deadline:
-                time.sleep(RETRY_S)
+            left = deadline - time.monotonic()
+            if left > 0:  # the last try comes at the deadline
+                time.sleep(min(RETRY_S, left))
                 continue
             reason = f"{exc.strerror or 'connection refused'} for {wait_s:g} s"
         except OSError as exc:  # unknown host, unreachable network, time-out: no waiting

@@ -224,7 +224,12 @@ def test_a_group_gap_asks_for_more_fairness_only_where_fairness_was_swept() -> N
     assert any("show a group gap: sweep penalties.fairness.strength higher" in x for x in swept)
     plain = sweep_verdict({"penalties.l2": pd.DataFrame()}, biased, [L2])
     line = next(x for x in plain if "show a group gap" in x)
-    assert "strength higher" not in line and "add a fairness constraint" in line
+    assert "strength higher" not in line and "add or tighten a fairness constraint" in line
+    # A fairness key other than the strength swept: the strength is not named either.
+    bound = SweptParameter("penalties.fairness.bound", "uniform", 0.01, 0.1, False, True)
+    other = sweep_verdict({bound.name: pd.DataFrame()}, biased, [bound])
+    line = next(x for x in other if "show a group gap" in x)
+    assert "strength higher" not in line and "add or tighten a fairness constraint" in line
 
 
 def test_one_degenerate_trial_that_learnt_little_is_said_in_the_singular() -> None:
