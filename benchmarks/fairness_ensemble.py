@@ -65,7 +65,6 @@ the old and the new rows are reported.
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -75,8 +74,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import mean_interval
-from benchmarks.fairness_crossfit import CI_LEVEL, paired
+from benchmarks.fairness_crossfit import paired
 from benchmarks.fairness_selection import (
     ADULT_EO_BASELINE,
     ADULT_EO_HALVINGS,
@@ -85,6 +83,7 @@ from benchmarks.fairness_selection import (
     adult_eo_summary,
     cache_path,
     stratified_halves,
+    train_adult_eo,
 )
 
 __all__ = [
@@ -132,24 +131,13 @@ def member_seeds(seed: int, members: int) -> list[int]:
 def member_logits(
     cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool = False
 ) -> dict[str, Any]:
-    """Train ``cfg`` once on Adult; its kept model's raw (unscaled) logits,
-    labels and groups on the training and validation splits. The test split
-    is never scored (``Trainer.finish`` is not called)."""
-    from regtune.trainables.config import DatasetConfig
-    from regtune.trainables.data import load_dataset
-    from regtune.trainables.loop import EVAL_BATCH, Trainer
+    """Train ``cfg`` once on Adult (:func:`~benchmarks.fairness_selection.train_adult_eo`);
+    its kept model's raw (unscaled) logits, labels and groups on the training
+    and validation splits. The test split is never scored."""
+    from regtune.trainables.loop import EVAL_BATCH
     from regtune.trainables.metrics import logits
 
-    run = copy.deepcopy(dict(cfg))
-    run["dataset"] = {"name": "adult", "split_seed": split_seed}
-    run["training"] = {**run["training"], "seed": seed}
-    if smoke:
-        run["training"]["epochs"] = 1
-    ds = load_dataset(DatasetConfig(name="adult", split_seed=split_seed))
-    trainer = Trainer(run, dataset=ds)
-    while not trainer.should_stop:
-        trainer.run_epoch()
-    trainer.restore_kept()
+    trainer, ds = train_adult_eo(cfg, split_seed, seed, smoke=smoke)
     kept = trainer.kept_selection()
     out: dict[str, Any] = {"kept_epoch": -1 if kept is None else kept.epoch}
     for split in ("train", "val"):
@@ -169,8 +157,7 @@ def _cached_member(
     """:func:`member_logits`, read from / saved to the ``cache`` folder when given."""
     path = None
     if cache is not None:
-        base = cache_path(cache, cfg, split_seed, seed, smoke=smoke)
-        path = base.with_name(base.name.replace("adult_eo_", "adult_eo_logits_", 1))
+        path = cache_path(cache, cfg, split_seed, seed, smoke=smoke, kind="adult_eo_logits")
     if path is not None and path.is_file():
         with np.load(path) as z:
             return {
@@ -305,9 +292,8 @@ def paired_vs_current(
         out[name] = {
             k: paired(rows, base, k) for k in ("acc", "eo_diff", "abs_fpr_gap", "abs_tpr_gap")
         }
-        diffs = [a - b for a, b in zip(worst[name], worst[ADULT_EO_BASELINE], strict=True)]
-        mean, low, high = mean_interval(diffs, CI_LEVEL)
-        out[name]["worst_of_seeds"] = {"mean": mean, "ci": [low, high], "n": len(diffs)}
+        ours, theirs = ([{"worst": w} for w in worst[n]] for n in (name, ADULT_EO_BASELINE))
+        out[name]["worst_of_seeds"] = paired(ours, theirs, "worst")
     return out
 
 

@@ -73,7 +73,7 @@ from benchmarks.fairness_contenders import (
 )
 from regtune.trainables.config import DatasetConfig
 from regtune.trainables.data import Dataset, Split, load_dataset
-from regtune.trainables.loop import train
+from regtune.trainables.loop import Trainer, train
 
 __all__ = [
     "ADULT_EO_BASELINE",
@@ -434,15 +434,12 @@ ADULT_EO_RULE = (
 )
 
 
-def adult_eo_scores(
+def train_adult_eo(
     cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool = False
-) -> dict[str, Any]:
-    """Train the Adult EO ``cfg`` once; the kept, calibrated model's
-    positive-class scores (with labels and groups) on the training and
-    validation splits, and how its epoch was kept. The test split is never
-    scored (``Trainer.finish`` is not called)."""
-    from regtune.trainables.loop import Trainer
-
+) -> tuple[Trainer, Dataset]:
+    """Train the Adult EO ``cfg`` once (``smoke``: :data:`SMOKE_EPOCHS` epochs) and
+    put its kept weights and temperatures in place; the trainer and the dataset.
+    The test split is never scored (``Trainer.finish`` is not called)."""
     run = copy.deepcopy(dict(cfg))
     run["dataset"] = {"name": "adult", "split_seed": split_seed}
     run["training"] = {**run["training"], "seed": seed}
@@ -454,6 +451,16 @@ def adult_eo_scores(
         trainer.run_epoch()
     # finish()'s first step, without its test scoring: kept weights, temperatures.
     trainer.restore_kept()
+    return trainer, ds
+
+
+def adult_eo_scores(
+    cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool = False
+) -> dict[str, Any]:
+    """Train the Adult EO ``cfg`` once (:func:`train_adult_eo`); the kept,
+    calibrated model's positive-class scores (with labels and groups) on the
+    training and validation splits, and how its epoch was kept."""
+    trainer, ds = train_adult_eo(cfg, split_seed, seed, smoke=smoke)
     kept = trainer.kept_selection()
     out: dict[str, Any] = {
         "kept_epoch": None if kept is None else kept.epoch,
@@ -621,13 +628,19 @@ def select_adult_eo(
 
 
 def cache_path(
-    cache: Path, cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool
+    cache: Path,
+    cfg: Mapping[str, Any],
+    split_seed: int,
+    seed: int,
+    *,
+    smoke: bool,
+    kind: str = "adult_eo",
 ) -> Path:
-    """Where one run's scores are cached: keyed by the training config (a
-    hash), the split seed, the seed and smoke mode, so a changed config or a
-    smoke run never reuses another's scores."""
+    """Where one run's scores are cached: keyed by what is cached (``kind``), the
+    training config (a hash), the split seed, the seed and smoke mode, so a
+    changed config or a smoke run never reuses another's scores."""
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
-    return cache / f"adult_eo_{digest}_{split_seed}_{seed}{'-smoke' if smoke else ''}.npz"
+    return cache / f"{kind}_{digest}_{split_seed}_{seed}{'-smoke' if smoke else ''}.npz"
 
 
 def _cached_scores(

@@ -68,7 +68,7 @@ from pydantic import (
     model_validator,
 )
 
-from regtune.errors import ROOT, Problem, SpecError, cut_echo, shown
+from regtune.errors import ROOT, Problem, SpecError, shown
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES, FILE_DATASETS
 
 __all__ = [
@@ -591,12 +591,6 @@ def default_value(path: str) -> Any:
     return value
 
 
-def _short_repr(value: Any) -> str:
-    """``repr(value)``, cut to :data:`~regtune.errors.MAX_ECHO` characters with its
-    full length said."""
-    return cut_echo(repr(value))
-
-
 def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> list[Problem]:
     """Each pydantic error as a :class:`~regtune.errors.Problem` naming the key
     path (under ``prefix``), what is allowed and the value given.
@@ -609,9 +603,8 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
         loc = [*prefix, *(str(p) for p in err["loc"] if p != "function-after")]
         got = err.get("input")
         message = err["msg"].removeprefix("Value error, ")
-        echo = "" if isinstance(got, Mapping) else _short_repr(got)
-        shown = f" (got {echo})" if echo else ""
-        found.append(Problem(".".join(loc) or ROOT, f"{message}{shown}"))
+        echo = "" if isinstance(got, Mapping) else f" (got {shown(got)})"
+        found.append(Problem(".".join(loc) or ROOT, f"{message}{echo}"))
     return found
 
 

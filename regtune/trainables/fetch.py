@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from regtune.errors import ChecksumError, DataError, DataWarning, cut_echo
+from regtune.errors import ChecksumError, DataError, DataWarning, shown
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS
 
 __all__ = [
@@ -126,9 +126,7 @@ def default_cache_dir() -> Path:
 def dataset_path(name: str, cache_dir: Path | None = None) -> Path:
     """Where the cached Parquet of built-in ``name`` lives (it may not exist yet)."""
     if name not in FETCHABLE:
-        raise DataError(
-            UNKNOWN_DATASET.format(name=cut_echo(repr(name)), allowed=", ".join(FETCHABLE))
-        )
+        raise DataError(UNKNOWN_DATASET.format(name=shown(name), allowed=", ".join(FETCHABLE)))
     return (cache_dir or default_cache_dir()) / CACHE_SUBDIR / f"{name}.parquet"
 
 

@@ -77,14 +77,19 @@ RESULT_FILE_NOTICE = "Remote file not found: "
 _state = {"verbose": False, "set_tune_env": False, "drop_notice": True}
 
 
-class _TokenNoticeFilter(logging.Filter):
-    """Drops Ray's "token authentication is enabled" notice, nothing else."""
+class _NoticeFilter(logging.Filter):
+    """Drops the records whose message starts with ``prefix``, nothing else."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(TOKEN_ENABLED_NOTICE)
+        return not record.getMessage().startswith(self.prefix)
 
 
-_TOKEN_FILTER = _TokenNoticeFilter()
+#: Ray's "token authentication is enabled" notice.
+_TOKEN_FILTER = _NoticeFilter(TOKEN_ENABLED_NOTICE)
 
 
 class _ServeInfoFilter(logging.Filter):
@@ -97,15 +102,8 @@ class _ServeInfoFilter(logging.Filter):
 _SERVE_FILTER = _ServeInfoFilter()
 
 
-class _ResultFileFilter(logging.Filter):
-    """Drops Tune's notice that a result file (``result.json``, ...) it would
-    restore is absent; nothing else."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(RESULT_FILE_NOTICE)
-
-
-_RESULT_FILTER = _ResultFileFilter()
+#: Tune's notice that a result file (``result.json``, ...) it would restore is absent.
+_RESULT_FILTER = _NoticeFilter(RESULT_FILE_NOTICE)
 
 
 def _is_shutdown_notice(line: str) -> bool:
