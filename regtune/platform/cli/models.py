@@ -52,12 +52,10 @@ LIST_PRIORITY = ("model", "versions", "test_acc", "kind", "test_ece", "gap", "cr
 
 def _meta(ref: str, storage: str | None) -> dict[str, Any]:
     """A version's meta.json, checked as the version's loading checks it before
-    the weights are read: every file it lists (size and sha256), that it records
-    the version ``ref`` names and its fields
-    (:func:`~regtune.platform.registry.meta_checks.read_checked`), its
-    and its post-processing
-    (:func:`~regtune.platform.registry.meta_checks.check_postprocessing`): the
-    fields shown here included. No torch, and the module is not built.
+    the weights are read (:func:`~regtune.platform.registry.meta_checks.read_servable`):
+    every file it lists (size and sha256), that it records the version ``ref``
+    names, its fields and its post-processing: the fields shown here included.
+    No torch, and the module is not built.
 
     Raises:
         SpecError: a malformed reference, an unknown model or version.
@@ -65,27 +63,12 @@ def _meta(ref: str, storage: str | None) -> dict[str, Any]:
             field (named, with what is allowed, in :data:`~.meta_checks.BAD_FIELD`'s words).
     """
     # Torch-free modules: a look-up (or a typo) answers without importing torch.
-    from regtune.platform.registry.integrity import BAD_META
     from regtune.platform.registry.location import registry_root, resolve_ref
-    from regtune.platform.registry.meta_checks import (
-        META_KEY,
-        check_postprocessing,
-        read_checked,
-    )
+    from regtune.platform.registry.meta_checks import read_servable
 
     directory, name, number = resolve_ref(ref, registry_root(storage))
     where = directory.display()
-    meta, _ = read_checked(directory, name, number)
-    post = meta.get(META_KEY)
-    if post is not None:
-        try:
-            groups = [str(v) for v in meta["schema"]["sensitive_values"]]
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
-        # read_checked made classes a list of architecture.n_classes labels.
-        check_postprocessing(
-            post, sensitive_values=groups, n_classes=len(meta["classes"]), where=where
-        )
+    meta = read_servable(directory, name, number)
     meta["path"] = where
     return meta
 

@@ -287,11 +287,9 @@ class _Stored:
 
 def _stored_version(ref: str, root: str) -> _Stored:
     """The version ``ref`` names, from its meta.json after every file it lists
-    (size and sha256) and its fields were checked, as
+    (size and sha256), its fields and its post-processing were checked, as
     :func:`~regtune.platform.registry.load_version` checks them before it reads
-    the weights (:func:`~regtune.platform.registry.meta_checks.read_checked`),
-    and its post-processing as the version's load parses it
-    (:func:`~regtune.platform.registry.meta_checks.check_postprocessing`),
+    the weights (:func:`~regtune.platform.registry.meta_checks.read_servable`),
     without building its model (no torch).
 
     Raises:
@@ -302,25 +300,20 @@ def _stored_version(ref: str, root: str) -> _Stored:
     """
     from regtune.platform.registry.integrity import BAD_META
     from regtune.platform.registry.location import resolve_ref
-    from regtune.platform.registry.meta_checks import META_KEY, check_postprocessing, read_checked
+    from regtune.platform.registry.meta_checks import read_servable
 
     directory, name, number = resolve_ref(ref, root)
-    where = directory.display()
-    meta, _ = read_checked(directory, name, number)
+    meta = read_servable(directory, name, number)
     try:
         # FeatureSchema.input_names(): numeric features first, then categorical.
         schema = meta["schema"]
         inputs = [str(f[0]) for f in schema["numeric"]] + [str(f[0]) for f in schema["categorical"]]
-        groups = [str(v) for v in schema["sensitive_values"]]
+        if not isinstance(schema["sensitive_values"], list):  # a usable schema names its groups
+            raise TypeError("schema.sensitive_values is not a list")
         classes = [str(c) for c in meta["classes"]]
-        stored = _Stored(str(meta["name"]), int(meta["version"]), inputs, classes)
+        return _Stored(str(meta["name"]), int(meta["version"]), inputs, classes)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
-    # check_meta made classes a list of architecture.n_classes labels.
-    check_postprocessing(
-        meta.get(META_KEY), sensitive_values=groups, n_classes=len(classes), where=where
-    )
-    return stored
+        raise CheckpointError(BAD_META.format(dir=directory.display(), error=exc)) from exc
 
 
 def check_versions(settings: ServeSettings) -> None:

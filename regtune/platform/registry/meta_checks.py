@@ -16,9 +16,9 @@ The drift reference's layout is :mod:`.reference`'s contract with
 :func:`check_postprocessing` is what :mod:`.postprocess` refuses in
 ``meta.json["postprocessing"]`` (it calls it before building its tables).
 
-Imports no torch: ``regtune serve --write-config`` checks a version's
-meta.json with :func:`read_checked` and :func:`check_postprocessing` before it
-writes a config file.
+Imports no torch: ``regtune serve --write-config`` and ``regtune models show``
+check a version's meta.json with :func:`read_servable` (:func:`read_checked`
+and :func:`check_postprocessing`) without building its model.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard, get_args
 
 from regtune.errors import CheckpointError, SpecError
-from regtune.platform.registry.integrity import FORMAT, FORMAT_VERSION, NOT_OURS, read_verified
+from regtune.platform.registry.integrity import (
+    BAD_META,
+    FORMAT,
+    FORMAT_VERSION,
+    NOT_OURS,
+    read_verified,
+)
 from regtune.platform.registry.location import check_name, version_number
 from regtune.platform.registry.store import Place
 from regtune.trainables.config import ROBUST_RESAMPLES, ThresholdRows
@@ -48,6 +54,7 @@ __all__ = [
     "check_postprocessing",
     "field_error",
     "read_checked",
+    "read_servable",
 ]
 
 #: The kinds a version may be (``version.KINDS`` is this tuple).
@@ -138,6 +145,32 @@ def read_checked(
     folder = version_number(where.rstrip("/").rsplit("/", 1)[-1])
     check_meta(meta, where, folder_number=0 if staged else folder)
     return meta, contents
+
+
+def read_servable(directory: Place, name: str, number: int) -> dict[str, Any]:
+    """A version's meta.json, checked as loading the version checks it before the
+    weights are read: :func:`read_checked`, then its post-processing against the
+    schema's sensitive values (:func:`check_postprocessing`). No torch, and the
+    model is not built.
+
+    Raises:
+        CheckpointError: a missing, truncated or modified file, a meta.json that
+            records another version, or a malformed field (named, with what is
+            allowed, in :data:`BAD_FIELD`'s words).
+    """
+    where = directory.display()
+    meta, _ = read_checked(directory, name, number)
+    post = meta.get(META_KEY)
+    if post is not None:
+        try:
+            groups = [str(v) for v in meta["schema"]["sensitive_values"]]
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
+        # check_meta made classes a list of architecture.n_classes labels.
+        check_postprocessing(
+            post, sensitive_values=groups, n_classes=len(meta["classes"]), where=where
+        )
+    return meta
 
 
 def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None) -> None:
