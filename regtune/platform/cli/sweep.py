@@ -32,7 +32,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from regtune.errors import RegtuneError
+from regtune.errors import RegtuneError, cut_echo
 from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, console, fail, out
 
 __all__ = [
@@ -103,7 +103,7 @@ def sweep(
                 # Only once every check passed: a refused sweep never looks started.
                 console.print(header, markup=True)
                 if show is not None:
-                    show.starting_ray()
+                    show.starting_ray(ray_start_text(address))
 
             outcome = run_sweep(
                 loaded,
@@ -134,7 +134,7 @@ class SweepDisplay:
     (call it with the snapshot: it is ``run_sweep``'s ``on_progress``)."""
 
     def __init__(
-        self, show: Callable[[dict[str, Any]], None], starting: Callable[[], None]
+        self, show: Callable[[dict[str, Any]], None], starting: Callable[[str], None]
     ) -> None:
         self._show = show
         self._starting = starting
@@ -142,9 +142,10 @@ class SweepDisplay:
     def __call__(self, snap: dict[str, Any]) -> None:
         self._show(snap)
 
-    def starting_ray(self) -> None:
-        """Say that Ray is starting (``run_sweep``'s ``on_ray_start``)."""
-        self._starting()
+    def starting_ray(self, text: str = "") -> None:
+        """Say that Ray is being started or joined (``run_sweep``'s
+        ``on_ray_start``): ``text``, by default :data:`STARTING_RAY`."""
+        self._starting(text or STARTING_RAY)
 
 
 #: The table's mark of a constant predictor (``degenerate`` in the results store).
@@ -156,6 +157,24 @@ CONSTANT_LEFT_OUT = (
 
 #: What the display says while Ray is being started.
 STARTING_RAY = "starting Ray ..."
+#: What it says instead while an existing cluster is being joined (``--address``).
+JOINING_RAY = "joining the Ray cluster at {address} ..."
+#: ... and while ``--address auto`` (or a Ray job's own cluster) is being joined.
+JOINING_AUTO = "joining the Ray cluster (address auto) ..."
+
+
+def ray_start_text(address: str | None) -> str:
+    """What the display says just before Ray is started (no ``--address``) or
+    a cluster is joined (:func:`~regtune.platform.tune.runtime.cluster_to_join`)."""
+    from regtune.platform.tune.runtime import cluster_to_join
+
+    target = cluster_to_join(address)
+    if target is None:
+        return STARTING_RAY
+    if target == "auto":
+        return JOINING_AUTO
+    return JOINING_RAY.format(address=escape(cut_echo(target)))
+
 
 #: Trials in the summary table: the best ones, ranked as the "best by" line ranks
 #: them. A sweep of thousands of trials stays a screenful, and only these rows are
@@ -187,12 +206,12 @@ def progress_display(console: Console, *, quiet: bool = False) -> Iterator[Sweep
         with console.status("checking the sweep ...") as status:
             yield SweepDisplay(
                 lambda snap: status.update(progress_text(snap)),
-                lambda: status.update(STARTING_RAY),
+                status.update,
             )
         return
     lines = PeriodicLines(lambda text: console.print(text, highlight=False, soft_wrap=True))
     try:
-        yield SweepDisplay(lines, lambda: console.print(STARTING_RAY, highlight=False))
+        yield SweepDisplay(lines, lambda text: console.print(text, highlight=False))
     finally:
         lines.close()
 

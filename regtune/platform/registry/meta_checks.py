@@ -147,7 +147,7 @@ def read_checked(
     return meta, contents
 
 
-def read_servable(directory: Place, name: str, number: int) -> dict[str, Any]:
+def read_servable(directory: Place, name: str | None, number: int | None) -> dict[str, Any]:
     """A version's meta.json, checked as loading the version checks it before the
     weights are read: :func:`read_checked`, then its post-processing against the
     schema's sensitive values (:func:`check_postprocessing`). No torch, and the

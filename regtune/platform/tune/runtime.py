@@ -35,11 +35,32 @@ from regtune.platform.tune.loopback import LOCAL_HOST, single_node_start
 from regtune.platform.tune.reachable import check_reachable
 from regtune.platform.tune.token_file import ensure_private_token
 
-__all__ = ["LOCAL_HOST", "ensure_ray", "is_verbose", "set_verbose", "start_local_ray"]
+__all__ = [
+    "LOCAL_HOST",
+    "cluster_to_join",
+    "ensure_ray",
+    "is_verbose",
+    "set_verbose",
+    "start_local_ray",
+]
 
 
 #: Set by Ray's job supervisor in the environment of a submitted job's driver.
 JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def cluster_to_join(address: str | None) -> str | None:
+    """The address :func:`ensure_ray` joins for ``address``, or None where it
+    starts a local Ray (``None`` or ``local``).
+
+    ``None`` inside a Ray job's driver (``ray job submit -- regtune sweep X``:
+    the job's supervisor sets ``$RAY_JOB_CONFIG_JSON_ENV_VAR`` and
+    ``$RAY_ADDRESS``) is ``auto``, the job's cluster. ``$RAY_ADDRESS`` alone
+    is not enough: users export it for ``ray job submit``.
+    """
+    if address is None and os.environ.get(JOB_DRIVER_ENV) and os.environ.get("RAY_ADDRESS"):
+        return "auto"
+    return None if address in (None, "local") else address
 
 
 def ensure_ray(
@@ -74,12 +95,8 @@ def ensure_ray(
     apply_verbosity(verbose)
     filter_ray_messages()
     reap_dead_sessions()
-    if address is None and os.environ.get(JOB_DRIVER_ENV) and os.environ.get("RAY_ADDRESS"):
-        # Inside a Ray job (`ray job submit -- regtune sweep X`) the job's
-        # supervisor sets both: join its cluster rather than start another.
-        # RAY_ADDRESS alone is not enough: users export it for `ray job submit`.
-        address = "auto"
-    if address is not None and address != "local":
+    address = cluster_to_join(address)
+    if address is not None:
         # ray.init would retry an address where nothing listens for minutes.
         check_reachable(address)
         # Ray rewrites a loopback address (given, or found by "auto") to the

@@ -20,6 +20,7 @@ from regtune.platform.cli.sweep import (
     best_command,
     print_summary,
     progress_display,
+    ray_start_text,
     short_ids,
     short_names,
 )
@@ -463,3 +464,24 @@ def test_progress_lines_when_output_is_not_a_terminal() -> None:
     with progress_display(Console(file=quiet), quiet=True) as show:
         assert show is None
     assert quiet.getvalue() == ""
+
+
+def test_the_display_says_joining_rather_than_starting_when_a_cluster_is_joined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")  # exported for `ray job submit`
+    assert ray_start_text(None) == "starting Ray ..."
+    assert ray_start_text("local") == "starting Ray ..."
+    assert ray_start_text("10.0.0.5:6379") == "joining the Ray cluster at 10.0.0.5:6379 ..."
+    assert ray_start_text("auto") == "joining the Ray cluster (address auto) ..."
+    # Inside a Ray job's driver no --address joins the job's cluster.
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    assert ray_start_text(None) == "joining the Ray cluster (address auto) ..."
+    stream = io.StringIO()
+    with progress_display(Console(file=stream, force_terminal=False, width=300)) as show:
+        assert show is not None
+        show.starting_ray(ray_start_text("[x]:" + "9" * 400))
+    said = stream.getvalue().strip()
+    # Markup in an address is shown as typed; a huge one is cut.
+    assert said.startswith("joining the Ray cluster at [x]:999") and "(404 characters)" in said

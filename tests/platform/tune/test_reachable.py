@@ -134,6 +134,9 @@ def test_a_sweep_given_an_address_where_nothing_listens_exits_2_at_once(tmp_path
         f"127.0.0.1:{port}`, or leave the address out to start a local Ray"
     ]
     assert "Traceback" not in done.stderr
+    # It said it was joining that cluster, not starting a Ray of its own.
+    assert f"joining the Ray cluster at 127.0.0.1:{port} ..." in done.stdout + done.stderr
+    assert "starting Ray" not in done.stdout + done.stderr
     assert time.monotonic() - started < 60
     # No experiment was begun in the storage.
     results = tmp_path / "results"
