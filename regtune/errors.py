@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 __all__ = [
@@ -81,10 +81,17 @@ ROOT = "<root>"
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation problem: the dotted key path it is at and what is wrong."""
+    """One validation problem: the dotted key path it is at and what is wrong.
+
+    ``because``: the dotted key path whose value makes the problem, where that
+    is another key (``training.optimizer`` for an idle ``training.momentum``);
+    a spec's message then names the ``--set`` option that gave that key its
+    value. Empty: the problem is the key's own.
+    """
 
     path: str
     message: str
+    because: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         # A key path holds the user's keys: a huge one is cut like a value.

@@ -170,16 +170,18 @@ def cross_objectives(
         if objective.metric in FAIRNESS_METRICS:
             for config in samples:
                 if not _has_sensitive(config):
-                    log.add(where, _needs_sensitive(f"metric {objective.metric}", config))
+                    message = _needs_sensitive(f"metric {objective.metric}", config)
+                    log.add(where, message, because="dataset.name")
     for config in samples:
         if config.penalties.fairness.kind != "none" and not _has_sensitive(config):
             what = f"fairness penalty {config.penalties.fairness.kind!r}"
-            log.add(("penalties", "fairness", "kind"), _needs_sensitive(what, config))
+            message = _needs_sensitive(what, config)
+            log.add(("penalties", "fairness", "kind"), message, because="dataset.name")
         if config.model.arch == "cnn" and config.dataset.name not in IMAGE_DATASETS:
             message = CNN_NEEDS_IMAGES.format(
                 datasets=", ".join(IMAGE_DATASETS), name=config.dataset.name
             )
-            log.add(("model", "arch"), message)
+            log.add(("model", "arch"), message, because="dataset.name")
 
 
 def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | None) -> None:
@@ -216,11 +218,12 @@ def cross_searcher(
         log.add(("searcher",), NOTHING_TO_SEARCH.format(kinds=", ".join(DISTRIBUTION_KINDS)))
     for path, dist in dists.items():
         if isinstance(searcher, HyperoptConfig) and isinstance(dist, Grid):
-            log.add((*path, "grid"), HYPEROPT_NO_GRID)
+            log.add((*path, "grid"), HYPEROPT_NO_GRID, because="searcher.kind")
         if isinstance(searcher, GridSearchConfig) and not isinstance(dist, Grid):
-            log.add((*path, dist.kind), GRID_ONLY_GRIDS.format(kind=dist.kind))
+            message = GRID_ONLY_GRIDS.format(kind=dist.kind)
+            log.add((*path, dist.kind), message, because="searcher.kind")
     if isinstance(scheduler, PbtConfig) and isinstance(searcher, HyperoptConfig):
-        log.add(("searcher", "kind"), PBT_SEARCHER)
+        log.add(("searcher", "kind"), PBT_SEARCHER, because="scheduler.kind")
     combinations = grid_combinations(dists.values())
     if combinations > GRID_LIMIT:
         grids = {path: len(d.values) for path, d in dists.items() if isinstance(d, Grid)}
@@ -330,7 +333,7 @@ def cross_idle(log: ProblemLog, space: Mapping[str, Any]) -> None:
             continue
         values = possible_values(space, on)
         if values and all(dep.idle(v) for v in values) and not _activated(space, dep):
-            log.add(key, IDLE_IN_EVERY_TRIAL.format(reason=dep.reason, on=dep.on))
+            log.add(key, IDLE_IN_EVERY_TRIAL.format(reason=dep.reason, on=dep.on), because=dep.on)
 
 
 def _activated(space: Mapping[str, Any], dep: Dependency) -> bool:

@@ -28,6 +28,8 @@ MAX_SHOWN = 80
 INVALID_SPEC = "invalid sweep spec {origin}:"
 #: Where a problem under a ``--set`` key is blamed: on the option, not the file.
 FROM_OVERRIDE = "--set {text}: "
+#: Said after a problem made by the value a ``--set`` gave another key.
+CAUSED_BY_OVERRIDE = " ({key} is set by --set {text})"
 
 
 class ProblemLog:
@@ -36,10 +38,11 @@ class ProblemLog:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
 
-    def add(self, path: KeyPath | str, message: str) -> None:
-        """Record ``message`` at ``path`` (a key path, or already dotted)."""
+    def add(self, path: KeyPath | str, message: str, *, because: str = "") -> None:
+        """Record ``message`` at ``path`` (a key path, or already dotted);
+        ``because``: the dotted key path whose value makes it (:class:`Problem`)."""
         where = path if isinstance(path, str) else dotted(path)
-        problem = Problem(where or ROOT, message)
+        problem = Problem(where or ROOT, message, because)
         if problem not in self.problems:
             self.problems.append(problem)
 
@@ -80,6 +83,20 @@ def _blame(
     return None, None
 
 
+def _cause(problem: Problem, texts: Mapping[str, str]) -> str | None:
+    """The ``--set`` text that gave ``problem.because`` its value, else None."""
+    if not problem.because:
+        return None
+    return next(
+        (
+            t
+            for k, t in texts.items()
+            if problem.because == k or problem.because.startswith(f"{k}.")
+        ),
+        None,
+    )
+
+
 def _override_texts(overridden: Iterable[str]) -> dict[str, str]:
     return {text.partition("=")[0].strip(): text for text in overridden}
 
@@ -111,7 +128,9 @@ def format_problems(
             key path, or of the nearest enclosing one.
         overridden: the ``--set KEY=VALUE`` texts applied; a problem at or
             under one of their keys is blamed on that option (the file no
-            longer holds the value), not on a line of the file.
+            longer holds the value), not on a line of the file. A problem made
+            by another key's value (:attr:`Problem.because`) also names the
+            ``--set`` that gave that key its value.
     """
     texts = _override_texts(overridden)
     out = [INVALID_SPEC.format(origin=origin)]
@@ -121,5 +140,9 @@ def format_problems(
             prefix = FROM_OVERRIDE.format(text=cut_echo(override))
         else:
             prefix = f"line {line}: " if line is not None else ""
-        out.append(f"{prefix}{problem}")
+        cause = _cause(problem, texts)
+        suffix = ""
+        if cause is not None and cause != override:
+            suffix = CAUSED_BY_OVERRIDE.format(key=problem.because, text=cut_echo(cause))
+        out.append(f"{prefix}{problem}{suffix}")
     return "\n".join(out)

@@ -573,7 +573,7 @@ def idle_keys(config: TrainConfig) -> list[Problem]:
         if any(holds(_lookup(config, key)[1]) for key, holds in dep.active_if):
             continue
         if explicit and dep.idle(_lookup(config, dep.on)[1]):
-            problem = Problem(dep.key, IDLE_KEY.format(reason=dep.reason, on=dep.on))
+            problem = Problem(dep.key, IDLE_KEY.format(reason=dep.reason, on=dep.on), dep.on)
             if all(p.path != dep.key for p in found):
                 found.append(problem)
     return found

@@ -301,3 +301,61 @@ def test_a_training_config_with_an_unknown_key_is_named_as_a_training_config(
     message = str(info.value)
     assert message.startswith(f"invalid training config {spec}") and expected in message
     assert "name: Field required" not in message
+
+
+def test_a_problem_made_by_another_keys_set_value_names_that_set(tmp_path: Path) -> None:
+    """An idle file key whose governing key a --set changed keeps its line and
+    names that --set; an unrelated --set is not named."""
+    spec = _write(tmp_path, "s.yaml", _spec(training={"optimizer": "sgd", "momentum": 0.9}))
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, overrides=["training.optimizer=adamw", "training.lr=0.1"])
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 1 and lines[0].startswith("line 16: training.momentum: has no effect")
+    assert lines[0].endswith("(training.optimizer is set by --set training.optimizer=adamw)")
+    assert "training.lr" not in str(info.value)
+    # Without the --set changing the governing key, nothing is blamed on a --set.
+    idle = _write(tmp_path, "idle.yaml", _spec(training={"optimizer": "adamw", "momentum": 0.9}))
+    with pytest.raises(SpecError) as info:
+        load_spec(idle, overrides=["training.lr=0.1"])
+    assert "--set" not in str(info.value)
+    # A whole section given by --set counts as setting the key under it.
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, overrides=["training={optimizer: adam, momentum: 0.5}"])
+    assert str(info.value).splitlines()[1] == (
+        "--set training={optimizer: adam, momentum: 0.5}: training.momentum: has no effect in "
+        "any trial: only optimizer 'sgd' uses momentum (adam/adamw adapt their own); remove "
+        "it, or let training.optimizer take a value where it applies"
+    )
+    # A grid under a searcher a --set chose; a fairness penalty on a dataset a --set chose.
+    grid = _write(tmp_path, "g.yaml", _spec(penalties={"l2": {"grid": [0.01, 0.1]}}))
+    with pytest.raises(SpecError) as info:
+        load_spec(grid, overrides=["searcher.kind=hyperopt"])
+    assert "(searcher.kind is set by --set searcher.kind=hyperopt)" in str(info.value)
+    table = _table(tmp_path)
+    fair = _write(
+        tmp_path,
+        "f.yaml",
+        _spec(dataset="adult", penalties={"fairness": {"kind": "dp", "strength": 1.0}}),
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(fair, overrides=[f"dataset={{name: csv, path: {table}, label: y}}"])
+    text = str(info.value)
+    assert "penalties.fairness.kind: fairness penalty 'dp' needs a dataset" in text
+    assert text.endswith(
+        f"(dataset.name is set by --set dataset={{name: csv, path: {table}, label: y}})"
+    )
+
+
+def test_a_training_config_names_the_set_that_left_a_key_idle(tmp_path: Path) -> None:
+    run = _write(
+        tmp_path,
+        "run.yaml",
+        {"dataset": "digits", "training": {"optimizer": "sgd", "momentum": 0.9}},
+    )
+    with pytest.raises(SpecError) as info:
+        load_train_config(run, overrides=["training.optimizer=adam"])
+    assert str(info.value).splitlines()[1] == (
+        "line 4: training.momentum: has no effect: only optimizer 'sgd' uses momentum "
+        "(adam/adamw adapt their own); remove it, or set training.optimizer so that it applies "
+        "(training.optimizer is set by --set training.optimizer=adam)"
+    )
