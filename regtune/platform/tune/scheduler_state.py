@@ -109,6 +109,10 @@ class PersistentScheduler(TrialScheduler):
         #: told of: told again after a kill (a driver that had not saved its own
         #: state yet reruns the end), it would fail (ASHA forgets the trial).
         self._ended: set[str] = set()
+        #: Trials of ``_ended`` that ended by an error: Tune retries such a
+        #: trial (``FailureConfig.max_retries``) by calling ``on_trial_error``
+        #: and then ``on_trial_add``, which makes it live again.
+        self._errored: set[str] = set()
         # Restored trials being stopped again (the scheduler already let go of them).
         self._closing: set[str] = set()
 
@@ -140,7 +144,12 @@ class PersistentScheduler(TrialScheduler):
         return bool(self._inner.set_search_properties(metric, mode, **spec))
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        """Add a trial; on resume, trials the saved state knows are not re-added."""
+        """Add a trial; on resume, trials the saved state knows are not re-added.
+
+        A trial retried after an error (Tune calls ``on_trial_error``, then
+        ``on_trial_add``) is live again: it is no longer ended, and its
+        epochs rerun from its checkpoint get the answers given the first time.
+        """
         self._locate(trial)
         if self._saved is not None:
             if trial.trial_id in self._saved["trial_ids"]:
@@ -150,8 +159,12 @@ class PersistentScheduler(TrialScheduler):
             self._held_new.append(trial)
             self._finish_restore(tune_controller)
             return
-        self._inner.on_trial_add(tune_controller, trial)
-        self._added.add(trial.trial_id)
+        if trial.trial_id in self._errored:
+            # Retried after an error (Tune re-adds the trial it requeues).
+            self._revive(tune_controller, trial)
+        else:
+            self._inner.on_trial_add(tune_controller, trial)
+            self._added.add(trial.trial_id)
         self._save()
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
@@ -161,6 +174,7 @@ class PersistentScheduler(TrialScheduler):
             return
         self._inner.on_trial_error(tune_controller, trial)
         self._ended.add(trial.trial_id)
+        self._errored.add(trial.trial_id)
         self._save()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
@@ -260,23 +274,39 @@ class PersistentScheduler(TrialScheduler):
         if self._saved is None:
             return
         saved, self._saved = self._saved, None
-        unpickler = _Unpickler(saved["scheduler"], self._restored)
+        restored = self._restored
+        unpickler = _Unpickler(saved["scheduler"], restored)
         self._inner = unpickler.load()
         self._judged = dict(saved["judged"])
         self._stopped_at = dict(saved["stopped_at"])
         self._stop_results = dict(saved["stop_results"])
         self._added = set(saved["trial_ids"])
         self._ended = set(saved.get("ended", ()))
+        self._errored = set(saved.get("errored", ()))
         for lost in unpickler.lost.values():
             # A scheduler that already let go of this trial raises KeyError:
             # there is then nothing left to remove.
             with contextlib.suppress(KeyError):
                 self._inner.on_trial_remove(tune_controller, lost)  # type: ignore[arg-type]
         held, self._held_new, self._restored = self._held_new, [], {}
+        for trial in restored.values():
+            if trial.trial_id in self._errored and trial.status == Trial.PENDING:
+                # Failed before the kill, run again by --resume (Tune's
+                # resume_errored): live again, as for a retry.
+                self._revive(tune_controller, trial)
         for trial in held:
             self._inner.on_trial_add(tune_controller, trial)
             self._added.add(trial.trial_id)
         self._save()
+
+    def _revive(self, tune_controller: Any, trial: Any) -> None:
+        """A trial that ended by an error runs again (a retry, or --resume):
+        no longer ended, added to the wrapped scheduler again as Tune adds a
+        trial it retries. Its rerun epochs get the answers of their first run."""
+        self._errored.discard(trial.trial_id)
+        self._ended.discard(trial.trial_id)
+        self._inner.on_trial_add(tune_controller, trial)
+        self._added.add(trial.trial_id)
 
     def _dumps(self) -> bytes:
         buffer = io.BytesIO()
@@ -290,6 +320,7 @@ class PersistentScheduler(TrialScheduler):
                 "stopped_at": self._stopped_at,
                 "stop_results": self._stop_results,
                 "ended": sorted(self._ended),
+                "errored": sorted(self._errored),
             },
             protocol=pickle.HIGHEST_PROTOCOL,
         )

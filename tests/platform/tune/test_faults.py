@@ -64,15 +64,25 @@ class _KillWorkerAtEpoch3(tune.Callback):
             os.kill(int(result["pid"]), signal.SIGKILL)
 
 
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        {"kind": "none"},
+        # No rung before the last epoch: nothing may stop the retried trial.
+        # (The scheduler wrapper used to stop it at its first retried epoch.)
+        {"kind": "asha", "grace_period": WORKER_MAX_EPOCHS, "reduction_factor": 2},
+    ],
+    ids=["none", "asha"],
+)
 def test_killed_worker_restarts_from_checkpoint_and_leaves_one_row_per_epoch(
-    ray_local: None, tmp_path: Path
+    ray_local: None, tmp_path: Path, scheduler: dict[str, Any]
 ) -> None:
     spec = load_spec(
         {
             **BASE,
             "name": "kill",
             "penalties": {"l2": {"grid": [0.0, 1e-4]}},
-            "scheduler": {"kind": "none"},
+            "scheduler": scheduler,
             "searcher": {"kind": "grid", "max_concurrent": 1},
             "budget": {"samples": 1, "max_epochs": WORKER_MAX_EPOCHS},
             "failure": {"max_retries": 2},
@@ -81,9 +91,11 @@ def test_killed_worker_restarts_from_checkpoint_and_leaves_one_row_per_epoch(
     killer = _KillWorkerAtEpoch3()
     outcome = run_sweep(spec, storage=str(tmp_path), callbacks=[killer])
     ((victim_id, killed_at),) = killer.killed.items()
-    assert all(t.status == "finished" for t in outcome.trials)
+    assert [t.status for t in outcome.trials] == ["finished", "finished"], outcome.trials
     victim = next(t for t in outcome.trials if t.trial_id == victim_id)
     assert victim.iterations == WORKER_MAX_EPOCHS
+    # Ranked on an epoch that the retried run trained (and a checkpoint holds).
+    assert (victim.epoch or victim.iterations) == WORKER_MAX_EPOCHS
     # Restored, not restarted: fewer iterations since the restore than in total.
     assert victim.run_info["iterations_since_restore"] < victim.run_info["training_iteration"]
 
@@ -92,8 +104,10 @@ def test_killed_worker_restarts_from_checkpoint_and_leaves_one_row_per_epoch(
     assert len(epochs) == 2 * WORKER_MAX_EPOCHS
     for _, rows in epochs.groupby("trial_id"):
         assert list(rows["iteration"]) == list(range(1, WORKER_MAX_EPOCHS + 1))
-    rerun = epochs[(epochs["trial_id"] == victim_id) & (epochs["iteration"] == 3)]
-    assert float(rerun["timestamp"].iloc[0]) > killed_at
+    # The victim's rows after its checkpoint (epoch 2) are the retried run's.
+    rerun = epochs[(epochs["trial_id"] == victim_id) & (epochs["iteration"] > 2)]
+    assert list(rerun["iteration"]) == [3, WORKER_MAX_EPOCHS]
+    assert (rerun["timestamp"] > killed_at).all()
     assert {"val_acc", "train_loss", "gap", "n_params", "test_acc"} <= set(epochs.columns)
     assert not {"pid", "hostname", "date", "done", "time_this_iter_s"} & set(epochs.columns)
     trials = read_trials(outcome.path)
