@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from regtune.errors import Problem
 from regtune.search_spaces.distributions import (
     DISTRIBUTION_KINDS,
     Distribution,
@@ -34,6 +35,7 @@ from regtune.search_spaces.sections import (
     BudgetConfig,
     CheckpointConfig,
     GridSearchConfig,
+    HyperbandConfig,
     HyperoptConfig,
     Objective,
     PbtConfig,
@@ -44,12 +46,14 @@ from regtune.trainables.catalog import FAIRNESS_DATASETS, IMAGE_DATASETS
 from regtune.trainables.config import DEPENDENCIES, Dependency, TrainConfig, default_value
 
 __all__ = [
+    "BUDGET_RULE_PATHS",
     "cross_budget",
     "cross_idle",
     "cross_objectives",
     "cross_pbt",
     "cross_resources",
     "cross_searcher",
+    "is_budget_rule",
     "possible_values",
 ]
 
@@ -95,6 +99,16 @@ NOTHING_TO_SEARCH = (
     "penalties (e.g. training.seed: {{grid: [0, 1, 2]}} to repeat one config)"
 )
 GRACE_TOO_LONG = "grace_period must be <= budget.max_epochs ({max_epochs}); got {grace}"
+#: HyperBand pauses a trial at a milestone until the rest of its bracket gets
+#: there; Ray Tune's searchers (BasicVariantGenerator, ConcurrencyLimiter)
+#: count a paused trial as live, so with a cap the bracket never fills.
+HYPERBAND_MAX_CONCURRENT = (
+    "max_concurrent {n} cannot be used with scheduler.kind hyperband: HyperBand pauses "
+    "trials at each milestone until their bracket is full, and Ray Tune counts paused "
+    "trials against searcher.max_concurrent, so the bracket never fills and no trial is "
+    "stopped early; remove searcher.max_concurrent (trials then run as many at once as "
+    "the CPUs and GPUs of Ray allow at resources.cpu/gpu each), or use scheduler.kind asha"
+)
 PBT_SEARCHER = (
     "scheduler pbt picks and perturbs configs itself and Ray Tune refuses a search "
     "algorithm with it; use searcher random (or grid)"
@@ -197,6 +211,21 @@ def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | N
         log.add(("scheduler", "perturbation_interval"), message)
 
 
+#: Where :func:`cross_budget` reports, with the start of each of its messages.
+BUDGET_RULE_PATHS: dict[str, str] = {
+    "scheduler.grace_period": GRACE_TOO_LONG.split("{", 1)[0],
+    "scheduler.perturbation_interval": PBT_INTERVAL.split("{", 1)[0],
+}
+
+
+def is_budget_rule(problem: Problem) -> bool:
+    """Whether ``problem`` is one of :func:`cross_budget`'s: a scheduler's
+    epochs against budget.max_epochs, a rule of the sweep alone (one training
+    run of a spec uses no scheduler)."""
+    start = BUDGET_RULE_PATHS.get(problem.path)
+    return start is not None and problem.message.startswith(start)
+
+
 def cross_resources(
     log: ProblemLog, resources: ResourcesConfig, samples: list[TrainConfig]
 ) -> None:
@@ -212,8 +241,9 @@ def cross_searcher(
     dists: Mapping[KeyPath, Distribution],
 ) -> None:
     """The searcher against the distributions (hyperopt takes no grid, grid
-    takes only grids) and the scheduler (pbt takes no search algorithm); a spec
-    that samples nothing is reported here."""
+    takes only grids) and the scheduler (pbt takes no search algorithm,
+    hyperband no ``max_concurrent``); a spec that samples nothing is reported
+    here."""
     if not dists and not any(p for p in log.problems if p.path.startswith(TRAIN_KEYS)):
         log.add(("searcher",), NOTHING_TO_SEARCH.format(kinds=", ".join(DISTRIBUTION_KINDS)))
     for path, dist in dists.items():
@@ -224,6 +254,10 @@ def cross_searcher(
             log.add((*path, dist.kind), message, because="searcher.kind")
     if isinstance(scheduler, PbtConfig) and isinstance(searcher, HyperoptConfig):
         log.add(("searcher", "kind"), PBT_SEARCHER, because="scheduler.kind")
+    limit = getattr(searcher, "max_concurrent", None)
+    if isinstance(scheduler, HyperbandConfig) and limit is not None:
+        message = HYPERBAND_MAX_CONCURRENT.format(n=limit)
+        log.add(("searcher", "max_concurrent"), message, because="scheduler.kind")
     combinations = grid_combinations(dists.values())
     if combinations > GRID_LIMIT:
         grids = {path: len(d.values) for path, d in dists.items() if isinstance(d, Grid)}
