@@ -16,7 +16,9 @@ and tracks, over the last ``window`` labelled records:
 * per group: ``n``, ``accuracy`` and ``positive_rate`` (share predicted as the
   second class, for two-class models), with ``accuracy_gap`` and ``dp_gap``
   the largest minus the smallest over groups;
-* the same accuracy per serving version (primary, canary).
+* the same accuracy per serving version (primary, canary), keyed by the version's
+  number (``"2"``) when it is a version of the served model, else by its full
+  reference (``"other:1"``, a canary given as another model's version).
 
 A label is matched to a class by canonical value, as ``predict()`` reads a
 category (:class:`~regtune.trainables.schema.ValueIndex`): ``1``, ``1.0``,
@@ -94,7 +96,7 @@ class LabelledWindow:
     labels: list[int]
     decided: list[int]
     groups: list[int | None]
-    versions: list[int]
+    versions: list[str]
 
 
 @dataclass(slots=True)
@@ -102,7 +104,7 @@ class _Pending:
     probs: np.ndarray  # (n, C) float32
     decided: np.ndarray  # (n,) int32 class ids
     groups: np.ndarray | None  # (n,) int32 group codes, -1 for none
-    version: int
+    version: str
     labelled: bool = False
 
 
@@ -129,18 +131,20 @@ class FeedbackTracker:
         self._labels: deque[int] = deque(maxlen=window)
         self._decided: deque[int] = deque(maxlen=window)
         self._group: deque[int | None] = deque(maxlen=window)
-        self._version: deque[int] = deque(maxlen=window)
+        self._version: deque[str] = deque(maxlen=window)
 
     def record(
         self,
         request_id: str,
         probs: np.ndarray,
-        version: int,
+        version: int | str,
         groups: list[int | None] | None = None,
         decided: np.ndarray | None = None,
     ) -> None:
         """Keep one answered request's ``(n, C)`` probabilities for later feedback.
 
+        ``version`` names the answering version: its number, or ``"name:N"`` for
+        another model's version (the key of ``versions`` in :meth:`summary`).
         ``decided`` are the class ids the response answered (a version with
         per-group thresholds does not answer the arg-max); None means the arg-max.
         Accuracy and group rates are scored on them, ECE on ``probs``. An id
@@ -154,7 +158,7 @@ class FeedbackTracker:
             probs,
             ids.astype(np.int32),
             None if codes is None else codes.astype(np.int32),
-            version,
+            str(version),
         )
         self._kept_records += probs.shape[0]
         while len(self._pending) > 1 and (
@@ -256,10 +260,10 @@ class FeedbackTracker:
         correct = predicted == labels
         out["accuracy"] = float(correct.mean())
         out["ece"] = expected_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels))
-        versions = np.asarray(window.versions)
-        for v in np.unique(versions):
+        versions = np.asarray(window.versions, dtype=object)
+        for v in sorted(set(window.versions), key=_version_order):
             mask = versions == v
-            out["versions"][str(int(v))] = {
+            out["versions"][v] = {
                 "n": int(mask.sum()),
                 "accuracy": float(correct[mask].mean()),
             }
@@ -279,6 +283,11 @@ class FeedbackTracker:
                 rates = [g["positive_rate"] for g in out["groups"].values()]
                 out["dp_gap"] = max(rates) - min(rates)
         return out
+
+
+def _version_order(key: str) -> tuple[bool, int, str]:
+    """The served model's own versions by number, then other models' references."""
+    return (not key.isdigit(), int(key) if key.isdigit() else 0, key)
 
 
 class _LabelIndex:

@@ -10,6 +10,9 @@ Names (all tagged with ``model``)::
     regtune_serve_feedback_ece         gauge       ECE on labelled traffic
     regtune_serve_canary_weight        gauge       current canary share (0 after rollback)
 
+``version`` is the answering version's number, or its full reference
+(``other:1``) for a canary that is another model's version, so that its
+requests never share the primary's series.
 ``model`` is always the served model's own name, never one a client sent
 (a path naming another model would otherwise make a new series). Every
 refusal counts once, where the HTTP layer produces it: validation, unknown
@@ -55,7 +58,9 @@ LATENCY_BOUNDARIES_MS = [0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0
 class ServeMetrics:
     """The recording interface; this base records nothing."""
 
-    def request(self, model: str, version: int, latency_ms: float, labels: Sequence[str]) -> None:
+    def request(
+        self, model: str, version: int | str, latency_ms: float, labels: Sequence[str]
+    ) -> None:
         """One answered request and its predicted labels."""
 
     def rejected(self, model: str, status: int) -> None:
@@ -161,7 +166,9 @@ class RayMetrics(ServeMetrics):
             tag_keys=("model",),
         )
 
-    def request(self, model: str, version: int, latency_ms: float, labels: Sequence[str]) -> None:
+    def request(
+        self, model: str, version: int | str, latency_ms: float, labels: Sequence[str]
+    ) -> None:
         tags = {"model": model, "version": str(version)}
         self._latency.observe(latency_ms, tags=tags)
         for label, count in Tally(labels).items():

@@ -161,10 +161,17 @@ class RolloutState:
     """
 
     def __init__(
-        self, version: int | None, weight: float, limits: RolloutLimits = RolloutLimits()
+        self,
+        version: int | None,
+        weight: float,
+        limits: RolloutLimits = RolloutLimits(),
+        *,
+        name: str | None = None,
     ) -> None:
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"canary weight must be in [0, 1]; got {weight}")
+        #: The canary's model name (the served model's, or another model's), None: no canary.
+        self.name = name if version is not None else None
         self.version = version
         self.weight = weight if version is not None else 0.0
         self.limits = limits
@@ -195,6 +202,7 @@ class RolloutState:
             return None
         entry = {
             "time": time.time(),
+            "name": self.name,
             "version": self.version,
             "weight_before": self.weight,
             "reasons": reasons,
@@ -215,6 +223,7 @@ class RolloutState:
     def snapshot(self) -> dict[str, Any]:
         """The canary's state for ``GET /v1/models/{name}``."""
         return {
+            "name": self.name,
             "version": self.version,
             "weight": self.weight,
             "status": self.status,

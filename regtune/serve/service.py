@@ -136,6 +136,7 @@ class ModelService:
             None if self.canary is None else self.canary.number,
             settings.canary_weight,
             settings.rollout_limits(),
+            name=None if self.canary is None else self.canary.name,
         )
         #: Where a rollback is written, so a restarted replica keeps it (None: memory only).
         self.rollback_marker = rollback_marker if self.canary is not None else None
@@ -253,7 +254,7 @@ class ModelService:
         self.feedback.record(
             request_id,
             probs,
-            answered.number,
+            self.version_key(answered),
             groups,
             decided=answered.decisions(probs, answered_groups),
         )
@@ -264,14 +265,21 @@ class ModelService:
             # on this event loop (one forward pass of its own), before the next event.
             asyncio.get_running_loop().call_soon(self._run_shadow, records, primary_labels)
         self.metrics.request(
-            self.name, answered.number, (time.perf_counter() - started) * 1e3, labels
+            self.name, self.version_key(answered), (time.perf_counter() - started) * 1e3, labels
         )
         return {
             "predictions": answers,
-            "model_name": self.name,
+            # The version that answered: a canary that is another model's version is
+            # named as itself, never as the primary.
+            "model_name": answered.name,
             "model_version": answered.number,
             "request_id": request_id,
         }
+
+    def version_key(self, served: ServedModel) -> str:
+        """How metrics and feedback name a version: its number (``"2"``) when it is a
+        version of the served model, else its full reference (``"other:1"``)."""
+        return str(served.number) if served.name == self.name else served.ref
 
     def _judge(
         self,
@@ -444,9 +452,13 @@ class ModelService:
             "name": self.name,
             "version": self.primary.number,
             "kind": getattr(self.primary.version, "kind", "single"),
-            "canary": {k: canary[k] for k in ("version", "weight", "status")},
-            "shadow": None if self.shadow is None else self.shadow.number,
+            "canary": {k: canary[k] for k in ("name", "version", "weight", "status")},
+            # The shadow's number, or its full reference when it is another model's.
+            "shadow": None if self.shadow is None else self._listed(self.shadow),
         }
+
+    def _listed(self, served: ServedModel) -> int | str:
+        return served.number if served.name == self.name else served.ref
 
     def describe(self, name: str) -> dict[str, Any]:
         """``GET /v1/models/{name}``: versions, inputs, canary state and rollback log."""
@@ -455,6 +467,7 @@ class ModelService:
         shadow = None
         if self.shadow is not None:
             shadow = {
+                "name": self.shadow.name,
                 "version": self.shadow.number,
                 "stats": self.shadow_stats.summary(),
                 "unjudged": self.unjudged["shadow"],

@@ -66,7 +66,7 @@ def test_predictions_over_http_equal_the_in_process_model(
 def test_routes_list_describe_and_document_the_model(served: Served, client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "model": MODEL, "version": 1}
     (entry,) = client.get("/v1/models").json()["models"]
-    assert entry["canary"] == {"version": 2, "weight": 0.3, "status": "active"}
+    assert entry["canary"] == {"name": MODEL, "version": 2, "weight": 0.3, "status": "active"}
     assert entry["shadow"] == 3
     info = client.get(f"/v1/models/{MODEL}").json()
     assert info["classes"] == ["<=50K", ">50K"]

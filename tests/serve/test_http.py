@@ -29,11 +29,13 @@ class Recorder(ServeMetrics):
 
     def __init__(self) -> None:
         self.rejections: list[tuple[str, int]] = []
-        self.requests: list[tuple[str, int]] = []
+        self.requests: list[tuple[str, int | str]] = []
         self.drifts: list[tuple[str, float]] = []
         self.feedbacks: list[tuple[str, float, float]] = []
 
-    def request(self, model: str, version: int, latency_ms: float, labels: Sequence[str]) -> None:
+    def request(
+        self, model: str, version: int | str, latency_ms: float, labels: Sequence[str]
+    ) -> None:
         self.requests.append((model, version))
 
     def rejected(self, model: str, status: int) -> None:
@@ -93,7 +95,7 @@ def test_every_refusal_is_counted_under_the_served_models_name(registry: Registr
     assert recorder.rejections == [
         (MODEL, 401), (MODEL, 404), (MODEL, 404), (MODEL, 413), (MODEL, 404), (MODEL, 422)
     ]  # fmt: skip
-    assert recorder.requests == [(MODEL, 1)]
+    assert recorder.requests == [(MODEL, "1")]
 
 
 def test_feedback_labels_ids_and_reused_ids(registry: Registry) -> None:
