@@ -1,20 +1,26 @@
 """Live sweep progress: trials running / finished / stopped early, best so far.
 
-"Best so far" is one reported epoch, the best by the results store's order
-(:func:`regtune.platform.results.ranking.best_first`: the first objective,
-ties broken by the others, the validation loss, the trial id), shown with
-its trial id and *its own* values of the other objectives: in a
-multi-objective sweep the line never combines values from different trials.
+"Best so far" is the trial the sweep summary would name if the sweep ended
+now: each trial is ranked on the epoch whose weights it keeps (the
+``kept_epoch`` its latest epoch reports: a fairness bound's choice, early
+stopping's best epoch, else that latest epoch itself; see
+:mod:`~regtune.platform.analysis.kept`), with a final-report objective
+(``test_*``) taken from its latest report, and trials are ordered by the
+results store's order (:func:`regtune.platform.results.ranking.best_first`:
+the first objective, ties broken by the others, the validation loss, the
+trial id). The line shows that trial's id and *its own* values of the
+objectives at that epoch: in a multi-objective sweep the line never combines
+values from different trials, and once every trial is done it names the
+summary's best trial with the summary's numbers.
 
 It leaves out what the summary at the end never calls best: a trial whose
 latest epoch is a constant predictor (one class for every row, see
 :mod:`~regtune.platform.results.degenerate`) and a trial that failed. When
-such a trial held the best, the best goes back to the best epoch of the
-trials still eligible. The line counts the constant predictors left out, and
+such a trial held the best, the best goes back to the best of the trials
+still eligible. The line counts the constant predictors left out, and
 while they are all there is, it shows their score marked as such (on a
 2%-positive label a constant predictor's ``val_acc`` is 0.98, which the line
-must not present as a result). The summary ranks each trial on the epoch it
-keeps (``kept_epoch``), so the two can still name different trials.
+must not present as a result).
 
 :class:`SweepProgress` is plain bookkeeping (tested without Ray);
 :class:`ProgressCallback` feeds it from Tune's driver-side callback hooks and
@@ -34,6 +40,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from regtune.platform.analysis.columns import is_final_report
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.ranking import TIE_BREAK, best_first
 from regtune.platform.results.trials import trial_status
@@ -53,11 +60,11 @@ LINE_PERIOD_S = 5.0
 
 @dataclass
 class SweepProgress:
-    """Counts of a running sweep and its best epoch so far.
+    """Counts of a running sweep and its best trial so far.
 
-    ``best`` maps each objective to the value the best epoch reported (an
-    objective that epoch did not report, or reported as NaN, is left out);
-    ``best_trial`` is that epoch's trial. Trials whose latest epoch is a
+    ``best`` maps each objective to the best trial's value at the epoch it
+    keeps (an objective that epoch did not report, or reported as NaN, is
+    left out); ``best_trial`` is that trial. Trials whose latest epoch is a
     constant predictor (``constant``) and failed trials (``failed``) are never
     the best (see the module).
     """
@@ -76,8 +83,11 @@ class SweepProgress:
     clock: Callable[[], float] = time.monotonic
     _last_iter: dict[str, int] = field(default_factory=dict)
     _best_row: dict[str, float] | None = None
-    #: each trial's best epoch that was not a constant predictor
+    #: each trial's row at the epoch it keeps (while it is not a constant predictor)
     _trial_rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: each trial's rows from the epoch it keeps on (the kept epoch never goes
+    #: back, so earlier rows can never be ranked again)
+    _epoch_rows: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
     #: each constant predictor's latest epoch (shown only while nothing else is)
     _constant_rows: dict[str, dict[str, float]] = field(default_factory=dict)
     _started_at: float | None = None
@@ -92,32 +102,63 @@ class SweepProgress:
     def result(self, trial_id: str, result: dict[str, Any]) -> None:
         """A trial reported an epoch."""
         self.running.add(trial_id)
-        self._last_iter[trial_id] = int(result.get("training_iteration", 0))
+        epoch = int(result.get("training_iteration", 0))
+        self._last_iter[trial_id] = epoch
         if not self.objectives:
             return
         keys = {metric for metric, _ in self.objectives} | {TIE_BREAK[0]}
         row = {k: float(result[k]) for k in keys if _finite(result.get(k))}
+        ranked = self._ranked_row(trial_id, epoch, row, result.get("kept_epoch"))
         if is_constant_predictor(result):
             self.constant.add(trial_id)
             self._constant_rows[trial_id] = row
+            self._trial_rows.pop(trial_id, None)
             if trial_id == self.best_trial:
                 self._rebuild_best()
             return
         self.constant.discard(trial_id)
         self._constant_rows.pop(trial_id, None)
-        if not best_first([row], [trial_id], self.objectives):
-            return  # no finite first objective: never the best
-        kept = self._trial_rows.get(trial_id)
-        if kept is None or self._beats(row, trial_id, kept, trial_id):
-            self._trial_rows[trial_id] = row
-        # The trial's best epoch (this one, or an earlier one it left out while
-        # it was a constant predictor) against the best so far.
-        candidate = self._trial_rows[trial_id]
+        if not best_first([ranked], [trial_id], self.objectives):
+            # No finite first objective where it is ranked: not the best.
+            self._trial_rows.pop(trial_id, None)
+            if trial_id == self.best_trial:
+                self._rebuild_best()
+            return
+        self._trial_rows[trial_id] = ranked
         if trial_id in self.failed:
             return
         current, holder = self._best_row, self.best_trial
-        if current is None or holder is None or self._beats(candidate, trial_id, current, holder):
-            self._set_best(candidate, trial_id)
+        if current is None or holder is None:
+            self._set_best(ranked, trial_id)
+        elif trial_id == holder:
+            if self._beats(current, holder, ranked, trial_id):
+                self._rebuild_best()  # the best trial now keeps a worse epoch
+            else:
+                self._set_best(ranked, trial_id)
+        elif self._beats(ranked, trial_id, current, holder):
+            self._set_best(ranked, trial_id)
+
+    def _ranked_row(
+        self, trial_id: str, epoch: int, row: dict[str, float], kept: object
+    ) -> dict[str, float]:
+        """The trial's row at the epoch it keeps (the summary's rule, see the
+        module): its row of epoch ``kept`` (the latest row when ``kept`` is not
+        a known epoch), with final-report objectives from the latest row.
+        Rows before the kept epoch are dropped: it never goes back."""
+        rows = self._epoch_rows.setdefault(trial_id, {})
+        rows[epoch] = row
+        kept_at = _whole(kept)
+        if kept_at is None or kept_at > epoch:
+            kept_at = epoch
+        for old in [e for e in rows if e < kept_at]:
+            del rows[old]
+        chosen = rows.get(kept_at, row)
+        # As the summary: the tie-break's loss from the latest row where the
+        # kept one lacks it; an objective the kept epoch lacks stays missing.
+        out = {k: v for k, v in row.items() if k == TIE_BREAK[0]}
+        out.update((k, v) for k, v in chosen.items() if not is_final_report(k))
+        out.update((k, v) for k, v in row.items() if is_final_report(k))
+        return out
 
     def completed(self, trial_id: str, *, error: bool = False) -> None:
         """A trial ended: ran all epochs, was stopped, or failed for good."""
@@ -202,6 +243,14 @@ def progress_text(snap: dict[str, Any]) -> str:
         f"{snap['finished']} finished, {snap['stopped_early']} stopped early, "
         f"{snap['errors']} failed; {snap['running']} running | best {best or '-'}"
     )
+
+
+def _whole(value: object) -> int | None:
+    """A whole number (an epoch, as a result reports it), else None."""
+    if not _finite(value):
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return int(number) if number.is_integer() else None
 
 
 def _finite(value: object) -> bool:

@@ -34,13 +34,25 @@ def test_best_is_one_trials_epoch_never_a_mix_of_trials() -> None:
     p = SweepProgress(objectives=objectives, total=3, max_t=4)
     p.result("a", {"training_iteration": 1, "val_acc": 0.85, "dp_diff": 0.09, "eo_diff": 0.20})
     p.result("b", {"training_iteration": 1, "val_acc": 0.80, "dp_diff": 0.02, "eo_diff": 0.08})
-    # A later epoch of a with a worse val_acc changes nothing.
-    p.result("a", {"training_iteration": 2, "val_acc": 0.84, "dp_diff": 0.01, "eo_diff": 0.01})
     snap = p.snapshot()
     assert snap["best"] == {"val_acc": 0.85, "dp_diff": 0.09, "eo_diff": 0.20}
     assert snap["best_trial"] == "a"
     line = progress_text(snap)
     assert line.endswith("best val_acc 0.8500  dp_diff 0.0900  eo_diff 0.2000 (trial a)")
+    # A later epoch of a with a worse val_acc: a keeps that epoch's weights
+    # (no kept_epoch reported: the latest), so it is ranked on it, as the
+    # summary ranks it; still the best, with that epoch's own values.
+    p.result("a", {"training_iteration": 2, "val_acc": 0.84, "dp_diff": 0.01, "eo_diff": 0.01})
+    snap = p.snapshot()
+    assert snap["best"] == {"val_acc": 0.84, "dp_diff": 0.01, "eo_diff": 0.01}
+    assert snap["best_trial"] == "a"
+    # Its epoch 1 comes back only if it reports keeping it (early stopping).
+    p.result(
+        "a",
+        {"training_iteration": 3, "val_acc": 0.6, "dp_diff": 0.5, "eo_diff": 0.5, "kept_epoch": 2},
+    )
+    assert p.snapshot()["best"] == {"val_acc": 0.84, "dp_diff": 0.01, "eo_diff": 0.01}
+    p.result("a", {"training_iteration": 4, "val_acc": 0.85, "dp_diff": 0.09, "eo_diff": 0.20})
     # A tie on val_acc goes to the next objective (results.ranking.best_first)...
     p.result("c", {"training_iteration": 1, "val_acc": 0.85, "dp_diff": 0.03, "eo_diff": 0.50})
     assert p.snapshot()["best"] == {"val_acc": 0.85, "dp_diff": 0.03, "eo_diff": 0.50}
@@ -151,8 +163,10 @@ def test_the_best_goes_back_when_its_trial_becomes_constant_or_fails() -> None:
     # b collapses to one class: its earlier epoch is no longer offered.
     p.result("b", _epoch(2, 0.90, 0.0))
     assert p.best_trial == "a" and p.best == {"val_acc": 0.80}
-    # b predicts both classes again: its best such epoch (0.85) counts again.
+    # b predicts both classes again: ranked on the epoch it keeps (0.70), a stays.
     p.result("b", _epoch(3, 0.70, 0.02))
+    assert p.best_trial == "a" and p.best == {"val_acc": 0.80}
+    p.result("b", _epoch(4, 0.85, 0.02))
     assert p.best_trial == "b" and p.best == {"val_acc": 0.85}
     # b fails for good: the summary will not take it, nor does the line.
     p.completed("b", error=True)
