@@ -118,6 +118,9 @@ NOT_METRICS = frozenset(
 #: (``test_acc``, ``test_loss``, timings): the stem after ``test_``/``val_``.
 _STEM_MODES: dict[str, str] = {"acc": "max", "loss": "min"}
 _TIME_SUFFIX = "_time_s"
+#: A group's accuracy is ``test_acc_<group>``; its interval ends carry these suffixes.
+_GROUP_ACC_PREFIX = "acc_"
+_INTERVAL_SUFFIXES = ("_ci_low", "_ci_high")
 
 ROW_BAD_ITERATION = (
     "result of trial {trial!r} has training_iteration={value!r}; expected a positive integer"
@@ -137,8 +140,10 @@ def metric_mode(name: str) -> str | None:
     """``"min"``/``"max"`` for a metric, or ``None`` when no direction is better.
 
     Known names come from :data:`~regtune.trainables.config.METRIC_MODES`;
-    ``test_<m>`` follows ``<m>``; ``*_acc`` is ``max``, ``*_loss`` and
-    ``*_time_s`` are ``min``.
+    ``test_<m>`` follows ``<m>``; ``*_acc`` and a group's accuracy
+    (``test_acc_<group>``, ``val_acc_<group>``) are ``max``, ``*_loss`` and
+    ``*_time_s`` are ``min``; an interval's ends (``*_ci_low``, ``*_ci_high``)
+    have no direction.
     """
     if name in METRIC_MODES:
         return METRIC_MODES[name]
@@ -147,6 +152,9 @@ def metric_mode(name: str) -> str | None:
         return METRIC_MODES[stem]
     if name.endswith(_TIME_SUFFIX):
         return "min"
+    group = stem.removeprefix("val_")
+    if group.startswith(_GROUP_ACC_PREFIX) and not group.endswith(_INTERVAL_SUFFIXES):
+        return "max"
     return _STEM_MODES.get(stem.rsplit("_", 1)[-1])
 
 
