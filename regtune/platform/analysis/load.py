@@ -32,23 +32,32 @@ import pyarrow.parquet as pq
 
 from regtune.errors import DataError
 from regtune.platform.analysis.curves import Segments, segment_values, segments
-from regtune.platform.results import ResultsWarning, read_epochs, read_spec, read_trials
+from regtune.platform.results import ResultsWarning, read_epochs, read_spec
 from regtune.platform.results.degenerate import GROUP_GAPS, constant_predictors
-from regtune.platform.results.files import locate
+from regtune.platform.results.files import PART_PREFIX, locate
 from regtune.platform.results.read import (
     SKIPPED,
+    StoredTrials,
     check_part,
     concat_parts,
+    epoch_parts,
+    epochs_frame,
+    incomplete_message,
+    incomplete_trials,
     scan_epoch_parts,
-    stored_trial_states,
+    stored_trials,
+    trials_frame,
 )
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
     "MSG_ALL_SKIPPED",
     "MSG_EMPTY",
+    "MSG_INCOMPLETE",
     "MSG_NO_SPEC",
     "MSG_RUNNING",
+    "MSG_UNKNOWN_STATUS",
+    "UNKNOWN",
     "Experiment",
     "final_values",
     "load_experiment",
@@ -67,6 +76,20 @@ MSG_ALL_SKIPPED = (
 MSG_NO_SPEC = "{exp}: no usable stored spec ({reason}); swept parameters are inferred from the data"
 MSG_RUNNING = (
     "{exp}: still running ({running} of {total} trials running): analyzed as far as it got"
+)
+#: The status of every trial when the trial table cannot be read: whether each one
+#: finished, failed, was stopped or still runs is not known.
+UNKNOWN = "unknown"
+MSG_UNKNOWN_STATUS = (
+    "{exp}: the trial table could not be read, so every trial's status is unknown "
+    "('{unknown}'): whether the sweep has ended, and which of its {total} trials finished, "
+    "failed or were stopped, cannot be told; analyzed from the epochs that could be read"
+)
+#: Trials that lost epochs with a skipped part (:data:`regtune.platform.results.read.INCOMPLETE`)
+#: and what the analysis does with them.
+MSG_INCOMPLETE = (
+    "{message}; the analysis leaves them off the best trial, the front, the paths, the heat "
+    "map and the diagnosis (the trial summary still lists them)"
 )
 #: The store's own words for a part it skipped (:data:`regtune.platform.results.read.SKIPPED`).
 MSG_SKIPPED = SKIPPED
@@ -98,6 +121,8 @@ class Experiment:
     notes: list[str] = field(default_factory=list)
     #: The epochs table's per-trial segments, when the reader computed them (reused by analysis).
     segments: Segments | None = None
+    #: Trials that lost epochs with a skipped part: trial -> which epochs are missing.
+    incomplete: dict[str, str] = field(default_factory=dict)
 
     @property
     def running(self) -> int:
@@ -115,10 +140,13 @@ def _record(caught: list[warnings.WarningMessage], notes: list[str]) -> None:
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
-def _scan(exp: str, read: Callable[[str], T], notes: list[str]) -> list[T]:
+def _scan(
+    exp: str, read: Callable[[str], T], notes: list[str], skipped: list[str] | None = None
+) -> list[T]:
     """``read(path)`` of every epoch part the store would read (the store's own walk,
     :func:`~regtune.platform.results.read.scan_epoch_parts`: a part merged away
-    mid-read makes it start over, so no row is lost); skipped parts are noted."""
+    mid-read makes it start over, so no row is lost); skipped parts are noted (and
+    their paths appended to ``skipped`` when given)."""
     loc = locate(exp)
     if not loc.exists(loc.root):
         # The store's reader words this error; let it.
@@ -126,6 +154,8 @@ def _scan(exp: str, read: Callable[[str], T], notes: list[str]) -> list[T]:
 
     def skip(path: str, reason: str) -> None:
         notes.append(MSG_SKIPPED.format(path=loc.display(path), reason=reason))
+        if skipped is not None:
+            skipped.append(loc.display(path))
 
     return [value for _name, value in scan_epoch_parts(loc, read, skip)]
 
@@ -154,7 +184,9 @@ def stored_columns(exp: str) -> tuple[list[str], list[str]]:
     return list(names), notes
 
 
-def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.DataFrame:
+def _read_projected(
+    exp: str, columns: Sequence[str], notes: list[str], skipped: list[str]
+) -> pd.DataFrame:
     """The requested epoch columns of every readable part, latest row per (trial, iteration).
 
     Columns no part holds are left out (the caller checks names against
@@ -172,7 +204,7 @@ def _read_projected(exp: str, columns: Sequence[str], notes: list[str]) -> pd.Da
         pa.default_memory_pool().release_unused()
         return table
 
-    tables = _scan(exp, read, notes)
+    tables = _scan(exp, read, notes, skipped)
     if not tables:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in _KEYS})
     holder = [concat_parts(tables)]
@@ -275,12 +307,15 @@ def _latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[order[last]].reset_index(drop=True)
 
 
-def _trial_states(exp: str, epochs: pd.DataFrame, seg: Segments) -> pd.DataFrame:
-    """Status (stored, else ``running``) and degenerate (the store's rule on the last epoch:
-    every gap in ``GROUP_GAPS`` reported and exactly 0), without reading the trial rows again."""
-    states, _ = stored_trial_states(locate(exp))
+def _trial_states(epochs: pd.DataFrame, seg: Segments, stored: StoredTrials) -> pd.DataFrame:
+    """Status (stored, else ``running``; :data:`UNKNOWN` for every trial when the stored
+    table cannot be used) and degenerate (the store's rule on the last epoch: every gap in
+    ``GROUP_GAPS`` reported and exactly 0), without reading the trial rows again."""
+    states = stored.states
     present = [str(t) for t in seg.trial_ids]
     status = [states[t].status if t in states else "running" for t in present]
+    if stored.unusable is not None:
+        status = [UNKNOWN] * len(present)
     degenerate = np.zeros(seg.n_trials, dtype=bool)
     if all(g in epochs.columns for g in GROUP_GAPS):
         last = [segment_values(epochs, gap, seg)[seg.last] for gap in GROUP_GAPS]
@@ -301,31 +336,49 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
             another schema version (the store's messages name the path).
     """
     notes: list[str] = []
+    skipped: list[str] = []
+    stored = StoredTrials()
     name = str(exp).rstrip("/").rsplit("/", 1)[-1]
+    loc = locate(exp)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResultsWarning)
         if columns is None:
-            epochs = read_epochs(exp)
-            trials = read_trials(exp) if not epochs.empty else pd.DataFrame()
+            if not loc.exists(loc.root):
+                read_epochs(exp)  # the store's reader words this error
+            epochs = epochs_frame([table for _, table in epoch_parts(loc, skipped)])
+            trials = pd.DataFrame()
+            if not epochs.empty:
+                stored = stored_trials(loc)
+                trials = trials_frame(loc, epochs, states=stored.states)
+                if stored.unusable is not None:
+                    trials["status"] = UNKNOWN
         else:
-            epochs = _read_projected(exp, columns, notes)
+            epochs = _read_projected(exp, columns, notes, skipped)
             trials = pd.DataFrame()
     _record(caught, notes)
     # A full read warns per skipped file twice (epochs, then trials): say it once.
     notes = list(dict.fromkeys(notes))
     if epochs.empty:
         # Parts that exist but were skipped (unreadable, foreign): waiting will not help.
-        skipped = [note for note in notes if _SKIPPED_MARK in note]
-        if skipped:
-            raise DataError(MSG_ALL_SKIPPED.format(exp=exp, skipped="; ".join(skipped)))
+        unread = [note for note in notes if _SKIPPED_MARK in note]
+        if unread:
+            raise DataError(MSG_ALL_SKIPPED.format(exp=exp, skipped="; ".join(unread)))
         raise DataError(MSG_EMPTY.format(exp=exp))
     seg: Segments | None = None
     if columns is not None:
         seg = segments(epochs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResultsWarning)
-            trials = _trial_states(exp, epochs, seg)
+            stored = stored_trials(loc)
+            trials = _trial_states(epochs, seg, stored)
         _record(caught, notes)
+    notes = list(dict.fromkeys(notes))
+    # Only a skipped part can have held rows (a file not named part-*.parquet never did).
+    parts = [p for p in dict.fromkeys(skipped) if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)]
+    incomplete = incomplete_trials(epochs, stored.iterations) if parts else {}
+    if incomplete:
+        message = incomplete_message(parts, incomplete)
+        notes.append(MSG_INCOMPLETE.format(message=message))
     spec: SweepSpec | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResultsWarning)
@@ -337,9 +390,17 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
     if "experiment" in epochs.columns and len(epochs):
         name = str(epochs["experiment"].iloc[0])
     result = Experiment(
-        name=name, path=str(exp), epochs=epochs, trials=trials, spec=spec, segments=seg
+        name=name,
+        path=str(exp),
+        epochs=epochs,
+        trials=trials,
+        spec=spec,
+        segments=seg,
+        incomplete=incomplete,
     )
-    if result.running:
+    if stored.unusable is not None:
+        result.notes.append(MSG_UNKNOWN_STATUS.format(exp=exp, total=len(trials), unknown=UNKNOWN))
+    elif result.running:
         result.notes.append(MSG_RUNNING.format(exp=exp, running=result.running, total=len(trials)))
     result.notes[:0] = notes
     return result

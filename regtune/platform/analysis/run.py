@@ -65,6 +65,10 @@ SECOND_OBJECTIVE = ("ece", "min")
 EXAMPLES_PER_LABEL = 3
 
 MSG_NO_LOSSES = "diagnosis needs train_loss and val_loss; metrics present: {present}"
+#: Why there is no best trial when every trial lost stored epochs to a skipped part.
+MSG_ALL_INCOMPLETE = (
+    "every trial ({n}) lost stored epochs to an unreadable part (see the notes), so none is ranked"
+)
 #: Why the front is empty: every trial was left out, for these reasons.
 MSG_EMPTY_FRONT = "the front is empty: every trial was left out ({reasons})"
 #: How each kind of left-out trial is counted in :data:`MSG_EMPTY_FRONT`.
@@ -72,6 +76,7 @@ _LEFT_OUT = {
     "degenerate": "{n} degenerate: each predicts one class for every row; --include-degenerate "
     "keeps them",
     "error": "{n} failed",
+    "incomplete": "{n} that lost stored epochs to an unreadable part (see the notes)",
     "no value": "{n} with no value of {objectives}",
 }
 
@@ -109,6 +114,10 @@ class Analysis:
     #: the part of ``read_s`` that read the best trial's bins and intervals.
     timings: dict[str, float] = field(default_factory=dict)
     include_degenerate: bool = False
+    #: Trials that lost stored epochs with a skipped part (trial -> which epochs): listed in
+    #: ``summary`` but left off the best trial, the front, the paths, the heat map and the
+    #: diagnosis, whose numbers would be of the wrong epochs.
+    incomplete: dict[str, str] = field(default_factory=dict)
 
     def no_best_reason(self) -> str | None:
         """Why :attr:`best` is None (None when there is a best), in the words of the sweep
@@ -118,7 +127,10 @@ class Analysis:
         if self.best is not None:
             return None
         metric = self.objective[0]
-        summary = self.summary
+        summary = self.summary.drop(index=list(self.incomplete), errors="ignore")
+        lost = len(self.summary) - len(summary)
+        if lost and summary.empty:
+            return MSG_ALL_INCOMPLETE.format(n=lost)
         n = len(summary)
         status = summary["status"] if "status" in summary else pd.Series("", index=summary.index)
         degenerate = pd.Series(
@@ -132,7 +144,10 @@ class Analysis:
         trials = [
             (str(status.iloc[i]), bool(degenerate.iloc[i]), float(values.iloc[i])) for i in range(n)
         ]
-        return no_best_reason(trials, metric)
+        reason = no_best_reason(trials, metric)
+        if lost and reason is not None:
+            reason += f" (of those left after the {lost} with stored epochs lost)"
+        return reason
 
     def empty_front_reason(self) -> str | None:
         """Why the front holds no trial, naming how many trials were left out for each
@@ -221,6 +236,7 @@ class Analysis:
             "verdict": self.verdict,
             "best": best,
             "no_best": self.no_best_reason(),
+            "incomplete": dict(self.incomplete),
             "notes": self.notes,
             "timings": self.timings,
         }
@@ -340,6 +356,7 @@ def analyze_tables(
     path: str = "",
     notes: Sequence[str] = (),
     seg: Segments | None = None,
+    incomplete: Mapping[str, str] | None = None,
 ) -> Analysis:
     """Analyse an epochs table (the results contract's shape).
 
@@ -349,6 +366,10 @@ def analyze_tables(
     ``metrics``: the metrics drawn along each path (default: all).
     ``penalties``: the swept parameters to draw paths for (default: all swept).
     ``seg``: the table's segments if already computed (they must be of ``epochs``).
+    ``incomplete``: trials whose stored epochs are incomplete (trial -> which are missing,
+    :attr:`~regtune.platform.analysis.load.Experiment.incomplete`): they stay in the
+    summary but are left off the best trial, the front (``excluded`` ``"incomplete"``),
+    the paths, the heat map and the diagnosis.
 
     Raises:
         SpecError: an unknown metric, objective or parameter; the message lists
@@ -364,6 +385,9 @@ def analyze_tables(
         raise SpecError(MSG_NO_LOSSES.format(present=list_metrics(present)))
     seg = seg if seg is not None else segments(epochs)
     summary = trial_summary(epochs, primary, trials=trials, seg=seg)
+    lost = sorted(set(incomplete or {}) & {str(t) for t in summary.index})
+    # What is ranked, drawn and diagnosed: the trials whose stored epochs are all there.
+    ranked = summary.drop(index=lost) if lost else summary
     swept = swept_parameters(summary, spec)
     if penalties:
         swept = [find_parameter(swept, p, "penalty") for p in penalties]
@@ -375,42 +399,42 @@ def analyze_tables(
         path_metrics = [
             m
             for m in present
-            if m not in detail and not m.endswith(BOOKKEEPING_SUFFIXES) and summary[m].notna().any()
+            if m not in detail and not m.endswith(BOOKKEEPING_SUFFIXES) and ranked[m].notna().any()
         ]
     if primary[0] not in path_metrics:
         path_metrics.insert(0, primary[0])
     paths = {
         p.name: regularization_path(
-            summary, p, primary, path_metrics, include_degenerate=include_degenerate
+            ranked, p, primary, path_metrics, include_degenerate=include_degenerate
         )
         for p in numeric
     }
     heat = None
     if len(numeric) >= 2:
         heat = heatmap(
-            summary,
+            ranked,
             numeric[0],
             numeric[1],
             heatmap_metric or primary[0],
             include_degenerate=include_degenerate,
         )
     front_objectives = _front_objectives(spec, objectives, present)
-    front = pareto_table(
-        summary, front_objectives, reference=reference, include_degenerate=include_degenerate
-    )
+    front = _front(summary, lost, front_objectives, reference, include_degenerate)
     diagnosis = diagnose(epochs, summary, seg=seg)
+    if lost:
+        diagnosis = diagnosis.drop(index=lost, errors="ignore")
     verdict = sweep_verdict(
         paths,
         diagnosis,
         swept,
-        summary.get("status"),
-        summary=summary,
+        ranked.get("status"),
+        summary=ranked,
         objective=primary,
         include_degenerate=include_degenerate,
     )
     # Ties go as in the sweep summary: the other objectives asked for (not the front's ece).
     others = [o for o in _chosen_objectives(spec, objectives) if o[0] != primary[0]]
-    best_id = best_trial_id(summary, primary, others=others, include_degenerate=include_degenerate)
+    best_id = best_trial_id(ranked, primary, others=others, include_degenerate=include_degenerate)
     best = best_trial(epochs, summary, best_id, seg) if best_id is not None else None
     all_notes = list(notes)
     if trials is not None and "status" in trials.columns:
@@ -436,7 +460,33 @@ def analyze_tables(
         spec=spec,
         notes=all_notes,
         include_degenerate=include_degenerate,
+        incomplete={t: str((incomplete or {})[t]) for t in lost},
     )
+
+
+def _front(
+    summary: pd.DataFrame,
+    lost: Sequence[str],
+    objectives: tuple[tuple[str, str], ...],
+    reference: Mapping[str, float] | None,
+    include_degenerate: bool,
+) -> Front:
+    """The Pareto analysis of ``summary`` with the trials in ``lost`` (stored epochs
+    incomplete) kept in its table but never on the front: marked ``excluded``
+    ``"incomplete"``."""
+    if not lost:
+        return pareto_table(
+            summary, objectives, reference=reference, include_degenerate=include_degenerate
+        )
+    marked = summary.copy()
+    status = marked["status"] if "status" in marked.columns else pd.Series("", index=marked.index)
+    # Left out as pareto_table leaves failed trials out, then named for what they are.
+    marked["status"] = status.astype(object).where(~marked.index.isin(lost), "error")
+    front = pareto_table(
+        marked, objectives, reference=reference, include_degenerate=include_degenerate
+    )
+    front.table.loc[front.table.index.isin(lost), "excluded"] = "incomplete"
+    return front
 
 
 def analyze_experiment(
@@ -484,6 +534,7 @@ def analyze_experiment(
         path=experiment.path,
         notes=experiment.notes,
         seg=experiment.segments,
+        incomplete=experiment.incomplete,
     )
     detail_s = detail_cpu_s = 0.0
     if analysis.best is not None:

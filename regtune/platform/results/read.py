@@ -20,14 +20,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from regtune.errors import DataError, SpecError
 from regtune.platform.results.files import (
+    EPOCHS_DIR,
     PART_PREFIX,
     PART_SUFFIX,
+    RESULTS_DIR,
+    TRIALS_FILE,
     ResultsLocation,
     locate,
 )
@@ -56,6 +61,7 @@ __all__ = [
     "StoredTrials",
     "check_part",
     "concat_parts",
+    "incomplete_trials",
     "load_trial_states",
     "read_epochs",
     "read_spec",
@@ -67,10 +73,24 @@ __all__ = [
 #: Times a read starts over when a part vanished under it (a compaction).
 LIST_RETRIES = 3
 
-NO_RESULTS = (
-    "{path}: no results folder; expected the {what} of a regtune sweep. Is {exp!r} an "
-    "experiment directory (<storage>/<name>) of a sweep that has started?"
+NO_RESULTS = "{path}: no results folder; expected the {what} of a regtune sweep. {why} {listing}"
+#: What is at the experiment path itself, in :data:`NO_RESULTS`.
+EXP_MISSING = "{exp!r} does not exist."
+EXP_IS_FILE = "{exp!r} is a file, not an experiment directory (<storage>/<name>)."
+EXP_IS_RESULTS = "{exp!r} is an experiment's results folder itself: pass its parent, {parent!r}."
+EXP_NOT_STARTED = (
+    "{exp!r} exists but is not an experiment directory (<storage>/<name>) of a sweep that "
+    "has started."
 )
+#: The experiments found beside (or, for a storage root, under) the path asked for.
+EXPERIMENTS_UNDER = "Experiments under {root!r}: {names}."
+EXPERIMENTS_INSIDE = "It holds experiments: {names}; pass one of them, e.g. {example!r}."
+NO_EXPERIMENTS_UNDER = "No experiment is under {root!r}."
+ROOT_MISSING = "{root!r} does not exist either."
+#: At most this many experiment names are listed (then "and N more").
+LISTED_EXPERIMENTS = 10
+#: At most this many folders are looked into when listing experiments.
+LOOKED_INTO = 500
 SKIPPED = "{path}: skipped ({reason}); the file was left in place"
 NOT_A_PART = "not a results part: parts are named part-<...>.parquet"
 UNREADABLE = "not readable as Parquet: {error}"
@@ -85,6 +105,11 @@ LENIENT_PASSES = 5
 #: Top-level keys a stored spec is never read without: trials would be ranked wrongly.
 KEPT_SPEC_KEYS = frozenset({"objectives", "<root>"})
 MISSING_COLUMNS = "a results part without the columns {missing}"
+#: Trials whose rows were (some of them) in a part that was skipped.
+INCOMPLETE = (
+    "stored epochs incomplete: {n} trial{s} lost epochs with the skipped part(s) {parts}: "
+    "{trials}. Their numbers are of the epochs that could be read"
+)
 TRIALS_UNREACHABLE = (
     "{path}: the trial table could not be read ({error}); nothing was changed. Check the "
     "storage and read again"
@@ -97,7 +122,77 @@ class ResultsWarning(UserWarning):
 
 def _require(loc: ResultsLocation, exp: str, what: str) -> None:
     if not loc.exists(loc.root):
-        raise DataError(NO_RESULTS.format(path=loc.display(loc.root), what=what, exp=exp))
+        raise DataError(missing_results(loc, exp, what))
+
+
+def missing_results(loc: ResultsLocation, exp: str, what: str) -> str:
+    """Why ``exp`` has no results folder, in words a user can act on: whether the path
+    exists, is a file, or is a results folder itself, and which experiments exist under
+    its parent (or, for a storage root, under it), up to :data:`LISTED_EXPERIMENTS`."""
+    folder = loc.root.rsplit("/", 1)[0]
+    parent = folder.rsplit("/", 1)[0] or "/"
+    kind = loc.fs.get_file_info(folder).type
+    shown = exp.rstrip("/") or exp
+    listing = ""
+    if kind == pafs.FileType.NotFound:
+        why = EXP_MISSING.format(exp=shown)
+        listing = _experiments_line(loc, parent, EXPERIMENTS_UNDER)
+    elif kind != pafs.FileType.Directory:
+        why = EXP_IS_FILE.format(exp=shown)
+        listing = _experiments_line(loc, parent, EXPERIMENTS_UNDER)
+    elif folder.rsplit("/", 1)[-1] == RESULTS_DIR and (
+        loc.exists(f"{folder}/{EPOCHS_DIR}") or loc.exists(f"{folder}/{TRIALS_FILE}")
+    ):
+        why = EXP_IS_RESULTS.format(exp=shown, parent=loc.display(parent))
+    else:
+        why = EXP_NOT_STARTED.format(exp=shown)
+        inside = experiments_under(loc, folder)
+        if inside:
+            example = f"{shown}/{inside[0]}"
+            listing = EXPERIMENTS_INSIDE.format(names=_cut(inside), example=example)
+        else:
+            listing = _experiments_line(loc, parent, EXPERIMENTS_UNDER)
+    return NO_RESULTS.format(
+        path=loc.display(loc.root), what=what, why=why, listing=listing
+    ).rstrip()
+
+
+def _experiments_line(loc: ResultsLocation, root: str, template: str) -> str:
+    if loc.fs.get_file_info(root).type != pafs.FileType.Directory:
+        return ROOT_MISSING.format(root=loc.display(root))
+    names = experiments_under(loc, root)
+    if not names:
+        return NO_EXPERIMENTS_UNDER.format(root=loc.display(root))
+    return template.format(root=loc.display(root), names=_cut(names))
+
+
+def _cut(names: list[str]) -> str:
+    shown = ", ".join(names[:LISTED_EXPERIMENTS])
+    more = len(names) - LISTED_EXPERIMENTS
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def experiments_under(loc: ResultsLocation, root: str) -> list[str]:
+    """Names of the folders directly under ``root`` that hold a results folder (the
+    experiments of a storage root), sorted; at most :data:`LOOKED_INTO` folders are
+    looked into."""
+    try:
+        infos = loc.fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except (OSError, pa.ArrowException):
+        return []
+    folders = sorted(
+        info.base_name
+        for info in infos
+        if info.type == pafs.FileType.Directory and not info.base_name.startswith((".", "_"))
+    )
+    names = []
+    for name in folders[:LOOKED_INTO]:
+        try:
+            if loc.exists(f"{root.rstrip('/')}/{name}/{RESULTS_DIR}"):
+                names.append(name)
+        except (OSError, pa.ArrowException):
+            continue
+    return names
 
 
 def _skip(loc: ResultsLocation, path: str, reason: str) -> None:
@@ -175,8 +270,12 @@ def check_part(path: str, schema: pa.Schema) -> None:
         raise ForeignFileError(f"{path}: {MISSING_COLUMNS.format(missing=', '.join(missing))}")
 
 
-def epoch_parts(loc: ResultsLocation) -> list[tuple[str, pa.Table]]:
-    """Every readable regtune epoch part, oldest first, as ``(name, table)``.
+def epoch_parts(
+    loc: ResultsLocation, skipped: list[str] | None = None
+) -> list[tuple[str, pa.Table]]:
+    """Every readable regtune epoch part, oldest first, as ``(name, table)``; the
+    paths of the files skipped (each with a :class:`ResultsWarning`) are appended
+    to ``skipped`` when given.
 
     Raises:
         DataError: a part of another schema version.
@@ -187,7 +286,12 @@ def epoch_parts(loc: ResultsLocation) -> list[tuple[str, pa.Table]]:
         check_part(loc.display(path), table.schema)
         return table
 
-    return scan_epoch_parts(loc, read, lambda path, reason: _skip(loc, path, reason))
+    def skip(path: str, reason: str) -> None:
+        if skipped is not None:
+            skipped.append(loc.display(path))
+        _skip(loc, path, reason)
+
+    return scan_epoch_parts(loc, read, skip)
 
 
 def concat_parts(tables: list[pa.Table]) -> pa.Table:
@@ -300,6 +404,8 @@ class StoredTrials:
     states: dict[str, TrialState] = field(default_factory=dict)
     run_s: float = 0.0
     unusable: str | None = None
+    #: Per trial, the epochs the table says it reported (its ``iterations``).
+    iterations: dict[str, int] = field(default_factory=dict)
 
 
 def load_trial_states(loc: ResultsLocation) -> StoredTrials:
@@ -336,14 +442,20 @@ def load_trial_states(loc: ResultsLocation) -> StoredTrials:
         ).to_pylist()
     }
     run_s = float((table.schema.metadata or {}).get(META_RUN_S, b"0") or 0)
-    return StoredTrials(states, run_s)
+    iterations: dict[str, int] = {}
+    if "iterations" in table.column_names:
+        for tid, n in zip(
+            table["trial_id"].to_pylist(), table["iterations"].to_pylist(), strict=True
+        ):
+            if n is not None:
+                iterations[str(tid)] = int(n)
+    return StoredTrials(states, run_s, iterations=iterations)
 
 
-def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], float]:
-    """Status and checkpoint per trial from the stored trial table, and the
-    seconds the sweep has run; ``({}, 0.0)`` when there is none, and also,
-    with a :class:`ResultsWarning` naming it, when it cannot be used (readers
-    then fall back to the epochs; the file is left in place).
+def stored_trials(loc: ResultsLocation) -> StoredTrials:
+    """The stored trial table as :func:`load_trial_states` reads it; an empty one when
+    there is none, and also, with a :class:`ResultsWarning` naming it, when it cannot be
+    used (``unusable`` says why; the file is left in place).
 
     Raises:
         DataError: the table exists but could not be read (a storage error,
@@ -353,12 +465,73 @@ def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], fl
     try:
         stored = load_trial_states(loc)
     except FileNotFoundError:
-        return {}, 0.0
+        return StoredTrials()
     except OSError as exc:
         raise DataError(TRIALS_UNREACHABLE.format(path=loc.display(loc.trials), error=exc)) from exc
     if stored.unusable is not None:
         _skip(loc, loc.trials, stored.unusable)
+    return stored
+
+
+def stored_trial_states(loc: ResultsLocation) -> tuple[dict[str, TrialState], float]:
+    """Status and checkpoint per trial from the stored trial table, and the
+    seconds the sweep has run; ``({}, 0.0)`` when there is none, and also,
+    with a :class:`ResultsWarning` naming it, when it cannot be used (readers
+    then fall back to the epochs; the file is left in place).
+
+    Raises:
+        DataError: as :func:`stored_trials`.
+    """
+    stored = stored_trials(loc)
     return stored.states, stored.run_s
+
+
+def incomplete_trials(epochs: pd.DataFrame, stored_iterations: Mapping[str, int]) -> dict[str, str]:
+    """Trials whose epoch rows, as read, are not all the epochs they reported: trial ->
+    which epochs are missing (``"epochs 1-15, 47-60 of 60"``), sorted by trial.
+
+    ``epochs``: the rows read (``trial_id``, ``iteration``; deduplicated, any order);
+    ``stored_iterations``: the trial table's ``iterations`` per trial (its last epoch
+    when the table was written). A trial misses epochs when its rows do not start at
+    epoch 1, have a gap, or stop before the table's ``iterations``; a trial the table
+    names with epochs but no row read misses all of them. Meant for a read that skipped
+    a part: a population-based schedule's exploit can skip epochs on its own.
+    """
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    if len(epochs):
+        trial = epochs["trial_id"].astype(str)
+        iteration = epochs["iteration"].to_numpy(dtype=np.int64)
+        groups = pd.Series(iteration).groupby(trial.to_numpy(), sort=True)
+        per = groups.agg(["min", "max", "count"])
+        seen = {str(t) for t in per.index}
+        for tid, low, high, count in per.itertuples(name=None):
+            last = max(int(high), int(stored_iterations.get(str(tid), 0)))
+            if int(low) == 1 and int(count) == last:
+                continue
+            have = set(groups.get_group(tid).tolist())
+            gaps = _ranges([i for i in range(1, last + 1) if i not in have])
+            out[str(tid)] = f"epochs {gaps} of {last}"
+    for tid, n in stored_iterations.items():
+        if n > 0 and tid not in seen:
+            out[tid] = f"all {n} epochs" if n > 1 else "its 1 epoch"
+    return dict(sorted(out.items()))
+
+
+def _ranges(values: list[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``"1-3, 7"``."""
+    spans: list[str] = []
+    start = prev = None
+    for value in values:
+        if prev is not None and value == prev + 1:
+            prev = value
+            continue
+        if start is not None:
+            spans.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = value
+    if start is not None:
+        spans.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ", ".join(spans)
 
 
 def read_trials(exp: str) -> pd.DataFrame:
@@ -379,7 +552,25 @@ def read_trials(exp: str) -> pd.DataFrame:
     """
     loc = locate(exp)
     _require(loc, exp, "trial table")
-    return trials_frame(loc, epochs_frame([table for _, table in epoch_parts(loc)]))
+    skipped: list[str] = []
+    epochs = epochs_frame([table for _, table in epoch_parts(loc, skipped)])
+    stored = stored_trials(loc)
+    # Only a skipped part can have held rows (a file not named part-*.parquet never did).
+    parts = [p for p in skipped if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)]
+    if parts:
+        lost = incomplete_trials(epochs, stored.iterations)
+        if lost:
+            warnings.warn(incomplete_message(parts, lost), ResultsWarning, 2)
+    return trials_frame(loc, epochs, states=stored.states)
+
+
+def incomplete_message(skipped: list[str], lost: Mapping[str, str]) -> str:
+    """:data:`INCOMPLETE`'s words for the parts ``skipped`` and the trials they cost
+    epochs (``lost``: trial -> which, as :func:`incomplete_trials` gives them)."""
+    trials = "; ".join(f"{tid} ({what})" for tid, what in lost.items())
+    return INCOMPLETE.format(
+        parts=", ".join(skipped), n=len(lost), s="" if len(lost) == 1 else "s", trials=trials
+    )
 
 
 def trials_frame(
