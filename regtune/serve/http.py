@@ -49,8 +49,9 @@ BAD_TOKEN = "the bearer token does not match this server's"
 MODEL_FAULT = "model fault: {error}"
 NO_ROUTE = "no route {method} {path}; see /docs for the routes"
 WRONG_METHOD = "{method} is not allowed on {path}; allowed: {allowed}"
-#: The suffix of the predict route (``/v1/models/NAME:predict``), POST only.
-PREDICT_VERB = ":predict"
+#: What starts the verb of an action route (``/v1/models/NAME:predict``); no model
+#: name holds it (registry names are letters, digits, ``_.-``).
+ACTION = ":"
 
 PREDICT_BODY: dict[str, Any] = {
     "required": True,
@@ -163,6 +164,24 @@ def _json(payload: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(payload), status_code=status, media_type="application/json")
 
 
+def _methods_of(api: FastAPI, scope: Scope) -> str:
+    """The methods of every route whose path matches ``scope``'s (``"GET, POST"``;
+    empty: none). A path parameter never holds :data:`ACTION`: the describe route's
+    ``{name}`` does not match ``NAME:predict``."""
+    from starlette.routing import Match, Route
+
+    methods: set[str] = set()
+    for route in api.router.routes:
+        if not isinstance(route, Route) or route.methods is None:
+            continue
+        match, child = route.matches({**scope, "method": "GET"})
+        params = child.get("path_params", {}) if match is not Match.NONE else None
+        if params is None or any(ACTION in str(v) for v in params.values()):
+            continue
+        methods |= route.methods - {"HEAD"}
+    return ", ".join(sorted(methods))
+
+
 def create_api(service: ModelService, *, token_sha256: str | None = None) -> FastAPI:
     """The FastAPI app for ``service``; see the module docstring."""
     api = FastAPI(
@@ -185,19 +204,27 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     @api.exception_handler(StarletteHTTPException)
     async def _framework(request: Request, exc: StarletteHTTPException) -> Response:
         # The framework's own refusals (no such route, wrong method) in the same shape.
-        count(exc.status_code)
         method, path = request.method, request.url.path
-        if exc.status_code == 404:
+        status, headers = exc.status_code, dict(exc.headers or {})
+        if status == 405:
+            # Starlette names the methods of the first route whose path matched, which
+            # for /v1/models/NAME:predict is the describe route's GET: every route
+            # whose path really matches is asked instead (none: no such route).
+            allowed = _methods_of(api, request.scope)
+            status = 405 if allowed else 404
+            headers = {"Allow": allowed} if allowed else {}
+        count(status)
+        if status == 404:
             body = {"error": NO_ROUTE.format(method=method, path=path), "field": "path",
                     "allowed": "a route listed at /docs"}  # fmt: skip
-        elif exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
+        elif status == 405:
+            allowed = headers["Allow"]
             body = {"error": WRONG_METHOD.format(method=method, path=path, allowed=allowed),
                     "field": "method", "allowed": allowed}  # fmt: skip
         else:
             body = {"error": str(exc.detail), "field": "request", "allowed": ""}
-        response = _json(body, exc.status_code)
-        response.headers.update(exc.headers or {})
+        response = _json(body, status)
+        response.headers.update(headers)
         return response
 
     @api.exception_handler(ModelOutputError)
@@ -218,9 +245,11 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     @api.get("/v1/models/{name}", tags=["models"])
     async def model(name: str) -> Response:
         """Version, inputs, metrics, batching, canary state and rollback log."""
-        if name.endswith(PREDICT_VERB):
-            # GET on the predict route: the route exists, for POST only.
-            raise StarletteHTTPException(405, headers={"Allow": "POST"})
+        if ACTION in name:
+            # /v1/models/NAME:VERB (no model name holds a colon) is an action route,
+            # never this one: GET on the predict route is a 405 (Allow: POST), on a
+            # verb there is no route for a 404 (the handler above decides).
+            raise StarletteHTTPException(405)
         return _json(service.describe(name))
 
     @api.post(

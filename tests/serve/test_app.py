@@ -146,6 +146,17 @@ def test_bad_input_gets_a_4xx_naming_the_field_and_the_replica_keeps_answering(
     assert client.post(PREDICT, json={"instances": records(served, 3)}).status_code == 200
 
 
+def test_wrong_methods_on_the_predict_route_say_post_over_http(
+    served: Served, client: httpx.Client
+) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        reply = client.request(method, PREDICT, json={})
+        assert reply.status_code == 405 and reply.headers["allow"] == "POST", reply.text
+        assert reply.json()["allowed"] == "POST"
+    reply = client.post(f"/v1/models/{MODEL}:explain", json={})
+    assert reply.status_code == 404 and reply.json()["field"] == "path", reply.text
+
+
 def test_canary_share_follows_the_request_id_hash(served: Served, client: httpx.Client) -> None:
     batch = records(served, 2, start=100)
     ids = [f"share-{i}" for i in range(300)]

@@ -225,6 +225,35 @@ def test_unknown_routes_and_methods_are_refused_in_the_documented_shape(
     assert recorder.rejections == [(MODEL, 404), (MODEL, 405), (MODEL, 405)]
 
 
+def test_every_wrong_method_on_an_action_route_names_that_routes_methods(
+    registry: Registry,
+) -> None:
+    service, recorder = make(registry)
+    explain = f"/v1/models/{MODEL}:explain"
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.put(PREDICT, json={}), await client.delete(PREDICT),
+                await client.patch(PREDICT, json={}), await client.put(FEEDBACK, json={}),
+                await client.post(explain, json={}), await client.get(explain),
+                await client.delete(f"/v1/models/{MODEL}")]  # fmt: skip
+
+    put, delete, patch, feedback, post_explain, get_explain, describe = run(service, scenario)
+    for reply, method in ((put, "PUT"), (delete, "DELETE"), (patch, "PATCH")):
+        assert reply.status_code == 405 and reply.headers["allow"] == "POST", reply.text
+        assert reply.json() == {
+            "error": f"{method} is not allowed on {PREDICT}; allowed: POST",
+            "field": "method",
+            "allowed": "POST",
+        }
+    assert feedback.status_code == 405 and feedback.headers["allow"] == "GET, POST"
+    assert describe.status_code == 405 and describe.headers["allow"] == "GET"
+    # No route takes a verb other than predict: no method would do, so no 405.
+    for reply, method in ((post_explain, "POST"), (get_explain, "GET")):
+        assert reply.status_code == 404 and "allow" not in reply.headers
+        assert reply.json()["error"] == f"no route {method} {explain}; see /docs for the routes"
+    assert recorder.rejections == [(MODEL, s) for s in (405, 405, 405, 405, 404, 404, 405)]
+
+
 def test_further_problems_are_counted_in_words(registry: Registry) -> None:
     service, _ = make(registry)
     bad = {**raw_records(registry, 1)[0], "age": "old"}
