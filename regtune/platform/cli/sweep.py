@@ -38,8 +38,10 @@ from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, console, fai
 __all__ = [
     "CONSTANT_LEFT_OUT",
     "CONSTANT_MARK",
+    "NOT_STARTED",
     "STARTING_RAY",
     "SUMMARY_ROWS",
+    "TIME_LIMIT_ENDED",
     "SweepDisplay",
     "best_command",
     "progress_display",
@@ -91,7 +93,7 @@ def sweep(
                 highlight=False,
                 soft_wrap=True,
             )
-            _show(done, spec, overrides, as_json=as_json)
+            _show(done, spec, overrides, as_json=as_json, loaded=loaded)
             return
         header = (
             f"[bold]sweep[/] {escape(name)}{' (resumed)' if resume else ''}: {loaded.n_trials} "
@@ -117,15 +119,27 @@ def sweep(
             )
     except RegtuneError as exc:
         raise fail(exc) from exc
-    _show(outcome, spec, overrides, as_json=as_json)
+    _show(outcome, spec, overrides, as_json=as_json, loaded=loaded)
 
 
-def _show(outcome: Any, spec: str, overrides: Sequence[str], *, as_json: bool) -> None:
-    """The summary on stdout: JSON (``--json``) or the table and lines."""
+def _show(
+    outcome: Any, spec: str, overrides: Sequence[str], *, as_json: bool, loaded: Any = None
+) -> None:
+    """The summary on stdout: JSON (``--json``) or the table and lines;
+    ``loaded`` is the validated spec (its trial count and time limit)."""
     if as_json:
         sys.stdout.write(json.dumps(_outcome_json(outcome, spec, overrides)) + "\n")
         return
-    print_summary(outcome, spec=spec, overrides=overrides, console=out)
+    limit = loaded.budget.time_limit_s if loaded is not None else None
+    requested = loaded.n_trials if loaded is not None else None
+    print_summary(
+        outcome,
+        spec=spec,
+        overrides=overrides,
+        console=out,
+        time_limit_s=limit,
+        requested=requested,
+    )
 
 
 class SweepDisplay:
@@ -153,6 +167,17 @@ CONSTANT_MARK = "constant predictor"
 #: Said under the best line when some trials were constant predictors.
 CONSTANT_LEFT_OUT = (
     "{n} trial{s} marked constant predictor (one class for every row): never best, nor on the front"
+)
+
+#: The status shown for a trial that ended without reporting an epoch (the
+#: results store says ``stopped early`` with 0 epochs): no scheduler stopped
+#: it, it never trained (``budget.time_limit_s`` ended the sweep first).
+NOT_STARTED = "not started"
+#: Said under the counts when ``budget.time_limit_s`` ended the sweep before
+#: every trial the spec asks for had trained.
+TIME_LIMIT_ENDED = (
+    "budget.time_limit_s ({limit:g} s) ended the sweep: {started} of the {requested} "
+    "trials the spec asks for started{unstarted}; raise budget.time_limit_s to run them all"
 )
 
 #: What the display says while Ray is being started.
@@ -216,11 +241,25 @@ def progress_display(console: Console, *, quiet: bool = False) -> Iterator[Sweep
         lines.close()
 
 
-def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console: Console) -> None:
+def print_summary(
+    outcome: Any,
+    *,
+    spec: str,
+    overrides: Sequence[str],
+    console: Console,
+    time_limit_s: float | None = None,
+    requested: int | None = None,
+) -> None:
     """The table of the best :data:`SUMMARY_ROWS` trials and a line counting the
     others (:data:`MORE_TRIALS`), counts, the best trial's ``regtune train`` line (or
     why there is no best: :meth:`~regtune.platform.results.SweepOutcome.no_best_reason`)
-    and where the results are."""
+    and where the results are.
+
+    A trial that never reported an epoch is counted and shown
+    :data:`NOT_STARTED`, not ``stopped early``. With ``time_limit_s`` (the
+    spec's ``budget.time_limit_s``) and ``requested`` (the trials the spec
+    asks for), a sweep with fewer trials than requested or with a trial that
+    never started says that the time limit ended it (:data:`TIME_LIMIT_ENDED`)."""
     order = _order(outcome)
     shown, left_out = order[:SUMMARY_ROWS], order[SUMMARY_ROWS:]
     console.print(_summary_table(outcome, shown, width=console.width))
@@ -229,12 +268,28 @@ def print_summary(outcome: Any, *, spec: str, overrides: Sequence[str], console:
             _more_trials(outcome, left_out), highlight=False, markup=False, soft_wrap=True
         )
     n = len(outcome.trials)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts().items()))
+    tally: dict[str, int] = {}
+    for t in outcome.trials:
+        tally[_status(t)] = tally.get(_status(t), 0) + 1
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(tally.items()))
     console.print(
         f"{n} trial{'' if n == 1 else 's'}{f' ({counts})' if counts else ''} "
         f"in {outcome.elapsed_s:.1f} s",
         highlight=False,
     )
+    unstarted = tally.get(NOT_STARTED, 0)
+    if time_limit_s is not None and requested is not None and (n < requested or unstarted):
+        console.print(
+            TIME_LIMIT_ENDED.format(
+                limit=time_limit_s,
+                started=n - unstarted,
+                requested=requested,
+                unstarted=f" ({unstarted} more were queued but never started)" if unstarted else "",
+            ),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
     def plain(text: str) -> None:
         # Commands and paths: never wrapped or styled, so they copy and paste.
@@ -451,7 +506,7 @@ def _columns(
         metric_headers = [f"{m} ({md})" for m, md in outcome.objectives]
     columns = [
         _Column("trial", ids, right=False),
-        _Column("status", [t.status for t in trials], right=False),
+        _Column("status", [_status(t) for t in trials], right=False),
         _Column("epochs", [str(t.iterations) for t in trials]),
     ]
     columns += [
@@ -507,6 +562,15 @@ def _outcome_json(outcome: Any, spec: str, overrides: Sequence[str]) -> dict[str
     if best is not None and data.get("best") is not None:
         data["best"]["command"] = best_command(spec, overrides, best.params)
     return data
+
+
+def _status(trial: Any) -> str:
+    """The status shown for ``trial``: :data:`NOT_STARTED` for one that ended
+    without an epoch and without an error (the store says ``stopped early``),
+    else its stored status."""
+    if trial.status == "stopped early" and trial.iterations == 0:
+        return NOT_STARTED
+    return str(trial.status)
 
 
 def _fmt(value: Any) -> str:
