@@ -188,11 +188,11 @@ class FeedbackRequest(BaseModel):
 _Category = StrictStr | StrictInt | StrictBool | StrictFloat
 
 
-def _names(names: list[str]) -> str:
+def _names(names: list[str], what: str = "keys") -> str:
     if len(names) <= NAMES_SHOWN:
         return ", ".join(names)
     head = ", ".join(names[: NAMES_SHOWN - 1])
-    return f"{head}, ... {names[-1]} ({len(names)} keys)"
+    return f"{head}, ... {names[-1]} ({len(names)} {what})"
 
 
 def _kind(value: Any) -> str:
@@ -240,9 +240,15 @@ class RecordValidator:
     that is not an input) or raises :class:`RequestError`.
     """
 
-    def __init__(self, schema: FeatureSchema, limits: Limits = Limits()) -> None:
+    def __init__(
+        self, schema: FeatureSchema, limits: Limits = Limits(), *, groups_required: bool = False
+    ) -> None:
         self.schema = schema
         self.limits = limits
+        #: The served version's answers depend on each record's group (it has
+        #: post-processing): its sensitive attribute takes one of the groups only,
+        #: never an unseen category (the predictor refuses any other value).
+        self.groups_required = groups_required
         self._numeric = {f.name for f in schema.numeric}
         self._numeric_order = [f.name for f in schema.numeric]
         self._center = np.array([f.center for f in schema.numeric], dtype=np.float64)
@@ -270,8 +276,12 @@ class RecordValidator:
         if feature in self._numeric:
             return FINITE_NUMBER
         vocab = self._vocab.get(feature)
-        if vocab is None:  # the sensitive attribute kept for per-group feedback
+        if vocab is None or (self.groups_required and feature == self.schema.sensitive):
+            # The sensitive attribute kept for per-group feedback, or one the
+            # version's answers depend on: any other value is refused.
             return f"one of {self.schema.group_names()}"
+        if self.limits.unknown_categories == "reject":
+            return f"one of {_names(sorted(vocab.names), 'values')}"
         return CATEGORY_HINT.format(examples=sorted(vocab.names)[:3])
 
     def validate(self, body: bytes) -> list[dict[str, Any]]:
@@ -419,7 +429,7 @@ class RecordValidator:
         for index, record in enumerate(records):
             for name, vocab in self._vocab.items():
                 if vocab.code(record[name]) is None:
-                    allowed = _names(sorted(vocab.names))
+                    allowed = _names(sorted(vocab.names), "values")
                     raise RequestError(
                         UNKNOWN_CATEGORY.format(
                             field=f"instances[{index}].{name}", value=record[name], allowed=allowed

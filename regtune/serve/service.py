@@ -131,7 +131,9 @@ class ModelService:
                 primary_classes=self.primary.classes,
             )
         self.name = self.primary.name
-        self.validator = RecordValidator(self.primary.schema, settings.limits())
+        self.validator = RecordValidator(
+            self.primary.schema, settings.limits(), groups_required=self.primary.post is not None
+        )
         self.rollout = RolloutState(
             None if self.canary is None else self.canary.number,
             settings.canary_weight,

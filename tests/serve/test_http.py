@@ -4,12 +4,14 @@ their counting, feedback and the replies' shapes; no Ray and no socket needed.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 
+from regtune.platform.registry.postprocess import PostProcessing
 from regtune.serve.drift import DriftMonitor, DriftWindow
 from regtune.serve.feedback import FeedbackTracker, LabelledWindow
 from regtune.serve.http import create_api, token_digest
@@ -265,3 +267,52 @@ def test_further_problems_are_counted_in_words(registry: Registry) -> None:
     assert "more problem" not in one
     assert two.endswith("(and 1 more problem in this request)")
     assert three.endswith("(and 2 more problems in this request)")
+
+
+def test_the_sensitive_attribute_is_described_as_it_is_validated(registry: Registry) -> None:
+    """A version with per-group post-processing refuses any value of its sensitive
+    attribute that is not a group: its description says "one of" the groups, not
+    that unseen categories are accepted; a plain version does accept them."""
+    primary = registry.versions["primary"]
+    schema = primary.schema
+    assert schema.sensitive == "sex" and "sex" in schema.input_names()
+    groups = list(schema.sensitive_values)
+    post = PostProcessing(tuple(groups), thresholds=(0.3, 0.6))
+    settings = ServeSettings(model=f"{MODEL}:1", registry=registry.root)
+    grouped = ModelService(settings, dataclasses.replace(primary, postprocessing=post))
+    plain = ModelService(settings, primary)
+    record = raw_records(registry, 1)[0]
+    missing = {k: v for k, v in record.items() if k != "sex"}
+
+    bodies = [[missing], [{**record, "sex": None}], [{**record, "sex": "Other"}]]
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        described = await client.get(f"/v1/models/{MODEL}")
+        return [described, *[await client.post(PREDICT, json={"instances": b}) for b in bodies]]
+
+    described, without, null, other = run(grouped, scenario)
+    allowed = f"one of {groups}"
+    assert described.json()["inputs"]["sex"] == allowed
+    for reply in (without, null, other):
+        assert reply.status_code == 422 and reply.json()["allowed"] == allowed, reply.text
+        assert "unseen" not in reply.json()["error"]
+    described, _, _, other = run(plain, scenario)
+    assert "unseen categories encode as zeros" in described.json()["inputs"]["sex"]
+    assert other.status_code == 200, other.text
+
+
+def test_rejected_categories_are_described_and_counted_as_values(registry: Registry) -> None:
+    service, _ = make(registry, unknown_categories="reject")
+    record = {**raw_records(registry, 1)[0], "workclass": "Martian"}
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.get(f"/v1/models/{MODEL}"),
+                await client.post(PREDICT, json={"instances": [record]})]  # fmt: skip
+
+    described, refused = run(service, scenario)
+    vocab = sorted(registry.versions["primary"].schema.value_index("workclass").names)
+    assert len(vocab) > 5
+    hint = described.json()["inputs"]["workclass"]
+    assert hint.startswith("one of ") and hint.endswith(f"({len(vocab)} values)"), hint
+    assert refused.status_code == 422
+    assert refused.json()["error"].endswith(f"({len(vocab)} values)"), refused.text
