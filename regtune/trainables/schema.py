@@ -72,6 +72,11 @@ UNKNOWN_GROUP = (
 )
 NO_SENSITIVE = "this schema has no sensitive attribute, so records have no group codes"
 BAD_SCHEMA = "{source}: not a regtune feature schema ({error})"
+#: A stored numeric feature whose scale no value can be divided by.
+BAD_SCALE = (
+    "numeric[{i}] {name!r} has scale {scale!r}; a scale is a finite number above 0 "
+    "(inputs are encoded as (x - center) / scale)"
+)
 SAME_VALUE = (
     "{what}: stored values {first!r} and {second!r} are one value ({canonical!r}) once "
     "written canonically (integral floats as integers, timestamps in ISO form, strings "
@@ -511,8 +516,14 @@ class FeatureSchema:
                     f"version {raw['version']!r}, expected {LEGACY_VERSION} or {SCHEMA_VERSION}"
                 )
             shape, bounds = raw["image_shape"], raw["bounds"]
+            numeric = tuple(NumericFeature(n, float(c), float(s)) for n, c, s in raw["numeric"])
+            for i, feature in enumerate(numeric):
+                # Fitting never stores one (a constant column gets 1): a scale of 0,
+                # below 0 or not finite would refuse or garble every value served.
+                if not (math.isfinite(feature.scale) and feature.scale > 0.0):
+                    raise ValueError(BAD_SCALE.format(i=i, name=feature.name, scale=feature.scale))
             return cls(
-                numeric=tuple(NumericFeature(n, float(c), float(s)) for n, c, s in raw["numeric"]),
+                numeric=numeric,
                 categorical=tuple(CategoricalFeature(n, tuple(v)) for n, v in raw["categorical"]),
                 label=raw["label"],
                 classes=tuple(raw["classes"]),

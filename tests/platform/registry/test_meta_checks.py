@@ -175,3 +175,22 @@ def test_an_unchanged_copy_loads(saved: ModelVersion, tmp_path: Path) -> None:
     assert load_version(str(path)).classes == saved.classes
     meta, files = read_checked(place_of(str(path)), "tiny", 1)
     assert meta["classes"] == saved.classes and set(files) == {"weights.safetensors"}
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, "Infinity", "NaN"])
+def test_a_schema_scale_no_value_can_be_divided_by_is_refused_at_load(
+    saved: ModelVersion, tmp_path: Path, scale: float | str
+) -> None:
+    """Such a version used to load and then refuse every request with a range of one point."""
+    name = saved.schema.numeric[0].name
+
+    def change(meta: dict[str, Any]) -> None:
+        meta["schema"]["numeric"][0][2] = scale
+
+    # JSON has no infinity or NaN (the digest refuses them): float() reads these strings so.
+    path = _rewrite(saved, tmp_path / "copy", change)
+    with pytest.raises(CheckpointError) as info:
+        load_version(str(path))
+    message = str(info.value)
+    assert f"numeric[0] {name!r} has scale" in message and "finite number above 0" in message
+    assert str(path) in message
