@@ -87,18 +87,32 @@ class Segments:
             return np.empty(0, dtype=np.float64)
         return np.asarray(ufunc.reduceat(values, self.starts))
 
-    def window_mean(self, values: NDArray[np.float64], width: int, *, tail: bool) -> NDArray:
+    def window_mean(
+        self, values: NDArray[np.float64], width: int | NDArray[np.intp], *, tail: bool
+    ) -> NDArray:
         """Mean of the first (``tail=False``) or last ``width`` values of each segment,
-        non-finite values left out (NaN when none is finite).
+        non-finite values left out (NaN when none is finite). ``width`` is one number or
+        one per segment.
 
         Reads only ``n_trials x width`` values (a gather, not a pass over every row).
         """
+        widths = np.broadcast_to(np.asarray(width, dtype=np.intp), (self.n_trials,))
+        rows = (self.ends - 1) if tail else (self.starts + widths - 1)
+        return self.mean_ending_at(values, rows, widths)
+
+    def mean_ending_at(
+        self, values: NDArray[np.float64], rows: NDArray[np.intp], width: int | NDArray[np.intp]
+    ) -> NDArray:
+        """Per segment, the mean of the ``width`` values ending at its sorted row
+        ``rows[i]`` (that row and the ``width - 1`` before it, never before the segment's
+        start), non-finite values left out (NaN when none is finite)."""
+        widths = np.broadcast_to(np.asarray(width, dtype=np.intp), (self.n_trials,))
         total = np.zeros(self.n_trials)
         count = np.zeros(self.n_trials)
-        for k in range(width):
-            inside = k < self.lengths
-            rows = (self.ends - 1 - k) if tail else (self.starts + k)
-            picked = values[np.where(inside, rows, self.starts)]
+        for k in range(int(widths.max()) if self.n_trials else 0):
+            row = rows - k
+            inside = (k < widths) & (row >= self.starts) & (row < self.ends)
+            picked = values[np.where(inside, row, self.starts)]
             keep = inside & np.isfinite(picked)
             total += np.where(keep, picked, 0.0)
             count += keep

@@ -71,6 +71,7 @@ __all__ = [
     "WINDOW",
     "diagnose",
     "directions",
+    "end_window",
     "explain",
     "group_columns",
     "learnt_little",
@@ -79,7 +80,9 @@ __all__ = [
 #: A trial needs this many epochs before its curves say anything (ASHA stops
 #: weak trials after one or two; those are "too short", not healthy).
 MIN_EPOCHS = 3
-#: Epochs averaged at the start, middle and end of a curve, so one noisy epoch does not decide.
+#: At most this many epochs are averaged at the start, middle and end of a curve, so one noisy
+#: epoch does not decide; a history shorter than 3 x WINDOW averages a third of itself
+#: (:func:`end_window`), so the start and end windows never overlap.
 WINDOW = 3
 #: Overfit needs the final gap (val - train loss) to be at least this share of the final val loss
 #: (0.3: val loss is 1.4x train loss or more) ...
@@ -127,7 +130,10 @@ LABELS = ("degenerate", "unstable", "overfit", "underfit", "biased")
 DIAGNOSIS_COLUMNS = [
     "diagnosis",
     "epochs",
+    "window",
     "train_loss_start",
+    "train_loss_final",
+    "val_loss_final",
     "train_loss_end",
     "val_loss_end",
     "val_loss_min",
@@ -146,6 +152,12 @@ DIAGNOSIS_COLUMNS = [
     "bias_gap",
     "class_share",
 ]
+
+
+def end_window(epochs: NDArray[np.intp] | int) -> NDArray[np.intp]:
+    """Epochs averaged at each end of a curve of ``epochs`` epochs: ``epochs // 3``, at
+    least 1 and at most :data:`WINDOW` (3 epochs: 1, the final epoch itself; 9 or more: 3)."""
+    return np.clip(np.asarray(epochs, dtype=np.intp) // 3, 1, WINDOW)
 
 
 def _ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -276,6 +288,18 @@ def diagnose(
     never ``healthy``, and ``class_share`` is its ``val_acc`` (the share of
     the rows in the class it predicts).
 
+    The numbers: ``train_loss_final``/``val_loss_final`` are the losses of the
+    trial's final epoch. The rules read windows of ``window`` epochs
+    (:func:`end_window`: a third of the history, 1 to :data:`WINDOW`):
+    ``train_loss_end``/``val_loss_end``/``gap_end`` are the means over the last
+    ``window`` epochs (the final epoch itself when ``window`` is 1);
+    ``gap_ratio`` is ``gap_end / val_loss_end``; ``gap_growth`` is ``gap_end``
+    minus the gap over the first ``window`` epochs, over ``val_loss_end``;
+    ``val_improvement`` and ``train_flat`` compare the window ending at the
+    middle epoch (the ``ceil(epochs / 2)``-th) with the end window, as a share
+    of the middle one; ``train_progress`` is ``train_loss_end`` over the first
+    epoch's train loss (``train_loss_start``).
+
     Raises:
         DataError: ``trial_id``/``iteration`` missing.
         SpecError: ``train_loss`` or ``val_loss`` missing (the message lists the metrics).
@@ -290,7 +314,6 @@ def diagnose(
     val = segment_values(epochs, "val_loss", seg)
     n = seg.n_trials
     lengths = seg.lengths
-    half = np.maximum(lengths // 2, 1)
 
     nonfinite = ~np.isfinite(train + val)
     n_nonfinite = seg.reduce(np.add, nonfinite.astype(np.int64)) if n else np.zeros(0)
@@ -309,19 +332,27 @@ def diagnose(
             first_train - first_val >= EXPLODE_MIN_EXCESS
         )
 
+    # Each comparison reads windows of ``window`` epochs: at most WINDOW and at most a
+    # third of the history, so the start and end windows never overlap and a short
+    # trial is read epoch by epoch (3 epochs: the first, the middle and the final one).
+    window = end_window(lengths)
+    last = seg.last if n else np.zeros(0, dtype=np.intp)
+    train_final = train[last] if n else np.zeros(0)
+    val_final = val[last] if n else np.zeros(0)
     train_start = seg.window_mean(train, 1, tail=False)
-    train_end = seg.window_mean(train, WINDOW, tail=True)
-    val_end = seg.window_mean(val, WINDOW, tail=True)
+    train_end = seg.window_mean(train, window, tail=True)
+    val_end = seg.window_mean(val, window, tail=True)
     # The gap (val - train loss) of a window is the difference of the two windows' means.
-    gap_start = seg.window_mean(val, WINDOW, tail=False) - seg.window_mean(
-        train, WINDOW, tail=False
+    gap_start = seg.window_mean(val, window, tail=False) - seg.window_mean(
+        train, window, tail=False
     )
     gap_end = val_end - train_end
     val_min = seg.reduce(np.fmin, val) if n else np.zeros(0)
-    # Second half: from the middle epoch to the end.
-    mid_rows = seg.starts + half - 1
-    train_mid = train[mid_rows] if n else np.zeros(0)
-    val_mid = val[mid_rows] if n else np.zeros(0)
+    # Second half: from the middle epoch (the ceil(n/2)-th) to the end; the middle is the
+    # window that ends there.
+    mid_rows = seg.starts + (lengths + 1) // 2 - 1
+    train_mid = seg.mean_ending_at(train, mid_rows, window)
+    val_mid = seg.mean_ending_at(val, mid_rows, window)
 
     gap_ratio = _ratio(gap_end, val_end)
     gap_growth = _ratio(gap_end - gap_start, val_end)
@@ -368,7 +399,10 @@ def diagnose(
         {
             "diagnosis": label,
             "epochs": lengths.astype(np.int64),
+            "window": window.astype(np.int64),
             "train_loss_start": train_start,
+            "train_loss_final": train_final,
+            "val_loss_final": val_final,
             "train_loss_end": train_end,
             "val_loss_end": val_end,
             "val_loss_min": val_min,
@@ -555,6 +589,15 @@ def _count(value: object) -> int:
     return 0
 
 
+def _ends(row: Mapping[str, object]) -> str:
+    """How the rule's end values were read: nothing when from single epochs, else the
+    window averaged (the numbers before it are then means, not the final epoch's)."""
+    width = _count(row.get("window"))
+    if width <= 1:
+        return ""
+    return f" (each end the mean of {width} epochs)"
+
+
 def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> str:
     """One sentence: the labels, the numbers behind them, and what to change.
 
@@ -568,19 +611,23 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
         fixed = all(p.name != _STEP_SIZE for p in swept)
         advice = f" -> lower {_STEP_SIZE} (not swept)" if fixed else ""
         parts.append("unstable: " + _instability(row, f) + advice)
+    final = (
+        f"final val loss {f.get('val_loss_final', 'nan')}, train loss "
+        f"{f.get('train_loss_final', 'nan')} (after {f.get('epochs', '?')} epochs)"
+    )
+    ends = _ends(row)
     if row.get("overfit"):
         parts.append(
-            f"overfit: val loss {f['val_loss_end']} vs train loss {f['train_loss_end']} "
-            f"(gap {f['gap_ratio']} of val loss >= {OVERFIT_GAP_RATIO}), gap grew by "
-            f"{f['gap_growth']} of val loss, val loss improved {f['val_improvement']} "
-            f"over the second half (< {OVERFIT_VAL_STALL}) -> more regularization or more data"
+            f"overfit: {final}; gap {f['gap_ratio']} of val loss (>= {OVERFIT_GAP_RATIO}), "
+            f"grew by {f['gap_growth']} of val loss since the start, val loss improved "
+            f"{f['val_improvement']} over the second half (< {OVERFIT_VAL_STALL}){ends} "
+            "-> more regularization or more data"
         )
     if row.get("underfit"):
         parts.append(
             f"underfit: train loss ended at {f['train_progress']} of its first epoch's "
             f"(>= {UNDERFIT_PROGRESS}) and fell only {f['train_flat']} over the second half "
-            f"(< {UNDERFIT_FLAT}); val loss {f['val_loss_end']} -> less regularization or more "
-            "capacity"
+            f"(< {UNDERFIT_FLAT}){ends}; {final} -> less regularization or more capacity"
         )
     if row.get("biased"):
         parts.append(f"biased: largest group gap {f['bias_gap']} (>= {BIAS_GAP})")
@@ -588,10 +635,7 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
         if row.get("too_short"):
             parts.append(f"too short to tell: {f['epochs']} epoch(s) (< {MIN_EPOCHS})")
         else:
-            parts.append(
-                f"healthy: val loss {f['val_loss_end']}, train loss {f['train_loss_end']}, "
-                f"gap {f['gap_ratio']} of val loss"
-            )
+            parts.append(f"healthy: {final}; gap {f['gap_ratio']} of val loss{ends}")
     moves = directions(row, swept)
     if moves:
         parts.append("; ".join(f"{name}: {move}" for name, move in moves.items()))

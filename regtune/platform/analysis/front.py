@@ -32,8 +32,12 @@ from regtune.platform.results.schema import metric_mode
 
 __all__ = [
     "MSG_BAD_REFERENCE",
+    "MSG_BEST_OFF_FRONT",
+    "MSG_REFERENCE_UNBEATEN",
+    "MSG_UNKNOWN_REFERENCE",
     "REFERENCE_MARGIN",
     "Front",
+    "best_off_front",
     "default_reference",
     "pareto_table",
     "resolve_objectives",
@@ -44,6 +48,23 @@ __all__ = [
 REFERENCE_MARGIN = 0.1
 
 MSG_BAD_REFERENCE = "reference: needs one finite value per objective ({names}); got {value!r}"
+MSG_UNKNOWN_REFERENCE = (
+    "reference: {extra} {verb} not an objective of this analysis; allowed: {names} (one "
+    "metric=value per objective; --objective chooses the objectives)"
+)
+#: Said with a hypervolume of 0 that comes from the reference, not from an empty front.
+MSG_REFERENCE_UNBEATEN = (
+    "hypervolume 0: no trial on the front beats the reference ({reference}) on every "
+    "objective{why}; a reference point must be worse than the trials on each objective "
+    "(the default: the worst value seen, 10 % of the range further out)"
+)
+#: Said under the best trial when the front beside it does not hold it (by design: the best
+#: trial is ranked as regtune sweep and promote rank it, not by the front's extra objectives).
+MSG_BEST_OFF_FRONT = (
+    "not on the Pareto front: {other} dominates it ({values}); the best trial is ranked by "
+    "{ranked}, ties by val_loss, as regtune sweep and promote rank it, not by {unranked}"
+)
+MSG_BEST_NO_VALUE = "not on the Pareto front: it has no value of {missing}"
 MSG_NO_MODE = "objective {metric!r}: no direction known; write it as {metric}:min or {metric}:max"
 
 
@@ -56,13 +77,16 @@ class Front:
     ``"error"`` (the trial failed), ``"degenerate"`` or ``"no value"``).
     ``reference`` is the reference point in the objectives' own units,
     ``hypervolume`` the volume the front dominates up to it (in the product
-    of those units).
+    of those units). ``notes``: what the numbers need said beside them (a
+    hypervolume of 0 because no trial beats the reference given,
+    :data:`MSG_REFERENCE_UNBEATEN`).
     """
 
     table: pd.DataFrame
     objectives: tuple[tuple[str, str], ...]
     reference: dict[str, float]
     hypervolume: float
+    notes: tuple[str, ...] = ()
 
     @property
     def front(self) -> pd.DataFrame:
@@ -131,11 +155,14 @@ def pareto_table(
     ``error``, as the sweep summary's front leaves them out), and degenerate
     trials unless ``include_degenerate``, are kept in the table but marked ``excluded`` and
     never on the front. ``reference`` (objective -> value, in its own units)
-    overrides the default reference point.
+    overrides the default reference point; when no trial on the front beats it
+    on every objective (a hypervolume of 0 that is the reference's doing),
+    ``notes`` says so and on which objectives.
 
     Raises:
         SpecError: an objective is not a column of ``summary`` (the message
-            lists the metrics present) or ``reference`` lacks an objective.
+            lists the metrics present), or ``reference`` lacks an objective or
+            names a metric that is not one (the message names the objectives).
     """
     objectives = validate_objectives(objectives)
     skip = {"epochs", "iteration", "status", "degenerate"}
@@ -174,6 +201,15 @@ def pareto_table(
             ) from exc
         if not np.all(np.isfinite(ref_raw)):
             raise SpecError(MSG_BAD_REFERENCE.format(names=", ".join(names), value=dict(reference)))
+        extra = [str(k) for k in reference if k not in names]
+        if extra:
+            raise SpecError(
+                MSG_UNKNOWN_REFERENCE.format(
+                    extra=", ".join(repr(k) for k in extra),
+                    verb="is" if len(extra) == 1 else "are",
+                    names=", ".join(names),
+                )
+            )
         ref_min = ref_raw * signs
     volume = hypervolume(points[mask], ref_min) if points.size else 0.0
     table = summary[names].copy()
@@ -182,4 +218,68 @@ def pareto_table(
     ref = {
         name: float(value * sign) for name, value, sign in zip(names, ref_min, signs, strict=True)
     }
-    return Front(table=table, objectives=objectives, reference=ref, hypervolume=float(volume))
+    notes: tuple[str, ...] = ()
+    if points.size and not np.all(points[mask] < ref_min, axis=1).any():
+        notes = (_unbeaten(objectives, points[mask], ref_min, ref),)
+    return Front(
+        table=table,
+        objectives=objectives,
+        reference=ref,
+        hypervolume=float(volume),
+        notes=notes,
+    )
+
+
+def _unbeaten(
+    objectives: Sequence[tuple[str, str]],
+    points: np.ndarray,
+    ref_min: np.ndarray,
+    ref: Mapping[str, float],
+) -> str:
+    """:data:`MSG_REFERENCE_UNBEATEN`, naming each objective on which no trial on the front
+    (``points``, minimisation space) is better than the reference."""
+    blocked = []
+    for k, (metric, mode) in enumerate(objectives):
+        if not (points[:, k] < ref_min[k]).any():
+            side = "above" if mode == "max" else "below"
+            blocked.append(f"{metric}: none {side} {ref[metric]:.4g}")
+    reference = ", ".join(f"{name}={value:.4g}" for name, value in ref.items())
+    return MSG_REFERENCE_UNBEATEN.format(
+        reference=reference, why=f" ({'; '.join(blocked)})" if blocked else ""
+    )
+
+
+def best_off_front(front: Front, best: str, ranked: Sequence[str]) -> str | None:
+    """One line for the best trial when the front shown beside it does not hold it, else
+    None: a trial on the front dominates it (the front weighs an objective the best trial's
+    ranking does not: ``ranked`` are the metrics it is ranked by, e.g. the front's ``ece``
+    beside a single ``val_acc`` objective), or it has no value of a front objective.
+    """
+    table = front.table
+    if best not in table.index or bool(table.loc[best, "on_front"]):
+        return None
+    names = [metric for metric, _mode in front.objectives]
+    row = table.loc[best]
+    if row["excluded"] == "no value":
+        missing = [m for m in names if pd.isna(pd.to_numeric(row[m], errors="coerce"))]
+        return MSG_BEST_NO_VALUE.format(missing=" or ".join(missing) or "an objective")
+    if row["excluded"] != "":
+        return None
+    modes = [mode for _metric, mode in front.objectives]
+    on = front.front
+    mine = to_minimization(row[names].to_numpy(dtype=np.float64)[None, :], modes)[0]
+    theirs = to_minimization(on[names].to_numpy(dtype=np.float64), modes)
+    dominating = np.flatnonzero(np.all(theirs <= mine, axis=1) & np.any(theirs < mine, axis=1))
+    if dominating.size == 0:
+        return None
+    other = str(on.index[dominating[0]])
+    values = ", ".join(
+        f"{m} {float(on.iloc[dominating[0]][m]):.4g} vs {float(row[m]):.4g}" for m in names
+    )
+    unranked = [m for m in names if m not in ranked]
+    return MSG_BEST_OFF_FRONT.format(
+        other=other,
+        values=values,
+        ranked=", ".join(m for m in ranked) or names[0],
+        unranked=", ".join(unranked) or "the front's objectives",
+    )

@@ -14,6 +14,12 @@ points (``n_degenerate`` counts them, with a NaN median where a point has
 nothing else), so a range whose strong end only gave constant predictors
 shows it rather than looking untried. The heat map's cells (:func:`heatmap`)
 leave them out and count them the same way.
+
+Failed trials (``status`` ``error``) are left out of every statistic too, as
+they are off the front and never the best (``n_failed`` counts them per
+point; the heat map leaves them out of every cell). A point's ``n_trials``
+counts the trials its numbers are over: eligible trials with a value of that
+row's metric.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from regtune.errors import DataError
-from regtune.platform.analysis.summary import check_metric, degenerate_flags
+from regtune.platform.analysis.summary import check_metric, degenerate_flags, failed_flags
 from regtune.platform.analysis.swept import SweptParameter
 
 __all__ = [
@@ -63,6 +69,7 @@ PATH_COLUMNS = [
     "high",
     "n_trials",
     "n_degenerate",
+    "n_failed",
     "metric",
     "median",
     "q25",
@@ -172,10 +179,15 @@ def regularization_path(
     objective's metric is best (``mode`` ``"max"``/``"min"``; ties: the lowest
     strength, i.e. the least regularization that reaches it). Metrics default
     to every numeric metric column of ``summary`` that has a value.
-    ``n_trials`` counts the trials a point's statistics are over;
+    ``n_trials`` counts the trials a row's statistics are over (eligible, with
+    a value of that row's metric, so it can differ between metrics);
     ``n_degenerate`` the degenerate trials (``summary["degenerate"]``) of its
     strength that were left out of them (kept in with ``include_degenerate``,
-    then counted in both); ``attrs["n_degenerate"]`` is their total.
+    then counted in both); ``n_failed`` the failed trials (``status``
+    ``error``) of its strength, always left out; ``attrs["n_degenerate"]`` and
+    ``attrs["n_failed"]`` are their totals. A point's strength is still binned
+    from every trial, so a strength whose trials all failed is a point with
+    ``n_trials`` 0 and a NaN median.
 
     Raises:
         SpecError: a metric (or the objective's) is not in ``summary``; the
@@ -197,15 +209,22 @@ def regularization_path(
     grouped = bin_strengths(_strengths(summary, parameter, "path"), parameter.log, bins)
     count = grouped.strength.size
     degenerate = degenerate_flags(summary)
-    # Every strength tried makes a point; only the eligible trials make its statistics.
-    left_out = degenerate if not include_degenerate else np.zeros_like(degenerate)
+    failed = failed_flags(summary)
+    # Every strength tried makes a point; only the eligible trials make its statistics:
+    # failed trials never, degenerate ones unless asked for.
+    left_out = failed | (degenerate & ~include_degenerate)
     counted = np.where(left_out, -1, grouped.index)
-    n_trials = np.bincount(counted[counted >= 0], minlength=count)
-    n_degenerate = np.bincount(grouped.index[(grouped.index >= 0) & degenerate], minlength=count)
+    placed = grouped.index >= 0
+    n_degenerate = np.bincount(grouped.index[placed & degenerate & ~failed], minlength=count)
+    n_failed = np.bincount(grouped.index[placed & failed], minlength=count)
     best = best_strength(_group_stats(_column(summary, metric_name), counted, count)[:, 0], mode)
     frames = []
     for metric in chosen:
-        stats = _group_stats(_column(summary, metric), counted, count)
+        values = _column(summary, metric)
+        stats = _group_stats(values, counted, count)
+        # The trials this metric's numbers are over: eligible and with a value of it.
+        has_value = (counted >= 0) & np.isfinite(values)
+        n_trials = np.bincount(counted[has_value], minlength=count)
         frames.append(
             pd.DataFrame(
                 {
@@ -215,6 +234,7 @@ def regularization_path(
                     "high": grouped.high,
                     "n_trials": n_trials.astype(np.int64),
                     "n_degenerate": n_degenerate.astype(np.int64),
+                    "n_failed": n_failed.astype(np.int64),
                     "metric": metric,
                     "median": stats[:, 0],
                     "q25": stats[:, 1],
@@ -229,7 +249,8 @@ def regularization_path(
     table.attrs["log"] = parameter.log
     table.attrs["objective"] = f"{metric_name} ({mode})"
     table.attrs["objective_metric"] = metric_name
-    table.attrs["n_degenerate"] = int(degenerate.sum())
+    table.attrs["n_degenerate"] = int((degenerate & ~failed).sum())
+    table.attrs["n_failed"] = int(failed.sum())
     return table
 
 
@@ -258,9 +279,10 @@ def heatmap(
     (``summary["degenerate"]``) are left out of each cell's ``n_trials`` and ``median``
     and counted in its ``n_degenerate`` (kept in with ``include_degenerate``, then
     counted in both); strengths are binned over every trial, so a cell of only
-    degenerate trials stays, with ``n_trials`` 0 and a NaN median. ``attrs`` records
-    both parameter names and their scales, the metric, ``include_degenerate`` and
-    ``n_degenerate`` (the cells' total).
+    degenerate trials stays, with ``n_trials`` 0 and a NaN median. Failed trials
+    (``status`` ``error``) are in no cell. ``attrs`` records both parameter names
+    and their scales, the metric, ``include_degenerate``, ``n_degenerate`` (the
+    cells' total) and ``n_failed`` (the failed trials left out).
 
     Raises:
         SpecError: ``metric`` is not in ``summary`` (the message lists the metrics).
@@ -271,7 +293,9 @@ def heatmap(
     by = bin_strengths(_strengths(summary, y, "heatmap"), y.log, bins)
     values = _column(summary, metric)
     degenerate = degenerate_flags(summary)
-    placed = (bx.index >= 0) & (by.index >= 0) & np.isfinite(values)
+    failed = failed_flags(summary)
+    # A failed trial is in no cell (as it is on no path's statistics and not on the front).
+    placed = (bx.index >= 0) & (by.index >= 0) & np.isfinite(values) & ~failed
     eligible = ~degenerate | include_degenerate
     frame = pd.DataFrame(
         {
@@ -304,6 +328,7 @@ def heatmap(
             "y_log": y.log,
             "include_degenerate": include_degenerate,
             "n_degenerate": int(table["n_degenerate"].sum()),
+            "n_failed": int(failed.sum()),
         }
     )
     return table

@@ -26,6 +26,7 @@ from regtune.errors import SpecError, did_you_mean
 from regtune.platform.analysis.columns import is_final_report, metric_choices
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.analysis.kept import kept_positions
+from regtune.platform.results.trials import ERROR
 
 __all__ = [
     "BOOKKEEPING_COLUMNS",
@@ -33,6 +34,7 @@ __all__ = [
     "MSG_UNKNOWN_METRIC",
     "config_columns",
     "degenerate_flags",
+    "failed_flags",
     "list_metrics",
     "metric_columns",
     "select_epochs",
@@ -66,6 +68,20 @@ def degenerate_flags(
     if index is not None and summary.index is not index:
         column = column.reindex(index)
     return column.astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+def failed_flags(summary: pd.DataFrame | None, index: pd.Index | None = None) -> NDArray[np.bool_]:
+    """Per trial, whether it failed: the summary's ``status`` is ``error`` (aligned to
+    ``index`` when given). A trial with no status (no column, no summary) has not failed.
+    The one reading the path, the heat map and the verdict use to leave failed trials
+    out, as the front and the best trial do."""
+    rows = len(index) if index is not None else 0 if summary is None else len(summary)
+    if summary is None or "status" not in summary.columns:
+        return np.zeros(rows, dtype=bool)
+    column = summary["status"]
+    if index is not None and summary.index is not index:
+        column = column.reindex(index)
+    return (column.astype(object) == ERROR).to_numpy(dtype=bool)
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:

@@ -23,6 +23,11 @@ default) or kept them eligible (``--include-degenerate``), and what their own
 evidence asks for; a penalty whose degenerate trials all lie past every other
 trial's strength gets a sentence of its own. The label shares above are over
 the other trials.
+
+Failed trials (``status`` ``error``) are left out of all of it, as the path,
+the front and the best trial leave them out; the first sentence says how many
+failed, and when every trial failed it is the only one (no range or curve
+advice is built on failed trials).
 """
 
 from __future__ import annotations
@@ -37,12 +42,13 @@ from regtune.platform.analysis.best import best_trial_id
 from regtune.platform.analysis.diagnosis import MIN_EPOCHS, RARE_CLASS_SHARE, learnt_little
 from regtune.platform.analysis.path import PATH_BINS
 from regtune.platform.analysis.swept import SweptParameter, role_of
-from regtune.platform.results.trials import RUNNING, STOPPED_EARLY
+from regtune.platform.results.trials import ERROR, RUNNING, STOPPED_EARLY
 
 __all__ = [
     "EDGE_COLUMNS",
     "EDGE_SHARE",
     "MOSTLY",
+    "NARROW_MAX_SHARE",
     "TIE_ATOL",
     "UNSTABLE_SHARE",
     "WIDEN_FACTOR",
@@ -63,6 +69,10 @@ UNSTABLE_SHARE = 0.2
 TIE_ATOL = 1e-12
 #: How far to widen a log-scaled range past its edge (a factor), or a linear one (share of width).
 WIDEN_FACTOR = 10.0
+#: A narrower range is advised only when it spans at most this share of the range swept (on
+#: the log scale for a log-scaled parameter): it must drop a quarter of the range or more.
+#: Narrowing [1e-6, 1e-2] to [1.25e-6, 1e-2] (97.6 % of the decades) changes nothing.
+NARROW_MAX_SHARE = 0.75
 
 #: Columns of :func:`edges`.
 EDGE_COLUMNS = [
@@ -138,8 +148,15 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
     where it cannot go lower (a linear range starting at 0), ``next_*`` is the
     low end up to the next strength tried. Inside, ``next_*`` spans the
     neighbouring path points (the range's own end where no point lies
-    beyond); when that is the whole range, ``next_*`` equals ``low``/``high``
-    and the verdict says the sweep is too coarse to narrow.
+    beyond). A narrower ``next_*`` (inside, or the low end of a range that
+    cannot go lower) is kept only when it spans at most
+    :data:`NARROW_MAX_SHARE` of the range (log scale for log parameters);
+    otherwise ``next_*`` equals ``low``/``high`` and the verdict says the sweep
+    is too coarse to narrow.
+
+    Path points with no trial of a value of the objective and no degenerate
+    trial (``n_trials`` and ``n_degenerate`` 0: their trials failed or never
+    reported the metric) are not read: they say nothing about the range.
     """
     rows = []
     for parameter in swept:
@@ -149,7 +166,15 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
         metric = path.attrs.get("objective_metric")
         if metric is not None and "metric" in path and (path["metric"] == metric).any():
             path = path[path["metric"] == metric]  # the medians that decided "best"
-        points = path.drop_duplicates("strength").reset_index(drop=True)
+        points = path.drop_duplicates("strength")
+        if {"n_trials", "n_degenerate"} <= set(points.columns):
+            # A strength with no value of the objective and no constant predictor (its
+            # trials all failed, or never reached the metric) says nothing about the range.
+            judged = (points["n_trials"] > 0) | (points["n_degenerate"] > 0)
+            points = points[judged.to_numpy(dtype=bool)]
+        points = points.reset_index(drop=True)
+        if not points["best"].any():
+            continue
         best_index = int(np.flatnonzero(points["best"].to_numpy())[0])
         best = float(points.loc[best_index, "strength"])
         tied = _tied(points, best_index)
@@ -177,6 +202,14 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
                 float(points.loc[lo_i, "low"]) if lo_i >= 0 else low,
                 float(points.loc[hi_i, "high"]) if hi_i <= last else high,
             )
+        if not edge or (edge == "lower" and suggestion[0] >= low):
+            # A narrower range (inside, or the low end of a range that cannot go lower) only
+            # when it is materially narrower; else the whole range (the verdict says so).
+            share = range_position(suggestion[1], low, high, parameter.log) - range_position(
+                suggestion[0], low, high, parameter.log
+            )
+            if share > NARROW_MAX_SHARE:
+                suggestion = (low, high)
         rows.append(
             {
                 "parameter": parameter.name,
@@ -244,7 +277,8 @@ def _path_lines(
         elif whole:
             lines.append(
                 f"{best} is inside its range {rng} ({row.position:.0%} of the way up): too few "
-                "strengths were tried to narrow around it; keep the range and add trials"
+                f"strengths were tried around it to narrow the range by {1 - NARROW_MAX_SHARE:.0%} "
+                "or more; keep the range and add trials"
             )
         else:
             lines.append(
@@ -294,7 +328,10 @@ def sweep_verdict(
 
     ``status`` (the trial table's ``status`` by trial id, optional) tells
     trials a scheduler or early stopping ended (``stopped early``) from those
-    whose whole budget was too short to diagnose. ``summary`` (the per-trial
+    whose whole budget was too short to diagnose, and which failed (``error``):
+    failed trials count in no sentence but the first, which says how many
+    failed (when every trial failed it is the only sentence: there is nothing
+    to advise on). ``summary`` (the per-trial
     table) and ``objective`` (the primary one), when given, let the first
     sentence say that the trial the objective ranks first is degenerate, and
     give each penalty's strengths of the degenerate and the other trials.
@@ -305,13 +342,34 @@ def sweep_verdict(
     lines, wants = _path_lines(edges(paths, swept), paths, swept)
     if diagnosis.empty:
         return lines
+    failed = (
+        (status.reindex(diagnosis.index).astype(object) == ERROR).to_numpy(dtype=bool)
+        if status is not None
+        else np.zeros(len(diagnosis), dtype=bool)
+    )
+    if failed.any():
+        # Failed trials are judged on nothing below (as they are off the path, the front and
+        # the best); the first line says how many there were.
+        n_failed = int(failed.sum())
+        if failed.all():
+            return [
+                f"every trial failed ({n_failed} of {n_failed}, status error): there is "
+                "nothing to judge the range or the loss curves on, so no advice on them; fix "
+                "what made them fail (the sweep's output names each error) and run it again"
+            ]
+        lines.insert(
+            0,
+            f"{n_failed} of {len(diagnosis)} trials failed (status error): they are left out "
+            "of the path, the front, the best trial and the diagnosis's shares",
+        )
+        diagnosis = diagnosis[~failed]
     degenerate = (
         diagnosis["degenerate"].to_numpy(dtype=bool)
         if "degenerate" in diagnosis.columns
         else np.zeros(len(diagnosis), dtype=bool)
     )
     if degenerate.any():
-        lines[:0] = _degenerate_lines(
+        lines[int(failed.any()) : int(failed.any())] = _degenerate_lines(
             diagnosis, degenerate, swept, summary, objective, include_degenerate
         )
     judged = ~diagnosis["too_short"].to_numpy(dtype=bool) & ~degenerate

@@ -100,6 +100,32 @@ def _reference(values: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def _say_beside(analysis: object, objectives: list[str] | None) -> None:
+    """Add what the front's numbers need said to the notes every output shows: a
+    hypervolume of 0 that the reference caused (the analysis's notes), and a best trial
+    that the front beside it does not hold (the best trial's notes)."""
+    from regtune.platform.analysis.front import best_off_front
+    from regtune.platform.analysis.run import Analysis
+
+    assert isinstance(analysis, Analysis)  # for mypy; always true here
+    front = analysis.front
+    if front is None:
+        return
+    analysis.notes += [n for n in front.notes if n not in analysis.notes]
+    best = analysis.best
+    if best is None:
+        return
+    if objectives:
+        ranked = [o.partition(":")[0] for o in objectives]
+    elif analysis.spec is not None and analysis.spec.objectives:
+        ranked = [o.metric for o in analysis.spec.objectives]
+    else:
+        ranked = [analysis.objective[0]]
+    line = best_off_front(front, best.trial_id, ranked)
+    if line is not None and line not in best.notes:
+        best.notes.append(line)
+
+
 def _fmt(value: object) -> str:
     """A table cell: floats to 4 significant digits, a missing number (NaN: no
     trial to take a median of) as ``-``."""
@@ -138,7 +164,13 @@ def _print(analysis: object) -> None:
         table = Table(title=f"path: {name} vs {analysis.objective[0]}")
         # Degenerate trials are left out of the medians; a column counts them where any.
         left_out = 0 if analysis.include_degenerate else int(path.attrs.get("n_degenerate", 0))
-        columns = ["strength", "n_trials", *(["degenerate"] if left_out else [])]
+        failed = int(path.attrs.get("n_failed", 0))
+        columns = [
+            "strength",
+            "n_trials",
+            *(["degenerate"] if left_out else []),
+            *(["failed"] if failed else []),
+        ]
         for column in (*columns, "median", "q25", "q75", "best"):
             table.add_column(column, justify="right")
         part = path[path["metric"] == analysis.objective[0]]
@@ -147,20 +179,22 @@ def _print(analysis: object) -> None:
                 _fmt(row.strength),
                 str(row.n_trials),
                 *([str(row.n_degenerate)] if left_out else []),
+                *([str(row.n_failed)] if failed else []),
                 _fmt(row.median),
                 _fmt(row.q25),
                 _fmt(row.q75),
                 "*" if row.best else "",
             )
         out.print(table)
+        under = []
         if left_out:
-            _hanging(
-                "",
-                [
-                    f"{left_out} degenerate trial(s) (constant predictors) left out of the "
-                    "medians and the best; --include-degenerate keeps them"
-                ],
+            under.append(
+                f"{left_out} degenerate trial(s) (constant predictors) left out of the "
+                "medians and the best; --include-degenerate keeps them"
             )
+        if failed:
+            under.append(f"{failed} failed trial(s) left out of the medians and the best")
+        _hanging("", under)
     empty_front = analysis.empty_front_reason()
     if empty_front is not None:
         _hanging("", [empty_front])
@@ -310,6 +344,8 @@ def analyze(
             )
             for name in experiments
         ]
+        for analysis in analyses:
+            _say_beside(analysis, objective)
         # Two folders of the same name (runs/a/quick, runs/b/quick) must not share a
         # column, a legend entry or figure files.
         for analysis, label in zip(

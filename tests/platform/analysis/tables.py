@@ -70,9 +70,11 @@ def write_experiment(
     running: Sequence[str] = (),
     max_t: int = 8,
     final: Mapping[str, Mapping[str, float]] | None = None,
+    failed: Sequence[str] = (),
 ) -> None:
     """Write real result parts through the results store's writer (``configs`` nested);
-    ``final[trial]`` is merged into the trial's last epoch (its final report)."""
+    ``final[trial]`` is merged into the trial's last epoch (its final report); the trials in
+    ``failed`` end with an error (status ``error``)."""
     from regtune.platform.results import ResultsWriter
 
     writer = ResultsWriter(exp, max_t=max_t, spec=spec, flush_s=0)
@@ -94,7 +96,7 @@ def write_experiment(
                 },
             )
         if trial_id not in running:
-            writer.end_trial(trial_id, error=False)
+            writer.end_trial(trial_id, error=trial_id in failed)
     writer.close()
 
 

@@ -46,25 +46,65 @@ def test_labels(table: pd.DataFrame) -> None:
 
 def test_overfit_evidence_numbers(table: pd.DataFrame) -> None:
     row = table.loc["over"]
-    # Last three epochs: train (0.03 + 0.015 + 0.01) / 3, val (0.5 + 0.56 + 0.62) / 3.
-    assert row["train_loss_end"] == pytest.approx(0.055 / 3)
-    assert row["val_loss_end"] == pytest.approx(0.56)
-    assert row["gap_ratio"] == pytest.approx((0.56 - 0.055 / 3) / 0.56)
-    # Second half starts at epoch 4 (val 0.42) and ends at 0.56 (mean of the last three).
-    assert row["val_improvement"] == pytest.approx((0.42 - 0.56) / 0.42)
+    # 8 epochs: windows of 8 // 3 = 2 epochs. End: train (0.015 + 0.01) / 2, val (0.56 + 0.62) / 2.
+    assert row["window"] == 2
+    assert row["train_loss_end"] == pytest.approx(0.0125)
+    assert row["val_loss_end"] == pytest.approx(0.59)
+    assert row["gap_ratio"] == pytest.approx((0.59 - 0.0125) / 0.59)
+    # Start: epochs 1-2, gap (1.0 + 0.6) / 2 - (1.0 + 0.5) / 2 = 0.05.
+    assert row["gap_growth"] == pytest.approx((0.5775 - 0.05) / 0.59)
+    # The middle window ends at epoch 4 (epochs 3-4: val 0.435).
+    assert row["val_improvement"] == pytest.approx((0.435 - 0.59) / 0.435)
+    # "final" is the final epoch itself, not a mean.
+    assert row["train_loss_final"] == pytest.approx(0.01)
+    assert row["val_loss_final"] == pytest.approx(0.62)
     text = explain(row.to_dict(), [L2, DROPOUT])
-    assert "overfit" in text and "0.56" in text and "penalties.l2: raise" in text
+    assert "overfit: final val loss 0.62, train loss 0.01 (after 8 epochs)" in text
+    assert "(each end the mean of 2 epochs)" in text and "penalties.l2: raise" in text
     assert "model.dropout: raise" in text
 
 
 def test_underfit_evidence(table: pd.DataFrame) -> None:
     row = table.loc["under"]
-    assert row["train_progress"] == pytest.approx(((2.12 + 2.11 + 2.11) / 3) / 2.30)
-    assert row["train_flat"] == pytest.approx((2.13 - (2.12 + 2.11 + 2.11) / 3) / 2.13)
+    assert row["train_progress"] == pytest.approx(((2.11 + 2.11) / 2) / 2.30)
+    assert row["train_flat"] == pytest.approx(((2.15 + 2.13) / 2 - 2.11) / ((2.15 + 2.13) / 2))
     assert directions(row.to_dict(), [L2, WIDTH]) == {
         "penalties.l2": "lower",
         "model.width": "raise",
     }
+
+
+def test_three_epochs_are_read_epoch_by_epoch_so_overfit_can_fire() -> None:
+    """A 3-epoch trial: the start, middle and end windows are single epochs (never the whole
+    history averaged), so a gap that opened up is seen growing, and the evidence gives the
+    final epoch's numbers as "final"."""
+    curve = {"train_loss": [1.0, 0.4, 0.05], "val_loss": [0.9, 0.9, 1.3]}
+    row = diagnose(epochs_table({"t": curve})).loc["t"]
+    assert row["window"] == 1
+    assert row["diagnosis"] == "overfit"
+    assert row["gap_ratio"] == pytest.approx(1.25 / 1.3)
+    assert row["gap_growth"] == pytest.approx((1.25 - (-0.1)) / 1.3)
+    assert row["val_improvement"] == pytest.approx((0.9 - 1.3) / 0.9)
+    text = explain(row.to_dict(), [L2])
+    assert text.startswith("overfit: final val loss 1.3, train loss 0.05 (after 3 epochs)")
+    assert "mean of" not in text
+
+
+def test_healthy_evidence_gives_the_final_epoch() -> None:
+    """A 4-epoch trial's "final" losses are its 4th epoch's, not a mean of epochs 2-4."""
+    curve = {"train_loss": [1.2, 0.9, 0.6, 0.4], "val_loss": [1.0, 0.6, 0.45, 0.29]}
+    row = diagnose(epochs_table({"t": curve})).loc["t"]
+    assert row["diagnosis"] == "healthy"
+    assert (row["train_loss_end"], row["val_loss_end"]) == (0.4, 0.29)
+    assert explain(row.to_dict()).startswith(
+        "healthy: final val loss 0.29, train loss 0.4 (after 4 epochs); gap -0.379 of val loss"
+    )
+
+
+@pytest.mark.parametrize(("epochs", "width"), [(3, 1), (5, 1), (6, 2), (8, 2), (9, 3), (60, 3)])
+def test_end_window_is_a_third_of_the_history_at_most_window(epochs: int, width: int) -> None:
+    assert int(dg.end_window(epochs)) == width
+    assert 2 * width <= epochs  # the start and end windows never overlap
 
 
 def test_unstable_counts_nan_and_spikes(table: pd.DataFrame) -> None:
@@ -192,7 +232,7 @@ def test_a_constant_predictors_advice_is_only_what_its_numbers_support() -> None
     text = explain(fell, [L2, LR])
     assert "its val_acc 0.6 is only the share of the val rows in the class it predicts" in text
     assert (
-        "its train loss fell to 0.103 of its first epoch's, yet every prediction is one class"
+        "its train loss fell to 0.095 of its first epoch's, yet every prediction is one class"
         in text
     )
     assert " -> " not in text and "healthy" not in text

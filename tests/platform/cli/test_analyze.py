@@ -344,3 +344,73 @@ def test_constant_predictors_beside_a_learned_trial_are_counted_on_the_path(
     assert [r["strength"] for r in best] == [1e-5]
     assert data["no_best"] is None
     assert data["diagnosis"]["counts"] == {"degenerate": 2, "healthy": 1}
+
+
+def _off_front_experiment(root: Path) -> Path:
+    """Real Parquet: b and c tie on val_acc (0.93), b has the lower val loss (the best
+    trial) but c the lower ece (the front); f failed after the best val_acc of all; o
+    finished lower. b, c and o finished."""
+    exp = root / "offfront"
+    curves = {"b": HEALTHY, "c": HEALTHY, "f": OVERFIT, "o": OVERFIT}
+    loss = {"b": 0.2, "c": 0.25, "f": 0.3, "o": 0.4}
+    final = {
+        "b": {"val_acc": 0.93, "ece": 0.08, "val_loss": loss["b"]},
+        "c": {"val_acc": 0.93, "ece": 0.06, "val_loss": loss["c"]},
+        "f": {"val_acc": 0.99, "ece": 0.01, "val_loss": loss["f"]},
+        "o": {"val_acc": 0.80, "ece": 0.09, "val_loss": loss["o"]},
+    }
+    l2 = {"b": 1e-4, "c": 1e-3, "f": 1e-6, "o": 1e-2}
+    configs = {t: {"penalties": {"l2": v}, "model": {"dropout": 0.1}} for t, v in l2.items()}
+    spec = load_spec("quickstart").to_dict()
+    write_experiment(str(exp), curves, configs, spec=spec, final=final, failed=["f"])
+    return exp
+
+
+def test_failed_trial_best_off_front_and_reference_in_every_output(tmp_path: Path) -> None:
+    """The failed trial drives nothing and is said; the best trial the front does not hold
+    says so under it; a reference no trial beats is said beside its hypervolume of 0 - in
+    the JSON, the terminal and the HTML report."""
+    exp = _off_front_experiment(tmp_path)
+    report = tmp_path / "r.html"
+    args = ["analyze", str(exp), "--reference", "val_acc=0.99", "--reference", "ece=0.5"]
+    result = _invoke(*args, "--json", "--html", str(report))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["experiments"][0]
+    assert data["verdict"][0].startswith("1 of 4 trials failed (status error)")
+    l2 = {row["strength"]: row for row in data["paths"]["penalties.l2"]}
+    assert l2[1e-6]["n_failed"] == 1 and l2[1e-6]["n_trials"] == 0
+    assert l2[1e-6]["median"] is None and not l2[1e-6]["best"]
+    assert data["best"]["trial_id"] == "b"
+    off = "not on the Pareto front: c dominates it (val_acc 0.93 vs 0.93, ece 0.06 vs 0.08)"
+    assert any(n.startswith(off) for n in data["best"]["notes"])
+    assert data["front"]["hypervolume"] == 0.0
+    assert any(n.startswith("hypervolume 0: no trial on the front beats") for n in data["notes"])
+    html = report.read_text()
+    assert "not on the Pareto front: c dominates it" in html
+    assert "hypervolume 0: no trial on the front beats the reference" in html
+    assert "1 of 4 trials failed (status error)" in html
+    terminal = _invoke(*args)
+    assert terminal.exit_code == 0, terminal.output
+    text = " ".join(terminal.stdout.split())
+    assert "not on the Pareto front: c dominates it" in text
+    assert "1 failed trial(s) left out of the medians and the best" in text
+    assert "hypervolume 0: no trial on the front beats" in text
+
+
+def test_a_reference_key_that_is_not_an_objective_exits_2(tmp_path: Path) -> None:
+    exp = _off_front_experiment(tmp_path)
+    result = _invoke(
+        "analyze",
+        str(exp),
+        "--reference",
+        "val_acc=0.5",
+        "--reference",
+        "ece=0.5",
+        "--reference",
+        "brier=1",
+    )
+    assert result.exit_code == 2, result.output
+    assert (
+        "reference: 'brier' is not an objective of this analysis; allowed: val_acc, ece"
+        in " ".join(result.output.split())
+    )
