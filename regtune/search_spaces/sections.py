@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from regtune.search_spaces.distributions import Distribution, KeyPath
 from regtune.search_spaces.problems import dotted
-from regtune.trainables.config import TrainConfig
+from regtune.trainables.config import StrictModel, TrainConfig
 
 __all__ = [
     "BAD_NAME",
@@ -105,9 +105,11 @@ FUSE_WITH_PBT = (
 )
 
 
-class _Section(BaseModel):
-    # Finite numbers only (an .inf resource or budget is refused, as in training configs).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Section(StrictModel):
+    # As the training config's models: unknown keys refused, finite numbers
+    # only (an .inf resource or budget is refused), and a boolean is not taken
+    # as a number (``samples: yes`` is refused, not run as 1).
+    pass
 
 
 class Objective(_Section):
@@ -152,7 +154,9 @@ class PbtConfig(_Section):
     kind: Literal["pbt"] = "pbt"
     perturbation_interval: int = Field(2, ge=1)
     hyperparam_mutations: tuple[str, ...] | None = None
-    quantile_fraction: float = Field(0.25, ge=0.0, le=0.5)
+    #: Share of trials exploited (the bottom) and exploiting (the top); above 0
+    #: (0 would exploit no trial: PBT without perturbation), at most Ray's 0.5.
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
     resample_probability: float = Field(0.25, ge=0.0, le=1.0)
     perturbation_factors: tuple[float, float] = (1.2, 0.8)
 

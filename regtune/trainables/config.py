@@ -23,7 +23,7 @@ Shape (every key optional except ``dataset``)::
       device: auto                   # auto | cpu | cuda
       robust_every: 5                # robust_acc every k epochs (0: never)
       robust_eps: 0.1                # fixed, so runs trained at other eps compare
-      robust_steps: 20               # PGD steps; must exceed adversarial.steps
+      robust_steps: 20               # PGD steps; > adversarial.steps (pgd/trades)
       robust_samples: 1000           # validation rows attacked (cost bound)
       early_stopping: {metric: val_loss, mode: min, patience: 0}
       calibration: none              # none | temperature | group_temperature (after training)
@@ -54,6 +54,8 @@ hold them: a sweep samples ``method`` and ``eps`` independently).
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -67,9 +69,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from regtune.errors import ROOT, Problem, SpecError, shown
-from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS, DATASET_NAMES, FILE_DATASETS
+from regtune.trainables.catalog import (
+    BUILTIN_DATASETS,
+    BUILTINS,
+    DATASET_NAMES,
+    FAIRNESS_DATASETS,
+    FILE_DATASETS,
+)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -81,6 +90,7 @@ __all__ = [
     "METRIC_MODES",
     "MISSING_POLICIES",
     "ROBUST_RESAMPLES",
+    "STRICT_CONFIG",
     "AdversarialConfig",
     "DatasetConfig",
     "Dependency",
@@ -89,12 +99,15 @@ __all__ = [
     "FairnessConfig",
     "ModelConfig",
     "PenaltiesConfig",
+    "StrictModel",
     "ThresholdRows",
     "TrainConfig",
     "TrainingConfig",
     "default_value",
     "format_validation_error",
+    "has_sensitive",
     "idle_keys",
+    "keyed_error",
     "parse_train_config",
     "validation_problems",
 ]
@@ -145,8 +158,9 @@ MIXUP_FAIRNESS = (
     "belong to two groups at once; set one of them to its default"
 )
 ROBUST_STEPS = (
-    "training.robust_steps ({robust}) must exceed penalties.adversarial.steps ({steps}): "
-    "robust accuracy is measured with a stronger attack than the one trained against"
+    "must exceed penalties.adversarial.steps ({steps}) while robust accuracy is measured "
+    "(training.robust_every > 0), got {robust}: robust accuracy is measured with a stronger "
+    "attack than the one trained against"
 )
 MARGIN_BOUND = (
     "penalties.fairness.margin ({margin}) must be below penalties.fairness.bound ({bound}): "
@@ -157,12 +171,118 @@ ROBUST_NEEDS_BOUND = (
     "thresholds keep the resampled gap within bound - margin (set bound, or robust_quantile: null)"
 )
 IDLE_KEY = "has no effect: {reason}; remove it, or set {on} so that it applies"
+MODE_CONTRADICTS = (
+    "mode {mode!r} contradicts metric {metric!r}, for which {expected!r} is better; "
+    "omit mode to use {expected!r}"
+)
+ES_METRIC_UNMEASURED = (
+    "early stopping on {metric!r} would never act: {why}; allowed here: {allowed}"
+)
+#: Metrics reported only on a dataset with a sensitive attribute (binary label).
+GROUP_METRICS = ("dp_diff", "eo_diff")
+ROBUST_NOT_MEASURED = (
+    "robust accuracy is never measured while training.robust_every is 0; "
+    "set training.robust_every (e.g. 1)"
+)
+NO_GROUPS = (
+    "dataset {name!r} has no sensitive attribute (one of {datasets}, or csv/parquet "
+    "with dataset.sensitive)"
+)
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan=False: a float setting of .inf or 1e999 is refused ("Input
-    # should be a finite number"), not trained into NaN losses.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+def _es_allowed(*, robust: bool, groups: bool) -> str:
+    """The early-stopping metrics a run reports, as an error message lists them."""
+    skip = {*(() if robust else ("robust_acc",)), *(() if groups else GROUP_METRICS)}
+    return ", ".join(m for m in METRIC_MODES if m not in skip)
+
+
+def has_sensitive(dataset: DatasetConfig) -> bool:
+    """Whether ``dataset`` has a sensitive attribute (a built-in with one, or a
+    file with ``sensitive`` set), so the fairness gaps can be reported."""
+    return dataset.name in FAIRNESS_DATASETS or dataset.sensitive is not None
+
+
+#: The pydantic settings of every config and sweep-section model: unknown keys
+#: refused, frozen, and (allow_inf_nan=False) a float setting of .inf or 1e999
+#: refused ("Input should be a finite number"), not trained into NaN losses.
+STRICT_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+BOOL_NOT_NUMBER = (
+    "Input should be {kind}, not a boolean (YAML reads true/false, yes/no and on/off as booleans)"
+)
+BOOLS_NOT_NUMBERS = (
+    "Input should be {kind}, with no boolean among them (YAML reads true/false, yes/no and "
+    "on/off as booleans)"
+)
+#: The pydantic error type of a rule over several keys that names one key
+#: (:func:`keyed_error`); its context holds the key path under the model.
+KEYED_ERROR = "regtune_keyed"
+
+
+def keyed_error(key: str, message: str, because: str = "") -> PydanticCustomError:
+    """An error a model validator raises to blame ``key`` (a dotted path under
+    the model) rather than the model as a whole: :func:`validation_problems`
+    reports it at that path, and ``because`` (a dotted path from the config's
+    root) names the other key whose value makes the problem."""
+    return PydanticCustomError(KEYED_ERROR, message, {"regtune_key": key, "because": because})
+
+
+def _number_kind(annotation: Any) -> str | None:
+    """What a bool is refused as for a field of ``annotation`` (``a number``,
+    ``a whole number``); None when the field takes booleans or no numbers."""
+    origin = typing.get_origin(annotation)
+    union = origin is typing.Union or origin is types.UnionType
+    args = typing.get_args(annotation) if union else (annotation,)
+    if bool in args:
+        return None
+    if float in args:
+        return "a number"
+    if int in args:
+        return "a whole number"
+    return None
+
+
+def _element_kind(annotation: Any) -> str | None:
+    """:func:`_number_kind` of the items of a tuple/list field (None otherwise)."""
+    if typing.get_origin(annotation) not in (tuple, list):
+        return None
+    kinds = {_number_kind(a) for a in typing.get_args(annotation) if a is not Ellipsis}
+    kinds.discard(None)
+    return "a number" if "a number" in kinds else next(iter(kinds), None)
+
+
+class StrictModel(BaseModel):
+    """Base of every config and sweep-section model (:data:`STRICT_CONFIG`).
+
+    A boolean is refused for a number field: pydantic would take ``true`` (and
+    YAML's ``yes``/``on``) as 1, so ``penalties.l2: yes`` would train with L2 =
+    1.0 without a word.
+    """
+
+    model_config = STRICT_CONFIG
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        kind = _number_kind(annotation) if isinstance(value, bool) else None
+        if (
+            kind is None
+            and isinstance(value, (list, tuple))
+            and any(isinstance(v, bool) for v in value)
+        ):
+            kind = _element_kind(annotation)
+            kind = None if kind is None else f"a list of {kind.removeprefix('a ')}s"
+            if kind is not None:
+                raise ValueError(BOOLS_NOT_NUMBERS.format(kind=kind))
+        if kind is not None:
+            raise ValueError(BOOL_NOT_NUMBER.format(kind=kind))
+        return value
+
+
+_Strict = StrictModel
 
 
 class DatasetConfig(_Strict):
@@ -250,7 +370,13 @@ class ModelConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
-    """Stop when ``metric`` has not improved for ``patience`` epochs (0: off)."""
+    """Stop when ``metric`` has not improved for ``patience`` epochs (0: off).
+
+    ``mode`` left out is the metric's direction (:data:`METRIC_MODES`); a mode
+    that contradicts it is refused, as for a sweep's objectives. With
+    ``robust_acc`` a measurement (every ``training.robust_every`` epochs)
+    counts as one epoch of ``patience``.
+    """
 
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
@@ -262,6 +388,17 @@ class EarlyStoppingConfig(_Strict):
         if self.metric not in METRIC_MODES:
             raise ValueError(
                 f"unknown metric {shown(self.metric)}; allowed: {', '.join(sorted(METRIC_MODES))}"
+            )
+        expected = METRIC_MODES[self.metric]
+        if "mode" not in self.model_fields_set:
+            # Not an explicit setting (model_fields_set is unchanged): the
+            # default follows the metric, so an omitted mode is never wrong.
+            object.__setattr__(self, "mode", expected)
+        elif self.mode != expected:
+            raise keyed_error(
+                "mode",
+                MODE_CONTRADICTS.format(mode=self.mode, metric=self.metric, expected=expected),
+                because="training.early_stopping.metric",
             )
         return self
 
@@ -416,12 +553,36 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _evaluation_attack_stronger(self) -> TrainConfig:
-        adv = self.penalties.adversarial
-        if adv.method in ("pgd", "trades") and self.training.robust_steps <= adv.steps:
-            raise ValueError(
-                ROBUST_STEPS.format(robust=self.training.robust_steps, steps=adv.steps)
+        adv, t = self.penalties.adversarial, self.training
+        # Only while robust accuracy is measured: with robust_every 0,
+        # robust_steps is an idle key and raising it would be refused.
+        if adv.method in ("pgd", "trades") and t.robust_every > 0 and t.robust_steps <= adv.steps:
+            raise keyed_error(
+                "training.robust_steps",
+                ROBUST_STEPS.format(robust=t.robust_steps, steps=adv.steps),
+                because="penalties.adversarial.steps",
             )
         return self
+
+    @model_validator(mode="after")
+    def _early_stopping_metric_reported(self) -> TrainConfig:
+        # A metric the run never reports would leave early stopping off
+        # without a word (and the run keeping its last epoch).
+        es, t = self.training.early_stopping, self.training
+        robust, groups = t.robust_every > 0, has_sensitive(self.dataset)
+        if es.patience == 0 or (es.metric == "robust_acc" and robust):
+            return self
+        if es.metric == "robust_acc":
+            why, because = ROBUST_NOT_MEASURED, "training.robust_every"
+        elif es.metric in GROUP_METRICS and not groups:
+            why = NO_GROUPS.format(name=self.dataset.name, datasets=", ".join(FAIRNESS_DATASETS))
+            because = "dataset.name"
+        else:
+            return self
+        message = ES_METRIC_UNMEASURED.format(
+            metric=es.metric, why=why, allowed=_es_allowed(robust=robust, groups=groups)
+        )
+        raise keyed_error("training.early_stopping.metric", message, because=because)
 
     @model_validator(mode="before")
     @classmethod
@@ -604,7 +765,14 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
         got = err.get("input")
         message = err["msg"].removeprefix("Value error, ")
         echo = "" if isinstance(got, Mapping) else f" (got {shown(got)})"
-        found.append(Problem(".".join(loc) or ROOT, f"{message}{echo}"))
+        because = ""
+        if err["type"] == KEYED_ERROR:
+            # A rule over several keys, blamed on one key (keyed_error); its
+            # message names the values, so nothing is echoed.
+            ctx = err.get("ctx") or {}
+            loc = [*loc, *str(ctx.get("regtune_key", "")).split(".")]
+            because, echo = str(ctx.get("because", "")), ""
+        found.append(Problem(".".join(p for p in loc if p) or ROOT, f"{message}{echo}", because))
     return found
 
 

@@ -10,7 +10,9 @@ What the reported numbers mean:
 - ``train_loss`` is the mean plain cross-entropy of the logits the model
   produced on its training batches during the epoch (Keras-style running
   mean: a second pass over the training set would cost a third of an epoch).
-  With mixup, noise or adversarial training these are the augmented inputs.
+  With mixup, noise, FGSM-RS or PGD these are the augmented (attacked)
+  inputs; with TRADES the clean inputs (its natural cross-entropy term; the
+  attacked copies enter only its KL term).
 - ``val_loss``, ``val_acc``, ``ece``, ``brier``, ``dp_diff``, ``eo_diff``
   come from one no-grad pass over the validation split in eval mode.
 - ``robust_acc`` is PGD accuracy (``training.robust_steps`` steps at
@@ -30,6 +32,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,13 +54,21 @@ from regtune.trainables import (
 )
 from regtune.trainables.bootstrap import fairness_intervals, group_keys
 from regtune.trainables.checkpoint import MISSING, bad_field, load_tree, save_tree
-from regtune.trainables.config import TrainConfig, parse_train_config
+from regtune.trainables.config import GROUP_METRICS, TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.models import build_model
 from regtune.trainables.optim import SGD, AdamW
 from regtune.trainables.threshold_settings import ThresholdSettings
 
-__all__ = ["RunResult", "Trainer", "epoch_metrics", "kept_epoch", "resolve_device", "train"]
+__all__ = [
+    "RunResult",
+    "Trainer",
+    "epoch_metrics",
+    "kept_epoch",
+    "resolve_device",
+    "robust_decides",
+    "train",
+]
 
 #: Rows per forward pass when evaluating (memory bound, not a tuning knob).
 EVAL_BATCH = 4096
@@ -87,6 +98,11 @@ CHECKPOINT_EXISTS_MSG = (
 )
 NOTHING_TO_RESUME_MSG = (
     "resume: no checkpoint directory at {path}; run without --resume to start the run"
+)
+EARLY_STOP_NO_GAP_MSG = (
+    "training.early_stopping.metric: early stopping on {metric!r} would never act: "
+    "the fairness gaps are reported for a binary label with a sensitive attribute, and "
+    "dataset {name!r} has {n_classes} classes; use another metric (val_loss, val_acc, ...)"
 )
 CUDA_MISSING_MSG = "training.device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
 UNKNOWN_SPLIT_MSG = "split {split!r} is not one of {allowed}"
@@ -183,6 +199,13 @@ def kept_epoch(kept: selection.Selection | None, early: _EarlyStop, epoch: int) 
     return epoch
 
 
+def robust_decides(early: _EarlyStop) -> bool:
+    """Whether early stopping reads ``robust_acc``: robust accuracy is then
+    measured before early stopping decides, and early stopping decides only at
+    the epochs it is measured at (one rule for the solo and fused trainers)."""
+    return early.patience > 0 and early.metric == "robust_acc"
+
+
 @dataclass
 class RunResult:
     """What :func:`train` returns."""
@@ -249,6 +272,17 @@ class Trainer:
                     sensitive=ds.schema.sensitive if ds.train.s is None else "present",
                     n_classes=ds.n_classes,
                 )
+            )
+        es = cfg.training.early_stopping
+        if (
+            es.patience > 0
+            and es.metric in GROUP_METRICS
+            and (ds.train.s is None or ds.n_classes != 2)
+        ):
+            # The config refuses it for a dataset without a sensitive column;
+            # a file's label may still have more than two classes.
+            raise SpecError(
+                EARLY_STOP_NO_GAP_MSG.format(metric=es.metric, name=ds.name, n_classes=ds.n_classes)
             )
         torch.manual_seed(cfg.training.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.training.seed)
@@ -492,8 +526,15 @@ class Trainer:
         row = epoch_metrics(self.epoch, train_loss, val)
         row.update(self._model_facts())
         es = self.early
+        # Robust accuracy is measured after early stopping has decided, so that
+        # the epoch it stops at is measured too; early stopping on robust_acc
+        # itself needs it first, and then decides only at the epochs it is
+        # measured at (a carried-forward value is no new evidence).
+        robust_first = robust_decides(es)
+        if robust_first and self._robust_due():
+            self._robust = (self.robust_accuracy("val"), self.epoch)
+            row["robust_acc"] = self._robust[0]
         value = row.get(es.metric)
-        # Early stopping decides before robust accuracy so the last epoch is known.
         best = es.patience > 0 and value is not None and es.update(value, self.epoch)
         self.history.append(row)
         kept = self.kept_selection()
@@ -502,7 +543,7 @@ class Trainer:
         if (kept is None and best) or (kept is not None and kept.epoch == self.epoch):
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         row["kept_epoch"] = float(kept_epoch(kept, es, self.epoch))
-        if self._robust_due():
+        if not robust_first and self._robust_due():
             self._robust = (self.robust_accuracy("val"), self.epoch)
         if self._robust is not None:
             row["robust_acc"], row["robust_acc_epoch"] = self._robust[0], float(self._robust[1])
@@ -914,15 +955,19 @@ class Trainer:
         effect mid-run).
         """
         t = self.config.training
+        onecycle = False
         for group in self.optimizer.param_groups:
             group["weight_decay"] = self.config.penalties.weight_decay
             if t.optimizer == "sgd" and "max_momentum" in group:  # one-cycle
                 group["max_momentum"] = t.momentum
                 group["base_momentum"] = t.momentum * ONECYCLE_MOMENTUM_DIP
+                onecycle = True
             elif t.optimizer == "sgd":
                 group["momentum"] = t.momentum
             if self.scheduler is None:
                 group["lr"] = t.lr
+        if onecycle and isinstance(self.scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            _onecycle_momentum_now(self.scheduler)
         if self.scheduler is not None and stored_lr and stored_lr != t.lr:
             _rescale_schedule(self.optimizer, self.scheduler, t.lr / stored_lr)
         es = t.early_stopping
@@ -1001,6 +1046,20 @@ def epoch_metrics(epoch: int, train_loss: float, val: Mapping[str, float]) -> di
         if key in val:
             row[key] = val[key]
     return row
+
+
+def _onecycle_momentum_now(scheduler: torch.optim.lr_scheduler.OneCycleLR) -> None:
+    """Set each group's current momentum to what one-cycle gives at its
+    position under the group's (new) ``max_momentum``/``base_momentum``, so a
+    restored run's next step already uses a new ``training.momentum``, as a
+    fresh run with it would. torch's ``get_lr`` writes the momentum as it
+    computes the step's learning rates (which it only returns)."""
+    if scheduler.last_epoch > scheduler.total_steps:
+        return
+    with warnings.catch_warnings():
+        # "To get the last learning rate computed by the scheduler, use get_last_lr()".
+        warnings.simplefilter("ignore", UserWarning)
+        scheduler.get_lr()
 
 
 def _rescale_schedule(

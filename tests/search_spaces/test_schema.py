@@ -260,7 +260,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "option-breaks-a-whole-config-rule",
         {"penalties": {"adversarial": {"method": {"choice": ["none", "pgd"]}, "steps": 30}}},
         "penalties.adversarial.method",
-        "choice can produce 'pgd', which the trainable rejects: training.robust_steps (20)",
+        "choice can produce 'pgd', which the trainable rejects: training.robust_steps: must exceed",
     ),
     (
         "pair-breaks-a-whole-config-rule",
@@ -668,8 +668,10 @@ def test_fuse_takes_a_count_or_auto_and_defaults_to_off() -> None:
     assert load_spec(merged({"resources": {"fuse": 8}})).resources.fuse == 8
     assert load_spec(merged({"resources": {"fuse": "auto"}})).resources.fuse == "auto"
     # pbt without fusing stays valid; fusing with every other scheduler is allowed.
+    # (No max_concurrent here: HyperBand refuses it, whatever fuse is.)
     for kind in ("asha", "hyperband", "median", "none"):
-        assert load_spec(merged({"scheduler": kind, "resources": {"fuse": 2}})).resources.fuse == 2
+        patch = {"scheduler": kind, "searcher": "hyperopt", "resources": {"fuse": 2}}
+        assert load_spec(merged(patch)).resources.fuse == 2
 
 
 def test_fuse_survives_to_dict_and_overrides() -> None:
@@ -1031,3 +1033,69 @@ def test_probed_values_never_leak_into_the_tree_they_are_tried_in() -> None:
     assert out["penalties"]["adversarial"] == {"method": "pgd", "eps": 0.1, "steps": 3}
     assert tree == before
     assert out["model"] is tree["model"]  # untouched parts are shared, not copied
+
+
+# -- booleans are not numbers; PBT's quantile_fraction above 0 -----------------------
+
+
+@pytest.mark.parametrize(
+    ("patch", "path", "kind"),
+    [
+        ({"budget": {"samples": True}}, "budget.samples", "a whole number"),
+        ({"budget": {"time_limit_s": True}}, "budget.time_limit_s", "a number"),
+        ({"searcher": {"kind": "random", "seed": True}}, "searcher.seed", "a whole number"),
+        (
+            {"scheduler": {"kind": "asha", "grace_period": True}},
+            "scheduler.grace_period",
+            "a whole number",
+        ),
+        ({"resources": {"cpu": True}}, "resources.cpu", "a number"),
+        ({"failure": {"max_retries": True}}, "failure.max_retries", "a whole number"),
+        ({"checkpoint": {"every": True}}, "checkpoint.every", "a whole number"),
+        ({"penalties": {"l2": True}}, "penalties.l2", "a number"),
+    ],
+)
+def test_a_boolean_is_refused_for_a_number_key_of_every_section(
+    patch: dict[str, Any], path: str, kind: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(merged(patch))
+    assert f"{path}: Input should be {kind}, not a boolean" in str(info.value)
+    assert "(got True)" in str(info.value)
+
+
+def test_a_boolean_in_a_list_of_numbers_is_refused() -> None:
+    patch = {
+        "scheduler": {"kind": "pbt", "perturbation_factors": [True, 0.8]},
+        "searcher": {"kind": "random"},
+        "checkpoint": {"every": 1},
+    }
+    with pytest.raises(SpecError, match=r"scheduler\.perturbation_factors: Input should be a list"):
+        load_spec(merged(patch))
+
+
+def test_a_distribution_of_booleans_for_a_number_key_is_refused() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(merged({"penalties": {"l2": {"choice": [True, False]}}}))
+    text = str(info.value)
+    assert (
+        "penalties.l2: choice can produce True, which the trainable rejects: "
+        "Input should be a number, not a boolean" in text
+    )
+    assert "choice can produce False" in text
+
+
+@pytest.mark.parametrize(
+    ("fraction", "ok"), [(0.0, False), (1e-3, True), (0.5, True), (0.51, False)]
+)
+def test_pbt_quantile_fraction_is_above_zero_and_at_most_a_half(fraction: float, ok: bool) -> None:
+    patch = {
+        "scheduler": {"kind": "pbt", "quantile_fraction": fraction},
+        "searcher": {"kind": "random"},
+        "checkpoint": {"every": 1},
+    }
+    if ok:
+        assert load_spec(merged(patch)).scheduler.quantile_fraction == fraction
+        return
+    with pytest.raises(SpecError, match=r"scheduler\.quantile_fraction: Input should be"):
+        load_spec(merged(patch))

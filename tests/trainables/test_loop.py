@@ -140,7 +140,7 @@ def test_fairness_penalty_needs_a_sensitive_attribute(digits: Dataset) -> None:
         ({"training": {"early_stopping": {"metric": "val_f1"}}}, "unknown metric 'val_f1'"),
         (
             {"penalties": {"adversarial": {"method": "pgd", "steps": 30}}},
-            "training.robust_steps (20) must exceed",
+            "training.robust_steps: must exceed penalties.adversarial.steps (30)",
         ),
         (
             {"dataset": "adult", "penalties": {"mixup": 0.2, "fairness": {"kind": "dp"}}},

@@ -85,7 +85,12 @@ def train(
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Write checkpoints here (safetensors + JSON).")
     ] = None,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Epochs between checkpoints.")] = 0,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Epochs between checkpoints (needs --checkpoint-dir; 0: only at the end)."
+        ),
+    ] = 0,
     resume: Annotated[
         bool,
         typer.Option(
@@ -105,6 +110,9 @@ def train(
         config = parse_train_config(load_train_config(spec, set_ or []))
         if resume and checkpoint_dir is None:
             raise RegtuneError("--resume needs --checkpoint-dir")
+        if checkpoint_every and checkpoint_dir is None:
+            # Otherwise no checkpoint would be written anywhere, without a word.
+            raise RegtuneError("--checkpoint-every needs --checkpoint-dir")
         changed: list[tuple[str, Any, Any]] = []
         if resume and checkpoint_dir is not None:
             changed = _check_resume(checkpoint_dir, config.model_dump(mode="json"))
