@@ -38,6 +38,7 @@ from regtune.platform.results.files import PART_PREFIX, locate
 from regtune.platform.results.read import (
     SKIPPED,
     StoredTrials,
+    abandoned_rows,
     check_part,
     concat_parts,
     epoch_parts,
@@ -100,6 +101,9 @@ _SKIPPED_MARK = SKIPPED.removeprefix("{path}").partition("{reason}")[0]
 T = TypeVar("T")
 
 _KEYS = ("trial_id", "iteration")
+#: Read with every projection: it tells the rows a restore abandoned
+#: (:func:`~regtune.platform.results.read.abandoned_rows`); dropped after unless asked for.
+_STAMP = "timestamp"
 
 
 @dataclass
@@ -192,7 +196,7 @@ def _read_projected(
     Columns no part holds are left out (the caller checks names against
     :func:`stored_columns`)."""
     loc = locate(exp)
-    wanted = list(dict.fromkeys([*_KEYS, *columns]))
+    wanted = list(dict.fromkeys([*_KEYS, *columns, _STAMP]))
 
     def read(path: str) -> pa.Table:
         schema = _checked_schema(exp, path)
@@ -209,7 +213,7 @@ def _read_projected(
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in _KEYS})
     holder = [concat_parts(tables)]
     del tables
-    return _latest_rows(_to_pandas(holder))
+    return _latest_rows(_to_pandas(holder), keep_stamp=_STAMP in columns)
 
 
 def row_groups_holding(part: pq.ParquetFile, trial_id: str) -> list[int]:
@@ -239,11 +243,11 @@ def final_values(
     """
     loc = locate(exp)
     found: list[str] = []
-    wanted = list(dict.fromkeys([*_KEYS, *columns]))
+    wanted = list(dict.fromkeys([*_KEYS, *columns, _STAMP]))
 
     def read(path: str) -> pa.Table | None:
         present = [c for c in wanted if c in _checked_schema(exp, path).names]
-        if len(present) <= len(_KEYS):
+        if not set(present) - {*_KEYS, _STAMP}:
             return None
         with loc.fs.open_input_file(path) as handle:
             part = pq.ParquetFile(handle)
@@ -284,12 +288,27 @@ def _to_pandas(holder: list[pa.Table]) -> pd.DataFrame:
     return pd.DataFrame(data, copy=False)
 
 
-def _latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keep the last row per (trial_id, iteration), rows sorted by trial then iteration.
+def _latest_rows(frame: pd.DataFrame, *, keep_stamp: bool = True) -> pd.DataFrame:
+    """Keep the last row per (trial_id, iteration), rows sorted by trial then iteration,
+    less the rows a restore abandoned (the store's rule,
+    :func:`~regtune.platform.results.read.abandoned_rows`, when ``timestamp`` was read;
+    that column is then dropped unless ``keep_stamp``).
 
     Parts come oldest first, so "last" is the latest write. Already sorted and
-    unique input (the usual case) is returned as is, after one O(n) check.
+    unique input (the usual case) is returned as is, after O(n) checks.
     """
+    frame = _unique_rows(frame)
+    if _STAMP not in frame.columns:
+        return frame
+    codes = frame["trial_id"].cat.codes.to_numpy(dtype=np.int64)
+    abandoned = abandoned_rows(codes, frame[_STAMP].to_numpy(dtype=np.float64))
+    if abandoned.any():
+        frame = frame[~abandoned].reset_index(drop=True)
+    return frame if keep_stamp else frame.drop(columns=[_STAMP])
+
+
+def _unique_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The last row per (trial_id, iteration), sorted (``trial_id`` made categorical)."""
     trial = frame["trial_id"]
     if not isinstance(trial.dtype, pd.CategoricalDtype):
         trial = trial.astype("category")

@@ -365,11 +365,39 @@ def epochs_frame(tables: list[pa.Table]) -> pd.DataFrame:
     frame = _frame(tables)
     frame = frame.drop_duplicates(subset=list(EPOCH_KEY_COLUMNS), keep="last")
     frame = frame.sort_values(list(EPOCH_KEY_COLUMNS), kind="stable", ignore_index=True)
+    abandoned = abandoned_rows(frame["trial_id"], frame["timestamp"])
+    if abandoned.any():
+        frame = frame[~abandoned].reset_index(drop=True)
     columns = [n for n, _ in FIXED_EPOCH_COLUMNS]
     columns += config_columns(frame.columns) + metric_columns(frame.columns)
     frame = frame[columns]
     frame["iteration"] = frame["iteration"].astype("int64")
     return frame
+
+
+def abandoned_rows(
+    trial_id: pd.Series | np.ndarray, timestamp: pd.Series | np.ndarray
+) -> np.ndarray:
+    """Which rows a restore abandoned: given one row per ``(trial, epoch)`` (the latest),
+    sorted by trial then epoch, a row written before a row of an *earlier* epoch of the
+    same trial. That later write means the trial went back to a checkpoint (a retried
+    worker, a resumed driver, a population-based exploit) and trained from there: the
+    epochs after it that it has not reported again belong to weights no checkpoint holds
+    any more. A row without a timestamp is never dropped."""
+    stamps = np.asarray(timestamp, dtype=np.float64)
+    if stamps.size < 2:
+        return np.zeros(stamps.size, dtype=bool)
+    owner = pd.Series(np.asarray(trial_id)).to_numpy()
+    same = np.zeros(stamps.size, dtype=bool)
+    same[1:] = owner[1:] == owner[:-1]
+    if bool(np.all(stamps[1:][same[1:]] >= stamps[:-1][same[1:]])):
+        return np.zeros(stamps.size, dtype=bool)  # the usual case: written in epoch order
+    # The latest write among each row's earlier epochs (NaN where a trial starts).
+    before = pd.Series(stamps).groupby(owner, sort=False).cummax().to_numpy()
+    earlier = np.full(stamps.size, np.nan)
+    earlier[1:] = np.where(same[1:], before[:-1], np.nan)
+    with np.errstate(invalid="ignore"):
+        return stamps < earlier
 
 
 def read_epochs(exp: str) -> pd.DataFrame:

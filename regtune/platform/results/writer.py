@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import uuid
@@ -166,6 +167,9 @@ class ResultsWriter:
         self._session = uuid.uuid4().hex[:8]
         self._seq = 0
         self._last_ns = 0
+        #: The newest row time written (or stored), so row times only grow, across
+        #: sessions too: readers tell abandoned rows by them (read.abandoned_rows).
+        self._last_stamp = -math.inf
         self._run_before = 0.0
         self._started = time.monotonic()
         self._last_flush = time.monotonic()
@@ -218,6 +222,10 @@ class ResultsWriter:
             self._last_ns = max(self._last_ns, _part_ns(name))
             for row in table.to_pylist():
                 self._rows.setdefault(row["trial_id"], {})[int(row["iteration"])] = row
+                stamp = row.get("timestamp")
+                if isinstance(stamp, float) and stamp > self._last_stamp:
+                    self._last_stamp = stamp
+        self._rows = {tid: current_rows(rows) for tid, rows in self._rows.items()}
         self._states, self._run_before = stored.states, stored.run_s
         self._loc = loc
         for tid, state in self._states.items():
@@ -253,13 +261,24 @@ class ResultsWriter:
     def add(self, trial_id: str, result: Mapping[str, Any]) -> None:
         """One reported epoch (a Tune result dict); written at the next flush."""
         self.open()  # rows stored earlier must load first: the new ones replace them
+        # Never before a row already written: a clock set back between sessions must not
+        # make a resumed trial's rows look older than the ones they replace.
+        self._last_stamp = max(time.time(), math.nextafter(self._last_stamp, math.inf))
         row = epoch_row(
-            result, experiment=self.experiment, trial_id=trial_id, timestamp=time.time()
+            result, experiment=self.experiment, trial_id=trial_id, timestamp=self._last_stamp
         )
         if trial_id in self._settled:  # an ended trial runs again (a retried error)
-            self._rows[trial_id] = self._stored_rows(trial_id)
+            self._rows[trial_id] = current_rows(self._stored_rows(trial_id))
             self._settled.discard(trial_id)
-        self._rows.setdefault(trial_id, {})[row["iteration"]] = row
+        rows = self._rows.setdefault(trial_id, {})
+        iteration = row["iteration"]
+        if rows and iteration <= next(reversed(rows)):
+            # Back to a checkpoint (a retried worker, a resumed driver, an exploit): the
+            # epochs after it belong to weights no checkpoint holds; readers drop them too
+            # (read.abandoned_rows), and the trial table must not count them.
+            for later in [i for i in rows if i > iteration]:
+                del rows[later]
+        rows[iteration] = row
         self._summaries.pop(trial_id, None)
         self._pending.append(row)
         state = self._states.get(trial_id)
@@ -477,6 +496,23 @@ class ResultsWriter:
         self._last_ns = max(time.time_ns(), self._last_ns + 1)
         self._seq += 1
         return f"{PART_PREFIX}{self._last_ns:020d}-{self._session}-{self._seq:06d}{PART_SUFFIX}"
+
+
+def current_rows(rows: Mapping[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """One trial's rows (epoch -> its latest row) in epoch order, less those a restore
+    abandoned: a row written before the row of an earlier epoch (the store's readers'
+    rule, :func:`~regtune.platform.results.read.abandoned_rows`)."""
+    out: dict[int, dict[str, Any]] = {}
+    newest = -math.inf
+    for iteration in sorted(rows):
+        row = rows[iteration]
+        stamp = row.get("timestamp")
+        if isinstance(stamp, (int, float)) and not math.isnan(stamp):
+            if stamp < newest:
+                continue
+            newest = stamp
+        out[iteration] = row
+    return out
 
 
 def _part_ns(name: str) -> int:

@@ -22,20 +22,23 @@ def exp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_experiment(
         str(path), {"a": HEALTHY, "b": OVERFIT}, configs, spec=load_spec("quickstart").to_dict()
     )
-    # A restored trial re-reports epoch 2 in a later part: the latest row wins.
+    # A restored trial re-reports epoch 2 in a later part: the latest row wins. It then
+    # trains on to its last epoch again (a trial that ended after epoch 2 would have
+    # abandoned its later rows: tests/platform/results/test_abandoned_rows.py).
     writer = ResultsWriter(str(path), max_t=8, flush_s=0)
-    writer.add(
-        "a",
-        {
-            "training_iteration": 2,
-            "config": configs["a"],
-            "train_loss": 0.42,
-            "val_loss": 0.5,
-            "val_acc": 0.8,
-            "ece": 0.1,
-            "brier": 0.1,
-        },
-    )
+    for epoch in range(2, 9):
+        writer.add(
+            "a",
+            {
+                "training_iteration": epoch,
+                "config": configs["a"],
+                "train_loss": 0.42 if epoch == 2 else HEALTHY["train_loss"][epoch - 1],
+                "val_loss": 0.5 if epoch == 2 else HEALTHY["val_loss"][epoch - 1],
+                "val_acc": 0.8,
+                "ece": 0.1,
+                "brier": 0.1,
+            },
+        )
     writer.end_trial("a", error=False)
     writer.flush()
     return path
