@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 
 from regtune.platform.analysis.columns import group_columns
 from regtune.platform.analysis.curves import Segments, segment_values, segments
-from regtune.platform.analysis.summary import degenerate_flags
+from regtune.platform.analysis.summary import degenerate_flags, failed_flags
 from regtune.platform.analysis.swept import SweptParameter
 from regtune.platform.results.degenerate import GROUP_GAPS
 
@@ -279,7 +279,9 @@ def diagnose(
     ``epochs`` needs ``trial_id``, ``iteration``, ``train_loss`` and
     ``val_loss``; ``summary`` (the per-trial table) supplies the group metrics
     at each trial's selected epoch. Columns: :data:`DIAGNOSIS_COLUMNS` plus
-    one boolean column per label in :data:`LABELS` and ``too_short``.
+    one boolean column per label in :data:`LABELS`, ``too_short`` and
+    ``failed`` (the summary's ``status`` is ``error``: the labels still
+    describe its curves, and :func:`explain` starts by saying it failed).
     ``diagnosis`` is the labels joined with ``+``, ``healthy``, or
     ``too short`` (fewer than :data:`MIN_EPOCHS` epochs, unless already unstable
     or degenerate). ``degenerate`` comes from the summary's ``degenerate``
@@ -426,6 +428,7 @@ def diagnose(
             "underfit": underfit,
             "biased": biased,
             "too_short": too_short,
+            "failed": failed_flags(summary, seg.index),
         },
         index=seg.index,
     )
@@ -605,6 +608,12 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
     """
     f = {key: _fmt(value) for key, value in row.items()}
     parts: list[str] = []
+    lead = (
+        "failed (status error: left out of the path, the front, the best and the verdict); "
+        "its curves read "
+        if row.get("failed")
+        else ""
+    )
     if row.get("degenerate"):
         parts.append(_constant(row, f, swept))
     if row.get("unstable"):
@@ -636,7 +645,7 @@ def explain(row: Mapping[str, object], swept: Sequence[SweptParameter] = ()) -> 
             parts.append(f"too short to tell: {f['epochs']} epoch(s) (< {MIN_EPOCHS})")
         else:
             parts.append(f"healthy: {final}; gap {f['gap_ratio']} of val loss{ends}")
-    moves = directions(row, swept)
+    moves = {} if row.get("failed") else directions(row, swept)  # no advice on a failure
     if moves:
         parts.append("; ".join(f"{name}: {move}" for name, move in moves.items()))
-    return ". ".join(parts)
+    return lead + ". ".join(parts)

@@ -10,6 +10,7 @@ import pytest
 
 from regtune.errors import SpecError
 from regtune.platform.analysis import analyze_tables
+from regtune.platform.analysis.diagnosis import explain
 from regtune.platform.analysis.front import best_off_front, pareto_table
 from regtune.platform.analysis.path import heatmap, regularization_path
 from regtune.platform.analysis.summary import trial_summary
@@ -217,3 +218,19 @@ def test_a_reference_no_trial_beats_is_said() -> None:
     fine = pareto_table(_two(), objectives, reference={"val_acc": 0.5, "ece": 0.5})
     assert fine.hypervolume > 0 and fine.notes == ()
     assert pareto_table(_two(), objectives).notes == ()
+
+
+def test_a_failed_trials_evidence_says_it_failed_and_gives_no_directions() -> None:
+    epochs, trials = _failing_sweep(
+        {"t0": "error", "t1": "finished", "t2": "finished", "t3": "finished"}
+    )
+    analysis = analyze_tables(epochs, trials=trials)
+    assert bool(analysis.diagnosis.loc["t0", "failed"])
+    assert not analysis.diagnosis.loc[["t1", "t2", "t3"], "failed"].any()
+    text = explain(analysis.diagnosis.loc["t0"].to_dict(), [L2])
+    assert text.startswith(
+        "failed (status error: left out of the path, the front, the best and the verdict); "
+        "its curves read overfit: "
+    )
+    assert "penalties.l2:" not in text
+    assert "penalties.l2: raise" in explain(analysis.diagnosis.loc["t1"].to_dict(), [L2])
