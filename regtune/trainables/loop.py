@@ -21,10 +21,13 @@ What the reported numbers mean:
   last epoch; in between the last measurement is carried forward and
   ``robust_acc_epoch`` says which epoch it comes from.
 
-Every random draw (shuffling, noise, mixup, attack starts) comes from one
-``torch.Generator`` seeded by ``training.seed``; dropout uses torch's global
-RNG. Both are part of the checkpoint, so a restored run continues exactly as
-if it had not stopped.
+Every random draw of training (shuffling, noise, mixup, attack starts) comes
+from one ``torch.Generator`` seeded by ``training.seed``; dropout uses torch's
+global RNG. Both are part of the checkpoint, so a restored run continues
+exactly as if it had not stopped. The random starts of the robust-accuracy
+attack come from a generator of their own, seeded from ``training.seed``, the
+epoch and the split (:func:`evaluation_generator`), so the evaluation settings
+(``robust_every``, ``robust_samples``, ...) never change the trained model.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,6 +68,7 @@ __all__ = [
     "RunResult",
     "Trainer",
     "epoch_metrics",
+    "evaluation_generator",
     "kept_epoch",
     "resolve_device",
     "robust_decides",
@@ -204,6 +209,26 @@ def robust_decides(early: _EarlyStop) -> bool:
     measured before early stopping decides, and early stopping decides only at
     the epochs it is measured at (one rule for the solo and fused trainers)."""
     return early.patience > 0 and early.metric == "robust_acc"
+
+
+#: Index of each split in the seed of :func:`evaluation_generator`.
+_SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
+#: Tags the evaluation stream, so it never equals the training generator's.
+_EVALUATION_STREAM = 0x5EED_E7A1
+
+
+def evaluation_generator(seed: int, epoch: int, split: str) -> torch.Generator:
+    """The generator of the random starts of a robust-accuracy measurement.
+
+    Seeded from ``training.seed``, the epoch and the split alone: the training
+    generator is never drawn from, so ``robust_every`` and ``robust_samples``
+    do not change the trained model, and a measurement's value does not depend
+    on how many were taken before (nor on a restore in between). The fused
+    trainer draws its members' starts from it too.
+    """
+    words = [_EVALUATION_STREAM, seed % 2**64, epoch, _SPLIT_INDEX.get(split, len(_SPLIT_INDEX))]
+    state = np.random.SeedSequence(words).generate_state(1, np.uint64)[0]
+    return torch.Generator(device="cpu").manual_seed(int(state) % 2**63)
 
 
 @dataclass
@@ -465,7 +490,12 @@ class Trainer:
         return self.epoch == 1 or self.epoch % every == 0 or self.should_stop
 
     def robust_accuracy(self, split: str) -> float:
-        """PGD accuracy on (at most ``robust_samples`` rows of) a split, now."""
+        """PGD accuracy on (at most ``robust_samples`` rows of) a split, now.
+
+        The attack's random starts come from :func:`evaluation_generator`
+        (seed, epoch, split), never from the training generator: measuring
+        robust accuracy, or how often, changes nothing in training.
+        """
         t = self.config.training
         x, y, _ = self._tensors[split]
         x, y = x[: t.robust_samples], y[: t.robust_samples]
@@ -477,7 +507,7 @@ class Trainer:
             steps=t.robust_steps,
             mask=self._mask,
             bounds=self.dataset.bounds,
-            generator=self.generator,
+            generator=evaluation_generator(t.seed, self.epoch, split),
             batch_size=EVAL_BATCH,
         )
 

@@ -116,3 +116,27 @@ def test_restore_under_onecycle_applies_a_new_momentum_from_the_first_step(
     assert group["momentum"] == pytest.approx(want["momentum"], rel=1e-9)
     assert group["max_momentum"] == pytest.approx(0.5)
     assert group["lr"] == pytest.approx(want["lr"], rel=1e-9)
+
+
+def _history(digits: Dataset, **training: Any) -> list[dict[str, float]]:
+    cfg = {
+        "dataset": "digits",
+        "model": {"arch": "mlp", "width": 32, "depth": 2, "dropout": 0.1},
+        "training": {"epochs": 3, "lr": 3e-3, "seed": 1, **training},
+        "penalties": {"input_noise": 0.05, "adversarial": {"method": "fgsm_rs", "eps": 0.05}},
+    }
+    return _run(Trainer(cfg, dataset=digits))
+
+
+def test_measuring_robust_accuracy_does_not_change_training(digits: Dataset) -> None:
+    never = _history(digits, robust_every=0)
+    every = _history(digits, robust_every=1, robust_steps=3, robust_samples=200)
+    fewer = _history(digits, robust_every=2, robust_steps=3, robust_samples=10)
+    keys = ("train_loss", "val_loss", "val_acc")
+    for rows in (every, fewer):
+        assert [[r[k] for k in keys] for r in rows] == [[r[k] for k in keys] for r in never]
+    # A measurement depends on the seed, epoch and split alone, not on how
+    # many were taken before: epoch 2 measured at robust_every 1 and 2 agree.
+    again = _history(digits, robust_every=2, robust_steps=3, robust_samples=200)
+    assert again[1]["robust_acc_epoch"] == 2.0
+    assert again[1]["robust_acc"] == every[1]["robust_acc"]
