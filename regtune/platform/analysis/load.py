@@ -90,7 +90,7 @@ MSG_UNKNOWN_STATUS = (
 #: and what the analysis does with them.
 MSG_INCOMPLETE = (
     "{message}; the analysis leaves them off the best trial, the front, the paths, the heat "
-    "map and the diagnosis (the trial summary still lists them)"
+    "map and the diagnosis"
 )
 #: The store's own words for a part it skipped (:data:`regtune.platform.results.read.SKIPPED`).
 MSG_SKIPPED = SKIPPED
