@@ -27,6 +27,24 @@ not verbose (all set before ``ray.init`` and before Tune runs):
   (every PBT exploit), and regtune stores results in its own Parquet store
   instead; dropped by a logging filter on that logger, which keeps every
   other record.
+- A trial's worker dying (killed, out of memory, crashed): Ray pushes
+  "(raylet) A worker died or was killed while executing a task by an
+  unexpected system error. ..." to the driver, and Tune logs "Trial task
+  failed for trial ..." (an ERROR of logger
+  ``ray.tune.execution.tune_controller``) with Ray's own traceback
+  (``ActorDiedError``, Ray's internals only). Both are dropped (the
+  notice only when it names a worker the running sweep saw report, see
+  :func:`note_trial_worker`; the record when :func:`is_worker_death`);
+  regtune says it in one line per failure instead
+  (:class:`~regtune.platform.tune.progress.ProgressCallback`: the trial, why,
+  and whether it is retried or failed for good). A trial that raised an
+  error of its own (``RayTaskError``: a bug, a bad value) keeps Tune's whole
+  record, traceback included: that traceback is the trial's code. Other
+  pushed errors (e.g. "Task was killed due to the node running low on
+  memory") print as Ray prints them. Tune's closing "Trials did not
+  complete: [trial_...]" (an ERROR of logger ``ray.tune.tune``) is dropped
+  too: each failed trial had its own line, and the summary marks it
+  ``error``.
 - Tune's configuration box ("Configuration for experiment ...") and "View
   detailed results here: ...": printed by Tune's new output engine even at
   ``verbose=0``; ``RAY_AIR_NEW_OUTPUT=0`` selects Tune's older engine, which
@@ -42,17 +60,26 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 __all__ = [
+    "CONTROLLER_LOGGER",
+    "INCOMPLETE_NOTICE",
     "RESULT_FILE_NOTICE",
     "RESULT_LOGGER",
     "SERVE_LOGGER",
     "SERVE_SHUTDOWN_NOTICE",
     "TOKEN_NOTICE_LOGGER",
+    "TRIAL_FAILED_NOTICE",
     "TUNE_OUTPUT_ENV",
+    "TUNE_RUN_LOGGER",
+    "WORKER_DIED_NOTICE",
     "apply_verbosity",
     "filter_ray_messages",
+    "forget_trial_workers",
     "is_verbose",
+    "is_worker_death",
+    "note_trial_worker",
     "ray_log_level",
     "set_verbose",
 ]
@@ -69,12 +96,29 @@ SERVE_LOGGER = "ray.serve"
 #: The start of the error Ray pushes whenever Serve shuts down (dropped unless verbose).
 SERVE_SHUTDOWN_NOTICE = "Task ServeController.graceful_shutdown failed"
 
+#: The start of the error Ray pushes when a worker process dies (dropped unless verbose).
+WORKER_DIED_NOTICE = (
+    "A worker died or was killed while executing a task by an unexpected system error"
+)
+#: Tune's controller logger, and the start of its record of a failed trial task
+#: (dropped unless verbose when the trial's worker died).
+CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+TRIAL_FAILED_NOTICE = "Trial task failed for trial "
+
+#: Tune's logger of ``tune.run``, and the start of its closing error naming the
+#: failed trials (dropped unless verbose: each failed trial has its own line).
+TUNE_RUN_LOGGER = "ray.tune.tune"
+INCOMPLETE_NOTICE = "Trials did not complete"
+
 #: Tune's result-file logger, and the start of its notice that a result file it
 #: would restore is absent (dropped unless verbose).
 RESULT_LOGGER = "ray.tune.logger.logger"
 RESULT_FILE_NOTICE = "Remote file not found: "
 
 _state = {"verbose": False, "set_tune_env": False, "drop_notice": True}
+#: Worker processes of the running sweep's trials (their deaths regtune reports itself).
+_TRIAL_WORKERS: set[int] = set()
+_WORKER_PID = re.compile(r"Worker PID: (\d+)")
 
 
 class _NoticeFilter(logging.Filter):
@@ -106,15 +150,58 @@ _SERVE_FILTER = _ServeInfoFilter()
 _RESULT_FILTER = _NoticeFilter(RESULT_FILE_NOTICE)
 
 
+def is_worker_death(exc: BaseException | None) -> bool:
+    """Whether a trial failed because its worker process died (Ray's
+    ``RayActorError``, e.g. ``ActorDiedError``, also as a ``RayTaskError``'s
+    cause), not because the trial's own code raised."""
+    from ray.exceptions import RayActorError
+
+    return isinstance(exc, RayActorError) or isinstance(getattr(exc, "cause", None), RayActorError)
+
+
+class _WorkerDeathFilter(logging.Filter):
+    """Drops Tune's "Trial task failed" records whose cause is a dead worker."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(TRIAL_FAILED_NOTICE):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        return not is_worker_death(exc)
+
+
+_WORKER_DEATH_FILTER = _WorkerDeathFilter()
+#: Tune's closing "Trials did not complete: [...]".
+_INCOMPLETE_FILTER = _NoticeFilter(INCOMPLETE_NOTICE)
+
+
+def note_trial_worker(pid: int) -> None:
+    """A running sweep's trial reported from worker process ``pid``: Ray's
+    notice of that worker's death is dropped (while not verbose), since the
+    sweep reports the trial's failure itself."""
+    _TRIAL_WORKERS.add(int(pid))
+
+
+def forget_trial_workers() -> None:
+    """The sweep ended: Ray's notices of any worker's death print again."""
+    _TRIAL_WORKERS.clear()
+
+
 def _is_shutdown_notice(line: str) -> bool:
-    """Whether a pushed error is Serve's shutdown notice, while not verbose
-    (as :func:`apply_verbosity` last applied it)."""
-    return _state["drop_notice"] and SERVE_SHUTDOWN_NOTICE in line
+    """Whether a pushed error is Serve's shutdown notice, or the notice that a
+    trial's worker died (:func:`note_trial_worker`), while not verbose (as
+    :func:`apply_verbosity` last applied it)."""
+    if not _state["drop_notice"]:
+        return False
+    if SERVE_SHUTDOWN_NOTICE in line:
+        return True
+    pid = _WORKER_PID.search(line) if WORKER_DIED_NOTICE in line else None
+    return pid is not None and int(pid.group(1)) in _TRIAL_WORKERS
 
 
 def filter_ray_messages() -> None:
-    """Keep Serve's shutdown notice out of what the driver prints while not
-    verbose (idempotent; imports Ray: call it where Ray is about to start)."""
+    """Keep Serve's shutdown notice and a dead worker's notice out of what the
+    driver prints while not verbose (idempotent; imports Ray: call it where
+    Ray is about to start)."""
     from regtune.platform.tune.ray_private import drop_pushed_errors
 
     drop_pushed_errors(_is_shutdown_notice)
@@ -150,11 +237,15 @@ def apply_verbosity(verbose: bool | None = None) -> None:
     logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
     serve_logger = logging.getLogger(SERVE_LOGGER)
     result_logger = logging.getLogger(RESULT_LOGGER)
+    controller_logger = logging.getLogger(CONTROLLER_LOGGER)
+    run_logger = logging.getLogger(TUNE_RUN_LOGGER)
     _state["drop_notice"] = not verbose
     if verbose:
         logger.removeFilter(_TOKEN_FILTER)
         serve_logger.removeFilter(_SERVE_FILTER)
         result_logger.removeFilter(_RESULT_FILTER)
+        controller_logger.removeFilter(_WORKER_DEATH_FILTER)
+        run_logger.removeFilter(_INCOMPLETE_FILTER)
         # Undo only what regtune itself set: a value someone put there since stays.
         if _state["set_tune_env"] and os.environ.get(TUNE_OUTPUT_ENV) == "0":
             os.environ.pop(TUNE_OUTPUT_ENV, None)
@@ -166,6 +257,10 @@ def apply_verbosity(verbose: bool | None = None) -> None:
         serve_logger.addFilter(_SERVE_FILTER)
     if _RESULT_FILTER not in result_logger.filters:
         result_logger.addFilter(_RESULT_FILTER)
+    if _WORKER_DEATH_FILTER not in controller_logger.filters:
+        controller_logger.addFilter(_WORKER_DEATH_FILTER)
+    if _INCOMPLETE_FILTER not in run_logger.filters:
+        run_logger.addFilter(_INCOMPLETE_FILTER)
     if TUNE_OUTPUT_ENV not in os.environ:
         os.environ[TUNE_OUTPUT_ENV] = "0"
         _state["set_tune_env"] = True

@@ -31,27 +31,47 @@ the output is a log file or a pipe, where a status line would show nothing.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import numbers
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray import cloudpickle
 from ray.tune import Callback
 
 from regtune.platform.analysis.columns import is_final_report
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.ranking import TIE_BREAK, best_first
 from regtune.platform.results.trials import trial_status
+from regtune.platform.tune.banners import forget_trial_workers, is_worker_death, note_trial_worker
+from regtune.platform.tune.ray_private import trial_storage
 
 __all__ = [
+    "FAILED_LINE",
     "LINE_PERIOD_S",
+    "RETRY_LINE",
     "PeriodicLines",
     "ProgressCallback",
     "SweepProgress",
+    "failure_cause",
     "progress_text",
 ]
+
+log = logging.getLogger(__name__)
+
+#: Said once per retry of a failed trial (Tune's ``FailureConfig.max_retries``).
+RETRY_LINE = "trial {trial}: {cause}; retry {n} of {max} (failure.max_retries) {start}"
+#: Said once for a trial that failed for good.
+FAILED_LINE = "trial {trial} failed: {cause}{after}; status error{where}"
+#: Tune's text file of a trial's errors (in the trial's folder).
+ERROR_FILE = "error.txt"
+_PID = re.compile(r"\bpid: (\d+)")
+_EXIT = re.compile(r"Worker exit detail: (.*?)(?: Some common causes|$)", re.S)
 
 #: Seconds between progress lines when the output is not a terminal: often
 #: enough that a CI log shows the sweep is alive, rare enough to stay readable.
@@ -333,20 +353,99 @@ class ProgressCallback(Callback):
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
         """Tune hook."""
+        pid = result.get("pid")
+        if isinstance(pid, int):
+            note_trial_worker(pid)  # its death is said by on_trial_recover/on_trial_error
         self.state.result(trial.trial_id, result)
         self._push()
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Tune hook: Ray's notices of dead workers are no longer this sweep's."""
+        forget_trial_workers()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Tune hook."""
         self.state.completed(trial.trial_id)
         self._push()
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Tune hook: a failed trial is retried. Says so in one line (see
+        :mod:`~regtune.platform.tune.banners`: Ray's own notice of a dead
+        worker is hidden unless ``--verbose``)."""
+        limit = trial.max_failures
+        start = "from its newest checkpoint" if trial.checkpoint is not None else "from epoch 1"
+        log.warning(
+            RETRY_LINE.format(
+                trial=trial.trial_id,
+                cause=failure_cause(_trial_error(trial)),
+                n=trial.num_failures,
+                max="unlimited" if limit < 0 else limit,
+                start=start,
+            )
+        )
+        self._push()
+
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        """Tune hook (called once retries are exhausted)."""
+        """Tune hook (called once retries are exhausted): one line says why."""
         self.state.completed(trial.trial_id, error=True)
+        retries = max(int(trial.num_failures) - 1, 0)
+        error_file = _stored_error_file(trial)
+        log.warning(
+            FAILED_LINE.format(
+                trial=trial.trial_id,
+                cause=failure_cause(_trial_error(trial)),
+                after=f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries else "",
+                where=f"; Tune's report: {error_file}" if error_file else "",
+            )
+        )
         self._push()
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         """Tune hook, once per turn of Tune's event loop: keeps the elapsed time
         moving while no trial reports (the display throttles it)."""
         self._push()
+
+
+def _trial_error(trial: Any) -> BaseException | None:
+    """The exception Tune recorded for ``trial``'s latest failure (None if unreadable)."""
+    path = getattr(trial, "pickled_error_file", None)
+    if not path:
+        return None
+    with contextlib.suppress(Exception), open(path, "rb") as handle:
+        exc = cloudpickle.load(handle)
+        return exc if isinstance(exc, BaseException) else None
+    return None
+
+
+def failure_cause(exc: BaseException | None) -> str:
+    """Why a trial failed, in a few words: its worker died (with the worker's
+    pid and Ray's exit detail), or the error its own code raised (type and
+    first line)."""
+    if exc is None:
+        return "it failed (no error recorded)"
+    text = str(exc)
+    if is_worker_death(exc):
+        pid = _PID.search(text)
+        detail = _EXIT.search(text)
+        parts = [f"pid {pid.group(1)}"] if pid else []
+        if detail:
+            parts.append(" ".join(detail.group(1).split()))
+        return "its worker process died" + (f" ({': '.join(parts)})" if parts else "")
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc, text = cause, str(cause)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _stored_error_file(trial: Any) -> str | None:
+    """Where Tune stores ``trial``'s error report (its folder in the experiment)."""
+    try:
+        where = trial_storage(trial)
+    except Exception:  # a detail of a line: never fail the sweep for it
+        return None
+    if not where.trial_path:
+        return None
+    kind = str(getattr(where.filesystem, "type_name", "local"))
+    path = f"{where.trial_path}/{ERROR_FILE}"
+    return path if kind == "local" else f"{kind}://{path.lstrip('/')}"
