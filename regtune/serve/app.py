@@ -138,7 +138,10 @@ def build_app(args: Mapping[str, Any] | ServeSettings) -> Application:
         logging_config={"enable_access_log": settings.access_log},
     )
     # One id per build: the replicas of this deployment (restarted ones too) share it.
-    return deployment.bind(settings.model_dump(mode="json"), digest, uuid.uuid4().hex)
+    # The keys that were given (the rest are defaults, the same in the replica): a
+    # canary_weight that was never given stays unset, which the settings check reads.
+    given = settings.model_dump(mode="json", exclude_unset=True)
+    return deployment.bind(given, digest, uuid.uuid4().hex)
 
 
 def start_http(host: str, port: int) -> None:

@@ -29,11 +29,13 @@ from typing import Any, Literal
 import numpy as np
 
 from regtune.serve.settings import (
+    BUCKETS,
     DEFAULT_MAX_DISAGREEMENT,
     DEFAULT_MAX_ERROR_RATE,
     DEFAULT_MAX_P99_MS,
     DEFAULT_MIN_REQUESTS,
     DEFAULT_ROLLOUT_WINDOW,
+    routed_buckets,
 )
 
 __all__ = [
@@ -47,9 +49,6 @@ __all__ = [
     "routes_to_canary",
 ]
 
-#: Granularity of canary weights (0.01 % steps).
-BUCKETS = 10_000
-
 Route = Literal["primary", "canary"]
 
 
@@ -60,7 +59,7 @@ def bucket(request_id: str) -> int:
 
 def routes_to_canary(request_id: str, weight: float) -> bool:
     """Whether a canary at ``weight`` (share of traffic, 0..1) answers ``request_id``."""
-    return bucket(request_id) < round(weight * BUCKETS)
+    return bucket(request_id) < routed_buckets(weight)
 
 
 @dataclass(frozen=True)

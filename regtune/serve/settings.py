@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from regtune.serve.rollout import RolloutLimits
 
 __all__ = [
+    "BUCKETS",
     "CONFIG_HEADER",
     "DEFAULT_FEEDBACK_RECORDS",
     "DEFAULT_MAX_BODY_BYTES",
@@ -51,6 +52,8 @@ __all__ = [
     "check_other_version",
     "config_text",
     "parse_settings",
+    "routed_buckets",
+    "routed_share",
 ]
 
 #: Environment variable holding the optional bearer token.
@@ -112,6 +115,31 @@ def check_other_version(
                     role=role, ref=ref, theirs=list(theirs), primary=primary_ref, ours=list(ours)
                 )
             )
+
+
+#: Canary routing (:mod:`.rollout`): a request id's crc32 picks one of BUCKETS buckets,
+#: and the first ``round(canary_weight * BUCKETS)`` go to the canary (0.01 % steps).
+BUCKETS = 10_000
+#: A canary weight with no canary: nothing would use it.
+NO_CANARY = (
+    "canary_weight ({weight}) is set but there is no canary: name the version that answers "
+    "that share with --canary (canary: in a config file), or leave the weight out"
+)
+#: A positive canary weight that rounds to no bucket: the canary would get no request.
+TOO_SMALL = (
+    "canary_weight ({weight}) routes no request to the canary: weights go in steps of "
+    "{step:g} (one of 10,000 buckets); use 0 (no traffic) or at least {step:g}"
+)
+
+
+def routed_buckets(weight: float) -> int:
+    """How many of the :data:`BUCKETS` buckets a canary at ``weight`` answers."""
+    return round(weight * BUCKETS)
+
+
+def routed_share(weight: float) -> str:
+    """The share of requests a canary at ``weight`` answers, as routed: ``"0.4%"``."""
+    return f"{routed_buckets(weight) * 100 / BUCKETS:g}%"
 
 
 #: Drift (:mod:`.drift`): the window of served records compared with the reference,
@@ -206,6 +234,14 @@ class ServeSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:
+        if self.canary is None and "canary_weight" in self.model_fields_set:
+            raise ValueError(NO_CANARY.format(weight=self.canary_weight))
+        if (
+            self.canary is not None
+            and self.canary_weight > 0
+            and not routed_buckets(self.canary_weight)
+        ):
+            raise ValueError(TOO_SMALL.format(weight=self.canary_weight, step=1 / BUCKETS))
         if self.min_requests > self.rollout_window:
             raise ValueError(
                 f"min_requests ({self.min_requests}) must not exceed rollout_window "

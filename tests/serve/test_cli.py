@@ -152,6 +152,9 @@ def test_bad_values_exit_2_naming_what_is_allowed(registry: Registry) -> None:
             "--set canary: the YAML's aliases expand to more than 100000 repeated values",
         ),
         (["--canary", "9"], "no version 9"),
+        (["--canary-weight", "0.3"], "canary_weight (0.3) is set but there is no canary"),
+        (["--set", "canary_weight=0.3"], "canary_weight (0.3) is set but there is no canary"),
+        (["--canary", "2", "--canary-weight", "0.00004"], "routes no request to the canary"),
         (["--shadow", "1"], "shadow is the primary version itself (adult:1); choose another"),
         (["--ingress", "sideways"], "--ingress"),
     ]
@@ -307,6 +310,10 @@ def test_banner_names_the_version_canary_shadow_and_token_on_unwrapped_lines() -
     assert lines[0] == f"serving {MODEL}:1 at {base}"
     assert f"POST {base}/v1/models/{MODEL}:predict" in text
     assert f"canary:  {MODEL}:2 answers 25% of requests" in text
+    # The share as routed (0.01 % buckets), not rounded to a whole percent.
+    small = ServeSettings(model=MODEL, canary="2", canary_weight=0.004)
+    small_text = "\n".join(banner_lines(small, MODEL, base, [], labels, False))
+    assert f"canary:  {MODEL}:2 answers 0.4% of requests" in small_text
     assert f"shadow:  {MODEL}:3 sees every request" in text
     assert "bearer token required (Authorization: Bearer $REGTUNE_SERVE_TOKEN)" in text
     assert "http://127.0.0.1:9000" in text

@@ -21,6 +21,10 @@ from regtune.serve.settings import THROUGHPUT_ENV, ServeSettings, config_text, p
         ({"model": "m", "unknown_categories": "drop"}, "serve.unknown_categories"),
         ({"model": "m", "replicas": 2}, "serve.replicas"),
         ({"model": "m", "min_requests": 500}, "min_requests (500) must not exceed rollout_window"),
+        # A weight with no canary, or one too small to route a request, would do nothing.
+        ({"model": "m", "canary_weight": 0.3}, "canary_weight (0.3) is set but there is no canary"),
+        ({"model": "m", "canary": "2", "canary_weight": 4e-5}, "routes no request to the canary"),
+        ({"model": "m", "canary": "2", "canary_weight": 5e-5}, "at least 0.0001"),
         ({"model": "m", "drift_min_window": 5000}, "drift_min_window (5000) must not exceed"),
         ({"model": "m", "feedback_records": 0}, "serve.feedback_records: "),
         ({"model": "m", "feedback_records": 0}, "greater than or equal to 1"),
@@ -72,3 +76,16 @@ def test_serve_run_can_call_the_builder_with_string_args() -> None:
 
 def test_feedback_records_is_read() -> None:
     assert parse_settings({"model": "m", "feedback_records": 5000}).feedback_records == 5000
+
+
+def test_a_canary_weight_needs_a_canary_and_a_whole_bucket() -> None:
+    from regtune.serve.rollout import routes_to_canary
+    from regtune.serve.settings import routed_share
+
+    assert parse_settings({"model": "m", "canary": "2", "canary_weight": 0.0}).canary_weight == 0
+    smallest = parse_settings({"model": "m", "canary": "2", "canary_weight": 1e-4})
+    ids = [f"r{i}" for i in range(20_000)]
+    assert any(routes_to_canary(i, smallest.canary_weight) for i in ids)
+    assert parse_settings({"model": "m"}).canary_weight == 0.1  # the default alone is fine
+    shares = [routed_share(w) for w in (1.0, 0.25, 0.004, 3e-4, 1e-4)]
+    assert shares == ["100%", "25%", "0.4%", "0.03%", "0.01%"]

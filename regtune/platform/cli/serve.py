@@ -158,6 +158,15 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
+def _given(ctx: typer.Context | None, param: str) -> bool:
+    """Whether the user gave ``param`` on the command line (False when ``serve`` is
+    called as a function, as the quickstart does: there is no context then)."""
+    if ctx is None:
+        return False
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name != "DEFAULT"
+
+
 def _local_path(value: str | None) -> str | None:
     """A local path made absolute (replicas do not share this process's working
     directory); a URI, None or a registry reference that is no path, unchanged."""
@@ -381,7 +390,7 @@ def serve(
         str | None, typer.Option(help="Version that answers --canary-weight of the traffic.")
     ] = None,
     canary_weight: Annotated[
-        float, typer.Option(help="Canary's share of requests (0 to 1).")
+        float, typer.Option(help="Canary's share of requests (0 to 1). Needs --canary.")
     ] = 0.1,
     shadow: Annotated[
         str | None, typer.Option(help="Version that sees every request but never answers.")
@@ -437,6 +446,7 @@ def serve(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show Ray's and Serve's own messages.")
     ] = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]  # None: called as a function
 ) -> None:
     """Serve a registered model over HTTP (KServe v1) with canary, shadow and drift."""
     from regtune.platform.tune.runtime import set_verbose
@@ -448,13 +458,15 @@ def serve(
             "model": model,
             "storage": storage,
             "canary": canary,
-            "canary_weight": canary_weight,
             "shadow": shadow,
             "max_batch_size": batch_size,
             "batch_wait_ms": batch_wait_ms,
             "num_replicas": replicas,
             "token_env": token_env,
         }
+        if canary is not None or _given(ctx, "canary_weight"):
+            # Given on the command line without a canary: the settings refuse it.
+            flags["canary_weight"] = canary_weight
         # Before the serve settings (and torch) are imported, where the settings will
         # look: --set registry= names the root itself, --set storage= the storage.
         given = {k.strip(): v for k, _, v in (i.partition("=") for i in set_ or [])}
@@ -615,6 +627,8 @@ def banner_lines(
     """What ``regtune serve`` prints once the application is up: the version
     served, its URLs, the canary and shadow, whether a bearer token is needed,
     and (``metrics``) the Prometheus endpoint when Ray runs on one node."""
+    from regtune.serve.settings import routed_share
+
     primary = labels.get("primary") or name
     lines = [
         f"serving {primary} at {base}",
@@ -622,7 +636,8 @@ def banner_lines(
         f"  docs:    {base}/docs",
     ]
     if labels.get("canary"):
-        share = f"{settings.canary_weight:.0%}"
+        # The share as routed (whole buckets of 0.01 %), not rounded to a percent.
+        share = routed_share(settings.canary_weight)
         lines.append(f"  canary:  {labels['canary']} answers {share} of requests")
     if labels.get("shadow"):
         lines.append(f"  shadow:  {labels['shadow']} sees every request, never answers")
