@@ -71,7 +71,7 @@ UNKNOWN_REQUEST = (
     "send feedback with the request_id a recent predict response returned"
 )
 ALREADY_LABELLED = "request_id {rid!r} already has feedback; each request is labelled once"
-WRONG_COUNT = "labels has {got} entries; request {rid!r} had {want} instances, one label each"
+WRONG_COUNT = "labels has {got}; request {rid!r} had {want}, one label each"
 UNKNOWN_LABEL = "labels[{index}] is {value}; expected one of {classes}"
 SAME_CLASS = (
     "labels[{index}] is {value}, which matches {n} classes {matched}: one value "
@@ -206,10 +206,14 @@ class FeedbackTracker:
         n = pending.probs.shape[0]
         if len(labels) != n:
             raise RequestError(
-                WRONG_COUNT.format(got=len(labels), rid=request_id, want=n),
+                WRONG_COUNT.format(
+                    got=_count(len(labels), "entry", "entries"),
+                    rid=request_id,
+                    want=_count(n, "instance"),
+                ),
                 status=422,
                 field="labels",
-                allowed=f"a list of {n} labels",
+                allowed=f"a list of {_count(n, 'label')}",
             )
         ids = self._labels_of.codes(labels)
         pending.labelled = True
@@ -283,6 +287,11 @@ class FeedbackTracker:
                 rates = [g["positive_rate"] for g in out["groups"].values()]
                 out["dp_gap"] = max(rates) - min(rates)
         return out
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``"1 label"``, ``"2 labels"``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _version_order(key: str) -> tuple[bool, int, str]:

@@ -70,7 +70,8 @@ def test_thresholded_answers_are_scored_as_answered_not_by_arg_max() -> None:
     ("rid", "labels", "status", "field", "words"),
     [
         ("zzz", ["no"], 404, "request_id", "not among the last 3 predictions"),
-        ("a", ["no"], 422, "labels", "labels has 1 entries; request 'a' had 3 instances"),
+        ("a", ["no"], 422, "labels", "labels has 1 entry; request 'a' had 3 instances"),
+        ("b", ["no", "no"], 422, "labels", "labels has 2 entries; request 'b' had 1 instance,"),
         ("a", ["no", "maybe", "no"], 422, "labels[1]", "expected one of ['no', 'yes']"),
         ("b", [1.5], 422, "labels[0]", "labels[0] is 1.5; expected one of ['no', 'yes']"),
         ("b", [None], 422, "labels[0]", "labels[0] is None; expected one of"),
@@ -86,6 +87,8 @@ def test_bad_feedback_is_refused(
     assert (info.value.status, info.value.field) == (status, field)
     assert words in str(info.value)
     assert t.summary()["n"] == 0
+    if rid == "b" and len(labels) == 2:
+        assert info.value.allowed == "a list of 1 label"
 
 
 def test_each_request_is_labelled_once_and_old_ones_are_evicted() -> None:

@@ -20,13 +20,14 @@ path to a version directory (anything holding a ``meta.json``).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtune.errors import CheckpointError, SpecError, did_you_mean
+from regtune.errors import SUGGEST_CUTOFF, CheckpointError, SpecError, did_you_mean
 from regtune.platform.registry.store import Place, place_of
 from regtune.platform.storage import DEFAULT_STORAGE, STORAGE_ENV, storage_root
 
@@ -235,7 +236,7 @@ def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, i
                 name=parsed.name,
                 root=base.display(),
                 models=describe_models(models),
-                hint=did_you_mean(parsed.name, models),
+                hint=did_you_mean(parsed.name, _fewest_edits(parsed.name, models)),
             )
         )
     number = parsed.version if parsed.version is not None else versions[-1]
@@ -249,3 +250,24 @@ def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, i
             )
         )
     return version_dir(base, parsed.name, number), parsed.name, number
+
+
+def _fewest_edits(word: str, names: list[str]) -> list[str]:
+    """The names :func:`~regtune.errors.did_you_mean` may suggest for ``word``, the
+    fewest edits away first and alone: difflib's ratio alone prefers ``adultstu``
+    to ``adult1`` for ``adultt`` (more letters shared), though ``adult1`` is one edit
+    away. Names difflib would not suggest stay out."""
+    close = difflib.get_close_matches(word, names, n=5, cutoff=SUGGEST_CUTOFF)
+    if not close:
+        return []
+    return [min(close, key=lambda name: _edits(word, name))]
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]

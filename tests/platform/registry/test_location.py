@@ -65,3 +65,26 @@ def test_an_unknown_model_among_many_lists_ten_and_suggests_the_closest(tmp_path
 def test_an_empty_registry_says_none(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"registered models: none$"):
         resolve_ref("ghost", root=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [("adultt", "adult1"), ("adultz", "adult1"), ("adultstv", "adultstu"), ("digen", "digens")],
+)
+def test_the_suggestion_is_the_name_fewest_edits_away(
+    tmp_path: Path, typed: str, suggested: str
+) -> None:
+    """difflib's ratio alone offered 'adultstu' for 'adultt' (more shared letters),
+    though 'adult1' is one edit away."""
+    for name in ("adult1", "adultens", "adultstu", "digens"):
+        _publish(tmp_path, name, [1])
+    with pytest.raises(SpecError) as caught:
+        resolve_ref(typed, root=str(tmp_path))
+    assert str(caught.value).endswith(f"(did you mean {suggested!r}?)")
+
+
+def test_no_suggestion_for_a_name_like_none(tmp_path: Path) -> None:
+    _publish(tmp_path, "adult1", [1])
+    with pytest.raises(SpecError) as caught:
+        resolve_ref("zzzzzz", root=str(tmp_path))
+    assert "did you mean" not in str(caught.value)
