@@ -19,6 +19,7 @@ from regtune.search_spaces.problems import dotted
 from regtune.trainables.config import StrictModel, TrainConfig
 
 __all__ = [
+    "ASHA_BRACKETS",
     "BAD_NAME",
     "FUSE_AUTO",
     "FUSE_VALUE",
@@ -49,6 +50,8 @@ __all__ = [
     "ResourcesConfig",
     "SchedulerConfig",
     "SearcherConfig",
+    "asha_brackets_problem",
+    "asha_rung_levels",
     "fuse_problem",
     "pbt_paths",
 ]
@@ -102,6 +105,14 @@ FUSE_WITH_PBT = (
     "scheduler pbt copies weights between trials through checkpoints, so its trials "
     "train unfused; remove resources.fuse (or set it to 1), or use asha, hyperband, "
     "median or pareto-asha"
+)
+
+
+ASHA_BRACKETS = (
+    "{brackets} is not allowed with budget.max_epochs {max_epochs}; allowed: an integer "
+    "from 1 to {maximum} (one per rung level {levels} below max_epochs, plus one without "
+    "early stopping): Tune puts a share of the trials in each bracket, and a bracket "
+    "without a rung below max_epochs stops none of them early"
 )
 
 
@@ -301,6 +312,36 @@ def fuse_problem(resources: ResourcesConfig, scheduler: BaseModel | None) -> str
     if resources.fuse != 1 and isinstance(scheduler, PbtConfig):
         return FUSE_WITH_PBT
     return None
+
+
+def asha_rung_levels(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
+    """The epochs below ``max_t`` where Tune's ASHA can stop a trial:
+    ``grace_period * reduction_factor**s`` for ``s = 0, 1, ...`` while below
+    ``max_t``. Bracket ``s`` of ``AsyncHyperBandScheduler`` has its lowest rung
+    at level ``s``, so bracket ``s`` can stop a trial early only if level ``s``
+    exists (a rung at ``max_t`` itself decides nothing: the trial ends there)."""
+    levels: list[float] = []
+    level = float(grace_period)
+    while level < max_t:
+        levels.append(level)
+        level *= reduction_factor
+    return levels
+
+
+def asha_brackets_problem(scheduler: BaseModel | None, max_epochs: int) -> str | None:
+    """Why ``scheduler.brackets`` of an ASHA scheduler is too many for
+    ``budget.max_epochs``, or ``None`` (the rule pareto-asha applies in code:
+    one bracket per rung level, plus one without early stopping)."""
+    if not isinstance(scheduler, AshaConfig):
+        return None
+    levels = asha_rung_levels(scheduler.grace_period, scheduler.reduction_factor, max_epochs)
+    maximum = len(levels) + 1
+    if scheduler.brackets <= maximum:
+        return None
+    shown_levels = [int(v) if float(v).is_integer() else round(v, 3) for v in levels]
+    return ASHA_BRACKETS.format(
+        brackets=scheduler.brackets, max_epochs=max_epochs, maximum=maximum, levels=shown_levels
+    )
 
 
 def pbt_paths(scheduler: PbtConfig, dists: Mapping[KeyPath, Distribution]) -> tuple[KeyPath, ...]:

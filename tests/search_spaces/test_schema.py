@@ -1099,3 +1099,44 @@ def test_pbt_quantile_fraction_is_above_zero_and_at_most_a_half(fraction: float,
         return
     with pytest.raises(SpecError, match=r"scheduler\.quantile_fraction: Input should be"):
         load_spec(merged(patch))
+
+
+# -- ASHA brackets against budget.max_epochs (the helper cross_budget calls) --------
+
+
+@pytest.mark.parametrize(
+    ("grace", "factor", "max_epochs", "maximum"),
+    [(1, 2.0, 4, 3), (1, 3.0, 9, 3), (1, 3.0, 10, 4), (2, 2.0, 20, 5), (4, 2.0, 4, 1)],
+)
+def test_asha_brackets_beyond_the_rung_levels_are_a_problem(
+    grace: int, factor: float, max_epochs: int, maximum: int
+) -> None:
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    from regtune.search_spaces.sections import AshaConfig, asha_brackets_problem
+
+    def asha(brackets: int) -> AshaConfig:
+        return AshaConfig(grace_period=grace, reduction_factor=factor, brackets=brackets)
+
+    assert asha_brackets_problem(asha(maximum), max_epochs) is None
+    problem = asha_brackets_problem(asha(maximum + 1), max_epochs)
+    assert problem is not None
+    assert f"allowed: an integer from 1 to {maximum} (one per rung level" in problem
+    # Tune's own brackets: exactly maximum - 1 of them have a rung below max_t.
+    tune = AsyncHyperBandScheduler(
+        metric="m",
+        mode="max",
+        max_t=max_epochs,
+        grace_period=grace,
+        reduction_factor=factor,
+        brackets=maximum + 2,
+    )
+    useful = [b for b in tune._brackets if any(level < max_epochs for level, _ in b._rungs)]
+    assert len(useful) == maximum - 1
+
+
+def test_asha_brackets_problem_ignores_other_schedulers() -> None:
+    from regtune.search_spaces.sections import MedianConfig, asha_brackets_problem
+
+    assert asha_brackets_problem(MedianConfig(), 4) is None
+    assert asha_brackets_problem(None, 4) is None
