@@ -27,6 +27,10 @@ not verbose (all set before ``ray.init`` and before Tune runs):
   (every PBT exploit), and regtune stores results in its own Parquet store
   instead; dropped by a logging filter on that logger, which keeps every
   other record.
+- Tune's "Failed to fetch metrics for N trial(s): ... FileNotFoundError" (a
+  WARNING of logger ``ray.tune.analysis.experiment_analysis``): the result
+  grid reads each trial's result file into a data frame regtune never uses,
+  and a trial a time limit never started has none; dropped the same way.
 - A trial's worker dying (killed, out of memory, crashed): Ray pushes
   "(raylet) A worker died or was killed while executing a task by an
   unexpected system error. ..." to the driver, and Tune logs "Trial task
@@ -114,6 +118,11 @@ INCOMPLETE_NOTICE = "Trials did not complete"
 #: would restore is absent (dropped unless verbose).
 RESULT_LOGGER = "ray.tune.logger.logger"
 RESULT_FILE_NOTICE = "Remote file not found: "
+#: Tune's result-grid logger, and the start of its warning that a trial had no
+#: result file to read (a trial a time limit never started); regtune reads its
+#: own results store, never Tune's per-trial data frames (dropped unless verbose).
+ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
+METRICS_FETCH_NOTICE = "Failed to fetch metrics for "
 
 _state = {"verbose": False, "set_tune_env": False, "drop_notice": True}
 #: Worker processes of the running sweep's trials (their deaths regtune reports itself).
@@ -148,6 +157,8 @@ _SERVE_FILTER = _ServeInfoFilter()
 
 #: Tune's notice that a result file (``result.json``, ...) it would restore is absent.
 _RESULT_FILTER = _NoticeFilter(RESULT_FILE_NOTICE)
+#: Tune's warning that it could not read a trial's result file into a data frame.
+_FETCH_FILTER = _NoticeFilter(METRICS_FETCH_NOTICE)
 
 
 def is_worker_death(exc: BaseException | None) -> bool:
@@ -234,33 +245,27 @@ def apply_verbosity(verbose: bool | None = None) -> None:
     ``verbose`` defaults to :func:`is_verbose`. Idempotent.
     """
     verbose = is_verbose() if verbose is None else verbose
-    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
-    serve_logger = logging.getLogger(SERVE_LOGGER)
-    result_logger = logging.getLogger(RESULT_LOGGER)
-    controller_logger = logging.getLogger(CONTROLLER_LOGGER)
-    run_logger = logging.getLogger(TUNE_RUN_LOGGER)
+    filters = (
+        (TOKEN_NOTICE_LOGGER, _TOKEN_FILTER),
+        (SERVE_LOGGER, _SERVE_FILTER),
+        (RESULT_LOGGER, _RESULT_FILTER),
+        (ANALYSIS_LOGGER, _FETCH_FILTER),
+        (CONTROLLER_LOGGER, _WORKER_DEATH_FILTER),
+        (TUNE_RUN_LOGGER, _INCOMPLETE_FILTER),
+    )
     _state["drop_notice"] = not verbose
     if verbose:
-        logger.removeFilter(_TOKEN_FILTER)
-        serve_logger.removeFilter(_SERVE_FILTER)
-        result_logger.removeFilter(_RESULT_FILTER)
-        controller_logger.removeFilter(_WORKER_DEATH_FILTER)
-        run_logger.removeFilter(_INCOMPLETE_FILTER)
+        for name, dropped in filters:
+            logging.getLogger(name).removeFilter(dropped)
         # Undo only what regtune itself set: a value someone put there since stays.
         if _state["set_tune_env"] and os.environ.get(TUNE_OUTPUT_ENV) == "0":
             os.environ.pop(TUNE_OUTPUT_ENV, None)
         _state["set_tune_env"] = False
         return
-    if _TOKEN_FILTER not in logger.filters:
-        logger.addFilter(_TOKEN_FILTER)
-    if _SERVE_FILTER not in serve_logger.filters:
-        serve_logger.addFilter(_SERVE_FILTER)
-    if _RESULT_FILTER not in result_logger.filters:
-        result_logger.addFilter(_RESULT_FILTER)
-    if _WORKER_DEATH_FILTER not in controller_logger.filters:
-        controller_logger.addFilter(_WORKER_DEATH_FILTER)
-    if _INCOMPLETE_FILTER not in run_logger.filters:
-        run_logger.addFilter(_INCOMPLETE_FILTER)
+    for name, dropped in filters:
+        logger = logging.getLogger(name)
+        if dropped not in logger.filters:
+            logger.addFilter(dropped)
     if TUNE_OUTPUT_ENV not in os.environ:
         os.environ[TUNE_OUTPUT_ENV] = "0"
         _state["set_tune_env"] = True

@@ -126,7 +126,13 @@ def quiet_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     before = dict(banners._state)
     # Earlier tests in this process may have run a quiet sweep: start clean.
     banners._state["set_tune_env"] = False
+    # A quiet ray.init earlier in this process leaves Ray's root logger at
+    # WARNING (configure_logging), which would swallow Serve's INFO here.
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
+    ray_logger.setLevel(logging.INFO)
     yield
+    ray_logger.setLevel(level)
     banners._state.update(before)
     logging.getLogger(TOKEN_NOTICE_LOGGER).removeFilter(banners._TOKEN_FILTER)
 
@@ -185,6 +191,24 @@ def test_quiet_hides_tunes_missing_result_file_notice_only(quiet_state: None) ->
     assert _logged(other, banners.RESULT_LOGGER) == [other]
     set_verbose(True)
     assert _logged(notice, banners.RESULT_LOGGER) == [notice]
+
+
+def test_quiet_hides_tunes_failed_to_fetch_metrics_warning_only(quiet_state: None) -> None:
+    """The result grid warns that it could not read a never-started trial's
+    result file into a data frame regtune does not use (a time-limited sweep)."""
+    import ray.tune.analysis.experiment_analysis as analysis
+
+    assert analysis.logger.name == banners.ANALYSIS_LOGGER  # Tune's own logger
+    notice = (
+        "Failed to fetch metrics for 1 trial(s):\n- ResourceTrainable_8bd03_00009: "
+        "FileNotFoundError('Could not fetch metrics for ResourceTrainable_8bd03_00009')"
+    )
+    other = "Could not load the experiment state."
+    set_verbose(False)
+    assert _logged(notice, banners.ANALYSIS_LOGGER) == []
+    assert _logged(other, banners.ANALYSIS_LOGGER) == [other]
+    set_verbose(True)
+    assert _logged(notice, banners.ANALYSIS_LOGGER) == [notice]
 
 
 def test_quiet_keeps_a_tune_output_choice_the_user_made(
