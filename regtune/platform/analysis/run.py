@@ -22,7 +22,12 @@ from regtune.platform.analysis.best import BestTrial, best_trial, best_trial_id
 from regtune.platform.analysis.columns import detail_columns
 from regtune.platform.analysis.curves import Segments, segments
 from regtune.platform.analysis.diagnosis import diagnose, explain, group_columns
-from regtune.platform.analysis.front import Front, pareto_table, resolve_objectives
+from regtune.platform.analysis.front import (
+    Front,
+    best_off_front,
+    pareto_table,
+    resolve_objectives,
+)
 from regtune.platform.analysis.kept import KEPT_COLUMNS
 from regtune.platform.analysis.load import (
     Experiment,
@@ -371,6 +376,11 @@ def analyze_tables(
     summary but are left off the best trial, the front (``excluded`` ``"incomplete"``),
     the paths, the heat map and the diagnosis.
 
+    A note that no trial beats the hypervolume's reference (:attr:`Front.notes`) is added to
+    the notes, and a best trial the front does not hold says so in its own notes
+    (:func:`~regtune.platform.analysis.front.best_off_front`), so the API and every output of
+    ``regtune analyze`` say the same.
+
     Raises:
         SpecError: an unknown metric, objective or parameter; the message lists
             the ones present.
@@ -436,7 +446,11 @@ def analyze_tables(
     others = [o for o in _chosen_objectives(spec, objectives) if o[0] != primary[0]]
     best_id = best_trial_id(ranked, primary, others=others, include_degenerate=include_degenerate)
     best = best_trial(epochs, summary, best_id, seg) if best_id is not None else None
+    ranked_by = [m for m, _ in _chosen_objectives(spec, objectives)]
+    _note_off_front(best, front, ranked_by)
     all_notes = list(notes)
+    # What the front's numbers need said beside them (a hypervolume of 0 the reference caused).
+    all_notes += [n for n in front.notes if n not in all_notes]
     if trials is not None and "status" in trials.columns:
         running = int((trials["status"] == "running").sum())
         if running and not any("still running" in n for n in all_notes):
@@ -462,6 +476,17 @@ def analyze_tables(
         include_degenerate=include_degenerate,
         incomplete={t: str((incomplete or {})[t]) for t in lost},
     )
+
+
+def _note_off_front(best: BestTrial | None, front: Front | None, ranked: Sequence[str]) -> None:
+    """Add to the best trial's notes the line saying that the front beside it does not hold
+    it (:func:`~regtune.platform.analysis.front.best_off_front`; ``ranked``: the metrics it is
+    ranked by), once."""
+    if best is None or front is None:
+        return
+    line = best_off_front(front, best.trial_id, ranked)
+    if line is not None and line not in best.notes:
+        best.notes.append(line)
 
 
 def _front(
@@ -551,6 +576,12 @@ def analyze_experiment(
                 analysis.best.trial_id,
                 experiment.segments,
                 detail=detail,
+            )
+            # The best trial was rebuilt with its details: its notes too.
+            _note_off_front(
+                analysis.best,
+                analysis.front,
+                [m for m, _ in _chosen_objectives(experiment.spec, objectives)],
             )
     # CPU seconds next to wall seconds: on a shared machine the wall clock also counts
     # the time other processes held the cores.

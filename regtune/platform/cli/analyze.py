@@ -100,32 +100,6 @@ def _reference(values: list[str] | None) -> dict[str, float] | None:
     return out
 
 
-def _say_beside(analysis: object, objectives: list[str] | None) -> None:
-    """Add what the front's numbers need said to the notes every output shows: a
-    hypervolume of 0 that the reference caused (the analysis's notes), and a best trial
-    that the front beside it does not hold (the best trial's notes)."""
-    from regtune.platform.analysis.front import best_off_front
-    from regtune.platform.analysis.run import Analysis
-
-    assert isinstance(analysis, Analysis)  # for mypy; always true here
-    front = analysis.front
-    if front is None:
-        return
-    analysis.notes += [n for n in front.notes if n not in analysis.notes]
-    best = analysis.best
-    if best is None:
-        return
-    if objectives:
-        ranked = [o.partition(":")[0] for o in objectives]
-    elif analysis.spec is not None and analysis.spec.objectives:
-        ranked = [o.metric for o in analysis.spec.objectives]
-    else:
-        ranked = [analysis.objective[0]]
-    line = best_off_front(front, best.trial_id, ranked)
-    if line is not None and line not in best.notes:
-        best.notes.append(line)
-
-
 def _fmt(value: object) -> str:
     """A table cell: floats to 4 significant digits, a missing number (NaN: no
     trial to take a median of) as ``-``."""
@@ -344,8 +318,6 @@ def analyze(
             )
             for name in experiments
         ]
-        for analysis in analyses:
-            _say_beside(analysis, objective)
         # Two folders of the same name (runs/a/quick, runs/b/quick) must not share a
         # column, a legend entry or figure files.
         for analysis, label in zip(

@@ -414,3 +414,25 @@ def test_a_reference_key_that_is_not_an_objective_exits_2(tmp_path: Path) -> Non
         "reference: 'brier' is not an objective of this analysis; allowed: val_acc, ece"
         in " ".join(result.output.split())
     )
+
+
+def test_the_api_says_what_the_cli_says_beside_the_front_once(tmp_path: Path) -> None:
+    """analyze_experiment (the Python API) carries the front's note (hypervolume 0 against
+    the reference) and the best trial's off-front line, as the CLI prints them, each once."""
+    from regtune.platform.analysis.run import analyze_experiment
+
+    exp = _off_front_experiment(tmp_path)
+    reference = {"val_acc": 0.99, "ece": 0.5}
+    analysis = analyze_experiment(str(exp), reference=reference)
+    assert analysis.best is not None and analysis.best.trial_id == "b"
+    off = "not on the Pareto front: c dominates it (val_acc 0.93 vs 0.93, ece 0.06 vs 0.08)"
+    assert sum(n.startswith(off) for n in analysis.best.notes) == 1, analysis.best.notes
+    hv0 = "hypervolume 0: no trial on the front beats"
+    assert sum(n.startswith(hv0) for n in analysis.notes) == 1, analysis.notes
+    args = ["analyze", str(exp), "--reference", "val_acc=0.99", "--reference", "ece=0.5"]
+    data = json.loads(_invoke(*args, "--json").stdout)["experiments"][0]
+    assert data["notes"] == analysis.notes
+    assert data["best"]["notes"] == analysis.best.notes
+    text = " ".join(_invoke(*args).stdout.split())
+    assert text.count("not on the Pareto front: c dominates it") == 1
+    assert text.count(hv0) == 1
