@@ -41,10 +41,11 @@ convolution too: metrics to 1e-4, weights to 1e-5 in norm.
 
 Robust accuracy (PGD on validation, ``training.robust_every``) is batched
 too: the members due at an epoch that share ``robust_steps`` and
-``robust_samples`` attack together, each from its own generator with its
-own ``robust_eps``. ``finish`` hands the member to a solo ``Trainer`` restored
-from :meth:`FusedCohort.state_dict` (calibration, post-processing, test
-scores are the solo code).
+``robust_samples`` attack together, each from its own evaluation generator
+(``loop.evaluation_generator``, as solo) with its own ``robust_eps``.
+``finish`` hands the member to a solo ``Trainer`` restored from
+:meth:`FusedCohort.state_dict` (calibration, post-processing, test scores
+are the solo code).
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ from regtune.trainables.loop import (
     Trainer,
     _EarlyStop,
     epoch_metrics,
+    evaluation_generator,
     kept_epoch,
     resolve_device,
+    robust_decides,
 )
 from regtune.trainables.models import build_model
 from regtune.trainables.penalties import (
@@ -607,6 +610,20 @@ class FusedCohort:
             val = metrics.score_logits(val_logits[k], y_val, s_val)
             row = epoch_metrics(m.epoch, train_loss, val)
             row.update({"sparsity": sparse[k] / self._n_weights[k], **m.static})
+            rows[mid] = row
+        # Early stopping on robust_acc needs it first, and decides only at the
+        # epochs it is measured at (as solo: loop.robust_decides).
+        first = [
+            k
+            for k, mid in enumerate(self._ids)
+            if robust_decides(self._m[mid].early) and self._robust_due(self._m[mid])
+        ]
+        for k, acc in self._robust_accuracies(first, "val").items():
+            m = self._m[self._ids[k]]
+            m.robust = (acc, m.epoch)
+            rows[self._ids[k]]["robust_acc"] = acc
+        for k, mid in enumerate(self._ids):
+            m, row = self._m[mid], rows[mid]
             es = m.early
             value = row.get(es.metric)
             best = es.patience > 0 and value is not None and es.update(value, m.epoch)
@@ -616,9 +633,12 @@ class FusedCohort:
             if (kept is None and best) or (kept is not None and kept.epoch == m.epoch):
                 m.best_state = self._state_of(m, self._own_row(k))
             row["kept_epoch"] = float(kept_epoch(kept, es, m.epoch))
-            rows[mid] = row
         # Robust accuracy last, as solo (after early stopping knows the last epoch).
-        due = [k for k, mid in enumerate(self._ids) if self._robust_due(self._m[mid])]
+        due = [
+            k
+            for k, mid in enumerate(self._ids)
+            if not robust_decides(self._m[mid].early) and self._robust_due(self._m[mid])
+        ]
         for k, value in self._robust_accuracies(due, "val").items():
             m = self._m[self._ids[k]]
             m.robust = (value, m.epoch)
@@ -662,8 +682,9 @@ class FusedCohort:
         """``Trainer.robust_accuracy`` of the batch members at ``rows``, batched.
 
         Members sharing ``robust_steps`` and ``robust_samples`` run one PGD
-        together; each draws its random starts from its own generator and
-        has its own ``robust_eps``, so each is its solo attack.
+        together; each draws its random starts from its own evaluation
+        generator (seed, epoch, split, as solo) and has its own
+        ``robust_eps``, so each is its solo attack.
         """
         groups: dict[tuple[int, int], list[int]] = {}
         for k in rows:
@@ -686,6 +707,8 @@ class FusedCohort:
         alpha = _col([attacks.PGD_STEP_FACTOR * e / steps for e in eps_values], self.device)
         mask = feature_mask(x_all, self._mask)
         bounds = self.dataset.bounds
+        # Each member's solo evaluation stream, never its training generator.
+        generators = [evaluation_generator(m.cfg.training.seed, m.epoch, split) for m in members]
 
         def project(delta: Tensor, x: Tensor) -> Tensor:
             if bounds is not None:
@@ -698,7 +721,7 @@ class FusedCohort:
             xb, yb = x_all[start : start + EVAL_BATCH], y_all[start : start + EVAL_BATCH]
             x = xb.expand(len(ks), -1, -1)
             labels = yb.expand(len(ks), -1).unsqueeze(2)
-            u = torch.stack([random_uniform_like(xb, m.generator) for m in members])
+            u = torch.stack([random_uniform_like(xb, g) for g in generators])
             delta = project((2.0 * u - 1.0) * eps, x)
             for _ in range(steps):
                 d = delta.detach().requires_grad_(True)

@@ -60,15 +60,6 @@ def _cfg(**over: Any) -> dict[str, Any]:
     return cfg
 
 
-#: The solo Trainer draws robust-accuracy starts from loop.evaluation_generator
-#: (review-train D2); regtune/trainables/cohort_fused.py still draws them from
-#: each member's training generator, so fused and solo robust_acc differ until
-#: it does too (the patch: /work/notes/fix-train-cohort_fused.patch, which also
-#: removes this mark). Strict: the fix turns these into failures until removed.
-FUSED_EVAL_STREAM_PENDING = pytest.mark.xfail(
-    strict=True, reason="cohort_fused.py draws robust starts from the training generator"
-)
-
 #: One member per regularizer (and per schedule), each with its own seed.
 REGULARIZERS: dict[str, dict[str, Any]] = {
     "plain": _cfg(),
@@ -85,6 +76,14 @@ REGULARIZERS: dict[str, dict[str, Any]] = {
     "onecycle": _cfg(**{"training.lr_schedule": "onecycle", "training.lr": 5e-3}),
     "robust_acc": _cfg(
         **{"training.robust_every": 2, "training.robust_samples": 40, "training.robust_steps": 3}
+    ),
+    "early_stopping_robust": _cfg(
+        **{
+            "training.robust_every": 1,
+            "training.robust_samples": 40,
+            "training.robust_steps": 3,
+            "training.early_stopping": {"patience": 1, "metric": "robust_acc"},
+        }
     ),
     "early_stopping": _cfg(
         **{"training.early_stopping": {"patience": 1, "metric": "val_acc", "mode": "max"}}
@@ -122,13 +121,7 @@ def fused(small: Dataset) -> tuple[FusedCohort, list[dict[str, dict[str, float]]
     return cohort, _run(cohort)
 
 
-@pytest.mark.parametrize(
-    "member",
-    [
-        pytest.param(m, marks=FUSED_EVAL_STREAM_PENDING) if m == "robust_acc" else m
-        for m in REGULARIZERS
-    ],
-)
+@pytest.mark.parametrize("member", list(REGULARIZERS))
 def test_fused_member_equals_its_solo_run(
     fused: tuple[FusedCohort, list[dict[str, dict[str, float]]]], small: Dataset, member: str
 ) -> None:
@@ -147,7 +140,6 @@ def test_fused_member_equals_its_solo_run(
         assert test[key] == pytest.approx(value, rel=RTOL, abs=1e-5, nan_ok=True), key
 
 
-@FUSED_EVAL_STREAM_PENDING
 def test_batched_robust_accuracy_equals_each_members_solo_attack(small: Dataset) -> None:
     robust = {"training.robust_every": 1, "training.robust_samples": 40, "training.robust_steps": 3}
     configs = {

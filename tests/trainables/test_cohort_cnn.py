@@ -20,7 +20,6 @@ from regtune.trainables.cohort_fused import FusedCohort
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import Trainer
 from tests.trainables.test_cohort import (
-    FUSED_EVAL_STREAM_PENDING,
     RTOL,
     _assert_rows_close,
     _cfg,
@@ -83,10 +82,7 @@ def fused_cnn(small: Dataset) -> tuple[FusedCohort, list[dict[str, dict[str, flo
     return cohort, _run(cohort)
 
 
-@pytest.mark.parametrize(
-    "member",
-    [pytest.param(m, marks=FUSED_EVAL_STREAM_PENDING) if m == "plain_robust" else m for m in CNN],
-)
+@pytest.mark.parametrize("member", list(CNN))
 def test_fused_cnn_member_equals_its_solo_run(
     fused_cnn: tuple[FusedCohort, list[dict[str, dict[str, float]]]], small: Dataset, member: str
 ) -> None:

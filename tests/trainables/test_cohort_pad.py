@@ -27,7 +27,6 @@ from regtune.trainables.config import parse_train_config
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import Trainer
 from tests.trainables.test_cohort import (
-    FUSED_EVAL_STREAM_PENDING,
     RTOL,
     _assert_rows_close,
     _cfg,
@@ -105,10 +104,7 @@ def padded(small: Dataset) -> tuple[FusedCohort, list[dict[str, dict[str, float]
     return cohort, epochs
 
 
-@pytest.mark.parametrize(
-    "member",
-    [pytest.param(m, marks=FUSED_EVAL_STREAM_PENDING) if m == "robust_acc" else m for m in PADDED],
-)
+@pytest.mark.parametrize("member", list(PADDED))
 def test_padded_member_equals_its_solo_run(
     padded: tuple[FusedCohort, list[dict[str, dict[str, float]]]], small: Dataset, member: str
 ) -> None:
