@@ -40,13 +40,13 @@ from regtune.search_spaces.sections import (
     Objective,
     PbtConfig,
     ResourcesConfig,
+    asha_brackets_problem,
     pbt_paths,
 )
 from regtune.trainables.catalog import FAIRNESS_DATASETS, IMAGE_DATASETS
 from regtune.trainables.config import DEPENDENCIES, Dependency, TrainConfig, default_value
 
 __all__ = [
-    "BUDGET_RULE_PATHS",
     "cross_budget",
     "cross_idle",
     "cross_objectives",
@@ -199,31 +199,30 @@ def cross_objectives(
 
 
 def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | None) -> None:
-    """A scheduler's grace period or PBT interval against budget.max_epochs."""
+    """A scheduler's grace period, ASHA brackets or PBT interval against
+    budget.max_epochs (each made by that value: ``because`` names it)."""
     grace = getattr(scheduler, "grace_period", None)
     if grace is not None and grace > budget.max_epochs:
         message = GRACE_TOO_LONG.format(max_epochs=budget.max_epochs, grace=grace)
-        log.add(("scheduler", "grace_period"), message)
+        log.add(("scheduler", "grace_period"), message, because=MAX_EPOCHS)
+    elif (brackets := asha_brackets_problem(scheduler, budget.max_epochs)) is not None:
+        log.add(("scheduler", "brackets"), brackets, because=MAX_EPOCHS)
     if isinstance(scheduler, PbtConfig) and scheduler.perturbation_interval >= budget.max_epochs:
         message = PBT_INTERVAL.format(
             max_epochs=budget.max_epochs, interval=scheduler.perturbation_interval
         )
-        log.add(("scheduler", "perturbation_interval"), message)
+        log.add(("scheduler", "perturbation_interval"), message, because=MAX_EPOCHS)
 
 
-#: Where :func:`cross_budget` reports, with the start of each of its messages.
-BUDGET_RULE_PATHS: dict[str, str] = {
-    "scheduler.grace_period": GRACE_TOO_LONG.split("{", 1)[0],
-    "scheduler.perturbation_interval": PBT_INTERVAL.split("{", 1)[0],
-}
+#: The key :func:`cross_budget` checks the scheduler against.
+MAX_EPOCHS = "budget.max_epochs"
 
 
 def is_budget_rule(problem: Problem) -> bool:
     """Whether ``problem`` is one of :func:`cross_budget`'s: a scheduler's
     epochs against budget.max_epochs, a rule of the sweep alone (one training
     run of a spec uses no scheduler)."""
-    start = BUDGET_RULE_PATHS.get(problem.path)
-    return start is not None and problem.message.startswith(start)
+    return problem.path.startswith("scheduler.") and problem.because == MAX_EPOCHS
 
 
 def cross_resources(

@@ -81,3 +81,31 @@ def test_one_training_run_still_reports_every_other_problem() -> None:
     assert "--set penalties.l2=-1: penalties.l2:" in str(info.value)
     with pytest.raises(SpecError, match=r"scheduler.reduction_factor"):
         load_train_config("adversarial", ["budget.max_epochs=1", "scheduler.reduction_factor=x"])
+
+
+def test_asha_brackets_beyond_its_rung_levels_are_refused_for_a_sweep_only() -> None:
+    asha = _spec(
+        scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 10},
+        budget={"samples": 4, "max_epochs": 4},
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(asha)
+    problems = {p.path: p.message for p in info.value.problems}
+    assert list(problems) == ["scheduler.brackets"]
+    assert problems["scheduler.brackets"].startswith(
+        "10 is not allowed with budget.max_epochs 4; allowed: an integer from 1 to 3"
+    )
+    # As many as there are rung levels below max_epochs, plus one, are fine.
+    load_spec(asha | {"scheduler": asha["scheduler"] | {"brackets": 3}})
+    # A --set of budget.max_epochs that made it too many is named.
+    fine = asha | {
+        "scheduler": asha["scheduler"] | {"brackets": 3},
+        "budget": {"samples": 4, "max_epochs": 8},
+    }
+    load_spec(fine)
+    with pytest.raises(
+        SpecError, match=r"\(budget.max_epochs is set by --set budget.max_epochs=2\)"
+    ):
+        load_spec(fine, ["budget.max_epochs=2"])
+    # One training run of the spec uses no scheduler.
+    assert load_train_config(asha)["training"]["epochs"] == 4
