@@ -169,9 +169,10 @@ CONSTANT_LEFT_OUT = (
     "{n} trial{s} marked constant predictor (one class for every row): never best, nor on the front"
 )
 
-#: The status shown for a trial that ended without reporting an epoch (the
-#: results store says ``stopped early`` with 0 epochs): no scheduler stopped
-#: it, it never trained (``budget.time_limit_s`` ended the sweep first).
+#: The status of a trial that ended without reporting an epoch, as the results
+#: store gives it (:data:`regtune.platform.results.trials.NOT_STARTED`): no
+#: scheduler stopped it, it never trained (``budget.time_limit_s`` ended the
+#: sweep first).
 NOT_STARTED = "not started"
 #: Said under the counts when ``budget.time_limit_s`` ended the sweep before
 #: every trial the spec asks for had trained.
@@ -565,11 +566,9 @@ def _outcome_json(outcome: Any, spec: str, overrides: Sequence[str]) -> dict[str
 
 
 def _status(trial: Any) -> str:
-    """The status shown for ``trial``: :data:`NOT_STARTED` for one that ended
-    without an epoch and without an error (the store says ``stopped early``),
-    else its stored status."""
-    if trial.status == "stopped early" and trial.iterations == 0:
-        return NOT_STARTED
+    """The status shown for ``trial``: the one the results store gives it (a trial that
+    ended without an epoch is :data:`NOT_STARTED` there, in stores written before that
+    status too)."""
     return str(trial.status)
 
 

@@ -118,7 +118,7 @@ class TrialSummary:
     """
 
     trial_id: str
-    status: str  # finished | stopped early | error | running
+    status: str  # finished | stopped early | error | running | not started
     iterations: int
     params: dict[str, Any]
     objectives: dict[str, float]

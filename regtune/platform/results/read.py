@@ -50,6 +50,7 @@ from regtune.platform.results.schema import (
 from regtune.platform.results.trials import (
     RUNNING,
     TrialState,
+    stored_status,
     trial_frame,
 )
 
@@ -461,12 +462,19 @@ def load_trial_states(loc: ResultsLocation) -> StoredTrials:
         return StoredTrials(unusable=str(exc).split(": ", 1)[-1])
     except (pa.ArrowException, OSError) as exc:
         return StoredTrials(unusable=UNREADABLE.format(error=exc))
+    # A table written before "not started" existed says "stopped early" for a trial that
+    # ended with 0 iterations: read in today's words (stored_status).
     states = {
         str(row["trial_id"]): TrialState(
-            status=str(row.get("status") or RUNNING), checkpoint=row.get("checkpoint")
+            status=stored_status(str(row.get("status") or RUNNING), row.get("iterations")),
+            checkpoint=row.get("checkpoint"),
         )
         for row in table.select(
-            [c for c in ("trial_id", "status", "checkpoint") if c in table.column_names]
+            [
+                c
+                for c in ("trial_id", "status", "checkpoint", "iterations")
+                if c in table.column_names
+            ]
         ).to_pylist()
     }
     run_s = float((table.schema.metadata or {}).get(META_RUN_S, b"0") or 0)
@@ -566,7 +574,8 @@ def read_trials(exp: str) -> pd.DataFrame:
     """One row per trial of experiment ``exp`` (a path or URI).
 
     Columns: ``experiment``, ``trial_id``, ``status`` (``finished``,
-    ``stopped early``, ``error`` or ``running``), ``iterations`` (int64),
+    ``stopped early``, ``error``, ``running`` or ``not started``; a table
+    stored before ``not started`` existed reads so too), ``iterations`` (int64),
     ``checkpoint`` (path or null), ``degenerate`` (bool: a constant
     predictor, see :mod:`~regtune.platform.results.degenerate`), the last
     epoch's ``config.*``, then ``best.<metric>`` and ``last.<metric>``.

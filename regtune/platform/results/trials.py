@@ -31,11 +31,13 @@ from regtune.platform.results.schema import (
 )
 
 __all__ = [
+    "NOT_STARTED",
     "RUNNING",
     "STATUSES",
     "TrialState",
     "config_of",
     "empty_trial_table",
+    "stored_status",
     "summarize_rows",
     "trial_frame",
     "trial_status",
@@ -46,18 +48,34 @@ FINISHED = "finished"
 STOPPED_EARLY = "stopped early"
 ERROR = "error"
 RUNNING = "running"
+#: A trial that ended without reporting an epoch and without an error: no scheduler
+#: stopped it, it never trained (``budget.time_limit_s`` ended the sweep first).
+NOT_STARTED = "not started"
 #: Every value of the trial table's ``status`` column.
-STATUSES = (FINISHED, STOPPED_EARLY, ERROR, RUNNING)
+STATUSES = (FINISHED, STOPPED_EARLY, ERROR, RUNNING, NOT_STARTED)
 
 
 def trial_status(iterations: int, max_t: int, *, error: bool, ended: bool = True) -> str:
-    """``error``; ``running`` (not ended yet); ``stopped early`` (ended before
-    ``max_t`` epochs, by a scheduler or early stopping); else ``finished``."""
+    """``error``; ``running`` (not ended yet); ``not started`` (ended without an
+    epoch: cut by ``budget.time_limit_s`` before its first report); ``stopped
+    early`` (ended before ``max_t`` epochs, by a scheduler or early stopping);
+    else ``finished``."""
     if error:
         return ERROR
     if not ended:
         return RUNNING
+    if iterations == 0:
+        return NOT_STARTED
     return STOPPED_EARLY if iterations < max_t else FINISHED
+
+
+def stored_status(status: str, iterations: int | None) -> str:
+    """A status as a trial table stored it, in today's words: a table written before
+    :data:`NOT_STARTED` existed says ``stopped early`` for a trial that ended with 0
+    ``iterations``; that trial never started."""
+    if status == STOPPED_EARLY and iterations == 0:
+        return NOT_STARTED
+    return status
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class ResultsWriter:
     Args:
         exp: the experiment directory (path or URI), ``<storage>/<name>``.
         max_t: epochs a trial runs unless stopped (``budget.max_epochs``):
-            fewer means ``stopped early``.
+            fewer means ``stopped early`` (none: ``not started``).
         spec: the sweep spec as plain data (``SweepSpec.to_dict()``),
             written once to ``results/spec.json``.
         flush_s: seconds between writes (default :func:`flush_seconds`).
