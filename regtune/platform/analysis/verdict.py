@@ -40,6 +40,7 @@ import pandas as pd
 
 from regtune.platform.analysis.best import best_trial_id
 from regtune.platform.analysis.diagnosis import MIN_EPOCHS, RARE_CLASS_SHARE, learnt_little
+from regtune.platform.analysis.load import UNKNOWN
 from regtune.platform.analysis.path import PATH_BINS
 from regtune.platform.analysis.swept import SweptParameter, role_of
 from regtune.platform.results.trials import ERROR, RUNNING, STOPPED_EARLY
@@ -563,7 +564,9 @@ def _unstable_line(
 
 def _short_line(epochs: pd.Series, status: pd.Series | None, short: pd.Index) -> str:
     """How many trials were too short to diagnose and their epochs; of them, how many the
-    trial table says ``stopped early`` (a scheduler or early stopping) or still running."""
+    trial table says ``stopped early`` (a scheduler or early stopping) or still running, and
+    how many are of unknown status (the trial table could not be read: a scheduler may have
+    stopped them). Only when some are none of these is more budget advised."""
     counts = epochs.to_numpy(dtype=np.int64)
     lo, hi = int(counts.min()), int(counts.max())
     span = f"{lo}" if lo == hi else f"{lo}-{hi}"
@@ -578,13 +581,17 @@ def _short_line(epochs: pd.Series, status: pd.Series | None, short: pd.Index) ->
     )
     stopped = int((states == STOPPED_EARLY).sum())
     running = int((states == RUNNING).sum())
+    # The trial table could not be read: a scheduler may have stopped these, or not.
+    unknown = int((states == UNKNOWN).sum())
     parts = []
     if stopped:
         parts.append(f"{stopped} stopped early (by the scheduler or early stopping)")
     if running:
         parts.append(f"{running} still running")
+    if unknown:
+        parts.append(f"{unknown} of unknown status (the trial table could not be read)")
     if parts:
         line += ": " + ", ".join(parts)
-    if stopped + running < len(short):
+    if stopped + running + unknown < len(short):
         line += f"; {MIN_EPOCHS} or more epochs (budget.max_epochs) are needed to diagnose a trial"
     return line
