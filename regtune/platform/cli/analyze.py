@@ -37,6 +37,10 @@ TERMINAL_ROWS = 10
 MSG_BAD_REFERENCE = "--reference: {value!r} is not allowed; allowed: metric=value, e.g. val_acc=0.5"
 MSG_BAD_TARGET = "{option} {path}: {reason}; expected {expected}"
 MSG_WRITE_FAILED = "{option} {path}: cannot write there ({error})"
+#: In place of a path table with no row: every trial was left out (the notes say why).
+MSG_NOTHING_TO_DRAW = "no trial to draw: {n} left out (see the notes)"
+#: In place of an empty diagnosis table.
+MSG_NOTHING_TO_DIAGNOSE = "no trial to diagnose: {n} left out (see the notes)"
 #: What each output option expects, for its messages.
 _EXPECTED = {
     "--figures": "a folder (created if missing) to write the PNGs into",
@@ -135,7 +139,12 @@ def _print(analysis: object) -> None:
     _hanging("[yellow]note:[/]", analysis.notes)
     _hanging("[bold green]->[/]", analysis.verdict)
     for name, path in analysis.paths.items():
-        table = Table(title=f"path: {name} vs {analysis.objective[0]}")
+        title = f"path: {name} vs {analysis.objective[0]}"
+        if not (path["metric"] == analysis.objective[0]).any():
+            # Every trial was left out (lost stored epochs, ...): a sentence, not an empty table.
+            _hanging("", [f"{title}: " + MSG_NOTHING_TO_DRAW.format(n=analysis.n_trials)])
+            continue
+        table = Table(title=title)
         # Degenerate trials are left out of the medians; a column counts them where any.
         left_out = 0 if analysis.include_degenerate else int(path.attrs.get("n_degenerate", 0))
         failed = int(path.attrs.get("n_failed", 0))
@@ -190,6 +199,20 @@ def _print(analysis: object) -> None:
                 f"{front.hypervolume:.4g} vs reference {reference}"
             ],
         )
+    if analysis.diagnosis.empty:
+        _hanging("", ["diagnosis: " + MSG_NOTHING_TO_DIAGNOSE.format(n=analysis.n_trials)])
+    else:
+        _print_diagnosis(analysis)
+    if analysis.best is not None:
+        _print_best(analysis.best)
+    else:
+        _hanging("[bold red]no best:[/]", [analysis.no_best_reason() or ""])
+
+
+def _print_diagnosis(analysis: object) -> None:
+    from regtune.platform.analysis.run import Analysis
+
+    assert isinstance(analysis, Analysis)  # for mypy; always true here
     table = Table(title="diagnosis")
     table.add_column("diagnosis")
     table.add_column("trials", justify="right")
@@ -199,10 +222,6 @@ def _print(analysis: object) -> None:
         first = examples[0] if examples else {"trial_id": "", "evidence": ""}
         table.add_row(label, str(count), f"{first['trial_id']}: {first['evidence']}")
     out.print(table)
-    if analysis.best is not None:
-        _print_best(analysis.best)
-    else:
-        _hanging("[bold red]no best:[/]", [analysis.no_best_reason() or ""])
 
 
 def _interval(value: float, low: float, high: float) -> str:

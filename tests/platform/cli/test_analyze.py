@@ -436,3 +436,30 @@ def test_the_api_says_what_the_cli_says_beside_the_front_once(tmp_path: Path) ->
     text = " ".join(_invoke(*args).stdout.split())
     assert text.count("not on the Pareto front: c dominates it") == 1
     assert text.count(hv0) == 1
+
+
+def test_every_trial_left_out_says_so_in_place_of_the_empty_tables(tmp_path: Path) -> None:
+    """Both trials lost their epochs 6-8 with an unreadable part (real Parquet, split and
+    cut): the path and diagnosis tables would have no row; a sentence says why instead."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    exp = tmp_path / "lost"
+    configs = {t: {"penalties": {"l2": v}} for t, v in (("b", 1e-3), ("c", 1e-2))}
+    write_experiment(str(exp), {"b": HEALTHY, "c": HEALTHY}, configs)
+    folder = exp / "results" / "epochs"
+    (merged,) = sorted(folder.glob("part-*.parquet"))
+    table = pq.read_table(merged)
+    late = pc.greater(table["iteration"], 5)
+    merged.unlink()
+    pq.write_table(table.filter(pc.invert(late)), folder / "part-00000000000000000001-t-1.parquet")
+    bad = folder / "part-00000000000000000002-t-2.parquet"
+    pq.write_table(table.filter(late), bad)
+    bad.write_bytes(bad.read_bytes()[:-100])
+    result = _invoke("analyze", str(exp))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "path: penalties.l2 vs val_acc: no trial to draw: 2 left out (see the notes)" in text
+    assert "diagnosis: no trial to diagnose: 2 left out (see the notes)" in text
+    assert "strength" not in text  # no empty path table
+    assert "b (epochs 6-8 of 8); c (epochs 6-8 of 8)" in text
