@@ -39,8 +39,10 @@ __all__ = [
     "curves_figure",
     "diagnosis_figure",
     "diagnosis_plot",
+    "excluded_label",
     "figures",
     "front_figure",
+    "front_plot",
     "groups_figure",
     "heatmap_caption",
     "heatmap_figure",
@@ -118,22 +120,26 @@ def path_figure(path: pd.DataFrame, objective: str) -> bytes:
 
 
 def heatmap_caption(cells: pd.DataFrame) -> str | None:
-    """What the heat map left out or kept in of the degenerate trials (None when there
-    were none in its cells)."""
+    """What the heat map left out or kept in: the degenerate trials, and the failed ones
+    (``attrs["n_failed"]``, status ``error``: in no cell); None when there were none."""
+    parts = []
     total = int(cells.attrs.get("n_degenerate", 0))
-    if not total:
-        return None
-    if cells.attrs.get("include_degenerate"):
-        return (
+    if total and cells.attrs.get("include_degenerate"):
+        parts.append(
             f"{total} degenerate trial(s) (constant predictors) kept in the cells' medians "
             "and counts (--include-degenerate)"
         )
-    only = int(((cells["n_trials"] == 0) & (cells["n_degenerate"] > 0)).sum())
-    hatched = f"; {only} hatched cell(s) held only degenerate trials" if only else ""
-    return (
-        f"{total} degenerate trial(s) (constant predictors) left out of the cells' medians "
-        f"and counts{hatched}; --include-degenerate keeps them"
-    )
+    elif total:
+        only = int(((cells["n_trials"] == 0) & (cells["n_degenerate"] > 0)).sum())
+        hatched = f"; {only} hatched cell(s) held only degenerate trials" if only else ""
+        parts.append(
+            f"{total} degenerate trial(s) (constant predictors) left out of the cells' medians "
+            f"and counts{hatched}; --include-degenerate keeps them"
+        )
+    failed = int(cells.attrs.get("n_failed", 0))
+    if failed:
+        parts.append(f"{failed} failed trial(s) (status error) left out: in no cell")
+    return "; ".join(parts) or None
 
 
 def _text_colour(rgba: Sequence[float] | np.ndarray) -> str:
@@ -195,7 +201,7 @@ def heatmap_plot(heat: pd.DataFrame) -> Figure:
     ax.set_xlabel(str(attrs.get("x", "")))
     ax.set_ylabel(str(attrs.get("y", "")))
     title = f"median {attrs.get('metric', '')}"
-    caption = heatmap_caption(heat) if has_degenerate else None
+    caption = heatmap_caption(heat)
     if caption:
         # Wrapped: the figure is as narrow as its cells.
         title += "\n" + textwrap.fill(caption, width=max(40, int(14 * xs.size + 30)))
@@ -206,9 +212,28 @@ def heatmap_plot(heat: pd.DataFrame) -> Figure:
     return fig
 
 
+#: Why a trial is off the front (the front table's ``excluded``), in the legend's order.
+EXCLUDED_KINDS = ("error", "degenerate", "no value", "incomplete")
+
+
+def excluded_label(excluded: pd.Series) -> str:
+    """The legend entry of the excluded trials: the reasons among ``excluded`` (the front
+    table's ``excluded`` of those trials), e.g. ``excluded (error / incomplete)``."""
+    present = set(excluded.astype(str))
+    kinds = [k for k in EXCLUDED_KINDS if k in present]
+    kinds += sorted(present - set(EXCLUDED_KINDS) - {""})
+    return f"excluded ({' / '.join(kinds)})" if kinds else "excluded"
+
+
 def front_figure(front: Front) -> bytes:
-    """The first two objectives: front (red), dominated (grey), excluded (blue x);
-    with a third objective, front points are sized by it."""
+    """:func:`front_plot` as PNG bytes."""
+    return _png(front_plot(front))
+
+
+def front_plot(front: Front) -> Figure:
+    """The first two objectives: front (red), dominated (grey), excluded (blue x, the
+    legend naming why: :func:`excluded_label`); with a third objective, front points are
+    sized by it."""
     table = front.table
     (mx, _), (my, _) = front.objectives[0], front.objectives[1 % len(front.objectives)]
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -223,7 +248,7 @@ def front_figure(front: Front) -> bytes:
             s=14,
             c=_EXCLUDED_COLOR,
             marker="x",
-            label="excluded (error / degenerate / no value)",
+            label=excluded_label(excluded["excluded"]),
         )
     ordered = on.sort_values(mx)
     size = 30
@@ -239,7 +264,7 @@ def front_figure(front: Front) -> bytes:
     ax.set_title(f"hypervolume {front.hypervolume:.4g} (reference {ref})", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def curves_figure(best: BestTrial) -> bytes:
