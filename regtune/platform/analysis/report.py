@@ -26,7 +26,7 @@ from regtune.platform.analysis.figures import (
     heatmap_caption,
 )
 from regtune.platform.analysis.front import Front
-from regtune.platform.analysis.run import Analysis
+from regtune.platform.analysis.run import MSG_NOTHING_TO_DIAGNOSE, MSG_NOTHING_TO_DRAW, Analysis
 
 __all__ = [
     "MAX_TABLE_ROWS",
@@ -221,6 +221,11 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
         if key in images:
             out.append(_img(key, images[key]))
         main = path[path["metric"] == analysis.objective[0]].drop(columns=["metric"])
+        if main.empty:
+            # Every trial was left out: a sentence, not a table with no row.
+            said = MSG_NOTHING_TO_DRAW.format(n=analysis.n_trials)
+            out.append(f'<p class="note">{_esc(f"{name}: {said}")}</p>')
+            continue
         out.append(_table(main, index=False, caption=f"{name}: {analysis.objective[0]}"))
     cells = analysis.heatmap
     if cells is not None:
@@ -255,7 +260,11 @@ def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
     if key in images:
         out.append(_img(key, images[key]))
     counts = analysis.diagnosis["diagnosis"].value_counts().sort_index().rename("trials")
-    out.append(_table(counts.to_frame(), caption="trials per diagnosis"))
+    if analysis.diagnosis.empty:
+        said = MSG_NOTHING_TO_DIAGNOSE.format(n=analysis.n_trials)
+        out.append(f'<p class="note">{_esc(said)}</p>')
+    else:
+        out.append(_table(counts.to_frame(), caption="trials per diagnosis"))
     rows = [
         {"diagnosis": label, "trial": ex["trial_id"], "evidence": ex["evidence"]}
         for label, examples in analysis.examples().items()

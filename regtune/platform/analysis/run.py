@@ -53,6 +53,8 @@ from regtune.trainables.config import METRIC_MODES
 
 __all__ = [
     "DEFAULT_OBJECTIVE",
+    "MSG_NOTHING_TO_DIAGNOSE",
+    "MSG_NOTHING_TO_DRAW",
     "MSG_NO_LOSSES",
     "SECOND_OBJECTIVE",
     "Analysis",
@@ -74,6 +76,10 @@ MSG_NO_LOSSES = "diagnosis needs train_loss and val_loss; metrics present: {pres
 MSG_ALL_INCOMPLETE = (
     "every trial ({n}) lost stored epochs to an unreadable part (see the notes), so none is ranked"
 )
+#: In place of a path table with no row: every trial was left out (the notes say why).
+MSG_NOTHING_TO_DRAW = "no trial to draw: {n} left out (see the notes)"
+#: In place of an empty diagnosis table.
+MSG_NOTHING_TO_DIAGNOSE = "no trial to diagnose: {n} left out (see the notes)"
 #: Why the front is empty: every trial was left out, for these reasons.
 MSG_EMPTY_FRONT = "the front is empty: every trial was left out ({reasons})"
 #: How each kind of left-out trial is counted in :data:`MSG_EMPTY_FRONT`.

@@ -37,10 +37,6 @@ TERMINAL_ROWS = 10
 MSG_BAD_REFERENCE = "--reference: {value!r} is not allowed; allowed: metric=value, e.g. val_acc=0.5"
 MSG_BAD_TARGET = "{option} {path}: {reason}; expected {expected}"
 MSG_WRITE_FAILED = "{option} {path}: cannot write there ({error})"
-#: In place of a path table with no row: every trial was left out (the notes say why).
-MSG_NOTHING_TO_DRAW = "no trial to draw: {n} left out (see the notes)"
-#: In place of an empty diagnosis table.
-MSG_NOTHING_TO_DIAGNOSE = "no trial to diagnose: {n} left out (see the notes)"
 #: What each output option expects, for its messages.
 _EXPECTED = {
     "--figures": "a folder (created if missing) to write the PNGs into",
@@ -127,7 +123,11 @@ def _hanging(marker: str, lines: list[str], style: str = "") -> None:
 
 
 def _print(analysis: object) -> None:
-    from regtune.platform.analysis.run import Analysis
+    from regtune.platform.analysis.run import (
+        MSG_NOTHING_TO_DIAGNOSE,
+        MSG_NOTHING_TO_DRAW,
+        Analysis,
+    )
 
     assert isinstance(analysis, Analysis)  # for mypy; always true here
     out.rule(Text(str(analysis.name or analysis.path), style="bold"))

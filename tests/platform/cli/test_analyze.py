@@ -463,3 +463,10 @@ def test_every_trial_left_out_says_so_in_place_of_the_empty_tables(tmp_path: Pat
     assert "diagnosis: no trial to diagnose: 2 left out (see the notes)" in text
     assert "strength" not in text  # no empty path table
     assert "b (epochs 6-8 of 8); c (epochs 6-8 of 8)" in text
+    report = tmp_path / "r.html"
+    result = _invoke("analyze", str(exp), "--html", str(report))
+    assert result.exit_code == 0, result.output
+    html = report.read_text()
+    assert "penalties.l2: no trial to draw: 2 left out (see the notes)" in html
+    assert "no trial to diagnose: 2 left out (see the notes)" in html
+    assert "trials per diagnosis" not in html
