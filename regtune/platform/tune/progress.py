@@ -47,7 +47,7 @@ from ray.tune import Callback
 from regtune.platform.analysis.columns import is_final_report
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.ranking import TIE_BREAK, best_first
-from regtune.platform.results.trials import trial_status
+from regtune.platform.results.trials import NOT_STARTED, STOPPED_EARLY, trial_status
 from regtune.platform.tune.banners import forget_trial_workers, is_worker_death, note_trial_worker
 from regtune.platform.tune.ray_private import trial_storage
 
@@ -95,6 +95,7 @@ class SweepProgress:
     running: set[str] = field(default_factory=set)
     finished: int = 0
     stopped_early: int = 0
+    not_started: int = 0
     errors: int = 0
     best: dict[str, float] = field(default_factory=dict)
     best_trial: str | None = None
@@ -189,8 +190,11 @@ class SweepProgress:
             self.failed.add(trial_id)
             if trial_id == self.best_trial:
                 self._rebuild_best()
-        elif status == "stopped early":
+        elif status == STOPPED_EARLY:
             self.stopped_early += 1
+        elif status == NOT_STARTED:
+            # Ended before its first epoch (budget.time_limit_s): never trained.
+            self.not_started += 1
         else:
             self.finished += 1
 
@@ -230,8 +234,9 @@ class SweepProgress:
             "running": len(self.running),
             "finished": self.finished,
             "stopped_early": self.stopped_early,
+            "not_started": self.not_started,
             "errors": self.errors,
-            "done": self.finished + self.stopped_early + self.errors,
+            "done": self.finished + self.stopped_early + self.not_started + self.errors,
             "best": dict(self.best),
             "best_trial": self.best_trial,
             "constant": len(self.constant - self.failed),
@@ -258,9 +263,11 @@ def progress_text(snap: dict[str, Any]) -> str:
         best = f"- ({left_out}: one class for every row; {values}, trial {snap['constant_trial']})"
     elif left_out:
         best = f"{best or '-'} ({left_out})"
+    not_started = int(snap.get("not_started") or 0)
+    unstarted = f"{not_started} not started, " if not_started else ""
     return (
         f"[{snap.get('elapsed_s', 0.0):.0f} s] trials {snap['done']}/{snap['total']} done: "
-        f"{snap['finished']} finished, {snap['stopped_early']} stopped early, "
+        f"{snap['finished']} finished, {snap['stopped_early']} stopped early, {unstarted}"
         f"{snap['errors']} failed; {snap['running']} running | best {best or '-'}"
     )
 

@@ -222,7 +222,7 @@ def finished_experiment(name: str, *, storage: str | None = None) -> SweepOutcom
     from regtune.errors import DataError
     from regtune.platform.results.files import locate
     from regtune.platform.results.read import read_spec, stored_trial_states
-    from regtune.platform.results.trials import FINISHED, STOPPED_EARLY
+    from regtune.platform.results.trials import FINISHED, NOT_STARTED, STOPPED_EARLY
 
     exp_path = f"{check_storage(storage, create=False).rstrip('/')}/{name}"
     try:
@@ -230,7 +230,7 @@ def finished_experiment(name: str, *, storage: str | None = None) -> SweepOutcom
         states, _ = stored_trial_states(locate(exp_path))
         if len(states) < stored.n_trials:
             return None
-        if any(s.status not in (FINISHED, STOPPED_EARLY) for s in states.values()):
+        if any(s.status not in (FINISHED, STOPPED_EARLY, NOT_STARTED) for s in states.values()):
             return None
         return SweepOutcome.from_path(exp_path)
     except (DataError, OSError):

@@ -29,6 +29,26 @@ def test_counts_and_best_so_far() -> None:
     assert snap["best"] == {"val_acc": 0.9} and snap["best_trial"] == "b"
 
 
+def test_a_trial_that_ended_before_its_first_epoch_counts_as_not_started() -> None:
+    """A sweep cut by budget.time_limit_s ends queued trials that never trained:
+    neither finished nor stopped early, as the summary and the store say."""
+    p = SweepProgress(objectives=[("val_acc", "max")], total=3, max_t=4)
+    p.started("a")
+    p.result("a", {"training_iteration": 4, "val_acc": 0.8})
+    p.completed("a")
+    p.completed("b")  # never reported an epoch
+    snap = p.snapshot()
+    assert (snap["finished"], snap["stopped_early"], snap["not_started"]) == (1, 0, 1)
+    assert snap["done"] == 2
+    line = progress_text(snap)
+    assert "trials 2/3 done: 1 finished, 0 stopped early, 1 not started, 0 failed" in line
+    # Without such a trial the line is as before.
+    p2 = SweepProgress(objectives=[("val_acc", "max")], total=1, max_t=4)
+    p2.result("a", {"training_iteration": 4, "val_acc": 0.8})
+    p2.completed("a")
+    assert "1 finished, 0 stopped early, 0 failed" in progress_text(p2.snapshot())
+
+
 def test_best_is_one_trials_epoch_never_a_mix_of_trials() -> None:
     objectives = [("val_acc", "max"), ("dp_diff", "min"), ("eo_diff", "min")]
     p = SweepProgress(objectives=objectives, total=3, max_t=4)
