@@ -109,6 +109,7 @@ __all__ = [
     "idle_keys",
     "keyed_error",
     "parse_train_config",
+    "stored_config",
     "validation_problems",
 ]
 
@@ -726,6 +727,27 @@ def _lookup(config: BaseModel, path: str) -> tuple[bool, Any]:
     return explicit, node
 
 
+def stored_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A config regtune dumped earlier, as this version reads it back.
+
+    Before early stopping's ``mode`` followed its metric, a dump held the old
+    default ``mode: min`` also for a metric where higher is better
+    (``val_acc``), which is now refused as a contradiction. Such a mode is
+    dropped (it then follows the metric): it chose nothing the stored
+    weights depend on for promote, quantize or post-fitting, and it was
+    what regtune wrote, not a choice a reader could correct.
+    """
+    out = dict(raw)
+    training = out.get("training")
+    early = training.get("early_stopping") if isinstance(training, Mapping) else None
+    if isinstance(early, Mapping) and "mode" in early:
+        expected = METRIC_MODES.get(str(early.get("metric", "val_loss")))
+        if expected is not None and early["mode"] != expected:
+            kept = {k: v for k, v in early.items() if k != "mode"}
+            out["training"] = {**dict(training), "early_stopping": kept}  # type: ignore[arg-type]
+    return out
+
+
 def idle_keys(config: TrainConfig) -> list[Problem]:
     """Keys ``config`` sets explicitly that change nothing (see :data:`DEPENDENCIES`)."""
     found: list[Problem] = []
@@ -782,8 +804,14 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "\n".join(map(str, validation_problems(exc, parts)))
 
 
-def parse_train_config(raw: Mapping[str, Any] | TrainConfig) -> TrainConfig:
+def parse_train_config(
+    raw: Mapping[str, Any] | TrainConfig, *, stored: bool = False
+) -> TrainConfig:
     """Validate a nested dict into a :class:`TrainConfig`.
+
+    ``stored``: ``raw`` is a config regtune dumped earlier (a checkpoint's, a
+    registry version's ``meta.json``), read back by :func:`stored_config`'s
+    rules, so data written by an earlier regtune stays readable.
 
     Raises:
         SpecError: naming every bad key path, its value and what is allowed
@@ -793,6 +821,8 @@ def parse_train_config(raw: Mapping[str, Any] | TrainConfig) -> TrainConfig:
         return raw
     if not isinstance(raw, Mapping):
         raise SpecError(f"a training config must be a mapping; got {type(raw).__name__}")
+    if stored:
+        raw = stored_config(raw)
     try:
         return TrainConfig.model_validate(dict(raw))
     except ValidationError as exc:

@@ -68,7 +68,7 @@ class ThresholdSettings:
         no thresholds). ``rows`` overrides ``penalties.fairness.threshold_rows``
         (``Trainer(threshold_rows=...)``); the robust fit is seeded by
         ``training.seed``."""
-        cfg = parse_train_config(config)
+        cfg = parse_train_config(config, stored=True)
         fair = cfg.penalties.fairness
         if fair.kind == "none" or not fair.postprocess:
             return None

@@ -67,7 +67,7 @@ def settings_of(config: TrainConfig | Mapping[str, Any]) -> dict[str, Any] | Non
         ``robust_quantile``, ``robust_resamples`` and ``seed``
         (``training.seed``): a refit is then the robust fit the trainer made.
     """
-    cfg = parse_train_config(config)
+    cfg = parse_train_config(config, stored=True)
     # The trainer maps its config to the fit through the same helper.
     wanted = ThresholdSettings.from_config(cfg)
     constraint = None if wanted is None else wanted.as_constraint()

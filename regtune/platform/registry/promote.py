@@ -206,7 +206,7 @@ def promote(
     picked = [candidates[i] for i in order[:top_k]]
     short = [_fewer(top_k, len(order), len(trials), left_out)] if len(order) < top_k else []
     weights = [read_weights(t) for t in picked]
-    dataset = load_dataset(parse_train_config(weights[0].config).dataset)
+    dataset = load_dataset(parse_train_config(weights[0].config, stored=True).dataset)
     for trial, w in zip(picked, weights, strict=True):
         check_same_data(f"trial {trial.trial_id}", w.fingerprint, dataset)
     members = [

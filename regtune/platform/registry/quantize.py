@@ -232,7 +232,7 @@ def _dataset_config(version: ModelVersion) -> Any:
             version.path, "configs", configs, "a non-empty list of each member's training config"
         )
     try:
-        return parse_train_config(configs[0]).dataset
+        return parse_train_config(configs[0], stored=True).dataset
     except SpecError as exc:
         problems = "; ".join(map(str, exc.problems)) or str(exc)
         raise field_error(

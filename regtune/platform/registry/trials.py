@@ -184,7 +184,7 @@ def kept_epoch(tree: dict[str, Any]) -> int | None:
     if isinstance(named, (int, float)) and not isinstance(named, bool) and named in epochs:
         return int(named)
     try:
-        fair = parse_train_config(tree.get("config") or {}).penalties.fairness
+        fair = parse_train_config(tree.get("config") or {}, stored=True).penalties.fairness
     except (SpecError, ValueError, TypeError):
         return None
     key = gap_metric(fair.kind) if fair.kind != "none" else None

@@ -258,7 +258,7 @@ def robust_settings(
     configs: Sequence[TrainConfig | Mapping[str, Any]],
 ) -> dict[str, Any] | None:
     """The PGD settings of the first member's training config (None: robustness not measured)."""
-    t = parse_train_config(configs[0]).training
+    t = parse_train_config(configs[0], stored=True).training
     if t.robust_every <= 0:
         return None
     return {"eps": t.robust_eps, "steps": t.robust_steps, "samples": t.robust_samples}
@@ -267,7 +267,7 @@ def robust_settings(
 def _checked_configs(members: Sequence[Member]) -> list[TrainConfig]:
     if not members:
         raise SpecError(NO_MEMBERS)
-    configs = [parse_train_config(m.config) for m in members]
+    configs = [parse_train_config(m.config, stored=True) for m in members]
     first = configs[0].dataset.model_dump(mode="json", exclude={"path"})
     for index, cfg in enumerate(configs[1:], start=1):
         if cfg.dataset.model_dump(mode="json", exclude={"path"}) != first:
