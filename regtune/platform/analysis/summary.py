@@ -52,6 +52,23 @@ MSG_BAD_AT = "at: {value!r} is not allowed; allowed: 'kept', 'best', 'last'"
 At = Literal["kept", "best", "last"]
 
 
+def _summary_column(
+    summary: pd.DataFrame | None, name: str, index: pd.Index | None
+) -> pd.Series | None:
+    """The summary's column ``name`` aligned to ``index`` (the summary's own
+    rows when None); None without a summary or that column."""
+    if summary is None or name not in summary.columns:
+        return None
+    column = summary[name]
+    if index is not None and summary.index is not index:
+        column = column.reindex(index)
+    return column
+
+
+def _rows(summary: pd.DataFrame | None, index: pd.Index | None) -> int:
+    return len(index) if index is not None else 0 if summary is None else len(summary)
+
+
 def degenerate_flags(
     summary: pd.DataFrame | None, index: pd.Index | None = None
 ) -> NDArray[np.bool_]:
@@ -61,12 +78,9 @@ def degenerate_flags(
     no column, no summary) is not degenerate. The one reading every analysis
     that leaves degenerate trials out uses (path, heat map, front, best trial,
     diagnosis), so they agree on which trials those are."""
-    rows = len(index) if index is not None else 0 if summary is None else len(summary)
-    if summary is None or "degenerate" not in summary.columns:
-        return np.zeros(rows, dtype=bool)
-    column = summary["degenerate"]
-    if index is not None and summary.index is not index:
-        column = column.reindex(index)
+    column = _summary_column(summary, "degenerate", index)
+    if column is None:
+        return np.zeros(_rows(summary, index), dtype=bool)
     return column.astype("boolean").fillna(False).to_numpy(dtype=bool)
 
 
@@ -75,12 +89,9 @@ def failed_flags(summary: pd.DataFrame | None, index: pd.Index | None = None) ->
     ``index`` when given). A trial with no status (no column, no summary) has not failed.
     The one reading the path, the heat map and the verdict use to leave failed trials
     out, as the front and the best trial do."""
-    rows = len(index) if index is not None else 0 if summary is None else len(summary)
-    if summary is None or "status" not in summary.columns:
-        return np.zeros(rows, dtype=bool)
-    column = summary["status"]
-    if index is not None and summary.index is not index:
-        column = column.reindex(index)
+    column = _summary_column(summary, "status", index)
+    if column is None:
+        return np.zeros(_rows(summary, index), dtype=bool)
     return (column.astype(object) == ERROR).to_numpy(dtype=bool)
 
 
