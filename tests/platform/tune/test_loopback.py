@@ -38,6 +38,7 @@ from regtune.platform.tune.loopback import (
     is_loopback,
 )
 from regtune.platform.tune.token_file import ensure_private_token
+from tests.platform.tune.stubs import TINY_SPEC
 
 pytestmark = pytest.mark.ray
 
@@ -82,21 +83,6 @@ ensure_ray(sys.argv[1])
 print("READY " + json.dumps({"sum": ray.get(ray.put(2)) + 1}), flush=True)
 sys.stdin.read()
 """
-
-TINY: dict[str, Any] = {
-    "name": "loop",
-    "dataset": "digits",
-    "model": {"arch": "mlp", "width": 16, "depth": 1},
-    "training": {"batch_size": 256, "lr": 0.01, "robust_every": 0},
-    "penalties": {"l2": {"loguniform": [1e-6, 1e-2]}},
-    "objectives": [{"metric": "val_acc", "mode": "max"}],
-    "scheduler": {"kind": "none"},
-    "searcher": {"kind": "random", "seed": 0},
-    # One trial of one epoch: what is checked is the Ray a sweep starts, not
-    # the search (a second trial would only add a worker process to start).
-    "budget": {"samples": 1, "max_epochs": 1},
-    "resources": {"cpu": 1},
-}
 
 
 @dataclass(frozen=True)
@@ -281,7 +267,7 @@ def test_local_sweep_listens_on_loopback_and_leaves_nothing_after_a_kill(
     err_path = short_tmp / "driver.err"
     with err_path.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", SWEEP_DRIVER, json.dumps(TINY), str(short_tmp / "runs")],
+            [sys.executable, "-c", SWEEP_DRIVER, json.dumps(TINY_SPEC), str(short_tmp / "runs")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,

@@ -10,29 +10,17 @@ same trials again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from ray.train._internal.storage import StorageContext
-from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 
 from regtune.platform.tune.pareto_asha import ParetoASHA
 from regtune.platform.tune.scheduler_state import STATE_FILE, PersistentScheduler
+from tests.platform.tune.stubs import acc_result as _result
+from tests.platform.tune.stubs import stub_trial as _trial
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
-
-
-def _trial(tmp_path: Path, trial_id: str) -> Trial:
-    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp")
-    trial = Trial("__fake", config={}, trial_id=trial_id, storage=storage, stub=True)
-    trial.storage.trial_dir_name = f"trial_{trial_id}"
-    return trial
-
-
-def _result(epoch: int, acc: float) -> dict[str, Any]:
-    return {"training_iteration": epoch, "val_acc": acc, "val_loss": 1 - acc}
 
 
 def _asha() -> PersistentScheduler:

@@ -12,22 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 from ray.tune.schedulers.trial_scheduler import TrialScheduler
 
 from regtune.platform.tune.sweep import build_scheduler
 from regtune.search_spaces import load_spec
+from tests.platform.tune.stubs import stub_trial as _trial
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "sweeps.md"
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
-
-
-def _trial(tmp_path: Path, trial_id: str) -> Trial:
-    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp")
-    trial = Trial("__fake", config={}, trial_id=trial_id, storage=storage, stub=True)
-    trial.storage.trial_dir_name = f"trial_{trial_id}"
-    return trial
 
 
 class _NoneWaiting:

@@ -15,22 +15,15 @@ from typer.testing import CliRunner
 from regtune.platform.cli.app import app
 from regtune.platform.cli.sweep import NOT_STARTED
 from regtune.platform.results.outcome import SweepOutcome
+from tests.platform.tune.stubs import TINY_SPEC
 
 runner = CliRunner()
 
 #: 40 trials of 20 epochs cannot all train within 2 s, and Tune creates more
 #: trials than the CPUs can run at once: some end without an epoch.
-CUT: dict[str, Any] = {
+CUT: dict[str, Any] = TINY_SPEC | {
     "name": "cut",
-    "dataset": "digits",
-    "model": {"arch": "mlp", "width": 16, "depth": 1},
-    "training": {"batch_size": 256, "lr": 0.01, "robust_every": 0},
-    "penalties": {"l2": {"loguniform": [1e-6, 1e-2]}},
-    "objectives": [{"metric": "val_acc", "mode": "max"}],
-    "scheduler": {"kind": "none"},
-    "searcher": {"kind": "random", "seed": 0},
     "budget": {"samples": 40, "max_epochs": 20, "time_limit_s": 2},
-    "resources": {"cpu": 1},
 }
 
 
