@@ -251,12 +251,13 @@ class ModelService:
                 # names were canonical says "1.0" for "1"): one set for clients, drift, metrics.
                 answers = self.canary.answers(probs, answered_groups, self.primary.classes)
         labels = [a["label"] for a in answers]
+        key = self.version_key(answered)
         # Feedback names groups by the primary's codes (its tracker's group list),
         # whichever version answered; the decisions are the answering version's.
         self.feedback.record(
             request_id,
             probs,
-            self.version_key(answered),
+            key,
             groups,
             decided=answered.decisions(probs, answered_groups),
         )
@@ -266,9 +267,7 @@ class ModelService:
             # After the answer is ready: the shadow never delays or alters it. It runs
             # on this event loop (one forward pass of its own), before the next event.
             asyncio.get_running_loop().call_soon(self._run_shadow, records, primary_labels)
-        self.metrics.request(
-            self.name, self.version_key(answered), (time.perf_counter() - started) * 1e3, labels
-        )
+        self.metrics.request(self.name, key, (time.perf_counter() - started) * 1e3, labels)
         return {
             "predictions": answers,
             # The version that answered: a canary that is another model's version is
@@ -281,7 +280,7 @@ class ModelService:
     def version_key(self, served: ServedModel) -> str:
         """How metrics and feedback name a version: its number (``"2"``) when it is a
         version of the served model, else its full reference (``"other:1"``)."""
-        return str(served.number) if served.name == self.name else served.ref
+        return str(self._listed(served))
 
     def _judge(
         self,
@@ -460,6 +459,8 @@ class ModelService:
         }
 
     def _listed(self, served: ServedModel) -> int | str:
+        """How the model list names a version: its number when it is a version of the
+        served model, else its full reference (``"other:1"``)."""
         return served.number if served.name == self.name else served.ref
 
     def describe(self, name: str) -> dict[str, Any]:
