@@ -34,6 +34,7 @@ from rich.text import Text
 
 from regtune.errors import RegtuneError, cut_echo
 from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, console, fail, out
+from regtune.platform.results.trials import NOT_STARTED
 
 __all__ = [
     "CONSTANT_LEFT_OUT",
@@ -169,11 +170,6 @@ CONSTANT_LEFT_OUT = (
     "{n} trial{s} marked constant predictor (one class for every row): never best, nor on the front"
 )
 
-#: The status of a trial that ended without reporting an epoch, as the results
-#: store gives it (:data:`regtune.platform.results.trials.NOT_STARTED`): no
-#: scheduler stopped it, it never trained (``budget.time_limit_s`` ended the
-#: sweep first).
-NOT_STARTED = "not started"
 #: Said under the counts when ``budget.time_limit_s`` ended the sweep before
 #: every trial the spec asks for had trained.
 TIME_LIMIT_ENDED = (
@@ -269,9 +265,7 @@ def print_summary(
             _more_trials(outcome, left_out), highlight=False, markup=False, soft_wrap=True
         )
     n = len(outcome.trials)
-    tally: dict[str, int] = {}
-    for t in outcome.trials:
-        tally[_status(t)] = tally.get(_status(t), 0) + 1
+    tally = outcome.counts()
     counts = ", ".join(f"{v} {k}" for k, v in sorted(tally.items()))
     console.print(
         f"{n} trial{'' if n == 1 else 's'}{f' ({counts})' if counts else ''} "
@@ -507,7 +501,7 @@ def _columns(
         metric_headers = [f"{m} ({md})" for m, md in outcome.objectives]
     columns = [
         _Column("trial", ids, right=False),
-        _Column("status", [_status(t) for t in trials], right=False),
+        _Column("status", [str(t.status) for t in trials], right=False),
         _Column("epochs", [str(t.iterations) for t in trials]),
     ]
     columns += [
@@ -563,13 +557,6 @@ def _outcome_json(outcome: Any, spec: str, overrides: Sequence[str]) -> dict[str
     if best is not None and data.get("best") is not None:
         data["best"]["command"] = best_command(spec, overrides, best.params)
     return data
-
-
-def _status(trial: Any) -> str:
-    """The status shown for ``trial``: the one the results store gives it (a trial that
-    ended without an epoch is :data:`NOT_STARTED` there, in stores written before that
-    status too)."""
-    return str(trial.status)
 
 
 def _fmt(value: Any) -> str:
