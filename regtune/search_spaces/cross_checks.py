@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from regtune.errors import Problem
 from regtune.search_spaces.distributions import (
     DISTRIBUTION_KINDS,
     Distribution,
@@ -53,7 +52,6 @@ __all__ = [
     "cross_pbt",
     "cross_resources",
     "cross_searcher",
-    "is_budget_rule",
     "possible_values",
 ]
 
@@ -216,13 +214,6 @@ def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | N
 
 #: The key :func:`cross_budget` checks the scheduler against.
 MAX_EPOCHS = "budget.max_epochs"
-
-
-def is_budget_rule(problem: Problem) -> bool:
-    """Whether ``problem`` is one of :func:`cross_budget`'s: a scheduler's
-    epochs against budget.max_epochs, a rule of the sweep alone (one training
-    run of a spec uses no scheduler)."""
-    return problem.path.startswith("scheduler.") and problem.because == MAX_EPOCHS
 
 
 def cross_resources(

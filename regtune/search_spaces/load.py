@@ -23,7 +23,6 @@ from typing import Any
 import yaml
 
 from regtune.errors import Problem, SpecError, did_you_mean, shown
-from regtune.search_spaces.cross_checks import is_budget_rule
 from regtune.search_spaces.distributions import KeyPath
 from regtune.search_spaces.overrides import apply_overrides
 from regtune.search_spaces.problems import dotted, format_problems, in_line_order
@@ -196,40 +195,11 @@ def load_train_config(
             message = "\n".join([header, *message.splitlines()[1:]])
             raise SpecError(message, problems)
         return config.model_dump(exclude_unset=True)
-    return train_config_from_spec(_one_run_spec(raw, origin, lines, overrides))
-
-
-def _one_run_spec(
-    raw: Mapping[str, Any], origin: str, lines: dict[str, int], overrides: list[str]
-) -> SweepSpec:
-    """``raw`` validated for one training run: as a sweep spec, except for the
-    rules between the scheduler's epochs and budget.max_epochs
-    (:func:`~regtune.search_spaces.cross_checks.is_budget_rule`), which only a
-    sweep uses: ``regtune train adversarial --set budget.max_epochs=1`` trains
-    one epoch whatever the scheduler's ``grace_period``. Every other problem,
-    the scheduler section's own among them, is still reported.
-
-    Raises:
-        SpecError: naming every other bad key path.
-    """
-    try:
-        return build_spec(raw, origin, lines, overridden=overrides, one_run=True)
-    except SpecError as exc:
-        kept = [p for p in exc.problems if not is_budget_rule(p)]
-        if len(kept) == len(exc.problems):
-            raise
-        if kept:
-            kept = in_line_order(kept, lines, overrides)
-            message = format_problems(kept, origin, lines, overrides)
-            raise SpecError(message, kept) from None
-    # The scheduler broke only a rule of the sweep; one run does not use it.
-    return build_spec(
-        {k: v for k, v in raw.items() if k != "scheduler"},
-        origin,
-        lines,
-        overridden=overrides,
-        one_run=True,
-    )
+    # One run uses no scheduler: build_spec(one_run=True) leaves out the rules
+    # between its epochs and budget.max_epochs (``regtune train adversarial
+    # --set budget.max_epochs=1`` trains one epoch whatever its grace_period).
+    spec = build_spec(raw, origin, lines, overridden=overrides, one_run=True)
+    return train_config_from_spec(spec)
 
 
 def data_path_as_written(

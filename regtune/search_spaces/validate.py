@@ -209,7 +209,9 @@ class _Checker(ProblemLog):
         samples = probe_space(self, space, dists)
         if objectives is not None:
             cross_objectives(self, objectives, scheduler, searcher, samples)
-        if budget is not None:
+        if budget is not None and not one_run:
+            # The scheduler's epochs against budget.max_epochs: a rule of the
+            # sweep alone (one training run uses no scheduler).
             cross_budget(self, budget, scheduler)
         if resources is not None:
             cross_resources(self, resources, samples)
