@@ -43,7 +43,13 @@ from regtune.search_spaces.sections import (
     pbt_paths,
 )
 from regtune.trainables.catalog import FAIRNESS_DATASETS, IMAGE_DATASETS
-from regtune.trainables.config import DEPENDENCIES, Dependency, TrainConfig, default_value
+from regtune.trainables.config import (
+    DEPENDENCIES,
+    Dependency,
+    TrainConfig,
+    default_value,
+    has_sensitive,
+)
 
 __all__ = [
     "cross_budget",
@@ -181,11 +187,11 @@ def cross_objectives(
             log.add(("training", "robust_every"), ROBUST_NEEDS_EVAL)
         if objective.metric in FAIRNESS_METRICS:
             for config in samples:
-                if not _has_sensitive(config):
+                if not has_sensitive(config.dataset):
                     message = _needs_sensitive(f"metric {objective.metric}", config)
                     log.add(where, message, because="dataset.name")
     for config in samples:
-        if config.penalties.fairness.kind != "none" and not _has_sensitive(config):
+        if config.penalties.fairness.kind != "none" and not has_sensitive(config.dataset):
             what = f"fairness penalty {config.penalties.fairness.kind!r}"
             message = _needs_sensitive(what, config)
             log.add(("penalties", "fairness", "kind"), message, because="dataset.name")
@@ -369,10 +375,6 @@ def _activated(space: Mapping[str, Any], dep: Dependency) -> bool:
         if not values or any(holds(v) for v in values):
             return True
     return False
-
-
-def _has_sensitive(config: TrainConfig) -> bool:
-    return config.dataset.name in FAIRNESS_DATASETS or config.dataset.sensitive is not None
 
 
 def _needs_sensitive(what: str, config: TrainConfig) -> str:
