@@ -27,7 +27,8 @@ global RNG. Both are part of the checkpoint, so a restored run continues
 exactly as if it had not stopped. The random starts of the robust-accuracy
 attack come from a generator of their own, seeded from ``training.seed``, the
 epoch and the split (:func:`evaluation_generator`), so the evaluation settings
-(``robust_every``, ``robust_samples``, ...) never change the trained model.
+(``robust_every``, ``robust_samples``, ...) never change the trained model,
+except through early stopping on ``robust_acc``, which they then feed.
 """
 
 from __future__ import annotations
