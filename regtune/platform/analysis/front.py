@@ -14,7 +14,7 @@ objective's range further out so that the extreme trials count).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,7 @@ from regtune.platform.analysis.pareto import (
     to_minimization,
     validate_objectives,
 )
-from regtune.platform.analysis.summary import check_metric, degenerate_flags
+from regtune.platform.analysis.summary import check_metric, degenerate_flags, failed_flags
 from regtune.platform.results.schema import metric_mode
 
 __all__ = [
@@ -148,13 +148,15 @@ def pareto_table(
     *,
     reference: Mapping[str, float] | None = None,
     include_degenerate: bool = False,
+    incomplete: Collection[str] = (),
 ) -> Front:
     """The non-dominated trials of ``summary`` under ``objectives``.
 
     Trials with no value (NaN) for an objective, errored trials (``status``
-    ``error``, as the sweep summary's front leaves them out), and degenerate
-    trials unless ``include_degenerate``, are kept in the table but marked ``excluded`` and
-    never on the front. ``reference`` (objective -> value, in its own units)
+    ``error``, as the sweep summary's front leaves them out), degenerate
+    trials unless ``include_degenerate``, and the trials named in ``incomplete`` (stored
+    epochs lost; marked ``"incomplete"``, whatever else holds) are kept in the table but
+    marked ``excluded`` and never on the front. ``reference`` (objective -> value, in its own units)
     overrides the default reference point; when no trial on the front beats it
     on every objective (a hypervolume of 0 that is the reference's doing),
     ``notes`` says so and on which objectives.
@@ -182,8 +184,8 @@ def pareto_table(
     excluded[np.isnan(raw).any(axis=1)] = "no value"
     if not include_degenerate:
         excluded[degenerate_flags(summary)] = "degenerate"
-    if "status" in summary.columns:
-        excluded[(summary["status"] == "error").to_numpy(dtype=bool)] = "error"
+    excluded[failed_flags(summary)] = "error"
+    excluded[summary.index.isin(list(incomplete))] = "incomplete"
     considered = np.flatnonzero(excluded == "")
     points = to_minimization(raw[considered], modes)
     mask = non_dominated_mask(points)

@@ -435,7 +435,13 @@ def analyze_tables(
             include_degenerate=include_degenerate,
         )
     front_objectives = _front_objectives(spec, objectives, present)
-    front = _front(summary, lost, front_objectives, reference, include_degenerate)
+    front = pareto_table(
+        summary,
+        front_objectives,
+        reference=reference,
+        include_degenerate=include_degenerate,
+        incomplete=lost,
+    )
     diagnosis = diagnose(epochs, summary, seg=seg)
     if lost:
         diagnosis = diagnosis.drop(index=lost, errors="ignore")
@@ -493,31 +499,6 @@ def _note_off_front(best: BestTrial | None, front: Front | None, ranked: Sequenc
     line = best_off_front(front, best.trial_id, ranked)
     if line is not None and line not in best.notes:
         best.notes.append(line)
-
-
-def _front(
-    summary: pd.DataFrame,
-    lost: Sequence[str],
-    objectives: tuple[tuple[str, str], ...],
-    reference: Mapping[str, float] | None,
-    include_degenerate: bool,
-) -> Front:
-    """The Pareto analysis of ``summary`` with the trials in ``lost`` (stored epochs
-    incomplete) kept in its table but never on the front: marked ``excluded``
-    ``"incomplete"``."""
-    if not lost:
-        return pareto_table(
-            summary, objectives, reference=reference, include_degenerate=include_degenerate
-        )
-    marked = summary.copy()
-    status = marked["status"] if "status" in marked.columns else pd.Series("", index=marked.index)
-    # Left out as pareto_table leaves failed trials out, then named for what they are.
-    marked["status"] = status.astype(object).where(~marked.index.isin(lost), "error")
-    front = pareto_table(
-        marked, objectives, reference=reference, include_degenerate=include_degenerate
-    )
-    front.table.loc[front.table.index.isin(lost), "excluded"] = "incomplete"
-    return front
 
 
 def analyze_experiment(

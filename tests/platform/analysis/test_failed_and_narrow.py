@@ -234,3 +234,34 @@ def test_a_failed_trials_evidence_says_it_failed_and_gives_no_directions() -> No
     )
     assert "penalties.l2:" not in text
     assert "penalties.l2: raise" in explain(analysis.diagnosis.loc["t1"].to_dict(), [L2])
+
+
+# --- the front leaves incomplete trials out ---------------------------------------------------
+
+
+def test_incomplete_trials_are_named_and_kept_off_the_front() -> None:
+    """The trials pareto_table is told are incomplete stay in its table, marked
+    ``"incomplete"`` whatever else holds (here a failed one), and are neither on the front
+    nor in the default reference: the hypervolume is that of the table without them."""
+    objectives = [("val_acc", "max"), ("ece", "min")]
+    summary = _summary(
+        {
+            "lost": {"val_acc": 0.99, "ece": 0.01, "status": "ok"},
+            "lost_failed": {"val_acc": 0.98, "ece": 0.01, "status": "error"},
+            "failed": {"val_acc": 0.97, "ece": 0.01, "status": "error"},
+            "a": {"val_acc": 0.9, "ece": 0.05, "status": "ok"},
+            "b": {"val_acc": 0.8, "ece": 0.02, "status": "ok"},
+        }
+    )
+    front = pareto_table(summary, objectives, incomplete=["lost", "lost_failed"])
+    assert front.table["excluded"].to_dict() == {
+        "lost": "incomplete",
+        "lost_failed": "incomplete",
+        "failed": "error",
+        "a": "",
+        "b": "",
+    }
+    assert front.table.index[front.table["on_front"]].tolist() == ["a", "b"]
+    without = pareto_table(summary.drop(index=["lost", "lost_failed"]), objectives)
+    assert front.hypervolume == without.hypervolume
+    assert front.reference == without.reference
