@@ -109,7 +109,6 @@ __all__ = [
     "idle_keys",
     "keyed_error",
     "parse_train_config",
-    "stored_config",
     "validation_problems",
 ]
 
@@ -195,6 +194,15 @@ def _es_allowed(*, robust: bool, groups: bool) -> str:
     """The early-stopping metrics a run reports, as an error message lists them."""
     skip = {*(() if robust else ("robust_acc",)), *(() if groups else GROUP_METRICS)}
     return ", ".join(m for m in METRIC_MODES if m not in skip)
+
+
+#: The validation context key of a config read back from storage (:func:`parse_train_config`).
+STORED = "stored"
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Whether the config being validated was read back from storage."""
+    return bool(info.context and info.context.get(STORED))
 
 
 def has_sensitive(dataset: DatasetConfig) -> bool:
@@ -385,15 +393,17 @@ class EarlyStoppingConfig(_Strict):
     min_delta: float = Field(0.0, ge=0.0)
 
     @model_validator(mode="after")
-    def _known_metric(self) -> EarlyStoppingConfig:
+    def _known_metric(self, info: ValidationInfo) -> EarlyStoppingConfig:
         if self.metric not in METRIC_MODES:
             raise ValueError(
                 f"unknown metric {shown(self.metric)}; allowed: {', '.join(sorted(METRIC_MODES))}"
             )
         expected = METRIC_MODES[self.metric]
-        if "mode" not in self.model_fields_set:
+        if "mode" not in self.model_fields_set or (_stored(info) and self.mode != expected):
             # Not an explicit setting (model_fields_set is unchanged): the
             # default follows the metric, so an omitted mode is never wrong.
+            # A stored config (an earlier regtune wrote the old default, min,
+            # also for val_acc) follows it too: nothing stored depends on it.
             object.__setattr__(self, "mode", expected)
         elif self.mode != expected:
             raise keyed_error(
@@ -566,12 +576,13 @@ class TrainConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _early_stopping_metric_reported(self) -> TrainConfig:
+    def _early_stopping_metric_reported(self, info: ValidationInfo) -> TrainConfig:
         # A metric the run never reports would leave early stopping off
-        # without a word (and the run keeping its last epoch).
+        # without a word (and the run keeping its last epoch). A stored
+        # config records what ran: an earlier regtune ran such a config so.
         es, t = self.training.early_stopping, self.training
         robust, groups = t.robust_every > 0, has_sensitive(self.dataset)
-        if es.patience == 0 or (es.metric == "robust_acc" and robust):
+        if es.patience == 0 or (es.metric == "robust_acc" and robust) or _stored(info):
             return self
         if es.metric == "robust_acc":
             why, because = ROBUST_NOT_MEASURED, "training.robust_every"
@@ -727,27 +738,6 @@ def _lookup(config: BaseModel, path: str) -> tuple[bool, Any]:
     return explicit, node
 
 
-def stored_config(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A config regtune dumped earlier, as this version reads it back.
-
-    Before early stopping's ``mode`` followed its metric, a dump held the old
-    default ``mode: min`` also for a metric where higher is better
-    (``val_acc``), which is now refused as a contradiction. Such a mode is
-    dropped (it then follows the metric): it chose nothing the stored
-    weights depend on for promote, quantize or post-fitting, and it was
-    what regtune wrote, not a choice a reader could correct.
-    """
-    out = dict(raw)
-    training = out.get("training")
-    early = training.get("early_stopping") if isinstance(training, Mapping) else None
-    if isinstance(early, Mapping) and "mode" in early:
-        expected = METRIC_MODES.get(str(early.get("metric", "val_loss")))
-        if expected is not None and early["mode"] != expected:
-            kept = {k: v for k, v in early.items() if k != "mode"}
-            out["training"] = {**dict(training), "early_stopping": kept}  # type: ignore[arg-type]
-    return out
-
-
 def idle_keys(config: TrainConfig) -> list[Problem]:
     """Keys ``config`` sets explicitly that change nothing (see :data:`DEPENDENCIES`)."""
     found: list[Problem] = []
@@ -810,8 +800,10 @@ def parse_train_config(
     """Validate a nested dict into a :class:`TrainConfig`.
 
     ``stored``: ``raw`` is a config regtune dumped earlier (a checkpoint's, a
-    registry version's ``meta.json``), read back by :func:`stored_config`'s
-    rules, so data written by an earlier regtune stays readable.
+    registry version's ``meta.json``), so data an earlier regtune wrote stays
+    readable: an early-stopping mode contradicting its metric (the old default
+    ``min``, also for ``val_acc``) follows the metric, and an early-stopping
+    metric the run did not report is kept as it ran (off), not refused.
 
     Raises:
         SpecError: naming every bad key path, its value and what is allowed
@@ -821,9 +813,7 @@ def parse_train_config(
         return raw
     if not isinstance(raw, Mapping):
         raise SpecError(f"a training config must be a mapping; got {type(raw).__name__}")
-    if stored:
-        raw = stored_config(raw)
     try:
-        return TrainConfig.model_validate(dict(raw))
+        return TrainConfig.model_validate(dict(raw), context={STORED: True} if stored else None)
     except ValidationError as exc:
         raise SpecError.from_problems("invalid training config:", validation_problems(exc)) from exc

@@ -13,7 +13,7 @@ from regtune.errors import SpecError
 from regtune.platform.registry import Member, load_version, save_version
 from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
 from regtune.platform.registry.quantize import quantize_version
-from regtune.trainables.config import parse_train_config, stored_config
+from regtune.trainables.config import parse_train_config
 from regtune.trainables.loop import RunResult
 
 OLD_EARLY = {"metric": "val_acc", "mode": "min", "patience": 1, "min_delta": 0.0}
@@ -35,12 +35,25 @@ def test_an_old_dump_is_read_back_with_its_mode_following_the_metric(
     # ... read back from storage, the mode regtune wrote is dropped.
     early = parse_train_config(old, stored=True).training.early_stopping
     assert (early.metric, early.mode, early.patience) == ("val_acc", "max", 1)
-    assert "mode" not in stored_config(old)["training"]["early_stopping"]
     assert old["training"]["early_stopping"]["mode"] == "min"  # the input is not changed
-    # A mode that agrees, and every other key, is kept as stored.
+    # A mode that agrees, and every other key, is read as given.
     agreeing = _old_dump(tiny_run)
     agreeing["training"]["early_stopping"]["metric"] = "val_loss"
-    assert stored_config(agreeing) == agreeing
+    assert parse_train_config(agreeing, stored=True) == parse_train_config(agreeing)
+
+
+def test_an_old_dump_with_early_stopping_on_a_metric_it_never_measured_is_read_back(
+    tiny_run: RunResult,
+) -> None:
+    """An earlier regtune ran early stopping on robust_acc with robust_every 0 (it
+    then never acted); a config given now is refused, a stored one reads as it ran."""
+    old = tiny_run.config.model_dump(mode="json")
+    old["training"]["robust_every"] = 0
+    old["training"]["early_stopping"] = {"metric": "robust_acc", "mode": "max", "patience": 2}
+    with pytest.raises(SpecError, match=r"training.early_stopping.metric"):
+        parse_train_config(old)
+    early = parse_train_config(old, stored=True).training.early_stopping
+    assert (early.metric, early.patience) == ("robust_acc", 2)
 
 
 def test_a_version_of_old_trials_is_published_and_quantized(
