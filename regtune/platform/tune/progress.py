@@ -11,7 +11,10 @@ the first objective, ties broken by the others, the validation loss, the
 trial id). The line shows that trial's id and *its own* values of the
 objectives at that epoch: in a multi-objective sweep the line never combines
 values from different trials, and once every trial is done it names the
-summary's best trial with the summary's numbers.
+summary's best trial with the summary's numbers. (It keeps a trial's rows
+from its kept epoch on; under PBT an exploit can move a trial's kept epoch
+back to one it no longer holds, and the line then ranks that trial on its
+latest epoch, where the summary reads the stored rows.)
 
 It leaves out what the summary at the end never calls best: a trial whose
 latest epoch is a constant predictor (one class for every row, see
@@ -165,7 +168,8 @@ class SweepProgress:
         """The trial's row at the epoch it keeps (the summary's rule, see the
         module): its row of epoch ``kept`` (the latest row when ``kept`` is not
         a known epoch), with final-report objectives from the latest row.
-        Rows before the kept epoch are dropped: it never goes back."""
+        Rows before the kept epoch are dropped (a PBT exploit that moves it
+        back is then ranked on the latest row; see the module)."""
         rows = self._epoch_rows.setdefault(trial_id, {})
         rows[epoch] = row
         kept_at = _whole(kept)
