@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtune.errors import SUGGEST_CUTOFF, CheckpointError, SpecError, did_you_mean
+from regtune.errors import SUGGEST_CUTOFF, CheckpointError, SpecError
 from regtune.platform.registry.store import Place, place_of
 from regtune.platform.storage import DEFAULT_STORAGE, STORAGE_ENV, storage_root
 
@@ -236,7 +236,7 @@ def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, i
                 name=parsed.name,
                 root=base.display(),
                 models=describe_models(models),
-                hint=did_you_mean(parsed.name, _fewest_edits(parsed.name, models)),
+                hint=_suggestion(parsed.name, models),
             )
         )
     number = parsed.version if parsed.version is not None else versions[-1]
@@ -252,15 +252,16 @@ def resolve_ref(ref: str, root: str | None = None) -> tuple[Place, str | None, i
     return version_dir(base, parsed.name, number), parsed.name, number
 
 
-def _fewest_edits(word: str, names: list[str]) -> list[str]:
-    """The names :func:`~regtune.errors.did_you_mean` may suggest for ``word``, the
-    fewest edits away first and alone: difflib's ratio alone prefers ``adultstu``
-    to ``adult1`` for ``adultt`` (more letters shared), though ``adult1`` is one edit
-    away. Names difflib would not suggest stay out."""
+def _suggestion(word: str, names: list[str]) -> str:
+    """:func:`~regtune.errors.did_you_mean`'s hint for a misspelt model name, in its
+    wording, naming the name fewest edits away among those it may suggest: difflib's
+    ratio alone prefers ``adultstu`` to ``adult1`` for ``adultt`` (more letters
+    shared), though ``adult1`` is one edit away. Names difflib would not suggest
+    stay out; none close: ``""``."""
     close = difflib.get_close_matches(word, names, n=5, cutoff=SUGGEST_CUTOFF)
     if not close:
-        return []
-    return [min(close, key=lambda name: _edits(word, name))]
+        return ""
+    return f" (did you mean {min(close, key=lambda name: _edits(word, name))!r}?)"
 
 
 def _edits(a: str, b: str) -> int:

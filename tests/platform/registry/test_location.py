@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from regtune.errors import SpecError
+from regtune.errors import SpecError, did_you_mean
 from regtune.platform.registry.location import describe_models, describe_versions, resolve_ref
 
 
@@ -81,6 +81,15 @@ def test_the_suggestion_is_the_name_fewest_edits_away(
     with pytest.raises(SpecError) as caught:
         resolve_ref(typed, root=str(tmp_path))
     assert str(caught.value).endswith(f"(did you mean {suggested!r}?)")
+
+
+def test_the_suggestion_is_worded_as_every_other_door_words_it(tmp_path: Path) -> None:
+    """The registry ranks its own suggestion but keeps did_you_mean's wording."""
+    _publish(tmp_path, "churn-risk", [1])
+    with pytest.raises(SpecError) as caught:
+        resolve_ref("churn-rsik", root=str(tmp_path))
+    hint = did_you_mean("churn-rsik", ["churn-risk"])
+    assert hint and str(caught.value).endswith(hint)
 
 
 def test_no_suggestion_for_a_name_like_none(tmp_path: Path) -> None:
