@@ -42,8 +42,9 @@ from regtune.platform.analysis.best import best_trial_id
 from regtune.platform.analysis.diagnosis import MIN_EPOCHS, RARE_CLASS_SHARE, learnt_little
 from regtune.platform.analysis.load import UNKNOWN
 from regtune.platform.analysis.path import PATH_BINS
+from regtune.platform.analysis.summary import failed_flags
 from regtune.platform.analysis.swept import SweptParameter, role_of
-from regtune.platform.results.trials import ERROR, RUNNING, STOPPED_EARLY
+from regtune.platform.results.trials import RUNNING, STOPPED_EARLY
 
 __all__ = [
     "EDGE_COLUMNS",
@@ -343,11 +344,7 @@ def sweep_verdict(
     lines, wants = _path_lines(edges(paths, swept), paths, swept)
     if diagnosis.empty:
         return lines
-    failed = (
-        (status.reindex(diagnosis.index).astype(object) == ERROR).to_numpy(dtype=bool)
-        if status is not None
-        else np.zeros(len(diagnosis), dtype=bool)
-    )
+    failed = failed_flags(None if status is None else status.to_frame("status"), diagnosis.index)
     if failed.any():
         # Failed trials are judged on nothing below (as they are off the path, the front and
         # the best); the first line says how many there were.
