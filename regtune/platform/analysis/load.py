@@ -20,7 +20,7 @@ and trials still running are surfaced in ``notes``, never hidden.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -49,6 +49,7 @@ from regtune.platform.results.read import (
     stored_trials,
     trials_frame,
 )
+from regtune.platform.results.trials import TrialState
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
@@ -326,15 +327,14 @@ def _unique_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[order[last]].reset_index(drop=True)
 
 
-def _trial_states(epochs: pd.DataFrame, seg: Segments, stored: StoredTrials) -> pd.DataFrame:
-    """Status (stored, else ``running``; :data:`UNKNOWN` for every trial when the stored
-    table cannot be used) and degenerate (the store's rule on the last epoch: every gap in
-    ``GROUP_GAPS`` reported and exactly 0), without reading the trial rows again."""
-    states = stored.states
+def _trial_states(
+    epochs: pd.DataFrame, seg: Segments, states: Mapping[str, TrialState]
+) -> pd.DataFrame:
+    """Status (stored in ``states``, else ``running``) and degenerate (the store's rule on
+    the last epoch: every gap in ``GROUP_GAPS`` reported and exactly 0), without reading the
+    trial rows again."""
     present = [str(t) for t in seg.trial_ids]
     status = [states[t].status if t in states else "running" for t in present]
-    if stored.unusable is not None:
-        status = [UNKNOWN] * len(present)
     degenerate = np.zeros(seg.n_trials, dtype=bool)
     if all(g in epochs.columns for g in GROUP_GAPS):
         last = [segment_values(epochs, gap, seg)[seg.last] for gap in GROUP_GAPS]
@@ -369,8 +369,6 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
             if not epochs.empty:
                 stored = stored_trials(loc)
                 trials = trials_frame(loc, epochs, states=stored.states)
-                if stored.unusable is not None:
-                    trials["status"] = UNKNOWN
         else:
             epochs = _read_projected(exp, columns, notes, skipped)
             trials = pd.DataFrame()
@@ -389,8 +387,11 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResultsWarning)
             stored = stored_trials(loc)
-            trials = _trial_states(epochs, seg, stored)
+            trials = _trial_states(epochs, seg, stored.states)
         _record(caught, notes)
+    if stored.unusable is not None:
+        # The stored table cannot be used: no trial's status is known.
+        trials["status"] = UNKNOWN
     notes = list(dict.fromkeys(notes))
     # Only a skipped part can have held rows (a file not named part-*.parquet never did).
     parts = [p for p in dict.fromkeys(skipped) if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)]
