@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from regtune.errors import DataError, SpecError
 from regtune.platform.results.files import (
     EPOCHS_DIR,
+    HIDDEN_PREFIXES,
     PART_PREFIX,
     PART_SUFFIX,
     RESULTS_DIR,
@@ -184,7 +185,7 @@ def experiments_under(loc: ResultsLocation, root: str) -> list[str]:
     folders = sorted(
         info.base_name
         for info in infos
-        if info.type == pafs.FileType.Directory and not info.base_name.startswith((".", "_"))
+        if info.type == pafs.FileType.Directory and not info.base_name.startswith(HIDDEN_PREFIXES)
     )
     names = []
     for name in folders[:LOOKED_INTO]:

@@ -41,6 +41,17 @@ def test_missing_experiment_says_so_and_lists_the_experiments(tmp_path: Path) ->
         assert f"Experiments under '{storage}': alpha, beta." in message
 
 
+def test_hidden_folders_are_not_listed_as_experiments(tmp_path: Path) -> None:
+    """A folder whose name starts with a hidden prefix (``.``, ``_``: the store's
+    ``HIDDEN_PREFIXES``) is no experiment, even when it holds a results folder."""
+    from regtune.platform.results.files import HIDDEN_PREFIXES
+
+    storage = _storage(tmp_path, ["alpha", *(f"{p}stash" for p in HIDDEN_PREFIXES)])
+    message = _message(storage / "nosuch")
+    assert f"Experiments under '{storage}': alpha." in message
+    assert "stash" not in message
+
+
 def test_the_experiment_list_is_cut(tmp_path: Path) -> None:
     from regtune.platform.results.read import LISTED_EXPERIMENTS
 
