@@ -111,7 +111,7 @@ def quickstart(
         host="127.0.0.1",
         port=_free_port(),
         canary=None,
-        canary_weight=0.1,
+        canary_weight=None,
         shadow=None,
         storage=storage,
         address=None,

@@ -158,15 +158,6 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
-def _given(ctx: typer.Context | None, param: str) -> bool:
-    """Whether the user gave ``param`` on the command line (False when ``serve`` is
-    called as a function, as the quickstart does: there is no context then)."""
-    if ctx is None:
-        return False
-    source = ctx.get_parameter_source(param)
-    return source is not None and source.name != "DEFAULT"
-
-
 def _local_path(value: str | None) -> str | None:
     """A local path made absolute (replicas do not share this process's working
     directory); a URI, None or a registry reference that is no path, unchanged."""
@@ -390,8 +381,9 @@ def serve(
         str | None, typer.Option(help="Version that answers --canary-weight of the traffic.")
     ] = None,
     canary_weight: Annotated[
-        float, typer.Option(help="Canary's share of requests (0 to 1). Needs --canary.")
-    ] = 0.1,
+        float | None,
+        typer.Option(help="Canary's share of requests (0 to 1, default 0.1). Needs --canary."),
+    ] = None,
     shadow: Annotated[
         str | None, typer.Option(help="Version that sees every request but never answers.")
     ] = None,
@@ -446,7 +438,6 @@ def serve(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show Ray's and Serve's own messages.")
     ] = False,
-    ctx: typer.Context = None,  # type: ignore[assignment]  # None: called as a function
 ) -> None:
     """Serve a registered model over HTTP (KServe v1) with canary, shadow and drift."""
     from regtune.platform.tune.runtime import set_verbose
@@ -464,8 +455,8 @@ def serve(
             "num_replicas": replicas,
             "token_env": token_env,
         }
-        if canary is not None or _given(ctx, "canary_weight"):
-            # Given on the command line without a canary: the settings refuse it.
+        if canary_weight is not None:
+            # Given without a canary: the settings refuse it. Not given: their 0.1.
             flags["canary_weight"] = canary_weight
         # Before the serve settings (and torch) are imported, where the settings will
         # look: --set registry= names the root itself, --set storage= the storage.
