@@ -34,18 +34,18 @@ from regtune.errors import DataError
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.results import ResultsWarning, read_epochs, read_spec
 from regtune.platform.results.degenerate import GROUP_GAPS, constant_predictors
-from regtune.platform.results.files import PART_PREFIX, locate
+from regtune.platform.results.files import locate
 from regtune.platform.results.read import (
     SKIPPED,
     StoredTrials,
     abandoned_rows,
     check_part,
     concat_parts,
-    epoch_parts,
-    epochs_frame,
     incomplete_message,
     incomplete_trials,
+    read_store,
     scan_epoch_parts,
+    skipped_parts,
     stored_trials,
     trials_frame,
 )
@@ -356,18 +356,18 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
     """
     notes: list[str] = []
     skipped: list[str] = []
+    parts: list[str] = []
+    incomplete: dict[str, str] = {}
     stored = StoredTrials()
     name = str(exp).rstrip("/").rsplit("/", 1)[-1]
     loc = locate(exp)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResultsWarning)
         if columns is None:
-            if not loc.exists(loc.root):
-                read_epochs(exp)  # the store's reader words this error
-            epochs = epochs_frame([table for _, table in epoch_parts(loc, skipped)])
+            read = read_store(loc, exp, "epoch rows", trials_without_epochs=False)
+            epochs, stored, parts, incomplete = read.epochs, read.stored, read.parts, read.lost
             trials = pd.DataFrame()
             if not epochs.empty:
-                stored = stored_trials(loc)
                 trials = trials_frame(loc, epochs, states=stored.states)
         else:
             epochs = _read_projected(exp, columns, notes, skipped)
@@ -389,13 +389,12 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
             stored = stored_trials(loc)
             trials = _trial_states(epochs, seg, stored.states)
         _record(caught, notes)
+        parts = skipped_parts(skipped)
+        incomplete = incomplete_trials(epochs, stored.iterations) if parts else {}
     if stored.unusable is not None:
         # The stored table cannot be used: no trial's status is known.
         trials["status"] = UNKNOWN
     notes = list(dict.fromkeys(notes))
-    # Only a skipped part can have held rows (a file not named part-*.parquet never did).
-    parts = [p for p in dict.fromkeys(skipped) if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)]
-    incomplete = incomplete_trials(epochs, stored.iterations) if parts else {}
     if incomplete:
         message = incomplete_message(parts, incomplete)
         notes.append(MSG_INCOMPLETE.format(message=message))

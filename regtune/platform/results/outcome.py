@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from regtune.platform.results.degenerate import is_constant_predictor
-from regtune.platform.results.files import PART_PREFIX, as_uri, locate
+from regtune.platform.results.files import as_uri, locate
 from regtune.platform.results.ranking import best_first
 from regtune.platform.results.schema import (
     CONFIG_PREFIX,
@@ -224,29 +224,19 @@ class SweepOutcome:
         """
         from regtune.platform.results.read import (
             ResultsWarning,
-            epoch_parts,
-            epochs_frame,
             incomplete_message,
-            incomplete_trials,
-            read_epochs,
             read_spec,
-            stored_trials,
+            read_store,
             trials_frame,
         )
 
         spec = read_spec(exp)
         loc = locate(exp)
-        if not loc.exists(loc.root):
-            read_epochs(exp)  # the store's reader words this error
-        skipped: list[str] = []
         # Read once: the trial table and the ranked rows.
-        epochs = epochs_frame([table for _, table in epoch_parts(loc, skipped)])
-        stored = stored_trials(loc)
-        states, run_s = stored.states, stored.run_s
-        parts = [p for p in skipped if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)]
-        lost = incomplete_trials(epochs, stored.iterations) if parts else {}
-        if lost:
-            warnings.warn(incomplete_message(parts, lost), ResultsWarning, 2)
+        read = read_store(loc, exp, "epoch rows")
+        epochs, states, run_s = read.epochs, read.stored.states, read.stored.run_s
+        if read.lost:
+            warnings.warn(incomplete_message(read.parts, read.lost), ResultsWarning, 2)
         # Column by column: a 10,000-trial table holds over a million cells.
         table = trials_frame(loc, epochs, states=states, best=False)
         ranks = ranked_rows(epochs, spec)

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from regtune.search_spaces import SweepSpec
 
 __all__ = [
+    "EpochsRead",
     "ResultsWarning",
     "StoredTrials",
     "check_part",
@@ -67,6 +68,7 @@ __all__ = [
     "load_trial_states",
     "read_epochs",
     "read_spec",
+    "read_store",
     "read_trials",
     "scan_epoch_parts",
     "trials_frame",
@@ -571,6 +573,47 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(spans)
 
 
+@dataclass(frozen=True)
+class EpochsRead:
+    """What :func:`read_store` read: the epoch rows (``epochs``), the stored trial table
+    (``stored``), the epoch parts it skipped (``parts``) and the trials they cost epochs
+    (``lost``: trial -> which, as :func:`incomplete_trials` gives them; empty when no part
+    was skipped). The caller says ``lost`` (:func:`incomplete_message`) as it must: a
+    warning, or a note."""
+
+    epochs: pd.DataFrame
+    stored: StoredTrials
+    parts: list[str]
+    lost: dict[str, str]
+
+
+def read_store(
+    loc: ResultsLocation, exp: str, what: str, *, trials_without_epochs: bool = True
+) -> EpochsRead:
+    """Every epoch row of experiment ``exp`` (at ``loc``) and its stored trial table, read
+    once each, with the trials whose epochs a skipped part held: the one read behind
+    :func:`read_trials`, the sweep's outcome and the analysis. ``what``: what the caller
+    reads, in the error for a missing results folder. ``trials_without_epochs=False``
+    leaves the trial table unread (empty) when there is no epoch row.
+
+    Raises:
+        DataError: no results folder, or as :func:`epoch_parts` and :func:`stored_trials`.
+    """
+    _require(loc, exp, what)
+    skipped: list[str] = []
+    epochs = epochs_frame([table for _, table in epoch_parts(loc, skipped)])
+    stored = stored_trials(loc) if trials_without_epochs or not epochs.empty else StoredTrials()
+    parts = skipped_parts(skipped)
+    lost = incomplete_trials(epochs, stored.iterations) if parts else {}
+    return EpochsRead(epochs=epochs, stored=stored, parts=parts, lost=lost)
+
+
+def skipped_parts(skipped: list[str]) -> list[str]:
+    """The epoch parts among the files ``skipped`` (once each, in order): only a skipped
+    part can have held rows (a file not named ``part-*.parquet`` never did)."""
+    return [p for p in dict.fromkeys(skipped) if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)]
+
+
 def read_trials(exp: str) -> pd.DataFrame:
     """One row per trial of experiment ``exp`` (a path or URI).
 
@@ -589,17 +632,10 @@ def read_trials(exp: str) -> pd.DataFrame:
         DataError: as :func:`read_epochs`.
     """
     loc = locate(exp)
-    _require(loc, exp, "trial table")
-    skipped: list[str] = []
-    epochs = epochs_frame([table for _, table in epoch_parts(loc, skipped)])
-    stored = stored_trials(loc)
-    # Only a skipped part can have held rows (a file not named part-*.parquet never did).
-    parts = [p for p in skipped if p.rsplit("/", 1)[-1].startswith(PART_PREFIX)]
-    if parts:
-        lost = incomplete_trials(epochs, stored.iterations)
-        if lost:
-            warnings.warn(incomplete_message(parts, lost), ResultsWarning, 2)
-    return trials_frame(loc, epochs, states=stored.states)
+    read = read_store(loc, exp, "trial table")
+    if read.lost:
+        warnings.warn(incomplete_message(read.parts, read.lost), ResultsWarning, 2)
+    return trials_frame(loc, read.epochs, states=read.stored.states)
 
 
 def incomplete_message(skipped: list[str], lost: Mapping[str, str]) -> str:
