@@ -42,8 +42,9 @@ not verbose (all set before ``ray.init`` and before Tune runs):
   regtune says it in one line per failure instead
   (:class:`~regtune.platform.tune.progress.ProgressCallback`: the trial, why,
   and whether it is retried or failed for good). A trial that raised an
-  error of its own (``RayTaskError``: a bug, a bad value) keeps Tune's whole
-  record, traceback included: that traceback is the trial's code. Other
+  error of its own (``RayTaskError``: a bug, a bad value; or, raised in its
+  ``setup``, an ``ActorDiedError`` of a failed creation task) keeps Tune's
+  whole record, traceback included: that traceback is the trial's code. Other
   pushed errors (e.g. "Task was killed due to the node running low on
   memory") print as Ray prints them. Tune's closing "Trials did not
   complete: [trial_...]" (an ERROR of logger ``ray.tune.tune``) is dropped
@@ -65,6 +66,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import Any
 
 __all__ = [
     "CONTROLLER_LOGGER",
@@ -78,6 +80,7 @@ __all__ = [
     "TUNE_OUTPUT_ENV",
     "TUNE_RUN_LOGGER",
     "WORKER_DIED_NOTICE",
+    "actor_error",
     "apply_verbosity",
     "filter_ray_messages",
     "forget_trial_workers",
@@ -161,13 +164,25 @@ _RESULT_FILTER = _NoticeFilter(RESULT_FILE_NOTICE)
 _FETCH_FILTER = _NoticeFilter(METRICS_FETCH_NOTICE)
 
 
+def actor_error(exc: BaseException | None) -> Any:
+    """The ``RayActorError`` (e.g. ``ActorDiedError``) ``exc`` is or carries as
+    a ``RayTaskError``'s cause; None when it is neither."""
+    from ray.exceptions import RayActorError
+
+    for candidate in (exc, getattr(exc, "cause", None)):
+        if isinstance(candidate, RayActorError):
+            return candidate
+    return None
+
+
 def is_worker_death(exc: BaseException | None) -> bool:
     """Whether a trial failed because its worker process died (Ray's
     ``RayActorError``, e.g. ``ActorDiedError``, also as a ``RayTaskError``'s
-    cause), not because the trial's own code raised."""
-    from ray.exceptions import RayActorError
-
-    return isinstance(exc, RayActorError) or isinstance(getattr(exc, "cause", None), RayActorError)
+    cause), not because the trial's own code raised. An actor that died of
+    an error raised in its creation task (the trainable's ``setup``: Ray's
+    ``actor_init_failed``) is the trial's own error, not a worker death."""
+    died = actor_error(exc)
+    return died is not None and not bool(getattr(died, "actor_init_failed", False))
 
 
 class _WorkerDeathFilter(logging.Filter):

@@ -51,7 +51,12 @@ from regtune.platform.analysis.columns import is_final_report
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.ranking import TIE_BREAK, best_first
 from regtune.platform.results.trials import NOT_STARTED, STOPPED_EARLY, trial_status
-from regtune.platform.tune.banners import forget_trial_workers, is_worker_death, note_trial_worker
+from regtune.platform.tune.banners import (
+    actor_error,
+    forget_trial_workers,
+    is_worker_death,
+    note_trial_worker,
+)
 from regtune.platform.tune.ray_private import trial_storage
 
 __all__ = [
@@ -75,6 +80,10 @@ FAILED_LINE = "trial {trial} failed: {cause}{after}; status error{where}"
 ERROR_FILE = "error.txt"
 _PID = re.compile(r"\bpid: (\d+)")
 _EXIT = re.compile(r"Worker exit detail: (.*?)(?: Some common causes|$)", re.S)
+#: A terminal colour code (Ray colours the task name in an error's text).
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: The line naming an exception in a formatted traceback ("pkg.Error: message").
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 
 #: Seconds between progress lines when the output is not a terminal: often
 #: enough that a CI log shows the sweep is alive, rare enough to stay readable.
@@ -431,10 +440,15 @@ def _trial_error(trial: Any) -> BaseException | None:
 def failure_cause(exc: BaseException | None) -> str:
     """Why a trial failed, in a few words: its worker died (with the worker's
     pid and Ray's exit detail), or the error its own code raised (type and
-    first line)."""
+    first line), also when it raised in the trainable's ``setup`` (Ray then
+    reports an ``ActorDiedError`` of a failed creation task, whose text ends
+    in the trial's traceback)."""
     if exc is None:
         return "it failed (no error recorded)"
     text = str(exc)
+    died = actor_error(exc)
+    if died is not None and not is_worker_death(exc):
+        return _creation_error(str(died))
     if is_worker_death(exc):
         pid = _PID.search(text)
         detail = _EXIT.search(text)
@@ -447,6 +461,26 @@ def failure_cause(exc: BaseException | None) -> str:
         exc, text = cause, str(cause)
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _creation_error(text: str) -> str:
+    """The exception (type and first line of its message) at the end of the
+    traceback Ray put in the text of an actor that died of an error raised in
+    its creation task (the trainable's ``setup``: Ray keeps only that text);
+    Ray's own words when no traceback's exception line is found."""
+    lines = _ANSI.sub("", text).splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+    after = lines[frames[-1] + 1 :] if frames else lines[1:]
+    for line in after:
+        if line.strip() and not line[0].isspace():
+            found = _EXCEPTION_LINE.match(line.rstrip())
+            if found:
+                name = found.group(1).rsplit(".", 1)[-1]
+                message = (found.group(2) or "").strip()
+                return f"{name}: {message}" if message else name
+            break
+    first = next((line.strip() for line in lines if line.strip()), "")
+    return f"its setup failed: {first}" if first else "its setup failed"
 
 
 def _stored_error_file(trial: Any) -> str | None:

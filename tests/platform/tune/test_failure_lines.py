@@ -7,6 +7,7 @@ errors (the real sweep with a killed worker is in ``test_faults.py``).
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from regtune.platform.tune.banners import (
     TUNE_OUTPUT_ENV,
     WORKER_DIED_NOTICE,
     apply_verbosity,
+    is_worker_death,
     set_verbose,
 )
 from regtune.platform.tune.progress import ProgressCallback, failure_cause
@@ -128,6 +130,57 @@ def test_the_cause_says_the_worker_died_or_names_the_trials_error() -> None:
     assert failure_cause(bug) == "ValueError: bad lr"
     assert failure_cause(RuntimeError("first\nsecond")) == "RuntimeError: first"
     assert failure_cause(None) == "it failed (no error recorded)"
+
+
+def _setup_failure() -> ActorDiedError:
+    """The ActorDiedError Ray raises for a trainable whose ``setup`` raised
+    (a failed creation task, as a sweep's error.pkl holds it)."""
+    from regtune.errors import SpecError
+
+    def setup() -> None:
+        raise SpecError("penalties.fairness.kind='dp' needs two classes\nDeclare 'sensitive'.")
+
+    try:
+        setup()
+    except SpecError as err:
+        task = RayTaskError(
+            "ResourceTrainable.__init__", traceback.format_exc(), err, actor_id="21380c33"
+        )
+    return ActorDiedError(task)
+
+
+def test_a_trial_failing_in_setup_is_reported_by_its_error_not_as_a_dead_worker() -> None:
+    died = _setup_failure()
+    assert "creation task" in str(died)
+    assert not is_worker_death(died)
+    assert failure_cause(died) == "SpecError: penalties.fairness.kind='dp' needs two classes"
+    # As the cause of a RayTaskError too.
+    wrapped = RayTaskError("train", "Traceback ...", died)
+    assert failure_cause(wrapped) == "SpecError: penalties.fairness.kind='dp' needs two classes"
+    # A real worker death stays one.
+    assert is_worker_death(_Died())
+    assert failure_cause(_Died()).startswith("its worker process died (pid 9248")
+
+
+def test_tunes_record_of_a_setup_failure_is_kept_when_quiet(quiet: None) -> None:
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger(CONTROLLER_LOGGER)
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        for exc in (_setup_failure(), _Died()):
+            try:
+                raise exc
+            except ActorDiedError:
+                logger.error(f"{TRIAL_FAILED_NOTICE} trial_x", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    assert seen == [f"{TRIAL_FAILED_NOTICE} trial_x"]
 
 
 def test_tunes_closing_list_of_failed_trials_is_dropped_when_quiet(quiet: None) -> None:
