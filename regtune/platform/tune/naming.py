@@ -11,7 +11,9 @@ and :func:`~regtune.platform.tune.sweep.run_sweep` all use it:
   storage root (newest by the time in its name), or one named exactly like
   the spec (experiments from before this rule).
 
-Names hold lowercase letters, digits, ``_`` and ``-`` only.
+Names hold lowercase letters, digits, ``_`` and ``-`` only, at most
+:data:`MAX_NAME_LENGTH` characters (a generated name of a 64-character spec
+name is 85: the folder name must fit the filesystem's 255).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from regtune.search_spaces.sections import BAD_NAME, NAME_PATTERN
 __all__ = [
     "BAD_EXPERIMENT_NAME",
     "FUSED_STATE_FILE",
+    "LONG_EXPERIMENT_NAME",
+    "MAX_NAME_LENGTH",
     "STAMP_FORMAT",
     "TUNER_FILE",
     "check_name",
@@ -45,6 +49,11 @@ TUNER_FILE = "tuner.pkl"
 #: The file a fused sweep's driver writes instead (``fused_driver.STATE_FILE``).
 FUSED_STATE_FILE = "regtune-fused-state.json"
 BAD_EXPERIMENT_NAME = "--name {name!r}: " + BAD_NAME
+#: Longest ``--name``: room for a generated name (64-character spec name + 21).
+MAX_NAME_LENGTH = 100
+LONG_EXPERIMENT_NAME = (
+    "--name {name!r}: {n} characters; an experiment name may have at most {max} (it names a folder)"
+)
 _TAIL = r"(\d{8}-\d{6})-[0-9a-f]{4}"
 
 
@@ -53,10 +62,13 @@ def check_name(name: str) -> str:
 
     Raises:
         SpecError: it holds other characters than lowercase letters, digits,
-            ``_`` and ``-``.
+            ``_`` and ``-``, or more than :data:`MAX_NAME_LENGTH` of them.
     """
     if not re.fullmatch(NAME_PATTERN, name):
         raise SpecError(BAD_EXPERIMENT_NAME.format(name=name))
+    if len(name) > MAX_NAME_LENGTH:
+        shown = f"{name[:20]}...{name[-8:]}"
+        raise SpecError(LONG_EXPERIMENT_NAME.format(name=shown, n=len(name), max=MAX_NAME_LENGTH))
     return name
 
 
