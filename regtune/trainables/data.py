@@ -51,6 +51,9 @@ User files (csv/parquet), at load, from the rows:
   (:func:`~regtune.trainables.schema.canonical_value`), as the schema, the
   server and ``predict()`` read a record's value: a 0/1 column read as floats
   has the groups ``"0"`` and ``"1"``; ``" Male"`` and ``"Male"`` are one group.
+  A sensitive column with a single group, in the rows kept or in the training,
+  validation or test split, is refused: fairness penalties and
+  ``dp_diff``/``eo_diff`` would compare nothing.
 * Label classes: one per canonical value too. Values spelled several ways
   (``"yes"`` and ``"yes "``) are one class, with a :class:`DataWarning` naming
   the spellings and their row counts; a class is named by its canonical value
@@ -223,6 +226,17 @@ NO_GROUP = (
 TOO_MANY_GROUPS = (
     "{path}: sensitive column {column!r} has {n} distinct values; at most {max_groups} groups "
     "are allowed (bin it first)"
+)
+
+ONE_GROUP = (
+    "{path}: sensitive column {column!r} has only the value {group!r}; need at least 2 groups "
+    "(fairness penalties and dp_diff/eo_diff compare groups): choose another column, or leave "
+    "out dataset.sensitive"
+)
+ONE_GROUP_IN_SPLIT = (
+    "{path}: the {split} split holds only the group {found!r} of sensitive column {column!r} "
+    "(groups: {groups}), so its fairness penalty or dp_diff/eo_diff would compare nothing; add "
+    "rows of the smaller groups, change val_fraction/test_fraction or split_seed"
 )
 
 
@@ -726,6 +740,24 @@ def _split_indices(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def _check_split_groups(
+    group_of_row: list[str],
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray],
+    groups: list[str],
+    src: str,
+    column: str,
+) -> None:
+    """Refuse a split holding a single sensitive group: training's fairness
+    penalty and each split's dp_diff/eo_diff would be 0 whatever the model does."""
+    for split, rows in zip(("training", "validation", "test"), parts, strict=True):
+        found = sorted({group_of_row[i] for i in rows.tolist()})
+        if len(found) == 1:
+            message = ONE_GROUP_IN_SPLIT.format(
+                path=src, split=split, found=found[0], column=column, groups=groups
+            )
+            raise DataError(message)
+
+
 def _fingerprint(raw: pd.DataFrame, official: np.ndarray | None, cfg: DatasetConfig) -> str:
     # The effective test share, so a config that leaves it to the default has
     # the fingerprint it had when the default was spelled out.
@@ -752,7 +784,8 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
             separator or repeated header name, missing values (every such
             column at once, unless ``missing: drop``), a date or
             mostly-numeric text column, too few rows, bad label values, too
-            many sensitive groups; each names the file, the column and what
+            many sensitive groups or a single one (in the file or in a
+            split); each names the file, the column and what
             was expected.
 
     Warns:
@@ -802,6 +835,8 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
             value = table[sens].iloc[group_of_row.index("")]
             raise DataError(NO_GROUP.format(path=src, column=sens, value=value))
         groups = sorted(set(group_of_row))
+        if len(groups) < 2:
+            raise DataError(ONE_GROUP.format(path=src, column=sens, group=groups[0]))
         if len(groups) > MAX_GROUPS:
             raise DataError(
                 TOO_MANY_GROUPS.format(path=src, column=sens, n=len(groups), max_groups=MAX_GROUPS)
@@ -813,6 +848,8 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
         official = (table[SPLIT_COLUMN] == "test").to_numpy()
     y_all = _class_ids(label_names, classes)  # raw holds table's rows, in order
     parts = _split_indices(y_all, cfg, official, src=src, classes=classes)
+    if sens is not None:
+        _check_split_groups(group_of_row, parts, groups, src, sens)
     image = spec.image_shape if spec is not None else None
     bounds = (0.0, 1.0) if image is not None else None
     schema = FeatureSchema.fit(

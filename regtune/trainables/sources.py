@@ -11,11 +11,17 @@ column holding another separator (``;``, tab, ``|``: the file needs
 ``dataset.sep``); a column name the header repeats, when that column is used
 (pandas would rename the second ``hours`` to ``hours.1`` and train on both);
 any column name a Parquet schema repeats (such a file cannot be read as one
-table); a Parquet date/time column among the features (derive numbers from it).
+table); a Parquet date/time column among the features (derive numbers from it);
+a Parquet list, struct, map or binary column among the used columns (no such
+value is a number or a category); a first column without a name (pandas calls
+it ``Unnamed: 0``: most likely a DataFrame index saved with the file) among
+the features, unless ``features`` lists the columns to use. A URI ``dataset.path`` (``s3://...``)
+is refused: the file is read from the local disk.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from regtune.errors import Problem
@@ -26,11 +32,14 @@ __all__ = [
     "DATETIME_COLUMN",
     "DUPLICATE_HEADER",
     "DUPLICATE_PARQUET_COLUMN",
+    "INDEX_COLUMN",
     "MISSING_COLUMN",
     "MISSING_FILE",
+    "NESTED_COLUMN",
     "NOT_A_FILE",
     "ONE_COLUMN_SEP",
     "UNREADABLE_COLUMNS",
+    "URI_PATH",
     "check_data_file",
     "read_columns",
 ]
@@ -57,6 +66,29 @@ DATETIME_COLUMN = (
     "derive numeric features from it (year, month, days since a date) in a new column, or "
     "leave it out of 'features'"
 )
+NESTED_COLUMN = (
+    "{path}: column {column!r} has the Parquet type {kind}, whose values (lists, structs, "
+    "maps, bytes) are neither numbers nor categories, so it cannot be {role}; {fix}"
+)
+#: NESTED_COLUMN's advice for a feature (the label or sensitive column is named on purpose).
+NESTED_FEATURE_FIX = (
+    "leave it out of 'features' (list the columns to use), or derive numeric or text columns "
+    "from it in the file"
+)
+NESTED_NAMED_FIX = "choose another column, or derive a numeric or text column from it in the file"
+INDEX_COLUMN = (
+    "{path}: column {column!r} is how pandas names a column with no name in the header: "
+    "it looks like a saved DataFrame index (row numbers), which would be "
+    "trained on as a feature and then required by the server; drop it from the file, write the "
+    "file with index=False (df.to_csv(path, index=False)), or list the columns to use in "
+    "'features'"
+)
+URI_PATH = (
+    "must be a local file path; got the URI {path!r}: the file is read from this "
+    "machine's disk (and, in a sweep, each trial's), so copy it there first and give that path"
+)
+#: How pandas names a column whose header cell is empty (a written DataFrame index).
+_UNNAMED = re.compile(r"Unnamed: \d+(_level_\d+)?")
 #: Separators looked for in a one-column header (a wrong ``sep``).
 _OTHER_SEPARATORS = (";", "\t", "|", ",")
 
@@ -125,8 +157,51 @@ def _header_problems(
     return problems
 
 
-def _datetime_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list[Problem]:
-    """Parquet date/time columns among the used features (their type is in the schema)."""
+def _index_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list[Problem]:
+    """Leading columns without a name among the features taken by default (no
+    ``features``): pandas names them ``Unnamed: <i>``, and a DataFrame index
+    saved with the file (``to_csv`` without ``index=False``) is written so, first.
+    Listed in ``features``, such a column is used as asked; as the label or
+    sensitive column it is named on purpose. Unnamed columns after a named one
+    (a spreadsheet's trailing commas) are left to the values' checks."""
+    if cfg.features is not None:
+        return []
+    skip = {cfg.label, cfg.sensitive}
+    problems = []
+    for column in named:
+        if not _UNNAMED.fullmatch(column):
+            break
+        if column not in skip:
+            message = INDEX_COLUMN.format(path=path, column=column)
+            problems.append(Problem("dataset.features", message))
+    return problems
+
+
+def _nested(kind: object) -> bool:
+    """Whether a pyarrow type holds values no feature, label or group can be
+    (lists, structs, maps, unions, bytes), a dictionary by its values'."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        return _nested(kind.value_type)  # type: ignore[attr-defined]
+    checks = (
+        pa.types.is_list,
+        pa.types.is_large_list,
+        pa.types.is_fixed_size_list,
+        pa.types.is_struct,
+        pa.types.is_map,
+        pa.types.is_union,
+        pa.types.is_binary,
+        pa.types.is_large_binary,
+        pa.types.is_fixed_size_binary,
+    )
+    return any(check(kind) for check in checks)
+
+
+def _schema_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list[Problem]:
+    """Parquet columns whose type (in the schema) no model input can be: a
+    date/time feature; a list, struct, map or binary feature, label or
+    sensitive column."""
     if cfg.name != "parquet":
         return []
     import pyarrow as pa
@@ -134,17 +209,27 @@ def _datetime_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list
 
     schema = pq.read_schema(path)
     feats = named if cfg.features is None else cfg.features
-    skip = {cfg.label, cfg.sensitive}
+    # column -> (what it would be, the key naming it)
+    roles = {column: ("a feature", "features") for column in feats}
+    if cfg.sensitive:
+        roles[cfg.sensitive] = ("the sensitive column", "sensitive")
+    if cfg.label:
+        roles[cfg.label] = ("the label", "label")
     problems = []
     names = schema.names
-    for column in dict.fromkeys(feats):
+    for column, (role, key) in roles.items():
         # A repeated name is refused by _header_problems; schema.field() would raise on it.
-        if column in skip or names.count(column) != 1:
+        if names.count(column) != 1:
             continue
         kind = schema.field(column).type
-        if pa.types.is_temporal(kind):
+        feature = key == "features"
+        if feature and pa.types.is_temporal(kind):
             message = DATETIME_COLUMN.format(path=path, column=column, kind=kind)
             problems.append(Problem("dataset.features", message))
+        elif _nested(kind):
+            fix = NESTED_FEATURE_FIX if feature else NESTED_NAMED_FIX
+            message = NESTED_COLUMN.format(path=path, column=column, kind=kind, role=role, fix=fix)
+            problems.append(Problem(f"dataset.{key}", message))
     return problems
 
 
@@ -155,9 +240,12 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
     names (the CSV header, the Parquet schema), so it is cheap enough to run
     while a spec is validated, before Ray starts. Built-ins: no problems.
 
-    Also refused here: a one-column header holding another separator
-    (``dataset.sep``), a repeated column name that is used (in a Parquet
-    schema: any repeated name), a Parquet date/time feature column.
+    Also refused here: a URI path (``s3://...``: the file must be local), a
+    one-column header holding another separator (``dataset.sep``), a repeated
+    column name that is used (in a Parquet schema: any repeated name), a
+    Parquet date/time feature column, a Parquet list/struct/map/binary column
+    that is used, a first column without a name (``Unnamed: 0``, a saved
+    index) among the features taken by default.
 
     Returns:
         Problems at ``dataset.path`` (the file), ``dataset.sep`` or
@@ -165,6 +253,8 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
     """
     if cfg.name not in FILE_DATASETS:
         return []
+    if "://" in str(cfg.path):
+        return [Problem("dataset.path", URI_PATH.format(path=str(cfg.path)))]
     path = Path(str(cfg.path)).expanduser()
     if path.is_dir():
         return [Problem("dataset.path", NOT_A_FILE.format(path=path, kind=cfg.name))]
@@ -173,7 +263,8 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
     try:
         written, columns = read_columns(cfg)
         problems = _header_problems(cfg, path, written, columns)
-        problems += _datetime_problems(cfg, path, columns)
+        problems += _index_problems(cfg, path, columns)
+        problems += _schema_problems(cfg, path, columns)
     except (OSError, ValueError) as exc:
         message = UNREADABLE_COLUMNS.format(path=path, kind=cfg.name, error=exc)
         return [Problem("dataset.path", message)]

@@ -291,3 +291,41 @@ def test_builtin_label_outside_declared_classes(data_cache: Path, tmp_path: Path
 def test_unknown_name_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match=r"dataset\.name"):
         load_dataset("mnist")
+
+
+def test_a_sensitive_column_with_one_group_is_refused(tmp_path: Path) -> None:
+    t = _table()
+    one = _csv(tmp_path, t.assign(group="a"), "one.csv")
+    expected = data_mod.ONE_GROUP.format(path=one, column="group", group="a")
+    assert "has only the value 'a'; need at least 2 groups" in expected
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_dataset(_cfg(one, sensitive="group"))
+    # Without a sensitive attribute the file loads.
+    assert load_dataset(_cfg(one)).group_names == []
+    # One group in the rows trained on: the other group's rows are dropped as missing.
+    dropped = t.assign(height=np.where(t["group"] == "b", np.nan, t["height"]))
+    path = _csv(tmp_path, dropped, "dropped.csv")
+    one_left = "has only the value 'a'; need at least 2 groups"
+    with (
+        pytest.warns(data_mod.DataWarning, match="dropped"),
+        pytest.raises(DataError, match=one_left),
+    ):
+        load_dataset(_cfg(path, sensitive="group", missing="drop"))
+
+
+def test_a_split_holding_one_sensitive_group_is_refused(tmp_path: Path) -> None:
+    # One row of group 'b': two of the three splits hold only group 'a'.
+    t = _table().assign(group=["b"] + ["a"] * (N_ROWS - 1))
+    path = _csv(tmp_path, t)
+    pattern = (
+        r"the (training|validation|test) split holds only the group 'a' of sensitive column "
+        r"'group' \(groups: \['a', 'b'\]\), so its fairness penalty or dp_diff/eo_diff would "
+        r"compare nothing"
+    )
+    with pytest.raises(DataError, match=pattern):
+        load_dataset(_cfg(path, sensitive="group"))
+    # Enough rows of each group in every split: it loads.
+    ds = load_dataset(_cfg(_csv(tmp_path, _table(), "ok.csv"), sensitive="group"))
+    assert ds.group_names == ["a", "b"]
+    for split in (ds.train, ds.val, ds.test):
+        assert split.s is not None and set(split.s.tolist()) == {0, 1}

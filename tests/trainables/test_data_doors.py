@@ -505,3 +505,78 @@ def test_builtins_keep_their_class_names(name: str, data_cache: Path) -> None:
             DatasetConfig(name="adult", positive_label="<=50K"), cache_dir=data_cache
         )
         assert flipped.schema.classes == (">50K", "<=50K")
+
+
+def test_a_saved_dataframe_index_is_refused_unless_features_leave_it_out(tmp_path: Path) -> None:
+    # pandas' default to_csv writes the index first, under an empty header cell.
+    table = _people()
+    path = tmp_path / "indexed.csv"
+    table.to_csv(path)
+    (problem,) = data_mod.check_data_file(_cfg(path))
+    assert problem.path == "dataset.features"
+    assert "column 'Unnamed: 0' is how pandas names a column with no name" in problem.message
+    assert "looks like a saved DataFrame index" in problem.message
+    assert "write the file with index=False" in problem.message
+    with pytest.raises(DataError, match="looks like a saved DataFrame index"):
+        load_dataset(_cfg(path))
+    # A file read with that column and written again names it 'Unnamed: 0'.
+    again = tmp_path / "again.parquet"
+    pd.read_csv(path).to_parquet(again)
+    with pytest.raises(DataError, match="'Unnamed: 0' is how pandas names"):
+        load_dataset(_cfg(again))
+    # Listing the columns to use leaves it out: the file loads without it.
+    feats = ["age", "workclass", "hours", "sex"]
+    ds = load_dataset(_cfg(path, features=feats))
+    assert (
+        ds.schema.input_names() == load_dataset(_cfg(_write(tmp_path, table))).schema.input_names()
+    )
+    assert "Unnamed: 0" not in ds.raw_train.columns
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        ([[1, 2]] * N, "list<element: int64>"),
+        ([{"a": 1}] * N, "struct<a: int64>"),
+        ([b"xy"] * N, "binary"),
+    ],
+)
+def test_a_parquet_nested_or_binary_column_is_refused_from_the_schema(
+    tmp_path: Path, values: list[Any], kind: str
+) -> None:
+    path = _write(tmp_path, _people().assign(extra=values), "t.parquet")
+    expected = (
+        f"{path}: column 'extra' has the Parquet type {kind}, whose values (lists, structs, "
+        "maps, bytes) are neither numbers nor categories, so it cannot be a feature; leave it "
+        "out of 'features'"
+    )
+    (problem,) = data_mod.check_data_file(_cfg(path))
+    assert problem.path == "dataset.features"
+    assert problem.message.startswith(expected)
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_dataset(_cfg(path))
+    # As the label or the sensitive column it is refused too, under that key.
+    (problem,) = data_mod.check_data_file(_cfg(path, features=["age"], sensitive="extra"))
+    assert (
+        problem.path == "dataset.sensitive" and "cannot be the sensitive column" in problem.message
+    )
+    # Left out of the features, the file loads.
+    ds = load_dataset(_cfg(path, features=["age", "workclass", "hours", "sex"]))
+    assert ds.n_features > 0
+
+
+def test_a_uri_data_path_is_refused_plainly(tmp_path: Path) -> None:
+    cfg = DatasetConfig(name="csv", path="s3://my-bucket/data.csv", label="income")
+    expected = "dataset.path: must be a local file path; got the URI 's3://my-bucket/data.csv'"
+    (problem,) = data_mod.check_data_file(cfg)
+    assert str(problem).startswith(expected)
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_dataset(cfg)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: t\ndataset: {name: csv, path: 's3://my-bucket/data.csv', label: y}\n"
+        "penalties: {l2: {loguniform: [1.0e-5, 1.0e-2]}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError, match=re.escape("line 2: " + expected)):
+        load_spec(spec)
