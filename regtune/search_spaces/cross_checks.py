@@ -9,6 +9,7 @@ that would drift out of what the trainable accepts).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,12 +32,15 @@ from regtune.search_spaces.problems import ProblemLog, dotted
 from regtune.search_spaces.sections import (
     PBT_FROZEN_KEYS,
     TRAIN_KEYS,
+    AshaConfig,
     BudgetConfig,
     CheckpointConfig,
     GridSearchConfig,
     HyperbandConfig,
     HyperoptConfig,
+    MedianConfig,
     Objective,
+    ParetoAshaConfig,
     PbtConfig,
     ResourcesConfig,
     asha_brackets_problem,
@@ -102,7 +106,28 @@ NOTHING_TO_SEARCH = (
     "the spec samples nothing: put a distribution ({kinds}) under model, training or "
     "penalties (e.g. training.seed: {{grid: [0, 1, 2]}} to repeat one config)"
 )
-GRACE_TOO_LONG = "grace_period must be <= budget.max_epochs ({max_epochs}); got {grace}"
+#: Schedulers whose first stop is at epoch ``grace_period``.
+GRACE_SCHEDULERS = (AshaConfig, MedianConfig, ParetoAshaConfig)
+GRACE_NO_STOP = (
+    "scheduler {kind} would stop no trial early: grace_period {grace} is not below "
+    "budget.max_epochs {max_epochs}, and every trial ends at max_epochs anyway; {fix}"
+)
+GRACE_FIX = (
+    "set grace_period to at most {below}, raise budget.max_epochs above {grace}, "
+    "or use scheduler.kind none"
+)
+HYPERBAND_NO_STOP = (
+    "scheduler hyperband would stop no trial early: reduction_factor {factor:g} is above "
+    "budget.max_epochs {max_epochs}, so no bracket has a milestone below max_epochs; {fix}"
+)
+HYPERBAND_FIX = (
+    "set reduction_factor to at most {max_epochs}, raise budget.max_epochs to at least "
+    "{least}, or use scheduler.kind none"
+)
+ONE_EPOCH_FIX = (
+    "with budget.max_epochs 1 no scheduler can stop a trial earlier: raise "
+    "budget.max_epochs, or use scheduler.kind none"
+)
 #: HyperBand pauses a trial at a milestone until the rest of its bracket gets
 #: there; Ray Tune's searchers (BasicVariantGenerator, ConcurrencyLimiter)
 #: count a paused trial as live, so with a cap the bracket never fills.
@@ -159,6 +184,11 @@ NEEDS_SENSITIVE = (
 )
 CNN_NEEDS_IMAGES = "arch 'cnn' needs an image dataset ({datasets}); got dataset {name!r}"
 CUDA_NEEDS_GPU = "device 'cuda' needs resources.gpu > 0"
+GPU_UNUSED = (
+    "resources.gpu {gpu:g} holds a GPU for each trial, but training.device is 'cpu' in "
+    "every trial, so the GPU would sit idle while the trial trains on the CPU; set "
+    "resources.gpu to 0, or training.device to auto or cuda"
+)
 
 
 def cross_objectives(
@@ -205,10 +235,27 @@ def cross_objectives(
 def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | None) -> None:
     """A scheduler's grace period, ASHA brackets or PBT interval against
     budget.max_epochs (each made by that value: ``because`` names it)."""
-    grace = getattr(scheduler, "grace_period", None)
-    if grace is not None and grace > budget.max_epochs:
-        message = GRACE_TOO_LONG.format(max_epochs=budget.max_epochs, grace=grace)
+    max_epochs = budget.max_epochs
+    if isinstance(scheduler, GRACE_SCHEDULERS) and scheduler.grace_period >= max_epochs:
+        grace = scheduler.grace_period
+        fix = GRACE_FIX.format(below=max_epochs - 1, grace=grace)
+        message = GRACE_NO_STOP.format(
+            kind=scheduler.kind,
+            grace=grace,
+            max_epochs=max_epochs,
+            fix=ONE_EPOCH_FIX if max_epochs == 1 else fix,
+        )
         log.add(("scheduler", "grace_period"), message, because=MAX_EPOCHS)
+    elif isinstance(scheduler, HyperbandConfig) and scheduler.reduction_factor > max_epochs:
+        # Ray's HyperBand: bracket s >= 1 first halves at int(max_t / factor**s)
+        # epochs, and skips a bracket where that is 0, so without factor <=
+        # max_t only bracket 0 (every trial to max_t) is left.
+        factor = scheduler.reduction_factor
+        fix = HYPERBAND_FIX.format(max_epochs=max_epochs, least=math.ceil(factor))
+        message = HYPERBAND_NO_STOP.format(
+            factor=factor, max_epochs=max_epochs, fix=ONE_EPOCH_FIX if max_epochs == 1 else fix
+        )
+        log.add(("scheduler", "reduction_factor"), message, because=MAX_EPOCHS)
     elif (brackets := asha_brackets_problem(scheduler, budget.max_epochs)) is not None:
         log.add(("scheduler", "brackets"), brackets, because=MAX_EPOCHS)
     if isinstance(scheduler, PbtConfig) and scheduler.perturbation_interval >= budget.max_epochs:
@@ -223,11 +270,15 @@ MAX_EPOCHS = "budget.max_epochs"
 
 
 def cross_resources(
-    log: ProblemLog, resources: ResourcesConfig, samples: list[TrainConfig]
+    log: ProblemLog, resources: ResourcesConfig, samples: list[TrainConfig], *, sweep: bool = True
 ) -> None:
-    """Devices the configs ask for against the resources of a trial."""
+    """Devices the configs ask for against the resources of a trial (a GPU
+    that no trial would use only in a sweep: one training run holds none)."""
     if resources.gpu == 0 and any(c.training.device == "cuda" for c in samples):
         log.add(("training", "device"), CUDA_NEEDS_GPU)
+    if sweep and resources.gpu > 0 and samples and all(c.training.device == "cpu" for c in samples):
+        message = GPU_UNUSED.format(gpu=resources.gpu)
+        log.add(("resources", "gpu"), message, because="training.device")
 
 
 def cross_searcher(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
@@ -48,6 +49,7 @@ __all__ = [
     "iter_distributions",
     "iter_fixed",
     "parse_distribution",
+    "repeated_value",
     "set_path",
     "substitute",
     "suggest_kind",
@@ -93,6 +95,16 @@ LOG_LOW = "low must be > 0 (got {low!r}); loguniform spans orders of magnitude o
 Q_NOT_POSITIVE = "q must be > 0 (got {q!r})"
 Q_NOT_DIVIDING = "low and high must be multiples of q (got low={low!r}, high={high!r}, q={q!r})"
 NO_VALUES = "needs at least one value; got an empty list"
+REPEATED = {
+    "choice": (
+        "{value!r} is listed twice (values {first} and {index}): a choice would draw it more "
+        "often than the others; list each value once"
+    ),
+    "grid": (
+        "{value!r} is listed twice (values {first} and {index}): the grid would run every "
+        "combination holding it twice; list each value once"
+    ),
+}
 NESTED = (
     "values cannot contain distributions (value {index} holds {inner!r}); "
     "write each combination out as a fixed value"
@@ -407,7 +419,36 @@ def _options(kind: str, args: Any, problems: list[str]) -> tuple[Any, ...] | Non
         if inner is not None:
             problems.append(NESTED.format(index=index, inner=inner))
             return None
+    message = repeated_value(kind, values)
+    if message is not None:
+        problems.append(message)
+        return None
     return tuple(values)
+
+
+def repeated_value(kind: str, values: Iterable[Any]) -> str | None:
+    """Why a choice or grid lists a value twice (the first repeat), else None.
+
+    Values are compared as YAML gives them: ``1`` and ``1.0`` are one value,
+    ``true`` and ``1`` are not (a boolean is never taken as a number).
+    """
+    first: dict[Any, int] = {}
+    for index, value in enumerate(values):
+        key = _identity(value)
+        if key in first:
+            return REPEATED[kind].format(index=index, value=value, first=first[key])
+        first[key] = index
+    return None
+
+
+def _identity(value: Any) -> Any:
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float | str):
+        return ("scalar", value)
+    if value is None:
+        return ("none",)
+    return ("other", json.dumps(value, sort_keys=True, default=repr))
 
 
 def _parse_choice(args: Any, problems: list[str]) -> Distribution | None:

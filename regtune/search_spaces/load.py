@@ -23,15 +23,14 @@ from typing import Any
 import yaml
 
 from regtune.errors import Problem, SpecError, did_you_mean, shown
-from regtune.search_spaces.distributions import KeyPath
+from regtune.search_spaces.distributions import KeyPath, is_distribution, parse_distribution
 from regtune.search_spaces.overrides import apply_overrides
 from regtune.search_spaces.problems import dotted, format_problems, in_line_order
 from regtune.search_spaces.sections import SPEC_KEYS, TRAIN_KEYS
 from regtune.search_spaces.spec import SweepSpec, build_spec
-from regtune.search_spaces.validate import UNKNOWN_KEY
+from regtune.search_spaces.validate import UNKNOWN_KEY, data_file_problems
 from regtune.search_spaces.yaml_limits import check_expansion
 from regtune.trainables.config import idle_keys, parse_train_config
-from regtune.trainables.sources import check_data_file
 
 __all__ = [
     "data_path_as_written",
@@ -63,6 +62,12 @@ NOT_A_FILE = "spec {path} is not a file (from {source!r}); give a YAML file or a
 FILE_SUFFIXES = (".yaml", ".yml")
 UNKNOWN_PRESET = "unknown preset {name!r}{hint}; presets: {presets}"
 INVALID_TRAIN_CONFIG = "invalid training config {origin}:"
+TRAIN_DISTRIBUTION = (
+    "a training config takes one value here, not a distribution ({kind}): write one "
+    "value{example}, or make the file a sweep spec (add a name, and budget.max_epochs in "
+    "place of training.epochs) to search it with regtune sweep"
+)
+TRAIN_DISTRIBUTION_EXAMPLE = ", e.g. {value} (what regtune train takes for it from a sweep spec)"
 # How close a misspelt preset name must be to a real one to be suggested.
 PRESET_SUGGEST_CUTOFF = 0.6
 
@@ -178,16 +183,19 @@ def load_train_config(
             for key in raw
             if key not in TRAIN_KEYS
         ]
+        fixed, sampled = _without_distributions(
+            {k: v for k, v in raw.items() if k in TRAIN_KEYS}, ()
+        )
         try:
-            config = parse_train_config({k: v for k, v in raw.items() if k in TRAIN_KEYS})
+            config = parse_train_config(fixed)
         except SpecError as exc:
             problems = list(exc.problems)
-            if not problems and not unknown:
+            if not problems and not unknown and not sampled:
                 raise
         else:
             # Every problem at once: idle keys and the data file.
-            problems = [*idle_keys(config), *check_data_file(config.dataset)]
-        problems = [*unknown, *problems]
+            problems = [*idle_keys(config), *data_file_problems(config.dataset)]
+        problems = [*unknown, *sampled, *problems]
         if problems:
             problems = in_line_order(problems, lines, overrides)
             message = format_problems(problems, origin, lines, overrides)
@@ -200,6 +208,33 @@ def load_train_config(
     # --set budget.max_epochs=1`` trains one epoch whatever its grace_period).
     spec = build_spec(raw, origin, lines, overridden=overrides, one_run=True)
     return train_config_from_spec(spec)
+
+
+def _without_distributions(node: Any, path: KeyPath) -> tuple[Any, list[Problem]]:
+    """A training config's ``node`` with each distribution mapping replaced by
+    its representative value (so it is not refused a second time as a wrong
+    type), and a problem for each: a training config takes fixed values."""
+    if is_distribution(node):
+        try:
+            value = parse_distribution(node, dotted(path)).representative()
+        except SpecError:
+            value, example = None, ""
+        else:
+            shown_value = f"{value:.4g}" if isinstance(value, float) else repr(value)
+            example = TRAIN_DISTRIBUTION_EXAMPLE.format(value=shown_value)
+        kind = next(iter(node))
+        message = TRAIN_DISTRIBUTION.format(kind=kind, example=example)
+        return value, [Problem(dotted(path), message)]
+    if not isinstance(node, Mapping):
+        return node, []
+    out: dict[Any, Any] = {}
+    problems: list[Problem] = []
+    for key, value in node.items():
+        fixed, found = _without_distributions(value, (*path, str(key)))
+        problems += found
+        if fixed is not None or not found:
+            out[key] = fixed
+    return out, problems
 
 
 def data_path_as_written(

@@ -31,6 +31,7 @@ from regtune.search_spaces.distributions import (
     KeyPath,
     iter_distributions,
     iter_fixed,
+    repeated_value,
     set_path,
     without_distributions,
 )
@@ -53,6 +54,9 @@ PAIR_REJECTED = (
     "trainable: {reason}"
 )
 BASE_REJECTED = "with every distribution at its representative value: {reason}"
+
+#: The distributions that list their values.
+LISTED = ("choice", "grid")
 
 #: Listed numbers beyond this many are tried in pairs at this many of them.
 PAIR_VALUES = 16
@@ -80,6 +84,11 @@ def probe_space(
                 seen.append(config)
                 normalised.append(_read_back(config, path))
         if len(normalised) == len(dist.probe_values()):
+            repeat = repeated_value(dist.kind, normalised) if dist.kind in LISTED else None
+            if repeat is not None:
+                # Written apart, equal once read (``"1e-4"`` and ``1.0e-4``).
+                log.add((*path, dist.kind), repeat)
+                continue
             valid.append(path)
             if isinstance(dist, Choice):
                 set_path(space, path, Choice(tuple(normalised)))

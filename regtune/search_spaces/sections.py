@@ -116,6 +116,20 @@ ASHA_BRACKETS = (
 )
 
 
+#: Seeds a searcher accepts: hyperopt seeds numpy's legacy ``RandomState``
+#: (0 to 2**32 - 1) and the random searcher numpy's ``default_rng`` (no
+#: negative seed); one range for both.
+SEARCHER_SEED_MAX = 2**32 - 1
+SEARCHER_SEED = (
+    "must be a whole number from 0 to {maximum} (2**32 - 1: the searcher seeds numpy's "
+    "random state, which takes no other)"
+)
+PBT_FACTORS_IDLE = (
+    "perturbation factors {factors} are all 1.0, so pbt would never change a value "
+    "(only resample it); use factors above and below 1, e.g. [1.2, 0.8]"
+)
+
+
 class _Section(StrictModel):
     # As the training config's models: unknown keys refused, finite numbers
     # only (an .inf resource or budget is refused), and a boolean is not taken
@@ -176,6 +190,8 @@ class PbtConfig(_Section):
     def _positive_factors(cls, value: tuple[float, float]) -> tuple[float, float]:
         if min(value) <= 0:
             raise ValueError(f"factors must be > 0 (got {list(value)!r})")
+        if all(factor == 1 for factor in value):
+            raise ValueError(PBT_FACTORS_IDLE.format(factors=list(value)))
         return value
 
 
@@ -193,6 +209,12 @@ class NoSchedulerConfig(_Section):
     kind: Literal["none"] = "none"
 
 
+def _searcher_seed(value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= SEARCHER_SEED_MAX:
+        raise ValueError(SEARCHER_SEED.format(maximum=SEARCHER_SEED_MAX))
+    return value
+
+
 class HyperoptConfig(_Section):
     """Tree-structured Parzen estimator (hyperopt); single objective, no grids."""
 
@@ -201,6 +223,11 @@ class HyperoptConfig(_Section):
     seed: int | None = None
     n_initial_points: int = Field(10, ge=1)
 
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int | None) -> int | None:
+        return _searcher_seed(value)
+
 
 class RandomSearchConfig(_Section):
     """Independent random samples (grids are enumerated, each ``samples`` times)."""
@@ -208,6 +235,11 @@ class RandomSearchConfig(_Section):
     kind: Literal["random"] = "random"
     max_concurrent: int | None = Field(None, ge=1)
     seed: int | None = None
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, value: int | None) -> int | None:
+        return _searcher_seed(value)
 
 
 class GridSearchConfig(_Section):

@@ -23,7 +23,8 @@ Distributions (see :mod:`regtune.search_spaces.distributions`) may stand for
 any value under model, training or penalties, including a whole sub-mapping
 (``adversarial: {choice: [{method: pgd}, {method: trades}]}``).
 
-Defaults: scheduler asha for one objective, pareto-asha for several; searcher
+Defaults: scheduler asha for one objective, pareto-asha for several (none
+when budget.max_epochs is 1: no epoch below it to stop a trial at); searcher
 hyperopt, or random where hyperopt cannot work (several objectives, pbt, a
 grid in the space). A ``null`` section means its defaults.
 

@@ -62,10 +62,16 @@ from regtune.search_spaces.sections import (
     SearcherConfig,
     fuse_problem,
 )
-from regtune.trainables.config import METRIC_MODES, TrainConfig, validation_problems
+from regtune.trainables.config import (
+    FILE_DATASETS,
+    METRIC_MODES,
+    DatasetConfig,
+    TrainConfig,
+    validation_problems,
+)
 from regtune.trainables.sources import check_data_file
 
-__all__ = ["SpecFields", "check_spec"]
+__all__ = ["SpecFields", "check_spec", "data_file_problems"]
 
 # A grid searcher enumerates every combination; by default each runs once.
 GRID_DEFAULT_SAMPLES = 1
@@ -96,9 +102,14 @@ MODE_MISMATCH = (
     "mode {mode!r} contradicts metric {metric!r}, for which {expected!r} is better; "
     "omit mode to use {expected!r}"
 )
+MISSING_METRIC = "an objective needs a metric; allowed: {allowed}"
 OBJECTIVE_SHAPE = "an objective is a metric name or {{metric: NAME, mode: min|max}}; got {got}"
 NO_OBJECTIVES = "needs at least one objective, e.g. [{metric: val_acc, mode: max}]"
 DUPLICATE_OBJECTIVE = "metric {metric!r} is listed more than once"
+DATA_URI = (
+    "must be a local file path; got the URI {path!r}: the file is read from this "
+    "machine's disk (and, in a sweep, each trial's), so copy it there first and give that path"
+)
 UNKNOWN_KIND = "unknown {section} {kind}; allowed: {allowed}"
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -161,6 +172,16 @@ def check_spec(
     return fields
 
 
+def data_file_problems(dataset: DatasetConfig, *, check_data: bool = True) -> list[Problem]:
+    """What is wrong with ``dataset.path``: a URI (``s3://...``) always, as the
+    data is read from a local disk; with ``check_data``, also a missing file
+    or missing columns (:func:`~regtune.trainables.sources.check_data_file`)."""
+    path = dataset.path
+    if dataset.name in FILE_DATASETS and path is not None and "://" in path:
+        return [Problem("dataset.path", DATA_URI.format(path=path))]
+    return check_data_file(dataset) if check_data else []
+
+
 class _Checker(ProblemLog):
     """Collects every problem of one spec while building it."""
 
@@ -186,11 +207,13 @@ class _Checker(ProblemLog):
         space = self.space({k: given[k] for k in TRAIN_KEYS if k in given}, max_epochs)
         dists = dict(iter_distributions(space, ()))
         several = objectives is not None and len(objectives) > 1
+        if given.get("scheduler") is None and max_epochs == 1:
+            # No epoch below max_epochs to stop a trial at: no early stopping.
+            default_scheduler = "none"
+        else:
+            default_scheduler = "pareto-asha" if several else "asha"
         scheduler = self.kind_section(
-            "scheduler",
-            given.get("scheduler"),
-            SCHEDULER_MODELS,
-            "pareto-asha" if several else "asha",
+            "scheduler", given.get("scheduler"), SCHEDULER_MODELS, default_scheduler
         )
         pbt = isinstance(scheduler, PbtConfig) or _kind_of(given.get("scheduler")) == "pbt"
         has_grid = any(isinstance(d, Grid) for d in dists.values())
@@ -214,18 +237,18 @@ class _Checker(ProblemLog):
             # sweep alone (one training run uses no scheduler).
             cross_budget(self, budget, scheduler)
         if resources is not None:
-            cross_resources(self, resources, samples)
+            cross_resources(self, resources, samples, sweep=not one_run)
             if (fuse := fuse_problem(resources, scheduler)) is not None:
                 self.add(("resources", "fuse"), fuse)
         if not one_run:
             cross_searcher(self, searcher, scheduler, dists)
         if isinstance(scheduler, PbtConfig) and not one_run:
             cross_pbt(self, scheduler, space, dists, checkpoint)
-        if check_data and samples:
+        if samples:
             # The data file depends on the dataset section alone (which the
             # samples show is valid): checked whatever else is wrong, so every
             # problem is reported at once.
-            for problem in check_data_file(samples[0].dataset):
+            for problem in data_file_problems(samples[0].dataset, check_data=check_data):
                 self.add(problem.path, problem.message)
         if self.problems:
             return None
@@ -319,9 +342,10 @@ class _Checker(ProblemLog):
             return None
         kind = raw.get("kind", default)
         if not isinstance(kind, str) or kind not in kinds:
-            message = UNKNOWN_KIND.format(
-                section=section, kind=shown(kind), allowed=", ".join(kinds)
-            )
+            allowed = ", ".join(kinds)
+            if isinstance(kind, str):
+                allowed += did_you_mean(kind, kinds)
+            message = UNKNOWN_KIND.format(section=section, kind=shown(kind), allowed=allowed)
             self.add((section, "kind"), message)
             return None
         return self.section(kinds[kind], {**raw, "kind": kind}, (section,))
@@ -342,12 +366,25 @@ class _Checker(ProblemLog):
             if not isinstance(item, Mapping):
                 self.add(where, OBJECTIVE_SHAPE.format(got=describe(entry)))
                 continue
+            unknown = [key for key in item if key not in Objective.model_fields]
+            for key in unknown:
+                self.unknown_key(where, key, Objective.model_fields)
             metric = item.get("metric")
+            if "metric" not in item:
+                if unknown:
+                    # The unknown key is named (a misspelt metric: "did you mean 'metric'?").
+                    continue
+                self.add((*where, "metric"), MISSING_METRIC.format(allowed=", ".join(METRIC_MODES)))
+                continue
             if not isinstance(metric, str) or metric not in METRIC_MODES:
                 allowed = ", ".join(METRIC_MODES)
+                if isinstance(metric, str):
+                    allowed += did_you_mean(metric, METRIC_MODES)
                 self.add(
                     (*where, "metric"), UNKNOWN_METRIC.format(metric=shown(metric), allowed=allowed)
                 )
+                continue
+            if unknown:
                 continue
             expected = METRIC_MODES[metric]
             objective = self.section(Objective, {"mode": expected, **item}, where)
@@ -357,7 +394,7 @@ class _Checker(ProblemLog):
                 message = MODE_MISMATCH.format(
                     mode=objective.mode, metric=metric, expected=expected
                 )
-                self.add((*where, "mode"), message)
+                self.add((*where, "mode"), message, because=dotted((*where, "metric")))
             elif any(o.metric == metric for o in found):
                 self.add((*where, "metric"), DUPLICATE_OBJECTIVE.format(metric=metric))
             else:

@@ -54,13 +54,15 @@ hold them: a sweep samples ``method`` and ``eps`` independently).
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -71,7 +73,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from regtune.errors import ROOT, Problem, SpecError, shown
+from regtune.errors import ROOT, Problem, SpecError, did_you_mean, shown
 from regtune.trainables.catalog import (
     BUILTIN_DATASETS,
     BUILTINS,
@@ -90,6 +92,7 @@ __all__ = [
     "METRIC_MODES",
     "MISSING_POLICIES",
     "ROBUST_RESAMPLES",
+    "SEED_RANGE",
     "STRICT_CONFIG",
     "AdversarialConfig",
     "DatasetConfig",
@@ -128,6 +131,27 @@ METRIC_MODES: dict[str, Literal["min", "max"]] = {
     "n_params": "min",
     "size_bytes": "min",
 }
+
+#: The seeds a run takes (``training.seed``, ``dataset.split_seed``): a signed
+#: 64-bit integer. torch's manual_seed takes -2**63 to 2**64 - 1, numpy's
+#: generators take what the trainer reduces modulo 2**64 or 2**32, and a seed
+#: is stored in Parquet as an int64: above 2**63 - 1 a run could not be
+#: recorded (torch refused 2**64 with "Overflow when unpacking long long").
+SEED_RANGE = (-(2**63), 2**63 - 1)
+SEED_OUT_OF_RANGE = (
+    "must be a whole number from -2**63 to 2**63 - 1 (a signed 64-bit integer, which "
+    "torch's seeding and the results store both take)"
+)
+
+
+def _seed_in_range(value: int) -> int:
+    if not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+        raise ValueError(SEED_OUT_OF_RANGE)
+    return value
+
+
+#: A seed field (:data:`SEED_RANGE`).
+Seed = Annotated[int, AfterValidator(_seed_in_range)]
 
 #: Share of rows in the test split when the dataset has no official one.
 DEFAULT_TEST_FRACTION = 0.15
@@ -308,7 +332,7 @@ class DatasetConfig(_Strict):
     #: None: :data:`DEFAULT_TEST_FRACTION`; refused for a dataset with an
     #: official test split (adult).
     test_fraction: float | None = Field(None, gt=0.0, lt=0.5)
-    split_seed: int = 0
+    split_seed: Seed = 0
     #: The csv column separator (one of :data:`CSV_SEPARATORS`); None: ``","``.
     sep: Literal[",", ";", "\t", "|"] | None = None
     #: ``error``: a missing or non-finite value in a used column refuses the
@@ -330,7 +354,8 @@ class DatasetConfig(_Strict):
     def _known_name(cls, value: str) -> str:
         if value not in DATASET_NAMES:
             # The name itself is echoed once, cut, by validation_problems' "(got ...)".
-            raise ValueError(UNKNOWN_DATASET.format(allowed=", ".join(DATASET_NAMES)))
+            allowed = ", ".join(DATASET_NAMES) + did_you_mean(value, DATASET_NAMES)
+            raise ValueError(UNKNOWN_DATASET.format(allowed=allowed))
         return value
 
     @field_validator("path", "label", "features", "categorical", "sensitive", "test_fraction")
@@ -397,6 +422,7 @@ class EarlyStoppingConfig(_Strict):
         if self.metric not in METRIC_MODES:
             raise ValueError(
                 f"unknown metric {shown(self.metric)}; allowed: {', '.join(sorted(METRIC_MODES))}"
+                + did_you_mean(self.metric, METRIC_MODES)
             )
         expected = METRIC_MODES[self.metric]
         if "mode" not in self.model_fields_set or (_stored(info) and self.mode != expected):
@@ -423,7 +449,7 @@ class TrainingConfig(_Strict):
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     robust_every: int = Field(5, ge=0)
     robust_eps: float = Field(0.1, gt=0.0)
@@ -775,7 +801,7 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
     for err in exc.errors():
         loc = [*prefix, *(str(p) for p in err["loc"] if p != "function-after")]
         got = err.get("input")
-        message = err["msg"].removeprefix("Value error, ")
+        message = err["msg"].removeprefix("Value error, ") + _suggestion(err)
         echo = "" if isinstance(got, Mapping) else f" (got {shown(got)})"
         because = ""
         if err["type"] == KEYED_ERROR:
@@ -786,6 +812,16 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
             because, echo = str(ctx.get("because", "")), ""
         found.append(Problem(".".join(p for p in loc if p) or ROOT, f"{message}{echo}", because))
     return found
+
+
+def _suggestion(err: Any) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt value of a fixed list (a Literal
+    field: ``arch: mpl``, ``optimizer: adamm``), else ``""``."""
+    got = err.get("input")
+    if err["type"] != "literal_error" or not isinstance(got, str):
+        return ""
+    choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    return did_you_mean(got, choices)
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:

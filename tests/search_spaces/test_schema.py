@@ -352,7 +352,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "grace-beyond-budget",
         {"scheduler": {"grace_period": 9}},
         "scheduler.grace_period",
-        "<= budget.max_epochs (5)",
+        "is not below budget.max_epochs 5",
     ),
     (
         "several-objectives-single-scheduler",

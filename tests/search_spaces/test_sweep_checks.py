@@ -54,7 +54,11 @@ def test_hyperband_without_max_concurrent_and_asha_with_it_are_fine() -> None:
 
 def test_one_training_run_of_a_preset_is_not_blocked_by_the_schedulers_grace_period() -> None:
     # adversarial.yaml: scheduler grace_period 3; a sweep of 1 epoch is refused ...
-    with pytest.raises(SpecError, match=r"scheduler.grace_period: grace_period must be <="):
+    with pytest.raises(
+        SpecError,
+        match=r"scheduler.grace_period: scheduler asha would stop no trial early: "
+        r"grace_period 3 is not below budget.max_epochs 1",
+    ):
         load_spec("adversarial", ["budget.max_epochs=1"])
     # ... one training run of it is not: it uses no scheduler.
     config = load_train_config("adversarial", ["budget.max_epochs=1"])
