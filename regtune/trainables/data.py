@@ -347,10 +347,10 @@ def _read_table(cfg: DatasetConfig, cache_dir: Path | None) -> tuple[pd.DataFram
     if cfg.name in BUILTINS:
         path = fetch_dataset(cfg.name, cache_dir=cache_dir)
     else:
-        path = Path(str(cfg.path)).expanduser()
         problems = check_data_file(cfg)
-        if len(problems) == 1:
+        if len(problems) == 1:  # first: a URI, or a ~user expanduser cannot expand
             raise DataError(str(problems[0]), problems)
+        path = Path(str(cfg.path)).expanduser()
         if problems:
             raise DataError.from_problems(f"{path}: cannot use this file:", problems)
     try:

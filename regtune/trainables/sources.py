@@ -37,6 +37,7 @@ __all__ = [
     "MISSING_FILE",
     "NESTED_COLUMN",
     "NOT_A_FILE",
+    "NO_HOME",
     "ONE_COLUMN_SEP",
     "UNREADABLE_COLUMNS",
     "URI_PATH",
@@ -83,6 +84,7 @@ INDEX_COLUMN = (
     "file with index=False (df.to_csv(path, index=False)), or list the columns to use in "
     "'features'"
 )
+NO_HOME = "{path}: cannot expand {user!r}: no such user's home folder"
 URI_PATH = (
     "must be a local file path; got the URI {path!r}: the file is read from this "
     "machine's disk (and, in a sweep, each trial's), so copy it there first and give that path"
@@ -255,7 +257,11 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
         return []
     if "://" in str(cfg.path):
         return [Problem("dataset.path", URI_PATH.format(path=str(cfg.path)))]
-    path = Path(str(cfg.path)).expanduser()
+    try:
+        path = Path(str(cfg.path)).expanduser()
+    except RuntimeError:  # "Could not determine home directory."
+        user = str(cfg.path).split("/")[0]
+        return [Problem("dataset.path", NO_HOME.format(path=cfg.path, user=user))]
     if path.is_dir():
         return [Problem("dataset.path", NOT_A_FILE.format(path=path, kind=cfg.name))]
     if not path.is_file():

@@ -580,3 +580,12 @@ def test_a_uri_data_path_is_refused_plainly(tmp_path: Path) -> None:
     )
     with pytest.raises(SpecError, match=re.escape("line 2: " + expected)):
         load_spec(spec)
+
+
+def test_a_data_path_under_an_unknown_user_is_refused_plainly() -> None:
+    cfg = DatasetConfig(name="csv", path="~nosuchuser-rt/data.csv", label="income")
+    expected = "dataset.path: ~nosuchuser-rt/data.csv: cannot expand '~nosuchuser-rt'"
+    (problem,) = data_mod.check_data_file(cfg)
+    assert str(problem).startswith(expected)
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_dataset(cfg)
