@@ -285,7 +285,10 @@ def _absolute_data_path(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     path = dataset.get("path") if isinstance(dataset, Mapping) else None
     if not isinstance(path, str) or "://" in path:
         return raw
-    expanded = Path(path).expanduser()
+    try:
+        expanded = Path(path).expanduser()
+    except RuntimeError:  # '~user' naming no user: the data-file check says so
+        return raw
     if expanded.is_absolute():
         return raw
     return {**raw, "dataset": {**dataset, "path": str(folder / expanded)}}  # type: ignore[dict-item]

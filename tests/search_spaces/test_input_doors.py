@@ -296,3 +296,17 @@ def test_a_uri_dataset_path_is_refused_plainly_at_every_door() -> None:
             load_spec(_spec(dataset=dataset), check_data=check_data)
         assert URI_PROBLEM in str(info.value)
     assert URI_PROBLEM in _message({"dataset": dataset}, train=True)
+
+
+@pytest.mark.parametrize("kind", ["train", "sweep"])
+def test_a_data_path_under_an_unknown_user_is_a_plain_problem(kind: str, tmp_path: Path) -> None:
+    """``~user/...`` naming no user: the data-path problem, not pathlib's RuntimeError."""
+    sweep = "name: s\nbudget: {max_epochs: 2}\nscheduler: {kind: none}\n" if kind == "sweep" else ""
+    training = "" if kind == "sweep" else "training: {epochs: 1}\n"
+    file = tmp_path / "spec.yaml"
+    file.write_text(
+        sweep + 'dataset: {name: csv, path: "~nosuchuser-rt/x.csv", label: y}\n' + training
+    )
+    load = load_spec if kind == "sweep" else load_train_config
+    with pytest.raises(SpecError, match="cannot expand '~nosuchuser-rt'"):
+        load(file)

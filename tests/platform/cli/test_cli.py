@@ -180,6 +180,9 @@ def test_sweep_json_summary(
             "budget.samples=2",
             "--set",
             "budget.max_epochs=2",
+            # A rung below max_epochs: asha must be able to stop a trial early.
+            "--set",
+            "scheduler.grace_period=1",
             # One trial at a time: both share one worker process.
             "--set",
             "searcher.max_concurrent=1",
