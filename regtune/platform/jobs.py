@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -128,6 +129,21 @@ SPEC_OUTSIDE_WORKING_DIR = (
 LOCAL_DATA_NEEDS_WORKING_DIR = (
     "spec {spec} reads dataset.path {path!r}, a relative path that the cluster cannot "
     "see; pass --working-dir with the folder it is relative to (the job runs there)"
+)
+DATA_OUTSIDE_WORKING_DIR = (
+    "dataset.path {path!r} resolves to {landed}, outside --working-dir {working_dir}; only "
+    "that folder is uploaded, so the job could not read it: move the file into the folder "
+    "(and give a path inside it), or give the absolute path it has on the cluster's nodes"
+)
+URI_DATA_PATH = (
+    "dataset.path {path!r} is a URI; regtune reads the data file from the disk of the "
+    "machine each trial runs on, not from object storage: copy it onto the cluster's nodes "
+    "and give that absolute path, or put it in --working-dir and give a path relative to "
+    "it (nothing was sent)"
+)
+DATA_ON_CLUSTER = (
+    "dataset.path {path} is absolute: the job reads it on the cluster, where each node "
+    "that runs a trial must have it (not checked here; a copy on this machine is not sent)"
 )
 RELATIVE_STORAGE = (
     "{option} {storage!r} is relative; the job runs in a temporary folder on the cluster "
@@ -330,7 +346,8 @@ def submit_sweep(
     """
     # Everything that can be checked here is, before the cluster is contacted.
     resolved = resolve_address(address)
-    loaded = load_spec(spec, overrides)
+    # The data file is checked below, only where the job reads what this machine has.
+    loaded = load_spec(spec, overrides, check_data=False)
     # Resuming without a name: the cluster's newest experiment of the spec,
     # found there by the same rule (the job is labelled with the spec's name).
     sweep_name: str | None
@@ -341,9 +358,10 @@ def submit_sweep(
     spec_file = Path(spec) if Path(spec).is_file() else None
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
-    if working_dir is None:
-        _check_data_is_reachable(spec, spec_file, overrides)
+    data_note = _check_data_is_reachable(spec, spec_file, overrides, working_dir)
     _check_storage_is_kept(storage, env_vars or {})
+    if data_note is not None:
+        log(data_note)
 
     with _job_files(spec, spec_file, working_dir) as (job_spec, upload_dir):
         entrypoint = build_entrypoint(
@@ -437,14 +455,30 @@ def _submitted(job_id: str, address: str) -> Iterator[None]:
         raise JobContactLost(message, job_id=job_id) from exc
 
 
-def _check_data_is_reachable(spec: str, spec_file: Path | None, overrides: Sequence[str]) -> None:
-    """Refuse a relative ``dataset.path`` when only the spec file travels.
+def _check_data_is_reachable(
+    spec: str, spec_file: Path | None, overrides: Sequence[str], working_dir: Path | None
+) -> str | None:
+    """Check ``dataset.path`` where the job will read it; return a line to
+    show for a path only the cluster can check, else None.
 
-    The path as written is checked (``load_spec`` has already made it
-    absolute on this machine, which the cluster need not share): the last
-    ``--set dataset.path=...`` if any, else the spec file's value.
+    The path as written is judged (``load_spec`` makes it absolute on this
+    machine, which the cluster need not share): the last ``--set
+    dataset.path=...`` if any, else the spec file's value.
+
+    - a URI (``s3://...``) is refused: the data loader reads local files only;
+    - an absolute path (or ``~/...``, the cluster user's home) is read on
+      the cluster: not looked for here, said so in the returned line;
+    - a relative one travels in ``working_dir`` (refused without one): it
+      must land inside it (relative to the spec file's folder, or for
+      ``--set`` to the job's working directory, the folder's root), and the
+      file there is checked as ``regtune sweep`` checks it.
+
+    Raises:
+        SpecError: any of the refusals above, or the uploaded file's own
+            problems (missing, columns).
     """
     path: Any = None
+    from_set = False
     if spec_file is not None:
         raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
         dataset = raw.get("dataset") if isinstance(raw, Mapping) else None
@@ -452,9 +486,26 @@ def _check_data_is_reachable(spec: str, spec_file: Path | None, overrides: Seque
     for override in overrides:
         key, sep, value = override.partition("=")
         if sep and key.strip() == "dataset.path":
-            path = yaml.safe_load(value)
-    if isinstance(path, str) and "://" not in path and not Path(path).expanduser().is_absolute():
+            path, from_set = yaml.safe_load(value), True
+    if not isinstance(path, str):
+        return None
+    if "://" in path:
+        raise SpecError(URI_DATA_PATH.format(path=path))
+    if path.startswith("~") or Path(path).is_absolute():
+        return DATA_ON_CLUSTER.format(path=path)
+    if working_dir is None:
         raise SpecError(LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
+    base = working_dir if from_set or spec_file is None else spec_file.parent
+    landed = Path(os.path.normpath(os.path.abspath(base / path)))
+    root = Path(os.path.normpath(os.path.abspath(working_dir)))
+    if not landed.is_relative_to(root):
+        message = DATA_OUTSIDE_WORKING_DIR.format(path=path, landed=landed, working_dir=working_dir)
+        raise SpecError(message)
+    # The uploaded file, as the job will find it (a --set path is relative to
+    # the folder's root there, not to this machine's working directory).
+    check = [*overrides, f"dataset.path={json.dumps(str(landed))}"] if from_set else overrides
+    load_spec(spec, check)
+    return None
 
 
 def _check_storage_is_kept(storage: str | None, env_vars: Mapping[str, str]) -> None:

@@ -33,11 +33,14 @@ import requests
 import yaml
 
 from regtune.errors import RegtuneError, SpecError
+from regtune.platform import jobs
 from regtune.platform.jobs import (
     ADDRESS_CONFLICT,
     AUTH_MODE_ENV,
     BAD_ADDRESS,
     BAD_ENV_VAR,
+    DATA_ON_CLUSTER,
+    DATA_OUTSIDE_WORKING_DIR,
     DEFAULT_ADDRESS,
     LOCAL_DATA_NEEDS_WORKING_DIR,
     LOST_CONTACT,
@@ -46,6 +49,7 @@ from regtune.platform.jobs import (
     RELATIVE_STORAGE,
     SPEC_METADATA_KEY,
     SPEC_OUTSIDE_WORKING_DIR,
+    URI_DATA_PATH,
     WORKING_DIR_MISSING,
     JobContactLost,
     auth_headers,
@@ -320,6 +324,90 @@ def test_bad_inputs_fail_before_any_contact(
     assert str(info.value) == LOCAL_DATA_NEEDS_WORKING_DIR.format(
         spec=csv_spec, path="data/train.csv"
     )
+
+
+def _csv_spec(folder: Path, data_path: str) -> Path:
+    """A quickstart copy in ``folder`` reading the CSV at ``data_path``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = yaml.safe_load(preset_path("quickstart").read_text())
+    raw["dataset"] = {"name": "csv", "path": data_path, "label": "y"}
+    spec = folder / "csv.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    return spec
+
+
+def _passes_the_checks(**kwargs: Any) -> list[str]:
+    """Submit to a closed address: every check here passed when what stops it
+    is the cluster (not a SpecError). Returns the lines logged."""
+    lines: list[str] = []
+    with pytest.raises(RegtuneError) as caught:
+        submit_sweep(address=_closed_address(), log=lines.append, **kwargs)
+    assert not isinstance(caught.value, SpecError), caught.value
+    return lines
+
+
+def test_the_data_path_is_checked_where_the_job_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = _closed_address()
+    rows = "a,y\n1,0\n2,1\n3,0\n4,1\n"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ok.csv").write_text(rows)
+    wd = tmp_path / "wd"
+    # A relative path leaving the uploaded folder: the file exists here, not in the job.
+    spec = _csv_spec(wd, "../data/ok.csv")
+    with pytest.raises(SpecError) as info:
+        submit_sweep(str(spec), address=closed, working_dir=wd)
+    assert str(info.value) == DATA_OUTSIDE_WORKING_DIR.format(
+        path="../data/ok.csv", landed=tmp_path / "data" / "ok.csv", working_dir=wd
+    )
+    # The same through --set (relative to the folder's root, where the job runs).
+    monkeypatch.chdir(wd)
+    with pytest.raises(SpecError, match="outside --working-dir"):
+        submit_sweep(
+            str(spec), address=closed, working_dir=wd, overrides=["dataset.path=../data/ok.csv"]
+        )
+    # Inside the folder: the uploaded file itself is checked.
+    spec = _csv_spec(wd, "data/ok.csv")
+    with pytest.raises(SpecError, match="file not found"):
+        submit_sweep(str(spec), address=closed, working_dir=wd)
+    (wd / "data").mkdir()
+    (wd / "data" / "ok.csv").write_text(rows)
+    assert _passes_the_checks(spec=str(spec), working_dir=wd)[:1] != [DATA_ON_CLUSTER]
+    # A --set path is found under the folder's root, wherever this command runs.
+    monkeypatch.chdir(tmp_path / "data")
+    _passes_the_checks(spec=str(spec), working_dir=wd, overrides=["dataset.path=data/ok.csv"])
+    with pytest.raises(SpecError, match="file not found"):
+        submit_sweep(str(spec), address=closed, working_dir=wd, overrides=["dataset.path=ok.csv"])
+
+
+def test_an_absolute_data_path_is_read_on_the_cluster_and_a_uri_is_refused(
+    tmp_path: Path,
+) -> None:
+    closed = _closed_address()
+    # Only on the cluster: not looked for here, and the output says so.
+    spec = _csv_spec(tmp_path, "/cluster/only/data.csv")
+    lines = _passes_the_checks(spec=str(spec))
+    assert DATA_ON_CLUSTER.format(path="/cluster/only/data.csv") in lines
+    lines = _passes_the_checks(
+        spec="quickstart", overrides=["dataset.name=csv", "dataset.label=y", "dataset.path=~/d.csv"]
+    )
+    assert DATA_ON_CLUSTER.format(path="~/d.csv") in lines
+    for uri in ("s3://my-bucket/data.csv", "gs://b/d.parquet"):
+        # Refused plainly (by the spec's own check, or by submit's), before any contact.
+        spec = _csv_spec(tmp_path, uri)
+        with pytest.raises(SpecError, match=f"URI '{uri}'|'{uri}' is a URI"):
+            submit_sweep(str(spec), address=closed)
+        with pytest.raises(SpecError, match=f"URI '{uri}'|'{uri}' is a URI"):
+            submit_sweep(
+                str(_csv_spec(tmp_path / "set", "/x.csv")),
+                address=closed,
+                overrides=[f"dataset.path={uri}"],
+            )
+        # Submit's own check, whatever the spec's lets through.
+        with pytest.raises(SpecError) as info:
+            jobs._check_data_is_reachable(str(spec), spec, [], None)
+        assert str(info.value) == URI_DATA_PATH.format(path=uri)
 
 
 def test_a_relative_storage_is_refused_before_any_contact(
