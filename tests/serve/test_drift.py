@@ -12,6 +12,7 @@ from regtune.serve.drift import (
     categorical_psi,
     drift_report,
     has_round_off,
+    is_discrete,
     ks_critical,
     ks_statistic,
     label_psi,
@@ -64,6 +65,47 @@ def test_ks_handles_point_masses_like_scipy() -> None:
     window = np.where(rng.random(500) < 0.6, 0.0, rng.exponential(1000.0, 500))
     expected = stats.ks_2samp(window, ref).statistic
     assert ks_statistic(quantiles(ref), window) == pytest.approx(expected, abs=0.012)
+
+
+def test_ks_on_a_whole_number_feature_keeps_its_level_and_still_sees_a_shift() -> None:
+    """62 ages: the reference pins its CDF only to within 0.01 between quantiles,
+    which the linear reading counted as distance (11 of 20 such windows flagged)."""
+    rng = np.random.default_rng(8)
+    cdf = reference_cdf(quantiles(rng.integers(18, 80, 50_000).astype(float)))
+    n = 10_000
+    same = [ks_statistic(cdf, rng.integers(18, 80, n).astype(float)) for _ in range(100)]
+    assert sum(k > ks_critical(n) for k in same) <= 3  # level 0.01
+    # Three years older (true KS 0.048): flagged every time, as is a window of the
+    # default size where 9 % of the ages are above the training range.
+    older = [ks_statistic(cdf, rng.integers(21, 83, n).astype(float)) for _ in range(20)]
+    assert all(k > ks_critical(n) for k in older)
+    wider = [ks_statistic(cdf, rng.integers(18, 86, 1000).astype(float)) for _ in range(20)]
+    assert all(k > ks_critical(1000) for k in wider)
+
+
+@pytest.mark.parametrize("levels", [2, 5, 62, 400])
+def test_discrete_ks_is_at_most_the_distance_to_the_training_column(levels: int) -> None:
+    """The distance to the nearest CDF the quantiles allow never exceeds the one to
+    the training column's own CDF (scipy's two-sample statistic), whose quantiles
+    they are (to numpy's interpolation, 1/n of the reference)."""
+    rng = np.random.default_rng(levels)
+    ref = rng.integers(0, levels, 20_000).astype(float)
+    cdf = reference_cdf(quantiles(ref))
+    assert is_discrete(cdf)
+    for shift in (0, 0, 1):
+        window = rng.integers(0, levels, 2000).astype(float) + shift
+        expected = stats.ks_2samp(window, ref).statistic
+        assert ks_statistic(cdf, window) <= expected + 1 / ref.size
+
+
+def test_only_features_with_point_masses_or_whole_numbers_are_discrete() -> None:
+    rng = np.random.default_rng(9)
+    assert not is_discrete(quantiles(rng.normal(size=20_000)))
+    assert not is_discrete(quantiles(rng.lognormal(0.0, 1.5, 20_000) * 1000))
+    assert is_discrete(quantiles(rng.normal(size=20_000).round()))  # point masses
+    assert is_discrete(quantiles(rng.poisson(40.0, 20_000).astype(float)))  # counts
+    masses = np.where(rng.random(20_000) < 0.7, 0.0, rng.exponential(1.0, 20_000))
+    assert is_discrete(quantiles(masses))  # the point mass at 0
 
 
 def test_numeric_psi_is_small_on_the_same_distribution_and_large_when_shifted() -> None:
