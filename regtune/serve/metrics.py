@@ -25,10 +25,11 @@ records nothing.
 
 Ray drops a gauge from the scrape some 20-30 s after it was last set
 (measured with a plain ``ray.util.metrics.Gauge`` as well), while these are
-set only on events: the canary weight once at start, feedback and drift when
-labels arrive or are read. So each gauge's last value is set again every
-:data:`GAUGE_REFRESH_S` seconds (:class:`GaugeKeeper`), and a quiet model
-still shows them.
+set only on events: the canary weight once at start (and at a rollback),
+drift and feedback by the service's refreshes after traffic or labels (at
+most every 10 s, :data:`regtune.serve.service.GAUGE_EVERY_S`) and when read.
+So each gauge's last value is set again every :data:`GAUGE_REFRESH_S`
+seconds (:class:`GaugeKeeper`), and a quiet model still shows them.
 """
 
 from __future__ import annotations

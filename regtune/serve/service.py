@@ -22,7 +22,9 @@ records join the drift window (categories placed by the primary's schema, as
 its encoder places them); the shadow runs after the answer is ready and only
 its statistics change (on the same event loop: it never delays the answer, but
 requests arriving meanwhile wait one forward pass). The drift and feedback
-gauges are refreshed at most every :data:`GAUGE_EVERY_S` by a background task
+gauges are refreshed at most every :data:`GAUGE_EVERY_S`, and at most that long
+after the windows last changed (a trailing refresh when traffic stops; none
+while nothing changes), by a background task
 whose O(window) arithmetic runs in a worker thread on a copy of the window;
 ``GET`` drift and feedback compute theirs in a worker thread the same way, and
 ``POST`` feedback only joins the labels (``{"labelled": n}``). The records'
@@ -79,7 +81,9 @@ Rows = tuple[torch.Tensor, Groups]
 #: The primary's batched forward pass: one request's rows -> their class probabilities.
 Forward = Callable[[Rows], Awaitable[np.ndarray]]
 
-#: The drift and feedback gauges are refreshed at most this often (seconds). A
+#: The drift and feedback gauges are refreshed at most this often (seconds), and
+#: show the windows as they were at most this long (plus the refresh's own time)
+#: after their last change, even if no request follows. A
 #: refresh is O(window) (a drift report over every feature, ECE over every labelled
 #: row), so it runs in a background task, its arithmetic in a worker thread on a
 #: snapshot of the windows; requests never wait for it.
@@ -171,6 +175,9 @@ class ModelService:
         self._gauge_at = time.perf_counter()
         #: The background gauge refresh in flight, if any (await it to see its values).
         self.refreshing: asyncio.Task[None] | None = None
+        #: The trailing refresh scheduled for when the next one is due, if any.
+        self.trailing: asyncio.TimerHandle | None = None
+        self._changed_since_gauge = False
         self._labelled_since_gauge = False
         self._active = 0  # requests inside predict()
         #: Requests whose body the HTTP layer is still reading (it keeps this count).
@@ -382,18 +389,41 @@ class ModelService:
     # -- gauges and monitoring routes -------------------------------------------------
 
     def _refresh_soon(self, now: float) -> None:
-        """Start a background gauge refresh when one is due and none is running."""
-        if now - self._gauge_at < self.gauge_every_s or self.refreshing is not None:
-            return
+        """Note that the windows changed; refresh the gauges now if a refresh is due
+        and none is running, else make sure one follows when it is due.
+
+        That trailing refresh (one timer, :attr:`trailing`) is what brings the
+        gauges to the current window after the last request of a burst: without
+        it they would keep the window of the burst's first request until traffic
+        resumed. Nothing is scheduled while nothing changes, so an idle replica
+        does no work.
+        """
+        self._changed_since_gauge = True
+        if self.refreshing is not None or self.trailing is not None:
+            return  # the running refresh, or the timer, picks the change up
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # a caller without an event loop: nothing runs in the background
             return
+        wait = self._gauge_at + self.gauge_every_s - now
+        if wait > 0:
+            self.trailing = loop.call_later(wait, self._trailing_refresh)
+            return
+        self._start_refresh(loop, now)
+
+    def _trailing_refresh(self) -> None:
+        self.trailing = None
+        if self.refreshing is None and self._changed_since_gauge:
+            self._start_refresh(asyncio.get_running_loop(), time.perf_counter())
+
+    def _start_refresh(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         self._gauge_at = now
         self.refreshing = loop.create_task(self._refresh())
 
     async def _refresh(self) -> None:
         try:
+            # The snapshots hold every change so far; later ones mark the gauges stale again.
+            self._changed_since_gauge = False
             drift = self.monitor.snapshot()
             labelled = self.feedback.snapshot() if self._labelled_since_gauge else None
             self._labelled_since_gauge = False
@@ -405,6 +435,8 @@ class ModelService:
             _log.exception("regtune serve: refreshing the drift/feedback gauges failed")
         finally:
             self.refreshing = None
+        if self._changed_since_gauge:  # changes that arrived while it ran (not when cancelled)
+            self._refresh_soon(time.perf_counter())
 
     def _drift_gauge(self, report: dict[str, Any]) -> None:
         if report["drift_index"] is not None:
