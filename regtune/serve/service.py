@@ -59,6 +59,7 @@ from regtune.serve.markers import RollbackMarker
 from regtune.serve.metrics import NoMetrics, ServeMetrics
 from regtune.serve.predictor import ServedModel
 from regtune.serve.protocol import (
+    LEAVE_OUT,
     MAX_REQUEST_ID_CHARS,
     FeedbackRequest,
     RecordValidator,
@@ -498,7 +499,6 @@ class ModelService:
     def describe(self, name: str) -> dict[str, Any]:
         """``GET /v1/models/{name}``: versions, inputs, canary state and rollback log."""
         self.check_name(name)
-        schema = self.primary.schema
         shadow = None
         if self.shadow is not None:
             shadow = {
@@ -511,7 +511,7 @@ class ModelService:
         return {
             **self._entry(),
             "classes": self.primary.classes,
-            "inputs": {name: self.validator.allowed(name) for name in schema.input_names()},
+            "inputs": self._inputs(),
             "metrics": dict(self.primary.version.meta.get("metrics", {})),
             "canary": {**self.rollout.snapshot(), "unjudged": self.unjudged["canary"]},
             "shadow": shadow,
@@ -530,6 +530,16 @@ class ModelService:
                 "unknown_categories": s.unknown_categories,
             },
         }
+
+    def _inputs(self) -> dict[str, str]:
+        """Each key a record may hold and what its value may be, as validated: the
+        model's inputs, then a sensitive attribute that is not one of them (it only
+        names the record's group, so a record may leave it out)."""
+        schema = self.primary.schema
+        inputs = {name: self.validator.allowed(name) for name in schema.input_names()}
+        if schema.sensitive is not None and schema.sensitive not in inputs:
+            inputs[schema.sensitive] = self.validator.allowed(schema.sensitive) + LEAVE_OUT
+        return inputs
 
     def health(self) -> dict[str, Any]:
         """``GET /healthz``."""

@@ -352,3 +352,27 @@ def test_a_version_deciding_between_other_classes_is_refused(registry: Registry,
         f"{MODEL}:1 between {[str(c) for c in primary]}; a {role} must decide between the same "
         "classes"
     )
+
+
+@pytest.mark.parametrize("thresholds", [None, (0.3, 0.6)])
+def test_a_sensitive_attribute_that_is_no_feature_is_described_as_an_optional_input(
+    registry: Registry, thresholds: tuple[float, float] | None
+) -> None:
+    """A record may send it (it must be one of the groups) or leave it out; the
+    description lists it after the features and says both."""
+    primary = registry.versions["primary"]
+    raw = json.loads(primary.schema.to_json())
+    raw.update(sensitive="group", sensitive_values=["a", "b"])
+    schema = FeatureSchema.from_json(json.dumps(raw))
+    post = None if thresholds is None else PostProcessing(("a", "b"), thresholds=thresholds)
+    version = dataclasses.replace(primary, schema=schema, postprocessing=post)
+    assert "group" not in schema.input_names()
+    service = ModelService(ServeSettings(model=f"{MODEL}:1", registry=registry.root), version)
+    inputs = service.describe(MODEL)["inputs"]
+    assert list(inputs) == [*schema.input_names(), "group"]
+    assert inputs["group"] == (
+        "one of ['a', 'b'] (or leave it out for the answer without per-group adjustment)"
+    )
+    records = raw_records(registry, 2)
+    sent = [{**records[0], "group": "b"}, records[1]]
+    assert len(ask(service, sent, "grouped")["predictions"]) == 2
