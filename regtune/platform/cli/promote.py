@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -97,7 +98,10 @@ def promote(
     except RegtuneError as exc:
         raise fail(exc) from exc
     if as_json:
-        sys.stdout.write(json.dumps(_payload(result)) + "\n")
+        from regtune.platform.results.outcome import json_safe
+
+        # A metric without a finite value (NaN) is null: JSON has no NaN.
+        sys.stdout.write(json.dumps(json_safe(_payload(result)), allow_nan=False) + "\n")
     else:
         _print(result)
     if not result.passed:
@@ -169,7 +173,7 @@ def _print(result: Any) -> None:
             verdict = (
                 Text("holds", style="green")
                 if r.passed
-                else Text(f"fails by {r.shortfall:.4g}", style="red")
+                else Text(_shortfall(r.value, r.shortfall), style="red")
             )
             gates.add_row(r.gate.text, f"{r.value:.4f}", verdict)
         out.print(gates)
@@ -206,3 +210,10 @@ def _print(result: Any) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _shortfall(value: float, shortfall: float) -> str:
+    """A failed gate's verdict: how far it missed, or that its metric has no finite value."""
+    if not math.isfinite(value):
+        return "fails (no finite value)"
+    return f"fails by {shortfall:.4g}"
