@@ -38,7 +38,11 @@ def distill(
     set_: SetOpt = None,
     name: Annotated[
         str | None,
-        typer.Option("--as", help="Register under this model name (default: the teacher's)."),
+        typer.Option(
+            "--as",
+            help="Register under this model name (default: the teacher's; a student that "
+            "misses a gate of the teacher's lineage is registered only under another name).",
+        ),
     ] = None,
     quantize: Annotated[
         bool, typer.Option(help="Also register an int8 dynamically quantized copy.")
@@ -75,9 +79,14 @@ def distill(
         version = run_distill(
             teacher, settings, name=name, root=root, address=address, gpus=gpus, cpus=cpus
         )
-        quantized = quantize_version(version.ref, root=root) if quantize else None
     except RegtuneError as exc:
         raise fail(exc) from exc
+    try:
+        quantized = quantize_version(version.ref, root=root) if quantize else None
+    except RegtuneError as exc:
+        raise fail(
+            RegtuneError(f"registered student {version.ref}, but not its int8 copy: {exc}")
+        ) from exc
     teacher_meta = version.meta["lineage"]["teacher"]
     payload = {
         "registered": version.ref,
@@ -88,10 +97,19 @@ def distill(
         "postprocessing": version.meta.get("postprocessing"),
         "quantized": None
         if quantized is None
-        else {"registered": quantized.ref, **quantized.meta["quantization"]},
+        else {
+            "registered": quantized.ref,
+            **quantized.meta["quantization"],
+            "gates_not_met": quantized.meta["lineage"].get("gates_not_met", []),
+        },
+        # the teacher's gates the student misses (registered under another name)
+        "gates_not_met": version.meta["lineage"].get("gates_not_met", []),
     }
     if as_json:
-        sys.stdout.write(json.dumps(payload) + "\n")
+        from regtune.platform.results.outcome import json_safe
+
+        # A metric without a finite value (NaN) is null: JSON has no NaN.
+        sys.stdout.write(json.dumps(json_safe(payload), allow_nan=False) + "\n")
         return
     t_acc = payload["teacher_metrics"].get("test_acc")
     out.print(
@@ -103,6 +121,13 @@ def distill(
         highlight=False,
         soft_wrap=True,
     )
+    for missed in payload["gates_not_met"]:
+        out.print(
+            f"[yellow]warning[/]: {escape(version.ref)} misses its teacher's gate {escape(missed)}",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
     from regtune.platform.cli.models import postprocessing_table
 
     post = postprocessing_table(payload["postprocessing"])

@@ -10,6 +10,14 @@ cluster has one and trains on CUDA when torch sees one there (else on the
 CPU). The student is registered as the next version of ``name`` (default: the
 teacher's name) with ``kind="student"`` and the teacher recorded in its lineage.
 
+Before it is written the student's metrics are checked: one of
+:data:`FINITE_METRICS` not finite (training diverged) is refused, and the
+teacher's gates (``lineage.gates``) are re-checked on the student's own
+metrics as for an int8 copy (:func:`~.promote.inherited_gates`): registered
+as the teacher's model it must meet every one, else nothing is written;
+under another name (``--as``) its lineage lists the gates it meets and the
+others under ``gates_not_met``. The name is checked before any training.
+
 Post-processing: the teacher's temperatures and thresholds describe the
 teacher's probabilities, not the student's, so they are not copied. The
 student gets its own, fitted on the validation split (never test) with the
@@ -20,6 +28,7 @@ for a teacher without post-processing, with the student config's own
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +53,7 @@ from regtune.trainables.data import Dataset
 
 __all__ = [
     "DistillSettings",
+    "check_finite",
     "distill",
     "run_distillation",
     "student_config",
@@ -51,6 +61,12 @@ __all__ = [
 ]
 
 BAD_GPUS = "--gpus {value!r} is not allowed; expected a number >= 0"
+#: Metrics a student must have finite values of to be registered.
+FINITE_METRICS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
+DIVERGED = (
+    "the student of {teacher} diverged: {values} (not finite); nothing was written. "
+    "Train it again with a lower --lr (it was {lr:g}) or fewer --epochs"
+)
 
 
 @dataclass(frozen=True)
@@ -171,15 +187,25 @@ def distill(
         cpus: CPUs for the task (also its torch thread count).
 
     Raises:
-        SpecError: bad settings or overrides, a bad teacher reference.
+        SpecError: bad settings, overrides or ``name`` (all before training), a bad
+            teacher reference, a student whose metrics are not finite.
+        GatesNotMet: registered as the teacher's model, the student misses a gate
+            of the teacher's lineage (see the module docstring); nothing written.
         CheckpointError: a damaged teacher, or data that changed since it was trained.
     """
     import ray
 
+    from regtune.platform.registry.evaluation import evaluate_module
+    from regtune.platform.registry.location import check_name
+    from regtune.platform.registry.promote import inherited_gates, parent_gates
+    from regtune.platform.registry.version import robust_settings
     from regtune.platform.tune.runtime import ensure_ray
     from regtune.trainables.data import load_dataset
 
+    if name is not None:
+        check_name(name)
     teacher = load_version(teacher_ref, root=root)
+    parent_gates(teacher)  # a malformed lineage.gates is refused before training
     config = student_config(teacher, settings)
     if gpus is not None and (isinstance(gpus, bool) or not gpus >= 0):
         raise SpecError(BAD_GPUS.format(value=gpus))
@@ -203,6 +229,12 @@ def distill(
     )
     member = Member(config=config, state=result["state"])
     post = student_postprocessing(teacher, member, dataset)
+    metrics = evaluate_module(
+        build_module([member], dataset), dataset, robust=robust_settings([config]), post=post
+    )
+    check_finite(teacher.ref, metrics, settings.lr)
+    target = name or teacher.name
+    gates = inherited_gates(teacher, metrics, name=target, what=f"the student of {teacher.ref}")
     lineage = {
         "teacher": {"name": teacher.name, "version": teacher.version, "path": teacher.path},
         "teacher_metrics": {
@@ -220,13 +252,31 @@ def distill(
         },
         "experiment": teacher.meta.get("lineage", {}).get("experiment"),
         "trials": [],
+        **gates,
     }
     return save_version(
-        name or teacher.name,
+        target,
         [member],
         dataset,
         kind="student",
+        metrics=metrics,
         lineage=lineage,
         root=root,
         postprocessing=post,
     )
+
+
+def check_finite(teacher: str, metrics: Mapping[str, float], lr: float) -> None:
+    """Refuse a student one of whose :data:`FINITE_METRICS` is not finite.
+
+    Raises:
+        SpecError: :data:`DIVERGED`, naming the metrics and their values.
+    """
+    bad = {
+        k: metrics.get(k)
+        for k in FINITE_METRICS
+        if not isinstance(metrics.get(k), (int, float)) or not math.isfinite(metrics[k])
+    }
+    if bad:
+        values = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise SpecError(DIVERGED.format(teacher=teacher, values=values, lr=lr))

@@ -3,9 +3,17 @@
 Names follow the trial metrics (:data:`regtune.trainables.config.METRIC_MODES`)
 so a gate reads the same on a trial and on a version:
 
-- ``train_loss``, ``val_loss``, ``val_acc``, ``gap`` (= val_loss - train_loss),
-  ``ece``, ``brier``, and ``dp_diff``/``eo_diff`` where the task is binary with
-  groups: the validation split, as a trial reports them;
+- ``val_loss``, ``val_acc``, ``ece``, ``brier``, and ``dp_diff``/``eo_diff``
+  where the task is binary with groups: the validation split in eval mode, as
+  a trial reports them;
+- ``train_loss``: the mean cross-entropy of the module on the *full training
+  split in eval mode* (one pass after training: no dropout, no augmented or
+  attacked inputs, no regularizer terms), and ``gap`` = ``val_loss`` minus
+  that. A trial's ``train_loss`` is instead the running mean of its training
+  batches' losses during the epoch, in train mode (``regtune.trainables.loop``),
+  so a version's ``train_loss`` and ``gap`` differ from those of the trial it
+  was built from even for one member (e.g. trial 0.2991 / gap 0.0401, version
+  0.2921 / gap 0.0471): a ``gap`` gate is checked on the version's own numbers;
 - ``test_loss``, ``test_acc``, ``test_ece``, ``test_brier``, ``test_dp_diff``,
   ``test_eo_diff``; ``test_robust_acc`` when asked for;
 - per-group test rates ``test_acc.<group>``, and for a binary task

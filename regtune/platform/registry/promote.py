@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from regtune.errors import SpecError
+from regtune.errors import CheckpointError, SpecError, did_you_mean
 from regtune.platform.registry.ensemble import (
     GREEDY_METRICS,
     VALIDATION_METRICS,
@@ -37,6 +37,7 @@ from regtune.platform.registry.gates import (
     check_gate_names,
     check_gates,
     failed,
+    parse_gate,
 )
 from regtune.platform.registry.location import check_name
 from regtune.platform.registry.postfit import fit_postprocessing, settings_of
@@ -66,7 +67,17 @@ if TYPE_CHECKING:
 
     from regtune.trainables.data import Dataset
 
-__all__ = ["SELECTIONS", "Promotion", "describe_left_out", "left_out_reasons", "promote"]
+__all__ = [
+    "SELECTIONS",
+    "GatesNotMet",
+    "Promotion",
+    "check_objectives_reported",
+    "describe_left_out",
+    "inherited_gates",
+    "left_out_reasons",
+    "parent_gates",
+    "promote",
+]
 
 BAD_TOP_K = "--top-k {value!r} is not allowed; expected an integer >= 1"
 #: How the members are chosen among the top-k ranked trials.
@@ -107,6 +118,48 @@ CONSTANT_SHARE = (
 )
 #: Trial ids named per reason before "and N more".
 NAMED_PER_REASON = 3
+#: A checkpoint that passed the header check but cannot be loaded (a left_out reason).
+UNREADABLE_CHECKPOINT = "checkpoint cannot be read ({error})"
+#: A trial promoted from an older checkpoint because its newer ones are damaged.
+OLDER_CHECKPOINT = (
+    "trial {trial_id}: promoted from its newest complete checkpoint {used} (epoch {epoch}); "
+    "newer ones are damaged: {damaged}"
+)
+#: An objective no trial reports (a misspelt metric), refused before anything is built.
+NOT_REPORTED = (
+    "objective {metric!r}: no trial of experiment {path} reports a metric of that "
+    "name{hint}; the trials report: {reported}"
+)
+#: Numbers a trial reports that are no metric (left out of :data:`NOT_REPORTED`'s list).
+BOOKKEEPING = frozenset(
+    {
+        "epoch",
+        "epoch_time_s",
+        "kept_epoch",
+        "train_time_s",
+        "training_iteration",
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "pid",
+        "iterations_since_restore",
+        "time_since_restore",
+    }
+)
+#: A quantized or distilled version that would become its parent's model's latest
+#: version and misses a gate the parent's lineage records: nothing is written.
+PARENT_GATES_FAILED = (
+    "{what} would become the latest version of {name!r}, but it does not meet the "
+    "gate(s) {parent} was registered with: {failed}; nothing was written. Register it "
+    "under another name with --as NAME (its lineage then lists only the gates it meets, "
+    "the others under gates_not_met)"
+)
+#: A gate on a metric the new version does not measure (e.g. test_robust_acc of an int8 copy).
+NOT_MEASURED = "{text}: {metric} is not measured on this version"
+
+
+class GatesNotMet(SpecError):
+    """A quantized or distilled version misses a gate of its parent (nothing written)."""
 
 
 @dataclass
@@ -194,6 +247,7 @@ def promote(
             )
         )
     trials = read_sweep_trials(path)
+    check_objectives_reported(path, trials, chosen_objectives)
     excluded = excluded_by_results_store(path)
     candidates = [t for t in trials if t.checkpoint is not None and t.trial_id not in excluded]
     order = rank(
@@ -203,9 +257,20 @@ def promote(
     left_out = left_out_reasons(trials, ranked, excluded, chosen_objectives)
     if not order:
         raise SpecError(_no_candidates(path, trials, left_out, chosen_objectives[0][0]))
-    picked = [candidates[i] for i in order[:top_k]]
-    short = [_fewer(top_k, len(order), len(trials), left_out)] if len(order) < top_k else []
-    weights = [read_weights(t) for t in picked]
+    picked, weights = _read_best(candidates, order, top_k, left_out)
+    if not picked:
+        raise SpecError(_no_candidates(path, trials, left_out, chosen_objectives[0][0]))
+    short = [_fewer(top_k, len(picked), len(trials), left_out)] if len(picked) < top_k else []
+    short += [
+        OLDER_CHECKPOINT.format(
+            trial_id=t.trial_id,
+            used=t.checkpoint.parent.name if t.checkpoint else "-",
+            epoch=t.checkpoint_epoch,
+            damaged="; ".join(t.damaged),
+        )
+        for t in picked
+        if t.damaged
+    ]
     dataset = load_dataset(parse_train_config(weights[0].config, stored=True).dataset)
     for trial, w in zip(picked, weights, strict=True):
         check_same_data(f"trial {trial.trial_id}", w.fingerprint, dataset)
@@ -271,6 +336,122 @@ def promote(
     return outcome
 
 
+def _read_best(
+    candidates: Sequence[SweepTrial], order: Sequence[int], top_k: int, left_out: dict[str, str]
+) -> tuple[list[SweepTrial], list[TrialWeights]]:
+    """The ``top_k`` best ranked trials whose checkpoint loads, and their weights; a
+    checkpoint that cannot be read leaves its trial out (added to ``left_out``)
+    and the next ranked trial takes its place."""
+    picked: list[SweepTrial] = []
+    weights: list[TrialWeights] = []
+    for index in order:
+        if len(picked) == top_k:
+            break
+        trial = candidates[index]
+        try:
+            weights.append(read_weights(trial))
+        except CheckpointError as exc:
+            left_out[trial.trial_id] = UNREADABLE_CHECKPOINT.format(error=exc)
+            continue
+        picked.append(trial)
+    return picked, weights
+
+
+def check_objectives_reported(
+    path: Any, trials: Sequence[SweepTrial], objectives: Sequence[Objective]
+) -> None:
+    """Refuse an objective no trial reports at all (a misspelt metric), naming the
+    closest reported names and every one. Trials that report nothing (no
+    ``result.json``) leave the check to the usual left-out reasons.
+
+    Raises:
+        SpecError: :data:`NOT_REPORTED`.
+    """
+    reported = sorted(set().union(*(t.metrics.keys() for t in trials)))
+    if not reported:
+        return
+    for metric, _ in objectives:
+        if metric not in reported:
+            raise SpecError(
+                NOT_REPORTED.format(
+                    metric=metric,
+                    path=path,
+                    hint=did_you_mean(metric, reported, n=3),
+                    reported=_main_names(reported),
+                )
+            )
+
+
+def _main_names(names: Sequence[str]) -> str:
+    """``names`` less per-group and per-bin names (a dot), interval ends and a trial's
+    bookkeeping, with how many were not shown: a message stays readable."""
+    main = [
+        n
+        for n in names
+        if "." not in n and not n.endswith(("_ci_low", "_ci_high")) and n not in BOOKKEEPING
+    ]
+    rest = len(names) - len(main)
+    more = f" (and {rest} per-group, interval or bookkeeping names)" if rest else ""
+    return ", ".join(main) + more
+
+
+def parent_gates(parent: ModelVersion) -> list[Gate]:
+    """The gates ``parent``'s lineage records (``lineage.gates``: a promotion's, or
+    those a quantized or distilled version was checked against and meets).
+
+    Raises:
+        CheckpointError: ``lineage.gates`` is not a list of gates.
+    """
+    from regtune.platform.registry.meta_checks import field_error
+
+    lineage = parent.meta.get("lineage")
+    texts = lineage.get("gates") if isinstance(lineage, dict) else None
+    if texts is None:
+        return []
+    try:
+        if not isinstance(texts, list):
+            raise TypeError
+        return [parse_gate(text) for text in texts]
+    except (SpecError, TypeError):
+        raise field_error(
+            parent.path, "lineage.gates", texts, "a list of gates (METRIC OP NUMBER)"
+        ) from None
+
+
+def inherited_gates(
+    parent: ModelVersion, metrics: dict[str, float], *, name: str, what: str
+) -> dict[str, list[str]]:
+    """Check ``parent``'s gates (:func:`parent_gates`) on a derived version's own
+    ``metrics`` before it is written as ``name``.
+
+    Returns:
+        The lineage entries: ``gates``, the gates it meets, and when it misses
+        some, ``gates_not_met`` (each as ``GateResult.describe`` words).
+
+    Raises:
+        GatesNotMet: a gate fails and ``name`` is the parent's model, whose
+            latest version the derived one would become.
+    """
+    held: list[str] = []
+    missed: list[str] = []
+    for gate in parent_gates(parent):
+        if gate.metric not in metrics:
+            missed.append(NOT_MEASURED.format(text=gate.text, metric=gate.metric))
+            continue
+        (result,) = check_gates([gate], metrics)
+        if result.passed:
+            held.append(gate.text)
+        else:
+            missed.append(result.describe())
+    if missed and name == parent.name:
+        raise GatesNotMet(
+            PARENT_GATES_FAILED.format(
+                what=what, name=name, parent=parent.ref, failed="; ".join(missed)
+            )
+        )
+    return {"gates": held, **({"gates_not_met": missed} if missed else {})}
+
+
 def left_out_reasons(
     trials: Sequence[SweepTrial],
     ranked: set[str],
@@ -280,7 +461,8 @@ def left_out_reasons(
     """Why each trial not in ``ranked`` was not ranked (``{trial_id: reason}``, in
     ``trials``' order): the results store's reason (:data:`STORE_REASONS`: a
     constant predictor, a failed trial), else :data:`NO_CHECKPOINT`, else the
-    objectives it has no finite value of."""
+    objectives it has no finite value of. A trial whose ``params.json`` cannot be
+    read gives that (``SweepTrial.problem``) after the store's reasons."""
     out: dict[str, str] = {}
     for t in trials:
         if t.trial_id in ranked:
@@ -288,6 +470,8 @@ def left_out_reasons(
         if t.trial_id in excluded:
             reason = excluded[t.trial_id]
             out[t.trial_id] = STORE_REASONS.get(reason, reason)
+        elif t.problem is not None:
+            out[t.trial_id] = t.problem
         elif t.checkpoint is None:
             out[t.trial_id] = NO_CHECKPOINT
         else:

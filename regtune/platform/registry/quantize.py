@@ -15,6 +15,12 @@ float parent's temperatures and thresholds are refitted for the int8 module
 on the validation split with the parent's settings (see :mod:`.postfit`),
 and the recorded metrics are the post-processed ones.
 
+Gates: the copy is checked against the gates its parent's lineage records
+(``lineage.gates``), on its own metrics. Registered as the parent's model (so
+its latest version), it must meet every one, else nothing is written; under
+another name (``--as``) its lineage lists only the gates it meets and the
+others under ``gates_not_met`` (:func:`~.promote.inherited_gates`).
+
 Spectral-norm parametrizations are folded into plain weights first (they are
 fixed at inference). torch marks its eager quantization API deprecated in
 favour of torchao; the calls are wrapped so the warning does not reach users.
@@ -164,13 +170,20 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     (default: the same model), with float and int8 accuracy and size recorded.
 
     Raises:
-        SpecError: a bad reference.
+        SpecError: a bad reference or ``name`` (checked before any work).
+        GatesNotMet: registered as the parent's model, the copy misses a gate
+            of the parent's lineage (see the module docstring); nothing written.
         CheckpointError: a damaged or already quantized version, or data that
             changed since the version was trained.
     """
+    from regtune.platform.registry.location import check_name
+    from regtune.platform.registry.promote import inherited_gates, parent_gates
     from regtune.trainables.data import load_dataset
 
+    if name is not None:
+        check_name(name)
     source = load_version(ref, root=root)
+    parent_gates(source)  # a malformed lineage.gates is refused before the work
     if source.quantized:
         raise CheckpointError(
             ALREADY.format(ref=source.ref, scheme=source.meta["quantization"]["scheme"])
@@ -211,8 +224,13 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
         "int8_size_bytes": metrics["size_bytes"],
         "float_file_bytes": float_bytes,
     }
-    meta["lineage"] = {**dict(source.meta.get("lineage", {})), "quantized_from": source.ref}
-    return write_version(name or source.name, tensors, meta, root=root)
+    target = name or source.name
+    gates = inherited_gates(source, metrics, name=target, what=f"the int8 copy of {source.ref}")
+    lineage = {
+        k: v for k, v in dict(source.meta.get("lineage", {})).items() if k != "gates_not_met"
+    }
+    meta["lineage"] = {**lineage, **gates, "quantized_from": source.ref}
+    return write_version(target, tensors, meta, root=root)
 
 
 def _dataset_config(version: ModelVersion) -> Any:

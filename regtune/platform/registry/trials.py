@@ -3,7 +3,10 @@
 Read from Tune's experiment directory (local path), without Ray: each trial
 folder holds ``params.json``, ``result.json`` (one JSON line per reported
 epoch) and ``checkpoint_NNNNNN/regtune_state/`` (regtune's safetensors
-training state). A trial counts with its newest *complete* checkpoint. Its
+training state). A trial counts with its newest *complete* checkpoint (one
+whose ``state.json`` parses and whose ``tensors.safetensors`` holds every
+byte its header promises): a damaged newer one is passed over and named in
+:attr:`SweepTrial.damaged`. Its
 weights are the ones the trainer keeps (:func:`read_weights`): the
 checkpoint's ``best_state`` when it holds one (early stopping's best epoch,
 or the epoch a fairness bound keeps), else the current model. Its metrics
@@ -20,6 +23,7 @@ weights and the numbers it was chosen by always belong together:
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +61,13 @@ NOT_LOCAL = (
     "experiment locally (e.g. aws s3 sync / gcloud storage rsync) and pass its path"
 )
 NO_TRIALS = "experiment {path} has no trial folders (params.json); was the sweep run?"
+#: A trial left out because its config file cannot be read (a reason of promotion's left_out).
+BAD_PARAMS = "params.json cannot be read ({error})"
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception as one short line (a JSON error names line and column)."""
+    return " ".join(str(exc).split())[:200]
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,10 @@ class SweepTrial:
     epoch: int | None
     #: The epoch the checkpoint was written after (None: no complete checkpoint).
     checkpoint_epoch: int | None = None
+    #: Newer checkpoints passed over as damaged, each ``"checkpoint_NNNNNN (why)"``.
+    damaged: tuple[str, ...] = ()
+    #: Why the trial cannot be promoted at all (its ``params.json`` cannot be read).
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,19 +169,55 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _newest_checkpoint(trial: Path) -> tuple[Path | None, dict[str, Any] | None]:
-    best: tuple[int, int, Path, dict[str, Any]] | None = None
+def _tensors_problem(path: Path) -> str | None:
+    """Why a checkpoint's ``tensors.safetensors`` is damaged (None: it holds every byte
+    its header promises). Reads the header only, not the tensors."""
+    try:
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            head = file.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 0 or length > size - 8:
+                return f"{TENSORS_FILE} is truncated ({size} bytes, shorter than its header)"
+            header = json.loads(file.read(length))
+    except OSError as exc:
+        return f"{TENSORS_FILE} cannot be read ({exc})"
+    except ValueError:
+        return f"{TENSORS_FILE} has no valid header"
+    if not isinstance(header, dict):
+        return f"{TENSORS_FILE} has no valid header"
+    ends = []
+    for key, entry in header.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if key == "__metadata__":
+            continue
+        if not (isinstance(offsets, list) and len(offsets) == 2 and _is_int(offsets[1])):
+            return f"{TENSORS_FILE} has no valid header (entry {key!r})"
+        ends.append(int(offsets[1]))
+    expected = 8 + length + max(ends, default=0)
+    if size != expected:
+        return f"{TENSORS_FILE} is truncated or padded ({size} bytes; its header says {expected})"
+    return None
+
+
+def _newest_checkpoint(trial: Path) -> tuple[Path | None, dict[str, Any] | None, tuple[str, ...]]:
+    """(state folder, JSON tree) of the trial's newest complete checkpoint (None, None:
+    none), and the newer ones passed over as damaged (``"checkpoint_NNNNNN (why)"``)."""
+    found: list[tuple[tuple[int, int], Path, dict[str, Any]]] = []
     for entry in trial.iterdir():
         match = _CHECKPOINT.match(entry.name)
         if not match or not entry.is_dir():
             continue
         tree = _checkpoint_tree(entry / STATE_DIR)
-        if tree is None:
-            continue
-        key = (int(tree["epoch"]), int(match.group(1)))
-        if best is None or key > best[:2]:
-            best = (*key, entry / STATE_DIR, tree)
-    return (best[2], best[3]) if best else (None, None)
+        if tree is not None:
+            found.append(((int(tree["epoch"]), int(match.group(1))), entry / STATE_DIR, tree))
+    damaged: list[str] = []
+    for _, state_dir, tree in sorted(found, key=lambda f: f[0], reverse=True):
+        problem = _tensors_problem(state_dir / TENSORS_FILE)
+        if problem is None:
+            return state_dir, tree, tuple(damaged)
+        damaged.append(f"{state_dir.parent.name} ({problem})")
+    return None, None, tuple(damaged)
 
 
 def kept_epoch(tree: dict[str, Any]) -> int | None:
@@ -230,19 +281,23 @@ def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
     """Every trial folder of ``experiment`` (sorted by trial id).
 
     A trial whose checkpoint keeps a ``best_state`` of an epoch it cannot name
-    counts as having no usable checkpoint.
+    counts as having no usable checkpoint. A trial whose ``params.json`` cannot
+    be read is kept, without a checkpoint, with why in ``problem``.
 
     Raises:
         SpecError: the folder holds no trials.
     """
     trials = []
     for folder in sorted(p for p in experiment.iterdir() if (p / "params.json").is_file()):
+        problem = None
         try:
             config = json.loads((folder / "params.json").read_text())
-        except (OSError, ValueError):
-            continue
+            if not isinstance(config, dict):
+                raise ValueError(f"it holds {type(config).__name__}, not an object")
+        except (OSError, ValueError) as exc:
+            config, problem = {}, BAD_PARAMS.format(error=_one_line(exc))
         rows = _reported_rows(folder / "result.json")
-        checkpoint, tree = _newest_checkpoint(folder)
+        checkpoint, tree, damaged = _newest_checkpoint(folder)
         metrics, epoch, usable = _trial_metrics(rows, tree)
         last = rows.get(int(tree["epoch"]), {}) if tree else (rows[max(rows)] if rows else {})
         trial_id = str(last.get("trial_id") or folder.name.removeprefix("trial_"))
@@ -252,9 +307,11 @@ def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
                 folder,
                 config,
                 metrics,
-                checkpoint if usable else None,
+                checkpoint if usable and problem is None else None,
                 epoch,
                 int(tree["epoch"]) if tree else None,
+                damaged,
+                problem,
             )
         )
     if not trials:
