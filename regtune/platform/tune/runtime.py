@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any, cast
 
+from regtune.errors import SpecError
 from regtune.platform.tune.banners import (
     apply_verbosity,
     filter_ray_messages,
@@ -37,16 +38,75 @@ from regtune.platform.tune.token_file import ensure_private_token
 
 __all__ = [
     "LOCAL_HOST",
+    "TRIAL_TOO_BIG_MSG",
+    "TRIAL_TOO_BIG_ON_CLUSTER_MSG",
+    "check_trial_fits_machine",
     "cluster_to_join",
     "ensure_ray",
     "is_verbose",
     "set_verbose",
     "start_local_ray",
+    "trial_fits_cluster",
 ]
 
 
 #: Set by Ray's job supervisor in the environment of a submitted job's driver.
 JOB_DRIVER_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+TRIAL_TOO_BIG_MSG = (
+    "resources.{key}={value:g}: one trial asks for more {what} than this machine has "
+    "({have:g}), so no trial could ever start; {fix}, or join a cluster that has them "
+    "(--address). No trial was started"
+)
+TRIAL_TOO_BIG_ON_CLUSTER_MSG = (
+    "resources.{key}={value:g}: no node of the cluster has that many {what} now (the "
+    "largest has {have:g}); trials wait until one does (an autoscaling cluster may add one)"
+)
+#: What each ``resources`` key counts, as Ray names it and in words.
+_RESOURCE_KEYS = (("cpu", "CPU", "CPUs"), ("gpu", "GPU", "GPUs"))
+
+
+def check_trial_fits_machine(cpu: float, gpu: float) -> None:
+    """Refuse a trial that asks for more CPUs or GPUs than the local Ray
+    regtune started has (what Ray found on this machine): Ray would keep it
+    pending for ever. Ray must be up; call it before the sweep starts a trial.
+
+    Raises:
+        SpecError: ``resources.cpu`` or ``resources.gpu`` is above what there is.
+    """
+    import ray
+
+    have = ray.cluster_resources()
+    for key, ray_name, what in _RESOURCE_KEYS:
+        value, there = (cpu if key == "cpu" else gpu), float(have.get(ray_name, 0.0))
+        if value > there:
+            fix = (
+                f"lower resources.{key} to at most {there:g}"
+                if there > 0
+                else f"set resources.{key} to 0"
+            )
+            raise SpecError(
+                TRIAL_TOO_BIG_MSG.format(key=key, value=value, what=what, have=there, fix=fix)
+            )
+
+
+def trial_fits_cluster(cpu: float, gpu: float) -> list[str]:
+    """Warnings (one per key) for a trial that asks for more CPUs or GPUs
+    than any live node of the joined cluster has now; Ray must be up. An
+    autoscaling cluster may still add a node that fits, so this only warns."""
+    import ray
+
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    warnings = []
+    for key, ray_name, what in _RESOURCE_KEYS:
+        value = cpu if key == "cpu" else gpu
+        largest = max((float(node.get(ray_name, 0.0)) for node in nodes), default=0.0)
+        if value > largest:
+            message = TRIAL_TOO_BIG_ON_CLUSTER_MSG.format(
+                key=key, value=value, what=what, have=largest
+            )
+            warnings.append(message)
+    return warnings
 
 
 def cluster_to_join(address: str | None) -> str | None:

@@ -22,10 +22,10 @@ store, and one torch thread per CPU given to a trial.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from regtune.errors import RegtuneError, SpecError
@@ -49,11 +49,14 @@ __all__ = [
     "SweepOutcome",
     "build_scheduler",
     "build_search_alg",
+    "check_dataset_fits",
     "default_storage",
     "finished_experiment",
     "resolve_name",
     "run_sweep",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Checkpoints kept per trial: the latest for restore, one before it in case
 #: the latest was being written when the worker died. Tune's own retention is
@@ -80,6 +83,22 @@ NO_EXPERIMENT_OF_SPEC_MSG = (
     "--resume: no experiment of spec {spec!r} under {root} to continue (looked for "
     "{spec}-<time>-<hex> and {spec}); pass --name to pick one, or run without --resume"
 )
+
+OBJECTIVE_NEEDS_GROUPS_MSG = (
+    "objectives.{index}.metric: {metric} is reported only for a dataset with a sensitive "
+    "attribute and two classes; dataset {name!r} has sensitive={sensitive!r} and "
+    "{n_classes} classes. Declare 'sensitive' on the dataset or choose another metric "
+    "(nothing was started)"
+)
+#: Keys whose values the trainable checks against the loaded dataset at setup.
+_DATASET_CHECKED_KEYS = (
+    ("penalties", "fairness", "kind"),
+    ("training", "calibration"),
+    ("training", "early_stopping", "metric"),
+    ("training", "early_stopping", "patience"),
+)
+#: The metrics a trial reports only for a binary label with a sensitive attribute.
+_GAP_METRICS = ("dp_diff", "eo_diff")
 
 
 def default_storage() -> str:
@@ -268,12 +287,19 @@ def run_sweep(
             every check that refuses without Ray).
 
     Raises:
-        SpecError: a storage root that cannot be written
+        SpecError: with a local Ray regtune starts, one trial's
+            ``resources.cpu``/``gpu`` above what this machine has (refused
+            once Ray counted them, before any trial; joining a cluster, a
+            warning is logged instead). Before Ray starts: a storage root
+            that cannot be written
             (:func:`~regtune.platform.storage.check_storage`: a file, an
             unknown URI scheme, no bucket); a bad name; ``name`` exists
             (without ``resume``) or does not (with it); ``resume`` of a fused
             experiment with a spec that does not fuse, or the other way
-            round. Refused before Ray starts; nothing stored is changed.
+            round; the loaded dataset does not fit the spec
+            (:func:`check_dataset_fits`). Refused before Ray starts; nothing
+            stored is changed.
+        DataError: the dataset cannot be loaded (before Ray starts too).
         RegtuneError: Tune failed.
     """
     from regtune.trainables.config import parse_train_config
@@ -303,22 +329,43 @@ def run_sweep(
     if resume and spec.resources.fuse != "auto":
         # A resume of the other kind (fused vs unfused) is refused (fuse: auto below).
         _check_fuse_matches(spec.resources.fuse != 1, was_fused, name)
+    import ray
+
+    from regtune.platform.tune.runtime import (
+        check_trial_fits_machine,
+        cluster_to_join,
+        trial_fits_cluster,
+    )
+
+    # A local Ray regtune starts has this machine's CPUs and GPUs: a trial
+    # asking for more would wait for ever (checked once Ray counted them,
+    # below). A cluster (or a Ray someone else started) may grow: a warning.
+    joining = ray.is_initialized() or cluster_to_join(address) is not None
     started = time.perf_counter()
     base = parse_train_config(spec.base_config())
+    # The dataset loads, and is checked against the spec, before Ray starts:
+    # some of what a trial needs shows only in the rows (a file's label with
+    # more than two classes, a sensitive column), and a sweep refused for it
+    # never looks started. (It used to load while Ray's processes booted.)
+    dataset = _load_data(base.dataset)
+    check_dataset_fits(spec, dataset)
     fuse: int | None = None
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # torch, pandas and the dataset load while Ray's processes boot: most
-        # of ray.init is waiting for them, so this hides ~2 s of a local sweep.
-        loading = pool.submit(_load_data, base.dataset)
-        if resume and spec.resources.fuse == "auto":
-            # Refused before Ray starts too: K comes from the model's size on
-            # the dataset, so this resume waits for the dataset before Ray starts.
-            fuse = _members_per_cohort(spec, base, loading.result)
-            _check_fuse_matches(fuse > 1, was_fused, name)
-        if on_ray_start is not None:
-            on_ray_start()
-        ensure_ray(address, dashboard=dashboard)
-        dataset = loading.result()
+    if resume and spec.resources.fuse == "auto":
+        # Refused before Ray starts too: K comes from the model's size on the dataset.
+        fuse = _members_per_cohort(spec, base, lambda: dataset)
+        _check_fuse_matches(fuse > 1, was_fused, name)
+    if on_ray_start is not None:
+        on_ray_start()
+    ensure_ray(address, dashboard=dashboard)
+    if not joining:
+        try:
+            check_trial_fits_machine(spec.resources.cpu, spec.resources.gpu)
+        except SpecError:
+            ray.shutdown()  # the Ray this sweep started, no trial in it
+            raise
+    else:
+        for warning in trial_fits_cluster(spec.resources.cpu, spec.resources.gpu):
+            log.warning(f"warning: {warning}")
 
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
@@ -497,6 +544,49 @@ def _start_fused(spec: SweepSpec, dataset: Any, fuse: int) -> Any:
         trials=spec.n_trials,
         stops=decision_epochs(spec),
     )
+
+
+def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
+    """Refuse, before Ray starts, a sweep whose trials would each fail on the
+    loaded ``dataset``: the trainable's own checks at setup (``Trainer``: a
+    fairness penalty, group calibration or early stopping on a fairness gap
+    need a binary label and a sensitive attribute), made on the spec's
+    representative config and on each value a distribution of those keys
+    can produce; and an objective ``dp_diff``/``eo_diff``, which a trial
+    reports only for such a dataset.
+
+    Raises:
+        SpecError: the first of them that fails (the trainable's message).
+    """
+    import torch
+
+    from regtune.search_spaces.distributions import substitute
+    from regtune.trainables.loop import Trainer
+
+    dists = dict(spec.iter_distributions())
+    at_rest = {path: dist.representative() for path, dist in dists.items()}
+    configs = [spec.base_config()]
+    for path, dist in dists.items():
+        if path in _DATASET_CHECKED_KEYS:
+            configs.extend(
+                substitute(spec.space, {**at_rest, path: value}) for value in dist.probe_values()
+            )
+    # The trainer's set-up seeds torch's global generator: the driver's is kept.
+    with torch.random.fork_rng(devices=[]):
+        for config in configs:
+            Trainer(config, dataset=dataset, device="cpu")
+    gaps_reported = dataset.train.s is not None and dataset.n_classes == 2
+    for index, objective in enumerate(spec.objectives):
+        if objective.metric in _GAP_METRICS and not gaps_reported:
+            raise SpecError(
+                OBJECTIVE_NEEDS_GROUPS_MSG.format(
+                    index=index,
+                    metric=objective.metric,
+                    name=dataset.name,
+                    sensitive=dataset.schema.sensitive if dataset.train.s is None else "present",
+                    n_classes=dataset.n_classes,
+                )
+            )
 
 
 def _load_data(config: Any) -> Any:

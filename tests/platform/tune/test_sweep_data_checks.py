@@ -1,0 +1,119 @@
+"""What a sweep checks on the loaded dataset before Ray starts: the data
+loads, and is checked against the spec (a fairness penalty or objective
+needs a binary label and a sensitive attribute), before the "starting Ray"
+line; a refused sweep never starts Ray or a trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regtune.errors import DataError, SpecError
+from regtune.platform.tune import sweep
+from regtune.platform.tune.sweep import check_dataset_fits, run_sweep
+from regtune.search_spaces import load_spec
+from regtune.trainables.config import parse_train_config
+from regtune.trainables.data import load_dataset
+
+
+def _csv(path: Path, classes: int, *, nan: bool = False) -> Path:
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n),
+            "x2": rng.normal(size=n),
+            "g": np.where(np.arange(n) % 2 == 0, "a", "b"),
+            "y": np.arange(n) % classes,
+        }
+    )
+    if nan:
+        frame.loc[3, "x1"] = np.nan
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _spec(data: Path, **over: Any) -> Any:
+    raw: dict[str, Any] = {
+        "name": "fits",
+        "dataset": {"name": "csv", "path": str(data), "label": "y", "sensitive": "g"},
+        "model": {"arch": "logreg"},
+        "training": {"lr": {"loguniform": [1e-3, 1e-1]}},
+        "objectives": ["val_acc"],
+        "scheduler": {"kind": "none"},
+        "searcher": {"kind": "random", "seed": 0},
+        "budget": {"samples": 1, "max_epochs": 1},
+    }
+    raw.update(over)
+    return load_spec(raw)
+
+
+@pytest.fixture
+def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records what run_sweep starts: the "starting Ray" callback, Ray itself."""
+    started: list[str] = []
+
+    def ensure_ray(*args: Any, **kwargs: Any) -> None:
+        started.append("ray")
+        raise AssertionError("Ray was started before the dataset was checked")
+
+    monkeypatch.setattr(sweep, "ensure_ray", ensure_ray)
+    return started
+
+
+def _run(spec: Any, tmp_path: Path, started: list[str]) -> None:
+    run_sweep(spec, storage=str(tmp_path / "store"), on_ray_start=lambda: started.append("line"))
+
+
+def test_a_fairness_penalty_on_a_five_class_label_is_refused_before_ray_starts(
+    tmp_path: Path, no_ray: list[str]
+) -> None:
+    data = _csv(tmp_path / "multi.csv", 5)
+    spec = _spec(data, penalties={"fairness": {"kind": "dp", "strength": 1.0}})
+    with pytest.raises(SpecError, match=r"penalties.fairness.kind='dp' needs .* 5 classes"):
+        _run(spec, tmp_path, no_ray)
+    assert no_ray == []
+    # A value of a distribution other than the representative one counts too.
+    spec = _spec(
+        data, penalties={"fairness": {"kind": {"choice": ["none", "dp"]}, "strength": 1.0}}
+    )
+    with pytest.raises(SpecError, match=r"penalties.fairness.kind='dp' needs"):
+        _run(spec, tmp_path, no_ray)
+    assert no_ray == []
+
+
+def test_a_fairness_objective_on_a_five_class_label_is_refused_before_ray_starts(
+    tmp_path: Path, no_ray: list[str]
+) -> None:
+    data = _csv(tmp_path / "multi.csv", 5)
+    spec = _spec(data, objectives=[{"metric": "dp_diff", "mode": "min"}])
+    with pytest.raises(SpecError) as info:
+        _run(spec, tmp_path, no_ray)
+    assert str(info.value).startswith(
+        "objectives.0.metric: dp_diff is reported only for a dataset with a sensitive "
+        "attribute and two classes; dataset 'csv' has sensitive='present' and 5 classes."
+    )
+    assert no_ray == []
+
+
+def test_a_data_error_comes_before_the_starting_ray_line(tmp_path: Path, no_ray: list[str]) -> None:
+    spec = _spec(_csv(tmp_path / "nan.csv", 2, nan=True))
+    with pytest.raises(DataError, match="missing"):
+        _run(spec, tmp_path, no_ray)
+    assert no_ray == []
+
+
+def test_a_binary_label_with_groups_fits_every_fairness_setting(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "bin.csv", 2)
+    spec = _spec(
+        data,
+        penalties={"fairness": {"kind": {"choice": ["none", "dp", "eo"]}, "strength": 1.0}},
+        objectives=[{"metric": "val_acc", "mode": "max"}, {"metric": "eo_diff", "mode": "min"}],
+        scheduler={"kind": "pareto-asha", "grace_period": 1},
+        budget={"samples": 1, "max_epochs": 2},
+    )
+    check_dataset_fits(spec, load_dataset(parse_train_config(spec.base_config()).dataset))
