@@ -39,6 +39,7 @@ already labelled stays labelled.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,12 +67,12 @@ DEFAULT_CAPACITY = 10_000
 DEFAULT_FEEDBACK_WINDOW = 10_000
 
 UNKNOWN_REQUEST = (
-    "request_id {rid!r} is not among the last {capacity} predictions of this model "
+    "request_id {rid} is not among the last {capacity} predictions of this model "
     "(at most {records} records are kept); "
     "send feedback with the request_id a recent predict response returned"
 )
-ALREADY_LABELLED = "request_id {rid!r} already has feedback; each request is labelled once"
-WRONG_COUNT = "labels has {got}; request {rid!r} had {want}, one label each"
+ALREADY_LABELLED = "request_id {rid} already has feedback; each request is labelled once"
+WRONG_COUNT = "labels has {got}; request {rid} had {want}, one label each"
 UNKNOWN_LABEL = "labels[{index}] is {value}; expected one of {classes}"
 SAME_CLASS = (
     "labels[{index}] is {value}, which matches {n} classes {matched}: one value "
@@ -192,7 +193,7 @@ class FeedbackTracker:
         if pending is None:
             raise RequestError(
                 UNKNOWN_REQUEST.format(
-                    rid=request_id, capacity=self.capacity, records=self.max_records
+                    rid=_quoted(request_id), capacity=self.capacity, records=self.max_records
                 ),
                 status=404,
                 field="request_id",
@@ -200,7 +201,7 @@ class FeedbackTracker:
             )
         if pending.labelled:
             raise RequestError(
-                ALREADY_LABELLED.format(rid=request_id), status=409, field="request_id",
+                ALREADY_LABELLED.format(rid=_quoted(request_id)), status=409, field="request_id",
                 allowed="a request_id without feedback yet",
             )  # fmt: skip
         n = pending.probs.shape[0]
@@ -208,7 +209,7 @@ class FeedbackTracker:
             raise RequestError(
                 WRONG_COUNT.format(
                     got=_count(len(labels), "entry", "entries"),
-                    rid=request_id,
+                    rid=_quoted(request_id),
                     want=_count(n, "instance"),
                 ),
                 status=422,
@@ -287,6 +288,12 @@ class FeedbackTracker:
                 rates = [g["positive_rate"] for g in out["groups"].values()]
                 out["dp_gap"] = max(rates) - min(rates)
         return out
+
+
+def _quoted(request_id: str) -> str:
+    """A request id as the client's JSON wrote it (``"order-1234"``), whole: it is at most
+    :data:`~regtune.serve.protocol.MAX_REQUEST_ID_CHARS` characters."""
+    return json.dumps(request_id, ensure_ascii=False)
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -17,7 +17,16 @@ Refusals are JSON ``{"error", "field", "allowed"}`` with a 4xx status, each
 counted once in ``regtune_serve_rejected_total`` under the served model's
 own name (never a name taken from the request) and its status; the
 request id is the ``X-Request-ID`` header (Ray Serve's proxy sets one when
-the client does not), else a fresh one.
+the client does not), else a fresh one. The header is read as UTF-8, as Ray
+Serve's proxy and a replica's direct ingress read it (Starlette would read
+latin-1): a non-ASCII id comes back, and takes feedback, as the client wrote
+it; one that is not UTF-8 is refused (400).
+
+A body is read as sent: a ``Content-Encoding`` other than ``identity`` (a
+gzip body) is refused with a 415 naming the header, before the body is read.
+A POST body that starts with a UTF-8 byte order mark, or whose JSON holds a
+key twice in one object, is refused (400, 422) on both POST routes (see
+:mod:`regtune.serve.protocol`).
 """
 
 from __future__ import annotations
@@ -36,7 +45,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regtune import __version__
 from regtune.serve.predictor import ModelOutputError
-from regtune.serve.protocol import BODY_TOO_LARGE, PredictResponse, RequestError
+from regtune.serve.protocol import (
+    BODY_TOO_LARGE,
+    VALUE_SHOWN,
+    PredictResponse,
+    RequestError,
+    refuse_bom,
+    refuse_duplicate_keys,
+)
 from regtune.serve.service import ModelService
 
 __all__ = ["OPEN_PATHS", "BearerAuth", "create_api", "token_digest"]
@@ -49,6 +65,11 @@ BAD_TOKEN = "the bearer token does not match this server's"
 MODEL_FAULT = "model fault: {error}"
 NO_ROUTE = "no route {method} {path}; see /docs for the routes"
 WRONG_METHOD = "{method} is not allowed on {path}; allowed: {allowed}"
+ENCODED_BODY = (
+    "the body is sent with Content-Encoding: {value}; this server reads only bodies sent "
+    "as they are (Content-Encoding: identity, or no such header): send the JSON uncompressed"
+)
+REQUEST_ID_NOT_UTF8 = "X-Request-ID is not UTF-8 text ({error})"
 #: What starts the verb of an action route (``/v1/models/NAME:predict``); no model
 #: name holds it (registry names are letters, digits, ``_.-``).
 ACTION = ":"
@@ -136,7 +157,16 @@ class BearerAuth:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it passes ``limit`` bytes."""
+    """The body, refusing (413) as soon as it passes ``limit`` bytes, and (415) one
+    sent with a ``Content-Encoding`` other than ``identity``."""
+    encoding = ", ".join(request.headers.getlist("content-encoding"))
+    if any(c.strip().lower() not in ("", "identity") for c in encoding.split(",")):
+        raise RequestError(
+            ENCODED_BODY.format(value=_cut(encoding)),
+            status=415,
+            field="Content-Encoding",
+            allowed="identity",
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(
@@ -157,6 +187,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _cut(text: str) -> str:
+    """A header's value for a message, cut to :data:`~regtune.serve.protocol.VALUE_SHOWN`."""
+    return text if len(text) <= VALUE_SHOWN else f"{text[: VALUE_SHOWN - 3]}..."
+
+
+def _request_id(request: Request) -> str:
+    """The ``X-Request-ID`` header read as UTF-8 (module docstring), else a fresh id."""
+    raw = next((v for k, v in request.scope["headers"] if k.lower() == b"x-request-id"), b"")
+    try:
+        rid = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            REQUEST_ID_NOT_UTF8.format(error=exc.reason),
+            status=400,
+            field="X-Request-ID",
+            allowed="UTF-8 text",
+        ) from None
+    return rid or uuid.uuid4().hex
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> Response:
@@ -265,7 +315,7 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
             body = await _read_body(request, limit)
         finally:
             service.reading -= 1
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = _request_id(request)
         return _json(await service.predict(name, body, rid))
 
     @api.get("/v1/models/{name}/drift", tags=["monitoring"])
@@ -281,6 +331,10 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     async def feedback(name: str, request: Request) -> Response:
         """Ground-truth labels for an earlier request, one per instance."""
         body = await _read_body(request, limit)
+        # The predict route's validator checks its body the same way (after the name).
+        service.check_name(name)
+        refuse_bom(body)
+        refuse_duplicate_keys(body)
         return _json(service.add_feedback(name, body))
 
     @api.get("/v1/models/{name}/feedback", tags=["monitoring"])

@@ -14,8 +14,10 @@ turns every problem into a :class:`RequestError` that names the field
 problem                     status  field
 ==========================  ======  ============================================
 body over the byte cap      413     ``body``
-not JSON                    400     ``body``
+not JSON, or JSON behind a  400     ``body``
+UTF-8 byte order mark
 not an object / extra key   422     ``body`` / the key
+a key twice in one object   422     the key's path (``instances[2].age``)
 ``instances`` missing,      422     ``instances``
 empty or too long
 record not an object        422     ``instances[i]``
@@ -43,10 +45,23 @@ which value was not finite. A finite number so large that its scaled value
 ``(value - center) / scale`` does not fit the model's float32 input (about
 3.4e38) is refused the same way, with the range the feature allows: it would
 reach the model as infinity and come out as NaN.
+
+A request with several problems is refused by the first, in record order
+(within a record: a type problem before a range, category or group one), and
+the message counts the others: "(and 2 more problems in this request)". A
+value is quoted as JSON writes it (``null``, ``true``, ``"x"``), cut to
+:data:`VALUE_SHOWN` characters.
+
+A key written twice in one object (``{"age": 39, "age": 80}``) is refused
+rather than read as its last value (JSON leaves it undefined, and parsers
+differ): :func:`refuse_duplicate_keys` names the key, where it is, and counts
+any other such key.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -81,19 +96,32 @@ __all__ = [
     "RequestError",
     "UnknownCategories",
     "more_errors",
+    "refuse_bom",
+    "refuse_duplicate_keys",
+    "shown_value",
 ]
 
 #: Longest request id (``X-Request-ID`` on predict, ``request_id`` in feedback).
 MAX_REQUEST_ID_CHARS = 256
 #: How many allowed names an error message lists before summarizing.
 NAMES_SHOWN = 8
-#: Longest repr of a refused value quoted in a message.
+#: Longest quote of a refused value in a message (as JSON writes it).
 VALUE_SHOWN = 40
 
 UnknownCategories = Literal["accept", "reject"]
 
 BODY_TOO_LARGE = "body is {size} bytes; at most {limit} bytes are allowed per request"
 NOT_JSON = "body is not valid JSON ({error})"
+#: The three bytes a UTF-8 byte order mark is.
+UTF8_BOM = b"\xef\xbb\xbf"
+BOM = (
+    "body is not valid JSON: it starts with a UTF-8 byte order mark (bytes EF BB BF); "
+    "send the JSON text without it"
+)
+DUPLICATE_KEY = (
+    "{where} has the key {key} {times}; a key may appear once per object "
+    "(JSON parsers disagree on which value counts)"
+)
 NOT_OBJECT = 'body is {kind}; expected a JSON object {{"instances": [...]}}'
 EXTRA_TOP = "body has key {key!r}; the only key allowed is 'instances'"
 NO_INSTANCES = "instances is missing; expected a list of 1 to {limit} records"
@@ -104,7 +132,7 @@ RECORD_NOT_OBJECT = "{field} is {kind}; expected an object mapping feature names
 MISSING_FEATURE = "{field} is missing; expected {allowed}"
 EXTRA_FEATURE = "{field} is not an input of this model; allowed keys: {allowed}"
 BAD_VALUE = "{field} is {value}; expected {allowed}"
-UNKNOWN_CATEGORY = "{field} is {value!r}; expected one of {allowed}"
+UNKNOWN_CATEGORY = "{field} is {value}; expected {allowed}"
 #: Appended where a record may omit its sensitive attribute (it is not a model
 #: feature: a feature is required like any other).
 LEAVE_OUT = " (or leave it out for the answer without per-group adjustment)"
@@ -208,8 +236,15 @@ def _kind(value: Any) -> str:
 
 
 def shown_value(value: Any) -> str:
-    """``repr(value)`` cut to :data:`VALUE_SHOWN` characters, for a message."""
-    shown = repr(value)
+    """``value`` as JSON writes it (``null``, ``true``, ``"x"``, ``NaN``), cut to
+    :data:`VALUE_SHOWN` characters, for a message: the client sees what it sent."""
+    if isinstance(value, str) and len(value) > VALUE_SHOWN:
+        # One character past the cut: the quote is then too long and gets the "...".
+        value = value[: VALUE_SHOWN + 1]
+    try:
+        shown = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # not a parsed JSON value
+        shown = repr(value)
     return shown if len(shown) <= VALUE_SHOWN else f"{shown[: VALUE_SHOWN - 3]}..."
 
 
@@ -294,10 +329,12 @@ class RecordValidator:
                 field="body",
                 allowed=f"at most {self.limits.max_body_bytes} bytes",
             )
+        refuse_bom(body)
         try:
             top = _TOP.validate_json(body)
         except ValidationError as exc:
             raise self._top_error(exc) from None
+        refuse_duplicate_keys(body, top)
         instances = top["instances"]
         if not isinstance(instances, list):
             raise RequestError(
@@ -320,16 +357,36 @@ class RecordValidator:
                 field="instances",
                 allowed=f"at most {limit} records",
             )
+        found: list[_Found | None]
         try:
             records: list[dict[str, Any]] = self._records.validate_python(instances)
         except ValidationError as exc:
-            raise self._record_error(exc) from None
+            # The other checks still read every value that passed this one, so the
+            # first problem is the first by record order, and all of them are counted.
+            found = [self._type_problems(exc)]
+            checked: list[Any] = instances
+            skip: set[tuple[int, str]] | None = {
+                (int(e["loc"][0]), str(e["loc"][1])) for e in exc.errors() if len(e["loc"]) > 1
+            }
+        else:
+            found, checked, skip = [], records, None
         if self._numeric_order:
-            self._check_range(records)
+            found.append(self._check_range(checked, skip))
         if self.limits.unknown_categories == "reject":
-            self._check_categories(records)
+            found.append(self._check_categories(checked, skip))
         if self._extra_group is not None:
-            self._check_groups(records, self._extra_group)
+            found.append(self._check_groups(checked, self._extra_group, skip))
+        problems = [f for f in found if f is not None]
+        if problems:
+            # min() keeps the earliest check on a tie: a type problem before a range one.
+            first = min(problems, key=lambda f: f.index)
+            more = sum(f.count for f in problems) - 1
+            raise RequestError(
+                first.message + more_errors(more),
+                status=422,
+                field=first.field,
+                allowed=first.allowed,
+            )
         return records
 
     def _top_error(self, exc: ValidationError) -> RequestError:
@@ -357,31 +414,34 @@ class RecordValidator:
             allowed='{"instances": [...]}',
         )  # fmt: skip
 
-    def _record_error(self, exc: ValidationError) -> RequestError:
+    def _type_problems(self, exc: ValidationError) -> _Found:
+        """The first record's problem of the typed pass, and how many fields it refused."""
         errors = exc.errors()
-        err = _first(exc)
-        loc = err["loc"]
+        index = min(int(e["loc"][0]) for e in errors)
         # Union members each report their own failure: count each field once.
-        more = len({e["loc"][:2] for e in errors}) - 1
-        suffix = more_errors(more)
+        count = len({e["loc"][:2] for e in errors})
+        # A misspelt key shows up as one extra and one missing key: the extra one's
+        # message lists the allowed keys, so it is the more useful one to report.
+        own = [e for e in errors if e["loc"][0] == index]
+        err = next((e for e in own if e["type"] == "extra_forbidden"), own[0])
+        loc = err["loc"]
         field = _field(loc[:2])
         if len(loc) == 1:
             message = RECORD_NOT_OBJECT.format(field=field, kind=_kind(err["input"]))
-            return RequestError(
-                message + suffix, status=422, field=field,
-                allowed="an object mapping feature names to raw values",
-            )  # fmt: skip
+            return _Found(
+                index, count, message, field, "an object mapping feature names to raw values"
+            )
         feature = str(loc[1])
         if err["type"] == "extra_forbidden":
             allowed = _names(self._allowed_keys)
             message = EXTRA_FEATURE.format(field=field, allowed=allowed)
-            return RequestError(message + suffix, status=422, field=field, allowed=allowed)
+            return _Found(index, count, message, field, allowed)
         allowed = self.allowed(feature)
         if err["type"] == "missing":
             message = MISSING_FEATURE.format(field=field, allowed=allowed)
         else:
             message = BAD_VALUE.format(field=field, value=_kind(err["input"]), allowed=allowed)
-        return RequestError(message + suffix, status=422, field=field, allowed=allowed)
+        return _Found(index, count, message, field, allowed)
 
     def in_range(self, feature: str) -> str:
         """What a value of numeric ``feature`` may be, with its float32-safe range."""
@@ -392,52 +452,205 @@ class RecordValidator:
         reach = abs(scale) * FLOAT32_MAX * (1 - 1e-5)
         return IN_RANGE.format(lo=center - reach, hi=center + reach, center=center, scale=scale)
 
-    def _check_range(self, records: list[dict[str, Any]]) -> None:
+    def _check_range(self, records: list[Any], skip: _Skip) -> _Found | None:
         # The encoder's arithmetic (float64, then float32): a value refused here is
         # exactly one the model would have seen as infinite.
         names = self._numeric_order
-        raw = np.array([[r[k] for k in names] for r in records], dtype=np.float64)
+        if skip is None:
+            raw = np.array([[r[k] for k in names] for r in records], dtype=np.float64)
+        else:
+            # Raw records after a failed typed pass: a value it refused (NaN included)
+            # or that is missing reads as NaN and is not this check's problem.
+            raw = np.array(
+                [[_number(r, i, k, skip) for k in names] for i, r in enumerate(records)],
+                dtype=np.float64,
+            )
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = ((raw - self._center) / self._scale).astype(np.float32)
-        bad = ~np.isfinite(scaled)
+        bad = ~np.isfinite(scaled) & ~np.isnan(raw)
         if not bad.any():
-            return
+            return None
         index, j = (int(k) for k in np.argwhere(bad)[0])
-        more = int(bad.sum()) - 1
         field = f"instances[{index}].{names[j]}"
         allowed = self.in_range(names[j])
         value = _kind(records[index][names[j]])
         message = BAD_VALUE.format(field=field, value=value, allowed=allowed)
-        suffix = more_errors(more)
-        raise RequestError(message + suffix, status=422, field=field, allowed=allowed)
+        return _Found(index, int(bad.sum()), message, field, allowed)
 
-    def _check_groups(self, records: list[dict[str, Any]], name: str) -> None:
+    def _check_groups(self, records: list[Any], name: str, skip: _Skip) -> _Found | None:
         groups = self.schema.group_index()
+        first: _Found | None = None
+        count = 0
         for index, record in enumerate(records):
-            if name in record and groups.code(record[name]) is None:
+            if not _given(record, index, name, skip) or groups.code(record[name]) is not None:
+                continue
+            count += 1
+            if first is None:
                 field = f"instances[{index}].{name}"
                 allowed = self.allowed(name)
-                raise RequestError(
-                    BAD_VALUE.format(field=field, value=_kind(record[name]), allowed=allowed)
-                    + LEAVE_OUT,
-                    status=422,
-                    field=field,
-                    allowed=allowed,
-                )
+                message = BAD_VALUE.format(field=field, value=_kind(record[name]), allowed=allowed)
+                first = _Found(index, 0, message + LEAVE_OUT, field, allowed)
+        return None if first is None else dataclasses.replace(first, count=count)
 
-    def _check_categories(self, records: list[dict[str, Any]]) -> None:
+    def _check_categories(self, records: list[Any], skip: _Skip) -> _Found | None:
+        first: _Found | None = None
+        count = 0
         for index, record in enumerate(records):
             for name, vocab in self._vocab.items():
-                if vocab.code(record[name]) is None:
-                    allowed = _names(sorted(vocab.names), "values")
-                    raise RequestError(
-                        UNKNOWN_CATEGORY.format(
-                            field=f"instances[{index}].{name}", value=record[name], allowed=allowed
-                        ),
-                        status=422,
-                        field=f"instances[{index}].{name}",
-                        allowed=allowed,
+                if not _given(record, index, name, skip) or vocab.code(record[name]) is not None:
+                    continue
+                count += 1
+                if first is None:
+                    field = f"instances[{index}].{name}"
+                    allowed = f"one of {_names(sorted(vocab.names), 'values')}"
+                    message = UNKNOWN_CATEGORY.format(
+                        field=field, value=shown_value(record[name]), allowed=allowed
                     )
+                    first = _Found(index, 0, message, field, allowed)
+        return None if first is None else dataclasses.replace(first, count=count)
+
+
+#: The (record, feature) pairs the typed pass refused; None: it refused none.
+_Skip = set[tuple[int, str]] | None
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One check's first problem (a 422): its record ``index``, message, field and
+    what is allowed, and how many problems the check found in all."""
+
+    index: int
+    count: int
+    message: str
+    field: str
+    allowed: str
+
+
+def _given(record: Any, index: int, name: str, skip: _Skip) -> bool:
+    """Whether ``record`` holds a value of ``name`` that the typed pass accepted."""
+    if skip is None:
+        return name in record
+    return isinstance(record, dict) and name in record and (index, name) not in skip
+
+
+def _number(record: Any, index: int, name: str, skip: set[tuple[int, str]]) -> float:
+    """A numeric value the typed pass accepted, else NaN."""
+    if not _given(record, index, name, skip):
+        return float("nan")
+    return float(record[name])
+
+
+def refuse_bom(body: bytes) -> None:
+    """A 400 for a body that starts with a UTF-8 byte order mark (JSON over HTTP has none)."""
+    if body.startswith(UTF8_BOM):
+        raise RequestError(
+            BOM, status=400, field="body", allowed="JSON text without a byte order mark"
+        )
+
+
+class _Duplicate(Exception):
+    """A JSON object of the body holds a key twice."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Duplicate
+    return obj
+
+
+def _pair_count(top: Any) -> int:
+    """Key/value pairs of ``top`` and of the objects its values are or list (a request
+    body's records); deeper objects are not counted."""
+    if not isinstance(top, dict):
+        return 0
+    n = len(top)
+    for value in top.values():
+        if type(value) is list:
+            n += sum(len(x) for x in value if type(x) is dict)
+        elif type(value) is dict:
+            n += len(value)
+    return n
+
+
+#: The bytes a key's colon may follow: its closing quote, or JSON whitespace.
+_BEFORE_COLON = np.zeros(256, dtype=bool)
+_BEFORE_COLON[list(b'" \t\n\r')] = True
+
+
+def _key_colons(body: bytes) -> int:
+    """The colons of ``body`` right after a quote or JSON whitespace: at least its
+    key/value pairs (one colon each), more only by such colons inside strings."""
+    raw = np.frombuffer(body, dtype=np.uint8)
+    before = raw[np.flatnonzero(raw[1:] == ord(":"))]  # the byte before each colon
+    return int(np.count_nonzero(_BEFORE_COLON[before]))
+
+
+def refuse_duplicate_keys(body: bytes, parsed: Any = None) -> None:
+    """A 422 when an object of JSON ``body`` holds a key twice, naming the key and the
+    object (``instances[2]``) and counting any other such key.
+
+    ``parsed`` is the body as already parsed (its repeated keys collapsed), or None.
+    With it, most bodies are cleared by counting colons, a small share of the time
+    a second parse takes. Each key/value pair of the text has its colon right after
+    the key's closing quote and JSON whitespace, so the colons that follow a quote
+    or whitespace (:func:`_key_colons`) are at least the text's pairs; those are at
+    least the parsed pairs (a repeated key's pairs become one), which are at least
+    those of the top object and its records (:func:`_pair_count`). When the first
+    count equals the last, so do the text's pairs and the parsed ones: no key
+    repeats. Else (such a colon inside a string, as in ``"a : b"``, an object below
+    a record, or a repeated key) the body is parsed again to look. A body the
+    standard ``json`` module cannot read as UTF-8 passes: its parser, not this
+    check, refuses it."""
+    if parsed is not None and _key_colons(body) == _pair_count(parsed):
+        return
+    try:
+        # UTF-8 only (json.loads would take UTF-16 bytes too); numbers as text: no
+        # value is needed, and no integer is too long.
+        text = body.decode("utf-8")
+        json.loads(text, object_pairs_hook=_unique, parse_int=str)
+        return
+    except _Duplicate:
+        pass
+    except (ValueError, RecursionError):
+        return
+    tree = json.loads(text, object_pairs_hook=_Pairs, parse_int=str)
+    found = _find_duplicates(tree)
+    where, key, field, times = found[0]
+    message = DUPLICATE_KEY.format(
+        where=where, key=shown_value(key), times="twice" if times == 2 else f"{times} times"
+    )
+    raise RequestError(
+        message + more_errors(len(found) - 1),
+        status=422,
+        field=field,
+        allowed="each key once per object",
+    )
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs, repeated keys kept."""
+
+
+def _find_duplicates(tree: Any) -> list[tuple[str, str, str, int]]:
+    """Each repeated key, in document order: (object path, key, key path, times)."""
+    found: list[tuple[str, str, str, int]] = []
+    stack: list[tuple[Any, str]] = [(tree, "body")]  # no recursion: any depth json reads
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Pairs):
+            counts: dict[str, int] = {}
+            for key, _ in node:
+                counts[key] = counts.get(key, 0) + 1
+            found += [(path, k, _child(path, k), n) for k, n in counts.items() if n > 1]
+            stack += [(value, _child(path, key)) for key, value in reversed(node)]
+        elif isinstance(node, list):
+            stack += [(value, f"{path}[{i}]") for i, value in reversed(list(enumerate(node)))]
+    return found
+
+
+def _child(path: str, key: str) -> str:
+    return key if path == "body" else f"{path}.{key}"
 
 
 @with_config(ConfigDict(extra="forbid"))

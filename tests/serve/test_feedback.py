@@ -4,6 +4,7 @@ metrics checked by hand."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,16 @@ def test_thresholded_answers_are_scored_as_answered_not_by_arg_max() -> None:
     ("rid", "labels", "status", "field", "words"),
     [
         ("zzz", ["no"], 404, "request_id", "not among the last 3 predictions"),
-        ("a", ["no"], 422, "labels", "labels has 1 entry; request 'a' had 3 instances"),
-        ("b", ["no", "no"], 422, "labels", "labels has 2 entries; request 'b' had 1 instance,"),
+        ("a", ["no"], 422, "labels", 'labels has 1 entry; request "a" had 3 instances'),
+        ("b", ["no", "no"], 422, "labels", 'labels has 2 entries; request "b" had 1 instance,'),
         ("a", ["no", "maybe", "no"], 422, "labels[1]", "expected one of ['no', 'yes']"),
         ("b", [1.5], 422, "labels[0]", "labels[0] is 1.5; expected one of ['no', 'yes']"),
-        ("b", [None], 422, "labels[0]", "labels[0] is None; expected one of"),
-        ("b", [["no"]], 422, "labels[0]", "labels[0] is ['no']; expected one of"),
+        # Values as the client's JSON wrote them.
+        ("b", [None], 422, "labels[0]", "labels[0] is null; expected one of"),
+        ("b", [True], 422, "labels[0]", "labels[0] is true; expected one of"),
+        ("b", ["maybe"], 422, "labels[0]", 'labels[0] is "maybe"; expected one of'),
+        ("b", [["no"]], 422, "labels[0]", 'labels[0] is ["no"]; expected one of'),
+        ("c", ["no"], 404, "request_id", 'request_id "c" is not among the last 3'),
     ],
 )
 def test_bad_feedback_is_refused(
@@ -166,7 +171,7 @@ def test_a_label_is_matched_by_canonical_value_as_predict_reads_values() -> None
     # Timestamps: a pandas timestamp's str is read as its ISO date.
     assert _labelled(["2020-01-01 00:00:00", "2020-01-02 00:00:00"], ["2020-01-02"]) == [1]
     # Values read once per request are told apart by type: true is not 1 for a number label.
-    with pytest.raises(RequestError, match=r"labels\[1\] is True; expected one of"):
+    with pytest.raises(RequestError, match=r"labels\[1\] is true; expected one of"):
         _labelled(["0.0", "1.0"], [1, True])
 
 
@@ -174,13 +179,13 @@ def test_a_label_is_matched_by_canonical_value_as_predict_reads_values() -> None
     ("classes", "label", "shown"),
     [
         (["0.0", "1.0"], 2, "2"),
-        (["0.0", "1.0"], "2", "'2'"),
+        (["0.0", "1.0"], "2", '"2"'),
         (["0.0", "1.0"], 0.5, "0.5"),
-        (["0.0", "1.0"], True, "True"),  # a JSON boolean is no number, as for a category
-        (["0.0", "1.0"], float("nan"), "nan"),
-        (["0.0", "1.0"], {"1": 1}, "{'1': 1}"),
-        (["False", "True"], "yes", "'yes'"),
-        (["<=50K", ">50K"], ">50k", "'>50k'"),
+        (["0.0", "1.0"], True, "true"),  # a JSON boolean is no number, as for a category
+        (["0.0", "1.0"], float("nan"), "NaN"),
+        (["0.0", "1.0"], {"1": 1}, '{"1": 1}'),
+        (["False", "True"], "yes", '"yes"'),
+        (["<=50K", ">50K"], ">50k", '">50k"'),
     ],
 )
 def test_a_label_that_matches_no_class_is_refused_naming_the_classes(
@@ -219,7 +224,7 @@ def test_classes_that_are_one_value_canonically_never_merge(
         t.add("r", [ambiguous])
     err = info.value
     assert (err.status, err.field) == (422, "labels[0]")
-    assert str(err).startswith(f"labels[0] is {ambiguous!r}, which matches 2 classes ")
+    assert str(err).startswith(f"labels[0] is {json.dumps(ambiguous)}, which matches 2 classes ")
     assert words in str(err) and err.allowed == f"one of {classes}, exactly as written"
     assert t.summary()["n"] == 0
     # The unambiguous class of the three still takes any spelling.

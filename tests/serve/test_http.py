@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
+import json
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -316,3 +318,66 @@ def test_rejected_categories_are_described_and_counted_as_values(registry: Regis
     assert hint.startswith("one of ") and hint.endswith(f"({len(vocab)} values)"), hint
     assert refused.status_code == 422
     assert refused.json()["error"].endswith(f"({len(vocab)} values)"), refused.text
+
+
+def test_bodies_are_read_as_sent_and_refused_when_they_cannot_be(registry: Registry) -> None:
+    """A compressed body gets a 415 naming Content-Encoding (not "invalid JSON"); a
+    byte order mark and a key written twice are named, on both POST routes."""
+    service, recorder = make(registry)
+    record = raw_records(registry, 1)[0]
+    good = json.dumps({"instances": [record]}).encode()
+    text = json.dumps(record)
+    twice = ('{"instances": [' + text[:-1] + ', "age": 80}]}').encode()
+    feedback_twice = b'{"request_id": "r-1", "labels": ["<=50K"], "request_id": "r-2"}'
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        gzip_ = {"content-encoding": "gzip"}
+        return [
+            await client.post(PREDICT, content=gzip.compress(good), headers=gzip_),
+            await client.post(FEEDBACK, content=gzip.compress(b"{}"), headers=gzip_),
+            await client.post(PREDICT, content=good, headers={"content-encoding": "Identity"}),
+            await client.post(PREDICT, content=b"\xef\xbb\xbf" + good),
+            await client.post(FEEDBACK, content=b'\xef\xbb\xbf{"request_id": "r-1"}'),
+            await client.post(PREDICT, content=twice, headers={"x-request-id": "r-1"}),
+            await client.post(FEEDBACK, content=feedback_twice),
+        ]
+
+    replies = run(service, scenario)
+    assert [r.status_code for r in replies] == [415, 415, 200, 400, 400, 422, 422]
+    for reply in replies[:2]:
+        assert reply.json() == {
+            "error": "the body is sent with Content-Encoding: gzip; this server reads only "
+            "bodies sent as they are (Content-Encoding: identity, or no such header): send "
+            "the JSON uncompressed",
+            "field": "Content-Encoding",
+            "allowed": "identity",
+        }
+    for reply in replies[3:5]:
+        assert "starts with a UTF-8 byte order mark" in reply.json()["error"], reply.text
+    assert replies[5].json()["field"] == "instances[0].age"
+    assert replies[5].json()["error"].startswith('instances[0] has the key "age" twice')
+    assert replies[6].json()["field"] == "request_id"
+    assert recorder.rejections == [(MODEL, s) for s in (415, 415, 400, 400, 422, 422)]
+
+
+def test_a_request_id_is_read_as_utf8_as_ray_serve_reads_it(registry: Registry) -> None:
+    """Ray Serve's proxy and direct ingress read X-Request-ID as UTF-8: the id a client
+    wrote comes back as written and its feedback finds it; bytes that are not UTF-8
+    are refused by name."""
+    service, _ = make(registry)
+    batch = {"instances": raw_records(registry, 1)}
+    rid = "commande-é-北京"
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [
+            await client.post(PREDICT, json=batch, headers=[(b"x-request-id", rid.encode())]),
+            await client.post(FEEDBACK, json={"request_id": rid, "labels": ["<=50K"]}),
+            await client.post(PREDICT, json=batch, headers=[(b"x-request-id", b"\xff\xfe")]),
+        ]
+
+    answered, labelled, not_utf8 = run(service, scenario)
+    assert answered.status_code == 200 and answered.json()["request_id"] == rid
+    assert labelled.status_code == 200 and labelled.json() == {"labelled": 1}
+    assert not_utf8.status_code == 400
+    assert not_utf8.json()["field"] == "X-Request-ID"
+    assert not_utf8.json()["error"].startswith("X-Request-ID is not UTF-8 text")
