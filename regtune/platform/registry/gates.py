@@ -1,10 +1,14 @@
 """Promotion gates: ``"gap<=0.05"`` parsed, checked against a version's metrics.
 
 A gate is ``METRIC OP NUMBER`` with ``OP`` one of ``<=``, ``<``, ``>=``, ``>``
-(spaces allowed around it). Metric names are those of
-:mod:`regtune.platform.registry.evaluation` (``gap``, ``test_acc``,
-``test_dp_diff``, ``test_acc.Female``, ...). A metric that is NaN fails its
-gate; a metric the version does not have is an error, not a failure.
+(spaces allowed around it). ``METRIC`` is the text before the operator that
+precedes the number, stripped, so it may be any name a version holds, a group
+value with spaces, '+' or non-ASCII letters included (``test_acc.group one``,
+``test_tpr_35+``); one ending in ``=`` (``gap=<0.1``) is a misspelt operator.
+Metric names are those of :mod:`regtune.platform.registry.evaluation`
+(``gap``, ``test_acc``, ``test_dp_diff``, ``test_acc.Female``, ...). A metric
+that is NaN fails its gate; a metric the version does not have is an error,
+not a failure.
 
 :func:`check_gate_names` refuses a gate on a name no version can have (with
 "did you mean") before anything is loaded: a typo costs no ensemble build.
@@ -43,9 +47,13 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
 }
 
+#: METRIC is all the text before the operator that precedes the number
+#: (stripped): a per-group name holds the group value as the data has it
+#: (spaces, '+', '<', non-ASCII letters). One ending in '=' is refused.
 _GATE = re.compile(
-    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.\-]*)\s*(?P<op><=|>=|<|>)\s*"
-    r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+    r"^(?P<metric>.+)(?P<op><=|>=|<|>)\s*"
+    r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$",
+    re.DOTALL,
 )
 
 BAD_GATE = (
@@ -143,13 +151,15 @@ def parse_gate(text: str) -> Gate:
         SpecError: naming the text and the expected form.
     """
     match = _GATE.match(text) if isinstance(text, str) else None
-    if match is None:
+    metric = match.group("metric").strip() if match is not None else ""
+    # "gap=<0.1", "gap=>0.1": a misspelt operator, not a metric named "gap=".
+    if match is None or not metric or metric.endswith("="):
         raise SpecError(BAD_GATE.format(text=text))
     threshold = float(match.group("value"))
     if not math.isfinite(threshold):
         raise SpecError(BAD_GATE.format(text=text))
-    compact = f"{match.group('metric')}{match.group('op')}{match.group('value')}"
-    return Gate(match.group("metric"), match.group("op"), threshold, compact)
+    compact = f"{metric}{match.group('op')}{match.group('value')}"
+    return Gate(metric, match.group("op"), threshold, compact)
 
 
 def parse_gates(texts: Iterable[str]) -> list[Gate]:
