@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,11 +13,15 @@ from rich.table import Table
 from regtune.errors import CheckpointError, RegtuneError
 from regtune.platform.cli.app import HELP_MARKUP, app, console, fail, out
 
+if TYPE_CHECKING:
+    from regtune.trainables.config import ModelConfig
+
 __all__ = [
     "DAMAGED_EXIT",
     "JsonOpt",
     "StorageOpt",
     "list_table",
+    "member_label",
     "models_app",
     "postprocessing_table",
 ]
@@ -71,6 +75,17 @@ def _meta(ref: str, storage: str | None) -> dict[str, Any]:
     meta = read_servable(directory, name, number)
     meta["path"] = where
     return meta
+
+
+def member_label(model: ModelConfig) -> str:
+    """A member's architecture as ``models show`` prints it, naming only the
+    settings its network uses: ``logreg``; ``mlp w128 d2``; ``cnn w128`` (a
+    CNN's dense layer is ``width`` wide; ``depth`` is ignored)."""
+    if model.arch == "logreg":
+        return "logreg"
+    if model.arch == "cnn":
+        return f"cnn w{model.width}"
+    return f"{model.arch} w{model.width} d{model.depth}"
 
 
 def _fmt(value: Any) -> str:
@@ -246,7 +261,7 @@ def show(ref: RefArg, storage: StorageOpt = None, as_json: JsonOpt = False) -> N
         ("path", meta["path"]),
         ("kind", meta.get("kind")),
         ("created", meta.get("created_at")),
-        ("members", ", ".join(f"{m.arch} w{m.width} d{m.depth}" for m in models)),
+        ("members", ", ".join(member_label(m) for m in models)),
         ("quantization", meta.get("quantization")),
         ("classes", ", ".join(str(c) for c in meta["classes"])),
         ("input shape", meta.get("input_shape")),

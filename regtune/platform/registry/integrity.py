@@ -43,6 +43,7 @@ NOT_OURS = "model version {dir}: file meta.json is not a {fmt} v{version} file (
 DIGEST_KEY = "meta_sha256"
 
 MISSING = "model version {dir}: file {name} is missing; the version lists {listed}"
+UNREADABLE = "model version {dir}: file {name} cannot be read ({error})"
 TRUNCATED = (
     "model version {dir}: file {name} is truncated or resized ({size} bytes, expected "
     "{expected}); the version is damaged, register it again"
@@ -98,14 +99,17 @@ def verify_files(
 
     Args:
         directory: the version directory, for messages.
-        read: returns a listed file's bytes, or None when it is missing.
+        read: returns a listed file's bytes, or None when it is missing
+            (an ``OSError``, e.g. a folder or a file without read permission
+            in its place, is reported naming the file).
 
     Returns:
         The verified contents by file name (callers use these bytes, not a
         second read that could differ).
 
     Raises:
-        CheckpointError: naming the first missing, truncated or modified file.
+        CheckpointError: naming the first missing, unreadable, truncated or
+            modified file.
     """
     files = meta.get("files")
     if not isinstance(files, Mapping) or not files:
@@ -114,7 +118,10 @@ def verify_files(
     for name, entry in files.items():
         if not isinstance(entry, Mapping) or "/" in name or name.startswith("."):
             raise CheckpointError(BAD_FILES.format(dir=directory))
-        data = read(name)
+        try:
+            data = read(name)
+        except OSError as exc:
+            raise CheckpointError(UNREADABLE.format(dir=directory, name=name, error=exc)) from exc
         if data is None:
             raise CheckpointError(MISSING.format(dir=directory, name=name, listed=sorted(files)))
         if len(data) != entry.get("bytes"):
@@ -167,6 +174,7 @@ def read_meta(directory: Place) -> dict[str, Any]:
     """Parse and verify a version's meta.json and the files it lists.
 
     Raises:
-        CheckpointError: naming the file that is missing, truncated or modified.
+        CheckpointError: naming the file that is missing, unreadable, truncated
+            or modified.
     """
     return read_verified(directory)[0]

@@ -29,13 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard, get_args
 
 from regtune.errors import CheckpointError, SpecError
-from regtune.platform.registry.integrity import (
-    BAD_META,
-    FORMAT,
-    FORMAT_VERSION,
-    NOT_OURS,
-    read_verified,
-)
+from regtune.platform.registry.integrity import read_verified
 from regtune.platform.registry.location import check_name, version_number
 from regtune.platform.registry.store import Place
 from regtune.trainables.config import ROBUST_RESAMPLES, ThresholdRows
@@ -77,6 +71,30 @@ CONSTRAINT_KINDS: tuple[str, ...] = ("dp", "eo")
 THRESHOLD_MAX = math.nextafter(1.0, 2.0)
 #: ``postprocessing.settings.constraint.rows`` values (``training.threshold_rows``).
 _FIT_ROWS: tuple[str, ...] = get_args(ThresholdRows)
+#: ``quantization.scheme`` values (``quantize.SCHEME``; that module imports torch).
+QUANT_SCHEMES: tuple[str, ...] = ("int8-dynamic",)
+#: ``quantization``'s measured numbers (null: no finite value).
+QUANT_NUMBERS: tuple[str, ...] = (
+    "float_test_acc",
+    "int8_test_acc",
+    "float_size_bytes",
+    "int8_size_bytes",
+    "float_file_bytes",
+)
+#: The sections of every stored training config (``TrainConfig.model_dump``).
+CONFIG_SECTIONS: tuple[str, ...] = ("dataset", "model", "training", "penalties")
+#: ``schema.version`` values (``FeatureSchema``: 1 legacy, 2 canonical vocabularies).
+SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+
+
+class _Missing:
+    """A field meta.json does not have (shown as ``missing``)."""
+
+    def __repr__(self) -> str:
+        return "missing"
+
+
+_MISSING: Any = _Missing()
 
 
 def _shown(value: Any) -> str:
@@ -126,22 +144,31 @@ def read_checked(
     """A version's meta.json and the bytes of every file it lists, with all that
     can be checked before its weights are read: each file's size and sha256 and
     meta.json's own digest (:func:`~.integrity.read_verified`), that it records
-    the version a reference named (``name:number``; None: a directory was
-    named), and its fields (:func:`check_meta`). No torch is needed for it.
+    the version a reference named (``name:number``: meta.json's ``name`` and
+    ``version`` fields; None: a directory was named), and its fields
+    (:func:`check_meta`). No torch is needed for it.
 
     ``staged``: a version being published, whose number is 0 until it is claimed.
 
     Raises:
-        CheckpointError: naming the missing, truncated or modified file, the
-            version recorded instead of the one named, or the malformed field.
+        CheckpointError: naming the missing, unreadable, truncated or modified
+            file, or the malformed field (a name or version other than the one
+            named included), in :data:`BAD_FIELD`'s words.
     """
     where = directory.display()
     meta, contents = read_verified(directory)
-    if number is not None and (meta.get("version") != number or meta.get("name") != name):
-        what = f"it records {meta.get('name')}:{meta.get('version')}"
-        raise CheckpointError(
-            NOT_OURS.format(dir=where, fmt=FORMAT, version=FORMAT_VERSION, what=what)
-        )
+    if number is not None:
+        # Named as name:number, so stored in <name>/v<number>: it must say so.
+        recorded = meta.get("name", _MISSING)
+        if not (isinstance(recorded, str) and recorded == name):
+            raise field_error(
+                where, "name", recorded, f"{name!r}, the name of the model folder it is in"
+            )
+        version = meta.get("version", _MISSING)
+        if not (_whole(version) and version == number):
+            raise field_error(
+                where, "version", version, f"{number}, the number of its folder v{number}"
+            )
     folder = version_number(where.rstrip("/").rsplit("/", 1)[-1])
     check_meta(meta, where, folder_number=0 if staged else folder)
     return meta, contents
@@ -162,11 +189,9 @@ def read_servable(directory: Place, name: str | None, number: int | None) -> dic
     meta, _ = read_checked(directory, name, number)
     post = meta.get(META_KEY)
     if post is not None:
-        try:
-            groups = [str(v) for v in meta["schema"]["sensitive_values"]]
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(BAD_META.format(dir=where, error=exc)) from exc
-        # check_meta made classes a list of architecture.n_classes labels.
+        # check_meta made schema.sensitive_values a list of strings and
+        # classes a list of architecture.n_classes labels.
+        groups = list(meta["schema"]["sensitive_values"])
         check_postprocessing(
             post, sensitive_values=groups, n_classes=len(meta["classes"]), where=where
         )
@@ -187,7 +212,7 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
         CheckpointError: naming the first bad field, its value and what is allowed.
     """
     c = _Checker(where)
-    name = meta.get("name")
+    name = meta.get("name", _MISSING)
     try:
         if not isinstance(name, str):
             raise SpecError("not a string")
@@ -196,7 +221,7 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
         raise c.bad(
             "name", name, "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
         ) from None
-    version = meta.get("version")
+    version = meta.get("version", _MISSING)
     if folder_number == 0:
         c.require(version == 0 and _whole(version), "version", version, "0 while staged")
     elif folder_number is not None:
@@ -212,6 +237,10 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
     c.require(kind in KINDS, "kind", kind, ", ".join(KINDS))
     _check_classes(c, meta)
     _check_members(c, meta)
+    _check_shapes(c, meta)
+    _check_configs(c, meta)
+    _check_schema(c, meta.get("schema", _MISSING))
+    _check_quantization(c, meta.get("quantization"))
     lineage = meta.get("lineage", {})
     c.require(
         isinstance(lineage, Mapping),
@@ -220,7 +249,7 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
         "an object (trials, experiment, teacher, ...: its origin)",
     )
     _check_metrics(c, meta.get("metrics", {}))
-    dataset = meta.get("dataset")
+    dataset = meta.get("dataset", _MISSING)
     if not isinstance(dataset, Mapping):
         raise c.bad("dataset", dataset, "an object")
     fingerprint = dataset.get("fingerprint")
@@ -230,7 +259,7 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
         fingerprint,
         "the dataset's sha256 (a string)",
     )
-    _check_reference(c, meta.get("reference"))
+    _check_reference(c, meta.get("reference", _MISSING))
 
 
 def _check_classes(c: _Checker, meta: Mapping[str, Any]) -> None:
@@ -281,6 +310,190 @@ def _check_members(c: _Checker, meta: Mapping[str, Any]) -> None:
             raise c.bad(
                 f"architecture.members.{index}.model", model, f"a model section ({problems})"
             ) from None
+        spectral = member.get("spectral_norm", _MISSING)
+        c.require(
+            isinstance(spectral, bool),
+            f"architecture.members.{index}.spectral_norm",
+            spectral,
+            "true or false (whether the network was trained with spectral norm)",
+        )
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_whole(d) and d >= 1 for d in value)
+
+
+def _check_shapes(c: _Checker, meta: Mapping[str, Any]) -> None:
+    """``architecture.input_shape`` (what the networks are built for) and the
+    top-level ``input_shape`` (the same, as an encoded row is shaped)."""
+    shape = meta["architecture"].get("input_shape", _MISSING)  # an object: _check_classes
+    allowed = "a non-empty list of whole numbers >= 1 (the shape of one encoded row)"
+    c.require(_is_shape(shape), "architecture.input_shape", shape, allowed)
+    top = meta.get("input_shape", _MISSING)
+    c.require(
+        top == shape and _is_shape(top),
+        "input_shape",
+        top,
+        f"the same as architecture.input_shape ({shape})",
+    )
+
+
+def _check_configs(c: _Checker, meta: Mapping[str, Any]) -> None:
+    """``configs``: each member's training config, as regtune wrote it (every
+    section present) and as :func:`~regtune.trainables.config.parse_train_config`
+    validates a stored one: what quantizing and distilling build on."""
+    from regtune.trainables.config import parse_train_config
+
+    n_members = len(meta["architecture"]["members"])  # a non-empty list: _check_members
+    configs = meta.get("configs", _MISSING)
+    c.require(
+        isinstance(configs, list) and len(configs) == n_members,
+        "configs",
+        configs,
+        f"a list of {n_members} training config(s), one per member network",
+    )
+    for index, config in enumerate(configs):
+        field = f"configs.{index}"
+        if not isinstance(config, Mapping):
+            raise c.bad(field, config, "a training config (an object)")
+        absent = [s for s in CONFIG_SECTIONS if not isinstance(config.get(s), Mapping)]
+        if absent:
+            raise c.bad(
+                field,
+                config,
+                f"a training config with the sections {', '.join(CONFIG_SECTIONS)} "
+                f"(objects; not: {', '.join(absent)})",
+            )
+        try:
+            parse_train_config(config, stored=True)
+        except SpecError as exc:
+            problems = "; ".join(map(str, exc.problems)) or str(exc)
+            raise c.bad(field, config, f"a training config ({problems})") from None
+
+
+def _check_schema(c: _Checker, schema: Any) -> None:
+    """``schema``: the feature encoding a server applies to raw records, in
+    the layout :meth:`~regtune.trainables.schema.FeatureSchema.to_json` writes
+    (its values' canonical forms are checked when it is built, on load)."""
+    if not isinstance(schema, Mapping):
+        raise c.bad(
+            "schema",
+            schema,
+            "an object {version, numeric, categorical, label, classes, sensitive, "
+            "sensitive_values, image_shape, bounds} (the feature encoding)",
+        )
+    version = schema.get("version", _MISSING)
+    c.require(version in SCHEMA_VERSIONS and _whole(version), "schema.version", version, "1 or 2")
+    numeric = schema.get("numeric", _MISSING)
+    c.require(
+        isinstance(numeric, list), "schema.numeric", numeric, "a list of [name, center, scale]"
+    )
+    for index, entry in enumerate(numeric):
+        ok = (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and isinstance(entry[0], str)
+            and _finite(entry[1])
+            and _finite(entry[2])
+            and entry[2] > 0
+        )
+        c.require(
+            ok,
+            f"schema.numeric.{index}",
+            entry,
+            "[name, center, scale]: a string, a finite number and a finite number above 0 "
+            "(inputs are encoded as (x - center) / scale)",
+        )
+    categorical = schema.get("categorical", _MISSING)
+    c.require(
+        isinstance(categorical, list),
+        "schema.categorical",
+        categorical,
+        "a list of [name, vocabulary]",
+    )
+    for index, entry in enumerate(categorical):
+        ok = (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], list)
+            and all(isinstance(v, str) for v in entry[1])
+        )
+        c.require(
+            ok,
+            f"schema.categorical.{index}",
+            entry,
+            "[name, vocabulary]: a string and a list of strings",
+        )
+    label = schema.get("label", _MISSING)
+    c.require(isinstance(label, str), "schema.label", label, "the label column's name (a string)")
+    classes = schema.get("classes", _MISSING)
+    c.require(isinstance(classes, list), "schema.classes", classes, "a list of class labels")
+    sensitive = schema.get("sensitive", _MISSING)
+    c.require(
+        sensitive is None or isinstance(sensitive, str),
+        "schema.sensitive",
+        sensitive,
+        "null or the sensitive column's name (a string)",
+    )
+    groups = schema.get("sensitive_values", _MISSING)
+    c.require(
+        isinstance(groups, list) and all(isinstance(g, str) for g in groups),
+        "schema.sensitive_values",
+        groups,
+        "a list of the sensitive groups' names (strings; empty without a sensitive column)",
+    )
+    image = schema.get("image_shape", _MISSING)
+    c.require(
+        image is None or _is_shape(image),
+        "schema.image_shape",
+        image,
+        "null or a list of whole numbers >= 1",
+    )
+    bounds = schema.get("bounds", _MISSING)
+    c.require(
+        bounds is None
+        or (isinstance(bounds, list) and len(bounds) == 2 and all(_finite(b) for b in bounds)),
+        "schema.bounds",
+        bounds,
+        "null or [low, high], two finite numbers",
+    )
+
+
+def _check_quantization(c: _Checker, quantization: Any) -> None:
+    """``quantization``: null (a float version) or the record
+    :mod:`.quantize` writes; its scheme and layers rebuild the int8 module."""
+    allowed = (
+        "null (not quantized) or an object {scheme, layers, float_test_acc, int8_test_acc, "
+        "float_size_bytes, int8_size_bytes, float_file_bytes}"
+    )
+    if quantization is None:
+        return
+    if not isinstance(quantization, Mapping):
+        raise c.bad("quantization", quantization, allowed)
+    scheme = quantization.get("scheme", _MISSING)
+    c.require(
+        scheme in QUANT_SCHEMES,
+        "quantization.scheme",
+        scheme,
+        ", ".join(repr(s) for s in QUANT_SCHEMES),
+    )
+    layers = quantization.get("layers", _MISSING)
+    c.require(
+        isinstance(layers, list) and all(isinstance(x, str) for x in layers),
+        "quantization.layers",
+        layers,
+        "a list of the quantized layers' names (strings)",
+    )
+    for key in QUANT_NUMBERS:
+        if key in quantization:
+            value = quantization[key]
+            c.require(
+                value is None or _number(value),
+                f"quantization.{key}",
+                value,
+                "a number (null: no finite value)",
+            )
 
 
 def _check_metrics(c: _Checker, metrics: Any) -> None:

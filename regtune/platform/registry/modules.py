@@ -67,20 +67,41 @@ def split_members(
     return out
 
 
+def _parsed(
+    architecture: Mapping[str, Any],
+) -> tuple[tuple[int, ...], int, list[tuple[ModelConfig, bool]]]:
+    """The input shape, class count and each member's (model, spectral norm) of
+    ``architecture``.
+
+    Raises:
+        KeyError, TypeError, ValueError: a field is missing or of the wrong type.
+    """
+    shape = tuple(int(d) for d in architecture["input_shape"])
+    n_classes = int(architecture["n_classes"])
+    specs = []
+    for index, spec in enumerate(architecture["members"]):
+        spectral = spec["spectral_norm"]
+        if not isinstance(spectral, bool):
+            raise TypeError(f"members.{index}.spectral_norm is {spectral!r}, not true or false")
+        specs.append((ModelConfig.model_validate(spec["model"]), spectral))
+    if not specs:
+        raise ValueError("no members")
+    return shape, n_classes, specs
+
+
 def build_members(
     architecture: Mapping[str, Any], states: Sequence[Mapping[str, torch.Tensor]] | None = None
 ) -> list[nn.Module]:
-    """Rebuild every member network, loading ``states`` when given."""
-    shape = tuple(int(d) for d in architecture["input_shape"])
-    n_classes = int(architecture["n_classes"])
+    """Rebuild every member network, loading ``states`` when given.
+
+    Raises:
+        KeyError, TypeError, ValueError: a malformed architecture.
+        RuntimeError: ``states`` do not fit it.
+    """
+    shape, n_classes, specs = _parsed(architecture)
     members = []
-    for index, spec in enumerate(architecture["members"]):
-        model = build_model(
-            ModelConfig.model_validate(spec["model"]),
-            input_shape=shape,
-            n_classes=n_classes,
-            spectral_norm=bool(spec["spectral_norm"]),
-        )
+    for index, (config, spectral) in enumerate(specs):
+        model = build_model(config, input_shape=shape, n_classes=n_classes, spectral_norm=spectral)
         if states is not None:
             model.load_state_dict(dict(states[index]))
         members.append(model)
@@ -94,16 +115,15 @@ def build_version_module(
 
     Raises:
         CheckpointError: naming ``source`` when the architecture is malformed
-            or the weights do not fit it.
+            (:data:`BAD_ARCH`: a meta.json field) or the weights do not fit it
+            (:data:`BAD_WEIGHTS`: the weights file).
     """
     try:
-        n_members = len(architecture["members"])
-        if n_members < 1:
-            raise ValueError("no members")
-        states = split_members(tensors, n_members)
+        n_members = len(_parsed(architecture)[2])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(BAD_ARCH.format(dir=source, error=exc)) from exc
     try:
+        states = split_members(tensors, n_members)
         members = build_members(architecture, states)
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(BAD_WEIGHTS.format(dir=source, error=exc)) from exc

@@ -78,7 +78,12 @@ class Place:
         return sorted(i.base_name for i in self.entries() if i.type == pafs.FileType.File)
 
     def read(self, name: str) -> bytes | None:
-        """The whole of file ``name``, or None when it does not exist."""
+        """The whole of file ``name``, or None when it does not exist.
+
+        Raises:
+            OSError: it cannot be read (a folder in its place, no permission,
+                an object store's error); readers name the file in their message.
+        """
         try:
             with self.fs.open_input_stream(self.file(name)) as handle:
                 return bytes(handle.readall())

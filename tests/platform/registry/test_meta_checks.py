@@ -43,22 +43,33 @@ def _rewrite(version: ModelVersion, target: Path, change: Change) -> Path:
     return target
 
 
+def _key(node: Any, key: str) -> Any:
+    """``key`` as ``node`` indexes it: a list's position, a dict's key."""
+    return int(key) if isinstance(node, list) else key
+
+
 def _set(path: str, value: Any) -> Change:
-    """Set the dotted ``path`` of meta.json to ``value``."""
+    """Set the dotted ``path`` of meta.json to ``value`` (a number indexes a list)."""
 
     def change(meta: dict[str, Any]) -> None:
         *parents, last = path.split(".")
-        node = meta
+        node: Any = meta
         for key in parents:
-            node = node[key]
-        node[last] = value
+            node = node[_key(node, key)]
+        node[_key(node, last)] = value
 
     return change
 
 
-def _drop(key: str) -> Change:
+def _drop(path: str) -> Change:
+    """Remove the dotted ``path`` of meta.json."""
+
     def change(meta: dict[str, Any]) -> None:
-        del meta[key]
+        *parents, last = path.split(".")
+        node: Any = meta
+        for key in parents:
+            node = node[_key(node, key)]
+        del node[_key(node, last)]
 
     return change
 
@@ -142,6 +153,112 @@ CASES: list[tuple[str, Change, str, str]] = [
         "'raw' or 'encoded'",
     ),
 ]
+# Fields loading read without a check: a string quantization crashed with an
+# AttributeError, a missing schema was "file meta.json cannot be read ('schema')",
+# a malformed configs crashed distill, a malformed input_shape was accepted.
+QUANTIZATION = "null (not quantized) or an object {scheme, layers"
+SCHEMA = "an object {version, numeric, categorical, label, classes, sensitive"
+READ_LATER: list[tuple[str, Change, str, str]] = [
+    ("quantization text", _set("quantization", "int8"), "quantization", QUANTIZATION),
+    ("quantization list", _set("quantization", []), "quantization", QUANTIZATION),
+    (
+        "quantization without layers",
+        _set("quantization", {"scheme": "int8-dynamic"}),
+        "quantization.layers",
+        "a list of the quantized layers' names",
+    ),
+    (
+        "quantization scheme",
+        _set("quantization", {"scheme": "int4", "layers": []}),
+        "quantization.scheme",
+        "'int8-dynamic'",
+    ),
+    (
+        "quantization accuracy text",
+        _set("quantization", {"scheme": "int8-dynamic", "layers": [], "int8_test_acc": "x"}),
+        "quantization.int8_test_acc",
+        "a number (null: no finite value)",
+    ),
+    ("no schema", _drop("schema"), "schema", SCHEMA),
+    ("schema text", _set("schema", "x"), "schema", SCHEMA),
+    ("schema version", _set("schema.version", 9), "schema.version", "1 or 2"),
+    ("schema numeric text", _set("schema.numeric", "x"), "schema.numeric", "a list of [name"),
+    (
+        "schema numeric entry",
+        _set("schema.numeric.0", ["pixel_0_0", 0.0]),
+        "schema.numeric.0",
+        "[name, center, scale]",
+    ),
+    (
+        "schema no groups",
+        _drop("schema.sensitive_values"),
+        "schema.sensitive_values",
+        "a list of the sensitive groups' names",
+    ),
+    ("schema label", _set("schema.label", 3), "schema.label", "the label column's name"),
+    (
+        "schema vocabulary",
+        _set("schema.categorical", [["colour", "red"]]),
+        "schema.categorical.0",
+        "[name, vocabulary]",
+    ),
+    (
+        "input_shape text",
+        _set("input_shape", "x"),
+        "input_shape",
+        "the same as architecture.input_shape",
+    ),
+    (
+        "input_shape other",
+        _set("input_shape", [7]),
+        "input_shape",
+        "the same as architecture.input_shape",
+    ),
+    (
+        "architecture input_shape text",
+        _set("architecture.input_shape", "x"),
+        "architecture.input_shape",
+        "a non-empty list of whole numbers >= 1",
+    ),
+    (
+        "architecture input_shape zero",
+        _set("architecture.input_shape", [0]),
+        "architecture.input_shape",
+        "a non-empty list of whole numbers >= 1",
+    ),
+    ("configs text", _set("configs", "x"), "configs", "a list of 1 training config(s)"),
+    ("no configs", _drop("configs"), "configs", "a list of 1 training config(s)"),
+    ("two configs", lambda m: m["configs"].append(m["configs"][0]), "configs", "a list of 1"),
+    ("config text", _set("configs.0", "x"), "configs.0", "a training config (an object)"),
+    (
+        "config without training",
+        _drop("configs.0.training"),
+        "configs.0",
+        "with the sections dataset, model, training, penalties (objects; not: training)",
+    ),
+    (
+        "config invalid",
+        _set("configs.0.model.depth", "deep"),
+        "configs.0",
+        "a training config (model.depth",
+    ),
+]
+# The architecture's own fields, which loading blamed on the weights file.
+ARCHITECTURE: list[tuple[str, Change, str, str]] = [
+    (
+        "no spectral_norm",
+        _drop("architecture.members.0.spectral_norm"),
+        "architecture.members.0.spectral_norm",
+        "true or false",
+    ),
+    (
+        "spectral_norm text",
+        _set("architecture.members.0.spectral_norm", "yes"),
+        "architecture.members.0.spectral_norm",
+        "true or false",
+    ),
+]
+CASES += READ_LATER + ARCHITECTURE
 
 
 @pytest.mark.parametrize(
@@ -170,6 +287,55 @@ def test_the_version_must_match_its_folder(saved: ModelVersion, tmp_path: Path) 
         read_checked(place_of(str(path)), None, None)
 
 
+@pytest.mark.parametrize(
+    ("change", "field", "shown", "allowed"),
+    [
+        (_set("version", "1"), "version", "'1'", "1, the number of its folder v1"),
+        (_set("version", 1.0), "version", "1.0", "1, the number of its folder v1"),
+        (_set("name", "other"), "name", "'other'", "'tiny', the name of the model folder"),
+        (_drop("name"), "name", "missing", "'tiny', the name of the model folder"),
+    ],
+)
+def test_a_version_recording_another_name_or_number_names_the_field(
+    saved: ModelVersion, tmp_path: Path, change: Change, field: str, shown: str, allowed: str
+) -> None:
+    """It used to say "is not a regtune-model v1 file (it records tiny:1)" for a "1"."""
+    path = _rewrite(saved, tmp_path / "registry" / "tiny" / "v1", change)
+    expected = f"model version {path}: meta.json field '{field}' is {shown}; allowed: {allowed}"
+    with pytest.raises(CheckpointError) as info:
+        load_version("tiny:1", root=str(tmp_path / "registry"))
+    assert str(info.value).startswith(expected), str(info.value)
+    with pytest.raises(CheckpointError) as checked:
+        read_checked(place_of(str(path)), "tiny", 1)
+    assert str(checked.value) == str(info.value)
+
+
+def test_weights_that_do_not_fit_are_still_blamed_on_the_weights(
+    saved: ModelVersion, tmp_path: Path
+) -> None:
+    """A well-formed architecture the tensors do not fit names the weights file."""
+    path = _rewrite(saved, tmp_path / "copy", _set("architecture.members.0.model.width", 64))
+    with pytest.raises(CheckpointError, match=r"file weights\.safetensors does not fit"):
+        load_version(str(path))
+
+
+def test_a_folder_in_place_of_a_listed_file_is_refused_naming_it(
+    saved: ModelVersion, tmp_path: Path
+) -> None:
+    """A read error other than "not found" was an OSError traceback."""
+    path = _rewrite(saved, tmp_path / "copy", lambda meta: None)
+    (path / "weights.safetensors").unlink()
+    (path / "weights.safetensors").mkdir()
+    with pytest.raises(CheckpointError) as info:
+        load_version(str(path))
+    message = str(info.value)
+    assert message.startswith(f"model version {path}: file weights.safetensors cannot be read (")
+    assert "is a directory" in message
+    with pytest.raises(CheckpointError) as checked:
+        read_checked(place_of(str(path)), None, None)
+    assert str(checked.value) == message
+
+
 def test_an_unchanged_copy_loads(saved: ModelVersion, tmp_path: Path) -> None:
     path = _rewrite(saved, tmp_path / "copy", lambda meta: None)
     assert load_version(str(path)).classes == saved.classes
@@ -187,10 +353,14 @@ def test_a_schema_scale_no_value_can_be_divided_by_is_refused_at_load(
     def change(meta: dict[str, Any]) -> None:
         meta["schema"]["numeric"][0][2] = scale
 
-    # JSON has no infinity or NaN (the digest refuses them): float() reads these strings so.
+    # JSON has no infinity or NaN (the digest refuses them): these strings stand for them.
     path = _rewrite(saved, tmp_path / "copy", change)
     with pytest.raises(CheckpointError) as info:
         load_version(str(path))
     message = str(info.value)
-    assert f"numeric[0] {name!r} has scale" in message and "finite number above 0" in message
-    assert str(path) in message
+    assert message.startswith(f"model version {path}: meta.json field 'schema.numeric.0' is ")
+    assert repr(name) in message and "a finite number above 0" in message
+    # Refused without torch too (`models show`, `serve --write-config`).
+    with pytest.raises(CheckpointError) as checked:
+        read_checked(place_of(str(path)), None, None)
+    assert str(checked.value) == message

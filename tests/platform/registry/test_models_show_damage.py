@@ -20,7 +20,7 @@ from regtune.errors import CheckpointError
 from regtune.platform.cli import app
 from regtune.platform.registry import Member, ModelVersion, load_version, save_version
 from regtune.trainables.loop import RunResult
-from tests.platform.registry.test_meta_checks import Change, _rewrite, _set
+from tests.platform.registry.test_meta_checks import Change, _drop, _rewrite, _set
 
 runner = CliRunner()
 
@@ -67,6 +67,19 @@ CHECKED: list[tuple[str, Change, str]] = [
     ("classes text", _set("classes", "0123456789"), "classes"),
     ("postprocessing a number", _set("postprocessing", 3), "postprocessing"),
     ("version text", _set("version", "one"), "version"),
+    ("version of another folder", _set("version", 2), "version"),
+    ("name of another model", _set("name", "other"), "name"),
+    # Read by loading, quantizing and distilling, and checked only there (or not).
+    ("quantization text", _set("quantization", "int8"), "quantization"),
+    ("no schema", _drop("schema"), "schema"),
+    ("schema text", _set("schema", "x"), "schema"),
+    ("configs text", _set("configs", "x"), "configs"),
+    ("input_shape text", _set("input_shape", "x"), "input_shape"),
+    (
+        "spectral_norm text",
+        _set("architecture.members.0.spectral_norm", "yes"),
+        "architecture.members.0.spectral_norm",
+    ),
 ]
 # Fields `models show` reads and loading used to leave to building the module:
 # meta_checks refuses them for every reader too (load_version, --write-config, quantize).
@@ -98,8 +111,7 @@ def test_show_refuses_a_field_meta_checks_refuses_in_its_words(
     for command in (["models", "show", "tiny"], ["models", "show", "tiny", "--json"]):
         result = runner.invoke(app, [*command, "--storage", str(tmp_path)])
         assert _one_error_line(result) == str(refused.value)
-    if field != "version":  # a version that records another number is named so
-        assert f"meta.json field '{field}' is " in str(refused.value)
+    assert f"meta.json field '{field}' is " in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -195,3 +207,89 @@ def test_list_lists_the_others_and_marks_a_damaged_version(
     for name in ("typed", "unreadable"):
         assert models[name]["error"] == errors[name]
         assert models[name]["kind"] is None and models[name]["versions"] == [1]
+
+
+def test_list_marks_an_unreadable_file_or_unusable_field_damaged_and_lists_the_rest(
+    saved: ModelVersion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder in place of weights.safetensors was an OSError traceback that stopped
+    the listing; a string quantization was listed healthy (loading it crashed)."""
+    from regtune.platform.cli.app import out
+
+    monkeypatch.setattr(out, "width", 200)
+    _copy(saved, tmp_path, "good")
+    folder = _copy(saved, tmp_path, "folder")
+    (folder / "weights.safetensors").unlink()
+    (folder / "weights.safetensors").mkdir()
+    _copy(saved, tmp_path, "quant", _set("quantization", "int8"))
+    storage = str(tmp_path)
+    errors = {
+        name: _one_error_line(runner.invoke(app, ["models", "show", name, "--storage", storage]))
+        for name in ("folder", "quant")
+    }
+    assert errors["folder"].startswith(
+        f"model version {folder}: file weights.safetensors cannot be read ("
+    )
+    assert "meta.json field 'quantization' is 'int8'; allowed: null" in errors["quant"]
+
+    result = runner.invoke(app, ["models", "list", "--storage", storage])
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    rows = {line.split()[1]: line for line in result.stdout.splitlines() if ":1" in line}
+    assert set(rows) == {"good:1", "folder:1", "quant:1"}
+    assert "(damaged)" not in rows["good:1"]
+    assert "(damaged)" in rows["folder:1"] and "(damaged)" in rows["quant:1"]
+    assert result.stderr.splitlines() == [
+        f"error: folder:1 is damaged: {errors['folder']}",
+        f"error: quant:1 is damaged: {errors['quant']}",
+    ]
+
+
+def test_distill_refuses_a_teacher_with_malformed_configs_in_the_usual_words(
+    saved: ModelVersion, tmp_path: Path
+) -> None:
+    """``configs: "x"`` crashed distill with a ValueError traceback."""
+    folder = _copy(saved, tmp_path, "tiny", _set("configs", "x"))
+    result = runner.invoke(app, ["distill", "tiny", "--storage", str(tmp_path), "--epochs", "1"])
+    line = _one_error_line(result)
+    assert line.startswith(
+        f"model version {folder}: " + BAD_FIELD.format(field="configs", value="'x'")
+    )
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["v1"]
+
+
+def test_show_names_only_the_settings_a_member_uses(saved: ModelVersion, tmp_path: Path) -> None:
+    """A logistic regression was shown as "logreg w128 d2"."""
+    from regtune.platform.cli.models import member_label
+    from regtune.trainables.config import ModelConfig
+
+    assert member_label(ModelConfig(arch="logreg")) == "logreg"
+    assert member_label(ModelConfig(arch="mlp", width=16, depth=3)) == "mlp w16 d3"
+    assert member_label(ModelConfig(arch="cnn", width=64)) == "cnn w64"
+    logreg = {"arch": "logreg", "width": 128, "depth": 2, "dropout": 0.0}
+    _copy(saved, tmp_path, "tiny", _set("architecture.members.0.model", logreg))
+    result = runner.invoke(app, ["models", "show", "tiny", "--storage", str(tmp_path)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    members = [line for line in result.stdout.splitlines() if "members" in line]
+    assert len(members) == 1 and "logreg" in members[0] and "w128" not in members[0]
+
+
+def test_diff_leaves_out_float_noise(saved: ModelVersion, tmp_path: Path) -> None:
+    """The same metric measured again differed in its 9th digit and was listed."""
+    one = saved.meta["metrics"]["test_ece"]
+    _copy(saved, tmp_path, "tiny")
+    second = tmp_path / "registry" / "tiny" / "v2"
+
+    def noise(meta: dict[str, Any]) -> None:
+        meta["name"], meta["version"] = "tiny", 2
+        meta["metrics"]["test_ece"] = one * (1 + 1e-8)
+
+    _rewrite(saved, second, noise)
+    storage = str(tmp_path)
+    result = runner.invoke(app, ["models", "diff", "tiny:1", "tiny:2", "--storage", storage])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "tiny:1 and tiny:2 have the same config, metrics and lineage" in result.stdout
+    listed = runner.invoke(
+        app, ["models", "diff", "tiny:1", "tiny:2", "--storage", storage, "--json"]
+    )
+    assert json.loads(listed.stdout)["changes"] == {}
