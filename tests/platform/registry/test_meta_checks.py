@@ -364,3 +364,11 @@ def test_a_schema_scale_no_value_can_be_divided_by_is_refused_at_load(
     with pytest.raises(CheckpointError) as checked:
         read_checked(place_of(str(path)), None, None)
     assert str(checked.value) == message
+
+
+def test_the_checked_quantization_scheme_is_the_one_quantize_writes() -> None:
+    """meta_checks imports no torch, so it keeps its own copy of quantize.SCHEME."""
+    from regtune.platform.registry.meta_checks import QUANT_SCHEMES
+    from regtune.platform.registry.quantize import SCHEME
+
+    assert QUANT_SCHEMES == (SCHEME,)
