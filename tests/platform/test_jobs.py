@@ -71,7 +71,8 @@ BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
 STARTUP_TIMEOUT_S = 90.0
 # The smallest sweep: these tests check submission, not the search.
-SWEEP_OVERRIDES = ("budget.samples=1", "budget.max_epochs=2")
+# grace_period 1: a rung below max_epochs (a 2-epoch asha with grace 2 is refused).
+SWEEP_OVERRIDES = ("budget.samples=1", "budget.max_epochs=2", "scheduler.grace_period=1")
 #: An experiment named by the rule for a spec called "quickstart".
 GENERATED_NAME = r"quickstart-\d{8}-\d{6}-[0-9a-f]{4}"
 

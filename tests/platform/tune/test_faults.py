@@ -7,6 +7,7 @@ reported twice, and each trial's status and checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from regtune.platform.tune.scheduler_state import STATE_FILE
 from regtune.platform.tune.sweep import CHECKPOINTS_KEPT, run_sweep
 from regtune.platform.tune.trial_files import list_checkpoints
 from regtune.search_spaces import load_spec
+from regtune.search_spaces.sections import AshaConfig
 from tests.conftest import BUCKET
 
 pytestmark = pytest.mark.ray
@@ -74,6 +76,8 @@ class _KillWorkerAtEpoch3(tune.Callback):
         {"kind": "none"},
         # No rung before the last epoch: nothing may stop the retried trial.
         # (The scheduler wrapper used to stop it at its first retried epoch.)
+        # load_spec refuses such an asha (it stops nothing early), so the test
+        # loads a valid one and puts this one in its place.
         {"kind": "asha", "grace_period": WORKER_MAX_EPOCHS, "reduction_factor": 2},
     ],
     ids=["none", "asha"],
@@ -95,12 +99,16 @@ def test_killed_worker_restarts_from_checkpoint_and_leaves_one_row_per_epoch(
             **BASE,
             "name": "kill",
             "penalties": {"l2": {"grid": [0.0, 1e-4]}},
-            "scheduler": scheduler,
+            "scheduler": {**scheduler, "grace_period": 1}
+            if "grace_period" in scheduler
+            else scheduler,
             "searcher": {"kind": "grid", "max_concurrent": 1},
             "budget": {"samples": 1, "max_epochs": WORKER_MAX_EPOCHS},
             "failure": {"max_retries": 2},
         }
     )
+    if scheduler["kind"] == "asha":
+        spec = dataclasses.replace(spec, scheduler=AshaConfig.model_validate(scheduler))
     killer = _KillWorkerAtEpoch3()
     try:
         outcome = run_sweep(spec, storage=str(tmp_path), callbacks=[killer])
