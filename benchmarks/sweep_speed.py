@@ -78,8 +78,9 @@ FUSE = 4
 FUSE_ENV = "REGTUNE_BENCH_SWEEP_FUSE"
 #: Optuna's worker threads in ``optuna-2jobs`` (one per core here).
 OPTUNA_JOBS = 2
-#: --smoke-test (run by `make test` to check every contender runs): trials, epochs.
-SMOKE_SIZE = (2, 2)
+#: --smoke-test (run by `make test` to check every contender runs): trials, epochs
+#: (3: one more than GRACE, so ASHA has a rung below max_epochs, as the spec requires).
+SMOKE_SIZE = (2, 3)
 #: --smoke-test trials of ``tune-plain``: without actor reuse each trial is a fresh
 #: actor process (torch and Ray Tune imported again, ~7 CPU-s); one runs the same code.
 SMOKE_PLAIN_SAMPLES = 1

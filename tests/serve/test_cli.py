@@ -109,7 +109,7 @@ def test_write_config_refuses_what_the_replicas_would_refuse(
     weights.write_bytes(bytes(data))  # tampered, same size
     cases = [
         ({"canary": "7"}, f"canary {MODEL}:7 reads inputs ['renamed', "),
-        ({"shadow": "8"}, "it records adult:1"),
+        ({"shadow": "8"}, "meta.json field 'version' is 1; allowed: 8"),
         ({"canary": "2"}, "file weights.safetensors was modified"),
         ({"shadow": "1"}, f"shadow is the primary version itself ({MODEL}:1)"),
         ({"canary": "9"}, f"canary {MODEL}:9 decides between classes {classes[::-1]}"),
