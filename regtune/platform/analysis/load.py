@@ -49,7 +49,7 @@ from regtune.platform.results.read import (
     stored_trials,
     trials_frame,
 )
-from regtune.platform.results.trials import TrialState
+from regtune.platform.results.trials import UNKNOWN, TrialState
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
@@ -79,9 +79,6 @@ MSG_NO_SPEC = "{exp}: no usable stored spec ({reason}); swept parameters are inf
 MSG_RUNNING = (
     "{exp}: still running ({running} of {total} trials running): analyzed as far as it got"
 )
-#: The status of every trial when the trial table cannot be read: whether each one
-#: finished, failed, was stopped or still runs is not known.
-UNKNOWN = "unknown"
 MSG_UNKNOWN_STATUS = (
     "{exp}: the trial table could not be read, so every trial's status is unknown "
     "('{unknown}'): whether the sweep has ended, and which of its {total} trials finished, "

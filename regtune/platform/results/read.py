@@ -50,6 +50,7 @@ from regtune.platform.results.schema import (
 )
 from regtune.platform.results.trials import (
     RUNNING,
+    UNKNOWN,
     TrialState,
     stored_status,
     trial_frame,
@@ -619,7 +620,9 @@ def read_trials(exp: str) -> pd.DataFrame:
 
     Columns: ``experiment``, ``trial_id``, ``status`` (``finished``,
     ``stopped early``, ``error``, ``running`` or ``not started``; a table
-    stored before ``not started`` existed reads so too), ``iterations`` (int64),
+    stored before ``not started`` existed reads so too; ``unknown`` for every
+    trial when the stored table cannot be used, with a :class:`ResultsWarning`
+    naming it), ``iterations`` (int64),
     ``checkpoint`` (path or null), ``degenerate`` (bool: a constant
     predictor, see :mod:`~regtune.platform.results.degenerate`), the last
     epoch's ``config.*``, then ``best.<metric>`` and ``last.<metric>``.
@@ -635,7 +638,11 @@ def read_trials(exp: str) -> pd.DataFrame:
     read = read_store(loc, exp, "trial table")
     if read.lost:
         warnings.warn(incomplete_message(read.parts, read.lost), ResultsWarning, 2)
-    return trials_frame(loc, read.epochs, states=read.stored.states)
+    table = trials_frame(loc, read.epochs, states=read.stored.states)
+    if read.stored.unusable is not None:
+        # No status is stored and the epochs cannot tell one (as regtune analyze says).
+        table["status"] = UNKNOWN
+    return table
 
 
 def incomplete_message(skipped: list[str], lost: Mapping[str, str]) -> str:

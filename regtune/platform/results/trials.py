@@ -34,6 +34,7 @@ __all__ = [
     "NOT_STARTED",
     "RUNNING",
     "STATUSES",
+    "UNKNOWN",
     "TrialState",
     "config_of",
     "empty_trial_table",
@@ -53,6 +54,10 @@ RUNNING = "running"
 NOT_STARTED = "not started"
 #: Every value of the trial table's ``status`` column.
 STATUSES = (FINISHED, STOPPED_EARLY, ERROR, RUNNING, NOT_STARTED)
+#: What the readers give every trial when the stored trial table cannot be used
+#: (never stored): whether each one finished, failed, was stopped or still runs is
+#: not known, and the epochs cannot tell.
+UNKNOWN = "unknown"
 
 
 def trial_status(iterations: int, max_t: int, *, error: bool, ended: bool = True) -> str:
