@@ -77,10 +77,9 @@ from regtune.trainables.config import TrainConfig
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import (
     EVAL_BATCH,
-    FAIRNESS_NEEDS_GROUPS_MSG,
-    GROUP_CALIBRATION_MSG,
     Trainer,
     _EarlyStop,
+    check_dataset_fits,
     epoch_metrics,
     evaluation_generator,
     kept_epoch,
@@ -139,22 +138,6 @@ def _not_k(w: Tensor) -> tuple[int, ...]:
 def _col(values: list[float], device: torch.device) -> Tensor:
     """Python doubles -> a float32 ``(K, 1, 1)`` column (cast once, as torch casts scalars)."""
     return torch.tensor(values, dtype=torch.float64).float().to(device)[:, None, None]
-
-
-def _check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
-    """The dataset checks of ``Trainer.__init__`` (groups for fairness / calibration)."""
-    fair = cfg.penalties.fairness
-    if cfg.training.calibration == "group_temperature" and ds.train.s is None:
-        raise SpecError(GROUP_CALIBRATION_MSG.format(name=ds.name))
-    if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
-        raise SpecError(
-            FAIRNESS_NEEDS_GROUPS_MSG.format(
-                kind=fair.kind,
-                name=ds.name,
-                sensitive=ds.schema.sensitive if ds.train.s is None else "present",
-                n_classes=ds.n_classes,
-            )
-        )
 
 
 def _kept_selection(m: _Member) -> selection.Selection | None:
@@ -228,7 +211,7 @@ class FusedCohort:
         first_key = keys[first_id]
         ds = shared_dataset(parsed, dataset)
         for cfg in parsed.values():
-            _check_dataset_fits(cfg, ds)
+            check_dataset_fits(cfg, ds)
         for mid, key in keys.items():
             if key != first_key:
                 a, b = _describe(first_key), _describe(key)

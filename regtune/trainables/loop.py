@@ -68,6 +68,7 @@ from regtune.trainables.threshold_settings import ThresholdSettings
 __all__ = [
     "RunResult",
     "Trainer",
+    "check_dataset_fits",
     "epoch_metrics",
     "evaluation_generator",
     "kept_epoch",
@@ -117,6 +118,37 @@ CHECKPOINT_MISMATCH_MSG = (
     "checkpoint {path} was written for a different configuration ({what} differs); "
     "restore it with the configuration it was trained with"
 )
+
+
+def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
+    """Refuse a config that ``ds`` cannot train as asked: a fairness penalty needs a
+    binary label with a sensitive attribute, group temperature calibration a
+    sensitive attribute, and early stopping on a fairness gap a dataset the gaps are
+    reported for (else it would never act). The one place these are checked: the
+    trainer, the fused cohort and a sweep's driver before Ray starts all call it.
+
+    Raises:
+        SpecError: the first that fails, naming the key and what would work.
+    """
+    fair = cfg.penalties.fairness
+    if cfg.training.calibration == "group_temperature" and ds.train.s is None:
+        raise SpecError(GROUP_CALIBRATION_MSG.format(name=ds.name))
+    if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
+        raise SpecError(
+            FAIRNESS_NEEDS_GROUPS_MSG.format(
+                kind=fair.kind,
+                name=ds.name,
+                sensitive=ds.schema.sensitive if ds.train.s is None else "present",
+                n_classes=ds.n_classes,
+            )
+        )
+    es = cfg.training.early_stopping
+    if es.patience > 0 and es.metric in GROUP_METRICS and (ds.train.s is None or ds.n_classes != 2):
+        # The config refuses it for a dataset without a sensitive column;
+        # a file's label may still have more than two classes.
+        raise SpecError(
+            EARLY_STOP_NO_GAP_MSG.format(metric=es.metric, name=ds.name, n_classes=ds.n_classes)
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -286,30 +318,8 @@ class Trainer:
         self.device = (
             torch.device(device) if device is not None else resolve_device(cfg.training.device)
         )
-        fair = cfg.penalties.fairness
         ds = self.dataset
-        if cfg.training.calibration == "group_temperature" and ds.train.s is None:
-            raise SpecError(GROUP_CALIBRATION_MSG.format(name=ds.name))
-        if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
-            raise SpecError(
-                FAIRNESS_NEEDS_GROUPS_MSG.format(
-                    kind=fair.kind,
-                    name=ds.name,
-                    sensitive=ds.schema.sensitive if ds.train.s is None else "present",
-                    n_classes=ds.n_classes,
-                )
-            )
-        es = cfg.training.early_stopping
-        if (
-            es.patience > 0
-            and es.metric in GROUP_METRICS
-            and (ds.train.s is None or ds.n_classes != 2)
-        ):
-            # The config refuses it for a dataset without a sensitive column;
-            # a file's label may still have more than two classes.
-            raise SpecError(
-                EARLY_STOP_NO_GAP_MSG.format(metric=es.metric, name=ds.name, n_classes=ds.n_classes)
-            )
+        check_dataset_fits(cfg, ds)
         torch.manual_seed(cfg.training.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.training.seed)
         self.model = build_model(
@@ -338,7 +348,7 @@ class Trainer:
         self._mask = ds.perturb_mask.to(self.device)
         self._weight_penalised = any(penalties.weight_penalty_coefficients(cfg.penalties))
         self._static_facts: dict[str, float] | None = None
-        n_constraints = len(ds.group_names) * (2 if fair.kind == "eo" else 1)
+        n_constraints = len(ds.group_names) * (2 if cfg.penalties.fairness.kind == "eo" else 1)
         self._multipliers = torch.zeros(n_constraints, device=self.device)
         #: Why :meth:`finish` kept its epoch (a ``selection.KEPT_REASONS``
         #: entry); None until then or without ``penalties.fairness.bound``.

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -24,7 +26,8 @@ from regtune.trainables.cohort import (
     make_cohort,
 )
 from regtune.trainables.cohort_fused import FusedCohort
-from regtune.trainables.data import Dataset, Split
+from regtune.trainables.config import parse_train_config
+from regtune.trainables.data import Dataset, Split, load_dataset
 from regtune.trainables.loop import Trainer
 
 #: Relative / absolute tolerance of a fused member's metrics against its solo
@@ -379,3 +382,32 @@ def test_fairness_member_on_data_without_groups_is_refused(small: Dataset) -> No
     configs = {"a": _cfg(), "b": _cfg(**{"penalties.fairness": {"kind": "dp", "strength": 0.0}})}
     with pytest.raises(SpecError, match="sensitive attribute"):
         FusedCohort(configs, dataset=small)
+
+
+def test_early_stopping_on_a_gap_the_data_never_reports_is_refused_fused_as_solo(
+    tmp_path: Path,
+) -> None:
+    """A 3-class label with a sensitive column: the gaps are never reported, so early
+    stopping on dp_diff would never act. The trainer refused it; the fused cohort
+    trained it (its own copy of the dataset checks lacked this one)."""
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "g": np.where(np.arange(n) % 2 == 0, "a", "b"),
+            "y": np.arange(n) % 3,
+        }
+    )
+    frame.to_csv(tmp_path / "three.csv", index=False)
+    dataset = {"name": "csv", "path": str(tmp_path / "three.csv"), "label": "y", "sensitive": "g"}
+    cfg = {
+        "dataset": dataset,
+        "model": {"arch": "logreg"},
+        "training": {"epochs": 2, "early_stopping": {"metric": "dp_diff", "patience": 1}},
+    }
+    data = load_dataset(parse_train_config(cfg).dataset)
+    with pytest.raises(SpecError, match="early stopping on 'dp_diff' would never act"):
+        Trainer(cfg, dataset=data)
+    with pytest.raises(SpecError, match="early stopping on 'dp_diff' would never act"):
+        FusedCohort({"a": cfg, "b": cfg}, dataset=data)

@@ -548,7 +548,7 @@ def _start_fused(spec: SweepSpec, dataset: Any, fuse: int) -> Any:
 
 def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
     """Refuse, before Ray starts, a sweep whose trials would each fail on the
-    loaded ``dataset``: the trainable's own checks at setup (``Trainer``: a
+    loaded ``dataset``: the trainable's own checks at setup (``loop.check_dataset_fits``: a
     fairness penalty, group calibration or early stopping on a fairness gap
     need a binary label and a sensitive attribute), made on the spec's
     representative config and on each value a distribution of those keys
@@ -558,10 +558,9 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
     Raises:
         SpecError: the first of them that fails (the trainable's message).
     """
-    import torch
-
     from regtune.search_spaces.distributions import substitute
-    from regtune.trainables.loop import Trainer
+    from regtune.trainables.config import parse_train_config
+    from regtune.trainables.loop import check_dataset_fits as trainable_checks
 
     dists = dict(spec.iter_distributions())
     at_rest = {path: dist.representative() for path, dist in dists.items()}
@@ -571,10 +570,8 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
             configs.extend(
                 substitute(spec.space, {**at_rest, path: value}) for value in dist.probe_values()
             )
-    # The trainer's set-up seeds torch's global generator: the driver's is kept.
-    with torch.random.fork_rng(devices=[]):
-        for config in configs:
-            Trainer(config, dataset=dataset, device="cpu")
+    for config in configs:
+        trainable_checks(parse_train_config(config), dataset)
     gaps_reported = dataset.train.s is not None and dataset.n_classes == 2
     for index, objective in enumerate(spec.objectives):
         if objective.metric in _GAP_METRICS and not gaps_reported:
