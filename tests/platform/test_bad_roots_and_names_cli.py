@@ -66,12 +66,13 @@ def test_an_over_long_experiment_name_is_refused(tmp_path: Path) -> None:
     line = _error_line(["sweep", "quickstart", "--name", name, "--storage", str(tmp_path)])
     assert line == (
         f"error: --name '{'a' * 20}...{'a' * 8}': 300 characters; an experiment name may have "
-        f"at most {MAX_NAME_LENGTH} (it names a folder)"
+        f"at most {MAX_NAME_LENGTH} (it names a folder; a filesystem holds at most 255 bytes "
+        "in one name)"
     )
     assert list(tmp_path.iterdir()) == []  # nothing made for it
     # The longest generated name (a 64-character spec name) is allowed.
     longest = "s" * 64 + "-20261130-120000-abcd"
     assert check_name(longest) == longest
     assert check_name("n" * MAX_NAME_LENGTH) == "n" * MAX_NAME_LENGTH
-    with pytest.raises(SpecError, match="101 characters"):
+    with pytest.raises(SpecError, match="256 characters"):
         check_name("n" * (MAX_NAME_LENGTH + 1))

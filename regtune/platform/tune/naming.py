@@ -11,9 +11,13 @@ and :func:`~regtune.platform.tune.sweep.run_sweep` all use it:
   storage root (newest by the time in its name), or one named exactly like
   the spec (experiments from before this rule).
 
-Names hold lowercase letters, digits, ``_`` and ``-`` only, at most
-:data:`MAX_NAME_LENGTH` characters (a generated name of a 64-character spec
-name is 85: the folder name must fit the filesystem's 255).
+Names hold lowercase letters, digits, ``_`` and ``-`` only (so a character
+is a byte), at most :data:`MAX_NAME_LENGTH`: the experiment's folder is named
+by it, and a filesystem holds at most 255 bytes in one path component (errno
+36, ``File name too long``, past that). Where a name goes into a longer
+component (``regtune submit``'s submission id, which Ray puts in its log
+file's name), :func:`check_name` counts those bytes too. Any folder that
+exists already fits, so a resume of it is never refused.
 """
 
 from __future__ import annotations
@@ -49,26 +53,41 @@ TUNER_FILE = "tuner.pkl"
 #: The file a fused sweep's driver writes instead (``fused_driver.STATE_FILE``).
 FUSED_STATE_FILE = "regtune-fused-state.json"
 BAD_EXPERIMENT_NAME = "--name {name!r}: " + BAD_NAME
-#: Longest ``--name``: room for a generated name (64-character spec name + 21).
-MAX_NAME_LENGTH = 100
+#: Longest path component a filesystem holds (bytes; ext4, xfs, btrfs, APFS, NTFS).
+MAX_NAME_LENGTH = 255
 LONG_EXPERIMENT_NAME = (
-    "--name {name!r}: {n} characters; an experiment name may have at most {max} (it names a folder)"
+    "--name {name!r}: {n} characters; an experiment name may have at most {max} "
+    "(it names a folder; a filesystem holds at most {limit} bytes in one name{added})"
 )
 _TAIL = r"(\d{8}-\d{6})-[0-9a-f]{4}"
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, *, added: int = 0, where: str = "") -> str:
     """``name`` if it is a valid experiment name.
+
+    Args:
+        added: bytes put around the name in the longest path component made
+            of it (e.g. a submission id's prefix and generated suffix, and
+            the log file's own around that); 0 where the name is the
+            component (the experiment's folder).
+        where: what that component is, for the message (with ``added``).
 
     Raises:
         SpecError: it holds other characters than lowercase letters, digits,
-            ``_`` and ``-``, or more than :data:`MAX_NAME_LENGTH` of them.
+            ``_`` and ``-``, or more than :data:`MAX_NAME_LENGTH` - ``added``
+            of them (a folder or file named by it could not be made).
     """
     if not re.fullmatch(NAME_PATTERN, name):
         raise SpecError(BAD_EXPERIMENT_NAME.format(name=name))
-    if len(name) > MAX_NAME_LENGTH:
+    most = MAX_NAME_LENGTH - added
+    if len(name.encode()) > most:
         shown = f"{name[:20]}...{name[-8:]}"
-        raise SpecError(LONG_EXPERIMENT_NAME.format(name=shown, n=len(name), max=MAX_NAME_LENGTH))
+        extra = f"; {where} adds {added} to the name" if added else ""
+        raise SpecError(
+            LONG_EXPERIMENT_NAME.format(
+                name=shown, n=len(name), max=most, limit=MAX_NAME_LENGTH, added=extra
+            )
+        )
     return name
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,12 +12,14 @@ from regtune.errors import SpecError
 from regtune.platform.tune.naming import (
     BAD_EXPERIMENT_NAME,
     FUSED_STATE_FILE,
+    MAX_NAME_LENGTH,
     TUNER_FILE,
     check_name,
     experiments_of,
     new_experiment_name,
     newest_experiment,
 )
+from regtune.platform.tune.sweep import resolve_name
 from regtune.search_spaces.sections import NAME_PATTERN
 
 # 2026-11-30 12:00:00 UTC
@@ -70,3 +73,34 @@ def test_bad_names_are_refused_naming_the_option(bad: str) -> None:
         check_name(bad)
     assert str(info.value) == BAD_EXPERIMENT_NAME.format(name=bad)
     assert check_name("ok_name-1") == "ok_name-1"
+
+
+@pytest.mark.parametrize("length", [101, 150, 240, MAX_NAME_LENGTH])
+def test_any_name_the_filesystem_holds_is_accepted(length: int, tmp_path: Path) -> None:
+    # Names of 150 and 240 characters ran sweeps before a 100-character cap
+    # refused them (and their resumes); the folder is the limit (255 bytes).
+    name = "n" * length
+    (tmp_path / name).mkdir()  # the filesystem holds it
+    assert check_name(name) == name
+    # A resume of the folder that exists is never refused.
+    spec = SimpleNamespace(name="spec")
+    assert resolve_name(spec, name=name, resume=True, storage=str(tmp_path)) == name  # type: ignore[arg-type]
+
+
+def test_a_name_the_filesystem_cannot_hold_is_refused_with_the_real_limit(tmp_path: Path) -> None:
+    name = "n" * (MAX_NAME_LENGTH + 1)
+    with pytest.raises(OSError, match="too long"):
+        (tmp_path / name).mkdir()  # errno 36: the limit is real
+    with pytest.raises(SpecError) as info:
+        check_name(name)
+    assert str(info.value) == (
+        f"--name '{'n' * 20}...{'n' * 8}': 256 characters; an experiment name may have at "
+        "most 255 (it names a folder; a filesystem holds at most 255 bytes in one name)"
+    )
+
+
+def test_bytes_added_around_the_name_are_counted() -> None:
+    # E.g. regtune submit's job log: job-driver-regtune-NAME-<time>-<6 hex>.log.
+    assert check_name("n" * 209, added=46) == "n" * 209
+    with pytest.raises(SpecError, match=r"at most 209 .*; the job log adds 46 to the name\)$"):
+        check_name("n" * 210, added=46, where="the job log")
