@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from regtune.errors import SpecError
+from regtune.trainables.paths import NO_HOME, NoHomeError, expand_user
 
 __all__ = [
     "BAD_STORAGE",
@@ -44,8 +45,6 @@ OBJECT_STORES = frozenset({"s3", "gcs"})
 BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs"})
 #: Why an object-store URI naming no bucket is refused (:data:`BAD_STORAGE`'s reason).
 NO_BUCKET = "no bucket named"
-#: Why a path starting with ``~user`` that names no user is refused.
-NO_HOME = "cannot expand {user!r}: no such user's home folder"
 
 #: Environment variable naming the default storage root (a path or URI).
 STORAGE_ENV = "REGTUNE_STORAGE"
@@ -76,11 +75,10 @@ def storage_root(storage: str | None = None) -> str:
             raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=NO_BUCKET))
         return value
     try:
-        expanded = Path(value).expanduser()
-    except RuntimeError as exc:  # "Could not determine home directory."
-        reason = NO_HOME.format(user=value.split("/")[0])
+        expanded = expand_user(value)
+    except NoHomeError as exc:
         option = storage_option(storage)
-        raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=reason)) from exc
+        raise SpecError(BAD_STORAGE.format(option=option, root=value, reason=exc)) from exc
     return str(expanded.resolve())
 
 

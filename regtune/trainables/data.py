@@ -61,6 +61,10 @@ User files (csv/parquet), at load, from the rows:
   classes ``0`` and ``1``, served as ``"0"``/``"1"``); a blank (spaces only)
   label is missing. A built-in keeps its classes as written (Adult's
   ``"<=50K"``/``">50K"``). ``positive_label`` is matched to a class canonically.
+* Bytes: a used Parquet binary column (Hive, Impala and older Spark write
+  strings so) is read as the UTF-8 text it holds, as a string column would be
+  (categories ``'red'``, not ``"b'red'"``); one holding bytes that are not
+  UTF-8 is refused, naming the column, its row count and first row.
 * Inferred types: a column not listed in ``categorical`` that is numeric in
   most rows but holds other strings is refused, naming them; so is a
   date/time column (derive numbers from it). A categorical column with a
@@ -92,6 +96,7 @@ from regtune.errors import DataError, DataWarning, Problem, SpecError
 from regtune.trainables import catalog
 from regtune.trainables.config import DatasetConfig, validation_problems
 from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
+from regtune.trainables.paths import expand_user
 from regtune.trainables.schema import FeatureSchema, Label, ValueIndex, canonical_value
 from regtune.trainables.sources import MISSING_COLUMN, MISSING_FILE, check_data_file
 
@@ -147,6 +152,18 @@ NOT_NUMERIC_COLUMN = (
     "{path}: column {column!r} has dtype {dtype}, so it cannot be numeric; list it in 'categorical'"
 )
 TOO_FEW_ROWS = "{path}: table has {n} rows; need at least {min_rows}"
+NOT_UTF8 = (
+    "{path}: column {column!r} holds bytes (a Parquet binary column) that are not UTF-8 text in "
+    "{count} rows (row 1 is the first data row; first: row {row}, {value}), so it cannot be "
+    "{role}; {fix}"
+)
+#: NOT_UTF8's advice for a feature, and for the label or sensitive column.
+NOT_UTF8_FEATURE_FIX = (
+    "leave it out of 'features' (list the columns to use), or write it in the file as UTF-8 text"
+)
+NOT_UTF8_NAMED_FIX = "choose another column, or write it in the file as UTF-8 text"
+#: Bytes of a non-UTF-8 value shown in NOT_UTF8.
+SHOWN_BYTES = 20
 NAN_VALUES = (
     "{path}: missing or non-finite values in {n} column(s) of {rows} rows (row 1 is the first "
     "data row): {columns}; none are "
@@ -348,9 +365,9 @@ def _read_table(cfg: DatasetConfig, cache_dir: Path | None) -> tuple[pd.DataFram
         path = fetch_dataset(cfg.name, cache_dir=cache_dir)
     else:
         problems = check_data_file(cfg)
-        if len(problems) == 1:  # first: a URI, or a ~user expanduser cannot expand
+        if len(problems) == 1:  # first: a URI, or a ~user that names no user
             raise DataError(str(problems[0]), problems)
-        path = Path(str(cfg.path)).expanduser()
+        path = expand_user(str(cfg.path))
         if problems:
             raise DataError.from_problems(f"{path}: cannot use this file:", problems)
     try:
@@ -401,6 +418,74 @@ def _check_columns(
         need(sens, "sensitive")
     if len(table) < MIN_ROWS:
         raise DataError(TOO_FEW_ROWS.format(path=src, n=len(table), min_rows=MIN_ROWS))
+
+
+def _bytes_as_text(
+    table: pd.DataFrame, src: str, feats: list[str], label: str, sens: str | None
+) -> pd.DataFrame:
+    """Read the used columns holding bytes (a Parquet BINARY column: Hive,
+    Impala and older Spark write strings so) as the UTF-8 text they hold, as
+    a string column would be read (``'red'``, not ``"b'red'"``).
+
+    Raises:
+        DataError: a used column holding bytes that are not UTF-8, naming it,
+            its role, how many rows and the first of them.
+    """
+    roles = {column: ("a feature", "features") for column in feats}
+    if sens is not None:
+        roles[sens] = ("the sensitive column", "sensitive")
+    roles[label] = ("the label", "label")
+    problems: list[Problem] = []
+    for column, (role, key) in roles.items():
+        col = table[column]
+        if isinstance(col.dtype, pd.CategoricalDtype):  # a Parquet dictionary column
+            uniques = col.cat.categories.tolist()
+            codes = col.cat.codes.to_numpy()
+        elif is_object_dtype(col):
+            present = col.notna().to_numpy()
+            if not present.any() or not isinstance(col.iloc[int(present.argmax())], bytes):
+                continue
+            codes, found = pd.factorize(col, use_na_sentinel=True)
+            uniques = list(found)
+        else:
+            continue
+        if not uniques or not all(isinstance(value, bytes) for value in uniques):
+            continue
+        texts: list[str | None] = []
+        bad: list[int] = []
+        for i, value in enumerate(uniques):
+            try:
+                texts.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(None)
+                bad.append(i)
+        if bad:
+            rows = np.flatnonzero(np.isin(codes, bad))
+            value = col.iloc[int(rows[0])]
+            shown = repr(value[:SHOWN_BYTES]) + ("..." if len(value) > SHOWN_BYTES else "")
+            fix = NOT_UTF8_FEATURE_FIX if key == "features" else NOT_UTF8_NAMED_FIX
+            message = NOT_UTF8.format(
+                path=src,
+                column=column,
+                count=len(rows),
+                row=int(rows[0]) + 1,
+                value=shown,
+                role=role,
+                fix=fix,
+            )
+            problems.append(Problem(f"dataset.{key}", message))
+        elif isinstance(col.dtype, pd.CategoricalDtype):
+            table = table.assign(**{column: col.cat.rename_categories(texts)})
+        else:
+            # Missing rows (code -1) take the last entry, None; the Series reads
+            # the strings as pandas reads a string column.
+            values = np.array([*texts, None], dtype=object)[codes]
+            table = table.assign(**{column: pd.Series(values.tolist(), index=col.index)})
+    if len(problems) == 1:
+        raise DataError(str(problems[0]), problems)
+    if problems:
+        raise DataError.from_problems(f"{src}: columns of bytes that are not text:", problems)
+    return table
 
 
 def _markers_as_missing(
@@ -804,6 +889,8 @@ def load_dataset(cfg: DatasetConfig | str, *, cache_dir: Path | None = None) -> 
     else:
         feats = list(default_feats or [c for c in table.columns if c not in skip])
     _check_columns(table, src, label, feats, cfg, sens)
+    if spec is None:
+        table = _bytes_as_text(table, src, feats, label, sens)
     declared = set(cfg.categorical or [])
     notes: dict[str, str] = {}
     if spec is None:

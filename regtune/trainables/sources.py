@@ -12,8 +12,10 @@ column holding another separator (``;``, tab, ``|``: the file needs
 (pandas would rename the second ``hours`` to ``hours.1`` and train on both);
 any column name a Parquet schema repeats (such a file cannot be read as one
 table); a Parquet date/time column among the features (derive numbers from it);
-a Parquet list, struct, map or binary column among the used columns (no such
-value is a number or a category); a first column without a name (pandas calls
+a Parquet list, struct, map or fixed-size binary column among the used columns
+(no such value is a number or a category; a plain binary column, as Hive,
+Impala and older Spark write strings, is read as UTF-8 text when loaded); a
+first column without a name (pandas calls
 it ``Unnamed: 0``: most likely a DataFrame index saved with the file) among
 the features, unless ``features`` lists the columns to use. A URI ``dataset.path`` (``s3://...``)
 is refused: the file is read from the local disk.
@@ -27,6 +29,7 @@ from pathlib import Path
 from regtune.errors import Problem
 from regtune.trainables.catalog import FILE_DATASETS
 from regtune.trainables.config import CSV_SEPARATORS, DatasetConfig
+from regtune.trainables.paths import NoHomeError, expand_user
 
 __all__ = [
     "DATETIME_COLUMN",
@@ -37,7 +40,6 @@ __all__ = [
     "MISSING_FILE",
     "NESTED_COLUMN",
     "NOT_A_FILE",
-    "NO_HOME",
     "ONE_COLUMN_SEP",
     "UNREADABLE_COLUMNS",
     "URI_PATH",
@@ -69,7 +71,7 @@ DATETIME_COLUMN = (
 )
 NESTED_COLUMN = (
     "{path}: column {column!r} has the Parquet type {kind}, whose values (lists, structs, "
-    "maps, bytes) are neither numbers nor categories, so it cannot be {role}; {fix}"
+    "maps, fixed-size bytes) are neither numbers nor categories, so it cannot be {role}; {fix}"
 )
 #: NESTED_COLUMN's advice for a feature (the label or sensitive column is named on purpose).
 NESTED_FEATURE_FIX = (
@@ -84,7 +86,6 @@ INDEX_COLUMN = (
     "file with index=False (df.to_csv(path, index=False)), or list the columns to use in "
     "'features'"
 )
-NO_HOME = "{path}: cannot expand {user!r}: no such user's home folder"
 URI_PATH = (
     "must be a local file path; got the URI {path!r}: the file is read from this "
     "machine's disk (and, in a sweep, each trial's), so copy it there first and give that path"
@@ -108,7 +109,7 @@ def read_columns(cfg: DatasetConfig) -> tuple[list[str], list[str]]:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    path = Path(str(cfg.path)).expanduser()
+    path = expand_user(str(cfg.path))
     if cfg.name == "csv":
         sep = cfg.sep or ","
         named = [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
@@ -181,7 +182,9 @@ def _index_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list[Pr
 
 def _nested(kind: object) -> bool:
     """Whether a pyarrow type holds values no feature, label or group can be
-    (lists, structs, maps, unions, bytes), a dictionary by its values'."""
+    (lists, structs, maps, unions, fixed-size bytes), a dictionary by its
+    values'. Plain and large binary are not: Hive, Impala and older Spark
+    write strings so, and loading reads them as UTF-8 text."""
     import pyarrow as pa
 
     if pa.types.is_dictionary(kind):
@@ -193,8 +196,6 @@ def _nested(kind: object) -> bool:
         pa.types.is_struct,
         pa.types.is_map,
         pa.types.is_union,
-        pa.types.is_binary,
-        pa.types.is_large_binary,
         pa.types.is_fixed_size_binary,
     )
     return any(check(kind) for check in checks)
@@ -202,8 +203,8 @@ def _nested(kind: object) -> bool:
 
 def _schema_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list[Problem]:
     """Parquet columns whose type (in the schema) no model input can be: a
-    date/time feature; a list, struct, map or binary feature, label or
-    sensitive column."""
+    date/time feature; a list, struct, map or fixed-size binary feature,
+    label or sensitive column."""
     if cfg.name != "parquet":
         return []
     import pyarrow as pa
@@ -245,8 +246,8 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
     Also refused here: a URI path (``s3://...``: the file must be local), a
     one-column header holding another separator (``dataset.sep``), a repeated
     column name that is used (in a Parquet schema: any repeated name), a
-    Parquet date/time feature column, a Parquet list/struct/map/binary column
-    that is used, a first column without a name (``Unnamed: 0``, a saved
+    Parquet date/time feature column, a Parquet list/struct/map/fixed-size
+    binary column that is used, a first column without a name (``Unnamed: 0``, a saved
     index) among the features taken by default.
 
     Returns:
@@ -258,10 +259,9 @@ def check_data_file(cfg: DatasetConfig) -> list[Problem]:
     if "://" in str(cfg.path):
         return [Problem("dataset.path", URI_PATH.format(path=str(cfg.path)))]
     try:
-        path = Path(str(cfg.path)).expanduser()
-    except RuntimeError:  # "Could not determine home directory."
-        user = str(cfg.path).split("/")[0]
-        return [Problem("dataset.path", NO_HOME.format(path=cfg.path, user=user))]
+        path = expand_user(str(cfg.path))
+    except NoHomeError as exc:
+        return [Problem("dataset.path", f"{cfg.path}: {exc}")]
     if path.is_dir():
         return [Problem("dataset.path", NOT_A_FILE.format(path=path, kind=cfg.name))]
     if not path.is_file():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from regtune.errors import SpecError
-from regtune.platform.storage import BAD_STORAGE, STORAGE_ENV, check_storage
+from regtune.platform.storage import BAD_STORAGE, STORAGE_ENV, check_storage, storage_root
+from regtune.trainables.paths import NO_HOME
 
 
 def _refused(storage: str | None) -> str:
@@ -96,3 +98,16 @@ def test_a_look_up_makes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         check_storage("afile/runs", create=False)
     with pytest.raises(SpecError, match="it is a file, not a folder"):
         check_storage("afile", create=False)
+
+
+def test_a_root_under_an_unknown_user_is_refused_in_the_one_wording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ``~user`` wording is regtune.trainables.paths' NO_HOME, as for a data path."""
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    reason = NO_HOME.format(user="~nosuchuser-rt")
+    assert reason == "cannot expand '~nosuchuser-rt': no such user's home folder"
+    expected = BAD_STORAGE.format(option="--storage", root="~nosuchuser-rt/x", reason=reason)
+    with pytest.raises(SpecError, match=f"^{re.escape(expected)}$"):
+        storage_root("~nosuchuser-rt/x")
+    assert _refused("~nosuchuser-rt/x") == expected

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from pydantic import ValidationError
@@ -534,21 +536,23 @@ def test_a_saved_dataframe_index_is_refused_unless_features_leave_it_out(tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("values", "kind"),
+    ("values", "type_", "kind"),
     [
-        ([[1, 2]] * N, "list<element: int64>"),
-        ([{"a": 1}] * N, "struct<a: int64>"),
-        ([b"xy"] * N, "binary"),
+        ([[1, 2]] * N, None, "list<element: int64>"),
+        ([{"a": 1}] * N, None, "struct<a: int64>"),
+        ([b"xy"] * N, pa.binary(2), "fixed_size_binary[2]"),
     ],
 )
-def test_a_parquet_nested_or_binary_column_is_refused_from_the_schema(
-    tmp_path: Path, values: list[Any], kind: str
+def test_a_parquet_nested_or_fixed_size_binary_column_is_refused_from_the_schema(
+    tmp_path: Path, values: list[Any], type_: pa.DataType | None, kind: str
 ) -> None:
-    path = _write(tmp_path, _people().assign(extra=values), "t.parquet")
+    path = tmp_path / "t.parquet"
+    table = pa.Table.from_pandas(_people(), preserve_index=False)
+    pq.write_table(table.append_column("extra", pa.array(values, type_)), path)
     expected = (
         f"{path}: column 'extra' has the Parquet type {kind}, whose values (lists, structs, "
-        "maps, bytes) are neither numbers nor categories, so it cannot be a feature; leave it "
-        "out of 'features'"
+        "maps, fixed-size bytes) are neither numbers nor categories, so it cannot be a feature; "
+        "leave it out of 'features'"
     )
     (problem,) = data_mod.check_data_file(_cfg(path))
     assert problem.path == "dataset.features"
@@ -563,6 +567,83 @@ def test_a_parquet_nested_or_binary_column_is_refused_from_the_schema(
     # Left out of the features, the file loads.
     ds = load_dataset(_cfg(path, features=["age", "workclass", "hours", "sex"]))
     assert ds.n_features > 0
+
+
+def _text_table(kind: pa.DataType, bad: dict[str, list[int]] | None = None) -> pa.Table:
+    """_people() as Parquet columns of ``kind`` (strings, or bytes as Hive, Impala
+    and older Spark write them): workclass plain, sex dictionary-encoded, income
+    the label; workclass row 4 (index 3) missing. ``bad``: rows per column whose
+    value starts with a byte that is no UTF-8."""
+    people = _people()
+    columns: dict[str, Any] = {"age": people["age"], "hours": people["hours"]}
+    for column in ("workclass", "sex", "income"):
+        values: list[Any] = people[column].tolist()
+        if column == "workclass":
+            values[3] = None
+        if kind != pa.string():
+            values = [None if v is None else v.encode() for v in values]
+        for row in (bad or {}).get(column, []):
+            values[row] = b"\xff" + values[row]
+        array = pa.array(values, kind)
+        columns[column] = array.dictionary_encode() if column == "sex" else array
+    return pa.table(columns)
+
+
+@pytest.mark.parametrize("kind", [pa.binary(), pa.large_binary()])
+def test_a_parquet_binary_column_of_text_loads_as_that_text(
+    tmp_path: Path, kind: pa.DataType
+) -> None:
+    """Hive, Impala and older Spark write strings as plain BINARY: read as the
+    text they hold, as a feature, the label or the sensitive column, the same
+    dataset as the file written with strings (not "b'Male'")."""
+    text, raw = tmp_path / "text.parquet", tmp_path / "bytes.parquet"
+    pq.write_table(_text_table(pa.string()), text)
+    pq.write_table(_text_table(kind), raw)
+    assert pq.read_schema(raw).field("workclass").type == kind
+    cfg = _cfg(raw, sensitive="sex", missing="drop")
+    assert data_mod.check_data_file(cfg) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # the dropped row
+        ds = load_dataset(cfg)
+        expected = load_dataset(_cfg(text, sensitive="sex", missing="drop"))
+    assert ds.group_names == ["Female", "Male"]
+    workclass = ds.schema.categorical[0]
+    assert workclass.name == "workclass"
+    assert workclass.vocabulary == ("Private", "Self-emp", "State-gov")
+    assert ds.schema.classes == ("<=50K", ">50K")
+    assert ds.fingerprint == expected.fingerprint
+    assert ds.schema.to_json() == expected.schema.to_json()
+    pd.testing.assert_frame_equal(ds.raw_train, expected.raw_train)
+    assert torch.equal(ds.train.x, expected.train.x) and torch.equal(ds.test.s, expected.test.s)
+
+
+def test_a_parquet_binary_column_that_is_not_utf8_is_refused_by_row(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(_text_table(pa.binary(), {"workclass": [8, 4]}), path)
+    value = repr(b"\xff" + _people()["workclass"][4].encode())
+    expected = (
+        f"dataset.features: {path}: column 'workclass' holds bytes (a Parquet binary column) "
+        "that are not UTF-8 text in 2 rows (row 1 is the first data row; first: row 5, "
+        f"{value}), so it cannot be a feature; leave it out of 'features'"
+    )
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(path, missing="drop"))
+    assert str(info.value).startswith(expected)
+    # Every such used column at once, each under its key; the label is read as text.
+    pq.write_table(_text_table(pa.binary(), {"workclass": [8, 4], "sex": [6]}), path)
+    with pytest.raises(DataError) as info:
+        load_dataset(_cfg(path, sensitive="sex", missing="drop"))
+    assert [p.path for p in info.value.problems] == ["dataset.features", "dataset.sensitive"]
+    assert "column 'sex' holds bytes" in str(info.value)
+    shown = repr(b"\xff" + _people()["sex"][6].encode())
+    assert f"first: row 7, {shown}), so it cannot be the sensitive column; " in str(info.value)
+    # As the label; left out of the features, the file loads.
+    pq.write_table(_text_table(pa.binary(), {"income": [0]}), path)
+    with pytest.raises(DataError, match="so it cannot be the label; choose another column"):
+        load_dataset(_cfg(path, missing="drop"))
+    pq.write_table(_text_table(pa.binary(), {"workclass": [8]}), path)
+    ds = load_dataset(_cfg(path, features=["age", "hours", "sex"]))
+    assert ds.schema.classes == ("<=50K", ">50K")
 
 
 def test_a_uri_data_path_is_refused_plainly(tmp_path: Path) -> None:
