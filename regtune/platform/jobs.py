@@ -346,6 +346,11 @@ def submit_sweep(
     """
     # Everything that can be checked here is, before the cluster is contacted.
     resolved = resolve_address(address)
+    spec_file = Path(spec) if Path(spec).is_file() else None
+    # A URI is refused first, with the job's own advice: load_spec would refuse
+    # it too, telling to copy the file onto this machine, where the job does
+    # not read it.
+    _refuse_data_uri(spec_file, overrides)
     # The data file is checked below, only where the job reads what this machine has.
     loaded = load_spec(spec, overrides, check_data=False)
     # Resuming without a name: the cluster's newest experiment of the spec,
@@ -355,7 +360,6 @@ def submit_sweep(
         sweep_name = check_name(name)
     else:
         sweep_name = None if resume else new_experiment_name(loaded.name)
-    spec_file = Path(spec) if Path(spec).is_file() else None
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
     data_note = _check_data_is_reachable(spec, spec_file, overrides, working_dir)
@@ -477,17 +481,8 @@ def _check_data_is_reachable(
         SpecError: any of the refusals above, or the uploaded file's own
             problems (missing, columns).
     """
-    path: Any = None
-    from_set = False
-    if spec_file is not None:
-        raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-        dataset = raw.get("dataset") if isinstance(raw, Mapping) else None
-        path = dataset.get("path") if isinstance(dataset, Mapping) else None
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if sep and key.strip() == "dataset.path":
-            path, from_set = yaml.safe_load(value), True
-    if not isinstance(path, str):
+    path, from_set = _data_path_as_written(spec_file, overrides)
+    if path is None:
         return None
     if "://" in path:
         raise SpecError(URI_DATA_PATH.format(path=path))
@@ -506,6 +501,47 @@ def _check_data_is_reachable(
     check = [*overrides, f"dataset.path={json.dumps(str(landed))}"] if from_set else overrides
     load_spec(spec, check)
     return None
+
+
+def _data_path_as_written(
+    spec_file: Path | None, overrides: Sequence[str]
+) -> tuple[str | None, bool]:
+    """``dataset.path`` as the job will get it, and whether a ``--set`` gave it:
+    the last ``--set dataset.path=...``, else the spec file's value; None when
+    neither gives a text (or the YAML cannot be read: ``load_spec`` says why)."""
+    path: Any = None
+    from_set = False
+    if spec_file is not None:
+        try:
+            raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeError, yaml.YAMLError):
+            raw = None
+        dataset = raw.get("dataset") if isinstance(raw, Mapping) else None
+        path = dataset.get("path") if isinstance(dataset, Mapping) else None
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or key.strip() not in ("dataset", "dataset.path"):
+            continue
+        try:
+            given = yaml.safe_load(value)
+        except yaml.YAMLError:
+            given = None
+        if key.strip() == "dataset":  # --set dataset={name: csv, path: ...}
+            given = given.get("path") if isinstance(given, Mapping) else None
+        path, from_set = given, True
+    return (path if isinstance(path, str) else None), from_set
+
+
+def _refuse_data_uri(spec_file: Path | None, overrides: Sequence[str]) -> None:
+    """Refuse a ``dataset.path`` written as a URI (``s3://...``): the job's data
+    loader reads the file from the disk of each node that runs a trial.
+
+    Raises:
+        SpecError: :data:`URI_DATA_PATH`.
+    """
+    path, _ = _data_path_as_written(spec_file, overrides)
+    if path is not None and "://" in path:
+        raise SpecError(URI_DATA_PATH.format(path=path))
 
 
 def _check_storage_is_kept(storage: str | None, env_vars: Mapping[str, str]) -> None:

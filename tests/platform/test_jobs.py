@@ -395,16 +395,28 @@ def test_an_absolute_data_path_is_read_on_the_cluster_and_a_uri_is_refused(
     )
     assert DATA_ON_CLUSTER.format(path="~/d.csv") in lines
     for uri in ("s3://my-bucket/data.csv", "gs://b/d.parquet"):
-        # Refused plainly (by the spec's own check, or by submit's), before any contact.
+        # Refused before any contact with submit's own message (the spec's own
+        # check would tell to copy the file onto this machine, where the job
+        # does not read it), however the path is given.
         spec = _csv_spec(tmp_path, uri)
-        with pytest.raises(SpecError, match=f"URI '{uri}'|'{uri}' is a URI"):
+        with pytest.raises(SpecError) as info:
             submit_sweep(str(spec), address=closed)
-        with pytest.raises(SpecError, match=f"URI '{uri}'|'{uri}' is a URI"):
+        assert str(info.value) == URI_DATA_PATH.format(path=uri)
+        set_spec = str(_csv_spec(tmp_path / "set", "/x.csv"))
+        for override in (
+            f"dataset.path={uri}",
+            f"dataset={{name: csv, path: '{uri}', label: y}}",
+        ):
+            with pytest.raises(SpecError) as info:
+                submit_sweep(set_spec, address=closed, overrides=[override])
+            assert str(info.value) == URI_DATA_PATH.format(path=uri)
+        with pytest.raises(SpecError) as info:
             submit_sweep(
-                str(_csv_spec(tmp_path / "set", "/x.csv")),
+                "quickstart",
                 address=closed,
-                overrides=[f"dataset.path={uri}"],
+                overrides=["dataset.name=csv", "dataset.label=y", f"dataset.path={uri}"],
             )
+        assert str(info.value) == URI_DATA_PATH.format(path=uri)
         # Submit's own check, whatever the spec's lets through.
         with pytest.raises(SpecError) as info:
             jobs._check_data_is_reachable(str(spec), spec, [], None)
