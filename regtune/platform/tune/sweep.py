@@ -22,10 +22,12 @@ store, and one torch thread per CPU given to a trial.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from regtune.errors import RegtuneError, SpecError
@@ -43,6 +45,8 @@ from regtune.search_spaces import (
     RandomSearchConfig,
     SweepSpec,
 )
+from regtune.search_spaces.distributions import KeyPath
+from regtune.trainables.config import FILE_DATASETS
 
 __all__ = [
     "STORAGE_ENV",
@@ -86,17 +90,32 @@ NO_EXPERIMENT_OF_SPEC_MSG = (
 
 OBJECTIVE_NEEDS_GROUPS_MSG = (
     "objectives.{index}.metric: {metric} is reported only for a dataset with a sensitive "
-    "attribute and two classes; dataset {name!r} has sensitive={sensitive!r} and "
-    "{n_classes} classes. Declare 'sensitive' on the dataset or choose another metric "
-    "(nothing was started)"
+    "attribute and a two-class label; {data} has {sensitive} and a label of {n_classes} "
+    "classes: {advice} (nothing was started)"
 )
-#: Keys whose values the trainable checks against the loaded dataset at setup.
+#: OBJECTIVE_NEEDS_GROUPS_MSG's advice, by what the dataset lacks.
+_ADVICE_NO_SENSITIVE = "declare dataset.sensitive, or choose another metric"
+_ADVICE_NOT_BINARY = "choose another metric (the fairness gaps need a two-class label)"
+TRIAL_WOULD_FAIL_MSG = "a trial with {values} would fail at setup: {reason}"
+#: The config keys ``loop.check_dataset_fits`` reads (keep in step with it): a
+#: distribution at one of them, or at a section holding one (``penalties.fairness:
+#: {choice: [...]}``), decides whether a trial's setup refuses the dataset.
 _DATASET_CHECKED_KEYS = (
     ("penalties", "fairness", "kind"),
     ("training", "calibration"),
     ("training", "early_stopping", "metric"),
     ("training", "early_stopping", "patience"),
 )
+#: At most this many combinations of those distributions' probe values are
+#: checked before Ray starts. One check parses a config (no model is built):
+#: ~0.2 ms, so the bound costs under a second (108 combinations of a spec
+#: sweeping all four keys: ~11 ms). Values that set the checked keys alike count
+#: once (a fairness section's strengths), so only a spec listing hundreds of
+#: distinct values there reaches it; beyond it each value is still checked alone
+#: and the first combinations in order, with a warning: a trial drawing an
+#: unchecked combination the data cannot train fails at setup with the same message.
+MAX_PROBED_COMBINATIONS = 4096
+_ABSENT = object()
 #: The metrics a trial reports only for a binary label with a sensitive attribute.
 _GAP_METRICS = ("dp_diff", "eo_diff")
 
@@ -547,43 +566,115 @@ def _start_fused(spec: SweepSpec, dataset: Any, fuse: int) -> Any:
 
 
 def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
-    """Refuse, before Ray starts, a sweep whose trials would each fail on the
+    """Refuse, before Ray starts, a sweep with a trial that would fail on the
     loaded ``dataset``: the trainable's own checks at setup (``loop.check_dataset_fits``: a
     fairness penalty, group calibration or early stopping on a fairness gap
     need a binary label and a sensitive attribute), made on the spec's
-    representative config and on each value a distribution of those keys
-    can produce; and an objective ``dp_diff``/``eo_diff``, which a trial
-    reports only for such a dataset.
+    representative config and on every combination of the values
+    (``probe_values``) of the distributions at, above or below the keys it
+    reads (:data:`MAX_PROBED_COMBINATIONS` bounds them); and an objective
+    ``dp_diff``/``eo_diff``, which a trial reports only for such a dataset.
 
     Raises:
-        SpecError: the first of them that fails (the trainable's message).
+        SpecError: the first of them that fails (the trainable's message,
+            after the drawn values that make it fail).
     """
-    from regtune.search_spaces.distributions import substitute
     from regtune.trainables.config import parse_train_config
     from regtune.trainables.loop import check_dataset_fits as trainable_checks
 
-    dists = dict(spec.iter_distributions())
-    at_rest = {path: dist.representative() for path, dist in dists.items()}
-    configs = [spec.base_config()]
-    for path, dist in dists.items():
-        if path in _DATASET_CHECKED_KEYS:
-            configs.extend(
-                substitute(spec.space, {**at_rest, path: value}) for value in dist.probe_values()
-            )
-    for config in configs:
-        trainable_checks(parse_train_config(config), dataset)
+    base = parse_train_config(spec.base_config())
+    trainable_checks(base, dataset)
+    for values, config in _probed_configs(spec):
+        try:
+            trainable_checks(parse_train_config(config), dataset)
+        except SpecError as exc:
+            shown = ", ".join(f"{'.'.join(path)}={value!r}" for path, value in values.items())
+            raise SpecError(TRIAL_WOULD_FAIL_MSG.format(values=shown, reason=exc)) from exc
     gaps_reported = dataset.train.s is not None and dataset.n_classes == 2
     for index, objective in enumerate(spec.objectives):
         if objective.metric in _GAP_METRICS and not gaps_reported:
+            if base.dataset.name in FILE_DATASETS:
+                data = f"the file {base.dataset.path}"
+            else:
+                data = f"the built-in dataset {base.dataset.name!r}"
             raise SpecError(
                 OBJECTIVE_NEEDS_GROUPS_MSG.format(
                     index=index,
                     metric=objective.metric,
-                    name=dataset.name,
-                    sensitive=dataset.schema.sensitive if dataset.train.s is None else "present",
+                    data=data,
+                    sensitive="no sensitive attribute"
+                    if dataset.train.s is None
+                    else f"the sensitive attribute {dataset.schema.sensitive!r}",
                     n_classes=dataset.n_classes,
+                    advice=_ADVICE_NO_SENSITIVE
+                    if dataset.train.s is None and dataset.n_classes == 2
+                    else _ADVICE_NOT_BINARY,
                 )
             )
+
+
+def _probed_configs(spec: SweepSpec) -> Iterator[tuple[dict[KeyPath, Any], dict[str, Any]]]:
+    """``(drawn values, config)`` for each combination of the probe values of the
+    distributions that set a key in :data:`_DATASET_CHECKED_KEYS`, the others
+    at their representative value; values of one distribution that set those
+    keys alike are probed once. Past :data:`MAX_PROBED_COMBINATIONS`: each
+    value alone, then the first combinations, with a warning."""
+    from regtune.search_spaces.distributions import substitute
+
+    dists = dict(spec.iter_distributions())
+    at_rest = {path: dist.representative() for path, dist in dists.items()}
+    probed: dict[KeyPath, list[Any]] = {}
+    for path, dist in dists.items():
+        keys = [key for key in _DATASET_CHECKED_KEYS if _nested(path, key) or _nested(key, path)]
+        if keys:
+            probed[path] = _distinct_on(dist.probe_values(), path, keys)
+    if not probed:  # The representative config, checked already, is the only one.
+        return
+    combinations = math.prod(len(values) for values in probed.values())
+    drawn: Iterable[dict[KeyPath, Any]] = (
+        dict(zip(probed, combo, strict=True)) for combo in itertools.product(*probed.values())
+    )
+    if combinations > MAX_PROBED_COMBINATIONS:
+        log.warning(
+            "the %d combinations of %s exceed %d: checked against the data are each value "
+            "alone and the first %d combinations; a trial drawing another that the data "
+            "cannot train fails at setup",
+            combinations,
+            ", ".join(".".join(path) for path in probed),
+            MAX_PROBED_COMBINATIONS,
+            MAX_PROBED_COMBINATIONS,
+        )
+        alone = ({path: value} for path, values in probed.items() for value in values)
+        drawn = itertools.chain(alone, itertools.islice(drawn, MAX_PROBED_COMBINATIONS))
+    for values in drawn:
+        yield values, substitute(spec.space, {**at_rest, **values})
+
+
+def _nested(inner: KeyPath, outer: KeyPath) -> bool:
+    """Whether ``inner`` is ``outer`` or a key path below it."""
+    return inner[: len(outer)] == outer
+
+
+def _distinct_on(values: Sequence[Any], path: KeyPath, keys: Sequence[KeyPath]) -> list[Any]:
+    """``values`` (of the distribution at ``path``) less those that set each of
+    ``keys`` as an earlier one does: the check reads only those keys."""
+    seen: list[list[Any]] = []
+    kept: list[Any] = []
+    for value in values:
+        sets = [_value_at(value, key[len(path) :]) if _nested(key, path) else value for key in keys]
+        if sets not in seen:
+            seen.append(sets)
+            kept.append(value)
+    return kept
+
+
+def _value_at(node: Any, rest: KeyPath) -> Any:
+    """What a distribution's value ``node`` puts at the key path ``rest`` below it."""
+    for key in rest:
+        if not isinstance(node, Mapping) or key not in node:
+            return _ABSENT
+        node = node[key]
+    return node
 
 
 def _load_data(config: Any) -> Any:

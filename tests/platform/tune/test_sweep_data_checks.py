@@ -93,11 +93,120 @@ def test_a_fairness_objective_on_a_five_class_label_is_refused_before_ray_starts
     spec = _spec(data, objectives=[{"metric": "dp_diff", "mode": "min"}])
     with pytest.raises(SpecError) as info:
         _run(spec, tmp_path, no_ray)
-    assert str(info.value).startswith(
+    assert str(info.value) == (
         "objectives.0.metric: dp_diff is reported only for a dataset with a sensitive "
-        "attribute and two classes; dataset 'csv' has sensitive='present' and 5 classes."
+        f"attribute and a two-class label; the file {data} has the sensitive attribute 'g' "
+        "and a label of 5 classes: choose another metric (the fairness gaps need a "
+        "two-class label) (nothing was started)"
     )
     assert no_ray == []
+
+
+def test_a_fairness_objective_names_the_data_and_what_it_lacks(tmp_path: Path) -> None:
+    # load_spec refuses the objective without a declared sensitive column;
+    # check_dataset_fits, public, is handed data loaded without one here.
+    data = _csv(tmp_path / "bin.csv", 2)
+    spec = _spec(data, objectives=[{"metric": "eo_diff", "mode": "min"}])
+    config = parse_train_config(spec.base_config()).dataset.model_copy(update={"sensitive": None})
+    with pytest.raises(SpecError) as info:
+        check_dataset_fits(spec, load_dataset(config))
+    assert str(info.value) == sweep.OBJECTIVE_NEEDS_GROUPS_MSG.format(
+        index=0,
+        metric="eo_diff",
+        data=f"the file {data}",
+        sensitive="no sensitive attribute",
+        n_classes=2,
+        advice="declare dataset.sensitive, or choose another metric",
+    )
+
+
+def test_combinations_of_drawn_values_are_refused_before_ray_starts(
+    tmp_path: Path, no_ray: list[str]
+) -> None:
+    """Each value passes alone; a trial drawing two of them together would fail."""
+    data = _csv(tmp_path / "multi.csv", 5)
+    # Early stopping on dp_diff with patience 0 never stops, so never needs the gap.
+    spec = _spec(
+        data,
+        training={
+            "lr": 0.01,
+            "early_stopping": {
+                "metric": {"grid": ["val_loss", "dp_diff"]},
+                "patience": {"grid": [0, 3]},
+            },
+        },
+    )
+    with pytest.raises(SpecError) as info:
+        _run(spec, tmp_path, no_ray)
+    assert str(info.value).startswith(
+        sweep.TRIAL_WOULD_FAIL_MSG.format(
+            values="training.early_stopping.metric='dp_diff', training.early_stopping.patience=3",
+            reason="training.early_stopping.metric: early stopping on 'dp_diff' would never act",
+        )
+    )
+    assert no_ray == []
+
+
+def test_a_choice_of_whole_sections_is_probed_before_ray_starts(
+    tmp_path: Path, no_ray: list[str]
+) -> None:
+    """A distribution above a checked key (``penalties.fairness``, not ``...kind``)."""
+    data = _csv(tmp_path / "multi.csv", 5)
+    fairness = {"choice": [{"kind": "none"}, {"kind": "dp", "strength": 1.0}]}
+    spec = _spec(data, penalties={"fairness": fairness})
+    with pytest.raises(SpecError) as info:
+        _run(spec, tmp_path, no_ray)
+    assert str(info.value).startswith(
+        "a trial with penalties.fairness={'kind': 'dp', 'strength': 1.0} would fail at setup: "
+        "penalties.fairness.kind='dp' needs a dataset with a sensitive attribute and two classes"
+    )
+    assert no_ray == []
+
+
+def test_a_binary_label_with_groups_fits_every_combination(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "bin.csv", 2)
+    spec = _spec(
+        data,
+        training={
+            "lr": 0.01,
+            "calibration": {"choice": ["none", "group_temperature"]},
+            "early_stopping": {
+                "metric": {"grid": ["val_loss", "dp_diff"]},
+                "patience": {"grid": [0, 3]},
+            },
+        },
+        penalties={
+            "fairness": {"choice": [{"kind": "none"}, {"kind": "dp", "strength": 1.0}]},
+        },
+    )
+    check_dataset_fits(spec, load_dataset(parse_train_config(spec.base_config()).dataset))
+    # Values that set the checked keys alike are probed once: 2 x 2 x 2 x 2, and
+    # each strength of a fairness section (not read by the check) only once.
+    assert len(list(sweep._probed_configs(spec))) == 16
+    spec = _spec(
+        data,
+        penalties={"fairness": {"kind": "dp", "strength": {"loguniform": [0.01, 10.0]}}},
+    )
+    assert list(sweep._probed_configs(spec)) == []
+
+
+def test_past_the_bound_each_value_alone_is_still_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sweep, "MAX_PROBED_COMBINATIONS", 3)
+    data = _csv(tmp_path / "multi.csv", 5)
+    spec = _spec(
+        data,
+        training={"lr": 0.01, "calibration": {"choice": ["none", "temperature"]}},
+        penalties={"fairness": {"kind": {"choice": ["none", "eo", "dp"]}, "strength": 1.0}},
+    )
+    ds = load_dataset(parse_train_config(spec.base_config()).dataset)
+    refused = pytest.raises(SpecError, match=r"penalties.fairness.kind='eo' needs")
+    with caplog.at_level("WARNING", logger=sweep.__name__), refused:
+        check_dataset_fits(spec, ds)
+    assert "the 6 combinations of training.calibration, penalties.fairness.kind exceed 3" in (
+        caplog.text
+    )
 
 
 def test_a_data_error_comes_before_the_starting_ray_line(tmp_path: Path, no_ray: list[str]) -> None:
