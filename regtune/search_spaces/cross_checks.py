@@ -232,11 +232,19 @@ def cross_objectives(
             log.add(("model", "arch"), message, because="dataset.name")
 
 
-def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | None) -> None:
+def cross_budget(
+    log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | None, *, stored: bool = False
+) -> None:
     """A scheduler's grace period, ASHA brackets or PBT interval against
-    budget.max_epochs (each made by that value: ``because`` names it)."""
+    budget.max_epochs (each made by that value: ``because`` names it).
+    ``stored``: the spec of a sweep that ran, whose scheduler is kept even
+    where it could stop no trial early (a rule for new input only)."""
     max_epochs = budget.max_epochs
-    if isinstance(scheduler, GRACE_SCHEDULERS) and scheduler.grace_period >= max_epochs:
+    if (
+        not stored
+        and isinstance(scheduler, GRACE_SCHEDULERS)
+        and scheduler.grace_period >= max_epochs
+    ):
         grace = scheduler.grace_period
         fix = GRACE_FIX.format(below=max_epochs - 1, grace=grace)
         message = GRACE_NO_STOP.format(
@@ -246,7 +254,11 @@ def cross_budget(log: ProblemLog, budget: BudgetConfig, scheduler: BaseModel | N
             fix=ONE_EPOCH_FIX if max_epochs == 1 else fix,
         )
         log.add(("scheduler", "grace_period"), message, because=MAX_EPOCHS)
-    elif isinstance(scheduler, HyperbandConfig) and scheduler.reduction_factor > max_epochs:
+    elif (
+        not stored
+        and isinstance(scheduler, HyperbandConfig)
+        and scheduler.reduction_factor > max_epochs
+    ):
         # Ray's HyperBand: bracket s >= 1 first halves at int(max_t / factor**s)
         # epochs, and skips a bracket where that is 0, so without factor <=
         # max_t only bracket 0 (every trial to max_t) is left.

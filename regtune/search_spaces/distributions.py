@@ -35,6 +35,7 @@ from regtune.errors import ROOT, Problem, SpecError
 
 __all__ = [
     "DISTRIBUTION_KINDS",
+    "LISTED_KINDS",
     "Choice",
     "Distribution",
     "Grid",
@@ -275,12 +276,16 @@ def suggest_kind(key: Any) -> str | None:
     return close[0] if close else None
 
 
-def parse_distribution(raw: Mapping[str, Any], path: str = "") -> Distribution:
+def parse_distribution(
+    raw: Mapping[str, Any], path: str = "", *, stored: bool = False
+) -> Distribution:
     """Parse a one-key mapping such as ``{loguniform: [1e-6, 1e-1]}``.
 
     Args:
         raw: a mapping for which :func:`is_distribution` is true.
         path: the dotted key path of the value, used in messages.
+        stored: ``raw`` is from a spec a sweep ran, read as it ran: a choice
+            or grid listing a value twice (refused in new input) is kept.
 
     Raises:
         SpecError: one line per problem, each ``<path>.<kind>: <problem>``
@@ -294,7 +299,10 @@ def parse_distribution(raw: Mapping[str, Any], path: str = "") -> Distribution:
     kind, args = next(iter(raw.items()))
     where = f"{path}.{kind}" if path else kind
     problems: list[str] = []
-    dist = _PARSERS[kind](args, problems)
+    if kind in LISTED_KINDS:
+        dist = _parse_listed(kind, args, problems, repeats=stored)
+    else:
+        dist = _PARSERS[kind](args, problems)
     if problems or dist is None:
         found = [Problem(where, p) for p in problems]
         raise SpecError("\n".join(map(str, found)), found)
@@ -407,7 +415,9 @@ def _parse_randint(args: Any, problems: list[str]) -> Distribution | None:
     return RandInt(low, high)
 
 
-def _options(kind: str, args: Any, problems: list[str]) -> tuple[Any, ...] | None:
+def _options(
+    kind: str, args: Any, problems: list[str], *, repeats: bool = False
+) -> tuple[Any, ...] | None:
     values = _arguments(kind, args, None, problems)
     if values is None:
         return None
@@ -419,7 +429,7 @@ def _options(kind: str, args: Any, problems: list[str]) -> tuple[Any, ...] | Non
         if inner is not None:
             problems.append(NESTED.format(index=index, inner=inner))
             return None
-    message = repeated_value(kind, values)
+    message = None if repeats else repeated_value(kind, values)
     if message is not None:
         problems.append(message)
         return None
@@ -451,15 +461,26 @@ def _identity(value: Any) -> Any:
     return ("other", json.dumps(value, sort_keys=True, default=repr))
 
 
+def _parse_listed(
+    kind: str, args: Any, problems: list[str], *, repeats: bool = False
+) -> Distribution | None:
+    """A choice or grid (``kind``); ``repeats``: a value may be listed twice."""
+    values = _options(kind, args, problems, repeats=repeats)
+    if values is None:
+        return None
+    return Choice(values) if kind == "choice" else Grid(values)
+
+
 def _parse_choice(args: Any, problems: list[str]) -> Distribution | None:
-    options = _options("choice", args, problems)
-    return Choice(options) if options is not None else None
+    return _parse_listed("choice", args, problems)
 
 
 def _parse_grid(args: Any, problems: list[str]) -> Distribution | None:
-    values = _options("grid", args, problems)
-    return Grid(values) if values is not None else None
+    return _parse_listed("grid", args, problems)
 
+
+#: The distributions that list their values (which new input may not repeat).
+LISTED_KINDS = ("choice", "grid")
 
 _PARSERS = {
     "uniform": _parse_uniform,

@@ -109,6 +109,7 @@ def load_spec(
     overrides: Iterable[str] = (),
     *,
     check_data: bool = True,
+    stored: bool = False,
 ) -> SweepSpec:
     """Load and validate a sweep spec.
 
@@ -120,6 +121,12 @@ def load_spec(
         check_data: check that a csv/parquet ``dataset.path`` exists and has
             the declared columns (off for a spec whose data lives only where
             it will run, e.g. on a cluster).
+        stored: ``source`` is a spec a sweep ran (its ``results/spec.json``),
+            read back as it ran: the rules that guard only new input (a
+            scheduler that could stop no trial early, a value listed twice in
+            a choice or grid, a searcher seed out of range, a GPU no trial
+            uses, PBT factors all 1.0) do not apply; see
+            :func:`~regtune.search_spaces.validate.check_spec`.
 
     Raises:
         SpecError: the file is missing or not YAML, or the spec is invalid;
@@ -129,9 +136,11 @@ def load_spec(
     raw, origin, lines = _read_source(source)
     overrides = list(overrides)
     if not isinstance(raw, Mapping):
-        return build_spec(raw, origin, lines, check_data=check_data)
+        return build_spec(raw, origin, lines, check_data=check_data, stored=stored)
     raw = _resolve_data_path(raw, _folder_of(source), overrides)
-    return build_spec(raw, origin, lines, overridden=overrides, check_data=check_data)
+    return build_spec(
+        raw, origin, lines, overridden=overrides, check_data=check_data, stored=stored
+    )
 
 
 def train_config_from_spec(spec: SweepSpec) -> dict[str, Any]:

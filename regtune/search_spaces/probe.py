@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from regtune.errors import ROOT, SpecError
 from regtune.search_spaces.distributions import (
+    LISTED_KINDS,
     Choice,
     Distribution,
     Grid,
@@ -55,18 +56,21 @@ PAIR_REJECTED = (
 )
 BASE_REJECTED = "with every distribution at its representative value: {reason}"
 
-#: The distributions that list their values.
-LISTED = ("choice", "grid")
-
 #: Listed numbers beyond this many are tried in pairs at this many of them.
 PAIR_VALUES = 16
 
 
 def probe_space(
-    log: ProblemLog, space: dict[str, Any], dists: dict[KeyPath, Distribution]
+    log: ProblemLog,
+    space: dict[str, Any],
+    dists: dict[KeyPath, Distribution],
+    *,
+    repeats: bool = False,
 ) -> list[TrainConfig]:
     """Validate the fixed values, then every value each distribution can
-    produce; normalise both in place. Returns the valid configs seen."""
+    produce; normalise both in place. Returns the valid configs seen.
+    ``repeats``: a choice or grid may list a value twice once read (a stored
+    spec's, which ran so)."""
     fixed = without_distributions(space)
     fixed_problems, fixed_config = train_problems(fixed)
     for problem in fixed_problems:
@@ -84,7 +88,8 @@ def probe_space(
                 seen.append(config)
                 normalised.append(_read_back(config, path))
         if len(normalised) == len(dist.probe_values()):
-            repeat = repeated_value(dist.kind, normalised) if dist.kind in LISTED else None
+            listed = dist.kind in LISTED_KINDS and not repeats
+            repeat = repeated_value(dist.kind, normalised) if listed else None
             if repeat is not None:
                 # Written apart, equal once read (``"1e-4"`` and ``1.0e-4``).
                 log.add((*path, dist.kind), repeat)

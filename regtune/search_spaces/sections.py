@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from regtune.search_spaces.distributions import Distribution, KeyPath
 from regtune.search_spaces.problems import dotted
-from regtune.trainables.config import StrictModel, TrainConfig
+from regtune.trainables.config import STORED, StrictModel, TrainConfig
 
 __all__ = [
     "ASHA_BRACKETS",
@@ -25,8 +25,10 @@ __all__ = [
     "FUSE_VALUE",
     "FUSE_WITH_PBT",
     "GPU_FRACTION",
+    "HYPEROPT_SEED",
     "NAME_PATTERN",
     "PBT_FROZEN_KEYS",
+    "RANDOM_SEED",
     "SCHEDULER_KINDS",
     "SCHEDULER_MODELS",
     "SEARCHER_KINDS",
@@ -54,6 +56,7 @@ __all__ = [
     "asha_rung_levels",
     "fuse_problem",
     "pbt_paths",
+    "stored",
 ]
 
 #: Keys of the training config tree that a spec carries (TrainConfig's fields).
@@ -116,13 +119,17 @@ ASHA_BRACKETS = (
 )
 
 
-#: Seeds a searcher accepts: hyperopt seeds numpy's legacy ``RandomState``
-#: (0 to 2**32 - 1) and the random searcher numpy's ``default_rng`` (no
-#: negative seed); one range for both.
+#: The largest hyperopt seed: Ray's ``HyperOptSearch`` seeds numpy's legacy
+#: ``RandomState``, which takes 0 to 2**32 - 1. The random searcher seeds
+#: numpy's ``default_rng``, which takes any whole number >= 0.
 SEARCHER_SEED_MAX = 2**32 - 1
-SEARCHER_SEED = (
-    "must be a whole number from 0 to {maximum} (2**32 - 1: the searcher seeds numpy's "
-    "random state, which takes no other)"
+HYPEROPT_SEED = (
+    "must be a whole number from 0 to {maximum} (2**32 - 1: searcher hyperopt seeds "
+    "numpy's legacy random state, which takes no other)"
+)
+RANDOM_SEED = (
+    "must be a whole number >= 0 (searcher random seeds numpy's default_rng, which "
+    "takes no negative seed)"
 )
 PBT_FACTORS_IDLE = (
     "perturbation factors {factors} are all 1.0, so pbt would never change a value "
@@ -187,10 +194,12 @@ class PbtConfig(_Section):
 
     @field_validator("perturbation_factors")
     @classmethod
-    def _positive_factors(cls, value: tuple[float, float]) -> tuple[float, float]:
+    def _positive_factors(
+        cls, value: tuple[float, float], info: ValidationInfo
+    ) -> tuple[float, float]:
         if min(value) <= 0:
             raise ValueError(f"factors must be > 0 (got {list(value)!r})")
-        if all(factor == 1 for factor in value):
+        if all(factor == 1 for factor in value) and not stored(info):
             raise ValueError(PBT_FACTORS_IDLE.format(factors=list(value)))
         return value
 
@@ -209,10 +218,12 @@ class NoSchedulerConfig(_Section):
     kind: Literal["none"] = "none"
 
 
-def _searcher_seed(value: int | None) -> int | None:
-    if value is not None and not 0 <= value <= SEARCHER_SEED_MAX:
-        raise ValueError(SEARCHER_SEED.format(maximum=SEARCHER_SEED_MAX))
-    return value
+def stored(info: ValidationInfo) -> bool:
+    """Whether the section being validated was read back from a stored spec
+    (validated with ``context={STORED: True}``, as
+    :func:`~regtune.trainables.config.parse_train_config` does a stored
+    config): the rules that guard only new input do not apply to what ran."""
+    return bool(info.context and info.context.get(STORED))
 
 
 class HyperoptConfig(_Section):
@@ -225,8 +236,10 @@ class HyperoptConfig(_Section):
 
     @field_validator("seed")
     @classmethod
-    def _seed_range(cls, value: int | None) -> int | None:
-        return _searcher_seed(value)
+    def _seed_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not 0 <= value <= SEARCHER_SEED_MAX and not stored(info):
+            raise ValueError(HYPEROPT_SEED.format(maximum=SEARCHER_SEED_MAX))
+        return value
 
 
 class RandomSearchConfig(_Section):
@@ -238,8 +251,10 @@ class RandomSearchConfig(_Section):
 
     @field_validator("seed")
     @classmethod
-    def _seed_range(cls, value: int | None) -> int | None:
-        return _searcher_seed(value)
+    def _seed_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value < 0 and not stored(info):
+            raise ValueError(RANDOM_SEED)
+        return value
 
 
 class GridSearchConfig(_Section):

@@ -164,10 +164,14 @@ def build_spec(
     *,
     check_data: bool = True,
     one_run: bool = False,
+    stored: bool = False,
 ) -> SweepSpec:
     """Validate a raw mapping (parsed YAML) into a :class:`SweepSpec`.
 
-    Arguments and errors as :func:`~regtune.search_spaces.validate.check_spec`.
+    Arguments and errors as :func:`~regtune.search_spaces.validate.check_spec`
+    (``stored``: a spec a sweep ran, read back as it ran).
     """
-    fields = check_spec(raw, origin, lines, overridden, check_data=check_data, one_run=one_run)
+    fields = check_spec(
+        raw, origin, lines, overridden, check_data=check_data, one_run=one_run, stored=stored
+    )
     return SweepSpec(**fields, source=copy.deepcopy(dict(raw)))

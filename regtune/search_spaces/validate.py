@@ -65,11 +65,12 @@ from regtune.search_spaces.sections import (
 from regtune.trainables.config import (
     FILE_DATASETS,
     METRIC_MODES,
+    STORED,
     DatasetConfig,
     TrainConfig,
     validation_problems,
 )
-from regtune.trainables.sources import check_data_file
+from regtune.trainables.sources import URI_PATH, check_data_file
 
 __all__ = ["SpecFields", "check_spec", "data_file_problems"]
 
@@ -106,10 +107,6 @@ MISSING_METRIC = "an objective needs a metric; allowed: {allowed}"
 OBJECTIVE_SHAPE = "an objective is a metric name or {{metric: NAME, mode: min|max}}; got {got}"
 NO_OBJECTIVES = "needs at least one objective, e.g. [{metric: val_acc, mode: max}]"
 DUPLICATE_OBJECTIVE = "metric {metric!r} is listed more than once"
-DATA_URI = (
-    "must be a local file path; got the URI {path!r}: the file is read from this "
-    "machine's disk (and, in a sweep, each trial's), so copy it there first and give that path"
-)
 UNKNOWN_KIND = "unknown {section} {kind}; allowed: {allowed}"
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -139,6 +136,7 @@ def check_spec(
     *,
     check_data: bool = True,
     one_run: bool = False,
+    stored: bool = False,
 ) -> SpecFields:
     """Validate a raw mapping (parsed YAML) into the parts of a spec.
 
@@ -153,6 +151,11 @@ def check_spec(
         one_run: the spec will train one configuration (``regtune train``),
             not be searched: the rules of searching (something to sample, the
             searcher against the distributions, PBT's mutations) do not apply.
+        stored: ``raw`` is a spec a sweep ran (its ``results/spec.json``), read
+            back as it ran: the rules that guard only new input do not apply
+            (a scheduler that could stop no trial early, a value listed twice
+            in a choice or grid, a searcher seed out of range, a GPU no trial
+            uses, PBT factors all 1.0).
 
     Raises:
         SpecError: every problem found, one line each.
@@ -162,7 +165,7 @@ def check_spec(
             ROOT, f"a sweep spec must be a mapping of {', '.join(SPEC_KEYS)}; got {describe(raw)}"
         )
         raise SpecError.from_problems(INVALID_SPEC.format(origin=origin), [problem])
-    checker = _Checker()
+    checker = _Checker(stored=stored)
     fields = checker.build(raw, check_data, one_run)
     if checker.problems or fields is None:
         overridden = list(overridden)
@@ -178,12 +181,17 @@ def data_file_problems(dataset: DatasetConfig, *, check_data: bool = True) -> li
     or missing columns (:func:`~regtune.trainables.sources.check_data_file`)."""
     path = dataset.path
     if dataset.name in FILE_DATASETS and path is not None and "://" in path:
-        return [Problem("dataset.path", DATA_URI.format(path=path))]
+        return [Problem("dataset.path", URI_PATH.format(path=path))]
     return check_data_file(dataset) if check_data else []
 
 
 class _Checker(ProblemLog):
-    """Collects every problem of one spec while building it."""
+    """Collects every problem of one spec while building it; ``stored``: as
+    :func:`check_spec`'s."""
+
+    def __init__(self, *, stored: bool = False) -> None:
+        super().__init__()
+        self.stored = stored
 
     # -- the whole spec -------------------------------------------------------
 
@@ -229,15 +237,18 @@ class _Checker(ProblemLog):
             and "samples" not in budget.model_fields_set
         ):
             budget = budget.model_copy(update={"samples": GRID_DEFAULT_SAMPLES})
-        samples = probe_space(self, space, dists)
+        samples = probe_space(self, space, dists, repeats=self.stored)
         if objectives is not None:
             cross_objectives(self, objectives, scheduler, searcher, samples)
         if budget is not None and not one_run:
             # The scheduler's epochs against budget.max_epochs: a rule of the
-            # sweep alone (one training run uses no scheduler).
-            cross_budget(self, budget, scheduler)
+            # sweep alone (one training run uses no scheduler). A stored spec
+            # ran with its scheduler, whether or not it could stop a trial.
+            cross_budget(self, budget, scheduler, stored=self.stored)
         if resources is not None:
-            cross_resources(self, resources, samples, sweep=not one_run)
+            # A GPU no trial uses is wasted; a stored spec ran so all the same.
+            sweep = not one_run and not self.stored
+            cross_resources(self, resources, samples, sweep=sweep)
             if (fuse := fuse_problem(resources, scheduler)) is not None:
                 self.add(("resources", "fuse"), fuse)
         if not one_run:
@@ -324,7 +335,8 @@ class _Checker(ProblemLog):
             else:
                 self.unknown_key(path, key, cls.model_fields)
         try:
-            return cls.model_validate(known)
+            context = {STORED: True} if self.stored else None
+            return cls.model_validate(known, context=context)
         except ValidationError as exc:
             for problem in validation_problems(exc, path):
                 self.add(problem.path, problem.message)
@@ -431,7 +443,7 @@ class _Checker(ProblemLog):
                 sub is None or next(iter(value)) not in sub.model_fields
             ):
                 try:
-                    out[key] = parse_distribution(value, dotted(where))
+                    out[key] = parse_distribution(value, dotted(where), stored=self.stored)
                 except SpecError as exc:
                     for problem in exc.problems:
                         self.add(problem.path, problem.message)

@@ -47,22 +47,44 @@ def _message(source: Any, overrides: tuple[str, ...] = (), *, train: bool = Fals
 # -- seeds --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["hyperopt", "random"])
-def test_a_searcher_seed_numpy_cannot_take_is_refused_at_load_with_the_range(kind: str) -> None:
+def test_a_hyperopt_seed_numpy_cannot_take_is_refused_at_load_with_the_range() -> None:
     for seed in (2**32, -1):
-        problems = _problems(_spec(searcher={"kind": kind, "seed": seed}))
+        problems = _problems(_spec(searcher={"kind": "hyperopt", "seed": seed}))
         assert problems == {
             "searcher.seed": (
-                "must be a whole number from 0 to 4294967295 (2**32 - 1: the searcher seeds "
-                f"numpy's random state, which takes no other) (got {seed})"
+                "must be a whole number from 0 to 4294967295 (2**32 - 1: searcher hyperopt "
+                f"seeds numpy's legacy random state, which takes no other) (got {seed})"
             )
         }
-    spec = load_spec(_spec(searcher={"kind": kind, "seed": SEARCHER_SEED_MAX}))
+    spec = load_spec(_spec(searcher={"kind": "hyperopt", "seed": SEARCHER_SEED_MAX}))
     assert spec.searcher.seed == SEARCHER_SEED_MAX
     # What hyperopt's searcher does with it (Ray's HyperOptSearch seeds this).
     np.random.RandomState(SEARCHER_SEED_MAX)
     with pytest.raises(ValueError, match="Seed must be between 0 and 2\\*\\*32 - 1"):
         np.random.RandomState(SEARCHER_SEED_MAX + 1)
+
+
+def test_a_random_searcher_seed_needs_only_to_be_non_negative() -> None:
+    """Ray's random searcher seeds numpy's default_rng, which takes any size (a seed
+    above 2**32 - 1 ran before that cap, and runs): only a negative seed is refused."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    problems = _problems(_spec(searcher={"kind": "random", "seed": -1}))
+    assert problems == {
+        "searcher.seed": (
+            "must be a whole number >= 0 (searcher random seeds numpy's default_rng, which "
+            "takes no negative seed) (got -1)"
+        )
+    }
+    with pytest.raises(ValueError, match="negative"):
+        np.random.default_rng(-1)
+    for seed in (0, SEARCHER_SEED_MAX + 1, 2**40, 2**64 + 5):
+        spec = load_spec(_spec(searcher={"kind": "random", "seed": seed}))
+        assert spec.searcher.seed == seed
+        search = BasicVariantGenerator(random_state=seed)
+        search.set_search_properties(None, None, {"l2": tune.loguniform(1e-5, 1e-2)})
+        np.random.default_rng(seed).random()
 
 
 def test_a_training_seed_beyond_64_bits_is_refused_at_load_with_the_range() -> None:

@@ -684,7 +684,14 @@ def _experiment_name(loc: ResultsLocation, epochs: pd.DataFrame) -> str:
 def read_spec(exp: str) -> SweepSpec:
     """The :class:`~regtune.search_spaces.SweepSpec` the sweep ran.
 
-    A stored spec is read leniently: one that no longer validates under this
+    It is read as it ran (``load_spec(stored=True)``): the rules that guard
+    only new input do not apply to it (a scheduler that could stop no trial
+    early, e.g. asha with grace_period 1 at budget.max_epochs 1; a value
+    listed twice in a choice or grid; a searcher seed out of range; a GPU no
+    trial uses; PBT factors all 1.0), so its scheduler and distributions are
+    the ones that ran, not defaults in their place.
+
+    Beyond those it is read leniently: one that no longer validates under this
     regtune version (a rule added since it ran, e.g. ``test_fraction`` refused
     for a dataset with an official test split, or a key since removed) is read
     without the keys the problems name, with a :class:`ResultsWarning` naming
@@ -704,7 +711,7 @@ def read_spec(exp: str) -> SweepSpec:
     try:
         raw = json.loads(loc.read_bytes(loc.spec))
         # The data may live only where the sweep ran: do not require it here.
-        return load_spec(raw, check_data=False)
+        return load_spec(raw, check_data=False, stored=True)
     except SpecError as exc:
         if not isinstance(raw, dict):
             raise DataError(BAD_SPEC.format(path=loc.display(loc.spec), error=exc)) from exc
@@ -740,7 +747,7 @@ def _read_leniently(raw: dict[str, object], error: SpecError) -> tuple[SweepSpec
                 return None, dropped
             dropped.append(str(problem))
         try:
-            return load_spec(trimmed, check_data=False), dropped
+            return load_spec(trimmed, check_data=False, stored=True), dropped
         except SpecError as exc:
             error = exc
     return None, dropped
