@@ -59,7 +59,12 @@ from regtune.trainables import (
 )
 from regtune.trainables.bootstrap import fairness_intervals, group_keys
 from regtune.trainables.checkpoint import MISSING, bad_field, load_tree, save_tree
-from regtune.trainables.config import GROUP_METRICS, TrainConfig, parse_train_config
+from regtune.trainables.config import (
+    FILE_DATASETS,
+    GROUP_METRICS,
+    TrainConfig,
+    parse_train_config,
+)
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.models import build_model
 from regtune.trainables.optim import SGD, AdamW
@@ -69,6 +74,7 @@ __all__ = [
     "RunResult",
     "Trainer",
     "check_dataset_fits",
+    "data_words",
     "epoch_metrics",
     "evaluation_generator",
     "kept_epoch",
@@ -87,13 +93,17 @@ ONECYCLE_MAX_MOMENTUM = 0.95
 ONECYCLE_MOMENTUM_DIP = 0.85 / 0.95
 
 FAIRNESS_NEEDS_GROUPS_MSG = (
-    "penalties.fairness.kind={kind!r} needs a dataset with a sensitive attribute and two "
-    "classes; dataset {name!r} has sensitive={sensitive!r} and {n_classes} classes. "
-    "Declare 'sensitive' on the dataset or set penalties.fairness.kind to 'none'."
+    "penalties.fairness.kind={kind!r} needs a dataset with a sensitive attribute and a "
+    "two-class label; {data} has {sensitive} and a label of {n_classes} classes: {advice}"
+)
+#: FAIRNESS_NEEDS_GROUPS_MSG's advice, by what the dataset lacks.
+FAIRNESS_ADVICE_NO_SENSITIVE = "declare dataset.sensitive, or set penalties.fairness.kind to 'none'"
+FAIRNESS_ADVICE_NOT_BINARY = (
+    "set penalties.fairness.kind to 'none' (the fairness penalties need a two-class label)"
 )
 GROUP_CALIBRATION_MSG = (
     "training.calibration='group_temperature' needs a dataset with a sensitive attribute; "
-    "dataset {name!r} has none. Use 'temperature' or declare 'sensitive' on the dataset."
+    "{data} has none: use 'temperature', or declare dataset.sensitive"
 )
 CHECKPOINT_NOT_A_DIR_MSG = (
     "checkpoint directory {path} is a file, not a directory; choose a directory for the "
@@ -108,8 +118,9 @@ NOTHING_TO_RESUME_MSG = (
 )
 EARLY_STOP_NO_GAP_MSG = (
     "training.early_stopping.metric: early stopping on {metric!r} would never act: "
-    "the fairness gaps are reported for a binary label with a sensitive attribute, and "
-    "dataset {name!r} has {n_classes} classes; use another metric (val_loss, val_acc, ...)"
+    "the fairness gaps are reported for a two-class label with a sensitive attribute, and "
+    "{data} has {sensitive} and a label of {n_classes} classes; use another metric "
+    "(val_loss, val_acc, ...) or training.early_stopping.patience 0"
 )
 CUDA_MISSING_MSG = "training.device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
 UNKNOWN_SPLIT_MSG = "split {split!r} is not one of {allowed}"
@@ -131,15 +142,19 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
         SpecError: the first that fails, naming the key and what would work.
     """
     fair = cfg.penalties.fairness
+    data, sensitive = data_words(cfg, ds)
     if cfg.training.calibration == "group_temperature" and ds.train.s is None:
-        raise SpecError(GROUP_CALIBRATION_MSG.format(name=ds.name))
+        raise SpecError(GROUP_CALIBRATION_MSG.format(data=data))
     if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
         raise SpecError(
             FAIRNESS_NEEDS_GROUPS_MSG.format(
                 kind=fair.kind,
-                name=ds.name,
-                sensitive=ds.schema.sensitive if ds.train.s is None else "present",
+                data=data,
+                sensitive=sensitive,
                 n_classes=ds.n_classes,
+                advice=FAIRNESS_ADVICE_NO_SENSITIVE
+                if ds.train.s is None and ds.n_classes == 2
+                else FAIRNESS_ADVICE_NOT_BINARY,
             )
         )
     es = cfg.training.early_stopping
@@ -147,8 +162,23 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
         # The config refuses it for a dataset without a sensitive column;
         # a file's label may still have more than two classes.
         raise SpecError(
-            EARLY_STOP_NO_GAP_MSG.format(metric=es.metric, name=ds.name, n_classes=ds.n_classes)
+            EARLY_STOP_NO_GAP_MSG.format(
+                metric=es.metric, data=data, sensitive=sensitive, n_classes=ds.n_classes
+            )
         )
+
+
+def data_words(cfg: TrainConfig, ds: Dataset) -> tuple[str, str]:
+    """How a refusal names the data of ``cfg`` and its sensitive attribute: ``("the
+    file PATH" or "the built-in dataset 'NAME'", "the sensitive attribute 'COL'" or
+    "no sensitive attribute")`` (the loader's name, ``csv``, says nothing)."""
+    if cfg.dataset.name in FILE_DATASETS:
+        data = f"the file {cfg.dataset.path}"
+    else:
+        data = f"the built-in dataset {cfg.dataset.name!r}"
+    if ds.train.s is None:
+        return data, "no sensitive attribute"
+    return data, f"the sensitive attribute {ds.schema.sensitive!r}"
 
 
 def resolve_device(name: str) -> torch.device:

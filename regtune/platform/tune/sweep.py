@@ -46,7 +46,6 @@ from regtune.search_spaces import (
     SweepSpec,
 )
 from regtune.search_spaces.distributions import KeyPath
-from regtune.trainables.config import FILE_DATASETS
 
 __all__ = [
     "STORAGE_ENV",
@@ -581,6 +580,7 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
     """
     from regtune.trainables.config import parse_train_config
     from regtune.trainables.loop import check_dataset_fits as trainable_checks
+    from regtune.trainables.loop import data_words
 
     base = parse_train_config(spec.base_config())
     trainable_checks(base, dataset)
@@ -593,18 +593,13 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
     gaps_reported = dataset.train.s is not None and dataset.n_classes == 2
     for index, objective in enumerate(spec.objectives):
         if objective.metric in _GAP_METRICS and not gaps_reported:
-            if base.dataset.name in FILE_DATASETS:
-                data = f"the file {base.dataset.path}"
-            else:
-                data = f"the built-in dataset {base.dataset.name!r}"
+            data, sensitive = data_words(base, dataset)
             raise SpecError(
                 OBJECTIVE_NEEDS_GROUPS_MSG.format(
                     index=index,
                     metric=objective.metric,
                     data=data,
-                    sensitive="no sensitive attribute"
-                    if dataset.train.s is None
-                    else f"the sensitive attribute {dataset.schema.sensitive!r}",
+                    sensitive=sensitive,
                     n_classes=dataset.n_classes,
                     advice=_ADVICE_NO_SENSITIVE
                     if dataset.train.s is None and dataset.n_classes == 2
