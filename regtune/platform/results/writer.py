@@ -58,6 +58,7 @@ from regtune.platform.results.schema import (
     META_VERSION,
     SCHEMA_VERSION,
     epoch_row,
+    flatten_config,
     rows_to_table,
 )
 from regtune.platform.results.trials import (
@@ -184,6 +185,9 @@ class ResultsWriter:
         #: Ended trials whose epoch rows were dropped from memory (their
         #: summary is kept; the rows are read back if the trial reports again).
         self._settled: set[str] = set()
+        #: ``config.*`` of ended trials, for those that reported no epoch
+        #: (their rows are where a trial's config is read from otherwise).
+        self._configs: dict[str, dict[str, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -293,12 +297,27 @@ class ResultsWriter:
         state = self._states.get(trial_id, TrialState())
         self._set_state(trial_id, TrialState(state.status, path))
 
-    def end_trial(self, trial_id: str, *, error: bool, checkpoint: str | None = None) -> None:
+    def end_trial(
+        self,
+        trial_id: str,
+        *,
+        error: bool,
+        checkpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         """A trial ended (ran out its epochs, was stopped, or failed for good).
+
+        ``config`` is the trial's config (Tune's ``trial.config``): the trial
+        table's ``config.*`` of a trial that reported no epoch (e.g. it failed
+        building its model), which otherwise come from its epoch rows.
 
         Cheap: its rows and status reach disk at the next periodic flush, at
         :meth:`save_state` (Tune saving its experiment state) or at
         :meth:`close`, whichever comes first."""
+        if config is not None:
+            self._configs[trial_id] = flatten_config(config)
+            self._changed.add(trial_id)
+            self._dirty = True
         self._set_state(trial_id, self.ended_state(trial_id, error=error, checkpoint=checkpoint))
         self._settle(trial_id)
         self.maybe_flush()
@@ -448,11 +467,15 @@ class ResultsWriter:
             summary = summarize_rows([by_iter[i] for i in sorted(by_iter)])
             self._summaries[tid] = summary
         state = self._states.get(tid, TrialState())
+        given = self._configs.get(tid, {})
+        if given and any(name.startswith(CONFIG_PREFIX) for name in summary):
+            given = {}  # the rows' config: what the trial ran with (PBT changes it)
         return {
             "experiment": self.experiment,
             "trial_id": tid,
             "status": state.status,
             "checkpoint": state.checkpoint,
+            **given,
             **summary,
         }
 

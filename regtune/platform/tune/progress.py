@@ -66,6 +66,7 @@ __all__ = [
     "PeriodicLines",
     "ProgressCallback",
     "SweepProgress",
+    "claim_default_result",
     "failure_cause",
     "progress_text",
 ]
@@ -407,6 +408,7 @@ class ProgressCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Tune hook (called once retries are exhausted): one line says why."""
+        claim_default_result(trial)
         self.state.completed(trial.trial_id, error=True)
         retries = max(int(trial.num_failures) - 1, 0)
         error_file = _stored_error_file(trial)
@@ -424,6 +426,31 @@ class ProgressCallback(Callback):
         """Tune hook, once per turn of Tune's event loop: keeps the elapsed time
         moving while no trial reports (the display throttles it)."""
         self._push()
+
+
+def claim_default_result(trial: Any) -> None:
+    """Make the result Tune keeps for a trial that never reported its own.
+
+    Tune asks a trial's actor for a default result (trial id, config, pid, ...)
+    when it gives the trial an actor, *before* it resets a reused actor
+    (``reset_config``) for it. A reused actor answers as the trial that ran in
+    it before; when the new trial then fails without reporting (its
+    ``reset_config`` or first epoch raised), Tune's ``ResultGrid`` returned
+    that default as the failed trial's result: the sweep summary showed a
+    second row with the earlier trial's id and config, marked error, and not
+    the failed trial. Here, at the failure, such a result is given the trial's
+    own id and config (what Tune ran it with); the actor's pid and host stay.
+    A trial that reported, or whose default result is its own, is left as is.
+    """
+    meta = getattr(trial, "run_metadata", None)
+    if meta is None or any(key != "trial_id" for key in meta.last_result):
+        return  # it reported: the result is its own
+    default = dict(trial.last_result)  # resolves Tune's default result
+    if default.get("trial_id") in (None, trial.trial_id):
+        return
+    default["trial_id"] = trial.trial_id
+    default["config"] = dict(trial.config)
+    meta.last_result = default
 
 
 def _trial_error(trial: Any) -> BaseException | None:

@@ -268,3 +268,21 @@ def test_an_ended_trial_that_runs_again_keeps_its_earlier_epochs_in_its_best(
     assert (row["status"], row["iterations"]) == ("finished", 3)
     assert row["best.val_acc"] == pytest.approx(0.9) and row["last.val_acc"] == 0.3
     assert read_epochs(exp)["val_acc"].tolist() == [0.9, 0.5, 0.3]
+
+
+def test_a_trial_that_reported_no_epoch_has_the_config_it_was_given(tmp_path: Path) -> None:
+    # A trial that failed before its first epoch (e.g. in reset_config on a
+    # reused actor) has no rows to read its config from: it was stored with
+    # none, and the summary could not say what failed.
+    exp = str(tmp_path / "store")
+    w = _writer(exp)
+    _run(w, "t1", 3)
+    w.end_trial("t1", error=False, config=_config(1e-2))  # its rows' config wins
+    w.end_trial("t2", error=True, config=_config(1e-3))
+    w.close()
+    rows = {r["trial_id"]: r for r in _stored(exp).to_pylist()}
+    assert rows["t2"]["status"] == "error"
+    assert rows["t2"]["iterations"] == 0
+    assert rows["t2"]["config.penalties.l2"] == 1e-3
+    assert rows["t2"]["config.model.width"] == 32
+    assert rows["t1"]["config.penalties.l2"] == 1e-4
