@@ -31,6 +31,7 @@ from regtune.search_spaces.spec import SweepSpec, build_spec
 from regtune.search_spaces.validate import UNKNOWN_KEY, data_file_problems
 from regtune.search_spaces.yaml_limits import check_expansion
 from regtune.trainables.config import idle_keys, parse_train_config
+from regtune.trainables.paths import NoHomeError, expand_user
 
 __all__ = [
     "data_path_as_written",
@@ -295,8 +296,8 @@ def _absolute_data_path(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     if not isinstance(path, str) or "://" in path:
         return raw
     try:
-        expanded = Path(path).expanduser()
-    except RuntimeError:  # '~user' naming no user: the data-file check says so
+        expanded = expand_user(path)
+    except NoHomeError:  # '~user' naming no user: the data-file check says so
         return raw
     if expanded.is_absolute():
         return raw
