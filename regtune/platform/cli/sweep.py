@@ -81,7 +81,10 @@ def sweep(
     overrides = set_ or []
     set_verbose(verbose)
     try:
-        loaded = load_spec(spec, overrides)
+        # A resume continues a sweep that ran: its spec is read as one that ran
+        # (rules added since for new input, e.g. asha's rung below max_epochs, do not
+        # strand an experiment an earlier regtune started).
+        loaded = load_spec(spec, overrides, stored=resume)
         # The one naming rule (a new <spec>-<time>-<hex>, or with --resume the
         # newest experiment of the spec), decided before Ray starts.
         name = resolve_name(loaded, name=name, resume=resume, storage=storage)
