@@ -253,6 +253,12 @@ def auth_headers(address: str, environ: Mapping[str, str] | None = None) -> dict
     return auth_token_header()
 
 
+#: The job's log file Ray writes on the head node, named by the submission id, and
+#: how a refused --name names it.
+LOG_FILE = "job-driver-{id}.log"
+LOG_WHERE = "the job's log file (job-driver-regtune-NAME-<time>-<hex>.log)"
+
+
 def submission_id_for(name: str) -> str:
     """A new, unique submission id that starts with the sweep's name:
     ``regtune-NAME-YYYYmmdd-HHMMSS-<6 hex>``."""
@@ -357,7 +363,11 @@ def submit_sweep(
     # found there by the same rule (the job is labelled with the spec's name).
     sweep_name: str | None
     if name is not None:
-        sweep_name = check_name(name)
+        # Ray names the job's log file after the submission id (job-driver-<id>.log):
+        # the longest file name made of the name, so the one the limit counts.
+        sweep_name = check_name(
+            name, added=len(LOG_FILE.format(id=submission_id_for(""))), where=LOG_WHERE
+        )
     else:
         sweep_name = None if resume else new_experiment_name(loaded.name)
     if working_dir is not None and not working_dir.is_dir():

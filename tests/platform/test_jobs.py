@@ -296,6 +296,10 @@ def test_bad_inputs_fail_before_any_contact(
         submit_sweep("quickstart", address=closed, overrides=["budget.samples=-1"])
     with pytest.raises(SpecError, match="--name 'Bad Name'"):
         submit_sweep("quickstart", address=closed, name="Bad Name")
+    # A name the experiment folder holds but Ray's job log file name would not
+    # (it adds 46 bytes): refused here, not a job failing on the cluster.
+    with pytest.raises(SpecError, match=r"at most 209 .* the job's log file \(job-driver-"):
+        submit_sweep("quickstart", address=closed, name="a" * 210)
     with pytest.raises(SpecError) as info:
         submit_sweep("quickstart", address=closed, working_dir=tmp_path / "absent")
     assert str(info.value) == WORKING_DIR_MISSING.format(working_dir=tmp_path / "absent")
