@@ -82,11 +82,15 @@ class ResultsCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Tune hook: the trial ran out its epochs or was stopped."""
-        self.writer.end_trial(trial.trial_id, error=False, checkpoint=self._checkpoint(trial))
+        self.writer.end_trial(
+            trial.trial_id, error=False, checkpoint=self._checkpoint(trial), config=trial.config
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Tune hook: the trial failed for good (retries exhausted)."""
-        self.writer.end_trial(trial.trial_id, error=True, checkpoint=self._checkpoint(trial))
+        self.writer.end_trial(
+            trial.trial_id, error=True, checkpoint=self._checkpoint(trial), config=trial.config
+        )
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         """Tune hook: write buffered rows once they are old enough."""

@@ -427,7 +427,7 @@ def read_epochs(exp: str) -> pd.DataFrame:
 class StoredTrials:
     """What the stored trial table says, as :func:`load_trial_states` found it.
 
-    ``states``: status and checkpoint per trial; ``run_s``: seconds the sweep
+    ``states``: status, checkpoint and stored ``config.*`` per trial; ``run_s``: seconds the sweep
     has run; ``unusable``: ``None``, or why a ``trials.parquet`` that exists
     cannot be used (not Parquet, not regtune's, truncated): then ``states`` is
     empty, and the file must not be overwritten, since it may hold the only
@@ -442,7 +442,7 @@ class StoredTrials:
 
 
 def load_trial_states(loc: ResultsLocation) -> StoredTrials:
-    """The stored trial table's statuses, checkpoints and run time.
+    """The stored trial table's statuses, checkpoints, configs and run time.
 
     The file is read whole first, so a failure to *reach* it (permissions,
     a network error) is told apart from a file that is there but cannot be
@@ -468,10 +468,14 @@ def load_trial_states(loc: ResultsLocation) -> StoredTrials:
         return StoredTrials(unusable=UNREADABLE.format(error=exc))
     # A table written before "not started" existed says "stopped early" for a trial that
     # ended with 0 iterations: read in today's words (stored_status).
+    # The config.* it holds: a trial that reported no epoch has no rows to read its
+    # config from (the config it was given, stored by the writer's end_trial).
+    configs = config_columns(table.column_names)
     states = {
         str(row["trial_id"]): TrialState(
             status=stored_status(str(row.get("status") or RUNNING), row.get("iterations")),
             checkpoint=row.get("checkpoint"),
+            config={name: row[name] for name in configs if row[name] is not None} or None,
         )
         for row in table.select(
             [
@@ -479,6 +483,7 @@ def load_trial_states(loc: ResultsLocation) -> StoredTrials:
                 for c in ("trial_id", "status", "checkpoint", "iterations")
                 if c in table.column_names
             ]
+            + configs
         ).to_pylist()
     }
     run_s = float((table.schema.metadata or {}).get(META_RUN_S, b"0") or 0)
@@ -625,7 +630,9 @@ def read_trials(exp: str) -> pd.DataFrame:
     naming it), ``iterations`` (int64),
     ``checkpoint`` (path or null), ``degenerate`` (bool: a constant
     predictor, see :mod:`~regtune.platform.results.degenerate`), the last
-    epoch's ``config.*``, then ``best.<metric>`` and ``last.<metric>``.
+    epoch's ``config.*`` (for a trial with no epoch row, e.g. one that failed
+    before its first report, the config it was given, as the trial table
+    stored it), then ``best.<metric>`` and ``last.<metric>``.
 
     Status and checkpoint come from the stored trial table; the rest is
     computed from :func:`read_epochs`'s rows, so the two agree even while

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -85,10 +85,15 @@ def stored_status(status: str, iterations: int | None) -> str:
 
 @dataclass(frozen=True)
 class TrialState:
-    """What the epoch rows cannot say about a trial: its status and checkpoint."""
+    """What the epoch rows cannot say about a trial: its status and checkpoint, and
+    the ``config.*`` the stored trial table holds for it (``config``: nulls left
+    out; ``None`` when none is stored), which is the config it was given for a
+    trial that reported no epoch (it failed before its first report): the readers
+    use it for a trial without epoch rows; a trial's rows, where they exist, win."""
 
     status: str = RUNNING
     checkpoint: str | None = None
+    config: Mapping[str, Any] | None = field(default=None, hash=False)
 
 
 def empty_trial_table() -> pd.DataFrame:
@@ -136,8 +141,10 @@ def trial_table(
 
     ``epochs`` holds deduplicated epoch rows (any order); a trial in
     ``states`` without rows (failed before its first report) gets
-    ``iterations`` 0 and only the fixed columns. A trial without a state is
-    ``running``. The rows of :func:`trial_frame`, as plain Python values.
+    ``iterations`` 0, the fixed columns and the ``config.*`` its state holds
+    (the config it was given, when the trial table stored one). A trial
+    without a state is ``running``. The rows of :func:`trial_frame`, as plain
+    Python values.
     """
     frame = trial_frame(epochs, states, experiment=experiment)
     fixed = [name for name, _ in FIXED_TRIAL_COLUMNS]
@@ -147,7 +154,8 @@ def trial_table(
     for row in frame.to_dict("records"):
         row["checkpoint"] = states.get(row["trial_id"], TrialState()).checkpoint  # None, not NaN
         if row["trial_id"] not in reported:
-            row = {name: row[name] for name in fixed}
+            given = {name: row[name] for name in configs if not _missing(row[name])}
+            row = {name: row[name] for name in fixed} | given
         else:
             row.update({name: None if _missing(row[name]) else row[name] for name in configs})
         rows.append(row)
@@ -167,7 +175,10 @@ def trial_frame(
     ``best.<metric>`` (left out with ``best=False``, for a caller that needs
     only the last values) and ``last.<metric>``; one row per trial, sorted by
     ``trial_id``; ``iterations`` int64, ``degenerate`` bool, metrics float64.
-    A frame with the fixed columns alone when no trial has epoch rows.
+    A trial without epoch rows has the ``config.*`` its state holds (stored
+    for a trial that failed before its first report), NaN elsewhere; a
+    trial's rows, where they exist, give its config. A frame with the fixed
+    columns (and those ``config.*``) alone when no trial has epoch rows.
     """
     metrics = metric_columns(epochs.columns)
     configs = config_columns(epochs.columns)
@@ -180,6 +191,10 @@ def trial_frame(
         # and a diverged (NaN) epoch is never the best.
         last = groups[configs + metrics].last()
         reported = [str(tid) for tid in last.index]
+    # The stored config of each trial without rows (one that failed before its first report).
+    rows_of = set(reported)
+    given = {str(t): s.config for t, s in states.items() if s.config and str(t) not in rows_of}
+    configs = config_columns(set(configs).union(*(c.keys() for c in given.values())))
     ids = sorted(set(reported) | {str(tid) for tid in states})
     if not ids:
         return empty_trial_table()
@@ -196,6 +211,7 @@ def trial_frame(
         "degenerate": np.zeros(n, dtype=bool),
     }
     if not reported:
+        columns.update({name: _given(ids, given, name) for name in configs})
         frame = pd.DataFrame(columns)
         return frame.astype({"iterations": "int64", "degenerate": bool})
     columns["iterations"][order] = groups["iteration"].max().to_numpy(dtype=np.int64)
@@ -204,10 +220,15 @@ def trial_frame(
         gaps = last[list(GROUP_GAPS)].to_numpy(dtype=float)
         columns["degenerate"][order] = constant_predictors(gaps)
     for name in configs:
-        # A trial without rows has no config (NaN, as a missing key in a list of rows).
-        values: list[Any] = [math.nan] * n
-        for i, value in zip(order.tolist(), last[name].tolist(), strict=True):
-            values[i] = None if _missing(value) else _plain(value)
+        # A trial without rows has the config stored for it, else none (NaN, as a
+        # missing key in a list of rows); a trial's rows give its config.
+        values = _given(ids, given, name)
+        if name in last.columns:
+            for i, value in zip(order.tolist(), last[name].tolist(), strict=True):
+                values[i] = None if _missing(value) else _plain(value)
+        else:
+            for i in order.tolist():
+                values[i] = None
         columns[name] = values
     parts = [pd.DataFrame(columns)]
     if best:
@@ -216,6 +237,11 @@ def trial_frame(
     parts.append(_metric_frame("last.", metrics, last_values))
     frame = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
     return frame
+
+
+def _given(ids: list[str], given: Mapping[str, Mapping[str, Any]], name: str) -> list[Any]:
+    """Config column ``name`` from the configs ``given`` per trial (NaN where none)."""
+    return [_plain(given[tid].get(name, math.nan)) if tid in given else math.nan for tid in ids]
 
 
 def _spread(values: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:

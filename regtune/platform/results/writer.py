@@ -230,7 +230,15 @@ class ResultsWriter:
                 if isinstance(stamp, float) and stamp > self._last_stamp:
                     self._last_stamp = stamp
         self._rows = {tid: current_rows(rows) for tid, rows in self._rows.items()}
-        self._states, self._run_before = stored.states, stored.run_s
+        self._run_before = stored.run_s
+        # The stored config of a trial without rows is kept (a resumed session rewrites
+        # the table); the states themselves hold status and checkpoint only.
+        self._states = {tid: TrialState(s.status, s.checkpoint) for tid, s in stored.states.items()}
+        self._configs = {
+            tid: dict(s.config)
+            for tid, s in stored.states.items()
+            if s.config and tid not in self._rows
+        }
         self._loc = loc
         for tid, state in self._states.items():
             if state.status != RUNNING and tid in self._rows:
