@@ -110,7 +110,9 @@ class Experiment:
 
     ``epochs``: the epochs table (contract columns; with a projection only the
     requested ones); ``trials``: ``trial_id``, ``status``, ``degenerate`` (and
-    with a full read everything the store's trial table has); ``spec``: the
+    with a full read everything the store's trial table has), one row per trial
+    the epochs or the stored trial table name (a trial that failed before its
+    first epoch has a row here and none in ``epochs``); ``spec``: the
     stored SweepSpec, or ``None`` if there is none; ``notes``: what a reader
     must know (skipped files, still running, no spec).
     """
@@ -329,14 +331,25 @@ def _trial_states(
 ) -> pd.DataFrame:
     """Status (stored in ``states``, else ``running``) and degenerate (the store's rule on
     the last epoch: every gap in ``GROUP_GAPS`` reported and exactly 0), without reading the
-    trial rows again."""
+    trial rows again; then the trials ``states`` names that have no epoch row (status as
+    stored, not degenerate), as the full read's trial table has them."""
     present = [str(t) for t in seg.trial_ids]
     status = [states[t].status if t in states else "running" for t in present]
     degenerate = np.zeros(seg.n_trials, dtype=bool)
     if all(g in epochs.columns for g in GROUP_GAPS):
         last = [segment_values(epochs, gap, seg)[seg.last] for gap in GROUP_GAPS]
         degenerate = constant_predictors(np.column_stack(last))
-    return pd.DataFrame({"trial_id": present, "status": status, "degenerate": degenerate})
+    # Trials the stored table names without a row read (failed before their first epoch,
+    # not started; or every row in a skipped part): listed, as the full read lists them.
+    seen = set(present)
+    absent = sorted(t for t in states if t not in seen)
+    return pd.DataFrame(
+        {
+            "trial_id": present + absent,
+            "status": status + [states[t].status for t in absent],
+            "degenerate": np.concatenate([degenerate, np.zeros(len(absent), dtype=bool)]),
+        }
+    )
 
 
 def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experiment:

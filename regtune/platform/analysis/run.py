@@ -48,6 +48,7 @@ from regtune.platform.analysis.swept import SweptParameter, find_parameter, swep
 from regtune.platform.analysis.verdict import edges, sweep_verdict
 from regtune.platform.results.outcome import no_best_reason
 from regtune.platform.results.schema import metric_columns as stored_metric_columns
+from regtune.platform.results.trials import ERROR, UNKNOWN
 from regtune.search_spaces import SweepSpec
 from regtune.trainables.config import METRIC_MODES
 
@@ -55,6 +56,7 @@ __all__ = [
     "DEFAULT_OBJECTIVE",
     "MSG_NOTHING_TO_DIAGNOSE",
     "MSG_NOTHING_TO_DRAW",
+    "MSG_NO_EPOCHS",
     "MSG_NO_LOSSES",
     "SECOND_OBJECTIVE",
     "Analysis",
@@ -82,6 +84,11 @@ MSG_NOTHING_TO_DRAW = "no trial to draw: {n} left out (see the notes)"
 MSG_NOTHING_TO_DIAGNOSE = "no trial to diagnose: {n} left out (see the notes)"
 #: Why the front is empty: every trial was left out, for these reasons.
 MSG_EMPTY_FRONT = "the front is empty: every trial was left out ({reasons})"
+#: The note naming the trials the stored trial table holds that reported no epoch.
+MSG_NO_EPOCHS = (
+    "{n} trial(s) reported no epoch: {trials}; they count among the trials (and a failed "
+    "one among the failed) but, with no metrics, are in no path, front, best trial or diagnosis"
+)
 #: How each kind of left-out trial is counted in :data:`MSG_EMPTY_FRONT`.
 _LEFT_OUT = {
     "degenerate": "{n} degenerate: each predicts one class for every row; --include-degenerate "
@@ -129,6 +136,11 @@ class Analysis:
     #: ``summary`` but left off the best trial, the front, the paths, the heat map and the
     #: diagnosis, whose numbers would be of the wrong epochs.
     incomplete: dict[str, str] = field(default_factory=dict)
+    #: Trials the stored trial table names that have no epoch row (failed before their first
+    #: report, not started): trial -> status. Counted in :attr:`n_trials` (and, when failed,
+    #: :attr:`n_failed`) but in no table built on metrics (summary, paths, heat map, front,
+    #: best, diagnosis): they have none.
+    no_epochs: dict[str, str] = field(default_factory=dict)
 
     def no_best_reason(self) -> str | None:
         """Why :attr:`best` is None (None when there is a best), in the words of the sweep
@@ -155,6 +167,8 @@ class Analysis:
         trials = [
             (str(status.iloc[i]), bool(degenerate.iloc[i]), float(values.iloc[i])) for i in range(n)
         ]
+        # A trial with no epoch has no value: it counts as failed (error) or valueless.
+        trials += [(state, False, math.nan) for state in self.no_epochs.values()]
         reason = no_best_reason(trials, metric)
         if lost and reason is not None:
             reason += f" (of those left after the {lost} with stored epochs lost)"
@@ -176,8 +190,22 @@ class Analysis:
 
     @property
     def n_trials(self) -> int:
-        """Trials analysed."""
-        return len(self.summary)
+        """Trials of the experiment: those with epoch rows (:attr:`summary`), those whose
+        every row was lost to an unreadable part, and those that reported none
+        (:attr:`no_epochs`)."""
+        return len(set(map(str, self.summary.index)) | set(self.incomplete) | set(self.no_epochs))
+
+    @property
+    def failed(self) -> list[str]:
+        """Trials that failed (status ``error``), with epoch rows or none, sorted."""
+        status = self.summary["status"] if "status" in self.summary else pd.Series(dtype=object)
+        with_rows = [str(t) for t, s in status.items() if s == ERROR]
+        return sorted({*with_rows, *(t for t, s in self.no_epochs.items() if s == ERROR)})
+
+    @property
+    def n_failed(self) -> int:
+        """How many trials failed (status ``error``), :attr:`no_epochs` included."""
+        return len(self.failed)
 
     def examples(self) -> dict[str, list[dict[str, Any]]]:
         """A few trials per diagnosis label, each with its evidence sentence."""
@@ -226,6 +254,9 @@ class Analysis:
             "experiment": self.name,
             "path": self.path,
             "n_trials": self.n_trials,
+            "n_failed": self.n_failed,
+            "failed": self.failed,
+            "no_epochs": dict(self.no_epochs),
             "objective": list(self.objective),
             "swept": [
                 {"name": p.name, "kind": p.kind, "low": p.low, "high": p.high, "log": p.log}
@@ -377,6 +408,10 @@ def analyze_tables(
     ``metrics``: the metrics drawn along each path (default: all).
     ``penalties``: the swept parameters to draw paths for (default: all swept).
     ``seg``: the table's segments if already computed (they must be of ``epochs``).
+    ``trials``: the trial table (``trial_id``, ``status``, ``degenerate``); a trial it names
+    with no epoch row (failed before its first report, not started) is counted
+    (:attr:`Analysis.no_epochs`, a note naming it, the verdict's failed count) but is in no
+    table built on metrics.
     ``incomplete``: trials whose stored epochs are incomplete (trial -> which are missing,
     :attr:`~regtune.platform.analysis.load.Experiment.incomplete`): they stay in the
     summary but are left off the best trial, the front (``excluded`` ``"incomplete"``),
@@ -402,6 +437,11 @@ def analyze_tables(
     seg = seg if seg is not None else segments(epochs)
     summary = trial_summary(epochs, primary, trials=trials, seg=seg)
     lost = sorted(set(incomplete or {}) & {str(t) for t in summary.index})
+    # Trials the trial table names without an epoch row: counted, never ranked or drawn.
+    # (One whose rows were all in a skipped part reported epochs: it is incomplete instead.)
+    rowless = _rowless(trials, summary.index)
+    gone = {t: str((incomplete or {})[t]) for t in rowless if t in (incomplete or {})}
+    no_epochs = {t: s for t, s in rowless.items() if t not in gone}
     # What is ranked, drawn and diagnosed: the trials whose stored epochs are all there.
     ranked = summary.drop(index=lost) if lost else summary
     swept = swept_parameters(summary, spec)
@@ -451,6 +491,7 @@ def analyze_tables(
         swept,
         ranked.get("status"),
         summary=ranked,
+        no_epochs=no_epochs,
         objective=primary,
         include_degenerate=include_degenerate,
     )
@@ -461,6 +502,9 @@ def analyze_tables(
     ranked_by = [m for m, _ in _chosen_objectives(spec, objectives)]
     _note_off_front(best, front, ranked_by)
     all_notes = list(notes)
+    if no_epochs:
+        listed = ", ".join(f"{t} ({s})" for t, s in no_epochs.items())
+        all_notes.append(MSG_NO_EPOCHS.format(n=len(no_epochs), trials=listed))
     # What the front's numbers need said beside them (a hypervolume of 0 the reference caused).
     all_notes += [n for n in front.notes if n not in all_notes]
     if trials is not None and "status" in trials.columns:
@@ -486,8 +530,24 @@ def analyze_tables(
         spec=spec,
         notes=all_notes,
         include_degenerate=include_degenerate,
-        incomplete={t: str((incomplete or {})[t]) for t in lost},
+        incomplete={**{t: str((incomplete or {})[t]) for t in lost}, **gone},
+        no_epochs=no_epochs,
     )
+
+
+def _rowless(trials: pd.DataFrame | None, present: pd.Index) -> dict[str, str]:
+    """Trials of the trial table ``trials`` with no epoch row (not in ``present``): trial ->
+    status (``unknown`` without a status column), sorted by trial."""
+    if trials is None or "trial_id" not in trials.columns or trials.empty:
+        return {}
+    seen = {str(t) for t in present}
+    ids = trials["trial_id"].astype(str)
+    status = (
+        trials["status"].astype(object).where(trials["status"].notna(), UNKNOWN)
+        if "status" in trials.columns
+        else pd.Series(UNKNOWN, index=trials.index)
+    )
+    return {t: str(s) for t, s in sorted(zip(ids, status, strict=True)) if t not in seen}
 
 
 def _note_off_front(best: BestTrial | None, front: Front | None, ranked: Sequence[str]) -> None:

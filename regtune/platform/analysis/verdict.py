@@ -26,8 +26,9 @@ the other trials.
 
 Failed trials (``status`` ``error``) are left out of all of it, as the path,
 the front and the best trial leave them out; the first sentence says how many
-failed, and when every trial failed it is the only one (no range or curve
-advice is built on failed trials).
+failed (trials that failed before reporting an epoch included), and when every
+trial failed it is the only one (no range or curve advice is built on failed
+trials).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from regtune.platform.analysis.load import UNKNOWN
 from regtune.platform.analysis.path import PATH_BINS
 from regtune.platform.analysis.summary import failed_flags
 from regtune.platform.analysis.swept import SweptParameter, role_of
-from regtune.platform.results.trials import RUNNING, STOPPED_EARLY
+from regtune.platform.results.trials import ERROR, RUNNING, STOPPED_EARLY
 
 __all__ = [
     "EDGE_COLUMNS",
@@ -325,6 +326,7 @@ def sweep_verdict(
     summary: pd.DataFrame | None = None,
     objective: tuple[str, str] | None = None,
     include_degenerate: bool = False,
+    no_epochs: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Sentences saying where the next sweep should look, most important first.
 
@@ -340,16 +342,20 @@ def sweep_verdict(
     ``include_degenerate``: the analysis kept degenerate trials eligible for the front
     and the best (``--include-degenerate``); the first sentence says so rather than
     that they were left out.
+    ``no_epochs``: trials that reported no epoch (trial -> status; not in ``diagnosis``):
+    the failed ones among them count in that first sentence, and every one in its total.
     """
     lines, wants = _path_lines(edges(paths, swept), paths, swept)
+    rowless = list((no_epochs or {}).values())
     if diagnosis.empty:
         return lines
     failed = failed_flags(None if status is None else status.to_frame("status"), diagnosis.index)
-    if failed.any():
+    n_failed = int(failed.sum()) + sum(s == ERROR for s in rowless)
+    if n_failed:
         # Failed trials are judged on nothing below (as they are off the path, the front and
         # the best); the first line says how many there were.
-        n_failed = int(failed.sum())
-        if failed.all():
+        total = len(diagnosis) + len(rowless)
+        if failed.all() and n_failed == total:
             return [
                 f"every trial failed ({n_failed} of {n_failed}, status error): there is "
                 "nothing to judge the range or the loss curves on, so no advice on them; fix "
@@ -357,7 +363,7 @@ def sweep_verdict(
             ]
         lines.insert(
             0,
-            f"{n_failed} of {len(diagnosis)} trials failed (status error): they are left out "
+            f"{n_failed} of {total} trials failed (status error): they are left out "
             "of the path, the front, the best trial and the diagnosis's shares",
         )
         diagnosis = diagnosis[~failed]
@@ -367,7 +373,7 @@ def sweep_verdict(
         else np.zeros(len(diagnosis), dtype=bool)
     )
     if degenerate.any():
-        lines[int(failed.any()) : int(failed.any())] = _degenerate_lines(
+        lines[int(n_failed > 0) : int(n_failed > 0)] = _degenerate_lines(
             diagnosis, degenerate, swept, summary, objective, include_degenerate
         )
     judged = ~diagnosis["too_short"].to_numpy(dtype=bool) & ~degenerate
