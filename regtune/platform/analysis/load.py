@@ -34,7 +34,7 @@ from regtune.errors import DataError
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.results import ResultsWarning, read_epochs, read_spec
 from regtune.platform.results.degenerate import GROUP_GAPS, constant_predictors
-from regtune.platform.results.files import locate
+from regtune.platform.results.files import ResultsLocation, locate
 from regtune.platform.results.read import (
     SKIPPED,
     StoredTrials,
@@ -49,12 +49,13 @@ from regtune.platform.results.read import (
     stored_trials,
     trials_frame,
 )
-from regtune.platform.results.trials import UNKNOWN, TrialState
+from regtune.platform.results.trials import RUNNING, UNKNOWN, TrialState
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
     "MSG_ALL_SKIPPED",
     "MSG_EMPTY",
+    "MSG_ENDED_EMPTY",
     "MSG_INCOMPLETE",
     "MSG_NO_SPEC",
     "MSG_RUNNING",
@@ -70,6 +71,13 @@ __all__ = [
 MSG_EMPTY = (
     "{exp}: the experiment has no reported epochs yet; nothing to analyze. Wait for its first "
     "trial to report, or check the path"
+)
+#: No epoch rows, and the trial table says every trial ended having reported none:
+#: waiting will not help.
+MSG_ENDED_EMPTY = (
+    "{exp}: every trial ended without reporting an epoch ({n} trials: {states}); nothing to "
+    "analyze. Each failed trial's error is in its folder's error.txt (regtune sweep's summary "
+    "named it)"
 )
 MSG_ALL_SKIPPED = (
     "{exp}: no epoch part could be read, so there is nothing to analyze: {skipped}. Replace or "
@@ -352,6 +360,21 @@ def _trial_states(
     )
 
 
+def _stored_states_quietly(
+    loc: ResultsLocation,
+) -> tuple[dict[str, TrialState], dict[str, int]]:
+    """The stored trial statuses and epochs reported per trial, or none when the
+    table is missing or unusable (its own warning is for the readers that use it,
+    not for this check)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResultsWarning)
+        try:
+            stored = stored_trials(loc)
+        except DataError:
+            return {}, {}
+    return stored.states, stored.iterations
+
+
 def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experiment:
     """Read experiment ``exp`` (a path or URI) for analysis.
 
@@ -390,6 +413,15 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
         unread = [note for note in notes if _SKIPPED_MARK in note]
         if unread:
             raise DataError(MSG_ALL_SKIPPED.format(exp=exp, skipped="; ".join(unread)))
+        ended, iterations = _stored_states_quietly(loc)
+        if (
+            ended
+            and all(s.status != RUNNING for s in ended.values())
+            and not any(iterations.values())
+        ):
+            shown = ", ".join(f"{tid} {s.status}" for tid, s in sorted(ended.items())[:5])
+            more = f", ... ({len(ended) - 5} more)" if len(ended) > 5 else ""
+            raise DataError(MSG_ENDED_EMPTY.format(exp=exp, n=len(ended), states=shown + more))
         raise DataError(MSG_EMPTY.format(exp=exp))
     seg: Segments | None = None
     if columns is not None:

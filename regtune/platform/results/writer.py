@@ -302,6 +302,7 @@ class ResultsWriter:
 
     def checkpoint(self, trial_id: str, path: str | None) -> None:
         """A trial saved a checkpoint at ``path``."""
+        self.open()  # as add(): stored states load first, or they would replace this one
         state = self._states.get(trial_id, TrialState())
         self._set_state(trial_id, TrialState(state.status, path))
 
@@ -322,6 +323,9 @@ class ResultsWriter:
         Cheap: its rows and status reach disk at the next periodic flush, at
         :meth:`save_state` (Tune saving its experiment state) or at
         :meth:`close`, whichever comes first."""
+        # As add(): what an earlier session stored loads first; opened later (at the
+        # first flush) it would replace this trial's state with the stored one.
+        self.open()
         if config is not None:
             self._configs[trial_id] = flatten_config(config)
             self._changed.add(trial_id)

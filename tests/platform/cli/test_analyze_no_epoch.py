@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
-from regtune.platform.analysis.load import load_experiment
+from regtune.errors import DataError
+from regtune.platform.analysis.load import MSG_ENDED_EMPTY, load_experiment
 from regtune.platform.analysis.run import analyze_experiment, analyze_tables
 from regtune.platform.cli import app
-from regtune.platform.results.trials import NOT_STARTED, TrialState
+from regtune.platform.results.trials import NOT_STARTED, RUNNING, TrialState
 from tests.platform.results.conftest import tune_result
 from tests.platform.results.test_no_epoch_config import _store
 from tests.platform.results.test_store import _config, _metrics, _writer
@@ -108,3 +110,27 @@ def test_every_trial_failed_one_before_its_first_epoch(tmp_path: Path) -> None:
     assert analysis.verdict[0].startswith("every trial failed (2 of 2, status error)")
     assert analysis.best is None
     assert analysis.no_best_reason() == "every trial failed"
+
+
+def test_every_trial_ended_before_its_first_epoch_says_so_not_wait(tmp_path: Path) -> None:
+    """No epoch rows and every stored trial ended: it said "wait for its first trial
+    to report", which never happens."""
+    exp = str(tmp_path / "store")
+    w = _writer(exp)
+    w.end_trial("t1", error=True, config=_config(1e-4))
+    w.end_trial("t2", error=True, config=_config(1e-3))
+    w.close()
+    for columns in (None, ["val_acc"]):
+        with pytest.raises(DataError) as info:
+            load_experiment(exp, columns=columns)
+        assert str(info.value) == MSG_ENDED_EMPTY.format(exp=exp, n=2, states="t1 error, t2 error")
+    result = _invoke("analyze", exp)
+    assert result.exit_code == 2, result.output
+    assert "every trial ended without reporting an epoch (2 trials: t1 error" in result.output
+    # A trial still running: waiting may help, as it said.
+    running = str(tmp_path / "running")
+    w = _writer(running)
+    w.end_trial("t1", error=True, config=_config(1e-4))
+    w.close(final={"t2": TrialState(RUNNING)})
+    with pytest.raises(DataError, match="Wait for its first trial to report"):
+        load_experiment(running)

@@ -105,3 +105,17 @@ def test_a_resumed_writer_keeps_the_stored_config_of_a_trial_without_epochs(
     rows = {r["trial_id"]: r for r in pq.read_table(locate(exp).trials).to_pylist()}
     assert rows["t2"]["config.penalties.l2"] == 1e-3
     assert rows["t3"]["config.penalties.l2"] == 0.0
+
+
+def test_trials_ending_before_the_writer_opened_keep_their_status(tmp_path: Path) -> None:
+    """end_trial before anything opened the writer: its first flush opened it and
+    replaced the states set so far with the stored ones, so t1 was stored 'running'."""
+    exp = str(tmp_path / "store")
+    w = _writer(exp)
+    w.end_trial("t1", error=True, config=_config(1e-4))
+    w.checkpoint("t2", None)
+    w.end_trial("t2", error=True, config=_config(1e-3))
+    w.close()
+    rows = {r["trial_id"]: r for r in pq.read_table(locate(exp).trials).to_pylist()}
+    assert {tid: r["status"] for tid, r in rows.items()} == {"t1": "error", "t2": "error"}
+    assert rows["t1"]["config.penalties.l2"] == 1e-4
