@@ -19,6 +19,7 @@ and trials still running are surfaced in ``notes``, never hidden.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from regtune.errors import DataError
+from regtune.errors import DataError, SpecError
 from regtune.platform.analysis.curves import Segments, segment_values, segments
 from regtune.platform.results import ResultsWarning, read_epochs, read_spec
 from regtune.platform.results.degenerate import GROUP_GAPS, constant_predictors
@@ -49,7 +50,7 @@ from regtune.platform.results.read import (
     stored_trials,
     trials_frame,
 )
-from regtune.platform.results.trials import RUNNING, UNKNOWN, TrialState
+from regtune.platform.results.trials import ERROR, RUNNING, UNKNOWN, TrialState
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
@@ -76,8 +77,11 @@ MSG_EMPTY = (
 #: waiting will not help.
 MSG_ENDED_EMPTY = (
     "{exp}: every trial ended without reporting an epoch ({n} trials: {states}); nothing to "
-    "analyze. Each failed trial's error is in its folder's error.txt (regtune sweep's summary "
-    "named it)"
+    "analyze{errors}"
+)
+#: MSG_ENDED_EMPTY's ending when a trial failed.
+ENDED_ERRORS = (
+    ". Each failed trial's error is in its folder's error.txt (regtune sweep's summary named it)"
 )
 MSG_ALL_SKIPPED = (
     "{exp}: no epoch part could be read, so there is nothing to analyze: {skipped}. Replace or "
@@ -360,6 +364,17 @@ def _trial_states(
     )
 
 
+def _spec_trials_quietly(exp: str) -> float:
+    """How many trials the stored spec starts; infinity when it cannot be read (then
+    whether every trial ended cannot be told)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResultsWarning)
+        try:
+            return read_spec(exp).n_trials
+        except (DataError, SpecError):
+            return math.inf
+
+
 def _stored_states_quietly(
     loc: ResultsLocation,
 ) -> tuple[dict[str, TrialState], dict[str, int]]:
@@ -418,10 +433,21 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
             ended
             and all(s.status != RUNNING for s in ended.values())
             and not any(iterations.values())
+            # A trial enters the table at its first epoch or its end: the sweep is over
+            # only when every trial its spec starts is there.
+            and len(ended) >= _spec_trials_quietly(exp)
         ):
             shown = ", ".join(f"{tid} {s.status}" for tid, s in sorted(ended.items())[:5])
             more = f", ... ({len(ended) - 5} more)" if len(ended) > 5 else ""
-            raise DataError(MSG_ENDED_EMPTY.format(exp=exp, n=len(ended), states=shown + more))
+            failed = any(s.status == ERROR for s in ended.values())
+            raise DataError(
+                MSG_ENDED_EMPTY.format(
+                    exp=exp,
+                    n=len(ended),
+                    states=shown + more,
+                    errors=ENDED_ERRORS if failed else "",
+                )
+            )
         raise DataError(MSG_EMPTY.format(exp=exp))
     seg: Segments | None = None
     if columns is not None:

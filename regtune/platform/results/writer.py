@@ -261,6 +261,7 @@ class ResultsWriter:
         ``final``: statuses known at the end (e.g. from Tune's trial list),
         overriding what the writer saw.
         """
+        self.open()  # as add(): opened later, the stored states would replace ``final``
         if final:
             for tid, state in final.items():
                 self._set_state(tid, state)

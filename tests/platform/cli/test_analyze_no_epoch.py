@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from regtune.errors import DataError
-from regtune.platform.analysis.load import MSG_ENDED_EMPTY, load_experiment
+from regtune.platform.analysis.load import ENDED_ERRORS, MSG_ENDED_EMPTY, load_experiment
 from regtune.platform.analysis.run import analyze_experiment, analyze_tables
 from regtune.platform.cli import app
 from regtune.platform.results.trials import NOT_STARTED, RUNNING, TrialState
@@ -123,7 +123,9 @@ def test_every_trial_ended_before_its_first_epoch_says_so_not_wait(tmp_path: Pat
     for columns in (None, ["val_acc"]):
         with pytest.raises(DataError) as info:
             load_experiment(exp, columns=columns)
-        assert str(info.value) == MSG_ENDED_EMPTY.format(exp=exp, n=2, states="t1 error, t2 error")
+        assert str(info.value) == MSG_ENDED_EMPTY.format(
+            exp=exp, n=2, states="t1 error, t2 error", errors=ENDED_ERRORS
+        )
     result = _invoke("analyze", exp)
     assert result.exit_code == 2, result.output
     assert "every trial ended without reporting an epoch (2 trials: t1 error" in result.output
