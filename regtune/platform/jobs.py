@@ -358,7 +358,9 @@ def submit_sweep(
     # not read it.
     _refuse_data_uri(spec_file, overrides)
     # The data file is checked below, only where the job reads what this machine has.
-    loaded = load_spec(spec, overrides, check_data=False)
+    # A resume continues a sweep that ran: its spec is read as `regtune sweep --resume`
+    # reads it on the cluster (rules added since for new input do not refuse it).
+    loaded = load_spec(spec, overrides, check_data=False, stored=resume)
     # Resuming without a name: the cluster's newest experiment of the spec,
     # found there by the same rule (the job is labelled with the spec's name).
     sweep_name: str | None

@@ -766,3 +766,17 @@ def test_submit_sweep_and_two_ray_job_submits_of_one_preset_all_succeed(
     names = sorted(p.name for p in storage.iterdir())
     assert len(names) == 2, names
     assert all(re.fullmatch(GENERATED_NAME, n) for n in names), names
+
+
+def test_a_resume_reads_its_spec_as_one_that_ran() -> None:
+    """`regtune sweep --resume` reads its spec in stored mode on the cluster, so a rule
+    added since for new input must not refuse the resume here first (a 2-epoch asha
+    with grace 2, which earlier versions ran)."""
+    closed = _closed_address()
+    old_rule = ["budget.max_epochs=2"]
+    with pytest.raises(SpecError, match="would stop no trial early"):
+        submit_sweep("quickstart", address=closed, overrides=old_rule, name="qs-old")
+    # Past the spec check: only the closed cluster stops it.
+    with pytest.raises(RegtuneError, match="no Ray Jobs API answers") as info:
+        submit_sweep("quickstart", address=closed, overrides=old_rule, name="qs-old", resume=True)
+    assert not isinstance(info.value, SpecError)

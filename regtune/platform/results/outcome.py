@@ -41,7 +41,7 @@ from regtune.platform.results.schema import (
     flatten_config,
     is_number,
 )
-from regtune.platform.results.trials import ERROR, config_of, trial_status
+from regtune.platform.results.trials import ERROR, UNKNOWN, config_of, trial_status
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
@@ -118,7 +118,7 @@ class TrialSummary:
     """
 
     trial_id: str
-    status: str  # finished | stopped early | error | running | not started
+    status: str  # finished | stopped early | error | running | not started | unknown
     iterations: int
     params: dict[str, Any]
     objectives: dict[str, float]
@@ -239,6 +239,9 @@ class SweepOutcome:
             warnings.warn(incomplete_message(read.parts, read.lost), ResultsWarning, 2)
         # Column by column: a 10,000-trial table holds over a million cells.
         table = trials_frame(loc, epochs, states=states, best=False)
+        if read.stored.unusable is not None:
+            # No status can be read and the epochs cannot tell one (as read_trials says).
+            table["status"] = UNKNOWN
         ranks = ranked_rows(epochs, spec)
         base = flatten_config(spec.base_config())
         sampled = [path for path, _ in spec.iter_distributions()]

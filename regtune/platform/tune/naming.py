@@ -17,7 +17,9 @@ by it, and a filesystem holds at most 255 bytes in one path component (errno
 36, ``File name too long``, past that). Where a name goes into a longer
 component (``regtune submit``'s submission id, which Ray puts in its log
 file's name), :func:`check_name` counts those bytes too. Any folder that
-exists already fits, so a resume of it is never refused.
+exists already fits, so ``regtune sweep --resume`` of it is never refused for
+its length (``regtune submit --resume`` still refuses a name over 209
+characters: the job's log file could not be named).
 """
 
 from __future__ import annotations

@@ -306,6 +306,10 @@ def test_foreign_trial_table_falls_back_to_the_epochs(tmp_path: Path) -> None:
     # The statuses were in the lost table, and the epochs cannot tell one
     # (it said "running" for a finished sweep; regtune analyze said "unknown").
     assert set(trials["status"]) == {"unknown"}
+    # The outcome rebuilt from the store says so too (it said "running").
+    with pytest.warns(ResultsWarning, match="trials.parquet"):
+        outcome = SweepOutcome.from_path(exp)
+    assert outcome.counts() == {"unknown": 5}
 
 
 def test_unusable_stored_spec_is_named(tmp_path: Path) -> None:
