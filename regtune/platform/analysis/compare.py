@@ -3,6 +3,7 @@ their specs, and names that tell them apart (in tables, legends and figure files
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ import pandas as pd
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
+    "MAX_FIGURE_STEM",
     "MISSING",
     "NO_SPEC",
     "distinct_names",
@@ -97,8 +99,24 @@ def distinct_names(names: Sequence[str], paths: Sequence[str]) -> list[str]:
     return out
 
 
+#: The longest :func:`figure_stem`, in characters (ASCII: bytes too): with the longest
+#: figure suffix (``-path-<parameter>.png``) a file name stays within the 255 bytes file
+#: systems allow, for any experiment name (up to 255 characters, or a longer
+#: ``<parent>/<name>#2`` of :func:`distinct_names`).
+MAX_FIGURE_STEM = 120
+#: Hex digits of the name's hash that end a shortened :func:`figure_stem`.
+_STEM_HASH = 10
+
+
 def figure_stem(name: str) -> str:
     """An experiment's name as the start of a figure's file name: characters other
     than letters, digits, ``.``, ``_``, ``#`` and ``-`` (a ``/`` from
-    :func:`distinct_names`) become ``_``; ``experiment`` when empty."""
-    return re.sub(r"[^A-Za-z0-9._#-]", "_", name) or "experiment"
+    :func:`distinct_names`) become ``_``; ``experiment`` when empty. One longer than
+    :data:`MAX_FIGURE_STEM` becomes its first characters, ``-`` and the first
+    ``_STEM_HASH`` hex digits of the whole name's SHA-256 (the same for the same name,
+    different for names differing past the prefix)."""
+    stem = re.sub(r"[^A-Za-z0-9._#-]", "_", name) or "experiment"
+    if len(stem) <= MAX_FIGURE_STEM:
+        return stem
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_STEM_HASH]
+    return f"{stem[: MAX_FIGURE_STEM - _STEM_HASH - 1]}-{digest}"
