@@ -141,6 +141,10 @@ class Analysis:
     #: :attr:`n_failed`) but in no table built on metrics (summary, paths, heat map, front,
     #: best, diagnosis): they have none.
     no_epochs: dict[str, str] = field(default_factory=dict)
+    #: Trials of :attr:`incomplete` whose every stored epoch was lost (so not in
+    #: :attr:`summary`): trial -> the status the trial table stores. A failed one counts in
+    #: :attr:`failed`, as it would with its epochs.
+    lost_status: dict[str, str] = field(default_factory=dict)
 
     def no_best_reason(self) -> str | None:
         """Why :attr:`best` is None (None when there is a best), in the words of the sweep
@@ -151,8 +155,9 @@ class Analysis:
             return None
         metric = self.objective[0]
         summary = self.summary.drop(index=list(self.incomplete), errors="ignore")
-        lost = len(self.summary) - len(summary)
-        if lost and summary.empty:
+        # Every incomplete trial: with some stored epochs left (in the summary) or none.
+        lost = len(self.summary) - len(summary) + len(self.lost_status)
+        if lost and summary.empty and not self.no_epochs:
             return MSG_ALL_INCOMPLETE.format(n=lost)
         n = len(summary)
         status = summary["status"] if "status" in summary else pd.Series("", index=summary.index)
@@ -197,10 +202,12 @@ class Analysis:
 
     @property
     def failed(self) -> list[str]:
-        """Trials that failed (status ``error``), with epoch rows or none, sorted."""
+        """Trials that failed (status ``error``), sorted: with epoch rows, with none
+        (:attr:`no_epochs`), and with every stored one lost (:attr:`lost_status`)."""
         status = self.summary["status"] if "status" in self.summary else pd.Series(dtype=object)
         with_rows = [str(t) for t, s in status.items() if s == ERROR]
-        return sorted({*with_rows, *(t for t, s in self.no_epochs.items() if s == ERROR)})
+        rowless = {**self.no_epochs, **self.lost_status}
+        return sorted({*with_rows, *(t for t, s in rowless.items() if s == ERROR)})
 
     @property
     def n_failed(self) -> int:
@@ -485,13 +492,17 @@ def analyze_tables(
     diagnosis = diagnose(epochs, summary, seg=seg)
     if lost:
         diagnosis = diagnosis.drop(index=lost, errors="ignore")
+    # The verdict counts every trial, as n_trials and n_failed do: those it judges
+    # (diagnosis) and, by their stored status, those it cannot (no epoch, epochs lost).
+    status = summary["status"] if "status" in summary else pd.Series(UNKNOWN, index=summary.index)
+    unjudged = {**{str(t): str(status.loc[t]) for t in lost}, **rowless}
     verdict = sweep_verdict(
         paths,
         diagnosis,
         swept,
         ranked.get("status"),
         summary=ranked,
-        no_epochs=no_epochs,
+        no_epochs=unjudged,
         objective=primary,
         include_degenerate=include_degenerate,
     )
@@ -532,6 +543,7 @@ def analyze_tables(
         include_degenerate=include_degenerate,
         incomplete={**{t: str((incomplete or {})[t]) for t in lost}, **gone},
         no_epochs=no_epochs,
+        lost_status={t: rowless[t] for t in gone},
     )
 
 

@@ -26,7 +26,8 @@ the other trials.
 
 Failed trials (``status`` ``error``) are left out of all of it, as the path,
 the front and the best trial leave them out; the first sentence says how many
-failed (trials that failed before reporting an epoch included), and when every
+failed of every trial (trials that failed before reporting an epoch, or whose
+stored epochs were lost to an unreadable part, included), and when every
 trial failed it is the only one (no range or curve advice is built on failed
 trials).
 """
@@ -342,12 +343,14 @@ def sweep_verdict(
     ``include_degenerate``: the analysis kept degenerate trials eligible for the front
     and the best (``--include-degenerate``); the first sentence says so rather than
     that they were left out.
-    ``no_epochs``: trials that reported no epoch (trial -> status; not in ``diagnosis``):
-    the failed ones among them count in that first sentence, and every one in its total.
+    ``no_epochs``: trials not in ``diagnosis`` (trial -> stored status): those that reported
+    no epoch, and those left out as their stored epochs are incomplete (some or all lost to an
+    unreadable part); the failed ones among them count in that first sentence, and every one
+    in its total, so that total is every trial of the experiment.
     """
     lines, wants = _path_lines(edges(paths, swept), paths, swept)
     rowless = list((no_epochs or {}).values())
-    if diagnosis.empty:
+    if diagnosis.empty and not rowless:
         return lines
     failed = failed_flags(None if status is None else status.to_frame("status"), diagnosis.index)
     n_failed = int(failed.sum()) + sum(s == ERROR for s in rowless)
@@ -367,6 +370,8 @@ def sweep_verdict(
             "of the path, the front, the best trial and the diagnosis's shares",
         )
         diagnosis = diagnosis[~failed]
+    if diagnosis.empty:
+        return lines
     degenerate = (
         diagnosis["degenerate"].to_numpy(dtype=bool)
         if "degenerate" in diagnosis.columns
