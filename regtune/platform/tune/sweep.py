@@ -576,7 +576,8 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
 
     Raises:
         SpecError: the first of them that fails (the trainable's message,
-            after the drawn values that make it fail).
+            after the drawn values that make it fail: only those it depends on,
+            :func:`_failing_values`).
     """
     from regtune.trainables.config import parse_train_config
     from regtune.trainables.loop import check_dataset_fits as trainable_checks
@@ -584,11 +585,16 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
 
     base = parse_train_config(spec.base_config())
     trainable_checks(base, dataset)
+
+    def check(config: dict[str, Any]) -> None:
+        trainable_checks(parse_train_config(config), dataset)
+
     for values, config in _probed_configs(spec):
         try:
-            trainable_checks(parse_train_config(config), dataset)
+            check(config)
         except SpecError as exc:
-            shown = ", ".join(f"{'.'.join(path)}={value!r}" for path, value in values.items())
+            named = _failing_values(spec, values, str(exc), check)
+            shown = ", ".join(f"{'.'.join(path)}={value!r}" for path, value in named.items())
             raise SpecError(TRIAL_WOULD_FAIL_MSG.format(values=shown, reason=exc)) from exc
     gaps_reported = dataset.train.s is not None and dataset.n_classes == 2
     for index, objective in enumerate(spec.objectives):
@@ -608,6 +614,68 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
             )
 
 
+def _probe_plan(spec: SweepSpec) -> tuple[dict[KeyPath, list[Any]], dict[KeyPath, Any]]:
+    """The probe values of the distributions that set a key in
+    :data:`_DATASET_CHECKED_KEYS` (values setting those keys alike once), and every
+    distribution's representative value."""
+    dists = dict(spec.iter_distributions())
+    at_rest = {path: dist.representative() for path, dist in dists.items()}
+    probed: dict[KeyPath, list[Any]] = {}
+    for path, dist in dists.items():
+        keys = [key for key in _DATASET_CHECKED_KEYS if _nested(path, key) or _nested(key, path)]
+        if keys:
+            probed[path] = _distinct_on(dist.probe_values(), path, keys)
+    return probed, at_rest
+
+
+def _failing_values(
+    spec: SweepSpec,
+    values: Mapping[KeyPath, Any],
+    reason: str,
+    check: Callable[[dict[str, Any]], None],
+) -> dict[KeyPath, Any]:
+    """The drawn ``values`` that make a trial fail with ``reason``, less each one the
+    failure does not depend on: a value is left out when, the kept ones fixed, every
+    combination of the probe values of it and of those already left out still fails
+    with ``reason`` (so an early stopping refusal does not name a fairness section,
+    and the other way round). At least one value is kept."""
+    from regtune.search_spaces.distributions import substitute
+
+    probed, at_rest = _probe_plan(spec)
+    kept = dict(values)
+    for path in values:
+        if len(kept) == 1:
+            break
+        rest = {p: v for p, v in kept.items() if p != path}
+        free = [p for p in values if p not in rest]
+        options = [probed.get(p, [values[p]]) for p in free]
+        if math.prod(len(o) for o in options) > MAX_PROBED_COMBINATIONS:
+            continue
+        if all(
+            _fails_with(
+                substitute(spec.space, {**at_rest, **rest, **dict(zip(free, combo, strict=True))}),
+                reason,
+                check,
+            )
+            for combo in itertools.product(*options)
+        ):
+            kept = rest
+    return kept
+
+
+def _fails_with(
+    config: dict[str, Any], reason: str, check: Callable[[dict[str, Any]], None]
+) -> bool:
+    """Whether ``check`` refuses ``config`` with the message ``reason``."""
+    try:
+        check(config)
+    except SpecError as exc:
+        return str(exc) == reason
+    except Exception:  # another failure is not this one
+        return False
+    return False
+
+
 def _probed_configs(spec: SweepSpec) -> Iterator[tuple[dict[KeyPath, Any], dict[str, Any]]]:
     """``(drawn values, config)`` for each combination of the probe values of the
     distributions that set a key in :data:`_DATASET_CHECKED_KEYS`, the others
@@ -616,13 +684,7 @@ def _probed_configs(spec: SweepSpec) -> Iterator[tuple[dict[KeyPath, Any], dict[
     value alone, then the first combinations, with a warning."""
     from regtune.search_spaces.distributions import substitute
 
-    dists = dict(spec.iter_distributions())
-    at_rest = {path: dist.representative() for path, dist in dists.items()}
-    probed: dict[KeyPath, list[Any]] = {}
-    for path, dist in dists.items():
-        keys = [key for key in _DATASET_CHECKED_KEYS if _nested(path, key) or _nested(key, path)]
-        if keys:
-            probed[path] = _distinct_on(dist.probe_values(), path, keys)
+    probed, at_rest = _probe_plan(spec)
     if not probed:  # The representative config, checked already, is the only one.
         return
     combinations = math.prod(len(values) for values in probed.values())

@@ -229,3 +229,57 @@ def test_a_binary_label_with_groups_fits_every_fairness_setting(tmp_path: Path) 
         budget={"samples": 1, "max_epochs": 2},
     )
     check_dataset_fits(spec, load_dataset(parse_train_config(spec.base_config()).dataset))
+
+
+def test_a_refusal_names_only_the_drawn_values_it_depends_on(
+    tmp_path: Path, no_ray: list[str]
+) -> None:
+    """Early stopping is swept too, but only the fairness section makes the trial fail:
+    the refusal names it alone, not the early stopping values drawn beside it."""
+    data = _csv(tmp_path / "multi.csv", 5)
+    fairness = {"choice": [{"kind": "none"}, {"kind": "dp", "strength": 1.0}]}
+    spec = _spec(
+        data,
+        training={
+            "lr": 0.01,
+            "early_stopping": {
+                "metric": {"grid": ["val_loss", "val_acc"]},
+                "patience": {"grid": [0, 3]},
+            },
+        },
+        penalties={"fairness": fairness},
+    )
+    with pytest.raises(SpecError) as info:
+        _run(spec, tmp_path, no_ray)
+    assert str(info.value).startswith(
+        "a trial with penalties.fairness={'kind': 'dp', 'strength': 1.0} would fail at setup: "
+        "penalties.fairness.kind='dp' needs"
+    )
+    assert no_ray == []
+
+
+def test_an_early_stopping_refusal_does_not_name_the_calibration_drawn_beside_it(
+    tmp_path: Path,
+) -> None:
+    """Calibration and early stopping on dp_diff are both swept; the early stopping refusal
+    (a five-class label) names only the early stopping values it needs."""
+    data = _csv(tmp_path / "multi.csv", 5)
+    spec = _spec(
+        data,
+        training={
+            "lr": 0.01,
+            "calibration": {"choice": ["none", "temperature"]},
+            "early_stopping": {
+                "metric": {"grid": ["val_loss", "dp_diff"]},
+                "patience": {"grid": [0, 3]},
+            },
+        },
+    )
+    with pytest.raises(SpecError) as info:
+        check_dataset_fits(spec, load_dataset(parse_train_config(spec.base_config()).dataset))
+    assert str(info.value).startswith(
+        sweep.TRIAL_WOULD_FAIL_MSG.format(
+            values="training.early_stopping.metric='dp_diff', training.early_stopping.patience=3",
+            reason="training.early_stopping.metric: early stopping on 'dp_diff' would never act",
+        )
+    )
