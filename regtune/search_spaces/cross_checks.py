@@ -284,8 +284,9 @@ MAX_EPOCHS = "budget.max_epochs"
 def cross_resources(
     log: ProblemLog, resources: ResourcesConfig, samples: list[TrainConfig], *, sweep: bool = True
 ) -> None:
-    """Devices the configs ask for against the resources of a trial (a GPU
-    that no trial would use only in a sweep: one training run holds none)."""
+    """Devices the configs ask for against the resources of a sweep's trial (a
+    GPU that no trial would use only when ``sweep``: not for a stored spec, which
+    ran so). One training run holds no trial resources: not called for it."""
     if resources.gpu == 0 and any(c.training.device == "cuda" for c in samples):
         log.add(("training", "device"), CUDA_NEEDS_GPU)
     if sweep and resources.gpu > 0 and samples and all(c.training.device == "cpu" for c in samples):

@@ -246,9 +246,11 @@ class _Checker(ProblemLog):
             # ran with its scheduler, whether or not it could stop a trial.
             cross_budget(self, budget, scheduler, stored=self.stored)
         if resources is not None:
-            # A GPU no trial uses is wasted; a stored spec ran so all the same.
-            sweep = not one_run and not self.stored
-            cross_resources(self, resources, samples, sweep=sweep)
+            if not one_run:
+                # One training run holds no trial resources (regtune train checks that
+                # torch sees the device it asks for). A GPU no trial uses is wasted; a
+                # stored spec ran so all the same.
+                cross_resources(self, resources, samples, sweep=not self.stored)
             if (fuse := fuse_problem(resources, scheduler)) is not None:
                 self.add(("resources", "fuse"), fuse)
         if not one_run:

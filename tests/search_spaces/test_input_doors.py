@@ -332,3 +332,14 @@ def test_a_data_path_under_an_unknown_user_is_a_plain_problem(kind: str, tmp_pat
     load = load_spec if kind == "sweep" else load_train_config
     with pytest.raises(SpecError, match="cannot expand '~nosuchuser-rt'"):
         load(file)
+
+
+def test_cuda_without_a_trial_gpu_is_refused_for_a_sweep_only() -> None:
+    """regtune train holds no trial resources: it was refused with "device 'cuda'
+    needs resources.gpu > 0", which it cannot use; the trainer checks that torch
+    sees a CUDA device instead."""
+    assert "device 'cuda' needs resources.gpu > 0" in _message(
+        "quickstart", ("training.device=cuda",)
+    )
+    config = load_train_config("quickstart", ["training.device=cuda"])
+    assert config["training"]["device"] == "cuda"
