@@ -45,6 +45,9 @@ OBJECT_STORES = frozenset({"s3", "gcs"})
 BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs"})
 #: Why an object-store URI naming no bucket is refused (:data:`BAD_STORAGE`'s reason).
 NO_BUCKET = "no bucket named"
+#: BAD_STORAGE's reason for an empty value (an unset shell variable, ``--storage ""``):
+#: it read as the current folder or the default, neither of which was asked for.
+EMPTY_ROOT = "it is empty; leave it out for the default"
 
 #: Environment variable naming the default storage root (a path or URI).
 STORAGE_ENV = "REGTUNE_STORAGE"
@@ -68,7 +71,12 @@ def storage_root(storage: str | None = None) -> str:
             no user, in :data:`BAD_STORAGE`'s words (naming ``--storage`` or
             ``REGTUNE_STORAGE`` and the value).
     """
-    value = storage or os.environ.get(STORAGE_ENV, DEFAULT_STORAGE)
+    if storage is not None and not storage.strip():
+        raise SpecError(BAD_STORAGE.format(option="--storage", root=storage, reason=EMPTY_ROOT))
+    env = os.environ.get(STORAGE_ENV)
+    if storage is None and env is not None and not env.strip():
+        raise SpecError(BAD_STORAGE.format(option=STORAGE_ENV, root=env, reason=EMPTY_ROOT))
+    value = storage or env or DEFAULT_STORAGE
     if "://" in value:
         if names_no_bucket(value):
             option = storage_option(storage)

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from regtune.errors import SpecError
-from regtune.platform.storage import BAD_STORAGE, STORAGE_ENV, check_storage, storage_root
+from regtune.platform.storage import (
+    BAD_STORAGE,
+    EMPTY_ROOT,
+    STORAGE_ENV,
+    check_storage,
+    storage_root,
+)
 from regtune.trainables.paths import NO_HOME
 
 
@@ -111,3 +117,21 @@ def test_a_root_under_an_unknown_user_is_refused_in_the_one_wording(
     with pytest.raises(SpecError, match=f"^{re.escape(expected)}$"):
         storage_root("~nosuchuser-rt/x")
     assert _refused("~nosuchuser-rt/x") == expected
+
+
+def test_an_empty_root_is_refused_not_read_as_the_default_or_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``--storage ""`` (an unset shell variable) meant the default root, and an
+    empty $REGTUNE_STORAGE the current folder: neither was asked for."""
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    expected = BAD_STORAGE.format(option="--storage", root="", reason=EMPTY_ROOT)
+    with pytest.raises(SpecError, match=f"^{re.escape(expected)}$"):
+        storage_root("")
+    monkeypatch.setenv(STORAGE_ENV, " ")
+    monkeypatch.chdir(tmp_path)
+    expected = BAD_STORAGE.format(option=STORAGE_ENV, root=" ", reason=EMPTY_ROOT)
+    with pytest.raises(SpecError, match=f"^{re.escape(expected)}$"):
+        storage_root()
+    # Given, --storage wins over the empty variable, as any value does.
+    assert storage_root(str(tmp_path / "runs")) == str(tmp_path / "runs")
