@@ -30,7 +30,9 @@ from regtune.platform.analysis.run import Analysis
 
 __all__ = [
     "DPI",
+    "FRONT_EMPTY",
     "MAX_PATH_PANELS",
+    "NO_VALUES",
     "calibration_figure",
     "calibration_plot",
     "compare_fronts_figure",
@@ -48,6 +50,7 @@ __all__ = [
     "heatmap_figure",
     "heatmap_plot",
     "path_figure",
+    "ranked",
     "write_figures",
     "write_pngs",
 ]
@@ -57,6 +60,10 @@ DPI = 90
 #: Metrics drawn on one path figure (the objective and the losses first).
 MAX_PATH_PANELS = 9
 _FRONT_COLOR, _DOMINATED_COLOR, _EXCLUDED_COLOR = "#d62728", "#9e9e9e", "#1f77b4"
+#: A path panel whose metric no trial reported (no made-up ticks drawn).
+NO_VALUES = "no values of {metric}"
+#: The legend entry of an experiment whose front holds no trial (not "hypervolume 0").
+FRONT_EMPTY = "front empty"
 
 
 def _png(fig: Figure) -> bytes:
@@ -105,12 +112,26 @@ def path_figure(path: pd.DataFrame, objective: str) -> bytes:
             part = path[path["metric"] == name]
             ax.plot(part["strength"], part["median"], marker="o", label=name)
             ax.fill_between(part["strength"], part["q25"], part["q75"], alpha=0.25)
+        medians = path.loc[path["metric"].isin(names), "median"].to_numpy(dtype=float)
+        if not np.isfinite(medians).any():
+            # No trial reported the metric: say so rather than draw made-up ticks.
+            ax.text(
+                0.5,
+                0.5,
+                NO_VALUES.format(metric=" or ".join(names)),
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=9,
+                color="#555",
+            )
+            ax.set_yticks([])
         if len(best):
             ax.axvline(float(best.iloc[0]), color="k", linestyle="--", linewidth=1)
         _xscale(ax, path, log)
         ax.set_title("train vs val loss" if panel == "losses" else panel, fontsize=10)
         ax.set_xlabel(parameter)
-        if panel == "losses":
+        if panel == "losses" and np.isfinite(medians).any():
             ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
@@ -230,12 +251,68 @@ def front_figure(front: Front) -> bytes:
     return _png(front_plot(front))
 
 
+def ranked(front: Front) -> pd.DataFrame:
+    """A one-objective front's trials with a value of the objective, best first, with
+    their ``rank`` (1 = best): what its figure draws instead of the metric against itself.
+    Excluded trials that have a value come after the others (ranked among themselves)."""
+    metric, mode = front.objectives[0]
+    values = pd.to_numeric(front.table[metric], errors="coerce").to_numpy(dtype=float)
+    table = front.table[np.isfinite(values)].copy()
+    key = table[metric].astype(float) * (1.0 if mode == "min" else -1.0)
+    order = np.lexsort((key.to_numpy(), (table["excluded"] != "").to_numpy()))
+    table = table.iloc[order].copy()
+    table["rank"] = np.arange(1, len(table) + 1)
+    return table
+
+
+def _ranked_plot(front: Front) -> Figure:
+    """One objective: each trial's value against its rank (1 = best), front members red,
+    dominated grey, excluded blue x (those with a value; the title counts those without)."""
+    metric, mode = front.objectives[0]
+    table = ranked(front)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    dominated = table[(table["excluded"] == "") & ~table["on_front"]]
+    excluded = table[table["excluded"] != ""]
+    on = table[table["on_front"]]
+    if len(dominated):
+        ax.scatter(dominated["rank"], dominated[metric], s=8, c=_DOMINATED_COLOR, label="not best")
+    if len(excluded):
+        ax.scatter(
+            excluded["rank"],
+            excluded[metric],
+            s=14,
+            c=_EXCLUDED_COLOR,
+            marker="x",
+            label=excluded_label(excluded["excluded"]),
+        )
+    if len(on):
+        ax.scatter(on["rank"], on[metric], s=30, c=_FRONT_COLOR, label="front (best)", zorder=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"trials ranked by {metric} (1 = best)")
+    ax.set_ylabel(f"{metric} ({mode})")
+    ref = ", ".join(f"{k}={v:.3g}" for k, v in front.reference.items())
+    title = (
+        f"one objective: {metric} per trial; hypervolume {front.hypervolume:.4g} (reference {ref})"
+    )
+    missing = len(front.table) - len(table)
+    if missing:
+        title += f"\n{missing} trial(s) with no value of {metric} not drawn"
+    ax.set_title(title, fontsize=9)
+    if len(table):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def front_plot(front: Front) -> Figure:
     """The first two objectives: front (red), dominated (grey), excluded (blue x, the
     legend naming why: :func:`excluded_label`); with a third objective, front points are
-    sized by it."""
+    sized by it. With one objective, each trial's value against its rank (:func:`ranked`),
+    not the metric against itself."""
+    if len(front.objectives) == 1:
+        return _ranked_plot(front)
     table = front.table
-    (mx, _), (my, _) = front.objectives[0], front.objectives[1 % len(front.objectives)]
+    (mx, _), (my, _) = front.objectives[0], front.objectives[1]
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     dominated = front.dominated
     excluded = table[table["excluded"] != ""]
@@ -259,7 +336,7 @@ def front_plot(front: Front) -> Figure:
     ax.scatter(on[mx], on[my], s=size, c=_FRONT_COLOR, label="Pareto front", zorder=3)
     ax.plot(ordered[mx], ordered[my], c=_FRONT_COLOR, linewidth=0.8)
     ax.set_xlabel(f"{mx} ({front.objectives[0][1]})")
-    ax.set_ylabel(f"{my} ({front.objectives[1 % len(front.objectives)][1]})")
+    ax.set_ylabel(f"{my} ({front.objectives[1][1]})")
     ref = ", ".join(f"{k}={v:.3g}" for k, v in front.reference.items())
     ax.set_title(f"hypervolume {front.hypervolume:.4g} (reference {ref})", fontsize=9)
     ax.legend(fontsize=8)
@@ -487,21 +564,41 @@ def compare_paths_figure(analyses: Sequence[Analysis], parameter: str) -> bytes:
 
 
 def compare_fronts_figure(analyses: Sequence[Analysis]) -> bytes:
-    """Each experiment's front on the first two objectives of the first experiment."""
+    """Each experiment's front on the first two objectives of the first experiment (one
+    objective: each experiment's trials ranked by it); an empty front is labelled
+    :data:`FRONT_EMPTY`, not with a hypervolume of 0."""
     first = analyses[0].front
     assert first is not None  # callers check
-    (mx, _), (my, _) = first.objectives[0], first.objectives[1 % len(first.objectives)]
+    one = len(first.objectives) == 1
+    (mx, dx) = first.objectives[0]
+    my = first.objectives[0 if one else 1][0]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for analysis in analyses:
         front = analysis.front
         if front is None or mx not in front.table or my not in front.table:
             continue
-        on = front.front.sort_values(mx)
-        hv = f"hypervolume {front.hypervolume:.3g}"
-        ax.plot(on[mx], on[my], marker="o", label=f"{analysis.name or analysis.path} ({hv})")
-    ax.set_xlabel(mx)
-    ax.set_ylabel(my)
-    ax.set_title("Pareto fronts side by side (each against its own reference point)", fontsize=9)
+        name = analysis.name or analysis.path
+        if not len(front.front):
+            label = f"{name} ({FRONT_EMPTY})"
+        else:
+            label = f"{name} (hypervolume {front.hypervolume:.3g})"
+        if one:
+            table = ranked(front)
+            table = table[table["excluded"] == ""]
+            ax.plot(table["rank"], table[mx], marker="o", markersize=3, label=label)
+        else:
+            on = front.front.sort_values(mx)
+            ax.plot(on[mx], on[my], marker="o", label=label)
+    if one:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(f"trials ranked by {mx} (1 = best)")
+        ax.set_ylabel(f"{mx} ({dx})")
+        title = f"{mx} per trial side by side (hypervolume: each against its own reference point)"
+    else:
+        ax.set_xlabel(mx)
+        ax.set_ylabel(my)
+        title = "Pareto fronts side by side (each against its own reference point)"
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)

@@ -24,6 +24,7 @@ from regtune.platform.analysis.figures import (
     comparison_figures,
     figures,
     heatmap_caption,
+    ranked,
 )
 from regtune.platform.analysis.front import Front
 from regtune.platform.analysis.run import MSG_NOTHING_TO_DIAGNOSE, MSG_NOTHING_TO_DRAW, Analysis
@@ -137,18 +138,29 @@ def _span(values: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
-def _ticks(low: float, high: float) -> list[float]:
-    """Round tick values inside ``[low, high]`` (matplotlib's MaxNLocator)."""
-    values = MaxNLocator(nbins=SVG_TICKS).tick_values(low, high)
+def _ticks(low: float, high: float, integer: bool = False) -> list[float]:
+    """Round tick values inside ``[low, high]`` (matplotlib's MaxNLocator; whole numbers
+    only when ``integer``)."""
+    values = MaxNLocator(nbins=SVG_TICKS, integer=integer).tick_values(low, high)
     tol = 1e-9 * (high - low)
     return [float(v) for v in values if low - tol <= v <= high + tol]
 
 
 def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
     """The front as an inline SVG scatter with axes, ticks and tick values; each point's
-    ``<title>`` names the trial and its values."""
-    table = front.table[front.table["excluded"] == ""]
-    (mx, dx), (my, dy) = front.objectives[0], front.objectives[1 % len(front.objectives)]
+    ``<title>`` names the trial and its values. With one objective, each trial's value
+    against its rank (1 = best; :func:`~regtune.platform.analysis.figures.ranked`), not
+    the metric against itself."""
+    one = len(front.objectives) == 1
+    if one:
+        table = ranked(front)
+        table = table[table["excluded"] == ""]
+        (my, dy) = front.objectives[0]
+        mx, x_title = "rank", f"trials ranked by {my} (1 = best)"
+    else:
+        table = front.table[front.table["excluded"] == ""]
+        (mx, dx), (my, dy) = front.objectives[0], front.objectives[1]
+        x_title = f"{mx} ({dx})"
     on = table[table["on_front"]]
     off = table[~table["on_front"]]
     if len(off) > SVG_MAX_POINTS:
@@ -168,12 +180,12 @@ def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff" stroke="#ccc"/>',
         f'<path class="axis" d="M{left} {top}V{bottom}H{right}" fill="none" stroke="#444"/>',
         f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle" font-size="12">'
-        f"{_esc(mx)} ({_esc(dx)})</text>",
+        f"{_esc(x_title)}</text>",
         f'<text x="12" y="{(top + bottom) / 2}" font-size="12" '
         f'transform="rotate(-90 12 {(top + bottom) / 2})" text-anchor="middle">'
         f"{_esc(my)} ({_esc(dy)})</text>",
     ]
-    for value in _ticks(x0, x1):
+    for value in _ticks(x0, x1, integer=one):
         tx = left + (value - x0) * sx
         parts.append(
             f'<line x1="{tx:.1f}" y1="{bottom}" x2="{tx:.1f}" y2="{bottom + 5}" stroke="#444"/>'
@@ -193,6 +205,8 @@ def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
         color = "#d62728" if row["on_front"] else "#9e9e9e"
         radius = 5 if row["on_front"] else 3
         label = f"trial {trial_id}" + "".join(f"\n{n} = {float(row[n]):.4g}" for n in names)
+        if one:
+            label += f"\nrank {int(row['rank'])}"
         label += "\non the front" if row["on_front"] else "\ndominated"
         parts.append(
             f'<circle class="pt" cx="{cx:.1f}" cy="{cy:.1f}" r="{radius}" fill="{color}">'
