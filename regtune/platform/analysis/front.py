@@ -75,7 +75,8 @@ class Front:
     ``table``: one row per trial (index ``trial_id``) with the objective values,
     ``on_front`` (bool), and ``excluded`` (why a trial was left out: ``""``,
     ``"error"`` (the trial failed), ``"degenerate"`` or ``"no value"``).
-    ``reference`` is the reference point in the objectives' own units,
+    ``reference`` is the reference point in the objectives' own units (NaN for each
+    objective when no trial was considered and none was given: nothing to take it from),
     ``hypervolume`` the volume the front dominates up to it (in the product
     of those units). ``notes``: what the numbers need said beside them (a
     hypervolume of 0 because no trial beats the reference given,
@@ -131,10 +132,12 @@ def resolve_objectives(
 
 
 def default_reference(points: np.ndarray) -> np.ndarray:
-    """Worst finite value per column (minimisation space), pushed out by the margin."""
+    """Worst finite value per column (minimisation space), pushed out by the margin; NaN
+    for every column when there is no finite value to take it from (nothing to measure
+    against: an empty front has no reference, rather than a made-up one)."""
     finite = np.where(np.isfinite(points), points, np.nan)
     if points.shape[0] == 0 or np.all(np.isnan(finite)):
-        return np.ones(points.shape[1])
+        return np.full(points.shape[1], np.nan)
     worst = np.nanmax(finite, axis=0)
     best = np.nanmin(finite, axis=0)
     span = worst - best

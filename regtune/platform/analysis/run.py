@@ -184,14 +184,21 @@ class Analysis:
         reason (None when there is no front or it holds a trial)."""
         if self.front is None or len(self.front.front):
             return None
+        return MSG_EMPTY_FRONT.format(reasons="; ".join(self.excluded_reasons()) or "no trial")
+
+    def excluded_reasons(self) -> list[str]:
+        """How many trials the front left out for each reason, one phrase per reason
+        (``3 with no value of test_acc``, ``1 failed``); empty when none was left out or
+        there is no front."""
+        if self.front is None:
+            return []
         counts = self.front.table["excluded"].value_counts()
         objectives = " or ".join(m for m, _ in self.front.objectives)
-        reasons = [
+        return [
             text.format(n=int(counts[kind]), objectives=objectives)
             for kind, text in _LEFT_OUT.items()
             if kind in counts
         ]
-        return MSG_EMPTY_FRONT.format(reasons="; ".join(reasons) or "no trial")
 
     @property
     def n_trials(self) -> int:
@@ -233,8 +240,12 @@ class Analysis:
             on = self.front.front
             front = {
                 "objectives": [list(o) for o in self.front.objectives],
-                "reference": self.front.reference,
-                "hypervolume": self.front.hypervolume,
+                # An empty front has no hypervolume, and its default reference was computed
+                # from no trial: null, not a made-up 0 (a reference given is kept).
+                "reference": None
+                if all(math.isnan(v) for v in self.front.reference.values())
+                else self.front.reference,
+                "hypervolume": None if len(on) == 0 else self.front.hypervolume,
                 "n_front": len(on),
                 "n_dominated": len(self.front.dominated),
                 "n_excluded": int((self.front.table["excluded"] != "").sum()),

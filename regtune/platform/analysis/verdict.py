@@ -232,17 +232,67 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
     return pd.DataFrame(rows, columns=EDGE_COLUMNS)
 
 
+#: How many trials with no value of the objective the verdict names by id.
+VALUELESS_SHOWN = 5
+
+
+def _valueless(
+    summary: pd.DataFrame | None,
+    objective: tuple[str, str] | None,
+    status: pd.Series | None,
+) -> list[str]:
+    """The trials (sorted ids) that did not fail and have no value of the objective's
+    metric: they ran, but say nothing on the path (e.g. stopped before the test split was
+    scored); more trials would not fill those strengths, those trials are the gap."""
+    if summary is None or objective is None or summary.empty:
+        return []
+    metric = objective[0]
+    values = (
+        pd.to_numeric(summary[metric], errors="coerce")
+        if metric in summary
+        else pd.Series(np.nan, index=summary.index)
+    )
+    failed = failed_flags(
+        None if status is None else status.to_frame("status"), summary.index
+    ) | failed_flags(summary)
+    return sorted(
+        str(t)
+        for t, v, f in zip(summary.index, values, failed, strict=True)
+        if pd.isna(v) and not f
+    )
+
+
+def _valueless_phrase(trials: Sequence[str], metric: str) -> str:
+    """``3 trials have no test_acc (a, b, c)``: the trials behind the path's empty points."""
+    shown = ", ".join(trials[:VALUELESS_SHOWN]) + (", ..." if len(trials) > VALUELESS_SHOWN else "")
+    verb = "trial has" if len(trials) == 1 else "trials have"
+    return f"{len(trials)} {verb} no {metric} ({shown})"
+
+
 def _path_lines(
-    table: pd.DataFrame, paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]
+    table: pd.DataFrame,
+    paths: Mapping[str, pd.DataFrame],
+    swept: Sequence[SweptParameter],
+    valueless: Sequence[str] = (),
+    valueless_metric: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The path's sentences, and per penalty the regularization its edge asks for
-    (``"more"``/``"less"``, ``"inside"`` when the best is inside the range)."""
+    (``"more"``/``"less"``, ``"inside"`` when the best is inside the range).
+
+    ``valueless``: trials that ran but have no value of ``valueless_metric`` (the
+    objective): a path on that metric says they are what it lacks, rather than advising
+    more trials, and an edge is read with them named (their strengths are untested)."""
     penalty = {p.name: p.is_penalty for p in swept}
     lines: list[str] = []
     wants: dict[str, str] = {}
     for row in table.itertuples(index=False):
         name = str(row.parameter)
         metric = paths[name].attrs.get("objective_metric", "objective")
+        missing = (
+            _valueless_phrase(valueless, metric) if valueless and metric == valueless_metric else ""
+        )
+        # Said after an edge: the trials with no value may sit past it.
+        caveat = f" (but {missing}: their strengths are not judged)" if missing else ""
         rng = f"[{row.low:.3g}, {row.high:.3g}]"
         nxt = f"[{row.next_low:.3g}, {row.next_high:.3g}]"
         whole = _same((row.next_low, row.next_high), (row.low, row.high))
@@ -250,6 +300,7 @@ def _path_lines(
         if row.edge == "upper":
             lines.append(
                 f"{best} is at the upper edge of its range {rng}: widen it upward, e.g. to {nxt}"
+                + caveat
             )
         elif row.edge == "lower" and row.next_low >= row.low:
             what = (
@@ -260,11 +311,12 @@ def _path_lines(
             tail = "" if whole else f", or sweep the low end, e.g. {nxt}"
             lines.append(
                 f"{best} is at the lower end of its range {rng}, which cannot go lower: "
-                f"{what}{tail}"
+                f"{what}{tail}{caveat}"
             )
         elif row.edge == "lower":
             lines.append(
                 f"{best} is at the lower edge of its range {rng}: widen it downward, e.g. to {nxt}"
+                + caveat
             )
         elif row.tied > 1:
             advice = (
@@ -277,6 +329,15 @@ def _path_lines(
                 f"{row.tied} values of {name} tie for best (by median {metric}), from "
                 f"{row.tied_low:.3g} to {row.tied_high:.3g} (range swept {rng}): the objective "
                 f"cannot tell them apart; {advice}"
+            )
+        elif whole and missing:
+            # Trials were tried around it; they lack the objective, so more trials are not
+            # what is missing.
+            lines.append(
+                f"{best} is inside its range {rng} ({row.position:.0%} of the way up): too few "
+                f"strengths have a value of {metric} to narrow the range by "
+                f"{1 - NARROW_MAX_SHARE:.0%} or more: {missing}; keep the range, and rank by a "
+                "metric every trial reports or let those trials finish"
             )
         elif whole:
             lines.append(
@@ -348,7 +409,14 @@ def sweep_verdict(
     unreadable part); the failed ones among them count in that first sentence, and every one
     in its total, so that total is every trial of the experiment.
     """
-    lines, wants = _path_lines(edges(paths, swept), paths, swept)
+    valueless = _valueless(summary, objective, status)
+    lines, wants = _path_lines(
+        edges(paths, swept),
+        paths,
+        swept,
+        valueless,
+        objective[0] if objective is not None else None,
+    )
     rowless = list((no_epochs or {}).values())
     if diagnosis.empty and not rowless:
         return lines

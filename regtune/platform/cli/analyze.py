@@ -192,11 +192,16 @@ def _print(analysis: object) -> None:
             table.add_row(str(trial_id), *(_fmt(float(row[n])) for n in names))
         out.print(table)
         reference = ", ".join(f"{k}={v:.4g}" for k, v in front.reference.items())
+        # The trials left out, and why, as the HTML report counts them.
+        reasons = analysis.excluded_reasons()
+        why = f" ({'; '.join(reasons)})" if reasons else ""
+        n_excluded = int((front.table["excluded"] != "").sum())
         _hanging(
             "",
             [
-                f"{len(front.front)} of {len(front.table)} trials on the front; hypervolume "
-                f"{front.hypervolume:.4g} vs reference {reference}"
+                f"{len(front.front)} of {len(front.table)} trials on the front, "
+                f"{len(front.dominated)} dominated, {n_excluded} excluded{why}; "
+                f"hypervolume {front.hypervolume:.4g} vs reference {reference}"
             ],
         )
     if analysis.diagnosis.empty:
@@ -393,18 +398,36 @@ def analyze(
         for key, row in differences.iterrows():
             table.add_row(str(key), *(str(v) for v in row))
         out.print(table if len(differences) else "the specs are identical")
-        summary = Table(title="side by side")
-        for column in ("experiment", "trials", "best trial", "objective", "hypervolume"):
+        # Each hypervolume is measured against its own experiment's reference point: the
+        # reference stands beside it, and an empty front shows '-' and why, never 0.
+        summary = Table(title="side by side (each hypervolume against its own reference)")
+        for column in (
+            "experiment",
+            "trials",
+            "best trial",
+            "objective",
+            "hypervolume",
+            "reference",
+        ):
             summary.add_column(column)
         for a in analyses:
             best = a.best.trial_id if a.best is not None else "-"
             value = a.summary.loc[best, a.objective[0]] if a.best is not None else float("nan")
+            empty = a.empty_front_reason()
+            if a.front is None:
+                volume, point = "-", "-"
+            elif empty is not None:
+                volume, point = f"- ({empty})", "-"
+            else:
+                volume = _fmt(a.front.hypervolume)
+                point = ", ".join(f"{k}={v:.4g}" for k, v in a.front.reference.items())
             summary.add_row(
                 a.name,
                 str(a.n_trials),
                 best,
                 f"{a.objective[0]}={_fmt(float(value))}",
-                _fmt(a.front.hypervolume) if a.front is not None else "-",
+                volume,
+                point,
             )
         out.print(summary)
     for analysis in analyses:
