@@ -51,12 +51,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from regtune.errors import RegtuneError, SpecError
 from regtune.platform.storage import BAD_STORAGE, NO_BUCKET, STORAGE_ENV, names_no_bucket
 from regtune.platform.tune.naming import BAD_EXPERIMENT_NAME, check_name, new_experiment_name
-from regtune.search_spaces import load_spec
+from regtune.search_spaces import data_path_as_written, load_spec
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -353,10 +351,13 @@ def submit_sweep(
     # Everything that can be checked here is, before the cluster is contacted.
     resolved = resolve_address(address)
     spec_file = Path(spec) if Path(spec).is_file() else None
-    # A URI is refused first, with the job's own advice: load_spec would refuse
-    # it too, telling to copy the file onto this machine, where the job does
-    # not read it.
-    _refuse_data_uri(spec_file, overrides)
+    # dataset.path as written (load_spec makes it absolute on this machine, which the
+    # cluster need not share). A URI is refused first, with the job's own advice:
+    # load_spec would refuse it too, telling to copy the file onto this machine,
+    # where the job does not read it.
+    data_path = data_path_as_written(spec, overrides)
+    if data_path is not None and "://" in data_path:
+        raise SpecError(URI_DATA_PATH.format(path=data_path))
     # The data file is checked below, only where the job reads what this machine has.
     # A resume continues a sweep that ran: its spec is read as `regtune sweep --resume`
     # reads it on the cluster (rules added since for new input do not refuse it).
@@ -374,7 +375,7 @@ def submit_sweep(
         sweep_name = None if resume else new_experiment_name(loaded.name)
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
-    data_note = _check_data_is_reachable(spec, spec_file, overrides, working_dir)
+    data_note = _check_data_is_reachable(spec, spec_file, overrides, working_dir, data_path)
     _check_storage_is_kept(storage, env_vars or {})
     if data_note is not None:
         log(data_note)
@@ -472,16 +473,18 @@ def _submitted(job_id: str, address: str) -> Iterator[None]:
 
 
 def _check_data_is_reachable(
-    spec: str, spec_file: Path | None, overrides: Sequence[str], working_dir: Path | None
+    spec: str,
+    spec_file: Path | None,
+    overrides: Sequence[str],
+    working_dir: Path | None,
+    path: str | None,
 ) -> str | None:
     """Check ``dataset.path`` where the job will read it; return a line to
     show for a path only the cluster can check, else None.
 
-    The path as written is judged (``load_spec`` makes it absolute on this
-    machine, which the cluster need not share): the last ``--set
-    dataset.path=...`` if any, else the spec file's value.
+    ``path`` is the path as written (:func:`~regtune.search_spaces.data_path_as_written`:
+    the last ``--set`` giving it, else the spec file's value; not a URI, refused before):
 
-    - a URI (``s3://...``) is refused: the data loader reads local files only;
     - an absolute path (or ``~/...``, the cluster user's home) is read on
       the cluster: not looked for here, said so in the returned line;
     - a relative one travels in ``working_dir`` (refused without one): it
@@ -493,15 +496,14 @@ def _check_data_is_reachable(
         SpecError: any of the refusals above, or the uploaded file's own
             problems (missing, columns).
     """
-    path, from_set = _data_path_as_written(spec_file, overrides)
     if path is None:
         return None
-    if "://" in path:
-        raise SpecError(URI_DATA_PATH.format(path=path))
     if path.startswith("~") or Path(path).is_absolute():
         return DATA_ON_CLUSTER.format(path=path)
     if working_dir is None:
         raise SpecError(LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
+    # Whether a --set gave the path (it is then relative to the folder's root).
+    from_set = any(o.partition("=")[0].strip() in ("dataset", "dataset.path") for o in overrides)
     base = working_dir if from_set or spec_file is None else spec_file.parent
     landed = Path(os.path.normpath(os.path.abspath(base / path)))
     root = Path(os.path.normpath(os.path.abspath(working_dir)))
@@ -513,47 +515,6 @@ def _check_data_is_reachable(
     check = [*overrides, f"dataset.path={json.dumps(str(landed))}"] if from_set else overrides
     load_spec(spec, check)
     return None
-
-
-def _data_path_as_written(
-    spec_file: Path | None, overrides: Sequence[str]
-) -> tuple[str | None, bool]:
-    """``dataset.path`` as the job will get it, and whether a ``--set`` gave it:
-    the last ``--set dataset.path=...``, else the spec file's value; None when
-    neither gives a text (or the YAML cannot be read: ``load_spec`` says why)."""
-    path: Any = None
-    from_set = False
-    if spec_file is not None:
-        try:
-            raw = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeError, yaml.YAMLError):
-            raw = None
-        dataset = raw.get("dataset") if isinstance(raw, Mapping) else None
-        path = dataset.get("path") if isinstance(dataset, Mapping) else None
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or key.strip() not in ("dataset", "dataset.path"):
-            continue
-        try:
-            given = yaml.safe_load(value)
-        except yaml.YAMLError:
-            given = None
-        if key.strip() == "dataset":  # --set dataset={name: csv, path: ...}
-            given = given.get("path") if isinstance(given, Mapping) else None
-        path, from_set = given, True
-    return (path if isinstance(path, str) else None), from_set
-
-
-def _refuse_data_uri(spec_file: Path | None, overrides: Sequence[str]) -> None:
-    """Refuse a ``dataset.path`` written as a URI (``s3://...``): the job's data
-    loader reads the file from the disk of each node that runs a trial.
-
-    Raises:
-        SpecError: :data:`URI_DATA_PATH`.
-    """
-    path, _ = _data_path_as_written(spec_file, overrides)
-    if path is not None and "://" in path:
-        raise SpecError(URI_DATA_PATH.format(path=path))
 
 
 def _check_storage_is_kept(storage: str | None, env_vars: Mapping[str, str]) -> None:

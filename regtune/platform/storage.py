@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from regtune.errors import SpecError
-from regtune.trainables.paths import NO_HOME, NoHomeError, expand_user
+from regtune.trainables.paths import NoHomeError, expand_user
 
 __all__ = [
     "BAD_STORAGE",
     "BUCKET_SCHEMES",
     "DEFAULT_STORAGE",
     "NO_BUCKET",
-    "NO_HOME",
     "OBJECT_STORES",
     "STORAGE_ENV",
     "check_storage",

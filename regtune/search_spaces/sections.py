@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from regtune.search_spaces.distributions import Distribution, KeyPath
 from regtune.search_spaces.problems import dotted
-from regtune.trainables.config import STORED, StrictModel, TrainConfig
+from regtune.trainables.config import StrictModel, TrainConfig, is_stored
 
 __all__ = [
     "ASHA_BRACKETS",
@@ -56,7 +56,6 @@ __all__ = [
     "asha_rung_levels",
     "fuse_problem",
     "pbt_paths",
-    "stored",
 ]
 
 #: Keys of the training config tree that a spec carries (TrainConfig's fields).
@@ -199,7 +198,7 @@ class PbtConfig(_Section):
     ) -> tuple[float, float]:
         if min(value) <= 0:
             raise ValueError(f"factors must be > 0 (got {list(value)!r})")
-        if all(factor == 1 for factor in value) and not stored(info):
+        if all(factor == 1 for factor in value) and not is_stored(info):
             raise ValueError(PBT_FACTORS_IDLE.format(factors=list(value)))
         return value
 
@@ -218,13 +217,6 @@ class NoSchedulerConfig(_Section):
     kind: Literal["none"] = "none"
 
 
-def stored(info: ValidationInfo) -> bool:
-    """Whether the section being validated was read back from a stored spec
-    (validated with ``context={STORED: True}``, as
-    :func:`~regtune.trainables.config.parse_train_config` does a stored
-    config): the rules that guard only new input do not apply to what ran."""
-    return bool(info.context and info.context.get(STORED))
-
 
 class HyperoptConfig(_Section):
     """Tree-structured Parzen estimator (hyperopt); single objective, no grids."""
@@ -237,7 +229,7 @@ class HyperoptConfig(_Section):
     @field_validator("seed")
     @classmethod
     def _seed_range(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and not 0 <= value <= SEARCHER_SEED_MAX and not stored(info):
+        if value is not None and not 0 <= value <= SEARCHER_SEED_MAX and not is_stored(info):
             raise ValueError(HYPEROPT_SEED.format(maximum=SEARCHER_SEED_MAX))
         return value
 
@@ -252,7 +244,7 @@ class RandomSearchConfig(_Section):
     @field_validator("seed")
     @classmethod
     def _seed_range(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and value < 0 and not stored(info):
+        if value is not None and value < 0 and not is_stored(info):
             raise ValueError(RANDOM_SEED)
         return value
 

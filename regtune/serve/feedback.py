@@ -291,7 +291,7 @@ class FeedbackTracker:
 
 
 def _quoted(request_id: str) -> str:
-    """A request id as the client's JSON wrote it (``"order-1234"``), whole: it is at most
+    """A request id as JSON writes it (``"order-1234"``), whole: it is at most
     :data:`~regtune.serve.protocol.MAX_REQUEST_ID_CHARS` characters."""
     return json.dumps(request_id, ensure_ascii=False)
 

@@ -237,7 +237,8 @@ def _kind(value: Any) -> str:
 
 def shown_value(value: Any) -> str:
     """``value`` as JSON writes it (``null``, ``true``, ``"x"``, ``NaN``), cut to
-    :data:`VALUE_SHOWN` characters, for a message: the client sees what it sent."""
+    :data:`VALUE_SHOWN` characters, for a message: the parsed value written again,
+    not the client's own text (``1e2`` shows as ``100.0``)."""
     if isinstance(value, str) and len(value) > VALUE_SHOWN:
         # One character past the cut: the quote is then too long and gets the "...".
         value = value[: VALUE_SHOWN + 1]

@@ -110,6 +110,7 @@ __all__ = [
     "format_validation_error",
     "has_sensitive",
     "idle_keys",
+    "is_stored",
     "keyed_error",
     "parse_train_config",
     "validation_problems",
@@ -224,8 +225,10 @@ def _es_allowed(*, robust: bool, groups: bool) -> str:
 STORED = "stored"
 
 
-def _stored(info: ValidationInfo) -> bool:
-    """Whether the config being validated was read back from storage."""
+def is_stored(info: ValidationInfo) -> bool:
+    """Whether what is being validated was read back from storage (validated with
+    ``context={STORED: True}``, as ``parse_train_config(stored=True)`` and a stored
+    sweep spec are): the rules that guard only new input do not apply to what ran."""
     return bool(info.context and info.context.get(STORED))
 
 
@@ -425,7 +428,7 @@ class EarlyStoppingConfig(_Strict):
                 + did_you_mean(self.metric, METRIC_MODES)
             )
         expected = METRIC_MODES[self.metric]
-        if "mode" not in self.model_fields_set or (_stored(info) and self.mode != expected):
+        if "mode" not in self.model_fields_set or (is_stored(info) and self.mode != expected):
             # Not an explicit setting (model_fields_set is unchanged): the
             # default follows the metric, so an omitted mode is never wrong.
             # A stored config (an earlier regtune wrote the old default, min,
@@ -608,7 +611,7 @@ class TrainConfig(_Strict):
         # config records what ran: an earlier regtune ran such a config so.
         es, t = self.training.early_stopping, self.training
         robust, groups = t.robust_every > 0, has_sensitive(self.dataset)
-        if es.patience == 0 or (es.metric == "robust_acc" and robust) or _stored(info):
+        if es.patience == 0 or (es.metric == "robust_acc" and robust) or is_stored(info):
             return self
         if es.metric == "robust_acc":
             why, because = ROBUST_NOT_MEASURED, "training.robust_every"

@@ -78,6 +78,7 @@ __all__ = [
     "epoch_metrics",
     "evaluation_generator",
     "kept_epoch",
+    "reports_gaps",
     "resolve_device",
     "robust_decides",
     "train",
@@ -145,7 +146,7 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
     data, sensitive = data_words(cfg, ds)
     if cfg.training.calibration == "group_temperature" and ds.train.s is None:
         raise SpecError(GROUP_CALIBRATION_MSG.format(data=data))
-    if fair.kind != "none" and (ds.train.s is None or ds.n_classes != 2):
+    if fair.kind != "none" and not reports_gaps(ds):
         raise SpecError(
             FAIRNESS_NEEDS_GROUPS_MSG.format(
                 kind=fair.kind,
@@ -158,7 +159,7 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
             )
         )
     es = cfg.training.early_stopping
-    if es.patience > 0 and es.metric in GROUP_METRICS and (ds.train.s is None or ds.n_classes != 2):
+    if es.patience > 0 and es.metric in GROUP_METRICS and not reports_gaps(ds):
         # The config refuses it for a dataset without a sensitive column;
         # a file's label may still have more than two classes.
         raise SpecError(
@@ -166,6 +167,12 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
                 metric=es.metric, data=data, sensitive=sensitive, n_classes=ds.n_classes
             )
         )
+
+
+def reports_gaps(ds: Dataset) -> bool:
+    """Whether a run on ``ds`` measures the fairness gaps (``dp_diff``, ``eo_diff``):
+    it has a sensitive attribute and a two-class label."""
+    return ds.train.s is not None and ds.n_classes == 2
 
 
 def data_words(cfg: TrainConfig, ds: Dataset) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from regtune.serve.service import ModelService, load_service
 from regtune.serve.settings import ServeSettings
 from tests.serve.conftest import MODEL, Registry
 from tests.serve.test_http import Recorder
-from tests.serve.test_service import raw_records
+from tests.serve.test_service import body, raw_records
 
 PERIOD_S = 0.3
 
@@ -27,10 +27,6 @@ def _service(registry: Registry) -> tuple[ModelService, Recorder]:
     service.gauge_every_s = PERIOD_S
     service._gauge_at = -1e9  # up for a while: the first change refreshes at once
     return service, recorder
-
-
-def _body(records: list[dict[str, Any]]) -> bytes:
-    return json.dumps({"instances": records}).encode()
 
 
 async def _settled(service: ModelService) -> None:
@@ -53,14 +49,14 @@ def test_the_gauges_reach_the_last_window_after_a_burst_with_no_traffic_after(
     truth = [str(v) for v in registry.dataset.raw_test[label].iloc[:30]]
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], list[int]]:
-        await service.predict(MODEL, _body(raw_records(registry, 10)), "a")
+        await service.predict(MODEL, body(raw_records(registry, 10)), "a")
         assert service.refreshing is not None  # due: started at once, in the background
         await service.refreshing
         assert len(recorder.drifts) == 1
         # A burst inside one period: no refresh starts on these requests ...
         for i in (1, 2):
             records = raw_records(registry, 10, 10 * i)
-            await service.predict(MODEL, _body(records), f"r{i}")
+            await service.predict(MODEL, body(records), f"r{i}")
         service.add_feedback(MODEL, json.dumps({"request_id": "a", "labels": truth[:10]}).encode())
         service.add_feedback(
             MODEL, json.dumps({"request_id": "r2", "labels": truth[20:30]}).encode()
@@ -99,11 +95,11 @@ def test_changes_while_a_refresh_runs_are_refreshed_one_period_after_it_started(
     async def scenario() -> tuple[float, float, dict[str, Any]]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await service.predict(MODEL, _body(raw_records(registry, 10)), "a")
+        await service.predict(MODEL, body(raw_records(registry, 10)), "a")
         running = service.refreshing
         assert running is not None
         await asyncio.sleep(0)  # the refresh takes its snapshot of the windows
-        await service.predict(MODEL, _body(raw_records(registry, 10, 10)), "b")
+        await service.predict(MODEL, body(raw_records(registry, 10, 10)), "b")
         await running  # without "b", which arrived after its snapshot: a trailing one follows
         await _settled(service)
         done = loop.time()

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtune.errors import SUGGEST_CUTOFF, CheckpointError, SpecError
+from regtune.errors import SUGGEST_CUTOFF, CheckpointError, SpecError, did_you_mean
 from regtune.platform.registry.store import Place, place_of
 from regtune.platform.storage import DEFAULT_STORAGE, STORAGE_ENV, storage_root
 
@@ -261,7 +261,7 @@ def _suggestion(word: str, names: list[str]) -> str:
     close = difflib.get_close_matches(word, names, n=5, cutoff=SUGGEST_CUTOFF)
     if not close:
         return ""
-    return f" (did you mean {min(close, key=lambda name: _edits(word, name))!r}?)"
+    return did_you_mean(word, [min(close, key=lambda name: _edits(word, name))])
 
 
 def _edits(a: str, b: str) -> int:

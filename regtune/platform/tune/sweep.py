@@ -115,8 +115,6 @@ _DATASET_CHECKED_KEYS = (
 #: unchecked combination the data cannot train fails at setup with the same message.
 MAX_PROBED_COMBINATIONS = 4096
 _ABSENT = object()
-#: The metrics a trial reports only for a binary label with a sensitive attribute.
-_GAP_METRICS = ("dp_diff", "eo_diff")
 
 
 def default_storage() -> str:
@@ -579,9 +577,9 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
             after the drawn values that make it fail: only those it depends on,
             :func:`_failing_values`).
     """
-    from regtune.trainables.config import parse_train_config
+    from regtune.trainables.config import GROUP_METRICS, parse_train_config
     from regtune.trainables.loop import check_dataset_fits as trainable_checks
-    from regtune.trainables.loop import data_words
+    from regtune.trainables.loop import data_words, reports_gaps
 
     base = parse_train_config(spec.base_config())
     trainable_checks(base, dataset)
@@ -596,9 +594,8 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
             named = _failing_values(spec, values, str(exc), check)
             shown = ", ".join(f"{'.'.join(path)}={value!r}" for path, value in named.items())
             raise SpecError(TRIAL_WOULD_FAIL_MSG.format(values=shown, reason=exc)) from exc
-    gaps_reported = dataset.train.s is not None and dataset.n_classes == 2
     for index, objective in enumerate(spec.objectives):
-        if objective.metric in _GAP_METRICS and not gaps_reported:
+        if objective.metric in GROUP_METRICS and not reports_gaps(dataset):
             data, sensitive = data_words(base, dataset)
             raise SpecError(
                 OBJECTIVE_NEEDS_GROUPS_MSG.format(

@@ -14,17 +14,7 @@ from regtune.errors import SpecError
 from regtune.platform.tune import sweep
 from regtune.platform.tune.runtime import check_trial_fits_machine, trial_fits_cluster
 from regtune.search_spaces import load_spec
-
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "dataset": "digits",
-    "model": {"arch": "mlp", "width": 16, "depth": 1},
-    "training": {"batch_size": 256, "lr": 0.01, "robust_every": 0},
-    "penalties": {"l2": {"loguniform": [1e-6, 1e-2]}},
-    "objectives": [{"metric": "val_acc", "mode": "max"}],
-    "scheduler": {"kind": "none"},
-    "budget": {"samples": 1, "max_epochs": 1},
-}
+from tests.platform.tune.stubs import TINY_SPEC
 
 
 class _Stop(Exception):
@@ -84,20 +74,20 @@ def test_the_check_names_the_key_the_value_and_what_there_is(fake_ray: dict[str,
 def test_a_local_sweep_refuses_a_trial_bigger_than_the_machine(
     fake_ray: dict[str, Any], tmp_path: Any
 ) -> None:
-    spec = load_spec({**TINY, "resources": {"cpu": 1, "gpu": 1}})
+    spec = load_spec({**TINY_SPEC, "resources": {"cpu": 1, "gpu": 1}})
     with pytest.raises(SpecError, match=r"^resources.gpu=1: one trial asks for more GPUs"):
         sweep.run_sweep(spec, storage=str(tmp_path))
     assert fake_ray["shutdown"] == 1  # the local Ray it started is stopped again
     # One that fits goes on (to where its trials would be built).
     with pytest.raises(_Stop):
-        sweep.run_sweep(load_spec({**TINY, "resources": {"cpu": 2}}), storage=str(tmp_path))
+        sweep.run_sweep(load_spec({**TINY_SPEC, "resources": {"cpu": 2}}), storage=str(tmp_path))
     assert fake_ray["shutdown"] == 1
 
 
 def test_joining_a_cluster_only_warns(
     fake_ray: dict[str, Any], tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spec = load_spec({**TINY, "resources": {"cpu": 1, "gpu": 2}})
+    spec = load_spec({**TINY_SPEC, "resources": {"cpu": 1, "gpu": 2}})
     with caplog.at_level(logging.WARNING, logger=sweep.__name__), pytest.raises(_Stop):
         sweep.run_sweep(spec, address="10.0.0.1:6379", storage=str(tmp_path))
     assert fake_ray["ensure_ray"] == ["10.0.0.1:6379"] and fake_ray["shutdown"] == 0
