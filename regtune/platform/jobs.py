@@ -375,7 +375,9 @@ def submit_sweep(
         sweep_name = None if resume else new_experiment_name(loaded.name)
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
-    data_note = _check_data_is_reachable(spec, spec_file, overrides, working_dir, data_path)
+    data_note = _check_data_is_reachable(
+        spec, spec_file, overrides, working_dir, data_path, stored=resume
+    )
     _check_storage_is_kept(storage, env_vars or {})
     if data_note is not None:
         log(data_note)
@@ -478,6 +480,8 @@ def _check_data_is_reachable(
     overrides: Sequence[str],
     working_dir: Path | None,
     path: str | None,
+    *,
+    stored: bool = False,
 ) -> str | None:
     """Check ``dataset.path`` where the job will read it; return a line to
     show for a path only the cluster can check, else None.
@@ -513,7 +517,7 @@ def _check_data_is_reachable(
     # The uploaded file, as the job will find it (a --set path is relative to
     # the folder's root there, not to this machine's working directory).
     check = [*overrides, f"dataset.path={json.dumps(str(landed))}"] if from_set else overrides
-    load_spec(spec, check)
+    load_spec(spec, check, stored=stored)  # a resume's spec as it ran, as above
     return None
 
 

@@ -777,3 +777,20 @@ def test_a_resume_reads_its_spec_as_one_that_ran() -> None:
     with pytest.raises(RegtuneError, match="no Ray Jobs API answers") as info:
         submit_sweep("quickstart", address=closed, overrides=old_rule, name="qs-old", resume=True)
     assert not isinstance(info.value, SpecError)
+
+
+def test_a_resume_with_its_data_in_the_working_dir_reads_its_spec_as_one_that_ran(
+    tmp_path: Path,
+) -> None:
+    """The uploaded data file is checked by loading the spec again: that load read the
+    spec as new input, so a resume refused there what the first check let through."""
+    wd = tmp_path / "wd"
+    spec = _csv_spec(wd, "data/ok.csv")
+    (wd / "data").mkdir()
+    rows = "x1,x2,y\n" + "".join(f"{i % 7},{i % 3},{i % 2}\n" for i in range(60))
+    (wd / "data" / "ok.csv").write_text(rows)
+    old_rule = ["budget.max_epochs=2"]
+    args: dict[str, Any] = {"spec": str(spec), "working_dir": wd, "overrides": old_rule}
+    with pytest.raises(SpecError, match="would stop no trial early"):
+        submit_sweep(address=_closed_address(), name="csv-old", **args)
+    _passes_the_checks(name="csv-old", resume=True, **args)
