@@ -23,16 +23,17 @@ weights and the numbers it was chosen by always belong together:
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import torch
 
 from regtune.errors import CheckpointError, SpecError
 from regtune.platform.registry.location import storage_root
+from regtune.platform.tune.trial_files import safetensors_problem
 from regtune.trainables.checkpoint import TENSORS_FILE, TREE_FILE, load_tree
 from regtune.trainables.config import parse_train_config
 from regtune.trainables.selection import gap_metric, select_epoch
@@ -169,37 +170,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _tensors_problem(path: Path) -> str | None:
-    """Why a checkpoint's ``tensors.safetensors`` is damaged (None: it holds every byte
-    its header promises). Reads the header only, not the tensors."""
-    try:
-        with path.open("rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            head = file.read(8)
-            length = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if length < 0 or length > size - 8:
-                return f"{TENSORS_FILE} is truncated ({size} bytes, shorter than its header)"
-            header = json.loads(file.read(length))
-    except OSError as exc:
-        return f"{TENSORS_FILE} cannot be read ({exc})"
-    except ValueError:
-        return f"{TENSORS_FILE} has no valid header"
-    if not isinstance(header, dict):
-        return f"{TENSORS_FILE} has no valid header"
-    ends = []
-    for key, entry in header.items():
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if key == "__metadata__":
-            continue
-        if not (isinstance(offsets, list) and len(offsets) == 2 and _is_int(offsets[1])):
-            return f"{TENSORS_FILE} has no valid header (entry {key!r})"
-        ends.append(int(offsets[1]))
-    expected = 8 + length + max(ends, default=0)
-    if size != expected:
-        return f"{TENSORS_FILE} is truncated or padded ({size} bytes; its header says {expected})"
-    return None
-
-
 def _newest_checkpoint(trial: Path) -> tuple[Path | None, dict[str, Any] | None, tuple[str, ...]]:
     """(state folder, JSON tree) of the trial's newest complete checkpoint (None, None:
     none), and the newer ones passed over as damaged (``"checkpoint_NNNNNN (why)"``)."""
@@ -213,7 +183,7 @@ def _newest_checkpoint(trial: Path) -> tuple[Path | None, dict[str, Any] | None,
             found.append(((int(tree["epoch"]), int(match.group(1))), entry / STATE_DIR, tree))
     damaged: list[str] = []
     for _, state_dir, tree in sorted(found, key=lambda f: f[0], reverse=True):
-        problem = _tensors_problem(state_dir / TENSORS_FILE)
+        problem = safetensors_problem(pafs.LocalFileSystem(), str(state_dir / TENSORS_FILE))
         if problem is None:
             return state_dir, tree, tuple(damaged)
         damaged.append(f"{state_dir.parent.name} ({problem})")

@@ -33,6 +33,7 @@ __all__ = [
     "list_checkpoints",
     "newest_complete",
     "reported_rows",
+    "safetensors_problem",
 ]
 
 #: Tune's checkpoint folder names: ``checkpoint_000007``.
@@ -69,27 +70,44 @@ def _read(fs: pafs.FileSystem, path: str) -> bytes | None:
         return None
 
 
-def _safetensors_whole(fs: pafs.FileSystem, path: str) -> bool:
-    info = fs.get_file_info(path)
-    if info.type != pafs.FileType.File or info.size is None:
-        return False
+def safetensors_problem(fs: pafs.FileSystem, path: str) -> str | None:
+    """Why the safetensors file at ``path`` is damaged (None: it holds every byte its
+    header promises). Reads the header only, not the tensors. The reason names the
+    file by its base name."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
     try:
+        info = fs.get_file_info(path)
+        if info.type != pafs.FileType.File or info.size is None:
+            return f"{name} cannot be read (not a file)"
+        size = info.size
         with fs.open_input_file(path) as handle:
             head = handle.read(_SAFETENSORS_LEN)
-            if len(head) < _SAFETENSORS_LEN:
-                return False
-            (length,) = struct.unpack("<Q", head)
-            if _SAFETENSORS_LEN + length > info.size:
-                return False
+            length = struct.unpack("<Q", head)[0] if len(head) == _SAFETENSORS_LEN else -1
+            if length < 0 or length > size - _SAFETENSORS_LEN:
+                return f"{name} is truncated ({size} bytes, shorter than its header)"
             header = json.loads(handle.read(length))
-    except (OSError, ValueError):
-        return False
-    ends = [
-        int(entry["data_offsets"][1])
-        for key, entry in header.items()
-        if key != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry
-    ]
-    return bool(info.size == _SAFETENSORS_LEN + length + max(ends, default=0))
+    except OSError as exc:
+        return f"{name} cannot be read ({exc})"
+    except ValueError:
+        return f"{name} has no valid header"
+    if not isinstance(header, dict):
+        return f"{name} has no valid header"
+    ends = []
+    for key, entry in header.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if key == "__metadata__":
+            continue
+        if not (isinstance(offsets, list) and len(offsets) == 2 and _is_int(offsets[1])):
+            return f"{name} has no valid header (entry {key!r})"
+        ends.append(int(offsets[1]))
+    expected = _SAFETENSORS_LEN + length + max(ends, default=0)
+    if size != expected:
+        return f"{name} is truncated or padded ({size} bytes; its header says {expected})"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def checkpoint_epoch(fs: pafs.FileSystem, checkpoint_path: str) -> int | None:
@@ -104,7 +122,7 @@ def checkpoint_epoch(fs: pafs.FileSystem, checkpoint_path: str) -> int | None:
         return None
     if isinstance(epoch, bool) or not isinstance(epoch, int):
         return None
-    if not _safetensors_whole(fs, f"{state}/{TENSORS_FILE}"):
+    if safetensors_problem(fs, f"{state}/{TENSORS_FILE}") is not None:
         return None
     return epoch
 
