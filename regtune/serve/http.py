@@ -50,8 +50,6 @@ from regtune.serve.protocol import (
     VALUE_SHOWN,
     PredictResponse,
     RequestError,
-    refuse_bom,
-    refuse_duplicate_keys,
 )
 from regtune.serve.service import ModelService
 
@@ -331,10 +329,6 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     async def feedback(name: str, request: Request) -> Response:
         """Ground-truth labels for an earlier request, one per instance."""
         body = await _read_body(request, limit)
-        # The predict route's validator checks its body the same way (after the name).
-        service.check_name(name)
-        refuse_bom(body)
-        refuse_duplicate_keys(body)
         return _json(service.add_feedback(name, body))
 
     @api.get("/v1/models/{name}/feedback", tags=["monitoring"])

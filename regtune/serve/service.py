@@ -64,6 +64,8 @@ from regtune.serve.protocol import (
     FeedbackRequest,
     RecordValidator,
     RequestError,
+    refuse_bom,
+    refuse_duplicate_keys,
 )
 from regtune.serve.rollout import Observation, RolloutState, VersionStats
 from regtune.serve.settings import ServeSettings, check_other_version
@@ -460,6 +462,9 @@ class ModelService:
         Returns ``{"labelled": n}``; the metrics are at ``GET`` (:meth:`feedback_summary`).
         """
         self.check_name(name)
+        # As the predict route's validator checks its body (after the name).
+        refuse_bom(body)
+        refuse_duplicate_keys(body)
         try:
             request = FeedbackRequest.model_validate_json(body)
         except ValueError as exc:
