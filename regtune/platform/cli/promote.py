@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -171,9 +170,7 @@ def _print(result: Any) -> None:
         gates.add_column("result")
         for r in result.gates:
             verdict = (
-                Text("holds", style="green")
-                if r.passed
-                else Text(_shortfall(r.value, r.shortfall), style="red")
+                Text("holds", style="green") if r.passed else Text(r.verdict(digits=4), style="red")
             )
             gates.add_row(r.gate.text, f"{r.value:.4f}", verdict)
         out.print(gates)
@@ -210,10 +207,3 @@ def _print(result: Any) -> None:
             highlight=False,
             soft_wrap=True,
         )
-
-
-def _shortfall(value: float, shortfall: float) -> str:
-    """A failed gate's verdict: how far it missed, or that its metric has no finite value."""
-    if not math.isfinite(value):
-        return "fails (no finite value)"
-    return f"fails by {shortfall:.4g}"

@@ -136,12 +136,16 @@ class GateResult:
 
     def describe(self) -> str:
         """``"gap<=0.05: gap = 0.0712, fails by 0.0212"`` (or ``holds``)."""
-        head = f"{self.gate.text}: {self.gate.metric} = {self.value:.6g}"
+        return f"{self.gate.text}: {self.gate.metric} = {self.value:.6g}, {self.verdict()}"
+
+    def verdict(self, digits: int = 6) -> str:
+        """``holds``, ``fails by 0.0212`` (``digits`` significant), or ``fails (no
+        finite value)`` for a NaN or infinite metric."""
         if self.passed:
-            return f"{head}, holds"
-        if math.isnan(self.value):
-            return f"{head}, fails (no finite value)"
-        return f"{head}, fails by {self.shortfall:.6g}"
+            return "holds"
+        if not math.isfinite(self.value):
+            return "fails (no finite value)"
+        return f"fails by {self.shortfall:.{digits}g}"
 
 
 def parse_gate(text: str) -> Gate:
