@@ -364,11 +364,11 @@ def run_sweep(
     # more than two classes, a sensitive column), and a sweep refused for it
     # never looks started. (It used to load while Ray's processes booted.)
     dataset = _load_data(base.dataset)
-    check_dataset_fits(spec, dataset)
-    fuse: int | None = None
+    check_dataset_fits(spec, dataset, base=base)
+    # K needs no Ray (the model's size on the dataset, for auto).
+    fuse = _members_per_cohort(spec, base, dataset)
     if resume and spec.resources.fuse == "auto":
-        # Refused before Ray starts too: K comes from the model's size on the dataset.
-        fuse = _members_per_cohort(spec, base, lambda: dataset)
+        # Refused before Ray starts too: whether it fuses comes from K.
         _check_fuse_matches(fuse > 1, was_fused, name)
     if on_ray_start is not None:
         on_ray_start()
@@ -394,8 +394,6 @@ def run_sweep(
     from regtune.platform.tune.space import to_param_space
     from regtune.platform.tune.trainable import make_trainable
 
-    if fuse is None:
-        fuse = _members_per_cohort(spec, base, lambda: dataset)
     fused = _start_fused(spec, dataset, fuse)
     if fused is not None:
         return _run_fused(
@@ -534,15 +532,15 @@ def _run_fused(
     )
 
 
-def _members_per_cohort(spec: SweepSpec, base: Any, dataset: Callable[[], Any]) -> int:
-    """``resources.fuse`` as a number (1: unfused); ``dataset`` is called only
-    for ``auto``, whose K comes from the size of ``base``'s model on it
+def _members_per_cohort(spec: SweepSpec, base: Any, dataset: Any) -> int:
+    """``resources.fuse`` as a number (1: unfused); for ``auto``, K comes from the
+    size of ``base``'s model on ``dataset``
     (:func:`~regtune.platform.tune.fused.resolve_fuse`)."""
     if spec.resources.fuse != "auto":
         return int(spec.resources.fuse)
     from regtune.platform.tune.fused import resolve_fuse
 
-    return resolve_fuse("auto", config=base, dataset=dataset())
+    return resolve_fuse("auto", config=base, dataset=dataset)
 
 
 def _start_fused(spec: SweepSpec, dataset: Any, fuse: int) -> Any:
@@ -562,7 +560,7 @@ def _start_fused(spec: SweepSpec, dataset: Any, fuse: int) -> Any:
     )
 
 
-def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
+def check_dataset_fits(spec: SweepSpec, dataset: Any, *, base: Any = None) -> None:
     """Refuse, before Ray starts, a sweep with a trial that would fail on the
     loaded ``dataset``: the trainable's own checks at setup (``loop.check_dataset_fits``: a
     fairness penalty, group calibration or early stopping on a fairness gap
@@ -571,6 +569,7 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
     (``probe_values``) of the distributions at, above or below the keys it
     reads (:data:`MAX_PROBED_COMBINATIONS` bounds them); and an objective
     ``dp_diff``/``eo_diff``, which a trial reports only for such a dataset.
+    ``base``: the representative config already parsed (parsed here when None).
 
     Raises:
         SpecError: the first of them that fails (the trainable's message,
@@ -581,7 +580,8 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any) -> None:
     from regtune.trainables.loop import check_dataset_fits as trainable_checks
     from regtune.trainables.loop import data_words, reports_gaps
 
-    base = parse_train_config(spec.base_config())
+    if base is None:
+        base = parse_train_config(spec.base_config())
     trainable_checks(base, dataset)
 
     def check(config: dict[str, Any]) -> None:

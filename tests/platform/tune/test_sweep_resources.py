@@ -45,7 +45,7 @@ def fake_ray(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def stop(*args: Any, **kwargs: Any) -> int:
         raise _Stop
 
-    monkeypatch.setattr(sweep, "_members_per_cohort", stop)
+    monkeypatch.setattr(sweep, "_start_fused", stop)
     return seen
 
 
