@@ -217,7 +217,6 @@ class NoSchedulerConfig(_Section):
     kind: Literal["none"] = "none"
 
 
-
 class HyperoptConfig(_Section):
     """Tree-structured Parzen estimator (hyperopt); single objective, no grids."""
 
