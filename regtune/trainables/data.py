@@ -98,7 +98,14 @@ from regtune.trainables.config import DatasetConfig, validation_problems
 from regtune.trainables.fetch import SPLIT_COLUMN, fetch_dataset
 from regtune.trainables.paths import expand_user
 from regtune.trainables.schema import FeatureSchema, Label, ValueIndex, canonical_value
-from regtune.trainables.sources import MISSING_COLUMN, MISSING_FILE, check_data_file
+from regtune.trainables.sources import (
+    DATETIME_COLUMN,
+    MISSING_COLUMN,
+    MISSING_FILE,
+    check_data_file,
+    column_roles,
+    role_wording,
+)
 
 __all__ = [
     "MANY_LEVELS",
@@ -157,11 +164,16 @@ NOT_UTF8 = (
     "{count} rows (row 1 is the first data row; first: row {row}, {value}), so it cannot be "
     "{role}; {fix}"
 )
-#: NOT_UTF8's advice for a feature, and for the label or sensitive column.
+#: NOT_UTF8's advice for a feature, for the label or sensitive column, and for
+#: one that is both (see :func:`~regtune.trainables.sources.role_wording`).
 NOT_UTF8_FEATURE_FIX = (
     "leave it out of 'features' (list the columns to use), or write it in the file as UTF-8 text"
 )
 NOT_UTF8_NAMED_FIX = "choose another column, or write it in the file as UTF-8 text"
+NOT_UTF8_BOTH_FIX = (
+    "write it in the file as UTF-8 text, or choose another {key} column and leave this one out "
+    "of 'features' too (list the columns to use)"
+)
 #: Bytes of a non-UTF-8 value shown in NOT_UTF8.
 SHOWN_BYTES = 20
 NAN_VALUES = (
@@ -184,11 +196,6 @@ NON_NUMERIC_VALUES = (
     "{path}: column {column!r} is numeric in {share:.0%} of its rows but also holds {values}; "
     "fix those values in the file (or blank them to make them missing), or list {column!r} in "
     "'categorical' to treat every value as a category"
-)
-DATE_STRINGS = (
-    "{path}: column {column!r} holds dates/times (e.g. {example!r}), which cannot be a feature "
-    "as is; derive numeric features from it (year, month, days since a date) in a new column, "
-    "or leave it out of 'features'"
 )
 IDENTIFIER_COLUMN = (
     "{path}: categorical column {column!r} has a different value in each of its {n} rows "
@@ -431,12 +438,8 @@ def _bytes_as_text(
         DataError: a used column holding bytes that are not UTF-8, naming it,
             its role, how many rows and the first of them.
     """
-    roles = {column: ("a feature", "features") for column in feats}
-    if sens is not None:
-        roles[sens] = ("the sensitive column", "sensitive")
-    roles[label] = ("the label", "label")
     problems: list[Problem] = []
-    for column, (role, key) in roles.items():
+    for column, roles in column_roles(feats, label, sens).items():
         col = table[column]
         if isinstance(col.dtype, pd.CategoricalDtype):  # a Parquet dictionary column
             uniques = col.cat.categories.tolist()
@@ -463,7 +466,9 @@ def _bytes_as_text(
             rows = np.flatnonzero(np.isin(codes, bad))
             value = col.iloc[int(rows[0])]
             shown = repr(value[:SHOWN_BYTES]) + ("..." if len(value) > SHOWN_BYTES else "")
-            fix = NOT_UTF8_FEATURE_FIX if key == "features" else NOT_UTF8_NAMED_FIX
+            role, key, fix = role_wording(
+                roles, NOT_UTF8_FEATURE_FIX, NOT_UTF8_NAMED_FIX, NOT_UTF8_BOTH_FIX
+            )
             message = NOT_UTF8.format(
                 path=src,
                 column=column,
@@ -647,7 +652,7 @@ def _inferred_problems(
         col = table[column]
         if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
             example = str(col.dropna().iloc[0]) if col.notna().any() else str(col.dtype)
-            message = DATE_STRINGS.format(path=src, column=column, example=example)
+            message = DATETIME_COLUMN.format(path=src, column=column, what=f"e.g. {example!r}")
             problems.append(Problem("dataset.features", message))
             continue
         if column not in categorical:
@@ -659,7 +664,8 @@ def _inferred_problems(
             dates = text.str.match(_DATE_LIKE)
             if float(dates.mean()) >= MOSTLY:
                 example = str(text[dates].iloc[0])
-                message = DATE_STRINGS.format(path=src, column=column, example=example)
+                what = f"e.g. {example!r}"
+                message = DATETIME_COLUMN.format(path=src, column=column, what=what)
                 problems.append(Problem("dataset.features", message))
                 continue
         levels = int(col.nunique(dropna=True))

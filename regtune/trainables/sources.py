@@ -11,7 +11,8 @@ column holding another separator (``;``, tab, ``|``: the file needs
 ``dataset.sep``); a column name the header repeats, when that column is used
 (pandas would rename the second ``hours`` to ``hours.1`` and train on both);
 any column name a Parquet schema repeats (such a file cannot be read as one
-table); a Parquet date/time column among the features (derive numbers from it);
+table); a Parquet date/time column among the features (derive numbers from it), the
+sensitive column included while it is a feature;
 a Parquet list, struct, map or fixed-size binary column among the used columns
 (no such value is a number or a category; a plain binary column, as Hive,
 Impala and older Spark write strings, is read as UTF-8 text when loaded); a
@@ -24,6 +25,7 @@ is refused: the file is read from the local disk.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from regtune.errors import Problem
@@ -44,7 +46,9 @@ __all__ = [
     "UNREADABLE_COLUMNS",
     "URI_PATH",
     "check_data_file",
+    "column_roles",
     "read_columns",
+    "role_wording",
 ]
 
 MISSING_FILE = "{path}: file not found; expected a {kind} file"
@@ -64,8 +68,10 @@ DUPLICATE_PARQUET_COLUMN = (
     "{path}: the Parquet schema names column {column!r} {n} times (columns {positions}), so the "
     "file cannot be read as one table; rename them in the file so that each name is unique"
 )
+#: A date/time feature, refused from a Parquet schema (``what``: the type) and
+#: at load (``what``: ``e.g. '2020-01-31'``, a value of a datetime or text column).
 DATETIME_COLUMN = (
-    "{path}: column {column!r} holds dates/times ({kind}), which cannot be a feature as is; "
+    "{path}: column {column!r} holds dates/times ({what}), which cannot be a feature as is; "
     "derive numeric features from it (year, month, days since a date) in a new column, or "
     "leave it out of 'features'"
 )
@@ -73,12 +79,21 @@ NESTED_COLUMN = (
     "{path}: column {column!r} has the Parquet type {kind}, whose values (lists, structs, "
     "maps, fixed-size bytes) are neither numbers nor categories, so it cannot be {role}; {fix}"
 )
-#: NESTED_COLUMN's advice for a feature (the label or sensitive column is named on purpose).
+#: NESTED_COLUMN's advice for a feature, for the label or sensitive column (named on
+#: purpose), and for one that is both (the sensitive column is a feature unless
+#: ``features`` leaves it out): see :func:`role_wording`.
 NESTED_FEATURE_FIX = (
     "leave it out of 'features' (list the columns to use), or derive numeric or text columns "
     "from it in the file"
 )
 NESTED_NAMED_FIX = "choose another column, or derive a numeric or text column from it in the file"
+NESTED_BOTH_FIX = (
+    "derive a numeric or text column from it in the file, or choose another {key} column and "
+    "leave this one out of 'features' too (list the columns to use)"
+)
+#: What a message calls a column by its role (a key of :func:`column_roles`'
+#: sets), the roles named on purpose first.
+ROLE_NAMES = {"label": "the label", "sensitive": "the sensitive column", "features": "a feature"}
 INDEX_COLUMN = (
     "{path}: column {column!r} is how pandas names a column with no name in the header: "
     "it looks like a saved DataFrame index (row numbers), which would be "
@@ -94,6 +109,48 @@ URI_PATH = (
 _UNNAMED = re.compile(r"Unnamed: \d+(_level_\d+)?")
 #: Separators looked for in a one-column header (a wrong ``sep``).
 _OTHER_SEPARATORS = (";", "\t", "|", ",")
+
+
+def column_roles(
+    features: Iterable[str], label: str | None, sensitive: str | None
+) -> dict[str, frozenset[str]]:
+    """Each used column's roles: ``"features"``, ``"label"``, ``"sensitive"``
+    (the config keys naming them), columns in the order features, sensitive,
+    label. A column can hold more than one: the sensitive column is a feature
+    too unless ``features`` leaves it out (features default to every column but
+    the label), so a rule for features applies to it as well.
+
+    Args:
+        features: the feature columns, as used (the default already worked out).
+    """
+    roles: dict[str, set[str]] = {}
+    for column in features:
+        roles.setdefault(column, set()).add("features")
+    if sensitive is not None:
+        roles.setdefault(sensitive, set()).add("sensitive")
+    if label is not None:
+        roles.setdefault(label, set()).add("label")
+    return {column: frozenset(held) for column, held in roles.items()}
+
+
+def role_wording(
+    roles: Collection[str], feature_fix: str, named_fix: str, both_fix: str
+) -> tuple[str, str, str]:
+    """How a message about a column that cannot hold its ``roles`` (one of
+    :func:`column_roles`' sets) names it: what it is (the label or sensitive
+    column, named on purpose, before a feature), the config key of the
+    problem, and the advice: ``feature_fix`` for a feature only, ``named_fix``
+    for the label or sensitive column only, ``both_fix`` (formatted with
+    ``key``) for one that is both, which only a fix in the file, or another
+    column there and leaving it out of ``features``, clears."""
+    key = next(role for role in ROLE_NAMES if role in roles)
+    if key == "features":
+        fix = feature_fix
+    elif "features" in roles:
+        fix = both_fix.format(key=key)
+    else:
+        fix = named_fix
+    return ROLE_NAMES[key], key, fix
 
 
 def read_columns(cfg: DatasetConfig) -> tuple[list[str], list[str]]:
@@ -211,26 +268,21 @@ def _schema_problems(cfg: DatasetConfig, path: Path, named: list[str]) -> list[P
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
-    feats = named if cfg.features is None else cfg.features
-    # column -> (what it would be, the key naming it)
-    roles = {column: ("a feature", "features") for column in feats}
-    if cfg.sensitive:
-        roles[cfg.sensitive] = ("the sensitive column", "sensitive")
-    if cfg.label:
-        roles[cfg.label] = ("the label", "label")
+    feats = [c for c in named if c != cfg.label] if cfg.features is None else cfg.features
     problems = []
     names = schema.names
-    for column, (role, key) in roles.items():
+    for column, roles in column_roles(feats, cfg.label, cfg.sensitive).items():
         # A repeated name is refused by _header_problems; schema.field() would raise on it.
         if names.count(column) != 1:
             continue
         kind = schema.field(column).type
-        feature = key == "features"
-        if feature and pa.types.is_temporal(kind):
-            message = DATETIME_COLUMN.format(path=path, column=column, kind=kind)
+        if "features" in roles and pa.types.is_temporal(kind):
+            message = DATETIME_COLUMN.format(path=path, column=column, what=kind)
             problems.append(Problem("dataset.features", message))
         elif _nested(kind):
-            fix = NESTED_FEATURE_FIX if feature else NESTED_NAMED_FIX
+            role, key, fix = role_wording(
+                roles, NESTED_FEATURE_FIX, NESTED_NAMED_FIX, NESTED_BOTH_FIX
+            )
             message = NESTED_COLUMN.format(path=path, column=column, kind=kind, role=role, fix=fix)
             problems.append(Problem(f"dataset.{key}", message))
     return problems

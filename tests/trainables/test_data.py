@@ -329,3 +329,41 @@ def test_a_split_holding_one_sensitive_group_is_refused(tmp_path: Path) -> None:
     assert ds.group_names == ["a", "b"]
     for split in (ds.train, ds.val, ds.test):
         assert split.s is not None and set(split.s.tolist()) == {0, 1}
+
+
+def test_a_non_utf8_sensitive_column_that_is_a_feature_is_told_to_leave_both_roles(
+    tmp_path: Path,
+) -> None:
+    """The sensitive column is a feature too unless 'features' leaves it out:
+    the advice clears both roles (another sensitive column alone would leave it
+    a feature, refused next)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = _table()
+    groups: list[bytes] = [g.encode() for g in table["group"]]
+    groups[3] = b"\xff" + groups[3]
+    path = tmp_path / "t.parquet"
+    columns = {c: table[c] for c in ("height", "color", "outcome")}
+    pq.write_table(pa.table({**columns, "group": pa.array(groups, pa.binary())}), path)
+    cfg = DatasetConfig(name="parquet", path=str(path), label="outcome", sensitive="group")
+    with pytest.raises(DataError) as info:
+        load_dataset(cfg)
+    (problem,) = info.value.problems
+    assert problem.path == "dataset.sensitive"
+    assert problem.message.endswith(
+        "so it cannot be the sensitive column; write it in the file as UTF-8 text, or choose "
+        "another sensitive column and leave this one out of 'features' too (list the columns "
+        "to use)"
+    )
+    # Not a feature: the advice for the sensitive column alone.
+    with pytest.raises(DataError, match=r"sensitive column; choose another column, or write it"):
+        load_dataset(
+            DatasetConfig(
+                name="parquet",
+                path=str(path),
+                label="outcome",
+                sensitive="group",
+                features=["height", "color"],
+            )
+        )
