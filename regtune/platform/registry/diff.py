@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from regtune.platform.results.schema import is_number
+
 __all__ = ["DIFF_SECTIONS", "REL_TOL", "diff_meta", "flatten", "same_value"]
 
 #: Relative difference below which two floats are the same value (``models
@@ -49,10 +51,6 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def _real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def same_value(a: Any, b: Any) -> bool:
     """Whether leaves ``a`` and ``b`` are the same: equal (``true`` is not
     ``1``), or two numbers, one of them a float, within :data:`REL_TOL` of
@@ -61,7 +59,7 @@ def same_value(a: Any, b: Any) -> bool:
         return False
     if a == b:
         return True
-    if _real(a) and _real(b) and (isinstance(a, float) or isinstance(b, float)):
+    if is_number(a) and is_number(b) and (isinstance(a, float) or isinstance(b, float)):
         return math.isclose(a, b, rel_tol=REL_TOL)
     return False
 

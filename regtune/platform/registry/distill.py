@@ -28,7 +28,6 @@ for a teacher without post-processing, with the student config's own
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from regtune.platform.registry.version import (
     load_version,
     save_version,
 )
+from regtune.platform.results.schema import is_finite_number
 from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.data import Dataset
 
@@ -267,16 +267,14 @@ def distill(
 
 
 def check_finite(teacher: str, metrics: Mapping[str, float], lr: float) -> None:
-    """Refuse a student one of whose :data:`FINITE_METRICS` is not finite.
+    """Refuse a student one of whose :data:`FINITE_METRICS` is not a finite
+    number (:func:`~regtune.platform.results.schema.is_finite_number`: a numpy
+    scalar is one, a bool is not).
 
     Raises:
         SpecError: :data:`DIVERGED`, naming the metrics and their values.
     """
-    bad = {
-        k: metrics.get(k)
-        for k in FINITE_METRICS
-        if not isinstance(metrics.get(k), (int, float)) or not math.isfinite(metrics[k])
-    }
+    bad = {k: metrics.get(k) for k in FINITE_METRICS if not is_finite_number(metrics.get(k))}
     if bad:
         values = ", ".join(f"{k} {v}" for k, v in bad.items())
         raise SpecError(DIVERGED.format(teacher=teacher, values=values, lr=lr))

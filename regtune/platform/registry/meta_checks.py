@@ -32,7 +32,8 @@ from regtune.errors import CheckpointError, SpecError
 from regtune.platform.registry.integrity import read_verified
 from regtune.platform.registry.location import check_name, version_number
 from regtune.platform.registry.store import Place
-from regtune.trainables.config import ROBUST_RESAMPLES, ThresholdRows
+from regtune.platform.results.schema import is_finite_number, is_number
+from regtune.trainables.config import ROBUST_RESAMPLES, ThresholdRows, TrainConfig
 
 __all__ = [
     "BAD_FIELD",
@@ -110,16 +111,8 @@ def field_error(where: str, field: str, value: Any, allowed: str) -> CheckpointE
     )
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    return _number(value) and math.isfinite(value)
-
-
 def _share(value: Any) -> bool:
-    return _finite(value) and 0.0 <= value <= 1.0
+    return is_finite_number(value) and 0.0 <= value <= 1.0
 
 
 def _whole(value: Any) -> TypeGuard[int]:
@@ -140,9 +133,10 @@ class _Checker:
 
 def read_checked(
     directory: Place, name: str | None, number: int | None, *, staged: bool = False
-) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """A version's meta.json and the bytes of every file it lists, with all that
-    can be checked before its weights are read: each file's size and sha256 and
+) -> tuple[dict[str, Any], dict[str, bytes], list[TrainConfig]]:
+    """A version's meta.json, the bytes of every file it lists and its members'
+    training configs as :func:`check_meta` parsed them, with all that can be
+    checked before its weights are read: each file's size and sha256 and
     meta.json's own digest (:func:`~.integrity.read_verified`), that it records
     the version a reference named (``name:number``: meta.json's ``name`` and
     ``version`` fields; None: a directory was named), and its fields
@@ -170,8 +164,8 @@ def read_checked(
                 where, "version", version, f"{number}, the number of its folder v{number}"
             )
     folder = version_number(where.rstrip("/").rsplit("/", 1)[-1])
-    check_meta(meta, where, folder_number=0 if staged else folder)
-    return meta, contents
+    configs = check_meta(meta, where, folder_number=0 if staged else folder)
+    return meta, contents, configs
 
 
 def read_servable(directory: Place, name: str | None, number: int | None) -> dict[str, Any]:
@@ -186,7 +180,7 @@ def read_servable(directory: Place, name: str | None, number: int | None) -> dic
             allowed, in :data:`BAD_FIELD`'s words).
     """
     where = directory.display()
-    meta, _ = read_checked(directory, name, number)
+    meta, _, _ = read_checked(directory, name, number)
     post = meta.get(META_KEY)
     if post is not None:
         # check_meta made schema.sensitive_values a list of strings and
@@ -198,8 +192,12 @@ def read_servable(directory: Place, name: str | None, number: int | None) -> dic
     return meta
 
 
-def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None) -> None:
-    """Check the fields of a (hash-verified) meta.json that readers rely on.
+def check_meta(
+    meta: Mapping[str, Any], where: str, *, folder_number: int | None
+) -> list[TrainConfig]:
+    """Check the fields of a (hash-verified) meta.json that readers rely on, and
+    return its ``configs`` parsed (one :class:`~regtune.trainables.config.TrainConfig`
+    per member, as ``parse_train_config(..., stored=True)`` reads a stored one).
 
     Args:
         meta: the parsed meta.json.
@@ -238,7 +236,7 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
     _check_classes(c, meta)
     _check_members(c, meta)
     _check_shapes(c, meta)
-    _check_configs(c, meta)
+    configs = _check_configs(c, meta)
     _check_schema(c, meta.get("schema", _MISSING))
     _check_quantization(c, meta.get("quantization"))
     lineage = meta.get("lineage", {})
@@ -260,6 +258,7 @@ def check_meta(meta: Mapping[str, Any], where: str, *, folder_number: int | None
         "the dataset's sha256 (a string)",
     )
     _check_reference(c, meta.get("reference", _MISSING))
+    return configs
 
 
 def _check_classes(c: _Checker, meta: Mapping[str, Any]) -> None:
@@ -338,10 +337,11 @@ def _check_shapes(c: _Checker, meta: Mapping[str, Any]) -> None:
     )
 
 
-def _check_configs(c: _Checker, meta: Mapping[str, Any]) -> None:
+def _check_configs(c: _Checker, meta: Mapping[str, Any]) -> list[TrainConfig]:
     """``configs``: each member's training config, as regtune wrote it (every
     section present) and as :func:`~regtune.trainables.config.parse_train_config`
-    validates a stored one: what quantizing and distilling build on."""
+    validates a stored one: what quantizing and distilling build on. Returns
+    the parsed configs (``ModelVersion.configs``)."""
     from regtune.trainables.config import parse_train_config
 
     n_members = len(meta["architecture"]["members"])  # a non-empty list: _check_members
@@ -352,6 +352,7 @@ def _check_configs(c: _Checker, meta: Mapping[str, Any]) -> None:
         configs,
         f"a list of {n_members} training config(s), one per member network",
     )
+    parsed: list[TrainConfig] = []
     for index, config in enumerate(configs):
         field = f"configs.{index}"
         if not isinstance(config, Mapping):
@@ -365,10 +366,11 @@ def _check_configs(c: _Checker, meta: Mapping[str, Any]) -> None:
                 f"(objects; not: {', '.join(absent)})",
             )
         try:
-            parse_train_config(config, stored=True)
+            parsed.append(parse_train_config(config, stored=True))
         except SpecError as exc:
             problems = "; ".join(map(str, exc.problems)) or str(exc)
             raise c.bad(field, config, f"a training config ({problems})") from None
+    return parsed
 
 
 def _check_schema(c: _Checker, schema: Any) -> None:
@@ -393,8 +395,8 @@ def _check_schema(c: _Checker, schema: Any) -> None:
             isinstance(entry, list)
             and len(entry) == 3
             and isinstance(entry[0], str)
-            and _finite(entry[1])
-            and _finite(entry[2])
+            and is_finite_number(entry[1])
+            and is_finite_number(entry[2])
             and entry[2] > 0
         )
         c.require(
@@ -453,7 +455,11 @@ def _check_schema(c: _Checker, schema: Any) -> None:
     bounds = schema.get("bounds", _MISSING)
     c.require(
         bounds is None
-        or (isinstance(bounds, list) and len(bounds) == 2 and all(_finite(b) for b in bounds)),
+        or (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(is_finite_number(b) for b in bounds)
+        ),
         "schema.bounds",
         bounds,
         "null or [low, high], two finite numbers",
@@ -489,7 +495,7 @@ def _check_quantization(c: _Checker, quantization: Any) -> None:
         if key in quantization:
             value = quantization[key]
             c.require(
-                value is None or _number(value),
+                value is None or is_number(value),
                 f"quantization.{key}",
                 value,
                 "a number (null: no finite value)",
@@ -501,7 +507,7 @@ def _check_metrics(c: _Checker, metrics: Any) -> None:
     if not isinstance(metrics, Mapping):
         raise c.bad("metrics", metrics, allowed)
     for key, value in metrics.items():
-        c.require(value is None or _number(value), f"metrics.{key}", value, allowed)
+        c.require(value is None or is_number(value), f"metrics.{key}", value, allowed)
 
 
 def _check_reference(c: _Checker, reference: Any) -> None:
@@ -544,7 +550,7 @@ def _check_feature(c: _Checker, field: str, entry: Any) -> None:
         ok = (
             isinstance(quantiles, list)
             and len(quantiles) == N_QUANTILES
-            and all(_finite(q) for q in quantiles)
+            and all(is_finite_number(q) for q in quantiles)
             and all(a <= b for a, b in itertools.pairwise(quantiles))
         )
         c.require(
@@ -555,7 +561,9 @@ def _check_feature(c: _Checker, field: str, entry: Any) -> None:
         )
         for key in ("mean", "std"):
             if key in entry:
-                c.require(_finite(entry[key]), f"{field}.{key}", entry[key], "a finite number")
+                c.require(
+                    is_finite_number(entry[key]), f"{field}.{key}", entry[key], "a finite number"
+                )
     elif kind == "categorical":
         frequencies = entry.get("frequencies")
         c.require(
@@ -605,12 +613,12 @@ def check_postprocessing(
     if temps is not None:
         if not isinstance(temps, list) or len(temps) not in {1, n_groups} - {0}:
             raise bad("temperatures", temps, temps_allowed)
-        if not all(_finite(t) and t > 0 for t in temps):
+        if not all(is_finite_number(t) and t > 0 for t in temps):
             raise bad("temperatures", temps, temps_allowed)
     fallback = raw.get("fallback_temperature")
     if isinstance(temps, list) and len(temps) > 1:
         positive = isinstance(fallback, (int, float)) and fallback > 0
-        if not (_finite(fallback) and positive):
+        if not (is_finite_number(fallback) and positive):
             raise bad(
                 "fallback_temperature",
                 fallback,
@@ -629,7 +637,7 @@ def check_postprocessing(
             raise bad("thresholds", thresholds, "null (not a two-class model with groups)")
         if not isinstance(thresholds, list) or len(thresholds) != n_groups:
             raise bad("thresholds", thresholds, allowed)
-        if not all(_finite(t) and 0.0 <= t <= THRESHOLD_MAX for t in thresholds):
+        if not all(is_finite_number(t) and 0.0 <= t <= THRESHOLD_MAX for t in thresholds):
             raise bad("thresholds", thresholds, allowed)
 
     settings = raw.get("settings", {})
@@ -643,7 +651,7 @@ def check_postprocessing(
         ok = (
             isinstance(constraint, Mapping)
             and constraint.get("kind") in CONSTRAINT_KINDS
-            and _finite(constraint.get("tolerance"))
+            and is_finite_number(constraint.get("tolerance"))
             and constraint["tolerance"] >= 0
             and constraint.get("rows", "val") in _FIT_ROWS
         )
@@ -675,7 +683,7 @@ def _check_robust(
     low, high = ROBUST_RESAMPLES
     checks = {
         "robust_quantile": (
-            lambda v: _finite(v) and 0.0 < v < 1.0,
+            lambda v: is_finite_number(v) and 0.0 < v < 1.0,
             "a number strictly between 0 and 1",
         ),
         "robust_resamples": (

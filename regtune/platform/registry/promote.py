@@ -17,7 +17,6 @@ the post-processed test metrics (what a server answers).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,7 @@ from regtune.platform.registry.version import (
     robust_settings,
     save_version,
 )
+from regtune.platform.results.schema import is_finite_number
 from regtune.trainables.config import parse_train_config
 
 if TYPE_CHECKING:
@@ -475,7 +475,7 @@ def left_out_reasons(
         elif t.checkpoint is None:
             out[t.trial_id] = NO_CHECKPOINT
         else:
-            missing = [m for m, _ in objectives if not _finite(t.metrics.get(m))]
+            missing = [m for m, _ in objectives if not is_finite_number(t.metrics.get(m))]
             out[t.trial_id] = NO_VALUE.format(metrics=", ".join(missing or [objectives[0][0]]))
     return out
 
@@ -502,7 +502,7 @@ def _no_candidates(
     advice = ""
     if all(r == STORE_REASONS["constant predictor"] for r in left_out.values()):
         found = [t.metrics.get(objective) for t in trials]
-        values = [float(v) for v in found if isinstance(v, (int, float)) and _finite(v)]
+        values = [float(v) for v in found if v is not None and is_finite_number(v)]
         share = ""
         if objective.endswith("acc") and values:
             share = CONSTANT_SHARE.format(metric=objective, value=f"{max(values):.4f}")
@@ -517,13 +517,6 @@ def _fewer(top_k: int, n: int, total: int, left_out: dict[str, str]) -> str:
     return FEWER_THAN_TOP_K_LEFT_OUT.format(
         top_k=top_k, n=n, total=total, left_out=describe_left_out(left_out)
     )
-
-
-def _finite(value: Any) -> bool:
-    """A real number that is not NaN or infinite (bools are not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return math.isfinite(value)
 
 
 def _validation(

@@ -39,7 +39,6 @@ from torch.nn.utils import parametrize
 
 from regtune.errors import CheckpointError
 from regtune.platform.registry.evaluation import evaluate_module
-from regtune.platform.registry.meta_checks import field_error
 from regtune.platform.registry.modules import EnsembleModule, build_members
 from regtune.platform.registry.postprocess import META_KEY
 from regtune.platform.registry.version import (
@@ -188,7 +187,7 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
         raise CheckpointError(
             ALREADY.format(ref=source.ref, scheme=source.meta["quantization"]["scheme"])
         )
-    dataset = load_dataset(_dataset_config(source))
+    dataset = load_dataset(source.configs[0].dataset)
     check_same_data(
         f"version {source.ref} ({source.path})", source.meta["dataset"]["fingerprint"], dataset
     )
@@ -231,28 +230,3 @@ def quantize_version(ref: str, *, name: str | None = None, root: str | None = No
     }
     meta["lineage"] = {**lineage, **gates, "quantized_from": source.ref}
     return write_version(target, tensors, meta, root=root)
-
-
-def _dataset_config(version: ModelVersion) -> Any:
-    """The dataset section of the version's first member's training config
-    (``configs[0]``), the data it was trained and is scored on.
-
-    Raises:
-        CheckpointError: ``configs`` is not a non-empty list, or its first
-            config does not validate (in :data:`~.meta_checks.BAD_FIELD`'s words).
-    """
-    from regtune.errors import SpecError
-    from regtune.trainables.config import parse_train_config
-
-    configs = version.meta.get("configs")
-    if not isinstance(configs, list) or not configs:
-        raise field_error(
-            version.path, "configs", configs, "a non-empty list of each member's training config"
-        )
-    try:
-        return parse_train_config(configs[0], stored=True).dataset
-    except SpecError as exc:
-        problems = "; ".join(map(str, exc.problems)) or str(exc)
-        raise field_error(
-            version.path, "configs.0", configs[0], f"a training config ({problems})"
-        ) from None

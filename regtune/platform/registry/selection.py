@@ -10,12 +10,12 @@ missing or NaN objective value are never chosen.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 from regtune.errors import SpecError
 from regtune.platform.analysis.pareto import pareto_rank_order, to_minimization
 from regtune.platform.results.ranking import best_first
+from regtune.platform.results.schema import is_finite_number
 from regtune.trainables.config import METRIC_MODES
 
 __all__ = ["Objective", "parse_objective", "rank"]
@@ -68,7 +68,9 @@ def rank(
     if len(objectives) == 1:
         return best_first(rows, trial_ids, objectives)
     usable = [
-        i for i, row in enumerate(rows) if all(_finite(row.get(metric)) for metric, _ in objectives)
+        i
+        for i, row in enumerate(rows)
+        if all(is_finite_number(row.get(metric)) for metric, _ in objectives)
     ]
     if not usable:
         return []
@@ -79,7 +81,3 @@ def rank(
         best_first([rows[i] for i in usable], [trial_ids[i] for i in usable], objectives)[0]
     ]
     return [lead, *(i for i in order if i != lead)]
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -173,6 +173,9 @@ class ModelVersion:
     classes: list[str]
     reference: dict[str, Any]
     module: nn.Module = field(repr=False)
+    #: Each member's training config (meta.json ``configs``), parsed once when
+    #: the version was loaded (:func:`~.meta_checks.check_meta`).
+    configs: list[TrainConfig] = field(repr=False)
     kind: str = "single"
     quantized: bool = False
     #: Temperatures and per-group thresholds a server applies after the
@@ -555,7 +558,7 @@ def _load(
     named, checked against meta.json; ``staged``: a version being published,
     whose number is 0 until it is claimed)."""
     where = directory.display()
-    meta, contents = read_checked(directory, name, number, staged=staged)
+    meta, contents, configs = read_checked(directory, name, number, staged=staged)
     try:
         tensors = load_bytes(contents[WEIGHTS_FILE])
     except (SafetensorError, OSError, KeyError) as exc:
@@ -589,6 +592,7 @@ def _load(
         classes=classes,
         reference=reference,
         module=module,
+        configs=configs,
         kind=str(meta.get("kind", "single")),
         quantized=bool(quantization),
         postprocessing=postprocessing,

@@ -39,6 +39,7 @@ __all__ = [
     "config_columns",
     "epoch_row",
     "flatten_config",
+    "is_finite_number",
     "is_number",
     "metric_columns",
     "metric_mode",
@@ -177,6 +178,18 @@ def is_number(value: Any) -> bool:
     """Whether ``value`` is a metric-like number: any real number, numpy scalars
     included (``np.float32``, ``np.int64``), but not a boolean (Python's or numpy's)."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is an :func:`is_number` that is neither NaN nor infinite
+    (numpy scalars included, booleans not). An integer too large for a float
+    is not: every reader of such a value takes it as a float."""
+    if not is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def epoch_row(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from regtune.errors import CheckpointError
+from regtune.errors import CheckpointError, SpecError
 from regtune.platform.cli import app
 from regtune.platform.registry import (
     Member,
@@ -18,7 +19,12 @@ from regtune.platform.registry import (
     load_version,
     save_version,
 )
-from regtune.platform.registry.distill import DistillSettings, student_config
+from regtune.platform.registry.distill import (
+    FINITE_METRICS,
+    DistillSettings,
+    check_finite,
+    student_config,
+)
 from regtune.platform.registry.kd import distillation_loss
 from regtune.platform.registry.quantize import quantize_version
 from regtune.trainables.data import Dataset
@@ -35,6 +41,16 @@ def teacher(digits: Dataset, tmp_path: Path) -> ModelVersion:
     runs = [train_tiny(digits, model={"width": 64}, training={"seed": s}) for s in (0, 1)]
     members = [Member.from_model(r.config, r.model, trial_id=f"t{i}") for i, r in enumerate(runs)]
     return save_version("teacher", members, digits, root=str(tmp_path / "registry"))
+
+
+def test_check_finite_takes_numpy_scalars_and_refuses_a_bool() -> None:
+    """A finite numpy value was called diverged, and True passed as a metric."""
+    check_finite("t:1", {k: np.float32(0.5) for k in FINITE_METRICS}, 0.1)
+    check_finite("t:1", {**{k: 0.5 for k in FINITE_METRICS}, "val_acc": np.int64(1)}, 0.1)
+    for bad in (True, float("nan"), float("inf"), None):
+        metrics = {**{k: 0.5 for k in FINITE_METRICS}, "test_acc": bad}
+        with pytest.raises(SpecError, match=rf"diverged: test_acc {bad} \(not finite\)"):
+            check_finite("t:1", metrics, 0.1)
 
 
 def test_distillation_loss_is_zero_when_student_matches_teacher() -> None:

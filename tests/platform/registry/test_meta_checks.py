@@ -21,6 +21,7 @@ from regtune.platform.registry import Member, ModelVersion, load_version, save_v
 from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
 from regtune.platform.registry.meta_checks import read_checked
 from regtune.platform.registry.store import place_of
+from regtune.trainables.config import TrainConfig, parse_train_config
 from regtune.trainables.loop import RunResult
 
 Change = Callable[[dict[str, Any]], None]
@@ -338,16 +339,23 @@ def test_a_folder_in_place_of_a_listed_file_is_refused_naming_it(
 
 def test_an_unchanged_copy_loads(saved: ModelVersion, tmp_path: Path) -> None:
     path = _rewrite(saved, tmp_path / "copy", lambda meta: None)
-    assert load_version(str(path)).classes == saved.classes
-    meta, files = read_checked(place_of(str(path)), "tiny", 1)
+    loaded = load_version(str(path))
+    assert loaded.classes == saved.classes
+    meta, files, configs = read_checked(place_of(str(path)), "tiny", 1)
     assert meta["classes"] == saved.classes and set(files) == {"weights.safetensors"}
+    # The members' configs, parsed once by the check: what quantize reads its data from.
+    assert configs == loaded.configs == [parse_train_config(meta["configs"][0], stored=True)]
+    assert isinstance(loaded.configs[0], TrainConfig)
 
 
-@pytest.mark.parametrize("scale", [0.0, -1.0, "Infinity", "NaN"])
+@pytest.mark.parametrize(
+    "scale", [0.0, -1.0, "Infinity", "NaN", pytest.param(10**400, id="10**400")]
+)
 def test_a_schema_scale_no_value_can_be_divided_by_is_refused_at_load(
     saved: ModelVersion, tmp_path: Path, scale: float | str
 ) -> None:
-    """Such a version used to load and then refuse every request with a range of one point."""
+    """Such a version used to load and then refuse every request with a range of one point.
+    An integer too large for a float was an OverflowError traceback."""
     name = saved.schema.numeric[0].name
 
     def change(meta: dict[str, Any]) -> None:
