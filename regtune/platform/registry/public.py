@@ -25,6 +25,11 @@ holding None) is answered with the fallback, and one holding a value that is
 not a group is refused (:class:`~regtune.trainables.schema.UnknownGroupError`,
 a ``DataError``) when the version has post-processing or the attribute is not
 a model feature, exactly where the server answers 422.
+
+Probabilities that are not finite (NaN or infinite logits, e.g. weights that
+diverged) are refused, as the server refuses them with a 500 "model fault":
+:meth:`LoadedModel.probabilities`, ``predict_proba`` and ``predict`` raise
+:class:`ModelOutputError` with the server's words, never an arg-max over NaN.
 """
 
 from __future__ import annotations
@@ -36,13 +41,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from regtune.errors import SpecError
+from regtune.errors import RegtuneError, SpecError
 from regtune.platform.registry.location import registry_root
 from regtune.platform.registry.postprocess import PostProcessing, group_codes
 from regtune.platform.registry.version import ModelVersion, load_version
 from regtune.trainables.schema import FeatureSchema
 
-__all__ = ["LoadedModel", "load"]
+__all__ = ["NON_FINITE", "LoadedModel", "ModelOutputError", "check_finite", "load"]
+
+#: The refusal of non-finite probabilities, as ``regtune serve`` words it in its 500.
+NON_FINITE = "model {ref} returned non-finite probabilities for {n} of {total} records"
 
 BAD_VERSION = "version={version!r} is not allowed; expected a positive integer or None (latest)"
 PATH_WITH_VERSION = (
@@ -50,6 +58,22 @@ PATH_WITH_VERSION = (
 )
 
 Groups = Sequence[int | None] | np.ndarray | Tensor | None
+
+
+class ModelOutputError(RegtuneError):
+    """A model produced unusable output (NaN or infinite probabilities)."""
+
+
+def check_finite(probs: np.ndarray, ref: str) -> np.ndarray:
+    """``probs`` unchanged if every row is finite.
+
+    Raises:
+        ModelOutputError: naming model ``ref`` and how many rows are not.
+    """
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        raise ModelOutputError(NON_FINITE.format(ref=ref, n=int(bad.sum()), total=len(probs)))
+    return probs
 
 
 class LoadedModel(tuple[nn.Module, FeatureSchema]):
@@ -101,13 +125,19 @@ class LoadedModel(tuple[nn.Module, FeatureSchema]):
 
     def probabilities(self, x: Tensor, groups: Groups = None) -> np.ndarray:
         """Class probabilities ``(n, C)`` (float64) of feature rows ``x``, each row's
-        logits divided by its group's temperature when the version has any."""
+        logits divided by its group's temperature when the version has any.
+
+        Raises:
+            ModelOutputError: a row is not finite (a broken model, not bad
+                input; the server answers 500), naming how many.
+        """
         post = self.postprocessing
         with torch.inference_mode():
             z = self.module(x)
             if post is not None and post.temperatures is not None:
                 z = post.scale_logits(z, group_codes(groups, z.shape[0]))
-            return torch.softmax(z, dim=1).double().cpu().numpy()
+            probs = torch.softmax(z, dim=1).double().cpu().numpy()
+        return check_finite(probs, self.version.ref)
 
     def decisions(self, probs: np.ndarray, groups: Groups = None) -> np.ndarray:
         """Class ids (int64): per-group thresholds on ``probs[:, 1]`` where the
@@ -123,6 +153,7 @@ class LoadedModel(tuple[nn.Module, FeatureSchema]):
         Raises:
             DataError: a record the schema cannot encode, or an unknown group
                 (see :meth:`groups`).
+            ModelOutputError: non-finite probabilities (see :meth:`probabilities`).
         """
         return self.probabilities(self.schema.transform(records), self.groups(records))
 
@@ -132,6 +163,7 @@ class LoadedModel(tuple[nn.Module, FeatureSchema]):
         Raises:
             DataError: a record the schema cannot encode, or an unknown group
                 (see :meth:`groups`).
+            ModelOutputError: non-finite probabilities (see :meth:`probabilities`).
         """
         groups = self.groups(records)
         ids = self.decisions(self.probabilities(self.schema.transform(records), groups), groups)

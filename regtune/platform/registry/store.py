@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import pyarrow.fs as pafs
 from regtune.errors import SpecError
 from regtune.platform.storage import is_object_store
 
-__all__ = ["BAD_LOCATION", "Place", "place_of"]
+__all__ = ["BAD_LOCATION", "NOT_REGULAR", "Place", "place_of"]
 
+#: Why a local device, FIFO or socket in a file's place is not read.
+NOT_REGULAR = "path is not a regular file (a device, FIFO or socket)"
 BAD_LOCATION = (
     "registry location {where!r} cannot be opened ({reason}); expected a local path or a URI "
     "such as s3://bucket/runs/registry"
@@ -77,18 +80,36 @@ class Place:
         """Names of the files directly here."""
         return sorted(i.base_name for i in self.entries() if i.type == pafs.FileType.File)
 
-    def read(self, name: str) -> bytes | None:
-        """The whole of file ``name``, or None when it does not exist.
+    def read(self, name: str, limit: int | None = None) -> bytes | None:
+        """File ``name``'s bytes (at most ``limit`` of them), or None when it does not exist.
+
+        A reader that knows how big the file should be passes ``limit`` (say,
+        one byte more than that): a file that grew, or a huge one in its
+        place, is then never read whole into memory. A local path that is not
+        a regular file (a device such as ``/dev/zero``, a FIFO, a socket,
+        also behind a symlink) is refused, never read, whatever ``limit``.
 
         Raises:
-            OSError: it cannot be read (a folder in its place, no permission,
-                an object store's error); readers name the file in their message.
+            OSError: it cannot be read (a folder or a device in its place, no
+                permission, an object store's error); readers name the file in
+                their message.
         """
+        if self.is_local:
+            return _read_local(self.file(name), limit)
         try:
             with self.fs.open_input_stream(self.file(name)) as handle:
-                return bytes(handle.readall())
+                return bytes(handle.readall() if limit is None else handle.read(limit))
         except FileNotFoundError:
             return None
+
+    def size(self, name: str) -> int | None:
+        """Size in bytes of file ``name`` (None: absent, or a size the filesystem does not say).
+
+        Raises:
+            OSError: the filesystem cannot be asked.
+        """
+        info = self.fs.get_file_info(self.file(name))
+        return None if info.type == pafs.FileType.NotFound else info.size
 
     def _make(self) -> None:
         """Make this folder, except on an object store, which has none
@@ -120,6 +141,27 @@ class Place:
         which is why it is suppressed here."""
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_dir(self.path)
+
+
+def _read_local(path: str, limit: int | None) -> bytes | None:
+    """:meth:`Place.read` of a local file: opened without blocking (a FIFO would
+    wait for a writer), checked to be a regular file on the opened descriptor
+    (no race with a rename), and read up to ``limit`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError("path is a directory")
+        if not stat.S_ISREG(mode):
+            raise OSError(NOT_REGULAR)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read() if limit is None else handle.read(limit)
 
 
 def place_of(where: str) -> Place:

@@ -527,7 +527,7 @@ def _publish_remote(
         number = claim_number(model, token)
         target = model.child(f"v{number}")
         target.copy_in(staging, WEIGHTS_FILE)
-        verify_files(record, target.display(), target.read)  # the copies, before publishing
+        verify_files(record, target)  # the copies, before publishing
         target.write(META_FILE, _meta_bytes(record, number))  # publishes the version
         return load_version(target.display())
     finally:
