@@ -30,7 +30,9 @@ is set, Ray's client applies it (``token``: the token from ``RAY_AUTH_TOKEN``,
 ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``). When it is unset and the
 address is on this machine (127.0.0.1, localhost, ::1), the local token is
 sent, as Ray itself does for a local cluster it finds on its own; a remote
-address never receives it unasked.
+address never receives it unasked. An address is refused unless it is plain
+``http(s)://HOST[:PORT][/path]`` (no ``user@``, backslash, whitespace, query
+or fragment), so the host checked here is the host the request goes to.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from regtune.errors import RegtuneError, SpecError
+from regtune.errors import RegtuneError, SpecError, cut_echo
 from regtune.platform.storage import BAD_STORAGE, NO_BUCKET, STORAGE_ENV, names_no_bucket
 from regtune.platform.tune.naming import BAD_EXPERIMENT_NAME, check_name, new_experiment_name
 from regtune.search_spaces import data_path_as_written, load_spec
@@ -93,7 +95,9 @@ TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 BAD_ADDRESS = (
     "--address must be the Ray dashboard's HTTP address, http://HOST:PORT or "
-    "https://HOST:PORT (e.g. {example}); got {address!r}"
+    "https://HOST:PORT (e.g. {example}): HOST a name, an IPv4 address or an IPv6 one in "
+    "[brackets], PORT 1-65535, then at most a /path of letters, digits and . _ ~ - /; "
+    "no user@, backslash, whitespace, query or fragment; got {address!r}"
 )
 ADDRESS_CONFLICT = (
     "{var}={value!r} is set and Ray's Jobs client would use it instead of --address "
@@ -149,7 +153,16 @@ RELATIVE_STORAGE = (
     "s3:// / gs:// URI"
 )
 BAD_SWEEP_NAME = BAD_EXPERIMENT_NAME
-BAD_ENV_VAR = "--env {text!r}: expected KEY=VALUE with KEY made of letters, digits and '_'"
+#: A bad ``--env`` names its key, never its value (which may be a secret).
+BAD_ENV_VAR = (
+    "--env {key!r}=...: expected KEY=VALUE with KEY made of letters, digits and '_', "
+    "not starting with a digit (the value is not shown)"
+)
+#: An ``--env`` without ``=`` is not shown at all: it may be a secret given without its key.
+ENV_VAR_WITHOUT_VALUE = (
+    "--env number {number} ({length} characters, not shown) has no '=': expected "
+    "KEY=VALUE (a bare KEY does not pass this machine's value)"
+)
 DETACHED = (
     "stopped following job {job_id}; it keeps running on the cluster. "
     "Logs: `ray job logs --follow {job_id} --address {address}`; "
@@ -165,6 +178,17 @@ LOST_CONTACT = (
 LOST_CONTACT_EXIT = 3
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The addresses taken (:data:`BAD_ADDRESS`): none holds a character on which
+#: urllib (which decides here whether the host is this machine) and urllib3
+#: (which requests, hence Ray's client, connects with) could read different
+#: hosts, such as the backslash in ``http://evil:1\@127.0.0.1:1``.
+_ADDRESS = re.compile(
+    r"(?i:https?)://(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?"
+)
+#: A password in a (refused) address's user info, hidden when the address is echoed:
+#: what lies between ``://USER:`` and the last ``@``, unless it is a port followed by
+#: what makes such an address wrong (``HOST:PORT\@``, ``HOST:PORT#@``).
+_PASSWORD = re.compile(r"(://[^/?#@:\\]*:)(?![0-9\\?#\s]*@)[^@]*@")
 
 
 @dataclass(frozen=True)
@@ -226,25 +250,56 @@ def resolve_address(address: str | None, environ: Mapping[str, str] | None = Non
         # The first variable set is the one Ray reads.
         break
     chosen = (chosen or DEFAULT_ADDRESS).rstrip("/")
-    parts = urlsplit(chosen)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SpecError(BAD_ADDRESS.format(example=DEFAULT_ADDRESS, address=chosen))
+    if not _plain_address(chosen):
+        shown = cut_echo(_PASSWORD.sub(r"\1***@", chosen))
+        raise SpecError(BAD_ADDRESS.format(example=DEFAULT_ADDRESS, address=shown))
     return chosen
+
+
+def _plain_address(address: str) -> bool:
+    """Whether ``address`` is one :data:`_ADDRESS` takes, with a port in range."""
+    if _ADDRESS.fullmatch(address) is None:
+        return False
+    try:
+        port = urlsplit(address).port
+    except ValueError:
+        return False
+    return port != 0
+
+
+def _is_this_machine(address: str) -> bool:
+    """Whether ``address`` is a plain address (:data:`_ADDRESS`) whose host, as
+    urllib and as urllib3 (the parser the HTTP request uses) both read it, is
+    one of :data:`LOOPBACK_HOSTS`."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    if not _plain_address(address):
+        return False
+    try:
+        parsed = parse_url(address)
+    except LocationParseError:
+        return False
+    if parsed.auth is not None or parsed.host is None:
+        return False
+    connected = parsed.host.lower().removeprefix("[").removesuffix("]")
+    return connected == urlsplit(address).hostname and connected in LOOPBACK_HOSTS
 
 
 def auth_headers(address: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """HTTP headers carrying the local Ray token to ``address``, or none.
 
     Empty when ``RAY_AUTH_MODE`` is set (Ray's client then applies that mode
-    itself), when ``address`` is not on this machine, or when there is no
-    local token. Otherwise ``{"authorization": "Bearer <token>"}`` with the
-    token Ray's own loader finds (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``,
-    ``~/.ray/auth_token``).
+    itself), when ``address`` is not on this machine (or is not a plain
+    ``http(s)://HOST[:PORT][/path]`` address, whose host two URL parsers
+    could read differently), or when there is no local token. Otherwise
+    ``{"authorization": "Bearer <token>"}`` with the token Ray's own loader
+    finds (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``).
     """
     env = os.environ if environ is None else environ
     if env.get(AUTH_MODE_ENV) is not None:
         return {}
-    if urlsplit(address).hostname not in LOOPBACK_HOSTS:
+    if not _is_this_machine(address):
         return {}
     from regtune.platform.tune.ray_private import auth_token_header
 
@@ -293,13 +348,16 @@ def parse_env_vars(items: Sequence[str]) -> dict[str, str]:
     """``KEY=VALUE`` texts (the CLI's repeatable ``--env``) as a mapping.
 
     Raises:
-        SpecError: an item without ``=`` or with a key that is not a shell name.
+        SpecError: an item without ``=`` or with a key that is not a shell name;
+            the message never shows a value.
     """
     out: dict[str, str] = {}
-    for text in items:
+    for number, text in enumerate(items, start=1):
         key, sep, value = text.partition("=")
-        if not sep or not _ENV_KEY.fullmatch(key):
-            raise SpecError(BAD_ENV_VAR.format(text=text))
+        if not sep:
+            raise SpecError(ENV_VAR_WITHOUT_VALUE.format(number=number, length=len(text)))
+        if not _ENV_KEY.fullmatch(key):
+            raise SpecError(BAD_ENV_VAR.format(key=cut_echo(key)))
         out[key] = value
     return out
 
@@ -358,10 +416,18 @@ def submit_sweep(
     data_path = data_path_as_written(spec, overrides)
     if data_path is not None and "://" in data_path:
         raise SpecError(URI_DATA_PATH.format(path=data_path))
-    # The data file is checked below, only where the job reads what this machine has.
-    # A resume continues a sweep that ran: its spec is read as `regtune sweep --resume`
-    # reads it on the cluster (rules added since for new input do not refuse it).
-    loaded = load_spec(spec, overrides, check_data=False, stored=resume)
+    data = _locate_data(spec, spec_file, overrides, working_dir, data_path)
+    # One load validates the spec and, only where the job reads what this machine
+    # uploads, the data file as the job will find it (data.check points the spec's
+    # own check at it). A resume continues a sweep that ran: its spec is read as
+    # `regtune sweep --resume` reads it on the cluster (rules added since for new
+    # input do not refuse it).
+    loaded = load_spec(
+        spec,
+        overrides if data.check is None else data.check,
+        check_data=data.check is not None,
+        stored=resume,
+    )
     # Resuming without a name: the cluster's newest experiment of the spec,
     # found there by the same rule (the job is labelled with the spec's name).
     sweep_name: str | None
@@ -375,12 +441,11 @@ def submit_sweep(
         sweep_name = None if resume else new_experiment_name(loaded.name)
     if working_dir is not None and not working_dir.is_dir():
         raise SpecError(WORKING_DIR_MISSING.format(working_dir=working_dir))
-    data_note = _check_data_is_reachable(
-        spec, spec_file, overrides, working_dir, data_path, stored=resume
-    )
+    if data.refusal is not None:
+        raise SpecError(data.refusal)
     _check_storage_is_kept(storage, env_vars or {})
-    if data_note is not None:
-        log(data_note)
+    if data.note is not None:
+        log(data.note)
 
     with _job_files(spec, spec_file, working_dir) as (job_spec, upload_dir):
         entrypoint = build_entrypoint(
@@ -474,38 +539,45 @@ def _submitted(job_id: str, address: str) -> Iterator[None]:
         raise JobContactLost(message, job_id=job_id) from exc
 
 
-def _check_data_is_reachable(
+@dataclass(frozen=True)
+class _DataPlan:
+    """Where the job reads ``dataset.path`` (:func:`_locate_data`): ``refusal``,
+    a :class:`SpecError` message; ``note``, a line to show; ``check``, the
+    overrides under which the spec's own data-file check reads the file the
+    job will read (None: the file is not checked here)."""
+
+    refusal: str | None = None
+    note: str | None = None
+    check: list[str] | None = None
+
+
+def _locate_data(
     spec: str,
     spec_file: Path | None,
     overrides: Sequence[str],
     working_dir: Path | None,
     path: str | None,
-    *,
-    stored: bool = False,
-) -> str | None:
-    """Check ``dataset.path`` where the job will read it; return a line to
-    show for a path only the cluster can check, else None.
+) -> _DataPlan:
+    """Where the job will read ``dataset.path``, worked out from the path alone.
 
     ``path`` is the path as written (:func:`~regtune.search_spaces.data_path_as_written`:
     the last ``--set`` giving it, else the spec file's value; not a URI, refused before):
 
     - an absolute path (or ``~/...``, the cluster user's home) is read on
-      the cluster: not looked for here, said so in the returned line;
+      the cluster: not looked for here, said so in ``note``;
     - a relative one travels in ``working_dir`` (refused without one): it
       must land inside it (relative to the spec file's folder, or for
       ``--set`` to the job's working directory, the folder's root), and the
-      file there is checked as ``regtune sweep`` checks it.
-
-    Raises:
-        SpecError: any of the refusals above, or the uploaded file's own
-            problems (missing, columns).
+      file there is checked as ``regtune sweep`` checks it, by loading the
+      spec under ``check`` (a ``--set`` path is pointed at the folder's root,
+      not this machine's working directory).
     """
     if path is None:
-        return None
+        return _DataPlan()
     if path.startswith("~") or Path(path).is_absolute():
-        return DATA_ON_CLUSTER.format(path=path)
+        return _DataPlan(note=DATA_ON_CLUSTER.format(path=path))
     if working_dir is None:
-        raise SpecError(LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
+        return _DataPlan(refusal=LOCAL_DATA_NEEDS_WORKING_DIR.format(spec=spec, path=path))
     # Whether a --set gave the path (it is then relative to the folder's root).
     from_set = any(o.partition("=")[0].strip() in ("dataset", "dataset.path") for o in overrides)
     base = working_dir if from_set or spec_file is None else spec_file.parent
@@ -513,12 +585,12 @@ def _check_data_is_reachable(
     root = Path(os.path.normpath(os.path.abspath(working_dir)))
     if not landed.is_relative_to(root):
         message = DATA_OUTSIDE_WORKING_DIR.format(path=path, landed=landed, working_dir=working_dir)
-        raise SpecError(message)
-    # The uploaded file, as the job will find it (a --set path is relative to
-    # the folder's root there, not to this machine's working directory).
-    check = [*overrides, f"dataset.path={json.dumps(str(landed))}"] if from_set else overrides
-    load_spec(spec, check, stored=stored)  # a resume's spec as it ran, as above
-    return None
+        return _DataPlan(refusal=message)
+    if not working_dir.is_dir():
+        return _DataPlan()  # refused as WORKING_DIR_MISSING
+    if from_set:
+        return _DataPlan(check=[*overrides, f"dataset.path={json.dumps(str(landed))}"])
+    return _DataPlan(check=list(overrides))
 
 
 def _check_storage_is_kept(storage: str | None, env_vars: Mapping[str, str]) -> None:
