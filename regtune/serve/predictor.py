@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from regtune.errors import RegtuneError
 from regtune.platform.registry.postprocess import group_codes
+from regtune.platform.registry.public import ModelOutputError, check_finite
 from regtune.serve.protocol import LEAVE_OUT, RequestError
 from regtune.trainables.schema import FeatureSchema, UnknownGroupError, ValueIndex
 
@@ -46,15 +46,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelOutputError", "RecordEncoder", "ServedModel", "set_torch_threads"]
 
-NON_FINITE = "model {ref} returned non-finite probabilities for {n} of {total} records"
 UNKNOWN_GROUP = (
     "{field} is {value!r}, not one of the groups this version's answers depend on; "
     "expected {allowed}"
 )
-
-
-class ModelOutputError(RegtuneError):
-    """A model produced unusable output (NaN or infinite probabilities)."""
 
 
 def set_torch_threads(threads: int | None) -> None:
@@ -168,12 +163,7 @@ class ServedModel:
         Raises:
             ModelOutputError: naming how many rows are not.
         """
-        bad = ~np.isfinite(probs).all(axis=1)
-        if bad.any():
-            raise ModelOutputError(
-                NON_FINITE.format(ref=self.ref, n=int(bad.sum()), total=len(probs))
-            )
-        return probs
+        return check_finite(probs, self.ref)
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """:meth:`probabilities` of raw records (the in-process path, no batching)."""

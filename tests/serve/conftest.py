@@ -69,7 +69,9 @@ def registry(adult: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Regist
     last = sorted(k for k in state if k.endswith("weight"))[-1]
     flipped = {k: (-v if k == last or k == last.replace("weight", "bias") else v)
                for k, v in state.items()}  # fmt: skip
-    broken = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
+    # Finite weights whose products overflow: the version answers NaN probabilities,
+    # as a model that overflows at serving time would (save_version refuses NaN weights).
+    broken = {k: torch.full_like(v, 3e38) for k, v in state.items()}
     for key, tensors in (("flipped", flipped), ("broken", broken)):
         member = Member(config=configs["primary"], state=tensors)
         versions[key] = save_version(MODEL, [member], dataset, root=root, metrics={})

@@ -110,6 +110,7 @@ __all__ = [
     "Member",
     "ModelVersion",
     "build_module",
+    "check_finite_tensors",
     "check_same_data",
     "claim_number",
     "creation_record",
@@ -132,6 +133,10 @@ CLAIM_BACKOFF_S = 0.05
 
 BAD_WEIGHTS_FILE = "model version {dir}: file weights.safetensors cannot be read ({error})"
 BAD_KIND = "kind {kind!r} is not allowed; allowed: {allowed}"
+NON_FINITE_WEIGHTS = (
+    "tensor {tensor!r} holds {n} non-finite values (NaN or infinite) of {total}; a model "
+    "version needs finite weights (did training diverge?); nothing was written"
+)
 NO_MEMBERS = "a model version needs at least one member network"
 DATASET_CHANGED = (
     "{what} was trained on dataset {name!r} with fingerprint {then}, but the dataset loads "
@@ -317,6 +322,8 @@ def save_version(
 
     Raises:
         SpecError: a bad name or kind, no members, members of different datasets.
+        CheckpointError: a member's weights hold a NaN or an infinity (the
+            tensor named), before anything is scored or written.
     """
     check_name(name)
     configs = _checked_configs(members)
@@ -329,6 +336,7 @@ def save_version(
         for i, m in enumerate(members)
         for k, v in m.state.items()
     }
+    check_finite_tensors(tensors)  # before scoring weights that cannot answer
     module = build_version_module(architecture, tensors, source="<memory>")
     if metrics is None:
         metrics = evaluate_module(
@@ -385,6 +393,24 @@ NOT_FINITE = (
 )
 
 
+def check_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights holding a NaN or an infinity: such a module answers NaN
+    probabilities (the server's 500 "model fault"), so it is never registered.
+
+    Raises:
+        CheckpointError: naming the first such tensor (``members.<i>.<key>``)
+            and how many of its values are not finite.
+    """
+    for key, tensor in tensors.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            continue  # integer tensors (int8 weights, counters) are always finite
+        finite = torch.isfinite(tensor)
+        if not bool(finite.all()):
+            raise CheckpointError(
+                NON_FINITE_WEIGHTS.format(tensor=key, n=int((~finite).sum()), total=tensor.numel())
+            )
+
+
 def _nulled(value: Any) -> Any:
     """``value`` with every non-finite float (at any depth) replaced by None."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -431,10 +457,12 @@ def write_version(
     are stored as ``null`` (:attr:`ModelVersion.metrics` reads them as NaN).
 
     Raises:
-        CheckpointError: a non-finite number elsewhere (named), before anything is written.
+        CheckpointError: a non-finite number elsewhere (named), or a tensor
+            holding a NaN or an infinity (named), before anything is written.
     See the module docstring for what is guaranteed under concurrent writers.
     """
     model = root_place(root).child(check_name(name))
+    check_finite_tensors(tensors)
     weights = save_bytes(dict(tensors))
     record = dict(meta)
     for section in NULLED_SECTIONS:
