@@ -13,6 +13,9 @@ Routes::
 
 With a token configured, every route but ``/healthz`` needs
 ``Authorization: Bearer <token>``; only the token's sha256 is held here.
+(Ray Serve's own ``/-/healthz`` and ``/-/routes`` are answered by its proxy
+and by a replica's direct-ingress server before this app sees the request,
+so no middleware here can guard them; docs/serving.md lists what they tell.)
 Refusals are JSON ``{"error", "field", "allowed"}`` with a 4xx status, each
 counted once in ``regtune_serve_rejected_total`` under the served model's
 own name (never a name taken from the request) and its status; the
@@ -24,6 +27,12 @@ it; one that is not UTF-8 is refused (400).
 
 A body is read as sent: a ``Content-Encoding`` other than ``identity`` (a
 gzip body) is refused with a 415 naming the header, before the body is read.
+The whole body must arrive within ``body_timeout_s`` seconds of the handler
+starting to read it (:data:`~regtune.serve.settings.DEFAULT_BODY_TIMEOUT_S`):
+a client that stalls mid-body (a ``Content-Length`` it never sends) gets a
+408 with ``Connection: close``, and its request slot (one of
+``max_ongoing_requests``) is freed, where it would otherwise be held for as
+long as the connection stays open.
 A POST body that starts with a UTF-8 byte order mark, or whose JSON holds a
 key twice in one object, is refused (400, 422) on both POST routes (see
 :mod:`regtune.serve.protocol`).
@@ -31,12 +40,14 @@ key twice in one object, is refused (400, 422) on both POST routes (see
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import sys
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -47,9 +58,9 @@ from regtune import __version__
 from regtune.serve.predictor import ModelOutputError
 from regtune.serve.protocol import (
     BODY_TOO_LARGE,
-    VALUE_SHOWN,
     PredictResponse,
     RequestError,
+    cut_text,
 )
 from regtune.serve.service import ModelService
 
@@ -68,6 +79,10 @@ ENCODED_BODY = (
     "as they are (Content-Encoding: identity, or no such header): send the JSON uncompressed"
 )
 REQUEST_ID_NOT_UTF8 = "X-Request-ID is not UTF-8 text ({error})"
+BODY_TIMEOUT = (
+    "the body did not all arrive within {seconds:g} s ({came} came); send the whole "
+    "body without pausing (a Content-Length the body falls short of waits for the rest)"
+)
 #: What starts the verb of an action route (``/v1/models/NAME:predict``); no model
 #: name holds it (registry names are letters, digits, ``_.-``).
 ACTION = ":"
@@ -154,13 +169,25 @@ class BearerAuth:
         await response(scope, receive, send)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it passes ``limit`` bytes, and (415) one
-    sent with a ``Content-Encoding`` other than ``identity``."""
+T = TypeVar("T")
+
+
+async def _within(seconds: float, work: Awaitable[T]) -> T:
+    """``work`` awaited, raising :class:`TimeoutError` after ``seconds``."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):  # no extra task per request
+            return await work
+    return await asyncio.wait_for(work, seconds)  # pragma: no cover (Python 3.10)
+
+
+async def _read_body(request: Request, limit: int, deadline: float) -> bytes:
+    """The body, refusing (413) as soon as it passes ``limit`` bytes, (415) one sent
+    with a ``Content-Encoding`` other than ``identity``, and (408) one that has not
+    all arrived ``deadline`` seconds after reading began."""
     encoding = ", ".join(request.headers.getlist("content-encoding"))
     if any(c.strip().lower() not in ("", "identity") for c in encoding.split(",")):
         raise RequestError(
-            ENCODED_BODY.format(value=_cut(encoding)),
+            ENCODED_BODY.format(value=cut_text(encoding)),
             status=415,
             field="Content-Encoding",
             allowed="identity",
@@ -173,23 +200,35 @@ async def _read_body(request: Request, limit: int) -> bytes:
             field="body",
             allowed=f"at most {limit} bytes",
         )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(
-                BODY_TOO_LARGE.format(size=f"over {limit}", limit=limit),
-                status=413,
-                field="body",
-                allowed=f"at most {limit} bytes",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    chunks: list[bytes] = []
+    size = 0
 
+    async def read() -> bytes:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(
+                    BODY_TOO_LARGE.format(size=f"over {limit}", limit=limit),
+                    status=413,
+                    field="body",
+                    allowed=f"at most {limit} bytes",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
-def _cut(text: str) -> str:
-    """A header's value for a message, cut to :data:`~regtune.serve.protocol.VALUE_SHOWN`."""
-    return text if len(text) <= VALUE_SHOWN else f"{text[: VALUE_SHOWN - 3]}..."
+    try:
+        return await _within(deadline, read())
+    except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11
+        came = f"{size} bytes"
+        if declared is not None:
+            came = f"{size} of the {cut_text(declared)} bytes of its Content-Length"
+        raise RequestError(
+            BODY_TIMEOUT.format(seconds=deadline, came=came),
+            status=408,
+            field="body",
+            allowed=f"a body that arrives within {deadline:g} s",
+        ) from None
 
 
 def _request_id(request: Request) -> str:
@@ -239,6 +278,7 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
         "(KServe v1 JSON).",
     )
     limit = service.settings.max_body_bytes
+    deadline = service.settings.body_timeout_s
 
     def count(status: int) -> None:
         # Tagged with the served model's own name: a client's path never makes a series.
@@ -247,7 +287,12 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     @api.exception_handler(RequestError)
     async def _refused(request: Request, exc: RequestError) -> Response:
         count(exc.status)
-        return _json(exc.to_json(), exc.status)
+        response = _json(exc.to_json(), exc.status)
+        if exc.status == 408:
+            # The rest of the body may still come: the connection cannot carry another
+            # request, and the server closes it once the answer is sent.
+            response.headers["Connection"] = "close"
+        return response
 
     @api.exception_handler(StarletteHTTPException)
     async def _framework(request: Request, exc: StarletteHTTPException) -> Response:
@@ -310,7 +355,7 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
         """Predict raw records: ``{"instances": [...]}`` -> ``{"predictions": [...]}``."""
         service.reading += 1  # a request on its way: the one before it does not run alone
         try:
-            body = await _read_body(request, limit)
+            body = await _read_body(request, limit, deadline)
         finally:
             service.reading -= 1
         rid = _request_id(request)
@@ -328,7 +373,7 @@ def create_api(service: ModelService, *, token_sha256: str | None = None) -> Fas
     )
     async def feedback(name: str, request: Request) -> Response:
         """Ground-truth labels for an earlier request, one per instance."""
-        body = await _read_body(request, limit)
+        body = await _read_body(request, limit, deadline)
         return _json(service.add_feedback(name, body))
 
     @api.get("/v1/models/{name}/feedback", tags=["monitoring"])

@@ -50,7 +50,9 @@ A request with several problems is refused by the first, in record order
 (within a record: a type problem before a range, category or group one), and
 the message counts the others: "(and 2 more problems in this request)". A
 value is quoted as JSON writes it (``null``, ``true``, ``"x"``), cut to
-:data:`VALUE_SHOWN` characters.
+:data:`VALUE_SHOWN` characters; a key the client sent that is not one of the
+model's inputs is cut the same way wherever it is named (message and
+``field``), so a refusal stays small whatever the request holds.
 
 A key written twice in one object (``{"age": 39, "age": 80}``) is refused
 rather than read as its last value (JSON leaves it undefined, and parsers
@@ -62,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,6 +98,7 @@ __all__ = [
     "RecordValidator",
     "RequestError",
     "UnknownCategories",
+    "cut_text",
     "more_errors",
     "refuse_bom",
     "refuse_duplicate_keys",
@@ -105,7 +109,8 @@ __all__ = [
 MAX_REQUEST_ID_CHARS = 256
 #: How many allowed names an error message lists before summarizing.
 NAMES_SHOWN = 8
-#: Longest quote of a refused value in a message (as JSON writes it).
+#: Longest quote of a refused value, or of a key or header the client sent, in a
+#: message or a ``field`` (:func:`shown_value`, :func:`cut_text`).
 VALUE_SHOWN = 40
 
 UnknownCategories = Literal["accept", "reject"]
@@ -246,7 +251,14 @@ def shown_value(value: Any) -> str:
         shown = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):  # not a parsed JSON value
         shown = repr(value)
-    return shown if len(shown) <= VALUE_SHOWN else f"{shown[: VALUE_SHOWN - 3]}..."
+    return cut_text(shown)
+
+
+def cut_text(text: str) -> str:
+    """``text`` cut to :data:`VALUE_SHOWN` characters (the last three ``...``): a key
+    or header value a client sent, shown in a message or a ``field``, is never
+    echoed whole (a 200,000-character key would make a 400 KB refusal)."""
+    return text if len(text) <= VALUE_SHOWN else f"{text[: VALUE_SHOWN - 3]}..."
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -299,6 +311,8 @@ class RecordValidator:
             self._extra_group = schema.sensitive
             fields[schema.sensitive] = NotRequired[_Category]
             self._allowed_keys = [*self._allowed_keys, schema.sensitive]
+        # Names a path may show whole: a client's other keys are cut (cut_text).
+        self._known_keys = frozenset(["instances", *self._allowed_keys])
         # Functional TypedDicts take any string key (names like "schema" or
         # "capital-gain" would clash with or be invalid as model attributes) and
         # validate to plain dicts, which is what the encoder and monitors need.
@@ -335,7 +349,7 @@ class RecordValidator:
             top = _TOP.validate_json(body)
         except ValidationError as exc:
             raise self._top_error(exc) from None
-        refuse_duplicate_keys(body, top)
+        refuse_duplicate_keys(body, top, self._known_keys)
         instances = top["instances"]
         if not isinstance(instances, list):
             raise RequestError(
@@ -401,8 +415,8 @@ class RecordValidator:
             )
         if err["type"] == "extra_forbidden":
             return RequestError(
-                EXTRA_TOP.format(key=err["loc"][0]), status=422, field=str(err["loc"][0]),
-                allowed="instances",
+                EXTRA_TOP.format(key=cut_text(str(err["loc"][0]))), status=422,
+                field=cut_text(str(err["loc"][0])), allowed="instances",
             )  # fmt: skip
         if err["type"] == "missing":
             limit = self.limits.max_instances
@@ -426,6 +440,9 @@ class RecordValidator:
         own = [e for e in errors if e["loc"][0] == index]
         err = next((e for e in own if e["type"] == "extra_forbidden"), own[0])
         loc = err["loc"]
+        if err["type"] == "extra_forbidden":
+            # The client's own key, not a feature name: cut like a value.
+            loc = (loc[0], cut_text(str(loc[1])))
         field = _field(loc[:2])
         if len(loc) == 1:
             message = RECORD_NOT_OBJECT.format(field=field, kind=_kind(err["input"]))
@@ -587,9 +604,13 @@ def _key_colons(body: bytes) -> int:
     return int(np.count_nonzero(_BEFORE_COLON[before]))
 
 
-def refuse_duplicate_keys(body: bytes, parsed: Any = None) -> None:
+def refuse_duplicate_keys(
+    body: bytes, parsed: Any = None, known: Collection[str] = frozenset()
+) -> None:
     """A 422 when an object of JSON ``body`` holds a key twice, naming the key and the
-    object (``instances[2]``) and counting any other such key.
+    object (``instances[2]``) and counting any other such key. A key in the paths
+    named is cut to :data:`VALUE_SHOWN` characters (:func:`cut_text`) unless it is
+    one of the ``known`` names (the model's inputs, shown whole).
 
     ``parsed`` is the body as already parsed (its repeated keys collapsed), or None.
     With it, most bodies are cleared by counting colons, a small share of the time
@@ -616,7 +637,7 @@ def refuse_duplicate_keys(body: bytes, parsed: Any = None) -> None:
     except (ValueError, RecursionError):
         return
     tree = json.loads(text, object_pairs_hook=_Pairs, parse_int=str)
-    found = _find_duplicates(tree)
+    found = _find_duplicates(tree, known)
     where, key, field, times = found[0]
     message = DUPLICATE_KEY.format(
         where=where, key=shown_value(key), times="twice" if times == 2 else f"{times} times"
@@ -633,7 +654,7 @@ class _Pairs(list[tuple[str, Any]]):
     """A JSON object as its key/value pairs, repeated keys kept."""
 
 
-def _find_duplicates(tree: Any) -> list[tuple[str, str, str, int]]:
+def _find_duplicates(tree: Any, known: Collection[str]) -> list[tuple[str, str, str, int]]:
     """Each repeated key, in document order: (object path, key, key path, times)."""
     found: list[tuple[str, str, str, int]] = []
     stack: list[tuple[Any, str]] = [(tree, "body")]  # no recursion: any depth json reads
@@ -643,15 +664,16 @@ def _find_duplicates(tree: Any) -> list[tuple[str, str, str, int]]:
             counts: dict[str, int] = {}
             for key, _ in node:
                 counts[key] = counts.get(key, 0) + 1
-            found += [(path, k, _child(path, k), n) for k, n in counts.items() if n > 1]
-            stack += [(value, _child(path, key)) for key, value in reversed(node)]
+            found += [(path, k, _child(path, k, known), n) for k, n in counts.items() if n > 1]
+            stack += [(value, _child(path, key, known)) for key, value in reversed(node)]
         elif isinstance(node, list):
             stack += [(value, f"{path}[{i}]") for i, value in reversed(list(enumerate(node)))]
     return found
 
 
-def _child(path: str, key: str) -> str:
-    return key if path == "body" else f"{path}.{key}"
+def _child(path: str, key: str, known: Collection[str]) -> str:
+    shown = key if key in known else cut_text(key)
+    return shown if path == "body" else f"{path}.{shown}"
 
 
 @with_config(ConfigDict(extra="forbid"))

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUCKETS",
     "CONFIG_HEADER",
+    "DEFAULT_BODY_TIMEOUT_S",
     "DEFAULT_FEEDBACK_RECORDS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_DISAGREEMENT",
@@ -152,6 +153,10 @@ DRIFT_INDEX_LIMIT = 0.1
 #: 2,000 Adult records) and records per request.
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_MAX_INSTANCES = 1024
+#: Seconds a request's whole body may take to arrive once its headers have (a
+#: 1 MiB body at about 100 KB/s): a client that stalls mid-body is answered 408
+#: and its request slot freed (:mod:`.http`).
+DEFAULT_BODY_TIMEOUT_S = 10.0
 #: Canary rollback limits (:class:`~regtune.serve.rollout.RolloutLimits`): the error
 #: rate, p99 latency and share of labels differing from the primary's at which a canary
 #: rolls back, over the last ``window`` requests once ``min_requests`` have been seen.
@@ -200,6 +205,7 @@ class ServeSettings(BaseModel):
     batch_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)
     # Request caps and the unseen-category rule.
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=64)
+    body_timeout_s: float = Field(DEFAULT_BODY_TIMEOUT_S, gt=0.0, le=3600.0)
     max_instances: int = Field(DEFAULT_MAX_INSTANCES, ge=1)
     unknown_categories: Literal["accept", "reject"] = "accept"
     # Canary rollback limits.

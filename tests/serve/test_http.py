@@ -7,12 +7,16 @@ import asyncio
 import dataclasses
 import gzip
 import json
+import socket
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
+from regtune.errors import SpecError
 from regtune.platform.registry.postprocess import PostProcessing
 from regtune.serve.drift import DriftMonitor, DriftWindow
 from regtune.serve.feedback import FeedbackTracker, LabelledWindow
@@ -381,3 +385,130 @@ def test_a_request_id_is_read_as_utf8_as_ray_serve_reads_it(registry: Registry) 
     assert not_utf8.status_code == 400
     assert not_utf8.json()["field"] == "X-Request-ID"
     assert not_utf8.json()["error"].startswith("X-Request-ID is not UTF-8 text")
+
+
+#: A body deadline short enough for a test; the default is DEFAULT_BODY_TIMEOUT_S.
+DEADLINE_S = 0.5
+#: The start of a body whose Content-Length promises far more (under the 20,000-byte cap).
+STALLED = b'{"insta'
+PROMISED = {"content-length": "15000", "content-type": "application/json"}
+
+
+def test_a_stalled_body_is_answered_408_within_the_deadline_and_frees_its_slot(
+    registry: Registry,
+) -> None:
+    """A client that sends 7 of the 15,000 bytes it promised and then stalls held its
+    request slot (one of max_ongoing_requests) for as long as it kept the connection."""
+    service, recorder = make(registry, body_timeout_s=DEADLINE_S)
+    batch = {"instances": raw_records(registry, 1)}
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], float, int]:
+        never = asyncio.Event()
+
+        async def stalled_body() -> AsyncIterator[bytes]:
+            yield STALLED
+            await never.wait()
+
+        start = time.perf_counter()
+        # Old code: never answered (the bound only keeps the test from hanging).
+        stalled = await asyncio.wait_for(
+            asyncio.gather(
+                client.post(PREDICT, content=stalled_body(), headers=PROMISED),
+                client.post(FEEDBACK, content=stalled_body(), headers=PROMISED),
+            ),
+            timeout=20 * DEADLINE_S,
+        )
+        took = time.perf_counter() - start
+        reading = service.reading
+        return [*stalled, await client.post(PREDICT, json=batch)], took, reading
+
+    (predict, feedback, good), took, reading = run(service, scenario)
+    assert DEADLINE_S <= took < 10 * DEADLINE_S, took
+    for reply in (predict, feedback):
+        assert reply.status_code == 408, reply.text
+        assert reply.headers["connection"] == "close"
+        assert reply.json() == {
+            "error": "the body did not all arrive within 0.5 s (7 of the 15000 bytes of its "
+            "Content-Length came); send the whole body without pausing (a Content-Length "
+            "the body falls short of waits for the rest)",
+            "field": "body",
+            "allowed": "a body that arrives within 0.5 s",
+        }
+    assert reading == 0  # the predict route's count of requests still being read
+    assert good.status_code == 200, good.text
+    assert recorder.rejections == [(MODEL, 408), (MODEL, 408)]
+
+
+def test_a_stalled_body_on_a_real_connection_is_answered_and_the_connection_closed(
+    registry: Registry,
+) -> None:
+    """Over a socket, as Ray Serve's proxy and direct ingress serve the app (uvicorn):
+    the stalled client gets its 408 and then end of stream, not an open connection."""
+    import uvicorn
+
+    service, _ = make(registry, body_timeout_s=DEADLINE_S)
+    api = create_api(service)
+    head = (
+        f"POST {PREDICT} HTTP/1.1\r\nHost: regtune\r\nContent-Type: application/json\r\n"
+        "Content-Length: 15000\r\n\r\n"
+    ).encode()
+
+    async def main() -> tuple[bytes, float]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            config = uvicorn.Config(
+                api, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+            )
+            server = uvicorn.Server(config)
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            writer = None
+            try:
+                while not server.started:
+                    await asyncio.sleep(0.01)
+                reader, writer = await asyncio.open_connection(*sock.getsockname())
+                writer.write(head + STALLED)
+                await writer.drain()
+                start = time.perf_counter()
+                # Read to end of stream: the server must answer and then close.
+                answer = await asyncio.wait_for(reader.read(), timeout=20 * DEADLINE_S)
+                took = time.perf_counter() - start
+            finally:
+                if writer is not None:
+                    writer.close()
+                server.should_exit = True
+                await serving
+        return answer, took
+
+    answer, took = asyncio.run(main())
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert b'"field": "body"' in answer
+    assert took < 10 * DEADLINE_S, took
+
+
+def test_a_body_that_arrives_in_pieces_within_the_deadline_is_read(registry: Registry) -> None:
+    service, _ = make(registry, body_timeout_s=5.0)
+    good = json.dumps({"instances": raw_records(registry, 2)}).encode()
+
+    async def scenario(client: httpx.AsyncClient) -> httpx.Response:
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(good), 50):
+                await asyncio.sleep(0.01)
+                yield good[i : i + 50]
+
+        headers = {"content-length": str(len(good)), "content-type": "application/json"}
+        return await client.post(PREDICT, content=pieces(), headers=headers)
+
+    reply = run(service, scenario)
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["predictions"]) == 2
+
+
+def test_the_body_deadline_is_a_setting_with_a_documented_default() -> None:
+    from regtune.serve.settings import DEFAULT_BODY_TIMEOUT_S, parse_settings
+
+    assert ServeSettings(model="m").body_timeout_s == DEFAULT_BODY_TIMEOUT_S == 10.0
+    assert parse_settings({"model": "m", "body_timeout_s": 2.5}).body_timeout_s == 2.5
+    for bad in (0, -1, float("inf"), 3601):
+        with pytest.raises(SpecError, match=r"serve\.body_timeout_s"):
+            parse_settings({"model": "m", "body_timeout_s": bad})

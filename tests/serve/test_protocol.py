@@ -297,3 +297,38 @@ def test_a_byte_order_mark_is_named() -> None:
     error = refuse(RecordValidator(SCHEMA), b"\xef\xbb\xbf" + body({"instances": [GOOD]}))
     assert (error.status, error.field) == (400, "body")
     assert "starts with a UTF-8 byte order mark" in str(error)
+
+
+def test_a_clients_long_key_is_cut_like_a_value_wherever_it_is_named() -> None:
+    """A 200,000-character unknown key made a 400 KB refusal (echoed whole twice)."""
+    long = "k" * 200_000
+    cut = f"{'k' * (VALUE_SHOWN - 3)}..."
+    good, key = body(GOOD)[1:-1], body(long)
+    cases = [
+        # An unknown feature: the message and the field.
+        (body({"instances": [{**GOOD, long: 1}]}), f"instances[0].{cut}"),
+        # An unknown top-level key.
+        (body({"instances": [GOOD], long: 1}), cut),
+        # A repeated key, and a repeated key below one.
+        (b'{"instances": [{%s}], %s: 1, %s: 2}' % (good, key, key), cut),
+        (b'{"instances": [{%s, "sex": {%s: 1, %s: 2}}]}' % (good, key, key),
+         f"instances[0].sex.{cut}"),
+        (b'{"instances": [{%s, %s: {"v": 1, "v": 2}}]}' % (good, key), f"instances[0].{cut}.v"),
+    ]  # fmt: skip
+    for raw, field in cases:
+        error = refuse(RecordValidator(SCHEMA), raw)
+        assert (error.status, error.field) == (422, field), str(error)[:300]
+        assert len(json.dumps(error.to_json())) < 1000, str(error)[:300]
+        assert long[:VALUE_SHOWN] not in str(error)
+
+
+def test_a_long_feature_name_is_named_whole() -> None:
+    name = "number_of_previous_hospital_admissions_in_the_last_12_months"
+    assert len(name) > VALUE_SHOWN
+    schema = FeatureSchema(numeric=(NumericFeature(name, 1.0, 1.0),), categorical=(),
+                           label="y", classes=("a", "b"))  # fmt: skip
+    error = refuse(RecordValidator(schema), b'{"instances": [{"%s": 1, "%s": 2}]}' % (
+        name.encode(), name.encode()))  # fmt: skip
+    assert error.field == f"instances[0].{name}"
+    error = refuse(RecordValidator(schema), body({"instances": [{name: "x"}]}))
+    assert error.field == f"instances[0].{name}"
