@@ -53,7 +53,7 @@ class RollbackMarker:
         try:
             data = self.place.read(self.file)
             entry = None if data is None else json.loads(data)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             _log.warning("regtune serve: cannot read %s (%s)", self.place.display(self.file), exc)
             return None
         return entry if isinstance(entry, dict) else None

@@ -71,3 +71,13 @@ def test_an_unwritable_or_unreadable_marker_keeps_serving(
     garbled.place.write(garbled.file, b"{not json")
     assert garbled.load() is None
     assert "cannot read" in caplog.text
+
+
+def test_a_marker_nested_too_deeply_is_unreadable_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = RollbackMarker.at(str(tmp_path), MODEL, "d", 4)
+    marker.save({"version": 4})
+    marker.place.write(marker.file, ("[" * 100_000 + "]" * 100_000).encode())
+    assert marker.load() is None
+    assert "cannot read" in caplog.text

@@ -146,7 +146,7 @@ def _reported_rows(path: Path) -> dict[int, dict[str, Any]]:
     for line in text.splitlines():
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue  # a torn last line while the trial was being killed
         if isinstance(row, dict) and isinstance(row.get("training_iteration"), int):
             rows[row["training_iteration"]] = row
@@ -159,7 +159,7 @@ def _checkpoint_tree(state_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         tree = json.loads((state_dir / TREE_FILE).read_text())["tree"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     if not isinstance(tree, dict) or not _is_int(tree.get("epoch")):
         return None
@@ -264,7 +264,7 @@ def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
             config = json.loads((folder / "params.json").read_text())
             if not isinstance(config, dict):
                 raise ValueError(f"it holds {type(config).__name__}, not an object")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             config, problem = {}, BAD_PARAMS.format(error=_one_line(exc))
         rows = _reported_rows(folder / "result.json")
         checkpoint, tree, damaged = _newest_checkpoint(folder)
@@ -294,7 +294,7 @@ def read_objectives(experiment: Path) -> list[tuple[str, str]] | None:
     try:
         spec = json.loads((experiment / "results" / "spec.json").read_text())
         objectives = [(str(o["metric"]), str(o["mode"])) for o in spec["objectives"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return objectives or None
 
