@@ -64,6 +64,7 @@ from regtune.serve.protocol import (
     FeedbackRequest,
     RecordValidator,
     RequestError,
+    cut_text,
     refuse_bom,
     refuse_duplicate_keys,
 )
@@ -531,6 +532,7 @@ class ModelService:
             },
             "limits": {
                 "max_body_bytes": s.max_body_bytes,
+                "body_timeout_s": s.body_timeout_s,
                 "max_instances": s.max_instances,
                 "unknown_categories": s.unknown_categories,
             },
@@ -567,7 +569,7 @@ def _feedback_error(exc: ValueError) -> RequestError:
             field="body",
             allowed="a JSON object",
         )
-    field = ".".join(str(p) for p in err["loc"]) or "body"
+    field = ".".join(cut_text(str(p)) for p in err["loc"]) or "body"
     allowed = {
         "request_id": "the request_id string a predict response returned",
         "labels": "a list of class labels, one per instance of that request",

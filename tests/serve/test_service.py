@@ -15,6 +15,7 @@ import pytest
 from regtune.errors import SpecError
 from regtune.platform.registry.postprocess import PostProcessing
 from regtune.serve.predictor import ModelOutputError
+from regtune.serve.protocol import RequestError
 from regtune.serve.service import ModelService, Rows, load_service
 from regtune.serve.settings import ServeSettings
 from regtune.trainables.schema import FeatureSchema
@@ -376,3 +377,19 @@ def test_a_sensitive_attribute_that_is_no_feature_is_described_as_an_optional_in
     records = raw_records(registry, 2)
     sent = [{**records[0], "group": "b"}, records[1]]
     assert len(ask(service, sent, "grouped")["predictions"]) == 2
+
+
+def test_a_long_unknown_feedback_key_is_cut_and_the_body_deadline_is_described(
+    registry: Registry,
+) -> None:
+    service = load_service(ServeSettings(model=f"{MODEL}:1", registry=registry.root))
+    key = "k" * 200_000
+    with pytest.raises(RequestError) as caught:
+        service.add_feedback(
+            MODEL, json.dumps({"request_id": "r", "labels": ["x"], key: 1}).encode()
+        )
+    assert caught.value.status == 422
+    assert len(caught.value.field) < 100 and len(str(caught.value)) < 1_000
+    assert caught.value.field.startswith("kkk") and caught.value.field.endswith("...")
+    limits = service.describe(MODEL)["limits"]
+    assert limits["body_timeout_s"] == service.settings.body_timeout_s
