@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import numbers
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +48,7 @@ from ray.tune import Callback
 from regtune.platform.analysis.columns import is_final_report
 from regtune.platform.results.degenerate import is_constant_predictor
 from regtune.platform.results.ranking import TIE_BREAK, best_first
+from regtune.platform.results.schema import is_finite_number
 from regtune.platform.results.trials import NOT_STARTED, STOPPED_EARLY, trial_status
 from regtune.platform.tune.banners import (
     actor_error,
@@ -141,7 +140,7 @@ class SweepProgress:
         if not self.objectives:
             return
         keys = {metric for metric, _ in self.objectives} | {TIE_BREAK[0]}
-        row = {k: float(result[k]) for k in keys if _finite(result.get(k))}
+        row = {k: float(result[k]) for k in keys if is_finite_number(result.get(k))}
         ranked = self._ranked_row(trial_id, epoch, row, result.get("kept_epoch"))
         if is_constant_predictor(result):
             self.constant.add(trial_id)
@@ -288,19 +287,10 @@ def progress_text(snap: dict[str, Any]) -> str:
 
 def _whole(value: object) -> int | None:
     """A whole number (an epoch, as a result reports it), else None."""
-    if not _finite(value):
+    if not is_finite_number(value):
         return None
     number = float(value)  # type: ignore[arg-type]
     return int(number) if number.is_integer() else None
-
-
-def _finite(value: object) -> bool:
-    """A real number (numpy's too), not a bool, not NaN or infinite."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 class PeriodicLines:
