@@ -44,6 +44,7 @@ from regtune.platform.results.read import (
     concat_parts,
     incomplete_message,
     incomplete_trials,
+    mark_unknown,
     read_store,
     scan_epoch_parts,
     skipped_parts,
@@ -63,10 +64,12 @@ __all__ = [
     "MSG_UNKNOWN_STATUS",
     "UNKNOWN",
     "Experiment",
+    "StoredSpec",
     "final_values",
     "load_experiment",
     "row_groups_holding",
     "stored_columns",
+    "stored_spec",
 ]
 
 MSG_EMPTY = (
@@ -114,6 +117,32 @@ _KEYS = ("trial_id", "iteration")
 #: Read with every projection: it tells the rows a restore abandoned
 #: (:func:`~regtune.platform.results.read.abandoned_rows`); dropped after unless asked for.
 _STAMP = "timestamp"
+
+
+@dataclass(frozen=True)
+class StoredSpec:
+    """The stored spec as the analysis reads it (:func:`stored_spec`): ``spec``, or ``None``
+    when there is none usable; ``notes``: its problems in the analysis' words (the keys it
+    was read without; why there is no spec)."""
+
+    spec: SweepSpec | None
+    notes: tuple[str, ...] = ()
+
+
+def stored_spec(exp: str) -> StoredSpec:
+    """Read experiment ``exp``'s stored spec once, for :func:`load_experiment` and for the
+    caller that needs it before (the columns to read depend on it): a missing or unusable
+    spec and the keys a lenient read left out are notes, not errors."""
+    notes: list[str] = []
+    spec: SweepSpec | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResultsWarning)
+        try:
+            spec = read_spec(exp)
+        except DataError as exc:
+            notes.append(MSG_NO_SPEC.format(exp=exp, reason=exc))
+    _record(caught, notes)
+    return StoredSpec(spec=spec, notes=tuple(notes))
 
 
 @dataclass
@@ -364,9 +393,11 @@ def _trial_states(
     )
 
 
-def _spec_trials_quietly(exp: str) -> float:
-    """How many trials the stored spec starts; infinity when it cannot be read (then
-    whether every trial ended cannot be told)."""
+def _spec_trials_quietly(exp: str, given: StoredSpec | None) -> float:
+    """How many trials the stored spec starts (``given``: the spec already read); infinity
+    when it cannot be read (then whether every trial ended cannot be told)."""
+    if given is not None:
+        return given.spec.n_trials if given.spec is not None else math.inf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResultsWarning)
         try:
@@ -390,12 +421,16 @@ def _stored_states_quietly(
     return stored.states, stored.iterations
 
 
-def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experiment:
+def load_experiment(
+    exp: str, columns: Sequence[str] | None = None, *, spec: StoredSpec | None = None
+) -> Experiment:
     """Read experiment ``exp`` (a path or URI) for analysis.
 
     ``columns``: the metric and ``config.*`` columns to read (``trial_id`` and
     ``iteration`` always come); ``None`` reads everything through the
-    results store's readers.
+    results store's readers. ``spec``: the stored spec when the caller has read it
+    (:func:`stored_spec`), so it is not read again; its notes are the experiment's
+    as they would be had it been read here.
 
     Raises:
         DataError: no such experiment, no reported epoch yet, no readable epoch
@@ -416,7 +451,7 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
             epochs, stored, parts, incomplete = read.epochs, read.stored, read.parts, read.lost
             trials = pd.DataFrame()
             if not epochs.empty:
-                trials = trials_frame(loc, epochs, states=stored.states)
+                trials = trials_frame(loc, epochs, stored=stored)
         else:
             epochs = _read_projected(exp, columns, notes, skipped)
             trials = pd.DataFrame()
@@ -435,7 +470,7 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
             and not any(iterations.values())
             # A trial enters the table at its first epoch or its end: the sweep is over
             # only when every trial its spec starts is there.
-            and len(ended) >= _spec_trials_quietly(exp)
+            and len(ended) >= _spec_trials_quietly(exp, spec)
         ):
             shown = ", ".join(f"{tid} {s.status}" for tid, s in sorted(ended.items())[:5])
             more = f", ... ({len(ended) - 5} more)" if len(ended) > 5 else ""
@@ -455,25 +490,18 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResultsWarning)
             stored = stored_trials(loc)
-            trials = _trial_states(epochs, seg, stored.states)
+            # The store's rule, as trials_frame applies it to the full read.
+            trials = mark_unknown(_trial_states(epochs, seg, stored.states), stored)
         _record(caught, notes)
         parts = skipped_parts(skipped)
         incomplete = incomplete_trials(epochs, stored.iterations) if parts else {}
-    if stored.unusable is not None:
-        # The stored table cannot be used: no trial's status is known.
-        trials["status"] = UNKNOWN
     notes = list(dict.fromkeys(notes))
     if incomplete:
         message = incomplete_message(parts, incomplete)
         notes.append(MSG_INCOMPLETE.format(message=message))
-    spec: SweepSpec | None = None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResultsWarning)
-        try:
-            spec = read_spec(exp)
-        except DataError as exc:
-            notes.append(MSG_NO_SPEC.format(exp=exp, reason=exc))
-    _record(caught, notes)
+    if spec is None:
+        spec = stored_spec(exp)
+    notes.extend(spec.notes)
     if "experiment" in epochs.columns and len(epochs):
         name = str(epochs["experiment"].iloc[0])
     result = Experiment(
@@ -481,7 +509,7 @@ def load_experiment(exp: str, columns: Sequence[str] | None = None) -> Experimen
         path=str(exp),
         epochs=epochs,
         trials=trials,
-        spec=spec,
+        spec=spec.spec,
         segments=seg,
         incomplete=incomplete,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regtune.errors import DataError, SpecError
+from regtune.errors import SpecError
 from regtune.platform.analysis.best import BestTrial, best_trial, best_trial_id
 from regtune.platform.analysis.columns import detail_columns
 from regtune.platform.analysis.curves import Segments, segments
@@ -34,6 +33,7 @@ from regtune.platform.analysis.load import (
     final_values,
     load_experiment,
     stored_columns,
+    stored_spec,
 )
 from regtune.platform.analysis.path import BOOKKEEPING_SUFFIXES, heatmap, regularization_path
 from regtune.platform.analysis.summary import (
@@ -602,18 +602,10 @@ def analyze_experiment(
     """
     started, started_cpu = time.perf_counter(), time.process_time()
     available, _notes = stored_columns(exp)
-    spec: SweepSpec | None
-    from regtune.platform.results import ResultsWarning, read_spec
-
-    with warnings.catch_warnings():
-        # load_experiment reads the spec again and reports its problems as notes.
-        warnings.simplefilter("ignore", ResultsWarning)
-        try:
-            spec = read_spec(exp)
-        except DataError:
-            spec = None
-    columns = needed_columns(available, spec, objectives=objectives, metrics=metrics)
-    experiment: Experiment = load_experiment(exp, columns=columns)
+    # Read once: the columns to read depend on it; load_experiment reports its problems.
+    spec = stored_spec(exp)
+    columns = needed_columns(available, spec.spec, objectives=objectives, metrics=metrics)
+    experiment: Experiment = load_experiment(exp, columns=columns, spec=spec)
     read, read_cpu = time.perf_counter(), time.process_time()
     analysis = analyze_tables(
         experiment.epochs,

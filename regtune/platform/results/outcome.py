@@ -41,7 +41,7 @@ from regtune.platform.results.schema import (
     flatten_config,
     is_number,
 )
-from regtune.platform.results.trials import ERROR, UNKNOWN, config_of, trial_status
+from regtune.platform.results.trials import ERROR, config_of, trial_status
 from regtune.search_spaces import SweepSpec
 
 __all__ = [
@@ -234,14 +234,12 @@ class SweepOutcome:
         loc = locate(exp)
         # Read once: the trial table and the ranked rows.
         read = read_store(loc, exp, "epoch rows")
-        epochs, states, run_s = read.epochs, read.stored.states, read.stored.run_s
+        epochs, run_s = read.epochs, read.stored.run_s
         if read.lost:
             warnings.warn(incomplete_message(read.parts, read.lost), ResultsWarning, 2)
-        # Column by column: a 10,000-trial table holds over a million cells.
-        table = trials_frame(loc, epochs, states=states, best=False)
-        if read.stored.unusable is not None:
-            # No status can be read and the epochs cannot tell one (as read_trials says).
-            table["status"] = UNKNOWN
+        # Column by column: a 10,000-trial table holds over a million cells. A stored table
+        # that cannot be used makes every status unknown, as in read_trials.
+        table = trials_frame(loc, epochs, stored=read.stored, best=False)
         ranks = ranked_rows(epochs, spec)
         base = flatten_config(spec.base_config())
         sampled = [path for path, _ in spec.iter_distributions()]

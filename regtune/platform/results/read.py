@@ -67,6 +67,7 @@ __all__ = [
     "concat_parts",
     "incomplete_trials",
     "load_trial_states",
+    "mark_unknown",
     "read_epochs",
     "read_spec",
     "read_store",
@@ -645,11 +646,7 @@ def read_trials(exp: str) -> pd.DataFrame:
     read = read_store(loc, exp, "trial table")
     if read.lost:
         warnings.warn(incomplete_message(read.parts, read.lost), ResultsWarning, 2)
-    table = trials_frame(loc, read.epochs, states=read.stored.states)
-    if read.stored.unusable is not None:
-        # No status is stored and the epochs cannot tell one (as regtune analyze says).
-        table["status"] = UNKNOWN
-    return table
+    return trials_frame(loc, read.epochs, stored=read.stored)
 
 
 def incomplete_message(skipped: list[str], lost: Mapping[str, str]) -> str:
@@ -665,21 +662,34 @@ def trials_frame(
     loc: ResultsLocation,
     epochs: pd.DataFrame,
     *,
-    states: Mapping[str, TrialState] | None = None,
+    stored: StoredTrials | None = None,
     best: bool = True,
 ) -> pd.DataFrame:
     """:func:`read_trials`' table from epoch rows already read (:func:`read_epochs`'s)
-    and the stored statuses, for a caller that needs both without reading twice.
-    ``states``: the statuses when the caller has read them already
-    (:func:`stored_trial_states`); ``best=False`` leaves out the ``best.*``
-    columns (built column by column: see :func:`~regtune.platform.results.trials.trial_frame`).
+    and the stored trial table, for a caller that needs both without reading twice.
+    ``stored``: the stored trial table when the caller has read it already
+    (:func:`stored_trials`, :func:`read_store`), else it is read here; one that cannot be
+    used gives every trial the status ``unknown`` (:func:`mark_unknown`), as in
+    :func:`read_trials`. ``best=False`` leaves out the ``best.*`` columns (built column by
+    column: see :func:`~regtune.platform.results.trials.trial_frame`).
 
     Raises:
-        DataError: as :func:`stored_trial_states`.
+        DataError: as :func:`stored_trials`.
     """
-    if states is None:
-        states, _ = stored_trial_states(loc)
-    return trial_frame(epochs, states, experiment=_experiment_name(loc, epochs), best=best)
+    if stored is None:
+        stored = stored_trials(loc)
+    table = trial_frame(epochs, stored.states, experiment=_experiment_name(loc, epochs), best=best)
+    return mark_unknown(table, stored)
+
+
+def mark_unknown(table: pd.DataFrame, stored: StoredTrials) -> pd.DataFrame:
+    """``table`` (one row per trial, with ``status``), every status ``unknown`` when the
+    stored trial table ``stored`` cannot be used: no status is stored and the epochs cannot
+    tell one. The one place of that rule: :func:`trials_frame` (so :func:`read_trials` and
+    the sweep's outcome) and the analysis' trial table apply it."""
+    if stored.unusable is not None:
+        table["status"] = UNKNOWN
+    return table
 
 
 def _experiment_name(loc: ResultsLocation, epochs: pd.DataFrame) -> str:
