@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -132,7 +134,8 @@ def _print(analysis: object) -> None:
     assert isinstance(analysis, Analysis)  # for mypy; always true here
     out.rule(Text(str(analysis.name or analysis.path), style="bold"))
     out.print(
-        f"{analysis.n_trials} trials; objective {analysis.objective[0]} ({analysis.objective[1]}); "
+        f"{analysis.n_trials} trial{'' if analysis.n_trials == 1 else 's'}; "
+        f"objective {analysis.objective[0]} ({analysis.objective[1]}); "
         f"swept: {', '.join(p.name for p in analysis.swept) or '(none)'}",
         highlight=False,
     )
@@ -276,6 +279,72 @@ def _print_best(best: object) -> None:
         out.print(table)
 
 
+#: The side-by-side table's columns; the cells of those in ``_WHOLE`` are numbers.
+_SIDE_COLUMNS = ("experiment", "trials", "best trial", "objective", "hypervolume", "reference")
+_WHOLE = frozenset({"trials", "objective", "reference"})
+#: Width of a column's border and padding, and of the table's last border.
+_CELL_FRAME, _TABLE_FRAME = 3, 1
+
+
+def _side_by_side(analyses: Sequence[object]) -> Table:
+    """Each experiment's trials, best trial and its objective value, hypervolume and the
+    reference point it is measured against (each its own experiment's: side by side, never
+    compared as one); an empty front shows '-' and why, never 0.
+
+    No cell ends in '…': a cut number (``val_acc=0.7…``) could not be compared with the
+    next row's. The numbers (one reference value a line) stay whole on their line while
+    the terminal has room for them; the names, trial ids and an empty front's reason fold
+    instead (and, on a terminal too narrow even for that, the numbers fold too).
+    """
+    from regtune.platform.analysis.run import Analysis
+
+    rows: list[tuple[str, ...]] = []
+    for a in analyses:
+        assert isinstance(a, Analysis)  # for mypy; always true here
+        best = a.best.trial_id if a.best is not None else "-"
+        value = a.summary.loc[best, a.objective[0]] if a.best is not None else float("nan")
+        empty = a.empty_front_reason()
+        if a.front is None:
+            volume, point = "-", "-"
+        elif empty is not None:
+            volume, point = f"- ({empty})", "-"
+        else:
+            volume = _fmt(a.front.hypervolume)
+            point = "\n".join(f"{k}={v:.4g}" for k, v in a.front.reference.items())
+        rows.append(
+            (a.name, str(a.n_trials), best, f"{a.objective[0]}={_fmt(float(value))}", volume, point)
+        )
+    widths = {
+        column: max(
+            cell_len(line) for cell in (column, *(r[i] for r in rows)) for line in cell.split("\n")
+        )
+        for i, column in enumerate(_SIDE_COLUMNS)
+    }
+    # The other columns fold, each down to its header's longest word at the least.
+    words = {c: max(map(cell_len, c.split())) for c in _SIDE_COLUMNS}
+    given = {c: widths[c] if c in _WHOLE else words[c] for c in _SIDE_COLUMNS}
+    room = out.width - _CELL_FRAME * len(_SIDE_COLUMNS) - _TABLE_FRAME - sum(given.values())
+    whole = room >= 0
+    # What is left goes to the folding column that lacks the most, a character at a time.
+    while whole and room > 0:
+        lacking = max(given, key=lambda c: widths[c] - given[c])
+        if widths[lacking] <= given[lacking]:
+            break
+        given[lacking] += 1
+        room -= 1
+    table = Table(title="side by side (each hypervolume against its own reference)")
+    for column in _SIDE_COLUMNS:
+        table.add_column(
+            column,
+            overflow="fold",
+            no_wrap=whole and column in _WHOLE,
+            width=given[column] if whole else None,
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 @app.command()
 def analyze(
     experiments: Annotated[
@@ -398,38 +467,7 @@ def analyze(
         for key, row in differences.iterrows():
             table.add_row(str(key), *(str(v) for v in row))
         out.print(table if len(differences) else "the specs are identical")
-        # Each hypervolume is measured against its own experiment's reference point: the
-        # reference stands beside it, and an empty front shows '-' and why, never 0.
-        summary = Table(title="side by side (each hypervolume against its own reference)")
-        for column in (
-            "experiment",
-            "trials",
-            "best trial",
-            "objective",
-            "hypervolume",
-            "reference",
-        ):
-            summary.add_column(column)
-        for a in analyses:
-            best = a.best.trial_id if a.best is not None else "-"
-            value = a.summary.loc[best, a.objective[0]] if a.best is not None else float("nan")
-            empty = a.empty_front_reason()
-            if a.front is None:
-                volume, point = "-", "-"
-            elif empty is not None:
-                volume, point = f"- ({empty})", "-"
-            else:
-                volume = _fmt(a.front.hypervolume)
-                point = ", ".join(f"{k}={v:.4g}" for k, v in a.front.reference.items())
-            summary.add_row(
-                a.name,
-                str(a.n_trials),
-                best,
-                f"{a.objective[0]}={_fmt(float(value))}",
-                volume,
-                point,
-            )
-        out.print(summary)
+        out.print(_side_by_side(analyses))
     for analysis in analyses:
         _print(analysis)
     for path in written:

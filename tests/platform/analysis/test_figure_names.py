@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
-
-from typer.testing import CliRunner
 
 from regtune.platform.analysis.compare import MAX_FIGURE_STEM, figure_stem
-from regtune.platform.cli import app
+from tests.platform.cli.invoke import invoke
 from tests.platform.results.test_no_epoch_config import _store
-
-
-def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 def test_short_names_keep_their_stem() -> None:
@@ -44,7 +37,7 @@ def test_figures_of_an_experiment_with_a_255_character_name_are_written(
     exp = tmp_path / ("e" * 255)
     _store(str(exp))
     out, html = tmp_path / "figs", tmp_path / "report.html"
-    result = _invoke("analyze", str(exp), "--figures", str(out), "--html", str(html))
+    result = invoke("analyze", str(exp), "--figures", str(out), "--html", str(html))
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in out.iterdir())
     assert written

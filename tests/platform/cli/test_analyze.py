@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from regtune.platform.cli import app
 from regtune.search_spaces import load_spec
 from tests.platform.analysis.tables import (
     HEALTHY,
@@ -22,6 +20,7 @@ from tests.platform.analysis.tables import (
     final_report,
     write_experiment,
 )
+from tests.platform.cli.invoke import invoke
 
 CURVES = {"o": OVERFIT, "u": UNDERFIT, "x": UNSTABLE, "h": HEALTHY, "s": SHORT}
 L2 = {"o": 1e-6, "u": 1e-2, "x": 1e-3, "h": 1e-4, "s": 1e-5}
@@ -40,12 +39,8 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exp
 
 
-def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
-
-
 def test_json_output(experiment: Path) -> None:
-    result = _invoke("analyze", str(experiment), "--json")
+    result = invoke("analyze", str(experiment), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["experiments"][0]
     assert data["experiment"] == "quick" and data["n_trials"] == 5
@@ -72,7 +67,7 @@ def test_json_output(experiment: Path) -> None:
 
 def test_terminal_tables_html_and_pngs(experiment: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.html"
-    result = _invoke(
+    result = invoke(
         "analyze", str(experiment), "--html", str(report), "--figures", str(tmp_path / "png")
     )
     assert result.exit_code == 0, result.output
@@ -91,7 +86,7 @@ def test_two_experiments_side_by_side(experiment: Path, tmp_path: Path) -> None:
     other = tmp_path / "wider"
     spec = load_spec("quickstart", overrides=["penalties.l2={loguniform: [1e-8, 1.0]}"])
     write_experiment(str(other), CURVES, _configs(), spec=spec.to_dict())
-    result = _invoke("analyze", str(experiment), str(other), "--json")
+    result = invoke("analyze", str(experiment), str(other), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [e["experiment"] for e in data["experiments"]] == ["quick", "wider"]
@@ -99,7 +94,7 @@ def test_two_experiments_side_by_side(experiment: Path, tmp_path: Path) -> None:
     assert "penalties.l2" in diffs
     assert "1e-08" in diffs["penalties.l2"]["wider"]
     figures = tmp_path / "png"
-    terminal = _invoke(
+    terminal = invoke(
         "analyze",
         str(experiment),
         str(other),
@@ -129,7 +124,7 @@ def test_bad_and_foreign_parts_are_named_and_kept(experiment: Path, tmp_path: Pa
 
     alien = epochs / "part-zzzz-alien.parquet"
     pd.DataFrame({"trial_id": ["q"], "iteration": [1]}).to_parquet(alien)
-    result = _invoke("analyze", str(copy), "--json")
+    result = invoke("analyze", str(copy), "--json")
     assert result.exit_code == 0, result.output
     notes = "\n".join(json.loads(result.stdout)["experiments"][0]["notes"])
     for path in (corrupt, foreign, alien):
@@ -151,23 +146,23 @@ def test_bad_and_foreign_parts_are_named_and_kept(experiment: Path, tmp_path: Pa
 def test_unknown_names_exit_2_listing_what_is_there(
     experiment: Path, args: list[str], message: str
 ) -> None:
-    result = _invoke("analyze", str(experiment), *args)
+    result = invoke("analyze", str(experiment), *args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
 
 
 def test_missing_and_empty_experiments(tmp_path: Path) -> None:
-    result = _invoke("analyze", str(tmp_path / "nowhere"))
+    result = invoke("analyze", str(tmp_path / "nowhere"))
     assert result.exit_code == 2 and "no results folder" in " ".join(result.output.split())
     empty = tmp_path / "empty"
     (empty / "results" / "epochs").mkdir(parents=True)
-    result = _invoke("analyze", str(empty))
+    result = invoke("analyze", str(empty))
     assert result.exit_code == 2
     assert "has no reported epochs yet" in " ".join(result.output.split())
 
 
 def test_names_resolve_under_storage(experiment: Path) -> None:
-    result = _invoke("analyze", "quick", "--storage", str(experiment.parent), "--json")
+    result = invoke("analyze", "quick", "--storage", str(experiment.parent), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["experiments"][0]["experiment"] == "quick"
 
@@ -183,14 +178,14 @@ def test_bad_output_targets_exit_2_naming_the_option(experiment: Path, tmp_path:
         (["--html", str(a_file / "r.html")], f"--html {a_file / 'r.html'}: {a_file} is a file"),
     ]
     for args, message in cases:
-        result = _invoke("analyze", str(experiment), *args)
+        result = invoke("analyze", str(experiment), *args)
         assert result.exit_code == 2, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert message in " ".join(result.output.split())
     # A write that fails anyway (a folder where a PNG goes) is named too, not a traceback.
     figures = tmp_path / "png"
     (figures / "quick-diagnosis.png").mkdir(parents=True)
-    result = _invoke("analyze", str(experiment), "--figures", str(figures))
+    result = invoke("analyze", str(experiment), "--figures", str(figures))
     assert result.exit_code == 2, result.output
     assert f"--figures {figures}: cannot write there" in " ".join(result.output.split())
     assert a_file.read_text() == "not a folder"
@@ -203,7 +198,7 @@ def test_two_folders_of_the_same_name_stay_apart(experiment: Path, tmp_path: Pat
     spec = load_spec("quickstart", overrides=["penalties.l2={loguniform: [1e-8, 1.0]}"])
     write_experiment(str(other), CURVES, _configs(), spec=spec.to_dict())
     figures = tmp_path / "png"
-    result = _invoke("analyze", str(experiment), str(other), "--json", "--figures", str(figures))
+    result = invoke("analyze", str(experiment), str(other), "--json", "--figures", str(figures))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     names = [e["experiment"] for e in data["experiments"]]
@@ -221,7 +216,7 @@ def test_a_two_epoch_grid_is_too_short_not_stopped_early(tmp_path: Path) -> None
     exp = tmp_path / "short"
     configs = {t: {"penalties": {"l2": l2}} for t, l2 in (("a", 1e-4), ("b", 1e-2))}
     write_experiment(str(exp), {"a": SHORT, "b": SHORT}, configs, max_t=2)
-    result = _invoke("analyze", str(exp), "--json")
+    result = invoke("analyze", str(exp), "--json")
     assert result.exit_code == 0, result.output
     (line,) = [v for v in json.loads(result.stdout)["experiments"][0]["verdict"] if "short" in v]
     assert line.startswith("2 trial(s) too short to diagnose (2 epochs < 3)")
@@ -235,25 +230,19 @@ def test_an_unknown_metric_lists_what_a_user_would_pick_and_suggests(tmp_path: P
     configs = {t: {"penalties": {"l2": l2}} for t, l2 in (("a", 1e-4), ("b", 1e-2))}
     final = {"a": final_report(), "b": final_report()}
     write_experiment(str(exp), {"a": HEALTHY, "b": OVERFIT}, configs, final=final)
-    result = _invoke("analyze", str(exp), "--objective", "bogus")
+    result = invoke("analyze", str(exp), "--objective", "bogus")
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "test_reliability.bNN.{conf,acc,count}" in text and ".b03." not in text
     assert "test_selection_rate_<group>[_ci_{low,high}] (<group>: F, M)" in text
     assert len(text) < 400 and "did you mean" not in text
-    result = _invoke("analyze", str(exp), "--objective", "val_ac")
+    result = invoke("analyze", str(exp), "--objective", "val_ac")
     assert result.exit_code == 2
     assert " ".join(result.output.split()).endswith("(did you mean 'val_acc'?)")
 
 
-def test_terminal_output_fits_80_columns_with_hanging_indents(
-    experiment: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from regtune.platform.cli.app import out
-
-    # The console's width: rich reads $COLUMNS once, when the console is made.
-    monkeypatch.setattr(out, "width", 80)
-    result = CliRunner().invoke(app, ["analyze", str(experiment)])
+def test_terminal_output_fits_80_columns_with_hanging_indents(experiment: Path) -> None:
+    result = invoke("analyze", str(experiment), width=80)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
@@ -293,14 +282,12 @@ def _words(text: str) -> str:
 
 
 def test_constant_predictors_only_no_best_and_why_the_front_is_empty(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    from regtune.platform.cli.app import out
     from regtune.platform.results import SweepOutcome
 
     exp = _constant_store(tmp_path / "churn", learned=False)
-    monkeypatch.setattr(out, "width", 80)
-    result = _invoke("analyze", str(exp))
+    result = invoke("analyze", str(exp), width=80)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
@@ -319,7 +306,7 @@ def test_constant_predictors_only_no_best_and_why_the_front_is_empty(
     assert "healthy" not in text and "keep the range" not in text
     assert "degenerate 2 k1: degenerate: predicts one class for every row" in text
     assert "best trial:" not in text
-    data = json.loads(_invoke("analyze", str(exp), "--json").stdout)["experiments"][0]
+    data = json.loads(invoke("analyze", str(exp), "--json").stdout)["experiments"][0]
     assert data["no_best"] == reason and data["best"] is None
     assert data["diagnosis"]["counts"] == {"degenerate": 2}
     assert data["front"]["n_front"] == 0 and data["front"]["empty"].startswith("the front is empty")
@@ -329,7 +316,7 @@ def test_constant_predictors_beside_a_learned_trial_are_counted_on_the_path(
     tmp_path: Path,
 ) -> None:
     exp = _constant_store(tmp_path / "mixed", learned=True)
-    result = _invoke("analyze", str(exp))
+    result = invoke("analyze", str(exp))
     assert result.exit_code == 0, result.output
     text = _words(result.stdout)
     assert "-> the top trial by val_acc, k1 (val_acc 0.9822), is degenerate: 2 of 3 trials" in text
@@ -341,7 +328,7 @@ def test_constant_predictors_beside_a_learned_trial_are_counted_on_the_path(
     assert "the front is empty" not in text and "1 of 3 trials on the front" in text
     # A strength tried only by constant predictors has no median: "-", not "nan".
     assert "nan" not in text.lower()
-    data = json.loads(_invoke("analyze", str(exp), "--json").stdout)["experiments"][0]
+    data = json.loads(invoke("analyze", str(exp), "--json").stdout)["experiments"][0]
     best = [r for r in data["paths"]["penalties.l2"] if r["best"] and r["metric"] == "val_acc"]
     assert [r["strength"] for r in best] == [1e-5]
     assert data["no_best"] is None
@@ -375,7 +362,7 @@ def test_failed_trial_best_off_front_and_reference_in_every_output(tmp_path: Pat
     exp = _off_front_experiment(tmp_path)
     report = tmp_path / "r.html"
     args = ["analyze", str(exp), "--reference", "val_acc=0.99", "--reference", "ece=0.5"]
-    result = _invoke(*args, "--json", "--html", str(report))
+    result = invoke(*args, "--json", "--html", str(report))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["experiments"][0]
     assert data["verdict"][0].startswith("1 of 4 trials failed (status error)")
@@ -391,7 +378,7 @@ def test_failed_trial_best_off_front_and_reference_in_every_output(tmp_path: Pat
     assert "not on the Pareto front: c dominates it" in html
     assert "hypervolume 0: no trial on the front beats the reference" in html
     assert "1 of 4 trials failed (status error)" in html
-    terminal = _invoke(*args)
+    terminal = invoke(*args)
     assert terminal.exit_code == 0, terminal.output
     text = " ".join(terminal.stdout.split())
     assert "not on the Pareto front: c dominates it" in text
@@ -401,7 +388,7 @@ def test_failed_trial_best_off_front_and_reference_in_every_output(tmp_path: Pat
 
 def test_a_reference_key_that_is_not_an_objective_exits_2(tmp_path: Path) -> None:
     exp = _off_front_experiment(tmp_path)
-    result = _invoke(
+    result = invoke(
         "analyze",
         str(exp),
         "--reference",
@@ -432,10 +419,10 @@ def test_the_api_says_what_the_cli_says_beside_the_front_once(tmp_path: Path) ->
     hv0 = "hypervolume 0: no trial on the front beats"
     assert sum(n.startswith(hv0) for n in analysis.notes) == 1, analysis.notes
     args = ["analyze", str(exp), "--reference", "val_acc=0.99", "--reference", "ece=0.5"]
-    data = json.loads(_invoke(*args, "--json").stdout)["experiments"][0]
+    data = json.loads(invoke(*args, "--json").stdout)["experiments"][0]
     assert data["notes"] == analysis.notes
     assert data["best"]["notes"] == analysis.best.notes
-    text = " ".join(_invoke(*args).stdout.split())
+    text = " ".join(invoke(*args).stdout.split())
     assert text.count("not on the Pareto front: c dominates it") == 1
     assert text.count(hv0) == 1
 
@@ -458,7 +445,7 @@ def test_every_trial_left_out_says_so_in_place_of_the_empty_tables(tmp_path: Pat
     bad = folder / "part-00000000000000000002-t-2.parquet"
     pq.write_table(table.filter(late), bad)
     bad.write_bytes(bad.read_bytes()[:-100])
-    result = _invoke("analyze", str(exp))
+    result = invoke("analyze", str(exp))
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert "path: penalties.l2 vs val_acc: no trial to draw: 2 left out (see the notes)" in text
@@ -466,9 +453,32 @@ def test_every_trial_left_out_says_so_in_place_of_the_empty_tables(tmp_path: Pat
     assert "strength" not in text  # no empty path table
     assert "b (epochs 6-8 of 8); c (epochs 6-8 of 8)" in text
     report = tmp_path / "r.html"
-    result = _invoke("analyze", str(exp), "--html", str(report))
+    result = invoke("analyze", str(exp), "--html", str(report))
     assert result.exit_code == 0, result.output
     html = report.read_text()
     assert "penalties.l2: no trial to draw: 2 left out (see the notes)" in html
     assert "no trial to diagnose: 2 left out (see the notes)" in html
     assert "trials per diagnosis" not in html
+
+
+def test_one_trial_is_counted_in_the_singular(tmp_path: Path) -> None:
+    exp = tmp_path / "single"
+    write_experiment(str(exp), {"h": HEALTHY}, {"h": {"penalties": {"l2": 1e-4}}})
+    result = invoke("analyze", str(exp))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "1 trial; objective val_acc (max)" in text and "1 trials;" not in text
+
+
+def test_invoke_sets_the_terminal_width_for_its_call_only(experiment: Path) -> None:
+    """tests/platform/cli/invoke.py: the width asked for is the width printed at (the
+    experiment's rule spans it), and the consoles get back the width they had."""
+    from regtune.platform.cli.app import console, out
+
+    before = (out._width, console._width)
+    for width in (150, 60):
+        result = invoke("analyze", str(experiment), width=width)
+        assert result.exit_code == 0, result.output
+        rule = next(line for line in result.stdout.splitlines() if " quick " in line)
+        assert len(rule) == width
+        assert (out._width, console._width) == before

@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-from typer.testing import CliRunner
 
 from regtune.platform.analysis.run import analyze_experiment
-from regtune.platform.cli import app
+from tests.platform.cli.invoke import invoke
 from tests.platform.results.conftest import tune_result
 from tests.platform.results.test_store import _config, _metrics, _writer
-
-
-def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 def _store(exp: str) -> None:
@@ -46,7 +39,7 @@ def test_a_failed_trial_that_lost_every_epoch_counts_as_failed_everywhere(
 ) -> None:
     exp = str(tmp_path / "store")
     _store(exp)
-    result = _invoke("analyze", exp, "--json")
+    result = invoke("analyze", exp, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)["experiments"][0]
     assert data["n_trials"] == 4
@@ -54,7 +47,7 @@ def test_a_failed_trial_that_lost_every_epoch_counts_as_failed_everywhere(
     assert data["failed"] == ["t1", "t3"]
     assert data["n_failed"] == 2
     assert data["verdict"][0].startswith("2 of 4 trials failed (status error)")
-    text = " ".join(_invoke("analyze", exp).output.split())
+    text = " ".join(invoke("analyze", exp).output.split())
     assert "4 trials; objective" in text
     assert "2 of 4 trials failed (status error)" in text
 

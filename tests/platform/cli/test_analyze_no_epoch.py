@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from regtune.errors import DataError
 from regtune.platform.analysis.load import ENDED_ERRORS, MSG_ENDED_EMPTY, load_experiment
 from regtune.platform.analysis.run import analyze_experiment, analyze_tables
-from regtune.platform.cli import app
 from regtune.platform.results.trials import NOT_STARTED, RUNNING, TrialState
+from tests.platform.cli.invoke import invoke
 from tests.platform.results.conftest import tune_result
 from tests.platform.results.test_no_epoch_config import _store
 from tests.platform.results.test_store import _config, _metrics, _writer
-
-
-def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 def test_analyze_text_counts_and_names_a_trial_that_failed_before_its_first_epoch(
@@ -29,7 +23,7 @@ def test_analyze_text_counts_and_names_a_trial_that_failed_before_its_first_epoc
 ) -> None:
     exp = str(tmp_path / "store")
     _store(exp)  # t1: 3 epochs, finished; t2: error, no epoch row
-    result = _invoke("analyze", exp)
+    result = invoke("analyze", exp)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "2 trials; objective" in text
@@ -43,7 +37,7 @@ def test_analyze_json_counts_and_lists_a_trial_that_failed_before_its_first_epoc
 ) -> None:
     exp = str(tmp_path / "store")
     _store(exp)
-    result = _invoke("analyze", exp, "--json")
+    result = invoke("analyze", exp, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)["experiments"][0]
     assert data["n_trials"] == 2
@@ -126,7 +120,7 @@ def test_every_trial_ended_before_its_first_epoch_says_so_not_wait(tmp_path: Pat
         assert str(info.value) == MSG_ENDED_EMPTY.format(
             exp=exp, n=2, states="t1 error, t2 error", errors=ENDED_ERRORS
         )
-    result = _invoke("analyze", exp)
+    result = invoke("analyze", exp)
     assert result.exit_code == 2, result.output
     assert "every trial ended without reporting an epoch (2 trials: t1 error" in result.output
     # A trial still running: waiting may help, as it said.
