@@ -219,7 +219,8 @@ def front_svg(front: Front, width: int = 560, height: int = 400) -> str:
 def _section(analysis: Analysis, images: Mapping[str, bytes]) -> str:
     out = [f"<section><h2>{_esc(analysis.name or analysis.path)}</h2>"]
     out.append(
-        f"<p>{analysis.n_trials} trials; objective {_esc(analysis.objective[0])} "
+        f"<p>{analysis.n_trials} trial{'' if analysis.n_trials == 1 else 's'}; "
+        f"objective {_esc(analysis.objective[0])} "
         f"({_esc(analysis.objective[1])}); swept: "
         f"{_esc(', '.join(p.name for p in analysis.swept) or '(none)')}</p>"
     )
