@@ -39,6 +39,8 @@ from regtune.platform.results.trials import NOT_STARTED
 __all__ = [
     "CONSTANT_LEFT_OUT",
     "CONSTANT_MARK",
+    "INTERRUPTED",
+    "INTERRUPTED_EXIT",
     "NOT_STARTED",
     "STARTING_RAY",
     "SUMMARY_ROWS",
@@ -46,6 +48,7 @@ __all__ = [
     "SweepDisplay",
     "best_command",
     "progress_display",
+    "resume_command",
     "short_ids",
     "short_names",
     "summary_table",
@@ -99,10 +102,13 @@ def sweep(
             )
             _show(done, spec, overrides, as_json=as_json, loaded=loaded)
             return
+        n_trials = loaded.n_trials
         header = (
-            f"[bold]sweep[/] {escape(name)}{' (resumed)' if resume else ''}: {loaded.n_trials} "
-            f"trials, scheduler {loaded.scheduler.kind}, searcher {loaded.searcher.kind}"
+            f"[bold]sweep[/] {escape(name)}{' (resumed)' if resume else ''}: {n_trials} "
+            f"trial{'' if n_trials == 1 else 's'}, scheduler {loaded.scheduler.kind}, "
+            f"searcher {loaded.searcher.kind}"
         )
+        unfinished: list[str] = []
         with progress_display(console, quiet=as_json) as show:
 
             def starting() -> None:
@@ -120,21 +126,80 @@ def sweep(
                 dashboard=dashboard,
                 on_progress=show,
                 on_ray_start=starting,
+                on_interrupt=unfinished.extend,
             )
     except RegtuneError as exc:
         raise fail(exc) from exc
-    _show(outcome, spec, overrides, as_json=as_json, loaded=loaded)
+    _show(outcome, spec, overrides, as_json=as_json, loaded=loaded, interrupted=bool(unfinished))
+    if unfinished:
+        command = resume_command(
+            spec, overrides, name=name, storage=storage, address=address, verbose=verbose
+        )
+        console.print(
+            INTERRUPTED.format(
+                name=name,
+                n=len(unfinished),
+                s="" if len(unfinished) == 1 else "s",
+                command=command,
+            ),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
+
+
+#: Said (on stderr) after the summary of a sweep interrupted by Ctrl+C (SIGINT).
+INTERRUPTED = (
+    "interrupted: sweep {name} stopped with {n} trial{s} unfinished (stored as running); "
+    "continue it with:\n  {command}"
+)
+#: The exit status of an interrupted sweep (128 + SIGINT, as a shell reports it).
+INTERRUPTED_EXIT = 130
+
+
+def resume_command(
+    spec: str,
+    overrides: Sequence[str],
+    *,
+    name: str,
+    storage: str | None = None,
+    address: str | None = None,
+    verbose: bool = False,
+) -> str:
+    """The ``regtune sweep ... --resume`` line that continues experiment ``name``
+    (the same spec, ``--set`` overrides, ``--storage`` and ``--address``),
+    quoted for a POSIX shell."""
+    words = ["regtune", "sweep", spec]
+    for override in overrides:
+        words += ["--set", override]
+    if storage is not None:
+        words += ["--storage", storage]
+    if address is not None:
+        words += ["--address", address]
+    words += ["--name", name, "--resume"]
+    if verbose:
+        words.append("--verbose")
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _show(
-    outcome: Any, spec: str, overrides: Sequence[str], *, as_json: bool, loaded: Any = None
+    outcome: Any,
+    spec: str,
+    overrides: Sequence[str],
+    *,
+    as_json: bool,
+    loaded: Any = None,
+    interrupted: bool = False,
 ) -> None:
     """The summary on stdout: JSON (``--json``) or the table and lines;
-    ``loaded`` is the validated spec (its trial count and time limit)."""
+    ``loaded`` is the validated spec (its trial count and time limit);
+    ``interrupted``: Ctrl+C ended the sweep (not its time limit)."""
     if as_json:
         sys.stdout.write(json.dumps(_outcome_json(outcome, spec, overrides)) + "\n")
         return
-    limit = loaded.budget.time_limit_s if loaded is not None else None
+    # An interrupted sweep was not ended by its time limit, whatever it lacks.
+    limit = loaded.budget.time_limit_s if loaded is not None and not interrupted else None
     requested = loaded.n_trials if loaded is not None else None
     print_summary(
         outcome,

@@ -380,6 +380,19 @@ class ResultsWriter:
         old = self._states.get(trial_id, TrialState())
         return TrialState(status, checkpoint or old.checkpoint)
 
+    def unfinished_state(
+        self, trial_id: str, *, checkpoint: str | None = None
+    ) -> TrialState | None:
+        """The state of a trial a run left unfinished (interrupted: a resume
+        continues it): ``running``, with its newest checkpoint; None for a
+        trial this store has never seen (queued, never started: it gets no
+        row until it reports or ends)."""
+        old = self._states.get(trial_id)
+        if old is None and trial_id not in self._rows and trial_id not in self._settled:
+            return None
+        checkpoint = checkpoint or (old.checkpoint if old is not None else None)
+        return TrialState(RUNNING, checkpoint)
+
     # -- writing -----------------------------------------------------------------
 
     def maybe_flush(self) -> None:

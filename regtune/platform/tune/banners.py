@@ -50,6 +50,12 @@ not verbose (all set before ``ray.init`` and before Tune runs):
   complete: [trial_...]" (an ERROR of logger ``ray.tune.tune``) is dropped
   too: each failed trial had its own line, and the summary marks it
   ``error``.
+- Tune's Ctrl+C warnings, "Stop signal received (e.g. via SIGINT/Ctrl+C),
+  ending Ray Tune run. ..." and "Experiment has been interrupted, but the
+  most recent state was saved. Resume experiment with: Tuner.restore(...)"
+  (WARNINGs of logger ``ray.tune.tune``): dropped; ``regtune sweep`` says
+  instead that the sweep was interrupted and prints the ``regtune sweep ...
+  --resume`` line that continues it.
 - Tune's configuration box ("Configuration for experiment ...") and "View
   detailed results here: ...": printed by Tune's new output engine even at
   ``verbose=0``; ``RAY_AIR_NEW_OUTPUT=0`` selects Tune's older engine, which
@@ -71,10 +77,12 @@ from typing import Any
 __all__ = [
     "CONTROLLER_LOGGER",
     "INCOMPLETE_NOTICE",
+    "INTERRUPTED_NOTICE",
     "RESULT_FILE_NOTICE",
     "RESULT_LOGGER",
     "SERVE_LOGGER",
     "SERVE_SHUTDOWN_NOTICE",
+    "STOP_SIGNAL_NOTICE",
     "TOKEN_NOTICE_LOGGER",
     "TRIAL_FAILED_NOTICE",
     "TUNE_OUTPUT_ENV",
@@ -116,6 +124,10 @@ TRIAL_FAILED_NOTICE = "Trial task failed for trial "
 #: failed trials (dropped unless verbose: each failed trial has its own line).
 TUNE_RUN_LOGGER = "ray.tune.tune"
 INCOMPLETE_NOTICE = "Trials did not complete"
+#: The starts of ``tune.run``'s warnings on Ctrl+C (dropped unless verbose:
+#: ``regtune sweep`` says how to resume in its own words).
+STOP_SIGNAL_NOTICE = "Stop signal received"
+INTERRUPTED_NOTICE = "Experiment has been interrupted"
 
 #: Tune's result-file logger, and the start of its notice that a result file it
 #: would restore is absent (dropped unless verbose).
@@ -134,14 +146,14 @@ _WORKER_PID = re.compile(r"Worker PID: (\d+)")
 
 
 class _NoticeFilter(logging.Filter):
-    """Drops the records whose message starts with ``prefix``, nothing else."""
+    """Drops the records whose message starts with one of ``prefixes``, nothing else."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, *prefixes: str) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
+        return not record.getMessage().startswith(self.prefixes)
 
 
 #: Ray's "token authentication is enabled" notice.
@@ -196,8 +208,8 @@ class _WorkerDeathFilter(logging.Filter):
 
 
 _WORKER_DEATH_FILTER = _WorkerDeathFilter()
-#: Tune's closing "Trials did not complete: [...]".
-_INCOMPLETE_FILTER = _NoticeFilter(INCOMPLETE_NOTICE)
+#: Tune's closing "Trials did not complete: [...]", and its Ctrl+C warnings.
+_INCOMPLETE_FILTER = _NoticeFilter(INCOMPLETE_NOTICE, STOP_SIGNAL_NOTICE, INTERRUPTED_NOTICE)
 
 
 def note_trial_worker(pid: int) -> None:

@@ -55,8 +55,11 @@ __all__ = [
     "check_dataset_fits",
     "default_storage",
     "finished_experiment",
+    "mark_unfinished",
     "resolve_name",
     "run_sweep",
+    "tune_unfinished_trials",
+    "unfinished_trials",
 ]
 
 log = logging.getLogger(__name__)
@@ -252,7 +255,10 @@ def finished_experiment(name: str, *, storage: str | None = None) -> SweepOutcom
     ``finished`` or ``stopped early`` (an errored trial would be retried, a
     running one continued). When the store cannot tell (no store, an
     unreadable one, fewer trials, e.g. a sweep ended by its time limit),
-    None: the resume goes ahead.
+    None: the resume goes ahead. None too when Tune's own saved experiment
+    state holds a trial unfinished (:func:`tune_unfinished_trials`): Tune
+    would continue it (an experiment interrupted by Ctrl+C under a regtune
+    that stored its cut-off trials ``stopped early``).
     """
     from regtune.errors import DataError
     from regtune.platform.results.files import locate
@@ -267,9 +273,51 @@ def finished_experiment(name: str, *, storage: str | None = None) -> SweepOutcom
             return None
         if any(s.status not in (FINISHED, STOPPED_EARLY, NOT_STARTED) for s in states.values()):
             return None
+        if tune_unfinished_trials(exp_path):
+            return None
         return SweepOutcome.from_path(exp_path)
     except (DataError, OSError):
         return None
+
+
+#: Tune's experiment state files (``TuneController.CKPT_FILE_TMPL``), one per session.
+_TUNE_STATE_PREFIX = "experiment_state-"
+
+
+def tune_unfinished_trials(exp_path: str) -> list[str]:
+    """The trials Tune's newest saved experiment state (``experiment_state-
+    <session>.json`` under ``exp_path``; Ray 2.60's format: ``trial_data``, a
+    list of ``[trial JSON, run metadata JSON]``) holds unfinished (neither
+    TERMINATED nor ERROR): the ones ``Tuner.restore`` continues. Empty when
+    there is no such file (a fused experiment keeps its own state) or it
+    cannot be read as that format: the results store decides then."""
+    import json
+
+    from pyarrow.fs import FileSelector
+
+    from regtune.errors import DataError
+    from regtune.platform.results.files import locate
+
+    try:
+        loc = locate(exp_path)
+        root = loc.root.rsplit("/", 1)[0]  # <exp>/results -> <exp>
+        names = [
+            info.path
+            for info in loc.fs.get_file_info(FileSelector(root))
+            if info.base_name.startswith(_TUNE_STATE_PREFIX) and info.base_name.endswith(".json")
+        ]
+        if not names:
+            return []
+        with loc.fs.open_input_stream(max(names)) as handle:
+            state = json.loads(handle.read())
+        out = []
+        for entry in state["trial_data"]:
+            trial = json.loads(entry[0])
+            if trial["status"] not in ("TERMINATED", "ERROR"):
+                out.append(str(trial["trial_id"]))
+        return out
+    except (DataError, OSError, ValueError, KeyError, IndexError, TypeError):
+        return []
 
 
 def run_sweep(
@@ -283,6 +331,7 @@ def run_sweep(
     callbacks: Sequence[Any] = (),
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     on_ray_start: Callable[[], None] | None = None,
+    on_interrupt: Callable[[list[str]], None] | None = None,
 ) -> SweepOutcome:
     """Run the sweep to the end and summarise it.
 
@@ -301,6 +350,13 @@ def run_sweep(
         on_progress: called with running counts and the best objective so far.
         on_ray_start: called once, just before Ray is started or joined (after
             every check that refuses without Ray).
+        on_interrupt: called with the ids of the trials left unfinished when
+            the sweep was interrupted (Ctrl+C, SIGINT): the outcome is then
+            returned as far as it got, those trials ``running`` (as stored),
+            and ``resume`` continues them from their checkpoints. Not called
+            for a sweep that ended by itself (``budget.time_limit_s``
+            included). Unfused sweeps only (a fused sweep's trials cut off by
+            Ctrl+C are stored ``running`` too, but not reported here).
 
     Raises:
         SpecError: with a local Ray regtune starts, one trial's
@@ -420,13 +476,14 @@ def run_sweep(
         on_progress=on_progress,
     )
     keep = PBT_CHECKPOINTS_KEPT if isinstance(spec.scheduler, PbtConfig) else CHECKPOINTS_KEPT
+    results = results_callbacks(spec, exp_path)
     # The same list, in the same order, on a fresh run and on resume: Tune
     # restores callback state by position.
     all_callbacks = [
         progress,
         JsonLoggerCallback(),
         CheckpointKeeper(keep=keep),
-        *results_callbacks(spec, exp_path),
+        *results,
         *callbacks,
     ]
     if resume:
@@ -470,9 +527,52 @@ def run_sweep(
         grid = tuner.fit()
     except tune.TuneError as exc:
         raise RegtuneError(f"sweep {name!r} failed: {exc}") from exc
-    return outcome_from_grid(
+    outcome = outcome_from_grid(
         spec, grid, name=name, path=exp_path, elapsed_s=time.perf_counter() - started
     )
+    unfinished = unfinished_trials(results)
+    if not unfinished:
+        return outcome
+    # Interrupted (Ctrl+C): Tune's clean-up ended the running trials as it stopped
+    # them, and its result grid cannot tell them from trials a scheduler stopped.
+    outcome = mark_unfinished(outcome, unfinished)
+    if on_interrupt is not None:
+        on_interrupt(sorted(unfinished))
+    return outcome
+
+
+def unfinished_trials(callbacks: Iterable[Any]) -> frozenset[str]:
+    """The trials a Tune run just ended without finishing, as the results
+    callback among ``callbacks`` saw them
+    (:attr:`~regtune.platform.results.callback.ResultsCallback.unfinished`:
+    Tune's last saved experiment state holds them unfinished, so the run was
+    interrupted and ``--resume`` continues them); empty after a run that
+    ended by itself."""
+    from regtune.platform.results.callback import ResultsCallback
+
+    out: frozenset[str] = frozenset()
+    for callback in callbacks:
+        if isinstance(callback, ResultsCallback):
+            out |= callback.unfinished
+    return out
+
+
+def mark_unfinished(outcome: SweepOutcome, unfinished: Iterable[str]) -> SweepOutcome:
+    """``outcome`` with each trial of ``unfinished`` that reported an epoch
+    ``running`` (what the results store holds for it: it did not end, and
+    ``--resume`` continues it), not the ``stopped early`` a result grid
+    gives a trial cut off before ``budget.max_epochs``; a trial that never
+    reported keeps its ``not started``."""
+    from dataclasses import replace
+
+    from regtune.platform.results.trials import RUNNING
+
+    cut = set(unfinished)
+    outcome.trials = [
+        replace(t, status=RUNNING) if t.trial_id in cut and t.iterations > 0 else t
+        for t in outcome.trials
+    ]
+    return outcome
 
 
 def _run_fused(
