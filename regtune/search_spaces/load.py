@@ -29,7 +29,7 @@ from regtune.search_spaces.problems import dotted, format_problems, in_line_orde
 from regtune.search_spaces.sections import SPEC_KEYS, TRAIN_KEYS
 from regtune.search_spaces.spec import SweepSpec, build_spec
 from regtune.search_spaces.validate import UNKNOWN_KEY, data_file_problems
-from regtune.search_spaces.yaml_limits import check_expansion
+from regtune.search_spaces.yaml_limits import compose
 from regtune.trainables.config import idle_keys, parse_train_config
 from regtune.trainables.paths import NoHomeError, expand_user
 
@@ -341,10 +341,9 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
         raise SpecError(UNREADABLE.format(file=path, reason=exc)) from exc
     try:
         # compose() builds only the node tree (no objects): it gives the line of
-        # each key and catches duplicate keys, which safe_load silently drops,
-        # and its size is checked before anything expands the aliases.
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        check_expansion(root, str(path))
+        # each key and catches duplicate keys, which safe_load silently drops;
+        # its nesting and size are checked before anything walks it (yaml_limits).
+        root = compose(text, str(path))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

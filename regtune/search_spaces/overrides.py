@@ -16,7 +16,7 @@ import yaml
 from regtune.errors import SpecError
 from regtune.search_spaces.distributions import KeyPath, is_distribution
 from regtune.search_spaces.problems import describe
-from regtune.search_spaces.yaml_limits import check_expansion
+from regtune.search_spaces.yaml_limits import compose
 
 __all__ = [
     "apply_overrides",
@@ -42,7 +42,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     if not sep or not all(parts):
         raise SpecError(OVERRIDE_SYNTAX.format(text=text))
     try:
-        check_expansion(yaml.compose(value_text, Loader=yaml.SafeLoader), f"--set {key.strip()}")
+        compose(value_text, f"--set {key.strip()}", lines=False)
         value = yaml.safe_load(value_text)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)

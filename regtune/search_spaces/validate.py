@@ -11,7 +11,7 @@ against TrainConfig's keys and the values the trainable accepts
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -36,7 +36,7 @@ from regtune.search_spaces.distributions import (
     set_path,
     suggest_kind,
 )
-from regtune.search_spaces.probe import check_base_config, probe_space
+from regtune.search_spaces.probe import BASE_REJECTED, check_base_config, probe_space
 from regtune.search_spaces.problems import (
     INVALID_SPEC,
     ProblemLog,
@@ -63,6 +63,7 @@ from regtune.search_spaces.sections import (
     fuse_problem,
 )
 from regtune.trainables.config import (
+    DEPENDENCIES,
     FILE_DATASETS,
     METRIC_MODES,
     STORED,
@@ -192,6 +193,9 @@ class _Checker(ProblemLog):
     def __init__(self, *, stored: bool = False) -> None:
         super().__init__()
         self.stored = stored
+        #: Sections holding an unknown key (a misspelt key of the config tree
+        #: leaves its section at a default the user did not mean).
+        self.unknown_in: set[str] = set()
 
     # -- the whole spec -------------------------------------------------------
 
@@ -263,14 +267,18 @@ class _Checker(ProblemLog):
             # problem is reported at once.
             for problem in data_file_problems(samples[0].dataset, check_data=check_data):
                 self.add(problem.path, problem.message)
-        if self.problems:
-            return None
-        check_base_config(self, space)
-        if not self.problems and not one_run:
+        # The rules over the whole config run whatever was found so far, so
+        # every problem is reported at once; what they find at (or around) a
+        # key already named, or in a section with an unknown key, is a
+        # knock-on of that problem and is left out (see _later).
+        suspect = self._suspect_paths(epochs_given=budget is not None)
+        self._later(lambda log: check_base_config(log, space), suspect)
+        if not one_run:
             # One run of a spec is one trial, which may hold keys its sampled
             # values leave idle (method none, eps sampled): only a sweep's
             # space must use every key it sets.
-            cross_idle(self, space)
+            suspect = self._suspect_paths(epochs_given=budget is not None)
+            self._later(lambda log: cross_idle(log, space), suspect)
         if (
             self.problems
             or header is None
@@ -296,9 +304,41 @@ class _Checker(ProblemLog):
             checkpoint=checkpoint,
         )
 
+    def _suspect_paths(self, *, epochs_given: bool) -> set[str]:
+        """Key paths whose value, as the later checks see it, may not be the
+        user's: each problem's path, each section holding an unknown key (but
+        the top level), and ``training.epochs`` when budget.max_epochs was
+        refused (a default stands in)."""
+        suspect = {problem.path for problem in self.problems} | self.unknown_in
+        if not epochs_given:
+            suspect.add("training.epochs")
+        return suspect
+
+    def _later(self, check: Callable[[ProblemLog], None], suspect: set[str]) -> None:
+        """Run ``check`` on a log of its own and keep what it finds but knock-ons
+        of the problems already logged: a problem at, above or under a
+        ``suspect`` path, or whose message an earlier problem already holds
+        (a value a probe reported, reported again in other words)."""
+        later = ProblemLog()
+        check(later)
+        said = [problem.message for problem in self.problems]
+        for problem in later.problems:
+            if any(_related(path, other) for path in _paths_read(problem) for other in suspect):
+                continue
+            reason = problem.message.removeprefix(_BASE_PREFIX)
+            if any(reason in message for message in said):
+                continue
+            self.add(problem.path, problem.message, because=problem.because)
+
     # -- sections -------------------------------------------------------------
 
-    def unknown_key(self, path: KeyPath, key: Any, allowed: Iterable[str]) -> None:
+    def unknown_key(
+        self, path: KeyPath, key: Any, allowed: Iterable[str], *, because: str = ""
+    ) -> None:
+        """``because``: the dotted key path whose value makes ``key`` unknown (a
+        section's ``kind``), named when a ``--set`` gave it."""
+        if path:
+            self.unknown_in.add(dotted(path))
         if not isinstance(key, str):
             self.add(path, NOT_A_STRING_KEY.format(key=shown(key)))
             return
@@ -310,7 +350,7 @@ class _Checker(ProblemLog):
             message += DID_YOU_MEAN_DISTRIBUTION.format(suggestion=kind, kinds=kinds)
         else:
             message += did_you_mean(key, allowed)
-        self.add((*path, key), message)
+        self.add((*path, key), message, because=because)
 
     def not_a_distribution(self, path: KeyPath, value: Mapping[Any, Any]) -> None:
         kinds = ", ".join(DISTRIBUTION_KINDS)
@@ -325,8 +365,9 @@ class _Checker(ProblemLog):
         elif not misspelt:
             self.add(path, SCALAR_GOT_MAPPING.format(kinds=kinds, keys=keys))
 
-    def section(self, cls: type[_M], raw: Any, path: KeyPath) -> _M | None:
-        """Validate a mapping with a pydantic model, naming unknown keys."""
+    def section(self, cls: type[_M], raw: Any, path: KeyPath, *, because: str = "") -> _M | None:
+        """Validate a mapping with a pydantic model, naming unknown keys
+        (``because``: as :meth:`unknown_key`'s)."""
         if not isinstance(raw, Mapping):
             self.add(path, NOT_A_MAPPING.format(got=describe(raw)))
             return None
@@ -335,7 +376,7 @@ class _Checker(ProblemLog):
             if key in cls.model_fields:
                 known[key] = value
             else:
-                self.unknown_key(path, key, cls.model_fields)
+                self.unknown_key(path, key, cls.model_fields, because=because)
         try:
             context = {STORED: True} if self.stored else None
             return cls.model_validate(known, context=context)
@@ -362,7 +403,12 @@ class _Checker(ProblemLog):
             message = UNKNOWN_KIND.format(section=section, kind=shown(kind), allowed=allowed)
             self.add((section, "kind"), message)
             return None
-        return self.section(kinds[kind], {**raw, "kind": kind}, (section,))
+        # A key the kind does not take is unknown because of the kind: a kind
+        # given with --set names that option (scheduler.kind=hyperband refusing
+        # the file's grace_period).
+        return self.section(
+            kinds[kind], {**raw, "kind": kind}, (section,), because=f"{section}.kind"
+        )
 
     def objectives(self, raw: Any) -> tuple[Objective, ...] | None:
         if raw is None:
@@ -463,6 +509,31 @@ class _Checker(ProblemLog):
 
 
 # -- helpers ------------------------------------------------------------------
+
+
+_BASE_PREFIX = BASE_REJECTED.partition("{reason}")[0]
+
+
+def _paths_read(problem: Problem) -> set[str]:
+    """The key paths a later problem depends on: its own, the key whose value
+    makes it, and for a key idle in every trial the keys that would make it
+    matter anyway (:attr:`~regtune.trainables.config.Dependency.active_if`)."""
+    paths = {problem.path, problem.because} - {""}
+    for dep in DEPENDENCIES:
+        if dep.key == problem.path and dep.on == problem.because:
+            paths.update(path for path, _ in dep.active_if)
+    return paths
+
+
+def _related(path: str, other: str) -> bool:
+    """Whether two dotted key paths are the same key, or one holds the other
+    (the root holds every key)."""
+    return (
+        ROOT in (path, other)
+        or path == other
+        or path.startswith(f"{other}.")
+        or other.startswith(f"{path}.")
+    )
 
 
 def _kind_of(raw: Any) -> Any:
