@@ -94,6 +94,7 @@ __all__ = [
     "ROBUST_RESAMPLES",
     "SEED_RANGE",
     "STRICT_CONFIG",
+    "UNKNOWN_KEY",
     "AdversarialConfig",
     "DatasetConfig",
     "Dependency",
@@ -110,6 +111,7 @@ __all__ = [
     "format_validation_error",
     "has_sensitive",
     "idle_keys",
+    "idle_problem",
     "is_stored",
     "keyed_error",
     "parse_train_config",
@@ -196,6 +198,8 @@ ROBUST_NEEDS_BOUND = (
     "thresholds keep the resampled gap within bound - margin (set bound, or robust_quantile: null)"
 )
 IDLE_KEY = "has no effect: {reason}; remove it, or set {on} so that it applies"
+#: A key no model field has (the sweep spec's wording, search_spaces.validate).
+UNKNOWN_KEY = "unknown key {key}; allowed: {allowed}"
 MODE_CONTRADICTS = (
     "mode {mode!r} contradicts metric {metric!r}, for which {expected!r} is better; "
     "omit mode to use {expected!r}"
@@ -645,10 +649,18 @@ class Dependency:
     #: ``key`` matters anyway (``kind`` picks the gap a ``bound`` or the
     #: thresholds constrain, even at strength 0).
     active_if: tuple[tuple[str, Callable[[Any], bool]], ...] = ()
+    #: What a refusal says to set so that ``key`` applies (None: ``on``); for
+    #: a key that several settings turn on (``kind``: a strength, a bound or
+    #: a post-processing method).
+    fix: str | None = None
 
 
 def _is_zero(value: Any) -> bool:
     return value == 0
+
+
+#: What turns on a key that needs a fairness training term.
+STRENGTH_ON = "penalties.fairness.strength above 0"
 
 
 #: Keys that only matter when another key has certain values. A config that
@@ -719,10 +731,15 @@ DEPENDENCIES: tuple[Dependency, ...] = (
     ),
     Dependency(
         "penalties.fairness.kind", "penalties.fairness.strength", _is_zero,
-        "the fairness penalty is off while its strength is 0",
+        "the fairness penalty is off while its strength is 0, and no bound or method "
+        "ending in 'postprocess' uses it",
         active_if=(
             ("penalties.fairness.bound", lambda v: v is not None),
             ("penalties.fairness.method", lambda v: str(v).endswith("postprocess")),
+        ),
+        fix=(
+            "penalties.fairness.strength above 0, a penalties.fairness.bound, or a "
+            "penalties.fairness.method ending in 'postprocess'"
         ),
     ),
     *(
@@ -754,6 +771,43 @@ DEPENDENCIES: tuple[Dependency, ...] = (
         lambda v: not str(v).startswith("lagrangian"),
         "only method 'lagrangian' (or 'lagrangian+postprocess') takes dual steps",
     ),
+    # The training term is strength x the relaxed gap, and the Lagrangian
+    # multipliers are clamped to [-strength, strength]: at strength 0 neither
+    # moves a weight. A bound still keeps its epoch at strength 0, and only
+    # while method has a training part (post-processing alone keeps the last
+    # epoch), so a 'penalty' method with a bound is not idle; 'lagrangian'
+    # then trains exactly as 'penalty' does.
+    Dependency(
+        "penalties.fairness.temperature", "penalties.fairness.strength", _is_zero,
+        "it sharpens the relaxed gap of the training term, which is strength times that "
+        "gap: nothing while strength is 0",
+        fix=STRENGTH_ON,
+    ),
+    Dependency(
+        "penalties.fairness.dual_lr", "penalties.fairness.strength", _is_zero,
+        "the Lagrangian multipliers are bounded by strength, so dual steps cannot move "
+        "them while strength is 0",
+        fix=STRENGTH_ON,
+    ),
+    Dependency(
+        "penalties.fairness.method", "penalties.fairness.strength", _is_zero,
+        "its training part ('penalty' or 'lagrangian') adds nothing while strength is 0 "
+        "(the penalty is strength times the relaxed gap; the Lagrangian multipliers are "
+        "bounded by strength), and no bound keeps an epoch; for thresholds alone use "
+        "method 'postprocess'",
+        active_if=(
+            ("penalties.fairness.method", lambda v: v == "postprocess"),
+            ("penalties.fairness.bound", lambda v: v is not None),
+        ),
+        fix=STRENGTH_ON,
+    ),
+    Dependency(
+        "penalties.fairness.method", "penalties.fairness.strength", _is_zero,
+        "the Lagrangian multipliers are bounded by strength, so they stay 0 while strength "
+        "is 0 and 'lagrangian' trains as 'penalty' does (a bound keeps its epoch with either)",
+        active_if=(("penalties.fairness.method", lambda v: not str(v).startswith("lagrangian")),),
+        fix=STRENGTH_ON,
+    ),
 )  # fmt: skip
 
 
@@ -772,13 +826,28 @@ def idle_keys(config: TrainConfig) -> list[Problem]:
     found: list[Problem] = []
     for dep in DEPENDENCIES:
         explicit, _ = _lookup(config, dep.key)
-        if any(holds(_lookup(config, key)[1]) for key, holds in dep.active_if):
-            continue
-        if explicit and dep.idle(_lookup(config, dep.on)[1]):
-            problem = Problem(dep.key, IDLE_KEY.format(reason=dep.reason, on=dep.on), dep.on)
-            if all(p.path != dep.key for p in found):
-                found.append(problem)
+        if explicit and _idle_under(config, dep) and all(p.path != dep.key for p in found):
+            found.append(_idle_problem(dep))
     return found
+
+
+def idle_problem(config: TrainConfig, path: str) -> Problem | None:
+    """Why the key at dotted ``path`` would change nothing in ``config`` were it
+    set (:data:`DEPENDENCIES`), as :func:`idle_keys` words it; None when it
+    would apply. For a setting given outside the config (``Trainer(config,
+    threshold_rows=...)``)."""
+    dep = next((d for d in DEPENDENCIES if d.key == path and _idle_under(config, d)), None)
+    return None if dep is None else _idle_problem(dep)
+
+
+def _idle_under(config: TrainConfig, dep: Dependency) -> bool:
+    if any(holds(_lookup(config, key)[1]) for key, holds in dep.active_if):
+        return False
+    return dep.idle(_lookup(config, dep.on)[1])
+
+
+def _idle_problem(dep: Dependency) -> Problem:
+    return Problem(dep.key, IDLE_KEY.format(reason=dep.reason, on=dep.fix or dep.on), dep.on)
 
 
 def default_value(path: str) -> Any:
@@ -807,6 +876,10 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
         message = err["msg"].removeprefix("Value error, ") + _suggestion(err)
         echo = "" if isinstance(got, Mapping) else f" (got {shown(got)})"
         because = ""
+        if err["type"] == "extra_forbidden" and err["loc"]:
+            # A misspelt key at any depth, in the sweep spec's words: the
+            # keys allowed where it stands, and the closest one.
+            message, echo = _unknown_key(exc.title, err["loc"]), ""
         if err["type"] == KEYED_ERROR:
             # A rule over several keys, blamed on one key (keyed_error); its
             # message names the values, so nothing is echoed.
@@ -815,6 +888,53 @@ def validation_problems(exc: ValidationError, prefix: Iterable[str] = ()) -> lis
             because, echo = str(ctx.get("because", "")), ""
         found.append(Problem(".".join(p for p in loc if p) or ROOT, f"{message}{echo}", because))
     return found
+
+
+def _unknown_key(title: str, loc: tuple[str | int, ...]) -> str:
+    """:data:`UNKNOWN_KEY` for the key at the end of ``loc`` under the model named
+    ``title``: the keys allowed where it stands (when that model can be told)
+    and the closest one."""
+    key = loc[-1]
+    model = _model_at(_strict_models().get(title), loc[:-1])
+    if model is None:
+        return f"unknown key {shown(key)}"
+    allowed = list(model.model_fields)
+    message = UNKNOWN_KEY.format(key=shown(key), allowed=", ".join(allowed))
+    return message + (did_you_mean(key, allowed) if isinstance(key, str) else "")
+
+
+def _strict_models() -> dict[str, type[BaseModel]]:
+    """Every :class:`StrictModel` subclass by class name (a name two classes
+    share is left out: which one an error came from cannot be told)."""
+    found: dict[str, type[BaseModel] | None] = {}
+    todo: list[type[BaseModel]] = [StrictModel]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = None if cls.__name__ in found else cls
+        todo.extend(cls.__subclasses__())
+    return {name: cls for name, cls in found.items() if cls is not None}
+
+
+def _model_at(model: type[BaseModel] | None, path: Iterable[str | int]) -> type[BaseModel] | None:
+    """The model class validating the mapping at ``path`` under ``model``
+    (list indices skipped); None when the path leads to no single model."""
+    for part in path:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = None if field is None else _model_in(field.annotation)
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The one model class in ``annotation`` (itself, or inside Optional, a
+    union, a list or tuple); None when there is none or several."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    inner = {_model_in(arg) for arg in typing.get_args(annotation)} - {None}
+    return inner.pop() if len(inner) == 1 else None
 
 
 def _suggestion(err: Any) -> str:

@@ -63,6 +63,8 @@ from regtune.trainables.config import (
     FILE_DATASETS,
     GROUP_METRICS,
     TrainConfig,
+    default_value,
+    idle_problem,
     parse_train_config,
 )
 from regtune.trainables.data import Dataset, load_dataset
@@ -97,15 +99,24 @@ FAIRNESS_NEEDS_GROUPS_MSG = (
     "penalties.fairness.kind={kind!r} needs a dataset with a sensitive attribute and a "
     "two-class label; {data} has {sensitive} and a label of {n_classes} classes: {advice}"
 )
-#: FAIRNESS_NEEDS_GROUPS_MSG's advice, by what the dataset lacks.
-FAIRNESS_ADVICE_NO_SENSITIVE = "declare dataset.sensitive, or set penalties.fairness.kind to 'none'"
+#: FAIRNESS_NEEDS_GROUPS_MSG's advice, by what the dataset lacks. Not "set kind
+#: to 'none'": the section's other keys (strength, method, ...) would then be
+#: refused as idle.
+FAIRNESS_ADVICE_NO_SENSITIVE = "declare dataset.sensitive, or remove the penalties.fairness section"
 FAIRNESS_ADVICE_NOT_BINARY = (
-    "set penalties.fairness.kind to 'none' (the fairness penalties need a two-class label)"
+    "remove the penalties.fairness section (the fairness penalties and thresholds need a "
+    "two-class label)"
+)
+NO_NUMERIC_FEATURE_MSG = (
+    "{keys}: {data} has no numeric feature to perturb (input noise and attacks move only "
+    "numeric features, and every feature here is categorical), so {what}; {advice}"
 )
 GROUP_CALIBRATION_MSG = (
     "training.calibration='group_temperature' needs a dataset with a sensitive attribute; "
     "{data} has none: use 'temperature', or declare dataset.sensitive"
 )
+#: The config key ``Trainer(threshold_rows=...)`` overrides.
+THRESHOLD_ROWS = "penalties.fairness.threshold_rows"
 CHECKPOINT_NOT_A_DIR_MSG = (
     "checkpoint directory {path} is a file, not a directory; choose a directory for the "
     "checkpoint (nothing was changed)"
@@ -135,8 +146,10 @@ CHECKPOINT_MISMATCH_MSG = (
 def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
     """Refuse a config that ``ds`` cannot train as asked: a fairness penalty needs a
     binary label with a sensitive attribute, group temperature calibration a
-    sensitive attribute, and early stopping on a fairness gap a dataset the gaps are
-    reported for (else it would never act). The one place these are checked: the
+    sensitive attribute, early stopping on a fairness gap a dataset the gaps are
+    reported for (else it would never act), and input noise, adversarial training
+    and robust accuracy a numeric feature to perturb (else they would change
+    nothing, and robust_acc would be val_acc). The one place these are checked: the
     trainer, the fused cohort and a sweep's driver before Ray starts all call it.
 
     Raises:
@@ -158,6 +171,9 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
                 else FAIRNESS_ADVICE_NOT_BINARY,
             )
         )
+    perturbing = _perturbing(cfg)
+    if perturbing and not bool(ds.perturb_mask.any()):
+        raise SpecError(_no_numeric_feature(cfg, perturbing, data))
     es = cfg.training.early_stopping
     if es.patience > 0 and es.metric in GROUP_METRICS and not reports_gaps(ds):
         # The config refuses it for a dataset without a sensitive column;
@@ -167,6 +183,50 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
                 metric=es.metric, data=data, sensitive=sensitive, n_classes=ds.n_classes
             )
         )
+
+
+#: The keys that ask for robust accuracy (``robust_every`` > 0 by default).
+_ROBUST_KEYS = ("robust_every", "robust_eps", "robust_steps", "robust_samples")
+
+
+def _perturbing(cfg: TrainConfig) -> dict[str, str]:
+    """The settings of ``cfg`` that perturb inputs, each as a refusal names it
+    and the section to remove: input noise, an attack in training, and robust
+    accuracy when the config asks for it (a robust key off its default, or early
+    stopping on ``robust_acc``). The default measurement asks nothing, so a
+    dataset of categorical features trains by default, also from a config
+    dumped whole (a registry version's, which a distilled student starts from)."""
+    p, t = cfg.penalties, cfg.training
+    found = {}
+    if p.input_noise > 0:
+        found[f"penalties.input_noise {p.input_noise}"] = "penalties.input_noise"
+    if p.adversarial.method != "none" and p.adversarial.eps > 0:
+        found[f"penalties.adversarial.method {p.adversarial.method!r}"] = "penalties.adversarial"
+    asked = any(getattr(t, k) != default_value(f"training.{k}") for k in _ROBUST_KEYS) or (
+        t.early_stopping.patience > 0 and t.early_stopping.metric == "robust_acc"
+    )
+    if t.robust_every > 0 and asked:
+        found[f"training.robust_every {t.robust_every}"] = ""
+    return found
+
+
+def _no_numeric_feature(cfg: TrainConfig, keys: dict[str, str], data: str) -> str:
+    """NO_NUMERIC_FEATURE_MSG for the perturbing ``keys`` of ``cfg`` (:func:`_perturbing`)."""
+    effects, advice = [], []
+    sections = [section for section in keys.values() if section]
+    if sections:
+        effects.append("training would run as without them")
+        advice.append("remove " + " and ".join(sections))
+    if "" in keys.values():
+        effects.append("robust_acc would equal val_acc")
+        advice.append("set training.robust_every to 0")
+        t = cfg.training
+        rest = [f"training.{k}" for k in _ROBUST_KEYS[1:] if k in t.model_fields_set]
+        if rest:
+            advice[-1] += f" (and leave out {', '.join(rest)})"
+    return NO_NUMERIC_FEATURE_MSG.format(
+        keys=", ".join(keys), data=data, what=" and ".join(effects), advice=", and ".join(advice)
+    )
 
 
 def reports_gaps(ds: Dataset) -> bool:
@@ -332,7 +392,9 @@ class Trainer:
         threshold_rows: overrides ``penalties.fairness.threshold_rows``, the
             rows post-processing thresholds are fitted on: ``"val"`` or
             ``"train+val"`` (the kept model's scores on both; see
-            :data:`regtune.trainables.thresholds.FIT_ROWS`).
+            :data:`regtune.trainables.thresholds.FIT_ROWS`). ``"train+val"`` is
+            refused while no thresholds are fitted (a method not ending in
+            ``postprocess``, or kind ``none``), as the YAML key is.
     """
 
     def __init__(
@@ -349,6 +411,11 @@ class Trainer:
             )
         self.config = parse_train_config(config)
         cfg = self.config
+        idle = None if threshold_rows in (None, "val") else idle_problem(cfg, THRESHOLD_ROWS)
+        if idle is not None:
+            # As the config's own key is refused by the YAML loaders; "val"
+            # (the rows fitted on by default) changes nothing either way.
+            raise SpecError(f"threshold_rows: {idle.message}")
         #: Rows :meth:`finish` fits post-processing thresholds on.
         self.threshold_rows = threshold_rows or cfg.penalties.fairness.threshold_rows
         self.dataset = dataset if dataset is not None else load_dataset(cfg.dataset)
