@@ -28,8 +28,10 @@ def _fair(**fairness: Any) -> dict[str, Any]:
         ({"kind": "eo", "method": "postprocess", "strength": 1.0}, ["penalties.fairness.strength"]),
         ({"kind": "eo", "method": "penalty+postprocess", "strength": 1.0}, []),
         ({"kind": "dp", "method": "lagrangian+postprocess", "strength": 2.0, "dual_lr": 0.5}, []),
-        ({"kind": "dp", "method": "penalty+postprocess", "dual_lr": 0.5},
+        ({"kind": "dp", "method": "penalty+postprocess", "strength": 1.0, "dual_lr": 0.5},
          ["penalties.fairness.dual_lr"]),
+        ({"kind": "dp", "method": "penalty+postprocess", "dual_lr": 0.5},
+         ["penalties.fairness.dual_lr", "penalties.fairness.method"]),
     ],
 )  # fmt: skip
 def test_postprocess_method_keys(fairness: dict[str, Any], idle: list[str]) -> None:

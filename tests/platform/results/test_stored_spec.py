@@ -191,3 +191,16 @@ def test_stored_mode_keeps_the_rules_every_spec_obeys() -> None:
         with pytest.raises(SpecError) as info:
             load_spec(bad, check_data=False, stored=True)
         assert any(p.path.startswith(where) for p in info.value.problems), info.value
+
+
+def test_an_idle_key_rule_added_since_does_not_change_a_stored_spec() -> None:
+    """Keys a newer idle-key rule refuses (a Lagrangian at strength 0) read back as run."""
+    fairness = {"kind": "eo", "bound": 0.1, "method": "lagrangian", "dual_lr": 5.0}
+    raw = _old(dataset="adult", scheduler=NONE)
+    raw["penalties"] = {"l2": {"choice": [0.0, 0.001]}, "fairness": fairness}
+    with pytest.raises(SpecError) as info:
+        load_spec(copy.deepcopy(raw), check_data=False)
+    assert "penalties.fairness.method" in {p.path for p in info.value.problems}
+    spec = load_spec(copy.deepcopy(raw), check_data=False, stored=True)
+    stored = spec.to_dict()["penalties"]["fairness"]
+    assert (stored["method"], stored["dual_lr"]) == ("lagrangian", 5.0)

@@ -160,8 +160,8 @@ def test_a_choice_of_whole_sections_is_probed_before_ray_starts(
         "a trial with penalties.fairness={'kind': 'dp', 'strength': 1.0} would fail at setup: "
         "penalties.fairness.kind='dp' needs a dataset with a sensitive attribute and a "
         f"two-class label; the file {data} has the sensitive attribute 'g' and a label of 5 "
-        "classes: set penalties.fairness.kind to 'none' (the fairness penalties need a "
-        "two-class label)"
+        "classes: remove the penalties.fairness section (the fairness penalties and "
+        "thresholds need a two-class label)"
     )
     assert no_ray == []
 
