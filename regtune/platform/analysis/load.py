@@ -62,6 +62,7 @@ __all__ = [
     "MSG_NO_SPEC",
     "MSG_RUNNING",
     "MSG_UNKNOWN_STATUS",
+    "RUNNING_NOTE",
     "UNKNOWN",
     "Experiment",
     "StoredSpec",
@@ -91,9 +92,14 @@ MSG_ALL_SKIPPED = (
     "remove the unreadable part(s) (e.g. restore them from a copy), or re-run the experiment"
 )
 MSG_NO_SPEC = "{exp}: no usable stored spec ({reason}); swept parameters are inferred from the data"
-MSG_RUNNING = (
-    "{exp}: still running ({running} of {total} trials running): analyzed as far as it got"
+#: Said of an experiment with trials stored ``running``: a sweep still going, or one
+#: interrupted (Ctrl+C, a killed driver), which nobody runs until it is resumed.
+RUNNING_NOTE = (
+    "not finished ({running} of {total} trials running or interrupted; "
+    "`regtune sweep SPEC --name {name} --resume` continues interrupted ones): "
+    "analyzed as far as it got"
 )
+MSG_RUNNING = "{exp}: " + RUNNING_NOTE
 MSG_UNKNOWN_STATUS = (
     "{exp}: the trial table could not be read, so every trial's status is unknown "
     "('{unknown}'): whether the sweep has ended, and which of its {total} trials finished, "
@@ -516,6 +522,8 @@ def load_experiment(
     if stored.unusable is not None:
         result.notes.append(MSG_UNKNOWN_STATUS.format(exp=exp, total=len(trials), unknown=UNKNOWN))
     elif result.running:
-        result.notes.append(MSG_RUNNING.format(exp=exp, running=result.running, total=len(trials)))
+        result.notes.append(
+            MSG_RUNNING.format(exp=exp, running=result.running, total=len(trials), name=name)
+        )
     result.notes[:0] = notes
     return result

@@ -29,6 +29,7 @@ from regtune.platform.analysis.front import (
 )
 from regtune.platform.analysis.kept import KEPT_COLUMNS
 from regtune.platform.analysis.load import (
+    RUNNING_NOTE,
     Experiment,
     final_values,
     load_experiment,
@@ -73,6 +74,8 @@ SECOND_OBJECTIVE = ("ece", "min")
 #: Trials whose diagnosis is spelt out in the terminal, JSON and report, per label.
 EXAMPLES_PER_LABEL = 3
 
+#: In :data:`~regtune.platform.analysis.load.RUNNING_NOTE`, whichever experiment it names.
+_RUNNING_MARK = " trials running or interrupted; "
 MSG_NO_LOSSES = "diagnosis needs train_loss and val_loss; metrics present: {present}"
 #: Why there is no best trial when every trial lost stored epochs to a skipped part.
 MSG_ALL_INCOMPLETE = (
@@ -531,10 +534,10 @@ def analyze_tables(
     all_notes += [n for n in front.notes if n not in all_notes]
     if trials is not None and "status" in trials.columns:
         running = int((trials["status"] == "running").sum())
-        if running and not any("still running" in n for n in all_notes):
+        # Said once: an experiment loaded from its folder has it already (with the path).
+        if running and not any(_RUNNING_MARK in n for n in all_notes):
             all_notes.append(
-                f"still running: {running} of {len(trials)} trials running; "
-                "analyzed as far as it got"
+                RUNNING_NOTE.format(running=running, total=len(trials), name=name or "NAME")
             )
     return Analysis(
         name=name or (spec.name if spec is not None else ""),

@@ -640,9 +640,10 @@ def _unstable_line(
 
 def _short_line(epochs: pd.Series, status: pd.Series | None, short: pd.Index) -> str:
     """How many trials were too short to diagnose and their epochs; of them, how many the
-    trial table says ``stopped early`` (a scheduler or early stopping) or still running, and
-    how many are of unknown status (the trial table could not be read: a scheduler may have
-    stopped them). Only when some are none of these is more budget advised."""
+    trial table says ``stopped early`` (a scheduler or early stopping) or ``running`` (still
+    running, or interrupted: ``--resume`` continues them), and how many are of unknown
+    status (the trial table could not be read: a scheduler may have stopped them). Only
+    when some are none of these is more budget advised."""
     counts = epochs.to_numpy(dtype=np.int64)
     lo, hi = int(counts.min()), int(counts.max())
     span = f"{lo}" if lo == hi else f"{lo}-{hi}"
@@ -663,7 +664,7 @@ def _short_line(epochs: pd.Series, status: pd.Series | None, short: pd.Index) ->
     if stopped:
         parts.append(f"{stopped} stopped early (by the scheduler or early stopping)")
     if running:
-        parts.append(f"{running} still running")
+        parts.append(f"{running} not finished (running, or interrupted: --resume continues them)")
     if unknown:
         parts.append(f"{unknown} of unknown status (the trial table could not be read)")
     if parts:

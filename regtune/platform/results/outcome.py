@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -409,7 +409,9 @@ def split_result(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return metrics, info
 
 
-def _summaries(spec: SweepSpec, grid: Any, exp_path: str) -> list[TrialSummary]:
+def _summaries(
+    spec: SweepSpec, grid: Any, exp_path: str, unfinished: Collection[str] = ()
+) -> list[TrialSummary]:
     max_t = spec.budget.max_epochs
     ranks = _stored_ranks(spec, exp_path)
     trials = []
@@ -423,7 +425,13 @@ def _summaries(spec: SweepSpec, grid: Any, exp_path: str) -> list[TrialSummary]:
         trials.append(
             TrialSummary(
                 trial_id=trial_id,
-                status=trial_status(iterations, max_t, error=result.error is not None),
+                # An unfinished trial that reported did not end (a resume continues it).
+                status=trial_status(
+                    iterations,
+                    max_t,
+                    error=result.error is not None,
+                    ended=iterations == 0 or trial_id not in unfinished,
+                ),
                 iterations=iterations,
                 params=_sampled_params(spec, config),
                 objectives=_objectives(spec, ranked),
@@ -467,10 +475,21 @@ def pareto_indices(
 
 
 def outcome_from_grid(
-    spec: SweepSpec, grid: Any, *, name: str, path: str, elapsed_s: float
+    spec: SweepSpec,
+    grid: Any,
+    *,
+    name: str,
+    path: str,
+    elapsed_s: float,
+    unfinished: Collection[str] = (),
 ) -> SweepOutcome:
-    """Summarise Tune's ``ResultGrid`` of a finished sweep."""
-    trials = _summaries(spec, grid, path)
+    """Summarise Tune's ``ResultGrid`` of a finished or interrupted sweep.
+
+    ``unfinished``: the trials an interrupt (Ctrl+C) cut off; each that reported an
+    epoch is ``running`` (as the results store holds it: ``--resume`` continues it),
+    not the ``stopped early`` its epochs alone would say; one that never reported
+    stays ``not started``."""
+    trials = _summaries(spec, grid, path, unfinished)
     objectives = tuple((o.metric, o.mode) for o in spec.objectives)
     return SweepOutcome(
         name=name,

@@ -50,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ray
 from ray import tune
@@ -72,6 +72,7 @@ __all__ = [
     "ExperimentFiles",
     "FusedController",
     "FusedMemberName",
+    "FusedRun",
     "is_fused_experiment",
     "outcome_rows",
     "run_fused_sweep",
@@ -268,6 +269,17 @@ class _Member:
         self.failures = 0
 
 
+class FusedRun(NamedTuple):
+    """What :func:`run_fused_sweep` returns."""
+
+    #: The sweep's trials as :func:`outcome_rows`.
+    rows: list[Any]
+    #: Ctrl+C (SIGINT) stopped the loop: the trials it left running are saved
+    #: running, and ``--resume`` continues them. False for a sweep that ended by
+    #: itself, ``budget.time_limit_s`` included (its cut-off trials wait PENDING).
+    interrupted: bool
+
+
 def run_fused_sweep(
     spec: Any,
     *,
@@ -281,9 +293,9 @@ def run_fused_sweep(
     search_alg: Any,
     scheduler: Any,
     param_space: dict[str, Any],
-) -> list[Any]:
+) -> FusedRun:
     """Run a fused sweep to its end (or to Ctrl+C) and return its trials as
-    :func:`outcome_rows`.
+    :func:`outcome_rows`, and whether Ctrl+C stopped it (:class:`FusedRun`).
 
     ``manager`` is the sweep's cohort manager
     (:func:`~regtune.platform.tune.fused.start_fused`); ``search_alg`` and
@@ -316,7 +328,9 @@ def run_fused_sweep(
                 loop.save_state()
         finally:
             loop.end()
-    return outcome_rows(loop.ctrl.trials, exp_path, loop.errors)
+    return FusedRun(
+        outcome_rows(loop.ctrl.trials, exp_path, loop.errors), loop.interrupted.is_set()
+    )
 
 
 @contextlib.contextmanager

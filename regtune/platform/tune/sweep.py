@@ -55,7 +55,6 @@ __all__ = [
     "check_dataset_fits",
     "default_storage",
     "finished_experiment",
-    "mark_unfinished",
     "resolve_name",
     "run_sweep",
     "tune_unfinished_trials",
@@ -355,8 +354,8 @@ def run_sweep(
             returned as far as it got, those trials ``running`` (as stored),
             and ``resume`` continues them from their checkpoints. Not called
             for a sweep that ended by itself (``budget.time_limit_s``
-            included). Unfused sweeps only (a fused sweep's trials cut off by
-            Ctrl+C are stored ``running`` too, but not reported here).
+            included). Fused sweeps alike (their driver says whether Ctrl+C
+            stopped it: a time limit also leaves trials unfinished there).
 
     Raises:
         SpecError: with a local Ray regtune starts, one trial's
@@ -461,6 +460,7 @@ def run_sweep(
             resume=resume,
             callbacks=callbacks,
             on_progress=on_progress,
+            on_interrupt=on_interrupt,
             started=started,
         )
     threads = max(1, int(spec.resources.cpu))
@@ -527,16 +527,19 @@ def run_sweep(
         grid = tuner.fit()
     except tune.TuneError as exc:
         raise RegtuneError(f"sweep {name!r} failed: {exc}") from exc
-    outcome = outcome_from_grid(
-        spec, grid, name=name, path=exp_path, elapsed_s=time.perf_counter() - started
-    )
+    # Interrupted (Ctrl+C) when some are unfinished: Tune's clean-up ended the running
+    # trials as it stopped them, and its result grid cannot tell them from trials a
+    # scheduler stopped.
     unfinished = unfinished_trials(results)
-    if not unfinished:
-        return outcome
-    # Interrupted (Ctrl+C): Tune's clean-up ended the running trials as it stopped
-    # them, and its result grid cannot tell them from trials a scheduler stopped.
-    outcome = mark_unfinished(outcome, unfinished)
-    if on_interrupt is not None:
+    outcome = outcome_from_grid(
+        spec,
+        grid,
+        name=name,
+        path=exp_path,
+        elapsed_s=time.perf_counter() - started,
+        unfinished=unfinished,
+    )
+    if unfinished and on_interrupt is not None:
         on_interrupt(sorted(unfinished))
     return outcome
 
@@ -557,24 +560,6 @@ def unfinished_trials(callbacks: Iterable[Any]) -> frozenset[str]:
     return out
 
 
-def mark_unfinished(outcome: SweepOutcome, unfinished: Iterable[str]) -> SweepOutcome:
-    """``outcome`` with each trial of ``unfinished`` that reported an epoch
-    ``running`` (what the results store holds for it: it did not end, and
-    ``--resume`` continues it), not the ``stopped early`` a result grid
-    gives a trial cut off before ``budget.max_epochs``; a trial that never
-    reported keeps its ``not started``."""
-    from dataclasses import replace
-
-    from regtune.platform.results.trials import RUNNING
-
-    cut = set(unfinished)
-    outcome.trials = [
-        replace(t, status=RUNNING) if t.trial_id in cut and t.iterations > 0 else t
-        for t in outcome.trials
-    ]
-    return outcome
-
-
 def _run_fused(
     spec: SweepSpec,
     fused: Any,
@@ -585,9 +570,15 @@ def _run_fused(
     resume: bool,
     callbacks: Sequence[Any],
     on_progress: Callable[[dict[str, Any]], None] | None,
+    on_interrupt: Callable[[list[str]], None] | None,
     started: float,
 ) -> SweepOutcome:
-    """A fused sweep, driven from here (:mod:`regtune.platform.tune.fused_driver`)."""
+    """A fused sweep, driven from here (:mod:`regtune.platform.tune.fused_driver`);
+    ``on_interrupt`` as :func:`run_sweep`'s.
+
+    Its cut-off trials are unfinished whether Ctrl+C or ``budget.time_limit_s``
+    stopped the driver (both leave them to ``--resume``); only the driver knows
+    which it was, and only an interrupt is reported as one."""
     from ray import tune
     from ray.exceptions import RayError
 
@@ -602,8 +593,9 @@ def _run_fused(
         max_t=spec.budget.max_epochs,
         on_progress=on_progress,
     )
+    results = results_callbacks(spec, exp_path)
     try:
-        rows = run_fused_sweep(
+        run = run_fused_sweep(
             spec,
             manager=fused.manager,
             max_concurrent=fused.max_concurrent,
@@ -611,7 +603,7 @@ def _run_fused(
             name=name,
             root=root,
             resume=resume,
-            callbacks=[progress, *results_callbacks(spec, exp_path), *callbacks],
+            callbacks=[progress, *results, *callbacks],
             # The driver runs at most fused.max_concurrent members; the search
             # algorithm keeps only the spec's own limit, so a scheduler such as
             # HyperBand sees the pending trials it places in brackets.
@@ -623,13 +615,18 @@ def _run_fused(
         raise RegtuneError(f"sweep {name!r} failed: {exc}") from exc
     finally:
         fused.stop()
-    return outcome_from_grid(
+    unfinished = unfinished_trials(results) if run.interrupted else frozenset()
+    outcome = outcome_from_grid(
         spec,
-        rows,
+        run.rows,
         name=name,
         path=exp_path,
         elapsed_s=time.perf_counter() - started,
+        unfinished=unfinished,
     )
+    if unfinished and on_interrupt is not None:
+        on_interrupt(sorted(unfinished))
+    return outcome
 
 
 def _members_per_cohort(spec: SweepSpec, base: Any, dataset: Any) -> int:

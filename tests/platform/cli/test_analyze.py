@@ -62,7 +62,7 @@ def test_json_output(experiment: Path) -> None:
     assert set(data["front"]["reference"]) == {"val_acc", "ece"}
     assert data["front"]["hypervolume"] > 0
     # Trial s never ended: the sweep is still running, and the analysis says so.
-    assert any("still running (1 of 5 trials running)" in n for n in data["notes"])
+    assert any("not finished (1 of 5 trials running or interrupted; " in n for n in data["notes"])
 
 
 def test_terminal_tables_html_and_pngs(experiment: Path, tmp_path: Path) -> None:
