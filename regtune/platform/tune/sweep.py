@@ -106,15 +106,23 @@ _DATASET_CHECKED_KEYS = (
     ("training", "calibration"),
     ("training", "early_stopping", "metric"),
     ("training", "early_stopping", "patience"),
+    ("penalties", "input_noise"),
+    ("penalties", "adversarial", "method"),
+    ("penalties", "adversarial", "eps"),
+    ("training", "robust_every"),
+    ("training", "robust_eps"),
+    ("training", "robust_steps"),
+    ("training", "robust_samples"),
 )
 #: At most this many combinations of those distributions' probe values are
 #: checked before Ray starts. One check parses a config (no model is built):
 #: ~0.2 ms, so the bound costs under a second (108 combinations of a spec
-#: sweeping all four keys: ~11 ms). Values that set the checked keys alike count
-#: once (a fairness section's strengths), so only a spec listing hundreds of
-#: distinct values there reaches it; beyond it each value is still checked alone
-#: and the first combinations in order, with a warning: a trial drawing an
-#: unchecked combination the data cannot train fails at setup with the same message.
+#: sweeping the fairness and early-stopping keys: ~11 ms). Values that set the
+#: checked keys alike count once (a fairness section's strengths), so only a
+#: spec listing hundreds of distinct values there reaches it; beyond it each
+#: value is still checked alone and the first combinations in order, with a
+#: warning: a trial drawing an unchecked combination the data cannot train
+#: fails at setup with the same message.
 MAX_PROBED_COMBINATIONS = 4096
 _ABSENT = object()
 

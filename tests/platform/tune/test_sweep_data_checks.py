@@ -283,3 +283,25 @@ def test_an_early_stopping_refusal_does_not_name_the_calibration_drawn_beside_it
             reason="training.early_stopping.metric: early stopping on 'dp_diff' would never act",
         )
     )
+
+
+@pytest.mark.parametrize(
+    "penalties",
+    [
+        {"adversarial": {"method": {"choice": ["none", "pgd"]}, "eps": 0.5}},
+        {"input_noise": {"choice": [0.0, 0.5]}},
+    ],
+)
+def test_an_attack_or_noise_drawn_on_data_with_no_numeric_feature_is_refused_before_ray(
+    tmp_path: Path, no_ray: list[str], penalties: dict[str, Any]
+) -> None:
+    data = tmp_path / "cat.csv"
+    pd.DataFrame(
+        {"c": ["u", "v", "w", "u"] * 50, "g": ["a", "b"] * 100, "y": [0, 1, 1, 0] * 50}
+    ).to_csv(data, index=False)
+    spec = _spec(data, model={"arch": "mlp", "width": 8, "depth": 1}, penalties=penalties)
+    # The representative trial perturbs nothing (method none / noise 0): only a
+    # drawn value does, and that trial would fail at setup.
+    with pytest.raises(SpecError, match=r"would fail at setup: .*no numeric feature to perturb"):
+        _run(spec, tmp_path, no_ray)
+    assert no_ray == []
