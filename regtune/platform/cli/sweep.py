@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -34,7 +34,10 @@ from rich.text import Text
 
 from regtune.errors import RegtuneError, cut_echo
 from regtune.platform.cli.app import NameOpt, SetOpt, SpecArg, app, console, fail, out
-from regtune.platform.results.trials import NOT_STARTED
+from regtune.platform.results.trials import NOT_STARTED, RUNNING
+
+if TYPE_CHECKING:
+    from regtune.platform.results import SweepOutcome
 
 __all__ = [
     "CONSTANT_LEFT_OUT",
@@ -136,12 +139,7 @@ def sweep(
             spec, overrides, name=name, storage=storage, address=address, verbose=verbose
         )
         console.print(
-            INTERRUPTED.format(
-                name=name,
-                n=len(unfinished),
-                s="" if len(unfinished) == 1 else "s",
-                command=command,
-            ),
+            interrupted_line(outcome, name=name, command=command),
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -151,9 +149,32 @@ def sweep(
 
 #: Said (on stderr) after the summary of a sweep interrupted by Ctrl+C (SIGINT).
 INTERRUPTED = (
-    "interrupted: sweep {name} stopped with {n} trial{s} unfinished (stored as running); "
+    "interrupted: sweep {name} stopped with {n} trial{s} unfinished (stored as running)"
+    "{waiting}; continue it with:\n  {command}"
+)
+#: The same when no trial had reported an epoch yet.
+INTERRUPTED_BEFORE_ANY = (
+    "interrupted: sweep {name} stopped before any trial reported an epoch{waiting}; "
     "continue it with:\n  {command}"
 )
+
+
+def interrupted_line(outcome: SweepOutcome, *, name: str, command: str) -> str:
+    """INTERRUPTED for ``outcome``: the trials it holds running (cut off mid-run)
+    and, apart, those Tune had created but not started (the summary's counts)."""
+    counts = outcome.counts()
+    running, waiting = counts.get(RUNNING, 0), counts.get(NOT_STARTED, 0)
+    shown = f" ({waiting} not started)" if not running else f", {waiting} not started"
+    template = INTERRUPTED if running else INTERRUPTED_BEFORE_ANY
+    return template.format(
+        name=name,
+        n=running,
+        s="" if running == 1 else "s",
+        waiting=shown if waiting else "",
+        command=command,
+    )
+
+
 #: The exit status of an interrupted sweep (128 + SIGINT, as a shell reports it).
 INTERRUPTED_EXIT = 130
 

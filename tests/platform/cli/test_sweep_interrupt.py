@@ -51,7 +51,10 @@ def _stub_sweep(
         kwargs["on_ray_start"]()
         outcome = _outcome(kwargs["name"], f"/runs/{kwargs['name']}", statuses)
         if interrupted:
-            kwargs["on_interrupt"]([t.trial_id for t in outcome.trials if t.status == "running"])
+            # As run_sweep does: every trial Tune's saved state holds unfinished,
+            # those created but not started (PENDING) included.
+            unfinished = [t.trial_id for t in outcome.trials if t.status != "finished"]
+            kwargs["on_interrupt"](unfinished)
         return outcome
 
     monkeypatch.setattr(sweep_module, "run_sweep", run_sweep)
@@ -125,3 +128,23 @@ def test_the_resume_line_keeps_address_and_verbose_and_quotes_each_word() -> Non
         "regtune sweep 'my spec.yaml' --set 'scheduler={kind: none}' "
         "--address 127.0.0.1:6379 --name n --resume --verbose"
     )
+
+
+@pytest.mark.parametrize(
+    ("statuses", "said"),
+    [
+        (["running", "running", "not started"], "stopped with 2 trials unfinished "
+         "(stored as running), 1 not started; continue it with:"),
+        (["running"], "stopped with 1 trial unfinished (stored as running); continue it with:"),
+        (["not started", "not started"], "stopped before any trial reported an epoch "
+         "(2 not started); continue it with:"),
+    ],
+)  # fmt: skip
+def test_the_interrupt_line_counts_what_the_summary_counts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, statuses: list[str], said: str
+) -> None:
+    _stub_sweep(monkeypatch, statuses, interrupted=True)
+    spec = _spec_file(tmp_path, samples=3)
+    result = runner.invoke(app, ["sweep", str(spec), "--name", "int-2"])
+    assert result.exit_code == INTERRUPTED_EXIT, result.output
+    assert f"interrupted: sweep int-2 {said}" in result.stderr
