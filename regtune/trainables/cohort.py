@@ -312,6 +312,8 @@ class SequentialCohort:
         dataset: one loaded dataset for every member (loaded once per
             distinct dataset config when omitted).
         device: overrides each member's ``training.device``.
+        stored: the configs ran or were checked already (a sweep's trials
+            inside Ray): see ``Trainer(stored=...)``.
 
     Raises:
         SpecError: no member, a bad id or config, or ``dataset`` given for
@@ -324,6 +326,7 @@ class SequentialCohort:
         *,
         dataset: Dataset | None = None,
         device: str | torch.device | None = None,
+        stored: bool = False,
     ) -> None:
         parsed = parse_members(configs)
         if dataset is not None:
@@ -344,7 +347,7 @@ class SequentialCohort:
                 torch.device(device) if device is not None else resolve_device(cfg.training.device)
             )
             with preserved_rng(dev):
-                trainer = Trainer(cfg, dataset=ds, device=dev)
+                trainer = Trainer(cfg, dataset=ds, device=dev, stored=stored)
                 self._rng[mid] = _capture(trainer.device)
             self._trainers[mid] = trainer
 
@@ -466,6 +469,7 @@ def make_cohort(
     fuse: bool = True,
     pad: bool = True,
     cnn_on_cpu: bool = CNN_FUSES_ON_CPU,
+    stored: bool = False,
 ) -> Cohort:
     """One cohort over ``configs``: fused groups where :func:`fusable` allows.
 
@@ -479,6 +483,9 @@ def make_cohort(
         pad: False fuses only members of one width (no width padding).
         cnn_on_cpu: fuse CNN members on a CPU too (off by default: it does
             not pay there, see :data:`CNN_FUSES_ON_CPU`).
+        stored: the configs ran or were checked already (a fused sweep's
+            trials inside Ray): a setting idle on the data is logged, not
+            refused (``Trainer(stored=...)``).
 
     Raises:
         SpecError: no member, a bad id or config, or mixed datasets with one
@@ -503,7 +510,7 @@ def make_cohort(
         for group in groups:
             sub = {m: cfgs[m] for m in group}
             if len(group) > 1 and fuse_key(sub[group[0]], device, cnn_on_cpu=True) is not None:
-                parts.append(FusedCohort(sub, dataset=ds, device=device))
+                parts.append(FusedCohort(sub, dataset=ds, device=device, stored=stored))
             else:
-                parts.append(SequentialCohort(sub, dataset=ds, device=device))
+                parts.append(SequentialCohort(sub, dataset=ds, device=device, stored=stored))
     return parts[0] if len(parts) == 1 else _CohortSet(parts)

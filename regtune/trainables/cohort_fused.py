@@ -200,9 +200,12 @@ class FusedCohort:
         *,
         dataset: Dataset | None = None,
         device: str | torch.device | None = None,
+        stored: bool = False,
     ) -> None:
         parsed = parse_members(configs)
         first_id = next(iter(parsed))
+        #: The configs ran or were checked already (``check_dataset_fits(stored=True)``).
+        self._stored = stored
         # Asked for explicitly: CNN members fuse on a CPU too.
         keys = {mid: pad_key(cfg, device, cnn_on_cpu=True) for mid, cfg in parsed.items()}
         for mid, cfg in parsed.items():
@@ -211,7 +214,7 @@ class FusedCohort:
         first_key = keys[first_id]
         ds = shared_dataset(parsed, dataset)
         for cfg in parsed.values():
-            check_dataset_fits(cfg, ds)
+            check_dataset_fits(cfg, ds, stored=stored)
         for mid, key in keys.items():
             if key != first_key:
                 a, b = _describe(first_key), _describe(key)
@@ -795,7 +798,7 @@ class FusedCohort:
         """A solo ``Trainer`` of the member continued from ``state``."""
         m = self._member(member_id)
         with preserved_rng(self.device):
-            trainer = Trainer(m.cfg, dataset=self.dataset, device=self.device)
+            trainer = Trainer(m.cfg, dataset=self.dataset, device=self.device, stored=self._stored)
             trainer.load_state_dict(state, source=source)
         return trainer
 

@@ -33,6 +33,7 @@ except through early stopping on ``robust_acc``, which they then feed.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import time
@@ -73,18 +74,24 @@ from regtune.trainables.optim import SGD, AdamW
 from regtune.trainables.threshold_settings import ThresholdSettings
 
 __all__ = [
+    "IDLE_ON_DATA_MSG",
     "RunResult",
     "Trainer",
     "check_dataset_fits",
+    "check_early_stopping_fits",
     "data_words",
     "epoch_metrics",
     "evaluation_generator",
+    "idle_on_data",
     "kept_epoch",
+    "perturbing_settings",
     "reports_gaps",
     "resolve_device",
     "robust_decides",
     "train",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: Rows per forward pass when evaluating (memory bound, not a tuning knob).
 EVAL_BATCH = 4096
@@ -110,6 +117,10 @@ FAIRNESS_ADVICE_NOT_BINARY = (
 NO_NUMERIC_FEATURE_MSG = (
     "{keys}: {data} has no numeric feature to perturb (input noise and attacks move only "
     "numeric features, and every feature here is categorical), so {what}; {advice}"
+)
+#: The one-line warning of a stored config whose settings do nothing on its data.
+IDLE_ON_DATA_MSG = (
+    "{keys}: idle on this dataset (nothing to perturb or report); training runs as without them"
 )
 GROUP_CALIBRATION_MSG = (
     "training.calibration='group_temperature' needs a dataset with a sensitive attribute; "
@@ -143,7 +154,7 @@ CHECKPOINT_MISMATCH_MSG = (
 )
 
 
-def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
+def check_dataset_fits(cfg: TrainConfig, ds: Dataset, *, stored: bool = False) -> None:
     """Refuse a config that ``ds`` cannot train as asked: a fairness penalty needs a
     binary label with a sensitive attribute, group temperature calibration a
     sensitive attribute, early stopping on a fairness gap a dataset the gaps are
@@ -151,6 +162,15 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
     and robust accuracy a numeric feature to perturb (else they would change
     nothing, and robust_acc would be val_acc). The one place these are checked: the
     trainer, the fused cohort and a sweep's driver before Ray starts all call it.
+
+    ``stored``: ``cfg`` ran before or was checked already (a resumed sweep's,
+    a trial's inside Ray, a registered teacher's settings a student copies).
+    The rules that guard only new input then do not apply, as for
+    ``parse_train_config(stored=True)``: a setting that perturbs nothing, and
+    early stopping on a gap that is never reported, are idle (training runs as
+    without them; :func:`idle_on_data` names them) rather than refused. The
+    fairness and group-calibration rules apply to every config: they are not
+    settings that merely do nothing.
 
     Raises:
         SpecError: the first that fails, naming the key and what would work.
@@ -171,18 +191,54 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset) -> None:
                 else FAIRNESS_ADVICE_NOT_BINARY,
             )
         )
+    if stored:
+        return
     perturbing = _perturbing(cfg)
     if perturbing and not bool(ds.perturb_mask.any()):
         raise SpecError(_no_numeric_feature(cfg, perturbing, data))
-    es = cfg.training.early_stopping
-    if es.patience > 0 and es.metric in GROUP_METRICS and not reports_gaps(ds):
+    check_early_stopping_fits(cfg, ds)
+
+
+def check_early_stopping_fits(cfg: TrainConfig, ds: Dataset) -> None:
+    """Refuse early stopping on a fairness gap ``ds`` does not report (it would
+    never act); part of :func:`check_dataset_fits` for new input.
+
+    Raises:
+        SpecError: :data:`EARLY_STOP_NO_GAP_MSG`.
+    """
+    if _early_stop_gap_idle(cfg, ds):
         # The config refuses it for a dataset without a sensitive column;
         # a file's label may still have more than two classes.
+        es = cfg.training.early_stopping
+        data, sensitive = data_words(cfg, ds)
         raise SpecError(
             EARLY_STOP_NO_GAP_MSG.format(
                 metric=es.metric, data=data, sensitive=sensitive, n_classes=ds.n_classes
             )
         )
+
+
+def _early_stop_gap_idle(cfg: TrainConfig, ds: Dataset) -> bool:
+    """Whether ``cfg`` stops early on a fairness gap ``ds`` does not report."""
+    es = cfg.training.early_stopping
+    return es.patience > 0 and es.metric in GROUP_METRICS and not reports_gaps(ds)
+
+
+def idle_on_data(cfg: TrainConfig, ds: Dataset) -> list[str]:
+    """The settings of ``cfg`` that do nothing on ``ds`` (what
+    :func:`check_dataset_fits` refuses in new input, and skips for a stored
+    config): a perturbing setting with no numeric feature to perturb, early
+    stopping on a fairness gap ``ds`` does not report. Empty when none."""
+    idle = list(_perturbing(cfg)) if not bool(ds.perturb_mask.any()) else []
+    if _early_stop_gap_idle(cfg, ds):
+        idle.append(f"training.early_stopping.metric {cfg.training.early_stopping.metric!r}")
+    return idle
+
+
+def perturbing_settings(cfg: TrainConfig) -> list[str]:
+    """The settings of ``cfg`` that perturb inputs, as a refusal names them
+    (``"penalties.input_noise 0.1"``; see :func:`check_dataset_fits`)."""
+    return list(_perturbing(cfg))
 
 
 #: The keys that ask for robust accuracy (``robust_every`` > 0 by default).
@@ -395,6 +451,10 @@ class Trainer:
             :data:`regtune.trainables.thresholds.FIT_ROWS`). ``"train+val"`` is
             refused while no thresholds are fitted (a method not ending in
             ``postprocess``, or kind ``none``), as the YAML key is.
+        stored: ``config`` ran before or was checked already (a sweep's trial
+            inside Ray, a resumed one's): a setting idle on ``dataset`` is
+            logged (:data:`IDLE_ON_DATA_MSG`), not refused
+            (:func:`check_dataset_fits`).
     """
 
     def __init__(
@@ -404,6 +464,7 @@ class Trainer:
         dataset: Dataset | None = None,
         device: str | torch.device | None = None,
         threshold_rows: str | None = None,
+        stored: bool = False,
     ) -> None:
         if threshold_rows is not None and threshold_rows not in thresholds.FIT_ROWS:
             raise SpecError(
@@ -423,7 +484,10 @@ class Trainer:
             torch.device(device) if device is not None else resolve_device(cfg.training.device)
         )
         ds = self.dataset
-        check_dataset_fits(cfg, ds)
+        check_dataset_fits(cfg, ds, stored=stored)
+        unused = idle_on_data(cfg, ds) if stored else []
+        if unused:
+            _log.warning(IDLE_ON_DATA_MSG.format(keys=", ".join(unused)))
         torch.manual_seed(cfg.training.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.training.seed)
         self.model = build_model(

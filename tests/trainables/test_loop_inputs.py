@@ -193,3 +193,51 @@ def test_a_threshold_rows_override_without_thresholds_is_refused(
     post = {"fairness": {"kind": "dp", "method": "postprocess"}}
     trainer = Trainer(_cfg(path, dataset=dataset, penalties=post), threshold_rows="train+val")
     assert trainer.threshold_rows == "train+val"
+
+
+# -- a config that ran (or was checked) is not new input --------------------------------
+
+
+def _idle_cfg(path: Path) -> dict[str, Any]:
+    """What an older regtune ran: input noise on data with nothing to perturb."""
+    return _cfg(path, training={"epochs": 1, "robust_every": 1}, penalties={"input_noise": 0.1})
+
+
+def test_a_trials_setup_trains_a_config_that_perturbs_nothing(tmp_path: Path) -> None:
+    from regtune.platform.tune.trainable import TuneTrainable
+
+    path = _categorical_csv(tmp_path)
+    dataset = load_dataset(parse_train_config(_idle_cfg(path)).dataset)
+    # New input is still refused...
+    with pytest.raises(SpecError, match="no numeric feature"):
+        Trainer(_idle_cfg(path), dataset=dataset)
+    # ...but a trial's config was checked before Ray started, or ran before (a
+    # resumed sweep's): its setup trains it, the idle settings logged.
+    trial = TuneTrainable.__new__(TuneTrainable)
+    trial.setup(_idle_cfg(path), dataset=dataset)
+    row = trial.step()
+    assert row["robust_acc"] == row["val_acc"]
+    assert trial.reset_config(_idle_cfg(path))
+
+
+def test_a_stored_config_skips_only_the_rules_for_new_input(tmp_path: Path) -> None:
+    from regtune.trainables.cohort import make_cohort
+    from regtune.trainables.loop import idle_on_data
+
+    path = _categorical_csv(tmp_path)
+    cfg = parse_train_config(_idle_cfg(path))
+    dataset = load_dataset(cfg.dataset)
+    check_dataset_fits(cfg, dataset, stored=True)
+    assert idle_on_data(cfg, dataset) == [
+        "penalties.input_noise 0.1",
+        "training.robust_every 1",
+    ]
+    # The fused sweep's workers build their cohorts stored as well.
+    cohort = make_cohort({"a": cfg, "b": cfg}, dataset=dataset, stored=True)
+    assert cohort.members == ["a", "b"]
+    with pytest.raises(SpecError, match="no numeric feature"):
+        make_cohort({"a": cfg, "b": cfg}, dataset=dataset)
+    # A fairness section the data cannot serve is refused stored too.
+    fair = parse_train_config(_cfg(path, penalties={"fairness": {"kind": "dp", "strength": 1.0}}))
+    with pytest.raises(SpecError, match="fairness"):
+        check_dataset_fits(fair, dataset, stored=True)

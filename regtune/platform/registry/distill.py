@@ -28,9 +28,10 @@ for a teacher without post-processing, with the student config's own
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -54,11 +55,14 @@ from regtune.trainables.data import Dataset
 __all__ = [
     "DistillSettings",
     "check_finite",
+    "check_student_fits",
     "distill",
     "run_distillation",
     "student_config",
     "student_postprocessing",
 ]
+
+_log = logging.getLogger(__name__)
 
 BAD_GPUS = "--gpus {value!r} is not allowed; expected a number >= 0"
 #: Metrics a student must have finite values of to be registered.
@@ -92,6 +96,14 @@ def student_config(teacher: ModelVersion, settings: DistillSettings) -> TrainCon
     Raises:
         SpecError: a bad student architecture, setting or override, naming the key.
     """
+    return _student_config(teacher, settings)
+
+
+def _student_config(
+    teacher: ModelVersion, settings: DistillSettings, *, robust: bool = True
+) -> TrainConfig:
+    """:func:`student_config`; ``robust`` False leaves out the teacher's
+    ``robust_*`` keys (what the overrides ask, named alone)."""
     from regtune.search_spaces.overrides import apply_overrides
 
     check_settings(settings.temperature, settings.alpha)
@@ -100,7 +112,7 @@ def student_config(teacher: ModelVersion, settings: DistillSettings) -> TrainCon
         "dataset": base["dataset"],
         "model": dict(settings.student),
         "training": {
-            **{k: v for k, v in base["training"].items() if k.startswith("robust_")},
+            **{k: v for k, v in base["training"].items() if robust and k.startswith("robust_")},
             "epochs": settings.epochs,
             "lr": settings.lr,
             "batch_size": settings.batch_size,
@@ -147,6 +159,8 @@ def run_distillation(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     teacher = load_version(teacher_path).module
     started = time.perf_counter()
+    # The config was checked against the data before Ray started
+    # (check_student_fits): a setting idle on the data is logged here.
     trainer = DistillTrainer(
         dict(config),
         teacher=teacher,
@@ -154,6 +168,7 @@ def run_distillation(
         alpha=alpha,
         dataset=dataset,
         device=device,
+        stored=True,
     )
     while not trainer.should_stop:
         trainer.run_epoch()
@@ -213,6 +228,7 @@ def distill(
     check_same_data(
         f"teacher {teacher.ref} ({teacher.path})", teacher.meta["dataset"]["fingerprint"], dataset
     )
+    check_student_fits(teacher, settings, config, dataset)
     ensure_ray(address)
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
@@ -264,6 +280,46 @@ def distill(
         root=root,
         postprocessing=post,
     )
+
+
+def check_student_fits(
+    teacher: ModelVersion, settings: DistillSettings, config: TrainConfig, dataset: Dataset
+) -> None:
+    """Refuse, before Ray starts, a student ``config`` that ``dataset`` cannot
+    train as asked (``loop.check_dataset_fits``). What the student copies from
+    its teacher's stored config (the ``robust_*`` keys, the penalties with
+    ``same_regularizers``) ran so: a setting of those that perturbs nothing
+    (data with no numeric feature) is kept as the teacher has it, idle, and
+    logged, not refused; a perturbing setting the overrides add or change
+    is new input and refused as ``regtune train`` refuses it.
+
+    Raises:
+        SpecError: the first rule that fails (the trainer's message).
+    """
+    from regtune.trainables.loop import (
+        IDLE_ON_DATA_MSG,
+        check_dataset_fits,
+        check_early_stopping_fits,
+        idle_on_data,
+        perturbing_settings,
+    )
+
+    inherited = student_config(teacher, replace(settings, overrides=()))
+    stored = set(perturbing_settings(config)) <= set(perturbing_settings(inherited))
+    if not stored:
+        # Named as regtune train names it: without the teacher's robust_*
+        # keys the user never set (then with them, should those matter).
+        check_dataset_fits(_student_config(teacher, settings, robust=False), dataset)
+    check_dataset_fits(config, dataset, stored=stored)
+    if stored:
+        # A student's early stopping is never the teacher's: only an
+        # override sets it, so it is new input (a stored check skips it).
+        check_early_stopping_fits(config, dataset)
+        idle = idle_on_data(config, dataset)
+        if idle:
+            _log.warning(
+                "the student of %s: %s", teacher.ref, IDLE_ON_DATA_MSG.format(keys=", ".join(idle))
+            )
 
 
 def check_finite(teacher: str, metrics: Mapping[str, float], lr: float) -> None:

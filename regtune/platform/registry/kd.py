@@ -67,9 +67,10 @@ class DistillTrainer(Trainer):
         alpha: float,
         dataset: Dataset | None = None,
         device: str | torch.device | None = None,
+        stored: bool = False,
     ) -> None:
         check_settings(temperature, alpha)
-        super().__init__(config, dataset=dataset, device=device)
+        super().__init__(config, dataset=dataset, device=device, stored=stored)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False)
         self.temperature = temperature
         self.alpha = alpha

@@ -236,8 +236,12 @@ class CohortWorker:
         for tid, (cfg, _) in members.items():
             self._configs[tid] = dict(cfg)
             self._left.discard(tid)
+        # Trial configs are not new input: the driver checked them before Ray
+        # started, or they ran before (a resumed sweep's).
         cohort = make_cohort(
-            {tid: self._configs[tid] for tid in [*moving, *members]}, dataset=self._dataset
+            {tid: self._configs[tid] for tid in [*moving, *members]},
+            dataset=self._dataset,
+            stored=True,
         )
         for tid, state in moving.items():
             self._owner[tid].drop(tid)

@@ -376,7 +376,8 @@ def run_sweep(
             (without ``resume``) or does not (with it); ``resume`` of a fused
             experiment with a spec that does not fuse, or the other way
             round; the loaded dataset does not fit the spec
-            (:func:`check_dataset_fits`). Refused before Ray starts; nothing
+            (:func:`check_dataset_fits`; with ``resume`` a setting that
+            perturbs nothing ran so and is not refused). Refused before Ray starts; nothing
             stored is changed.
         DataError: the dataset cannot be loaded (before Ray starts too).
         RegtuneError: Tune failed.
@@ -421,13 +422,15 @@ def run_sweep(
     # below). A cluster (or a Ray someone else started) may grow: a warning.
     joining = ray.is_initialized() or cluster_to_join(address) is not None
     started = time.perf_counter()
-    base = parse_train_config(spec.base_config())
+    base = parse_train_config(spec.base_config(), stored=resume)
     # The dataset loads, and is checked against the spec, before Ray starts:
     # some of what a trial needs shows only in the rows (a file's label with
     # more than two classes, a sensitive column), and a sweep refused for it
     # never looks started. (It used to load while Ray's processes booted.)
     dataset = _load_data(base.dataset)
-    check_dataset_fits(spec, dataset, base=base)
+    # A resumed sweep's spec ran (the CLI reads it stored): its settings idle
+    # on the data (nothing to perturb) ran so, and are not refused now.
+    check_dataset_fits(spec, dataset, base=base, stored=resume)
     # K needs no Ray (the model's size on the dataset, for auto).
     fuse = _members_per_cohort(spec, base, dataset)
     if resume and spec.resources.fuse == "auto":
@@ -665,7 +668,9 @@ def _start_fused(spec: SweepSpec, dataset: Any, fuse: int) -> Any:
     )
 
 
-def check_dataset_fits(spec: SweepSpec, dataset: Any, *, base: Any = None) -> None:
+def check_dataset_fits(
+    spec: SweepSpec, dataset: Any, *, base: Any = None, stored: bool = False
+) -> None:
     """Refuse, before Ray starts, a sweep with a trial that would fail on the
     loaded ``dataset``: the trainable's own checks at setup (``loop.check_dataset_fits``: a
     fairness penalty, group calibration or early stopping on a fairness gap
@@ -675,6 +680,9 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any, *, base: Any = None) -> No
     reads (:data:`MAX_PROBED_COMBINATIONS` bounds them); and an objective
     ``dp_diff``/``eo_diff``, which a trial reports only for such a dataset.
     ``base``: the representative config already parsed (parsed here when None).
+    ``stored``: ``spec`` ran before (a resumed sweep's): the rules that guard only
+    new input (a setting that perturbs nothing, ``loop.check_dataset_fits(stored=True)``)
+    do not apply.
 
     Raises:
         SpecError: the first of them that fails (the trainable's message,
@@ -686,11 +694,11 @@ def check_dataset_fits(spec: SweepSpec, dataset: Any, *, base: Any = None) -> No
     from regtune.trainables.loop import data_words, reports_gaps
 
     if base is None:
-        base = parse_train_config(spec.base_config())
-    trainable_checks(base, dataset)
+        base = parse_train_config(spec.base_config(), stored=stored)
+    trainable_checks(base, dataset, stored=stored)
 
     def check(config: dict[str, Any]) -> None:
-        trainable_checks(parse_train_config(config), dataset)
+        trainable_checks(parse_train_config(config, stored=stored), dataset, stored=stored)
 
     for values, config in _probed_configs(spec):
         try:

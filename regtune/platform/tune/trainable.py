@@ -40,7 +40,10 @@ class TuneTrainable(tune.Trainable):
         # the node when several trials share it.
         torch.set_num_threads(max(1, threads))
         self._dataset = dataset
-        self._trainer = Trainer(config, dataset=dataset)
+        # A trial's config is not new input: the driver checked it against the
+        # data before Ray started, or it ran before (a resumed sweep's, read
+        # as stored). A setting idle on the data is logged, not refused.
+        self._trainer = Trainer(config, dataset=dataset, stored=True)
 
     def step(self) -> dict[str, Any]:
         """Train one epoch; on the last one also score the test split.
@@ -76,7 +79,7 @@ class TuneTrainable(tune.Trainable):
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """Start a new trial in this actor (actor reuse)."""
-        self._trainer = Trainer(new_config, dataset=self._dataset)
+        self._trainer = Trainer(new_config, dataset=self._dataset, stored=True)
         self.config = new_config
         return True
 

@@ -305,3 +305,44 @@ def test_an_attack_or_noise_drawn_on_data_with_no_numeric_feature_is_refused_bef
     with pytest.raises(SpecError, match=r"would fail at setup: .*no numeric feature to perturb"):
         _run(spec, tmp_path, no_ray)
     assert no_ray == []
+
+
+def _categorical(path: Path) -> Path:
+    rows = ["c,g,y"] + [f"{'abc'[i % 3]},{'xy'[i % 2]},{int(i % 3 == 0)}" for i in range(120)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_resumed_spec_that_perturbs_nothing_is_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An experiment an older regtune stored: input noise on data with no numeric feature.
+    data = _categorical(tmp_path / "cat.csv")
+    raw = {
+        "name": "s",
+        "dataset": {"name": "csv", "path": str(data), "label": "y"},
+        "model": {"arch": "mlp", "width": 8, "depth": 1},
+        "penalties": {"input_noise": 0.1, "l2": {"grid": [0.0, 0.001]}},
+        "budget": {"samples": 1, "max_epochs": 1},
+        "resources": {"fuse": 1},
+    }
+    new, stored = load_spec(raw), load_spec(raw, stored=True)
+    dataset = load_dataset(parse_train_config(new.base_config()).dataset)
+    with pytest.raises(SpecError, match=r"penalties\.input_noise .*no numeric feature"):
+        check_dataset_fits(new, dataset)
+    check_dataset_fits(stored, dataset, stored=True)
+
+    # run_sweep: a new sweep is refused before Ray starts; --resume (the CLI
+    # reads the spec stored) passes the check and goes on to start Ray.
+    class RayStarts(Exception):
+        pass
+
+    def on_ray_start() -> None:
+        raise RayStarts
+
+    storage = str(tmp_path / "store")
+    with pytest.raises(SpecError, match="no numeric feature"):
+        run_sweep(new, storage=storage, on_ray_start=on_ray_start)
+    monkeypatch.setattr(sweep, "_tune_experiment_exists", lambda path: True)
+    with pytest.raises(RayStarts):
+        run_sweep(stored, storage=storage, name="s-old", resume=True, on_ray_start=on_ray_start)
