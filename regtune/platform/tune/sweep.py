@@ -542,11 +542,26 @@ def run_sweep(
     # trials as it stopped them, and its result grid cannot tell them from trials a
     # scheduler stopped.
     unfinished = unfinished_trials(results)
+    return _ended(spec, grid, name, exp_path, started, unfinished, on_interrupt)
+
+
+def _ended(
+    spec: SweepSpec,
+    results: Any,
+    name: str,
+    path: str,
+    started: float,
+    unfinished: frozenset[str],
+    on_interrupt: Callable[[list[str]], None] | None,
+) -> SweepOutcome:
+    """The outcome of a Tune run (its result grid, or a fused run's rows), the
+    ``unfinished`` trials (cut off by Ctrl+C) as ``running``; ``on_interrupt``
+    gets their ids when there are any."""
     outcome = outcome_from_grid(
         spec,
-        grid,
+        results,
         name=name,
-        path=exp_path,
+        path=path,
         elapsed_s=time.perf_counter() - started,
         unfinished=unfinished,
     )
@@ -627,17 +642,7 @@ def _run_fused(
     finally:
         fused.stop()
     unfinished = unfinished_trials(results) if run.interrupted else frozenset()
-    outcome = outcome_from_grid(
-        spec,
-        run.rows,
-        name=name,
-        path=exp_path,
-        elapsed_s=time.perf_counter() - started,
-        unfinished=unfinished,
-    )
-    if unfinished and on_interrupt is not None:
-        on_interrupt(sorted(unfinished))
-    return outcome
+    return _ended(spec, run.rows, name, exp_path, started, unfinished, on_interrupt)
 
 
 def _members_per_cohort(spec: SweepSpec, base: Any, dataset: Any) -> int:

@@ -10,7 +10,6 @@ arrays was a RecursionError traceback.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from regtune.platform.registry.public import load
 from regtune.platform.registry.store import place_of
 from regtune.trainables.loop import RunResult
 from tests.platform.registry.test_meta_checks import _rewrite
+from tests.platform.registry.within import within
 
 runner = CliRunner()
 
@@ -47,21 +47,7 @@ def _copy(saved: ModelVersion, storage: Path, name: str) -> Path:
 
 def _quickly(call: Callable[[], Any], timeout: float = 30.0) -> Any:
     """``call()``, failing the test (not hanging it) when it does not return in ``timeout``."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # handed back to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), "still reading"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    return within(call, timeout, "still reading")
 
 
 def _refusal(folder: Path) -> str:

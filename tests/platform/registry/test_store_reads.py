@@ -5,7 +5,6 @@ FIFO blocked forever)."""
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from regtune.platform.registry.store import NOT_REGULAR, place_of
+from tests.platform.registry.within import within
 
 
 def test_a_limit_caps_the_bytes_read(tmp_path: Path) -> None:
@@ -35,22 +35,8 @@ def test_a_sparse_huge_file_is_read_only_to_the_limit(tmp_path: Path) -> None:
 
 
 def _in_thread(call: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """``call()`` on a daemon thread; fails the test if it has not returned in ``timeout``."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # handed back to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), "the read did not return"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    """``call()``, failing the test (not hanging it) when it does not return in ``timeout``."""
+    return within(call, timeout, "the read did not return")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
