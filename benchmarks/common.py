@@ -203,9 +203,10 @@ def start_smoke_ray(preload: Sequence[str] = ("regtune.platform.tune.trainable",
 
 
 def median_of(runs: dict[str, list[dict[str, Any]]], name: str, key: str) -> float:
-    """Median of ``key`` over the repeated runs of contender ``name`` (NaN if none)."""
-    values = sorted(float(r[key]) for r in runs.get(name, []))
-    return values[len(values) // 2] if values else math.nan
+    """Median of ``key`` over the repeated runs of contender ``name`` (NaN if none):
+    for an even count, the mean of the two middle values."""
+    values = [float(r[key]) for r in runs.get(name, [])]
+    return statistics.median(values) if values else math.nan
 
 
 def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:

@@ -18,6 +18,7 @@ end) writes a small per-epoch sample and runs both sweeps in one process on
 one local Ray with one CPU: its numbers mean nothing.
 
     python -m benchmarks.results_store [--smoke-test] [--repeats N]
+    python -m benchmarks.results_store --report-only  # table from the JSON
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
@@ -36,6 +38,7 @@ from benchmarks.common import (
     contender_in_this_process,
     markdown_table,
     median_of,
+    results_dir,
     start_smoke_ray,
     write_results,
 )
@@ -195,63 +198,16 @@ def per_epoch_costs(n_epochs: int, n_trials: int) -> dict[str, float]:
     return out
 
 
-#: Tries per contender: on a loaded 2-core machine Ray's start-up can time out.
-TRIES = 3
-
-
-def _in_this_process(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
-    return run_sweep_contender(samples, max_epochs, store=name == "with-store")
-
-
-def _contender(name: str, samples: int, max_epochs: int, *, smoke: bool) -> dict[str, Any]:
-    if smoke:
-        # Checks each contender runs (in this process, on one Ray); times mean nothing.
-        return contender_in_this_process(_in_this_process, name, samples, max_epochs)
-    for attempt in range(1, TRIES + 1):
-        try:
-            return contender_in_subprocess("benchmarks.results_store", name, samples, max_epochs)
-        except RuntimeError as exc:
-            if attempt == TRIES or "timed out during startup" not in str(exc):
-                raise
-            print(f"  Ray did not start in time; try {attempt + 1} of {TRIES}", flush=True)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure both; write JSON and the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke-test", action="store_true")
-    parser.add_argument("--contender", choices=CONTENDERS)
-    parser.add_argument("--samples", type=int, default=SAMPLES)
-    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    if args.contender:
-        result = run_sweep_contender(
-            args.samples, args.max_epochs, store=args.contender == "with-store"
-        )
-        print(json.dumps(result))
-        return 0
-    smoke = args.smoke_test
-    samples, max_epochs = (2, 2) if smoke else (args.samples, args.max_epochs)
-    repeats = 1 if smoke else args.repeats
-    n_epochs, n_trials = (40, 4) if smoke else (EPOCHS_PER_EPOCH_BENCH, TRIALS_PER_EPOCH_BENCH)
-
-    print(f"[results-store] writer: {n_epochs} epochs of {n_trials} trials ...", flush=True)
-    costs = per_epoch_costs(n_epochs, n_trials)
-    print(f"  {costs}", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
-    if smoke:
-        # One Ray (one CPU: the trials share one reused actor) for both sweeps.
-        start_smoke_ray()
-    for rep in range(repeats):
-        order = CONTENDERS if rep % 2 == 0 else CONTENDERS[::-1]
-        for name in order:
-            print(f"[results-store] repeat {rep + 1}: {name} ...", flush=True)
-            res = _contender(name, samples, max_epochs, smoke=smoke)
-            print(f"  {res}", flush=True)
-            runs[name].append(res)
-
+def report(payload: dict[str, Any], *, smoke: bool) -> tuple[dict[str, Any], str]:
+    """The summary and the markdown table of a run's payload (``runs``, the
+    writer's ``costs``, ``samples``, ``max_epochs``, ``repeats``): what a full
+    run writes, and what ``--report-only`` rebuilds from the committed JSON."""
+    runs: dict[str, list[dict[str, Any]]] = payload["runs"]
+    samples, max_epochs, repeats = payload["samples"], payload["max_epochs"], payload["repeats"]
+    costs = _writer_costs(payload)
+    n_epochs, n_trials = payload.get("writer_epochs"), payload.get("writer_trials")
+    if n_epochs is None or n_trials is None:  # JSON written before they were recorded
+        n_epochs, n_trials = (40, 4) if smoke else (EPOCHS_PER_EPOCH_BENCH, TRIALS_PER_EPOCH_BENCH)
     with_s, without_s = (
         median_of(runs, "with-store", "wall_s"),
         median_of(runs, "no-store", "wall_s"),
@@ -305,18 +261,106 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({100 * summary['callback_share_of_wall']:.2f}% of the sweep). "
         f"Writer: {n_epochs} reported epochs of {n_trials} trials.\n"
     )
-    write_results(
-        "results_store",
-        {
-            "samples": samples,
-            "max_epochs": max_epochs,
-            "repeats": repeats,
-            "runs": runs,
-            "summary": summary,
-        },
-        table,
-        smoke=smoke,
+    return summary, table
+
+
+def _writer_costs(payload: dict[str, Any]) -> dict[str, float]:
+    """The writer's per-epoch costs (``costs``; in JSON written before it was
+    recorded apart, the same keys inside ``summary``)."""
+    if "costs" in payload:
+        return dict(payload["costs"])
+    suffixes = ("_add_ms_per_epoch", "_close_s", "_read_ms_per_epoch")
+    return {k: v for k, v in payload["summary"].items() if k.endswith(suffixes)}
+
+
+def report_only(smoke: bool) -> Path:
+    """Rebuild ``results_store[-smoke].md`` and the JSON's ``summary`` from the
+    JSON's runs (its machine facts and date kept): nothing is measured."""
+    path = results_dir() / ("results_store-smoke.json" if smoke else "results_store.json")
+    payload = json.loads(path.read_text())
+    payload["summary"], table = report(payload, smoke=smoke)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    path.with_suffix(".md").write_text(table.rstrip() + "\n")
+    print(table)
+    return path
+
+
+#: Tries per contender: on a loaded 2-core machine Ray's start-up can time out.
+TRIES = 3
+
+
+def _in_this_process(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
+    return run_sweep_contender(samples, max_epochs, store=name == "with-store")
+
+
+def _contender(name: str, samples: int, max_epochs: int, *, smoke: bool) -> dict[str, Any]:
+    if smoke:
+        # Checks each contender runs (in this process, on one Ray); times mean nothing.
+        return contender_in_this_process(_in_this_process, name, samples, max_epochs)
+    for attempt in range(1, TRIES + 1):
+        try:
+            return contender_in_subprocess("benchmarks.results_store", name, samples, max_epochs)
+        except RuntimeError as exc:
+            if attempt == TRIES or "timed out during startup" not in str(exc):
+                raise
+            print(f"  Ray did not start in time; try {attempt + 1} of {TRIES}", flush=True)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure both; write JSON and the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke-test", action="store_true")
+    parser.add_argument("--contender", choices=CONTENDERS)
+    parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the table (and the JSON's summary) from the JSON's runs; run nothing",
     )
+    args = parser.parse_args(argv)
+    if args.report_only:
+        report_only(args.smoke_test)
+        return 0
+    if args.contender:
+        result = run_sweep_contender(
+            args.samples, args.max_epochs, store=args.contender == "with-store"
+        )
+        print(json.dumps(result))
+        return 0
+    smoke = args.smoke_test
+    samples, max_epochs = (2, 2) if smoke else (args.samples, args.max_epochs)
+    repeats = 1 if smoke else args.repeats
+    n_epochs, n_trials = (40, 4) if smoke else (EPOCHS_PER_EPOCH_BENCH, TRIALS_PER_EPOCH_BENCH)
+
+    print(f"[results-store] writer: {n_epochs} epochs of {n_trials} trials ...", flush=True)
+    costs = per_epoch_costs(n_epochs, n_trials)
+    print(f"  {costs}", flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+    if smoke:
+        # One Ray (one CPU: the trials share one reused actor) for both sweeps.
+        start_smoke_ray()
+    for rep in range(repeats):
+        order = CONTENDERS if rep % 2 == 0 else CONTENDERS[::-1]
+        for name in order:
+            print(f"[results-store] repeat {rep + 1}: {name} ...", flush=True)
+            res = _contender(name, samples, max_epochs, smoke=smoke)
+            print(f"  {res}", flush=True)
+            runs[name].append(res)
+
+    payload: dict[str, Any] = {
+        "samples": samples,
+        "max_epochs": max_epochs,
+        "repeats": repeats,
+        "writer_epochs": n_epochs,
+        "writer_trials": n_trials,
+        "runs": runs,
+        "costs": costs,
+    }
+    payload["summary"], table = report(payload, smoke=smoke)
+    write_results("results_store", payload, table, smoke=smoke)
     print(table)
     return 0
 

@@ -90,17 +90,28 @@ rather than absolute times).
 """
 
 
-def summarise(previous: str = "") -> str:
-    """BENCHMARKS.md from the non-smoke results present; a benchmark without
-    results keeps its section of ``previous`` (the current BENCHMARKS.md), so
-    running some benchmarks does not erase what the others measured."""
+#: The hand-measured before/after tables (benchmarks/results/changes.md): a
+#: section of their own, after the benchmarks', with no JSON and no footer.
+CHANGES = ("changes", "Before/after measurements of individual changes")
+#: The line a section kept from the previous BENCHMARKS.md gets when its JSON
+#: (or its table) is not in benchmarks/results.
+NO_JSON = "_No JSON committed for this section; numbers as last written._"
+
+
+def summarise(previous: str = "", results: Path = RESULTS_DIR) -> str:
+    """BENCHMARKS.md from the non-smoke results present in ``results``; a
+    benchmark without results keeps its section of ``previous`` (the current
+    BENCHMARKS.md), so running some benchmarks does not erase what the others
+    measured, marked with :data:`NO_JSON` so a reader sees no JSON backs it.
+    The hand-measured tables of ``changes.md`` follow as their own section."""
     kept = _sections(previous)
     parts = [HEADER]
     for name, title, what in BENCHMARKS:
-        md, js = RESULTS_DIR / f"{name}.md", RESULTS_DIR / f"{name}.json"
+        md, js = results / f"{name}.md", results / f"{name}.json"
         heading = f"## {title}\n\n{what} (`benchmarks/{name}.py`).\n"
         if not md.exists() or not js.exists():
-            parts.append(kept.get(title) or f"{heading}\n_Not run yet._\n")
+            old = kept.get(title)
+            parts.append(_mark_no_json(old) if old else f"{heading}\n_Not run yet._\n")
             continue
         parts.append(heading)
         machine = json.loads(js.read_text()).get("machine", {})
@@ -109,7 +120,27 @@ def summarise(previous: str = "") -> str:
             f"_Measured {machine.get('date', '?')}: {machine.get('cpu_count', '?')} CPUs, "
             f"torch {machine.get('torch', '?')}, GPU: {machine.get('cuda') or 'none'}._\n"
         )
+    name, title = CHANGES
+    changes = results / f"{name}.md"
+    if changes.exists():
+        where = f"`benchmarks/results/{name}.md`"
+        parts.append(f"## {title}\n\nMeasured by hand, one table per stop ({where}).\n")
+        parts.append(changes.read_text().rstrip() + "\n")
+    elif title in kept:
+        parts.append(kept[title])
     return "\n".join(parts)
+
+
+def _mark_no_json(section: str) -> str:
+    """``section`` with the :data:`NO_JSON` line after its first paragraph
+    (heading and what it compares), once."""
+    if NO_JSON in section:
+        return section
+    head, sep, rest = section.partition("\n\n")
+    what, sep2, body = rest.partition("\n\n")
+    if not sep2:
+        return f"{section.rstrip()}\n\n{NO_JSON}\n"
+    return f"{head}{sep}{what}\n\n{NO_JSON}\n\n{body}"
 
 
 def _sections(text: str) -> dict[str, str]:
