@@ -28,7 +28,7 @@ Three more measurements:
   CPU times over widths and K, fitted to ``a + K * (c + b * macs)``;
 - memory per member: peak RSS growth in a fresh process per K.
 
-    python -m benchmarks.cohort_speed [--smoke-test] [--repeats N] [--fit-only]
+    python -m benchmarks.cohort_speed [--smoke-test] [--repeats N] [--fit-only] [--report-only]
         [--only fit|mlp|cnn|mixed|memory ...]   # rerun parts, keep the rest on file
 """
 
@@ -54,7 +54,7 @@ import torch
 from benchmarks.common import markdown_table, peak_rss_mb, results_dir, write_results
 from regtune.trainables.cohort import Cohort, fusable, make_cohort
 from regtune.trainables.cohort_fused import FusedCohort
-from regtune.trainables.cohort_pad import mlp_macs
+from regtune.trainables.cohort_pad import GROUP_OVERHEAD_MACS, mlp_macs
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.loop import Trainer
 
@@ -443,6 +443,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--fit-only", action="store_true", help="print the cost-rule fit, write nothing"
     )
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the markdown from the JSON on file; measure nothing",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=PARTS,
@@ -461,6 +466,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(memory_case(dataset, int(width), int(batch), int(k))))
         return
     smoke = args.smoke_test
+    if args.report_only:
+        path = results_dir() / f"cohort_speed{'-smoke' if smoke else ''}.json"
+        path.with_suffix(".md").write_text(_render(json.loads(path.read_text())).rstrip() + "\n")
+        print(f"wrote {path.with_suffix('.md')}")
+        return
     repeats = 1 if smoke else args.repeats
     parts = set(args.only or PARTS)
     if args.fit_only:
@@ -572,7 +582,8 @@ def _render(payload: dict[str, Any]) -> str:
         f"over widths {'/'.join(str(p) for p in sorted({q['width'] for q in fit['points']}))} "
         f"and K {'/'.join(str(p) for p in sorted({q['k'] for q in fit['points']}))}: one "
         f"more group costs as much as {fit['overhead_macs']:.3g} multiply-adds per example "
-        "(`cohort_pad.GROUP_OVERHEAD_MACS`).\n\n"
+        f"in this run's fit (the constant the cost rule uses, "
+        f"`cohort_pad.GROUP_OVERHEAD_MACS`, is {GROUP_OVERHEAD_MACS:,.0f}).\n\n"
     )
     memory_note = (
         "**Memory per member**: in a fresh process per K, digits loaded, the peak RSS "

@@ -102,3 +102,17 @@ def test_summarise_never_run_and_changes_section(tmp_path: Path) -> None:
     # The hand-measured tables carry no generated date footer.
     assert "_Measured 2" not in changes
     assert list(sections)[-1] == run_all.CHANGES[1]
+
+
+def test_cohort_speed_names_the_fit_and_the_constant_apart() -> None:
+    from benchmarks.cohort_speed import _render
+    from benchmarks.common import RESULTS_DIR
+    from regtune.trainables.cohort_pad import GROUP_OVERHEAD_MACS
+
+    payload = json.loads((RESULTS_DIR / "cohort_speed.json").read_text())
+    md = _render(payload)
+    fitted = f"{payload['fit']['overhead_macs']:.3g} multiply-adds per example in this run's fit"
+    assert fitted in md
+    assert f"`cohort_pad.GROUP_OVERHEAD_MACS`, is {GROUP_OVERHEAD_MACS:,.0f})" in md
+    # The committed table is this rendering of the committed JSON.
+    assert (RESULTS_DIR / "cohort_speed.md").read_text() == md.rstrip() + "\n"
