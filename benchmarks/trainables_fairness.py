@@ -25,7 +25,9 @@ computed with regtune's metric functions (``metrics.accuracy``,
   draws the randomized predictions.
 
 Targets (seed means, test split) are in :data:`TARGETS`; a fairlearn row is
-checked against the target of the regtune row with the same constraint.
+checked against the target of the regtune row with the same constraint. Each
+row also gives the worst seed's value of every target metric (lowest accuracy,
+highest gap or ECE) and whether those meet the target.
 """
 
 from __future__ import annotations
@@ -185,22 +187,40 @@ def _fairlearn_score(eg: Any, fit_s: float, seed: int, ds: Dataset) -> dict[str,
 
 
 def _summary(runs: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per metric over seeds: mean, sd, min and max."""
     out = {}
     for key in (*METRICS, "fit_s"):
         values = [r[key] for r in runs]
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        out[key] = {"mean": statistics.fmean(values), "sd": sd}
+        out[key] = {
+            "mean": statistics.fmean(values),
+            "sd": sd,
+            "min": min(values),
+            "max": max(values),
+        }
     return out
 
 
-def _check(method: str, summary: dict[str, dict[str, float]]) -> tuple[bool, str]:
+def _worst(op: str) -> str:
+    """The worst seed's statistic for a target ``op``: the lowest of a ``>=``
+    bound's metric (accuracy), the highest of a ``<=`` one's (a gap, ECE)."""
+    return "max" if op == "<=" else "min"
+
+
+def _met(value: float, op: str, bound: float) -> bool:
+    return value <= bound if op == "<=" else value >= bound
+
+
+def _check(method: str, summary: dict[str, dict[str, float]]) -> tuple[bool, str, bool, str]:
+    """(target met on the seed mean, the target, met by the worst seed too,
+    the worst seed's value of each target metric): judged on the mean; the
+    worst case is reported beside it."""
     target = TARGETS[METHOD_TARGET[method]]
-    ok = all(
-        summary[m]["mean"] <= bound if op == "<=" else summary[m]["mean"] >= bound
-        for m, op, bound in target
-    )
+    ok = all(_met(summary[m]["mean"], op, bound) for m, op, bound in target)
+    worst_ok = all(_met(summary[m][_worst(op)], op, bound) for m, op, bound in target)
     text = ", ".join(f"{m} {op} {bound:g}" for m, op, bound in target)
-    return ok, text
+    worst = ", ".join(f"{m} {summary[m][_worst(op)]:.4f}" for m, op, _ in target)
+    return ok, text, worst_ok, worst
 
 
 def _cell(stat: dict[str, float], digits: int = 4) -> str:
@@ -250,7 +270,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summaries = {m: _summary(r) for m, r in runs.items()}
     checks = {m: _check(m, summaries[m]) for m in runs}
-    headers = ["method", "test acc", "dp_diff", "eo_diff", "ECE", "fit time s", "target", "pass"]
+    headers = [
+        "method",
+        "test acc",
+        "dp_diff",
+        "eo_diff",
+        "ECE",
+        "fit time s",
+        "target",
+        "pass (mean)",
+        "worst seed",
+    ]
     rows = [
         [
             method,
@@ -258,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cell(summaries[method]["fit_s"], 1),
             checks[method][1],
             "pass" if checks[method][0] else "FAIL",
+            f"{checks[method][3]} ({'met' if checks[method][2] else 'MISSED'})",
         ]
         for method in runs
     ]
@@ -265,7 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = "\n".join(f"- {m}: {text}" for m, text in SELECTION.items())
     md = (
         f"Adult (sensitive: sex), official test split, seeds {seeds} "
-        f"(mean ± sd){' — SMOKE TEST' if smoke else ''}.\n\n{table}\n\n"
+        f"(mean ± sd){' — SMOKE TEST' if smoke else ''}. Targets are judged on the mean "
+        "over seeds; *worst seed* gives each target metric's worst value over the seeds "
+        "(lowest accuracy, highest gap or ECE) and whether those values meet the target "
+        f"too.\n\n{table}\n\n"
         "Configs chosen on the validation split only:\n"
         f"{notes}\n"
         "- fairlearn: ExponentiatedGradient(LogisticRegression(max_iter="
@@ -283,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": runs,
         "summary": summaries,
         "pass": {m: c[0] for m, c in checks.items()},
+        "pass_worst_seed": {m: c[2] for m, c in checks.items()},
         "fairlearn": {
             "lr_max_iter": FAIRLEARN_LR_MAX_ITER,
             "eg_max_iter": SMOKE_FAIRLEARN_EG_MAX_ITER if smoke else FAIRLEARN_EG_MAX_ITER,

@@ -197,9 +197,13 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
 def summarize(
     arch: str, method: str, cells: list[dict[str, Any]], clean_cells: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Mean/sd over seeds, the cost ratio vs clean and the verdict vs issue 2's targets."""
+    """Mean/sd and worst seed over seeds, the cost ratio vs clean and the verdict
+    vs issue 2's targets: judged on the mean over seeds, with whether the worst
+    seed met it too (the rule: report the mean and the worst case)."""
     acc, acc_sd = _mean_sd([c["test_acc"] for c in cells])
     rob, rob_sd = _mean_sd([c["robust"] for c in cells])
+    acc_min = min(c["test_acc"] for c in cells)
+    rob_min = min(c["robust"] for c in cells)
     med = statistics.fmean(c["median_epoch_s"] for c in cells)
     clean_med = statistics.fmean(c["median_epoch_s"] for c in clean_cells)
     cost = med / clean_med
@@ -207,28 +211,67 @@ def summarize(
         c["train_time_s"] for c in clean_cells
     )
     checks: list[str] = []
-    ok = True
+    ok = worst_ok = True
     if method == "clean" and arch == "mlp":
-        ok = acc >= TARGET_CLEAN_MLP
+        ok, worst_ok = acc >= TARGET_CLEAN_MLP, acc_min >= TARGET_CLEAN_MLP
         checks.append(f"clean acc >= {TARGET_CLEAN_MLP}")
     elif method == "fgsm_rs":
         ok = rob >= TARGET_ROBUST[arch] and cost <= MAX_FGSM_COST
+        worst_ok = rob_min >= TARGET_ROBUST[arch] and cost <= MAX_FGSM_COST
         checks.append(f"robust >= {TARGET_ROBUST[arch]}, cost <= {MAX_FGSM_COST}x")
-    verdict = f"{'PASS' if ok else 'FAIL'} ({checks[0]})" if checks else "reference"
+    if checks:
+        worst = "met" if worst_ok else "MISSED"
+        verdict = f"{'PASS' if ok else 'FAIL'} on the mean ({checks[0]}); worst seed: {worst}"
+    else:
+        verdict = "reference"
     return {
         "model": arch,
         "method": method,
         "test_acc_mean": acc,
         "test_acc_sd": acc_sd,
+        "test_acc_min_seed": acc_min,
         "robust_mean": rob,
         "robust_sd": rob_sd,
-        "robust_min_seed": min(c["robust"] for c in cells),
+        "robust_min_seed": rob_min,
         "train_time_s_mean": statistics.fmean(c["train_time_s"] for c in cells),
         "cost_vs_clean_median_epoch": cost,
         "cost_vs_clean_total": total_cost,
         "verdict": verdict,
         "passed": ok if checks else None,
+        "passed_worst_seed": worst_ok if checks else None,
     }
+
+
+#: Columns of the table (:func:`table_rows`).
+HEADERS = (
+    "model",
+    "method",
+    "clean test acc (mean ± sd)",
+    "worst seed",
+    "robust acc (mean ± sd)",
+    "worst seed",
+    "train time s",
+    "cost vs clean",
+    "vs target",
+)
+
+
+def table_rows(summary: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """One table row per :func:`summarize` result."""
+    return [
+        [
+            s["model"],
+            s["method"],
+            f"{s['test_acc_mean']:.4f} ± {s['test_acc_sd']:.4f}",
+            f"{s['test_acc_min_seed']:.4f}",
+            f"{s['robust_mean']:.4f} ± {s['robust_sd']:.4f}",
+            f"{s['robust_min_seed']:.4f}",
+            s["train_time_s_mean"],
+            f"{s['cost_vs_clean_median_epoch']:.2f}x",
+            s["verdict"],
+        ]
+        for s in summary
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,27 +322,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{PGD_RESTARTS} restarts (alpha={PGD_ALPHA}); robust = survives both"
         )
     )
-    headers = [
-        "model",
-        "method",
-        "clean test acc (mean ± sd)",
-        "robust acc (mean ± sd)",
-        "train time s",
-        "cost vs clean",
-        "vs target",
-    ]
-    rows = [
-        [
-            s["model"],
-            s["method"],
-            f"{s['test_acc_mean']:.4f} ± {s['test_acc_sd']:.4f}",
-            f"{s['robust_mean']:.4f} ± {s['robust_sd']:.4f}",
-            s["train_time_s_mean"],
-            f"{s['cost_vs_clean_median_epoch']:.2f}x",
-            s["verdict"],
-        ]
-        for s in summary
-    ]
     n_test = SMOKE_TEST_ROWS if smoke else ds.test.x.shape[0]
     table = "\n".join(
         [
@@ -308,9 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Seeds {seeds}; digits test split ({n_test} images); independent attack: {attack}.",
             "Configs chosen on the validation split only. Train time: sum of optimizer-step "
             "time per run (mean over seeds); cost vs clean: ratio of median epoch times "
-            f"(same model, same epochs; torch threads = {args.threads}).",
+            f"(same model, same epochs; torch threads = {args.threads}). Targets are "
+            "judged on the mean over seeds; *worst seed* is the lowest seed's accuracy, "
+            "and the verdict says whether that seed met the target too.",
             "",
-            markdown_table(headers, rows),
+            markdown_table(HEADERS, table_rows(summary)),
             "",
             ISSUE_REFERENCE,
         ]

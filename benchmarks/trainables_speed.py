@@ -19,6 +19,7 @@ peak resident memory.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -139,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cases = SMOKE_CASES if args.smoke_test else CASES
     epochs = SMOKE_EPOCHS if args.smoke_test else args.epochs
+    load_start = os.getloadavg()[0]
     results = []
     for name, model, batch in cases:
         print(f"[speed] {name} {model['arch']} batch {batch}: {epochs} interleaved epochs")
@@ -165,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in results
     ]
     peak = peak_rss_mb()
+    load_end = os.getloadavg()[0]
     table = markdown_table(
         [
             "dataset",
@@ -180,10 +183,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
         rows,
     )
-    table += f"\n\nPeak resident memory of the benchmark process: {peak:.0f} MiB.\n"
+    table += (
+        f"\n\nMedian of {epochs} interleaved epochs per loop; torch threads: {args.threads}; "
+        f"1-minute load average {load_start:.1f} at the start, {load_end:.1f} at the end "
+        f"(on {os.cpu_count()} CPUs, shared with other work). "
+        f"Peak resident memory of the benchmark process: {peak:.0f} MiB.\n"
+    )
     write_results(
         "trainables_speed",
-        {"cases": results, "peak_rss_mb": peak, "threads": args.threads},
+        {
+            "cases": results,
+            "peak_rss_mb": peak,
+            "threads": args.threads,
+            "epochs": epochs,
+            "load_average_1min": {"start": load_start, "end": load_end},
+        },
         table,
         smoke=args.smoke_test,
     )

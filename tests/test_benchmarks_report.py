@@ -116,3 +116,42 @@ def test_cohort_speed_names_the_fit_and_the_constant_apart() -> None:
     assert f"`cohort_pad.GROUP_OVERHEAD_MACS`, is {GROUP_OVERHEAD_MACS:,.0f})" in md
     # The committed table is this rendering of the committed JSON.
     assert (RESULTS_DIR / "cohort_speed.md").read_text() == md.rstrip() + "\n"
+
+
+def test_robustness_reports_the_worst_seed_beside_the_mean() -> None:
+    from benchmarks import trainables_robustness as rob
+
+    def cell(acc: float, robust: float) -> dict[str, float]:
+        return {"test_acc": acc, "robust": robust, "median_epoch_s": 1.0, "train_time_s": 1.0}
+
+    clean = [cell(0.98, 0.3), cell(0.98, 0.3), cell(0.98, 0.3)]
+    # Mean robust accuracy 0.81 >= 0.80, one seed at 0.78.
+    fgsm = [cell(0.99, 0.84), cell(0.99, 0.81), cell(0.99, 0.78)]
+    s = rob.summarize("mlp", "fgsm_rs", fgsm, clean)
+    assert s["passed"] is True and s["passed_worst_seed"] is False
+    assert s["robust_min_seed"] == 0.78 and s["test_acc_min_seed"] == 0.99
+    assert "PASS on the mean" in s["verdict"] and "worst seed: MISSED" in s["verdict"]
+    row = rob.table_rows([s])[0]
+    assert len(row) == len(rob.HEADERS)
+    assert row[rob.HEADERS.index("robust acc (mean ± sd)") + 1] == "0.7800"
+    low_clean = rob.summarize("mlp", "clean", [cell(0.99, 0.3), cell(0.96, 0.3)], clean)
+    assert low_clean["passed"] is True and low_clean["passed_worst_seed"] is False
+    assert low_clean["test_acc_min_seed"] == 0.96
+
+
+def test_fairness_reports_the_worst_seed_beside_the_mean() -> None:
+    from benchmarks import trainables_fairness as fair
+
+    def run(acc: float, dp: float, ece: float) -> dict[str, float]:
+        return {"acc": acc, "dp_diff": dp, "eo_diff": 0.1, "ece": ece, "fit_s": 1.0}
+
+    # Mean dp_diff 0.016 <= 0.02, one seed at 0.03; mean acc 0.84, one seed 0.833.
+    summary = fair._summary(
+        [run(0.845, 0.008, 0.01), run(0.842, 0.01, 0.01), run(0.833, 0.03, 0.01)]
+    )
+    ok, target, worst_ok, worst = fair._check("regtune DP", summary)
+    assert ok is True and worst_ok is False
+    assert "dp_diff <= 0.02" in target
+    assert worst == "dp_diff 0.0300, acc 0.8330, ece 0.0100"
+    fine = fair._summary([run(0.85, 0.01, 0.01), run(0.86, 0.015, 0.012)])
+    assert fair._check("regtune DP", fine)[2] is True
