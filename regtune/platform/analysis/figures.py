@@ -74,6 +74,10 @@ def _png(fig: Figure) -> bytes:
 
 
 def _xscale(ax: plt.Axes, table: pd.DataFrame, log: bool) -> None:
+    """The x axis of a path: log (padded x1.5 each way) for a log-scaled parameter, symlog
+    when its strengths include 0 (linear up to the smallest positive one; the axis starts
+    at the lowest strength, never a made-up negative one, and ends x1.5 past the highest),
+    else linear with 5 % of the range as padding."""
     strengths = table["strength"].to_numpy(dtype=float)
     strengths = strengths[np.isfinite(strengths)]
     lo, hi = (float(strengths.min()), float(strengths.max())) if strengths.size else (0.0, 0.0)
@@ -81,6 +85,10 @@ def _xscale(ax: plt.Axes, table: pd.DataFrame, log: bool) -> None:
         positive = strengths[strengths > 0]
         if len(positive) and (strengths <= 0).any():
             ax.set_xscale("symlog", linthresh=float(positive.min()))
+            # Padding in linear units would reach below 0, which the symlog axis shows as
+            # decades of negative strengths: start at the lowest strength (0) instead.
+            ax.set_xlim(lo, hi * 1.5)
+            return
         elif len(positive):
             if hi > lo:  # the whole path's range, even where a metric has one value
                 ax.set_xlim(lo / 1.5, hi * 1.5)
@@ -546,6 +554,7 @@ def compare_paths_figure(analyses: Sequence[Analysis], parameter: str) -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     objective = analyses[0].objective[0]
     log = False
+    parts = []
     for analysis in analyses:
         path = analysis.paths.get(parameter)
         if path is None:
@@ -554,7 +563,10 @@ def compare_paths_figure(analyses: Sequence[Analysis], parameter: str) -> bytes:
         ax.plot(part["strength"], part["median"], marker="o", label=analysis.name or analysis.path)
         ax.fill_between(part["strength"], part["q25"], part["q75"], alpha=0.2)
         log = log or bool(path.attrs.get("log", False))
-        _xscale(ax, part, bool(path.attrs.get("log", False)))
+        parts.append(part)
+    if parts:
+        # One axis for every experiment's strengths (not the last one's range).
+        _xscale(ax, pd.concat(parts), log)
     ax.set_xlabel(parameter)
     ax.set_ylabel(objective)
     ax.set_title(f"{objective} vs {parameter}, side by side")

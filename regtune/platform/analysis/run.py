@@ -107,7 +107,7 @@ class Analysis:
     """Everything analysed about one experiment. Tables are pandas DataFrames:
 
     ``summary`` (one row per trial), ``paths`` (parameter name -> path table),
-    ``heatmap`` (or ``None`` with fewer than two numeric swept parameters),
+    ``heatmap`` (or ``None`` with fewer than two numeric swept parameters, seeds not counted),
     ``front`` (:class:`~regtune.platform.analysis.front.Front`), ``diagnosis``
     (one row per trial), ``edges`` (best strength vs range per parameter),
     ``verdict`` (sentences), ``best`` (:class:`~regtune.platform.analysis.best.BestTrial`;
@@ -427,7 +427,9 @@ def analyze_tables(
     primary objective (best strength, best trial), all of them span the front
     (default: the spec's objectives; with a single one, also ``ece``).
     ``metrics``: the metrics drawn along each path (default: all).
-    ``penalties``: the swept parameters to draw paths for (default: all swept).
+    ``penalties``: the swept parameters to draw paths for (default: all swept but the seeds,
+    :func:`~regtune.platform.analysis.swept.is_replicate`: replicates, which each path's
+    medians are over; a seed named here gets a path, never range advice).
     ``seg``: the table's segments if already computed (they must be of ``epochs``).
     ``trials``: the trial table (``trial_id``, ``status``, ``degenerate``); a trial it names
     with no epoch row (failed before its first report, not started) is counted
@@ -468,7 +470,10 @@ def analyze_tables(
     swept = swept_parameters(summary, spec)
     if penalties:
         swept = [find_parameter(swept, p, "penalty") for p in penalties]
-    numeric = [p for p in swept if p.numeric]
+        numeric = [p for p in swept if p.numeric]
+    else:
+        # Seeds are replicates: each path's medians are over them, they are no strength.
+        numeric = [p for p in swept if p.numeric and not p.replicate]
     if metrics is not None:
         path_metrics = list(metrics)
     else:  # every metric with a value, but not the bins and interval ends of the best trial

@@ -4,6 +4,8 @@ From the spec when it is known (``spec.iter_distributions()``: the range and
 whether it was log-scaled come from the distribution), otherwise from the data
 (a ``config.*`` column with more than one numeric value; log-scaled when all
 values are positive and span at least :data:`LOG_SPAN_DECADES` decades).
+Seeds (:func:`is_replicate`) are swept too, but for replicates: the analysis
+draws no path or heat-map axis for them and gives no range advice on them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "Role",
     "SweptParameter",
     "find_parameter",
+    "is_replicate",
     "role_of",
     "swept_parameters",
 ]
@@ -47,6 +50,14 @@ _STEP = ("training.lr", "training.batch_size")
 _REGULARIZER_PREFIXES = ("penalties.", "model.dropout")
 # Under penalties but not a strength: a method name, step counts, the attack's step size.
 _NOT_STRENGTH = ("penalties.adversarial.steps", "penalties.adversarial.step_size")
+
+
+def is_replicate(name: str) -> bool:
+    """Whether a dotted config path is a seed (``training.seed``, ``dataset.split_seed``,
+    any key named ``seed`` or ``*_seed``): its values are replicates of one setting, not
+    strengths. A path medians over them; none gets a path, a heat-map axis or range advice."""
+    last = name.rpartition(".")[2]
+    return last == "seed" or last.endswith("_seed")
 
 
 def role_of(name: str) -> Role:
@@ -82,6 +93,11 @@ class SweptParameter:
     def role(self) -> Role:
         """What raising it does (see :data:`Role`)."""
         return role_of(self.name)
+
+    @property
+    def replicate(self) -> bool:
+        """Whether it is a seed (see :func:`is_replicate`): swept for replicates, not a strength."""
+        return is_replicate(self.name)
 
     @property
     def is_penalty(self) -> bool:

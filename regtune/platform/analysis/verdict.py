@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -94,15 +95,32 @@ EDGE_COLUMNS = [
 ]
 
 
-def range_position(value: float, low: float, high: float, log: bool) -> float:
+def _zero_log(value: float, floor: float) -> float:
+    """``value`` on a log scale with 0 one decade below ``floor`` (the path figure's symlog
+    axis): 0 at 0, ``floor`` at 1, each decade above it 1 more, linear below it."""
+    if value < floor:
+        return value / floor
+    return 1.0 + math.log10(value / floor)
+
+
+def range_position(
+    value: float, low: float, high: float, log: bool, floor: float | None = None
+) -> float:
     """Where ``value`` sits in ``[low, high]``: 0 at ``low``, 1 at ``high``, on the log scale
-    when ``log`` and both ends are positive (a value <= 0 there is at 0)."""
+    when ``log`` and both ends are positive (a value <= 0 there is at 0).
+
+    A log range starting at 0 (a grid with an "off" point) with ``floor`` its smallest
+    positive value is read on the log scale of its positive values, 0 a point of its own
+    one decade below ``floor`` (as the path figure draws it): on ``[0, 1e-4, 1e-2, 1]``,
+    1e-4 is at 20 %, 1e-2 at 60 %. Without ``floor`` such a range is read linearly."""
     if not high > low:
         return 0.0
     if log and low > 0:
         if value <= 0:
             return 0.0
         share = (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+    elif log and low == 0 and floor is not None and 0 < floor < high:
+        share = _zero_log(value, floor) / _zero_log(high, floor)
     else:
         share = (value - low) / (high - low)
     return float(min(max(share, 0.0), 1.0))
@@ -114,6 +132,9 @@ def _suggest(parameter: SweptParameter, side: str) -> tuple[float, float] | None
         return None
     if parameter.log and low > 0:
         return (low / WIDEN_FACTOR, high) if side == "lower" else (low, high * WIDEN_FACTOR)
+    if parameter.log and low == 0:
+        # A log range with its "off" point: x10 upward; it already includes 0 below.
+        return (low, high) if side == "lower" else (low, high * WIDEN_FACTOR)
     width = high - low
     if side == "lower":
         return (max(low - width / 2, 0.0) if low >= 0 else low - width / 2, high)
@@ -149,10 +170,14 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
     best with a worse strength tried past it, says nothing about what lies
     past the edge. At an edge, ``next_*`` widens the range that way (x
     :data:`WIDEN_FACTOR` on a log scale, half the width on a linear one);
-    where it cannot go lower (a linear range starting at 0), ``next_*`` is the
-    low end up to the next strength tried. Inside, ``next_*`` spans the
-    neighbouring path points (the range's own end where no point lies
-    beyond). A narrower ``next_*`` (inside, or the low end of a range that
+    where it cannot go lower (a range starting at 0), ``next_*`` is the
+    low end up to the next strength tried. A log range starting at 0 (a grid
+    with an "off" point) is read on the log scale of its positive values, 0 one
+    decade below the smallest (:func:`range_position`): its lower edge is a best
+    of 0 itself, and its upper edge widens x :data:`WIDEN_FACTOR`. Seeds
+    (:attr:`~regtune.platform.analysis.swept.SweptParameter.replicate`) get no
+    row. Inside, ``next_*`` spans the neighbouring path points (the range's own
+    end where no point lies beyond). A narrower ``next_*`` (inside, or the low end of a range that
     cannot go lower) is kept only when it spans at most
     :data:`NARROW_MAX_SHARE` of the range (log scale for log parameters);
     otherwise ``next_*`` equals ``low``/``high`` and the verdict says the sweep
@@ -165,12 +190,15 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
     rows = []
     for parameter in swept:
         path = paths.get(parameter.name)
-        if path is None or path.empty or not path["best"].any():
-            continue
+        if parameter.replicate or path is None or path.empty or not path["best"].any():
+            continue  # a seed's values are replicates: no range to advise on
         metric = path.attrs.get("objective_metric")
         if metric is not None and "metric" in path and (path["metric"] == metric).any():
             path = path[path["metric"] == metric]  # the medians that decided "best"
         points = path.drop_duplicates("strength")
+        # A log range with an "off" point (0): its smallest positive strength sets the scale.
+        every = points["strength"].to_numpy(dtype=float)
+        floor = float(every[every > 0].min()) if (every > 0).any() else None
         if {"n_trials", "n_degenerate"} <= set(points.columns):
             # A strength with no value of the objective and no constant predictor (its
             # trials all failed, or never reached the metric) says nothing about the range.
@@ -185,10 +213,15 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
         low = parameter.low if parameter.low is not None else float(points["low"].min())
         high = parameter.high if parameter.high is not None else float(points["high"].max())
         strengths = points["strength"].to_numpy(dtype=float)
-        where = [range_position(float(strengths[i]), low, high, parameter.log) for i in tied]
+        position = partial(range_position, low=low, high=high, log=parameter.log, floor=floor)
+        where = [position(float(strengths[i])) for i in tied]
         last = len(points) - 1
         edge = ""
-        if tied[0] == 0 and max(where) < EDGE_SHARE:
+        # On a log range with 0, 0 itself is the lower edge (a positive strength is a decade
+        # or more above it); elsewhere the first EDGE_SHARE of the range.
+        zero_log = parameter.log and low == 0
+        near_low = max(strengths[tied]) <= 0 if zero_log else max(where) < EDGE_SHARE
+        if tied[0] == 0 and near_low:
             edge = "lower"
         elif tied[-1] == last and min(where) > 1.0 - EDGE_SHARE:
             edge = "upper"
@@ -209,9 +242,7 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
         if not edge or (edge == "lower" and suggestion[0] >= low):
             # A narrower range (inside, or the low end of a range that cannot go lower) only
             # when it is materially narrower; else the whole range (the verdict says so).
-            share = range_position(suggestion[1], low, high, parameter.log) - range_position(
-                suggestion[0], low, high, parameter.log
-            )
+            share = position(suggestion[1]) - position(suggestion[0])
             if share > NARROW_MAX_SHARE:
                 suggestion = (low, high)
         rows.append(
@@ -220,7 +251,7 @@ def edges(paths: Mapping[str, pd.DataFrame], swept: Sequence[SweptParameter]) ->
                 "best": best,
                 "low": low,
                 "high": high,
-                "position": range_position(best, low, high, parameter.log),
+                "position": position(best),
                 "edge": edge,
                 "tied": len(tied),
                 "tied_low": float(points.loc[tied[0], "strength"]),
@@ -283,6 +314,7 @@ def _path_lines(
     objective): a path on that metric says they are what it lacks, rather than advising
     more trials, and an edge is read with them named (their strengths are untested)."""
     penalty = {p.name: p.is_penalty for p in swept}
+    logs = {p.name: p.log for p in swept}
     lines: list[str] = []
     wants: dict[str, str] = {}
     for row in table.itertuples(index=False):
@@ -302,6 +334,23 @@ def _path_lines(
                 f"{best} is at the upper edge of its range {rng}: widen it upward, e.g. to {nxt}"
                 + caveat
             )
+        elif row.edge == "lower" and logs.get(name) and row.low == 0:
+            # A log range with its "off" point: the best is 0, already tried, so there is
+            # nothing below to widen to and no run without it to compare with.
+            what = (
+                "0 is no regularization, so the penalty may be unneeded"
+                if role_of(name) == "regularizer"
+                else "the sweep prefers 0"
+            )
+            tail = (
+                ""
+                if whole
+                else f"; to look between 0 and the smallest strength tried, sweep e.g. {nxt}"
+            )
+            lines.append(
+                f"{best} is at the lower end of its range {rng}, which already includes 0 and "
+                f"cannot be widened downward: {what}{tail}{caveat}"
+            )
         elif row.edge == "lower" and row.next_low >= row.low:
             what = (
                 "the penalty may be unneeded; compare with a run without it"
@@ -319,12 +368,20 @@ def _path_lines(
                 + caveat
             )
         elif row.tied > 1:
-            advice = (
-                "judge them on another metric (too few strengths were tried around them to "
-                "narrow the range)"
-                if whole
-                else f"narrow the next sweep to {nxt} or judge them on another metric"
-            )
+            if whole and missing:
+                # Strengths were tried around them; their trials lack the objective.
+                advice = (
+                    f"judge them on another metric (too few strengths have a value of {metric} "
+                    f"to narrow the range: {missing}; rank by a metric every trial reports or "
+                    "let those trials finish)"
+                )
+            elif whole:
+                advice = (
+                    "judge them on another metric (too few strengths were tried around them to "
+                    "narrow the range)"
+                )
+            else:
+                advice = f"narrow the next sweep to {nxt} or judge them on another metric"
             lines.append(
                 f"{row.tied} values of {name} tie for best (by median {metric}), from "
                 f"{row.tied_low:.3g} to {row.tied_high:.3g} (range swept {rng}): the objective "
