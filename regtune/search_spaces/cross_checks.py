@@ -44,6 +44,7 @@ from regtune.search_spaces.sections import (
     PbtConfig,
     ResourcesConfig,
     asha_brackets_problem,
+    asha_rung_levels,
     pbt_paths,
 )
 from regtune.trainables.catalog import FAIRNESS_DATASETS, IMAGE_DATASETS
@@ -61,6 +62,7 @@ __all__ = [
     "cross_objectives",
     "cross_pbt",
     "cross_resources",
+    "cross_robust_rungs",
     "cross_searcher",
     "possible_values",
 ]
@@ -178,6 +180,20 @@ ROBUST_NEEDS_EVAL = (
     "objective robust_acc is measured only when training.robust_every > 0; "
     "set training.robust_every (e.g. 1)"
 )
+#: A scheduler that ranks trials on robust_acc at epochs where the trainer only
+#: carries an earlier measurement forward (Trainer._robust_due: epoch 1, every
+#: robust_every epochs, and the last).
+ROBUST_STALE_RUNGS = (
+    "objective robust_acc is measured at epoch 1, every training.robust_every {every} "
+    "epochs and at the last, and carried forward in between, so scheduler {kind} would "
+    "judge trials at {where} {stale} on an earlier epoch's robust accuracy ({carried}); "
+    "set training.robust_every to {fix} (then it is measured afresh at every {what}: "
+    "{rungs}), or {alternative}"
+)
+ROBUST_STALE_ASHA_FIX = (
+    "set scheduler.grace_period to a multiple of {every} and reduction_factor to a whole number"
+)
+ROBUST_STALE_PBT_FIX = "set scheduler.perturbation_interval to a multiple of {every}"
 NEEDS_SENSITIVE = (
     "{what} needs a dataset with a sensitive attribute: one of {datasets}, or csv/parquet "
     "with dataset.sensitive; got dataset {name!r}"
@@ -279,6 +295,72 @@ def cross_budget(
 
 #: The key :func:`cross_budget` checks the scheduler against.
 MAX_EPOCHS = "budget.max_epochs"
+
+
+def decision_epochs(scheduler: BaseModel | None, max_epochs: int) -> list[int]:
+    """The epochs below ``max_epochs`` at which a scheduler ranks a trial's
+    metrics against others: ASHA's and pareto-asha's rungs (every bracket's
+    rungs are levels of one geometric series; Ray judges a trial at the first
+    epoch at or past a fractional level) and PBT's perturbations. Empty for
+    the others (HyperBand, median, none)."""
+    if isinstance(scheduler, AshaConfig | ParetoAshaConfig):
+        levels = asha_rung_levels(
+            scheduler.grace_period, float(scheduler.reduction_factor), max_epochs
+        )
+        return sorted({math.ceil(level - 1e-9) for level in levels})
+    if isinstance(scheduler, PbtConfig):
+        return list(
+            range(scheduler.perturbation_interval, max_epochs, scheduler.perturbation_interval)
+        )
+    return []
+
+
+def cross_robust_rungs(
+    log: ProblemLog,
+    objectives: tuple[Objective, ...],
+    scheduler: BaseModel | None,
+    budget: BudgetConfig,
+    space: Mapping[str, Any],
+    samples: list[TrainConfig],
+    *,
+    stored: bool = False,
+) -> None:
+    """A scheduler ranking trials on robust_acc at an epoch where it is not
+    measured afresh: the trainer measures it at epoch 1, every
+    ``robust_every`` epochs and at the last, and carries the last measurement
+    forward in between. A rule for new input only (``stored``: a sweep that ran
+    so is read back as it ran)."""
+    if stored or not any(o.metric == "robust_acc" for o in objectives):
+        return
+    epochs = decision_epochs(scheduler, budget.max_epochs)
+    if not epochs:
+        return
+    values = possible_values(space, ("training", "robust_every")) or [
+        c.training.robust_every for c in samples
+    ]
+    # robust_every 0 measures nothing: cross_objectives says so (ROBUST_NEEDS_EVAL).
+    everies = sorted({v for v in values if isinstance(v, int) and v > 0})
+    for every in everies:
+        stale = [e for e in epochs if e != 1 and e % every != 0]
+        if not stale:
+            continue
+        fix = math.gcd(*(e for e in epochs if e != 1)) if any(e != 1 for e in epochs) else 1
+        pbt = isinstance(scheduler, PbtConfig)
+        alternative = (ROBUST_STALE_PBT_FIX if pbt else ROBUST_STALE_ASHA_FIX).format(every=every)
+        carried = ", ".join(f"epoch {e} sees epoch {max(1, e // every * every)}'s" for e in stale)
+        message = ROBUST_STALE_RUNGS.format(
+            every=every,
+            kind=getattr(scheduler, "kind", "?"),
+            where=("perturbation epoch" if pbt else "rung epoch") + ("s" if len(stale) > 1 else ""),
+            stale=", ".join(map(str, stale)),
+            carried=carried,
+            fix=fix,
+            what="perturbation epoch" if pbt else "rung",
+            rungs=", ".join(map(str, epochs)),
+            alternative=alternative,
+        )
+        because = "scheduler.perturbation_interval" if pbt else "scheduler.grace_period"
+        log.add(("training", "robust_every"), message, because=because)
 
 
 def cross_resources(

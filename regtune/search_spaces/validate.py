@@ -23,6 +23,7 @@ from regtune.search_spaces.cross_checks import (
     cross_objectives,
     cross_pbt,
     cross_resources,
+    cross_robust_rungs,
     cross_searcher,
 )
 from regtune.search_spaces.distributions import (
@@ -249,6 +250,11 @@ class _Checker(ProblemLog):
             # sweep alone (one training run uses no scheduler). A stored spec
             # ran with its scheduler, whether or not it could stop a trial.
             cross_budget(self, budget, scheduler, stored=self.stored)
+            if objectives is not None:
+                # A scheduler ranking on a carried-forward robust_acc: new input only.
+                cross_robust_rungs(
+                    self, objectives, scheduler, budget, space, samples, stored=self.stored
+                )
         if resources is not None:
             if not one_run:
                 # One training run holds no trial resources (regtune train checks that

@@ -13,18 +13,32 @@ or the epoch a fairness bound keeps), else the current model. Its metrics
 and ``epoch`` are those of the epoch those weights are from, so a member's
 weights and the numbers it was chosen by always belong together:
 
-- no ``best_state``: the row reported at the checkpoint's epoch;
+- no ``best_state``: the checkpoint's epoch's row;
 - a ``best_state``: the kept epoch's row (validation numbers, model facts),
   plus what the last report added at the checkpoint's epoch that is not an
   epoch's number (the ``test_*`` metrics, calibration):
   ``Trainer.finish`` scores those on the kept weights.
+
+An epoch's numbers come from the checkpoint's own ``history`` (the rows its
+weights' training reported), never from ``result.json`` alone: under PBT Ray's
+``result.json`` loses lines (a trial's iterations read ``1,2,3,4,7,8``) and
+repeats iterations after an exploit (``1,2,3,4,3,4,...``: the repeat is of the
+donor's weights, the first of the trial's own). The report at the
+checkpoint's epoch (for what only it holds: ``test_*``, calibration, Tune's
+times) is the ``result.json`` line of that iteration whose epoch numbers are
+the history's row, else the experiment's results store row of that trial and
+iteration when its numbers are; with neither, the history row alone counts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +151,10 @@ def experiment_path(ref: str, storage: str | None = None) -> Path:
     return path.resolve()
 
 
-def _reported_rows(path: Path) -> dict[int, dict[str, Any]]:
-    rows: dict[int, dict[str, Any]] = {}
+def _reported_rows(path: Path) -> dict[int, list[dict[str, Any]]]:
+    """Every line of ``result.json`` by iteration, in the order written (after a
+    PBT exploit an iteration is reported twice, by weights of two lineages)."""
+    rows: dict[int, list[dict[str, Any]]] = {}
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -148,9 +164,102 @@ def _reported_rows(path: Path) -> dict[int, dict[str, Any]]:
             row = json.loads(line)
         except (ValueError, RecursionError):
             continue  # a torn last line while the trial was being killed
-        if isinstance(row, dict) and isinstance(row.get("training_iteration"), int):
-            rows[row["training_iteration"]] = row
+        if isinstance(row, dict) and _is_int(row.get("training_iteration")):
+            rows.setdefault(row["training_iteration"], []).append(row)
     return rows
+
+
+#: Epoch-row keys ``Trainer.finish`` may restate in the last report (not evidence
+#: of which weights a report is of).
+_RESTATED = frozenset({"epoch", "kept_epoch"})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same_numbers(a: Any, b: Any) -> bool:
+    if not (_is_number(a) and _is_number(b)):
+        return False
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _reports_row(report: dict[str, Any], epoch_row: dict[str, Any]) -> bool:
+    """Whether ``report`` is the report of the history row ``epoch_row``: every
+    number both hold (but the restated ones) is the same, and there is one."""
+    shared = [
+        k for k, v in epoch_row.items() if k not in _RESTATED and _is_number(v) and k in report
+    ]
+    return bool(shared) and all(_same_numbers(epoch_row[k], report[k]) for k in shared)
+
+
+#: The results store's rows of one trial and iteration (None: the store has none).
+StoreRow = Callable[[str, int], "dict[str, Any] | None"]
+
+
+def _store_rows(experiment: Path) -> StoreRow:
+    """A look-up of the experiment's results store rows (read once, when first asked;
+    nothing when the experiment has no store or it cannot be read)."""
+    cache: dict[tuple[str, int], dict[str, Any]] | None = None
+
+    def lookup(trial_id: str, iteration: int) -> dict[str, Any] | None:
+        nonlocal cache
+        if cache is None:
+            cache = _read_store_rows(experiment)
+        return cache.get((trial_id, iteration))
+
+    return lookup
+
+
+def _read_store_rows(experiment: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    if not (experiment / "results").is_dir():
+        return {}
+    from regtune.errors import DataError
+    from regtune.platform.results import ResultsWarning, read_epochs
+
+    try:
+        with warnings.catch_warnings():
+            # Parts the store skips are named by the commands that read the store itself.
+            warnings.simplefilter("ignore", ResultsWarning)
+            frame = read_epochs(str(experiment))
+    except (DataError, OSError, ValueError):
+        return {}
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in frame.to_dict("records"):
+        row = {
+            str(k): v.item() if hasattr(v, "item") else v
+            for k, v in record.items()
+            if not str(k).startswith("config.")
+        }
+        # A metric the epoch did not report is null in the store (NaN in pandas).
+        row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+        if _is_int(row.get("iteration")):
+            out[(str(row.get("trial_id")), row["iteration"])] = row
+    return out
+
+
+def _checkpoint_report(
+    reported: list[dict[str, Any]],
+    epoch_row: dict[str, Any] | None,
+    store_row: Callable[[], dict[str, Any] | None],
+) -> dict[str, Any]:
+    """The report made at a checkpoint's epoch by the checkpoint's weights ({}: none known).
+
+    ``reported``: result.json's lines of that iteration; ``epoch_row``: the
+    checkpoint history's row of that epoch (None: an old checkpoint without
+    one, when the latest line is taken as before).
+    """
+    if epoch_row is None:
+        return reported[-1] if reported else {}
+    for row in reversed(reported):
+        if _reports_row(row, epoch_row):
+            return row
+    stored = store_row()
+    if stored is not None and _reports_row(stored, epoch_row):
+        return stored
+    return {}
 
 
 def _checkpoint_tree(state_dir: Path) -> dict[str, Any] | None:
@@ -225,26 +334,43 @@ def _numbers(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _history_rows(tree: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    history = tree.get("history")
+    return {
+        int(r["epoch"]): r
+        for r in (history if isinstance(history, list) else [])
+        if isinstance(r, dict) and _is_number(r.get("epoch")) and math.isfinite(r["epoch"])
+    }
+
+
 def _trial_metrics(
-    rows: dict[int, dict[str, Any]], tree: dict[str, Any] | None
-) -> tuple[dict[str, Any], int | None, bool]:
-    """(metrics, epoch of the shipped weights, usable) of a trial; see the module doc."""
+    rows: dict[int, list[dict[str, Any]]],
+    tree: dict[str, Any] | None,
+    store_row: Callable[[int], dict[str, Any] | None],
+) -> tuple[dict[str, Any], dict[str, Any], int | None, bool]:
+    """(metrics, the checkpoint epoch's report, epoch of the shipped weights, usable)
+    of a trial; see the module doc. ``store_row(iteration)``: the results
+    store's row of this trial at that iteration."""
     if tree is None:
-        return _numbers(rows[max(rows)] if rows else {}), None, True
-    at_checkpoint = rows.get(int(tree["epoch"]), {})
+        last = rows[max(rows)][-1] if rows else {}
+        return _numbers(last), last, None, True
+    at = int(tree["epoch"])
+    history = _history_rows(tree)
+    epoch_row = history.get(at)
+    report = _checkpoint_report(rows.get(at, []), epoch_row, lambda: store_row(at))
     if not tree.get("best_state"):
-        return _numbers(at_checkpoint), int(tree["epoch"]), True
+        # The report's extras (test_*, Tune's times), then the epoch's own numbers.
+        return {**_numbers(report), **_numbers(epoch_row or {})}, report, at, True
     epoch = kept_epoch(tree)
     if epoch is None:
-        return {}, None, False
-    history = {int(r["epoch"]): r for r in tree["history"] if isinstance(r, dict) and "epoch" in r}
+        return {}, report, None, False
     # The checkpoint's own history, not result.json's row of that iteration: after a
     # PBT exploit the trial's earlier reports are of other weights.
     kept_row = history[epoch]
     # What only the last report adds (test_*, kept_epoch, calibration) is of the kept weights.
     epoch_keys = set().union(*(r.keys() for r in history.values()))
-    extra = {k: v for k, v in at_checkpoint.items() if k not in epoch_keys}
-    return {**_numbers(extra), **_numbers(kept_row)}, epoch, True
+    extra = {k: v for k, v in report.items() if k not in epoch_keys}
+    return {**_numbers(extra), **_numbers(kept_row)}, report, epoch, True
 
 
 def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
@@ -258,6 +384,7 @@ def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
         SpecError: the folder holds no trials.
     """
     trials = []
+    store = _store_rows(experiment)
     for folder in sorted(p for p in experiment.iterdir() if (p / "params.json").is_file()):
         problem = None
         try:
@@ -268,9 +395,12 @@ def read_sweep_trials(experiment: Path) -> list[SweepTrial]:
             config, problem = {}, BAD_PARAMS.format(error=_one_line(exc))
         rows = _reported_rows(folder / "result.json")
         checkpoint, tree, damaged = _newest_checkpoint(folder)
-        metrics, epoch, usable = _trial_metrics(rows, tree)
-        last = rows.get(int(tree["epoch"]), {}) if tree else (rows[max(rows)] if rows else {})
-        trial_id = str(last.get("trial_id") or folder.name.removeprefix("trial_"))
+        named = next(
+            (r["trial_id"] for lines in rows.values() for r in lines if r.get("trial_id")), None
+        )
+        known_id = str(named or folder.name.removeprefix("trial_"))
+        metrics, last, epoch, usable = _trial_metrics(rows, tree, partial(store, known_id))
+        trial_id = str(last.get("trial_id") or known_id)
         trials.append(
             SweepTrial(
                 trial_id,
