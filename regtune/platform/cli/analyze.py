@@ -124,6 +124,12 @@ def _hanging(marker: str, lines: list[str], style: str = "") -> None:
     out.print(grid, highlight=False)
 
 
+def _swept_name(parameter: object) -> str:
+    """A swept parameter's name in the header; a seed says it is a replicate."""
+    name = str(getattr(parameter, "name", parameter))
+    return f"{name} (replicates)" if getattr(parameter, "replicate", False) else name
+
+
 def _print(analysis: object) -> None:
     from regtune.platform.analysis.run import (
         MSG_NOTHING_TO_DIAGNOSE,
@@ -136,7 +142,7 @@ def _print(analysis: object) -> None:
     out.print(
         f"{analysis.n_trials} trial{'' if analysis.n_trials == 1 else 's'}; "
         f"objective {analysis.objective[0]} ({analysis.objective[1]}); "
-        f"swept: {', '.join(p.name for p in analysis.swept) or '(none)'}",
+        f"swept: {', '.join(_swept_name(p) for p in analysis.swept) or '(none)'}",
         highlight=False,
     )
     _hanging("[yellow]note:[/]", analysis.notes)

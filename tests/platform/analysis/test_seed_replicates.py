@@ -61,3 +61,11 @@ def test_swept_parameters_keep_the_seed_for_the_header() -> None:
     table = _epochs().groupby("trial_id").last()
     names = [p.name for p in swept_parameters(table)]
     assert names == ["penalties.l2", "training.seed"]
+
+
+def test_the_terminal_header_marks_a_seed_as_replicates() -> None:
+    from regtune.platform.cli.analyze import _swept_name
+
+    analysis = analyze_tables(_epochs(), spec=load_spec("l2-path"))
+    names = [_swept_name(p) for p in analysis.swept]
+    assert "training.seed (replicates)" in names and "penalties.l2" in names
