@@ -148,6 +148,7 @@ def _trial(experiment: Any, trial_id: str, digits: Any, *, spoil: bool) -> None:
             last.weight.copy_(10 * last.weight.roll(1, dims=0))
             last.bias.copy_(10 * last.bias.roll(1, dims=0))
         final = {**final, "val_acc": 0.05}
+        trainer.history[-1]["val_acc"] = 0.05  # and the checkpoint's history, as a real report
     write_trial(experiment, trial_id, FinishedRun(trainer, final))
 
 
