@@ -13,7 +13,17 @@ Conventions shared by every function here:
 * The model's train/eval mode is left as the caller set it. Training calls
   keep train mode (dropout active during the attack, as in Wong et al. 2020
   and Madry et al. 2018); :func:`robust_accuracy` switches to eval mode and
-  restores the previous mode.
+  restores the previous mode. TRADES (:func:`trades_loss`) follows the same
+  rule, which is NOT what Zhang et al.'s reference code does: it crafts
+  ``x_adv`` in eval mode (dropout off) and switches back to train mode for
+  the loss. Here the natural target and every inner step draw their own
+  dropout masks, so with dropout the attack is somewhat weaker when judged
+  at eval: on a toy MLP with dropout 0.5, KL(p(x) || p(x_adv)) measured in
+  eval mode was 3.08 for the train-mode attack against 3.32 for the
+  reference's eval-mode one. Without dropout (``model.dropout: 0``; the
+  models have no batch norm) the two are the same. Kept so that stored
+  TRADES runs reproduce, and so that every attack here is crafted against
+  the network being trained.
 * Input gradients come from ``torch.autograd.grad(loss, delta)`` only, so no
   parameter's value or ``.grad`` is touched and no weight gradient is even
   computed. (Spectral-norm power-iteration buffers do advance in train mode,

@@ -116,7 +116,14 @@ FAIRNESS_ADVICE_NOT_BINARY = (
 )
 NO_NUMERIC_FEATURE_MSG = (
     "{keys}: {data} has no numeric feature to perturb (input noise and attacks move only "
-    "numeric features, and every feature here is categorical), so {what}; {advice}"
+    "numeric features, and {why}), so {what}; {advice}"
+)
+#: NO_NUMERIC_FEATURE_MSG's ``why``: no numeric feature at all.
+ALL_CATEGORICAL = "every feature here is categorical"
+#: NO_NUMERIC_FEATURE_MSG's ``why``: the sensitive attribute is the only numeric
+#: feature, and it is never perturbed (``FeatureSchema.perturb_mask``).
+ONLY_SENSITIVE_NUMERIC = (
+    "the only numeric feature here is the sensitive attribute {name!r}, which is never perturbed"
 )
 #: The one-line warning of a stored config whose settings do nothing on its data.
 IDLE_ON_DATA_MSG = (
@@ -195,7 +202,7 @@ def check_dataset_fits(cfg: TrainConfig, ds: Dataset, *, stored: bool = False) -
         return
     perturbing = _perturbing(cfg)
     if perturbing and not bool(ds.perturb_mask.any()):
-        raise SpecError(_no_numeric_feature(cfg, perturbing, data))
+        raise SpecError(_no_numeric_feature(cfg, ds, perturbing, data))
     check_early_stopping_fits(cfg, ds)
 
 
@@ -266,7 +273,7 @@ def _perturbing(cfg: TrainConfig) -> dict[str, str]:
     return found
 
 
-def _no_numeric_feature(cfg: TrainConfig, keys: dict[str, str], data: str) -> str:
+def _no_numeric_feature(cfg: TrainConfig, ds: Dataset, keys: dict[str, str], data: str) -> str:
     """NO_NUMERIC_FEATURE_MSG for the perturbing ``keys`` of ``cfg`` (:func:`_perturbing`)."""
     effects, advice = [], []
     sections = [section for section in keys.values() if section]
@@ -280,8 +287,19 @@ def _no_numeric_feature(cfg: TrainConfig, keys: dict[str, str], data: str) -> st
         rest = [f"training.{k}" for k in _ROBUST_KEYS[1:] if k in t.model_fields_set]
         if rest:
             advice[-1] += f" (and leave out {', '.join(rest)})"
+    schema = ds.schema
+    numeric = [f.name for f in schema.numeric] if schema.image_shape is None else []
+    why = (
+        ONLY_SENSITIVE_NUMERIC.format(name=schema.sensitive)
+        if numeric and set(numeric) == {schema.sensitive}
+        else ALL_CATEGORICAL
+    )
     return NO_NUMERIC_FEATURE_MSG.format(
-        keys=", ".join(keys), data=data, what=" and ".join(effects), advice=", and ".join(advice)
+        keys=", ".join(keys),
+        data=data,
+        why=why,
+        what=" and ".join(effects),
+        advice=", and ".join(advice),
     )
 
 
@@ -341,7 +359,11 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     t, wd = cfg.training, cfg.penalties.weight_decay
     params = [p for p in model.parameters() if p.requires_grad]
     if t.optimizer == "sgd":
-        # SGD's weight decay is decoupled up to the learning-rate factor.
+        # torch SGD's weight decay is coupled (L2-style): wd * w is added to the
+        # gradient and goes through the momentum buffer, so with momentum m it
+        # shrinks weights about 1 / (1 - m) times (10x at 0.9) as fast as
+        # AdamW's decoupled lr * wd * w at the same weight_decay. Kept as is:
+        # stored SGD runs and the fused cohort's optimizer (cohort_optim) match it.
         return SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=wd)
     # 'adam' with decay means decoupled decay, i.e. AdamW; AdamW's own default
     # decay (0.01) is never applied silently: weight_decay defaults to 0.

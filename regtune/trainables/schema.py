@@ -366,13 +366,23 @@ class FeatureSchema:
         return names
 
     def perturb_mask(self) -> torch.Tensor:
-        """Bool mask of encoded columns an attack may change: the numeric ones.
+        """Bool mask of encoded columns an attack may change: the numeric ones,
+        except the sensitive attribute.
 
         One-hot columns are excluded because a fractional category is not a
-        valid input; for images every pixel is numeric, so all are perturbable.
+        valid input. The sensitive attribute is never perturbed, whatever its
+        type: a numeric one (a 0/1 column in a CSV) is standardised as a
+        numeric feature, but input noise, adversarial training and robust
+        accuracy must not move an example across groups. For images every
+        pixel is numeric, so all are perturbable. The mask is derived from the
+        schema each time a dataset is loaded (it is not stored with a model),
+        so a model stored before this rule is evaluated under it too.
         """
         mask = torch.zeros(self.n_features, dtype=torch.bool)
         mask[: len(self.numeric)] = True
+        for j, feature in enumerate(self.numeric):
+            if feature.name == self.sensitive:
+                mask[j] = False
         return mask
 
     # -- encoding ------------------------------------------------------------

@@ -8,6 +8,13 @@ validation tends to miss it on test, where a small group (women earning
 >50K in Adult) makes the gap noisy. When no epoch holds, the run keeps the
 epoch with the smallest gap and says so.
 
+The comparison allows :data:`GAP_TOLERANCE` of float rounding: a gap of 1/5
+holds ``bound=0.3, margin=0.1`` although ``0.3 - 0.1`` is
+``0.19999999999999998`` in floats. The slack is the one post-processing's
+thresholds use (``thresholds.DEFAULT_TOLERANCE``); it is defined here too so
+that this module, which the torch-free registry and analysis code import,
+does not import torch.
+
 The rule is monotone in the history: adding an epoch either keeps the
 previous choice or picks the new epoch (ties go to the earlier epoch), so a
 trainer can snapshot the weights of the current epoch exactly when
@@ -23,6 +30,7 @@ from typing import Literal
 
 __all__ = [
     "FEASIBLE",
+    "GAP_TOLERANCE",
     "KEPT_REASONS",
     "SMALLEST_GAP",
     "Selection",
@@ -37,6 +45,11 @@ SMALLEST_GAP = "no_epoch_within_bound_smallest_gap"
 #: Every reason, indexed by the code reported as ``kept_reason_code`` (a number,
 #: because trial metrics are floats).
 KEPT_REASONS = (SMALLEST_GAP, FEASIBLE)
+#: Float rounding allowed when a gap is compared with ``bound - margin``: a gap
+#: counts as within the bound when ``gap <= bound - margin + GAP_TOLERANCE``.
+#: Equal to ``regtune.trainables.thresholds.DEFAULT_TOLERANCE`` (a test checks),
+#: not imported from it because that module imports torch.
+GAP_TOLERANCE = 1e-9
 
 NO_EPOCHS = "select_epoch needs at least one epoch of history"
 MISSING_METRIC = "epoch {epoch} of the history has no {key!r}; selection needs it in every epoch"
@@ -69,7 +82,8 @@ def select_epoch(
     score_key: str = "val_acc",
 ) -> Selection:
     """The epoch to keep: the highest ``score_key`` among epochs with
-    ``gap_key <= bound - margin``; else the smallest ``gap_key``.
+    ``gap_key <= bound - margin`` (up to :data:`GAP_TOLERANCE` of float
+    rounding); else the smallest ``gap_key``.
 
     A NaN gap never holds the bound. Ties go to the earlier epoch.
 
@@ -78,7 +92,7 @@ def select_epoch(
     """
     if not history:
         raise ValueError(NO_EPOCHS)
-    limit = bound - margin
+    limit = bound - margin + GAP_TOLERANCE
     best_feasible: tuple[float, int] | None = None
     smallest: tuple[float, int] | None = None
     for index, row in enumerate(history):
