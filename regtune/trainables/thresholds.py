@@ -5,7 +5,8 @@ A binary model's positive-class score ``p`` becomes the decision
 group on labelled rows (the validation split) so that the decisions meet
 demographic parity (equal selection rates) or equalized odds (equal TPR and
 FPR) as closely as the rows allow, and among the thresholds that meet it
-within ``tolerance`` the most accurate. Deterministic: no randomised
+within ``tolerance`` (up to float rounding: :func:`within_tolerance`) the
+most accurate (exactly so for two groups; see "Search"). Deterministic: no randomised
 decisions (Hardt et al.'s exact EO needs them; a server would then need a
 random source per request); the only random draws are the seeded bootstrap
 resamples of a robust fit (``robust_quantile``).
@@ -22,13 +23,23 @@ Search: every distinct score of a group (and "select none") is a candidate
 threshold of that group (at most :data:`MAX_CANDIDATES`, evenly spaced in
 rank, for a group with more). For each candidate of the reference group (the
 largest), every other group takes the candidate whose rates are closest to
-the reference's (ties: the more accurate); the best such tuple wins. When
-exact parity is reachable this finds the most accurate exactly fair tuple:
-for a fixed reference threshold each other group's best exact match is
-independent of the others.
+the reference's (ties: the more accurate). With two groups the other group
+also tries, per reference candidate, its most accurate candidate within
+``tolerance`` (ties: the smaller gap, then the lower threshold); a pair's gap
+is the tuple's gap, so the fit is then the most accurate pair within
+``tolerance`` over all pairs of candidates (pairwise, like the closest match:
+memory and time grow with the product of the two groups' candidates). The
+best tuple wins; ties: the smaller gap on the rows, then the lower reference
+threshold (its closest match first). With three or more groups the other
+groups constrain each other and only the closest matches are tried: exact
+parity, when reachable, is still found at its most accurate (for a fixed
+reference threshold each other group's best exact match is independent of
+the others), but with a positive tolerance a more accurate tuple within it
+can be missed.
 
-Robust fit (``robust_quantile`` set): the same candidate tuples, but a tuple
-meets the constraint only when its gap is within ``tolerance`` both on the
+Robust fit (``robust_quantile`` set): the same candidate tuples (so the most
+accurate of them meeting the criterion, not necessarily of all pairs), but a
+tuple meets the constraint only when its gap is within ``tolerance`` both on the
 fitting rows and on at least ``robust_quantile`` of ``resamples``
 stratified bootstrap resamples of them (:mod:`regtune.trainables.fairness_robust`,
 seeded by ``seed``). A small, noisy (group, label) cell thereby gets a wider
@@ -72,6 +83,7 @@ __all__ = [
     "fit_thresholds",
     "resampled_gap",
     "warn_fit_cells",
+    "within_tolerance",
 ]
 
 #: Largest gap counted as meeting the constraint when ``tolerance`` is not
@@ -213,6 +225,39 @@ def _distance(ref: dict[str, np.ndarray], other: dict[str, np.ndarray], kind: st
     return out
 
 
+def within_tolerance(gap: float | np.ndarray, tolerance: float) -> Any:
+    """Whether ``gap`` (one value or an array) is within ``tolerance`` up to
+    float rounding (:data:`DEFAULT_TOLERANCE`): an EO gap of exactly 0.05
+    computes as 0.050000000000000044 and still meets tolerance 0.05."""
+    return gap <= tolerance + DEFAULT_TOLERANCE
+
+
+def _with_most_accurate_within(
+    chosen: np.ndarray, dist: np.ndarray, correct: np.ndarray, g: int, tolerance: float
+) -> np.ndarray:
+    """Two groups: ``chosen`` (one tuple per reference candidate, group ``g``
+    at its nearest match) with, after each tuple, the same reference
+    candidate paired with group ``g``'s most accurate candidate within
+    ``tolerance`` (``dist``: the pairwise gaps; ``correct``: group ``g``'s
+    correct decisions per candidate); ties: the smaller gap, then the lower
+    threshold. A reference candidate with no such partner adds nothing.
+
+    With two groups the gap of a tuple is the gap of its one pair, so the
+    most accurate tuple within ``tolerance`` is among these: the fit is exact
+    over the candidate thresholds (with three or more groups the other
+    groups constrain each other and only the nearest matches are tried)."""
+    score = np.where(within_tolerance(dist, tolerance), correct[None, :], -1.0)
+    top = score.max(axis=1, keepdims=True)
+    has = top[:, 0] >= 0  # a correct count is >= 0; -1 marks "outside the tolerance"
+    partner = np.argmin(np.where(score >= top, dist, np.inf), axis=1)
+    extra = chosen.copy()
+    extra[:, g] = partner
+    # Interleave: reference candidate i's nearest tuple, then its most accurate one.
+    both = np.stack([chosen, extra], axis=1)
+    keep = np.stack([np.ones_like(has), has], axis=1)
+    return both[keep]
+
+
 def _gap(rates: np.ndarray) -> np.ndarray:
     """max - min over groups (axis 1), ignoring NaN; 0 with fewer than two."""
     present = ~np.isnan(rates)
@@ -274,6 +319,8 @@ def fit_thresholds(
         nearest = dist <= dist.min(axis=1, keepdims=True) + DEFAULT_TOLERANCE
         # Among the nearest, the most accurate; argmax takes the first (lowest) on ties.
         chosen[:, g] = np.argmax(np.where(nearest, other["correct"][None, :], -1.0), axis=1)
+        if n_groups == 2:
+            chosen = _with_most_accurate_within(chosen, dist, other["correct"], g, tolerance)
     pick = [groups[g] for g in range(n_groups)]
     per_group = {
         key: np.stack([pick[g][key][chosen[:, g]] for g in range(n_groups)], axis=1)
@@ -293,9 +340,14 @@ def fit_thresholds(
         gap_for_choice = np.maximum(gap, robust)
     else:
         gap_for_choice = gap
-    feasible = (gap_for_choice <= tolerance) & useful
+    feasible = within_tolerance(gap_for_choice, tolerance) & useful
     if feasible.any():
-        best = int(np.argmax(np.where(feasible, accuracy, -1.0)))
+        # The most accurate; then the smallest gap on the rows (not the robust
+        # one: a robust fit whose pick the plain fit would make makes it too);
+        # then the first tuple (lowest reference threshold, its nearest match first).
+        top = feasible & (accuracy >= np.where(feasible, accuracy, -1.0).max())
+        top_gap = np.where(top, gap, np.inf)
+        best = int(np.argmax(top & (top_gap <= top_gap.min() + DEFAULT_TOLERANCE)))
     else:
         pool = useful if useful.any() else np.ones_like(useful)
         pool_gap = np.where(pool, gap_for_choice, np.inf)
