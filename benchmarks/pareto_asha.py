@@ -39,6 +39,7 @@ from benchmarks.common import (
     contender_in_this_process,
     markdown_table,
     median_of,
+    results_dir,
     start_smoke_ray,
     write_results,
 )
@@ -263,38 +264,13 @@ def _run(name: str, samples: int, max_epochs: int) -> dict[str, Any]:
     return run_ray(samples, max_epochs, name)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run every contender in its own process; write JSON and the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke-test", action="store_true")
-    parser.add_argument("--contender", choices=CONTENDERS)
-    parser.add_argument("--samples", type=int, default=SAMPLES)
-    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
-    parser.add_argument("--repeats", type=int, default=1)
-    args = parser.parse_args(argv)
-    if args.contender:
-        print(json.dumps(_run(args.contender, args.samples, args.max_epochs)))
-        return 0
-    samples, max_epochs = SMOKE_SIZE if args.smoke_test else (args.samples, args.max_epochs)
-    if args.smoke_test:
-        os.environ[DATASET_ENV] = SMOKE_DATASET
-        # One Ray (one CPU: each contender's trials share one reused actor) for all.
-        start_smoke_ray()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
-    for rep in range(args.repeats):
-        for name in CONTENDERS:
-            print(f"[pareto] repeat {rep + 1}: {name} ...", flush=True)
-            if args.smoke_test:
-                # Checks each contender runs (in this process, on one Ray); times mean nothing.
-                res = contender_in_this_process(_run, name, samples, max_epochs)
-            else:
-                res = contender_in_subprocess("benchmarks.pareto_asha", name, samples, max_epochs)
-            print(
-                f"  hv {res['hypervolume']:.4f} in {res['wall_s']:.1f} s, "
-                f"{res['epochs_trained']} epochs",
-                flush=True,
-            )
-            runs[name].append(res)
+def report(payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The summary and the markdown table of a run's payload: what a run
+    writes, and what ``--report-only`` rebuilds from the JSON on file."""
+    runs: dict[str, list[dict[str, Any]]] = payload["runs"]
+    samples, max_epochs = payload["samples"], payload["max_epochs"]
+    repeats = payload.get("repeats") or max(len(r) for r in runs.values())
+    dataset = payload.get("dataset", "adult")
 
     def med(name: str, key: str) -> float:
         return median_of(runs, name, key)
@@ -315,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     table = markdown_table(["contender", "hypervolume", "wall s", "epochs trained"], rows)
     table += (
-        f"\n\n{samples} trials of up to {max_epochs} epochs on {_dataset()}, "
-        f"median of {args.repeats} run(s). Pareto-ASHA hypervolume / scalarized ASHA: "
+        f"\n\n{samples} trials of up to {max_epochs} epochs on {dataset}, "
+        f"median of {repeats} run(s). Pareto-ASHA hypervolume / scalarized ASHA: "
         f"{summary['hv_ratio_vs_scalarized']:.3f} (goal > 1); / NSGA-II: "
         f"{summary['hv_ratio_vs_nsga2']:.3f} (goal >= 1) at "
         f"{summary['time_ratio_vs_nsga2']:.2f}x its wall time; with {MORE_TRIALS}x the trials "
@@ -324,18 +300,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"hypervolume at {summary['time_ratio_more_trials_vs_nsga2']:.2f}x its wall time "
         "(goal: equal hypervolume in less time).\n"
     )
-    write_results(
-        "pareto_asha",
-        {
-            "samples": samples,
-            "max_epochs": max_epochs,
-            "runs": runs,
-            "summary": summary,
-            "reference": REFERENCE,
-        },
-        table,
-        smoke=args.smoke_test,
+    load = payload.get("load_average_1min")
+    cpus = payload.get("machine", {}).get("cpu_count", os.cpu_count())
+    if load:
+        after = [
+            f"{n} {r['load_1min_after']:.1f}"
+            for n in CONTENDERS
+            for r in runs.get(n, [])
+            if "load_1min_after" in r
+        ]
+        table += (
+            f"\n1-minute load average {load['start']:.1f} at the start, {load['end']:.1f} at "
+            f"the end{' (' + load['source'] + ')' if 'source' in load else ''}"
+            f"{'; after each contender: ' + ', '.join(after) if after else ''} "
+            f"(on a machine of {cpus} CPUs shared with other work: wall times and their "
+            "ratios move with it, hypervolumes do not).\n"
+        )
+    return summary, table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every contender in its own process; write JSON and the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke-test", action="store_true")
+    parser.add_argument("--contender", choices=CONTENDERS)
+    parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the table (and the JSON's summary) from the JSON's runs; run nothing",
     )
+    args = parser.parse_args(argv)
+    if args.contender:
+        print(json.dumps(_run(args.contender, args.samples, args.max_epochs)))
+        return 0
+    if args.report_only:
+        path = results_dir() / f"pareto_asha{'-smoke' if args.smoke_test else ''}.json"
+        saved = json.loads(path.read_text())
+        saved["summary"], table = report(saved)
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+        path.with_suffix(".md").write_text(table.rstrip() + "\n")
+        print(table)
+        return 0
+    samples, max_epochs = SMOKE_SIZE if args.smoke_test else (args.samples, args.max_epochs)
+    if args.smoke_test:
+        os.environ[DATASET_ENV] = SMOKE_DATASET
+        # One Ray (one CPU: each contender's trials share one reused actor) for all.
+        start_smoke_ray()
+    load_start = os.getloadavg()[0]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+    for rep in range(args.repeats):
+        for name in CONTENDERS:
+            print(f"[pareto] repeat {rep + 1}: {name} ...", flush=True)
+            if args.smoke_test:
+                # Checks each contender runs (in this process, on one Ray); times mean nothing.
+                res = contender_in_this_process(_run, name, samples, max_epochs)
+            else:
+                res = contender_in_subprocess("benchmarks.pareto_asha", name, samples, max_epochs)
+            print(
+                f"  hv {res['hypervolume']:.4f} in {res['wall_s']:.1f} s, "
+                f"{res['epochs_trained']} epochs",
+                flush=True,
+            )
+            res["load_1min_after"] = os.getloadavg()[0]
+            runs[name].append(res)
+
+    payload: dict[str, Any] = {
+        "samples": samples,
+        "max_epochs": max_epochs,
+        "repeats": args.repeats,
+        "dataset": _dataset(),
+        "runs": runs,
+        "reference": REFERENCE,
+        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
+    }
+    payload["summary"], table = report(payload)
+    write_results("pareto_asha", payload, table, smoke=args.smoke_test)
     print(table)
     return 0
 

@@ -155,3 +155,25 @@ def test_fairness_reports_the_worst_seed_beside_the_mean() -> None:
     assert worst == "dp_diff 0.0300, acc 0.8330, ece 0.0100"
     fine = fair._summary([run(0.85, 0.01, 0.01), run(0.86, 0.015, 0.012)])
     assert fair._check("regtune DP", fine)[2] is True
+
+
+def test_pareto_asha_report_says_the_load() -> None:
+    from benchmarks import pareto_asha
+    from benchmarks.common import RESULTS_DIR
+
+    payload = json.loads((RESULTS_DIR / "pareto_asha.json").read_text())
+    summary, md = pareto_asha.report(payload)
+    assert summary["hv_ratio_vs_nsga2"] > 0
+    assert "1-minute load average" in md
+    assert (RESULTS_DIR / "pareto_asha.md").read_text() == md.rstrip() + "\n"
+
+
+def test_pareto_asha_check_rejects_a_zero_hypervolume() -> None:
+    from benchmarks.common import RESULTS_DIR
+    from tests.test_benchmarks_smoke import VALUE_CHECKS
+
+    payload = json.loads((RESULTS_DIR / "pareto_asha.json").read_text())
+    VALUE_CHECKS["pareto_asha"](payload)
+    payload["runs"]["scalarized-asha"][0]["hypervolume"] = 0.0
+    with pytest.raises(AssertionError, match="scalarized-asha hypervolume"):
+        VALUE_CHECKS["pareto_asha"](payload)
