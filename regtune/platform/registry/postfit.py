@@ -209,9 +209,12 @@ def fit_postprocessing(
                 "val_postprocess_acc": accuracy,
                 "val_postprocess_gap": gap,
                 "postprocess_feasible": (
-                    gap <= wanted.tolerance
+                    bool(thresholds.within_tolerance(gap, wanted.tolerance))
                     and useful
-                    and (robust_gap is None or robust_gap <= wanted.tolerance)
+                    and (
+                        robust_gap is None
+                        or bool(thresholds.within_tolerance(robust_gap, wanted.tolerance))
+                    )
                 ),
             }
         )

@@ -625,3 +625,23 @@ def test_a_promoted_robust_trial_fitted_on_train_and_val_keeps_its_thresholds_an
     # What the version decides on the test split is what the trainer decided.
     assert result.version.metrics["test_acc"] == pytest.approx(final["test_acc"], abs=1e-12)
     assert result.version.metrics["test_eo_diff"] == pytest.approx(final["test_eo_diff"], abs=1e-12)
+
+
+def test_a_gap_at_the_tolerance_up_to_rounding_is_feasible(sweep: Sweep) -> None:
+    """As ``fit_thresholds`` (``thresholds.within_tolerance``): stored thresholds whose
+    gap equals the tolerance up to float rounding are feasible, not refused by 1e-16."""
+    from regtune.platform.registry.postfit import fit_postprocessing, settings_of
+
+    settings = settings_of(CONFIG)
+    assert settings is not None
+    model = sweep.trainers["t0"].model
+    first = fit_postprocessing(model, sweep.dataset, settings)
+    assert first is not None and first.thresholds is not None
+    gap = first.record["fit"]["val_postprocess_gap"]
+    assert gap > 0
+    # The tolerance a hair under the gap, as bound - margin rounds (0.3 - 0.1 < 0.2).
+    tight = {**settings, "constraint": {**settings["constraint"], "tolerance": gap - 1e-12}}
+    again = fit_postprocessing(model, sweep.dataset, tight, stored_thresholds=first.thresholds)
+    assert again is not None
+    assert again.record["fit"]["val_postprocess_gap"] == gap
+    assert again.record["fit"]["postprocess_feasible"] is True
