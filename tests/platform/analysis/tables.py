@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from regtune.platform.analysis.path import regularization_path
+from regtune.platform.analysis.swept import SweptParameter
 from regtune.trainables.metric_names import reliability_name
 
 #: Train/val losses per epoch, built by hand.
@@ -132,3 +134,19 @@ def final_report() -> dict[str, float]:
 def last_epoch_only(values: dict[str, float], n: int = 8) -> dict[str, list[float]]:
     """``values`` as per-epoch columns of an ``n``-epoch trial, NaN before the last epoch."""
     return {k: [math.nan] * (n - 1) + [v] for k, v in values.items()}
+
+
+#: A diagnosis table with no trial in it (verdict tests that only read paths).
+NO_DIAGNOSIS = pd.DataFrame(columns=["too_short"])
+
+
+def val_acc_path(parameter: SweptParameter, acc: Mapping[float, float]) -> pd.DataFrame:
+    """The val_acc path of one trial per strength, ``acc`` mapping strength to val_acc."""
+    summary = pd.DataFrame(
+        {
+            "trial_id": [f"t{i}" for i in range(len(acc))],
+            parameter.column: list(acc),
+            "val_acc": list(acc.values()),
+        }
+    ).set_index("trial_id")
+    return regularization_path(summary, parameter, ("val_acc", "max"))

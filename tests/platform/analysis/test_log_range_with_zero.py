@@ -15,24 +15,12 @@ import pytest
 from matplotlib.figure import Figure
 
 from regtune.platform.analysis import figures
-from regtune.platform.analysis.path import regularization_path
 from regtune.platform.analysis.swept import SweptParameter, swept_parameters
 from regtune.platform.analysis.verdict import edges, range_position, sweep_verdict
+from tests.platform.analysis.tables import NO_DIAGNOSIS, val_acc_path
 
 GRID = SweptParameter("penalties.l2", "grid", 0.0, 1.0, True, True)
 PRESET = SweptParameter("penalties.l2", "grid", 0.0, 0.1, True, True)
-NO_DIAGNOSIS = pd.DataFrame(columns=["too_short"])
-
-
-def _path(parameter: SweptParameter, acc: dict[float, float]) -> pd.DataFrame:
-    summary = pd.DataFrame(
-        {
-            "trial_id": [f"t{i}" for i in range(len(acc))],
-            parameter.column: list(acc),
-            "val_acc": list(acc.values()),
-        }
-    ).set_index("trial_id")
-    return regularization_path(summary, parameter, ("val_acc", "max"))
 
 
 def test_a_grid_with_zero_spanning_decades_is_log_scaled() -> None:
@@ -52,7 +40,7 @@ def test_position_reads_zero_one_decade_below_the_smallest_positive_value() -> N
 
 
 def test_the_second_grid_value_is_not_called_zero_percent_of_the_way_up() -> None:
-    path = _path(GRID, {0.0: 0.80, 1e-4: 0.85, 1e-2: 0.82, 1.0: 0.60})
+    path = val_acc_path(GRID, {0.0: 0.80, 1e-4: 0.85, 1e-2: 0.82, 1.0: 0.60})
     row = edges({GRID.name: path}, [GRID]).iloc[0]
     assert row["edge"] == "" and row["position"] == pytest.approx(0.2)
     (line,) = sweep_verdict({GRID.name: path}, NO_DIAGNOSIS, [GRID])
@@ -61,7 +49,7 @@ def test_the_second_grid_value_is_not_called_zero_percent_of_the_way_up() -> Non
 
 
 def test_the_upper_edge_widens_x10() -> None:
-    path = _path(PRESET, {0.0: 0.5, 1e-5: 0.6, 1e-4: 0.6, 1e-3: 0.7, 1e-2: 0.8, 0.1: 0.9})
+    path = val_acc_path(PRESET, {0.0: 0.5, 1e-5: 0.6, 1e-4: 0.6, 1e-3: 0.7, 1e-2: 0.8, 0.1: 0.9})
     row = edges({PRESET.name: path}, [PRESET]).iloc[0]
     assert row["edge"] == "upper"
     assert (row["next_low"], row["next_high"]) == (0.0, pytest.approx(1.0))
@@ -73,17 +61,17 @@ def test_the_upper_edge_widens_x10() -> None:
 
 def test_the_lower_edge_is_zero_itself_not_the_first_tenth_of_a_linear_range() -> None:
     # 0's trials said nothing (no point): the smallest positive strength is no edge.
-    path = _path(GRID, {1e-4: 0.85, 1e-2: 0.82, 1.0: 0.60})
+    path = val_acc_path(GRID, {1e-4: 0.85, 1e-2: 0.82, 1.0: 0.60})
     row = edges({GRID.name: path}, [GRID]).iloc[0]
     assert row["edge"] == ""
     # A plateau from 0 to 0.01 (60 % of the decades) reaches inward: not an edge either.
-    path = _path(GRID, {0.0: 0.85, 1e-4: 0.80, 1e-2: 0.85, 1.0: 0.60})
+    path = val_acc_path(GRID, {0.0: 0.85, 1e-4: 0.80, 1e-2: 0.85, 1.0: 0.60})
     row = edges({GRID.name: path}, [GRID]).iloc[0]
     assert row["edge"] == "" and row["tied"] == 2
 
 
 def test_a_best_of_zero_says_the_range_already_includes_no_regularization() -> None:
-    path = _path(PRESET, {0.0: 0.9, 1e-5: 0.85, 1e-4: 0.8, 1e-3: 0.8, 1e-2: 0.7, 0.1: 0.5})
+    path = val_acc_path(PRESET, {0.0: 0.9, 1e-5: 0.85, 1e-4: 0.8, 1e-3: 0.8, 1e-2: 0.7, 0.1: 0.5})
     row = edges({PRESET.name: path}, [PRESET]).iloc[0]
     assert row["edge"] == "lower" and row["position"] == 0.0
     assert (row["next_low"], row["next_high"]) == (0.0, 1e-5)
@@ -121,7 +109,7 @@ def test_the_path_figure_of_the_preset_grid_has_no_negative_axis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kept = _captured(monkeypatch)
-    path = _path(PRESET, {0.0: 0.9, 1e-5: 0.85, 1e-4: 0.8, 1e-3: 0.8, 1e-2: 0.7, 0.1: 0.5})
+    path = val_acc_path(PRESET, {0.0: 0.9, 1e-5: 0.85, 1e-4: 0.8, 1e-3: 0.8, 1e-2: 0.7, 0.1: 0.5})
     assert path.attrs["log"]
     figures.path_figure(path, "val_acc")
     (fig,) = kept
@@ -135,8 +123,8 @@ def test_the_side_by_side_path_figure_spans_every_experiment_from_zero(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kept = _captured(monkeypatch)
-    wide = _path(GRID, {0.0: 0.9, 1e-4: 0.85, 1e-2: 0.8, 1.0: 0.5})
-    narrow = _path(PRESET, {0.0: 0.9, 1e-5: 0.85, 1e-4: 0.8, 1e-3: 0.8, 1e-2: 0.7, 0.1: 0.5})
+    wide = val_acc_path(GRID, {0.0: 0.9, 1e-4: 0.85, 1e-2: 0.8, 1.0: 0.5})
+    narrow = val_acc_path(PRESET, {0.0: 0.9, 1e-5: 0.85, 1e-4: 0.8, 1e-3: 0.8, 1e-2: 0.7, 0.1: 0.5})
     analyses = [
         SimpleNamespace(name=name, path=name, objective=("val_acc", "max"), paths={GRID.name: p})
         for name, p in (("wide", wide), ("narrow", narrow))

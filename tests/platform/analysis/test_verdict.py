@@ -11,22 +11,16 @@ from regtune.platform.analysis.diagnosis import diagnose
 from regtune.platform.analysis.path import regularization_path
 from regtune.platform.analysis.swept import SweptParameter
 from regtune.platform.analysis.verdict import edges, range_position, sweep_verdict
-from tests.platform.analysis.tables import SHORT, UNDERFIT, epochs_table
+from tests.platform.analysis.tables import (
+    NO_DIAGNOSIS,
+    SHORT,
+    UNDERFIT,
+    epochs_table,
+    val_acc_path,
+)
 
 L2 = SweptParameter("penalties.l2", "loguniform", 1e-6, 0.1, True, True)
 FAIR = SweptParameter("penalties.fairness.strength", "uniform", 0.0, 1.0, False, True)
-NO_DIAGNOSIS = pd.DataFrame(columns=["too_short"])
-
-
-def _path(parameter: SweptParameter, acc: dict[float, float]) -> pd.DataFrame:
-    summary = pd.DataFrame(
-        {
-            "trial_id": [f"t{i}" for i in range(len(acc))],
-            parameter.column: list(acc),
-            "val_acc": list(acc.values()),
-        }
-    ).set_index("trial_id")
-    return regularization_path(summary, parameter, ("val_acc", "max"))
 
 
 def test_position_is_read_on_the_log_scale() -> None:
@@ -37,7 +31,7 @@ def test_position_is_read_on_the_log_scale() -> None:
 
 def test_a_best_1_7_decades_below_the_top_is_inside_not_at_the_upper_edge() -> None:
     """The user's 3-trial sweep: the best (largest) strength 0.00217 of [1e-6, 0.1]."""
-    path = _path(L2, {5.48e-5: 0.80, 3e-4: 0.82, 0.00217: 0.85})
+    path = val_acc_path(L2, {5.48e-5: 0.80, 3e-4: 0.82, 0.00217: 0.85})
     row = edges({L2.name: path}, [L2]).iloc[0]
     assert row["edge"] == "" and 0.6 < row["position"] < 0.7
     # Past the largest strength tried, up to the range's own end (untried, not ruled out).
@@ -49,14 +43,14 @@ def test_a_best_1_7_decades_below_the_top_is_inside_not_at_the_upper_edge() -> N
 
 
 def test_two_trials_narrow_to_a_range_that_contains_the_untried_side() -> None:
-    path = _path(L2, {5.48e-5: 0.80, 0.00217: 0.85})
+    path = val_acc_path(L2, {5.48e-5: 0.80, 0.00217: 0.85})
     row = edges({L2.name: path}, [L2]).iloc[0]
     assert row["edge"] == "" and (row["next_low"], row["next_high"]) == (5.48e-5, 0.1)
 
 
 def test_a_narrowed_range_is_never_the_range_swept() -> None:
     wide = SweptParameter("penalties.l2", "loguniform", 1e-4, 1.0, True, True)
-    path = _path(wide, {1e-4: 0.8, 1e-2: 0.9, 1.0: 0.7})
+    path = val_acc_path(wide, {1e-4: 0.8, 1e-2: 0.9, 1.0: 0.7})
     row = edges({wide.name: path}, [wide]).iloc[0]
     assert row["edge"] == "" and (row["next_low"], row["next_high"]) == (1e-4, 1.0)
     (line,) = sweep_verdict({wide.name: path}, NO_DIAGNOSIS, [wide])
@@ -64,7 +58,7 @@ def test_a_narrowed_range_is_never_the_range_swept() -> None:
 
 
 def test_a_best_at_zero_of_a_linear_penalty_may_be_unneeded() -> None:
-    path = _path(FAIR, {0.0: 0.9, 1.0: 0.8})
+    path = val_acc_path(FAIR, {0.0: 0.9, 1.0: 0.8})
     row = edges({FAIR.name: path}, [FAIR]).iloc[0]
     assert row["edge"] == "lower"
     (line,) = sweep_verdict({FAIR.name: path}, NO_DIAGNOSIS, [FAIR])
@@ -72,7 +66,7 @@ def test_a_best_at_zero_of_a_linear_penalty_may_be_unneeded() -> None:
     assert "the penalty may be unneeded" in line
     assert "narrow the next sweep" not in line and "sweep the low end" not in line
     # With a strength tried between: the low end up to it.
-    path = _path(FAIR, {0.0: 0.9, 0.25: 0.85, 1.0: 0.8})
+    path = val_acc_path(FAIR, {0.0: 0.9, 0.25: 0.85, 1.0: 0.8})
     (line,) = sweep_verdict({FAIR.name: path}, NO_DIAGNOSIS, [FAIR])
     assert line.endswith(
         "may be unneeded; compare with a run without it, or sweep the low end, e.g. [0, 0.25]"
@@ -80,13 +74,13 @@ def test_a_best_at_zero_of_a_linear_penalty_may_be_unneeded() -> None:
 
 
 def test_a_best_near_an_edge_with_a_worse_strength_tried_past_it_is_bracketed() -> None:
-    path = _path(FAIR, {0.0: 0.7, 0.05: 0.9, 0.5: 0.8})
+    path = val_acc_path(FAIR, {0.0: 0.7, 0.05: 0.9, 0.5: 0.8})
     row = edges({FAIR.name: path}, [FAIR]).iloc[0]
     assert row["edge"] == "" and (row["next_low"], row["next_high"]) == (0.0, 0.5)
 
 
 def test_upper_edge_and_underfit_curves_say_which_evidence_is_which() -> None:
-    path = _path(L2, {1e-6: 0.7, 1e-3: 0.8, 0.1: 0.9})
+    path = val_acc_path(L2, {1e-6: 0.7, 1e-3: 0.8, 0.1: 0.9})
     epochs = epochs_table({"a": UNDERFIT, "b": UNDERFIT})
     lines = sweep_verdict({L2.name: path}, diagnose(epochs), [L2])
     assert lines[0].startswith(
@@ -112,7 +106,7 @@ def test_short_trials_are_too_short_unless_the_table_says_stopped_early() -> Non
 
 def test_underfit_curves_and_a_best_inside_name_their_evidence() -> None:
     """The user's sweep: best l2 inside the range, most trials underfit."""
-    path = _path(L2, {5.48e-5: 0.80, 3e-4: 0.82, 0.00217: 0.85})
+    path = val_acc_path(L2, {5.48e-5: 0.80, 3e-4: 0.82, 0.00217: 0.85})
     epochs = epochs_table({"a": UNDERFIT, "b": UNDERFIT})
     lines = sweep_verdict({L2.name: path}, diagnose(epochs), [L2])
     assert "is inside its range" in lines[0]
