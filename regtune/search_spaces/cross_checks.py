@@ -54,6 +54,7 @@ from regtune.trainables.config import (
     TrainConfig,
     default_value,
     has_sensitive,
+    robust_due,
 )
 
 __all__ = [
@@ -181,7 +182,7 @@ ROBUST_NEEDS_EVAL = (
     "set training.robust_every (e.g. 1)"
 )
 #: A scheduler that ranks trials on robust_acc at epochs where the trainer only
-#: carries an earlier measurement forward (Trainer._robust_due: epoch 1, every
+#: carries an earlier measurement forward (config.robust_due: epoch 1, every
 #: robust_every epochs, and the last).
 ROBUST_STALE_RUNGS = (
     "objective robust_acc is measured at epoch 1, every training.robust_every {every} "
@@ -341,13 +342,17 @@ def cross_robust_rungs(
     # robust_every 0 measures nothing: cross_objectives says so (ROBUST_NEEDS_EVAL).
     everies = sorted({v for v in values if isinstance(v, int) and v > 0})
     for every in everies:
-        stale = [e for e in epochs if e != 1 and e % every != 0]
+        stale = [e for e in epochs if not robust_due(e, every, last=False)]
         if not stale:
             continue
         fix = math.gcd(*(e for e in epochs if e != 1)) if any(e != 1 for e in epochs) else 1
         pbt = isinstance(scheduler, PbtConfig)
         alternative = (ROBUST_STALE_PBT_FIX if pbt else ROBUST_STALE_ASHA_FIX).format(every=every)
-        carried = ", ".join(f"epoch {e} sees epoch {max(1, e // every * every)}'s" for e in stale)
+        carried = ", ".join(
+            f"epoch {e} sees epoch "
+            f"{max(d for d in range(1, e) if robust_due(d, every, last=False))}'s"
+            for e in stale
+        )
         message = ROBUST_STALE_RUNGS.format(
             every=every,
             kind=getattr(scheduler, "kind", "?"),

@@ -73,7 +73,7 @@ from regtune.trainables.cohort import (
 from regtune.trainables.cohort_cnn import CNN_DROPOUT_LAYER, cnn_forward
 from regtune.trainables.cohort_optim import FusedAdamW, FusedSGD, MemberSchedule
 from regtune.trainables.cohort_pad import Layout
-from regtune.trainables.config import TrainConfig
+from regtune.trainables.config import TrainConfig, robust_due
 from regtune.trainables.data import Dataset
 from regtune.trainables.loop import (
     EVAL_BATCH,
@@ -661,8 +661,7 @@ class FusedCohort:
 
     @staticmethod
     def _robust_due(m: _Member) -> bool:
-        every = m.cfg.training.robust_every
-        return every > 0 and (m.epoch == 1 or m.epoch % every == 0 or m.should_stop)
+        return robust_due(m.epoch, m.cfg.training.robust_every, last=m.should_stop)
 
     def _robust_accuracies(self, rows: list[int], split: str) -> dict[int, float]:
         """``Trainer.robust_accuracy`` of the batch members at ``rows``, batched.

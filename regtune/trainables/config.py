@@ -115,6 +115,7 @@ __all__ = [
     "is_stored",
     "keyed_error",
     "parse_train_config",
+    "robust_due",
     "validation_problems",
 ]
 
@@ -976,3 +977,11 @@ def parse_train_config(
         return TrainConfig.model_validate(dict(raw), context={STORED: True} if stored else None)
     except ValidationError as exc:
         raise SpecError.from_problems("invalid training config:", validation_problems(exc)) from exc
+
+
+def robust_due(epoch: int, every: int, *, last: bool) -> bool:
+    """Whether robust accuracy is measured afresh at ``epoch`` (1-based): at
+    epoch 1, every ``every`` epochs and at the ``last``; in between the trainer
+    carries the previous measurement forward. Never with ``every`` <= 0. The
+    one rule of the trainer, the fused cohort and the sweep's rung check."""
+    return every > 0 and (epoch == 1 or epoch % every == 0 or last)

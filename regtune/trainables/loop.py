@@ -67,6 +67,7 @@ from regtune.trainables.config import (
     default_value,
     idle_problem,
     parse_train_config,
+    robust_due,
 )
 from regtune.trainables.data import Dataset, load_dataset
 from regtune.trainables.models import build_model
@@ -685,10 +686,7 @@ class Trainer:
         return float(total) / n
 
     def _robust_due(self) -> bool:
-        every = self.config.training.robust_every
-        if every <= 0:
-            return False
-        return self.epoch == 1 or self.epoch % every == 0 or self.should_stop
+        return robust_due(self.epoch, self.config.training.robust_every, last=self.should_stop)
 
     def robust_accuracy(self, split: str) -> float:
         """PGD accuracy on (at most ``robust_samples`` rows of) a split, now.

@@ -10,10 +10,9 @@ epoch with the smallest gap and says so.
 
 The comparison allows :data:`GAP_TOLERANCE` of float rounding: a gap of 1/5
 holds ``bound=0.3, margin=0.1`` although ``0.3 - 0.1`` is
-``0.19999999999999998`` in floats. The slack is the one post-processing's
-thresholds use (``thresholds.DEFAULT_TOLERANCE``); it is defined here too so
-that this module, which the torch-free registry and analysis code import,
-does not import torch.
+``0.19999999999999998`` in floats. Post-processing's thresholds use the same
+slack (``thresholds.DEFAULT_TOLERANCE`` is this constant; it lives here
+because this module, unlike that one, is torch-free).
 
 The rule is monotone in the history: adding an epoch either keeps the
 previous choice or picks the new epoch (ties go to the earlier epoch), so a
@@ -47,8 +46,7 @@ SMALLEST_GAP = "no_epoch_within_bound_smallest_gap"
 KEPT_REASONS = (SMALLEST_GAP, FEASIBLE)
 #: Float rounding allowed when a gap is compared with ``bound - margin``: a gap
 #: counts as within the bound when ``gap <= bound - margin + GAP_TOLERANCE``.
-#: Equal to ``regtune.trainables.thresholds.DEFAULT_TOLERANCE`` (a test checks),
-#: not imported from it because that module imports torch.
+#: ``regtune.trainables.thresholds.DEFAULT_TOLERANCE`` is this constant.
 GAP_TOLERANCE = 1e-9
 
 NO_EPOCHS = "select_epoch needs at least one epoch of history"

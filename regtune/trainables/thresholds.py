@@ -68,6 +68,7 @@ from regtune.errors import DataError
 from regtune.trainables import fairness_robust
 from regtune.trainables.bootstrap import MIN_CELL_ROWS, warn_small_cells
 from regtune.trainables.config import DEFAULT_ROBUST_RESAMPLES, ThresholdRows
+from regtune.trainables.selection import GAP_TOLERANCE
 
 __all__ = [
     "BAD_FIT_ROWS",
@@ -87,8 +88,8 @@ __all__ = [
 ]
 
 #: Largest gap counted as meeting the constraint when ``tolerance`` is not
-#: given: float rounding of rate differences only.
-DEFAULT_TOLERANCE = 1e-9
+#: given: float rounding of rate differences only (epoch selection's slack).
+DEFAULT_TOLERANCE = GAP_TOLERANCE
 #: Rows a trainer may fit thresholds on: the validation split (default), or
 #: the kept model's scores on the training and validation splits together.
 #: The second has about seven times the rows in Adult's smallest (group,

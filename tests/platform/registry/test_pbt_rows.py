@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from regtune.platform.registry.trials import read_sweep_trials
+from regtune.platform.registry.trials import SweepTrial, read_sweep_trials
 from regtune.trainables.data import Dataset
 
 from .conftest import TINY_CONFIG, FinishedRun, write_trial
@@ -111,29 +111,34 @@ def _store(experiment: Path, trial_id: str, rows: list[dict[str, Any]], config: 
     writer.close()
 
 
+def _last_line_lost(
+    tmp_path: Path, trial_id: str, run: FinishedRun, *, donor_in_store: bool = False
+) -> tuple[SweepTrial, list[dict[str, Any]]]:
+    """A trial whose result.json lost its last line while the results store kept
+    every row (the last one of other weights with ``donor_in_store``): the trial
+    read back, and the lines it had."""
+    experiment = tmp_path / "exp"
+    folder = write_trial(experiment, trial_id, run)
+    lines = _lines(folder)
+    config = json.loads((folder / "params.json").read_text())
+    stored = [*lines[:-1], _donor(lines[-1])] if donor_in_store else lines
+    _store(experiment, trial_id, stored, config)
+    _rewrite(folder, lines[:-1])
+    (trial,) = read_sweep_trials(experiment)
+    return trial, lines
+
+
 def test_a_lost_last_line_is_read_from_the_results_store(
     plain_run: FinishedRun, tmp_path: Path
 ) -> None:
-    experiment = tmp_path / "exp"
-    folder = write_trial(experiment, "t0", plain_run)
-    lines = _lines(folder)
-    config = json.loads((folder / "params.json").read_text())
-    _store(experiment, "t0", lines, config)
-    _rewrite(folder, lines[:-1])
-    (trial,) = read_sweep_trials(experiment)
+    trial, lines = _last_line_lost(tmp_path, "t0", plain_run)
     own = lines[-1]
     for key in ("val_acc", "val_loss", "test_acc", "test_loss"):
         assert trial.metrics[key] == pytest.approx(own[key], rel=1e-12), key
 
 
 def test_a_store_row_of_other_weights_is_not_used(plain_run: FinishedRun, tmp_path: Path) -> None:
-    experiment = tmp_path / "exp"
-    folder = write_trial(experiment, "t0", plain_run)
-    lines = _lines(folder)
-    config = json.loads((folder / "params.json").read_text())
-    _store(experiment, "t0", [*lines[:-1], _donor(lines[-1])], config)
-    _rewrite(folder, lines[:-1])
-    (trial,) = read_sweep_trials(experiment)
+    trial, _ = _last_line_lost(tmp_path, "t0", plain_run, donor_in_store=True)
     assert trial.metrics["val_acc"] == plain_run.trainer.history[-1]["val_acc"]
     assert "test_acc" not in trial.metrics
 
@@ -143,13 +148,7 @@ def test_a_kept_epochs_trial_takes_its_last_reports_test_numbers_from_the_store(
 ) -> None:
     """With a best_state the kept epoch's row comes from the history (as before);
     the test_* numbers of the lost last report now come from the store."""
-    experiment = tmp_path / "exp"
-    folder = write_trial(experiment, "early", early_run)
-    lines = _lines(folder)
-    config = json.loads((folder / "params.json").read_text())
-    _store(experiment, "early", lines, config)
-    _rewrite(folder, lines[:-1])
-    (trial,) = read_sweep_trials(experiment)
+    trial, _ = _last_line_lost(tmp_path, "early", early_run)
     kept = early_run.trainer.early.best_epoch
     assert trial.epoch == kept < trial.checkpoint_epoch
     assert trial.metrics["val_loss"] == early_run.trainer.history[kept - 1]["val_loss"]
