@@ -111,10 +111,13 @@ SMOKE_DATASETS = ("adult", "german")
 #: Datasets whose regtune settings come from :mod:`benchmarks.fairness_selection`.
 SELECTED_DATASETS = ("german", "compas")
 DEFAULT_SPLIT_SEEDS = (0, 1, 2)
-#: ``--fresh``: split seeds no run of any kind had used before the re-check.
-FRESH_SPLIT_SEEDS = (3, 4, 5)
-#: Suffix of the ``--fresh`` selection, run and report files.
+#: Re-check rounds (``--fresh [ROUND]``), in the order they ran: name (the
+#: suffix of the round's selection, run and report files) -> its split seeds,
+#: which no run of any kind had used before that round.
+ROUNDS: dict[str, tuple[int, ...]] = {"fresh": (3, 4, 5), "fresh2": (6, 7, 8)}
+#: ``--fresh`` without a name: the first round.
 FRESH = "fresh"
+FRESH_SPLIT_SEEDS = ROUNDS[FRESH]
 DEFAULT_SEEDS = (0, 1, 2)
 #: torch intra-op threads per run.
 TORCH_THREADS = 1
@@ -190,6 +193,16 @@ EXACT_FIT_RERUN = (
     "Adult regtune row exactly (all 18 runs of split seeds 0-2), so the rows differ "
     "only where the fit does."
 )
+#: The second re-check round's own words (the report's ``fresh2`` section).
+FRESH2_NOTE = (
+    "This round was added on 2026-12-03, after the rows of split seeds 0-5 had been "
+    "read, to check the worst cases once more on split seeds no run had used; its "
+    "methods, German/COMPAS selection code, candidates, targets and rules were "
+    "committed before any of its runs, with the exact two-group threshold fit from "
+    "the start (docs/fairness.md)."
+)
+#: Per re-check round (:data:`ROUNDS`): what its rows are, beyond the shared protocol.
+ROUND_NOTES: dict[str, str] = {FRESH: EXACT_FIT_RERUN, "fresh2": FRESH2_NOTE}
 
 
 def _at_most(value: float, bound: float) -> tuple[bool, str]:
@@ -230,17 +243,17 @@ ADULT_GOALS: list[tuple[str, str, Check]] = [
 METRICS = ("acc", "gap", "ece")
 
 
-def _selection_path(name: str, smoke: bool, folder: Path, fresh: bool = False) -> Path:
-    tag = f"_{FRESH}" if fresh else ""
+def _selection_path(name: str, smoke: bool, folder: Path, fresh: str | None = None) -> Path:
+    tag = f"_{fresh}" if fresh else ""
     return folder / f"{SELECTION_NAME}_{name}{tag}{'-smoke' if smoke else ''}.json"
 
 
-def load_selected(smoke: bool, fresh: bool = False) -> dict[str, Any]:
+def load_selected(smoke: bool, fresh: str | None = None) -> dict[str, Any]:
     """The selection records of German and COMPAS (``{"datasets": {name: record}}``):
     a smoke ``--select``'s own (in the results folder) during a smoke test
     when there is one, else the committed
     ``benchmarks/results/fairness_splits_selection_<name>.json`` (with
-    ``fresh``: ``..._<name>_fresh.json``, the ``--fresh`` split seeds')."""
+    ``fresh``: ``..._<name>_<fresh>.json``, that re-check round's split seeds')."""
     out: dict[str, Any] = {"datasets": {}}
     for name in SELECTED_DATASETS:
         smoke_path = _selection_path(name, True, results_dir(), fresh)
@@ -719,8 +732,8 @@ def load_adult_eo_selection(smoke: bool, stem: str = ADULT_EO) -> dict[str, Any]
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _raw_path(name: str, smoke: bool, fresh: bool = False) -> Path:
-    tag = f"-{FRESH}" if fresh else ""
+def _raw_path(name: str, smoke: bool, fresh: str | None = None) -> Path:
+    tag = f"-{fresh}" if fresh else ""
     return results_dir() / f"{NAME}_runs-{name}{tag}{'-smoke' if smoke else ''}.json"
 
 
@@ -732,7 +745,7 @@ def run_dataset(
     *,
     smoke: bool,
     only: Sequence[str] | None = None,
-    fresh: bool = False,
+    fresh: str | None = None,
 ) -> dict[str, Any]:
     """Every contender on ``name`` over ``split_seeds`` x ``seeds``.
 
@@ -743,8 +756,8 @@ def run_dataset(
 
     After each (split, seed) the runs so far are written to
     ``fairness_splits_runs-<name>.json``, so a run stopped early leaves what
-    it measured (and says how far it got: ``complete``); with ``fresh``,
-    ``fairness_splits_runs-<name>-fresh.json``.
+    it measured (and says how far it got: ``complete``); with ``fresh`` (a
+    re-check round), ``fairness_splits_runs-<name>-<fresh>.json``.
     """
     by_split = {k: configs_for(name, selection, k) for k in split_seeds}
     configs = by_split[split_seeds[0]]
@@ -847,14 +860,16 @@ def fresh_section(
     main_runs: dict[str, dict[str, list[dict[str, float]]]],
     fresh_records: dict[str, dict[str, Any]],
     selection: dict[str, Any],
+    round_: str = FRESH,
 ) -> tuple[str, dict[str, Any]]:
-    """The report's part on the ``--fresh`` split seeds (markdown, JSON).
+    """The report's part on re-check round ``round_``'s split seeds (markdown, JSON).
 
-    ``main_runs``: dataset -> method -> runs of the issue's split seeds;
-    ``fresh_records``: dataset -> the ``--fresh`` run file; ``selection``:
-    the ``--fresh`` German/COMPAS selection (:func:`load_selected`). Gives
-    the fresh runs' results and goals alone, then the goals over every split
-    seed run (a method's runs of both, paired by split seed and seed).
+    ``main_runs``: dataset -> method -> runs of the split seeds before it
+    (the issue's and earlier rounds'); ``fresh_records``: dataset -> the
+    round's run file; ``selection``: the round's German/COMPAS selection
+    (:func:`load_selected`). Gives the round's results and goals alone, then
+    the goals over every split seed run so far (a method's runs of both,
+    paired by split seed and seed).
     """
     runs = {n: r["runs"] for n, r in fresh_records.items()}
     summaries = _summaries(runs)
@@ -880,7 +895,7 @@ def fresh_section(
     counts = "; ".join(
         f"{n}: split seeds {splits} x seeds {seeds}" for n, (splits, seeds) in seeds_of.items()
     )
-    files = {n: _selection_path(n, False, Path(), fresh=True).name for n in selection["datasets"]}
+    files = {n: _selection_path(n, False, Path(), fresh=round_).name for n in selection["datasets"]}
     fixed = [n for n in fresh_records if n in BUILTINS and BUILTINS[n].official_test]
     resplit = [n for n in fresh_records if n not in fixed]
     test_rows = (
@@ -905,7 +920,7 @@ def fresh_section(
         "the same nested selection on that split's training and validation rows only ("
         + (", ".join(f"`{f}`" for f in files.values()) or "none run")
         + "), written before their test rows ran. No setting was changed after these "
-        f"test numbers were read. {EXACT_FIT_RERUN}{test_rows}\n\n"
+        f"test numbers were read. {ROUND_NOTES[round_]}{test_rows}\n\n"
         f"{_results_table(summaries, selection)}\n\n"
         f"Goals of issue 9 on these split seeds alone:\n\n{_goal_table(fresh_goals)}\n\n"
         f"Goals of issue 9 over every split seed run ({counts}; paired differences over "
@@ -916,6 +931,7 @@ def fresh_section(
         f"{_cell_table({n: r['smallest_cells'] for n, r in fresh_records.items()})}\n"
     )
     payload = {
+        "round": round_,
         "split_seeds": fresh_seeds,
         "fixed_test_split": fixed,
         "complete": {n: r["complete"] for n, r in fresh_records.items()},
@@ -929,7 +945,7 @@ def fresh_section(
     return md, payload
 
 
-def _records(datasets: Sequence[str], smoke: bool, fresh: bool) -> dict[str, dict[str, Any]]:
+def _records(datasets: Sequence[str], smoke: bool, fresh: str | None) -> dict[str, dict[str, Any]]:
     paths = {name: _raw_path(name, smoke, fresh) for name in datasets}
     return {name: json.loads(p.read_text()) for name, p in paths.items() if p.is_file()}
 
@@ -938,11 +954,11 @@ def report(
     datasets: Sequence[str], selection: dict[str, Any], *, smoke: bool, total_s: float
 ) -> Path:
     """Build ``fairness_splits.json``/``.md`` from the per-dataset run files
-    present: the issue's split seeds', then (when present) the ``--fresh``
-    ones' (:func:`fresh_section`)."""
-    records = _records(datasets, smoke, fresh=False)
-    fresh_records = _records(datasets, smoke, fresh=True)
-    if not records and not fresh_records:
+    present: the issue's split seeds', then (when present) each re-check
+    round's (:data:`ROUNDS`, :func:`fresh_section`)."""
+    records = _records(datasets, smoke, fresh=None)
+    rounds = {r: found for r in ROUNDS if (found := _records(datasets, smoke, fresh=r))}
+    if not records and not rounds:
         raise SystemExit(f"no run files {NAME}_runs-*.json in {results_dir()}: nothing to report")
     results = {n: r["runs"] for n, r in records.items()}
     summaries = _summaries(results)
@@ -966,10 +982,17 @@ def report(
         if records
         else ""
     )
-    fresh = None
-    if fresh_records:
-        fresh_md, fresh = fresh_section(results, fresh_records, load_selected(smoke, fresh=True))
-        md = f"{md.rstrip()}\n\n{fresh_md}" if md else fresh_md
+    rechecks: dict[str, dict[str, Any]] = {}
+    earlier = {n: dict(by) for n, by in results.items()}
+    for round_, found in rounds.items():
+        round_md, rechecks[round_] = fresh_section(
+            earlier, found, load_selected(smoke, fresh=round_), round_
+        )
+        md = f"{md.rstrip()}\n\n{round_md}" if md else round_md
+        for n, r in found.items():
+            by = earlier.setdefault(n, {})
+            for m, rows in r["runs"].items():
+                by[m] = [*by.get(m, []), *rows]
     now = machine_facts()
     payload = {
         "datasets": list(records),
@@ -1007,7 +1030,9 @@ def report(
         "summary": summaries,
         "goals": goal_rows,
         "smallest_cells": cells,
-        "fresh": fresh,
+        # The first re-check round under its old key; every round under "rechecks".
+        "fresh": rechecks.get(FRESH),
+        "rechecks": rechecks,
         # This process only; with --report-only that is the report step. The
         # runs' own times are each run's fit_s (taken on a loaded 2-core machine).
         "total_s": total_s,
@@ -1018,7 +1043,7 @@ def report(
             "date": max(
                 (
                     str(r["machine"]["date"])
-                    for r in [*records.values(), *fresh_records.values()]
+                    for r in [*records.values(), *(x for f in rounds.values() for x in f.values())]
                     if "machine" in r
                 ),
                 default=now["date"],
@@ -1048,7 +1073,7 @@ def _assess(
     function, _ = ASSESSMENTS[name]
     flag = _assessment_flag(name)
     ignored = {
-        "--fresh": args.fresh,
+        "--fresh": args.fresh is not None,
         "--split-seeds": args.split_seeds is not None,
         "--seeds": args.seeds is not None,
         "--datasets": args.datasets is not None,
@@ -1137,9 +1162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--fresh",
-        action="store_true",
-        help=f"re-check on split seeds no run had used (default {list(FRESH_SPLIT_SEEDS)}): "
-        "selection and run files named *_fresh/*-fresh, a section of its own in the report",
+        nargs="?",
+        const=FRESH,
+        default=None,
+        choices=list(ROUNDS),
+        metavar="ROUND",
+        help="re-check round on split seeds no run had used before it ("
+        + ", ".join(f"{r}: {list(s)}" for r, s in ROUNDS.items())
+        + f"; no name: {FRESH}): selection and run files named *_ROUND/*-ROUND, "
+        "a section of its own in the report",
     )
     parser.add_argument("--datasets", nargs="+", default=None, help="default: all three")
     parser.add_argument(
@@ -1157,18 +1188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     smoke: bool = args.smoke_test
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
-    fresh: bool = args.fresh
+    fresh: str | None = args.fresh
     split_seeds: list[int] = args.split_seeds or list(
-        FRESH_SPLIT_SEEDS if fresh else DEFAULT_SPLIT_SEEDS
+        ROUNDS[fresh] if fresh else DEFAULT_SPLIT_SEEDS
     )
     if fresh:
         if args.select_adult_eo:
             parser.error("--select-adult-eo chooses on the issue's split seeds; drop --fresh")
-        used = sorted(set(split_seeds) & {*DEFAULT_SPLIT_SEEDS, *ADULT_EO_SPLIT_SEEDS})
+        before = list(ROUNDS)[: list(ROUNDS).index(fresh)]
+        seen = {
+            *DEFAULT_SPLIT_SEEDS,
+            *ADULT_EO_SPLIT_SEEDS,
+            *(s for r in before for s in ROUNDS[r]),
+        }
+        used = sorted(set(split_seeds) & seen)
         if used:
             parser.error(
-                f"--fresh: split seeds {used} were used before (selection, validation or "
-                f"test runs); choose others, e.g. {list(FRESH_SPLIT_SEEDS)}"
+                f"--fresh {fresh}: split seeds {used} were used before (selection, validation "
+                f"or test runs); choose others, e.g. {list(ROUNDS[fresh])}"
             )
     seeds: list[int] = args.seeds or list(DEFAULT_SEEDS)
     if smoke:

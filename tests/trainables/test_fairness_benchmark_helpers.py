@@ -5,6 +5,7 @@ per-split-seed configs) and out-of-sample thresholded decisions
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,9 @@ def test_robust_text_reports_the_committed_selection_from_its_record() -> None:
         (["--split-seeds", "2", "7"], "split seeds [2] were used before"),
         (["--split-seeds", "0", "1"], "split seeds [0, 1] were used before"),
         (["--select-adult-eo"], "drop --fresh"),
+        # A later round refuses the split seeds of the rounds before it too.
+        (["fresh2", "--split-seeds", "4", "9"], "--fresh fresh2: split seeds [4] were used"),
+        (["fresh2", "--split-seeds", "1", "6"], "split seeds [1] were used before"),
     ],
 )
 def test_fresh_refuses_split_seeds_that_were_used_before(
@@ -349,9 +353,11 @@ def _run(split_seed: int, seed: int, acc: float, gap: float) -> dict[str, float]
 def test_fresh_section_reports_fresh_runs_alone_and_with_the_issues_splits() -> None:
     from benchmarks import fairness_splits as fs
 
-    assert fs._raw_path("adult", False, fresh=True).name == "fairness_splits_runs-adult-fresh.json"
     assert (
-        fs._selection_path("german", True, Path(), fresh=True).name
+        fs._raw_path("adult", False, fresh="fresh").name == "fairness_splits_runs-adult-fresh.json"
+    )
+    assert (
+        fs._selection_path("german", True, Path(), fresh="fresh").name
         == "fairness_splits_selection_german_fresh-smoke.json"
     )
     main = {"adult": {EO: [_run(0, 0, 0.845, 0.010), _run(0, 1, 0.843, 0.035)]}}
@@ -386,6 +392,63 @@ def test_fresh_section_reports_fresh_runs_alone_and_with_the_issues_splits() -> 
     assert "INCOMPLETE" not in md
     fresh["adult"]["complete"] = False
     assert "(INCOMPLETE: stopped early)" in fs.fresh_section(main, fresh, {"datasets": {}})[0]
+
+
+def _record(split_seed: int, gaps: tuple[float, float]) -> dict[str, Any]:
+    cells = {"train": 900, "val": 150, "test": 590, "test_cell": "Female, >50K"}
+    return {
+        "dataset": "adult",
+        "runs": {EO: [_run(split_seed, s, 0.845, g) for s, g in enumerate(gaps)]},
+        "split_seeds": [split_seed],
+        "seeds": [0, 1],
+        "complete": True,
+        "smallest_cells": {str(split_seed): cells},
+        "configs": {},
+        "machine": {"date": f"2026-12-0{split_seed} 00:00:00"},
+    }
+
+
+def test_report_gives_each_recheck_round_its_section_and_counts_every_earlier_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import fairness_splits as fs
+
+    monkeypatch.setenv("REGTUNE_BENCH_RESULTS", str(tmp_path))
+    for tag, record in (
+        ("", _record(0, (0.010, 0.012))),
+        ("-fresh", _record(3, (0.012, 0.031))),
+        ("-fresh2", _record(6, (0.014, 0.016))),
+    ):
+        (tmp_path / f"fairness_splits_runs-adult{tag}.json").write_text(json.dumps(record))
+    path = fs.report(["adult"], {"datasets": {}}, smoke=False, total_s=0.0)
+    payload = json.loads(path.read_text())
+    md = path.with_suffix(".md").read_text()
+    assert set(payload["rechecks"]) == {"fresh", "fresh2"}
+    assert payload["fresh"]["split_seeds"] == [3]  # the first round keeps its old key
+    first, second = payload["rechecks"]["fresh"], payload["rechecks"]["fresh2"]
+    assert second["round"] == "fresh2" and second["split_seeds"] == [6]
+    # Round 2 alone meets the worst case; over every run so far (0, 3 and 6) 0.031 does not.
+    alone = {g["goal"]: g for g in second["goals"]}
+    together = {g["goal"]: g for g in second["all_split_seeds"]["goals"]}
+    assert alone["worst eo_diff <= 0.03"]["ok"]
+    assert not together["worst eo_diff <= 0.03"]["ok"]
+    assert together["worst eo_diff <= 0.03"]["measured"] == "0.0310"
+    assert second["all_split_seeds"]["ran"] == "adult: split seeds [0, 3, 6] x seeds [0, 1]"
+    assert first["all_split_seeds"]["ran"] == "adult: split seeds [0, 3] x seeds [0, 1]"
+    # Sections in the rounds' order, each with its own note.
+    assert md.index("### Re-check on split seeds [3]") < md.index("### Re-check on split seeds [6]")
+    assert fs.FRESH2_NOTE in md and fs.EXACT_FIT_RERUN in md
+    assert payload["machine"]["date"] == "2026-12-06 00:00:00"  # the newest run file's
+
+
+def test_every_recheck_round_has_its_note_and_new_split_seeds() -> None:
+    from benchmarks import fairness_splits as fs
+
+    assert set(fs.ROUND_NOTES) == set(fs.ROUNDS)
+    seen = {*fs.DEFAULT_SPLIT_SEEDS, *fs.ADULT_EO_SPLIT_SEEDS}
+    for seeds in fs.ROUNDS.values():
+        assert not seen & set(seeds)
+        seen |= set(seeds)
 
 
 def test_stratified_folds_deal_every_group_label_cell_evenly() -> None:
