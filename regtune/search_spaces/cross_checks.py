@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
 from regtune.search_spaces.distributions import (
@@ -195,6 +196,13 @@ ROBUST_STALE_ASHA_FIX = (
     "set scheduler.grace_period to a multiple of {every} and reduction_factor to a whole number"
 )
 ROBUST_STALE_PBT_FIX = "set scheduler.perturbation_interval to a multiple of {every}"
+#: HyperBand's milestones follow from budget.max_epochs and reduction_factor
+#: alone, and the median rule may stop a trial at any epoch from its
+#: grace_period on: neither has a knob that lines its epochs up, ASHA has.
+ROBUST_STALE_OTHER_FIX = (
+    "rank trials on another objective, or use scheduler asha with grace_period a multiple "
+    "of {every} and a whole reduction_factor"
+)
 NEEDS_SENSITIVE = (
     "{what} needs a dataset with a sensitive attribute: one of {datasets}, or csv/parquet "
     "with dataset.sensitive; got dataset {name!r}"
@@ -298,22 +306,97 @@ def cross_budget(
 MAX_EPOCHS = "budget.max_epochs"
 
 
+def hyperband_milestones(reduction_factor: float, max_t: int) -> list[int]:
+    """The epochs below ``max_t`` at which Ray's ``HyperBandScheduler`` (its
+    ``time_attr`` training_iteration, one per epoch) acts on a bracket, as it
+    computes them: ``s_max + 1 = round(log(max_t) / log(eta)) + 1`` brackets;
+    bracket ``s`` (skipped where its first milestone is 0) starts at
+    ``r = int(max_t * eta**-s)`` and at each milestone keeps the top
+    ``1/eta`` of its trials (compared on their result there) and moves on to
+    ``r = int(min(r * eta, max_t))``; after ``s`` such halvings, at its last
+    milestone, it stops every trial left, below ``max_t`` where ``int``
+    truncated (max_t 10, eta 3: brackets 1 and 2 end at epoch 9), so those
+    trials end, and are ranked, there. Milestones are whole epochs: ``int``
+    truncates, where ASHA's fractional rungs round up. Bracket 0 runs every
+    trial to ``max_t`` and decides nothing below it."""
+    eta = reduction_factor
+    # np.log and np.round as Ray has them: a bracket more or less moves milestones.
+    s_max_1 = int(np.round(np.log(max_t) / np.log(eta))) + 1
+    epochs: set[int] = set()
+    for s in range(1, s_max_1):
+        r = int(max_t * eta ** (-s))
+        if r == 0:
+            continue
+        epochs.add(r)
+        for _ in range(s):
+            r = int(min(r * eta, max_t))
+            epochs.add(r)
+    return sorted(e for e in epochs if e < max_t)
+
+
 def decision_epochs(scheduler: BaseModel | None, max_epochs: int) -> list[int]:
     """The epochs below ``max_epochs`` at which a scheduler ranks a trial's
-    metrics against others: ASHA's and pareto-asha's rungs (every bracket's
-    rungs are levels of one geometric series; Ray judges a trial at the first
-    epoch at or past a fractional level) and PBT's perturbations. Empty for
-    the others (HyperBand, median, none)."""
+    metrics against others, or stops it there: ASHA's and pareto-asha's rungs
+    (every bracket's rungs are levels of one geometric series; Ray judges a
+    trial at the first epoch at or past a fractional level), HyperBand's
+    milestones (:func:`hyperband_milestones`, the halvings and each bracket's
+    end), every epoch from the median rule's grace_period on (after each it
+    may stop a trial whose best value is below the median of the others'
+    running means) and PBT's perturbations. Empty for none. The last epoch
+    is left out: every trial ends there anyway, with fresh metrics."""
     if isinstance(scheduler, AshaConfig | ParetoAshaConfig):
         levels = asha_rung_levels(
             scheduler.grace_period, float(scheduler.reduction_factor), max_epochs
         )
         return sorted({math.ceil(level - 1e-9) for level in levels})
+    if isinstance(scheduler, HyperbandConfig):
+        return hyperband_milestones(float(scheduler.reduction_factor), max_epochs)
+    if isinstance(scheduler, MedianConfig):
+        return list(range(scheduler.grace_period, max_epochs))
     if isinstance(scheduler, PbtConfig):
         return list(
             range(scheduler.perturbation_interval, max_epochs, scheduler.perturbation_interval)
         )
     return []
+
+
+#: More ranges or epochs than this in a message are cut to the first ones, "..." and the last.
+MAX_EPOCHS_SHOWN = 6
+
+
+def epochs_text(epochs: list[int]) -> str:
+    """Sorted epochs for a message: a run of three or more consecutive ones as
+    ``first-last`` (``2-4, 6-9``), cut to the first few and the last where
+    longer than :data:`MAX_EPOCHS_SHOWN` (the median rule's every epoch)."""
+    items: list[str] = []
+    start = 0
+    for i, epoch in enumerate(epochs):
+        if i + 1 < len(epochs) and epochs[i + 1] == epoch + 1:
+            continue
+        run = epochs[start : i + 1]
+        items += [f"{run[0]}-{run[-1]}"] if len(run) >= 3 else [str(e) for e in run]
+        start = i + 1
+    if len(items) > MAX_EPOCHS_SHOWN:
+        items = [*items[: MAX_EPOCHS_SHOWN - 1], "...", items[-1]]
+    return ", ".join(items)
+
+
+def _carried_text(stale: list[int], every: int) -> str:
+    """Which measured epoch each stale epoch sees: ``epoch 3 sees epoch 1's,
+    epochs 6-9 see epoch 5's`` (cut like :func:`epochs_text`)."""
+    seen: dict[int, list[int]] = {}
+    for epoch in stale:
+        source = max(d for d in range(1, epoch) if robust_due(d, every, last=False))
+        seen.setdefault(source, []).append(epoch)
+    parts = [
+        f"epoch {group[0]} sees epoch {source}'s"
+        if len(group) == 1
+        else f"epochs {epochs_text(group)} see epoch {source}'s"
+        for source, group in seen.items()
+    ]
+    if len(parts) > MAX_EPOCHS_SHOWN // 2:
+        parts = [*parts[: MAX_EPOCHS_SHOWN // 2 - 1], "...", parts[-1]]
+    return ", ".join(parts)
 
 
 def cross_robust_rungs(
@@ -327,10 +410,10 @@ def cross_robust_rungs(
     stored: bool = False,
 ) -> None:
     """A scheduler ranking trials on robust_acc at an epoch where it is not
-    measured afresh: the trainer measures it at epoch 1, every
-    ``robust_every`` epochs and at the last, and carries the last measurement
-    forward in between. A rule for new input only (``stored``: a sweep that ran
-    so is read back as it ran)."""
+    measured afresh (:func:`decision_epochs`): the trainer measures it at
+    epoch 1, every ``robust_every`` epochs and at the last, and carries the
+    last measurement forward in between. A rule for new input only
+    (``stored``: a sweep that ran so is read back as it ran)."""
     if stored or not any(o.metric == "robust_acc" for o in objectives):
         return
     epochs = decision_epochs(scheduler, budget.max_epochs)
@@ -346,25 +429,34 @@ def cross_robust_rungs(
         if not stale:
             continue
         fix = math.gcd(*(e for e in epochs if e != 1)) if any(e != 1 for e in epochs) else 1
-        pbt = isinstance(scheduler, PbtConfig)
-        alternative = (ROBUST_STALE_PBT_FIX if pbt else ROBUST_STALE_ASHA_FIX).format(every=every)
-        carried = ", ".join(
-            f"epoch {e} sees epoch "
-            f"{max(d for d in range(1, e) if robust_due(d, every, last=False))}'s"
-            for e in stale
-        )
+        if isinstance(scheduler, PbtConfig):
+            where, what = "perturbation epoch", "perturbation epoch"
+            alternative = ROBUST_STALE_PBT_FIX.format(every=every)
+            because = "scheduler.perturbation_interval"
+        elif isinstance(scheduler, HyperbandConfig):
+            where, what = "milestone epoch", "milestone"
+            alternative = ROBUST_STALE_OTHER_FIX.format(every=every)
+            because = "scheduler.reduction_factor"
+        elif isinstance(scheduler, MedianConfig):
+            where = "epoch"
+            what = f"epoch from grace_period {scheduler.grace_period} on"
+            alternative = ROBUST_STALE_OTHER_FIX.format(every=every)
+            because = "scheduler.grace_period"
+        else:
+            where, what = "rung epoch", "rung"
+            alternative = ROBUST_STALE_ASHA_FIX.format(every=every)
+            because = "scheduler.grace_period"
         message = ROBUST_STALE_RUNGS.format(
             every=every,
             kind=getattr(scheduler, "kind", "?"),
-            where=("perturbation epoch" if pbt else "rung epoch") + ("s" if len(stale) > 1 else ""),
-            stale=", ".join(map(str, stale)),
-            carried=carried,
+            where=where + ("s" if len(stale) > 1 else ""),
+            stale=epochs_text(stale),
+            carried=_carried_text(stale, every),
             fix=fix,
-            what="perturbation epoch" if pbt else "rung",
-            rungs=", ".join(map(str, epochs)),
+            what=what,
+            rungs=epochs_text(epochs),
             alternative=alternative,
         )
-        because = "scheduler.perturbation_interval" if pbt else "scheduler.grace_period"
         log.add(("training", "robust_every"), message, because=because)
 
 

@@ -2,7 +2,10 @@
 earlier measurement forward (it measures at epoch 1, every
 ``training.robust_every`` epochs and at the last) is refused for new input:
 with the default robust_every 5, ASHA's rungs 3 and 9 would judge trials on
-epoch 1's and epoch 5's robust accuracy. A stored spec reads back as it ran."""
+epoch 1's and epoch 5's robust accuracy, and so would HyperBand's milestones
+(max_epochs 10, reduction_factor 3: 1, 3, 9) and the median rule, which may
+stop a trial after any epoch from its grace_period on. A stored spec reads
+back as it ran."""
 
 from __future__ import annotations
 
@@ -13,7 +16,13 @@ import pytest
 from regtune.errors import SpecError
 from regtune.search_spaces import list_presets, load_spec, load_train_config
 from regtune.search_spaces.cross_checks import decision_epochs
-from regtune.search_spaces.sections import AshaConfig, ParetoAshaConfig, PbtConfig
+from regtune.search_spaces.sections import (
+    AshaConfig,
+    HyperbandConfig,
+    MedianConfig,
+    ParetoAshaConfig,
+    PbtConfig,
+)
 
 
 def _spec(**over: Any) -> dict[str, Any]:
@@ -86,7 +95,9 @@ def test_pareto_asha_and_pbt_are_checked_too() -> None:
         ({"robust_every": 3}, {"kind": "asha", "grace_period": 1, "reduction_factor": 3}),
         ({"robust_every": 5}, {"kind": "asha", "grace_period": 5, "reduction_factor": 2}),
         ({}, {"kind": "none"}),
-        ({}, {"kind": "median"}),
+        ({"robust_every": 3}, {"kind": "hyperband", "reduction_factor": 3}),  # 1, 3, 9
+        ({"robust_every": 1}, {"kind": "median"}),
+        ({"robust_every": 9}, {"kind": "median", "grace_period": 9}),  # epoch 9 only
     ],
 )
 def test_rungs_that_line_up_are_fine(training: dict[str, Any], scheduler: dict[str, Any]) -> None:
@@ -135,7 +146,84 @@ def test_presets_line_up() -> None:
         (AshaConfig(grace_period=1, reduction_factor=2.5), 10, [1, 3, 7]),  # 2.5, 6.25: next epoch
         (ParetoAshaConfig(grace_period=2, reduction_factor=3), 18, [2, 6]),
         (PbtConfig(perturbation_interval=3), 10, [3, 6, 9]),
+        # HyperBand: halvings and each bracket's end below max_t, int-truncated
+        # (20, 2.5: bracket 1 at 8, then 20; bracket 2 at 3, 7, ends at 17;
+        # bracket 3 at 1, 2, 5, ends at 12), as a real Tune run showed.
+        (HyperbandConfig(reduction_factor=3), 10, [1, 3, 9]),
+        (HyperbandConfig(reduction_factor=2.5), 20, [1, 2, 3, 5, 7, 8, 12, 17]),
+        (HyperbandConfig(reduction_factor=3), 4, [1, 3]),
+        (HyperbandConfig(reduction_factor=5), 4, []),  # only bracket 0: to max_t
+        (MedianConfig(grace_period=3), 7, [3, 4, 5, 6]),
+        (MedianConfig(grace_period=7), 7, []),
     ],
 )
 def test_decision_epochs(scheduler: Any, max_epochs: int, epochs: list[int]) -> None:
     assert decision_epochs(scheduler, max_epochs) == epochs
+
+
+@pytest.mark.parametrize(
+    ("max_t", "factor"), [(10, 3), (20, 2.5), (4, 3), (81, 3), (30, 3), (8, 4), (100, 1.5), (5, 7)]
+)
+def test_hyperband_milestones_are_ray_s(max_t: int, factor: float) -> None:
+    """Walk the brackets of the installed Ray's own HyperBandScheduler: each
+    one's milestone (_cumul_r) at every halving and at its end."""
+    from ray.tune.schedulers import HyperBandScheduler
+
+    scheduler = HyperBandScheduler(max_t=max_t, reduction_factor=factor)
+    milestones: set[int] = set()
+    for s in range(scheduler._s_max_1):
+        if scheduler._get_r0(s) == 0:
+            continue  # Ray skips it ("Bracket too small")
+        bracket = scheduler._create_bracket(s)
+        while True:
+            milestones.add(bracket._cumul_r)
+            if bracket._halves == 0:
+                break
+            bracket.successive_halving("m", 1.0)
+    expected = sorted(m for m in milestones if m < max_t)
+    assert decision_epochs(HyperbandConfig(reduction_factor=factor), max_t) == expected
+
+
+def test_hyperband_on_robust_acc_is_refused_where_a_milestone_is_stale() -> None:
+    hyperband = {"kind": "hyperband", "reduction_factor": 3}
+    message = _problems(_spec(scheduler=hyperband))["training.robust_every"]
+    assert "scheduler hyperband would judge trials at milestone epochs 3, 9" in message
+    assert "epoch 3 sees epoch 1's, epoch 9 sees epoch 5's" in message
+    assert "set training.robust_every to 3 (then it is measured afresh at every milestone:" in (
+        message
+    )
+    assert "rank trials on another objective, or use scheduler asha with grace_period" in message
+    # A bracket's end below max_epochs is where its trials stop, and are ranked:
+    # max_epochs 4, factor 3 halves at 1 and ends bracket 1 at epoch 3.
+    short = _spec(
+        training={"lr": 0.01, "robust_every": 2},
+        scheduler=hyperband,
+        budget={"samples": 4, "max_epochs": 4},
+    )
+    message = _problems(short)["training.robust_every"]
+    assert "judge trials at milestone epoch 3 on an earlier epoch's" in message
+    assert "(epoch 3 sees epoch 2's)" in message
+
+
+def test_median_on_robust_acc_is_refused_unless_measured_every_epoch() -> None:
+    message = _problems(_spec(scheduler={"kind": "median"}))["training.robust_every"]
+    assert "scheduler median would judge trials at epochs 2-4, 6-9 on an earlier" in message
+    assert "(epochs 2-4 see epoch 1's, epochs 6-9 see epoch 5's)" in message
+    assert (
+        "set training.robust_every to 1 (then it is measured afresh at every epoch from "
+        "grace_period 1 on: 1-9)"
+    ) in message
+    # A long sweep's every epoch is cut short in the message.
+    long = _spec(scheduler={"kind": "median", "grace_period": 2}, budget={"max_epochs": 100})
+    message = _problems(long)["training.robust_every"]
+    assert "at epochs 2-4, 6-9, 11-14, 16-19, 21-24, ..., 96-99 on" in message
+    assert "(epochs 2-4 see epoch 1's, epochs 6-9 see epoch 5's, ..., epochs 96-99 see" in message
+    assert len(message) < 700
+
+
+def test_epochs_text() -> None:
+    from regtune.search_spaces.cross_checks import epochs_text
+
+    assert epochs_text([3, 9]) == "3, 9"
+    assert epochs_text([2, 3, 5, 6, 7]) == "2, 3, 5-7"
+    assert epochs_text(list(range(1, 15))) == "1-14"
