@@ -868,6 +868,19 @@ def _summaries(
     }
 
 
+def _with_runs(
+    earlier: dict[str, dict[str, list[dict[str, float]]]],
+    runs: dict[str, dict[str, list[dict[str, float]]]],
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """``earlier``'s runs (dataset -> method -> runs) with ``runs`` after them (a new dict)."""
+    out = {n: dict(by) for n, by in earlier.items()}
+    for n, by in runs.items():
+        into = out.setdefault(n, {})
+        for m, rows in by.items():
+            into[m] = [*into.get(m, []), *rows]
+    return out
+
+
 def fresh_section(
     main_runs: dict[str, dict[str, list[dict[str, float]]]],
     fresh_records: dict[str, dict[str, Any]],
@@ -885,10 +898,8 @@ def fresh_section(
     """
     runs = {n: r["runs"] for n, r in fresh_records.items()}
     summaries = _summaries(runs)
-    both = {
-        n: {m: [*main_runs.get(n, {}).get(m, []), *rows] for m, rows in by.items() if rows}
-        for n, by in runs.items()
-    }
+    merged = _with_runs(main_runs, runs)
+    both = {n: {m: merged[n][m] for m, rows in by.items() if rows} for n, by in runs.items()}
     both_summaries = _summaries(both)
     fresh_goals, all_goals = goals(summaries, runs), goals(both_summaries, both)
     seeds_of = {
@@ -995,16 +1006,13 @@ def report(
         else ""
     )
     rechecks: dict[str, dict[str, Any]] = {}
-    earlier = {n: dict(by) for n, by in results.items()}
+    earlier = results
     for round_, found in rounds.items():
         round_md, rechecks[round_] = fresh_section(
             earlier, found, load_selected(smoke, fresh=round_), round_
         )
         md = f"{md.rstrip()}\n\n{round_md}" if md else round_md
-        for n, r in found.items():
-            by = earlier.setdefault(n, {})
-            for m, rows in r["runs"].items():
-                by[m] = [*by.get(m, []), *rows]
+        earlier = _with_runs(earlier, {n: r["runs"] for n, r in found.items()})
     now = machine_facts()
     payload = {
         "datasets": list(records),
@@ -1042,8 +1050,6 @@ def report(
         "summary": summaries,
         "goals": goal_rows,
         "smallest_cells": cells,
-        # The first re-check round under its old key; every round under "rechecks".
-        "fresh": rechecks.get(FRESH),
         "rechecks": rechecks,
         # This process only; with --report-only that is the report step. The
         # runs' own times are each run's fit_s (taken on a loaded 2-core machine).
