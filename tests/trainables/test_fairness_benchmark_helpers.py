@@ -595,3 +595,13 @@ def test_goals_count_means_equal_up_to_float_rounding_as_equal() -> None:
     assert row["ok"], row
     assert at_least(0.5, 0.5 + 1e-12) and not at_least(0.5, 0.5 + 1e-6)
     assert dominated({"acc": 0.5, "gap": 0.1 + 1e-12}, {"r": {"acc": 0.5 + 1e-12, "gap": 0.1}})
+
+
+def test_fresh_refuses_a_round_it_does_not_know(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import fairness_splits
+
+    with pytest.raises(SystemExit) as info:
+        fairness_splits.main(["--fresh", "fresh9", "--report-only"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'fresh9'" in err and "'fresh', 'fresh2'" in err
