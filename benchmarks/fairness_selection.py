@@ -81,6 +81,7 @@ __all__ = [
     "ADULT_EO_RULE",
     "BASES",
     "CANDIDATES",
+    "LOTTERY_CANDIDATES",
     "MEAN_SLACK",
     "REPEATS",
     "SEEDS",
@@ -166,6 +167,16 @@ CANDIDATES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         ),
     },
 }
+#: Randomized thresholds (``penalties.fairness.randomized``: a lottery of
+#: thresholds per group) at tolerance 0 on training + validation rows, added
+#: by the fourth selection (:mod:`benchmarks.fairness_pooled`).
+_LOTTERY = {"method": "postprocess", "randomized": True, "threshold_rows": "train+val"}
+LOTTERY_CANDIDATES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    kind: {"lottery, train+val": (MLP, _LOTTERY), "logreg, lottery, train+val": (LOGREG, _LOTTERY)}
+    for kind in ("dp", "eo")
+}
+for _kind, _grid in LOTTERY_CANDIDATES.items():
+    CANDIDATES[_kind].update(_grid)
 #: ``--smoke-test``: two candidates per kind, one repeat, one seed, one epoch.
 SMOKE_CANDIDATES = {
     kind: {n: c for n, c in grid.items() if n in ("penalty 1", "lagrangian 10")}

@@ -174,7 +174,7 @@ class ServedModel:
     ) -> np.ndarray:
         """Class ids (int64) of the rows: by the version's per-group thresholds
         for rows of a known group, else the most probable class."""
-        if self.post is None or self.post.thresholds is None:
+        if self.post is None or not self.post.decides:
             return probs.argmax(axis=1)
         return self.post.decide(probs, group_codes(groups, probs.shape[0]))
 

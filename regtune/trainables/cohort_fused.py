@@ -175,6 +175,7 @@ class _Member:
     dropped: bool = False
     finished: Trainer | None = None
     thresholds: Tensor | None = None
+    lottery: Tensor | None = None
     temperatures: Tensor | None = None
 
     @property
@@ -784,6 +785,7 @@ class FusedCohort:
             "best_state": m.best_state,
             "multipliers": torch.zeros(n_constraints, device=self.device),
             "thresholds": m.thresholds,
+            "lottery": m.lottery,
             "temperatures": m.temperatures,
             "fingerprint": self.dataset.fingerprint,
             "config": m.cfg.model_dump(mode="json"),
@@ -845,6 +847,7 @@ class FusedCohort:
         m.early, m.epoch, m.history = trainer.early, trainer.epoch, trainer.history
         m.robust, m.best_state = trainer._robust, trainer._best_state
         m.thresholds, m.temperatures = trainer.thresholds, trainer.temperatures
+        m.lottery = trainer.lottery
         m.finished = None
         rows = {mid: self._row(mid) for mid in self._ids if mid != member_id}
         rows[member_id] = {"params": flat, "opt": opt}

@@ -198,6 +198,10 @@ ROBUST_NEEDS_BOUND = (
     "penalties.fairness.robust_quantile ({quantile}) needs penalties.fairness.bound: robust "
     "thresholds keep the resampled gap within bound - margin (set bound, or robust_quantile: null)"
 )
+RANDOMIZED_ROBUST = (
+    "penalties.fairness.randomized: true cannot take robust_quantile ({quantile}): the robust "
+    "fit chooses among deterministic thresholds; set robust_quantile: null, or randomized: false"
+)
 IDLE_KEY = "has no effect: {reason}; remove it, or set {on} so that it applies"
 #: A key no model field has (the sweep spec's wording, search_spaces.validate).
 UNKNOWN_KEY = "unknown key {key}; allowed: {allowed}"
@@ -541,6 +545,12 @@ class FairnessConfig(_Strict):
     robust_resamples: int = Field(
         DEFAULT_ROBUST_RESAMPLES, ge=ROBUST_RESAMPLES[0], le=ROBUST_RESAMPLES[1]
     )
+    #: Randomized thresholds (a lottery per group, Hardt et al.): each group
+    #: mixes thresholds with fitted weights, and a row's draw is a hash of its
+    #: own score, so the same input always gets the same decision (see
+    #: regtune.trainables.threshold_lottery). Reaches accuracy at a gap that
+    #: one threshold per group cannot (equalized odds above all).
+    randomized: bool = False
 
     @property
     def training_method(self) -> Literal["penalty", "lagrangian"] | None:
@@ -561,6 +571,8 @@ class FairnessConfig(_Strict):
             raise ValueError(MARGIN_BOUND.format(margin=self.margin, bound=self.bound))
         if self.robust_quantile is not None and self.bound is None:
             raise ValueError(ROBUST_NEEDS_BOUND.format(quantile=self.robust_quantile))
+        if self.randomized and self.robust_quantile is not None:
+            raise ValueError(RANDOMIZED_ROBUST.format(quantile=self.robust_quantile))
         return self
 
 
@@ -727,7 +739,7 @@ DEPENDENCIES: tuple[Dependency, ...] = (
         )
         for key in (
             "strength", "temperature", "method", "dual_lr", "bound", "threshold_rows",
-            "robust_quantile", "robust_resamples",
+            "robust_quantile", "robust_resamples", "randomized",
         )
     ),
     Dependency(
@@ -761,7 +773,7 @@ DEPENDENCIES: tuple[Dependency, ...] = (
             lambda v: not str(v).endswith("postprocess"),
             "only a method ending in 'postprocess' fits thresholds",
         )
-        for key in ("threshold_rows", "robust_quantile", "robust_resamples")
+        for key in ("threshold_rows", "robust_quantile", "robust_resamples", "randomized")
     ),
     Dependency(
         "penalties.fairness.robust_resamples", "penalties.fairness.robust_quantile",

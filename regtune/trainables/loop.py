@@ -56,6 +56,7 @@ from regtune.trainables import (
     metrics,
     penalties,
     selection,
+    threshold_lottery,
     thresholds,
 )
 from regtune.trainables.bootstrap import fairness_intervals, group_keys
@@ -548,6 +549,11 @@ class Trainer:
         #: (index = group code), fitted by :meth:`finish` with a
         #: ``postprocess`` method; None otherwise. Saved in the checkpoint.
         self.thresholds: torch.Tensor | None = None
+        #: Per-group threshold lotteries (``penalties.fairness.randomized``), as
+        #: :func:`regtune.trainables.threshold_lottery.pack` stores them;
+        #: fitted by :meth:`finish` instead of :attr:`thresholds`. Saved in the
+        #: checkpoint.
+        self.lottery: torch.Tensor | None = None
         #: Temperatures dividing the logits (one, or one per group code),
         #: fitted by :meth:`finish` with ``training.calibration``; None when
         #: off or not kept. Saved in the checkpoint.
@@ -891,6 +897,11 @@ class Trainer:
         """The model's hard predictions on a split as a server would make
         them: arg-max, or the fitted per-group thresholds when present."""
         x, _, s = self._tensors[split]
+        if s is not None and self.lottery is not None:
+            cuts, weights = threshold_lottery.unpack(self.lottery)
+            scores = self.positive_scores(split)
+            decided = threshold_lottery.apply_lottery(scores, s, cuts, weights)
+            return torch.from_numpy(decided).to(scores.device)
         if self.thresholds is None or s is None:
             return metrics.predict(self.model, x, batch_size=EVAL_BATCH)
         return thresholds.apply_thresholds(self.positive_scores(split), s, self.thresholds)
@@ -920,8 +931,15 @@ class Trainer:
             y_val, s_val = torch.cat([y_train, y_val]), torch.cat([s_train, s_val])
         names = self.dataset.group_names
         thresholds.warn_fit_cells(y_val, s_val, names, kind=wanted.kind, rows=wanted.rows)
-        fit = wanted.fit(scores, y_val, s_val, len(names))
-        self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)
+        fit: thresholds.ThresholdFit | threshold_lottery.LotteryFit
+        if wanted.randomized:
+            fit = wanted.fit_lottery(scores, y_val, s_val, len(names))
+            self.lottery = threshold_lottery.pack(fit.thresholds, fit.weights)
+            self.thresholds = None
+        else:
+            fit = wanted.fit(scores, y_val, s_val, len(names))
+            self.thresholds = torch.tensor(fit.thresholds, dtype=torch.float64)
+            self.lottery = None
         _, y, s = self._tensors["test"]
         assert s is not None
         pred = self.decisions("test")
@@ -930,13 +948,23 @@ class Trainer:
             "val_postprocess_gap": fit.gap,
             "postprocess_feasible": float(fit.feasible),
             "postprocess_fit_rows": float(y_val.shape[0]),
-            **({} if fit.robust_gap is None else {"val_postprocess_robust_gap": fit.robust_gap}),
+            **(
+                {"val_postprocess_robust_gap": fit.robust_gap}
+                if isinstance(fit, thresholds.ThresholdFit) and fit.robust_gap is not None
+                else {}
+            ),
             "test_acc": float((pred == y).double().mean()),
             "test_dp_diff": fairness.dp_difference(pred, s),
             "test_eo_diff": fairness.eo_difference(y, pred, s),
         }
-        for key, value in zip(group_keys(names), fit.thresholds, strict=True):
-            out[f"threshold_{key}"] = value
+        keys = group_keys(names)
+        if isinstance(fit, threshold_lottery.LotteryFit):  # each group's lowest, highest, count
+            for key, cuts in zip(keys, fit.thresholds, strict=True):
+                out[f"threshold_low_{key}"], out[f"threshold_high_{key}"] = min(cuts), max(cuts)
+                out[f"threshold_count_{key}"] = float(len(cuts))
+        else:
+            for key, value in zip(keys, fit.thresholds, strict=True):
+                out[f"threshold_{key}"] = value
         return out
 
     def _test_intervals(self) -> dict[str, float]:
@@ -980,6 +1008,7 @@ class Trainer:
             "best_state": self._best_state,
             "multipliers": self._multipliers,
             "thresholds": self.thresholds,
+            "lottery": self.lottery,
             "temperatures": self.temperatures,
             "fingerprint": self.dataset.fingerprint,
             "config": self.config.model_dump(mode="json"),
@@ -1047,6 +1076,8 @@ class Trainer:
         self._best_state = dict(best) if best else None
         stored = state.get("thresholds")
         self.thresholds = stored.double().cpu() if isinstance(stored, torch.Tensor) else None
+        lottery = state.get("lottery")
+        self.lottery = lottery.double().cpu() if isinstance(lottery, torch.Tensor) else None
         temps = state.get("temperatures")
         self.temperatures = temps.double().cpu() if isinstance(temps, torch.Tensor) else None
 
@@ -1134,6 +1165,13 @@ class Trainer:
                 "null or a 1-d floating-point tensor",
                 True,
             )
+        need(
+            "lottery",
+            lambda v: v is None or threshold_lottery.valid_packed(v),
+            "null or a (groups, k, 2) float tensor of (threshold in [0, 1], weight >= 0) "
+            "pairs whose weights sum to 1 per group",
+            True,
+        )
 
     @staticmethod
     def _check_early(
@@ -1345,7 +1383,9 @@ def train(
             trainer.save(checkpoint_dir)
     test = trainer.finish()
     if checkpoint_dir is not None and (
-        trainer.thresholds is not None or trainer.temperatures is not None
+        trainer.thresholds is not None
+        or trainer.lottery is not None
+        or trainer.temperatures is not None
     ):
         trainer.save(checkpoint_dir)  # fitted thresholds/temperatures belong with the weights
     return RunResult(

@@ -13,6 +13,7 @@ the ``settings.constraint`` a version stores, written by
     stored = settings.as_constraint()                       # what meta.json keeps
     assert ThresholdSettings.from_constraint(stored) == settings
     fit = settings.fit(scores, y, s, n_groups)              # a ThresholdFit
+    lottery = settings.fit_lottery(scores, y, s, n_groups)  # randomized: a LotteryFit
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from torch import Tensor
 
-from regtune.trainables import thresholds
+from regtune.trainables import threshold_lottery, thresholds
 from regtune.trainables.config import TrainConfig, parse_train_config
 
 __all__ = ["ThresholdSettings"]
@@ -40,6 +41,9 @@ class ThresholdSettings:
     them). ``robust_quantile``, ``resamples``, ``seed``: the robust fit's
     (``robust_quantile`` None: the plain fit; ``resamples`` and ``seed`` are
     then unused and set to their defaults, so equal fits compare equal).
+    ``randomized``: a lottery per group
+    (:func:`~regtune.trainables.threshold_lottery.fit_lottery`: :meth:`fit_lottery`)
+    instead of one threshold (:meth:`fit`); never robust.
     """
 
     kind: str
@@ -48,6 +52,7 @@ class ThresholdSettings:
     robust_quantile: float | None = None
     resamples: int = thresholds.DEFAULT_RESAMPLES
     seed: int = 0
+    randomized: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("dp", "eo"):
@@ -83,6 +88,7 @@ class ThresholdSettings:
             robust_quantile=None if quantile is None else float(quantile),
             resamples=int(fair.robust_resamples),
             seed=int(cfg.training.seed),
+            randomized=bool(fair.randomized),
         )
 
     @classmethod
@@ -98,13 +104,16 @@ class ThresholdSettings:
             robust_quantile=None if quantile is None else float(quantile),
             resamples=int(constraint.get("robust_resamples", thresholds.DEFAULT_RESAMPLES)),
             seed=int(constraint.get("seed", 0)),
+            randomized=bool(constraint.get("randomized", False)),
         )
 
     def as_constraint(self) -> dict[str, Any]:
         """``{"kind", "tolerance", "rows"}``, with ``robust_quantile``,
-        ``robust_resamples`` and ``seed`` for a robust fit: what a version
-        stores as ``settings.constraint``."""
+        ``robust_resamples`` and ``seed`` for a robust fit, ``randomized: true``
+        for a lottery: what a version stores as ``settings.constraint``."""
         out: dict[str, Any] = {"kind": self.kind, "tolerance": self.tolerance, "rows": self.rows}
+        if self.randomized:
+            out["randomized"] = True
         if self.robust_quantile is not None:
             out.update(
                 robust_quantile=self.robust_quantile,
@@ -130,6 +139,19 @@ class ThresholdSettings:
             robust_quantile=self.robust_quantile,
             resamples=self.resamples,
             seed=self.seed,
+        )
+
+    def fit_lottery(
+        self, scores: Tensor, y: Tensor, s: Tensor, n_groups: int
+    ) -> threshold_lottery.LotteryFit:
+        """:func:`~regtune.trainables.threshold_lottery.fit_lottery` with these
+        settings on the given rows (the caller gathers ``rows``).
+
+        Raises:
+            DataError, ValueError: as ``fit_lottery``.
+        """
+        return threshold_lottery.fit_lottery(
+            scores, y, s, n_groups, kind=self.kind, tolerance=max(self.tolerance, 0.0)
         )
 
     def robust_gap(

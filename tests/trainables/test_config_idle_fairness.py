@@ -220,7 +220,7 @@ def test_a_misspelt_nested_key_is_named_with_the_keys_allowed_there(tmp_path: Pa
     assert str(info.value).splitlines()[1:] == [
         "line 2: penalties.fairness.methd: unknown key 'methd'; allowed: kind, strength, "
         "temperature, method, dual_lr, bound, margin, threshold_rows, robust_quantile, "
-        "robust_resamples (did you mean 'method'?)"
+        "robust_resamples, randomized (did you mean 'method'?)"
     ]
 
 

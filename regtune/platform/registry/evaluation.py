@@ -109,7 +109,7 @@ def _split_metrics(
         return metrics.score_logits(z, split.y, split.s), z.argmax(dim=1)
     scaled, decided = _decisions(z, split.s, post)
     out = metrics.score_logits(scaled, split.y, split.s)
-    if post.thresholds is not None:
+    if post.decides:
         y = split.y.to(decided.device)
         out["raw_acc"] = out["acc"]
         out["acc"] = float((decided == y).double().mean())

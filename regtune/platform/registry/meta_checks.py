@@ -599,7 +599,7 @@ def check_postprocessing(
             META_KEY,
             raw,
             "null or an object with groups, temperatures, fallback_temperature, "
-            "thresholds, settings, record",
+            "thresholds, lottery (optional), settings, record",
         )
     groups = raw.get("groups")
     expected = [str(v) for v in sensitive_values]
@@ -640,6 +640,8 @@ def check_postprocessing(
         if not all(is_finite_number(t) and 0.0 <= t <= THRESHOLD_MAX for t in thresholds):
             raise bad("thresholds", thresholds, allowed)
 
+    _check_lottery(raw.get("lottery"), thresholds, n_groups, n_classes, bad)
+
     settings = raw.get("settings", {})
     if not isinstance(settings, Mapping):
         raise bad("settings", settings, "an object {calibration, constraint}")
@@ -663,6 +665,15 @@ def check_postprocessing(
                 f"rows (optional): {'|'.join(_FIT_ROWS)}}}",
             )
         _check_robust(constraint, bad)
+        randomized = constraint.get("randomized", False)
+        if not isinstance(randomized, bool) or (
+            randomized and constraint.get("robust_quantile") is not None
+        ):
+            raise bad(
+                "settings.constraint.randomized",
+                randomized,
+                "true or false (absent: false); true never with robust_quantile",
+            )
     record = raw.get("record", {})
     if not isinstance(record, Mapping):
         raise bad("record", record, "an object")
@@ -673,6 +684,49 @@ def check_postprocessing(
             source,
             "null or an object {temperatures, thresholds} (where each was fitted)",
         )
+
+
+#: How far a lottery's weights may sum from 1 (float rounding of a fit's own).
+LOTTERY_WEIGHT_SLACK = 1e-6
+
+
+def _check_lottery(
+    lottery: Any,
+    thresholds: Any,
+    n_groups: int,
+    n_classes: int,
+    bad: Callable[[str, Any, str], CheckpointError],
+) -> None:
+    """``postprocessing.lottery``: absent/null, or per group thresholds and
+    weights (see :mod:`regtune.trainables.lottery_draws`)."""
+    if lottery is None:
+        return
+    if n_classes != 2 or not n_groups:
+        raise bad("lottery", lottery, "null (not a two-class model with groups)")
+    if thresholds is not None:
+        raise bad("lottery", lottery, "null while thresholds is set (one decision rule)")
+    allowed = (
+        f"null, or an object {{thresholds, weights}} of {n_groups} lists each (one per group) "
+        "of equal, non-zero length: thresholds probabilities in [0, 1] (or the next float "
+        f"above 1), weights finite numbers >= 0 summing to 1 per group (within "
+        f"{LOTTERY_WEIGHT_SLACK:g})"
+    )
+    if not isinstance(lottery, Mapping) or set(lottery) != {"thresholds", "weights"}:
+        raise bad("lottery", lottery, allowed)
+    cuts, weights = lottery["thresholds"], lottery["weights"]
+    ok = isinstance(cuts, list) and isinstance(weights, list)
+    ok = ok and len(cuts) == n_groups and len(weights) == n_groups
+    ok = ok and all(
+        isinstance(c, list) and isinstance(w, list) and 0 < len(c) == len(w)
+        for c, w in zip(cuts, weights, strict=False)
+    )
+    ok = ok and all(
+        is_finite_number(t) and 0.0 <= t <= THRESHOLD_MAX for group in cuts for t in group
+    )
+    ok = ok and all(is_finite_number(v) and v >= 0 for group in weights for v in group)
+    ok = ok and all(abs(sum(group) - 1.0) <= LOTTERY_WEIGHT_SLACK for group in weights)
+    if not ok:
+        raise bad("lottery", lottery, allowed)
 
 
 def _check_robust(

@@ -155,6 +155,7 @@ def fit_postprocessing(
     scaling = PostProcessing(groups, temperatures=temps, fallback_temperature=fallback)
 
     cuts: tuple[float, ...] | None = None
+    lottery: tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]] | None = None
     constraint = settings.get("constraint")
     rows = "val"
     if constraint is not None:
@@ -180,8 +181,15 @@ def fit_postprocessing(
             scaled_train = scaling.scale_logits(z_train, group_codes(train.s, len(z_train)))
             fit_scores = torch.cat([scaled_train.softmax(dim=1)[:, 1], scores])
             fit_y, fit_s = torch.cat([train.y, y]), torch.cat([train.s, s])
-        robust_gap: float | None
-        if stored_thresholds is not None:
+        robust_gap: float | None = None
+        if wanted.randomized:
+            # A lottery is refitted (the trial's checkpoint keeps it, the
+            # promotion does not read it): the same scores give the same
+            # programme, so the same lottery.
+            drawn = wanted.fit_lottery(fit_scores, fit_y, fit_s, n_groups)
+            lottery = (drawn.thresholds, drawn.weights)
+            source["thresholds"] = "refit"
+        elif stored_thresholds is not None:
             cuts = tuple(float(t) for t in stored_thresholds)
             source["thresholds"] = "trial"
             # The trial's own robust criterion, recounted on the same rows (None: plain).
@@ -194,13 +202,18 @@ def fit_postprocessing(
         if robust_gap is not None:
             # The trainer's metric of the same name: the resampled gap's quantile.
             fit["val_postprocess_robust_gap"] = robust_gap
-        decided = thresholds.apply_thresholds(fit_scores, fit_s, cuts)
-        gap = (
-            fairness.dp_difference(decided, fit_s)
-            if wanted.kind == "dp"
-            else fairness.eo_difference(fit_y, decided, fit_s)
-        )
-        accuracy = float((decided == fit_y).double().mean())
+        if lottery is not None:
+            # The trainer's numbers of a lottery: expected over the draws.
+            gap, accuracy = drawn.gap, drawn.accuracy
+        else:
+            assert cuts is not None
+            decided = thresholds.apply_thresholds(fit_scores, fit_s, cuts)
+            gap = (
+                fairness.dp_difference(decided, fit_s)
+                if wanted.kind == "dp"
+                else fairness.eo_difference(fit_y, decided, fit_s)
+            )
+            accuracy = float((decided == fit_y).double().mean())
         # As fit_thresholds: a decision no better than a constant one is not feasible.
         useful = thresholds.beats_constant(accuracy, thresholds.constant_accuracy(fit_y))
         fit.update(
@@ -231,6 +244,7 @@ def fit_postprocessing(
         temperatures=temps,
         fallback_temperature=fallback,
         thresholds=cuts,
+        lottery=lottery,
         settings={"calibration": mode, "constraint": constraint},
         record=record,
     )

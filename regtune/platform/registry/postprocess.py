@@ -13,6 +13,10 @@ promotion for an ensemble, see :mod:`.postfit`) travel with the version in
 2. **Thresholds** (fairness method ``postprocess`` and its combinations; binary
    tasks): the decision is the positive class (class id 1) when the
    temperature-scaled positive-class probability is ``>= thresholds[g]``.
+   With ``penalties.fairness.randomized`` a version holds a ``lottery``
+   instead: per group several thresholds and their weights, one of them
+   picked per row by a hash of the row's own probability, so the same input
+   always gets the same decision (:mod:`regtune.trainables.lottery_draws`).
 
 Rows whose group is unknown (the sensitive attribute is missing from the
 record or holds a value the training data never had; or no group codes were
@@ -45,6 +49,7 @@ from regtune.platform.registry.meta_checks import (
     THRESHOLD_MAX,
     check_postprocessing,
 )
+from regtune.trainables.lottery_draws import apply_lottery
 
 __all__ = [
     "CALIBRATIONS",
@@ -94,7 +99,9 @@ class PostProcessing:
         fallback_temperature: the temperature of rows with an unknown group
             when ``temperatures`` is per group; None otherwise.
         thresholds: one threshold per group code on the positive-class
-            probability; None: arg-max decisions.
+            probability; None: arg-max decisions (or the lottery).
+        lottery: ``(thresholds, weights)``, one tuple of each per group code
+            (a randomized fit); None: none. Never set with ``thresholds``.
         settings: what was asked for (``calibration``, ``constraint``
             ``{kind, tolerance}`` or None); a refit (students, quantized
             copies) uses these.
@@ -107,6 +114,7 @@ class PostProcessing:
     thresholds: tuple[float, ...] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     record: Mapping[str, Any] = field(default_factory=dict)
+    lottery: tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]] | None = None
 
     def __post_init__(self) -> None:
         # Lookup tables built once (serving applies them per request): the
@@ -129,7 +137,12 @@ class PostProcessing:
     @property
     def active(self) -> bool:
         """Whether it changes anything (some temperature or threshold is set)."""
-        return self.temperatures is not None or self.thresholds is not None
+        return self.temperatures is not None or self.decides
+
+    @property
+    def decides(self) -> bool:
+        """Whether decisions are per-group (thresholds or a lottery), not the arg-max."""
+        return self.thresholds is not None or self.lottery is not None
 
     # -- applying ------------------------------------------------------------------
 
@@ -161,9 +174,17 @@ class PostProcessing:
         return logits / table[torch.from_numpy(rows).to(logits.device)][:, None]
 
     def decide(self, probs: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """Class ids (int64): ``probs[:, 1] >= thresholds[g]`` for rows of a
-        known group when there are thresholds, else the arg-max."""
+        """Class ids (int64): ``probs[:, 1] >= thresholds[g]`` (or the lottery's
+        pick, see the module docstring) for rows of a known group when there
+        are thresholds, else the arg-max."""
         argmax = probs.argmax(axis=1)
+        if self.lottery is not None:
+            cuts, weights = self.lottery
+            known = (codes >= 0) & (codes < len(cuts))
+            out = argmax.astype(np.int64, copy=True)
+            if known.any():
+                out[known] = apply_lottery(probs[known, 1], codes[known], cuts, weights)
+            return out
         if self.thresholds is None:
             return argmax
         table: np.ndarray = self._threshold_table  # type: ignore[attr-defined]
@@ -180,6 +201,16 @@ class PostProcessing:
             "temperatures": None if self.temperatures is None else list(self.temperatures),
             "fallback_temperature": self.fallback_temperature,
             "thresholds": None if self.thresholds is None else list(self.thresholds),
+            **(
+                {}
+                if self.lottery is None
+                else {
+                    "lottery": {
+                        "thresholds": [list(t) for t in self.lottery[0]],
+                        "weights": [list(w) for w in self.lottery[1]],
+                    }
+                }
+            ),
             "settings": dict(self.settings),
             "record": dict(self.record),
         }
@@ -206,6 +237,7 @@ class PostProcessing:
         )
         temps, thresholds = raw.get("temperatures"), raw.get("thresholds")
         fallback = raw.get("fallback_temperature")
+        lottery = raw.get("lottery")
         return cls(
             groups=tuple(str(v) for v in sensitive_values),
             temperatures=None if temps is None else tuple(float(t) for t in temps),
@@ -213,4 +245,10 @@ class PostProcessing:
             thresholds=None if thresholds is None else tuple(float(t) for t in thresholds),
             settings=dict(raw.get("settings", {})),
             record=dict(raw.get("record", {})),
+            lottery=None
+            if lottery is None
+            else (
+                tuple(tuple(float(t) for t in cuts) for cuts in lottery["thresholds"]),
+                tuple(tuple(float(w) for w in ws) for ws in lottery["weights"]),
+            ),
         )

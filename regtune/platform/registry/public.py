@@ -143,7 +143,7 @@ class LoadedModel(tuple[nn.Module, FeatureSchema]):
         """Class ids (int64): per-group thresholds on ``probs[:, 1]`` where the
         version has them and the row's group is known, else the arg-max."""
         post = self.postprocessing
-        if post is None or post.thresholds is None:
+        if post is None or not post.decides:
             return probs.argmax(axis=1)
         return post.decide(probs, group_codes(groups, probs.shape[0]))
 
