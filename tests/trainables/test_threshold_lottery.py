@@ -167,7 +167,7 @@ def test_exact_equalized_odds_on_a_hand_made_table() -> None:
     only by selecting everyone or no one (no better than a constant); a
     lottery meets it exactly at points both groups' hulls hold, such as
     (0.5, 0.75), well above a constant decision."""
-    p0 = [0.9, 0.9, 0.9, 0.1, 0.1] + [0.9, 0.1, 0.1, 0.1, 0.1]
+    p0 = [0.9, 0.9, 0.9, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1]  # 5 positives, then 5 negatives
     p1 = [0.8] * 9 + [0.2] + [0.8] * 3 + [0.2] * 2
     y0 = [1] * 5 + [0] * 5
     y1 = [1] * 10 + [0] * 5
@@ -247,7 +247,7 @@ def test_pack_round_trip_and_checks() -> None:
 
 def test_bad_inputs_are_refused_by_name() -> None:
     p, y, s = _table(0, 50)
-    with pytest.raises(ValueError, match="tolerance must be a finite number >= 0; got -0.1"):
+    with pytest.raises(ValueError, match=r"tolerance must be a finite number >= 0; got -0\.1"):
         fit_lottery(p, y, s, 2, kind="dp", tolerance=-0.1)
     with pytest.raises(ValueError, match="kind must be 'dp' or 'eo'; got 'tpr'"):
         fit_lottery(p, y, s, 2, kind="tpr")
