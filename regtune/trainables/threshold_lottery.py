@@ -21,13 +21,14 @@ so the optimum is never less accurate on the fitting rows than
 :func:`~regtune.trainables.thresholds.fit_thresholds` at the same tolerance.
 
 **Reproducible decisions.** ``u`` is not drawn from a random source: it is
-a hash of the row's own score (:func:`row_uniforms`, splitmix64 of the
-float64 bit pattern), so the same input always gets the same decision, in
-the trainer, ``regtune.load`` and ``regtune serve`` alike, and a lottery
-needs nothing but the scores and group codes a deterministic fit needs.
-Rows with equal scores get equal decisions. Across rows the hash behaves
-as a uniform draw independent of the label, so the realized rates scatter
-around the expected ones by the binomial noise of the rows in each band.
+a hash of the row's own score on a 1e-4 grid
+(:func:`~regtune.trainables.lottery_draws.row_uniforms`), so an input gets
+the same decision each time it is scored, in the trainer, ``regtune.load``
+and ``regtune serve`` alike, and a lottery needs nothing but the scores and
+group codes a deterministic fit needs. Rows with equal scores get equal
+decisions. Across rows the hash behaves as a uniform draw independent of the
+label, so the realized rates scatter around the expected ones by the
+binomial noise of the rows in each band.
 
 Candidates are those of
 :func:`~regtune.trainables.thresholds.fit_thresholds` (every distinct score

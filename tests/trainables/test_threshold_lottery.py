@@ -5,7 +5,7 @@ use of it, its checkpoint, and the refusals."""
 from __future__ import annotations
 
 import itertools
-import struct
+import math
 from pathlib import Path
 
 import numpy as np
@@ -188,9 +188,10 @@ def test_exact_equalized_odds_on_a_hand_made_table() -> None:
 
 
 def _splitmix_reference(score: float) -> float:
-    """splitmix64 of a float64's bit pattern, top 53 bits as a fraction, in Python ints."""
+    """splitmix64 of the score's 1e-4 grid cell (an integer), top 53 bits as a
+    fraction, in Python ints."""
     mask = (1 << 64) - 1
-    z = struct.unpack("<Q", struct.pack("<d", score))[0]
+    z = math.floor(score / 1e-4 + 0.5) & mask
     z = (z + 0x9E3779B97F4A7C15) & mask
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
@@ -200,14 +201,22 @@ def _splitmix_reference(score: float) -> float:
 
 def test_draws_are_a_reproducible_uniform_hash_of_the_score() -> None:
     rng = np.random.default_rng(0)
-    scores = rng.random(100_000)
-    u = row_uniforms(scores)
+    cells = (np.arange(10_000) + 0.3) * 1e-4  # one score in each grid cell of [0, 1)
+    u = row_uniforms(cells)
     assert ((u >= 0) & (u < 1)).all()
     counts = np.histogram(u, bins=20, range=(0, 1))[0]
-    expected = scores.size / 20
+    expected = cells.size / 20
     assert ((counts - expected) ** 2 / expected).sum() < 45  # chi-square, 19 dof: p ~ 0.001
-    assert np.array_equal(u, row_uniforms(torch.from_numpy(scores)))
+    scores = rng.random(1000)
+    assert np.array_equal(row_uniforms(scores), row_uniforms(torch.from_numpy(scores)))
     assert row_uniforms(np.array([-0.0]))[0] == row_uniforms(np.array([0.0]))[0]
+    # A float32 score that moved by its last bit (another batch size) keeps its
+    # draw unless a grid edge lies between: here 1,000 scores, none do.
+    base = np.float32(rng.uniform(0.1, 0.9, 1000).astype(np.float32))
+    moved = np.nextafter(base, np.float32(2))
+    same_cell = np.floor(base / 1e-4 + 0.5) == np.floor(moved.astype(np.float64) / 1e-4 + 0.5)
+    assert same_cell.sum() >= 990
+    assert np.array_equal(row_uniforms(base)[same_cell], row_uniforms(moved)[same_cell])
     # Pinned to splitmix64 in plain integers (a served decision depends on it).
     assert row_uniforms(np.array([0.5]))[0] == _splitmix_reference(0.5)
     assert row_uniforms(np.array([0.123456789]))[0] == _splitmix_reference(0.123456789)
@@ -216,7 +225,7 @@ def test_draws_are_a_reproducible_uniform_hash_of_the_score() -> None:
     w = ((0.3, 0.7),)
     mid = rng.uniform(0.25, 0.75, 200_000)
     decided = apply_lottery(mid, np.zeros(mid.size, dtype=np.int64), t, w)
-    assert decided.mean() == pytest.approx(0.3, abs=0.005)
+    assert decided.mean() == pytest.approx(0.3, abs=0.02)  # 5,000 grid cells: 3 sd
 
 
 def test_realised_rates_follow_the_expected_ones_on_many_rows() -> None:
@@ -253,6 +262,8 @@ def test_bad_inputs_are_refused_by_name() -> None:
         fit_lottery(p, y, s, 2, kind="tpr")
     with pytest.raises(DataError, match="group 2 has no rows"):
         fit_lottery(p, y, s, 3, kind="dp")
+    with pytest.raises(DataError, match=r"group codes >= 0 .* got -1"):
+        apply_lottery(p, -s, ((0.5,), (0.5,)), ((1.0,), (1.0,)))
     with pytest.raises(DataError, match="one \\(thresholds, weights\\) pair per group code"):
         apply_lottery(p, s, ((0.5,),), ((1.0,),))
 

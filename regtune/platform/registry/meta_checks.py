@@ -674,6 +674,20 @@ def check_postprocessing(
                 randomized,
                 "true or false (absent: false); true never with robust_quantile",
             )
+        # The stored rule must be the one the settings ask for (a refit reads them).
+        if randomized != (raw.get("lottery") is not None):
+            raise bad(
+                "settings.constraint.randomized",
+                randomized,
+                "true exactly when the version holds a lottery (postprocessing.lottery), "
+                "false or absent with per-group thresholds",
+            )
+    elif raw.get("lottery") is not None:
+        raise bad(
+            "lottery",
+            raw.get("lottery"),
+            "null while settings.constraint is null (a lottery is fitted to a constraint)",
+        )
     record = raw.get("record", {})
     if not isinstance(record, Mapping):
         raise bad("record", record, "an object")
