@@ -57,10 +57,11 @@ def row_uniforms(scores: Tensor | np.ndarray) -> np.ndarray:
     Why the grid: a network's float32 score of one input can differ in its
     last bit with how many rows are scored together (CPU kernels block by
     batch size), and a hash of the exact bits would then draw anew for any
-    such row between two of its group's thresholds (14 of Adult's 16,281 test
-    rows, scored one by one against all at once). On the grid two scores
-    that close get the same draw unless a grid edge falls between them: about
-    one such row in 1,000 (a 1e-7 move over a 1e-4 step).
+    such row between two of its group's thresholds (284 of Adult's 16,281
+    test decisions of an EO lottery, scored one by one against all at once;
+    0 on the grid). On the grid two scores that close get the same draw
+    unless a grid edge falls between them: about one such row in 1,000 (a
+    1e-7 move over a 1e-4 step).
     """
     if isinstance(scores, Tensor):
         scores = scores.detach().to("cpu").double().numpy()
