@@ -2,12 +2,12 @@
 candidates, and one setting per dataset and gap kind pooled over split seeds
 0-8. Validation only: no test row is loaded into any run here.
 
-Run: ``python -m benchmarks.fairness_pooled`` adds the randomized candidates
+Run: ``python -m benchmarks.fairness_splits --select-pooled`` adds the randomized candidates
 to the selection records of split seeds 0-8
 (``fairness_splits_selection_<dataset>{,_fresh,_fresh2}.json``), chooses, and
 writes the choice into each record (``kinds.<kind>.chosen``/``config``, the
 nested selection's own choice kept as ``nested_chosen``) and into
-``fairness_splits_selection_pooled.json``. ``--apply ROUND`` writes the
+``fairness_splits_selection_pooled.json``. ``--apply-pooled ROUND`` writes the
 same choice into a later round's records (its split seeds' own targets),
 which ``python -m benchmarks.fairness_splits --select --select-only --fresh
 ROUND`` wrote first.
@@ -59,7 +59,6 @@ written (with the nested selection's choices); a round of new split seeds
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -88,6 +87,7 @@ __all__ = [
     "apply_choice",
     "pooled_choice",
     "pooled_differences",
+    "run",
 ]
 
 DATASETS = ("german", "compas")
@@ -219,19 +219,16 @@ def _write(path: Path, record: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--apply",
-        metavar="ROUND",
-        help="write the pooled choice into that round's selection records and stop",
-    )
-    args = parser.parse_args(argv)
+def run(apply: str | None = None) -> int:
+    """The selection of the module docstring (``apply`` None), or with
+    ``apply`` a round's name: write the stored choice into that round's
+    records. Run through ``python -m benchmarks.fairness_splits
+    --select-pooled`` / ``--apply-pooled ROUND``."""
     pooled_path = RESULTS_DIR / POOLED_FILE
-    if args.apply:
+    if apply:
         pooled = json.loads(pooled_path.read_text(encoding="utf-8"))
         for name in DATASETS:
-            path = _path(name, args.apply)
+            path = _path(name, apply)
             record = json.loads(path.read_text(encoding="utf-8"))
             entry = pooled["datasets"][name]
             apply_choice(record, entry["chosen"], entry["why"])
@@ -266,7 +263,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: {chosen}")
     _write(pooled_path, out)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,6 +8,8 @@ Run::
     python -m benchmarks.fairness_splits --select-adult-eo [--scores-cache DIR]
     python -m benchmarks.fairness_splits --select-adult-eo-crossfit [--scores-cache DIR]
     python -m benchmarks.fairness_splits --select-adult-eo-base [--scores-cache DIR]
+    python -m benchmarks.fairness_splits --select-pooled     # German/COMPAS, pooled
+    python -m benchmarks.fairness_splits --apply-pooled fresh3
     python -m benchmarks.fairness_splits --select-adult-eo-ensemble [--scores-cache DIR]
     python -m benchmarks.fairness_splits --fresh --select [--datasets ...]
 
@@ -60,6 +62,7 @@ from typing import Any
 
 import torch
 
+from benchmarks import fairness_pooled
 from benchmarks.common import (
     RESULTS_DIR,
     machine_facts,
@@ -218,8 +221,9 @@ FRESH2_NOTE = (
 )
 #: The fourth German/COMPAS selection (every section of the report).
 POOLED_NOTE = (
-    " German/COMPAS, fourth selection (2026-12-03, `benchmarks/fairness_pooled.py`): "
-    "the candidates now include randomized thresholds (`penalties.fairness.randomized`, "
+    " German/COMPAS, fourth selection (2026-12-03, `--select-pooled`, "
+    "`benchmarks/fairness_pooled.py`): the candidates now include randomized "
+    "thresholds (`penalties.fairness.randomized`, "
     "a lottery of thresholds per group at tolerance 0; docs/fairness.md), and the "
     "setting of every split seed is one per dataset and gap kind, chosen on the "
     "hold-out numbers of split seeds 0-8 pooled (validation rows only; rule and "
@@ -237,7 +241,7 @@ FRESH3_NOTE = (
     "read, to check the fourth German/COMPAS selection on split seeds no run had used: "
     "its nested selection ran first (hold-out numbers of every candidate, training and "
     "validation rows only), then the pooled choice of split seeds 0-8 was written into "
-    "its records (`python -m benchmarks.fairness_pooled --apply fresh3`, each split "
+    "its records (`--apply-pooled fresh3`, each split "
     "seed's own target where the setting has one), all before any of its test rows ran."
 )
 #: Per re-check round (:data:`ROUNDS`): what its rows are, beyond the shared protocol.
@@ -1211,6 +1215,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rebuild the report from the per-dataset run files; train nothing",
     )
     parser.add_argument(
+        "--select-pooled",
+        action="store_true",
+        help="German/COMPAS, fourth selection (benchmarks/fairness_pooled.py): add the "
+        "randomized candidates to the records of split seeds 0-8, choose one setting per "
+        "dataset and gap kind on their pooled hold-out numbers, write it into the records; stop",
+    )
+    parser.add_argument(
+        "--apply-pooled",
+        choices=[r for r in ROUNDS if r not in ("fresh", "fresh2")],
+        default=None,
+        metavar="ROUND",
+        help="write the pooled choice into a later round's selection records (written first "
+        "by --select --select-only --fresh ROUND); stop",
+    )
+    parser.add_argument(
         "--fresh",
         nargs="?",
         const=FRESH,
@@ -1236,6 +1255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rerun only these methods (e.g. 'regtune EO'); keep the others' rows",
     )
     args = parser.parse_args(argv)
+    if args.select_pooled or args.apply_pooled:
+        if args.smoke_test or (args.select_pooled and args.apply_pooled):
+            parser.error("--select-pooled and --apply-pooled run alone (no --smoke-test)")
+        return fairness_pooled.run(apply=args.apply_pooled)
     smoke: bool = args.smoke_test
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
     fresh: str | None = args.fresh

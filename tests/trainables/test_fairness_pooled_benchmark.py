@@ -113,3 +113,19 @@ def test_every_randomized_candidate_is_a_valid_config_in_the_nested_grid() -> No
             )
             fair = cfg.penalties.fairness
             assert fair.randomized and fair.postprocess and fair.threshold_rows == "train+val"
+
+
+def test_the_pooled_flags_run_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.fairness_splits import main
+
+    for argv in (
+        ["--select-pooled", "--smoke-test"],
+        ["--select-pooled", "--apply-pooled", "fresh3"],
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "run alone" in capsys.readouterr().err
+    # Only rounds after the pooled split seeds take the choice.
+    with pytest.raises(SystemExit):
+        main(["--apply-pooled", "fresh2"])
+    assert "invalid choice: 'fresh2'" in capsys.readouterr().err
