@@ -126,7 +126,11 @@ def check_cohort_speed(p: dict[str, Any]) -> None:
     for mixed in _nonempty(p["mixed"], "mixed"):
         _finite(mixed["max_rel_val_loss_diff"], "mixed max_rel_val_loss_diff", low=0.0, high=0.05)
         _nonempty(mixed["padded_groups"], "padded_groups")
-    _positive(p["fit"]["member_s"], "fit member_s")
+    # A least-squares slope over a smoke run's few, tiny timings can come out
+    # just below 0 on a busy machine (-0.0005 s seen in `make test`, 2026-12-03);
+    # a full run's must be positive.
+    member_s = _finite(p["fit"]["member_s"], "fit member_s")
+    assert p["smoke_test"] or member_s > 0, f"fit member_s: {member_s!r} is not > 0"
     for k, mb in _nonempty(p["memory"]["peak_growth_mb"].items(), "memory"):
         _finite(mb, f"memory growth K={k}")
 
