@@ -97,7 +97,8 @@ def _fmt(value: Any) -> str:
 
 
 def postprocessing_table(post: Any) -> Table | None:
-    """A version's temperatures and thresholds, one row per group (None: it has none)."""
+    """A version's temperatures and thresholds (or threshold lottery: each
+    threshold with its weight), one row per group (None: it has none)."""
     if not isinstance(post, dict):
         return None
     groups = list(post.get("groups") or [])
@@ -115,10 +116,15 @@ def postprocessing_table(post: Any) -> Table | None:
     for column in ("group", "temperature", "threshold"):
         table.add_column(column, justify="left" if column == "group" else "right")
     per_group = isinstance(temps, list) and len(temps) > 1
+    lottery = post.get("lottery") if isinstance(post.get("lottery"), dict) else None
     for code, group in enumerate(groups):
         temp = (temps[code] if per_group else temps[0]) if temps else None
         cut = cuts[code] if isinstance(cuts, list) else None
-        table.add_row(group, _fmt(temp), _fmt(cut) if cut is not None else "arg-max")
+        decide = _fmt(cut) if cut is not None else "arg-max"
+        if lottery is not None:  # "lottery 0.31 (0.25), 0.52 (0.75)": threshold (weight)
+            pairs = zip(lottery["thresholds"][code], lottery["weights"][code], strict=True)
+            decide = "lottery " + ", ".join(f"{_fmt(c)} ({_fmt(w)})" for c, w in pairs)
+        table.add_row(group, _fmt(temp), decide)
     fallback = post.get("fallback_temperature") if per_group else (temps[0] if temps else None)
     table.add_row("(unknown group)" if groups else "(all rows)", _fmt(fallback), "arg-max")
     return table

@@ -392,3 +392,27 @@ def test_load_version_refuses_a_rewritten_lottery(promoted: Promoted, tmp_path: 
     message = str(info.value)
     assert "meta.json field 'postprocessing.lottery'" in message, message
     assert "summing to 1 per group" in message, message
+
+
+def test_models_show_lists_each_groups_lottery() -> None:
+    from rich.console import Console
+
+    from regtune.platform.cli.models import postprocessing_table
+
+    post = {
+        "groups": ["Female", "Male"],
+        "temperatures": [1.2, 0.9],
+        "fallback_temperature": 1.0,
+        "thresholds": None,
+        "lottery": {"thresholds": [[0.31, 0.52], [0.4]], "weights": [[0.25, 0.75], [1.0]]},
+        "settings": {"calibration": "group_temperature", "constraint": None},
+        "record": {"source": {"temperatures": "trial", "thresholds": "refit"}},
+    }
+    table = postprocessing_table(post)
+    assert table is not None
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "lottery 0.31 (0.25), 0.52 (0.75)" in text and "lottery 0.4 (1)" in text
+    assert "arg-max" in text  # the unknown-group row only
+    assert text.count("arg-max") == 1
