@@ -829,6 +829,10 @@ class Trainer:
         split: ``test_*`` metrics, their intervals, the reliability bins
         ``test_reliability.bNN.{conf,acc,count}`` and, with groups,
         ``test_acc_<group>`` (see :mod:`regtune.trainables.metric_names`)."""
+        if not self.config.penalties.fairness.postprocess:
+            # Thresholds restored from a run that fitted them, resumed without
+            # post-processing, are stale: this run decides by the arg-max.
+            self.thresholds = self.lottery = None
         calibrated = self.restore_kept()
         test = self._evaluate("test")
         out = {f"test_{k}": v for k, v in test.items()}
@@ -836,6 +840,7 @@ class Trainer:
         if self.config.penalties.fairness.postprocess:
             out.update({f"test_raw_{k}": out[f"test_{k}"] for k in ("acc", "dp_diff", "eo_diff")})
             out.update(self._postprocess())
+
         if self.config.training.robust_every > 0:
             out["test_robust_acc"] = self.robust_accuracy("test")
         out.update({f"test_{k}": v for k, v in self._model_facts().items()})
@@ -959,6 +964,8 @@ class Trainer:
         }
         keys = group_keys(names)
         if isinstance(fit, threshold_lottery.LotteryFit):  # each group's lowest, highest, count
+            out["val_postprocess_realized_gap"] = fit.realized_gap
+            out["val_postprocess_realized_acc"] = fit.realized_accuracy
             for key, cuts in zip(keys, fit.thresholds, strict=True):
                 out[f"threshold_low_{key}"], out[f"threshold_high_{key}"] = min(cuts), max(cuts)
                 out[f"threshold_count_{key}"] = float(len(cuts))
@@ -1074,10 +1081,17 @@ class Trainer:
             self._multipliers = stored_multipliers.to(self.device)
         best = state.get("best_state")
         self._best_state = dict(best) if best else None
+        # A rule fitted by a run with post-processing is stale for a config
+        # without it (a resume that switched the method): decide by the arg-max.
+        fits = self.config.penalties.fairness.postprocess
         stored = state.get("thresholds")
-        self.thresholds = stored.double().cpu() if isinstance(stored, torch.Tensor) else None
+        self.thresholds = (
+            stored.double().cpu() if fits and isinstance(stored, torch.Tensor) else None
+        )
         lottery = state.get("lottery")
-        self.lottery = lottery.double().cpu() if isinstance(lottery, torch.Tensor) else None
+        self.lottery = (
+            lottery.double().cpu() if fits and isinstance(lottery, torch.Tensor) else None
+        )
         temps = state.get("temperatures")
         self.temperatures = temps.double().cpu() if isinstance(temps, torch.Tensor) else None
 

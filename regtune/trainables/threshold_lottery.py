@@ -26,9 +26,15 @@ a hash of the row's own score on a 1e-4 grid
 the same decision each time it is scored, in the trainer, ``regtune.load``
 and ``regtune serve`` alike, and a lottery needs nothing but the scores and
 group codes a deterministic fit needs. Rows with equal scores get equal
-decisions. Across rows the hash behaves as a uniform draw independent of the
-label, so the realized rates scatter around the expected ones by the
-binomial noise of the rows in each band.
+decisions. Across distinct scores the hash behaves as a uniform draw
+independent of the label, so with many distinct scores in a band the
+realized rates scatter around the expected ones by binomial noise; with few
+(tied or coarse scores) they do not: every row of a tied score takes the
+same threshold, and the realized gap can sit well above the expected one
+(scores rounded to 0.1: realized dp gap 0.044-0.072 on the fitting rows at
+an expected 0). The fit reports both (``realized_gap``) and logs a warning
+when the realized gap exceeds the tolerance by more than
+:data:`TIE_WARNING`.
 
 Candidates are those of
 :func:`~regtune.trainables.thresholds.fit_thresholds` (every distinct score
@@ -41,6 +47,7 @@ row of the label) does not constrain it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -70,6 +77,8 @@ from regtune.trainables.thresholds import (
 __all__ = [
     "BAD_LOTTERY",
     "BAD_TOLERANCE",
+    "TIED_DRAWS",
+    "TIE_WARNING",
     "LotteryFit",
     "apply_lottery",
     "expected_rates",
@@ -80,6 +89,14 @@ __all__ = [
     "valid_packed",
 ]
 
+_log = logging.getLogger(__name__)
+#: Realized gap above ``tolerance`` by more than this on the fitting rows: warn.
+TIE_WARNING = 0.01
+TIED_DRAWS = (
+    "the threshold lottery's drawn decisions have gap {realized:.4f} on the rows it was "
+    "fitted on (expected {expected:.4f}): rows with equal scores share a draw, and these "
+    "scores have many ties; the realized gap is what a server's decisions will show"
+)
 #: Weights below this are dropped from a fitted lottery (the rest renormalised).
 MIN_WEIGHT = 1e-9
 BAD_TOLERANCE = "tolerance must be a finite number >= 0; got {tolerance!r}"
@@ -93,7 +110,9 @@ class LotteryFit:
     to 1). ``gap`` and ``accuracy`` are the expected ones on the fitting rows
     (the rates and correct decisions averaged over the draws); ``feasible``:
     the gap is within the tolerance and the accuracy beats
-    ``constant_accuracy``.
+    ``constant_accuracy``. ``realized_gap`` / ``realized_accuracy``: those of
+    the drawn decisions on the same rows (rows with equal scores share a
+    draw, so with many ties they can sit well off the expected ones).
     """
 
     thresholds: tuple[tuple[float, ...], ...]
@@ -102,6 +121,8 @@ class LotteryFit:
     accuracy: float
     feasible: bool
     constant_accuracy: float = 0.0
+    realized_gap: float = float("nan")
+    realized_accuracy: float = float("nan")
 
 
 def expected_rates(
@@ -211,6 +232,9 @@ def fit_lottery(
         weights,
         kind=kind,
     )
+    realized_gap, realized_accuracy = _realized(p, yy, ss, thresholds, weights, kind)
+    if realized_gap > tolerance + TIE_WARNING:
+        _log.warning(TIED_DRAWS.format(realized=realized_gap, expected=gap))
     constant = constant_accuracy(yy)
     return LotteryFit(
         thresholds=tuple(thresholds),
@@ -219,4 +243,27 @@ def fit_lottery(
         accuracy=accuracy,
         feasible=bool(within_tolerance(gap, tolerance) and beats_constant(accuracy, constant)),
         constant_accuracy=constant,
+        realized_gap=realized_gap,
+        realized_accuracy=realized_accuracy,
     )
+
+
+def _realized(
+    p: np.ndarray,
+    y: np.ndarray,
+    s: np.ndarray,
+    thresholds: Sequence[Sequence[float]],
+    weights: Sequence[Sequence[float]],
+    kind: str,
+) -> tuple[float, float]:
+    """The gap and accuracy of the lottery's drawn decisions on the rows."""
+    decided = apply_lottery(p, s, thresholds, weights)
+    rates: dict[str, list[float]] = {key: [] for key, _ in _rate_keys(kind)}
+    for g in range(len(thresholds)):
+        rows = s == g
+        for key, label in _rate_keys(kind):
+            part = decided[rows] if label is None else decided[rows & (y == label)]
+            if part.size:
+                rates[key].append(float(part.mean()))
+    gap = max((max(r) - min(r) if len(r) > 1 else 0.0) for r in rates.values())
+    return gap, float((decided == y).mean())

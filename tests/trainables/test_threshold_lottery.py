@@ -344,3 +344,56 @@ def test_the_trainer_fits_stores_and_restores_a_lottery(adult: Dataset, tmp_path
     save_tree(damaged, tmp_path / "damaged")
     with pytest.raises(CheckpointError, match=r"tree\.lottery.*weights sum to 1 per group"):
         Trainer(config, dataset=adult).load_state_dict(load_tree(tmp_path / "damaged"))
+
+
+def test_tied_scores_are_reported_as_drawn_and_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Rows with equal scores share a draw, so on coarse scores the drawn
+    decisions can miss the expected gap by far: the fit reports the drawn
+    gap and accuracy beside the expected ones and warns (a reviewer's case:
+    scores rounded to 0.1, 20,000 rows)."""
+    p, y, s = _table(1, 20_000)
+    with caplog.at_level("WARNING", logger="regtune.trainables.threshold_lottery"):
+        fit = fit_lottery(p, y, s, 2, kind="dp", tolerance=0.0)
+    decided = apply_lottery(p, s, fit.thresholds, fit.weights)
+    rates = [decided[s.numpy() == g].mean() for g in (0, 1)]
+    assert fit.realized_gap == pytest.approx(abs(rates[0] - rates[1]), abs=1e-12)
+    assert fit.realized_accuracy == pytest.approx((decided == y.numpy()).mean(), abs=1e-12)
+    assert fit.gap <= 1e-9 < 0.01 < fit.realized_gap
+    assert "rows with equal scores share a draw" in caplog.text
+    # Many distinct scores: the drawn gap stays near the expected one, no warning.
+    caplog.clear()
+    rng = np.random.default_rng(5)
+    s2 = torch.from_numpy(rng.integers(0, 2, 20_000))
+    y2 = torch.from_numpy((rng.random(20_000) < 0.3 + 0.2 * s2.numpy()).astype(np.int64))
+    p2 = torch.from_numpy(np.clip(0.4 * y2.numpy() + rng.normal(0.3, 0.2, 20_000), 0, 1))
+    with caplog.at_level("WARNING", logger="regtune.trainables.threshold_lottery"):
+        smooth = fit_lottery(p2, y2, s2, 2, kind="dp", tolerance=0.0)
+    assert smooth.realized_gap < 0.01 and not caplog.text
+
+
+def test_a_run_resumed_without_post_processing_drops_the_stored_lottery(
+    adult: Dataset, tmp_path: Path
+) -> None:
+    """A reviewer's case: a randomized run's checkpoint resumed with a method
+    that fits no thresholds kept deciding by the stale lottery."""
+    fitted = _with({"kind": "eo", "method": "postprocess", "randomized": True})
+    train(fitted, dataset=adult, checkpoint_dir=tmp_path / "ckpt")
+    assert load_tree(tmp_path / "ckpt")["lottery"] is not None
+    plain = {
+        **_with({"kind": "eo", "method": "penalty", "strength": 1.0}),
+        "training": {**BASE["training"], "epochs": 2},  # type: ignore[dict-item]
+    }
+    result = train(plain, dataset=adult, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    tree = load_tree(tmp_path / "ckpt")
+    assert tree["lottery"] is None and tree["thresholds"] is None
+    restored = Trainer(plain, dataset=adult)
+    restored.load_state_dict(tree)
+    assert restored.lottery is None
+    assert adult.test.s is not None
+    argmax = restored.decisions("test")
+    groups = adult.test.s
+    female = groups == adult.group_names.index("Female")
+    acc_female = float((argmax[female] == adult.test.y[female]).double().mean())
+    assert result.test_metrics["test_acc_Female"] == pytest.approx(acc_female)

@@ -203,8 +203,10 @@ def fit_postprocessing(
             # The trainer's metric of the same name: the resampled gap's quantile.
             fit["val_postprocess_robust_gap"] = robust_gap
         if lottery is not None:
-            # The trainer's numbers of a lottery: expected over the draws.
+            # The trainer's numbers of a lottery: expected over the draws, and drawn.
             gap, accuracy = drawn.gap, drawn.accuracy
+            fit["val_postprocess_realized_gap"] = drawn.realized_gap
+            fit["val_postprocess_realized_acc"] = drawn.realized_accuracy
         else:
             assert cuts is not None
             decided = thresholds.apply_thresholds(fit_scores, fit_s, cuts)
