@@ -31,8 +31,8 @@ from regtune.platform.registry.integrity import DIGEST_KEY, meta_digest
 from regtune.platform.registry.meta_checks import THRESHOLD_MAX, check_postprocessing
 from regtune.platform.registry.postprocess import PostProcessing
 from regtune.platform.registry.promote import promote
-from regtune.platform.tune.trial_files import STATE_DIR
 from regtune.trainables import lottery_draws
+from tests.platform.registry.test_postprocessing import _write_trial
 
 if TYPE_CHECKING:
     from regtune.trainables.data import Dataset
@@ -73,22 +73,6 @@ class Promoted:
     version: ModelVersion
     storage: str
     dataset: Dataset
-
-
-def _write_trial(
-    experiment: Path, trial_id: str, trainer: Trainer, final: dict[str, float]
-) -> None:
-    """The files Tune leaves for a finished trial of regtune's trainable."""
-    folder = experiment / f"trial_{trial_id}"
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps(trainer.config.model_dump(mode="json")))
-    rows = [
-        {**row, "training_iteration": index, "trial_id": trial_id}
-        for index, row in enumerate(trainer.history, start=1)
-    ]
-    rows[-1].update(final)
-    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    trainer.save(folder / "checkpoint_000000" / STATE_DIR)
 
 
 @pytest.fixture(scope="module")
