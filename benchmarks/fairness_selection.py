@@ -91,6 +91,7 @@ __all__ = [
     "adult_eo_scores",
     "adult_eo_summary",
     "at_least",
+    "candidate_entry",
     "choose",
     "choose_adult_eo",
     "dominated",
@@ -325,6 +326,29 @@ def _holdout_scores(
     }
 
 
+def candidate_entry(
+    base: str,
+    setting: Mapping[str, Any],
+    kind: str,
+    target: float,
+    holdouts: Sequence[Dataset],
+    split_seed: int,
+    seeds: Sequence[int],
+    *,
+    smoke: bool = False,
+) -> dict[str, Any]:
+    """One candidate of step 3: trained on every hold-out re-split with each
+    seed; its config, per-run hold-out numbers and their mean."""
+    cfg = fairness_config(BASES[base], kind, setting, target)
+    rows = [
+        {**_holdout_scores(cfg, kind, h, split_seed, seed, smoke=smoke), "repeat": r}
+        | {"seed": seed}
+        for r, h in enumerate(holdouts)
+        for seed in seeds
+    ]
+    return {"base": base, "config": cfg, "runs": rows, "mean": _mean(rows)}
+
+
 def select_split(
     name: str,
     split_seed: int,
@@ -367,14 +391,9 @@ def select_split(
         target = min(r["mean"]["gap"] for r in reference.values())
         candidates: dict[str, Any] = {}
         for cand, (base, setting) in grid[kind].items():
-            cfg = fairness_config(BASES[base], kind, setting, target)
-            rows = [
-                {**_holdout_scores(cfg, kind, h, split_seed, seed, smoke=smoke), "repeat": r}
-                | {"seed": seed}
-                for r, h in enumerate(holdouts)
-                for seed in seeds
-            ]
-            candidates[cand] = {"base": base, "config": cfg, "runs": rows, "mean": _mean(rows)}
+            candidates[cand] = candidate_entry(
+                base, setting, kind, target, holdouts, split_seed, seeds, smoke=smoke
+            )
             log(f"select {name} split {split_seed} {kind} {cand}: {candidates[cand]['mean']}")
         refs = {n: r["mean"] for n, r in reference.items()}
         chosen, why = choose({n: c["mean"] for n, c in candidates.items()}, refs)

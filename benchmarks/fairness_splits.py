@@ -1223,7 +1223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--apply-pooled",
-        choices=[r for r in ROUNDS if r not in ("fresh", "fresh2")],
+        choices=[r for r in ROUNDS if r not in fairness_pooled.POOLED_ROUNDS],
         default=None,
         metavar="ROUND",
         help="write the pooled choice into a later round's selection records (written first "

@@ -53,6 +53,7 @@ from regtune.trainables import (
     attacks,
     calibration,
     fairness,
+    lottery_draws,
     metrics,
     penalties,
     selection,
@@ -550,7 +551,7 @@ class Trainer:
         #: ``postprocess`` method; None otherwise. Saved in the checkpoint.
         self.thresholds: torch.Tensor | None = None
         #: Per-group threshold lotteries (``penalties.fairness.randomized``), as
-        #: :func:`regtune.trainables.threshold_lottery.pack` stores them;
+        #: :func:`regtune.trainables.lottery_draws.pack` stores them;
         #: fitted by :meth:`finish` instead of :attr:`thresholds`. Saved in the
         #: checkpoint.
         self.lottery: torch.Tensor | None = None
@@ -903,9 +904,9 @@ class Trainer:
         them: arg-max, or the fitted per-group thresholds when present."""
         x, _, s = self._tensors[split]
         if s is not None and self.lottery is not None:
-            cuts, weights = threshold_lottery.unpack(self.lottery)
+            cuts, weights = lottery_draws.unpack(self.lottery)
             scores = self.positive_scores(split)
-            decided = threshold_lottery.apply_lottery(scores, s, cuts, weights)
+            decided = lottery_draws.apply_lottery(scores, s, cuts, weights)
             return torch.from_numpy(decided).to(scores.device)
         if self.thresholds is None or s is None:
             return metrics.predict(self.model, x, batch_size=EVAL_BATCH)
@@ -939,7 +940,7 @@ class Trainer:
         fit: thresholds.ThresholdFit | threshold_lottery.LotteryFit
         if wanted.randomized:
             fit = wanted.fit_lottery(scores, y_val, s_val, len(names))
-            self.lottery = threshold_lottery.pack(fit.thresholds, fit.weights)
+            self.lottery = lottery_draws.pack(fit.thresholds, fit.weights)
             self.thresholds = None
         else:
             fit = wanted.fit(scores, y_val, s_val, len(names))
@@ -1181,7 +1182,7 @@ class Trainer:
             )
         need(
             "lottery",
-            lambda v: v is None or threshold_lottery.valid_packed(v),
+            lambda v: v is None or lottery_draws.valid_packed(v),
             "null or a (groups, k, 2) float tensor of (threshold in [0, 1], weight >= 0) "
             "pairs whose weights sum to 1 per group",
             True,

@@ -56,14 +56,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from regtune.trainables.lottery_draws import (
-    BAD_LOTTERY,
-    apply_lottery,
-    pack,
-    row_uniforms,
-    unpack,
-    valid_packed,
-)
+from regtune.trainables import fairness
+from regtune.trainables.lottery_draws import apply_lottery
 from regtune.trainables.thresholds import (
     BAD_KIND,
     _arrays,
@@ -75,18 +69,12 @@ from regtune.trainables.thresholds import (
 )
 
 __all__ = [
-    "BAD_LOTTERY",
     "BAD_TOLERANCE",
     "TIED_DRAWS",
     "TIE_WARNING",
     "LotteryFit",
-    "apply_lottery",
     "expected_rates",
     "fit_lottery",
-    "pack",
-    "row_uniforms",
-    "unpack",
-    "valid_packed",
 ]
 
 _log = logging.getLogger(__name__)
@@ -257,13 +245,11 @@ def _realized(
     kind: str,
 ) -> tuple[float, float]:
     """The gap and accuracy of the lottery's drawn decisions on the rows."""
-    decided = apply_lottery(p, s, thresholds, weights)
-    rates: dict[str, list[float]] = {key: [] for key, _ in _rate_keys(kind)}
-    for g in range(len(thresholds)):
-        rows = s == g
-        for key, label in _rate_keys(kind):
-            part = decided[rows] if label is None else decided[rows & (y == label)]
-            if part.size:
-                rates[key].append(float(part.mean()))
-    gap = max((max(r) - min(r) if len(r) > 1 else 0.0) for r in rates.values())
-    return gap, float((decided == y).mean())
+    decided = torch.from_numpy(apply_lottery(p, s, thresholds, weights))
+    yy, ss = torch.from_numpy(y), torch.from_numpy(s)
+    gap = (
+        fairness.dp_difference(decided, ss)
+        if kind == "dp"
+        else fairness.eo_difference(yy, decided, ss)
+    )
+    return gap, float((decided == yy).double().mean())

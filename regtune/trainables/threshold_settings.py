@@ -151,7 +151,7 @@ class ThresholdSettings:
             DataError, ValueError: as ``fit_lottery``.
         """
         return threshold_lottery.fit_lottery(
-            scores, y, s, n_groups, kind=self.kind, tolerance=max(self.tolerance, 0.0)
+            scores, y, s, n_groups, kind=self.kind, tolerance=self.tolerance
         )
 
     def robust_gap(

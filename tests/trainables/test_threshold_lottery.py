@@ -65,6 +65,14 @@ def test_the_lottery_is_at_least_as_accurate_as_the_deterministic_fit(
         assert max(gains) > 0.01
 
 
+def _decisions_by_candidate(pg: np.ndarray, yg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One group's decisions at each candidate threshold (rows x candidates: every
+    distinct score, and "select none"), and each candidate's correct count."""
+    cands = np.append(np.unique(pg), np.nextafter(pg.max(), np.inf))
+    chosen = pg[:, None] >= cands[None, :]
+    return chosen, (chosen == (yg[:, None] == 1)).sum(axis=0).astype(np.float64)
+
+
 def _brute_force(
     p: torch.Tensor, y: torch.Tensor, s: torch.Tensor, kind: str, tolerance: float
 ) -> float:
@@ -72,9 +80,7 @@ def _brute_force(
     tables = []
     for g in (0, 1):
         pg, yg = p[s == g].numpy(), y[s == g].numpy()
-        cands = np.append(np.unique(pg), np.nextafter(pg.max(), np.inf))
-        chosen = pg[:, None] >= cands[None, :]
-        correct = (chosen == (yg[:, None] == 1)).sum(axis=0).astype(np.float64)
+        chosen, correct = _decisions_by_candidate(pg, yg)
         if kind == "dp":
             rates = [chosen.mean(axis=0)]
         else:
@@ -82,7 +88,7 @@ def _brute_force(
         steps = 10
         mixes = [
             np.array(w) / steps
-            for w in itertools.product(range(steps + 1), repeat=cands.size)
+            for w in itertools.product(range(steps + 1), repeat=chosen.shape[1])
             if sum(w) == steps
         ]
         weights = np.stack(mixes)
@@ -141,9 +147,7 @@ def test_demographic_parity_equals_an_independent_optimum() -> None:
         envelopes = []
         for g in (0, 1):
             pg, yg = p[s == g].numpy(), y[s == g].numpy()
-            cands = np.append(np.unique(pg), np.nextafter(pg.max(), np.inf))
-            chosen = pg[:, None] >= cands[None, :]
-            correct = (chosen == (yg[:, None] == 1)).sum(axis=0).astype(np.float64)
+            chosen, correct = _decisions_by_candidate(pg, yg)
             envelopes.append(_envelope(chosen.mean(axis=0), correct, grid))
         for tolerance in (0.0, 0.04):
             width = round(tolerance / step)
@@ -294,6 +298,15 @@ def test_the_config_takes_randomized_only_where_thresholds_are_fitted(tmp_path: 
         "penalties.fairness.randomized": "has no effect: only a method ending in 'postprocess' "
         "fits thresholds; remove it, or set penalties.fairness.method so that it applies"
     }
+    # Not a boolean: refused by name (a YAML door).
+    spec.write_text(
+        yaml.safe_dump(_with({"kind": "eo", "method": "postprocess", "randomized": "maybe"})),
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError) as bad:
+        load_train_config(spec)
+    assert [p.path for p in bad.value.problems] == ["penalties.fairness.randomized"]
+    assert "boolean" in str(bad.value)
     with pytest.raises(SpecError, match="randomized: true cannot take robust_quantile"):
         parse_train_config(
             _with(
