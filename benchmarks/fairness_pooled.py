@@ -27,10 +27,11 @@ candidates below, not the rule):
   against ExponentiatedGradient at +0.001 gap (mean over split seeds 0-8).
 - The nested choice per split seed follows noise: on German the hold-out
   gap of a deterministic fit hardly moved with its tolerance (0.065-0.069 at
-  tolerances of 0.1-0.75 of the target, MLP, DP, split seed 0), and the per-split winner's hold-out numbers
-  did not carry to other rows (leave-one-repeat-out over the stored hold-out
-  runs: the rule matched fairlearn on means in 0 of 8 comparisons, and so
-  did a rule maximising the smallest margin).
+  tolerances of 0.1-0.75 of the target, MLP, DP, split seed 0), and the
+  per-split winner's hold-out numbers did not carry to other rows
+  (leave-one-repeat-out over the stored hold-out runs: the rule matched
+  fairlearn on means in 0 of 8 comparisons, and so did a rule maximising the
+  smallest margin).
 
 Protocol (written down and committed before any of its runs):
 
