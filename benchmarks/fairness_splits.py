@@ -73,6 +73,7 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.fairness_base import select_adult_eo_base
+from benchmarks.fairness_chance import chance_pass_rate, paired_runs
 from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
 from benchmarks.fairness_crossfit import select_adult_eo_crossfit
 from benchmarks.fairness_ensemble import select_adult_eo_ensemble
@@ -418,10 +419,7 @@ def paired_difference(
     Raises:
         ValueError: the two share no (split seed, seed).
     """
-    by_run = {(r["split_seed"], r["seed"]): r[key] for r in theirs}
-    diffs = [r[key] - by_run[k] for r in mine if (k := (r["split_seed"], r["seed"])) in by_run]
-    if not diffs:
-        raise ValueError("paired_difference needs runs of the same split seeds and seeds")
+    diffs = paired_runs(mine, theirs, (key,))[:, 0].tolist()
     mean, low, high = mean_interval(diffs, CI_LEVEL)
     return {"mean": mean, "ci": [low, high], "runs": len(diffs)}
 
@@ -441,7 +439,9 @@ def goals(
     least the contender's while its mean gap is at most the contender's.
     With ``runs`` (dataset -> method -> runs), German/COMPAS rows also carry
     ``paired``: :func:`paired_difference` of accuracy and gap (regtune minus
-    fairlearn), which says whether a miss is larger than the runs' noise.
+    fairlearn), which says whether a miss is larger than the runs' noise,
+    and ``chance_pass_rate`` (:func:`benchmarks.fairness_chance.chance_pass_rate`):
+    how often the goal passes when the two methods are equal.
     """
     out: list[dict[str, Any]] = []
     adult = summaries.get("adult", {})
@@ -464,12 +464,13 @@ def goals(
                 # Equal means up to float rounding count as equal (at_least).
                 acc_ok = at_least(mine["acc"]["mean"], theirs["acc"]["mean"])
                 gap_ok = at_least(theirs["gap"]["mean"], mine["gap"]["mean"])
-                paired = {}
+                paired: dict[str, Any] = {}
                 if runs is not None and name in runs:
+                    mine_runs, their_runs = runs[name][method], runs[name][peer]
                     paired = {
-                        key: paired_difference(runs[name][method], runs[name][peer], key)
-                        for key in ("acc", "gap")
+                        key: paired_difference(mine_runs, their_runs, key) for key in ("acc", "gap")
                     }
+                    paired["chance_pass_rate"] = chance_pass_rate(mine_runs, their_runs)
                 out.append(
                     {
                         "paired": paired,
@@ -552,6 +553,7 @@ def _goal_table(goal_rows: list[dict[str, Any]]) -> str:
             "pass",
             "paired acc diff [95% CI]",
             "paired gap diff [95% CI]",
+            "passes by chance",
         ],
         [
             [
@@ -562,10 +564,26 @@ def _goal_table(goal_rows: list[dict[str, Any]]) -> str:
                 "pass" if g["ok"] else "FAIL",
                 _paired_text(g["paired"]["acc"]) if g.get("paired") else "-",
                 _paired_text(g["paired"]["gap"]) if g.get("paired") else "-",
+                _chance_text(g.get("paired", {})),
             ]
             for g in goal_rows
         ],
     )
+
+
+#: What the goal tables' "passes by chance" column is (the reports' words).
+CHANCE_NOTE = (
+    '"Passes by chance": how often the goal would pass if the two methods were '
+    "equal: the fraction of random sign flips of the paired runs' (accuracy, gap) "
+    "differences under which it passes (`benchmarks/fairness_chance.py`; about 0.25 "
+    "when the two differences are uncorrelated), so that a pass or a miss is read "
+    "beside the paired intervals, not alone."
+)
+
+
+def _chance_text(paired: dict[str, Any]) -> str:
+    rate = paired.get("chance_pass_rate")
+    return "-" if rate is None else f"{rate:.2f}"
 
 
 def _cell_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -682,7 +700,7 @@ def markdown(
         f"{results_table}\n\n"
         "Goals (issue 9). Paired differences: regtune minus fairlearn over the runs of "
         "the same split seed and seed, with a 95% t-interval over those runs (an interval "
-        f"holding 0 cannot tell the two apart):\n\n{goal_table}\n\n"
+        f"holding 0 cannot tell the two apart). {CHANCE_NOTE}\n\n{goal_table}\n\n"
         "Settings chosen per split seed on its training and validation rows (German, "
         "COMPAS; mean over hold-out repeats and seeds):\n\n"
         f"{chosen_table}\n\n"
@@ -983,7 +1001,7 @@ def fresh_section(
         f"{_results_table(summaries, selection)}\n\n"
         f"Goals of issue 9 on these split seeds alone:\n\n{_goal_table(fresh_goals)}\n\n"
         f"Goals of issue 9 over every split seed run ({counts}; paired differences over "
-        f"the runs both methods have):\n\n{_goal_table(all_goals)}\n\n"
+        f"the runs both methods have). {CHANCE_NOTE}\n\n{_goal_table(all_goals)}\n\n"
         "Settings chosen per split seed on its training and validation rows (German, "
         f"COMPAS):\n\n{_chosen_table(selection, summaries)}\n\n"
         "Smallest (group, label) cell, rows, fewest over these split seeds:\n\n"
