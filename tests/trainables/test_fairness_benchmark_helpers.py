@@ -196,8 +196,9 @@ def test_paired_difference_pairs_runs_by_split_and_seed() -> None:
         {"split_seed": 0, "seed": 1, "acc": 0.72},
     ]
     diff = paired_difference(mine, theirs, "acc")
-    assert diff["runs"] == 3
-    assert diff["mean"] == pytest.approx((-0.01 + 0.02 + 0.02) / 3)
+    assert (diff["runs"], diff["split_seeds"]) == (3, 2)
+    # The mean of the split seeds' means: (-0.01 + 0.02) / 2 and 0.02.
+    assert diff["mean"] == pytest.approx((0.005 + 0.02) / 2)
     low, high = diff["ci"]
     assert low < diff["mean"] < high and low < 0 < high  # three noisy runs: 0 is inside
     with pytest.raises(ValueError, match="same split seeds and seeds"):

@@ -1,62 +1,93 @@
-"""How often issue 9's German/COMPAS goal passes by chance
-(``benchmarks.fairness_chance``), and its column in the goal table."""
+"""Paired differences by split seed and how often issue 9's German/COMPAS
+goal passes by chance (``benchmarks.fairness_chance``), and their columns in
+the goal table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.fairness_chance import chance_pass_rate, paired_runs
+from benchmarks.fairness_chance import chance_pass_rate, split_differences
 
 
-def _runs(acc: np.ndarray, gap: np.ndarray, split_seed: int = 0) -> list[dict[str, float]]:
+def _runs(acc: np.ndarray, gap: np.ndarray, seed: int = 0) -> list[dict[str, float]]:
+    """One run per split seed 0, 1, ... (training seed ``seed``)."""
     return [
-        {"split_seed": split_seed, "seed": i, "acc": float(a), "gap": float(g)}
+        {"split_seed": i, "seed": seed, "acc": float(a), "gap": float(g)}
         for i, (a, g) in enumerate(zip(acc, gap, strict=True))
     ]
 
 
-def _zeros(n: int) -> list[dict[str, float]]:
-    return _runs(np.zeros(n), np.zeros(n))
+def _zeros(n: int, seed: int = 0) -> list[dict[str, float]]:
+    return _runs(np.zeros(n), np.zeros(n), seed)
 
 
 def test_uncorrelated_differences_pass_about_a_quarter_of_the_time() -> None:
     rng = np.random.default_rng(3)
     mine = _runs(rng.normal(size=41), rng.normal(size=41))
-    rate = chance_pass_rate(mine, _zeros(41))
+    rate = chance_pass_rate(mine, _zeros(41))  # 41 split seeds: random patterns
     assert rate == pytest.approx(0.25, abs=0.03)
+    assert rate == chance_pass_rate(mine, _zeros(41))  # seeded: the same each call
+
+
+def test_few_split_seeds_count_every_pattern() -> None:
+    """Three split seeds, accuracy differences (1, 1, 1), gap differences
+    (1, -1, -1): of the 8 sign patterns, (+, +, +) and (-, +, +) pass (mean
+    accuracy >= 0 needs at most one minus; mean gap <= 0 rules out the other
+    patterns with one minus), so exactly 2 of 8."""
+    mine = _runs(np.ones(3), np.array([1.0, -1.0, -1.0]))
+    assert chance_pass_rate(mine, _zeros(3)) == 0.25
 
 
 def test_the_runs_correlation_is_kept() -> None:
-    """Flipped jointly per run: when a run's accuracy and gap differences move
+    """Flipped jointly per split seed: when accuracy and gap differences move
     together (more accurate only with a larger gap) the goal can never pass on
-    an odd number of runs; when they move against each other it passes exactly
-    when the accuracy mean is >= 0, half the flips by symmetry."""
+    an odd number of split seeds; when they move against each other it passes
+    exactly when the accuracy mean is >= 0, half the flips by symmetry."""
     d = np.random.default_rng(4).normal(size=41)
     assert chance_pass_rate(_runs(d, d), _zeros(41)) == 0.0
     assert chance_pass_rate(_runs(d, -d), _zeros(41)) == pytest.approx(0.5, abs=0.015)
+    assert chance_pass_rate(_zeros(5), _zeros(5)) == 1.0  # equal means count as passing
 
 
-def test_equal_runs_always_pass_and_the_rate_is_reproducible() -> None:
-    """Equal means count as passing (the goal's own float slack), and a rate
-    is the same on every call (a seeded generator)."""
-    assert chance_pass_rate(_zeros(5), _zeros(5)) == 1.0
-    rng = np.random.default_rng(5)
-    mine = _runs(rng.normal(size=9), rng.normal(size=9))
-    assert chance_pass_rate(mine, _zeros(9)) == chance_pass_rate(mine, _zeros(9))
-
-
-def test_runs_pair_by_split_seed_and_seed_and_bad_input_is_refused() -> None:
-    mine = _runs(np.array([0.7, 0.8]), np.array([0.1, 0.2])) + _runs(
-        np.array([0.5]), np.array([0.3]), split_seed=9
-    )  # the last has no partner: left out
-    theirs = list(reversed(_runs(np.array([0.6, 0.6]), np.array([0.1, 0.1]))))
-    assert paired_runs(mine, theirs) == pytest.approx(np.array([[0.1, 0.0], [0.2, 0.1]]))
-    assert paired_runs(mine, theirs, ("gap",)).shape == (2, 1)
+def test_runs_pair_by_split_and_seed_and_average_per_split_seed() -> None:
+    mine = [
+        {"split_seed": 0, "seed": 0, "acc": 0.7, "gap": 0.1},
+        {"split_seed": 0, "seed": 1, "acc": 0.8, "gap": 0.3},
+        {"split_seed": 3, "seed": 0, "acc": 0.9, "gap": 0.2},
+        {"split_seed": 9, "seed": 9, "acc": 0.5, "gap": 0.3},  # no partner: left out
+    ]
+    theirs = [  # listed in another order: pairs follow (split seed, seed)
+        {"split_seed": 3, "seed": 0, "acc": 0.6, "gap": 0.2},
+        {"split_seed": 0, "seed": 1, "acc": 0.6, "gap": 0.1},
+        {"split_seed": 0, "seed": 0, "acc": 0.6, "gap": 0.1},
+    ]
+    expected = np.array([[0.15, 0.1], [0.3, 0.0]])  # split seed 0's two runs averaged
+    assert split_differences(mine, theirs) == pytest.approx(expected)
+    assert split_differences(mine, theirs, ("gap",)) == pytest.approx(expected[:, 1:])
     with pytest.raises(ValueError, match="same split seeds and seeds"):
-        chance_pass_rate(mine[2:], theirs)
+        chance_pass_rate(mine[3:], theirs)
     with pytest.raises(ValueError, match="draws >= 1; got 0"):
         chance_pass_rate(mine, theirs, draws=0)
+
+
+def test_paired_interval_is_over_split_seeds_not_runs() -> None:
+    """Ten runs of one split seed pin a per-run interval down; per split seed
+    they are one value, and two split seeds that disagree give a wide interval
+    around their mean."""
+    from benchmarks.fairness_splits import paired_difference
+
+    mine = [
+        {"split_seed": k, "seed": s, "acc": 0.7 + (0.02 if k == 0 else -0.01) + 1e-4 * s}
+        for k in (0, 1)
+        for s in range(10)
+    ]
+    theirs = [{"split_seed": k, "seed": s, "acc": 0.7} for k in (0, 1) for s in range(10)]
+    diff = paired_difference(mine, theirs, "acc")
+    assert (diff["runs"], diff["split_seeds"]) == (20, 2)
+    assert diff["mean"] == pytest.approx(0.005 + 4.5e-4)
+    low, high = diff["ci"]
+    assert low < 0 < high and high - low > 0.1  # t with 1 degree of freedom
 
 
 def test_goal_rows_carry_the_rate_and_the_table_shows_it() -> None:
