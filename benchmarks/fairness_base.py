@@ -9,7 +9,7 @@ Run through the benchmark: ``python -m benchmarks.fairness_splits
 Why: Adult EO's worst test run (0.030-0.031 eo_diff) sits just over the
 0.03 goal. Tightening the threshold tolerance from 0.01 to 0.005 lowers the
 gap but cost the current method held-out accuracy 0.837, under the 0.84 goal
-(docs/fairness.md, "How the Adult EO method was chosen"). A more accurate
+(docs/fairness_benchmark.md, "How the Adult EO method was chosen"). A more accurate
 model before the thresholds would pay for it.
 
 Protocol (written down and committed before any of its runs):

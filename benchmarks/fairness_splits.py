@@ -151,7 +151,7 @@ _TRAINING = {
 #: SELECTION). EO: that config with ``margin`` 0.01 (was 0.005) and its
 #: thresholds fitted on the training and validation rows
 #: (:data:`THRESHOLD_ROWS`), chosen on validation numbers only (see
-#: docs/fairness.md, "How the Adult EO method was chosen").
+#: docs/fairness_benchmark.md, "How the Adult EO method was chosen").
 ADULT_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     DP: (
         "dp",
@@ -685,8 +685,8 @@ def markdown(
         "are unchanged from earlier work (chosen on Adult's validation split). Adult EO "
         "(thresholds fitted on the training and validation rows, margin 0.01) was chosen "
         "on validation numbers of 6 training runs (split seeds 0-2 x training seeds 0-1; "
-        "docs/fairness.md) before its test rows here were run; no test number was read to "
-        "choose it. Test numbers of Adult had been seen before (earlier runs of this "
+        "docs/fairness_benchmark.md) before its test rows here were run; no test number "
+        "was read to choose it. Test numbers of Adult had been seen before (earlier runs of this "
         "benchmark with the previous EO method, 0.029 mean / 0.076 worst eo_diff; issue "
         "9's check): they showed that the previous method missed, and set no value here. "
         "German/COMPAS: this is the second selection. The first (one setting per dataset, "
@@ -788,8 +788,8 @@ def robust_text(record: dict[str, Any] | None) -> str:
         f"acc {base['acc_mean']:.4f}; the most accurate robust setting ({best}) "
         f"{robust[best]['eo_diff_mean']:.4f} / {robust[best]['eo_diff_p90']:.4f} at "
         f"{robust[best]['acc_mean']:.4f}. The previous method's test numbers had been seen "
-        "before the robust method was designed (docs/fairness.md); no test number set any "
-        "value of it."
+        "before the robust method was designed (docs/fairness_benchmark.md); no test "
+        "number set any value of it."
     )
 
 

@@ -5,12 +5,13 @@ One threshold per group has one degree of freedom per group, so equalized
 odds (equal TPR *and* equal FPR) is met by deterministic thresholds only
 where the groups' ROC curves happen to cross, and far from the most
 accurate decision elsewhere: on COMPAS the deterministic fit at tolerance 0
-loses about 0.11 accuracy against fairlearn (docs/fairness.md, "Randomized
-thresholds"). A *lottery* lets each group reach any point of the convex hull
-of its ROC points: group ``g`` holds thresholds ``t_g1 < ... < t_gk`` with
-weights ``w_g1 .. w_gk`` (summing to 1), and a row of group ``g`` gets the
-decision ``p >= t_gj`` for the ``j`` its uniform draw ``u`` picks (``u``
-below ``w_g1``: the first; below ``w_g1 + w_g2``: the second; ...). Its
+loses about 0.11 accuracy against fairlearn (docs/fairness_benchmark.md,
+"Fourth German/COMPAS selection"). A *lottery* lets each group reach any
+point of the convex hull of its ROC points: group ``g`` holds thresholds
+``t_g1 < ... < t_gk`` with weights ``w_g1 .. w_gk`` (summing to 1), and a
+row of group ``g`` gets the decision ``p >= t_gj`` for the ``j`` its uniform
+draw ``u`` picks (``u`` below ``w_g1``: the first; below ``w_g1 + w_g2``:
+the second; ...). Its
 expected rates are the weighted sums of the thresholds' rates, so the most
 accurate lottery within ``tolerance`` is a linear programme
 (:func:`fit_lottery`, solved exactly by HiGHS through scipy): maximise the
