@@ -11,9 +11,8 @@ point of the convex hull of its ROC points: group ``g`` holds thresholds
 ``t_g1 < ... < t_gk`` with weights ``w_g1 .. w_gk`` (summing to 1), and a
 row of group ``g`` gets the decision ``p >= t_gj`` for the ``j`` its uniform
 draw ``u`` picks (``u`` below ``w_g1``: the first; below ``w_g1 + w_g2``:
-the second; ...). Its
-expected rates are the weighted sums of the thresholds' rates, so the most
-accurate lottery within ``tolerance`` is a linear programme
+the second; ...). Its expected rates are the weighted sums of the
+thresholds' rates, so the most accurate lottery within ``tolerance`` is a linear programme
 (:func:`fit_lottery`, solved exactly by HiGHS through scipy): maximise the
 expected correct decisions over the weights, with every group's expected
 rate inside one window ``[r, r + tolerance]`` per rate (``dp``: selection
