@@ -110,3 +110,22 @@ def test_goal_rows_carry_the_rate_and_the_table_shows_it() -> None:
     assert "passes by chance" in table and f"| {rate:.2f} |" in table
     (bare,) = fs.goals(fs._summaries(runs))  # no runs: no paired numbers
     assert fs._goal_table([bare]).rstrip().endswith("| - | - | - |")
+
+
+def test_method_interval_is_over_split_seeds_not_runs() -> None:
+    """A method's own interval (the results table): ten runs each of two split
+    seeds that disagree give one mean per split seed, so a wide t-interval
+    with one degree of freedom (over the 20 runs it would be about 0.05
+    wide)."""
+    from benchmarks import fairness_splits as fs
+
+    runs = [
+        {"split_seed": k, "seed": s, "acc": base + 1e-4 * s, "gap": 0.02, "ece": 0.01, "fit_s": 1.0}
+        for k, base in ((0, 0.70), (1, 0.80))
+        for s in range(10)
+    ]
+    acc = fs._summary(runs)["acc"]
+    assert acc["mean"] == pytest.approx(0.75045)
+    assert acc["worst"] == 0.70
+    low, high = acc["ci"]
+    assert low < 0.70 and high > 0.80  # t(0.975, 1) x 0.05 = 0.635 either side
