@@ -48,7 +48,9 @@ def split_differences(
     ``keys``.
 
     Raises:
-        ValueError: the two share no (split seed, seed).
+        ValueError: the two share no (split seed, seed), or a paired run's
+            value in ``keys`` is not finite (a NaN would make every
+            comparison false, and the rates and intervals meaningless).
     """
     by_run = {(r["split_seed"], r["seed"]): r for r in theirs}
     per_split: dict[float, list[list[float]]] = {}
@@ -58,6 +60,11 @@ def split_differences(
             per_split.setdefault(r["split_seed"], []).append([r[k] - t[k] for k in keys])
     if not per_split:
         raise ValueError("paired runs need the same split seeds and seeds; these share none")
+    bad = sorted(k for k, rows in per_split.items() if not np.isfinite(rows).all())
+    if bad:
+        raise ValueError(
+            f"paired runs need finite {', '.join(keys)}; split seed(s) {bad} have a NaN or inf"
+        )
     return np.asarray(
         [np.mean(per_split[k], axis=0) for k in sorted(per_split)], dtype=np.float64
     ).reshape(len(per_split), len(keys))

@@ -386,9 +386,12 @@ def smallest_cells(ds: Dataset) -> dict[str, Any]:
 
 
 def _summary(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
-    """Mean, worst run and a :data:`CI_LEVEL` t-interval of each metric; the
-    interval is over the split seeds' means (runs of one split seed share its
-    test rows, and fairlearn's fitted model, so they are not independent)."""
+    """Mean, worst run and a :data:`CI_LEVEL` t-interval of each metric. The
+    mean and its interval are over the split seeds' means (runs of one split
+    seed share its test rows, and fairlearn's fitted model, so they are not
+    independent; a split seed with more runs, as in a round stopped early,
+    does not weigh more); with as many runs per split seed, the mean is the
+    runs' mean."""
     out: dict[str, Any] = {"runs": len(runs)}
     splits = sorted({int(r["split_seed"]) for r in runs})
     for key in (*METRICS, "fit_s"):
@@ -396,9 +399,9 @@ def _summary(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
         split_means = [
             statistics.fmean(r[key] for r in runs if r["split_seed"] == k) for k in splits
         ]
-        _, low, high = mean_interval(split_means, CI_LEVEL)
+        mean, low, high = mean_interval(split_means, CI_LEVEL)
         worst = min(values) if key == "acc" else max(values)
-        out[key] = {"mean": statistics.fmean(values), "worst": worst, "ci": [low, high]}
+        out[key] = {"mean": mean, "worst": worst, "ci": [low, high]}
     out["per_split"] = {
         key: {
             str(k): statistics.fmean(r[key] for r in runs if r["split_seed"] == k) for k in splits
@@ -427,8 +430,7 @@ def paired_difference(
         ValueError: the two share no (split seed, seed).
     """
     per_split = split_differences(mine, theirs, (key,))[:, 0].tolist()
-    _, low, high = mean_interval(per_split, CI_LEVEL)
-    mean = statistics.fmean(per_split)
+    mean, low, high = mean_interval(per_split, CI_LEVEL)
     theirs_runs = {(t["split_seed"], t["seed"]) for t in theirs}
     runs = sum((r["split_seed"], r["seed"]) in theirs_runs for r in mine)
     return {"mean": mean, "ci": [low, high], "runs": runs, "split_seeds": len(per_split)}
