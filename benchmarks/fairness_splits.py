@@ -124,6 +124,7 @@ ROUNDS: dict[str, tuple[int, ...]] = {
     "fresh": (3, 4, 5),
     "fresh2": (6, 7, 8),
     "fresh3": (9, 10, 11),
+    "fresh4": (12, 13, 14),
 }
 #: ``--fresh`` without a name: the first round.
 FRESH = "fresh"
@@ -246,11 +247,22 @@ FRESH3_NOTE = (
     "its records (`--apply-pooled fresh3`, each split "
     "seed's own target where the setting has one), all before any of its test rows ran."
 )
+#: The fourth re-check round's own words (the report's ``fresh4`` section).
+FRESH4_NOTE = (
+    "This round was added on 2026-12-03 (stop 30), after the rows of split seeds 0-11 "
+    "had been read, to check every method once more on split seeds no run had used, "
+    "nothing changed: the fourth German/COMPAS selection's choices (COMPAS EO's lottery "
+    "had met the goal on one new round, 9-11) and Adult's configs. Its nested selection "
+    "ran first (training and validation rows only), then the pooled choice of split "
+    "seeds 0-8 was written into its records (`--apply-pooled fresh4`), all committed "
+    "before any of its test rows ran. Intervals are over split seeds (stop 30)."
+)
 #: Per re-check round (:data:`ROUNDS`): what its rows are, beyond the shared protocol.
 ROUND_NOTES: dict[str, str] = {
     FRESH: EXACT_FIT_RERUN + POOLED_NOTE,
     "fresh2": FRESH2_NOTE + POOLED_NOTE,
     "fresh3": FRESH3_NOTE + POOLED_NOTE,
+    "fresh4": FRESH4_NOTE + POOLED_NOTE,
 }
 
 
