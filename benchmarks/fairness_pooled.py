@@ -80,6 +80,7 @@ from regtune.trainables.config import DatasetConfig
 from regtune.trainables.data import load_dataset
 
 __all__ = [
+    "LATER_CHOICES",
     "POOLED_ROUNDS",
     "RULE",
     "add_lottery_candidates",
@@ -98,6 +99,9 @@ RULE = (
     "the largest smallest margin min(d_acc, -d_gap); ties: the first in order"
 )
 POOLED_FILE = "fairness_splits_selection_pooled.json"
+#: Rounds whose records take a later pooled selection's choice instead of
+#: this one's (``--apply-pooled ROUND``): round -> that selection's file.
+LATER_CHOICES: dict[str, str] = {"fresh5": "fairness_splits_selection_pooled5.json"}
 
 
 def _path(name: str, tag: str, folder: Path = RESULTS_DIR) -> Path:
@@ -164,8 +168,11 @@ def pooled_differences(
     return out
 
 
-def pooled_choice(diffs: Mapping[str, Mapping[str, Mapping[str, float]]]) -> tuple[str, str]:
-    """:data:`RULE` over :func:`pooled_differences` output: (name, why)."""
+def pooled_choice(
+    diffs: Mapping[str, Mapping[str, Mapping[str, float]]], over: str = "0-8"
+) -> tuple[str, str]:
+    """:data:`RULE` over :func:`pooled_differences` output: (name, why);
+    ``over`` names the split seeds pooled, for the why."""
     if not diffs:
         raise ValueError("pooled_choice needs at least one candidate")
 
@@ -182,7 +189,7 @@ def pooled_choice(diffs: Mapping[str, Mapping[str, Mapping[str, float]]]) -> tup
     name = max(pool, key=margin)  # max keeps the first of equal margins
     n = len(next(iter(diffs.values())))
     return name, (
-        f"pooled over split seeds 0-8: matches {best} of {n} fairlearn contenders on mean "
+        f"pooled over split seeds {over}: matches {best} of {n} fairlearn contenders on mean "
         f"hold-out differences; smallest margin {margin(name):+.4f}"
     )
 
@@ -215,13 +222,14 @@ def run(apply: str | None = None) -> int:
     --select-pooled`` / ``--apply-pooled ROUND``."""
     pooled_path = RESULTS_DIR / POOLED_FILE
     if apply:
+        pooled_path = RESULTS_DIR / LATER_CHOICES.get(apply, POOLED_FILE)
         pooled = json.loads(pooled_path.read_text(encoding="utf-8"))
         for name in DATASETS:
             path = _path(name, apply)
             record = json.loads(path.read_text(encoding="utf-8"))
             entry = pooled["datasets"][name]
             apply_choice(record, entry["chosen"], entry["why"])
-            record["pooled"] = f"benchmarks/results/{POOLED_FILE}"
+            record["pooled"] = f"benchmarks/results/{pooled_path.name}"
             _write(path, record)
             print(f"{path}: {entry['chosen']}")
         return 0

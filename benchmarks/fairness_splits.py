@@ -10,6 +10,7 @@ Run::
     python -m benchmarks.fairness_splits --select-adult-eo-base [--scores-cache DIR]
     python -m benchmarks.fairness_splits --select-pooled     # German/COMPAS, pooled
     python -m benchmarks.fairness_splits --apply-pooled fresh3
+    python -m benchmarks.fairness_splits --select-repooled   # fifth selection, 0-14
     python -m benchmarks.fairness_splits --select-adult-eo-ensemble [--scores-cache DIR]
     python -m benchmarks.fairness_splits --fresh --select [--datasets ...]
 
@@ -63,7 +64,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import fairness_pooled
+from benchmarks import fairness_pooled, fairness_repooled
 from benchmarks.common import (
     RESULTS_DIR,
     machine_facts,
@@ -125,6 +126,7 @@ ROUNDS: dict[str, tuple[int, ...]] = {
     "fresh2": (6, 7, 8),
     "fresh3": (9, 10, 11),
     "fresh4": (12, 13, 14),
+    "fresh5": (15, 16, 17),
 }
 #: ``--fresh`` without a name: the first round.
 FRESH = "fresh"
@@ -257,12 +259,24 @@ FRESH4_NOTE = (
     "seeds 0-8 was written into its records (`--apply-pooled fresh4`), all committed "
     "before any of its test rows ran. Intervals are over split seeds (stop 30)."
 )
+#: The fifth re-check round's own words (the report's ``fresh5`` section).
+FRESH5_NOTE = (
+    "This round was added on 2026-12-03 (stop 30), after the rows of split seeds 0-14 "
+    "had been read, to check the fifth German/COMPAS selection (`--select-repooled`, "
+    "`benchmarks/fairness_repooled.py`: the fourth's candidates and rule over the stored "
+    "hold-out numbers of split seeds 0-14, validation rows only) on split seeds no run "
+    "had used. Its nested selection ran first (training and validation rows only), then "
+    "the fifth selection's choice was written into its records (`--apply-pooled fresh5`), "
+    "all committed before any of its test rows ran; Adult's configs are unchanged. "
+    "Intervals are over split seeds (stop 30)."
+)
 #: Per re-check round (:data:`ROUNDS`): what its rows are, beyond the shared protocol.
 ROUND_NOTES: dict[str, str] = {
     FRESH: EXACT_FIT_RERUN + POOLED_NOTE,
     "fresh2": FRESH2_NOTE + POOLED_NOTE,
     "fresh3": FRESH3_NOTE + POOLED_NOTE,
     "fresh4": FRESH4_NOTE + POOLED_NOTE,
+    "fresh5": FRESH5_NOTE,
 }
 
 
@@ -1268,6 +1282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dataset and gap kind on their pooled hold-out numbers, write it into the records; stop",
     )
     parser.add_argument(
+        "--select-repooled",
+        action="store_true",
+        help="German/COMPAS, fifth selection (benchmarks/fairness_repooled.py): the fourth's "
+        "candidates and rule over the stored hold-out numbers of split seeds 0-14; trains "
+        "nothing, changes no record; stop",
+    )
+    parser.add_argument(
         "--apply-pooled",
         choices=[r for r in ROUNDS if r not in fairness_pooled.POOLED_ROUNDS],
         default=None,
@@ -1301,6 +1322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rerun only these methods (e.g. 'regtune EO'); keep the others' rows",
     )
     args = parser.parse_args(argv)
+    if args.select_repooled:
+        if args.smoke_test or args.select_pooled or args.apply_pooled:
+            parser.error("--select-repooled runs alone (no --smoke-test)")
+        return fairness_repooled.run()
     if args.select_pooled or args.apply_pooled:
         if args.smoke_test or (args.select_pooled and args.apply_pooled):
             parser.error("--select-pooled and --apply-pooled run alone (no --smoke-test)")
