@@ -268,7 +268,9 @@ FRESH5_NOTE = (
     "had used. Its nested selection ran first (training and validation rows only), then "
     "the fifth selection's choice was written into its records (`--apply-pooled fresh5`), "
     "all committed before any of its test rows ran; Adult's configs are unchanged. "
-    "Intervals are over split seeds (stop 30)."
+    "Intervals are over split seeds (stop 30). The table over every split seed pools "
+    "each method's rows as run: COMPAS DP is penalty 1 on split seeds 0-14 and the MLP "
+    "lottery on 15-17, every other setting the same throughout."
 )
 #: Per re-check round (:data:`ROUNDS`): what its rows are, beyond the shared protocol.
 ROUND_NOTES: dict[str, str] = {
