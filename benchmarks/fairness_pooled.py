@@ -85,9 +85,12 @@ __all__ = [
     "RULE",
     "add_lottery_candidates",
     "apply_choice",
+    "choose_kinds",
     "pooled_choice",
     "pooled_differences",
+    "record_path",
     "run",
+    "write_record",
 ]
 
 DATASETS = ("german", "compas")
@@ -104,7 +107,8 @@ POOLED_FILE = "fairness_splits_selection_pooled.json"
 LATER_CHOICES: dict[str, str] = {"fresh5": "fairness_splits_selection_pooled5.json"}
 
 
-def _path(name: str, tag: str, folder: Path = RESULTS_DIR) -> Path:
+def record_path(name: str, tag: str, folder: Path = RESULTS_DIR) -> Path:
+    """The selection record of dataset ``name`` and round ``tag`` ('' = the first)."""
     return folder / f"fairness_splits_selection_{name}{'_' + tag if tag else ''}.json"
 
 
@@ -194,6 +198,17 @@ def pooled_choice(
     )
 
 
+def choose_kinds(splits: Sequence[Mapping[str, Any]], over: str = "0-8") -> dict[str, Any]:
+    """:func:`pooled_choice` per gap kind over the split entries ``splits``
+    (pooled over split seeds ``over``): ``{"chosen", "why", "differences"}``,
+    each keyed by gap kind."""
+    out: dict[str, Any] = {"chosen": {}, "why": {}, "differences": {}}
+    for kind in ("dp", "eo"):
+        out["differences"][kind] = diffs = pooled_differences(splits, kind)
+        out["chosen"][kind], out["why"][kind] = pooled_choice(diffs, over)
+    return out
+
+
 def apply_choice(
     record: dict[str, Any], choices: Mapping[str, str], why: Mapping[str, str]
 ) -> None:
@@ -211,7 +226,8 @@ def apply_choice(
             entry["config"] = fairness_config(BASES[base], kind, setting, entry["target_gap"])
 
 
-def _write(path: Path, record: Mapping[str, Any]) -> None:
+def write_record(path: Path, record: Mapping[str, Any]) -> None:
+    """``record`` as sorted, indented JSON (how every selection file is written)."""
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
@@ -225,12 +241,12 @@ def run(apply: str | None = None) -> int:
         pooled_path = RESULTS_DIR / LATER_CHOICES.get(apply, POOLED_FILE)
         pooled = json.loads(pooled_path.read_text(encoding="utf-8"))
         for name in DATASETS:
-            path = _path(name, apply)
+            path = record_path(name, apply)
             record = json.loads(path.read_text(encoding="utf-8"))
             entry = pooled["datasets"][name]
             apply_choice(record, entry["chosen"], entry["why"])
             record["pooled"] = f"benchmarks/results/{pooled_path.name}"
-            _write(path, record)
+            write_record(path, record)
             print(f"{path}: {entry['chosen']}")
         return 0
     out: dict[str, Any] = {
@@ -242,21 +258,20 @@ def run(apply: str | None = None) -> int:
     }
     for name in DATASETS:
         records = {
-            tag: json.loads(_path(name, tag).read_text(encoding="utf-8")) for tag in POOLED_ROUNDS
+            tag: json.loads(record_path(name, tag).read_text(encoding="utf-8"))
+            for tag in POOLED_ROUNDS
         }
         for tag, record in records.items():
             add_lottery_candidates(record, name)
-            _write(_path(name, tag), record)  # what was measured stays, whatever follows
+            # What was measured stays, whatever follows.
+            write_record(record_path(name, tag), record)
         splits = [r["splits"][str(k)] for tag, r in records.items() for k in POOLED_ROUNDS[tag]]
-        chosen, why, diffs = {}, {}, {}
-        for kind in ("dp", "eo"):
-            diffs[kind] = pooled_differences(splits, kind)
-            chosen[kind], why[kind] = pooled_choice(diffs[kind])
-        out["datasets"][name] = {"chosen": chosen, "why": why, "differences": diffs}
+        out["datasets"][name] = choice = choose_kinds(splits)
+        chosen, why = choice["chosen"], choice["why"]
         for tag, record in records.items():
             apply_choice(record, chosen, why)
             record["pooled"] = f"benchmarks/results/{POOLED_FILE}"
-            _write(_path(name, tag), record)
+            write_record(record_path(name, tag), record)
         print(f"{name}: {chosen}")
-    _write(pooled_path, out)
+    write_record(pooled_path, out)
     return 0

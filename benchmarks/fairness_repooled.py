@@ -35,6 +35,7 @@ test rows run.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR
@@ -43,8 +44,9 @@ from benchmarks.fairness_pooled import (
     LATER_CHOICES,
     POOLED_ROUNDS,
     RULE,
-    pooled_choice,
-    pooled_differences,
+    choose_kinds,
+    record_path,
+    write_record,
 )
 
 __all__ = ["REPOOLED_FILE", "REPOOLED_ROUNDS", "choose", "run"]
@@ -59,19 +61,11 @@ REPOOLED_FILE = LATER_CHOICES["fresh5"]
 OVER = "0-14"
 
 
-def _path(name: str, tag: str) -> Any:
-    return RESULTS_DIR / f"fairness_splits_selection_{name}{'_' + tag if tag else ''}.json"
-
-
-def choose(splits: list[dict[str, Any]]) -> dict[str, Any]:
-    """The rule over the split entries of every pooled round: per gap kind
-    the chosen candidate, why, and the pooled differences."""
-    out: dict[str, Any] = {"chosen": {}, "why": {}, "differences": {}}
-    for kind in ("dp", "eo"):
-        diffs = pooled_differences(splits, kind)
-        out["differences"][kind] = diffs
-        out["chosen"][kind], out["why"][kind] = pooled_choice(diffs, OVER)
-    return out
+def choose(splits: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The fourth selection's rule over the split entries of every pooled
+    round: per gap kind the chosen candidate, why, and the pooled
+    differences."""
+    return choose_kinds(splits, OVER)
 
 
 def run() -> int:
@@ -86,9 +80,9 @@ def run() -> int:
     for name in DATASETS:
         splits = []
         for tag, seeds in REPOOLED_ROUNDS.items():
-            record = json.loads(_path(name, tag).read_text(encoding="utf-8"))
+            record = json.loads(record_path(name, tag).read_text(encoding="utf-8"))
             splits += [record["splits"][str(k)] for k in seeds]
         out["datasets"][name] = choose(splits)
         print(f"{name}: {out['datasets'][name]['chosen']}")
-    (RESULTS_DIR / REPOOLED_FILE).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    write_record(RESULTS_DIR / REPOOLED_FILE, out)
     return 0

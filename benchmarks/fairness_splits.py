@@ -422,20 +422,18 @@ def _summary(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
     runs' mean."""
     out: dict[str, Any] = {"runs": len(runs)}
     splits = sorted({int(r["split_seed"]) for r in runs})
-    for key in (*METRICS, "fit_s"):
-        values = [r[key] for r in runs]
-        split_means = [
-            statistics.fmean(r[key] for r in runs if r["split_seed"] == k) for k in splits
-        ]
-        mean, low, high = mean_interval(split_means, CI_LEVEL)
-        worst = min(values) if key == "acc" else max(values)
-        out[key] = {"mean": mean, "worst": worst, "ci": [low, high]}
-    out["per_split"] = {
+    per_split = {
         key: {
             str(k): statistics.fmean(r[key] for r in runs if r["split_seed"] == k) for k in splits
         }
-        for key in METRICS
+        for key in (*METRICS, "fit_s")
     }
+    for key, means in per_split.items():
+        values = [r[key] for r in runs]
+        mean, low, high = mean_interval(list(means.values()), CI_LEVEL)
+        worst = min(values) if key == "acc" else max(values)
+        out[key] = {"mean": mean, "worst": worst, "ci": [low, high]}
+    out["per_split"] = {key: per_split[key] for key in METRICS}
     if all("gap_ci_low" in r for r in runs):
         out["gap_bootstrap_ci_mean"] = [
             statistics.fmean(r["gap_ci_low"] for r in runs),

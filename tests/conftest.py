@@ -42,6 +42,18 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
+def first_training_rows(ds: Dataset, rows: int) -> Dataset:
+    """``ds`` with only its first ``rows`` training rows (features, labels and
+    groups; validation, test and ``raw_train`` untouched): a real dataset
+    that trains in about a second."""
+    import dataclasses
+
+    train = ds.train
+    s = None if train.s is None else train.s[:rows]
+    small = dataclasses.replace(train, x=train.x[:rows], y=train.y[:rows], s=s)
+    return dataclasses.replace(ds, train=small)
+
+
 @pytest.fixture(scope="session")
 def adult(data_cache: Path) -> Dataset:
     """The real Adult dataset with the default config."""

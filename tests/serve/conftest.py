@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
+
+from tests.conftest import first_training_rows
 
 if TYPE_CHECKING:
     from regtune.platform.registry import ModelVersion
@@ -26,6 +30,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.asynccontextmanager
+async def loopback_uvicorn(api: Any) -> AsyncIterator[tuple[str, int]]:
+    """Serve the ASGI ``api`` with uvicorn on a free 127.0.0.1 socket (as Ray
+    Serve's proxy serves the app) for the ``async with`` block; yields (host,
+    port) once the server has started, and stops it on the way out."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            api, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            host, port = sock.getsockname()
+            yield str(host), int(port)
+        finally:
+            server.should_exit = True
+            await serving
+
+
 @dataclasses.dataclass(frozen=True)
 class Registry:
     """The registry directory and the versions written into it."""
@@ -36,11 +64,8 @@ class Registry:
 
 
 def _small(adult: Dataset) -> Dataset:
-    train = adult.train
-    s = None if train.s is None else train.s[:TRAIN_ROWS]
-    small = dataclasses.replace(train, x=train.x[:TRAIN_ROWS], y=train.y[:TRAIN_ROWS], s=s)
     raw = None if adult.raw_train is None else adult.raw_train.iloc[:TRAIN_ROWS]
-    return dataclasses.replace(adult, train=small, raw_train=raw)
+    return dataclasses.replace(first_training_rows(adult, TRAIN_ROWS), raw_train=raw)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import gzip
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,7 +23,7 @@ from regtune.serve.http import create_api, token_digest
 from regtune.serve.metrics import ServeMetrics
 from regtune.serve.service import ModelService, load_service
 from regtune.serve.settings import ServeSettings
-from tests.serve.conftest import MODEL, Registry
+from tests.serve.conftest import MODEL, Registry, loopback_uvicorn
 from tests.serve.test_service import raw_records
 
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -444,8 +443,6 @@ def test_a_stalled_body_on_a_real_connection_is_answered_and_the_connection_clos
 ) -> None:
     """Over a socket, as Ray Serve's proxy and direct ingress serve the app (uvicorn):
     the stalled client gets its 408 and then end of stream, not an open connection."""
-    import uvicorn
-
     service, _ = make(registry, body_timeout_s=DEADLINE_S)
     api = create_api(service)
     head = (
@@ -454,18 +451,9 @@ def test_a_stalled_body_on_a_real_connection_is_answered_and_the_connection_clos
     ).encode()
 
     async def main() -> tuple[bytes, float]:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            config = uvicorn.Config(
-                api, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-            )
-            server = uvicorn.Server(config)
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            writer = None
+        async with loopback_uvicorn(api) as (host, port):
+            reader, writer = await asyncio.open_connection(host, port)
             try:
-                while not server.started:
-                    await asyncio.sleep(0.01)
-                reader, writer = await asyncio.open_connection(*sock.getsockname())
                 writer.write(head + STALLED)
                 await writer.drain()
                 start = time.perf_counter()
@@ -473,10 +461,7 @@ def test_a_stalled_body_on_a_real_connection_is_answered_and_the_connection_clos
                 answer = await asyncio.wait_for(reader.read(), timeout=20 * DEADLINE_S)
                 took = time.perf_counter() - start
             finally:
-                if writer is not None:
-                    writer.close()
-                server.should_exit = True
-                await serving
+                writer.close()
         return answer, took
 
     answer, took = asyncio.run(main())

@@ -5,7 +5,6 @@ decisions ``PostProcessing.decide`` gives for the same records, over real HTTP o
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from regtune.serve.http import create_api
 from regtune.serve.predictor import ServedModel
 from regtune.serve.service import load_service
 from regtune.serve.settings import ServeSettings
-from tests.serve.conftest import Registry
+from tests.serve.conftest import Registry, loopback_uvicorn
 from tests.serve.test_service import raw_records
 
 NAME = "adult-lottery"
@@ -51,29 +50,14 @@ def lottery_root(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -
 
 def _served_labels(root: str, records: list[dict[str, Any]]) -> list[str]:
     """POST the records to ``adult-lottery:1`` served by uvicorn on a loopback socket."""
-    import uvicorn
-
     service = load_service(ServeSettings(model=f"{NAME}:1", registry=root))
     api = create_api(service)
 
     async def main() -> httpx.Response:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            config = uvicorn.Config(
-                api, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-            )
-            server = uvicorn.Server(config)
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            try:
-                while not server.started:
-                    await asyncio.sleep(0.01)
-                host, port = sock.getsockname()
-                base = f"http://{host}:{port}"
-                async with httpx.AsyncClient(base_url=base, trust_env=False) as client:
-                    return await client.post(PREDICT, json={"instances": records}, timeout=30)
-            finally:
-                server.should_exit = True
-                await serving
+        async with loopback_uvicorn(api) as (host, port):
+            base = f"http://{host}:{port}"
+            async with httpx.AsyncClient(base_url=base, trust_env=False) as client:
+                return await client.post(PREDICT, json={"instances": records}, timeout=30)
 
     reply = asyncio.run(main())
     assert reply.status_code == 200, reply.text

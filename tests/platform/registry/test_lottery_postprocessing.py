@@ -32,7 +32,8 @@ from regtune.platform.registry.meta_checks import THRESHOLD_MAX, check_postproce
 from regtune.platform.registry.postprocess import PostProcessing
 from regtune.platform.registry.promote import promote
 from regtune.trainables import lottery_draws
-from tests.platform.registry.test_postprocessing import _write_trial
+from tests.conftest import first_training_rows
+from tests.platform.registry.test_postprocessing import _records, _write_trial
 
 if TYPE_CHECKING:
     from regtune.trainables.data import Dataset
@@ -79,14 +80,8 @@ class Promoted:
 def promoted(adult: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Promoted:
     from regtune.trainables.loop import Trainer
 
-    train = adult.train
-    assert train.s is not None
-    small = dataclasses.replace(
-        adult,
-        train=dataclasses.replace(
-            train, x=train.x[:TRAIN_ROWS], y=train.y[:TRAIN_ROWS], s=train.s[:TRAIN_ROWS]
-        ),
-    )
+    assert adult.train.s is not None
+    small = first_training_rows(adult, TRAIN_ROWS)
     trainer = Trainer(CONFIG, dataset=small, device="cpu")
     while not trainer.should_stop:
         trainer.run_epoch()
@@ -101,10 +96,6 @@ def promoted(adult: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Promot
     )  # fmt: skip
     assert result.passed and result.version is not None
     return Promoted(trainer, final, result.version, str(storage), adult)
-
-
-def _records(dataset: Dataset) -> list[dict[str, Any]]:
-    return list(json.loads(dataset.raw_test.to_json(orient="records")))
 
 
 def _post(promoted: Promoted) -> PostProcessing:

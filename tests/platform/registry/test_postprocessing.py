@@ -37,6 +37,7 @@ from regtune.platform.tune.trial_files import STATE_DIR
 from regtune.serve.predictor import ServedModel
 from regtune.trainables import calibration, fairness, metrics, thresholds
 from regtune.trainables.bootstrap import fairness_intervals
+from tests.conftest import first_training_rows
 
 if TYPE_CHECKING:
     from regtune.trainables.data import Dataset
@@ -114,14 +115,8 @@ def _write_trial(
 def sweep(adult: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     from regtune.trainables.loop import Trainer
 
-    train = adult.train
-    assert train.s is not None
-    small = dataclasses.replace(
-        adult,
-        train=dataclasses.replace(
-            train, x=train.x[:TRAIN_ROWS], y=train.y[:TRAIN_ROWS], s=train.s[:TRAIN_ROWS]
-        ),
-    )
+    assert adult.train.s is not None
+    small = first_training_rows(adult, TRAIN_ROWS)
     storage = tmp_path_factory.mktemp("storage")
     experiment = storage / "fair-sweep"
     trainers, finals = {}, {}
