@@ -89,6 +89,7 @@ from benchmarks.fairness_selection import (
 __all__ = [
     "CANDIDATES",
     "RULE",
+    "cached_member",
     "choose",
     "ensemble_logits",
     "heldout",
@@ -151,7 +152,7 @@ def member_logits(
     return out
 
 
-def _cached_member(
+def cached_member(
     cfg: Mapping[str, Any], split_seed: int, seed: int, *, smoke: bool, cache: Path | None
 ) -> dict[str, Any]:
     """:func:`member_logits`, read from / saved to the ``cache`` folder when given."""
@@ -366,7 +367,7 @@ def select_adult_eo_ensemble(
         per_seed: dict[str, list[list[dict[str, float]]]] = {n: [] for n in candidates}
         for seed in seeds:
             members = [
-                _cached_member(current, split_seed, m, smoke=smoke, cache=cache)
+                cached_member(current, split_seed, m, smoke=smoke, cache=cache)
                 for m in member_seeds(seed, size)
             ]
             held = heldout(members, candidates, halvings)

@@ -79,6 +79,7 @@ from benchmarks.fairness_chance import chance_pass_rate, split_differences
 from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
 from benchmarks.fairness_crossfit import select_adult_eo_crossfit
 from benchmarks.fairness_ensemble import select_adult_eo_ensemble
+from benchmarks.fairness_lottery import select_adult_eo_lottery
 from benchmarks.fairness_selection import (
     ADULT_EO_BASELINE,
     ADULT_EO_SEEDS,
@@ -109,6 +110,10 @@ ASSESSMENTS: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "ensemble": (
         select_adult_eo_ensemble,
         "a seed ensemble of the current model, thresholds refitted on its mean probabilities",
+    ),
+    "lottery": (
+        select_adult_eo_lottery,
+        "randomized thresholds (a per-group lottery) at tolerances 0.01, 0.005 and 0",
     ),
 }
 DEFAULT_DATASETS = ("adult", "german", "compas")
@@ -1263,10 +1268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(benchmarks.fairness_ensemble), write its JSON and stop",
     )
     parser.add_argument(
+        "--select-adult-eo-lottery",
+        action="store_true",
+        help="assess randomized thresholds (a lottery) for Adult EO on validation only "
+        "(benchmarks.fairness_lottery), write its JSON and stop",
+    )
+    parser.add_argument(
         "--scores-cache",
         type=Path,
         default=None,
-        help="with --select-adult-eo, -crossfit, -base or -ensemble: folder to keep each "
+        help="with --select-adult-eo, -crossfit, -base, -ensemble or -lottery: folder to keep "
+        "each "
         "run's scores in",
     )
     parser.add_argument(

@@ -531,7 +531,12 @@ def test_assessment_text_reports_the_committed_record(name: str) -> None:
 )  # fmt: skip
 @pytest.mark.parametrize(
     "assessment",
-    ["--select-adult-eo-crossfit", "--select-adult-eo-base", "--select-adult-eo-ensemble"],
+    [
+        "--select-adult-eo-crossfit",
+        "--select-adult-eo-base",
+        "--select-adult-eo-ensemble",
+        "--select-adult-eo-lottery",
+    ],
 )
 def test_adult_eo_assessments_refuse_flags_they_would_ignore(
     flags: list[str], assessment: str, capsys: pytest.CaptureFixture[str]
