@@ -104,7 +104,10 @@ RULE = (
 POOLED_FILE = "fairness_splits_selection_pooled.json"
 #: Rounds whose records take a later pooled selection's choice instead of
 #: this one's (``--apply-pooled ROUND``): round -> that selection's file.
-LATER_CHOICES: dict[str, str] = {"fresh5": "fairness_splits_selection_pooled5.json"}
+LATER_CHOICES: dict[str, str] = {
+    "fresh5": "fairness_splits_selection_pooled5.json",
+    "fresh6": "fairness_splits_selection_pooled5.json",
+}
 
 
 def record_path(name: str, tag: str, folder: Path = RESULTS_DIR) -> Path:

@@ -132,6 +132,7 @@ ROUNDS: dict[str, tuple[int, ...]] = {
     "fresh3": (9, 10, 11),
     "fresh4": (12, 13, 14),
     "fresh5": (15, 16, 17),
+    "fresh6": (18, 19, 20),
 }
 #: ``--fresh`` without a name: the first round.
 FRESH = "fresh"
@@ -144,6 +145,10 @@ SMOKE_EPOCHS = 1
 #: Central coverage of the interval over runs.
 CI_LEVEL = 0.95
 DP, EO = "regtune DP", "regtune EO"
+#: Adult EO with randomized thresholds, chosen on validation only
+#: (``--select-adult-eo-lottery``, :mod:`benchmarks.fairness_lottery`) and run
+#: beside :data:`EO` from round ``fresh6`` on.
+EO_LOTTERY = "regtune EO lottery"
 
 _MLP = {"arch": "mlp", "width": 128, "depth": 2, "dropout": 0.1}
 _TRAINING = {
@@ -193,9 +198,20 @@ ADULT_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
+_EO_FAIRNESS = ADULT_CONFIGS[EO][1]["penalties"]["fairness"]
+ADULT_CONFIGS[EO_LOTTERY] = (
+    "eo",
+    {
+        **ADULT_CONFIGS[EO][1],
+        # Tolerance bound - margin = 1e-4: the assessment's 0 (margin 0.02) is refused
+        # (margin must be below bound); on its halvings 1e-4 measured acc 0.8412,
+        # eo_diff 0.0444 and worst of a split's seeds 0.0677 against 0.8412, 0.0448, 0.0685.
+        "penalties": {"fairness": {**_EO_FAIRNESS, "margin": 0.0199, "randomized": True}},
+    },
+)
 #: Rows each Adult contender's post-processing thresholds are fitted on
 #: (``train(..., threshold_rows=...)``); absent: the validation split.
-THRESHOLD_ROWS: dict[str, str] = {EO: "train+val"}
+THRESHOLD_ROWS: dict[str, str] = {EO: "train+val", EO_LOTTERY: "train+val"}
 #: Adult goals of issue 9: (method, description, check over the method's summary).
 Check = Callable[[dict[str, Any]], tuple[bool, str]]
 
@@ -277,6 +293,19 @@ FRESH5_NOTE = (
     "each method's rows as run: COMPAS DP is penalty 1 on split seeds 0-14 and the MLP "
     "lottery on 15-17, every other setting the same throughout."
 )
+FRESH6_NOTE = (
+    "This round was added on 2026-12-03 (stop 31), after the rows of split seeds 0-17 "
+    "had been read, to check Adult EO's lottery (`regtune EO lottery`: the current EO "
+    "config with `randomized: true`, chosen at margin 0.02 on validation only by "
+    "`--select-adult-eo-lottery`, `benchmarks/fairness_lottery.py`, and run at margin "
+    "0.0199, since a margin must be below the bound) beside the current "
+    "method (`regtune EO`), on split seeds no run had used. German/COMPAS keep the fifth "
+    "selection's settings: the nested selection ran first (training and validation rows "
+    "only), then that choice was written into its records (`--apply-pooled fresh6`), "
+    "all committed before any of its test rows ran. The table over every split seed "
+    "pools each method's rows as run (COMPAS DP: penalty 1 on split seeds 0-14, the MLP "
+    "lottery from 15 on); `regtune EO lottery` has rows from this round only."
+)
 #: Per re-check round (:data:`ROUNDS`): what its rows are, beyond the shared protocol.
 ROUND_NOTES: dict[str, str] = {
     FRESH: EXACT_FIT_RERUN + POOLED_NOTE,
@@ -284,6 +313,7 @@ ROUND_NOTES: dict[str, str] = {
     "fresh3": FRESH3_NOTE + POOLED_NOTE,
     "fresh4": FRESH4_NOTE + POOLED_NOTE,
     "fresh5": FRESH5_NOTE,
+    "fresh6": FRESH6_NOTE,
 }
 
 
@@ -301,10 +331,16 @@ def _every_split(summ: dict[str, Any], key: str, ok: Callable[[float], bool]) ->
 
 
 ADULT_GOALS: list[tuple[str, str, Check]] = [
-    (EO, "mean eo_diff <= 0.02", lambda m: _at_most(m["gap"]["mean"], 0.02)),
-    (EO, "worst eo_diff <= 0.03", lambda m: _at_most(m["gap"]["worst"], 0.03)),
-    (EO, "mean acc >= 0.84", lambda m: _at_least(m["acc"]["mean"], 0.84)),
-    (EO, "ECE <= 0.03 (worst run)", lambda m: _at_most(m["ece"]["worst"], 0.03)),
+    *(
+        goal
+        for method in (EO, EO_LOTTERY)
+        for goal in (
+            (method, "mean eo_diff <= 0.02", lambda m: _at_most(m["gap"]["mean"], 0.02)),
+            (method, "worst eo_diff <= 0.03", lambda m: _at_most(m["gap"]["worst"], 0.03)),
+            (method, "mean acc >= 0.84", lambda m: _at_least(m["acc"]["mean"], 0.84)),
+            (method, "ECE <= 0.03 (worst run)", lambda m: _at_most(m["ece"]["worst"], 0.03)),
+        )
+    ),
     (DP, "mean dp_diff <= 0.02", lambda m: _at_most(m["gap"]["mean"], 0.02)),
     (
         DP,
