@@ -304,7 +304,11 @@ FRESH6_NOTE = (
     "only), then that choice was written into its records (`--apply-pooled fresh6`), "
     "all committed before any of its test rows ran. The table over every split seed "
     "pools each method's rows as run (COMPAS DP: penalty 1 on split seeds 0-14, the MLP "
-    "lottery from 15 on); `regtune EO lottery` has rows from this round only."
+    "lottery from 15 on). Decided while this round's test rows were running, before any "
+    "was read: `regtune EO lottery` also runs on split seeds 0-17 (`--only`, the other "
+    "methods' rows kept as measured; Adult's test split is `adult.test` in every round), "
+    "so that it is compared with the current method over all 63 runs, whatever this "
+    "round shows."
 )
 #: Per re-check round (:data:`ROUNDS`): what its rows are, beyond the shared protocol.
 ROUND_NOTES: dict[str, str] = {
