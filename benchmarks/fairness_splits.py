@@ -936,7 +936,9 @@ def run_dataset(
     runs: dict[str, list[dict[str, float]]] = record["runs"]
     path = _raw_path(name, smoke, fresh)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = _kept_runs(path, only, split_seeds, seeds) if only is not None else {}
+    kept = {}
+    if only is not None:
+        kept = _kept_runs(path, only, split_seeds, seeds, known=[*configs, *FAIRLEARN])
     record["kept_from_earlier_run"] = sorted(kept)
     for split_seed in split_seeds:
         ds = load_dataset(DatasetConfig(name=name, split_seed=split_seed))
@@ -981,9 +983,16 @@ def run_dataset(
 
 
 def _kept_runs(
-    path: Path, only: Sequence[str], split_seeds: Sequence[int], seeds: Sequence[int]
+    path: Path,
+    only: Sequence[str],
+    split_seeds: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    known: Sequence[str] = (),
 ) -> dict[str, list[dict[str, float]]]:
-    """The rows of every method not in ``only`` from the run file at ``path``."""
+    """The rows of every method not in ``only`` from the run file at ``path``.
+    A method of ``only`` must be in that file or in ``known`` (the dataset's
+    contenders now: one added since the file was written runs for the first time)."""
     if not path.is_file():
         raise SystemExit(f"--only needs the earlier run file {path}; run without --only first")
     earlier = json.loads(path.read_text())
@@ -994,9 +1003,10 @@ def _kept_runs(
             f"--only: {path} covers split seeds {earlier['split_seeds']} x seeds "
             f"{earlier['seeds']}, not {list(split_seeds)} x {list(seeds)}"
         )
-    unknown = sorted(set(only) - set(earlier["runs"]))
+    allowed = sorted({*earlier["runs"], *known})
+    unknown = sorted(set(only) - set(allowed))
     if unknown:
-        raise SystemExit(f"--only: unknown methods {unknown}; known: {sorted(earlier['runs'])}")
+        raise SystemExit(f"--only: unknown methods {unknown}; known: {allowed}")
     return {m: rows for m, rows in earlier["runs"].items() if m not in only}
 
 

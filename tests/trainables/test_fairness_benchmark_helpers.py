@@ -638,3 +638,24 @@ def test_fresh_refuses_a_round_it_does_not_know(capsys: pytest.CaptureFixture[st
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'fresh9'" in err and "'fresh', 'fresh2'" in err
+
+
+def test_only_may_add_a_method_the_run_file_lacks_if_it_is_a_contender_now(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.fairness_splits import EO_LOTTERY, _kept_runs
+
+    rows = [{"split_seed": 3, "seed": 0, "acc": 0.84, "gap": 0.02, "ece": 0.01}]
+    path = tmp_path / "runs.json"
+    path.write_text(
+        json.dumps({"split_seeds": [3], "seeds": [0], "runs": {EO: rows, "fairlearn EG-EO": rows}})
+    )
+    with pytest.raises(SystemExit, match="unknown methods \\['regtune EO lottery'\\]"):
+        _kept_runs(path, [EO_LOTTERY], [3], [0])
+    kept = _kept_runs(path, [EO_LOTTERY], [3], [0], known=[EO, EO_LOTTERY])
+    assert kept == {EO: rows, "fairlearn EG-EO": rows}
+    assert _kept_runs(path, [EO], [3], [0]) == {"fairlearn EG-EO": rows}
+    with pytest.raises(SystemExit, match="unknown methods \\['nope'\\]; known: "):
+        _kept_runs(path, ["nope"], [3], [0], known=[EO_LOTTERY])
+    with pytest.raises(SystemExit, match="covers split seeds \\[3\\]"):
+        _kept_runs(path, [EO_LOTTERY], [4], [0], known=[EO_LOTTERY])
