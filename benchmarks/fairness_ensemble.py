@@ -96,6 +96,7 @@ __all__ = [
     "member_logits",
     "member_seeds",
     "paired_vs_current",
+    "pool_runs",
     "select_adult_eo_ensemble",
     "worst_of_seeds",
 ]
@@ -266,6 +267,43 @@ def worst_of_seeds(per_seed: Sequence[Sequence[Mapping[str, float]]]) -> list[fl
     return [max(v) for _, v in sorted(by_halving.items())]
 
 
+#: One run of an assessment: (split seed, seed) -> (each candidate's held-out
+#: rows over the halvings, what else the record keeps of the run).
+RunHeldout = Callable[[int, int], tuple[dict[str, list[dict[str, float]]], dict[str, Any]]]
+
+
+def pool_runs(
+    split_seeds: Sequence[int],
+    seeds: Sequence[int],
+    candidates: Sequence[str],
+    one_run: RunHeldout,
+    runs: dict[str, dict[str, Any]],
+    after_run: Callable[[], object] = lambda: None,
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, list[float]]]:
+    """Every (split seed, seed) run's held-out rows (``one_run``), pooled per
+    candidate, and per split seed and halving the worst of its runs
+    (:func:`worst_of_seeds`). Each run's summary per candidate and its
+    ``one_run`` info go into ``runs`` under ``"split_seed/seed"``;
+    ``after_run`` is called after each run (to write the record so far)."""
+    pooled: dict[str, list[dict[str, float]]] = {n: [] for n in candidates}
+    worst: dict[str, list[float]] = {n: [] for n in candidates}
+    for split_seed in split_seeds:
+        per_seed: dict[str, list[list[dict[str, float]]]] = {n: [] for n in candidates}
+        for seed in seeds:
+            held, info = one_run(split_seed, seed)
+            for name, rows in held.items():
+                pooled[name] += rows
+                per_seed[name].append(rows)
+            runs[f"{split_seed}/{seed}"] = {
+                **info,
+                "candidates": {n: adult_eo_summary(rows) for n, rows in held.items()},
+            }
+            after_run()
+        for name in candidates:
+            worst[name] += worst_of_seeds(per_seed[name])
+    return pooled, worst
+
+
 def summary(rows: Sequence[Mapping[str, float]], worst: Sequence[float]) -> dict[str, float]:
     """:func:`~benchmarks.fairness_selection.adult_eo_summary` plus mean held-out
     ECE and the mean / max worst-of-a-split's-seeds eo_diff."""
@@ -348,8 +386,6 @@ def select_adult_eo_ensemble(
     size = max(k for k, _ in candidates.values())
     halvings = 2 if smoke else HALVINGS
     runs: dict[str, dict[str, Any]] = {}
-    pooled: dict[str, list[dict[str, float]]] = {n: [] for n in candidates}
-    worst: dict[str, list[float]] = {n: [] for n in candidates}
     record: dict[str, Any] = {
         "protocol": __doc__,
         "rule": RULE,
@@ -363,26 +399,21 @@ def select_adult_eo_ensemble(
         "smoke_test": smoke,
         "complete": False,
     }
-    for split_seed in split_seeds:
-        per_seed: dict[str, list[list[dict[str, float]]]] = {n: [] for n in candidates}
-        for seed in seeds:
-            members = [
-                cached_member(current, split_seed, m, smoke=smoke, cache=cache)
-                for m in member_seeds(seed, size)
-            ]
-            held = heldout(members, candidates, halvings)
-            for name, rows in held.items():
-                pooled[name] += rows
-                per_seed[name].append(rows)
-            runs[f"{split_seed}/{seed}"] = {
-                "member_seeds": member_seeds(seed, size),
-                "kept_epochs": [m["kept_epoch"] for m in members],
-                "candidates": {n: adult_eo_summary(rows) for n, rows in held.items()},
-            }
-            if on_run is not None:
-                on_run(record)
-        for name in candidates:
-            worst[name] += worst_of_seeds(per_seed[name])
+
+    def one_run(split_seed: int, seed: int) -> tuple[dict[str, list[dict[str, float]]], dict]:
+        members = [
+            cached_member(current, split_seed, m, smoke=smoke, cache=cache)
+            for m in member_seeds(seed, size)
+        ]
+        info = {
+            "member_seeds": member_seeds(seed, size),
+            "kept_epochs": [m["kept_epoch"] for m in members],
+        }
+        return heldout(members, candidates, halvings), info
+
+    pooled, worst = pool_runs(
+        split_seeds, seeds, list(candidates), one_run, runs, lambda: on_run and on_run(record)
+    )
     summaries = {n: summary(pooled[n], worst[n]) for n in candidates}
     record["paired_vs_current"] = paired_vs_current(pooled, worst)
     if smoke:

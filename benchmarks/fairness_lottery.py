@@ -79,15 +79,14 @@ from benchmarks.fairness_ensemble import (
     SPLIT_SEEDS,
     cached_member,
     paired_vs_current,
+    pool_runs,
     summary,
-    worst_of_seeds,
 )
 from benchmarks.fairness_selection import (
     ADULT_EO_BASELINE,
     ADULT_EO_HALVINGS,
     ADULT_EO_MIN_ACC,
     _rates,
-    adult_eo_summary,
     stratified_halves,
 )
 
@@ -211,8 +210,6 @@ def select_adult_eo_lottery(
     candidates = dict(CANDIDATES)
     halvings = 2 if smoke else HALVINGS
     runs: dict[str, dict[str, Any]] = {}
-    pooled: dict[str, list[dict[str, float]]] = {n: [] for n in candidates}
-    worst: dict[str, list[float]] = {n: [] for n in candidates}
     record: dict[str, Any] = {
         "protocol": __doc__,
         "rule": RULE,
@@ -225,22 +222,14 @@ def select_adult_eo_lottery(
         "smoke_test": smoke,
         "complete": False,
     }
-    for split_seed in split_seeds:
-        per_seed: dict[str, list[list[dict[str, float]]]] = {n: [] for n in candidates}
-        for seed in seeds:
-            member = cached_member(current, split_seed, seed, smoke=smoke, cache=cache)
-            held = heldout(member, candidates, halvings)
-            for name, rows in held.items():
-                pooled[name] += rows
-                per_seed[name].append(rows)
-            runs[f"{split_seed}/{seed}"] = {
-                "kept_epoch": member["kept_epoch"],
-                "candidates": {n: adult_eo_summary(rows) for n, rows in held.items()},
-            }
-            if on_run is not None:
-                on_run(record)
-        for name in candidates:
-            worst[name] += worst_of_seeds(per_seed[name])
+
+    def one_run(split_seed: int, seed: int) -> tuple[dict[str, list[dict[str, float]]], dict]:
+        member = cached_member(current, split_seed, seed, smoke=smoke, cache=cache)
+        return heldout(member, candidates, halvings), {"kept_epoch": member["kept_epoch"]}
+
+    pooled, worst = pool_runs(
+        split_seeds, seeds, list(candidates), one_run, runs, lambda: on_run and on_run(record)
+    )
     summaries = {n: summary(pooled[n], worst[n]) for n in candidates}
     for name, rows in pooled.items():
         summaries[name]["fit_realized_gap_mean"] = float(
