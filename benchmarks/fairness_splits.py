@@ -58,7 +58,7 @@ import inspect
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,12 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.fairness_base import select_adult_eo_base
-from benchmarks.fairness_chance import chance_pass_rate, split_differences
+from benchmarks.fairness_chance import (
+    CHANCE_DRAWS,
+    EXACT_SPLITS,
+    chance_pass_rate,
+    split_differences,
+)
 from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
 from benchmarks.fairness_crossfit import select_adult_eo_crossfit
 from benchmarks.fairness_ensemble import select_adult_eo_ensemble
@@ -658,8 +663,9 @@ def _goal_table(goal_rows: list[dict[str, Any]]) -> str:
 CHANCE_NOTE = (
     '"Passes by chance": how often the goal would pass if the two methods were '
     "equal: the fraction of sign flips of the split seeds' mean (accuracy, gap) "
-    "differences, every pattern counted, under which it passes "
-    "(`benchmarks/fairness_chance.py`; about 0.25 when the two differences are "
+    "differences under which it passes (every pattern counted up to "
+    f"{EXACT_SPLITS} split seeds, {CHANCE_DRAWS:,} seeded random ones beyond; "
+    "`benchmarks/fairness_chance.py`; about 0.25 when the two differences are "
     "uncorrelated), so that a pass or a miss is read beside the paired intervals, "
     "not alone."
 )
@@ -939,6 +945,8 @@ def run_dataset(
     kept = {}
     if only is not None:
         kept = _kept_runs(path, only, split_seeds, seeds, known=[*configs, *FAIRLEARN])
+        # A kept method's rows were run with the earlier file's config, not today's.
+        record["configs"].update(_earlier_configs(path, kept))
     record["kept_from_earlier_run"] = sorted(kept)
     for split_seed in split_seeds:
         ds = load_dataset(DatasetConfig(name=name, split_seed=split_seed))
@@ -1008,6 +1016,12 @@ def _kept_runs(
     if unknown:
         raise SystemExit(f"--only: unknown methods {unknown}; known: {allowed}")
     return {m: rows for m, rows in earlier["runs"].items() if m not in only}
+
+
+def _earlier_configs(path: Path, methods: Iterable[str]) -> dict[str, Any]:
+    """The ``configs`` entries of ``methods`` in the run file at ``path`` (those it has)."""
+    earlier = json.loads(path.read_text()).get("configs", {})
+    return {m: earlier[m] for m in methods if m in earlier}
 
 
 def _summaries(

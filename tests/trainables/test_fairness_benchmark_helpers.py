@@ -659,3 +659,14 @@ def test_only_may_add_a_method_the_run_file_lacks_if_it_is_a_contender_now(
         _kept_runs(path, ["nope"], [3], [0], known=[EO_LOTTERY])
     with pytest.raises(SystemExit, match="covers split seeds \\[3\\]"):
         _kept_runs(path, [EO_LOTTERY], [4], [0], known=[EO_LOTTERY])
+
+
+def test_a_kept_methods_config_is_the_earlier_run_files(tmp_path: Path) -> None:
+    from benchmarks.fairness_splits import EO_LOTTERY, _earlier_configs
+
+    path = tmp_path / "runs.json"
+    old = {"gap": "eo", "config_by_split_seed": {"3": {"old": True}}, "threshold_rows": "val"}
+    path.write_text(json.dumps({"configs": {EO: old, DP: {"gap": "dp"}}}))
+    assert _earlier_configs(path, [EO, EO_LOTTERY, "fairlearn EG-EO"]) == {EO: old}
+    path.write_text(json.dumps({}))  # a file from before configs were recorded
+    assert _earlier_configs(path, [EO]) == {}
