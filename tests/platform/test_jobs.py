@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,7 @@ from regtune.platform.jobs import (
 )
 from regtune.platform.tune.ray_private import has_auth_token, reset_auth_token_cache
 from regtune.search_spaces import preset_path
-from tests.conftest import PRESTART_ENV
+from tests.conftest import PRESTART_ENV, free_ports
 
 pytestmark = pytest.mark.ray
 
@@ -79,9 +78,7 @@ GENERATED_NAME = r"quickstart-\d{8}-\d{6}-[0-9a-f]{4}"
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _closed_address() -> str:
@@ -135,17 +132,17 @@ def cluster() -> Iterator[Cluster]:
     # Without it Ray swaps 127.0.0.1 for the machine's address (docs/security.md).
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     _ensure_default_token(env)
-    dashboard_port = _free_port()
+    port, dashboard_port, client_port, agent_port = free_ports(4)
     command = [
         RAY, "start", "--head", "--block",
         "--node-ip-address", "127.0.0.1",
-        "--port", str(_free_port()),
+        "--port", str(port),
         "--dashboard-host", "127.0.0.1",
         "--dashboard-port", str(dashboard_port),
         "--include-dashboard=true",
         # Fixed defaults (10001, 52365) would clash with another Ray here.
-        "--ray-client-server-port", str(_free_port()),
-        "--dashboard-agent-listen-port", str(_free_port()),
+        "--ray-client-server-port", str(client_port),
+        "--dashboard-agent-listen-port", str(agent_port),
         "--num-cpus", "2",
         "--num-gpus", "0",
         "--temp-dir", str(temp_dir),

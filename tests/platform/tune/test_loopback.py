@@ -38,6 +38,7 @@ from regtune.platform.tune.loopback import (
     is_loopback,
 )
 from regtune.platform.tune.token_file import ensure_private_token
+from tests.conftest import free_ports
 from tests.platform.tune.stubs import TINY_SPEC
 
 pytestmark = pytest.mark.ray
@@ -361,9 +362,7 @@ def test_local_sweep_listens_on_loopback_and_leaves_nothing_after_a_kill(
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def test_join_on_an_external_address_binds_it_or_the_documented_list(
@@ -375,7 +374,7 @@ def test_join_on_an_external_address_binds_it_or_the_documented_list(
     env = _clean_env(home, state)
     env["RAY_AUTH_MODE"] = "token"
     ensure_private_token(env)
-    port = _free_port()
+    port, client_port, agent_port = free_ports(3)
     head_log = short_tmp / "head.log"
     command = [
         str(BIN / "ray"), "start", "--head", "--block",
@@ -383,8 +382,8 @@ def test_join_on_an_external_address_binds_it_or_the_documented_list(
         "--port", str(port),
         "--include-dashboard=false",
         # Fixed defaults (10001, 52365) would clash with another Ray here.
-        "--ray-client-server-port", str(_free_port()),
-        "--dashboard-agent-listen-port", str(_free_port()),
+        "--ray-client-server-port", str(client_port),
+        "--dashboard-agent-listen-port", str(agent_port),
         "--num-cpus", "1", "--num-gpus", "0",
         "--temp-dir", str(short_tmp / "ray"),
         "--disable-usage-stats",
