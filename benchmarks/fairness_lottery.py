@@ -77,6 +77,7 @@ import torch
 from benchmarks.fairness_ensemble import (
     SEEDS,
     SPLIT_SEEDS,
+    beats_current,
     cached_member,
     paired_vs_current,
     pool_runs,
@@ -177,15 +178,7 @@ def heldout(
 
 def choose(summaries: Mapping[str, Mapping[str, float]]) -> tuple[str, str]:
     """:data:`RULE` over per-candidate summaries: (name, why)."""
-    base = summaries[ADULT_EO_BASELINE]
-    eligible = [
-        n
-        for n, m in summaries.items()
-        if n != ADULT_EO_BASELINE
-        and m["acc_mean"] >= ADULT_EO_MIN_ACC
-        and m["eo_diff_mean"] <= base["eo_diff_mean"]
-        and m["worst_of_seeds_mean"] < base["worst_of_seeds_mean"]
-    ]
+    eligible = beats_current(summaries)
     if not eligible:
         return ADULT_EO_BASELINE, (
             f"no lottery had mean held-out acc >= {ADULT_EO_MIN_ACC}, a mean eo_diff no higher "
