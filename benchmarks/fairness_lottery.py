@@ -135,9 +135,9 @@ def heldout(
     s_all = torch.from_numpy(np.concatenate([tr["s"], va["s"]])).long()
     n_train = tr["y"].shape[0]
     out: dict[str, list[dict[str, float]]] = {name: [] for name in candidates}
+    zv, yv, sv = (torch.from_numpy(va[k]) for k in ("z", "y", "s"))
     for h in range(halvings):
         fit_rows, held = stratified_halves(va["y"], va["s"], h)
-        zv, yv, sv = (torch.from_numpy(va[k]) for k in ("z", "y", "s"))
         temps = fit_temperatures(zv[fit_rows], yv[fit_rows].long(), sv[fit_rows].long(), 2)
         p_all = scale_logits(z_all, temps, s_all).softmax(dim=1)[:, 1].double()
         p_tr, p_va = p_all[:n_train], p_all[n_train:]

@@ -58,9 +58,9 @@ import inspect
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -942,11 +942,12 @@ def run_dataset(
     runs: dict[str, list[dict[str, float]]] = record["runs"]
     path = _raw_path(name, smoke, fresh)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = {}
+    kept: dict[str, list[dict[str, float]]] = {}
     if only is not None:
-        kept = _kept_runs(path, only, split_seeds, seeds, known=[*configs, *FAIRLEARN])
+        earlier = _kept_runs(path, only, split_seeds, seeds, known=[*configs, *FAIRLEARN])
+        kept = earlier.runs
         # A kept method's rows were run with the earlier file's config, not today's.
-        record["configs"].update(_earlier_configs(path, kept))
+        record["configs"].update(earlier.configs)
     record["kept_from_earlier_run"] = sorted(kept)
     for split_seed in split_seeds:
         ds = load_dataset(DatasetConfig(name=name, split_seed=split_seed))
@@ -990,6 +991,14 @@ def run_dataset(
     return record
 
 
+class Kept(NamedTuple):
+    """What ``--only`` keeps from an earlier run file: each kept method's rows
+    and its ``configs`` entry (where the file has one)."""
+
+    runs: dict[str, list[dict[str, float]]]
+    configs: dict[str, Any]
+
+
 def _kept_runs(
     path: Path,
     only: Sequence[str],
@@ -997,10 +1006,11 @@ def _kept_runs(
     seeds: Sequence[int],
     *,
     known: Sequence[str] = (),
-) -> dict[str, list[dict[str, float]]]:
-    """The rows of every method not in ``only`` from the run file at ``path``.
-    A method of ``only`` must be in that file or in ``known`` (the dataset's
-    contenders now: one added since the file was written runs for the first time)."""
+) -> Kept:
+    """The rows and configs of every method not in ``only`` from the run file
+    at ``path`` (read once). A method of ``only`` must be in that file or in
+    ``known`` (the dataset's contenders now: one added since the file was
+    written runs for the first time)."""
     if not path.is_file():
         raise SystemExit(f"--only needs the earlier run file {path}; run without --only first")
     earlier = json.loads(path.read_text())
@@ -1015,13 +1025,9 @@ def _kept_runs(
     unknown = sorted(set(only) - set(allowed))
     if unknown:
         raise SystemExit(f"--only: unknown methods {unknown}; known: {allowed}")
-    return {m: rows for m, rows in earlier["runs"].items() if m not in only}
-
-
-def _earlier_configs(path: Path, methods: Iterable[str]) -> dict[str, Any]:
-    """The ``configs`` entries of ``methods`` in the run file at ``path`` (those it has)."""
-    earlier = json.loads(path.read_text()).get("configs", {})
-    return {m: earlier[m] for m in methods if m in earlier}
+    runs = {m: rows for m, rows in earlier["runs"].items() if m not in only}
+    configs = earlier.get("configs", {})  # absent in files from before configs were kept
+    return Kept(runs, {m: configs[m] for m in runs if m in configs})
 
 
 def _summaries(

@@ -653,8 +653,8 @@ def test_only_may_add_a_method_the_run_file_lacks_if_it_is_a_contender_now(
     with pytest.raises(SystemExit, match="unknown methods \\['regtune EO lottery'\\]"):
         _kept_runs(path, [EO_LOTTERY], [3], [0])
     kept = _kept_runs(path, [EO_LOTTERY], [3], [0], known=[EO, EO_LOTTERY])
-    assert kept == {EO: rows, "fairlearn EG-EO": rows}
-    assert _kept_runs(path, [EO], [3], [0]) == {"fairlearn EG-EO": rows}
+    assert kept.runs == {EO: rows, "fairlearn EG-EO": rows}
+    assert _kept_runs(path, [EO], [3], [0]).runs == {"fairlearn EG-EO": rows}
     with pytest.raises(SystemExit, match="unknown methods \\['nope'\\]; known: "):
         _kept_runs(path, ["nope"], [3], [0], known=[EO_LOTTERY])
     with pytest.raises(SystemExit, match="covers split seeds \\[3\\]"):
@@ -662,11 +662,20 @@ def test_only_may_add_a_method_the_run_file_lacks_if_it_is_a_contender_now(
 
 
 def test_a_kept_methods_config_is_the_earlier_run_files(tmp_path: Path) -> None:
-    from benchmarks.fairness_splits import EO_LOTTERY, _earlier_configs
+    from benchmarks.fairness_splits import EO_LOTTERY, _kept_runs
 
     path = tmp_path / "runs.json"
+    rows = [{"split_seed": 3, "seed": 0, "acc": 0.84, "gap": 0.02, "ece": 0.01}]
     old = {"gap": "eo", "config_by_split_seed": {"3": {"old": True}}, "threshold_rows": "val"}
-    path.write_text(json.dumps({"configs": {EO: old, DP: {"gap": "dp"}}}))
-    assert _earlier_configs(path, [EO, EO_LOTTERY, "fairlearn EG-EO"]) == {EO: old}
-    path.write_text(json.dumps({}))  # a file from before configs were recorded
-    assert _earlier_configs(path, [EO]) == {}
+    record = {"split_seeds": [3], "seeds": [0], "runs": {EO: rows, "fairlearn EG-EO": rows}}
+    path.write_text(json.dumps({**record, "configs": {EO: old, DP: {"gap": "dp"}}}))
+    assert _kept_runs(path, [EO_LOTTERY], [3], [0], known=[EO_LOTTERY]).configs == {EO: old}
+    path.write_text(json.dumps(record))  # a file from before configs were recorded
+    assert _kept_runs(path, [EO_LOTTERY], [3], [0], known=[EO_LOTTERY]).configs == {}
+
+
+def test_only_without_an_earlier_run_file_says_to_run_without_it(tmp_path: Path) -> None:
+    from benchmarks.fairness_splits import _kept_runs
+
+    with pytest.raises(SystemExit, match=r"--only needs the earlier run file .*without --only"):
+        _kept_runs(tmp_path / "absent.json", [EO], [3], [0])
