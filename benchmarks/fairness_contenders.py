@@ -44,6 +44,7 @@ __all__ = [
     "FairlearnFit",
     "crossfit_folds",
     "crossfit_thresholds",
+    "fairlearn_decisions",
     "fairlearn_fit",
     "fairlearn_scores",
     "gap_of",
@@ -226,13 +227,15 @@ def fairlearn_fit(
     return FairlearnFit(algorithm, kind, model, time.perf_counter() - started)
 
 
-def fairlearn_scores(fit: FairlearnFit, ds: Dataset, split: str, seed: int) -> dict[str, float]:
-    """Accuracy, gap and ECE of a fitted contender on ``split``; ``seed`` draws
-    its randomised decisions.
+def fairlearn_decisions(
+    fit: FairlearnFit, ds: Dataset, split: str, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fitted contender's decisions on ``split`` (``seed`` draws the
+    randomised ones) and the probabilities its ECE is taken from.
 
-    EG's ECE uses its ``_pmf_predict`` probabilities. ThresholdOptimizer's
-    randomised decisions have no calibrated score: its ECE is that of the hard
-    decision as a one-hot probability (what a client receives).
+    EG's probabilities are its ``_pmf_predict``. ThresholdOptimizer's
+    randomised decisions have no calibrated score: its probabilities are the
+    hard decision as a one-hot (what a client receives).
     """
     data = split_of(ds, split)
     assert data.s is not None
@@ -244,6 +247,15 @@ def fairlearn_scores(fit: FairlearnFit, ds: Dataset, split: str, seed: int) -> d
         decided = fit.model.predict(x, sensitive_features=data.s.numpy(), random_state=seed)
         y_pred = torch.as_tensor(np.asarray(decided)).long()
         probs = F.one_hot(y_pred, 2).double()
+    return y_pred, probs
+
+
+def fairlearn_scores(fit: FairlearnFit, ds: Dataset, split: str, seed: int) -> dict[str, float]:
+    """Accuracy, gap and ECE of a fitted contender on ``split``; ``seed`` draws
+    its randomised decisions (:func:`fairlearn_decisions`)."""
+    data = split_of(ds, split)
+    assert data.s is not None
+    y_pred, probs = fairlearn_decisions(fit, ds, split, seed)
     return {
         "acc": float((y_pred == data.y).double().mean()),
         "gap": gap_of(fit.kind, data.y, y_pred, data.s),

@@ -13,6 +13,7 @@ Run::
     python -m benchmarks.fairness_splits --select-repooled   # fifth selection, 0-14
     python -m benchmarks.fairness_splits --select-adult-eo-ensemble [--scores-cache DIR]
     python -m benchmarks.fairness_splits --fresh --select [--datasets ...]
+    python -m benchmarks.fairness_splits --measure-floor     # adult.test's own noise
 
 Every contender sees the same splits (``dataset.split_seed``): it fits on the
 train split, regtune also selects epochs / fits thresholds / temperatures on
@@ -64,7 +65,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from benchmarks import fairness_pooled, fairness_repooled
+from benchmarks import fairness_floor, fairness_pooled, fairness_repooled
 from benchmarks.common import (
     RESULTS_DIR,
     machine_facts,
@@ -100,6 +101,8 @@ from regtune.trainables.loop import train
 
 NAME = "fairness_splits"
 SELECTION_NAME = f"{NAME}_selection"
+#: The ``--measure-floor`` record's name (:mod:`benchmarks.fairness_floor`).
+FLOOR_NAME = f"{NAME}_floor"
 #: The Adult EO robust-threshold selection's name in its record's file name
 #: (``--select-adult-eo``; :func:`_selection_path`).
 ADULT_EO = "adult_eo"
@@ -890,6 +893,56 @@ def load_adult_eo_selection(smoke: bool, stem: str = ADULT_EO) -> dict[str, Any]
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _floor_path(smoke: bool, folder: Path) -> Path:
+    return folder / f"{FLOOR_NAME}{'-smoke' if smoke else ''}.json"
+
+
+def load_floor(smoke: bool) -> dict[str, Any] | None:
+    """The ``--measure-floor`` record: a smoke run's own during a smoke test
+    when there is one, else the committed one; None when absent."""
+    smoke_path = _floor_path(True, results_dir())
+    path = smoke_path if smoke and smoke_path.is_file() else _floor_path(False, RESULTS_DIR)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _floor_summary(floor: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where the floor record is and what it covered (None without one)."""
+    if floor is None:
+        return None
+    out: dict[str, Any] = {"file": f"benchmarks/results/{FLOOR_NAME}.json"}
+    out.update({k: floor[k] for k in ("split_seeds", "seeds", "reproduced") if k in floor})
+    return out
+
+
+def _measure_floor(smoke: bool, started: float) -> int:
+    """``--measure-floor``: :func:`benchmarks.fairness_floor.measure_floor` on
+    the benchmark's Adult EO methods, checked against the stored rows of the
+    issue's split seeds (none in a smoke test); writes its record."""
+    path = _floor_path(smoke, results_dir())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored_file = _raw_path("adult", False)
+    stored = {} if smoke or not stored_file.is_file() else json.loads(stored_file.read_text())
+    methods = fairness_floor.REGTUNE_METHODS
+
+    def write(record: dict[str, Any]) -> None:
+        record["machine"] = machine_facts()
+        record["total_s"] = time.perf_counter() - started
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    kwargs = {"split_seeds": DEFAULT_SPLIT_SEEDS[:1], "seeds": DEFAULT_SEEDS[:1]} if smoke else {}
+    record = fairness_floor.measure_floor(
+        {m: (ADULT_CONFIGS[m][1], threshold_rows_for("adult", m)) for m in methods},
+        stored.get("runs", {}),
+        smoke=smoke,
+        smoke_epochs=SMOKE_EPOCHS,
+        on_run=write,
+        **kwargs,
+    )
+    write(record)
+    print(f"wrote {path} (reproduced: {record['reproduced']})", flush=True)
+    return 0
+
+
 def _raw_path(name: str, smoke: bool, fresh: str | None = None) -> Path:
     tag = f"-{fresh}" if fresh else ""
     return results_dir() / f"{NAME}_runs-{name}{tag}{'-smoke' if smoke else ''}.json"
@@ -1184,6 +1237,12 @@ def report(
         )
         md = f"{md.rstrip()}\n\n{round_md}" if md else round_md
         earlier = _with_runs(earlier, {n: r["runs"] for n, r in found.items()})
+    floor = load_floor(smoke)
+    by_round: dict[str, dict[str, dict[str, Any]]] = {"0-2": records, **rounds}
+    adult_rounds = {r: found["adult"]["runs"] for r, found in by_round.items() if "adult" in found}
+    floor_md = fairness_floor.floor_text(floor, adult_rounds)
+    if floor_md:
+        md = f"{md.rstrip()}\n\n{floor_md}"
     now = machine_facts()
     payload = {
         "datasets": list(records),
@@ -1222,6 +1281,7 @@ def report(
         "goals": goal_rows,
         "smallest_cells": cells,
         "rechecks": rechecks,
+        "noise_floor": _floor_summary(floor),
         # This process only; with --report-only that is the report step. The
         # runs' own times are each run's fit_s (taken on a loaded 2-core machine).
         "total_s": total_s,
@@ -1379,6 +1439,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "by --select --select-only --fresh ROUND); stop",
     )
     parser.add_argument(
+        "--measure-floor",
+        action="store_true",
+        help="Adult EO: how large an eo_diff adult.test shows for a classifier with no gap, "
+        "and how often one would meet the gap goals (benchmarks/fairness_floor.py); "
+        "write its JSON and stop",
+    )
+    parser.add_argument(
         "--fresh",
         nargs="?",
         const=FRESH,
@@ -1413,6 +1480,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--select-pooled and --apply-pooled run alone (no --smoke-test)")
         return fairness_pooled.run(apply=args.apply_pooled)
     smoke: bool = args.smoke_test
+    if args.measure_floor:
+        others = {
+            "--fresh": args.fresh is not None,
+            "--split-seeds": args.split_seeds is not None,
+            "--seeds": args.seeds is not None,
+            "--datasets": args.datasets is not None,
+            "--only": args.only is not None,
+            "--select": args.select or args.select_only or args.select_adult_eo,
+            "--report-only": args.report_only,
+            **{_assessment_flag(n): getattr(args, f"select_adult_eo_{n}") for n in ASSESSMENTS},
+        }
+        if any(others.values()):
+            parser.error(
+                "--measure-floor runs Adult on its own split seeds and seeds "
+                f"({list(fairness_floor.SPLIT_SEEDS)} x {list(fairness_floor.SEEDS)}) and "
+                f"stops; drop {'/'.join(k for k, on in others.items() if on)}"
+            )
+        torch.set_num_threads(TORCH_THREADS)
+        return _measure_floor(smoke, time.perf_counter())
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
     fresh: str | None = args.fresh
     split_seeds: list[int] = args.split_seeds or list(
