@@ -31,7 +31,10 @@ Protocol (written down and committed before any of its runs):
   worst goal and both (``shared``: the runs keep the overlap of their
   decisions), and the same with each run's permutation drawn independently
   (``independent``: 9 independent draws) and with one draw repeated 9 times
-  (``identical``, pooled over the runs).
+  (``identical``, pooled over the runs). Also the bounds such a method
+  would meet in 95% of rounds: the 95th percentiles of its runs' mean and
+  worst under the shared permutations (``no_gap_bounds_95``; added after the
+  first run of this protocol, read from the same draws).
 - Shared noise (:func:`cell_bootstrap`): :data:`BOOTSTRAPS` resamples of the
   test rows within each (group, label) cell, the same resample for every run:
   per run the standard deviation of its signed TPR and FPR gaps; per method
@@ -61,6 +64,7 @@ __all__ = [
     "METHODS",
     "PERMUTATIONS",
     "cell_bootstrap",
+    "component_summary",
     "floor_text",
     "measure_floor",
     "observed_passes",
@@ -249,6 +253,12 @@ def method_floor(
             "independent": pass_rates(independent(null, rng)),
             "identical": pass_rates(identical(null)),
         },
+        # The bounds a no-gap method with these runs would meet in 95% of
+        # rounds (shared permutations): on the runs' mean and on their worst.
+        "no_gap_bounds_95": {
+            "mean": float(np.quantile(null.mean(axis=1), 0.95)),
+            "worst": float(np.quantile(null.max(axis=1), 0.95)),
+        },
         "measured_passes": pass_rates(eo[None, :]),
     }
 
@@ -378,8 +388,26 @@ def observed_passes(rounds: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[s
     }
 
 
-def _corr_text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _corr_text(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _bounds_text(bounds: Mapping[str, float] | None) -> str:
+    return "-" if bounds is None else f"{bounds['mean']:.4f}, {bounds['worst']:.4f}"
+
+
+def component_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Over a method's runs: the mean signed FPR and TPR gaps, the TPR gap's
+    standard deviation between runs (None for one run), and the mean
+    within-cell bootstrap SD of each (the test split's own noise)."""
+    tpr = [float(r["tpr_gap"]) for r in runs]
+    return {
+        "fpr_gap_mean": float(np.mean([r["fpr_gap"] for r in runs])),
+        "tpr_gap_mean": float(np.mean(tpr)),
+        "tpr_gap_sd": float(np.std(tpr, ddof=1)) if len(tpr) > 1 else None,
+        "fpr_test_sd": float(np.mean([r["boot_sd_fpr_gap"] for r in runs])),
+        "tpr_test_sd": float(np.mean([r["boot_sd_tpr_gap"] for r in runs])),
+    }
 
 
 def floor_text(
@@ -409,19 +437,25 @@ def floor_text(
         f"{record['bootstraps']} resamples of the test rows within cells. Pass rates are "
         f"for both gap goals (mean <= {MEAN_GOAL}, worst <= {WORST_GOAL} over the runs).",
         "",
-        "| method | eo_diff mean / worst (these runs) | with no gap: mean, share > 0.03 | "
+        "| method | eo_diff mean / worst (these runs) | FPR gap: mean (test SD) | "
+        "TPR gap: mean, SD between runs (test SD) | with no gap: mean eo_diff, share > 0.03 | "
         "runs' shared test noise | no gap passes both: shared / independent / identical | "
-        "rounds that passed both (stored) |",
-        "|---|---|---|---|---|---|",
+        "no gap meets in 95% of rounds: mean, worst | rounds that passed both (stored) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m, f in record["methods"].items():
         p = f["passes_with_no_gap"]
         seen = observed_passes({r: rows.get(m, []) for r, rows in rounds.items()})
+        c = component_summary(f["runs"])
         lines.append(
             f"| {m} | {f['eo_diff_mean']:.4f} / {f['eo_diff_worst']:.4f} | "
+            f"{c['fpr_gap_mean']:+.4f} ({c['fpr_test_sd']:.4f}) | "
+            f"{c['tpr_gap_mean']:+.4f}, {_corr_text(c['tpr_gap_sd'], 4)} "
+            f"({c['tpr_test_sd']:.4f}) | "
             f"{f['null_mean']:.4f}, {f['null_above_worst_goal']:.3f} | "
             f"{_corr_text(f['tpr_noise_correlation'])} | {p['shared']['both']:.3f} / "
             f"{p['independent']['both']:.3f} / {p['identical']['both']:.3f} | "
+            f"{_bounds_text(f.get('no_gap_bounds_95'))} | "
             f"{seen['both']} of {seen['rounds']} |"
         )
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from benchmarks.fairness_floor import (
     METHODS,
     WORST_GOAL,
     cell_bootstrap,
+    component_summary,
     floor_text,
     identical,
     independent,
@@ -167,8 +168,22 @@ def test_method_floor_reports_reproduction_and_every_measure() -> None:
     assert [r["reproduced"] for r in out["runs"]] == [True, False, None]
     assert out["eo_diff_mean"] == pytest.approx(eo.mean()) and out["eo_diff_worst"] == eo.max()
     assert set(out["passes_with_no_gap"]) == {"shared", "independent", "identical"}
+    bounds = out["no_gap_bounds_95"]
+    assert 0 < bounds["mean"] <= bounds["worst"] < 1
     assert out["measured_passes"] == pass_rates(eo[None, :])
     assert all(0.0 <= r["null_p_value"] <= 1.0 and r["boot_sd_tpr_gap"] > 0 for r in out["runs"])
+
+
+def test_component_summary_separates_a_steady_fpr_gap_from_tpr_noise() -> None:
+    runs = [
+        {"fpr_gap": 0.015, "tpr_gap": t, "boot_sd_fpr_gap": 0.004, "boot_sd_tpr_gap": 0.02}
+        for t in (0.02, -0.02, 0.0)
+    ]
+    c = component_summary(runs)
+    assert c["fpr_gap_mean"] == pytest.approx(0.015) and c["tpr_gap_mean"] == pytest.approx(0.0)
+    assert c["tpr_gap_sd"] == pytest.approx(0.02)
+    assert (c["fpr_test_sd"], c["tpr_test_sd"]) == (0.004, 0.02)
+    assert component_summary(runs[:1])["tpr_gap_sd"] is None
 
 
 def test_observed_passes_and_the_report_section() -> None:
@@ -178,12 +193,18 @@ def test_observed_passes_and_the_report_section() -> None:
     seen = observed_passes({"a": rows(0.01, 0.02, 0.025), "b": rows(0.01, 0.01, 0.04), "c": []})
     assert (seen["rounds"], seen["mean"], seen["worst"], seen["both"]) == (2, 2, 1, 1)
     assert floor_text(None, {}) == "" and floor_text({"complete": False}, {}) == ""
+    runs = [
+        {"fpr_gap": f, "tpr_gap": t, "boot_sd_fpr_gap": 0.004, "boot_sd_tpr_gap": 0.022}
+        for f, t in ((0.014, 0.01), (0.016, -0.01))
+    ]
     method = {
+        "runs": runs,
         "eo_diff_mean": 0.018,
         "eo_diff_worst": 0.025,
         "null_mean": 0.0175,
         "null_above_worst_goal": 0.17,
         "tpr_noise_correlation": 0.42,
+        "no_gap_bounds_95": {"mean": 0.03, "worst": 0.045},
         "passes_with_no_gap": {
             k: {"mean": 0.5, "worst": 0.5, "both": v}
             for k, v in (("shared", 0.3), ("independent", 0.2), ("identical", 0.6))
@@ -201,7 +222,10 @@ def test_observed_passes_and_the_report_section() -> None:
     }
     text = floor_text(record, {"0-2": {METHODS[0]: rows(0.01, 0.02, 0.025)}})
     assert "every run reproduced" in text and "group 0, label 1: 590" in text
-    row = "0.0180 / 0.0250 | 0.0175, 0.170 | 0.42 | 0.300 / 0.200 / 0.600 | 1 of 1 |"
+    row = (
+        "0.0180 / 0.0250 | +0.0150 (0.0040) | +0.0000, 0.0141 (0.0220) | 0.0175, 0.170 | "
+        "0.42 | 0.300 / 0.200 / 0.600 | 0.0300, 0.0450 | 1 of 1 |"
+    )
     assert f"| {METHODS[0]} | {row}" in text
     assert f"| {METHODS[1]} |" in text and "0 of 0" in text
     assert "not every run reproduced" in floor_text({**record, "reproduced": False}, {})
