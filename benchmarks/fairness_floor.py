@@ -392,6 +392,15 @@ def _corr_text(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _measured_text(record: Mapping[str, Any]) -> str:
+    machine = record.get("machine")
+    if not machine:
+        return ""
+    return (
+        f" Measured {machine['date']} in {record['total_s']:.0f} s ({machine['cpu_count']} CPUs)."
+    )
+
+
 def _bounds_text(bounds: Mapping[str, float] | None) -> str:
     return "-" if bounds is None else f"{bounds['mean']:.4f}, {bounds['worst']:.4f}"
 
@@ -435,7 +444,8 @@ def floor_text(
         "permutations, the same for every run). Test noise shared by runs: the mean "
         "correlation of two runs' signed TPR gaps over "
         f"{record['bootstraps']} resamples of the test rows within cells. Pass rates are "
-        f"for both gap goals (mean <= {MEAN_GOAL}, worst <= {WORST_GOAL} over the runs).",
+        f"for both gap goals (mean <= {MEAN_GOAL}, worst <= {WORST_GOAL} over the runs)."
+        + _measured_text(record),
         "",
         "| method | eo_diff mean / worst (these runs) | FPR gap: mean (test SD) | "
         "TPR gap: mean, SD between runs (test SD) | with no gap: mean eo_diff, share > 0.03 | "

@@ -229,6 +229,9 @@ def test_observed_passes_and_the_report_section() -> None:
     assert f"| {METHODS[0]} | {row}" in text
     assert f"| {METHODS[1]} |" in text and "0 of 0" in text
     assert "not every run reproduced" in floor_text({**record, "reproduced": False}, {})
+    assert "Measured" not in text
+    timed = {**record, "machine": {"date": "2026-12-03", "cpu_count": 2}, "total_s": 350.2}
+    assert "Measured 2026-12-03 in 350 s (2 CPUs)." in floor_text(timed, {})
 
 
 @pytest.mark.parametrize(
