@@ -13,7 +13,7 @@ Run::
     python -m benchmarks.fairness_splits --select-repooled   # fifth selection, 0-14
     python -m benchmarks.fairness_splits --select-adult-eo-ensemble [--scores-cache DIR]
     python -m benchmarks.fairness_splits --fresh --select [--datasets ...]
-    python -m benchmarks.fairness_splits --measure-floor     # adult.test's own noise
+    python -m benchmarks.fairness_splits --measure-floor [--datasets adult german compas]
 
 Every contender sees the same splits (``dataset.split_seed``): it fits on the
 train split, regtune also selects epochs / fits thresholds / temperatures on
@@ -893,15 +893,18 @@ def load_adult_eo_selection(smoke: bool, stem: str = ADULT_EO) -> dict[str, Any]
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _floor_path(smoke: bool, folder: Path) -> Path:
-    return folder / f"{FLOOR_NAME}{'-smoke' if smoke else ''}.json"
+def _floor_path(smoke: bool, folder: Path, name: str = "adult") -> Path:
+    """Adult's floor record is ``fairness_splits_floor.json``; German's and
+    COMPAS's carry the dataset's name."""
+    tag = "" if name == "adult" else f"_{name}"
+    return folder / f"{FLOOR_NAME}{tag}{'-smoke' if smoke else ''}.json"
 
 
-def load_floor(smoke: bool) -> dict[str, Any] | None:
-    """The ``--measure-floor`` record: a smoke run's own during a smoke test
+def load_floor(smoke: bool, name: str = "adult") -> dict[str, Any] | None:
+    """A ``--measure-floor`` record: a smoke run's own during a smoke test
     when there is one, else the committed one; None when absent."""
-    smoke_path = _floor_path(True, results_dir())
-    path = smoke_path if smoke and smoke_path.is_file() else _floor_path(False, RESULTS_DIR)
+    smoke_path = _floor_path(True, results_dir(), name)
+    path = smoke_path if smoke and smoke_path.is_file() else _floor_path(False, RESULTS_DIR, name)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -914,32 +917,53 @@ def _floor_summary(floor: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _measure_floor(smoke: bool, started: float) -> int:
+def _measure_floor(smoke: bool, started: float, datasets: Sequence[str]) -> int:
     """``--measure-floor``: :func:`benchmarks.fairness_floor.measure_floor` on
-    the benchmark's Adult EO methods, checked against the stored rows of the
-    issue's split seeds (none in a smoke test); writes its record."""
-    path = _floor_path(smoke, results_dir())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stored_file = _raw_path("adult", False)
-    stored = {} if smoke or not stored_file.is_file() else json.loads(stored_file.read_text())
-    methods = fairness_floor.REGTUNE_METHODS
-
-    def write(record: dict[str, Any]) -> None:
-        record["machine"] = machine_facts()
-        record["total_s"] = time.perf_counter() - started
-        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-
+    Adult's EO methods, :func:`~benchmarks.fairness_floor.measure_selected_floor`
+    on German's and COMPAS's, each checked against the stored rows of the
+    issue's split seeds (none in a smoke test); writes one record per dataset."""
     kwargs = {"split_seeds": DEFAULT_SPLIT_SEEDS[:1], "seeds": DEFAULT_SEEDS[:1]} if smoke else {}
-    record = fairness_floor.measure_floor(
-        {m: (ADULT_CONFIGS[m][1], threshold_rows_for("adult", m)) for m in methods},
-        stored.get("runs", {}),
-        smoke=smoke,
-        smoke_epochs=SMOKE_EPOCHS,
-        on_run=write,
-        **kwargs,
-    )
-    write(record)
-    print(f"wrote {path} (reproduced: {record['reproduced']})", flush=True)
+    selection = load_selected(smoke) if set(datasets) & set(SELECTED_DATASETS) else {}
+    for name in datasets:
+        path = _floor_path(smoke, results_dir(), name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored_file = _raw_path(name, False)
+        stored = {} if smoke or not stored_file.is_file() else json.loads(stored_file.read_text())
+        begun = time.perf_counter()
+
+        def write(record: dict[str, Any], path: Path = path, begun: float = begun) -> None:
+            record["machine"] = machine_facts()
+            record["total_s"] = time.perf_counter() - begun
+            path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+        if name == "adult":
+            methods = fairness_floor.REGTUNE_METHODS
+            record = fairness_floor.measure_floor(
+                {m: (ADULT_CONFIGS[m][1], threshold_rows_for("adult", m)) for m in methods},
+                stored.get("runs", {}),
+                smoke=smoke,
+                smoke_epochs=SMOKE_EPOCHS,
+                on_run=write,
+                **kwargs,
+            )
+        else:
+
+            def configs(split_seed: int, name: str = name) -> dict[str, tuple[Any, str | None]]:
+                found = configs_for(name, selection, split_seed)
+                return {m: (cfg, threshold_rows_for(name, m)) for m, (_, cfg) in found.items()}
+
+            record = fairness_floor.measure_selected_floor(
+                name,
+                configs,
+                stored.get("runs", {}),
+                smoke=smoke,
+                smoke_epochs=SMOKE_EPOCHS,
+                on_run=write,
+                **kwargs,
+            )
+        write(record)
+        print(f"wrote {path} (reproduced: {record['reproduced']})", flush=True)
+    print(f"done ({time.perf_counter() - started:.0f}s)", flush=True)
     return 0
 
 
@@ -1241,6 +1265,10 @@ def report(
     by_round: dict[str, dict[str, dict[str, Any]]] = {"0-2": records, **rounds}
     adult_rounds = {r: found["adult"]["runs"] for r, found in by_round.items() if "adult" in found}
     floor_md = fairness_floor.floor_text(floor, adult_rounds)
+    for name in SELECTED_DATASETS:
+        selected_md = fairness_floor.selected_floor_text(load_floor(smoke, name))
+        if selected_md:
+            floor_md = f"{floor_md.rstrip()}\n\n{selected_md}" if floor_md else selected_md
     if floor_md:
         md = f"{md.rstrip()}\n\n{floor_md}"
     now = machine_facts()
@@ -1441,9 +1469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--measure-floor",
         action="store_true",
-        help="Adult EO: how large an eo_diff adult.test shows for a classifier with no gap, "
-        "and how often one would meet the gap goals (benchmarks/fairness_floor.py); "
-        "write its JSON and stop",
+        help="how much of the measured gaps is the test rows' own noise "
+        "(benchmarks/fairness_floor.py; --datasets, default adult: Adult EO against its "
+        "goals, German/COMPAS against the gaps compared); write the JSON and stop",
     )
     parser.add_argument(
         "--fresh",
@@ -1485,7 +1513,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--fresh": args.fresh is not None,
             "--split-seeds": args.split_seeds is not None,
             "--seeds": args.seeds is not None,
-            "--datasets": args.datasets is not None,
             "--only": args.only is not None,
             "--select": args.select or args.select_only or args.select_adult_eo,
             "--report-only": args.report_only,
@@ -1493,12 +1520,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if any(others.values()):
             parser.error(
-                "--measure-floor runs Adult on its own split seeds and seeds "
+                "--measure-floor runs on its own split seeds and seeds "
                 f"({list(fairness_floor.SPLIT_SEEDS)} x {list(fairness_floor.SEEDS)}) and "
                 f"stops; drop {'/'.join(k for k, on in others.items() if on)}"
             )
+        unknown = sorted(set(args.datasets or ()) - set(DEFAULT_DATASETS))
+        if unknown:
+            parser.error(
+                f"--measure-floor --datasets: unknown {unknown}; allowed {list(DEFAULT_DATASETS)}"
+            )
         torch.set_num_threads(TORCH_THREADS)
-        return _measure_floor(smoke, time.perf_counter())
+        return _measure_floor(smoke, time.perf_counter(), args.datasets or ["adult"])
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
     fresh: str | None = args.fresh
     split_seeds: list[int] = args.split_seeds or list(

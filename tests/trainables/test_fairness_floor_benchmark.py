@@ -15,10 +15,14 @@ import torch
 from benchmarks.fairness_floor import (
     MEAN_GOAL,
     METHODS,
+    SELECTED_KINDS,
     WORST_GOAL,
+    accuracy_from_rates,
     cell_bootstrap,
+    cell_rates,
     component_summary,
     floor_text,
+    gaps_from_rates,
     identical,
     independent,
     mean_correlation,
@@ -26,6 +30,9 @@ from benchmarks.fairness_floor import (
     observed_passes,
     pass_rates,
     permutation_null,
+    selected_floor_text,
+    selected_split_floor,
+    selected_summary,
     signed_gaps,
 )
 from regtune.trainables import fairness
@@ -236,8 +243,8 @@ def test_observed_passes_and_the_report_section() -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [["--fresh"], ["--seeds", "3"], ["--datasets", "german"], ["--only", "regtune EO"],
-     ["--select"], ["--report-only"], ["--select-adult-eo-lottery"]],
+    [["--fresh"], ["--seeds", "3"], ["--only", "regtune EO"], ["--select"],
+     ["--report-only"], ["--select-adult-eo-lottery"]],
 )  # fmt: skip
 def test_measure_floor_refuses_flags_it_would_ignore(
     flags: list[str], capsys: pytest.CaptureFixture[str]
@@ -248,7 +255,7 @@ def test_measure_floor_refuses_flags_it_would_ignore(
         fairness_splits.main(["--measure-floor", *flags])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "--measure-floor runs Adult on its own split seeds" in err
+    assert "--measure-floor runs on its own split seeds" in err
     assert f"and stops; drop {flags[0]}" in err
 
 
@@ -270,3 +277,116 @@ def test_measure_floor_smoke_run_writes_a_complete_record_the_report_reads(
     assert fairness_splits.load_floor(smoke=True) == record
     text = floor_text(record, {})
     assert all(f"| {m} |" in text for m in METHODS)
+
+
+def test_measure_floor_refuses_an_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import fairness_splits
+
+    with pytest.raises(SystemExit) as info:
+        fairness_splits.main(["--measure-floor", "--datasets", "german", "mnist"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown ['mnist']" in err and "allowed ['adult', 'german', 'compas']" in err
+
+
+def test_dp_gaps_nulls_and_rates_agree_with_the_platforms_dp_diff() -> None:
+    rng = np.random.default_rng(10)
+    y, s = _table(rng, 3000)
+    decided = np.stack(
+        [
+            ((s == 1) & (rng.random(y.size) < 0.5)).astype(np.int64),
+            (rng.random(y.size) < 0.3).astype(np.int64),
+        ],
+        axis=1,
+    )
+    signed = signed_gaps(y, decided, s, "dp")
+    assert signed.shape == (2, 1)
+    for i in range(2):
+        assert abs(signed[i, 0]) == pytest.approx(
+            fairness.dp_difference(torch.from_numpy(decided[:, i]), torch.from_numpy(s))
+        )
+    # Rates without resampling (each cell's own rate) give back the gaps and accuracy.
+    sizes = {(g, lab): int(((s == g) & (y == lab)).sum()) for g in (0, 1) for lab in (0, 1)}
+    exact = {key: decided[(s == key[0]) & (y == key[1])].mean(axis=0)[None, :] for key in sizes}
+    assert gaps_from_rates(exact, sizes, "dp")[0] == pytest.approx(signed)
+    assert gaps_from_rates(exact, sizes, "eo")[0] == pytest.approx(signed_gaps(y, decided, s))
+    assert accuracy_from_rates(exact, sizes)[0] == pytest.approx((decided == y[:, None]).mean(0))
+    null = permutation_null(y, decided, s, 300, np.random.default_rng(11), "dp")
+    assert null.shape == (300, 2) and null[:, 0].mean() < 0.05 < abs(signed[0, 0])
+    boot = cell_bootstrap(y, decided, s, 200, np.random.default_rng(12), "dp")
+    assert boot.shape == (200, 2, 1)
+    rates = cell_rates(y, decided, s, 200, np.random.default_rng(12))
+    assert np.array_equal(gaps_from_rates(rates, sizes, "dp"), boot)
+    for bad in (lambda: signed_gaps(y, decided, s, "tpr"),
+                lambda: gaps_from_rates(exact, sizes, "tpr")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"gap kind must be one of \('dp', 'eo'\); got 'tpr'"):
+            bad()
+
+
+def _selected_decisions(rng: np.random.Generator, y: np.ndarray, seeds: int = 3) -> dict:
+    return {
+        m: (rng.random((y.size, seeds)) < (0.6 if m == "regtune DP" else 0.4)).astype(np.int64)
+        for m in SELECTED_KINDS
+    }
+
+
+def test_selected_split_floor_pairs_methods_of_one_kind_and_its_summary_adds_variances() -> None:
+    rng = np.random.default_rng(13)
+    y, s = _table(rng, 1500)
+    split = selected_split_floor(
+        y, s, _selected_decisions(rng, y), permutations=100, bootstraps=100, rng=rng
+    )
+    assert set(split["methods"]) == set(SELECTED_KINDS)
+    assert set(split["pairs"]) == {
+        "regtune DP vs fairlearn EG-DP", "regtune DP vs fairlearn TO-DP",
+        "regtune EO vs fairlearn EG-EO", "regtune EO vs fairlearn TO-EO",
+    }  # fmt: skip
+    row = split["methods"]["regtune DP"]
+    assert len(row["gap"]) == len(row["null_p_value"]) == 3
+    assert all(sd > 0 for sd in row["test_sd_gap"] + row["test_sd_acc"])
+    # Two split seeds with the same variance: the SD of the mean over both is
+    # sqrt(2 var) / 2.
+    summary = selected_summary({"0": split, "1": split})
+    pair = summary["pairs"]["regtune EO vs fairlearn TO-EO"]
+    var = split["pairs"]["regtune EO vs fairlearn TO-EO"]["gap_var"]
+    assert pair["gap_test_sd"] == pytest.approx(np.sqrt(2 * var) / 2)
+    eo, to = summary["methods"]["regtune EO"], summary["methods"]["fairlearn TO-EO"]
+    assert pair["acc_diff"] == pytest.approx(eo["acc_mean"] - to["acc_mean"])
+    assert summary["methods"]["regtune DP"]["acc_mean"] == pytest.approx(np.mean(row["acc"]))
+    record = {
+        "complete": True,
+        "dataset": "german",
+        "split_seeds": [0, 1],
+        "seeds": [0, 1, 2],
+        "permutations": 100,
+        "bootstraps": 100,
+        "reproduced": True,
+        "reproduced_runs": 36,
+        "summary": summary,
+    }
+    text = selected_floor_text(record)
+    assert "#### german: test noise" in text and "all 36 stored gaps reproduced" in text
+    assert (
+        f"| regtune EO vs fairlearn TO-EO | {pair['acc_diff']:+.4f} ({pair['acc_test_sd']:.4f})"
+        in text
+    )
+    assert "(6 runs per method)" in text and "test SD of the 6-run mean" in text
+    assert selected_floor_text(None) == "" and selected_floor_text({"complete": False}) == ""
+    assert "not every stored gap" in selected_floor_text({**record, "reproduced": False})
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
+def test_measure_floor_smoke_run_on_german_writes_its_own_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import fairness_splits
+    from benchmarks.common import RESULTS_ENV
+
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
+    assert fairness_splits.main(["--measure-floor", "--smoke-test", "--datasets", "german"]) == 0
+    record = json.loads((tmp_path / "fairness_splits_floor_german-smoke.json").read_text())
+    assert record["complete"] and record["dataset"] == "german" and record["reproduced"]
+    assert set(record["summary"]["methods"]) == set(SELECTED_KINDS)
+    assert not (tmp_path / "fairness_splits_floor-smoke.json").exists()  # Adult not asked for
+    assert fairness_splits.load_floor(smoke=True, name="german") == record
