@@ -62,6 +62,11 @@ test rows alone can move:
 - Per regtune method and contender of the same kind: the mean paired
   differences (regtune minus contender) and the test noise's SD of those
   means over the 9 runs (the split seeds' variances add).
+- Then (added after the run on split seeds 0-2, committed before its own
+  run): the same on all 21 split seeds with stored runs (``--split-seeds
+  0 ... 20``), each with its round's selected settings, so the test noise's
+  SD of the 63-run means can be set beside the standard errors of the
+  report's intervals over split seeds.
 """
 
 from __future__ import annotations

@@ -917,18 +917,44 @@ def _floor_summary(floor: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _measure_floor(smoke: bool, started: float, datasets: Sequence[str]) -> int:
+def round_of(split_seed: int) -> str | None:
+    """The re-check round whose split seeds hold ``split_seed``; None for the
+    issue's (and any other) split seeds."""
+    return next((r for r, seeds in ROUNDS.items() if split_seed in seeds), None)
+
+
+def _stored_runs(name: str, split_seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
+    """Every method's stored rows of ``split_seeds``, from the run file of each
+    split seed's round (the issue's split seeds' file for the others)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for fresh in dict.fromkeys(round_of(k) for k in split_seeds):
+        path = _raw_path(name, False, fresh)
+        if not path.is_file():
+            continue
+        for m, rows in json.loads(path.read_text())["runs"].items():
+            out.setdefault(m, []).extend(r for r in rows if r["split_seed"] in split_seeds)
+    return out
+
+
+def _measure_floor(
+    smoke: bool, started: float, datasets: Sequence[str], split_seeds: Sequence[int] | None
+) -> int:
     """``--measure-floor``: :func:`benchmarks.fairness_floor.measure_floor` on
     Adult's EO methods, :func:`~benchmarks.fairness_floor.measure_selected_floor`
-    on German's and COMPAS's, each checked against the stored rows of the
-    issue's split seeds (none in a smoke test); writes one record per dataset."""
+    on German's and COMPAS's (on ``split_seeds``, default the issue's; each
+    split seed with its round's selected settings), each checked against the
+    stored rows (none in a smoke test); writes one record per dataset."""
+    if smoke:
+        split_seeds = DEFAULT_SPLIT_SEEDS[:1]
+    chosen = list(split_seeds or DEFAULT_SPLIT_SEEDS)
     kwargs = {"split_seeds": DEFAULT_SPLIT_SEEDS[:1], "seeds": DEFAULT_SEEDS[:1]} if smoke else {}
-    selection = load_selected(smoke) if set(datasets) & set(SELECTED_DATASETS) else {}
+    selections = {r: load_selected(smoke, fresh=r) for r in {round_of(k) for k in chosen}}
     for name in datasets:
         path = _floor_path(smoke, results_dir(), name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        stored_file = _raw_path(name, False)
-        stored = {} if smoke or not stored_file.is_file() else json.loads(stored_file.read_text())
+        stored = (
+            {} if smoke else _stored_runs(name, DEFAULT_SPLIT_SEEDS if name == "adult" else chosen)
+        )
         begun = time.perf_counter()
 
         def write(record: dict[str, Any], path: Path = path, begun: float = begun) -> None:
@@ -940,7 +966,7 @@ def _measure_floor(smoke: bool, started: float, datasets: Sequence[str]) -> int:
             methods = fairness_floor.REGTUNE_METHODS
             record = fairness_floor.measure_floor(
                 {m: (ADULT_CONFIGS[m][1], threshold_rows_for("adult", m)) for m in methods},
-                stored.get("runs", {}),
+                stored,
                 smoke=smoke,
                 smoke_epochs=SMOKE_EPOCHS,
                 on_run=write,
@@ -949,17 +975,17 @@ def _measure_floor(smoke: bool, started: float, datasets: Sequence[str]) -> int:
         else:
 
             def configs(split_seed: int, name: str = name) -> dict[str, tuple[Any, str | None]]:
-                found = configs_for(name, selection, split_seed)
+                found = configs_for(name, selections[round_of(split_seed)], split_seed)
                 return {m: (cfg, threshold_rows_for(name, m)) for m, (_, cfg) in found.items()}
 
             record = fairness_floor.measure_selected_floor(
                 name,
                 configs,
-                stored.get("runs", {}),
+                stored,
                 smoke=smoke,
                 smoke_epochs=SMOKE_EPOCHS,
                 on_run=write,
-                **kwargs,
+                **{"split_seeds": chosen, **kwargs},
             )
         write(record)
         print(f"wrote {path} (reproduced: {record['reproduced']})", flush=True)
@@ -1511,7 +1537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure_floor:
         others = {
             "--fresh": args.fresh is not None,
-            "--split-seeds": args.split_seeds is not None,
+            "--split-seeds with adult": args.split_seeds is not None
+            and "adult" in (args.datasets or ["adult"]),
             "--seeds": args.seeds is not None,
             "--only": args.only is not None,
             "--select": args.select or args.select_only or args.select_adult_eo,
@@ -1530,7 +1557,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--measure-floor --datasets: unknown {unknown}; allowed {list(DEFAULT_DATASETS)}"
             )
         torch.set_num_threads(TORCH_THREADS)
-        return _measure_floor(smoke, time.perf_counter(), args.datasets or ["adult"])
+        known = {*DEFAULT_SPLIT_SEEDS, *(k for seeds_ in ROUNDS.values() for k in seeds_)}
+        unrun = sorted(set(args.split_seeds or ()) - known)
+        if unrun:
+            parser.error(
+                f"--measure-floor --split-seeds: {unrun} have no stored runs or selection; "
+                f"allowed {sorted(known)}"
+            )
+        return _measure_floor(
+            smoke, time.perf_counter(), args.datasets or ["adult"], args.split_seeds
+        )
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
     fresh: str | None = args.fresh
     split_seeds: list[int] = args.split_seeds or list(

@@ -279,14 +279,40 @@ def test_measure_floor_smoke_run_writes_a_complete_record_the_report_reads(
     assert all(f"| {m} |" in text for m in METHODS)
 
 
-def test_measure_floor_refuses_an_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--datasets", "german", "mnist"],
+            "unknown ['mnist']; allowed ['adult', 'german', 'compas']",
+        ),
+        (
+            ["--datasets", "german", "--split-seeds", "0", "99"],
+            "[99] have no stored runs or selection",
+        ),
+        (["--split-seeds", "0", "1"], "and stops; drop --split-seeds with adult"),
+        (["--datasets", "adult", "compas", "--split-seeds", "3"], "drop --split-seeds with adult"),
+    ],
+)
+def test_measure_floor_refuses_unknown_datasets_and_split_seeds(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from benchmarks import fairness_splits
 
     with pytest.raises(SystemExit) as info:
-        fairness_splits.main(["--measure-floor", "--datasets", "german", "mnist"])
+        fairness_splits.main(["--measure-floor", *flags])
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "unknown ['mnist']" in err and "allowed ['adult', 'german', 'compas']" in err
+    assert message in capsys.readouterr().err
+
+
+def test_round_of_and_stored_runs_follow_the_rounds() -> None:
+    from benchmarks import fairness_splits
+
+    assert fairness_splits.round_of(0) is None and fairness_splits.round_of(4) == "fresh"
+    assert fairness_splits.round_of(20) == "fresh6"
+    stored = fairness_splits._stored_runs("german", [1, 4, 19])
+    assert {r["split_seed"] for r in stored["regtune DP"]} == {1, 4, 19}
+    assert len(stored["fairlearn TO-EO"]) == 9
 
 
 def test_dp_gaps_nulls_and_rates_agree_with_the_platforms_dp_diff() -> None:
