@@ -925,10 +925,13 @@ def round_of(split_seed: int) -> str | None:
 
 def _stored_runs(name: str, split_seeds: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
     """Every method's stored rows of ``split_seeds``, from the run file of each
-    split seed's round (the issue's split seeds' file for the others)."""
+    split seed's round (the issue's split seeds' file for the others): the
+    results folder's own when it has one, else the committed one (as
+    :func:`load_selected` reads selections)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for fresh in dict.fromkeys(round_of(k) for k in split_seeds):
-        path = _raw_path(name, False, fresh)
+        own = _raw_path(name, False, fresh)
+        path = own if own.is_file() else RESULTS_DIR / own.name
         if not path.is_file():
             continue
         for m, rows in json.loads(path.read_text())["runs"].items():
@@ -1547,9 +1550,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if any(others.values()):
             parser.error(
-                "--measure-floor runs on its own split seeds and seeds "
-                f"({list(fairness_floor.SPLIT_SEEDS)} x {list(fairness_floor.SEEDS)}) and "
-                f"stops; drop {'/'.join(k for k, on in others.items() if on)}"
+                f"--measure-floor runs seeds {list(fairness_floor.SEEDS)} on split seeds "
+                f"{list(fairness_floor.SPLIT_SEEDS)} (German/COMPAS: --split-seeds chooses "
+                f"others) and stops; drop {'/'.join(k for k, on in others.items() if on)}"
             )
         unknown = sorted(set(args.datasets or ()) - set(DEFAULT_DATASETS))
         if unknown:
@@ -1564,8 +1567,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--measure-floor --split-seeds: {unrun} have no stored runs or selection; "
                 f"allowed {sorted(known)}"
             )
+        # Each dataset and split seed once, in the order given.
         return _measure_floor(
-            smoke, time.perf_counter(), args.datasets or ["adult"], args.split_seeds
+            smoke,
+            time.perf_counter(),
+            list(dict.fromkeys(args.datasets or ["adult"])),
+            None if args.split_seeds is None else list(dict.fromkeys(args.split_seeds)),
         )
     datasets: list[str] = args.datasets or list(SMOKE_DATASETS if smoke else DEFAULT_DATASETS)
     fresh: str | None = args.fresh

@@ -30,6 +30,7 @@ from benchmarks.fairness_floor import (
     observed_passes,
     pass_rates,
     permutation_null,
+    reproduced,
     selected_floor_text,
     selected_split_floor,
     selected_summary,
@@ -255,7 +256,7 @@ def test_measure_floor_refuses_flags_it_would_ignore(
         fairness_splits.main(["--measure-floor", *flags])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "--measure-floor runs on its own split seeds" in err
+    assert "--measure-floor runs seeds [0, 1, 2] on split seeds [0, 1, 2]" in err
     assert f"and stops; drop {flags[0]}" in err
 
 
@@ -271,7 +272,8 @@ def test_measure_floor_smoke_run_writes_a_complete_record_the_report_reads(
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
     assert fairness_splits.main(["--measure-floor", "--smoke-test"]) == 0
     record = json.loads((tmp_path / "fairness_splits_floor-smoke.json").read_text())
-    assert record["complete"] and record["smoke_test"] and record["reproduced"]
+    # A smoke run compares no stored rows: it must not claim it reproduced them.
+    assert record["complete"] and record["smoke_test"] and record["reproduced"] is None
     assert set(record["methods"]) == set(METHODS)
     assert record["cells"]["group 0, label 1"] == 590  # women >50K in adult.test
     assert fairness_splits.load_floor(smoke=True) == record
@@ -305,8 +307,14 @@ def test_measure_floor_refuses_unknown_datasets_and_split_seeds(
     assert message in capsys.readouterr().err
 
 
-def test_round_of_and_stored_runs_follow_the_rounds() -> None:
+def test_round_of_and_stored_runs_follow_the_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from benchmarks import fairness_splits
+    from benchmarks.common import RESULTS_ENV
+
+    # A results folder without run files falls back to the committed ones.
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
 
     assert fairness_splits.round_of(0) is None and fairness_splits.round_of(4) == "fresh"
     assert fairness_splits.round_of(20) == "fresh6"
@@ -412,7 +420,60 @@ def test_measure_floor_smoke_run_on_german_writes_its_own_record(
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
     assert fairness_splits.main(["--measure-floor", "--smoke-test", "--datasets", "german"]) == 0
     record = json.loads((tmp_path / "fairness_splits_floor_german-smoke.json").read_text())
-    assert record["complete"] and record["dataset"] == "german" and record["reproduced"]
+    assert record["complete"] and record["dataset"] == "german"
+    assert record["reproduced"] is None and record["reproduced_runs"] == 0
     assert set(record["summary"]["methods"]) == set(SELECTED_KINDS)
     assert not (tmp_path / "fairness_splits_floor-smoke.json").exists()  # Adult not asked for
     assert fairness_splits.load_floor(smoke=True, name="german") == record
+
+
+def test_permutations_move_rows_only_within_their_label() -> None:
+    # One run per row, deciding 1 on that row only: its gap is +1/n1 when the
+    # row is in group 1 and -1/n0 when in group 0 (cells of unequal sizes),
+    # so each permutation's group assignment can be read back exactly.
+    y = np.array([0] * 7 + [1] * 5)
+    s = np.array([0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1])
+    cells = {(g, lab): int(((s == g) & (y == lab)).sum()) for g in (0, 1) for lab in (0, 1)}
+    null = permutation_null(y, np.eye(12, dtype=np.int64), s, 200, np.random.default_rng(14))
+    for lab in (0, 1):
+        rows = np.flatnonzero(y == lab)
+        in1 = np.isclose(null[:, rows], 1 / cells[1, lab])
+        in0 = np.isclose(null[:, rows], 1 / cells[0, lab])
+        assert np.all(in1 ^ in0)
+        assert np.all(in1.sum(axis=1) == cells[1, lab])  # each cell keeps its size
+    assert len({tuple(row) for row in np.round(null, 6)}) > 20  # and rows do move
+
+
+def test_resamples_draw_each_cell_from_its_own_rows() -> None:
+    # One run per row: a cell's resampled rate for run j counts row j's copies
+    # over the cell's size, so the copies are whole, add up to the size, and
+    # other cells' rows never appear.
+    rng = np.random.default_rng(15)
+    y, s = _table(rng, 60)
+    rates = cell_rates(y, np.eye(60, dtype=np.int64), s, 100, np.random.default_rng(16))
+    for (g, lab), r in rates.items():
+        mine = (s == g) & (y == lab)
+        copies = r * mine.sum()
+        # Whole copies (the resample holds exactly the cell's size in rows), ...
+        assert np.allclose(copies, np.round(copies))
+        assert np.allclose(copies[:, mine].sum(axis=1), mine.sum())
+        assert np.all(copies[:, ~mine] == 0)
+        assert copies[:, mine].std() > 0
+
+
+def test_reproduced_needs_a_comparison() -> None:
+    assert reproduced([True, None, True]) is True
+    assert reproduced([True, False]) is False
+    assert reproduced([None, None]) is None and reproduced([]) is None
+
+
+def test_measure_floor_runs_each_dataset_and_split_seed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks import fairness_splits
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(fairness_splits, "_measure_floor", lambda *args: seen.append(args[2:]) or 0)
+    argv = ["--measure-floor", "--datasets", "german", "german", "compas"]
+    assert fairness_splits.main([*argv, "--split-seeds", "3", "0", "3"]) == 0
+    assert seen == [(["german", "compas"], [3, 0])]
