@@ -413,6 +413,16 @@ def reproduced(checks: Sequence[bool | None]) -> bool | None:
     return all(compared)
 
 
+def _stored_gaps(
+    stored: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> dict[str, dict[tuple[int, int], float]]:
+    """method -> (split seed, seed) -> the benchmark's stored gap."""
+    return {
+        m: {(int(r["split_seed"]), int(r["seed"])): float(r["gap"]) for r in rows}
+        for m, rows in stored.items()
+    }
+
+
 def _fits(ds: Dataset, methods: Sequence[str], *, smoke: bool) -> dict[str, FairlearnFit]:
     """The fairlearn contenders among ``methods``, fitted on ``ds``'s train split."""
     return {
@@ -477,10 +487,7 @@ def measure_floor(
     }
     decided: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
-    stored_gap = {
-        m: {(int(r["split_seed"]), int(r["seed"])): float(r["gap"]) for r in rows}
-        for m, rows in stored.items()
-    }
+    stored_gap = _stored_gaps(stored)
     y = s = np.zeros(0)
     first: tuple[np.ndarray, np.ndarray] | None = None
     for split_seed in split_seeds:
@@ -636,10 +643,7 @@ def measure_selected_floor(
         "complete": False,
         "splits": {},
     }
-    stored_gap = {
-        m: {(int(r["split_seed"]), int(r["seed"])): float(r["gap"]) for r in rows}
-        for m, rows in stored.items()
-    }
+    stored_gap = _stored_gaps(stored)
     rng = np.random.default_rng(RNG_SEED)
     checks: list[bool] = []
     for split_seed in split_seeds:
