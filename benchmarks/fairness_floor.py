@@ -851,7 +851,7 @@ def floor_text(
         "| method | eo_diff mean / worst (these runs) | FPR gap: mean (test SD) | "
         "TPR gap: mean, SD between runs (test SD) | with no gap: mean eo_diff, share > 0.03 | "
         "runs' shared test noise | no gap passes both: shared / independent / identical | "
-        "no gap meets in 95% of rounds: mean, worst | rounds that passed both (stored) |",
+        "no gap meets on 95% of draws: mean, worst | rounds that passed both (stored) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m, f in record["methods"].items():
