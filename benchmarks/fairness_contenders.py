@@ -20,8 +20,10 @@ decisions, 15-bin ECE, ``fairness.dp_difference`` / ``eo_difference``.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,7 @@ __all__ = [
     "fairlearn_scores",
     "gap_of",
     "regtune_scores",
+    "seeded_config",
     "split_of",
 ]
 
@@ -68,6 +71,19 @@ FAIRLEARN: dict[str, tuple[str, str, str]] = {
     "fairlearn TO-DP": ("dp", "to", "demographic_parity"),
     "fairlearn TO-EO": ("eo", "to", "equalized_odds"),
 }
+
+
+def seeded_config(
+    cfg: Mapping[str, Any], name: str, split_seed: int, seed: int, epochs: int | None = None
+) -> dict[str, Any]:
+    """A copy of a benchmark config for one run: dataset ``name`` on
+    ``split_seed``, training ``seed``, and ``epochs`` when given (smoke runs)."""
+    out = copy.deepcopy(dict(cfg))
+    out["dataset"] = {"name": name, "split_seed": split_seed}
+    out["training"] = {**out["training"], "seed": seed}
+    if epochs is not None:
+        out["training"]["epochs"] = epochs
+    return out
 
 
 def split_of(ds: Dataset, name: str) -> Split:

@@ -71,7 +71,6 @@ test rows alone can move:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -83,6 +82,7 @@ from benchmarks.fairness_contenders import (
     FairlearnFit,
     fairlearn_decisions,
     fairlearn_fit,
+    seeded_config,
 )
 from regtune.trainables import fairness
 from regtune.trainables.config import DatasetConfig
@@ -179,6 +179,11 @@ def _stratum_rows(
     return np.concatenate([cells[g, 0], cells[g, 1]])
 
 
+def _gap_metric(signed: np.ndarray) -> np.ndarray:
+    """dp_diff or eo_diff from signed gaps (the last axis: components)."""
+    return np.abs(signed).max(axis=-1)
+
+
 def signed_gaps(y: np.ndarray, decided: np.ndarray, s: np.ndarray, kind: str = "eo") -> np.ndarray:
     """Per run (a column of ``decided``, 0/1 decisions) group 1's rate of
     positive decisions minus group 0's: ``(runs, 2)`` for eo, among rows of
@@ -229,7 +234,7 @@ def permutation_null(
             np.put_along_axis(mask, np.argpartition(keys, n1 - 1, axis=1)[:, :n1], 1.0, axis=1)
             in1 = mask @ d[rows]
             out[start : start + k, :, i] = in1 / n1 - (total - in1) / (rows.size - n1)
-    return np.abs(out).max(axis=-1)
+    return _gap_metric(out)
 
 
 def cell_rates(
@@ -346,7 +351,7 @@ def method_floor(
     gaps = signed_gaps(y, decided, s)
     null = permutation_null(y, decided, s, permutations, rng)
     boot = cell_bootstrap(y, decided, s, bootstraps, rng)
-    eo = np.abs(gaps).max(axis=1)
+    eo = _gap_metric(gaps)
     rows = []
     for i, run in enumerate(runs):
         stored = run.get("stored_eo_diff")
@@ -389,18 +394,6 @@ def method_floor(
         },
         "measured_passes": pass_rates(eo[None, :]),
     }
-
-
-def _seeded(
-    cfg: Mapping[str, Any], name: str, split_seed: int, seed: int, smoke_epochs: int | None
-) -> Any:
-    """The benchmark's config for one run (as ``fairness_splits._regtune_run``)."""
-    out = copy.deepcopy(dict(cfg))
-    out["dataset"] = {"name": name, "split_seed": split_seed}
-    out["training"] = {**out["training"], "seed": seed}
-    if smoke_epochs is not None:
-        out["training"]["epochs"] = smoke_epochs
-    return out
 
 
 def reproduced(checks: Sequence[bool | None]) -> bool | None:
@@ -449,7 +442,9 @@ def _decisions(
         return pred.numpy().astype(np.int8)
     cfg, rows = configs[method]
     trainer = Trainer(
-        _seeded(cfg, ds.name, split_seed, seed, smoke_epochs), dataset=ds, threshold_rows=rows
+        seeded_config(cfg, ds.name, split_seed, seed, smoke_epochs),
+        dataset=ds,
+        threshold_rows=rows,
     )
     while not trainer.should_stop:
         trainer.run_epoch()
@@ -551,11 +546,6 @@ SELECTED_KINDS: dict[str, str] = {
     "regtune EO": "eo",
     **{m: kind for m, (kind, _, _) in FAIRLEARN.items()},
 }
-
-
-def _gap_metric(signed: np.ndarray) -> np.ndarray:
-    """dp_diff or eo_diff from signed gaps (the last axis: components)."""
-    return np.abs(signed).max(axis=-1)
 
 
 def selected_split_floor(

@@ -54,7 +54,6 @@ same code as for the issue's split seeds.
 from __future__ import annotations
 
 import argparse
-import copy
 import inspect
 import json
 import statistics
@@ -82,7 +81,12 @@ from benchmarks.fairness_chance import (
     chance_pass_rate,
     split_differences,
 )
-from benchmarks.fairness_contenders import FAIRLEARN, fairlearn_fit, fairlearn_scores
+from benchmarks.fairness_contenders import (
+    FAIRLEARN,
+    fairlearn_fit,
+    fairlearn_scores,
+    seeded_config,
+)
 from benchmarks.fairness_crossfit import select_adult_eo_crossfit
 from benchmarks.fairness_ensemble import select_adult_eo_ensemble
 from benchmarks.fairness_lottery import select_adult_eo_lottery
@@ -429,11 +433,7 @@ def _regtune_run(
     smoke: bool,
     threshold_rows: str | None = None,
 ) -> dict[str, float]:
-    cfg = copy.deepcopy(cfg)
-    cfg["dataset"] = {"name": ds.name, "split_seed": split_seed}
-    cfg["training"] = {**cfg["training"], "seed": seed}
-    if smoke:
-        cfg["training"]["epochs"] = SMOKE_EPOCHS
+    cfg = seeded_config(cfg, ds.name, split_seed, seed, SMOKE_EPOCHS if smoke else None)
     result = train(cfg, dataset=ds, threshold_rows=threshold_rows)
     t = result.test_metrics
     key = "dp_diff" if kind == "dp" else "eo_diff"
@@ -951,7 +951,9 @@ def _measure_floor(
         split_seeds = DEFAULT_SPLIT_SEEDS[:1]
     chosen = list(split_seeds or DEFAULT_SPLIT_SEEDS)
     kwargs = {"split_seeds": DEFAULT_SPLIT_SEEDS[:1], "seeds": DEFAULT_SEEDS[:1]} if smoke else {}
-    selections = {r: load_selected(smoke, fresh=r) for r in {round_of(k) for k in chosen}}
+    selected = set(datasets) & set(SELECTED_DATASETS)  # Adult's configs are fixed
+    rounds = {round_of(k) for k in chosen} if selected else set()
+    selections = {r: load_selected(smoke, fresh=r) for r in rounds}
     for name in datasets:
         path = _floor_path(smoke, results_dir(), name)
         path.parent.mkdir(parents=True, exist_ok=True)
